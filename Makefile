@@ -1,0 +1,56 @@
+# Retain: every target loops over the modules listed in go.work.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+MODULES := $(shell go work edit -json | sed -n 's/.*"DiskPath": "\(.*\)".*/\1/p')
+BIN := $(CURDIR)/.bin
+export GOBIN := $(BIN)
+export PATH := $(BIN):$(PATH)
+
+# Pinned code generators, built from Go modules (works offline from the module proxy).
+BUF_VERSION := v1.75.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: demo
+demo: ## Run the whole system on embedded defaults with a sample shop, print the report
+	go run ./cmd/retain dev --demo --exit-after-demo
+
+.PHONY: test
+test: ## Run every test (real NATS, real Postgres started on demand)
+	@scripts/ensure-postgres.sh
+	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && go test -count=1 -timeout 20m ./...); done
+
+.PHONY: lint
+lint: tools ## gofmt, go vet, buf lint, buf breaking, generated-code drift
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@for m in $(MODULES); do echo "== vet $$m"; (cd $$m && go vet ./...); done
+	cd proto && buf lint
+	scripts/buf-breaking.sh
+	$(MAKE) proto
+	@git diff --exit-code -- proto/gen || { echo "generated code is out of date: run 'make proto' and commit"; exit 1; }
+
+.PHONY: proto
+proto: tools ## Regenerate Go code from proto/
+	rm -rf proto/gen/go/retain
+	cd proto && buf generate
+
+.PHONY: bench
+bench: ## Run the benchmark scenarios (figures go to docs/benchmarks.md by hand)
+	@scripts/ensure-postgres.sh
+	cd services/ingest && RETAIN_TEST_PG_DURABLE=1 go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+.PHONY: tools
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(BIN)/buf:
+	go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/protoc-gen-go:
+	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/protoc-gen-go-grpc:
+	go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
