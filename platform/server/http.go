@@ -1,0 +1,266 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/telemetry"
+)
+
+// DefaultHTTPShutdownTimeout bounds the public HTTP server's graceful stop.
+const DefaultHTTPShutdownTimeout = 10 * time.Second
+
+// HTTPConfig configures a public HTTP listener.
+type HTTPConfig struct {
+	// Addr is host:port; ":0" picks a free port (tests).
+	Addr string
+	// ShutdownTimeout zero means DefaultHTTPShutdownTimeout.
+	ShutdownTimeout time.Duration
+}
+
+// RegisterFlags binds -http-addr/RETAIN_HTTP_ADDR with the current value as
+// default.
+func (c *HTTPConfig) RegisterFlags(fs *flag.FlagSet) {
+	config.StringVar(fs, &c.Addr, "http-addr", "RETAIN_HTTP_ADDR", "public HTTP listen address (host:port)")
+}
+
+// Validate reports every invalid field.
+func (c HTTPConfig) Validate() error {
+	var v config.Validator
+	validateAddr(&v, config.SettingName("RETAIN_HTTP_ADDR", "http-addr"), c.Addr)
+	v.Check(c.ShutdownTimeout >= 0, "HTTP shutdown timeout", "must not be negative, got %s", c.ShutdownTimeout)
+	return v.Err()
+}
+
+// HTTP is a public HTTP server: every request gets a server span (W3C trace
+// context is continued from the caller), a log line and panic recovery.
+// Authentication is the handler's business (auth.RequireScope per route).
+type HTTP struct {
+	*httpServer
+}
+
+// NewHTTP builds a public HTTP server for h; tel may be nil (no tracing).
+func NewHTTP(cfg HTTPConfig, h http.Handler, tel *telemetry.Telemetry, logger *slog.Logger) (*HTTP, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new http server: %w", err)
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = DefaultHTTPShutdownTimeout
+	}
+	logger = loggerFrom(logger, tel)
+	var tracer trace.Tracer
+	var prop propagation.TextMapPropagator = propagation.TraceContext{}
+	if tel != nil {
+		tracer = tel.TracerProvider.Tracer("github.com/retainhq/retain/platform/server")
+		prop = tel.Propagator
+	}
+	return &HTTP{httpServer: newHTTPServer("http", cfg.Addr, cfg.ShutdownTimeout, instrument(h, tracer, prop, logger), logger)}, nil
+}
+
+// statusRecorder remembers the status code for logs and spans.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// instrument traces, logs and recovers each request. Like gRPC calls,
+// successes log at debug, client errors at info and server errors at error;
+// headers (which hold the token) and bodies are never logged.
+func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMapPropagator, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		var span trace.Span
+		if tracer != nil {
+			// Named by method only until routing gives the low-cardinality
+			// pattern; raw paths may hold ids.
+			ctx, span = tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(
+					attribute.String("http.request.method", r.Method),
+					attribute.String("url.path", r.URL.Path),
+				))
+			defer span.End()
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		routed := r.WithContext(ctx)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				logger.ErrorContext(ctx, "panic in http handler", "http.path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				if rec.status == 0 {
+					rec.Header().Set("Content-Type", "application/json")
+					rec.WriteHeader(http.StatusInternalServerError)
+					_, _ = rec.Write([]byte(`{"error":{"code":"internal","message":"internal error"}}` + "\n"))
+				}
+			}
+			status := rec.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			if span != nil {
+				if routed.Pattern != "" {
+					name := routed.Pattern
+					if !strings.HasPrefix(name, r.Method+" ") {
+						name = r.Method + " " + name
+					}
+					span.SetName(name)
+					span.SetAttributes(attribute.String("http.route", routed.Pattern))
+				}
+				span.SetAttributes(attribute.Int("http.response.status_code", status))
+				if status >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(status))
+				}
+			}
+			level := slog.LevelDebug
+			switch {
+			case status >= 500:
+				level = slog.LevelError
+			case status >= 400:
+				level = slog.LevelInfo
+			}
+			logger.LogAttrs(ctx, level, "http request",
+				slog.String("http.method", r.Method),
+				slog.String("http.path", r.URL.Path),
+				slog.Int("http.status", status),
+				slog.Duration("duration", time.Since(start)))
+		}()
+		next.ServeHTTP(rec, routed)
+	})
+}
+
+// httpServer is the listen/serve/graceful-stop loop shared by the public
+// and ops servers.
+type httpServer struct {
+	name    string
+	addr    string
+	timeout time.Duration
+	logger  *slog.Logger
+	srv     *http.Server
+
+	mu  sync.Mutex
+	lis net.Listener
+}
+
+func newHTTPServer(name, addr string, timeout time.Duration, h http.Handler, logger *slog.Logger) *httpServer {
+	return &httpServer{
+		name:    name,
+		addr:    addr,
+		timeout: timeout,
+		logger:  logger,
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+	}
+}
+
+// Listen binds the address now, so a busy port fails start-up early and
+// callers can read Addr before Run. Run calls it when needed.
+func (s *httpServer) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lis != nil {
+		return nil
+	}
+	lis, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("%s listen on %s: %w", s.name, s.addr, err)
+	}
+	s.lis = lis
+	return nil
+}
+
+// Addr is the bound address (with the real port when the configured one was
+// ":0"), or "" before Listen.
+func (s *httpServer) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lis == nil {
+		return ""
+	}
+	return s.lis.Addr().String()
+}
+
+// closeListener releases a listener bound by Listen when Run will never be
+// called (a failed start-up).
+func (s *httpServer) closeListener() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lis != nil {
+		_ = s.lis.Close()
+	}
+}
+
+// Run serves until ctx is done, then shuts down gracefully within the
+// shutdown timeout and closes what is left. Run may be called once.
+func (s *httpServer) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	lis := s.lis
+	s.mu.Unlock()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.srv.Serve(lis) }()
+	s.logger.InfoContext(ctx, s.name+" server listening", "addr", lis.Addr().String())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("%s serve on %s: %w", s.name, lis.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+	defer cancel()
+	var closeErr error
+	if err := s.srv.Shutdown(sctx); err != nil {
+		s.logger.WarnContext(ctx, s.name+" graceful shutdown timed out; closing connections", "error", err)
+		closeErr = s.srv.Close()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s serve on %s: %w", s.name, lis.Addr(), err)
+	}
+	if closeErr != nil {
+		return fmt.Errorf("%s close: %w", s.name, closeErr)
+	}
+	s.logger.InfoContext(ctx, s.name+" server stopped")
+	return nil
+}
