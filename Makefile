@@ -54,3 +54,7 @@ $(BIN)/protoc-gen-go:
 	go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(BIN)/protoc-gen-go-grpc:
 	go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+.PHONY: proto-baseline
+proto-baseline: tools ## Record the current contracts as the baseline buf breaking checks against
+	cd proto && buf build -o baseline.binpb
