@@ -1,0 +1,50 @@
+package event
+
+import "testing"
+
+func TestCurrencyExponent(t *testing.T) {
+	tests := []struct {
+		code  string
+		exp   int
+		known bool
+	}{
+		{"GBP", 2, true},
+		{"USD", 2, true},
+		{"EUR", 2, true},
+		{"JPY", 0, true},
+		{"KRW", 0, true},
+		{"KWD", 3, true},
+		{"BHD", 3, true},
+		{"CLF", 4, true},
+		{"gbp", 0, false},
+		{"XXX", 0, false},
+		{"XAU", 0, false},
+		{"ABC", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			exp, ok := CurrencyExponent(tt.code)
+			if ok != tt.known || exp != tt.exp {
+				t.Errorf("CurrencyExponent(%q) = %d, %v; want %d, %v", tt.code, exp, ok, tt.exp, tt.known)
+			}
+			if IsCurrency(tt.code) != tt.known {
+				t.Errorf("IsCurrency(%q) = %v", tt.code, !tt.known)
+			}
+		})
+	}
+}
+
+func TestCurrencyTableIsWellFormed(t *testing.T) {
+	if len(iso4217) < 150 {
+		t.Errorf("only %d currencies; the ISO 4217 list has about 170", len(iso4217))
+	}
+	for code, exp := range iso4217 {
+		if len(code) != 3 || code[0] < 'A' || code[0] > 'Z' || code[1] < 'A' || code[1] > 'Z' || code[2] < 'A' || code[2] > 'Z' {
+			t.Errorf("%q is not three upper-case letters", code)
+		}
+		if exp < 0 || exp > 4 {
+			t.Errorf("%s has exponent %d", code, exp)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package event
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+func FuzzDecodeBatch(f *testing.F) {
+	for _, ev := range []string{
+		orderJSONProtoNames,
+		orderJSONCamelNames,
+		`{"customerUpdated":{"customerId":"c1","email":"ana@example.com","locale":"fa-IR","timeZone":"Asia/Tehran","consent":{"emailMarketing":"CONSENT_STATE_GRANTED"},"traits":{"renewal_date":"2025-09-01"}},"occurredAt":"2025-06-01T10:00:00Z"}`,
+		`{"order_refunded":{"customer_id":"c1","order_id":"o1","refund_id":"r1","amount":{"amount_minor":"500","currency":"eur"}},"occurred_at":"2025-06-01T10:00:00+02:00"}`,
+		`{"ticket_opened":{"customer_id":"c1","ticket_id":"t1","category":"TICKET_CATEGORY_BILLING_PRICING"},"occurred_at":"2025-06-01T10:00:00Z","type":"ticket.opened"}`,
+		`{"ticket_resolved":{"customer_id":"c1","ticket_id":"t1"},"occurred_at":"2025-06-01T10:00:00Z"}`,
+		`{"survey_answered":{"customer_id":"c1","kind":"SURVEY_KIND_CSAT","score":4},"occurred_at":"2025-06-01T10:00:00Z"}`,
+		`{"order_placed":{"total":{"amount_minor":12.5}}}`,
+		`{"order_placed":{},"ticket_opened":{}}`,
+		`{"occurred_at":"yesterday","survey_answered":{"score":"x"}}`,
+		`{"customer_updated":{"traits":{"a":"1","a":2}}}`,
+		`{"ticket_opened":{"category":99}}`,
+		`null`, `[]`, `"x"`, `{"id":"a b","type":"order.created"}`,
+	} {
+		f.Add([]byte(`{"events":[` + ev + `]}`))
+	}
+	f.Add([]byte(`{"events":[` + orderJSONProtoNames + `,null,` + orderJSONCamelNames + `]}`))
+	f.Add([]byte(`{"events":{}}`))
+	f.Add([]byte(`{"events":[],"x":1}`))
+	f.Add([]byte(`[`))
+	f.Add([]byte(``))
+
+	f.Fuzz(func(t *testing.T, body []byte) {
+		events, bad, err := DecodeBatch(bytes.NewReader(body))
+		if err != nil {
+			if events != nil || bad != nil {
+				t.Fatalf("results returned with request error %v", err)
+			}
+			return
+		}
+		if len(events) > MaxBatchEvents {
+			t.Fatalf("%d events accepted", len(events))
+		}
+		failed := map[int]bool{}
+		for _, de := range bad {
+			if de.Index < 0 || de.Index >= len(events) {
+				t.Fatalf("decode error index %d outside [0,%d)", de.Index, len(events))
+			}
+			if failed[de.Index] {
+				t.Fatalf("two decode errors for index %d", de.Index)
+			}
+			failed[de.Index] = true
+			if events[de.Index] != nil {
+				t.Fatalf("index %d both decoded and failed", de.Index)
+			}
+			if strings.TrimSpace(de.Message) == "" {
+				t.Fatalf("empty message for index %d", de.Index)
+			}
+		}
+		for i, ev := range events {
+			if ev == nil {
+				if !failed[i] {
+					t.Fatalf("index %d neither decoded nor failed", i)
+				}
+				continue
+			}
+			Normalize(ev, "acme", testNow, func() string { return "generated" })
+			errs := Validate(ev, testNow)
+			for _, fe := range errs {
+				if fe.GetDescription() == "" {
+					t.Fatalf("event %d: empty description on %q", i, fe.GetField())
+				}
+			}
+			if len(errs) > 0 {
+				continue
+			}
+			// A valid event survives the trip to JSON and back unchanged,
+			// so what ingest publishes is what the client meant.
+			data, err := protojson.Marshal(ev)
+			if err != nil {
+				t.Fatalf("event %d: marshal valid event: %v", i, err)
+			}
+			back, fe := UnmarshalEvent(data)
+			if fe != nil {
+				t.Fatalf("event %d: re-decode %s: %v", i, data, fe)
+			}
+			if !proto.Equal(back, ev) {
+				t.Fatalf("event %d: round trip changed it:\n%v\n%v", i, ev, back)
+			}
+		}
+	})
+}
+
+func FuzzUnmarshalEvent(f *testing.F) {
+	f.Add([]byte(orderJSONProtoNames))
+	f.Add([]byte(orderJSONCamelNames))
+	f.Add([]byte(`{"customerUpdated":{"customerId":"c1","traits":{"renewal_date":"2025-09-01"}},"occurredAt":"2025-06-01T10:00:00Z"}`))
+	f.Add([]byte(`{"ticket_opened":{"category":"TICKET_CATEGORY_OTHER"}}`))
+	f.Add([]byte(`{"order_placed":{"items":[{"unit_price":{"amount_minor":1.5}}]}}`))
+	f.Add([]byte(`{"":""}`))
+	f.Add([]byte(`{"id":`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, fe := UnmarshalEvent(data)
+		if (ev == nil) == (fe == nil) {
+			t.Fatalf("want exactly one of event and error, got %v and %v", ev, fe)
+		}
+		if fe != nil && strings.TrimSpace(fe.GetDescription()) == "" {
+			t.Fatalf("empty description for field %q", fe.GetField())
+		}
+	})
+}
