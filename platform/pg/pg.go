@@ -1,0 +1,38 @@
+// Package pg is Retain's PostgreSQL runtime: a traced connection pool, the
+// embedded migrations runner, the transaction helper, and a private cluster
+// started from the machine's binaries for `retain dev` and tests.
+package pg
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Connect opens a connection pool to url and pings the server, so a service
+// with a wrong URL or an unreachable database fails at start-up rather than on
+// its first event. Queries are traced with OpenTelemetry through the global
+// tracer provider (set it up before calling Connect).
+func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parse error never echoes the password, but the URL might hold
+		// one: do not add the URL to the message.
+		return nil, fmt.Errorf("parse postgres url: %w", err)
+	}
+	// Query parameters stay out of spans: they carry PII (emails, phones).
+	cfg.ConnConfig.Tracer = otelpgx.NewTracer()
+
+	target := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres pool %s: %w", target, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ping postgres %s: %w", target, err)
+	}
+	return pool, nil
+}

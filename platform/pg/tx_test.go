@@ -1,0 +1,92 @@
+package pg_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
+)
+
+func TestInTx(t *testing.T) {
+	ctx := context.Background()
+	// One connection: a transaction left open by InTx would block the next.
+	pool := connect(t, testenv.Postgres(t)+"&pool_max_conns=1")
+	if _, err := pool.Exec(ctx, "CREATE TABLE notes (body text)"); err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+	insert := func(body string) func(pgx.Tx) error {
+		return func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO notes VALUES ($1)", body)
+			return err
+		}
+	}
+	has := func(body string) bool {
+		return count(t, pool, "SELECT count(*) FROM notes WHERE body = '"+body+"'") == 1
+	}
+
+	t.Run("commits when fn succeeds", func(t *testing.T) {
+		if err := pg.InTx(ctx, pool, insert("committed")); err != nil {
+			t.Fatalf("InTx: %v", err)
+		}
+		if !has("committed") {
+			t.Fatal("row not committed")
+		}
+	})
+
+	t.Run("rolls back and returns fn's error unchanged", func(t *testing.T) {
+		errBoom := errors.New("boom")
+		err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			if err := insert("rolled back")(tx); err != nil {
+				return err
+			}
+			return errBoom
+		})
+		if err != errBoom {
+			t.Fatalf("err = %v, want errBoom itself", err)
+		}
+		if has("rolled back") {
+			t.Fatal("row of a failed transaction was committed")
+		}
+	})
+
+	t.Run("rolls back on panic and re-panics", func(t *testing.T) {
+		func() {
+			defer func() {
+				if r := recover(); r != "kaboom" {
+					t.Fatalf("recovered %v, want the original panic", r)
+				}
+			}()
+			_ = pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+				if err := insert("panicked")(tx); err != nil {
+					return err
+				}
+				panic("kaboom")
+			})
+			t.Fatal("InTx returned instead of panicking")
+		}()
+		if has("panicked") {
+			t.Fatal("row of a panicked transaction was committed")
+		}
+		if err := pg.InTx(ctx, pool, insert("after panic")); err != nil {
+			t.Fatalf("connection unusable after panic: %v", err)
+		}
+	})
+
+	t.Run("reports a failed commit", func(t *testing.T) {
+		if _, err := pool.Exec(ctx, "CREATE TABLE uniq (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED)"); err != nil {
+			t.Fatalf("create table: %v", err)
+		}
+		err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO uniq VALUES (1), (1)")
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), "commit transaction") {
+			t.Fatalf("err = %v, want a commit failure", err)
+		}
+	})
+}
