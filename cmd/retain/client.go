@@ -1,0 +1,103 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/retainhq/retain/platform/auth"
+)
+
+// stateDir is where `retain dev` keeps its data and tells the other commands
+// how to reach it.
+const stateDir = ".retain"
+
+// devState is written by `retain dev` to .retain/dev.json so that commands run
+// from the same directory find the running stack without flags.
+type devState struct {
+	GRPCAddr string `json:"grpc_addr"`
+	HTTPAddr string `json:"http_addr"`
+	OpsAddr  string `json:"ops_addr"`
+	Token    string `json:"token"`
+	PID      int    `json:"pid"`
+}
+
+func devStatePath(dir string) string { return filepath.Join(dir, "dev.json") }
+
+func writeDevState(dir string, s devState) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	// The file holds a token: readable by its owner only.
+	return os.WriteFile(devStatePath(dir), b, 0o600)
+}
+
+func readDevState(dir string) (devState, error) {
+	var s devState
+	b, err := os.ReadFile(devStatePath(dir))
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("%s: %w", devStatePath(dir), err)
+	}
+	return s, nil
+}
+
+// endpoint is where a command sends its calls.
+type endpoint struct {
+	addr, token string
+}
+
+// addEndpointFlags registers --addr and --token with their RETAIN_ADDR and
+// RETAIN_TOKEN defaults.
+func addEndpointFlags(fs *flag.FlagSet, env *cliEnv) *endpoint {
+	e := &endpoint{}
+	fs.StringVar(&e.addr, "addr", env.getenv("RETAIN_ADDR"), "gRPC address of Retain (env RETAIN_ADDR; default: the `retain dev` running from this directory)")
+	fs.StringVar(&e.token, "token", env.getenv("RETAIN_TOKEN"), "API token (env RETAIN_TOKEN; default: the dev token of `retain dev`)")
+	return e
+}
+
+// resolve fills what flags left empty from the dev stack's state file.
+func (e *endpoint) resolve() error {
+	if e.addr != "" && e.token != "" {
+		return nil
+	}
+	s, err := readDevState(stateDir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return errors.New("no Retain to talk to: start `retain dev` in this directory, or pass --addr and --token (RETAIN_ADDR, RETAIN_TOKEN)")
+		}
+		return err
+	}
+	if e.addr == "" {
+		e.addr = s.GRPCAddr
+	}
+	if e.token == "" {
+		e.token = s.Token
+	}
+	return nil
+}
+
+// dial connects to Retain's gRPC API with the token as bearer credentials.
+func (e *endpoint) dial() (*grpc.ClientConn, error) {
+	if err := e.resolve(); err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(e.addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(auth.BearerCredentials{Token: e.token}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(8<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", e.addr, err)
+	}
+	return conn, nil
+}

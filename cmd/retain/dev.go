@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/natsembed"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/services/ingest"
+)
+
+const (
+	devPrivateKeyFile = "auth.key"
+	devPublicKeyFile  = "auth.pub"
+	devTenant         = "demo"
+)
+
+type devOptions struct {
+	dir                      string
+	grpcAddr, httpAddr, ops  string
+	natsPort                 int
+	logLevel                 string
+	demo, exitAfterDemo      bool
+	demoCustomers, demoDays  int
+	demoSeed                 int64
+}
+
+func runDev(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlags(env, "dev", "dev [--demo] [flags]")
+	o := devOptions{}
+	fs.StringVar(&o.dir, "dir", stateDir, "directory for the dev stack's data (NATS store, Postgres cluster, keys)")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address (every service's API)")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API listen address (POST /v1/events)")
+	fs.StringVar(&o.ops, "ops-addr", "127.0.0.1:9100", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	fs.IntVar(&o.natsPort, "nats-port", 4222, "port of the embedded NATS server (-1: any free port)")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.BoolVar(&o.demo, "demo", false, "load a sample shop through the public API and print a report")
+	fs.BoolVar(&o.exitAfterDemo, "exit-after-demo", false, "stop after the demo report instead of serving until Ctrl-C")
+	fs.IntVar(&o.demoCustomers, "demo-customers", 2000, "customers in the demo shop")
+	fs.IntVar(&o.demoDays, "demo-days", 365, "days of history in the demo shop")
+	fs.Int64Var(&o.demoSeed, "demo-seed", 42, "seed of the demo shop")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return startDev(ctx, env, o)
+}
+
+func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
+	// 0755, not 0700: when run as root, the private Postgres runs as the
+	// postgres user and must be able to reach its directory inside. The
+	// secrets in it (key, token) are files readable by their owner only.
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", o.dir, err)
+	}
+	if s, err := readDevState(o.dir); err == nil && processAlive(s.PID) {
+		return fmt.Errorf("a dev stack (pid %d) is already running from %s; stop it first", s.PID, o.dir)
+	}
+	pub, priv, err := devKeys(o.dir)
+	if err != nil {
+		return err
+	}
+	signer, err := auth.NewSignerFromString(priv)
+	if err != nil {
+		return err
+	}
+	token, err := signer.Issue(auth.Claims{Tenant: devTenant, Scopes: []string{auth.ScopeAdmin}})
+	if err != nil {
+		return err
+	}
+
+	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "retain-dev", Version: version, LogLevel: o.logLevel, LogFormat: "text", Output: env.stderr})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	log := tel.Logger
+
+	natsDir, err := filepath.Abs(filepath.Join(o.dir, "nats"))
+	if err != nil {
+		return err
+	}
+	ns, err := natsembed.StartEmbeddedNATS(natsembed.EmbeddedNATSOptions{Port: o.natsPort, StoreDir: natsDir, SyncAlways: true, ServerName: "retain-dev"})
+	if err != nil {
+		return fmt.Errorf("embedded NATS: %w", err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	natsURL := ns.ClientURL()
+
+	dbURL, stopPG, err := devPostgres(ctx, env, o.dir, log)
+	if err != nil {
+		return err
+	}
+	defer stopPG()
+
+	icfg := ingest.DefaultConfig()
+	icfg.NATS.URL = natsURL
+	icfg.AuthPublicKey = pub
+	icfg.DatabaseURL, err = dbURL("retain_ingest")
+	if err != nil {
+		return err
+	}
+	svc, err := ingest.New(ctx, icfg, tel)
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifierFromString(pub)
+	if err != nil {
+		return err
+	}
+	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: verifier}, svc)
+	if err != nil {
+		return err
+	}
+	addrs := host.Addrs()
+	state := devState{GRPCAddr: addrs.GRPC, HTTPAddr: addrs.HTTP, OpsAddr: addrs.Ops, Token: token, PID: os.Getpid()}
+	if err := writeDevState(o.dir, state); err != nil {
+		return fmt.Errorf("write dev state: %w", err)
+	}
+	defer os.Remove(devStatePath(o.dir))
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	hostDone := make(chan error, 1)
+	go func() { hostDone <- host.Run(runCtx) }()
+	if err := host.WaitReady(ctx, 30*time.Second); err != nil {
+		stop()
+		return errors.Join(err, <-hostDone)
+	}
+	printBanner(env.stdout, state, natsURL, o.dir)
+
+	if o.demo {
+		if err := runDemo(runCtx, env, state, natsURL, o); err != nil {
+			stop()
+			return errors.Join(fmt.Errorf("demo: %w", err), <-hostDone)
+		}
+		if o.exitAfterDemo {
+			stop()
+			return <-hostDone
+		}
+	}
+	fmt.Fprintln(env.stdout, "Serving. Press Ctrl-C to stop.")
+	select {
+	case err := <-hostDone:
+		return err
+	case <-ctx.Done():
+		stop()
+		return <-hostDone
+	}
+}
+
+// devKeys loads the dev stack's signing key pair, creating it on first use.
+func devKeys(dir string) (pub, priv string, err error) {
+	privPath, pubPath := filepath.Join(dir, devPrivateKeyFile), filepath.Join(dir, devPublicKeyFile)
+	privB, perr := os.ReadFile(privPath)
+	pubB, uerr := os.ReadFile(pubPath)
+	if perr == nil && uerr == nil {
+		return strings.TrimSpace(string(pubB)), strings.TrimSpace(string(privB)), nil
+	}
+	pub, priv, err = auth.GenerateKeyPair()
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(privPath, []byte(priv+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write %s: %w", privPath, err)
+	}
+	if err := os.WriteFile(pubPath, []byte(pub+"\n"), 0o644); err != nil {
+		return "", "", fmt.Errorf("write %s: %w", pubPath, err)
+	}
+	return pub, priv, nil
+}
+
+// devPostgres returns a function giving the URL of a service's database:
+// databases in RETAIN_DATABASE_URL's server when set, else in a private
+// cluster under dir/pg (kept across restarts).
+func devPostgres(ctx context.Context, env *cliEnv, dir string, log *slog.Logger) (dbURL func(string) (string, error), stop func(), err error) {
+	if base := env.getenv("RETAIN_DATABASE_URL"); base != "" {
+		return func(db string) (string, error) {
+			u, err := pg.CreateDatabaseAt(ctx, base, db)
+			if err != nil {
+				return "", fmt.Errorf("RETAIN_DATABASE_URL: %w", err)
+			}
+			return u, nil
+		}, func() {}, nil
+	}
+	pgDir, err := filepath.Abs(filepath.Join(dir, "pg"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := pg.StartCluster(ctx, pg.ClusterOptions{Dir: pgDir, Durable: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("private Postgres under %s (set RETAIN_DATABASE_URL to use your own): %w", pgDir, err)
+	}
+	stop = func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := cl.Stop(sctx); err != nil {
+			log.Warn("stop private Postgres", "err", err)
+		}
+	}
+	return func(db string) (string, error) {
+		if err := cl.CreateDatabase(ctx, db); err != nil {
+			return "", err
+		}
+		return cl.URL(db), nil
+	}, stop, nil
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil && pid != os.Getpid()
+}
+
+func printBanner(w io.Writer, s devState, natsURL, dir string) {
+	fmt.Fprintf(w, `
+Retain dev stack is up (data in %s)
+  gRPC API      %s   (all services; server reflection on: grpcurl -plaintext %s list)
+  HTTP API      http://%s/v1/events
+  ops           http://%s/readyz  /metrics
+  NATS          %s   (JetStream, fsync on every write)
+  tenant        %s
+  token         %s
+
+Try (retain commands run from this directory find this stack by themselves):
+  export RETAIN_TOKEN=%s
+  curl -s -H "Authorization: Bearer $RETAIN_TOKEN" -d '{"events":[{"id":"o-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"o-1","total":{"amount_minor":4200,"currency":"EUR"}}}]}' http://%s/v1/events
+  retain simulate --customers 500 --days 180 --send
+  retain import orders FILE.csv --map order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total --currency GBP --time-format "2006-01-02 15:04:05"
+
+`, dir, s.GRPCAddr, s.GRPCAddr, s.HTTPAddr, s.OpsAddr, natsURL, devTenant, s.Token, s.Token, s.HTTPAddr)
+}

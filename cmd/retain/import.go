@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/retainhq/retain/cmd/retain/internal/importer"
+)
+
+// rowReader is what both importer readers offer.
+type rowReader interface {
+	Next() bool
+	Row() importer.Row
+	Err() error
+}
+
+func runImport(ctx context.Context, env *cliEnv, args []string) error {
+	kinds := make([]string, 0, len(importer.Kinds()))
+	for _, k := range importer.Kinds() {
+		kinds = append(kinds, string(k))
+	}
+	usageLine := "import KIND FILE... [flags]   (KIND: ndjson, " + strings.Join(kinds, ", ") + "; FILE '-' is stdin)"
+	fs := newFlags(env, "import", usageLine)
+	ep := addEndpointFlags(fs, env)
+	var maps multiFlag
+	fs.Var(&maps, "map", "FIELD=COLUMN pairs, comma-separated (repeatable), e.g. order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total")
+	currency := fs.String("currency", "", "ISO-4217 currency of money columns without a currency column")
+	timeFormat := fs.String("time-format", "", "Go time layout of date-time columns (default RFC 3339), e.g. \"2006-01-02 15:04:05\"")
+	surveyKind := fs.String("survey-kind", "", "nps or csat, for survey files without a kind column")
+	quiet := fs.Bool("quiet", false, "no progress line")
+	maxErrors := fs.Int("show-rejected", 20, "how many rejected rows to list in the summary")
+	// Flags may follow the positional arguments, as in the README's example.
+	pos, flagArgs := splitPositional(args)
+	if err := fs.Parse(flagArgs); err != nil {
+		return err
+	}
+	pos = append(pos, fs.Args()...)
+	if len(pos) < 2 {
+		fs.Usage()
+		return errors.New("import needs a KIND and at least one FILE")
+	}
+	kind, files := pos[0], pos[1:]
+	mapping, err := importer.ParseMapping(maps...)
+	if err != nil {
+		return err
+	}
+	conn, err := ep.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	var progress io.Writer = env.stderr
+	if *quiet {
+		progress = nil
+	}
+	total := &sendSummary{}
+	for _, name := range files {
+		f, closeFn, err := openInput(env, name)
+		if err != nil {
+			return err
+		}
+		var rr rowReader
+		if kind == "ndjson" {
+			rr = importer.NewNDJSONReader(f, time.Now())
+		} else {
+			k, err := importer.ParseKind(kind)
+			if err != nil {
+				closeFn()
+				return err
+			}
+			cr, err := importer.NewCSVReader(f, importer.CSVOptions{Kind: k, Mapping: mapping, Currency: *currency, TimeFormat: *timeFormat, SurveyKind: *surveyKind})
+			if err != nil {
+				closeFn()
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			rr = cr
+		}
+		fmt.Fprintf(env.stderr, "importing %s (%s)\n", name, kind)
+		sum, err := newSender(conn, progress).send(ctx, rowSource(rr))
+		closeFn()
+		if sum != nil {
+			printSummary(env.stdout, sum, *maxErrors)
+			total.read += sum.read
+			total.accepted += sum.accepted
+			total.duplicates += sum.duplicates
+			total.rejected = append(total.rejected, sum.rejected...)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if len(total.rejected) > 0 {
+		return fmt.Errorf("%d rows rejected (listed above); the other rows were imported", len(total.rejected))
+	}
+	return nil
+}
+
+// rowSource adapts an importer reader to the sender.
+func rowSource(rr rowReader) func() (sourceEvent, error) {
+	return func() (sourceEvent, error) {
+		if !rr.Next() {
+			if err := rr.Err(); err != nil {
+				return sourceEvent{}, err
+			}
+			return sourceEvent{}, io.EOF
+		}
+		row := rr.Row()
+		return sourceEvent{line: row.Line, event: row.Event, err: row.Err}, nil
+	}
+}
+
+func runPublish(ctx context.Context, env *cliEnv, args []string) error {
+	return runImport(ctx, env, append([]string{"ndjson"}, args...))
+}
+
+func openInput(env *cliEnv, name string) (io.Reader, func(), error) {
+	if name == "-" {
+		return env.stdin, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// splitPositional moves leading arguments that are not flags out of args so
+// that `retain import orders FILE --map ...` works with the flag package,
+// which stops at the first positional argument.
+func splitPositional(args []string) (pos, rest []string) {
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			return pos, args[i:]
+		}
+		pos = append(pos, a)
+	}
+	return pos, nil
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/retainhq/retain/platform/auth"
+)
+
+// syncBuffer is a bytes.Buffer safe for the command's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testEnv(vars map[string]string) (*cliEnv, *syncBuffer, *syncBuffer) {
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	return &cliEnv{stdin: strings.NewReader(""), stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }}, out, errOut
+}
+
+// devDir returns a directory for a dev stack that the postgres OS user can
+// reach when the test runs as root (t.TempDir is private to root).
+func devDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "retain-dev-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, ".retain")
+}
+
+var devFlags = []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--nats-port", "-1"}
+
+func TestDevDemo(t *testing.T) {
+	dir := devDir(t)
+	env, out, errOut := testEnv(nil)
+	args := append([]string{"dev", "--dir", dir, "--demo", "--exit-after-demo", "--demo-customers", "300", "--demo-days", "120"}, devFlags...)
+	if err := run(context.Background(), env, args); err != nil {
+		t.Fatalf("retain dev --demo: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	for _, want := range []string{
+		"Retain dev stack is up",
+		"0 duplicates, 0 rejected",
+		"re-sent the first 500 events as a client retry would: 0 accepted, 500 duplicates",
+		"3 rejected",
+		"order_placed.total.amount_minor: must not be negative",
+		"survey_answered.score",
+		"RETAIN_EVENTS holds",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(devStatePath(dir)); !os.IsNotExist(err) {
+		t.Errorf("dev.json should be removed at exit (stat: %v)", err)
+	}
+
+	t.Run("a second run re-sends the same shop as duplicates", func(t *testing.T) {
+		env, out, errOut := testEnv(nil)
+		if err := run(context.Background(), env, args); err != nil {
+			t.Fatalf("second run: %v\n%s\n%s", err, out, errOut)
+		}
+		if !strings.Contains(out.String(), " 0 accepted, ") {
+			t.Errorf("second run accepted new events:\n%s", out)
+		}
+	})
+}
+
+// TestImportThroughDevStack imports the real Online Retail orders through a
+// running dev stack, twice: the second import must change nothing.
+func TestImportThroughDevStack(t *testing.T) {
+	dir := devDir(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	env, out, errOut := testEnv(nil)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev stopped with %v\n%s", err, errOut)
+		}
+	})
+	var state devState
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s, err := readDevState(dir)
+		if err == nil && strings.Contains(out.String(), "Serving") {
+			state = s
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	importArgs := []string{"import", "orders", "internal/importer/testdata/online_retail_orders.csv",
+		"--map", "order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total", "--currency", "GBP",
+		"--time-format", "2006-01-02 15:04:05", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"}
+	for i, want := range []string{"18532 accepted, 0 duplicates, 0 rejected", "0 accepted, 18532 duplicates, 0 rejected"} {
+		env, out, errOut := testEnv(nil)
+		if err := run(ctx, env, importArgs); err != nil {
+			t.Fatalf("import %d: %v\n%s\n%s", i+1, err, out, errOut)
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("import %d: want %q in:\n%s", i+1, want, out)
+		}
+	}
+
+	t.Run("bad rows are listed with line numbers and the rest imported", func(t *testing.T) {
+		csv := "InvoiceNo,customer,at,total\nX1,17850,2011-01-04 10:00:00,12.50\nX2,,2011-01-04 10:00:00,3.00\nX3,17850,2011-01-04 10:00:00,-1\n"
+		env, out, errOut := testEnv(nil)
+		env.stdin = strings.NewReader(csv)
+		err := run(ctx, env, []string{"import", "orders", "-", "--map", "order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total",
+			"--currency", "GBP", "--time-format", "2006-01-02 15:04:05", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"})
+		if err == nil || !strings.Contains(err.Error(), "2 rows rejected") {
+			t.Fatalf("want an error counting 2 rejected rows, got %v\n%s\n%s", err, out, errOut)
+		}
+		for _, want := range []string{"1 accepted", "line 3: customer_id", "line 4: total"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("want %q in:\n%s", want, out)
+			}
+		}
+	})
+
+	t.Run("tokens issued with the dev key are accepted, other tenants stay apart", func(t *testing.T) {
+		priv, err := os.ReadFile(filepath.Join(dir, devPrivateKeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyEnv, out, _ := testEnv(map[string]string{"RETAIN_AUTH_PRIVATE_KEY": strings.TrimSpace(string(priv))})
+		if err := run(ctx, keyEnv, []string{"tokens", "issue", "--tenant", "acme", "--scopes", "events:write"}); err != nil {
+			t.Fatal(err)
+		}
+		tok := strings.TrimSpace(out.String())
+		v, _ := auth.NewVerifierFromString(mustRead(t, filepath.Join(dir, devPublicKeyFile)))
+		c, err := v.Verify(tok)
+		if err != nil || c.Tenant != "acme" || !c.HasScope(auth.ScopeEventsWrite) || c.HasScope(auth.ScopeRead) {
+			t.Fatalf("issued token: %+v, %v", c, err)
+		}
+		env, out, errOut := testEnv(nil)
+		env.stdin = strings.NewReader(`{"id":"o-1","occurred_at":"2011-01-04T10:00:00Z","order_placed":{"customer_id":"c","order_id":"o-1","total":{"amount_minor":1,"currency":"EUR"}}}` + "\n")
+		if err := run(ctx, env, []string{"publish", "-", "--addr", state.GRPCAddr, "--token", tok, "--quiet"}); err != nil {
+			t.Fatalf("publish: %v\n%s", err, errOut)
+		}
+		if !strings.Contains(out.String(), "1 accepted") {
+			t.Fatalf("publish as acme: %s", out)
+		}
+		if err := run(ctx, keyEnv, []string{"tokens", "issue", "--tenant", "Bad Tenant", "--scopes", "read"}); err == nil {
+			t.Error("a bad tenant id must be refused")
+		}
+		if err := run(ctx, keyEnv, []string{"tokens", "issue", "--tenant", "acme", "--scopes", "root"}); err == nil || !strings.Contains(err.Error(), "unknown scope") {
+			t.Errorf("unknown scope: %v", err)
+		}
+	})
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
+)
+
+// sourceEvent is one event read from an input, with where it came from so
+// that a rejection can point at the line.
+type sourceEvent struct {
+	line  int
+	event *eventsv1.Event
+	err   error // the line could not be turned into an event
+}
+
+// rejection is one event that did not get in, and why.
+type rejection struct {
+	line   int
+	reason string
+}
+
+// sendSummary is what an import or publish run did.
+type sendSummary struct {
+	read, accepted, duplicates int64
+	rejected                   []rejection
+	elapsed                    time.Duration
+}
+
+// sender publishes a stream of events in batches through IngestService with
+// several requests in flight, retrying the whole batch (same ids, so dedupe
+// keeps it harmless) while the server says to come back later.
+type sender struct {
+	client   ingestv1.IngestServiceClient
+	batch    int
+	workers  int
+	progress io.Writer // nil: no progress line
+}
+
+func newSender(conn grpc.ClientConnInterface, progress io.Writer) *sender {
+	return &sender{client: ingestv1.NewIngestServiceClient(conn), batch: 500, workers: 8, progress: progress}
+}
+
+type outBatch struct {
+	lines  []int
+	events []*eventsv1.Event
+}
+
+// send reads every event from next until it returns io.EOF.
+func (s *sender) send(ctx context.Context, next func() (sourceEvent, error)) (*sendSummary, error) {
+	start := time.Now()
+	sum := &sendSummary{}
+	var mu sync.Mutex
+	var accepted, duplicates, read atomic.Int64
+	batches := make(chan outBatch, s.workers)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				resp, err := s.publish(ctx, b.events)
+				if err != nil {
+					cancel(err)
+					continue
+				}
+				var rej []rejection
+				for i, r := range resp.GetResults() {
+					if r.GetStatus() == ingestv1.EventStatus_EVENT_STATUS_REJECTED {
+						rej = append(rej, rejection{line: b.lines[i], reason: describeErrors(r.GetErrors())})
+					}
+				}
+				accepted.Add(int64(resp.GetAccepted()))
+				duplicates.Add(int64(resp.GetDuplicates()))
+				if len(rej) > 0 {
+					mu.Lock()
+					sum.rejected = append(sum.rejected, rej...)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+
+	stopProgress := s.startProgress(start, &read, &accepted, &duplicates)
+	var readErr error
+	cur := outBatch{}
+	for ctx.Err() == nil {
+		se, err := next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+		read.Add(1)
+		if se.err != nil {
+			mu.Lock()
+			sum.rejected = append(sum.rejected, rejection{line: se.line, reason: se.err.Error()})
+			mu.Unlock()
+			continue
+		}
+		cur.lines = append(cur.lines, se.line)
+		cur.events = append(cur.events, se.event)
+		if len(cur.events) == s.batch {
+			select {
+			case batches <- cur:
+			case <-ctx.Done():
+			}
+			cur = outBatch{}
+		}
+	}
+	if len(cur.events) > 0 && ctx.Err() == nil {
+		batches <- cur
+	}
+	close(batches)
+	wg.Wait()
+	stopProgress()
+
+	sum.read, sum.accepted, sum.duplicates = read.Load(), accepted.Load(), duplicates.Load()
+	sum.elapsed = time.Since(start)
+	sort.Slice(sum.rejected, func(i, j int) bool { return sum.rejected[i].line < sum.rejected[j].line })
+	if readErr != nil {
+		return sum, readErr
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return sum, err
+	}
+	return sum, ctx.Err()
+}
+
+// publish sends one batch, waiting and retrying while Retain is overloaded or
+// unavailable.
+func (s *sender) publish(ctx context.Context, events []*eventsv1.Event) (*ingestv1.PublishBatchResponse, error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		resp, err := s.client.PublishBatch(ctx, &ingestv1.PublishBatchRequest{Events: events})
+		if err == nil {
+			return resp, nil
+		}
+		code := status.Code(err)
+		if (code != codes.Unavailable && code != codes.ResourceExhausted) || attempt >= 10 {
+			return nil, fmt.Errorf("publish batch: %w", err)
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *sender) startProgress(start time.Time, read, accepted, dups *atomic.Int64) func() {
+	if s.progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	print := func() {
+		el := time.Since(start).Seconds()
+		rate := 0.0
+		if el > 0 {
+			rate = float64(accepted.Load()+dups.Load()) / el
+		}
+		fmt.Fprintf(s.progress, "\r  read %d  sent %d  (%.0f events/s)   ", read.Load(), accepted.Load()+dups.Load(), rate)
+	}
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				print()
+			case <-done:
+				print()
+				fmt.Fprintln(s.progress)
+				return
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func describeErrors(errs []*ingestv1.FieldError) string {
+	parts := make([]string, 0, len(errs))
+	for _, e := range errs {
+		parts = append(parts, e.GetField()+": "+e.GetDescription())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// printSummary writes the final report of a run, listing at most maxRejected
+// rejections.
+func printSummary(w io.Writer, sum *sendSummary, maxRejected int) {
+	rate := 0.0
+	if s := sum.elapsed.Seconds(); s > 0 {
+		rate = float64(sum.accepted+sum.duplicates) / s
+	}
+	fmt.Fprintf(w, "read %d events in %s (%.0f events/s): %d accepted, %d duplicates, %d rejected\n",
+		sum.read, sum.elapsed.Round(time.Millisecond), rate, sum.accepted, sum.duplicates, len(sum.rejected))
+	for i, r := range sum.rejected {
+		if i == maxRejected {
+			fmt.Fprintf(w, "  ... and %d more rejected\n", len(sum.rejected)-maxRejected)
+			break
+		}
+		fmt.Fprintf(w, "  line %d: %s\n", r.line, r.reason)
+	}
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/retainhq/retain/cmd/retain/internal/simulate"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+)
+
+func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlags(env, "simulate", "simulate [--customers N] [--days D] [--seed S] [--out FILE | --send]")
+	ep := addEndpointFlags(fs, env)
+	def := simulate.DefaultConfig()
+	customers := fs.Int("customers", 1000, "customers acquired over the period")
+	days := fs.Int("days", 365, "days of history")
+	seed := fs.Int64("seed", 1, "random seed: the same seed gives the same shop, byte for byte")
+	endFlag := fs.String("end", "", "end of the period, YYYY-MM-DD (default: today, UTC)")
+	currency := fs.String("currency", def.Currency, "ISO-4217 currency of the shop")
+	rateScale := fs.Float64("rate-scale", def.RateScale, "multiplies every customer's purchase rate (10 gives roughly ten times the orders of a CDNOW-like shop)")
+	out := fs.String("out", "-", "NDJSON output file ('-': stdout)")
+	send := fs.Bool("send", false, "send the events to Retain's ingest API instead of writing NDJSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	end := time.Now().UTC().Truncate(24 * time.Hour)
+	if *endFlag != "" {
+		t, err := time.Parse("2006-01-02", *endFlag)
+		if err != nil {
+			return fmt.Errorf("--end %q: want YYYY-MM-DD", *endFlag)
+		}
+		end = t
+	}
+	cfg := def
+	cfg.Customers, cfg.Days, cfg.Seed, cfg.Currency, cfg.RateScale = *customers, *days, *seed, *currency, *rateScale
+	cfg.Start = end.AddDate(0, 0, -*days)
+	shop, err := simulate.New(cfg)
+	if err != nil {
+		return err
+	}
+	if *send {
+		conn, err := ep.dial()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		sum, err := newSender(conn, env.stderr).send(ctx, eventPump(ctx, shop, func(*eventsv1.Event) {}))
+		if sum != nil {
+			printSummary(env.stdout, sum, 20)
+		}
+		return err
+	}
+	var w io.Writer = env.stdout
+	if *out != "-" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	n, err := simulate.WriteNDJSON(bw, shop)
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	st := shop.Stats()
+	fmt.Fprintf(env.stderr, "wrote %d events: %+v\n", n, st)
+	return nil
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/retainhq/retain/platform/auth"
+)
+
+func runTokens(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: retain tokens keygen|issue [flags]")
+	}
+	switch args[0] {
+	case "keygen":
+		return runKeygen(env, args[1:])
+	case "issue":
+		return runIssue(env, args[1:])
+	}
+	return fmt.Errorf("unknown tokens command %q: want keygen or issue", args[0])
+}
+
+// runKeygen prints a new Ed25519 key pair as the environment variables the
+// services and `retain tokens issue` read.
+func runKeygen(env *cliEnv, args []string) error {
+	fs := newFlags(env, "tokens keygen", "tokens keygen")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pub, priv, err := auth.GenerateKeyPair()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "# Give the public key to every service; keep the private key where tokens are issued.\nRETAIN_AUTH_PUBLIC_KEY=%s\nRETAIN_AUTH_PRIVATE_KEY=%s\n", pub, priv)
+	return nil
+}
+
+func runIssue(env *cliEnv, args []string) error {
+	fs := newFlags(env, "tokens issue", "tokens issue --tenant T --scopes events:write,read [--ttl 720h]")
+	tenant := fs.String("tenant", "", "tenant the token is scoped to")
+	scopes := fs.String("scopes", "", "comma-separated scopes: "+strings.Join(auth.Scopes(), ", "))
+	ttl := fs.Duration("ttl", 0, "lifetime of the token (0: does not expire)")
+	keyFlag := fs.String("private-key", env.getenv("RETAIN_AUTH_PRIVATE_KEY"), "Ed25519 private key, base64 or PEM (env RETAIN_AUTH_PRIVATE_KEY; default: the key of `retain dev` in this directory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key := *keyFlag
+	if key == "" {
+		b, err := os.ReadFile(filepath.Join(stateDir, devPrivateKeyFile))
+		if err != nil {
+			return errors.New("no private key: pass --private-key or RETAIN_AUTH_PRIVATE_KEY (see `retain tokens keygen`), or run from the directory of `retain dev`")
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	signer, err := auth.NewSignerFromString(key)
+	if err != nil {
+		return fmt.Errorf("--private-key: %w", err)
+	}
+	var list []string
+	for _, s := range strings.Split(*scopes, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if !auth.KnownScope(s) {
+				return fmt.Errorf("--scopes: unknown scope %q (known: %s)", s, strings.Join(auth.Scopes(), ", "))
+			}
+			list = append(list, s)
+		}
+	}
+	if len(list) == 0 {
+		return fmt.Errorf("--scopes: at least one of %s is required", strings.Join(auth.Scopes(), ", "))
+	}
+	c := auth.Claims{Tenant: *tenant, Scopes: list}
+	if *ttl > 0 {
+		c.ExpiresAt = time.Now().Add(*ttl)
+	}
+	tok, err := signer.Issue(c)
+	if err != nil {
+		return fmt.Errorf("issue token: %w", err)
+	}
+	fmt.Fprintln(env.stdout, tok)
+	return nil
+}

@@ -1,0 +1,272 @@
+// Package bus is Retain's JetStream runtime: the connection, stream
+// declarations, durable publishing (atomic batches with message ids), the
+// batch consumer runner with its Postgres inbox and dead letters, and the
+// transactional outbox relay. See ARCHITECTURE.md sections 2, 3 and 8 for the
+// guarantees this package exists to provide.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+)
+
+// instrumentationName names the tracer and meter of this package.
+const instrumentationName = "github.com/retainhq/retain/platform/bus"
+
+// Defaults for Config.
+const (
+	DefaultURL            = nats.DefaultURL
+	DefaultName           = "retain"
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultPublishTimeout = 10 * time.Second
+	// DefaultMaxBatchSize is nats-server's default limit on the number of
+	// messages in one atomic batch (streamDefaultMaxAtomicBatchSize; the
+	// server option jetstream.limits.max_batch_size changes it).
+	DefaultMaxBatchSize = 1000
+)
+
+// Config configures the connection to NATS.
+type Config struct {
+	// URL of the NATS server(s), comma separated.
+	URL string
+	// Name of the connection as the server shows it (the service name).
+	Name string
+	// ConnectTimeout bounds each dial attempt; Connect itself keeps retrying
+	// until its context is done, so a service can start before NATS.
+	ConnectTimeout time.Duration
+	// PublishTimeout bounds the wait for a publish ack when the caller's
+	// context has no deadline.
+	PublishTimeout time.Duration
+	// MaxBatchSize is the largest atomic batch PublishDurable sends. It must
+	// not exceed the server's max_batch_size (default 1000).
+	MaxBatchSize int
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.MaxBatchSize == 0 {
+		c.MaxBatchSize = DefaultMaxBatchSize
+	}
+	return c
+}
+
+// Validate reports configuration errors; zero values mean defaults.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ConnectTimeout < 0 {
+		errs = append(errs, fmt.Errorf("bus: ConnectTimeout must not be negative (got %s)", c.ConnectTimeout))
+	}
+	if c.PublishTimeout < 0 {
+		errs = append(errs, fmt.Errorf("bus: PublishTimeout must not be negative (got %s)", c.PublishTimeout))
+	}
+	if c.MaxBatchSize < 0 {
+		errs = append(errs, fmt.Errorf("bus: MaxBatchSize must not be negative (got %d)", c.MaxBatchSize))
+	}
+	return errors.Join(errs...)
+}
+
+// Option customises a Bus beyond its Config (things that are not
+// configuration but wiring: telemetry providers).
+type Option func(*options)
+
+type options struct {
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
+}
+
+// WithTracerProvider sets where publish and consume spans go (default: noop).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithMeterProvider sets where the bus metrics go (default: noop).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}
+
+// Bus is a connection to NATS with its JetStream context, and the telemetry
+// every publisher, consumer and relay built on it shares.
+type Bus struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
+	// prop is W3C trace context only, chosen explicitly rather than the
+	// global propagator so trace headers on the wire never depend on what
+	// some other package registered globally.
+	prop propagation.TextMapPropagator
+	inst *instruments
+
+	routesMu sync.RWMutex
+	routes   []streamRoute     // subject filters of streams declared by EnsureStreams
+	bySubj   map[string]string // subject -> stream learnt from the server
+}
+
+// Connect dials NATS, retrying with exponential backoff until ctx is done,
+// so services may start before NATS does. Once connected, the client
+// reconnects forever on its own.
+func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Bus, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	o := options{}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tracerProvider == nil {
+		o.tracerProvider = tracenoop.NewTracerProvider()
+	}
+	if o.meterProvider == nil {
+		o.meterProvider = metricnoop.NewMeterProvider()
+	}
+	inst, err := newInstruments(o.meterProvider.Meter(instrumentationName))
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("component", "bus")
+
+	natsOpts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.Timeout(cfg.ConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subject, "error", err)
+		}),
+	}
+
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nc, err := nats.Connect(cfg.URL, natsOpts...)
+		if err == nil {
+			js, err := jetstream.New(nc)
+			if err != nil {
+				nc.Close()
+				return nil, fmt.Errorf("bus: jetstream context: %w", err)
+			}
+			log.Info("nats connected", "server", nc.ConnectedUrlRedacted(), "attempts", attempt)
+			return &Bus{
+				NC:     nc,
+				JS:     js,
+				cfg:    cfg,
+				log:    log,
+				tracer: o.tracerProvider.Tracer(instrumentationName),
+				prop:   propagation.TraceContext{},
+				inst:   inst,
+				bySubj: map[string]string{},
+			}, nil
+		}
+		log.Warn("nats connect failed, retrying", "attempt", attempt, "retry_in", delay, "error", err)
+		if werr := sleepCtx(ctx, delay); werr != nil {
+			return nil, fmt.Errorf("bus: connect to %s: gave up after %d attempts: %w (last error: %v)", redactURL(cfg.URL), attempt, werr, err)
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// Close closes the connection at once; pending acks and publishes are lost
+// (which the inbox and dedupe make harmless). Prefer Drain at shutdown.
+func (b *Bus) Close() {
+	b.NC.Close()
+}
+
+// Drain unsubscribes, lets in-flight messages finish, flushes and closes the
+// connection; it returns when closed or when ctx is done.
+func (b *Bus) Drain(ctx context.Context) error {
+	closed := make(chan struct{})
+	b.NC.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := b.NC.Drain(); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		return fmt.Errorf("bus: drain: %w", err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		b.NC.Close()
+		return fmt.Errorf("bus: drain: %w", ctx.Err())
+	}
+}
+
+// Logger returns the bus logger (components derive theirs from it).
+func (b *Bus) Logger() *slog.Logger { return b.log }
+
+// sleepCtx waits d or until ctx is done (then returns ctx.Err()).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// jitter spreads d by +-20% so that many workers retrying the same failure
+// do not retry in lockstep.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// redactURL hides credentials in a NATS URL list before it is logged.
+func redactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}

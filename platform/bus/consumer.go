@@ -1,0 +1,713 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/retainhq/retain/platform/pg"
+)
+
+// Consumer defaults.
+const (
+	DefaultBatchSize      = 250
+	DefaultMaxWait        = 2 * time.Second
+	DefaultMaxDeliver     = 10
+	DefaultAckWait        = 30 * time.Second
+	DefaultInboxRetention = 7 * 24 * time.Hour
+)
+
+// Backoff is the redelivery delay after a failed batch: Initial doubled per
+// delivery, capped at Max, with +-20% jitter.
+type Backoff struct {
+	Initial time.Duration
+	Max     time.Duration
+}
+
+// DefaultBackoff waits 1s, 2s, 4s, ... up to 5 minutes.
+var DefaultBackoff = Backoff{Initial: time.Second, Max: 5 * time.Minute}
+
+// Delay is the wait before delivery numDelivered+1 (numDelivered >= 1).
+func (b Backoff) Delay(numDelivered uint64) time.Duration {
+	if b.Initial <= 0 {
+		return 0
+	}
+	d := b.Initial
+	for i := uint64(1); i < numDelivered && d < b.Max; i++ {
+		d *= 2
+	}
+	if b.Max > 0 && d > b.Max {
+		d = b.Max
+	}
+	return jitter(d)
+}
+
+// ConsumerConfig declares a durable pull consumer and how the runner uses it.
+type ConsumerConfig struct {
+	// Stream to consume, e.g. EventsStream.
+	Stream string
+	// Durable names the consumer on the server and its rows in bus_inbox
+	// and bus_dead_letters ("<service>-<purpose>", e.g. "metrics-facts").
+	Durable string
+	// FilterSubjects restricts the subjects consumed (empty: all).
+	FilterSubjects []string
+	// BatchSize is the most messages handled in one transaction.
+	BatchSize int
+	// MaxWait is how long an idle worker's pull request lives before it is
+	// renewed (it does not delay messages: see fetch).
+	MaxWait time.Duration
+	// MaxDeliver is how many times the handler may fail on a message before
+	// it is dead-lettered.
+	MaxDeliver int
+	// AckWait is how long the server waits for an ack before redelivering;
+	// it also bounds one batch's processing.
+	AckWait time.Duration
+	// MaxAckPending limits unacked messages across workers (0: enough for
+	// two batches per worker, at least 1000).
+	MaxAckPending int
+	// Backoff spaces redeliveries after a failed batch.
+	Backoff Backoff
+	// Concurrency is the number of workers, each fetching and committing its
+	// own batches. Handlers must not assume order across workers.
+	Concurrency int
+	// InboxRetention is how long processed ids stay in bus_inbox. Retries
+	// older than this are not recognised as duplicates, so keep it well above
+	// the stream's dedupe window and any client retry horizon. Negative
+	// disables cleanup.
+	InboxRetention time.Duration
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = DefaultMaxWait
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.Backoff == (Backoff{}) {
+		c.Backoff = DefaultBackoff
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = max(1000, 2*c.BatchSize*c.Concurrency)
+	}
+	if c.InboxRetention == 0 {
+		c.InboxRetention = DefaultInboxRetention
+	}
+	return c
+}
+
+// Validate reports configuration errors; zero values mean defaults.
+func (c ConsumerConfig) Validate() error {
+	var errs []error
+	if c.Stream == "" {
+		errs = append(errs, errors.New("bus: consumer Stream is required"))
+	}
+	if c.Durable == "" {
+		errs = append(errs, errors.New("bus: consumer Durable is required"))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: BatchSize must not be negative (got %d)", c.Durable, c.BatchSize))
+	}
+	if c.MaxWait < 0 || c.AckWait < 0 {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: MaxWait and AckWait must not be negative", c.Durable))
+	}
+	if c.MaxDeliver < 0 {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: MaxDeliver must not be negative (got %d)", c.Durable, c.MaxDeliver))
+	}
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: Concurrency must not be negative (got %d)", c.Durable, c.Concurrency))
+	}
+	if c.MaxAckPending < 0 {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: MaxAckPending must not be negative (got %d)", c.Durable, c.MaxAckPending))
+	}
+	if c.Backoff.Initial < 0 || c.Backoff.Max < 0 {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: Backoff durations must not be negative", c.Durable))
+	}
+	return errors.Join(errs...)
+}
+
+// Handler applies a batch of new (never seen by this consumer) deliveries
+// inside tx, the same transaction that records their ids in the inbox. A
+// returned error rolls everything back and the whole batch is redelivered
+// with backoff (transient failures). A message that can never succeed
+// (cannot decode, fails validation) is marked with d.Reject(reason) instead:
+// it is dead-lettered in tx and terminated after commit.
+type Handler func(ctx context.Context, tx pgx.Tx, msgs []*Delivery) error
+
+// Delivery is one message handed to a Handler.
+type Delivery struct {
+	ID           string // Nats-Msg-Id (the event id)
+	Type         string // Retain-Event-Type
+	Subject      string
+	Data         []byte
+	Header       nats.Header
+	NumDelivered uint64 // 1 on first delivery
+	Stream       string
+	StreamSeq    uint64
+	Timestamp    time.Time // when the stream stored it
+
+	msg    jetstream.Msg // nil when replayed from the dead letters
+	reason string
+	// rejected is set by Reject; a flag besides reason so that an empty
+	// reason still rejects.
+	rejected bool
+}
+
+// Reject marks d as a poison message: it is dead-lettered with reason in
+// the handler's transaction and terminated (never redelivered).
+func (d *Delivery) Reject(reason string) {
+	d.rejected = true
+	if reason == "" {
+		reason = "rejected by handler"
+	}
+	d.reason = reason
+}
+
+// Rejected reports whether the handler rejected d, and why.
+func (d *Delivery) Rejected() (bool, string) { return d.rejected, d.reason }
+
+func newDelivery(m jetstream.Msg) *Delivery {
+	d := &Delivery{
+		Subject: m.Subject(),
+		Data:    m.Data(),
+		Header:  m.Headers(),
+		msg:     m,
+	}
+	if d.Header == nil {
+		d.Header = nats.Header{}
+	}
+	d.ID = d.Header.Get(HeaderMsgID)
+	d.Type = d.Header.Get(HeaderEventType)
+	if md, err := m.Metadata(); err == nil {
+		d.NumDelivered = md.NumDelivered
+		d.Stream = md.Stream
+		d.StreamSeq = md.Sequence.Stream
+		d.Timestamp = md.Timestamp
+	}
+	if d.ID == "" {
+		// Messages from outside Retain may lack an id; the stream position
+		// still makes redeliveries of the same stored message harmless.
+		d.ID = "seq:" + d.Stream + ":" + strconv.FormatUint(d.StreamSeq, 10)
+	}
+	return d
+}
+
+// Consumer runs a durable pull consumer whose effects land in Postgres
+// exactly once per message id: fetch a batch, in one transaction record the
+// ids in bus_inbox and apply the new ones, commit, then ack.
+type Consumer struct {
+	bus     *Bus
+	pool    *pgxpool.Pool
+	cfg     ConsumerConfig
+	handler Handler
+	log     *slog.Logger
+
+	attrConsumer attribute.KeyValue
+	cleanupMu    sync.Mutex
+	lastCleanup  time.Time
+}
+
+// NewConsumer validates cfg and builds a consumer; Run starts it.
+func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log *slog.Logger) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if b == nil || pool == nil || h == nil {
+		return nil, fmt.Errorf("bus: consumer %s needs a bus, a pool and a handler", cfg.Durable)
+	}
+	if log == nil {
+		log = b.log
+	}
+	cfg = cfg.withDefaults()
+	return &Consumer{
+		bus:          b,
+		pool:         pool,
+		cfg:          cfg,
+		handler:      h,
+		log:          log.With("consumer", cfg.Durable, "stream", cfg.Stream),
+		attrConsumer: attribute.String("consumer", cfg.Durable),
+		lastCleanup:  time.Now(),
+	}, nil
+}
+
+// Name is the durable name.
+func (c *Consumer) Name() string { return c.cfg.Durable }
+
+// Config returns the effective configuration (defaults applied).
+func (c *Consumer) Config() ConsumerConfig { return c.cfg }
+
+// Declare creates or updates the durable consumer on the server.
+func (c *Consumer) Declare(ctx context.Context) (jetstream.Consumer, error) {
+	cc := jetstream.ConsumerConfig{
+		Durable:       c.cfg.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.cfg.AckWait,
+		MaxAckPending: c.cfg.MaxAckPending,
+		// Unlimited on the server: the runner counts deliveries itself and
+		// dead-letters in Postgres. A server-side limit would silently drop
+		// a message whose dead-letter write failed on its last delivery.
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	switch len(c.cfg.FilterSubjects) {
+	case 0:
+	case 1:
+		// A single filter goes in FilterSubject so older servers and tools
+		// show it the usual way.
+		cc.FilterSubject = c.cfg.FilterSubjects[0]
+	default:
+		cc.FilterSubjects = c.cfg.FilterSubjects
+	}
+	cons, err := c.bus.JS.CreateOrUpdateConsumer(ctx, c.cfg.Stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: declare consumer %s on %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+	}
+	return cons, nil
+}
+
+// Run declares the consumer (retrying until NATS answers), then runs
+// Concurrency workers until ctx is done. On cancellation the workers stop
+// fetching, finish the batch in flight (commit and ack) and Run returns nil.
+func (c *Consumer) Run(ctx context.Context) error {
+	var cons jetstream.Consumer
+	delay := 100 * time.Millisecond
+	for {
+		var err error
+		cons, err = c.Declare(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Warn("declare consumer failed, retrying", "retry_in", delay, "error", err)
+		if sleepCtx(ctx, jitter(delay)) != nil {
+			return nil
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+	c.log.Info("consumer running", "workers", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize)
+
+	var wg sync.WaitGroup
+	for w := range c.cfg.Concurrency {
+		wg.Go(func() { c.work(ctx, cons, w) })
+	}
+	wg.Wait()
+	c.log.Info("consumer stopped")
+	return nil
+}
+
+func (c *Consumer) work(ctx context.Context, cons jetstream.Consumer, worker int) {
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		msgs, err := c.fetch(ctx, cons)
+		if len(msgs) > 0 {
+			// The batch is in flight: finish it even if ctx was canceled
+			// meanwhile, bounded by AckWait after which the server
+			// redelivers anyway.
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.AckWait)
+			c.processBatch(pctx, msgs)
+			cancel()
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.log.Warn("fetch failed", "worker", worker, "retry_in", delay, "error", err)
+			if sleepCtx(ctx, jitter(delay)) != nil {
+				return
+			}
+			delay = min(delay*2, 5*time.Second)
+			continue
+		}
+		delay = 100 * time.Millisecond
+		if worker == 0 {
+			c.maybeCleanupInbox(ctx)
+		}
+	}
+}
+
+// fetch returns up to BatchSize messages without adding latency: it takes
+// what is available at once; when nothing is, it waits up to MaxWait for the
+// first message and then tops the batch up with what arrived meanwhile. A
+// plain Fetch(BatchSize, MaxWait) would hold a trickle of messages back for
+// MaxWait at every hop.
+//
+// Only the idle wait is canceled by ctx, so shutdown does not wait for it.
+// A message the server sends just as that wait is canceled is redelivered
+// after AckWait: delayed, never lost.
+func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
+	msgs, err := drain(cons.FetchNoWait(c.cfg.BatchSize))
+	if len(msgs) > 0 || err != nil {
+		return msgs, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.MaxWait)
+	msgs, err = drain(cons.Fetch(1, jetstream.FetchContext(wctx)))
+	cancel()
+	if len(msgs) == 0 || err != nil || c.cfg.BatchSize == 1 {
+		return msgs, err
+	}
+	more, err := drain(cons.FetchNoWait(c.cfg.BatchSize - 1))
+	return append(msgs, more...), err
+}
+
+func drain(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	err = batch.Error()
+	if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		// An idle wait that ended empty (or partly filled) is not a failure.
+		err = nil
+	}
+	return msgs, err
+}
+
+// batchResult is what one committed transaction decided per delivery.
+type batchResult struct {
+	handled    []*Delivery // new, applied
+	duplicates []*Delivery // id already in the inbox
+	rejected   []*Delivery // dead-lettered by the handler's Reject
+	exhausted  []*Delivery // dead-lettered for exceeding MaxDeliver
+}
+
+func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
+	start := time.Now()
+	ds := make([]*Delivery, len(msgs))
+	links := make([]trace.Link, 0, len(msgs))
+	for i, m := range msgs {
+		ds[i] = newDelivery(m)
+		if sc := c.bus.ExtractTrace(ctx, ds[i].Header); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	// One consumer span per batch, linked to every producer span: a batch
+	// has many parents, which is what links are for.
+	ctx, span := c.bus.tracer.Start(ctx, "process "+c.cfg.Durable,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithLinks(links...),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", c.cfg.Stream),
+			attribute.String("messaging.consumer.group.name", c.cfg.Durable),
+			attribute.Int("messaging.batch.message_count", len(ds)),
+		))
+	defer span.End()
+	c.bus.inst.batchSize.Record(ctx, int64(len(ds)), metric.WithAttributes(c.attrConsumer))
+
+	res, err := c.runTx(ctx, ds)
+	result := "ok"
+	if err == nil {
+		c.settle(ctx, res)
+	} else {
+		result = "error"
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "batch failed")
+		c.fail(ctx, ds, err)
+	}
+	c.bus.inst.batchDuration.Record(ctx, time.Since(start).Seconds(),
+		metric.WithAttributes(c.attrConsumer, attribute.String("result", result)))
+}
+
+// runTx is the one transaction per batch: inbox, handler, dead letters.
+func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, error) {
+	var res batchResult
+	err := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		res = batchResult{}
+		for _, d := range ds {
+			d.rejected, d.reason = false, ""
+		}
+		fresh, dups, err := c.claim(ctx, tx, ds)
+		if err != nil {
+			return err
+		}
+		res.duplicates = dups
+		// A delivery past MaxDeliver only happens when dead-lettering it on
+		// its last attempt failed; dead-letter it now without running the
+		// handler again.
+		var run []*Delivery
+		for _, d := range fresh {
+			if d.NumDelivered > uint64(c.cfg.MaxDeliver) {
+				d.reason = fmt.Sprintf("failed %d deliveries (MaxDeliver %d)", d.NumDelivered-1, c.cfg.MaxDeliver)
+				res.exhausted = append(res.exhausted, d)
+			} else {
+				run = append(run, d)
+			}
+		}
+		if len(run) > 0 {
+			if err := c.handler(ctx, tx, run); err != nil {
+				return fmt.Errorf("handler: %w", err)
+			}
+		}
+		for _, d := range run {
+			if d.rejected {
+				res.rejected = append(res.rejected, d)
+			} else {
+				res.handled = append(res.handled, d)
+			}
+		}
+		dead := append(append([]*Delivery(nil), res.rejected...), res.exhausted...)
+		if len(dead) == 0 {
+			return nil
+		}
+		return c.deadLetter(ctx, tx, dead)
+	})
+	if err != nil {
+		return batchResult{}, fmt.Errorf("bus: consumer %s: batch of %d: %w", c.cfg.Durable, len(ds), err)
+	}
+	return res, nil
+}
+
+// claim records the ids in the inbox with one statement and splits the
+// deliveries into fresh ones (first time this consumer sees the id) and
+// duplicates (seen before, or repeated in this batch).
+func (c *Consumer) claim(ctx context.Context, tx pgx.Tx, ds []*Delivery) (fresh, dups []*Delivery, err error) {
+	ids := make([]string, 0, len(ds))
+	first := make(map[string]*Delivery, len(ds))
+	for _, d := range ds {
+		if _, ok := first[d.ID]; ok {
+			continue
+		}
+		first[d.ID] = d
+		ids = append(ids, d.ID)
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO bus_inbox (consumer, msg_id)
+		SELECT $1, unnest($2::text[])
+		ON CONFLICT DO NOTHING
+		RETURNING msg_id`, c.cfg.Durable, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("record inbox: %w", err)
+	}
+	isNew, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, nil, fmt.Errorf("record inbox: %w", err)
+	}
+	newSet := make(map[string]struct{}, len(isNew))
+	for _, id := range isNew {
+		newSet[id] = struct{}{}
+	}
+	for _, d := range ds {
+		if _, ok := newSet[d.ID]; ok && first[d.ID] == d {
+			fresh = append(fresh, d)
+		} else {
+			dups = append(dups, d)
+		}
+	}
+	return fresh, dups, nil
+}
+
+// deadLetter stores dead deliveries and removes their ids from the inbox,
+// so a replay (or a corrected re-publish) is not mistaken for a duplicate.
+func (c *Consumer) deadLetter(ctx context.Context, tx pgx.Tx, dead []*Delivery) error {
+	var (
+		ids      = make([]string, len(dead))
+		subjects = make([]string, len(dead))
+		headers  = make([]map[string][]string, len(dead))
+		data     = make([][]byte, len(dead))
+		reasons  = make([]string, len(dead))
+		counts   = make([]int32, len(dead))
+	)
+	for i, d := range dead {
+		ids[i], subjects[i], reasons[i] = d.ID, d.Subject, d.reason
+		headers[i] = d.Header
+		data[i] = d.Data
+		if data[i] == nil {
+			data[i] = []byte{}
+		}
+		counts[i] = int32(min(d.NumDelivered, 1<<31-1))
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO bus_dead_letters (consumer, msg_id, subject, headers, data, reason, num_delivered)
+		SELECT $1, u.msg_id, u.subject, u.headers, u.data, u.reason, u.num_delivered
+		FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::bytea[], $6::text[], $7::int[])
+		     AS u(msg_id, subject, headers, data, reason, num_delivered)
+		ON CONFLICT (consumer, msg_id) DO UPDATE SET
+			subject = excluded.subject, headers = excluded.headers, data = excluded.data,
+			reason = excluded.reason, num_delivered = excluded.num_delivered,
+			failed_at = now(), replayed_at = NULL`,
+		c.cfg.Durable, ids, subjects, headers, data, reasons, counts); err != nil {
+		return fmt.Errorf("record dead letters: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM bus_inbox WHERE consumer = $1 AND msg_id = ANY($2::text[])`,
+		c.cfg.Durable, ids); err != nil {
+		return fmt.Errorf("release dead-lettered ids from inbox: %w", err)
+	}
+	return nil
+}
+
+// settle acks what was committed and terminates what was dead-lettered. An
+// ack lost here only causes a redelivery that the inbox turns into an ack.
+func (c *Consumer) settle(ctx context.Context, res batchResult) {
+	for _, d := range res.handled {
+		c.ack(d)
+	}
+	for _, d := range res.duplicates {
+		c.ack(d)
+	}
+	for _, d := range res.rejected {
+		c.term(d)
+		c.log.Warn("message rejected, dead-lettered", "msg_id", d.ID, "type", d.Type, "reason", d.reason)
+	}
+	for _, d := range res.exhausted {
+		c.term(d)
+		c.log.Warn("message exceeded MaxDeliver, dead-lettered", "msg_id", d.ID, "type", d.Type, "deliveries", d.NumDelivered)
+	}
+	c.count(ctx, "handled", len(res.handled))
+	c.count(ctx, "duplicate", len(res.duplicates))
+	c.count(ctx, "rejected", len(res.rejected))
+	c.count(ctx, "dead_lettered", len(res.exhausted))
+	if n := len(res.rejected); n > 0 {
+		c.bus.inst.deadLetters.Add(ctx, int64(n), metric.WithAttributes(c.attrConsumer, attribute.String("cause", "rejected")))
+	}
+	if n := len(res.exhausted); n > 0 {
+		c.bus.inst.deadLetters.Add(ctx, int64(n), metric.WithAttributes(c.attrConsumer, attribute.String("cause", "max_deliver")))
+	}
+}
+
+// fail handles a batch whose transaction rolled back. Messages with
+// deliveries left are naked with backoff. A message on its last attempt is
+// first retried alone, so that a poison batch-mate cannot use up its
+// attempts; only if it fails on its own is it dead-lettered.
+func (c *Consumer) fail(ctx context.Context, ds []*Delivery, cause error) {
+	c.log.Warn("batch failed, redelivering with backoff", "messages", len(ds), "error", cause)
+	var last []*Delivery
+	for _, d := range ds {
+		if d.NumDelivered >= uint64(c.cfg.MaxDeliver) {
+			last = append(last, d)
+			continue
+		}
+		c.nak(d)
+	}
+	c.count(ctx, "retried", len(ds)-len(last))
+	for _, d := range last {
+		err := cause
+		if len(ds) > 1 {
+			res, rerr := c.runTx(ctx, []*Delivery{d})
+			if rerr == nil {
+				c.settle(ctx, res)
+				continue
+			}
+			err = rerr
+		}
+		d.reason = fmt.Sprintf("failed %d deliveries (MaxDeliver %d), last error: %v", d.NumDelivered, c.cfg.MaxDeliver, err)
+		if derr := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+			return c.deadLetter(ctx, tx, []*Delivery{d})
+		}); derr != nil {
+			// It comes back past MaxDeliver and is dead-lettered then.
+			c.log.Error("dead-letter write failed, redelivering", "msg_id", d.ID, "error", derr)
+			c.nak(d)
+			c.count(ctx, "retried", 1)
+			continue
+		}
+		c.term(d)
+		c.count(ctx, "dead_lettered", 1)
+		c.bus.inst.deadLetters.Add(ctx, 1, metric.WithAttributes(c.attrConsumer, attribute.String("cause", "max_deliver")))
+		c.log.Warn("message exceeded MaxDeliver, dead-lettered", "msg_id", d.ID, "type", d.Type, "deliveries", d.NumDelivered, "error", err)
+	}
+}
+
+func (c *Consumer) count(ctx context.Context, outcome string, n int) {
+	if n > 0 {
+		c.bus.inst.consumed.Add(ctx, int64(n), metric.WithAttributes(c.attrConsumer, attribute.String("outcome", outcome)))
+	}
+}
+
+func (c *Consumer) ack(d *Delivery) {
+	if d.msg == nil {
+		return
+	}
+	if err := d.msg.Ack(); err != nil {
+		c.log.Debug("ack failed; the message will be redelivered and recognised by the inbox", "msg_id", d.ID, "error", err)
+	}
+}
+
+func (c *Consumer) nak(d *Delivery) {
+	if d.msg == nil {
+		return
+	}
+	if err := d.msg.NakWithDelay(c.cfg.Backoff.Delay(d.NumDelivered)); err != nil {
+		c.log.Debug("nak failed; the message will be redelivered after AckWait", "msg_id", d.ID, "error", err)
+	}
+}
+
+func (c *Consumer) term(d *Delivery) {
+	if d.msg == nil {
+		return
+	}
+	if err := d.msg.TermWithReason(d.reason); err != nil {
+		c.log.Debug("term failed; a redelivery will be dead-lettered again", "msg_id", d.ID, "error", err)
+	}
+}
+
+// inboxCleanupEvery spaces inbox retention passes.
+const inboxCleanupEvery = time.Hour
+
+// maybeCleanupInbox deletes inbox ids older than InboxRetention, in small
+// batches so it never holds long locks next to the hot insert path.
+func (c *Consumer) maybeCleanupInbox(ctx context.Context) {
+	if c.cfg.InboxRetention < 0 {
+		return
+	}
+	c.cleanupMu.Lock()
+	due := time.Since(c.lastCleanup) >= inboxCleanupEvery
+	if due {
+		c.lastCleanup = time.Now()
+	}
+	c.cleanupMu.Unlock()
+	if !due {
+		return
+	}
+	if n, err := c.CleanupInbox(ctx); err != nil {
+		c.log.Warn("inbox cleanup failed", "error", err)
+	} else if n > 0 {
+		c.log.Info("inbox cleanup", "deleted", n)
+	}
+}
+
+// CleanupInbox deletes this consumer's inbox ids older than InboxRetention
+// and returns how many it deleted.
+func (c *Consumer) CleanupInbox(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := c.pool.Exec(ctx, `
+			DELETE FROM bus_inbox WHERE ctid = ANY (ARRAY(
+				SELECT ctid FROM bus_inbox
+				WHERE consumer = $1 AND received_at < now() - $2::interval
+				LIMIT 5000))`, c.cfg.Durable, c.cfg.InboxRetention)
+		if err != nil {
+			return total, fmt.Errorf("bus: consumer %s: clean inbox: %w", c.cfg.Durable, err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 5000 {
+			return total, nil
+		}
+	}
+}

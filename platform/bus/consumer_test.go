@@ -1,0 +1,493 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
+)
+
+// applyAll is the test projection: one row per applied delivery, written
+// with one multi-row insert like a real handler.
+func applyAll(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+	ids := make([]string, 0, len(ds))
+	subjects := make([]string, 0, len(ds))
+	payloads := make([][]byte, 0, len(ds))
+	for _, d := range ds {
+		if rejected, _ := d.Rejected(); rejected {
+			continue
+		}
+		ids = append(ids, d.ID)
+		subjects = append(subjects, d.Subject)
+		payloads = append(payloads, d.Data)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO applied (msg_id, subject, payload)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])`, ids, subjects, payloads)
+	return err
+}
+
+// appliedCounts returns (rows, distinct ids) of the test projection.
+func appliedCounts(t testing.TB, pool *pgxpool.Pool) (int, int) {
+	t.Helper()
+	var rows, distinct int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT msg_id) FROM applied`).Scan(&rows, &distinct); err != nil {
+		t.Fatalf("count applied: %v", err)
+	}
+	return rows, distinct
+}
+
+func deadLetterCount(t testing.TB, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM bus_dead_letters WHERE replayed_at IS NULL`).Scan(&n); err != nil {
+		t.Fatalf("count dead letters: %v", err)
+	}
+	return n
+}
+
+// run starts c and returns a stop function that cancels it and waits for
+// Run to return (also registered as cleanup).
+func run(t testing.TB, c *bus.Consumer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("consumer run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func newConsumer(t testing.TB, b *bus.Bus, pool *pgxpool.Pool, cfg bus.ConsumerConfig, h bus.Handler) *bus.Consumer {
+	t.Helper()
+	if cfg.Stream == "" {
+		cfg.Stream = bus.EventsStream
+	}
+	if cfg.Durable == "" {
+		cfg.Durable = "test-projection"
+	}
+	c, err := bus.NewConsumer(b, pool, cfg, h, testLogger())
+	if err != nil {
+		t.Fatalf("new consumer: %v", err)
+	}
+	return c
+}
+
+// settled waits until the consumer has nothing pending or unacked.
+func settled(t testing.TB, b *bus.Bus, durable string) *jetstream.ConsumerInfo {
+	t.Helper()
+	var info *jetstream.ConsumerInfo
+	waitFor(t, "consumer "+durable+" to settle", func() (bool, string) {
+		c, err := b.JS.Consumer(context.Background(), bus.EventsStream, durable)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err = c.Info(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return info.NumPending == 0 && info.NumAckPending == 0,
+			fmt.Sprintf("pending %d, ack pending %d", info.NumPending, info.NumAckPending)
+	})
+	return info
+}
+
+func TestConsumerAppliesEveryMessageOnce(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("e", 1000)); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{BatchSize: 100, Concurrency: 2}, applyAll)
+	run(t, c)
+	waitFor(t, "1000 applied", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows >= 1000, fmt.Sprintf("%d rows", rows)
+	})
+	settled(t, b, c.Name())
+	if rows, distinct := appliedCounts(t, pool); rows != 1000 || distinct != 1000 {
+		t.Fatalf("applied %d rows for %d ids, want 1000 for 1000", rows, distinct)
+	}
+}
+
+// TestConsumerRedeliveryIsHarmless covers the two honest ways the same msg
+// id reaches a consumer again.
+func TestConsumerRedeliveryIsHarmless(t *testing.T) {
+	t.Run("crash after commit, before the acks", func(t *testing.T) {
+		srv, _ := setupNATS(t)
+		pool := setupPG(t)
+		ctx := testCtx(t)
+		if _, err := connect(t, srv.URL(), bus.Config{}).PublishDurable(ctx, events("e", 200)); err != nil {
+			t.Fatal(err)
+		}
+		cfg := bus.ConsumerConfig{Durable: "crashy", BatchSize: 50, AckWait: 500 * time.Millisecond}
+
+		// First instance: applies its first batch, and its connection dies
+		// before the transaction commits, so the commit succeeds but no ack
+		// can reach the server.
+		b1 := connect(t, srv.URL(), bus.Config{})
+		var firstBatch atomic.Int64
+		c1 := newConsumer(t, b1, pool, cfg, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+			if !firstBatch.CompareAndSwap(0, int64(len(ds))) {
+				return errors.New("instance 1 is dead")
+			}
+			b1.NC.Close()
+			return applyAll(ctx, tx, ds)
+		})
+		stop1 := run(t, c1)
+		waitFor(t, "first instance to apply a batch", func() (bool, string) {
+			rows, _ := appliedCounts(t, pool)
+			return rows > 0, fmt.Sprintf("%d rows", rows)
+		})
+		stop1()
+
+		// Second instance: gets the unacked batch again after AckWait.
+		reader := sdkmetric.NewManualReader()
+		b2 := connect(t, srv.URL(), bus.Config{}, bus.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+		var handled atomic.Int64
+		c2 := newConsumer(t, b2, pool, cfg, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+			for _, d := range ds {
+				if d.NumDelivered > 1 {
+					return fmt.Errorf("handler got redelivered %s (delivery %d): the inbox should have skipped it", d.ID, d.NumDelivered)
+				}
+			}
+			handled.Add(int64(len(ds)))
+			return applyAll(ctx, tx, ds)
+		})
+		run(t, c2)
+		settled(t, b2, cfg.Durable)
+
+		if rows, distinct := appliedCounts(t, pool); rows != 200 || distinct != 200 {
+			t.Fatalf("applied %d rows for %d ids, want 200 for 200", rows, distinct)
+		}
+		if got, want := handled.Load(), 200-firstBatch.Load(); got != want {
+			t.Fatalf("second instance handled %d messages, want %d", got, want)
+		}
+		if dups := metricSum(t, reader, "retain.bus.consumer.messages", "outcome=duplicate"); dups != firstBatch.Load() {
+			t.Fatalf("second instance acked %d redeliveries as duplicates, want %d", dups, firstBatch.Load())
+		}
+	})
+
+	t.Run("client retries after the dedupe window", func(t *testing.T) {
+		srv := testenv.NATS(t)
+		b := connect(t, srv.URL(), bus.Config{})
+		ctx := testCtx(t)
+		if err := b.EnsureStreams(ctx, bus.EventsStreamConfig(bus.StreamOptions{Duplicates: 100 * time.Millisecond})); err != nil {
+			t.Fatal(err)
+		}
+		pool := setupPG(t)
+		m := events("late", 1)[0]
+		if _, err := b.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		// Retry until the stream no longer recognises the id: it now holds
+		// the same event twice, and only the inbox stands in the way.
+		waitFor(t, "the dedupe window to pass", func() (bool, string) {
+			ack, err := b.Publish(ctx, m)
+			if err != nil {
+				return false, err.Error()
+			}
+			return !ack.Duplicate, "still deduplicated"
+		})
+		if n := streamMsgs(t, b, bus.EventsStream); n != 2 {
+			t.Fatalf("stream holds %d copies, want 2", n)
+		}
+		c := newConsumer(t, b, pool, bus.ConsumerConfig{}, applyAll)
+		run(t, c)
+		settled(t, b, c.Name())
+		if rows, _ := appliedCounts(t, pool); rows != 1 {
+			t.Fatalf("applied %d times, want once", rows)
+		}
+	})
+}
+
+func TestConsumerPoisonMessageIsDeadLettered(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	batch := events("e", 10)
+	batch[3].Type, batch[7].Type = "poison", "poison"
+	if _, err := b.PublishDurable(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{}, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		calls.Add(1)
+		for _, d := range ds {
+			if d.Type == "poison" {
+				d.Reject("cannot decode: not an OrderPlaced")
+			}
+		}
+		return applyAll(ctx, tx, ds)
+	})
+	run(t, c)
+	info := settled(t, b, c.Name())
+
+	if rows, _ := appliedCounts(t, pool); rows != 8 {
+		t.Fatalf("applied %d, want the 8 good messages", rows)
+	}
+	if info.NumRedelivered != 0 {
+		t.Fatalf("%d redeliveries: poison messages must be terminated, not retried", info.NumRedelivered)
+	}
+	dls, err := bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 2 {
+		t.Fatalf("%d dead letters, want 2", len(dls))
+	}
+	for i, want := range []string{"e-3", "e-7"} {
+		dl := dls[i]
+		if dl.MsgID != want || dl.Reason != "cannot decode: not an OrderPlaced" || dl.NumDelivered != 1 ||
+			dl.Type != "poison" || dl.Subject != batch[3].Subject || string(dl.Data) != "payload "+want ||
+			dl.Header.Get("Nats-Msg-Id") != want {
+			t.Errorf("dead letter %d = %+v", i, dl)
+		}
+	}
+}
+
+func TestConsumerMaxDeliverDeadLetters(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	batch := events("e", 20)
+	batch[5].Type = "flaky"
+	if _, err := b.PublishDurable(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var flakyAttempts atomic.Int64
+	cfg := bus.ConsumerConfig{MaxDeliver: 3, Backoff: bus.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	c := newConsumer(t, b, pool, cfg, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		for _, d := range ds {
+			if d.Type == "flaky" {
+				flakyAttempts.Add(1)
+				return errors.New("smtp relay unavailable")
+			}
+		}
+		return applyAll(ctx, tx, ds)
+	})
+	run(t, c)
+	waitFor(t, "the flaky message to be dead-lettered", func() (bool, string) {
+		n := deadLetterCount(t, pool)
+		return n == 1, fmt.Sprintf("%d dead letters", n)
+	})
+	settled(t, b, c.Name())
+
+	if rows, distinct := appliedCounts(t, pool); rows != 19 || distinct != 19 {
+		t.Fatalf("applied %d rows for %d ids, want the 19 good messages once each", rows, distinct)
+	}
+	if n := flakyAttempts.Load(); n < 3 {
+		t.Fatalf("handler saw the flaky message %d times, want at least MaxDeliver (3)", n)
+	}
+	dls, err := bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].MsgID != "e-5" || dls[0].NumDelivered != 3 ||
+		!strings.Contains(dls[0].Reason, "failed 3 deliveries") || !strings.Contains(dls[0].Reason, "smtp relay unavailable") {
+		t.Fatalf("dead letters %+v", dls)
+	}
+}
+
+func TestConsumerTransientFailureIsRetried(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("e", 50)); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	cfg := bus.ConsumerConfig{Backoff: bus.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	c := newConsumer(t, b, pool, cfg, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		// Apply, then fail: the rollback must undo both the effect and the
+		// inbox rows, or the retry would skip the messages.
+		if err := applyAll(ctx, tx, ds); err != nil {
+			return err
+		}
+		if calls.Add(1) <= 2 {
+			return errors.New("database is failing over")
+		}
+		return nil
+	})
+	run(t, c)
+	waitFor(t, "50 applied", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows >= 50, fmt.Sprintf("%d rows", rows)
+	})
+	settled(t, b, c.Name())
+	if rows, distinct := appliedCounts(t, pool); rows != 50 || distinct != 50 {
+		t.Fatalf("applied %d rows for %d ids, want 50 for 50", rows, distinct)
+	}
+	if n := deadLetterCount(t, pool); n != 0 {
+		t.Fatalf("%d dead letters after a transient failure", n)
+	}
+}
+
+func TestReplay(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	batch := events("e", 5)
+	batch[1].Type, batch[2].Type = "v2", "v2"
+	if _, err := b.PublishDurable(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	// Until "deployed", the handler cannot decode v2 payloads.
+	var understandsV2 atomic.Bool
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{}, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		for _, d := range ds {
+			if d.Type == "v2" && !understandsV2.Load() {
+				d.Reject("unknown payload version")
+			}
+		}
+		return applyAll(ctx, tx, ds)
+	})
+	run(t, c)
+	settled(t, b, c.Name())
+	dls, err := bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+	if err != nil || len(dls) != 2 {
+		t.Fatalf("dead letters %v, %v; want 2", dls, err)
+	}
+
+	t.Run("a replay rejected again stays dead", func(t *testing.T) {
+		var rej *bus.RejectedError
+		if err := c.Replay(ctx, dls[0].ID); !errors.As(err, &rej) || rej.Reason != "unknown payload version" {
+			t.Fatalf("got %v, want RejectedError", err)
+		}
+		if n := deadLetterCount(t, pool); n != 2 {
+			t.Fatalf("%d pending dead letters, want 2", n)
+		}
+	})
+	understandsV2.Store(true)
+	t.Run("after the fix the replay applies the stored message", func(t *testing.T) {
+		for _, dl := range dls {
+			if err := c.Replay(ctx, dl.ID); err != nil {
+				t.Fatalf("replay %d: %v", dl.ID, err)
+			}
+		}
+		if rows, distinct := appliedCounts(t, pool); rows != 5 || distinct != 5 {
+			t.Fatalf("applied %d rows for %d ids, want 5 for 5", rows, distinct)
+		}
+		left, err := bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+		if err != nil || len(left) != 0 {
+			t.Fatalf("pending dead letters after replay: %v, %v", left, err)
+		}
+	})
+	t.Run("replaying twice is refused", func(t *testing.T) {
+		if err := c.Replay(ctx, dls[0].ID); !errors.Is(err, bus.ErrAlreadyReplayed) {
+			t.Fatalf("got %v, want ErrAlreadyReplayed", err)
+		}
+	})
+	t.Run("an unknown dead letter is not found", func(t *testing.T) {
+		if err := c.Replay(ctx, 999999); !errors.Is(err, bus.ErrDeadLetterNotFound) {
+			t.Fatalf("got %v, want ErrDeadLetterNotFound", err)
+		}
+	})
+	t.Run("a redelivery after the replay is a duplicate", func(t *testing.T) {
+		// The replayed id is in the inbox now, like any applied message.
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM bus_inbox WHERE consumer = $1 AND msg_id = ANY($2)`,
+			c.Name(), []string{"e-1", "e-2"}).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("replayed ids in inbox: %d, %v; want 2", n, err)
+		}
+	})
+}
+
+func TestConsumerDrainsInFlightBatchOnShutdown(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("e", 20)); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{BatchSize: 20}, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		once.Do(func() { close(entered) })
+		<-release
+		return applyAll(ctx, tx, ds)
+	})
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	<-entered
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) while a batch was in flight", err)
+	default:
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	// Returned only after commit and acks of the in-flight batch.
+	if rows, _ := appliedCounts(t, pool); rows != 20 {
+		t.Fatalf("applied %d, want the whole in-flight batch of 20", rows)
+	}
+	settled(t, b, c.Name())
+}
+
+func TestConsumerSpanLinksToProducer(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	_, b := setupNATS(t, bus.WithTracerProvider(tp))
+	pool := setupPG(t)
+	ctx := testCtx(t)
+
+	pctx, producer := tp.Tracer("test").Start(ctx, "ingest request")
+	if _, err := b.PublishDurable(pctx, events("e", 3)); err != nil {
+		t.Fatal(err)
+	}
+	producer.End()
+	var handlerTrace atomic.Value
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{Durable: "traced"}, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		handlerTrace.Store(traceIDOf(ctx))
+		return applyAll(ctx, tx, ds)
+	})
+	run(t, c)
+	settled(t, b, c.Name())
+
+	// The span ends just after the acks that settled the consumer.
+	var process sdktrace.ReadOnlySpan
+	waitFor(t, "the consumer span to end", func() (bool, string) {
+		for _, s := range rec.Ended() {
+			if s.Name() == "process traced" {
+				process = s
+			}
+		}
+		return process != nil, "no consumer span recorded"
+	})
+	linked := false
+	for _, l := range process.Links() {
+		linked = linked || l.SpanContext.TraceID() == producer.SpanContext().TraceID()
+	}
+	if !linked {
+		t.Fatalf("consumer span links %v do not include the producer trace %s", process.Links(), producer.SpanContext().TraceID())
+	}
+	if got := handlerTrace.Load(); got != process.SpanContext().TraceID().String() {
+		t.Fatalf("handler context carries trace %v, want the consumer span's %s", got, process.SpanContext().TraceID())
+	}
+}

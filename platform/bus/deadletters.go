@@ -1,0 +1,155 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/retainhq/retain/platform/pg"
+)
+
+// DeadLetter is a message a consumer gave up on.
+type DeadLetter struct {
+	ID           int64
+	Consumer     string
+	MsgID        string
+	Subject      string
+	Type         string
+	Header       nats.Header
+	Data         []byte
+	Reason       string
+	NumDelivered int
+	FailedAt     time.Time
+	ReplayedAt   *time.Time
+}
+
+var (
+	// ErrDeadLetterNotFound: no dead letter with that id for this consumer.
+	ErrDeadLetterNotFound = errors.New("bus: dead letter not found")
+	// ErrAlreadyReplayed: the dead letter was replayed before.
+	ErrAlreadyReplayed = errors.New("bus: dead letter already replayed")
+)
+
+// RejectedError is returned by Replay when the handler rejects the message
+// again; the dead letter stays pending.
+type RejectedError struct {
+	MsgID  string
+	Reason string
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("bus: replay of %s rejected again: %s", e.MsgID, e.Reason)
+}
+
+// ListDeadLetters returns up to limit dead letters of consumer that have
+// not been replayed, oldest first.
+func ListDeadLetters(ctx context.Context, pool *pgxpool.Pool, consumer string, limit int) ([]DeadLetter, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := pool.Query(ctx, `
+		SELECT id, consumer, msg_id, subject, headers, data, reason, num_delivered, failed_at, replayed_at
+		FROM bus_dead_letters
+		WHERE consumer = $1 AND replayed_at IS NULL
+		ORDER BY id
+		LIMIT $2`, consumer, limit)
+	if err != nil {
+		return nil, fmt.Errorf("bus: list dead letters of %s: %w", consumer, err)
+	}
+	dls, err := pgx.CollectRows(rows, scanDeadLetter)
+	if err != nil {
+		return nil, fmt.Errorf("bus: list dead letters of %s: %w", consumer, err)
+	}
+	return dls, nil
+}
+
+func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
+	var (
+		dl DeadLetter
+		h  map[string][]string
+	)
+	if err := row.Scan(&dl.ID, &dl.Consumer, &dl.MsgID, &dl.Subject, &h, &dl.Data, &dl.Reason,
+		&dl.NumDelivered, &dl.FailedAt, &dl.ReplayedAt); err != nil {
+		return DeadLetter{}, err
+	}
+	dl.Header = nats.Header(h)
+	if dl.Header == nil {
+		dl.Header = nats.Header{}
+	}
+	dl.Type = dl.Header.Get(HeaderEventType)
+	return dl, nil
+}
+
+// Replay runs the handler on dead letter id in one transaction (inbox
+// checked like any delivery) and marks it replayed on commit. If the id was
+// applied meanwhile (e.g. a corrected re-publish) it is only marked
+// replayed. A handler error rolls back and is returned; a Reject returns a
+// *RejectedError. Nothing is published: the stored copy is used.
+func (c *Consumer) Replay(ctx context.Context, id int64) error {
+	return pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT id, consumer, msg_id, subject, headers, data, reason, num_delivered, failed_at, replayed_at
+			FROM bus_dead_letters WHERE id = $1 AND consumer = $2
+			FOR UPDATE`, id, c.cfg.Durable)
+		if err != nil {
+			return fmt.Errorf("bus: replay dead letter %d of %s: %w", id, c.cfg.Durable, err)
+		}
+		dl, err := pgx.CollectExactlyOneRow(rows, scanDeadLetter)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: id %d, consumer %s", ErrDeadLetterNotFound, id, c.cfg.Durable)
+		}
+		if err != nil {
+			return fmt.Errorf("bus: replay dead letter %d of %s: %w", id, c.cfg.Durable, err)
+		}
+		if dl.ReplayedAt != nil {
+			return fmt.Errorf("%w: id %d (msg %s) at %s", ErrAlreadyReplayed, id, dl.MsgID, dl.ReplayedAt.Format(time.RFC3339))
+		}
+
+		d := &Delivery{
+			ID:           dl.MsgID,
+			Type:         dl.Type,
+			Subject:      dl.Subject,
+			Data:         dl.Data,
+			Header:       dl.Header,
+			NumDelivered: uint64(dl.NumDelivered),
+		}
+		var links []trace.Link
+		if sc := c.bus.ExtractTrace(ctx, d.Header); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+		ctx, span := c.bus.tracer.Start(ctx, "replay "+c.cfg.Durable,
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+			trace.WithAttributes(
+				attribute.String("messaging.system", "nats"),
+				attribute.String("messaging.consumer.group.name", c.cfg.Durable),
+				attribute.String("messaging.message.id", d.ID),
+			))
+		defer span.End()
+
+		fresh, _, err := c.claim(ctx, tx, []*Delivery{d})
+		if err != nil {
+			return fmt.Errorf("bus: replay dead letter %d of %s: %w", id, c.cfg.Durable, err)
+		}
+		if len(fresh) == 1 {
+			if err := c.handler(ctx, tx, fresh); err != nil {
+				return fmt.Errorf("bus: replay dead letter %d (msg %s) of %s: handler: %w", id, d.ID, c.cfg.Durable, err)
+			}
+			if d.rejected {
+				return &RejectedError{MsgID: d.ID, Reason: d.reason}
+			}
+		} else {
+			c.log.Info("dead letter already applied, marking replayed", "dead_letter", id, "msg_id", d.ID)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE bus_dead_letters SET replayed_at = now() WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("bus: mark dead letter %d replayed: %w", id, err)
+		}
+		return nil
+	})
+}

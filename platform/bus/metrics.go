@@ -1,0 +1,78 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// instruments are the bus metrics. Attributes stay low-cardinality: consumer
+// names, outcomes and kinds, never subjects (they carry tenants) or ids.
+type instruments struct {
+	published       metric.Int64Counter     // messages by outcome (published/duplicate)
+	publishDuration metric.Float64Histogram // per publish call: single or atomic batch
+	consumed        metric.Int64Counter     // messages by consumer and outcome
+	batchDuration   metric.Float64Histogram // fetch -> tx -> ack, per batch
+	batchSize       metric.Int64Histogram   // messages per fetched batch
+	deadLetters     metric.Int64Counter     // by consumer and cause
+	outboxPublished metric.Int64Counter     // relayed rows by outcome
+	outboxLag       metric.Float64Histogram // commit of the outbox row -> published
+}
+
+var (
+	kindSingle = metric.WithAttributes(attribute.String("kind", "single"))
+	kindAtomic = metric.WithAttributes(attribute.String("kind", "atomic"))
+)
+
+func outcomeAttr(o PublishOutcome) metric.AddOption {
+	return metric.WithAttributes(attribute.String("outcome", o.String()))
+}
+
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+func newInstruments(m metric.Meter) (*instruments, error) {
+	var (
+		in   instruments
+		errs []error
+		err  error
+	)
+	in.published, err = m.Int64Counter("retain.bus.published.messages",
+		metric.WithDescription("Messages sent to JetStream, by outcome (published, duplicate)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.publishDuration, err = m.Float64Histogram("retain.bus.publish.duration",
+		metric.WithDescription("Time from send to ack of one publish (single message or atomic batch)."),
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	errs = append(errs, err)
+	in.consumed, err = m.Int64Counter("retain.bus.consumer.messages",
+		metric.WithDescription("Messages processed by consumers, by outcome (handled, duplicate, rejected, dead_lettered, retried)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.batchDuration, err = m.Float64Histogram("retain.bus.consumer.batch.duration",
+		metric.WithDescription("Time to process one fetched batch: inbox, handler, commit, acks."),
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	errs = append(errs, err)
+	in.batchSize, err = m.Int64Histogram("retain.bus.consumer.batch.size",
+		metric.WithDescription("Messages per fetched batch."),
+		metric.WithUnit("{message}"),
+		metric.WithExplicitBucketBoundaries(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000))
+	errs = append(errs, err)
+	in.deadLetters, err = m.Int64Counter("retain.bus.consumer.dead_letters",
+		metric.WithDescription("Messages dead-lettered, by cause (rejected, max_deliver)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.outboxPublished, err = m.Int64Counter("retain.bus.outbox.published",
+		metric.WithDescription("Outbox rows relayed to JetStream, by outcome (published, duplicate)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.outboxLag, err = m.Float64Histogram("retain.bus.outbox.lag",
+		metric.WithDescription("Time from an outbox row's insert to its publish ack."),
+		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("bus: create metric instruments: %w", err)
+	}
+	return &in, nil
+}

@@ -1,0 +1,268 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/retainhq/retain/platform/bus"
+)
+
+func TestPublish(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	_, b := setupNATS(t, bus.WithTracerProvider(tp))
+	ctx := testCtx(t)
+
+	t.Run("stores the message with Retain headers and the caller's trace", func(t *testing.T) {
+		ctx, parent := tp.Tracer("test").Start(ctx, "request")
+		m := events("single", 1)[0]
+		ack, err := b.Publish(ctx, m)
+		parent.End()
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		if ack.Duplicate || ack.Stream != bus.EventsStream {
+			t.Fatalf("unexpected ack %+v", ack)
+		}
+		s, _ := b.JS.Stream(ctx, bus.EventsStream)
+		raw, err := s.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		for k, want := range map[string]string{
+			"Nats-Msg-Id":       m.ID,
+			"Retain-Event-Type": "order.placed",
+			"Content-Type":      "application/protobuf",
+		} {
+			if got := raw.Header.Get(k); got != want {
+				t.Errorf("header %s = %q, want %q", k, got, want)
+			}
+		}
+		tp := raw.Header.Get("traceparent")
+		if !strings.Contains(tp, parent.SpanContext().TraceID().String()) {
+			t.Errorf("traceparent %q does not carry trace %s", tp, parent.SpanContext().TraceID())
+		}
+		if string(raw.Data) != string(m.Data) {
+			t.Errorf("data %q, want %q", raw.Data, m.Data)
+		}
+	})
+	t.Run("the same id again is reported as a duplicate", func(t *testing.T) {
+		ack, err := b.Publish(ctx, events("single", 1)[0])
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		if !ack.Duplicate {
+			t.Fatal("second publish of the same id not reported as duplicate")
+		}
+	})
+	t.Run("a message without id is refused", func(t *testing.T) {
+		m := events("noid", 1)[0]
+		m.ID = ""
+		if _, err := b.Publish(ctx, m); err == nil {
+			t.Fatal("published a message without an id")
+		}
+	})
+}
+
+func TestPublishAtomic(t *testing.T) {
+	_, b := setupNATS(t)
+	ctx := testCtx(t)
+
+	t.Run("stores the whole batch", func(t *testing.T) {
+		if err := b.PublishAtomic(ctx, events("atomic", 100)); err != nil {
+			t.Fatalf("publish atomic: %v", err)
+		}
+		if n := streamMsgs(t, b, bus.EventsStream); n != 100 {
+			t.Fatalf("stream holds %d messages, want 100", n)
+		}
+	})
+	t.Run("a batch holding a stored id is rejected whole", func(t *testing.T) {
+		batch := append(events("fresh", 10), events("atomic", 1)...)
+		err := b.PublishAtomic(ctx, batch)
+		if !errors.Is(err, bus.ErrBatchDuplicate) {
+			t.Fatalf("got %v, want ErrBatchDuplicate", err)
+		}
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10201 {
+			t.Fatalf("got %v, want JetStream err_code 10201", err)
+		}
+		if n := streamMsgs(t, b, bus.EventsStream); n != 100 {
+			t.Fatalf("stream holds %d messages, want 100: part of a rejected batch was stored", n)
+		}
+	})
+	t.Run("an id twice in one batch is rejected", func(t *testing.T) {
+		batch := append(events("twice", 3), events("twice", 1)...)
+		if err := b.PublishAtomic(ctx, batch); !errors.Is(err, bus.ErrBatchDuplicate) {
+			t.Fatalf("got %v, want ErrBatchDuplicate", err)
+		}
+	})
+	t.Run("the server maximum of 1000 messages is accepted", func(t *testing.T) {
+		if err := b.PublishAtomic(ctx, events("max", 1000)); err != nil {
+			t.Fatalf("publish 1000: %v", err)
+		}
+	})
+	t.Run("more than the maximum is refused before sending", func(t *testing.T) {
+		if err := b.PublishAtomic(ctx, events("toobig", 1001)); err == nil {
+			t.Fatal("published a batch above the server limit")
+		}
+	})
+	t.Run("a batch spanning two streams is refused", func(t *testing.T) {
+		batch := events("span", 2)
+		batch[1].Subject = bus.SignalSubject("acme", "churn.risk_changed")
+		if err := b.PublishAtomic(ctx, batch); err == nil || !strings.Contains(err.Error(), "spans streams") {
+			t.Fatalf("got %v, want a spans-streams error", err)
+		}
+	})
+}
+
+func TestPublishDurable(t *testing.T) {
+	tests := []struct {
+		name string
+		// stored are published before; batch is then published durably.
+		stored       []string
+		batch        []string
+		maxBatchSize int
+	}{
+		{name: "all new", batch: ids("a", 0, 300)},
+		{name: "all duplicates", stored: ids("a", 0, 300), batch: ids("a", 0, 300)},
+		{name: "one duplicate among many", stored: ids("a", 150, 151), batch: ids("a", 0, 300)},
+		{name: "scattered duplicates", stored: []string{"a-3", "a-77", "a-140", "a-299"}, batch: ids("a", 0, 300)},
+		{name: "dense duplicates", stored: ids("a", 0, 200), batch: ids("a", 0, 300)},
+		{name: "repeated id within the call", batch: []string{"a-1", "a-2", "a-1", "a-3", "a-2"}},
+		{name: "split into several batches", stored: ids("a", 10, 20), batch: ids("a", 0, 95), maxBatchSize: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := setupNATS(t)
+			b := connect(t, srv.URL(), bus.Config{MaxBatchSize: tt.maxBatchSize})
+			if err := b.EnsureStreams(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			ctx := testCtx(t)
+			storedSet := map[string]bool{}
+			for _, id := range tt.stored {
+				if _, err := b.Publish(ctx, msg(id)); err != nil {
+					t.Fatal(err)
+				}
+				storedSet[id] = true
+			}
+			batch := make([]bus.Message, len(tt.batch))
+			for i, id := range tt.batch {
+				batch[i] = msg(id)
+			}
+			out, err := b.PublishDurable(ctx, batch)
+			if err != nil {
+				t.Fatalf("publish durable: %v", err)
+			}
+			seen := map[string]bool{}
+			for i, id := range tt.batch {
+				want := bus.Published
+				if storedSet[id] || seen[id] {
+					want = bus.Duplicate
+				}
+				seen[id] = true
+				if out[i] != want {
+					t.Errorf("message %d (%s): %s, want %s", i, id, out[i], want)
+				}
+			}
+			for id := range storedSet {
+				seen[id] = true
+			}
+			if n := streamMsgs(t, b, bus.EventsStream); n != uint64(len(seen)) {
+				t.Fatalf("stream holds %d messages, want %d distinct ids", n, len(seen))
+			}
+		})
+	}
+}
+
+func TestPublishDurableGroupsByStream(t *testing.T) {
+	_, b := setupNATS(t)
+	ctx := testCtx(t)
+	batch := events("e", 5)
+	for i := range 5 {
+		batch = append(batch, bus.Message{Subject: bus.SignalSubject("acme", "churn.risk_changed"), ID: fmt.Sprintf("s-%d", i), Type: "churn.risk_changed"})
+	}
+	out, err := b.PublishDurable(ctx, batch)
+	if err != nil {
+		t.Fatalf("publish durable: %v", err)
+	}
+	if slices.ContainsFunc(out, func(o bus.PublishOutcome) bool { return o != bus.Published }) {
+		t.Fatalf("outcomes %v, want all published", out)
+	}
+	if e, s := streamMsgs(t, b, bus.EventsStream), streamMsgs(t, b, bus.SignalsStream); e != 5 || s != 5 {
+		t.Fatalf("events %d, signals %d; want 5 and 5", e, s)
+	}
+}
+
+// TestPublishSurvivesRestart restarts the server while a publisher sends
+// atomic batches in a loop, retrying each batch until it is acked. Every
+// acked message must be in the stream afterwards and, thanks to msg ids,
+// none twice.
+func TestPublishSurvivesRestart(t *testing.T) {
+	srv, b := setupNATS(t)
+	ctx := testCtx(t)
+	const batches, size = 30, 50
+
+	var acked atomic.Int64
+	restart := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := range batches {
+			batch := events(fmt.Sprintf("r%d", i), size)
+			for {
+				pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := b.PublishDurable(pctx, batch)
+				cancel()
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					done <- fmt.Errorf("batch %d never acked: %w", i, err)
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			acked.Add(size)
+			if i == batches/3 {
+				close(restart)
+			}
+		}
+		done <- nil
+	}()
+
+	<-restart
+	before := acked.Load()
+	srv.Restart(t)
+	// What was acked before the restart is on disk, whatever happens next.
+	if n := streamMsgs(t, b, bus.EventsStream); n < uint64(before) {
+		t.Fatalf("after restart the stream holds %d messages, but %d were acked before it", n, before)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := streamMsgs(t, b, bus.EventsStream); n != batches*size {
+		t.Fatalf("stream holds %d messages, want exactly %d (no loss, no duplicates)", n, batches*size)
+	}
+}
+
+func ids(prefix string, from, to int) []string {
+	out := make([]string, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, fmt.Sprintf("%s-%d", prefix, i))
+	}
+	return out
+}
+
+func msg(id string) bus.Message {
+	return bus.Message{Subject: bus.EventSubject("acme", "order.placed"), ID: id, Type: "order.placed", Data: []byte(id)}
+}

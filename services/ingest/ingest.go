@@ -1,0 +1,292 @@
+// Package ingest is the composition root of the ingest service: the front
+// door through which shops publish facts to RETAIN_EVENTS. cmd/ingest runs it
+// alone; `retain dev` runs it beside the other services in one process.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
+	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
+	"github.com/retainhq/retain/services/ingest/internal/api"
+	"github.com/retainhq/retain/services/ingest/internal/app"
+	"github.com/retainhq/retain/services/ingest/internal/commit"
+	"github.com/retainhq/retain/services/ingest/internal/store"
+)
+
+// Config is everything the ingest service needs. Zero values are replaced by
+// DefaultConfig's by RegisterFlags.
+type Config struct {
+	Telemetry telemetry.Config
+	NATS      bus.Config
+	Streams   bus.StreamOptions
+
+	// MaxBatch is the most events in one atomic batch on the bus.
+	MaxBatch int
+	// Linger is how long a request waits for others to share its batch.
+	Linger time.Duration
+	// Publishers is how many batches may be in flight at once.
+	Publishers int
+	// QueueDepth is how many requests may wait for the bus before ingest
+	// answers 429.
+	QueueDepth int
+
+	GRPCAddr string
+	HTTPAddr string
+	OpsAddr  string
+
+	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
+	AuthPublicKey string
+
+	// DatabaseURL is the ingest service's own database (the ingest log).
+	DatabaseURL string
+	// LogRetention is how long the ingest log remembers event ids, so that a
+	// retry is reported as a duplicate; keep it at the stream's max age.
+	LogRetention time.Duration
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	cc := commit.DefaultConfig()
+	return Config{
+		Telemetry:  telemetry.Config{Service: "retain-ingest", LogLevel: "info", LogFormat: "json"},
+		NATS:       bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-ingest"},
+		MaxBatch:   cc.MaxBatch,
+		Linger:     cc.Linger,
+		Publishers: cc.Publishers,
+		QueueDepth: cc.QueueDepth,
+		GRPCAddr:   ":9090",
+		HTTPAddr:   ":8080",
+		OpsAddr:    ":9100",
+		// As long as RETAIN_EVENTS keeps events: a retry of an event still
+		// on the stream is reported as a duplicate.
+		LogRetention: bus.DefaultMaxAge,
+	}
+}
+
+// RegisterFlags binds every setting to a flag and its RETAIN_* variable.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Telemetry.RegisterFlags(fs)
+	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
+	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay")
+	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window for event ids")
+	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
+	config.IntVar(fs, &c.MaxBatch, "max-batch", "RETAIN_INGEST_MAX_BATCH", "most events in one atomic batch on the bus")
+	config.DurationVar(fs, &c.Linger, "linger", "RETAIN_INGEST_LINGER", "how long a request waits to share a batch (group commit)")
+	config.IntVar(fs, &c.Publishers, "publishers", "RETAIN_INGEST_PUBLISHERS", "batches in flight at once")
+	config.IntVar(fs, &c.QueueDepth, "queue-depth", "RETAIN_INGEST_QUEUE_DEPTH", "requests waiting for the bus before answering 429")
+	config.StringVar(fs, &c.GRPCAddr, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
+	config.StringVar(fs, &c.HTTPAddr, "http-addr", "RETAIN_HTTP_ADDR", "HTTP listen address of the public API")
+	config.StringVar(fs, &c.OpsAddr, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
+	config.StringVar(fs, &c.DatabaseURL, "database-url", "RETAIN_INGEST_DATABASE_URL", "Postgres URL of the ingest database (the ingest log)")
+	config.DurationVar(fs, &c.LogRetention, "log-retention", "RETAIN_INGEST_LOG_RETENTION", "how long event ids are remembered to report retries as duplicates")
+}
+
+// Validate names every bad setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.Telemetry.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Streams.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.commitConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AuthPublicKey == "" {
+		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
+	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
+		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("RETAIN_INGEST_DATABASE_URL is required"))
+	}
+	if c.LogRetention <= 0 {
+		errs = append(errs, fmt.Errorf("RETAIN_INGEST_LOG_RETENTION %s: must be positive", c.LogRetention))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) commitConfig() commit.Config {
+	cc := commit.DefaultConfig()
+	cc.MaxBatch, cc.Linger, cc.Publishers, cc.QueueDepth = c.MaxBatch, c.Linger, c.Publishers, c.QueueDepth
+	return cc
+}
+
+// Service is a wired ingest service, ready to be mounted on servers.
+type Service struct {
+	bus       *bus.Bus
+	pool      *pgxpool.Pool
+	committer *commit.Committer
+	ingestLog *store.Log
+	logWriter *bus.Consumer
+	retention time.Duration
+	grpc      *api.GRPC
+	http      *api.HTTP
+	verifier  *auth.Verifier
+	log       *slog.Logger
+}
+
+// New connects to the bus and the database, runs the migrations, declares
+// the streams and wires the use case.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ingest config: %w", err)
+	}
+	verifier, err := auth.NewVerifierFromString(cfg.AuthPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("auth public key: %w", err)
+	}
+	log := tel.Logger.With("service", "ingest")
+	pool, err := pg.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("ingest database: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			pool.Close()
+		}
+	}()
+	migrations, err := store.Migrations()
+	if err != nil {
+		return nil, err
+	}
+	if err := pg.Migrate(ctx, pool, bus.Migrations, migrations); err != nil {
+		return nil, fmt.Errorf("ingest database: %w", err)
+	}
+	b, err := bus.Connect(ctx, cfg.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	if err := b.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
+		return nil, fmt.Errorf("declare streams: %w", err)
+	}
+	ingestLog := store.NewLog(pool)
+	logWriter, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
+		Stream:    bus.EventsStream,
+		Durable:   "ingest-log",
+		BatchSize: 500,
+		// The ingest log itself is the long memory; the inbox only has to
+		// outlive redeliveries.
+		InboxRetention: 24 * time.Hour,
+	}, ingestLog.Record, log)
+	if err != nil {
+		return nil, err
+	}
+	committer, err := commit.New(cfg.commitConfig(), b, ingestLog, log)
+	if err != nil {
+		return nil, err
+	}
+	in, err := app.New(committer, tel.MeterProvider.Meter("retain/ingest"))
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		bus: b, pool: pool, committer: committer, ingestLog: ingestLog, logWriter: logWriter, retention: cfg.LogRetention,
+		grpc: api.NewGRPC(in), http: api.NewHTTP(in, log), verifier: verifier, log: log,
+	}, nil
+}
+
+// MethodScopes is the scope each gRPC method of the service requires.
+func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
+
+// RegisterGRPC mounts IngestService on srv.
+func (s *Service) RegisterGRPC(srv *grpc.Server) { ingestv1.RegisterIngestServiceServer(srv, s.grpc) }
+
+// RegisterHTTP mounts the public HTTP API on mux.
+func (s *Service) RegisterHTTP(mux *http.ServeMux) { s.http.Register(mux, s.verifier) }
+
+// Run runs the group commit, the ingest log writer and its pruning until ctx
+// is done, then drains the commit queue and the bus connection. The host
+// stops the servers first so no request arrives after the drain.
+func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.committer.Run(gctx) })
+	g.Go(func() error { return s.logWriter.Run(gctx) })
+	g.Go(func() error { s.pruneLog(gctx); return nil })
+	err := g.Wait()
+	drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if derr := s.bus.Drain(drainCtx); derr != nil && err == nil {
+		err = fmt.Errorf("drain NATS connection: %w", derr)
+	}
+	s.pool.Close()
+	return err
+}
+
+// pruneLog forgets ids older than the retention, hourly.
+func (s *Service) pruneLog(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		for {
+			n, err := s.ingestLog.Prune(ctx, time.Now().Add(-s.retention), 10000)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("prune ingest log", "err", err)
+				}
+				break
+			}
+			if n < 10000 {
+				break
+			}
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Ready reports whether the bus connection and the database are up.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.bus.NC.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ingest database: %w", err)
+	}
+	return nil
+}
+
+// Run is the standalone process: telemetry, the service, its gRPC, HTTP and
+// ops servers under one supervisor, until ctx is done.
+func Run(ctx context.Context, cfg Config, version string) error {
+	cfg.Telemetry.Version = version
+	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	svc, err := New(ctx, cfg, tel)
+	if err != nil {
+		return err
+	}
+	return server.RunServices(ctx, tel, svc.verifier, server.Addrs{GRPC: cfg.GRPCAddr, HTTP: cfg.HTTPAddr, Ops: cfg.OpsAddr}, svc)
+}

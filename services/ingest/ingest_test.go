@@ -1,0 +1,545 @@
+package ingest_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/testenv"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
+	"github.com/retainhq/retain/services/ingest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// stack is a running ingest service on real NATS and Postgres.
+type stack struct {
+	nats    *testenv.NATSServer
+	dbURL   string
+	httpURL string
+	grpc    *grpc.ClientConn
+	signer  *auth.Signer
+	token   string // tenant "shop", events:write
+	js      jetstream.JetStream
+}
+
+type option func(*ingest.Config)
+
+func setup(t *testing.T, opts ...option) *stack {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ns := testenv.NATS(t)
+	dbURL := testenv.Postgres(t)
+	pub, priv, err := auth.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := auth.NewSignerFromString(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := ingest.DefaultConfig()
+	cfg.NATS.URL = ns.URL()
+	cfg.DatabaseURL = dbURL
+	cfg.AuthPublicKey = pub
+	for _, o := range opts {
+		o(&cfg)
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "ingest-test", LogLevel: "error", Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := ingest.New(ctx, cfg, tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifierFromString(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: "127.0.0.1:0", HTTP: "127.0.0.1:0", Ops: "127.0.0.1:0"}, Telemetry: tel, Verifier: verifier}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- host.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("host stopped with: %v", err)
+		}
+	})
+	if err := host.WaitReady(ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{nats: ns, dbURL: dbURL, httpURL: "http://" + host.Addrs().HTTP, signer: signer}
+	s.token = s.issue(t, "shop", auth.ScopeEventsWrite)
+	s.grpc, err = grpc.NewClient(host.Addrs().GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.grpc.Close() })
+	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s.js, err = jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *stack) issue(t *testing.T, tenant string, scopes ...string) string {
+	t.Helper()
+	tok, err := s.signer.Issue(auth.Claims{Tenant: tenant, Scopes: scopes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type httpAnswer struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+	Rejected   int `json:"rejected"`
+	Results    []struct {
+		Index  int    `json:"index"`
+		ID     string `json:"id"`
+		Status string `json:"status"`
+		Errors []struct {
+			Field       string `json:"field"`
+			Description string `json:"description"`
+		} `json:"errors"`
+	} `json:"results"`
+}
+
+func (s *stack) post(t *testing.T, token string, body []byte, header ...string) (*http.Response, httpAnswer) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.httpURL+"/v1/events", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var a httpAnswer
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(raw, &a); err != nil {
+			t.Fatalf("decode answer %s: %v", raw, err)
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	return resp, a
+}
+
+func order(id, customer string, minor int64) string {
+	return fmt.Sprintf(`{"id":%q,"occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":%q,"order_id":%q,"total":{"amount_minor":%d,"currency":"EUR"}}}`, id, customer, id, minor)
+}
+
+func batch(events ...string) []byte {
+	return []byte(`{"events":[` + strings.Join(events, ",") + `]}`)
+}
+
+// streamMsgs returns every message on RETAIN_EVENTS keyed by Nats-Msg-Id,
+// failing on a msg id seen twice.
+func (s *stack) streamMsgs(t *testing.T) map[string]*eventsv1.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*eventsv1.Event{}
+	if info.State.Msgs == 0 {
+		return out
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for uint64(len(out)) < info.State.Msgs {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read stream after %d of %d: %v", len(out), info.State.Msgs, err)
+		}
+		id := msg.Headers().Get("Nats-Msg-Id")
+		if _, dup := out[id]; dup {
+			t.Fatalf("event %s is on the stream twice", id)
+		}
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(msg.Data(), ev); err != nil {
+			t.Fatal(err)
+		}
+		if want := "retain.events." + ev.GetTenantId() + "." + ev.GetType(); msg.Subject() != want {
+			t.Errorf("subject %s, want %s", msg.Subject(), want)
+		}
+		out[id] = ev
+	}
+	return out
+}
+
+func TestHTTPPublish(t *testing.T) {
+	s := setup(t)
+
+	t.Run("each event is accepted, duplicate or rejected naming the field", func(t *testing.T) {
+		resp, a := s.post(t, s.token, batch(
+			order("o-1", "c-1", 4200),
+			`{"id":"bad-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"x","total":{"amount_minor":-5,"currency":"EUR"}}}`,
+			order("o-1", "c-1", 4200),
+			`{"id":"bad-2","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"y","total":{"amount_minor":12.5,"currency":"EUR"}}}`,
+			`{"occurred_at":"2026-01-02T10:00:00Z","tenant_id":"someone-else","survey_answered":{"customer_id":"c-2","survey_id":"s","kind":"SURVEY_KIND_NPS","score":9}}`,
+		))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		want := []string{"accepted", "rejected", "duplicate", "rejected", "accepted"}
+		for i, r := range a.Results {
+			if r.Status != want[i] {
+				t.Errorf("event %d: %s, want %s", i, r.Status, want[i])
+			}
+		}
+		if a.Accepted != 2 || a.Duplicates != 1 || a.Rejected != 2 {
+			t.Errorf("counts %+v", a)
+		}
+		if got := a.Results[1].Errors; len(got) == 0 || got[0].Field != "order_placed.total.amount_minor" {
+			t.Errorf("negative money errors %+v, want field order_placed.total.amount_minor", got)
+		}
+		if got := a.Results[3].Errors; len(got) == 0 || got[0].Field != "order_placed.total.amount_minor" || !strings.Contains(got[0].Description, "integer") {
+			t.Errorf("fractional money errors %+v", got)
+		}
+		if a.Results[4].ID == "" {
+			t.Error("an event without id gets a generated one")
+		}
+		msgs := s.streamMsgs(t)
+		if len(msgs) != 2 {
+			t.Fatalf("stream has %d events, want the 2 accepted", len(msgs))
+		}
+		for _, ev := range msgs {
+			if ev.GetTenantId() != "shop" {
+				t.Errorf("event %s stored for tenant %q: the tenant must come from the token", ev.GetId(), ev.GetTenantId())
+			}
+			if ev.GetReceivedAt() == nil {
+				t.Errorf("event %s has no received_at", ev.GetId())
+			}
+		}
+	})
+
+	t.Run("a client retry is reported duplicate and adds nothing", func(t *testing.T) {
+		before := len(s.streamMsgs(t))
+		_, a := s.post(t, s.token, batch(order("o-1", "c-1", 4200), order("o-2", "c-1", 1000)))
+		if a.Duplicates != 1 || a.Accepted != 1 {
+			t.Fatalf("retry answered %+v, want 1 duplicate and 1 accepted", a)
+		}
+		_, a = s.post(t, s.token, batch(order("o-1", "c-1", 4200), order("o-2", "c-1", 1000)))
+		if a.Duplicates != 2 {
+			t.Fatalf("second retry answered %+v, want 2 duplicates", a)
+		}
+		if after := len(s.streamMsgs(t)); after != before+1 {
+			t.Fatalf("stream grew from %d to %d, want +1", before, after)
+		}
+	})
+
+	t.Run("the same id from another tenant is a different event", func(t *testing.T) {
+		other := s.issue(t, "other-shop", auth.ScopeEventsWrite)
+		_, a := s.post(t, other, batch(order("o-1", "c-1", 4200)))
+		if a.Accepted != 1 {
+			t.Fatalf("answered %+v, want accepted", a)
+		}
+		if _, ok := s.streamMsgs(t)["other-shop/o-1"]; !ok {
+			t.Fatal("other-shop/o-1 not on the stream")
+		}
+	})
+
+	t.Run("gzip bodies are accepted", func(t *testing.T) {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(batch(order("o-gz", "c-9", 100)))
+		_ = zw.Close()
+		resp, a := s.post(t, s.token, buf.Bytes(), "Content-Encoding", "gzip")
+		if resp.StatusCode != http.StatusOK || a.Accepted != 1 {
+			t.Fatalf("status %d, answer %+v", resp.StatusCode, a)
+		}
+	})
+
+	t.Run("limits and malformed bodies", func(t *testing.T) {
+		many := make([]string, 501)
+		for i := range many {
+			many[i] = order(fmt.Sprintf("m-%d", i), "c", 1)
+		}
+		big := batch(order("big", "c", 1)[:10] + strings.Repeat(" ", 1<<20))
+		cases := []struct {
+			name   string
+			body   []byte
+			status int
+		}{
+			{"501 events", batch(many...), http.StatusRequestEntityTooLarge},
+			{"body over 1 MiB", big, http.StatusRequestEntityTooLarge},
+			{"not JSON", []byte(`{"events":[`), http.StatusBadRequest},
+			{"events not an array", []byte(`{"events":{}}`), http.StatusBadRequest},
+		}
+		for _, c := range cases {
+			resp, _ := s.post(t, s.token, c.body)
+			if resp.StatusCode != c.status {
+				body, _ := io.ReadAll(resp.Body)
+				t.Errorf("%s: status %d, want %d (%s)", c.name, resp.StatusCode, c.status, body)
+			}
+		}
+	})
+
+	t.Run("credentials", func(t *testing.T) {
+		if resp, _ := s.post(t, "", batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("no token: %d, want 401", resp.StatusCode)
+		}
+		if resp, _ := s.post(t, "not-a-token", batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("garbage token: %d, want 401", resp.StatusCode)
+		}
+		reader := s.issue(t, "shop", auth.ScopeRead)
+		if resp, _ := s.post(t, reader, batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("read-only token: %d, want 403", resp.StatusCode)
+		}
+		_, otherPriv, _ := auth.GenerateKeyPair()
+		otherSigner, _ := auth.NewSignerFromString(otherPriv)
+		forged, _ := otherSigner.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeAdmin}})
+		if resp, _ := s.post(t, forged, batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("token signed by another key: %d, want 401", resp.StatusCode)
+		}
+		if _, ok := s.streamMsgs(t)["shop/a-1"]; ok {
+			t.Error("a refused request reached the bus")
+		}
+	})
+}
+
+func TestDuplicateBeyondTheStreamWindow(t *testing.T) {
+	s := setup(t, func(c *ingest.Config) { c.Streams.Duplicates = time.Second })
+	_, a := s.post(t, s.token, batch(order("late-1", "c-1", 100)))
+	if a.Accepted != 1 {
+		t.Fatalf("first send %+v", a)
+	}
+	pool, err := pgxpool.New(context.Background(), s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	waitFor(t, "the ingest log to record the event", func() bool {
+		var n int
+		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM ingest_log WHERE msg_id = 'shop/late-1'`).Scan(&n)
+		return n == 1
+	})
+	time.Sleep(1500 * time.Millisecond) // let the stream's duplicate window pass
+	_, a = s.post(t, s.token, batch(order("late-1", "c-1", 100)))
+	if a.Duplicates != 1 {
+		t.Fatalf("retry after the window answered %+v, want duplicate", a)
+	}
+	if n := len(s.streamMsgs(t)); n != 1 {
+		t.Fatalf("stream has %d events, want 1", n)
+	}
+}
+
+func TestGRPCPublish(t *testing.T) {
+	s := setup(t)
+	client := ingestv1.NewIngestServiceClient(s.grpc)
+	ctx := context.Background()
+	call := func(token string) grpc.CallOption {
+		return grpc.PerRPCCredentials(auth.BearerCredentials{Token: token})
+	}
+	ev := func(id string, score int32) *eventsv1.Event {
+		return &eventsv1.Event{Id: id, OccurredAt: timestamppb.New(time.Now().Add(-time.Hour)), Payload: &eventsv1.Event_SurveyAnswered{
+			SurveyAnswered: &eventsv1.SurveyAnswered{CustomerId: "c-1", SurveyId: "s-1", Kind: eventsv1.SurveyKind_SURVEY_KIND_NPS, Score: score}}}
+	}
+
+	t.Run("publish accepts, then reports the retry as duplicate", func(t *testing.T) {
+		r, err := client.Publish(ctx, &ingestv1.PublishRequest{Event: ev("g-1", 9)}, call(s.token))
+		if err != nil || r.GetResult().GetStatus() != ingestv1.EventStatus_EVENT_STATUS_ACCEPTED {
+			t.Fatalf("publish: %v %v", r, err)
+		}
+		r, err = client.Publish(ctx, &ingestv1.PublishRequest{Event: ev("g-1", 9)}, call(s.token))
+		if err != nil || r.GetResult().GetStatus() != ingestv1.EventStatus_EVENT_STATUS_DUPLICATE {
+			t.Fatalf("retry: %v %v", r, err)
+		}
+	})
+
+	t.Run("a rejected event is INVALID_ARGUMENT naming the field", func(t *testing.T) {
+		_, err := client.Publish(ctx, &ingestv1.PublishRequest{Event: ev("g-2", 11)}, call(s.token))
+		st := status.Convert(err)
+		if st.Code() != codes.InvalidArgument {
+			t.Fatalf("code %v, want InvalidArgument", st.Code())
+		}
+		var fields []string
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok {
+				for _, v := range br.GetFieldViolations() {
+					fields = append(fields, v.GetField())
+				}
+			}
+		}
+		if len(fields) == 0 || fields[0] != "survey_answered.score" {
+			t.Fatalf("field violations %v, want survey_answered.score", fields)
+		}
+	})
+
+	t.Run("batch results per event", func(t *testing.T) {
+		r, err := client.PublishBatch(ctx, &ingestv1.PublishBatchRequest{Events: []*eventsv1.Event{ev("g-3", 7), ev("g-4", -1), ev("g-1", 9)}}, call(s.token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetAccepted() != 1 || r.GetRejected() != 1 || r.GetDuplicates() != 1 {
+			t.Fatalf("answer %v", r)
+		}
+	})
+
+	t.Run("credentials", func(t *testing.T) {
+		_, err := client.PublishBatch(ctx, &ingestv1.PublishBatchRequest{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("no token: %v", err)
+		}
+		_, err = client.PublishBatch(ctx, &ingestv1.PublishBatchRequest{}, call(s.issue(t, "shop", auth.ScopeRead)))
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("read-only token: %v", err)
+		}
+	})
+
+	t.Run("server reflection lists the service", func(t *testing.T) {
+		stream, err := rpb.NewServerReflectionClient(s.grpc).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, svc := range resp.GetListServicesResponse().GetService() {
+			names = append(names, svc.GetName())
+		}
+		if !strings.Contains(strings.Join(names, ","), "retain.ingest.v1.IngestService") {
+			t.Fatalf("reflection lists %v", names)
+		}
+	})
+}
+
+// TestNATSRestartLosesNothingAcknowledged sends batches from several clients
+// while the NATS server restarts. Every event a client was told is accepted
+// or duplicate must be on the stream exactly once afterwards; clients retry
+// what was refused, as the 429 answer asks them to.
+func TestNATSRestartLosesNothingAcknowledged(t *testing.T) {
+	s := setup(t)
+	const clients, batches, perBatch = 4, 30, 50
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	refused := 0
+	var wg sync.WaitGroup
+	restarted := make(chan struct{})
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				if c == 0 && b == batches/3 {
+					close(restarted)
+				}
+				events := make([]string, perBatch)
+				ids := make([]string, perBatch)
+				for i := range events {
+					ids[i] = fmt.Sprintf("r-%d-%d-%d", c, b, i)
+					events[i] = order(ids[i], "c", 1)
+				}
+				deadline := time.Now().Add(60 * time.Second)
+				for {
+					resp, a := s.post(t, s.token, batch(events...))
+					if resp.StatusCode == http.StatusOK {
+						if a.Accepted+a.Duplicates != perBatch {
+							t.Errorf("batch %d/%d: %+v", c, b, a)
+						}
+						mu.Lock()
+						for _, id := range ids {
+							acked["shop/"+id] = true
+						}
+						mu.Unlock()
+						break
+					}
+					if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+						t.Errorf("status %d without Retry-After during restart", resp.StatusCode)
+						return
+					}
+					mu.Lock()
+					refused++
+					mu.Unlock()
+					if time.Now().After(deadline) {
+						t.Errorf("batch %d/%d never accepted", c, b)
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	<-restarted
+	s.nats.Restart(t)
+	wg.Wait()
+	t.Logf("%d requests were answered 429 while NATS restarted", refused)
+	msgs := s.streamMsgs(t)
+	for id := range acked {
+		if _, ok := msgs[id]; !ok {
+			t.Errorf("acknowledged event %s is not on the stream", id)
+		}
+	}
+	if len(msgs) != clients*batches*perBatch {
+		t.Errorf("stream has %d events, want %d", len(msgs), clients*batches*perBatch)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

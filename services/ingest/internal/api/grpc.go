@@ -1,0 +1,92 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/retainhq/retain/platform/auth"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
+	"github.com/retainhq/retain/services/ingest/event"
+	"github.com/retainhq/retain/services/ingest/internal/app"
+	"github.com/retainhq/retain/services/ingest/internal/commit"
+)
+
+// MethodScopes is the scope each IngestService method requires.
+var MethodScopes = map[string]string{
+	ingestv1.IngestService_Publish_FullMethodName:      auth.ScopeEventsWrite,
+	ingestv1.IngestService_PublishBatch_FullMethodName: auth.ScopeEventsWrite,
+}
+
+// GRPC implements retain.ingest.v1.IngestService.
+type GRPC struct {
+	ingestv1.UnimplementedIngestServiceServer
+	ingestor *app.Ingestor
+}
+
+// NewGRPC returns the gRPC edge.
+func NewGRPC(in *app.Ingestor) *GRPC { return &GRPC{ingestor: in} }
+
+// Publish accepts one event; a rejected event is INVALID_ARGUMENT with the
+// field violations as BadRequest details.
+func (g *GRPC) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*ingestv1.PublishResponse, error) {
+	if req.GetEvent() == nil {
+		return nil, invalid([]*ingestv1.FieldError{{Field: "event", Description: "is required"}})
+	}
+	resp, err := g.publish(ctx, []*eventsv1.Event{req.GetEvent()})
+	if err != nil {
+		return nil, err
+	}
+	res := resp.Results[0]
+	if res.Status == ingestv1.EventStatus_EVENT_STATUS_REJECTED {
+		return nil, invalid(res.Errors)
+	}
+	return &ingestv1.PublishResponse{Result: res}, nil
+}
+
+// PublishBatch accepts up to event.MaxBatchEvents events with a result each.
+func (g *GRPC) PublishBatch(ctx context.Context, req *ingestv1.PublishBatchRequest) (*ingestv1.PublishBatchResponse, error) {
+	if n := len(req.GetEvents()); n > event.MaxBatchEvents {
+		return nil, invalid([]*ingestv1.FieldError{{Field: "events", Description: fmt.Sprintf("%d events: at most %d per request", n, event.MaxBatchEvents)}})
+	}
+	return g.publish(ctx, req.GetEvents())
+}
+
+func (g *GRPC) publish(ctx context.Context, events []*eventsv1.Event) (*ingestv1.PublishBatchResponse, error) {
+	claims, ok := auth.ClaimsFromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "missing credentials")
+	}
+	resp, err := g.ingestor.Publish(ctx, claims.Tenant, events, nil)
+	switch {
+	case err == nil:
+		return resp, nil
+	case errors.Is(err, commit.ErrOverloaded):
+		return nil, status.Error(codes.ResourceExhausted, err.Error()+"; retry with the same event ids")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return nil, status.FromContextError(err).Err()
+	default:
+		return nil, status.Error(codes.Unavailable, err.Error()+"; retry with the same event ids")
+	}
+}
+
+func invalid(errs []*ingestv1.FieldError) error {
+	br := &errdetails.BadRequest{}
+	msg := "invalid event"
+	for i, e := range errs {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: e.Field, Description: e.Description})
+		if i == 0 {
+			msg = fmt.Sprintf("invalid event: %s: %s", e.Field, e.Description)
+		}
+	}
+	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, msg)
+	}
+	return st.Err()
+}

@@ -1,0 +1,142 @@
+// Package api translates HTTP and gRPC requests into calls of the ingest use
+// case and its results back into each transport's terms.
+package api
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/retainhq/retain/platform/auth"
+	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
+	"github.com/retainhq/retain/services/ingest/event"
+	"github.com/retainhq/retain/services/ingest/internal/app"
+	"github.com/retainhq/retain/services/ingest/internal/commit"
+)
+
+// MaxBodyBytes is the largest request body accepted, after decompression.
+const MaxBodyBytes = 1 << 20
+
+// HTTP serves POST /v1/events.
+type HTTP struct {
+	ingestor *app.Ingestor
+	log      *slog.Logger
+}
+
+// NewHTTP returns the HTTP edge; mount Handler behind auth.RequireScope.
+func NewHTTP(in *app.Ingestor, log *slog.Logger) *HTTP { return &HTTP{ingestor: in, log: log} }
+
+// Register mounts the routes on mux, each guarded by the events:write scope.
+func (h *HTTP) Register(mux *http.ServeMux, v *auth.Verifier) {
+	mux.Handle("POST /v1/events", auth.RequireScope(v, auth.ScopeEventsWrite)(http.HandlerFunc(h.publish)))
+}
+
+// httpResult is the JSON form of one event's result.
+type httpResult struct {
+	Index  int                    `json:"index"`
+	ID     string                 `json:"id,omitempty"`
+	Status string                 `json:"status"`
+	Errors []*ingestv1.FieldError `json:"errors,omitempty"`
+}
+
+type httpResponse struct {
+	Accepted   int32        `json:"accepted"`
+	Duplicates int32        `json:"duplicates"`
+	Rejected   int32        `json:"rejected"`
+	Results    []httpResult `json:"results"`
+}
+
+func (h *HTTP) publish(w http.ResponseWriter, r *http.Request) {
+	claims, ok := auth.ClaimsFromContext(r.Context())
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "missing credentials")
+		return
+	}
+	body, status, err := readBody(w, r)
+	if err != nil {
+		writeError(w, status, http.StatusText(status), err.Error())
+		return
+	}
+	events, decodeErrs, err := event.DecodeBatch(body)
+	if err != nil {
+		if errors.Is(err, event.ErrTooManyEvents) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_many_events", err.Error())
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	resp, err := h.ingestor.Publish(r.Context(), claims.Tenant, events, event.FieldErrorsByIndex(decodeErrs))
+	if err != nil {
+		h.unavailable(w, r.Context(), err)
+		return
+	}
+	out := httpResponse{Accepted: resp.Accepted, Duplicates: resp.Duplicates, Rejected: resp.Rejected, Results: make([]httpResult, len(resp.Results))}
+	for i, res := range resp.Results {
+		out.Results[i] = httpResult{Index: int(res.Index), ID: res.Id, Status: event.StatusWord(res.Status), Errors: res.Errors}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// unavailable answers 429 with Retry-After: the bus could not take the
+// events now; a retry with the same ids is safe.
+func (h *HTTP) unavailable(w http.ResponseWriter, ctx context.Context, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away; nothing to answer
+	}
+	h.log.WarnContext(ctx, "ingest publish failed", "err", err)
+	code := "bus_unavailable"
+	if errors.Is(err, commit.ErrOverloaded) {
+		code = "overloaded"
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusTooManyRequests, code, err.Error()+"; retry with the same event ids")
+}
+
+// readBody returns the request body, decompressed, refusing bodies over
+// MaxBodyBytes with 413.
+func readBody(w http.ResponseWriter, r *http.Request) (io.Reader, int, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct)
+	}
+	raw := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	var src io.Reader = raw
+	switch enc := strings.ToLower(r.Header.Get("Content-Encoding")); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %v", err)
+		}
+		src = zr
+	default:
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content encoding %q: only gzip is supported", enc)
+	}
+	buf, err := io.ReadAll(io.LimitReader(src, MaxBodyBytes+1))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", MaxBodyBytes)
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("read body: %v", err)
+	}
+	if len(buf) > MaxBodyBytes {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes after decompression", MaxBodyBytes)
+	}
+	return bytes.NewReader(buf), 0, nil
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}

@@ -1,0 +1,325 @@
+// Package commit coalesces concurrent ingest requests into shared atomic
+// batches (group commit).
+//
+// JetStream runs with an fsync on every write, so the cost of a publish is one
+// fsync per atomic batch, whatever its size. Publishing each HTTP request as
+// its own batch would make a 10-event request cost as much as a 500-event one;
+// instead the committer waits a few milliseconds for other requests, publishes
+// them together and answers each request when its batch is acknowledged.
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/retainhq/retain/platform/bus"
+)
+
+// ErrOverloaded means the queue of waiting requests is full; the caller should
+// tell its client to retry later.
+var ErrOverloaded = errors.New("ingest is overloaded: too many requests waiting for the bus")
+
+// Publisher is the durable batch publish of platform/bus.
+type Publisher interface {
+	PublishDurable(ctx context.Context, msgs []bus.Message) ([]bus.PublishOutcome, error)
+}
+
+// History tells which message ids were published long ago, beyond the
+// stream's duplicate window (the ingest log).
+type History interface {
+	Known(ctx context.Context, msgIDs []string) (map[string]bool, error)
+}
+
+// Config tunes the group commit.
+type Config struct {
+	// MaxBatch is the most messages published in one atomic batch.
+	MaxBatch int
+	// Linger is how long the first request of a batch waits for others.
+	Linger time.Duration
+	// Publishers is how many batches may be in flight at once; two keep the
+	// server busy while the next batch is assembled.
+	Publishers int
+	// QueueDepth is how many requests may wait before Submit refuses.
+	QueueDepth int
+	// PublishTimeout bounds one batch publish.
+	PublishTimeout time.Duration
+	// HistoryTimeout bounds the ingest log look-up of a batch. Past it the
+	// batch is published anyway: JetStream's window and the consumers'
+	// inboxes still stop a second effect, the client is only told
+	// "accepted" where "duplicate" would have been more precise.
+	HistoryTimeout time.Duration
+}
+
+// DefaultConfig is tuned for the 2-core machines of docs/benchmarks.md.
+func DefaultConfig() Config {
+	return Config{MaxBatch: 500, Linger: 2 * time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 250 * time.Millisecond}
+}
+
+// Validate names every bad setting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxBatch < 1 || c.MaxBatch > 1000 {
+		errs = append(errs, fmt.Errorf("max batch %d: must be 1-1000 (the server's atomic batch limit)", c.MaxBatch))
+	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		errs = append(errs, fmt.Errorf("linger %s: must be 0-1s", c.Linger))
+	}
+	if c.Publishers < 1 {
+		errs = append(errs, fmt.Errorf("publishers %d: must be at least 1", c.Publishers))
+	}
+	if c.QueueDepth < 1 {
+		errs = append(errs, fmt.Errorf("queue depth %d: must be at least 1", c.QueueDepth))
+	}
+	if c.PublishTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("publish timeout %s: must be positive", c.PublishTimeout))
+	}
+	if c.HistoryTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("history timeout %s: must be positive", c.HistoryTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+type request struct {
+	msgs     []bus.Message
+	outcomes []bus.PublishOutcome
+	err      error
+	done     chan struct{}
+}
+
+// Committer is the group-commit queue. Run must be running for Submit to make
+// progress.
+type Committer struct {
+	cfg     Config
+	pub     Publisher
+	history History // nil: rely on the stream's duplicate window alone
+	log     *slog.Logger
+	queue   chan *request
+}
+
+// New returns a committer publishing through pub. history may be nil.
+func New(cfg Config, pub Publisher, history History, log *slog.Logger) (*Committer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("commit config: %w", err)
+	}
+	return &Committer{cfg: cfg, pub: pub, history: history, log: log, queue: make(chan *request, cfg.QueueDepth)}, nil
+}
+
+// Submit publishes msgs and returns, in order, whether each was published or
+// was a duplicate. It returns only after every message is acknowledged on
+// disk, or with an error, in which case none of them may be assumed
+// published (some may be: the client retries with the same ids and dedupe
+// makes that harmless).
+func (c *Committer) Submit(ctx context.Context, msgs []bus.Message) ([]bus.PublishOutcome, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	if len(msgs) > c.cfg.MaxBatch {
+		return nil, fmt.Errorf("submit %d messages: more than the batch limit %d", len(msgs), c.cfg.MaxBatch)
+	}
+	r := &request{msgs: msgs, done: make(chan struct{})}
+	select {
+	case c.queue <- r:
+	default:
+		return nil, ErrOverloaded
+	}
+	select {
+	case <-r.done:
+		return r.outcomes, r.err
+	case <-ctx.Done():
+		// The batch may still be published; the client's retry is deduplicated.
+		return nil, ctx.Err()
+	}
+}
+
+// Run assembles and publishes batches until ctx is cancelled, then drains
+// what was already queued so no accepted request is left waiting.
+func (c *Committer) Run(ctx context.Context) error {
+	sem := make(chan struct{}, c.cfg.Publishers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+
+	var carry *request
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-c.queue:
+			case <-ctx.Done():
+				c.drain(sem, &wg)
+				return nil
+			}
+		}
+		batch := []*request{first}
+		size := len(first.msgs)
+		// Take what is already waiting, then linger for more. While the
+		// previous batch is being fsynced the queue fills, so under load
+		// batches grow by themselves and the linger rarely matters.
+		var linger <-chan time.Time
+		if c.cfg.Linger > 0 {
+			timer.Reset(c.cfg.Linger)
+			linger = timer.C
+		}
+	collect:
+		for size < c.cfg.MaxBatch {
+			select {
+			case r := <-c.queue:
+				if size+len(r.msgs) > c.cfg.MaxBatch {
+					carry = r
+					break collect
+				}
+				batch = append(batch, r)
+				size += len(r.msgs)
+			default:
+				if linger == nil {
+					break collect
+				}
+				select {
+				case r := <-c.queue:
+					if size+len(r.msgs) > c.cfg.MaxBatch {
+						carry = r
+						break collect
+					}
+					batch = append(batch, r)
+					size += len(r.msgs)
+				case <-linger:
+					linger = nil
+					break collect
+				case <-ctx.Done():
+					break collect
+				}
+			}
+		}
+		// Go 1.23+ timers: Stop (and the next Reset) discard an unread
+		// expiry, so there is nothing to drain.
+		timer.Stop()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			c.publish(batch, size)
+		}()
+	}
+}
+
+// drain publishes everything still queued at shutdown.
+func (c *Committer) drain(sem chan struct{}, wg *sync.WaitGroup) {
+	for {
+		var batch []*request
+		size := 0
+	fill:
+		for size < c.cfg.MaxBatch {
+			select {
+			case r := <-c.queue:
+				if size+len(r.msgs) > c.cfg.MaxBatch && len(batch) > 0 {
+					c.publishAsync(sem, wg, batch, size)
+					batch, size = nil, 0
+				}
+				batch = append(batch, r)
+				size += len(r.msgs)
+			default:
+				break fill
+			}
+		}
+		if len(batch) == 0 {
+			return
+		}
+		c.publishAsync(sem, wg, batch, size)
+	}
+}
+
+func (c *Committer) publishAsync(sem chan struct{}, wg *sync.WaitGroup, batch []*request, size int) {
+	sem <- struct{}{}
+	wg.Add(1)
+	go func() {
+		defer func() { <-sem; wg.Done() }()
+		c.publish(batch, size)
+	}()
+}
+
+// publish sends one atomic batch made of several requests and hands each its
+// slice of the outcomes. A batch publish uses its own context: a client that
+// hung up must not abort the batch of others.
+func (c *Committer) publish(batch []*request, size int) {
+	msgs := make([]bus.Message, 0, size)
+	for _, r := range batch {
+		msgs = append(msgs, r.msgs...)
+	}
+	outcomes, err := c.publishNew(msgs)
+	off := 0
+	for _, r := range batch {
+		if err != nil {
+			r.err = err
+		} else {
+			r.outcomes = outcomes[off : off+len(r.msgs)]
+		}
+		off += len(r.msgs)
+		close(r.done)
+	}
+}
+
+// publishNew publishes the messages the ingest log has not seen and reports
+// the others as duplicates.
+func (c *Committer) publishNew(msgs []bus.Message) ([]bus.PublishOutcome, error) {
+	known := c.lookup(msgs)
+	fresh := msgs
+	if len(known) > 0 {
+		fresh = make([]bus.Message, 0, len(msgs)-len(known))
+		for _, m := range msgs {
+			if !known[m.ID] {
+				fresh = append(fresh, m)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PublishTimeout)
+	defer cancel()
+	var published []bus.PublishOutcome
+	if len(fresh) > 0 {
+		var err error
+		published, err = c.pub.PublishDurable(ctx, fresh)
+		if err != nil {
+			return nil, err
+		}
+		if len(published) != len(fresh) {
+			return nil, fmt.Errorf("publish returned %d outcomes for %d messages", len(published), len(fresh))
+		}
+	}
+	if len(known) == 0 {
+		return published, nil
+	}
+	outcomes := make([]bus.PublishOutcome, len(msgs))
+	k := 0
+	for i, m := range msgs {
+		if known[m.ID] {
+			outcomes[i] = bus.Duplicate
+		} else {
+			outcomes[i] = published[k]
+			k++
+		}
+	}
+	return outcomes, nil
+}
+
+func (c *Committer) lookup(msgs []bus.Message) map[string]bool {
+	if c.history == nil {
+		return nil
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HistoryTimeout)
+	defer cancel()
+	known, err := c.history.Known(ctx, ids)
+	if err != nil {
+		c.log.Warn("ingest log look-up failed; publishing the batch and relying on the stream's duplicate window", "err", err)
+		return nil
+	}
+	return known
+}
