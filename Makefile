@@ -19,7 +19,7 @@ help: ## Show this help
 
 .PHONY: demo
 demo: ## Run the whole system on embedded defaults with a sample shop, print the report
-	go run ./cmd/retain dev --demo --exit-after-demo
+	go run ./cmd/retain dev --demo
 
 .PHONY: test
 test: ## Run every test (real NATS, real Postgres started on demand)

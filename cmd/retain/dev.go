@@ -26,13 +26,13 @@ const (
 )
 
 type devOptions struct {
-	dir                      string
-	grpcAddr, httpAddr, ops  string
-	natsPort                 int
-	logLevel                 string
-	demo, exitAfterDemo      bool
-	demoCustomers, demoDays  int
-	demoSeed                 int64
+	dir                     string
+	grpcAddr, httpAddr, ops string
+	natsPort                int
+	logLevel                string
+	demo, exitAfterDemo     bool
+	demoCustomers, demoDays int
+	demoSeed                int64
 }
 
 func runDev(ctx context.Context, env *cliEnv, args []string) error {

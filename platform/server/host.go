@@ -222,13 +222,3 @@ func (h *Host) WaitReady(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 }
-
-// RunServices is the whole life of a standalone service process: host the
-// services on addrs and run until ctx is done (usually SignalContext).
-func RunServices(ctx context.Context, tel *telemetry.Telemetry, verifier *auth.Verifier, addrs Addrs, services ...Service) error {
-	h, err := NewHost(HostConfig{Addrs: addrs, Telemetry: tel, Verifier: verifier}, services...)
-	if err != nil {
-		return err
-	}
-	return h.Run(ctx)
-}

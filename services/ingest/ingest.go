@@ -46,9 +46,10 @@ type Config struct {
 	// answers 429.
 	QueueDepth int
 
-	GRPCAddr string
-	HTTPAddr string
-	OpsAddr  string
+	// Addrs are the gRPC, public HTTP and ops listen addresses.
+	Addrs server.Addrs
+	// Supervisor tunes graceful shutdown.
+	Supervisor server.SupervisorConfig
 
 	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
 	AuthPublicKey string
@@ -66,13 +67,13 @@ func DefaultConfig() Config {
 	return Config{
 		Telemetry:  telemetry.Config{Service: "retain-ingest", LogLevel: "info", LogFormat: "json"},
 		NATS:       bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-ingest"},
+		Streams:    bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
 		MaxBatch:   cc.MaxBatch,
 		Linger:     cc.Linger,
 		Publishers: cc.Publishers,
 		QueueDepth: cc.QueueDepth,
-		GRPCAddr:   ":9090",
-		HTTPAddr:   ":8080",
-		OpsAddr:    ":9100",
+		Addrs:      server.Addrs{GRPC: ":9090", HTTP: ":8080", Ops: ":9100"},
+		Supervisor: server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
 		// As long as RETAIN_EVENTS keeps events: a retry of an event still
 		// on the stream is reported as a duplicate.
 		LogRetention: bus.DefaultMaxAge,
@@ -90,9 +91,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.DurationVar(fs, &c.Linger, "linger", "RETAIN_INGEST_LINGER", "how long a request waits to share a batch (group commit)")
 	config.IntVar(fs, &c.Publishers, "publishers", "RETAIN_INGEST_PUBLISHERS", "batches in flight at once")
 	config.IntVar(fs, &c.QueueDepth, "queue-depth", "RETAIN_INGEST_QUEUE_DEPTH", "requests waiting for the bus before answering 429")
-	config.StringVar(fs, &c.GRPCAddr, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
-	config.StringVar(fs, &c.HTTPAddr, "http-addr", "RETAIN_HTTP_ADDR", "HTTP listen address of the public API")
-	config.StringVar(fs, &c.OpsAddr, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
+	config.StringVar(fs, &c.Addrs.HTTP, "http-addr", "RETAIN_HTTP_ADDR", "HTTP listen address of the public API")
+	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	c.Supervisor.RegisterFlags(fs)
 	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
 	config.StringVar(fs, &c.DatabaseURL, "database-url", "RETAIN_INGEST_DATABASE_URL", "Postgres URL of the ingest database (the ingest log)")
 	config.DurationVar(fs, &c.LogRetention, "log-retention", "RETAIN_INGEST_LOG_RETENTION", "how long event ids are remembered to report retries as duplicates")
@@ -288,5 +290,9 @@ func Run(ctx context.Context, cfg Config, version string) error {
 	if err != nil {
 		return err
 	}
-	return server.RunServices(ctx, tel, svc.verifier, server.Addrs{GRPC: cfg.GRPCAddr, HTTP: cfg.HTTPAddr, Ops: cfg.OpsAddr}, svc)
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.verifier, Supervisor: cfg.Supervisor}, svc)
+	if err != nil {
+		return err
+	}
+	return host.Run(ctx)
 }
