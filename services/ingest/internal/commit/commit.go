@@ -56,7 +56,7 @@ type Config struct {
 
 // DefaultConfig is tuned for the 2-core machines of docs/benchmarks.md.
 func DefaultConfig() Config {
-	return Config{MaxBatch: 500, Linger: 2 * time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 250 * time.Millisecond}
+	return Config{MaxBatch: 500, Linger: time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 250 * time.Millisecond}
 }
 
 // Validate names every bad setting.

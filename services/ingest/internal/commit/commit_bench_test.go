@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -63,14 +62,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 	}
 	for range b.N {
 		raw := run(func(m []bus.Message) error { return bs.PublishAtomic(ctx, m) })
-		cc := commit.DefaultConfig()
-		if v := os.Getenv("PUBS"); v != "" {
-			cc.Publishers, _ = strconv.Atoi(v)
-		}
-		if v := os.Getenv("LINGER"); v != "" {
-			cc.Linger, _ = time.ParseDuration(v)
-		}
-		c, err := commit.New(cc, bs, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		c, err := commit.New(commit.DefaultConfig(), bs, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			b.Fatal(err)
 		}
