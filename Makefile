@@ -24,7 +24,7 @@ demo: ## Run the whole system on embedded defaults with a sample shop, print the
 .PHONY: test
 test: ## Run every test (real NATS, real Postgres started on demand)
 	@scripts/ensure-postgres.sh
-	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && go test -count=1 -timeout 20m ./...); done
+	@scripts/test.sh
 
 .PHONY: lint
 lint: tools ## gofmt, go vet, buf lint, buf breaking, generated-code drift
