@@ -32,7 +32,8 @@ func benchMessages(subject string, n int) []bus.Message {
 }
 
 // BenchmarkAtomicPublish measures durable publishing (fsync on every write)
-// in atomic batches of 500, 100 and 50, each reported next to the raw rate
+// in atomic batches of 500, 100 and 50 (one op = one message), each
+// reported next to the raw rate
 // of synchronous single publishes (one fsync each) measured in the same run.
 func BenchmarkAtomicPublish(b *testing.B) {
 	_, bb := setupNATS(b)
@@ -50,19 +51,19 @@ func BenchmarkAtomicPublish(b *testing.B) {
 	rawRate := float64(len(single)) / time.Since(start).Seconds()
 
 	for _, size := range []int{500, 100, 50} {
+		// One op is one message, so -benchtime Nx means N messages.
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			batches := make([][]bus.Message, b.N)
-			for i := range batches {
-				batches[i] = benchMessages(subject, size)
-			}
+			msgs := benchMessages(subject, b.N)
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := bb.PublishAtomic(ctx, batches[i]); err != nil {
+			for len(msgs) > 0 {
+				k := min(len(msgs), size)
+				if err := bb.PublishAtomic(ctx, msgs[:k]); err != nil {
 					b.Fatal(err)
 				}
+				msgs = msgs[k:]
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(size*b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			b.ReportMetric(rawRate, "raw-single-fsync-msgs/s")
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -462,8 +463,8 @@ func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, erro
 			}
 		}
 		if len(run) > 0 {
-			if err := c.handler(ctx, tx, run); err != nil {
-				return fmt.Errorf("handler: %w", err)
+			if err := c.callHandler(ctx, tx, run); err != nil {
+				return err
 			}
 		}
 		for _, d := range run {
@@ -483,6 +484,22 @@ func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, erro
 		return batchResult{}, fmt.Errorf("bus: consumer %s: batch of %d: %w", c.cfg.Durable, len(ds), err)
 	}
 	return res, nil
+}
+
+// callHandler runs the handler, turning a panic into an error: one bad
+// message must cost a redelivery (and in the end a dead letter), not the
+// process and every other consumer in it.
+func (c *Consumer) callHandler(ctx context.Context, tx pgx.Tx, ds []*Delivery) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("handler panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	if err := c.handler(ctx, tx, ds); err != nil {
+		return fmt.Errorf("handler: %w", err)
+	}
+	return nil
 }
 
 // claim records the ids in the inbox with one statement and splits the

@@ -345,6 +345,32 @@ func TestConsumerTransientFailureIsRetried(t *testing.T) {
 	}
 }
 
+func TestConsumerHandlerPanicIsAFailure(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("e", 10)); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	cfg := bus.ConsumerConfig{Backoff: bus.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	c := newConsumer(t, b, pool, cfg, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		if calls.Add(1) == 1 {
+			panic("nil map in projection")
+		}
+		return applyAll(ctx, tx, ds)
+	})
+	run(t, c)
+	waitFor(t, "10 applied", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows >= 10, fmt.Sprintf("%d rows", rows)
+	})
+	settled(t, b, c.Name())
+	if rows, distinct := appliedCounts(t, pool); rows != 10 || distinct != 10 {
+		t.Fatalf("applied %d rows for %d ids, want 10 for 10", rows, distinct)
+	}
+}
+
 func TestReplay(t *testing.T) {
 	_, b := setupNATS(t)
 	pool := setupPG(t)

@@ -138,8 +138,8 @@ func (c *Consumer) Replay(ctx context.Context, id int64) error {
 			return fmt.Errorf("bus: replay dead letter %d of %s: %w", id, c.cfg.Durable, err)
 		}
 		if len(fresh) == 1 {
-			if err := c.handler(ctx, tx, fresh); err != nil {
-				return fmt.Errorf("bus: replay dead letter %d (msg %s) of %s: handler: %w", id, d.ID, c.cfg.Durable, err)
+			if err := c.callHandler(ctx, tx, fresh); err != nil {
+				return fmt.Errorf("bus: replay dead letter %d (msg %s) of %s: %w", id, d.ID, c.cfg.Durable, err)
 			}
 			if d.rejected {
 				return &RejectedError{MsgID: d.ID, Reason: d.reason}

@@ -197,9 +197,8 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // outboxRow is one claimed row.
 type outboxRow struct {
-	id        int64
-	msg       Message
-	createdAt time.Time
+	id  int64
+	msg Message
 }
 
 // RelayOnce publishes up to BatchSize unpublished rows in one transaction
@@ -209,7 +208,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	var n int
 	err := pg.InTx(ctx, r.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
-			SELECT id, msg_id, subject, type, headers, data, created_at
+			SELECT id, msg_id, subject, type, headers, data
 			FROM bus_outbox
 			WHERE published_at IS NULL
 			ORDER BY id
@@ -223,7 +222,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 				o outboxRow
 				h map[string][]string
 			)
-			err := row.Scan(&o.id, &o.msg.ID, &o.msg.Subject, &o.msg.Type, &h, &o.msg.Data, &o.createdAt)
+			err := row.Scan(&o.id, &o.msg.ID, &o.msg.Subject, &o.msg.Type, &h, &o.msg.Data)
 			o.msg.Header = nats.Header(h)
 			return o, err
 		})
@@ -242,13 +241,23 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		if err != nil {
 			return fmt.Errorf("publish %d outbox rows: %w", len(msgs), err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE bus_outbox SET published_at = now() WHERE id = ANY($1::bigint[])`, ids); err != nil {
+		// Lag is computed by Postgres, on the clock that set created_at.
+		rows, err = tx.Query(ctx, `
+			UPDATE bus_outbox SET published_at = clock_timestamp()
+			WHERE id = ANY($1::bigint[])
+			RETURNING extract(epoch FROM clock_timestamp() - created_at)::float8`, ids)
+		if err != nil {
 			return fmt.Errorf("mark %d outbox rows published: %w", len(ids), err)
 		}
-		now := time.Now()
-		for i, o := range claimed {
+		lags, err := pgx.CollectRows(rows, pgx.RowTo[float64])
+		if err != nil {
+			return fmt.Errorf("mark %d outbox rows published: %w", len(ids), err)
+		}
+		for _, lag := range lags {
+			r.bus.inst.outboxLag.Record(ctx, lag)
+		}
+		for i := range claimed {
 			r.bus.inst.outboxPublished.Add(ctx, 1, outcomeAttr(outcomes[i]))
-			r.bus.inst.outboxLag.Record(ctx, now.Sub(o.createdAt).Seconds())
 		}
 		n = len(claimed)
 		return nil

@@ -123,6 +123,12 @@ func (b *Bus) natsMsg(ctx context.Context, m Message) *nats.Msg {
 	for k, v := range m.Header {
 		h[k] = append([]string(nil), v...)
 	}
+	// Headers copied from a consumed message carry the batch headers of the
+	// batch it was stored in; sent again they would make the server stage
+	// this message as part of that (long gone) batch.
+	delete(h, headerBatchID)
+	delete(h, headerBatchSeq)
+	delete(h, headerBatchCommit)
 	h.Set(HeaderMsgID, m.ID)
 	if m.Type != "" {
 		h.Set(HeaderEventType, m.Type)

@@ -65,6 +65,25 @@ func TestPublish(t *testing.T) {
 			t.Fatal("second publish of the same id not reported as duplicate")
 		}
 	})
+	t.Run("headers of a consumed message can be published again", func(t *testing.T) {
+		// Stored messages of an atomic batch carry its Nats-Batch-* headers.
+		if err := b.PublishAtomic(ctx, events("orig", 2)); err != nil {
+			t.Fatal(err)
+		}
+		s, _ := b.JS.Stream(ctx, bus.EventsStream)
+		raw, err := s.GetLastMsgForSubject(ctx, bus.EventSubject("acme", "order.placed"))
+		if err != nil || raw.Header.Get("Nats-Batch-Id") == "" {
+			t.Fatalf("setup: last message %+v, %v; want batch headers", raw, err)
+		}
+		fwd := bus.Message{Subject: raw.Subject, ID: "forwarded", Type: "order.placed", Data: raw.Data, Header: raw.Header}
+		ack, err := b.Publish(ctx, fwd)
+		if err != nil || ack.Duplicate {
+			t.Fatalf("publish with copied headers: %+v, %v", ack, err)
+		}
+		if _, err := b.PublishDurable(ctx, []bus.Message{fwd, {Subject: raw.Subject, ID: "forwarded-2", Header: raw.Header}}); err != nil {
+			t.Fatalf("publish durable with copied headers: %v", err)
+		}
+	})
 	t.Run("a message without id is refused", func(t *testing.T) {
 		m := events("noid", 1)[0]
 		m.ID = ""
