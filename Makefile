@@ -41,9 +41,9 @@ proto: tools ## Regenerate Go code from proto/
 	cd proto && buf generate
 
 .PHONY: bench
-bench: ## Run the benchmark scenarios (figures go to docs/benchmarks.md by hand)
+bench: ## Run the benchmark scenarios; figures are recorded in docs/benchmarks.md
 	@scripts/ensure-postgres.sh
-	cd services/ingest && RETAIN_TEST_PG_DURABLE=1 go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+	@scripts/bench.sh
 
 .PHONY: tools
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/retainhq/retain/platform/config"
@@ -80,6 +81,11 @@ func NewOps(cfg OpsConfig, deps OpsDeps) (*Ops, error) {
 	if deps.Telemetry != nil && deps.Telemetry.MetricsHandler != nil {
 		mux.Handle("GET /metrics", deps.Telemetry.MetricsHandler)
 	}
+	// Profiles on the ops port, which is internal like /metrics: the first
+	// thing an operator asks for when a service is slow.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return &Ops{httpServer: newHTTPServer("ops", cfg.Addr, cfg.ShutdownTimeout, mux, logger), mux: mux}, nil
 }
 

@@ -36,7 +36,9 @@ type History interface {
 
 // Config tunes the group commit.
 type Config struct {
-	// MaxBatch is the most messages published in one atomic batch.
+	// MaxBatch is the most messages published in one atomic batch. The
+	// default is the server's limit: two full 500-event requests share an
+	// fsync.
 	MaxBatch int
 	// Linger is how long the first request of a batch waits for others.
 	Linger time.Duration
@@ -56,7 +58,7 @@ type Config struct {
 
 // DefaultConfig is tuned for the 2-core machines of docs/benchmarks.md.
 func DefaultConfig() Config {
-	return Config{MaxBatch: 500, Linger: time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 250 * time.Millisecond}
+	return Config{MaxBatch: 1000, Linger: time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 250 * time.Millisecond}
 }
 
 // Validate names every bad setting.

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The benchmark scenarios behind docs/benchmarks.md. Each prints its figure
+# next to the raw limit measured in the same run. Postgres keeps fsync on
+# (RETAIN_TEST_PG_DURABLE=1) and NATS always fsyncs, as in production.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RETAIN_TEST_PG_DURABLE=1
+bench() { local dir=$1; shift; echo "== (cd $dir && go test -run '^\$' $*)"; (cd "$dir" && go test -run '^$' -timeout 30m "$@"); }
+bench platform -bench 'AtomicPublish|ConsumerRunner' -benchtime 50000x ./bus/
+bench platform -bench Verify ./auth/
+bench services/ingest -bench 'DecodeBatch|NormalizeValidate' ./event/
+bench services/ingest -bench GroupCommit -benchtime 1x ./internal/commit/
+bench services/ingest -bench Ingest -benchtime 1x .
+bench cmd/retain -bench Generate ./internal/simulate/
