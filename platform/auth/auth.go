@@ -9,10 +9,10 @@ package auth
 
 import (
 	"errors"
-	"fmt"
-	"regexp"
 	"slices"
 	"time"
+
+	"github.com/retainhq/retain/platform/tenant"
 )
 
 // Scopes a token can carry. ScopeAdmin implies every other scope.
@@ -36,9 +36,6 @@ func KnownScope(s string) bool {
 	return slices.Contains(Scopes(), s)
 }
 
-// tenantPattern keeps tenant ids safe as NATS subject tokens and SQL values.
-var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
 // Errors returned by Verify (wrapped; test with errors.Is). Their messages
 // never contain the token.
 var (
@@ -47,15 +44,12 @@ var (
 	ErrBadSignature = errors.New("bad token signature")
 	ErrExpired      = errors.New("token expired")
 	ErrNotYetValid  = errors.New("token issued in the future")
-	ErrBadTenant    = errors.New("bad tenant id")
+	ErrBadTenant    = tenant.ErrInvalid
 )
 
 // ValidateTenant checks that id is a valid tenant id.
 func ValidateTenant(id string) error {
-	if !tenantPattern.MatchString(id) {
-		return fmt.Errorf("%w: %q does not match %s", ErrBadTenant, truncate(id, 70), tenantPattern)
-	}
-	return nil
+	return tenant.Validate(id)
 }
 
 // Claims are what a token asserts.

@@ -261,31 +261,6 @@ func TestSubjects(t *testing.T) {
 	}
 }
 
-func TestValidTenant(t *testing.T) {
-	tests := []struct {
-		tenant string
-		want   bool
-	}{
-		{"acme", true},
-		{"a", true},
-		{"shop-42_eu", true},
-		{"", false},
-		{"-acme", false},
-		{"Acme", false},
-		{"acme.eu", false},
-		{"acme*", false},
-		{strings.Repeat("a", 63), true},
-		{strings.Repeat("a", 64), false},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%q", tt.tenant), func(t *testing.T) {
-			if got := bus.ValidTenant(tt.tenant); got != tt.want {
-				t.Fatalf("ValidTenant(%q) = %v, want %v", tt.tenant, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestBackoffDelay(t *testing.T) {
 	b := bus.Backoff{Initial: 100 * time.Millisecond, Max: time.Second}
 	tests := []struct {

@@ -174,24 +174,6 @@ func EventTypeFilter(eventType string) string {
 	return EventsSubjectPrefix + ".*." + eventType
 }
 
-// ValidTenant reports whether tenant is a safe subject token:
-// [a-z0-9][a-z0-9_-]{0,62}.
-func ValidTenant(tenant string) bool {
-	if len(tenant) == 0 || len(tenant) > 63 {
-		return false
-	}
-	for i := 0; i < len(tenant); i++ {
-		c := tenant[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // streamRoute maps subject filters to the stream that captures them. Atomic
 // batches are per stream, so PublishDurable groups messages by stream.
 type streamRoute struct {

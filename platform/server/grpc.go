@@ -9,7 +9,6 @@ import (
 	"net"
 	"runtime/debug"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -103,8 +102,7 @@ type GRPC struct {
 	readiness    *Readiness
 	methodScopes map[string]string
 
-	mu  sync.Mutex
-	lis net.Listener
+	earlyListener
 }
 
 // NewGRPC builds the server; it does not listen yet.
@@ -167,12 +165,13 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 	reflection.Register(srv)
 
 	return &GRPC{
-		Server:       srv,
-		cfg:          cfg,
-		logger:       logger,
-		health:       hs,
-		readiness:    deps.Readiness,
-		methodScopes: scopes,
+		Server:        srv,
+		cfg:           cfg,
+		logger:        logger,
+		health:        hs,
+		readiness:     deps.Readiness,
+		methodScopes:  scopes,
+		earlyListener: earlyListener{name: "grpc", addr: cfg.Addr},
 	}, nil
 }
 
@@ -187,52 +186,13 @@ func loggerFrom(l *slog.Logger, t *telemetry.Telemetry) *slog.Logger {
 	}
 }
 
-// Listen binds the address now, so a busy port fails start-up early and
-// tests can read Addr before Run. Run calls it when needed.
-func (g *GRPC) Listen() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.lis != nil {
-		return nil
-	}
-	lis, err := net.Listen("tcp", g.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("grpc listen on %s: %w", g.cfg.Addr, err)
-	}
-	g.lis = lis
-	return nil
-}
-
-// Addr is the bound address (with the real port when Addr was ":0"), or ""
-// before Listen.
-func (g *GRPC) Addr() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.lis == nil {
-		return ""
-	}
-	return g.lis.Addr().String()
-}
-
-// closeListener releases a listener bound by Listen when Run will never be
-// called (a failed start-up).
-func (g *GRPC) closeListener() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.lis != nil {
-		_ = g.lis.Close()
-	}
-}
-
 // Run serves until ctx is done, then reports NOT_SERVING, stops gracefully
 // and, after ShutdownTimeout, forcibly. Run may be called once.
 func (g *GRPC) Run(ctx context.Context) error {
-	if err := g.Listen(); err != nil {
+	lis, err := g.listener()
+	if err != nil {
 		return err
 	}
-	g.mu.Lock()
-	lis := g.lis
-	g.mu.Unlock()
 
 	g.warnUnscopedMethods(ctx)
 	g.updateHealth(ctx)

@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -165,22 +163,17 @@ func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMap
 // httpServer is the listen/serve/graceful-stop loop shared by the public
 // and ops servers.
 type httpServer struct {
-	name    string
-	addr    string
+	earlyListener
 	timeout time.Duration
 	logger  *slog.Logger
 	srv     *http.Server
-
-	mu  sync.Mutex
-	lis net.Listener
 }
 
 func newHTTPServer(name, addr string, timeout time.Duration, h http.Handler, logger *slog.Logger) *httpServer {
 	return &httpServer{
-		name:    name,
-		addr:    addr,
-		timeout: timeout,
-		logger:  logger,
+		earlyListener: earlyListener{name: name, addr: addr},
+		timeout:       timeout,
+		logger:        logger,
 		srv: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
@@ -192,52 +185,13 @@ func newHTTPServer(name, addr string, timeout time.Duration, h http.Handler, log
 	}
 }
 
-// Listen binds the address now, so a busy port fails start-up early and
-// callers can read Addr before Run. Run calls it when needed.
-func (s *httpServer) Listen() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lis != nil {
-		return nil
-	}
-	lis, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		return fmt.Errorf("%s listen on %s: %w", s.name, s.addr, err)
-	}
-	s.lis = lis
-	return nil
-}
-
-// Addr is the bound address (with the real port when the configured one was
-// ":0"), or "" before Listen.
-func (s *httpServer) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lis == nil {
-		return ""
-	}
-	return s.lis.Addr().String()
-}
-
-// closeListener releases a listener bound by Listen when Run will never be
-// called (a failed start-up).
-func (s *httpServer) closeListener() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lis != nil {
-		_ = s.lis.Close()
-	}
-}
-
 // Run serves until ctx is done, then shuts down gracefully within the
 // shutdown timeout and closes what is left. Run may be called once.
 func (s *httpServer) Run(ctx context.Context) error {
-	if err := s.Listen(); err != nil {
+	lis, err := s.listener()
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	lis := s.lis
-	s.mu.Unlock()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(lis) }()

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/text/language"
 
+	"github.com/retainhq/retain/platform/tenant"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
@@ -47,8 +48,6 @@ const (
 	// MaxFutureSkew is how far occurred_at may be ahead of the server clock;
 	// shops' clocks drift and time zones get mislabelled, a day covers both.
 	MaxFutureSkew = 24 * time.Hour
-	// MaxTenantLen is the longest tenant id (a subject token).
-	MaxTenantLen = 63
 )
 
 // Validate returns every problem of ev, each naming its field by its protojson
@@ -91,8 +90,8 @@ var unixEpoch = time.Unix(0, 0).UTC()
 
 func (p *problems) validateEnvelope(ev *eventsv1.Event, now time.Time) {
 	p.eventID(ev.GetId())
-	if t := ev.GetTenantId(); t != "" && !IsValidTenant(t) {
-		p.add("tenant_id", "%s is not a valid tenant id (lower-case letters, digits, '_' and '-', starting with a letter or digit, at most %d characters)", quote(t), MaxTenantLen)
+	if t := ev.GetTenantId(); t != "" && !tenant.Valid(t) {
+		p.add("tenant_id", "%s is not a valid tenant id (lower-case letters, digits, '_' and '-', starting with a letter or digit, at most %d characters)", quote(t), tenant.MaxLen)
 	}
 	p.ref("source", ev.GetSource(), false)
 
@@ -148,24 +147,6 @@ func describeByte(s string, i int) string {
 		return fmt.Sprintf("0x%02x", s[i])
 	}
 	return strconv.QuoteRune(r)
-}
-
-// IsValidTenant reports whether t is a valid tenant id: [a-z0-9][a-z0-9_-]{0,62}.
-// Tenant ids are subject tokens, so this keeps subjects well formed.
-func IsValidTenant(t string) bool {
-	if t == "" || len(t) > MaxTenantLen {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // ref checks a reference to a shop object (customer id, order id, ...).

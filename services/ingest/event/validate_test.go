@@ -236,33 +236,6 @@ func TestValidateErrorOrderIsDeterministic(t *testing.T) {
 	}
 }
 
-func TestIsValidTenant(t *testing.T) {
-	tests := []struct {
-		tenant string
-		want   bool
-	}{
-		{"acme", true},
-		{"a", true},
-		{"0shop_eu-1", true},
-		{strings.Repeat("a", 63), true},
-		{strings.Repeat("a", 64), false},
-		{"", false},
-		{"_acme", false},
-		{"-acme", false},
-		{"Acme", false},
-		{"acme.eu", false},
-		{"acme*", false},
-		{"ac me", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.tenant, func(t *testing.T) {
-			if got := IsValidTenant(tt.tenant); got != tt.want {
-				t.Errorf("IsValidTenant(%q) = %v, want %v", tt.tenant, got, tt.want)
-			}
-		})
-	}
-}
-
 func mutate(ev *eventsv1.Event, fn func(*eventsv1.Event)) *eventsv1.Event {
 	fn(ev)
 	return ev

@@ -6,6 +6,8 @@ import (
 	"hash/fnv"
 	"math"
 	"time"
+
+	"github.com/retainhq/retain/platform/tenant"
 )
 
 // Config describes the shop to simulate. Start from DefaultConfig: a literal
@@ -156,7 +158,7 @@ func (c Config) Validate() error {
 	} else if y := c.Start.UTC().Year(); y < 1970 || y > 9000 {
 		bad("start year must be in [1970, 9000], got %d", y)
 	}
-	if c.Tenant != "" && !validTenant(c.Tenant) {
+	if c.Tenant != "" && !tenant.Valid(c.Tenant) {
 		bad("tenant %q must match [a-z0-9][a-z0-9_-]{0,62}", c.Tenant)
 	}
 	if !validCurrency(c.Currency) {
@@ -253,22 +255,6 @@ func (c Config) fingerprint() uint32 {
 	fmt.Fprintf(h, "%+v", c)
 	s := h.Sum64()
 	return uint32(s ^ s>>32)
-}
-
-func validTenant(s string) bool {
-	if len(s) < 1 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case (c == '_' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 func validCurrency(s string) bool {
