@@ -116,7 +116,7 @@ func TestImportThroughDevStack(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	importArgs := []string{"import", "orders", "internal/importer/testdata/online_retail_orders.csv",
+	importArgs := []string{"import", "orders", "../../testdata/online_retail_orders.csv",
 		"--map", "order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total", "--currency", "GBP",
 		"--time-format", "2006-01-02 15:04:05", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"}
 	for i, want := range []string{"18532 accepted, 0 duplicates, 0 rejected", "0 accepted, 18532 duplicates, 0 rejected"} {

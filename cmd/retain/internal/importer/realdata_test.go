@@ -11,7 +11,7 @@ import (
 // testdata/README.md) with the mapping from the `retain import` docs and checks
 // the figures published with the data set.
 func TestImportOnlineRetailOrders(t *testing.T) {
-	f, err := os.Open("testdata/online_retail_orders.csv")
+	f, err := os.Open("../../../../testdata/online_retail_orders.csv")
 	if err != nil {
 		t.Fatal(err)
 	}
