@@ -12,3 +12,4 @@ bench services/ingest -bench 'DecodeBatch|NormalizeValidate' ./event/
 bench services/ingest -bench GroupCommit -benchtime 1x ./internal/commit/
 bench services/ingest -bench Ingest -benchtime 1x .
 bench cmd/retain -bench Generate ./internal/simulate/
+bench services/churnsignal -bench 'Fit|Score' -benchtime 3x ./internal/model/
