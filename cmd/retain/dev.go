@@ -236,7 +236,7 @@ Retain dev stack is up (data in %s)
 Try (retain commands run from this directory find this stack by themselves;
 build the command with: go build -o bin/retain ./cmd/retain):
   export RETAIN_TOKEN=%s
-  curl -s -H "Authorization: Bearer $RETAIN_TOKEN" -d '{"events":[{"id":"o-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"o-1","total":{"amount_minor":4200,"currency":"EUR"}}}]}' http://%s/v1/events
+  curl -s -H "Authorization: Bearer $RETAIN_TOKEN" -H 'Content-Type: application/json' -d '{"events":[{"id":"o-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"o-1","total":{"amount_minor":4200,"currency":"EUR"}}}]}' http://%s/v1/events
   retain simulate --customers 500 --days 180 --send
   retain import orders FILE.csv --map order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total --currency GBP --time-format "2006-01-02 15:04:05"
 

@@ -266,13 +266,13 @@ func (s *Service) pruneLog(ctx context.Context) {
 	}
 }
 
-// Ready reports whether the bus connection and the database are up.
-func (s *Service) Ready(ctx context.Context) error {
+// Ready reports whether ingest can take events: whether the bus connection
+// is up. The database is deliberately not part of it: without Postgres ingest
+// still accepts events (the ingest log look-up fails open, decision 0004), so
+// a Postgres outage must not take every replica out of its Service.
+func (s *Service) Ready(context.Context) error {
 	if !s.bus.NC.IsConnected() {
 		return errors.New("not connected to NATS")
-	}
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ingest database: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,248 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "retain.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "retain.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "retain.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object of the release. */}}
+{{- define "retain.labels" -}}
+helm.sh/chart: {{ include "retain.chart" . }}
+app.kubernetes.io/name: {{ include "retain.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: retain
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one service: (dict "root" $ "name" $name). */}}
+{{- define "retain.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "retain.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{/* Labels of one service's objects: (dict "root" $ "name" $name). */}}
+{{- define "retain.serviceLabels" -}}
+{{ include "retain.labels" .root }}
+app.kubernetes.io/component: {{ .name }}
+{{- end -}}
+
+{{/* Name of one service's objects: <fullname>-<service>. */}}
+{{- define "retain.serviceFullname" -}}
+{{- printf "%s-%s" (include "retain.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+deepMerge: .override merged over .base, recursively for maps; every other
+value in .override (false, 0 and "" included) replaces the base's. Sprig's
+mergeOverwrite would keep a default `true` over an explicit `false`.
+*/}}
+{{- define "retain.deepMerge" -}}
+{{- $out := deepCopy (.base | default dict) -}}
+{{- range $k, $v := (.override | default dict) -}}
+{{- $b := get $out $k -}}
+{{- if and (kindIs "map" $v) (kindIs "map" $b) -}}
+{{- $_ := set $out $k (include "retain.deepMerge" (dict "base" $b "override" $v) | fromYaml) -}}
+{{- else -}}
+{{- $_ := set $out $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/*
+The effective settings of one service, as YAML: serviceDefaults with the
+service's own block over it, plus derived fields (name, fullname, image,
+secret names, env). Use: include "retain.service" (dict "root" $ "name" $name) | fromYaml
+*/}}
+{{- define "retain.service" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $own := get $root.Values.services $name | default dict -}}
+{{- $svc := include "retain.deepMerge" (dict "base" $root.Values.serviceDefaults "override" $own) | fromYaml -}}
+{{- $fullname := include "retain.serviceFullname" . -}}
+{{- $_ := set $svc "name" $name -}}
+{{- $_ := set $svc "fullname" $fullname -}}
+{{- /* image: registry/repository:tag or @digest */ -}}
+{{- $img := $svc.image -}}
+{{- $registry := $img.registry | default $root.Values.image.registry -}}
+{{- $repository := $img.repository | default (printf "retain-%s" $name) -}}
+{{- $ref := printf "%s/%s" (trimSuffix "/" $registry) $repository -}}
+{{- if not $registry -}}{{- $ref = $repository -}}{{- end -}}
+{{- if $img.digest -}}
+{{- $ref = printf "%s@%s" $ref $img.digest -}}
+{{- else -}}
+{{- $ref = printf "%s:%s" $ref ($img.tag | default $root.Values.image.tag | default $root.Chart.AppVersion) -}}
+{{- end -}}
+{{- $_ := set $svc "imageRef" $ref -}}
+{{- /* database URL: chart-created Secret when url is given, else an existing one */ -}}
+{{- $db := $svc.database -}}
+{{- if $db.url -}}
+{{- $_ := set $svc "databaseSecretName" (printf "%s-database" $fullname) -}}
+{{- $_ := set $svc "databaseSecretKey" "url" -}}
+{{- $_ := set $svc "databaseSecretCreated" true -}}
+{{- else -}}
+{{- $_ := set $svc "databaseSecretName" ($db.existingSecret | default (printf "retain-%s-database" $name)) -}}
+{{- $_ := set $svc "databaseSecretKey" $db.existingSecretKey -}}
+{{- $_ := set $svc "databaseSecretCreated" false -}}
+{{- end -}}
+{{- $_ := set $svc "databaseEnv" (printf "RETAIN_%s_DATABASE_URL" (upper $name)) -}}
+{{- /* service account */ -}}
+{{- if $svc.serviceAccount.create -}}
+{{- $_ := set $svc "serviceAccountName" ($svc.serviceAccount.name | default $fullname) -}}
+{{- else -}}
+{{- $_ := set $svc "serviceAccountName" ($svc.serviceAccount.name | default "default") -}}
+{{- end -}}
+{{- toYaml $svc -}}
+{{- end -}}
+
+{{/* The secret and key holding the token public key. */}}
+{{- define "retain.authSecretName" -}}
+{{- if .Values.auth.publicKey -}}
+{{- printf "%s-auth" (include "retain.fullname" .) -}}
+{{- else -}}
+{{- .Values.auth.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "retain.authSecretKey" -}}
+{{- if .Values.auth.publicKey -}}publicKey{{- else -}}{{ .Values.auth.existingSecretKey }}{{- end -}}
+{{- end -}}
+
+{{/* The NATS chart's service name, as that chart computes it. */}}
+{{- define "retain.natsFullname" -}}
+{{- $nats := .Values.nats -}}
+{{- $override := index $nats "fullnameOverride" -}}
+{{- if $override -}}
+{{- $override | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default "nats" (index $nats "nameOverride") -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The URL(s) the services connect to NATS with. */}}
+{{- define "retain.natsURL" -}}
+{{- if .Values.nats.enabled -}}
+{{- printf "nats://%s.%s.svc:4222" (include "retain.natsFullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- required "externalNats.url is required when nats.enabled is false" .Values.externalNats.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Settings the chart refuses, with the reason, before anything is applied.
+*/}}
+{{- define "retain.validate" -}}
+{{- $replicas := int .Values.config.streamReplicas -}}
+{{- if .Values.nats.enabled -}}
+{{- $js := .Values.nats.config.jetstream | default dict -}}
+{{- if not $js.enabled -}}
+{{- fail "nats.config.jetstream.enabled must be true: every Retain stream lives in JetStream" -}}
+{{- end -}}
+{{- if ne (dig "merge" "sync_interval" "" $js | toString) "always" -}}
+{{- fail "nats.config.jetstream.merge.sync_interval must be \"always\": a 2xx from ingest promises the events are on disk (ARCHITECTURE.md, section 3)" -}}
+{{- end -}}
+{{- if not (dig "fileStore" "enabled" false $js) -}}
+{{- fail "nats.config.jetstream.fileStore.enabled must be true: Retain's streams are file-backed" -}}
+{{- end -}}
+{{- $cluster := .Values.nats.config.cluster | default dict -}}
+{{- $servers := 1 -}}
+{{- if $cluster.enabled -}}{{- $servers = int ($cluster.replicas | default 3) -}}{{- end -}}
+{{- if gt $replicas $servers -}}
+{{- fail (printf "config.streamReplicas is %d but the bundled NATS runs %d server(s): lower config.streamReplicas or enable nats.config.cluster with at least %d replicas" $replicas $servers $replicas) -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := .Values.services -}}
+{{- $svc := include "retain.service" (dict "root" $ "name" $name) | fromYaml -}}
+{{- if $svc.enabled -}}
+{{- if and $svc.ingress.enabled (not $svc.ports.http) -}}
+{{- fail (printf "services.%s.ingress.enabled needs services.%s.ports.http: the ingress routes to the public HTTP API" $name $name) -}}
+{{- end -}}
+{{- if and $svc.ingress.enabled (not $svc.ingress.host) -}}
+{{- fail (printf "services.%s.ingress.host is required when the ingress is enabled" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The ConfigMap data of one service: the shared settings, then the service's
+own env (which wins). (dict "root" $ "svc" $svc)
+*/}}
+{{- define "retain.serviceEnv" -}}
+{{- $root := .root -}}
+{{- $svc := .svc -}}
+{{- $c := $root.Values.config -}}
+{{- $env := dict
+  "RETAIN_NATS_URL" (include "retain.natsURL" $root)
+  "RETAIN_GRPC_ADDR" (printf ":%d" (int $svc.ports.grpc))
+  "RETAIN_OPS_ADDR" (printf ":%d" (int $svc.ports.ops))
+  "RETAIN_LOG_LEVEL" $c.logLevel
+  "RETAIN_LOG_FORMAT" $c.logFormat
+  "RETAIN_EVENTS_MAX_AGE" $c.eventsMaxAge
+  "RETAIN_DUPLICATE_WINDOW" $c.duplicateWindow
+  "RETAIN_STREAM_REPLICAS" (toString (int $c.streamReplicas))
+  "RETAIN_SHUTDOWN_TIMEOUT" $c.shutdownTimeout
+  "RETAIN_DRAIN_DELAY" $c.drainDelay
+-}}
+{{- if $svc.ports.http -}}
+{{- $_ := set $env "RETAIN_HTTP_ADDR" (printf ":%d" (int $svc.ports.http)) -}}
+{{- end -}}
+{{- if $root.Values.otel.endpoint -}}
+{{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" $root.Values.otel.endpoint -}}
+{{- end -}}
+{{- range $k, $v := $svc.env -}}
+{{- $_ := set $env $k (toString $v) -}}
+{{- end -}}
+{{- range $k, $v := $env }}
+{{ $k }}: {{ $v | toString | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+One probe from its values: (dict "probe" $svc.probes.readiness "svc" $svc).
+type grpc asks gRPC health on the gRPC port; type http GETs path on the
+ops port.
+*/}}
+{{- define "retain.probe" -}}
+{{- $p := .probe -}}
+{{- if eq $p.type "grpc" -}}
+grpc:
+  port: {{ .svc.ports.grpc }}
+{{- else -}}
+httpGet:
+  path: {{ $p.path | default "/healthz" }}
+  port: ops
+{{- end }}
+{{- range $k := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
+{{- if hasKey $p $k }}
+{{ $k }}: {{ get $p $k }}
+{{- end }}
+{{- end }}
+{{- end -}}

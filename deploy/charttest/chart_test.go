@@ -1,0 +1,589 @@
+package charttest
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// TestChartRenders renders the chart for each shipped values file (and one
+// file that turns every optional part on and adds a second service as a
+// plain values block), decodes every manifest strictly and checks every
+// workload.
+func TestChartRenders(t *testing.T) {
+	cases := []struct {
+		name  string
+		files []string
+		// wantServices are the Deployments expected, by component.
+		wantServices []string
+		check        func(t *testing.T, r *release)
+	}{
+		{
+			name:         "default values",
+			wantServices: []string{"ingest"},
+			check: func(t *testing.T, r *release) {
+				cm := configMap(t, r, "retain-ingest")
+				if got := cm.Data["RETAIN_NATS_URL"]; got != "nats://nats:4222" {
+					t.Errorf("RETAIN_NATS_URL = %q, want the external default nats://nats:4222", got)
+				}
+				if len(r.all("Secret")) != 0 {
+					t.Errorf("the defaults create Secrets %v; they should reference existing ones", names(r.all("Secret")))
+				}
+				for _, want := range []string{"retain-auth", "retain-ingest-database", "retain tokens keygen", "/v1/events", "Content-Type: application/json"} {
+					if !strings.Contains(r.Notes, want) {
+						t.Errorf("NOTES.txt does not mention %q:\n%s", want, r.Notes)
+					}
+				}
+			},
+		},
+		{
+			name:         "dev values",
+			files:        []string{"values-dev.yaml"},
+			wantServices: []string{"ingest"},
+			check: func(t *testing.T, r *release) {
+				d := deployment(t, r, "retain-ingest")
+				if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+					t.Errorf("dev replicas = %v, want 1", d.Spec.Replicas)
+				}
+				cm := configMap(t, r, "retain-ingest")
+				if got := cm.Data["RETAIN_NATS_URL"]; got != "nats://retain-nats.retain.svc:4222" {
+					t.Errorf("RETAIN_NATS_URL = %q, want the bundled NATS", got)
+				}
+				if got := cm.Data["RETAIN_LOG_FORMAT"]; got != "text" {
+					t.Errorf("RETAIN_LOG_FORMAT = %q, want text", got)
+				}
+				if len(r.all("PodDisruptionBudget")) != 0 {
+					t.Error("dev values render a PodDisruptionBudget")
+				}
+				natsSyncAlways(t, r)
+			},
+		},
+		{
+			name:         "production values",
+			files:        []string{"values-production.yaml"},
+			wantServices: []string{"ingest"},
+			check: func(t *testing.T, r *release) {
+				cm := configMap(t, r, "retain-ingest")
+				if got := cm.Data["RETAIN_STREAM_REPLICAS"]; got != "3" {
+					t.Errorf("RETAIN_STREAM_REPLICAS = %q, want 3", got)
+				}
+				if got := cm.Data["RETAIN_NATS_URL"]; got != "nats://retain-nats.retain.svc:4222" {
+					t.Errorf("RETAIN_NATS_URL = %q, want the bundled NATS", got)
+				}
+				natsSyncAlways(t, r)
+				nats := r.Values["nats"].(map[string]any)["config"].(map[string]any)
+				if c := nats["cluster"].(map[string]any); c["enabled"] != true || fmt.Sprint(c["replicas"]) != "3" {
+					t.Errorf("production NATS cluster = %v, want enabled with 3 replicas", c)
+				}
+				if _, ok := r.get("HorizontalPodAutoscaler", "retain-ingest"); !ok {
+					t.Error("production values render no HorizontalPodAutoscaler for ingest")
+				}
+				if _, ok := r.get("ServiceMonitor", "retain-ingest"); !ok {
+					t.Error("production values render no ServiceMonitor for ingest")
+				}
+				if _, ok := r.get("PodDisruptionBudget", "retain-ingest"); !ok {
+					t.Error("production values render no PodDisruptionBudget for ingest")
+				}
+				d := deployment(t, r, "retain-ingest")
+				if len(d.Spec.Template.Spec.TopologySpreadConstraints) != 2 {
+					t.Errorf("topology spread constraints = %d, want 2 (zone and node)", len(d.Spec.Template.Spec.TopologySpreadConstraints))
+				}
+				for _, c := range d.Spec.Template.Spec.TopologySpreadConstraints {
+					if c.LabelSelector == nil || c.LabelSelector.MatchLabels["app.kubernetes.io/component"] != "ingest" {
+						t.Errorf("spread constraint %s has no selector of the ingest pods: %v", c.TopologyKey, c.LabelSelector)
+					}
+				}
+				np := networkPolicy(t, r, "retain-ingest")
+				if !egressTo(np, 5432, "cnpg.io/cluster") {
+					t.Errorf("production egress to Postgres is not narrowed to the CloudNativePG pods: %+v", np.Spec.Egress)
+				}
+				if !egressTo(np, 4222, "app.kubernetes.io/name") {
+					t.Errorf("production egress to NATS is not narrowed to the bundled NATS pods: %+v", np.Spec.Egress)
+				}
+			},
+		},
+		{
+			name:         "every option on, chart-created secrets, and a second service as a values block",
+			files:        []string{"testdata/everything-values.yaml"},
+			wantServices: []string{"ingest", "metrics"},
+			check: func(t *testing.T, r *release) {
+				sec, ok := r.get("Secret", "retain-auth")
+				if !ok || sec.Obj.(*corev1.Secret).StringData["publicKey"] == "" {
+					t.Errorf("no chart-created retain-auth Secret with publicKey: %v", names(r.all("Secret")))
+				}
+				for _, name := range []string{"retain-ingest-database", "retain-metrics-database"} {
+					if s, ok := r.get("Secret", name); !ok || !strings.HasPrefix(s.Obj.(*corev1.Secret).StringData["url"], "postgres://") {
+						t.Errorf("no chart-created Secret %s with the database URL", name)
+					}
+				}
+				if strings.Contains(r.Notes, "create secret") {
+					t.Errorf("NOTES.txt asks to create Secrets the chart created:\n%s", r.Notes)
+				}
+				ing, ok := r.get("Ingress", "retain-ingest")
+				if !ok {
+					t.Fatal("no Ingress for ingest")
+				}
+				rule := ing.Obj.(*networkingv1.Ingress).Spec.Rules[0]
+				if rule.Host != "events.example.com" || rule.HTTP.Paths[0].Backend.Service.Port.Name != "http" {
+					t.Errorf("ingress rule = %+v, want events.example.com to the http port", rule)
+				}
+				if _, ok := r.get("Ingress", "retain-metrics"); ok {
+					t.Error("an Ingress for metrics, which has no HTTP API")
+				}
+				metrics := deployment(t, r, "retain-metrics")
+				if img := metrics.Spec.Template.Spec.Containers[0].Image; img != "registry.example.com/retain/retain-metrics@sha256:"+strings.Repeat("ab", 32) {
+					t.Errorf("metrics image = %q", img)
+				}
+				for _, p := range metrics.Spec.Template.Spec.Containers[0].Ports {
+					if p.Name == "http" {
+						t.Error("metrics has an http port although ports.http is 0")
+					}
+				}
+				if cm := configMap(t, r, "retain-metrics"); cm.Data["RETAIN_HTTP_ADDR"] != "" {
+					t.Errorf("metrics gets RETAIN_HTTP_ADDR %q", cm.Data["RETAIN_HTTP_ADDR"])
+				}
+				// metrics is internal: gRPC only from the release and the allowed clients.
+				np := networkPolicy(t, r, "retain-metrics")
+				grpcRule := np.Spec.Ingress[0]
+				if len(grpcRule.From) != 2 || grpcRule.From[0].PodSelector.MatchLabels["app.kubernetes.io/instance"] != releaseName {
+					t.Errorf("metrics gRPC ingress = %+v, want the release's pods and the grpcClients peer", grpcRule.From)
+				}
+				if !egressTo(np, 4317, "") {
+					t.Errorf("no egress to the OTLP collector although otel.endpoint is set: %+v", np.Spec.Egress)
+				}
+				hpa := r.all("HorizontalPodAutoscaler")
+				if len(hpa) != 2 {
+					t.Errorf("HorizontalPodAutoscalers = %v, want one per service", names(hpa))
+				}
+				if len(r.all("ServiceMonitor")) != 2 {
+					t.Errorf("ServiceMonitors = %v, want one per service", names(r.all("ServiceMonitor")))
+				}
+				pdb, _ := r.get("PodDisruptionBudget", "retain-metrics")
+				if mu := pdb.Obj.(*policyv1.PodDisruptionBudget).Spec; mu.MinAvailable == nil || mu.MinAvailable.String() != "50%" || mu.MaxUnavailable != nil {
+					t.Errorf("metrics PDB = %+v, want minAvailable 50%% only", mu)
+				}
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustRender(t, tc.files)
+			var got []string
+			for _, o := range r.all("Deployment") {
+				got = append(got, o.Meta.Labels["app.kubernetes.io/component"])
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tc.wantServices) {
+				t.Fatalf("Deployments for %v, want %v", got, tc.wantServices)
+			}
+			checkNamesAndLabels(t, r)
+			for _, o := range r.all("Deployment") {
+				t.Run(o.Meta.Name, func(t *testing.T) { checkWorkload(t, r, o.Obj.(*appsv1.Deployment)) })
+			}
+			checkDefaultDeny(t, r)
+			tc.check(t, r)
+		})
+	}
+}
+
+// checkNamesAndLabels: every object has a valid name, the release's labels,
+// and lives in the release namespace.
+func checkNamesAndLabels(t *testing.T, r *release) {
+	t.Helper()
+	for _, o := range r.Objects {
+		if errs := validation.IsDNS1123Subdomain(o.Meta.Name); len(errs) > 0 {
+			t.Errorf("%s %q: invalid name: %v", o.Kind, o.Meta.Name, errs)
+		}
+		if o.Kind == "Service" {
+			if errs := validation.IsDNS1035Label(o.Meta.Name); len(errs) > 0 {
+				t.Errorf("Service %q: invalid name: %v", o.Meta.Name, errs)
+			}
+		}
+		if o.Meta.Namespace != namespace {
+			t.Errorf("%s %s: namespace %q, want the release's %q", o.Kind, o.Meta.Name, o.Meta.Namespace, namespace)
+		}
+		checkLabels(t, fmt.Sprintf("%s %s", o.Kind, o.Meta.Name), o.Meta.Labels)
+	}
+}
+
+func checkLabels(t *testing.T, what string, l map[string]string) {
+	t.Helper()
+	want := map[string]string{
+		"app.kubernetes.io/name":       "retain",
+		"app.kubernetes.io/instance":   releaseName,
+		"app.kubernetes.io/managed-by": "Helm",
+		"app.kubernetes.io/part-of":    "retain",
+	}
+	for k, v := range want {
+		if l[k] != v {
+			t.Errorf("%s: label %s = %q, want %q", what, k, l[k], v)
+		}
+	}
+	for _, k := range []string{"app.kubernetes.io/version", "helm.sh/chart"} {
+		if l[k] == "" {
+			t.Errorf("%s: no %s label", what, k)
+		}
+	}
+	for k, v := range l {
+		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+			t.Errorf("%s: label key %q: %v", what, k, errs)
+		}
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			t.Errorf("%s: label %s value %q: %v", what, k, v, errs)
+		}
+	}
+}
+
+// checkWorkload checks one service's Deployment and everything wired to it.
+func checkWorkload(t *testing.T, r *release, d *appsv1.Deployment) {
+	component := d.Labels["app.kubernetes.io/component"]
+	if component == "" {
+		t.Fatal("no app.kubernetes.io/component label")
+	}
+	wantSelector := map[string]string{
+		"app.kubernetes.io/name":      "retain",
+		"app.kubernetes.io/instance":  releaseName,
+		"app.kubernetes.io/component": component,
+	}
+	if !maps.Equal(d.Spec.Selector.MatchLabels, wantSelector) {
+		t.Errorf("selector = %v, want %v", d.Spec.Selector.MatchLabels, wantSelector)
+	}
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	if !labels.SelectorFromSet(d.Spec.Selector.MatchLabels).Matches(podLabels) {
+		t.Errorf("pod labels %v do not match the selector", podLabels)
+	}
+	checkLabels(t, "pod template", d.Spec.Template.Labels)
+
+	pod := d.Spec.Template.Spec
+	// Pod security.
+	if psc := pod.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+		t.Error("pod securityContext.runAsNonRoot is not true")
+	} else {
+		if psc.RunAsUser == nil || *psc.RunAsUser == 0 {
+			t.Errorf("pod runAsUser = %v, want a non-root uid", psc.RunAsUser)
+		}
+		if psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("pod seccompProfile = %v, want RuntimeDefault", psc.SeccompProfile)
+		}
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		t.Error("the service account token is mounted; the services never call the API")
+	}
+	if pod.EnableServiceLinks == nil || *pod.EnableServiceLinks {
+		t.Error("enableServiceLinks is not false: Kubernetes would inject RETAIN_*_PORT variables")
+	}
+	if sa, ok := r.get("ServiceAccount", pod.ServiceAccountName); !ok {
+		t.Errorf("serviceAccountName %q is not rendered", pod.ServiceAccountName)
+	} else if a := sa.Obj.(*corev1.ServiceAccount).AutomountServiceAccountToken; a == nil || *a {
+		t.Errorf("ServiceAccount %s automounts its token", pod.ServiceAccountName)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+
+	// Container security.
+	sc := c.SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatal("container has no securityContext")
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("readOnlyRootFilesystem is not true")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Error("allowPrivilegeEscalation is not false")
+	case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") || len(sc.Capabilities.Add) > 0:
+		t.Errorf("capabilities = %+v, want drop ALL and add none", sc.Capabilities)
+	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
+		t.Error("container runAsNonRoot is not true")
+	case sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
+		t.Errorf("container seccompProfile = %v, want RuntimeDefault", sc.SeccompProfile)
+	case sc.Privileged != nil && *sc.Privileged:
+		t.Error("privileged")
+	}
+	if strings.HasSuffix(c.Image, ":") || !strings.Contains(c.Image, "retain-"+component) {
+		t.Errorf("image %q is not retain-%s with a tag or digest", c.Image, component)
+	}
+
+	// Resources.
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Errorf("resource requests = %v, want cpu and memory", c.Resources.Requests)
+	}
+	if c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resource limits = %v, want a memory limit", c.Resources.Limits)
+	}
+
+	// Ports and probes.
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if ports["grpc"] == 0 || ports["ops"] == 0 {
+		t.Fatalf("container ports = %v, want grpc and ops", ports)
+	}
+	rp := c.ReadinessProbe
+	if rp == nil || rp.GRPC == nil || rp.GRPC.Port != ports["grpc"] {
+		t.Errorf("readiness probe = %+v, want gRPC health on the gRPC port %d", rp, ports["grpc"])
+	}
+	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "startup": c.StartupProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.String() != "ops" {
+			t.Errorf("%s probe = %+v, want GET /healthz on the ops port", name, p)
+		}
+	}
+	if sp := c.StartupProbe; sp != nil && sp.PeriodSeconds*sp.FailureThreshold < 120 {
+		t.Errorf("startup probe allows %ds; migrations waiting for another replica's lock need minutes", sp.PeriodSeconds*sp.FailureThreshold)
+	}
+
+	// Environment: settings from the service's ConfigMap, credentials from Secrets.
+	if len(c.EnvFrom) != 1 || c.EnvFrom[0].ConfigMapRef == nil {
+		t.Fatalf("envFrom = %+v, want the service's ConfigMap", c.EnvFrom)
+	}
+	cm := configMap(t, r, c.EnvFrom[0].ConfigMapRef.Name)
+	env := map[string]bool{}
+	for k := range cm.Data {
+		env[k] = true
+	}
+	for _, e := range c.Env {
+		env[e.Name] = true
+		if ref := e.ValueFrom; ref != nil && ref.SecretKeyRef != nil {
+			if s, ok := r.get("Secret", ref.SecretKeyRef.Name); ok {
+				if _, ok := s.Obj.(*corev1.Secret).StringData[ref.SecretKeyRef.Key]; !ok {
+					t.Errorf("%s: Secret %s has no key %s", e.Name, ref.SecretKeyRef.Name, ref.SecretKeyRef.Key)
+				}
+			} else if !strings.Contains(r.Notes, ref.SecretKeyRef.Name) {
+				t.Errorf("%s comes from Secret %s, which is neither rendered nor named in NOTES.txt", e.Name, ref.SecretKeyRef.Name)
+			}
+		}
+		if e.Value != "" && (strings.Contains(e.Name, "DATABASE_URL") || strings.Contains(e.Name, "KEY")) {
+			t.Errorf("%s is a plain value; credentials must come from a Secret", e.Name)
+		}
+	}
+	dbEnv := "RETAIN_" + strings.ToUpper(component) + "_DATABASE_URL"
+	for _, v := range []string{"RETAIN_NATS_URL", "RETAIN_AUTH_PUBLIC_KEY", dbEnv, "RETAIN_GRPC_ADDR", "RETAIN_OPS_ADDR"} {
+		if !env[v] {
+			t.Errorf("%s is not set", v)
+		}
+	}
+	for _, e := range c.Env {
+		if e.Name == "RETAIN_AUTH_PUBLIC_KEY" || e.Name == dbEnv {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				t.Errorf("%s does not come from a Secret", e.Name)
+			}
+		}
+	}
+	if got, want := cm.Data["RETAIN_GRPC_ADDR"], fmt.Sprintf(":%d", ports["grpc"]); got != want {
+		t.Errorf("RETAIN_GRPC_ADDR = %q, want %q (the grpc container port)", got, want)
+	}
+	if got, want := cm.Data["RETAIN_OPS_ADDR"], fmt.Sprintf(":%d", ports["ops"]); got != want {
+		t.Errorf("RETAIN_OPS_ADDR = %q, want %q (the ops container port)", got, want)
+	}
+	if p, ok := ports["http"]; ok {
+		if got, want := cm.Data["RETAIN_HTTP_ADDR"], fmt.Sprintf(":%d", p); got != want {
+			t.Errorf("RETAIN_HTTP_ADDR = %q, want %q (the http container port)", got, want)
+		}
+	}
+	if known, ok := knownEnv(t, component); ok {
+		for v := range env {
+			if !known[v] && !kubernetesOnlyEnv[v] {
+				t.Errorf("the chart sets %s, which the %s binary does not read (misspelt?)", v, component)
+			}
+		}
+	} else {
+		t.Logf("%s: no binary registered in serviceEnv; variable names not checked against its flags", component)
+	}
+
+	// Graceful shutdown fits in the grace period.
+	shutdown, err := time.ParseDuration(cm.Data["RETAIN_SHUTDOWN_TIMEOUT"])
+	if err != nil {
+		t.Errorf("RETAIN_SHUTDOWN_TIMEOUT %q: %v", cm.Data["RETAIN_SHUTDOWN_TIMEOUT"], err)
+	} else if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= shutdown {
+		t.Errorf("terminationGracePeriodSeconds %v is not longer than RETAIN_SHUTDOWN_TIMEOUT %s", g, shutdown)
+	}
+
+	// The Service in front of it.
+	svcObj, ok := r.get("Service", d.Name)
+	if !ok {
+		t.Fatalf("no Service %s", d.Name)
+	}
+	svc := svcObj.Obj.(*corev1.Service)
+	if !maps.Equal(svc.Spec.Selector, wantSelector) {
+		t.Errorf("Service selector = %v, want %v", svc.Spec.Selector, wantSelector)
+	}
+	for _, p := range svc.Spec.Ports {
+		if _, ok := ports[p.TargetPort.String()]; !ok || p.Name != p.TargetPort.String() {
+			t.Errorf("Service port %s targets %s, which the container does not expose", p.Name, p.TargetPort.String())
+		}
+	}
+
+	// Autoscaling, disruption budget, monitoring: all aimed at these pods.
+	if h, ok := r.get("HorizontalPodAutoscaler", d.Name); ok {
+		hpa := h.Obj.(*autoscalingv2.HorizontalPodAutoscaler)
+		if hpa.Spec.ScaleTargetRef.Kind != "Deployment" || hpa.Spec.ScaleTargetRef.Name != d.Name {
+			t.Errorf("HPA targets %+v", hpa.Spec.ScaleTargetRef)
+		}
+		if d.Spec.Replicas != nil {
+			t.Error("the Deployment sets replicas although an HPA owns them (every upgrade would reset the scale)")
+		}
+	} else if d.Spec.Replicas == nil {
+		t.Error("no replicas and no HPA")
+	}
+	if p, ok := r.get("PodDisruptionBudget", d.Name); ok {
+		sel := p.Obj.(*policyv1.PodDisruptionBudget).Spec.Selector
+		if sel == nil || !labels.SelectorFromSet(sel.MatchLabels).Matches(podLabels) {
+			t.Errorf("PDB selector %v does not select the pods", sel)
+		}
+	}
+	if m, ok := r.get("ServiceMonitor", d.Name); ok {
+		sm := m.Obj.(*monitoringv1.ServiceMonitor)
+		if !labels.SelectorFromSet(sm.Spec.Selector.MatchLabels).Matches(labels.Set(svc.Labels)) {
+			t.Errorf("ServiceMonitor selector %v does not select Service %s", sm.Spec.Selector.MatchLabels, svc.Name)
+		}
+		if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "ops" || sm.Spec.Endpoints[0].Path != "/metrics" {
+			t.Errorf("ServiceMonitor endpoints = %+v, want /metrics on the ops port", sm.Spec.Endpoints)
+		}
+	}
+
+	// Its NetworkPolicy.
+	np := networkPolicy(t, r, d.Name)
+	if !labels.SelectorFromSet(np.Spec.PodSelector.MatchLabels).Matches(podLabels) {
+		t.Errorf("NetworkPolicy selects %v, not the pods", np.Spec.PodSelector.MatchLabels)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+		t.Errorf("policy types = %v, want Ingress and Egress", np.Spec.PolicyTypes)
+	}
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			if p.Port == nil || p.Port.String() == "" {
+				t.Errorf("ingress rule %+v opens every port", rule)
+			} else if _, ok := ports[p.Port.String()]; !ok {
+				t.Errorf("ingress rule names port %s, which the container does not expose", p.Port.String())
+			}
+		}
+		if len(rule.Ports) == 0 {
+			t.Errorf("ingress rule %+v opens every port", rule)
+		}
+	}
+	opsOpen := false
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 1 && rule.Ports[0].Port.String() == "ops" {
+			opsOpen = len(rule.From) > 0
+		}
+	}
+	if !opsOpen {
+		t.Error("the ops port is not restricted to the monitoring peers")
+	}
+	for _, port := range []int{53, 4222, 5432} {
+		if !egressTo(np, port, "") {
+			t.Errorf("no egress to port %d (DNS, NATS, Postgres)", port)
+		}
+	}
+	for _, rule := range np.Spec.Egress {
+		if len(rule.Ports) == 0 {
+			t.Errorf("egress rule %+v opens every port", rule)
+		}
+	}
+}
+
+// checkDefaultDeny: one policy selects every Retain pod of the release and
+// allows nothing.
+func checkDefaultDeny(t *testing.T, r *release) {
+	t.Helper()
+	o, ok := r.get("NetworkPolicy", "retain-default-deny")
+	if !ok {
+		t.Fatal("no default-deny NetworkPolicy")
+	}
+	np := o.Obj.(*networkingv1.NetworkPolicy)
+	if len(np.Spec.Ingress) > 0 || len(np.Spec.Egress) > 0 || len(np.Spec.PolicyTypes) != 2 {
+		t.Errorf("default deny allows something: %+v", np.Spec)
+	}
+	for _, d := range r.all("Deployment") {
+		pl := labels.Set(d.Obj.(*appsv1.Deployment).Spec.Template.Labels)
+		if !labels.SelectorFromSet(np.Spec.PodSelector.MatchLabels).Matches(pl) {
+			t.Errorf("default deny does not select %s's pods", d.Meta.Name)
+		}
+	}
+	if _, ok := np.Spec.PodSelector.MatchLabels["app.kubernetes.io/component"]; ok || len(np.Spec.PodSelector.MatchLabels) == 0 {
+		t.Errorf("default deny selects %v; want every Retain pod of the release and nothing else", np.Spec.PodSelector.MatchLabels)
+	}
+}
+
+// egressTo reports whether a rule allows TCP/UDP port; with a label key,
+// only a rule whose peers select pods by that label counts.
+func egressTo(np *networkingv1.NetworkPolicy, port int, podLabel string) bool {
+	for _, rule := range np.Spec.Egress {
+		for _, p := range rule.Ports {
+			if p.Port == nil || p.Port.IntValue() != port {
+				continue
+			}
+			if podLabel == "" {
+				return true
+			}
+			for _, peer := range rule.To {
+				if peer.PodSelector != nil {
+					if _, ok := peer.PodSelector.MatchLabels[podLabel]; ok {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// natsSyncAlways: the values handed to the NATS chart keep fsync always.
+func natsSyncAlways(t *testing.T, r *release) {
+	t.Helper()
+	js := r.Values["nats"].(map[string]any)["config"].(map[string]any)["jetstream"].(map[string]any)
+	if got := js["merge"].(map[string]any)["sync_interval"]; got != "always" {
+		t.Errorf("nats jetstream sync_interval = %v, want always", got)
+	}
+	if fs := js["fileStore"].(map[string]any); fs["enabled"] != true {
+		t.Errorf("nats jetstream fileStore = %v, want enabled", fs)
+	}
+}
+
+func deployment(t *testing.T, r *release, name string) *appsv1.Deployment {
+	t.Helper()
+	o, ok := r.get("Deployment", name)
+	if !ok {
+		t.Fatalf("no Deployment %s", name)
+	}
+	return o.Obj.(*appsv1.Deployment)
+}
+
+func configMap(t *testing.T, r *release, name string) *corev1.ConfigMap {
+	t.Helper()
+	o, ok := r.get("ConfigMap", name)
+	if !ok {
+		t.Fatalf("no ConfigMap %s", name)
+	}
+	return o.Obj.(*corev1.ConfigMap)
+}
+
+func networkPolicy(t *testing.T, r *release, name string) *networkingv1.NetworkPolicy {
+	t.Helper()
+	o, ok := r.get("NetworkPolicy", name)
+	if !ok {
+		t.Fatalf("no NetworkPolicy %s", name)
+	}
+	return o.Obj.(*networkingv1.NetworkPolicy)
+}
+
+func names(objs []object) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.Meta.Name)
+	}
+	return out
+}
