@@ -17,6 +17,7 @@ import (
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/services/ingest"
+	"github.com/retainhq/retain/services/metrics"
 )
 
 const (
@@ -113,11 +114,21 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	mcfg := metrics.DefaultConfig()
+	mcfg.NATS.URL = natsURL
+	mcfg.AuthPublicKey = pub
+	if mcfg.DatabaseURL, err = dbURL("retain_metrics"); err != nil {
+		return err
+	}
+	metricsSvc, err := metrics.New(ctx, mcfg, tel)
+	if err != nil {
+		return err
+	}
 	verifier, err := auth.NewVerifierFromString(pub)
 	if err != nil {
 		return err
 	}
-	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: verifier}, svc)
+	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: verifier}, svc, metricsSvc)
 	if err != nil {
 		return err
 	}
@@ -139,7 +150,7 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	printBanner(env.stdout, state, natsURL, o.dir)
 
 	if o.demo {
-		if err := runDemo(runCtx, env, state, natsURL, o); err != nil {
+		if err := runDemo(runCtx, env, state, natsURL, o, metricsSvc); err != nil {
 			stop()
 			return errors.Join(fmt.Errorf("demo: %w", err), <-hostDone)
 		}

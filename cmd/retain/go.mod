@@ -7,6 +7,7 @@ require (
 	github.com/retainhq/retain/platform v0.0.0
 	github.com/retainhq/retain/proto/gen/go v0.0.0
 	github.com/retainhq/retain/services/ingest v0.0.0
+	github.com/retainhq/retain/services/metrics v0.0.0-00010101000000-000000000000
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -65,4 +66,5 @@ replace (
 	github.com/retainhq/retain/platform => ../../platform
 	github.com/retainhq/retain/proto/gen/go => ../../proto/gen/go
 	github.com/retainhq/retain/services/ingest => ../../services/ingest
+	github.com/retainhq/retain/services/metrics => ../../services/metrics
 )

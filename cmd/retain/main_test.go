@@ -68,6 +68,9 @@ func TestDevDemo(t *testing.T) {
 		"order_placed.total.amount_minor: must not be negative",
 		"survey_answered.score",
 		"RETAIN_EVENTS holds",
+		"customer retention rate (E - N) / S",
+		"Cohorts ",
+		"VIP share: the top 20% of customers",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)

@@ -1,0 +1,609 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
+	"github.com/retainhq/retain/services/ingest/event"
+)
+
+// metricsFigures are the `retain metrics` subcommands and what they show.
+var metricsFigures = []struct{ name, summary string }{
+	{"retention", "customer retention rate (CRR) with the counts behind it"},
+	{"churn", "churn rate and customers lost per customer acquired"},
+	{"repeat", "repeat purchase rate in the period and over the lifetime"},
+	{"cohorts", "monthly cohorts as a heat table (share ordering in each later month)"},
+	{"nps", "NPS and CSAT with the answer counts"},
+	{"rfm", "RFM segments as of an instant, and the first customer scores"},
+	{"top", "the top percent of customers by revenue and their share (the 80/20 check)"},
+	{"sales", "orders, customers, revenue, refunds, AOV, orders per customer"},
+	{"rebuild", "drop this tenant's metrics and replay them from the event stream (admin)"},
+}
+
+// metricsOptions are the flags of every `retain metrics` subcommand.
+type metricsOptions struct {
+	from, to, at string
+	window       int
+	percent      float64
+	currency     string
+	limit        int
+	revenue      bool
+	output       string
+	now          time.Time
+}
+
+// runMetrics is `retain metrics FIGURE [flags]`: it asks the metrics service
+// for one figure and prints it as a table, or as protojson.
+func runMetrics(ctx context.Context, env *cliEnv, args []string) error {
+	usageLine := "metrics FIGURE [flags]   (FIGURE: " + metricsFigureNames() + ")"
+	fs := newFlags(env, "metrics", usageLine)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "Usage: retain %s\n\nFigures:\n", usageLine)
+		for _, f := range metricsFigures {
+			fmt.Fprintf(env.stderr, "  %-10s %s\n", f.name, f.summary)
+		}
+		fmt.Fprintln(env.stderr, `
+Periods are [from, to) in UTC. --from and --to take a date (2011-04-01), an
+instant (RFC 3339), a month (2011-04), a quarter (2011-Q2) or a year (2011);
+when --to is left out, the period is the whole month, quarter or year named by
+--from (a date or instant runs to now). Without either: this quarter so far.
+
+Flags:`)
+		fs.PrintDefaults()
+	}
+	ep := addEndpointFlags(fs, env)
+	o := metricsOptions{now: time.Now().UTC()}
+	fs.StringVar(&o.from, "from", "", "start of the period (cohorts: first cohort month)")
+	fs.StringVar(&o.to, "to", "", "end of the period, excluded (cohorts: last cohort month, included)")
+	fs.StringVar(&o.at, "at", "", "rfm: the instant to score as of (default now)")
+	fs.IntVar(&o.window, "window", 0, "activity window in days, 1-3650 (default 90)")
+	fs.Float64Var(&o.percent, "percent", 20, "top: the top share of customers, in percent")
+	fs.StringVar(&o.currency, "currency", "", "currency of money figures (default: the tenant's only currency)")
+	fs.IntVar(&o.limit, "limit", 10, "rfm, top: how many customers to list")
+	fs.BoolVar(&o.revenue, "revenue", false, "cohorts: show revenue per member instead of the share ordering")
+	fs.StringVar(&o.output, "output", "table", "table or json (the gRPC response as protojson)")
+	pos, flagArgs := splitPositional(args)
+	if err := fs.Parse(flagArgs); err != nil {
+		return err
+	}
+	pos = append(pos, fs.Args()...)
+	if len(pos) != 1 {
+		fs.Usage()
+		return fmt.Errorf("metrics needs one FIGURE: %s", metricsFigureNames())
+	}
+	if o.output != "table" && o.output != "json" {
+		return fmt.Errorf("--output %q: must be table or json", o.output)
+	}
+	if o.limit < 1 || o.limit > 1000 {
+		return fmt.Errorf("--limit %d: must be 1-1000", o.limit)
+	}
+	figure := pos[0]
+	known := false
+	for _, f := range metricsFigures {
+		known = known || f.name == figure
+	}
+	if !known {
+		fs.Usage()
+		return fmt.Errorf("unknown figure %q (want one of %s)", figure, metricsFigureNames())
+	}
+	conn, err := ep.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	if figure == "rebuild" {
+		cancel()
+		// A rebuild replays the whole stream of the tenant: minutes for a
+		// big shop.
+		callCtx, cancel = context.WithTimeout(ctx, time.Hour)
+	}
+	defer cancel()
+	resp, err := callMetrics(callCtx, metricsv1.NewMetricsServiceClient(conn), figure, o)
+	if err != nil {
+		return describeCallError(err)
+	}
+	if o.output == "json" {
+		b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(resp)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(env.stdout, string(b))
+		return err
+	}
+	return printMetric(env.stdout, figure, resp, o)
+}
+
+func metricsFigureNames() string {
+	names := make([]string, len(metricsFigures))
+	for i, f := range metricsFigures {
+		names[i] = f.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// describeCallError turns a status into a plain message (the field at fault
+// is already in it).
+func describeCallError(err error) error {
+	if st, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s: %s", codeWords(st.Code().String()), st.Message())
+	}
+	return err
+}
+
+// codeWords turns a code name like InvalidArgument into "invalid argument".
+func codeWords(code string) string {
+	var b strings.Builder
+	for i, r := range code {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToLower(b.String())
+}
+
+// callMetrics makes the one call a figure needs.
+func callMetrics(ctx context.Context, c metricsv1.MetricsServiceClient, figure string, o metricsOptions) (proto.Message, error) {
+	switch figure {
+	case "cohorts":
+		first, last, err := cohortRange(o)
+		if err != nil {
+			return nil, err
+		}
+		return c.GetCohorts(ctx, &metricsv1.GetCohortsRequest{FromMonth: first, ToMonth: last, Currency: o.currency})
+	case "rfm":
+		at := o.now
+		if o.at != "" {
+			var err error
+			if at, _, err = parseWhen(o.at, o.now); err != nil {
+				return nil, fmt.Errorf("--at: %w", err)
+			}
+		}
+		return c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: timestamppb.New(at), Currency: o.currency, PageSize: int32(o.limit)})
+	case "rebuild":
+		return c.Rebuild(ctx, &metricsv1.RebuildRequest{})
+	}
+	p, err := metricsPeriod(o)
+	if err != nil {
+		return nil, err
+	}
+	switch figure {
+	case "retention", "churn":
+		return c.GetRetention(ctx, &metricsv1.GetRetentionRequest{Period: p, WindowDays: int32(o.window)})
+	case "repeat":
+		return c.GetRepeatPurchase(ctx, &metricsv1.GetRepeatPurchaseRequest{Period: p})
+	case "nps":
+		return c.GetNPS(ctx, &metricsv1.GetNPSRequest{Period: p})
+	case "top":
+		return c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: p, Percent: o.percent, Currency: o.currency, PageSize: int32(o.limit)})
+	case "sales":
+		return c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: p, Currency: o.currency})
+	}
+	return nil, fmt.Errorf("unknown figure %q", figure)
+}
+
+var (
+	quarterRE = regexp.MustCompile(`^([0-9]{4})-[Qq]([1-4])$`)
+	monthRE   = regexp.MustCompile(`^([0-9]{4})-([0-9]{2})$`)
+	yearRE    = regexp.MustCompile(`^([0-9]{4})$`)
+)
+
+// parseWhen reads a date, an instant, a month, a quarter or a year, and
+// returns its start and the end of the unit it names (now for a date or an
+// instant, which name no unit).
+func parseWhen(s string, now time.Time) (start, end time.Time, err error) {
+	if m := quarterRE.FindStringSubmatch(s); m != nil {
+		y, _ := strconv.Atoi(m[1])
+		q, _ := strconv.Atoi(m[2])
+		start = time.Date(y, time.Month(3*(q-1)+1), 1, 0, 0, 0, 0, time.UTC)
+		return start, start.AddDate(0, 3, 0), nil
+	}
+	if m := monthRE.FindStringSubmatch(s); m != nil {
+		t, err := time.Parse("2006-01", s)
+		if err != nil {
+			return start, end, fmt.Errorf("%q: not a month (YYYY-MM)", s)
+		}
+		return t, t.AddDate(0, 1, 0), nil
+	}
+	if yearRE.MatchString(s) {
+		y, _ := strconv.Atoi(s)
+		start = time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
+		return start, start.AddDate(1, 0, 0), nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, now, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), now, nil
+	}
+	return start, end, fmt.Errorf("%q: want a date (2011-04-01), an RFC 3339 instant, a month (2011-04), a quarter (2011-Q2) or a year (2011)", s)
+}
+
+// quarterStart is the first instant of t's calendar quarter.
+func quarterStart(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month()-(t.Month()-1)%3, 1, 0, 0, 0, 0, time.UTC)
+}
+
+// metricsPeriod is the period the flags name; the service validates it (an
+// inverted period is its INVALID_ARGUMENT, naming the field).
+func metricsPeriod(o metricsOptions) (*metricsv1.Period, error) {
+	var from, to time.Time
+	switch {
+	case o.from == "" && o.to == "":
+		from, to = quarterStart(o.now), o.now
+	case o.from == "":
+		return nil, errors.New("--to needs --from")
+	default:
+		var err error
+		if from, to, err = parseWhen(o.from, o.now); err != nil {
+			return nil, fmt.Errorf("--from: %w", err)
+		}
+		if o.to != "" {
+			if to, _, err = parseWhen(o.to, o.now); err != nil {
+				return nil, fmt.Errorf("--to: %w", err)
+			}
+		}
+	}
+	return &metricsv1.Period{From: timestamppb.New(from), To: timestamppb.New(to)}, nil
+}
+
+// cohortRange is the cohort months the flags name: by default the twelve
+// months up to this one.
+func cohortRange(o metricsOptions) (first, last string, err error) {
+	month := func(flagName, s string) (string, error) {
+		start, _, err := parseWhen(s, o.now)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", flagName, err)
+		}
+		return start.Format("2006-01"), nil
+	}
+	thisMonth := time.Date(o.now.Year(), o.now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	switch {
+	case o.from == "" && o.to == "":
+		return thisMonth.AddDate(0, -11, 0).Format("2006-01"), thisMonth.Format("2006-01"), nil
+	case o.from == "":
+		return "", "", errors.New("--to needs --from")
+	}
+	if first, err = month("--from", o.from); err != nil {
+		return "", "", err
+	}
+	if o.to == "" {
+		// A year or quarter names its months; a single month runs to now.
+		start, end, _ := parseWhen(o.from, o.now)
+		if end.Sub(start) > 32*24*time.Hour {
+			return first, end.AddDate(0, -1, 0).Format("2006-01"), nil
+		}
+		return first, thisMonth.Format("2006-01"), nil
+	}
+	last, err = month("--to", o.to)
+	return first, last, err
+}
+
+// printMetric writes a figure as a readable table.
+func printMetric(w io.Writer, figure string, resp proto.Message, o metricsOptions) error {
+	switch r := resp.(type) {
+	case *metricsv1.GetRetentionResponse:
+		if figure == "churn" {
+			printChurn(w, r)
+		} else {
+			printRetention(w, r)
+		}
+	case *metricsv1.GetRepeatPurchaseResponse:
+		fmt.Fprintf(w, "Repeat purchase, %s\n", periodText(r.GetPeriod()))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "\tbuyers\trepeat buyers\trepeat purchase rate\t")
+		for _, row := range []struct {
+			name string
+			rp   *metricsv1.RepeatPurchase
+		}{{"in the period", r.GetInPeriod()}, {"lifetime to its end", r.GetLifetime()}} {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t\n", row.name, row.rp.GetBuyers(), row.rp.GetRepeatBuyers(), percentText(row.rp.GetRate()))
+		}
+		return tw.Flush()
+	case *metricsv1.GetCohortsResponse:
+		printCohorts(w, r, o.revenue)
+	case *metricsv1.GetNPSResponse:
+		printNPS(w, r)
+	case *metricsv1.GetRFMResponse:
+		printRFM(w, r)
+	case *metricsv1.GetTopCustomersResponse:
+		printTop(w, r)
+	case *metricsv1.GetSalesResponse:
+		printSales(w, r)
+	case *metricsv1.RebuildResponse:
+		took := r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime()).Round(time.Millisecond)
+		fmt.Fprintf(w, "Rebuilt from the event stream in %s: %d events replayed, %d applied, %d rejected (dead-lettered)\n",
+			took, r.GetEventsReplayed(), r.GetEventsApplied(), r.GetEventsRejected())
+	default:
+		return fmt.Errorf("no table for %T", resp)
+	}
+	return nil
+}
+
+func periodText(p *metricsv1.Period) string {
+	from, to := p.GetFrom().AsTime(), p.GetTo().AsTime()
+	layout := time.DateOnly
+	if from.Truncate(24*time.Hour) != from || to.Truncate(24*time.Hour) != to {
+		layout = "2006-01-02 15:04"
+	}
+	return from.Format(layout) + " to " + to.Format(layout) + " (UTC, end excluded)"
+}
+
+// percentText shows a rate with the counts behind it, or "no figure".
+func percentText(r *metricsv1.Ratio) string {
+	if !r.GetDefined() {
+		return fmt.Sprintf("no figure (%d / 0)", r.GetNumerator())
+	}
+	return fmt.Sprintf("%.1f%% (%d / %d)", r.GetPercent(), r.GetNumerator(), r.GetDenominator())
+}
+
+func printRetention(w io.Writer, r *metricsv1.GetRetentionResponse) {
+	fmt.Fprintf(w, "Retention, %s, window %d days\n", periodText(r.GetPeriod()), r.GetWindowDays())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  customer retention rate (E - N) / S\t%s\n", percentText(r.GetRetentionRate()))
+	fmt.Fprintf(tw, "  active at start (S)\t%d\n", r.GetActiveAtStart())
+	fmt.Fprintf(tw, "  active at end (E)\t%d\n", r.GetActiveAtEnd())
+	fmt.Fprintf(tw, "  new in the period (N)\t%d\n", r.GetNewCustomers())
+	fmt.Fprintf(tw, "  retained (in S and E)\t%d\n", r.GetRetained())
+	fmt.Fprintf(tw, "  churned (in S, not in E)\t%d\n", r.GetChurned())
+	fmt.Fprintf(tw, "  reactivated (in E, not in S, not new)\t%d\n", r.GetReactivated())
+	fmt.Fprintf(tw, "  new and still active at end\t%d\n", r.GetNewActiveAtEnd())
+	_ = tw.Flush()
+}
+
+func printChurn(w io.Writer, r *metricsv1.GetRetentionResponse) {
+	fmt.Fprintf(w, "Churn, %s, window %d days\n", periodText(r.GetPeriod()), r.GetWindowDays())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  churn rate churned / S\t%s\n", percentText(r.GetChurnRate()))
+	fmt.Fprintf(tw, "  lost per acquired churned / N\t%s\n", percentText(r.GetLostPerAcquired()))
+	fmt.Fprintf(tw, "  active at start (S)\t%d\n", r.GetActiveAtStart())
+	fmt.Fprintf(tw, "  churned (in S, not in E)\t%d\n", r.GetChurned())
+	fmt.Fprintf(tw, "  new in the period (N)\t%d\n", r.GetNewCustomers())
+	_ = tw.Flush()
+	fmt.Fprintln(w, "  (lost per acquired is not a churn rate: it compares customers lost with customers won)")
+}
+
+// shade is a heat glyph for a share of 0-100%.
+func shade(pct float64) string {
+	switch {
+	case pct >= 60:
+		return "█"
+	case pct >= 30:
+		return "▓"
+	case pct >= 15:
+		return "▒"
+	case pct > 0:
+		return "░"
+	}
+	return " "
+}
+
+func printCohorts(w io.Writer, r *metricsv1.GetCohortsResponse, revenue bool) {
+	what := "share of each cohort ordering in month +k"
+	if revenue {
+		what = "net revenue per cohort member in month +k, " + orNone(r.GetCurrency())
+	}
+	fmt.Fprintf(w, "Cohorts %s to %s by month of first order: %s\n", r.GetFromMonth(), r.GetToMonth(), what)
+	width := 0
+	for _, row := range r.GetRows() {
+		width = max(width, len(row.GetCells()))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "cohort\tmembers\t")
+	for k := range width {
+		fmt.Fprintf(tw, "+%d\t", k)
+	}
+	fmt.Fprintln(tw)
+	for _, row := range r.GetRows() {
+		fmt.Fprintf(tw, "%s\t%d\t", row.GetCohort(), row.GetMembers())
+		for _, c := range row.GetCells() {
+			switch {
+			case row.GetMembers() == 0:
+				fmt.Fprint(tw, "-\t")
+			case revenue:
+				fmt.Fprintf(tw, "%s\t", moneyText(c.GetRevenuePerMemberMinor(), r.GetCurrency(), false))
+			default:
+				p := c.GetShare().GetPercent()
+				fmt.Fprintf(tw, "%s%3.0f%%\t", shade(p), p)
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	_ = tw.Flush()
+	if !revenue {
+		fmt.Fprintln(w, "(█ 60%+  ▓ 30%+  ▒ 15%+  ░ under 15%; +0 is the month of the first order)")
+	}
+}
+
+func printNPS(w io.Writer, r *metricsv1.GetNPSResponse) {
+	fmt.Fprintf(w, "Surveys, %s\n", periodText(r.GetPeriod()))
+	n, c := r.GetNps(), r.GetCsat()
+	if n.GetScore().GetDefined() {
+		fmt.Fprintf(w, "  NPS   %+.1f   promoters %d, passives %d, detractors %d of %d answers\n",
+			n.GetScore().GetPercent(), n.GetPromoters(), n.GetPassives(), n.GetDetractors(), n.GetAnswers())
+	} else {
+		fmt.Fprintln(w, "  NPS   no figure (no NPS answers in the period)")
+	}
+	if c.GetScore().GetDefined() {
+		fmt.Fprintf(w, "  CSAT  %.1f%%   %d of %d answers scored 4 or 5\n", c.GetScore().GetPercent(), c.GetSatisfied(), c.GetAnswers())
+	} else {
+		fmt.Fprintln(w, "  CSAT  no figure (no CSAT answers in the period)")
+	}
+	if r.GetIgnoredAnswers() > 0 {
+		fmt.Fprintf(w, "  %d answers ignored (unknown kind or score out of range)\n", r.GetIgnoredAnswers())
+	}
+}
+
+func printRFM(w io.Writer, r *metricsv1.GetRFMResponse) {
+	fmt.Fprintf(w, "RFM as of %s: %d customers\n", r.GetAt().AsTime().Format("2006-01-02 15:04 UTC"), r.GetCustomers())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "segment\tcustomers\tshare\trevenue (%s)\t\n", orNone(r.GetCurrency()))
+	for _, s := range r.GetSegments() {
+		share := 0.0
+		if r.GetCustomers() > 0 {
+			share = float64(s.GetCustomers()) * 100 / float64(r.GetCustomers())
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f%%\t%s\t\n", s.GetName(), s.GetCustomers(), share, moneyText(s.GetRevenueMinor(), r.GetCurrency(), false))
+	}
+	_ = tw.Flush()
+	if len(r.GetScores()) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nFirst %d customers by id (R F M: quintile scores, 5 best)\n", len(r.GetScores()))
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "customer\tlast order\tdays ago\torders\trevenue\tR F M\tsegment\t")
+	for _, s := range r.GetScores() {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d %d %d\t%s\t\n", s.GetCustomerId(), s.GetLastOrderAt().AsTime().Format(time.DateOnly),
+			s.GetRecencyDays(), s.GetFrequency(), moneyText(s.GetMonetaryMinor(), r.GetCurrency(), false),
+			s.GetRecencyScore(), s.GetFrequencyScore(), s.GetMonetaryScore(), segmentName(s.GetSegment()))
+	}
+	_ = tw.Flush()
+}
+
+func segmentName(s metricsv1.RFMSegment) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "RFM_SEGMENT_"))
+}
+
+func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse) {
+	fmt.Fprintf(w, "Top customers, %s\n", periodText(r.GetPeriod()))
+	share := "no figure (no revenue)"
+	if r.GetRevenueShare().GetDefined() {
+		share = fmt.Sprintf("%.1f%%", r.GetRevenueShare().GetPercent())
+	}
+	fmt.Fprintf(w, "  the top %v%% (%d of %d customers) bring %s of revenue: %s of %s\n",
+		r.GetPercent(), r.GetTopCustomers(), r.GetCustomers(), share,
+		moneyText(r.GetTopRevenueMinor(), r.GetCurrency(), true), moneyText(r.GetRevenueMinor(), r.GetCurrency(), true))
+	if len(r.GetTop()) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "rank\tcustomer\trevenue (%s)\torders\t\n", orNone(r.GetCurrency()))
+	for _, c := range r.GetTop() {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t\n", c.GetRank(), c.GetCustomerId(), moneyText(c.GetRevenueMinor(), r.GetCurrency(), false), c.GetOrders())
+	}
+	_ = tw.Flush()
+	if r.GetNextPageToken() != "" {
+		fmt.Fprintf(w, "  ... %d more in the top group (--limit, or --output json for the page token)\n", r.GetTopCustomers()-int64(len(r.GetTop())))
+	}
+}
+
+func printSales(w io.Writer, r *metricsv1.GetSalesResponse) {
+	fmt.Fprintf(w, "Sales, %s\n", periodText(r.GetPeriod()))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	cur := r.GetCurrency()
+	fmt.Fprintf(tw, "  orders\t%d\n", r.GetOrders())
+	fmt.Fprintf(tw, "  customers\t%d\n", r.GetCustomers())
+	fmt.Fprintf(tw, "  gross revenue\t%s\n", moneyText(r.GetGrossRevenueMinor(), cur, true))
+	fmt.Fprintf(tw, "  refunded\t%s\n", moneyText(r.GetRefundedMinor(), cur, true))
+	fmt.Fprintf(tw, "  net revenue\t%s\n", moneyText(r.GetNetRevenueMinor(), cur, true))
+	if r.GetOrders() > 0 {
+		fmt.Fprintf(tw, "  average order value\t%s\n", moneyText(r.GetAverageOrderValueMinor(), cur, true))
+	} else {
+		fmt.Fprintln(tw, "  average order value\tno figure (no orders)")
+	}
+	if opc := r.GetOrdersPerCustomer(); opc.GetDefined() {
+		fmt.Fprintf(tw, "  orders per customer\t%.2f\n", opc.GetValue())
+	} else {
+		fmt.Fprintln(tw, "  orders per customer\tno figure")
+	}
+	_ = tw.Flush()
+}
+
+func orNone(currency string) string {
+	if currency == "" {
+		return "no currency yet"
+	}
+	return currency
+}
+
+// moneyText renders minor units in major units with thousands separators,
+// e.g. 1234567 GBP -> "12,345.67" (with the code when withCode).
+func moneyText(minor int64, currency string, withCode bool) string {
+	exp, ok := event.CurrencyExponent(currency)
+	if !ok {
+		exp = 2
+	}
+	neg := minor < 0
+	if neg {
+		minor = -minor
+	}
+	s := strconv.FormatInt(minor, 10)
+	if exp > 0 {
+		for len(s) <= exp {
+			s = "0" + s
+		}
+		s = s[:len(s)-exp] + "." + s[len(s)-exp:]
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, c := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	out := b.String()
+	if frac != "" {
+		out += "." + frac
+	}
+	if neg {
+		out = "-" + out
+	}
+	if withCode && currency != "" {
+		out += " " + currency
+	}
+	return out
+}
+
+// printMetricsDemo is the metrics part of the `retain dev --demo` report:
+// this quarter's retention, the cohort table of the last twelve months and
+// the VIP share (the top 20% of customers' share of revenue over the last
+// year). The caller waits for the metrics consumer to catch up first.
+func printMetricsDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterface, now time.Time) error {
+	c := metricsv1.NewMetricsServiceClient(conn)
+	now = now.UTC()
+	quarter := &metricsv1.Period{From: timestamppb.New(quarterStart(now)), To: timestamppb.New(now)}
+	ret, err := c.GetRetention(ctx, &metricsv1.GetRetentionRequest{Period: quarter})
+	if err != nil {
+		return fmt.Errorf("metrics: retention: %w", err)
+	}
+	fmt.Fprintln(w, "\nMetrics (`retain metrics ...` shows more)")
+	printRetention(w, ret)
+
+	o := metricsOptions{now: now}
+	first, last, _ := cohortRange(o)
+	cohorts, err := c.GetCohorts(ctx, &metricsv1.GetCohortsRequest{FromMonth: first, ToMonth: last})
+	if err != nil {
+		return fmt.Errorf("metrics: cohorts: %w", err)
+	}
+	fmt.Fprintln(w)
+	printCohorts(w, cohorts, false)
+
+	year := &metricsv1.Period{From: timestamppb.New(now.AddDate(-1, 0, 0)), To: timestamppb.New(now)}
+	top, err := c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: year, Percent: 20, PageSize: 1})
+	if err != nil {
+		return fmt.Errorf("metrics: top customers: %w", err)
+	}
+	share := "no figure (no revenue yet)"
+	if top.GetRevenueShare().GetDefined() {
+		share = fmt.Sprintf("%.1f%% of revenue", top.GetRevenueShare().GetPercent())
+	}
+	fmt.Fprintf(w, "\nVIP share: the top 20%% of customers over the last year (%d of %d) bring %s (%s of %s)\n",
+		top.GetTopCustomers(), top.GetCustomers(), share,
+		moneyText(top.GetTopRevenueMinor(), top.GetCurrency(), true), moneyText(top.GetRevenueMinor(), top.GetCurrency(), true))
+	return nil
+}

@@ -1,0 +1,537 @@
+// Package api is the metrics service's gRPC edge: it validates requests with
+// the domain's rules, scopes every query to the caller token's tenant, asks
+// the store for counts, lets the domain derive the figures, and maps errors
+// to status codes. Nothing below it knows about gRPC.
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/auth"
+	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
+	"github.com/retainhq/retain/services/metrics/internal/consumer"
+	"github.com/retainhq/retain/services/metrics/internal/retention"
+	"github.com/retainhq/retain/services/metrics/internal/store"
+)
+
+// MethodScopes is the scope each MetricsService method requires.
+var MethodScopes = map[string]string{
+	metricsv1.MetricsService_GetRetention_FullMethodName:      auth.ScopeRead,
+	metricsv1.MetricsService_GetRepeatPurchase_FullMethodName: auth.ScopeRead,
+	metricsv1.MetricsService_GetCohorts_FullMethodName:        auth.ScopeRead,
+	metricsv1.MetricsService_GetNPS_FullMethodName:            auth.ScopeRead,
+	metricsv1.MetricsService_GetRFM_FullMethodName:            auth.ScopeRead,
+	metricsv1.MetricsService_GetTopCustomers_FullMethodName:   auth.ScopeRead,
+	metricsv1.MetricsService_GetSales_FullMethodName:          auth.ScopeRead,
+	metricsv1.MetricsService_Rebuild_FullMethodName:           auth.ScopeAdmin,
+}
+
+// Paging and defaults of the list calls.
+const (
+	DefaultPageSize   = 100
+	MaxPageSize       = 1000
+	DefaultTopPercent = 20
+)
+
+// GRPC implements retain.metrics.v1.MetricsService.
+type GRPC struct {
+	metricsv1.UnimplementedMetricsServiceServer
+	store     *store.Store
+	rebuilder *consumer.Rebuilder
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// NewGRPC returns the gRPC edge.
+func NewGRPC(s *store.Store, r *consumer.Rebuilder, log *slog.Logger) *GRPC {
+	return &GRPC{store: s, rebuilder: r, now: time.Now, log: log}
+}
+
+// GetRetention answers CRR, churn and reactivation of a period.
+func (g *GRPC) GetRetention(ctx context.Context, req *metricsv1.GetRetentionRequest) (*metricsv1.GetRetentionResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := period(req.GetPeriod())
+	if err != nil {
+		return nil, err
+	}
+	w, days, err := window(req.GetWindowDays())
+	if err != nil {
+		return nil, err
+	}
+	c, err := g.store.Retention(ctx, tenant, p, w)
+	if err != nil {
+		return nil, g.internal(ctx, "GetRetention", err)
+	}
+	return &metricsv1.GetRetentionResponse{
+		Period:          periodPB(p),
+		WindowDays:      days,
+		ActiveAtStart:   c.Start,
+		ActiveAtEnd:     c.End,
+		NewCustomers:    c.New,
+		Retained:        c.Retained,
+		Churned:         c.Churned,
+		Reactivated:     c.Reactivated,
+		NewActiveAtEnd:  c.NewActiveAtEnd,
+		RetentionRate:   ratio(c.CRR()),
+		ChurnRate:       ratio(c.ChurnRate()),
+		LostPerAcquired: ratio(c.LostPerAcquired()),
+	}, nil
+}
+
+// GetRepeatPurchase answers the repeat purchase rate in a period and over
+// the lifetime up to its end.
+func (g *GRPC) GetRepeatPurchase(ctx context.Context, req *metricsv1.GetRepeatPurchaseRequest) (*metricsv1.GetRepeatPurchaseResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := period(req.GetPeriod())
+	if err != nil {
+		return nil, err
+	}
+	in, life, err := g.store.Repeat(ctx, tenant, p)
+	if err != nil {
+		return nil, g.internal(ctx, "GetRepeatPurchase", err)
+	}
+	return &metricsv1.GetRepeatPurchaseResponse{Period: periodPB(p), InPeriod: repeatPB(in), Lifetime: repeatPB(life)}, nil
+}
+
+func repeatPB(c retention.RepeatCounts) *metricsv1.RepeatPurchase {
+	return &metricsv1.RepeatPurchase{Buyers: c.Buyers, RepeatBuyers: c.Repeaters, Rate: ratio(c.Rate())}
+}
+
+// GetCohorts answers the cohort matrix of the cohorts from_month..to_month.
+func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest) (*metricsv1.GetCohortsResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	first, err := month("from_month", req.GetFromMonth())
+	if err != nil {
+		return nil, err
+	}
+	last, err := month("to_month", req.GetToMonth())
+	if err != nil {
+		return nil, err
+	}
+	if err := retention.ValidateCohortRange(first, last); err != nil {
+		return nil, invalid("to_month", err.Error())
+	}
+	currency, err := g.currency(ctx, tenant, req.GetCurrency())
+	if err != nil {
+		return nil, err
+	}
+	cells, err := g.store.CohortCells(ctx, tenant, first, last, currency)
+	if err != nil {
+		return nil, g.internal(ctx, "GetCohorts", err)
+	}
+	table, err := retention.AssembleCohorts(first, last, cells)
+	if err != nil {
+		return nil, g.internal(ctx, "GetCohorts", err)
+	}
+	resp := &metricsv1.GetCohortsResponse{FromMonth: first.String(), ToMonth: last.String(), Currency: currency}
+	for _, row := range table.Rows {
+		r := &metricsv1.CohortRow{Cohort: row.Cohort.String(), Members: row.Members}
+		for k := range row.Active {
+			perMember, _ := row.RevenuePerMember(k)
+			r.Cells = append(r.Cells, &metricsv1.CohortCell{
+				Offset:                int32(k),
+				Month:                 (row.Cohort + retention.Month(k)).String(),
+				Active:                row.Active[k],
+				Share:                 ratio(row.Retention(k)),
+				RevenueMinor:          row.NetMinor[k],
+				RevenuePerMemberMinor: perMember,
+			})
+		}
+		resp.Rows = append(resp.Rows, r)
+	}
+	return resp, nil
+}
+
+// GetNPS answers NPS and CSAT of the answers given in a period.
+func (g *GRPC) GetNPS(ctx context.Context, req *metricsv1.GetNPSRequest) (*metricsv1.GetNPSResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := period(req.GetPeriod())
+	if err != nil {
+		return nil, err
+	}
+	t, err := g.store.Surveys(ctx, tenant, p)
+	if err != nil {
+		return nil, g.internal(ctx, "GetNPS", err)
+	}
+	return &metricsv1.GetNPSResponse{
+		Period: periodPB(p),
+		Nps: &metricsv1.NetPromoterScore{
+			Promoters: t.NPS.Promoters, Passives: t.NPS.Passives, Detractors: t.NPS.Detractors,
+			Answers: t.NPS.Answers(), Score: ratio(t.NPS.NPS()),
+		},
+		Csat:           &metricsv1.CustomerSatisfaction{Satisfied: t.CSAT.Satisfied, Answers: t.CSAT.Answers, Score: ratio(t.CSAT.CSAT())},
+		IgnoredAnswers: t.Ignored,
+	}, nil
+}
+
+// GetRFM scores every customer as of an instant and returns the segment
+// sizes and one page of scores, by customer id.
+func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metricsv1.GetRFMResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	at := g.now().UTC().Truncate(store.Precision)
+	if req.GetAt() != nil {
+		if err := req.GetAt().CheckValid(); err != nil {
+			return nil, invalid("at", err.Error())
+		}
+		at = req.GetAt().AsTime().UTC()
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var after string
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) == 0 {
+			return nil, invalid("page_token", "is not a token this call returned")
+		}
+		after = string(b)
+	}
+	currency, err := g.currency(ctx, tenant, req.GetCurrency())
+	if err != nil {
+		return nil, err
+	}
+	values, err := g.store.CustomerValues(ctx, tenant, at, currency)
+	if err != nil {
+		return nil, g.internal(ctx, "GetRFM", err)
+	}
+	rfm, err := retention.ScoreRFM(values, at)
+	if err != nil {
+		return nil, g.internal(ctx, "GetRFM", err)
+	}
+	resp := &metricsv1.GetRFMResponse{At: timestamppb.New(at), Currency: currency, Customers: int64(len(rfm.Customers))}
+	for _, s := range rfm.Segments {
+		resp.Segments = append(resp.Segments, &metricsv1.RFMSegmentSize{
+			Segment: segmentPB(s.Segment), Name: s.Segment.String(), Customers: s.Customers, RevenueMinor: s.NetMinor,
+		})
+	}
+	// Scores are sorted by customer id: the page starts after the token's id.
+	start := 0
+	if after != "" {
+		for start < len(rfm.Customers) && string(rfm.Customers[start].Customer) <= after {
+			start++
+		}
+	}
+	end := min(start+size, len(rfm.Customers))
+	for _, c := range rfm.Customers[start:end] {
+		resp.Scores = append(resp.Scores, &metricsv1.RFMCustomerScore{
+			CustomerId:     string(c.Customer),
+			LastOrderAt:    timestamppb.New(at.Add(-c.Recency)),
+			RecencyDays:    int64(c.Recency / retention.Day),
+			Frequency:      c.Frequency,
+			MonetaryMinor:  c.MonetaryMinor,
+			RecencyScore:   int32(c.R),
+			FrequencyScore: int32(c.F),
+			MonetaryScore:  int32(c.M),
+			Segment:        segmentPB(c.Segment),
+		})
+	}
+	if end < len(rfm.Customers) {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(rfm.Customers[end-1].Customer))
+	}
+	return resp, nil
+}
+
+// segmentPB maps the domain's segments onto the enum; both list them in
+// the same order from 1.
+func segmentPB(s retention.Segment) metricsv1.RFMSegment {
+	if s < retention.SegmentChampions || s > retention.SegmentLost {
+		return metricsv1.RFMSegment_RFM_SEGMENT_UNSPECIFIED
+	}
+	return metricsv1.RFMSegment(s)
+}
+
+// topCursor is the content of a top customers page token: the domain's
+// keyset cursor and the rank of the last customer shown.
+type topCursor struct {
+	NetMinor int64  `json:"n"`
+	Customer string `json:"c"`
+	Rank     int64  `json:"r"`
+}
+
+// GetTopCustomers answers the top percent of customers by revenue in a
+// period, their share of revenue and one page of them.
+func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustomersRequest) (*metricsv1.GetTopCustomersResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := period(req.GetPeriod())
+	if err != nil {
+		return nil, err
+	}
+	percent := req.GetPercent()
+	if percent == 0 {
+		percent = DefaultTopPercent
+	}
+	if _, err := retention.Top(nil, percent); err != nil {
+		return nil, invalid("percent", err.Error())
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	var after *topCursor
+	if tok := req.GetPageToken(); tok != "" {
+		after = &topCursor{}
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || json.Unmarshal(b, after) != nil || after.Rank <= 0 {
+			return nil, invalid("page_token", "is not a token this call returned")
+		}
+	}
+	currency, err := g.currency(ctx, tenant, req.GetCurrency())
+	if err != nil {
+		return nil, err
+	}
+	ranked, err := g.store.RevenueByCustomer(ctx, tenant, p, currency)
+	if err != nil {
+		return nil, g.internal(ctx, "GetTopCustomers", err)
+	}
+	top, err := retention.Top(ranked, percent)
+	if err != nil {
+		return nil, g.internal(ctx, "GetTopCustomers", err)
+	}
+	resp := &metricsv1.GetTopCustomersResponse{
+		Period: periodPB(p), Percent: percent, Currency: currency,
+		TopCustomers: top.Customers, Customers: top.Of,
+		TopRevenueMinor: top.TopNetMinor, RevenueMinor: top.AllNetMinor,
+		RevenueShare: ratio(top.RevenueShare()),
+	}
+	group := ranked[:top.Customers]
+	var cursor *retention.RankCursor
+	rank := int64(0)
+	if after != nil {
+		cursor = &retention.RankCursor{NetMinor: after.NetMinor, Customer: retention.CustomerID(after.Customer)}
+		rank = after.Rank
+	}
+	page, next := retention.PageAfter(group, cursor, size)
+	for _, c := range page {
+		rank++
+		resp.Top = append(resp.Top, &metricsv1.RankedCustomer{Rank: rank, CustomerId: string(c.Customer), RevenueMinor: c.NetMinor, Orders: c.Orders})
+	}
+	if next != nil {
+		b, _ := json.Marshal(topCursor{NetMinor: next.NetMinor, Customer: string(next.Customer), Rank: rank})
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(b)
+	}
+	return resp, nil
+}
+
+// GetSales answers orders, customers, revenue and averages of a period.
+func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*metricsv1.GetSalesResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := period(req.GetPeriod())
+	if err != nil {
+		return nil, err
+	}
+	currency, err := g.currency(ctx, tenant, req.GetCurrency())
+	if err != nil {
+		return nil, err
+	}
+	s, err := g.store.Sales(ctx, tenant, p, currency)
+	if err != nil {
+		return nil, g.internal(ctx, "GetSales", err)
+	}
+	aov, _ := s.AOV()
+	return &metricsv1.GetSalesResponse{
+		Period: periodPB(p), Currency: currency,
+		Orders: s.Orders, Customers: s.Customers,
+		GrossRevenueMinor: s.GrossMinor, RefundedMinor: s.RefundedMinor, NetRevenueMinor: s.NetMinor,
+		AverageOrderValueMinor: aov,
+		OrdersPerCustomer:      ratio(s.OrdersPerCustomer()),
+	}, nil
+}
+
+// Rebuild drops the caller tenant's projections and replays its facts.
+func (g *GRPC) Rebuild(ctx context.Context, _ *metricsv1.RebuildRequest) (*metricsv1.RebuildResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.rebuilder.Rebuild(ctx, tenant)
+	if errors.Is(err, consumer.ErrRebuildRunning) {
+		return nil, status.Error(codes.Aborted, err.Error()+"; wait for it to finish")
+	}
+	if err != nil {
+		return nil, g.internal(ctx, "Rebuild", err)
+	}
+	return &metricsv1.RebuildResponse{
+		EventsReplayed: res.Replayed, EventsApplied: res.Applied, EventsRejected: res.Rejected,
+		StartedAt: timestamppb.New(res.StartedAt), FinishedAt: timestamppb.New(res.StartedAt.Add(res.Duration)),
+	}, nil
+}
+
+// tenantOf is the caller's tenant, from the verified token only.
+func tenantOf(ctx context.Context) (string, error) {
+	claims, ok := auth.ClaimsFromContext(ctx)
+	if !ok || claims.Tenant == "" {
+		return "", status.Error(codes.Unauthenticated, "missing credentials")
+	}
+	return claims.Tenant, nil
+}
+
+// period validates a request's period with the domain's rule, naming the
+// field at fault.
+func period(p *metricsv1.Period) (retention.Period, error) {
+	var from, to time.Time
+	if p.GetFrom() != nil {
+		if err := p.GetFrom().CheckValid(); err != nil {
+			return retention.Period{}, invalid("period.from", err.Error())
+		}
+		from = p.GetFrom().AsTime()
+	}
+	if p.GetTo() != nil {
+		if err := p.GetTo().CheckValid(); err != nil {
+			return retention.Period{}, invalid("period.to", err.Error())
+		}
+		to = p.GetTo().AsTime()
+	}
+	out, err := retention.NewPeriod(from, to)
+	switch {
+	case err == nil:
+		return out, nil
+	case from.IsZero():
+		return out, invalid("period.from", "is required")
+	case to.IsZero():
+		return out, invalid("period.to", "is required")
+	default:
+		return out, invalid("period", err.Error())
+	}
+}
+
+func periodPB(p retention.Period) *metricsv1.Period {
+	return &metricsv1.Period{From: timestamppb.New(p.From), To: timestamppb.New(p.To)}
+}
+
+// window turns window_days into the domain's window: 0 is the default, and
+// the domain decides what is absurd.
+func window(days int32) (retention.Window, int32, error) {
+	if days == 0 {
+		return retention.DefaultWindow, int32(retention.DefaultWindow.Duration() / retention.Day), nil
+	}
+	w := retention.WindowDays(int(days))
+	if days < 0 || w.Validate() != nil {
+		return 0, 0, invalid("window_days", fmt.Sprintf("%d days: must be between %d and %d",
+			days, retention.MinWindow.Duration()/retention.Day, retention.MaxWindow.Duration()/retention.Day))
+	}
+	return w, days, nil
+}
+
+var monthRE = regexp.MustCompile(`^([0-9]{4})-(0[1-9]|1[0-2])$`)
+
+// month parses "YYYY-MM".
+func month(field, s string) (retention.Month, error) {
+	if s == "" {
+		return 0, invalid(field, `is required, as "YYYY-MM"`)
+	}
+	if !monthRE.MatchString(s) {
+		return 0, invalid(field, fmt.Sprintf("%q: must be a month as \"YYYY-MM\"", s))
+	}
+	t, err := time.Parse("2006-01", s)
+	if err != nil {
+		return 0, invalid(field, fmt.Sprintf("%q: %v", s, err))
+	}
+	return retention.MonthOf(t), nil
+}
+
+func pageSize(n int32) (int, error) {
+	switch {
+	case n == 0:
+		return DefaultPageSize, nil
+	case n < 0 || n > MaxPageSize:
+		return 0, invalid("page_size", fmt.Sprintf("%d: must be between 1 and %d (0 means %d)", n, MaxPageSize, DefaultPageSize))
+	}
+	return int(n), nil
+}
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// currency validates the requested currency or resolves the tenant's only
+// one.
+func (g *GRPC) currency(ctx context.Context, tenant, want string) (string, error) {
+	if want != "" && !currencyRE.MatchString(want) {
+		return "", invalid("currency", fmt.Sprintf("%q: must be an ISO 4217 code like EUR", want))
+	}
+	c, err := g.store.ResolveCurrency(ctx, tenant, want)
+	var ce *store.CurrencyError
+	if errors.As(err, &ce) {
+		return "", invalid("currency", err.Error())
+	}
+	if err != nil {
+		return "", g.internal(ctx, "resolve currency", err)
+	}
+	return c, nil
+}
+
+func ratio(r retention.Ratio) *metricsv1.Ratio {
+	out := &metricsv1.Ratio{Numerator: r.Num, Denominator: r.Den}
+	if v, ok := r.Value(); ok {
+		p, _ := r.Percent()
+		out.Defined, out.Value, out.Percent = true, v, p
+	}
+	return out
+}
+
+// invalid is INVALID_ARGUMENT with a BadRequest field violation.
+func invalid(field, description string) error {
+	msg := field + ": " + description
+	if strings.HasPrefix(description, field+":") || strings.HasPrefix(description, field+" ") {
+		// The domain's messages often start with the field already.
+		msg = description
+	}
+	st, err := status.New(codes.InvalidArgument, msg).WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: description}},
+	})
+	if err != nil {
+		return status.Error(codes.InvalidArgument, msg)
+	}
+	return st.Err()
+}
+
+// internal maps a failure below the edge: the caller's own cancellation
+// keeps its code, an unreachable database is UNAVAILABLE (clients may
+// retry), anything else is INTERNAL without details (they are logged).
+func (g *GRPC) internal(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	g.log.ErrorContext(ctx, "metrics call failed", "op", op, "error", err)
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connErr) || errors.As(err, &netErr) {
+		return status.Errorf(codes.Unavailable, "%s: the metrics database is unavailable, retry", op)
+	}
+	return status.Errorf(codes.Internal, "%s failed", op)
+}

@@ -1,0 +1,273 @@
+// Package metrics is the composition root of the metrics service: it
+// projects the facts on RETAIN_EVENTS into its own database and answers
+// retention, churn, repeat purchase, cohort, NPS/CSAT, RFM, top customer and
+// sales queries over gRPC. cmd/metrics runs it alone; `retain dev` runs it
+// beside the other services in one process.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
+	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
+	"github.com/retainhq/retain/services/metrics/internal/api"
+	"github.com/retainhq/retain/services/metrics/internal/consumer"
+	"github.com/retainhq/retain/services/metrics/internal/store"
+)
+
+// Config is everything the metrics service needs. Zero values are replaced
+// by DefaultConfig's by RegisterFlags.
+type Config struct {
+	Telemetry telemetry.Config
+	NATS      bus.Config
+	Streams   bus.StreamOptions
+
+	// Addrs are the gRPC and ops listen addresses (metrics has no public
+	// HTTP API).
+	Addrs server.Addrs
+	// Supervisor tunes graceful shutdown.
+	Supervisor server.SupervisorConfig
+
+	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
+	AuthPublicKey string
+	// DatabaseURL is the metrics service's own database (the projections).
+	DatabaseURL string
+
+	// BatchSize is the most facts applied in one transaction.
+	BatchSize int
+	// Consumers is the number of consumer workers. Batches of one tenant
+	// are serialised by the tenant's lock, so more workers help only with
+	// many tenants.
+	Consumers int
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		Telemetry:  telemetry.Config{Service: "retain-metrics", LogLevel: "info", LogFormat: "json"},
+		NATS:       bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-metrics"},
+		Streams:    bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
+		Addrs:      server.Addrs{GRPC: ":9090", Ops: ":9100"},
+		Supervisor: server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
+		BatchSize:  500,
+		Consumers:  1,
+	}
+}
+
+// RegisterFlags binds every setting to a flag and its RETAIN_* variable.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Telemetry.RegisterFlags(fs)
+	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
+	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay (and rebuilds)")
+	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window for event ids")
+	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
+	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
+	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	c.Supervisor.RegisterFlags(fs)
+	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
+	config.StringVar(fs, &c.DatabaseURL, "database-url", "RETAIN_METRICS_DATABASE_URL", "Postgres URL of the metrics database (the projections)")
+	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_METRICS_BATCH_SIZE", "most facts applied in one transaction")
+	config.IntVar(fs, &c.Consumers, "consumers", "RETAIN_METRICS_CONSUMERS", "consumer workers (batches of one tenant never run at once)")
+}
+
+// Validate names every bad setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.Telemetry.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Streams.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Addrs.GRPC == "" {
+		errs = append(errs, errors.New("RETAIN_GRPC_ADDR is required"))
+	}
+	if c.AuthPublicKey == "" {
+		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
+	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
+		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("RETAIN_METRICS_DATABASE_URL is required"))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 5000 {
+		errs = append(errs, fmt.Errorf("RETAIN_METRICS_BATCH_SIZE %d: must be 1-5000", c.BatchSize))
+	}
+	if c.Consumers < 1 || c.Consumers > 64 {
+		errs = append(errs, fmt.Errorf("RETAIN_METRICS_CONSUMERS %d: must be 1-64", c.Consumers))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is a wired metrics service, ready to be mounted on servers.
+type Service struct {
+	bus      *bus.Bus
+	pool     *pgxpool.Pool
+	facts    *bus.Consumer
+	grpc     *api.GRPC
+	verifier *auth.Verifier
+	log      *slog.Logger
+}
+
+// New connects to the bus and the database, runs the migrations, declares
+// the streams and wires the consumer and the API.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("metrics config: %w", err)
+	}
+	verifier, err := auth.NewVerifierFromString(cfg.AuthPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("auth public key: %w", err)
+	}
+	log := tel.Logger.With("service", "metrics")
+	pool, err := pg.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("metrics database: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			pool.Close()
+		}
+	}()
+	migrations, err := store.Migrations()
+	if err != nil {
+		return nil, err
+	}
+	if err := pg.Migrate(ctx, pool, bus.Migrations, migrations); err != nil {
+		return nil, fmt.Errorf("metrics database: %w", err)
+	}
+	b, err := bus.Connect(ctx, cfg.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	if err := b.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
+		return nil, fmt.Errorf("declare streams: %w", err)
+	}
+	st := store.New(pool)
+	facts, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
+		Stream:         bus.EventsStream,
+		Durable:        consumer.Durable,
+		FilterSubjects: consumer.FilterSubjects(),
+		BatchSize:      cfg.BatchSize,
+		Concurrency:    cfg.Consumers,
+		// Ids must be remembered as long as the stream can redeliver or
+		// replay them.
+		InboxRetention: max(cfg.Streams.MaxAge, bus.DefaultMaxAge),
+	}, consumer.Handle, log)
+	if err != nil {
+		return nil, err
+	}
+	rebuilder := consumer.NewRebuilder(b, st, cfg.BatchSize, log)
+	return &Service{
+		bus: b, pool: pool, facts: facts,
+		grpc: api.NewGRPC(st, rebuilder, log), verifier: verifier, log: log,
+	}, nil
+}
+
+// MethodScopes is the scope each gRPC method of the service requires.
+func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
+
+// RegisterGRPC mounts MetricsService on srv.
+func (s *Service) RegisterGRPC(srv *grpc.Server) { metricsv1.RegisterMetricsServiceServer(srv, s.grpc) }
+
+// RegisterHTTP mounts nothing: metrics is queried over gRPC only.
+func (s *Service) RegisterHTTP(*http.ServeMux) {}
+
+// Run consumes facts until ctx is done, then drains the bus connection and
+// closes the database pool. The host stops the gRPC server first.
+func (s *Service) Run(ctx context.Context) error {
+	err := s.facts.Run(ctx)
+	drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if derr := s.bus.Drain(drainCtx); derr != nil && err == nil {
+		err = fmt.Errorf("drain NATS connection: %w", derr)
+	}
+	s.pool.Close()
+	return err
+}
+
+// Ready reports whether the bus connection and the database are up.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.bus.NC.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("metrics database: %w", err)
+	}
+	return nil
+}
+
+// CaughtUp reports whether the facts consumer has applied everything on the
+// stream so far (nothing pending, nothing awaiting an ack). `retain dev
+// --demo` and tests wait for it before reading figures.
+func (s *Service) CaughtUp(ctx context.Context) (bool, error) {
+	cons, err := s.bus.JS.Consumer(ctx, bus.EventsStream, consumer.Durable)
+	if err != nil {
+		return false, fmt.Errorf("metrics consumer: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("metrics consumer: %w", err)
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0, nil
+}
+
+// WaitCaughtUp polls CaughtUp until it holds or ctx is done.
+func (s *Service) WaitCaughtUp(ctx context.Context) error {
+	for {
+		ok, err := s.CaughtUp(ctx)
+		if err == nil && ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("metrics consumer not caught up: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Run is the standalone process: telemetry, the service, its gRPC and ops
+// servers under one supervisor, until ctx is done.
+func Run(ctx context.Context, cfg Config, version string) error {
+	cfg.Telemetry.Version = version
+	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	svc, err := New(ctx, cfg, tel)
+	if err != nil {
+		return err
+	}
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.verifier, Supervisor: cfg.Supervisor}, svc)
+	if err != nil {
+		return err
+	}
+	return host.Run(ctx)
+}
