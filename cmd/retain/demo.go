@@ -99,6 +99,9 @@ func runDemo(ctx context.Context, env *cliEnv, s devState, natsURL string, o dev
 	if err := printMetricsDemo(ctx, w, conn, end); err != nil {
 		return err
 	}
+	if err := printChurnDemo(ctx, w, conn); err != nil {
+		return err
+	}
 	fmt.Fprintln(w)
 	return nil
 }

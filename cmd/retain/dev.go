@@ -16,6 +16,7 @@ import (
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/services/churnsignal"
 	"github.com/retainhq/retain/services/ingest"
 	"github.com/retainhq/retain/services/metrics"
 )
@@ -124,11 +125,21 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	ccfg := churnsignal.DefaultConfig()
+	ccfg.NATS.URL = natsURL
+	ccfg.AuthPublicKey = pub
+	if ccfg.DatabaseURL, err = dbURL("retain_churnsignal"); err != nil {
+		return err
+	}
+	churnSvc, err := churnsignal.New(ctx, ccfg, tel)
+	if err != nil {
+		return err
+	}
 	verifier, err := auth.NewVerifierFromString(pub)
 	if err != nil {
 		return err
 	}
-	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: verifier}, svc, metricsSvc)
+	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: verifier}, svc, metricsSvc, churnSvc)
 	if err != nil {
 		return err
 	}

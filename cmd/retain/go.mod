@@ -6,6 +6,7 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/retainhq/retain/platform v0.0.0
 	github.com/retainhq/retain/proto/gen/go v0.0.0
+	github.com/retainhq/retain/services/churnsignal v0.0.0
 	github.com/retainhq/retain/services/ingest v0.0.0
 	github.com/retainhq/retain/services/metrics v0.0.0-00010101000000-000000000000
 	google.golang.org/grpc v1.85.0
@@ -58,6 +59,8 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	golang.org/x/tools v0.51.0 // indirect
+	gonum.org/v1/gonum v0.17.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 )
@@ -65,6 +68,7 @@ require (
 replace (
 	github.com/retainhq/retain/platform => ../../platform
 	github.com/retainhq/retain/proto/gen/go => ../../proto/gen/go
+	github.com/retainhq/retain/services/churnsignal => ../../services/churnsignal
 	github.com/retainhq/retain/services/ingest => ../../services/ingest
 	github.com/retainhq/retain/services/metrics => ../../services/metrics
 )

@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"simulate": {"generate a realistic synthetic shop as NDJSON or send it to ingest", runSimulate},
 		"tokens":   {"generate key pairs and issue API tokens", runTokens},
 		"publish":  {"publish NDJSON events from a file or stdin (same as import ndjson)", runPublish},
+		"churn":    {"churn risk: risk CUSTOMER, list --band high, model, refit --as-of DATE", runChurn},
 		"metrics":  {"retention, churn, repeat purchase, cohorts, NPS, RFM, top customers, sales; rebuild", runMetrics},
 	}
 }

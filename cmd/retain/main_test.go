@@ -71,6 +71,8 @@ func TestDevDemo(t *testing.T) {
 		"customer retention rate (E - N) / S",
 		"Cohorts ",
 		"VIP share: the top 20% of customers",
+		"Churn risk",
+		"BG/NBD model over",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)

@@ -3,6 +3,7 @@ package charttest
 import (
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,10 +19,16 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
+// allServices are the services values.yaml ships, by component.
+var allServices = []string{"churnsignal", "ingest", "metrics"}
+
+// consumers are the internal services that consume RETAIN_EVENTS: gRPC and
+// ops ports only, a fixed replica count.
+var consumers = []string{"churnsignal", "metrics"}
+
 // TestChartRenders renders the chart for each shipped values file (and one
-// file that turns every optional part on and adds a second service as a
-// plain values block), decodes every manifest strictly and checks every
-// workload.
+// file that turns every optional part on and overrides the services' values
+// blocks), decodes every manifest strictly and checks every workload.
 func TestChartRenders(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -32,7 +39,7 @@ func TestChartRenders(t *testing.T) {
 	}{
 		{
 			name:         "default values",
-			wantServices: []string{"ingest"},
+			wantServices: allServices,
 			check: func(t *testing.T, r *release) {
 				cm := configMap(t, r, "retain-ingest")
 				if got := cm.Data["RETAIN_NATS_URL"]; got != "nats://nats:4222" {
@@ -41,21 +48,30 @@ func TestChartRenders(t *testing.T) {
 				if len(r.all("Secret")) != 0 {
 					t.Errorf("the defaults create Secrets %v; they should reference existing ones", names(r.all("Secret")))
 				}
-				for _, want := range []string{"retain-auth", "retain-ingest-database", "retain tokens keygen", "/v1/events", "Content-Type: application/json"} {
+				for _, want := range []string{"retain-auth", "retain-ingest-database", "retain-metrics-database", "retain-churnsignal-database",
+					"/retain_metrics'", "/retain_churnsignal'", "retain tokens keygen", "/v1/events", "Content-Type: application/json"} {
 					if !strings.Contains(r.Notes, want) {
 						t.Errorf("NOTES.txt does not mention %q:\n%s", want, r.Notes)
 					}
+				}
+				for _, name := range consumers {
+					checkConsumer(t, r, name)
+				}
+				if len(r.all("HorizontalPodAutoscaler")) != 0 {
+					t.Errorf("the defaults render HorizontalPodAutoscalers %v", names(r.all("HorizontalPodAutoscaler")))
 				}
 			},
 		},
 		{
 			name:         "dev values",
 			files:        []string{"values-dev.yaml"},
-			wantServices: []string{"ingest"},
+			wantServices: allServices,
 			check: func(t *testing.T, r *release) {
-				d := deployment(t, r, "retain-ingest")
-				if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-					t.Errorf("dev replicas = %v, want 1", d.Spec.Replicas)
+				for _, name := range allServices {
+					d := deployment(t, r, "retain-"+name)
+					if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
+						t.Errorf("dev %s replicas = %v, want 1", name, d.Spec.Replicas)
+					}
 				}
 				cm := configMap(t, r, "retain-ingest")
 				if got := cm.Data["RETAIN_NATS_URL"]; got != "nats://retain-nats.retain.svc:4222" {
@@ -73,7 +89,7 @@ func TestChartRenders(t *testing.T) {
 		{
 			name:         "production values",
 			files:        []string{"values-production.yaml"},
-			wantServices: []string{"ingest"},
+			wantServices: allServices,
 			check: func(t *testing.T, r *release) {
 				cm := configMap(t, r, "retain-ingest")
 				if got := cm.Data["RETAIN_STREAM_REPLICAS"]; got != "3" {
@@ -112,18 +128,37 @@ func TestChartRenders(t *testing.T) {
 				if !egressTo(np, 4222, "app.kubernetes.io/name") {
 					t.Errorf("production egress to NATS is not narrowed to the bundled NATS pods: %+v", np.Spec.Egress)
 				}
+				for _, name := range consumers {
+					full := "retain-" + name
+					checkConsumer(t, r, name)
+					if _, ok := r.get("HorizontalPodAutoscaler", full); ok {
+						t.Errorf("production values autoscale %s, a RETAIN_EVENTS consumer, on CPU", name)
+					}
+					if d := deployment(t, r, full); d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+						t.Errorf("production %s replicas = %v, want 3", name, d.Spec.Replicas)
+					}
+					for _, kind := range []string{"ServiceMonitor", "PodDisruptionBudget"} {
+						if _, ok := r.get(kind, full); !ok {
+							t.Errorf("production values render no %s for %s", kind, name)
+						}
+					}
+					np := networkPolicy(t, r, full)
+					if !egressTo(np, 5432, "cnpg.io/cluster") || !egressTo(np, 4222, "app.kubernetes.io/name") {
+						t.Errorf("production egress of %s is not narrowed to the CloudNativePG and NATS pods: %+v", name, np.Spec.Egress)
+					}
+				}
 			},
 		},
 		{
-			name:         "every option on, chart-created secrets, and a second service as a values block",
+			name:         "every option on, chart-created secrets, and overridden service blocks",
 			files:        []string{"testdata/everything-values.yaml"},
-			wantServices: []string{"ingest", "metrics"},
+			wantServices: allServices,
 			check: func(t *testing.T, r *release) {
 				sec, ok := r.get("Secret", "retain-auth")
 				if !ok || sec.Obj.(*corev1.Secret).StringData["publicKey"] == "" {
 					t.Errorf("no chart-created retain-auth Secret with publicKey: %v", names(r.all("Secret")))
 				}
-				for _, name := range []string{"retain-ingest-database", "retain-metrics-database"} {
+				for _, name := range []string{"retain-ingest-database", "retain-metrics-database", "retain-churnsignal-database"} {
 					if s, ok := r.get("Secret", name); !ok || !strings.HasPrefix(s.Obj.(*corev1.Secret).StringData["url"], "postgres://") {
 						t.Errorf("no chart-created Secret %s with the database URL", name)
 					}
@@ -163,11 +198,18 @@ func TestChartRenders(t *testing.T) {
 				if !egressTo(np, 4317, "") {
 					t.Errorf("no egress to the OTLP collector although otel.endpoint is set: %+v", np.Spec.Egress)
 				}
-				hpa := r.all("HorizontalPodAutoscaler")
-				if len(hpa) != 2 {
-					t.Errorf("HorizontalPodAutoscalers = %v, want one per service", names(hpa))
+				// serviceDefaults turn autoscaling on; churnsignal's block keeps
+				// it off, metrics' block in this file turns it back on.
+				hpa := names(r.all("HorizontalPodAutoscaler"))
+				slices.Sort(hpa)
+				if !slices.Equal(hpa, []string{"retain-ingest", "retain-metrics"}) {
+					t.Errorf("HorizontalPodAutoscalers = %v, want ingest and metrics (churnsignal's block keeps it off)", hpa)
 				}
-				if len(r.all("ServiceMonitor")) != 2 {
+				if cm := configMap(t, r, "retain-metrics"); cm.Data["RETAIN_METRICS_CONSUMERS"] != "4" || cm.Data["RETAIN_METRICS_BATCH_SIZE"] != "500" {
+					t.Errorf("metrics env = %v, want the file's RETAIN_METRICS_CONSUMERS over values.yaml's block", cm.Data)
+				}
+				checkConsumer(t, r, "churnsignal")
+				if len(r.all("ServiceMonitor")) != len(allServices) {
 					t.Errorf("ServiceMonitors = %v, want one per service", names(r.all("ServiceMonitor")))
 				}
 				pdb, _ := r.get("PodDisruptionBudget", "retain-metrics")
@@ -369,7 +411,8 @@ func checkWorkload(t *testing.T, r *release, d *appsv1.Deployment) {
 			t.Errorf("%s is a plain value; credentials must come from a Secret", e.Name)
 		}
 	}
-	dbEnv := "RETAIN_" + strings.ToUpper(component) + "_DATABASE_URL"
+	// The variable the binary's -database-url flag reads.
+	dbEnv := databaseEnv(t, component)
 	for _, v := range []string{"RETAIN_NATS_URL", "RETAIN_AUTH_PUBLIC_KEY", dbEnv, "RETAIN_GRPC_ADDR", "RETAIN_OPS_ADDR"} {
 		if !env[v] {
 			t.Errorf("%s is not set", v)
@@ -399,6 +442,8 @@ func checkWorkload(t *testing.T, r *release, d *appsv1.Deployment) {
 				t.Errorf("the chart sets %s, which the %s binary does not read (misspelt?)", v, component)
 			}
 		}
+	} else if exists(fmt.Sprintf("../../services/%s/cmd/%s", component, component)) {
+		t.Errorf("%s has a command but is not registered in serviceEnv: its variables are not checked against its flags", component)
 	} else {
 		t.Logf("%s: no binary registered in serviceEnv; variable names not checked against its flags", component)
 	}
@@ -586,4 +631,63 @@ func names(objs []object) []string {
 		out = append(out, o.Meta.Name)
 	}
 	return out
+}
+
+// checkConsumer: an internal RETAIN_EVENTS consumer has no public HTTP API,
+// no Ingress, and takes gRPC only from the release and the allowed clients.
+func checkConsumer(t *testing.T, r *release, name string) {
+	t.Helper()
+	full := "retain-" + name
+	d := deployment(t, r, full)
+	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+		if p.Name == "http" {
+			t.Errorf("%s exposes an http port; it has no public HTTP API", name)
+		}
+	}
+	if cm := configMap(t, r, full); cm.Data["RETAIN_HTTP_ADDR"] != "" {
+		t.Errorf("%s gets RETAIN_HTTP_ADDR %q", name, cm.Data["RETAIN_HTTP_ADDR"])
+	}
+	if _, ok := r.get("Ingress", full); ok {
+		t.Errorf("an Ingress for %s, which has no HTTP API", name)
+	}
+	np := networkPolicy(t, r, full)
+	grpc := np.Spec.Ingress[0]
+	if len(grpc.Ports) != 1 || grpc.Ports[0].Port.String() != "grpc" || len(grpc.From) == 0 ||
+		grpc.From[0].PodSelector == nil || grpc.From[0].PodSelector.MatchLabels["app.kubernetes.io/instance"] != releaseName {
+		t.Errorf("%s gRPC ingress = %+v, want the grpc port from the release's pods (and grpcClients)", name, grpc)
+	}
+}
+
+// TestEveryCommandDeployed: every service with a command
+// (services/<name>/cmd/<name>, what `make images` builds) has its flags
+// registered in serviceEnv, a block in values.yaml and a compose service.
+func TestEveryCommandDeployed(t *testing.T) {
+	cmds, err := filepath.Glob("../../services/*/cmd/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range cmds {
+		if filepath.Base(c) == filepath.Base(filepath.Dir(filepath.Dir(c))) {
+			want = append(want, filepath.Base(c))
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(want, allServices) {
+		t.Errorf("services with a command = %v, but the tests expect %v (allServices)", want, allServices)
+	}
+	r := mustRender(t, nil)
+	blocks := r.Values["services"].(map[string]any)
+	p := loadCompose(t)
+	for _, name := range want {
+		if _, ok := serviceEnv[name]; !ok {
+			t.Errorf("%s: register its flags in serviceEnv", name)
+		}
+		if _, ok := blocks[name]; !ok {
+			t.Errorf("%s: no block under services in values.yaml", name)
+		}
+		if _, ok := p.Services[name]; !ok {
+			t.Errorf("%s: no service in docker-compose.yml", name)
+		}
+	}
 }

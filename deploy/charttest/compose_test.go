@@ -57,7 +57,7 @@ func retainServices(p *types.Project) []string {
 
 func TestCompose(t *testing.T) {
 	p := loadCompose(t)
-	for _, want := range []string{"nats", "postgres", "ingest", "retain", "otel-collector", "jaeger", "prometheus"} {
+	for _, want := range []string{"nats", "postgres", "ingest", "metrics", "churnsignal", "retain", "otel-collector", "jaeger", "prometheus"} {
 		if _, ok := p.Services[want]; !ok {
 			t.Errorf("no %s service", want)
 		}
@@ -68,8 +68,8 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	services := retainServices(p)
-	if !slices.Equal(services, []string{"ingest"}) {
-		t.Errorf("Retain services in compose = %v, want [ingest]", services)
+	if !slices.Equal(services, allServices) {
+		t.Errorf("Retain services in compose = %v, want %v", services, allServices)
 	}
 
 	t.Run("services run like the chart runs them", func(t *testing.T) {
@@ -132,16 +132,51 @@ func TestCompose(t *testing.T) {
 	})
 
 	t.Run(".env.example is read as intended", func(t *testing.T) {
-		env := p.Services["ingest"].Environment
-		for k, want := range map[string]string{
-			"RETAIN_LOG_LEVEL":            "info",
-			"RETAIN_INGEST_LINGER":        "1ms",
-			"RETAIN_INGEST_DATABASE_URL":  "postgres://retain:retain@postgres:5432/retain_ingest?sslmode=disable",
-			"RETAIN_NATS_URL":             "nats://nats:4222",
-			"OTEL_EXPORTER_OTLP_ENDPOINT": "",
+		for svc, vars := range map[string]map[string]string{
+			"ingest": {
+				"RETAIN_LOG_LEVEL":            "info",
+				"RETAIN_INGEST_LINGER":        "1ms",
+				"RETAIN_INGEST_DATABASE_URL":  "postgres://retain:retain@postgres:5432/retain_ingest?sslmode=disable",
+				"RETAIN_NATS_URL":             "nats://nats:4222",
+				"RETAIN_HTTP_ADDR":            ":8080",
+				"OTEL_EXPORTER_OTLP_ENDPOINT": "",
+			},
+			"metrics": {
+				"RETAIN_LOG_LEVEL":            "info",
+				"RETAIN_METRICS_DATABASE_URL": "postgres://retain:retain@postgres:5432/retain_metrics?sslmode=disable",
+				"RETAIN_METRICS_BATCH_SIZE":   "500",
+				"RETAIN_METRICS_CONSUMERS":    "1",
+				"RETAIN_NATS_URL":             "nats://nats:4222",
+			},
+			"churnsignal": {
+				"RETAIN_LOG_LEVEL":              "info",
+				"RETAIN_CHURN_DATABASE_URL":     "postgres://retain:retain@postgres:5432/retain_churnsignal?sslmode=disable",
+				"RETAIN_CHURN_RESCORE_INTERVAL": "1h",
+				"RETAIN_CHURN_HORIZON_WEEKS":    "13",
+				"RETAIN_NATS_URL":               "nats://nats:4222",
+			},
 		} {
-			if got := env[k]; got == nil || *got != want {
-				t.Errorf("ingest %s = %v, want %q", k, deref(got), want)
+			env := p.Services[svc].Environment
+			for k, want := range vars {
+				if got := env[k]; got == nil || *got != want {
+					t.Errorf("%s %s = %v, want %q", svc, k, deref(got), want)
+				}
+			}
+		}
+	})
+
+	t.Run("every database a service reads is created", func(t *testing.T) {
+		b, err := os.ReadFile("../postgres/init-databases.sh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range services {
+			url := deref(p.Services[name].Environment[databaseEnv(t, name)])
+			db := regexp.MustCompile(`/([a-z_]+)\?`).FindStringSubmatch(url)
+			if db == nil {
+				t.Errorf("%s: no database in %s=%q", name, databaseEnv(t, name), url)
+			} else if !regexp.MustCompile(`\b` + db[1] + `\b`).Match(b) {
+				t.Errorf("%s reads database %s, which init-databases.sh does not create", name, db[1])
 			}
 		}
 	})

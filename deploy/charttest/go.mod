@@ -6,7 +6,9 @@ require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring v0.95.1
+	github.com/retainhq/retain/services/churnsignal v0.0.0
 	github.com/retainhq/retain/services/ingest v0.0.0
+	github.com/retainhq/retain/services/metrics v0.0.0
 	helm.sh/helm/v3 v3.22.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2
@@ -147,6 +149,8 @@ require (
 	golang.org/x/term v0.47.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
+	golang.org/x/tools v0.51.0 // indirect
+	gonum.org/v1/gonum v0.17.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/grpc v1.85.0 // indirect
@@ -174,5 +178,7 @@ require (
 replace (
 	github.com/retainhq/retain/platform => ../../platform
 	github.com/retainhq/retain/proto/gen/go => ../../proto/gen/go
+	github.com/retainhq/retain/services/churnsignal => ../../services/churnsignal
 	github.com/retainhq/retain/services/ingest => ../../services/ingest
+	github.com/retainhq/retain/services/metrics => ../../services/metrics
 )

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/retainhq/retain/services/ingest"
+	"github.com/retainhq/retain/services/metrics"
 )
 
 const (
@@ -197,25 +198,30 @@ func mustRender(t *testing.T, files []string, set ...string) *release {
 	return r
 }
 
-// serviceEnv lists the environment variables a service's binary reads:
-// every flag bound to a RETAIN_* variable (from the service's own
-// RegisterFlags, so a renamed or misspelt variable fails here) plus the
-// OpenTelemetry variables the telemetry package reads itself.
+// serviceEnv registers, per service with a command (services/<name>/cmd/<name>),
+// the flags its binary parses: the service's own DefaultConfig and
+// RegisterFlags, exactly as its main does, so a renamed or misspelt variable
+// fails here. TestEveryCommandRegistered keeps this complete; a service
+// whose module the tests cannot import registers itself from its own file
+// (env_<service>_test.go) so that it can be dropped alone.
 var serviceEnv = map[string]func(fs *flag.FlagSet){
-	"ingest": func(fs *flag.FlagSet) { c := ingest.DefaultConfig(); c.RegisterFlags(fs) },
+	"ingest":  func(fs *flag.FlagSet) { c := ingest.DefaultConfig(); c.RegisterFlags(fs) },
+	"metrics": func(fs *flag.FlagSet) { c := metrics.DefaultConfig(); c.RegisterFlags(fs) },
 }
 
 var envInUsage = regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`)
 
-func knownEnv(t *testing.T, service string) (map[string]bool, bool) {
+// knownEnv lists the environment variables a service's binary reads: every
+// flag bound to a RETAIN_* variable plus the OpenTelemetry variables the
+// telemetry package reads itself. ok is false for a service not in
+// serviceEnv.
+func knownEnv(t *testing.T, service string) (known map[string]bool, ok bool) {
 	t.Helper()
-	register, ok := serviceEnv[service]
+	fs, ok := serviceFlags(t, service)
 	if !ok {
 		return nil, false
 	}
-	fs := flag.NewFlagSet(service, flag.ContinueOnError)
-	register(fs)
-	known := map[string]bool{
+	known = map[string]bool{
 		"OTEL_EXPORTER_OTLP_ENDPOINT": true,
 		"OTEL_RESOURCE_ATTRIBUTES":    true,
 	}
@@ -228,6 +234,38 @@ func knownEnv(t *testing.T, service string) (map[string]bool, bool) {
 		t.Fatalf("found only %v in %s's flags: has the usage format \"(env NAME)\" changed?", known, service)
 	}
 	return known, true
+}
+
+// databaseEnv is the variable a service's binary reads its database URL
+// from: the one its -database-url flag is bound to (e.g. churnsignal reads
+// RETAIN_CHURN_DATABASE_URL, not RETAIN_CHURNSIGNAL_DATABASE_URL). For a
+// service not in serviceEnv it is the chart's default name.
+func databaseEnv(t *testing.T, service string) string {
+	t.Helper()
+	fs, ok := serviceFlags(t, service)
+	if !ok {
+		return "RETAIN_" + strings.ToUpper(service) + "_DATABASE_URL"
+	}
+	f := fs.Lookup("database-url")
+	if f == nil {
+		t.Fatalf("%s has no -database-url flag", service)
+	}
+	m := envInUsage.FindStringSubmatch(f.Usage)
+	if m == nil {
+		t.Fatalf("%s: -database-url names no variable: %q", service, f.Usage)
+	}
+	return m[1]
+}
+
+func serviceFlags(t *testing.T, service string) (*flag.FlagSet, bool) {
+	t.Helper()
+	register, ok := serviceEnv[service]
+	if !ok {
+		return nil, false
+	}
+	fs := flag.NewFlagSet(service, flag.ContinueOnError)
+	register(fs)
+	return fs, true
 }
 
 // kubernetesOnlyEnv are set by the chart for the pod itself (to build

@@ -70,6 +70,11 @@ func TestValuesRejected(t *testing.T) {
 			set:  []string{"externalNats.url=localhost:4222"},
 			want: []string{"at '/externalNats/url'"},
 		},
+		{
+			name: "a database variable that is not a RETAIN_* name",
+			set:  []string{"services.churnsignal.database.env=churn_db"},
+			want: []string{"at '/services/churnsignal/database/env'"},
+		},
 		// Rules across values, checked by the templates.
 		{
 			name: "more stream replicas than bundled NATS servers",

@@ -107,7 +107,7 @@ secret names, env). Use: include "retain.service" (dict "root" $ "name" $name) |
 {{- $_ := set $svc "databaseSecretKey" $db.existingSecretKey -}}
 {{- $_ := set $svc "databaseSecretCreated" false -}}
 {{- end -}}
-{{- $_ := set $svc "databaseEnv" (printf "RETAIN_%s_DATABASE_URL" (upper $name)) -}}
+{{- $_ := set $svc "databaseEnv" ($db.env | default (printf "RETAIN_%s_DATABASE_URL" (upper $name))) -}}
 {{- /* service account */ -}}
 {{- if $svc.serviceAccount.create -}}
 {{- $_ := set $svc "serviceAccountName" ($svc.serviceAccount.name | default $fullname) -}}

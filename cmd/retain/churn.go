@@ -1,0 +1,460 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	"github.com/retainhq/retain/services/ingest/event"
+)
+
+const churnUsage = `usage: retain churn COMMAND [flags]
+
+Commands:
+  risk CUSTOMER   a customer's churn risk, its reasons and the evidence
+  list            customers by risk, highest first (--band high|medium|low)
+  model           the tenant's fitted purchase model (BG/NBD)
+  refit           fit the model again and rescore every customer
+
+Every command takes --output json (the gRPC response as protojson), --addr
+and --token. --as-of takes a date (1997-09-30, meaning the end of that day,
+UTC) or an RFC 3339 instant, and uses only events from before it.`
+
+// runChurn is `retain churn risk|list|model|refit`.
+func runChurn(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(env.stderr, churnUsage)
+		if len(args) == 0 {
+			return errors.New("churn needs a command: risk, list, model or refit")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "risk":
+		return runChurnRisk(ctx, env, args[1:])
+	case "list":
+		return runChurnList(ctx, env, args[1:])
+	case "model":
+		return runChurnModel(ctx, env, args[1:])
+	case "refit":
+		return runChurnRefit(ctx, env, args[1:])
+	}
+	fmt.Fprintln(env.stderr, churnUsage)
+	return fmt.Errorf("unknown churn command %q: want risk, list, model or refit", args[0])
+}
+
+// churnFlags are the flags every churn command shares.
+type churnFlags struct {
+	fs     *flag.FlagSet
+	ep     *endpoint
+	output *string
+}
+
+func newChurnFlags(env *cliEnv, name, usageLine string) churnFlags {
+	fs := newFlags(env, "churn "+name, "churn "+usageLine)
+	return churnFlags{
+		fs:     fs,
+		ep:     addEndpointFlags(fs, env),
+		output: fs.String("output", "text", "text or json (the gRPC response as protojson)"),
+	}
+}
+
+// parse parses args (positional arguments may come first) and returns the
+// positional ones.
+func (f churnFlags) parse(args []string) ([]string, error) {
+	pos, rest := splitPositional(args)
+	if err := f.fs.Parse(rest); err != nil {
+		return nil, err
+	}
+	pos = append(pos, f.fs.Args()...)
+	if *f.output != "text" && *f.output != "json" {
+		return nil, fmt.Errorf("--output %q: must be text or json", *f.output)
+	}
+	return pos, nil
+}
+
+func (f churnFlags) client() (churnv1.ChurnServiceClient, func(), error) {
+	conn, err := f.ep.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return churnv1.NewChurnServiceClient(conn), func() { conn.Close() }, nil
+}
+
+func (f churnFlags) json(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+// parseChurnAsOf reads --as-of: a date is the end of that day in UTC, so
+// that the whole day's events count (the CDNOW calibration period ends on
+// 1997-09-30 inclusive).
+func parseChurnAsOf(s string) (*timestamppb.Timestamp, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if d, err := time.Parse(time.DateOnly, s); err == nil {
+		return timestamppb.New(d.Add(24*time.Hour - time.Nanosecond)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return nil, fmt.Errorf("--as-of %q: want a date (2006-01-02) or an RFC 3339 instant", s)
+	}
+	return timestamppb.New(t), nil
+}
+
+// churnCallError turns a gRPC status into a plain message; the service's
+// messages already name the field or the reason.
+func churnCallError(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return fmt.Errorf("%s (check --token / RETAIN_TOKEN and its scopes: read, or admin for refit)", st.Message())
+	case codes.Unimplemented:
+		return errors.New("this Retain does not run the churn-signal service")
+	}
+	return errors.New(st.Message())
+}
+
+func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
+	f := newChurnFlags(env, "risk", "risk CUSTOMER [--as-of DATE] [--output text|json]")
+	asOfFlag := f.fs.String("as-of", "", "evaluate as of this date or instant, using only events before it (default now)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		f.fs.Usage()
+		return errors.New("churn risk needs one CUSTOMER id")
+	}
+	asOf, err := parseChurnAsOf(*asOfFlag)
+	if err != nil {
+		return err
+	}
+	c, closeConn, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	resp, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
+	if err != nil {
+		return churnCallError(err)
+	}
+	if *f.output == "json" {
+		return f.json(env.stdout, resp)
+	}
+	printChurnRisk(env.stdout, resp)
+	return nil
+}
+
+func churnBandName(b churnv1.RiskBand) string {
+	return strings.ToLower(strings.TrimPrefix(b.String(), "RISK_BAND_"))
+}
+
+func printChurnReasons(w io.Writer, indent string, rs []*churnv1.RiskReason) {
+	if len(rs) == 0 {
+		fmt.Fprintf(w, "%sno warning signs\n", indent)
+	}
+	for _, r := range rs {
+		fmt.Fprintf(w, "%s+%-3d %-17s %s\n", indent, r.GetContribution(), r.GetCode(), r.GetDescription())
+	}
+}
+
+func printChurnRisk(w io.Writer, resp *churnv1.GetCustomerRiskResponse) {
+	r, f := resp.GetRisk(), resp.GetFeatures()
+	fmt.Fprintf(w, "%s: %s risk, score %d/100 (as of %s)\n", r.GetCustomerId(), strings.ToUpper(churnBandName(r.GetBand())),
+		r.GetScore(), r.GetAsOf().AsTime().UTC().Format("2006-01-02 15:04 MST"))
+	printChurnReasons(w, "  ", r.GetReasons())
+	fmt.Fprintln(w, "evidence:")
+	if f.GetOrders() > 0 {
+		fmt.Fprintf(w, "  orders     %d on %d days, the last %d days ago (typical gap %.1f days); mean order %s\n",
+			f.GetOrders(), f.GetPurchaseDays(), f.GetDaysSinceLastOrder(), f.GetTypicalGapDays(),
+			churnMoney(f.GetMeanOrderValue().GetAmountMinor(), f.GetMeanOrderValue().GetCurrency()))
+	} else {
+		fmt.Fprintln(w, "  orders     none")
+	}
+	fmt.Fprintf(w, "  tickets    %d in 30 days, %d in 90, %d open, %d about billing or price in 90 days\n",
+		f.GetTickets_30D(), f.GetTickets_90D(), f.GetOpenTickets(), f.GetBillingTickets_90D())
+	var surveys []string
+	if f.LatestNps != nil {
+		surveys = append(surveys, fmt.Sprintf("NPS %d (mean %.1f)", f.GetLatestNps(), f.GetMeanNps()))
+	}
+	if f.LatestCsat != nil {
+		surveys = append(surveys, fmt.Sprintf("CSAT %d of 5 (mean %.1f)", f.GetLatestCsat(), f.GetMeanCsat()))
+	}
+	if len(surveys) == 0 {
+		surveys = append(surveys, "no answers")
+	}
+	fmt.Fprintf(w, "  surveys    %s\n", strings.Join(surveys, ", "))
+	if f.GetRenewalDate() != "" {
+		fmt.Fprintf(w, "  renewal    %s\n", f.GetRenewalDate())
+	}
+	if f.ExpectedPurchases != nil {
+		fmt.Fprintf(w, "  model      %.2f orders expected in the next %g weeks, P(no order) %.2f, P(alive) %.2f\n",
+			f.GetExpectedPurchases(), f.GetHorizonWeeks(), f.GetPNoPurchase(), f.GetPAlive())
+	} else {
+		fmt.Fprintln(w, "  model      not fitted yet (`retain churn refit`)")
+	}
+}
+
+// churnMoney renders minor units in major units with the code.
+func churnMoney(minor int64, currency string) string {
+	if currency == "" {
+		return "-"
+	}
+	exp, ok := event.CurrencyExponent(currency)
+	if !ok {
+		exp = 2
+	}
+	s := strconv.FormatFloat(float64(minor)/float64(pow10(exp)), 'f', exp, 64)
+	return s + " " + currency
+}
+
+func pow10(n int) int64 {
+	p := int64(1)
+	for range n {
+		p *= 10
+	}
+	return p
+}
+
+func parseChurnBand(s string) (churnv1.RiskBand, error) {
+	switch strings.ToLower(s) {
+	case "", "all":
+		return churnv1.RiskBand_RISK_BAND_UNSPECIFIED, nil
+	case "high":
+		return churnv1.RiskBand_RISK_BAND_HIGH, nil
+	case "medium":
+		return churnv1.RiskBand_RISK_BAND_MEDIUM, nil
+	case "low":
+		return churnv1.RiskBand_RISK_BAND_LOW, nil
+	}
+	return 0, fmt.Errorf("--band %q: want high, medium, low or all", s)
+}
+
+func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
+	f := newChurnFlags(env, "list", "list [--band high|medium|low|all] [--limit N] [--output text|json]")
+	bandFlag := f.fs.String("band", "all", "only customers in this band: high, medium, low or all")
+	limit := f.fs.Int("limit", 20, "how many customers to list, 1-10000")
+	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("churn list takes no arguments, got %q", pos)
+	}
+	band, err := parseChurnBand(*bandFlag)
+	if err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > 10000 {
+		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
+	}
+	c, closeConn, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	all := &churnv1.ListAtRiskResponse{NextPageToken: *pageToken}
+	for first := true; first || (all.GetNextPageToken() != "" && len(all.GetCustomers()) < *limit); first = false {
+		resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: int32(min(*limit-len(all.GetCustomers()), 1000)), PageToken: all.GetNextPageToken()})
+		if err != nil {
+			return churnCallError(err)
+		}
+		all.Customers = append(all.Customers, resp.GetCustomers()...)
+		all.NextPageToken = resp.GetNextPageToken()
+	}
+	if *f.output == "json" {
+		return f.json(env.stdout, all)
+	}
+	printChurnList(env.stdout, all.GetCustomers(), 2)
+	if all.GetNextPageToken() != "" {
+		fmt.Fprintf(env.stdout, "more: --page-token %s\n", all.GetNextPageToken())
+	}
+	return nil
+}
+
+// printChurnList prints one line per customer with their top reasons.
+func printChurnList(w io.Writer, rs []*churnv1.CustomerRisk, reasons int) {
+	if len(rs) == 0 {
+		fmt.Fprintln(w, "no customers scored yet")
+		return
+	}
+	width := len("CUSTOMER")
+	for _, r := range rs {
+		width = max(width, min(len(r.GetCustomerId()), 40))
+	}
+	fmt.Fprintf(w, "%-*s  %5s  %-6s  %s\n", width, "CUSTOMER", "SCORE", "BAND", "TOP REASONS")
+	for _, r := range rs {
+		var top []string
+		for i, x := range r.GetReasons() {
+			if i == reasons {
+				break
+			}
+			top = append(top, x.GetDescription())
+		}
+		fmt.Fprintf(w, "%-*s  %5d  %-6s  %s\n", width, r.GetCustomerId(), r.GetScore(), churnBandName(r.GetBand()), strings.Join(top, "; "))
+	}
+}
+
+func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
+	f := newChurnFlags(env, "model", "model [--output text|json]")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("churn model takes no arguments, got %q", pos)
+	}
+	c, closeConn, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	resp, err := c.GetModel(ctx, &churnv1.GetModelRequest{})
+	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			return errors.New("no model fitted yet: run `retain churn refit` (the hourly rescoring fits one too)")
+		}
+		return churnCallError(err)
+	}
+	if *f.output == "json" {
+		return f.json(env.stdout, resp)
+	}
+	printChurnModel(env.stdout, resp.GetModel())
+	return nil
+}
+
+func printChurnModel(w io.Writer, m *churnv1.Model) {
+	pinned := ""
+	if m.GetPinned() {
+		pinned = ", pinned: scheduled refits leave it until `retain churn refit` without --as-of"
+	}
+	fmt.Fprintf(w, "BG/NBD purchase model, fitted %s on orders up to %s%s\n",
+		m.GetFittedAt().AsTime().UTC().Format("2006-01-02 15:04 MST"), m.GetAsOf().AsTime().UTC().Format("2006-01-02 15:04:05 MST"), pinned)
+	fmt.Fprintf(w, "  r     %9.4f   alpha %9.4f   purchase rates ~ Gamma(r, alpha): mean %.3f a week\n", m.GetR(), m.GetAlpha(), m.GetR()/m.GetAlpha())
+	fmt.Fprintf(w, "  a     %9.4f   b     %9.4f   dropout after a purchase ~ Beta(a, b): mean %.3f\n", m.GetA(), m.GetB(), m.GetA()/(m.GetA()+m.GetB()))
+	conv := "converged"
+	if !m.GetConverged() {
+		conv = "NOT converged"
+	}
+	fmt.Fprintf(w, "  log-likelihood %.2f over %d customers (%s); typical gap between purchase days %.1f days\n",
+		m.GetLogLikelihood(), m.GetCustomers(), conv, m.GetTypicalGapDays())
+}
+
+func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
+	f := newChurnFlags(env, "refit", "refit [--as-of DATE] [--output text|json]")
+	asOfFlag := f.fs.String("as-of", "", "fit on orders placed by this date or instant (pins the model; default now)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("churn refit takes no arguments, got %q", pos)
+	}
+	asOf, err := parseChurnAsOf(*asOfFlag)
+	if err != nil {
+		return err
+	}
+	c, closeConn, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	callCtx, cancel := context.WithTimeout(ctx, 30*time.Minute) // rescores every customer
+	defer cancel()
+	resp, err := c.Refit(callCtx, &churnv1.RefitRequest{AsOf: asOf})
+	if err != nil {
+		return churnCallError(err)
+	}
+	if *f.output == "json" {
+		return f.json(env.stdout, resp)
+	}
+	printChurnModel(env.stdout, resp.GetModel())
+	fmt.Fprintf(env.stdout, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
+	return nil
+}
+
+// printChurnDemo is the churn part of the `retain dev --demo` report: it
+// fits the model on what the service has consumed (waiting until the count
+// of customers stops growing, as the consumer may still be catching up),
+// then prints the customers most at risk with their reasons.
+func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterface) error {
+	c := churnv1.NewChurnServiceClient(conn)
+	var refit *churnv1.RefitResponse
+	deadline := time.Now().Add(20 * time.Second)
+	for last := int32(-1); ; {
+		r, err := c.Refit(ctx, &churnv1.RefitRequest{})
+		switch {
+		case err == nil:
+			refit = r
+		case status.Code(err) == codes.FailedPrecondition && time.Now().Before(deadline):
+			// No repeat purchases consumed yet.
+		default:
+			return fmt.Errorf("churn: refit: %w", churnCallError(err))
+		}
+		if refit != nil && (refit.GetModel().GetCustomers() == last || time.Now().After(deadline)) {
+			break
+		}
+		if refit != nil {
+			last = refit.GetModel().GetCustomers()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if refit == nil {
+		return errors.New("churn: no model could be fitted")
+	}
+	m := refit.GetModel()
+	fmt.Fprintf(w, "\nChurn risk (`retain churn list --band high`, `retain churn risk CUSTOMER`)\n")
+	fmt.Fprintf(w, "BG/NBD model over %d customers: r=%.3f alpha=%.3f a=%.3f b=%.3f, log-likelihood %.1f\n",
+		m.GetCustomers(), m.GetR(), m.GetAlpha(), m.GetA(), m.GetB(), m.GetLogLikelihood())
+	counts := map[churnv1.RiskBand]int{}
+	for _, b := range []churnv1.RiskBand{churnv1.RiskBand_RISK_BAND_HIGH, churnv1.RiskBand_RISK_BAND_MEDIUM} {
+		tok := ""
+		for {
+			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: b, PageSize: 1000, PageToken: tok})
+			if err != nil {
+				return fmt.Errorf("churn: list: %w", churnCallError(err))
+			}
+			counts[b] += len(resp.GetCustomers())
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+	}
+	fmt.Fprintf(w, "%d customers at high risk, %d at medium risk; the top 5:\n", counts[churnv1.RiskBand_RISK_BAND_HIGH], counts[churnv1.RiskBand_RISK_BAND_MEDIUM])
+	top, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageSize: 5})
+	if err != nil {
+		return fmt.Errorf("churn: list: %w", churnCallError(err))
+	}
+	for _, r := range top.GetCustomers() {
+		fmt.Fprintf(w, "  %s: score %d (%s)\n", r.GetCustomerId(), r.GetScore(), churnBandName(r.GetBand()))
+		printChurnReasons(w, "    ", r.GetReasons())
+	}
+	return nil
+}

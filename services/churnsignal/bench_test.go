@@ -1,0 +1,126 @@
+package churnsignal_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	"github.com/retainhq/retain/services/churnsignal"
+	"github.com/retainhq/retain/services/churnsignal/internal/facts"
+)
+
+// BenchmarkConsumer measures the facts consumer (apply facts + rescore the
+// touched customers + outbox, one transaction per batch of 500) on
+// RETAIN_BENCH_FACTS facts (default 50k: 70% orders, 15% tickets, 15% NPS
+// answers over 10k customers) already on RETAIN_EVENTS, next to the raw
+// rate of the platform's runner (fetch -> inbox-only transaction -> ack) on
+// the same messages in the same run. One op is the whole backlog.
+//
+//	go test -run '^$' -bench Consumer -benchtime 1x .
+//	RETAIN_TEST_PG_DURABLE=1 go test -run '^$' -bench Consumer -benchtime 1x .   # commits pay their fsync
+func BenchmarkConsumer(b *testing.B) {
+	n := 50_000
+	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_FACTS")); err == nil && v > 0 {
+		n = v
+	}
+	for b.Loop() {
+		b.StopTimer()
+		ns := testenv.NATS(b)
+		dbURL := testenv.Postgres(b)
+		ctx := context.Background()
+		pub, err := bus.Connect(ctx, bus.Config{URL: ns.URL()}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pub.EnsureStreams(ctx); err != nil {
+			b.Fatal(err)
+		}
+		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		msgs := make([]bus.Message, n)
+		for i := range n {
+			cust := fmt.Sprintf("c%05d", i%10_000)
+			at := timestamppb.New(now.Add(-time.Duration(i%400) * 24 * time.Hour))
+			id := fmt.Sprintf("e%07d", i)
+			ev := &eventsv1.Event{Id: id, TenantId: "bench", OccurredAt: at}
+			switch {
+			case i%20 < 14:
+				ev.Type, ev.Payload = "order.placed", &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{CustomerId: cust, OrderId: id, Total: &eventsv1.Money{AmountMinor: 4200, Currency: "EUR"}}}
+			case i%20 < 17:
+				ev.Type, ev.Payload = "ticket.opened", &eventsv1.Event_TicketOpened{TicketOpened: &eventsv1.TicketOpened{CustomerId: cust, TicketId: id, Category: 1}}
+			default:
+				ev.Type, ev.Payload = "survey.answered", &eventsv1.Event_SurveyAnswered{SurveyAnswered: &eventsv1.SurveyAnswered{CustomerId: cust, SurveyId: "nps", Kind: 1, Score: int32(i % 11)}}
+			}
+			data, err := proto.Marshal(ev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs[i] = bus.Message{Subject: bus.EventSubject("bench", ev.GetType()), ID: "bench/" + id, Type: ev.GetType(), Data: data}
+		}
+		if _, err := pub.PublishDurable(ctx, msgs); err != nil {
+			b.Fatal(err)
+		}
+		filters := make([]string, len(facts.EventTypes))
+		for i, t := range facts.EventTypes {
+			filters[i] = bus.EventTypeFilter(t)
+		}
+		drained := func(durable string) bool {
+			c, err := pub.JS.Consumer(ctx, bus.EventsStream, durable)
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(ctx)
+			return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Consumer > 0
+		}
+
+		// The raw runner: the same fetch, inbox and ack, no effects.
+		pool, err := pgxpool.New(ctx, dbURL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pg.Migrate(ctx, pool, bus.Migrations); err != nil {
+			b.Fatal(err)
+		}
+		raw, err := bus.NewConsumer(pub, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "bench-raw", FilterSubjects: filters, BatchSize: 500},
+			func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil }, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rctx, stopRaw := context.WithCancel(ctx)
+		start := time.Now()
+		rawDone := make(chan error, 1)
+		go func() { rawDone <- raw.Run(rctx) }()
+		waitForUpTo(b, 10*time.Minute, "the raw runner", func() bool { return drained("bench-raw") })
+		rawRate := float64(n) / time.Since(start).Seconds()
+		stopRaw()
+		<-rawDone
+		pool.Close()
+
+		// The service.
+		s := &stack{nats: ns, dbURL: dbURL, clock: &clock{t: now}}
+		pubKey, _, _ := authKeys(b)
+		s.pubKey = pubKey
+		start = time.Now()
+		b.StartTimer()
+		s.start(b)
+		waitForUpTo(b, 10*time.Minute, "the facts consumer", func() bool { return drained(churnsignal.ConsumerName) })
+		b.StopTimer()
+		rate := float64(n) / time.Since(start).Seconds()
+		s.stop()
+		pub.Close()
+		b.ReportMetric(rate, "facts/s")
+		b.ReportMetric(rawRate, "raw-runner-msgs/s")
+		b.StartTimer()
+	}
+}

@@ -1,0 +1,297 @@
+// Package churnsignal is the composition root of the churn-signal service:
+// it projects facts from RETAIN_EVENTS into per-customer features, fits a
+// BG/NBD purchase model per tenant, scores every customer's churn risk with
+// reasons, and publishes churn.risk_changed to RETAIN_SIGNALS through a
+// transactional outbox when a customer's band changes. cmd/churnsignal runs
+// it alone; `retain dev` runs it beside the other services in one process.
+package churnsignal
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	"github.com/retainhq/retain/services/churnsignal/internal/api"
+	"github.com/retainhq/retain/services/churnsignal/internal/app"
+	"github.com/retainhq/retain/services/churnsignal/internal/facts"
+	"github.com/retainhq/retain/services/churnsignal/internal/store"
+)
+
+// ConsumerName is the durable consumer of facts on RETAIN_EVENTS.
+const ConsumerName = "churnsignal-facts"
+
+// Config is everything the churn-signal service needs.
+type Config struct {
+	Telemetry telemetry.Config
+	NATS      bus.Config
+	Streams   bus.StreamOptions
+
+	// Addrs are the gRPC and ops listen addresses (no public HTTP API).
+	Addrs      server.Addrs
+	Supervisor server.SupervisorConfig
+
+	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
+	AuthPublicKey string
+	// DatabaseURL is the service's own database.
+	DatabaseURL string
+
+	// RescoreInterval spaces the scheduled full rescoring of every customer
+	// (risk rises with silence); 0 disables the schedule.
+	RescoreInterval time.Duration
+	// RefitInterval is how old a tenant's model may get before a scheduled
+	// pass refits it (a model pinned by Refit with as_of is left alone).
+	RefitInterval time.Duration
+	// HorizonWeeks is the prediction horizon of the purchase model.
+	HorizonWeeks int
+	// BatchSize is the most facts applied in one transaction.
+	BatchSize int
+	// RescoreChunk is how many customers one transaction of a full pass
+	// rescores, and RescoreWorkers how many such transactions run at once.
+	RescoreChunk   int
+	RescoreWorkers int
+
+	// Now is the clock (tests); nil is time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		Telemetry:       telemetry.Config{Service: "retain-churnsignal", LogLevel: "info", LogFormat: "json"},
+		NATS:            bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-churnsignal"},
+		Streams:         bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
+		Addrs:           server.Addrs{GRPC: ":9090", Ops: ":9100"},
+		Supervisor:      server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
+		RescoreInterval: time.Hour,
+		RefitInterval:   24 * time.Hour,
+		HorizonWeeks:    13,
+		BatchSize:       500,
+		RescoreChunk:    2000,
+		RescoreWorkers:  2,
+	}
+}
+
+// RegisterFlags binds every setting to a flag and its RETAIN_* variable.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Telemetry.RegisterFlags(fs)
+	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
+	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay")
+	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window")
+	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
+	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
+	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	c.Supervisor.RegisterFlags(fs)
+	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
+	config.StringVar(fs, &c.DatabaseURL, "database-url", "RETAIN_CHURN_DATABASE_URL", "Postgres URL of the churn-signal database")
+	config.DurationVar(fs, &c.RescoreInterval, "rescore-interval", "RETAIN_CHURN_RESCORE_INTERVAL", "how often every customer is rescored as time passes (0: never on a schedule)")
+	config.DurationVar(fs, &c.RefitInterval, "refit-interval", "RETAIN_CHURN_REFIT_INTERVAL", "age at which a scheduled pass refits a tenant's purchase model")
+	config.IntVar(fs, &c.HorizonWeeks, "horizon-weeks", "RETAIN_CHURN_HORIZON_WEEKS", "prediction horizon of the purchase model, in weeks")
+	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_CHURN_BATCH_SIZE", "most facts applied in one transaction")
+	config.IntVar(fs, &c.RescoreChunk, "rescore-chunk", "RETAIN_CHURN_RESCORE_CHUNK", "customers rescored per transaction in a full pass")
+	config.IntVar(fs, &c.RescoreWorkers, "rescore-workers", "RETAIN_CHURN_RESCORE_WORKERS", "transactions of a full pass run at once")
+}
+
+// Validate names every bad setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	for _, err := range []error{c.Telemetry.Validate(), c.NATS.Validate(), c.Streams.Validate(), c.Supervisor.Validate()} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.AuthPublicKey == "" {
+		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
+	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
+		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("RETAIN_CHURN_DATABASE_URL is required"))
+	}
+	if c.Addrs.GRPC == "" {
+		errs = append(errs, errors.New("RETAIN_GRPC_ADDR is required"))
+	}
+	if c.RescoreInterval < 0 {
+		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_INTERVAL %s: must not be negative", c.RescoreInterval))
+	}
+	if c.RefitInterval <= 0 {
+		errs = append(errs, fmt.Errorf("RETAIN_CHURN_REFIT_INTERVAL %s: must be positive", c.RefitInterval))
+	}
+	if c.HorizonWeeks < 1 || c.HorizonWeeks > 520 {
+		errs = append(errs, fmt.Errorf("RETAIN_CHURN_HORIZON_WEEKS %d: must be 1-520", c.HorizonWeeks))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 10000 {
+		errs = append(errs, fmt.Errorf("RETAIN_CHURN_BATCH_SIZE %d: must be 1-10000", c.BatchSize))
+	}
+	if c.RescoreChunk < 1 || c.RescoreChunk > 100000 {
+		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_CHUNK %d: must be 1-100000", c.RescoreChunk))
+	}
+	if c.RescoreWorkers < 1 || c.RescoreWorkers > 64 {
+		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_WORKERS %d: must be 1-64", c.RescoreWorkers))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is a wired churn-signal service, ready to be mounted on servers.
+type Service struct {
+	bus      *bus.Bus
+	pool     *pgxpool.Pool
+	consumer *bus.Consumer
+	relay    *bus.Relay
+	engine   *app.Engine
+	grpc     *api.GRPC
+	verifier *auth.Verifier
+	log      *slog.Logger
+}
+
+// New connects to the bus and the database, runs the migrations, declares
+// the streams and wires the use cases.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("churnsignal config: %w", err)
+	}
+	verifier, err := auth.NewVerifierFromString(cfg.AuthPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("auth public key: %w", err)
+	}
+	log := tel.Logger.With("service", "churnsignal")
+	pool, err := pg.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("churnsignal database: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			pool.Close()
+		}
+	}()
+	migrations, err := store.Migrations()
+	if err != nil {
+		return nil, err
+	}
+	if err := pg.Migrate(ctx, pool, bus.Migrations, migrations); err != nil {
+		return nil, fmt.Errorf("churnsignal database: %w", err)
+	}
+	b, err := bus.Connect(ctx, cfg.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	if err := b.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
+		return nil, fmt.Errorf("declare streams: %w", err)
+	}
+	engine := app.New(pool, app.Config{
+		HorizonWeeks:    float64(cfg.HorizonWeeks),
+		ChunkSize:       cfg.RescoreChunk,
+		Workers:         cfg.RescoreWorkers,
+		RescoreInterval: cfg.RescoreInterval,
+		RefitInterval:   cfg.RefitInterval,
+		Now:             cfg.Now,
+	}, log)
+	filters := make([]string, len(facts.EventTypes))
+	for i, t := range facts.EventTypes {
+		filters[i] = bus.EventTypeFilter(t)
+	}
+	consumer, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
+		Stream:         bus.EventsStream,
+		Durable:        ConsumerName,
+		FilterSubjects: filters,
+		BatchSize:      cfg.BatchSize,
+		// Redeliveries and replays within the stream's life are recognised;
+		// beyond it the projection's natural keys make a repeat harmless.
+		InboxRetention: cfg.Streams.MaxAge,
+	}, engine.Handle, log)
+	if err != nil {
+		return nil, err
+	}
+	relay, err := bus.NewRelay(b, pool, bus.RelayConfig{}, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		bus: b, pool: pool, consumer: consumer, relay: relay, engine: engine,
+		grpc: api.NewGRPC(engine, cfg.Now), verifier: verifier, log: log,
+	}, nil
+}
+
+// MethodScopes is the scope each gRPC method of the service requires.
+func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
+
+// RegisterGRPC mounts ChurnService on srv.
+func (s *Service) RegisterGRPC(srv *grpc.Server) { churnv1.RegisterChurnServiceServer(srv, s.grpc) }
+
+// RegisterHTTP does nothing: churn-signal has no public HTTP API.
+func (s *Service) RegisterHTTP(*http.ServeMux) {}
+
+// Verifier is the token verifier built from the config (for hosts).
+func (s *Service) Verifier() *auth.Verifier { return s.verifier }
+
+// RescoreAll rescores every customer of tenant as of now, on demand.
+func (s *Service) RescoreAll(ctx context.Context, tenant string) (app.Stats, error) {
+	return s.engine.RescoreAll(ctx, tenant)
+}
+
+// Run runs the facts consumer, the outbox relay and the rescoring schedule
+// until ctx is done, then drains the bus connection.
+func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.consumer.Run(gctx) })
+	g.Go(func() error { return s.relay.Run(gctx) })
+	g.Go(func() error { return s.engine.Run(gctx) })
+	err := g.Wait()
+	drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if derr := s.bus.Drain(drainCtx); derr != nil && err == nil {
+		err = fmt.Errorf("drain NATS connection: %w", derr)
+	}
+	s.pool.Close()
+	return err
+}
+
+// Ready reports whether the bus connection and the database are up.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.bus.NC.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("churnsignal database: %w", err)
+	}
+	return nil
+}
+
+// Run is the standalone process: telemetry, the service, its gRPC and ops
+// servers under one supervisor, until ctx is done.
+func Run(ctx context.Context, cfg Config, version string) error {
+	cfg.Telemetry.Version = version
+	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	svc, err := New(ctx, cfg, tel)
+	if err != nil {
+		return err
+	}
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.verifier, Supervisor: cfg.Supervisor}, svc)
+	if err != nil {
+		return err
+	}
+	return host.Run(ctx)
+}

@@ -1,0 +1,304 @@
+package churnsignal_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/testenv"
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	"github.com/retainhq/retain/services/churnsignal"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// clock is the service's clock, moved by tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func authKeys(tb testing.TB) (pub, priv string, signer *auth.Signer) {
+	tb.Helper()
+	pub, priv, err := auth.GenerateKeyPair()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err = auth.NewSignerFromString(priv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pub, priv, signer
+}
+
+// stack is a running churn-signal service on real NATS and Postgres.
+type stack struct {
+	nats   *testenv.NATSServer
+	dbURL  string
+	db     *pgxpool.Pool
+	pub    *bus.Bus // publishes facts as ingest does
+	js     jetstream.JetStream
+	conn   *grpc.ClientConn
+	signer *auth.Signer
+	pubKey string
+	clock  *clock
+	svc    *churnsignal.Service
+	stop   func() // stops the service (idempotent)
+}
+
+type option func(*churnsignal.Config)
+
+func setup(t *testing.T, opts ...option) *stack {
+	t.Helper()
+	ns := testenv.NATS(t)
+	dbURL := testenv.Postgres(t)
+	pub, _, signer := authKeys(t)
+	var err error
+	s := &stack{nats: ns, dbURL: dbURL, signer: signer, pubKey: pub, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	s.start(t, opts...)
+
+	ctx := context.Background()
+	s.db, err = pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.db.Close)
+	s.pub, err = bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "test-publisher"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.pub.Close)
+	if err := s.pub.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.js = s.pub.JS
+	return s
+}
+
+// start runs a service instance on the stack's NATS and database and
+// connects a gRPC client to it.
+func (s *stack) start(t testing.TB, opts ...option) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := churnsignal.DefaultConfig()
+	cfg.NATS.URL = s.nats.URL()
+	cfg.DatabaseURL = s.dbURL
+	cfg.AuthPublicKey = s.pubKey
+	cfg.RescoreInterval = 0 // tests run passes themselves
+	cfg.Now = s.clock.Now
+	cfg.Addrs = server.Addrs{GRPC: "127.0.0.1:0", Ops: "127.0.0.1:0"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "churnsignal-test", LogLevel: "error", Output: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := churnsignal.New(ctx, cfg, tel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.Verifier()}, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- host.Run(ctx) }()
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("host stopped with: %v", err)
+			}
+		})
+	}
+	t.Cleanup(s.stop)
+	if err := host.WaitReady(ctx, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s.svc = svc
+	s.conn, err = grpc.NewClient(host.Addrs().GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := s.conn
+	t.Cleanup(func() { conn.Close() })
+}
+
+func (s *stack) token(t *testing.T, tenant string, scopes ...string) grpc.CallOption {
+	t.Helper()
+	tok, err := s.signer.Issue(auth.Claims{Tenant: tenant, Scopes: scopes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpc.PerRPCCredentials(auth.BearerCredentials{Token: tok})
+}
+
+func (s *stack) client() churnv1.ChurnServiceClient { return churnv1.NewChurnServiceClient(s.conn) }
+
+// publish sends events to RETAIN_EVENTS exactly as ingest does: protobuf
+// Event, subject retain.events.<tenant>.<type>, msg id "<tenant>/<id>".
+func (s *stack) publish(t testing.TB, tenant string, evs ...*eventsv1.Event) {
+	t.Helper()
+	msgs := make([]bus.Message, len(evs))
+	for i, ev := range evs {
+		ev.TenantId = tenant
+		ev.ReceivedAt = timestamppb.Now()
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = bus.Message{Subject: bus.EventSubject(tenant, ev.GetType()), ID: tenant + "/" + ev.GetId(), Type: ev.GetType(), Data: data}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := s.pub.PublishDurable(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// caughtUp waits until the facts consumer has acknowledged everything on
+// RETAIN_EVENTS and the relay has published every outbox row.
+func (s *stack) caughtUp(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, "the facts consumer and the relay to catch up", func() bool {
+		c, err := s.js.Consumer(ctx, bus.EventsStream, churnsignal.ConsumerName)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
+			return false
+		}
+		var unpublished int
+		if err := s.db.QueryRow(ctx, `SELECT count(*) FROM bus_outbox WHERE published_at IS NULL`).Scan(&unpublished); err != nil {
+			return false
+		}
+		return unpublished == 0
+	})
+}
+
+// signals returns every churn.risk_changed on RETAIN_SIGNALS, in stream
+// order, with their msg ids.
+func (s *stack) signals(t testing.TB) ([]*churnv1.ChurnRiskChanged, []string) {
+	t.Helper()
+	s.caughtUp(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := s.js.Stream(ctx, bus.SignalsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []*churnv1.ChurnRiskChanged
+	var ids []string
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("get signal %d: %v", seq, err)
+		}
+		var ev churnv1.ChurnRiskChanged
+		if err := proto.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatalf("decode signal %d: %v", seq, err)
+		}
+		evs = append(evs, &ev)
+		ids = append(ids, m.Header.Get(bus.HeaderMsgID))
+	}
+	return evs, ids
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	waitForUpTo(t, 30*time.Second, what, cond)
+}
+
+func waitForUpTo(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Event builders.
+
+func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+func orderEv(id, customer string, at time.Time, minor int64) *eventsv1.Event {
+	return &eventsv1.Event{Id: id, Type: "order.placed", OccurredAt: ts(at), Payload: &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{
+		CustomerId: customer, OrderId: id, Total: &eventsv1.Money{AmountMinor: minor, Currency: "EUR"}}}}
+}
+
+func ticketEv(id, customer string, at time.Time, cat eventsv1.TicketCategory) *eventsv1.Event {
+	return &eventsv1.Event{Id: "open-" + id, Type: "ticket.opened", OccurredAt: ts(at), Payload: &eventsv1.Event_TicketOpened{TicketOpened: &eventsv1.TicketOpened{
+		CustomerId: customer, TicketId: id, Category: cat}}}
+}
+
+func resolvedEv(id, customer string, at time.Time) *eventsv1.Event {
+	return &eventsv1.Event{Id: "resolve-" + id, Type: "ticket.resolved", OccurredAt: ts(at), Payload: &eventsv1.Event_TicketResolved{TicketResolved: &eventsv1.TicketResolved{
+		CustomerId: customer, TicketId: id}}}
+}
+
+func npsEv(id, customer string, at time.Time, score int32) *eventsv1.Event {
+	return &eventsv1.Event{Id: id, Type: "survey.answered", OccurredAt: ts(at), Payload: &eventsv1.Event_SurveyAnswered{SurveyAnswered: &eventsv1.SurveyAnswered{
+		CustomerId: customer, SurveyId: "nps", Kind: eventsv1.SurveyKind_SURVEY_KIND_NPS, Score: score}}}
+}
+
+func renewalEv(id, customer string, at time.Time, date string) *eventsv1.Event {
+	return &eventsv1.Event{Id: id, Type: "customer.updated", OccurredAt: ts(at), Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
+		CustomerId: customer, Traits: map[string]string{"renewal_date": date}}}}
+}
+
+// population is a deterministic shop: customers buying every few weeks,
+// some of whom stopped, so that the model can be fitted.
+func population(n int, end time.Time) []*eventsv1.Event {
+	var evs []*eventsv1.Event
+	for c := range n {
+		cust := fmt.Sprintf("p%03d", c)
+		start := end.AddDate(0, 0, -300+(c*7)%100)
+		gap := 10 + (c*13)%50
+		stop := end
+		if c%3 == 0 {
+			stop = start.AddDate(0, 0, 60+(c*11)%120) // dropped out
+		}
+		for k, at := 0, start; at.Before(stop); k, at = k+1, at.AddDate(0, 0, gap) {
+			evs = append(evs, orderEv(fmt.Sprintf("%s-o%d", cust, k), cust, at, int64(1000+100*(c%7))))
+		}
+	}
+	return evs
+}

@@ -1,0 +1,329 @@
+// Package api is churn-signal's gRPC edge: it validates requests, takes the
+// tenant from the caller's token (never from the request) and maps the use
+// cases' errors to status codes.
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/auth"
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	"github.com/retainhq/retain/services/churnsignal/internal/app"
+	"github.com/retainhq/retain/services/churnsignal/internal/score"
+	"github.com/retainhq/retain/services/churnsignal/internal/store"
+)
+
+// MethodScopes is the scope each ChurnService method requires: reading
+// needs read, refitting (which rescores every customer) needs admin.
+var MethodScopes = map[string]string{
+	churnv1.ChurnService_GetCustomerRisk_FullMethodName: auth.ScopeRead,
+	churnv1.ChurnService_ListAtRisk_FullMethodName:      auth.ScopeRead,
+	churnv1.ChurnService_GetModel_FullMethodName:        auth.ScopeRead,
+	churnv1.ChurnService_Refit_FullMethodName:           auth.ScopeAdmin,
+}
+
+// Page sizes of ListAtRisk.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// maxCustomerID bounds customer ids as ingest does.
+const maxCustomerID = 256
+
+// GRPC implements retain.churn.v1.ChurnService.
+type GRPC struct {
+	churnv1.UnimplementedChurnServiceServer
+	engine *app.Engine
+	now    func() time.Time
+}
+
+// NewGRPC returns the gRPC edge; now is the clock that as_of is checked
+// against (nil: time.Now).
+func NewGRPC(e *app.Engine, now func() time.Time) *GRPC {
+	if now == nil {
+		now = time.Now
+	}
+	return &GRPC{engine: e, now: now}
+}
+
+type violation struct{ field, desc string }
+
+func invalid(vs ...violation) error {
+	br := &errdetails.BadRequest{}
+	msgs := make([]string, len(vs))
+	for i, v := range vs {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.field, Description: v.desc})
+		msgs[i] = v.field + ": " + v.desc
+	}
+	msg := "invalid request: " + strings.Join(msgs, "; ")
+	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, msg)
+	}
+	return st.Err()
+}
+
+func tenantOf(ctx context.Context) (string, error) {
+	c, ok := auth.ClaimsFromContext(ctx)
+	if !ok || c.Tenant == "" {
+		return "", status.Error(codes.Unauthenticated, "missing credentials")
+	}
+	return c.Tenant, nil
+}
+
+// asOf validates an optional as_of: a valid timestamp not in the future.
+func (g *GRPC) asOf(field string, ts *timestamppb.Timestamp) (*time.Time, *violation) {
+	if ts == nil {
+		return nil, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return nil, &violation{field, err.Error()}
+	}
+	t := ts.AsTime()
+	if now := g.now(); t.After(now) {
+		return nil, &violation{field, fmt.Sprintf("%s is in the future (now %s): the evidence is only known up to now", t.Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	}
+	return &t, nil
+}
+
+func errStatus(err error) error {
+	switch {
+	case errors.Is(err, app.ErrNotFound), errors.Is(err, app.ErrNoModel):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, app.ErrNotEnoughData):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+// GetCustomerRisk evaluates one customer.
+func (g *GRPC) GetCustomerRisk(ctx context.Context, req *churnv1.GetCustomerRiskRequest) (*churnv1.GetCustomerRiskResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var vs []violation
+	id := req.GetCustomerId()
+	switch {
+	case id == "":
+		vs = append(vs, violation{"customer_id", "is required"})
+	case len(id) > maxCustomerID:
+		vs = append(vs, violation{"customer_id", fmt.Sprintf("%d bytes: at most %d", len(id), maxCustomerID)})
+	case !utf8.ValidString(id):
+		vs = append(vs, violation{"customer_id", "is not valid UTF-8"})
+	}
+	at, v := g.asOf("as_of", req.GetAsOf())
+	if v != nil {
+		vs = append(vs, *v)
+	}
+	if len(vs) > 0 {
+		return nil, invalid(vs...)
+	}
+	r, err := g.engine.CustomerRisk(ctx, tenant, id, at)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &churnv1.GetCustomerRiskResponse{
+		Risk: &churnv1.CustomerRisk{
+			CustomerId: r.CustomerID,
+			Score:      int32(r.Result.Score),
+			ExactScore: r.Result.Exact,
+			Band:       churnv1.RiskBand(r.Band),
+			Reasons:    protoScoreReasons(r.Result.Reasons),
+			ComputedAt: timestamppb.New(r.ComputedAt),
+			AsOf:       timestamppb.New(r.AsOf),
+		},
+		Features: protoFeatures(r),
+	}, nil
+}
+
+func protoScoreReasons(rs []score.Reason) []*churnv1.RiskReason {
+	out := make([]*churnv1.RiskReason, len(rs))
+	for i, r := range rs {
+		out[i] = &churnv1.RiskReason{Code: r.Code, Description: r.Description, Contribution: int32(r.Contribution)}
+	}
+	return out
+}
+
+func protoFeatures(r app.Risk) *churnv1.CustomerFeatures {
+	f, d := r.Features, r.Result.Derived
+	pf := &churnv1.CustomerFeatures{
+		Orders:             int32(f.Orders),
+		PurchaseDays:       int32(f.PurchaseDays),
+		Tickets_30D:        int32(d.Tickets30),
+		Tickets_90D:        int32(d.Tickets90),
+		OpenTickets:        int32(d.OpenTickets),
+		BillingTickets_90D: int32(d.BillingTickets90),
+		HorizonWeeks:       r.Horizon,
+	}
+	if d.HasOrders {
+		pf.RepeatPurchases = int32(d.History.X)
+		pf.RecencyWeeks = d.History.Tx
+		pf.AgeWeeks = d.History.T
+		pf.FirstOrderAt = timestamppb.New(f.FirstOrder)
+		pf.LastOrderAt = timestamppb.New(f.LastOrder)
+		pf.DaysSinceLastOrder = int32(d.DaysSinceLast)
+		pf.TypicalGapDays = d.TypicalGapDays
+		pf.MeanOrderValue = &churnv1.Money{AmountMinor: f.MeanOrderValue.AmountMinor, Currency: f.MeanOrderValue.Currency}
+	}
+	if !f.RenewalDate.IsZero() {
+		pf.RenewalDate = f.RenewalDate.Format(time.DateOnly)
+	}
+	if d.LatestNPS != nil {
+		pf.LatestNps, pf.MeanNps = proto.Int32(int32(*d.LatestNPS)), proto.Float64(*d.MeanNPS)
+	}
+	if d.LatestCSAT != nil {
+		pf.LatestCsat, pf.MeanCsat = proto.Int32(int32(*d.LatestCSAT)), proto.Float64(*d.MeanCSAT)
+	}
+	if p := d.Prediction; p != nil {
+		pf.PAlive, pf.ExpectedPurchases, pf.PNoPurchase = proto.Float64(p.PAlive), proto.Float64(p.ExpectedPurchases), proto.Float64(p.PNoPurchase)
+	}
+	return pf
+}
+
+// ListAtRisk pages through the current scores.
+func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (*churnv1.ListAtRiskResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var vs []violation
+	band := req.GetBand()
+	if _, ok := churnv1.RiskBand_name[int32(band)]; !ok {
+		vs = append(vs, violation{"band", fmt.Sprintf("%d is not a RiskBand", band)})
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		vs = append(vs, violation{"page_size", fmt.Sprintf("%d: must not be negative", size)})
+	case size == 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	var cursor *store.Cursor
+	if tok := req.GetPageToken(); tok != "" {
+		c, tokBand, err := decodeToken(tok)
+		switch {
+		case err != nil:
+			vs = append(vs, violation{"page_token", "is not a token this API issued: " + err.Error()})
+		case tokBand != band:
+			vs = append(vs, violation{"page_token", fmt.Sprintf("was issued for band %s, not %s", tokBand, band)})
+		default:
+			cursor = &c
+		}
+	}
+	if len(vs) > 0 {
+		return nil, invalid(vs...)
+	}
+	// One more than asked tells whether there is a next page.
+	rows, err := g.engine.ListAtRisk(ctx, tenant, score.Band(band), size+1, cursor)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	resp := &churnv1.ListAtRiskResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		last := rows[size-1]
+		resp.NextPageToken = encodeToken(store.Cursor{Exact: last.Exact, CustomerID: last.CustomerID}, band)
+	}
+	for _, r := range rows {
+		resp.Customers = append(resp.Customers, &churnv1.CustomerRisk{
+			CustomerId: r.CustomerID,
+			Score:      int32(r.Score),
+			ExactScore: r.Exact,
+			Band:       churnv1.RiskBand(r.Band),
+			Reasons:    app.ProtoReasons(r.Reasons),
+			ComputedAt: timestamppb.New(r.ComputedAt),
+			AsOf:       timestamppb.New(r.ComputedAt),
+		})
+	}
+	return resp, nil
+}
+
+// Page tokens are opaque to clients: "v1|band|float bits|customer id",
+// base64url.
+func encodeToken(c store.Cursor, band churnv1.RiskBand) string {
+	raw := fmt.Sprintf("v1|%d|%x|%s", int32(band), math.Float64bits(c.Exact), c.CustomerID)
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+func decodeToken(tok string) (store.Cursor, churnv1.RiskBand, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return store.Cursor{}, 0, errors.New("not base64url")
+	}
+	parts := strings.SplitN(string(raw), "|", 4)
+	if len(parts) != 4 || parts[0] != "v1" {
+		return store.Cursor{}, 0, errors.New("unknown format")
+	}
+	band, err := strconv.ParseInt(parts[1], 10, 32)
+	if err != nil {
+		return store.Cursor{}, 0, errors.New("bad band")
+	}
+	bits, err := strconv.ParseUint(parts[2], 16, 64)
+	if err != nil {
+		return store.Cursor{}, 0, errors.New("bad position")
+	}
+	return store.Cursor{Exact: math.Float64frombits(bits), CustomerID: parts[3]}, churnv1.RiskBand(band), nil
+}
+
+func protoModel(m store.Model) *churnv1.Model {
+	return &churnv1.Model{
+		R: m.Params.R, Alpha: m.Params.Alpha, A: m.Params.A, B: m.Params.B,
+		LogLikelihood:  m.LogLikelihood,
+		Customers:      int32(m.Customers),
+		Converged:      m.Converged,
+		FittedAt:       timestamppb.New(m.FittedAt),
+		AsOf:           timestamppb.New(m.AsOf),
+		Pinned:         m.Pinned,
+		TypicalGapDays: m.TypicalGapDays,
+	}
+}
+
+// GetModel returns the tenant's model.
+func (g *GRPC) GetModel(ctx context.Context, _ *churnv1.GetModelRequest) (*churnv1.GetModelResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := g.engine.Model(ctx, tenant)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &churnv1.GetModelResponse{Model: protoModel(m)}, nil
+}
+
+// Refit fits the model again and rescores every customer.
+func (g *GRPC) Refit(ctx context.Context, req *churnv1.RefitRequest) (*churnv1.RefitResponse, error) {
+	tenant, err := tenantOf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	at, v := g.asOf("as_of", req.GetAsOf())
+	if v != nil {
+		return nil, invalid(*v)
+	}
+	m, st, err := g.engine.Refit(ctx, tenant, at)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &churnv1.RefitResponse{Model: protoModel(m), CustomersRescored: int32(st.Customers), BandChanges: int32(st.BandChanges)}, nil
+}

@@ -1,0 +1,697 @@
+// Package store owns churn-signal's database: the features projection built
+// from facts, the current scores, the fitted models and the weights. Every
+// read of features takes an instant and uses only facts from before it.
+package store
+
+import (
+	"cmp"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/services/churnsignal/internal/facts"
+	"github.com/retainhq/retain/services/churnsignal/internal/model"
+	"github.com/retainhq/retain/services/churnsignal/internal/score"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations creates the churn-signal tables.
+func Migrations() (pg.MigrationSet, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return pg.MigrationSet{}, err
+	}
+	return pg.MigrationSet{Component: "churnsignal", FS: sub}, nil
+}
+
+// Querier is a pool, a connection or a transaction.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ApplyFacts writes a batch of facts into the projection in tx, one
+// statement per table, and makes sure every customer concerned has a score
+// row (so that rescoring can lock it). The writes commute: the same facts in
+// any order or any number of times give the same rows.
+func ApplyFacts(ctx context.Context, tx pgx.Tx, b *facts.Batch, customers []facts.Customer) error {
+	batch := &pgx.Batch{}
+	if len(b.Orders) > 0 {
+		// Several events naming one order in one statement would make ON
+		// CONFLICT touch a row twice: keep the winner of the same rule.
+		win := map[[2]string]facts.Order{}
+		for _, o := range b.Orders {
+			k := [2]string{o.Tenant, o.OrderID}
+			if cur, ok := win[k]; !ok || orderBefore(o, cur) {
+				win[k] = o
+			}
+		}
+		var tenant, id, customer, event, currency []string
+		var placed []time.Time
+		var amount []int64
+		for _, k := range sortedKeys(win) {
+			o := win[k]
+			tenant, id, customer, event, currency = append(tenant, o.Tenant), append(id, o.OrderID), append(customer, o.CustomerID), append(event, o.EventID), append(currency, o.Currency)
+			placed, amount = append(placed, o.PlacedAt), append(amount, o.AmountMinor)
+		}
+		batch.Queue(`
+			INSERT INTO churn_orders AS o (tenant_id, order_id, customer_id, placed_at, amount_minor, currency, event_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[])
+			ON CONFLICT (tenant_id, order_id) DO UPDATE SET
+				customer_id = excluded.customer_id, placed_at = excluded.placed_at,
+				amount_minor = excluded.amount_minor, currency = excluded.currency, event_id = excluded.event_id
+			WHERE (excluded.placed_at, excluded.event_id) < (o.placed_at, o.event_id)`,
+			tenant, id, customer, placed, amount, currency, event)
+	}
+	if len(b.Opened) > 0 {
+		win := map[[2]string]facts.TicketOpened{}
+		for _, t := range b.Opened {
+			k := [2]string{t.Tenant, t.TicketID}
+			if cur, ok := win[k]; !ok || t.OpenedAt.Before(cur.OpenedAt) || (t.OpenedAt.Equal(cur.OpenedAt) && t.EventID < cur.EventID) {
+				win[k] = t
+			}
+		}
+		var tenant, id, customer, event []string
+		var opened []time.Time
+		var category []int16
+		for _, k := range sortedKeys(win) {
+			t := win[k]
+			tenant, id, customer, event = append(tenant, t.Tenant), append(id, t.TicketID), append(customer, t.CustomerID), append(event, t.EventID)
+			opened, category = append(opened, t.OpenedAt), append(category, t.Category)
+		}
+		batch.Queue(`
+			INSERT INTO churn_tickets AS t (tenant_id, ticket_id, customer_id, opened_at, category, opened_event_id)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::smallint[], $6::text[])
+			ON CONFLICT (tenant_id, ticket_id) DO UPDATE SET
+				customer_id = excluded.customer_id, opened_at = excluded.opened_at,
+				category = excluded.category, opened_event_id = excluded.opened_event_id
+			WHERE t.opened_at IS NULL OR (excluded.opened_at, excluded.opened_event_id) < (t.opened_at, t.opened_event_id)`,
+			tenant, id, customer, opened, category, event)
+	}
+	if len(b.Resolved) > 0 {
+		win := map[[2]string]facts.TicketResolved{}
+		for _, t := range b.Resolved {
+			k := [2]string{t.Tenant, t.TicketID}
+			if cur, ok := win[k]; !ok || t.ResolvedAt.Before(cur.ResolvedAt) {
+				win[k] = t
+			}
+		}
+		var tenant, id, customer []string
+		var resolved []time.Time
+		for _, k := range sortedKeys(win) {
+			t := win[k]
+			tenant, id, customer, resolved = append(tenant, t.Tenant), append(id, t.TicketID), append(customer, t.CustomerID), append(resolved, t.ResolvedAt)
+		}
+		// The customer of a ticket is the opening's when known.
+		batch.Queue(`
+			INSERT INTO churn_tickets AS t (tenant_id, ticket_id, customer_id, resolved_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+			ON CONFLICT (tenant_id, ticket_id) DO UPDATE SET resolved_at = least(t.resolved_at, excluded.resolved_at)`,
+			tenant, id, customer, resolved)
+	}
+	if len(b.Answers) > 0 {
+		var tenant, id, customer, survey []string
+		var kind, sc []int16
+		var at []time.Time
+		for _, a := range b.Answers {
+			tenant, id, customer, survey = append(tenant, a.Tenant), append(id, a.AnswerID), append(customer, a.CustomerID), append(survey, a.SurveyID)
+			kind, sc, at = append(kind, a.Kind), append(sc, a.Score), append(at, a.AnsweredAt)
+		}
+		batch.Queue(`
+			INSERT INTO churn_answers (tenant_id, answer_id, customer_id, survey_id, kind, score, answered_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[], $6::smallint[], $7::timestamptz[])
+			ON CONFLICT DO NOTHING`, tenant, id, customer, survey, kind, sc, at)
+	}
+	if len(b.Renewals) > 0 {
+		var tenant, id, customer []string
+		var date []*time.Time
+		var at []time.Time
+		for _, r := range b.Renewals {
+			tenant, id, customer = append(tenant, r.Tenant), append(id, r.EventID), append(customer, r.CustomerID)
+			date, at = append(date, r.Date), append(at, r.UpdatedAt)
+		}
+		batch.Queue(`
+			INSERT INTO churn_renewals (tenant_id, event_id, customer_id, renewal_date, updated_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::timestamptz[])
+			ON CONFLICT DO NOTHING`, tenant, id, customer, date, at)
+	}
+	if len(customers) > 0 {
+		tenants := map[string]bool{}
+		var ts, ids []string
+		for _, c := range customers {
+			tenants[c.Tenant] = true
+			ts, ids = append(ts, c.Tenant), append(ids, c.ID)
+		}
+		batch.Queue(`INSERT INTO churn_tenants (tenant_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, slices.Sorted(mapKeys(tenants)))
+		batch.Queue(`
+			INSERT INTO churn_scores (tenant_id, customer_id)
+			SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2
+			ON CONFLICT DO NOTHING`, ts, ids)
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("apply facts: %w", err)
+	}
+	return nil
+}
+
+func orderBefore(a, b facts.Order) bool {
+	return a.PlacedAt.Before(b.PlacedAt) || (a.PlacedAt.Equal(b.PlacedAt) && a.EventID < b.EventID)
+}
+
+func sortedKeys[V any](m map[[2]string]V) [][2]string {
+	ks := make([][2]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	return ks
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Selector picks a tenant's customers: a list of ids, or the range of ids
+// after After up to and including Through (to the end when Through is nil).
+type Selector struct {
+	IDs     []string
+	Range   bool
+	After   string
+	Through *string
+}
+
+// IDs selects a list of customers.
+func IDs(ids ...string) Selector { return Selector{IDs: ids} }
+
+// Range selects the customers with ids in (after, through], or after after
+// when through is nil.
+func Range(after string, through *string) Selector {
+	return Selector{Range: true, After: after, Through: through}
+}
+
+// where returns the condition on customer_id and its arguments, numbered
+// from $n.
+func (s Selector) where(n int) (string, []any) {
+	if !s.Range {
+		return fmt.Sprintf("customer_id = ANY($%d::text[])", n), []any{s.IDs}
+	}
+	if s.Through == nil {
+		return fmt.Sprintf("customer_id > $%d", n), []any{s.After}
+	}
+	return fmt.Sprintf("customer_id > $%d AND customer_id <= $%d", n, n+1), []any{s.After, *s.Through}
+}
+
+func (s Selector) String() string {
+	if !s.Range {
+		return fmt.Sprintf("%d customers", len(s.IDs))
+	}
+	if s.Through == nil {
+		return fmt.Sprintf("customers after %q", s.After)
+	}
+	return fmt.Sprintf("customers in (%q, %q]", s.After, *s.Through)
+}
+
+// LoadFeatures reads what is known about the selected customers as of asOf
+// (facts that happened at or before it). Customers with no fact by then are
+// absent from the result.
+func LoadFeatures(ctx context.Context, q Querier, tenant string, sel Selector, asOf time.Time) (map[string]*score.Features, error) {
+	cond, condArgs := sel.where(3)
+	args := append([]any{tenant, asOf}, condArgs...)
+	out := make(map[string]*score.Features, len(sel.IDs))
+	get := func(id string) *score.Features {
+		f := out[id]
+		if f == nil {
+			f = &score.Features{AsOf: asOf}
+			out[id] = f
+		}
+		return f
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		SELECT customer_id, count(*)::int, count(DISTINCT (placed_at AT TIME ZONE 'UTC')::date)::int, min(placed_at), max(placed_at)
+		FROM churn_orders
+		WHERE tenant_id = $1 AND `+cond+` AND placed_at <= $2
+		GROUP BY customer_id`, args...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var n, daysN int
+			var first, last time.Time
+			if err := rows.Scan(&id, &n, &daysN, &first, &last); err != nil {
+				return err
+			}
+			f := get(id)
+			f.Orders, f.PurchaseDays, f.FirstOrder, f.LastOrder = n, daysN, first, last
+		}
+		return rows.Err()
+	})
+	// The mean order value is in the currency of most of the customer's
+	// orders (the alphabetically first on a tie).
+	batch.Queue(`
+		SELECT customer_id, currency, count(*)::int, sum(amount_minor)::float8
+		FROM churn_orders
+		WHERE tenant_id = $1 AND `+cond+` AND placed_at <= $2
+		GROUP BY customer_id, currency
+		ORDER BY customer_id, count(*) DESC, currency`, args...).Query(func(rows pgx.Rows) error {
+		prev := ""
+		for rows.Next() {
+			var id, currency string
+			var n int
+			var sum float64
+			if err := rows.Scan(&id, &currency, &n, &sum); err != nil {
+				return err
+			}
+			if id == prev {
+				continue
+			}
+			prev = id
+			get(id).MeanOrderValue = score.Money{AmountMinor: int64(math.Round(sum / float64(n))), Currency: currency}
+		}
+		return rows.Err()
+	})
+	// Tickets that can still count: opened in the last 90 days or open.
+	batch.Queue(`
+		SELECT customer_id, opened_at, category, resolved_at FROM churn_tickets
+		WHERE tenant_id = $1 AND `+cond+` AND opened_at <= $2
+		  AND (opened_at > $2 - interval '90 days' OR resolved_at IS NULL OR resolved_at > $2)
+		ORDER BY customer_id, opened_at, ticket_id`, args...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var t score.Ticket
+			var cat int16
+			var resolved *time.Time
+			if err := rows.Scan(&id, &t.OpenedAt, &cat, &resolved); err != nil {
+				return err
+			}
+			t.Category = score.TicketCategory(cat)
+			if resolved != nil && !resolved.After(asOf) {
+				t.ResolvedAt = *resolved
+			}
+			f := get(id)
+			f.Tickets = append(f.Tickets, t)
+		}
+		return rows.Err()
+	})
+	batch.Queue(`
+		SELECT customer_id, kind, score, answered_at FROM churn_answers
+		WHERE tenant_id = $1 AND `+cond+` AND answered_at <= $2
+		ORDER BY customer_id, answered_at, answer_id`, args...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var kind, sc int16
+			var at time.Time
+			if err := rows.Scan(&id, &kind, &sc, &at); err != nil {
+				return err
+			}
+			f := get(id)
+			f.Answers = append(f.Answers, score.Answer{Kind: score.SurveyKind(kind), Score: int(sc), AnsweredAt: at})
+		}
+		return rows.Err()
+	})
+	batch.Queue(`
+		SELECT DISTINCT ON (customer_id) customer_id, renewal_date FROM churn_renewals
+		WHERE tenant_id = $1 AND `+cond+` AND updated_at <= $2
+		ORDER BY customer_id, updated_at DESC, event_id DESC`, args...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var d *time.Time
+			if err := rows.Scan(&id, &d); err != nil {
+				return err
+			}
+			f := get(id)
+			if d != nil {
+				f.RenewalDate = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
+			}
+		}
+		return rows.Err()
+	})
+	if err := sendBatch(ctx, q, batch); err != nil {
+		return nil, fmt.Errorf("load features of %s of %s: %w", sel, tenant, err)
+	}
+	return out, nil
+}
+
+// batchSender is what pgx.Tx, *pgx.Conn and *pgxpool.Pool have in common
+// for batches.
+type batchSender interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+func sendBatch(ctx context.Context, q Querier, b *pgx.Batch) error {
+	s, ok := q.(batchSender)
+	if !ok {
+		return errors.New("querier cannot send batches")
+	}
+	return s.SendBatch(ctx, b).Close()
+}
+
+// Reason is a stored reason.
+type Reason struct {
+	Code         string `json:"code"`
+	Description  string `json:"description"`
+	Contribution int    `json:"contribution"`
+}
+
+// ScoreRow is a customer's stored score.
+type ScoreRow struct {
+	CustomerID string
+	Score      int
+	Exact      float64
+	Band       score.Band
+	// Reasons are not read back by the locking reads, only their hash.
+	Reasons     []Reason
+	ReasonsHash int64
+	BandChanges int
+	ComputedAt  time.Time
+}
+
+// HashReasons is the stored fingerprint of reasons.
+func HashReasons(rs []Reason) int64 {
+	h := fnv.New64a()
+	for _, r := range rs {
+		fmt.Fprintf(h, "%s\x00%s\x00%d\x00", r.Code, r.Description, r.Contribution)
+	}
+	return int64(h.Sum64())
+}
+
+const (
+	scoreColumns = `customer_id, score, score_exact, band, reasons, reasons_hash, band_changes, computed_at`
+	lockColumns  = `customer_id, score, score_exact, band, NULL::jsonb, reasons_hash, band_changes, computed_at`
+)
+
+func scanScore(row pgx.CollectableRow) (ScoreRow, error) {
+	var r ScoreRow
+	var sc, band int16
+	var at *time.Time
+	err := row.Scan(&r.CustomerID, &sc, &r.Exact, &band, &r.Reasons, &r.ReasonsHash, &r.BandChanges, &at)
+	r.Score, r.Band = int(sc), score.Band(band)
+	if at != nil {
+		r.ComputedAt = *at
+	}
+	return r, err
+}
+
+// LockScores locks the score rows of ids in tenant (in customer order, as
+// every writer does, so writers never deadlock) and returns them.
+func LockScores(ctx context.Context, tx pgx.Tx, tenant string, ids []string) ([]ScoreRow, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT `+lockColumns+` FROM churn_scores
+		WHERE tenant_id = $1 AND customer_id = ANY($2::text[])
+		ORDER BY customer_id FOR UPDATE`, tenant, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d scores of %s: %w", len(ids), tenant, err)
+	}
+	out, err := pgx.CollectRows(rows, scanScore)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d scores of %s: %w", len(ids), tenant, err)
+	}
+	return out, nil
+}
+
+// LockScoreRange locks and returns the score rows of tenant's customers
+// selected by a range selector, in customer order.
+func LockScoreRange(ctx context.Context, tx pgx.Tx, tenant string, sel Selector) ([]ScoreRow, error) {
+	cond, condArgs := sel.where(2)
+	rows, err := tx.Query(ctx, `
+		SELECT `+lockColumns+` FROM churn_scores
+		WHERE tenant_id = $1 AND `+cond+`
+		ORDER BY customer_id FOR UPDATE`, append([]any{tenant}, condArgs...)...)
+	if err != nil {
+		return nil, fmt.Errorf("lock scores of %s of %s: %w", sel, tenant, err)
+	}
+	out, err := pgx.CollectRows(rows, scanScore)
+	if err != nil {
+		return nil, fmt.Errorf("lock scores of %s of %s: %w", sel, tenant, err)
+	}
+	return out, nil
+}
+
+// Boundaries splits tenant's customers into ranges of about size customers:
+// it returns the last id of every full range, in order. The ranges are
+// ("", b0], (b0, b1], ..., (bn, end).
+func Boundaries(ctx context.Context, q Querier, tenant string, size int) ([]string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT customer_id FROM (
+			SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS n
+			FROM churn_scores WHERE tenant_id = $1
+		) s WHERE n % $2 = 0 ORDER BY customer_id`, tenant, size)
+	if err != nil {
+		return nil, fmt.Errorf("split customers of %s: %w", tenant, err)
+	}
+	bs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("split customers of %s: %w", tenant, err)
+	}
+	return bs, nil
+}
+
+// ReadScore returns a customer's stored score.
+func ReadScore(ctx context.Context, q Querier, tenant, id string) (ScoreRow, bool, error) {
+	rows, err := q.Query(ctx, `SELECT `+scoreColumns+` FROM churn_scores WHERE tenant_id = $1 AND customer_id = $2`, tenant, id)
+	if err != nil {
+		return ScoreRow{}, false, fmt.Errorf("read score of %s: %w", id, err)
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, scanScore)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ScoreRow{}, false, nil
+	}
+	if err != nil {
+		return ScoreRow{}, false, fmt.Errorf("read score of %s: %w", id, err)
+	}
+	return r, true, nil
+}
+
+// WriteScores stores new scores of tenant's customers (rows locked by the
+// caller) with one statement.
+func WriteScores(ctx context.Context, tx pgx.Tx, tenant string, rs []ScoreRow) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(rs))
+	scores, bands := make([]int16, len(rs)), make([]int16, len(rs))
+	exact := make([]float64, len(rs))
+	reasons := make([][]Reason, len(rs))
+	changes := make([]int32, len(rs))
+	hashes := make([]int64, len(rs))
+	at := make([]time.Time, len(rs))
+	for i, r := range rs {
+		ids[i], scores[i], bands[i], exact[i], changes[i], at[i] = r.CustomerID, int16(r.Score), int16(r.Band), r.Exact, int32(r.BandChanges), r.ComputedAt
+		reasons[i] = r.Reasons
+		if reasons[i] == nil {
+			reasons[i] = []Reason{}
+		}
+		hashes[i] = HashReasons(r.Reasons)
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons,
+			reasons_hash = u.hash, band_changes = u.changes, computed_at = u.at
+		FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::jsonb[], $7::bigint[], $8::int[], $9::timestamptz[])
+			AS u(customer_id, score, exact, band, reasons, hash, changes, at)
+		WHERE s.tenant_id = $1 AND s.customer_id = u.customer_id`,
+		tenant, ids, scores, exact, bands, reasons, hashes, changes, at); err != nil {
+		return fmt.Errorf("write %d scores of %s: %w", len(rs), tenant, err)
+	}
+	return nil
+}
+
+// Cursor is a position in the ranking (score descending, then customer id
+// descending).
+type Cursor struct {
+	Exact      float64
+	CustomerID string
+}
+
+// ListScores returns up to limit scored customers of tenant after cursor
+// (nil: from the top), highest score first, optionally of one band.
+func ListScores(ctx context.Context, q Querier, tenant string, band score.Band, limit int, after *Cursor) ([]ScoreRow, error) {
+	args := []any{tenant, limit}
+	where := `tenant_id = $1 AND band <> 0`
+	if band != score.BandUnspecified {
+		args = append(args, int16(band))
+		where += fmt.Sprintf(" AND band = $%d", len(args))
+	}
+	if after != nil {
+		args = append(args, after.Exact, after.CustomerID)
+		where += fmt.Sprintf(" AND (score_exact, customer_id) < ($%d, $%d)", len(args)-1, len(args))
+	}
+	rows, err := q.Query(ctx, `SELECT `+scoreColumns+` FROM churn_scores WHERE `+where+`
+		ORDER BY score_exact DESC, customer_id DESC LIMIT $2`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list scores of %s: %w", tenant, err)
+	}
+	out, err := pgx.CollectRows(rows, scanScore)
+	if err != nil {
+		return nil, fmt.Errorf("list scores of %s: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// Histories returns the BG/NBD histories of tenant's customers as of asOf,
+// grouped (customers with equal histories share a group), computed in the
+// database: purchase days are UTC calendar days of orders placed by asOf,
+// T runs to asOf's UTC day. It also returns the median gap between purchase
+// days over customers with repeat purchases (0 when none).
+func Histories(ctx context.Context, q Querier, tenant string, asOf time.Time) ([]model.Group, float64, error) {
+	// One ordered pass per customer (count(DISTINCT) makes Postgres group
+	// by sorting, which the (tenant, customer, placed_at) index feeds): a
+	// DISTINCT of (customer, day) first would hash millions of groups.
+	rows, err := q.Query(ctx, `
+		WITH h AS (
+			SELECT count(DISTINCT (placed_at AT TIME ZONE 'UTC')::date) - 1 AS x,
+			       (max(placed_at) AT TIME ZONE 'UTC')::date - (min(placed_at) AT TIME ZONE 'UTC')::date AS tx,
+			       ($2 AT TIME ZONE 'UTC')::date - (min(placed_at) AT TIME ZONE 'UTC')::date AS t
+			FROM churn_orders WHERE tenant_id = $1 AND placed_at <= $2
+			GROUP BY customer_id
+		)
+		SELECT x::int, tx::int, t::int, count(*)::int FROM h GROUP BY x, tx, t ORDER BY x, tx, t`, tenant, asOf)
+	if err != nil {
+		return nil, 0, fmt.Errorf("histories of %s: %w", tenant, err)
+	}
+	type hist struct{ x, tx, t, n int }
+	hs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (hist, error) {
+		var h hist
+		err := r.Scan(&h.x, &h.tx, &h.t, &h.n)
+		return h, err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("histories of %s: %w", tenant, err)
+	}
+	groups := make([]model.Group, len(hs))
+	type gap struct {
+		days float64
+		n    int
+	}
+	var gaps []gap
+	total := 0
+	for i, h := range hs {
+		groups[i] = model.Group{Summary: model.Summary{X: h.x, Tx: float64(h.tx) / 7, T: float64(h.t) / 7}, Count: h.n}
+		if h.x > 0 {
+			gaps = append(gaps, gap{float64(h.tx) / float64(h.x), h.n})
+			total += h.n
+		}
+	}
+	slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(a.days, b.days) })
+	median, seen := 0.0, 0
+	for _, g := range gaps {
+		seen += g.n
+		if 2*seen >= total {
+			median = g.days
+			break
+		}
+	}
+	return groups, median, nil
+}
+
+// Model is a stored fit.
+type Model struct {
+	Params         model.Params
+	LogLikelihood  float64
+	Customers      int
+	Converged      bool
+	TypicalGapDays float64
+	AsOf           time.Time
+	Pinned         bool
+	FittedAt       time.Time
+}
+
+// SaveModel makes m the tenant's current model.
+func SaveModel(ctx context.Context, q Querier, tenant string, m Model) error {
+	if _, err := q.Exec(ctx, `
+		INSERT INTO churn_models (tenant_id, r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (tenant_id) DO UPDATE SET r = excluded.r, alpha = excluded.alpha, a = excluded.a, b = excluded.b,
+			log_likelihood = excluded.log_likelihood, customers = excluded.customers, converged = excluded.converged,
+			typical_gap_days = excluded.typical_gap_days, as_of = excluded.as_of, pinned = excluded.pinned, fitted_at = excluded.fitted_at`,
+		tenant, m.Params.R, m.Params.Alpha, m.Params.A, m.Params.B, m.LogLikelihood, m.Customers, m.Converged,
+		m.TypicalGapDays, m.AsOf, m.Pinned, m.FittedAt); err != nil {
+		return fmt.Errorf("save model of %s: %w", tenant, err)
+	}
+	return nil
+}
+
+// LoadModel returns the tenant's current model; ok is false before the
+// first fit.
+func LoadModel(ctx context.Context, q Querier, tenant string) (m Model, ok bool, err error) {
+	err = q.QueryRow(ctx, `
+		SELECT r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at
+		FROM churn_models WHERE tenant_id = $1`, tenant).Scan(
+		&m.Params.R, &m.Params.Alpha, &m.Params.A, &m.Params.B, &m.LogLikelihood, &m.Customers, &m.Converged,
+		&m.TypicalGapDays, &m.AsOf, &m.Pinned, &m.FittedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Model{}, false, nil
+	}
+	if err != nil {
+		return Model{}, false, fmt.Errorf("load model of %s: %w", tenant, err)
+	}
+	return m, true, nil
+}
+
+// LoadWeights returns the tenant's weights, the defaults without a row.
+func LoadWeights(ctx context.Context, q Querier, tenant string) (score.Weights, error) {
+	var w score.Weights
+	err := q.QueryRow(ctx, `
+		SELECT purchase_outlook, overdue, support_tickets, price_complaints, sentiment, medium_at, high_at, hysteresis
+		FROM churn_weights WHERE tenant_id = $1`, tenant).Scan(
+		&w.PurchaseOutlook, &w.Overdue, &w.SupportTickets, &w.PriceComplaints, &w.Sentiment, &w.MediumAt, &w.HighAt, &w.Hysteresis)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return score.DefaultWeights(), nil
+	}
+	if err != nil {
+		return score.Weights{}, fmt.Errorf("load weights of %s: %w", tenant, err)
+	}
+	if err := w.Validate(); err != nil {
+		return score.Weights{}, fmt.Errorf("weights of %s: %w", tenant, err)
+	}
+	return w, nil
+}
+
+// SaveWeights stores the tenant's weights.
+func SaveWeights(ctx context.Context, q Querier, tenant string, w score.Weights) error {
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `
+		INSERT INTO churn_weights (tenant_id, purchase_outlook, overdue, support_tickets, price_complaints, sentiment, medium_at, high_at, hysteresis)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (tenant_id) DO UPDATE SET purchase_outlook = excluded.purchase_outlook, overdue = excluded.overdue,
+			support_tickets = excluded.support_tickets, price_complaints = excluded.price_complaints, sentiment = excluded.sentiment,
+			medium_at = excluded.medium_at, high_at = excluded.high_at, hysteresis = excluded.hysteresis, updated_at = now()`,
+		tenant, w.PurchaseOutlook, w.Overdue, w.SupportTickets, w.PriceComplaints, w.Sentiment, w.MediumAt, w.HighAt, w.Hysteresis); err != nil {
+		return fmt.Errorf("save weights of %s: %w", tenant, err)
+	}
+	return nil
+}
+
+// Tenants lists every tenant with facts.
+func Tenants(ctx context.Context, q Querier) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT tenant_id FROM churn_tenants ORDER BY tenant_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list tenants: %w", err)
+	}
+	return ts, nil
+}
