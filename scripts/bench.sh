@@ -15,3 +15,5 @@ bench cmd/retain -bench Generate ./internal/simulate/
 bench services/churnsignal -bench 'Fit|Score' -benchtime 3x ./internal/model/
 bench services/metrics -bench 'Queries' -benchtime 30x .
 bench services/metrics -bench 'Consumer' -benchtime 200000x .
+bench services/churnsignal -bench RescoreAll -benchtime 3x ./internal/app
+bench services/churnsignal -bench Consumer -benchtime 1x .
