@@ -11,11 +11,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	"github.com/retainhq/retain/services/churnsignal/internal/api"
@@ -148,14 +147,11 @@ func (c Config) Validate() error {
 
 // Service is a wired churn-signal service, ready to be mounted on servers.
 type Service struct {
-	bus      *bus.Bus
-	pool     *pgxpool.Pool
+	deps     *service.Deps
 	consumer *bus.Consumer
 	relay    *bus.Relay
 	engine   *app.Engine
 	grpc     *api.GRPC
-	verifier *auth.Verifier
-	log      *slog.Logger
 }
 
 // New connects to the bus and the database, runs the migrations, declares
@@ -164,39 +160,23 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("churnsignal config: %w", err)
 	}
-	verifier, err := auth.NewVerifierFromString(cfg.AuthPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("auth public key: %w", err)
-	}
-	log := tel.Logger.With("service", "churnsignal")
-	pool, err := pg.Connect(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("churnsignal database: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			pool.Close()
-		}
-	}()
 	migrations, err := store.Migrations()
 	if err != nil {
 		return nil, err
 	}
-	if err := pg.Migrate(ctx, pool, bus.Migrations, migrations); err != nil {
-		return nil, fmt.Errorf("churnsignal database: %w", err)
-	}
-	b, err := bus.Connect(ctx, cfg.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
+	deps, err := service.Open(ctx, service.Options{
+		Name: "churnsignal", AuthPublicKey: cfg.AuthPublicKey, DatabaseURL: cfg.DatabaseURL,
+		Migrations: []pg.MigrationSet{migrations}, NATS: cfg.NATS, Streams: cfg.Streams,
+	}, tel)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			b.Close()
+			deps.Abort()
 		}
 	}()
-	if err := b.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
-		return nil, fmt.Errorf("declare streams: %w", err)
-	}
+	b, pool, log := deps.Bus, deps.Pool, deps.Log
 	engine := app.New(pool, app.Config{
 		HorizonWeeks:    float64(cfg.HorizonWeeks),
 		ChunkSize:       cfg.RescoreChunk,
@@ -226,8 +206,8 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		return nil, err
 	}
 	return &Service{
-		bus: b, pool: pool, consumer: consumer, relay: relay, engine: engine,
-		grpc: api.NewGRPC(engine, cfg.Now), verifier: verifier, log: log,
+		consumer: consumer, relay: relay, engine: engine,
+		grpc: api.NewGRPC(engine, cfg.Now), deps: deps,
 	}, nil
 }
 
@@ -241,7 +221,7 @@ func (s *Service) RegisterGRPC(srv *grpc.Server) { churnv1.RegisterChurnServiceS
 func (s *Service) RegisterHTTP(*http.ServeMux) {}
 
 // Verifier is the token verifier built from the config (for hosts).
-func (s *Service) Verifier() *auth.Verifier { return s.verifier }
+func (s *Service) Verifier() *auth.Verifier { return s.deps.Verifier }
 
 // RescoreAll rescores every customer of tenant as of now, on demand.
 func (s *Service) RescoreAll(ctx context.Context, tenant string) (app.Stats, error) {
@@ -256,24 +236,18 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.relay.Run(gctx) })
 	g.Go(func() error { return s.engine.Run(gctx) })
 	err := g.Wait()
-	drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if derr := s.bus.Drain(drainCtx); derr != nil && err == nil {
-		err = fmt.Errorf("drain NATS connection: %w", derr)
+	if cerr := s.deps.Close(); cerr != nil && err == nil {
+		err = cerr
 	}
-	s.pool.Close()
 	return err
 }
 
 // Ready reports whether the bus connection and the database are up.
 func (s *Service) Ready(ctx context.Context) error {
-	if !s.bus.NC.IsConnected() {
-		return errors.New("not connected to NATS")
+	if err := s.deps.BusReady(); err != nil {
+		return err
 	}
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("churnsignal database: %w", err)
-	}
-	return nil
+	return s.deps.DatabaseReady(ctx)
 }
 
 // Run is the standalone process: telemetry, the service, its gRPC and ops
@@ -289,7 +263,7 @@ func Run(ctx context.Context, cfg Config, version string) error {
 	if err != nil {
 		return err
 	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.verifier, Supervisor: cfg.Supervisor}, svc)
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.deps.Verifier, Supervisor: cfg.Supervisor}, svc)
 	if err != nil {
 		return err
 	}

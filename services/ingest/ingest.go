@@ -8,11 +8,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/internal/api"
@@ -137,16 +136,13 @@ func (c Config) commitConfig() commit.Config {
 
 // Service is a wired ingest service, ready to be mounted on servers.
 type Service struct {
-	bus       *bus.Bus
-	pool      *pgxpool.Pool
+	deps      *service.Deps
 	committer *commit.Committer
 	ingestLog *store.Log
 	logWriter *bus.Consumer
 	retention time.Duration
 	grpc      *api.GRPC
 	http      *api.HTTP
-	verifier  *auth.Verifier
-	log       *slog.Logger
 }
 
 // New connects to the bus and the database, runs the migrations, declares
@@ -155,39 +151,23 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ingest config: %w", err)
 	}
-	verifier, err := auth.NewVerifierFromString(cfg.AuthPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("auth public key: %w", err)
-	}
-	log := tel.Logger.With("service", "ingest")
-	pool, err := pg.Connect(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("ingest database: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			pool.Close()
-		}
-	}()
 	migrations, err := store.Migrations()
 	if err != nil {
 		return nil, err
 	}
-	if err := pg.Migrate(ctx, pool, bus.Migrations, migrations); err != nil {
-		return nil, fmt.Errorf("ingest database: %w", err)
-	}
-	b, err := bus.Connect(ctx, cfg.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
+	deps, err := service.Open(ctx, service.Options{
+		Name: "ingest", AuthPublicKey: cfg.AuthPublicKey, DatabaseURL: cfg.DatabaseURL,
+		Migrations: []pg.MigrationSet{migrations}, NATS: cfg.NATS, Streams: cfg.Streams,
+	}, tel)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			b.Close()
+			deps.Abort()
 		}
 	}()
-	if err := b.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
-		return nil, fmt.Errorf("declare streams: %w", err)
-	}
+	b, pool, log := deps.Bus, deps.Pool, deps.Log
 	ingestLog := store.NewLog(pool)
 	logWriter, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
 		Stream:    bus.EventsStream,
@@ -209,8 +189,8 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		return nil, err
 	}
 	return &Service{
-		bus: b, pool: pool, committer: committer, ingestLog: ingestLog, logWriter: logWriter, retention: cfg.LogRetention,
-		grpc: api.NewGRPC(in), http: api.NewHTTP(in, log), verifier: verifier, log: log,
+		committer: committer, ingestLog: ingestLog, logWriter: logWriter, retention: cfg.LogRetention,
+		grpc: api.NewGRPC(in), http: api.NewHTTP(in, log), deps: deps,
 	}, nil
 }
 
@@ -221,7 +201,7 @@ func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
 func (s *Service) RegisterGRPC(srv *grpc.Server) { ingestv1.RegisterIngestServiceServer(srv, s.grpc) }
 
 // RegisterHTTP mounts the public HTTP API on mux.
-func (s *Service) RegisterHTTP(mux *http.ServeMux) { s.http.Register(mux, s.verifier) }
+func (s *Service) RegisterHTTP(mux *http.ServeMux) { s.http.Register(mux, s.deps.Verifier) }
 
 // Run runs the group commit, the ingest log writer and its pruning until ctx
 // is done, then drains the commit queue and the bus connection. The host
@@ -232,12 +212,9 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.logWriter.Run(gctx) })
 	g.Go(func() error { s.pruneLog(gctx); return nil })
 	err := g.Wait()
-	drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if derr := s.bus.Drain(drainCtx); derr != nil && err == nil {
-		err = fmt.Errorf("drain NATS connection: %w", derr)
+	if cerr := s.deps.Close(); cerr != nil && err == nil {
+		err = cerr
 	}
-	s.pool.Close()
 	return err
 }
 
@@ -250,7 +227,7 @@ func (s *Service) pruneLog(ctx context.Context) {
 			n, err := s.ingestLog.Prune(ctx, time.Now().Add(-s.retention), 10000)
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("prune ingest log", "err", err)
+					s.deps.Log.Warn("prune ingest log", "err", err)
 				}
 				break
 			}
@@ -271,10 +248,7 @@ func (s *Service) pruneLog(ctx context.Context) {
 // still accepts events (the ingest log look-up fails open, decision 0004), so
 // a Postgres outage must not take every replica out of its Service.
 func (s *Service) Ready(context.Context) error {
-	if !s.bus.NC.IsConnected() {
-		return errors.New("not connected to NATS")
-	}
-	return nil
+	return s.deps.BusReady()
 }
 
 // Run is the standalone process: telemetry, the service, its gRPC, HTTP and
@@ -290,7 +264,7 @@ func Run(ctx context.Context, cfg Config, version string) error {
 	if err != nil {
 		return err
 	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.verifier, Supervisor: cfg.Supervisor}, svc)
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.deps.Verifier, Supervisor: cfg.Supervisor}, svc)
 	if err != nil {
 		return err
 	}

@@ -10,11 +10,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 
 	"github.com/retainhq/retain/platform/auth"
@@ -22,6 +20,7 @@ import (
 	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	"github.com/retainhq/retain/services/metrics/internal/api"
@@ -118,12 +117,9 @@ func (c Config) Validate() error {
 
 // Service is a wired metrics service, ready to be mounted on servers.
 type Service struct {
-	bus      *bus.Bus
-	pool     *pgxpool.Pool
-	facts    *bus.Consumer
-	grpc     *api.GRPC
-	verifier *auth.Verifier
-	log      *slog.Logger
+	deps  *service.Deps
+	facts *bus.Consumer
+	grpc  *api.GRPC
 }
 
 // New connects to the bus and the database, runs the migrations, declares
@@ -132,39 +128,23 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("metrics config: %w", err)
 	}
-	verifier, err := auth.NewVerifierFromString(cfg.AuthPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("auth public key: %w", err)
-	}
-	log := tel.Logger.With("service", "metrics")
-	pool, err := pg.Connect(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("metrics database: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			pool.Close()
-		}
-	}()
 	migrations, err := store.Migrations()
 	if err != nil {
 		return nil, err
 	}
-	if err := pg.Migrate(ctx, pool, bus.Migrations, migrations); err != nil {
-		return nil, fmt.Errorf("metrics database: %w", err)
-	}
-	b, err := bus.Connect(ctx, cfg.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
+	deps, err := service.Open(ctx, service.Options{
+		Name: "metrics", AuthPublicKey: cfg.AuthPublicKey, DatabaseURL: cfg.DatabaseURL,
+		Migrations: []pg.MigrationSet{migrations}, NATS: cfg.NATS, Streams: cfg.Streams,
+	}, tel)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			b.Close()
+			deps.Abort()
 		}
 	}()
-	if err := b.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
-		return nil, fmt.Errorf("declare streams: %w", err)
-	}
+	b, pool, log := deps.Bus, deps.Pool, deps.Log
 	st := store.New(pool)
 	facts, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
 		Stream:         bus.EventsStream,
@@ -181,8 +161,8 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	}
 	rebuilder := consumer.NewRebuilder(b, st, cfg.BatchSize, log)
 	return &Service{
-		bus: b, pool: pool, facts: facts,
-		grpc: api.NewGRPC(st, rebuilder, log), verifier: verifier, log: log,
+		facts: facts,
+		grpc:  api.NewGRPC(st, rebuilder, log), deps: deps,
 	}, nil
 }
 
@@ -199,31 +179,25 @@ func (s *Service) RegisterHTTP(*http.ServeMux) {}
 // closes the database pool. The host stops the gRPC server first.
 func (s *Service) Run(ctx context.Context) error {
 	err := s.facts.Run(ctx)
-	drainCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if derr := s.bus.Drain(drainCtx); derr != nil && err == nil {
-		err = fmt.Errorf("drain NATS connection: %w", derr)
+	if cerr := s.deps.Close(); cerr != nil && err == nil {
+		err = cerr
 	}
-	s.pool.Close()
 	return err
 }
 
 // Ready reports whether the bus connection and the database are up.
 func (s *Service) Ready(ctx context.Context) error {
-	if !s.bus.NC.IsConnected() {
-		return errors.New("not connected to NATS")
+	if err := s.deps.BusReady(); err != nil {
+		return err
 	}
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("metrics database: %w", err)
-	}
-	return nil
+	return s.deps.DatabaseReady(ctx)
 }
 
 // CaughtUp reports whether the facts consumer has applied everything on the
 // stream so far (nothing pending, nothing awaiting an ack). `retain dev
 // --demo` and tests wait for it before reading figures.
 func (s *Service) CaughtUp(ctx context.Context) (bool, error) {
-	cons, err := s.bus.JS.Consumer(ctx, bus.EventsStream, consumer.Durable)
+	cons, err := s.deps.Bus.JS.Consumer(ctx, bus.EventsStream, consumer.Durable)
 	if err != nil {
 		return false, fmt.Errorf("metrics consumer: %w", err)
 	}
@@ -265,7 +239,7 @@ func Run(ctx context.Context, cfg Config, version string) error {
 	if err != nil {
 		return err
 	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.verifier, Supervisor: cfg.Supervisor}, svc)
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.deps.Verifier, Supervisor: cfg.Supervisor}, svc)
 	if err != nil {
 		return err
 	}

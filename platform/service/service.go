@@ -1,0 +1,116 @@
+// Package service opens what every Retain service needs before its own
+// wiring: the token verifier, its database (migrated), and the bus with the
+// streams declared. Each service's composition root calls Open first and
+// Close last, so start-up order, error messages and clean-up on a failed
+// start are the same everywhere.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/telemetry"
+)
+
+// Options say what to open.
+type Options struct {
+	// Name of the service ("ingest"): the log attribute and error prefix.
+	Name string
+	// AuthPublicKey verifies API tokens (base64 or PEM Ed25519 public key).
+	AuthPublicKey string
+	// DatabaseURL is the service's own database.
+	DatabaseURL string
+	// Migrations of the service's own tables; the bus tables (inbox, dead
+	// letters, outbox) are always migrated first.
+	Migrations []pg.MigrationSet
+	NATS       bus.Config
+	Streams    bus.StreamOptions
+}
+
+// Deps are the opened dependencies.
+type Deps struct {
+	Log      *slog.Logger
+	Verifier *auth.Verifier
+	Pool     *pgxpool.Pool
+	Bus      *bus.Bus
+}
+
+// Open verifies the key, connects to and migrates the database, connects to
+// NATS and declares the streams. On error nothing stays open.
+func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, err error) {
+	verifier, err := auth.NewVerifierFromString(o.AuthPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("auth public key: %w", err)
+	}
+	log := tel.Logger.With("service", o.Name)
+	pool, err := pg.Connect(ctx, o.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("%s database: %w", o.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			pool.Close()
+		}
+	}()
+	sets := append([]pg.MigrationSet{bus.Migrations}, o.Migrations...)
+	if err := pg.Migrate(ctx, pool, sets...); err != nil {
+		return nil, fmt.Errorf("%s database: %w", o.Name, err)
+	}
+	b, err := bus.Connect(ctx, o.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			b.Close()
+		}
+	}()
+	if err := b.EnsureStreams(ctx, bus.DefaultStreams(o.Streams)...); err != nil {
+		return nil, fmt.Errorf("declare streams: %w", err)
+	}
+	return &Deps{Log: log, Verifier: verifier, Pool: pool, Bus: b}, nil
+}
+
+// Abort closes everything at once, for a start-up that failed after Open.
+func (d *Deps) Abort() {
+	d.Bus.Close()
+	d.Pool.Close()
+}
+
+// Close drains the NATS connection (pending publishes and acks, bounded) and
+// then closes the database pool. Call it after the service's consumers and
+// relays have stopped.
+func (d *Deps) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := d.Bus.Drain(ctx)
+	d.Pool.Close()
+	if err != nil {
+		return fmt.Errorf("drain NATS connection: %w", err)
+	}
+	return nil
+}
+
+// BusReady reports whether the NATS connection is up.
+func (d *Deps) BusReady() error {
+	if !d.Bus.NC.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	return nil
+}
+
+// DatabaseReady reports whether the database answers.
+func (d *Deps) DatabaseReady(ctx context.Context) error {
+	if err := d.Pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
