@@ -20,7 +20,6 @@ import (
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
@@ -36,18 +35,7 @@ const ConsumerName = "churnsignal-facts"
 
 // Config is everything the churn-signal service needs.
 type Config struct {
-	Telemetry telemetry.Config
-	NATS      bus.Config
-	Streams   bus.StreamOptions
-
-	// Addrs are the gRPC and ops listen addresses (no public HTTP API).
-	Addrs      server.Addrs
-	Supervisor server.SupervisorConfig
-
-	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
-	AuthPublicKey string
-	// DatabaseURL is the service's own database.
-	DatabaseURL string
+	service.Config
 
 	// RescoreInterval spaces the scheduled full rescoring of every customer
 	// (risk rises with silence); 0 disables the schedule.
@@ -71,11 +59,7 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		Telemetry:       telemetry.Config{Service: "retain-churnsignal", LogLevel: "info", LogFormat: "json"},
-		NATS:            bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-churnsignal"},
-		Streams:         bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
-		Addrs:           server.Addrs{GRPC: ":9090", Ops: ":9100"},
-		Supervisor:      server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
+		Config:          service.DefaultConfig("churnsignal"),
 		RescoreInterval: time.Hour,
 		RefitInterval:   24 * time.Hour,
 		HorizonWeeks:    13,
@@ -87,16 +71,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Telemetry.RegisterFlags(fs)
-	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
-	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay")
-	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window")
-	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
-	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
-	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
-	c.Supervisor.RegisterFlags(fs)
-	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
-	config.StringVar(fs, &c.DatabaseURL, "database-url", "RETAIN_CHURN_DATABASE_URL", "Postgres URL of the churn-signal database")
+	c.Config.RegisterFlags(fs, "RETAIN_CHURN_DATABASE_URL", "Postgres URL of the churn-signal database")
 	config.DurationVar(fs, &c.RescoreInterval, "rescore-interval", "RETAIN_CHURN_RESCORE_INTERVAL", "how often every customer is rescored as time passes (0: never on a schedule)")
 	config.DurationVar(fs, &c.RefitInterval, "refit-interval", "RETAIN_CHURN_REFIT_INTERVAL", "age at which a scheduled pass refits a tenant's purchase model")
 	config.IntVar(fs, &c.HorizonWeeks, "horizon-weeks", "RETAIN_CHURN_HORIZON_WEEKS", "prediction horizon of the purchase model, in weeks")
@@ -107,23 +82,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	var errs []error
-	for _, err := range []error{c.Telemetry.Validate(), c.NATS.Validate(), c.Streams.Validate(), c.Supervisor.Validate()} {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if c.AuthPublicKey == "" {
-		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
-	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
-		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
-	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("RETAIN_CHURN_DATABASE_URL is required"))
-	}
-	if c.Addrs.GRPC == "" {
-		errs = append(errs, errors.New("RETAIN_GRPC_ADDR is required"))
-	}
+	errs := []error{c.Config.Validate("RETAIN_CHURN_DATABASE_URL")}
 	if c.RescoreInterval < 0 {
 		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_INTERVAL %s: must not be negative", c.RescoreInterval))
 	}
@@ -164,10 +123,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err != nil {
 		return nil, err
 	}
-	deps, err := service.Open(ctx, service.Options{
-		Name: "churnsignal", AuthPublicKey: cfg.AuthPublicKey, DatabaseURL: cfg.DatabaseURL,
-		Migrations: []pg.MigrationSet{migrations}, NATS: cfg.NATS, Streams: cfg.Streams,
-	}, tel)
+	deps, err := service.Open(ctx, cfg.Options("churnsignal", migrations), tel)
 	if err != nil {
 		return nil, err
 	}

@@ -14,10 +14,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
@@ -31,9 +29,7 @@ import (
 // Config is everything the ingest service needs. Zero values are replaced by
 // DefaultConfig's by RegisterFlags.
 type Config struct {
-	Telemetry telemetry.Config
-	NATS      bus.Config
-	Streams   bus.StreamOptions
+	service.Config
 
 	// MaxBatch is the most events in one atomic batch on the bus.
 	MaxBatch int
@@ -45,16 +41,6 @@ type Config struct {
 	// answers 429.
 	QueueDepth int
 
-	// Addrs are the gRPC, public HTTP and ops listen addresses.
-	Addrs server.Addrs
-	// Supervisor tunes graceful shutdown.
-	Supervisor server.SupervisorConfig
-
-	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
-	AuthPublicKey string
-
-	// DatabaseURL is the ingest service's own database (the ingest log).
-	DatabaseURL string
 	// LogRetention is how long the ingest log remembers event ids, so that a
 	// retry is reported as a duplicate; keep it at the stream's max age.
 	LogRetention time.Duration
@@ -63,16 +49,14 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	cc := commit.DefaultConfig()
+	base := service.DefaultConfig("ingest")
+	base.Addrs.HTTP = ":8080" // ingest is the one service with a public HTTP API
 	return Config{
-		Telemetry:  telemetry.Config{Service: "retain-ingest", LogLevel: "info", LogFormat: "json"},
-		NATS:       bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-ingest"},
-		Streams:    bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
+		Config:     base,
 		MaxBatch:   cc.MaxBatch,
 		Linger:     cc.Linger,
 		Publishers: cc.Publishers,
 		QueueDepth: cc.QueueDepth,
-		Addrs:      server.Addrs{GRPC: ":9090", HTTP: ":8080", Ops: ":9100"},
-		Supervisor: server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
 		// As long as RETAIN_EVENTS keeps events: a retry of an event still
 		// on the stream is reported as a duplicate.
 		LogRetention: bus.DefaultMaxAge,
@@ -81,46 +65,19 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Telemetry.RegisterFlags(fs)
-	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
-	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay")
-	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window for event ids")
-	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
+	c.Config.RegisterFlags(fs, "RETAIN_INGEST_DATABASE_URL", "Postgres URL of the ingest database (the ingest log)")
 	config.IntVar(fs, &c.MaxBatch, "max-batch", "RETAIN_INGEST_MAX_BATCH", "most events in one atomic batch on the bus")
 	config.DurationVar(fs, &c.Linger, "linger", "RETAIN_INGEST_LINGER", "how long a request waits to share a batch (group commit)")
 	config.IntVar(fs, &c.Publishers, "publishers", "RETAIN_INGEST_PUBLISHERS", "batches in flight at once")
 	config.IntVar(fs, &c.QueueDepth, "queue-depth", "RETAIN_INGEST_QUEUE_DEPTH", "requests waiting for the bus before answering 429")
-	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
-	config.StringVar(fs, &c.Addrs.HTTP, "http-addr", "RETAIN_HTTP_ADDR", "HTTP listen address of the public API")
-	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
-	c.Supervisor.RegisterFlags(fs)
-	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
-	config.StringVar(fs, &c.DatabaseURL, "database-url", "RETAIN_INGEST_DATABASE_URL", "Postgres URL of the ingest database (the ingest log)")
 	config.DurationVar(fs, &c.LogRetention, "log-retention", "RETAIN_INGEST_LOG_RETENTION", "how long event ids are remembered to report retries as duplicates")
 }
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	var errs []error
-	if err := c.Telemetry.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.NATS.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Streams.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs := []error{c.Config.Validate("RETAIN_INGEST_DATABASE_URL")}
 	if err := c.commitConfig().Validate(); err != nil {
 		errs = append(errs, err)
-	}
-	if c.AuthPublicKey == "" {
-		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
-	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
-		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
-	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("RETAIN_INGEST_DATABASE_URL is required"))
 	}
 	if c.LogRetention <= 0 {
 		errs = append(errs, fmt.Errorf("RETAIN_INGEST_LOG_RETENTION %s: must be positive", c.LogRetention))
@@ -155,10 +112,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err != nil {
 		return nil, err
 	}
-	deps, err := service.Open(ctx, service.Options{
-		Name: "ingest", AuthPublicKey: cfg.AuthPublicKey, DatabaseURL: cfg.DatabaseURL,
-		Migrations: []pg.MigrationSet{migrations}, NATS: cfg.NATS, Streams: cfg.Streams,
-	}, tel)
+	deps, err := service.Open(ctx, cfg.Options("ingest", migrations), tel)
 	if err != nil {
 		return nil, err
 	}

@@ -15,10 +15,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
@@ -31,20 +29,7 @@ import (
 // Config is everything the metrics service needs. Zero values are replaced
 // by DefaultConfig's by RegisterFlags.
 type Config struct {
-	Telemetry telemetry.Config
-	NATS      bus.Config
-	Streams   bus.StreamOptions
-
-	// Addrs are the gRPC and ops listen addresses (metrics has no public
-	// HTTP API).
-	Addrs server.Addrs
-	// Supervisor tunes graceful shutdown.
-	Supervisor server.SupervisorConfig
-
-	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
-	AuthPublicKey string
-	// DatabaseURL is the metrics service's own database (the projections).
-	DatabaseURL string
+	service.Config
 
 	// BatchSize is the most facts applied in one transaction.
 	BatchSize int
@@ -57,55 +42,22 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		Telemetry:  telemetry.Config{Service: "retain-metrics", LogLevel: "info", LogFormat: "json"},
-		NATS:       bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-metrics"},
-		Streams:    bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
-		Addrs:      server.Addrs{GRPC: ":9090", Ops: ":9100"},
-		Supervisor: server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
-		BatchSize:  500,
-		Consumers:  1,
+		Config:    service.DefaultConfig("metrics"),
+		BatchSize: 500,
+		Consumers: 1,
 	}
 }
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Telemetry.RegisterFlags(fs)
-	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
-	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay (and rebuilds)")
-	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window for event ids")
-	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
-	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
-	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
-	c.Supervisor.RegisterFlags(fs)
-	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
-	config.StringVar(fs, &c.DatabaseURL, "database-url", "RETAIN_METRICS_DATABASE_URL", "Postgres URL of the metrics database (the projections)")
+	c.Config.RegisterFlags(fs, "RETAIN_METRICS_DATABASE_URL", "Postgres URL of the metrics database (the projections)")
 	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_METRICS_BATCH_SIZE", "most facts applied in one transaction")
 	config.IntVar(fs, &c.Consumers, "consumers", "RETAIN_METRICS_CONSUMERS", "consumer workers (batches of one tenant never run at once)")
 }
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	var errs []error
-	if err := c.Telemetry.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.NATS.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Streams.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Addrs.GRPC == "" {
-		errs = append(errs, errors.New("RETAIN_GRPC_ADDR is required"))
-	}
-	if c.AuthPublicKey == "" {
-		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
-	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
-		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
-	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("RETAIN_METRICS_DATABASE_URL is required"))
-	}
+	errs := []error{c.Config.Validate("RETAIN_METRICS_DATABASE_URL")}
 	if c.BatchSize < 1 || c.BatchSize > 5000 {
 		errs = append(errs, fmt.Errorf("RETAIN_METRICS_BATCH_SIZE %d: must be 1-5000", c.BatchSize))
 	}
@@ -132,10 +84,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err != nil {
 		return nil, err
 	}
-	deps, err := service.Open(ctx, service.Options{
-		Name: "metrics", AuthPublicKey: cfg.AuthPublicKey, DatabaseURL: cfg.DatabaseURL,
-		Migrations: []pg.MigrationSet{migrations}, NATS: cfg.NATS, Streams: cfg.Streams,
-	}, tel)
+	deps, err := service.Open(ctx, cfg.Options("metrics", migrations), tel)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,91 @@
+package service
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
+)
+
+// Config is the part of every service's configuration that is the same
+// everywhere: telemetry, the bus and its streams, listen addresses, shutdown,
+// the token key and the service's own database. Services embed it.
+type Config struct {
+	Telemetry telemetry.Config
+	NATS      bus.Config
+	Streams   bus.StreamOptions
+	// Addrs are the gRPC, public HTTP (empty: none) and ops listen addresses.
+	Addrs server.Addrs
+	// Supervisor tunes graceful shutdown.
+	Supervisor server.SupervisorConfig
+	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
+	AuthPublicKey string
+	// DatabaseURL is the service's own database.
+	DatabaseURL string
+}
+
+// DefaultConfig returns the shared defaults documented in the README for
+// the service called name ("ingest").
+func DefaultConfig(name string) Config {
+	return Config{
+		Telemetry:  telemetry.Config{Service: "retain-" + name, LogLevel: telemetry.LevelInfo, LogFormat: "json"},
+		NATS:       bus.Config{URL: "nats://127.0.0.1:4222", Name: "retain-" + name},
+		Streams:    bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
+		Addrs:      server.Addrs{GRPC: ":9090", Ops: ":9100"},
+		Supervisor: server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
+	}
+}
+
+// RegisterFlags binds the shared settings to flags and RETAIN_* variables.
+// databaseEnv names the service's database variable
+// (RETAIN_INGEST_DATABASE_URL); the public HTTP address is bound only for
+// services with a public HTTP API (a non-empty default Addrs.HTTP).
+func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage string) {
+	c.Telemetry.RegisterFlags(fs)
+	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
+	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay")
+	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window for event ids")
+	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
+	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
+	if c.Addrs.HTTP != "" {
+		config.StringVar(fs, &c.Addrs.HTTP, "http-addr", "RETAIN_HTTP_ADDR", "HTTP listen address of the public API")
+	}
+	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	c.Supervisor.RegisterFlags(fs)
+	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
+	config.StringVar(fs, &c.DatabaseURL, "database-url", databaseEnv, databaseUsage)
+}
+
+// Validate names every bad shared setting; databaseEnv is the name of the
+// database variable, for the message.
+func (c Config) Validate(databaseEnv string) error {
+	var errs []error
+	for _, err := range []error{c.Telemetry.Validate(), c.NATS.Validate(), c.Streams.Validate(), c.Supervisor.Validate()} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.AuthPublicKey == "" {
+		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
+	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
+		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, fmt.Errorf("%s is required", databaseEnv))
+	}
+	if c.Addrs.GRPC == "" {
+		errs = append(errs, errors.New("RETAIN_GRPC_ADDR is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Options are what Open needs, from the shared settings.
+func (c Config) Options(name string, migrations ...pg.MigrationSet) Options {
+	return Options{Name: name, AuthPublicKey: c.AuthPublicKey, DatabaseURL: c.DatabaseURL, Migrations: migrations, NATS: c.NATS, Streams: c.Streams}
+}
