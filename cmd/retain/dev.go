@@ -135,11 +135,7 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		return err
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: verifier}, svc, metricsSvc, churnSvc)
+	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: svc.Verifier()}, svc, metricsSvc, churnSvc)
 	if err != nil {
 		return err
 	}

@@ -25,9 +25,11 @@ type MigrationSet struct {
 	// package such as "bus"); versions are counted per component, so several
 	// components can share one database.
 	Component string
-	// FS holds the .sql files at its root. For an embedded directory use
-	// fs.Sub(embedded, "migrations").
+	// FS holds the .sql files, in Dir.
 	FS fs.FS
+	// Dir is the directory of FS holding the files ("migrations" for a
+	// //go:embed migrations/*.sql); empty means its root.
+	Dir string
 }
 
 // Migration is one parsed migration file.
@@ -82,7 +84,11 @@ func (s MigrationSet) Migrations() ([]Migration, error) {
 	if s.FS == nil {
 		return nil, fmt.Errorf("migration set %s: FS is nil", s.Component)
 	}
-	entries, err := fs.ReadDir(s.FS, ".")
+	dir := s.Dir
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := fs.ReadDir(s.FS, dir)
 	if err != nil {
 		return nil, fmt.Errorf("migration set %s: read migrations: %w", s.Component, err)
 	}
@@ -106,7 +112,7 @@ func (s MigrationSet) Migrations() ([]Migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("migration set %s: file %q: version: %w", s.Component, e.Name(), err)
 		}
-		body, err := fs.ReadFile(s.FS, e.Name())
+		body, err := fs.ReadFile(s.FS, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("migration set %s: read %s: %w", s.Component, e.Name(), err)
 		}

@@ -9,7 +9,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
 )
 
 // Main is the whole of a service binary's main: bind the settings to flags
@@ -31,4 +34,32 @@ func Main(name string, registerFlags func(*flag.FlagSet), run func(ctx context.C
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		os.Exit(1)
 	}
+}
+
+// Hosted is a service built on Deps, as the standalone process hosts it.
+type Hosted interface {
+	server.Service
+	// Verifier checks the tokens of the service's APIs.
+	Verifier() *auth.Verifier
+}
+
+// Run is the whole life of a standalone service process: telemetry, the
+// service built by build, and its gRPC, public HTTP and ops servers under one
+// supervisor, until ctx is done.
+func Run(ctx context.Context, cfg Config, version string, build func(context.Context, *telemetry.Telemetry) (Hosted, error)) error {
+	cfg.Telemetry.Version = version
+	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	svc, err := build(ctx, tel)
+	if err != nil {
+		return err
+	}
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.Verifier(), Supervisor: cfg.Supervisor}, svc)
+	if err != nil {
+		return err
+	}
+	return host.Run(ctx)
 }

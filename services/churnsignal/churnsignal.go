@@ -20,7 +20,6 @@ import (
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
-	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
@@ -119,11 +118,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("churnsignal config: %w", err)
 	}
-	migrations, err := store.Migrations()
-	if err != nil {
-		return nil, err
-	}
-	deps, err := service.Open(ctx, cfg.Options("churnsignal", migrations), tel)
+	deps, err := service.Open(ctx, cfg.Options("churnsignal", store.Migrations), tel)
 	if err != nil {
 		return nil, err
 	}
@@ -209,19 +204,7 @@ func (s *Service) Ready(ctx context.Context) error {
 // Run is the standalone process: telemetry, the service, its gRPC and ops
 // servers under one supervisor, until ctx is done.
 func Run(ctx context.Context, cfg Config, version string) error {
-	cfg.Telemetry.Version = version
-	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tel.Shutdown(context.Background()) }()
-	svc, err := New(ctx, cfg, tel)
-	if err != nil {
-		return err
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.deps.Verifier, Supervisor: cfg.Supervisor}, svc)
-	if err != nil {
-		return err
-	}
-	return host.Run(ctx)
+	return service.Run(ctx, cfg.Config, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
+		return New(ctx, cfg, tel)
+	})
 }

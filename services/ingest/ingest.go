@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
-	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -108,11 +108,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ingest config: %w", err)
 	}
-	migrations, err := store.Migrations()
-	if err != nil {
-		return nil, err
-	}
-	deps, err := service.Open(ctx, cfg.Options("ingest", migrations), tel)
+	deps, err := service.Open(ctx, cfg.Options("ingest", store.Migrations), tel)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +143,9 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		grpc: api.NewGRPC(in), http: api.NewHTTP(in, log), deps: deps,
 	}, nil
 }
+
+// Verifier checks the tokens of the service's APIs.
+func (s *Service) Verifier() *auth.Verifier { return s.deps.Verifier }
 
 // MethodScopes is the scope each gRPC method of the service requires.
 func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
@@ -208,19 +207,7 @@ func (s *Service) Ready(context.Context) error {
 // Run is the standalone process: telemetry, the service, its gRPC, HTTP and
 // ops servers under one supervisor, until ctx is done.
 func Run(ctx context.Context, cfg Config, version string) error {
-	cfg.Telemetry.Version = version
-	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tel.Shutdown(context.Background()) }()
-	svc, err := New(ctx, cfg, tel)
-	if err != nil {
-		return err
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.deps.Verifier, Supervisor: cfg.Supervisor}, svc)
-	if err != nil {
-		return err
-	}
-	return host.Run(ctx)
+	return service.Run(ctx, cfg.Config, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
+		return New(ctx, cfg, tel)
+	})
 }

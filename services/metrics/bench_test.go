@@ -40,11 +40,7 @@ func migratedPool(b *testing.B) *pgxpool.Pool {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	ms, err := store.Migrations()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pg.Migrate(ctx, pool, bus.Migrations, ms); err != nil {
+	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
 		b.Fatal(err)
 	}
 	return pool

@@ -108,11 +108,7 @@ func benchEngine(tb testing.TB, now *benchClock) (*Engine, *pgxpool.Pool) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(pool.Close)
-	ms, err := store.Migrations()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := pg.Migrate(ctx, pool, bus.Migrations, ms); err != nil {
+	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
 		tb.Fatal(err)
 	}
 	return New(pool, Config{Now: now.Now, Workers: 2}, slog.New(slog.NewTextHandler(io.Discard, nil))), pool

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"math"
 	"slices"
 	"time"
@@ -28,13 +27,7 @@ import (
 var migrationFiles embed.FS
 
 // Migrations creates the churn-signal tables.
-func Migrations() (pg.MigrationSet, error) {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return pg.MigrationSet{}, err
-	}
-	return pg.MigrationSet{Component: "churnsignal", FS: sub}, nil
-}
+var Migrations = pg.MigrationSet{Component: "churnsignal", FS: migrationFiles, Dir: "migrations"}
 
 // Querier is a pool, a connection or a transaction.
 type Querier interface {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,13 +18,7 @@ import (
 var migrationFiles embed.FS
 
 // Migrations creates the ingest tables.
-func Migrations() (pg.MigrationSet, error) {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return pg.MigrationSet{}, err
-	}
-	return pg.MigrationSet{Component: "ingest", FS: sub}, nil
-}
+var Migrations = pg.MigrationSet{Component: "ingest", FS: migrationFiles, Dir: "migrations"}
 
 // Log is the ingest log.
 type Log struct {

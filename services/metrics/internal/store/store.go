@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
 	"slices"
 	"time"
 
@@ -29,13 +28,7 @@ import (
 var migrationFiles embed.FS
 
 // Migrations creates the metrics tables.
-func Migrations() (pg.MigrationSet, error) {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		return pg.MigrationSet{}, err
-	}
-	return pg.MigrationSet{Component: "metrics", FS: sub}, nil
-}
+var Migrations = pg.MigrationSet{Component: "metrics", FS: migrationFiles, Dir: "migrations"}
 
 // Precision is what the store keeps of an instant: Postgres timestamps hold
 // microseconds. Facts are truncated to it before they are written, so a fact
