@@ -178,3 +178,14 @@ func (b BearerCredentials) GoString() string { return b.String() }
 
 // LogValue keeps the token out of slog output.
 func (b BearerCredentials) LogValue() slog.Value { return slog.StringValue(b.String()) }
+
+// TenantFromContext is the caller's tenant for a gRPC handler: from the
+// verified token only, never from the request. Without one it is
+// UNAUTHENTICATED (the interceptor normally refuses such calls earlier).
+func TenantFromContext(ctx context.Context) (string, error) {
+	c, ok := ClaimsFromContext(ctx)
+	if !ok || c.Tenant == "" {
+		return "", status.Error(codes.Unauthenticated, "missing credentials")
+	}
+	return c.Tenant, nil
+}

@@ -14,13 +14,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	"github.com/retainhq/retain/services/churnsignal/internal/app"
 	"github.com/retainhq/retain/services/churnsignal/internal/score"
@@ -61,30 +61,8 @@ func NewGRPC(e *app.Engine, now func() time.Time) *GRPC {
 	return &GRPC{engine: e, now: now}
 }
 
-type violation struct{ field, desc string }
-
-func invalid(vs ...violation) error {
-	br := &errdetails.BadRequest{}
-	msgs := make([]string, len(vs))
-	for i, v := range vs {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.field, Description: v.desc})
-		msgs[i] = v.field + ": " + v.desc
-	}
-	msg := "invalid request: " + strings.Join(msgs, "; ")
-	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
-	if err != nil {
-		return status.Error(codes.InvalidArgument, msg)
-	}
-	return st.Err()
-}
-
-func tenantOf(ctx context.Context) (string, error) {
-	c, ok := auth.ClaimsFromContext(ctx)
-	if !ok || c.Tenant == "" {
-		return "", status.Error(codes.Unauthenticated, "missing credentials")
-	}
-	return c.Tenant, nil
-}
+// violation is one bad field of a request.
+type violation = server.FieldViolation
 
 // asOf validates an optional as_of: a valid timestamp not in the future.
 func (g *GRPC) asOf(field string, ts *timestamppb.Timestamp) (*time.Time, *violation) {
@@ -92,11 +70,11 @@ func (g *GRPC) asOf(field string, ts *timestamppb.Timestamp) (*time.Time, *viola
 		return nil, nil
 	}
 	if err := ts.CheckValid(); err != nil {
-		return nil, &violation{field, err.Error()}
+		return nil, &violation{Field: field, Description: err.Error()}
 	}
 	t := ts.AsTime()
 	if now := g.now(); t.After(now) {
-		return nil, &violation{field, fmt.Sprintf("%s is in the future (now %s): the evidence is only known up to now", t.Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+		return nil, &violation{Field: field, Description: fmt.Sprintf("%s is in the future (now %s): the evidence is only known up to now", t.Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
 	}
 	return &t, nil
 }
@@ -115,7 +93,7 @@ func errStatus(err error) error {
 
 // GetCustomerRisk evaluates one customer.
 func (g *GRPC) GetCustomerRisk(ctx context.Context, req *churnv1.GetCustomerRiskRequest) (*churnv1.GetCustomerRiskResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -123,18 +101,18 @@ func (g *GRPC) GetCustomerRisk(ctx context.Context, req *churnv1.GetCustomerRisk
 	id := req.GetCustomerId()
 	switch {
 	case id == "":
-		vs = append(vs, violation{"customer_id", "is required"})
+		vs = append(vs, violation{Field: "customer_id", Description: "is required"})
 	case len(id) > maxCustomerID:
-		vs = append(vs, violation{"customer_id", fmt.Sprintf("%d bytes: at most %d", len(id), maxCustomerID)})
+		vs = append(vs, violation{Field: "customer_id", Description: fmt.Sprintf("%d bytes: at most %d", len(id), maxCustomerID)})
 	case !utf8.ValidString(id):
-		vs = append(vs, violation{"customer_id", "is not valid UTF-8"})
+		vs = append(vs, violation{Field: "customer_id", Description: "is not valid UTF-8"})
 	}
 	at, v := g.asOf("as_of", req.GetAsOf())
 	if v != nil {
 		vs = append(vs, *v)
 	}
 	if len(vs) > 0 {
-		return nil, invalid(vs...)
+		return nil, server.InvalidArgument(vs...)
 	}
 	r, err := g.engine.CustomerRisk(ctx, tenant, id, at)
 	if err != nil {
@@ -200,19 +178,19 @@ func protoFeatures(r app.Risk) *churnv1.CustomerFeatures {
 
 // ListAtRisk pages through the current scores.
 func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (*churnv1.ListAtRiskResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var vs []violation
 	band := req.GetBand()
 	if _, ok := churnv1.RiskBand_name[int32(band)]; !ok {
-		vs = append(vs, violation{"band", fmt.Sprintf("%d is not a RiskBand", band)})
+		vs = append(vs, violation{Field: "band", Description: fmt.Sprintf("%d is not a RiskBand", band)})
 	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
-		vs = append(vs, violation{"page_size", fmt.Sprintf("%d: must not be negative", size)})
+		vs = append(vs, violation{Field: "page_size", Description: fmt.Sprintf("%d: must not be negative", size)})
 	case size == 0:
 		size = DefaultPageSize
 	case size > MaxPageSize:
@@ -223,15 +201,15 @@ func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (
 		c, tokBand, err := decodeToken(tok)
 		switch {
 		case err != nil:
-			vs = append(vs, violation{"page_token", "is not a token this API issued: " + err.Error()})
+			vs = append(vs, violation{Field: "page_token", Description: "is not a token this API issued: " + err.Error()})
 		case tokBand != band:
-			vs = append(vs, violation{"page_token", fmt.Sprintf("was issued for band %s, not %s", tokBand, band)})
+			vs = append(vs, violation{Field: "page_token", Description: fmt.Sprintf("was issued for band %s, not %s", tokBand, band)})
 		default:
 			cursor = &c
 		}
 	}
 	if len(vs) > 0 {
-		return nil, invalid(vs...)
+		return nil, server.InvalidArgument(vs...)
 	}
 	// One more than asked tells whether there is a next page.
 	rows, err := g.engine.ListAtRisk(ctx, tenant, score.Band(band), size+1, cursor)
@@ -300,7 +278,7 @@ func protoModel(m store.Model) *churnv1.Model {
 
 // GetModel returns the tenant's model.
 func (g *GRPC) GetModel(ctx context.Context, _ *churnv1.GetModelRequest) (*churnv1.GetModelResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -313,13 +291,13 @@ func (g *GRPC) GetModel(ctx context.Context, _ *churnv1.GetModelRequest) (*churn
 
 // Refit fits the model again and rescores every customer.
 func (g *GRPC) Refit(ctx context.Context, req *churnv1.RefitRequest) (*churnv1.RefitResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	at, v := g.asOf("as_of", req.GetAsOf())
 	if v != nil {
-		return nil, invalid(*v)
+		return nil, server.InvalidArgument(*v)
 	}
 	m, st, err := g.engine.Refit(ctx, tenant, at)
 	if err != nil {

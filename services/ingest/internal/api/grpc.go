@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/event"
@@ -58,11 +58,11 @@ func (g *GRPC) PublishBatch(ctx context.Context, req *ingestv1.PublishBatchReque
 }
 
 func (g *GRPC) publish(ctx context.Context, events []*eventsv1.Event) (*ingestv1.PublishBatchResponse, error) {
-	claims, ok := auth.ClaimsFromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "missing credentials")
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
 	}
-	resp, err := g.ingestor.Publish(ctx, claims.Tenant, events, nil)
+	resp, err := g.ingestor.Publish(ctx, tenant, events, nil)
 	switch {
 	case err == nil:
 		return resp, nil
@@ -76,17 +76,9 @@ func (g *GRPC) publish(ctx context.Context, events []*eventsv1.Event) (*ingestv1
 }
 
 func invalid(errs []*ingestv1.FieldError) error {
-	br := &errdetails.BadRequest{}
-	msg := "invalid event"
+	vs := make([]server.FieldViolation, len(errs))
 	for i, e := range errs {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: e.Field, Description: e.Description})
-		if i == 0 {
-			msg = fmt.Sprintf("invalid event: %s: %s", e.Field, e.Description)
-		}
+		vs[i] = server.FieldViolation{Field: e.Field, Description: e.Description}
 	}
-	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
-	if err != nil {
-		return status.Error(codes.InvalidArgument, msg)
-	}
-	return st.Err()
+	return server.InvalidArgument(vs...)
 }

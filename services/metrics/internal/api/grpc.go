@@ -13,16 +13,15 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	"github.com/retainhq/retain/services/metrics/internal/consumer"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
@@ -64,7 +63,7 @@ func NewGRPC(s *store.Store, r *consumer.Rebuilder, log *slog.Logger) *GRPC {
 
 // GetRetention answers CRR, churn and reactivation of a period.
 func (g *GRPC) GetRetention(ctx context.Context, req *metricsv1.GetRetentionRequest) (*metricsv1.GetRetentionResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +98,7 @@ func (g *GRPC) GetRetention(ctx context.Context, req *metricsv1.GetRetentionRequ
 // GetRepeatPurchase answers the repeat purchase rate in a period and over
 // the lifetime up to its end.
 func (g *GRPC) GetRepeatPurchase(ctx context.Context, req *metricsv1.GetRepeatPurchaseRequest) (*metricsv1.GetRepeatPurchaseResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +119,7 @@ func repeatPB(c retention.RepeatCounts) *metricsv1.RepeatPurchase {
 
 // GetCohorts answers the cohort matrix of the cohorts from_month..to_month.
 func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest) (*metricsv1.GetCohortsResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +167,7 @@ func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest)
 
 // GetNPS answers NPS and CSAT of the answers given in a period.
 func (g *GRPC) GetNPS(ctx context.Context, req *metricsv1.GetNPSRequest) (*metricsv1.GetNPSResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +193,7 @@ func (g *GRPC) GetNPS(ctx context.Context, req *metricsv1.GetNPSRequest) (*metri
 // GetRFM scores every customer as of an instant and returns the segment
 // sizes and one page of scores, by customer id.
 func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metricsv1.GetRFMResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +281,7 @@ type topCursor struct {
 // GetTopCustomers answers the top percent of customers by revenue in a
 // period, their share of revenue and one page of them.
 func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustomersRequest) (*metricsv1.GetTopCustomersResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +347,7 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 
 // GetSales answers orders, customers, revenue and averages of a period.
 func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*metricsv1.GetSalesResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +375,7 @@ func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*m
 
 // Rebuild drops the caller tenant's projections and replays its facts.
 func (g *GRPC) Rebuild(ctx context.Context, _ *metricsv1.RebuildRequest) (*metricsv1.RebuildResponse, error) {
-	tenant, err := tenantOf(ctx)
+	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -391,15 +390,6 @@ func (g *GRPC) Rebuild(ctx context.Context, _ *metricsv1.RebuildRequest) (*metri
 		EventsReplayed: res.Replayed, EventsApplied: res.Applied, EventsRejected: res.Rejected,
 		StartedAt: timestamppb.New(res.StartedAt), FinishedAt: timestamppb.New(res.StartedAt.Add(res.Duration)),
 	}, nil
-}
-
-// tenantOf is the caller's tenant, from the verified token only.
-func tenantOf(ctx context.Context) (string, error) {
-	claims, ok := auth.ClaimsFromContext(ctx)
-	if !ok || claims.Tenant == "" {
-		return "", status.Error(codes.Unauthenticated, "missing credentials")
-	}
-	return claims.Tenant, nil
 }
 
 // period validates a request's period with the domain's rule, naming the
@@ -504,20 +494,9 @@ func ratio(r retention.Ratio) *metricsv1.Ratio {
 	return out
 }
 
-// invalid is INVALID_ARGUMENT with a BadRequest field violation.
+// invalid is INVALID_ARGUMENT naming one field.
 func invalid(field, description string) error {
-	msg := field + ": " + description
-	if strings.HasPrefix(description, field+":") || strings.HasPrefix(description, field+" ") {
-		// The domain's messages often start with the field already.
-		msg = description
-	}
-	st, err := status.New(codes.InvalidArgument, msg).WithDetails(&errdetails.BadRequest{
-		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: description}},
-	})
-	if err != nil {
-		return status.Error(codes.InvalidArgument, msg)
-	}
-	return st.Err()
+	return server.InvalidArgument(server.FieldViolation{Field: field, Description: description})
 }
 
 // internal maps a failure below the edge: the caller's own cancellation

@@ -1,0 +1,37 @@
+package server
+
+import (
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// FieldViolation is one bad field of a request.
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+// InvalidArgument is the INVALID_ARGUMENT every API answers for bad input:
+// each violation as a google.rpc.BadRequest detail (for programs), and all of
+// them in the message (for people and for clients that print only that).
+func InvalidArgument(vs ...FieldViolation) error {
+	br := &errdetails.BadRequest{}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+		parts[i] = v.Field + ": " + v.Description
+		if strings.HasPrefix(v.Description, v.Field+":") || strings.HasPrefix(v.Description, v.Field+" ") {
+			// Domain messages often name the field already.
+			parts[i] = v.Description
+		}
+	}
+	msg := "invalid request: " + strings.Join(parts, "; ")
+	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, msg)
+	}
+	return st.Err()
+}
