@@ -6,19 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
-	"github.com/retainhq/retain/services/ingest/event"
 )
 
 const churnUsage = `usage: retain churn COMMAND [flags]
@@ -95,12 +92,7 @@ func (f churnFlags) client() (churnv1.ChurnServiceClient, func(), error) {
 }
 
 func (f churnFlags) json(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
+	return printJSON(w, m)
 }
 
 // parseChurnAsOf reads --as-of: a date is the end of that day in UTC, so
@@ -118,22 +110,6 @@ func parseChurnAsOf(s string) (*timestamppb.Timestamp, error) {
 		return nil, fmt.Errorf("--as-of %q: want a date (2006-01-02) or an RFC 3339 instant", s)
 	}
 	return timestamppb.New(t), nil
-}
-
-// churnCallError turns a gRPC status into a plain message; the service's
-// messages already name the field or the reason.
-func churnCallError(err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return err
-	}
-	switch st.Code() {
-	case codes.Unauthenticated, codes.PermissionDenied:
-		return fmt.Errorf("%s (check --token / RETAIN_TOKEN and its scopes: read, or admin for refit)", st.Message())
-	case codes.Unimplemented:
-		return errors.New("this Retain does not run the churn-signal service")
-	}
-	return errors.New(st.Message())
 }
 
 func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
@@ -158,7 +134,7 @@ func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
 	defer closeConn()
 	resp, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
 	if err != nil {
-		return churnCallError(err)
+		return callError(err, "churn-signal", "read, or admin for refit")
 	}
 	if *f.output == "json" {
 		return f.json(env.stdout, resp)
@@ -189,7 +165,7 @@ func printChurnRisk(w io.Writer, resp *churnv1.GetCustomerRiskResponse) {
 	if f.GetOrders() > 0 {
 		fmt.Fprintf(w, "  orders     %d on %d days, the last %d days ago (typical gap %.1f days); mean order %s\n",
 			f.GetOrders(), f.GetPurchaseDays(), f.GetDaysSinceLastOrder(), f.GetTypicalGapDays(),
-			churnMoney(f.GetMeanOrderValue().GetAmountMinor(), f.GetMeanOrderValue().GetCurrency()))
+			moneyText(f.GetMeanOrderValue().GetAmountMinor(), f.GetMeanOrderValue().GetCurrency(), true))
 	} else {
 		fmt.Fprintln(w, "  orders     none")
 	}
@@ -215,27 +191,6 @@ func printChurnRisk(w io.Writer, resp *churnv1.GetCustomerRiskResponse) {
 	} else {
 		fmt.Fprintln(w, "  model      not fitted yet (`retain churn refit`)")
 	}
-}
-
-// churnMoney renders minor units in major units with the code.
-func churnMoney(minor int64, currency string) string {
-	if currency == "" {
-		return "-"
-	}
-	exp, ok := event.CurrencyExponent(currency)
-	if !ok {
-		exp = 2
-	}
-	s := strconv.FormatFloat(float64(minor)/float64(pow10(exp)), 'f', exp, 64)
-	return s + " " + currency
-}
-
-func pow10(n int) int64 {
-	p := int64(1)
-	for range n {
-		p *= 10
-	}
-	return p
 }
 
 func parseChurnBand(s string) (churnv1.RiskBand, error) {
@@ -280,7 +235,7 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 	for first := true; first || (all.GetNextPageToken() != "" && len(all.GetCustomers()) < *limit); first = false {
 		resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: int32(min(*limit-len(all.GetCustomers()), 1000)), PageToken: all.GetNextPageToken()})
 		if err != nil {
-			return churnCallError(err)
+			return callError(err, "churn-signal", "read, or admin for refit")
 		}
 		all.Customers = append(all.Customers, resp.GetCustomers()...)
 		all.NextPageToken = resp.GetNextPageToken()
@@ -337,7 +292,7 @@ func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 		if status.Code(err) == codes.NotFound {
 			return errors.New("no model fitted yet: run `retain churn refit` (the hourly rescoring fits one too)")
 		}
-		return churnCallError(err)
+		return callError(err, "churn-signal", "read, or admin for refit")
 	}
 	if *f.output == "json" {
 		return f.json(env.stdout, resp)
@@ -386,7 +341,7 @@ func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 	defer cancel()
 	resp, err := c.Refit(callCtx, &churnv1.RefitRequest{AsOf: asOf})
 	if err != nil {
-		return churnCallError(err)
+		return callError(err, "churn-signal", "read, or admin for refit")
 	}
 	if *f.output == "json" {
 		return f.json(env.stdout, resp)
@@ -412,7 +367,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 		case status.Code(err) == codes.FailedPrecondition && time.Now().Before(deadline):
 			// No repeat purchases consumed yet.
 		default:
-			return fmt.Errorf("churn: refit: %w", churnCallError(err))
+			return fmt.Errorf("churn: refit: %w", callError(err, "churn-signal", "read, or admin for refit"))
 		}
 		if refit != nil && (refit.GetModel().GetCustomers() == last || time.Now().After(deadline)) {
 			break
@@ -439,7 +394,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 		for {
 			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: b, PageSize: 1000, PageToken: tok})
 			if err != nil {
-				return fmt.Errorf("churn: list: %w", churnCallError(err))
+				return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", "read, or admin for refit"))
 			}
 			counts[b] += len(resp.GetCustomers())
 			if tok = resp.GetNextPageToken(); tok == "" {
@@ -450,7 +405,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 	fmt.Fprintf(w, "%d customers at high risk, %d at medium risk; the top 5:\n", counts[churnv1.RiskBand_RISK_BAND_HIGH], counts[churnv1.RiskBand_RISK_BAND_MEDIUM])
 	top, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageSize: 5})
 	if err != nil {
-		return fmt.Errorf("churn: list: %w", churnCallError(err))
+		return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", "read, or admin for refit"))
 	}
 	for _, r := range top.GetCustomers() {
 		fmt.Fprintf(w, "  %s: score %d (%s)\n", r.GetCustomerId(), r.GetScore(), churnBandName(r.GetBand()))

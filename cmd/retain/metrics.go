@@ -12,13 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
-	"github.com/retainhq/retain/services/ingest/event"
 )
 
 // metricsFigures are the `retain metrics` subcommands and what they show.
@@ -115,15 +112,10 @@ Flags:`)
 	defer cancel()
 	resp, err := callMetrics(callCtx, metricsv1.NewMetricsServiceClient(conn), figure, o)
 	if err != nil {
-		return describeCallError(err)
+		return callError(err, "metrics", "read, or admin for rebuild")
 	}
 	if o.output == "json" {
-		b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(resp)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(env.stdout, string(b))
-		return err
+		return printJSON(env.stdout, resp)
 	}
 	return printMetric(env.stdout, figure, resp, o)
 }
@@ -134,27 +126,6 @@ func metricsFigureNames() string {
 		names[i] = f.name
 	}
 	return strings.Join(names, ", ")
-}
-
-// describeCallError turns a status into a plain message (the field at fault
-// is already in it).
-func describeCallError(err error) error {
-	if st, ok := status.FromError(err); ok {
-		return fmt.Errorf("%s: %s", codeWords(st.Code().String()), st.Message())
-	}
-	return err
-}
-
-// codeWords turns a code name like InvalidArgument into "invalid argument".
-func codeWords(code string) string {
-	var b strings.Builder
-	for i, r := range code {
-		if i > 0 && r >= 'A' && r <= 'Z' {
-			b.WriteByte(' ')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToLower(b.String())
 }
 
 // callMetrics makes the one call a figure needs.
@@ -528,45 +499,6 @@ func orNone(currency string) string {
 		return "no currency yet"
 	}
 	return currency
-}
-
-// moneyText renders minor units in major units with thousands separators,
-// e.g. 1234567 GBP -> "12,345.67" (with the code when withCode).
-func moneyText(minor int64, currency string, withCode bool) string {
-	exp, ok := event.CurrencyExponent(currency)
-	if !ok {
-		exp = 2
-	}
-	neg := minor < 0
-	if neg {
-		minor = -minor
-	}
-	s := strconv.FormatInt(minor, 10)
-	if exp > 0 {
-		for len(s) <= exp {
-			s = "0" + s
-		}
-		s = s[:len(s)-exp] + "." + s[len(s)-exp:]
-	}
-	intPart, frac, _ := strings.Cut(s, ".")
-	var b strings.Builder
-	for i, c := range intPart {
-		if i > 0 && (len(intPart)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	out := b.String()
-	if frac != "" {
-		out += "." + frac
-	}
-	if neg {
-		out = "-" + out
-	}
-	if withCode && currency != "" {
-		out += " " + currency
-	}
-	return out
 }
 
 // printMetricsDemo is the metrics part of the `retain dev --demo` report:

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/retainhq/retain/services/ingest/event"
+)
+
+// printJSON prints a gRPC response as protojson: what --output json means
+// for every query command.
+func printJSON(w io.Writer, m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+// callError turns a gRPC status into a plain message for people: the code
+// in words and the service's message (which names the field at fault), a
+// hint about the token for credential errors, and what it means when the
+// service is not running there at all.
+func callError(err error, service, scopes string) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	switch st.Code() {
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return fmt.Errorf("%s: %s (check --token / RETAIN_TOKEN and its scopes: %s)", codeWords(st.Code().String()), st.Message(), scopes)
+	case codes.Unimplemented:
+		return errors.New("this Retain does not run the " + service + " service")
+	}
+	return fmt.Errorf("%s: %s", codeWords(st.Code().String()), st.Message())
+}
+
+// codeWords turns a code name like InvalidArgument into "invalid argument".
+func codeWords(code string) string {
+	var b strings.Builder
+	for i, r := range code {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToLower(b.String())
+}
+
+// moneyText renders minor units in major units with thousands separators,
+// e.g. 1234567 GBP -> "12,345.67" (with the code when withCode). Exact: no
+// floats between the integer and the text.
+func moneyText(minor int64, currency string, withCode bool) string {
+	exp, ok := event.CurrencyExponent(currency)
+	if !ok {
+		exp = 2
+	}
+	neg := minor < 0
+	if neg {
+		minor = -minor
+	}
+	s := strconv.FormatInt(minor, 10)
+	if exp > 0 {
+		for len(s) <= exp {
+			s = "0" + s
+		}
+		s = s[:len(s)-exp] + "." + s[len(s)-exp:]
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	var b strings.Builder
+	for i, c := range intPart {
+		if i > 0 && (len(intPart)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	out := b.String()
+	if frac != "" {
+		out += "." + frac
+	}
+	if neg {
+		out = "-" + out
+	}
+	if withCode && currency != "" {
+		out += " " + currency
+	}
+	return out
+}
