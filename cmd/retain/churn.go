@@ -352,37 +352,16 @@ func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 // printChurnDemo is the churn part of the `retain dev --demo` report: it
-// fits the model on what the service has consumed (waiting until the count
-// of customers stops growing, as the consumer may still be catching up),
-// then prints the customers most at risk with their reasons.
+// fits the model on what the service has consumed (the caller waits for its
+// consumer to catch up first), then prints the customers most at risk with
+// their reasons.
 func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterface) error {
 	c := churnv1.NewChurnServiceClient(conn)
-	var refit *churnv1.RefitResponse
-	deadline := time.Now().Add(20 * time.Second)
-	for last := int32(-1); ; {
-		r, err := c.Refit(ctx, &churnv1.RefitRequest{})
-		switch {
-		case err == nil:
-			refit = r
-		case status.Code(err) == codes.FailedPrecondition && time.Now().Before(deadline):
-			// No repeat purchases consumed yet.
-		default:
-			return fmt.Errorf("churn: refit: %w", callError(err, "churn-signal", "read, or admin for refit"))
-		}
-		if refit != nil && (refit.GetModel().GetCustomers() == last || time.Now().After(deadline)) {
-			break
-		}
-		if refit != nil {
-			last = refit.GetModel().GetCustomers()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	if refit == nil {
-		return errors.New("churn: no model could be fitted")
+	// The caller waited for the churn consumer to catch up, so the model is
+	// fitted on every order the demo sent.
+	refit, err := c.Refit(ctx, &churnv1.RefitRequest{})
+	if err != nil {
+		return fmt.Errorf("churn: refit: %w", callError(err, "churn-signal", "read, or admin for refit"))
 	}
 	m := refit.GetModel()
 	fmt.Fprintf(w, "\nChurn risk (`retain churn list --band high`, `retain churn risk CUSTOMER`)\n")

@@ -19,12 +19,16 @@ import (
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/event"
-	"github.com/retainhq/retain/services/metrics"
 )
 
 // runDemo loads a simulated shop through the public gRPC API, exactly as a
 // shop's pipeline would, and prints what Retain did with it.
-func runDemo(ctx context.Context, env *cliEnv, s devState, natsURL string, o devOptions, metricsSvc *metrics.Service) error {
+// caughtUpWaiter is a service whose projections the demo report reads.
+type caughtUpWaiter interface {
+	WaitCaughtUp(ctx context.Context) error
+}
+
+func runDemo(ctx context.Context, env *cliEnv, s devState, natsURL string, o devOptions, projections ...caughtUpWaiter) error {
 	w := env.stdout
 	end, err := demoEnd(o.dir)
 	if err != nil {
@@ -89,12 +93,14 @@ func runDemo(ctx context.Context, env *cliEnv, s devState, natsURL string, o dev
 	if err := printStream(ctx, w, natsURL); err != nil {
 		return err
 	}
-	// The projections are eventually consistent: report once the metrics
+	// The projections are eventually consistent: report once every
 	// consumer has applied everything on the stream.
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	if err := metricsSvc.WaitCaughtUp(waitCtx); err != nil {
-		return fmt.Errorf("wait for the metrics projections: %w", err)
+	for _, p := range projections {
+		if err := p.WaitCaughtUp(waitCtx); err != nil {
+			return fmt.Errorf("wait for the projections: %w", err)
+		}
 	}
 	if err := printMetricsDemo(ctx, w, conn, end); err != nil {
 		return err

@@ -157,7 +157,7 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	printBanner(env.stdout, state, natsURL, o.dir)
 
 	if o.demo {
-		if err := runDemo(runCtx, env, state, natsURL, o, metricsSvc); err != nil {
+		if err := runDemo(runCtx, env, state, natsURL, o, metricsSvc, churnSvc); err != nil {
 			stop()
 			return errors.Join(fmt.Errorf("demo: %w", err), <-hostDone)
 		}

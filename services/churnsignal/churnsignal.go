@@ -162,6 +162,10 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	}, nil
 }
 
+// WaitCaughtUp waits until the facts consumer has applied (and rescored)
+// everything on the stream so far, or ctx is done.
+func (s *Service) WaitCaughtUp(ctx context.Context) error { return s.consumer.WaitCaughtUp(ctx) }
+
 // MethodScopes is the scope each gRPC method of the service requires.
 func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
 

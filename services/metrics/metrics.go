@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"time"
 
 	"google.golang.org/grpc"
 
@@ -144,35 +143,10 @@ func (s *Service) Ready(ctx context.Context) error {
 // CaughtUp reports whether the facts consumer has applied everything on the
 // stream so far (nothing pending, nothing awaiting an ack). `retain dev
 // --demo` and tests wait for it before reading figures.
-func (s *Service) CaughtUp(ctx context.Context) (bool, error) {
-	cons, err := s.deps.Bus.JS.Consumer(ctx, bus.EventsStream, consumer.Durable)
-	if err != nil {
-		return false, fmt.Errorf("metrics consumer: %w", err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return false, fmt.Errorf("metrics consumer: %w", err)
-	}
-	return info.NumPending == 0 && info.NumAckPending == 0, nil
-}
+func (s *Service) CaughtUp(ctx context.Context) (bool, error) { return s.facts.CaughtUp(ctx) }
 
 // WaitCaughtUp polls CaughtUp until it holds or ctx is done.
-func (s *Service) WaitCaughtUp(ctx context.Context) error {
-	for {
-		ok, err := s.CaughtUp(ctx)
-		if err == nil && ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("metrics consumer not caught up: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+func (s *Service) WaitCaughtUp(ctx context.Context) error { return s.facts.WaitCaughtUp(ctx) }
 
 // Run is the standalone process: telemetry, the service, its gRPC and ops
 // servers under one supervisor, until ctx is done.
