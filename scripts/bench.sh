@@ -11,7 +11,7 @@ bench platform -bench Verify ./auth/
 bench services/ingest -bench 'DecodeBatch|NormalizeValidate' ./event/
 bench services/ingest -bench GroupCommit -benchtime 1x ./internal/commit/
 bench services/ingest -bench Ingest -benchtime 1x .
-bench cmd/retain -bench Generate ./internal/simulate/
+bench platform -bench Generate ./simulate/
 bench services/churnsignal -bench 'Fit|Score' -benchtime 3x ./internal/model/
 bench services/metrics -bench 'Queries' -benchtime 30x .
 bench services/metrics -bench 'Consumer' -benchtime 200000x .

@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/retainhq/retain/cmd/retain/internal/simulate"
+	"github.com/retainhq/retain/platform/simulate"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
