@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/retainhq/retain/platform/simulate"
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/simulate"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/event"
