@@ -168,6 +168,18 @@ func DeliverySubject(tenant, deliveryType string) string {
 	return DeliveriesSubjectPrefix + "." + tenant + "." + deliveryType
 }
 
+// Types of the messages services exchange about notifications (the last
+// subject tokens and the Retain-Event-Type header). The payloads are
+// retain.notifier.v1.NotificationRequested and DeliveryOutcome; the outcome
+// type follows DeliveryOutcome.outcome.
+const (
+	TypeNotificationRequested  = "notification.requested"
+	TypeNotificationSent       = "notification.sent"
+	TypeNotificationFailed     = "notification.failed"
+	TypeNotificationSuppressed = "notification.suppressed"
+	TypeNotificationDeferred   = "notification.deferred"
+)
+
 // EventTypeFilter is a consumer filter for one event type across tenants,
 // e.g. "retain.events.*.order.placed".
 func EventTypeFilter(eventType string) string {
