@@ -251,7 +251,7 @@ func TestConsumerPoisonMessageIsDeadLettered(t *testing.T) {
 	if info.NumRedelivered != 0 {
 		t.Fatalf("%d redeliveries: poison messages must be terminated, not retried", info.NumRedelivered)
 	}
-	dls, err := bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+	dls, err := c.DeadLetters(ctx, bus.DeadLetterQuery{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestConsumerMaxDeliverDeadLetters(t *testing.T) {
 	if n := flakyAttempts.Load(); n < 3 {
 		t.Fatalf("handler saw the flaky message %d times, want at least MaxDeliver (3)", n)
 	}
-	dls, err := bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+	dls, err := c.DeadLetters(ctx, bus.DeadLetterQuery{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestReplay(t *testing.T) {
 	var dls []bus.DeadLetter
 	waitFor(t, "2 dead letters", func() (bool, string) {
 		var err error
-		dls, err = bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+		dls, err = c.DeadLetters(ctx, bus.DeadLetterQuery{Limit: 10})
 		return err == nil && len(dls) == 2, fmt.Sprintf("%d dead letters, err %v", len(dls), err)
 	})
 
@@ -421,7 +421,7 @@ func TestReplay(t *testing.T) {
 		if rows, distinct := appliedCounts(t, pool); rows != 5 || distinct != 5 {
 			t.Fatalf("applied %d rows for %d ids, want 5 for 5", rows, distinct)
 		}
-		left, err := bus.ListDeadLetters(ctx, pool, c.Name(), 10)
+		left, err := c.DeadLetters(ctx, bus.DeadLetterQuery{Limit: 10})
 		if err != nil || len(left) != 0 {
 			t.Fatalf("pending dead letters after replay: %v, %v", left, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -48,26 +47,80 @@ func (e *RejectedError) Error() string {
 	return fmt.Sprintf("bus: replay of %s rejected again: %s", e.MsgID, e.Reason)
 }
 
-// ListDeadLetters returns up to limit dead letters of consumer that have
-// not been replayed, oldest first.
-func ListDeadLetters(ctx context.Context, pool *pgxpool.Pool, consumer string, limit int) ([]DeadLetter, error) {
-	if limit <= 0 {
-		limit = 100
+// DeadLetterQuery selects dead letters of one consumer.
+type DeadLetterQuery struct {
+	// Tenant, when set, keeps the dead letters whose subject names that
+	// tenant (every Retain subject is retain.<kind>.<tenant>.<type>), so an
+	// admin of one shop never sees another's messages.
+	Tenant string
+	// IncludeReplayed also returns the ones already replayed.
+	IncludeReplayed bool
+	// AfterID pages: only ids greater than it.
+	AfterID int64
+	// Limit defaults to 100.
+	Limit int
+}
+
+const deadLetterColumns = `id, consumer, msg_id, subject, headers, data, reason, num_delivered, failed_at, replayed_at`
+
+// subjectTenantSQL is the tenant token of a subject in SQL, see DeadLetterQuery.
+const subjectTenantSQL = `split_part(subject, '.', 3)`
+
+// DeadLetters returns the consumer's dead letters matching q, oldest first.
+func (c *Consumer) DeadLetters(ctx context.Context, q DeadLetterQuery) ([]DeadLetter, error) {
+	if q.Limit <= 0 {
+		q.Limit = 100
 	}
-	rows, err := pool.Query(ctx, `
-		SELECT id, consumer, msg_id, subject, headers, data, reason, num_delivered, failed_at, replayed_at
+	rows, err := c.pool.Query(ctx, `
+		SELECT `+deadLetterColumns+`
 		FROM bus_dead_letters
-		WHERE consumer = $1 AND replayed_at IS NULL
+		WHERE consumer = $1 AND id > $2
+		  AND ($3 OR replayed_at IS NULL)
+		  AND ($4 = '' OR `+subjectTenantSQL+` = $4)
 		ORDER BY id
-		LIMIT $2`, consumer, limit)
+		LIMIT $5`, c.cfg.Durable, q.AfterID, q.IncludeReplayed, q.Tenant, q.Limit)
 	if err != nil {
-		return nil, fmt.Errorf("bus: list dead letters of %s: %w", consumer, err)
+		return nil, fmt.Errorf("bus: list dead letters of %s: %w", c.cfg.Durable, err)
 	}
 	dls, err := pgx.CollectRows(rows, scanDeadLetter)
 	if err != nil {
-		return nil, fmt.Errorf("bus: list dead letters of %s: %w", consumer, err)
+		return nil, fmt.Errorf("bus: list dead letters of %s: %w", c.cfg.Durable, err)
 	}
 	return dls, nil
+}
+
+// DeadLetter returns one dead letter of the consumer; ErrDeadLetterNotFound
+// when the id is not this consumer's or (tenant set) not that tenant's.
+func (c *Consumer) DeadLetter(ctx context.Context, tenant string, id int64) (DeadLetter, error) {
+	rows, err := c.pool.Query(ctx, `
+		SELECT `+deadLetterColumns+`
+		FROM bus_dead_letters
+		WHERE consumer = $1 AND id = $2 AND ($3 = '' OR `+subjectTenantSQL+` = $3)`, c.cfg.Durable, id, tenant)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("bus: dead letter %d of %s: %w", id, c.cfg.Durable, err)
+	}
+	dl, err := pgx.CollectExactlyOneRow(rows, scanDeadLetter)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return DeadLetter{}, fmt.Errorf("%w: id %d, consumer %s", ErrDeadLetterNotFound, id, c.cfg.Durable)
+	}
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("bus: dead letter %d of %s: %w", id, c.cfg.Durable, err)
+	}
+	return dl, nil
+}
+
+// PendingDeadLetters counts the consumer's dead letters not yet replayed
+// (of tenant, when set).
+func (c *Consumer) PendingDeadLetters(ctx context.Context, tenant string) (int64, error) {
+	var n int64
+	err := c.pool.QueryRow(ctx, `
+		SELECT count(*) FROM bus_dead_letters
+		WHERE consumer = $1 AND replayed_at IS NULL AND ($2 = '' OR `+subjectTenantSQL+` = $2)`,
+		c.cfg.Durable, tenant).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("bus: count dead letters of %s: %w", c.cfg.Durable, err)
+	}
+	return n, nil
 }
 
 func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
@@ -95,7 +148,7 @@ func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
 func (c *Consumer) Replay(ctx context.Context, id int64) error {
 	return pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
-			SELECT id, consumer, msg_id, subject, headers, data, reason, num_delivered, failed_at, replayed_at
+			SELECT `+deadLetterColumns+`
 			FROM bus_dead_letters WHERE id = $1 AND consumer = $2
 			FOR UPDATE`, id, c.cfg.Durable)
 		if err != nil {

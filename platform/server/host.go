@@ -83,6 +83,15 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 			scopes[m] = sc
 		}
 	}
+	deadLetters, err := consumersOf(services)
+	if err != nil {
+		return nil, fmt.Errorf("new host: %w", err)
+	}
+	if len(deadLetters.names) > 0 {
+		for m, sc := range deadLetterScopes {
+			scopes[m] = sc
+		}
+	}
 	g, err := NewGRPC(GRPCConfig{Addr: cfg.Addrs.GRPC}, Deps{
 		Telemetry:    cfg.Telemetry,
 		Verifier:     cfg.Verifier,
@@ -99,6 +108,9 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 	for _, s := range services {
 		s.RegisterGRPC(g.Server)
 		s.RegisterHTTP(mux)
+	}
+	if len(deadLetters.names) > 0 {
+		deadLetters.register(g.Server)
 	}
 	if cfg.Addrs.HTTP != "" {
 		if h.http, err = NewHTTP(HTTPConfig{Addr: cfg.Addrs.HTTP}, mux, cfg.Telemetry, logger); err != nil {

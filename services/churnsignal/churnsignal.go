@@ -178,6 +178,9 @@ func (s *Service) RegisterHTTP(*http.ServeMux) {}
 // Verifier is the token verifier built from the config (for hosts).
 func (s *Service) Verifier() *auth.Verifier { return s.deps.Verifier }
 
+// Consumers are listed by the host's dead-letter API.
+func (s *Service) Consumers() []*bus.Consumer { return []*bus.Consumer{s.consumer} }
+
 // RescoreAll rescores every customer of tenant as of now, on demand.
 func (s *Service) RescoreAll(ctx context.Context, tenant string) (app.Stats, error) {
 	return s.engine.RescoreAll(ctx, tenant)

@@ -113,6 +113,9 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 // Verifier checks the tokens of the service's APIs.
 func (s *Service) Verifier() *auth.Verifier { return s.deps.Verifier }
 
+// Consumers are listed by the host's dead-letter API.
+func (s *Service) Consumers() []*bus.Consumer { return []*bus.Consumer{s.facts} }
+
 // MethodScopes is the scope each gRPC method of the service requires.
 func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
 
