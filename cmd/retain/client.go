@@ -25,6 +25,7 @@ type devState struct {
 	HTTPAddr string `json:"http_addr"`
 	OpsAddr  string `json:"ops_addr"`
 	Token    string `json:"token"`
+	NATSURL  string `json:"nats_url"`
 	PID      int    `json:"pid"`
 }
 

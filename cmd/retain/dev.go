@@ -140,7 +140,7 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 		return err
 	}
 	addrs := host.Addrs()
-	state := devState{GRPCAddr: addrs.GRPC, HTTPAddr: addrs.HTTP, OpsAddr: addrs.Ops, Token: token, PID: os.Getpid()}
+	state := devState{GRPCAddr: addrs.GRPC, HTTPAddr: addrs.HTTP, OpsAddr: addrs.Ops, Token: token, NATSURL: natsURL, PID: os.Getpid()}
 	if err := writeDevState(o.dir, state); err != nil {
 		return fmt.Errorf("write dev state: %w", err)
 	}

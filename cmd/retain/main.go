@@ -33,13 +33,14 @@ type cliEnv struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"dev":      {"run every service in one process on embedded NATS and Postgres", runDev},
-		"import":   {"load history from CSV or NDJSON through the ingest API", runImport},
-		"simulate": {"generate a realistic synthetic shop as NDJSON or send it to ingest", runSimulate},
-		"tokens":   {"generate key pairs and issue API tokens", runTokens},
-		"publish":  {"publish NDJSON events from a file or stdin (same as import ndjson)", runPublish},
-		"churn":    {"churn risk: risk CUSTOMER, list --band high, model, refit --as-of DATE", runChurn},
-		"metrics":  {"retention, churn, repeat purchase, cohorts, NPS, RFM, top customers, sales; rebuild", runMetrics},
+		"dev":         {"run every service in one process on embedded NATS and Postgres", runDev},
+		"import":      {"load history from CSV or NDJSON through the ingest API", runImport},
+		"simulate":    {"generate a realistic synthetic shop as NDJSON or send it to ingest", runSimulate},
+		"tokens":      {"generate key pairs and issue API tokens", runTokens},
+		"publish":     {"publish NDJSON events from a file or stdin (same as import ndjson)", runPublish},
+		"churn":       {"churn risk: risk CUSTOMER, list --band high, model, refit --as-of DATE", runChurn},
+		"deadletters": {"messages a consumer gave up on: list CONSUMER, replay CONSUMER ID...", runDeadLetters},
+		"metrics":     {"retention, churn, repeat purchase, cohorts, NPS, RFM, top customers, sales; rebuild", runMetrics},
 	}
 }
 

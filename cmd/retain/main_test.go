@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
 )
 
 // syncBuffer is a bytes.Buffer safe for the command's goroutines.
@@ -180,6 +182,77 @@ func TestImportThroughDevStack(t *testing.T) {
 			t.Errorf("unknown scope: %v", err)
 		}
 	})
+}
+
+// TestDeadLettersThroughDevStack publishes a message no consumer can decode
+// straight to the dev stack's NATS (ingest would refuse it) and finds it with
+// `retain deadletters`, reason included; a replay is refused again with the
+// reason, and the other dead letters are still reported.
+func TestDeadLettersThroughDevStack(t *testing.T) {
+	dir := devDir(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	env, out, errOut := testEnv(nil)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev stopped with %v\n%s", err, errOut)
+		}
+	})
+	var state devState
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s, err := readDevState(dir)
+		if err == nil && strings.Contains(out.String(), "Serving") {
+			state = s
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, err := bus.Connect(ctx, bus.Config{URL: state.NATSURL, Name: t.Name()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.PublishDurable(ctx, []bus.Message{{Subject: bus.EventSubject(devTenant, "order.placed"), ID: devTenant + "/garbled-1",
+		Type: "order.placed", Data: []byte("not protobuf \xff\xff")}}); err != nil {
+		t.Fatal(err)
+	}
+
+	cli := func(args ...string) (string, error) {
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := run(ctx, env, append([]string{"deadletters"}, args...))
+		return out.String() + errOut.String(), err
+	}
+	var summary string
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		summary, err = cli()
+		if err != nil {
+			t.Fatalf("deadletters: %v\n%s", err, summary)
+		}
+		if strings.Contains(summary, "metrics-facts") && strings.Count(summary, "RETAIN_EVENTS  1") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the garbled message was not dead-lettered by the fact consumers:\n%s", summary)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	list, err := cli("list", "metrics-facts")
+	if err != nil || !strings.Contains(list, "garbled-1") || !strings.Contains(list, "order.placed") {
+		t.Fatalf("list: %v\n%s", err, list)
+	}
+	id := strings.Fields(strings.Split(list, "\n")[1])[0]
+	replay, err := cli("replay", "metrics-facts", id, "999999")
+	if err == nil || !strings.Contains(err.Error(), "2 of 2 dead letters not replayed") ||
+		!strings.Contains(replay, "rejected again") || !strings.Contains(replay, "999999: not found") {
+		t.Fatalf("replay: %v\n%s", err, replay)
+	}
 }
 
 func mustRead(t *testing.T, path string) string {
