@@ -1,0 +1,544 @@
+// Package api is the notifier's edge: NotifierService over gRPC and the
+// unsubscribe page over HTTP. It validates input (naming the field),
+// takes the tenant from the caller's token, and maps errors to codes.
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier/internal/app"
+	"github.com/retainhq/retain/services/notifier/internal/render"
+	"github.com/retainhq/retain/services/notifier/internal/store"
+)
+
+// MethodScopes: reading needs read; templates, preferences and sends are
+// what campaign tooling changes (campaigns:write); the suppression list is
+// an operator's (admin).
+var MethodScopes = map[string]string{
+	notifierv1.NotifierService_CreateTemplate_FullMethodName:    auth.ScopeCampaignsWrite,
+	notifierv1.NotifierService_UpdateTemplate_FullMethodName:    auth.ScopeCampaignsWrite,
+	notifierv1.NotifierService_GetTemplate_FullMethodName:       auth.ScopeRead,
+	notifierv1.NotifierService_ListTemplates_FullMethodName:     auth.ScopeRead,
+	notifierv1.NotifierService_PreviewTemplate_FullMethodName:   auth.ScopeRead,
+	notifierv1.NotifierService_GetPreferences_FullMethodName:    auth.ScopeRead,
+	notifierv1.NotifierService_SetPreferences_FullMethodName:    auth.ScopeCampaignsWrite,
+	notifierv1.NotifierService_Unsubscribe_FullMethodName:       auth.ScopeCampaignsWrite,
+	notifierv1.NotifierService_AddSuppression_FullMethodName:    auth.ScopeAdmin,
+	notifierv1.NotifierService_RemoveSuppression_FullMethodName: auth.ScopeAdmin,
+	notifierv1.NotifierService_ListSuppressions_FullMethodName:  auth.ScopeRead,
+	notifierv1.NotifierService_ListDeliveries_FullMethodName:    auth.ScopeRead,
+	notifierv1.NotifierService_GetDelivery_FullMethodName:       auth.ScopeRead,
+	notifierv1.NotifierService_SendTest_FullMethodName:          auth.ScopeCampaignsWrite,
+}
+
+// Page sizes of the list methods.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+	maxID           = 256
+)
+
+// GRPC implements retain.notifier.v1.NotifierService.
+type GRPC struct {
+	notifierv1.UnimplementedNotifierServiceServer
+	e *app.Engine
+}
+
+// NewGRPC returns the gRPC edge.
+func NewGRPC(e *app.Engine) *GRPC { return &GRPC{e: e} }
+
+type violation = server.FieldViolation
+
+func checkID(field, v string) *violation {
+	switch {
+	case v == "":
+		return &violation{Field: field, Description: "is required"}
+	case len(v) > maxID:
+		return &violation{Field: field, Description: fmt.Sprintf("%d bytes: at most %d", len(v), maxID)}
+	case !utf8.ValidString(v):
+		return &violation{Field: field, Description: "is not valid UTF-8"}
+	}
+	return nil
+}
+
+func invalid(vs ...*violation) error {
+	var out []violation
+	for _, v := range vs {
+		if v != nil {
+			out = append(out, *v)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return server.InvalidArgument(out...)
+}
+
+func customerChannel(field string, c notifierv1.Channel, allowUnset bool) *violation {
+	switch {
+	case c == notifierv1.Channel_CHANNEL_EMAIL || c == notifierv1.Channel_CHANNEL_SMS:
+		return nil
+	case c == notifierv1.Channel_CHANNEL_UNSPECIFIED && allowUnset:
+		return nil
+	}
+	return &violation{Field: field, Description: fmt.Sprintf("%s: want CHANNEL_EMAIL or CHANNEL_SMS", c)}
+}
+
+func errStatus(err error) error {
+	var ie *app.InvalidError
+	var me *render.MissingError
+	switch {
+	case errors.As(err, &ie):
+		vs := make([]violation, len(ie.Violations))
+		for i, v := range ie.Violations {
+			vs[i] = violation{Field: v.Field, Description: v.Description}
+		}
+		return server.InvalidArgument(vs...)
+	case errors.As(err, &me):
+		return server.InvalidArgument(violation{Field: "variables", Description: me.Reason})
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, store.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error()+" (use UpdateTemplate for a new version)")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create bool) (*notifierv1.Template, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, err := g.e.SaveTemplate(ctx, tenant, t, create)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return out, nil
+}
+
+// CreateTemplate stores version 1 of a template.
+func (g *GRPC) CreateTemplate(ctx context.Context, req *notifierv1.CreateTemplateRequest) (*notifierv1.CreateTemplateResponse, error) {
+	t, err := g.saveTemplate(ctx, req.GetTemplate(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &notifierv1.CreateTemplateResponse{Template: t}, nil
+}
+
+// UpdateTemplate stores the next version.
+func (g *GRPC) UpdateTemplate(ctx context.Context, req *notifierv1.UpdateTemplateRequest) (*notifierv1.UpdateTemplateResponse, error) {
+	t, err := g.saveTemplate(ctx, req.GetTemplate(), false)
+	if err != nil {
+		return nil, err
+	}
+	return &notifierv1.UpdateTemplateResponse{Template: t}, nil
+}
+
+func templateRef(key string, ch notifierv1.Channel) []*violation {
+	var vs []*violation
+	if key == "" {
+		vs = append(vs, &violation{Field: "key", Description: "is required"})
+	}
+	if ch == notifierv1.Channel_CHANNEL_UNSPECIFIED || notifierv1.Channel_name[int32(ch)] == "" {
+		vs = append(vs, &violation{Field: "channel", Description: "is required: CHANNEL_EMAIL, CHANNEL_SMS or CHANNEL_WEBHOOK"})
+	}
+	return vs
+}
+
+// GetTemplate returns one version.
+func (g *GRPC) GetTemplate(ctx context.Context, req *notifierv1.GetTemplateRequest) (*notifierv1.GetTemplateResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vs := templateRef(req.GetKey(), req.GetChannel())
+	if req.GetVersion() < 0 {
+		vs = append(vs, &violation{Field: "version", Description: "must not be negative (0: the latest)"})
+	}
+	if err := invalid(vs...); err != nil {
+		return nil, err
+	}
+	t, err := g.e.GetTemplate(ctx, tenant, req.GetKey(), req.GetChannel(), req.GetVersion())
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.GetTemplateResponse{Template: t}, nil
+}
+
+// ListTemplates returns the latest versions.
+func (g *GRPC) ListTemplates(ctx context.Context, req *notifierv1.ListTemplatesRequest) (*notifierv1.ListTemplatesResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ts, err := g.e.ListTemplates(ctx, tenant, req.GetChannel())
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.ListTemplatesResponse{Templates: ts}, nil
+}
+
+// PreviewTemplate renders a stored or inline template.
+func (g *GRPC) PreviewTemplate(ctx context.Context, req *notifierv1.PreviewTemplateRequest) (*notifierv1.PreviewTemplateResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := req.GetTemplate()
+	if t == nil {
+		if err := invalid(templateRef(req.GetKey(), req.GetChannel())...); err != nil {
+			return nil, err
+		}
+		if t, err = g.e.GetTemplate(ctx, tenant, req.GetKey(), req.GetChannel(), 0); err != nil {
+			return nil, errStatus(err)
+		}
+	}
+	if tz := req.GetTimeZone(); tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil {
+			return nil, invalid(&violation{Field: "time_zone", Description: fmt.Sprintf("%q is not an IANA time zone (like Asia/Tehran)", tz)})
+		}
+	}
+	m, err := g.e.Preview(t, render.Input{
+		Locale:    render.Locale{Tag: req.GetLocale(), Zone: g.e.Zone(req.GetTimeZone())},
+		Variables: req.GetVariables(),
+		Customer:  map[string]string{"first_name": req.GetFirstName(), "last_name": req.GetLastName(), "locale": req.GetLocale()},
+	})
+	if err != nil {
+		var me *render.MissingError
+		var ie *app.InvalidError
+		if !errors.As(err, &me) && !errors.As(err, &ie) {
+			return nil, status.Error(codes.FailedPrecondition, "render: "+err.Error())
+		}
+		return nil, errStatus(err)
+	}
+	return &notifierv1.PreviewTemplateResponse{Version: t.GetVersion(), Message: &notifierv1.RenderedMessage{
+		Locale: m.Locale, Subject: m.Subject, Html: m.HTML, Text: m.Text, Body: m.Body, Direction: m.Dir}}, nil
+}
+
+// GetPreferences returns the effective choices.
+func (g *GRPC) GetPreferences(ctx context.Context, req *notifierv1.GetPreferencesRequest) (*notifierv1.GetPreferencesResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := invalid(checkID("customer_id", req.GetCustomerId())); err != nil {
+		return nil, err
+	}
+	p, err := g.e.GetPreferences(ctx, tenant, req.GetCustomerId())
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.GetPreferencesResponse{CustomerId: req.GetCustomerId(), Preferences: p.Prefs, Locale: p.Contact.Locale,
+		TimeZone: p.Contact.TZ, HasEmail: p.Contact.Email != "", HasPhone: p.Contact.Phone != ""}, nil
+}
+
+// SetPreferences stores choices.
+func (g *GRPC) SetPreferences(ctx context.Context, req *notifierv1.SetPreferencesRequest) (*notifierv1.SetPreferencesResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vs := []*violation{checkID("customer_id", req.GetCustomerId())}
+	if len(req.GetPreferences()) == 0 {
+		vs = append(vs, &violation{Field: "preferences", Description: "at least one preference is required"})
+	}
+	for i, p := range req.GetPreferences() {
+		f := fmt.Sprintf("preferences[%d]", i)
+		vs = append(vs, customerChannel(f+".channel", p.GetChannel(), false))
+		if c := p.GetCategory(); c != notifierv1.Category_CATEGORY_MARKETING && c != notifierv1.Category_CATEGORY_TRANSACTIONAL {
+			vs = append(vs, &violation{Field: f + ".category", Description: fmt.Sprintf("%s: want CATEGORY_MARKETING or CATEGORY_TRANSACTIONAL", c)})
+		}
+		if s := p.GetSource(); s != "" && s != "api" {
+			vs = append(vs, &violation{Field: f + ".source", Description: fmt.Sprintf("%q: leave empty (set by the notifier)", s)})
+		}
+	}
+	if err := invalid(vs...); err != nil {
+		return nil, err
+	}
+	if err := g.e.SetPreferences(ctx, tenant, req.GetCustomerId(), req.GetPreferences(), "api", ""); err != nil {
+		return nil, errStatus(err)
+	}
+	p, err := g.e.GetPreferences(ctx, tenant, req.GetCustomerId())
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.SetPreferencesResponse{Preferences: p.Prefs}, nil
+}
+
+// Unsubscribe opts a customer out.
+func (g *GRPC) Unsubscribe(ctx context.Context, req *notifierv1.UnsubscribeRequest) (*notifierv1.UnsubscribeResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vs := []*violation{checkID("customer_id", req.GetCustomerId()), customerChannel("channel", req.GetChannel(), true)}
+	cat := req.GetCategory()
+	if cat == notifierv1.Category_CATEGORY_UNSPECIFIED {
+		cat = notifierv1.Category_CATEGORY_MARKETING
+	} else if notifierv1.Category_name[int32(cat)] == "" {
+		vs = append(vs, &violation{Field: "category", Description: fmt.Sprintf("%d: want CATEGORY_MARKETING or CATEGORY_TRANSACTIONAL", cat)})
+	}
+	if err := invalid(vs...); err != nil {
+		return nil, err
+	}
+	chs := []notifierv1.Channel{req.GetChannel()}
+	if req.GetChannel() == notifierv1.Channel_CHANNEL_UNSPECIFIED {
+		chs = []notifierv1.Channel{notifierv1.Channel_CHANNEL_EMAIL, notifierv1.Channel_CHANNEL_SMS}
+	}
+	var ps []*notifierv1.ChannelPreference
+	for _, ch := range chs {
+		ps = append(ps, &notifierv1.ChannelPreference{Channel: ch, Category: cat})
+	}
+	if err := g.e.SetPreferences(ctx, tenant, req.GetCustomerId(), ps, "api", ""); err != nil {
+		return nil, errStatus(err)
+	}
+	p, err := g.e.GetPreferences(ctx, tenant, req.GetCustomerId())
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.UnsubscribeResponse{Preferences: p.Prefs}, nil
+}
+
+var suppressionReasons = []string{"hard_bounce", "complaint", "manual"}
+
+func validAddress(ch notifierv1.Channel, a string) *violation {
+	switch {
+	case a == "":
+		return &violation{Field: "address", Description: "is required"}
+	case ch == notifierv1.Channel_CHANNEL_EMAIL:
+		if m, err := mail.ParseAddress(a); err != nil || m.Address != strings.TrimSpace(a) {
+			return &violation{Field: "address", Description: fmt.Sprintf("%q is not an email address", a)}
+		}
+	case ch == notifierv1.Channel_CHANNEL_SMS:
+		n := store.NormalizeAddress(ch, a)
+		if !strings.HasPrefix(n, "+") || len(n) < 8 || len(n) > 16 || strings.Trim(n[1:], "0123456789") != "" {
+			return &violation{Field: "address", Description: fmt.Sprintf("%q is not an E.164 phone number (like +4915112345678)", a)}
+		}
+	}
+	return nil
+}
+
+// AddSuppression lists an address.
+func (g *GRPC) AddSuppression(ctx context.Context, req *notifierv1.AddSuppressionRequest) (*notifierv1.AddSuppressionResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := req.GetSuppression()
+	vs := []*violation{customerChannel("suppression.channel", s.GetChannel(), false)}
+	if v := validAddress(s.GetChannel(), s.GetAddress()); v != nil {
+		v.Field = "suppression.address"
+		vs = append(vs, v)
+	}
+	reason := s.GetReason()
+	if reason == "" {
+		reason = "manual"
+	}
+	if !slices.Contains(suppressionReasons, reason) {
+		vs = append(vs, &violation{Field: "suppression.reason", Description: fmt.Sprintf("%q: want hard_bounce, complaint or manual", reason)})
+	}
+	if len(s.GetNote()) > 1000 {
+		vs = append(vs, &violation{Field: "suppression.note", Description: "at most 1000 bytes"})
+	}
+	if err := invalid(vs...); err != nil {
+		return nil, err
+	}
+	out, err := g.e.AddSuppression(ctx, tenant, store.Suppression{Channel: s.GetChannel(), Address: s.GetAddress(), Reason: reason, Note: s.GetNote()})
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.AddSuppressionResponse{Suppression: suppressionPB(out)}, nil
+}
+
+func suppressionPB(s store.Suppression) *notifierv1.Suppression {
+	return &notifierv1.Suppression{Channel: s.Channel, Address: s.Address, Reason: s.Reason, Note: s.Note, CreatedAt: timestamppb.New(s.CreatedAt)}
+}
+
+// RemoveSuppression unlists an address.
+func (g *GRPC) RemoveSuppression(ctx context.Context, req *notifierv1.RemoveSuppressionRequest) (*notifierv1.RemoveSuppressionResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := invalid(customerChannel("channel", req.GetChannel(), false), validAddress(req.GetChannel(), req.GetAddress())); err != nil {
+		return nil, err
+	}
+	ok, err := g.e.RemoveSuppression(ctx, tenant, req.GetChannel(), req.GetAddress())
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.RemoveSuppressionResponse{Removed: ok}, nil
+}
+
+func pageSize(n int32) (int, *violation) {
+	switch {
+	case n < 0 || n > MaxPageSize:
+		return 0, &violation{Field: "page_size", Description: fmt.Sprintf("%d: must be 0-%d", n, MaxPageSize)}
+	case n == 0:
+		return DefaultPageSize, nil
+	}
+	return int(n), nil
+}
+
+// Page tokens are opaque: base64 of "<a>\x00<b>".
+func encodeToken(a, b string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(a + "\x00" + b))
+}
+
+func decodeToken(tok string) (string, string, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return "", "", false
+	}
+	a, b, ok := strings.Cut(string(raw), "\x00")
+	return a, b, ok
+}
+
+// ListSuppressions pages through the list.
+func (g *GRPC) ListSuppressions(ctx context.Context, req *notifierv1.ListSuppressionsRequest) (*notifierv1.ListSuppressionsResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, v := pageSize(req.GetPageSize())
+	vs := []*violation{v, customerChannel("channel", req.GetChannel(), true)}
+	var afterCh int64
+	var afterAddr string
+	if tok := req.GetPageToken(); tok != "" {
+		a, b, ok := decodeToken(tok)
+		if afterCh, err = strconv.ParseInt(a, 10, 16); !ok || err != nil {
+			vs = append(vs, &violation{Field: "page_token", Description: "is not a token from a previous page"})
+		}
+		afterAddr = b
+	}
+	if err := invalid(vs...); err != nil {
+		return nil, err
+	}
+	ss, err := g.e.ListSuppressions(ctx, tenant, req.GetChannel(), int16(afterCh), afterAddr, n+1)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	resp := &notifierv1.ListSuppressionsResponse{}
+	if len(ss) > n {
+		ss = ss[:n]
+		last := ss[n-1]
+		resp.NextPageToken = encodeToken(strconv.Itoa(int(last.Channel)), last.Address)
+	}
+	for _, s := range ss {
+		resp.Suppressions = append(resp.Suppressions, suppressionPB(s))
+	}
+	return resp, nil
+}
+
+func deliveryPB(d store.Delivery, ds []store.Decision) *notifierv1.Delivery {
+	out := &notifierv1.Delivery{RequestId: d.RequestID, CustomerId: d.CustomerID, Channel: d.Channel, Category: d.Category,
+		Priority: d.Priority, TemplateKey: d.TemplateKey, TemplateVersion: d.TemplateVersion, Status: d.Status, Outcome: d.Outcome,
+		ReasonCode: d.ReasonCode, Reason: d.Reason, Attempts: d.Attempts, ProviderMessageId: d.ProviderID, Origin: d.Request.GetOrigin(),
+		RequestedAt: timestamppb.New(d.RequestedAt), UpdatedAt: timestamppb.New(d.UpdatedAt), Locale: d.Locale}
+	if d.DueAt != nil && (d.Status == store.StatusDeferred || d.Status == store.StatusQueued) {
+		out.DueAt = timestamppb.New(*d.DueAt)
+	}
+	for _, x := range ds {
+		out.Decisions = append(out.Decisions, &notifierv1.Decision{Step: x.Step, Stage: x.Stage, Verdict: x.Verdict,
+			ReasonCode: x.ReasonCode, Reason: x.Reason, DecidedAt: timestamppb.New(x.At)})
+	}
+	return out
+}
+
+// ListDeliveries lists a customer's or a campaign's deliveries.
+func (g *GRPC) ListDeliveries(ctx context.Context, req *notifierv1.ListDeliveriesRequest) (*notifierv1.ListDeliveriesResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, v := pageSize(req.GetPageSize())
+	vs := []*violation{v}
+	if (req.GetCustomerId() == "") == (req.GetCampaignId() == "") {
+		vs = append(vs, &violation{Field: "customer_id", Description: "give exactly one of customer_id and campaign_id"})
+	}
+	f := store.ListFilter{Tenant: tenant, Customer: req.GetCustomerId(), Campaign: req.GetCampaignId(), Limit: n + 1}
+	if tok := req.GetPageToken(); tok != "" {
+		a, b, ok := decodeToken(tok)
+		t, perr := time.Parse(time.RFC3339Nano, a)
+		if !ok || perr != nil {
+			vs = append(vs, &violation{Field: "page_token", Description: "is not a token from a previous page"})
+		}
+		f.AfterAt, f.AfterID = &t, b
+	}
+	if err := invalid(vs...); err != nil {
+		return nil, err
+	}
+	ds, err := g.e.ListDeliveries(ctx, f)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	resp := &notifierv1.ListDeliveriesResponse{}
+	if len(ds) > n {
+		ds = ds[:n]
+		last := ds[n-1]
+		resp.NextPageToken = encodeToken(last.CreatedAt.Format(time.RFC3339Nano), last.RequestID)
+	}
+	for _, d := range ds {
+		resp.Deliveries = append(resp.Deliveries, deliveryPB(d, nil))
+	}
+	return resp, nil
+}
+
+// GetDelivery returns one delivery with its decision trail.
+func (g *GRPC) GetDelivery(ctx context.Context, req *notifierv1.GetDeliveryRequest) (*notifierv1.GetDeliveryResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := invalid(checkID("request_id", req.GetRequestId())); err != nil {
+		return nil, err
+	}
+	d, ds, err := g.e.GetDelivery(ctx, tenant, req.GetRequestId())
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.GetDeliveryResponse{Delivery: deliveryPB(d, ds)}, nil
+}
+
+// SendTest sends a template to a customer now.
+func (g *GRPC) SendTest(ctx context.Context, req *notifierv1.SendTestRequest) (*notifierv1.SendTestResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vs := []*violation{checkID("customer_id", req.GetCustomerId()), checkID("template_key", req.GetTemplateKey())}
+	if c := req.GetChannel(); c == notifierv1.Channel_CHANNEL_UNSPECIFIED || notifierv1.Channel_name[int32(c)] == "" {
+		vs = append(vs, &violation{Field: "channel", Description: "is required: CHANNEL_EMAIL, CHANNEL_SMS or CHANNEL_WEBHOOK"})
+	}
+	cat := req.GetCategory()
+	if cat == notifierv1.Category_CATEGORY_UNSPECIFIED {
+		cat = notifierv1.Category_CATEGORY_TRANSACTIONAL
+	}
+	if err := invalid(vs...); err != nil {
+		return nil, err
+	}
+	id, err := g.e.SendTest(ctx, tenant, &notifierv1.NotificationRequested{CustomerId: req.GetCustomerId(), Channel: req.GetChannel(),
+		Category: cat, TemplateKey: req.GetTemplateKey(), Variables: req.GetVariables()})
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &notifierv1.SendTestResponse{RequestId: id}, nil
+}

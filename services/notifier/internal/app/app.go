@@ -1,0 +1,627 @@
+// Package app is the notifier's use cases: project contacts, decide on
+// requests (policy pipeline, decision trail, outcomes through the outbox),
+// fire deferred timers, send with retries and reconcile interrupted sends.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier/internal/channel"
+	"github.com/retainhq/retain/services/notifier/internal/contacts"
+	"github.com/retainhq/retain/services/notifier/internal/defaults"
+	"github.com/retainhq/retain/services/notifier/internal/policy"
+	"github.com/retainhq/retain/services/notifier/internal/render"
+	"github.com/retainhq/retain/services/notifier/internal/store"
+	"github.com/retainhq/retain/services/notifier/internal/unsub"
+)
+
+// Config tunes the engine.
+type Config struct {
+	Policy policy.Config
+	// DefaultTTL is how long a request without expires_at may wait.
+	DefaultTTL time.Duration
+	// Lease is how long a send attempt may take before it is considered
+	// interrupted and reconciled; keep it above the providers' timeouts.
+	Lease time.Duration
+	// SendTimeout bounds one provider call.
+	SendTimeout time.Duration
+	// MaxAttempts of a transient failure before the delivery fails.
+	MaxAttempts int
+	// RetryInitial doubles per attempt up to RetryMax, with jitter.
+	RetryInitial, RetryMax time.Duration
+	// SendBatch deliveries are claimed at a time; SendWorkers send at once.
+	SendBatch, SendWorkers int
+	PollInterval           time.Duration
+	// PublicURL is where the notifier's HTTP API is reachable from
+	// customers' mail clients (unsubscribe links).
+	PublicURL      string
+	UnsubscribeKey []byte
+	Now            func() time.Time
+}
+
+// Engine runs the use cases.
+type Engine struct {
+	pool    *pgxpool.Pool
+	cfg     Config
+	senders map[notifierv1.Channel]channel.Sender
+	log     *slog.Logger
+	wake    chan struct{}
+	seeded  sync.Map // tenant -> true
+}
+
+// New returns an engine sending through senders (a channel without one
+// fails its deliveries with channel_not_configured).
+func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.Sender, log *slog.Logger) *Engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1)}
+}
+
+func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// HandleContacts is the customer.updated consumer's handler.
+func (e *Engine) HandleContacts(ctx context.Context, tx pgx.Tx, msgs []*bus.Delivery) error {
+	merged := map[store.Key]contacts.Contact{}
+	var order []store.Key
+	for _, m := range msgs {
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(m.Data, &ev); err != nil {
+			m.Reject(fmt.Sprintf("decode retain.events.v1.Event: %v", err))
+			continue
+		}
+		c, ok := contacts.FromEvent(&ev)
+		if !ok || ev.GetTenantId() == "" || ev.GetOccurredAt() == nil {
+			m.Reject("not a customer.updated event with tenant_id, occurred_at and customer_id")
+			continue
+		}
+		k := store.Key{Tenant: c.Tenant, Customer: c.CustomerID}
+		cur, seen := merged[k]
+		if !seen {
+			cur = contacts.Contact{Tenant: c.Tenant, CustomerID: c.CustomerID}
+			order = append(order, k)
+		}
+		merged[k] = contacts.Merge(cur, c)
+	}
+	cs := make([]contacts.Contact, len(order))
+	for i, k := range order {
+		cs[i] = merged[k]
+	}
+	return store.ApplyContacts(ctx, tx, cs)
+}
+
+// validateRequest names what makes a request unusable (dead-lettered).
+func validateRequest(r *notifierv1.NotificationRequested) error {
+	var errs []error
+	if r.GetRequestId() == "" || len(r.GetRequestId()) > 512 {
+		errs = append(errs, errors.New("request_id: is required (at most 512 bytes)"))
+	}
+	if r.GetTenantId() == "" {
+		errs = append(errs, errors.New("tenant_id: is required"))
+	}
+	if r.GetCustomerId() == "" {
+		errs = append(errs, errors.New("customer_id: is required"))
+	}
+	if r.GetChannel() == notifierv1.Channel_CHANNEL_UNSPECIFIED || notifierv1.Channel_name[int32(r.GetChannel())] == "" {
+		errs = append(errs, fmt.Errorf("channel: %d is not email, sms or webhook", r.GetChannel()))
+	}
+	if r.GetCategory() == notifierv1.Category_CATEGORY_UNSPECIFIED || notifierv1.Category_name[int32(r.GetCategory())] == "" {
+		errs = append(errs, errors.New("category: must be transactional or marketing"))
+	}
+	if r.GetTemplateKey() == "" {
+		errs = append(errs, errors.New("template_key: is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// HandleRequests is the notification.requested consumer's handler: it
+// records each new request id and runs the policy on it, in the batch's
+// transaction. A request id seen before (a redelivery, or a requester that
+// published twice beyond the stream's dedupe window) changes nothing.
+func (e *Engine) HandleRequests(ctx context.Context, tx pgx.Tx, msgs []*bus.Delivery) error {
+	now := e.now()
+	var ds []store.Delivery
+	seen := map[store.Key]bool{}
+	for _, m := range msgs {
+		var r notifierv1.NotificationRequested
+		if err := proto.Unmarshal(m.Data, &r); err != nil {
+			m.Reject(fmt.Sprintf("decode retain.notifier.v1.NotificationRequested: %v", err))
+			continue
+		}
+		if err := validateRequest(&r); err != nil {
+			m.Reject(err.Error())
+			continue
+		}
+		k := store.Key{Tenant: r.GetTenantId(), Customer: r.GetRequestId()}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ds = append(ds, e.newDelivery(&r, now))
+	}
+	_, err := e.admit(ctx, tx, ds, now)
+	return err
+}
+
+func (e *Engine) newDelivery(r *notifierv1.NotificationRequested, now time.Time) store.Delivery {
+	requested := now
+	if r.GetRequestedAt() != nil {
+		requested = r.GetRequestedAt().AsTime()
+	}
+	expires := requested.Add(e.cfg.DefaultTTL)
+	if r.GetExpiresAt() != nil {
+		expires = r.GetExpiresAt().AsTime()
+	}
+	return store.Delivery{
+		Tenant: r.GetTenantId(), RequestID: r.GetRequestId(), CustomerID: r.GetCustomerId(),
+		Channel: r.GetChannel(), Category: r.GetCategory(), Priority: r.GetPriority(), TemplateKey: r.GetTemplateKey(),
+		CampaignID: r.GetOrigin().GetCampaignId(), Request: r, ExpiresAt: expires, RequestedAt: requested,
+	}
+}
+
+// admit inserts new requests and decides on those that were new.
+func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now time.Time) (int, error) {
+	if len(ds) == 0 {
+		return 0, nil
+	}
+	fresh, err := store.InsertDeliveries(ctx, tx, ds, now)
+	if err != nil {
+		return 0, err
+	}
+	var todo []store.Delivery
+	for _, d := range ds {
+		if fresh[store.Key{Tenant: d.Tenant, Customer: d.RequestID}] {
+			todo = append(todo, d)
+		}
+	}
+	return len(todo), e.decide(ctx, tx, todo, now)
+}
+
+// decide runs the policy on deliveries in tx, under per-customer locks,
+// and records each result: trail, state, outcome.
+func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now time.Time) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	keySet := map[store.Key]bool{}
+	var keys []store.Key
+	for _, d := range ds {
+		k := store.Key{Tenant: d.Tenant, Customer: d.CustomerID}
+		if !keySet[k] {
+			keySet[k] = true
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Tenant != keys[j].Tenant {
+			return keys[i].Tenant < keys[j].Tenant
+		}
+		return keys[i].Customer < keys[j].Customer
+	})
+	if err := store.LockCustomers(ctx, tx, keys); err != nil {
+		return err
+	}
+	cs, err := store.LoadContacts(ctx, tx, keys)
+	if err != nil {
+		return err
+	}
+	prefs, err := store.LoadPrefs(ctx, tx, keys)
+	if err != nil {
+		return err
+	}
+	var sk []store.SuppKey
+	for k, c := range cs {
+		sk = append(sk, store.SuppKey{Tenant: k.Tenant, Channel: notifierv1.Channel_CHANNEL_EMAIL, Address: c.Email},
+			store.SuppKey{Tenant: k.Tenant, Channel: notifierv1.Channel_CHANNEL_SMS, Address: c.Phone})
+	}
+	supp, err := store.LoadSuppressions(ctx, tx, sk)
+	if err != nil {
+		return err
+	}
+	capTimes, err := store.LoadCapTimes(ctx, tx, keys, now.Add(-e.cfg.Policy.CapWindow))
+	if err != nil {
+		return err
+	}
+	var outbox []bus.Message
+	for _, d := range ds {
+		k := store.Key{Tenant: d.Tenant, Customer: d.CustomerID}
+		c := cs[k]
+		f := policy.Facts{Now: now, Channel: d.Channel, Category: d.Category, Priority: d.Priority, Expires: d.ExpiresAt,
+			Known: c.Known, TimeZone: c.TZ, CapTimes: capTimes[k]}
+		switch d.Channel {
+		case notifierv1.Channel_CHANNEL_EMAIL:
+			f.Address, f.Consent, f.ConsentAt = c.Email, c.EmailConsent, c.EmailConsentAt
+		case notifierv1.Channel_CHANNEL_SMS:
+			f.Address, f.Consent, f.ConsentAt = c.Phone, c.SMSConsent, c.SMSConsentAt
+		}
+		if f.Address != "" {
+			f.Suppressed = supp[store.SuppKey{Tenant: d.Tenant, Channel: d.Channel, Address: store.NormalizeAddress(d.Channel, f.Address)}]
+		}
+		if p, ok := prefs[store.PrefKey{Key: k, Channel: d.Channel, Category: d.Category}]; ok {
+			f.Pref = &p
+		}
+		r := policy.Decide(e.cfg.Policy, f)
+		d.Locale = c.Locale
+		d.DueAt = nil
+		switch r.Verdict {
+		case policy.Send:
+			d.Status, d.DueAt = store.StatusQueued, &now
+			if d.Category == notifierv1.Category_CATEGORY_MARKETING && d.Channel != notifierv1.Channel_CHANNEL_WEBHOOK {
+				d.CapAt = &now
+				capTimes[k] = append(capTimes[k], now)
+			}
+		case policy.Defer:
+			until := r.Until
+			d.Status, d.DueAt = store.StatusDeferred, &until
+			outbox = append(outbox, e.outcome(&d, notifierv1.Outcome_OUTCOME_DEFERRED, r.Code, r.Reason, now))
+		case policy.Suppress:
+			d.Status = store.StatusSuppressed
+			outbox = append(outbox, e.outcome(&d, notifierv1.Outcome_OUTCOME_SUPPRESSED, r.Code, r.Reason, now))
+		case policy.Fail:
+			d.Status = store.StatusFailed
+			outbox = append(outbox, e.outcome(&d, notifierv1.Outcome_OUTCOME_FAILED, r.Code, r.Reason, now))
+		}
+		if err := store.Save(ctx, tx, d, now); err != nil {
+			return err
+		}
+		if err := store.AddDecisions(ctx, tx, d.Tenant, d.RequestID, r.Trail, now); err != nil {
+			return err
+		}
+	}
+	if err := bus.Enqueue(ctx, tx, outbox...); err != nil {
+		return err
+	}
+	e.poke()
+	return nil
+}
+
+var outcomeTypes = map[notifierv1.Outcome]string{
+	notifierv1.Outcome_OUTCOME_SENT:       bus.TypeNotificationSent,
+	notifierv1.Outcome_OUTCOME_FAILED:     bus.TypeNotificationFailed,
+	notifierv1.Outcome_OUTCOME_SUPPRESSED: bus.TypeNotificationSuppressed,
+	notifierv1.Outcome_OUTCOME_DEFERRED:   bus.TypeNotificationDeferred,
+}
+
+// outcome advances d's sequence and returns the outcome event for the
+// outbox (Nats-Msg-Id "<tenant>/<request_id>/<sequence>").
+func (e *Engine) outcome(d *store.Delivery, o notifierv1.Outcome, code, reason string, now time.Time) bus.Message {
+	d.Seq++
+	d.Outcome, d.ReasonCode, d.Reason = o, code, reason
+	ev := &notifierv1.DeliveryOutcome{
+		RequestId: d.RequestID, TenantId: d.Tenant, CustomerId: d.CustomerID, Channel: d.Channel, Category: d.Category,
+		Outcome: o, ReasonCode: code, Reason: reason, Origin: d.Request.GetOrigin(), DecidedAt: timestamppb.New(now),
+		Sequence: d.Seq, Attempts: d.Attempts, ProviderMessageId: d.ProviderID,
+	}
+	if o == notifierv1.Outcome_OUTCOME_DEFERRED && d.DueAt != nil {
+		ev.DeferredUntil = timestamppb.New(*d.DueAt)
+	}
+	data, _ := proto.Marshal(ev) // a message built here always marshals
+	typ := outcomeTypes[o]
+	return bus.Message{Subject: bus.DeliverySubject(d.Tenant, typ), ID: fmt.Sprintf("%s/%s/%d", d.Tenant, d.RequestID, d.Seq), Type: typ, Data: data}
+}
+
+// FireTimers re-decides deferred deliveries that are due, up to limit, and
+// returns how many. Replicas share the work: rows are claimed with FOR
+// UPDATE SKIP LOCKED.
+func (e *Engine) FireTimers(ctx context.Context, limit int) (int, error) {
+	now := e.now()
+	var n int
+	err := pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
+		ds, err := store.ClaimDeferred(ctx, tx, now, limit)
+		if err != nil {
+			return err
+		}
+		n = len(ds)
+		return e.decide(ctx, tx, ds, now)
+	})
+	return n, err
+}
+
+// Run fires timers and sends until ctx is done.
+func (e *Engine) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		e.loop(ctx, "timers", func(ctx context.Context) (int, error) { return e.FireTimers(ctx, 500) })
+	})
+	wg.Go(func() { e.loop(ctx, "sender", e.SendDue) })
+	wg.Wait()
+	return nil
+}
+
+func (e *Engine) loop(ctx context.Context, name string, pass func(context.Context) (int, error)) {
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		// A pass in flight finishes even on shutdown, so that no attempt is
+		// left between "sending" and its result longer than needed.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Lease)
+		n, err := pass(pctx)
+		cancel()
+		if err != nil {
+			e.log.Warn("notifier "+name+" pass failed, retrying", "retry_in", delay, "error", err)
+			if sleep(ctx, delay) != nil {
+				return
+			}
+			delay = min(delay*2, 10*time.Second)
+			continue
+		}
+		delay = 100 * time.Millisecond
+		if n > 0 {
+			continue
+		}
+		t := time.NewTimer(e.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-e.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// SendDue claims due deliveries (committing the attempt first) and sends
+// them, SendWorkers at a time; it returns how many it claimed.
+func (e *Engine) SendDue(ctx context.Context) (int, error) {
+	ds, err := store.ClaimSend(ctx, e.pool, e.now(), e.cfg.Lease, e.cfg.SendBatch)
+	if err != nil || len(ds) == 0 {
+		return 0, err
+	}
+	sem := make(chan struct{}, max(1, e.cfg.SendWorkers))
+	var wg sync.WaitGroup
+	errs := make([]error, len(ds))
+	for i := range ds {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = e.send(ctx, ds[i])
+		})
+	}
+	wg.Wait()
+	return len(ds), errors.Join(errs...)
+}
+
+// attemptResult is what one provider call ended in.
+type attemptResult struct {
+	providerID string
+	locale     string
+	version    int32
+	err        error
+	// failCode/failReason end the delivery without a provider call
+	// (render failure, channel not configured).
+	failCode, failReason string
+}
+
+func (e *Engine) send(ctx context.Context, d store.Delivery) error {
+	var steps []policy.Step
+	if d.PrevStatus == store.StatusSending {
+		steps = append(steps, policy.Step{Stage: "reconcile", Verdict: "retry", Code: "attempt_interrupted",
+			Reason: fmt.Sprintf("attempt %d did not finish (crash or timeout beyond the lease); sending again with the same idempotency key %q (email: the same Message-ID)", d.Attempts-1, d.Tenant+"/"+d.RequestID)})
+	}
+	res := e.attempt(ctx, d)
+	return e.finish(ctx, d, res, steps)
+}
+
+func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
+	tpl, err := e.template(ctx, d.Tenant, d.TemplateKey, d.Channel)
+	if errors.Is(err, store.ErrNotFound) {
+		return attemptResult{failCode: "template_not_found", failReason: fmt.Sprintf("no %s template %q", channelWord(d.Channel), d.TemplateKey)}
+	}
+	if err != nil {
+		return attemptResult{err: err}
+	}
+	compiled, vs := render.Compile(tpl)
+	if vs != nil {
+		return attemptResult{failCode: "template_invalid", failReason: fmt.Sprintf("template %s v%d does not compile: %s: %s", tpl.GetKey(), tpl.GetVersion(), vs[0].Field, vs[0].Description)}
+	}
+	cs, err := store.LoadContacts(ctx, e.pool, []store.Key{{Tenant: d.Tenant, Customer: d.CustomerID}})
+	if err != nil {
+		return attemptResult{err: err}
+	}
+	c := cs[store.Key{Tenant: d.Tenant, Customer: d.CustomerID}]
+	msg, rerr := compiled.Render(render.Input{
+		Locale:    render.Locale{Tag: c.Locale, Zone: e.zone(c.TZ)},
+		Variables: d.Request.GetVariables(),
+		Customer: map[string]string{"first_name": c.FirstName, "last_name": c.LastName, "email": c.Email, "phone": c.Phone,
+			"locale": c.Locale},
+		UnsubscribeURL: e.unsubscribeURL(d),
+	})
+	res := attemptResult{version: tpl.GetVersion(), locale: msg.Locale}
+	if rerr != nil {
+		var me *render.MissingError
+		if errors.As(rerr, &me) {
+			res.failCode, res.failReason = me.Code, me.Reason
+		} else {
+			res.failCode, res.failReason = "template_render_failed", fmt.Sprintf("template %s v%d: %v", tpl.GetKey(), tpl.GetVersion(), rerr)
+		}
+		return res
+	}
+	sender := e.senders[d.Channel]
+	if sender == nil {
+		res.failCode, res.failReason = "channel_not_configured", fmt.Sprintf("no %s provider is configured", channelWord(d.Channel))
+		return res
+	}
+	m := &channel.Message{Tenant: d.Tenant, RequestID: d.RequestID, CustomerID: d.CustomerID, Subject: msg.Subject,
+		HTML: msg.HTML, Text: msg.Text, Body: msg.Body, Dir: msg.Dir, RequestedAt: d.RequestedAt, Attempt: e.now()}
+	switch d.Channel {
+	case notifierv1.Channel_CHANNEL_EMAIL:
+		m.To = c.Email
+		m.UnsubscribeURL = e.unsubscribeURL(d)
+		m.UnsubscribePostURL = m.UnsubscribeURL
+	case notifierv1.Channel_CHANNEL_SMS:
+		m.To = c.Phone
+	}
+	sctx, cancel := context.WithTimeout(ctx, e.cfg.SendTimeout)
+	defer cancel()
+	res.providerID, res.err = sender.Send(sctx, m)
+	return res
+}
+
+// finish records an attempt's result, unless the attempt lost its lease
+// to a reconciling one meanwhile.
+func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult, steps []policy.Step) error {
+	now := e.now()
+	return pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
+		cur, mine, err := store.LockSending(ctx, tx, d.Tenant, d.RequestID, d.Attempts)
+		if err != nil || !mine {
+			return err
+		}
+		cur.TemplateVersion, cur.Locale, cur.ProviderID = res.version, res.locale, res.providerID
+		cur.DueAt = nil
+		var out *bus.Message
+		fail := func(code, reason string) {
+			cur.Status, cur.CapAt = store.StatusFailed, nil // a failure does not use up the cap
+			m := e.outcome(&cur, notifierv1.Outcome_OUTCOME_FAILED, code, reason, now)
+			out = &m
+			steps = append(steps, policy.Step{Stage: "send", Verdict: "fail", Code: code, Reason: reason})
+		}
+		switch {
+		case res.failCode != "":
+			fail(res.failCode, res.failReason)
+		case res.err == nil:
+			cur.Status = store.StatusSent
+			m := e.outcome(&cur, notifierv1.Outcome_OUTCOME_SENT, "", "", now)
+			out = &m
+			steps = append(steps, policy.Step{Stage: "send", Verdict: "sent", Reason: fmt.Sprintf("accepted by the %s provider on attempt %d (id %s)", channelWord(cur.Channel), cur.Attempts, res.providerID)})
+		default:
+			ce := channel.Classify(res.err)
+			switch {
+			case ce.Permanent:
+				fail(ce.Code, fmt.Sprintf("attempt %d: %v", cur.Attempts, ce.Err))
+			case int(cur.Attempts) >= e.cfg.MaxAttempts:
+				fail("retries_exhausted", fmt.Sprintf("%d attempts failed, the last: %v", cur.Attempts, ce.Err))
+			default:
+				wait := max(ce.RetryAfter, e.backoff(int(cur.Attempts)))
+				due := now.Add(wait)
+				cur.Status, cur.DueAt = store.StatusQueued, &due
+				steps = append(steps, policy.Step{Stage: "send", Verdict: "retry", Code: ce.Code, Reason: fmt.Sprintf("attempt %d: %v; retrying in %s", cur.Attempts, ce.Err, wait.Round(time.Millisecond))})
+			}
+		}
+		if err := store.Save(ctx, tx, cur, now); err != nil {
+			return err
+		}
+		if err := store.AddDecisions(ctx, tx, cur.Tenant, cur.RequestID, steps, now); err != nil {
+			return err
+		}
+		if out != nil {
+			return bus.Enqueue(ctx, tx, *out)
+		}
+		return nil
+	})
+}
+
+// backoff is RetryInitial doubled per attempt, capped, with +-20% jitter so
+// that a provider outage does not end in a synchronized stampede.
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.cfg.RetryInitial
+	for i := 1; i < attempt && d < e.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.cfg.RetryMax)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func (e *Engine) zone(name string) *time.Location {
+	if name != "" {
+		if loc, err := time.LoadLocation(name); err == nil {
+			return loc
+		}
+	}
+	if e.cfg.Policy.DefaultZone != nil {
+		return e.cfg.Policy.DefaultZone
+	}
+	return time.UTC
+}
+
+// UnsubscribePath is the HTTP route of unsubscribe links.
+const UnsubscribePath = "/v1/unsubscribe"
+
+func (e *Engine) unsubscribeURL(d store.Delivery) string {
+	if d.Channel == notifierv1.Channel_CHANNEL_WEBHOOK {
+		return ""
+	}
+	tok := unsub.Sign(e.cfg.UnsubscribeKey, unsub.Claim{Tenant: d.Tenant, Customer: d.CustomerID, Channel: d.Channel, RequestID: d.RequestID})
+	return e.cfg.PublicURL + UnsubscribePath + "?t=" + url.QueryEscape(tok)
+}
+
+func channelWord(c notifierv1.Channel) string {
+	switch c {
+	case notifierv1.Channel_CHANNEL_EMAIL:
+		return "email"
+	case notifierv1.Channel_CHANNEL_SMS:
+		return "SMS"
+	}
+	return "webhook"
+}
+
+// template returns the latest version of a template, installing the
+// tenant's defaults on first use.
+func (e *Engine) template(ctx context.Context, tenant, key string, ch notifierv1.Channel) (*notifierv1.Template, error) {
+	if err := e.EnsureDefaults(ctx, tenant); err != nil {
+		return nil, err
+	}
+	return store.GetTemplate(ctx, e.pool, tenant, key, ch, 0)
+}
+
+// EnsureDefaults installs the default templates for tenant once; a tenant
+// that changed or replaced them keeps its own.
+func (e *Engine) EnsureDefaults(ctx context.Context, tenant string) error {
+	if _, ok := e.seeded.Load(tenant); ok {
+		return nil
+	}
+	ts, err := defaults.Templates()
+	if err != nil {
+		return err
+	}
+	now := e.now()
+	err = pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
+		first, err := store.MarkSeeded(ctx, tx, tenant, now)
+		if err != nil || !first {
+			return err
+		}
+		for _, t := range ts {
+			if _, err := store.InsertTemplate(ctx, tx, tenant, t, true, now); err != nil && !errors.Is(err, store.ErrExists) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("install default templates for %s: %w", tenant, err)
+	}
+	e.seeded.Store(tenant, true)
+	return nil
+}

@@ -1,0 +1,157 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// post sends one JSON POST and classifies the answer.
+func post(ctx context.Context, client *http.Client, url string, header http.Header, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, Permanent("provider_misconfigured", fmt.Errorf("build request to %s: %w", url, err))
+	}
+	req.Header = header
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, Classify(fmt.Errorf("POST %s: %w", url, err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, Classify(fmt.Errorf("read answer of %s: %w", url, err))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, httpStatusError(resp, b, time.Now())
+	}
+	return b, nil
+}
+
+// SMSConfig configures the HTTP SMS provider.
+type SMSConfig struct {
+	URL string
+	// AuthHeader and AuthValue are sent on every request, e.g.
+	// Authorization: Bearer <key>.
+	AuthHeader, AuthValue string
+	From                  string
+	// RatePerSecond is the provider's request limit (burst 1 second's worth).
+	RatePerSecond float64
+	Timeout       time.Duration
+}
+
+// SMS posts {"to","from","text","reference"} with an Idempotency-Key header
+// (the request's key, the same on every attempt) and reads the provider's
+// message id from "id", "message_id" or "sid" in the answer.
+type SMS struct {
+	cfg     SMSConfig
+	client  *http.Client
+	limiter *rate.Limiter
+}
+
+// NewSMS returns the SMS sender.
+func NewSMS(cfg SMSConfig) *SMS {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.AuthHeader == "" {
+		cfg.AuthHeader = "Authorization"
+	}
+	lim := rate.NewLimiter(rate.Inf, 1)
+	if cfg.RatePerSecond > 0 {
+		lim = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(1, int(cfg.RatePerSecond)))
+	}
+	return &SMS{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, limiter: lim}
+}
+
+// Send delivers one SMS.
+func (s *SMS) Send(ctx context.Context, m *Message) (string, error) {
+	if err := s.limiter.Wait(ctx); err != nil {
+		return "", Transient("provider_rate_limited", fmt.Errorf("SMS rate limit: %w", err))
+	}
+	body, _ := json.Marshal(map[string]string{"to": m.To, "from": s.cfg.From, "text": m.Body, "reference": m.IdempotencyKey()})
+	h := http.Header{}
+	h.Set("Idempotency-Key", m.IdempotencyKey())
+	if s.cfg.AuthValue != "" {
+		h.Set(s.cfg.AuthHeader, s.cfg.AuthValue)
+	}
+	b, err := post(ctx, s.client, s.cfg.URL, h, body)
+	if err != nil {
+		return "", err
+	}
+	var ans struct {
+		ID        string `json:"id"`
+		MessageID string `json:"message_id"`
+		SID       string `json:"sid"`
+	}
+	_ = json.Unmarshal(b, &ans) // an answer without an id is still a success
+	switch {
+	case ans.ID != "":
+		return ans.ID, nil
+	case ans.MessageID != "":
+		return ans.MessageID, nil
+	}
+	return ans.SID, nil
+}
+
+// WebhookConfig configures the webhook channel.
+type WebhookConfig struct {
+	URL     string
+	Secret  string
+	Timeout time.Duration
+}
+
+// Webhook header names.
+const (
+	HeaderSignature = "Retain-Signature"
+	HeaderRequestID = "Retain-Request-Id"
+)
+
+// Webhook posts the rendered JSON body signed with HMAC-SHA256 over
+// "<unix seconds>.<body>" in Retain-Signature: t=<unix seconds>,v1=<hex>.
+type Webhook struct {
+	cfg    WebhookConfig
+	client *http.Client
+}
+
+// NewWebhook returns the webhook sender.
+func NewWebhook(cfg WebhookConfig) *Webhook {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Webhook{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}}
+}
+
+// Sign is the Retain-Signature value of body at t.
+func Sign(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	h := hmac.New(sha256.New, []byte(secret))
+	h.Write([]byte(ts))
+	h.Write([]byte("."))
+	h.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(h.Sum(nil))
+}
+
+// Send delivers one webhook.
+func (w *Webhook) Send(ctx context.Context, m *Message) (string, error) {
+	body := []byte(m.Body)
+	h := http.Header{}
+	h.Set(HeaderSignature, Sign(w.cfg.Secret, time.Now(), body))
+	h.Set("Idempotency-Key", m.IdempotencyKey())
+	h.Set(HeaderRequestID, m.IdempotencyKey())
+	if _, err := post(ctx, w.client, w.cfg.URL, h, body); err != nil {
+		return "", err
+	}
+	return "", nil
+}

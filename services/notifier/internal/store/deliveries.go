@@ -1,0 +1,274 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier/internal/policy"
+)
+
+// Delivery statuses.
+const (
+	StatusQueued     = "queued"
+	StatusDeferred   = "deferred"
+	StatusSending    = "sending"
+	StatusSent       = "sent"
+	StatusFailed     = "failed"
+	StatusSuppressed = "suppressed"
+)
+
+// Delivery is one request's row.
+type Delivery struct {
+	Tenant, RequestID, CustomerID string
+	Channel                       notifierv1.Channel
+	Category                      notifierv1.Category
+	Priority                      notifierv1.Priority
+	TemplateKey                   string
+	TemplateVersion               int32
+	CampaignID                    string
+	Request                       *notifierv1.NotificationRequested
+	Status                        string
+	DueAt                         *time.Time
+	ExpiresAt                     time.Time
+	Attempts, Seq                 int32
+	Outcome                       notifierv1.Outcome
+	ReasonCode, Reason            string
+	ProviderID, Locale            string
+	RequestedAt                   time.Time
+	CapAt                         *time.Time
+	CreatedAt, UpdatedAt          time.Time
+	// PrevStatus is the status before ClaimSend (sending: a reconcile).
+	PrevStatus string
+}
+
+const deliveryCols = `d.tenant, d.request_id, d.customer_id, d.channel, d.category, d.priority, d.template_key, d.template_version,
+	d.campaign_id, d.request, d.status, d.due_at, d.expires_at, d.attempts, d.seq, d.outcome, d.reason_code, d.reason,
+	d.provider_message_id, d.locale, d.requested_at, d.cap_at, d.created_at, d.updated_at`
+
+func scanDelivery(row pgx.Row, extra ...any) (Delivery, error) {
+	var d Delivery
+	var ch, cat, pri, out int16
+	var req []byte
+	dest := []any{&d.Tenant, &d.RequestID, &d.CustomerID, &ch, &cat, &pri, &d.TemplateKey, &d.TemplateVersion,
+		&d.CampaignID, &req, &d.Status, &d.DueAt, &d.ExpiresAt, &d.Attempts, &d.Seq, &out, &d.ReasonCode, &d.Reason,
+		&d.ProviderID, &d.Locale, &d.RequestedAt, &d.CapAt, &d.CreatedAt, &d.UpdatedAt}
+	if err := row.Scan(append(dest, extra...)...); err != nil {
+		return d, err
+	}
+	d.Channel, d.Category, d.Priority, d.Outcome = notifierv1.Channel(ch), notifierv1.Category(cat), notifierv1.Priority(pri), notifierv1.Outcome(out)
+	d.Request = &notifierv1.NotificationRequested{}
+	if err := proto.Unmarshal(req, d.Request); err != nil {
+		return d, fmt.Errorf("decode stored request %s: %w", d.RequestID, err)
+	}
+	return d, nil
+}
+
+// InsertDeliveries records new requests; it returns the ones that were not
+// there yet (the others are duplicates of a request id already handled).
+func InsertDeliveries(ctx context.Context, tx pgx.Tx, ds []Delivery, now time.Time) (map[Key]bool, error) {
+	n := len(ds)
+	var (
+		tenants, ids, customers, keys, campaigns = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		chs, cats, pris                          = make([]int16, n), make([]int16, n), make([]int16, n)
+		reqs                                     = make([][]byte, n)
+		expires, requested                       = make([]time.Time, n), make([]time.Time, n)
+	)
+	for i, d := range ds {
+		b, err := proto.Marshal(d.Request)
+		if err != nil {
+			return nil, fmt.Errorf("encode request %s: %w", d.RequestID, err)
+		}
+		tenants[i], ids[i], customers[i], keys[i], campaigns[i] = d.Tenant, d.RequestID, d.CustomerID, d.TemplateKey, d.CampaignID
+		chs[i], cats[i], pris[i] = int16(d.Channel), int16(d.Category), int16(d.Priority)
+		reqs[i], expires[i], requested[i] = b, d.ExpiresAt, d.RequestedAt
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, campaign_id,
+			request, expires_at, requested_at, status, created_at, updated_at)
+		SELECT u.*, 'pending', $12, $12
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::smallint[], $6::smallint[], $7::text[], $8::text[],
+		            $9::bytea[], $10::timestamptz[], $11::timestamptz[]) AS u
+		ON CONFLICT (tenant, request_id) DO NOTHING
+		RETURNING tenant, request_id`,
+		tenants, ids, customers, chs, cats, pris, keys, campaigns, reqs, expires, requested, now)
+	if err != nil {
+		return nil, fmt.Errorf("record %d requests: %w", n, err)
+	}
+	out := map[Key]bool{}
+	for rows.Next() {
+		var k Key
+		if err := rows.Scan(&k.Tenant, &k.Customer); err != nil {
+			return nil, err
+		}
+		out[k] = true
+	}
+	return out, rows.Err()
+}
+
+// ClaimDeferred locks deferred deliveries that are due (skipping those
+// another replica holds) for a new policy decision in tx.
+func ClaimDeferred(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Delivery, error) {
+	rows, err := tx.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries d
+		WHERE status = 'deferred' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim deferred deliveries: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
+}
+
+// Save writes a delivery's state.
+func Save(ctx context.Context, q Querier, d Delivery, now time.Time) error {
+	_, err := q.Exec(ctx, `
+		UPDATE deliveries SET status = $3, due_at = $4, attempts = $5, seq = $6, outcome = $7, reason_code = $8,
+			reason = $9, provider_message_id = $10, locale = $11, cap_at = $12, template_version = $13,
+			lease_until = NULL, updated_at = $14
+		WHERE tenant = $1 AND request_id = $2`,
+		d.Tenant, d.RequestID, d.Status, d.DueAt, d.Attempts, d.Seq, int16(d.Outcome), d.ReasonCode, d.Reason,
+		d.ProviderID, d.Locale, d.CapAt, d.TemplateVersion, now)
+	if err != nil {
+		return fmt.Errorf("save delivery %s: %w", d.RequestID, err)
+	}
+	return nil
+}
+
+// AddDecisions appends steps to a delivery's decision trail.
+func AddDecisions(ctx context.Context, q Querier, tenant, requestID string, steps []policy.Step, at time.Time) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	stages, verdicts, codes, reasons := make([]string, len(steps)), make([]string, len(steps)), make([]string, len(steps)), make([]string, len(steps))
+	for i, s := range steps {
+		stages[i], verdicts[i], codes[i], reasons[i] = s.Stage, s.Verdict, s.Code, s.Reason
+	}
+	_, err := q.Exec(ctx, `
+		INSERT INTO delivery_decisions (tenant, request_id, step, stage, verdict, reason_code, reason, decided_at)
+		SELECT $1, $2, (SELECT coalesce(max(step), 0) FROM delivery_decisions WHERE tenant = $1 AND request_id = $2) + u.o,
+		       u.stage, u.verdict, u.code, u.reason, $7
+		FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS u(stage, verdict, code, reason, o)`,
+		tenant, requestID, stages, verdicts, codes, reasons, at)
+	if err != nil {
+		return fmt.Errorf("record decisions of %s: %w", requestID, err)
+	}
+	return nil
+}
+
+// ClaimSend marks up to limit deliveries as being sent (attempt counted,
+// lease set) and commits before anything is sent: queued ones that are due,
+// and sending ones whose lease ran out (an attempt interrupted by a crash,
+// reconciled by sending again with the same idempotency key).
+func ClaimSend(ctx context.Context, q Querier, now time.Time, lease time.Duration, limit int) ([]Delivery, error) {
+	rows, err := q.Query(ctx, `
+		WITH c AS (
+			SELECT tenant, request_id, status AS prev FROM deliveries
+			WHERE (status = 'queued' AND due_at <= $1) OR (status = 'sending' AND lease_until < $1)
+			ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+		UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, lease_until = $2, updated_at = $1
+		FROM c WHERE d.tenant = c.tenant AND d.request_id = c.request_id
+		RETURNING `+deliveryCols+`, c.prev`, now, now.Add(lease), limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries to send: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
+		var prev string
+		d, err := scanDelivery(r, &prev)
+		d.PrevStatus = prev
+		return d, err
+	})
+}
+
+// LockSending re-reads a delivery being sent, locked, to finish it; ok is
+// false when it is no longer this attempt's (a lease that ran out and was
+// claimed again).
+func LockSending(ctx context.Context, tx pgx.Tx, tenant, requestID string, attempts int32) (Delivery, bool, error) {
+	d, err := scanDelivery(tx.QueryRow(ctx, `SELECT `+deliveryCols+` FROM deliveries d WHERE tenant = $1 AND request_id = $2 FOR UPDATE`, tenant, requestID))
+	if err != nil {
+		return d, false, fmt.Errorf("lock delivery %s: %w", requestID, err)
+	}
+	return d, d.Status == StatusSending && d.Attempts == attempts, nil
+}
+
+// Decision is one stored step of a trail.
+type Decision struct {
+	Step                               int32
+	Stage, Verdict, ReasonCode, Reason string
+	At                                 time.Time
+}
+
+// GetDelivery returns a delivery and its decision trail.
+func GetDelivery(ctx context.Context, q Querier, tenant, requestID string) (Delivery, []Decision, error) {
+	d, err := scanDelivery(q.QueryRow(ctx, `SELECT `+deliveryCols+` FROM deliveries d WHERE tenant = $1 AND request_id = $2 AND status <> 'pending'`, tenant, requestID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, nil, ErrNotFound
+	}
+	if err != nil {
+		return d, nil, fmt.Errorf("get delivery %s: %w", requestID, err)
+	}
+	rows, err := q.Query(ctx, `SELECT step, stage, verdict, reason_code, reason, decided_at FROM delivery_decisions
+		WHERE tenant = $1 AND request_id = $2 ORDER BY step`, tenant, requestID)
+	if err != nil {
+		return d, nil, fmt.Errorf("get decisions of %s: %w", requestID, err)
+	}
+	ds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Decision, error) {
+		var x Decision
+		err := r.Scan(&x.Step, &x.Stage, &x.Verdict, &x.ReasonCode, &x.Reason, &x.At)
+		return x, err
+	})
+	return d, ds, err
+}
+
+// ListFilter selects deliveries of one customer or one campaign.
+type ListFilter struct {
+	Tenant, Customer, Campaign string
+	// After is the (created_at, request_id) of the last row of the previous
+	// page.
+	AfterAt *time.Time
+	AfterID string
+	Limit   int
+}
+
+// ListDeliveries returns deliveries newest first.
+func ListDeliveries(ctx context.Context, q Querier, f ListFilter) ([]Delivery, error) {
+	where := `d.tenant = $1 AND d.status <> 'pending'`
+	args := []any{f.Tenant, f.Limit}
+	if f.Customer != "" {
+		args = append(args, f.Customer)
+		where += fmt.Sprintf(" AND d.customer_id = $%d", len(args))
+	}
+	if f.Campaign != "" {
+		args = append(args, f.Campaign)
+		where += fmt.Sprintf(" AND d.campaign_id = $%d", len(args))
+	}
+	if f.AfterAt != nil {
+		args = append(args, *f.AfterAt, f.AfterID)
+		where += fmt.Sprintf(" AND (d.created_at, d.request_id) < ($%d, $%d)", len(args)-1, len(args))
+	}
+	rows, err := q.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries d WHERE `+where+` ORDER BY d.created_at DESC, d.request_id DESC LIMIT $2`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
+}
+
+// Counts are deliveries by status, for reports.
+func Counts(ctx context.Context, q Querier, tenant string) (map[string]int, error) {
+	rows, err := q.Query(ctx, `SELECT status, count(*) FROM deliveries WHERE tenant = $1 GROUP BY status`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("count deliveries: %w", err)
+	}
+	out := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}

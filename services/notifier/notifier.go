@@ -1,0 +1,383 @@
+// Package notifier is the composition root of the notifier service: it
+// projects customer.updated into contacts, takes notification.requested
+// from RETAIN_NOTIFICATIONS, decides per request (consent, suppression,
+// frequency cap, quiet hours) with a recorded decision trail, sends by
+// email, SMS or webhook exactly once per request id, and publishes each
+// outcome to RETAIN_DELIVERIES through a transactional outbox.
+// cmd/notifier runs it alone; `retain dev` runs it beside the others.
+package notifier
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/service"
+	"github.com/retainhq/retain/platform/telemetry"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier/internal/api"
+	"github.com/retainhq/retain/services/notifier/internal/app"
+	"github.com/retainhq/retain/services/notifier/internal/channel"
+	"github.com/retainhq/retain/services/notifier/internal/policy"
+	"github.com/retainhq/retain/services/notifier/internal/store"
+)
+
+// Durable consumer names.
+const (
+	RequestsConsumer = "notifier-requests"
+	ContactsConsumer = "notifier-contacts"
+)
+
+// Config is everything the notifier needs.
+type Config struct {
+	service.Config
+
+	// PublicURL is the base URL customers reach the notifier's HTTP
+	// endpoint at (unsubscribe links), e.g. https://retain.shop.example.
+	PublicURL string
+	// UnsubscribeSecret signs unsubscribe links (at least 32 bytes).
+	UnsubscribeSecret string
+
+	CapMax                 int
+	CapWindow              time.Duration
+	QuietStart, QuietEnd   string
+	DefaultTimeZone        string
+	DefaultTTL             time.Duration
+	MaxAttempts            int
+	RetryInitial, RetryMax time.Duration
+	Lease, SendTimeout     time.Duration
+	SendBatch, SendWorkers int
+	BatchSize              int
+	PollInterval           time.Duration
+
+	// OutboxDir, when set, replaces every channel by files written there
+	// (development).
+	OutboxDir string
+	SMTP      channel.SMTPConfig
+	SMS       channel.SMSConfig
+	Webhook   channel.WebhookConfig
+	// SMSRate is the SMS provider's request limit per second (0: none).
+	SMSRate int
+
+	// Now is the clock (tests); nil is time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	c := Config{
+		Config:          service.DefaultConfig("notifier"),
+		PublicURL:       "http://127.0.0.1:8080",
+		CapMax:          2,
+		CapWindow:       7 * 24 * time.Hour,
+		QuietStart:      "21:00",
+		QuietEnd:        "09:00",
+		DefaultTimeZone: "UTC",
+		DefaultTTL:      72 * time.Hour,
+		MaxAttempts:     6,
+		RetryInitial:    30 * time.Second,
+		RetryMax:        30 * time.Minute,
+		Lease:           2 * time.Minute,
+		SendTimeout:     30 * time.Second,
+		SendBatch:       100,
+		SendWorkers:     16,
+		BatchSize:       250,
+		PollInterval:    time.Second,
+		SMTP:            channel.SMTPConfig{TLS: channel.TLSOpportunistic, PoolSize: 8, Timeout: 30 * time.Second},
+		SMS:             channel.SMSConfig{AuthHeader: "Authorization", Timeout: 10 * time.Second},
+		SMSRate:         10,
+		Webhook:         channel.WebhookConfig{Timeout: 10 * time.Second},
+	}
+	c.Addrs.HTTP = ":8080" // the unsubscribe endpoint
+	return c
+}
+
+// RegisterFlags binds every setting to a flag and its RETAIN_* variable.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Config.RegisterFlags(fs, "RETAIN_NOTIFIER_DATABASE_URL", "Postgres URL of the notifier database")
+	config.StringVar(fs, &c.PublicURL, "public-url", "RETAIN_NOTIFIER_PUBLIC_URL", "base URL of the notifier's HTTP endpoint as customers reach it (unsubscribe links)")
+	config.StringVar(fs, &c.UnsubscribeSecret, "unsubscribe-secret", "RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET", "secret signing unsubscribe links (at least 32 bytes)")
+	config.IntVar(fs, &c.CapMax, "cap-max", "RETAIN_NOTIFIER_CAP_MAX", "most marketing messages per customer per cap window (0: no cap)")
+	config.DurationVar(fs, &c.CapWindow, "cap-window", "RETAIN_NOTIFIER_CAP_WINDOW", "frequency cap window")
+	config.StringVar(fs, &c.QuietStart, "quiet-start", "RETAIN_NOTIFIER_QUIET_START", "start of quiet hours, customer's local time (HH:MM)")
+	config.StringVar(fs, &c.QuietEnd, "quiet-end", "RETAIN_NOTIFIER_QUIET_END", "end of quiet hours, customer's local time (HH:MM; equal to start: none)")
+	config.StringVar(fs, &c.DefaultTimeZone, "default-time-zone", "RETAIN_NOTIFIER_DEFAULT_TIME_ZONE", "time zone of customers without one (IANA)")
+	config.DurationVar(fs, &c.DefaultTTL, "default-ttl", "RETAIN_NOTIFIER_DEFAULT_TTL", "how long a request without expires_at may wait (deferrals)")
+	config.IntVar(fs, &c.MaxAttempts, "max-attempts", "RETAIN_NOTIFIER_MAX_ATTEMPTS", "provider attempts before a transient failure becomes FAILED")
+	config.DurationVar(fs, &c.RetryInitial, "retry-initial", "RETAIN_NOTIFIER_RETRY_INITIAL", "first retry delay (doubled per attempt, with jitter)")
+	config.DurationVar(fs, &c.RetryMax, "retry-max", "RETAIN_NOTIFIER_RETRY_MAX", "longest retry delay")
+	config.DurationVar(fs, &c.Lease, "send-lease", "RETAIN_NOTIFIER_SEND_LEASE", "how long a send attempt may last before it is reconciled (above every provider timeout)")
+	config.DurationVar(fs, &c.SendTimeout, "send-timeout", "RETAIN_NOTIFIER_SEND_TIMEOUT", "bound of one provider call")
+	config.IntVar(fs, &c.SendBatch, "send-batch", "RETAIN_NOTIFIER_SEND_BATCH", "deliveries claimed per send pass")
+	config.IntVar(fs, &c.SendWorkers, "send-workers", "RETAIN_NOTIFIER_SEND_WORKERS", "provider calls in flight at once")
+	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_NOTIFIER_BATCH_SIZE", "most requests or contacts applied in one transaction")
+	config.DurationVar(fs, &c.PollInterval, "poll-interval", "RETAIN_NOTIFIER_POLL_INTERVAL", "how often due timers and sends are looked for without a wake-up")
+	config.StringVar(fs, &c.OutboxDir, "outbox-dir", "RETAIN_NOTIFIER_OUTBOX_DIR", "write every message to files here instead of sending (development)")
+	config.StringVar(fs, &c.SMTP.Addr, "smtp-addr", "RETAIN_NOTIFIER_SMTP_ADDR", "SMTP server host:port (empty: no email)")
+	config.StringVar(fs, &c.SMTP.Username, "smtp-username", "RETAIN_NOTIFIER_SMTP_USERNAME", "SMTP AUTH user")
+	config.StringVar(fs, &c.SMTP.Password, "smtp-password", "RETAIN_NOTIFIER_SMTP_PASSWORD", "SMTP AUTH password")
+	config.StringVar(fs, &c.SMTP.From, "smtp-from", "RETAIN_NOTIFIER_SMTP_FROM", `sender, e.g. "Shop <news@shop.example>"`)
+	config.StringVar(fs, &c.SMTP.TLS, "smtp-tls", "RETAIN_NOTIFIER_SMTP_TLS", "starttls (required), opportunistic, tls (implicit, port 465) or none")
+	config.IntVar(fs, &c.SMTP.PoolSize, "smtp-pool-size", "RETAIN_NOTIFIER_SMTP_POOL_SIZE", "SMTP connections kept open and reused")
+	config.DurationVar(fs, &c.SMTP.Timeout, "smtp-timeout", "RETAIN_NOTIFIER_SMTP_TIMEOUT", "SMTP connection and command timeout")
+	config.StringVar(fs, &c.SMS.URL, "sms-url", "RETAIN_NOTIFIER_SMS_URL", "SMS provider API endpoint (JSON POST; empty: no SMS)")
+	config.StringVar(fs, &c.SMS.AuthHeader, "sms-auth-header", "RETAIN_NOTIFIER_SMS_AUTH_HEADER", "header carrying the SMS provider credential")
+	config.StringVar(fs, &c.SMS.AuthValue, "sms-auth", "RETAIN_NOTIFIER_SMS_AUTH", `value of that header, e.g. "Bearer <key>"`)
+	config.StringVar(fs, &c.SMS.From, "sms-from", "RETAIN_NOTIFIER_SMS_FROM", "SMS sender id or number")
+	config.IntVar(fs, &c.SMSRate, "sms-rate", "RETAIN_NOTIFIER_SMS_RATE", "SMS provider requests per second (0: unlimited)")
+	config.StringVar(fs, &c.Webhook.URL, "webhook-url", "RETAIN_NOTIFIER_WEBHOOK_URL", "endpoint of webhook messages (empty: no webhooks)")
+	config.StringVar(fs, &c.Webhook.Secret, "webhook-secret", "RETAIN_NOTIFIER_WEBHOOK_SECRET", "HMAC-SHA256 secret signing webhooks")
+}
+
+// Validate names every bad setting at once.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate("RETAIN_NOTIFIER_DATABASE_URL")}
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("RETAIN_NOTIFIER_PUBLIC_URL %q: want an http(s) URL like https://retain.shop.example", c.PublicURL)
+	}
+	if len(c.UnsubscribeSecret) < 32 {
+		bad("RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET: at least 32 bytes are required (got %d)", len(c.UnsubscribeSecret))
+	}
+	if c.CapMax < 0 {
+		bad("RETAIN_NOTIFIER_CAP_MAX %d: must not be negative", c.CapMax)
+	}
+	if c.CapWindow <= 0 {
+		bad("RETAIN_NOTIFIER_CAP_WINDOW %s: must be positive", c.CapWindow)
+	}
+	if _, err := policy.ParseClock(c.QuietStart); err != nil {
+		bad("RETAIN_NOTIFIER_QUIET_START: %v", err)
+	}
+	if _, err := policy.ParseClock(c.QuietEnd); err != nil {
+		bad("RETAIN_NOTIFIER_QUIET_END: %v", err)
+	}
+	if _, err := time.LoadLocation(c.DefaultTimeZone); err != nil {
+		bad("RETAIN_NOTIFIER_DEFAULT_TIME_ZONE %q: not an IANA time zone", c.DefaultTimeZone)
+	}
+	if c.DefaultTTL <= 0 {
+		bad("RETAIN_NOTIFIER_DEFAULT_TTL %s: must be positive", c.DefaultTTL)
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
+		bad("RETAIN_NOTIFIER_MAX_ATTEMPTS %d: must be 1-100", c.MaxAttempts)
+	}
+	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
+		bad("RETAIN_NOTIFIER_RETRY_INITIAL %s / RETAIN_NOTIFIER_RETRY_MAX %s: want 0 < initial <= max", c.RetryInitial, c.RetryMax)
+	}
+	if c.SendTimeout <= 0 || c.Lease <= c.SendTimeout {
+		bad("RETAIN_NOTIFIER_SEND_LEASE %s must exceed RETAIN_NOTIFIER_SEND_TIMEOUT %s (> 0): an attempt still running must not be reconciled", c.Lease, c.SendTimeout)
+	}
+	if c.SendBatch < 1 || c.SendBatch > 10000 {
+		bad("RETAIN_NOTIFIER_SEND_BATCH %d: must be 1-10000", c.SendBatch)
+	}
+	if c.SendWorkers < 1 || c.SendWorkers > 1000 {
+		bad("RETAIN_NOTIFIER_SEND_WORKERS %d: must be 1-1000", c.SendWorkers)
+	}
+	if c.BatchSize < 1 || c.BatchSize > 10000 {
+		bad("RETAIN_NOTIFIER_BATCH_SIZE %d: must be 1-10000", c.BatchSize)
+	}
+	if c.SMSRate < 0 {
+		bad("RETAIN_NOTIFIER_SMS_RATE %d: must not be negative", c.SMSRate)
+	}
+	if c.PollInterval <= 0 {
+		bad("RETAIN_NOTIFIER_POLL_INTERVAL %s: must be positive", c.PollInterval)
+	}
+	if c.OutboxDir == "" {
+		if c.SMTP.Addr != "" {
+			if c.SMTP.From == "" {
+				bad("RETAIN_NOTIFIER_SMTP_FROM is required with RETAIN_NOTIFIER_SMTP_ADDR")
+			}
+			switch c.SMTP.TLS {
+			case channel.TLSStartTLS, channel.TLSOpportunistic, channel.TLSImplicit, channel.TLSNone:
+			default:
+				bad("RETAIN_NOTIFIER_SMTP_TLS %q: want starttls, opportunistic, tls or none", c.SMTP.TLS)
+			}
+		}
+		if c.SMS.URL != "" {
+			if u, err := url.Parse(c.SMS.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+				bad("RETAIN_NOTIFIER_SMS_URL %q: want an http(s) URL", c.SMS.URL)
+			}
+		}
+		if c.Webhook.URL != "" {
+			if u, err := url.Parse(c.Webhook.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+				bad("RETAIN_NOTIFIER_WEBHOOK_URL %q: want an http(s) URL", c.Webhook.URL)
+			}
+			if len(c.Webhook.Secret) < 16 {
+				bad("RETAIN_NOTIFIER_WEBHOOK_SECRET: at least 16 bytes are required with RETAIN_NOTIFIER_WEBHOOK_URL")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Service is a wired notifier, ready to be mounted on servers.
+type Service struct {
+	deps      *service.Deps
+	requests  *bus.Consumer
+	contacts  *bus.Consumer
+	relay     *bus.Relay
+	engine    *app.Engine
+	grpc      *api.GRPC
+	smtp      *channel.SMTP
+	outboxDir string
+}
+
+// New connects to the bus and the database, runs the migrations, declares
+// the streams and wires the use cases.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("notifier config: %w", err)
+	}
+	deps, err := service.Open(ctx, cfg.Options("notifier", store.Migrations), tel)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			deps.Abort()
+		}
+	}()
+	qs, _ := policy.ParseClock(cfg.QuietStart)
+	qe, _ := policy.ParseClock(cfg.QuietEnd)
+	zone, _ := time.LoadLocation(cfg.DefaultTimeZone)
+	s := &Service{deps: deps, outboxDir: cfg.OutboxDir}
+	senders := map[notifierv1.Channel]channel.Sender{}
+	switch {
+	case cfg.OutboxDir != "":
+		f := &channel.File{Dir: cfg.OutboxDir, From: cmpOr(cfg.SMTP.From, "Retain dev <retain@localhost>")}
+		senders[notifierv1.Channel_CHANNEL_EMAIL] = f.Email()
+		senders[notifierv1.Channel_CHANNEL_SMS] = f.SMS()
+		senders[notifierv1.Channel_CHANNEL_WEBHOOK] = f.Webhook()
+	default:
+		if cfg.SMTP.Addr != "" {
+			s.smtp = channel.NewSMTP(cfg.SMTP)
+			senders[notifierv1.Channel_CHANNEL_EMAIL] = s.smtp
+		}
+		if cfg.SMS.URL != "" {
+			sms := cfg.SMS
+			sms.RatePerSecond = float64(cfg.SMSRate)
+			senders[notifierv1.Channel_CHANNEL_SMS] = channel.NewSMS(sms)
+		}
+		if cfg.Webhook.URL != "" {
+			senders[notifierv1.Channel_CHANNEL_WEBHOOK] = channel.NewWebhook(cfg.Webhook)
+		}
+	}
+	s.engine = app.New(deps.Pool, app.Config{
+		Policy:     policy.Config{CapMax: cfg.CapMax, CapWindow: cfg.CapWindow, QuietStart: qs, QuietEnd: qe, DefaultZone: zone},
+		DefaultTTL: cfg.DefaultTTL, Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, MaxAttempts: cfg.MaxAttempts,
+		RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax, SendBatch: cfg.SendBatch, SendWorkers: cfg.SendWorkers,
+		PollInterval: cfg.PollInterval, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), UnsubscribeKey: []byte(cfg.UnsubscribeSecret),
+		Now: cfg.Now,
+	}, senders, deps.Log)
+	s.requests, err = bus.NewConsumer(deps.Bus, deps.Pool, bus.ConsumerConfig{
+		Stream:         bus.NotificationsStream,
+		Durable:        RequestsConsumer,
+		FilterSubjects: []string{bus.NotificationsSubjectPrefix + ".*." + bus.TypeNotificationRequested},
+		BatchSize:      cfg.BatchSize,
+	}, s.engine.HandleRequests, deps.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.contacts, err = bus.NewConsumer(deps.Bus, deps.Pool, bus.ConsumerConfig{
+		Stream:         bus.EventsStream,
+		Durable:        ContactsConsumer,
+		FilterSubjects: []string{bus.EventTypeFilter("customer.updated")},
+		BatchSize:      cfg.BatchSize,
+		InboxRetention: cfg.Streams.MaxAge,
+	}, s.engine.HandleContacts, deps.Log)
+	if err != nil {
+		return nil, err
+	}
+	if s.relay, err = bus.NewRelay(deps.Bus, deps.Pool, bus.RelayConfig{}, deps.Log); err != nil {
+		return nil, err
+	}
+	s.grpc = api.NewGRPC(s.engine)
+	return s, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// MethodScopes is the scope each gRPC method requires.
+func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
+
+// RegisterGRPC mounts NotifierService.
+func (s *Service) RegisterGRPC(srv *grpc.Server) {
+	notifierv1.RegisterNotifierServiceServer(srv, s.grpc)
+}
+
+// RegisterHTTP mounts the unsubscribe endpoint (authenticated by the
+// signed token in the link, not by a bearer token).
+func (s *Service) RegisterHTTP(mux *http.ServeMux) {
+	mux.Handle(app.UnsubscribePath, api.Unsubscribe(s.engine, s.deps.Log))
+}
+
+// Verifier is the token verifier built from the config (for hosts).
+func (s *Service) Verifier() *auth.Verifier { return s.deps.Verifier }
+
+// Consumers are listed by the host's dead-letter API.
+func (s *Service) Consumers() []*bus.Consumer { return []*bus.Consumer{s.requests, s.contacts} }
+
+// OutboxDir is where the file outbox writes ("" when sending for real).
+func (s *Service) OutboxDir() string { return s.outboxDir }
+
+// Counts are a tenant's deliveries by status (sent, deferred, ...).
+func (s *Service) Counts(ctx context.Context, tenant string) (map[string]int, error) {
+	return s.engine.Counts(ctx, tenant)
+}
+
+// WaitCaughtUp waits until both consumers have applied everything on
+// their streams so far.
+func (s *Service) WaitCaughtUp(ctx context.Context) error {
+	if err := s.contacts.WaitCaughtUp(ctx); err != nil {
+		return err
+	}
+	return s.requests.WaitCaughtUp(ctx)
+}
+
+// Run runs the consumers, the outbox relay, the timers and the senders
+// until ctx is done, then drains the bus connection.
+func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.contacts.Run(gctx) })
+	g.Go(func() error { return s.requests.Run(gctx) })
+	g.Go(func() error { return s.relay.Run(gctx) })
+	g.Go(func() error { return s.engine.Run(gctx) })
+	err := g.Wait()
+	if s.smtp != nil {
+		s.smtp.Close()
+	}
+	if cerr := s.deps.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Ready reports whether the bus connection and the database are up.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.deps.BusReady(); err != nil {
+		return err
+	}
+	return s.deps.DatabaseReady(ctx)
+}
+
+// Run is the standalone process.
+func Run(ctx context.Context, cfg Config, version string) error {
+	return service.Run(ctx, cfg.Config, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
+		return New(ctx, cfg, tel)
+	})
+}

@@ -1,0 +1,125 @@
+// Package templatefile reads and writes the template files of `retain
+// templates apply -f FILE`: YAML, one template per document, e.g.
+//
+//	key: winback_90
+//	channel: email
+//	description: 90 days without an order
+//	variables:
+//	  - {name: coupon, type: coupon}
+//	variants:
+//	  - locale: ""            # the default variant, required
+//	    subject: We miss you, {{.customer.first_name}}
+//	    html: <p>Here is {{discount .coupon}} off: {{.coupon}}</p>
+//	    text: Here is {{discount .coupon}} off: {{.coupon}}
+//	  - locale: fa
+//	    subject: ...
+//
+// Unknown fields are errors, so a typo does not silently drop content.
+package templatefile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+)
+
+// MaxSize bounds a template file.
+const MaxSize = 4 << 20
+
+type fileVariable struct {
+	Name     string `yaml:"name"`
+	Type     string `yaml:"type"`
+	Optional bool   `yaml:"optional,omitempty"`
+}
+
+type fileVariant struct {
+	Locale  string `yaml:"locale"`
+	Subject string `yaml:"subject,omitempty"`
+	HTML    string `yaml:"html,omitempty"`
+	Text    string `yaml:"text,omitempty"`
+	Body    string `yaml:"body,omitempty"`
+}
+
+type fileTemplate struct {
+	Key         string         `yaml:"key"`
+	Channel     string         `yaml:"channel"`
+	Description string         `yaml:"description,omitempty"`
+	Variables   []fileVariable `yaml:"variables,omitempty"`
+	Variants    []fileVariant  `yaml:"variants"`
+}
+
+// ParseChannel reads "email", "sms" or "webhook" (or the enum name).
+func ParseChannel(s string) (notifierv1.Channel, error) {
+	switch strings.ToLower(strings.TrimPrefix(strings.ToUpper(s), "CHANNEL_")) {
+	case "email":
+		return notifierv1.Channel_CHANNEL_EMAIL, nil
+	case "sms":
+		return notifierv1.Channel_CHANNEL_SMS, nil
+	case "webhook":
+		return notifierv1.Channel_CHANNEL_WEBHOOK, nil
+	}
+	return 0, fmt.Errorf("channel %q: want email, sms or webhook", s)
+}
+
+// ChannelName is the file form of a channel.
+func ChannelName(c notifierv1.Channel) string {
+	return strings.ToLower(strings.TrimPrefix(c.String(), "CHANNEL_"))
+}
+
+// Parse reads every template of a file. Content is checked by the
+// notifier when the templates are saved; Parse checks the shape.
+func Parse(data []byte) ([]*notifierv1.Template, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("template file is %d bytes: at most %d", len(data), MaxSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var out []*notifierv1.Template
+	for i := 0; ; i++ {
+		var ft fileTemplate
+		err := dec.Decode(&ft)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("template #%d: %w", i+1, err)
+		}
+		if ft.Key == "" {
+			return nil, fmt.Errorf("template #%d: key is required", i+1)
+		}
+		ch, err := ParseChannel(ft.Channel)
+		if err != nil {
+			return nil, fmt.Errorf("template #%d (%s): %w", i+1, ft.Key, err)
+		}
+		t := &notifierv1.Template{Key: ft.Key, Channel: ch, Description: ft.Description}
+		for _, v := range ft.Variables {
+			t.Variables = append(t.Variables, &notifierv1.VariableSpec{Name: v.Name, Type: v.Type, Optional: v.Optional})
+		}
+		for _, v := range ft.Variants {
+			t.Variants = append(t.Variants, &notifierv1.TemplateVariant{Locale: v.Locale, Subject: v.Subject, Html: v.HTML, Text: v.Text, Body: v.Body})
+		}
+		out = append(out, t)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("template file holds no template")
+	}
+	return out, nil
+}
+
+// Format writes a template in the file form (for `retain templates show`).
+func Format(t *notifierv1.Template) ([]byte, error) {
+	ft := fileTemplate{Key: t.GetKey(), Channel: ChannelName(t.GetChannel()), Description: t.GetDescription()}
+	for _, v := range t.GetVariables() {
+		ft.Variables = append(ft.Variables, fileVariable{Name: v.GetName(), Type: v.GetType(), Optional: v.GetOptional()})
+	}
+	for _, v := range t.GetVariants() {
+		ft.Variants = append(ft.Variants, fileVariant{Locale: v.GetLocale(), Subject: v.GetSubject(), HTML: v.GetHtml(), Text: v.GetText(), Body: v.GetBody()})
+	}
+	return yaml.Marshal(ft)
+}
