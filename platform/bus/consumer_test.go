@@ -522,3 +522,38 @@ func TestConsumerSpanLinksToProducer(t *testing.T) {
 		t.Fatalf("handler context carries trace %v, want the consumer span's %s", got, process.SpanContext().TraceID())
 	}
 }
+
+// TestCaughtUp: a consumer is caught up only once everything its filters
+// match has been applied, also right after a publish, and messages outside
+// its filters do not hold it back.
+func TestCaughtUp(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{FilterSubjects: []string{bus.EventTypeFilter("order.placed")}}, applyAll)
+	if _, err := c.Declare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.CaughtUp(ctx); err != nil || !ok {
+		t.Fatalf("an empty stream: caught up = %v, %v", ok, err)
+	}
+	for i := range 20 {
+		if _, err := b.PublishDurable(ctx, events(fmt.Sprintf("r%d", i), 1)); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := c.CaughtUp(ctx); err != nil || ok {
+			t.Fatalf("round %d: caught up = %v, %v right after a publish nobody consumed", i, ok, err)
+		}
+	}
+	other := bus.Message{Subject: bus.EventSubject("acme", "ticket.opened"), ID: "t-1", Type: "ticket.opened", Data: []byte("x")}
+	if _, err := b.PublishDurable(ctx, []bus.Message{other}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	if err := c.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := appliedCounts(t, pool); rows != 20 {
+		t.Fatalf("caught up with %d of 20 messages applied", rows)
+	}
+}
