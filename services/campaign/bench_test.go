@@ -1,0 +1,339 @@
+package campaign_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/campaign/campaignfile"
+	"github.com/retainhq/retain/services/campaign/internal/app"
+	"github.com/retainhq/retain/services/campaign/internal/store"
+)
+
+// benchEnv is a bus and a migrated campaign database without the service
+// around them, so each path can be timed alone.
+type benchEnv struct {
+	pub    *bus.Bus
+	pool   *pgxpool.Pool
+	engine *app.Engine
+	clock  *clock
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	ns := testenv.NATS(b)
+	dbURL := testenv.Postgres(b)
+	ctx := context.Background()
+	pub, err := bus.Connect(ctx, bus.Config{URL: ns.URL()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pub.Close)
+	if err := pub.EnsureStreams(ctx); err != nil {
+		b.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
+		b.Fatal(err)
+	}
+	c := &clock{t: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
+	e := app.New(pool, app.Config{MaxTriggerAge: 7 * day, Now: c.Now}, slog.New(slog.DiscardHandler))
+	return &benchEnv{pub: pub, pool: pool, engine: e, clock: c}
+}
+
+func (e *benchEnv) publish(b *testing.B, evs []*eventsv1.Event) {
+	b.Helper()
+	msgs := make([]bus.Message, len(evs))
+	for i, ev := range evs {
+		ev.TenantId = "bench"
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs[i] = bus.Message{Subject: bus.EventSubject("bench", ev.GetType()), ID: "bench/" + ev.GetId(), Type: ev.GetType(), Data: data}
+	}
+	if _, err := e.pub.PublishDurable(context.Background(), msgs); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// drain runs a consumer over everything on RETAIN_EVENTS and returns how
+// long it took.
+func (e *benchEnv) drain(b *testing.B, durable string, h bus.Handler) time.Duration {
+	b.Helper()
+	filters := make([]string, len(app.FactTypes))
+	for i, t := range app.FactTypes {
+		filters[i] = bus.EventTypeFilter(t)
+	}
+	c, err := bus.NewConsumer(e.pub, e.pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: durable, FilterSubjects: filters, BatchSize: 500}, h, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- c.Run(ctx) }()
+	waitFor(b, durable, func() bool {
+		info, err := e.pub.JS.Consumer(ctx, bus.EventsStream, durable)
+		if err != nil {
+			return false
+		}
+		i, err := info.Info(ctx)
+		return err == nil && i.NumPending == 0 && i.NumAckPending == 0 && i.Delivered.Consumer > 0
+	})
+	took := time.Since(start)
+	cancel()
+	<-done
+	return took
+}
+
+// benchEvents is a shop's week: orders (a third of them a customer's 3rd)
+// and NPS answers, over customers.
+func benchEvents(n, customers int, now time.Time) []*eventsv1.Event {
+	evs := make([]*eventsv1.Event, n)
+	for i := range n {
+		cust := fmt.Sprintf("c%06d", i%customers)
+		id := fmt.Sprintf("e%07d", i)
+		ev := &eventsv1.Event{Id: id, OccurredAt: timestamppb.New(now.Add(-time.Duration(n-i) * time.Second))}
+		if i%5 < 4 {
+			ev.Type, ev.Payload = "order.placed", &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{CustomerId: cust, OrderId: id, Total: &eventsv1.Money{AmountMinor: 4200, Currency: "EUR"}}}
+		} else {
+			ev.Type, ev.Payload = "survey.answered", &eventsv1.Event_SurveyAnswered{SurveyAnswered: &eventsv1.SurveyAnswered{CustomerId: cust, SurveyId: "nps", Kind: eventsv1.SurveyKind_SURVEY_KIND_NPS, Score: int32(i % 11)}}
+		}
+		evs[i] = ev
+	}
+	return evs
+}
+
+// BenchmarkTriggerEvaluation measures the facts consumer with every
+// event-triggered playbook installed (thank-you, onboarding, loyalty reward,
+// detractor recovery, passive nudge: facts stored, conditions evaluated,
+// customers enrolled, due steps run, requests in the outbox) on
+// RETAIN_BENCH_EVENTS events (default 30k: 80% orders, 20% NPS answers over
+// 10k customers) already on RETAIN_EVENTS, next to the platform runner's raw
+// rate (fetch -> inbox-only transaction -> ack) on the same messages in the
+// same run. One op is the whole backlog.
+//
+//	go test -run '^$' -bench TriggerEvaluation -benchtime 1x .
+func BenchmarkTriggerEvaluation(b *testing.B) {
+	n := 30_000
+	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	for b.Loop() {
+		b.StopTimer()
+		e := newBenchEnv(b)
+		ctx := context.Background()
+		for _, name := range []string{"thank-you", "onboarding", "loyalty-reward", "detractor-recovery", "passive-nudge"} {
+			if _, err := e.engine.InstallPlaybook(ctx, "bench", name, "", false); err != nil {
+				b.Fatal(err)
+			}
+		}
+		e.publish(b, benchEvents(n, 10_000, e.clock.Now()))
+		raw := e.drain(b, "bench-raw", func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil })
+		b.StartTimer()
+		took := e.drain(b, "bench-campaign", e.engine.HandleFacts)
+		b.StopTimer()
+		var enrolled, requested int
+		if err := e.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM enrollments), (SELECT count(*) FROM bus_outbox)`).Scan(&enrolled, &requested); err != nil {
+			b.Fatal(err)
+		}
+		rate, rawRate := float64(n)/took.Seconds(), float64(n)/raw.Seconds()
+		b.ReportMetric(rate, "events/s")
+		b.ReportMetric(rawRate, "raw-runner-msgs/s")
+		b.ReportMetric(100*rate/rawRate, "%-of-raw")
+		b.ReportMetric(float64(enrolled), "enrollments")
+		b.ReportMetric(float64(requested), "requests")
+		b.StartTimer()
+	}
+}
+
+// BenchmarkTimerFiring measures the scheduler: RETAIN_BENCH_TIMERS
+// (default 20k) enrollments whose wait has passed, each firing one send
+// step (the request to the outbox), 500 per transaction. One op is the
+// whole set.
+//
+//	go test -run '^$' -bench TimerFiring -benchtime 1x .
+func BenchmarkTimerFiring(b *testing.B) {
+	n := 20_000
+	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_TIMERS")); err == nil && v > 0 {
+		n = v
+	}
+	for b.Loop() {
+		b.StopTimer()
+		e := newBenchEnv(b)
+		ctx := context.Background()
+		c, err := campaignfile.Decode([]byte(`
+id: later
+name: Later
+trigger: {event: order.placed}
+entry: {once_per_key: order_id}
+steps:
+  - {id: wait, wait: {duration: 1h}}
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
+`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.engine.Create(ctx, "bench", c, "", false); err != nil {
+			b.Fatal(err)
+		}
+		evs := benchEvents(n, n, e.clock.Now())
+		for _, ev := range evs {
+			ev.OccurredAt = timestamppb.New(e.clock.Now()) // every timer due an hour from now
+			if ev.GetType() != "order.placed" {
+				o := eventsv1.OrderPlaced{CustomerId: ev.GetSurveyAnswered().GetCustomerId(), OrderId: ev.GetId(), Total: &eventsv1.Money{AmountMinor: 1, Currency: "EUR"}}
+				ev.Type, ev.Payload = "order.placed", &eventsv1.Event_OrderPlaced{OrderPlaced: &o}
+			}
+		}
+		e.publish(b, evs)
+		e.drain(b, "bench-campaign", e.engine.HandleFacts)
+		e.clock.Advance(2 * time.Hour)
+		b.StartTimer()
+		start := time.Now()
+		fired, err := e.engine.FireDue(ctx)
+		took := time.Since(start)
+		b.StopTimer()
+		if err != nil || fired != n {
+			b.Fatalf("fired %d of %d: %v", fired, n, err)
+		}
+		b.ReportMetric(float64(n)/took.Seconds(), "timers/s")
+		b.StartTimer()
+	}
+}
+
+// BenchmarkOrderToNotification measures the time from publishing an
+// order.placed to its notification.requested being on RETAIN_NOTIFICATIONS
+// for a campaign whose first step sends at once, through the whole service
+// (facts consumer, enrollment, outbox, relay), at RETAIN_BENCH_RATE events/s
+// (default 1000) for RETAIN_BENCH_SECONDS (default 10), every write fsynced
+// by NATS. One op is the whole run; p50 and p99 are reported.
+//
+//	go test -run '^$' -bench OrderToNotification -benchtime 1x .
+func BenchmarkOrderToNotification(b *testing.B) {
+	rate, secs := 1000, 10
+	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_SECONDS")); err == nil && v > 0 {
+		secs = v
+	}
+	for b.Loop() {
+		b.StopTimer()
+		s := setup(b)
+		ctx := context.Background()
+		c, err := campaignfile.Decode([]byte(sendNow("now", "{once_per_key: order_id}", 0)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.client().CreateCampaign(ctx, &campaignv1.CreateCampaignRequest{Campaign: c}, s.token(b, "bench")); err != nil {
+			b.Fatal(err)
+		}
+		var (
+			mu      sync.Mutex
+			sentAt  = map[string]time.Time{}
+			latency []time.Duration
+		)
+		total := rate * secs
+		got := make(chan struct{}, total)
+		sub, err := s.pub.NC.Subscribe(bus.NotificationSubject("bench", bus.TypeNotificationRequested), func(m *nats.Msg) {
+			at := time.Now()
+			n := &notifierv1.NotificationRequested{}
+			if proto.Unmarshal(m.Data, n) != nil {
+				return
+			}
+			mu.Lock()
+			if t0, ok := sentAt[n.GetVariables()["order_id"].GetText()]; ok {
+				latency = append(latency, at.Sub(t0))
+			}
+			mu.Unlock()
+			got <- struct{}{}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Orders arrive every 10 ms; one publisher sends whatever has
+		// arrived as one atomic batch, as ingest's group commit does.
+		queue := make(chan bus.Message, total)
+		pubDone := make(chan struct{})
+		go func() {
+			defer close(pubDone)
+			for m := range queue {
+				msgs := []bus.Message{m}
+				for more := true; more; {
+					select {
+					case m, ok := <-queue:
+						if !ok {
+							more = false
+						} else {
+							msgs = append(msgs, m)
+						}
+					default:
+						more = false
+					}
+				}
+				if _, err := s.pub.PublishDurable(ctx, msgs); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+		per := max(1, rate/100)
+		tick := time.NewTicker(10 * time.Millisecond)
+		b.StartTimer()
+		for sent := 0; sent < total; {
+			<-tick.C
+			now := time.Now()
+			for range min(per, total-sent) {
+				id := fmt.Sprintf("o%07d", sent)
+				ev := orderEv(id, "c"+id, s.clock.Now(), 1000)
+				ev.TenantId = "bench"
+				data, _ := proto.Marshal(ev)
+				mu.Lock()
+				sentAt[id] = now
+				mu.Unlock()
+				queue <- bus.Message{Subject: bus.EventSubject("bench", "order.placed"), ID: "bench/" + id, Type: "order.placed", Data: data}
+				sent++
+			}
+		}
+		close(queue)
+		<-pubDone
+		tick.Stop()
+		deadline := time.After(60 * time.Second)
+		for range total {
+			select {
+			case <-got:
+			case <-deadline:
+				b.Fatalf("only %d of %d notifications arrived", len(latency), total)
+			}
+		}
+		b.StopTimer()
+		_ = sub.Unsubscribe()
+		slices.Sort(latency)
+		b.ReportMetric(float64(latency[len(latency)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(latency[len(latency)*99/100].Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(rate), "events/s-offered")
+		b.StartTimer()
+	}
+}

@@ -1,0 +1,242 @@
+// Package campaign is the composition root of the campaign service: it
+// keeps the per-customer facts its campaigns test (from RETAIN_EVENTS and
+// churn.risk_changed on RETAIN_SIGNALS), enrolls customers under each
+// campaign's entry policy with a persisted holdout group, runs their steps
+// from durable timers, publishes notification.requested through a
+// transactional outbox, and reports lift from goals and delivery outcomes
+// (RETAIN_DELIVERIES). cmd/campaign runs it alone; `retain dev` runs it
+// beside the other services in one process.
+package campaign
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/service"
+	"github.com/retainhq/retain/platform/telemetry"
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	"github.com/retainhq/retain/services/campaign/internal/api"
+	"github.com/retainhq/retain/services/campaign/internal/app"
+	"github.com/retainhq/retain/services/campaign/internal/store"
+)
+
+// Durable consumer names.
+const (
+	FactsConsumer      = "campaign-facts"
+	SignalsConsumer    = "campaign-signals"
+	DeliveriesConsumer = "campaign-deliveries"
+)
+
+// Config is everything the campaign service needs.
+type Config struct {
+	service.Config
+
+	// BatchSize is the most events applied in one transaction, and
+	// Workers the facts consumer's concurrent batches.
+	BatchSize int
+	Workers   int
+	// TimerInterval spaces the scheduler's passes over due timers;
+	// TimerBatch is how many enrollments one pass transaction fires.
+	TimerInterval time.Duration
+	TimerBatch    int
+	// AudienceInterval spaces checks for scheduled audiences due.
+	AudienceInterval time.Duration
+	// MaxTriggerAge: older events update facts and goals but enroll nobody.
+	MaxTriggerAge time.Duration
+
+	// Now is the clock (tests); nil is time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		Config:           service.DefaultConfig("campaign"),
+		BatchSize:        500,
+		Workers:          1,
+		TimerInterval:    time.Second,
+		TimerBatch:       500,
+		AudienceInterval: time.Minute,
+		MaxTriggerAge:    7 * 24 * time.Hour,
+	}
+}
+
+// RegisterFlags binds every setting to a flag and its RETAIN_* variable.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.Config.RegisterFlags(fs, "RETAIN_CAMPAIGN_DATABASE_URL", "Postgres URL of the campaign database")
+	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_CAMPAIGN_BATCH_SIZE", "most events applied in one transaction")
+	config.IntVar(fs, &c.Workers, "workers", "RETAIN_CAMPAIGN_WORKERS", "concurrent batches of the facts consumer")
+	config.DurationVar(fs, &c.TimerInterval, "timer-interval", "RETAIN_CAMPAIGN_TIMER_INTERVAL", "how often due step timers are fired")
+	config.IntVar(fs, &c.TimerBatch, "timer-batch", "RETAIN_CAMPAIGN_TIMER_BATCH", "enrollments advanced per timer transaction")
+	config.DurationVar(fs, &c.AudienceInterval, "audience-interval", "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL", "how often scheduled audiences are checked for being due (0: never)")
+	config.DurationVar(fs, &c.MaxTriggerAge, "max-trigger-age", "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "events older than this enroll nobody (imports of history); 0: no limit")
+}
+
+// Validate names every bad setting at once.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate("RETAIN_CAMPAIGN_DATABASE_URL")}
+	if c.BatchSize < 1 || c.BatchSize > 10000 {
+		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_BATCH_SIZE %d: must be 1-10000", c.BatchSize))
+	}
+	if c.Workers < 1 || c.Workers > 64 {
+		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_WORKERS %d: must be 1-64", c.Workers))
+	}
+	if c.TimerInterval < 0 {
+		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_TIMER_INTERVAL %s: must not be negative (0 disables the scheduler)", c.TimerInterval))
+	}
+	if c.TimerBatch < 1 || c.TimerBatch > 10000 {
+		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_TIMER_BATCH %d: must be 1-10000", c.TimerBatch))
+	}
+	if c.AudienceInterval < 0 {
+		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_AUDIENCE_INTERVAL %s: must not be negative", c.AudienceInterval))
+	}
+	if c.MaxTriggerAge < 0 {
+		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_MAX_TRIGGER_AGE %s: must not be negative", c.MaxTriggerAge))
+	}
+	return errors.Join(errs...)
+}
+
+// Service is a wired campaign service, ready to be mounted on servers.
+type Service struct {
+	deps       *service.Deps
+	facts      *bus.Consumer
+	signals    *bus.Consumer
+	deliveries *bus.Consumer
+	relay      *bus.Relay
+	engine     *app.Engine
+	grpc       *api.GRPC
+}
+
+// New connects to the bus and the database, runs the migrations, declares
+// the streams and wires the use cases.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("campaign config: %w", err)
+	}
+	deps, err := service.Open(ctx, cfg.Options("campaign", store.Migrations), tel)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			deps.Abort()
+		}
+	}()
+	b, pool, log := deps.Bus, deps.Pool, deps.Log
+	engine := app.New(pool, app.Config{
+		MaxTriggerAge: cfg.MaxTriggerAge, TimerInterval: cfg.TimerInterval, TimerBatch: cfg.TimerBatch,
+		AudienceInterval: cfg.AudienceInterval, Now: cfg.Now,
+	}, log)
+	filters := make([]string, len(app.FactTypes))
+	for i, t := range app.FactTypes {
+		filters[i] = bus.EventTypeFilter(t)
+	}
+	// Inbox ids are kept as long as the streams keep messages, so a replay
+	// within that time is recognised; beyond it the enrollments' unique
+	// keys still make a repeat harmless.
+	retention := max(cfg.Streams.MaxAge, bus.DefaultMaxAge)
+	s := &Service{deps: deps, engine: engine, grpc: api.NewGRPC(engine)}
+	if s.facts, err = bus.NewConsumer(b, pool, bus.ConsumerConfig{
+		Stream: bus.EventsStream, Durable: FactsConsumer, FilterSubjects: filters,
+		BatchSize: cfg.BatchSize, Concurrency: cfg.Workers, InboxRetention: retention,
+	}, engine.HandleFacts, log); err != nil {
+		return nil, err
+	}
+	if s.signals, err = bus.NewConsumer(b, pool, bus.ConsumerConfig{
+		Stream: bus.SignalsStream, Durable: SignalsConsumer,
+		FilterSubjects: []string{bus.SignalsSubjectPrefix + ".*.churn.risk_changed"},
+		BatchSize:      cfg.BatchSize, InboxRetention: retention,
+	}, engine.HandleSignals, log); err != nil {
+		return nil, err
+	}
+	if s.deliveries, err = bus.NewConsumer(b, pool, bus.ConsumerConfig{
+		Stream: bus.DeliveriesStream, Durable: DeliveriesConsumer,
+		FilterSubjects: []string{bus.DeliveriesSubjectPrefix + ".*.notification.>"},
+		BatchSize:      cfg.BatchSize, InboxRetention: retention,
+	}, engine.HandleDeliveries, log); err != nil {
+		return nil, err
+	}
+	if s.relay, err = bus.NewRelay(b, pool, bus.RelayConfig{}, log); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// WaitCaughtUp waits until the three consumers have applied everything on
+// their streams so far, or ctx is done.
+func (s *Service) WaitCaughtUp(ctx context.Context) error {
+	for _, c := range []*bus.Consumer{s.facts, s.signals, s.deliveries} {
+		if err := c.WaitCaughtUp(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FireDue fires every due timer now (tests and benchmarks; Run does it on
+// its own every TimerInterval).
+func (s *Service) FireDue(ctx context.Context) (int, error) { return s.engine.FireDue(ctx) }
+
+// RunAudiences evaluates the scheduled audiences that are due now.
+func (s *Service) RunAudiences(ctx context.Context) (int, error) { return s.engine.RunAudiences(ctx) }
+
+// MethodScopes is the scope each gRPC method of the service requires.
+func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
+
+// RegisterGRPC mounts CampaignService on srv.
+func (s *Service) RegisterGRPC(srv *grpc.Server) {
+	campaignv1.RegisterCampaignServiceServer(srv, s.grpc)
+}
+
+// RegisterHTTP does nothing: the campaign service has no public HTTP API.
+func (s *Service) RegisterHTTP(*http.ServeMux) {}
+
+// Verifier is the token verifier built from the config (for hosts).
+func (s *Service) Verifier() *auth.Verifier { return s.deps.Verifier }
+
+// Consumers are listed by the host's dead-letter API.
+func (s *Service) Consumers() []*bus.Consumer {
+	return []*bus.Consumer{s.facts, s.signals, s.deliveries}
+}
+
+// Run runs the consumers, the outbox relay and the scheduler until ctx is
+// done, then drains the bus connection.
+func (s *Service) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.facts.Run(gctx) })
+	g.Go(func() error { return s.signals.Run(gctx) })
+	g.Go(func() error { return s.deliveries.Run(gctx) })
+	g.Go(func() error { return s.relay.Run(gctx) })
+	g.Go(func() error { return s.engine.Run(gctx) })
+	err := g.Wait()
+	if cerr := s.deps.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Ready reports whether the bus connection and the database are up.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.deps.BusReady(); err != nil {
+		return err
+	}
+	return s.deps.DatabaseReady(ctx)
+}
+
+// Run is the standalone process: telemetry, the service, its gRPC and ops
+// servers under one supervisor, until ctx is done.
+func Run(ctx context.Context, cfg Config, version string) error {
+	return service.Run(ctx, cfg.Config, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
+		return New(ctx, cfg, tel)
+	})
+}

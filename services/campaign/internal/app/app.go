@@ -1,0 +1,338 @@
+// Package app is the campaign service's use cases: applying facts and
+// signals (and enrolling the customers they trigger), recording goals and
+// delivery outcomes, firing due timers, evaluating scheduled audiences,
+// and the campaign API's operations. The rules live in internal/domain,
+// the SQL in internal/store.
+package app
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/retainhq/retain/platform/pg"
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	"github.com/retainhq/retain/services/campaign/internal/domain"
+	"github.com/retainhq/retain/services/campaign/internal/store"
+)
+
+// Config tunes the engine.
+type Config struct {
+	// MaxTriggerAge: an event older than this (by its occurred_at) when
+	// applied still updates facts and goals but enrolls nobody, so that
+	// importing a shop's history does not message customers about orders
+	// from last year.
+	MaxTriggerAge time.Duration
+	// TimerInterval spaces the scheduler's passes over due timers, and
+	// TimerBatch is how many enrollments one pass transaction fires.
+	TimerInterval time.Duration
+	TimerBatch    int
+	// AudienceInterval spaces the checks for scheduled audiences that are
+	// due; AudienceChunk is how many customers one transaction evaluates.
+	AudienceInterval time.Duration
+	AudienceChunk    int
+	// Now is the clock (tests move it); nil is time.Now.
+	Now func() time.Time
+}
+
+// Engine runs the use cases.
+type Engine struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	log  *slog.Logger
+
+	// plans caches compiled campaign versions, which never change.
+	mu    sync.Mutex
+	plans map[store.Ref]*domain.Plan
+
+	// applied counts events applied by this process; at analyzeAt the
+	// statistics are refreshed (see maybeAnalyze).
+	applied, analyzeAt atomic.Int64
+}
+
+// New returns an engine on pool.
+func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TimerBatch <= 0 {
+		cfg.TimerBatch = 500
+	}
+	if cfg.AudienceChunk <= 0 {
+		cfg.AudienceChunk = 1000
+	}
+	e := &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}}
+	e.analyzeAt.Store(1000)
+	return e
+}
+
+// Now is the engine's clock, in UTC.
+func (e *Engine) Now() time.Time { return e.cfg.Now().UTC() }
+
+// plansFor returns the compiled plans of refs.
+func (e *Engine) plansFor(ctx context.Context, q store.Querier, refs []store.Ref) (map[store.Ref]*domain.Plan, error) {
+	out := make(map[store.Ref]*domain.Plan, len(refs))
+	var missing []store.Ref
+	e.mu.Lock()
+	for _, r := range refs {
+		if p, ok := e.plans[r]; ok {
+			out[r] = p
+		} else {
+			missing = append(missing, r)
+		}
+	}
+	e.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	specs, err := store.Versions(ctx, q, missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range missing {
+		spec, ok := specs[r]
+		if !ok {
+			return nil, fmt.Errorf("campaign %s v%d: %w", r.ID, r.Version, store.ErrNotFound)
+		}
+		c := &campaignv1.Campaign{}
+		if err := proto.Unmarshal(spec, c); err != nil {
+			return nil, fmt.Errorf("decode campaign %s v%d: %w", r.ID, r.Version, err)
+		}
+		c.Version = r.Version
+		p, err := domain.Compile(c)
+		if err != nil {
+			return nil, fmt.Errorf("stored campaign %s v%d: %w", r.ID, r.Version, err)
+		}
+		out[r] = p
+	}
+	e.mu.Lock()
+	for _, r := range missing {
+		e.plans[r] = out[r]
+	}
+	e.mu.Unlock()
+	return out, nil
+}
+
+// planned is a campaign version of a tenant, compiled.
+type planned struct {
+	ref  store.Ref
+	plan *domain.Plan
+}
+
+// activePlans returns the tenant's active campaigns that pass keep,
+// highest priority first.
+func (e *Engine) activePlans(ctx context.Context, q store.Querier, tenant string, keep func(*domain.Plan) bool) ([]planned, error) {
+	refs, err := store.ActiveRefs(ctx, q, []string{tenant})
+	if err != nil {
+		return nil, err
+	}
+	plans, err := e.plansFor(ctx, q, refs)
+	if err != nil {
+		return nil, err
+	}
+	var out []planned
+	for _, r := range refs {
+		if p := plans[r]; keep(p) {
+			out = append(out, planned{ref: r, plan: p})
+		}
+	}
+	slices.SortFunc(out, func(a, b planned) int {
+		return cmp.Or(cmp.Compare(b.plan.Campaign.GetPriority(), a.plan.Campaign.GetPriority()), cmp.Compare(a.ref.ID, b.ref.ID))
+	})
+	return out, nil
+}
+
+// triggered is a customer's trigger with the template values it brings.
+type triggered struct {
+	customer string
+	trig     *domain.Trigger
+	vars     store.Vars
+}
+
+// env computes what the conditions of plans need beyond customers.
+func (e *Engine) env(ctx context.Context, q store.Querier, tenant string, plans []*domain.Plan) (domain.Env, error) {
+	env := domain.Env{Now: e.Now()}
+	pcts := domain.TopRevenuePercents(plans)
+	if len(pcts) == 0 {
+		return env, nil
+	}
+	revs, err := store.RevenuesDesc(ctx, q, tenant, env.Now)
+	if err != nil {
+		return env, err
+	}
+	env.TopRevenue = map[int32]int64{}
+	for _, p := range pcts {
+		if th, ok := domain.TopRevenueThreshold(revs, p); ok {
+			env.TopRevenue[p] = th
+		}
+	}
+	return env, nil
+}
+
+// enrollTriggered evaluates the triggers of one tenant against its active
+// campaigns and enrolls the customers who qualify, running their first
+// steps in tx.
+func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, ts []triggered) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	types := map[string]bool{}
+	bands := map[churnv1.RiskBand]bool{}
+	for _, t := range ts {
+		if t.trig.Type == domain.TriggerChurnBand {
+			bands[t.trig.Band] = true
+		} else {
+			types[t.trig.Type] = true
+		}
+	}
+	plans, err := e.activePlans(ctx, tx, tenant, func(p *domain.Plan) bool {
+		tr := p.Campaign.GetTrigger()
+		return types[tr.GetEvent()] || bands[tr.GetChurnBand()]
+	})
+	if err != nil || len(plans) == 0 {
+		return err
+	}
+	ids := make([]string, 0, len(ts))
+	for _, t := range ts {
+		ids = append(ids, t.customer)
+	}
+	slices.Sort(ids)
+	custs, err := store.LoadCustomers(ctx, tx, tenant, slices.Compact(ids))
+	if err != nil {
+		return err
+	}
+	ps := make([]*domain.Plan, len(plans))
+	for i, p := range plans {
+		ps[i] = p.plan
+	}
+	env, err := e.env(ctx, tx, tenant, ps)
+	if err != nil {
+		return err
+	}
+	for _, p := range plans {
+		tr := p.plan.Campaign.GetTrigger()
+		var es []store.Entrant
+		for _, t := range ts {
+			if t.trig.Type == domain.TriggerChurnBand {
+				if tr.GetChurnBand() != t.trig.Band {
+					continue
+				}
+			} else if tr.GetEvent() != t.trig.Type {
+				continue
+			}
+			c := custs[t.customer]
+			if c == nil {
+				c = &domain.Customer{ID: t.customer}
+			}
+			if !p.plan.Matches(c, t.trig, env) {
+				continue
+			}
+			es = append(es, store.Entrant{CustomerID: t.customer, Key: entryKey(p.plan, t.trig), Anchor: t.trig.At, Vars: t.vars})
+		}
+		if err := e.enroll(ctx, tx, tenant, p, es); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entryKey is the enrollment's unique key under the campaign's entry
+// policy: one key per customer for once_per_customer, the event's field
+// for once_per_key, the event id otherwise (the gap is enforced by the
+// member row; the key stops a replay of the same event).
+func entryKey(p *domain.Plan, t *domain.Trigger) string {
+	switch {
+	case p.EntryKey != "":
+		if k := t.Key(p.EntryKey); k != "" {
+			return p.EntryKey + ":" + k
+		}
+		return "event:" + t.EventID
+	case p.EntryEvery == 0:
+		return "once"
+	case t.Type == "":
+		return "schedule:" + t.At.Format(time.RFC3339)
+	}
+	return "event:" + t.EventID
+}
+
+// enroll admits entrants of one campaign under its entry policy, creates
+// their enrollments and runs their steps that are due.
+func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, p planned, es []store.Entrant) error {
+	if len(es) == 0 {
+		return nil
+	}
+	// The member upsert admits each customer once per statement: keep
+	// each customer's earliest entry (and, keyed by event field, let every
+	// key through to the enrollment's unique key).
+	slices.SortStableFunc(es, func(a, b store.Entrant) int {
+		return cmp.Or(cmp.Compare(a.CustomerID, b.CustomerID), a.Anchor.Compare(b.Anchor))
+	})
+	first := slices.CompactFunc(slices.Clone(es), func(a, b store.Entrant) bool { return a.CustomerID == b.CustomerID })
+	for i := range first {
+		first[i].Holdout = domain.InHoldout(tenant, p.ref.ID, first[i].CustomerID, p.plan.Campaign.GetHoldoutPercent())
+	}
+	gap := p.plan.EntryEvery
+	if p.plan.EntryKey != "" {
+		gap = 0
+	} else if gap == 0 {
+		gap = -1
+	}
+	admitted, err := store.Admit(ctx, tx, tenant, p.ref.ID, gap, first)
+	if err != nil {
+		return err
+	}
+	if len(admitted) == 0 {
+		return nil
+	}
+	group := make(map[string]bool, len(admitted))
+	for _, a := range admitted {
+		group[a.CustomerID] = a.Holdout
+	}
+	entering := admitted
+	if p.plan.EntryKey != "" {
+		entering = entering[:0:0]
+		for _, en := range es {
+			if h, ok := group[en.CustomerID]; ok {
+				en.Holdout = h
+				entering = append(entering, en)
+			}
+		}
+	}
+	now := e.Now()
+	rows := make([]store.Enrollment, len(entering))
+	for i, en := range entering {
+		rows[i] = store.Enrollment{
+			Tenant: tenant, CampaignID: p.ref.ID, Version: p.ref.Version, CustomerID: en.CustomerID, Key: en.Key,
+			Holdout: en.Holdout, Anchor: en.Anchor, EnteredAt: now, AttributionUntil: en.Anchor.Add(p.plan.Attribution),
+			GoalEvent: p.plan.GoalEvent, StopOnGoal: !p.plan.Campaign.GetGoal().GetContinueAfterGoal(), Vars: en.Vars,
+			Status: domain.StatusActive, Due: &entering[i].Anchor,
+		}
+	}
+	run := make([]running, len(rows))
+	for i := range rows {
+		run[i] = running{enr: &rows[i], plan: p.plan}
+	}
+	return e.runSteps(ctx, tx, tenant, run, true)
+}
+
+// Errors the API maps to status codes.
+var (
+	ErrNotFound = store.ErrNotFound
+	ErrExists   = store.ErrExists
+	ErrArchived = store.ErrArchived
+)
+
+// InTx runs fn in a transaction of the engine's pool.
+func (e *Engine) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pg.InTx(ctx, e.pool, fn)
+}

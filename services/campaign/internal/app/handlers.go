@@ -1,0 +1,270 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/tenant"
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/campaign/internal/domain"
+	"github.com/retainhq/retain/services/campaign/internal/store"
+)
+
+// FactTypes are the event types the facts consumer reads.
+var FactTypes = domain.TriggerEvents
+
+// splitSubject returns the tenant and type of <prefix>.<tenant>.<type>.
+func splitSubject(prefix, subject string) (string, string, error) {
+	rest, ok := strings.CutPrefix(subject, prefix+".")
+	if !ok {
+		return "", "", fmt.Errorf("subject %q is not under %s", subject, prefix)
+	}
+	t, typ, ok := strings.Cut(rest, ".")
+	if !ok || !tenant.Valid(t) || typ == "" {
+		return "", "", fmt.Errorf("subject %q: want %s.<tenant>.<type>", subject, prefix)
+	}
+	return t, typ, nil
+}
+
+// tenantFacts are the facts and triggers of one tenant in a batch.
+type tenantFacts struct {
+	orders   []store.OrderFact
+	profiles []store.Profile
+	trigs    []triggered
+	goals    []store.GoalEvent
+	codes    []string
+	codeOrds []string
+	codeAts  []time.Time
+}
+
+// HandleFacts is the bus handler of RETAIN_EVENTS: it stores the facts the
+// conditions need, enrolls the customers the events trigger (running their
+// due steps), records goals and coupon redemptions, all in the consumer's
+// transaction.
+func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+	byTenant := map[string]*tenantFacts{}
+	var order []string
+	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
+	for _, d := range ds {
+		t, typ, err := splitSubject(bus.EventsSubjectPrefix, d.Subject)
+		if err != nil {
+			d.Reject(err.Error())
+			continue
+		}
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(d.Data, ev); err != nil {
+			d.Reject("cannot decode retain.events.v1.Event: " + err.Error())
+			continue
+		}
+		f := byTenant[t]
+		if f == nil {
+			f = &tenantFacts{}
+			byTenant[t] = f
+			order = append(order, t)
+		}
+		if err := f.add(ev, typ, d.ID, e.cfg.MaxTriggerAge <= 0 || !ev.GetOccurredAt().AsTime().Before(oldest)); err != nil {
+			d.Reject(err.Error())
+		}
+	}
+	if err := e.maybeAnalyze(ctx, tx, len(ds)); err != nil {
+		return err
+	}
+	for _, t := range order {
+		f := byTenant[t]
+		if err := store.UpsertOrders(ctx, tx, t, f.orders); err != nil {
+			return err
+		}
+		if err := store.UpsertProfiles(ctx, tx, t, f.profiles); err != nil {
+			return err
+		}
+		if err := e.enrollTriggered(ctx, tx, t, f.trigs); err != nil {
+			return err
+		}
+		if _, err := store.MarkGoals(ctx, tx, t, f.goals); err != nil {
+			return err
+		}
+		if err := store.RedeemCoupons(ctx, tx, t, f.codes, f.codeOrds, f.codeAts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maybeAnalyze refreshes the planner statistics of the growing tables at
+// 1k, 2k, 4k, ... events applied by this process. Tables that grow from
+// empty (a fresh service, an import) outrun autovacuum's statistics, and
+// with tables believed tiny Postgres joins a batch's customers to every
+// enrollment and order instead of using the indexes; past a few million
+// autovacuum's own threshold keeps up.
+func (e *Engine) maybeAnalyze(ctx context.Context, tx pgx.Tx, n int) error {
+	total := e.applied.Add(int64(n))
+	if at := e.analyzeAt.Load(); total >= at && at < 1<<22 && e.analyzeAt.CompareAndSwap(at, 2*total) {
+		if _, err := tx.Exec(ctx, `ANALYZE campaign_orders, campaign_customers, campaign_members, enrollments, coupons`); err != nil {
+			return fmt.Errorf("refresh statistics: %w", err)
+		}
+	}
+	return nil
+}
+
+// add records one event's facts; triggers only when fresh enough.
+func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) error {
+	if ev.GetOccurredAt() == nil {
+		return fmt.Errorf("%s %s: occurred_at is required", typ, ev.GetId())
+	}
+	at := ev.GetOccurredAt().AsTime().UTC()
+	id := ev.GetId()
+	if id == "" {
+		id = msgID
+	}
+	trig := &domain.Trigger{Type: typ, EventID: id, At: at}
+	var (
+		customer string
+		vars     store.Vars
+	)
+	switch typ {
+	case domain.EventOrderPlaced:
+		o := ev.GetOrderPlaced()
+		if o == nil || o.GetCustomerId() == "" || o.GetOrderId() == "" {
+			return fmt.Errorf("order.placed %s: order_placed.customer_id and order_id are required", id)
+		}
+		customer = o.GetCustomerId()
+		f.orders = append(f.orders, store.OrderFact{
+			Order:      domain.Order{ID: o.GetOrderId(), At: at, TotalMinor: o.GetTotal().GetAmountMinor(), Currency: o.GetTotal().GetCurrency()},
+			CustomerID: customer, Coupon: domain.NormalizeCoupon(o.GetCouponCode()),
+		})
+		trig.OrderID, trig.OrderTotal, trig.Currency = o.GetOrderId(), o.GetTotal().GetAmountMinor(), o.GetTotal().GetCurrency()
+		vars = store.Vars{OrderID: o.GetOrderId(), OrderTotal: trig.OrderTotal, Currency: trig.Currency}
+		if code := domain.NormalizeCoupon(o.GetCouponCode()); code != "" {
+			f.codes, f.codeOrds, f.codeAts = append(f.codes, code), append(f.codeOrds, o.GetOrderId()), append(f.codeAts, at)
+		}
+	case domain.EventSurveyAnswered:
+		s := ev.GetSurveyAnswered()
+		if s == nil || s.GetCustomerId() == "" {
+			return fmt.Errorf("survey.answered %s: survey_answered.customer_id is required", id)
+		}
+		customer, trig.SurveyID = s.GetCustomerId(), s.GetSurveyId()
+		if s.GetKind() == eventsv1.SurveyKind_SURVEY_KIND_NPS {
+			score := s.GetScore()
+			trig.NPS, vars.NPS = &score, &score
+		}
+	case domain.EventTicketResolved:
+		r := ev.GetTicketResolved()
+		if r == nil || r.GetCustomerId() == "" {
+			return fmt.Errorf("ticket.resolved %s: ticket_resolved.customer_id is required", id)
+		}
+		customer, trig.TicketID = r.GetCustomerId(), r.GetTicketId()
+	case domain.EventCustomerUpdated:
+		c := ev.GetCustomerUpdated()
+		if c == nil || c.GetCustomerId() == "" {
+			return fmt.Errorf("customer.updated %s: customer_updated.customer_id is required", id)
+		}
+		customer = c.GetCustomerId()
+		p := store.Profile{CustomerID: customer, Locale: c.GetLocale(), TimeZone: c.GetTimeZone(), At: at}
+		if rd, ok := c.GetTraits()["renewal_date"]; ok {
+			p.RenewalSet = true
+			if rd != "" {
+				d, err := time.Parse(time.DateOnly, rd)
+				if err != nil {
+					return fmt.Errorf("customer.updated %s: traits.renewal_date %q: want YYYY-MM-DD", id, rd)
+				}
+				p.Renewal = &d
+				vars.RenewalDate = rd
+			}
+		}
+		if p.TimeZone != "" {
+			if _, err := time.LoadLocation(p.TimeZone); err != nil {
+				p.TimeZone = "" // unknown zones fall back to UTC rather than losing the event
+			}
+		}
+		f.profiles = append(f.profiles, p)
+	default:
+		return nil // not a fact the campaigns use
+	}
+	f.goals = append(f.goals, store.GoalEvent{CustomerID: customer, Type: typ, At: at})
+	if fresh {
+		f.trigs = append(f.trigs, triggered{customer: customer, trig: trig, vars: vars})
+	}
+	return nil
+}
+
+// HandleSignals is the bus handler of churn.risk_changed: it stores the
+// customer's band and enrolls customers into churn band campaigns.
+func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+	byTenant := map[string][]triggered{}
+	var order []string
+	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
+	for _, d := range ds {
+		t, _, err := splitSubject(bus.SignalsSubjectPrefix, d.Subject)
+		if err != nil {
+			d.Reject(err.Error())
+			continue
+		}
+		s := &churnv1.ChurnRiskChanged{}
+		if err := proto.Unmarshal(d.Data, s); err != nil {
+			d.Reject("cannot decode retain.churn.v1.ChurnRiskChanged: " + err.Error())
+			continue
+		}
+		if s.GetCustomerId() == "" || s.GetComputedAt() == nil {
+			d.Reject("churn.risk_changed: customer_id and computed_at are required")
+			continue
+		}
+		at := s.GetComputedAt().AsTime().UTC()
+		if err := store.UpsertBand(ctx, tx, t, s.GetCustomerId(), s.GetBand(), at); err != nil {
+			return err
+		}
+		if s.GetBand() == s.GetPreviousBand() || (e.cfg.MaxTriggerAge > 0 && at.Before(oldest)) {
+			continue
+		}
+		if _, ok := byTenant[t]; !ok {
+			order = append(order, t)
+		}
+		byTenant[t] = append(byTenant[t], triggered{
+			customer: s.GetCustomerId(),
+			trig:     &domain.Trigger{Type: domain.TriggerChurnBand, EventID: d.ID, At: at, Band: s.GetBand()},
+		})
+	}
+	for _, t := range order {
+		if err := e.enrollTriggered(ctx, tx, t, byTenant[t]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HandleDeliveries is the bus handler of RETAIN_DELIVERIES: it keeps the
+// latest outcome of each request a campaign made, for the report.
+func (e *Engine) HandleDeliveries(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+	byTenant := map[string][]store.Delivery{}
+	for _, d := range ds {
+		t, _, err := splitSubject(bus.DeliveriesSubjectPrefix, d.Subject)
+		if err != nil {
+			d.Reject(err.Error())
+			continue
+		}
+		o := &notifierv1.DeliveryOutcome{}
+		if err := proto.Unmarshal(d.Data, o); err != nil {
+			d.Reject("cannot decode retain.notifier.v1.DeliveryOutcome: " + err.Error())
+			continue
+		}
+		if o.GetOrigin().GetCampaignId() == "" || o.GetRequestId() == "" {
+			continue // not a campaign's request (a test send)
+		}
+		byTenant[t] = append(byTenant[t], store.Delivery{
+			RequestID: o.GetRequestId(), CampaignID: o.GetOrigin().GetCampaignId(), Outcome: int16(o.GetOutcome()), Sequence: o.GetSequence(),
+		})
+	}
+	for t, rows := range byTenant {
+		if err := store.UpsertDeliveries(ctx, tx, t, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}

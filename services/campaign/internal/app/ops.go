@@ -1,0 +1,323 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	"github.com/retainhq/retain/services/campaign/internal/domain"
+	"github.com/retainhq/retain/services/campaign/internal/store"
+)
+
+// RunAudiences evaluates every scheduled campaign whose audience is due
+// and enrolls the customers who qualify; it returns how many campaigns it
+// evaluated.
+func (e *Engine) RunAudiences(ctx context.Context) (int, error) {
+	refs, err := store.ClaimAudiences(ctx, e.pool, e.Now())
+	if err != nil {
+		return 0, err
+	}
+	for i, r := range refs {
+		if err := e.runAudience(ctx, r); err != nil {
+			// Due again at once, for the next pass.
+			for _, rr := range refs[i:] {
+				if rerr := store.ReleaseAudience(context.WithoutCancel(ctx), e.pool, rr, e.Now()); rerr != nil {
+					e.log.Warn("release audience", "campaign", rr.ID, "error", rerr)
+				}
+			}
+			return i, fmt.Errorf("audience of %s: %w", r.ID, err)
+		}
+	}
+	return len(refs), nil
+}
+
+func (e *Engine) runAudience(ctx context.Context, r store.Ref) error {
+	plans, err := e.plansFor(ctx, e.pool, []store.Ref{r})
+	if err != nil {
+		return err
+	}
+	p := planned{ref: r, plan: plans[r]}
+	env, err := e.env(ctx, e.pool, r.Tenant, []*domain.Plan{p.plan})
+	if err != nil {
+		return err
+	}
+	trig := &domain.Trigger{At: env.Now}
+	return e.eachCustomerChunk(ctx, r.Tenant, func(custs []*domain.Customer) error {
+		var es []store.Entrant
+		for _, c := range custs {
+			if p.plan.Matches(c, nil, env) {
+				es = append(es, store.Entrant{CustomerID: c.ID, Key: entryKey(p.plan, trig), Anchor: env.Now})
+			}
+		}
+		if len(es) == 0 {
+			return nil
+		}
+		return e.InTx(ctx, func(tx pgx.Tx) error { return e.enroll(ctx, tx, r.Tenant, p, es) })
+	})
+}
+
+// eachCustomerChunk calls fn with every known customer of tenant, a chunk
+// at a time.
+func (e *Engine) eachCustomerChunk(ctx context.Context, tenant string, fn func([]*domain.Customer) error) error {
+	after := ""
+	for {
+		ids, err := store.CustomerIDs(ctx, e.pool, tenant, after, e.cfg.AudienceChunk)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		m, err := store.LoadCustomers(ctx, e.pool, tenant, ids)
+		if err != nil {
+			return err
+		}
+		custs := make([]*domain.Customer, 0, len(ids))
+		for _, id := range ids {
+			if c := m[id]; c != nil {
+				custs = append(custs, c)
+			}
+		}
+		if err := fn(custs); err != nil {
+			return err
+		}
+		after = ids[len(ids)-1]
+	}
+}
+
+// Preview is who would enter a campaign now.
+type Preview struct {
+	Count     int64
+	Customers []string
+	Note      string
+}
+
+// PreviewAudience evaluates c over every known customer without enrolling
+// anyone; members the entry policy keeps out are not counted.
+func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaignv1.Campaign, limit int) (Preview, error) {
+	p, err := domain.Compile(c)
+	if err != nil {
+		return Preview{}, err
+	}
+	env, err := e.env(ctx, e.pool, tenant, []*domain.Plan{p})
+	if err != nil {
+		return Preview{}, err
+	}
+	gap := p.EntryEvery
+	if p.EntryKey != "" {
+		gap = 0
+	} else if gap == 0 {
+		gap = -1
+	}
+	var pv Preview
+	switch {
+	case c.GetTrigger().GetSchedule() != nil:
+		pv.Note = "customers who match the conditions now and whom the entry policy lets in: the next scheduled evaluation enrolls them"
+	case c.GetTrigger().GetEvent() != "":
+		pv.Note = fmt.Sprintf("customers who match the customer conditions now; they enter on their next %s that also meets the event's own conditions", c.GetTrigger().GetEvent())
+	default:
+		pv.Note = "customers currently in the trigger's churn band who match the conditions; they enter on their next band change into it"
+	}
+	err = e.eachCustomerChunk(ctx, tenant, func(custs []*domain.Customer) error {
+		var ids []string
+		for _, cu := range custs {
+			if p.PreviewMatches(cu, env) {
+				ids = append(ids, cu.ID)
+			}
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		blocked, err := store.Blocked(ctx, e.pool, tenant, c.GetId(), gap, ids, env.Now)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if blocked[id] {
+				continue
+			}
+			pv.Count++
+			if len(pv.Customers) < limit {
+				pv.Customers = append(pv.Customers, id)
+			}
+		}
+		return nil
+	})
+	return pv, err
+}
+
+// Create validates and stores a new campaign.
+func (e *Engine) Create(ctx context.Context, tenant string, c *campaignv1.Campaign, playbook string, paused bool) (*campaignv1.Campaign, error) {
+	p, err := domain.Compile(c)
+	if err != nil {
+		return nil, err
+	}
+	state := campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE
+	if paused {
+		state = campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED
+	}
+	var row store.Row
+	err = e.InTx(ctx, func(tx pgx.Tx) error {
+		row, err = store.InsertCampaign(ctx, tx, tenant, c, state, playbook, p.Schedule, e.Now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return row.Campaign()
+}
+
+// Update validates c and stores it as the campaign's next version.
+func (e *Engine) Update(ctx context.Context, tenant string, c *campaignv1.Campaign) (*campaignv1.Campaign, error) {
+	p, err := domain.Compile(c)
+	if err != nil {
+		return nil, err
+	}
+	var row store.Row
+	err = e.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := store.UpdateCampaign(ctx, tx, tenant, c, p.Schedule, e.Now()); err != nil {
+			return err
+		}
+		row, err = store.GetCampaign(ctx, tx, tenant, c.GetId(), 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return row.Campaign()
+}
+
+// Get returns a campaign at version (0: current).
+func (e *Engine) Get(ctx context.Context, tenant, id string, version int32) (*campaignv1.Campaign, error) {
+	row, err := store.GetCampaign(ctx, e.pool, tenant, id, version)
+	if err != nil {
+		return nil, err
+	}
+	return row.Campaign()
+}
+
+// List returns the tenant's campaigns.
+func (e *Engine) List(ctx context.Context, tenant string, includeArchived bool) ([]*campaignv1.Campaign, error) {
+	states := []campaignv1.CampaignState{campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE, campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED}
+	if includeArchived {
+		states = nil
+	}
+	rows, err := store.ListCampaigns(ctx, e.pool, tenant, states...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*campaignv1.Campaign, len(rows))
+	for i, r := range rows {
+		if out[i], err = r.Campaign(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// SetState pauses, resumes or archives a campaign.
+func (e *Engine) SetState(ctx context.Context, tenant, id string, state campaignv1.CampaignState) (*campaignv1.Campaign, error) {
+	var row store.Row
+	err := e.InTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		row, err = store.SetState(ctx, tx, tenant, id, state, e.Now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return row.Campaign()
+}
+
+// Report computes a campaign's report.
+func (e *Engine) Report(ctx context.Context, tenant, id string) (*campaignv1.Report, error) {
+	c, err := e.Get(ctx, tenant, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	n, err := store.ReportCounts(ctx, e.pool, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	return BuildReport(id, c.GetHoldoutPercent(), n), nil
+}
+
+// BuildReport turns counts into the report with its lift statistics.
+func BuildReport(id string, holdoutPercent int32, n store.Counts) *campaignv1.Report {
+	r := &campaignv1.Report{
+		CampaignId: id, HoldoutPercent: holdoutPercent,
+		Enrolled: n.Treated + n.Holdout, Treated: n.Treated, Holdout: n.Holdout, Active: n.Active,
+		MessagesRequested: n.Requested, MessagesDelivered: n.Delivered, MessagesFailed: n.Failed, MessagesSuppressed: n.Suppressed,
+		ConversionsTreated: n.ConvTreated, ConversionsHoldout: n.ConvHoldout,
+		CouponsIssued: n.CouponsIssued, CouponsRedeemed: n.CouponsRedeemed,
+	}
+	for _, rv := range n.Revenue {
+		r.Revenue = append(r.Revenue, &campaignv1.RevenueLine{
+			Currency: rv.Currency, TreatedMinor: rv.Treated, HoldoutMinor: rv.Holdout,
+			IncrementalMinor: domain.Incremental(rv.Treated, n.Treated, rv.Holdout, n.Holdout),
+		})
+	}
+	switch {
+	case n.Treated == 0 && n.Holdout == 0:
+		r.Note = "nobody has entered yet"
+		return r
+	case n.Holdout == 0:
+		r.Note = "no holdout members yet: lift cannot be measured"
+	case n.Treated == 0:
+		r.Note = "no treated members yet: lift cannot be measured"
+	}
+	if n.Treated > 0 {
+		r.ConversionRateTreated = float64(n.ConvTreated) / float64(n.Treated)
+	}
+	if n.Holdout > 0 {
+		r.ConversionRateHoldout = float64(n.ConvHoldout) / float64(n.Holdout)
+	}
+	if n.Treated == 0 || n.Holdout == 0 {
+		return r
+	}
+	l := domain.ComputeLift(n.ConvTreated, n.Treated, n.ConvHoldout, n.Holdout)
+	r.AbsoluteLift, r.AbsoluteLiftLow, r.AbsoluteLiftHigh = l.Absolute, l.AbsoluteCI.Low, l.AbsoluteCI.High
+	if l.RelativeOK {
+		r.RelativeLift, r.RelativeLiftLow, r.RelativeLiftHigh = &l.Relative, &l.RelativeCI.Low, &l.RelativeCI.High
+	}
+	return r
+}
+
+// Enrollments lists a customer's enrollments.
+func (e *Engine) Enrollments(ctx context.Context, tenant, customer string) ([]store.Enrollment, error) {
+	return store.CustomerEnrollments(ctx, e.pool, tenant, customer)
+}
+
+// InstallPlaybook creates a campaign from a playbook, under id (default
+// the playbook's name).
+func (e *Engine) InstallPlaybook(ctx context.Context, tenant, name, id string, paused bool) (*campaignv1.Campaign, error) {
+	c, ok, err := domain.FindPlaybook(name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("playbook %q: %w", name, ErrNotFound)
+	}
+	if id != "" {
+		c.Id = id
+	}
+	return e.Create(ctx, tenant, c, name, paused)
+}
+
+// StepID is the id of a plan's step index (empty when none), for the
+// enrollment listing.
+func StepID(p *domain.Plan, step int) string {
+	if p == nil || step < 0 || step >= len(p.Steps) {
+		return ""
+	}
+	return p.Steps[step].ID
+}
+
+// PlanOf returns the compiled plan of a campaign version.
+func (e *Engine) PlanOf(ctx context.Context, tenant, id string, version int32) (*domain.Plan, error) {
+	r := store.Ref{Tenant: tenant, ID: id, Version: version}
+	m, err := e.plansFor(ctx, e.pool, []store.Ref{r})
+	if err != nil {
+		return nil, err
+	}
+	return m[r], nil
+}

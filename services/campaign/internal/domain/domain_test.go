@@ -1,0 +1,300 @@
+package domain
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	"github.com/retainhq/retain/services/campaign/campaignfile"
+)
+
+const valid = `
+id: t
+name: Test
+trigger: {event: order.placed}
+steps:
+  - id: a
+    send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}
+`
+
+func mustDecode(t *testing.T, s string) *campaignv1.Campaign {
+	t.Helper()
+	c, err := campaignfile.Decode([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCompileRejectsBadCampaignsNamingTheField(t *testing.T) {
+	tests := []struct {
+		name, file, field, words string
+	}{
+		{"unknown trigger", `{id: t, name: T, trigger: {event: order.shipped}, steps: [{id: a, exit: {}}]}`, "trigger.event", "unknown trigger"},
+		{"no trigger", `{id: t, name: T, steps: [{id: a, exit: {}}]}`, "trigger", "required"},
+		{"step cycle", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, wait: {duration: 1d}, next: b}, {id: b, wait: {duration: 1d}, next: a}]}`, "steps", "cycle a -> b -> a"},
+		{"branch cycle", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, branch: {timeout: 1d, if_goal: a, otherwise: b}}, {id: b, exit: {}}]}`, "steps", "cycle"},
+		{"missing template", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, send: {channel: CHANNEL_EMAIL}}]}`, "steps[0].send.template_key", "required"},
+		{"missing channel", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, send: {template_key: x}}]}`, "steps[0].send.channel", "required"},
+		{"holdout above 90", `{id: t, name: T, holdout_percent: 95, trigger: {event: order.placed}, steps: [{id: a, exit: {}}]}`, "holdout_percent", "95 is outside 0-90"},
+		{"holdout negative", `{id: t, name: T, holdout_percent: -1, trigger: {event: order.placed}, steps: [{id: a, exit: {}}]}`, "holdout_percent", "outside"},
+		{"wait over a year", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, wait: {duration: 400d}}]}`, "steps[0].wait.duration", "longer than a year"},
+		{"bad wait", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, wait: {duration: soon}}]}`, "steps[0].wait.duration", "not a duration"},
+		{"bad local time", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, wait: {until_local_time: "25:00"}}]}`, "steps[0].wait.until_local_time", "HH:MM"},
+		{"unknown jump", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, exit: {}, next: zz}]}`, "steps[0].next", "no step has id"},
+		{"duplicate step", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, exit: {}}, {id: a, exit: {}}]}`, "steps[1].id", "another step"},
+		{"no steps", `{id: t, name: T, trigger: {event: order.placed}}`, "steps", "at least one"},
+		{"bad id", `{id: "Big ID", name: T, trigger: {event: order.placed}, steps: [{id: a, exit: {}}]}`, "id", "does not match"},
+		{"nps without survey", `{id: t, name: T, trigger: {event: order.placed}, conditions: [{nps_score: {max: 6}}], steps: [{id: a, exit: {}}]}`, "conditions[0].nps_score", "survey.answered"},
+		{"nps out of range", `{id: t, name: T, trigger: {event: survey.answered}, conditions: [{nps_score: {max: 11}}], steps: [{id: a, exit: {}}]}`, "conditions[0].nps_score.max", "outside 0-10"},
+		{"schedule without conditions", `{id: t, name: T, trigger: {schedule: {every: 1d}}, steps: [{id: a, exit: {}}]}`, "conditions", "at least one"},
+		{"bad entry key", `{id: t, name: T, trigger: {event: order.placed}, entry: {once_per_key: color}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", "unknown key"},
+		{"coupon percent", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, issue_coupon: {percent_off: 150}}]}`, "steps[0].issue_coupon.percent_off", "1-100"},
+		{"attribution over a year", `{id: t, name: T, trigger: {event: order.placed}, goal: {attribution_window: 2y}, steps: [{id: a, exit: {}}]}`, "goal.attribution_window", "not a duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Compile(mustDecode(t, tt.file))
+			inv, ok := err.(*InvalidError)
+			if !ok {
+				t.Fatalf("Compile = %v, want an InvalidError", err)
+			}
+			for _, v := range inv.Violations {
+				if v.Field == tt.field && strings.Contains(v.Description, tt.words) {
+					return
+				}
+			}
+			t.Fatalf("violations %+v lack %s: ...%s...", inv.Violations, tt.field, tt.words)
+		})
+	}
+}
+
+func TestDecodeFileRejectsUnknownFields(t *testing.T) {
+	if _, err := campaignfile.Decode([]byte("id: t\nname: T\ntrigerr: {event: order.placed}\n")); err == nil || !strings.Contains(err.Error(), "trigerr") {
+		t.Fatalf("err = %v, want it to name the unknown field", err)
+	}
+	if _, err := campaignfile.Decode([]byte("- a\n- b\n")); err == nil {
+		t.Fatal("a list at the top level was accepted")
+	}
+}
+
+func TestEncodeFileRoundTrips(t *testing.T) {
+	pbs, err := Playbooks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pbs {
+		b, err := campaignfile.Encode(p.Campaign)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := campaignfile.Decode(b)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", p.Name, err, b)
+		}
+		if _, err := Compile(back); err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"3d": 72 * time.Hour, "2w": 336 * time.Hour, "1d12h": 36 * time.Hour, "90m": 90 * time.Minute} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "3x", "-1h", "1y"} {
+		if _, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) accepted", in)
+		}
+	}
+}
+
+type recorder struct{ sends, coupons []string }
+
+func (r *recorder) Send(s *PlanStep) error        { r.sends = append(r.sends, s.ID); return nil }
+func (r *recorder) IssueCoupon(s *PlanStep) error { r.coupons = append(r.coupons, s.ID); return nil }
+
+func TestAdvanceRunsDueStepsAndWaits(t *testing.T) {
+	c := mustDecode(t, `
+id: t
+name: T
+trigger: {event: order.placed}
+goal: {continue_after_goal: true}
+steps:
+  - {id: first, send: {channel: CHANNEL_EMAIL, template_key: a}}
+  - {id: wait, wait: {duration: 2d, until_local_time: "10:00"}}
+  - {id: coupon, issue_coupon: {percent_off: 10}}
+  - {id: check, branch: {timeout: 1d, if_goal: done, otherwise: second}}
+  - {id: second, send: {channel: CHANNEL_EMAIL, template_key: b}}
+  - {id: done, exit: {}}
+`)
+	p, err := Compile(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	anchor := time.Date(2026, 3, 2, 15, 0, 0, 0, time.UTC)
+	r := &recorder{}
+	pr, err := p.Advance(Cursor{Step: 0, Due: anchor}, anchor, berlin, false, false, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 days after 15:00 UTC, then the next 10:00 in Berlin (09:00 UTC in March).
+	wantDue := time.Date(2026, 3, 5, 9, 0, 0, 0, time.UTC)
+	if pr.Status != StatusActive || pr.Cursor.Step != 2 || !pr.Cursor.Due.Equal(wantDue) || len(r.sends) != 1 {
+		t.Fatalf("after entry: %+v sends %v", pr, r.sends)
+	}
+	pr, _ = p.Advance(pr.Cursor, wantDue, berlin, false, false, r)
+	if pr.Cursor.Step != 3 || !pr.Cursor.Armed || !pr.Cursor.Due.Equal(wantDue.Add(24*time.Hour)) || len(r.coupons) != 1 {
+		t.Fatalf("at the coupon: %+v", pr)
+	}
+	held := pr.Cursor
+	pr, _ = p.Advance(held, wantDue.Add(24*time.Hour), berlin, false, false, r)
+	if pr.Status != StatusExited || len(r.sends) != 2 {
+		t.Fatalf("branch without goal: %+v sends %v", pr, r.sends)
+	}
+	r2 := &recorder{}
+	pr, _ = p.Advance(held, wantDue.Add(24*time.Hour), berlin, false, true, r2)
+	if pr.Status != StatusExited || len(r2.sends) != 0 {
+		t.Fatalf("branch with goal: %+v sends %v", pr, r2.sends)
+	}
+	// Holdout members walk the same steps but nothing is sent or issued.
+	r3 := &recorder{}
+	pr, _ = p.Advance(Cursor{Step: 0, Due: anchor}, anchor.Add(30*24*time.Hour), berlin, true, false, r3)
+	if pr.Status != StatusExited || len(r3.sends)+len(r3.coupons) != 0 || len(pr.Done) != 6 {
+		t.Fatalf("holdout: %+v %v", pr, r3)
+	}
+}
+
+func TestHoldoutIsDeterministicAndProportional(t *testing.T) {
+	in := 0
+	for i := range 20000 {
+		c := "c-" + string(rune('a'+i%26)) + time.Duration(i).String()
+		a := InHoldout("shop", "win-back", c, 10)
+		if a != InHoldout("shop", "win-back", c, 10) {
+			t.Fatal("not deterministic")
+		}
+		if a {
+			in++
+		}
+	}
+	if in < 1800 || in > 2200 {
+		t.Fatalf("%d of 20000 in a 10%% holdout", in)
+	}
+	if InHoldout("shop", "x", "c", 0) {
+		t.Fatal("0% holdout holds someone out")
+	}
+}
+
+func TestCouponCodes(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2000 {
+		c, err := NewCouponCode("LOYAL")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c) != len("LOYAL-XXXXX-XXXXX") || !strings.HasPrefix(c, "LOYAL-") || seen[c] {
+			t.Fatalf("code %q", c)
+		}
+		seen[c] = true
+		for _, r := range strings.ReplaceAll(c[6:], "-", "") {
+			if !strings.ContainsRune(CouponAlphabet, r) || strings.ContainsRune("0O1IL2Z5S8B", r) {
+				t.Fatalf("code %q has %q", c, r)
+			}
+		}
+	}
+	if NormalizeCoupon(" loyal-acd ef ") != "LOYAL-ACDEF" {
+		t.Fatal("normalize")
+	}
+}
+
+// TestLiftIntervalHandComputed checks Newcombe's hybrid score interval on
+// his own example (Newcombe 1998, Stat Med 17:873, example (a): 56/70 vs
+// 48/80), computed by hand:
+//
+//	p1 = 0.8, Wilson 95% (0.69183, 0.87695); p2 = 0.6, Wilson (0.49045, 0.70038)
+//	D = 0.2
+//	L = 0.2 - sqrt((0.8-0.69183)^2 + (0.70038-0.6)^2) = 0.2 - 0.14757 = 0.0524
+//	U = 0.2 + sqrt((0.87695-0.8)^2 + (0.6-0.49045)^2) = 0.2 + 0.13387 = 0.3339
+//
+// which is the published 0.0524 to 0.3339.
+func TestLiftIntervalHandComputed(t *testing.T) {
+	l := ComputeLift(56, 70, 48, 80)
+	near := func(got, want, tol float64) bool { return math.Abs(got-want) <= tol }
+	if !near(l.Absolute, 0.2, 1e-12) || !near(l.AbsoluteCI.Low, 0.0524, 5e-5) || !near(l.AbsoluteCI.High, 0.3339, 5e-5) {
+		t.Fatalf("absolute lift %v %+v, want 0.2 (0.0524, 0.3339)", l.Absolute, l.AbsoluteCI)
+	}
+	// Relative: RR = 0.8/0.6 = 1.33333, se(log RR) = sqrt(1/56 - 1/70 + 1/48 - 1/80)
+	// = sqrt(0.0119048) = 0.109109, exp(1.96 x 0.109109) = 1.23843, so RR / 1.23843 = 1.07663
+	// and RR x 1.23843 = 1.65124: the lift RR - 1 is 0.3333 (0.0766, 0.6512).
+	if !near(l.Relative, 1.0/3, 1e-12) || !near(l.RelativeCI.Low, 0.0766, 5e-5) || !near(l.RelativeCI.High, 0.6512, 5e-5) {
+		t.Fatalf("relative lift %v %+v", l.Relative, l.RelativeCI)
+	}
+	w := Wilson(0, 10, Z95)
+	if w.Low != 0 || !near(w.High, 0.2775, 5e-5) {
+		t.Fatalf("Wilson(0/10) = %+v", w)
+	}
+	if got := Incremental(10000, 100, 1000, 20); got != 5000 {
+		t.Fatalf("incremental = %d, want (100 - 50) x 100 = 5000", got)
+	}
+}
+
+// TestAALiftCoversZero simulates a campaign with no effect: treated and
+// holdout convert at the same rate, so about 95% of the intervals must
+// cover zero.
+func TestAALiftCoversZero(t *testing.T) {
+	rng := rand.New(rand.NewPCG(42, 7))
+	const reps = 4000
+	for _, sc := range []struct {
+		n1, n2 int
+		p      float64
+	}{{900, 100, 0.1}, {2000, 500, 0.3}, {300, 300, 0.05}} {
+		covered := 0
+		for range reps {
+			var x1, x2 int64
+			for range sc.n1 {
+				if rng.Float64() < sc.p {
+					x1++
+				}
+			}
+			for range sc.n2 {
+				if rng.Float64() < sc.p {
+					x2++
+				}
+			}
+			ci := ComputeLift(x1, int64(sc.n1), x2, int64(sc.n2)).AbsoluteCI
+			if ci.Low <= 0 && ci.High >= 0 {
+				covered++
+			}
+		}
+		rate := float64(covered) / reps
+		t.Logf("n=%d/%d p=%.2f: %.1f%% of intervals cover 0", sc.n1, sc.n2, sc.p, 100*rate)
+		if rate < 0.935 || rate > 0.97 {
+			t.Errorf("n=%d/%d p=%.2f: coverage %.3f, want about 0.95", sc.n1, sc.n2, sc.p, rate)
+		}
+	}
+}
+
+func FuzzDecodeFile(f *testing.F) {
+	f.Add([]byte(valid))
+	f.Add([]byte(`{"id":"x","trigger":{"schedule":{"every":"1d"}}}`))
+	f.Add([]byte("id: [1, 2]\n"))
+	f.Add([]byte("a: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := campaignfile.Decode(data)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must compile or fail with named violations, never panic.
+		if _, err := Compile(c); err != nil {
+			if inv, ok := err.(*InvalidError); !ok || len(inv.Violations) == 0 {
+				t.Fatalf("Compile error %v is not a list of violations", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// Counts are a campaign's raw report figures.
+type Counts struct {
+	Treated, Holdout, Active                 int64
+	ConvTreated, ConvHoldout                 int64
+	Requested, Delivered, Failed, Suppressed int64
+	CouponsIssued, CouponsRedeemed           int64
+	Revenue                                  []Revenue
+}
+
+// Revenue is the revenue of one currency within attribution windows.
+type Revenue struct {
+	Currency         string
+	Treated, Holdout int64
+}
+
+// ReportCounts computes a campaign's figures over all its versions.
+// Revenue is every order a member placed within an enrollment's
+// attribution window after entering.
+func ReportCounts(ctx context.Context, q Querier, tenant, campaign string) (Counts, error) {
+	var c Counts
+	err := q.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE NOT holdout), count(*) FILTER (WHERE holdout), count(*) FILTER (WHERE status = 'ACTIVE'),
+			count(*) FILTER (WHERE NOT holdout AND converted_at IS NOT NULL), count(*) FILTER (WHERE holdout AND converted_at IS NOT NULL)
+		FROM enrollments WHERE tenant = $1 AND campaign_id = $2`, tenant, campaign).Scan(&c.Treated, &c.Holdout, &c.Active, &c.ConvTreated, &c.ConvHoldout)
+	if err != nil {
+		return c, fmt.Errorf("report %s: enrollments: %w", campaign, err)
+	}
+	err = q.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM campaign_sends WHERE tenant = $1 AND campaign_id = $2),
+			count(*) FILTER (WHERE outcome = 1), count(*) FILTER (WHERE outcome = 2), count(*) FILTER (WHERE outcome = 3)
+		FROM campaign_deliveries WHERE tenant = $1 AND campaign_id = $2`, tenant, campaign).Scan(&c.Requested, &c.Delivered, &c.Failed, &c.Suppressed)
+	if err != nil {
+		return c, fmt.Errorf("report %s: messages: %w", campaign, err)
+	}
+	err = q.QueryRow(ctx, `SELECT count(*), count(redeemed_at) FROM coupons WHERE tenant = $1 AND campaign_id = $2`, tenant, campaign).
+		Scan(&c.CouponsIssued, &c.CouponsRedeemed)
+	if err != nil {
+		return c, fmt.Errorf("report %s: coupons: %w", campaign, err)
+	}
+	rows, err := q.Query(ctx, `
+		SELECT o.currency, coalesce(sum(o.total_minor) FILTER (WHERE NOT e.holdout), 0), coalesce(sum(o.total_minor) FILTER (WHERE e.holdout), 0)
+		FROM enrollments e
+		JOIN campaign_orders o ON o.tenant = e.tenant AND o.customer_id = e.customer_id
+			AND o.placed_at > e.anchor_at AND o.placed_at <= e.attribution_until
+		WHERE e.tenant = $1 AND e.campaign_id = $2
+		GROUP BY o.currency ORDER BY sum(o.total_minor) DESC, o.currency`, tenant, campaign)
+	if err != nil {
+		return c, fmt.Errorf("report %s: revenue: %w", campaign, err)
+	}
+	for rows.Next() {
+		var r Revenue
+		if err := rows.Scan(&r.Currency, &r.Treated, &r.Holdout); err != nil {
+			return c, fmt.Errorf("report %s: revenue: %w", campaign, err)
+		}
+		c.Revenue = append(c.Revenue, r)
+	}
+	return c, rows.Err()
+}
