@@ -1,10 +1,14 @@
 package charttest
 
 import (
+	"flag"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +24,16 @@ import (
 )
 
 // allServices are the services values.yaml ships, by component.
-var allServices = []string{"churnsignal", "ingest", "metrics"}
+var allServices = []string{"campaign", "churnsignal", "ingest", "metrics", "notifier"}
 
-// consumers are the internal services that consume RETAIN_EVENTS: gRPC and
-// ops ports only, a fixed replica count.
-var consumers = []string{"churnsignal", "metrics"}
+// consumers are the internal services that consume JetStream streams: gRPC
+// and ops ports only, a fixed replica count.
+var consumers = []string{"campaign", "churnsignal", "metrics"}
+
+// streamConsumers are every service that consumes a JetStream stream: the
+// internal consumers and the notifier (which also serves public HTTP). All
+// run a fixed replica count, never a CPU-based HPA.
+var streamConsumers = append(slices.Clone(consumers), "notifier")
 
 // TestChartRenders renders the chart for each shipped values file (and one
 // file that turns every optional part on and overrides the services' values
@@ -49,7 +58,10 @@ func TestChartRenders(t *testing.T) {
 					t.Errorf("the defaults create Secrets %v; they should reference existing ones", names(r.all("Secret")))
 				}
 				for _, want := range []string{"retain-auth", "retain-ingest-database", "retain-metrics-database", "retain-churnsignal-database",
-					"/retain_metrics'", "/retain_churnsignal'", "retain tokens keygen", "/v1/events", "Content-Type: application/json"} {
+					"retain-campaign-database", "retain-notifier-database", "/retain_metrics'", "/retain_churnsignal'",
+					"/retain_campaign'", "/retain_notifier'", "retain tokens keygen", "/v1/events", "Content-Type: application/json",
+					"retain-notifier-secrets", "--from-literal=unsubscribeSecret=", "key smtpPassword: RETAIN_NOTIFIER_SMTP_PASSWORD (optional",
+					"http://127.0.0.1:8080/v1/unsubscribe", "WARNING"} {
 					if !strings.Contains(r.Notes, want) {
 						t.Errorf("NOTES.txt does not mention %q:\n%s", want, r.Notes)
 					}
@@ -57,6 +69,11 @@ func TestChartRenders(t *testing.T) {
 				for _, name := range consumers {
 					checkConsumer(t, r, name)
 				}
+				checkNotifier(t, r)
+				if _, ok := r.get("Ingress", "retain-notifier"); ok {
+					t.Error("the defaults render an Ingress for the notifier (it needs a host)")
+				}
+				checkEnvDefaults(t, r)
 				if len(r.all("HorizontalPodAutoscaler")) != 0 {
 					t.Errorf("the defaults render HorizontalPodAutoscalers %v", names(r.all("HorizontalPodAutoscaler")))
 				}
@@ -79,6 +96,13 @@ func TestChartRenders(t *testing.T) {
 				}
 				if got := cm.Data["RETAIN_LOG_FORMAT"]; got != "text" {
 					t.Errorf("RETAIN_LOG_FORMAT = %q, want text", got)
+				}
+				checkNotifier(t, r)
+				if got := configMap(t, r, "retain-notifier").Data["RETAIN_NOTIFIER_OUTBOX_DIR"]; !strings.HasPrefix(got, "/tmp/") {
+					t.Errorf("dev RETAIN_NOTIFIER_OUTBOX_DIR = %q, want a directory under the writable /tmp", got)
+				}
+				if strings.Contains(r.Notes, "WARNING") {
+					t.Errorf("dev NOTES warn about the unsubscribe URL although values-dev.yaml sets it:\n%s", r.Notes)
 				}
 				if len(r.all("PodDisruptionBudget")) != 0 {
 					t.Error("dev values render a PodDisruptionBudget")
@@ -129,10 +153,22 @@ func TestChartRenders(t *testing.T) {
 					t.Errorf("production egress to NATS is not narrowed to the bundled NATS pods: %+v", np.Spec.Egress)
 				}
 				for _, name := range consumers {
-					full := "retain-" + name
 					checkConsumer(t, r, name)
+				}
+				checkNotifier(t, r)
+				checkNotifierIngress(t, r, "links.retain.example.com", true)
+				// The providers are on the internet: egress to them does not
+				// reach into the cluster or the private network.
+				np = networkPolicy(t, r, "retain-notifier")
+				for _, port := range []int{587, 465, 443} {
+					if !egressToPublicOnly(np, port) {
+						t.Errorf("production notifier egress on %d is not limited to public addresses: %+v", port, np.Spec.Egress)
+					}
+				}
+				for _, name := range streamConsumers {
+					full := "retain-" + name
 					if _, ok := r.get("HorizontalPodAutoscaler", full); ok {
-						t.Errorf("production values autoscale %s, a RETAIN_EVENTS consumer, on CPU", name)
+						t.Errorf("production values autoscale %s, a JetStream consumer, on CPU", name)
 					}
 					if d := deployment(t, r, full); d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
 						t.Errorf("production %s replicas = %v, want 3", name, d.Spec.Replicas)
@@ -158,14 +194,35 @@ func TestChartRenders(t *testing.T) {
 				if !ok || sec.Obj.(*corev1.Secret).StringData["publicKey"] == "" {
 					t.Errorf("no chart-created retain-auth Secret with publicKey: %v", names(r.all("Secret")))
 				}
-				for _, name := range []string{"retain-ingest-database", "retain-metrics-database", "retain-churnsignal-database"} {
+				for _, name := range allServices {
+					name := "retain-" + name + "-database"
 					if s, ok := r.get("Secret", name); !ok || !strings.HasPrefix(s.Obj.(*corev1.Secret).StringData["url"], "postgres://") {
 						t.Errorf("no chart-created Secret %s with the database URL", name)
 					}
 				}
-				if strings.Contains(r.Notes, "create secret") {
+				if strings.Contains(r.Notes, "create secret generic retain-auth") || strings.Contains(r.Notes, "-database \\") {
 					t.Errorf("NOTES.txt asks to create Secrets the chart created:\n%s", r.Notes)
 				}
+				// The notifier's credentials are never chart-created: the
+				// notes name the Secrets to create, the overridden one too.
+				for _, want := range []string{"create secret generic retain-notifier-secrets", "create secret generic mail-provider", "--from-literal=password="} {
+					if !strings.Contains(r.Notes, want) {
+						t.Errorf("NOTES.txt does not mention %q:\n%s", want, r.Notes)
+					}
+				}
+				for _, s := range r.all("Secret") {
+					for k := range s.Obj.(*corev1.Secret).StringData {
+						if k != "url" && k != "publicKey" {
+							t.Errorf("Secret %s holds %s: the chart creates only database URL and public key Secrets", s.Meta.Name, k)
+						}
+					}
+				}
+				checkNotifier(t, r)
+				checkNotifierIngress(t, r, "links.example.com", true)
+				if ref := secretRef(t, r, "retain-notifier", "RETAIN_NOTIFIER_SMTP_PASSWORD"); ref.Name != "mail-provider" || ref.Key != "password" || (ref.Optional != nil && *ref.Optional) {
+					t.Errorf("RETAIN_NOTIFIER_SMTP_PASSWORD from %+v, want the overriding mail-provider/password, required", ref)
+				}
+				checkConsumer(t, r, "campaign")
 				ing, ok := r.get("Ingress", "retain-ingest")
 				if !ok {
 					t.Fatal("no Ingress for ingest")
@@ -407,8 +464,13 @@ func checkWorkload(t *testing.T, r *release, d *appsv1.Deployment) {
 				t.Errorf("%s comes from Secret %s, which is neither rendered nor named in NOTES.txt", e.Name, ref.SecretKeyRef.Name)
 			}
 		}
-		if e.Value != "" && (strings.Contains(e.Name, "DATABASE_URL") || strings.Contains(e.Name, "KEY")) {
+		if e.Value != "" && credentialEnv.MatchString(e.Name) {
 			t.Errorf("%s is a plain value; credentials must come from a Secret", e.Name)
+		}
+	}
+	for k := range cm.Data {
+		if credentialEnv.MatchString(k) {
+			t.Errorf("%s is in the ConfigMap; credentials must come from a Secret", k)
 		}
 	}
 	// The variable the binary's -database-url flag reads.
@@ -690,4 +752,233 @@ func TestEveryCommandDeployed(t *testing.T) {
 			t.Errorf("%s: no service in docker-compose.yml", name)
 		}
 	}
+}
+
+// credentialEnv are variable names that hold credentials: never in a
+// ConfigMap or a plain env value (the chart refuses them in env too).
+var credentialEnv = regexp.MustCompile(`(DATABASE_URL|KEY|_SECRET|_PASSWORD|_AUTH|_TOKEN)$`)
+
+// notifierSecrets are the notifier's credentials, each from a Secret; only
+// the unsubscribe secret is required for the pod to start.
+var notifierSecrets = map[string]bool{
+	"RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET": true,
+	"RETAIN_NOTIFIER_SMTP_PASSWORD":      false,
+	"RETAIN_NOTIFIER_SMS_AUTH":           false,
+	"RETAIN_NOTIFIER_WEBHOOK_SECRET":     false,
+}
+
+// unsubscribePath is the notifier's public HTTP route, read from its source
+// (an internal package the tests cannot import), so a renamed route fails
+// here rather than in recipients' mail clients.
+func unsubscribePath(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../services/notifier/internal/app/app.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`UnsubscribePath\s*=\s*"([^"]+)"`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("no UnsubscribePath constant in services/notifier/internal/app/app.go")
+	}
+	return string(m[1])
+}
+
+// secretRef is where a service's container reads a variable from; it fails
+// the test unless that is a Secret.
+func secretRef(t *testing.T, r *release, name, env string) *corev1.SecretKeySelector {
+	t.Helper()
+	for _, e := range deployment(t, r, name).Spec.Template.Spec.Containers[0].Env {
+		if e.Name == env {
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.Value != "" {
+				t.Fatalf("%s: %s = %+v, want a secretKeyRef", name, env, e)
+			}
+			return e.ValueFrom.SecretKeyRef
+		}
+	}
+	t.Fatalf("%s: %s is not set", name, env)
+	return nil
+}
+
+// checkNotifier: the notifier reads its credentials from Secrets (never
+// from its ConfigMap), serves its HTTP port to the public and gRPC only
+// inside (the release and grpcClients), can reach the email, SMS and
+// webhook providers, and runs a fixed replica count.
+func checkNotifier(t *testing.T, r *release) {
+	t.Helper()
+	const full = "retain-notifier"
+	d := deployment(t, r, full)
+	cm := configMap(t, r, full)
+	for env, required := range notifierSecrets {
+		ref := secretRef(t, r, full, env)
+		if optional := ref.Optional != nil && *ref.Optional; ref.Name == "retain-notifier-secrets" && optional == required {
+			t.Errorf("%s from Secret %s: optional = %v; want only the unsubscribe secret required", env, ref.Name, optional)
+		}
+		if _, ok := cm.Data[env]; ok {
+			t.Errorf("%s is in the ConfigMap %s", env, full)
+		}
+	}
+	if _, ok := r.get("Secret", "retain-notifier-secrets"); ok {
+		t.Error("the chart creates retain-notifier-secrets; credentials come from existing Secrets only")
+	}
+	http := int32(0)
+	for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
+		if p.Name == "http" {
+			http = p.ContainerPort
+		}
+	}
+	if http == 0 || cm.Data["RETAIN_HTTP_ADDR"] != fmt.Sprintf(":%d", http) {
+		t.Errorf("notifier http port %d, RETAIN_HTTP_ADDR %q: want the unsubscribe endpoint served", http, cm.Data["RETAIN_HTTP_ADDR"])
+	}
+	np := networkPolicy(t, r, full)
+	for _, rule := range np.Spec.Ingress {
+		var ports []string
+		for _, p := range rule.Ports {
+			ports = append(ports, p.Port.String())
+		}
+		switch {
+		case slices.Contains(ports, "grpc"):
+			if len(ports) != 1 || len(rule.From) == 0 || rule.From[0].PodSelector == nil ||
+				rule.From[0].PodSelector.MatchLabels["app.kubernetes.io/instance"] != releaseName {
+				t.Errorf("notifier gRPC ingress = %+v, want the grpc port from the release's pods (and grpcClients) only", rule)
+			}
+		case slices.Contains(ports, "http"):
+			if len(ports) != 1 {
+				t.Errorf("notifier public ingress opens %v, want http only", ports)
+			}
+			publicFrom, _ := r.Values["networkPolicy"].(map[string]any)["publicFrom"].([]any)
+			if len(rule.From) != len(publicFrom) {
+				t.Errorf("notifier http ingress from %+v, want networkPolicy.publicFrom %v", rule.From, publicFrom)
+			}
+		}
+	}
+	for _, port := range []int{587, 465, 443} {
+		if !egressTo(np, port, "") {
+			t.Errorf("notifier has no egress on %d (SMTP submission, HTTPS to the SMS provider and webhooks): %+v", port, np.Spec.Egress)
+		}
+	}
+	if _, ok := r.get("HorizontalPodAutoscaler", full); ok {
+		t.Error("the notifier, a JetStream consumer, is autoscaled on CPU")
+	}
+	if d.Spec.Replicas == nil {
+		t.Error("the notifier has no fixed replica count")
+	}
+}
+
+// checkNotifierIngress: the notifier's Ingress routes exactly the
+// unsubscribe route to its http port, and the links in emails are built on
+// the Ingress's URL.
+func checkNotifierIngress(t *testing.T, r *release, host string, tls bool) {
+	t.Helper()
+	o, ok := r.get("Ingress", "retain-notifier")
+	if !ok {
+		t.Fatal("no Ingress for the notifier's unsubscribe links")
+	}
+	ing := o.Obj.(*networkingv1.Ingress)
+	if len(ing.Spec.Rules) != 1 || ing.Spec.Rules[0].Host != host {
+		t.Fatalf("notifier ingress rules = %+v, want host %s", ing.Spec.Rules, host)
+	}
+	paths := ing.Spec.Rules[0].HTTP.Paths
+	want := unsubscribePath(t)
+	if len(paths) != 1 || paths[0].Path != want || paths[0].PathType == nil || *paths[0].PathType != networkingv1.PathTypeExact ||
+		paths[0].Backend.Service.Name != "retain-notifier" || paths[0].Backend.Service.Port.Name != "http" {
+		t.Errorf("notifier ingress paths = %+v, want only %s (Exact) to retain-notifier's http port", paths, want)
+	}
+	if tls != (len(ing.Spec.TLS) == 1 && slices.Contains(ing.Spec.TLS[0].Hosts, host)) {
+		t.Errorf("notifier ingress TLS = %+v, want TLS %v for %s", ing.Spec.TLS, tls, host)
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	if got, want := configMap(t, r, "retain-notifier").Data["RETAIN_NOTIFIER_PUBLIC_URL"], scheme+"://"+host; got != want {
+		t.Errorf("RETAIN_NOTIFIER_PUBLIC_URL = %q, want the Ingress's %q (unsubscribe links)", got, want)
+	}
+	if !strings.Contains(r.Notes, scheme+"://"+host+want) {
+		t.Errorf("NOTES.txt does not show the unsubscribe URL %s:\n%s", scheme+"://"+host+want, r.Notes)
+	}
+}
+
+// egressToPublicOnly reports whether every rule allowing port sends it to
+// ipBlocks that exclude the private ranges (and there is one).
+func egressToPublicOnly(np *networkingv1.NetworkPolicy, port int) bool {
+	found := false
+	for _, rule := range np.Spec.Egress {
+		for _, p := range rule.Ports {
+			if p.Port == nil || p.Port.IntValue() != port {
+				continue
+			}
+			if len(rule.To) == 0 {
+				return false
+			}
+			for _, peer := range rule.To {
+				if peer.IPBlock == nil || !slices.Contains(peer.IPBlock.Except, "10.0.0.0/8") ||
+					!slices.Contains(peer.IPBlock.Except, "172.16.0.0/12") || !slices.Contains(peer.IPBlock.Except, "192.168.0.0/16") {
+					return false
+				}
+			}
+			found = true
+		}
+	}
+	return found
+}
+
+// checkEnvDefaults: with the default values, each service's own settings
+// (RETAIN_<SERVICE>_*, from its values block) carry the defaults of the
+// flags its binary registers, and every such setting is given: in the
+// ConfigMap, from a Secret, or (the notifier's public URL) derived from the
+// Ingress. So a default changed or a flag added in a service shows up here.
+func checkEnvDefaults(t *testing.T, r *release) {
+	t.Helper()
+	derived := map[string]bool{"RETAIN_NOTIFIER_PUBLIC_URL": true} // ingress.urlEnv
+	for _, name := range allServices {
+		fs, ok := serviceFlags(t, name)
+		if !ok {
+			continue
+		}
+		full := "retain-" + name
+		cm := configMap(t, r, full)
+		fromSecret := map[string]bool{}
+		for _, e := range deployment(t, r, full).Spec.Template.Spec.Containers[0].Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				fromSecret[e.Name] = true
+			}
+		}
+		dbEnv := databaseEnv(t, name)
+		prefix := strings.TrimSuffix(dbEnv, "DATABASE_URL")
+		fs.VisitAll(func(f *flag.Flag) {
+			m := envInUsage.FindStringSubmatch(f.Usage)
+			if m == nil || !strings.HasPrefix(m[1], prefix) || m[1] == dbEnv {
+				return
+			}
+			env := m[1]
+			got, inConfigMap := cm.Data[env]
+			switch {
+			case fromSecret[env]:
+				if inConfigMap {
+					t.Errorf("%s: %s is in the ConfigMap and from a Secret", name, env)
+				}
+			case derived[env]:
+			case !inConfigMap:
+				t.Errorf("%s: %s (flag -%s, default %q) is not in its values block", name, env, f.Name, f.DefValue)
+			case !sameSetting(got, f.DefValue):
+				t.Errorf("%s: values.yaml sets %s=%q, but the service's default is %q", name, env, got, f.DefValue)
+			}
+		})
+	}
+}
+
+// sameSetting compares a values.yaml setting with a flag default, as
+// durations when both parse as durations (1h and 1h0m0s are the same).
+func sameSetting(a, b string) bool {
+	if a == b {
+		return true
+	}
+	da, errA := time.ParseDuration(a)
+	db, errB := time.ParseDuration(b)
+	if errA == nil && errB == nil {
+		return da == db
+	}
+	ia, errA := strconv.Atoi(a)
+	ib, errB := strconv.Atoi(b)
+	return errA == nil && errB == nil && ia == ib
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,7 +58,7 @@ func retainServices(p *types.Project) []string {
 
 func TestCompose(t *testing.T) {
 	p := loadCompose(t)
-	for _, want := range []string{"nats", "postgres", "ingest", "metrics", "churnsignal", "retain", "otel-collector", "jaeger", "prometheus"} {
+	for _, want := range []string{"nats", "postgres", "ingest", "metrics", "churnsignal", "campaign", "notifier", "retain", "otel-collector", "jaeger", "prometheus"} {
 		if _, ok := p.Services[want]; !ok {
 			t.Errorf("no %s service", want)
 		}
@@ -131,6 +132,26 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
+	t.Run("the same defaults as the chart", func(t *testing.T) {
+		// Each service's own settings (RETAIN_<SERVICE>_*), as compose reads
+		// them with .env.example, equal the chart's defaults (which equal
+		// the flags' defaults, TestChartRenders).
+		r := mustRender(t, nil)
+		for _, name := range services {
+			cm := configMap(t, r, "retain-"+name)
+			prefix := strings.TrimSuffix(databaseEnv(t, name), "DATABASE_URL")
+			for k, v := range p.Services[name].Environment {
+				want, ok := cm.Data[k]
+				if !ok || !strings.HasPrefix(k, prefix) {
+					continue
+				}
+				if !sameSetting(deref(v), want) {
+					t.Errorf("%s: compose sets %s=%q, the chart %q", name, k, deref(v), want)
+				}
+			}
+		}
+	})
+
 	t.Run(".env.example is read as intended", func(t *testing.T) {
 		for svc, vars := range map[string]map[string]string{
 			"ingest": {
@@ -155,12 +176,59 @@ func TestCompose(t *testing.T) {
 				"RETAIN_CHURN_HORIZON_WEEKS":    "13",
 				"RETAIN_NATS_URL":               "nats://nats:4222",
 			},
+			"campaign": {
+				"RETAIN_CAMPAIGN_DATABASE_URL":    "postgres://retain:retain@postgres:5432/retain_campaign?sslmode=disable",
+				"RETAIN_CAMPAIGN_BATCH_SIZE":      "500",
+				"RETAIN_CAMPAIGN_TIMER_INTERVAL":  "1s",
+				"RETAIN_CAMPAIGN_MAX_TRIGGER_AGE": "168h",
+				"RETAIN_NATS_URL":                 "nats://nats:4222",
+			},
+			"notifier": {
+				"RETAIN_NOTIFIER_DATABASE_URL":       "postgres://retain:retain@postgres:5432/retain_notifier?sslmode=disable",
+				"RETAIN_HTTP_ADDR":                   ":8080",
+				"RETAIN_NOTIFIER_PUBLIC_URL":         "http://127.0.0.1:8081",
+				"RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET": "",
+				"RETAIN_NOTIFIER_QUIET_START":        "21:00",
+				"RETAIN_NOTIFIER_QUIET_END":          "09:00",
+				"RETAIN_NOTIFIER_CAP_WINDOW":         "168h",
+				"RETAIN_NOTIFIER_SMTP_ADDR":          "",
+				"RETAIN_NOTIFIER_SMTP_FROM":          "",
+				"RETAIN_NOTIFIER_SMTP_TLS":           "opportunistic",
+				"RETAIN_NOTIFIER_SMS_AUTH_HEADER":    "Authorization",
+				"RETAIN_NOTIFIER_WEBHOOK_SECRET":     "",
+			},
 		} {
 			env := p.Services[svc].Environment
 			for k, want := range vars {
 				if got := env[k]; got == nil || *got != want {
 					t.Errorf("%s %s = %v, want %q", svc, k, deref(got), want)
 				}
+			}
+		}
+	})
+
+	t.Run("only the public HTTP APIs are published, on loopback", func(t *testing.T) {
+		// Email recipients follow the notifier's unsubscribe links: its HTTP
+		// port is published where RETAIN_NOTIFIER_PUBLIC_URL points; its
+		// gRPC API is internal, like campaign's.
+		published := map[string][]string{}
+		for _, name := range services {
+			for _, p := range p.Services[name].Ports {
+				published[name] = append(published[name], p.HostIP+":"+p.Published+"->"+strconv.Itoa(int(p.Target)))
+				if p.HostIP != "127.0.0.1" {
+					t.Errorf("%s publishes %d on %q, not loopback only", name, p.Target, p.HostIP)
+				}
+			}
+		}
+		if got := published["notifier"]; !slices.Equal(got, []string{"127.0.0.1:8081->8080"}) {
+			t.Errorf("notifier publishes %v, want its HTTP port only (127.0.0.1:8081->8080)", got)
+		}
+		if url := deref(p.Services["notifier"].Environment["RETAIN_NOTIFIER_PUBLIC_URL"]); url != "http://127.0.0.1:8081" {
+			t.Errorf("RETAIN_NOTIFIER_PUBLIC_URL = %q, want the published http://127.0.0.1:8081", url)
+		}
+		for _, name := range consumers {
+			if got := published[name]; len(got) > 0 {
+				t.Errorf("%s, an internal service, publishes %v", name, got)
 			}
 		}
 	})

@@ -75,7 +75,47 @@ func TestValuesRejected(t *testing.T) {
 			set:  []string{"services.churnsignal.database.env=churn_db"},
 			want: []string{"at '/services/churnsignal/database/env'"},
 		},
+		{
+			name: "a secret setting with a misspelt field",
+			set:  []string{"services.notifier.secretEnv.RETAIN_NOTIFIER_SMS_AUTH.secret=sms"},
+			want: []string{"at '/services/notifier/secretEnv/RETAIN_NOTIFIER_SMS_AUTH'", "additional properties 'secret' not allowed"},
+		},
+		{
+			name: "a secret setting without its key",
+			set:  []string{"services.notifier.secretEnv.RETAIN_NOTIFIER_SMS_AUTH.key="},
+			want: []string{"at '/services/notifier/secretEnv/RETAIN_NOTIFIER_SMS_AUTH/key'"},
+		},
+		{
+			name: "an ingress path type Kubernetes does not know",
+			set:  []string{"services.notifier.ingress.paths[0].pathType=Regex"},
+			want: []string{"at '/services/notifier/ingress/paths/0/pathType'"},
+		},
+		{
+			name: "a public port that is not one",
+			set:  []string{"services.notifier.publicPorts={ops}"},
+			want: []string{"at '/services/notifier/publicPorts/0'"},
+		},
 		// Rules across values, checked by the templates.
+		{
+			name: "a credential in env, which is a ConfigMap",
+			set:  []string{"services.notifier.env.RETAIN_NOTIFIER_SMTP_PASSWORD=hunter2"},
+			want: []string{"services.notifier.env.RETAIN_NOTIFIER_SMTP_PASSWORD looks like a credential", "secretEnv"},
+		},
+		{
+			name: "a setting both in env and from a Secret",
+			set:  []string{"services.notifier.env.RETAIN_NOTIFIER_SMTP_FROM=x@example.com", "services.notifier.secretEnv.RETAIN_NOTIFIER_SMTP_FROM.name=s", "services.notifier.secretEnv.RETAIN_NOTIFIER_SMTP_FROM.key=k"},
+			want: []string{"services.notifier.env.RETAIN_NOTIFIER_SMTP_FROM is also in services.notifier.secretEnv"},
+		},
+		{
+			name: "the notifier's ingress without a host",
+			set:  []string{"services.notifier.ingress.enabled=true"},
+			want: []string{"services.notifier.ingress.host is required"},
+		},
+		{
+			name: "an ingress for campaign, which has no HTTP API",
+			set:  []string{"services.campaign.ingress.enabled=true", "services.campaign.ingress.host=c.example.com"},
+			want: []string{"services.campaign.ingress.enabled needs services.campaign.ports.http"},
+		},
 		{
 			name: "more stream replicas than bundled NATS servers",
 			set:  []string{"nats.enabled=true", "config.streamReplicas=3"},

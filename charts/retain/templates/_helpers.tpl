@@ -187,6 +187,17 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- if and $svc.ingress.enabled (not $svc.ingress.host) -}}
 {{- fail (printf "services.%s.ingress.host is required when the ingress is enabled" $name) -}}
 {{- end -}}
+{{- if and $svc.ingress.enabled (not $svc.ingress.paths) -}}
+{{- fail (printf "services.%s.ingress.paths is empty: the ingress would route nothing" $name) -}}
+{{- end -}}
+{{- range $k, $_ := $svc.env -}}
+{{- if regexMatch "_(SECRET|PASSWORD|AUTH|TOKEN|PRIVATE_KEY|DATABASE_URL)$" $k -}}
+{{- fail (printf "services.%s.env.%s looks like a credential: env is rendered into a ConfigMap; read it from a Secret with services.%s.secretEnv" $name $k $name) -}}
+{{- end -}}
+{{- if hasKey ($svc.secretEnv | default dict) $k -}}
+{{- fail (printf "services.%s.env.%s is also in services.%s.secretEnv: set it in one place (secretEnv, a Secret)" $name $k $name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -217,12 +228,20 @@ own env (which wins). (dict "root" $ "svc" $svc)
 {{- if $root.Values.otel.endpoint -}}
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" $root.Values.otel.endpoint -}}
 {{- end -}}
+{{- if and $svc.ingress.enabled $svc.ingress.urlEnv -}}
+{{- $_ := set $env $svc.ingress.urlEnv (include "retain.ingressURL" $svc) -}}
+{{- end -}}
 {{- range $k, $v := $svc.env -}}
 {{- $_ := set $env $k (toString $v) -}}
 {{- end -}}
 {{- range $k, $v := $env }}
 {{ $k }}: {{ $v | toString | quote }}
 {{- end -}}
+{{- end -}}
+
+{{/* The URL of a service's Ingress: https://<host> with a TLS Secret, else http://<host>. */}}
+{{- define "retain.ingressURL" -}}
+{{- printf "%s://%s" (ternary "https" "http" (not (empty .ingress.tlsSecretName))) .ingress.host -}}
 {{- end -}}
 
 {{/*
