@@ -48,6 +48,9 @@ func runDemo(ctx context.Context, env *cliEnv, s devState, natsURL string, o dev
 	defer conn.Close()
 
 	fmt.Fprintf(w, "Demo: a simulated shop, %d customers over %d days (seed %d), sent through the public API\n", o.demoCustomers, o.demoDays, o.demoSeed)
+	if err := installDemoPlaybooks(ctx, w, conn); err != nil {
+		return err
+	}
 	byType := map[string]int{}
 	var first []*eventsv1.Event
 	next := eventPump(ctx, shop, func(ev *eventsv1.Event) {
@@ -106,6 +109,12 @@ func runDemo(ctx context.Context, env *cliEnv, s devState, natsURL string, o dev
 		return err
 	}
 	if err := printChurnDemo(ctx, w, conn); err != nil {
+		return err
+	}
+	if err := printCampaignDemo(ctx, w, conn, projections); err != nil {
+		return err
+	}
+	if err := printNotifierDemo(ctx, w, conn, natsURL, projections); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,15 +18,20 @@ import (
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/services/campaign"
 	"github.com/retainhq/retain/services/churnsignal"
 	"github.com/retainhq/retain/services/ingest"
 	"github.com/retainhq/retain/services/metrics"
+	"github.com/retainhq/retain/services/notifier"
 )
 
 const (
 	devPrivateKeyFile = "auth.key"
 	devPublicKeyFile  = "auth.pub"
-	devTenant         = "demo"
+	// devUnsubscribeFile holds the secret signing unsubscribe links, kept
+	// across restarts so links in earlier messages keep working.
+	devUnsubscribeFile = "unsubscribe.secret"
+	devTenant          = "demo"
 )
 
 type devOptions struct {
@@ -135,11 +142,40 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: svc.Verifier()}, svc, metricsSvc, churnSvc)
+	cpcfg := campaign.DefaultConfig()
+	cpcfg.NATS.URL = natsURL
+	cpcfg.AuthPublicKey = pub
+	if cpcfg.DatabaseURL, err = dbURL("retain_campaign"); err != nil {
+		return err
+	}
+	campaignSvc, err := campaign.New(ctx, cpcfg, tel)
+	if err != nil {
+		return err
+	}
+	ncfg := notifier.DefaultConfig()
+	ncfg.NATS.URL = natsURL
+	ncfg.AuthPublicKey = pub
+	if ncfg.DatabaseURL, err = dbURL("retain_notifier"); err != nil {
+		return err
+	}
+	if ncfg.OutboxDir, err = filepath.Abs(filepath.Join(o.dir, "outbox")); err != nil {
+		return err
+	}
+	if ncfg.UnsubscribeSecret, err = devSecret(filepath.Join(o.dir, devUnsubscribeFile)); err != nil {
+		return err
+	}
+	notifierSvc, err := notifier.New(ctx, ncfg, tel)
+	if err != nil {
+		return err
+	}
+	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: o.grpcAddr, HTTP: o.httpAddr, Ops: o.ops}, Telemetry: tel, Verifier: svc.Verifier()}, svc, metricsSvc, churnSvc, campaignSvc, notifierSvc)
 	if err != nil {
 		return err
 	}
 	addrs := host.Addrs()
+	// Unsubscribe links point at the shared HTTP server, whose port is
+	// known only now.
+	notifierSvc.SetPublicURL("http://" + addrs.HTTP)
 	state := devState{GRPCAddr: addrs.GRPC, HTTPAddr: addrs.HTTP, OpsAddr: addrs.Ops, Token: token, NATSURL: natsURL, PID: os.Getpid()}
 	if err := writeDevState(o.dir, state); err != nil {
 		return fmt.Errorf("write dev state: %w", err)
@@ -154,10 +190,10 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 		stop()
 		return errors.Join(err, <-hostDone)
 	}
-	printBanner(env.stdout, state, natsURL, o.dir)
+	printBanner(env.stdout, state, natsURL, o.dir, ncfg.OutboxDir)
 
 	if o.demo {
-		if err := runDemo(runCtx, env, state, natsURL, o, metricsSvc, churnSvc); err != nil {
+		if err := runDemo(runCtx, env, state, natsURL, o, metricsSvc, churnSvc, campaignSvc, notifierSvc); err != nil {
 			stop()
 			return errors.Join(fmt.Errorf("demo: %w", err), <-hostDone)
 		}
@@ -195,6 +231,22 @@ func devKeys(dir string) (pub, priv string, err error) {
 		return "", "", fmt.Errorf("write %s: %w", pubPath, err)
 	}
 	return pub, priv, nil
+}
+
+// devSecret loads a random secret from path, creating it on first use.
+func devSecret(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return secret, nil
 }
 
 // devPostgres returns a function giving the URL of a service's database:
@@ -241,13 +293,14 @@ func processAlive(pid int) bool {
 	return err == nil && pid != os.Getpid()
 }
 
-func printBanner(w io.Writer, s devState, natsURL, dir string) {
+func printBanner(w io.Writer, s devState, natsURL, dir, outbox string) {
 	fmt.Fprintf(w, `
 Retain dev stack is up (data in %s)
   gRPC API      %s   (all services; server reflection on: grpcurl -plaintext %s list)
   HTTP API      http://%s/v1/events
   ops           http://%s/readyz  /metrics
   NATS          %s   (JetStream, fsync on every write)
+  outbox        %s   (every email, SMS and webhook the notifier sends, as files: open the .eml files)
   tenant        %s
   token         %s
 
@@ -256,7 +309,8 @@ build the command with: go build -o bin/retain ./cmd/retain):
   export RETAIN_TOKEN=%s
   curl -s -H "Authorization: Bearer $RETAIN_TOKEN" -H 'Content-Type: application/json' -d '{"events":[{"id":"o-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"o-1","total":{"amount_minor":4200,"currency":"EUR"}}}]}' http://%s/v1/events
   retain simulate --customers 500 --days 180 --send
+  retain templates list    retain deliveries list --customer CUSTOMER    retain preferences get CUSTOMER
   retain import orders FILE.csv --map order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total --currency GBP --time-format "2006-01-02 15:04:05"
 
-`, dir, s.GRPCAddr, s.GRPCAddr, s.HTTPAddr, s.OpsAddr, natsURL, devTenant, s.Token, s.Token, s.HTTPAddr)
+`, dir, s.GRPCAddr, s.GRPCAddr, s.HTTPAddr, s.OpsAddr, natsURL, outbox, devTenant, s.Token, s.Token, s.HTTPAddr)
 }

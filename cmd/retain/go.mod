@@ -6,16 +6,20 @@ require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/retainhq/retain/platform v0.0.0
 	github.com/retainhq/retain/proto/gen/go v0.0.0
+	github.com/retainhq/retain/services/campaign v0.0.0
 	github.com/retainhq/retain/services/churnsignal v0.0.0
 	github.com/retainhq/retain/services/ingest v0.0.0
 	github.com/retainhq/retain/services/metrics v0.0.0-00010101000000-000000000000
+	github.com/retainhq/retain/services/notifier v0.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
 
 require (
+	github.com/RoaringBitmap/roaring/v2 v2.30.0 // indirect
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/bits-and-blooms/bitset v1.24.4 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/exaring/otelpgx v0.13.0 // indirect
@@ -30,6 +34,7 @@ require (
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
+	github.com/mschoch/smat v0.2.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/nats-io/jwt/v2 v2.8.2 // indirect
 	github.com/nats-io/nats-server/v2 v2.15.2 // indirect
@@ -53,6 +58,7 @@ require (
 	go.opentelemetry.io/otel/sdk/metric v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
@@ -63,12 +69,15 @@ require (
 	gonum.org/v1/gonum v0.17.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
 replace (
 	github.com/retainhq/retain/platform => ../../platform
 	github.com/retainhq/retain/proto/gen/go => ../../proto/gen/go
+	github.com/retainhq/retain/services/campaign => ../../services/campaign
 	github.com/retainhq/retain/services/churnsignal => ../../services/churnsignal
 	github.com/retainhq/retain/services/ingest => ../../services/ingest
 	github.com/retainhq/retain/services/metrics => ../../services/metrics
+	github.com/retainhq/retain/services/notifier => ../../services/notifier
 )

@@ -41,6 +41,11 @@ func commands() map[string]command {
 		"churn":       {"churn risk: risk CUSTOMER, list --band high, model, refit --as-of DATE", runChurn},
 		"deadletters": {"messages a consumer gave up on: list CONSUMER, replay CONSUMER ID...", runDeadLetters},
 		"metrics":     {"retention, churn, repeat purchase, cohorts, NPS, RFM, top customers, sales; rebuild", runMetrics},
+		"campaigns":   {"campaigns: list, show, apply -f FILE, pause, resume, archive, preview, report, enrollments", runCampaigns},
+		"playbooks":   {"ready-made campaigns: list, install NAME", runPlaybooks},
+		"templates":   {"message templates: list, show KEY, apply -f FILE, preview KEY --customer C", runTemplates},
+		"deliveries":  {"what was sent and why not: list --customer C | --campaign X, show ID (decision trail)", runDeliveries},
+		"preferences": {"a customer's channel choices: get CUSTOMER, set CUSTOMER --email-marketing=false", runPreferences},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -75,6 +76,16 @@ func TestDevDemo(t *testing.T) {
 		"VIP share: the top 20% of customers",
 		"Churn risk",
 		"BG/NBD model over",
+		"installed 9 of 9 playbooks",
+		"Campaigns (`retain campaigns report ID`",
+		"churn-outreach",
+		"outbox        ",
+		"Notifications (`retain deliveries list --customer C`",
+		"policy-demo/rtl-thank-you",
+		"-> SENT",
+		"-> DEFERRED: quiet hours 21:00-09:00 in ",
+		"-> SUPPRESSED: email marketing consent revoked",
+		"Open the .eml files in a mail client",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
@@ -82,6 +93,14 @@ func TestDevDemo(t *testing.T) {
 	}
 	if _, err := os.Stat(devStatePath(dir)); !os.IsNotExist(err) {
 		t.Errorf("dev.json should be removed at exit (stat: %v)", err)
+	}
+	// The Persian email the report points at is in the outbox, right to left.
+	rtl := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dir, "outbox", devTenant, "*policy-demo_rtl-thank-you.eml"))
+		return m
+	}
+	if m := rtl(); len(m) != 1 || !strings.Contains(mustRead(t, m[0]), `dir=3D"rtl"`) || !strings.Contains(out.String(), m[0]) {
+		t.Errorf("the RTL email of the report: %v", m)
 	}
 
 	t.Run("a second run re-sends the same shop as duplicates", func(t *testing.T) {
@@ -91,6 +110,11 @@ func TestDevDemo(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), " 0 accepted, ") {
 			t.Errorf("second run accepted new events:\n%s", out)
+		}
+		// The demo's notification requests are published again: the
+		// notifier sends each once.
+		if m := rtl(); len(m) != 1 || !strings.Contains(out.String(), "policy-demo/rtl-thank-you") {
+			t.Errorf("second run: %v\n%s", m, out)
 		}
 	})
 }
@@ -235,7 +259,7 @@ func TestDeadLettersThroughDevStack(t *testing.T) {
 		if err != nil {
 			t.Fatalf("deadletters: %v\n%s", err, summary)
 		}
-		if strings.Contains(summary, "metrics-facts") && strings.Count(summary, "RETAIN_EVENTS  1") >= 2 {
+		if strings.Contains(summary, "metrics-facts") && len(regexp.MustCompile(`RETAIN_EVENTS +1\n`).FindAllString(summary, -1)) >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {

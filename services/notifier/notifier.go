@@ -332,12 +332,33 @@ func (s *Service) Verifier() *auth.Verifier { return s.deps.Verifier }
 // Consumers are listed by the host's dead-letter API.
 func (s *Service) Consumers() []*bus.Consumer { return []*bus.Consumer{s.requests, s.contacts} }
 
+// SetPublicURL changes the base URL of unsubscribe links, for hosts that
+// learn their HTTP address only once listening (`retain dev` on port 0).
+// Call it before Run.
+func (s *Service) SetPublicURL(u string) { s.engine.SetPublicURL(strings.TrimRight(u, "/")) }
+
 // OutboxDir is where the file outbox writes ("" when sending for real).
 func (s *Service) OutboxDir() string { return s.outboxDir }
 
-// Counts are a tenant's deliveries by status (sent, deferred, ...).
-func (s *Service) Counts(ctx context.Context, tenant string) (map[string]int, error) {
-	return s.engine.Counts(ctx, tenant)
+// Count is how many of a tenant's deliveries have a status (sent,
+// deferred, suppressed, ...) and reason code ("" for sent).
+type Count struct {
+	Status, ReasonCode string
+	N                  int
+}
+
+// Counts are a tenant's deliveries by status and reason, most first (the
+// `retain dev --demo` report).
+func (s *Service) Counts(ctx context.Context, tenant string) ([]Count, error) {
+	cs, err := s.engine.Counts(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Count, len(cs))
+	for i, c := range cs {
+		out[i] = Count(c)
+	}
+	return out, nil
 }
 
 // WaitCaughtUp waits until both consumers have applied everything on

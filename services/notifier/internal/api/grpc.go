@@ -4,6 +4,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -216,10 +217,23 @@ func (g *GRPC) PreviewTemplate(ctx context.Context, req *notifierv1.PreviewTempl
 			return nil, invalid(&violation{Field: "time_zone", Description: fmt.Sprintf("%q is not an IANA time zone (like Asia/Tehran)", tz)})
 		}
 	}
+	// A customer's own details fill what the request leaves out, so the
+	// preview is the message that customer would get.
+	var c store.Contact
+	if id := req.GetCustomerId(); id != "" {
+		if err := invalid(checkID("customer_id", id)); err != nil {
+			return nil, err
+		}
+		if c, err = g.e.Contact(ctx, tenant, id); err != nil {
+			return nil, errStatus(err)
+		}
+	}
+	locale, tz := cmp.Or(req.GetLocale(), c.Locale), cmp.Or(req.GetTimeZone(), c.TZ)
 	m, err := g.e.Preview(t, render.Input{
-		Locale:    render.Locale{Tag: req.GetLocale(), Zone: g.e.Zone(req.GetTimeZone())},
+		Locale:    render.Locale{Tag: locale, Zone: g.e.Zone(tz)},
 		Variables: req.GetVariables(),
-		Customer:  map[string]string{"first_name": req.GetFirstName(), "last_name": req.GetLastName(), "locale": req.GetLocale()},
+		Customer: map[string]string{"first_name": cmp.Or(req.GetFirstName(), c.FirstName), "last_name": cmp.Or(req.GetLastName(), c.LastName),
+			"email": c.Email, "phone": c.Phone, "locale": locale},
 	})
 	if err != nil {
 		var me *render.MissingError

@@ -247,6 +247,8 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now
 		return err
 	}
 	var outbox []bus.Message
+	saves := make([]store.Delivery, 0, len(ds))
+	trails := make([]store.Trail, 0, len(ds))
 	for _, d := range ds {
 		k := store.Key{Tenant: d.Tenant, Customer: d.CustomerID}
 		c := cs[k]
@@ -285,12 +287,14 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now
 			d.Status = store.StatusFailed
 			outbox = append(outbox, e.outcome(&d, notifierv1.Outcome_OUTCOME_FAILED, r.Code, r.Reason, now))
 		}
-		if err := store.Save(ctx, tx, d, now); err != nil {
-			return err
-		}
-		if err := store.AddDecisions(ctx, tx, d.Tenant, d.RequestID, r.Trail, now); err != nil {
-			return err
-		}
+		saves = append(saves, d)
+		trails = append(trails, store.Trail{Tenant: d.Tenant, RequestID: d.RequestID, Steps: r.Trail})
+	}
+	if err := store.SaveAll(ctx, tx, saves, now); err != nil {
+		return err
+	}
+	if err := store.AddTrails(ctx, tx, trails, now); err != nil {
+		return err
 	}
 	if err := bus.Enqueue(ctx, tx, outbox...); err != nil {
 		return err
@@ -565,6 +569,9 @@ func (e *Engine) zone(name string) *time.Location {
 	}
 	return time.UTC
 }
+
+// SetPublicURL changes the base of unsubscribe links; before Run only.
+func (e *Engine) SetPublicURL(u string) { e.cfg.PublicURL = u }
 
 // UnsubscribePath is the HTTP route of unsubscribe links.
 const UnsubscribePath = "/v1/unsubscribe"

@@ -106,6 +106,21 @@ func (e *Engine) GetPreferences(ctx context.Context, tenant, customer string) (P
 	return out, nil
 }
 
+// Contact returns what the notifier knows of a customer (from
+// customer.updated); store.ErrNotFound when nothing.
+func (e *Engine) Contact(ctx context.Context, tenant, customer string) (store.Contact, error) {
+	k := store.Key{Tenant: tenant, Customer: customer}
+	cs, err := store.LoadContacts(ctx, e.pool, []store.Key{k})
+	if err != nil {
+		return store.Contact{}, err
+	}
+	c := cs[k]
+	if !c.Known {
+		return c, fmt.Errorf("customer %q: %w (the notifier learns customers from customer.updated events)", customer, store.ErrNotFound)
+	}
+	return c, nil
+}
+
 // SetPreferences stores a customer's choices (source "api" unless given).
 func (e *Engine) SetPreferences(ctx context.Context, tenant, customer string, ps []*notifierv1.ChannelPreference, source, requestID string) error {
 	now := e.now()
@@ -162,8 +177,8 @@ func (e *Engine) GetDelivery(ctx context.Context, tenant, requestID string) (sto
 	return store.GetDelivery(ctx, e.pool, tenant, requestID)
 }
 
-// Counts are a tenant's deliveries by status.
-func (e *Engine) Counts(ctx context.Context, tenant string) (map[string]int, error) {
+// Counts are a tenant's deliveries by status and reason.
+func (e *Engine) Counts(ctx context.Context, tenant string) ([]store.Count, error) {
 	return store.Counts(ctx, e.pool, tenant)
 }
 

@@ -124,36 +124,76 @@ func ClaimDeferred(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]
 
 // Save writes a delivery's state.
 func Save(ctx context.Context, q Querier, d Delivery, now time.Time) error {
+	return SaveAll(ctx, q, []Delivery{d}, now)
+}
+
+// SaveAll writes the state of deliveries in one statement: a consumer
+// batch's decisions cost one round trip, not one per request.
+func SaveAll(ctx context.Context, q Querier, ds []Delivery, now time.Time) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	n := len(ds)
+	var (
+		tenants, ids, statuses, codes, reasons, providers, locales = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		dues, caps                                                 = make([]*time.Time, n), make([]*time.Time, n)
+		attempts, seqs, versions                                   = make([]int32, n), make([]int32, n), make([]int32, n)
+		outcomes                                                   = make([]int16, n)
+	)
+	for i, d := range ds {
+		tenants[i], ids[i], statuses[i], codes[i], reasons[i], providers[i], locales[i] = d.Tenant, d.RequestID, d.Status, d.ReasonCode, d.Reason, d.ProviderID, d.Locale
+		dues[i], caps[i], attempts[i], seqs[i], versions[i], outcomes[i] = d.DueAt, d.CapAt, d.Attempts, d.Seq, d.TemplateVersion, int16(d.Outcome)
+	}
 	_, err := q.Exec(ctx, `
-		UPDATE deliveries SET status = $3, due_at = $4, attempts = $5, seq = $6, outcome = $7, reason_code = $8,
-			reason = $9, provider_message_id = $10, locale = $11, cap_at = $12, template_version = $13,
-			lease_until = NULL, updated_at = $14
-		WHERE tenant = $1 AND request_id = $2`,
-		d.Tenant, d.RequestID, d.Status, d.DueAt, d.Attempts, d.Seq, int16(d.Outcome), d.ReasonCode, d.Reason,
-		d.ProviderID, d.Locale, d.CapAt, d.TemplateVersion, now)
+		UPDATE deliveries d SET status = u.status, due_at = u.due_at, attempts = u.attempts, seq = u.seq, outcome = u.outcome,
+			reason_code = u.code, reason = u.reason, provider_message_id = u.provider, locale = u.locale, cap_at = u.cap_at,
+			template_version = u.version, lease_until = NULL, updated_at = $14
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[], $6::int[], $7::smallint[], $8::text[],
+		            $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::int[])
+		     AS u(tenant, request_id, status, due_at, attempts, seq, outcome, code, reason, provider, locale, cap_at, version)
+		WHERE d.tenant = u.tenant AND d.request_id = u.request_id`,
+		tenants, ids, statuses, dues, attempts, seqs, outcomes, codes, reasons, providers, locales, caps, versions, now)
 	if err != nil {
-		return fmt.Errorf("save delivery %s: %w", d.RequestID, err)
+		return fmt.Errorf("save %d deliveries (the first %s): %w", n, ds[0].RequestID, err)
 	}
 	return nil
 }
 
+// Trail is steps to append to one delivery's decision trail.
+type Trail struct {
+	Tenant, RequestID string
+	Steps             []policy.Step
+}
+
 // AddDecisions appends steps to a delivery's decision trail.
 func AddDecisions(ctx context.Context, q Querier, tenant, requestID string, steps []policy.Step, at time.Time) error {
-	if len(steps) == 0 {
-		return nil
+	return AddTrails(ctx, q, []Trail{{Tenant: tenant, RequestID: requestID, Steps: steps}}, at)
+}
+
+// AddTrails appends to the decision trails of deliveries in one
+// statement, numbering each delivery's steps after those it has.
+func AddTrails(ctx context.Context, q Querier, trails []Trail, at time.Time) error {
+	var tenants, ids, stages, verdicts, codes, reasons []string
+	var ords []int32
+	for _, t := range trails {
+		for i, s := range t.Steps {
+			tenants, ids, ords = append(tenants, t.Tenant), append(ids, t.RequestID), append(ords, int32(i+1))
+			stages, verdicts, codes, reasons = append(stages, s.Stage), append(verdicts, s.Verdict), append(codes, s.Code), append(reasons, s.Reason)
+		}
 	}
-	stages, verdicts, codes, reasons := make([]string, len(steps)), make([]string, len(steps)), make([]string, len(steps)), make([]string, len(steps))
-	for i, s := range steps {
-		stages[i], verdicts[i], codes[i], reasons[i] = s.Stage, s.Verdict, s.Code, s.Reason
+	if len(tenants) == 0 {
+		return nil
 	}
 	_, err := q.Exec(ctx, `
 		INSERT INTO delivery_decisions (tenant, request_id, step, stage, verdict, reason_code, reason, decided_at)
-		SELECT $1, $2, (SELECT coalesce(max(step), 0) FROM delivery_decisions WHERE tenant = $1 AND request_id = $2) + u.o,
-		       u.stage, u.verdict, u.code, u.reason, $7
-		FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS u(stage, verdict, code, reason, o)`,
-		tenant, requestID, stages, verdicts, codes, reasons, at)
+		SELECT u.tenant, u.request_id,
+		       (SELECT coalesce(max(step), 0) FROM delivery_decisions x WHERE x.tenant = u.tenant AND x.request_id = u.request_id) + u.o,
+		       u.stage, u.verdict, u.code, u.reason, $8
+		FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[])
+		     AS u(tenant, request_id, o, stage, verdict, code, reason)`,
+		tenants, ids, ords, stages, verdicts, codes, reasons, at)
 	if err != nil {
-		return fmt.Errorf("record decisions of %s: %w", requestID, err)
+		return fmt.Errorf("record the decisions of %d deliveries (the first %s): %w", len(trails), trails[0].RequestID, err)
 	}
 	return nil
 }
@@ -255,20 +295,26 @@ func ListDeliveries(ctx context.Context, q Querier, f ListFilter) ([]Delivery, e
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
 }
 
-// Counts are deliveries by status, for reports.
-func Counts(ctx context.Context, q Querier, tenant string) (map[string]int, error) {
-	rows, err := q.Query(ctx, `SELECT status, count(*) FROM deliveries WHERE tenant = $1 GROUP BY status`, tenant)
+// Count is how many of a tenant's deliveries have a status and reason.
+type Count struct {
+	Status, ReasonCode string
+	N                  int
+}
+
+// Counts are a tenant's deliveries by status and reason, most first.
+func Counts(ctx context.Context, q Querier, tenant string) ([]Count, error) {
+	rows, err := q.Query(ctx, `SELECT status, reason_code, count(*) FROM deliveries WHERE tenant = $1
+		GROUP BY status, reason_code ORDER BY count(*) DESC, status, reason_code`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("count deliveries: %w", err)
 	}
-	out := map[string]int{}
+	var out []Count
 	for rows.Next() {
-		var s string
-		var n int
-		if err := rows.Scan(&s, &n); err != nil {
+		var c Count
+		if err := rows.Scan(&c.Status, &c.ReasonCode, &c.N); err != nil {
 			return nil, err
 		}
-		out[s] = n
+		out = append(out, c)
 	}
 	return out, rows.Err()
 }

@@ -643,12 +643,16 @@ type PreviewTemplateRequest struct {
 	Key     string  `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=retain.notifier.v1.Channel" json:"channel,omitempty"`
 	// ... or this one, not stored (validated as CreateTemplate would).
-	Template      *Template                 `protobuf:"bytes,3,opt,name=template,proto3" json:"template,omitempty"`
-	Locale        string                    `protobuf:"bytes,4,opt,name=locale,proto3" json:"locale,omitempty"`
-	TimeZone      string                    `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
-	Variables     map[string]*TemplateValue `protobuf:"bytes,6,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	FirstName     string                    `protobuf:"bytes,7,opt,name=first_name,json=firstName,proto3" json:"first_name,omitempty"`
-	LastName      string                    `protobuf:"bytes,8,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	Template  *Template                 `protobuf:"bytes,3,opt,name=template,proto3" json:"template,omitempty"`
+	Locale    string                    `protobuf:"bytes,4,opt,name=locale,proto3" json:"locale,omitempty"`
+	TimeZone  string                    `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Variables map[string]*TemplateValue `protobuf:"bytes,6,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	FirstName string                    `protobuf:"bytes,7,opt,name=first_name,json=firstName,proto3" json:"first_name,omitempty"`
+	LastName  string                    `protobuf:"bytes,8,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	// Render for this customer as a send would: their name, email, locale
+	// and time zone. locale, time_zone, first_name and last_name given above
+	// override theirs. NOT_FOUND when the notifier knows no such customer.
+	CustomerId    string `protobuf:"bytes,9,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +739,13 @@ func (x *PreviewTemplateRequest) GetFirstName() string {
 func (x *PreviewTemplateRequest) GetLastName() string {
 	if x != nil {
 		return x.LastName
+	}
+	return ""
+}
+
+func (x *PreviewTemplateRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
 	}
 	return ""
 }
@@ -2315,7 +2326,7 @@ const file_retain_notifier_v1_notifier_proto_rawDesc = "" +
 	"\x14ListTemplatesRequest\x125\n" +
 	"\achannel\x18\x01 \x01(\x0e2\x1b.retain.notifier.v1.ChannelR\achannel\"S\n" +
 	"\x15ListTemplatesResponse\x12:\n" +
-	"\ttemplates\x18\x01 \x03(\v2\x1c.retain.notifier.v1.TemplateR\ttemplates\"\xc6\x03\n" +
+	"\ttemplates\x18\x01 \x03(\v2\x1c.retain.notifier.v1.TemplateR\ttemplates\"\xe7\x03\n" +
 	"\x16PreviewTemplateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x1b.retain.notifier.v1.ChannelR\achannel\x128\n" +
@@ -2325,7 +2336,9 @@ const file_retain_notifier_v1_notifier_proto_rawDesc = "" +
 	"\tvariables\x18\x06 \x03(\v29.retain.notifier.v1.PreviewTemplateRequest.VariablesEntryR\tvariables\x12\x1d\n" +
 	"\n" +
 	"first_name\x18\a \x01(\tR\tfirstName\x12\x1b\n" +
-	"\tlast_name\x18\b \x01(\tR\blastName\x1a_\n" +
+	"\tlast_name\x18\b \x01(\tR\blastName\x12\x1f\n" +
+	"\vcustomer_id\x18\t \x01(\tR\n" +
+	"customerId\x1a_\n" +
 	"\x0eVariablesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x127\n" +
 	"\x05value\x18\x02 \x01(\v2!.retain.notifier.v1.TemplateValueR\x05value:\x028\x01\"\x9d\x01\n" +

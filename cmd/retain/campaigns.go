@@ -1,0 +1,488 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/retainhq/retain/platform/auth"
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	"github.com/retainhq/retain/services/campaign/campaignfile"
+)
+
+const campaignsUsage = `usage: retain campaigns COMMAND [flags]
+
+Commands:
+  list                    the campaigns (--all includes archived ones)
+  show ID                 a campaign in its file form (--version N for an older one)
+  apply -f FILE           create the campaign in FILE (YAML or JSON), or update it to a new version
+  pause ID | resume ID | archive ID
+  preview ID | -f FILE    who would enter now, sending nothing
+  report ID               enrolled, messages, conversions and lift vs the holdout
+  enrollments CUSTOMER    a customer's enrollments
+
+Every command takes --output json (the gRPC response as protojson), --addr
+and --token.`
+
+const playbooksUsage = `usage: retain playbooks list | install NAME [--id ID] [--paused]`
+
+const campaignScopes = auth.ScopeRead + " (" + auth.ScopeCampaignsWrite + " to change campaigns)"
+
+// campaignFlags are the flags every campaign command shares.
+type campaignFlags struct {
+	fs     *flag.FlagSet
+	ep     *endpoint
+	output *string
+}
+
+func newCampaignFlags(env *cliEnv, name, usageLine string) campaignFlags {
+	fs := newFlags(env, name, usageLine)
+	return campaignFlags{fs: fs, ep: addEndpointFlags(fs, env), output: fs.String("output", "text", "text or json (the gRPC response as protojson)")}
+}
+
+func (f campaignFlags) parse(args []string) ([]string, error) {
+	pos, rest := splitPositional(args)
+	if err := f.fs.Parse(rest); err != nil {
+		return nil, err
+	}
+	pos = append(pos, f.fs.Args()...)
+	if *f.output != "text" && *f.output != "json" {
+		return nil, fmt.Errorf("--output %q: must be text or json", *f.output)
+	}
+	return pos, nil
+}
+
+func (f campaignFlags) client() (campaignv1.CampaignServiceClient, func(), error) {
+	conn, err := f.ep.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return campaignv1.NewCampaignServiceClient(conn), func() { conn.Close() }, nil
+}
+
+func callCampaignErr(err error) error { return callError(err, "campaign", campaignScopes) }
+
+// runCampaigns is `retain campaigns ...`.
+func runCampaigns(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(env.stderr, campaignsUsage)
+		if len(args) == 0 {
+			return errors.New("campaigns needs a command")
+		}
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "list":
+		return campaignsList(ctx, env, rest)
+	case "show":
+		return campaignsShow(ctx, env, rest)
+	case "apply":
+		return campaignsApply(ctx, env, rest)
+	case "pause", "resume", "archive":
+		return campaignsState(ctx, env, cmd, rest)
+	case "preview":
+		return campaignsPreview(ctx, env, rest)
+	case "report":
+		return campaignsReport(ctx, env, rest)
+	case "enrollments":
+		return campaignsEnrollments(ctx, env, rest)
+	}
+	fmt.Fprintln(env.stderr, campaignsUsage)
+	return fmt.Errorf("unknown campaigns command %q", cmd)
+}
+
+func oneArg(pos []string, what string) (string, error) {
+	if len(pos) != 1 {
+		return "", fmt.Errorf("want exactly one %s, got %d arguments", what, len(pos))
+	}
+	return pos[0], nil
+}
+
+func campaignsList(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCampaignFlags(env, "campaigns list", "campaigns list [--all] [--output text|json]")
+	all := f.fs.Bool("all", false, "include archived campaigns")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.ListCampaigns(ctx, &campaignv1.ListCampaignsRequest{IncludeArchived: *all})
+	if err != nil {
+		return callCampaignErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tVERSION\tTRIGGER\tHOLDOUT\tNAME")
+	for _, cp := range resp.GetCampaigns() {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d%%\t%s\n", cp.GetId(), stateWord(cp.GetState()), cp.GetVersion(), triggerText(cp.GetTrigger()), cp.GetHoldoutPercent(), cp.GetName())
+	}
+	return tw.Flush()
+}
+
+func stateWord(s campaignv1.CampaignState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "CAMPAIGN_STATE_"))
+}
+
+func triggerText(t *campaignv1.Trigger) string {
+	switch {
+	case t.GetEvent() != "":
+		return t.GetEvent()
+	case t.GetSchedule() != nil:
+		return "every " + t.GetSchedule().GetEvery()
+	case t.GetChurnBand() != 0:
+		return "churn band -> " + strings.ToLower(strings.TrimPrefix(t.GetChurnBand().String(), "RISK_BAND_"))
+	}
+	return "-"
+}
+
+func campaignsShow(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCampaignFlags(env, "campaigns show", "campaigns show ID [--version N] [--output text|json]")
+	version := f.fs.Int("version", 0, "an older version (default: the current one)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	id, err := oneArg(pos, "campaign id")
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: id, Version: int32(*version)})
+	if err != nil {
+		return callCampaignErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	cp := resp.GetCampaign()
+	fmt.Fprintf(env.stdout, "# %s: version %d, %s", cp.GetId(), cp.GetVersion(), stateWord(cp.GetState()))
+	if cp.GetPlaybook() != "" {
+		fmt.Fprintf(env.stdout, ", from playbook %s", cp.GetPlaybook())
+	}
+	fmt.Fprintln(env.stdout, "\n# Edit and run: retain campaigns apply -f FILE")
+	return writeCampaignFile(env.stdout, cp)
+}
+
+// writeCampaignFile writes the editable part of a campaign as YAML.
+func writeCampaignFile(w io.Writer, cp *campaignv1.Campaign) error {
+	c := proto.Clone(cp).(*campaignv1.Campaign)
+	c.Version, c.State, c.Playbook, c.CreatedAt, c.UpdatedAt = 0, 0, "", nil, nil
+	b, err := campaignfile.Encode(c)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func readCampaignFile(env *cliEnv, path string) (*campaignv1.Campaign, error) {
+	var (
+		data []byte
+		err  error
+	)
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(env.stdin, campaignfile.MaxBytes+1))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := campaignfile.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func campaignsApply(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCampaignFlags(env, "campaigns apply", "campaigns apply -f FILE [--output text|json]")
+	file := f.fs.String("f", "", "campaign file, YAML or JSON (- for stdin)")
+	if _, err := f.parse(args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("apply needs -f FILE")
+	}
+	cp, err := readCampaignFile(env, *file)
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	verb := "updated"
+	up, err := c.UpdateCampaign(ctx, &campaignv1.UpdateCampaignRequest{Campaign: cp})
+	saved := up.GetCampaign()
+	if status.Code(err) == codes.NotFound {
+		verb = "created"
+		var cr *campaignv1.CreateCampaignResponse
+		cr, err = c.CreateCampaign(ctx, &campaignv1.CreateCampaignRequest{Campaign: cp})
+		saved = cr.GetCampaign()
+	}
+	if err != nil {
+		return callCampaignErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, saved)
+	}
+	fmt.Fprintf(env.stdout, "campaign %s %s: version %d, %s\n", saved.GetId(), verb, saved.GetVersion(), stateWord(saved.GetState()))
+	return nil
+}
+
+func campaignsState(ctx context.Context, env *cliEnv, cmd string, args []string) error {
+	f := newCampaignFlags(env, "campaigns "+cmd, "campaigns "+cmd+" ID [--output text|json]")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	id, err := oneArg(pos, "campaign id")
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	var cp *campaignv1.Campaign
+	switch cmd {
+	case "pause":
+		var r *campaignv1.PauseCampaignResponse
+		r, err = c.PauseCampaign(ctx, &campaignv1.PauseCampaignRequest{Id: id})
+		cp = r.GetCampaign()
+	case "resume":
+		var r *campaignv1.ResumeCampaignResponse
+		r, err = c.ResumeCampaign(ctx, &campaignv1.ResumeCampaignRequest{Id: id})
+		cp = r.GetCampaign()
+	default:
+		var r *campaignv1.ArchiveCampaignResponse
+		r, err = c.ArchiveCampaign(ctx, &campaignv1.ArchiveCampaignRequest{Id: id})
+		cp = r.GetCampaign()
+	}
+	if err != nil {
+		return callCampaignErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, cp)
+	}
+	fmt.Fprintf(env.stdout, "campaign %s is %s\n", cp.GetId(), stateWord(cp.GetState()))
+	return nil
+}
+
+func campaignsPreview(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCampaignFlags(env, "campaigns preview", "campaigns preview ID | -f FILE [--limit N] [--output text|json]")
+	file := f.fs.String("f", "", "preview an unsaved campaign file instead")
+	limit := f.fs.Int("limit", 20, "customer ids to show")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	req := &campaignv1.PreviewAudienceRequest{Limit: int32(*limit)}
+	if *file != "" {
+		if len(pos) != 0 {
+			return errors.New("give a campaign id or -f FILE, not both")
+		}
+		if req.Campaign, err = readCampaignFile(env, *file); err != nil {
+			return err
+		}
+	} else if req.Id, err = oneArg(pos, "campaign id"); err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.PreviewAudience(ctx, req)
+	if err != nil {
+		return callCampaignErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	fmt.Fprintf(env.stdout, "%d customers would enter now (%s); nothing was sent\n", resp.GetCount(), resp.GetNote())
+	for _, id := range resp.GetCustomerIds() {
+		fmt.Fprintf(env.stdout, "  %s\n", id)
+	}
+	return nil
+}
+
+func campaignsReport(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCampaignFlags(env, "campaigns report", "campaigns report ID [--output text|json]")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	id, err := oneArg(pos, "campaign id")
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.GetReport(ctx, &campaignv1.GetReportRequest{Id: id})
+	if err != nil {
+		return callCampaignErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	printReport(env.stdout, resp.GetReport())
+	return nil
+}
+
+// printReport writes a campaign report for people.
+func printReport(w io.Writer, r *campaignv1.Report) {
+	fmt.Fprintf(w, "Campaign %s: %d enrolled (%d treated, %d in the %d%% holdout), %d still running\n",
+		r.GetCampaignId(), r.GetEnrolled(), r.GetTreated(), r.GetHoldout(), r.GetHoldoutPercent(), r.GetActive())
+	fmt.Fprintf(w, "  messages   %d requested, %d delivered, %d failed, %d suppressed\n",
+		r.GetMessagesRequested(), r.GetMessagesDelivered(), r.GetMessagesFailed(), r.GetMessagesSuppressed())
+	if r.GetCouponsIssued() > 0 {
+		fmt.Fprintf(w, "  coupons    %d issued, %d redeemed\n", r.GetCouponsIssued(), r.GetCouponsRedeemed())
+	}
+	fmt.Fprintf(w, "  converted  treated %d (%.1f%%), holdout %d (%.1f%%)\n",
+		r.GetConversionsTreated(), 100*r.GetConversionRateTreated(), r.GetConversionsHoldout(), 100*r.GetConversionRateHoldout())
+	if r.GetTreated() > 0 && r.GetHoldout() > 0 {
+		fmt.Fprintf(w, "  lift       %+.1f points (95%% CI %+.1f to %+.1f)", 100*r.GetAbsoluteLift(), 100*r.GetAbsoluteLiftLow(), 100*r.GetAbsoluteLiftHigh())
+		if r.RelativeLift != nil {
+			fmt.Fprintf(w, ", relative %+.0f%% (%+.0f%% to %+.0f%%)", 100*r.GetRelativeLift(), 100*r.GetRelativeLiftLow(), 100*r.GetRelativeLiftHigh())
+		}
+		fmt.Fprintln(w)
+	}
+	for _, rv := range r.GetRevenue() {
+		fmt.Fprintf(w, "  revenue    treated %s, holdout %s, incremental %s\n",
+			moneyText(rv.GetTreatedMinor(), rv.GetCurrency(), true), moneyText(rv.GetHoldoutMinor(), rv.GetCurrency(), true), moneyText(rv.GetIncrementalMinor(), rv.GetCurrency(), true))
+	}
+	if r.GetNote() != "" {
+		fmt.Fprintf(w, "  note       %s\n", r.GetNote())
+	}
+}
+
+func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCampaignFlags(env, "campaigns enrollments", "campaigns enrollments CUSTOMER [--output text|json]")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	customer, err := oneArg(pos, "customer id")
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: customer})
+	if err != nil {
+		return callCampaignErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CAMPAIGN\tVERSION\tSTATUS\tGROUP\tENTERED\tSTEPS DONE\tNEXT")
+	for _, e := range resp.GetEnrollments() {
+		group := "treated"
+		if e.GetHoldout() {
+			group = "holdout"
+		}
+		next := "-"
+		if e.GetCurrentStep() != "" {
+			next = e.GetCurrentStep() + " at " + e.GetNextAt().AsTime().Format("2006-01-02 15:04")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetCampaignId(), e.GetCampaignVersion(), strings.ToLower(e.GetStatus()), group,
+			e.GetEnteredAt().AsTime().Format("2006-01-02 15:04"), strings.Join(e.GetStepsDone(), ","), next)
+	}
+	return tw.Flush()
+}
+
+// runPlaybooks is `retain playbooks list|install NAME`.
+func runPlaybooks(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(env.stderr, playbooksUsage)
+		if len(args) == 0 {
+			return errors.New("playbooks needs a command: list or install")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "list":
+		f := newCampaignFlags(env, "playbooks list", "playbooks list [--output text|json]")
+		if _, err := f.parse(args[1:]); err != nil {
+			return err
+		}
+		c, done, err := f.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		resp, err := c.ListPlaybooks(ctx, &campaignv1.ListPlaybooksRequest{})
+		if err != nil {
+			return callCampaignErr(err)
+		}
+		if *f.output == "json" {
+			return printJSON(env.stdout, resp)
+		}
+		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tTRIGGER\tSUMMARY")
+		for _, p := range resp.GetPlaybooks() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.GetName(), triggerText(p.GetCampaign().GetTrigger()), p.GetSummary())
+		}
+		return tw.Flush()
+	case "install":
+		f := newCampaignFlags(env, "playbooks install", "playbooks install NAME [--id ID] [--paused] [--output text|json]")
+		id := f.fs.String("id", "", "campaign id (default: the playbook name)")
+		paused := f.fs.Bool("paused", false, "install paused, to review it first")
+		pos, err := f.parse(args[1:])
+		if err != nil {
+			return err
+		}
+		name, err := oneArg(pos, "playbook name")
+		if err != nil {
+			return err
+		}
+		c, done, err := f.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		resp, err := c.InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: name, Id: *id, Paused: *paused})
+		if err != nil {
+			return callCampaignErr(err)
+		}
+		if *f.output == "json" {
+			return printJSON(env.stdout, resp)
+		}
+		cp := resp.GetCampaign()
+		fmt.Fprintf(env.stdout, "installed playbook %s as campaign %s (%s); edit it with: retain campaigns show %s > %s.yaml, then apply -f\n",
+			name, cp.GetId(), stateWord(cp.GetState()), cp.GetId(), cp.GetId())
+		return nil
+	}
+	fmt.Fprintln(env.stderr, playbooksUsage)
+	return fmt.Errorf("unknown playbooks command %q: want list or install", args[0])
+}

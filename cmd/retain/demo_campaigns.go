@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+)
+
+// installDemoPlaybooks installs every playbook before the demo shop is
+// sent, so the shop's events run through them as a live shop's would. On a
+// second demo run they are there already.
+func installDemoPlaybooks(ctx context.Context, w io.Writer, conn *grpc.ClientConn) error {
+	c := campaignv1.NewCampaignServiceClient(conn)
+	list, err := c.ListPlaybooks(ctx, &campaignv1.ListPlaybooksRequest{})
+	if err != nil {
+		return fmt.Errorf("list playbooks: %w", callCampaignErr(err))
+	}
+	installed := 0
+	for _, p := range list.GetPlaybooks() {
+		_, err := c.InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: p.GetName()})
+		switch status.Code(err) {
+		case codes.OK:
+			installed++
+		case codes.AlreadyExists:
+		default:
+			return fmt.Errorf("install playbook %s: %w", p.GetName(), callCampaignErr(err))
+		}
+	}
+	fmt.Fprintf(w, "installed %d of %d playbooks (`retain playbooks list`); events older than a week update facts but trigger nobody\n", installed, len(list.GetPlaybooks()))
+	return nil
+}
+
+// campaignRunner is the campaign service as the demo drives it: evaluate
+// the scheduled audiences and fire due timers now rather than at the next
+// tick.
+type campaignRunner interface {
+	RunAudiences(ctx context.Context) (int, error)
+	FireDue(ctx context.Context) (int, error)
+}
+
+// printCampaignDemo shows what each playbook did and its lift so far.
+func printCampaignDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, projections []caughtUpWaiter) error {
+	for _, p := range projections {
+		if r, ok := p.(campaignRunner); ok {
+			if _, err := r.RunAudiences(ctx); err != nil {
+				return err
+			}
+			if _, err := r.FireDue(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	c := campaignv1.NewCampaignServiceClient(conn)
+	list, err := c.ListCampaigns(ctx, &campaignv1.ListCampaignsRequest{})
+	if err != nil {
+		return fmt.Errorf("list campaigns: %w", callCampaignErr(err))
+	}
+	fmt.Fprintln(w, "\nCampaigns (`retain campaigns report ID`, `retain campaigns enrollments CUSTOMER`)")
+	fmt.Fprintf(w, "  %-20s %8s %8s %9s %9s %13s  %s\n", "campaign", "enrolled", "holdout", "requested", "delivered", "converted T/H", "lift (95% CI)")
+	for _, cp := range list.GetCampaigns() {
+		resp, err := c.GetReport(ctx, &campaignv1.GetReportRequest{Id: cp.GetId()})
+		if err != nil {
+			return fmt.Errorf("report %s: %w", cp.GetId(), callCampaignErr(err))
+		}
+		r := resp.GetReport()
+		lift := "n/a: " + r.GetNote()
+		switch {
+		case r.GetNote() != "":
+		case r.GetConversionsTreated()+r.GetConversionsHoldout() == 0:
+			lift = "no goal reached yet (attribution windows are open)"
+		default:
+			lift = fmt.Sprintf("%+.1f pts (%+.1f to %+.1f)", 100*r.GetAbsoluteLift(), 100*r.GetAbsoluteLiftLow(), 100*r.GetAbsoluteLiftHigh())
+		}
+		fmt.Fprintf(w, "  %-20s %8d %8d %9d %9d %6d / %-4d  %s\n", cp.GetId(), r.GetEnrolled(), r.GetHoldout(), r.GetMessagesRequested(),
+			r.GetMessagesDelivered(), r.GetConversionsTreated(), r.GetConversionsHoldout(), lift)
+	}
+	return nil
+}

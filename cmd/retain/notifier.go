@@ -1,0 +1,691 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/cmd/retain/internal/importer"
+	"github.com/retainhq/retain/platform/auth"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier/templatefile"
+)
+
+const templatesUsage = `usage: retain templates COMMAND [flags]
+
+Commands:
+  list                      the latest version of every template (--channel email|sms|webhook)
+  show KEY                  a template in its file form (--channel, --version N)
+  apply -f FILE             create the templates in FILE (YAML, one per document), or store
+                            their next version
+  preview KEY --customer C  render it as that customer would get it: their name, locale and
+                            time zone (--locale fa-IR, --time-zone, --var name=value override)
+
+Every command takes --output json (the gRPC response as protojson), --addr
+and --token. --channel defaults to email.`
+
+const deliveriesUsage = `usage: retain deliveries COMMAND [flags]
+
+Commands:
+  list --customer C | --campaign X   deliveries, newest first, with their status and reason
+  show REQUEST_ID                    one delivery and its decision trail: every policy step
+                                     and send attempt, with the reason
+
+Every command takes --output json (the gRPC response as protojson), --addr
+and --token.`
+
+const preferencesUsage = `usage: retain preferences COMMAND [flags]
+
+Commands:
+  get CUSTOMER    what the customer receives, per channel and category, and where
+                  each choice comes from (the shop's consent, an unsubscribe link, the API)
+  set CUSTOMER --email-marketing=false [--email-transactional=B --sms-marketing=B --sms-transactional=B]
+
+Every command takes --output json (the gRPC response as protojson), --addr
+and --token.`
+
+const notifierScopes = auth.ScopeRead + " (" + auth.ScopeCampaignsWrite + " to change templates and preferences)"
+
+func callNotifierErr(err error) error { return callError(err, "notifier", notifierScopes) }
+
+// notifierCommand opens a NotifierService client for one command; the
+// flags are those every query command shares.
+type notifierCommand struct {
+	campaignFlags
+}
+
+func newNotifierCommand(env *cliEnv, name, usageLine string) notifierCommand {
+	return notifierCommand{newCampaignFlags(env, name, usageLine)}
+}
+
+func (f notifierCommand) client() (notifierv1.NotifierServiceClient, func(), error) {
+	conn, err := f.ep.dial()
+	if err != nil {
+		return nil, nil, err
+	}
+	return notifierv1.NewNotifierServiceClient(conn), func() { conn.Close() }, nil
+}
+
+// subcommands dispatches `retain NAME COMMAND ...`.
+func subcommands(env *cliEnv, name, usage string, args []string, cmds map[string]func([]string) error) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(env.stderr, usage)
+		if len(args) == 0 {
+			return fmt.Errorf("%s needs a command", name)
+		}
+		return nil
+	}
+	run, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintln(env.stderr, usage)
+		return fmt.Errorf("unknown %s command %q", name, args[0])
+	}
+	return run(args[1:])
+}
+
+// runTemplates is `retain templates list|show|apply|preview`.
+func runTemplates(ctx context.Context, env *cliEnv, args []string) error {
+	return subcommands(env, "templates", templatesUsage, args, map[string]func([]string) error{
+		"list":    func(a []string) error { return templatesList(ctx, env, a) },
+		"show":    func(a []string) error { return templatesShow(ctx, env, a) },
+		"apply":   func(a []string) error { return templatesApply(ctx, env, a) },
+		"preview": func(a []string) error { return templatesPreview(ctx, env, a) },
+	})
+}
+
+func channelFlag(f notifierCommand, allowAll bool) *string {
+	def, help := "email", "email, sms or webhook"
+	if allowAll {
+		def, help = "", "email, sms or webhook (default: all)"
+	}
+	return f.fs.String("channel", def, help)
+}
+
+func parseChannelFlag(s string) (notifierv1.Channel, error) {
+	if s == "" {
+		return notifierv1.Channel_CHANNEL_UNSPECIFIED, nil
+	}
+	c, err := templatefile.ParseChannel(s)
+	if err != nil {
+		return 0, fmt.Errorf("--%w", err)
+	}
+	return c, nil
+}
+
+func templatesList(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "templates list", "templates list [--channel email|sms|webhook] [--output text|json]")
+	chFlag := channelFlag(f, true)
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("templates list takes no arguments, got %q", pos)
+	}
+	ch, err := parseChannelFlag(*chFlag)
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.ListTemplates(ctx, &notifierv1.ListTemplatesRequest{Channel: ch})
+	if err != nil {
+		return callNotifierErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tCHANNEL\tVERSION\tLOCALES\tVARIABLES\tDESCRIPTION")
+	for _, t := range resp.GetTemplates() {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.GetKey(), templatefile.ChannelName(t.GetChannel()), t.GetVersion(),
+			templateLocales(t), templateVariables(t), t.GetDescription())
+	}
+	return tw.Flush()
+}
+
+func templateLocales(t *notifierv1.Template) string {
+	var ls []string
+	for _, v := range t.GetVariants() {
+		ls = append(ls, cmp.Or(v.GetLocale(), "default"))
+	}
+	return strings.Join(ls, ",")
+}
+
+func templateVariables(t *notifierv1.Template) string {
+	var vs []string
+	for _, v := range t.GetVariables() {
+		s := v.GetName() + ":" + v.GetType()
+		if v.GetOptional() {
+			s += "?"
+		}
+		vs = append(vs, s)
+	}
+	if len(vs) == 0 {
+		return "-"
+	}
+	return strings.Join(vs, ",")
+}
+
+func templatesShow(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "templates show", "templates show KEY [--channel email|sms|webhook] [--version N] [--output text|json]")
+	chFlag := channelFlag(f, false)
+	version := f.fs.Int("version", 0, "an older version (default: the latest)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	key, err := oneArg(pos, "template key")
+	if err != nil {
+		return err
+	}
+	ch, err := parseChannelFlag(*chFlag)
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch, Version: int32(*version)})
+	if err != nil {
+		return callNotifierErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	t := resp.GetTemplate()
+	b, err := templatefile.Format(t)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "# %s (%s): version %d, saved %s\n# Edit and run: retain templates apply -f FILE\n",
+		t.GetKey(), templatefile.ChannelName(t.GetChannel()), t.GetVersion(), t.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
+	_, err = env.stdout.Write(b)
+	return err
+}
+
+func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "templates apply", "templates apply -f FILE [--output text|json]")
+	file := f.fs.String("f", "", "template file, YAML with one template per document (- for stdin)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if *file == "" || len(pos) != 0 {
+		return errors.New("templates apply needs -f FILE and no arguments")
+	}
+	var data []byte
+	if *file == "-" {
+		data, err = io.ReadAll(io.LimitReader(env.stdin, templatefile.MaxSize+1))
+	} else {
+		data, err = os.ReadFile(*file)
+	}
+	if err != nil {
+		return err
+	}
+	ts, err := templatefile.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *file, err)
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	saved := &notifierv1.ListTemplatesResponse{}
+	var lines []string
+	// A template that exists gets its next version; a new one is created.
+	// Each is saved on its own, in file order: the first refused one stops
+	// the rest, and what was saved before it is reported.
+	for _, t := range ts {
+		verb := "updated"
+		up, err := c.UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: t})
+		out := up.GetTemplate()
+		if status.Code(err) == codes.NotFound {
+			verb = "created"
+			var cr *notifierv1.CreateTemplateResponse
+			cr, err = c.CreateTemplate(ctx, &notifierv1.CreateTemplateRequest{Template: t})
+			out = cr.GetTemplate()
+		}
+		if err != nil {
+			for _, l := range lines {
+				fmt.Fprintln(env.stdout, l)
+			}
+			return fmt.Errorf("template %s (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), callNotifierErr(err))
+		}
+		saved.Templates = append(saved.Templates, out)
+		lines = append(lines, fmt.Sprintf("template %s (%s) %s: version %d", out.GetKey(), templatefile.ChannelName(out.GetChannel()), verb, out.GetVersion()))
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, saved)
+	}
+	for _, l := range lines {
+		fmt.Fprintln(env.stdout, l)
+	}
+	return nil
+}
+
+func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "templates preview", "templates preview KEY [--customer C] [--channel email] [--locale fa-IR] [--time-zone ZONE] [--var name=value]... [--output text|json]")
+	chFlag := channelFlag(f, false)
+	customer := f.fs.String("customer", "", "render for this customer: their name, email, locale and time zone")
+	locale := f.fs.String("locale", "", "locale (BCP 47, e.g. fa-IR; default: the customer's)")
+	zone := f.fs.String("time-zone", "", "IANA time zone for dates (default: the customer's)")
+	var vars multiFlag
+	f.fs.Var(&vars, "var", "a template variable, name=value (repeatable); money as '12.50 EUR', time as RFC 3339 or a date, coupon as CODE, CODE:20% or 'CODE:5.00 EUR'")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	key, err := oneArg(pos, "template key")
+	if err != nil {
+		return err
+	}
+	ch, err := parseChannelFlag(*chFlag)
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	req := &notifierv1.PreviewTemplateRequest{Key: key, Channel: ch, CustomerId: *customer, Locale: *locale, TimeZone: *zone}
+	if len(vars) > 0 {
+		// Values are typed by the template's declarations, so look it up.
+		t, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch})
+		if err != nil {
+			return callNotifierErr(err)
+		}
+		if req.Variables, err = parseTemplateVars(t.GetTemplate(), vars); err != nil {
+			return err
+		}
+	}
+	resp, err := c.PreviewTemplate(ctx, req)
+	if err != nil {
+		return callNotifierErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	m := resp.GetMessage()
+	fmt.Fprintf(env.stdout, "# %s (%s) version %d, variant %s, direction %s\n", key, templatefile.ChannelName(ch), resp.GetVersion(),
+		cmp.Or(m.GetLocale(), "default"), m.GetDirection())
+	for _, part := range []struct{ name, text string }{{"Subject", m.GetSubject()}, {"Text", m.GetText()}, {"HTML", m.GetHtml()}, {"Body", m.GetBody()}} {
+		if part.text == "" {
+			continue
+		}
+		if part.name == "Subject" {
+			fmt.Fprintf(env.stdout, "Subject: %s\n", part.text)
+			continue
+		}
+		fmt.Fprintf(env.stdout, "\n--- %s\n%s\n", part.name, strings.TrimRight(part.text, "\n"))
+	}
+	return nil
+}
+
+// parseTemplateVars reads --var name=value by the type the template
+// declares for name.
+func parseTemplateVars(t *notifierv1.Template, vars []string) (map[string]*notifierv1.TemplateValue, error) {
+	types := map[string]string{}
+	var names []string
+	for _, v := range t.GetVariables() {
+		types[v.GetName()] = v.GetType()
+		names = append(names, v.GetName())
+	}
+	out := map[string]*notifierv1.TemplateValue{}
+	for _, kv := range vars {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--var %q: want name=value", kv)
+		}
+		typ, ok := types[name]
+		if !ok {
+			return nil, fmt.Errorf("--var %s: template %s declares no such variable (it declares: %s)", name, t.GetKey(), cmp.Or(strings.Join(names, ", "), "none"))
+		}
+		v, err := parseTemplateValue(typ, val)
+		if err != nil {
+			return nil, fmt.Errorf("--var %s (%s): %w", name, typ, err)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func parseTemplateValue(typ, s string) (*notifierv1.TemplateValue, error) {
+	switch typ {
+	case "text":
+		return &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Text{Text: s}}, nil
+	case "integer":
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an integer", s)
+		}
+		return &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Integer{Integer: n}}, nil
+	case "money":
+		m, err := parseMoneyArg(s)
+		if err != nil {
+			return nil, err
+		}
+		return &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Money{Money: m}}, nil
+	case "time":
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			if t, err = time.Parse(time.DateOnly, s); err != nil {
+				return nil, fmt.Errorf("%q: want an RFC 3339 instant or a date (2006-01-02)", s)
+			}
+		}
+		return &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Time{Time: timestamppb.New(t)}}, nil
+	case "coupon":
+		code, discount, _ := strings.Cut(s, ":")
+		if code == "" {
+			return nil, fmt.Errorf("%q: want CODE, CODE:20%% or CODE:5.00 EUR", s)
+		}
+		cp := &notifierv1.Coupon{Code: code}
+		switch {
+		case discount == "":
+		case strings.HasSuffix(discount, "%"):
+			p, err := strconv.Atoi(strings.TrimSuffix(discount, "%"))
+			if err != nil || p < 1 || p > 100 {
+				return nil, fmt.Errorf("%q: the percentage must be 1-100", discount)
+			}
+			cp.Discount = &notifierv1.Coupon_PercentOff{PercentOff: int32(p)}
+		default:
+			m, err := parseMoneyArg(discount)
+			if err != nil {
+				return nil, err
+			}
+			cp.Discount = &notifierv1.Coupon_AmountOff{AmountOff: m}
+		}
+		return &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Coupon{Coupon: cp}}, nil
+	}
+	return nil, fmt.Errorf("the template declares type %q, which this command cannot read", typ)
+}
+
+// parseMoneyArg reads "12.50 EUR" exactly.
+func parseMoneyArg(s string) (*eventsv1.Money, error) {
+	amount, currency, ok := strings.Cut(strings.TrimSpace(s), " ")
+	if !ok {
+		return nil, fmt.Errorf("%q: want an amount and an ISO 4217 currency, like '12.50 EUR'", s)
+	}
+	currency = strings.ToUpper(strings.TrimSpace(currency))
+	minor, err := importer.ParseAmount(amount, currency)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", s, err)
+	}
+	return &eventsv1.Money{AmountMinor: minor, Currency: currency}, nil
+}
+
+// runDeliveries is `retain deliveries list|show`.
+func runDeliveries(ctx context.Context, env *cliEnv, args []string) error {
+	return subcommands(env, "deliveries", deliveriesUsage, args, map[string]func([]string) error{
+		"list": func(a []string) error { return deliveriesList(ctx, env, a) },
+		"show": func(a []string) error { return deliveriesShow(ctx, env, a) },
+	})
+}
+
+func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "deliveries list", "deliveries list --customer C | --campaign X [--limit N] [--output text|json]")
+	customer := f.fs.String("customer", "", "the deliveries of this customer")
+	campaign := f.fs.String("campaign", "", "the deliveries of this campaign")
+	limit := f.fs.Int("limit", 50, "how many deliveries to list, 1-10000")
+	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("deliveries list takes no arguments, got %q", pos)
+	}
+	if (*customer == "") == (*campaign == "") {
+		return errors.New("deliveries list needs exactly one of --customer and --campaign")
+	}
+	if *limit < 1 || *limit > 10000 {
+		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	all := &notifierv1.ListDeliveriesResponse{NextPageToken: *pageToken}
+	for first := true; first || (all.GetNextPageToken() != "" && len(all.GetDeliveries()) < *limit); first = false {
+		resp, err := c.ListDeliveries(ctx, &notifierv1.ListDeliveriesRequest{CustomerId: *customer, CampaignId: *campaign,
+			PageSize: int32(min(*limit-len(all.GetDeliveries()), 500)), PageToken: all.GetNextPageToken()})
+		if err != nil {
+			return callNotifierErr(err)
+		}
+		all.Deliveries = append(all.Deliveries, resp.GetDeliveries()...)
+		all.NextPageToken = resp.GetNextPageToken()
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, all)
+	}
+	if len(all.GetDeliveries()) == 0 {
+		fmt.Fprintln(env.stdout, "no deliveries")
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REQUESTED\tREQUEST ID\tCUSTOMER\tCHANNEL\tCATEGORY\tTEMPLATE\tSTATUS\tREASON")
+	for _, d := range all.GetDeliveries() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.GetRequestedAt().AsTime().UTC().Format("2006-01-02 15:04Z"), d.GetRequestId(),
+			d.GetCustomerId(), templatefile.ChannelName(d.GetChannel()), categoryWord(d.GetCategory()), d.GetTemplateKey(),
+			deliveryStatus(d), cmp.Or(d.GetReason(), "-"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if all.GetNextPageToken() != "" {
+		fmt.Fprintf(env.stdout, "more: --page-token %s\n", all.GetNextPageToken())
+	}
+	return nil
+}
+
+func categoryWord(c notifierv1.Category) string {
+	return strings.ToLower(strings.TrimPrefix(c.String(), "CATEGORY_"))
+}
+
+// deliveryStatus is the status with its reason code and, while waiting,
+// when it is due.
+func deliveryStatus(d *notifierv1.Delivery) string {
+	s := d.GetStatus()
+	if d.GetReasonCode() != "" && s != "sent" {
+		s += " (" + d.GetReasonCode() + ")"
+	}
+	if d.GetDueAt() != nil {
+		s += " until " + d.GetDueAt().AsTime().UTC().Format("2006-01-02 15:04Z")
+	}
+	return s
+}
+
+func deliveriesShow(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "deliveries show", "deliveries show REQUEST_ID [--output text|json]")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	id, err := oneArg(pos, "request id")
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.GetDelivery(ctx, &notifierv1.GetDeliveryRequest{RequestId: id})
+	if err != nil {
+		return callNotifierErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	printDelivery(env.stdout, resp.GetDelivery())
+	return nil
+}
+
+func printDelivery(w io.Writer, d *notifierv1.Delivery) {
+	ts := func(t *timestamppb.Timestamp) string { return t.AsTime().UTC().Format("2006-01-02 15:04:05Z") }
+	fmt.Fprintf(w, "%s: %s\n", d.GetRequestId(), strings.ToUpper(deliveryStatus(d)))
+	if d.GetReason() != "" {
+		fmt.Fprintf(w, "  reason     %s\n", d.GetReason())
+	}
+	fmt.Fprintf(w, "  customer   %s, %s %s, priority %s\n", d.GetCustomerId(), categoryWord(d.GetCategory()), templatefile.ChannelName(d.GetChannel()),
+		strings.ToLower(strings.TrimPrefix(d.GetPriority().String(), "PRIORITY_")))
+	tpl := d.GetTemplateKey()
+	if d.GetTemplateVersion() > 0 {
+		tpl += fmt.Sprintf(" v%d, variant %s", d.GetTemplateVersion(), cmp.Or(d.GetLocale(), "default"))
+	}
+	fmt.Fprintf(w, "  template   %s\n", tpl)
+	if o := d.GetOrigin(); o.GetCampaignId() != "" {
+		fmt.Fprintf(w, "  campaign   %s v%d, enrollment %s, step %s\n", o.GetCampaignId(), o.GetCampaignVersion(), o.GetEnrollmentId(), o.GetStepId())
+	}
+	fmt.Fprintf(w, "  requested  %s, updated %s, %d provider attempts\n", ts(d.GetRequestedAt()), ts(d.GetUpdatedAt()), d.GetAttempts())
+	if d.GetProviderMessageId() != "" {
+		fmt.Fprintf(w, "  provider   %s\n", d.GetProviderMessageId())
+	}
+	fmt.Fprintln(w, "decision trail:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, x := range d.GetDecisions() {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", x.GetStep(), ts(x.GetDecidedAt()), x.GetStage(), x.GetVerdict(), strings.TrimSpace(x.GetReasonCode()+" "+x.GetReason()))
+	}
+	_ = tw.Flush()
+}
+
+// runPreferences is `retain preferences get|set`.
+func runPreferences(ctx context.Context, env *cliEnv, args []string) error {
+	return subcommands(env, "preferences", preferencesUsage, args, map[string]func([]string) error{
+		"get": func(a []string) error { return preferencesGet(ctx, env, a) },
+		"set": func(a []string) error { return preferencesSet(ctx, env, a) },
+	})
+}
+
+func preferencesGet(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "preferences get", "preferences get CUSTOMER [--output text|json]")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	customer, err := oneArg(pos, "customer id")
+	if err != nil {
+		return err
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: customer})
+	if err != nil {
+		return callNotifierErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	onFile := func(has bool, what string) string {
+		if has {
+			return what + " on file"
+		}
+		return "no " + what
+	}
+	fmt.Fprintf(env.stdout, "%s: locale %s, time zone %s; %s, %s\n", customer, cmp.Or(resp.GetLocale(), "unknown"),
+		cmp.Or(resp.GetTimeZone(), "unknown (the notifier's default)"), onFile(resp.GetHasEmail(), "email"), onFile(resp.GetHasPhone(), "phone"))
+	printPreferences(env.stdout, resp.GetPreferences())
+	return nil
+}
+
+func printPreferences(w io.Writer, ps []*notifierv1.ChannelPreference) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHANNEL\tCATEGORY\tRECEIVES\tSOURCE\tSINCE")
+	for _, p := range ps {
+		yes, since := "no", "-"
+		if p.GetSubscribed() {
+			yes = "yes"
+		}
+		if p.GetUpdatedAt() != nil {
+			since = p.GetUpdatedAt().AsTime().UTC().Format("2006-01-02 15:04Z")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", templatefile.ChannelName(p.GetChannel()), categoryWord(p.GetCategory()), yes, p.GetSource(), since)
+	}
+	_ = tw.Flush()
+}
+
+// preferenceFlags are the choices `preferences set` can make, by flag name.
+var preferenceFlags = []struct {
+	name     string
+	channel  notifierv1.Channel
+	category notifierv1.Category
+}{
+	{"email-marketing", notifierv1.Channel_CHANNEL_EMAIL, notifierv1.Category_CATEGORY_MARKETING},
+	{"email-transactional", notifierv1.Channel_CHANNEL_EMAIL, notifierv1.Category_CATEGORY_TRANSACTIONAL},
+	{"sms-marketing", notifierv1.Channel_CHANNEL_SMS, notifierv1.Category_CATEGORY_MARKETING},
+	{"sms-transactional", notifierv1.Channel_CHANNEL_SMS, notifierv1.Category_CATEGORY_TRANSACTIONAL},
+}
+
+func preferencesSet(ctx context.Context, env *cliEnv, args []string) error {
+	f := newNotifierCommand(env, "preferences set", "preferences set CUSTOMER --email-marketing=false [--email-transactional=B] [--sms-marketing=B] [--sms-transactional=B] [--output text|json]")
+	values := make([]*bool, len(preferenceFlags))
+	for i, p := range preferenceFlags {
+		values[i] = f.fs.Bool(p.name, false, "whether the customer receives "+strings.Replace(p.name, "-", " ", 1)+" messages")
+	}
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	customer, err := oneArg(pos, "customer id")
+	if err != nil {
+		return err
+	}
+	// Only the flags given change anything: an absent flag keeps the
+	// customer's current choice.
+	given := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	req := &notifierv1.SetPreferencesRequest{CustomerId: customer}
+	for i, p := range preferenceFlags {
+		if given[p.name] {
+			req.Preferences = append(req.Preferences, &notifierv1.ChannelPreference{Channel: p.channel, Category: p.category, Subscribed: *values[i]})
+		}
+	}
+	if len(req.Preferences) == 0 {
+		names := make([]string, len(preferenceFlags))
+		for i, p := range preferenceFlags {
+			names[i] = "--" + p.name
+		}
+		sort.Strings(names)
+		return fmt.Errorf("preferences set needs at least one of %s (=true or =false)", strings.Join(names, ", "))
+	}
+	c, done, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := c.SetPreferences(ctx, req)
+	if err != nil {
+		return callNotifierErr(err)
+	}
+	if *f.output == "json" {
+		return printJSON(env.stdout, resp)
+	}
+	fmt.Fprintf(env.stdout, "%s: preferences saved\n", customer)
+	printPreferences(env.stdout, resp.GetPreferences())
+	return nil
+}

@@ -1,0 +1,510 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/bus"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+)
+
+// cannedNotifier answers NotifierService calls with fixed responses and
+// records the requests, so the CLI's flags, paging and output can be
+// checked without a running stack (the service itself is tested on real
+// NATS, Postgres and SMTP in services/notifier).
+type cannedNotifier struct {
+	notifierv1.UnimplementedNotifierServiceServer
+	mu   sync.Mutex
+	reqs []proto.Message
+}
+
+func (c *cannedNotifier) record(m proto.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reqs = append(c.reqs, m)
+}
+
+func (c *cannedNotifier) last() proto.Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reqs[len(c.reqs)-1]
+}
+
+var (
+	cannedAt       = timestamppb.New(time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC))
+	cannedTemplate = &notifierv1.Template{Key: "winback_90", Channel: notifierv1.Channel_CHANNEL_EMAIL, Version: 3, CreatedAt: cannedAt,
+		Description: "90 days without an order",
+		Variables:   []*notifierv1.VariableSpec{{Name: "coupon", Type: "coupon", Optional: true}, {Name: "total", Type: "money"}, {Name: "due", Type: "time"}},
+		Variants: []*notifierv1.TemplateVariant{{Subject: "We miss you", Html: "<p>{{.coupon}}</p>", Text: "{{.coupon}}"},
+			{Locale: "fa", Subject: "دلمان برایتان تنگ شده", Html: "<p>{{.coupon}}</p>"}}}
+)
+
+func (c *cannedNotifier) ListTemplates(_ context.Context, r *notifierv1.ListTemplatesRequest) (*notifierv1.ListTemplatesResponse, error) {
+	c.record(r)
+	return &notifierv1.ListTemplatesResponse{Templates: []*notifierv1.Template{cannedTemplate,
+		{Key: "detractor_support_alert", Channel: notifierv1.Channel_CHANNEL_WEBHOOK, Version: 1, Variants: []*notifierv1.TemplateVariant{{Body: "{}"}}}}}, nil
+}
+
+func (c *cannedNotifier) GetTemplate(_ context.Context, r *notifierv1.GetTemplateRequest) (*notifierv1.GetTemplateResponse, error) {
+	c.record(r)
+	if r.GetKey() != cannedTemplate.GetKey() {
+		return nil, status.Errorf(codes.NotFound, "template %s (%s): not found", r.GetKey(), r.GetChannel())
+	}
+	return &notifierv1.GetTemplateResponse{Template: cannedTemplate}, nil
+}
+
+// UpdateTemplate knows only winback_90; CreateTemplate refuses a template
+// without a default variant, as the notifier does.
+func (c *cannedNotifier) UpdateTemplate(_ context.Context, r *notifierv1.UpdateTemplateRequest) (*notifierv1.UpdateTemplateResponse, error) {
+	c.record(r)
+	if r.GetTemplate().GetKey() != cannedTemplate.GetKey() {
+		return nil, status.Error(codes.NotFound, "not found")
+	}
+	t := proto.Clone(r.GetTemplate()).(*notifierv1.Template)
+	t.Version = 4
+	return &notifierv1.UpdateTemplateResponse{Template: t}, nil
+}
+
+func (c *cannedNotifier) CreateTemplate(_ context.Context, r *notifierv1.CreateTemplateRequest) (*notifierv1.CreateTemplateResponse, error) {
+	c.record(r)
+	if r.GetTemplate().GetVariants()[0].GetLocale() != "" {
+		return nil, status.Error(codes.InvalidArgument, "invalid request: template.variants: a default variant (locale \"\") is required")
+	}
+	t := proto.Clone(r.GetTemplate()).(*notifierv1.Template)
+	t.Version = 1
+	return &notifierv1.CreateTemplateResponse{Template: t}, nil
+}
+
+func (c *cannedNotifier) PreviewTemplate(_ context.Context, r *notifierv1.PreviewTemplateRequest) (*notifierv1.PreviewTemplateResponse, error) {
+	c.record(r)
+	return &notifierv1.PreviewTemplateResponse{Version: 3, Message: &notifierv1.RenderedMessage{Locale: "fa", Subject: "دلمان برایتان تنگ شده",
+		Html: `<html lang="fa-IR" dir="rtl"><p>WELCOME20</p></html>`, Text: "WELCOME20", Direction: "rtl"}}, nil
+}
+
+func (c *cannedNotifier) ListDeliveries(_ context.Context, r *notifierv1.ListDeliveriesRequest) (*notifierv1.ListDeliveriesResponse, error) {
+	c.record(r)
+	// Three deliveries, served in pages of the requested size.
+	all := []*notifierv1.Delivery{
+		{RequestId: "winback/e-1/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
+			TemplateKey: "winback_90", Status: "sent", RequestedAt: cannedAt},
+		{RequestId: "winback/e-2/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
+			TemplateKey: "winback_90", Status: "deferred", ReasonCode: "quiet_hours", Reason: "21:30 in Asia/Tehran is in quiet hours", DueAt: cannedAt, RequestedAt: cannedAt},
+		{RequestId: "vip/e-3/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_SMS, Category: notifierv1.Category_CATEGORY_MARKETING,
+			TemplateKey: "vip_care", Status: "suppressed", ReasonCode: "consent_revoked", Reason: "the shop recorded SMS consent revoked", RequestedAt: cannedAt},
+	}
+	start := 0
+	if r.GetPageToken() != "" {
+		start = int(r.GetPageToken()[0] - '0')
+	}
+	end := min(start+int(r.GetPageSize()), len(all))
+	resp := &notifierv1.ListDeliveriesResponse{Deliveries: all[start:end]}
+	if end < len(all) {
+		resp.NextPageToken = string(rune('0' + end))
+	}
+	return resp, nil
+}
+
+func (c *cannedNotifier) GetDelivery(_ context.Context, r *notifierv1.GetDeliveryRequest) (*notifierv1.GetDeliveryResponse, error) {
+	c.record(r)
+	if r.GetRequestId() == "nope" {
+		return nil, status.Error(codes.NotFound, `delivery "nope": not found`)
+	}
+	return &notifierv1.GetDeliveryResponse{Delivery: &notifierv1.Delivery{RequestId: r.GetRequestId(), CustomerId: "c-42",
+		Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING, Priority: notifierv1.Priority_PRIORITY_NORMAL,
+		TemplateKey: "winback_90", TemplateVersion: 3, Locale: "fa", Status: "sent", Outcome: notifierv1.Outcome_OUTCOME_SENT, Attempts: 1,
+		ProviderMessageId: "<abc@shop.example>", Origin: &notifierv1.Origin{CampaignId: "winback", CampaignVersion: 2, EnrollmentId: "e-1", StepId: "s-1"},
+		RequestedAt: cannedAt, UpdatedAt: cannedAt,
+		Decisions: []*notifierv1.Decision{
+			{Step: 1, Stage: "consent", Verdict: "pass", Reason: "the shop recorded email consent granted", DecidedAt: cannedAt},
+			{Step: 2, Stage: "quiet_hours", Verdict: "defer", ReasonCode: "quiet_hours", Reason: "21:30 in Asia/Tehran is in quiet hours (21:00-09:00)", DecidedAt: cannedAt},
+			{Step: 3, Stage: "send", Verdict: "sent", Reason: "accepted by the email provider on attempt 1", DecidedAt: cannedAt},
+		}}}, nil
+}
+
+var cannedPrefs = []*notifierv1.ChannelPreference{
+	{Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_TRANSACTIONAL, Subscribed: true, Source: "default"},
+	{Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING, Subscribed: false, Source: "one_click", UpdatedAt: cannedAt},
+}
+
+func (c *cannedNotifier) GetPreferences(_ context.Context, r *notifierv1.GetPreferencesRequest) (*notifierv1.GetPreferencesResponse, error) {
+	c.record(r)
+	return &notifierv1.GetPreferencesResponse{CustomerId: r.GetCustomerId(), Preferences: cannedPrefs, Locale: "fa-IR", TimeZone: "Asia/Tehran", HasEmail: true}, nil
+}
+
+func (c *cannedNotifier) SetPreferences(_ context.Context, r *notifierv1.SetPreferencesRequest) (*notifierv1.SetPreferencesResponse, error) {
+	c.record(r)
+	return &notifierv1.SetPreferencesResponse{Preferences: cannedPrefs}, nil
+}
+
+func startCannedNotifier(t *testing.T) (*cannedNotifier, map[string]string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	c := &cannedNotifier{}
+	notifierv1.RegisterNotifierServiceServer(srv, c)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return c, map[string]string{"RETAIN_ADDR": lis.Addr().String(), "RETAIN_TOKEN": "tok"}
+}
+
+func TestNotifierCommands(t *testing.T) {
+	svc, vars := startCannedNotifier(t)
+	ctx := context.Background()
+	cli := func(t *testing.T, args ...string) string {
+		t.Helper()
+		env, out, errOut := testEnv(vars)
+		if err := run(ctx, env, args); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+		return out.String()
+	}
+	// wantAll checks the output for each pattern; runs of spaces in a
+	// pattern match any column padding.
+	wantAll := func(t *testing.T, out string, wants ...string) {
+		t.Helper()
+		for _, w := range wants {
+			re := regexp.MustCompile(strings.Join(strings.Fields(regexp.QuoteMeta(w)), `\s+`))
+			if !re.MatchString(out) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+	}
+
+	t.Run("templates list", func(t *testing.T) {
+		out := cli(t, "templates", "list", "--channel", "email")
+		if req := svc.last().(*notifierv1.ListTemplatesRequest); req.GetChannel() != notifierv1.Channel_CHANNEL_EMAIL {
+			t.Errorf("request %v", req)
+		}
+		wantAll(t, out, "KEY", "winback_90  email    3", "default,fa", "coupon:coupon?,total:money,due:time", "90 days without an order", "detractor_support_alert  webhook")
+		out = cli(t, "templates", "list", "--output", "json")
+		if req := svc.last().(*notifierv1.ListTemplatesRequest); req.GetChannel() != notifierv1.Channel_CHANNEL_UNSPECIFIED {
+			t.Errorf("no --channel means every channel: %v", req)
+		}
+		var got struct {
+			Templates []struct{ Key, Channel string }
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Templates) != 2 || got.Templates[0].Channel != "CHANNEL_EMAIL" {
+			t.Fatalf("json %s: %v", out, err)
+		}
+	})
+	t.Run("templates show is the file form", func(t *testing.T) {
+		out := cli(t, "templates", "show", "winback_90", "--version", "3")
+		if req := svc.last().(*notifierv1.GetTemplateRequest); req.GetVersion() != 3 || req.GetChannel() != notifierv1.Channel_CHANNEL_EMAIL {
+			t.Errorf("request %v", req)
+		}
+		wantAll(t, out, "# winback_90 (email): version 3, saved 2026-06-10T12:00:00Z", "retain templates apply -f FILE", "key: winback_90", "channel: email", "locale: fa")
+	})
+	t.Run("templates apply updates or creates each template of the file", func(t *testing.T) {
+		dir := t.TempDir()
+		file := filepath.Join(dir, "t.yaml")
+		os.WriteFile(file, []byte("key: winback_90\nchannel: email\nvariants:\n  - locale: \"\"\n    subject: Hi\n    text: Hi\n---\nkey: sms_hello\nchannel: sms\nvariants:\n  - locale: \"\"\n    body: Hello\n"), 0o644)
+		out := cli(t, "templates", "apply", "-f", file)
+		wantAll(t, out, "template winback_90 (email) updated: version 4", "template sms_hello (sms) created: version 1")
+		if req := svc.last().(*notifierv1.CreateTemplateRequest); req.GetTemplate().GetChannel() != notifierv1.Channel_CHANNEL_SMS || req.GetTemplate().GetVariants()[0].GetBody() != "Hello" {
+			t.Errorf("create %v", req)
+		}
+		// A refused template names the template and the field; the ones
+		// saved before it are still reported.
+		os.WriteFile(file, []byte("key: winback_90\nchannel: email\nvariants:\n  - locale: \"\"\n    text: Hi\n---\nkey: bad\nchannel: email\nvariants:\n  - locale: fa\n    text: x\n"), 0o644)
+		env, out2, _ := testEnv(vars)
+		err := run(ctx, env, []string{"templates", "apply", "-f", file})
+		if err == nil || !strings.Contains(err.Error(), "template bad (email): invalid argument: invalid request: template.variants") {
+			t.Fatalf("err %v", err)
+		}
+		wantAll(t, out2.String(), "template winback_90 (email) updated: version 4")
+		env, _, _ = testEnv(vars)
+		os.WriteFile(file, []byte("key: x\nchanel: email\n"), 0o644)
+		if err := run(ctx, env, []string{"templates", "apply", "-f", file}); err == nil || !strings.Contains(err.Error(), "chanel") {
+			t.Errorf("a typo in the file must be named: %v", err)
+		}
+	})
+	t.Run("templates preview types the variables by the template", func(t *testing.T) {
+		out := cli(t, "templates", "preview", "winback_90", "--customer", "c-42", "--locale", "fa-IR",
+			"--var", "coupon=WELCOME20:20%", "--var", "total=1234.5 EUR", "--var", "due=2026-07-01")
+		req := svc.last().(*notifierv1.PreviewTemplateRequest)
+		if req.GetCustomerId() != "c-42" || req.GetLocale() != "fa-IR" || req.GetKey() != "winback_90" {
+			t.Errorf("request %v", req)
+		}
+		if c := req.GetVariables()["coupon"].GetCoupon(); c.GetCode() != "WELCOME20" || c.GetPercentOff() != 20 {
+			t.Errorf("coupon %v", c)
+		}
+		if m := req.GetVariables()["total"].GetMoney(); m.GetAmountMinor() != 123450 || m.GetCurrency() != "EUR" {
+			t.Errorf("money %v", m)
+		}
+		if d := req.GetVariables()["due"].GetTime(); !d.AsTime().Equal(time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Errorf("time %v", d)
+		}
+		wantAll(t, out, "variant fa, direction rtl", "Subject: دلمان برایتان تنگ شده", "--- HTML", `dir="rtl"`, "--- Text")
+	})
+	t.Run("deliveries list pages until the limit", func(t *testing.T) {
+		out := cli(t, "deliveries", "list", "--customer", "c-42", "--limit", "2")
+		if req := svc.last().(*notifierv1.ListDeliveriesRequest); req.GetCustomerId() != "c-42" || req.GetPageSize() != 2 {
+			t.Errorf("request %v", req)
+		}
+		wantAll(t, out, "winback/e-1/s-1", "sent", "deferred (quiet_hours) until 2026-06-10 12:00Z", "21:30 in Asia/Tehran is in quiet hours", "more: --page-token 2")
+		if strings.Contains(out, "vip/e-3/s-1") {
+			t.Errorf("listed beyond --limit:\n%s", out)
+		}
+		out = cli(t, "deliveries", "list", "--campaign", "winback", "--output", "json")
+		if req := svc.last().(*notifierv1.ListDeliveriesRequest); req.GetCampaignId() != "winback" {
+			t.Errorf("request %v", req)
+		}
+		if strings.Count(out, `"requestId"`) != 3 {
+			t.Errorf("json of all pages:\n%s", out)
+		}
+	})
+	t.Run("deliveries show prints the decision trail", func(t *testing.T) {
+		out := cli(t, "deliveries", "show", "winback/e-1/s-1")
+		wantAll(t, out, "winback/e-1/s-1: SENT", "c-42, marketing email, priority normal", "winback_90 v3, variant fa",
+			"campaign   winback v2, enrollment e-1, step s-1", "<abc@shop.example>", "decision trail:",
+			"quiet_hours  defer    quiet_hours 21:30 in Asia/Tehran", "3  2026-06-10 12:00:00Z  send")
+	})
+	t.Run("preferences", func(t *testing.T) {
+		out := cli(t, "preferences", "get", "c-42")
+		wantAll(t, out, "c-42: locale fa-IR, time zone Asia/Tehran; email on file, no phone", "email    marketing      no        one_click  2026-06-10 12:00Z")
+		cli(t, "preferences", "set", "c-42", "--email-marketing=false", "--sms-transactional=true")
+		req := svc.last().(*notifierv1.SetPreferencesRequest)
+		if len(req.GetPreferences()) != 2 || req.GetPreferences()[0].GetChannel() != notifierv1.Channel_CHANNEL_EMAIL || req.GetPreferences()[0].GetSubscribed() ||
+			req.GetPreferences()[1].GetCategory() != notifierv1.Category_CATEGORY_TRANSACTIONAL || !req.GetPreferences()[1].GetSubscribed() {
+			t.Errorf("only the flags given are sent: %v", req)
+		}
+		out = cli(t, "preferences", "get", "c-42", "--output", "json")
+		var got struct{ TimeZone string }
+		if err := json.Unmarshal([]byte(out), &got); err != nil || got.TimeZone != "Asia/Tehran" {
+			t.Errorf("json %v:\n%s", err, out)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		for _, tt := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"templates"}, "templates needs a command"},
+			{[]string{"templates", "nope"}, `unknown templates command "nope"`},
+			{[]string{"templates", "show"}, "want exactly one template key"},
+			{[]string{"templates", "list", "--channel", "fax"}, `--channel "fax": want email, sms or webhook`},
+			{[]string{"templates", "apply"}, "needs -f FILE"},
+			{[]string{"templates", "preview", "winback_90", "--var", "nope=1"}, "--var nope: template winback_90 declares no such variable (it declares: coupon, total, due)"},
+			{[]string{"templates", "preview", "winback_90", "--var", "total=12,50 EUR"}, "--var total (money)"},
+			{[]string{"templates", "preview", "winback_90", "--var", "coupon=X:200%"}, "1-100"},
+			{[]string{"templates", "preview", "nope", "--var", "a=1"}, "not found: template nope"},
+			{[]string{"deliveries", "list"}, "exactly one of --customer and --campaign"},
+			{[]string{"deliveries", "list", "--customer", "a", "--campaign", "b"}, "exactly one of --customer and --campaign"},
+			{[]string{"deliveries", "show", "nope"}, `not found: delivery "nope": not found`},
+			{[]string{"preferences", "set", "c-42"}, "needs at least one of --email-marketing"},
+			{[]string{"preferences", "get", "c-42", "--output", "yaml"}, `--output "yaml"`},
+		} {
+			env, _, _ := testEnv(vars)
+			err := run(ctx, env, tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%v: %v, want %q", tt.args, err, tt.want)
+			}
+		}
+	})
+}
+
+// TestNotifierThroughDevStack drives the notifier of a real `retain dev`
+// with the CLI: a customer arrives through ingest, a template is applied
+// and previewed for them, a request is sent and lands in the dev outbox as
+// an .eml file, its decision trail is shown, and the one-click unsubscribe
+// link in that email, POSTed as a mail client does, is recorded in the
+// customer's preferences.
+func TestNotifierThroughDevStack(t *testing.T) {
+	dir := devDir(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	env, out, errOut := testEnv(nil)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev stopped with %v\n%s", err, errOut)
+		}
+	})
+	var state devState
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s, err := readDevState(dir)
+		if err == nil && strings.Contains(out.String(), "Serving") {
+			state = s
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	outbox := filepath.Join(dir, "outbox")
+	if abs, _ := filepath.Abs(outbox); !strings.Contains(out.String(), "outbox        "+abs) {
+		t.Errorf("the banner does not show the outbox %s:\n%s", abs, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, devUnsubscribeFile)); err != nil {
+		t.Errorf("unsubscribe secret not persisted: %v", err)
+	}
+	cli := func(args ...string) (string, error) {
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := run(ctx, env, args)
+		return out.String() + errOut.String(), err
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		s, err := cli(args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, s)
+		}
+		return s
+	}
+
+	// The customer, through the public API as a shop sends it.
+	env, pubOut, pubErr := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+	env.stdin = strings.NewReader(`{"id":"cu-1","occurred_at":"2026-01-02T10:00:00Z","customer_updated":{"customer_id":"c-fa","email":"shirin@example.com",` +
+		`"first_name":"Shirin","locale":"fa-IR","time_zone":"Asia/Tehran","consent":{"email_marketing":"CONSENT_STATE_GRANTED"}}}` + "\n")
+	if err := run(ctx, env, []string{"publish", "-", "--quiet"}); err != nil || !strings.Contains(pubOut.String(), "1 accepted") {
+		t.Fatalf("publish: %v\n%s%s", err, pubOut, pubErr)
+	}
+
+	file := filepath.Join(t.TempDir(), "order.yaml")
+	os.WriteFile(file, []byte(`key: order_thanks
+channel: email
+description: thanks for an order
+variables:
+  - {name: total, type: money}
+variants:
+  - locale: ""
+    subject: Thanks, {{.customer.first_name}}
+    html: <p>Your order of {{money .total}} is on its way.</p>
+    text: Your order of {{money .total}} is on its way.
+  - locale: fa
+    subject: سپاس، {{.customer.first_name}}
+    html: <p>سفارش شما به مبلغ {{money .total}} در راه است.</p>
+    text: سفارش شما به مبلغ {{money .total}} در راه است.
+`), 0o644)
+	if s := must("templates", "apply", "-f", file); !strings.Contains(s, "template order_thanks (email) created: version 1") {
+		t.Fatalf("apply:\n%s", s)
+	}
+	if s := must("templates", "apply", "-f", file); !strings.Contains(s, "updated: version 2") {
+		t.Fatalf("second apply:\n%s", s)
+	}
+	if s := must("templates", "list"); !strings.Contains(s, "order_thanks") || !strings.Contains(s, "winback_90") {
+		t.Fatalf("list (own and default templates):\n%s", s)
+	}
+	// The preview waits for the contact projection: the customer arrives
+	// asynchronously.
+	var preview string
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		s, err := cli("templates", "preview", "order_thanks", "--customer", "c-fa", "--var", "total=1234.50 EUR")
+		if err == nil {
+			preview = s
+			break
+		}
+		if time.Now().After(deadline) || !strings.Contains(s+err.Error(), "not found") {
+			t.Fatalf("preview: %v\n%s", err, s)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, want := range []string{"variant fa, direction rtl", "Subject: سپاس، Shirin", `dir="rtl"`, "۱٬۲۳۴٫۵۰"} {
+		if !strings.Contains(preview, want) {
+			t.Errorf("preview lacks %q:\n%s", want, preview)
+		}
+	}
+
+	// A transactional request, as the campaign service publishes them.
+	b, err := bus.Connect(ctx, bus.Config{URL: state.NATSURL, Name: t.Name()}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	req := &notifierv1.NotificationRequested{RequestId: "orders/o-1", TenantId: devTenant, CustomerId: "c-fa", Channel: notifierv1.Channel_CHANNEL_EMAIL,
+		Category: notifierv1.Category_CATEGORY_TRANSACTIONAL, Priority: notifierv1.Priority_PRIORITY_NORMAL, TemplateKey: "order_thanks",
+		Variables:   map[string]*notifierv1.TemplateValue{"total": {Value: &notifierv1.TemplateValue_Money{Money: &eventsv1.Money{AmountMinor: 123450, Currency: "EUR"}}}},
+		RequestedAt: timestamppb.Now()}
+	data, _ := proto.Marshal(req)
+	for range 2 { // a duplicate publish delivers once
+		if _, err := b.Publish(ctx, bus.Message{Subject: bus.NotificationSubject(devTenant, bus.TypeNotificationRequested), ID: devTenant + "/" + req.RequestId,
+			Type: bus.TypeNotificationRequested, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var show string
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		show, err = cli("deliveries", "show", "orders/o-1")
+		if err == nil && strings.Contains(show, "orders/o-1: SENT") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery not sent: %v\n%s", err, show)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, want := range []string{"order_thanks v2, variant fa", "decision trail:", "consent", "send"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("show lacks %q:\n%s", want, show)
+		}
+	}
+	if s := must("deliveries", "list", "--customer", "c-fa"); !strings.Contains(s, "orders/o-1") || strings.Count(s, "orders/o-1") != 1 {
+		t.Errorf("list:\n%s", s)
+	}
+	emls, _ := filepath.Glob(filepath.Join(outbox, devTenant, "*.eml"))
+	if len(emls) != 1 {
+		t.Fatalf("outbox holds %v", emls)
+	}
+	f, err := os.Open(emls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	msg, err := mail.ReadMessage(bufio.NewReader(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if to, err := mail.ParseAddress(msg.Header.Get("To")); err != nil || to.Address != "shirin@example.com" || msg.Header.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" {
+		t.Errorf("headers %v", msg.Header)
+	}
+
+	// One-click unsubscribe: the mail client POSTs to the List-Unsubscribe
+	// URL, which must be the dev stack's own HTTP server.
+	link := strings.Trim(msg.Header.Get("List-Unsubscribe"), "<>")
+	if !strings.HasPrefix(link, "http://"+state.HTTPAddr+"/v1/unsubscribe?t=") {
+		t.Fatalf("unsubscribe link %q does not point at the dev HTTP server %s", link, state.HTTPAddr)
+	}
+	resp, err := http.PostForm(link, url.Values{"List-Unsubscribe": {"One-Click"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("one-click unsubscribe: %s", resp.Status)
+	}
+	if s := must("preferences", "get", "c-fa"); !regexp.MustCompile(`email\s+marketing\s+no\s+one_click`).MatchString(s) {
+		t.Errorf("preferences after one-click unsubscribe:\n%s", s)
+	}
+	must("preferences", "set", "c-fa", "--email-marketing=true")
+	if s := must("preferences", "get", "c-fa"); !regexp.MustCompile(`email\s+marketing\s+yes\s+api`).MatchString(s) {
+		t.Errorf("preferences after set:\n%s", s)
+	}
+}
