@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -251,6 +252,11 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	qe, _ := policy.ParseClock(cfg.QuietEnd)
 	zone, _ := time.LoadLocation(cfg.DefaultTimeZone)
 	s := &Service{deps: deps, outboxDir: cfg.OutboxDir}
+	if cfg.OutboxDir == "" && loopbackURL(cfg.PublicURL) {
+		// Allowed (a compose stack on one machine), but in any other
+		// deployment every email would carry a dead unsubscribe link.
+		deps.Log.Warn("RETAIN_NOTIFIER_PUBLIC_URL points at this machine: unsubscribe links in sent messages only work for recipients on it; set it to the notifier's public address", "public_url", cfg.PublicURL)
+	}
 	senders := map[notifierv1.Channel]channel.Sender{}
 	switch {
 	case cfg.OutboxDir != "":
@@ -401,4 +407,18 @@ func Run(ctx context.Context, cfg Config, version string) error {
 	return service.Run(ctx, cfg.Config, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
 		return New(ctx, cfg, tel)
 	})
+}
+
+// loopbackURL reports whether u's host is localhost or a loopback address.
+func loopbackURL(u string) bool {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	host := parsed.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
