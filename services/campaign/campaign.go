@@ -219,6 +219,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.relay.Run(gctx) })
 	g.Go(func() error { return s.engine.Run(gctx) })
 	err := g.Wait()
+	s.engine.Close()
 	if cerr := s.deps.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,9 +54,8 @@ type Engine struct {
 	mu    sync.Mutex
 	plans map[store.Ref]*domain.Plan
 
-	// applied counts events applied by this process; at analyzeAt the
-	// statistics are refreshed (see maybeAnalyze).
-	applied, analyzeAt atomic.Int64
+	// stats keeps the planner statistics of the tables facts grow.
+	stats *pg.GrowthAnalyzer
 }
 
 // New returns an engine on pool.
@@ -71,10 +69,21 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 	if cfg.AudienceChunk <= 0 {
 		cfg.AudienceChunk = 1000
 	}
-	e := &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}}
-	e.analyzeAt.Store(1000)
-	return e
+	// Only the columns the batch statements join and filter on: the
+	// row counts are what the plans hinge on, and every other column would
+	// only make each ANALYZE slower.
+	stats := pg.NewGrowthAnalyzer(pool, log,
+		"campaign_orders (tenant, customer_id, placed_at)",
+		"campaign_customers (tenant, customer_id)",
+		"campaign_members (tenant, campaign_id, customer_id)",
+		"enrollments (tenant, campaign_id, customer_id, goal_event, status, due_at)",
+		"coupons (tenant, code, campaign_id, customer_id)")
+	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats}
 }
+
+// Close waits for work the engine runs in the background (a statistics
+// refresh) to finish; call it after the consumers have stopped.
+func (e *Engine) Close() { e.stats.Wait() }
 
 // Now is the engine's clock, in UTC.
 func (e *Engine) Now() time.Time { return e.cfg.Now().UTC() }
@@ -219,9 +228,10 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 	if err != nil {
 		return err
 	}
+	ins := make([]entering, 0, len(plans))
 	for _, p := range plans {
 		tr := p.plan.Campaign.GetTrigger()
-		var es []store.Entrant
+		in := entering{p: p}
 		for _, t := range ts {
 			if t.trig.Type == domain.TriggerChurnBand {
 				if tr.GetChurnBand() != t.trig.Band {
@@ -237,13 +247,11 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 			if !p.plan.Matches(c, t.trig, env) {
 				continue
 			}
-			es = append(es, store.Entrant{CustomerID: t.customer, Key: entryKey(p.plan, t.trig), Anchor: t.trig.At, Vars: t.vars})
+			in.es = append(in.es, store.Entrant{CustomerID: t.customer, Key: entryKey(p.plan, t.trig), Anchor: t.trig.At, Vars: t.vars, TimeZone: c.TimeZone})
 		}
-		if err := e.enroll(ctx, tx, tenant, p, es); err != nil {
-			return err
-		}
+		ins = append(ins, in)
 	}
-	return nil
+	return e.enroll(ctx, tx, tenant, ins)
 }
 
 // entryKey is the enrollment's unique key under the campaign's entry
@@ -265,64 +273,94 @@ func entryKey(p *domain.Plan, t *domain.Trigger) string {
 	return "event:" + t.EventID
 }
 
-// enroll admits entrants of one campaign under its entry policy, creates
-// their enrollments and runs their steps that are due.
-func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, p planned, es []store.Entrant) error {
-	if len(es) == 0 {
+// entering is one campaign's entrants in a batch.
+type entering struct {
+	p  planned
+	es []store.Entrant
+}
+
+// enroll admits the entrants of a batch's campaigns under their entry
+// policies, creates their enrollments and runs their steps that are due:
+// a statement per table for the whole batch, whatever the campaigns.
+func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, ins []entering) error {
+	var as []store.Admission
+	plans := map[string]planned{}
+	for _, in := range ins {
+		if len(in.es) == 0 {
+			continue
+		}
+		p := in.p
+		plans[p.ref.ID] = p
+		// The member upsert admits each customer once per statement: keep
+		// each customer's earliest entry (and, keyed by event field, let
+		// every key through to the enrollment's unique key).
+		es := slices.Clone(in.es)
+		slices.SortStableFunc(es, func(a, b store.Entrant) int {
+			return cmp.Or(cmp.Compare(a.CustomerID, b.CustomerID), a.Anchor.Compare(b.Anchor))
+		})
+		first := slices.CompactFunc(slices.Clone(es), func(a, b store.Entrant) bool { return a.CustomerID == b.CustomerID })
+		for i := range first {
+			first[i].CampaignID = p.ref.ID
+			first[i].Holdout = domain.InHoldout(tenant, p.ref.ID, first[i].CustomerID, p.plan.Campaign.GetHoldoutPercent())
+		}
+		as = append(as, store.Admission{Gap: entryGap(p.plan), Entrants: first})
+	}
+	if len(as) == 0 {
 		return nil
 	}
-	// The member upsert admits each customer once per statement: keep
-	// each customer's earliest entry (and, keyed by event field, let every
-	// key through to the enrollment's unique key).
-	slices.SortStableFunc(es, func(a, b store.Entrant) int {
-		return cmp.Or(cmp.Compare(a.CustomerID, b.CustomerID), a.Anchor.Compare(b.Anchor))
-	})
-	first := slices.CompactFunc(slices.Clone(es), func(a, b store.Entrant) bool { return a.CustomerID == b.CustomerID })
-	for i := range first {
-		first[i].Holdout = domain.InHoldout(tenant, p.ref.ID, first[i].CustomerID, p.plan.Campaign.GetHoldoutPercent())
-	}
-	gap := p.plan.EntryEvery
-	if p.plan.EntryKey != "" {
-		gap = 0
-	} else if gap == 0 {
-		gap = -1
-	}
-	admitted, err := store.Admit(ctx, tx, tenant, p.ref.ID, gap, first)
-	if err != nil {
+	admitted, err := store.Admit(ctx, tx, tenant, as)
+	if err != nil || len(admitted) == 0 {
 		return err
 	}
-	if len(admitted) == 0 {
-		return nil
-	}
-	group := make(map[string]bool, len(admitted))
+	group := make(map[[2]string]bool, len(admitted))
 	for _, a := range admitted {
-		group[a.CustomerID] = a.Holdout
+		group[[2]string{a.CampaignID, a.CustomerID}] = a.Holdout
 	}
-	entering := admitted
-	if p.plan.EntryKey != "" {
-		entering = entering[:0:0]
-		for _, en := range es {
-			if h, ok := group[en.CustomerID]; ok {
-				en.Holdout = h
-				entering = append(entering, en)
+	// Keyed campaigns let in every entry of an admitted customer; the others
+	// the one admitted.
+	var entered []store.Entrant
+	for _, in := range ins {
+		if in.p.plan.EntryKey == "" {
+			continue
+		}
+		for _, en := range in.es {
+			if h, ok := group[[2]string{in.p.ref.ID, en.CustomerID}]; ok {
+				en.CampaignID, en.Holdout = in.p.ref.ID, h
+				entered = append(entered, en)
 			}
 		}
 	}
+	for _, a := range admitted {
+		if plans[a.CampaignID].plan.EntryKey == "" {
+			entered = append(entered, a)
+		}
+	}
 	now := e.Now()
-	rows := make([]store.Enrollment, len(entering))
-	for i, en := range entering {
+	rows := make([]store.Enrollment, len(entered))
+	run := make([]running, len(entered))
+	for i, en := range entered {
+		p := plans[en.CampaignID]
 		rows[i] = store.Enrollment{
 			Tenant: tenant, CampaignID: p.ref.ID, Version: p.ref.Version, CustomerID: en.CustomerID, Key: en.Key,
 			Holdout: en.Holdout, Anchor: en.Anchor, EnteredAt: now, AttributionUntil: en.Anchor.Add(p.plan.Attribution),
 			GoalEvent: p.plan.GoalEvent, StopOnGoal: !p.plan.Campaign.GetGoal().GetContinueAfterGoal(), Vars: en.Vars,
-			Status: domain.StatusActive, Due: &entering[i].Anchor,
+			Status: domain.StatusActive, Due: &entered[i].Anchor,
 		}
-	}
-	run := make([]running, len(rows))
-	for i := range rows {
-		run[i] = running{enr: &rows[i], plan: p.plan}
+		run[i] = running{enr: &rows[i], plan: p.plan, tz: en.TimeZone}
 	}
 	return e.runSteps(ctx, tx, tenant, run, true)
+}
+
+// entryGap is the member upsert's gap for p's entry policy (see
+// store.Admission).
+func entryGap(p *domain.Plan) time.Duration {
+	switch {
+	case p.EntryKey != "":
+		return 0
+	case p.EntryEvery == 0:
+		return -1
+	}
+	return p.EntryEvery
 }
 
 // Errors the API maps to status codes.

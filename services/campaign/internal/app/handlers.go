@@ -40,9 +40,7 @@ type tenantFacts struct {
 	profiles []store.Profile
 	trigs    []triggered
 	goals    []store.GoalEvent
-	codes    []string
-	codeOrds []string
-	codeAts  []time.Time
+	redeems  []store.Redemption
 }
 
 // HandleFacts is the bus handler of RETAIN_EVENTS: it stores the facts the
@@ -74,9 +72,7 @@ func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery)
 			d.Reject(err.Error())
 		}
 	}
-	if err := e.maybeAnalyze(ctx, tx, len(ds)); err != nil {
-		return err
-	}
+	e.stats.Applied(len(ds))
 	for _, t := range order {
 		f := byTenant[t]
 		if err := store.UpsertOrders(ctx, tx, t, f.orders); err != nil {
@@ -88,27 +84,8 @@ func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery)
 		if err := e.enrollTriggered(ctx, tx, t, f.trigs); err != nil {
 			return err
 		}
-		if _, err := store.MarkGoals(ctx, tx, t, f.goals); err != nil {
+		if err := store.MarkGoals(ctx, tx, t, f.goals, f.redeems); err != nil {
 			return err
-		}
-		if err := store.RedeemCoupons(ctx, tx, t, f.codes, f.codeOrds, f.codeAts); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// maybeAnalyze refreshes the planner statistics of the growing tables at
-// 1k, 2k, 4k, ... events applied by this process. Tables that grow from
-// empty (a fresh service, an import) outrun autovacuum's statistics, and
-// with tables believed tiny Postgres joins a batch's customers to every
-// enrollment and order instead of using the indexes; past a few million
-// autovacuum's own threshold keeps up.
-func (e *Engine) maybeAnalyze(ctx context.Context, tx pgx.Tx, n int) error {
-	total := e.applied.Add(int64(n))
-	if at := e.analyzeAt.Load(); total >= at && at < 1<<22 && e.analyzeAt.CompareAndSwap(at, 2*total) {
-		if _, err := tx.Exec(ctx, `ANALYZE campaign_orders, campaign_customers, campaign_members, enrollments, coupons`); err != nil {
-			return fmt.Errorf("refresh statistics: %w", err)
 		}
 	}
 	return nil
@@ -143,7 +120,7 @@ func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) err
 		trig.OrderID, trig.OrderTotal, trig.Currency = o.GetOrderId(), o.GetTotal().GetAmountMinor(), o.GetTotal().GetCurrency()
 		vars = store.Vars{OrderID: o.GetOrderId(), OrderTotal: trig.OrderTotal, Currency: trig.Currency}
 		if code := domain.NormalizeCoupon(o.GetCouponCode()); code != "" {
-			f.codes, f.codeOrds, f.codeAts = append(f.codes, code), append(f.codeOrds, o.GetOrderId()), append(f.codeAts, at)
+			f.redeems = append(f.redeems, store.Redemption{Code: code, OrderID: o.GetOrderId(), At: at})
 		}
 	case domain.EventSurveyAnswered:
 		s := ev.GetSurveyAnswered()
@@ -199,6 +176,7 @@ func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) err
 // customer's band and enrolls customers into churn band campaigns.
 func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 	byTenant := map[string][]triggered{}
+	bands := map[string][]store.Band{}
 	var order []string
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	for _, d := range ds {
@@ -217,14 +195,12 @@ func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Deliver
 			continue
 		}
 		at := s.GetComputedAt().AsTime().UTC()
-		if err := store.UpsertBand(ctx, tx, t, s.GetCustomerId(), s.GetBand(), at); err != nil {
-			return err
+		if _, ok := bands[t]; !ok {
+			order = append(order, t)
 		}
+		bands[t] = append(bands[t], store.Band{CustomerID: s.GetCustomerId(), Band: s.GetBand(), At: at})
 		if s.GetBand() == s.GetPreviousBand() || (e.cfg.MaxTriggerAge > 0 && at.Before(oldest)) {
 			continue
-		}
-		if _, ok := byTenant[t]; !ok {
-			order = append(order, t)
 		}
 		byTenant[t] = append(byTenant[t], triggered{
 			customer: s.GetCustomerId(),
@@ -232,6 +208,9 @@ func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Deliver
 		})
 	}
 	for _, t := range order {
+		if err := store.UpsertBands(ctx, tx, t, bands[t]); err != nil {
+			return err
+		}
 		if err := e.enrollTriggered(ctx, tx, t, byTenant[t]); err != nil {
 			return err
 		}

@@ -48,13 +48,13 @@ func (e *Engine) runAudience(ctx context.Context, r store.Ref) error {
 		var es []store.Entrant
 		for _, c := range custs {
 			if p.plan.Matches(c, nil, env) {
-				es = append(es, store.Entrant{CustomerID: c.ID, Key: entryKey(p.plan, trig), Anchor: env.Now})
+				es = append(es, store.Entrant{CustomerID: c.ID, Key: entryKey(p.plan, trig), Anchor: env.Now, TimeZone: c.TimeZone})
 			}
 		}
 		if len(es) == 0 {
 			return nil
 		}
-		return e.InTx(ctx, func(tx pgx.Tx) error { return e.enroll(ctx, tx, r.Tenant, p, es) })
+		return e.InTx(ctx, func(tx pgx.Tx) error { return e.enroll(ctx, tx, r.Tenant, []entering{{p: p, es: es}}) })
 	})
 }
 
@@ -102,12 +102,7 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 	if err != nil {
 		return Preview{}, err
 	}
-	gap := p.EntryEvery
-	if p.EntryKey != "" {
-		gap = 0
-	} else if gap == 0 {
-		gap = -1
-	}
+	gap := entryGap(p)
 	var pv Preview
 	switch {
 	case c.GetTrigger().GetSchedule() != nil:

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -21,8 +23,17 @@ import (
 type running struct {
 	enr  *store.Enrollment
 	plan *domain.Plan
+	// tz is the customer's time zone name ("": UTC).
+	tz string
 	// effects are the send and coupon steps Advance ran, in order.
 	effects []*domain.PlanStep
+	// issue is the coupon step among effects that issues the enrollment's
+	// coupon (the first; a later one finds it held), and coupon the coupon
+	// it holds once issued.
+	issue  *domain.PlanStep
+	coupon *store.Coupon
+	// prior is the code the enrollment held before these steps.
+	prior string
 }
 
 // recorder collects the effects of one Advance; they are carried out once
@@ -32,32 +43,29 @@ type recorder struct{ steps []*domain.PlanStep }
 func (r *recorder) Send(s *domain.PlanStep) error        { r.steps = append(r.steps, s); return nil }
 func (r *recorder) IssueCoupon(s *domain.PlanStep) error { r.steps = append(r.steps, s); return nil }
 
+// maxCodeDraws bounds retries of a coupon code collision (probability
+// about 2^-46 per draw).
+const maxCodeDraws = 5
+
 // runSteps runs the due steps of enrollments of one tenant in tx. Fresh
 // enrollments are inserted with the state their first steps leave them in
-// (one write each; one whose entry key exists is dropped with its
-// effects), others are updated. The notification requests go to the outbox
-// with deterministic ids in the same transaction, so each step's message is
-// requested exactly once whatever crashes.
+// (one write each, coupon included; one whose entry key exists is dropped
+// with its effects), others are updated. The notification requests go to
+// the outbox with deterministic ids in the same transaction, so each
+// step's message is requested exactly once whatever crashes. Every table
+// is written with one statement for all the enrollments.
 func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []running, fresh bool) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	ids := make([]string, len(rs))
-	for i, r := range rs {
-		ids[i] = r.enr.CustomerID
-	}
-	tzs, err := store.TimeZones(ctx, tx, tenant, ids)
-	if err != nil {
-		return err
-	}
 	now := e.Now()
-	rows := make([]store.Enrollment, len(rs))
+	held := map[string]bool{} // codes held before these steps, for their sends
 	for i := range rs {
 		r := &rs[i]
 		en := r.enr
 		tz := time.UTC
-		if name := tzs[en.CustomerID]; name != "" {
-			if loc, err := time.LoadLocation(name); err == nil {
+		if r.tz != "" {
+			if loc, err := time.LoadLocation(r.tz); err == nil {
 				tz = loc
 			}
 		}
@@ -71,119 +79,181 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 			return fmt.Errorf("enrollment %d of %s: %w", en.ID, en.CampaignID, err)
 		}
 		r.effects = rec.steps
+		for _, s := range r.effects {
+			if s.Kind == domain.KindCoupon && r.issue == nil {
+				r.issue = s
+			}
+		}
+		r.prior = en.CouponCode
+		if r.prior != "" && len(r.effects) > 0 {
+			held[r.prior] = true
+		}
+		if r.issue != nil {
+			// The code is drawn now so that a fresh enrollment is inserted
+			// holding it; IssueCoupons settles whether it is really theirs.
+			if en.CouponCode, err = domain.NewCouponCode(couponPrefix(r.issue)); err != nil {
+				return err
+			}
+		}
 		en.Step, en.Armed, en.Status, en.StepsDone = pr.Cursor.Step, pr.Cursor.Armed, pr.Status, pr.Done
 		en.Due = nil
 		if pr.Status == domain.StatusActive {
 			due := pr.Cursor.Due
 			en.Due = &due
 		}
-		rows[i] = *en
 	}
 	if fresh {
-		created, err := store.InsertEnrollments(ctx, tx, rows)
-		if err != nil {
+		var err error
+		if rs, err = insertFresh(ctx, tx, rs); err != nil {
 			return err
 		}
-		// Keep the runs whose enrollment was created, with their ids.
-		byKey := make(map[[2]string]int64, len(created))
-		for _, c := range created {
-			byKey[[2]string{c.CustomerID, c.Key}] = c.ID
-		}
-		kept := rs[:0]
-		for _, r := range rs {
-			if id, ok := byKey[[2]string{r.enr.CustomerID, r.enr.Key}]; ok {
-				r.enr.ID = id
-				kept = append(kept, r)
-			}
-		}
-		rs = kept
-	} else if err := store.SaveProgress(ctx, tx, rows); err != nil {
+	}
+	changed, err := issueCoupons(ctx, tx, tenant, rs, now)
+	if err != nil {
 		return err
 	}
-	acts := &stepActions{e: e, ctx: ctx, tx: tx, tenant: tenant, now: now}
-	for _, r := range rs {
-		if len(r.effects) == 0 {
-			continue
+	if fresh {
+		err = store.SetCoupons(ctx, tx, changed)
+	} else {
+		rows := make([]store.Enrollment, len(rs))
+		for i, r := range rs {
+			rows[i] = *r.enr
 		}
-		acts.enr, acts.plan, acts.coupon = r.enr, r.plan, nil
-		before := r.enr.CouponCode
+		err = store.SaveProgress(ctx, tx, rows)
+	}
+	if err != nil {
+		return err
+	}
+	prior, err := store.LoadCoupons(ctx, tx, tenant, slices.Collect(maps.Keys(held)))
+	if err != nil {
+		return err
+	}
+	var (
+		msgs  []bus.Message
+		sends []store.Send
+	)
+	for _, r := range rs {
+		var coupon *store.Coupon
+		if c, ok := prior[r.prior]; ok {
+			coupon = &c
+		}
 		for _, s := range r.effects {
-			var err error
-			if s.Kind == domain.KindCoupon {
-				err = acts.IssueCoupon(s)
-			} else {
-				err = acts.Send(s)
+			if s == r.issue {
+				coupon = r.coupon
 			}
+			if s.Kind != domain.KindSend {
+				continue
+			}
+			m, err := e.request(tenant, r, s, coupon, now)
 			if err != nil {
 				return fmt.Errorf("enrollment %d of %s: step %s: %w", r.enr.ID, r.enr.CampaignID, s.ID, err)
 			}
-		}
-		if r.enr.CouponCode != before {
-			if err := store.SetCoupon(ctx, tx, r.enr.ID, r.enr.CouponCode); err != nil {
-				return err
-			}
+			msgs = append(msgs, m)
+			sends = append(sends, store.Send{Tenant: tenant, RequestID: domain.RequestID(r.enr.CampaignID, r.enr.ID, s.ID),
+				CampaignID: r.enr.CampaignID, StepID: s.ID, EnrollmentID: r.enr.ID, At: now})
 		}
 	}
-	if err := bus.Enqueue(ctx, tx, acts.msgs...); err != nil {
+	if err := bus.Enqueue(ctx, tx, msgs...); err != nil {
 		return err
 	}
-	return store.InsertSends(ctx, tx, acts.sends)
+	return store.InsertSends(ctx, tx, sends)
 }
 
-// stepActions performs the side effects of steps inside the transaction.
-type stepActions struct {
-	e      *Engine
-	ctx    context.Context
-	tx     pgx.Tx
-	tenant string
-	now    time.Time
-
-	enr    *store.Enrollment
-	plan   *domain.Plan
-	coupon *store.Coupon
-
-	msgs  []bus.Message
-	sends []store.Send
+// insertFresh inserts fresh enrollments and returns the runs whose
+// enrollment was created, with their ids.
+func insertFresh(ctx context.Context, tx pgx.Tx, rs []running) ([]running, error) {
+	rows := make([]store.Enrollment, len(rs))
+	for i, r := range rs {
+		rows[i] = *r.enr
+	}
+	created, err := store.InsertEnrollments(ctx, tx, rows)
+	if err != nil {
+		return nil, err
+	}
+	byKey := make(map[[3]string]int64, len(created))
+	for _, c := range created {
+		byKey[[3]string{c.CampaignID, c.CustomerID, c.Key}] = c.ID
+	}
+	kept := rs[:0]
+	for _, r := range rs {
+		if id, ok := byKey[[3]string{r.enr.CampaignID, r.enr.CustomerID, r.enr.Key}]; ok {
+			r.enr.ID = id
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
 }
 
-// maxCodeDraws bounds retries of a coupon code collision (probability
-// about 2^-46 per draw).
-const maxCodeDraws = 5
-
-func (a *stepActions) IssueCoupon(s *domain.PlanStep) error {
-	spec := s.Coupon
-	prefix := spec.GetPrefix()
-	if prefix == "" {
-		prefix = "RT"
+// issueCoupons issues the coupons of the runs that reached a coupon step,
+// drawing again on a (rare) code collision, and sets each run's coupon to
+// the one its customer holds. It returns the enrollments whose held code
+// is not the one drawn (the customer held one already).
+func issueCoupons(ctx context.Context, tx pgx.Tx, tenant string, rs []running, now time.Time) (map[int64]string, error) {
+	var pending []*running
+	for i := range rs {
+		if rs[i].issue != nil {
+			pending = append(pending, &rs[i])
+		}
 	}
-	c := store.Coupon{PercentOff: spec.GetPercentOff(), ExpiresAt: a.now.Add(s.Valid)}
-	if m := spec.GetAmountOff(); m != nil {
-		c.AmountMinor, c.Currency = m.GetAmountMinor(), m.GetCurrency()
-	}
+	changed := map[int64]string{}
 	for range maxCodeDraws {
-		code, err := domain.NewCouponCode(prefix)
+		if len(pending) == 0 {
+			return changed, nil
+		}
+		issues := make([]store.CouponIssue, len(pending))
+		for i, r := range pending {
+			spec := r.issue.Coupon
+			c := store.Coupon{Code: r.enr.CouponCode, PercentOff: spec.GetPercentOff(), ExpiresAt: now.Add(r.issue.Valid)}
+			if m := spec.GetAmountOff(); m != nil {
+				c.AmountMinor, c.Currency = m.GetAmountMinor(), m.GetCurrency()
+			}
+			issues[i] = store.CouponIssue{CampaignID: r.enr.CampaignID, CustomerID: r.enr.CustomerID, EnrollmentID: r.enr.ID, Coupon: c}
+		}
+		got, err := store.IssueCoupons(ctx, tx, tenant, issues, now)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		c.Code = code
-		held, taken, err := store.IssueCoupon(a.ctx, a.tx, a.tenant, a.enr.CampaignID, a.enr.CustomerID, a.enr.ID, c, a.now)
-		if err != nil {
-			return err
+		var taken []*running
+		for i, r := range pending {
+			c, ok := got[i]
+			if !ok {
+				if r.enr.CouponCode, err = domain.NewCouponCode(couponPrefix(r.issue)); err != nil {
+					return nil, err
+				}
+				changed[r.enr.ID] = r.enr.CouponCode
+				taken = append(taken, r)
+				continue
+			}
+			r.coupon = &c
+			if c.Code != r.enr.CouponCode {
+				r.enr.CouponCode = c.Code
+				changed[r.enr.ID] = c.Code
+			} else {
+				delete(changed, r.enr.ID)
+			}
 		}
-		if !taken {
-			a.coupon = &held
-			a.enr.CouponCode = held.Code
-			return nil
-		}
+		pending = taken
 	}
-	return fmt.Errorf("issue coupon: %d codes in a row were taken", maxCodeDraws)
+	if len(pending) > 0 {
+		return nil, fmt.Errorf("issue coupon: %d codes in a row were taken", maxCodeDraws)
+	}
+	return changed, nil
 }
 
-func (a *stepActions) Send(s *domain.PlanStep) error {
-	en, send := a.enr, s.Send
+func couponPrefix(s *domain.PlanStep) string {
+	if p := s.Coupon.GetPrefix(); p != "" {
+		return p
+	}
+	return "RT"
+}
+
+// request is the notification.requested of send step s of run r, with the
+// coupon the enrollment holds at that step (nil: none).
+func (e *Engine) request(tenant string, r running, s *domain.PlanStep, coupon *store.Coupon, now time.Time) (bus.Message, error) {
+	en, plan, send := r.enr, r.plan, s.Send
 	reqID := domain.RequestID(en.CampaignID, en.ID, s.ID)
 	vars := map[string]*notifierv1.TemplateValue{
-		"campaign": {Value: &notifierv1.TemplateValue_Text{Text: a.plan.Campaign.GetName()}},
+		"campaign": {Value: &notifierv1.TemplateValue_Text{Text: plan.Campaign.GetName()}},
 	}
 	for k, v := range send.GetVariables() {
 		vars[k] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Text{Text: v}}
@@ -199,19 +269,12 @@ func (a *stepActions) Send(s *domain.PlanStep) error {
 	if v.RenewalDate != "" {
 		vars["renewal_date"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Text{Text: v.RenewalDate}}
 	}
-	if en.CouponCode != "" {
-		if a.coupon == nil || a.coupon.Code != en.CouponCode {
-			c, err := store.LoadCoupon(a.ctx, a.tx, a.tenant, en.CouponCode)
-			if err != nil {
-				return err
-			}
-			a.coupon = &c
-		}
-		cp := &notifierv1.Coupon{Code: a.coupon.Code, ExpiresAt: timestamppb.New(a.coupon.ExpiresAt)}
-		if a.coupon.AmountMinor > 0 {
-			cp.Discount = &notifierv1.Coupon_AmountOff{AmountOff: &eventsv1.Money{AmountMinor: a.coupon.AmountMinor, Currency: a.coupon.Currency}}
+	if coupon != nil {
+		cp := &notifierv1.Coupon{Code: coupon.Code, ExpiresAt: timestamppb.New(coupon.ExpiresAt)}
+		if coupon.AmountMinor > 0 {
+			cp.Discount = &notifierv1.Coupon_AmountOff{AmountOff: &eventsv1.Money{AmountMinor: coupon.AmountMinor, Currency: coupon.Currency}}
 		} else {
-			cp.Discount = &notifierv1.Coupon_PercentOff{PercentOff: a.coupon.PercentOff}
+			cp.Discount = &notifierv1.Coupon_PercentOff{PercentOff: coupon.PercentOff}
 		}
 		vars["coupon"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Coupon{Coupon: cp}}
 	}
@@ -220,32 +283,30 @@ func (a *stepActions) Send(s *domain.PlanStep) error {
 		category = notifierv1.Category_CATEGORY_MARKETING
 	}
 	priority := notifierv1.Priority_PRIORITY_LOW
-	if a.plan.Campaign.GetPriority() >= 50 {
+	if plan.Campaign.GetPriority() >= 50 {
 		priority = notifierv1.Priority_PRIORITY_NORMAL
 	}
 	req := &notifierv1.NotificationRequested{
-		RequestId: reqID, TenantId: a.tenant, CustomerId: en.CustomerID,
+		RequestId: reqID, TenantId: tenant, CustomerId: en.CustomerID,
 		Channel: send.GetChannel(), Category: category, Priority: priority,
 		TemplateKey: send.GetTemplateKey(), Variables: vars,
 		Origin: &notifierv1.Origin{
 			CampaignId: en.CampaignID, CampaignVersion: en.Version,
 			EnrollmentId: strconv.FormatInt(en.ID, 10), StepId: s.ID,
 		},
-		RequestedAt: timestamppb.New(a.now),
-		ExpiresAt:   timestamppb.New(a.now.Add(s.Expiry)),
+		RequestedAt: timestamppb.New(now),
+		ExpiresAt:   timestamppb.New(now.Add(s.Expiry)),
 	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("encode notification.requested: %w", err)
+		return bus.Message{}, fmt.Errorf("encode notification.requested: %w", err)
 	}
-	a.msgs = append(a.msgs, bus.Message{
-		Subject: bus.NotificationSubject(a.tenant, bus.TypeNotificationRequested),
-		ID:      a.tenant + "/" + reqID,
+	return bus.Message{
+		Subject: bus.NotificationSubject(tenant, bus.TypeNotificationRequested),
+		ID:      tenant + "/" + reqID,
 		Type:    bus.TypeNotificationRequested,
 		Data:    data,
-	})
-	a.sends = append(a.sends, store.Send{Tenant: a.tenant, RequestID: reqID, CampaignID: en.CampaignID, StepID: s.ID, EnrollmentID: en.ID, At: a.now})
-	return nil
+	}, nil
 }
 
 // FireDue runs the steps of enrollments whose timers are due, TimerBatch
@@ -277,6 +338,17 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 				byTenant[en.Tenant] = append(byTenant[en.Tenant], running{enr: en, plan: p})
 			}
 			for tenant, rs := range byTenant {
+				ids := make([]string, len(rs))
+				for i, r := range rs {
+					ids[i] = r.enr.CustomerID
+				}
+				tzs, err := store.TimeZones(ctx, tx, tenant, ids)
+				if err != nil {
+					return err
+				}
+				for i := range rs {
+					rs[i].tz = tzs[rs[i].enr.CustomerID]
+				}
 				if err := e.runSteps(ctx, tx, tenant, rs, false); err != nil {
 					return err
 				}

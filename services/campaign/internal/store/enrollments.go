@@ -3,8 +3,8 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,104 +13,155 @@ import (
 
 // Entrant is a customer about to enter a campaign.
 type Entrant struct {
+	CampaignID string
 	CustomerID string
 	Key        string
 	Anchor     time.Time
 	Holdout    bool // the assignment if this is the customer's first entry
 	Vars       Vars
+	TimeZone   string // the customer's, for local-time waits ("": UTC)
 }
 
-// Admit applies the entry policy to entrants of one campaign (at most one
-// per customer) and returns those admitted, with their persisted holdout
-// group. gap < 0 admits a customer once ever, gap 0 always (the entry key
-// decides), gap > 0 again only gap after the last entry. The conditional
-// upsert is atomic, so concurrent or duplicate triggers cannot both pass.
-func Admit(ctx context.Context, tx pgx.Tx, tenant, campaign string, gap time.Duration, es []Entrant) ([]Entrant, error) {
-	if len(es) == 0 {
+// Admission is the entrants of one campaign (at most one per customer)
+// under its entry policy's gap: < 0 admits a customer once ever, 0 always
+// (the entry key decides), > 0 again only gap after the last entry.
+type Admission struct {
+	Gap      time.Duration
+	Entrants []Entrant
+}
+
+// Admit applies the entry policies of a batch's campaigns and returns the
+// entrants admitted, with their persisted holdout group. The conditional
+// upserts are atomic, so concurrent or duplicate triggers cannot both pass.
+// Every statement goes in one round trip: one for the campaigns without a
+// gap, one per distinct gap.
+func Admit(ctx context.Context, tx pgx.Tx, tenant string, as []Admission) ([]Entrant, error) {
+	by := map[[2]string]Entrant{}
+	var once, keyed []Entrant
+	gapped := map[time.Duration][]Entrant{}
+	var gaps []time.Duration
+	for _, a := range as {
+		for _, e := range a.Entrants {
+			by[[2]string{e.CampaignID, e.CustomerID}] = e
+			switch {
+			case a.Gap < 0:
+				once = append(once, e)
+			case a.Gap == 0:
+				keyed = append(keyed, e)
+			default:
+				if _, ok := gapped[a.Gap]; !ok {
+					gaps = append(gaps, a.Gap)
+				}
+				gapped[a.Gap] = append(gapped[a.Gap], e)
+			}
+		}
+	}
+	if len(by) == 0 {
 		return nil, nil
 	}
-	custs, holds, ats := make([]string, len(es)), make([]bool, len(es)), make([]time.Time, len(es))
-	by := make(map[string]int, len(es))
-	for i, e := range es {
-		custs[i], holds[i], ats[i] = e.CustomerID, e.Holdout, e.Anchor
-		by[e.CustomerID] = i
-	}
-	query := `
-		INSERT INTO campaign_members AS m (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
-		SELECT $1, $2, * , 1 FROM unnest($3::text[], $4::bool[], $5::timestamptz[])
-		ON CONFLICT (tenant, campaign_id, customer_id) DO UPDATE
-			SET last_entered_at = greatest(m.last_entered_at, excluded.last_entered_at), entries = m.entries + 1
-			WHERE $6::bigint > 0 AND excluded.last_entered_at >= m.last_entered_at + make_interval(secs => $6::bigint)
-		RETURNING customer_id, holdout`
-	args := []any{tenant, campaign, custs, holds, ats, int64(gap / time.Second)}
-	if gap == 0 {
-		// Keyed entries: everyone passes (the enrollment key decides), so
-		// only the holdout group is needed; not rewriting existing member
-		// rows keeps a busy per-order campaign cheap. The select does not
-		// see the rows the insert adds (one snapshot), so each customer
-		// comes back once.
-		query = `
-			WITH ins AS (
-				INSERT INTO campaign_members (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
-				SELECT $1, $2, *, 1 FROM unnest($3::text[], $4::bool[], $5::timestamptz[])
-				ON CONFLICT DO NOTHING
-				RETURNING customer_id, holdout)
-			SELECT customer_id, holdout FROM ins
+	batch := &pgx.Batch{}
+	if len(once)+len(keyed) > 0 {
+		// Once-ever and keyed entries only insert: not rewriting existing
+		// member rows keeps a busy per-order campaign cheap. Keyed entries
+		// pass anyway (the enrollment key decides), so theirs come back
+		// from the insert or, existing, from the select, which does not
+		// see the rows the insert adds (one snapshot): each once.
+		ents := append(slices.Clone(once), keyed...)
+		camps, custs, holds, ats := entrantArrays(ents)
+		isKeyed := make([]bool, len(ents))
+		for i := len(once); i < len(ents); i++ {
+			isKeyed[i] = true
+		}
+		batch.Queue(`
+			WITH u AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bool[], $5::timestamptz[], $6::bool[])
+					AS u(campaign_id, customer_id, holdout, at, keyed)),
+				ins AS (
+					INSERT INTO campaign_members (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
+					SELECT $1, campaign_id, customer_id, holdout, at, 1 FROM u
+					ON CONFLICT DO NOTHING
+					RETURNING campaign_id, customer_id, holdout)
+			SELECT campaign_id, customer_id, holdout FROM ins
 			UNION ALL
-			SELECT customer_id, holdout FROM campaign_members WHERE tenant = $1 AND campaign_id = $2 AND customer_id = ANY($3)`
-		args = args[:5]
+			SELECT m.campaign_id, m.customer_id, m.holdout FROM u
+			JOIN campaign_members m ON m.tenant = $1 AND m.campaign_id = u.campaign_id AND m.customer_id = u.customer_id
+			WHERE u.keyed`, tenant, camps, custs, holds, ats, isKeyed)
 	}
-	rows, err := tx.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("admit %d customers to %s: %w", len(es), campaign, err)
+	for _, gap := range gaps {
+		camps, custs, holds, ats := entrantArrays(gapped[gap])
+		batch.Queue(`
+			INSERT INTO campaign_members AS m (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
+			SELECT $1, *, 1 FROM unnest($2::text[], $3::text[], $4::bool[], $5::timestamptz[])
+			ON CONFLICT (tenant, campaign_id, customer_id) DO UPDATE
+				SET last_entered_at = greatest(m.last_entered_at, excluded.last_entered_at), entries = m.entries + 1
+				WHERE excluded.last_entered_at >= m.last_entered_at + make_interval(secs => $6::bigint)
+			RETURNING campaign_id, customer_id, holdout`, tenant, camps, custs, holds, ats, int64(gap/time.Second))
 	}
 	var out []Entrant
-	for rows.Next() {
-		var c string
-		var h bool
-		if err := rows.Scan(&c, &h); err != nil {
-			return nil, fmt.Errorf("admit to %s: %w", campaign, err)
-		}
-		e := es[by[c]]
-		e.Holdout = h
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("admit to %s: %w", campaign, err)
-	}
-	if gap == 0 && len(out) < len(es) {
-		// A member another transaction added after this statement's
-		// snapshot was neither inserted nor seen: read it now.
-		seen := make(map[string]bool, len(out))
-		for _, e := range out {
-			seen[e.CustomerID] = true
-		}
-		var missing []string
-		for _, c := range custs {
-			if !seen[c] {
-				missing = append(missing, c)
-			}
-		}
-		rows, err := tx.Query(ctx, `SELECT customer_id, holdout FROM campaign_members WHERE tenant = $1 AND campaign_id = $2 AND customer_id = ANY($3)`,
-			tenant, campaign, missing)
+	seen := map[[2]string]bool{}
+	br := tx.SendBatch(ctx, batch)
+	for range batch.Len() {
+		rows, err := br.Query()
 		if err != nil {
-			return nil, fmt.Errorf("admit to %s: %w", campaign, err)
+			_ = br.Close()
+			return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
 		}
-		for rows.Next() {
-			var c string
-			var h bool
-			if err := rows.Scan(&c, &h); err != nil {
-				return nil, fmt.Errorf("admit to %s: %w", campaign, err)
-			}
-			e := es[by[c]]
-			e.Holdout = h
-			out = append(out, e)
+		if out, err = collectAdmitted(rows, by, seen, out); err != nil {
+			_ = br.Close()
+			return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
 		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("admit to %s: %w", campaign, err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
+	}
+	// A keyed member another transaction added after the statement's
+	// snapshot was neither inserted nor seen: read it now.
+	var missing []Entrant
+	for _, e := range keyed {
+		if !seen[[2]string{e.CampaignID, e.CustomerID}] {
+			missing = append(missing, e)
+		}
+	}
+	if len(missing) > 0 {
+		camps, custs, _, _ := entrantArrays(missing)
+		rows, err := tx.Query(ctx, `
+			SELECT m.campaign_id, m.customer_id, m.holdout
+			FROM unnest($2::text[], $3::text[]) AS u(campaign_id, customer_id)
+			JOIN campaign_members m ON m.tenant = $1 AND m.campaign_id = u.campaign_id AND m.customer_id = u.customer_id`,
+			tenant, camps, custs)
+		if err != nil {
+			return nil, fmt.Errorf("admit %d entrants: %w", len(missing), err)
+		}
+		if out, err = collectAdmitted(rows, by, seen, out); err != nil {
+			return nil, fmt.Errorf("admit %d entrants: %w", len(missing), err)
 		}
 	}
 	return out, nil
+}
+
+func entrantArrays(es []Entrant) (camps, custs []string, holds []bool, ats []time.Time) {
+	camps, custs, holds, ats = make([]string, len(es)), make([]string, len(es)), make([]bool, len(es)), make([]time.Time, len(es))
+	for i, e := range es {
+		camps[i], custs[i], holds[i], ats[i] = e.CampaignID, e.CustomerID, e.Holdout, e.Anchor
+	}
+	return camps, custs, holds, ats
+}
+
+// collectAdmitted appends the admitted (campaign, customer, holdout) rows
+// to out with their persisted holdout group.
+func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, seen map[[2]string]bool, out []Entrant) ([]Entrant, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var k [2]string
+		var h bool
+		if err := rows.Scan(&k[0], &k[1], &h); err != nil {
+			return out, err
+		}
+		e := by[k]
+		e.Holdout = h
+		seen[k] = true
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }
 
 // Enrollment is an enrollment's row as the step runner needs it.
@@ -153,6 +204,7 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 		steps                              = make([]int32, n)
 		dues                               = make([]*time.Time, n)
 		armed                              = make([]bool, n)
+		coupons                            = make([]string, n)
 	)
 	idx := map[[4]string]int{}
 	for i, e := range es {
@@ -160,26 +212,26 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 		versions[i], holds[i], stops[i] = e.Version, e.Holdout, e.StopOnGoal
 		anchors[i], entered[i], until[i] = e.Anchor, e.EnteredAt, e.AttributionUntil
 		vars[i] = encodeVars(e.Vars)
-		statuses[i], steps[i], dues[i], armed[i] = e.Status, int32(e.Step), e.Due, e.Armed
+		statuses[i], steps[i], dues[i], armed[i], coupons[i] = e.Status, int32(e.Step), e.Due, e.Armed, e.CouponCode
 		// Step ids never hold a comma (domain.ValidID).
 		done[i] = strings.Join(e.StepsDone, ",")
 		idx[[4]string{e.Tenant, e.CampaignID, e.CustomerID, e.Key}] = i
 	}
 	rows, err := tx.Query(ctx, `
 		INSERT INTO enrollments (tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at,
-			attribution_until, goal_event, stop_on_goal, vars, status, step, due_at, armed, steps_done)
+			attribution_until, goal_event, stop_on_goal, vars, status, step, due_at, armed, steps_done, coupon_code)
 		SELECT t.tenant, t.campaign_id, t.version, t.customer_id, t.entry_key, t.holdout, t.anchor_at, t.entered_at,
 			t.attribution_until, t.goal_event, t.stop_on_goal, t.vars, t.status, t.step, t.due_at, t.armed,
-			string_to_array(t.done, ',')
+			string_to_array(t.done, ','), t.coupon_code
 		FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bool[],
 			$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bool[], $12::jsonb[],
-			$13::text[], $14::int[], $15::timestamptz[], $16::bool[], $17::text[])
+			$13::text[], $14::int[], $15::timestamptz[], $16::bool[], $17::text[], $18::text[])
 			AS t(tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at, attribution_until,
-				goal_event, stop_on_goal, vars, status, step, due_at, armed, done)
+				goal_event, stop_on_goal, vars, status, step, due_at, armed, done, coupon_code)
 		ON CONFLICT (tenant, campaign_id, customer_id, entry_key) DO NOTHING
 		RETURNING id, tenant, campaign_id, customer_id, entry_key`,
 		tenants, camps, versions, custs, keys, holds, anchors, entered, until, goals, stops, vars,
-		statuses, steps, dues, armed, done)
+		statuses, steps, dues, armed, done, coupons)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d enrollments: %w", n, err)
 	}
@@ -297,31 +349,92 @@ type Coupon struct {
 	ExpiresAt   time.Time
 }
 
-// IssueCoupon stores c for the customer unless the customer already holds
-// one of the campaign's coupons, which is returned instead (one per
-// customer). A code already taken (a collision, vanishingly rare) is
-// reported with taken so the caller draws another.
-func IssueCoupon(ctx context.Context, tx pgx.Tx, tenant, campaign, customer string, enrollment int64, c Coupon, now time.Time) (_ Coupon, taken bool, err error) {
-	tag, err := tx.Exec(ctx, `
+// CouponIssue is a coupon about to be issued to an enrollment's customer.
+type CouponIssue struct {
+	CampaignID, CustomerID string
+	EnrollmentID           int64
+	Coupon
+}
+
+// IssueCoupons stores the coupons of one tenant in one statement and
+// returns, per issue (by index), the coupon the customer holds: the one
+// given, or the campaign's coupon the customer already held (one per
+// customer, including one issued earlier in the same call). An issue
+// missing from the result drew a code already taken (a collision,
+// vanishingly rare): the caller draws another.
+func IssueCoupons(ctx context.Context, tx pgx.Tx, tenant string, cs []CouponIssue, now time.Time) (map[int]Coupon, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	n := len(cs)
+	codes, camps, custs, curs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	enrs, amounts, pcts, exps := make([]int64, n), make([]int64, n), make([]int32, n), make([]time.Time, n)
+	for i, c := range cs {
+		codes[i], camps[i], custs[i], curs[i] = c.Code, c.CampaignID, c.CustomerID, c.Currency
+		enrs[i], amounts[i], pcts[i], exps[i] = c.EnrollmentID, c.AmountMinor, c.PercentOff, c.ExpiresAt
+	}
+	rows, err := tx.Query(ctx, `
 		INSERT INTO coupons (tenant, code, campaign_id, customer_id, enrollment_id, percent_off, amount_minor, currency, issued_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
-		tenant, c.Code, campaign, customer, enrollment, c.PercentOff, c.AmountMinor, c.Currency, now, c.ExpiresAt)
+		SELECT $1, u.code, u.campaign_id, u.customer_id, u.enrollment_id, u.percent_off, u.amount_minor, u.currency, $10, u.expires_at
+		FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::bigint[], $8::text[], $9::timestamptz[])
+			AS u(code, campaign_id, customer_id, enrollment_id, percent_off, amount_minor, currency, expires_at)
+		ON CONFLICT DO NOTHING
+		RETURNING code`, tenant, codes, camps, custs, enrs, pcts, amounts, curs, exps, now)
 	if err != nil {
-		return c, false, fmt.Errorf("issue coupon: %w", err)
+		return nil, fmt.Errorf("issue %d coupons: %w", n, err)
 	}
-	if tag.RowsAffected() == 1 {
-		return c, false, nil
-	}
-	var held Coupon
-	err = tx.QueryRow(ctx, `SELECT code, percent_off, amount_minor, currency, expires_at FROM coupons WHERE tenant = $1 AND campaign_id = $2 AND customer_id = $3`,
-		tenant, campaign, customer).Scan(&held.Code, &held.PercentOff, &held.AmountMinor, &held.Currency, &held.ExpiresAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, true, nil
-	}
+	issued, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return c, false, fmt.Errorf("issue coupon: %w", err)
+		return nil, fmt.Errorf("issue %d coupons: %w", n, err)
 	}
-	return held, false, nil
+	isIssued := make(map[string]bool, len(issued))
+	for _, c := range issued {
+		isIssued[c] = true
+	}
+	out := make(map[int]Coupon, n)
+	var other []int
+	for i, c := range cs {
+		if isIssued[c.Code] {
+			out[i] = c.Coupon
+			isIssued[c.Code] = false // a code drawn twice in the call is issued once
+		} else {
+			other = append(other, i)
+		}
+	}
+	if len(other) == 0 {
+		return out, nil
+	}
+	// Those not issued: the customer's coupon of the campaign if there is
+	// one, else their code was taken.
+	oc, ou := make([]string, len(other)), make([]string, len(other))
+	for j, i := range other {
+		oc[j], ou[j] = cs[i].CampaignID, cs[i].CustomerID
+	}
+	rows, err = tx.Query(ctx, `
+		SELECT c.campaign_id, c.customer_id, c.code, c.percent_off, c.amount_minor, c.currency, c.expires_at
+		FROM unnest($2::text[], $3::text[]) AS u(campaign_id, customer_id)
+		JOIN coupons c ON c.tenant = $1 AND c.campaign_id = u.campaign_id AND c.customer_id = u.customer_id`, tenant, oc, ou)
+	if err != nil {
+		return nil, fmt.Errorf("load held coupons: %w", err)
+	}
+	held := map[[2]string]Coupon{}
+	for rows.Next() {
+		var k [2]string
+		var c Coupon
+		if err := rows.Scan(&k[0], &k[1], &c.Code, &c.PercentOff, &c.AmountMinor, &c.Currency, &c.ExpiresAt); err != nil {
+			return nil, fmt.Errorf("load held coupons: %w", err)
+		}
+		held[k] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load held coupons: %w", err)
+	}
+	for _, i := range other {
+		if c, ok := held[[2]string{cs[i].CampaignID, cs[i].CustomerID}]; ok {
+			out[i] = c
+		}
+	}
+	return out, nil
 }
 
 // CustomerEnrollments lists a customer's enrollments, newest first.
@@ -367,21 +480,43 @@ func Blocked(ctx context.Context, q Querier, tenant, campaign string, gap time.D
 	return out, nil
 }
 
-// LoadCoupon returns an issued coupon by its code.
-func LoadCoupon(ctx context.Context, q Querier, tenant, code string) (Coupon, error) {
-	c := Coupon{Code: code}
-	err := q.QueryRow(ctx, `SELECT percent_off, amount_minor, currency, expires_at FROM coupons WHERE tenant = $1 AND code = $2`, tenant, code).
-		Scan(&c.PercentOff, &c.AmountMinor, &c.Currency, &c.ExpiresAt)
-	if err != nil {
-		return c, fmt.Errorf("load coupon: %w", err)
+// LoadCoupons returns issued coupons by their codes.
+func LoadCoupons(ctx context.Context, q Querier, tenant string, codes []string) (map[string]Coupon, error) {
+	out := make(map[string]Coupon, len(codes))
+	if len(codes) == 0 {
+		return out, nil
 	}
-	return c, nil
+	rows, err := q.Query(ctx, `SELECT code, percent_off, amount_minor, currency, expires_at FROM coupons WHERE tenant = $1 AND code = ANY($2)`, tenant, codes)
+	if err != nil {
+		return nil, fmt.Errorf("load coupons: %w", err)
+	}
+	for rows.Next() {
+		var c Coupon
+		if err := rows.Scan(&c.Code, &c.PercentOff, &c.AmountMinor, &c.Currency, &c.ExpiresAt); err != nil {
+			return nil, fmt.Errorf("load coupons: %w", err)
+		}
+		out[c.Code] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load coupons: %w", err)
+	}
+	return out, nil
 }
 
-// SetCoupon records the coupon an enrollment was issued.
-func SetCoupon(ctx context.Context, tx pgx.Tx, enrollment int64, code string) error {
-	if _, err := tx.Exec(ctx, `UPDATE enrollments SET coupon_code = $2 WHERE id = $1`, enrollment, code); err != nil {
-		return fmt.Errorf("record coupon of enrollment %d: %w", enrollment, err)
+// SetCoupons records the coupons enrollments hold (by enrollment id) when
+// it is not the code they were inserted with.
+func SetCoupons(ctx context.Context, tx pgx.Tx, codes map[int64]string) error {
+	if len(codes) == 0 {
+		return nil
+	}
+	ids, cs := make([]int64, 0, len(codes)), make([]string, 0, len(codes))
+	for id, c := range codes {
+		ids, cs = append(ids, id), append(cs, c)
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE enrollments e SET coupon_code = u.code FROM unnest($1::bigint[], $2::text[]) AS u(id, code)
+		WHERE e.id = u.id`, ids, cs); err != nil {
+		return fmt.Errorf("record coupons of %d enrollments: %w", len(ids), err)
 	}
 	return nil
 }

@@ -5,11 +5,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,6 +33,7 @@ type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Errors the use cases match.
@@ -76,41 +79,98 @@ type Profile struct {
 }
 
 // UpsertProfiles applies profile facts; a field stated by a newer event
-// than the stored one wins.
+// than the stored one wins. A customer's profiles are applied oldest first
+// in rounds of at most one profile per customer (an upsert cannot touch a
+// row twice), each round one statement per kind (with or without the
+// renewal_date trait): nearly every batch is one statement.
 func UpsertProfiles(ctx context.Context, tx pgx.Tx, tenant string, ps []Profile) error {
-	for _, p := range ps {
-		_, err := tx.Exec(ctx, `
-			INSERT INTO campaign_customers AS c (tenant, customer_id, locale, time_zone, renewal_date, profile_at)
-			VALUES ($1, $2, $3, $4, $5, $6)
-			ON CONFLICT (tenant, customer_id) DO UPDATE SET
-				locale = CASE WHEN excluded.locale <> '' AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.locale ELSE c.locale END,
-				time_zone = CASE WHEN excluded.time_zone <> '' AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.time_zone ELSE c.time_zone END,
-				renewal_date = CASE WHEN $7 AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.renewal_date ELSE c.renewal_date END,
-				profile_at = greatest(c.profile_at, excluded.profile_at)`,
-			tenant, p.CustomerID, p.Locale, p.TimeZone, p.Renewal, p.At, p.RenewalSet)
-		if err != nil {
-			return fmt.Errorf("store profile of %s: %w", p.CustomerID, err)
+	ps = slices.Clone(ps)
+	slices.SortStableFunc(ps, func(a, b Profile) int { return cmp.Or(cmp.Compare(a.CustomerID, b.CustomerID), a.At.Compare(b.At)) })
+	for len(ps) > 0 {
+		var rest []Profile
+		var round [2][]Profile // without, with the renewal_date trait
+		for i, p := range ps {
+			switch {
+			case i > 0 && ps[i-1].CustomerID == p.CustomerID:
+				rest = append(rest, p)
+			case p.RenewalSet:
+				round[1] = append(round[1], p)
+			default:
+				round[0] = append(round[0], p)
+			}
 		}
+		for kind, r := range round {
+			if err := upsertProfiles(ctx, tx, tenant, r, kind == 1); err != nil {
+				return err
+			}
+		}
+		ps = rest
 	}
 	return nil
 }
 
-// UpsertBand stores a customer's churn band if at is newer than the stored
-// one.
-func UpsertBand(ctx context.Context, tx pgx.Tx, tenant, customer string, band churnv1.RiskBand, at time.Time) error {
+func upsertProfiles(ctx context.Context, tx pgx.Tx, tenant string, ps []Profile, renewalSet bool) error {
+	n := len(ps)
+	if n == 0 {
+		return nil
+	}
+	custs, locales, tzs, ats := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	renewals := make([]*time.Time, n)
+	for i, p := range ps {
+		custs[i], locales[i], tzs[i], ats[i], renewals[i] = p.CustomerID, p.Locale, p.TimeZone, p.At, p.Renewal
+	}
 	_, err := tx.Exec(ctx, `
-		INSERT INTO campaign_customers AS c (tenant, customer_id, churn_band, band_at) VALUES ($1, $2, $3, $4)
+		INSERT INTO campaign_customers AS c (tenant, customer_id, locale, time_zone, renewal_date, profile_at)
+		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::timestamptz[])
+		ON CONFLICT (tenant, customer_id) DO UPDATE SET
+			locale = CASE WHEN excluded.locale <> '' AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.locale ELSE c.locale END,
+			time_zone = CASE WHEN excluded.time_zone <> '' AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.time_zone ELSE c.time_zone END,
+			renewal_date = CASE WHEN $7 AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.renewal_date ELSE c.renewal_date END,
+			profile_at = greatest(c.profile_at, excluded.profile_at)`,
+		tenant, custs, locales, tzs, renewals, ats, renewalSet)
+	if err != nil {
+		return fmt.Errorf("store %d profiles: %w", n, err)
+	}
+	return nil
+}
+
+// Band is a churn.risk_changed fact.
+type Band struct {
+	CustomerID string
+	Band       churnv1.RiskBand
+	At         time.Time
+}
+
+// UpsertBands stores customers' churn bands, each if newer than the stored
+// one (of several in the batch, the newest; the last on a tie).
+func UpsertBands(ctx context.Context, tx pgx.Tx, tenant string, bs []Band) error {
+	latest := map[string]int{}
+	for i, b := range bs {
+		if j, ok := latest[b.CustomerID]; !ok || !b.At.Before(bs[j].At) {
+			latest[b.CustomerID] = i
+		}
+	}
+	if len(latest) == 0 {
+		return nil
+	}
+	custs, bands, ats := make([]string, 0, len(latest)), make([]int16, 0, len(latest)), make([]time.Time, 0, len(latest))
+	for _, i := range latest {
+		custs, bands, ats = append(custs, bs[i].CustomerID), append(bands, int16(bs[i].Band)), append(ats, bs[i].At)
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO campaign_customers AS c (tenant, customer_id, churn_band, band_at)
+		SELECT $1, * FROM unnest($2::text[], $3::smallint[], $4::timestamptz[])
 		ON CONFLICT (tenant, customer_id) DO UPDATE SET
 			churn_band = CASE WHEN c.band_at IS NULL OR c.band_at <= excluded.band_at THEN excluded.churn_band ELSE c.churn_band END,
-			band_at = greatest(c.band_at, excluded.band_at)`, tenant, customer, int16(band), at)
+			band_at = greatest(c.band_at, excluded.band_at)`, tenant, custs, bands, ats)
 	if err != nil {
-		return fmt.Errorf("store churn band of %s: %w", customer, err)
+		return fmt.Errorf("store %d churn bands: %w", len(custs), err)
 	}
 	return nil
 }
 
 // LoadCustomers returns the facts of the given customers (those with no
-// fact at all are absent).
+// fact at all are absent), in one round trip.
 func LoadCustomers(ctx context.Context, q Querier, tenant string, ids []string) (map[string]*domain.Customer, error) {
 	out := make(map[string]*domain.Customer, len(ids))
 	get := func(id string) *domain.Customer {
@@ -121,45 +181,41 @@ func LoadCustomers(ctx context.Context, q Querier, tenant string, ids []string) 
 		}
 		return c
 	}
-	rows, err := q.Query(ctx, `
+	batch := &pgx.Batch{}
+	batch.Queue(`
 		SELECT customer_id, locale, time_zone, renewal_date, churn_band
-		FROM campaign_customers WHERE tenant = $1 AND customer_id = ANY($2)`, tenant, ids)
-	if err != nil {
-		return nil, fmt.Errorf("load customers: %w", err)
-	}
-	for rows.Next() {
-		var (
-			id, locale, tz string
-			renewal        *time.Time
-			band           int16
-		)
-		if err := rows.Scan(&id, &locale, &tz, &renewal, &band); err != nil {
-			return nil, fmt.Errorf("load customers: %w", err)
+		FROM campaign_customers WHERE tenant = $1 AND customer_id = ANY($2)`, tenant, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var (
+				id, locale, tz string
+				renewal        *time.Time
+				band           int16
+			)
+			if err := rows.Scan(&id, &locale, &tz, &renewal, &band); err != nil {
+				return err
+			}
+			c := get(id)
+			c.Locale, c.TimeZone, c.RenewalDate, c.ChurnBand = locale, tz, renewal, churnv1.RiskBand(band)
 		}
-		c := get(id)
-		c.Locale, c.TimeZone, c.RenewalDate, c.ChurnBand = locale, tz, renewal, churnv1.RiskBand(band)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load customers: %w", err)
-	}
-	rows, err = q.Query(ctx, `
+		return rows.Err()
+	})
+	batch.Queue(`
 		SELECT customer_id, order_id, placed_at, total_minor, currency
 		FROM campaign_orders WHERE tenant = $1 AND customer_id = ANY($2)
-		ORDER BY customer_id, placed_at, order_id`, tenant, ids)
-	if err != nil {
-		return nil, fmt.Errorf("load orders: %w", err)
-	}
-	for rows.Next() {
-		var id string
-		var o domain.Order
-		if err := rows.Scan(&id, &o.ID, &o.At, &o.TotalMinor, &o.Currency); err != nil {
-			return nil, fmt.Errorf("load orders: %w", err)
+		ORDER BY customer_id, placed_at, order_id`, tenant, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var id string
+			var o domain.Order
+			if err := rows.Scan(&id, &o.ID, &o.At, &o.TotalMinor, &o.Currency); err != nil {
+				return err
+			}
+			c := get(id)
+			c.Orders = append(c.Orders, o)
 		}
-		c := get(id)
-		c.Orders = append(c.Orders, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load orders: %w", err)
+		return rows.Err()
+	})
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("load %d customers: %w", len(ids), err)
 	}
 	return out, nil
 }
@@ -217,57 +273,62 @@ func TimeZones(ctx context.Context, q Querier, tenant string, ids []string) (map
 	return out, rows.Err()
 }
 
-// RedeemCoupons marks the coupons used by orders (code, order, time) as
-// redeemed by the earliest order placed before they expired.
-func RedeemCoupons(ctx context.Context, tx pgx.Tx, tenant string, codes, orders []string, ats []time.Time) error {
-	if len(codes) == 0 {
-		return nil
-	}
-	_, err := tx.Exec(ctx, `
-		UPDATE coupons c SET redeemed_at = u.at, redeemed_order_id = u.order_id
-		FROM (SELECT DISTINCT ON (code) * FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS t(code, order_id, at) ORDER BY code, at) u
-		WHERE c.tenant = $1 AND c.code = u.code AND u.at <= c.expires_at AND (c.redeemed_at IS NULL OR u.at < c.redeemed_at)`,
-		tenant, codes, orders, ats)
-	if err != nil {
-		return fmt.Errorf("redeem coupons: %w", err)
-	}
-	return nil
-}
-
 // GoalEvent is an event that may reach enrollments' goals.
 type GoalEvent struct {
 	CustomerID, Type string
 	At               time.Time
 }
 
+// Redemption is an order that used a coupon code.
+type Redemption struct {
+	Code, OrderID string
+	At            time.Time
+}
+
 // MarkGoals records, for every enrollment of the customers whose goal is
 // one of the events within its attribution window, the earliest such
 // event as its conversion, and ends the ones that stop on their goal.
 // Earliest-wins makes the result independent of the order events arrive.
-func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent) (int64, error) {
-	if len(evs) == 0 {
-		return 0, nil
+// In the same round trip it marks the coupons the orders used as redeemed
+// by the earliest order placed before they expired.
+func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, rs []Redemption) error {
+	batch := &pgx.Batch{}
+	if len(evs) > 0 {
+		custs, types, ats := make([]string, len(evs)), make([]string, len(evs)), make([]time.Time, len(evs))
+		for i, e := range evs {
+			custs[i], types[i], ats[i] = e.CustomerID, e.Type, e.At
+		}
+		batch.Queue(`
+			UPDATE enrollments e SET converted_at = g.at,
+				status = CASE WHEN e.status = 'ACTIVE' AND e.stop_on_goal THEN 'CONVERTED' ELSE e.status END,
+				due_at = CASE WHEN e.status = 'ACTIVE' AND e.stop_on_goal THEN NULL ELSE e.due_at END
+			FROM (
+				SELECT DISTINCT ON (e2.id) e2.id, ev.at
+				FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS ev(customer_id, type, at)
+				JOIN enrollments e2 ON e2.tenant = $1 AND e2.customer_id = ev.customer_id AND e2.goal_event = ev.type
+					AND ev.at > e2.anchor_at AND ev.at <= e2.attribution_until
+				WHERE e2.converted_at IS NULL OR ev.at < e2.converted_at
+				ORDER BY e2.id, ev.at) g
+			WHERE e.id = g.id`, tenant, custs, types, ats)
 	}
-	custs, types, ats := make([]string, len(evs)), make([]string, len(evs)), make([]time.Time, len(evs))
-	for i, e := range evs {
-		custs[i], types[i], ats[i] = e.CustomerID, e.Type, e.At
+	if len(rs) > 0 {
+		codes, orders, ats := make([]string, len(rs)), make([]string, len(rs)), make([]time.Time, len(rs))
+		for i, r := range rs {
+			codes[i], orders[i], ats[i] = r.Code, r.OrderID, r.At
+		}
+		batch.Queue(`
+			UPDATE coupons c SET redeemed_at = u.at, redeemed_order_id = u.order_id
+			FROM (SELECT DISTINCT ON (code) * FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS t(code, order_id, at) ORDER BY code, at) u
+			WHERE c.tenant = $1 AND c.code = u.code AND u.at <= c.expires_at AND (c.redeemed_at IS NULL OR u.at < c.redeemed_at)`,
+			tenant, codes, orders, ats)
 	}
-	tag, err := tx.Exec(ctx, `
-		UPDATE enrollments e SET converted_at = g.at,
-			status = CASE WHEN e.status = 'ACTIVE' AND e.stop_on_goal THEN 'CONVERTED' ELSE e.status END,
-			due_at = CASE WHEN e.status = 'ACTIVE' AND e.stop_on_goal THEN NULL ELSE e.due_at END
-		FROM (
-			SELECT DISTINCT ON (e2.id) e2.id, ev.at
-			FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS ev(customer_id, type, at)
-			JOIN enrollments e2 ON e2.tenant = $1 AND e2.customer_id = ev.customer_id AND e2.goal_event = ev.type
-				AND ev.at > e2.anchor_at AND ev.at <= e2.attribution_until
-			WHERE e2.converted_at IS NULL OR ev.at < e2.converted_at
-			ORDER BY e2.id, ev.at) g
-		WHERE e.id = g.id`, tenant, custs, types, ats)
-	if err != nil {
-		return 0, fmt.Errorf("record goals: %w", err)
+	if batch.Len() == 0 {
+		return nil
 	}
-	return tag.RowsAffected(), nil
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("record goals and coupon redemptions: %w", err)
+	}
+	return nil
 }
 
 // Delivery is a delivery outcome of a campaign's request.
@@ -279,14 +340,28 @@ type Delivery struct {
 
 // UpsertDeliveries keeps the outcome with the highest sequence per request.
 func UpsertDeliveries(ctx context.Context, tx pgx.Tx, tenant string, ds []Delivery) error {
-	for _, d := range ds {
-		_, err := tx.Exec(ctx, `
-			INSERT INTO campaign_deliveries AS d (tenant, request_id, campaign_id, outcome, sequence) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (tenant, request_id) DO UPDATE SET outcome = excluded.outcome, sequence = excluded.sequence
-			WHERE d.sequence < excluded.sequence`, tenant, d.RequestID, d.CampaignID, d.Outcome, d.Sequence)
-		if err != nil {
-			return fmt.Errorf("store delivery outcome of %s: %w", d.RequestID, err)
+	best := map[string]int{}
+	for i, d := range ds {
+		if j, ok := best[d.RequestID]; !ok || d.Sequence > ds[j].Sequence {
+			best[d.RequestID] = i
 		}
+	}
+	if len(best) == 0 {
+		return nil
+	}
+	reqs, camps := make([]string, 0, len(best)), make([]string, 0, len(best))
+	outcomes, seqs := make([]int16, 0, len(best)), make([]int32, 0, len(best))
+	for _, i := range best {
+		d := ds[i]
+		reqs, camps, outcomes, seqs = append(reqs, d.RequestID), append(camps, d.CampaignID), append(outcomes, d.Outcome), append(seqs, d.Sequence)
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO campaign_deliveries AS d (tenant, request_id, campaign_id, outcome, sequence)
+		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::smallint[], $5::int[])
+		ON CONFLICT (tenant, request_id) DO UPDATE SET outcome = excluded.outcome, sequence = excluded.sequence
+		WHERE d.sequence < excluded.sequence`, tenant, reqs, camps, outcomes, seqs)
+	if err != nil {
+		return fmt.Errorf("store %d delivery outcomes: %w", len(reqs), err)
 	}
 	return nil
 }
