@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -553,5 +554,108 @@ func TestPauseResumeArchiveAndPreview(t *testing.T) {
 	l, err := s.client().ListCampaigns(ctx, &campaignv1.ListCampaignsRequest{}, tok)
 	if err != nil || len(l.GetCampaigns()) != 0 {
 		t.Fatalf("list without archived: %v %v", l, err)
+	}
+}
+
+// TestBranchWakesOnGoal: a branch decides as soon as the goal is reached,
+// not at its timeout; without the goal it decides at the timeout; a
+// redelivered goal changes nothing. A goal that ends an enrollment shows
+// at once in reads and its pending step never runs.
+func TestBranchWakesOnGoal(t *testing.T) {
+	s := setup(t)
+	const tenant = "shop"
+	ctx := context.Background()
+	tok := s.token(t, tenant)
+	s.create(t, tenant, `
+id: check-in
+name: Check in
+trigger: {event: order.placed}
+goal: {continue_after_goal: true}
+steps:
+  - {id: first, send: {channel: CHANNEL_EMAIL, template_key: first}}
+  - {id: check, branch: {timeout: 7d, if_goal: thanks, otherwise: reminder}}
+  - {id: reminder, send: {channel: CHANNEL_EMAIL, template_key: reminder}}
+  - {id: stop, exit: {}}
+  - {id: thanks, send: {channel: CHANNEL_EMAIL, template_key: thanks}}
+`)
+	s.create(t, tenant, `
+id: later
+name: Later
+trigger: {event: order.placed}
+steps:
+  - {id: wait, wait: {duration: 3d}}
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: later}}
+`)
+	start := s.clock.Now()
+	s.publish(t, tenant, orderEv("o-1", "buyer", start, 1000), orderEv("o-2", "idle", start, 1000))
+	s.caughtUp(t)
+	sent := func() string {
+		var got []string
+		for _, n := range s.notifications(t, tenant) {
+			got = append(got, n.GetCustomerId()+":"+n.GetTemplateKey())
+		}
+		slices.Sort(got)
+		return strings.Join(got, " ")
+	}
+	if got := sent(); got != "buyer:first idle:first" {
+		t.Fatalf("at entry: %s", got)
+	}
+
+	// Day 2: the buyer orders again; the branch takes if_goal now.
+	s.clock.Advance(2 * day)
+	goal := orderEv("o-3", "buyer", s.clock.Now(), 2500)
+	s.publish(t, tenant, goal)
+	s.caughtUp(t)
+	en, err := s.client().ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "buyer"}, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range en.GetEnrollments() {
+		if e.GetCampaignId() == "later" && (e.GetStatus() != domain.StatusConverted || e.GetConvertedAt() == nil || e.GetNextAt() != nil) {
+			t.Fatalf("a goal that ends the enrollment does not show: %v", e)
+		}
+	}
+	s.fire(t)
+	if got := sent(); got != "buyer:first buyer:thanks idle:first" {
+		t.Fatalf("on day 2, after the buyer's goal: %s", got)
+	}
+
+	// The goal again: under another event id, then the whole stream
+	// redelivered with an empty inbox.
+	var before string
+	row := `SELECT string_agg(campaign_id || customer_id || status || step || coalesce(due_at::text, '-') || converted_at::text, ',' ORDER BY id) FROM enrollments`
+	if err := s.db.QueryRow(ctx, row).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	retry := orderEv("o-3-retry", "buyer", s.clock.Now(), 2500)
+	retry.GetOrderPlaced().OrderId = "o-3"
+	s.publish(t, tenant, retry)
+	s.caughtUp(t)
+	s.replayFacts(t)
+	s.fire(t)
+	var after string
+	if err := s.db.QueryRow(ctx, row).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Fatalf("the goal redelivered changed enrollments:\n%s\n%s", before, after)
+	}
+
+	// Day 3: the later send goes to the idle customer only; the buyer's
+	// enrollment, ended by the goal, is settled.
+	s.clock.Advance(day)
+	s.fire(t)
+	if got := sent(); got != "buyer:first buyer:thanks idle:first idle:later" {
+		t.Fatalf("on day 3: %s", got)
+	}
+	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'later' AND customer_id = 'buyer' AND status = 'CONVERTED' AND due_at IS NULL`); n != 1 {
+		t.Fatal("the converted enrollment was not settled when its timer fired")
+	}
+
+	// Day 7: the branch of the idle customer times out.
+	s.clock.Advance(4*day + time.Minute)
+	s.fire(t)
+	if got := sent(); got != "buyer:first buyer:thanks idle:first idle:later idle:reminder" {
+		t.Fatalf("on day 7: %s", got)
 	}
 }

@@ -84,7 +84,7 @@ func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery)
 		if err := e.enrollTriggered(ctx, tx, t, f.trigs); err != nil {
 			return err
 		}
-		if err := store.MarkGoals(ctx, tx, t, f.goals, f.redeems); err != nil {
+		if err := store.MarkGoals(ctx, tx, t, f.goals, f.redeems, e.Now()); err != nil {
 			return err
 		}
 	}

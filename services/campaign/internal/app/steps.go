@@ -63,6 +63,13 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 	for i := range rs {
 		r := &rs[i]
 		en := r.enr
+		if en.Converted && en.StopOnGoal {
+			// The goal ended it while it waited; the conversion was
+			// recorded without touching the timer (store.MarkGoals), so
+			// the timer settles it now, running nothing.
+			en.Status, en.Due, en.Armed, en.StepsDone = domain.StatusConverted, nil, false, nil
+			continue
+		}
 		tz := time.UTC
 		if r.tz != "" {
 			if loc, err := time.LoadLocation(r.tz); err == nil {

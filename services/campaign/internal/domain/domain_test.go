@@ -3,6 +3,7 @@ package domain
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,19 @@ steps:
 	pr, _ = p.Advance(held, wantDue.Add(24*time.Hour), berlin, false, true, r2)
 	if pr.Status != StatusExited || len(r2.sends) != 0 {
 		t.Fatalf("branch with goal: %+v sends %v", pr, r2.sends)
+	}
+	// A goal wakes the armed branch early (the store makes it due at the
+	// goal) and one reached before the branch decides it on arrival.
+	woken := held
+	woken.Due = wantDue.Add(time.Hour)
+	r4 := &recorder{}
+	pr, _ = p.Advance(woken, woken.Due, berlin, false, true, r4)
+	if pr.Status != StatusExited || len(r4.sends) != 0 || !slices.Equal(pr.Done, []string{"check", "done"}) {
+		t.Fatalf("branch woken by the goal: %+v sends %v", pr, r4.sends)
+	}
+	pr, _ = p.Advance(Cursor{Step: 3, Due: wantDue}, wantDue, berlin, false, true, r4)
+	if pr.Status != StatusExited || len(r4.sends) != 0 {
+		t.Fatalf("branch reached after the goal: %+v sends %v", pr, r4.sends)
 	}
 	// Holdout members walk the same steps but nothing is sent or issued.
 	r3 := &recorder{}

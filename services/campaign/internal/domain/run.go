@@ -25,7 +25,7 @@ type Cursor struct {
 	Step int // -1: no step left
 	Due  time.Time
 	// Armed: the branch at Step has started its timeout and decides at
-	// Due.
+	// Due, or as soon as the goal is reached.
 	Armed bool
 }
 
@@ -85,16 +85,19 @@ func (p *Plan) Advance(cur Cursor, now time.Time, tz *time.Location, holdout, co
 			}
 			c.Step = s.Next
 		case KindBranch:
+			// A goal already reached decides the branch at once, whether
+			// it came before the branch started or woke it early (the
+			// store sets an armed branch's due time to the conversion's
+			// arrival); otherwise the branch waits out its timeout.
+			if converted {
+				c.Armed, c.Step = false, s.IfGoal
+				break
+			}
 			if !c.Armed {
 				c.Armed, c.Due = true, c.Due.Add(s.Wait)
 				continue
 			}
-			c.Armed = false
-			if converted {
-				c.Step = s.IfGoal
-			} else {
-				c.Step = s.Otherwise
-			}
+			c.Armed, c.Step = false, s.Otherwise
 		case KindExit:
 			pr.Done = append(pr.Done, s.ID)
 			c.Step = -1

@@ -140,7 +140,15 @@ func SetState(ctx context.Context, tx pgx.Tx, tenant, id string, state campaignv
 		return r, fmt.Errorf("set state of campaign %s: %w", id, err)
 	}
 	if state == campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED {
-		if _, err := tx.Exec(ctx, `UPDATE enrollments SET status = 'EXITED', due_at = NULL WHERE tenant = $1 AND campaign_id = $2 AND status = 'ACTIVE'`, tenant, id); err != nil {
+		// A goal that ended an enrollment but was not settled yet keeps
+		// it converted.
+		if _, err := tx.Exec(ctx, `
+			UPDATE enrollments e SET status = CASE WHEN e.stop_on_goal AND e.converted_at IS NOT NULL THEN 'CONVERTED' ELSE 'EXITED' END,
+				due_at = NULL, armed = false
+			FROM campaign_members m
+			WHERE m.tenant = $1 AND m.campaign_id = $2
+				AND e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id AND e.status = 'ACTIVE'`,
+			tenant, id); err != nil {
 			return r, fmt.Errorf("end enrollments of campaign %s: %w", id, err)
 		}
 	}

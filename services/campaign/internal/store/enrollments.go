@@ -164,6 +164,12 @@ func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, seen map[[2]string
 	return out, rows.Err()
 }
 
+// settledStatus is an enrollment's status as reads show it. A goal that
+// ends an enrollment is recorded in converted_at alone (a HOT update, see
+// MarkGoals) and the row says ACTIVE until its timer fires and settles it:
+// reads show it converted from the moment of the goal.
+const settledStatus = `CASE WHEN status = 'ACTIVE' AND stop_on_goal AND converted_at IS NOT NULL THEN 'CONVERTED' ELSE status END`
+
 // Enrollment is an enrollment's row as the step runner needs it.
 type Enrollment struct {
 	ID                 int64
@@ -257,8 +263,8 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 // replicas fire each timer once.
 func LockDue(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Enrollment, error) {
 	rows, err := tx.Query(ctx, `
-		SELECT e.id, e.tenant, e.campaign_id, e.version, e.customer_id, e.entry_key, e.holdout, e.anchor_at, e.status,
-			e.step, e.due_at, e.armed, e.converted_at, e.steps_done, e.vars, e.coupon_code
+		SELECT e.id, e.tenant, e.campaign_id, e.version, e.customer_id, e.entry_key, e.holdout, e.anchor_at, e.stop_on_goal,
+			e.status, e.step, e.due_at, e.armed, e.converted_at, e.steps_done, e.vars, e.coupon_code
 		FROM enrollments e
 		JOIN campaigns c ON c.tenant = e.tenant AND c.id = e.campaign_id AND c.state = 1
 		WHERE e.status = 'ACTIVE' AND e.due_at <= $1
@@ -271,8 +277,8 @@ func LockDue(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Enroll
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Enrollment, error) {
 		var e Enrollment
 		var vars []byte
-		err := row.Scan(&e.ID, &e.Tenant, &e.CampaignID, &e.Version, &e.CustomerID, &e.Key, &e.Holdout, &e.Anchor, &e.Status,
-			&e.Step, &e.Due, &e.Armed, &e.ConvertedAt, &e.StepsDone, &vars, &e.CouponCode)
+		err := row.Scan(&e.ID, &e.Tenant, &e.CampaignID, &e.Version, &e.CustomerID, &e.Key, &e.Holdout, &e.Anchor, &e.StopOnGoal,
+			&e.Status, &e.Step, &e.Due, &e.Armed, &e.ConvertedAt, &e.StepsDone, &vars, &e.CouponCode)
 		if err == nil {
 			e.Converted = e.ConvertedAt != nil
 			err = json.Unmarshal(vars, &e.Vars)
@@ -440,8 +446,8 @@ func IssueCoupons(ctx context.Context, tx pgx.Tx, tenant string, cs []CouponIssu
 // CustomerEnrollments lists a customer's enrollments, newest first.
 func CustomerEnrollments(ctx context.Context, q Querier, tenant, customer string) ([]Enrollment, error) {
 	rows, err := q.Query(ctx, `
-		SELECT id, tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at, status, step, due_at,
-			converted_at, steps_done, coupon_code
+		SELECT id, tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at, `+settledStatus+`, step,
+			CASE WHEN `+settledStatus+` = 'ACTIVE' THEN due_at END, converted_at, steps_done, coupon_code
 		FROM enrollments WHERE tenant = $1 AND customer_id = $2 ORDER BY entered_at DESC, id DESC LIMIT 1000`, tenant, customer)
 	if err != nil {
 		return nil, fmt.Errorf("list enrollments of %s: %w", customer, err)

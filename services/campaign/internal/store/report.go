@@ -22,13 +22,18 @@ type Revenue struct {
 
 // ReportCounts computes a campaign's figures over all its versions.
 // Revenue is every order a member placed within an enrollment's
-// attribution window after entering.
+// attribution window after entering. Enrollments are found through the
+// campaign's member rows (every enrolled customer has one): the
+// enrollments' own key leads with the customer.
 func ReportCounts(ctx context.Context, q Querier, tenant, campaign string) (Counts, error) {
 	var c Counts
 	err := q.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE NOT holdout), count(*) FILTER (WHERE holdout), count(*) FILTER (WHERE status = 'ACTIVE'),
-			count(*) FILTER (WHERE NOT holdout AND converted_at IS NOT NULL), count(*) FILTER (WHERE holdout AND converted_at IS NOT NULL)
-		FROM enrollments WHERE tenant = $1 AND campaign_id = $2`, tenant, campaign).Scan(&c.Treated, &c.Holdout, &c.Active, &c.ConvTreated, &c.ConvHoldout)
+		SELECT count(*) FILTER (WHERE NOT e.holdout), count(*) FILTER (WHERE e.holdout),
+			count(*) FILTER (WHERE `+settledStatus+` = 'ACTIVE'),
+			count(*) FILTER (WHERE NOT e.holdout AND e.converted_at IS NOT NULL), count(*) FILTER (WHERE e.holdout AND e.converted_at IS NOT NULL)
+		FROM campaign_members m
+		JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
+		WHERE m.tenant = $1 AND m.campaign_id = $2`, tenant, campaign).Scan(&c.Treated, &c.Holdout, &c.Active, &c.ConvTreated, &c.ConvHoldout)
 	if err != nil {
 		return c, fmt.Errorf("report %s: enrollments: %w", campaign, err)
 	}
@@ -46,10 +51,11 @@ func ReportCounts(ctx context.Context, q Querier, tenant, campaign string) (Coun
 	}
 	rows, err := q.Query(ctx, `
 		SELECT o.currency, coalesce(sum(o.total_minor) FILTER (WHERE NOT e.holdout), 0), coalesce(sum(o.total_minor) FILTER (WHERE e.holdout), 0)
-		FROM enrollments e
+		FROM campaign_members m
+		JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
 		JOIN campaign_orders o ON o.tenant = e.tenant AND o.customer_id = e.customer_id
 			AND o.placed_at > e.anchor_at AND o.placed_at <= e.attribution_until
-		WHERE e.tenant = $1 AND e.campaign_id = $2
+		WHERE m.tenant = $1 AND m.campaign_id = $2
 		GROUP BY o.currency ORDER BY sum(o.total_minor) DESC, o.currency`, tenant, campaign)
 	if err != nil {
 		return c, fmt.Errorf("report %s: revenue: %w", campaign, err)

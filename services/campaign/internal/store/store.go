@@ -287,11 +287,15 @@ type Redemption struct {
 
 // MarkGoals records, for every enrollment of the customers whose goal is
 // one of the events within its attribution window, the earliest such
-// event as its conversion, and ends the ones that stop on their goal.
-// Earliest-wins makes the result independent of the order events arrive.
-// In the same round trip it marks the coupons the orders used as redeemed
-// by the earliest order placed before they expired.
-func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, rs []Redemption) error {
+// event as its conversion. Earliest-wins makes the result independent of
+// the order events arrive. The update writes only converted_at, so it is
+// HOT: an enrollment the goal ends keeps its status and timer, and is
+// settled when the timer fires (see settledStatus); an enrollment that
+// goes on after its goal and waits on a branch is made due at now, so
+// the scheduler takes the branch's if_goal path at once rather than at its
+// timeout. In the same round trip it marks the coupons the orders used as
+// redeemed by the earliest order placed before they expired.
+func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, rs []Redemption, now time.Time) error {
 	batch := &pgx.Batch{}
 	if len(evs) > 0 {
 		custs, types, ats := make([]string, len(evs)), make([]string, len(evs)), make([]time.Time, len(evs))
@@ -300,8 +304,7 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, r
 		}
 		batch.Queue(`
 			UPDATE enrollments e SET converted_at = g.at,
-				status = CASE WHEN e.status = 'ACTIVE' AND e.stop_on_goal THEN 'CONVERTED' ELSE e.status END,
-				due_at = CASE WHEN e.status = 'ACTIVE' AND e.stop_on_goal THEN NULL ELSE e.due_at END
+				due_at = CASE WHEN e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal THEN least(e.due_at, $5) ELSE e.due_at END
 			FROM (
 				SELECT DISTINCT ON (e2.id) e2.id, ev.at
 				FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS ev(customer_id, type, at)
@@ -309,7 +312,7 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, r
 					AND ev.at > e2.anchor_at AND ev.at <= e2.attribution_until
 				WHERE e2.converted_at IS NULL OR ev.at < e2.converted_at
 				ORDER BY e2.id, ev.at) g
-			WHERE e.id = g.id`, tenant, custs, types, ats)
+			WHERE e.id = g.id`, tenant, custs, types, ats, now)
 	}
 	if len(rs) > 0 {
 		codes, orders, ats := make([]string, len(rs)), make([]string, len(rs)), make([]time.Time, len(rs))
