@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestCampaignCommandsThroughDevStack drives `retain playbooks` and
@@ -14,30 +12,7 @@ import (
 // file form, edit and apply it as a new version, reject a bad file naming
 // the field, preview, pause, resume and report.
 func TestCampaignCommandsThroughDevStack(t *testing.T) {
-	dir := devDir(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	env, out, errOut := testEnv(nil)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dev stopped with %v\n%s", err, errOut)
-		}
-	})
-	var state devState
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s, err := readDevState(dir)
-		if err == nil && strings.Contains(out.String(), "Serving") {
-			state = s
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ctx, _, state, _ := startDevStack(t)
 	cli := func(t *testing.T, args ...string) (string, error) {
 		t.Helper()
 		env, out, errOut := testEnv(nil)

@@ -56,6 +56,35 @@ func devDir(t *testing.T) string {
 
 var devFlags = []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--nats-port", "-1"}
 
+// startDevStack runs `retain dev` in a fresh directory until the test ends
+// and waits until it serves. It returns a context cancelled at the end, the
+// state directory, what the stack wrote to dev.json and its stdout.
+func startDevStack(t *testing.T) (context.Context, string, devState, *syncBuffer) {
+	t.Helper()
+	dir := devDir(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	env, out, errOut := testEnv(nil)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev stopped with %v\n%s", err, errOut)
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s, err := readDevState(dir)
+		if err == nil && strings.Contains(out.String(), "Serving") {
+			return ctx, dir, s, out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func TestDevDemo(t *testing.T) {
 	dir := devDir(t)
 	env, out, errOut := testEnv(nil)
@@ -122,30 +151,7 @@ func TestDevDemo(t *testing.T) {
 // TestImportThroughDevStack imports the real Online Retail orders through a
 // running dev stack, twice: the second import must change nothing.
 func TestImportThroughDevStack(t *testing.T) {
-	dir := devDir(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	env, out, errOut := testEnv(nil)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dev stopped with %v\n%s", err, errOut)
-		}
-	})
-	var state devState
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s, err := readDevState(dir)
-		if err == nil && strings.Contains(out.String(), "Serving") {
-			state = s
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ctx, dir, state, _ := startDevStack(t)
 
 	importArgs := []string{"import", "orders", "../../testdata/online_retail_orders.csv",
 		"--map", "order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total", "--currency", "GBP",
@@ -213,30 +219,7 @@ func TestImportThroughDevStack(t *testing.T) {
 // `retain deadletters`, reason included; a replay is refused again with the
 // reason, and the other dead letters are still reported.
 func TestDeadLettersThroughDevStack(t *testing.T) {
-	dir := devDir(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	env, out, errOut := testEnv(nil)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dev stopped with %v\n%s", err, errOut)
-		}
-	})
-	var state devState
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s, err := readDevState(dir)
-		if err == nil && strings.Contains(out.String(), "Serving") {
-			state = s
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ctx, _, state, _ := startDevStack(t)
 	b, err := bus.Connect(ctx, bus.Config{URL: state.NATSURL, Name: t.Name()}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +236,7 @@ func TestDeadLettersThroughDevStack(t *testing.T) {
 		return out.String() + errOut.String(), err
 	}
 	var summary string
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		summary, err = cli()
 		if err != nil {

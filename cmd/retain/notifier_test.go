@@ -333,30 +333,7 @@ func TestNotifierCommands(t *testing.T) {
 // link in that email, POSTed as a mail client does, is recorded in the
 // customer's preferences.
 func TestNotifierThroughDevStack(t *testing.T) {
-	dir := devDir(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	env, out, errOut := testEnv(nil)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, env, append([]string{"dev", "--dir", dir}, devFlags...)) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dev stopped with %v\n%s", err, errOut)
-		}
-	})
-	var state devState
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s, err := readDevState(dir)
-		if err == nil && strings.Contains(out.String(), "Serving") {
-			state = s
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev stack did not start:\n%s\n%s", out, errOut)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ctx, dir, state, out := startDevStack(t)
 	outbox := filepath.Join(dir, "outbox")
 	if abs, _ := filepath.Abs(outbox); !strings.Contains(out.String(), "outbox        "+abs) {
 		t.Errorf("the banner does not show the outbox %s:\n%s", abs, out)
@@ -414,7 +391,7 @@ variants:
 	// The preview waits for the contact projection: the customer arrives
 	// asynchronously.
 	var preview string
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s, err := cli("templates", "preview", "order_thanks", "--customer", "c-fa", "--var", "total=1234.50 EUR")
 		if err == nil {
