@@ -2,7 +2,6 @@ package campaign_test
 
 import (
 	"context"
-	"io"
 	"sync"
 	"testing"
 	"time"
@@ -10,14 +9,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
-	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/testenv"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -105,7 +103,6 @@ func setup(t testing.TB, opts ...option) *stack {
 // start runs one more replica on the stack's NATS and database.
 func (s *stack) start(t testing.TB) *instance {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := campaign.DefaultConfig()
 	cfg.NATS.URL = s.nats.URL()
 	cfg.DatabaseURL = s.dbURL
@@ -117,38 +114,21 @@ func (s *stack) start(t testing.TB) *instance {
 	for _, o := range s.opts {
 		o(&cfg)
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "campaign-test", LogLevel: "error", Output: io.Discard})
+	tel := servertest.Telemetry(t, "campaign-test")
+	svc, err := campaign.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := campaign.New(ctx, cfg, tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.Verifier()}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx) }()
-	in := &instance{svc: svc}
-	var once sync.Once
-	in.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("host stopped with: %v", err)
-			}
-		})
-	}
+	r := servertest.Start(t, svc, tel, svc.Verifier(), cfg.Addrs)
+	// Replicas outlive the subtest that started them: the top test stops
+	// them, and reports how they ended.
+	top := s.top
+	in := &instance{svc: svc, conn: r.Conn, stop: func() {
+		if err := r.Stop(); err != nil {
+			top.Error(err)
+		}
+	}}
 	s.top.Cleanup(in.stop)
-	if err := host.WaitReady(ctx, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if in.conn, err = grpc.NewClient(host.Addrs().GRPC, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		t.Fatal(err)
-	}
-	s.top.Cleanup(func() { in.conn.Close() })
 	s.inst = append(s.inst, in)
 	return in
 }

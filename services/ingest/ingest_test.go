@@ -19,7 +19,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -27,8 +26,7 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/server"
-	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -52,7 +50,6 @@ type option func(*ingest.Config)
 
 func setup(t *testing.T, opts ...option) *stack {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	ns := testenv.NATS(t)
 	dbURL := testenv.Postgres(t)
 	pub, priv, err := auth.GenerateKeyPair()
@@ -70,40 +67,15 @@ func setup(t *testing.T, opts ...option) *stack {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "ingest-test", LogLevel: "error", Output: io.Discard})
+	tel := servertest.Telemetry(t, "ingest-test")
+	svc, err := ingest.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := ingest.New(ctx, cfg, tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: "127.0.0.1:0", HTTP: "127.0.0.1:0", Ops: "127.0.0.1:0"}, Telemetry: tel, Verifier: verifier}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("host stopped with: %v", err)
-		}
-	})
-	if err := host.WaitReady(ctx, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{nats: ns, dbURL: dbURL, httpURL: "http://" + host.Addrs().HTTP, signer: signer}
+	r := servertest.Start(t, svc, tel, svc.Verifier(), servertest.Loopback)
+	r.StopAtEnd(t)
+	s := &stack{nats: ns, dbURL: dbURL, httpURL: "http://" + r.Host.Addrs().HTTP, signer: signer, grpc: r.Conn}
 	s.token = s.issue(t, "shop", auth.ScopeEventsWrite)
-	s.grpc, err = grpc.NewClient(host.Addrs().GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.grpc.Close() })
 	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -19,8 +17,7 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/server"
-	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
@@ -73,48 +70,21 @@ func setup(t *testing.T) *stack {
 // service can tell) on the stack's NATS and database.
 func (s *stack) start(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := metrics.DefaultConfig()
 	cfg.NATS.URL = s.nats.URL()
 	cfg.DatabaseURL = s.dbURL
 	cfg.AuthPublicKey = s.pub
 	cfg.BatchSize = 200
-	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "metrics-test", LogLevel: "error", Output: io.Discard})
+	tel := servertest.Telemetry(t, "metrics-test")
+	svc, err := metrics.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := metrics.New(ctx, cfg, tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifierFromString(s.pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: "127.0.0.1:0", Ops: "127.0.0.1:0"}, Telemetry: tel, Verifier: verifier}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx) }()
-	if err := host.WaitReady(ctx, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(host.Addrs().GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	s.svc, s.conn = svc, conn
+	r := servertest.Start(t, svc, tel, svc.Verifier(), servertest.Loopback)
+	s.svc, s.conn = svc, r.Conn
 	s.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("host stopped with: %v", err)
+		if err := r.Stop(); err != nil {
+			t.Error(err)
 		}
 	}
 	t.Cleanup(s.stop)

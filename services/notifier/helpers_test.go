@@ -20,14 +20,13 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
-	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
@@ -212,7 +211,6 @@ func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
 
 func (s *stack) start(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := notifier.DefaultConfig()
 	cfg.NATS.URL = s.nats.URL()
 	cfg.DatabaseURL = s.dbURL
@@ -227,39 +225,19 @@ func (s *stack) start(t testing.TB) {
 	for _, o := range s.opts {
 		o(&cfg)
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "notifier-test", LogLevel: "error", Output: io.Discard})
+	tel := servertest.Telemetry(t, "notifier-test")
+	svc, err := notifier.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := notifier.New(ctx, cfg, tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.Verifier()}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx) }()
-	var once sync.Once
+	r := servertest.Start(t, svc, tel, svc.Verifier(), cfg.Addrs)
 	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("host stopped with: %v", err)
-			}
-		})
+		if err := r.Stop(); err != nil {
+			t.Error(err)
+		}
 	}
 	t.Cleanup(s.stop)
-	if err := host.WaitReady(ctx, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	s.svc, s.httpAddr = svc, host.Addrs().HTTP
-	if s.conn, err = grpc.NewClient(host.Addrs().GRPC, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		t.Fatal(err)
-	}
-	conn := s.conn
-	t.Cleanup(func() { conn.Close() })
+	s.svc, s.httpAddr, s.conn = svc, r.Host.Addrs().HTTP, r.Conn
 }
 
 func (s *stack) client() notifierv1.NotifierServiceClient {
