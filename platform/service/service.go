@@ -114,3 +114,12 @@ func (d *Deps) DatabaseReady(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Ready is the readiness of a service that needs both the bus and its
+// database to do its work (every consumer; ingest needs only the bus).
+func (d *Deps) Ready(ctx context.Context) error {
+	if err := d.BusReady(); err != nil {
+		return err
+	}
+	return d.DatabaseReady(ctx)
+}

@@ -227,12 +227,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Ready reports whether the bus connection and the database are up.
-func (s *Service) Ready(ctx context.Context) error {
-	if err := s.deps.BusReady(); err != nil {
-		return err
-	}
-	return s.deps.DatabaseReady(ctx)
-}
+func (s *Service) Ready(ctx context.Context) error { return s.deps.Ready(ctx) }
 
 // Run is the standalone process: telemetry, the service, its gRPC and ops
 // servers under one supervisor, until ctx is done.
