@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
@@ -25,17 +27,19 @@ Commands:
   list            customers by risk, highest first (--band high|medium|low)
   model           the tenant's fitted purchase model (BG/NBD)
   refit           fit the model again and rescore every customer
+  weights         the tenant's score weights, band thresholds and hysteresis
+  weights set     change them (--outlook 70 --tickets 35 ...) and rescore
 
 Every command takes --output json (the gRPC response as protojson), --addr
 and --token. --as-of takes a date (1997-09-30, meaning the end of that day,
 UTC) or an RFC 3339 instant, and uses only events from before it.`
 
-// runChurn is `retain churn risk|list|model|refit`.
+// runChurn is `retain churn risk|list|model|refit|weights`.
 func runChurn(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(env.stderr, churnUsage)
 		if len(args) == 0 {
-			return errors.New("churn needs a command: risk, list, model or refit")
+			return errors.New("churn needs a command: risk, list, model, refit or weights")
 		}
 		return nil
 	}
@@ -48,39 +52,24 @@ func runChurn(ctx context.Context, env *cliEnv, args []string) error {
 		return runChurnModel(ctx, env, args[1:])
 	case "refit":
 		return runChurnRefit(ctx, env, args[1:])
+	case "weights":
+		if len(args) > 1 && args[1] == "set" {
+			return runChurnWeightsSet(ctx, env, args[2:])
+		}
+		return runChurnWeights(ctx, env, args[1:])
 	}
 	fmt.Fprintln(env.stderr, churnUsage)
-	return fmt.Errorf("unknown churn command %q: want risk, list, model or refit", args[0])
+	return fmt.Errorf("unknown churn command %q: want risk, list, model, refit or weights", args[0])
 }
 
-// churnFlags are the flags every churn command shares.
-type churnFlags struct {
-	fs     *flag.FlagSet
-	ep     *endpoint
-	output *string
-}
+// churnScopes is what a churn command's token needs, for error hints.
+const churnScopes = "read, or admin for refit and weights set"
+
+// churnFlags open a ChurnService client for one command.
+type churnFlags struct{ commandFlags }
 
 func newChurnFlags(env *cliEnv, name, usageLine string) churnFlags {
-	fs := newFlags(env, "churn "+name, "churn "+usageLine)
-	return churnFlags{
-		fs:     fs,
-		ep:     addEndpointFlags(fs, env),
-		output: fs.String("output", "text", "text or json (the gRPC response as protojson)"),
-	}
-}
-
-// parse parses args (positional arguments may come first) and returns the
-// positional ones.
-func (f churnFlags) parse(args []string) ([]string, error) {
-	pos, rest := splitPositional(args)
-	if err := f.fs.Parse(rest); err != nil {
-		return nil, err
-	}
-	pos = append(pos, f.fs.Args()...)
-	if *f.output != "text" && *f.output != "json" {
-		return nil, fmt.Errorf("--output %q: must be text or json", *f.output)
-	}
-	return pos, nil
+	return churnFlags{newCommandFlags(env, "churn "+name, "churn "+usageLine)}
 }
 
 func (f churnFlags) client() (churnv1.ChurnServiceClient, func(), error) {
@@ -134,7 +123,7 @@ func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
 	defer closeConn()
 	resp, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
 	if err != nil {
-		return callError(err, "churn-signal", "read, or admin for refit")
+		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
 		return f.json(env.stdout, resp)
@@ -235,7 +224,7 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 	for first := true; first || (all.GetNextPageToken() != "" && len(all.GetCustomers()) < *limit); first = false {
 		resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: int32(min(*limit-len(all.GetCustomers()), 1000)), PageToken: all.GetNextPageToken()})
 		if err != nil {
-			return callError(err, "churn-signal", "read, or admin for refit")
+			return callError(err, "churn-signal", churnScopes)
 		}
 		all.Customers = append(all.Customers, resp.GetCustomers()...)
 		all.NextPageToken = resp.GetNextPageToken()
@@ -292,7 +281,7 @@ func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 		if status.Code(err) == codes.NotFound {
 			return errors.New("no model fitted yet: run `retain churn refit` (the hourly rescoring fits one too)")
 		}
-		return callError(err, "churn-signal", "read, or admin for refit")
+		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
 		return f.json(env.stdout, resp)
@@ -341,7 +330,7 @@ func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 	defer cancel()
 	resp, err := c.Refit(callCtx, &churnv1.RefitRequest{AsOf: asOf})
 	if err != nil {
-		return callError(err, "churn-signal", "read, or admin for refit")
+		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
 		return f.json(env.stdout, resp)
@@ -361,7 +350,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 	// fitted on every order the demo sent.
 	refit, err := c.Refit(ctx, &churnv1.RefitRequest{})
 	if err != nil {
-		return fmt.Errorf("churn: refit: %w", callError(err, "churn-signal", "read, or admin for refit"))
+		return fmt.Errorf("churn: refit: %w", callError(err, "churn-signal", churnScopes))
 	}
 	m := refit.GetModel()
 	fmt.Fprintf(w, "\nChurn risk (`retain churn list --band high`, `retain churn risk CUSTOMER`)\n")
@@ -373,7 +362,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 		for {
 			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: b, PageSize: 1000, PageToken: tok})
 			if err != nil {
-				return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", "read, or admin for refit"))
+				return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", churnScopes))
 			}
 			counts[b] += len(resp.GetCustomers())
 			if tok = resp.GetNextPageToken(); tok == "" {
@@ -384,11 +373,155 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 	fmt.Fprintf(w, "%d customers at high risk, %d at medium risk; the top 5:\n", counts[churnv1.RiskBand_RISK_BAND_HIGH], counts[churnv1.RiskBand_RISK_BAND_MEDIUM])
 	top, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageSize: 5})
 	if err != nil {
-		return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", "read, or admin for refit"))
+		return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", churnScopes))
 	}
 	for _, r := range top.GetCustomers() {
 		fmt.Fprintf(w, "  %s: score %d (%s)\n", r.GetCustomerId(), r.GetScore(), churnBandName(r.GetBand()))
 		printChurnReasons(w, "    ", r.GetReasons())
 	}
 	return nil
+}
+
+func runChurnWeights(ctx context.Context, env *cliEnv, args []string) error {
+	f := newChurnFlags(env, "weights", "weights [--output text|json]")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("churn weights takes no arguments (did you mean `churn weights set`?), got %q", pos)
+	}
+	c, closeConn, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	resp, err := c.GetWeights(ctx, &churnv1.GetWeightsRequest{})
+	if err != nil {
+		return callError(err, "churn-signal", churnScopes)
+	}
+	if *f.output == "json" {
+		return f.json(env.stdout, resp)
+	}
+	if resp.GetDefault() {
+		fmt.Fprintln(env.stdout, "churn score weights: the defaults (never set)")
+	} else {
+		fmt.Fprintf(env.stdout, "churn score weights, set %s\n", resp.GetUpdatedAt().AsTime().UTC().Format("2006-01-02 15:04 MST"))
+	}
+	printChurnWeights(env.stdout, resp.GetWeights(), resp.GetDefaults())
+	return nil
+}
+
+// churnWeightFlags are the flags of `churn weights set` and the
+// SetWeightsRequest field each sets.
+var churnWeightFlags = []struct {
+	flag, field, usage string
+	integer            bool
+}{
+	{"outlook", "purchase_outlook", "weight of the purchase model's outlook, 0-95 points", false},
+	{"overdue", "overdue", "weight of the days since the last order against the usual gap, 0-95 points", false},
+	{"tickets", "support_tickets", "weight of recent support tickets, 0-95 points", false},
+	{"price", "price_complaints", "weight of billing/price tickets (doubled before a renewal), 0-95 points", false},
+	{"sentiment", "sentiment", "weight of NPS/CSAT answers, 0-95 points", false},
+	{"medium-at", "medium_at", "score at which a customer enters MEDIUM", true},
+	{"high-at", "high_at", "score at which a customer enters HIGH", true},
+	{"hysteresis", "hysteresis", "points below its threshold at which a band is left", true},
+}
+
+func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
+	f := newChurnFlags(env, "weights set", "weights set [--outlook N] [--overdue N] [--tickets N] [--price N] [--sentiment N] [--medium-at N] [--high-at N] [--hysteresis N] [--rescore=false] [--output text|json]")
+	weights := map[string]*float64{}
+	thresholds := map[string]*int{}
+	for _, w := range churnWeightFlags {
+		if w.integer {
+			thresholds[w.flag] = f.fs.Int(w.flag, 0, w.usage)
+		} else {
+			weights[w.flag] = f.fs.Float64(w.flag, 0, w.usage)
+		}
+	}
+	rescore := f.fs.Bool("rescore", true, "rescore every customer with the new weights before returning (false: stored scores follow at the next scheduled pass)")
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return fmt.Errorf("churn weights set takes no arguments, got %q", pos)
+	}
+	// Only the flags given are sent: the others keep the tenant's values.
+	req := &churnv1.SetWeightsRequest{Rescore: *rescore}
+	msg := req.ProtoReflect()
+	given := 0
+	var bad error
+	f.fs.Visit(func(fl *flag.Flag) {
+		for _, w := range churnWeightFlags {
+			if w.flag != fl.Name {
+				continue
+			}
+			given++
+			fd := msg.Descriptor().Fields().ByName(protoreflect.Name(w.field))
+			if !w.integer {
+				msg.Set(fd, protoreflect.ValueOfFloat64(*weights[w.flag]))
+				continue
+			}
+			v := *thresholds[w.flag]
+			if v < math.MinInt32 || v > math.MaxInt32 {
+				bad = fmt.Errorf("--%s %d: out of range", w.flag, v)
+			}
+			msg.Set(fd, protoreflect.ValueOfInt32(int32(v)))
+		}
+	})
+	if bad != nil {
+		return bad
+	}
+	if given == 0 {
+		f.fs.Usage()
+		return errors.New("churn weights set needs at least one of --outlook, --overdue, --tickets, --price, --sentiment, --medium-at, --high-at, --hysteresis")
+	}
+	c, closeConn, err := f.client()
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	callCtx, cancel := context.WithTimeout(ctx, 30*time.Minute) // may rescore every customer
+	defer cancel()
+	resp, err := c.SetWeights(callCtx, req)
+	if err != nil {
+		return callError(err, "churn-signal", churnScopes)
+	}
+	if *f.output == "json" {
+		return f.json(env.stdout, resp)
+	}
+	fmt.Fprintln(env.stdout, "churn score weights set:")
+	printChurnWeights(env.stdout, resp.GetWeights(), nil)
+	if *rescore {
+		fmt.Fprintf(env.stdout, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
+	} else {
+		fmt.Fprintln(env.stdout, "new scores use them now; stored scores follow at the next rescoring pass")
+	}
+	return nil
+}
+
+// printChurnWeights prints weights, next to the defaults when given.
+func printChurnWeights(w io.Writer, ws, defaults *churnv1.Weights) {
+	rows := []struct {
+		name string
+		v, d float64
+	}{
+		{"purchase_outlook", ws.GetPurchaseOutlook(), defaults.GetPurchaseOutlook()},
+		{"overdue", ws.GetOverdue(), defaults.GetOverdue()},
+		{"support_tickets", ws.GetSupportTickets(), defaults.GetSupportTickets()},
+		{"price_complaints", ws.GetPriceComplaints(), defaults.GetPriceComplaints()},
+		{"sentiment", ws.GetSentiment(), defaults.GetSentiment()},
+		{"medium_at", float64(ws.GetMediumAt()), float64(defaults.GetMediumAt())},
+		{"high_at", float64(ws.GetHighAt()), float64(defaults.GetHighAt())},
+		{"hysteresis", float64(ws.GetHysteresis()), float64(defaults.GetHysteresis())},
+	}
+	for _, r := range rows {
+		line := fmt.Sprintf("  %-17s %5g", r.name, r.v)
+		if defaults != nil {
+			line += fmt.Sprintf("   (default %g)", r.d)
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintf(w, "bands: MEDIUM from %d, HIGH from %d; a band is left %d points below its threshold\n", ws.GetMediumAt(), ws.GetHighAt(), ws.GetHysteresis())
 }

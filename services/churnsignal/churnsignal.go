@@ -128,14 +128,18 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		}
 	}()
 	b, pool, log := deps.Bus, deps.Pool, deps.Log
-	engine := app.New(pool, app.Config{
+	engine, err := app.New(pool, app.Config{
 		HorizonWeeks:    float64(cfg.HorizonWeeks),
 		ChunkSize:       cfg.RescoreChunk,
 		Workers:         cfg.RescoreWorkers,
 		RescoreInterval: cfg.RescoreInterval,
 		RefitInterval:   cfg.RefitInterval,
 		Now:             cfg.Now,
+		Meter:           tel.MeterProvider.Meter("retain/churnsignal"),
 	}, log)
+	if err != nil {
+		return nil, err
+	}
 	filters := make([]string, len(facts.EventTypes))
 	for i, t := range facts.EventTypes {
 		filters[i] = bus.EventTypeFilter(t)
@@ -194,6 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g.Go(func() error { return s.relay.Run(gctx) })
 	g.Go(func() error { return s.engine.Run(gctx) })
 	err := g.Wait()
+	s.engine.Close()
 	if cerr := s.deps.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -201,12 +206,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Ready reports whether the bus connection and the database are up.
-func (s *Service) Ready(ctx context.Context) error {
-	if err := s.deps.BusReady(); err != nil {
-		return err
-	}
-	return s.deps.DatabaseReady(ctx)
-}
+func (s *Service) Ready(ctx context.Context) error { return s.deps.Ready(ctx) }
 
 // Run is the standalone process: telemetry, the service, its gRPC and ops
 // servers under one supervisor, until ctx is done.

@@ -3,7 +3,6 @@ package churnsignal_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"sync"
 	"testing"
 	"time"
@@ -11,13 +10,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/platform/testenv"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
@@ -70,7 +69,8 @@ type stack struct {
 	pubKey string
 	clock  *clock
 	svc    *churnsignal.Service
-	stop   func() // stops the service (idempotent)
+	tel    *telemetry.Telemetry // the service's: its /metrics
+	stop   func()               // stops the service (idempotent)
 }
 
 type option func(*churnsignal.Config)
@@ -106,7 +106,6 @@ func setup(t *testing.T, opts ...option) *stack {
 // connects a gRPC client to it.
 func (s *stack) start(t testing.TB, opts ...option) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfg := churnsignal.DefaultConfig()
 	cfg.NATS.URL = s.nats.URL()
 	cfg.DatabaseURL = s.dbURL
@@ -117,40 +116,19 @@ func (s *stack) start(t testing.TB, opts ...option) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	tel, err := telemetry.Setup(ctx, telemetry.Config{Service: "churnsignal-test", LogLevel: "error", Output: io.Discard})
+	tel := servertest.Telemetry(t, "churnsignal-test")
+	svc, err := churnsignal.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := churnsignal.New(ctx, cfg, tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.Verifier()}, svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- host.Run(ctx) }()
-	var once sync.Once
+	r := servertest.Start(t, svc, tel, svc.Verifier(), cfg.Addrs)
 	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("host stopped with: %v", err)
-			}
-		})
+		if err := r.Stop(); err != nil {
+			t.Error(err)
+		}
 	}
 	t.Cleanup(s.stop)
-	if err := host.WaitReady(ctx, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	s.svc = svc
-	s.conn, err = grpc.NewClient(host.Addrs().GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := s.conn
-	t.Cleanup(func() { conn.Close() })
+	s.svc, s.tel, s.conn = svc, tel, r.Conn
 }
 
 func (s *stack) token(t *testing.T, tenant string, scopes ...string) grpc.CallOption {

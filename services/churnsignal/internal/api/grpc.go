@@ -28,12 +28,15 @@ import (
 )
 
 // MethodScopes is the scope each ChurnService method requires: reading
-// needs read, refitting (which rescores every customer) needs admin.
+// needs read; refitting and setting weights (which change every customer's
+// score) need admin.
 var MethodScopes = map[string]string{
 	churnv1.ChurnService_GetCustomerRisk_FullMethodName: auth.ScopeRead,
 	churnv1.ChurnService_ListAtRisk_FullMethodName:      auth.ScopeRead,
 	churnv1.ChurnService_GetModel_FullMethodName:        auth.ScopeRead,
 	churnv1.ChurnService_Refit_FullMethodName:           auth.ScopeAdmin,
+	churnv1.ChurnService_GetWeights_FullMethodName:      auth.ScopeRead,
+	churnv1.ChurnService_SetWeights_FullMethodName:      auth.ScopeAdmin,
 }
 
 // Page sizes of ListAtRisk.
@@ -124,20 +127,12 @@ func (g *GRPC) GetCustomerRisk(ctx context.Context, req *churnv1.GetCustomerRisk
 			Score:      int32(r.Result.Score),
 			ExactScore: r.Result.Exact,
 			Band:       churnv1.RiskBand(r.Band),
-			Reasons:    protoScoreReasons(r.Result.Reasons),
+			Reasons:    app.ProtoReasons(r.Result.Reasons, r.AsOf),
 			ComputedAt: timestamppb.New(r.ComputedAt),
 			AsOf:       timestamppb.New(r.AsOf),
 		},
 		Features: protoFeatures(r),
 	}, nil
-}
-
-func protoScoreReasons(rs []score.Reason) []*churnv1.RiskReason {
-	out := make([]*churnv1.RiskReason, len(rs))
-	for i, r := range rs {
-		out[i] = &churnv1.RiskReason{Code: r.Code, Description: r.Description, Contribution: int32(r.Contribution)}
-	}
-	return out
 }
 
 func protoFeatures(r app.Risk) *churnv1.CustomerFeatures {
@@ -228,9 +223,9 @@ func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (
 			Score:      int32(r.Score),
 			ExactScore: r.Exact,
 			Band:       churnv1.RiskBand(r.Band),
-			Reasons:    app.ProtoReasons(r.Reasons),
+			Reasons:    app.ProtoStoredReasons(r.Reasons, r.AsOf),
 			ComputedAt: timestamppb.New(r.ComputedAt),
-			AsOf:       timestamppb.New(r.ComputedAt),
+			AsOf:       timestamppb.New(r.AsOf),
 		})
 	}
 	return resp, nil
@@ -304,4 +299,78 @@ func (g *GRPC) Refit(ctx context.Context, req *churnv1.RefitRequest) (*churnv1.R
 		return nil, errStatus(err)
 	}
 	return &churnv1.RefitResponse{Model: protoModel(m), CustomersRescored: int32(st.Customers), BandChanges: int32(st.BandChanges)}, nil
+}
+
+func protoWeights(w score.Weights) *churnv1.Weights {
+	return &churnv1.Weights{
+		PurchaseOutlook: w.PurchaseOutlook, Overdue: w.Overdue, SupportTickets: w.SupportTickets,
+		PriceComplaints: w.PriceComplaints, Sentiment: w.Sentiment,
+		MediumAt: int32(w.MediumAt), HighAt: int32(w.HighAt), Hysteresis: int32(w.Hysteresis),
+	}
+}
+
+// GetWeights returns the tenant's weights and the defaults.
+func (g *GRPC) GetWeights(ctx context.Context, _ *churnv1.GetWeightsRequest) (*churnv1.GetWeightsResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w, err := g.engine.Weights(ctx, tenant)
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	resp := &churnv1.GetWeightsResponse{Weights: protoWeights(w.Weights), Default: w.Default, Defaults: protoWeights(score.DefaultWeights())}
+	if !w.Default {
+		resp.UpdatedAt = timestamppb.New(w.UpdatedAt)
+	}
+	return resp, nil
+}
+
+// SetWeights changes the fields set in the request, validating the result
+// as a whole: a threshold is checked against the other's new or kept value.
+func (g *GRPC) SetWeights(ctx context.Context, req *churnv1.SetWeightsRequest) (*churnv1.SetWeightsResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// NaN and infinities fail the range checks; int32 thresholds cannot
+	// overflow int.
+	update := func(w *score.Weights) error {
+		for _, f := range []struct {
+			v   *float64
+			dst *float64
+		}{
+			{req.PurchaseOutlook, &w.PurchaseOutlook}, {req.Overdue, &w.Overdue}, {req.SupportTickets, &w.SupportTickets},
+			{req.PriceComplaints, &w.PriceComplaints}, {req.Sentiment, &w.Sentiment},
+		} {
+			if f.v != nil {
+				*f.dst = *f.v
+			}
+		}
+		for _, f := range []struct {
+			v   *int32
+			dst *int
+		}{{req.MediumAt, &w.MediumAt}, {req.HighAt, &w.HighAt}, {req.Hysteresis, &w.Hysteresis}} {
+			if f.v != nil {
+				*f.dst = int(*f.v)
+			}
+		}
+		return nil
+	}
+	w, st, err := g.engine.SetWeights(ctx, tenant, update, req.GetRescore())
+	var bad score.FieldErrors
+	if errors.As(err, &bad) {
+		vs := make([]violation, len(bad))
+		for i, e := range bad {
+			vs[i] = violation{Field: e.Field, Description: e.Problem}
+		}
+		return nil, server.InvalidArgument(vs...)
+	}
+	if err != nil {
+		return nil, errStatus(err)
+	}
+	return &churnv1.SetWeightsResponse{
+		Weights: protoWeights(w.Weights), UpdatedAt: timestamppb.New(w.UpdatedAt),
+		CustomersRescored: int32(st.Customers), BandChanges: int32(st.BandChanges),
+	}, nil
 }

@@ -10,15 +10,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -62,24 +62,26 @@ type Config struct {
 	RefitInterval time.Duration
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
+	// Meter records the rescoring metrics; nil records nothing.
+	Meter metric.Meter
 }
 
 // Engine runs the use cases.
 type Engine struct {
-	pool *pgxpool.Pool
-	cfg  Config
-	log  *slog.Logger
+	pool    *pgxpool.Pool
+	cfg     Config
+	log     *slog.Logger
+	metrics passMetrics
 
 	mu     sync.Mutex
 	passes map[string]*sync.Mutex // per tenant: one full pass at a time
 
-	// applied counts facts applied by this process; when it reaches
-	// analyzeAt the projection's statistics are refreshed (see Handle).
-	applied, analyzeAt atomic.Int64
+	// stats refreshes the projection's statistics as it grows (see Handle).
+	stats *pg.GrowthAnalyzer
 }
 
 // New returns an engine on pool.
-func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
+func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 	if cfg.HorizonWeeks <= 0 {
 		cfg.HorizonWeeks = score.DefaultHorizonWeeks
 	}
@@ -92,18 +94,26 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	e := &Engine{pool: pool, cfg: cfg, log: log, passes: map[string]*sync.Mutex{}}
-	e.analyzeAt.Store(1000)
-	return e
+	if cfg.Meter == nil {
+		cfg.Meter = noop.NewMeterProvider().Meter("")
+	}
+	m, err := newPassMetrics(cfg.Meter)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{pool: pool, cfg: cfg, log: log, metrics: m, passes: map[string]*sync.Mutex{},
+		stats: pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores")}
+	return e, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
 // Stats counts what a rescoring did.
 type Stats struct {
-	// Customers rescored, stored scores that changed, and band changes,
-	// each a churn.risk_changed in the outbox (a customer's first score in
-	// LOW is not counted: it announces nothing).
+	// Customers rescored; Changed, the score rows written (those whose
+	// score, band or reasons changed); BandChanges, each a
+	// churn.risk_changed in the outbox (a customer's first score in LOW is
+	// not counted: it announces nothing).
 	Customers, Changed, BandChanges int
 }
 
@@ -143,14 +153,8 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	// shop's history) outruns autovacuum's statistics, and with a table
 	// believed tiny Postgres reads every order of the tenant for each batch
 	// instead of the batch's customers: 50k facts then took minutes instead
-	// of seconds. So refresh them at 1k, 2k, 4k, ... facts applied; past a
-	// few million autovacuum's own 10% threshold keeps up.
-	n := e.applied.Add(int64(len(ds)))
-	if at := e.analyzeAt.Load(); n >= at && at < 1<<22 && e.analyzeAt.CompareAndSwap(at, 2*n) {
-		if _, err := tx.Exec(ctx, `ANALYZE churn_orders, churn_tickets, churn_answers, churn_renewals, churn_scores`); err != nil {
-			return fmt.Errorf("refresh projection statistics: %w", err)
-		}
-	}
+	// of seconds.
+	e.stats.Applied(len(ds))
 	for i := 0; i < len(customers); {
 		j := i
 		var ids []string
@@ -182,9 +186,11 @@ func (e *Engine) env(ctx context.Context, q store.Querier, tenant string) (tenan
 		p := m.Params
 		env.pop.Model, env.pop.TypicalGapDays, env.model = &p, m.TypicalGapDays, &m
 	}
-	if env.w, err = store.LoadWeights(ctx, q, tenant); err != nil {
+	w, err := store.LoadWeights(ctx, q, tenant)
+	if err != nil {
 		return env, err
 	}
+	env.w = w.Weights
 	return env, nil
 }
 
@@ -197,28 +203,22 @@ func (e *Engine) rescoreIDs(ctx context.Context, tx pgx.Tx, tenant string, ids [
 	if err != nil {
 		return Stats{}, err
 	}
-	return e.rescoreRows(ctx, tx, tenant, env, rows, nil)
+	return e.rescoreRows(ctx, tx, tenant, env, rows, store.IDs(ids...))
 }
 
-// rescoreRows scores locked rows as of now, writes those that changed and
-// enqueues a churn.risk_changed for each band change.
-//
-// rangeSel, when not nil, is the range the rows were locked by: features
-// are read by range, which is cheaper than by a list of ids.
-func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env tenantEnv, rows []store.ScoreRow, rangeSel *store.Selector) (Stats, error) {
+// rescoreRows scores locked rows as of now (taken once they are locked, so
+// never before another writer's score of them), writes those whose score,
+// band or reasons changed and enqueues a churn.risk_changed for each band
+// change. A row that only aged (a fraction of a point, "96 days" instead of
+// "95 days since the last order") is left alone: its reasons are stored as
+// evidence and read as of the instant they are shown. Features are read for
+// sel, which selects at least the rows' customers.
+func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env tenantEnv, rows []store.ScoreRow, sel store.Selector) (Stats, error) {
 	st := Stats{Customers: len(rows)}
 	if len(rows) == 0 {
 		return st, nil
 	}
 	now := e.now()
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.CustomerID
-	}
-	sel := store.IDs(ids...)
-	if rangeSel != nil {
-		sel = *rangeSel
-	}
 	feats, err := store.LoadFeatures(ctx, tx, tenant, sel, now)
 	if err != nil {
 		return st, err
@@ -226,30 +226,29 @@ func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env 
 	var writes []store.ScoreRow
 	var msgs []bus.Message
 	for _, row := range rows {
-		f := feats[row.CustomerID]
-		if f == nil {
-			f = &score.Features{AsOf: now}
+		res, band, hash, same := evaluate(row, feats[row.CustomerID], env, now)
+		if same {
+			continue
 		}
-		res := score.Compute(*f, env.pop, env.w)
-		band := score.NextBand(row.Band, res.Score, env.w)
-		reasons := storeReasons(res.Reasons)
 		next := store.ScoreRow{
 			CustomerID: row.CustomerID, Score: res.Score, Exact: res.Exact, Band: band,
-			Reasons: reasons, ReasonsHash: store.HashReasons(reasons), BandChanges: row.BandChanges, ComputedAt: now,
+			Reasons: store.Reasons(res.Reasons), ReasonsHash: hash, BandChanges: row.BandChanges, ComputedAt: now,
 		}
-		if band != row.Band {
-			// A customer's first score in LOW is not news.
-			if !(row.Band == score.BandUnspecified && band == score.BandLow) {
-				next.BandChanges++
-				m, err := riskChanged(tenant, next, row.Band, now)
-				if err != nil {
-					return st, err
-				}
-				msgs = append(msgs, m)
+		// The exact score only orders equal scores, and it is indexed: kept
+		// while score and band are, a change of reasons alone leaves every
+		// indexed column as it was and Postgres updates the row in place
+		// (HOT), without touching the indexes.
+		if res.Score == row.Score && band == row.Band {
+			next.Exact = row.Exact
+		}
+		// A customer's first score in LOW is not news.
+		if band != row.Band && !(row.Band == score.BandUnspecified && band == score.BandLow) {
+			next.BandChanges++
+			m, err := riskChanged(tenant, next, res.Reasons, row.Band, now)
+			if err != nil {
+				return st, err
 			}
-		}
-		if sameScore(row, next) {
-			continue
+			msgs = append(msgs, m)
 		}
 		writes = append(writes, next)
 	}
@@ -263,17 +262,69 @@ func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env 
 	return st, nil
 }
 
-func sameScore(a, b store.ScoreRow) bool {
-	return a.Score == b.Score && a.Band == b.Band && math.Abs(a.Exact-b.Exact) <= 1e-9 && a.BandChanges == b.BandChanges &&
-		a.ReasonsHash == b.ReasonsHash
+// evaluate scores a customer from f (nil: nothing known) as of now against
+// their stored row: same when the score, band and reasons are those stored.
+func evaluate(row store.ScoreRow, f *score.Features, env tenantEnv, now time.Time) (res score.Result, band score.Band, hash int64, same bool) {
+	if f == nil {
+		f = &score.Features{AsOf: now}
+	}
+	res = score.Compute(*f, env.pop, env.w)
+	band = score.NextBand(row.Band, res.Score, env.w)
+	hash = store.HashReasons(res.Reasons)
+	return res, band, hash, band == row.Band && res.Score == row.Score && hash == row.ReasonsHash
 }
 
-func storeReasons(rs []score.Reason) []store.Reason {
-	out := make([]store.Reason, len(rs))
-	for i, r := range rs {
-		out[i] = store.Reason{Code: r.Code, Description: r.Description, Contribution: r.Contribution}
+// rescoreRange rescores a range of customers for a full pass in two steps.
+// First, locking nobody, it reads their stored scores and features and
+// finds those whose score, band or reasons are out of date: a fraction of
+// them, while locking every row would dirty every page of the table (and
+// log it) to change that fraction. Then it locks those, in customer order
+// as every writer does, and rescores them from the features read under the
+// lock (rescoreRows), as the consumer does.
+//
+// Leaving the others unlocked loses no update: a fact committed after the
+// first reads is applied by the consumer, which rescores its customers
+// under the lock in the fact's transaction, and one committed before them
+// was read.
+func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv, sel store.Selector) (Stats, error) {
+	now := e.now()
+	rows, err := store.ScoreRange(ctx, e.pool, tenant, sel)
+	if err != nil {
+		return Stats{}, err
 	}
-	return out
+	st := Stats{Customers: len(rows)}
+	if len(rows) == 0 {
+		return st, nil
+	}
+	feats, err := store.LoadFeatures(ctx, e.pool, tenant, sel, now)
+	if err != nil {
+		return st, err
+	}
+	var stale []string
+	for _, row := range rows {
+		if _, _, _, same := evaluate(row, feats[row.CustomerID], env, now); !same {
+			stale = append(stale, row.CustomerID)
+		}
+	}
+	if len(stale) == 0 {
+		return st, nil
+	}
+	err = pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
+		locked, err := store.LockScores(ctx, tx, tenant, stale)
+		if err != nil {
+			return err
+		}
+		// Most of the range (a first pass, new weights, a refit): reading
+		// its features again by range is cheaper than by ids.
+		fsel := store.IDs(stale...)
+		if 2*len(stale) > len(rows) {
+			fsel = sel
+		}
+		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel)
+		st.Changed, st.BandChanges = written.Changed, written.BandChanges
+		return err
+	})
+	return st, err
 }
 
 // MsgID is the outbox id of a customer's n-th band change: deterministic,
@@ -282,14 +333,14 @@ func MsgID(tenant, customer string, n int) string {
 	return tenant + "/" + customer + "/" + strconv.Itoa(n)
 }
 
-func riskChanged(tenant string, r store.ScoreRow, prev score.Band, now time.Time) (bus.Message, error) {
+func riskChanged(tenant string, r store.ScoreRow, reasons []score.Reason, prev score.Band, now time.Time) (bus.Message, error) {
 	ev := &churnv1.ChurnRiskChanged{
 		TenantId:     tenant,
 		CustomerId:   r.CustomerID,
 		Score:        int32(r.Score),
 		Band:         churnv1.RiskBand(r.Band),
 		PreviousBand: churnv1.RiskBand(prev),
-		Reasons:      ProtoReasons(r.Reasons),
+		Reasons:      ProtoReasons(reasons, now),
 		ComputedAt:   timestamppb.New(now),
 		AsOf:         timestamppb.New(now),
 	}
@@ -300,11 +351,21 @@ func riskChanged(tenant string, r store.ScoreRow, prev score.Band, now time.Time
 	return bus.Message{Subject: bus.SignalSubject(tenant, SignalType), ID: MsgID(tenant, r.CustomerID, r.BandChanges), Type: SignalType, Data: data}, nil
 }
 
-// ProtoReasons converts stored reasons to the API's.
-func ProtoReasons(rs []store.Reason) []*churnv1.RiskReason {
+// ProtoReasons converts reasons to the API's, their sentences as of asOf.
+func ProtoReasons(rs []score.Reason, asOf time.Time) []*churnv1.RiskReason {
 	out := make([]*churnv1.RiskReason, len(rs))
 	for i, r := range rs {
-		out[i] = &churnv1.RiskReason{Code: r.Code, Description: r.Description, Contribution: int32(r.Contribution)}
+		out[i] = &churnv1.RiskReason{Code: r.Code, Description: r.Describe(asOf), Contribution: int32(r.Contribution)}
+	}
+	return out
+}
+
+// ProtoStoredReasons converts stored reasons to the API's, their sentences
+// as of asOf.
+func ProtoStoredReasons(rs []store.Reason, asOf time.Time) []*churnv1.RiskReason {
+	out := make([]*churnv1.RiskReason, len(rs))
+	for i, r := range rs {
+		out[i] = &churnv1.RiskReason{Code: r.Code, Description: r.Describe(asOf), Contribution: int32(r.Contribution)}
 	}
 	return out
 }
@@ -321,14 +382,22 @@ func (e *Engine) passLock(tenant string) *sync.Mutex {
 }
 
 // RescoreAll rescores every customer of tenant as of now: the customers
-// are split into ranges of ChunkSize, each rescored in its own transaction,
-// Workers ranges at a time (so that scoring in Go and the database's work
-// overlap). Running it twice in a row changes nothing the second time, and
-// emits no second event.
-func (e *Engine) RescoreAll(ctx context.Context, tenant string) (Stats, error) {
+// are split into ranges of ChunkSize, each rescored by rescoreRange (which
+// locks and writes only the rows whose score, band or reasons changed, in
+// one transaction), Workers ranges at a time (so that scoring in Go and the
+// database's work overlap). Running it twice in a row changes nothing the
+// second time, and emits no second event.
+func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err error) {
 	l := e.passLock(tenant)
 	l.Lock()
 	defer l.Unlock()
+	// Every range is rescored as of the instant it is read, and what it
+	// writes as of the instant its rows are locked (a customer the consumer
+	// rescored since the pass began must not be taken back in time), all at
+	// or after this one: the pass confirms the rows it leaves alone as of
+	// its start.
+	began, start := e.now(), time.Now()
+	defer func() { e.metrics.pass(ctx, time.Since(start), err) }()
 	env, err := e.env(ctx, e.pool, tenant)
 	if err != nil {
 		return Stats{}, err
@@ -353,24 +422,22 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (Stats, error) {
 	g.SetLimit(e.cfg.Workers)
 	for _, sel := range ranges {
 		g.Go(func() error {
-			return pg.InTx(gctx, e.pool, func(tx pgx.Tx) error {
-				rows, err := store.LockScoreRange(gctx, tx, tenant, sel)
-				if err != nil {
-					return err
-				}
-				st, err := e.rescoreRows(gctx, tx, tenant, env, rows, &sel)
-				if err != nil {
-					return err
-				}
-				mu.Lock()
-				total.add(st)
-				mu.Unlock()
-				return nil
-			})
+			st, err := e.rescoreRange(gctx, tenant, env, sel)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			total.add(st)
+			mu.Unlock()
+			e.metrics.chunk(gctx, st)
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return total, fmt.Errorf("rescore %s: %w", tenant, err)
+	}
+	if err := store.MarkRescored(ctx, e.pool, tenant, began); err != nil {
+		return total, err
 	}
 	return total, nil
 }
@@ -462,6 +529,9 @@ func (e *Engine) CustomerRisk(ctx context.Context, tenant, customer string, asOf
 	if f == nil {
 		return Risk{}, fmt.Errorf("%w: nothing is known about customer %q by %s", ErrNotFound, customer, at.Format(time.RFC3339))
 	}
+	if f.MeanOrderValue, err = store.MeanOrderValue(ctx, e.pool, tenant, customer, at); err != nil {
+		return Risk{}, err
+	}
 	res := score.Compute(*f, env.pop, env.w)
 	band := score.PlainBand(res.Score, env.w)
 	if asOf == nil {
@@ -476,9 +546,59 @@ func (e *Engine) CustomerRisk(ctx context.Context, tenant, customer string, asOf
 	return Risk{CustomerID: customer, Result: res, Band: band, Features: *f, AsOf: at, ComputedAt: now, Horizon: env.pop.HorizonWeeks}, nil
 }
 
+// StoredScore is a stored score and the instant it is known to hold as of:
+// its last change, or the start of a later complete rescoring pass (which
+// found it unchanged). Its reasons read as of that instant.
+type StoredScore struct {
+	store.ScoreRow
+	AsOf time.Time
+}
+
 // ListAtRisk pages through the stored scores, highest first.
-func (e *Engine) ListAtRisk(ctx context.Context, tenant string, band score.Band, limit int, after *store.Cursor) ([]store.ScoreRow, error) {
-	return store.ListScores(ctx, e.pool, tenant, band, limit, after)
+func (e *Engine) ListAtRisk(ctx context.Context, tenant string, band score.Band, limit int, after *store.Cursor) ([]StoredScore, error) {
+	rows, err := store.ListScores(ctx, e.pool, tenant, band, limit, after)
+	if err != nil {
+		return nil, err
+	}
+	rescored, err := store.RescoredAt(ctx, e.pool, tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoredScore, len(rows))
+	for i, r := range rows {
+		out[i] = StoredScore{ScoreRow: r, AsOf: r.ComputedAt}
+		if rescored.After(r.ComputedAt) {
+			out[i].AsOf = rescored
+		}
+	}
+	return out, nil
+}
+
+// Weights returns the tenant's weights.
+func (e *Engine) Weights(ctx context.Context, tenant string) (store.TenantWeights, error) {
+	return store.LoadWeights(ctx, e.pool, tenant)
+}
+
+// SetWeights changes the tenant's weights: update gets the current ones
+// (the defaults when never set) to change, and nothing is stored when it
+// fails or leaves them invalid (a score.FieldErrors). They apply at once to
+// every score computed from then on (the consumer's, reads); the stored
+// scores of customers without new facts follow at the next full pass,
+// which rescore runs before returning.
+func (e *Engine) SetWeights(ctx context.Context, tenant string, update func(*score.Weights) error, rescore bool) (store.TenantWeights, Stats, error) {
+	w, err := store.UpdateWeights(ctx, e.pool, tenant, update)
+	if err != nil {
+		return store.TenantWeights{}, Stats{}, err
+	}
+	e.log.Info("weights set", "tenant", tenant, "weights", fmt.Sprintf("%+v", w.Weights))
+	if !rescore {
+		return w, Stats{}, nil
+	}
+	st, err := e.RescoreAll(ctx, tenant)
+	if err != nil {
+		return w, st, fmt.Errorf("weights stored; %w", err)
+	}
+	return w, st, nil
 }
 
 // Run runs scheduled passes every RescoreInterval until ctx is done: for
@@ -547,3 +667,6 @@ func (e *Engine) maybeRefit(ctx context.Context, tenant string) error {
 	_, err = e.fit(ctx, tenant, nil)
 	return err
 }
+
+// Close waits for a statistics refresh still running, before the pool closes.
+func (e *Engine) Close() { e.stats.Wait() }

@@ -135,9 +135,10 @@ type Features struct {
 	PurchaseDays int
 	// FirstOrder and LastOrder are the first and last order instants.
 	FirstOrder, LastOrder time.Time
-	MeanOrderValue        Money
-	Tickets               []Ticket
-	Answers               []Answer
+	// MeanOrderValue is for display only: the score does not use it.
+	MeanOrderValue Money
+	Tickets        []Ticket
+	Answers        []Answer
 	// RenewalDate is the date from the customer's traits (midnight UTC),
 	// zero when unknown.
 	RenewalDate time.Time
@@ -187,38 +188,128 @@ func DefaultWeights() Weights {
 	}
 }
 
-// Validate reports weights outside their ranges.
-func (w Weights) Validate() error {
-	var bad []string
+// MaxWeight is the most points one indicator may reach on its own: below
+// 100 so that no single sign makes a customer certain to leave, and every
+// indicator keeps a finite term in the apportionment of the score.
+const MaxWeight = 95
+
+// FieldError is one invalid setting of Weights, named as in the API
+// (retain.churn.v1.Weights).
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+// FieldErrors are every invalid setting of a Weights.
+type FieldErrors []FieldError
+
+func (fe FieldErrors) Error() string {
+	parts := make([]string, len(fe))
+	for i, e := range fe {
+		parts[i] = e.Field + ": " + e.Problem
+	}
+	return "churn weights: " + strings.Join(parts, "; ")
+}
+
+// Check returns every setting outside its range; nil when w is valid.
+func (w Weights) Check() FieldErrors {
+	var bad FieldErrors
 	for _, f := range []struct {
 		name string
 		v    float64
 	}{{CodePurchaseOutlook, w.PurchaseOutlook}, {CodeOverdue, w.Overdue}, {CodeSupportTickets, w.SupportTickets}, {CodePriceComplaints, w.PriceComplaints}, {CodeSentiment, w.Sentiment}} {
-		if !(f.v >= 0 && f.v <= 95) {
-			bad = append(bad, fmt.Sprintf("weight %s = %v: must be 0-95", f.name, f.v))
+		if !(f.v >= 0 && f.v <= MaxWeight) {
+			bad = append(bad, FieldError{f.name, fmt.Sprintf("%v: must be 0-%d points", f.v, MaxWeight)})
 		}
 	}
-	if !(0 < w.MediumAt && w.MediumAt < w.HighAt && w.HighAt <= 100) {
-		bad = append(bad, fmt.Sprintf("bands medium_at %d, high_at %d: need 0 < medium_at < high_at <= 100", w.MediumAt, w.HighAt))
+	n := len(bad)
+	if w.MediumAt < 1 || w.MediumAt > 99 {
+		bad = append(bad, FieldError{"medium_at", fmt.Sprintf("%d: must be 1-99", w.MediumAt)})
 	}
-	if w.Hysteresis < 0 || w.Hysteresis >= w.MediumAt || w.Hysteresis >= w.HighAt-w.MediumAt {
-		bad = append(bad, fmt.Sprintf("hysteresis %d: must be >= 0 and smaller than medium_at and than high_at - medium_at", w.Hysteresis))
+	switch {
+	case w.HighAt < 2 || w.HighAt > 100:
+		bad = append(bad, FieldError{"high_at", fmt.Sprintf("%d: must be 2-100", w.HighAt)})
+	case w.HighAt <= w.MediumAt:
+		bad = append(bad, FieldError{"high_at", fmt.Sprintf("%d: must be above medium_at (%d)", w.HighAt, w.MediumAt)})
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("churn weights: %s", strings.Join(bad, "; "))
+	thresholdsOK := len(bad) == n
+	// A band is left only below its entry threshold minus the hysteresis:
+	// at or beyond the gap between thresholds (or medium_at) a customer
+	// could never fall from HIGH to MEDIUM (or from MEDIUM to LOW). Against
+	// invalid thresholds that says nothing more.
+	switch {
+	case w.Hysteresis < 0:
+		bad = append(bad, FieldError{"hysteresis", fmt.Sprintf("%d: must not be negative", w.Hysteresis)})
+	case thresholdsOK && (w.Hysteresis >= w.MediumAt || w.Hysteresis >= w.HighAt-w.MediumAt):
+		bad = append(bad, FieldError{"hysteresis", fmt.Sprintf("%d: must be below medium_at (%d) and below high_at - medium_at (%d)", w.Hysteresis, w.MediumAt, w.HighAt-w.MediumAt)})
+	}
+	return bad
+}
+
+// Validate reports weights outside their ranges (a FieldErrors).
+func (w Weights) Validate() error {
+	if bad := w.Check(); bad != nil {
+		return bad
 	}
 	return nil
 }
 
 // Reason is one indicator's share of a score.
 type Reason struct {
-	Code        string
-	Description string
+	Code string
 	// Contribution is whole points; the contributions of a Result add up to
 	// its Score.
 	Contribution int
 	// Exact is the unrounded share.
 	Exact float64
+	// Evidence is what the reason's sentence says (see Describe).
+	Evidence Evidence
+}
+
+// Evidence is what a reason's sentence is made of: numbers rounded to the
+// precision the sentence shows and instants rather than ages ("the last
+// order on 2025-11-26", not "95 days ago"). So a stored reason only changes
+// when its sentence would change other than by the passing of time, which
+// lets a rescoring pass leave it alone, and the sentence is rendered as of
+// whatever instant it is read at. Each code uses some of the fields; the
+// JSON names are the stored form.
+type Evidence struct {
+	// purchase_outlook: expected purchases in the horizon and those of a
+	// typical new customer; the past pace is rendered from RepeatDays and
+	// FirstOrder as of the reading.
+	Expected     float64 `json:"expected,omitzero"`
+	Reference    float64 `json:"reference,omitzero"`
+	HorizonWeeks float64 `json:"horizon_weeks,omitzero"`
+	// RepeatDays: purchase days after the first (purchase_outlook,
+	// overdue); FirstOrder and LastOrder: the days of the first and last
+	// orders (midnight UTC).
+	RepeatDays int       `json:"repeat_days,omitzero"`
+	FirstOrder time.Time `json:"first_order,omitzero"`
+	LastOrder  time.Time `json:"last_order,omitzero"`
+	// overdue: the usual gap between purchase days.
+	GapDays float64 `json:"gap_days,omitzero"`
+	// support_tickets (all tickets) and price_complaints (billing/pricing
+	// ones): opened in the last 30 and 90 days; tickets still open.
+	Tickets30   int `json:"tickets_30d,omitzero"`
+	Tickets90   int `json:"tickets_90d,omitzero"`
+	OpenTickets int `json:"open_tickets,omitzero"`
+	// price_complaints: BeforeRenewal when a billing ticket was opened in the
+	// 30 days before RenewalDate, RenewalLead days before it at the closest.
+	BeforeRenewal bool      `json:"before_renewal,omitzero"`
+	RenewalLead   int       `json:"renewal_lead_days,omitzero"`
+	RenewalDate   time.Time `json:"renewal_date,omitzero"`
+	// sentiment: the surveys that carry risk.
+	NPS  SurveyEvidence `json:"nps,omitzero"`
+	CSAT SurveyEvidence `json:"csat,omitzero"`
+}
+
+// SurveyEvidence is a survey's latest answer, when it was given, and the
+// mean over Answers answers (one decimal).
+type SurveyEvidence struct {
+	Latest  int       `json:"latest"`
+	Answers int       `json:"answers"`
+	Mean    float64   `json:"mean"`
+	At      time.Time `json:"at"`
 }
 
 // Derived is the evidence as the scorer read it, for display.
@@ -262,6 +353,9 @@ const day = 24 * time.Hour
 // logs the current figures).
 const gapPrior = 3
 
+// utcDay is midnight UTC of t's UTC calendar day.
+func utcDay(t time.Time) time.Time { return time.Unix(civilDay(t)*86400, 0).UTC() }
+
 // civilDay numbers t's UTC calendar day.
 func civilDay(t time.Time) int64 {
 	y, m, d := t.UTC().Date()
@@ -285,7 +379,7 @@ type component struct {
 	code string
 	f    float64
 	w    float64
-	desc string
+	ev   Evidence
 }
 
 // Compute scores f against the tenant's population and weights.
@@ -308,8 +402,12 @@ func Compute(f Features, pop Population, w Weights) Result {
 }
 
 func combine(comps []component, d Derived) Result {
+	// A pass combines every customer's indicators: the work stays in a few
+	// small slices, sorted by index, and the reasons (which carry their
+	// evidence) are allocated once and never moved.
+	n := len(comps)
 	survive, sumL := 1.0, 0.0
-	ls := make([]float64, len(comps))
+	ls := make([]float64, n)
 	for i, c := range comps {
 		p := clamp01(c.w * c.f / 100)
 		if p >= 1 {
@@ -326,35 +424,36 @@ func combine(comps []component, d Derived) Result {
 	}
 	// Largest remainder: floor every share, then hand the missing points to
 	// the largest fractional parts (ties in the fixed component order).
-	type share struct {
-		i     int
-		exact float64
-		pts   int
-	}
-	shares := make([]share, len(comps))
+	pts, frac, order := make([]int, n), make([]float64, n), make([]int, n)
 	given := 0
 	for i := range comps {
 		e := float64(res.Score) * ls[i] / sumL
-		shares[i] = share{i: i, exact: e, pts: int(math.Floor(e))}
-		given += shares[i].pts
+		pts[i] = int(math.Floor(e))
+		frac[i], order[i] = e-math.Floor(e), i
+		given += pts[i]
 	}
-	order := slices.Clone(shares)
-	slices.SortStableFunc(order, func(a, b share) int {
-		return cmp.Compare(b.exact-math.Floor(b.exact), a.exact-math.Floor(a.exact))
-	})
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(frac[b], frac[a]) })
 	for k := 0; given < res.Score; k++ {
-		shares[order[k%len(order)].i].pts++
+		pts[order[k%n]]++
 		given++
 	}
-	for i, c := range comps {
-		if shares[i].pts == 0 {
-			continue
+	order = order[:0]
+	for i := range comps {
+		if pts[i] > 0 {
+			order = append(order, i)
 		}
-		res.Reasons = append(res.Reasons, Reason{Code: c.code, Description: c.desc, Contribution: shares[i].pts, Exact: exact * ls[i] / sumL})
 	}
-	slices.SortStableFunc(res.Reasons, func(a, b Reason) int {
-		return cmp.Or(cmp.Compare(b.Contribution, a.Contribution), cmp.Compare(b.Exact, a.Exact))
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(pts[b], pts[a]), cmp.Compare(ls[b], ls[a]))
 	})
+	if len(order) == 0 {
+		return res
+	}
+	res.Reasons = make([]Reason, len(order))
+	for k, i := range order {
+		c := &comps[i]
+		res.Reasons[k] = Reason{Code: c.code, Contribution: pts[i], Exact: exact * ls[i] / sumL, Evidence: c.ev}
+	}
 	return res
 }
 
@@ -385,14 +484,7 @@ func purchaseOutlook(f Features, pop Population, w Weights, d *Derived) componen
 	d.ExpectedReference = eref
 	e := sc.ExpectedPurchases
 	c.f = math.Exp(-e / eref)
-	pace := ""
-	if s.X > 0 && s.T > 0 {
-		pace = fmt.Sprintf(", %s at their past pace", fmtCount(float64(s.X)/s.T*h))
-	} else {
-		pace = ", no repeat order yet"
-	}
-	c.desc = fmt.Sprintf("expected to order %s times in the next %s weeks%s (a new customer: %s)",
-		fmtCount(e), fmtNum(h), pace, fmtCount(eref))
+	c.ev = Evidence{Expected: roundCount(e), Reference: roundCount(eref), HorizonWeeks: h, RepeatDays: s.X, FirstOrder: utcDay(f.FirstOrder)}
 	return c
 }
 
@@ -415,11 +507,7 @@ func overdue(f Features, pop Population, w Weights, d *Derived) component {
 	if q := float64(since) / gap; q > 1 {
 		c.f = (q - 1) / q
 	}
-	if s.X == 0 {
-		c.desc = fmt.Sprintf("%s since the first and only order; customers typically reorder every %s days", days(since), fmtNum(gap))
-	} else {
-		c.desc = fmt.Sprintf("%s since the last order, usually orders every %s days", days(since), fmtNum(gap))
-	}
+	c.ev = Evidence{RepeatDays: s.X, LastOrder: utcDay(f.LastOrder), GapDays: round1(gap)}
 	return c
 }
 
@@ -456,23 +544,7 @@ func supportTickets(f Features, w Weights, d *Derived) component {
 	d.Tickets30, d.Tickets90, d.OpenTickets = n30, n90, open
 	u := float64(n30) + 0.5*float64(n90-n30) + 0.5*float64(open)
 	c.f = 1 - math.Exp(-u/1.5)
-	var parts []string
-	switch {
-	case n30 > 0 && n90 > n30:
-		parts = append(parts, fmt.Sprintf("%s in 30 days (%d in 90)", plural(n30, "ticket"), n90))
-	case n30 > 0:
-		parts = append(parts, plural(n30, "ticket")+" in 30 days")
-	case n90 > 0:
-		parts = append(parts, plural(n90, "ticket")+" in 90 days")
-	}
-	if open > 0 {
-		if len(parts) == 0 {
-			parts = append(parts, plural(open, "open ticket"))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d still open", open))
-		}
-	}
-	c.desc = strings.Join(parts, ", ")
+	c.ev = Evidence{Tickets30: n30, Tickets90: n90, OpenTickets: open}
 	return c
 }
 
@@ -518,19 +590,9 @@ func priceComplaints(f Features, w Weights, d *Derived) component {
 	}
 	d.BillingTickets90 = n90
 	c.f = 1 - math.Exp(-u)
-	if n90 == 0 {
-		return c
-	}
-	if n30 > 0 {
-		c.desc = fmt.Sprintf("%s about billing or price in 30 days", plural(n30, "ticket"))
-		if n90 > n30 {
-			c.desc += fmt.Sprintf(" (%d in 90)", n90)
-		}
-	} else {
-		c.desc = fmt.Sprintf("%s about billing or price in 90 days", plural(n90, "ticket"))
-	}
+	c.ev = Evidence{Tickets30: n30, Tickets90: n90}
 	if beforeRenewal > 0 {
-		c.desc += fmt.Sprintf(", %s before the renewal on %s", days(minLead), f.RenewalDate.UTC().Format(time.DateOnly))
+		c.ev.BeforeRenewal, c.ev.RenewalLead, c.ev.RenewalDate = true, minLead, f.RenewalDate.UTC()
 	}
 	return c
 }
@@ -613,8 +675,7 @@ func statsOf(as []Answer, kind SurveyKind, asOf time.Time) (surveyStats, bool) {
 // sentiment is what the customer said in surveys.
 func sentiment(f Features, w Weights, d *Derived) component {
 	c := component{code: CodeSentiment, w: w.Sentiment}
-	var parts []string
-	eval := func(kind SurveyKind, risk func(float64) float64, describe func(surveyStats) string) {
+	eval := func(kind SurveyKind, risk func(float64) float64, ev *SurveyEvidence) {
 		st, ok := statsOf(f.Answers, kind, f.AsOf)
 		if !ok {
 			return
@@ -628,26 +689,85 @@ func sentiment(f Features, w Weights, d *Derived) component {
 		age := f.AsOf.Sub(st.latest.AnsweredAt)
 		v := (0.7*risk(float64(latest)) + 0.3*risk(mean)) * math.Exp2(-float64(age)/float64(answerHalfLife))
 		if v > 0 {
-			parts = append(parts, describe(st))
+			*ev = SurveyEvidence{Latest: latest, Answers: st.n, Mean: round1(mean), At: st.latest.AnsweredAt.UTC()}
 		}
 		c.f = max(c.f, v)
 	}
-	eval(SurveyNPS, npsRisk, func(st surveyStats) string {
-		s := fmt.Sprintf("NPS %d (%s)", st.latest.Score, NPSClass(st.latest.Score))
-		if st.n > 1 {
-			s += fmt.Sprintf(", mean %s over %d answers", fmtNum(st.mean), st.n)
-		}
-		return s + ", " + ago(f.AsOf.Sub(st.latest.AnsweredAt))
-	})
-	eval(SurveyCSAT, csatRisk, func(st surveyStats) string {
-		s := fmt.Sprintf("CSAT %d of 5", st.latest.Score)
-		if st.n > 1 {
-			s += fmt.Sprintf(", mean %s over %d answers", fmtNum(st.mean), st.n)
-		}
-		return s + ", " + ago(f.AsOf.Sub(st.latest.AnsweredAt))
-	})
-	c.desc = strings.Join(parts, "; ")
+	eval(SurveyNPS, npsRisk, &c.ev.NPS)
+	eval(SurveyCSAT, csatRisk, &c.ev.CSAT)
 	return c
+}
+
+// Describe is the reason's sentence as of asOf, e.g. "95 days since the
+// last order, usually orders every 30.9 days".
+func (r Reason) Describe(asOf time.Time) string {
+	ev := r.Evidence
+	switch r.Code {
+	case CodePurchaseOutlook:
+		pace := ", no repeat order yet"
+		// A repeat buyer's first purchase day is at least a day before asOf.
+		if weeks := float64(civilDay(asOf)-civilDay(ev.FirstOrder)) / 7; ev.RepeatDays > 0 && weeks > 0 {
+			pace = fmt.Sprintf(", %s at their past pace", fmtCount(float64(ev.RepeatDays)/weeks*ev.HorizonWeeks))
+		}
+		return fmt.Sprintf("expected to order %s times in the next %s weeks%s (a new customer: %s)",
+			fmtCount(ev.Expected), fmtNum(ev.HorizonWeeks), pace, fmtCount(ev.Reference))
+	case CodeOverdue:
+		since := days(max(int(civilDay(asOf)-civilDay(ev.LastOrder)), 0))
+		if ev.RepeatDays == 0 {
+			return fmt.Sprintf("%s since the first and only order; customers typically reorder every %s days", since, fmtNum(ev.GapDays))
+		}
+		return fmt.Sprintf("%s since the last order, usually orders every %s days", since, fmtNum(ev.GapDays))
+	case CodeSupportTickets:
+		var parts []string
+		n30, n90, open := ev.Tickets30, ev.Tickets90, ev.OpenTickets
+		switch {
+		case n30 > 0 && n90 > n30:
+			parts = append(parts, fmt.Sprintf("%s in 30 days (%d in 90)", plural(n30, "ticket"), n90))
+		case n30 > 0:
+			parts = append(parts, plural(n30, "ticket")+" in 30 days")
+		case n90 > 0:
+			parts = append(parts, plural(n90, "ticket")+" in 90 days")
+		}
+		if open > 0 {
+			if len(parts) == 0 {
+				parts = append(parts, plural(open, "open ticket"))
+			} else {
+				parts = append(parts, fmt.Sprintf("%d still open", open))
+			}
+		}
+		return strings.Join(parts, ", ")
+	case CodePriceComplaints:
+		var s string
+		if ev.Tickets30 > 0 {
+			s = fmt.Sprintf("%s about billing or price in 30 days", plural(ev.Tickets30, "ticket"))
+			if ev.Tickets90 > ev.Tickets30 {
+				s += fmt.Sprintf(" (%d in 90)", ev.Tickets90)
+			}
+		} else {
+			s = fmt.Sprintf("%s about billing or price in 90 days", plural(ev.Tickets90, "ticket"))
+		}
+		if ev.BeforeRenewal {
+			s += fmt.Sprintf(", %s before the renewal on %s", days(ev.RenewalLead), ev.RenewalDate.UTC().Format(time.DateOnly))
+		}
+		return s
+	case CodeSentiment:
+		var parts []string
+		if n := ev.NPS; n.Answers > 0 {
+			parts = append(parts, describeSurvey(fmt.Sprintf("NPS %d (%s)", n.Latest, NPSClass(n.Latest)), n, asOf))
+		}
+		if c := ev.CSAT; c.Answers > 0 {
+			parts = append(parts, describeSurvey(fmt.Sprintf("CSAT %d of 5", c.Latest), c, asOf))
+		}
+		return strings.Join(parts, "; ")
+	}
+	return r.Code
+}
+
+func describeSurvey(head string, s SurveyEvidence, asOf time.Time) string {
+	if s.Answers > 1 {
+		head += fmt.Sprintf(", mean %s over %d answers", fmtNum(s.Mean), s.Answers)
+	}
+	return head + ", " + ago(asOf.Sub(s.At))
 }
 
 func ago(d time.Duration) string {
@@ -662,6 +782,17 @@ func ago(d time.Duration) string {
 func fmtNum(v float64) string {
 	s := fmt.Sprintf("%.1f", v)
 	return strings.TrimSuffix(s, ".0")
+}
+
+// round1 and roundCount round to what fmtNum and fmtCount show, so that
+// evidence changes exactly when its sentence does.
+func round1(v float64) float64 { return math.Round(v*10) / 10 }
+
+func roundCount(v float64) float64 {
+	if v > 0 && v < 0.095 {
+		return math.Round(v*100) / 100
+	}
+	return round1(v)
 }
 
 // fmtCount prints an expected count: one decimal, two below 0.1.

@@ -26,15 +26,21 @@ func only(code string) Weights {
 	return w
 }
 
-func reason(t *testing.T, r Result, code string) Reason {
+// described is a reason with its sentence as of asOf.
+type described struct {
+	Reason
+	Description string
+}
+
+func reason(t *testing.T, r Result, code string) described {
 	t.Helper()
 	for _, x := range r.Reasons {
 		if x.Code == code {
-			return x
+			return described{x, x.Describe(asOf)}
 		}
 	}
 	t.Fatalf("no %s reason in %+v", code, r.Reasons)
-	return Reason{}
+	return described{}
 }
 
 func orders(ds ...int) Features {
@@ -297,7 +303,7 @@ func TestCombination(t *testing.T) {
 		sum := 0
 		for k, x := range r.Reasons {
 			sum += x.Contribution
-			if x.Contribution <= 0 || x.Description == "" {
+			if x.Contribution <= 0 || x.Describe(asOf) == "" {
 				t.Fatalf("#%d: reason %+v", i, x)
 			}
 			if k > 0 && x.Contribution > r.Reasons[k-1].Contribution {
@@ -336,7 +342,7 @@ func TestNoisyOr(t *testing.T) {
 	// (rounded half away from zero), apportioned by -ln(0.3) : -ln(0.65).
 	w := DefaultWeights()
 	w.Overdue, w.PriceComplaints, w.Sentiment = 0, 0, 0
-	comps := []component{{code: "a", f: 1, w: 70, desc: "a"}, {code: "b", f: 1, w: 35, desc: "b"}}
+	comps := []component{{code: "a", f: 1, w: 70}, {code: "b", f: 1, w: 35}}
 	r := combine(comps, Derived{})
 	if r.Score != 81 || math.Abs(r.Exact-80.5) > 1e-9 {
 		t.Fatalf("score %d exact %v", r.Score, r.Exact)
@@ -366,7 +372,7 @@ func TestIssueExample(t *testing.T) {
 	}
 	var descs []string
 	for _, x := range r.Reasons {
-		descs = append(descs, x.Description)
+		descs = append(descs, x.Describe(asOf))
 	}
 	text := strings.Join(descs, "; ")
 	for _, want := range []string{"3 tickets in 30 days", "1 ticket about billing or price in 30 days", "NPS 6 (detractor)", "95 days since the last order, usually orders every 30 days"} {
@@ -425,19 +431,79 @@ func TestNextBand(t *testing.T) {
 	})
 }
 
-func TestWeightsValidate(t *testing.T) {
+func TestWeightsCheck(t *testing.T) {
 	if err := DefaultWeights().Validate(); err != nil {
 		t.Fatal(err)
 	}
-	bad := DefaultWeights()
-	bad.Sentiment, bad.HighAt, bad.Hysteresis = 120, 30, -1
-	err := bad.Validate()
-	if err == nil {
-		t.Fatal("no error")
+	tests := []struct {
+		name   string
+		change func(*Weights)
+		fields []string
+	}{
+		{"weights out of range", func(w *Weights) { w.Sentiment, w.Overdue = 120, -1 }, []string{CodeOverdue, CodeSentiment}},
+		{"not a number", func(w *Weights) { w.PurchaseOutlook = math.NaN() }, []string{CodePurchaseOutlook}},
+		{"the most a weight may be", func(w *Weights) { w.SupportTickets = MaxWeight }, nil},
+		{"thresholds not ordered", func(w *Weights) { w.MediumAt = 80 }, []string{"high_at"}},
+		{"thresholds out of range", func(w *Weights) { w.MediumAt, w.HighAt = 0, 101 }, []string{"medium_at", "high_at"}},
+		{"hysteresis as wide as the gap", func(w *Weights) { w.MediumAt, w.HighAt, w.Hysteresis = 40, 50, 10 }, []string{"hysteresis"}},
+		{"negative hysteresis", func(w *Weights) { w.Hysteresis = -1 }, []string{"hysteresis"}},
+		{"no hysteresis", func(w *Weights) { w.Hysteresis = 0 }, nil},
+		{"narrow bands", func(w *Weights) { w.MediumAt, w.HighAt, w.Hysteresis = 1, 100, 0 }, nil},
 	}
-	for _, want := range []string{"sentiment", "high_at", "hysteresis"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("%v lacks %q", err, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := DefaultWeights()
+			tt.change(&w)
+			var fields []string
+			for _, e := range w.Check() {
+				fields = append(fields, e.Field)
+				if e.Problem == "" {
+					t.Errorf("%s without a problem", e.Field)
+				}
+			}
+			if strings.Join(fields, ",") != strings.Join(tt.fields, ",") {
+				t.Fatalf("fields %v, want %v (%v)", fields, tt.fields, w.Validate())
+			}
+			if (w.Validate() == nil) != (tt.fields == nil) {
+				t.Fatalf("Validate() = %v", w.Validate())
+			}
+		})
+	}
+}
+
+// TestEvidenceAges: a day of silence changes the sentence ("96 days" for
+// "95 days", "6 days ago") but not the evidence, which is what a rescoring
+// compares; numbers change evidence only when their shown value does.
+func TestEvidenceAges(t *testing.T) {
+	params := model.Params{R: 0.25, Alpha: 4.4, A: 0.8, B: 2.4}
+	pop := Population{Model: &params, TypicalGapDays: 30, HorizonWeeks: 13}
+	f := orders(305, 275, 245, 215, 185, 155, 125, 95)
+	f.Answers = []Answer{{Kind: SurveyNPS, Score: 6, AnsweredAt: daysAgo(5)}}
+	g := f
+	g.AsOf = asOf.Add(day)
+	today, tomorrow := Compute(f, pop, DefaultWeights()), Compute(g, pop, DefaultWeights())
+	for _, code := range []string{CodeOverdue, CodeSentiment} {
+		a, b := reason(t, today, code), reason(t, tomorrow, code)
+		if a.Evidence != b.Evidence {
+			t.Errorf("%s evidence changed with a day: %+v -> %+v", code, a.Evidence, b.Evidence)
+		}
+		if got := a.Reason.Describe(g.AsOf); got != b.Reason.Describe(g.AsOf) {
+			t.Errorf("%s: stored today, read tomorrow %q; computed tomorrow %q", code, got, b.Reason.Describe(g.AsOf))
+		}
+	}
+	if d := reason(t, today, CodeOverdue).Reason.Describe(g.AsOf); !strings.HasPrefix(d, "96 days since the last order") {
+		t.Errorf("overdue read a day later: %q", d)
+	}
+	if d := reason(t, today, CodeSentiment).Reason.Describe(g.AsOf); d != "NPS 6 (detractor), 6 days ago" {
+		t.Errorf("sentiment read a day later: %q", d)
+	}
+	// Rounded as shown: a change below the shown precision is no change.
+	for _, v := range []float64{0.0123, 0.0949, 0.095, 0.0951, 1.04, 1.05, 2.449, 17.35} {
+		if got, want := fmtCount(roundCount(v)), fmtCount(v); got != want {
+			t.Errorf("count %v shows %q, rounded %q", v, want, got)
+		}
+		if got, want := fmtNum(round1(v)), fmtNum(v); got != want && math.Abs(v*10-math.Round(v*10)) != 0.5 {
+			t.Errorf("number %v shows %q, rounded %q", v, want, got)
 		}
 	}
 }

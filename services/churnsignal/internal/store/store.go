@@ -7,15 +7,18 @@ import (
 	"cmp"
 	"context"
 	"embed"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"slices"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/services/churnsignal/internal/facts"
@@ -227,8 +230,9 @@ func (s Selector) String() string {
 }
 
 // LoadFeatures reads what is known about the selected customers as of asOf
-// (facts that happened at or before it). Customers with no fact by then are
-// absent from the result.
+// (facts that happened at or before it), all the score needs: not the mean
+// order value (see MeanOrderValue), which a pass would read for nothing.
+// Customers with no fact by then are absent from the result.
 func LoadFeatures(ctx context.Context, q Querier, tenant string, sel Selector, asOf time.Time) (map[string]*score.Features, error) {
 	cond, condArgs := sel.where(3)
 	args := append([]any{tenant, asOf}, condArgs...)
@@ -256,30 +260,6 @@ func LoadFeatures(ctx context.Context, q Querier, tenant string, sel Selector, a
 			}
 			f := get(id)
 			f.Orders, f.PurchaseDays, f.FirstOrder, f.LastOrder = n, daysN, first, last
-		}
-		return rows.Err()
-	})
-	// The mean order value is in the currency of most of the customer's
-	// orders (the alphabetically first on a tie).
-	batch.Queue(`
-		SELECT customer_id, currency, count(*)::int, sum(amount_minor)::float8
-		FROM churn_orders
-		WHERE tenant_id = $1 AND `+cond+` AND placed_at <= $2
-		GROUP BY customer_id, currency
-		ORDER BY customer_id, count(*) DESC, currency`, args...).Query(func(rows pgx.Rows) error {
-		prev := ""
-		for rows.Next() {
-			var id, currency string
-			var n int
-			var sum float64
-			if err := rows.Scan(&id, &currency, &n, &sum); err != nil {
-				return err
-			}
-			if id == prev {
-				continue
-			}
-			prev = id
-			get(id).MeanOrderValue = score.Money{AmountMinor: int64(math.Round(sum / float64(n))), Currency: currency}
 		}
 		return rows.Err()
 	})
@@ -345,6 +325,29 @@ func LoadFeatures(ctx context.Context, q Querier, tenant string, sel Selector, a
 	return out, nil
 }
 
+// MeanOrderValue is a customer's mean order value as of asOf, in the
+// currency of most of their orders (the alphabetically first on a tie);
+// zero without orders.
+func MeanOrderValue(ctx context.Context, q Querier, tenant, id string, asOf time.Time) (score.Money, error) {
+	var m score.Money
+	var n int
+	var sum float64
+	err := q.QueryRow(ctx, `
+		SELECT currency, count(*)::int, sum(amount_minor)::float8
+		FROM churn_orders
+		WHERE tenant_id = $1 AND customer_id = $2 AND placed_at <= $3
+		GROUP BY currency
+		ORDER BY count(*) DESC, currency LIMIT 1`, tenant, id, asOf).Scan(&m.Currency, &n, &sum)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return score.Money{}, nil
+	}
+	if err != nil {
+		return score.Money{}, fmt.Errorf("mean order value of %s: %w", id, err)
+	}
+	m.AmountMinor = int64(math.Round(sum / float64(n)))
+	return m, nil
+}
+
 // batchSender is what pgx.Tx, *pgx.Conn and *pgxpool.Pool have in common
 // for batches.
 type batchSender interface {
@@ -359,38 +362,101 @@ func sendBatch(ctx context.Context, q Querier, b *pgx.Batch) error {
 	return s.SendBatch(ctx, b).Close()
 }
 
-// Reason is a stored reason.
+// Reason is a stored reason: code, points and evidence. Its sentence is
+// rendered when it is read (Describe), so that it reads right as of then.
 type Reason struct {
 	Code         string `json:"code"`
-	Description  string `json:"description"`
 	Contribution int    `json:"contribution"`
+	score.Evidence
+	// Description is the sentence of a reason written before evidence was
+	// stored (migration 0002), shown as stored until a rescoring rewrites
+	// the row.
+	Description string `json:"description,omitzero"`
+}
+
+// Describe is the reason's sentence as of asOf.
+func (r Reason) Describe(asOf time.Time) string {
+	if r.Description != "" {
+		return r.Description
+	}
+	return score.Reason{Code: r.Code, Contribution: r.Contribution, Evidence: r.Evidence}.Describe(asOf)
+}
+
+// Reasons are the stored form of a score's reasons.
+func Reasons(rs []score.Reason) []Reason {
+	out := make([]Reason, len(rs))
+	for i, r := range rs {
+		out[i] = Reason{Code: r.Code, Contribution: r.Contribution, Evidence: r.Evidence}
+	}
+	return out
 }
 
 // ScoreRow is a customer's stored score.
 type ScoreRow struct {
 	CustomerID string
 	Score      int
-	Exact      float64
-	Band       score.Band
+	// Exact is the unrounded score when Score or Band last changed: a
+	// rescoring that finds only a different fraction of a point leaves it.
+	Exact float64
+	Band  score.Band
 	// Reasons are not read back by the locking reads, only their hash.
 	Reasons     []Reason
 	ReasonsHash int64
 	BandChanges int
-	ComputedAt  time.Time
+	// ComputedAt is when the row was last written.
+	ComputedAt time.Time
 }
 
-// HashReasons is the stored fingerprint of reasons.
-func HashReasons(rs []Reason) int64 {
-	h := fnv.New64a()
-	for _, r := range rs {
-		fmt.Fprintf(h, "%s\x00%s\x00%d\x00", r.Code, r.Description, r.Contribution)
+// HashReasons is the stored fingerprint of a score's reasons: it changes
+// when a code, a contribution or any evidence does, never with time alone.
+// A pass hashes every customer's reasons and writes only the few that
+// changed, so this encodes nothing and allocates nothing (xxHash of the
+// fields' bytes; stable across processes, as stored values must be).
+func HashReasons(rs []score.Reason) int64 {
+	var buf [1024]byte
+	b := buf[:0]
+	for i := range rs {
+		r, e := &rs[i], &rs[i].Evidence
+		b = append(b, r.Code...)
+		b = append(b, 0)
+		b = binary.AppendVarint(b, int64(r.Contribution))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Expected))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Reference))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.HorizonWeeks))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.GapDays))
+		b = binary.AppendVarint(b, int64(e.RepeatDays))
+		b = binary.AppendVarint(b, int64(e.Tickets30))
+		b = binary.AppendVarint(b, int64(e.Tickets90))
+		b = binary.AppendVarint(b, int64(e.OpenTickets))
+		b = binary.AppendVarint(b, int64(e.RenewalLead))
+		b = append(b, boolByte(e.BeforeRenewal))
+		b = binary.AppendVarint(b, e.FirstOrder.UnixNano())
+		b = binary.AppendVarint(b, e.LastOrder.UnixNano())
+		b = binary.AppendVarint(b, e.RenewalDate.UnixNano())
+		b = appendSurvey(b, &e.NPS)
+		b = appendSurvey(b, &e.CSAT)
 	}
-	return int64(h.Sum64())
+	return int64(xxhash.Sum64(b))
+}
+
+func appendSurvey(b []byte, s *score.SurveyEvidence) []byte {
+	b = binary.AppendVarint(b, int64(s.Latest))
+	b = binary.AppendVarint(b, int64(s.Answers))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(s.Mean))
+	return binary.AppendVarint(b, s.At.UnixNano())
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 const (
 	scoreColumns = `customer_id, score, score_exact, band, reasons, reasons_hash, band_changes, computed_at`
-	lockColumns  = `customer_id, score, score_exact, band, NULL::jsonb, reasons_hash, band_changes, computed_at`
+	// lockColumns leave the reasons out: writers compare their hash.
+	lockColumns = `customer_id, score, score_exact, band, NULL::jsonb, reasons_hash, band_changes, computed_at`
 )
 
 func scanScore(row pgx.CollectableRow) (ScoreRow, error) {
@@ -422,20 +488,21 @@ func LockScores(ctx context.Context, tx pgx.Tx, tenant string, ids []string) ([]
 	return out, nil
 }
 
-// LockScoreRange locks and returns the score rows of tenant's customers
-// selected by a range selector, in customer order.
-func LockScoreRange(ctx context.Context, tx pgx.Tx, tenant string, sel Selector) ([]ScoreRow, error) {
+// ScoreRange returns the score rows of tenant's customers selected by a
+// range selector, in customer order, without locking them (reasons left
+// out, as by LockScores).
+func ScoreRange(ctx context.Context, q Querier, tenant string, sel Selector) ([]ScoreRow, error) {
 	cond, condArgs := sel.where(2)
-	rows, err := tx.Query(ctx, `
+	rows, err := q.Query(ctx, `
 		SELECT `+lockColumns+` FROM churn_scores
 		WHERE tenant_id = $1 AND `+cond+`
-		ORDER BY customer_id FOR UPDATE`, append([]any{tenant}, condArgs...)...)
+		ORDER BY customer_id`, append([]any{tenant}, condArgs...)...)
 	if err != nil {
-		return nil, fmt.Errorf("lock scores of %s of %s: %w", sel, tenant, err)
+		return nil, fmt.Errorf("read scores of %s of %s: %w", sel, tenant, err)
 	}
 	out, err := pgx.CollectRows(rows, scanScore)
 	if err != nil {
-		return nil, fmt.Errorf("lock scores of %s of %s: %w", sel, tenant, err)
+		return nil, fmt.Errorf("read scores of %s of %s: %w", sel, tenant, err)
 	}
 	return out, nil
 }
@@ -476,7 +543,8 @@ func ReadScore(ctx context.Context, q Querier, tenant, id string) (ScoreRow, boo
 }
 
 // WriteScores stores new scores of tenant's customers (rows locked by the
-// caller) with one statement.
+// caller) with one statement; ReasonsHash must be HashReasons of the
+// reasons the row was computed with.
 func WriteScores(ctx context.Context, tx pgx.Tx, tenant string, rs []ScoreRow) error {
 	if len(rs) == 0 {
 		return nil
@@ -484,28 +552,55 @@ func WriteScores(ctx context.Context, tx pgx.Tx, tenant string, rs []ScoreRow) e
 	ids := make([]string, len(rs))
 	scores, bands := make([]int16, len(rs)), make([]int16, len(rs))
 	exact := make([]float64, len(rs))
-	reasons := make([][]Reason, len(rs))
+	reasons := make([]string, len(rs))
 	changes := make([]int32, len(rs))
 	hashes := make([]int64, len(rs))
 	at := make([]time.Time, len(rs))
 	for i, r := range rs {
-		ids[i], scores[i], bands[i], exact[i], changes[i], at[i] = r.CustomerID, int16(r.Score), int16(r.Band), r.Exact, int32(r.BandChanges), r.ComputedAt
-		reasons[i] = r.Reasons
-		if reasons[i] == nil {
-			reasons[i] = []Reason{}
+		ids[i], scores[i], bands[i], exact[i], changes[i], at[i], hashes[i] = r.CustomerID, int16(r.Score), int16(r.Band), r.Exact, int32(r.BandChanges), r.ComputedAt, r.ReasonsHash
+		rsn := r.Reasons
+		if rsn == nil {
+			rsn = []Reason{}
 		}
-		hashes[i] = HashReasons(r.Reasons)
+		js, err := json.Marshal(rsn)
+		if err != nil {
+			return fmt.Errorf("encode reasons of %s: %w", r.CustomerID, err)
+		}
+		reasons[i] = string(js)
 	}
 	if _, err := tx.Exec(ctx, `
-		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons,
+		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons::jsonb,
 			reasons_hash = u.hash, band_changes = u.changes, computed_at = u.at
-		FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::jsonb[], $7::bigint[], $8::int[], $9::timestamptz[])
+		FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::text[], $7::bigint[], $8::int[], $9::timestamptz[])
 			AS u(customer_id, score, exact, band, reasons, hash, changes, at)
 		WHERE s.tenant_id = $1 AND s.customer_id = u.customer_id`,
 		tenant, ids, scores, exact, bands, reasons, hashes, changes, at); err != nil {
 		return fmt.Errorf("write %d scores of %s: %w", len(rs), tenant, err)
 	}
 	return nil
+}
+
+// MarkRescored records that a complete rescoring pass of tenant started at
+// at (kept when a later pass is already recorded).
+func MarkRescored(ctx context.Context, q Querier, tenant string, at time.Time) error {
+	if _, err := q.Exec(ctx, `UPDATE churn_tenants SET rescored_at = greatest(rescored_at, $2) WHERE tenant_id = $1`, tenant, at); err != nil {
+		return fmt.Errorf("record the rescoring of %s: %w", tenant, err)
+	}
+	return nil
+}
+
+// RescoredAt is when the last complete rescoring pass of tenant started
+// (zero before the first).
+func RescoredAt(ctx context.Context, q Querier, tenant string) (time.Time, error) {
+	var at *time.Time
+	err := q.QueryRow(ctx, `SELECT rescored_at FROM churn_tenants WHERE tenant_id = $1`, tenant).Scan(&at)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("read the last rescoring of %s: %w", tenant, err)
+	}
+	if at == nil {
+		return time.Time{}, nil
+	}
+	return *at, nil
 }
 
 // Cursor is a position in the ranking (score descending, then customer id
@@ -640,21 +735,34 @@ func LoadModel(ctx context.Context, q Querier, tenant string) (m Model, ok bool,
 	return m, true, nil
 }
 
+// TenantWeights are a tenant's weights as stored.
+type TenantWeights struct {
+	score.Weights
+	// Default is true when the tenant never set any: Weights are the
+	// defaults.
+	Default   bool
+	UpdatedAt time.Time
+}
+
 // LoadWeights returns the tenant's weights, the defaults without a row.
-func LoadWeights(ctx context.Context, q Querier, tenant string) (score.Weights, error) {
-	var w score.Weights
+func LoadWeights(ctx context.Context, q Querier, tenant string) (TenantWeights, error) {
+	return loadWeights(ctx, q, tenant, "")
+}
+
+func loadWeights(ctx context.Context, q Querier, tenant, lock string) (TenantWeights, error) {
+	var w TenantWeights
 	err := q.QueryRow(ctx, `
-		SELECT purchase_outlook, overdue, support_tickets, price_complaints, sentiment, medium_at, high_at, hysteresis
-		FROM churn_weights WHERE tenant_id = $1`, tenant).Scan(
-		&w.PurchaseOutlook, &w.Overdue, &w.SupportTickets, &w.PriceComplaints, &w.Sentiment, &w.MediumAt, &w.HighAt, &w.Hysteresis)
+		SELECT purchase_outlook, overdue, support_tickets, price_complaints, sentiment, medium_at, high_at, hysteresis, updated_at
+		FROM churn_weights WHERE tenant_id = $1 `+lock, tenant).Scan(
+		&w.PurchaseOutlook, &w.Overdue, &w.SupportTickets, &w.PriceComplaints, &w.Sentiment, &w.MediumAt, &w.HighAt, &w.Hysteresis, &w.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return score.DefaultWeights(), nil
+		return TenantWeights{Weights: score.DefaultWeights(), Default: true}, nil
 	}
 	if err != nil {
-		return score.Weights{}, fmt.Errorf("load weights of %s: %w", tenant, err)
+		return TenantWeights{}, fmt.Errorf("load weights of %s: %w", tenant, err)
 	}
 	if err := w.Validate(); err != nil {
-		return score.Weights{}, fmt.Errorf("weights of %s: %w", tenant, err)
+		return TenantWeights{}, fmt.Errorf("weights of %s: %w", tenant, err)
 	}
 	return w, nil
 }
@@ -674,6 +782,42 @@ func SaveWeights(ctx context.Context, q Querier, tenant string, w score.Weights)
 		return fmt.Errorf("save weights of %s: %w", tenant, err)
 	}
 	return nil
+}
+
+// UpdateWeights changes the tenant's weights in one transaction: update
+// gets the current ones (the defaults when never set) to change. Nothing is
+// stored when update fails or leaves them invalid (a score.FieldErrors).
+// Concurrent updates are serialised, so none is lost.
+func UpdateWeights(ctx context.Context, pool *pgxpool.Pool, tenant string, update func(*score.Weights) error) (TenantWeights, error) {
+	var out TenantWeights
+	err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		// A row to lock even for a tenant that never set weights: two
+		// first-time updates would otherwise both start from the defaults.
+		d := score.DefaultWeights()
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO churn_weights (tenant_id, purchase_outlook, overdue, support_tickets, price_complaints, sentiment, medium_at, high_at, hysteresis)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+			tenant, d.PurchaseOutlook, d.Overdue, d.SupportTickets, d.PriceComplaints, d.Sentiment, d.MediumAt, d.HighAt, d.Hysteresis); err != nil {
+			return fmt.Errorf("update weights of %s: %w", tenant, err)
+		}
+		cur, err := loadWeights(ctx, tx, tenant, "FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		w := cur.Weights
+		if err := update(&w); err != nil {
+			return err
+		}
+		if err := w.Validate(); err != nil {
+			return err
+		}
+		if err := SaveWeights(ctx, tx, tenant, w); err != nil {
+			return err
+		}
+		out, err = loadWeights(ctx, tx, tenant, "")
+		return err
+	})
+	return out, err
 }
 
 // Tenants lists every tenant with facts.

@@ -87,7 +87,8 @@ type RiskReason struct {
 	// Stable machine-readable code: "purchase_outlook", "overdue",
 	// "support_tickets", "price_complaints", "sentiment".
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
-	// Human-readable evidence, e.g. "3 tickets in 30 days, 1 still open".
+	// Human-readable evidence, e.g. "3 tickets in 30 days, 1 still open",
+	// worded as of the score's as_of ("95 days since the last order").
 	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	// Points of the score (0-100) this reason accounts for.
 	Contribution  int32 `protobuf:"varint,3,opt,name=contribution,proto3" json:"contribution,omitempty"`
@@ -370,11 +371,15 @@ type CustomerRisk struct {
 	// the plain thresholds when evaluated as of a past instant.
 	Band    RiskBand      `protobuf:"varint,3,opt,name=band,proto3,enum=retain.churn.v1.RiskBand" json:"band,omitempty"`
 	Reasons []*RiskReason `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
-	// When the score was computed (for ListAtRisk: when the stored score last
-	// changed; a rescoring that finds the same score leaves it).
+	// When the score was computed (for ListAtRisk: when the stored score,
+	// band or reasons last changed; a rescoring that finds them the same
+	// leaves the row alone).
 	ComputedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=computed_at,json=computedAt,proto3" json:"computed_at,omitempty"`
-	AsOf       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
-	// The unrounded score; it orders customers whose scores are equal.
+	// The instant the score holds as of (for ListAtRisk: its last change or
+	// the start of a later complete rescoring pass that confirmed it).
+	AsOf *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	// The unrounded score; it orders customers whose scores are equal (for
+	// ListAtRisk: as of computed_at).
 	ExactScore    float64 `protobuf:"fixed64,7,opt,name=exact_score,json=exactScore,proto3" json:"exact_score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1179,6 +1184,402 @@ func (x *RefitResponse) GetBandChanges() int32 {
 	return 0
 }
 
+// Weights tune a tenant's score. A weight is the most points (0-95) its
+// indicator can reach on its own; the indicators combine as
+// 100 * (1 - prod(1 - weight_i * strength_i / 100)).
+type Weights struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	PurchaseOutlook float64                `protobuf:"fixed64,1,opt,name=purchase_outlook,json=purchaseOutlook,proto3" json:"purchase_outlook,omitempty"`
+	Overdue         float64                `protobuf:"fixed64,2,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	SupportTickets  float64                `protobuf:"fixed64,3,opt,name=support_tickets,json=supportTickets,proto3" json:"support_tickets,omitempty"`
+	PriceComplaints float64                `protobuf:"fixed64,4,opt,name=price_complaints,json=priceComplaints,proto3" json:"price_complaints,omitempty"`
+	Sentiment       float64                `protobuf:"fixed64,5,opt,name=sentiment,proto3" json:"sentiment,omitempty"`
+	// A score enters MEDIUM at medium_at and HIGH at high_at
+	// (0 < medium_at < high_at <= 100), and leaves a band only when it falls
+	// hysteresis points below its entry threshold (hysteresis below medium_at
+	// and below high_at - medium_at).
+	MediumAt      int32 `protobuf:"varint,6,opt,name=medium_at,json=mediumAt,proto3" json:"medium_at,omitempty"`
+	HighAt        int32 `protobuf:"varint,7,opt,name=high_at,json=highAt,proto3" json:"high_at,omitempty"`
+	Hysteresis    int32 `protobuf:"varint,8,opt,name=hysteresis,proto3" json:"hysteresis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Weights) Reset() {
+	*x = Weights{}
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Weights) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Weights) ProtoMessage() {}
+
+func (x *Weights) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Weights.ProtoReflect.Descriptor instead.
+func (*Weights) Descriptor() ([]byte, []int) {
+	return file_retain_churn_v1_churn_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Weights) GetPurchaseOutlook() float64 {
+	if x != nil {
+		return x.PurchaseOutlook
+	}
+	return 0
+}
+
+func (x *Weights) GetOverdue() float64 {
+	if x != nil {
+		return x.Overdue
+	}
+	return 0
+}
+
+func (x *Weights) GetSupportTickets() float64 {
+	if x != nil {
+		return x.SupportTickets
+	}
+	return 0
+}
+
+func (x *Weights) GetPriceComplaints() float64 {
+	if x != nil {
+		return x.PriceComplaints
+	}
+	return 0
+}
+
+func (x *Weights) GetSentiment() float64 {
+	if x != nil {
+		return x.Sentiment
+	}
+	return 0
+}
+
+func (x *Weights) GetMediumAt() int32 {
+	if x != nil {
+		return x.MediumAt
+	}
+	return 0
+}
+
+func (x *Weights) GetHighAt() int32 {
+	if x != nil {
+		return x.HighAt
+	}
+	return 0
+}
+
+func (x *Weights) GetHysteresis() int32 {
+	if x != nil {
+		return x.Hysteresis
+	}
+	return 0
+}
+
+type GetWeightsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWeightsRequest) Reset() {
+	*x = GetWeightsRequest{}
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWeightsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWeightsRequest) ProtoMessage() {}
+
+func (x *GetWeightsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWeightsRequest.ProtoReflect.Descriptor instead.
+func (*GetWeightsRequest) Descriptor() ([]byte, []int) {
+	return file_retain_churn_v1_churn_proto_rawDescGZIP(), []int{15}
+}
+
+type GetWeightsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Weights *Weights               `protobuf:"bytes,1,opt,name=weights,proto3" json:"weights,omitempty"`
+	// True when the tenant never set weights: weights are the defaults.
+	Default bool `protobuf:"varint,2,opt,name=default,proto3" json:"default,omitempty"`
+	// When the tenant last set them; absent with the defaults.
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// The defaults of the service.
+	Defaults      *Weights `protobuf:"bytes,4,opt,name=defaults,proto3" json:"defaults,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWeightsResponse) Reset() {
+	*x = GetWeightsResponse{}
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWeightsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWeightsResponse) ProtoMessage() {}
+
+func (x *GetWeightsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWeightsResponse.ProtoReflect.Descriptor instead.
+func (*GetWeightsResponse) Descriptor() ([]byte, []int) {
+	return file_retain_churn_v1_churn_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetWeightsResponse) GetWeights() *Weights {
+	if x != nil {
+		return x.Weights
+	}
+	return nil
+}
+
+func (x *GetWeightsResponse) GetDefault() bool {
+	if x != nil {
+		return x.Default
+	}
+	return false
+}
+
+func (x *GetWeightsResponse) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *GetWeightsResponse) GetDefaults() *Weights {
+	if x != nil {
+		return x.Defaults
+	}
+	return nil
+}
+
+// SetWeightsRequest: every field set replaces the tenant's value; fields
+// left unset keep theirs (the defaults for a tenant that never set any).
+type SetWeightsRequest struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	PurchaseOutlook *float64               `protobuf:"fixed64,1,opt,name=purchase_outlook,json=purchaseOutlook,proto3,oneof" json:"purchase_outlook,omitempty"`
+	Overdue         *float64               `protobuf:"fixed64,2,opt,name=overdue,proto3,oneof" json:"overdue,omitempty"`
+	SupportTickets  *float64               `protobuf:"fixed64,3,opt,name=support_tickets,json=supportTickets,proto3,oneof" json:"support_tickets,omitempty"`
+	PriceComplaints *float64               `protobuf:"fixed64,4,opt,name=price_complaints,json=priceComplaints,proto3,oneof" json:"price_complaints,omitempty"`
+	Sentiment       *float64               `protobuf:"fixed64,5,opt,name=sentiment,proto3,oneof" json:"sentiment,omitempty"`
+	MediumAt        *int32                 `protobuf:"varint,6,opt,name=medium_at,json=mediumAt,proto3,oneof" json:"medium_at,omitempty"`
+	HighAt          *int32                 `protobuf:"varint,7,opt,name=high_at,json=highAt,proto3,oneof" json:"high_at,omitempty"`
+	Hysteresis      *int32                 `protobuf:"varint,8,opt,name=hysteresis,proto3,oneof" json:"hysteresis,omitempty"`
+	// Rescore every customer with the new weights before answering (as Refit
+	// does), so that stored scores, bands and churn.risk_changed follow at
+	// once rather than at the next scheduled pass.
+	Rescore       bool `protobuf:"varint,9,opt,name=rescore,proto3" json:"rescore,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetWeightsRequest) Reset() {
+	*x = SetWeightsRequest{}
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetWeightsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetWeightsRequest) ProtoMessage() {}
+
+func (x *SetWeightsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetWeightsRequest.ProtoReflect.Descriptor instead.
+func (*SetWeightsRequest) Descriptor() ([]byte, []int) {
+	return file_retain_churn_v1_churn_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SetWeightsRequest) GetPurchaseOutlook() float64 {
+	if x != nil && x.PurchaseOutlook != nil {
+		return *x.PurchaseOutlook
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetOverdue() float64 {
+	if x != nil && x.Overdue != nil {
+		return *x.Overdue
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetSupportTickets() float64 {
+	if x != nil && x.SupportTickets != nil {
+		return *x.SupportTickets
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetPriceComplaints() float64 {
+	if x != nil && x.PriceComplaints != nil {
+		return *x.PriceComplaints
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetSentiment() float64 {
+	if x != nil && x.Sentiment != nil {
+		return *x.Sentiment
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetMediumAt() int32 {
+	if x != nil && x.MediumAt != nil {
+		return *x.MediumAt
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetHighAt() int32 {
+	if x != nil && x.HighAt != nil {
+		return *x.HighAt
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetHysteresis() int32 {
+	if x != nil && x.Hysteresis != nil {
+		return *x.Hysteresis
+	}
+	return 0
+}
+
+func (x *SetWeightsRequest) GetRescore() bool {
+	if x != nil {
+		return x.Rescore
+	}
+	return false
+}
+
+type SetWeightsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Weights   *Weights               `protobuf:"bytes,1,opt,name=weights,proto3" json:"weights,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// With rescore: customers rescored and how many of them changed band.
+	CustomersRescored int32 `protobuf:"varint,3,opt,name=customers_rescored,json=customersRescored,proto3" json:"customers_rescored,omitempty"`
+	BandChanges       int32 `protobuf:"varint,4,opt,name=band_changes,json=bandChanges,proto3" json:"band_changes,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SetWeightsResponse) Reset() {
+	*x = SetWeightsResponse{}
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetWeightsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetWeightsResponse) ProtoMessage() {}
+
+func (x *SetWeightsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_churn_v1_churn_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetWeightsResponse.ProtoReflect.Descriptor instead.
+func (*SetWeightsResponse) Descriptor() ([]byte, []int) {
+	return file_retain_churn_v1_churn_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SetWeightsResponse) GetWeights() *Weights {
+	if x != nil {
+		return x.Weights
+	}
+	return nil
+}
+
+func (x *SetWeightsResponse) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *SetWeightsResponse) GetCustomersRescored() int32 {
+	if x != nil {
+		return x.CustomersRescored
+	}
+	return 0
+}
+
+func (x *SetWeightsResponse) GetBandChanges() int32 {
+	if x != nil {
+		return x.BandChanges
+	}
+	return 0
+}
+
 var File_retain_churn_v1_churn_proto protoreflect.FileDescriptor
 
 const file_retain_churn_v1_churn_proto_rawDesc = "" +
@@ -1288,18 +1689,70 @@ const file_retain_churn_v1_churn_proto_rawDesc = "" +
 	"\rRefitResponse\x12,\n" +
 	"\x05model\x18\x01 \x01(\v2\x16.retain.churn.v1.ModelR\x05model\x12-\n" +
 	"\x12customers_rescored\x18\x02 \x01(\x05R\x11customersRescored\x12!\n" +
-	"\fband_changes\x18\x03 \x01(\x05R\vbandChanges*b\n" +
+	"\fband_changes\x18\x03 \x01(\x05R\vbandChanges\"\x96\x02\n" +
+	"\aWeights\x12)\n" +
+	"\x10purchase_outlook\x18\x01 \x01(\x01R\x0fpurchaseOutlook\x12\x18\n" +
+	"\aoverdue\x18\x02 \x01(\x01R\aoverdue\x12'\n" +
+	"\x0fsupport_tickets\x18\x03 \x01(\x01R\x0esupportTickets\x12)\n" +
+	"\x10price_complaints\x18\x04 \x01(\x01R\x0fpriceComplaints\x12\x1c\n" +
+	"\tsentiment\x18\x05 \x01(\x01R\tsentiment\x12\x1b\n" +
+	"\tmedium_at\x18\x06 \x01(\x05R\bmediumAt\x12\x17\n" +
+	"\ahigh_at\x18\a \x01(\x05R\x06highAt\x12\x1e\n" +
+	"\n" +
+	"hysteresis\x18\b \x01(\x05R\n" +
+	"hysteresis\"\x13\n" +
+	"\x11GetWeightsRequest\"\xd3\x01\n" +
+	"\x12GetWeightsResponse\x122\n" +
+	"\aweights\x18\x01 \x01(\v2\x18.retain.churn.v1.WeightsR\aweights\x12\x18\n" +
+	"\adefault\x18\x02 \x01(\bR\adefault\x129\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x124\n" +
+	"\bdefaults\x18\x04 \x01(\v2\x18.retain.churn.v1.WeightsR\bdefaults\"\xe3\x03\n" +
+	"\x11SetWeightsRequest\x12.\n" +
+	"\x10purchase_outlook\x18\x01 \x01(\x01H\x00R\x0fpurchaseOutlook\x88\x01\x01\x12\x1d\n" +
+	"\aoverdue\x18\x02 \x01(\x01H\x01R\aoverdue\x88\x01\x01\x12,\n" +
+	"\x0fsupport_tickets\x18\x03 \x01(\x01H\x02R\x0esupportTickets\x88\x01\x01\x12.\n" +
+	"\x10price_complaints\x18\x04 \x01(\x01H\x03R\x0fpriceComplaints\x88\x01\x01\x12!\n" +
+	"\tsentiment\x18\x05 \x01(\x01H\x04R\tsentiment\x88\x01\x01\x12 \n" +
+	"\tmedium_at\x18\x06 \x01(\x05H\x05R\bmediumAt\x88\x01\x01\x12\x1c\n" +
+	"\ahigh_at\x18\a \x01(\x05H\x06R\x06highAt\x88\x01\x01\x12#\n" +
+	"\n" +
+	"hysteresis\x18\b \x01(\x05H\aR\n" +
+	"hysteresis\x88\x01\x01\x12\x18\n" +
+	"\arescore\x18\t \x01(\bR\arescoreB\x13\n" +
+	"\x11_purchase_outlookB\n" +
+	"\n" +
+	"\b_overdueB\x12\n" +
+	"\x10_support_ticketsB\x13\n" +
+	"\x11_price_complaintsB\f\n" +
+	"\n" +
+	"_sentimentB\f\n" +
+	"\n" +
+	"_medium_atB\n" +
+	"\n" +
+	"\b_high_atB\r\n" +
+	"\v_hysteresis\"\xd5\x01\n" +
+	"\x12SetWeightsResponse\x122\n" +
+	"\aweights\x18\x01 \x01(\v2\x18.retain.churn.v1.WeightsR\aweights\x129\n" +
+	"\n" +
+	"updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12-\n" +
+	"\x12customers_rescored\x18\x03 \x01(\x05R\x11customersRescored\x12!\n" +
+	"\fband_changes\x18\x04 \x01(\x05R\vbandChanges*b\n" +
 	"\bRiskBand\x12\x19\n" +
 	"\x15RISK_BAND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rRISK_BAND_LOW\x10\x01\x12\x14\n" +
 	"\x10RISK_BAND_MEDIUM\x10\x02\x12\x12\n" +
-	"\x0eRISK_BAND_HIGH\x10\x032\xe4\x02\n" +
+	"\x0eRISK_BAND_HIGH\x10\x032\x92\x04\n" +
 	"\fChurnService\x12d\n" +
 	"\x0fGetCustomerRisk\x12'.retain.churn.v1.GetCustomerRiskRequest\x1a(.retain.churn.v1.GetCustomerRiskResponse\x12U\n" +
 	"\n" +
 	"ListAtRisk\x12\".retain.churn.v1.ListAtRiskRequest\x1a#.retain.churn.v1.ListAtRiskResponse\x12O\n" +
 	"\bGetModel\x12 .retain.churn.v1.GetModelRequest\x1a!.retain.churn.v1.GetModelResponse\x12F\n" +
-	"\x05Refit\x12\x1d.retain.churn.v1.RefitRequest\x1a\x1e.retain.churn.v1.RefitResponseBAZ?github.com/retainhq/retain/proto/gen/go/retain/churn/v1;churnv1b\x06proto3"
+	"\x05Refit\x12\x1d.retain.churn.v1.RefitRequest\x1a\x1e.retain.churn.v1.RefitResponse\x12U\n" +
+	"\n" +
+	"GetWeights\x12\".retain.churn.v1.GetWeightsRequest\x1a#.retain.churn.v1.GetWeightsResponse\x12U\n" +
+	"\n" +
+	"SetWeights\x12\".retain.churn.v1.SetWeightsRequest\x1a#.retain.churn.v1.SetWeightsResponseBAZ?github.com/retainhq/retain/proto/gen/go/retain/churn/v1;churnv1b\x06proto3"
 
 var (
 	file_retain_churn_v1_churn_proto_rawDescOnce sync.Once
@@ -1314,7 +1767,7 @@ func file_retain_churn_v1_churn_proto_rawDescGZIP() []byte {
 }
 
 var file_retain_churn_v1_churn_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_retain_churn_v1_churn_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_retain_churn_v1_churn_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_retain_churn_v1_churn_proto_goTypes = []any{
 	(RiskBand)(0),                   // 0: retain.churn.v1.RiskBand
 	(*RiskReason)(nil),              // 1: retain.churn.v1.RiskReason
@@ -1331,44 +1784,58 @@ var file_retain_churn_v1_churn_proto_goTypes = []any{
 	(*Model)(nil),                   // 12: retain.churn.v1.Model
 	(*RefitRequest)(nil),            // 13: retain.churn.v1.RefitRequest
 	(*RefitResponse)(nil),           // 14: retain.churn.v1.RefitResponse
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(*Weights)(nil),                 // 15: retain.churn.v1.Weights
+	(*GetWeightsRequest)(nil),       // 16: retain.churn.v1.GetWeightsRequest
+	(*GetWeightsResponse)(nil),      // 17: retain.churn.v1.GetWeightsResponse
+	(*SetWeightsRequest)(nil),       // 18: retain.churn.v1.SetWeightsRequest
+	(*SetWeightsResponse)(nil),      // 19: retain.churn.v1.SetWeightsResponse
+	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
 }
 var file_retain_churn_v1_churn_proto_depIdxs = []int32{
 	0,  // 0: retain.churn.v1.ChurnRiskChanged.band:type_name -> retain.churn.v1.RiskBand
 	0,  // 1: retain.churn.v1.ChurnRiskChanged.previous_band:type_name -> retain.churn.v1.RiskBand
 	1,  // 2: retain.churn.v1.ChurnRiskChanged.reasons:type_name -> retain.churn.v1.RiskReason
-	15, // 3: retain.churn.v1.ChurnRiskChanged.computed_at:type_name -> google.protobuf.Timestamp
-	15, // 4: retain.churn.v1.ChurnRiskChanged.as_of:type_name -> google.protobuf.Timestamp
-	15, // 5: retain.churn.v1.GetCustomerRiskRequest.as_of:type_name -> google.protobuf.Timestamp
+	20, // 3: retain.churn.v1.ChurnRiskChanged.computed_at:type_name -> google.protobuf.Timestamp
+	20, // 4: retain.churn.v1.ChurnRiskChanged.as_of:type_name -> google.protobuf.Timestamp
+	20, // 5: retain.churn.v1.GetCustomerRiskRequest.as_of:type_name -> google.protobuf.Timestamp
 	5,  // 6: retain.churn.v1.GetCustomerRiskResponse.risk:type_name -> retain.churn.v1.CustomerRisk
 	7,  // 7: retain.churn.v1.GetCustomerRiskResponse.features:type_name -> retain.churn.v1.CustomerFeatures
 	0,  // 8: retain.churn.v1.CustomerRisk.band:type_name -> retain.churn.v1.RiskBand
 	1,  // 9: retain.churn.v1.CustomerRisk.reasons:type_name -> retain.churn.v1.RiskReason
-	15, // 10: retain.churn.v1.CustomerRisk.computed_at:type_name -> google.protobuf.Timestamp
-	15, // 11: retain.churn.v1.CustomerRisk.as_of:type_name -> google.protobuf.Timestamp
-	15, // 12: retain.churn.v1.CustomerFeatures.first_order_at:type_name -> google.protobuf.Timestamp
-	15, // 13: retain.churn.v1.CustomerFeatures.last_order_at:type_name -> google.protobuf.Timestamp
+	20, // 10: retain.churn.v1.CustomerRisk.computed_at:type_name -> google.protobuf.Timestamp
+	20, // 11: retain.churn.v1.CustomerRisk.as_of:type_name -> google.protobuf.Timestamp
+	20, // 12: retain.churn.v1.CustomerFeatures.first_order_at:type_name -> google.protobuf.Timestamp
+	20, // 13: retain.churn.v1.CustomerFeatures.last_order_at:type_name -> google.protobuf.Timestamp
 	6,  // 14: retain.churn.v1.CustomerFeatures.mean_order_value:type_name -> retain.churn.v1.Money
 	0,  // 15: retain.churn.v1.ListAtRiskRequest.band:type_name -> retain.churn.v1.RiskBand
 	5,  // 16: retain.churn.v1.ListAtRiskResponse.customers:type_name -> retain.churn.v1.CustomerRisk
 	12, // 17: retain.churn.v1.GetModelResponse.model:type_name -> retain.churn.v1.Model
-	15, // 18: retain.churn.v1.Model.fitted_at:type_name -> google.protobuf.Timestamp
-	15, // 19: retain.churn.v1.Model.as_of:type_name -> google.protobuf.Timestamp
-	15, // 20: retain.churn.v1.RefitRequest.as_of:type_name -> google.protobuf.Timestamp
+	20, // 18: retain.churn.v1.Model.fitted_at:type_name -> google.protobuf.Timestamp
+	20, // 19: retain.churn.v1.Model.as_of:type_name -> google.protobuf.Timestamp
+	20, // 20: retain.churn.v1.RefitRequest.as_of:type_name -> google.protobuf.Timestamp
 	12, // 21: retain.churn.v1.RefitResponse.model:type_name -> retain.churn.v1.Model
-	3,  // 22: retain.churn.v1.ChurnService.GetCustomerRisk:input_type -> retain.churn.v1.GetCustomerRiskRequest
-	8,  // 23: retain.churn.v1.ChurnService.ListAtRisk:input_type -> retain.churn.v1.ListAtRiskRequest
-	10, // 24: retain.churn.v1.ChurnService.GetModel:input_type -> retain.churn.v1.GetModelRequest
-	13, // 25: retain.churn.v1.ChurnService.Refit:input_type -> retain.churn.v1.RefitRequest
-	4,  // 26: retain.churn.v1.ChurnService.GetCustomerRisk:output_type -> retain.churn.v1.GetCustomerRiskResponse
-	9,  // 27: retain.churn.v1.ChurnService.ListAtRisk:output_type -> retain.churn.v1.ListAtRiskResponse
-	11, // 28: retain.churn.v1.ChurnService.GetModel:output_type -> retain.churn.v1.GetModelResponse
-	14, // 29: retain.churn.v1.ChurnService.Refit:output_type -> retain.churn.v1.RefitResponse
-	26, // [26:30] is the sub-list for method output_type
-	22, // [22:26] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	15, // 22: retain.churn.v1.GetWeightsResponse.weights:type_name -> retain.churn.v1.Weights
+	20, // 23: retain.churn.v1.GetWeightsResponse.updated_at:type_name -> google.protobuf.Timestamp
+	15, // 24: retain.churn.v1.GetWeightsResponse.defaults:type_name -> retain.churn.v1.Weights
+	15, // 25: retain.churn.v1.SetWeightsResponse.weights:type_name -> retain.churn.v1.Weights
+	20, // 26: retain.churn.v1.SetWeightsResponse.updated_at:type_name -> google.protobuf.Timestamp
+	3,  // 27: retain.churn.v1.ChurnService.GetCustomerRisk:input_type -> retain.churn.v1.GetCustomerRiskRequest
+	8,  // 28: retain.churn.v1.ChurnService.ListAtRisk:input_type -> retain.churn.v1.ListAtRiskRequest
+	10, // 29: retain.churn.v1.ChurnService.GetModel:input_type -> retain.churn.v1.GetModelRequest
+	13, // 30: retain.churn.v1.ChurnService.Refit:input_type -> retain.churn.v1.RefitRequest
+	16, // 31: retain.churn.v1.ChurnService.GetWeights:input_type -> retain.churn.v1.GetWeightsRequest
+	18, // 32: retain.churn.v1.ChurnService.SetWeights:input_type -> retain.churn.v1.SetWeightsRequest
+	4,  // 33: retain.churn.v1.ChurnService.GetCustomerRisk:output_type -> retain.churn.v1.GetCustomerRiskResponse
+	9,  // 34: retain.churn.v1.ChurnService.ListAtRisk:output_type -> retain.churn.v1.ListAtRiskResponse
+	11, // 35: retain.churn.v1.ChurnService.GetModel:output_type -> retain.churn.v1.GetModelResponse
+	14, // 36: retain.churn.v1.ChurnService.Refit:output_type -> retain.churn.v1.RefitResponse
+	17, // 37: retain.churn.v1.ChurnService.GetWeights:output_type -> retain.churn.v1.GetWeightsResponse
+	19, // 38: retain.churn.v1.ChurnService.SetWeights:output_type -> retain.churn.v1.SetWeightsResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_retain_churn_v1_churn_proto_init() }
@@ -1377,13 +1844,14 @@ func file_retain_churn_v1_churn_proto_init() {
 		return
 	}
 	file_retain_churn_v1_churn_proto_msgTypes[6].OneofWrappers = []any{}
+	file_retain_churn_v1_churn_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_retain_churn_v1_churn_proto_rawDesc), len(file_retain_churn_v1_churn_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

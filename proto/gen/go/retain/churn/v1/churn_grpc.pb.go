@@ -29,6 +29,8 @@ const (
 	ChurnService_ListAtRisk_FullMethodName      = "/retain.churn.v1.ChurnService/ListAtRisk"
 	ChurnService_GetModel_FullMethodName        = "/retain.churn.v1.ChurnService/GetModel"
 	ChurnService_Refit_FullMethodName           = "/retain.churn.v1.ChurnService/Refit"
+	ChurnService_GetWeights_FullMethodName      = "/retain.churn.v1.ChurnService/GetWeights"
+	ChurnService_SetWeights_FullMethodName      = "/retain.churn.v1.ChurnService/SetWeights"
 )
 
 // ChurnServiceClient is the client API for ChurnService service.
@@ -49,6 +51,15 @@ type ChurnServiceClient interface {
 	// stores it as the tenant's model and rescores every customer as of now.
 	// FAILED_PRECONDITION when there is not enough purchase history to fit.
 	Refit(ctx context.Context, in *RefitRequest, opts ...grpc.CallOption) (*RefitResponse, error)
+	// The tenant's weights, thresholds and hysteresis, and the defaults.
+	GetWeights(ctx context.Context, in *GetWeightsRequest, opts ...grpc.CallOption) (*GetWeightsResponse, error)
+	// Changes the tenant's weights, thresholds and hysteresis (needs the admin
+	// scope). Fields left unset keep their values. INVALID_ARGUMENT, naming
+	// every bad field, when the result would be invalid: then nothing changes.
+	// The new weights apply at once to every score computed from then on
+	// (customers with new facts, GetCustomerRisk); stored scores follow at the
+	// next full rescoring pass, which rescore = true runs before answering.
+	SetWeights(ctx context.Context, in *SetWeightsRequest, opts ...grpc.CallOption) (*SetWeightsResponse, error)
 }
 
 type churnServiceClient struct {
@@ -99,6 +110,26 @@ func (c *churnServiceClient) Refit(ctx context.Context, in *RefitRequest, opts .
 	return out, nil
 }
 
+func (c *churnServiceClient) GetWeights(ctx context.Context, in *GetWeightsRequest, opts ...grpc.CallOption) (*GetWeightsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWeightsResponse)
+	err := c.cc.Invoke(ctx, ChurnService_GetWeights_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *churnServiceClient) SetWeights(ctx context.Context, in *SetWeightsRequest, opts ...grpc.CallOption) (*SetWeightsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetWeightsResponse)
+	err := c.cc.Invoke(ctx, ChurnService_SetWeights_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChurnServiceServer is the server API for ChurnService service.
 // All implementations must embed UnimplementedChurnServiceServer
 // for forward compatibility.
@@ -117,6 +148,15 @@ type ChurnServiceServer interface {
 	// stores it as the tenant's model and rescores every customer as of now.
 	// FAILED_PRECONDITION when there is not enough purchase history to fit.
 	Refit(context.Context, *RefitRequest) (*RefitResponse, error)
+	// The tenant's weights, thresholds and hysteresis, and the defaults.
+	GetWeights(context.Context, *GetWeightsRequest) (*GetWeightsResponse, error)
+	// Changes the tenant's weights, thresholds and hysteresis (needs the admin
+	// scope). Fields left unset keep their values. INVALID_ARGUMENT, naming
+	// every bad field, when the result would be invalid: then nothing changes.
+	// The new weights apply at once to every score computed from then on
+	// (customers with new facts, GetCustomerRisk); stored scores follow at the
+	// next full rescoring pass, which rescore = true runs before answering.
+	SetWeights(context.Context, *SetWeightsRequest) (*SetWeightsResponse, error)
 	mustEmbedUnimplementedChurnServiceServer()
 }
 
@@ -138,6 +178,12 @@ func (UnimplementedChurnServiceServer) GetModel(context.Context, *GetModelReques
 }
 func (UnimplementedChurnServiceServer) Refit(context.Context, *RefitRequest) (*RefitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Refit not implemented")
+}
+func (UnimplementedChurnServiceServer) GetWeights(context.Context, *GetWeightsRequest) (*GetWeightsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWeights not implemented")
+}
+func (UnimplementedChurnServiceServer) SetWeights(context.Context, *SetWeightsRequest) (*SetWeightsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetWeights not implemented")
 }
 func (UnimplementedChurnServiceServer) mustEmbedUnimplementedChurnServiceServer() {}
 func (UnimplementedChurnServiceServer) testEmbeddedByValue()                      {}
@@ -232,6 +278,42 @@ func _ChurnService_Refit_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChurnService_GetWeights_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWeightsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChurnServiceServer).GetWeights(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChurnService_GetWeights_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChurnServiceServer).GetWeights(ctx, req.(*GetWeightsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChurnService_SetWeights_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetWeightsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChurnServiceServer).SetWeights(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChurnService_SetWeights_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChurnServiceServer).SetWeights(ctx, req.(*SetWeightsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChurnService_ServiceDesc is the grpc.ServiceDesc for ChurnService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -254,6 +336,14 @@ var ChurnService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Refit",
 			Handler:    _ChurnService_Refit_Handler,
+		},
+		{
+			MethodName: "GetWeights",
+			Handler:    _ChurnService_GetWeights_Handler,
+		},
+		{
+			MethodName: "SetWeights",
+			Handler:    _ChurnService_SetWeights_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
