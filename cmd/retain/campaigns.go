@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -37,28 +36,11 @@ const playbooksUsage = `usage: retain playbooks list | install NAME [--id ID] [-
 
 const campaignScopes = auth.ScopeRead + " (" + auth.ScopeCampaignsWrite + " to change campaigns)"
 
-// campaignFlags are the flags every campaign command shares.
-type campaignFlags struct {
-	fs     *flag.FlagSet
-	ep     *endpoint
-	output *string
-}
+// campaignFlags open a CampaignService client for one command.
+type campaignFlags struct{ commandFlags }
 
 func newCampaignFlags(env *cliEnv, name, usageLine string) campaignFlags {
-	fs := newFlags(env, name, usageLine)
-	return campaignFlags{fs: fs, ep: addEndpointFlags(fs, env), output: fs.String("output", "text", "text or json (the gRPC response as protojson)")}
-}
-
-func (f campaignFlags) parse(args []string) ([]string, error) {
-	pos, rest := splitPositional(args)
-	if err := f.fs.Parse(rest); err != nil {
-		return nil, err
-	}
-	pos = append(pos, f.fs.Args()...)
-	if *f.output != "text" && *f.output != "json" {
-		return nil, fmt.Errorf("--output %q: must be text or json", *f.output)
-	}
-	return pos, nil
+	return campaignFlags{newCommandFlags(env, name, usageLine)}
 }
 
 func (f campaignFlags) client() (campaignv1.CampaignServiceClient, func(), error) {

@@ -87,6 +87,33 @@ func (e *endpoint) resolve() error {
 	return nil
 }
 
+// commandFlags are the flags every API command shares: --addr, --token and
+// --output.
+type commandFlags struct {
+	fs     *flag.FlagSet
+	ep     *endpoint
+	output *string
+}
+
+func newCommandFlags(env *cliEnv, name, usageLine string) commandFlags {
+	fs := newFlags(env, name, usageLine)
+	return commandFlags{fs: fs, ep: addEndpointFlags(fs, env), output: fs.String("output", "text", "text or json (the gRPC response as protojson)")}
+}
+
+// parse parses args (positional arguments may come first) and returns the
+// positional ones.
+func (f commandFlags) parse(args []string) ([]string, error) {
+	pos, rest := splitPositional(args)
+	if err := f.fs.Parse(rest); err != nil {
+		return nil, err
+	}
+	pos = append(pos, f.fs.Args()...)
+	if *f.output != "text" && *f.output != "json" {
+		return nil, fmt.Errorf("--output %q: must be text or json", *f.output)
+	}
+	return pos, nil
+}
+
 // dial connects to Retain's gRPC API with the token as bearer credentials.
 func (e *endpoint) dial() (*grpc.ClientConn, error) {
 	if err := e.resolve(); err != nil {

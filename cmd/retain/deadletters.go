@@ -33,19 +33,14 @@ func runDeadLetters(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	fs := newFlags(env, "deadletters "+cmd, "deadletters "+cmd+" [flags]")
-	ep := addEndpointFlags(fs, env)
-	output := fs.String("output", "text", "text or json (the gRPC response as protojson)")
-	all := fs.Bool("all", false, "list: include dead letters already replayed")
-	pos, rest := splitPositional(args)
-	if err := fs.Parse(rest); err != nil {
+	f := newCommandFlags(env, "deadletters "+cmd, "deadletters "+cmd+" [flags]")
+	all := f.fs.Bool("all", false, "list: include dead letters already replayed")
+	pos, err := f.parse(args)
+	if err != nil {
 		return err
 	}
-	pos = append(pos, fs.Args()...)
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("--output %q: must be text or json", *output)
-	}
-	conn, err := ep.dial()
+	output := f.output
+	conn, err := f.ep.dial()
 	if err != nil {
 		return err
 	}

@@ -65,11 +65,11 @@ func callNotifierErr(err error) error { return callError(err, "notifier", notifi
 // notifierCommand opens a NotifierService client for one command; the
 // flags are those every query command shares.
 type notifierCommand struct {
-	campaignFlags
+	commandFlags
 }
 
 func newNotifierCommand(env *cliEnv, name, usageLine string) notifierCommand {
-	return notifierCommand{newCampaignFlags(env, name, usageLine)}
+	return notifierCommand{newCommandFlags(env, name, usageLine)}
 }
 
 func (f notifierCommand) client() (notifierv1.NotifierServiceClient, func(), error) {
