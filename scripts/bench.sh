@@ -13,7 +13,11 @@ bench services/ingest -bench GroupCommit -benchtime 1x ./internal/commit/
 bench services/ingest -bench Ingest -benchtime 1x .
 bench platform -bench Generate ./simulate/
 bench services/churnsignal -bench 'Fit|Score' -benchtime 3x ./internal/model/
-bench services/metrics -bench 'Queries' -benchtime 30x .
+RETAIN_BENCH_CUSTOMERS=1000000 bench services/metrics -bench 'Queries' -benchtime 30x -timeout 90m .
 bench services/metrics -bench 'Consumer' -benchtime 200000x .
 bench services/churnsignal -bench RescoreAll -benchtime 3x ./internal/app
+# The same at the target size (1M customers, rescore <= 30 s):
+RETAIN_BENCH_CUSTOMERS=1000000 bench services/churnsignal -bench RescoreAll -benchtime 3x ./internal/app
 bench services/churnsignal -bench Consumer -benchtime 1x .
+bench services/campaign -bench 'TriggerEvaluation|TimerFiring|OrderToNotification' -benchtime 1x .
+bench services/notifier -bench 'SMTPSend|PolicyConsumer' -benchtime 20000x .

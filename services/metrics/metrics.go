@@ -90,6 +90,10 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	}()
 	b, pool, log := deps.Bus, deps.Pool, deps.Log
 	st := store.New(pool)
+	// Tenants whose facts predate the aggregates get them before any query.
+	if err := st.BuildPending(ctx); err != nil {
+		return nil, err
+	}
 	facts, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
 		Stream:         bus.EventsStream,
 		Durable:        consumer.Durable,

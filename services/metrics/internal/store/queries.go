@@ -5,57 +5,79 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 )
 
-// The queries compute exact counts from the fact tables and return the
-// domain's count types; the rates come from the domain. Period bounds and
-// window starts are computed in Go, so SQL only compares instants.
+// The queries fill the domain's count types from the aggregates, within one
+// read-only snapshot: sets of customers (active, new, repeat buyers) from the
+// day bitmaps, sums from the daily counters, the partial edge days of a
+// period from the facts by instant. Rates come from the domain. Period
+// bounds and window starts are computed in Go, so SQL only compares
+// instants.
 
 // netMinor is an order's value after refunds, never below zero
 // (retention.NetOrder.NetMinor).
 const netMinor = `greatest(o.total_minor - o.refunded_minor, 0)`
 
-// monthIndex is retention.MonthOf in SQL: year*12 + month - 1 of a UTC
-// timestamp without time zone (date_trunc of "x AT TIME ZONE 'UTC'").
-func monthIndex(col string) string {
-	return fmt.Sprintf(`(extract(year FROM %[1]s)::int * 12 + extract(month FROM %[1]s)::int - 1)`, col)
+// snapshot runs fn in a read-only repeatable-read transaction, so that a
+// query sees one state of the facts and aggregates (never half a batch) and
+// the cached bitmaps are validated against that state.
+func (s *Store) snapshot(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("begin snapshot: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// withDays runs fn with the tenant's day cache validated against one
+// snapshot. Queries of one tenant take turns on its cache.
+func (s *Store) withDays(ctx context.Context, tenant string, fn func(*dayView) error) error {
+	return s.snapshot(ctx, func(tx pgx.Tx) error {
+		td := s.days.tenant(tenant)
+		td.mu.Lock()
+		defer td.mu.Unlock()
+		if err := td.revalidate(ctx, tx, tenant); err != nil {
+			return err
+		}
+		return fn(&dayView{ctx: ctx, tx: tx, tenant: tenant, td: td})
+	})
 }
 
 // Retention counts S, E, N and the joint memberships of one period under
-// one window. S and E are the distinct customers with an order in
-// [from-W, from) and [to-W, to), read by index-only range scans of
-// (tenant, placed_at); N comes from customers' first orders. Each count is
-// computed on its own, so RetentionCounts.Check really checks them.
+// one window: S and E are the customers with an order in [from-W, from)
+// and [to-W, to), N those whose first order is in [from, to), all as
+// bitmaps; the joint counts are intersections.
 func (s *Store) Retention(ctx context.Context, tenant string, p retention.Period, w retention.Window) (retention.RetentionCounts, error) {
 	var c retention.RetentionCounts
-	err := s.pool.QueryRow(ctx, `
-		WITH s AS (
-			SELECT DISTINCT o.customer_id FROM orders o
-			WHERE o.tenant = $1 AND o.placed_at >= $2 AND o.placed_at < $3),
-		e AS (
-			SELECT DISTINCT o.customer_id FROM orders o
-			WHERE o.tenant = $1 AND o.placed_at >= $4 AND o.placed_at < $5),
-		n AS (
-			SELECT c.customer_id FROM customers c
-			WHERE c.tenant = $1 AND c.first_order_at >= $3 AND c.first_order_at < $5),
-		joint AS (
-			SELECT s.customer_id IS NOT NULL AS in_s, e.customer_id IS NOT NULL AS in_e, n.customer_id IS NOT NULL AS is_new
-			FROM s FULL JOIN e ON e.customer_id = s.customer_id
-			LEFT JOIN n ON n.customer_id = e.customer_id)
-		SELECT
-			count(*) FILTER (WHERE in_s),
-			count(*) FILTER (WHERE in_e),
-			(SELECT count(*) FROM n),
-			count(*) FILTER (WHERE in_s AND in_e),
-			count(*) FILTER (WHERE in_s AND NOT in_e),
-			count(*) FILTER (WHERE in_e AND NOT in_s AND NOT is_new),
-			count(*) FILTER (WHERE in_e AND NOT in_s AND is_new)
-		FROM joint`,
-		tenant, p.From.Add(-w.Duration()), p.From, p.To.Add(-w.Duration()), p.To,
-	).Scan(&c.Start, &c.End, &c.New, &c.Retained, &c.Churned, &c.Reactivated, &c.NewActiveAtEnd)
+	err := s.withDays(ctx, tenant, func(v *dayView) error {
+		start, err := v.union(p.From.Add(-w.Duration()), p.From, setOnes)
+		if err != nil {
+			return err
+		}
+		end, err := v.union(p.To.Add(-w.Duration()), p.To, setOnes)
+		if err != nil {
+			return err
+		}
+		newcomers, err := v.union(p.From, p.To, setFirsts)
+		if err != nil {
+			return err
+		}
+		c.Start, c.End, c.New = int64(start.GetCardinality()), int64(end.GetCardinality()), int64(newcomers.GetCardinality())
+		c.Retained = int64(start.AndCardinality(end))
+		c.Churned = c.Start - c.Retained
+		lapsedOrNew := roaring.AndNot(end, start)
+		c.NewActiveAtEnd = int64(lapsedOrNew.AndCardinality(newcomers))
+		c.Reactivated = int64(lapsedOrNew.GetCardinality()) - c.NewActiveAtEnd
+		return nil
+	})
 	if err != nil {
 		return c, fmt.Errorf("count retention: %w", err)
 	}
@@ -65,55 +87,87 @@ func (s *Store) Retention(ctx context.Context, tenant string, p retention.Period
 	return c, nil
 }
 
-// Repeat counts buyers and repeat buyers among the orders in p, and among
-// every order before p.To (the lifetime version as of the period's end).
+// Repeat counts buyers and repeat buyers among the orders in p (the fold of
+// the period's days), and among every order before p.To: customers whose
+// first, and second, order is before p.To.
 func (s *Store) Repeat(ctx context.Context, tenant string, p retention.Period) (inPeriod, lifetime retention.RepeatCounts, err error) {
-	err = s.pool.QueryRow(ctx, `
-		SELECT count(*), count(*) FILTER (WHERE n >= 2) FROM (
-			SELECT count(*) AS n FROM orders o
-			WHERE o.tenant = $1 AND o.placed_at >= $2 AND o.placed_at < $3
-			GROUP BY o.customer_id) x`, tenant, p.From, p.To).Scan(&inPeriod.Buyers, &inPeriod.Repeaters)
+	err = s.withDays(ctx, tenant, func(v *dayView) error {
+		in, err := v.fold(p.From, p.To)
+		if err != nil {
+			return err
+		}
+		inPeriod = retention.RepeatCounts{Buyers: int64(in.ones.GetCardinality()), Repeaters: int64(in.twos.GetCardinality())}
+		first, _, ok := v.td.span()
+		if !ok || !dayStart(first).Before(p.To) {
+			return nil
+		}
+		buyers, err := v.union(dayStart(first), p.To, setFirsts)
+		if err != nil {
+			return err
+		}
+		repeaters, err := v.union(dayStart(first), p.To, setSeconds)
+		if err != nil {
+			return err
+		}
+		lifetime = retention.RepeatCounts{Buyers: int64(buyers.GetCardinality()), Repeaters: int64(repeaters.GetCardinality())}
+		return nil
+	})
 	if err != nil {
-		return inPeriod, lifetime, fmt.Errorf("count repeat purchases in period: %w", err)
-	}
-	err = s.pool.QueryRow(ctx, `
-		SELECT count(*), count(*) FILTER (WHERE n >= 2) FROM (
-			SELECT count(*) AS n FROM orders o
-			WHERE o.tenant = $1 AND o.placed_at < $2
-			GROUP BY o.customer_id) x`, tenant, p.To).Scan(&lifetime.Buyers, &lifetime.Repeaters)
-	if err != nil {
-		return inPeriod, lifetime, fmt.Errorf("count lifetime repeat purchases: %w", err)
+		return inPeriod, lifetime, fmt.Errorf("count repeat purchases: %w", err)
 	}
 	return inPeriod, lifetime, nil
 }
 
 // CohortCells returns the cells of cohorts first..last: per cohort month and
-// calendar month up to last, the members with an order that month and the
-// net revenue of those orders in currency. Cells with no active member are
+// calendar month up to last, the members with an order that month (the
+// cohort's first-order bitmap AND the month's buyers) and the net revenue of
+// those orders in currency (cohort_revenue). Cells with no active member are
 // omitted, as in retention.CohortCells.
 func (s *Store) CohortCells(ctx context.Context, tenant string, first, last retention.Month, currency string) ([]retention.CohortCell, error) {
-	// Grouped by date_trunc (cheap per order); the month arithmetic runs
-	// once per cell.
-	rows, err := s.pool.Query(ctx, `
-		SELECT `+monthIndex("cohort")+`, `+monthIndex("month")+`, active, net FROM (
-			SELECT date_trunc('month', c.first_order_at AT TIME ZONE 'UTC') AS cohort,
-			       date_trunc('month', o.placed_at AT TIME ZONE 'UTC') AS month,
-			       count(DISTINCT o.customer_id) AS active,
-			       coalesce(sum(`+netMinor+`) FILTER (WHERE o.currency = $4), 0)::bigint AS net
-			FROM customers c
-			JOIN orders o ON o.tenant = c.tenant AND o.customer_id = c.customer_id
-			WHERE c.tenant = $1 AND c.first_order_at >= $2 AND c.first_order_at < $3
-			  AND o.placed_at < $3
-			GROUP BY 1, 2) cells
-		ORDER BY 1, 2`,
-		tenant, first.Start(), (last + 1).Start(), currency)
-	if err != nil {
-		return nil, fmt.Errorf("count cohorts: %w", err)
-	}
-	var cell retention.CohortCell
-	cells, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (retention.CohortCell, error) {
-		err := r.Scan(&cell.Cohort, &cell.Month, &cell.Active, &cell.NetMinor)
-		return cell, err
+	var cells []retention.CohortCell
+	err := s.withDays(ctx, tenant, func(v *dayView) error {
+		n := int(last-first) + 1
+		ranges := make([][2]int32, n)
+		for i := range ranges {
+			ranges[i][0], ranges[i][1] = monthDays(first + retention.Month(i))
+		}
+		members, err := v.td.unionOf(ctx, v.tx, tenant, setFirsts, ranges...)
+		if err != nil {
+			return err
+		}
+		buyers, err := v.td.unionOf(ctx, v.tx, tenant, setOnes, ranges...)
+		if err != nil {
+			return err
+		}
+		rows, err := v.tx.Query(ctx, `
+			SELECT cohort, month, net_minor FROM cohort_revenue
+			WHERE tenant = $1 AND currency = $2 AND cohort >= $3 AND cohort <= $4 AND month >= cohort AND month <= $4`,
+			tenant, currency, int32(first), int32(last))
+		if err != nil {
+			return fmt.Errorf("read cohort revenue: %w", err)
+		}
+		type cell struct{ cohort, month retention.Month }
+		net := map[cell]int64{}
+		var (
+			cohort, month int32
+			minor         int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&cohort, &month, &minor}, func() error {
+			net[cell{retention.Month(cohort), retention.Month(month)}] = minor
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read cohort revenue: %w", err)
+		}
+		for i := range n {
+			for j := i; j < n; j++ {
+				k := cell{first + retention.Month(i), first + retention.Month(j)}
+				active := int64(members[i].AndCardinality(buyers[j]))
+				if active > 0 || net[k] != 0 {
+					cells = append(cells, retention.CohortCell{Cohort: k.cohort, Month: k.month, Active: active, NetMinor: net[k]})
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count cohorts: %w", err)
@@ -121,13 +175,25 @@ func (s *Store) CohortCells(ctx context.Context, tenant string, first, last rete
 	return cells, nil
 }
 
-// Surveys tallies the survey answers given in p.
+// Surveys tallies the survey answers given in p: the whole days from
+// survey_daily, the partial edge days from the answers.
 func (s *Store) Surveys(ctx context.Context, tenant string, p retention.Period) (retention.SurveyTally, error) {
 	var t retention.SurveyTally
+	d0, d1, edges := splitDays(p.From, p.To)
+	los, his := make([]time.Time, len(edges)), make([]time.Time, len(edges))
+	for i, e := range edges {
+		los[i], his[i] = e.From, e.To
+	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT kind, score, count(*) FROM survey_answers
-		WHERE tenant = $1 AND answered_at >= $2 AND answered_at < $3
-		GROUP BY kind, score`, tenant, p.From, p.To)
+		SELECT kind, score, sum(n)::bigint FROM (
+			SELECT kind, score, answers AS n FROM survey_daily
+			WHERE tenant = $1 AND day >= $2 AND day < $3
+			UNION ALL
+			SELECT a.kind, a.score, 1 FROM unnest($4::timestamptz[], $5::timestamptz[]) AS e(lo, hi)
+			CROSS JOIN LATERAL (
+				SELECT kind, score FROM survey_answers
+				WHERE tenant = $1 AND answered_at >= e.lo AND answered_at < e.hi) a
+		) x GROUP BY kind, score`, tenant, dayStart(d0), dayStart(d1), los, his)
 	if err != nil {
 		return t, fmt.Errorf("tally surveys: %w", err)
 	}
@@ -202,18 +268,62 @@ func (s *Store) RevenueByCustomer(ctx context.Context, tenant string, p retentio
 	return rs, nil
 }
 
-// Sales sums the orders in currency placed in p.
+// Sales sums the orders in currency placed in p: the whole days from
+// sales_daily, the partial edge days from the orders. The customers are the
+// buyers of the period's bitmaps when the tenant sells in that currency
+// only; a tenant with several currencies counts the customers who paid in
+// this one from the orders.
 func (s *Store) Sales(ctx context.Context, tenant string, p retention.Period, currency string) (retention.Sales, error) {
 	var v retention.Sales
-	err := s.pool.QueryRow(ctx, `
-		SELECT count(*), count(DISTINCT o.customer_id),
-		       coalesce(sum(o.total_minor), 0)::bigint,
-		       coalesce(sum(least(o.refunded_minor, o.total_minor)), 0)::bigint,
-		       coalesce(sum(`+netMinor+`), 0)::bigint
-		FROM orders o
-		WHERE o.tenant = $1 AND o.placed_at >= $2 AND o.placed_at < $3 AND o.currency = $4`,
-		tenant, p.From, p.To, currency,
-	).Scan(&v.Orders, &v.Customers, &v.GrossMinor, &v.RefundedMinor, &v.NetMinor)
+	d0, d1, edges := splitDays(p.From, p.To)
+	los, his := make([]time.Time, len(edges)), make([]time.Time, len(edges))
+	for i, e := range edges {
+		los[i], his[i] = e.From, e.To
+	}
+	err := s.withDays(ctx, tenant, func(dv *dayView) error {
+		var currencies int
+		err := dv.tx.QueryRow(ctx, `
+			SELECT (SELECT count(*) FROM tenant_currencies WHERE tenant = $1),
+			       coalesce(sum(orders), 0)::bigint, coalesce(sum(gross_minor), 0)::bigint,
+			       coalesce(sum(refunded_minor), 0)::bigint, coalesce(sum(net_minor), 0)::bigint
+			FROM sales_daily WHERE tenant = $1 AND currency = $2 AND day >= $3 AND day < $4`,
+			tenant, currency, dayStart(d0), dayStart(d1),
+		).Scan(&currencies, &v.Orders, &v.GrossMinor, &v.RefundedMinor, &v.NetMinor)
+		if err != nil {
+			return fmt.Errorf("sum sales: %w", err)
+		}
+		if len(edges) > 0 {
+			var e retention.Sales
+			// One index range scan per edge (LATERAL is never turned into
+			// a join over every order of the tenant).
+			if err := dv.tx.QueryRow(ctx, `
+				SELECT count(*), coalesce(sum(o.total_minor), 0)::bigint,
+				       coalesce(sum(least(o.refunded_minor, o.total_minor)), 0)::bigint, coalesce(sum(`+netMinor+`), 0)::bigint
+				FROM unnest($2::timestamptz[], $3::timestamptz[]) AS e(lo, hi)
+				CROSS JOIN LATERAL (
+					SELECT total_minor, refunded_minor FROM orders
+					WHERE tenant = $1 AND placed_at >= e.lo AND placed_at < e.hi AND currency = $4) o`,
+				tenant, los, his, currency).Scan(&e.Orders, &e.GrossMinor, &e.RefundedMinor, &e.NetMinor); err != nil {
+				return fmt.Errorf("sum sales of partial days: %w", err)
+			}
+			v.Orders, v.GrossMinor, v.RefundedMinor, v.NetMinor = v.Orders+e.Orders, v.GrossMinor+e.GrossMinor, v.RefundedMinor+e.RefundedMinor, v.NetMinor+e.NetMinor
+		}
+		if v.Orders == 0 {
+			return nil
+		}
+		if currencies == 1 {
+			buyers, err := dv.union(p.From, p.To, setOnes)
+			if err != nil {
+				return err
+			}
+			v.Customers = int64(buyers.GetCardinality())
+			return nil
+		}
+		return dv.tx.QueryRow(ctx, `
+			SELECT count(DISTINCT o.customer_id) FROM orders o
+			WHERE o.tenant = $1 AND o.placed_at >= $2 AND o.placed_at < $3 AND o.currency = $4`,
+			tenant, p.From, p.To, currency).Scan(&v.Customers)
+	})
 	if err != nil {
 		return v, fmt.Errorf("sum sales: %w", err)
 	}
