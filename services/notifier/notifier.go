@@ -272,10 +272,14 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		if cfg.SMS.URL != "" {
 			sms := cfg.SMS
 			sms.RatePerSecond = float64(cfg.SMSRate)
+			// One knob bounds every provider call.
+			sms.Timeout = cfg.SendTimeout
 			senders[notifierv1.Channel_CHANNEL_SMS] = channel.NewSMS(sms)
 		}
 		if cfg.Webhook.URL != "" {
-			senders[notifierv1.Channel_CHANNEL_WEBHOOK] = channel.NewWebhook(cfg.Webhook)
+			wh := cfg.Webhook
+			wh.Timeout = cfg.SendTimeout
+			senders[notifierv1.Channel_CHANNEL_WEBHOOK] = channel.NewWebhook(wh)
 		}
 	}
 	s.engine = app.New(deps.Pool, app.Config{
