@@ -192,13 +192,15 @@ func (w *writeBatch) addCohort(first time.Time, o *orderRow, sign int64) {
 }
 
 // selectCustomers reads the stored state of customers by id, one
-// primary-key probe per id: a LATERAL subquery is never turned into a join
-// over every customer of the tenant (which "= ANY($2)" can be planned as).
+// primary-key probe per id. The LIMIT keeps the LATERAL subquery from being
+// pulled up into a plain join, which the planner can run as a hash join over
+// every customer of the tenant (measured: 7 ms instead of 1-2 ms for 500
+// ids at 20k customers, the largest read of a batch).
 const selectCustomers = `
 	SELECT u.id, c.cseq, c.first_order_at, c.second_order_at FROM unnest($2::text[]) AS u(id)
 	CROSS JOIN LATERAL (
 		SELECT cseq, first_order_at, second_order_at FROM customers
-		WHERE tenant = $1 AND customer_id = u.id) c`
+		WHERE tenant = $1 AND customer_id = u.id LIMIT 1) c`
 
 // newCustomers registers the named customers not loaded yet and returns
 // them, to be read with selectCustomers.
@@ -561,12 +563,15 @@ func (w *writeBatch) orderRevenue(ctx context.Context, tx pgx.Tx, changes []orde
 		return nil
 	}
 	slices.Sort(reread)
+	// OFFSET 0 keeps the subquery from being pulled up into a join that
+	// can be planned over every order of the tenant: one index range scan
+	// per customer.
 	rows, err := tx.Query(ctx, `
 		SELECT o.order_id, o.customer_id, o.placed_at, o.total_minor, o.refunded_minor, o.currency
 		FROM unnest($2::int4[]) AS u(cseq)
 		CROSS JOIN LATERAL (
 			SELECT order_id, customer_id, placed_at, total_minor, refunded_minor, currency FROM orders
-			WHERE tenant = $1 AND cseq = u.cseq) o`, w.tenant, w.cseqs(reread))
+			WHERE tenant = $1 AND cseq = u.cseq OFFSET 0) o`, w.tenant, w.cseqs(reread))
 	if err != nil {
 		return fmt.Errorf("read orders of %d customers changing cohort: %w", len(reread), err)
 	}

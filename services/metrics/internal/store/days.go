@@ -100,11 +100,12 @@ func decodeBitmap(b []byte) (*roaring.Bitmap, error) {
 }
 
 // selectDayRows reads the rows of a tenant's days ($2, dates), one
-// primary-key probe per day.
+// primary-key probe per day (the LIMIT keeps the subquery from being pulled
+// up into a join over every day row of the tenant, as in selectCustomers).
 const selectDayRows = `
 	SELECT d.day - DATE '1970-01-01', d.version, d.ge1, d.ge2, d.firsts, d.seconds
 	FROM unnest($2::date[]) AS u(day)
-	CROSS JOIN LATERAL (SELECT * FROM day_buyers WHERE tenant = $1 AND day = u.day) d`
+	CROSS JOIN LATERAL (SELECT * FROM day_buyers WHERE tenant = $1 AND day = u.day LIMIT 1) d`
 
 // readDayRows reads the stored rows of days (those that exist).
 func readDayRows(ctx context.Context, q pgx.Tx, tenant string, days []int32) (map[int32]*dayRow, error) {
