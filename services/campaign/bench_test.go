@@ -34,7 +34,7 @@ type benchEnv struct {
 	pub    *bus.Bus
 	pool   *pgxpool.Pool
 	engine *app.Engine
-	clock  *clock
+	clock  *testenv.Clock
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
@@ -58,7 +58,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
 		b.Fatal(err)
 	}
-	c := &clock{t: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
+	c := testenv.NewClock(time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC))
 	e := app.New(pool, app.Config{MaxTriggerAge: 7 * day, Now: c.Now}, slog.New(slog.DiscardHandler))
 	return &benchEnv{pub: pub, pool: pool, engine: e, clock: c}
 }
@@ -95,7 +95,7 @@ func (e *benchEnv) drain(b *testing.B, durable string, h bus.Handler) time.Durat
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- c.Run(ctx) }()
-	waitFor(b, durable, func() bool {
+	testenv.WaitFor(b, durable, func() bool {
 		info, err := e.pub.JS.Consumer(ctx, bus.EventsStream, durable)
 		if err != nil {
 			return false

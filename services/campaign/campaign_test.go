@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
@@ -131,7 +132,7 @@ func TestNoCustomerEnrolledTwice(t *testing.T) {
 	t.Run("once per 30 days admits again after 30 days", func(t *testing.T) {
 		s.clock.Advance(31 * day)
 		s.publish(t, tenant, orderEv("late", "c-00", s.clock.Now(), 1000))
-		waitFor(t, "the second monthly entry", func() bool {
+		testenv.WaitFor(t, "the second monthly entry", func() bool {
 			return s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'monthly' AND customer_id = 'c-00'`) == 2
 		})
 		s.caughtUp(t)
@@ -184,7 +185,7 @@ func TestOneNotificationPerStepAcrossCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.publish(t, tenant, orderEv("o2", "c-2", s.clock.Now(), 1000))
-		waitFor(t, "the step to commit", func() bool {
+		testenv.WaitFor(t, "the step to commit", func() bool {
 			return s.count(t, `SELECT count(*) FROM bus_outbox WHERE published_at IS NULL`) == 1
 		})
 		restart(t, func() {

@@ -2,7 +2,6 @@ package campaign_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,24 +26,6 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 const day = 24 * time.Hour
 
-// clock is the service's clock, moved by tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // stack is a campaign service on real NATS and Postgres.
 type stack struct {
 	nats   *testenv.NATSServer
@@ -54,7 +35,7 @@ type stack struct {
 	js     jetstream.JetStream
 	signer *auth.Signer
 	pubKey string
-	clock  *clock
+	clock  *testenv.Clock
 	opts   []option
 	inst   []*instance
 	// top is the test that owns the stack: replicas started in subtests
@@ -82,7 +63,7 @@ func setup(t testing.TB, opts ...option) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: signer, pubKey: pub,
-		clock: &clock{t: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}, opts: opts, top: t}
+		clock: testenv.NewClock(time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)), opts: opts, top: t}
 	s.start(t)
 	ctx := context.Background()
 	if s.db, err = pgxpool.New(ctx, s.dbURL); err != nil {
@@ -151,21 +132,7 @@ func (s *stack) token(t testing.TB, tenant string) grpc.CallOption {
 // publish sends events to RETAIN_EVENTS as ingest does.
 func (s *stack) publish(t testing.TB, tenant string, evs ...*eventsv1.Event) {
 	t.Helper()
-	msgs := make([]bus.Message, len(evs))
-	for i, ev := range evs {
-		ev.TenantId = tenant
-		ev.ReceivedAt = timestamppb.New(s.clock.Now())
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs[i] = bus.Message{Subject: bus.EventSubject(tenant, ev.GetType()), ID: tenant + "/" + ev.GetId(), Type: ev.GetType(), Data: data}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := s.pub.PublishDurable(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PublishEvents(t, s.pub, tenant, s.clock.Now(), evs...)
 }
 
 // publishOn sends one message to any subject (signals, outcomes).
@@ -198,7 +165,7 @@ func (s *stack) caughtUp(t testing.TB) {
 
 func (s *stack) outboxDrained(t testing.TB) {
 	t.Helper()
-	waitFor(t, "the outbox relay", func() bool {
+	testenv.WaitFor(t, "the outbox relay", func() bool {
 		var n int
 		err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM bus_outbox WHERE published_at IS NULL`).Scan(&n)
 		return err == nil && n == 0
@@ -261,17 +228,6 @@ func (s *stack) notifications(t testing.TB, tenant string) []notification {
 		out = append(out, notification{NotificationRequested: n, msgID: m.Header.Get(bus.HeaderMsgID)})
 	}
 	return out
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // Event builders.

@@ -101,20 +101,20 @@ func BenchmarkConsumer(b *testing.B) {
 		start := time.Now()
 		rawDone := make(chan error, 1)
 		go func() { rawDone <- raw.Run(rctx) }()
-		waitForUpTo(b, 10*time.Minute, "the raw runner", func() bool { return drained("bench-raw") })
+		testenv.WaitForUpTo(b, 10*time.Minute, "the raw runner", func() bool { return drained("bench-raw") })
 		rawRate := float64(n) / time.Since(start).Seconds()
 		stopRaw()
 		<-rawDone
 		pool.Close()
 
 		// The service.
-		s := &stack{nats: ns, dbURL: dbURL, clock: &clock{t: now}}
+		s := &stack{nats: ns, dbURL: dbURL, clock: testenv.NewClock(now)}
 		pubKey, _, _ := authKeys(b)
 		s.pubKey = pubKey
 		start = time.Now()
 		b.StartTimer()
 		s.start(b)
-		waitForUpTo(b, 10*time.Minute, "the facts consumer", func() bool { return drained(churnsignal.ConsumerName) })
+		testenv.WaitForUpTo(b, 10*time.Minute, "the facts consumer", func() bool { return drained(churnsignal.ConsumerName) })
 		b.StopTimer()
 		rate := float64(n) / time.Since(start).Seconds()
 		s.stop()

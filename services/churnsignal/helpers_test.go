@@ -3,7 +3,6 @@ package churnsignal_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +24,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// clock is the service's clock, moved by tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
 
 func authKeys(tb testing.TB) (pub, priv string, signer *auth.Signer) {
 	tb.Helper()
@@ -67,7 +48,7 @@ type stack struct {
 	conn   *grpc.ClientConn
 	signer *auth.Signer
 	pubKey string
-	clock  *clock
+	clock  *testenv.Clock
 	svc    *churnsignal.Service
 	tel    *telemetry.Telemetry // the service's: its /metrics
 	stop   func()               // stops the service (idempotent)
@@ -81,7 +62,7 @@ func setup(t *testing.T, opts ...option) *stack {
 	dbURL := testenv.Postgres(t)
 	pub, _, signer := authKeys(t)
 	var err error
-	s := &stack{nats: ns, dbURL: dbURL, signer: signer, pubKey: pub, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	s := &stack{nats: ns, dbURL: dbURL, signer: signer, pubKey: pub, clock: testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))}
 	s.start(t, opts...)
 
 	ctx := context.Background()
@@ -146,21 +127,7 @@ func (s *stack) client() churnv1.ChurnServiceClient { return churnv1.NewChurnSer
 // Event, subject retain.events.<tenant>.<type>, msg id "<tenant>/<id>".
 func (s *stack) publish(t testing.TB, tenant string, evs ...*eventsv1.Event) {
 	t.Helper()
-	msgs := make([]bus.Message, len(evs))
-	for i, ev := range evs {
-		ev.TenantId = tenant
-		ev.ReceivedAt = timestamppb.Now()
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs[i] = bus.Message{Subject: bus.EventSubject(tenant, ev.GetType()), ID: tenant + "/" + ev.GetId(), Type: ev.GetType(), Data: data}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := s.pub.PublishDurable(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PublishEvents(t, s.pub, tenant, time.Now(), evs...)
 }
 
 // caughtUp waits until the facts consumer has acknowledged everything on
@@ -168,7 +135,7 @@ func (s *stack) publish(t testing.TB, tenant string, evs ...*eventsv1.Event) {
 func (s *stack) caughtUp(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
-	waitFor(t, "the facts consumer and the relay to catch up", func() bool {
+	testenv.WaitFor(t, "the facts consumer and the relay to catch up", func() bool {
 		c, err := s.js.Consumer(ctx, bus.EventsStream, churnsignal.ConsumerName)
 		if err != nil {
 			return false
@@ -215,22 +182,6 @@ func (s *stack) signals(t testing.TB) ([]*churnv1.ChurnRiskChanged, []string) {
 		ids = append(ids, m.Header.Get(bus.HeaderMsgID))
 	}
 	return evs, ids
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	waitForUpTo(t, 30*time.Second, what, cond)
-}
-
-func waitForUpTo(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // Event builders.

@@ -334,7 +334,7 @@ func TestDuplicateBeyondTheStreamWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	waitFor(t, "the ingest log to record the event", func() bool {
+	testenv.WaitFor(t, "the ingest log to record the event", func() bool {
 		var n int
 		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM ingest_log WHERE msg_id = 'shop/late-1'`).Scan(&n)
 		return n == 1
@@ -502,16 +502,5 @@ func TestNATSRestartLosesNothingAcknowledged(t *testing.T) {
 	}
 	if len(msgs) != clients*batches*perBatch {
 		t.Errorf("stream has %d events, want %d", len(msgs), clients*batches*perBatch)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -136,22 +136,12 @@ func eventType(ev *eventsv1.Event) string {
 // subject retain.events.<tenant>.<type>, Nats-Msg-Id <tenant>/<event id>.
 func (s *stack) publish(t *testing.T, tenant string, evs []*eventsv1.Event) {
 	t.Helper()
-	msgs := make([]bus.Message, len(evs))
+	typed := make([]*eventsv1.Event, len(evs))
 	for i, ev := range evs {
-		ev = proto.Clone(ev).(*eventsv1.Event)
-		ev.TenantId = tenant
-		ev.Type = eventType(ev)
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs[i] = bus.Message{Subject: bus.EventSubject(tenant, ev.Type), ID: tenant + "/" + ev.GetId(), Type: ev.Type, Data: data}
+		typed[i] = proto.Clone(ev).(*eventsv1.Event)
+		typed[i].Type = eventType(ev)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := s.bus.PublishDurable(ctx, msgs); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PublishEvents(t, s.bus, tenant, time.Now(), typed...)
 }
 
 // caughtUp waits until the service applied everything on the stream.

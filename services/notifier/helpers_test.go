@@ -35,14 +35,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
-
 // mailbox is a real SMTP server (go-smtp) in the test process.
 type mailbox struct {
 	addr string
@@ -170,7 +162,7 @@ type stack struct {
 	pub      *bus.Bus
 	signer   *auth.Signer
 	pubKey   string
-	clock    *clock
+	clock    *testenv.Clock
 	mail     *mailbox
 	sms      *provider
 	hook     *provider
@@ -192,7 +184,7 @@ func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: signer, pubKey: pub,
-		clock: &clock{t: time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)}, mail: newMailbox(t), sms: newProvider(t), hook: newProvider(t), opts: opts}
+		clock: testenv.NewClock(time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)), mail: newMailbox(t), sms: newProvider(t), hook: newProvider(t), opts: opts}
 	s.start(t)
 	ctx := context.Background()
 	if s.db, err = pgxpool.New(ctx, s.dbURL); err != nil {
@@ -270,7 +262,7 @@ func (s *stack) customers(t testing.TB, tenant string, cs ...customer) {
 	if _, err := s.pub.PublishDurable(context.Background(), msgs); err != nil {
 		t.Fatal(err)
 	}
-	s.waitFor(t, "contacts projected", func() bool {
+	testenv.WaitFor(t, "contacts projected", func() bool {
 		var n int
 		_ = s.db.QueryRow(context.Background(), `SELECT count(*) FROM contacts WHERE tenant = $1`, tenant).Scan(&n)
 		return n >= len(cs)
@@ -303,7 +295,7 @@ func marketingEmail(tenant, id, cust, campaign string) *notifierv1.NotificationR
 func (s *stack) delivery(t testing.TB, tenant, id string, want ...string) *notifierv1.Delivery {
 	t.Helper()
 	var d *notifierv1.Delivery
-	s.waitFor(t, fmt.Sprintf("delivery %s to be %v", id, want), func() bool {
+	testenv.WaitFor(t, fmt.Sprintf("delivery %s to be %v", id, want), func() bool {
 		resp, err := s.client().GetDelivery(context.Background(), &notifierv1.GetDeliveryRequest{RequestId: id}, s.token(t, tenant, auth.ScopeRead))
 		if err != nil {
 			return false
@@ -323,7 +315,7 @@ func (s *stack) delivery(t testing.TB, tenant, id string, want ...string) *notif
 func (s *stack) outcomes(t testing.TB, requestID string) []*notifierv1.DeliveryOutcome {
 	t.Helper()
 	ctx := context.Background()
-	s.waitFor(t, "the outbox to drain", func() bool {
+	testenv.WaitFor(t, "the outbox to drain", func() bool {
 		var n int
 		_ = s.db.QueryRow(ctx, `SELECT count(*) FROM bus_outbox WHERE published_at IS NULL`).Scan(&n)
 		return n == 0
@@ -354,17 +346,6 @@ func (s *stack) outcomes(t testing.TB, requestID string) []*notifierv1.DeliveryO
 		}
 	}
 	return out
-}
-
-func (s *stack) waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // verifySignature is the receiver's recipe from the README, written out

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/notifier"
@@ -179,7 +180,7 @@ func TestProviderTimeoutThenCrashDoesNotDoubleSend(t *testing.T) {
 	r.Channel = notifierv1.Channel_CHANNEL_SMS
 	s.request(t, r, "")
 	var d *notifierv1.Delivery
-	s.waitFor(t, "the first attempt to time out", func() bool {
+	testenv.WaitFor(t, "the first attempt to time out", func() bool {
 		d = s.delivery(t, "shop", "sms-1", "queued", "sending")
 		return d.GetStatus() == "queued" && d.GetAttempts() == 1
 	})

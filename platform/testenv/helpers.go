@@ -1,0 +1,91 @@
+package testenv
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/bus"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+)
+
+// Clock is a clock tests move by hand, for a service's Config.Now.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock reading t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// WaitFor polls cond until it holds, failing the test after 30 s. It waits
+// for asynchronous work; it asserts nothing about how long that took.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	WaitForUpTo(t, 30*time.Second, what, cond)
+}
+
+// WaitForUpTo is WaitFor with another limit.
+func WaitForUpTo(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// PublishEvents puts events on RETAIN_EVENTS exactly as ingest does:
+// protobuf Event with the tenant and receivedAt filled in, subject
+// retain.events.<tenant>.<type>, Nats-Msg-Id "<tenant>/<event id>", one
+// durable publish. Every event must carry its type. The events passed in
+// are not modified.
+func PublishEvents(t testing.TB, b *bus.Bus, tenant string, receivedAt time.Time, evs ...*eventsv1.Event) {
+	t.Helper()
+	msgs := make([]bus.Message, len(evs))
+	for i, ev := range evs {
+		if ev.GetType() == "" {
+			t.Fatalf("event %q has no type", ev.GetId())
+		}
+		ev = proto.Clone(ev).(*eventsv1.Event)
+		ev.TenantId = tenant
+		ev.ReceivedAt = timestamppb.New(receivedAt)
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = bus.Message{Subject: bus.EventSubject(tenant, ev.GetType()), ID: tenant + "/" + ev.GetId(), Type: ev.GetType(), Data: data}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := b.PublishDurable(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+}
