@@ -134,16 +134,14 @@ func (s *stack) publish(t testing.TB, tenant string, evs ...*eventsv1.Event) {
 // RETAIN_EVENTS and the relay has published every outbox row.
 func (s *stack) caughtUp(t testing.TB) {
 	t.Helper()
-	ctx := context.Background()
-	testenv.WaitFor(t, "the facts consumer and the relay to catch up", func() bool {
-		c, err := s.js.Consumer(ctx, bus.EventsStream, churnsignal.ConsumerName)
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(ctx)
-		if err != nil || info.NumPending != 0 || info.NumAckPending != 0 {
-			return false
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The consumer's own check: pending counters alone can read zero just
+	// after a publish, before the server counted the message.
+	if err := s.svc.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, "the relay to publish the outbox", func() bool {
 		var unpublished int
 		if err := s.db.QueryRow(ctx, `SELECT count(*) FROM bus_outbox WHERE published_at IS NULL`).Scan(&unpublished); err != nil {
 			return false
