@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
 // Run with the Postgres cluster durable too, so commits include their fsync:
@@ -124,34 +124,13 @@ func BenchmarkConsumerRunner(b *testing.B) {
 	for _, tc := range []struct{ batch, workers int }{{500, 1}, {500, 2}, {100, 2}} {
 		b.Run(fmt.Sprintf("runner/batch=%d/workers=%d", tc.batch, tc.workers), func(b *testing.B) {
 			subject := publish(b, b.N)
-			var applied atomic.Int64
-			done := make(chan struct{})
-			c := newConsumer(b, bb, pool, bus.ConsumerConfig{
+			testenv.TimeConsumer(b, bb, pool, bus.ConsumerConfig{
+				Stream:         bus.EventsStream,
 				Durable:        fmt.Sprintf("runner%d", round.Load()),
 				FilterSubjects: []string{subject},
 				BatchSize:      tc.batch,
 				Concurrency:    tc.workers,
-			}, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-				if err := applyAll(ctx, tx, ds); err != nil {
-					return err
-				}
-				// Counted at commit time would be more exact; the handler
-				// runs just before it, and the timer stops after Run's
-				// in-flight batch is committed and acked below.
-				if applied.Add(int64(len(ds))) >= int64(b.N) {
-					select {
-					case <-done:
-					default:
-						close(done)
-					}
-				}
-				return nil
-			})
-			b.ResetTimer()
-			stop := run(b, c)
-			<-done
-			stop()
-			b.StopTimer()
+			}, applyAll)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(rawRate, "raw-fetch-ack-msgs/s")
 		})

@@ -523,35 +523,10 @@ func BenchmarkConsumer(b *testing.B) {
 	}
 
 	runUntil := func(b *testing.B, durable, tenant string, h bus.Handler) {
-		var applied atomic.Int64
-		done := make(chan struct{})
-		c, err := bus.NewConsumer(bb, pool, bus.ConsumerConfig{
+		testenv.TimeConsumer(b, bb, pool, bus.ConsumerConfig{
 			Stream: bus.EventsStream, Durable: durable, FilterSubjects: []string{bus.EventSubject(tenant, "order.placed")},
 			BatchSize: 500, Concurrency: 1,
-		}, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-			if err := h(ctx, tx, ds); err != nil {
-				return err
-			}
-			if applied.Add(int64(len(ds))) >= int64(b.N) {
-				select {
-				case <-done:
-				default:
-					close(done)
-				}
-			}
-			return nil
-		}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rctx, cancel := context.WithCancel(ctx)
-		stopped := make(chan struct{})
-		b.ResetTimer()
-		go func() { _ = c.Run(rctx); close(stopped) }()
-		<-done
-		cancel()
-		<-stopped
-		b.StopTimer()
+		}, h)
 	}
 
 	var rawRate float64
