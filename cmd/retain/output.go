@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/retainhq/retain/services/ingest/event"
+	"github.com/retainhq/retain/platform/currency"
 )
 
 // printJSON prints a gRPC response as protojson: what --output json means
@@ -59,8 +59,8 @@ func codeWords(code string) string {
 // moneyText renders minor units in major units with thousands separators,
 // e.g. 1234567 GBP -> "12,345.67" (with the code when withCode). Exact: no
 // floats between the integer and the text.
-func moneyText(minor int64, currency string, withCode bool) string {
-	exp, ok := event.CurrencyExponent(currency)
+func moneyText(minor int64, code string, withCode bool) string {
+	exp, ok := currency.Exponent(code)
 	if !ok {
 		exp = 2
 	}
@@ -90,8 +90,8 @@ func moneyText(minor int64, currency string, withCode bool) string {
 	if neg {
 		out = "-" + out
 	}
-	if withCode && currency != "" {
-		out += " " + currency
+	if withCode && code != "" {
+		out += " " + code
 	}
 	return out
 }

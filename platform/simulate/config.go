@@ -268,16 +268,3 @@ func validCurrency(s string) bool {
 	}
 	return true
 }
-
-// minorUnitDigits is the ISO-4217 exponent of a currency: how many decimal
-// digits its minor unit has. Most currencies have two.
-func minorUnitDigits(currency string) int {
-	switch currency {
-	case "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
-		"UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF":
-		return 0
-	case "BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND":
-		return 3
-	}
-	return 2
-}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/retainhq/retain/platform/currency"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
@@ -48,7 +49,12 @@ func New(cfg Config) (*Shop, error) {
 		return nil, err
 	}
 	cfg.Start = cfg.Start.UTC().Truncate(time.Millisecond)
-	digits := minorUnitDigits(cfg.Currency)
+	// Validate admits any three upper-case letters; an unknown code gets
+	// the usual two decimals.
+	digits, ok := currency.Exponent(cfg.Currency)
+	if !ok {
+		digits = 2
+	}
 	s := &Shop{
 		cfg:         cfg,
 		startMs:     cfg.Start.UnixMilli(),

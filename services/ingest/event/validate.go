@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/text/language"
 
+	"github.com/retainhq/retain/platform/currency"
 	"github.com/retainhq/retain/platform/tenant"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -202,8 +203,8 @@ func (p *problems) money(field string, m *eventsv1.Money, mustBePositive bool) {
 	switch c := m.GetCurrency(); {
 	case c == "":
 		p.add(field+".currency", "is required: an ISO 4217 code such as \"EUR\"")
-	case !IsCurrency(c):
-		if IsCurrency(strings.ToUpper(c)) {
+	case !currency.Known(c):
+		if currency.Known(strings.ToUpper(c)) {
 			p.add(field+".currency", "%s must be upper case: %s", quote(c), quote(strings.ToUpper(c)))
 		} else {
 			p.add(field+".currency", "%s is not an ISO 4217 currency code", quote(c))

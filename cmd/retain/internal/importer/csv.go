@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/currency"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/ingest/event"
 )
@@ -352,7 +353,7 @@ func NewCSVReader(r io.Reader, opts CSVOptions) (*CSVReader, error) {
 			if cur == "" {
 				return nil, fmt.Errorf("%s: the currency is required: give --currency (e.g. GBP) or map a currency column", opts.Kind)
 			}
-			if !event.IsCurrency(cur) {
+			if !currency.Known(cur) {
 				return nil, fmt.Errorf("%s: --currency %q is not an ISO 4217 currency code", opts.Kind, opts.Currency)
 			}
 			c.currency = cur
@@ -467,7 +468,7 @@ func (b *rowBuilder) money(field string) *eventsv1.Money {
 			b.fail("currency", "is empty")
 			return nil
 		}
-		if !event.IsCurrency(cur) {
+		if !currency.Known(cur) {
 			b.fail("currency", "%s is not an ISO 4217 currency code", quoteValue(cur))
 			return nil
 		}

@@ -5,7 +5,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/retainhq/retain/services/ingest/event"
+	"github.com/retainhq/retain/platform/currency"
 )
 
 // ParseAmount parses a decimal amount such as "1234.50" into minor units of
@@ -17,10 +17,10 @@ import (
 // ("12.500") are accepted because they lose nothing. Thousands separators,
 // currency symbols and exponents are rejected rather than guessed at: "1,234"
 // means 1234 in one country and 1.234 in another.
-func ParseAmount(s, currency string) (int64, error) {
-	exp, ok := event.CurrencyExponent(currency)
+func ParseAmount(s, code string) (int64, error) {
+	exp, ok := currency.Exponent(code)
 	if !ok {
-		return 0, fmt.Errorf("%q is not an ISO 4217 currency code", currency)
+		return 0, fmt.Errorf("%q is not an ISO 4217 currency code", code)
 	}
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -41,7 +41,7 @@ func ParseAmount(s, currency string) (int64, error) {
 	}
 	significant := strings.TrimRight(frac, "0")
 	if len(significant) > exp {
-		return 0, fmt.Errorf("%s has %d decimal places; %s allows at most %d", quoteValue(s), len(frac), currency, exp)
+		return 0, fmt.Errorf("%s has %d decimal places; %s allows at most %d", quoteValue(s), len(frac), code, exp)
 	}
 	// Pad the fraction to exactly exp digits: "12.5" GBP -> "12" + "50".
 	frac = significant + strings.Repeat("0", exp-len(significant))

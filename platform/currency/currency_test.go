@@ -1,8 +1,8 @@
-package event
+package currency
 
 import "testing"
 
-func TestCurrencyExponent(t *testing.T) {
+func TestExponent(t *testing.T) {
 	tests := []struct {
 		code  string
 		exp   int
@@ -24,12 +24,12 @@ func TestCurrencyExponent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {
-			exp, ok := CurrencyExponent(tt.code)
+			exp, ok := Exponent(tt.code)
 			if ok != tt.known || exp != tt.exp {
-				t.Errorf("CurrencyExponent(%q) = %d, %v; want %d, %v", tt.code, exp, ok, tt.exp, tt.known)
+				t.Errorf("Exponent(%q) = %d, %v; want %d, %v", tt.code, exp, ok, tt.exp, tt.known)
 			}
-			if IsCurrency(tt.code) != tt.known {
-				t.Errorf("IsCurrency(%q) = %v", tt.code, !tt.known)
+			if Known(tt.code) != tt.known {
+				t.Errorf("Known(%q) = %v", tt.code, !tt.known)
 			}
 		})
 	}

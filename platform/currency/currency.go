@@ -1,4 +1,7 @@
-package event
+// Package currency knows the ISO 4217 currencies an order can be priced in
+// and the decimal places of their minor units, for every service and tool
+// that turns minor units into amounts or back.
+package currency
 
 // iso4217 maps every active ISO 4217 alphabetic currency code that has defined
 // minor units to its minor-unit exponent (the number of decimal places of its
@@ -37,16 +40,16 @@ var iso4217 = map[string]int{
 	"ZWL": 2,
 }
 
-// IsCurrency reports whether code is a known ISO 4217 alphabetic code. The
-// comparison is exact: Normalize upper-cases codes before validation.
-func IsCurrency(code string) bool {
+// Known reports whether code is a known ISO 4217 alphabetic code. The
+// comparison is exact: callers upper-case codes first where that is allowed.
+func Known(code string) bool {
 	_, ok := iso4217[code]
 	return ok
 }
 
-// CurrencyExponent returns the number of decimal places of code's minor unit
-// (2 for GBP, 0 for JPY, 3 for KWD) and whether code is known.
-func CurrencyExponent(code string) (int, bool) {
+// Exponent returns the number of decimal places of code's minor unit (2 for
+// GBP, 0 for JPY, 3 for KWD) and whether code is known.
+func Exponent(code string) (int, bool) {
 	e, ok := iso4217[code]
 	return e, ok
 }
