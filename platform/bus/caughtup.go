@@ -45,11 +45,8 @@ func (c *Consumer) lastMatchingSeq(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("bus: stream %s: %w", c.cfg.Stream, err)
 	}
 	if len(c.cfg.FilterSubjects) == 0 {
-		info, err := stream.Info(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("bus: stream %s: %w", c.cfg.Stream, err)
-		}
-		return info.State.LastSeq, nil
+		// Stream just fetched the info: no second request.
+		return stream.CachedInfo().State.LastSeq, nil
 	}
 	var last uint64
 	for _, f := range c.cfg.FilterSubjects {
