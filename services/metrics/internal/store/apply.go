@@ -146,6 +146,8 @@ type writeBatch struct {
 	// (with or without a row).
 	storedDays map[int32]*dayRow
 	readDays   map[int32]bool
+	// orderWrites are the batch's order writes not sent yet (planOrders).
+	orderWrites *pgx.Batch
 }
 
 func newWriteBatch(tenant string) *writeBatch {
@@ -282,7 +284,17 @@ func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order)
 	b.Queue(selectCustomers, w.tenant, w.newCustomers(names))
 	b.Queue(`SELECT next_cseq, version FROM tenant_state WHERE tenant = $1`, w.tenant)
 	b.Queue(selectDayRows, w.tenant, dayDates(days))
-	var next int32
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		ids[i] = o.ID
+	}
+	b.Queue(selectStoredOrders, w.tenant, ids)
+	b.Queue(selectWaitingRefunds, w.tenant, ids)
+	var (
+		next    int32
+		stored  map[string]orderRow
+		waiting map[string]int64
+	)
 	err := func() error {
 		br := tx.SendBatch(ctx, b)
 		defer br.Close()
@@ -306,6 +318,20 @@ func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order)
 		for _, d := range days {
 			w.readDays[d] = true
 		}
+		rows, err = br.Query()
+		if err != nil {
+			return fmt.Errorf("read %d stored orders: %w", len(ids), err)
+		}
+		if stored, err = scanStoredOrders(rows); err != nil {
+			return err
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return fmt.Errorf("read refunds of %d orders: %w", len(ids), err)
+		}
+		if waiting, err = scanWaitingRefunds(rows); err != nil {
+			return err
+		}
 		return br.Close()
 	}()
 	if err != nil {
@@ -322,10 +348,7 @@ func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order)
 	}
 	w.nextCseq = next
 
-	changes, err := w.upsertOrders(ctx, tx, orders)
-	if err != nil {
-		return err
-	}
+	changes := w.planOrders(orders, stored, waiting)
 	if len(changes) == 0 {
 		return nil
 	}
@@ -392,74 +415,137 @@ func dayMoves(from, to time.Time) (leave, join []int32) {
 	return leave, join
 }
 
-// upsertOrders writes the orders, keeping for each id the version that
-// sorts first (compareOrders), and returns the rows it wrote with the
-// versions they replaced. A new row takes the sum of the refunds that
-// arrived before it.
-func (w *writeBatch) upsertOrders(ctx context.Context, tx pgx.Tx, orders []Order) ([]orderChange, error) {
-	n := len(orders)
-	ids, customers, currencies := make([]string, n), make([]string, n), make([]string, n)
-	cseqs, placed, totals := make([]int32, n), make([]time.Time, n), make([]int64, n)
-	byID := make(map[string]*Order, n)
-	for i := range orders {
-		o := &orders[i]
-		ids[i], customers[i], currencies[i] = o.ID, string(o.Customer), o.Currency
-		cseqs[i], placed[i], totals[i] = int32(w.customers[string(o.Customer)].cseq), o.At, o.TotalMinor
-		byID[o.ID] = o
-	}
-	// xmax is set on a row the upsert updated; the subqueries in RETURNING
-	// run on the statement's snapshot, which still holds the replaced
-	// version, so they read it back for those rows only.
-	rows, err := tx.Query(ctx, `
-		INSERT INTO orders AS o (tenant, order_id, customer_id, cseq, placed_at, total_minor, currency, refunded_minor)
-		SELECT $1, u.order_id, u.customer_id, u.cseq, u.placed_at, u.total_minor, u.currency,
-		       coalesce((SELECT sum(r.amount_minor) FROM refunds r WHERE r.tenant = $1 AND r.order_id = u.order_id), 0)
-		FROM unnest($2::text[], $3::text[], $4::int4[], $5::timestamptz[], $6::bigint[], $7::text[])
-		     AS u(order_id, customer_id, cseq, placed_at, total_minor, currency)
-		ON CONFLICT (tenant, order_id) DO UPDATE SET
-			customer_id = excluded.customer_id, cseq = excluded.cseq, placed_at = excluded.placed_at,
-			total_minor = excluded.total_minor, currency = excluded.currency
-		WHERE (excluded.placed_at, excluded.customer_id, excluded.total_minor, excluded.currency)
-		    < (o.placed_at, o.customer_id, o.total_minor, o.currency)
-		RETURNING o.order_id, o.refunded_minor, o.xmax <> 0,
-			CASE WHEN o.xmax <> 0 THEN (SELECT p.customer_id FROM orders p WHERE p.tenant = $1 AND p.order_id = o.order_id) END,
-			CASE WHEN o.xmax <> 0 THEN (SELECT p.cseq FROM orders p WHERE p.tenant = $1 AND p.order_id = o.order_id) END,
-			CASE WHEN o.xmax <> 0 THEN (SELECT p.placed_at FROM orders p WHERE p.tenant = $1 AND p.order_id = o.order_id) END,
-			CASE WHEN o.xmax <> 0 THEN (SELECT p.total_minor FROM orders p WHERE p.tenant = $1 AND p.order_id = o.order_id) END,
-			CASE WHEN o.xmax <> 0 THEN (SELECT p.currency FROM orders p WHERE p.tenant = $1 AND p.order_id = o.order_id) END`,
-		w.tenant, ids, customers, cseqs, placed, totals, currencies)
-	if err != nil {
-		return nil, fmt.Errorf("upsert %d orders: %w", n, err)
-	}
+// selectStoredOrders reads the stored versions of a batch's order ids
+// ($2): one primary key probe each, like selectCustomers (a join or
+// = ANY lets stale row estimates pick a scan of the whole table).
+const selectStoredOrders = `
+	SELECT o.* FROM unnest($2::text[]) AS u(id)
+	CROSS JOIN LATERAL (
+		SELECT order_id, customer_id, cseq, placed_at, total_minor, currency, refunded_minor FROM orders
+		WHERE tenant = $1 AND order_id = u.id LIMIT 1) o`
+
+// selectWaitingRefunds sums the refunds stored for each of a batch's
+// order ids ($2) that have any: refunds that arrived before their order.
+const selectWaitingRefunds = `
+	SELECT u.id, r.refunded FROM unnest($2::text[]) AS u(id)
+	CROSS JOIN LATERAL (
+		SELECT sum(amount_minor)::bigint AS refunded FROM refunds WHERE tenant = $1 AND order_id = u.id) r
+	WHERE r.refunded IS NOT NULL`
+
+// scanStoredOrders reads selectStoredOrders' rows by order id.
+func scanStoredOrders(rows pgx.Rows) (map[string]orderRow, error) {
+	stored := map[string]orderRow{}
 	var (
-		changes   []orderChange
-		id        string
-		refunded  int64
-		updated   bool
-		pCustomer pgtype.Text
-		pCseq     pgtype.Int4
-		pAt       pgtype.Timestamptz
-		pTotal    pgtype.Int8
-		pCurrency pgtype.Text
+		o    orderRow
+		cseq int32
 	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &refunded, &updated, &pCustomer, &pCseq, &pAt, &pTotal, &pCurrency}, func() error {
-		o := byID[id]
-		ch := orderChange{after: orderRow{
-			id: id, customer: string(o.Customer), currency: o.Currency, cseq: w.customers[string(o.Customer)].cseq,
-			at: o.At, total: o.TotalMinor, refunded: refunded,
-		}}
-		if updated {
-			ch.before = &orderRow{
-				id: id, customer: pCustomer.String, currency: pCurrency.String, cseq: uint32(pCseq.Int32),
-				at: pAt.Time.UTC(), total: pTotal.Int64, refunded: refunded,
-			}
-		}
-		changes = append(changes, ch)
+	if _, err := pgx.ForEachRow(rows, []any{&o.id, &o.customer, &cseq, &o.at, &o.total, &o.currency, &o.refunded}, func() error {
+		o.cseq, o.at = uint32(cseq), o.at.UTC()
+		stored[o.id] = o
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("upsert %d orders: %w", n, err)
+		return nil, fmt.Errorf("read stored orders: %w", err)
 	}
-	return changes, nil
+	return stored, nil
+}
+
+// scanWaitingRefunds reads selectWaitingRefunds' rows by order id.
+func scanWaitingRefunds(rows pgx.Rows) (map[string]int64, error) {
+	waiting := map[string]int64{}
+	var (
+		id  string
+		sum int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &sum}, func() error {
+		waiting[id] = sum
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read refunds waiting for their orders: %w", err)
+	}
+	return waiting, nil
+}
+
+// planOrders works out the batch's order changes, keeping for each id the
+// version that sorts first (compareOrders) against the stored versions
+// (stored), and queues their writes in w.orderWrites. A new row takes the
+// sum of the refunds that arrived before it (waiting).
+//
+// The caller holds the tenant's lock, so the stored versions cannot change
+// or appear under it: a plain INSERT of the new ids and an UPDATE of the
+// winning re-sends do what INSERT ... ON CONFLICT DO UPDATE would, without
+// its speculative insertion and its round trip: the writes go with the
+// aggregates in flush, or earlier when something reads the orders back
+// (writeOrders).
+func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, waiting map[string]int64) []orderChange {
+	var fresh, resent orderColumns
+	changes := make([]orderChange, 0, len(orders))
+	for _, o := range orders {
+		after := orderRow{
+			id: o.ID, customer: string(o.Customer), currency: o.Currency, cseq: w.customers[string(o.Customer)].cseq,
+			at: o.At, total: o.TotalMinor, refunded: waiting[o.ID],
+		}
+		prev, ok := stored[o.ID]
+		if !ok {
+			changes = append(changes, orderChange{after: after})
+			fresh.add(&after)
+			continue
+		}
+		was := Order{Order: retention.Order{ID: prev.id, Customer: retention.CustomerID(prev.customer), At: prev.at, TotalMinor: prev.total}, Currency: prev.currency}
+		if compareOrders(o, was) >= 0 {
+			continue // the stored version wins (or is this one)
+		}
+		after.refunded = prev.refunded
+		changes = append(changes, orderChange{before: &prev, after: after})
+		resent.add(&after)
+	}
+	if len(fresh.ids)+len(resent.ids) == 0 {
+		return nil
+	}
+	w.orderWrites = &pgx.Batch{}
+	if len(fresh.ids) > 0 {
+		w.orderWrites.Queue(`
+			INSERT INTO orders (tenant, order_id, customer_id, cseq, placed_at, total_minor, currency, refunded_minor)
+			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[], $5::timestamptz[], $6::bigint[], $7::text[], $8::bigint[])`,
+			w.tenant, fresh.ids, fresh.customers, fresh.cseqs, fresh.placed, fresh.totals, fresh.currencies, fresh.refunded)
+	}
+	if len(resent.ids) > 0 {
+		w.orderWrites.Queue(`
+			UPDATE orders o SET customer_id = u.customer_id, cseq = u.cseq, placed_at = u.placed_at,
+				total_minor = u.total_minor, currency = u.currency
+			FROM unnest($2::text[], $3::text[], $4::int4[], $5::timestamptz[], $6::bigint[], $7::text[])
+			     AS u(order_id, customer_id, cseq, placed_at, total_minor, currency)
+			WHERE o.tenant = $1 AND o.order_id = u.order_id`,
+			w.tenant, resent.ids, resent.customers, resent.cseqs, resent.placed, resent.totals, resent.currencies)
+	}
+	return changes
+}
+
+// orderColumns are orders rows as statement parameters.
+type orderColumns struct {
+	ids, customers, currencies []string
+	cseqs                      []int32
+	placed                     []time.Time
+	totals, refunded           []int64
+}
+
+func (oc *orderColumns) add(o *orderRow) {
+	oc.ids, oc.customers, oc.currencies = append(oc.ids, o.id), append(oc.customers, o.customer), append(oc.currencies, o.currency)
+	oc.cseqs, oc.placed = append(oc.cseqs, int32(o.cseq)), append(oc.placed, o.at)
+	oc.totals, oc.refunded = append(oc.totals, o.total), append(oc.refunded, o.refunded)
+}
+
+// writeOrders sends the queued order writes now, for a statement about to
+// read the orders back.
+func (w *writeBatch) writeOrders(ctx context.Context, tx pgx.Tx) error {
+	if w.orderWrites == nil {
+		return nil
+	}
+	b := w.orderWrites
+	w.orderWrites = nil
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write orders: %w", err)
+	}
+	return nil
 }
 
 // settleCustomers works out every touched customer's first and second
@@ -483,6 +569,9 @@ func (w *writeBatch) settleCustomers(ctx context.Context, tx pgx.Tx) error {
 	}
 	if len(reread) == 0 {
 		return nil
+	}
+	if err := w.writeOrders(ctx, tx); err != nil {
+		return err
 	}
 	slices.Sort(reread)
 	rows, err := tx.Query(ctx, `
@@ -562,6 +651,9 @@ func (w *writeBatch) orderRevenue(ctx context.Context, tx pgx.Tx, changes []orde
 	if len(reread) == 0 {
 		return nil
 	}
+	if err := w.writeOrders(ctx, tx); err != nil {
+		return err
+	}
 	slices.Sort(reread)
 	// OFFSET 0 keeps the subquery from being pulled up into a join that
 	// can be planned over every order of the tenant: one index range scan
@@ -613,6 +705,9 @@ func (w *writeBatch) orderRevenue(ctx context.Context, tx pgx.Tx, changes []orde
 // applyRefunds writes the refunds and moves each order whose refunded sum
 // changes, in sales and cohort revenue.
 func (w *writeBatch) applyRefunds(ctx context.Context, tx pgx.Tx, refunds []retention.Refund) error {
+	if err := w.writeOrders(ctx, tx); err != nil {
+		return err
+	}
 	previous, err := upsertRefunds(ctx, tx, w.tenant, refunds)
 	if err != nil {
 		return err
@@ -780,9 +875,7 @@ func (w *writeBatch) flush(ctx context.Context, tx pgx.Tx) error {
 			ON CONFLICT (tenant) DO UPDATE SET next_cseq = excluded.next_cseq, version = excluded.version`,
 			w.tenant, w.nextCseq, w.version)
 	}
-	if err := w.queueCustomers(b); err != nil {
-		return err
-	}
+	w.queueCustomers(b)
 	if err := w.queueDays(ctx, tx, b); err != nil {
 		return err
 	}
@@ -792,16 +885,22 @@ func (w *writeBatch) flush(ctx context.Context, tx pgx.Tx) error {
 		b.Queue(`INSERT INTO tenant_currencies (tenant, currency) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`,
 			w.tenant, slices.Compact(w.currencies))
 	}
+	if w.orderWrites != nil {
+		// Not sent by anything reading the orders back (queueDays may
+		// have): they go first in the same round trip.
+		b.QueuedQueries = append(w.orderWrites.QueuedQueries, b.QueuedQueries...)
+		w.orderWrites = nil
+	}
 	if b.Len() == 0 {
 		return nil
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("write aggregates: %w", err)
+		return fmt.Errorf("write orders and aggregates: %w", err)
 	}
 	return nil
 }
 
-func (w *writeBatch) queueCustomers(b *pgx.Batch) error {
+func (w *writeBatch) queueCustomers(b *pgx.Batch) {
 	var (
 		ids            []string
 		cseqs          []int32
@@ -820,7 +919,7 @@ func (w *writeBatch) queueCustomers(b *pgx.Batch) error {
 		firsts, second = append(firsts, nullable(c.newFirst)), append(second, nullable(c.newSecond))
 	}
 	if len(ids) == 0 {
-		return nil
+		return
 	}
 	b.Queue(`
 		INSERT INTO customers AS c (tenant, customer_id, cseq, first_order_at, second_order_at)
@@ -830,7 +929,6 @@ func (w *writeBatch) queueCustomers(b *pgx.Batch) error {
 		ON CONFLICT (tenant, customer_id) DO UPDATE SET
 			first_order_at = excluded.first_order_at, second_order_at = excluded.second_order_at`,
 		w.tenant, ids, cseqs, firsts, second)
-	return nil
 }
 
 // queueDays edits the touched days' bitmaps.
@@ -855,6 +953,11 @@ func (w *writeBatch) queueDays(ctx context.Context, tx pgx.Tx, b *pgx.Batch) err
 	for _, d := range days {
 		if w.days[d].recompute {
 			recompute = append(recompute, d)
+		}
+	}
+	if len(recompute) > 0 {
+		if err := w.writeOrders(ctx, tx); err != nil {
+			return err
 		}
 	}
 	buyers, err := dayBuyersFromOrders(ctx, tx, w.tenant, recompute)

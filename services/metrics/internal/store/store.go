@@ -98,7 +98,7 @@ func LockTenants(ctx context.Context, tx pgx.Tx, tenants []string) error {
 // compareOrders is retention.NewLedger's rule for two versions of one order
 // id, (At, Customer, TotalMinor), extended with the currency the domain does
 // not carry, so that versions differing only in currency still have one
-// winner. The upsert in upsertOrders applies the same order in SQL.
+// winner. upsertOrders applies it against the stored version.
 func compareOrders(a, b Order) int {
 	if c := a.At.Compare(b.At); c != 0 {
 		return c
