@@ -9,7 +9,7 @@ require (
 	github.com/retainhq/retain/services/campaign v0.0.0
 	github.com/retainhq/retain/services/churnsignal v0.0.0
 	github.com/retainhq/retain/services/ingest v0.0.0
-	github.com/retainhq/retain/services/metrics v0.0.0-00010101000000-000000000000
+	github.com/retainhq/retain/services/metrics v0.0.0
 	github.com/retainhq/retain/services/notifier v0.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

@@ -5,13 +5,15 @@ go 1.26.0
 replace (
 	github.com/retainhq/retain/platform => ../../platform
 	github.com/retainhq/retain/proto/gen/go => ../../proto/gen/go
+	github.com/retainhq/retain/services/metrics => ../metrics
 )
 
 require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats.go v1.55.0
-	github.com/retainhq/retain/platform v0.0.0-00010101000000-000000000000
+	github.com/retainhq/retain/platform v0.0.0
 	github.com/retainhq/retain/proto/gen/go v0.0.0
+	github.com/retainhq/retain/services/metrics v0.0.0
 	golang.org/x/sync v0.24.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc
 	google.golang.org/grpc v1.85.0

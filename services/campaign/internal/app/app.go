@@ -171,19 +171,27 @@ type triggered struct {
 // env computes what the conditions of plans need beyond customers.
 func (e *Engine) env(ctx context.Context, q store.Querier, tenant string, plans []*domain.Plan) (domain.Env, error) {
 	env := domain.Env{Now: e.Now()}
-	pcts := domain.TopRevenuePercents(plans)
-	if len(pcts) == 0 {
-		return env, nil
-	}
-	revs, err := store.RevenuesDesc(ctx, q, tenant, env.Now)
-	if err != nil {
-		return env, err
-	}
-	env.TopRevenue = map[int32]int64{}
-	for _, p := range pcts {
-		if th, ok := domain.TopRevenueThreshold(revs, p); ok {
-			env.TopRevenue[p] = th
+	if pcts := domain.TopRevenuePercents(plans); len(pcts) > 0 {
+		revs, err := store.RevenuesDesc(ctx, q, tenant, env.Now)
+		if err != nil {
+			return env, err
 		}
+		env.TopRevenue = map[int32]int64{}
+		for _, p := range pcts {
+			if th, ok := domain.TopRevenueThreshold(revs, p); ok {
+				env.TopRevenue[p] = th
+			}
+		}
+	}
+	if domain.UsesRFM(plans) {
+		// The instant Postgres can hold, so that the scales and the
+		// customers' own values cut the orders at the same place.
+		at := env.Now.Truncate(time.Microsecond)
+		vs, err := store.RFMValues(ctx, q, tenant, at)
+		if err != nil {
+			return env, err
+		}
+		env.RFM = domain.NewRFMScales(at, vs)
 	}
 	return env, nil
 }

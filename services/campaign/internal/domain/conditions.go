@@ -1,11 +1,13 @@
 package domain
 
 import (
+	"slices"
 	"strings"
 	"time"
 
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 )
 
 const day = 24 * time.Hour
@@ -61,12 +63,16 @@ func (t *Trigger) Key(field string) string {
 }
 
 // Env is what conditions need beyond one customer: the tenant's revenue
-// threshold of each top_revenue_percent used, over the last 365 days.
+// threshold of each top_revenue_percent used, over the last 365 days, and
+// its RFM scales when an rfm_segment condition is used.
 type Env struct {
 	Now time.Time
 	// TopRevenue maps a percent to the smallest 365-day revenue (minor
 	// units) of a customer in that top percent; absent: nobody qualifies.
 	TopRevenue map[int32]int64
+	// RFM is the tenant's RFM scales as of Now; nil when no plan
+	// evaluated has an rfm_segment condition.
+	RFM *RFMScales
 }
 
 // Revenue365 is the customer's revenue over the 365 days before now.
@@ -142,6 +148,14 @@ func matches(cond *campaignv1.Condition, c *Customer, t *Trigger, at time.Time, 
 			band = t.Band
 		}
 		return band == k.ChurnBand
+	case *campaignv1.Condition_RfmSegment:
+		// As of env.RFM.At, not the trigger's instant: the customer is
+		// scored against the tenant's values at the same instant.
+		if env.RFM == nil {
+			return false
+		}
+		sc, ok := env.RFM.Score(c)
+		return ok && slices.Contains(k.RfmSegment.GetSegments(), metricsv1.RFMSegment(sc.Segment))
 	}
 	return false
 }

@@ -54,6 +54,9 @@ func TestCompileRejectsBadCampaignsNamingTheField(t *testing.T) {
 		{"schedule without conditions", `{id: t, name: T, trigger: {schedule: {every: 1d}}, steps: [{id: a, exit: {}}]}`, "conditions", "at least one"},
 		{"bad entry key", `{id: t, name: T, trigger: {event: order.placed}, entry: {once_per_key: color}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", "unknown key"},
 		{"coupon percent", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, issue_coupon: {percent_off: 150}}]}`, "steps[0].issue_coupon.percent_off", "1-100"},
+		{"rfm segment unspecified", `{id: t, name: T, trigger: {schedule: {}}, conditions: [{locale: de}, {rfm_segment: {segments: [RFM_SEGMENT_LOYAL, RFM_SEGMENT_UNSPECIFIED]}}], steps: [{id: a, exit: {}}]}`, "conditions[1].rfm_segment.segments[1]", "unknown segment 0"},
+		{"rfm segment unknown number", `{id: t, name: T, trigger: {schedule: {}}, conditions: [{rfm_segment: {segments: [99]}}], steps: [{id: a, exit: {}}]}`, "conditions[0].rfm_segment.segments[0]", "unknown segment 99"},
+		{"rfm segment none", `{id: t, name: T, trigger: {schedule: {}}, conditions: [{rfm_segment: {segments: []}}], steps: [{id: a, exit: {}}]}`, "conditions[0].rfm_segment.segments", "at least one"},
 		{"attribution over a year", `{id: t, name: T, trigger: {event: order.placed}, goal: {attribution_window: 2y}, steps: [{id: a, exit: {}}]}`, "goal.attribution_window", "not a duration"},
 	}
 	for _, tt := range tests {
@@ -297,6 +300,7 @@ func TestAALiftCoversZero(t *testing.T) {
 func FuzzDecodeFile(f *testing.F) {
 	f.Add([]byte(valid))
 	f.Add([]byte(`{"id":"x","trigger":{"schedule":{"every":"1d"}}}`))
+	f.Add([]byte("id: r\nname: R\ntrigger: {schedule: {every: 1d}}\nconditions: [{rfm_segment: {segments: [RFM_SEGMENT_CHAMPIONS, 2]}}]\nsteps: [{id: a, exit: {}}]\n"))
 	f.Add([]byte("id: [1, 2]\n"))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

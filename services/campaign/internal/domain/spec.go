@@ -15,6 +15,7 @@ import (
 
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 )
 
@@ -256,6 +257,15 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 		case *campaignv1.Condition_ChurnBand:
 			if k.ChurnBand == churnv1.RiskBand_RISK_BAND_UNSPECIFIED || churnv1.RiskBand_name[int32(k.ChurnBand)] == "" {
 				bad(f+".churn_band", "unknown band %d", k.ChurnBand)
+			}
+		case *campaignv1.Condition_RfmSegment:
+			if len(k.RfmSegment.GetSegments()) == 0 {
+				bad(f+".rfm_segment.segments", "set at least one segment, e.g. RFM_SEGMENT_CHAMPIONS")
+			}
+			for j, seg := range k.RfmSegment.GetSegments() {
+				if seg == metricsv1.RFMSegment_RFM_SEGMENT_UNSPECIFIED || metricsv1.RFMSegment_name[int32(seg)] == "" {
+					bad(fmt.Sprintf("%s.rfm_segment.segments[%d]", f, j), "unknown segment %d: want RFM_SEGMENT_CHAMPIONS, _LOYAL, ... _LOST", seg)
+				}
 			}
 		}
 	}

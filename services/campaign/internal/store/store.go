@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -49,24 +50,54 @@ type OrderFact struct {
 	Coupon     string
 }
 
-// UpsertOrders stores order facts; an order id seen before keeps its row.
+// UpsertOrders stores order facts. Versions of an order id that disagree
+// (a shop re-sent it changed): the one that sorts first by (placed_at,
+// customer_id, total_minor, currency), bytewise, wins whatever the arrival
+// order, the metrics service's rule, so that both see the same orders.
 func UpsertOrders(ctx context.Context, tx pgx.Tx, tenant string, os []OrderFact) error {
-	if len(os) == 0 {
+	os = winningOrders(os)
+	n := len(os)
+	if n == 0 {
 		return nil
 	}
-	ids, custs, ats, totals, curs, coupons := make([]string, len(os)), make([]string, len(os)), make([]time.Time, len(os)),
-		make([]int64, len(os)), make([]string, len(os)), make([]string, len(os))
+	ids, custs, ats, totals, curs, coupons := make([]string, n), make([]string, n), make([]time.Time, n),
+		make([]int64, n), make([]string, n), make([]string, n)
 	for i, o := range os {
 		ids[i], custs[i], ats[i], totals[i], curs[i], coupons[i] = o.ID, o.CustomerID, o.At, o.TotalMinor, o.Currency, o.Coupon
 	}
 	_, err := tx.Exec(ctx, `
-		INSERT INTO campaign_orders (tenant, order_id, customer_id, placed_at, total_minor, currency, coupon_code)
+		INSERT INTO campaign_orders AS o (tenant, order_id, customer_id, placed_at, total_minor, currency, coupon_code)
 		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[])
-		ON CONFLICT (tenant, order_id) DO NOTHING`, tenant, ids, custs, ats, totals, curs, coupons)
+		ON CONFLICT (tenant, order_id) DO UPDATE SET
+			customer_id = excluded.customer_id, placed_at = excluded.placed_at, total_minor = excluded.total_minor,
+			currency = excluded.currency, coupon_code = excluded.coupon_code
+		WHERE (excluded.placed_at, excluded.customer_id COLLATE "C", excluded.total_minor, excluded.currency COLLATE "C")
+		    < (o.placed_at, o.customer_id COLLATE "C", o.total_minor, o.currency COLLATE "C")`,
+		tenant, ids, custs, ats, totals, curs, coupons)
 	if err != nil {
-		return fmt.Errorf("store %d orders: %w", len(os), err)
+		return fmt.Errorf("store %d orders: %w", n, err)
 	}
 	return nil
+}
+
+// winningOrders keeps one version per order id by UpsertOrders' rule (an
+// upsert may not touch a row twice), at the precision Postgres keeps, in
+// id order (so concurrent batches lock rows in one order).
+func winningOrders(in []OrderFact) []OrderFact {
+	byID := make(map[string]OrderFact, len(in))
+	for _, o := range in {
+		o.At = o.At.UTC().Truncate(time.Microsecond)
+		if prev, ok := byID[o.ID]; !ok || compareOrders(o, prev) < 0 {
+			byID[o.ID] = o
+		}
+	}
+	out := slices.Collect(maps.Values(byID))
+	slices.SortFunc(out, func(a, b OrderFact) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func compareOrders(a, b OrderFact) int {
+	return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.CustomerID, b.CustomerID), cmp.Compare(a.TotalMinor, b.TotalMinor), cmp.Compare(a.Currency, b.Currency))
 }
 
 // Profile is a customer.updated fact; empty fields are not stated.
@@ -254,6 +285,29 @@ func RevenuesDesc(ctx context.Context, q Querier, tenant string, now time.Time) 
 		return nil, fmt.Errorf("revenues: %w", err)
 	}
 	return rs, nil
+}
+
+// RFMValues summarises the tenant's orders placed before at, one row per
+// customer (last order and order count): what domain.NewRFMScales builds
+// the tenant's RFM scales from, in one scan.
+func RFMValues(ctx context.Context, q Querier, tenant string, at time.Time) ([]domain.RFMValue, error) {
+	rows, err := q.Query(ctx, `
+		SELECT customer_id, max(placed_at), count(*)
+		FROM campaign_orders
+		WHERE tenant = $1 AND placed_at < $2
+		GROUP BY customer_id`, tenant, at)
+	if err != nil {
+		return nil, fmt.Errorf("rfm values: %w", err)
+	}
+	var v domain.RFMValue
+	vs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (domain.RFMValue, error) {
+		err := r.Scan(&v.Customer, &v.LastOrder, &v.Orders)
+		return v, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rfm values: %w", err)
+	}
+	return vs, nil
 }
 
 // TimeZones returns the stored time zones of customers (absent: unknown).

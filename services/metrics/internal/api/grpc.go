@@ -26,6 +26,7 @@ import (
 	"github.com/retainhq/retain/services/metrics/internal/consumer"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 	"github.com/retainhq/retain/services/metrics/internal/store"
+	"github.com/retainhq/retain/services/metrics/rfm"
 )
 
 // MethodScopes is the scope each MetricsService method requires.
@@ -224,12 +225,12 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 	if err != nil {
 		return nil, g.internal(ctx, "GetRFM", err)
 	}
-	rfm, err := retention.ScoreRFM(values, at)
+	scores, err := retention.ScoreRFM(values, at)
 	if err != nil {
 		return nil, g.internal(ctx, "GetRFM", err)
 	}
-	resp := &metricsv1.GetRFMResponse{At: timestamppb.New(at), Currency: currency, Customers: int64(len(rfm.Customers))}
-	for _, s := range rfm.Segments {
+	resp := &metricsv1.GetRFMResponse{At: timestamppb.New(at), Currency: currency, Customers: int64(len(scores.Customers))}
+	for _, s := range scores.Segments {
 		resp.Segments = append(resp.Segments, &metricsv1.RFMSegmentSize{
 			Segment: segmentPB(s.Segment), Name: s.Segment.String(), Customers: s.Customers, RevenueMinor: s.NetMinor,
 		})
@@ -237,12 +238,12 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 	// Scores are sorted by customer id: the page starts after the token's id.
 	start := 0
 	if after != "" {
-		for start < len(rfm.Customers) && string(rfm.Customers[start].Customer) <= after {
+		for start < len(scores.Customers) && string(scores.Customers[start].Customer) <= after {
 			start++
 		}
 	}
-	end := min(start+size, len(rfm.Customers))
-	for _, c := range rfm.Customers[start:end] {
+	end := min(start+size, len(scores.Customers))
+	for _, c := range scores.Customers[start:end] {
 		resp.Scores = append(resp.Scores, &metricsv1.RFMCustomerScore{
 			CustomerId:     string(c.Customer),
 			LastOrderAt:    timestamppb.New(at.Add(-c.Recency)),
@@ -255,16 +256,16 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 			Segment:        segmentPB(c.Segment),
 		})
 	}
-	if end < len(rfm.Customers) {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(rfm.Customers[end-1].Customer))
+	if end < len(scores.Customers) {
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(scores.Customers[end-1].Customer))
 	}
 	return resp, nil
 }
 
-// segmentPB maps the domain's segments onto the enum; both list them in
-// the same order from 1.
-func segmentPB(s retention.Segment) metricsv1.RFMSegment {
-	if s < retention.SegmentChampions || s > retention.SegmentLost {
+// segmentPB maps the segments onto the enum; both list them in the same
+// order from 1 (rfm's TestSegmentsAreTheProtoEnum).
+func segmentPB(s rfm.Segment) metricsv1.RFMSegment {
+	if s < rfm.SegmentChampions || s > rfm.SegmentLost {
 		return metricsv1.RFMSegment_RFM_SEGMENT_UNSPECIFIED
 	}
 	return metricsv1.RFMSegment(s)

@@ -1,7 +1,8 @@
 // Package retention is the pure domain core of the metrics service: every
 // figure Retain reports (retention, churn, repeat purchase, cohorts, NPS and
 // CSAT, RFM, top customers, sales) defined once, from plain inputs, with no
-// I/O.
+// I/O. The RFM scoring rules and segments live in the public package
+// services/metrics/rfm, which the campaign service shares.
 //
 // Each figure comes in two halves so the store can choose where the counting
 // happens:

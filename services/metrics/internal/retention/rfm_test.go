@@ -1,85 +1,11 @@
 package retention
 
 import (
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/retainhq/retain/services/metrics/rfm"
 )
-
-func TestSegmentOfGrid(t *testing.T) {
-	// Rows R=5..1, columns F=1..5, as in the table in SegmentOf's comment.
-	const (
-		ch = SegmentChampions
-		lo = SegmentLoyal
-		pl = SegmentPotentialLoyalist
-		nw = SegmentNew
-		pr = SegmentPromising
-		na = SegmentNeedAttention
-		as = SegmentAboutToSleep
-		ar = SegmentAtRisk
-		cl = SegmentCantLoseThem
-		hi = SegmentHibernating
-		ls = SegmentLost
-	)
-	grid := [5][5]Segment{
-		{nw, pl, pl, ch, ch}, // R=5
-		{pr, pl, pl, lo, lo}, // R=4
-		{as, as, na, lo, lo}, // R=3
-		{hi, hi, ar, ar, cl}, // R=2
-		{ls, hi, ar, ar, cl}, // R=1
-	}
-	seen := map[Segment]bool{}
-	for i, row := range grid {
-		r := 5 - i
-		for j, want := range row {
-			f := j + 1
-			if got := SegmentOf(r, f); got != want {
-				t.Errorf("SegmentOf(R=%d, F=%d) = %s, want %s", r, f, got, want)
-			}
-			seen[want] = true
-		}
-	}
-	if len(seen) != len(Segments) {
-		t.Errorf("grid uses %d segments, want all %d", len(seen), len(Segments))
-	}
-	for _, s := range Segments {
-		if strings.HasPrefix(s.String(), "segment(") {
-			t.Errorf("segment %d has no name", int(s))
-		}
-	}
-	if SegmentCantLoseThem.String() != "cant_lose_them" {
-		t.Errorf("name %q", SegmentCantLoseThem.String())
-	}
-}
-
-func TestQuintiles(t *testing.T) {
-	tests := []struct {
-		name   string
-		values []int64
-		want   []int
-	}{
-		{"ten distinct values: two per score", []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, []int{1, 1, 2, 2, 3, 3, 4, 4, 5, 5}},
-		{"input order does not matter", []int64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}, []int{5, 1, 5, 1, 4, 2, 4, 2, 3, 3}},
-		{"ties share the score of the lowest rank", []int64{1, 1, 1, 1, 1, 1, 2, 2, 3, 4}, []int{1, 1, 1, 1, 1, 1, 4, 4, 5, 5}},
-		{"all equal: all score 1", []int64{7, 7, 7}, []int{1, 1, 1}},
-		{"one customer scores 1", []int64{42}, []int{1}},
-		{"three values", []int64{1, 2, 3}, []int{1, 2, 4}},
-		{"none", nil, []int{}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := quintiles(tt.values)
-			if len(got) != len(tt.want) {
-				t.Fatalf("%v, want %v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Fatalf("%v, want %v", got, tt.want)
-				}
-			}
-		})
-	}
-}
 
 func TestScoreRFM(t *testing.T) {
 	asOf := at(t, "2024-07-01")
@@ -101,33 +27,33 @@ func TestScoreRFM(t *testing.T) {
 	orders = append(orders, Order{ID: "z", Customer: "z", At: asOf.Add(Day), TotalMinor: 1})
 
 	l := NewLedger(orders, []Refund{{ID: "r", OrderID: "e0", AmountMinor: 300}})
-	rfm, err := ScoreRFM(CustomerValuesAsOf(l.Orders, asOf), asOf)
+	res, err := ScoreRFM(CustomerValuesAsOf(l.Orders, asOf), asOf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []RFMScore{
-		{Customer: "a", Recency: 300 * Day, Frequency: 1, MonetaryMinor: 100, R: 1, F: 1, M: 1, Segment: SegmentLost},
-		{Customer: "b", Recency: 200 * Day, Frequency: 2, MonetaryMinor: 300, R: 2, F: 2, M: 2, Segment: SegmentHibernating},
-		{Customer: "c", Recency: 100 * Day, Frequency: 3, MonetaryMinor: 600, R: 3, F: 3, M: 3, Segment: SegmentNeedAttention},
-		{Customer: "d", Recency: 10 * Day, Frequency: 4, MonetaryMinor: 1000, R: 4, F: 4, M: 4, Segment: SegmentLoyal},
-		{Customer: "e", Recency: 1 * Day, Frequency: 5, MonetaryMinor: 1200, R: 5, F: 5, M: 5, Segment: SegmentChampions},
+		{Customer: "a", Recency: 300 * Day, Frequency: 1, MonetaryMinor: 100, R: 1, F: 1, M: 1, Segment: rfm.SegmentLost},
+		{Customer: "b", Recency: 200 * Day, Frequency: 2, MonetaryMinor: 300, R: 2, F: 2, M: 2, Segment: rfm.SegmentHibernating},
+		{Customer: "c", Recency: 100 * Day, Frequency: 3, MonetaryMinor: 600, R: 3, F: 3, M: 3, Segment: rfm.SegmentNeedAttention},
+		{Customer: "d", Recency: 10 * Day, Frequency: 4, MonetaryMinor: 1000, R: 4, F: 4, M: 4, Segment: rfm.SegmentLoyal},
+		{Customer: "e", Recency: 1 * Day, Frequency: 5, MonetaryMinor: 1200, R: 5, F: 5, M: 5, Segment: rfm.SegmentChampions},
 	}
-	if len(rfm.Customers) != len(want) {
-		t.Fatalf("%d customers scored, want %d: %+v", len(rfm.Customers), len(want), rfm.Customers)
+	if len(res.Customers) != len(want) {
+		t.Fatalf("%d customers scored, want %d: %+v", len(res.Customers), len(want), res.Customers)
 	}
 	for i := range want {
-		if rfm.Customers[i] != want[i] {
-			t.Errorf("customer %d = %+v, want %+v", i, rfm.Customers[i], want[i])
+		if res.Customers[i] != want[i] {
+			t.Errorf("customer %d = %+v, want %+v", i, res.Customers[i], want[i])
 		}
 	}
 	var customers, revenue int64
-	for i, s := range rfm.Segments {
-		if s.Segment != Segments[i] {
-			t.Fatalf("segment %d is %s, want %s", i, s.Segment, Segments[i])
+	for i, s := range res.Segments {
+		if s.Segment != rfm.Segments[i] {
+			t.Fatalf("segment %d is %s, want %s", i, s.Segment, rfm.Segments[i])
 		}
 		customers += s.Customers
 		revenue += s.NetMinor
-		if s.Segment == SegmentChampions && (s.Customers != 1 || s.NetMinor != 1200) {
+		if s.Segment == rfm.SegmentChampions && (s.Customers != 1 || s.NetMinor != 1200) {
 			t.Errorf("champions %+v", s)
 		}
 	}

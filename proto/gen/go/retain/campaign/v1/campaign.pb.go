@@ -15,7 +15,8 @@ package campaignv1
 import (
 	v1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	v11 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
-	v12 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	v12 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
+	v13 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -413,6 +414,7 @@ type Condition struct {
 	//	*Condition_RenewalWithinDays
 	//	*Condition_TopRevenuePercent
 	//	*Condition_ChurnBand
+	//	*Condition_RfmSegment
 	Kind          isCondition_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -527,6 +529,15 @@ func (x *Condition) GetChurnBand() v1.RiskBand {
 	return v1.RiskBand(0)
 }
 
+func (x *Condition) GetRfmSegment() *RFMSegments {
+	if x != nil {
+		if x, ok := x.Kind.(*Condition_RfmSegment); ok {
+			return x.RfmSegment
+		}
+	}
+	return nil
+}
+
 type isCondition_Kind interface {
 	isCondition_Kind()
 }
@@ -574,6 +585,12 @@ type Condition_ChurnBand struct {
 	ChurnBand v1.RiskBand `protobuf:"varint,8,opt,name=churn_band,json=churnBand,proto3,enum=retain.churn.v1.RiskBand,oneof"`
 }
 
+type Condition_RfmSegment struct {
+	// The customer's RFM segment is one of these, as `retain metrics rfm`
+	// would score it at the evaluation instant.
+	RfmSegment *RFMSegments `protobuf:"bytes,9,opt,name=rfm_segment,json=rfmSegment,proto3,oneof"`
+}
+
 func (*Condition_NpsScore) isCondition_Kind() {}
 
 func (*Condition_OrderCount) isCondition_Kind() {}
@@ -590,6 +607,60 @@ func (*Condition_TopRevenuePercent) isCondition_Kind() {}
 
 func (*Condition_ChurnBand) isCondition_Kind() {}
 
+func (*Condition_RfmSegment) isCondition_Kind() {}
+
+// RFMSegments is a set of RFM segments. Evaluated as of the evaluation
+// instant (the scheduled run, the preview, or the processing of the
+// triggering event) over the orders placed strictly before it: the segment
+// follows from the recency and frequency quintile scores, each customer
+// scored against every customer of the tenant who had ordered by then,
+// exactly as `retain metrics rfm` (the metrics service's GetRFM) computes
+// them. Monetary does not pick a segment.
+type RFMSegments struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At least one; RFM_SEGMENT_UNSPECIFIED is not a segment.
+	Segments      []v12.RFMSegment `protobuf:"varint,1,rep,packed,name=segments,proto3,enum=retain.metrics.v1.RFMSegment" json:"segments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RFMSegments) Reset() {
+	*x = RFMSegments{}
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RFMSegments) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RFMSegments) ProtoMessage() {}
+
+func (x *RFMSegments) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RFMSegments.ProtoReflect.Descriptor instead.
+func (*RFMSegments) Descriptor() ([]byte, []int) {
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RFMSegments) GetSegments() []v12.RFMSegment {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
+}
+
 type IntRange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Inclusive bounds; an unset bound is open.
@@ -601,7 +672,7 @@ type IntRange struct {
 
 func (x *IntRange) Reset() {
 	*x = IntRange{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[4]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +684,7 @@ func (x *IntRange) String() string {
 func (*IntRange) ProtoMessage() {}
 
 func (x *IntRange) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[4]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +697,7 @@ func (x *IntRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IntRange.ProtoReflect.Descriptor instead.
 func (*IntRange) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{4}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IntRange) GetMin() int32 {
@@ -655,7 +726,7 @@ type OrderCount struct {
 
 func (x *OrderCount) Reset() {
 	*x = OrderCount{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[5]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -667,7 +738,7 @@ func (x *OrderCount) String() string {
 func (*OrderCount) ProtoMessage() {}
 
 func (x *OrderCount) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[5]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -680,7 +751,7 @@ func (x *OrderCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderCount.ProtoReflect.Descriptor instead.
 func (*OrderCount) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{5}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OrderCount) GetMin() int32 {
@@ -727,7 +798,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[6]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +810,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[6]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +823,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{6}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Step) GetId() string {
@@ -868,7 +939,7 @@ type Wait struct {
 
 func (x *Wait) Reset() {
 	*x = Wait{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[7]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +951,7 @@ func (x *Wait) String() string {
 func (*Wait) ProtoMessage() {}
 
 func (x *Wait) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[7]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +964,7 @@ func (x *Wait) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Wait.ProtoReflect.Descriptor instead.
 func (*Wait) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{7}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Wait) GetDuration() string {
@@ -912,11 +983,11 @@ func (x *Wait) GetUntilLocalTime() string {
 
 type Send struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
-	Channel v12.Channel            `protobuf:"varint,1,opt,name=channel,proto3,enum=retain.notifier.v1.Channel" json:"channel,omitempty"`
+	Channel v13.Channel            `protobuf:"varint,1,opt,name=channel,proto3,enum=retain.notifier.v1.Channel" json:"channel,omitempty"`
 	// The notifier's template key.
 	TemplateKey string `protobuf:"bytes,2,opt,name=template_key,json=templateKey,proto3" json:"template_key,omitempty"`
 	// Default MARKETING.
-	Category v12.Category `protobuf:"varint,3,opt,name=category,proto3,enum=retain.notifier.v1.Category" json:"category,omitempty"`
+	Category v13.Category `protobuf:"varint,3,opt,name=category,proto3,enum=retain.notifier.v1.Category" json:"category,omitempty"`
 	// Text values the template may use besides the automatic ones
 	// (order_id, order_total, nps_score, renewal_date, coupon, campaign).
 	Variables map[string]string `protobuf:"bytes,4,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -928,7 +999,7 @@ type Send struct {
 
 func (x *Send) Reset() {
 	*x = Send{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[8]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1011,7 @@ func (x *Send) String() string {
 func (*Send) ProtoMessage() {}
 
 func (x *Send) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[8]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,14 +1024,14 @@ func (x *Send) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Send.ProtoReflect.Descriptor instead.
 func (*Send) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{8}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *Send) GetChannel() v12.Channel {
+func (x *Send) GetChannel() v13.Channel {
 	if x != nil {
 		return x.Channel
 	}
-	return v12.Channel(0)
+	return v13.Channel(0)
 }
 
 func (x *Send) GetTemplateKey() string {
@@ -970,11 +1041,11 @@ func (x *Send) GetTemplateKey() string {
 	return ""
 }
 
-func (x *Send) GetCategory() v12.Category {
+func (x *Send) GetCategory() v13.Category {
 	if x != nil {
 		return x.Category
 	}
-	return v12.Category(0)
+	return v13.Category(0)
 }
 
 func (x *Send) GetVariables() map[string]string {
@@ -1008,7 +1079,7 @@ type IssueCoupon struct {
 
 func (x *IssueCoupon) Reset() {
 	*x = IssueCoupon{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[9]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1091,7 @@ func (x *IssueCoupon) String() string {
 func (*IssueCoupon) ProtoMessage() {}
 
 func (x *IssueCoupon) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[9]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1104,7 @@ func (x *IssueCoupon) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueCoupon.ProtoReflect.Descriptor instead.
 func (*IssueCoupon) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{9}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IssueCoupon) GetPrefix() string {
@@ -1106,7 +1177,7 @@ type Branch struct {
 
 func (x *Branch) Reset() {
 	*x = Branch{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[10]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1189,7 @@ func (x *Branch) String() string {
 func (*Branch) ProtoMessage() {}
 
 func (x *Branch) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[10]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1202,7 @@ func (x *Branch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Branch.ProtoReflect.Descriptor instead.
 func (*Branch) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{10}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Branch) GetTimeout() string {
@@ -1163,7 +1234,7 @@ type Exit struct {
 
 func (x *Exit) Reset() {
 	*x = Exit{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[11]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1246,7 @@ func (x *Exit) String() string {
 func (*Exit) ProtoMessage() {}
 
 func (x *Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[11]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1259,7 @@ func (x *Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exit.ProtoReflect.Descriptor instead.
 func (*Exit) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{11}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{12}
 }
 
 type Goal struct {
@@ -1207,7 +1278,7 @@ type Goal struct {
 
 func (x *Goal) Reset() {
 	*x = Goal{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[12]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1290,7 @@ func (x *Goal) String() string {
 func (*Goal) ProtoMessage() {}
 
 func (x *Goal) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[12]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1303,7 @@ func (x *Goal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Goal.ProtoReflect.Descriptor instead.
 func (*Goal) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{12}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Goal) GetEvent() string {
@@ -1270,7 +1341,7 @@ type EntryPolicy struct {
 
 func (x *EntryPolicy) Reset() {
 	*x = EntryPolicy{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[13]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1353,7 @@ func (x *EntryPolicy) String() string {
 func (*EntryPolicy) ProtoMessage() {}
 
 func (x *EntryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[13]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1366,7 @@ func (x *EntryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryPolicy.ProtoReflect.Descriptor instead.
 func (*EntryPolicy) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{13}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EntryPolicy) GetPolicy() isEntryPolicy_Policy {
@@ -1366,7 +1437,7 @@ type OncePerCustomer struct {
 
 func (x *OncePerCustomer) Reset() {
 	*x = OncePerCustomer{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[14]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1449,7 @@ func (x *OncePerCustomer) String() string {
 func (*OncePerCustomer) ProtoMessage() {}
 
 func (x *OncePerCustomer) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[14]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1462,7 @@ func (x *OncePerCustomer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OncePerCustomer.ProtoReflect.Descriptor instead.
 func (*OncePerCustomer) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{14}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{15}
 }
 
 type Enrollment struct {
@@ -1418,7 +1489,7 @@ type Enrollment struct {
 
 func (x *Enrollment) Reset() {
 	*x = Enrollment{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[15]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1501,7 @@ func (x *Enrollment) String() string {
 func (*Enrollment) ProtoMessage() {}
 
 func (x *Enrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[15]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1514,7 @@ func (x *Enrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enrollment.ProtoReflect.Descriptor instead.
 func (*Enrollment) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{15}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Enrollment) GetId() string {
@@ -1574,7 +1645,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[16]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1657,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[16]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1670,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{16}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Report) GetCampaignId() string {
@@ -1786,7 +1857,7 @@ type RevenueLine struct {
 
 func (x *RevenueLine) Reset() {
 	*x = RevenueLine{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[17]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1869,7 @@ func (x *RevenueLine) String() string {
 func (*RevenueLine) ProtoMessage() {}
 
 func (x *RevenueLine) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[17]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1882,7 @@ func (x *RevenueLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevenueLine.ProtoReflect.Descriptor instead.
 func (*RevenueLine) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{17}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevenueLine) GetCurrency() string {
@@ -1853,7 +1924,7 @@ type Playbook struct {
 
 func (x *Playbook) Reset() {
 	*x = Playbook{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[18]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1936,7 @@ func (x *Playbook) String() string {
 func (*Playbook) ProtoMessage() {}
 
 func (x *Playbook) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[18]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +1949,7 @@ func (x *Playbook) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Playbook.ProtoReflect.Descriptor instead.
 func (*Playbook) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{18}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Playbook) GetName() string {
@@ -1911,7 +1982,7 @@ type CreateCampaignRequest struct {
 
 func (x *CreateCampaignRequest) Reset() {
 	*x = CreateCampaignRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[19]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +1994,7 @@ func (x *CreateCampaignRequest) String() string {
 func (*CreateCampaignRequest) ProtoMessage() {}
 
 func (x *CreateCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[19]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2007,7 @@ func (x *CreateCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCampaignRequest.ProtoReflect.Descriptor instead.
 func (*CreateCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{19}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateCampaignRequest) GetCampaign() *Campaign {
@@ -1955,7 +2026,7 @@ type CreateCampaignResponse struct {
 
 func (x *CreateCampaignResponse) Reset() {
 	*x = CreateCampaignResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[20]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2038,7 @@ func (x *CreateCampaignResponse) String() string {
 func (*CreateCampaignResponse) ProtoMessage() {}
 
 func (x *CreateCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[20]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2051,7 @@ func (x *CreateCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateCampaignResponse.ProtoReflect.Descriptor instead.
 func (*CreateCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{20}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateCampaignResponse) GetCampaign() *Campaign {
@@ -1999,7 +2070,7 @@ type UpdateCampaignRequest struct {
 
 func (x *UpdateCampaignRequest) Reset() {
 	*x = UpdateCampaignRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[21]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2011,7 +2082,7 @@ func (x *UpdateCampaignRequest) String() string {
 func (*UpdateCampaignRequest) ProtoMessage() {}
 
 func (x *UpdateCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[21]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2024,7 +2095,7 @@ func (x *UpdateCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCampaignRequest.ProtoReflect.Descriptor instead.
 func (*UpdateCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{21}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateCampaignRequest) GetCampaign() *Campaign {
@@ -2043,7 +2114,7 @@ type UpdateCampaignResponse struct {
 
 func (x *UpdateCampaignResponse) Reset() {
 	*x = UpdateCampaignResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[22]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2126,7 @@ func (x *UpdateCampaignResponse) String() string {
 func (*UpdateCampaignResponse) ProtoMessage() {}
 
 func (x *UpdateCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[22]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2139,7 @@ func (x *UpdateCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateCampaignResponse.ProtoReflect.Descriptor instead.
 func (*UpdateCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{22}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateCampaignResponse) GetCampaign() *Campaign {
@@ -2089,7 +2160,7 @@ type GetCampaignRequest struct {
 
 func (x *GetCampaignRequest) Reset() {
 	*x = GetCampaignRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[23]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2101,7 +2172,7 @@ func (x *GetCampaignRequest) String() string {
 func (*GetCampaignRequest) ProtoMessage() {}
 
 func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[23]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2114,7 +2185,7 @@ func (x *GetCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignRequest.ProtoReflect.Descriptor instead.
 func (*GetCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{23}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetCampaignRequest) GetId() string {
@@ -2140,7 +2211,7 @@ type GetCampaignResponse struct {
 
 func (x *GetCampaignResponse) Reset() {
 	*x = GetCampaignResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[24]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2223,7 @@ func (x *GetCampaignResponse) String() string {
 func (*GetCampaignResponse) ProtoMessage() {}
 
 func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[24]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2236,7 @@ func (x *GetCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCampaignResponse.ProtoReflect.Descriptor instead.
 func (*GetCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{24}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetCampaignResponse) GetCampaign() *Campaign {
@@ -2185,7 +2256,7 @@ type ListCampaignsRequest struct {
 
 func (x *ListCampaignsRequest) Reset() {
 	*x = ListCampaignsRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[25]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2268,7 @@ func (x *ListCampaignsRequest) String() string {
 func (*ListCampaignsRequest) ProtoMessage() {}
 
 func (x *ListCampaignsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[25]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2281,7 @@ func (x *ListCampaignsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCampaignsRequest.ProtoReflect.Descriptor instead.
 func (*ListCampaignsRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{25}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListCampaignsRequest) GetIncludeArchived() bool {
@@ -2229,7 +2300,7 @@ type ListCampaignsResponse struct {
 
 func (x *ListCampaignsResponse) Reset() {
 	*x = ListCampaignsResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[26]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2312,7 @@ func (x *ListCampaignsResponse) String() string {
 func (*ListCampaignsResponse) ProtoMessage() {}
 
 func (x *ListCampaignsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[26]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2325,7 @@ func (x *ListCampaignsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCampaignsResponse.ProtoReflect.Descriptor instead.
 func (*ListCampaignsResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{26}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListCampaignsResponse) GetCampaigns() []*Campaign {
@@ -2273,7 +2344,7 @@ type PauseCampaignRequest struct {
 
 func (x *PauseCampaignRequest) Reset() {
 	*x = PauseCampaignRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[27]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2356,7 @@ func (x *PauseCampaignRequest) String() string {
 func (*PauseCampaignRequest) ProtoMessage() {}
 
 func (x *PauseCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[27]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2369,7 @@ func (x *PauseCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseCampaignRequest.ProtoReflect.Descriptor instead.
 func (*PauseCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{27}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PauseCampaignRequest) GetId() string {
@@ -2317,7 +2388,7 @@ type PauseCampaignResponse struct {
 
 func (x *PauseCampaignResponse) Reset() {
 	*x = PauseCampaignResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[28]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2400,7 @@ func (x *PauseCampaignResponse) String() string {
 func (*PauseCampaignResponse) ProtoMessage() {}
 
 func (x *PauseCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[28]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2413,7 @@ func (x *PauseCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseCampaignResponse.ProtoReflect.Descriptor instead.
 func (*PauseCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{28}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PauseCampaignResponse) GetCampaign() *Campaign {
@@ -2361,7 +2432,7 @@ type ResumeCampaignRequest struct {
 
 func (x *ResumeCampaignRequest) Reset() {
 	*x = ResumeCampaignRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[29]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2444,7 @@ func (x *ResumeCampaignRequest) String() string {
 func (*ResumeCampaignRequest) ProtoMessage() {}
 
 func (x *ResumeCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[29]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2457,7 @@ func (x *ResumeCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeCampaignRequest.ProtoReflect.Descriptor instead.
 func (*ResumeCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{29}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ResumeCampaignRequest) GetId() string {
@@ -2405,7 +2476,7 @@ type ResumeCampaignResponse struct {
 
 func (x *ResumeCampaignResponse) Reset() {
 	*x = ResumeCampaignResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[30]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2488,7 @@ func (x *ResumeCampaignResponse) String() string {
 func (*ResumeCampaignResponse) ProtoMessage() {}
 
 func (x *ResumeCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[30]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2501,7 @@ func (x *ResumeCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeCampaignResponse.ProtoReflect.Descriptor instead.
 func (*ResumeCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{30}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResumeCampaignResponse) GetCampaign() *Campaign {
@@ -2449,7 +2520,7 @@ type ArchiveCampaignRequest struct {
 
 func (x *ArchiveCampaignRequest) Reset() {
 	*x = ArchiveCampaignRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[31]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2532,7 @@ func (x *ArchiveCampaignRequest) String() string {
 func (*ArchiveCampaignRequest) ProtoMessage() {}
 
 func (x *ArchiveCampaignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[31]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2545,7 @@ func (x *ArchiveCampaignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveCampaignRequest.ProtoReflect.Descriptor instead.
 func (*ArchiveCampaignRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{31}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ArchiveCampaignRequest) GetId() string {
@@ -2493,7 +2564,7 @@ type ArchiveCampaignResponse struct {
 
 func (x *ArchiveCampaignResponse) Reset() {
 	*x = ArchiveCampaignResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[32]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2576,7 @@ func (x *ArchiveCampaignResponse) String() string {
 func (*ArchiveCampaignResponse) ProtoMessage() {}
 
 func (x *ArchiveCampaignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[32]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2589,7 @@ func (x *ArchiveCampaignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchiveCampaignResponse.ProtoReflect.Descriptor instead.
 func (*ArchiveCampaignResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{32}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ArchiveCampaignResponse) GetCampaign() *Campaign {
@@ -2542,7 +2613,7 @@ type PreviewAudienceRequest struct {
 
 func (x *PreviewAudienceRequest) Reset() {
 	*x = PreviewAudienceRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[33]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2625,7 @@ func (x *PreviewAudienceRequest) String() string {
 func (*PreviewAudienceRequest) ProtoMessage() {}
 
 func (x *PreviewAudienceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[33]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2638,7 @@ func (x *PreviewAudienceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewAudienceRequest.ProtoReflect.Descriptor instead.
 func (*PreviewAudienceRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{33}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PreviewAudienceRequest) GetId() string {
@@ -2604,7 +2675,7 @@ type PreviewAudienceResponse struct {
 
 func (x *PreviewAudienceResponse) Reset() {
 	*x = PreviewAudienceResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[34]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2687,7 @@ func (x *PreviewAudienceResponse) String() string {
 func (*PreviewAudienceResponse) ProtoMessage() {}
 
 func (x *PreviewAudienceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[34]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2700,7 @@ func (x *PreviewAudienceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewAudienceResponse.ProtoReflect.Descriptor instead.
 func (*PreviewAudienceResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{34}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PreviewAudienceResponse) GetCount() int64 {
@@ -2662,7 +2733,7 @@ type GetReportRequest struct {
 
 func (x *GetReportRequest) Reset() {
 	*x = GetReportRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[35]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2745,7 @@ func (x *GetReportRequest) String() string {
 func (*GetReportRequest) ProtoMessage() {}
 
 func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[35]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2758,7 @@ func (x *GetReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportRequest.ProtoReflect.Descriptor instead.
 func (*GetReportRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{35}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetReportRequest) GetId() string {
@@ -2706,7 +2777,7 @@ type GetReportResponse struct {
 
 func (x *GetReportResponse) Reset() {
 	*x = GetReportResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[36]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2718,7 +2789,7 @@ func (x *GetReportResponse) String() string {
 func (*GetReportResponse) ProtoMessage() {}
 
 func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[36]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2731,7 +2802,7 @@ func (x *GetReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetReportResponse.ProtoReflect.Descriptor instead.
 func (*GetReportResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{36}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetReportResponse) GetReport() *Report {
@@ -2750,7 +2821,7 @@ type ListCustomerEnrollmentsRequest struct {
 
 func (x *ListCustomerEnrollmentsRequest) Reset() {
 	*x = ListCustomerEnrollmentsRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[37]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +2833,7 @@ func (x *ListCustomerEnrollmentsRequest) String() string {
 func (*ListCustomerEnrollmentsRequest) ProtoMessage() {}
 
 func (x *ListCustomerEnrollmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[37]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +2846,7 @@ func (x *ListCustomerEnrollmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCustomerEnrollmentsRequest.ProtoReflect.Descriptor instead.
 func (*ListCustomerEnrollmentsRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{37}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListCustomerEnrollmentsRequest) GetCustomerId() string {
@@ -2794,7 +2865,7 @@ type ListCustomerEnrollmentsResponse struct {
 
 func (x *ListCustomerEnrollmentsResponse) Reset() {
 	*x = ListCustomerEnrollmentsResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[38]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +2877,7 @@ func (x *ListCustomerEnrollmentsResponse) String() string {
 func (*ListCustomerEnrollmentsResponse) ProtoMessage() {}
 
 func (x *ListCustomerEnrollmentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[38]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +2890,7 @@ func (x *ListCustomerEnrollmentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCustomerEnrollmentsResponse.ProtoReflect.Descriptor instead.
 func (*ListCustomerEnrollmentsResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{38}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListCustomerEnrollmentsResponse) GetEnrollments() []*Enrollment {
@@ -2837,7 +2908,7 @@ type ListPlaybooksRequest struct {
 
 func (x *ListPlaybooksRequest) Reset() {
 	*x = ListPlaybooksRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[39]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +2920,7 @@ func (x *ListPlaybooksRequest) String() string {
 func (*ListPlaybooksRequest) ProtoMessage() {}
 
 func (x *ListPlaybooksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[39]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +2933,7 @@ func (x *ListPlaybooksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlaybooksRequest.ProtoReflect.Descriptor instead.
 func (*ListPlaybooksRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{39}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{40}
 }
 
 type ListPlaybooksResponse struct {
@@ -2874,7 +2945,7 @@ type ListPlaybooksResponse struct {
 
 func (x *ListPlaybooksResponse) Reset() {
 	*x = ListPlaybooksResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[40]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +2957,7 @@ func (x *ListPlaybooksResponse) String() string {
 func (*ListPlaybooksResponse) ProtoMessage() {}
 
 func (x *ListPlaybooksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[40]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +2970,7 @@ func (x *ListPlaybooksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlaybooksResponse.ProtoReflect.Descriptor instead.
 func (*ListPlaybooksResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{40}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListPlaybooksResponse) GetPlaybooks() []*Playbook {
@@ -2922,7 +2993,7 @@ type InstallPlaybookRequest struct {
 
 func (x *InstallPlaybookRequest) Reset() {
 	*x = InstallPlaybookRequest{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[41]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2934,7 +3005,7 @@ func (x *InstallPlaybookRequest) String() string {
 func (*InstallPlaybookRequest) ProtoMessage() {}
 
 func (x *InstallPlaybookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[41]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2947,7 +3018,7 @@ func (x *InstallPlaybookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallPlaybookRequest.ProtoReflect.Descriptor instead.
 func (*InstallPlaybookRequest) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{41}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *InstallPlaybookRequest) GetName() string {
@@ -2980,7 +3051,7 @@ type InstallPlaybookResponse struct {
 
 func (x *InstallPlaybookResponse) Reset() {
 	*x = InstallPlaybookResponse{}
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[42]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2992,7 +3063,7 @@ func (x *InstallPlaybookResponse) String() string {
 func (*InstallPlaybookResponse) ProtoMessage() {}
 
 func (x *InstallPlaybookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[42]
+	mi := &file_retain_campaign_v1_campaign_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3005,7 +3076,7 @@ func (x *InstallPlaybookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallPlaybookResponse.ProtoReflect.Descriptor instead.
 func (*InstallPlaybookResponse) Descriptor() ([]byte, []int) {
-	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{42}
+	return file_retain_campaign_v1_campaign_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *InstallPlaybookResponse) GetCampaign() *Campaign {
@@ -3019,7 +3090,7 @@ var File_retain_campaign_v1_campaign_proto protoreflect.FileDescriptor
 
 const file_retain_campaign_v1_campaign_proto_rawDesc = "" +
 	"\n" +
-	"!retain/campaign/v1/campaign.proto\x12\x12retain.campaign.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bretain/churn/v1/churn.proto\x1a\x1dretain/events/v1/events.proto\x1a&retain/notifier/v1/notifications.proto\"\x85\x05\n" +
+	"!retain/campaign/v1/campaign.proto\x12\x12retain.campaign.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bretain/churn/v1/churn.proto\x1a\x1dretain/events/v1/events.proto\x1a\x1fretain/metrics/v1/metrics.proto\x1a&retain/notifier/v1/notifications.proto\"\x85\x05\n" +
 	"\bCampaign\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -3048,7 +3119,7 @@ const file_retain_campaign_v1_campaign_proto_rawDesc = "" +
 	"\bschedule\x18\x03 \x01(\v2#.retain.campaign.v1.ScheduleTriggerH\x00R\bscheduleB\x06\n" +
 	"\x04kind\"'\n" +
 	"\x0fScheduleTrigger\x12\x14\n" +
-	"\x05every\x18\x01 \x01(\tR\x05every\"\xde\x03\n" +
+	"\x05every\x18\x01 \x01(\tR\x05every\"\xa2\x04\n" +
 	"\tCondition\x12;\n" +
 	"\tnps_score\x18\x01 \x01(\v2\x1c.retain.campaign.v1.IntRangeH\x00R\bnpsScore\x12A\n" +
 	"\vorder_count\x18\x02 \x01(\v2\x1e.retain.campaign.v1.OrderCountH\x00R\n" +
@@ -3059,8 +3130,12 @@ const file_retain_campaign_v1_campaign_proto_rawDesc = "" +
 	"\x13renewal_within_days\x18\x06 \x01(\x05H\x00R\x11renewalWithinDays\x120\n" +
 	"\x13top_revenue_percent\x18\a \x01(\x05H\x00R\x11topRevenuePercent\x12:\n" +
 	"\n" +
-	"churn_band\x18\b \x01(\x0e2\x19.retain.churn.v1.RiskBandH\x00R\tchurnBandB\x06\n" +
+	"churn_band\x18\b \x01(\x0e2\x19.retain.churn.v1.RiskBandH\x00R\tchurnBand\x12B\n" +
+	"\vrfm_segment\x18\t \x01(\v2\x1f.retain.campaign.v1.RFMSegmentsH\x00R\n" +
+	"rfmSegmentB\x06\n" +
 	"\x04kind\"H\n" +
+	"\vRFMSegments\x129\n" +
+	"\bsegments\x18\x01 \x03(\x0e2\x1d.retain.metrics.v1.RFMSegmentR\bsegments\"H\n" +
 	"\bIntRange\x12\x15\n" +
 	"\x03min\x18\x01 \x01(\x05H\x00R\x03min\x88\x01\x01\x12\x15\n" +
 	"\x03max\x18\x02 \x01(\x05H\x01R\x03max\x88\x01\x01B\x06\n" +
@@ -3268,132 +3343,136 @@ func file_retain_campaign_v1_campaign_proto_rawDescGZIP() []byte {
 }
 
 var file_retain_campaign_v1_campaign_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_retain_campaign_v1_campaign_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_retain_campaign_v1_campaign_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_retain_campaign_v1_campaign_proto_goTypes = []any{
 	(CampaignState)(0),                      // 0: retain.campaign.v1.CampaignState
 	(*Campaign)(nil),                        // 1: retain.campaign.v1.Campaign
 	(*Trigger)(nil),                         // 2: retain.campaign.v1.Trigger
 	(*ScheduleTrigger)(nil),                 // 3: retain.campaign.v1.ScheduleTrigger
 	(*Condition)(nil),                       // 4: retain.campaign.v1.Condition
-	(*IntRange)(nil),                        // 5: retain.campaign.v1.IntRange
-	(*OrderCount)(nil),                      // 6: retain.campaign.v1.OrderCount
-	(*Step)(nil),                            // 7: retain.campaign.v1.Step
-	(*Wait)(nil),                            // 8: retain.campaign.v1.Wait
-	(*Send)(nil),                            // 9: retain.campaign.v1.Send
-	(*IssueCoupon)(nil),                     // 10: retain.campaign.v1.IssueCoupon
-	(*Branch)(nil),                          // 11: retain.campaign.v1.Branch
-	(*Exit)(nil),                            // 12: retain.campaign.v1.Exit
-	(*Goal)(nil),                            // 13: retain.campaign.v1.Goal
-	(*EntryPolicy)(nil),                     // 14: retain.campaign.v1.EntryPolicy
-	(*OncePerCustomer)(nil),                 // 15: retain.campaign.v1.OncePerCustomer
-	(*Enrollment)(nil),                      // 16: retain.campaign.v1.Enrollment
-	(*Report)(nil),                          // 17: retain.campaign.v1.Report
-	(*RevenueLine)(nil),                     // 18: retain.campaign.v1.RevenueLine
-	(*Playbook)(nil),                        // 19: retain.campaign.v1.Playbook
-	(*CreateCampaignRequest)(nil),           // 20: retain.campaign.v1.CreateCampaignRequest
-	(*CreateCampaignResponse)(nil),          // 21: retain.campaign.v1.CreateCampaignResponse
-	(*UpdateCampaignRequest)(nil),           // 22: retain.campaign.v1.UpdateCampaignRequest
-	(*UpdateCampaignResponse)(nil),          // 23: retain.campaign.v1.UpdateCampaignResponse
-	(*GetCampaignRequest)(nil),              // 24: retain.campaign.v1.GetCampaignRequest
-	(*GetCampaignResponse)(nil),             // 25: retain.campaign.v1.GetCampaignResponse
-	(*ListCampaignsRequest)(nil),            // 26: retain.campaign.v1.ListCampaignsRequest
-	(*ListCampaignsResponse)(nil),           // 27: retain.campaign.v1.ListCampaignsResponse
-	(*PauseCampaignRequest)(nil),            // 28: retain.campaign.v1.PauseCampaignRequest
-	(*PauseCampaignResponse)(nil),           // 29: retain.campaign.v1.PauseCampaignResponse
-	(*ResumeCampaignRequest)(nil),           // 30: retain.campaign.v1.ResumeCampaignRequest
-	(*ResumeCampaignResponse)(nil),          // 31: retain.campaign.v1.ResumeCampaignResponse
-	(*ArchiveCampaignRequest)(nil),          // 32: retain.campaign.v1.ArchiveCampaignRequest
-	(*ArchiveCampaignResponse)(nil),         // 33: retain.campaign.v1.ArchiveCampaignResponse
-	(*PreviewAudienceRequest)(nil),          // 34: retain.campaign.v1.PreviewAudienceRequest
-	(*PreviewAudienceResponse)(nil),         // 35: retain.campaign.v1.PreviewAudienceResponse
-	(*GetReportRequest)(nil),                // 36: retain.campaign.v1.GetReportRequest
-	(*GetReportResponse)(nil),               // 37: retain.campaign.v1.GetReportResponse
-	(*ListCustomerEnrollmentsRequest)(nil),  // 38: retain.campaign.v1.ListCustomerEnrollmentsRequest
-	(*ListCustomerEnrollmentsResponse)(nil), // 39: retain.campaign.v1.ListCustomerEnrollmentsResponse
-	(*ListPlaybooksRequest)(nil),            // 40: retain.campaign.v1.ListPlaybooksRequest
-	(*ListPlaybooksResponse)(nil),           // 41: retain.campaign.v1.ListPlaybooksResponse
-	(*InstallPlaybookRequest)(nil),          // 42: retain.campaign.v1.InstallPlaybookRequest
-	(*InstallPlaybookResponse)(nil),         // 43: retain.campaign.v1.InstallPlaybookResponse
-	nil,                                     // 44: retain.campaign.v1.Send.VariablesEntry
-	(*timestamppb.Timestamp)(nil),           // 45: google.protobuf.Timestamp
-	(v1.RiskBand)(0),                        // 46: retain.churn.v1.RiskBand
-	(*v11.Money)(nil),                       // 47: retain.events.v1.Money
-	(v12.Channel)(0),                        // 48: retain.notifier.v1.Channel
-	(v12.Category)(0),                       // 49: retain.notifier.v1.Category
+	(*RFMSegments)(nil),                     // 5: retain.campaign.v1.RFMSegments
+	(*IntRange)(nil),                        // 6: retain.campaign.v1.IntRange
+	(*OrderCount)(nil),                      // 7: retain.campaign.v1.OrderCount
+	(*Step)(nil),                            // 8: retain.campaign.v1.Step
+	(*Wait)(nil),                            // 9: retain.campaign.v1.Wait
+	(*Send)(nil),                            // 10: retain.campaign.v1.Send
+	(*IssueCoupon)(nil),                     // 11: retain.campaign.v1.IssueCoupon
+	(*Branch)(nil),                          // 12: retain.campaign.v1.Branch
+	(*Exit)(nil),                            // 13: retain.campaign.v1.Exit
+	(*Goal)(nil),                            // 14: retain.campaign.v1.Goal
+	(*EntryPolicy)(nil),                     // 15: retain.campaign.v1.EntryPolicy
+	(*OncePerCustomer)(nil),                 // 16: retain.campaign.v1.OncePerCustomer
+	(*Enrollment)(nil),                      // 17: retain.campaign.v1.Enrollment
+	(*Report)(nil),                          // 18: retain.campaign.v1.Report
+	(*RevenueLine)(nil),                     // 19: retain.campaign.v1.RevenueLine
+	(*Playbook)(nil),                        // 20: retain.campaign.v1.Playbook
+	(*CreateCampaignRequest)(nil),           // 21: retain.campaign.v1.CreateCampaignRequest
+	(*CreateCampaignResponse)(nil),          // 22: retain.campaign.v1.CreateCampaignResponse
+	(*UpdateCampaignRequest)(nil),           // 23: retain.campaign.v1.UpdateCampaignRequest
+	(*UpdateCampaignResponse)(nil),          // 24: retain.campaign.v1.UpdateCampaignResponse
+	(*GetCampaignRequest)(nil),              // 25: retain.campaign.v1.GetCampaignRequest
+	(*GetCampaignResponse)(nil),             // 26: retain.campaign.v1.GetCampaignResponse
+	(*ListCampaignsRequest)(nil),            // 27: retain.campaign.v1.ListCampaignsRequest
+	(*ListCampaignsResponse)(nil),           // 28: retain.campaign.v1.ListCampaignsResponse
+	(*PauseCampaignRequest)(nil),            // 29: retain.campaign.v1.PauseCampaignRequest
+	(*PauseCampaignResponse)(nil),           // 30: retain.campaign.v1.PauseCampaignResponse
+	(*ResumeCampaignRequest)(nil),           // 31: retain.campaign.v1.ResumeCampaignRequest
+	(*ResumeCampaignResponse)(nil),          // 32: retain.campaign.v1.ResumeCampaignResponse
+	(*ArchiveCampaignRequest)(nil),          // 33: retain.campaign.v1.ArchiveCampaignRequest
+	(*ArchiveCampaignResponse)(nil),         // 34: retain.campaign.v1.ArchiveCampaignResponse
+	(*PreviewAudienceRequest)(nil),          // 35: retain.campaign.v1.PreviewAudienceRequest
+	(*PreviewAudienceResponse)(nil),         // 36: retain.campaign.v1.PreviewAudienceResponse
+	(*GetReportRequest)(nil),                // 37: retain.campaign.v1.GetReportRequest
+	(*GetReportResponse)(nil),               // 38: retain.campaign.v1.GetReportResponse
+	(*ListCustomerEnrollmentsRequest)(nil),  // 39: retain.campaign.v1.ListCustomerEnrollmentsRequest
+	(*ListCustomerEnrollmentsResponse)(nil), // 40: retain.campaign.v1.ListCustomerEnrollmentsResponse
+	(*ListPlaybooksRequest)(nil),            // 41: retain.campaign.v1.ListPlaybooksRequest
+	(*ListPlaybooksResponse)(nil),           // 42: retain.campaign.v1.ListPlaybooksResponse
+	(*InstallPlaybookRequest)(nil),          // 43: retain.campaign.v1.InstallPlaybookRequest
+	(*InstallPlaybookResponse)(nil),         // 44: retain.campaign.v1.InstallPlaybookResponse
+	nil,                                     // 45: retain.campaign.v1.Send.VariablesEntry
+	(*timestamppb.Timestamp)(nil),           // 46: google.protobuf.Timestamp
+	(v1.RiskBand)(0),                        // 47: retain.churn.v1.RiskBand
+	(*v11.Money)(nil),                       // 48: retain.events.v1.Money
+	(v12.RFMSegment)(0),                     // 49: retain.metrics.v1.RFMSegment
+	(v13.Channel)(0),                        // 50: retain.notifier.v1.Channel
+	(v13.Category)(0),                       // 51: retain.notifier.v1.Category
 }
 var file_retain_campaign_v1_campaign_proto_depIdxs = []int32{
 	0,  // 0: retain.campaign.v1.Campaign.state:type_name -> retain.campaign.v1.CampaignState
 	2,  // 1: retain.campaign.v1.Campaign.trigger:type_name -> retain.campaign.v1.Trigger
 	4,  // 2: retain.campaign.v1.Campaign.conditions:type_name -> retain.campaign.v1.Condition
-	7,  // 3: retain.campaign.v1.Campaign.steps:type_name -> retain.campaign.v1.Step
-	13, // 4: retain.campaign.v1.Campaign.goal:type_name -> retain.campaign.v1.Goal
-	14, // 5: retain.campaign.v1.Campaign.entry:type_name -> retain.campaign.v1.EntryPolicy
-	45, // 6: retain.campaign.v1.Campaign.created_at:type_name -> google.protobuf.Timestamp
-	45, // 7: retain.campaign.v1.Campaign.updated_at:type_name -> google.protobuf.Timestamp
-	46, // 8: retain.campaign.v1.Trigger.churn_band:type_name -> retain.churn.v1.RiskBand
+	8,  // 3: retain.campaign.v1.Campaign.steps:type_name -> retain.campaign.v1.Step
+	14, // 4: retain.campaign.v1.Campaign.goal:type_name -> retain.campaign.v1.Goal
+	15, // 5: retain.campaign.v1.Campaign.entry:type_name -> retain.campaign.v1.EntryPolicy
+	46, // 6: retain.campaign.v1.Campaign.created_at:type_name -> google.protobuf.Timestamp
+	46, // 7: retain.campaign.v1.Campaign.updated_at:type_name -> google.protobuf.Timestamp
+	47, // 8: retain.campaign.v1.Trigger.churn_band:type_name -> retain.churn.v1.RiskBand
 	3,  // 9: retain.campaign.v1.Trigger.schedule:type_name -> retain.campaign.v1.ScheduleTrigger
-	5,  // 10: retain.campaign.v1.Condition.nps_score:type_name -> retain.campaign.v1.IntRange
-	6,  // 11: retain.campaign.v1.Condition.order_count:type_name -> retain.campaign.v1.OrderCount
-	47, // 12: retain.campaign.v1.Condition.order_total_at_least:type_name -> retain.events.v1.Money
-	46, // 13: retain.campaign.v1.Condition.churn_band:type_name -> retain.churn.v1.RiskBand
-	8,  // 14: retain.campaign.v1.Step.wait:type_name -> retain.campaign.v1.Wait
-	9,  // 15: retain.campaign.v1.Step.send:type_name -> retain.campaign.v1.Send
-	10, // 16: retain.campaign.v1.Step.issue_coupon:type_name -> retain.campaign.v1.IssueCoupon
-	11, // 17: retain.campaign.v1.Step.branch:type_name -> retain.campaign.v1.Branch
-	12, // 18: retain.campaign.v1.Step.exit:type_name -> retain.campaign.v1.Exit
-	48, // 19: retain.campaign.v1.Send.channel:type_name -> retain.notifier.v1.Channel
-	49, // 20: retain.campaign.v1.Send.category:type_name -> retain.notifier.v1.Category
-	44, // 21: retain.campaign.v1.Send.variables:type_name -> retain.campaign.v1.Send.VariablesEntry
-	47, // 22: retain.campaign.v1.IssueCoupon.amount_off:type_name -> retain.events.v1.Money
-	15, // 23: retain.campaign.v1.EntryPolicy.once_per_customer:type_name -> retain.campaign.v1.OncePerCustomer
-	45, // 24: retain.campaign.v1.Enrollment.entered_at:type_name -> google.protobuf.Timestamp
-	45, // 25: retain.campaign.v1.Enrollment.next_at:type_name -> google.protobuf.Timestamp
-	45, // 26: retain.campaign.v1.Enrollment.converted_at:type_name -> google.protobuf.Timestamp
-	18, // 27: retain.campaign.v1.Report.revenue:type_name -> retain.campaign.v1.RevenueLine
-	1,  // 28: retain.campaign.v1.Playbook.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 29: retain.campaign.v1.CreateCampaignRequest.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 30: retain.campaign.v1.CreateCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 31: retain.campaign.v1.UpdateCampaignRequest.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 32: retain.campaign.v1.UpdateCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 33: retain.campaign.v1.GetCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 34: retain.campaign.v1.ListCampaignsResponse.campaigns:type_name -> retain.campaign.v1.Campaign
-	1,  // 35: retain.campaign.v1.PauseCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 36: retain.campaign.v1.ResumeCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 37: retain.campaign.v1.ArchiveCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
-	1,  // 38: retain.campaign.v1.PreviewAudienceRequest.campaign:type_name -> retain.campaign.v1.Campaign
-	17, // 39: retain.campaign.v1.GetReportResponse.report:type_name -> retain.campaign.v1.Report
-	16, // 40: retain.campaign.v1.ListCustomerEnrollmentsResponse.enrollments:type_name -> retain.campaign.v1.Enrollment
-	19, // 41: retain.campaign.v1.ListPlaybooksResponse.playbooks:type_name -> retain.campaign.v1.Playbook
-	1,  // 42: retain.campaign.v1.InstallPlaybookResponse.campaign:type_name -> retain.campaign.v1.Campaign
-	20, // 43: retain.campaign.v1.CampaignService.CreateCampaign:input_type -> retain.campaign.v1.CreateCampaignRequest
-	22, // 44: retain.campaign.v1.CampaignService.UpdateCampaign:input_type -> retain.campaign.v1.UpdateCampaignRequest
-	24, // 45: retain.campaign.v1.CampaignService.GetCampaign:input_type -> retain.campaign.v1.GetCampaignRequest
-	26, // 46: retain.campaign.v1.CampaignService.ListCampaigns:input_type -> retain.campaign.v1.ListCampaignsRequest
-	28, // 47: retain.campaign.v1.CampaignService.PauseCampaign:input_type -> retain.campaign.v1.PauseCampaignRequest
-	30, // 48: retain.campaign.v1.CampaignService.ResumeCampaign:input_type -> retain.campaign.v1.ResumeCampaignRequest
-	32, // 49: retain.campaign.v1.CampaignService.ArchiveCampaign:input_type -> retain.campaign.v1.ArchiveCampaignRequest
-	34, // 50: retain.campaign.v1.CampaignService.PreviewAudience:input_type -> retain.campaign.v1.PreviewAudienceRequest
-	36, // 51: retain.campaign.v1.CampaignService.GetReport:input_type -> retain.campaign.v1.GetReportRequest
-	38, // 52: retain.campaign.v1.CampaignService.ListCustomerEnrollments:input_type -> retain.campaign.v1.ListCustomerEnrollmentsRequest
-	40, // 53: retain.campaign.v1.CampaignService.ListPlaybooks:input_type -> retain.campaign.v1.ListPlaybooksRequest
-	42, // 54: retain.campaign.v1.CampaignService.InstallPlaybook:input_type -> retain.campaign.v1.InstallPlaybookRequest
-	21, // 55: retain.campaign.v1.CampaignService.CreateCampaign:output_type -> retain.campaign.v1.CreateCampaignResponse
-	23, // 56: retain.campaign.v1.CampaignService.UpdateCampaign:output_type -> retain.campaign.v1.UpdateCampaignResponse
-	25, // 57: retain.campaign.v1.CampaignService.GetCampaign:output_type -> retain.campaign.v1.GetCampaignResponse
-	27, // 58: retain.campaign.v1.CampaignService.ListCampaigns:output_type -> retain.campaign.v1.ListCampaignsResponse
-	29, // 59: retain.campaign.v1.CampaignService.PauseCampaign:output_type -> retain.campaign.v1.PauseCampaignResponse
-	31, // 60: retain.campaign.v1.CampaignService.ResumeCampaign:output_type -> retain.campaign.v1.ResumeCampaignResponse
-	33, // 61: retain.campaign.v1.CampaignService.ArchiveCampaign:output_type -> retain.campaign.v1.ArchiveCampaignResponse
-	35, // 62: retain.campaign.v1.CampaignService.PreviewAudience:output_type -> retain.campaign.v1.PreviewAudienceResponse
-	37, // 63: retain.campaign.v1.CampaignService.GetReport:output_type -> retain.campaign.v1.GetReportResponse
-	39, // 64: retain.campaign.v1.CampaignService.ListCustomerEnrollments:output_type -> retain.campaign.v1.ListCustomerEnrollmentsResponse
-	41, // 65: retain.campaign.v1.CampaignService.ListPlaybooks:output_type -> retain.campaign.v1.ListPlaybooksResponse
-	43, // 66: retain.campaign.v1.CampaignService.InstallPlaybook:output_type -> retain.campaign.v1.InstallPlaybookResponse
-	55, // [55:67] is the sub-list for method output_type
-	43, // [43:55] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	6,  // 10: retain.campaign.v1.Condition.nps_score:type_name -> retain.campaign.v1.IntRange
+	7,  // 11: retain.campaign.v1.Condition.order_count:type_name -> retain.campaign.v1.OrderCount
+	48, // 12: retain.campaign.v1.Condition.order_total_at_least:type_name -> retain.events.v1.Money
+	47, // 13: retain.campaign.v1.Condition.churn_band:type_name -> retain.churn.v1.RiskBand
+	5,  // 14: retain.campaign.v1.Condition.rfm_segment:type_name -> retain.campaign.v1.RFMSegments
+	49, // 15: retain.campaign.v1.RFMSegments.segments:type_name -> retain.metrics.v1.RFMSegment
+	9,  // 16: retain.campaign.v1.Step.wait:type_name -> retain.campaign.v1.Wait
+	10, // 17: retain.campaign.v1.Step.send:type_name -> retain.campaign.v1.Send
+	11, // 18: retain.campaign.v1.Step.issue_coupon:type_name -> retain.campaign.v1.IssueCoupon
+	12, // 19: retain.campaign.v1.Step.branch:type_name -> retain.campaign.v1.Branch
+	13, // 20: retain.campaign.v1.Step.exit:type_name -> retain.campaign.v1.Exit
+	50, // 21: retain.campaign.v1.Send.channel:type_name -> retain.notifier.v1.Channel
+	51, // 22: retain.campaign.v1.Send.category:type_name -> retain.notifier.v1.Category
+	45, // 23: retain.campaign.v1.Send.variables:type_name -> retain.campaign.v1.Send.VariablesEntry
+	48, // 24: retain.campaign.v1.IssueCoupon.amount_off:type_name -> retain.events.v1.Money
+	16, // 25: retain.campaign.v1.EntryPolicy.once_per_customer:type_name -> retain.campaign.v1.OncePerCustomer
+	46, // 26: retain.campaign.v1.Enrollment.entered_at:type_name -> google.protobuf.Timestamp
+	46, // 27: retain.campaign.v1.Enrollment.next_at:type_name -> google.protobuf.Timestamp
+	46, // 28: retain.campaign.v1.Enrollment.converted_at:type_name -> google.protobuf.Timestamp
+	19, // 29: retain.campaign.v1.Report.revenue:type_name -> retain.campaign.v1.RevenueLine
+	1,  // 30: retain.campaign.v1.Playbook.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 31: retain.campaign.v1.CreateCampaignRequest.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 32: retain.campaign.v1.CreateCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 33: retain.campaign.v1.UpdateCampaignRequest.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 34: retain.campaign.v1.UpdateCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 35: retain.campaign.v1.GetCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 36: retain.campaign.v1.ListCampaignsResponse.campaigns:type_name -> retain.campaign.v1.Campaign
+	1,  // 37: retain.campaign.v1.PauseCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 38: retain.campaign.v1.ResumeCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 39: retain.campaign.v1.ArchiveCampaignResponse.campaign:type_name -> retain.campaign.v1.Campaign
+	1,  // 40: retain.campaign.v1.PreviewAudienceRequest.campaign:type_name -> retain.campaign.v1.Campaign
+	18, // 41: retain.campaign.v1.GetReportResponse.report:type_name -> retain.campaign.v1.Report
+	17, // 42: retain.campaign.v1.ListCustomerEnrollmentsResponse.enrollments:type_name -> retain.campaign.v1.Enrollment
+	20, // 43: retain.campaign.v1.ListPlaybooksResponse.playbooks:type_name -> retain.campaign.v1.Playbook
+	1,  // 44: retain.campaign.v1.InstallPlaybookResponse.campaign:type_name -> retain.campaign.v1.Campaign
+	21, // 45: retain.campaign.v1.CampaignService.CreateCampaign:input_type -> retain.campaign.v1.CreateCampaignRequest
+	23, // 46: retain.campaign.v1.CampaignService.UpdateCampaign:input_type -> retain.campaign.v1.UpdateCampaignRequest
+	25, // 47: retain.campaign.v1.CampaignService.GetCampaign:input_type -> retain.campaign.v1.GetCampaignRequest
+	27, // 48: retain.campaign.v1.CampaignService.ListCampaigns:input_type -> retain.campaign.v1.ListCampaignsRequest
+	29, // 49: retain.campaign.v1.CampaignService.PauseCampaign:input_type -> retain.campaign.v1.PauseCampaignRequest
+	31, // 50: retain.campaign.v1.CampaignService.ResumeCampaign:input_type -> retain.campaign.v1.ResumeCampaignRequest
+	33, // 51: retain.campaign.v1.CampaignService.ArchiveCampaign:input_type -> retain.campaign.v1.ArchiveCampaignRequest
+	35, // 52: retain.campaign.v1.CampaignService.PreviewAudience:input_type -> retain.campaign.v1.PreviewAudienceRequest
+	37, // 53: retain.campaign.v1.CampaignService.GetReport:input_type -> retain.campaign.v1.GetReportRequest
+	39, // 54: retain.campaign.v1.CampaignService.ListCustomerEnrollments:input_type -> retain.campaign.v1.ListCustomerEnrollmentsRequest
+	41, // 55: retain.campaign.v1.CampaignService.ListPlaybooks:input_type -> retain.campaign.v1.ListPlaybooksRequest
+	43, // 56: retain.campaign.v1.CampaignService.InstallPlaybook:input_type -> retain.campaign.v1.InstallPlaybookRequest
+	22, // 57: retain.campaign.v1.CampaignService.CreateCampaign:output_type -> retain.campaign.v1.CreateCampaignResponse
+	24, // 58: retain.campaign.v1.CampaignService.UpdateCampaign:output_type -> retain.campaign.v1.UpdateCampaignResponse
+	26, // 59: retain.campaign.v1.CampaignService.GetCampaign:output_type -> retain.campaign.v1.GetCampaignResponse
+	28, // 60: retain.campaign.v1.CampaignService.ListCampaigns:output_type -> retain.campaign.v1.ListCampaignsResponse
+	30, // 61: retain.campaign.v1.CampaignService.PauseCampaign:output_type -> retain.campaign.v1.PauseCampaignResponse
+	32, // 62: retain.campaign.v1.CampaignService.ResumeCampaign:output_type -> retain.campaign.v1.ResumeCampaignResponse
+	34, // 63: retain.campaign.v1.CampaignService.ArchiveCampaign:output_type -> retain.campaign.v1.ArchiveCampaignResponse
+	36, // 64: retain.campaign.v1.CampaignService.PreviewAudience:output_type -> retain.campaign.v1.PreviewAudienceResponse
+	38, // 65: retain.campaign.v1.CampaignService.GetReport:output_type -> retain.campaign.v1.GetReportResponse
+	40, // 66: retain.campaign.v1.CampaignService.ListCustomerEnrollments:output_type -> retain.campaign.v1.ListCustomerEnrollmentsResponse
+	42, // 67: retain.campaign.v1.CampaignService.ListPlaybooks:output_type -> retain.campaign.v1.ListPlaybooksResponse
+	44, // 68: retain.campaign.v1.CampaignService.InstallPlaybook:output_type -> retain.campaign.v1.InstallPlaybookResponse
+	57, // [57:69] is the sub-list for method output_type
+	45, // [45:57] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_retain_campaign_v1_campaign_proto_init() }
@@ -3415,33 +3494,34 @@ func file_retain_campaign_v1_campaign_proto_init() {
 		(*Condition_RenewalWithinDays)(nil),
 		(*Condition_TopRevenuePercent)(nil),
 		(*Condition_ChurnBand)(nil),
+		(*Condition_RfmSegment)(nil),
 	}
-	file_retain_campaign_v1_campaign_proto_msgTypes[4].OneofWrappers = []any{}
 	file_retain_campaign_v1_campaign_proto_msgTypes[5].OneofWrappers = []any{}
-	file_retain_campaign_v1_campaign_proto_msgTypes[6].OneofWrappers = []any{
+	file_retain_campaign_v1_campaign_proto_msgTypes[6].OneofWrappers = []any{}
+	file_retain_campaign_v1_campaign_proto_msgTypes[7].OneofWrappers = []any{
 		(*Step_Wait)(nil),
 		(*Step_Send)(nil),
 		(*Step_IssueCoupon)(nil),
 		(*Step_Branch)(nil),
 		(*Step_Exit)(nil),
 	}
-	file_retain_campaign_v1_campaign_proto_msgTypes[9].OneofWrappers = []any{
+	file_retain_campaign_v1_campaign_proto_msgTypes[10].OneofWrappers = []any{
 		(*IssueCoupon_PercentOff)(nil),
 		(*IssueCoupon_AmountOff)(nil),
 	}
-	file_retain_campaign_v1_campaign_proto_msgTypes[13].OneofWrappers = []any{
+	file_retain_campaign_v1_campaign_proto_msgTypes[14].OneofWrappers = []any{
 		(*EntryPolicy_OncePerCustomer)(nil),
 		(*EntryPolicy_OncePer)(nil),
 		(*EntryPolicy_OncePerKey)(nil),
 	}
-	file_retain_campaign_v1_campaign_proto_msgTypes[16].OneofWrappers = []any{}
+	file_retain_campaign_v1_campaign_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_retain_campaign_v1_campaign_proto_rawDesc), len(file_retain_campaign_v1_campaign_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

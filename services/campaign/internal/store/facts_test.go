@@ -1,0 +1,129 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
+	"github.com/retainhq/retain/services/campaign/internal/domain"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestOrdersAreOrderIndependent applies the same order facts (with
+// duplicates and conflicting re-sends) in many arrival orders and
+// batchings: the stored orders and the RFM summary come out the same every
+// time, the re-sent version that sorts first winning as in metrics.
+func TestOrdersAreOrderIndependent(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pg.Connect(ctx, testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pg.Migrate(ctx, pool, bus.Migrations, Migrations); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
+	order := func(id, customer string, at time.Time, total int64, currency string) OrderFact {
+		return OrderFact{Order: domain.Order{ID: id, At: at, TotalMinor: total, Currency: currency}, CustomerID: customer}
+	}
+	facts := []OrderFact{
+		order("o1", "c1", t0, 1000, "EUR"),
+		order("o1", "c1", t0.Add(-time.Hour), 1200, "EUR"), // a re-send placed earlier: it wins, whatever its total
+		order("o2", "c1", t0.Add(24*time.Hour), 500, "EUR"),
+		order("o2", "c1", t0.Add(24*time.Hour), 400, "EUR"), // same instant and customer: the smaller total wins
+		order("o3", "c2", t0.Add(48*time.Hour), 800, "GBP"),
+		order("o3", "c3", t0.Add(48*time.Hour), 800, "GBP"),     // same instant: the customer sorting first wins
+		order("o4", "c2", t0.Add(500*24*time.Hour), 100, "GBP"), // after the instant summarised
+	}
+	want := map[string][]domain.Order{
+		"c1": {
+			{ID: "o1", At: t0.Add(-time.Hour), TotalMinor: 1200, Currency: "EUR"},
+			{ID: "o2", At: t0.Add(24 * time.Hour), TotalMinor: 400, Currency: "EUR"},
+		},
+		"c2": {
+			{ID: "o3", At: t0.Add(48 * time.Hour), TotalMinor: 800, Currency: "GBP"},
+			{ID: "o4", At: t0.Add(500 * 24 * time.Hour), TotalMinor: 100, Currency: "GBP"},
+		},
+	}
+	at := t0.Add(100 * 24 * time.Hour)
+	wantRFM := []domain.RFMValue{
+		{Customer: "c1", LastOrder: t0.Add(24 * time.Hour), Orders: 2},
+		{Customer: "c2", LastOrder: t0.Add(48 * time.Hour), Orders: 1},
+	}
+
+	apply := func(tenant string, batch []OrderFact) {
+		if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			return UpsertOrders(ctx, tx, tenant, batch)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for run := range 12 {
+		tenant := fmt.Sprintf("t%d", run)
+		sent := slices.Clone(facts)
+		switch run {
+		case 0: // as listed, in one batch
+		case 1: // the re-sends before the originals, one at a time
+			slices.Reverse(sent)
+		default: // shuffled, with redeliveries
+			sent = append(sent, facts[rng.IntN(len(facts))], facts[rng.IntN(len(facts))])
+			rng.Shuffle(len(sent), func(i, j int) { sent[i], sent[j] = sent[j], sent[i] })
+		}
+		for len(sent) > 0 {
+			n := len(sent)
+			if run > 0 {
+				n = min(1+rng.IntN(3), len(sent))
+				if run == 1 {
+					n = 1
+				}
+			}
+			apply(tenant, sent[:n])
+			sent = sent[n:]
+		}
+
+		got, err := LoadCustomers(ctx, pool, tenant, []string{"c1", "c2", "c3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c3, ok := got["c3"]; ok {
+			t.Fatalf("run %d: c3 has orders %+v, want none (its version of o3 loses)", run, c3.Orders)
+		}
+		for c, wantOrders := range want {
+			if len(got[c].Orders) != len(wantOrders) {
+				t.Fatalf("run %d, %s: orders %+v, want %+v", run, c, got[c].Orders, wantOrders)
+			}
+			for i, o := range got[c].Orders {
+				w := wantOrders[i]
+				if o.ID != w.ID || !o.At.Equal(w.At) || o.TotalMinor != w.TotalMinor || o.Currency != w.Currency {
+					t.Fatalf("run %d, %s: order %d %+v, want %+v", run, c, i, o, w)
+				}
+			}
+		}
+		vs, err := RFMValues(ctx, pool, tenant, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(vs, func(a, b domain.RFMValue) int { return cmp.Compare(a.Customer, b.Customer) })
+		if len(vs) != len(wantRFM) {
+			t.Fatalf("run %d: RFM values %+v, want %+v", run, vs, wantRFM)
+		}
+		for i, v := range vs {
+			w := wantRFM[i]
+			if v.Customer != w.Customer || !v.LastOrder.Equal(w.LastOrder) || v.Orders != w.Orders {
+				t.Fatalf("run %d: RFM value %+v, want %+v", run, v, w)
+			}
+		}
+	}
+}
