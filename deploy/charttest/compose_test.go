@@ -167,6 +167,7 @@ func TestCompose(t *testing.T) {
 				"RETAIN_METRICS_DATABASE_URL": "postgres://retain:retain@postgres:5432/retain_metrics?sslmode=disable",
 				"RETAIN_METRICS_BATCH_SIZE":   "500",
 				"RETAIN_METRICS_CONSUMERS":    "1",
+				"RETAIN_METRICS_CACHE_BYTES":  "134217728",
 				"RETAIN_NATS_URL":             "nats://nats:4222",
 			},
 			"churnsignal": {

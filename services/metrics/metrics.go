@@ -36,14 +36,19 @@ type Config struct {
 	// are serialised by the tenant's lock, so more workers help only with
 	// many tenants.
 	Consumers int
+	// CacheBytes bounds the in-memory cache of decoded day bitmaps (all
+	// tenants together); least recently queried tenants are evicted first.
+	// 0 keeps nothing between queries: answers are the same, only slower.
+	CacheBytes int
 }
 
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		Config:    service.DefaultConfig("metrics"),
-		BatchSize: 500,
-		Consumers: 1,
+		Config:     service.DefaultConfig("metrics"),
+		BatchSize:  500,
+		Consumers:  1,
+		CacheBytes: store.DefaultCacheBytes,
 	}
 }
 
@@ -52,6 +57,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Config.RegisterFlags(fs, "RETAIN_METRICS_DATABASE_URL", "Postgres URL of the metrics database (the projections)")
 	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_METRICS_BATCH_SIZE", "most facts applied in one transaction")
 	config.IntVar(fs, &c.Consumers, "consumers", "RETAIN_METRICS_CONSUMERS", "consumer workers (batches of one tenant never run at once)")
+	config.IntVar(fs, &c.CacheBytes, "cache-bytes", "RETAIN_METRICS_CACHE_BYTES", "byte budget of the day bitmap cache, all tenants (0: nothing kept between queries)")
 }
 
 // Validate names every bad setting at once.
@@ -62,6 +68,9 @@ func (c Config) Validate() error {
 	}
 	if c.Consumers < 1 || c.Consumers > 64 {
 		errs = append(errs, fmt.Errorf("RETAIN_METRICS_CONSUMERS %d: must be 1-64", c.Consumers))
+	}
+	if c.CacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("RETAIN_METRICS_CACHE_BYTES %d: must be 0 or more bytes", c.CacheBytes))
 	}
 	return errors.Join(errs...)
 }
@@ -89,7 +98,8 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		}
 	}()
 	b, pool, log := deps.Bus, deps.Pool, deps.Log
-	st := store.New(pool)
+	st := store.New(pool, store.WithCacheBytes(int64(cfg.CacheBytes)),
+		store.WithMeter(tel.MeterProvider.Meter("retain/metrics")), store.WithLogger(log))
 	// Tenants whose facts predate the aggregates get them before any query.
 	if err := st.BuildPending(ctx); err != nil {
 		return nil, err

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -58,39 +61,46 @@ type nodeKey struct {
 
 // dayCache keeps, per tenant, the decoded day bitmaps and the power-of-two
 // rollups built from them, so a warm query ORs a few blocks instead of
-// reading and decoding every day of its windows.
+// reading and decoding every day of its windows. Its size is bounded by
+// budget (budget.go).
+//
+// Locks: a query takes mu (acquire), then the tenant's lock for the whole
+// query, and mu again after unlocking it (release); mu is never held while
+// waiting for a tenant's lock, so no two goroutines wait for each other.
 type dayCache struct {
+	budget  int64
+	bytes   atomic.Int64 // accounted size of every tenant's cache
+	metrics cacheMetrics
+	log     *slog.Logger
+
 	mu      sync.Mutex
 	tenants map[string]*tenantDays
-}
-
-func newDayCache() *dayCache { return &dayCache{tenants: map[string]*tenantDays{}} }
-
-func (c *dayCache) tenant(name string) *tenantDays {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	td := c.tenants[name]
-	if td == nil {
-		td = &tenantDays{nodes: map[nodeKey]*node{}, unions: map[unionKey]*roaring.Bitmap{}, empty: emptyNode()}
-		c.tenants[name] = td
-	}
-	return td
+	lru     list.List // of *tenantDays, most recently used first
 }
 
 // tenantDays is one tenant's cache. Its lock is held for a whole query, so
 // a query validates and extends it against its own snapshot.
 type tenantDays struct {
+	cache *dayCache
+	name  string
+	// refs (queries holding or waiting for mu) and lru are guarded by
+	// cache.mu; the tenant is evicted whole only when refs is 0.
+	refs int
+	lru  *list.Element
+	// bytes is the accounted size of the entries below; changed under mu.
+	bytes atomic.Int64
+
 	mu sync.Mutex
 	// validated: stored and nodes agree with tenant_state.version.
 	validated bool
 	version   int64
 	// stored is the version of every day_buyers row of the tenant.
 	stored map[int32]int64
-	nodes  map[nodeKey]*node
+	nodes  map[nodeKey]entry[*node]
 	empty  *node
 	// unions caches the union of one set over a range of whole days (a
 	// window, a month of a cohort table), so a repeated query ORs nothing.
-	unions map[unionKey]*roaring.Bitmap
+	unions map[unionKey]entry[*roaring.Bitmap]
 }
 
 // set names one of a node's bitmaps.
@@ -164,17 +174,18 @@ func (td *tenantDays) revalidate(ctx context.Context, tx pgx.Tx, tenant string) 
 			td.invalidate(d)
 		}
 	}
-	td.stored, td.version, td.validated = stored, version, true
+	td.setStored(stored)
+	td.version, td.validated = version, true
 	return nil
 }
 
 func (td *tenantDays) invalidate(day int32) {
 	for k := int8(0); k <= maxLevel; k++ {
-		delete(td.nodes, nodeKey{k, day >> k})
+		td.dropNode(nodeKey{k, day >> k})
 	}
 	for k := range td.unions {
 		if k.from <= day && day < k.to {
-			delete(td.unions, k)
+			td.dropUnion(k)
 		}
 	}
 }
@@ -185,8 +196,8 @@ func (td *tenantDays) unionOf(ctx context.Context, tx pgx.Tx, tenant string, s s
 	var missing [][2]int32
 	var at []int
 	for i, r := range ranges {
-		if u := td.unions[unionKey{r[0], r[1], s}]; u != nil {
-			out[i] = u
+		if u, ok := td.unions[unionKey{r[0], r[1], s}]; ok {
+			out[i] = u.v
 		} else {
 			missing, at = append(missing, r), append(at, i)
 		}
@@ -199,7 +210,7 @@ func (td *tenantDays) unionOf(ctx context.Context, tx pgx.Tx, tenant string, s s
 		return nil, err
 	}
 	if len(td.unions)+len(missing) > maxUnions {
-		clear(td.unions)
+		td.clearUnions()
 	}
 	for j, ns := range nodes {
 		var u *roaring.Bitmap
@@ -216,7 +227,7 @@ func (td *tenantDays) unionOf(ctx context.Context, tx pgx.Tx, tenant string, s s
 			}
 			u = roaring.FastOr(parts...)
 		}
-		td.unions[unionKey{missing[j][0], missing[j][1], s}] = u
+		td.putUnion(unionKey{missing[j][0], missing[j][1], s}, u)
 		out[at[j]] = u
 	}
 	return out, nil
@@ -249,12 +260,12 @@ func (td *tenantDays) cover(ctx context.Context, tx pgx.Tx, tenant string, range
 	for i, r := range ranges {
 		keys[i] = blocks(r[0], r[1])
 		for _, k := range keys[i] {
-			if td.nodes[k] != nil {
+			if td.cached(k) {
 				continue
 			}
 			first := k.index << k.level
 			for d := first; d < first+1<<k.level; d++ {
-				if _, ok := td.stored[d]; ok && td.nodes[nodeKey{0, d}] == nil && !seen[d] {
+				if _, ok := td.stored[d]; ok && !td.cached(nodeKey{0, d}) && !seen[d] {
 					seen[d] = true
 					missing = append(missing, d)
 				}
@@ -271,7 +282,7 @@ func (td *tenantDays) cover(ctx context.Context, tx pgx.Tx, tenant string, range
 			if r == nil || r.version != td.stored[d] {
 				return nil, fmt.Errorf("day %s: changed while read", dayStart(d).Format(time.DateOnly))
 			}
-			td.nodes[nodeKey{0, d}] = &node{ones: r.ge1, twos: r.ge2, firsts: r.firsts, seconds: r.seconds}
+			td.putNode(nodeKey{0, d}, &node{ones: r.ge1, twos: r.ge2, firsts: r.firsts, seconds: r.seconds})
 		}
 	}
 	out := make([][]*node, len(ranges))
@@ -286,16 +297,21 @@ func (td *tenantDays) cover(ctx context.Context, tx pgx.Tx, tenant string, range
 // node returns the cached node of k, building it from its halves; the day
 // rows it needs are loaded (cover).
 func (td *tenantDays) node(k nodeKey) *node {
-	if n := td.nodes[k]; n != nil {
-		return n
+	if e, ok := td.nodes[k]; ok {
+		return e.v
 	}
 	if k.level == 0 {
 		// A day without a row has no buyers.
 		return td.empty
 	}
 	n := combine(td.node(nodeKey{k.level - 1, k.index << 1}), td.node(nodeKey{k.level - 1, k.index<<1 | 1}))
-	td.nodes[k] = n
+	td.putNode(k, n)
 	return n
+}
+
+func (td *tenantDays) cached(k nodeKey) bool {
+	_, ok := td.nodes[k]
+	return ok
 }
 
 // span is the first and last day with a row, ok false when there is none.

@@ -38,12 +38,13 @@ func (s *Store) snapshot(ctx context.Context, fn func(pgx.Tx) error) error {
 }
 
 // withDays runs fn with the tenant's day cache validated against one
-// snapshot. Queries of one tenant take turns on its cache.
+// snapshot. Queries of one tenant take turns on its cache; when fn is done
+// the cache is brought back within its budget.
 func (s *Store) withDays(ctx context.Context, tenant string, fn func(*dayView) error) error {
 	return s.snapshot(ctx, func(tx pgx.Tx) error {
-		td := s.days.tenant(tenant)
+		td := s.days.acquire(tenant)
 		td.mu.Lock()
-		defer td.mu.Unlock()
+		defer s.days.release(td)
 		if err := td.revalidate(ctx, tx, tenant); err != nil {
 			return err
 		}

@@ -63,7 +63,13 @@ type Store struct {
 }
 
 // New returns the store in pool's database.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool, days: newDayCache()} }
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	o := options{cacheBytes: DefaultCacheBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Store{pool: pool, days: newDayCache(o)}
+}
 
 // Pool is the store's connection pool (the consumer runner shares it).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
