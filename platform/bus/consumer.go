@@ -440,8 +440,11 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 // runTx is the one transaction per batch: inbox, handler, dead letters.
 func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, error) {
 	var res batchResult
+	hooks := &commitHooks{}
+	ctx = context.WithValue(ctx, commitHooksKey{}, hooks)
 	err := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		res = batchResult{}
+		hooks.fns = nil // an attempt that rolled back registers again
 		for _, d := range ds {
 			d.rejected, d.reason = false, ""
 		}
@@ -482,6 +485,9 @@ func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, erro
 	})
 	if err != nil {
 		return batchResult{}, fmt.Errorf("bus: consumer %s: batch of %d: %w", c.cfg.Durable, len(ds), err)
+	}
+	for _, fn := range hooks.fns {
+		fn()
 	}
 	return res, nil
 }
