@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,15 +19,31 @@ import (
 // the same way, and reports the two rates side by side.
 func TimeConsumer(b *testing.B, bb *bus.Bus, pool *pgxpool.Pool, cfg bus.ConsumerConfig, h bus.Handler) {
 	b.Helper()
+	runConsumer(b, bb, pool, cfg, h, b.N, b.ResetTimer, b.StopTimer)
+}
+
+// ConsumerTime runs a consumer declared by cfg with handler h until n
+// messages have gone through h and returns how long that took: for a raw
+// runner timed right before and after a benchmark's own, so that a ratio
+// of the two does not hang on one moment of a noisy machine.
+func ConsumerTime(tb testing.TB, bb *bus.Bus, pool *pgxpool.Pool, cfg bus.ConsumerConfig, h bus.Handler, n int) time.Duration {
+	tb.Helper()
+	var start, end time.Time
+	runConsumer(tb, bb, pool, cfg, h, n, func() { start = time.Now() }, func() { end = time.Now() })
+	return end.Sub(start)
+}
+
+func runConsumer(tb testing.TB, bb *bus.Bus, pool *pgxpool.Pool, cfg bus.ConsumerConfig, h bus.Handler, n int, started, stopped func()) {
+	tb.Helper()
 	var applied atomic.Int64
 	done := make(chan struct{})
 	c, err := bus.NewConsumer(bb, pool, cfg, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 		if err := h(ctx, tx, ds); err != nil {
 			return err
 		}
-		// Counted just before the commit; the timer stops after Run has
+		// Counted just before the commit; the clock stops after Run has
 		// committed and acked its in-flight batch below.
-		if applied.Add(int64(len(ds))) >= int64(b.N) {
+		if applied.Add(int64(len(ds))) >= int64(n) {
 			select {
 			case <-done:
 			default:
@@ -36,14 +53,14 @@ func TimeConsumer(b *testing.B, bb *bus.Bus, pool *pgxpool.Pool, cfg bus.Consume
 		return nil
 	}, nil)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	b.ResetTimer()
-	go func() { _ = c.Run(ctx); close(stopped) }()
+	exited := make(chan struct{})
+	started()
+	go func() { _ = c.Run(ctx); close(exited) }()
 	<-done
 	cancel()
-	<-stopped
-	b.StopTimer()
+	<-exited
+	stopped()
 }
