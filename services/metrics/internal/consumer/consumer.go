@@ -52,10 +52,17 @@ func TenantSubjects(tenantID string) []string {
 	return fs
 }
 
-// Handle is the bus.Handler of the metrics-facts consumer: it decodes the
-// batch, rejects what can never apply, and writes every tenant's facts in
-// the runner's transaction under the tenants' write locks.
-func Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+// Handler returns the bus.Handler of the metrics-facts consumer writing to
+// st: it decodes the batch, rejects what can never apply, and writes every
+// tenant's facts in the runner's transaction under the tenants' write
+// locks.
+func Handler(st *store.Store) bus.Handler {
+	return func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		return handle(ctx, tx, st, ds)
+	}
+}
+
+func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery) error {
 	byTenant := map[string]*store.Facts{}
 	for _, d := range ds {
 		if err := decodeInto(d, byTenant); err != nil {
@@ -72,11 +79,18 @@ func Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 		}
 	}
 	slices.Sort(tenants)
+	if len(tenants) == 1 {
+		// The usual batch: the lock goes with the first reads.
+		if err := st.LockAndApply(ctx, tx, tenants[0], *byTenant[tenants[0]]); err != nil {
+			return fmt.Errorf("apply facts of tenant %s: %w", tenants[0], err)
+		}
+		return nil
+	}
 	if err := store.LockTenants(ctx, tx, tenants); err != nil {
 		return err
 	}
 	for _, t := range tenants {
-		if err := store.Apply(ctx, tx, t, *byTenant[t]); err != nil {
+		if err := st.Apply(ctx, tx, t, *byTenant[t]); err != nil {
 			return fmt.Errorf("apply facts of tenant %s: %w", t, err)
 		}
 	}

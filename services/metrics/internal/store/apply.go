@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 )
 
@@ -26,9 +27,30 @@ import (
 // second-order bits of customers whose first or second order moved, and by
 // recomputing from the orders the (rare) days an existing order moved away
 // from or to. Statements are per batch and per table, never per fact.
-func Apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
+//
+// Inside a consumer's transaction the customers the batch leaves are
+// cached once it commits (customerCache).
+func (s *Store) Apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
+	return s.apply(ctx, tx, tenant, f, false)
+}
+
+// LockAndApply takes the tenant's lock (LockTenants) and applies f, the
+// lock going in the same round trip as the batch's first reads.
+func (s *Store) LockAndApply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
+	return s.apply(ctx, tx, tenant, f, true)
+}
+
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts, lock bool) error {
 	w := newWriteBatch(tenant)
-	if orders := winningOrders(f.Orders); len(orders) > 0 {
+	w.cache = s.customers
+	orders := winningOrders(f.Orders)
+	if lock && len(orders) == 0 {
+		if err := LockTenants(ctx, tx, []string{tenant}); err != nil {
+			return err
+		}
+	}
+	if len(orders) > 0 {
+		w.lockFirst = lock
 		if err := w.applyOrders(ctx, tx, orders); err != nil {
 			return err
 		}
@@ -43,7 +65,25 @@ func Apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
 			return err
 		}
 	}
-	return w.flush(ctx, tx)
+	if err := w.flush(ctx, tx); err != nil {
+		return err
+	}
+	if w.version > 0 {
+		rows, base, version := w.cacheRows(), w.baseVersion, w.version
+		bus.AfterCommit(ctx, func() { w.cache.commit(tenant, base, version, rows) })
+	}
+	return nil
+}
+
+// cacheRows are the customers rows the batch leaves, for the cache.
+func (w *writeBatch) cacheRows() map[string]cachedCustomer {
+	rows := make(map[string]cachedCustomer, len(w.customers))
+	for id, c := range w.customers {
+		if c.stored || !c.newFirst.IsZero() {
+			rows[id] = cachedCustomer{cseq: c.cseq, first: micros(c.newFirst), second: micros(c.newSecond)}
+		}
+	}
+	return rows
 }
 
 // orderRow is one stored version of an order.
@@ -132,14 +172,15 @@ type dayEdit struct {
 type writeBatch struct {
 	tenant string
 	// version and nextCseq are the tenant's state after the batch (0: the
-	// batch has no orders and leaves it alone).
-	version   int64
-	nextCseq  int32
-	customers map[string]*customerState
-	days      map[int32]*dayEdit
-	sales     map[salesKey]*salesSums
-	cohorts   map[cohortKey]int64
-	surveys   map[surveyKey]int64
+	// batch has no orders and leaves it alone); baseVersion the version the
+	// batch read.
+	version, baseVersion int64
+	nextCseq             int32
+	customers            map[string]*customerState
+	days                 map[int32]*dayEdit
+	sales                map[salesKey]*salesSums
+	cohorts              map[cohortKey]int64
+	surveys              map[surveyKey]int64
 	// currencies of the batch's orders, for tenant_currencies.
 	currencies []string
 	// storedDays are the day rows read so far; readDays the days read
@@ -148,6 +189,9 @@ type writeBatch struct {
 	readDays   map[int32]bool
 	// orderWrites are the batch's order writes not sent yet (planOrders).
 	orderWrites *pgx.Batch
+	cache       *customerCache
+	// lockFirst: the tenant's lock is taken in the first round trip.
+	lockFirst bool
 }
 
 func newWriteBatch(tenant string) *writeBatch {
@@ -280,8 +324,18 @@ func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order)
 	}
 	slices.Sort(days)
 	days = slices.Compact(days)
+	// Customers the cache holds are read only if the version it holds them
+	// at turns out not to be the tenant's.
+	cachedAt, hits, cached := w.cache.lookup(w.tenant, names)
+	toRead := names
+	if len(hits) > 0 {
+		toRead = slices.DeleteFunc(slices.Clone(names), func(n string) bool { _, ok := hits[n]; return ok })
+	}
 	b := &pgx.Batch{}
-	b.Queue(selectCustomers, w.tenant, w.newCustomers(names))
+	if w.lockFirst {
+		b.Queue(lockTenants, []int64{tenantLockKey(w.tenant)})
+	}
+	b.Queue(selectCustomers, w.tenant, w.newCustomers(toRead))
 	b.Queue(`SELECT next_cseq, version FROM tenant_state WHERE tenant = $1`, w.tenant)
 	b.Queue(selectDayRows, w.tenant, dayDates(days))
 	ids := make([]string, len(orders))
@@ -298,6 +352,11 @@ func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order)
 	err := func() error {
 		br := tx.SendBatch(ctx, b)
 		defer br.Close()
+		if w.lockFirst {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("lock tenants: %w", err)
+			}
+		}
 		rows, err := br.Query()
 		if err != nil {
 			return fmt.Errorf("read %d customers: %w", len(names), err)
@@ -337,8 +396,22 @@ func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order)
 	if err != nil {
 		return err
 	}
+	if len(hits) > 0 {
+		if cached && cachedAt == w.version {
+			for id, h := range hits {
+				w.customers[id] = &customerState{
+					id: id, cseq: h.cseq, stored: true,
+					first: instantOf(h.first), second: instantOf(h.second),
+					newFirst: instantOf(h.first), newSecond: instantOf(h.second),
+				}
+			}
+		} else if err := w.loadCustomers(ctx, tx, slices.Collect(maps.Keys(hits))); err != nil {
+			return err
+		}
+	}
 	// Customers seen for the first time get the next cseqs, and the
 	// version moves on (both written by flush, under the tenant's lock).
+	w.baseVersion = w.version
 	w.version++
 	for _, id := range names {
 		if c := w.customers[id]; !c.stored {

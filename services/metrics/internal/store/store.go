@@ -58,8 +58,9 @@ func (f Facts) Empty() bool { return len(f.Orders) == 0 && len(f.Refunds) == 0 &
 
 // Store is the metrics database.
 type Store struct {
-	pool *pgxpool.Pool
-	days *dayCache
+	pool      *pgxpool.Pool
+	days      *dayCache
+	customers *customerCache
 }
 
 // New returns the store in pool's database.
@@ -68,7 +69,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Store{pool: pool, days: newDayCache(o)}
+	return &Store{pool: pool, days: newDayCache(o), customers: newCustomerCache(maxCachedCustomers)}
 }
 
 // Pool is the store's connection pool (the consumer runner shares it).
@@ -86,6 +87,9 @@ func tenantLockKey(tenant string) int64 {
 	return int64(h.Sum64())
 }
 
+// lockTenants takes the advisory locks $1 (sorted keys) in order.
+const lockTenants = `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k`
+
 // LockTenants takes the write locks of tenants in tx, in key order so two
 // writers can never wait for each other in a cycle.
 func LockTenants(ctx context.Context, tx pgx.Tx, tenants []string) error {
@@ -95,7 +99,7 @@ func LockTenants(ctx context.Context, tx pgx.Tx, tenants []string) error {
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k`, keys); err != nil {
+	if _, err := tx.Exec(ctx, lockTenants, keys); err != nil {
 		return fmt.Errorf("lock tenants: %w", err)
 	}
 	return nil

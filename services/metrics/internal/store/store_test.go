@@ -136,7 +136,7 @@ func applyFacts(t *testing.T, s *Store, tenant string, f Facts) {
 		if err := LockTenants(ctx, tx, []string{tenant}); err != nil {
 			return err
 		}
-		return Apply(ctx, tx, tenant, f)
+		return s.Apply(ctx, tx, tenant, f)
 	}); err != nil {
 		t.Fatal(err)
 	}
