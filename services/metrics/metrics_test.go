@@ -184,6 +184,25 @@ func TestRebuildReproducesEveryFigure(t *testing.T) {
 	}
 }
 
+// TestTwoReplicasAgree runs two service instances on one database and one
+// durable consumer, as two replicas do: batches of one tenant go to either,
+// each process caching the customers it wrote, and every figure is still
+// the reference's (a replica must notice the other's writes).
+func TestTwoReplicasAgree(t *testing.T) {
+	s := setup(t)
+	s.start(t) // the second replica
+	sh := newShop(7, 200, shopStart, shopDays)
+	// Shuffled (a customer's orders land in many batches) and in slices, so
+	// that the replicas take the tenant's batches in turn.
+	evs := shuffled(8, sh.events)
+	for i := 0; i < len(evs); i += 40 {
+		s.publish(t, "shop", evs[i:min(i+40, len(evs))])
+		s.caughtUp(t)
+	}
+	qs := figureQueries(shopStart, shopEnd)
+	sameFigures(t, "two replicas vs reference", figures(t, s.client(t, "shop"), qs), reference(t, sh, qs))
+}
+
 // TestWindowEdges pins the half-open window on the service: an order exactly
 // at from-W makes its customer active at from, an order exactly at to does
 // not make its customer active at to nor new in the period.
