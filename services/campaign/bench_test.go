@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,7 +135,8 @@ func benchEvents(n, customers int, now time.Time) []*eventsv1.Event {
 // RETAIN_BENCH_EVENTS events (default 30k: 80% orders, 20% NPS answers over
 // 10k customers) already on RETAIN_EVENTS, next to the platform runner's raw
 // rate (fetch -> inbox-only transaction -> ack) on the same messages in the
-// same run. One op is the whole backlog.
+// same run. One op is the whole backlog. RETAIN_BENCH_PLAYBOOKS picks other
+// playbooks (e.g. "thank-you", or "none" for the facts alone).
 //
 //	go test -run '^$' -bench TriggerEvaluation -benchtime 1x .
 func BenchmarkTriggerEvaluation(b *testing.B) {
@@ -146,7 +148,7 @@ func BenchmarkTriggerEvaluation(b *testing.B) {
 		b.StopTimer()
 		e := newBenchEnv(b)
 		ctx := context.Background()
-		for _, name := range []string{"thank-you", "onboarding", "loyalty-reward", "detractor-recovery", "passive-nudge"} {
+		for _, name := range benchPlaybooks() {
 			if _, err := e.engine.InstallPlaybook(ctx, "bench", name, "", false); err != nil {
 				b.Fatal(err)
 			}
@@ -167,6 +169,20 @@ func BenchmarkTriggerEvaluation(b *testing.B) {
 		b.ReportMetric(float64(enrolled), "enrollments")
 		b.ReportMetric(float64(requested), "requests")
 		b.StartTimer()
+	}
+}
+
+// benchPlaybooks are the playbooks BenchmarkTriggerEvaluation installs:
+// RETAIN_BENCH_PLAYBOOKS (comma-separated, "none" for none), default every
+// event-triggered one.
+func benchPlaybooks() []string {
+	switch v := os.Getenv("RETAIN_BENCH_PLAYBOOKS"); v {
+	case "":
+		return []string{"thank-you", "onboarding", "loyalty-reward", "detractor-recovery", "passive-nudge"}
+	case "none":
+		return nil
+	default:
+		return strings.Split(v, ",")
 	}
 }
 
