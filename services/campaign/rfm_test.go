@@ -203,6 +203,39 @@ steps:
 		}
 	})
 
+	t.Run("event triggers reuse the tenant's scales for five minutes", func(t *testing.T) {
+		// The previous subtest's batch computed the scales at now. A
+		// customer whose first order comes after that is not scored
+		// against them (metrics at that instant would not know them
+		// either); once the scales are five minutes old they are read
+		// again and the next new customer scores R 5, F 1: new.
+		s.create(t, tenant, `
+id: rfm-new
+name: Welcome the new
+trigger: {event: order.placed}
+entry: {once_per_key: order_id}
+conditions:
+  - rfm_segment: {segments: [RFM_SEGMENT_NEW]}
+steps:
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
+`)
+		s.clock.Advance(time.Minute)
+		s.publish(t, tenant, orderEv("n1-o0", "n1", s.clock.Now().Add(-30*time.Second), 1000))
+		s.caughtUp(t)
+		s.clock.Advance(5 * time.Minute)
+		s.publish(t, tenant, orderEv("n2-o0", "n2", s.clock.Now().Add(-30*time.Second), 1000))
+		s.caughtUp(t)
+		var got []string
+		for _, n := range s.notifications(t, tenant) {
+			if n.GetOrigin().GetCampaignId() == "rfm-new" {
+				got = append(got, n.GetCustomerId())
+			}
+		}
+		if !slices.Equal(got, []string{"n2"}) {
+			t.Fatalf("welcomed %v, want only n2 (n1 ordered after the cached scales' instant)", got)
+		}
+	})
+
 	t.Run("a bad segment is rejected naming the field", func(t *testing.T) {
 		c, err := campaignfile.Decode([]byte(strings.Replace(file, "[RFM_SEGMENT_CHAMPIONS]", "[RFM_SEGMENT_CHAMPIONS, RFM_SEGMENT_UNSPECIFIED]", 1)))
 		if err != nil {

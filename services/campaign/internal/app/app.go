@@ -56,6 +56,23 @@ type Engine struct {
 
 	// stats keeps the planner statistics of the tables facts grow.
 	stats *pg.GrowthAnalyzer
+
+	// envs caches, per tenant, what the facts consumer's conditions need
+	// of the whole tenant (see env).
+	envMu sync.Mutex
+	envs  map[string]*tenantEnv
+}
+
+// envMaxAge is how long the facts consumer reuses a tenant's revenue ranking
+// and RFM scales: computing them reads every order of the tenant, which per
+// batch of events would stall a large shop's consumer.
+const envMaxAge = 5 * time.Minute
+
+// tenantEnv is what conditions need of a whole tenant, as of at.
+type tenantEnv struct {
+	at   time.Time
+	revs []int64 // 365-day revenues, highest first; nil: not read
+	rfm  *domain.RFMScales
 }
 
 // New returns an engine on pool.
@@ -78,7 +95,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 		"campaign_members (tenant, campaign_id, customer_id)",
 		"enrollments (tenant, campaign_id, customer_id, goal_event, status, due_at)",
 		"coupons (tenant, code, campaign_id, customer_id)")
-	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats}
+	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats, envs: map[string]*tenantEnv{}}
 }
 
 // Close waits for work the engine runs in the background (a statistics
@@ -168,31 +185,56 @@ type triggered struct {
 	vars     store.Vars
 }
 
-// env computes what the conditions of plans need beyond customers.
-func (e *Engine) env(ctx context.Context, q store.Querier, tenant string, plans []*domain.Plan) (domain.Env, error) {
+// env computes what the conditions of plans need beyond customers, as of
+// now; with maxAge > 0 (the facts consumer) a tenant's revenue ranking and
+// RFM scales are reused for that long: conditions are then evaluated
+// against the tenant as it was up to maxAge earlier (RFM scores a customer's
+// orders before the scales' instant, as metrics would at that instant).
+func (e *Engine) env(ctx context.Context, q store.Querier, tenant string, plans []*domain.Plan, maxAge time.Duration) (domain.Env, error) {
 	env := domain.Env{Now: e.Now()}
-	if pcts := domain.TopRevenuePercents(plans); len(pcts) > 0 {
-		revs, err := store.RevenuesDesc(ctx, q, tenant, env.Now)
+	pcts, useRFM := domain.TopRevenuePercents(plans), domain.UsesRFM(plans)
+	if len(pcts) == 0 && !useRFM {
+		return env, nil
+	}
+	te := &tenantEnv{at: env.Now}
+	if maxAge > 0 {
+		e.envMu.Lock()
+		if c := e.envs[tenant]; c != nil && !env.Now.Before(c.at) && env.Now.Sub(c.at) < maxAge {
+			*te = *c
+		}
+		e.envMu.Unlock()
+	}
+	if len(pcts) > 0 && te.revs == nil {
+		revs, err := store.RevenuesDesc(ctx, q, tenant, te.at)
 		if err != nil {
 			return env, err
 		}
-		env.TopRevenue = map[int32]int64{}
-		for _, p := range pcts {
-			if th, ok := domain.TopRevenueThreshold(revs, p); ok {
-				env.TopRevenue[p] = th
-			}
-		}
+		te.revs = append([]int64{}, revs...)
 	}
-	if domain.UsesRFM(plans) {
+	if useRFM && te.rfm == nil {
 		// The instant Postgres can hold, so that the scales and the
 		// customers' own values cut the orders at the same place.
-		at := env.Now.Truncate(time.Microsecond)
+		at := te.at.Truncate(time.Microsecond)
 		vs, err := store.RFMValues(ctx, q, tenant, at)
 		if err != nil {
 			return env, err
 		}
-		env.RFM = domain.NewRFMScales(at, vs)
+		te.rfm = domain.NewRFMScales(at, vs)
 	}
+	if maxAge > 0 {
+		e.envMu.Lock()
+		e.envs[tenant] = te
+		e.envMu.Unlock()
+	}
+	if len(pcts) > 0 {
+		env.TopRevenue = map[int32]int64{}
+		for _, p := range pcts {
+			if th, ok := domain.TopRevenueThreshold(te.revs, p); ok {
+				env.TopRevenue[p] = th
+			}
+		}
+	}
+	env.RFM = te.rfm
 	return env, nil
 }
 
@@ -232,7 +274,7 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 	for i, p := range plans {
 		ps[i] = p.plan
 	}
-	env, err := e.env(ctx, tx, tenant, ps)
+	env, err := e.env(ctx, tx, tenant, ps, envMaxAge)
 	if err != nil {
 		return err
 	}

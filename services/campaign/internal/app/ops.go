@@ -39,7 +39,7 @@ func (e *Engine) runAudience(ctx context.Context, r store.Ref) error {
 		return err
 	}
 	p := planned{ref: r, plan: plans[r]}
-	env, err := e.env(ctx, e.pool, r.Tenant, []*domain.Plan{p.plan})
+	env, err := e.env(ctx, e.pool, r.Tenant, []*domain.Plan{p.plan}, 0)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 	if err != nil {
 		return Preview{}, err
 	}
-	env, err := e.env(ctx, e.pool, tenant, []*domain.Plan{p})
+	env, err := e.env(ctx, e.pool, tenant, []*domain.Plan{p}, 0)
 	if err != nil {
 		return Preview{}, err
 	}
