@@ -53,6 +53,7 @@ func Run(ctx context.Context, cfg Config, version string, build func(context.Con
 		return err
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
+	applyMemoryLimit(tel.Logger)
 	svc, err := build(ctx, tel)
 	if err != nil {
 		return err
