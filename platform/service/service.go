@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
@@ -97,6 +98,26 @@ func (d *Deps) Close() error {
 		return fmt.Errorf("drain NATS connection: %w", err)
 	}
 	return nil
+}
+
+// Run is a service's whole background life: it runs every one of runs
+// (consumers, relays, schedulers) until ctx is done or one of them fails,
+// which stops the others; then stop, when not nil (work the runs leave
+// behind, e.g. a statistics refresh or pooled connections), and Close. It
+// returns the first error.
+func (d *Deps) Run(ctx context.Context, stop func(), runs ...func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, run := range runs {
+		g.Go(func() error { return run(gctx) })
+	}
+	err := g.Wait()
+	if stop != nil {
+		stop()
+	}
+	if cerr := d.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // BusReady reports whether the NATS connection is up.

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/retainhq/retain/platform/auth"
@@ -212,18 +211,7 @@ func (s *Service) Consumers() []*bus.Consumer {
 // Run runs the consumers, the outbox relay and the scheduler until ctx is
 // done, then drains the bus connection.
 func (s *Service) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.facts.Run(gctx) })
-	g.Go(func() error { return s.signals.Run(gctx) })
-	g.Go(func() error { return s.deliveries.Run(gctx) })
-	g.Go(func() error { return s.relay.Run(gctx) })
-	g.Go(func() error { return s.engine.Run(gctx) })
-	err := g.Wait()
-	s.engine.Close()
-	if cerr := s.deps.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
+	return s.deps.Run(ctx, s.engine.Close, s.facts.Run, s.signals.Run, s.deliveries.Run, s.relay.Run, s.engine.Run)
 }
 
 // Ready reports whether the bus connection and the database are up.

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/retainhq/retain/platform/auth"
@@ -193,16 +192,7 @@ func (s *Service) RescoreAll(ctx context.Context, tenant string) (app.Stats, err
 // Run runs the facts consumer, the outbox relay and the rescoring schedule
 // until ctx is done, then drains the bus connection.
 func (s *Service) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.consumer.Run(gctx) })
-	g.Go(func() error { return s.relay.Run(gctx) })
-	g.Go(func() error { return s.engine.Run(gctx) })
-	err := g.Wait()
-	s.engine.Close()
-	if cerr := s.deps.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
+	return s.deps.Run(ctx, s.engine.Close, s.consumer.Run, s.relay.Run, s.engine.Run)
 }
 
 // Ready reports whether the bus connection and the database are up.

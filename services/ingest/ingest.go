@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/retainhq/retain/platform/auth"
@@ -163,15 +162,7 @@ func (s *Service) RegisterHTTP(mux *http.ServeMux) { s.http.Register(mux, s.deps
 // is done, then drains the commit queue and the bus connection. The host
 // stops the servers first so no request arrives after the drain.
 func (s *Service) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.committer.Run(gctx) })
-	g.Go(func() error { return s.logWriter.Run(gctx) })
-	g.Go(func() error { s.pruneLog(gctx); return nil })
-	err := g.Wait()
-	if cerr := s.deps.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
+	return s.deps.Run(ctx, nil, s.committer.Run, s.logWriter.Run, func(ctx context.Context) error { s.pruneLog(ctx); return nil })
 }
 
 // pruneLog forgets ids older than the retention, hourly.

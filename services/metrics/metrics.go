@@ -142,11 +142,7 @@ func (s *Service) RegisterHTTP(*http.ServeMux) {}
 // Run consumes facts until ctx is done, then drains the bus connection and
 // closes the database pool. The host stops the gRPC server first.
 func (s *Service) Run(ctx context.Context) error {
-	err := s.facts.Run(ctx)
-	if cerr := s.deps.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
+	return s.deps.Run(ctx, nil, s.facts.Run)
 }
 
 // Ready reports whether the bus connection and the database are up.

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/retainhq/retain/platform/auth"
@@ -383,19 +382,11 @@ func (s *Service) WaitCaughtUp(ctx context.Context) error {
 // Run runs the consumers, the outbox relay, the timers and the senders
 // until ctx is done, then drains the bus connection.
 func (s *Service) Run(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.contacts.Run(gctx) })
-	g.Go(func() error { return s.requests.Run(gctx) })
-	g.Go(func() error { return s.relay.Run(gctx) })
-	g.Go(func() error { return s.engine.Run(gctx) })
-	err := g.Wait()
-	if s.smtp != nil {
-		s.smtp.Close()
-	}
-	if cerr := s.deps.Close(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
+	return s.deps.Run(ctx, func() {
+		if s.smtp != nil {
+			s.smtp.Close()
+		}
+	}, s.contacts.Run, s.requests.Run, s.relay.Run, s.engine.Run)
 }
 
 // Ready reports whether the bus connection and the database are up.

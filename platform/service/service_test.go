@@ -1,0 +1,64 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/server/servertest"
+	"github.com/retainhq/retain/platform/service"
+	"github.com/retainhq/retain/platform/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestDepsRun: a failing run stops the others, stop runs once after all
+// of them returned, then the connections close; the first error comes back.
+func TestDepsRun(t *testing.T) {
+	pub, _, err := auth.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deps, err := service.Open(ctx, service.Options{
+		Name: "deps-run", AuthPublicKey: pub, DatabaseURL: testenv.Postgres(t),
+		NATS: bus.Config{URL: testenv.NATS(t).URL()},
+	}, servertest.Telemetry(t, "deps-run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running, stopped atomic.Int32
+	boom := errors.New("boom")
+	waits := func(ctx context.Context) error {
+		running.Add(1)
+		defer running.Add(-1)
+		<-ctx.Done()
+		return nil
+	}
+	fails := func(context.Context) error {
+		time.Sleep(10 * time.Millisecond)
+		return boom
+	}
+	err = deps.Run(ctx, func() {
+		if n := running.Load(); n != 0 {
+			t.Errorf("stop ran with %d runs still going", n)
+		}
+		if err := deps.DatabaseReady(ctx); err != nil {
+			t.Errorf("stop ran after the pool closed: %v", err)
+		}
+		stopped.Add(1)
+	}, waits, fails, waits)
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want the failing run's error", err)
+	}
+	if stopped.Load() != 1 {
+		t.Fatalf("stop ran %d times, want once", stopped.Load())
+	}
+	if deps.DatabaseReady(ctx) == nil || deps.BusReady() == nil {
+		t.Fatal("the connections are still open after Run")
+	}
+}
