@@ -44,50 +44,27 @@ func newCampaignFlags(env *cliEnv, name, usageLine string) campaignFlags {
 }
 
 func (f campaignFlags) client() (campaignv1.CampaignServiceClient, func(), error) {
-	conn, err := f.ep.dial()
-	if err != nil {
-		return nil, nil, err
-	}
-	return campaignv1.NewCampaignServiceClient(conn), func() { conn.Close() }, nil
+	return clientOf(f.ep, campaignv1.NewCampaignServiceClient)
 }
 
 func callCampaignErr(err error) error { return callError(err, "campaign", campaignScopes) }
 
 // runCampaigns is `retain campaigns ...`.
 func runCampaigns(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(env.stderr, campaignsUsage)
-		if len(args) == 0 {
-			return errors.New("campaigns needs a command")
-		}
-		return nil
+	state := func(cmd string) func([]string) error {
+		return func(a []string) error { return campaignsState(ctx, env, cmd, a) }
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "list":
-		return campaignsList(ctx, env, rest)
-	case "show":
-		return campaignsShow(ctx, env, rest)
-	case "apply":
-		return campaignsApply(ctx, env, rest)
-	case "pause", "resume", "archive":
-		return campaignsState(ctx, env, cmd, rest)
-	case "preview":
-		return campaignsPreview(ctx, env, rest)
-	case "report":
-		return campaignsReport(ctx, env, rest)
-	case "enrollments":
-		return campaignsEnrollments(ctx, env, rest)
-	}
-	fmt.Fprintln(env.stderr, campaignsUsage)
-	return fmt.Errorf("unknown campaigns command %q", cmd)
-}
-
-func oneArg(pos []string, what string) (string, error) {
-	if len(pos) != 1 {
-		return "", fmt.Errorf("want exactly one %s, got %d arguments", what, len(pos))
-	}
-	return pos[0], nil
+	return subcommands(env, "campaigns", campaignsUsage, args, map[string]func([]string) error{
+		"list":        func(a []string) error { return campaignsList(ctx, env, a) },
+		"show":        func(a []string) error { return campaignsShow(ctx, env, a) },
+		"apply":       func(a []string) error { return campaignsApply(ctx, env, a) },
+		"pause":       state("pause"),
+		"resume":      state("resume"),
+		"archive":     state("archive"),
+		"preview":     func(a []string) error { return campaignsPreview(ctx, env, a) },
+		"report":      func(a []string) error { return campaignsReport(ctx, env, a) },
+		"enrollments": func(a []string) error { return campaignsEnrollments(ctx, env, a) },
+	})
 }
 
 func campaignsList(ctx context.Context, env *cliEnv, args []string) error {

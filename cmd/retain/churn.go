@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -73,15 +72,7 @@ func newChurnFlags(env *cliEnv, name, usageLine string) churnFlags {
 }
 
 func (f churnFlags) client() (churnv1.ChurnServiceClient, func(), error) {
-	conn, err := f.ep.dial()
-	if err != nil {
-		return nil, nil, err
-	}
-	return churnv1.NewChurnServiceClient(conn), func() { conn.Close() }, nil
-}
-
-func (f churnFlags) json(w io.Writer, m proto.Message) error {
-	return printJSON(w, m)
+	return clientOf(f.ep, churnv1.NewChurnServiceClient)
 }
 
 // parseChurnAsOf reads --as-of: a date is the end of that day in UTC, so
@@ -126,7 +117,7 @@ func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
 		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
-		return f.json(env.stdout, resp)
+		return printJSON(env.stdout, resp)
 	}
 	printChurnRisk(env.stdout, resp)
 	return nil
@@ -230,7 +221,7 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 		all.NextPageToken = resp.GetNextPageToken()
 	}
 	if *f.output == "json" {
-		return f.json(env.stdout, all)
+		return printJSON(env.stdout, all)
 	}
 	printChurnList(env.stdout, all.GetCustomers(), 2)
 	if all.GetNextPageToken() != "" {
@@ -284,7 +275,7 @@ func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
-		return f.json(env.stdout, resp)
+		return printJSON(env.stdout, resp)
 	}
 	printChurnModel(env.stdout, resp.GetModel())
 	return nil
@@ -333,7 +324,7 @@ func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
-		return f.json(env.stdout, resp)
+		return printJSON(env.stdout, resp)
 	}
 	printChurnModel(env.stdout, resp.GetModel())
 	fmt.Fprintf(env.stdout, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
@@ -401,7 +392,7 @@ func runChurnWeights(ctx context.Context, env *cliEnv, args []string) error {
 		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
-		return f.json(env.stdout, resp)
+		return printJSON(env.stdout, resp)
 	}
 	if resp.GetDefault() {
 		fmt.Fprintln(env.stdout, "churn score weights: the defaults (never set)")
@@ -489,7 +480,7 @@ func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
 		return callError(err, "churn-signal", churnScopes)
 	}
 	if *f.output == "json" {
-		return f.json(env.stdout, resp)
+		return printJSON(env.stdout, resp)
 	}
 	fmt.Fprintln(env.stdout, "churn score weights set:")
 	printChurnWeights(env.stdout, resp.GetWeights(), nil)

@@ -114,6 +114,16 @@ func (f commandFlags) parse(args []string) ([]string, error) {
 	return pos, nil
 }
 
+// clientOf dials Retain and wraps the connection in a service's client;
+// done closes the connection.
+func clientOf[C any](ep *endpoint, newClient func(grpc.ClientConnInterface) C) (c C, done func(), err error) {
+	conn, err := ep.dial()
+	if err != nil {
+		return c, nil, err
+	}
+	return newClient(conn), func() { conn.Close() }, nil
+}
+
 // dial connects to Retain's gRPC API with the token as bearer credentials.
 func (e *endpoint) dial() (*grpc.ClientConn, error) {
 	if err := e.resolve(); err != nil {

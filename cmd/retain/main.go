@@ -89,6 +89,31 @@ func usage(w io.Writer, cmds map[string]command) {
 }
 
 // newFlags returns a FlagSet that reports errors instead of exiting.
+// subcommands dispatches `retain NAME COMMAND ...`.
+func subcommands(env *cliEnv, name, usage string, args []string, cmds map[string]func([]string) error) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(env.stderr, usage)
+		if len(args) == 0 {
+			return fmt.Errorf("%s needs a command", name)
+		}
+		return nil
+	}
+	run, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintln(env.stderr, usage)
+		return fmt.Errorf("unknown %s command %q", name, args[0])
+	}
+	return run(args[1:])
+}
+
+// oneArg is the one positional argument a command takes.
+func oneArg(pos []string, what string) (string, error) {
+	if len(pos) != 1 {
+		return "", fmt.Errorf("want exactly one %s, got %d arguments", what, len(pos))
+	}
+	return pos[0], nil
+}
+
 func newFlags(env *cliEnv, name, usageLine string) *flag.FlagSet {
 	fs := flag.NewFlagSet("retain "+name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)

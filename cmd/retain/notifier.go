@@ -73,28 +73,7 @@ func newNotifierCommand(env *cliEnv, name, usageLine string) notifierCommand {
 }
 
 func (f notifierCommand) client() (notifierv1.NotifierServiceClient, func(), error) {
-	conn, err := f.ep.dial()
-	if err != nil {
-		return nil, nil, err
-	}
-	return notifierv1.NewNotifierServiceClient(conn), func() { conn.Close() }, nil
-}
-
-// subcommands dispatches `retain NAME COMMAND ...`.
-func subcommands(env *cliEnv, name, usage string, args []string, cmds map[string]func([]string) error) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(env.stderr, usage)
-		if len(args) == 0 {
-			return fmt.Errorf("%s needs a command", name)
-		}
-		return nil
-	}
-	run, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprintln(env.stderr, usage)
-		return fmt.Errorf("unknown %s command %q", name, args[0])
-	}
-	return run(args[1:])
+	return clientOf(f.ep, notifierv1.NewNotifierServiceClient)
 }
 
 // runTemplates is `retain templates list|show|apply|preview`.
