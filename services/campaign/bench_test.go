@@ -80,34 +80,15 @@ func (e *benchEnv) publish(b *testing.B, evs []*eventsv1.Event) {
 	}
 }
 
-// drain runs a consumer over everything on RETAIN_EVENTS and returns how
-// long it took.
-func (e *benchEnv) drain(b *testing.B, durable string, h bus.Handler) time.Duration {
+// drain runs a consumer over the n events on RETAIN_EVENTS and returns
+// how long it took.
+func (e *benchEnv) drain(b *testing.B, durable string, h bus.Handler, n int) time.Duration {
 	b.Helper()
 	filters := make([]string, len(app.FactTypes))
 	for i, t := range app.FactTypes {
 		filters[i] = bus.EventTypeFilter(t)
 	}
-	c, err := bus.NewConsumer(e.pub, e.pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: durable, FilterSubjects: filters, BatchSize: 500}, h, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- c.Run(ctx) }()
-	testenv.WaitFor(b, durable, func() bool {
-		info, err := e.pub.JS.Consumer(ctx, bus.EventsStream, durable)
-		if err != nil {
-			return false
-		}
-		i, err := info.Info(ctx)
-		return err == nil && i.NumPending == 0 && i.NumAckPending == 0 && i.Delivered.Consumer > 0
-	})
-	took := time.Since(start)
-	cancel()
-	<-done
-	return took
+	return testenv.ConsumerTime(b, e.pub, e.pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: durable, FilterSubjects: filters, BatchSize: 500}, h, n)
 }
 
 // benchEvents is a shop's week: orders (a third of them a customer's 3rd)
@@ -154,9 +135,9 @@ func BenchmarkTriggerEvaluation(b *testing.B) {
 			}
 		}
 		e.publish(b, benchEvents(n, 10_000, e.clock.Now()))
-		raw := e.drain(b, "bench-raw", func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil })
+		raw := e.drain(b, "bench-raw", func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil }, n)
 		b.StartTimer()
-		took := e.drain(b, "bench-campaign", e.engine.HandleFacts)
+		took := e.drain(b, "bench-campaign", e.engine.HandleFacts, n)
 		b.StopTimer()
 		var enrolled, requested int
 		if err := e.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM enrollments), (SELECT count(*) FROM bus_outbox)`).Scan(&enrolled, &requested); err != nil {
@@ -225,7 +206,7 @@ steps:
 			}
 		}
 		e.publish(b, evs)
-		e.drain(b, "bench-campaign", e.engine.HandleFacts)
+		e.drain(b, "bench-campaign", e.engine.HandleFacts, n)
 		e.clock.Advance(2 * time.Hour)
 		b.StartTimer()
 		start := time.Now()

@@ -92,26 +92,16 @@ func BenchmarkConsumer(b *testing.B) {
 		if err := pg.Migrate(ctx, pool, bus.Migrations); err != nil {
 			b.Fatal(err)
 		}
-		raw, err := bus.NewConsumer(pub, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "bench-raw", FilterSubjects: filters, BatchSize: 500},
-			func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil }, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		rctx, stopRaw := context.WithCancel(ctx)
-		start := time.Now()
-		rawDone := make(chan error, 1)
-		go func() { rawDone <- raw.Run(rctx) }()
-		testenv.WaitForUpTo(b, 10*time.Minute, "the raw runner", func() bool { return drained("bench-raw") })
-		rawRate := float64(n) / time.Since(start).Seconds()
-		stopRaw()
-		<-rawDone
+		took := testenv.ConsumerTime(b, pub, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "bench-raw", FilterSubjects: filters, BatchSize: 500},
+			func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil }, n)
+		rawRate := float64(n) / took.Seconds()
 		pool.Close()
 
 		// The service.
 		s := &stack{nats: ns, dbURL: dbURL, clock: testenv.NewClock(now)}
 		pubKey, _, _ := authKeys(b)
 		s.pubKey = pubKey
-		start = time.Now()
+		start := time.Now()
 		b.StartTimer()
 		s.start(b)
 		testenv.WaitForUpTo(b, 10*time.Minute, "the facts consumer", func() bool { return drained(churnsignal.ConsumerName) })
