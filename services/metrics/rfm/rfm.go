@@ -6,13 +6,33 @@
 //
 // The package holds the rules only, on plain values: what a customer's
 // values are (last order, order count, net revenue before an instant) is
-// each caller's to compute from its own facts.
+// each caller's to compute from its own facts, keeping of each order the
+// version OrderVersion.Compare picks.
 package rfm
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"time"
 )
+
+// OrderVersion is what tells apart two versions of one order id, e.g. a
+// shop re-sending an order with another time, customer or total.
+type OrderVersion struct {
+	At         time.Time
+	Customer   string
+	TotalMinor int64
+	Currency   string
+}
+
+// Compare orders two versions of one order id; the one that sorts first
+// counts: the earliest, then by customer, total and currency (bytewise, as
+// Postgres' "C" collation), so every service keeps the same version
+// whatever order they arrive in.
+func (a OrderVersion) Compare(b OrderVersion) int {
+	return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.Customer, b.Customer), cmp.Compare(a.TotalMinor, b.TotalMinor), cmp.Compare(a.Currency, b.Currency))
+}
 
 // Segment is a named RFM segment.
 type Segment int

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 )
@@ -133,5 +134,28 @@ func TestScaleScoresOneCustomerByTheRule(t *testing.T) {
 	NewScale(in)
 	if in[0] != 3 || in[1] != 1 {
 		t.Fatal("NewScale sorted its argument")
+	}
+}
+
+func TestOrderVersionCompare(t *testing.T) {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	v := OrderVersion{At: t0, Customer: "b", TotalMinor: 100, Currency: "EUR"}
+	for _, tc := range []struct {
+		name  string
+		other OrderVersion
+		want  int // v.Compare(other)
+	}{
+		{"the same", v, 0},
+		{"earlier wins first", OrderVersion{At: t0.Add(-time.Second), Customer: "z", TotalMinor: 999, Currency: "ZZZ"}, 1},
+		{"then the customer, bytewise", OrderVersion{At: t0, Customer: "B", TotalMinor: 100, Currency: "EUR"}, 1},
+		{"then the total", OrderVersion{At: t0, Customer: "b", TotalMinor: 200, Currency: "AAA"}, -1},
+		{"then the currency", OrderVersion{At: t0, Customer: "b", TotalMinor: 100, Currency: "GBP"}, -1},
+	} {
+		if got := v.Compare(tc.other); got != tc.want {
+			t.Errorf("%s: Compare = %d, want %d", tc.name, got, tc.want)
+		}
+		if got := tc.other.Compare(v); got != -tc.want {
+			t.Errorf("%s: reversed Compare = %d, want %d", tc.name, got, -tc.want)
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/retainhq/retain/platform/pg"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
+	"github.com/retainhq/retain/services/metrics/rfm"
 )
 
 //go:embed migrations/*.sql
@@ -96,8 +97,10 @@ func winningOrders(in []OrderFact) []OrderFact {
 	return out
 }
 
-func compareOrders(a, b OrderFact) int {
-	return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.CustomerID, b.CustomerID), cmp.Compare(a.TotalMinor, b.TotalMinor), cmp.Compare(a.Currency, b.Currency))
+func compareOrders(a, b OrderFact) int { return a.version().Compare(b.version()) }
+
+func (o OrderFact) version() rfm.OrderVersion {
+	return rfm.OrderVersion{At: o.At, Customer: o.CustomerID, TotalMinor: o.TotalMinor, Currency: o.Currency}
 }
 
 // Profile is a customer.updated fact; empty fields are not stated.

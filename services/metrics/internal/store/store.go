@@ -26,6 +26,7 @@ import (
 
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
+	"github.com/retainhq/retain/services/metrics/rfm"
 )
 
 //go:embed migrations/*.sql
@@ -108,18 +109,12 @@ func LockTenants(ctx context.Context, tx pgx.Tx, tenants []string) error {
 // compareOrders is retention.NewLedger's rule for two versions of one order
 // id, (At, Customer, TotalMinor), extended with the currency the domain does
 // not carry, so that versions differing only in currency still have one
-// winner. upsertOrders applies it against the stored version.
-func compareOrders(a, b Order) int {
-	if c := a.At.Compare(b.At); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Customer, b.Customer); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.TotalMinor, b.TotalMinor); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Currency, b.Currency)
+// winner: rfm.OrderVersion's rule, which the campaign service applies too.
+// planOrders applies it against the stored version.
+func compareOrders(a, b Order) int { return a.version().Compare(b.version()) }
+
+func (o Order) version() rfm.OrderVersion {
+	return rfm.OrderVersion{At: o.At, Customer: string(o.Customer), TotalMinor: o.TotalMinor, Currency: o.Currency}
 }
 
 // winningOrders keeps one version per order id (a multi-row upsert may not
