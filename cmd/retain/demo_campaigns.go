@@ -9,7 +9,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/retainhq/retain/platform/auth"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
+	"github.com/retainhq/retain/services/campaign/campaignfile"
 )
 
 // installDemoPlaybooks installs every playbook before the demo shop is
@@ -80,5 +83,44 @@ func printCampaignDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 		fmt.Fprintf(w, "  %-20s %8d %8d %9d %9d %6d / %-4d  %s\n", cp.GetId(), r.GetEnrolled(), r.GetHoldout(), r.GetMessagesRequested(),
 			r.GetMessagesDelivered(), r.GetConversionsTreated(), r.GetConversionsHoldout(), lift)
 	}
+	return printRFMAudienceDemo(ctx, w, conn, c)
+}
+
+// demoChampions is a campaign for the best customers by RFM, as a shop
+// would write it.
+const demoChampions = `
+id: demo-champions
+name: Thank the champions
+trigger: {schedule: {every: 30d}}
+conditions:
+  - rfm_segment: {segments: [RFM_SEGMENT_CHAMPIONS]}
+steps:
+  - {id: thanks, send: {channel: CHANNEL_EMAIL, template_key: vip_care}}
+`
+
+// printRFMAudienceDemo dry-runs a champions audience next to the metrics
+// service's count of champions: the rfm_segment condition uses the metrics
+// service's RFM rules, so the two agree.
+func printRFMAudienceDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, c campaignv1.CampaignServiceClient) error {
+	champions, err := campaignfile.Decode([]byte(demoChampions))
+	if err != nil {
+		return err
+	}
+	pv, err := c.PreviewAudience(ctx, &campaignv1.PreviewAudienceRequest{Campaign: champions, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("preview the champions audience: %w", callCampaignErr(err))
+	}
+	rfm, err := metricsv1.NewMetricsServiceClient(conn).GetRFM(ctx, &metricsv1.GetRFMRequest{})
+	if err != nil {
+		return fmt.Errorf("rfm: %w", callError(err, "metrics", auth.ScopeRead))
+	}
+	var counted int64
+	for _, s := range rfm.GetSegments() {
+		if s.GetSegment() == metricsv1.RFMSegment_RFM_SEGMENT_CHAMPIONS {
+			counted = s.GetCustomers()
+		}
+	}
+	fmt.Fprintf(w, "  an audience of RFM champions (`rfm_segment` condition, `retain campaigns preview -f FILE`): %d customers would enter now;\n", pv.GetCount())
+	fmt.Fprintf(w, "  `retain metrics rfm` counts %d champions: both use the metrics service's RFM rules\n", counted)
 	return nil
 }

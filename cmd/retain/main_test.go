@@ -120,6 +120,12 @@ func TestDevDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+	// The champions audience and metrics' champions are the same customers.
+	audience := regexp.MustCompile(`RFM champions .*: (\d+) customers would enter now`).FindStringSubmatch(out.String())
+	counted := regexp.MustCompile("`retain metrics rfm` counts (\\d+) champions").FindStringSubmatch(out.String())
+	if audience == nil || counted == nil || audience[1] != counted[1] || audience[1] == "0" {
+		t.Errorf("the RFM audience line: audience %v, metrics %v, want the same non-zero count", audience, counted)
+	}
 	if _, err := os.Stat(devStatePath(dir)); !os.IsNotExist(err) {
 		t.Errorf("dev.json should be removed at exit (stat: %v)", err)
 	}
