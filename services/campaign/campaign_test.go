@@ -3,6 +3,7 @@ package campaign_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -197,8 +198,8 @@ func TestOneNotificationPerStepAcrossCrash(t *testing.T) {
 		if len(got) != 1 || got[0].GetCustomerId() != "c-2" || got[0].msgID != tenant+"/"+got[0].GetRequestId() {
 			t.Fatalf("after the crash: %d notifications %v, want one for c-2", len(got), got)
 		}
-		if n := s.count(t, `SELECT count(*) FROM campaign_sends`); n != 2 {
-			t.Fatalf("%d sends recorded", n)
+		if n := s.report(t, tenant, "hello").GetMessagesRequested(); n != 2 {
+			t.Fatalf("%d messages requested in the report", n)
 		}
 	})
 	t.Run("the trigger redelivered", func(t *testing.T) {
@@ -330,8 +331,8 @@ steps:
 		t.Fatalf("replicas fired %d + %d timers, want 400 in all", fired[0], fired[1])
 	}
 	t.Logf("replica shares: %v", fired)
-	if n := s.count(t, `SELECT count(*) FROM campaign_sends`); n != 400 {
-		t.Fatalf("%d sends", n)
+	if n := s.report(t, tenant, "later").GetMessagesRequested(); n != 400 {
+		t.Fatalf("%d messages requested in the report", n)
 	}
 	if got := len(s.notifications(t, tenant)); got != 400 {
 		t.Fatalf("%d notifications, want 400", got)
@@ -624,7 +625,7 @@ steps:
 	// The goal again: under another event id, then the whole stream
 	// redelivered with an empty inbox.
 	var before string
-	row := `SELECT string_agg(campaign_id || customer_id || status || step || coalesce(due_at::text, '-') || converted_at::text, ',' ORDER BY id) FROM enrollments`
+	row := `SELECT string_agg(campaign_id || customer_id || status || step || coalesce(due_at::text, '-') || coalesce(converted_at::text, '-'), ',' ORDER BY id) FROM enrollments`
 	if err := s.db.QueryRow(ctx, row).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
@@ -658,5 +659,77 @@ steps:
 	s.fire(t)
 	if got := sent(); got != "buyer:first buyer:thanks idle:first idle:later idle:reminder" {
 		t.Fatalf("on day 7: %s", got)
+	}
+}
+
+// TestGoalsOfEveryKind: an order goal counts whenever the order arrives,
+// even before the event that enrolled the customer; a goal that is not an
+// order (an NPS answer here) is recorded when it arrives, within the
+// attribution window only; both end the enrollment and show in the report.
+func TestGoalsOfEveryKind(t *testing.T) {
+	s := setup(t)
+	const tenant = "shop"
+	ctx := context.Background()
+	tok := s.token(t, tenant)
+	later := `
+id: %s
+name: Later
+trigger: {event: order.placed}
+entry: {once_per_key: order_id}
+goal: {event: %s, attribution_window: 10d}
+steps:
+  - {id: wait, wait: {duration: 3d}}
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: later}}
+`
+	s.create(t, tenant, fmt.Sprintf(later, "by-order", "order.placed"))
+	s.create(t, tenant, fmt.Sprintf(later, "by-answer", "survey.answered"))
+	start := s.clock.Now()
+	// The next order (o-2, a day later) arrives first; the answer comes
+	// after both of early's orders, and eleven days after late's.
+	s.publish(t, tenant, orderEv("o-2", "early", start.Add(day), 1000))
+	s.caughtUp(t)
+	s.publish(t, tenant, orderEv("o-1", "early", start, 1000), orderEv("o-3", "late", start, 1000))
+	s.caughtUp(t)
+	s.clock.Advance(day + time.Hour)
+	s.publish(t, tenant, npsEv("a-1", "early", s.clock.Now(), 9))
+	s.caughtUp(t)
+	s.clock.Advance(10 * day)
+	s.publish(t, tenant, npsEv("a-2", "late", s.clock.Now(), 9))
+	s.caughtUp(t)
+
+	status := map[string]string{}
+	for _, c := range []string{"early", "late"} {
+		en, err := s.client().ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: c}, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range en.GetEnrollments() {
+			status[c+"/"+e.GetCampaignId()+"/"+e.GetEntryKey()] = e.GetStatus()
+		}
+	}
+	want := map[string]string{
+		"early/by-order/order_id:o-1": domain.StatusConverted, "early/by-order/order_id:o-2": domain.StatusActive,
+		"early/by-answer/order_id:o-1": domain.StatusConverted, "early/by-answer/order_id:o-2": domain.StatusConverted,
+		"late/by-order/order_id:o-3": domain.StatusActive, "late/by-answer/order_id:o-3": domain.StatusActive,
+	}
+	if !maps.Equal(status, want) {
+		t.Fatalf("enrollments %v, want %v", status, want)
+	}
+	if r := s.report(t, tenant, "by-order"); r.GetConversionsTreated()+r.GetConversionsHoldout() != 1 {
+		t.Fatalf("by-order report: %v", r)
+	}
+	if r := s.report(t, tenant, "by-answer"); r.GetConversionsTreated()+r.GetConversionsHoldout() != 2 {
+		t.Fatalf("by-answer report: %v", r)
+	}
+	// The timers settle the converted enrollments without sending; the
+	// others send.
+	s.fire(t)
+	var got []string
+	for _, n := range s.notifications(t, tenant) {
+		got = append(got, n.GetOrigin().GetCampaignId()+":"+n.GetCustomerId())
+	}
+	slices.Sort(got)
+	if strings.Join(got, " ") != "by-answer:late by-order:early by-order:late" {
+		t.Fatalf("sent %v", got)
 	}
 }

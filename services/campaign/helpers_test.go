@@ -130,6 +130,16 @@ func (s *stack) token(t testing.TB, tenant string) grpc.CallOption {
 }
 
 // publish sends events to RETAIN_EVENTS as ingest does.
+// report is campaign id's report, read as tenant.
+func (s *stack) report(t testing.TB, tenant, id string) *campaignv1.Report {
+	t.Helper()
+	r, err := s.client().GetReport(context.Background(), &campaignv1.GetReportRequest{Id: id}, s.token(t, tenant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.GetReport()
+}
+
 func (s *stack) publish(t testing.TB, tenant string, evs ...*eventsv1.Event) {
 	t.Helper()
 	testenv.PublishEvents(t, s.pub, tenant, s.clock.Now(), evs...)

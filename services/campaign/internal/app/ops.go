@@ -233,7 +233,33 @@ func (e *Engine) Report(ctx context.Context, tenant, id string) (*campaignv1.Rep
 	if err != nil {
 		return nil, err
 	}
+	if n.Requested, err = e.requested(ctx, tenant, id, n.StepsDone); err != nil {
+		return nil, err
+	}
 	return BuildReport(id, c.GetHoldoutPercent(), n), nil
+}
+
+// requested counts the messages a campaign requested: the send steps
+// among the steps its treated enrollments completed (each step's request
+// went to the outbox in the transaction that recorded it done).
+func (e *Engine) requested(ctx context.Context, tenant, id string, done map[int32]map[string]int64) (int64, error) {
+	refs := make([]store.Ref, 0, len(done))
+	for v := range done {
+		refs = append(refs, store.Ref{Tenant: tenant, ID: id, Version: v})
+	}
+	plans, err := e.plansFor(ctx, e.pool, refs)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, r := range refs {
+		for _, s := range plans[r].Steps {
+			if s.Kind == domain.KindSend {
+				n += done[r.Version][s.ID]
+			}
+		}
+	}
+	return n, nil
 }
 
 // BuildReport turns counts into the report with its lift statistics.

@@ -64,9 +64,9 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 		r := &rs[i]
 		en := r.enr
 		if en.Converted && en.StopOnGoal {
-			// The goal ended it while it waited; the conversion was
-			// recorded without touching the timer (store.MarkGoals), so
-			// the timer settles it now, running nothing.
+			// The goal ended it while it waited; the conversion does not
+			// touch the timer (store.MarkGoals), so the timer settles it
+			// now, running nothing.
 			en.Status, en.Due, en.Armed, en.StepsDone = domain.StatusConverted, nil, false, nil
 			continue
 		}
@@ -135,10 +135,7 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 	if err != nil {
 		return err
 	}
-	var (
-		msgs  []bus.Message
-		sends []store.Send
-	)
+	var msgs []bus.Message
 	for _, r := range rs {
 		var coupon *store.Coupon
 		if c, ok := prior[r.prior]; ok {
@@ -156,14 +153,9 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 				return fmt.Errorf("enrollment %d of %s: step %s: %w", r.enr.ID, r.enr.CampaignID, s.ID, err)
 			}
 			msgs = append(msgs, m)
-			sends = append(sends, store.Send{Tenant: tenant, RequestID: domain.RequestID(r.enr.CampaignID, r.enr.ID, s.ID),
-				CampaignID: r.enr.CampaignID, StepID: s.ID, EnrollmentID: r.enr.ID, At: now})
 		}
 	}
-	if err := bus.Enqueue(ctx, tx, msgs...); err != nil {
-		return err
-	}
-	return store.InsertSends(ctx, tx, sends)
+	return bus.Enqueue(ctx, tx, msgs...)
 }
 
 // insertFresh inserts fresh enrollments and returns the runs whose

@@ -143,11 +143,14 @@ func SetState(ctx context.Context, tx pgx.Tx, tenant, id string, state campaignv
 		// A goal that ended an enrollment but was not settled yet keeps
 		// it converted.
 		if _, err := tx.Exec(ctx, `
-			UPDATE enrollments e SET status = CASE WHEN e.stop_on_goal AND e.converted_at IS NOT NULL THEN 'CONVERTED' ELSE 'EXITED' END,
+			UPDATE enrollments u SET status = CASE WHEN s.settled = 'CONVERTED' THEN 'CONVERTED' ELSE 'EXITED' END,
 				due_at = NULL, armed = false
-			FROM campaign_members m
-			WHERE m.tenant = $1 AND m.campaign_id = $2
-				AND e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id AND e.status = 'ACTIVE'`,
+			FROM (SELECT e.id, `+settledStatus+` AS settled
+				FROM campaign_members m
+				JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
+				`+conversion+`
+				WHERE m.tenant = $1 AND m.campaign_id = $2 AND e.status = 'ACTIVE') s
+			WHERE u.id = s.id`,
 			tenant, id); err != nil {
 			return r, fmt.Errorf("end enrollments of campaign %s: %w", id, err)
 		}

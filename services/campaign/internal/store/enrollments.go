@@ -164,11 +164,21 @@ func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, seen map[[2]string
 	return out, rows.Err()
 }
 
-// settledStatus is an enrollment's status as reads show it. A goal that
-// ends an enrollment is recorded in converted_at alone (a HOT update, see
-// MarkGoals) and the row says ACTIVE until its timer fires and settles it:
-// reads show it converted from the moment of the goal.
-const settledStatus = `CASE WHEN status = 'ACTIVE' AND stop_on_goal AND converted_at IS NOT NULL THEN 'CONVERTED' ELSE status END`
+// conversion joins each enrollment e to the moment it reached its goal
+// (conv.at, NULL: not yet). An order.placed goal is read from the orders
+// (the customer's first order after the anchor within the attribution
+// window, so the order facts arrive in); any other goal was recorded in
+// converted_at when it arrived (MarkGoals).
+const conversion = `CROSS JOIN LATERAL (SELECT CASE WHEN e.goal_event = 'order.placed' THEN (
+		SELECT min(o.placed_at) FROM campaign_orders o
+		WHERE o.tenant = e.tenant AND o.customer_id = e.customer_id AND o.placed_at > e.anchor_at AND o.placed_at <= e.attribution_until)
+	ELSE e.converted_at END AS at) conv`
+
+// settledStatus is an enrollment's status as reads show it (with
+// conversion joined). A goal that ends an enrollment is not written into
+// it: the row says ACTIVE until its timer fires and settles it, and reads
+// show it converted from the moment of the goal.
+const settledStatus = `CASE WHEN e.status = 'ACTIVE' AND e.stop_on_goal AND conv.at IS NOT NULL THEN 'CONVERTED' ELSE e.status END`
 
 // Enrollment is an enrollment's row as the step runner needs it.
 type Enrollment struct {
@@ -264,9 +274,10 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 func LockDue(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Enrollment, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT e.id, e.tenant, e.campaign_id, e.version, e.customer_id, e.entry_key, e.holdout, e.anchor_at, e.stop_on_goal,
-			e.status, e.step, e.due_at, e.armed, e.converted_at, e.steps_done, e.vars, e.coupon_code
+			e.status, e.step, e.due_at, e.armed, conv.at, e.steps_done, e.vars, e.coupon_code
 		FROM enrollments e
 		JOIN campaigns c ON c.tenant = e.tenant AND c.id = e.campaign_id AND c.state = 1
+		`+conversion+`
 		WHERE e.status = 'ACTIVE' AND e.due_at <= $1
 		ORDER BY e.due_at
 		LIMIT $2
@@ -314,34 +325,6 @@ func SaveProgress(ctx context.Context, tx pgx.Tx, es []Enrollment) error {
 		WHERE e.id = u.id`, ids, steps, statuses, dues, armed, coupons, done)
 	if err != nil {
 		return fmt.Errorf("save progress of %d enrollments: %w", n, err)
-	}
-	return nil
-}
-
-// Send is a requested notification, recorded for the report.
-type Send struct {
-	Tenant, RequestID, CampaignID, StepID string
-	EnrollmentID                          int64
-	At                                    time.Time
-}
-
-// InsertSends records requested notifications.
-func InsertSends(ctx context.Context, tx pgx.Tx, ss []Send) error {
-	if len(ss) == 0 {
-		return nil
-	}
-	n := len(ss)
-	tenants, reqs, camps, steps := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	enrs, ats := make([]int64, n), make([]time.Time, n)
-	for i, s := range ss {
-		tenants[i], reqs[i], camps[i], steps[i], enrs[i], ats[i] = s.Tenant, s.RequestID, s.CampaignID, s.StepID, s.EnrollmentID, s.At
-	}
-	_, err := tx.Exec(ctx, `
-		INSERT INTO campaign_sends (tenant, request_id, campaign_id, step_id, enrollment_id, requested_at)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])
-		ON CONFLICT DO NOTHING`, tenants, reqs, camps, steps, enrs, ats)
-	if err != nil {
-		return fmt.Errorf("record %d sends: %w", n, err)
 	}
 	return nil
 }
@@ -446,9 +429,10 @@ func IssueCoupons(ctx context.Context, tx pgx.Tx, tenant string, cs []CouponIssu
 // CustomerEnrollments lists a customer's enrollments, newest first.
 func CustomerEnrollments(ctx context.Context, q Querier, tenant, customer string) ([]Enrollment, error) {
 	rows, err := q.Query(ctx, `
-		SELECT id, tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at, `+settledStatus+`, step,
-			CASE WHEN `+settledStatus+` = 'ACTIVE' THEN due_at END, converted_at, steps_done, coupon_code
-		FROM enrollments WHERE tenant = $1 AND customer_id = $2 ORDER BY entered_at DESC, id DESC LIMIT 1000`, tenant, customer)
+		SELECT e.id, e.tenant, e.campaign_id, e.version, e.customer_id, e.entry_key, e.holdout, e.anchor_at, e.entered_at, `+settledStatus+`, e.step,
+			CASE WHEN `+settledStatus+` = 'ACTIVE' THEN e.due_at END, conv.at, e.steps_done, e.coupon_code
+		FROM enrollments e `+conversion+`
+		WHERE e.tenant = $1 AND e.customer_id = $2 ORDER BY e.entered_at DESC, e.id DESC LIMIT 1000`, tenant, customer)
 	if err != nil {
 		return nil, fmt.Errorf("list enrollments of %s: %w", customer, err)
 	}

@@ -7,6 +7,10 @@ import (
 
 // Counts are a campaign's raw report figures.
 type Counts struct {
+	// StepsDone counts the steps completed by treated enrollments, by
+	// campaign version and step id: the caller counts a version's send
+	// steps among them as the messages requested.
+	StepsDone                                map[int32]map[string]int64
 	Treated, Holdout, Active                 int64
 	ConvTreated, ConvHoldout                 int64
 	Requested, Delivered, Failed, Suppressed int64
@@ -30,17 +34,43 @@ func ReportCounts(ctx context.Context, q Querier, tenant, campaign string) (Coun
 	err := q.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE NOT e.holdout), count(*) FILTER (WHERE e.holdout),
 			count(*) FILTER (WHERE `+settledStatus+` = 'ACTIVE'),
-			count(*) FILTER (WHERE NOT e.holdout AND e.converted_at IS NOT NULL), count(*) FILTER (WHERE e.holdout AND e.converted_at IS NOT NULL)
+			count(*) FILTER (WHERE NOT e.holdout AND conv.at IS NOT NULL), count(*) FILTER (WHERE e.holdout AND conv.at IS NOT NULL)
 		FROM campaign_members m
 		JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
+		`+conversion+`
 		WHERE m.tenant = $1 AND m.campaign_id = $2`, tenant, campaign).Scan(&c.Treated, &c.Holdout, &c.Active, &c.ConvTreated, &c.ConvHoldout)
 	if err != nil {
 		return c, fmt.Errorf("report %s: enrollments: %w", campaign, err)
 	}
+	steps, err := q.Query(ctx, `
+		SELECT e.version, s.id, count(*)
+		FROM campaign_members m
+		JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
+		CROSS JOIN unnest(e.steps_done) AS s(id)
+		WHERE m.tenant = $1 AND m.campaign_id = $2 AND NOT e.holdout
+		GROUP BY 1, 2`, tenant, campaign)
+	if err != nil {
+		return c, fmt.Errorf("report %s: steps: %w", campaign, err)
+	}
+	c.StepsDone = map[int32]map[string]int64{}
+	for steps.Next() {
+		var v int32
+		var id string
+		var n int64
+		if err := steps.Scan(&v, &id, &n); err != nil {
+			return c, fmt.Errorf("report %s: steps: %w", campaign, err)
+		}
+		if c.StepsDone[v] == nil {
+			c.StepsDone[v] = map[string]int64{}
+		}
+		c.StepsDone[v][id] = n
+	}
+	if err := steps.Err(); err != nil {
+		return c, fmt.Errorf("report %s: steps: %w", campaign, err)
+	}
 	err = q.QueryRow(ctx, `
-		SELECT (SELECT count(*) FROM campaign_sends WHERE tenant = $1 AND campaign_id = $2),
-			count(*) FILTER (WHERE outcome = 1), count(*) FILTER (WHERE outcome = 2), count(*) FILTER (WHERE outcome = 3)
-		FROM campaign_deliveries WHERE tenant = $1 AND campaign_id = $2`, tenant, campaign).Scan(&c.Requested, &c.Delivered, &c.Failed, &c.Suppressed)
+		SELECT count(*) FILTER (WHERE outcome = 1), count(*) FILTER (WHERE outcome = 2), count(*) FILTER (WHERE outcome = 3)
+		FROM campaign_deliveries WHERE tenant = $1 AND campaign_id = $2`, tenant, campaign).Scan(&c.Delivered, &c.Failed, &c.Suppressed)
 	if err != nil {
 		return c, fmt.Errorf("report %s: messages: %w", campaign, err)
 	}

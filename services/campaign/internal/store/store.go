@@ -342,21 +342,41 @@ type Redemption struct {
 	At            time.Time
 }
 
-// MarkGoals records, for every enrollment of the customers whose goal is
-// one of the events within its attribution window, the earliest such
-// event as its conversion. Earliest-wins makes the result independent of
-// the order events arrive. The update writes only converted_at, so it is
-// HOT: an enrollment the goal ends keeps its status and timer, and is
-// settled when the timer fires (see settledStatus); an enrollment that
-// goes on after its goal and waits on a branch is made due at now, so
-// the scheduler takes the branch's if_goal path at once rather than at its
-// timeout. In the same round trip it marks the coupons the orders used as
-// redeemed by the earliest order placed before they expired.
+// MarkGoals applies goal events to the enrollments of their customers. An
+// order.placed goal is not written (see conversion): an order only wakes
+// the enrollments it converts that go on after their goal and wait on a
+// branch (due now, so the scheduler takes the branch's if_goal path at
+// once rather than at its timeout). Any other goal is recorded as the
+// enrollment's converted_at, the earliest such event within the
+// attribution window (earliest-wins: independent of the order events
+// arrive), waking the same way. In the same round trip it marks the
+// coupons the orders used as redeemed by the earliest order placed before
+// they expired.
 func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, rs []Redemption, now time.Time) error {
 	batch := &pgx.Batch{}
-	if len(evs) > 0 {
-		custs, types, ats := make([]string, len(evs)), make([]string, len(evs)), make([]time.Time, len(evs))
-		for i, e := range evs {
+	var orders, others []GoalEvent
+	for _, e := range evs {
+		if e.Type == domain.EventOrderPlaced {
+			orders = append(orders, e)
+		} else {
+			others = append(others, e)
+		}
+	}
+	if len(orders) > 0 {
+		custs, ats := make([]string, len(orders)), make([]time.Time, len(orders))
+		for i, e := range orders {
+			custs[i], ats[i] = e.CustomerID, e.At
+		}
+		batch.Queue(`
+			UPDATE enrollments e SET due_at = $4
+			FROM unnest($2::text[], $3::timestamptz[]) AS ev(customer_id, at)
+			WHERE e.tenant = $1 AND e.customer_id = ev.customer_id AND e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal
+				AND e.goal_event = 'order.placed' AND ev.at > e.anchor_at AND ev.at <= e.attribution_until AND e.due_at > $4`,
+			tenant, custs, ats, now)
+	}
+	if len(others) > 0 {
+		custs, types, ats := make([]string, len(others)), make([]string, len(others)), make([]time.Time, len(others))
+		for i, e := range others {
 			custs[i], types[i], ats[i] = e.CustomerID, e.Type, e.At
 		}
 		batch.Queue(`
