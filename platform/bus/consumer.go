@@ -82,7 +82,8 @@ type ConsumerConfig struct {
 	// Backoff spaces redeliveries after a failed batch.
 	Backoff Backoff
 	// Concurrency is the number of workers, each fetching and committing its
-	// own batches. Handlers must not assume order across workers.
+	// own batches. Handlers must not assume order across workers, except
+	// where they call Sequence.
 	Concurrency int
 	// InboxRetention is how long processed ids stay in bus_inbox. Retries
 	// older than this are not recognised as duplicates, so keep it well above
@@ -228,6 +229,11 @@ type Consumer struct {
 	attrConsumer attribute.KeyValue
 	cleanupMu    sync.Mutex
 	lastCleanup  time.Time
+
+	// With several workers, fetches take turns so that batches enter seq
+	// in stream order (see Sequence).
+	fetchMu sync.Mutex
+	seq     sequencer
 }
 
 // NewConsumer validates cfg and builds a consumer; Run starts it.
@@ -323,12 +329,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) work(ctx context.Context, cons jetstream.Consumer, worker int) {
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		msgs, err := c.fetch(ctx, cons)
+		msgs, t, err := c.fetchInTurn(ctx, cons)
 		if len(msgs) > 0 {
 			// The batch is in flight: finish it even if ctx was canceled
 			// meanwhile, bounded by AckWait after which the server
 			// redelivers anyway.
 			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.AckWait)
+			if t != nil {
+				pctx = context.WithValue(pctx, ticketKey{}, t)
+			}
 			c.processBatch(pctx, msgs)
 			cancel()
 		}
@@ -348,6 +357,24 @@ func (c *Consumer) work(ctx context.Context, cons jetstream.Consumer, worker int
 			c.maybeCleanupInbox(ctx)
 		}
 	}
+}
+
+// fetchInTurn fetches the worker's next batch. With several workers it
+// takes the fetch lock and registers the batch with the sequencer under it,
+// so batches are registered in the order the server handed them out; the
+// ticket ends when processBatch's transaction does.
+func (c *Consumer) fetchInTurn(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, *ticket, error) {
+	if c.cfg.Concurrency == 1 {
+		msgs, err := c.fetch(ctx, cons)
+		return msgs, nil, err
+	}
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	msgs, err := c.fetch(ctx, cons)
+	if len(msgs) == 0 {
+		return msgs, nil, err
+	}
+	return msgs, c.seq.enter(), err
 }
 
 // fetch returns up to BatchSize messages without adding latency: it takes
@@ -424,6 +451,9 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	c.bus.inst.batchSize.Record(ctx, int64(len(ds)), metric.WithAttributes(c.attrConsumer))
 
 	res, err := c.runTx(ctx, ds)
+	if t, ok := ctx.Value(ticketKey{}).(*ticket); ok {
+		c.seq.leave(t)
+	}
 	result := "ok"
 	if err == nil {
 		c.settle(ctx, res)
