@@ -72,7 +72,7 @@ func setupNATS(t testing.TB, opts ...bus.Option) (*testenv.NATSServer, *bus.Bus)
 func setupPG(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	ctx := testCtx(t)
-	pool, err := pg.Connect(ctx, testenv.Postgres(t))
+	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
 	if err != nil {
 		t.Fatalf("connect postgres: %v", err)
 	}

@@ -6,6 +6,7 @@ package pg
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -14,13 +15,20 @@ import (
 // Connect opens a connection pool to url and pings the server, so a service
 // with a wrong URL or an unreachable database fails at start-up rather than on
 // its first event. Queries are traced with OpenTelemetry through the global
-// tracer provider (set it up before calling Connect).
-func Connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// tracer provider (set it up before calling Connect). The pool opens at most
+// minConns connections, or pgx's default (4, or the CPU count) if that is
+// more, unless the URL sets pool_max_conns: a service whose consumers,
+// relay and scheduler hold more transactions at once than the default
+// would otherwise queue for connections.
+func Connect(ctx context.Context, url string, minConns int) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The parse error never echoes the password, but the URL might hold
 		// one: do not add the URL to the message.
 		return nil, fmt.Errorf("parse postgres url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") && cfg.MaxConns < int32(minConns) {
+		cfg.MaxConns = int32(minConns)
 	}
 	// Query parameters stay out of spans: they carry PII (emails, phones).
 	cfg.ConnConfig.Tracer = otelpgx.NewTracer()

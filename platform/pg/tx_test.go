@@ -3,6 +3,7 @@ package pg_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -89,4 +90,28 @@ func TestInTx(t *testing.T) {
 			t.Fatalf("err = %v, want a commit failure", err)
 		}
 	})
+}
+
+// TestConnectPoolSize: the pool opens as many connections as the service
+// holds transactions at once, unless the URL says how many.
+func TestConnectPoolSize(t *testing.T) {
+	url := testenv.Postgres(t)
+	for _, tc := range []struct {
+		url      string
+		min, max int32
+	}{
+		{url, 13, 13},
+		{url, 1, max(4, int32(runtime.NumCPU()))},
+		{url + "&pool_max_conns=2", 13, 2},
+	} {
+		pool, err := pg.Connect(context.Background(), tc.url, int(tc.min))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := pool.Config().MaxConns
+		pool.Close()
+		if got != tc.max {
+			t.Errorf("Connect(%q, %d): %d connections, want %d", tc.url, tc.min, got, tc.max)
+		}
+	}
 }

@@ -53,7 +53,7 @@ func TestDeadLetterService(t *testing.T) {
 	if err := b.EnsureStreams(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pg.Connect(ctx, testenv.Postgres(t))
+	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,12 @@ type Options struct {
 	// Migrations of the service's own tables; the bus tables (inbox, dead
 	// letters, outbox) are always migrated first.
 	Migrations []pg.MigrationSet
-	NATS       bus.Config
-	Streams    bus.StreamOptions
+	// PoolConns is how many transactions the service may hold at once
+	// (consumer workers, relay, scheduler, API): the pool opens that many
+	// connections at least, unless the URL's pool_max_conns says otherwise.
+	PoolConns int
+	NATS      bus.Config
+	Streams   bus.StreamOptions
 }
 
 // Deps are the opened dependencies.
@@ -52,7 +56,7 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 		return nil, fmt.Errorf("auth public key: %w", err)
 	}
 	log := tel.Logger.With("service", o.Name)
-	pool, err := pg.Connect(ctx, o.DatabaseURL)
+	pool, err := pg.Connect(ctx, o.DatabaseURL, o.PoolConns)
 	if err != nil {
 		return nil, fmt.Errorf("%s database: %w", o.Name, err)
 	}

@@ -191,7 +191,7 @@ func rawSend(c *smtp.Client, from, to string, data []byte) error {
 func BenchmarkPolicyConsumer(b *testing.B) {
 	ctx := context.Background()
 	ns := testenv.NATS(b)
-	pool, err := pg.Connect(ctx, testenv.Postgres(b))
+	pool, err := pg.Connect(ctx, testenv.Postgres(b), 0)
 	if err != nil {
 		b.Fatal(err)
 	}

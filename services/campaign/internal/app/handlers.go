@@ -72,6 +72,19 @@ func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery)
 			d.Reject(err.Error())
 		}
 	}
+	// With several workers, a batch waits for the earlier batches in
+	// flight that share a customer: a customer's events are then applied
+	// in stream order, each seeing the facts of those before it (is this
+	// the first order?), as with one worker.
+	var keys []string
+	for _, t := range order {
+		for _, g := range byTenant[t].goals {
+			keys = append(keys, t+"\x00"+g.CustomerID)
+		}
+	}
+	if err := bus.Sequence(ctx, keys); err != nil {
+		return err
+	}
 	e.stats.Applied(len(ds))
 	for _, t := range order {
 		f := byTenant[t]

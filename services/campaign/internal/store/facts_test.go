@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // time, the re-sent version that sorts first winning as in metrics.
 func TestOrdersAreOrderIndependent(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pg.Connect(ctx, testenv.Postgres(t))
+	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

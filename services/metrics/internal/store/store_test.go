@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func newStore(t *testing.T) *Store {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pg.Connect(ctx, testenv.Postgres(t))
+	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
