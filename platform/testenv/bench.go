@@ -33,6 +33,26 @@ func ConsumerTime(tb testing.TB, bb *bus.Bus, pool *pgxpool.Pool, cfg bus.Consum
 	return end.Sub(start)
 }
 
+// RawStore returns the raw runner's handler for a consumer benchmark: the
+// least a consumer that stores what it reads does, one multi-row insert of
+// the batch's message ids into bench_raw (created here, emptied for each
+// runner). A benchmark times it like its own handler, in the same run, and
+// reports its service's rate as a share of this one.
+func RawStore(tb testing.TB, pool *pgxpool.Pool) bus.Handler {
+	tb.Helper()
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE IF NOT EXISTS bench_raw (id text PRIMARY KEY); TRUNCATE bench_raw`); err != nil {
+		tb.Fatal(err)
+	}
+	return func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		ids := make([]string, len(ds))
+		for i, d := range ds {
+			ids[i] = d.ID
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO bench_raw (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ids)
+		return err
+	}
+}
+
 func runConsumer(tb testing.TB, bb *bus.Bus, pool *pgxpool.Pool, cfg bus.ConsumerConfig, h bus.Handler, n int, started, stopped func()) {
 	tb.Helper()
 	var applied atomic.Int64

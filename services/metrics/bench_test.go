@@ -39,7 +39,7 @@ func benchEnvInt(name string, def int) int {
 func migratedPool(b *testing.B) *pgxpool.Pool {
 	b.Helper()
 	ctx := context.Background()
-	pool, err := pg.Connect(ctx, testenv.Postgres(b))
+	pool, err := pg.Connect(ctx, testenv.Postgres(b), 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -480,9 +480,6 @@ func BenchmarkConsumer(b *testing.B) {
 		b.Fatal(err)
 	}
 	st := store.New(pool)
-	if _, err := pool.Exec(ctx, `CREATE TABLE bench_raw (id text PRIMARY KEY)`); err != nil {
-		b.Fatal(err)
-	}
 	var round atomic.Int64
 
 	// publish puts n order.placed events of a fresh tenant on the stream:
@@ -531,14 +528,7 @@ func BenchmarkConsumer(b *testing.B) {
 			BatchSize: benchBatch(), Concurrency: 1,
 		}
 	}
-	raw := func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-		ids := make([]string, len(ds))
-		for i, d := range ds {
-			ids[i] = d.ID
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO bench_raw (id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ids)
-		return err
-	}
+	raw := testenv.RawStore(b, pool)
 	for _, order := range []struct {
 		name        string
 		inTimeOrder bool
