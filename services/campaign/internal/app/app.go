@@ -332,8 +332,17 @@ type entering struct {
 // enroll admits the entrants of a batch's campaigns under their entry
 // policies, creates their enrollments and runs their steps that are due:
 // a statement per table for the whole batch, whatever the campaigns.
+// Entries the enrollment's unique key decides (once ever, once per key)
+// go straight to the insert; those with a gap pass their member row's
+// conditional upsert first. A customer keeps the holdout group of their
+// first entry: a member row holds it for gapped policies, the earlier
+// enrollments for keyed ones (read only once the campaign has been edited:
+// until then the group is the hash of InHoldout, as it was at entry).
 func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, ins []entering) error {
-	var as []store.Admission
+	var (
+		as             []store.Admission
+		entered, reuse []store.Entrant
+	)
 	plans := map[string]planned{}
 	for _, in := range ins {
 		if len(in.es) == 0 {
@@ -341,55 +350,50 @@ func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, ins []ent
 		}
 		p := in.p
 		plans[p.ref.ID] = p
-		// The member upsert admits each customer once per statement: keep
-		// each customer's earliest entry (and, keyed by event field, let
-		// every key through to the enrollment's unique key).
 		es := slices.Clone(in.es)
+		for i := range es {
+			es[i].CampaignID = p.ref.ID
+			es[i].Holdout = domain.InHoldout(tenant, p.ref.ID, es[i].CustomerID, p.plan.Campaign.GetHoldoutPercent())
+		}
+		gap := entryGap(p.plan)
+		if gap == 0 {
+			entered = append(entered, es...)
+			if p.ref.Version > 1 {
+				reuse = append(reuse, es...)
+			}
+			continue
+		}
+		// Once ever or once per gap: each customer's earliest entry.
 		slices.SortStableFunc(es, func(a, b store.Entrant) int {
 			return cmp.Or(cmp.Compare(a.CustomerID, b.CustomerID), a.Anchor.Compare(b.Anchor))
 		})
-		first := slices.CompactFunc(slices.Clone(es), func(a, b store.Entrant) bool { return a.CustomerID == b.CustomerID })
-		for i := range first {
-			first[i].CampaignID = p.ref.ID
-			first[i].Holdout = domain.InHoldout(tenant, p.ref.ID, first[i].CustomerID, p.plan.Campaign.GetHoldoutPercent())
+		first := slices.CompactFunc(es, func(a, b store.Entrant) bool { return a.CustomerID == b.CustomerID })
+		if gap < 0 {
+			entered = append(entered, first...)
+		} else {
+			as = append(as, store.Admission{Gap: gap, Entrants: first})
 		}
-		as = append(as, store.Admission{Gap: entryGap(p.plan), Entrants: first})
-	}
-	if len(as) == 0 {
-		return nil
 	}
 	admitted, err := store.Admit(ctx, tx, tenant, as)
-	if err != nil || len(admitted) == 0 {
+	if err != nil {
 		return err
 	}
-	group := make(map[[2]string]bool, len(admitted))
-	for _, a := range admitted {
-		group[[2]string{a.CampaignID, a.CustomerID}] = a.Holdout
+	entered = append(entered, admitted...)
+	groups, err := store.HoldoutGroups(ctx, tx, tenant, reuse)
+	if err != nil {
+		return err
 	}
-	// Keyed campaigns let in every entry of an admitted customer; the others
-	// the one admitted.
-	var entered []store.Entrant
-	for _, in := range ins {
-		if in.p.plan.EntryKey == "" {
-			continue
-		}
-		for _, en := range in.es {
-			if h, ok := group[[2]string{in.p.ref.ID, en.CustomerID}]; ok {
-				en.CampaignID, en.Holdout = in.p.ref.ID, h
-				entered = append(entered, en)
-			}
-		}
-	}
-	for _, a := range admitted {
-		if plans[a.CampaignID].plan.EntryKey == "" {
-			entered = append(entered, a)
-		}
+	if len(entered) == 0 {
+		return nil
 	}
 	now := e.Now()
 	rows := make([]store.Enrollment, len(entered))
 	run := make([]running, len(entered))
 	for i, en := range entered {
 		p := plans[en.CampaignID]
+		if h, ok := groups[[2]string{en.CampaignID, en.CustomerID}]; ok {
+			en.Holdout = h
+		}
 		rows[i] = store.Enrollment{
 			Tenant: tenant, CampaignID: p.ref.ID, Version: p.ref.Version, CustomerID: en.CustomerID, Key: en.Key,
 			Holdout: en.Holdout, Anchor: en.Anchor, EnteredAt: now, AttributionUntil: en.Anchor.Add(p.plan.Attribution),
@@ -401,8 +405,8 @@ func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, ins []ent
 	return e.runSteps(ctx, tx, tenant, run, true)
 }
 
-// entryGap is the member upsert's gap for p's entry policy (see
-// store.Admission).
+// entryGap is p's entry policy as a gap: < 0 once ever, 0 whenever the
+// entry key is new, > 0 again only that long after the last entry.
 func entryGap(p *domain.Plan) time.Duration {
 	switch {
 	case p.EntryKey != "":

@@ -187,14 +187,14 @@ func insertFresh(ctx context.Context, tx pgx.Tx, rs []running) ([]running, error
 // drawing again on a (rare) code collision, and sets each run's coupon to
 // the one its customer holds. It returns the enrollments whose held code
 // is not the one drawn (the customer held one already).
-func issueCoupons(ctx context.Context, tx pgx.Tx, tenant string, rs []running, now time.Time) (map[int64]string, error) {
+func issueCoupons(ctx context.Context, tx pgx.Tx, tenant string, rs []running, now time.Time) (map[store.EntryKey]string, error) {
 	var pending []*running
 	for i := range rs {
 		if rs[i].issue != nil {
 			pending = append(pending, &rs[i])
 		}
 	}
-	changed := map[int64]string{}
+	changed := map[store.EntryKey]string{}
 	for range maxCodeDraws {
 		if len(pending) == 0 {
 			return changed, nil
@@ -219,16 +219,16 @@ func issueCoupons(ctx context.Context, tx pgx.Tx, tenant string, rs []running, n
 				if r.enr.CouponCode, err = domain.NewCouponCode(couponPrefix(r.issue)); err != nil {
 					return nil, err
 				}
-				changed[r.enr.ID] = r.enr.CouponCode
+				changed[r.enr.EntryKey()] = r.enr.CouponCode
 				taken = append(taken, r)
 				continue
 			}
 			r.coupon = &c
 			if c.Code != r.enr.CouponCode {
 				r.enr.CouponCode = c.Code
-				changed[r.enr.ID] = c.Code
+				changed[r.enr.EntryKey()] = c.Code
 			} else {
-				delete(changed, r.enr.ID)
+				delete(changed, r.enr.EntryKey())
 			}
 		}
 		pending = taken

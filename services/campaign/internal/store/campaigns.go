@@ -145,12 +145,10 @@ func SetState(ctx context.Context, tx pgx.Tx, tenant, id string, state campaignv
 		if _, err := tx.Exec(ctx, `
 			UPDATE enrollments u SET status = CASE WHEN s.settled = 'CONVERTED' THEN 'CONVERTED' ELSE 'EXITED' END,
 				due_at = NULL, armed = false
-			FROM (SELECT e.id, `+settledStatus+` AS settled
-				FROM campaign_members m
-				JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
-				`+conversion+`
-				WHERE m.tenant = $1 AND m.campaign_id = $2 AND e.status = 'ACTIVE') s
-			WHERE u.id = s.id`,
+			FROM (SELECT e.customer_id, e.entry_key, `+settledStatus+` AS settled
+				FROM enrollments e `+conversion+`
+				WHERE e.tenant = $1 AND e.campaign_id = $2 AND e.status = 'ACTIVE') s
+			WHERE u.tenant = $1 AND u.campaign_id = $2 AND u.customer_id = s.customer_id AND u.entry_key = s.entry_key`,
 			tenant, id); err != nil {
 			return r, fmt.Errorf("end enrollments of campaign %s: %w", id, err)
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,70 +23,36 @@ type Entrant struct {
 	TimeZone   string // the customer's, for local-time waits ("": UTC)
 }
 
-// Admission is the entrants of one campaign (at most one per customer)
-// under its entry policy's gap: < 0 admits a customer once ever, 0 always
-// (the entry key decides), > 0 again only gap after the last entry.
+// Admission is the entrants of one campaign whose entry policy has a gap
+// (once per Gap): at most one per customer.
 type Admission struct {
 	Gap      time.Duration
 	Entrants []Entrant
 }
 
-// Admit applies the entry policies of a batch's campaigns and returns the
-// entrants admitted, with their persisted holdout group. The conditional
-// upserts are atomic, so concurrent or duplicate triggers cannot both pass.
-// Every statement goes in one round trip: one for the campaigns without a
-// gap, one per distinct gap.
+// Admit applies the gaps of a batch's campaigns and returns the entrants
+// admitted, with their persisted holdout group: a customer's member row
+// keeps the group and the last entry, and its conditional upsert is
+// atomic, so concurrent or duplicate triggers cannot both pass. One
+// statement per distinct gap, in one round trip. (Policies without a gap
+// need no member row: the enrollment's unique key decides.)
 func Admit(ctx context.Context, tx pgx.Tx, tenant string, as []Admission) ([]Entrant, error) {
 	by := map[[2]string]Entrant{}
-	var once, keyed []Entrant
 	gapped := map[time.Duration][]Entrant{}
 	var gaps []time.Duration
 	for _, a := range as {
 		for _, e := range a.Entrants {
 			by[[2]string{e.CampaignID, e.CustomerID}] = e
-			switch {
-			case a.Gap < 0:
-				once = append(once, e)
-			case a.Gap == 0:
-				keyed = append(keyed, e)
-			default:
-				if _, ok := gapped[a.Gap]; !ok {
-					gaps = append(gaps, a.Gap)
-				}
-				gapped[a.Gap] = append(gapped[a.Gap], e)
+			if _, ok := gapped[a.Gap]; !ok {
+				gaps = append(gaps, a.Gap)
 			}
+			gapped[a.Gap] = append(gapped[a.Gap], e)
 		}
 	}
 	if len(by) == 0 {
 		return nil, nil
 	}
 	batch := &pgx.Batch{}
-	if len(once)+len(keyed) > 0 {
-		// Once-ever and keyed entries only insert: not rewriting existing
-		// member rows keeps a busy per-order campaign cheap. Keyed entries
-		// pass anyway (the enrollment key decides), so theirs come back
-		// from the insert or, existing, from the select, which does not
-		// see the rows the insert adds (one snapshot): each once.
-		ents := append(slices.Clone(once), keyed...)
-		camps, custs, holds, ats := entrantArrays(ents)
-		isKeyed := make([]bool, len(ents))
-		for i := len(once); i < len(ents); i++ {
-			isKeyed[i] = true
-		}
-		batch.Queue(`
-			WITH u AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bool[], $5::timestamptz[], $6::bool[])
-					AS u(campaign_id, customer_id, holdout, at, keyed)),
-				ins AS (
-					INSERT INTO campaign_members (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
-					SELECT $1, campaign_id, customer_id, holdout, at, 1 FROM u
-					ON CONFLICT DO NOTHING
-					RETURNING campaign_id, customer_id, holdout)
-			SELECT campaign_id, customer_id, holdout FROM ins
-			UNION ALL
-			SELECT m.campaign_id, m.customer_id, m.holdout FROM u
-			JOIN campaign_members m ON m.tenant = $1 AND m.campaign_id = u.campaign_id AND m.customer_id = u.customer_id
-			WHERE u.keyed`, tenant, camps, custs, holds, ats, isKeyed)
-	}
 	for _, gap := range gaps {
 		camps, custs, holds, ats := entrantArrays(gapped[gap])
 		batch.Queue(`
@@ -97,15 +64,13 @@ func Admit(ctx context.Context, tx pgx.Tx, tenant string, as []Admission) ([]Ent
 			RETURNING campaign_id, customer_id, holdout`, tenant, camps, custs, holds, ats, int64(gap/time.Second))
 	}
 	var out []Entrant
-	seen := map[[2]string]bool{}
 	br := tx.SendBatch(ctx, batch)
 	for range batch.Len() {
 		rows, err := br.Query()
-		if err != nil {
-			_ = br.Close()
-			return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
+		if err == nil {
+			out, err = collectAdmitted(rows, by, out)
 		}
-		if out, err = collectAdmitted(rows, by, seen, out); err != nil {
+		if err != nil {
 			_ = br.Close()
 			return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
 		}
@@ -113,27 +78,37 @@ func Admit(ctx context.Context, tx pgx.Tx, tenant string, as []Admission) ([]Ent
 	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
 	}
-	// A keyed member another transaction added after the statement's
-	// snapshot was neither inserted nor seen: read it now.
-	var missing []Entrant
-	for _, e := range keyed {
-		if !seen[[2]string{e.CampaignID, e.CustomerID}] {
-			missing = append(missing, e)
-		}
+	return out, nil
+}
+
+// HoldoutGroups returns the holdout group the customers' earlier
+// enrollments in the campaigns hold (absent: none yet), for entries the
+// enrollment key decides.
+func HoldoutGroups(ctx context.Context, tx pgx.Tx, tenant string, es []Entrant) (map[[2]string]bool, error) {
+	out := map[[2]string]bool{}
+	if len(es) == 0 {
+		return out, nil
 	}
-	if len(missing) > 0 {
-		camps, custs, _, _ := entrantArrays(missing)
-		rows, err := tx.Query(ctx, `
-			SELECT m.campaign_id, m.customer_id, m.holdout
-			FROM unnest($2::text[], $3::text[]) AS u(campaign_id, customer_id)
-			JOIN campaign_members m ON m.tenant = $1 AND m.campaign_id = u.campaign_id AND m.customer_id = u.customer_id`,
-			tenant, camps, custs)
-		if err != nil {
-			return nil, fmt.Errorf("admit %d entrants: %w", len(missing), err)
+	camps, custs, _, _ := entrantArrays(es)
+	rows, err := tx.Query(ctx, `
+		SELECT u.campaign_id, u.customer_id, g.holdout
+		FROM (SELECT DISTINCT * FROM unnest($2::text[], $3::text[]) AS u(campaign_id, customer_id)) u
+		CROSS JOIN LATERAL (SELECT e.holdout FROM enrollments e
+			WHERE e.tenant = $1 AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id LIMIT 1) g`,
+		tenant, camps, custs)
+	if err != nil {
+		return nil, fmt.Errorf("load holdout groups: %w", err)
+	}
+	for rows.Next() {
+		var k [2]string
+		var h bool
+		if err := rows.Scan(&k[0], &k[1], &h); err != nil {
+			return nil, fmt.Errorf("load holdout groups: %w", err)
 		}
-		if out, err = collectAdmitted(rows, by, seen, out); err != nil {
-			return nil, fmt.Errorf("admit %d entrants: %w", len(missing), err)
-		}
+		out[k] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load holdout groups: %w", err)
 	}
 	return out, nil
 }
@@ -148,7 +123,7 @@ func entrantArrays(es []Entrant) (camps, custs []string, holds []bool, ats []tim
 
 // collectAdmitted appends the admitted (campaign, customer, holdout) rows
 // to out with their persisted holdout group.
-func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, seen map[[2]string]bool, out []Entrant) ([]Entrant, error) {
+func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, out []Entrant) ([]Entrant, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var k [2]string
@@ -158,7 +133,6 @@ func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, seen map[[2]string
 		}
 		e := by[k]
 		e.Holdout = h
-		seen[k] = true
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -201,6 +175,29 @@ type Enrollment struct {
 	CouponCode         string
 }
 
+// EntryKey identifies an enrollment: its campaign, customer and entry key.
+type EntryKey struct{ Tenant, CampaignID, CustomerID, Key string }
+
+// EntryKey is e's key.
+func (e Enrollment) EntryKey() EntryKey {
+	return EntryKey{Tenant: e.Tenant, CampaignID: e.CampaignID, CustomerID: e.CustomerID, Key: e.Key}
+}
+
+func (k EntryKey) compare(o EntryKey) int {
+	return cmp.Or(strings.Compare(k.Tenant, o.Tenant), strings.Compare(k.CampaignID, o.CampaignID),
+		strings.Compare(k.CustomerID, o.CustomerID), strings.Compare(k.Key, o.Key))
+}
+
+// keyArrays are the columns of keys, for unnest.
+func keyArrays(keys []EntryKey) (tenants, camps, custs, entries []string) {
+	n := len(keys)
+	tenants, camps, custs, entries = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, k := range keys {
+		tenants[i], camps[i], custs[i], entries[i] = k.Tenant, k.CampaignID, k.CustomerID, k.Key
+	}
+	return tenants, camps, custs, entries
+}
+
 // InsertEnrollments creates enrollments in the state given (after their
 // first steps); one whose (campaign, customer, key) exists already is
 // skipped. It returns those created, with ids.
@@ -208,6 +205,10 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 	if len(es) == 0 {
 		return nil, nil
 	}
+	// In key order, so that concurrent batches wait on each other's new
+	// keys in one order.
+	es = slices.Clone(es)
+	slices.SortFunc(es, func(a, b Enrollment) int { return a.EntryKey().compare(b.EntryKey()) })
 	n := len(es)
 	var (
 		tenants, camps, custs, keys, goals = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -309,20 +310,23 @@ func SaveProgress(ctx context.Context, tx pgx.Tx, es []Enrollment) error {
 		return nil
 	}
 	n := len(es)
-	ids, steps := make([]int64, n), make([]int32, n)
+	keys := make([]EntryKey, n)
+	steps := make([]int32, n)
 	statuses, coupons, done := make([]string, n), make([]string, n), make([]string, n)
 	dues := make([]*time.Time, n)
 	armed := make([]bool, n)
 	for i, e := range es {
-		ids[i], steps[i], statuses[i], coupons[i], dues[i], armed[i] = e.ID, int32(e.Step), e.Status, e.CouponCode, e.Due, e.Armed
+		keys[i], steps[i], statuses[i], coupons[i], dues[i], armed[i] = e.EntryKey(), int32(e.Step), e.Status, e.CouponCode, e.Due, e.Armed
 		done[i] = strings.Join(e.StepsDone, ",")
 	}
+	tenants, camps, custs, entries := keyArrays(keys)
 	_, err := tx.Exec(ctx, `
 		UPDATE enrollments e SET step = u.step, status = u.status, due_at = u.due_at, armed = u.armed, coupon_code = u.coupon_code,
 			steps_done = e.steps_done || string_to_array(u.done, ',')
-		FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], $5::bool[], $6::text[], $7::text[])
-			AS u(id, step, status, due_at, armed, coupon_code, done)
-		WHERE e.id = u.id`, ids, steps, statuses, dues, armed, coupons, done)
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::timestamptz[], $8::bool[], $9::text[], $10::text[])
+			AS u(tenant, campaign_id, customer_id, entry_key, step, status, due_at, armed, coupon_code, done)
+		WHERE e.tenant = u.tenant AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id AND e.entry_key = u.entry_key`,
+		tenants, camps, custs, entries, steps, statuses, dues, armed, coupons, done)
 	if err != nil {
 		return fmt.Errorf("save progress of %d enrollments: %w", n, err)
 	}
@@ -432,7 +436,8 @@ func CustomerEnrollments(ctx context.Context, q Querier, tenant, customer string
 		SELECT e.id, e.tenant, e.campaign_id, e.version, e.customer_id, e.entry_key, e.holdout, e.anchor_at, e.entered_at, `+settledStatus+`, e.step,
 			CASE WHEN `+settledStatus+` = 'ACTIVE' THEN e.due_at END, conv.at, e.steps_done, e.coupon_code
 		FROM enrollments e `+conversion+`
-		WHERE e.tenant = $1 AND e.customer_id = $2 ORDER BY e.entered_at DESC, e.id DESC LIMIT 1000`, tenant, customer)
+		WHERE e.tenant = $1 AND e.campaign_id IN (SELECT id FROM campaigns WHERE tenant = $1) AND e.customer_id = $2
+		ORDER BY e.entered_at DESC, e.id DESC LIMIT 1000`, tenant, customer)
 	if err != nil {
 		return nil, fmt.Errorf("list enrollments of %s: %w", customer, err)
 	}
@@ -449,13 +454,26 @@ func CustomerEnrollments(ctx context.Context, q Querier, tenant, customer string
 }
 
 // Blocked returns which of the customers the entry policy keeps out of
-// the campaign at now (for the audience preview).
+// the campaign at now (for the audience preview): with a gap, those who
+// entered less than gap ago; once ever, those who entered.
 func Blocked(ctx context.Context, q Querier, tenant, campaign string, gap time.Duration, customers []string, now time.Time) (map[string]bool, error) {
-	rows, err := q.Query(ctx, `
-		SELECT customer_id FROM campaign_members
-		WHERE tenant = $1 AND campaign_id = $2 AND customer_id = ANY($3)
-			AND ($4::bigint < 0 OR ($4::bigint > 0 AND $5::timestamptz < last_entered_at + make_interval(secs => $4::bigint)))`,
-		tenant, campaign, customers, int64(gap/time.Second), now)
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	switch {
+	case gap < 0:
+		rows, err = q.Query(ctx, `
+			SELECT customer_id FROM enrollments WHERE tenant = $1 AND campaign_id = $2 AND customer_id = ANY($3) AND entry_key = 'once'`,
+			tenant, campaign, customers)
+	case gap > 0:
+		rows, err = q.Query(ctx, `
+			SELECT customer_id FROM campaign_members
+			WHERE tenant = $1 AND campaign_id = $2 AND customer_id = ANY($3) AND $5::timestamptz < last_entered_at + make_interval(secs => $4::bigint)`,
+			tenant, campaign, customers, int64(gap/time.Second), now)
+	default:
+		return map[string]bool{}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("check entry policy: %w", err)
 	}
@@ -493,20 +511,23 @@ func LoadCoupons(ctx context.Context, q Querier, tenant string, codes []string) 
 	return out, nil
 }
 
-// SetCoupons records the coupons enrollments hold (by enrollment id) when
-// it is not the code they were inserted with.
-func SetCoupons(ctx context.Context, tx pgx.Tx, codes map[int64]string) error {
+// SetCoupons records the coupons enrollments hold when it is not the code
+// they were inserted with.
+func SetCoupons(ctx context.Context, tx pgx.Tx, codes map[EntryKey]string) error {
 	if len(codes) == 0 {
 		return nil
 	}
-	ids, cs := make([]int64, 0, len(codes)), make([]string, 0, len(codes))
-	for id, c := range codes {
-		ids, cs = append(ids, id), append(cs, c)
+	keys, cs := make([]EntryKey, 0, len(codes)), make([]string, 0, len(codes))
+	for k, c := range codes {
+		keys, cs = append(keys, k), append(cs, c)
 	}
+	tenants, camps, custs, entries := keyArrays(keys)
 	if _, err := tx.Exec(ctx, `
-		UPDATE enrollments e SET coupon_code = u.code FROM unnest($1::bigint[], $2::text[]) AS u(id, code)
-		WHERE e.id = u.id`, ids, cs); err != nil {
-		return fmt.Errorf("record coupons of %d enrollments: %w", len(ids), err)
+		UPDATE enrollments e SET coupon_code = u.code
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(tenant, campaign_id, customer_id, entry_key, code)
+		WHERE e.tenant = u.tenant AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id AND e.entry_key = u.entry_key`,
+		tenants, camps, custs, entries, cs); err != nil {
+		return fmt.Errorf("record coupons of %d enrollments: %w", len(keys), err)
 	}
 	return nil
 }

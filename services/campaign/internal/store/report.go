@@ -26,28 +26,22 @@ type Revenue struct {
 
 // ReportCounts computes a campaign's figures over all its versions.
 // Revenue is every order a member placed within an enrollment's
-// attribution window after entering. Enrollments are found through the
-// campaign's member rows (every enrolled customer has one): the
-// enrollments' own key leads with the customer.
+// attribution window after entering.
 func ReportCounts(ctx context.Context, q Querier, tenant, campaign string) (Counts, error) {
 	var c Counts
 	err := q.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE NOT e.holdout), count(*) FILTER (WHERE e.holdout),
 			count(*) FILTER (WHERE `+settledStatus+` = 'ACTIVE'),
 			count(*) FILTER (WHERE NOT e.holdout AND conv.at IS NOT NULL), count(*) FILTER (WHERE e.holdout AND conv.at IS NOT NULL)
-		FROM campaign_members m
-		JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
-		`+conversion+`
-		WHERE m.tenant = $1 AND m.campaign_id = $2`, tenant, campaign).Scan(&c.Treated, &c.Holdout, &c.Active, &c.ConvTreated, &c.ConvHoldout)
+		FROM enrollments e `+conversion+`
+		WHERE e.tenant = $1 AND e.campaign_id = $2`, tenant, campaign).Scan(&c.Treated, &c.Holdout, &c.Active, &c.ConvTreated, &c.ConvHoldout)
 	if err != nil {
 		return c, fmt.Errorf("report %s: enrollments: %w", campaign, err)
 	}
 	steps, err := q.Query(ctx, `
 		SELECT e.version, s.id, count(*)
-		FROM campaign_members m
-		JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
-		CROSS JOIN unnest(e.steps_done) AS s(id)
-		WHERE m.tenant = $1 AND m.campaign_id = $2 AND NOT e.holdout
+		FROM enrollments e CROSS JOIN unnest(e.steps_done) AS s(id)
+		WHERE e.tenant = $1 AND e.campaign_id = $2 AND NOT e.holdout
 		GROUP BY 1, 2`, tenant, campaign)
 	if err != nil {
 		return c, fmt.Errorf("report %s: steps: %w", campaign, err)
@@ -81,11 +75,10 @@ func ReportCounts(ctx context.Context, q Querier, tenant, campaign string) (Coun
 	}
 	rows, err := q.Query(ctx, `
 		SELECT o.currency, coalesce(sum(o.total_minor) FILTER (WHERE NOT e.holdout), 0), coalesce(sum(o.total_minor) FILTER (WHERE e.holdout), 0)
-		FROM campaign_members m
-		JOIN enrollments e ON e.tenant = m.tenant AND e.customer_id = m.customer_id AND e.campaign_id = m.campaign_id
+		FROM enrollments e
 		JOIN campaign_orders o ON o.tenant = e.tenant AND o.customer_id = e.customer_id
 			AND o.placed_at > e.anchor_at AND o.placed_at <= e.attribution_until
-		WHERE m.tenant = $1 AND m.campaign_id = $2
+		WHERE e.tenant = $1 AND e.campaign_id = $2
 		GROUP BY o.currency ORDER BY sum(o.total_minor) DESC, o.currency`, tenant, campaign)
 	if err != nil {
 		return c, fmt.Errorf("report %s: revenue: %w", campaign, err)

@@ -22,3 +22,19 @@ CREATE INDEX enrollments_goal_wait ON enrollments (tenant, customer_id)
 -- enrollments' completed send steps (steps_done), written in the same
 -- transaction as each request, rather than from a row per request.
 DROP TABLE campaign_sends;
+
+-- An enrollment is found by its entry key, which now leads with the
+-- campaign: the report, an archive and the holdout group of a customer's
+-- next entry read a campaign's enrollments by prefix, so a customer no
+-- longer needs a member row to be found from the campaign. Member rows
+-- stay only for entry policies with a gap (once per N days), whose
+-- conditional upsert admits a customer atomically. The id stays (request
+-- ids and coupons name it), numbered by its sequence, but nothing looks an
+-- enrollment up by it: no index.
+ALTER TABLE enrollments DROP CONSTRAINT enrollments_pkey;
+ALTER TABLE enrollments DROP CONSTRAINT enrollments_entry;
+ALTER TABLE enrollments ADD PRIMARY KEY (tenant, campaign_id, customer_id, entry_key);
+
+-- A customer's enrollments whose goal is not an order, for the goal events
+-- that are recorded on arrival (MarkGoals).
+CREATE INDEX enrollments_recorded_goal ON enrollments (tenant, customer_id) WHERE goal_event <> 'order.placed';
