@@ -383,13 +383,15 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, r
 			UPDATE enrollments e SET converted_at = g.at,
 				due_at = CASE WHEN e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal THEN least(e.due_at, $5) ELSE e.due_at END
 			FROM (
-				SELECT DISTINCT ON (e2.id) e2.id, ev.at
+				SELECT DISTINCT ON (e2.campaign_id, e2.customer_id, e2.entry_key) e2.campaign_id, e2.customer_id, e2.entry_key, ev.at
 				FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS ev(customer_id, type, at)
 				JOIN enrollments e2 ON e2.tenant = $1 AND e2.customer_id = ev.customer_id AND e2.goal_event = ev.type
+					AND e2.goal_event <> 'order.placed' -- the index of recorded goals
 					AND ev.at > e2.anchor_at AND ev.at <= e2.attribution_until
 				WHERE e2.converted_at IS NULL OR ev.at < e2.converted_at
-				ORDER BY e2.id, ev.at) g
-			WHERE e.id = g.id`, tenant, custs, types, ats, now)
+				ORDER BY e2.campaign_id, e2.customer_id, e2.entry_key, ev.at) g
+			WHERE e.tenant = $1 AND e.campaign_id = g.campaign_id AND e.customer_id = g.customer_id AND e.entry_key = g.entry_key`,
+			tenant, custs, types, ats, now)
 	}
 	if len(rs) > 0 {
 		codes, orders, ats := make([]string, len(rs)), make([]string, len(rs)), make([]time.Time, len(rs))
