@@ -206,9 +206,12 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 		return nil, nil
 	}
 	// In key order, so that concurrent batches wait on each other's new
-	// keys in one order.
-	es = slices.Clone(es)
-	slices.SortFunc(es, func(a, b Enrollment) int { return a.EntryKey().compare(b.EntryKey()) })
+	// keys in one order (sorting pointers: the rows are large).
+	sorted := make([]*Enrollment, len(es))
+	for i := range es {
+		sorted[i] = &es[i]
+	}
+	slices.SortFunc(sorted, func(a, b *Enrollment) int { return a.EntryKey().compare(b.EntryKey()) })
 	n := len(es)
 	var (
 		tenants, camps, custs, keys, goals = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -224,7 +227,7 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 		coupons                            = make([]string, n)
 	)
 	idx := map[[4]string]int{}
-	for i, e := range es {
+	for i, e := range sorted {
 		tenants[i], camps[i], custs[i], keys[i], goals[i] = e.Tenant, e.CampaignID, e.CustomerID, e.Key, e.GoalEvent
 		versions[i], holds[i], stops[i] = e.Version, e.Holdout, e.StopOnGoal
 		anchors[i], entered[i], until[i] = e.Anchor, e.EnteredAt, e.AttributionUntil
@@ -259,7 +262,7 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 		if err := rows.Scan(&id, &k[0], &k[1], &k[2], &k[3]); err != nil {
 			return nil, fmt.Errorf("insert enrollments: %w", err)
 		}
-		e := es[idx[k]]
+		e := *sorted[idx[k]]
 		e.ID = id
 		out = append(out, e)
 	}
