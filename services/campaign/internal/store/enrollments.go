@@ -1,11 +1,9 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -183,11 +181,6 @@ func (e Enrollment) EntryKey() EntryKey {
 	return EntryKey{Tenant: e.Tenant, CampaignID: e.CampaignID, CustomerID: e.CustomerID, Key: e.Key}
 }
 
-func (k EntryKey) compare(o EntryKey) int {
-	return cmp.Or(strings.Compare(k.Tenant, o.Tenant), strings.Compare(k.CampaignID, o.CampaignID),
-		strings.Compare(k.CustomerID, o.CustomerID), strings.Compare(k.Key, o.Key))
-}
-
 // keyArrays are the columns of keys, for unnest.
 func keyArrays(keys []EntryKey) (tenants, camps, custs, entries []string) {
 	n := len(keys)
@@ -198,76 +191,77 @@ func keyArrays(keys []EntryKey) (tenants, camps, custs, entries []string) {
 	return tenants, camps, custs, entries
 }
 
+// enrollmentColumns are the columns InsertEnrollments copies.
+var enrollmentColumns = []string{"id", "tenant", "campaign_id", "version", "customer_id", "entry_key", "holdout", "anchor_at", "entered_at",
+	"attribution_until", "goal_event", "stop_on_goal", "vars", "status", "step", "due_at", "armed", "steps_done", "coupon_code"}
+
 // InsertEnrollments creates enrollments in the state given (after their
-// first steps); one whose (campaign, customer, key) exists already is
-// skipped. It returns those created, with ids.
+// first steps); one whose (campaign, customer, key) exists already, or
+// comes twice, is skipped. It returns those created, with ids.
+//
+// The rows go in with COPY, about half the cost of an INSERT ... ON
+// CONFLICT DO NOTHING of as many wide rows, so the keys that exist are read
+// first, in the round trip that draws the ids. A key another transaction
+// inserts in between (a replica applying a duplicate of the event at the
+// same moment; within a process the facts batches of one customer are
+// sequenced) fails the COPY on the primary key, and the batch is retried,
+// when the read finds it.
 func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrollment, error) {
 	if len(es) == 0 {
 		return nil, nil
 	}
-	// In key order, so that concurrent batches wait on each other's new
-	// keys in one order (sorting pointers: the rows are large).
-	sorted := make([]*Enrollment, len(es))
-	for i := range es {
-		sorted[i] = &es[i]
+	keys := make([]EntryKey, len(es))
+	for i, e := range es {
+		keys[i] = e.EntryKey()
 	}
-	slices.SortFunc(sorted, func(a, b *Enrollment) int { return a.EntryKey().compare(b.EntryKey()) })
-	n := len(es)
-	var (
-		tenants, camps, custs, keys, goals = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		versions                           = make([]int32, n)
-		holds, stops                       = make([]bool, n), make([]bool, n)
-		anchors, entered, until            = make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
-		vars                               = make([][]byte, n)
-		done                               = make([]string, n)
-		statuses                           = make([]string, n)
-		steps                              = make([]int32, n)
-		dues                               = make([]*time.Time, n)
-		armed                              = make([]bool, n)
-		coupons                            = make([]string, n)
-	)
-	idx := map[[4]string]int{}
-	for i, e := range sorted {
-		tenants[i], camps[i], custs[i], keys[i], goals[i] = e.Tenant, e.CampaignID, e.CustomerID, e.Key, e.GoalEvent
-		versions[i], holds[i], stops[i] = e.Version, e.Holdout, e.StopOnGoal
-		anchors[i], entered[i], until[i] = e.Anchor, e.EnteredAt, e.AttributionUntil
-		vars[i] = encodeVars(e.Vars)
-		statuses[i], steps[i], dues[i], armed[i], coupons[i] = e.Status, int32(e.Step), e.Due, e.Armed, e.CouponCode
-		// Step ids never hold a comma (domain.ValidID).
-		done[i] = strings.Join(e.StepsDone, ",")
-		idx[[4]string{e.Tenant, e.CampaignID, e.CustomerID, e.Key}] = i
-	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO enrollments (tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at,
-			attribution_until, goal_event, stop_on_goal, vars, status, step, due_at, armed, steps_done, coupon_code)
-		SELECT t.tenant, t.campaign_id, t.version, t.customer_id, t.entry_key, t.holdout, t.anchor_at, t.entered_at,
-			t.attribution_until, t.goal_event, t.stop_on_goal, t.vars, t.status, t.step, t.due_at, t.armed,
-			string_to_array(t.done, ','), t.coupon_code
-		FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::bool[],
-			$7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::bool[], $12::jsonb[],
-			$13::text[], $14::int[], $15::timestamptz[], $16::bool[], $17::text[], $18::text[])
-			AS t(tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at, attribution_until,
-				goal_event, stop_on_goal, vars, status, step, due_at, armed, done, coupon_code)
-		ON CONFLICT (tenant, campaign_id, customer_id, entry_key) DO NOTHING
-		RETURNING id, tenant, campaign_id, customer_id, entry_key`,
-		tenants, camps, versions, custs, keys, holds, anchors, entered, until, goals, stops, vars,
-		statuses, steps, dues, armed, done, coupons)
-	if err != nil {
-		return nil, fmt.Errorf("insert %d enrollments: %w", n, err)
+	tenants, camps, custs, entries := keyArrays(keys)
+	exists := make(map[EntryKey]bool)
+	var ids []int64
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		SELECT u.tenant, u.campaign_id, u.customer_id, u.entry_key
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(tenant, campaign_id, customer_id, entry_key)
+		CROSS JOIN LATERAL (SELECT 1 FROM enrollments e WHERE e.tenant = u.tenant AND e.campaign_id = u.campaign_id
+			AND e.customer_id = u.customer_id AND e.entry_key = u.entry_key LIMIT 1) x`,
+		tenants, camps, custs, entries).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k EntryKey
+			if err := rows.Scan(&k.Tenant, &k.CampaignID, &k.CustomerID, &k.Key); err != nil {
+				return err
+			}
+			exists[k] = true
+		}
+		return rows.Err()
+	})
+	batch.Queue(`SELECT nextval('enrollments_id_seq') FROM generate_series(1, $1)`, len(es)).Query(func(rows pgx.Rows) error {
+		var err error
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		return err
+	})
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, fmt.Errorf("insert %d enrollments: %w", len(es), err)
 	}
 	var out []Enrollment
-	for rows.Next() {
-		var id int64
-		var k [4]string
-		if err := rows.Scan(&id, &k[0], &k[1], &k[2], &k[3]); err != nil {
-			return nil, fmt.Errorf("insert enrollments: %w", err)
+	rows := make([][]any, 0, len(es))
+	for i, e := range es {
+		if exists[keys[i]] {
+			continue
 		}
-		e := *sorted[idx[k]]
-		e.ID = id
+		exists[keys[i]] = true // a key twice in the batch: the first
+		e.ID = ids[i]
 		out = append(out, e)
+		steps := e.StepsDone
+		if steps == nil {
+			steps = []string{}
+		}
+		rows = append(rows, []any{e.ID, e.Tenant, e.CampaignID, e.Version, e.CustomerID, e.Key, e.Holdout, e.Anchor, e.EnteredAt,
+			e.AttributionUntil, e.GoalEvent, e.StopOnGoal, encodeVars(e.Vars), e.Status, int32(e.Step), e.Due, e.Armed, steps, e.CouponCode})
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("insert enrollments: %w", err)
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"enrollments"}, enrollmentColumns, pgx.CopyFromRows(rows)); err != nil {
+		return nil, fmt.Errorf("insert %d enrollments: %w", len(rows), err)
 	}
 	return out, nil
 }

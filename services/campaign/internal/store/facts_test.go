@@ -127,3 +127,93 @@ func TestOrdersAreOrderIndependent(t *testing.T) {
 		}
 	}
 }
+
+// TestInsertEnrollmentsSkipsExistingKeys: keys already stored, or twice in
+// the call, are skipped with their effects; a key another transaction
+// inserts after the read fails the call (the consumer retries the batch),
+// and the retry skips it.
+func TestInsertEnrollmentsSkipsExistingKeys(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pg.Migrate(ctx, pool, bus.Migrations, Migrations); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
+	enr := func(customer, key string) Enrollment {
+		return Enrollment{Tenant: "shop", CampaignID: "thanks", Version: 1, CustomerID: customer, Key: key, Anchor: now, EnteredAt: now,
+			AttributionUntil: now.Add(time.Hour), GoalEvent: domain.EventOrderPlaced, Status: domain.StatusActive, Due: &now, StepsDone: []string{"hello"}}
+	}
+	insert := func(tx pgx.Tx, es ...Enrollment) ([]string, error) {
+		got, err := InsertEnrollments(ctx, tx, es)
+		var keys []string
+		for _, e := range got {
+			if e.ID == 0 {
+				t.Errorf("%s/%s created without an id", e.CustomerID, e.Key)
+			}
+			keys = append(keys, e.CustomerID+"/"+e.Key)
+		}
+		return keys, err
+	}
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		got, err := insert(tx, enr("c1", "o1"), enr("c1", "o1"), enr("c2", "o2"))
+		if fmt.Sprint(got) != "[c1/o1 c2/o2]" {
+			t.Errorf("first call created %v", got)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		got, err := insert(tx, enr("c1", "o1"), enr("c1", "o3"))
+		if fmt.Sprint(got) != "[c1/o3]" {
+			t.Errorf("second call created %v", got)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another transaction inserts c3/o4 between this one's read and copy.
+	other, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := insert(other, enr("c3", "o4")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := insert(tx, enr("c3", "o4")); done <- err }()
+	testenv.WaitFor(t, "the copy to wait for the other transaction's key", func() bool {
+		var waiting int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	})
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("a key inserted meanwhile by another transaction was copied again")
+	}
+	_ = tx.Rollback(ctx)
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		got, err := insert(tx, enr("c3", "o4"))
+		if len(got) != 0 {
+			t.Errorf("the retry created %v", got)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM enrollments`).Scan(&n); err != nil || n != 4 {
+		t.Fatalf("%d enrollments stored (%v), want 4", n, err)
+	}
+}
