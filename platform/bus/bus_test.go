@@ -72,14 +72,7 @@ func setupNATS(t testing.TB, opts ...bus.Option) (*testenv.NATSServer, *bus.Bus)
 func setupPG(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	ctx := testCtx(t)
-	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
-	if err != nil {
-		t.Fatalf("connect postgres: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
+	pool := testenv.MigratedPool(t)
 	if _, err := pool.Exec(ctx, `CREATE TABLE applied (msg_id text NOT NULL, subject text NOT NULL, payload bytea)`); err != nil {
 		t.Fatalf("create applied: %v", err)
 	}

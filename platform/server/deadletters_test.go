@@ -19,7 +19,6 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 )
 
@@ -53,14 +52,7 @@ func TestDeadLetterService(t *testing.T) {
 	if err := b.EnsureStreams(ctx); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.MigratedPool(t)
 	if _, err := pool.Exec(ctx, `CREATE TABLE applied (msg_id text PRIMARY KEY)`); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -42,7 +41,6 @@ type benchEnv struct {
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
 	ns := testenv.NATS(b)
-	dbURL := testenv.Postgres(b)
 	ctx := context.Background()
 	pub, err := bus.Connect(ctx, bus.Config{URL: ns.URL()}, nil)
 	if err != nil {
@@ -52,14 +50,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	if err := pub.EnsureStreams(ctx); err != nil {
 		b.Fatal(err)
 	}
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
-		b.Fatal(err)
-	}
+	pool := testenv.MigratedPool(b, store.Migrations)
 	c := testenv.NewClock(time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC))
 	e := app.New(pool, app.Config{MaxTriggerAge: 7 * day, Now: c.Now}, slog.New(slog.DiscardHandler))
 	return &benchEnv{pub: pub, pool: pool, engine: e, clock: c}

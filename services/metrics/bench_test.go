@@ -35,21 +35,6 @@ func benchEnvInt(name string, def int) int {
 	return def
 }
 
-// migratedPool is a fresh metrics database with its schema.
-func migratedPool(b *testing.B) *pgxpool.Pool {
-	b.Helper()
-	ctx := context.Background()
-	pool, err := pg.Connect(ctx, testenv.Postgres(b), 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
-		b.Fatal(err)
-	}
-	return pool
-}
-
 // benchShop is the simulated shop of the query benchmark: customers
 // acquired over two years (2024-2025) who buy about ten times each
 // (RETAIN_BENCH_CUSTOMERS=1000000 gives ~10M orders).
@@ -281,7 +266,7 @@ func heapAndRSS() (heap, rss float64) {
 //	cd services/metrics && go test -run '^$' -bench Queries -benchtime 30x .
 //	RETAIN_BENCH_CUSTOMERS=1000000 go test -run '^$' -bench Queries -benchtime 30x -timeout 60m .
 func BenchmarkQueries(b *testing.B) {
-	pool := migratedPool(b)
+	pool := testenv.MigratedPool(b, store.Migrations)
 	cfg := benchShop(benchEnvInt("RETAIN_BENCH_CUSTOMERS", 100_000))
 	loadStart := time.Now()
 	orders := loadShop(b, pool, cfg)
@@ -469,7 +454,7 @@ func BenchmarkQueries(b *testing.B) {
 //	cd services/metrics && go test -run '^$' -bench Consumer -benchtime 200000x .
 func BenchmarkConsumer(b *testing.B) {
 	ns := testenv.NATS(b)
-	pool := migratedPool(b)
+	pool := testenv.MigratedPool(b, store.Migrations)
 	ctx := context.Background()
 	bb, err := bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "bench"}, nil)
 	if err != nil {

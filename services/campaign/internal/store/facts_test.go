@@ -11,7 +11,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
@@ -25,14 +24,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // time, the re-sent version that sorts first winning as in metrics.
 func TestOrdersAreOrderIndependent(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations, Migrations); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.MigratedPool(t, Migrations)
 	t0 := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
 	order := func(id, customer string, at time.Time, total int64, currency string) OrderFact {
 		return OrderFact{Order: domain.Order{ID: id, At: at, TotalMinor: total, Currency: currency}, CustomerID: customer}
@@ -134,14 +126,7 @@ func TestOrdersAreOrderIndependent(t *testing.T) {
 // and the retry skips it.
 func TestInsertEnrollmentsSkipsExistingKeys(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations, Migrations); err != nil {
-		t.Fatal(err)
-	}
+	pool := testenv.MigratedPool(t, Migrations)
 	now := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
 	enr := func(customer, key string) Enrollment {
 		return Enrollment{Tenant: "shop", CampaignID: "thanks", Version: 1, CustomerID: customer, Key: key, Anchor: now, EnteredAt: now,

@@ -22,16 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func newStore(t *testing.T) *Store {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pg.Connect(ctx, testenv.Postgres(t), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations, Migrations); err != nil {
-		t.Fatal(err)
-	}
-	return New(pool)
+	return New(testenv.MigratedPool(t, Migrations))
 }
 
 func mustDay(s string) time.Time {
