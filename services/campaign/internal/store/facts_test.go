@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -200,5 +201,74 @@ func TestInsertEnrollmentsSkipsExistingKeys(t *testing.T) {
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM enrollments`).Scan(&n); err != nil || n != 4 {
 		t.Fatalf("%d enrollments stored (%v), want 4", n, err)
+	}
+}
+
+// TestUpgradeKeepsEnrollments migrates a database that the previous schema
+// (0001-0002) filled, with an order goal written into converted_at, member
+// rows and sends, to the current one: the enrollments, their conversions
+// (now read from the orders), the report and the timers carry on, and the
+// entry keys still stop a second enrollment.
+func TestUpgradeKeepsEnrollments(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t)
+	old := fstest.MapFS{}
+	for _, name := range []string{"0001_campaign.sql", "0002_enrollment_writes.sql"} {
+		data, err := migrationFiles.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old[name] = &fstest.MapFile{Data: data}
+	}
+	if err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "campaign", FS: old, Dir: "."}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
+	for _, stmt := range []string{
+		`INSERT INTO campaigns (tenant, id, version, state, created_at, updated_at) VALUES ('shop', 'thanks', 1, 1, $1, $1)`,
+		`INSERT INTO campaign_orders VALUES ('shop', 'o1', 'c1', $1, 1000, 'EUR', ''), ('shop', 'o2', 'c1', $1::timestamptz + interval '1 day', 2500, 'EUR', '')`,
+		`INSERT INTO campaign_members VALUES ('shop', 'thanks', 'c1', false, $1, 1), ('shop', 'thanks', 'c2', true, $1, 1)`,
+		`INSERT INTO enrollments (tenant, campaign_id, version, customer_id, entry_key, holdout, anchor_at, entered_at, attribution_until,
+			goal_event, stop_on_goal, status, step, due_at, armed, steps_done, converted_at)
+		VALUES ('shop', 'thanks', 1, 'c1', 'order_id:o1', false, $1, $1, $1::timestamptz + interval '30 days', 'order.placed', true,
+				'ACTIVE', 1, $1::timestamptz + interval '3 days', false, '{wait}', $1::timestamptz + interval '1 day'),
+			('shop', 'thanks', 1, 'c2', 'order_id:o9', true, $1, $1, $1::timestamptz + interval '30 days', 'order.placed', true,
+				'ACTIVE', 1, $1::timestamptz + interval '3 days', false, '{wait}', NULL)`,
+		`INSERT INTO campaign_sends VALUES ('shop', 'thanks/1/hello', 'thanks', 1, 'hello', $1)`,
+	} {
+		if _, err := pool.Exec(ctx, stmt, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pg.Migrate(ctx, pool, Migrations); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ReportCounts(ctx, pool, "shop", "thanks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Treated != 1 || c.Holdout != 1 || c.ConvTreated != 1 || c.ConvHoldout != 0 || c.Active != 1 || len(c.Revenue) != 1 || c.Revenue[0].Treated != 2500 {
+		t.Fatalf("report after the upgrade: %+v", c)
+	}
+	ens, err := CustomerEnrollments(ctx, pool, "shop", "c1")
+	if err != nil || len(ens) != 1 || ens[0].Status != domain.StatusConverted || ens[0].ConvertedAt == nil || !ens[0].ConvertedAt.Equal(t0.Add(24*time.Hour)) {
+		t.Fatalf("c1's enrollments after the upgrade: %+v (%v)", ens, err)
+	}
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		due, err := LockDue(ctx, tx, t0.Add(4*24*time.Hour), 10)
+		if err != nil {
+			return err
+		}
+		if len(due) != 2 || !due[0].Converted || due[1].Converted {
+			t.Errorf("due after the upgrade: %+v", due)
+		}
+		created, err := InsertEnrollments(ctx, tx, []Enrollment{{Tenant: "shop", CampaignID: "thanks", Version: 1, CustomerID: "c1", Key: "order_id:o1",
+			Anchor: t0, EnteredAt: t0, AttributionUntil: t0, GoalEvent: domain.EventOrderPlaced, Status: domain.StatusActive}})
+		if len(created) != 0 {
+			t.Errorf("an existing entry key was enrolled again: %+v", created)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
