@@ -94,7 +94,10 @@ func newConsumer(t testing.TB, b *bus.Bus, pool *pgxpool.Pool, cfg bus.ConsumerC
 	return c
 }
 
-// settled waits until the consumer has nothing pending or unacked.
+// settled waits until the consumer has delivered messages and has nothing
+// pending or unacked. (A consumer just created can report nothing pending
+// before the server has counted its stream: the first delivery is the sign
+// that it has.)
 func settled(t testing.TB, b *bus.Bus, durable string) *jetstream.ConsumerInfo {
 	t.Helper()
 	var info *jetstream.ConsumerInfo
@@ -107,8 +110,8 @@ func settled(t testing.TB, b *bus.Bus, durable string) *jetstream.ConsumerInfo {
 		if err != nil {
 			return false, err.Error()
 		}
-		return info.NumPending == 0 && info.NumAckPending == 0,
-			fmt.Sprintf("pending %d, ack pending %d", info.NumPending, info.NumAckPending)
+		return info.Delivered.Consumer > 0 && info.NumPending == 0 && info.NumAckPending == 0,
+			fmt.Sprintf("delivered %d, pending %d, ack pending %d", info.Delivered.Consumer, info.NumPending, info.NumAckPending)
 	})
 	return info
 }
