@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,4 +85,13 @@ func runConsumer(tb testing.TB, bb *bus.Bus, pool *pgxpool.Pool, cfg bus.Consume
 	cancel()
 	<-exited
 	stopped()
+}
+
+// BenchInt reads a benchmark's size knob from the environment, e.g.
+// RETAIN_BENCH_CUSTOMERS=1000000: a positive integer, else def.
+func BenchInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

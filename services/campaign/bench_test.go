@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -56,20 +55,10 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	return &benchEnv{pub: pub, pool: pool, engine: e, clock: c}
 }
 
+// publish puts evs on RETAIN_EVENTS as ingest does, for tenant "bench".
 func (e *benchEnv) publish(b *testing.B, evs []*eventsv1.Event) {
 	b.Helper()
-	msgs := make([]bus.Message, len(evs))
-	for i, ev := range evs {
-		ev.TenantId = "bench"
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			b.Fatal(err)
-		}
-		msgs[i] = bus.Message{Subject: bus.EventSubject("bench", ev.GetType()), ID: "bench/" + ev.GetId(), Type: ev.GetType(), Data: data}
-	}
-	if _, err := e.pub.PublishDurable(context.Background(), msgs); err != nil {
-		b.Fatal(err)
-	}
+	testenv.PublishEvents(b, e.pub, "bench", e.clock.Now(), evs...)
 }
 
 // drain runs a consumer with workers concurrent batches of 500 over the n
@@ -113,27 +102,21 @@ func benchEvents(n, customers int, now time.Time, week int) []*eventsv1.Event {
 // first week's as many (applied untimed, so that the tables and planner
 // statistics are a running shop's rather than an empty database's; the
 // second week's customers are new, so it makes as many enrollments), with
-// RETAIN_BENCH_WORKERS
-// concurrent batches (default: the service's), next to the platform
-// runner's raw rate on the same messages with as many workers: the raw
-// runner stores each message id (fetch -> inbox and a multi-row insert ->
-// ack, testenv.RawStore, as the metrics benchmark), timed right before and
-// right after the service's handler (raw-runner-msgs/s is the mean; the
-// rate of a shared machine moves between runs); noop-runner-msgs/s is the
-// runner with a handler that writes nothing. One op is the whole backlog.
+// RETAIN_BENCH_WORKERS concurrent batches (default: the service's), next
+// to the platform runner's raw rate on the same messages with as many
+// workers: the raw runner stores each message id (fetch -> inbox and a
+// multi-row insert -> ack, testenv.RawStore, as the metrics benchmark),
+// timed right before and right after the service's handler
+// (raw-runner-msgs/s is the mean; the rate of a shared machine moves
+// between runs); noop-runner-msgs/s is the runner with a handler that
+// writes nothing. One op is the whole backlog.
 // RETAIN_BENCH_PLAYBOOKS picks other playbooks (e.g. "thank-you", or
 // "none" for the facts alone).
 //
 //	go test -run '^$' -bench TriggerEvaluation -benchtime 1x .
 func BenchmarkTriggerEvaluation(b *testing.B) {
-	n := 30_000
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_EVENTS")); err == nil && v > 0 {
-		n = v
-	}
-	workers := campaign.DefaultConfig().Workers
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_WORKERS")); err == nil && v > 0 {
-		workers = v
-	}
+	n := testenv.BenchInt("RETAIN_BENCH_EVENTS", 30_000)
+	workers := testenv.BenchInt("RETAIN_BENCH_WORKERS", campaign.DefaultConfig().Workers)
 	for b.Loop() {
 		b.StopTimer()
 		e := newBenchEnv(b)
@@ -198,10 +181,7 @@ func benchPlaybooks() []string {
 //
 //	go test -run '^$' -bench TimerFiring -benchtime 1x .
 func BenchmarkTimerFiring(b *testing.B) {
-	n := 20_000
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_TIMERS")); err == nil && v > 0 {
-		n = v
-	}
+	n := testenv.BenchInt("RETAIN_BENCH_TIMERS", 20_000)
 	for b.Loop() {
 		b.StopTimer()
 		e := newBenchEnv(b)
@@ -258,13 +238,7 @@ steps:
 //
 //	go test -run '^$' -bench OrderToNotification -benchtime 1x .
 func BenchmarkOrderToNotification(b *testing.B) {
-	rate, secs := 1000, 10
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_RATE")); err == nil && v > 0 {
-		rate = v
-	}
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_SECONDS")); err == nil && v > 0 {
-		secs = v
-	}
+	rate, secs := testenv.BenchInt("RETAIN_BENCH_RATE", 1000), testenv.BenchInt("RETAIN_BENCH_SECONDS", 10)
 	for b.Loop() {
 		b.StopTimer()
 		raw := rawLatency(b, rate, secs)

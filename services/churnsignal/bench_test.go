@@ -3,8 +3,6 @@ package churnsignal_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -31,10 +29,7 @@ import (
 //	go test -run '^$' -bench Consumer -benchtime 1x .
 //	RETAIN_TEST_PG_DURABLE=1 go test -run '^$' -bench Consumer -benchtime 1x .   # commits pay their fsync
 func BenchmarkConsumer(b *testing.B) {
-	n := 50_000
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_FACTS")); err == nil && v > 0 {
-		n = v
-	}
+	n := testenv.BenchInt("RETAIN_BENCH_FACTS", 50_000)
 	for b.Loop() {
 		b.StopTimer()
 		ns := testenv.NATS(b)

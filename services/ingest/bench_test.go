@@ -35,10 +35,7 @@ import (
 // and prints the ratios, p50/p99 request latency and the ingest process RSS.
 // RETAIN_BENCH_SECONDS sets each phase's length (default 10).
 func BenchmarkIngest(b *testing.B) {
-	seconds := 10
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_SECONDS")); err == nil && v > 0 {
-		seconds = v
-	}
+	seconds := testenv.BenchInt("RETAIN_BENCH_SECONDS", 10)
 	phase := time.Duration(seconds) * time.Second
 	bin := buildIngest(b)
 	for range b.N {

@@ -27,14 +27,6 @@ import (
 	"github.com/retainhq/retain/services/metrics/internal/store"
 )
 
-// benchEnvInt reads a size knob, e.g. RETAIN_BENCH_CUSTOMERS=1000000.
-func benchEnvInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
 // benchShop is the simulated shop of the query benchmark: customers
 // acquired over two years (2024-2025) who buy about ten times each
 // (RETAIN_BENCH_CUSTOMERS=1000000 gives ~10M orders).
@@ -211,7 +203,7 @@ func latencies(b *testing.B, f func() error) (p50, p99 float64) {
 // p99 (the slowest run when there are fewer than 100).
 func rawLatencies(b *testing.B, f func() error) (p50, p99 float64) {
 	b.Helper()
-	runs := benchEnvInt("RETAIN_BENCH_RAW_RUNS", 5)
+	runs := testenv.BenchInt("RETAIN_BENCH_RAW_RUNS", 5)
 	ds := make([]time.Duration, 0, runs)
 	for b.Loop() {
 		if len(ds) == runs {
@@ -267,7 +259,7 @@ func heapAndRSS() (heap, rss float64) {
 //	RETAIN_BENCH_CUSTOMERS=1000000 go test -run '^$' -bench Queries -benchtime 30x -timeout 60m .
 func BenchmarkQueries(b *testing.B) {
 	pool := testenv.MigratedPool(b, store.Migrations)
-	cfg := benchShop(benchEnvInt("RETAIN_BENCH_CUSTOMERS", 100_000))
+	cfg := benchShop(testenv.BenchInt("RETAIN_BENCH_CUSTOMERS", 100_000))
 	loadStart := time.Now()
 	orders := loadShop(b, pool, cfg)
 	loaded := time.Since(loadStart)
@@ -546,9 +538,4 @@ func BenchmarkConsumer(b *testing.B) {
 
 // benchBatch is the consumer batch size of BenchmarkConsumer:
 // RETAIN_BENCH_BATCH, default 500 (the service's default).
-func benchBatch() int {
-	if v, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_BATCH")); err == nil && v > 0 {
-		return v
-	}
-	return 500
-}
+func benchBatch() int { return testenv.BenchInt("RETAIN_BENCH_BATCH", 500) }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -26,12 +24,7 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // benchCustomers is the size of the benchmark shop (RETAIN_BENCH_CUSTOMERS).
-func benchCustomers() int {
-	if n, err := strconv.Atoi(os.Getenv("RETAIN_BENCH_CUSTOMERS")); err == nil && n > 0 {
-		return n
-	}
-	return 100_000
-}
+func benchCustomers() int { return testenv.BenchInt("RETAIN_BENCH_CUSTOMERS", 100_000) }
 
 // loadShop COPYs a synthetic shop of n customers straight into the
 // projection. Purchases follow the BG/NBD story (rates λ ~ Gamma(0.9, 6)
