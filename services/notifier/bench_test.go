@@ -191,14 +191,7 @@ func rawSend(c *smtp.Client, from, to string, data []byte) error {
 func BenchmarkPolicyConsumer(b *testing.B) {
 	ctx := context.Background()
 	ns := testenv.NATS(b)
-	pool, err := pg.Connect(ctx, testenv.Postgres(b), 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
-		b.Fatal(err)
-	}
+	pool := testenv.MigratedPool(b, store.Migrations)
 	bb, err := bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "bench"}, nil)
 	if err != nil {
 		b.Fatal(err)

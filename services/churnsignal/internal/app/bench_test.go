@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"gonum.org/v1/gonum/stat/distuv"
 
-	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/churnsignal/internal/store"
@@ -94,39 +92,14 @@ func loadShop(tb testing.TB, pool *pgxpool.Pool, tenant string, n int, now time.
 	return len(ordersRows)
 }
 
-func benchEngine(tb testing.TB, now *benchClock) (*Engine, *pgxpool.Pool) {
+func benchEngine(tb testing.TB, now *testenv.Clock) (*Engine, *pgxpool.Pool) {
 	tb.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.Postgres(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, bus.Migrations, store.Migrations); err != nil {
-		tb.Fatal(err)
-	}
+	pool := testenv.MigratedPool(tb, store.Migrations)
 	e, err := New(pool, Config{Now: now.Now, Workers: 2}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return e, pool
-}
-
-type benchClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *benchClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *benchClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // BenchmarkRescoreAll measures a full rescoring pass over a tenant of
@@ -146,7 +119,7 @@ func (c *benchClock) add(d time.Duration) {
 //	go test -run '^$' -bench RescoreAll -benchtime 3x ./internal/app
 func BenchmarkRescoreAll(b *testing.B) {
 	ctx := context.Background()
-	clock := &benchClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	e, pool := benchEngine(b, clock)
 	n := benchCustomers()
 	loadShop(b, pool, "bench", n, clock.Now())
@@ -177,7 +150,7 @@ func BenchmarkRescoreAll(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		vacuum()
-		clock.add(24 * time.Hour)
+		clock.Advance(24 * time.Hour)
 		b.StartTimer()
 		start := time.Now()
 		st, err := e.RescoreAll(ctx, "bench")
