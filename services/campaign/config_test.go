@@ -1,0 +1,38 @@
+package campaign_test
+
+import (
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/services/campaign"
+)
+
+// TestWorkersSetting reads RETAIN_CAMPAIGN_WORKERS and -workers, keeps the
+// default of four when unset, and rejects a count outside 1-64 naming the
+// variable.
+func TestWorkersSetting(t *testing.T) {
+	parse := func(t *testing.T, env map[string]string, args ...string) campaign.Config {
+		t.Helper()
+		cfg := campaign.DefaultConfig()
+		fs := flag.NewFlagSet("campaign", flag.ContinueOnError)
+		cfg.RegisterFlags(fs)
+		if err := config.Parse(fs, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	if got := parse(t, nil).Workers; got != 4 {
+		t.Errorf("default %d workers, want 4", got)
+	}
+	if got := parse(t, map[string]string{"RETAIN_CAMPAIGN_WORKERS": "8"}, "-workers", "2").Workers; got != 2 {
+		t.Errorf("flag over env: %d workers", got)
+	}
+	for _, bad := range []string{"0", "65"} {
+		cfg := parse(t, map[string]string{"RETAIN_CAMPAIGN_WORKERS": bad})
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "RETAIN_CAMPAIGN_WORKERS "+bad+": must be 1-64") {
+			t.Errorf("%s workers: %v", bad, err)
+		}
+	}
+}
