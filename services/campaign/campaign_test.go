@@ -625,7 +625,13 @@ steps:
 	// The goal again: under another event id, then the whole stream
 	// redelivered with an empty inbox.
 	var before string
-	row := `SELECT string_agg(campaign_id || customer_id || status || step || coalesce(due_at::text, '-') || coalesce(converted_at::text, '-'), ',' ORDER BY id) FROM enrollments`
+	// The conversion as reads see it: an order goal's is the first order
+	// after the anchor within the window.
+	row := `SELECT string_agg(e.campaign_id || e.customer_id || e.status || e.step || coalesce(e.due_at::text, '-') ||
+			coalesce(coalesce(e.converted_at, (SELECT min(o.placed_at) FROM campaign_orders o WHERE o.tenant = e.tenant
+				AND o.customer_id = e.customer_id AND o.placed_at > e.anchor_at AND o.placed_at <= e.attribution_until))::text, '-'),
+			',' ORDER BY e.id)
+		FROM enrollments e`
 	if err := s.db.QueryRow(ctx, row).Scan(&before); err != nil {
 		t.Fatal(err)
 	}
