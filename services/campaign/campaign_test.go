@@ -143,6 +143,70 @@ func TestNoCustomerEnrolledTwice(t *testing.T) {
 	})
 }
 
+// TestLateOrderReevaluatesLaterOrders delivers a customer's second order
+// after their third (a webhook retried late): the third order, applied
+// when it looked like the second, is evaluated again and enters the
+// third-order campaign; nothing entered already enters twice, under any
+// entry policy, also when the whole stream is redelivered.
+func TestLateOrderReevaluatesLaterOrders(t *testing.T) {
+	s := setup(t)
+	const tenant = "shop"
+	s.create(t, tenant, `
+id: third
+name: Third order
+trigger: {event: order.placed}
+conditions: [{order_count: {min: 3, max: 3, within_days: 365}}]
+entry: {once_per: 365d}
+steps:
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: loyalty_reward}}
+`)
+	s.create(t, tenant, sendNow("per-order", "{once_per_key: order_id}", 0))
+	s.create(t, tenant, sendNow("per-event", "{once_per_key: event_id}", 0))
+	s.create(t, tenant, sendNow("monthly", "{once_per: 30d}", 0))
+	s.create(t, tenant, sendNow("once", "{once_per_customer: {}}", 0))
+	now := s.clock.Now()
+	s.publish(t, tenant, orderEv("o1", "c", now.Add(-3*time.Hour), 1000), orderEv("o3", "c", now.Add(-time.Hour), 1000))
+	s.caughtUp(t)
+	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'third'`); n != 0 {
+		t.Fatalf("%d third-order enrollments before the second order arrived", n)
+	}
+	s.publish(t, tenant, orderEv("o2", "c", now.Add(-2*time.Hour), 1000))
+	s.caughtUp(t)
+	check := func(t *testing.T) {
+		t.Helper()
+		var key string
+		var anchor time.Time
+		if err := s.db.QueryRow(context.Background(), `SELECT entry_key, anchor_at FROM enrollments WHERE campaign_id = 'third'`).Scan(&key, &anchor); err != nil {
+			t.Fatalf("the third order's enrollment: %v", err)
+		}
+		if !anchor.Equal(now.Add(-time.Hour)) {
+			t.Errorf("third-order enrollment anchored at %v, want the third order's %v", anchor, now.Add(-time.Hour))
+		}
+		for _, tc := range []struct {
+			campaign string
+			want     int
+		}{{"third", 1}, {"per-order", 3}, {"per-event", 3}, {"monthly", 1}, {"once", 1}} {
+			if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = $1`, tc.campaign); n != tc.want {
+				t.Errorf("%s: %d enrollments, want %d", tc.campaign, n, tc.want)
+			}
+			sent := 0
+			for _, n := range s.notifications(t, tenant) {
+				if n.GetOrigin().GetCampaignId() == tc.campaign {
+					sent++
+				}
+			}
+			if sent != tc.want {
+				t.Errorf("%s: %d notifications, want %d", tc.campaign, sent, tc.want)
+			}
+		}
+	}
+	t.Run("late order", check)
+	t.Run("redelivery of the whole stream", func(t *testing.T) {
+		s.replayFacts(t)
+		check(t)
+	})
+}
+
 // TestOneNotificationPerStepAcrossCrash crashes between the commit of a
 // step and its publish (the outbox row is committed, the stream never got
 // it) and between the publish and marking the row published: after a

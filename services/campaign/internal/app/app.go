@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -183,6 +184,9 @@ type triggered struct {
 	customer string
 	trig     *domain.Trigger
 	vars     store.Vars
+	// replay: the trigger of an order applied earlier, evaluated again
+	// because an order placed before it arrived late (laterOrders).
+	replay bool
 }
 
 // env computes what the conditions of plans need beyond customers, as of
@@ -270,6 +274,7 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 	if err != nil {
 		return err
 	}
+	ts = append(ts, e.laterOrders(ts, custs)...)
 	ps := make([]*domain.Plan, len(plans))
 	for i, p := range plans {
 		ps[i] = p.plan
@@ -290,6 +295,11 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 			} else if tr.GetEvent() != t.trig.Type {
 				continue
 			}
+			if t.replay && p.plan.EntryKey != "" && p.plan.EntryKey != "order_id" {
+				// Its key would be the event id, which a replay does not
+				// have: an entry made the first time would be made again.
+				continue
+			}
 			c := custs[t.customer]
 			if c == nil {
 				c = &domain.Customer{ID: t.customer}
@@ -302,6 +312,52 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 		ins = append(ins, in)
 	}
 	return e.enroll(ctx, tx, tenant, ins)
+}
+
+// laterOrders returns the order.placed triggers to evaluate again because
+// an order of the batch arrived after them but was placed before them (a
+// shop's webhook retried late, events exported out of order): the fresh
+// orders already stored that a customer placed after an order of the
+// batch. What their conditions saw has changed (the late order makes a
+// later one the customer's 3rd, adds to the revenue), and evaluated in
+// placement order they could have entered a campaign. An entry made the
+// first time is not made again: the order id or "once" key exists, or
+// the member row's gap refuses it (replays key a gapped entry by order).
+// An entry a late order would have prevented (a "first order" that no
+// longer is) stays: its messages may be out.
+func (e *Engine) laterOrders(ts []triggered, custs map[string]*domain.Customer) []triggered {
+	earliest := map[string]time.Time{}
+	inBatch := map[string]bool{}
+	for _, t := range ts {
+		if t.trig.Type != domain.EventOrderPlaced {
+			continue
+		}
+		inBatch[t.trig.OrderID] = true
+		if at, ok := earliest[t.customer]; !ok || t.trig.At.Before(at) {
+			earliest[t.customer] = t.trig.At
+		}
+	}
+	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
+	var out []triggered
+	for _, cust := range slices.Sorted(maps.Keys(earliest)) {
+		c := custs[cust]
+		if c == nil {
+			continue
+		}
+		for _, o := range c.Orders {
+			if !o.At.After(earliest[cust]) || inBatch[o.ID] || (e.cfg.MaxTriggerAge > 0 && o.At.Before(oldest)) {
+				continue
+			}
+			out = append(out, triggered{
+				customer: cust,
+				trig: &domain.Trigger{Type: domain.EventOrderPlaced, EventID: "order:" + o.ID, At: o.At,
+					OrderID: o.ID, OrderTotal: o.TotalMinor, Currency: o.Currency},
+				vars:   store.Vars{OrderID: o.ID, OrderTotal: o.TotalMinor, Currency: o.Currency},
+				replay: true,
+			})
+		}
+	}
+	return out
 }
 
 // entryKey is the enrollment's unique key under the campaign's entry
