@@ -326,25 +326,35 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 // An entry a late order would have prevented (a "first order" that no
 // longer is) stays: its messages may be out.
 func (e *Engine) laterOrders(ts []triggered, custs map[string]*domain.Customer) []triggered {
+	// The customers whose last stored order (orders are oldest first) was
+	// placed after one of theirs in the batch: in a stream in order, none
+	// but those with several orders in the batch.
 	earliest := map[string]time.Time{}
-	inBatch := map[string]bool{}
 	for _, t := range ts {
 		if t.trig.Type != domain.EventOrderPlaced {
 			continue
 		}
-		inBatch[t.trig.OrderID] = true
+		c := custs[t.customer]
+		if c == nil || len(c.Orders) == 0 || !c.Orders[len(c.Orders)-1].At.After(t.trig.At) {
+			continue
+		}
 		if at, ok := earliest[t.customer]; !ok || t.trig.At.Before(at) {
 			earliest[t.customer] = t.trig.At
+		}
+	}
+	if len(earliest) == 0 {
+		return nil
+	}
+	inBatch := map[string]bool{}
+	for _, t := range ts {
+		if t.trig.Type == domain.EventOrderPlaced {
+			inBatch[t.trig.OrderID] = true
 		}
 	}
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	var out []triggered
 	for _, cust := range slices.Sorted(maps.Keys(earliest)) {
-		c := custs[cust]
-		if c == nil {
-			continue
-		}
-		for _, o := range c.Orders {
+		for _, o := range custs[cust].Orders {
 			if !o.At.After(earliest[cust]) || inBatch[o.ID] || (e.cfg.MaxTriggerAge > 0 && o.At.Before(oldest)) {
 				continue
 			}
