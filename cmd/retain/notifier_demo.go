@@ -94,7 +94,7 @@ func publishDemoRequests(ctx context.Context, conn *grpc.ClientConn, natsURL str
 	coupon.Variables = map[string]*notifierv1.TemplateValue{"coupon": {Value: &notifierv1.TemplateValue_Coupon{Coupon: &notifierv1.Coupon{Code: "COMEBACK15", Discount: &notifierv1.Coupon_PercentOff{PercentOff: 15}}}}}
 	reqs := []demoRequest{
 		{email("rtl-thank-you", "demo-shirin", "thank_you_feedback", transactional), "transactional email to a customer in Tehran (fa-IR): the Persian variant, right to left"},
-		{coupon, "marketing email to a customer where it is night (Tehran when it is night there)"},
+		{coupon, "marketing email to a customer in a zone where it is night now"},
 		{email("no-consent", "demo-opted-out", "winback_90", marketing), "marketing email to a customer whose shop recorded no email consent"},
 	}
 	b, err := bus.Connect(ctx, bus.Config{URL: natsURL, Name: "retain-demo"}, nil)
