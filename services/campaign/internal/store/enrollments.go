@@ -215,7 +215,7 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 		keys[i] = e.EntryKey()
 	}
 	tenants, camps, custs, entries := keyArrays(keys)
-	exists := make(map[EntryKey]bool)
+	exists := make(map[EntryKey]bool, len(es))
 	var ids []int64
 	batch := &pgx.Batch{}
 	batch.Queue(`
@@ -241,7 +241,7 @@ func InsertEnrollments(ctx context.Context, tx pgx.Tx, es []Enrollment) ([]Enrol
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("insert %d enrollments: %w", len(es), err)
 	}
-	var out []Enrollment
+	out := make([]Enrollment, 0, len(es))
 	rows := make([][]any, 0, len(es))
 	for i, e := range es {
 		if exists[keys[i]] {
