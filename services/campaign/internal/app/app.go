@@ -242,9 +242,10 @@ func (e *Engine) env(ctx context.Context, q store.Querier, tenant string, plans 
 	return env, nil
 }
 
-// enrollTriggered evaluates the triggers of one tenant against its active
-// campaigns and enrolls the customers who qualify, running their first
-// steps in tx.
+// enrollTriggered evaluates the triggers of one tenant (and those of the
+// stored orders a late order of theirs changes, laterOrders) against its
+// active campaigns and enrolls the customers who qualify, running their
+// first steps in tx.
 func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, ts []triggered) error {
 	if len(ts) == 0 {
 		return nil
