@@ -48,30 +48,15 @@ type tenantFacts struct {
 // due steps), records goals and coupon redemptions, all in the consumer's
 // transaction.
 func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-	byTenant := map[string]*tenantFacts{}
-	var order []string
+	b := factsBatch{byTenant: map[string]*tenantFacts{}}
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
+	fresh := func(at time.Time) bool { return e.cfg.MaxTriggerAge <= 0 || !at.Before(oldest) }
 	for _, d := range ds {
-		t, typ, err := splitSubject(bus.EventsSubjectPrefix, d.Subject)
-		if err != nil {
-			d.Reject(err.Error())
-			continue
-		}
-		ev := &eventsv1.Event{}
-		if err := proto.Unmarshal(d.Data, ev); err != nil {
-			d.Reject("cannot decode retain.events.v1.Event: " + err.Error())
-			continue
-		}
-		f := byTenant[t]
-		if f == nil {
-			f = &tenantFacts{}
-			byTenant[t] = f
-			order = append(order, t)
-		}
-		if err := f.add(ev, typ, d.ID, e.cfg.MaxTriggerAge <= 0 || !ev.GetOccurredAt().AsTime().Before(oldest)); err != nil {
+		if err := b.add(d.Subject, d.ID, d.Data, fresh); err != nil {
 			d.Reject(err.Error())
 		}
 	}
+	byTenant, order := b.byTenant, b.order
 	// With several workers, a batch waits for the earlier batches in
 	// flight that share a customer: a customer's events are then applied
 	// in stream order, each seeing the facts of those before it (is this
@@ -102,6 +87,33 @@ func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery)
 		}
 	}
 	return nil
+}
+
+// factsBatch is a batch's facts by tenant.
+type factsBatch struct {
+	byTenant map[string]*tenantFacts
+	order    []string // the tenants, in the order their first event came
+}
+
+// add decodes one RETAIN_EVENTS message into its tenant's facts, and its
+// trigger if fresh says its time is recent enough; an error is the reason
+// to reject the message.
+func (b *factsBatch) add(subject, msgID string, data []byte, fresh func(time.Time) bool) error {
+	t, typ, err := splitSubject(bus.EventsSubjectPrefix, subject)
+	if err != nil {
+		return err
+	}
+	ev := &eventsv1.Event{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return fmt.Errorf("cannot decode retain.events.v1.Event: %w", err)
+	}
+	f := b.byTenant[t]
+	if f == nil {
+		f = &tenantFacts{}
+		b.byTenant[t] = f
+		b.order = append(b.order, t)
+	}
+	return f.add(ev, typ, msgID, fresh(ev.GetOccurredAt().AsTime()))
 }
 
 // add records one event's facts; triggers only when fresh enough.
