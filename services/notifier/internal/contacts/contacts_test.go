@@ -4,6 +4,11 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
 func TestMergeIsOrderIndependent(t *testing.T) {
@@ -61,4 +66,56 @@ func TestEmptyValuesDoNotOverwrite(t *testing.T) {
 	if got := Merge(c, u).Get(Email); got != "a@x" {
 		t.Fatalf("email %q", got)
 	}
+}
+
+// FuzzFromEventMerge reads two customer.updated events from any bytes: the
+// decoder never panics, accepts only events with a customer, and merging
+// them gives the same contact in either order and when repeated.
+func FuzzFromEventMerge(f *testing.F) {
+	at := timestamppb.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	enc := func(ev *eventsv1.Event) []byte {
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	a := enc(&eventsv1.Event{Id: "e1", TenantId: "t", OccurredAt: at, Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
+		CustomerId: "c", Email: "a@x", Locale: "fa-IR", Consent: &eventsv1.Consent{EmailMarketing: eventsv1.ConsentState_CONSENT_STATE_GRANTED}}}})
+	b := enc(&eventsv1.Event{Id: "e2", TenantId: "t", OccurredAt: at, Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
+		CustomerId: "c", Email: "b@x", Consent: &eventsv1.Consent{EmailMarketing: eventsv1.ConsentState_CONSENT_STATE_REVOKED}}}})
+	f.Add(a, b)
+	f.Add(a, a)
+	f.Add(b, []byte{0xff})
+	f.Fuzz(func(t *testing.T, da, db []byte) {
+		var ups []Contact
+		for _, d := range [][]byte{da, db} {
+			var ev eventsv1.Event
+			if proto.Unmarshal(d, &ev) != nil {
+				return
+			}
+			c, ok := FromEvent(&ev)
+			if !ok {
+				continue
+			}
+			if c.CustomerID == "" {
+				t.Fatalf("accepted without a customer: %+v", c)
+			}
+			// The consumer merges per (tenant, customer): compare the fields.
+			c.Tenant, c.CustomerID = "t", "c"
+			ups = append(ups, c)
+		}
+		if len(ups) < 2 {
+			return
+		}
+		base := Contact{Tenant: "t", CustomerID: "c"}
+		ab := Merge(Merge(base, ups[0]), ups[1])
+		ba := Merge(Merge(base, ups[1]), ups[0])
+		if ab != ba {
+			t.Fatalf("order matters: %+v then %+v gives %+v, the other way %+v", ups[0], ups[1], ab, ba)
+		}
+		if again := Merge(Merge(ab, ups[0]), ups[1]); again != ab {
+			t.Fatalf("repeating changed %+v into %+v", ab, again)
+		}
+	})
 }
