@@ -39,6 +39,7 @@ func FuzzFactsAdd(f *testing.F) {
 			CustomerId: "c", Locale: "fa-IR", TimeZone: "Asia/Tehran", Traits: map[string]string{"renewal_date": "2026-04-01"}}}}},
 		{"retain.events.shop.order.refunded", &eventsv1.Event{Id: "r1", OccurredAt: at}},
 		{"retain.events..order.placed", &eventsv1.Event{}},
+		{"retain.events.shop.order.placed", &eventsv1.Event{Id: "o2", TenantId: "other", OccurredAt: at}},
 	} {
 		f.Add(s.subject, encodeEvent(f, s.ev), true)
 	}
@@ -52,6 +53,10 @@ func FuzzFactsAdd(f *testing.F) {
 		}
 		if len(b.order) != 1 {
 			t.Fatalf("accepted into %d tenants", len(b.order))
+		}
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(data, &ev); err != nil || (ev.GetTenantId() != "" && ev.GetTenantId() != b.order[0]) {
+			t.Fatalf("accepted an event of tenant %q on %s (%v)", ev.GetTenantId(), subject, err)
 		}
 		fs := b.byTenant[b.order[0]]
 		switch len(fs.goals) {

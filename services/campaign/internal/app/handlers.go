@@ -107,6 +107,14 @@ func (b *factsBatch) add(subject, msgID string, data []byte, fresh func(time.Tim
 	if err := proto.Unmarshal(data, ev); err != nil {
 		return fmt.Errorf("cannot decode retain.events.v1.Event: %w", err)
 	}
+	if id := ev.GetTenantId(); id != "" && id != t {
+		return fmt.Errorf("tenant_id %q: disagrees with the subject's tenant %q", id, t)
+	}
+	if ev.GetOccurredAt() != nil {
+		if err := ev.GetOccurredAt().CheckValid(); err != nil {
+			return fmt.Errorf("occurred_at: %w", err)
+		}
+	}
 	f := b.byTenant[t]
 	if f == nil {
 		f = &tenantFacts{}
