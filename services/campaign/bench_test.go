@@ -225,6 +225,69 @@ steps:
 	}
 }
 
+// BenchmarkAudiencePass measures a scheduled audience over a shop's whole
+// customer base: RETAIN_BENCH_CUSTOMERS customers (default 100k) with three
+// orders each, a third of them lapsed for more than 90 days; the win-back
+// playbook's daily pass reads every customer's facts a chunk at a time,
+// evaluates the conditions and enrolls the lapsed (first message to the
+// outbox). Next to it, in the same run, the raw rate of reading every
+// customer's last order in one statement. One op is one pass.
+//
+//	go test -run '^$' -bench AudiencePass -benchtime 1x .
+func BenchmarkAudiencePass(b *testing.B) {
+	n := testenv.BenchInt("RETAIN_BENCH_CUSTOMERS", 100_000)
+	for b.Loop() {
+		b.StopTimer()
+		e := newBenchEnv(b)
+		ctx := context.Background()
+		now := e.clock.Now()
+		rows := make([][]any, 0, 3*n)
+		for i := range n {
+			c := fmt.Sprintf("c%07d", i)
+			for k := range 3 {
+				days := 10 + 50*k
+				if i%3 == 0 {
+					days += 100 // lapsed: the last order 110 days ago
+				}
+				rows = append(rows, []any{"bench", fmt.Sprintf("%s-o%d", c, k), c, now.Add(-time.Duration(days) * day), int64(4200), "EUR"})
+			}
+		}
+		if _, err := e.pool.CopyFrom(ctx, pgx.Identifier{"campaign_orders"}, []string{"tenant", "order_id", "customer_id", "placed_at", "total_minor", "currency"},
+			pgx.CopyFromRows(rows)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.pool.Exec(ctx, `ANALYZE campaign_orders`); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.engine.InstallPlaybook(ctx, "bench", "win-back", "", false); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		var read int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT customer_id, max(placed_at) FROM campaign_orders WHERE tenant = 'bench' GROUP BY customer_id) c`).Scan(&read); err != nil || read != n {
+			b.Fatalf("raw read %d of %d customers: %v", read, n, err)
+		}
+		raw := time.Since(start)
+		b.StartTimer()
+		start = time.Now()
+		ran, err := e.engine.RunAudiences(ctx)
+		took := time.Since(start)
+		b.StopTimer()
+		if err != nil || ran != 1 {
+			b.Fatalf("ran %d audiences: %v", ran, err)
+		}
+		var enrolled int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM enrollments`).Scan(&enrolled); err != nil || enrolled != (n+2)/3 {
+			b.Fatalf("%d enrollments, want %d: %v", enrolled, (n+2)/3, err)
+		}
+		b.ReportMetric(float64(n)/took.Seconds(), "customers/s")
+		b.ReportMetric(float64(n)/raw.Seconds(), "raw-customers/s")
+		b.ReportMetric(took.Seconds(), "s/pass")
+		b.ReportMetric(float64(enrolled), "enrollments")
+		b.StartTimer()
+	}
+}
+
 // BenchmarkOrderToNotification measures the time from an order.placed
 // arriving at the publisher to its notification.requested being on
 // RETAIN_NOTIFICATIONS, for a campaign whose first step sends at once,

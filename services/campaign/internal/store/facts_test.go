@@ -272,3 +272,59 @@ func TestUpgradeKeepsEnrollments(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCustomerIDsPagesTheUnion pages through customers known from a
+// profile, from orders, or from both, in pages smaller than either table:
+// every customer comes exactly once, in id order, and other tenants' never.
+func TestCustomerIDsPagesTheUnion(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, Migrations)
+	t0 := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
+	var orders []OrderFact
+	var profiles []Profile
+	var want []string
+	for i := range 40 {
+		c := fmt.Sprintf("c%02d", i)
+		want = append(want, c)
+		if i%3 != 0 { // two in three have orders, some several
+			for k := range 1 + i%4 {
+				orders = append(orders, OrderFact{Order: domain.Order{ID: fmt.Sprintf("%s-o%d", c, k), At: t0, TotalMinor: 1, Currency: "EUR"}, CustomerID: c})
+			}
+		}
+		if i%2 == 0 || i%3 == 0 { // and some a profile (all without orders)
+			profiles = append(profiles, Profile{CustomerID: c, Locale: "en", At: t0})
+		}
+	}
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		if err := UpsertOrders(ctx, tx, "shop", orders); err != nil {
+			return err
+		}
+		if err := UpsertProfiles(ctx, tx, "shop", profiles); err != nil {
+			return err
+		}
+		return UpsertProfiles(ctx, tx, "other", []Profile{{CustomerID: "c05x", Locale: "en", At: t0}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{1, 3, 7, 40, 100} {
+		var got []string
+		after := ""
+		for {
+			ids, err := CustomerIDs(ctx, pool, "shop", after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ids) == 0 {
+				break
+			}
+			if len(ids) > limit {
+				t.Fatalf("limit %d: a page of %d", limit, len(ids))
+			}
+			got = append(got, ids...)
+			after = ids[len(ids)-1]
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: paged %v, want %v", limit, got, want)
+		}
+	}
+}

@@ -257,11 +257,15 @@ func LoadCustomers(ctx context.Context, q Querier, tenant string, ids []string) 
 // CustomerIDs pages through every customer the service has a fact about,
 // in id order after after.
 func CustomerIDs(ctx context.Context, q Querier, tenant, after string, limit int) ([]string, error) {
+	// Each side is limited on its own, so a page reads about limit index
+	// entries of each table rather than everything after the cursor (a
+	// union limited only outside made a pass over every customer
+	// quadratic); the first limit ids of the union are among them.
 	rows, err := q.Query(ctx, `
 		SELECT customer_id FROM (
-			SELECT customer_id FROM campaign_customers WHERE tenant = $1 AND customer_id > $2
+			(SELECT customer_id FROM campaign_customers WHERE tenant = $1 AND customer_id > $2 ORDER BY customer_id LIMIT $3)
 			UNION
-			SELECT DISTINCT customer_id FROM campaign_orders WHERE tenant = $1 AND customer_id > $2) c
+			(SELECT DISTINCT customer_id FROM campaign_orders WHERE tenant = $1 AND customer_id > $2 ORDER BY customer_id LIMIT $3)) c
 		ORDER BY customer_id LIMIT $3`, tenant, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list customers: %w", err)
