@@ -213,22 +213,48 @@ type Ref struct {
 	Version    int32
 }
 
+// Claim is a scheduled campaign's audience claimed for one pass: due
+// again at Held unless the pass completes (CompleteAudience).
+type Claim struct {
+	Ref
+	At, Held time.Time
+}
+
 // ClaimAudiences claims the scheduled campaigns whose audience is due at
-// now by moving their next evaluation one period on. The update is the
-// claim: a replica that loses the race sees the moved time and skips.
-func ClaimAudiences(ctx context.Context, q Querier, now time.Time) ([]Ref, error) {
+// now for lease (or their period, if shorter). The update is the claim: a
+// replica that loses the race sees the moved time and skips. A replica
+// that dies mid-pass leaves the claim to lapse, and the pass runs again
+// (entry policies make a repeat harmless) instead of waiting a period.
+func ClaimAudiences(ctx context.Context, q Querier, now time.Time, lease time.Duration) ([]Claim, error) {
 	rows, err := q.Query(ctx, `
-		UPDATE campaigns SET next_audience_at = $1::timestamptz + schedule_every
+		UPDATE campaigns SET next_audience_at = $1::timestamptz + least(schedule_every, make_interval(secs => $2::float8))
 		WHERE state = 1 AND schedule_every IS NOT NULL AND next_audience_at <= $1
-		RETURNING tenant, id, version`, now)
+		RETURNING tenant, id, version, next_audience_at`, now, lease.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim audiences: %w", err)
 	}
-	refs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Ref])
+	claims, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Claim, error) {
+		c := Claim{At: now}
+		err := row.Scan(&c.Tenant, &c.ID, &c.Version, &c.Held)
+		return c, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim audiences: %w", err)
 	}
-	return refs, nil
+	return claims, nil
+}
+
+// CompleteAudience records a claimed pass as done: the audience is next
+// due a period after the claim, unless the campaign was edited, paused or
+// resumed meanwhile (its next time then stands).
+func CompleteAudience(ctx context.Context, q Querier, c Claim) error {
+	_, err := q.Exec(ctx, `
+		UPDATE campaigns SET next_audience_at = $3::timestamptz + schedule_every
+		WHERE tenant = $1 AND id = $2 AND next_audience_at = $4 AND schedule_every IS NOT NULL`, c.Tenant, c.ID, c.At, c.Held)
+	if err != nil {
+		return fmt.Errorf("complete audience of %s: %w", c.ID, err)
+	}
+	return nil
 }
 
 // ReleaseAudience makes a claimed audience due again (after a failed pass).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
 )
 
@@ -326,5 +327,65 @@ func TestCustomerIDsPagesTheUnion(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("limit %d: paged %v, want %v", limit, got, want)
 		}
+	}
+}
+
+// TestAudienceClaimLapses: a scheduled audience's claim holds off other
+// replicas for the lease; a pass whose replica died is claimed again once
+// the lease lapses; a completed pass makes the audience due a period after
+// its claim, and a stale claimant completing late changes nothing.
+func TestAudienceClaimLapses(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, Migrations)
+	t0 := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
+	const lease = 15 * time.Minute
+	for _, c := range []struct {
+		id    string
+		every time.Duration
+	}{{"daily", 24 * time.Hour}, {"often", 5 * time.Minute}} {
+		if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			_, err := InsertCampaign(ctx, tx, "shop", &campaignv1.Campaign{Id: c.id}, campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE, "", c.every, t0)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claim := func(at time.Time) map[string]Claim {
+		t.Helper()
+		cs, err := ClaimAudiences(ctx, pool, at, lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]Claim{}
+		for _, c := range cs {
+			out[c.ID] = c
+		}
+		return out
+	}
+	first := claim(t0)
+	if len(first) != 2 || !first["daily"].Held.Equal(t0.Add(lease)) || !first["often"].Held.Equal(t0.Add(5*time.Minute)) {
+		t.Fatalf("first claims %+v", first)
+	}
+	if got := claim(t0.Add(time.Minute)); len(got) != 0 {
+		t.Fatalf("claimed while held: %+v", got)
+	}
+	// The first claimant died: the daily pass is claimed again when the lease lapses.
+	second := claim(t0.Add(lease + time.Minute))
+	if _, ok := second["daily"]; !ok {
+		t.Fatalf("lapsed claim not taken again: %+v", second)
+	}
+	if err := CompleteAudience(ctx, pool, second["daily"]); err != nil {
+		t.Fatal(err)
+	}
+	// The first claimant was only slow: its late completion changes nothing.
+	if err := CompleteAudience(ctx, pool, first["daily"]); err != nil {
+		t.Fatal(err)
+	}
+	next := t0.Add(lease + time.Minute + 24*time.Hour)
+	if got, ok := claim(next.Add(-time.Second))["daily"]; ok {
+		t.Fatalf("daily claimed before its period: %+v", got)
+	}
+	if _, ok := claim(next)["daily"]; !ok {
+		t.Fatal("daily not due a period after its completed claim")
 	}
 }
