@@ -62,6 +62,17 @@ func WaitForUpTo(t testing.TB, limit time.Duration, what string, cond func() boo
 	}
 }
 
+// Marshal encodes m as protobuf, failing the test if it cannot: the bytes
+// a bus message carries, for decoder tests and fuzz seeds.
+func Marshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // PublishEvents puts events on RETAIN_EVENTS exactly as ingest does:
 // protobuf Event with the tenant and receivedAt filled in, subject
 // retain.events.<tenant>.<type>, Nats-Msg-Id "<tenant>/<event id>", one

@@ -7,17 +7,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
-
-func encodeEvent(tb testing.TB, ev *eventsv1.Event) []byte {
-	tb.Helper()
-	b, err := proto.Marshal(ev)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return b
-}
 
 // FuzzFactsAdd feeds the facts consumer's decoder any subject and bytes: it
 // never panics, an accepted event of a type the campaigns use adds exactly
@@ -41,7 +33,7 @@ func FuzzFactsAdd(f *testing.F) {
 		{"retain.events..order.placed", &eventsv1.Event{}},
 		{"retain.events.shop.order.placed", &eventsv1.Event{Id: "o2", TenantId: "other", OccurredAt: at}},
 	} {
-		f.Add(s.subject, encodeEvent(f, s.ev), true)
+		f.Add(s.subject, testenv.Marshal(f, s.ev), true)
 	}
 	f.Fuzz(func(t *testing.T, subject string, data []byte, fresh bool) {
 		b := factsBatch{byTenant: map[string]*tenantFacts{}}

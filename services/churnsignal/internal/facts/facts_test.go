@@ -6,22 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
 var at = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-func enc(t testing.TB, ev *eventsv1.Event) []byte {
-	t.Helper()
-	b, err := proto.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func ev(id string, p any) *eventsv1.Event {
 	e := &eventsv1.Event{Id: id, TenantId: "shop", OccurredAt: timestamppb.New(at)}
@@ -95,7 +86,7 @@ func TestAdd(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b Batch
-			c, ok, err := b.Add(tt.subject, enc(t, tt.ev))
+			c, ok, err := b.Add(tt.subject, testenv.Marshal(t, tt.ev))
 			if tt.wantErr != "" {
 				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)
@@ -117,7 +108,7 @@ func TestAdd(t *testing.T) {
 		e := ev("o6", &eventsv1.OrderPlaced{CustomerId: "c", OrderId: "o", Total: money})
 		e.OccurredAt = nil
 		var b Batch
-		if _, _, err := b.Add(subject, enc(t, e)); err == nil || !strings.Contains(err.Error(), "occurred_at") {
+		if _, _, err := b.Add(subject, testenv.Marshal(t, e)); err == nil || !strings.Contains(err.Error(), "occurred_at") {
 			t.Fatalf("%v", err)
 		}
 	})
@@ -132,9 +123,9 @@ func TestAdd(t *testing.T) {
 // FuzzAdd: any bytes on any subject either decode into facts or are
 // rejected as invalid; nothing panics and accepted facts are complete.
 func FuzzAdd(f *testing.F) {
-	f.Add("retain.events.shop.order.placed", enc(f, ev("o1", &eventsv1.OrderPlaced{CustomerId: "c", OrderId: "o", Total: &eventsv1.Money{AmountMinor: 1, Currency: "EUR"}})))
-	f.Add("retain.events.shop.survey.answered", enc(f, ev("s1", &eventsv1.SurveyAnswered{CustomerId: "c", Kind: 2, Score: 4})))
-	f.Add("retain.events.shop.customer.updated", enc(f, ev("u1", &eventsv1.CustomerUpdated{CustomerId: "c", Traits: map[string]string{"renewal_date": "2026-01-01"}})))
+	f.Add("retain.events.shop.order.placed", testenv.Marshal(f, ev("o1", &eventsv1.OrderPlaced{CustomerId: "c", OrderId: "o", Total: &eventsv1.Money{AmountMinor: 1, Currency: "EUR"}})))
+	f.Add("retain.events.shop.survey.answered", testenv.Marshal(f, ev("s1", &eventsv1.SurveyAnswered{CustomerId: "c", Kind: 2, Score: 4})))
+	f.Add("retain.events.shop.customer.updated", testenv.Marshal(f, ev("u1", &eventsv1.CustomerUpdated{CustomerId: "c", Traits: map[string]string{"renewal_date": "2026-01-01"}})))
 	f.Add("retain.events..x", []byte{})
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		var b Batch

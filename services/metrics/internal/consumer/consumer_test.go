@@ -4,10 +4,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 	"github.com/retainhq/retain/services/metrics/internal/store"
@@ -32,11 +32,7 @@ func FuzzDecodeInto(f *testing.F) {
 		{"retain.events.other.order.placed", &eventsv1.Event{Id: "o2", TenantId: "shop", OccurredAt: at}},
 		{"retain.events.shop", &eventsv1.Event{}},
 	} {
-		data, err := proto.Marshal(s.ev)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(s.subject, data)
+		f.Add(s.subject, testenv.Marshal(f, s.ev))
 	}
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		byTenant := map[string]*store.Facts{}

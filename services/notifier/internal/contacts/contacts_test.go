@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
@@ -73,16 +74,9 @@ func TestEmptyValuesDoNotOverwrite(t *testing.T) {
 // them gives the same contact in either order and when repeated.
 func FuzzFromEventMerge(f *testing.F) {
 	at := timestamppb.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	enc := func(ev *eventsv1.Event) []byte {
-		b, err := proto.Marshal(ev)
-		if err != nil {
-			f.Fatal(err)
-		}
-		return b
-	}
-	a := enc(&eventsv1.Event{Id: "e1", TenantId: "t", OccurredAt: at, Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
+	a := testenv.Marshal(f, &eventsv1.Event{Id: "e1", TenantId: "t", OccurredAt: at, Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
 		CustomerId: "c", Email: "a@x", Locale: "fa-IR", Consent: &eventsv1.Consent{EmailMarketing: eventsv1.ConsentState_CONSENT_STATE_GRANTED}}}})
-	b := enc(&eventsv1.Event{Id: "e2", TenantId: "t", OccurredAt: at, Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
+	b := testenv.Marshal(f, &eventsv1.Event{Id: "e2", TenantId: "t", OccurredAt: at, Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
 		CustomerId: "c", Email: "b@x", Consent: &eventsv1.Consent{EmailMarketing: eventsv1.ConsentState_CONSENT_STATE_REVOKED}}}})
 	f.Add(a, b)
 	f.Add(a, a)
