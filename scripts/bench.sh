@@ -19,7 +19,7 @@ bench services/churnsignal -bench RescoreAll -benchtime 3x ./internal/app
 # The same at the target size (1M customers, rescore <= 30 s):
 RETAIN_BENCH_CUSTOMERS=1000000 bench services/churnsignal -bench RescoreAll -benchtime 3x ./internal/app
 bench services/churnsignal -bench Consumer -benchtime 1x .
-bench services/campaign -bench 'TriggerEvaluation|TimerFiring|OrderToNotification' -benchtime 1x .
+bench services/campaign -bench 'TriggerEvaluation|TimerFiring|OrderToNotification|PausedBacklog' -benchtime 1x .
 # A scheduled audience (win-back) over 1M customers:
 RETAIN_BENCH_CUSTOMERS=1000000 bench services/campaign -bench AudiencePass -benchtime 1x .
 bench services/notifier -bench 'SMTPSend|PolicyConsumer' -benchtime 20000x .

@@ -241,25 +241,7 @@ func BenchmarkAudiencePass(b *testing.B) {
 		b.StopTimer()
 		e := newBenchEnv(b)
 		ctx := context.Background()
-		now := e.clock.Now()
-		rows := make([][]any, 0, 3*n)
-		for i := range n {
-			c := fmt.Sprintf("c%07d", i)
-			for k := range 3 {
-				days := 10 + 50*k
-				if i%3 == 0 {
-					days += 100 // lapsed: the last order 110 days ago
-				}
-				rows = append(rows, []any{"bench", fmt.Sprintf("%s-o%d", c, k), c, now.Add(-time.Duration(days) * day), int64(4200), "EUR"})
-			}
-		}
-		if _, err := e.pool.CopyFrom(ctx, pgx.Identifier{"campaign_orders"}, []string{"tenant", "order_id", "customer_id", "placed_at", "total_minor", "currency"},
-			pgx.CopyFromRows(rows)); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := e.pool.Exec(ctx, `ANALYZE campaign_orders`); err != nil {
-			b.Fatal(err)
-		}
+		e.seedOrders(b, n)
 		if _, err := e.engine.InstallPlaybook(ctx, "bench", "win-back", "", false); err != nil {
 			b.Fatal(err)
 		}
@@ -291,6 +273,117 @@ func BenchmarkAudiencePass(b *testing.B) {
 		b.ReportMetric(took.Seconds(), "s/pass")
 		b.ReportMetric(float64(enrolled), "enrollments")
 		b.ReportMetric(report.Seconds(), "report-s")
+		b.StartTimer()
+	}
+}
+
+// seedOrders stores three orders for each of n customers, as facts
+// already applied; every third customer lapsed (last order 110 days ago),
+// the others ordered 10 days ago.
+func (e *benchEnv) seedOrders(b *testing.B, n int) {
+	b.Helper()
+	ctx := context.Background()
+	now := e.clock.Now()
+	rows := make([][]any, 0, 3*n)
+	for i := range n {
+		c := fmt.Sprintf("c%07d", i)
+		for k := range 3 {
+			days := 10 + 50*k
+			if i%3 == 0 {
+				days += 100
+			}
+			rows = append(rows, []any{"bench", fmt.Sprintf("%s-o%d", c, k), c, now.Add(-time.Duration(days) * day), int64(4200), "EUR"})
+		}
+	}
+	if _, err := e.pool.CopyFrom(ctx, pgx.Identifier{"campaign_orders"}, []string{"tenant", "order_id", "customer_id", "placed_at", "total_minor", "currency"},
+		pgx.CopyFromRows(rows)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.pool.Exec(ctx, `ANALYZE campaign_orders`); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkPausedBacklog measures what a paused campaign with many
+// running enrollments costs: win-back enrolls the lapsed third of
+// RETAIN_BENCH_CUSTOMERS customers (default 300k) and is paused, and their
+// 90-day timers all come due, while another campaign with every customer
+// running in it (due in a year) stays active. A scheduler tick then has
+// nothing to fire (idle-tick-ms, the mean of 5), next to a tick before any
+// enrollment existed (raw-idle-tick-ms); pause-s and resume-s time holding
+// and releasing the paused campaign's enrollments. One op is the whole
+// sequence.
+//
+//	go test -run '^$' -bench PausedBacklog -benchtime 1x .
+func BenchmarkPausedBacklog(b *testing.B) {
+	n := testenv.BenchInt("RETAIN_BENCH_CUSTOMERS", 300_000)
+	for b.Loop() {
+		b.StopTimer()
+		e := newBenchEnv(b)
+		ctx := context.Background()
+		e.seedOrders(b, n)
+		tick := func() time.Duration {
+			var total time.Duration
+			for range 5 {
+				start := time.Now()
+				fired, err := e.engine.FireDue(ctx)
+				total += time.Since(start)
+				if err != nil || fired != 0 {
+					b.Fatalf("fired %d: %v", fired, err)
+				}
+			}
+			return total / 5
+		}
+		raw := tick()
+		// Another campaign stays active with every customer running in it
+		// (due in a year), as in a shop: with running enrollments of an
+		// active campaign the scheduler reads the timer index.
+		yearly, err := campaignfile.Decode([]byte(`
+id: yearly
+name: Yearly
+trigger: {schedule: {every: 1d}}
+conditions: [{days_since_last_order_at_least: 5}]
+entry: {once_per_customer: {}}
+steps:
+  - {id: wait, wait: {duration: 365d}}
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
+`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.engine.Create(ctx, "bench", yearly, "", false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.engine.InstallPlaybook(ctx, "bench", "win-back", "", false); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.engine.RunAudiences(ctx); err != nil {
+			b.Fatal(err)
+		}
+		setState := func(state campaignv1.CampaignState) time.Duration {
+			start := time.Now()
+			if _, err := e.engine.SetState(ctx, "bench", "win-back", state); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(start)
+		}
+		b.StartTimer()
+		pause := setState(campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED)
+		e.clock.Advance(92 * day)
+		// What autovacuum does within a minute of a change this size: the
+		// pause's old row versions leave the indexes, the statistics see it.
+		b.StopTimer()
+		if _, err := e.pool.Exec(ctx, `VACUUM ANALYZE enrollments`); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		idle := tick()
+		resume := setState(campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE)
+		b.StopTimer()
+		b.ReportMetric(float64(idle.Microseconds())/1000, "idle-tick-ms")
+		b.ReportMetric(float64(raw.Microseconds())/1000, "raw-idle-tick-ms")
+		b.ReportMetric(pause.Seconds(), "pause-s")
+		b.ReportMetric(resume.Seconds(), "resume-s")
 		b.StartTimer()
 	}
 }

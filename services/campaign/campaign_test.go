@@ -623,6 +623,50 @@ func TestPauseResumeArchiveAndPreview(t *testing.T) {
 	}
 }
 
+// TestPauseHoldsRunningEnrollments: pausing a campaign holds its running
+// enrollments at their next step, however long past due, and takes them
+// out of the timer index; resuming runs the step they waited at.
+func TestPauseHoldsRunningEnrollments(t *testing.T) {
+	s := setup(t)
+	const tenant = "shop"
+	ctx := context.Background()
+	tok := s.token(t, tenant)
+	s.create(t, tenant, `
+id: later
+name: Later
+trigger: {event: order.placed}
+entry: {once_per_key: order_id}
+steps:
+  - {id: wait, wait: {duration: 1h}}
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
+`)
+	now := s.clock.Now()
+	s.publish(t, tenant, orderEv("o1", "c-1", now, 1000), orderEv("o2", "c-2", now, 1000))
+	s.caughtUp(t)
+	if _, err := s.client().PauseCampaign(ctx, &campaignv1.PauseCampaignRequest{Id: "later"}, tok); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE held`); n != 2 {
+		t.Fatalf("%d enrollments held after the pause, want 2", n)
+	}
+	s.clock.Advance(3 * time.Hour)
+	if n := s.fire(t); n != 0 || len(s.notifications(t, tenant)) != 0 {
+		t.Fatalf("a paused campaign fired %d timers", n)
+	}
+	if _, err := s.client().ResumeCampaign(ctx, &campaignv1.ResumeCampaignRequest{Id: "later"}, tok); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.fire(t); n != 2 {
+		t.Fatalf("resumed campaign fired %d timers, want 2", n)
+	}
+	if got := len(s.notifications(t, tenant)); got != 2 {
+		t.Fatalf("%d notifications after resume, want 2", got)
+	}
+	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE held OR status = 'ACTIVE'`); n != 0 {
+		t.Fatalf("%d enrollments still held or running", n)
+	}
+}
+
 // TestBranchWakesOnGoal: a branch decides as soon as the goal is reached,
 // not at its timeout; without the goal it decides at the timeout; a
 // redelivered goal changes nothing. A goal that ends an enrollment shows

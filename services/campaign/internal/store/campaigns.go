@@ -139,12 +139,25 @@ func SetState(ctx context.Context, tx pgx.Tx, tenant, id string, state campaignv
 	if _, err := tx.Exec(ctx, `UPDATE campaigns SET state = $3, updated_at = $4 WHERE tenant = $1 AND id = $2`, tenant, id, int16(state), now); err != nil {
 		return r, fmt.Errorf("set state of campaign %s: %w", id, err)
 	}
+	// A paused campaign's running enrollments are held at their next step,
+	// out of the timer index (their timers wait); resuming releases them.
+	switch state {
+	case campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED:
+		if _, err := tx.Exec(ctx, `UPDATE enrollments SET held = true WHERE tenant = $1 AND campaign_id = $2 AND status = 'ACTIVE' AND NOT held`,
+			tenant, id); err != nil {
+			return r, fmt.Errorf("hold enrollments of campaign %s: %w", id, err)
+		}
+	case campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE:
+		if _, err := tx.Exec(ctx, `UPDATE enrollments SET held = false WHERE tenant = $1 AND campaign_id = $2 AND held`, tenant, id); err != nil {
+			return r, fmt.Errorf("release enrollments of campaign %s: %w", id, err)
+		}
+	}
 	if state == campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED {
 		// A goal that ended an enrollment but was not settled yet keeps
 		// it converted.
 		if _, err := tx.Exec(ctx, `
 			UPDATE enrollments u SET status = CASE WHEN s.settled = 'CONVERTED' THEN 'CONVERTED' ELSE 'EXITED' END,
-				due_at = NULL, armed = false
+				due_at = NULL, armed = false, held = false
 			FROM (SELECT e.customer_id, e.entry_key, `+settledStatus+` AS settled
 				FROM enrollments e `+conversion+`
 				WHERE e.tenant = $1 AND e.campaign_id = $2 AND e.status = 'ACTIVE') s

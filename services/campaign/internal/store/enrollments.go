@@ -276,7 +276,7 @@ func LockDue(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Enroll
 		FROM enrollments e
 		JOIN campaigns c ON c.tenant = e.tenant AND c.id = e.campaign_id AND c.state = 1
 		`+conversion+`
-		WHERE e.status = 'ACTIVE' AND e.due_at <= $1
+		WHERE e.status = 'ACTIVE' AND NOT e.held AND e.due_at <= $1
 		ORDER BY e.due_at
 		LIMIT $2
 		FOR UPDATE OF e SKIP LOCKED`, now, limit)
