@@ -258,8 +258,9 @@ func ClaimAudiences(ctx context.Context, q Querier, now time.Time, lease time.Du
 }
 
 // CompleteAudience records a claimed pass as done: the audience is next
-// due a period after the claim, unless the campaign was edited, paused or
-// resumed meanwhile (its next time then stands).
+// due a period after the claim, unless an edit of the schedule moved its
+// next time meanwhile (that time then stands), or the claim had lapsed and
+// another replica claimed it again.
 func CompleteAudience(ctx context.Context, q Querier, c Claim) error {
 	_, err := q.Exec(ctx, `
 		UPDATE campaigns SET next_audience_at = $3::timestamptz + schedule_every
