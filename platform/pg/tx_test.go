@@ -94,6 +94,42 @@ func TestInTx(t *testing.T) {
 
 // TestConnectPoolSize: the pool opens as many connections as the service
 // holds transactions at once, unless the URL says how many.
+// TestInSnapshot: every statement in the snapshot sees the state of its
+// start, whatever commits meanwhile, and it cannot write.
+func TestInSnapshot(t *testing.T) {
+	ctx := context.Background()
+	pool := connect(t, testenv.Postgres(t))
+	if _, err := pool.Exec(ctx, "CREATE TABLE tally (n int); INSERT INTO tally VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	err := pg.InSnapshot(ctx, pool, func(tx pgx.Tx) error {
+		var before, after int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM tally").Scan(&before); err != nil {
+			return err
+		}
+		if _, err := pool.Exec(ctx, "INSERT INTO tally VALUES (2)"); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM tally").Scan(&after); err != nil {
+			return err
+		}
+		if before != 1 || after != 1 {
+			t.Errorf("counted %d then %d inside one snapshot, want 1 and 1", before, after)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pg.InSnapshot(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO tally VALUES (3)")
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("a write in a snapshot: %v, want a read-only error", err)
+	}
+}
+
 func TestConnectPoolSize(t *testing.T) {
 	url := testenv.Postgres(t)
 	for _, tc := range []struct {

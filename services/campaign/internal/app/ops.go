@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/retainhq/retain/platform/pg"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
 	"github.com/retainhq/retain/services/campaign/internal/store"
@@ -240,8 +241,12 @@ func (e *Engine) Report(ctx context.Context, tenant, id string) (*campaignv1.Rep
 	if err != nil {
 		return nil, err
 	}
-	n, err := store.ReportCounts(ctx, e.pool, tenant, id)
-	if err != nil {
+	// One snapshot, so that the figures add up while events are applied.
+	var n store.Counts
+	if err := pg.InSnapshot(ctx, e.pool, func(tx pgx.Tx) error {
+		n, err = store.ReportCounts(ctx, tx, tenant, id)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if n.Requested, err = e.requested(ctx, tenant, id, n.StepsDone); err != nil {

@@ -136,15 +136,26 @@ func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, out []Entrant) ([]
 	return out, rows.Err()
 }
 
-// conversion joins each enrollment e to the moment it reached its goal
-// (conv.at, NULL: not yet). An order.placed goal is read from the orders
-// (the customer's first order after the anchor within the attribution
-// window, so the order facts arrive in); any other goal was recorded in
-// converted_at when it arrived (MarkGoals).
-const conversion = `CROSS JOIN LATERAL (SELECT CASE WHEN e.goal_event = 'order.placed' THEN (
+// conversionAt is the moment enrollment e reached its goal (NULL: not
+// yet). An order.placed goal is read from the orders (the customer's first
+// order after the anchor within the attribution window, so the order facts
+// arrive in); any other goal was recorded in converted_at when it arrived
+// (MarkGoals).
+const conversionAt = `CASE WHEN e.goal_event = 'order.placed' THEN (
 		SELECT min(o.placed_at) FROM campaign_orders o
 		WHERE o.tenant = e.tenant AND o.customer_id = e.customer_id AND o.placed_at > e.anchor_at AND o.placed_at <= e.attribution_until)
-	ELSE e.converted_at END AS at) conv`
+	ELSE e.converted_at END`
+
+// conversion joins each enrollment e to conv.at, its conversionAt. The
+// planner inlines it where conv.at is used, so a read that returns few of
+// many candidate rows (LockDue: a LIMIT over the due index) evaluates it
+// only for those.
+const conversion = `CROSS JOIN LATERAL (SELECT ` + conversionAt + ` AS at) conv`
+
+// conversionOnce is conversion evaluated once per enrollment however many
+// times conv.at is used: for reads over all of a campaign's enrollments
+// (the report, where inlined it ran three times per enrollment).
+const conversionOnce = `CROSS JOIN LATERAL (SELECT ` + conversionAt + ` AS at OFFSET 0) conv`
 
 // settledStatus is an enrollment's status as reads show it (with
 // conversion joined). A goal that ends an enrollment is not written into

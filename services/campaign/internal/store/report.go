@@ -33,7 +33,7 @@ func ReportCounts(ctx context.Context, q Querier, tenant, campaign string) (Coun
 		SELECT count(*) FILTER (WHERE NOT e.holdout), count(*) FILTER (WHERE e.holdout),
 			count(*) FILTER (WHERE `+settledStatus+` = 'ACTIVE'),
 			count(*) FILTER (WHERE NOT e.holdout AND conv.at IS NOT NULL), count(*) FILTER (WHERE e.holdout AND conv.at IS NOT NULL)
-		FROM enrollments e `+conversion+`
+		FROM enrollments e `+conversionOnce+`
 		WHERE e.tenant = $1 AND e.campaign_id = $2`, tenant, campaign).Scan(&c.Treated, &c.Holdout, &c.Active, &c.ConvTreated, &c.ConvHoldout)
 	if err != nil {
 		return c, fmt.Errorf("report %s: enrollments: %w", campaign, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 )
 
@@ -22,26 +23,13 @@ import (
 // (retention.NetOrder.NetMinor).
 const netMinor = `greatest(o.total_minor - o.refunded_minor, 0)`
 
-// snapshot runs fn in a read-only repeatable-read transaction, so that a
-// query sees one state of the facts and aggregates (never half a batch) and
-// the cached bitmaps are validated against that state.
-func (s *Store) snapshot(ctx context.Context, fn func(pgx.Tx) error) error {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return fmt.Errorf("begin snapshot: %w", err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
-}
-
 // withDays runs fn with the tenant's day cache validated against one
 // snapshot. Queries of one tenant take turns on its cache; when fn is done
 // the cache is brought back within its budget.
 func (s *Store) withDays(ctx context.Context, tenant string, fn func(*dayView) error) error {
-	return s.snapshot(ctx, func(tx pgx.Tx) error {
+	// One snapshot: a query sees one state of the facts and aggregates
+	// (never half a batch) and the cached bitmaps are validated against it.
+	return pg.InSnapshot(ctx, s.pool, func(tx pgx.Tx) error {
 		td := s.days.acquire(tenant)
 		td.mu.Lock()
 		defer s.days.release(td)
