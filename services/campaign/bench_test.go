@@ -186,15 +186,7 @@ func BenchmarkTimerFiring(b *testing.B) {
 		b.StopTimer()
 		e := newBenchEnv(b)
 		ctx := context.Background()
-		c, err := campaignfile.Decode([]byte(`
-id: later
-name: Later
-trigger: {event: order.placed}
-entry: {once_per_key: order_id}
-steps:
-  - {id: wait, wait: {duration: 1h}}
-  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
-`))
+		c, err := campaignfile.Decode([]byte(waitThenSend))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -358,15 +358,7 @@ func TestTimersFireOnceWithTwoReplicas(t *testing.T) {
 	s := setup(t, func(c *campaign.Config) { c.TimerBatch = 25 })
 	s.start(t)
 	const tenant = "shop"
-	s.create(t, tenant, `
-id: later
-name: Later
-trigger: {event: order.placed}
-entry: {once_per_key: order_id}
-steps:
-  - {id: wait, wait: {duration: 1h}}
-  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
-`)
+	s.create(t, tenant, waitThenSend)
 	now := s.clock.Now()
 	var evs []*eventsv1.Event
 	for c := range 400 {
@@ -631,15 +623,7 @@ func TestPauseHoldsRunningEnrollments(t *testing.T) {
 	const tenant = "shop"
 	ctx := context.Background()
 	tok := s.token(t, tenant)
-	s.create(t, tenant, `
-id: later
-name: Later
-trigger: {event: order.placed}
-entry: {once_per_key: order_id}
-steps:
-  - {id: wait, wait: {duration: 1h}}
-  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
-`)
+	s.create(t, tenant, waitThenSend)
 	now := s.clock.Now()
 	s.publish(t, tenant, orderEv("o1", "c-1", now, 1000), orderEv("o2", "c-2", now, 1000))
 	s.caughtUp(t)

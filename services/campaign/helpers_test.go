@@ -26,6 +26,18 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 const day = 24 * time.Hour
 
+// waitThenSend is a campaign whose every order waits an hour, then sends:
+// one timer per order.
+const waitThenSend = `
+id: later
+name: Later
+trigger: {event: order.placed}
+entry: {once_per_key: order_id}
+steps:
+  - {id: wait, wait: {duration: 1h}}
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: thank_you_feedback}}
+`
+
 // stack is a campaign service on real NATS and Postgres.
 type stack struct {
 	nats   *testenv.NATSServer
