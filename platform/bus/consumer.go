@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -65,6 +66,13 @@ type ConsumerConfig struct {
 	Durable string
 	// FilterSubjects restricts the subjects consumed (empty: all).
 	FilterSubjects []string
+	// EventTypes, if set, are the only event types (Retain-Event-Type) the
+	// handler is given; messages of other types are acknowledged without a
+	// transaction. For a consumer of several types of one stream this beats
+	// a filter subject per type: nats-server serves a consumer with several
+	// filters an order of magnitude slower once the stream holds many
+	// subjects (many tenants: 5k instead of 74k messages/s with 500).
+	EventTypes []string
 	// BatchSize is the most messages handled in one transaction.
 	BatchSize int
 	// MaxWait is how long an idle worker's pull request lives before it is
@@ -427,6 +435,12 @@ type batchResult struct {
 
 func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	start := time.Now()
+	if msgs = c.skipOtherTypes(ctx, msgs); len(msgs) == 0 {
+		if t, ok := ctx.Value(ticketKey{}).(*ticket); ok {
+			c.seq.leave(t)
+		}
+		return
+	}
 	ds := make([]*Delivery, len(msgs))
 	links := make([]trace.Link, 0, len(msgs))
 	for i, m := range msgs {
@@ -465,6 +479,30 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	c.bus.inst.batchDuration.Record(ctx, time.Since(start).Seconds(),
 		metric.WithAttributes(c.attrConsumer, attribute.String("result", result)))
+}
+
+// skipOtherTypes acknowledges the messages whose event type is not one of
+// EventTypes and returns the others. Skipping has no effect to lose, so
+// neither the inbox nor a transaction is involved; a message without a
+// type header goes to the handler, which decides.
+func (c *Consumer) skipOtherTypes(ctx context.Context, msgs []jetstream.Msg) []jetstream.Msg {
+	if len(c.cfg.EventTypes) == 0 {
+		return msgs
+	}
+	keep := msgs[:0:0]
+	for _, m := range msgs {
+		typ := m.Headers().Get(HeaderEventType)
+		if typ == "" || slices.Contains(c.cfg.EventTypes, typ) {
+			keep = append(keep, m)
+			continue
+		}
+		if err := m.Ack(); err != nil {
+			// Redelivered later and skipped again.
+			c.log.Warn("ack of a skipped message failed", "subject", m.Subject(), "error", err)
+		}
+	}
+	c.count(ctx, "skipped", len(msgs)-len(keep))
+	return keep
 }
 
 // runTx is the one transaction per batch: inbox, handler, dead letters.

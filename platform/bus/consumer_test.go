@@ -135,6 +135,37 @@ func TestConsumerAppliesEveryMessageOnce(t *testing.T) {
 	}
 }
 
+// TestConsumerSkipsOtherEventTypes: with EventTypes the handler gets only
+// those types, whatever the tenant; the others are acknowledged without
+// entering the inbox, and the consumer is caught up.
+func TestConsumerSkipsOtherEventTypes(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	var msgs []bus.Message
+	for i := range 300 {
+		typ := []string{"order.placed", "ticket.opened", "survey.answered"}[i%3]
+		msgs = append(msgs, bus.Message{Subject: bus.EventSubject(fmt.Sprintf("shop%d", i%7), typ), ID: fmt.Sprintf("m-%d", i), Type: typ,
+			Data: []byte(typ)})
+	}
+	if _, err := b.PublishDurable(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{BatchSize: 50, Concurrency: 2, EventTypes: []string{"order.placed", "survey.answered"}}, applyAll)
+	run(t, c)
+	if err := c.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var applied, tickets, inbox int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE subject LIKE '%ticket.opened'),
+		(SELECT count(*) FROM bus_inbox) FROM applied`).Scan(&applied, &tickets, &inbox); err != nil {
+		t.Fatal(err)
+	}
+	if applied != 200 || tickets != 0 || inbox != 200 {
+		t.Fatalf("applied %d (%d tickets), inbox %d; want 200 applied, no tickets, 200 in the inbox", applied, tickets, inbox)
+	}
+}
+
 // TestConsumerRedeliveryIsHarmless covers the two honest ways the same msg
 // id reaches a consumer again.
 func TestConsumerRedeliveryIsHarmless(t *testing.T) {

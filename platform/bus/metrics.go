@@ -47,7 +47,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
 	errs = append(errs, err)
 	in.consumed, err = m.Int64Counter("retain.bus.consumer.messages",
-		metric.WithDescription("Messages processed by consumers, by outcome (handled, duplicate, rejected, dead_lettered, retried)."),
+		metric.WithDescription("Messages processed by consumers, by outcome (handled, duplicate, rejected, dead_lettered, retried, skipped: not one of the consumer's event types)."),
 		metric.WithUnit("{message}"))
 	errs = append(errs, err)
 	in.batchDuration, err = m.Float64Histogram("retain.bus.consumer.batch.duration",

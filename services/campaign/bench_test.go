@@ -65,12 +65,8 @@ func (e *benchEnv) publish(b *testing.B, evs []*eventsv1.Event) {
 // events on RETAIN_EVENTS and returns how long it took.
 func (e *benchEnv) drain(b *testing.B, durable string, h bus.Handler, n, workers int) time.Duration {
 	b.Helper()
-	filters := make([]string, len(app.FactTypes))
-	for i, t := range app.FactTypes {
-		filters[i] = bus.EventTypeFilter(t)
-	}
 	return testenv.ConsumerTime(b, e.pub, e.pool, bus.ConsumerConfig{
-		Stream: bus.EventsStream, Durable: durable, FilterSubjects: filters, BatchSize: 500, Concurrency: workers,
+		Stream: bus.EventsStream, Durable: durable, EventTypes: app.FactTypes, BatchSize: 500, Concurrency: workers,
 	}, h, n)
 }
 
@@ -111,25 +107,42 @@ func benchEvents(n, customers int, now time.Time, week int) []*eventsv1.Event {
 // between runs); noop-runner-msgs/s is the runner with a handler that
 // writes nothing. One op is the whole backlog.
 // RETAIN_BENCH_PLAYBOOKS picks other playbooks (e.g. "thank-you", or
-// "none" for the facts alone).
+// "none" for the facts alone); RETAIN_BENCH_TENANTS spreads the events
+// over that many shops, interleaved, each with the playbooks installed.
 //
 //	go test -run '^$' -bench TriggerEvaluation -benchtime 1x .
 func BenchmarkTriggerEvaluation(b *testing.B) {
 	n := testenv.BenchInt("RETAIN_BENCH_EVENTS", 30_000)
 	workers := testenv.BenchInt("RETAIN_BENCH_WORKERS", campaign.DefaultConfig().Workers)
+	tenants := make([]string, testenv.BenchInt("RETAIN_BENCH_TENANTS", 1))
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("shop%03d", i)
+	}
+	// Several shops' events interleave on the stream, one publish each.
+	publish := func(e *benchEnv, evs []*eventsv1.Event) {
+		if len(tenants) == 1 {
+			testenv.PublishEvents(b, e.pub, tenants[0], e.clock.Now(), evs...)
+			return
+		}
+		for i, ev := range evs {
+			testenv.PublishEvents(b, e.pub, tenants[i%len(tenants)], e.clock.Now(), ev)
+		}
+	}
 	for b.Loop() {
 		b.StopTimer()
 		e := newBenchEnv(b)
 		ctx := context.Background()
-		for _, name := range benchPlaybooks() {
-			if _, err := e.engine.InstallPlaybook(ctx, "bench", name, "", false); err != nil {
-				b.Fatal(err)
+		for _, t := range tenants {
+			for _, name := range benchPlaybooks() {
+				if _, err := e.engine.InstallPlaybook(ctx, t, name, "", false); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
-		e.publish(b, benchEvents(n, 10_000, e.clock.Now(), 1))
+		publish(e, benchEvents(n, 10_000, e.clock.Now(), 1))
 		e.drain(b, "bench-campaign", e.engine.HandleFacts, n, workers)
 		e.clock.Advance(7 * day)
-		e.publish(b, benchEvents(n, 10_000, e.clock.Now(), 2))
+		publish(e, benchEvents(n, 10_000, e.clock.Now(), 2))
 		counts := func() (enrolled, requested int) {
 			if err := e.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM enrollments), (SELECT count(*) FROM bus_outbox)`).Scan(&enrolled, &requested); err != nil {
 				b.Fatal(err)
@@ -154,6 +167,7 @@ func BenchmarkTriggerEvaluation(b *testing.B) {
 		b.ReportMetric(100*rate/rawRate, "%-of-raw")
 		b.ReportMetric(float64(n)/noop.Seconds(), "noop-runner-msgs/s")
 		b.ReportMetric(float64(workers), "workers")
+		b.ReportMetric(float64(len(tenants)), "tenants")
 		b.ReportMetric(float64(enrolled), "enrollments")
 		b.ReportMetric(float64(requested), "requests")
 		b.StartTimer()

@@ -142,17 +142,13 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		MaxTriggerAge: cfg.MaxTriggerAge, TimerInterval: cfg.TimerInterval, TimerBatch: cfg.TimerBatch,
 		AudienceInterval: cfg.AudienceInterval, Now: cfg.Now,
 	}, log)
-	filters := make([]string, len(app.FactTypes))
-	for i, t := range app.FactTypes {
-		filters[i] = bus.EventTypeFilter(t)
-	}
 	// Inbox ids are kept as long as the streams keep messages, so a replay
 	// within that time is recognised; beyond it the enrollments' unique
 	// keys still make a repeat harmless.
 	retention := max(cfg.Streams.MaxAge, bus.DefaultMaxAge)
 	s := &Service{deps: deps, engine: engine, grpc: api.NewGRPC(engine)}
 	if s.facts, err = bus.NewConsumer(b, pool, bus.ConsumerConfig{
-		Stream: bus.EventsStream, Durable: FactsConsumer, FilterSubjects: filters,
+		Stream: bus.EventsStream, Durable: FactsConsumer, EventTypes: app.FactTypes,
 		BatchSize: cfg.BatchSize, Concurrency: cfg.Workers, InboxRetention: retention,
 	}, engine.HandleFacts, log); err != nil {
 		return nil, err

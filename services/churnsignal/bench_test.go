@@ -66,10 +66,6 @@ func BenchmarkConsumer(b *testing.B) {
 		if _, err := pub.PublishDurable(ctx, msgs); err != nil {
 			b.Fatal(err)
 		}
-		filters := make([]string, len(facts.EventTypes))
-		for i, t := range facts.EventTypes {
-			filters[i] = bus.EventTypeFilter(t)
-		}
 		drained := func(durable string) bool {
 			c, err := pub.JS.Consumer(ctx, bus.EventsStream, durable)
 			if err != nil {
@@ -87,7 +83,7 @@ func BenchmarkConsumer(b *testing.B) {
 		if err := pg.Migrate(ctx, pool, bus.Migrations); err != nil {
 			b.Fatal(err)
 		}
-		took := testenv.ConsumerTime(b, pub, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "bench-raw", FilterSubjects: filters, BatchSize: 500},
+		took := testenv.ConsumerTime(b, pub, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "bench-raw", EventTypes: facts.EventTypes, BatchSize: 500},
 			func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil }, n)
 		rawRate := float64(n) / took.Seconds()
 		pool.Close()

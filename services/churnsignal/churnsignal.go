@@ -139,15 +139,11 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err != nil {
 		return nil, err
 	}
-	filters := make([]string, len(facts.EventTypes))
-	for i, t := range facts.EventTypes {
-		filters[i] = bus.EventTypeFilter(t)
-	}
 	consumer, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
-		Stream:         bus.EventsStream,
-		Durable:        ConsumerName,
-		FilterSubjects: filters,
-		BatchSize:      cfg.BatchSize,
+		Stream:     bus.EventsStream,
+		Durable:    ConsumerName,
+		EventTypes: facts.EventTypes,
+		BatchSize:  cfg.BatchSize,
 		// Redeliveries and replays within the stream's life are recognised;
 		// beyond it the projection's natural keys make a repeat harmless.
 		InboxRetention: cfg.Streams.MaxAge,

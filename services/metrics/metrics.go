@@ -105,11 +105,11 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		return nil, err
 	}
 	facts, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
-		Stream:         bus.EventsStream,
-		Durable:        consumer.Durable,
-		FilterSubjects: consumer.FilterSubjects(),
-		BatchSize:      cfg.BatchSize,
-		Concurrency:    cfg.Consumers,
+		Stream:      bus.EventsStream,
+		Durable:     consumer.Durable,
+		EventTypes:  consumer.Types(),
+		BatchSize:   cfg.BatchSize,
+		Concurrency: cfg.Consumers,
 		// Ids must be remembered as long as the stream can redeliver or
 		// replay them.
 		InboxRetention: max(cfg.Streams.MaxAge, bus.DefaultMaxAge),

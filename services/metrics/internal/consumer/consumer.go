@@ -34,15 +34,6 @@ const (
 // Types lists the consumed event types.
 func Types() []string { return []string{TypeOrderPlaced, TypeOrderRefunded, TypeSurveyAnswered} }
 
-// FilterSubjects are the consumer's subject filters, across tenants.
-func FilterSubjects() []string {
-	var fs []string
-	for _, t := range Types() {
-		fs = append(fs, bus.EventTypeFilter(t))
-	}
-	return fs
-}
-
 // TenantSubjects are the subjects of one tenant's consumed facts.
 func TenantSubjects(tenantID string) []string {
 	var fs []string
