@@ -95,25 +95,13 @@ type factsBatch struct {
 	order    []string // the tenants, in the order their first event came
 }
 
-// add decodes one RETAIN_EVENTS message into its tenant's facts, and its
-// trigger if fresh says its time is recent enough; an error is the reason
-// to reject the message.
+// add decodes one RETAIN_EVENTS message (bus.DecodeEvent) into its
+// tenant's facts, and its trigger if fresh says its time is recent enough;
+// an error is the reason to reject the message.
 func (b *factsBatch) add(subject, msgID string, data []byte, fresh func(time.Time) bool) error {
-	t, typ, err := splitSubject(bus.EventsSubjectPrefix, subject)
+	t, typ, ev, err := bus.DecodeEvent(subject, data)
 	if err != nil {
 		return err
-	}
-	ev := &eventsv1.Event{}
-	if err := proto.Unmarshal(data, ev); err != nil {
-		return fmt.Errorf("cannot decode retain.events.v1.Event: %w", err)
-	}
-	if id := ev.GetTenantId(); id != "" && id != t {
-		return fmt.Errorf("tenant_id %q: disagrees with the subject's tenant %q", id, t)
-	}
-	if ev.GetOccurredAt() != nil {
-		if err := ev.GetOccurredAt().CheckValid(); err != nil {
-			return fmt.Errorf("occurred_at: %w", err)
-		}
 	}
 	f := b.byTenant[t]
 	if f == nil {
@@ -126,9 +114,6 @@ func (b *factsBatch) add(subject, msgID string, data []byte, fresh func(time.Tim
 
 // add records one event's facts; triggers only when fresh enough.
 func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) error {
-	if ev.GetOccurredAt() == nil {
-		return fmt.Errorf("%s %s: occurred_at is required", typ, ev.GetId())
-	}
 	at := ev.GetOccurredAt().AsTime().UTC()
 	id := ev.GetId()
 	if id == "" {

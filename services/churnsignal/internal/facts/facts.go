@@ -8,12 +8,11 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/retainhq/retain/platform/bus"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
-// EventTypes are the facts the projection needs, as consumer filters.
+// EventTypes are the facts the projection needs (the consumer's EventTypes).
 var EventTypes = []string{"order.placed", "ticket.opened", "ticket.resolved", "survey.answered", "customer.updated"}
 
 // RenewalTrait is the customer trait holding the next renewal date.
@@ -77,40 +76,17 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
-// TenantOfSubject returns the tenant token of retain.events.<tenant>.<type>.
-func TenantOfSubject(subject string) (string, bool) {
-	rest, ok := strings.CutPrefix(subject, "retain.events.")
-	if !ok {
-		return "", false
-	}
-	tenant, _, ok := strings.Cut(rest, ".")
-	return tenant, ok && tenant != ""
-}
-
 // Add decodes one event published on subject and adds its fact to b. It
 // returns the customer it concerns; ok is false for events of types the
 // projection does not use (they are acknowledged and ignored). An error
 // wraps ErrInvalid.
 func (b *Batch) Add(subject string, data []byte) (c Customer, ok bool, err error) {
-	tenant, tok := TenantOfSubject(subject)
-	if !tok {
-		return c, false, invalid("subject %q is not retain.events.<tenant>.<type>", subject)
-	}
-	var ev eventsv1.Event
-	if err := proto.Unmarshal(data, &ev); err != nil {
-		return c, false, invalid("cannot decode retain.events.v1.Event: %v", err)
-	}
-	if ev.GetTenantId() != "" && ev.GetTenantId() != tenant {
-		return c, false, invalid("tenant_id %q differs from the subject's tenant %q", ev.GetTenantId(), tenant)
+	tenant, _, ev, err := bus.DecodeEvent(subject, data)
+	if err != nil {
+		return c, false, invalid("%v", err)
 	}
 	if ev.GetId() == "" {
 		return c, false, invalid("id: is required")
-	}
-	if ev.GetOccurredAt() == nil {
-		return c, false, invalid("occurred_at: is required")
-	}
-	if err := ev.GetOccurredAt().CheckValid(); err != nil {
-		return c, false, invalid("occurred_at: %v", err)
 	}
 	at := ev.GetOccurredAt().AsTime()
 	need := func(field, v string) error {

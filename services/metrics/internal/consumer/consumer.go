@@ -8,13 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/tenant"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 	"github.com/retainhq/retain/services/metrics/internal/store"
@@ -91,19 +88,9 @@ func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery)
 // decodeInto adds the fact of d to its tenant's facts. An error is
 // permanent: the message can never apply.
 func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) error {
-	ev := &eventsv1.Event{}
-	if err := proto.Unmarshal(d.Data, ev); err != nil {
-		return fmt.Errorf("cannot decode retain.events.v1.Event: %v", err)
-	}
-	tenantID, err := tenantOf(d.Subject, ev)
+	tenantID, _, ev, err := bus.DecodeEvent(d.Subject, d.Data)
 	if err != nil {
 		return err
-	}
-	if ev.GetOccurredAt() == nil {
-		return errors.New("occurred_at: is required")
-	}
-	if err := ev.GetOccurredAt().CheckValid(); err != nil {
-		return fmt.Errorf("occurred_at: %v", err)
 	}
 	at := ev.GetOccurredAt().AsTime().UTC()
 	facts := byTenant[tenantID]
@@ -172,18 +159,4 @@ func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) error {
 		// them out; a replay or a foreign publisher may not): nothing to do.
 	}
 	return nil
-}
-
-// tenantOf is the event's tenant: the one in the subject, which the event's
-// tenant_id (set by ingest) must agree with.
-func tenantOf(subject string, ev *eventsv1.Event) (string, error) {
-	rest, ok := strings.CutPrefix(subject, bus.EventsSubjectPrefix+".")
-	fromSubject, _, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || !tenant.Valid(fromSubject) {
-		return "", fmt.Errorf("subject %q: not retain.events.<tenant>.<type>", subject)
-	}
-	if id := ev.GetTenantId(); id != "" && id != fromSubject {
-		return "", fmt.Errorf("tenant_id %q: disagrees with the subject's tenant %q", id, fromSubject)
-	}
-	return fromSubject, nil
 }

@@ -1,0 +1,39 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/retainhq/retain/platform/tenant"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+)
+
+// DecodeEvent decodes a RETAIN_EVENTS message published on subject
+// (retain.events.<tenant>.<type>), as every consumer of facts must: the
+// tenant is the subject's, which the event's tenant_id (set by ingest) must
+// agree with, and occurred_at must be set and valid. An error names what is
+// wrong and is permanent: the message can never apply.
+func DecodeEvent(subject string, data []byte) (tenantID, eventType string, ev *eventsv1.Event, err error) {
+	rest, ok := strings.CutPrefix(subject, EventsSubjectPrefix+".")
+	tenantID, eventType, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || !tenant.Valid(tenantID) || eventType == "" {
+		return "", "", nil, fmt.Errorf("subject %q is not %s.<tenant>.<type>", subject, EventsSubjectPrefix)
+	}
+	ev = &eventsv1.Event{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return "", "", nil, fmt.Errorf("cannot decode retain.events.v1.Event: %w", err)
+	}
+	if id := ev.GetTenantId(); id != "" && id != tenantID {
+		return "", "", nil, fmt.Errorf("tenant_id %q differs from the subject's tenant %q", id, tenantID)
+	}
+	if ev.GetOccurredAt() == nil {
+		return "", "", nil, errors.New("occurred_at: is required")
+	}
+	if err := ev.GetOccurredAt().CheckValid(); err != nil {
+		return "", "", nil, fmt.Errorf("occurred_at: %w", err)
+	}
+	return tenantID, eventType, ev, nil
+}
