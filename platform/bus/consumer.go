@@ -367,19 +367,20 @@ func (c *Consumer) work(ctx context.Context, cons jetstream.Consumer, worker int
 	}
 }
 
-// fetchInTurn fetches the worker's next batch. With several workers it
+// fetchInTurn fetches the worker's next batch, less the messages of other
+// types than EventTypes (acknowledged at once). With several workers it
 // takes the fetch lock and registers the batch with the sequencer under it,
 // so batches are registered in the order the server handed them out; the
 // ticket ends when processBatch's transaction does.
 func (c *Consumer) fetchInTurn(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, *ticket, error) {
 	if c.cfg.Concurrency == 1 {
 		msgs, err := c.fetch(ctx, cons)
-		return msgs, nil, err
+		return c.skipOtherTypes(ctx, msgs), nil, err
 	}
 	c.fetchMu.Lock()
 	defer c.fetchMu.Unlock()
 	msgs, err := c.fetch(ctx, cons)
-	if len(msgs) == 0 {
+	if msgs = c.skipOtherTypes(ctx, msgs); len(msgs) == 0 {
 		return msgs, nil, err
 	}
 	return msgs, c.seq.enter(), err
@@ -435,12 +436,6 @@ type batchResult struct {
 
 func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	start := time.Now()
-	if msgs = c.skipOtherTypes(ctx, msgs); len(msgs) == 0 {
-		if t, ok := ctx.Value(ticketKey{}).(*ticket); ok {
-			c.seq.leave(t)
-		}
-		return
-	}
 	ds := make([]*Delivery, len(msgs))
 	links := make([]trace.Link, 0, len(msgs))
 	for i, m := range msgs {
