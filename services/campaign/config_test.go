@@ -1,11 +1,10 @@
 package campaign_test
 
 import (
-	"flag"
 	"strings"
 	"testing"
 
-	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/campaign"
 )
 
@@ -16,11 +15,7 @@ func TestWorkersSetting(t *testing.T) {
 	parse := func(t *testing.T, env map[string]string, args ...string) campaign.Config {
 		t.Helper()
 		cfg := campaign.DefaultConfig()
-		fs := flag.NewFlagSet("campaign", flag.ContinueOnError)
-		cfg.RegisterFlags(fs)
-		if err := config.Parse(fs, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
-			t.Fatal(err)
-		}
+		testenv.ParseSettings(t, cfg.RegisterFlags, env, args...)
 		return cfg
 	}
 	if got := parse(t, nil).Workers; got != 4 {

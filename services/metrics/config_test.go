@@ -1,11 +1,10 @@
 package metrics_test
 
 import (
-	"flag"
 	"strings"
 	"testing"
 
-	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/metrics"
 	"github.com/retainhq/retain/services/metrics/internal/store"
 )
@@ -17,11 +16,7 @@ func TestCacheBytesSetting(t *testing.T) {
 	parse := func(t *testing.T, env map[string]string, args ...string) metrics.Config {
 		t.Helper()
 		cfg := metrics.DefaultConfig()
-		fs := flag.NewFlagSet("metrics", flag.ContinueOnError)
-		cfg.RegisterFlags(fs)
-		if err := config.Parse(fs, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
-			t.Fatal(err)
-		}
+		testenv.ParseSettings(t, cfg.RegisterFlags, env, args...)
 		return cfg
 	}
 	if got := parse(t, nil).CacheBytes; got != store.DefaultCacheBytes {
