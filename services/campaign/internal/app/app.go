@@ -156,10 +156,10 @@ type planned struct {
 	plan *domain.Plan
 }
 
-// activePlans returns the tenant's active campaigns that pass keep,
+// activePlans returns the active campaigns of tenants that pass keep,
 // highest priority first.
-func (e *Engine) activePlans(ctx context.Context, q store.Querier, tenant string, keep func(*domain.Plan) bool) ([]planned, error) {
-	refs, err := store.ActiveRefs(ctx, q, []string{tenant})
+func (e *Engine) activePlans(ctx context.Context, q store.Querier, tenants []string, keep func(store.Ref, *domain.Plan) bool) ([]planned, error) {
+	refs, err := store.ActiveRefs(ctx, q, tenants)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (e *Engine) activePlans(ctx context.Context, q store.Querier, tenant string
 	}
 	var out []planned
 	for _, r := range refs {
-		if p := plans[r]; keep(p) {
+		if p := plans[r]; keep(r, p) {
 			out = append(out, planned{ref: r, plan: p})
 		}
 	}
@@ -179,8 +179,10 @@ func (e *Engine) activePlans(ctx context.Context, q store.Querier, tenant string
 	return out, nil
 }
 
-// triggered is a customer's trigger with the template values it brings.
+// triggered is a tenant's customer's trigger with the template values it
+// brings.
 type triggered struct {
+	tenant   string
 	customer string
 	trig     *domain.Trigger
 	vars     store.Vars
@@ -242,53 +244,72 @@ func (e *Engine) env(ctx context.Context, q store.Querier, tenant string, plans 
 	return env, nil
 }
 
-// enrollTriggered evaluates the triggers of one tenant (and those of the
-// stored orders a late order of theirs changes, laterOrders) against its
-// active campaigns and enrolls the customers who qualify, running their
-// first steps in tx.
-func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, ts []triggered) error {
+// triggerKinds are the kinds of trigger a tenant's events in a batch are.
+type triggerKinds struct {
+	types map[string]bool
+	bands map[churnv1.RiskBand]bool
+}
+
+// enrollTriggered evaluates the triggers of a batch, of any tenants (and
+// those of the stored orders a late order of theirs changes, laterOrders),
+// against their tenants' active campaigns and enrolls the customers who
+// qualify, running their first steps in tx. Each statement serves every
+// tenant of the batch.
+func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, ts []triggered) error {
 	if len(ts) == 0 {
 		return nil
 	}
-	types := map[string]bool{}
-	bands := map[churnv1.RiskBand]bool{}
+	kinds := map[string]triggerKinds{}
+	var tenants []string
 	for _, t := range ts {
+		k, ok := kinds[t.tenant]
+		if !ok {
+			k = triggerKinds{types: map[string]bool{}, bands: map[churnv1.RiskBand]bool{}}
+			kinds[t.tenant] = k
+			tenants = append(tenants, t.tenant)
+		}
 		if t.trig.Type == domain.TriggerChurnBand {
-			bands[t.trig.Band] = true
+			k.bands[t.trig.Band] = true
 		} else {
-			types[t.trig.Type] = true
+			k.types[t.trig.Type] = true
 		}
 	}
-	plans, err := e.activePlans(ctx, tx, tenant, func(p *domain.Plan) bool {
-		tr := p.Campaign.GetTrigger()
-		return types[tr.GetEvent()] || bands[tr.GetChurnBand()]
+	plans, err := e.activePlans(ctx, tx, tenants, func(r store.Ref, p *domain.Plan) bool {
+		tr, k := p.Campaign.GetTrigger(), kinds[r.Tenant]
+		return k.types[tr.GetEvent()] || k.bands[tr.GetChurnBand()]
 	})
 	if err != nil || len(plans) == 0 {
 		return err
 	}
-	ids := make([]string, 0, len(ts))
+	keys := make([]store.CustomerKey, 0, len(ts))
 	for _, t := range ts {
-		ids = append(ids, t.customer)
+		keys = append(keys, store.CustomerKey{Tenant: t.tenant, ID: t.customer})
 	}
-	slices.Sort(ids)
-	custs, err := store.LoadCustomers(ctx, tx, tenant, slices.Compact(ids))
+	slices.SortFunc(keys, compareCustomers)
+	custs, err := store.LoadCustomers(ctx, tx, slices.Compact(keys))
 	if err != nil {
 		return err
 	}
 	ts = append(ts, e.laterOrders(ts, custs)...)
-	ps := make([]*domain.Plan, len(plans))
-	for i, p := range plans {
-		ps[i] = p.plan
+	byTenant := map[string][]triggered{}
+	for _, t := range ts {
+		byTenant[t.tenant] = append(byTenant[t.tenant], t)
 	}
-	env, err := e.env(ctx, tx, tenant, ps, envMaxAge)
-	if err != nil {
-		return err
+	plansOf := map[string][]*domain.Plan{}
+	for _, p := range plans {
+		plansOf[p.ref.Tenant] = append(plansOf[p.ref.Tenant], p.plan)
+	}
+	envs := make(map[string]domain.Env, len(plansOf))
+	for t, ps := range plansOf {
+		if envs[t], err = e.env(ctx, tx, t, ps, envMaxAge); err != nil {
+			return err
+		}
 	}
 	ins := make([]entering, 0, len(plans))
 	for _, p := range plans {
-		tr := p.plan.Campaign.GetTrigger()
+		tr, env := p.plan.Campaign.GetTrigger(), envs[p.ref.Tenant]
 		in := entering{p: p}
-		for _, t := range ts {
+		for _, t := range byTenant[p.ref.Tenant] {
 			if t.trig.Type == domain.TriggerChurnBand {
 				if tr.GetChurnBand() != t.trig.Band {
 					continue
@@ -301,7 +322,7 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 				// have: an entry made the first time would be made again.
 				continue
 			}
-			c := custs[t.customer]
+			c := custs[store.CustomerKey{Tenant: t.tenant, ID: t.customer}]
 			if c == nil {
 				c = &domain.Customer{ID: t.customer}
 			}
@@ -312,7 +333,11 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 		}
 		ins = append(ins, in)
 	}
-	return e.enroll(ctx, tx, tenant, ins)
+	return e.enroll(ctx, tx, ins)
+}
+
+func compareCustomers(a, b store.CustomerKey) int {
+	return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.ID, b.ID))
 }
 
 // laterOrders returns the order.placed triggers to evaluate again because
@@ -326,41 +351,43 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, tenant string, 
 // the member row's gap refuses it (replays key a gapped entry by order).
 // An entry a late order would have prevented (a "first order" that no
 // longer is) stays: its messages may be out.
-func (e *Engine) laterOrders(ts []triggered, custs map[string]*domain.Customer) []triggered {
+func (e *Engine) laterOrders(ts []triggered, custs map[store.CustomerKey]*domain.Customer) []triggered {
 	// The customers whose last stored order (orders are oldest first) was
 	// placed after one of theirs in the batch: in a stream in order, none
 	// but those with several orders in the batch.
-	earliest := map[string]time.Time{}
+	earliest := map[store.CustomerKey]time.Time{}
 	for _, t := range ts {
 		if t.trig.Type != domain.EventOrderPlaced {
 			continue
 		}
-		c := custs[t.customer]
+		k := store.CustomerKey{Tenant: t.tenant, ID: t.customer}
+		c := custs[k]
 		if c == nil || len(c.Orders) == 0 || !c.Orders[len(c.Orders)-1].At.After(t.trig.At) {
 			continue
 		}
-		if at, ok := earliest[t.customer]; !ok || t.trig.At.Before(at) {
-			earliest[t.customer] = t.trig.At
+		if at, ok := earliest[k]; !ok || t.trig.At.Before(at) {
+			earliest[k] = t.trig.At
 		}
 	}
 	if len(earliest) == 0 {
 		return nil
 	}
-	inBatch := map[string]bool{}
+	inBatch := map[[2]string]bool{}
 	for _, t := range ts {
 		if t.trig.Type == domain.EventOrderPlaced {
-			inBatch[t.trig.OrderID] = true
+			inBatch[[2]string{t.tenant, t.trig.OrderID}] = true
 		}
 	}
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	var out []triggered
-	for _, cust := range slices.Sorted(maps.Keys(earliest)) {
-		for _, o := range custs[cust].Orders {
-			if !o.At.After(earliest[cust]) || inBatch[o.ID] || (e.cfg.MaxTriggerAge > 0 && o.At.Before(oldest)) {
+	for _, k := range slices.SortedFunc(maps.Keys(earliest), compareCustomers) {
+		for _, o := range custs[k].Orders {
+			if !o.At.After(earliest[k]) || inBatch[[2]string{k.Tenant, o.ID}] || (e.cfg.MaxTriggerAge > 0 && o.At.Before(oldest)) {
 				continue
 			}
 			out = append(out, triggered{
-				customer: cust,
+				tenant:   k.Tenant,
+				customer: k.ID,
 				trig: &domain.Trigger{Type: domain.EventOrderPlaced, EventID: "order:" + o.ID, At: o.At,
 					OrderID: o.ID, OrderTotal: o.TotalMinor, Currency: o.Currency},
 				vars:   store.Vars{OrderID: o.ID, OrderTotal: o.TotalMinor, Currency: o.Currency},
@@ -398,29 +425,30 @@ type entering struct {
 
 // enroll admits the entrants of a batch's campaigns under their entry
 // policies, creates their enrollments and runs their steps that are due:
-// a statement per table for the whole batch, whatever the campaigns.
+// a statement per table for the whole batch, whatever the campaigns and
+// their tenants.
 // Entries the enrollment's unique key decides (once ever, once per key)
 // go straight to the insert; those with a gap pass their member row's
 // conditional upsert first. A customer keeps the holdout group of their
 // first entry: a member row holds it for gapped policies, the earlier
 // enrollments for keyed ones (read only once the campaign has been edited:
 // until then the group is the hash of InHoldout, as it was at entry).
-func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, ins []entering) error {
+func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, ins []entering) error {
 	var (
 		as             []store.Admission
 		entered, reuse []store.Entrant
 	)
-	plans := map[string]planned{}
+	plans := map[[2]string]planned{}
 	for _, in := range ins {
 		if len(in.es) == 0 {
 			continue
 		}
 		p := in.p
-		plans[p.ref.ID] = p
+		plans[[2]string{p.ref.Tenant, p.ref.ID}] = p
 		es := slices.Clone(in.es)
 		for i := range es {
-			es[i].CampaignID = p.ref.ID
-			es[i].Holdout = domain.InHoldout(tenant, p.ref.ID, es[i].CustomerID, p.plan.Campaign.GetHoldoutPercent())
+			es[i].Tenant, es[i].CampaignID = p.ref.Tenant, p.ref.ID
+			es[i].Holdout = domain.InHoldout(p.ref.Tenant, p.ref.ID, es[i].CustomerID, p.plan.Campaign.GetHoldoutPercent())
 		}
 		gap := entryGap(p.plan)
 		if gap == 0 {
@@ -441,12 +469,12 @@ func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, ins []ent
 			as = append(as, store.Admission{Gap: gap, Entrants: first})
 		}
 	}
-	admitted, err := store.Admit(ctx, tx, tenant, as)
+	admitted, err := store.Admit(ctx, tx, as)
 	if err != nil {
 		return err
 	}
 	entered = append(entered, admitted...)
-	groups, err := store.HoldoutGroups(ctx, tx, tenant, reuse)
+	groups, err := store.HoldoutGroups(ctx, tx, reuse)
 	if err != nil {
 		return err
 	}
@@ -457,19 +485,19 @@ func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, tenant string, ins []ent
 	rows := make([]store.Enrollment, len(entered))
 	run := make([]running, len(entered))
 	for i, en := range entered {
-		p := plans[en.CampaignID]
-		if h, ok := groups[[2]string{en.CampaignID, en.CustomerID}]; ok {
+		p := plans[[2]string{en.Tenant, en.CampaignID}]
+		if h, ok := groups[store.MemberKey{Tenant: en.Tenant, CampaignID: en.CampaignID, CustomerID: en.CustomerID}]; ok {
 			en.Holdout = h
 		}
 		rows[i] = store.Enrollment{
-			Tenant: tenant, CampaignID: p.ref.ID, Version: p.ref.Version, CustomerID: en.CustomerID, Key: en.Key,
+			Tenant: en.Tenant, CampaignID: p.ref.ID, Version: p.ref.Version, CustomerID: en.CustomerID, Key: en.Key,
 			Holdout: en.Holdout, Anchor: en.Anchor, EnteredAt: now, AttributionUntil: en.Anchor.Add(p.plan.Attribution),
 			GoalEvent: p.plan.GoalEvent, StopOnGoal: !p.plan.Campaign.GetGoal().GetContinueAfterGoal(), Vars: en.Vars,
 			Status: domain.StatusActive, Due: &entered[i].Anchor,
 		}
 		run[i] = running{enr: &rows[i], plan: p.plan, tz: en.TimeZone}
 	}
-	return e.runSteps(ctx, tx, tenant, run, true)
+	return e.runSteps(ctx, tx, run, true)
 }
 
 // entryGap is p's entry policy as a gap: < 0 once ever, 0 whenever the

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -36,39 +37,57 @@ func FuzzFactsAdd(f *testing.F) {
 		f.Add(s.subject, testenv.Marshal(f, s.ev), true)
 	}
 	f.Fuzz(func(t *testing.T, subject string, data []byte, fresh bool) {
-		b := factsBatch{byTenant: map[string]*tenantFacts{}}
+		var b factsBatch
 		if err := b.add(subject, "msg-1", data, func(time.Time) bool { return fresh }); err != nil {
 			if err.Error() == "" {
 				t.Fatal("an empty reason to reject")
 			}
 			return
 		}
-		if len(b.order) != 1 {
-			t.Fatalf("accepted into %d tenants", len(b.order))
-		}
+		tenant, _, _ := strings.Cut(strings.TrimPrefix(subject, "retain.events."), ".")
 		var ev eventsv1.Event
-		if err := proto.Unmarshal(data, &ev); err != nil || (ev.GetTenantId() != "" && ev.GetTenantId() != b.order[0]) {
+		if err := proto.Unmarshal(data, &ev); err != nil || (ev.GetTenantId() != "" && ev.GetTenantId() != tenant) {
 			t.Fatalf("accepted an event of tenant %q on %s (%v)", ev.GetTenantId(), subject, err)
 		}
-		fs := b.byTenant[b.order[0]]
-		switch len(fs.goals) {
+		var tenants []string
+		for _, o := range b.orders {
+			tenants = append(tenants, o.Tenant)
+		}
+		for _, p := range b.profiles {
+			tenants = append(tenants, p.Tenant)
+		}
+		for _, tr := range b.trigs {
+			tenants = append(tenants, tr.tenant)
+		}
+		for _, r := range b.redeems {
+			tenants = append(tenants, r.Tenant)
+		}
+		for _, g := range b.goals {
+			tenants = append(tenants, g.Tenant)
+		}
+		for _, got := range tenants {
+			if got != tenant {
+				t.Fatalf("a fact of tenant %q from %s", got, subject)
+			}
+		}
+		switch len(b.goals) {
 		case 0:
-			if len(fs.trigs)+len(fs.orders)+len(fs.profiles)+len(fs.redeems) != 0 {
-				t.Fatalf("facts without a goal event: %+v", fs)
+			if len(tenants) != 0 {
+				t.Fatalf("facts without a goal event: %+v", b)
 			}
 		case 1:
-			if fs.goals[0].CustomerID == "" {
-				t.Fatalf("a goal without a customer: %+v", fs.goals[0])
+			if b.goals[0].CustomerID == "" {
+				t.Fatalf("a goal without a customer: %+v", b.goals[0])
 			}
 			want := 0
 			if fresh {
 				want = 1
 			}
-			if len(fs.trigs) != want {
-				t.Fatalf("fresh %v: %d triggers, want %d", fresh, len(fs.trigs), want)
+			if len(b.trigs) != want {
+				t.Fatalf("fresh %v: %d triggers, want %d", fresh, len(b.trigs), want)
 			}
 		default:
-			t.Fatalf("one event made %d goals", len(fs.goals))
+			t.Fatalf("one event made %d goals", len(b.goals))
 		}
 	})
 }

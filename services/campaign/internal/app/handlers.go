@@ -34,8 +34,10 @@ func splitSubject(prefix, subject string) (string, string, error) {
 	return t, typ, nil
 }
 
-// tenantFacts are the facts and triggers of one tenant in a batch.
-type tenantFacts struct {
+// factsBatch is the facts and triggers of a batch, of any tenants: each
+// kind is written with one statement for the whole batch, however many
+// shops it spans.
+type factsBatch struct {
 	orders   []store.OrderFact
 	profiles []store.Profile
 	trigs    []triggered
@@ -48,7 +50,7 @@ type tenantFacts struct {
 // due steps), records goals and coupon redemptions, all in the consumer's
 // transaction.
 func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-	b := factsBatch{byTenant: map[string]*tenantFacts{}}
+	var b factsBatch
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	fresh := func(at time.Time) bool { return e.cfg.MaxTriggerAge <= 0 || !at.Before(oldest) }
 	for _, d := range ds {
@@ -56,64 +58,43 @@ func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery)
 			d.Reject(err.Error())
 		}
 	}
-	byTenant, order := b.byTenant, b.order
 	// With several workers, a batch waits for the earlier batches in
 	// flight that share a customer: a customer's events are then applied
 	// in stream order, each seeing the facts of those before it (is this
 	// the first order?), as with one worker.
-	var keys []string
-	for _, t := range order {
-		for _, g := range byTenant[t].goals {
-			keys = append(keys, t+"\x00"+g.CustomerID)
-		}
+	keys := make([]string, len(b.goals))
+	for i, g := range b.goals {
+		keys[i] = g.Tenant + "\x00" + g.CustomerID
 	}
 	if err := bus.Sequence(ctx, keys); err != nil {
 		return err
 	}
 	e.stats.Applied(len(ds))
-	for _, t := range order {
-		f := byTenant[t]
-		if err := store.UpsertOrders(ctx, tx, t, f.orders); err != nil {
-			return err
-		}
-		if err := store.UpsertProfiles(ctx, tx, t, f.profiles); err != nil {
-			return err
-		}
-		if err := e.enrollTriggered(ctx, tx, t, f.trigs); err != nil {
-			return err
-		}
-		if err := store.MarkGoals(ctx, tx, t, f.goals, f.redeems, e.Now()); err != nil {
-			return err
-		}
+	if err := store.UpsertOrders(ctx, tx, b.orders); err != nil {
+		return err
 	}
-	return nil
+	if err := store.UpsertProfiles(ctx, tx, b.profiles); err != nil {
+		return err
+	}
+	if err := e.enrollTriggered(ctx, tx, b.trigs); err != nil {
+		return err
+	}
+	return store.MarkGoals(ctx, tx, b.goals, b.redeems, e.Now())
 }
 
-// factsBatch is a batch's facts by tenant.
-type factsBatch struct {
-	byTenant map[string]*tenantFacts
-	order    []string // the tenants, in the order their first event came
-}
-
-// add decodes one RETAIN_EVENTS message (bus.DecodeEvent) into its
-// tenant's facts, and its trigger if fresh says its time is recent enough;
+// add decodes one RETAIN_EVENTS message (bus.DecodeEvent) into the
+// batch's facts, and its trigger if fresh says its time is recent enough;
 // an error is the reason to reject the message.
 func (b *factsBatch) add(subject, msgID string, data []byte, fresh func(time.Time) bool) error {
 	t, typ, ev, err := bus.DecodeEvent(subject, data)
 	if err != nil {
 		return err
 	}
-	f := b.byTenant[t]
-	if f == nil {
-		f = &tenantFacts{}
-		b.byTenant[t] = f
-		b.order = append(b.order, t)
-	}
-	return f.add(ev, typ, msgID, fresh(ev.GetOccurredAt().AsTime()))
+	return b.addEvent(t, ev, typ, msgID, fresh(ev.GetOccurredAt().AsTime()))
 }
 
-// add records one event's facts; triggers only when fresh enough.
-func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) error {
+// addEvent records one event's facts; triggers only when fresh enough.
+func (f *factsBatch) addEvent(tenant string, ev *eventsv1.Event, typ, msgID string, fresh bool) error {
 	at := ev.GetOccurredAt().AsTime().UTC()
 	id := ev.GetId()
 	if id == "" {
@@ -132,13 +113,14 @@ func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) err
 		}
 		customer = o.GetCustomerId()
 		f.orders = append(f.orders, store.OrderFact{
+			Tenant:     tenant,
 			Order:      domain.Order{ID: o.GetOrderId(), At: at, TotalMinor: o.GetTotal().GetAmountMinor(), Currency: o.GetTotal().GetCurrency()},
 			CustomerID: customer, Coupon: domain.NormalizeCoupon(o.GetCouponCode()),
 		})
 		trig.OrderID, trig.OrderTotal, trig.Currency = o.GetOrderId(), o.GetTotal().GetAmountMinor(), o.GetTotal().GetCurrency()
 		vars = store.Vars{OrderID: o.GetOrderId(), OrderTotal: trig.OrderTotal, Currency: trig.Currency}
 		if code := domain.NormalizeCoupon(o.GetCouponCode()); code != "" {
-			f.redeems = append(f.redeems, store.Redemption{Code: code, OrderID: o.GetOrderId(), At: at})
+			f.redeems = append(f.redeems, store.Redemption{Tenant: tenant, Code: code, OrderID: o.GetOrderId(), At: at})
 		}
 	case domain.EventSurveyAnswered:
 		s := ev.GetSurveyAnswered()
@@ -162,7 +144,7 @@ func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) err
 			return fmt.Errorf("customer.updated %s: customer_updated.customer_id is required", id)
 		}
 		customer = c.GetCustomerId()
-		p := store.Profile{CustomerID: customer, Locale: c.GetLocale(), TimeZone: c.GetTimeZone(), At: at}
+		p := store.Profile{Tenant: tenant, CustomerID: customer, Locale: c.GetLocale(), TimeZone: c.GetTimeZone(), At: at}
 		if rd, ok := c.GetTraits()["renewal_date"]; ok {
 			p.RenewalSet = true
 			if rd != "" {
@@ -183,9 +165,9 @@ func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) err
 	default:
 		return nil // not a fact the campaigns use
 	}
-	f.goals = append(f.goals, store.GoalEvent{CustomerID: customer, Type: typ, At: at})
+	f.goals = append(f.goals, store.GoalEvent{Tenant: tenant, CustomerID: customer, Type: typ, At: at})
 	if fresh {
-		f.trigs = append(f.trigs, triggered{customer: customer, trig: trig, vars: vars})
+		f.trigs = append(f.trigs, triggered{tenant: tenant, customer: customer, trig: trig, vars: vars})
 	}
 	return nil
 }
@@ -193,9 +175,10 @@ func (f *tenantFacts) add(ev *eventsv1.Event, typ, msgID string, fresh bool) err
 // HandleSignals is the bus handler of churn.risk_changed: it stores the
 // customer's band and enrolls customers into churn band campaigns.
 func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-	byTenant := map[string][]triggered{}
-	bands := map[string][]store.Band{}
-	var order []string
+	var (
+		trigs []triggered
+		bands []store.Band
+	)
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	for _, d := range ds {
 		t, _, err := splitSubject(bus.SignalsSubjectPrefix, d.Subject)
@@ -213,33 +196,26 @@ func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Deliver
 			continue
 		}
 		at := s.GetComputedAt().AsTime().UTC()
-		if _, ok := bands[t]; !ok {
-			order = append(order, t)
-		}
-		bands[t] = append(bands[t], store.Band{CustomerID: s.GetCustomerId(), Band: s.GetBand(), At: at})
+		bands = append(bands, store.Band{Tenant: t, CustomerID: s.GetCustomerId(), Band: s.GetBand(), At: at})
 		if s.GetBand() == s.GetPreviousBand() || (e.cfg.MaxTriggerAge > 0 && at.Before(oldest)) {
 			continue
 		}
-		byTenant[t] = append(byTenant[t], triggered{
+		trigs = append(trigs, triggered{
+			tenant:   t,
 			customer: s.GetCustomerId(),
 			trig:     &domain.Trigger{Type: domain.TriggerChurnBand, EventID: d.ID, At: at, Band: s.GetBand()},
 		})
 	}
-	for _, t := range order {
-		if err := store.UpsertBands(ctx, tx, t, bands[t]); err != nil {
-			return err
-		}
-		if err := e.enrollTriggered(ctx, tx, t, byTenant[t]); err != nil {
-			return err
-		}
+	if err := store.UpsertBands(ctx, tx, bands); err != nil {
+		return err
 	}
-	return nil
+	return e.enrollTriggered(ctx, tx, trigs)
 }
 
 // HandleDeliveries is the bus handler of RETAIN_DELIVERIES: it keeps the
 // latest outcome of each request a campaign made, for the report.
 func (e *Engine) HandleDeliveries(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-	byTenant := map[string][]store.Delivery{}
+	var rows []store.Delivery
 	for _, d := range ds {
 		t, _, err := splitSubject(bus.DeliveriesSubjectPrefix, d.Subject)
 		if err != nil {
@@ -254,14 +230,9 @@ func (e *Engine) HandleDeliveries(ctx context.Context, tx pgx.Tx, ds []*bus.Deli
 		if o.GetOrigin().GetCampaignId() == "" || o.GetRequestId() == "" {
 			continue // not a campaign's request (a test send)
 		}
-		byTenant[t] = append(byTenant[t], store.Delivery{
-			RequestID: o.GetRequestId(), CampaignID: o.GetOrigin().GetCampaignId(), Outcome: int16(o.GetOutcome()), Sequence: o.GetSequence(),
+		rows = append(rows, store.Delivery{
+			Tenant: t, RequestID: o.GetRequestId(), CampaignID: o.GetOrigin().GetCampaignId(), Outcome: int16(o.GetOutcome()), Sequence: o.GetSequence(),
 		})
 	}
-	for t, rows := range byTenant {
-		if err := store.UpsertDeliveries(ctx, tx, t, rows); err != nil {
-			return err
-		}
-	}
-	return nil
+	return store.UpsertDeliveries(ctx, tx, rows)
 }

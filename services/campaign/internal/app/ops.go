@@ -66,7 +66,7 @@ func (e *Engine) runAudience(ctx context.Context, r store.Ref) error {
 		if len(es) == 0 {
 			return nil
 		}
-		return e.InTx(ctx, func(tx pgx.Tx) error { return e.enroll(ctx, tx, r.Tenant, []entering{{p: p, es: es}}) })
+		return e.InTx(ctx, func(tx pgx.Tx) error { return e.enroll(ctx, tx, []entering{{p: p, es: es}}) })
 	})
 }
 
@@ -79,13 +79,17 @@ func (e *Engine) eachCustomerChunk(ctx context.Context, tenant string, fn func([
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		m, err := store.LoadCustomers(ctx, e.pool, tenant, ids)
+		keys := make([]store.CustomerKey, len(ids))
+		for i, id := range ids {
+			keys[i] = store.CustomerKey{Tenant: tenant, ID: id}
+		}
+		m, err := store.LoadCustomers(ctx, e.pool, keys)
 		if err != nil {
 			return err
 		}
 		custs := make([]*domain.Customer, 0, len(ids))
-		for _, id := range ids {
-			if c := m[id]; c != nil {
+		for _, k := range keys {
+			if c := m[k]; c != nil {
 				custs = append(custs, c)
 			}
 		}

@@ -47,19 +47,19 @@ func (r *recorder) IssueCoupon(s *domain.PlanStep) error { r.steps = append(r.st
 // about 2^-46 per draw).
 const maxCodeDraws = 5
 
-// runSteps runs the due steps of enrollments of one tenant in tx. Fresh
+// runSteps runs the due steps of enrollments, of any tenants, in tx. Fresh
 // enrollments are inserted with the state their first steps leave them in
 // (one write each, coupon included; one whose entry key exists is dropped
 // with its effects), others are updated. The notification requests go to
 // the outbox with deterministic ids in the same transaction, so each
 // step's message is requested exactly once whatever crashes. Every table
 // is written with one statement for all the enrollments.
-func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []running, fresh bool) error {
+func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, rs []running, fresh bool) error {
 	if len(rs) == 0 {
 		return nil
 	}
 	now := e.Now()
-	held := map[string]bool{} // codes held before these steps, for their sends
+	held := map[store.CouponKey]bool{} // codes held before these steps, for their sends
 	for i := range rs {
 		r := &rs[i]
 		en := r.enr
@@ -93,7 +93,7 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 		}
 		r.prior = en.CouponCode
 		if r.prior != "" && len(r.effects) > 0 {
-			held[r.prior] = true
+			held[store.CouponKey{Tenant: en.Tenant, Code: r.prior}] = true
 		}
 		if r.issue != nil {
 			// The code is drawn now so that a fresh enrollment is inserted
@@ -115,7 +115,7 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 			return err
 		}
 	}
-	changed, err := issueCoupons(ctx, tx, tenant, rs, now)
+	changed, err := issueCoupons(ctx, tx, rs, now)
 	if err != nil {
 		return err
 	}
@@ -131,14 +131,14 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 	if err != nil {
 		return err
 	}
-	prior, err := store.LoadCoupons(ctx, tx, tenant, slices.Collect(maps.Keys(held)))
+	prior, err := store.LoadCoupons(ctx, tx, slices.Collect(maps.Keys(held)))
 	if err != nil {
 		return err
 	}
 	var msgs []bus.Message
 	for _, r := range rs {
 		var coupon *store.Coupon
-		if c, ok := prior[r.prior]; ok {
+		if c, ok := prior[store.CouponKey{Tenant: r.enr.Tenant, Code: r.prior}]; ok {
 			coupon = &c
 		}
 		for _, s := range r.effects {
@@ -148,7 +148,7 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, tenant string, rs []ru
 			if s.Kind != domain.KindSend {
 				continue
 			}
-			m, err := e.request(tenant, r, s, coupon, now)
+			m, err := e.request(r, s, coupon, now)
 			if err != nil {
 				return fmt.Errorf("enrollment %d of %s: step %s: %w", r.enr.ID, r.enr.CampaignID, s.ID, err)
 			}
@@ -169,13 +169,13 @@ func insertFresh(ctx context.Context, tx pgx.Tx, rs []running) ([]running, error
 	if err != nil {
 		return nil, err
 	}
-	byKey := make(map[[3]string]int64, len(created))
+	byKey := make(map[store.EntryKey]int64, len(created))
 	for _, c := range created {
-		byKey[[3]string{c.CampaignID, c.CustomerID, c.Key}] = c.ID
+		byKey[c.EntryKey()] = c.ID
 	}
 	kept := rs[:0]
 	for _, r := range rs {
-		if id, ok := byKey[[3]string{r.enr.CampaignID, r.enr.CustomerID, r.enr.Key}]; ok {
+		if id, ok := byKey[r.enr.EntryKey()]; ok {
 			r.enr.ID = id
 			kept = append(kept, r)
 		}
@@ -187,7 +187,7 @@ func insertFresh(ctx context.Context, tx pgx.Tx, rs []running) ([]running, error
 // drawing again on a (rare) code collision, and sets each run's coupon to
 // the one its customer holds. It returns the enrollments whose held code
 // is not the one drawn (the customer held one already).
-func issueCoupons(ctx context.Context, tx pgx.Tx, tenant string, rs []running, now time.Time) (map[store.EntryKey]string, error) {
+func issueCoupons(ctx context.Context, tx pgx.Tx, rs []running, now time.Time) (map[store.EntryKey]string, error) {
 	var pending []*running
 	for i := range rs {
 		if rs[i].issue != nil {
@@ -206,9 +206,9 @@ func issueCoupons(ctx context.Context, tx pgx.Tx, tenant string, rs []running, n
 			if m := spec.GetAmountOff(); m != nil {
 				c.AmountMinor, c.Currency = m.GetAmountMinor(), m.GetCurrency()
 			}
-			issues[i] = store.CouponIssue{CampaignID: r.enr.CampaignID, CustomerID: r.enr.CustomerID, EnrollmentID: r.enr.ID, Coupon: c}
+			issues[i] = store.CouponIssue{Tenant: r.enr.Tenant, CampaignID: r.enr.CampaignID, CustomerID: r.enr.CustomerID, EnrollmentID: r.enr.ID, Coupon: c}
 		}
-		got, err := store.IssueCoupons(ctx, tx, tenant, issues, now)
+		got, err := store.IssueCoupons(ctx, tx, issues, now)
 		if err != nil {
 			return nil, err
 		}
@@ -248,8 +248,9 @@ func couponPrefix(s *domain.PlanStep) string {
 
 // request is the notification.requested of send step s of run r, with the
 // coupon the enrollment holds at that step (nil: none).
-func (e *Engine) request(tenant string, r running, s *domain.PlanStep, coupon *store.Coupon, now time.Time) (bus.Message, error) {
+func (e *Engine) request(r running, s *domain.PlanStep, coupon *store.Coupon, now time.Time) (bus.Message, error) {
 	en, plan, send := r.enr, r.plan, s.Send
+	tenant := en.Tenant
 	reqID := domain.RequestID(en.CampaignID, en.ID, s.ID)
 	vars := map[string]*notifierv1.TemplateValue{
 		"campaign": {Value: &notifierv1.TemplateValue_Text{Text: plan.Campaign.GetName()}},
@@ -321,36 +322,28 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 				return err
 			}
 			n = len(due)
-			byTenant := map[string][]running{}
-			refs := make([]store.Ref, 0, len(due))
-			for _, en := range due {
-				refs = append(refs, store.Ref{Tenant: en.Tenant, ID: en.CampaignID, Version: en.Version})
+			refs := make([]store.Ref, len(due))
+			keys := make([]store.CustomerKey, len(due))
+			for i, en := range due {
+				refs[i] = store.Ref{Tenant: en.Tenant, ID: en.CampaignID, Version: en.Version}
+				keys[i] = store.CustomerKey{Tenant: en.Tenant, ID: en.CustomerID}
 			}
 			plans, err := e.plansFor(ctx, tx, refs)
 			if err != nil {
 				return err
 			}
+			tzs, err := store.TimeZones(ctx, tx, keys)
+			if err != nil {
+				return err
+			}
+			rs := make([]running, len(due))
 			for i := range due {
 				en := &due[i]
-				p := plans[store.Ref{Tenant: en.Tenant, ID: en.CampaignID, Version: en.Version}]
 				en.StepsDone = nil
-				byTenant[en.Tenant] = append(byTenant[en.Tenant], running{enr: en, plan: p})
+				rs[i] = running{enr: en, plan: plans[refs[i]], tz: tzs[keys[i]]}
 			}
-			for tenant, rs := range byTenant {
-				ids := make([]string, len(rs))
-				for i, r := range rs {
-					ids[i] = r.enr.CustomerID
-				}
-				tzs, err := store.TimeZones(ctx, tx, tenant, ids)
-				if err != nil {
-					return err
-				}
-				for i := range rs {
-					rs[i].tz = tzs[rs[i].enr.CustomerID]
-				}
-				if err := e.runSteps(ctx, tx, tenant, rs, false); err != nil {
-					return err
-				}
+			if err := e.runSteps(ctx, tx, rs, false); err != nil {
+				return err
 			}
 			return nil
 		})

@@ -10,8 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Entrant is a customer about to enter a campaign.
+// Entrant is a customer about to enter a tenant's campaign.
 type Entrant struct {
+	Tenant     string
 	CampaignID string
 	CustomerID string
 	Key        string
@@ -28,19 +29,24 @@ type Admission struct {
 	Entrants []Entrant
 }
 
-// Admit applies the gaps of a batch's campaigns and returns the entrants
-// admitted, with their persisted holdout group: a customer's member row
+// MemberKey names a customer of a tenant's campaign.
+type MemberKey struct{ Tenant, CampaignID, CustomerID string }
+
+func (e Entrant) member() MemberKey { return MemberKey{e.Tenant, e.CampaignID, e.CustomerID} }
+
+// Admit applies the gaps of a batch's campaigns, of any tenants, and
+// returns the entrants admitted, with their persisted holdout group: a customer's member row
 // keeps the group and the last entry, and its conditional upsert is
 // atomic, so concurrent or duplicate triggers cannot both pass. One
 // statement per distinct gap, in one round trip. (Policies without a gap
 // need no member row: the enrollment's unique key decides.)
-func Admit(ctx context.Context, tx pgx.Tx, tenant string, as []Admission) ([]Entrant, error) {
-	by := map[[2]string]Entrant{}
+func Admit(ctx context.Context, tx pgx.Tx, as []Admission) ([]Entrant, error) {
+	by := map[MemberKey]Entrant{}
 	gapped := map[time.Duration][]Entrant{}
 	var gaps []time.Duration
 	for _, a := range as {
 		for _, e := range a.Entrants {
-			by[[2]string{e.CampaignID, e.CustomerID}] = e
+			by[e.member()] = e
 			if _, ok := gapped[a.Gap]; !ok {
 				gaps = append(gaps, a.Gap)
 			}
@@ -52,14 +58,14 @@ func Admit(ctx context.Context, tx pgx.Tx, tenant string, as []Admission) ([]Ent
 	}
 	batch := &pgx.Batch{}
 	for _, gap := range gaps {
-		camps, custs, holds, ats := entrantArrays(gapped[gap])
+		tenants, camps, custs, holds, ats := entrantArrays(gapped[gap])
 		batch.Queue(`
 			INSERT INTO campaign_members AS m (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
-			SELECT $1, *, 1 FROM unnest($2::text[], $3::text[], $4::bool[], $5::timestamptz[])
+			SELECT *, 1 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::timestamptz[])
 			ON CONFLICT (tenant, campaign_id, customer_id) DO UPDATE
 				SET last_entered_at = greatest(m.last_entered_at, excluded.last_entered_at), entries = m.entries + 1
 				WHERE excluded.last_entered_at >= m.last_entered_at + make_interval(secs => $6::bigint)
-			RETURNING campaign_id, customer_id, holdout`, tenant, camps, custs, holds, ats, int64(gap/time.Second))
+			RETURNING tenant, campaign_id, customer_id, holdout`, tenants, camps, custs, holds, ats, int64(gap/time.Second))
 	}
 	var out []Entrant
 	br := tx.SendBatch(ctx, batch)
@@ -82,25 +88,25 @@ func Admit(ctx context.Context, tx pgx.Tx, tenant string, as []Admission) ([]Ent
 // HoldoutGroups returns the holdout group the customers' earlier
 // enrollments in the campaigns hold (absent: none yet), for entries the
 // enrollment key decides.
-func HoldoutGroups(ctx context.Context, tx pgx.Tx, tenant string, es []Entrant) (map[[2]string]bool, error) {
-	out := map[[2]string]bool{}
+func HoldoutGroups(ctx context.Context, tx pgx.Tx, es []Entrant) (map[MemberKey]bool, error) {
+	out := map[MemberKey]bool{}
 	if len(es) == 0 {
 		return out, nil
 	}
-	camps, custs, _, _ := entrantArrays(es)
+	tenants, camps, custs, _, _ := entrantArrays(es)
 	rows, err := tx.Query(ctx, `
-		SELECT u.campaign_id, u.customer_id, g.holdout
-		FROM (SELECT DISTINCT * FROM unnest($2::text[], $3::text[]) AS u(campaign_id, customer_id)) u
+		SELECT u.tenant, u.campaign_id, u.customer_id, g.holdout
+		FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(tenant, campaign_id, customer_id)) u
 		CROSS JOIN LATERAL (SELECT e.holdout FROM enrollments e
-			WHERE e.tenant = $1 AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id LIMIT 1) g`,
-		tenant, camps, custs)
+			WHERE e.tenant = u.tenant AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id LIMIT 1) g`,
+		tenants, camps, custs)
 	if err != nil {
 		return nil, fmt.Errorf("load holdout groups: %w", err)
 	}
 	for rows.Next() {
-		var k [2]string
+		var k MemberKey
 		var h bool
-		if err := rows.Scan(&k[0], &k[1], &h); err != nil {
+		if err := rows.Scan(&k.Tenant, &k.CampaignID, &k.CustomerID, &h); err != nil {
 			return nil, fmt.Errorf("load holdout groups: %w", err)
 		}
 		out[k] = h
@@ -111,22 +117,23 @@ func HoldoutGroups(ctx context.Context, tx pgx.Tx, tenant string, es []Entrant) 
 	return out, nil
 }
 
-func entrantArrays(es []Entrant) (camps, custs []string, holds []bool, ats []time.Time) {
-	camps, custs, holds, ats = make([]string, len(es)), make([]string, len(es)), make([]bool, len(es)), make([]time.Time, len(es))
+func entrantArrays(es []Entrant) (tenants, camps, custs []string, holds []bool, ats []time.Time) {
+	n := len(es)
+	tenants, camps, custs, holds, ats = make([]string, n), make([]string, n), make([]string, n), make([]bool, n), make([]time.Time, n)
 	for i, e := range es {
-		camps[i], custs[i], holds[i], ats[i] = e.CampaignID, e.CustomerID, e.Holdout, e.Anchor
+		tenants[i], camps[i], custs[i], holds[i], ats[i] = e.Tenant, e.CampaignID, e.CustomerID, e.Holdout, e.Anchor
 	}
-	return camps, custs, holds, ats
+	return tenants, camps, custs, holds, ats
 }
 
-// collectAdmitted appends the admitted (campaign, customer, holdout) rows
-// to out with their persisted holdout group.
-func collectAdmitted(rows pgx.Rows, by map[[2]string]Entrant, out []Entrant) ([]Entrant, error) {
+// collectAdmitted appends the admitted (tenant, campaign, customer,
+// holdout) rows to out with their persisted holdout group.
+func collectAdmitted(rows pgx.Rows, by map[MemberKey]Entrant, out []Entrant) ([]Entrant, error) {
 	defer rows.Close()
 	for rows.Next() {
-		var k [2]string
+		var k MemberKey
 		var h bool
-		if err := rows.Scan(&k[0], &k[1], &h); err != nil {
+		if err := rows.Scan(&k.Tenant, &k.CampaignID, &k.CustomerID, &h); err != nil {
 			return out, err
 		}
 		e := by[k]
@@ -352,52 +359,56 @@ type Coupon struct {
 
 // CouponIssue is a coupon about to be issued to an enrollment's customer.
 type CouponIssue struct {
-	CampaignID, CustomerID string
-	EnrollmentID           int64
+	Tenant, CampaignID, CustomerID string
+	EnrollmentID                   int64
 	Coupon
 }
 
-// IssueCoupons stores the coupons of one tenant in one statement and
+// IssueCoupons stores the coupons, of any tenants, in one statement and
 // returns, per issue (by index), the coupon the customer holds: the one
 // given, or the campaign's coupon the customer already held (one per
 // customer, including one issued earlier in the same call). An issue
 // missing from the result drew a code already taken (a collision,
 // vanishingly rare): the caller draws another.
-func IssueCoupons(ctx context.Context, tx pgx.Tx, tenant string, cs []CouponIssue, now time.Time) (map[int]Coupon, error) {
+func IssueCoupons(ctx context.Context, tx pgx.Tx, cs []CouponIssue, now time.Time) (map[int]Coupon, error) {
 	if len(cs) == 0 {
 		return nil, nil
 	}
 	n := len(cs)
-	codes, camps, custs, curs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	tenants, codes, camps, custs, curs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	enrs, amounts, pcts, exps := make([]int64, n), make([]int64, n), make([]int32, n), make([]time.Time, n)
 	for i, c := range cs {
-		codes[i], camps[i], custs[i], curs[i] = c.Code, c.CampaignID, c.CustomerID, c.Currency
+		tenants[i], codes[i], camps[i], custs[i], curs[i] = c.Tenant, c.Code, c.CampaignID, c.CustomerID, c.Currency
 		enrs[i], amounts[i], pcts[i], exps[i] = c.EnrollmentID, c.AmountMinor, c.PercentOff, c.ExpiresAt
 	}
 	rows, err := tx.Query(ctx, `
 		INSERT INTO coupons (tenant, code, campaign_id, customer_id, enrollment_id, percent_off, amount_minor, currency, issued_at, expires_at)
-		SELECT $1, u.code, u.campaign_id, u.customer_id, u.enrollment_id, u.percent_off, u.amount_minor, u.currency, $10, u.expires_at
-		FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::bigint[], $8::text[], $9::timestamptz[])
-			AS u(code, campaign_id, customer_id, enrollment_id, percent_off, amount_minor, currency, expires_at)
+		SELECT u.tenant, u.code, u.campaign_id, u.customer_id, u.enrollment_id, u.percent_off, u.amount_minor, u.currency, $10, u.expires_at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::int[], $7::bigint[], $8::text[], $9::timestamptz[])
+			AS u(tenant, code, campaign_id, customer_id, enrollment_id, percent_off, amount_minor, currency, expires_at)
 		ON CONFLICT DO NOTHING
-		RETURNING code`, tenant, codes, camps, custs, enrs, pcts, amounts, curs, exps, now)
+		RETURNING tenant, code`, tenants, codes, camps, custs, enrs, pcts, amounts, curs, exps, now)
 	if err != nil {
 		return nil, fmt.Errorf("issue %d coupons: %w", n, err)
 	}
-	issued, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("issue %d coupons: %w", n, err)
+	isIssued := make(map[CouponKey]bool, n)
+	for rows.Next() {
+		var k CouponKey
+		if err := rows.Scan(&k.Tenant, &k.Code); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("issue %d coupons: %w", n, err)
+		}
+		isIssued[k] = true
 	}
-	isIssued := make(map[string]bool, len(issued))
-	for _, c := range issued {
-		isIssued[c] = true
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("issue %d coupons: %w", n, err)
 	}
 	out := make(map[int]Coupon, n)
 	var other []int
 	for i, c := range cs {
-		if isIssued[c.Code] {
+		if k := (CouponKey{c.Tenant, c.Code}); isIssued[k] {
 			out[i] = c.Coupon
-			isIssued[c.Code] = false // a code drawn twice in the call is issued once
+			isIssued[k] = false // a code drawn twice in the call is issued once
 		} else {
 			other = append(other, i)
 		}
@@ -407,22 +418,23 @@ func IssueCoupons(ctx context.Context, tx pgx.Tx, tenant string, cs []CouponIssu
 	}
 	// Those not issued: the customer's coupon of the campaign if there is
 	// one, else their code was taken.
-	oc, ou := make([]string, len(other)), make([]string, len(other))
+	ot, oc, ou := make([]string, len(other)), make([]string, len(other)), make([]string, len(other))
 	for j, i := range other {
-		oc[j], ou[j] = cs[i].CampaignID, cs[i].CustomerID
+		ot[j], oc[j], ou[j] = cs[i].Tenant, cs[i].CampaignID, cs[i].CustomerID
 	}
 	rows, err = tx.Query(ctx, `
-		SELECT c.campaign_id, c.customer_id, c.code, c.percent_off, c.amount_minor, c.currency, c.expires_at
-		FROM unnest($2::text[], $3::text[]) AS u(campaign_id, customer_id)
-		JOIN coupons c ON c.tenant = $1 AND c.campaign_id = u.campaign_id AND c.customer_id = u.customer_id`, tenant, oc, ou)
+		SELECT c.tenant, c.campaign_id, c.customer_id, c.code, c.percent_off, c.amount_minor, c.currency, c.expires_at
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(tenant, campaign_id, customer_id)
+		JOIN coupons c ON c.tenant = u.tenant AND c.campaign_id = u.campaign_id AND c.customer_id = u.customer_id`, ot, oc, ou)
 	if err != nil {
 		return nil, fmt.Errorf("load held coupons: %w", err)
 	}
-	held := map[[2]string]Coupon{}
+	held := map[MemberKey]Coupon{}
 	for rows.Next() {
-		var k [2]string
+		var k MemberKey
 		var c Coupon
-		if err := rows.Scan(&k[0], &k[1], &c.Code, &c.PercentOff, &c.AmountMinor, &c.Currency, &c.ExpiresAt); err != nil {
+		if err := rows.Scan(&k.Tenant, &k.CampaignID, &k.CustomerID, &c.Code, &c.PercentOff, &c.AmountMinor, &c.Currency, &c.ExpiresAt); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("load held coupons: %w", err)
 		}
 		held[k] = c
@@ -431,7 +443,7 @@ func IssueCoupons(ctx context.Context, tx pgx.Tx, tenant string, cs []CouponIssu
 		return nil, fmt.Errorf("load held coupons: %w", err)
 	}
 	for _, i := range other {
-		if c, ok := held[[2]string{cs[i].CampaignID, cs[i].CustomerID}]; ok {
+		if c, ok := held[MemberKey{cs[i].Tenant, cs[i].CampaignID, cs[i].CustomerID}]; ok {
 			out[i] = c
 		}
 	}
@@ -496,22 +508,34 @@ func Blocked(ctx context.Context, q Querier, tenant, campaign string, gap time.D
 	return out, nil
 }
 
-// LoadCoupons returns issued coupons by their codes.
-func LoadCoupons(ctx context.Context, q Querier, tenant string, codes []string) (map[string]Coupon, error) {
-	out := make(map[string]Coupon, len(codes))
-	if len(codes) == 0 {
+// CouponKey names a tenant's coupon.
+type CouponKey struct{ Tenant, Code string }
+
+// LoadCoupons returns issued coupons, of any tenants, by their codes.
+func LoadCoupons(ctx context.Context, q Querier, keys []CouponKey) (map[CouponKey]Coupon, error) {
+	out := make(map[CouponKey]Coupon, len(keys))
+	if len(keys) == 0 {
 		return out, nil
 	}
-	rows, err := q.Query(ctx, `SELECT code, percent_off, amount_minor, currency, expires_at FROM coupons WHERE tenant = $1 AND code = ANY($2)`, tenant, codes)
+	tenants, codes := make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		tenants[i], codes[i] = k.Tenant, k.Code
+	}
+	rows, err := q.Query(ctx, `
+		SELECT c.tenant, c.code, c.percent_off, c.amount_minor, c.currency, c.expires_at
+		FROM unnest($1::text[], $2::text[]) AS u(tenant, code)
+		JOIN coupons c ON c.tenant = u.tenant AND c.code = u.code`, tenants, codes)
 	if err != nil {
 		return nil, fmt.Errorf("load coupons: %w", err)
 	}
 	for rows.Next() {
+		var t string
 		var c Coupon
-		if err := rows.Scan(&c.Code, &c.PercentOff, &c.AmountMinor, &c.Currency, &c.ExpiresAt); err != nil {
+		if err := rows.Scan(&t, &c.Code, &c.PercentOff, &c.AmountMinor, &c.Currency, &c.ExpiresAt); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("load coupons: %w", err)
 		}
-		out[c.Code] = c
+		out[CouponKey{t, c.Code}] = c
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load coupons: %w", err)

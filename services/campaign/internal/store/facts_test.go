@@ -56,15 +56,13 @@ func TestOrdersAreOrderIndependent(t *testing.T) {
 		{Customer: "c2", LastOrder: t0.Add(48 * time.Hour), Orders: 1},
 	}
 
-	apply := func(tenant string, batch []OrderFact) {
-		if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
-			return UpsertOrders(ctx, tx, tenant, batch)
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// Each run is a tenant with its own arrival order and batching; a
+	// statement carries the next batch of every run at once, so the same
+	// order ids of different tenants meet in it.
 	rng := rand.New(rand.NewPCG(1, 2))
-	for run := range 12 {
+	const runs = 12
+	var rounds [][]OrderFact
+	for run := range runs {
 		tenant := fmt.Sprintf("t%d", run)
 		sent := slices.Clone(facts)
 		switch run {
@@ -75,7 +73,7 @@ func TestOrdersAreOrderIndependent(t *testing.T) {
 			sent = append(sent, facts[rng.IntN(len(facts))], facts[rng.IntN(len(facts))])
 			rng.Shuffle(len(sent), func(i, j int) { sent[i], sent[j] = sent[j], sent[i] })
 		}
-		for len(sent) > 0 {
+		for k := 0; len(sent) > 0; k++ {
 			n := len(sent)
 			if run > 0 {
 				n = min(1+rng.IntN(3), len(sent))
@@ -83,14 +81,39 @@ func TestOrdersAreOrderIndependent(t *testing.T) {
 					n = 1
 				}
 			}
-			apply(tenant, sent[:n])
+			if k == len(rounds) {
+				rounds = append(rounds, nil)
+			}
+			for _, o := range sent[:n] {
+				o.Tenant = tenant
+				rounds[k] = append(rounds[k], o)
+			}
 			sent = sent[n:]
 		}
-
-		got, err := LoadCustomers(ctx, pool, tenant, []string{"c1", "c2", "c3"})
+	}
+	for _, batch := range rounds {
+		if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return UpsertOrders(ctx, tx, batch) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for run := range runs {
+		tenant := fmt.Sprintf("t%d", run)
+		byID := map[string]*domain.Customer{}
+		var keys []CustomerKey
+		for _, c := range []string{"c1", "c2", "c3"} {
+			keys = append(keys, CustomerKey{tenant, c}, CustomerKey{"other" + tenant, c})
+		}
+		loaded, err := LoadCustomers(ctx, pool, keys)
 		if err != nil {
 			t.Fatal(err)
 		}
+		for k, c := range loaded {
+			if k.Tenant != tenant {
+				t.Fatalf("run %d: loaded %+v for a tenant with no facts", run, k)
+			}
+			byID[k.ID] = c
+		}
+		got := byID
 		if c3, ok := got["c3"]; ok {
 			t.Fatalf("run %d: c3 has orders %+v, want none (its version of o3 loses)", run, c3.Orders)
 		}
@@ -289,21 +312,18 @@ func TestCustomerIDsPagesTheUnion(t *testing.T) {
 		want = append(want, c)
 		if i%3 != 0 { // two in three have orders, some several
 			for k := range 1 + i%4 {
-				orders = append(orders, OrderFact{Order: domain.Order{ID: fmt.Sprintf("%s-o%d", c, k), At: t0, TotalMinor: 1, Currency: "EUR"}, CustomerID: c})
+				orders = append(orders, OrderFact{Tenant: "shop", Order: domain.Order{ID: fmt.Sprintf("%s-o%d", c, k), At: t0, TotalMinor: 1, Currency: "EUR"}, CustomerID: c})
 			}
 		}
 		if i%2 == 0 || i%3 == 0 { // and some a profile (all without orders)
-			profiles = append(profiles, Profile{CustomerID: c, Locale: "en", At: t0})
+			profiles = append(profiles, Profile{Tenant: "shop", CustomerID: c, Locale: "en", At: t0})
 		}
 	}
 	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
-		if err := UpsertOrders(ctx, tx, "shop", orders); err != nil {
+		if err := UpsertOrders(ctx, tx, orders); err != nil {
 			return err
 		}
-		if err := UpsertProfiles(ctx, tx, "shop", profiles); err != nil {
-			return err
-		}
-		return UpsertProfiles(ctx, tx, "other", []Profile{{CustomerID: "c05x", Locale: "en", At: t0}})
+		return UpsertProfiles(ctx, tx, append(profiles, Profile{Tenant: "other", CustomerID: "c05x", Locale: "en", At: t0}))
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -44,56 +44,59 @@ var (
 	ErrExists   = errors.New("already exists")
 )
 
-// OrderFact is an order.placed fact.
+// OrderFact is an order.placed fact of a tenant.
 type OrderFact struct {
+	Tenant string
 	domain.Order
 	CustomerID string
 	Coupon     string
 }
 
-// UpsertOrders stores order facts. Versions of an order id that disagree
-// (a shop re-sent it changed): the one that sorts first by (placed_at,
-// customer_id, total_minor, currency), bytewise, wins whatever the arrival
-// order, the metrics service's rule, so that both see the same orders.
-func UpsertOrders(ctx context.Context, tx pgx.Tx, tenant string, os []OrderFact) error {
+// UpsertOrders stores order facts, of any tenants. Versions of an order id
+// that disagree (a shop re-sent it changed): the one that sorts first by
+// (placed_at, customer_id, total_minor, currency), bytewise, wins whatever
+// the arrival order, the metrics service's rule, so that both see the same
+// orders.
+func UpsertOrders(ctx context.Context, tx pgx.Tx, os []OrderFact) error {
 	os = winningOrders(os)
 	n := len(os)
 	if n == 0 {
 		return nil
 	}
-	ids, custs, ats, totals, curs, coupons := make([]string, n), make([]string, n), make([]time.Time, n),
+	tenants, ids, custs, ats, totals, curs, coupons := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n),
 		make([]int64, n), make([]string, n), make([]string, n)
 	for i, o := range os {
-		ids[i], custs[i], ats[i], totals[i], curs[i], coupons[i] = o.ID, o.CustomerID, o.At, o.TotalMinor, o.Currency, o.Coupon
+		tenants[i], ids[i], custs[i], ats[i], totals[i], curs[i], coupons[i] = o.Tenant, o.ID, o.CustomerID, o.At, o.TotalMinor, o.Currency, o.Coupon
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO campaign_orders AS o (tenant, order_id, customer_id, placed_at, total_minor, currency, coupon_code)
-		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[])
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[])
 		ON CONFLICT (tenant, order_id) DO UPDATE SET
 			customer_id = excluded.customer_id, placed_at = excluded.placed_at, total_minor = excluded.total_minor,
 			currency = excluded.currency, coupon_code = excluded.coupon_code
 		WHERE (excluded.placed_at, excluded.customer_id COLLATE "C", excluded.total_minor, excluded.currency COLLATE "C")
 		    < (o.placed_at, o.customer_id COLLATE "C", o.total_minor, o.currency COLLATE "C")`,
-		tenant, ids, custs, ats, totals, curs, coupons)
+		tenants, ids, custs, ats, totals, curs, coupons)
 	if err != nil {
 		return fmt.Errorf("store %d orders: %w", n, err)
 	}
 	return nil
 }
 
-// winningOrders keeps one version per order id by UpsertOrders' rule (an
+// winningOrders keeps one version per order by UpsertOrders' rule (an
 // upsert may not touch a row twice), at the precision Postgres keeps, in
-// id order (so concurrent batches lock rows in one order).
+// key order (so concurrent batches lock rows in one order).
 func winningOrders(in []OrderFact) []OrderFact {
-	byID := make(map[string]OrderFact, len(in))
+	byID := make(map[[2]string]OrderFact, len(in))
 	for _, o := range in {
 		o.At = o.At.UTC().Truncate(time.Microsecond)
-		if prev, ok := byID[o.ID]; !ok || compareOrders(o, prev) < 0 {
-			byID[o.ID] = o
+		k := [2]string{o.Tenant, o.ID}
+		if prev, ok := byID[k]; !ok || compareOrders(o, prev) < 0 {
+			byID[k] = o
 		}
 	}
 	out := slices.Collect(maps.Values(byID))
-	slices.SortFunc(out, func(a, b OrderFact) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b OrderFact) int { return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.ID, b.ID)) })
 	return out
 }
 
@@ -103,29 +106,33 @@ func (o OrderFact) version() rfm.OrderVersion {
 	return rfm.OrderVersion{At: o.At, Customer: o.CustomerID, TotalMinor: o.TotalMinor, Currency: o.Currency}
 }
 
-// Profile is a customer.updated fact; empty fields are not stated.
+// Profile is a customer.updated fact of a tenant; empty fields are not
+// stated.
 type Profile struct {
-	CustomerID, Locale, TimeZone string
+	Tenant, CustomerID, Locale, TimeZone string
 	// RenewalSet: the renewal_date trait was stated (Renewal nil: cleared).
 	RenewalSet bool
 	Renewal    *time.Time
 	At         time.Time
 }
 
-// UpsertProfiles applies profile facts; a field stated by a newer event
-// than the stored one wins. A customer's profiles are applied oldest first
-// in rounds of at most one profile per customer (an upsert cannot touch a
-// row twice), each round one statement per kind (with or without the
-// renewal_date trait): nearly every batch is one statement.
-func UpsertProfiles(ctx context.Context, tx pgx.Tx, tenant string, ps []Profile) error {
+// UpsertProfiles applies profile facts, of any tenants; a field stated by
+// a newer event than the stored one wins. A customer's profiles are
+// applied oldest first in rounds of at most one profile per customer (an
+// upsert cannot touch a row twice), each round one statement per kind
+// (with or without the renewal_date trait): nearly every batch is one
+// statement.
+func UpsertProfiles(ctx context.Context, tx pgx.Tx, ps []Profile) error {
 	ps = slices.Clone(ps)
-	slices.SortStableFunc(ps, func(a, b Profile) int { return cmp.Or(cmp.Compare(a.CustomerID, b.CustomerID), a.At.Compare(b.At)) })
+	slices.SortStableFunc(ps, func(a, b Profile) int {
+		return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.CustomerID, b.CustomerID), a.At.Compare(b.At))
+	})
 	for len(ps) > 0 {
 		var rest []Profile
 		var round [2][]Profile // without, with the renewal_date trait
 		for i, p := range ps {
 			switch {
-			case i > 0 && ps[i-1].CustomerID == p.CustomerID:
+			case i > 0 && ps[i-1].Tenant == p.Tenant && ps[i-1].CustomerID == p.CustomerID:
 				rest = append(rest, p)
 			case p.RenewalSet:
 				round[1] = append(round[1], p)
@@ -134,7 +141,7 @@ func UpsertProfiles(ctx context.Context, tx pgx.Tx, tenant string, ps []Profile)
 			}
 		}
 		for kind, r := range round {
-			if err := upsertProfiles(ctx, tx, tenant, r, kind == 1); err != nil {
+			if err := upsertProfiles(ctx, tx, r, kind == 1); err != nil {
 				return err
 			}
 		}
@@ -143,113 +150,134 @@ func UpsertProfiles(ctx context.Context, tx pgx.Tx, tenant string, ps []Profile)
 	return nil
 }
 
-func upsertProfiles(ctx context.Context, tx pgx.Tx, tenant string, ps []Profile, renewalSet bool) error {
+func upsertProfiles(ctx context.Context, tx pgx.Tx, ps []Profile, renewalSet bool) error {
 	n := len(ps)
 	if n == 0 {
 		return nil
 	}
-	custs, locales, tzs, ats := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	tenants, custs, locales, tzs, ats := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
 	renewals := make([]*time.Time, n)
 	for i, p := range ps {
-		custs[i], locales[i], tzs[i], ats[i], renewals[i] = p.CustomerID, p.Locale, p.TimeZone, p.At, p.Renewal
+		tenants[i], custs[i], locales[i], tzs[i], ats[i], renewals[i] = p.Tenant, p.CustomerID, p.Locale, p.TimeZone, p.At, p.Renewal
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO campaign_customers AS c (tenant, customer_id, locale, time_zone, renewal_date, profile_at)
-		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::date[], $6::timestamptz[])
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::date[], $6::timestamptz[])
 		ON CONFLICT (tenant, customer_id) DO UPDATE SET
 			locale = CASE WHEN excluded.locale <> '' AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.locale ELSE c.locale END,
 			time_zone = CASE WHEN excluded.time_zone <> '' AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.time_zone ELSE c.time_zone END,
 			renewal_date = CASE WHEN $7 AND (c.profile_at IS NULL OR c.profile_at <= excluded.profile_at) THEN excluded.renewal_date ELSE c.renewal_date END,
 			profile_at = greatest(c.profile_at, excluded.profile_at)`,
-		tenant, custs, locales, tzs, renewals, ats, renewalSet)
+		tenants, custs, locales, tzs, renewals, ats, renewalSet)
 	if err != nil {
 		return fmt.Errorf("store %d profiles: %w", n, err)
 	}
 	return nil
 }
 
-// Band is a churn.risk_changed fact.
+// Band is a churn.risk_changed fact of a tenant.
 type Band struct {
+	Tenant     string
 	CustomerID string
 	Band       churnv1.RiskBand
 	At         time.Time
 }
 
-// UpsertBands stores customers' churn bands, each if newer than the stored
-// one (of several in the batch, the newest; the last on a tie).
-func UpsertBands(ctx context.Context, tx pgx.Tx, tenant string, bs []Band) error {
-	latest := map[string]int{}
+// UpsertBands stores customers' churn bands, of any tenants, each if newer
+// than the stored one (of several in the batch, the newest; the last on a
+// tie).
+func UpsertBands(ctx context.Context, tx pgx.Tx, bs []Band) error {
+	latest := map[CustomerKey]int{}
 	for i, b := range bs {
-		if j, ok := latest[b.CustomerID]; !ok || !b.At.Before(bs[j].At) {
-			latest[b.CustomerID] = i
+		k := CustomerKey{b.Tenant, b.CustomerID}
+		if j, ok := latest[k]; !ok || !b.At.Before(bs[j].At) {
+			latest[k] = i
 		}
 	}
 	if len(latest) == 0 {
 		return nil
 	}
-	custs, bands, ats := make([]string, 0, len(latest)), make([]int16, 0, len(latest)), make([]time.Time, 0, len(latest))
+	n := len(latest)
+	tenants, custs, bands, ats := make([]string, 0, n), make([]string, 0, n), make([]int16, 0, n), make([]time.Time, 0, n)
 	for _, i := range latest {
-		custs, bands, ats = append(custs, bs[i].CustomerID), append(bands, int16(bs[i].Band)), append(ats, bs[i].At)
+		b := bs[i]
+		tenants, custs, bands, ats = append(tenants, b.Tenant), append(custs, b.CustomerID), append(bands, int16(b.Band)), append(ats, b.At)
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO campaign_customers AS c (tenant, customer_id, churn_band, band_at)
-		SELECT $1, * FROM unnest($2::text[], $3::smallint[], $4::timestamptz[])
+		SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::timestamptz[])
 		ON CONFLICT (tenant, customer_id) DO UPDATE SET
 			churn_band = CASE WHEN c.band_at IS NULL OR c.band_at <= excluded.band_at THEN excluded.churn_band ELSE c.churn_band END,
-			band_at = greatest(c.band_at, excluded.band_at)`, tenant, custs, bands, ats)
+			band_at = greatest(c.band_at, excluded.band_at)`, tenants, custs, bands, ats)
 	if err != nil {
 		return fmt.Errorf("store %d churn bands: %w", len(custs), err)
 	}
 	return nil
 }
 
-// LoadCustomers returns the facts of the given customers (those with no
-// fact at all are absent), in one round trip.
-func LoadCustomers(ctx context.Context, q Querier, tenant string, ids []string) (map[string]*domain.Customer, error) {
-	out := make(map[string]*domain.Customer, len(ids))
-	get := func(id string) *domain.Customer {
-		c := out[id]
+// CustomerKey names a customer of a tenant.
+type CustomerKey struct{ Tenant, ID string }
+
+// customerArrays are the columns of keys, for unnest.
+func customerArrays(keys []CustomerKey) (tenants, ids []string) {
+	tenants, ids = make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		tenants[i], ids[i] = k.Tenant, k.ID
+	}
+	return tenants, ids
+}
+
+// LoadCustomers returns the facts of the given customers, of any tenants
+// (those with no fact at all are absent), in one round trip.
+func LoadCustomers(ctx context.Context, q Querier, keys []CustomerKey) (map[CustomerKey]*domain.Customer, error) {
+	out := make(map[CustomerKey]*domain.Customer, len(keys))
+	get := func(k CustomerKey) *domain.Customer {
+		c := out[k]
 		if c == nil {
-			c = &domain.Customer{ID: id}
-			out[id] = c
+			c = &domain.Customer{ID: k.ID}
+			out[k] = c
 		}
 		return c
 	}
+	tenants, ids := customerArrays(keys)
 	batch := &pgx.Batch{}
 	batch.Queue(`
-		SELECT customer_id, locale, time_zone, renewal_date, churn_band
-		FROM campaign_customers WHERE tenant = $1 AND customer_id = ANY($2)`, tenant, ids).Query(func(rows pgx.Rows) error {
+		SELECT c.tenant, c.customer_id, c.locale, c.time_zone, c.renewal_date, c.churn_band
+		FROM unnest($1::text[], $2::text[]) AS u(tenant, customer_id)
+		JOIN campaign_customers c ON c.tenant = u.tenant AND c.customer_id = u.customer_id`, tenants, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var (
-				id, locale, tz string
-				renewal        *time.Time
-				band           int16
+				k          CustomerKey
+				locale, tz string
+				renewal    *time.Time
+				band       int16
 			)
-			if err := rows.Scan(&id, &locale, &tz, &renewal, &band); err != nil {
+			if err := rows.Scan(&k.Tenant, &k.ID, &locale, &tz, &renewal, &band); err != nil {
 				return err
 			}
-			c := get(id)
+			c := get(k)
 			c.Locale, c.TimeZone, c.RenewalDate, c.ChurnBand = locale, tz, renewal, churnv1.RiskBand(band)
 		}
 		return rows.Err()
 	})
 	batch.Queue(`
-		SELECT customer_id, order_id, placed_at, total_minor, currency
-		FROM campaign_orders WHERE tenant = $1 AND customer_id = ANY($2)
-		ORDER BY customer_id, placed_at, order_id`, tenant, ids).Query(func(rows pgx.Rows) error {
+		SELECT o.tenant, o.customer_id, o.order_id, o.placed_at, o.total_minor, o.currency
+		FROM unnest($1::text[], $2::text[]) AS u(tenant, customer_id)
+		JOIN campaign_orders o ON o.tenant = u.tenant AND o.customer_id = u.customer_id
+		ORDER BY o.tenant, o.customer_id, o.placed_at, o.order_id`, tenants, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
-			var id string
+			var k CustomerKey
 			var o domain.Order
-			if err := rows.Scan(&id, &o.ID, &o.At, &o.TotalMinor, &o.Currency); err != nil {
+			if err := rows.Scan(&k.Tenant, &k.ID, &o.ID, &o.At, &o.TotalMinor, &o.Currency); err != nil {
 				return err
 			}
-			c := get(id)
+			c := get(k)
 			c.Orders = append(c.Orders, o)
 		}
 		return rows.Err()
 	})
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
-		return nil, fmt.Errorf("load %d customers: %w", len(ids), err)
+		return nil, fmt.Errorf("load %d customers: %w", len(keys), err)
 	}
 	return out, nil
 }
@@ -317,46 +345,53 @@ func RFMValues(ctx context.Context, q Querier, tenant string, at time.Time) ([]d
 	return vs, nil
 }
 
-// TimeZones returns the stored time zones of customers (absent: unknown).
-func TimeZones(ctx context.Context, q Querier, tenant string, ids []string) (map[string]string, error) {
-	rows, err := q.Query(ctx, `SELECT customer_id, time_zone FROM campaign_customers WHERE tenant = $1 AND customer_id = ANY($2) AND time_zone <> ''`, tenant, ids)
+// TimeZones returns the stored time zones of customers, of any tenants
+// (absent: unknown).
+func TimeZones(ctx context.Context, q Querier, keys []CustomerKey) (map[CustomerKey]string, error) {
+	tenants, ids := customerArrays(keys)
+	rows, err := q.Query(ctx, `
+		SELECT c.tenant, c.customer_id, c.time_zone
+		FROM unnest($1::text[], $2::text[]) AS u(tenant, customer_id)
+		JOIN campaign_customers c ON c.tenant = u.tenant AND c.customer_id = u.customer_id
+		WHERE c.time_zone <> ''`, tenants, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load time zones: %w", err)
 	}
-	out := map[string]string{}
+	out := map[CustomerKey]string{}
 	for rows.Next() {
-		var id, tz string
-		if err := rows.Scan(&id, &tz); err != nil {
+		var k CustomerKey
+		var tz string
+		if err := rows.Scan(&k.Tenant, &k.ID, &tz); err != nil {
 			return nil, fmt.Errorf("load time zones: %w", err)
 		}
-		out[id] = tz
+		out[k] = tz
 	}
 	return out, rows.Err()
 }
 
-// GoalEvent is an event that may reach enrollments' goals.
+// GoalEvent is an event of a tenant that may reach enrollments' goals.
 type GoalEvent struct {
-	CustomerID, Type string
-	At               time.Time
+	Tenant, CustomerID, Type string
+	At                       time.Time
 }
 
-// Redemption is an order that used a coupon code.
+// Redemption is an order of a tenant that used a coupon code.
 type Redemption struct {
-	Code, OrderID string
-	At            time.Time
+	Tenant, Code, OrderID string
+	At                    time.Time
 }
 
-// MarkGoals applies goal events to the enrollments of their customers. An
-// order.placed goal is not written (see conversion): an order only wakes
-// the enrollments it converts that go on after their goal and wait on a
-// branch (due now, so the scheduler takes the branch's if_goal path at
-// once rather than at its timeout). Any other goal is recorded as the
-// enrollment's converted_at, the earliest such event within the
-// attribution window (earliest-wins: independent of the order events
-// arrive), waking the same way. In the same round trip it marks the
+// MarkGoals applies goal events, of any tenants, to the enrollments of
+// their customers. An order.placed goal is not written (see conversion):
+// an order only wakes the enrollments it converts that go on after their
+// goal and wait on a branch (due now, so the scheduler takes the branch's
+// if_goal path at once rather than at its timeout). Any other goal is
+// recorded as the enrollment's converted_at, the earliest such event
+// within the attribution window (earliest-wins: independent of the order
+// events arrive), waking the same way. In the same round trip it marks the
 // coupons the orders used as redeemed by the earliest order placed before
 // they expired.
-func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, rs []Redemption, now time.Time) error {
+func MarkGoals(ctx context.Context, tx pgx.Tx, evs []GoalEvent, rs []Redemption, now time.Time) error {
 	batch := &pgx.Batch{}
 	var orders, others []GoalEvent
 	for _, e := range evs {
@@ -367,46 +402,49 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, r
 		}
 	}
 	if len(orders) > 0 {
-		custs, ats := make([]string, len(orders)), make([]time.Time, len(orders))
+		tenants, custs, ats := make([]string, len(orders)), make([]string, len(orders)), make([]time.Time, len(orders))
 		for i, e := range orders {
-			custs[i], ats[i] = e.CustomerID, e.At
+			tenants[i], custs[i], ats[i] = e.Tenant, e.CustomerID, e.At
 		}
 		batch.Queue(`
 			UPDATE enrollments e SET due_at = $4
-			FROM unnest($2::text[], $3::timestamptz[]) AS ev(customer_id, at)
-			WHERE e.tenant = $1 AND e.customer_id = ev.customer_id AND e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal
+			FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS ev(tenant, customer_id, at)
+			WHERE e.tenant = ev.tenant AND e.customer_id = ev.customer_id AND e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal
 				AND e.goal_event = 'order.placed' AND ev.at > e.anchor_at AND ev.at <= e.attribution_until AND e.due_at > $4`,
-			tenant, custs, ats, now)
+			tenants, custs, ats, now)
 	}
 	if len(others) > 0 {
-		custs, types, ats := make([]string, len(others)), make([]string, len(others)), make([]time.Time, len(others))
+		n := len(others)
+		tenants, custs, types, ats := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
 		for i, e := range others {
-			custs[i], types[i], ats[i] = e.CustomerID, e.Type, e.At
+			tenants[i], custs[i], types[i], ats[i] = e.Tenant, e.CustomerID, e.Type, e.At
 		}
 		batch.Queue(`
 			UPDATE enrollments e SET converted_at = g.at,
 				due_at = CASE WHEN e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal THEN least(e.due_at, $5) ELSE e.due_at END
 			FROM (
-				SELECT DISTINCT ON (e2.campaign_id, e2.customer_id, e2.entry_key) e2.campaign_id, e2.customer_id, e2.entry_key, ev.at
-				FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS ev(customer_id, type, at)
-				JOIN enrollments e2 ON e2.tenant = $1 AND e2.customer_id = ev.customer_id AND e2.goal_event = ev.type
+				SELECT DISTINCT ON (e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key) e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key, ev.at
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS ev(tenant, customer_id, type, at)
+				JOIN enrollments e2 ON e2.tenant = ev.tenant AND e2.customer_id = ev.customer_id AND e2.goal_event = ev.type
 					AND e2.goal_event <> 'order.placed' -- the index of recorded goals
 					AND ev.at > e2.anchor_at AND ev.at <= e2.attribution_until
 				WHERE e2.converted_at IS NULL OR ev.at < e2.converted_at
-				ORDER BY e2.campaign_id, e2.customer_id, e2.entry_key, ev.at) g
-			WHERE e.tenant = $1 AND e.campaign_id = g.campaign_id AND e.customer_id = g.customer_id AND e.entry_key = g.entry_key`,
-			tenant, custs, types, ats, now)
+				ORDER BY e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key, ev.at) g
+			WHERE e.tenant = g.tenant AND e.campaign_id = g.campaign_id AND e.customer_id = g.customer_id AND e.entry_key = g.entry_key`,
+			tenants, custs, types, ats, now)
 	}
 	if len(rs) > 0 {
-		codes, orders, ats := make([]string, len(rs)), make([]string, len(rs)), make([]time.Time, len(rs))
+		n := len(rs)
+		tenants, codes, orders, ats := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
 		for i, r := range rs {
-			codes[i], orders[i], ats[i] = r.Code, r.OrderID, r.At
+			tenants[i], codes[i], orders[i], ats[i] = r.Tenant, r.Code, r.OrderID, r.At
 		}
 		batch.Queue(`
 			UPDATE coupons c SET redeemed_at = u.at, redeemed_order_id = u.order_id
-			FROM (SELECT DISTINCT ON (code) * FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS t(code, order_id, at) ORDER BY code, at) u
-			WHERE c.tenant = $1 AND c.code = u.code AND u.at <= c.expires_at AND (c.redeemed_at IS NULL OR u.at < c.redeemed_at)`,
-			tenant, codes, orders, ats)
+			FROM (SELECT DISTINCT ON (tenant, code) * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS t(tenant, code, order_id, at)
+				ORDER BY tenant, code, at) u
+			WHERE c.tenant = u.tenant AND c.code = u.code AND u.at <= c.expires_at AND (c.redeemed_at IS NULL OR u.at < c.redeemed_at)`,
+			tenants, codes, orders, ats)
 	}
 	if batch.Len() == 0 {
 		return nil
@@ -417,35 +455,39 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, tenant string, evs []GoalEvent, r
 	return nil
 }
 
-// Delivery is a delivery outcome of a campaign's request.
+// Delivery is a delivery outcome of a tenant's campaign request.
 type Delivery struct {
-	RequestID, CampaignID string
-	Outcome               int16
-	Sequence              int32
+	Tenant, RequestID, CampaignID string
+	Outcome                       int16
+	Sequence                      int32
 }
 
-// UpsertDeliveries keeps the outcome with the highest sequence per request.
-func UpsertDeliveries(ctx context.Context, tx pgx.Tx, tenant string, ds []Delivery) error {
-	best := map[string]int{}
+// UpsertDeliveries keeps the outcome with the highest sequence per
+// request, of any tenants.
+func UpsertDeliveries(ctx context.Context, tx pgx.Tx, ds []Delivery) error {
+	best := map[[2]string]int{}
 	for i, d := range ds {
-		if j, ok := best[d.RequestID]; !ok || d.Sequence > ds[j].Sequence {
-			best[d.RequestID] = i
+		k := [2]string{d.Tenant, d.RequestID}
+		if j, ok := best[k]; !ok || d.Sequence > ds[j].Sequence {
+			best[k] = i
 		}
 	}
 	if len(best) == 0 {
 		return nil
 	}
-	reqs, camps := make([]string, 0, len(best)), make([]string, 0, len(best))
-	outcomes, seqs := make([]int16, 0, len(best)), make([]int32, 0, len(best))
+	n := len(best)
+	tenants, reqs, camps := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	outcomes, seqs := make([]int16, 0, n), make([]int32, 0, n)
 	for _, i := range best {
 		d := ds[i]
-		reqs, camps, outcomes, seqs = append(reqs, d.RequestID), append(camps, d.CampaignID), append(outcomes, d.Outcome), append(seqs, d.Sequence)
+		tenants, reqs, camps = append(tenants, d.Tenant), append(reqs, d.RequestID), append(camps, d.CampaignID)
+		outcomes, seqs = append(outcomes, d.Outcome), append(seqs, d.Sequence)
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO campaign_deliveries AS d (tenant, request_id, campaign_id, outcome, sequence)
-		SELECT $1, * FROM unnest($2::text[], $3::text[], $4::smallint[], $5::int[])
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::int[])
 		ON CONFLICT (tenant, request_id) DO UPDATE SET outcome = excluded.outcome, sequence = excluded.sequence
-		WHERE d.sequence < excluded.sequence`, tenant, reqs, camps, outcomes, seqs)
+		WHERE d.sequence < excluded.sequence`, tenants, reqs, camps, outcomes, seqs)
 	if err != nil {
 		return fmt.Errorf("store %d delivery outcomes: %w", len(reqs), err)
 	}

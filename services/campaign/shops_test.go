@@ -1,0 +1,177 @@
+package campaign_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/retainhq/retain/platform/bus"
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
+	"github.com/retainhq/retain/services/campaign"
+	"github.com/retainhq/retain/services/campaign/internal/domain"
+)
+
+// TestShopsInOneBatchStayApart applies the events of three shops in shared
+// batches (the consumer's statements serve every shop of a batch at once):
+// two shops run the same campaigns under the same ids, with the same
+// customer and order ids; the third runs none. Each shop gets exactly what
+// it would alone: its own entries under each entry policy, holdout groups
+// hashed with its own id, coupons it alone can redeem, timers and churn
+// signals applied to its own enrollments.
+func TestShopsInOneBatchStayApart(t *testing.T) {
+	s := setup(t, func(c *campaign.Config) { c.Workers = 1; c.BatchSize = 500 })
+	ctx := context.Background()
+	shops, quiet := []string{"shop-a", "shop-b"}, "shop-c"
+	for _, shop := range shops {
+		s.create(t, shop, sendNow("per-order", "{once_per_key: order_id}", 50))
+		s.create(t, shop, sendNow("once", "{once_per_customer: {}}", 0))
+		s.create(t, shop, sendNow("monthly", "{once_per: 30d}", 0))
+		s.create(t, shop, waitThenSend)
+		if _, err := s.client().InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: "loyalty-reward"}, s.token(t, shop)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.client().InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: "churn-outreach"}, s.token(t, "shop-a")); err != nil {
+		t.Fatal(err)
+	}
+
+	// With the consumer stopped, the shops' events go onto the stream
+	// interleaved; the replica started after reads them in one batch.
+	for _, in := range s.inst {
+		in.stop()
+	}
+	s.inst = nil
+	now := s.clock.Now()
+	const customers = 10
+	for c := range customers {
+		cust := fmt.Sprintf("c-%02d", c)
+		for o := range 3 {
+			for _, shop := range append(shops, quiet) {
+				s.publish(t, shop, orderEv(fmt.Sprintf("%s-o%d", cust, o), cust, now.Add(-time.Duration(3-o)*time.Minute), 1000))
+			}
+		}
+	}
+	s.start(t)
+	s.caughtUp(t)
+
+	if n := s.count(t, `SELECT count(*) FROM campaign_orders WHERE tenant = $1`, quiet); n != 3*customers {
+		t.Fatalf("%s: %d orders stored, want %d", quiet, n, 3*customers)
+	}
+	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE tenant = $1`, quiet); n != 0 {
+		t.Fatalf("%s runs no campaign and has %d enrollments", quiet, n)
+	}
+	for _, shop := range shops {
+		for _, tc := range []struct {
+			campaign string
+			want     int
+		}{{"per-order", 3 * customers}, {"once", customers}, {"monthly", customers}, {"later", 3 * customers}, {"loyalty-reward", customers}} {
+			if n := s.count(t, `SELECT count(*) FROM enrollments WHERE tenant = $1 AND campaign_id = $2`, shop, tc.campaign); n != tc.want {
+				t.Errorf("%s %s: %d enrollments, want %d", shop, tc.campaign, n, tc.want)
+			}
+		}
+		// Each customer's third order in the shop, not one of the orders of
+		// the same ids in the other shops, is what made it their third.
+		if n := s.count(t, `SELECT count(*) FROM enrollments WHERE tenant = $1 AND campaign_id = 'loyalty-reward' AND vars->>'order_id' LIKE '%-o2'`, shop); n != customers {
+			t.Errorf("%s: %d loyalty rewards on the third order, want %d", shop, n, customers)
+		}
+		// The holdout groups are the shop's own hash, so the two shops'
+		// groups differ while each shop's customers keep theirs.
+		treated := map[string]int{}
+		for c := range customers {
+			cust := fmt.Sprintf("c-%02d", c)
+			for _, camp := range []struct {
+				id  string
+				pct int32
+			}{{"per-order", 50}, {"loyalty-reward", 10}} {
+				want := domain.InHoldout(shop, camp.id, cust, camp.pct)
+				if n := s.count(t, `SELECT count(*) FROM enrollments WHERE tenant = $1 AND campaign_id = $2 AND customer_id = $3 AND holdout <> $4`,
+					shop, camp.id, cust, want); n != 0 {
+					t.Errorf("%s %s %s: %d enrollments not in holdout group %v", shop, camp.id, cust, n, want)
+				}
+				if !want {
+					treated[camp.id]++
+				}
+			}
+		}
+		sent := map[string]int{}
+		for _, n := range s.notifications(t, shop) {
+			if n.GetTenantId() != shop || n.msgID != shop+"/"+n.GetRequestId() {
+				t.Fatalf("%s: request %v (msg id %s)", shop, n.NotificationRequested, n.msgID)
+			}
+			sent[n.GetOrigin().GetCampaignId()]++
+		}
+		if sent["per-order"] != 3*treated["per-order"] || sent["once"] != customers || sent["monthly"] != customers ||
+			sent["loyalty-reward"] != treated["loyalty-reward"] || sent["later"] != 0 {
+			t.Errorf("%s: sent %v, want %d per order, %d once, %d monthly, %d loyalty rewards", shop, sent,
+				3*treated["per-order"], customers, customers, treated["loyalty-reward"])
+		}
+		if n := s.count(t, `SELECT count(*) FROM coupons WHERE tenant = $1`, shop); n != treated["loyalty-reward"] {
+			t.Errorf("%s: %d coupons, want %d", shop, n, treated["loyalty-reward"])
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("due timers of both shops fire in one pass", func(t *testing.T) {
+		s.clock.Advance(2 * time.Hour)
+		s.fire(t)
+		for _, shop := range shops {
+			later := 0
+			for _, n := range s.notifications(t, shop) {
+				if n.GetOrigin().GetCampaignId() == "later" {
+					later++
+				}
+			}
+			// Each customer's next order was the goal of the enrollment
+			// before it: only their last order's is still waiting.
+			if later != customers {
+				t.Errorf("%s: %d later messages, want %d", shop, later, customers)
+			}
+		}
+	})
+
+	t.Run("a coupon is redeemed only in its own shop", func(t *testing.T) {
+		var cust, code string
+		if err := s.db.QueryRow(ctx, `SELECT customer_id, code FROM coupons WHERE tenant = 'shop-a' ORDER BY customer_id LIMIT 1`).Scan(&cust, &code); err != nil {
+			t.Fatal(err)
+		}
+		at := s.clock.Now()
+		for _, shop := range []string{"shop-b", quiet} {
+			s.publish(t, shop, couponOrderEv("spend-"+shop, cust, at, 500, code))
+		}
+		s.caughtUp(t)
+		if n := s.count(t, `SELECT count(*) FROM coupons WHERE redeemed_at IS NOT NULL`); n != 0 {
+			t.Fatalf("another shop's order redeemed %d coupons", n)
+		}
+		s.publish(t, "shop-a", couponOrderEv("spend-a", cust, at, 500, code))
+		s.caughtUp(t)
+		if n := s.count(t, `SELECT count(*) FROM coupons WHERE redeemed_at IS NOT NULL AND tenant = 'shop-a' AND code = $1 AND redeemed_order_id = 'spend-a'`, code); n != 1 {
+			t.Fatalf("%d coupons redeemed by shop-a's order, want 1", n)
+		}
+	})
+
+	t.Run("churn signals enroll only where a band campaign runs", func(t *testing.T) {
+		at := s.clock.Now()
+		for c := range customers {
+			cust := fmt.Sprintf("c-%02d", c)
+			for _, shop := range append(shops, quiet) {
+				s.publishOn(t, bus.SignalSubject(shop, "churn.risk_changed"), shop+"/"+cust+"/1", "churn.risk_changed", &churnv1.ChurnRiskChanged{
+					TenantId: shop, CustomerId: cust, Score: 81, Band: churnv1.RiskBand_RISK_BAND_HIGH, PreviousBand: churnv1.RiskBand_RISK_BAND_MEDIUM,
+					ComputedAt: ts(at), AsOf: ts(at)})
+			}
+		}
+		s.caughtUp(t)
+		if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'churn-outreach' AND tenant = 'shop-a'`); n != customers {
+			t.Fatalf("shop-a: %d churn outreach enrollments, want %d", n, customers)
+		}
+		if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'churn-outreach' AND tenant <> 'shop-a'`); n != 0 {
+			t.Fatalf("%d churn outreach enrollments in shops without the campaign", n)
+		}
+		if n := s.count(t, `SELECT count(*) FROM campaign_customers WHERE churn_band = $1`, int(churnv1.RiskBand_RISK_BAND_HIGH)); n != 3*customers {
+			t.Fatalf("%d customers with the high band stored, want %d", n, 3*customers)
+		}
+	})
+}
