@@ -285,7 +285,7 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, ts []triggered)
 	for _, t := range ts {
 		keys = append(keys, store.CustomerKey{Tenant: t.tenant, ID: t.customer})
 	}
-	slices.SortFunc(keys, compareCustomers)
+	slices.SortFunc(keys, store.CompareCustomers)
 	custs, err := store.LoadCustomers(ctx, tx, slices.Compact(keys))
 	if err != nil {
 		return err
@@ -336,10 +336,6 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, ts []triggered)
 	return e.enroll(ctx, tx, ins)
 }
 
-func compareCustomers(a, b store.CustomerKey) int {
-	return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.ID, b.ID))
-}
-
 // laterOrders returns the order.placed triggers to evaluate again because
 // an order of the batch arrived after them but was placed before them (a
 // shop's webhook retried late, events exported out of order): the fresh
@@ -380,7 +376,7 @@ func (e *Engine) laterOrders(ts []triggered, custs map[store.CustomerKey]*domain
 	}
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	var out []triggered
-	for _, k := range slices.SortedFunc(maps.Keys(earliest), compareCustomers) {
+	for _, k := range slices.SortedFunc(maps.Keys(earliest), store.CompareCustomers) {
 		for _, o := range custs[k].Orders {
 			if !o.At.After(earliest[k]) || inBatch[[2]string{k.Tenant, o.ID}] || (e.cfg.MaxTriggerAge > 0 && o.At.Before(oldest)) {
 				continue

@@ -227,8 +227,41 @@ func customerArrays(keys []CustomerKey) (tenants, ids []string) {
 	return tenants, ids
 }
 
+// LockCustomers takes the row lock of each customer's campaign_customers
+// row, creating the row of a customer seen for the first time, in key
+// order, until tx ends: two transactions applying one customer's events,
+// on any replicas, then run one after the other, the second reading the
+// facts the first wrote. (Row locks live in the rows: unlike advisory
+// locks they take no slot of the server's shared lock table, however many
+// customers a batch holds.)
+func LockCustomers(ctx context.Context, tx pgx.Tx, keys []CustomerKey) error {
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, CompareCustomers)
+	keys = slices.Compact(keys)
+	if len(keys) == 0 {
+		return nil
+	}
+	tenants, ids := customerArrays(keys)
+	// An upsert whose update never applies still locks the row it meets
+	// (ON CONFLICT DO UPDATE locks every conflicting row); the statement
+	// meets the rows in key order, so two batches cannot deadlock on them.
+	_, err := tx.Exec(ctx, `
+		INSERT INTO campaign_customers AS c (tenant, customer_id)
+		SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2
+		ON CONFLICT (tenant, customer_id) DO UPDATE SET locale = c.locale WHERE false`, tenants, ids)
+	if err != nil {
+		return fmt.Errorf("lock %d customers: %w", len(keys), err)
+	}
+	return nil
+}
+
+// CompareCustomers orders customer keys by tenant, then id (bytewise).
+func CompareCustomers(a, b CustomerKey) int {
+	return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.ID, b.ID))
+}
+
 // LoadCustomers returns the facts of the given customers, of any tenants
-// (those with no fact at all are absent), in one round trip.
+// (those the service has never seen are absent), in one round trip.
 func LoadCustomers(ctx context.Context, q Querier, keys []CustomerKey) (map[CustomerKey]*domain.Customer, error) {
 	out := make(map[CustomerKey]*domain.Customer, len(keys))
 	get := func(k CustomerKey) *domain.Customer {
