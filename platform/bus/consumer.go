@@ -93,6 +93,15 @@ type ConsumerConfig struct {
 	// own batches. Handlers must not assume order across workers, except
 	// where they call Sequence.
 	Concurrency int
+	// Exclusive runs the consumer in one process at a time, whatever the
+	// replicas: the one holding its lease in Postgres (bus_leases); the
+	// others stand by and take over when it is released (a clean
+	// shutdown) or lapses (LeaseTTL after a crash). With Sequence this
+	// applies the stream in order per key across a deployment.
+	Exclusive bool
+	// LeaseTTL is how long an Exclusive consumer's lease lasts unrenewed
+	// (0: DefaultLeaseTTL); the holder renews it every third of that.
+	LeaseTTL time.Duration
 	// InboxRetention is how long processed ids stay in bus_inbox. Retries
 	// older than this are not recognised as duplicates, so keep it well above
 	// the stream's dedupe window and any client retry horizon. Negative
@@ -125,6 +134,9 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.InboxRetention == 0 {
 		c.InboxRetention = DefaultInboxRetention
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
 	return c
 }
 
@@ -151,6 +163,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.MaxAckPending < 0 {
 		errs = append(errs, fmt.Errorf("bus: consumer %s: MaxAckPending must not be negative (got %d)", c.Durable, c.MaxAckPending))
+	}
+	if c.LeaseTTL < 0 {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: LeaseTTL must not be negative (got %s)", c.Durable, c.LeaseTTL))
 	}
 	if c.Backoff.Initial < 0 || c.Backoff.Max < 0 {
 		errs = append(errs, fmt.Errorf("bus: consumer %s: Backoff durations must not be negative", c.Durable))
@@ -303,7 +318,8 @@ func (c *Consumer) Declare(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 // Run declares the consumer (retrying until NATS answers), then runs
-// Concurrency workers until ctx is done. On cancellation the workers stop
+// Concurrency workers until ctx is done (an Exclusive consumer only while
+// this process holds its lease, standing by otherwise). On cancellation the workers stop
 // fetching, finish the batch in flight (commit and ack) and Run returns nil.
 func (c *Consumer) Run(ctx context.Context) error {
 	var cons jetstream.Consumer
@@ -323,15 +339,35 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
-	c.log.Info("consumer running", "workers", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize)
+	if !c.cfg.Exclusive {
+		c.runWorkers(ctx, cons)
+		return nil
+	}
+	l := newLease(c.pool, "consumer:"+c.cfg.Durable, c.cfg.LeaseTTL)
+	l.hold(ctx, min(time.Second, c.cfg.LeaseTTL/3), func(held bool, err error) {
+		switch {
+		case held:
+			c.log.Info("consumer lease taken", "holder", l.holder)
+		case errors.Is(err, errLeaseHeld):
+			c.log.Info("consumer standing by: another process holds its lease", "holder", l.holder)
+		case errors.Is(err, errLeaseLost):
+			c.log.Warn("consumer stopped: its lease may have passed to another process", "holder", l.holder, "error", err)
+		default:
+			c.log.Warn("consumer lease", "holder", l.holder, "error", err)
+		}
+	}, func(ctx context.Context) { c.runWorkers(ctx, cons) })
+	return nil
+}
 
+// runWorkers runs Concurrency workers until ctx is done.
+func (c *Consumer) runWorkers(ctx context.Context, cons jetstream.Consumer) {
+	c.log.Info("consumer running", "workers", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize)
 	var wg sync.WaitGroup
 	for w := range c.cfg.Concurrency {
 		wg.Go(func() { c.work(ctx, cons, w) })
 	}
 	wg.Wait()
 	c.log.Info("consumer stopped")
-	return nil
 }
 
 func (c *Consumer) work(ctx context.Context, cons jetstream.Consumer, worker int) {

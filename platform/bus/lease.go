@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nuid"
+)
+
+// DefaultLeaseTTL is how long an exclusive consumer's lease lasts without
+// a renewal: the longest a crashed holder keeps the others waiting.
+const DefaultLeaseTTL = 15 * time.Second
+
+// lease is a named lease in Postgres (bus_leases), held by one holder at a
+// time until it lapses or is released.
+type lease struct {
+	pool   *pgxpool.Pool
+	name   string
+	holder string
+	ttl    time.Duration
+}
+
+func newLease(pool *pgxpool.Pool, name string, ttl time.Duration) *lease {
+	host, _ := os.Hostname()
+	return &lease{pool: pool, name: name, holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), nuid.Next()), ttl: ttl}
+}
+
+var (
+	// errLeaseHeld: another holder's lease has not lapsed.
+	errLeaseHeld = errors.New("lease held by another process")
+	// errLeaseLost: the holder stopped because the lease may have passed
+	// to another.
+	errLeaseLost = errors.New("lease lost")
+)
+
+// take takes the lease, or renews it if this holder has it; it fails with
+// errLeaseHeld while another holder's has not lapsed.
+func (l *lease) take(ctx context.Context) error {
+	var holder string
+	err := l.pool.QueryRow(ctx, `
+		INSERT INTO bus_leases AS l (name, holder, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+			WHERE l.holder = excluded.holder OR l.expires_at < now()
+		RETURNING holder`, l.name, l.holder, l.ttl.Seconds()).Scan(&holder)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errLeaseHeld
+	}
+	if err != nil {
+		return fmt.Errorf("bus: lease %s: %w", l.name, err)
+	}
+	return nil
+}
+
+// release gives the lease up at once (a clean shutdown), so that another
+// process need not wait for it to lapse.
+func (l *lease) release(ctx context.Context) error {
+	if _, err := l.pool.Exec(ctx, `DELETE FROM bus_leases WHERE name = $1 AND holder = $2`, l.name, l.holder); err != nil {
+		return fmt.Errorf("bus: release lease %s: %w", l.name, err)
+	}
+	return nil
+}
+
+// hold runs fn while this process holds the lease: it waits for the lease
+// (trying every poll), calls fn with a context cancelled as soon as the
+// lease may have passed to another process (a renewal refused, or none
+// confirmed for two thirds of the ttl), and starts over when fn returns
+// before ctx is done. It returns when ctx is done, releasing the lease.
+//
+// onState hears of each change: the lease taken (held, nil err), refused
+// (errLeaseHeld) or lost, or a failure to reach the database.
+func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held bool, err error), fn func(context.Context)) {
+	renewEvery := l.ttl / 3
+	refused := false
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := l.take(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !(refused && errors.Is(err, errLeaseHeld)) {
+				onState(false, err)
+			}
+			refused = errors.Is(err, errLeaseHeld)
+			if sleepCtx(ctx, poll) != nil {
+				break
+			}
+			continue
+		}
+		refused = false
+		onState(true, nil)
+		hctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fn(hctx)
+		}()
+		// Renew until fn ends or the lease is lost. The lease is safe
+		// until two thirds of the ttl after the start of the last
+		// renewal that succeeded: it lapses a whole ttl after the
+		// database ran that renewal, which came after start.
+		safeUntil := start.Add(2 * l.ttl / 3)
+		for lost := false; !lost; {
+			select {
+			case <-done:
+				lost = true
+				continue
+			case <-time.After(min(renewEvery, time.Until(safeUntil))):
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			start := time.Now()
+			rctx, rcancel := context.WithDeadline(ctx, safeUntil)
+			err := l.take(rctx)
+			rcancel()
+			switch {
+			case err == nil:
+				safeUntil = start.Add(2 * l.ttl / 3)
+			case errors.Is(err, errLeaseHeld):
+				onState(false, fmt.Errorf("%w: another process took it", errLeaseLost))
+				lost = true
+			case !time.Now().Before(safeUntil):
+				onState(false, fmt.Errorf("%w: no renewal confirmed in %s: %w", errLeaseLost, 2*l.ttl/3, err))
+				lost = true
+			}
+		}
+		cancel()
+		<-done
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := l.release(rctx); err != nil {
+		onState(false, err)
+	}
+}

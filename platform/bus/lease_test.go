@@ -1,0 +1,115 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/retainhq/retain/platform/bus"
+)
+
+// TestExclusiveConsumerRunsInOneProcess runs two processes' runners of one
+// Exclusive consumer: only the lease holder applies batches, never both at
+// once; a clean stop hands the stream to the other; a holder whose lease
+// is taken from it stops, and nobody applies anything until the lease is
+// free again.
+func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
+	srv, _ := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	pub := connect(t, srv.URL(), bus.Config{})
+	cfg := bus.ConsumerConfig{Durable: "ordered", BatchSize: 10, Concurrency: 2, Exclusive: true, LeaseTTL: 1500 * time.Millisecond}
+
+	var (
+		mu      sync.Mutex
+		applied = map[string]int{} // by runner
+		active  [2]atomic.Int32
+		overlap atomic.Int32
+	)
+	handler := func(who int) bus.Handler {
+		return func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+			active[who].Add(1)
+			defer active[who].Add(-1)
+			if active[1-who].Load() > 0 {
+				overlap.Add(1)
+			}
+			time.Sleep(2 * time.Millisecond) // room for the other to overlap, were it running
+			mu.Lock()
+			applied[fmt.Sprint(who)] += len(ds)
+			mu.Unlock()
+			return applyAll(ctx, tx, ds)
+		}
+	}
+	start := func(who int) (stop func()) {
+		return run(t, newConsumer(t, connect(t, srv.URL(), bus.Config{}), pool, cfg, handler(who)))
+	}
+	counts := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]int{}
+		for k, v := range applied {
+			out[k] = v
+		}
+		return out
+	}
+	publish := func(prefix string) {
+		t.Helper()
+		if _, err := pub.PublishDurable(ctx, events(prefix, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitApplied := func(want int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d applied", want), func() (bool, string) {
+			rows, distinct := appliedCounts(t, pool)
+			return rows == want && distinct == want, fmt.Sprintf("%d rows, %d distinct", rows, distinct)
+		})
+	}
+
+	stop0 := start(0)
+	stop1 := start(1)
+	publish("a")
+	waitApplied(100)
+	first := counts()
+	if len(first) != 1 {
+		t.Fatalf("both runners applied batches: %v", first)
+	}
+	holder := 0
+	if first["1"] > 0 {
+		holder = 1
+	}
+
+	// A clean stop releases the lease: the other takes the stream over.
+	[]func(){stop0, stop1}[holder]()
+	publish("b")
+	waitApplied(200)
+	if got := counts()[fmt.Sprint(1-holder)]; got != 100 {
+		t.Fatalf("after the holder stopped the other applied %d, want 100 (%v)", got, counts())
+	}
+
+	// Another process takes the lease (as if this one's renewals had not
+	// reached the database in time): the holder stops within two thirds
+	// of the ttl, and nothing is applied while the lease is not ours.
+	start(holder)
+	if _, err := pool.Exec(ctx, `UPDATE bus_leases SET holder = 'elsewhere', expires_at = now() + interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(cfg.LeaseTTL)
+	publish("c")
+	time.Sleep(cfg.LeaseTTL)
+	if rows, _ := appliedCounts(t, pool); rows != 200 {
+		t.Fatalf("%d applied while another process held the lease, want 200", rows)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM bus_leases WHERE holder = 'elsewhere'`); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(300)
+	if n := overlap.Load(); n != 0 {
+		t.Fatalf("the runners applied batches at the same time %d times", n)
+	}
+}
