@@ -31,3 +31,23 @@ func TestWorkersSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestFactsExclusiveSetting: the facts consumer is exclusive unless
+// RETAIN_CAMPAIGN_FACTS_EXCLUSIVE or -facts-exclusive says otherwise.
+func TestFactsExclusiveSetting(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want bool
+	}{
+		{nil, nil, true},
+		{map[string]string{"RETAIN_CAMPAIGN_FACTS_EXCLUSIVE": "false"}, nil, false},
+		{map[string]string{"RETAIN_CAMPAIGN_FACTS_EXCLUSIVE": "false"}, []string{"-facts-exclusive=true"}, true},
+	} {
+		cfg := campaign.DefaultConfig()
+		testenv.ParseSettings(t, cfg.RegisterFlags, tc.env, tc.args...)
+		if cfg.FactsExclusive != tc.want {
+			t.Errorf("env %v, args %v: exclusive %v, want %v", tc.env, tc.args, cfg.FactsExclusive, tc.want)
+		}
+	}
+}
