@@ -355,7 +355,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 		default:
 			c.log.Warn("consumer lease", "holder", l.holder, "error", err)
 		}
-	}, func(ctx context.Context) { c.runWorkers(ctx, cons) })
+	}, func(ctx context.Context) {
+		held := metric.WithAttributes(c.attrConsumer)
+		c.bus.inst.leaseHeld.Add(ctx, 1, held)
+		defer c.bus.inst.leaseHeld.Add(context.WithoutCancel(ctx), -1, held)
+		c.runWorkers(ctx, cons)
+	})
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/retainhq/retain/platform/bus"
 )
@@ -45,8 +46,14 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 			return applyAll(ctx, tx, ds)
 		}
 	}
+	var readers [2]*sdkmetric.ManualReader
 	start := func(who int) (stop func()) {
-		return run(t, newConsumer(t, connect(t, srv.URL(), bus.Config{}), pool, cfg, handler(who)))
+		readers[who] = sdkmetric.NewManualReader()
+		b := connect(t, srv.URL(), bus.Config{}, bus.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(readers[who]))))
+		return run(t, newConsumer(t, b, pool, cfg, handler(who)))
+	}
+	held := func(who int) int64 {
+		return metricSum(t, readers[who], "retain.bus.consumer.lease.held", "consumer="+cfg.Durable)
 	}
 	counts := func() map[string]int {
 		mu.Lock()
@@ -83,6 +90,9 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 	if first["1"] > 0 {
 		holder = 1
 	}
+	if held(holder) != 1 || held(1-holder) != 0 {
+		t.Fatalf("lease.held: %d on the holder, %d on the other; want 1 and 0", held(holder), held(1-holder))
+	}
 
 	// A clean stop releases the lease: the other takes the stream over.
 	[]func(){stop0, stop1}[holder]()
@@ -104,6 +114,9 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 	time.Sleep(cfg.LeaseTTL)
 	if rows, _ := appliedCounts(t, pool); rows != 200 {
 		t.Fatalf("%d applied while another process held the lease, want 200", rows)
+	}
+	if held(0)+held(1) != 0 {
+		t.Fatalf("lease.held %d and %d while another process held the lease", held(0), held(1))
 	}
 	if _, err := pool.Exec(ctx, `DELETE FROM bus_leases WHERE holder = 'elsewhere'`); err != nil {
 		t.Fatal(err)

@@ -11,14 +11,15 @@ import (
 // instruments are the bus metrics. Attributes stay low-cardinality: consumer
 // names, outcomes and kinds, never subjects (they carry tenants) or ids.
 type instruments struct {
-	published       metric.Int64Counter     // messages by outcome (published/duplicate)
-	publishDuration metric.Float64Histogram // per publish call: single or atomic batch
-	consumed        metric.Int64Counter     // messages by consumer and outcome
-	batchDuration   metric.Float64Histogram // fetch -> tx -> ack, per batch
-	batchSize       metric.Int64Histogram   // messages per fetched batch
-	deadLetters     metric.Int64Counter     // by consumer and cause
-	outboxPublished metric.Int64Counter     // relayed rows by outcome
-	outboxLag       metric.Float64Histogram // commit of the outbox row -> published
+	published       metric.Int64Counter       // messages by outcome (published/duplicate)
+	publishDuration metric.Float64Histogram   // per publish call: single or atomic batch
+	consumed        metric.Int64Counter       // messages by consumer and outcome
+	batchDuration   metric.Float64Histogram   // fetch -> tx -> ack, per batch
+	batchSize       metric.Int64Histogram     // messages per fetched batch
+	deadLetters     metric.Int64Counter       // by consumer and cause
+	leaseHeld       metric.Int64UpDownCounter // exclusive consumers running here (1 on the lease holder)
+	outboxPublished metric.Int64Counter       // relayed rows by outcome
+	outboxLag       metric.Float64Histogram   // commit of the outbox row -> published
 }
 
 var (
@@ -62,6 +63,10 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	in.deadLetters, err = m.Int64Counter("retain.bus.consumer.dead_letters",
 		metric.WithDescription("Messages dead-lettered, by cause (rejected, max_deliver)."),
 		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.leaseHeld, err = m.Int64UpDownCounter("retain.bus.consumer.lease.held",
+		metric.WithDescription("Exclusive consumers running in this process: 1 on the replica holding the consumer's lease, 0 on those standing by (summed over replicas, 0 means nobody applies the stream)."),
+		metric.WithUnit("{consumer}"))
 	errs = append(errs, err)
 	in.outboxPublished, err = m.Int64Counter("retain.bus.outbox.published",
 		metric.WithDescription("Outbox rows relayed to JetStream, by outcome (published, duplicate)."),
