@@ -121,8 +121,16 @@ func BenchmarkConsumerRunner(b *testing.B) {
 		b.ReportMetric(rawRate, "msgs/s")
 	})
 
-	for _, tc := range []struct{ batch, workers int }{{500, 1}, {500, 2}, {100, 2}} {
-		b.Run(fmt.Sprintf("runner/batch=%d/workers=%d", tc.batch, tc.workers), func(b *testing.B) {
+	// exclusive: the lease's fence (a share lock on its row) in every batch.
+	for _, tc := range []struct {
+		batch, workers int
+		exclusive      bool
+	}{{500, 1, false}, {500, 2, false}, {500, 2, true}, {100, 2, false}, {100, 2, true}} {
+		name := fmt.Sprintf("runner/batch=%d/workers=%d", tc.batch, tc.workers)
+		if tc.exclusive {
+			name += "/exclusive"
+		}
+		b.Run(name, func(b *testing.B) {
 			subject := publish(b, b.N)
 			testenv.TimeConsumer(b, bb, pool, bus.ConsumerConfig{
 				Stream:         bus.EventsStream,
@@ -130,6 +138,7 @@ func BenchmarkConsumerRunner(b *testing.B) {
 				FilterSubjects: []string{subject},
 				BatchSize:      tc.batch,
 				Concurrency:    tc.workers,
+				Exclusive:      tc.exclusive,
 			}, applyAll)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(rawRate, "raw-fetch-ack-msgs/s")

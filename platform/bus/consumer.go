@@ -253,6 +253,9 @@ type Consumer struct {
 	cleanupMu    sync.Mutex
 	lastCleanup  time.Time
 
+	// lease is an Exclusive consumer's, which every batch fences on.
+	lease *lease
+
 	// With several workers, fetches take turns so that batches enter seq
 	// in stream order (see Sequence).
 	fetchMu sync.Mutex
@@ -271,7 +274,12 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 		log = b.log
 	}
 	cfg = cfg.withDefaults()
+	var l *lease
+	if cfg.Exclusive {
+		l = newLease(pool, "consumer:"+cfg.Durable, cfg.LeaseTTL)
+	}
 	return &Consumer{
+		lease:        l,
 		bus:          b,
 		pool:         pool,
 		cfg:          cfg,
@@ -343,7 +351,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.runWorkers(ctx, cons)
 		return nil
 	}
-	l := newLease(c.pool, "consumer:"+c.cfg.Durable, c.cfg.LeaseTTL)
+	l := c.lease
 	l.hold(ctx, min(time.Second, c.cfg.LeaseTTL/3), func(held bool, err error) {
 		switch {
 		case held:
@@ -551,6 +559,11 @@ func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, erro
 		hooks.fns = nil // an attempt that rolled back registers again
 		for _, d := range ds {
 			d.rejected, d.reason = false, ""
+		}
+		if c.lease != nil {
+			if err := c.lease.fence(ctx, tx); err != nil {
+				return err
+			}
 		}
 		fresh, dups, err := c.claim(ctx, tx, ds)
 		if err != nil {

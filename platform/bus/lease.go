@@ -56,6 +56,24 @@ func (l *lease) take(ctx context.Context) error {
 	return nil
 }
 
+// fence takes a share lock on the lease row in tx if this holder's lease
+// is current, and fails with errLeaseLost otherwise. Every batch of an
+// exclusive consumer starts with it: a takeover (an update of the row)
+// waits for the batches in flight, and a batch that starts after it finds
+// the lease gone, so two processes never apply batches at once.
+func (l *lease) fence(ctx context.Context, tx pgx.Tx) error {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM bus_leases WHERE name = $1 AND holder = $2 AND expires_at > now() FOR SHARE`,
+		l.name, l.holder).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("bus: %w: %s is no longer held by this process", errLeaseLost, l.name)
+	}
+	if err != nil {
+		return fmt.Errorf("bus: lease %s: %w", l.name, err)
+	}
+	return nil
+}
+
 // release gives the lease up at once (a clean shutdown), so that another
 // process need not wait for it to lapse.
 func (l *lease) release(ctx context.Context) error {

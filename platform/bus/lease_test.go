@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,13 +104,13 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 	}
 
 	// Another process takes the lease (as if this one's renewals had not
-	// reached the database in time): the holder stops within two thirds
-	// of the ttl, and nothing is applied while the lease is not ours.
+	// reached the database in time). The holder's workers run on until
+	// its next renewal is refused, but every batch they start is fenced
+	// out: nothing is applied while the lease is not theirs.
 	start(holder)
 	if _, err := pool.Exec(ctx, `UPDATE bus_leases SET holder = 'elsewhere', expires_at = now() + interval '1 hour'`); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(cfg.LeaseTTL)
 	publish("c")
 	time.Sleep(cfg.LeaseTTL)
 	if rows, _ := appliedCounts(t, pool); rows != 200 {
@@ -124,5 +125,49 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 	waitApplied(300)
 	if n := overlap.Load(); n != 0 {
 		t.Fatalf("the runners applied batches at the same time %d times", n)
+	}
+}
+
+// TestExclusiveConsumerFencesTakeover: a takeover of an exclusive
+// consumer's lease waits for the batch in flight to commit (every batch
+// holds a share lock on the lease row), so the old holder's last batch
+// and the new holder's first never overlap.
+func TestExclusiveConsumerFencesTakeover(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	inside, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c := newConsumer(t, b, pool, bus.ConsumerConfig{Durable: "fenced", BatchSize: 10, Exclusive: true},
+		func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+			once.Do(func() {
+				close(inside)
+				<-release
+			})
+			return applyAll(ctx, tx, ds)
+		})
+	run(t, c)
+	if _, err := b.PublishDurable(ctx, events("f", 10)); err != nil {
+		t.Fatal(err)
+	}
+	<-inside
+	takeover := func(timeout string) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+timeout+`'`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE bus_leases SET holder = 'elsewhere', expires_at = now() + interval '1 hour'`)
+			return err
+		})
+	}
+	if err := takeover("300ms"); err == nil || !strings.Contains(err.Error(), "55P03") {
+		t.Fatalf("a takeover during a batch: %v, want it to wait on the batch (lock timeout, 55P03)", err)
+	}
+	close(release)
+	if err := takeover("30s"); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := appliedCounts(t, pool); rows != 10 {
+		t.Fatalf("the batch in flight applied %d rows before the takeover, want 10", rows)
 	}
 }

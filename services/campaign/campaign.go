@@ -149,7 +149,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	b, pool, log := deps.Bus, deps.Pool, deps.Log
 	engine := app.New(pool, app.Config{
 		MaxTriggerAge: cfg.MaxTriggerAge, TimerInterval: cfg.TimerInterval, TimerBatch: cfg.TimerBatch,
-		AudienceInterval: cfg.AudienceInterval, Now: cfg.Now,
+		AudienceInterval: cfg.AudienceInterval, SharedFacts: !cfg.FactsExclusive, Now: cfg.Now,
 	}, log)
 	// Inbox ids are kept as long as the streams keep messages, so a replay
 	// within that time is recognised; beyond it the enrollments' unique

@@ -41,6 +41,9 @@ type Config struct {
 	// due; AudienceChunk is how many customers one transaction evaluates.
 	AudienceInterval time.Duration
 	AudienceChunk    int
+	// SharedFacts: the facts consumer runs on several replicas at once
+	// (not exclusive), so a batch takes its customers' row locks first.
+	SharedFacts bool
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
 }

@@ -62,21 +62,26 @@ func (e *Engine) HandleFacts(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery)
 	// flight that share a customer: a customer's events are then applied
 	// in stream order, each seeing the facts of those before it (is this
 	// the first order?), as with one worker.
-	// Across replicas, the customers' row locks do the same: a batch of
-	// another process that shares a customer waits for this one to end,
-	// then reads what it wrote (the first is taken after Sequence, so no
-	// batch holds a lock while it waits for an earlier one).
+	// Across replicas the consumer is exclusive (one process applies the
+	// stream), unless deployed shared: then the customers' row locks keep
+	// two processes' batches of one customer apart, the second reading
+	// what the first wrote (taken after Sequence, so that no batch holds
+	// a lock while it waits for an earlier one).
 	keys := make([]string, len(b.goals))
-	custs := make([]store.CustomerKey, len(b.goals))
 	for i, g := range b.goals {
 		keys[i] = g.Tenant + "\x00" + g.CustomerID
-		custs[i] = store.CustomerKey{Tenant: g.Tenant, ID: g.CustomerID}
 	}
 	if err := bus.Sequence(ctx, keys); err != nil {
 		return err
 	}
-	if err := store.LockCustomers(ctx, tx, custs); err != nil {
-		return err
+	if e.cfg.SharedFacts {
+		custs := make([]store.CustomerKey, len(b.goals))
+		for i, g := range b.goals {
+			custs[i] = store.CustomerKey{Tenant: g.Tenant, ID: g.CustomerID}
+		}
+		if err := store.LockCustomers(ctx, tx, custs); err != nil {
+			return err
+		}
 	}
 	e.stats.Applied(len(ds))
 	if err := store.UpsertOrders(ctx, tx, b.orders); err != nil {
