@@ -25,11 +25,22 @@ import (
 // answers over 10k customers) already on RETAIN_EVENTS, next to the raw
 // rate of the platform's runner (fetch -> inbox-only transaction -> ack) on
 // the same messages in the same run. One op is the whole backlog.
+// RETAIN_BENCH_TENANTS spreads the facts round-robin over that many shops
+// (default 1; shop000, shop001, ...): the same 10k customers, each in one
+// shop, so a batch of 500 facts holds about min(500, N) shops.
 //
 //	go test -run '^$' -bench Consumer -benchtime 1x .
 //	RETAIN_TEST_PG_DURABLE=1 go test -run '^$' -bench Consumer -benchtime 1x .   # commits pay their fsync
+//	RETAIN_TEST_PG_DURABLE=1 RETAIN_BENCH_TENANTS=500 go test -run '^$' -bench Consumer -benchtime 1x .
 func BenchmarkConsumer(b *testing.B) {
 	n := testenv.BenchInt("RETAIN_BENCH_FACTS", 50_000)
+	tenants := make([]string, testenv.BenchInt("RETAIN_BENCH_TENANTS", 1))
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("shop%03d", i)
+	}
+	if len(tenants) == 1 {
+		tenants[0] = "bench"
+	}
 	for b.Loop() {
 		b.StopTimer()
 		ns := testenv.NATS(b)
@@ -48,7 +59,8 @@ func BenchmarkConsumer(b *testing.B) {
 			cust := fmt.Sprintf("c%05d", i%10_000)
 			at := timestamppb.New(now.Add(-time.Duration(i%400) * 24 * time.Hour))
 			id := fmt.Sprintf("e%07d", i)
-			ev := &eventsv1.Event{Id: id, TenantId: "bench", OccurredAt: at}
+			tenant := tenants[i%len(tenants)]
+			ev := &eventsv1.Event{Id: id, TenantId: tenant, OccurredAt: at}
 			switch {
 			case i%20 < 14:
 				ev.Type, ev.Payload = "order.placed", &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{CustomerId: cust, OrderId: id, Total: &eventsv1.Money{AmountMinor: 4200, Currency: "EUR"}}}
@@ -61,7 +73,7 @@ func BenchmarkConsumer(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			msgs[i] = bus.Message{Subject: bus.EventSubject("bench", ev.GetType()), ID: "bench/" + id, Type: ev.GetType(), Data: data}
+			msgs[i] = bus.Message{Subject: bus.EventSubject(tenant, ev.GetType()), ID: tenant + "/" + id, Type: ev.GetType(), Data: data}
 		}
 		if _, err := pub.PublishDurable(ctx, msgs); err != nil {
 			b.Fatal(err)
@@ -102,6 +114,7 @@ func BenchmarkConsumer(b *testing.B) {
 		pub.Close()
 		b.ReportMetric(rate, "facts/s")
 		b.ReportMetric(rawRate, "raw-runner-msgs/s")
+		b.ReportMetric(float64(len(tenants)), "tenants")
 		b.StartTimer()
 	}
 }

@@ -155,18 +155,8 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	// instead of the batch's customers: 50k facts then took minutes instead
 	// of seconds.
 	e.stats.Applied(len(ds))
-	for i := 0; i < len(customers); {
-		j := i
-		var ids []string
-		for ; j < len(customers) && customers[j].Tenant == customers[i].Tenant; j++ {
-			ids = append(ids, customers[j].ID)
-		}
-		if _, err := e.rescoreIDs(ctx, tx, customers[i].Tenant, ids); err != nil {
-			return err
-		}
-		i = j
-	}
-	return nil
+	_, err := e.rescoreCustomers(ctx, tx, customers)
+	return err
 }
 
 // tenantEnv is what scoring a tenant's customers needs besides features.
@@ -177,42 +167,86 @@ type tenantEnv struct {
 }
 
 func (e *Engine) env(ctx context.Context, q store.Querier, tenant string) (tenantEnv, error) {
-	env := tenantEnv{pop: score.Population{HorizonWeeks: e.cfg.HorizonWeeks}}
 	m, ok, err := store.LoadModel(ctx, q, tenant)
 	if err != nil {
-		return env, err
+		return tenantEnv{}, err
 	}
+	w, err := store.LoadWeights(ctx, q, tenant)
+	if err != nil {
+		return tenantEnv{}, err
+	}
+	return e.newEnv(m, ok, w), nil
+}
+
+// newEnv is a tenant's env from its model (if fitted: ok) and weights.
+func (e *Engine) newEnv(m store.Model, ok bool, w store.TenantWeights) tenantEnv {
+	env := tenantEnv{pop: score.Population{HorizonWeeks: e.cfg.HorizonWeeks}, w: w.Weights}
 	if ok {
 		p := m.Params
 		env.pop.Model, env.pop.TypicalGapDays, env.model = &p, m.TypicalGapDays, &m
 	}
-	w, err := store.LoadWeights(ctx, q, tenant)
-	if err != nil {
-		return env, err
-	}
-	env.w = w.Weights
-	return env, nil
+	return env
 }
 
-func (e *Engine) rescoreIDs(ctx context.Context, tx pgx.Tx, tenant string, ids []string) (Stats, error) {
-	env, err := e.env(ctx, tx, tenant)
+// rescoreCustomers rescores customers of any number of tenants (sorted by
+// tenant and id) as rescoreRows does one tenant's locked rows, with one
+// statement per step whatever the number of tenants: the tenants' models
+// and weights, the locks, the features, the score writes, the outbox. A
+// batch of facts from many shops then costs about what one shop's does.
+func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []facts.Customer) (Stats, error) {
+	if len(customers) == 0 {
+		return Stats{}, nil
+	}
+	var tenants []string
+	for _, c := range customers {
+		if len(tenants) == 0 || tenants[len(tenants)-1] != c.Tenant {
+			tenants = append(tenants, c.Tenant)
+		}
+	}
+	models, weights, err := store.LoadModelsAndWeights(ctx, tx, tenants)
 	if err != nil {
 		return Stats{}, err
 	}
-	rows, err := store.LockScores(ctx, tx, tenant, ids)
+	locked, err := store.LockScoresOf(ctx, tx, customers)
 	if err != nil {
 		return Stats{}, err
 	}
-	return e.rescoreRows(ctx, tx, tenant, env, rows, store.IDs(ids...))
+	// As of an instant taken once every row is locked, as rescoreRows.
+	now := e.now()
+	feats, err := store.LoadFeaturesOf(ctx, tx, customers, now)
+	if err != nil {
+		return Stats{}, err
+	}
+	var (
+		st     Stats
+		writes []store.TenantScores
+		msgs   []bus.Message
+	)
+	for _, t := range locked {
+		m, fitted := models[t.Tenant]
+		written, signals, err := changes(t.Tenant, e.newEnv(m, fitted, weights[t.Tenant]), t.Rows, feats[t.Tenant], now)
+		if err != nil {
+			return st, err
+		}
+		st.Customers += len(t.Rows)
+		st.Changed += len(written)
+		st.BandChanges += len(signals)
+		writes, msgs = append(writes, store.TenantScores{Tenant: t.Tenant, Rows: written}), append(msgs, signals...)
+	}
+	if err := store.WriteScoresOf(ctx, tx, writes); err != nil {
+		return st, err
+	}
+	if err := bus.Enqueue(ctx, tx, msgs...); err != nil {
+		return st, err
+	}
+	return st, nil
 }
 
 // rescoreRows scores locked rows as of now (taken once they are locked, so
 // never before another writer's score of them), writes those whose score,
 // band or reasons changed and enqueues a churn.risk_changed for each band
-// change. A row that only aged (a fraction of a point, "96 days" instead of
-// "95 days since the last order") is left alone: its reasons are stored as
-// evidence and read as of the instant they are shown. Features are read for
-// sel, which selects at least the rows' customers.
+// change (see changes). Features are read for sel, which selects at least
+// the rows' customers.
 func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env tenantEnv, rows []store.ScoreRow, sel store.Selector) (Stats, error) {
 	st := Stats{Customers: len(rows)}
 	if len(rows) == 0 {
@@ -223,8 +257,27 @@ func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env 
 	if err != nil {
 		return st, err
 	}
-	var writes []store.ScoreRow
-	var msgs []bus.Message
+	writes, msgs, err := changes(tenant, env, rows, feats, now)
+	if err != nil {
+		return st, err
+	}
+	st.Changed, st.BandChanges = len(writes), len(msgs)
+	if err := store.WriteScores(ctx, tx, tenant, writes); err != nil {
+		return st, err
+	}
+	if err := bus.Enqueue(ctx, tx, msgs...); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// changes scores a tenant's locked rows from feats as of now and returns
+// the rows to write, those whose score, band or reasons changed, and a
+// churn.risk_changed for each band change. A row that only aged (a
+// fraction of a point, "96 days" instead of "95 days since the last
+// order") is left alone: its reasons are stored as evidence and read as of
+// the instant they are shown.
+func changes(tenant string, env tenantEnv, rows []store.ScoreRow, feats map[string]*score.Features, now time.Time) (writes []store.ScoreRow, msgs []bus.Message, err error) {
 	for _, row := range rows {
 		res, band, hash, same := evaluate(row, feats[row.CustomerID], env, now)
 		if same {
@@ -246,20 +299,13 @@ func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env 
 			next.BandChanges++
 			m, err := riskChanged(tenant, next, res.Reasons, row.Band, now)
 			if err != nil {
-				return st, err
+				return nil, nil, err
 			}
 			msgs = append(msgs, m)
 		}
 		writes = append(writes, next)
 	}
-	st.Changed, st.BandChanges = len(writes), len(msgs)
-	if err := store.WriteScores(ctx, tx, tenant, writes); err != nil {
-		return st, err
-	}
-	if err := bus.Enqueue(ctx, tx, msgs...); err != nil {
-		return st, err
-	}
-	return st, nil
+	return writes, msgs, nil
 }
 
 // evaluate scores a customer from f (nil: nothing known) as of now against

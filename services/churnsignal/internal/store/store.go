@@ -237,92 +237,176 @@ func LoadFeatures(ctx context.Context, q Querier, tenant string, sel Selector, a
 	cond, condArgs := sel.where(3)
 	args := append([]any{tenant, asOf}, condArgs...)
 	out := make(map[string]*score.Features, len(sel.IDs))
-	get := func(id string) *score.Features {
+	var id string
+	r := featureRows{asOf: asOf, key: []any{&id}, get: func() *score.Features {
 		f := out[id]
 		if f == nil {
 			f = &score.Features{AsOf: asOf}
 			out[id] = f
 		}
 		return f
-	}
+	}}
 	batch := &pgx.Batch{}
 	batch.Queue(`
 		SELECT customer_id, count(*)::int, count(DISTINCT (placed_at AT TIME ZONE 'UTC')::date)::int, min(placed_at), max(placed_at)
 		FROM churn_orders
 		WHERE tenant_id = $1 AND `+cond+` AND placed_at <= $2
-		GROUP BY customer_id`, args...).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id string
-			var n, daysN int
-			var first, last time.Time
-			if err := rows.Scan(&id, &n, &daysN, &first, &last); err != nil {
-				return err
-			}
-			f := get(id)
-			f.Orders, f.PurchaseDays, f.FirstOrder, f.LastOrder = n, daysN, first, last
-		}
-		return rows.Err()
-	})
+		GROUP BY customer_id`, args...).Query(r.orders)
 	// Tickets that can still count: opened in the last 90 days or open.
 	batch.Queue(`
 		SELECT customer_id, opened_at, category, resolved_at FROM churn_tickets
 		WHERE tenant_id = $1 AND `+cond+` AND opened_at <= $2
 		  AND (opened_at > $2 - interval '90 days' OR resolved_at IS NULL OR resolved_at > $2)
-		ORDER BY customer_id, opened_at, ticket_id`, args...).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id string
-			var t score.Ticket
-			var cat int16
-			var resolved *time.Time
-			if err := rows.Scan(&id, &t.OpenedAt, &cat, &resolved); err != nil {
-				return err
-			}
-			t.Category = score.TicketCategory(cat)
-			if resolved != nil && !resolved.After(asOf) {
-				t.ResolvedAt = *resolved
-			}
-			f := get(id)
-			f.Tickets = append(f.Tickets, t)
-		}
-		return rows.Err()
-	})
+		ORDER BY customer_id, opened_at, ticket_id`, args...).Query(r.tickets)
 	batch.Queue(`
 		SELECT customer_id, kind, score, answered_at FROM churn_answers
 		WHERE tenant_id = $1 AND `+cond+` AND answered_at <= $2
-		ORDER BY customer_id, answered_at, answer_id`, args...).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id string
-			var kind, sc int16
-			var at time.Time
-			if err := rows.Scan(&id, &kind, &sc, &at); err != nil {
-				return err
-			}
-			f := get(id)
-			f.Answers = append(f.Answers, score.Answer{Kind: score.SurveyKind(kind), Score: int(sc), AnsweredAt: at})
-		}
-		return rows.Err()
-	})
+		ORDER BY customer_id, answered_at, answer_id`, args...).Query(r.answers)
 	batch.Queue(`
 		SELECT DISTINCT ON (customer_id) customer_id, renewal_date FROM churn_renewals
 		WHERE tenant_id = $1 AND `+cond+` AND updated_at <= $2
-		ORDER BY customer_id, updated_at DESC, event_id DESC`, args...).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var id string
-			var d *time.Time
-			if err := rows.Scan(&id, &d); err != nil {
-				return err
-			}
-			f := get(id)
-			if d != nil {
-				f.RenewalDate = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
-			}
-		}
-		return rows.Err()
-	})
+		ORDER BY customer_id, updated_at DESC, event_id DESC`, args...).Query(r.renewals)
 	if err := sendBatch(ctx, q, batch); err != nil {
 		return nil, fmt.Errorf("load features of %s of %s: %w", sel, tenant, err)
 	}
 	return out, nil
+}
+
+// LoadFeaturesOf reads what LoadFeatures does for customers of any number
+// of tenants, with one statement per table whatever their number: the
+// features by tenant and customer id.
+func LoadFeaturesOf(ctx context.Context, q Querier, customers []facts.Customer, asOf time.Time) (map[string]map[string]*score.Features, error) {
+	out := map[string]map[string]*score.Features{}
+	if tenant, ids, ok := oneTenant(customers); ok {
+		// The usual batch: the one-tenant statements, which read a table
+		// by one index scan instead of a probe per customer.
+		fs, err := LoadFeatures(ctx, q, tenant, IDs(ids...), asOf)
+		if len(fs) > 0 {
+			out[tenant] = fs
+		}
+		return out, err
+	}
+	tenants, ids := customerColumns(customers)
+	var tenant, id string
+	r := featureRows{asOf: asOf, key: []any{&tenant, &id}, get: func() *score.Features {
+		fs := out[tenant]
+		if fs == nil {
+			fs = map[string]*score.Features{}
+			out[tenant] = fs
+		}
+		f := fs[id]
+		if f == nil {
+			f = &score.Features{AsOf: asOf}
+			fs[id] = f
+		}
+		return f
+	}}
+	// One index probe per customer: the subqueries cannot be pulled up
+	// into a join (an aggregate, OFFSET 0, LIMIT), which a table believed
+	// small could have planned as a scan of every tenant's rows.
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		SELECT u.t, u.c, o.n, o.days, o.first, o.last FROM unnest($1::text[], $2::text[]) AS u(t, c)
+		CROSS JOIN LATERAL (
+			SELECT count(*)::int AS n, count(DISTINCT (placed_at AT TIME ZONE 'UTC')::date)::int AS days, min(placed_at) AS first, max(placed_at) AS last
+			FROM churn_orders WHERE tenant_id = u.t AND customer_id = u.c AND placed_at <= $3) o
+		WHERE o.n > 0`, tenants, ids, asOf).Query(r.orders)
+	batch.Queue(`
+		SELECT u.t, u.c, k.opened_at, k.category, k.resolved_at FROM unnest($1::text[], $2::text[]) AS u(t, c)
+		CROSS JOIN LATERAL (
+			SELECT opened_at, category, resolved_at, ticket_id FROM churn_tickets
+			WHERE tenant_id = u.t AND customer_id = u.c AND opened_at <= $3
+			  AND (opened_at > $3 - interval '90 days' OR resolved_at IS NULL OR resolved_at > $3)
+			OFFSET 0) k
+		ORDER BY 1, 2, k.opened_at, k.ticket_id`, tenants, ids, asOf).Query(r.tickets)
+	batch.Queue(`
+		SELECT u.t, u.c, a.kind, a.score, a.answered_at FROM unnest($1::text[], $2::text[]) AS u(t, c)
+		CROSS JOIN LATERAL (
+			SELECT kind, score, answered_at, answer_id FROM churn_answers
+			WHERE tenant_id = u.t AND customer_id = u.c AND answered_at <= $3
+			OFFSET 0) a
+		ORDER BY 1, 2, a.answered_at, a.answer_id`, tenants, ids, asOf).Query(r.answers)
+	batch.Queue(`
+		SELECT u.t, u.c, r.renewal_date FROM unnest($1::text[], $2::text[]) AS u(t, c)
+		CROSS JOIN LATERAL (
+			SELECT renewal_date FROM churn_renewals
+			WHERE tenant_id = u.t AND customer_id = u.c AND updated_at <= $3
+			ORDER BY updated_at DESC, event_id DESC LIMIT 1) r`, tenants, ids, asOf).Query(r.renewals)
+	if err := sendBatch(ctx, q, batch); err != nil {
+		return nil, fmt.Errorf("load features of %d customers: %w", len(customers), err)
+	}
+	return out, nil
+}
+
+// featureRows reads the rows of the features queries into features: each
+// row starts with the columns naming its customer (scanned into key), and
+// get returns the features of the customer just scanned.
+type featureRows struct {
+	asOf time.Time
+	key  []any
+	get  func() *score.Features
+}
+
+func (r featureRows) scan(rows pgx.Rows, dest ...any) error {
+	return rows.Scan(append(slices.Clip(r.key), dest...)...)
+}
+
+func (r featureRows) orders(rows pgx.Rows) error {
+	for rows.Next() {
+		var n, daysN int
+		var first, last time.Time
+		if err := r.scan(rows, &n, &daysN, &first, &last); err != nil {
+			return err
+		}
+		f := r.get()
+		f.Orders, f.PurchaseDays, f.FirstOrder, f.LastOrder = n, daysN, first, last
+	}
+	return rows.Err()
+}
+
+func (r featureRows) tickets(rows pgx.Rows) error {
+	for rows.Next() {
+		var t score.Ticket
+		var cat int16
+		var resolved *time.Time
+		if err := r.scan(rows, &t.OpenedAt, &cat, &resolved); err != nil {
+			return err
+		}
+		t.Category = score.TicketCategory(cat)
+		if resolved != nil && !resolved.After(r.asOf) {
+			t.ResolvedAt = *resolved
+		}
+		f := r.get()
+		f.Tickets = append(f.Tickets, t)
+	}
+	return rows.Err()
+}
+
+func (r featureRows) answers(rows pgx.Rows) error {
+	for rows.Next() {
+		var kind, sc int16
+		var at time.Time
+		if err := r.scan(rows, &kind, &sc, &at); err != nil {
+			return err
+		}
+		f := r.get()
+		f.Answers = append(f.Answers, score.Answer{Kind: score.SurveyKind(kind), Score: int(sc), AnsweredAt: at})
+	}
+	return rows.Err()
+}
+
+func (r featureRows) renewals(rows pgx.Rows) error {
+	for rows.Next() {
+		var d *time.Time
+		if err := r.scan(rows, &d); err != nil {
+			return err
+		}
+		f := r.get()
+		if d != nil {
+			f.RenewalDate = time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, time.UTC)
+		}
+	}
+	return rows.Err()
 }
 
 // MeanOrderValue is a customer's mean order value as of asOf, in the
@@ -461,14 +545,21 @@ const (
 
 func scanScore(row pgx.CollectableRow) (ScoreRow, error) {
 	var r ScoreRow
+	err := scanScoreInto(row, &r)
+	return r, err
+}
+
+// scanScoreInto scans the score columns into r, after the columns of
+// first (if any).
+func scanScoreInto(row pgx.CollectableRow, r *ScoreRow, first ...any) error {
 	var sc, band int16
 	var at *time.Time
-	err := row.Scan(&r.CustomerID, &sc, &r.Exact, &band, &r.Reasons, &r.ReasonsHash, &r.BandChanges, &at)
+	err := row.Scan(append(first, &r.CustomerID, &sc, &r.Exact, &band, &r.Reasons, &r.ReasonsHash, &r.BandChanges, &at)...)
 	r.Score, r.Band = int(sc), score.Band(band)
 	if at != nil {
 		r.ComputedAt = *at
 	}
-	return r, err
+	return err
 }
 
 // LockScores locks the score rows of ids in tenant (in customer order, as
@@ -486,6 +577,81 @@ func LockScores(ctx context.Context, tx pgx.Tx, tenant string, ids []string) ([]
 		return nil, fmt.Errorf("lock %d scores of %s: %w", len(ids), tenant, err)
 	}
 	return out, nil
+}
+
+// TenantScores are score rows of one tenant.
+type TenantScores struct {
+	Tenant string
+	Rows   []ScoreRow
+}
+
+// LockScoresOf locks the score rows of customers of any number of tenants
+// with one statement, in (tenant, customer) order as every writer locks
+// (LockScores is the one-tenant case), and returns them grouped by tenant,
+// in that order.
+func LockScoresOf(ctx context.Context, tx pgx.Tx, customers []facts.Customer) ([]TenantScores, error) {
+	if tenant, ids, ok := oneTenant(customers); ok {
+		rows, err := LockScores(ctx, tx, tenant, ids)
+		if err != nil || len(rows) == 0 {
+			return nil, err
+		}
+		return []TenantScores{{Tenant: tenant, Rows: rows}}, nil
+	}
+	tenants, ids := customerColumns(customers)
+	rows, err := tx.Query(ctx, `
+		SELECT tenant_id, `+lockColumns+` FROM churn_scores s
+		JOIN unnest($1::text[], $2::text[]) AS u(t, c) ON s.tenant_id = u.t AND s.customer_id = u.c
+		ORDER BY tenant_id, customer_id FOR UPDATE OF s`, tenants, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d scores: %w", len(customers), err)
+	}
+	type tenantRow struct {
+		tenant string
+		row    ScoreRow
+	}
+	locked, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (tenantRow, error) {
+		var r tenantRow
+		err := scanScoreInto(row, &r.row, &r.tenant)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock %d scores: %w", len(customers), err)
+	}
+	var out []TenantScores
+	for _, r := range locked {
+		if len(out) == 0 || out[len(out)-1].Tenant != r.tenant {
+			out = append(out, TenantScores{Tenant: r.tenant})
+		}
+		last := &out[len(out)-1]
+		last.Rows = append(last.Rows, r.row)
+	}
+	return out, nil
+}
+
+// oneTenant returns the tenant and the ids of customers when they are all
+// of one tenant.
+func oneTenant(customers []facts.Customer) (tenant string, ids []string, ok bool) {
+	if len(customers) == 0 {
+		return "", nil, false
+	}
+	tenant = customers[0].Tenant
+	ids = make([]string, len(customers))
+	for i, c := range customers {
+		if c.Tenant != tenant {
+			return "", nil, false
+		}
+		ids[i] = c.ID
+	}
+	return tenant, ids, true
+}
+
+// customerColumns are customers as two parallel arrays.
+func customerColumns(customers []facts.Customer) (tenants, ids []string) {
+	tenants, ids = make([]string, len(customers)), make([]string, len(customers))
+	for i, c := range customers {
+		tenants[i], ids[i] = c.Tenant, c.ID
+	}
+	return tenants, ids
 }
 
 // ScoreRange returns the score rows of tenant's customers selected by a
@@ -549,24 +715,11 @@ func WriteScores(ctx context.Context, tx pgx.Tx, tenant string, rs []ScoreRow) e
 	if len(rs) == 0 {
 		return nil
 	}
-	ids := make([]string, len(rs))
-	scores, bands := make([]int16, len(rs)), make([]int16, len(rs))
-	exact := make([]float64, len(rs))
-	reasons := make([]string, len(rs))
-	changes := make([]int32, len(rs))
-	hashes := make([]int64, len(rs))
-	at := make([]time.Time, len(rs))
-	for i, r := range rs {
-		ids[i], scores[i], bands[i], exact[i], changes[i], at[i], hashes[i] = r.CustomerID, int16(r.Score), int16(r.Band), r.Exact, int32(r.BandChanges), r.ComputedAt, r.ReasonsHash
-		rsn := r.Reasons
-		if rsn == nil {
-			rsn = []Reason{}
+	var w scoreWrites
+	for _, r := range rs {
+		if err := w.add(r); err != nil {
+			return err
 		}
-		js, err := json.Marshal(rsn)
-		if err != nil {
-			return fmt.Errorf("encode reasons of %s: %w", r.CustomerID, err)
-		}
-		reasons[i] = string(js)
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons::jsonb,
@@ -574,9 +727,70 @@ func WriteScores(ctx context.Context, tx pgx.Tx, tenant string, rs []ScoreRow) e
 		FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::text[], $7::bigint[], $8::int[], $9::timestamptz[])
 			AS u(customer_id, score, exact, band, reasons, hash, changes, at)
 		WHERE s.tenant_id = $1 AND s.customer_id = u.customer_id`,
-		tenant, ids, scores, exact, bands, reasons, hashes, changes, at); err != nil {
+		tenant, w.ids, w.scores, w.exact, w.bands, w.reasons, w.hashes, w.changes, w.at); err != nil {
 		return fmt.Errorf("write %d scores of %s: %w", len(rs), tenant, err)
 	}
+	return nil
+}
+
+// WriteScoresOf stores new scores of customers of any number of tenants
+// (rows locked by the caller, as by LockScoresOf) with one statement, as
+// WriteScores does for one.
+func WriteScoresOf(ctx context.Context, tx pgx.Tx, ts []TenantScores) error {
+	ts = slices.DeleteFunc(slices.Clone(ts), func(t TenantScores) bool { return len(t.Rows) == 0 })
+	if len(ts) == 1 {
+		return WriteScores(ctx, tx, ts[0].Tenant, ts[0].Rows)
+	}
+	var (
+		w       scoreWrites
+		tenants []string
+	)
+	for _, t := range ts {
+		for _, r := range t.Rows {
+			if err := w.add(r); err != nil {
+				return err
+			}
+			tenants = append(tenants, t.Tenant)
+		}
+	}
+	if len(tenants) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `
+		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons::jsonb,
+			reasons_hash = u.hash, band_changes = u.changes, computed_at = u.at
+		FROM unnest($1::text[], $2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::text[], $7::bigint[], $8::int[], $9::timestamptz[])
+			AS u(tenant_id, customer_id, score, exact, band, reasons, hash, changes, at)
+		WHERE s.tenant_id = u.tenant_id AND s.customer_id = u.customer_id`,
+		tenants, w.ids, w.scores, w.exact, w.bands, w.reasons, w.hashes, w.changes, w.at); err != nil {
+		return fmt.Errorf("write %d scores: %w", len(tenants), err)
+	}
+	return nil
+}
+
+// scoreWrites are score rows as statement parameters.
+type scoreWrites struct {
+	ids, reasons  []string
+	scores, bands []int16
+	exact         []float64
+	changes       []int32
+	hashes        []int64
+	at            []time.Time
+}
+
+func (w *scoreWrites) add(r ScoreRow) error {
+	rsn := r.Reasons
+	if rsn == nil {
+		rsn = []Reason{}
+	}
+	js, err := json.Marshal(rsn)
+	if err != nil {
+		return fmt.Errorf("encode reasons of %s: %w", r.CustomerID, err)
+	}
+	w.ids, w.reasons = append(w.ids, r.CustomerID), append(w.reasons, string(js))
+	w.scores, w.bands = append(w.scores, int16(r.Score)), append(w.bands, int16(r.Band))
+	w.exact, w.changes = append(w.exact, r.Exact), append(w.changes, int32(r.BandChanges))
+	w.hashes, w.at = append(w.hashes, r.ReasonsHash), append(w.at, r.ComputedAt)
 	return nil
 }
 
@@ -718,14 +932,21 @@ func SaveModel(ctx context.Context, q Querier, tenant string, m Model) error {
 	return nil
 }
 
+const modelColumns = `r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at`
+
+// scanner is a row or rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// scanModel scans modelColumns into m, after the columns of first.
+func scanModel(row scanner, m *Model, first ...any) error {
+	return row.Scan(append(first, &m.Params.R, &m.Params.Alpha, &m.Params.A, &m.Params.B, &m.LogLikelihood, &m.Customers, &m.Converged,
+		&m.TypicalGapDays, &m.AsOf, &m.Pinned, &m.FittedAt)...)
+}
+
 // LoadModel returns the tenant's current model; ok is false before the
 // first fit.
 func LoadModel(ctx context.Context, q Querier, tenant string) (m Model, ok bool, err error) {
-	err = q.QueryRow(ctx, `
-		SELECT r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at
-		FROM churn_models WHERE tenant_id = $1`, tenant).Scan(
-		&m.Params.R, &m.Params.Alpha, &m.Params.A, &m.Params.B, &m.LogLikelihood, &m.Customers, &m.Converged,
-		&m.TypicalGapDays, &m.AsOf, &m.Pinned, &m.FittedAt)
+	err = scanModel(q.QueryRow(ctx, `SELECT `+modelColumns+` FROM churn_models WHERE tenant_id = $1`, tenant), &m)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Model{}, false, nil
 	}
@@ -749,12 +970,17 @@ func LoadWeights(ctx context.Context, q Querier, tenant string) (TenantWeights, 
 	return loadWeights(ctx, q, tenant, "")
 }
 
+const weightsColumns = `purchase_outlook, overdue, support_tickets, price_complaints, sentiment, medium_at, high_at, hysteresis, updated_at`
+
+// scanWeights scans weightsColumns into w, after the columns of first.
+func scanWeights(row scanner, w *TenantWeights, first ...any) error {
+	return row.Scan(append(first, &w.PurchaseOutlook, &w.Overdue, &w.SupportTickets, &w.PriceComplaints, &w.Sentiment,
+		&w.MediumAt, &w.HighAt, &w.Hysteresis, &w.UpdatedAt)...)
+}
+
 func loadWeights(ctx context.Context, q Querier, tenant, lock string) (TenantWeights, error) {
 	var w TenantWeights
-	err := q.QueryRow(ctx, `
-		SELECT purchase_outlook, overdue, support_tickets, price_complaints, sentiment, medium_at, high_at, hysteresis, updated_at
-		FROM churn_weights WHERE tenant_id = $1 `+lock, tenant).Scan(
-		&w.PurchaseOutlook, &w.Overdue, &w.SupportTickets, &w.PriceComplaints, &w.Sentiment, &w.MediumAt, &w.HighAt, &w.Hysteresis, &w.UpdatedAt)
+	err := scanWeights(q.QueryRow(ctx, `SELECT `+weightsColumns+` FROM churn_weights WHERE tenant_id = $1 `+lock, tenant), &w)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return TenantWeights{Weights: score.DefaultWeights(), Default: true}, nil
 	}
@@ -765,6 +991,49 @@ func loadWeights(ctx context.Context, q Querier, tenant, lock string) (TenantWei
 		return TenantWeights{}, fmt.Errorf("weights of %s: %w", tenant, err)
 	}
 	return w, nil
+}
+
+// LoadModelsAndWeights reads the current models and the weights of
+// tenants in one round trip: models has the tenants with a fit (as
+// LoadModel), weights every tenant (as LoadWeights: the defaults without a
+// row).
+func LoadModelsAndWeights(ctx context.Context, q Querier, tenants []string) (models map[string]Model, weights map[string]TenantWeights, err error) {
+	models, weights = make(map[string]Model, len(tenants)), make(map[string]TenantWeights, len(tenants))
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT tenant_id, `+modelColumns+` FROM churn_models WHERE tenant_id = ANY($1::text[])`, tenants).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var tenant string
+			var m Model
+			if err := scanModel(rows, &m, &tenant); err != nil {
+				return err
+			}
+			models[tenant] = m
+		}
+		return rows.Err()
+	})
+	batch.Queue(`SELECT tenant_id, `+weightsColumns+` FROM churn_weights WHERE tenant_id = ANY($1::text[])`, tenants).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var tenant string
+			var w TenantWeights
+			if err := scanWeights(rows, &w, &tenant); err != nil {
+				return err
+			}
+			if err := w.Validate(); err != nil {
+				return fmt.Errorf("weights of %s: %w", tenant, err)
+			}
+			weights[tenant] = w
+		}
+		return rows.Err()
+	})
+	if err := sendBatch(ctx, q, batch); err != nil {
+		return nil, nil, fmt.Errorf("load models and weights of %d tenants: %w", len(tenants), err)
+	}
+	for _, t := range tenants {
+		if _, ok := weights[t]; !ok {
+			weights[t] = TenantWeights{Weights: score.DefaultWeights(), Default: true}
+		}
+	}
+	return models, weights, nil
 }
 
 // SaveWeights stores the tenant's weights.
