@@ -443,7 +443,17 @@ func BenchmarkQueries(b *testing.B) {
 // shuffled (a batch touches hundreds of days: the worst case for the day
 // aggregates, as in a replay of an unordered import).
 //
+// RETAIN_BENCH_TENANTS=N (default 1) spreads the events round-robin over N
+// fresh shops (bench<round>-shop000, ...; one customer per ten orders in
+// each), so that a batch holds about min(500, N) shops. The shops of a
+// round are matched by a wildcard subject rather than N filter subjects
+// (which nats-server serves far slower), so with N > 1 each backlog (raw
+// before, the handler's, raw after) is published alone on a purged stream
+// right before it is consumed; with one shop the three are published first
+// and filtered by subject, as they always were.
+//
 //	cd services/metrics && go test -run '^$' -bench Consumer -benchtime 200000x .
+//	RETAIN_BENCH_TENANTS=500 go test -run '^$' -bench Consumer -benchtime 200000x .
 func BenchmarkConsumer(b *testing.B) {
 	ns := testenv.NATS(b)
 	pool := testenv.MigratedPool(b, store.Migrations)
@@ -458,12 +468,36 @@ func BenchmarkConsumer(b *testing.B) {
 	}
 	st := store.New(pool)
 	var round atomic.Int64
+	tenants := testenv.BenchInt("RETAIN_BENCH_TENANTS", 1)
 
-	// publish puts n order.placed events of a fresh tenant on the stream:
-	// one customer per ten orders, spread over two years, in time order or
-	// not.
-	publish := func(b *testing.B, n int, inTimeOrder bool) string {
-		tenant := fmt.Sprintf("bench%d", round.Add(1))
+	// backlog is a round's events on the stream: the name of its consumer
+	// and the subjects that select them.
+	type backlog struct {
+		name    string
+		filters []string
+	}
+
+	// publish puts n order.placed events of fresh tenants on the stream:
+	// one customer per ten orders of a tenant, spread over two years, in
+	// time order or not.
+	publish := func(b *testing.B, n int, inTimeOrder bool) backlog {
+		name := fmt.Sprintf("bench%d", round.Add(1))
+		shops := []string{name}
+		filters := []string{bus.EventSubject(name, "order.placed")}
+		if tenants > 1 {
+			shops = make([]string, tenants)
+			for i := range shops {
+				shops[i] = fmt.Sprintf("%s-shop%03d", name, i)
+			}
+			filters = []string{bus.EventSubject("*", "order.placed")}
+			s, err := bb.JS.Stream(ctx, bus.EventsStream)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Purge(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
 		r := rand.New(rand.NewPCG(uint64(n), 1))
 		start := day("2024-01-01")
 		ats := make([]time.Time, n)
@@ -481,8 +515,9 @@ func BenchmarkConsumer(b *testing.B) {
 			msgs = msgs[:0]
 		}
 		for i := range n {
+			tenant := shops[i%len(shops)]
 			id := "o" + strconv.Itoa(i)
-			ev := orderEvent(id, id, fmt.Sprintf("c%d", r.IntN(max(1, n/10))), ats[i], int64(500+r.IntN(20000)), "EUR")
+			ev := orderEvent(id, id, fmt.Sprintf("c%d", r.IntN(max(1, n/(10*len(shops))))), ats[i], int64(500+r.IntN(20000)), "EUR")
 			ev.TenantId, ev.Type = tenant, "order.placed"
 			data, err := proto.Marshal(ev)
 			if err != nil {
@@ -496,12 +531,12 @@ func BenchmarkConsumer(b *testing.B) {
 		if len(msgs) > 0 {
 			flush()
 		}
-		return tenant
+		return backlog{name, filters}
 	}
 
-	config := func(durable, tenant string) bus.ConsumerConfig {
+	config := func(durable string, filters []string) bus.ConsumerConfig {
 		return bus.ConsumerConfig{
-			Stream: bus.EventsStream, Durable: durable, FilterSubjects: []string{bus.EventSubject(tenant, "order.placed")},
+			Stream: bus.EventsStream, Durable: durable, FilterSubjects: filters,
 			BatchSize: benchBatch(), Concurrency: 1,
 		}
 	}
@@ -511,26 +546,43 @@ func BenchmarkConsumer(b *testing.B) {
 		inTimeOrder bool
 	}{{"time-ordered", true}, {"shuffled", false}} {
 		b.Run(order.name, func(b *testing.B) {
-			tenant := publish(b, b.N, order.inTimeOrder)
-			rawBefore, rawAfter := publish(b, b.N, true), publish(b, b.N, true)
+			// The backlogs of the raw runner before, the handler and the
+			// raw runner after.
+			inTimeOrder := [3]bool{true, order.inTimeOrder, true}
+			var backlogs [3]backlog
+			if tenants == 1 {
+				for _, i := range []int{1, 0, 2} {
+					backlogs[i] = publish(b, b.N, inTimeOrder[i])
+				}
+			}
+			next := func(i int) backlog {
+				if backlogs[i].name == "" {
+					backlogs[i] = publish(b, b.N, inTimeOrder[i])
+				}
+				return backlogs[i]
+			}
 			var handleTime atomic.Int64
 			var batches atomic.Int64
 			handle := consumer.Handler(st)
-			before := testenv.ConsumerTime(b, bb, pool, config("raw"+rawBefore, rawBefore), raw, b.N)
-			testenv.TimeConsumer(b, bb, pool, config(consumer.Durable+tenant, tenant), func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+			rawBefore := next(0)
+			before := testenv.ConsumerTime(b, bb, pool, config("raw"+rawBefore.name, rawBefore.filters), raw, b.N)
+			events := next(1)
+			testenv.TimeConsumer(b, bb, pool, config(consumer.Durable+events.name, events.filters), func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 				t0 := time.Now()
 				err := handle(ctx, tx, ds)
 				handleTime.Add(int64(time.Since(t0)))
 				batches.Add(1)
 				return err
 			})
-			after := testenv.ConsumerTime(b, bb, pool, config("raw"+rawAfter, rawAfter), raw, b.N)
+			rawAfter := next(2)
+			after := testenv.ConsumerTime(b, bb, pool, config("raw"+rawAfter.name, rawAfter.filters), raw, b.N)
 			b.ReportMetric(float64(handleTime.Load())/float64(max(1, batches.Load()))/1e6, "handler-ms/batch")
 			rate := float64(b.N) / b.Elapsed().Seconds()
 			rawRate := float64(2*b.N) / (before + after).Seconds()
 			b.ReportMetric(rate, "events/s")
 			b.ReportMetric(rawRate, "raw-events/s")
 			b.ReportMetric(100*rate/rawRate, "%-of-raw")
+			b.ReportMetric(float64(tenants), "tenants")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

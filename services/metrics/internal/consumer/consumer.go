@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -43,7 +44,8 @@ func TenantSubjects(tenantID string) []string {
 // Handler returns the bus.Handler of the metrics-facts consumer writing to
 // st: it decodes the batch, rejects what can never apply, and writes every
 // tenant's facts in the runner's transaction under the tenants' write
-// locks.
+// locks, with one statement per table for all the tenants of the batch
+// (store.LockAndApplyTenants).
 func Handler(st *store.Store) bus.Handler {
 	return func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 		return handle(ctx, tx, st, ds)
@@ -57,32 +59,18 @@ func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery)
 			d.Reject(err.Error())
 		}
 	}
-	if len(byTenant) == 0 {
-		return nil
-	}
-	tenants := make([]string, 0, len(byTenant))
+	fs := make([]store.TenantFacts, 0, len(byTenant))
 	for t, f := range byTenant {
 		if !f.Empty() {
-			tenants = append(tenants, t)
+			fs = append(fs, store.TenantFacts{Tenant: t, Facts: *f})
 		}
 	}
-	slices.Sort(tenants)
-	if len(tenants) == 1 {
-		// The usual batch: the lock goes with the first reads.
-		if err := st.LockAndApply(ctx, tx, tenants[0], *byTenant[tenants[0]]); err != nil {
-			return fmt.Errorf("apply facts of tenant %s: %w", tenants[0], err)
-		}
+	if len(fs) == 0 {
 		return nil
 	}
-	if err := store.LockTenants(ctx, tx, tenants); err != nil {
-		return err
-	}
-	for _, t := range tenants {
-		if err := st.Apply(ctx, tx, t, *byTenant[t]); err != nil {
-			return fmt.Errorf("apply facts of tenant %s: %w", t, err)
-		}
-	}
-	return nil
+	slices.SortFunc(fs, func(a, b store.TenantFacts) int { return strings.Compare(a.Tenant, b.Tenant) })
+	// The locks go with the first reads.
+	return st.LockAndApplyTenants(ctx, tx, fs)
 }
 
 // decodeInto adds the fact of d to its tenant's facts. An error is

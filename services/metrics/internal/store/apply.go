@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -31,30 +30,87 @@ import (
 // Inside a consumer's transaction the customers the batch leaves are
 // cached once it commits (customerCache).
 func (s *Store) Apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
-	return s.apply(ctx, tx, tenant, f, false)
+	return s.apply(ctx, tx, []TenantFacts{{Tenant: tenant, Facts: f}}, false)
 }
 
 // LockAndApply takes the tenant's lock (LockTenants) and applies f, the
 // lock going in the same round trip as the batch's first reads.
 func (s *Store) LockAndApply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
-	return s.apply(ctx, tx, tenant, f, true)
+	return s.apply(ctx, tx, []TenantFacts{{Tenant: tenant, Facts: f}}, true)
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts, lock bool) error {
-	w := newWriteBatch(tenant)
-	w.cache = s.customers
-	orders := winningOrders(f.Orders)
-	if lock && len(orders) == 0 {
-		if err := LockTenants(ctx, tx, []string{tenant}); err != nil {
+// TenantFacts are one tenant's facts of a batch.
+type TenantFacts struct {
+	Tenant string
+	Facts  Facts
+}
+
+// LockAndApplyTenants takes the locks of several tenants (distinct) and
+// applies each one's facts as LockAndApply does, with the statements of
+// the orders and of the aggregates set-based across the tenants (see
+// readForOrders and tableWrites): a batch of many shops' events costs about
+// the statements of one shop's.
+func (s *Store) LockAndApplyTenants(ctx context.Context, tx pgx.Tx, fs []TenantFacts) error {
+	return s.apply(ctx, tx, fs, true)
+}
+
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, fs []TenantFacts, lock bool) error {
+	ws := make([]*writeBatch, len(fs))
+	orders := make([][]Order, len(fs))
+	withOrders := false
+	for i, f := range fs {
+		ws[i] = newWriteBatch(f.Tenant)
+		ws[i].cache = s.customers
+		orders[i] = winningOrders(f.Facts.Orders)
+		withOrders = withOrders || len(orders[i]) > 0
+	}
+	var reads []orderReads
+	if withOrders {
+		// The locks go with the first reads.
+		var err error
+		if reads, err = readForOrders(ctx, tx, ws, orders, lock); err != nil {
+			return err
+		}
+	} else if lock {
+		tenants := make([]string, len(fs))
+		for i, f := range fs {
+			tenants[i] = f.Tenant
+		}
+		if err := LockTenants(ctx, tx, tenants); err != nil {
 			return err
 		}
 	}
-	if len(orders) > 0 {
-		w.lockFirst = lock
-		if err := w.applyOrders(ctx, tx, orders); err != nil {
-			return err
+	for i, w := range ws {
+		if len(orders[i]) > 0 {
+			if err := w.applyOrders(ctx, tx, orders[i], reads[i]); err != nil {
+				return fmt.Errorf("apply orders of tenant %s: %w", w.tenant, err)
+			}
 		}
 	}
+	if err := readBack(ctx, tx, ws); err != nil {
+		return err
+	}
+	var out tableWrites
+	for i, w := range ws {
+		if err := w.applyRest(ctx, tx, fs[i].Facts, &out); err != nil {
+			return fmt.Errorf("apply facts of tenant %s: %w", w.tenant, err)
+		}
+	}
+	if err := out.send(ctx, tx); err != nil {
+		return err
+	}
+	for _, w := range ws {
+		if w.version > 0 {
+			tenant, rows, base, version, cache := w.tenant, w.cacheRows(), w.baseVersion, w.version, w.cache
+			bus.AfterCommit(ctx, func() { cache.commit(tenant, base, version, rows) })
+		}
+	}
+	return nil
+}
+
+// applyRest writes the tenant's refunds and answers, once its orders are
+// applied, and adds the batch's writes to out.
+func (w *writeBatch) applyRest(ctx context.Context, tx pgx.Tx, f Facts, out *tableWrites) error {
 	if refunds := winningRefunds(f.Refunds); len(refunds) > 0 {
 		if err := w.applyRefunds(ctx, tx, refunds); err != nil {
 			return err
@@ -65,14 +121,7 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts, lo
 			return err
 		}
 	}
-	if err := w.flush(ctx, tx); err != nil {
-		return err
-	}
-	if w.version > 0 {
-		rows, base, version := w.cacheRows(), w.baseVersion, w.version
-		bus.AfterCommit(ctx, func() { w.cache.commit(tenant, base, version, rows) })
-	}
-	return nil
+	return w.collect(ctx, tx, out)
 }
 
 // cacheRows are the customers rows the batch leaves, for the cache.
@@ -187,11 +236,14 @@ type writeBatch struct {
 	// (with or without a row).
 	storedDays map[int32]*dayRow
 	readDays   map[int32]bool
-	// orderWrites are the batch's order writes not sent yet (planOrders).
-	orderWrites *pgx.Batch
+	// fresh and resent are the batch's order writes not sent yet
+	// (planOrders).
+	fresh, resent orderColumns
+	// changes are the batch's order changes; cohortMoves the customers
+	// with orders before the batch whose cohort it moves (orderRevenue).
+	changes     []orderChange
+	cohortMoves []string
 	cache       *customerCache
-	// lockFirst: the tenant's lock is taken in the first round trip.
-	lockFirst bool
 }
 
 func newWriteBatch(tenant string) *writeBatch {
@@ -270,15 +322,21 @@ func (w *writeBatch) scanCustomers(rows pgx.Rows) error {
 		first, second pgtype.Timestamptz
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&id, &cseq, &first, &second}, func() error {
-		c := w.customers[id]
-		c.stored, c.cseq = true, uint32(cseq)
-		c.first, c.second = instant(first), instant(second)
-		c.newFirst, c.newSecond = c.first, c.second
+		w.storedCustomer(id, cseq, first, second)
 		return nil
 	}); err != nil {
 		return fmt.Errorf("read customers: %w", err)
 	}
 	return nil
+}
+
+// storedCustomer sets the stored row of a customer registered by
+// newCustomers.
+func (w *writeBatch) storedCustomer(id string, cseq int32, first, second pgtype.Timestamptz) {
+	c := w.customers[id]
+	c.stored, c.cseq = true, uint32(cseq)
+	c.first, c.second = instant(first), instant(second)
+	c.newFirst, c.newSecond = c.first, c.second
 }
 
 // loadCustomers reads the stored state of the named customers not loaded
@@ -306,106 +364,23 @@ func nullable(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
 }
 
-// applyOrders writes the winning order versions and derives their effects.
-func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order) error {
-	var names []string
+// applyOrders writes the winning order versions and derives their effects,
+// from what readForOrders read for them (r).
+func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order, r orderReads) error {
 	for _, o := range orders {
-		names = append(names, string(o.Customer))
 		w.currencies = append(w.currencies, o.Currency)
 	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	// One round trip reads the batch's customers, the tenant's state and
-	// the rows of the days the orders fall on (the days the batch edits,
-	// unless a first or second order moves elsewhere).
-	var days []int32
-	for _, o := range orders {
-		days = append(days, dayOf(o.At))
-	}
-	slices.Sort(days)
-	days = slices.Compact(days)
-	// Customers the cache holds are read only if the version it holds them
-	// at turns out not to be the tenant's.
-	cachedAt, hits, cached := w.cache.lookup(w.tenant, names)
-	toRead := names
-	if len(hits) > 0 {
-		toRead = slices.DeleteFunc(slices.Clone(names), func(n string) bool { _, ok := hits[n]; return ok })
-	}
-	b := &pgx.Batch{}
-	if w.lockFirst {
-		b.Queue(lockTenants, []int64{tenantLockKey(w.tenant)})
-	}
-	b.Queue(selectCustomers, w.tenant, w.newCustomers(toRead))
-	b.Queue(`SELECT next_cseq, version FROM tenant_state WHERE tenant = $1`, w.tenant)
-	b.Queue(selectDayRows, w.tenant, dayDates(days))
-	ids := make([]string, len(orders))
-	for i, o := range orders {
-		ids[i] = o.ID
-	}
-	b.Queue(selectStoredOrders, w.tenant, ids)
-	b.Queue(selectWaitingRefunds, w.tenant, ids)
-	var (
-		next    int32
-		stored  map[string]orderRow
-		waiting map[string]int64
-	)
-	err := func() error {
-		br := tx.SendBatch(ctx, b)
-		defer br.Close()
-		if w.lockFirst {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("lock tenants: %w", err)
-			}
-		}
-		rows, err := br.Query()
-		if err != nil {
-			return fmt.Errorf("read %d customers: %w", len(names), err)
-		}
-		if err := w.scanCustomers(rows); err != nil {
-			return err
-		}
-		if err := br.QueryRow().Scan(&next, &w.version); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("read tenant state: %w", err)
-		}
-		rows, err = br.Query()
-		if err != nil {
-			return fmt.Errorf("read %d day bitmaps: %w", len(days), err)
-		}
-		if w.storedDays, err = scanDayRows(rows); err != nil {
-			return err
-		}
-		for _, d := range days {
-			w.readDays[d] = true
-		}
-		rows, err = br.Query()
-		if err != nil {
-			return fmt.Errorf("read %d stored orders: %w", len(ids), err)
-		}
-		if stored, err = scanStoredOrders(rows); err != nil {
-			return err
-		}
-		rows, err = br.Query()
-		if err != nil {
-			return fmt.Errorf("read refunds of %d orders: %w", len(ids), err)
-		}
-		if waiting, err = scanWaitingRefunds(rows); err != nil {
-			return err
-		}
-		return br.Close()
-	}()
-	if err != nil {
-		return err
-	}
-	if len(hits) > 0 {
-		if cached && cachedAt == w.version {
-			for id, h := range hits {
+	names, next, stored, waiting := r.names, r.next, r.stored, r.waiting
+	if len(r.hits) > 0 {
+		if r.cached && r.cachedAt == w.version {
+			for id, h := range r.hits {
 				w.customers[id] = &customerState{
 					id: id, cseq: h.cseq, stored: true,
 					first: instantOf(h.first), second: instantOf(h.second),
 					newFirst: instantOf(h.first), newSecond: instantOf(h.second),
 				}
 			}
-		} else if err := w.loadCustomers(ctx, tx, slices.Collect(maps.Keys(hits))); err != nil {
+		} else if err := w.loadCustomers(ctx, tx, slices.Collect(maps.Keys(r.hits))); err != nil {
 			return err
 		}
 	}
@@ -469,7 +444,8 @@ func (w *writeBatch) applyOrders(ctx context.Context, tx pgx.Tx, orders []Order)
 			w.day(d).secondsAdd = append(w.day(d).secondsAdd, c.cseq)
 		}
 	}
-	return w.orderRevenue(ctx, tx, changes)
+	w.orderRevenue(changes)
+	return nil
 }
 
 // dayMoves returns the day a customer's first (or second) order leaves and
@@ -488,69 +464,18 @@ func dayMoves(from, to time.Time) (leave, join []int32) {
 	return leave, join
 }
 
-// selectStoredOrders reads the stored versions of a batch's order ids
-// ($2): one primary key probe each, like selectCustomers (a join or
-// = ANY lets stale row estimates pick a scan of the whole table).
-const selectStoredOrders = `
-	SELECT o.* FROM unnest($2::text[]) AS u(id)
-	CROSS JOIN LATERAL (
-		SELECT order_id, customer_id, cseq, placed_at, total_minor, currency, refunded_minor FROM orders
-		WHERE tenant = $1 AND order_id = u.id LIMIT 1) o`
-
-// selectWaitingRefunds sums the refunds stored for each of a batch's
-// order ids ($2) that have any: refunds that arrived before their order.
-const selectWaitingRefunds = `
-	SELECT u.id, r.refunded FROM unnest($2::text[]) AS u(id)
-	CROSS JOIN LATERAL (
-		SELECT sum(amount_minor)::bigint AS refunded FROM refunds WHERE tenant = $1 AND order_id = u.id) r
-	WHERE r.refunded IS NOT NULL`
-
-// scanStoredOrders reads selectStoredOrders' rows by order id.
-func scanStoredOrders(rows pgx.Rows) (map[string]orderRow, error) {
-	stored := map[string]orderRow{}
-	var (
-		o    orderRow
-		cseq int32
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&o.id, &o.customer, &cseq, &o.at, &o.total, &o.currency, &o.refunded}, func() error {
-		o.cseq, o.at = uint32(cseq), o.at.UTC()
-		stored[o.id] = o
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("read stored orders: %w", err)
-	}
-	return stored, nil
-}
-
-// scanWaitingRefunds reads selectWaitingRefunds' rows by order id.
-func scanWaitingRefunds(rows pgx.Rows) (map[string]int64, error) {
-	waiting := map[string]int64{}
-	var (
-		id  string
-		sum int64
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &sum}, func() error {
-		waiting[id] = sum
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("read refunds waiting for their orders: %w", err)
-	}
-	return waiting, nil
-}
-
 // planOrders works out the batch's order changes, keeping for each id the
 // version that sorts first (compareOrders) against the stored versions
-// (stored), and queues their writes in w.orderWrites. A new row takes the
-// sum of the refunds that arrived before it (waiting).
+// (stored), and keeps their writes in w.fresh and w.resent. A new row
+// takes the sum of the refunds that arrived before it (waiting).
 //
 // The caller holds the tenant's lock, so the stored versions cannot change
 // or appear under it: a plain INSERT of the new ids and an UPDATE of the
 // winning re-sends do what INSERT ... ON CONFLICT DO UPDATE would, without
 // its speculative insertion and its round trip: the writes go with the
-// aggregates in flush, or earlier when something reads the orders back
-// (writeOrders).
+// aggregates in the batch's last round trip (collect, tableWrites), or
+// earlier when something reads the orders back (writeOrders).
 func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, waiting map[string]int64) []orderChange {
-	var fresh, resent orderColumns
 	changes := make([]orderChange, 0, len(orders))
 	for _, o := range orders {
 		after := orderRow{
@@ -560,7 +485,7 @@ func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, wait
 		prev, ok := stored[o.ID]
 		if !ok {
 			changes = append(changes, orderChange{after: after})
-			fresh.add(&after)
+			w.fresh.add(w.tenant, &after)
 			continue
 		}
 		was := Order{Order: retention.Order{ID: prev.id, Customer: retention.CustomerID(prev.customer), At: prev.at, TotalMinor: prev.total}, Currency: prev.currency}
@@ -569,52 +494,45 @@ func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, wait
 		}
 		after.refunded = prev.refunded
 		changes = append(changes, orderChange{before: &prev, after: after})
-		resent.add(&after)
+		w.resent.add(w.tenant, &after)
 	}
-	if len(fresh.ids)+len(resent.ids) == 0 {
+	if len(w.fresh.ids)+len(w.resent.ids) == 0 {
 		return nil
-	}
-	w.orderWrites = &pgx.Batch{}
-	if len(fresh.ids) > 0 {
-		w.orderWrites.Queue(`
-			INSERT INTO orders (tenant, order_id, customer_id, cseq, placed_at, total_minor, currency, refunded_minor)
-			SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[], $5::timestamptz[], $6::bigint[], $7::text[], $8::bigint[])`,
-			w.tenant, fresh.ids, fresh.customers, fresh.cseqs, fresh.placed, fresh.totals, fresh.currencies, fresh.refunded)
-	}
-	if len(resent.ids) > 0 {
-		w.orderWrites.Queue(`
-			UPDATE orders o SET customer_id = u.customer_id, cseq = u.cseq, placed_at = u.placed_at,
-				total_minor = u.total_minor, currency = u.currency
-			FROM unnest($2::text[], $3::text[], $4::int4[], $5::timestamptz[], $6::bigint[], $7::text[])
-			     AS u(order_id, customer_id, cseq, placed_at, total_minor, currency)
-			WHERE o.tenant = $1 AND o.order_id = u.order_id`,
-			w.tenant, resent.ids, resent.customers, resent.cseqs, resent.placed, resent.totals, resent.currencies)
 	}
 	return changes
 }
 
 // orderColumns are orders rows as statement parameters.
 type orderColumns struct {
-	ids, customers, currencies []string
-	cseqs                      []int32
-	placed                     []time.Time
-	totals, refunded           []int64
+	tenants, ids, customers, currencies []string
+	cseqs                               []int32
+	placed                              []time.Time
+	totals, refunded                    []int64
 }
 
-func (oc *orderColumns) add(o *orderRow) {
-	oc.ids, oc.customers, oc.currencies = append(oc.ids, o.id), append(oc.customers, o.customer), append(oc.currencies, o.currency)
+func (oc *orderColumns) add(tenant string, o *orderRow) {
+	oc.tenants, oc.ids, oc.customers, oc.currencies = append(oc.tenants, tenant), append(oc.ids, o.id), append(oc.customers, o.customer), append(oc.currencies, o.currency)
 	oc.cseqs, oc.placed = append(oc.cseqs, int32(o.cseq)), append(oc.placed, o.at)
 	oc.totals, oc.refunded = append(oc.totals, o.total), append(oc.refunded, o.refunded)
 }
 
-// writeOrders sends the queued order writes now, for a statement about to
-// read the orders back.
+// addAll adds the rows of o.
+func (oc *orderColumns) addAll(o *orderColumns) {
+	oc.tenants, oc.ids, oc.customers, oc.currencies = append(oc.tenants, o.tenants...), append(oc.ids, o.ids...), append(oc.customers, o.customers...), append(oc.currencies, o.currencies...)
+	oc.cseqs, oc.placed = append(oc.cseqs, o.cseqs...), append(oc.placed, o.placed...)
+	oc.totals, oc.refunded = append(oc.totals, o.totals...), append(oc.refunded, o.refunded...)
+}
+
+// writeOrders sends the order writes not sent yet now, for a statement
+// about to read the orders back.
 func (w *writeBatch) writeOrders(ctx context.Context, tx pgx.Tx) error {
-	if w.orderWrites == nil {
+	if len(w.fresh.ids)+len(w.resent.ids) == 0 {
 		return nil
 	}
-	b := w.orderWrites
-	w.orderWrites = nil
+	t := tableWrites{fresh: w.fresh, resent: w.resent}
+	w.fresh, w.resent = orderColumns{}, orderColumns{}
+	b := &pgx.Batch{}
+	t.queueOrders(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write orders: %w", err)
 	}
@@ -698,14 +616,17 @@ func earliestTwo(ts []time.Time) (first, second time.Time) {
 // orderRevenue moves the sales and cohort revenue by the batch's order
 // changes. A customer whose cohort the batch moves has their whole
 // contribution moved: all their orders before the batch leave the old
-// cohort, all after it join the new one.
-func (w *writeBatch) orderRevenue(ctx context.Context, tx pgx.Tx, changes []orderChange) error {
-	var reread []string
+// cohort, all after it join the new one. Those orders are read back
+// (readBack, for every tenant of the batch at once), for moveCohorts.
+func (w *writeBatch) orderRevenue(changes []orderChange) {
+	w.changes = changes
+	w.cohortMoves = nil
 	for _, c := range w.customers {
 		if c.movedCohort() && c.hadOrders() {
-			reread = append(reread, c.id)
+			w.cohortMoves = append(w.cohortMoves, c.id)
 		}
 	}
+	slices.Sort(w.cohortMoves)
 	for i := range changes {
 		ch := &changes[i]
 		if ch.before != nil {
@@ -721,39 +642,21 @@ func (w *writeBatch) orderRevenue(ctx context.Context, tx pgx.Tx, changes []orde
 			w.addCohort(ac.newFirst, &ch.after, +1)
 		}
 	}
-	if len(reread) == 0 {
-		return nil
+}
+
+// moveCohorts moves the revenue of the customers whose cohort the batch
+// moves (w.cohortMoves), from all their orders as the batch leaves them
+// (after, by customer) and as they were before it.
+func (w *writeBatch) moveCohorts(after map[string][]orderRow) {
+	if len(w.cohortMoves) == 0 {
+		return
 	}
-	if err := w.writeOrders(ctx, tx); err != nil {
-		return err
-	}
-	slices.Sort(reread)
-	// OFFSET 0 keeps the subquery from being pulled up into a join that
-	// can be planned over every order of the tenant: one index range scan
-	// per customer.
-	rows, err := tx.Query(ctx, `
-		SELECT o.order_id, o.customer_id, o.placed_at, o.total_minor, o.refunded_minor, o.currency
-		FROM unnest($2::int4[]) AS u(cseq)
-		CROSS JOIN LATERAL (
-			SELECT order_id, customer_id, placed_at, total_minor, refunded_minor, currency FROM orders
-			WHERE tenant = $1 AND cseq = u.cseq OFFSET 0) o`, w.tenant, w.cseqs(reread))
-	if err != nil {
-		return fmt.Errorf("read orders of %d customers changing cohort: %w", len(reread), err)
-	}
-	var r orderRow
-	after := map[string][]orderRow{}
-	if _, err := pgx.ForEachRow(rows, []any{&r.id, &r.customer, &r.at, &r.total, &r.refunded, &r.currency}, func() error {
-		r.at = r.at.UTC()
-		after[r.customer] = append(after[r.customer], r)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("read orders of %d customers changing cohort: %w", len(reread), err)
-	}
+	changes := w.changes
 	changed := make(map[string]*orderChange, len(changes))
 	for i := range changes {
 		changed[changes[i].after.id] = &changes[i]
 	}
-	for _, id := range reread {
+	for _, id := range w.cohortMoves {
 		c := w.customers[id]
 		for i := range after[id] {
 			o := &after[id][i]
@@ -771,6 +674,89 @@ func (w *writeBatch) orderRevenue(ctx context.Context, tx pgx.Tx, changes []orde
 				w.addCohort(c.first, ch.before, -1)
 			}
 		}
+	}
+}
+
+// unreadDays are the days the batch edits whose rows were not read yet.
+func (w *writeBatch) unreadDays() []int32 {
+	var unread []int32
+	for d := range w.days {
+		if !w.readDays[d] {
+			unread = append(unread, d)
+		}
+	}
+	slices.Sort(unread)
+	return unread
+}
+
+// readBack reads, for every tenant of the batch at once, what applying its
+// orders needs beyond readForOrders when they arrive out of time order:
+// all the orders of the customers whose cohort moves (after writing the
+// tenant's orders, in the same round trip) and the rows of the days the
+// batch edits that were not read (a first or second order moving to
+// another day). Then it moves the cohorts (moveCohorts).
+func readBack(ctx context.Context, tx pgx.Tx, ws []*writeBatch) error {
+	index := make(map[string]int, len(ws))
+	var (
+		writes      tableWrites
+		moveTenants []string
+		moveCseqs   []int32
+		dayTenants  []string
+		dayDays     []time.Time
+	)
+	for i, w := range ws {
+		index[w.tenant] = i
+		if len(w.cohortMoves) > 0 {
+			writes.fresh.addAll(&w.fresh)
+			writes.resent.addAll(&w.resent)
+			w.fresh, w.resent = orderColumns{}, orderColumns{}
+			for _, id := range w.cohortMoves {
+				moveTenants, moveCseqs = append(moveTenants, w.tenant), append(moveCseqs, int32(w.customers[id].cseq))
+			}
+		}
+		for _, d := range w.unreadDays() {
+			dayTenants, dayDays = append(dayTenants, w.tenant), append(dayDays, dayStart(d))
+			w.readDays[d] = true
+		}
+	}
+	if len(moveTenants)+len(dayTenants) == 0 {
+		return nil
+	}
+	after := make([]map[string][]orderRow, len(ws))
+	b := &pgx.Batch{}
+	writes.queueOrders(b)
+	var tenant string
+	if len(moveTenants) > 0 {
+		// OFFSET 0 keeps the subquery from being pulled up into a join that
+		// can be planned over every order of the tenants: one index range
+		// scan per customer.
+		b.Queue(`
+			SELECT u.t, o.order_id, o.customer_id, o.placed_at, o.total_minor, o.refunded_minor, o.currency
+			FROM unnest($1::text[], $2::int4[]) AS u(t, cseq)
+			CROSS JOIN LATERAL (
+				SELECT order_id, customer_id, placed_at, total_minor, refunded_minor, currency FROM orders
+				WHERE tenant = u.t AND cseq = u.cseq OFFSET 0) o`, moveTenants, moveCseqs).Query(func(rows pgx.Rows) error {
+			var r orderRow
+			_, err := pgx.ForEachRow(rows, []any{&tenant, &r.id, &r.customer, &r.at, &r.total, &r.refunded, &r.currency}, func() error {
+				r.at = r.at.UTC()
+				i := index[tenant]
+				if after[i] == nil {
+					after[i] = map[string][]orderRow{}
+				}
+				after[i][r.customer] = append(after[i][r.customer], r)
+				return nil
+			})
+			return err
+		})
+	}
+	if len(dayTenants) > 0 {
+		queueDayRows(b, dayTenants, dayDays, ws, index)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("read back the orders of %d customers changing cohort and %d day bitmaps: %w", len(moveCseqs), len(dayDays), err)
+	}
+	for i, w := range ws {
+		w.moveCohorts(after[i])
 	}
 	return nil
 }
@@ -937,75 +923,52 @@ func (w *writeBatch) applyAnswers(ctx context.Context, tx pgx.Tx, answers []rete
 	return nil
 }
 
-// flush writes the batch's effects on the customers and the aggregates:
-// the day bitmaps are read, edited and written back; the counters are
+// collect adds the batch's effects on the customers and the aggregates
+// to out, which writes them with the other tenants': the day bitmaps are
+// read (those not read yet), edited and written back; the counters are
 // added to.
-func (w *writeBatch) flush(ctx context.Context, tx pgx.Tx) error {
-	b := &pgx.Batch{}
+func (w *writeBatch) collect(ctx context.Context, tx pgx.Tx, out *tableWrites) error {
 	if w.version > 0 {
-		b.Queue(`
-			INSERT INTO tenant_state AS t (tenant, next_cseq, version) VALUES ($1, $2, $3)
-			ON CONFLICT (tenant) DO UPDATE SET next_cseq = excluded.next_cseq, version = excluded.version`,
-			w.tenant, w.nextCseq, w.version)
+		out.state.tenants, out.state.next, out.state.versions = append(out.state.tenants, w.tenant), append(out.state.next, w.nextCseq), append(out.state.versions, w.version)
 	}
-	w.queueCustomers(b)
-	if err := w.queueDays(ctx, tx, b); err != nil {
+	w.collectCustomers(out)
+	if err := w.collectDays(ctx, tx, out); err != nil {
 		return err
 	}
-	w.queueCounters(b)
+	w.collectCounters(out)
 	if len(w.currencies) > 0 {
 		slices.Sort(w.currencies)
-		b.Queue(`INSERT INTO tenant_currencies (tenant, currency) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`,
-			w.tenant, slices.Compact(w.currencies))
+		for _, c := range slices.Compact(w.currencies) {
+			out.currencies.tenants, out.currencies.currencies = append(out.currencies.tenants, w.tenant), append(out.currencies.currencies, c)
+		}
 	}
-	if w.orderWrites != nil {
-		// Not sent by anything reading the orders back (queueDays may
-		// have): they go first in the same round trip.
-		b.QueuedQueries = append(w.orderWrites.QueuedQueries, b.QueuedQueries...)
-		w.orderWrites = nil
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("write orders and aggregates: %w", err)
-	}
+	// The order writes not sent by anything reading the orders back
+	// (collectDays may have).
+	out.fresh.addAll(&w.fresh)
+	out.resent.addAll(&w.resent)
+	w.fresh, w.resent = orderColumns{}, orderColumns{}
 	return nil
 }
 
-func (w *writeBatch) queueCustomers(b *pgx.Batch) {
-	var (
-		ids            []string
-		cseqs          []int32
-		firsts, second []pgtype.Timestamptz
-	)
+// collectCustomers adds the customers rows the batch changes.
+func (w *writeBatch) collectCustomers(out *tableWrites) {
+	c := &out.customers
 	for _, id := range slices.Sorted(maps.Keys(w.customers)) {
-		c := w.customers[id]
-		if c.stored && c.first.Equal(c.newFirst) && c.second.Equal(c.newSecond) {
+		cs := w.customers[id]
+		if cs.stored && cs.first.Equal(cs.newFirst) && cs.second.Equal(cs.newSecond) {
 			continue
 		}
-		if !c.stored && c.newFirst.IsZero() {
+		if !cs.stored && cs.newFirst.IsZero() {
 			// Named only by a re-send that lost: not a customer.
 			continue
 		}
-		ids, cseqs = append(ids, id), append(cseqs, int32(c.cseq))
-		firsts, second = append(firsts, nullable(c.newFirst)), append(second, nullable(c.newSecond))
+		c.tenants, c.ids, c.cseqs = append(c.tenants, w.tenant), append(c.ids, id), append(c.cseqs, int32(cs.cseq))
+		c.firsts, c.second = append(c.firsts, nullable(cs.newFirst)), append(c.second, nullable(cs.newSecond))
 	}
-	if len(ids) == 0 {
-		return
-	}
-	b.Queue(`
-		INSERT INTO customers AS c (tenant, customer_id, cseq, first_order_at, second_order_at)
-		SELECT $1, u.customer_id, u.cseq, u.first_order_at, u.second_order_at
-		FROM unnest($2::text[], $3::int4[], $4::timestamptz[], $5::timestamptz[])
-		     AS u(customer_id, cseq, first_order_at, second_order_at)
-		ON CONFLICT (tenant, customer_id) DO UPDATE SET
-			first_order_at = excluded.first_order_at, second_order_at = excluded.second_order_at`,
-		w.tenant, ids, cseqs, firsts, second)
 }
 
-// queueDays edits the touched days' bitmaps.
-func (w *writeBatch) queueDays(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+// collectDays edits the touched days' bitmaps.
+func (w *writeBatch) collectDays(ctx context.Context, tx pgx.Tx, out *tableWrites) error {
 	if len(w.days) == 0 {
 		return nil
 	}
@@ -1037,7 +1000,7 @@ func (w *writeBatch) queueDays(ctx context.Context, tx pgx.Tx, b *pgx.Batch) err
 	if err != nil {
 		return err
 	}
-	var writes dayRowWrites
+	writes := &out.days
 	for _, d := range days {
 		e, r := w.days[d], stored[d]
 		if r == nil {
@@ -1064,8 +1027,8 @@ func (w *writeBatch) queueDays(ctx context.Context, tx pgx.Tx, b *pgx.Batch) err
 		if err := writes.add(d, r); err != nil {
 			return err
 		}
+		writes.tenants, writes.versions = append(writes.tenants, w.tenant), append(writes.versions, w.version)
 	}
-	b.Queue(upsertDayRows, w.tenant, w.version, writes.days, writes.ge1, writes.ge2, writes.firsts, writes.seconds)
 	return nil
 }
 
@@ -1101,66 +1064,29 @@ func dayBuyersFromOrders(ctx context.Context, tx pgx.Tx, tenant string, days []i
 	return out, nil
 }
 
-// queueCounters adds the batch's differences to the daily sales, cohort
+// collectCounters adds the batch's differences to the daily sales, cohort
 // revenue and daily survey counters, skipping the ones that cancel out.
-func (w *writeBatch) queueCounters(b *pgx.Batch) {
-	if len(w.sales) > 0 {
-		var (
-			days                         []time.Time
-			currencies                   []string
-			orders, gross, refunded, net []int64
-		)
-		for k, s := range w.sales {
-			if *s == (salesSums{}) {
-				continue
-			}
-			days, currencies = append(days, dayStart(k.day)), append(currencies, k.currency)
-			orders, gross, refunded, net = append(orders, s.orders), append(gross, s.gross), append(refunded, s.refunded), append(net, s.net)
+func (w *writeBatch) collectCounters(out *tableWrites) {
+	sales := &out.sales
+	for k, s := range w.sales {
+		if *s == (salesSums{}) {
+			continue
 		}
-		if len(days) > 0 {
-			b.Queue(`
-				INSERT INTO sales_daily AS s (tenant, day, currency, orders, gross_minor, refunded_minor, net_minor)
-				SELECT $1, u.* FROM unnest($2::date[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
-				     AS u(day, currency, orders, gross_minor, refunded_minor, net_minor)
-				ON CONFLICT (tenant, day, currency) DO UPDATE SET
-					orders = s.orders + excluded.orders, gross_minor = s.gross_minor + excluded.gross_minor,
-					refunded_minor = s.refunded_minor + excluded.refunded_minor, net_minor = s.net_minor + excluded.net_minor`,
-				w.tenant, days, currencies, orders, gross, refunded, net)
-		}
+		sales.tenants, sales.days, sales.currencies = append(sales.tenants, w.tenant), append(sales.days, dayStart(k.day)), append(sales.currencies, k.currency)
+		sales.orders, sales.gross, sales.refunded, sales.net = append(sales.orders, s.orders), append(sales.gross, s.gross), append(sales.refunded, s.refunded), append(sales.net, s.net)
 	}
-	var (
-		cohorts, months []int32
-		currencies      []string
-		nets            []int64
-	)
+	cohorts := &out.cohorts
 	for k, net := range w.cohorts {
 		if net != 0 {
-			cohorts, months = append(cohorts, int32(k.cohort)), append(months, int32(k.month))
-			currencies, nets = append(currencies, k.currency), append(nets, net)
+			cohorts.tenants, cohorts.cohorts, cohorts.months = append(cohorts.tenants, w.tenant), append(cohorts.cohorts, int32(k.cohort)), append(cohorts.months, int32(k.month))
+			cohorts.currencies, cohorts.nets = append(cohorts.currencies, k.currency), append(cohorts.nets, net)
 		}
 	}
-	if len(cohorts) > 0 {
-		b.Queue(`
-			INSERT INTO cohort_revenue AS c (tenant, cohort, month, currency, net_minor)
-			SELECT $1, u.* FROM unnest($2::int4[], $3::int4[], $4::text[], $5::bigint[]) AS u(cohort, month, currency, net_minor)
-			ON CONFLICT (tenant, cohort, month, currency) DO UPDATE SET net_minor = c.net_minor + excluded.net_minor`,
-			w.tenant, cohorts, months, currencies, nets)
-	}
-	var (
-		days          []time.Time
-		kinds, scores []int16
-		counts        []int64
-	)
+	surveys := &out.surveys
 	for k, n := range w.surveys {
 		if n != 0 {
-			days, kinds, scores, counts = append(days, dayStart(k.day)), append(kinds, k.kind), append(scores, k.score), append(counts, n)
+			surveys.tenants, surveys.days = append(surveys.tenants, w.tenant), append(surveys.days, dayStart(k.day))
+			surveys.kinds, surveys.scores, surveys.counts = append(surveys.kinds, k.kind), append(surveys.scores, k.score), append(surveys.counts, n)
 		}
-	}
-	if len(days) > 0 {
-		b.Queue(`
-			INSERT INTO survey_daily AS s (tenant, day, kind, score, answers)
-			SELECT $1, u.* FROM unnest($2::date[], $3::smallint[], $4::smallint[], $5::bigint[]) AS u(day, kind, score, answers)
-			ON CONFLICT (tenant, day, kind, score) DO UPDATE SET answers = s.answers + excluded.answers`,
-			w.tenant, days, kinds, scores, counts)
 	}
 }

@@ -127,23 +127,29 @@ func scanDayRows(rows pgx.Rows) (map[int32]*dayRow, error) {
 		ge1, ge2, firsts, seconds []byte
 	)
 	if _, err := pgx.ForEachRow(rows, []any{&day, &version, &ge1, &ge2, &firsts, &seconds}, func() error {
-		r := &dayRow{version: version}
-		for _, f := range []struct {
-			dst **roaring.Bitmap
-			src []byte
-		}{{&r.ge1, ge1}, {&r.ge2, ge2}, {&r.firsts, firsts}, {&r.seconds, seconds}} {
-			bm, err := decodeBitmap(f.src)
-			if err != nil {
-				return fmt.Errorf("day %s: %w", dayStart(day).Format(time.DateOnly), err)
-			}
-			*f.dst = bm
-		}
+		r, err := decodeDayRow(day, version, ge1, ge2, firsts, seconds)
 		out[day] = r
-		return nil
+		return err
 	}); err != nil {
 		return nil, fmt.Errorf("read day bitmaps: %w", err)
 	}
 	return out, nil
+}
+
+// decodeDayRow decodes a day_buyers row of day.
+func decodeDayRow(day int32, version int64, ge1, ge2, firsts, seconds []byte) (*dayRow, error) {
+	r := &dayRow{version: version}
+	for _, f := range []struct {
+		dst **roaring.Bitmap
+		src []byte
+	}{{&r.ge1, ge1}, {&r.ge2, ge2}, {&r.firsts, firsts}, {&r.seconds, seconds}} {
+		bm, err := decodeBitmap(f.src)
+		if err != nil {
+			return nil, fmt.Errorf("day %s: %w", dayStart(day).Format(time.DateOnly), err)
+		}
+		*f.dst = bm
+	}
+	return r, nil
 }
 
 // dayRowWrites collects rows for one upsert of day_buyers.
@@ -169,11 +175,3 @@ func (w *dayRowWrites) add(day int32, r *dayRow) error {
 	w.ge1, w.ge2, w.firsts, w.seconds = append(w.ge1, bs[0]), append(w.ge2, bs[1]), append(w.firsts, bs[2]), append(w.seconds, bs[3])
 	return nil
 }
-
-const upsertDayRows = `
-	INSERT INTO day_buyers AS d (tenant, day, version, ge1, ge2, firsts, seconds)
-	SELECT $1, u.day, $2, u.ge1, u.ge2, u.firsts, u.seconds
-	FROM unnest($3::date[], $4::bytea[], $5::bytea[], $6::bytea[], $7::bytea[]) AS u(day, ge1, ge2, firsts, seconds)
-	ON CONFLICT (tenant, day) DO UPDATE SET
-		version = excluded.version, ge1 = excluded.ge1, ge2 = excluded.ge2,
-		firsts = excluded.firsts, seconds = excluded.seconds`
