@@ -64,10 +64,7 @@ func (s *stack) count(t *testing.T, sql string, args ...any) int {
 // start with an empty inbox: every event is redelivered as new.
 func (s *stack) replayFacts(t *testing.T) {
 	t.Helper()
-	for _, in := range s.inst {
-		in.stop()
-	}
-	s.inst = nil
+	s.stopAll()
 	ctx := context.Background()
 	if err := s.js.DeleteConsumer(ctx, bus.EventsStream, campaign.FactsConsumer); err != nil {
 		t.Fatal(err)
@@ -224,10 +221,7 @@ func TestOneNotificationPerStepAcrossCrash(t *testing.T) {
 	ctx := context.Background()
 	restart := func(t *testing.T, between func()) {
 		t.Helper()
-		for _, in := range s.inst {
-			in.stop()
-		}
-		s.inst = nil
+		s.stopAll()
 		between()
 		s.start(t)
 		s.caughtUp(t)

@@ -126,6 +126,14 @@ func (s *stack) start(t testing.TB) *instance {
 	return in
 }
 
+// stopAll stops every replica (cleanly: each finishes its batch in flight).
+func (s *stack) stopAll() {
+	for _, in := range s.inst {
+		in.stop()
+	}
+	s.inst = nil
+}
+
 func (s *stack) svc() *campaign.Service { return s.inst[len(s.inst)-1].svc }
 
 func (s *stack) client() campaignv1.CampaignServiceClient {

@@ -40,10 +40,7 @@ func TestShopsInOneBatchStayApart(t *testing.T) {
 
 	// With the consumer stopped, the shops' events go onto the stream
 	// interleaved; the replica started after reads them in one batch.
-	for _, in := range s.inst {
-		in.stop()
-	}
-	s.inst = nil
+	s.stopAll()
 	now := s.clock.Now()
 	const customers = 10
 	for c := range customers {
@@ -193,10 +190,7 @@ func replicaBacklog(t *testing.T, exclusive bool) map[string]int {
 			t.Fatal(err)
 		}
 	}
-	for _, in := range s.inst {
-		in.stop()
-	}
-	s.inst = nil
+	s.stopAll()
 	now := s.clock.Now()
 	const customers = 150
 	var evs []*eventsv1.Event
