@@ -108,12 +108,16 @@ func benchEvents(n, customers int, now time.Time, week int) []*eventsv1.Event {
 // writes nothing. One op is the whole backlog.
 // RETAIN_BENCH_PLAYBOOKS picks other playbooks (e.g. "thank-you", or
 // "none" for the facts alone); RETAIN_BENCH_TENANTS spreads the events
-// over that many shops, interleaved, each with the playbooks installed.
+// over that many shops, interleaved, each with the playbooks installed;
+// RETAIN_BENCH_HISTORY=N gives each of the second week's customers (of
+// the first shop) N orders placed two years earlier, as a long-lived
+// shop's regulars have.
 //
 //	go test -run '^$' -bench TriggerEvaluation -benchtime 1x .
 func BenchmarkTriggerEvaluation(b *testing.B) {
 	n := testenv.BenchInt("RETAIN_BENCH_EVENTS", 30_000)
 	workers := testenv.BenchInt("RETAIN_BENCH_WORKERS", campaign.DefaultConfig().Workers)
+	history := testenv.BenchInt("RETAIN_BENCH_HISTORY", 0)
 	tenants := make([]string, testenv.BenchInt("RETAIN_BENCH_TENANTS", 1))
 	for i := range tenants {
 		tenants[i] = fmt.Sprintf("shop%03d", i)
@@ -142,6 +146,18 @@ func BenchmarkTriggerEvaluation(b *testing.B) {
 		publish(e, benchEvents(n, 10_000, e.clock.Now(), 1))
 		e.drain(b, "bench-campaign", e.engine.HandleFacts, n, workers)
 		e.clock.Advance(7 * day)
+		if history > 0 {
+			if _, err := e.pool.Exec(ctx, `
+				INSERT INTO campaign_orders (tenant, order_id, customer_id, placed_at, total_minor, currency)
+				SELECT $1, format('h-%s-%s', c, k), format('w2-c%s', lpad(c::text, 6, '0')),
+					$2::timestamptz - interval '730 days' + k * interval '1 day', 4200, 'EUR'
+				FROM generate_series(0, 9999) c, generate_series(1, $3) k`, tenants[0], e.clock.Now(), history); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := e.pool.Exec(ctx, `VACUUM ANALYZE campaign_orders`); err != nil {
+				b.Fatal(err)
+			}
+		}
 		publish(e, benchEvents(n, 10_000, e.clock.Now(), 2))
 		counts := func() (enrolled, requested int) {
 			if err := e.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM enrollments), (SELECT count(*) FROM bus_outbox)`).Scan(&enrolled, &requested); err != nil {
@@ -168,6 +184,7 @@ func BenchmarkTriggerEvaluation(b *testing.B) {
 		b.ReportMetric(float64(n)/noop.Seconds(), "noop-runner-msgs/s")
 		b.ReportMetric(float64(workers), "workers")
 		b.ReportMetric(float64(len(tenants)), "tenants")
+		b.ReportMetric(float64(history), "history-orders")
 		b.ReportMetric(float64(enrolled), "enrollments")
 		b.ReportMetric(float64(requested), "requests")
 		b.StartTimer()

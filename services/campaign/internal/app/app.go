@@ -284,29 +284,39 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, ts []triggered)
 	if err != nil || len(plans) == 0 {
 		return err
 	}
-	keys := make([]store.CustomerKey, 0, len(ts))
-	for _, t := range ts {
-		keys = append(keys, store.CustomerKey{Tenant: t.tenant, ID: t.customer})
-	}
-	slices.SortFunc(keys, store.CompareCustomers)
-	custs, err := store.LoadCustomers(ctx, tx, slices.Compact(keys))
-	if err != nil {
-		return err
-	}
-	ts = append(ts, e.laterOrders(ts, custs)...)
-	byTenant := map[string][]triggered{}
-	for _, t := range ts {
-		byTenant[t.tenant] = append(byTenant[t.tenant], t)
-	}
 	plansOf := map[string][]*domain.Plan{}
-	for _, p := range plans {
+	all := make([]*domain.Plan, len(plans))
+	for i, p := range plans {
 		plansOf[p.ref.Tenant] = append(plansOf[p.ref.Tenant], p.plan)
+		all[i] = p.plan
 	}
 	envs := make(map[string]domain.Env, len(plansOf))
 	for t, ps := range plansOf {
 		if envs[t], err = e.env(ctx, tx, t, ps, envMaxAge); err != nil {
 			return err
 		}
+	}
+	keys := make([]store.CustomerKey, 0, len(ts))
+	earliest := ts[0].trig.At
+	for _, t := range ts {
+		keys = append(keys, store.CustomerKey{Tenant: t.tenant, ID: t.customer})
+		earliest = minTime(earliest, t.trig.At)
+	}
+	for _, env := range envs {
+		earliest = minTime(earliest, envEarliest(env))
+	}
+	slices.SortFunc(keys, store.CompareCustomers)
+	since, countCap := historyFrom(earliest, all)
+	custs, err := store.LoadCustomers(ctx, tx, slices.Compact(keys), since, countCap)
+	if err != nil {
+		return err
+	}
+	// The replayed orders come after those of the batch: the customers'
+	// orders loaded cover them.
+	ts = append(ts, e.laterOrders(ts, custs)...)
+	byTenant := map[string][]triggered{}
+	for _, t := range ts {
+		byTenant[t.tenant] = append(byTenant[t.tenant], t)
 	}
 	ins := make([]entering, 0, len(plans))
 	for _, p := range plans {
@@ -337,6 +347,30 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, ts []triggered)
 		ins = append(ins, in)
 	}
 	return e.enroll(ctx, tx, ins)
+}
+
+// historyFrom is where the orders the plans' conditions need listed
+// begin, earliest being the earliest instant they are evaluated at, and
+// how far the earlier ones are counted (domain.HistoryNeeds).
+func historyFrom(earliest time.Time, plans []*domain.Plan) (time.Time, int64) {
+	n := domain.HistoryNeeds(plans)
+	return earliest.Add(-n.Window), n.CountCap
+}
+
+// envEarliest is the earliest instant conditions are evaluated at under
+// env: its own, or its RFM scales' (up to envMaxAge older).
+func envEarliest(env domain.Env) time.Time {
+	if env.RFM != nil {
+		return minTime(env.Now, env.RFM.At)
+	}
+	return env.Now
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // laterOrders returns the order.placed triggers to evaluate again because

@@ -56,7 +56,7 @@ func (e *Engine) runAudience(ctx context.Context, r store.Ref) error {
 		return err
 	}
 	trig := &domain.Trigger{At: env.Now}
-	return e.eachCustomerChunk(ctx, r.Tenant, func(custs []*domain.Customer) error {
+	return e.eachCustomerChunk(ctx, r.Tenant, env, p.plan, func(custs []*domain.Customer) error {
 		var es []store.Entrant
 		for _, c := range custs {
 			if p.plan.Matches(c, nil, env) {
@@ -71,8 +71,10 @@ func (e *Engine) runAudience(ctx context.Context, r store.Ref) error {
 }
 
 // eachCustomerChunk calls fn with every known customer of tenant, a chunk
-// at a time.
-func (e *Engine) eachCustomerChunk(ctx context.Context, tenant string, fn func([]*domain.Customer) error) error {
+// at a time, with the orders p's conditions under env need
+// (store.LoadCustomers).
+func (e *Engine) eachCustomerChunk(ctx context.Context, tenant string, env domain.Env, p *domain.Plan, fn func([]*domain.Customer) error) error {
+	since, countCap := historyFrom(envEarliest(env), []*domain.Plan{p})
 	after := ""
 	for {
 		ids, err := store.CustomerIDs(ctx, e.pool, tenant, after, e.cfg.AudienceChunk)
@@ -83,7 +85,7 @@ func (e *Engine) eachCustomerChunk(ctx context.Context, tenant string, fn func([
 		for i, id := range ids {
 			keys[i] = store.CustomerKey{Tenant: tenant, ID: id}
 		}
-		m, err := store.LoadCustomers(ctx, e.pool, keys)
+		m, err := store.LoadCustomers(ctx, e.pool, keys, since, countCap)
 		if err != nil {
 			return err
 		}
@@ -128,7 +130,7 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 	default:
 		pv.Note = "customers currently in the trigger's churn band who match the conditions; they enter on their next band change into it"
 	}
-	err = e.eachCustomerChunk(ctx, tenant, func(custs []*domain.Customer) error {
+	err = e.eachCustomerChunk(ctx, tenant, env, p, func(custs []*domain.Customer) error {
 		var ids []string
 		for _, cu := range custs {
 			if p.PreviewMatches(cu, env) {

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -28,7 +29,78 @@ type Customer struct {
 	TimeZone    string
 	RenewalDate *time.Time // a date, at 00:00 UTC
 	ChurnBand   churnv1.RiskBand
-	Orders      []Order // oldest first
+	// Orders are the customer's orders placed at or after Since, oldest
+	// first; those placed before it are only summed up, in Earlier (a
+	// regular of many years is not read whole for each event). Zero Since:
+	// Orders are all of them.
+	Orders  []Order
+	Since   time.Time
+	Earlier OrderSummary
+}
+
+// OrderSummary sums up orders without listing them.
+type OrderSummary struct {
+	// Count is their number, up to the HistoryNeed's CountCap.
+	Count int64
+	Last  time.Time // the latest one's placed_at (zero: none)
+}
+
+// HistoryNeed is what plans' conditions need of a customer's orders:
+// those placed within Window before the earliest instant the conditions
+// are evaluated at (a trigger's, the env's, its RFM scales') listed; of the
+// earlier ones the latest, and their number up to CountCap (0: not needed,
+// negative: all of it).
+type HistoryNeed struct {
+	Window   time.Duration
+	CountCap int64
+}
+
+// HistoryNeeds is the HistoryNeed of plans: the longest order_count
+// window, 365 days for a revenue ranking; a lifetime order_count needs
+// the earlier orders counted up to one past its max (or up to its min),
+// RFM scores all of them.
+func HistoryNeeds(plans []*Plan) HistoryNeed {
+	var n HistoryNeed
+	capTo := func(c int64) {
+		if n.CountCap >= 0 {
+			n.CountCap = max(n.CountCap, c)
+		}
+	}
+	for _, p := range plans {
+		for _, c := range p.Campaign.GetConditions() {
+			switch k := c.GetKind().(type) {
+			case *campaignv1.Condition_OrderCount:
+				if w := k.OrderCount.GetWithinDays(); w > 0 {
+					n.Window = max(n.Window, time.Duration(w)*day)
+				} else if k.OrderCount.Max != nil {
+					capTo(int64(k.OrderCount.GetMax()) + 1)
+				} else {
+					capTo(int64(k.OrderCount.GetMin()))
+				}
+			case *campaignv1.Condition_TopRevenuePercent:
+				n.Window = max(n.Window, 365*day)
+			case *campaignv1.Condition_RfmSegment:
+				n.CountCap = -1
+			}
+		}
+	}
+	return n
+}
+
+// lastOrder is the placed_at of the customer's latest order at or before
+// at (zero: none). Earlier's are all before Since, which is at or before
+// at.
+func (c *Customer) lastOrder(at time.Time) time.Time {
+	var last time.Time
+	for _, o := range c.Orders {
+		if !o.At.After(at) && o.At.After(last) {
+			last = o.At
+		}
+	}
+	if last.IsZero() {
+		last = c.Earlier.Last
+	}
+	return last
 }
 
 // TriggerChurnBand is the Type of a Trigger from churn.risk_changed.
@@ -75,7 +147,8 @@ type Env struct {
 	RFM *RFMScales
 }
 
-// Revenue365 is the customer's revenue over the 365 days before now.
+// Revenue365 is the customer's revenue over the 365 days before now
+// (Since is at least that long before now: HistoryNeeds).
 func (c *Customer) Revenue365(now time.Time) int64 {
 	var sum int64
 	for _, o := range c.Orders {
@@ -106,7 +179,13 @@ func matches(cond *campaignv1.Condition, c *Customer, t *Trigger, at time.Time, 
 	case *campaignv1.Condition_NpsScore:
 		return t != nil && t.NPS != nil && inRange(*t.NPS, k.NpsScore.Min, k.NpsScore.Max)
 	case *campaignv1.Condition_OrderCount:
+		// Earlier orders all fall before any window (HistoryNeeds), and
+		// count for a lifetime: up to a cap past which the answer is the
+		// same.
 		n := int32(0)
+		if k.OrderCount.GetWithinDays() == 0 {
+			n = int32(min(c.Earlier.Count, math.MaxInt32))
+		}
 		for _, o := range c.Orders {
 			if o.At.After(at) {
 				continue
@@ -124,12 +203,7 @@ func matches(cond *campaignv1.Condition, c *Customer, t *Trigger, at time.Time, 
 		return c.Locale != "" && (strings.EqualFold(c.Locale, k.Locale) ||
 			strings.HasPrefix(strings.ToLower(c.Locale), strings.ToLower(k.Locale)+"-"))
 	case *campaignv1.Condition_DaysSinceLastOrderAtLeast:
-		var last time.Time
-		for _, o := range c.Orders {
-			if !o.At.After(at) && o.At.After(last) {
-				last = o.At
-			}
-		}
+		last := c.lastOrder(at)
 		return !last.IsZero() && at.Sub(last) >= time.Duration(k.DaysSinceLastOrderAtLeast)*day
 	case *campaignv1.Condition_RenewalWithinDays:
 		if c.RenewalDate == nil {

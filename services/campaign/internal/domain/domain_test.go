@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -315,4 +316,101 @@ func FuzzDecodeFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// summarize is c with its orders before since only summed up, counted up
+// to countCap (negative: all), as the store loads a long history.
+func summarize(c *Customer, since time.Time, countCap int64) *Customer {
+	s := *c
+	s.Orders, s.Since = nil, since
+	for _, o := range c.Orders {
+		if o.At.Before(since) {
+			if countCap < 0 || s.Earlier.Count < countCap {
+				s.Earlier.Count++
+			}
+			s.Earlier.Last = o.At // oldest first
+		} else {
+			s.Orders = append(s.Orders, o)
+		}
+	}
+	return &s
+}
+
+// TestEarlierOrdersOnlyCounted: every condition on orders gives the same
+// answer for a customer whose orders before the HistoryNeeds window of the
+// earliest instant evaluated are only summed up (counted to its cap) as
+// for the customer with every order listed, over random histories,
+// instants, windows and bounds.
+func TestEarlierOrdersOnlyCounted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	conds := []string{
+		"{order_count: {min: %d, max: %d}}",
+		"{order_count: {min: %d, max: %d, within_days: %d}}",
+		"{days_since_last_order_at_least: %d}",
+		"{top_revenue_percent: %d}",
+		"{rfm_segment: {segments: [RFM_SEGMENT_CHAMPIONS, RFM_SEGMENT_LOYAL, RFM_SEGMENT_AT_RISK, RFM_SEGMENT_HIBERNATING]}}",
+	}
+	var customers []*Customer
+	var values []RFMValue
+	for i := range 300 {
+		c := &Customer{ID: fmt.Sprintf("c%d", i)}
+		at := now.Add(-time.Duration(rng.IntN(4*365*24)) * time.Hour)
+		for range rng.IntN(40) {
+			c.Orders = append(c.Orders, Order{ID: fmt.Sprint(len(c.Orders)), At: at, TotalMinor: int64(rng.IntN(9000)), Currency: "EUR"})
+			at = at.Add(time.Duration(rng.IntN(90*24)) * time.Hour)
+		}
+		customers = append(customers, c)
+	}
+	scalesAt := now.Add(-3 * time.Minute)
+	for _, c := range customers {
+		var v RFMValue
+		for _, o := range c.Orders {
+			if o.At.Before(scalesAt) {
+				v.Orders++
+				v.LastOrder = o.At
+			}
+		}
+		if v.Orders > 0 {
+			values = append(values, v)
+		}
+	}
+	env := Env{Now: now, TopRevenue: map[int32]int64{20: 30000}, RFM: NewRFMScales(scalesAt, values)}
+	checked := 0
+	for range 400 {
+		var cond string
+		switch k := rng.IntN(len(conds)); k {
+		case 0:
+			lo := rng.IntN(5)
+			cond = fmt.Sprintf(conds[k], lo, lo+rng.IntN(30))
+		case 1:
+			lo := rng.IntN(5)
+			cond = fmt.Sprintf(conds[k], lo, lo+rng.IntN(10), 1+rng.IntN(1000))
+		case 2:
+			cond = fmt.Sprintf(conds[k], rng.IntN(400))
+		case 3:
+			cond = fmt.Sprintf(conds[k], 20)
+		default:
+			cond = conds[k]
+		}
+		p, err := Compile(mustDecode(t, strings.Replace(valid, "steps:", "conditions: ["+cond+"]\nsteps:", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := customers[rng.IntN(len(customers))]
+		trig := &Trigger{Type: EventOrderPlaced, At: now.Add(-time.Duration(rng.IntN(30*24)) * time.Hour)}
+		need := HistoryNeeds([]*Plan{p})
+		since := slices.MinFunc([]time.Time{trig.At, env.Now, env.RFM.At}, time.Time.Compare).Add(-need.Window)
+		full, part := p.Matches(c, trig, env), p.Matches(summarize(c, since, need.CountCap), trig, env)
+		if full != part {
+			t.Fatalf("%s for %d orders, trigger at %s, since %s: %v listed, %v with the earlier ones counted",
+				cond, len(c.Orders), trig.At, since, full, part)
+		}
+		if len(summarize(c, since, need.CountCap).Orders) < len(c.Orders) {
+			checked++
+		}
+	}
+	if checked < 100 {
+		t.Fatalf("only %d evaluations had orders counted rather than listed", checked)
+	}
 }

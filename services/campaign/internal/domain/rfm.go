@@ -45,12 +45,9 @@ type CustomerRFM struct {
 }
 
 // Score scores c's orders before s.At against the tenant's scales; ok is
-// false when c had not ordered by then.
+// false when c had not ordered by then. c's Since must not be after s.At.
 func (s *RFMScales) Score(c *Customer) (CustomerRFM, bool) {
-	var (
-		last   time.Time
-		orders int64
-	)
+	last, orders := c.Earlier.Last, c.Earlier.Count
 	for _, o := range c.Orders {
 		if !o.At.Before(s.At) {
 			continue

@@ -103,7 +103,7 @@ func TestOrdersAreOrderIndependent(t *testing.T) {
 		for _, c := range []string{"c1", "c2", "c3"} {
 			keys = append(keys, CustomerKey{tenant, c}, CustomerKey{"other" + tenant, c})
 		}
-		loaded, err := LoadCustomers(ctx, pool, keys)
+		loaded, err := LoadCustomers(ctx, pool, keys, time.Time{}, -1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,5 +407,45 @@ func TestAudienceClaimLapses(t *testing.T) {
 	}
 	if _, ok := claim(next)["daily"]; !ok {
 		t.Fatal("daily not due a period after its completed claim")
+	}
+}
+
+// TestLoadCustomersSumsUpEarlierOrders: orders placed before since are not
+// listed but summed up, the latest of them and their number up to the cap
+// (all of them with a negative cap), per tenant and customer.
+func TestLoadCustomersSumsUpEarlierOrders(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, Migrations)
+	t0 := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
+	var orders []OrderFact
+	for _, tenant := range []string{"a", "b"} {
+		for k := range 12 { // one a month, for a year
+			orders = append(orders, OrderFact{Tenant: tenant, CustomerID: "c1",
+				Order: domain.Order{ID: fmt.Sprintf("o%d", k), At: t0.AddDate(0, k, 0), TotalMinor: 100, Currency: "EUR"}})
+		}
+	}
+	orders = append(orders, OrderFact{Tenant: "a", CustomerID: "new", Order: domain.Order{ID: "n1", At: t0.AddDate(1, 0, 0), TotalMinor: 1, Currency: "EUR"}})
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return UpsertOrders(ctx, tx, orders) }); err != nil {
+		t.Fatal(err)
+	}
+	since := t0.AddDate(0, 9, 0) // listed: the 10th, 11th and 12th
+	keys := []CustomerKey{{"a", "c1"}, {"b", "c1"}, {"a", "new"}}
+	for _, tc := range []struct {
+		countCap, want int64
+	}{{0, 0}, {2, 2}, {9, 9}, {50, 9}, {-1, 9}} {
+		got, err := LoadCustomers(ctx, pool, keys, since, tc.countCap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys[:2] {
+			c := got[k]
+			if c == nil || len(c.Orders) != 3 || c.Orders[0].ID != "o9" || !c.Since.Equal(since) ||
+				c.Earlier.Count != tc.want || !c.Earlier.Last.Equal(t0.AddDate(0, 8, 0)) {
+				t.Fatalf("cap %d, %v: %+v; want o9-o11 listed, %d earlier up to %s", tc.countCap, k, c, tc.want, t0.AddDate(0, 8, 0))
+			}
+		}
+		if c := got[keys[2]]; c == nil || len(c.Orders) != 1 || c.Earlier != (domain.OrderSummary{}) {
+			t.Fatalf("cap %d: a customer with no earlier order: %+v", tc.countCap, c)
+		}
 	}
 }
