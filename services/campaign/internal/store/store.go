@@ -300,27 +300,31 @@ func LoadCustomers(ctx context.Context, q Querier, keys []CustomerKey, since tim
 	})
 	if !since.IsZero() {
 		// From the index (tenant, customer_id, placed_at) alone: the
-		// latest is one probe, the count reads at most countCap entries.
+		// latest is one probe, the count reads at most countCap entries
+		// (and is not asked for when no condition needs it).
 		var limit *int64
 		if countCap >= 0 {
 			limit = &countCap
 		}
+		count := `(SELECT count(*) FROM (SELECT FROM campaign_orders o
+			WHERE o.tenant = u.tenant AND o.customer_id = u.customer_id AND o.placed_at < $3 LIMIT $4) c)`
+		if countCap == 0 {
+			count = `$4::bigint`
+		}
 		batch.Queue(`
-			SELECT u.tenant, u.customer_id, s.n, s.last
-			FROM unnest($1::text[], $2::text[]) AS u(tenant, customer_id)
-			CROSS JOIN LATERAL (SELECT
-				(SELECT max(o.placed_at) FROM campaign_orders o
-					WHERE o.tenant = u.tenant AND o.customer_id = u.customer_id AND o.placed_at < $3) AS last,
-				(SELECT count(*) FROM (SELECT FROM campaign_orders o
-					WHERE o.tenant = u.tenant AND o.customer_id = u.customer_id AND o.placed_at < $3 LIMIT $4) c) AS n) s
-			WHERE s.last IS NOT NULL`, tenants, ids, since, limit).Query(func(rows pgx.Rows) error {
+			SELECT u.tenant, u.customer_id, (SELECT max(o.placed_at) FROM campaign_orders o
+				WHERE o.tenant = u.tenant AND o.customer_id = u.customer_id AND o.placed_at < $3), `+count+`
+			FROM unnest($1::text[], $2::text[]) AS u(tenant, customer_id)`, tenants, ids, since, limit).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var k CustomerKey
-				var s domain.OrderSummary
-				if err := rows.Scan(&k.Tenant, &k.ID, &s.Count, &s.Last); err != nil {
+				var last *time.Time
+				var n int64
+				if err := rows.Scan(&k.Tenant, &k.ID, &last, &n); err != nil {
 					return err
 				}
-				get(k).Earlier = s
+				if last != nil {
+					get(k).Earlier = domain.OrderSummary{Count: n, Last: *last}
+				}
 			}
 			return rows.Err()
 		})
