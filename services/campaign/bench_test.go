@@ -55,10 +55,27 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	return &benchEnv{pub: pub, pool: pool, engine: e, clock: c}
 }
 
-// publish puts evs on RETAIN_EVENTS as ingest does, for tenant "bench".
-func (e *benchEnv) publish(b *testing.B, evs []*eventsv1.Event) {
+// benchTenants are the RETAIN_BENCH_TENANTS shops (default 1) a benchmark
+// spreads its events over.
+func benchTenants() []string {
+	tenants := make([]string, testenv.BenchInt("RETAIN_BENCH_TENANTS", 1))
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("shop%03d", i)
+	}
+	return tenants
+}
+
+// publishSpread publishes evs round-robin over tenants: several shops'
+// events interleave on the stream, one publish each.
+func (e *benchEnv) publishSpread(b *testing.B, tenants []string, evs []*eventsv1.Event) {
 	b.Helper()
-	testenv.PublishEvents(b, e.pub, "bench", e.clock.Now(), evs...)
+	if len(tenants) == 1 {
+		testenv.PublishEvents(b, e.pub, tenants[0], e.clock.Now(), evs...)
+		return
+	}
+	for i, ev := range evs {
+		testenv.PublishEvents(b, e.pub, tenants[i%len(tenants)], e.clock.Now(), ev)
+	}
 }
 
 // drain runs a consumer with workers concurrent batches of 500 over the n
@@ -118,20 +135,8 @@ func BenchmarkTriggerEvaluation(b *testing.B) {
 	n := testenv.BenchInt("RETAIN_BENCH_EVENTS", 30_000)
 	workers := testenv.BenchInt("RETAIN_BENCH_WORKERS", campaign.DefaultConfig().Workers)
 	history := testenv.BenchInt("RETAIN_BENCH_HISTORY", 0)
-	tenants := make([]string, testenv.BenchInt("RETAIN_BENCH_TENANTS", 1))
-	for i := range tenants {
-		tenants[i] = fmt.Sprintf("shop%03d", i)
-	}
-	// Several shops' events interleave on the stream, one publish each.
-	publish := func(e *benchEnv, evs []*eventsv1.Event) {
-		if len(tenants) == 1 {
-			testenv.PublishEvents(b, e.pub, tenants[0], e.clock.Now(), evs...)
-			return
-		}
-		for i, ev := range evs {
-			testenv.PublishEvents(b, e.pub, tenants[i%len(tenants)], e.clock.Now(), ev)
-		}
-	}
+	tenants := benchTenants()
+	publish := func(e *benchEnv, evs []*eventsv1.Event) { e.publishSpread(b, tenants, evs) }
 	for b.Loop() {
 		b.StopTimer()
 		e := newBenchEnv(b)
@@ -207,12 +212,13 @@ func benchPlaybooks() []string {
 
 // BenchmarkTimerFiring measures the scheduler: RETAIN_BENCH_TIMERS
 // (default 20k) enrollments whose wait has passed, each firing one send
-// step (the request to the outbox), 500 per transaction. One op is the
-// whole set.
+// step (the request to the outbox), 500 per transaction, spread over
+// RETAIN_BENCH_TENANTS shops. One op is the whole set.
 //
 //	go test -run '^$' -bench TimerFiring -benchtime 1x .
 func BenchmarkTimerFiring(b *testing.B) {
 	n := testenv.BenchInt("RETAIN_BENCH_TIMERS", 20_000)
+	tenants := benchTenants()
 	for b.Loop() {
 		b.StopTimer()
 		e := newBenchEnv(b)
@@ -221,8 +227,10 @@ func BenchmarkTimerFiring(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.engine.Create(ctx, "bench", c, "", false); err != nil {
-			b.Fatal(err)
+		for _, t := range tenants {
+			if _, err := e.engine.Create(ctx, t, c, "", false); err != nil {
+				b.Fatal(err)
+			}
 		}
 		evs := benchEvents(n, n, e.clock.Now(), 1)
 		for _, ev := range evs {
@@ -232,7 +240,7 @@ func BenchmarkTimerFiring(b *testing.B) {
 				ev.Type, ev.Payload = "order.placed", &eventsv1.Event_OrderPlaced{OrderPlaced: &o}
 			}
 		}
-		e.publish(b, evs)
+		e.publishSpread(b, tenants, evs)
 		e.drain(b, "bench-campaign", e.engine.HandleFacts, n, 1)
 		e.clock.Advance(2 * time.Hour)
 		b.StartTimer()
@@ -244,6 +252,7 @@ func BenchmarkTimerFiring(b *testing.B) {
 			b.Fatalf("fired %d of %d: %v", fired, n, err)
 		}
 		b.ReportMetric(float64(n)/took.Seconds(), "timers/s")
+		b.ReportMetric(float64(len(tenants)), "tenants")
 		b.StartTimer()
 	}
 }
