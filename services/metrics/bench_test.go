@@ -452,8 +452,17 @@ func BenchmarkQueries(b *testing.B) {
 // right before it is consumed; with one shop the three are published first
 // and filtered by subject, as they always were.
 //
+// RETAIN_BENCH_MIX=1 (default 0: orders only) mixes refunds and survey
+// answers into every backlog: of the events of a shop, 80% order.placed,
+// 10% order.refunded naming an order of the same shop drawn from the whole
+// backlog (about half arrive before their order, some name an order that
+// never comes, a few orders are refunded twice) and 10% survey.answered
+// (NPS, a customer of the shop). Events are still ops: events/s counts all
+// three kinds.
+//
 //	cd services/metrics && go test -run '^$' -bench Consumer -benchtime 200000x .
 //	RETAIN_BENCH_TENANTS=500 go test -run '^$' -bench Consumer -benchtime 200000x .
+//	RETAIN_BENCH_MIX=1 RETAIN_BENCH_TENANTS=500 go test -run '^$' -bench Consumer -benchtime 50000x .
 func BenchmarkConsumer(b *testing.B) {
 	ns := testenv.NATS(b)
 	pool := testenv.MigratedPool(b, store.Migrations)
@@ -469,6 +478,7 @@ func BenchmarkConsumer(b *testing.B) {
 	st := store.New(pool)
 	var round atomic.Int64
 	tenants := testenv.BenchInt("RETAIN_BENCH_TENANTS", 1)
+	mix := testenv.BenchInt("RETAIN_BENCH_MIX", 0) != 0
 
 	// backlog is a round's events on the stream: the name of its consumer
 	// and the subjects that select them.
@@ -479,17 +489,23 @@ func BenchmarkConsumer(b *testing.B) {
 
 	// publish puts n order.placed events of fresh tenants on the stream:
 	// one customer per ten orders of a tenant, spread over two years, in
-	// time order or not.
+	// time order or not (with mix, refunds and answers among them).
 	publish := func(b *testing.B, n int, inTimeOrder bool) backlog {
 		name := fmt.Sprintf("bench%d", round.Add(1))
 		shops := []string{name}
-		filters := []string{bus.EventSubject(name, "order.placed")}
+		// One filter subject (several, even three wildcards, are served
+		// far slower): with mix, all the events of the round's tenants.
+		typ := "order.placed"
+		if mix {
+			typ = ">"
+		}
+		filters := []string{bus.EventSubject(name, typ)}
 		if tenants > 1 {
 			shops = make([]string, tenants)
 			for i := range shops {
 				shops[i] = fmt.Sprintf("%s-shop%03d", name, i)
 			}
-			filters = []string{bus.EventSubject("*", "order.placed")}
+			filters = []string{bus.EventSubject("*", typ)}
 			s, err := bb.JS.Stream(ctx, bus.EventsStream)
 			if err != nil {
 				b.Fatal(err)
@@ -514,16 +530,32 @@ func BenchmarkConsumer(b *testing.B) {
 			}
 			msgs = msgs[:0]
 		}
+		// With mix, event i is an order (80%), an answer (10%) or a refund
+		// (10%) naming the order of a random index of the same shop (a
+		// refund's or an answer's index: an order that never comes).
+		perShop := max(1, n/len(shops))
 		for i := range n {
 			tenant := shops[i%len(shops)]
 			id := "o" + strconv.Itoa(i)
-			ev := orderEvent(id, id, fmt.Sprintf("c%d", r.IntN(max(1, n/(10*len(shops))))), ats[i], int64(500+r.IntN(20000)), "EUR")
-			ev.TenantId, ev.Type = tenant, "order.placed"
+			customer := fmt.Sprintf("c%d", r.IntN(max(1, n/(10*len(shops)))))
+			ev, typ := orderEvent(id, id, customer, ats[i], int64(500+r.IntN(20000)), "EUR"), consumer.TypeOrderPlaced
+			if mix {
+				switch k := r.IntN(10); {
+				case k == 0:
+					j := i%len(shops) + len(shops)*r.IntN(perShop)
+					id = "r" + strconv.Itoa(i)
+					ev, typ = refundEvent(id, id, "o"+strconv.Itoa(min(j, n-1)), customer, ats[i], int64(100+r.IntN(3000))), consumer.TypeOrderRefunded
+				case k == 1:
+					id = "a" + strconv.Itoa(i)
+					ev, typ = surveyEvent(id, customer, ats[i], eventsv1.SurveyKind_SURVEY_KIND_NPS, int32(r.IntN(11))), consumer.TypeSurveyAnswered
+				}
+			}
+			ev.TenantId, ev.Type = tenant, typ
 			data, err := proto.Marshal(ev)
 			if err != nil {
 				b.Fatal(err)
 			}
-			msgs = append(msgs, bus.Message{Subject: bus.EventSubject(tenant, "order.placed"), ID: tenant + "/" + id, Type: "order.placed", Data: data})
+			msgs = append(msgs, bus.Message{Subject: bus.EventSubject(tenant, typ), ID: tenant + "/" + id, Type: typ, Data: data})
 			if len(msgs) == 1000 {
 				flush()
 			}
@@ -583,6 +615,9 @@ func BenchmarkConsumer(b *testing.B) {
 			b.ReportMetric(rawRate, "raw-events/s")
 			b.ReportMetric(100*rate/rawRate, "%-of-raw")
 			b.ReportMetric(float64(tenants), "tenants")
+			if mix {
+				b.ReportMetric(1, "mixed")
+			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}

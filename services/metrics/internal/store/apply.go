@@ -47,9 +47,9 @@ type TenantFacts struct {
 
 // LockAndApplyTenants takes the locks of several tenants (distinct) and
 // applies each one's facts as LockAndApply does, with the statements of
-// the orders and of the aggregates set-based across the tenants (see
-// readForOrders and tableWrites): a batch of many shops' events costs about
-// the statements of one shop's.
+// the orders, the refunds, the answers and the aggregates set-based across
+// the tenants (see readForOrders, applyRefundsAndAnswers and tableWrites):
+// a batch of many shops' events costs about the statements of one shop's.
 func (s *Store) LockAndApplyTenants(ctx context.Context, tx pgx.Tx, fs []TenantFacts) error {
 	return s.apply(ctx, tx, fs, true)
 }
@@ -66,17 +66,10 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, fs []TenantFacts, lock boo
 	}
 	var reads []orderReads
 	if withOrders {
-		// The locks go with the first reads.
+		// The locks go with the first reads (without orders, with the
+		// refunds and answers: applyRefundsAndAnswers).
 		var err error
 		if reads, err = readForOrders(ctx, tx, ws, orders, lock); err != nil {
-			return err
-		}
-	} else if lock {
-		tenants := make([]string, len(fs))
-		for i, f := range fs {
-			tenants[i] = f.Tenant
-		}
-		if err := LockTenants(ctx, tx, tenants); err != nil {
 			return err
 		}
 	}
@@ -90,9 +83,12 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, fs []TenantFacts, lock boo
 	if err := readBack(ctx, tx, ws); err != nil {
 		return err
 	}
+	if err := applyRefundsAndAnswers(ctx, tx, ws, fs, lock && !withOrders); err != nil {
+		return err
+	}
 	var out tableWrites
-	for i, w := range ws {
-		if err := w.applyRest(ctx, tx, fs[i].Facts, &out); err != nil {
+	for _, w := range ws {
+		if err := w.collect(ctx, tx, &out); err != nil {
 			return fmt.Errorf("apply facts of tenant %s: %w", w.tenant, err)
 		}
 	}
@@ -106,22 +102,6 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, fs []TenantFacts, lock boo
 		}
 	}
 	return nil
-}
-
-// applyRest writes the tenant's refunds and answers, once its orders are
-// applied, and adds the batch's writes to out.
-func (w *writeBatch) applyRest(ctx context.Context, tx pgx.Tx, f Facts, out *tableWrites) error {
-	if refunds := winningRefunds(f.Refunds); len(refunds) > 0 {
-		if err := w.applyRefunds(ctx, tx, refunds); err != nil {
-			return err
-		}
-	}
-	if answers := winningAnswers(f.Answers); len(answers) > 0 {
-		if err := w.applyAnswers(ctx, tx, answers); err != nil {
-			return err
-		}
-	}
-	return w.collect(ctx, tx, out)
 }
 
 // cacheRows are the customers rows the batch leaves, for the cache.
@@ -757,168 +737,6 @@ func readBack(ctx context.Context, tx pgx.Tx, ws []*writeBatch) error {
 	}
 	for i, w := range ws {
 		w.moveCohorts(after[i])
-	}
-	return nil
-}
-
-// applyRefunds writes the refunds and moves each order whose refunded sum
-// changes, in sales and cohort revenue.
-func (w *writeBatch) applyRefunds(ctx context.Context, tx pgx.Tx, refunds []retention.Refund) error {
-	if err := w.writeOrders(ctx, tx); err != nil {
-		return err
-	}
-	previous, err := upsertRefunds(ctx, tx, w.tenant, refunds)
-	if err != nil {
-		return err
-	}
-	orderIDs := previous
-	for _, r := range refunds {
-		orderIDs = append(orderIDs, r.OrderID)
-	}
-	slices.Sort(orderIDs)
-	orderIDs = slices.Compact(orderIDs)
-	// The stored and the true sums, probing by id; a refund whose order has
-	// not arrived finds no row and waits for it.
-	rows, err := tx.Query(ctx, `
-		SELECT u.id, o.refunded_minor, coalesce((
-			SELECT sum(r.amount_minor) FROM refunds r
-			WHERE r.tenant = $1 AND r.order_id = u.id), 0)::bigint
-		FROM unnest($2::text[]) AS u(id)
-		CROSS JOIN LATERAL (
-			SELECT refunded_minor FROM orders WHERE tenant = $1 AND order_id = u.id LIMIT 1) o`,
-		w.tenant, orderIDs)
-	if err != nil {
-		return fmt.Errorf("refresh refunds of %d orders: %w", len(orderIDs), err)
-	}
-	var (
-		id          string
-		stored, sum int64
-		changed     []string
-		sums        []int64
-		old         = map[string]int64{}
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&id, &stored, &sum}, func() error {
-		if stored != sum {
-			changed, sums = append(changed, id), append(sums, sum)
-			old[id] = stored
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("refresh refunds of %d orders: %w", len(orderIDs), err)
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	rows, err = tx.Query(ctx, `
-		UPDATE orders o SET refunded_minor = u.refunded
-		FROM unnest($2::text[], $3::bigint[]) AS u(id, refunded)
-		WHERE o.tenant = $1 AND o.order_id = u.id
-		RETURNING o.order_id, o.customer_id, o.placed_at, o.total_minor, o.refunded_minor, o.currency,
-			(SELECT c.first_order_at FROM customers c WHERE c.tenant = $1 AND c.customer_id = o.customer_id)`,
-		w.tenant, changed, sums)
-	if err != nil {
-		return fmt.Errorf("refresh refunds of %d orders: %w", len(changed), err)
-	}
-	var (
-		after orderRow
-		first pgtype.Timestamptz
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&after.id, &after.customer, &after.at, &after.total, &after.refunded, &after.currency, &first}, func() error {
-		after.at = after.at.UTC()
-		before := after
-		before.refunded = old[after.id]
-		// The customer's first order as of the end of the batch.
-		cohortFirst := instant(first)
-		if c := w.customers[after.customer]; c != nil {
-			cohortFirst = c.newFirst
-		}
-		w.addSales(&before, -1)
-		w.addSales(&after, +1)
-		w.addCohort(cohortFirst, &before, -1)
-		w.addCohort(cohortFirst, &after, +1)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("refresh refunds of %d orders: %w", len(changed), err)
-	}
-	return nil
-}
-
-// upsertRefunds writes the refunds, keeping for each id the version that
-// sorts first, and returns the orders that a re-sent refund moved away from.
-func upsertRefunds(ctx context.Context, tx pgx.Tx, tenant string, refunds []retention.Refund) (previousOrders []string, err error) {
-	n := len(refunds)
-	ids, orders, amounts := make([]string, n), make([]string, n), make([]int64, n)
-	for i, r := range refunds {
-		ids[i], orders[i], amounts[i] = r.ID, r.OrderID, r.AmountMinor
-	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO refunds AS r (tenant, refund_id, order_id, amount_minor)
-		SELECT $1, u.refund_id, u.order_id, u.amount_minor
-		FROM unnest($2::text[], $3::text[], $4::bigint[]) AS u(refund_id, order_id, amount_minor)
-		ON CONFLICT (tenant, refund_id) DO UPDATE SET
-			order_id = excluded.order_id, amount_minor = excluded.amount_minor
-		WHERE (excluded.order_id, excluded.amount_minor) < (r.order_id, r.amount_minor)
-		RETURNING CASE WHEN r.xmax <> 0 THEN (SELECT p.order_id FROM refunds p WHERE p.tenant = $1 AND p.refund_id = r.refund_id) END`,
-		tenant, ids, orders, amounts)
-	if err != nil {
-		return nil, fmt.Errorf("upsert %d refunds: %w", n, err)
-	}
-	var previous pgtype.Text
-	if _, err := pgx.ForEachRow(rows, []any{&previous}, func() error {
-		if previous.Valid {
-			previousOrders = append(previousOrders, previous.String)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("upsert %d refunds: %w", n, err)
-	}
-	return previousOrders, nil
-}
-
-// applyAnswers writes the answers and moves the daily survey counters by
-// the rows written and the versions they replaced.
-func (w *writeBatch) applyAnswers(ctx context.Context, tx pgx.Tx, answers []retention.Answer) error {
-	n := len(answers)
-	ids, customers := make([]string, n), make([]string, n)
-	answered := make([]time.Time, n)
-	kinds, scores := make([]int16, n), make([]int16, n)
-	for i, a := range answers {
-		ids[i], customers[i], answered[i] = a.ID, string(a.Customer), a.At
-		kinds[i], scores[i] = int16(a.Kind), int16(a.Score)
-	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO survey_answers AS s (tenant, answer_id, customer_id, answered_at, kind, score)
-		SELECT $1, u.answer_id, u.customer_id, u.answered_at, u.kind, u.score
-		FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::smallint[], $6::smallint[])
-		     AS u(answer_id, customer_id, answered_at, kind, score)
-		ON CONFLICT (tenant, answer_id) DO UPDATE SET
-			customer_id = excluded.customer_id, answered_at = excluded.answered_at,
-			kind = excluded.kind, score = excluded.score
-		WHERE (excluded.customer_id, excluded.answered_at, excluded.kind, excluded.score)
-		    < (s.customer_id, s.answered_at, s.kind, s.score)
-		RETURNING s.answered_at, s.kind, s.score, s.xmax <> 0,
-			CASE WHEN s.xmax <> 0 THEN (SELECT p.answered_at FROM survey_answers p WHERE p.tenant = $1 AND p.answer_id = s.answer_id) END,
-			CASE WHEN s.xmax <> 0 THEN (SELECT p.kind FROM survey_answers p WHERE p.tenant = $1 AND p.answer_id = s.answer_id) END,
-			CASE WHEN s.xmax <> 0 THEN (SELECT p.score FROM survey_answers p WHERE p.tenant = $1 AND p.answer_id = s.answer_id) END`,
-		w.tenant, ids, customers, answered, kinds, scores)
-	if err != nil {
-		return fmt.Errorf("upsert %d survey answers: %w", n, err)
-	}
-	var (
-		at           time.Time
-		kind, score  int16
-		updated      bool
-		pAt          pgtype.Timestamptz
-		pKind, pScor pgtype.Int2
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&at, &kind, &score, &updated, &pAt, &pKind, &pScor}, func() error {
-		w.surveys[surveyKey{dayOf(at), kind, score}]++
-		if updated {
-			w.surveys[surveyKey{dayOf(pAt.Time), pKind.Int16, pScor.Int16}]--
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("upsert %d survey answers: %w", n, err)
 	}
 	return nil
 }

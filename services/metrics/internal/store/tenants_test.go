@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -93,4 +94,94 @@ func TestManyTenantsInOneBatch(t *testing.T) {
 			buildAgain(t, s, tenant)
 		}
 	})
+}
+
+// withMoreRefunds adds to h refunds the consumer meets in a busy shop:
+// orders refunded several times (together over their total), a refund
+// re-sent with a smaller amount (it wins), and a refund re-sent naming an
+// order that sorts first, after its first version's batch (it moves the
+// refund away from the order the first one named).
+func withMoreRefunds(h history, seed uint64) history {
+	r := rand.New(rand.NewPCG(seed, 7))
+	h.refunds = slices.Clone(h.refunds)
+	moved := retention.Refund{ID: "moved", OrderID: "o3", AmountMinor: 70}
+	h.refunds = append([]retention.Refund{moved}, h.refunds...)
+	for i, o := range h.orders {
+		if i%5 != 0 {
+			continue
+		}
+		for k := range 2 + r.IntN(2) {
+			h.refunds = append(h.refunds, retention.Refund{ID: fmt.Sprintf("x%s-%d", o.ID, k), OrderID: o.ID, AmountMinor: 1 + r.Int64N(o.TotalMinor/2+100)})
+		}
+		if i%15 == 0 {
+			re := h.refunds[len(h.refunds)-1]
+			re.AmountMinor = max(1, re.AmountMinor/2)
+			h.refunds = append(h.refunds, re)
+		}
+	}
+	moved.OrderID = "o2"
+	h.refunds = append(h.refunds, moved)
+	return h
+}
+
+// TestRefundsAndAnswersOfManyTenants applies twelve shops' histories rich
+// in refunds (refunds before their orders, orders refunded several times
+// and over their total, re-sent refunds, refunds of orders that never
+// come) and answers (re-sent), every shop with the same order ids, in
+// batches of all the shops: first their refunds and answers alone (batches
+// without orders), then everything, then everything again shuffled. After
+// each step every shop's figures are its reference's and its aggregates
+// are exactly those of the same facts applied to one shop alone, in the
+// same batches (Apply). A refund or an answer applied to another shop than
+// its own changes both.
+func TestRefundsAndAnswersOfManyTenants(t *testing.T) {
+	s := newStore(t)
+	start := mustDay("2024-01-01")
+	var tenants []string
+	var hs []history
+	for k := range 12 {
+		tenants = append(tenants, fmt.Sprintf("shop-%02d", k))
+		hs = append(hs, withMoreRefunds(randomHistory(uint64(40+k), 6+3*k, start, 360), uint64(k)))
+	}
+	// One shop whose orders never come, one without answers.
+	hs[5].orders = nil
+	hs[7].answers = nil
+	cases := figureCases(start, 12)
+	first, last := retention.MonthOf(start), retention.MonthOf(start)+11
+
+	steps := []struct {
+		name string
+		hs   []history
+		size int
+	}{
+		{"refunds and answers before the orders", nil, 5},
+		{"everything", hs, 7},
+		{"everything again, shuffled", nil, 11},
+	}
+	steps[0].hs = make([]history, len(hs))
+	steps[2].hs = make([]history, len(hs))
+	for k, h := range hs {
+		steps[0].hs[k] = history{refunds: h.refunds, answers: h.answers}
+		steps[2].hs[k] = h.shuffled(uint64(60 + k))
+	}
+	sent := make([]history, len(hs))
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			batches := sendMany(t, s, tenants, step.hs, step.size)
+			for k, tenant := range tenants {
+				send(t, s, "alone-"+tenant, step.hs[k], step.size)
+				sent[k].orders = append(sent[k].orders, step.hs[k].orders...)
+				sent[k].refunds = append(sent[k].refunds, step.hs[k].refunds...)
+				sent[k].answers = append(sent[k].answers, step.hs[k].answers...)
+			}
+			for k, tenant := range tenants {
+				checkFigures(t, s, tenant, referenceOf(sent[k]), cases, first, last)
+				sameAggregates(t, tenant+" vs alone", readAggregates(t, s, tenant), readAggregates(t, s, "alone-"+tenant))
+			}
+			t.Logf("%d batches of up to %d shops", batches, len(tenants))
+		})
+	}
+	for _, tenant := range tenants {
+		buildAgain(t, s, tenant)
+	}
 }
