@@ -143,6 +143,10 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 		return err
 	}
 	cpcfg := campaign.DefaultConfig()
+	// One process hosts every service, so the facts consumer has no other
+	// replica to exclude; its lease would only make a restart after a
+	// crash wait for the dead process's lease to lapse (up to 15 s).
+	cpcfg.FactsExclusive = false
 	cpcfg.NATS.URL = natsURL
 	cpcfg.AuthPublicKey = pub
 	if cpcfg.DatabaseURL, err = dbURL("retain_campaign"); err != nil {
