@@ -119,13 +119,15 @@ func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held 
 		// until two thirds of the ttl after the start of the last
 		// renewal that succeeded: it lapses a whole ttl after the
 		// database ran that renewal, which came after start.
-		safeUntil := start.Add(2 * l.ttl / 3)
+		// A renewal that failed (the database out of reach) is tried
+		// again within a second, while the lease is still safe.
+		safeUntil, wait := start.Add(2*l.ttl/3), renewEvery
 		for lost := false; !lost; {
 			select {
 			case <-done:
 				lost = true
 				continue
-			case <-time.After(min(renewEvery, time.Until(safeUntil))):
+			case <-time.After(min(wait, time.Until(safeUntil))):
 			}
 			if ctx.Err() != nil {
 				break
@@ -134,9 +136,10 @@ func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held 
 			rctx, rcancel := context.WithDeadline(ctx, safeUntil)
 			err := l.take(rctx)
 			rcancel()
+			wait = min(renewEvery, time.Second)
 			switch {
 			case err == nil:
-				safeUntil = start.Add(2 * l.ttl / 3)
+				safeUntil, wait = start.Add(2*l.ttl/3), renewEvery
 			case errors.Is(err, errLeaseHeld):
 				onState(false, fmt.Errorf("%w: another process took it", errLeaseLost))
 				lost = true
