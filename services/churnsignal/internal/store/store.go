@@ -712,35 +712,14 @@ func ReadScore(ctx context.Context, q Querier, tenant, id string) (ScoreRow, boo
 // caller) with one statement; ReasonsHash must be HashReasons of the
 // reasons the row was computed with.
 func WriteScores(ctx context.Context, tx pgx.Tx, tenant string, rs []ScoreRow) error {
-	if len(rs) == 0 {
-		return nil
-	}
-	var w scoreWrites
-	for _, r := range rs {
-		if err := w.add(r); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.Exec(ctx, `
-		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons::jsonb,
-			reasons_hash = u.hash, band_changes = u.changes, computed_at = u.at
-		FROM unnest($2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::text[], $7::bigint[], $8::int[], $9::timestamptz[])
-			AS u(customer_id, score, exact, band, reasons, hash, changes, at)
-		WHERE s.tenant_id = $1 AND s.customer_id = u.customer_id`,
-		tenant, w.ids, w.scores, w.exact, w.bands, w.reasons, w.hashes, w.changes, w.at); err != nil {
-		return fmt.Errorf("write %d scores of %s: %w", len(rs), tenant, err)
-	}
-	return nil
+	return WriteScoresOf(ctx, tx, []TenantScores{{Tenant: tenant, Rows: rs}})
 }
 
 // WriteScoresOf stores new scores of customers of any number of tenants
-// (rows locked by the caller, as by LockScoresOf) with one statement, as
-// WriteScores does for one.
+// (rows locked by the caller, as by LockScoresOf) with one statement;
+// ReasonsHash must be HashReasons of the reasons the row was computed
+// with.
 func WriteScoresOf(ctx context.Context, tx pgx.Tx, ts []TenantScores) error {
-	ts = slices.DeleteFunc(slices.Clone(ts), func(t TenantScores) bool { return len(t.Rows) == 0 })
-	if len(ts) == 1 {
-		return WriteScores(ctx, tx, ts[0].Tenant, ts[0].Rows)
-	}
 	var (
 		w       scoreWrites
 		tenants []string
