@@ -44,3 +44,17 @@ func TestDecodeEvent(t *testing.T) {
 		})
 	}
 }
+
+// TestSplitSubject: the tenant and type of <prefix>.<tenant>.<type>, and a
+// refusal naming the subject for anything else.
+func TestSplitSubject(t *testing.T) {
+	if tn, typ, err := bus.SplitSubject(bus.SignalsSubjectPrefix, bus.SignalsSubjectPrefix+".shop.churn.risk_changed"); err != nil || tn != "shop" || typ != "churn.risk_changed" {
+		t.Fatalf("got %q %q %v", tn, typ, err)
+	}
+	for _, s := range []string{bus.EventsSubjectPrefix + ".shop.order.placed", bus.SignalsSubjectPrefix + ".shop", bus.SignalsSubjectPrefix + ".Shop!.x", bus.SignalsSubjectPrefix + ".shop."} {
+		_, _, err := bus.SplitSubject(bus.SignalsSubjectPrefix, s)
+		if err == nil || !strings.Contains(err.Error(), s) || !strings.Contains(err.Error(), bus.SignalsSubjectPrefix+".<tenant>.<type>") {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+}

@@ -3,14 +3,12 @@ package app
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/tenant"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
@@ -20,19 +18,6 @@ import (
 
 // FactTypes are the event types the facts consumer reads.
 var FactTypes = domain.TriggerEvents
-
-// splitSubject returns the tenant and type of <prefix>.<tenant>.<type>.
-func splitSubject(prefix, subject string) (string, string, error) {
-	rest, ok := strings.CutPrefix(subject, prefix+".")
-	if !ok {
-		return "", "", fmt.Errorf("subject %q is not under %s", subject, prefix)
-	}
-	t, typ, ok := strings.Cut(rest, ".")
-	if !ok || !tenant.Valid(t) || typ == "" {
-		return "", "", fmt.Errorf("subject %q: want %s.<tenant>.<type>", subject, prefix)
-	}
-	return t, typ, nil
-}
 
 // factsBatch is the facts and triggers of a batch, of any tenants: each
 // kind is written with one statement for the whole batch, however many
@@ -195,7 +180,7 @@ func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Deliver
 	)
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	for _, d := range ds {
-		t, _, err := splitSubject(bus.SignalsSubjectPrefix, d.Subject)
+		t, _, err := bus.SplitSubject(bus.SignalsSubjectPrefix, d.Subject)
 		if err != nil {
 			d.Reject(err.Error())
 			continue
@@ -231,7 +216,7 @@ func (e *Engine) HandleSignals(ctx context.Context, tx pgx.Tx, ds []*bus.Deliver
 func (e *Engine) HandleDeliveries(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 	var rows []store.Delivery
 	for _, d := range ds {
-		t, _, err := splitSubject(bus.DeliveriesSubjectPrefix, d.Subject)
+		t, _, err := bus.SplitSubject(bus.DeliveriesSubjectPrefix, d.Subject)
 		if err != nil {
 			d.Reject(err.Error())
 			continue
