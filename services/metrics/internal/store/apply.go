@@ -33,20 +33,15 @@ func (s *Store) Apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) er
 	return s.apply(ctx, tx, []TenantFacts{{Tenant: tenant, Facts: f}}, false)
 }
 
-// LockAndApply takes the tenant's lock (LockTenants) and applies f, the
-// lock going in the same round trip as the batch's first reads.
-func (s *Store) LockAndApply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
-	return s.apply(ctx, tx, []TenantFacts{{Tenant: tenant, Facts: f}}, true)
-}
-
 // TenantFacts are one tenant's facts of a batch.
 type TenantFacts struct {
 	Tenant string
 	Facts  Facts
 }
 
-// LockAndApplyTenants takes the locks of several tenants (distinct) and
-// applies each one's facts as LockAndApply does, with the statements of
+// LockAndApplyTenants takes the locks of several tenants (distinct; the
+// locks go in the same round trip as the batch's first reads) and applies
+// each one's facts as Apply does, with the statements of
 // the orders, the refunds, the answers and the aggregates set-based across
 // the tenants (see readForOrders, applyRefundsAndAnswers and tableWrites):
 // a batch of many shops' events costs about the statements of one shop's.
