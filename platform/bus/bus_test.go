@@ -197,6 +197,8 @@ func TestConsumerConfigValidate(t *testing.T) {
 		{name: "negative batch", cfg: bus.ConsumerConfig{Stream: "S", Durable: "d", BatchSize: -1}, wantErr: "BatchSize"},
 		{name: "negative max deliver", cfg: bus.ConsumerConfig{Stream: "S", Durable: "d", MaxDeliver: -1}, wantErr: "MaxDeliver"},
 		{name: "negative backoff", cfg: bus.ConsumerConfig{Stream: "S", Durable: "d", Backoff: bus.Backoff{Initial: -1}}, wantErr: "Backoff"},
+		{name: "exclusive", cfg: bus.ConsumerConfig{Stream: "S", Durable: "d", Exclusive: true, LeaseTTL: 3 * time.Second}},
+		{name: "negative lease ttl", cfg: bus.ConsumerConfig{Stream: "S", Durable: "d", Exclusive: true, LeaseTTL: -time.Second}, wantErr: "LeaseTTL must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

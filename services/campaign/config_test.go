@@ -1,9 +1,11 @@
 package campaign_test
 
 import (
+	"flag"
 	"strings"
 	"testing"
 
+	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/campaign"
 )
@@ -33,7 +35,8 @@ func TestWorkersSetting(t *testing.T) {
 }
 
 // TestFactsExclusiveSetting: the facts consumer is exclusive unless
-// RETAIN_CAMPAIGN_FACTS_EXCLUSIVE or -facts-exclusive says otherwise.
+// RETAIN_CAMPAIGN_FACTS_EXCLUSIVE or -facts-exclusive says otherwise; a
+// value that is not a boolean is refused naming the variable.
 func TestFactsExclusiveSetting(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string
@@ -49,5 +52,12 @@ func TestFactsExclusiveSetting(t *testing.T) {
 		if cfg.FactsExclusive != tc.want {
 			t.Errorf("env %v, args %v: exclusive %v, want %v", tc.env, tc.args, cfg.FactsExclusive, tc.want)
 		}
+	}
+	cfg := campaign.DefaultConfig()
+	fs := flag.NewFlagSet("campaign", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	err := config.Parse(fs, nil, func(k string) (string, bool) { return "maybe", k == "RETAIN_CAMPAIGN_FACTS_EXCLUSIVE" })
+	if err == nil || !strings.Contains(err.Error(), "RETAIN_CAMPAIGN_FACTS_EXCLUSIVE") {
+		t.Errorf("RETAIN_CAMPAIGN_FACTS_EXCLUSIVE=maybe: %v", err)
 	}
 }
