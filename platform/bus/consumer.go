@@ -96,7 +96,8 @@ type ConsumerConfig struct {
 	// Exclusive runs the consumer in one process at a time, whatever the
 	// replicas: the one holding its lease in Postgres (bus_leases); the
 	// others stand by and take over when it is released (a clean
-	// shutdown) or lapses (LeaseTTL after a crash). With Sequence this
+	// shutdown), when the holder's database session ends (its process
+	// died), or when it lapses (LeaseTTL unrenewed). With Sequence this
 	// applies the stream in order per key across a deployment.
 	Exclusive bool
 	// LeaseTTL is how long an Exclusive consumer's lease lasts unrenewed

@@ -13,16 +13,25 @@ import (
 )
 
 // DefaultLeaseTTL is how long an exclusive consumer's lease lasts without
-// a renewal: the longest a crashed holder keeps the others waiting.
+// a renewal: the longest a holder that stopped renewing keeps the others
+// waiting while its database session lives on (a stalled process, a node
+// gone without closing its connections). A holder that died with its
+// session is taken over within a poll.
 const DefaultLeaseTTL = 15 * time.Second
 
 // lease is a named lease in Postgres (bus_leases), held by one holder at a
-// time until it lapses or is released.
+// time until it lapses, is released, or the holder's session ends.
 type lease struct {
 	pool   *pgxpool.Pool
 	name   string
 	holder string
 	ttl    time.Duration
+	// session is the connection the lease was taken and is renewed on,
+	// kept while it is held: its backend pid is in the lease row, and a
+	// holder whose process died has no session, so the others take the
+	// lease over without waiting for it to lapse. Only hold's goroutine
+	// uses it.
+	session *pgxpool.Conn
 }
 
 func newLease(pool *pgxpool.Pool, name string, ttl time.Duration) *lease {
@@ -38,22 +47,48 @@ var (
 	errLeaseLost = errors.New("lease lost")
 )
 
-// take takes the lease, or renews it if this holder has it; it fails with
-// errLeaseHeld while another holder's has not lapsed.
+// take takes the lease, or renews it if this holder has it, on the
+// holder's session; it fails with errLeaseHeld while another holder's has
+// neither lapsed nor lost its session. On failure the session goes back
+// to the pool: a process standing by keeps no connection.
+//
+// A session that ends while its process lives (a pooler recycling server
+// connections, a dropped link) lets another take over early: safe, as the
+// holder's batches are fenced and its next renewal is refused. A pid the
+// server has reused for another session keeps the lease to its expiry.
 func (l *lease) take(ctx context.Context) error {
+	if l.session == nil {
+		c, err := l.pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("bus: lease %s: %w", l.name, err)
+		}
+		l.session = c
+	}
 	var holder string
-	err := l.pool.QueryRow(ctx, `
-		INSERT INTO bus_leases AS l (name, holder, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
-		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+	err := l.session.QueryRow(ctx, `
+		INSERT INTO bus_leases AS l (name, holder, expires_at, holder_pid)
+		VALUES ($1, $2, now() + make_interval(secs => $3), pg_backend_pid())
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, holder_pid = excluded.holder_pid
 			WHERE l.holder = excluded.holder OR l.expires_at < now()
+				OR (l.holder_pid IS NOT NULL AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = l.holder_pid))
 		RETURNING holder`, l.name, l.holder, l.ttl.Seconds()).Scan(&holder)
+	if err == nil {
+		return nil
+	}
+	l.endSession()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errLeaseHeld
 	}
-	if err != nil {
-		return fmt.Errorf("bus: lease %s: %w", l.name, err)
+	return fmt.Errorf("bus: lease %s: %w", l.name, err)
+}
+
+// endSession gives the holder's session back to the pool (which closes it
+// if it broke).
+func (l *lease) endSession() {
+	if l.session != nil {
+		l.session.Release()
+		l.session = nil
 	}
-	return nil
 }
 
 // fence takes a share lock on the lease row in tx if this holder's lease
@@ -77,6 +112,7 @@ func (l *lease) fence(ctx context.Context, tx pgx.Tx) error {
 // release gives the lease up at once (a clean shutdown), so that another
 // process need not wait for it to lapse.
 func (l *lease) release(ctx context.Context) error {
+	l.endSession()
 	if _, err := l.pool.Exec(ctx, `DELETE FROM bus_leases WHERE name = $1 AND holder = $2`, l.name, l.holder); err != nil {
 		return fmt.Errorf("bus: release lease %s: %w", l.name, err)
 	}
@@ -150,6 +186,7 @@ func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held 
 		}
 		cancel()
 		<-done
+		l.endSession()
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

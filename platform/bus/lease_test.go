@@ -106,9 +106,10 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 	// Another process takes the lease (as if this one's renewals had not
 	// reached the database in time). The holder's workers run on until
 	// its next renewal is refused, but every batch they start is fenced
-	// out: nothing is applied while the lease is not theirs.
+	// out: nothing is applied while the lease is not theirs. Its session
+	// is not known (a lease from before holder_pid), so only time ends it.
 	start(holder)
-	if _, err := pool.Exec(ctx, `UPDATE bus_leases SET holder = 'elsewhere', expires_at = now() + interval '1 hour'`); err != nil {
+	if _, err := pool.Exec(ctx, `UPDATE bus_leases SET holder = 'elsewhere', holder_pid = NULL, expires_at = now() + interval '1 hour'`); err != nil {
 		t.Fatal(err)
 	}
 	publish("c")
@@ -128,6 +129,43 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 	if n := overlap.Load(); n != 0 {
 		t.Fatalf("the runners applied batches at the same time %d times", n)
 	}
+}
+
+// TestExclusiveConsumerOutlivesDeadHolder: a holder that died (its
+// process killed with the lease an hour from lapsing) ended its database
+// session with it, and a runner standing by takes over at its next poll;
+// while that session lives, nobody does.
+func TestExclusiveConsumerOutlivesDeadHolder(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	cfg := bus.ConsumerConfig{Durable: "survivor", BatchSize: 10, Exclusive: true, LeaseTTL: time.Hour}
+	dead, err := pgx.Connect(ctx, pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dead.Close(ctx) }()
+	if _, err := dead.Exec(ctx, `INSERT INTO bus_leases (name, holder, expires_at, holder_pid)
+		VALUES ($1, 'killed', now() + interval '1 hour', pg_backend_pid())`, "consumer:"+cfg.Durable); err != nil {
+		t.Fatal(err)
+	}
+	run(t, newConsumer(t, b, pool, cfg, applyAll))
+	if _, err := b.PublishDurable(ctx, events("d", 10)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // two polls while the holder's session lives
+	if rows, _ := appliedCounts(t, pool); rows != 0 {
+		t.Fatalf("%d applied while the holder's session lived, want 0", rows)
+	}
+	if err := dead.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	waitFor(t, "the takeover", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows == 10, fmt.Sprintf("%d applied", rows)
+	})
+	t.Logf("taken over %s after the holder's session ended", time.Since(began).Round(time.Millisecond))
 }
 
 // TestExclusiveConsumerFencesTakeover: a takeover of an exclusive

@@ -134,9 +134,10 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		return nil, fmt.Errorf("campaign config: %w", err)
 	}
 	opts := cfg.Options("campaign", store.Migrations)
-	// The facts workers, the signals and deliveries consumers, the relay,
-	// the scheduler, a statistics refresh and the API.
-	opts.PoolConns = cfg.Workers + 6
+	// The facts workers and their lease's session, the signals and
+	// deliveries consumers, the relay, the scheduler, a statistics refresh
+	// and the API.
+	opts.PoolConns = cfg.Workers + 7
 	deps, err := service.Open(ctx, opts, tel)
 	if err != nil {
 		return nil, err
