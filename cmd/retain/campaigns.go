@@ -34,20 +34,13 @@ and --token.`
 
 const playbooksUsage = `usage: retain playbooks list | install NAME [--id ID] [--paused]`
 
-const campaignScopes = auth.ScopeRead + " (" + auth.ScopeCampaignsWrite + " to change campaigns)"
-
-// campaignFlags open a CampaignService client for one command.
-type campaignFlags struct{ commandFlags }
-
-func newCampaignFlags(env *cliEnv, name, usageLine string) campaignFlags {
-	return campaignFlags{newCommandFlags(env, name, usageLine)}
+// campaignAPI is the CampaignService the campaigns and playbooks commands
+// call.
+var campaignAPI = serviceAPI[campaignv1.CampaignServiceClient]{
+	newClient: campaignv1.NewCampaignServiceClient,
+	name:      "campaign",
+	scopes:    auth.ScopeRead + " (" + auth.ScopeCampaignsWrite + " to change campaigns)",
 }
-
-func (f campaignFlags) client() (campaignv1.CampaignServiceClient, func(), error) {
-	return clientOf(f.ep, campaignv1.NewCampaignServiceClient)
-}
-
-func callCampaignErr(err error) error { return callError(err, "campaign", campaignScopes) }
 
 // runCampaigns is `retain campaigns ...`.
 func runCampaigns(ctx context.Context, env *cliEnv, args []string) error {
@@ -68,29 +61,21 @@ func runCampaigns(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func campaignsList(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCampaignFlags(env, "campaigns list", "campaigns list [--all] [--output text|json]")
+	f := newCommandFlags(env, "campaigns list", "campaigns list [--all] [--output text|json]")
 	all := f.fs.Bool("all", false, "include archived campaigns")
 	if _, err := f.parse(args); err != nil {
 		return err
 	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.ListCampaigns(ctx, &campaignv1.ListCampaignsRequest{IncludeArchived: *all})
-	if err != nil {
-		return callCampaignErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tVERSION\tTRIGGER\tHOLDOUT\tNAME")
-	for _, cp := range resp.GetCampaigns() {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d%%\t%s\n", cp.GetId(), stateWord(cp.GetState()), cp.GetVersion(), triggerText(cp.GetTrigger()), cp.GetHoldoutPercent(), cp.GetName())
-	}
-	return tw.Flush()
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListCampaignsResponse, error) {
+		return c.ListCampaigns(ctx, &campaignv1.ListCampaignsRequest{IncludeArchived: *all})
+	}, func(w io.Writer, resp *campaignv1.ListCampaignsResponse) error {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tVERSION\tTRIGGER\tHOLDOUT\tNAME")
+		for _, cp := range resp.GetCampaigns() {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d%%\t%s\n", cp.GetId(), stateWord(cp.GetState()), cp.GetVersion(), triggerText(cp.GetTrigger()), cp.GetHoldoutPercent(), cp.GetName())
+		}
+		return tw.Flush()
+	})
 }
 
 func stateWord(s campaignv1.CampaignState) string {
@@ -110,35 +95,23 @@ func triggerText(t *campaignv1.Trigger) string {
 }
 
 func campaignsShow(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCampaignFlags(env, "campaigns show", "campaigns show ID [--version N] [--output text|json]")
+	f := newCommandFlags(env, "campaigns show", "campaigns show ID [--version N] [--output text|json]")
 	version := f.fs.Int("version", 0, "an older version (default: the current one)")
-	pos, err := f.parse(args)
+	id, err := f.parseOne(args, "campaign id")
 	if err != nil {
 		return err
 	}
-	id, err := oneArg(pos, "campaign id")
-	if err != nil {
-		return err
-	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: id, Version: int32(*version)})
-	if err != nil {
-		return callCampaignErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	cp := resp.GetCampaign()
-	fmt.Fprintf(env.stdout, "# %s: version %d, %s", cp.GetId(), cp.GetVersion(), stateWord(cp.GetState()))
-	if cp.GetPlaybook() != "" {
-		fmt.Fprintf(env.stdout, ", from playbook %s", cp.GetPlaybook())
-	}
-	fmt.Fprintln(env.stdout, "\n# Edit and run: retain campaigns apply -f FILE")
-	return writeCampaignFile(env.stdout, cp)
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.GetCampaignResponse, error) {
+		return c.GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: id, Version: int32(*version)})
+	}, func(w io.Writer, resp *campaignv1.GetCampaignResponse) error {
+		cp := resp.GetCampaign()
+		fmt.Fprintf(w, "# %s: version %d, %s", cp.GetId(), cp.GetVersion(), stateWord(cp.GetState()))
+		if cp.GetPlaybook() != "" {
+			fmt.Fprintf(w, ", from playbook %s", cp.GetPlaybook())
+		}
+		fmt.Fprintln(w, "\n# Edit and run: retain campaigns apply -f FILE")
+		return writeCampaignFile(w, cp)
+	})
 }
 
 // writeCampaignFile writes the editable part of a campaign as YAML.
@@ -174,7 +147,7 @@ func readCampaignFile(env *cliEnv, path string) (*campaignv1.Campaign, error) {
 }
 
 func campaignsApply(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCampaignFlags(env, "campaigns apply", "campaigns apply -f FILE [--output text|json]")
+	f := newCommandFlags(env, "campaigns apply", "campaigns apply -f FILE [--output text|json]")
 	file := f.fs.String("f", "", "campaign file, YAML or JSON (- for stdin)")
 	if _, err := f.parse(args); err != nil {
 		return err
@@ -186,72 +159,46 @@ func campaignsApply(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
 	verb := "updated"
-	up, err := c.UpdateCampaign(ctx, &campaignv1.UpdateCampaignRequest{Campaign: cp})
-	saved := up.GetCampaign()
-	if status.Code(err) == codes.NotFound {
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.Campaign, error) {
+		up, err := c.UpdateCampaign(ctx, &campaignv1.UpdateCampaignRequest{Campaign: cp})
+		if status.Code(err) != codes.NotFound {
+			return up.GetCampaign(), err
+		}
 		verb = "created"
-		var cr *campaignv1.CreateCampaignResponse
-		cr, err = c.CreateCampaign(ctx, &campaignv1.CreateCampaignRequest{Campaign: cp})
-		saved = cr.GetCampaign()
-	}
-	if err != nil {
-		return callCampaignErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, saved)
-	}
-	fmt.Fprintf(env.stdout, "campaign %s %s: version %d, %s\n", saved.GetId(), verb, saved.GetVersion(), stateWord(saved.GetState()))
-	return nil
+		cr, err := c.CreateCampaign(ctx, &campaignv1.CreateCampaignRequest{Campaign: cp})
+		return cr.GetCampaign(), err
+	}, func(w io.Writer, saved *campaignv1.Campaign) error {
+		fmt.Fprintf(w, "campaign %s %s: version %d, %s\n", saved.GetId(), verb, saved.GetVersion(), stateWord(saved.GetState()))
+		return nil
+	})
 }
 
 func campaignsState(ctx context.Context, env *cliEnv, cmd string, args []string) error {
-	f := newCampaignFlags(env, "campaigns "+cmd, "campaigns "+cmd+" ID [--output text|json]")
-	pos, err := f.parse(args)
+	f := newCommandFlags(env, "campaigns "+cmd, "campaigns "+cmd+" ID [--output text|json]")
+	id, err := f.parseOne(args, "campaign id")
 	if err != nil {
 		return err
 	}
-	id, err := oneArg(pos, "campaign id")
-	if err != nil {
-		return err
-	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	var cp *campaignv1.Campaign
-	switch cmd {
-	case "pause":
-		var r *campaignv1.PauseCampaignResponse
-		r, err = c.PauseCampaign(ctx, &campaignv1.PauseCampaignRequest{Id: id})
-		cp = r.GetCampaign()
-	case "resume":
-		var r *campaignv1.ResumeCampaignResponse
-		r, err = c.ResumeCampaign(ctx, &campaignv1.ResumeCampaignRequest{Id: id})
-		cp = r.GetCampaign()
-	default:
-		var r *campaignv1.ArchiveCampaignResponse
-		r, err = c.ArchiveCampaign(ctx, &campaignv1.ArchiveCampaignRequest{Id: id})
-		cp = r.GetCampaign()
-	}
-	if err != nil {
-		return callCampaignErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, cp)
-	}
-	fmt.Fprintf(env.stdout, "campaign %s is %s\n", cp.GetId(), stateWord(cp.GetState()))
-	return nil
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.Campaign, error) {
+		switch cmd {
+		case "pause":
+			r, err := c.PauseCampaign(ctx, &campaignv1.PauseCampaignRequest{Id: id})
+			return r.GetCampaign(), err
+		case "resume":
+			r, err := c.ResumeCampaign(ctx, &campaignv1.ResumeCampaignRequest{Id: id})
+			return r.GetCampaign(), err
+		}
+		r, err := c.ArchiveCampaign(ctx, &campaignv1.ArchiveCampaignRequest{Id: id})
+		return r.GetCampaign(), err
+	}, func(w io.Writer, cp *campaignv1.Campaign) error {
+		fmt.Fprintf(w, "campaign %s is %s\n", cp.GetId(), stateWord(cp.GetState()))
+		return nil
+	})
 }
 
 func campaignsPreview(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCampaignFlags(env, "campaigns preview", "campaigns preview ID | -f FILE [--limit N] [--output text|json]")
+	f := newCommandFlags(env, "campaigns preview", "campaigns preview ID | -f FILE [--limit N] [--output text|json]")
 	file := f.fs.String("f", "", "preview an unsaved campaign file instead")
 	limit := f.fs.Int("limit", 20, "customer ids to show")
 	pos, err := f.parse(args)
@@ -269,49 +216,29 @@ func campaignsPreview(ctx context.Context, env *cliEnv, args []string) error {
 	} else if req.Id, err = oneArg(pos, "campaign id"); err != nil {
 		return err
 	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.PreviewAudience(ctx, req)
-	if err != nil {
-		return callCampaignErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	fmt.Fprintf(env.stdout, "%d customers would enter now (%s); nothing was sent\n", resp.GetCount(), resp.GetNote())
-	for _, id := range resp.GetCustomerIds() {
-		fmt.Fprintf(env.stdout, "  %s\n", id)
-	}
-	return nil
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.PreviewAudienceResponse, error) {
+		return c.PreviewAudience(ctx, req)
+	}, func(w io.Writer, resp *campaignv1.PreviewAudienceResponse) error {
+		fmt.Fprintf(w, "%d customers would enter now (%s); nothing was sent\n", resp.GetCount(), resp.GetNote())
+		for _, id := range resp.GetCustomerIds() {
+			fmt.Fprintf(w, "  %s\n", id)
+		}
+		return nil
+	})
 }
 
 func campaignsReport(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCampaignFlags(env, "campaigns report", "campaigns report ID [--output text|json]")
-	pos, err := f.parse(args)
+	f := newCommandFlags(env, "campaigns report", "campaigns report ID [--output text|json]")
+	id, err := f.parseOne(args, "campaign id")
 	if err != nil {
 		return err
 	}
-	id, err := oneArg(pos, "campaign id")
-	if err != nil {
-		return err
-	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.GetReport(ctx, &campaignv1.GetReportRequest{Id: id})
-	if err != nil {
-		return callCampaignErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	printReport(env.stdout, resp.GetReport())
-	return nil
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.GetReportResponse, error) {
+		return c.GetReport(ctx, &campaignv1.GetReportRequest{Id: id})
+	}, func(w io.Writer, resp *campaignv1.GetReportResponse) error {
+		printReport(w, resp.GetReport())
+		return nil
+	})
 }
 
 // printReport writes a campaign report for people.
@@ -342,42 +269,30 @@ func printReport(w io.Writer, r *campaignv1.Report) {
 }
 
 func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCampaignFlags(env, "campaigns enrollments", "campaigns enrollments CUSTOMER [--output text|json]")
-	pos, err := f.parse(args)
+	f := newCommandFlags(env, "campaigns enrollments", "campaigns enrollments CUSTOMER [--output text|json]")
+	customer, err := f.parseOne(args, "customer id")
 	if err != nil {
 		return err
 	}
-	customer, err := oneArg(pos, "customer id")
-	if err != nil {
-		return err
-	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: customer})
-	if err != nil {
-		return callCampaignErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CAMPAIGN\tVERSION\tSTATUS\tGROUP\tENTERED\tSTEPS DONE\tNEXT")
-	for _, e := range resp.GetEnrollments() {
-		group := "treated"
-		if e.GetHoldout() {
-			group = "holdout"
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListCustomerEnrollmentsResponse, error) {
+		return c.ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: customer})
+	}, func(w io.Writer, resp *campaignv1.ListCustomerEnrollmentsResponse) error {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CAMPAIGN\tVERSION\tSTATUS\tGROUP\tENTERED\tSTEPS DONE\tNEXT")
+		for _, e := range resp.GetEnrollments() {
+			group := "treated"
+			if e.GetHoldout() {
+				group = "holdout"
+			}
+			next := "-"
+			if e.GetCurrentStep() != "" {
+				next = e.GetCurrentStep() + " at " + e.GetNextAt().AsTime().Format("2006-01-02 15:04")
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetCampaignId(), e.GetCampaignVersion(), strings.ToLower(e.GetStatus()), group,
+				e.GetEnteredAt().AsTime().Format("2006-01-02 15:04"), strings.Join(e.GetStepsDone(), ","), next)
 		}
-		next := "-"
-		if e.GetCurrentStep() != "" {
-			next = e.GetCurrentStep() + " at " + e.GetNextAt().AsTime().Format("2006-01-02 15:04")
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetCampaignId(), e.GetCampaignVersion(), strings.ToLower(e.GetStatus()), group,
-			e.GetEnteredAt().AsTime().Format("2006-01-02 15:04"), strings.Join(e.GetStepsDone(), ","), next)
-	}
-	return tw.Flush()
+		return tw.Flush()
+	})
 }
 
 // runPlaybooks is `retain playbooks list|install NAME`.
@@ -391,56 +306,36 @@ func runPlaybooks(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	switch args[0] {
 	case "list":
-		f := newCampaignFlags(env, "playbooks list", "playbooks list [--output text|json]")
+		f := newCommandFlags(env, "playbooks list", "playbooks list [--output text|json]")
 		if _, err := f.parse(args[1:]); err != nil {
 			return err
 		}
-		c, done, err := f.client()
-		if err != nil {
-			return err
-		}
-		defer done()
-		resp, err := c.ListPlaybooks(ctx, &campaignv1.ListPlaybooksRequest{})
-		if err != nil {
-			return callCampaignErr(err)
-		}
-		if *f.output == "json" {
-			return printJSON(env.stdout, resp)
-		}
-		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tTRIGGER\tSUMMARY")
-		for _, p := range resp.GetPlaybooks() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.GetName(), triggerText(p.GetCampaign().GetTrigger()), p.GetSummary())
-		}
-		return tw.Flush()
+		return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListPlaybooksResponse, error) {
+			return c.ListPlaybooks(ctx, &campaignv1.ListPlaybooksRequest{})
+		}, func(w io.Writer, resp *campaignv1.ListPlaybooksResponse) error {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tTRIGGER\tSUMMARY")
+			for _, p := range resp.GetPlaybooks() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", p.GetName(), triggerText(p.GetCampaign().GetTrigger()), p.GetSummary())
+			}
+			return tw.Flush()
+		})
 	case "install":
-		f := newCampaignFlags(env, "playbooks install", "playbooks install NAME [--id ID] [--paused] [--output text|json]")
+		f := newCommandFlags(env, "playbooks install", "playbooks install NAME [--id ID] [--paused] [--output text|json]")
 		id := f.fs.String("id", "", "campaign id (default: the playbook name)")
 		paused := f.fs.Bool("paused", false, "install paused, to review it first")
-		pos, err := f.parse(args[1:])
+		name, err := f.parseOne(args[1:], "playbook name")
 		if err != nil {
 			return err
 		}
-		name, err := oneArg(pos, "playbook name")
-		if err != nil {
-			return err
-		}
-		c, done, err := f.client()
-		if err != nil {
-			return err
-		}
-		defer done()
-		resp, err := c.InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: name, Id: *id, Paused: *paused})
-		if err != nil {
-			return callCampaignErr(err)
-		}
-		if *f.output == "json" {
-			return printJSON(env.stdout, resp)
-		}
-		cp := resp.GetCampaign()
-		fmt.Fprintf(env.stdout, "installed playbook %s as campaign %s (%s); edit it with: retain campaigns show %s > %s.yaml, then apply -f\n",
-			name, cp.GetId(), stateWord(cp.GetState()), cp.GetId(), cp.GetId())
-		return nil
+		return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.InstallPlaybookResponse, error) {
+			return c.InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: name, Id: *id, Paused: *paused})
+		}, func(w io.Writer, resp *campaignv1.InstallPlaybookResponse) error {
+			cp := resp.GetCampaign()
+			fmt.Fprintf(w, "installed playbook %s as campaign %s (%s); edit it with: retain campaigns show %s > %s.yaml, then apply -f\n",
+				name, cp.GetId(), stateWord(cp.GetState()), cp.GetId(), cp.GetId())
+			return nil
+		})
 	}
 	fmt.Fprintln(env.stderr, playbooksUsage)
 	return fmt.Errorf("unknown playbooks command %q: want list or install", args[0])

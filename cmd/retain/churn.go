@@ -61,18 +61,12 @@ func runChurn(ctx context.Context, env *cliEnv, args []string) error {
 	return fmt.Errorf("unknown churn command %q: want risk, list, model, refit or weights", args[0])
 }
 
-// churnScopes is what a churn command's token needs, for error hints.
-const churnScopes = "read, or admin for refit and weights set"
-
-// churnFlags open a ChurnService client for one command.
-type churnFlags struct{ commandFlags }
-
-func newChurnFlags(env *cliEnv, name, usageLine string) churnFlags {
-	return churnFlags{newCommandFlags(env, "churn "+name, "churn "+usageLine)}
-}
-
-func (f churnFlags) client() (churnv1.ChurnServiceClient, func(), error) {
-	return clientOf(f.ep, churnv1.NewChurnServiceClient)
+// churnAPI is the ChurnService of the churn-signal service, which the churn
+// commands call.
+var churnAPI = serviceAPI[churnv1.ChurnServiceClient]{
+	newClient: churnv1.NewChurnServiceClient,
+	name:      "churn-signal",
+	scopes:    "read, or admin for refit and weights set",
 }
 
 // parseChurnAsOf reads --as-of: a date is the end of that day in UTC, so
@@ -93,7 +87,7 @@ func parseChurnAsOf(s string) (*timestamppb.Timestamp, error) {
 }
 
 func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
-	f := newChurnFlags(env, "risk", "risk CUSTOMER [--as-of DATE] [--output text|json]")
+	f := newCommandFlags(env, "churn risk", "churn risk CUSTOMER [--as-of DATE] [--output text|json]")
 	asOfFlag := f.fs.String("as-of", "", "evaluate as of this date or instant, using only events before it (default now)")
 	pos, err := f.parse(args)
 	if err != nil {
@@ -107,20 +101,12 @@ func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, closeConn, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	resp, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
-	if err != nil {
-		return callError(err, "churn-signal", churnScopes)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	printChurnRisk(env.stdout, resp)
-	return nil
+	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetCustomerRiskResponse, error) {
+		return c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
+	}, func(w io.Writer, resp *churnv1.GetCustomerRiskResponse) error {
+		printChurnRisk(w, resp)
+		return nil
+	})
 }
 
 func churnBandName(b churnv1.RiskBand) string {
@@ -188,7 +174,7 @@ func parseChurnBand(s string) (churnv1.RiskBand, error) {
 }
 
 func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
-	f := newChurnFlags(env, "list", "list [--band high|medium|low|all] [--limit N] [--output text|json]")
+	f := newCommandFlags(env, "churn list", "churn list [--band high|medium|low|all] [--limit N] [--output text|json]")
 	bandFlag := f.fs.String("band", "all", "only customers in this band: high, medium, low or all")
 	limit := f.fs.Int("limit", 20, "how many customers to list, 1-10000")
 	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
@@ -206,28 +192,24 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 	if *limit < 1 || *limit > 10000 {
 		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
 	}
-	c, closeConn, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	all := &churnv1.ListAtRiskResponse{NextPageToken: *pageToken}
-	for first := true; first || (all.GetNextPageToken() != "" && len(all.GetCustomers()) < *limit); first = false {
-		resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: int32(min(*limit-len(all.GetCustomers()), 1000)), PageToken: all.GetNextPageToken()})
-		if err != nil {
-			return callError(err, "churn-signal", churnScopes)
+	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.ListAtRiskResponse, error) {
+		all := &churnv1.ListAtRiskResponse{NextPageToken: *pageToken}
+		for first := true; first || (all.GetNextPageToken() != "" && len(all.GetCustomers()) < *limit); first = false {
+			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: int32(min(*limit-len(all.GetCustomers()), 1000)), PageToken: all.GetNextPageToken()})
+			if err != nil {
+				return nil, err
+			}
+			all.Customers = append(all.Customers, resp.GetCustomers()...)
+			all.NextPageToken = resp.GetNextPageToken()
 		}
-		all.Customers = append(all.Customers, resp.GetCustomers()...)
-		all.NextPageToken = resp.GetNextPageToken()
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, all)
-	}
-	printChurnList(env.stdout, all.GetCustomers(), 2)
-	if all.GetNextPageToken() != "" {
-		fmt.Fprintf(env.stdout, "more: --page-token %s\n", all.GetNextPageToken())
-	}
-	return nil
+		return all, nil
+	}, func(w io.Writer, all *churnv1.ListAtRiskResponse) error {
+		printChurnList(w, all.GetCustomers(), 2)
+		if all.GetNextPageToken() != "" {
+			fmt.Fprintf(w, "more: --page-token %s\n", all.GetNextPageToken())
+		}
+		return nil
+	})
 }
 
 // printChurnList prints one line per customer with their top reasons.
@@ -254,7 +236,7 @@ func printChurnList(w io.Writer, rs []*churnv1.CustomerRisk, reasons int) {
 }
 
 func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
-	f := newChurnFlags(env, "model", "model [--output text|json]")
+	f := newCommandFlags(env, "churn model", "churn model [--output text|json]")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -262,23 +244,17 @@ func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("churn model takes no arguments, got %q", pos)
 	}
-	c, closeConn, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	resp, err := c.GetModel(ctx, &churnv1.GetModelRequest{})
-	if err != nil {
+	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetModelResponse, error) {
+		resp, err := c.GetModel(ctx, &churnv1.GetModelRequest{})
 		if status.Code(err) == codes.NotFound {
-			return errors.New("no model fitted yet: run `retain churn refit` (the hourly rescoring fits one too)")
+			// Not a status, so callError passes it on as it is.
+			return nil, errors.New("no model fitted yet: run `retain churn refit` (the hourly rescoring fits one too)")
 		}
-		return callError(err, "churn-signal", churnScopes)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	printChurnModel(env.stdout, resp.GetModel())
-	return nil
+		return resp, err
+	}, func(w io.Writer, resp *churnv1.GetModelResponse) error {
+		printChurnModel(w, resp.GetModel())
+		return nil
+	})
 }
 
 func printChurnModel(w io.Writer, m *churnv1.Model) {
@@ -299,7 +275,7 @@ func printChurnModel(w io.Writer, m *churnv1.Model) {
 }
 
 func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
-	f := newChurnFlags(env, "refit", "refit [--as-of DATE] [--output text|json]")
+	f := newCommandFlags(env, "churn refit", "churn refit [--as-of DATE] [--output text|json]")
 	asOfFlag := f.fs.String("as-of", "", "fit on orders placed by this date or instant (pins the model; default now)")
 	pos, err := f.parse(args)
 	if err != nil {
@@ -312,23 +288,15 @@ func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, closeConn, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
 	callCtx, cancel := context.WithTimeout(ctx, 30*time.Minute) // rescores every customer
 	defer cancel()
-	resp, err := c.Refit(callCtx, &churnv1.RefitRequest{AsOf: asOf})
-	if err != nil {
-		return callError(err, "churn-signal", churnScopes)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	printChurnModel(env.stdout, resp.GetModel())
-	fmt.Fprintf(env.stdout, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
-	return nil
+	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.RefitResponse, error) {
+		return c.Refit(callCtx, &churnv1.RefitRequest{AsOf: asOf})
+	}, func(w io.Writer, resp *churnv1.RefitResponse) error {
+		printChurnModel(w, resp.GetModel())
+		fmt.Fprintf(w, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
+		return nil
+	})
 }
 
 // printChurnDemo is the churn part of the `retain dev --demo` report: it
@@ -341,7 +309,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 	// fitted on every order the demo sent.
 	refit, err := c.Refit(ctx, &churnv1.RefitRequest{})
 	if err != nil {
-		return fmt.Errorf("churn: refit: %w", callError(err, "churn-signal", churnScopes))
+		return fmt.Errorf("churn: refit: %w", churnAPI.fail(err))
 	}
 	m := refit.GetModel()
 	fmt.Fprintf(w, "\nChurn risk (`retain churn list --band high`, `retain churn risk CUSTOMER`)\n")
@@ -353,7 +321,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 		for {
 			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: b, PageSize: 1000, PageToken: tok})
 			if err != nil {
-				return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", churnScopes))
+				return fmt.Errorf("churn: list: %w", churnAPI.fail(err))
 			}
 			counts[b] += len(resp.GetCustomers())
 			if tok = resp.GetNextPageToken(); tok == "" {
@@ -364,7 +332,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 	fmt.Fprintf(w, "%d customers at high risk, %d at medium risk; the top 5:\n", counts[churnv1.RiskBand_RISK_BAND_HIGH], counts[churnv1.RiskBand_RISK_BAND_MEDIUM])
 	top, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageSize: 5})
 	if err != nil {
-		return fmt.Errorf("churn: list: %w", callError(err, "churn-signal", churnScopes))
+		return fmt.Errorf("churn: list: %w", churnAPI.fail(err))
 	}
 	for _, r := range top.GetCustomers() {
 		fmt.Fprintf(w, "  %s: score %d (%s)\n", r.GetCustomerId(), r.GetScore(), churnBandName(r.GetBand()))
@@ -374,7 +342,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 }
 
 func runChurnWeights(ctx context.Context, env *cliEnv, args []string) error {
-	f := newChurnFlags(env, "weights", "weights [--output text|json]")
+	f := newCommandFlags(env, "churn weights", "churn weights [--output text|json]")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
@@ -382,25 +350,17 @@ func runChurnWeights(ctx context.Context, env *cliEnv, args []string) error {
 	if len(pos) != 0 {
 		return fmt.Errorf("churn weights takes no arguments (did you mean `churn weights set`?), got %q", pos)
 	}
-	c, closeConn, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
-	resp, err := c.GetWeights(ctx, &churnv1.GetWeightsRequest{})
-	if err != nil {
-		return callError(err, "churn-signal", churnScopes)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	if resp.GetDefault() {
-		fmt.Fprintln(env.stdout, "churn score weights: the defaults (never set)")
-	} else {
-		fmt.Fprintf(env.stdout, "churn score weights, set %s\n", resp.GetUpdatedAt().AsTime().UTC().Format("2006-01-02 15:04 MST"))
-	}
-	printChurnWeights(env.stdout, resp.GetWeights(), resp.GetDefaults())
-	return nil
+	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetWeightsResponse, error) {
+		return c.GetWeights(ctx, &churnv1.GetWeightsRequest{})
+	}, func(w io.Writer, resp *churnv1.GetWeightsResponse) error {
+		if resp.GetDefault() {
+			fmt.Fprintln(w, "churn score weights: the defaults (never set)")
+		} else {
+			fmt.Fprintf(w, "churn score weights, set %s\n", resp.GetUpdatedAt().AsTime().UTC().Format("2006-01-02 15:04 MST"))
+		}
+		printChurnWeights(w, resp.GetWeights(), resp.GetDefaults())
+		return nil
+	})
 }
 
 // churnWeightFlags are the flags of `churn weights set` and the
@@ -420,7 +380,7 @@ var churnWeightFlags = []struct {
 }
 
 func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
-	f := newChurnFlags(env, "weights set", "weights set [--outlook N] [--overdue N] [--tickets N] [--price N] [--sentiment N] [--medium-at N] [--high-at N] [--hysteresis N] [--rescore=false] [--output text|json]")
+	f := newCommandFlags(env, "churn weights set", "churn weights set [--outlook N] [--overdue N] [--tickets N] [--price N] [--sentiment N] [--medium-at N] [--high-at N] [--hysteresis N] [--rescore=false] [--output text|json]")
 	weights := map[string]*float64{}
 	thresholds := map[string]*int{}
 	for _, w := range churnWeightFlags {
@@ -468,28 +428,20 @@ func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
 		f.fs.Usage()
 		return errors.New("churn weights set needs at least one of --outlook, --overdue, --tickets, --price, --sentiment, --medium-at, --high-at, --hysteresis")
 	}
-	c, closeConn, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer closeConn()
 	callCtx, cancel := context.WithTimeout(ctx, 30*time.Minute) // may rescore every customer
 	defer cancel()
-	resp, err := c.SetWeights(callCtx, req)
-	if err != nil {
-		return callError(err, "churn-signal", churnScopes)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	fmt.Fprintln(env.stdout, "churn score weights set:")
-	printChurnWeights(env.stdout, resp.GetWeights(), nil)
-	if *rescore {
-		fmt.Fprintf(env.stdout, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
-	} else {
-		fmt.Fprintln(env.stdout, "new scores use them now; stored scores follow at the next rescoring pass")
-	}
-	return nil
+	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.SetWeightsResponse, error) {
+		return c.SetWeights(callCtx, req)
+	}, func(w io.Writer, resp *churnv1.SetWeightsResponse) error {
+		fmt.Fprintln(w, "churn score weights set:")
+		printChurnWeights(w, resp.GetWeights(), nil)
+		if *rescore {
+			fmt.Fprintf(w, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
+		} else {
+			fmt.Fprintln(w, "new scores use them now; stored scores follow at the next rescoring pass")
+		}
+		return nil
+	})
 }
 
 // printChurnWeights prints weights, next to the defaults when given.

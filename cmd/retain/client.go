@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/auth"
 )
@@ -114,6 +116,16 @@ func (f commandFlags) parse(args []string) ([]string, error) {
 	return pos, nil
 }
 
+// parseOne is parse for a command that takes exactly one positional
+// argument, what (named in the error when there is not one).
+func (f commandFlags) parseOne(args []string, what string) (string, error) {
+	pos, err := f.parse(args)
+	if err != nil {
+		return "", err
+	}
+	return oneArg(pos, what)
+}
+
 // clientOf dials Retain and wraps the connection in a service's client;
 // done closes the connection.
 func clientOf[C any](ep *endpoint, newClient func(grpc.ClientConnInterface) C) (c C, done func(), err error) {
@@ -122,6 +134,42 @@ func clientOf[C any](ep *endpoint, newClient func(grpc.ClientConnInterface) C) (
 		return c, nil, err
 	}
 	return newClient(conn), func() { conn.Close() }, nil
+}
+
+// serviceAPI is one of Retain's gRPC services as the commands see it: how
+// to wrap a connection in its client, and what callError names when a call
+// to it fails (the service, and the scopes a token needs for it).
+type serviceAPI[C any] struct {
+	newClient func(grpc.ClientConnInterface) C
+	name      string
+	scopes    string
+}
+
+// fail turns an error of a call to the service into a message for people.
+func (s serviceAPI[C]) fail(err error) error { return callError(err, s.name, s.scopes) }
+
+// callAndPrint is the body most API commands share once their flags are
+// read: dial, make the call, explain its error, then print the response as
+// protojson for --output json or with text otherwise. It is a function, not
+// a method of commandFlags, because Go methods take no type parameters.
+//
+// call may make more than one request (a fallback, a lookup, pages). Its
+// error goes through callError, which leaves an error that is not a gRPC
+// status unchanged, so call may also return a message of its own.
+func callAndPrint[C any, R proto.Message](w io.Writer, f commandFlags, api serviceAPI[C], call func(C) (R, error), text func(io.Writer, R) error) error {
+	c, done, err := clientOf(f.ep, api.newClient)
+	if err != nil {
+		return err
+	}
+	defer done()
+	resp, err := call(c)
+	if err != nil {
+		return api.fail(err)
+	}
+	if *f.output == "json" {
+		return printJSON(w, resp)
+	}
+	return text(w, resp)
 }
 
 // dial connects to Retain's gRPC API with the token as bearer credentials.

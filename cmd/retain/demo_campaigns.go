@@ -22,7 +22,7 @@ func installDemoPlaybooks(ctx context.Context, w io.Writer, conn *grpc.ClientCon
 	c := campaignv1.NewCampaignServiceClient(conn)
 	list, err := c.ListPlaybooks(ctx, &campaignv1.ListPlaybooksRequest{})
 	if err != nil {
-		return fmt.Errorf("list playbooks: %w", callCampaignErr(err))
+		return fmt.Errorf("list playbooks: %w", campaignAPI.fail(err))
 	}
 	installed := 0
 	for _, p := range list.GetPlaybooks() {
@@ -32,7 +32,7 @@ func installDemoPlaybooks(ctx context.Context, w io.Writer, conn *grpc.ClientCon
 			installed++
 		case codes.AlreadyExists:
 		default:
-			return fmt.Errorf("install playbook %s: %w", p.GetName(), callCampaignErr(err))
+			return fmt.Errorf("install playbook %s: %w", p.GetName(), campaignAPI.fail(err))
 		}
 	}
 	fmt.Fprintf(w, "installed %d of %d playbooks (`retain playbooks list`); events older than a week update facts but trigger nobody\n", installed, len(list.GetPlaybooks()))
@@ -62,14 +62,14 @@ func printCampaignDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 	c := campaignv1.NewCampaignServiceClient(conn)
 	list, err := c.ListCampaigns(ctx, &campaignv1.ListCampaignsRequest{})
 	if err != nil {
-		return fmt.Errorf("list campaigns: %w", callCampaignErr(err))
+		return fmt.Errorf("list campaigns: %w", campaignAPI.fail(err))
 	}
 	fmt.Fprintln(w, "\nCampaigns (`retain campaigns report ID`, `retain campaigns enrollments CUSTOMER`)")
 	fmt.Fprintf(w, "  %-20s %8s %8s %9s %9s %13s  %s\n", "campaign", "enrolled", "holdout", "requested", "delivered", "converted T/H", "lift (95% CI)")
 	for _, cp := range list.GetCampaigns() {
 		resp, err := c.GetReport(ctx, &campaignv1.GetReportRequest{Id: cp.GetId()})
 		if err != nil {
-			return fmt.Errorf("report %s: %w", cp.GetId(), callCampaignErr(err))
+			return fmt.Errorf("report %s: %w", cp.GetId(), campaignAPI.fail(err))
 		}
 		r := resp.GetReport()
 		lift := "n/a: " + r.GetNote()
@@ -108,7 +108,7 @@ func printRFMAudienceDemo(ctx context.Context, w io.Writer, conn *grpc.ClientCon
 	}
 	pv, err := c.PreviewAudience(ctx, &campaignv1.PreviewAudienceRequest{Campaign: champions, Limit: 1})
 	if err != nil {
-		return fmt.Errorf("preview the champions audience: %w", callCampaignErr(err))
+		return fmt.Errorf("preview the champions audience: %w", campaignAPI.fail(err))
 	}
 	rfm, err := metricsv1.NewMetricsServiceClient(conn).GetRFM(ctx, &metricsv1.GetRFMRequest{})
 	if err != nil {

@@ -58,22 +58,12 @@ Commands:
 Every command takes --output json (the gRPC response as protojson), --addr
 and --token.`
 
-const notifierScopes = auth.ScopeRead + " (" + auth.ScopeCampaignsWrite + " to change templates and preferences)"
-
-func callNotifierErr(err error) error { return callError(err, "notifier", notifierScopes) }
-
-// notifierCommand opens a NotifierService client for one command; the
-// flags are those every query command shares.
-type notifierCommand struct {
-	commandFlags
-}
-
-func newNotifierCommand(env *cliEnv, name, usageLine string) notifierCommand {
-	return notifierCommand{newCommandFlags(env, name, usageLine)}
-}
-
-func (f notifierCommand) client() (notifierv1.NotifierServiceClient, func(), error) {
-	return clientOf(f.ep, notifierv1.NewNotifierServiceClient)
+// notifierAPI is the NotifierService the templates, deliveries and
+// preferences commands call.
+var notifierAPI = serviceAPI[notifierv1.NotifierServiceClient]{
+	newClient: notifierv1.NewNotifierServiceClient,
+	name:      "notifier",
+	scopes:    auth.ScopeRead + " (" + auth.ScopeCampaignsWrite + " to change templates and preferences)",
 }
 
 // runTemplates is `retain templates list|show|apply|preview`.
@@ -86,7 +76,7 @@ func runTemplates(ctx context.Context, env *cliEnv, args []string) error {
 	})
 }
 
-func channelFlag(f notifierCommand, allowAll bool) *string {
+func channelFlag(f commandFlags, allowAll bool) *string {
 	def, help := "email", "email, sms or webhook"
 	if allowAll {
 		def, help = "", "email, sms or webhook (default: all)"
@@ -106,7 +96,7 @@ func parseChannelFlag(s string) (notifierv1.Channel, error) {
 }
 
 func templatesList(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "templates list", "templates list [--channel email|sms|webhook] [--output text|json]")
+	f := newCommandFlags(env, "templates list", "templates list [--channel email|sms|webhook] [--output text|json]")
 	chFlag := channelFlag(f, true)
 	pos, err := f.parse(args)
 	if err != nil {
@@ -119,25 +109,17 @@ func templatesList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.ListTemplates(ctx, &notifierv1.ListTemplatesRequest{Channel: ch})
-	if err != nil {
-		return callNotifierErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tCHANNEL\tVERSION\tLOCALES\tVARIABLES\tDESCRIPTION")
-	for _, t := range resp.GetTemplates() {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.GetKey(), templatefile.ChannelName(t.GetChannel()), t.GetVersion(),
-			templateLocales(t), templateVariables(t), t.GetDescription())
-	}
-	return tw.Flush()
+	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.ListTemplatesResponse, error) {
+		return c.ListTemplates(ctx, &notifierv1.ListTemplatesRequest{Channel: ch})
+	}, func(w io.Writer, resp *notifierv1.ListTemplatesResponse) error {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "KEY\tCHANNEL\tVERSION\tLOCALES\tVARIABLES\tDESCRIPTION")
+		for _, t := range resp.GetTemplates() {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.GetKey(), templatefile.ChannelName(t.GetChannel()), t.GetVersion(),
+				templateLocales(t), templateVariables(t), t.GetDescription())
+		}
+		return tw.Flush()
+	})
 }
 
 func templateLocales(t *notifierv1.Template) string {
@@ -164,14 +146,10 @@ func templateVariables(t *notifierv1.Template) string {
 }
 
 func templatesShow(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "templates show", "templates show KEY [--channel email|sms|webhook] [--version N] [--output text|json]")
+	f := newCommandFlags(env, "templates show", "templates show KEY [--channel email|sms|webhook] [--version N] [--output text|json]")
 	chFlag := channelFlag(f, false)
 	version := f.fs.Int("version", 0, "an older version (default: the latest)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	key, err := oneArg(pos, "template key")
+	key, err := f.parseOne(args, "template key")
 	if err != nil {
 		return err
 	}
@@ -179,31 +157,23 @@ func templatesShow(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, done, err := f.client()
-	if err != nil {
+	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetTemplateResponse, error) {
+		return c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch, Version: int32(*version)})
+	}, func(w io.Writer, resp *notifierv1.GetTemplateResponse) error {
+		t := resp.GetTemplate()
+		b, err := templatefile.Format(t)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "# %s (%s): version %d, saved %s\n# Edit and run: retain templates apply -f FILE\n",
+			t.GetKey(), templatefile.ChannelName(t.GetChannel()), t.GetVersion(), t.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
+		_, err = w.Write(b)
 		return err
-	}
-	defer done()
-	resp, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch, Version: int32(*version)})
-	if err != nil {
-		return callNotifierErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	t := resp.GetTemplate()
-	b, err := templatefile.Format(t)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "# %s (%s): version %d, saved %s\n# Edit and run: retain templates apply -f FILE\n",
-		t.GetKey(), templatefile.ChannelName(t.GetChannel()), t.GetVersion(), t.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
-	_, err = env.stdout.Write(b)
-	return err
+	})
 }
 
 func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "templates apply", "templates apply -f FILE [--output text|json]")
+	f := newCommandFlags(env, "templates apply", "templates apply -f FILE [--output text|json]")
 	file := f.fs.String("f", "", "template file, YAML with one template per document (- for stdin)")
 	pos, err := f.parse(args)
 	if err != nil {
@@ -225,7 +195,9 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", *file, err)
 	}
-	c, done, err := f.client()
+	// Not callAndPrint: what was saved before a refused template is printed
+	// along with the error.
+	c, done, err := clientOf(f.ep, notifierAPI.newClient)
 	if err != nil {
 		return err
 	}
@@ -249,7 +221,7 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 			for _, l := range lines {
 				fmt.Fprintln(env.stdout, l)
 			}
-			return fmt.Errorf("template %s (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), callNotifierErr(err))
+			return fmt.Errorf("template %s (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), notifierAPI.fail(err))
 		}
 		saved.Templates = append(saved.Templates, out)
 		lines = append(lines, fmt.Sprintf("template %s (%s) %s: version %d", out.GetKey(), templatefile.ChannelName(out.GetChannel()), verb, out.GetVersion()))
@@ -264,18 +236,14 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "templates preview", "templates preview KEY [--customer C] [--channel email] [--locale fa-IR] [--time-zone ZONE] [--var name=value]... [--output text|json]")
+	f := newCommandFlags(env, "templates preview", "templates preview KEY [--customer C] [--channel email] [--locale fa-IR] [--time-zone ZONE] [--var name=value]... [--output text|json]")
 	chFlag := channelFlag(f, false)
 	customer := f.fs.String("customer", "", "render for this customer: their name, email, locale and time zone")
 	locale := f.fs.String("locale", "", "locale (BCP 47, e.g. fa-IR; default: the customer's)")
 	zone := f.fs.String("time-zone", "", "IANA time zone for dates (default: the customer's)")
 	var vars multiFlag
 	f.fs.Var(&vars, "var", "a template variable, name=value (repeatable); money as '12.50 EUR', time as RFC 3339 or a date, coupon as CODE, CODE:20% or 'CODE:5.00 EUR'")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	key, err := oneArg(pos, "template key")
+	key, err := f.parseOne(args, "template key")
 	if err != nil {
 		return err
 	}
@@ -283,43 +251,35 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	req := &notifierv1.PreviewTemplateRequest{Key: key, Channel: ch, CustomerId: *customer, Locale: *locale, TimeZone: *zone}
-	if len(vars) > 0 {
-		// Values are typed by the template's declarations, so look it up.
-		t, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch})
-		if err != nil {
-			return callNotifierErr(err)
+	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.PreviewTemplateResponse, error) {
+		req := &notifierv1.PreviewTemplateRequest{Key: key, Channel: ch, CustomerId: *customer, Locale: *locale, TimeZone: *zone}
+		if len(vars) > 0 {
+			// Values are typed by the template's declarations, so look it up.
+			t, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch})
+			if err != nil {
+				return nil, err
+			}
+			if req.Variables, err = parseTemplateVars(t.GetTemplate(), vars); err != nil {
+				return nil, err
+			}
 		}
-		if req.Variables, err = parseTemplateVars(t.GetTemplate(), vars); err != nil {
-			return err
+		return c.PreviewTemplate(ctx, req)
+	}, func(w io.Writer, resp *notifierv1.PreviewTemplateResponse) error {
+		m := resp.GetMessage()
+		fmt.Fprintf(w, "# %s (%s) version %d, variant %s, direction %s\n", key, templatefile.ChannelName(ch), resp.GetVersion(),
+			cmp.Or(m.GetLocale(), "default"), m.GetDirection())
+		for _, part := range []struct{ name, text string }{{"Subject", m.GetSubject()}, {"Text", m.GetText()}, {"HTML", m.GetHtml()}, {"Body", m.GetBody()}} {
+			if part.text == "" {
+				continue
+			}
+			if part.name == "Subject" {
+				fmt.Fprintf(w, "Subject: %s\n", part.text)
+				continue
+			}
+			fmt.Fprintf(w, "\n--- %s\n%s\n", part.name, strings.TrimRight(part.text, "\n"))
 		}
-	}
-	resp, err := c.PreviewTemplate(ctx, req)
-	if err != nil {
-		return callNotifierErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	m := resp.GetMessage()
-	fmt.Fprintf(env.stdout, "# %s (%s) version %d, variant %s, direction %s\n", key, templatefile.ChannelName(ch), resp.GetVersion(),
-		cmp.Or(m.GetLocale(), "default"), m.GetDirection())
-	for _, part := range []struct{ name, text string }{{"Subject", m.GetSubject()}, {"Text", m.GetText()}, {"HTML", m.GetHtml()}, {"Body", m.GetBody()}} {
-		if part.text == "" {
-			continue
-		}
-		if part.name == "Subject" {
-			fmt.Fprintf(env.stdout, "Subject: %s\n", part.text)
-			continue
-		}
-		fmt.Fprintf(env.stdout, "\n--- %s\n%s\n", part.name, strings.TrimRight(part.text, "\n"))
-	}
-	return nil
+		return nil
+	})
 }
 
 // parseTemplateVars reads --var name=value by the type the template
@@ -423,7 +383,7 @@ func runDeliveries(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "deliveries list", "deliveries list --customer C | --campaign X [--limit N] [--output text|json]")
+	f := newCommandFlags(env, "deliveries list", "deliveries list --customer C | --campaign X [--limit N] [--output text|json]")
 	customer := f.fs.String("customer", "", "the deliveries of this customer")
 	campaign := f.fs.String("campaign", "", "the deliveries of this campaign")
 	limit := f.fs.Int("limit", 50, "how many deliveries to list, 1-10000")
@@ -441,42 +401,38 @@ func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
 	if *limit < 1 || *limit > 10000 {
 		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
 	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	all := &notifierv1.ListDeliveriesResponse{NextPageToken: *pageToken}
-	for first := true; first || (all.GetNextPageToken() != "" && len(all.GetDeliveries()) < *limit); first = false {
-		resp, err := c.ListDeliveries(ctx, &notifierv1.ListDeliveriesRequest{CustomerId: *customer, CampaignId: *campaign,
-			PageSize: int32(min(*limit-len(all.GetDeliveries()), 500)), PageToken: all.GetNextPageToken()})
-		if err != nil {
-			return callNotifierErr(err)
+	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.ListDeliveriesResponse, error) {
+		all := &notifierv1.ListDeliveriesResponse{NextPageToken: *pageToken}
+		for first := true; first || (all.GetNextPageToken() != "" && len(all.GetDeliveries()) < *limit); first = false {
+			resp, err := c.ListDeliveries(ctx, &notifierv1.ListDeliveriesRequest{CustomerId: *customer, CampaignId: *campaign,
+				PageSize: int32(min(*limit-len(all.GetDeliveries()), 500)), PageToken: all.GetNextPageToken()})
+			if err != nil {
+				return nil, err
+			}
+			all.Deliveries = append(all.Deliveries, resp.GetDeliveries()...)
+			all.NextPageToken = resp.GetNextPageToken()
 		}
-		all.Deliveries = append(all.Deliveries, resp.GetDeliveries()...)
-		all.NextPageToken = resp.GetNextPageToken()
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, all)
-	}
-	if len(all.GetDeliveries()) == 0 {
-		fmt.Fprintln(env.stdout, "no deliveries")
+		return all, nil
+	}, func(w io.Writer, all *notifierv1.ListDeliveriesResponse) error {
+		if len(all.GetDeliveries()) == 0 {
+			fmt.Fprintln(w, "no deliveries")
+			return nil
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "REQUESTED\tREQUEST ID\tCUSTOMER\tCHANNEL\tCATEGORY\tTEMPLATE\tSTATUS\tREASON")
+		for _, d := range all.GetDeliveries() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.GetRequestedAt().AsTime().UTC().Format("2006-01-02 15:04Z"), d.GetRequestId(),
+				d.GetCustomerId(), templatefile.ChannelName(d.GetChannel()), categoryWord(d.GetCategory()), d.GetTemplateKey(),
+				deliveryStatus(d), cmp.Or(d.GetReason(), "-"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if all.GetNextPageToken() != "" {
+			fmt.Fprintf(w, "more: --page-token %s\n", all.GetNextPageToken())
+		}
 		return nil
-	}
-	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "REQUESTED\tREQUEST ID\tCUSTOMER\tCHANNEL\tCATEGORY\tTEMPLATE\tSTATUS\tREASON")
-	for _, d := range all.GetDeliveries() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.GetRequestedAt().AsTime().UTC().Format("2006-01-02 15:04Z"), d.GetRequestId(),
-			d.GetCustomerId(), templatefile.ChannelName(d.GetChannel()), categoryWord(d.GetCategory()), d.GetTemplateKey(),
-			deliveryStatus(d), cmp.Or(d.GetReason(), "-"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if all.GetNextPageToken() != "" {
-		fmt.Fprintf(env.stdout, "more: --page-token %s\n", all.GetNextPageToken())
-	}
-	return nil
+	})
 }
 
 func categoryWord(c notifierv1.Category) string {
@@ -497,29 +453,17 @@ func deliveryStatus(d *notifierv1.Delivery) string {
 }
 
 func deliveriesShow(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "deliveries show", "deliveries show REQUEST_ID [--output text|json]")
-	pos, err := f.parse(args)
+	f := newCommandFlags(env, "deliveries show", "deliveries show REQUEST_ID [--output text|json]")
+	id, err := f.parseOne(args, "request id")
 	if err != nil {
 		return err
 	}
-	id, err := oneArg(pos, "request id")
-	if err != nil {
-		return err
-	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.GetDelivery(ctx, &notifierv1.GetDeliveryRequest{RequestId: id})
-	if err != nil {
-		return callNotifierErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	printDelivery(env.stdout, resp.GetDelivery())
-	return nil
+	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetDeliveryResponse, error) {
+		return c.GetDelivery(ctx, &notifierv1.GetDeliveryRequest{RequestId: id})
+	}, func(w io.Writer, resp *notifierv1.GetDeliveryResponse) error {
+		printDelivery(w, resp.GetDelivery())
+		return nil
+	})
 }
 
 func printDelivery(w io.Writer, d *notifierv1.Delivery) {
@@ -559,37 +503,25 @@ func runPreferences(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func preferencesGet(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "preferences get", "preferences get CUSTOMER [--output text|json]")
-	pos, err := f.parse(args)
+	f := newCommandFlags(env, "preferences get", "preferences get CUSTOMER [--output text|json]")
+	customer, err := f.parseOne(args, "customer id")
 	if err != nil {
 		return err
 	}
-	customer, err := oneArg(pos, "customer id")
-	if err != nil {
-		return err
-	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: customer})
-	if err != nil {
-		return callNotifierErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	onFile := func(has bool, what string) string {
-		if has {
-			return what + " on file"
+	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetPreferencesResponse, error) {
+		return c.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: customer})
+	}, func(w io.Writer, resp *notifierv1.GetPreferencesResponse) error {
+		onFile := func(has bool, what string) string {
+			if has {
+				return what + " on file"
+			}
+			return "no " + what
 		}
-		return "no " + what
-	}
-	fmt.Fprintf(env.stdout, "%s: locale %s, time zone %s; %s, %s\n", customer, cmp.Or(resp.GetLocale(), "unknown"),
-		cmp.Or(resp.GetTimeZone(), "unknown (the notifier's default)"), onFile(resp.GetHasEmail(), "email"), onFile(resp.GetHasPhone(), "phone"))
-	printPreferences(env.stdout, resp.GetPreferences())
-	return nil
+		fmt.Fprintf(w, "%s: locale %s, time zone %s; %s, %s\n", customer, cmp.Or(resp.GetLocale(), "unknown"),
+			cmp.Or(resp.GetTimeZone(), "unknown (the notifier's default)"), onFile(resp.GetHasEmail(), "email"), onFile(resp.GetHasPhone(), "phone"))
+		printPreferences(w, resp.GetPreferences())
+		return nil
+	})
 }
 
 func printPreferences(w io.Writer, ps []*notifierv1.ChannelPreference) {
@@ -621,16 +553,12 @@ var preferenceFlags = []struct {
 }
 
 func preferencesSet(ctx context.Context, env *cliEnv, args []string) error {
-	f := newNotifierCommand(env, "preferences set", "preferences set CUSTOMER --email-marketing=false [--email-transactional=B] [--sms-marketing=B] [--sms-transactional=B] [--output text|json]")
+	f := newCommandFlags(env, "preferences set", "preferences set CUSTOMER --email-marketing=false [--email-transactional=B] [--sms-marketing=B] [--sms-transactional=B] [--output text|json]")
 	values := make([]*bool, len(preferenceFlags))
 	for i, p := range preferenceFlags {
 		values[i] = f.fs.Bool(p.name, false, "whether the customer receives "+strings.Replace(p.name, "-", " ", 1)+" messages")
 	}
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	customer, err := oneArg(pos, "customer id")
+	customer, err := f.parseOne(args, "customer id")
 	if err != nil {
 		return err
 	}
@@ -652,19 +580,11 @@ func preferencesSet(ctx context.Context, env *cliEnv, args []string) error {
 		sort.Strings(names)
 		return fmt.Errorf("preferences set needs at least one of %s (=true or =false)", strings.Join(names, ", "))
 	}
-	c, done, err := f.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	resp, err := c.SetPreferences(ctx, req)
-	if err != nil {
-		return callNotifierErr(err)
-	}
-	if *f.output == "json" {
-		return printJSON(env.stdout, resp)
-	}
-	fmt.Fprintf(env.stdout, "%s: preferences saved\n", customer)
-	printPreferences(env.stdout, resp.GetPreferences())
-	return nil
+	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.SetPreferencesResponse, error) {
+		return c.SetPreferences(ctx, req)
+	}, func(w io.Writer, resp *notifierv1.SetPreferencesResponse) error {
+		fmt.Fprintf(w, "%s: preferences saved\n", customer)
+		printPreferences(w, resp.GetPreferences())
+		return nil
+	})
 }

@@ -177,14 +177,14 @@ func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 	for _, r := range reqs {
 		resp, err := client.GetDelivery(ctx, &notifierv1.GetDeliveryRequest{RequestId: r.req.GetRequestId()})
 		if err != nil {
-			return fmt.Errorf("delivery %s: %w", r.req.GetRequestId(), callNotifierErr(err))
+			return fmt.Errorf("delivery %s: %w", r.req.GetRequestId(), notifierAPI.fail(err))
 		}
 		d := resp.GetDelivery()
 		// The customer's zone as the notifier has it (from the first demo
 		// run), to show times as the customer sees them.
 		prefs, err := client.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: d.GetCustomerId()})
 		if err != nil {
-			return fmt.Errorf("preferences of %s: %w", d.GetCustomerId(), callNotifierErr(err))
+			return fmt.Errorf("preferences of %s: %w", d.GetCustomerId(), notifierAPI.fail(err))
 		}
 		loc, err := time.LoadLocation(prefs.GetTimeZone())
 		if err != nil {
