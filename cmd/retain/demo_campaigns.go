@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -43,18 +44,34 @@ func installDemoPlaybooks(ctx context.Context, w io.Writer, conn *grpc.ClientCon
 // the scheduled audiences and fire due timers now rather than at the next
 // tick.
 type campaignRunner interface {
+	caughtUpWaiter
+	relayer
 	RunAudiences(ctx context.Context) (int, error)
 	FireDue(ctx context.Context) (int, error)
 }
 
+// relayer is a service that publishes what it commits through its outbox.
+type relayer interface {
+	WaitRelayed(ctx context.Context) error
+}
+
 // printCampaignDemo shows what each playbook did and its lift so far.
 func printCampaignDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, projections []caughtUpWaiter) error {
+	var n notifierReporter
+	for _, p := range projections {
+		if r, ok := p.(notifierReporter); ok {
+			n = r
+		}
+	}
 	for _, p := range projections {
 		if r, ok := p.(campaignRunner); ok {
 			if _, err := r.RunAudiences(ctx); err != nil {
 				return err
 			}
 			if _, err := r.FireDue(ctx); err != nil {
+				return err
+			}
+			if err := settleRequests(ctx, r, n); err != nil {
 				return err
 			}
 		}
@@ -84,6 +101,32 @@ func printCampaignDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 			r.GetMessagesDelivered(), r.GetConversionsTreated(), r.GetConversionsHoldout(), lift)
 	}
 	return printRFMAudienceDemo(ctx, w, conn, c)
+}
+
+// settleRequests waits until the notifier has decided the requests the
+// playbooks made (the audience pass and the timers just fired make many)
+// and the campaign service has applied their outcomes, so that the
+// campaigns' delivered counts agree with the notifications section. Without
+// a notifier in the stack there is nothing to wait for.
+func settleRequests(ctx context.Context, c campaignRunner, n notifierReporter) error {
+	if n == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := c.WaitRelayed(ctx); err != nil {
+		return fmt.Errorf("campaign requests: %w", err)
+	}
+	if _, err := waitNotifierIdle(ctx, n); err != nil {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	if err := n.WaitRelayed(ctx); err != nil {
+		return fmt.Errorf("delivery outcomes: %w", err)
+	}
+	if err := c.WaitCaughtUp(ctx); err != nil {
+		return fmt.Errorf("campaign outcomes: %w", err)
+	}
+	return nil
 }
 
 // demoChampions is a campaign for the best customers by RFM, as a shop

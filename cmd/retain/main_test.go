@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -119,6 +120,23 @@ func TestDevDemo(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	// The campaigns' delivered counts are read once the notifier has
+	// decided their requests: they add up to what the notifications
+	// section reports sent, less the one demo request it sends itself
+	// (timers coming due in between may add a few).
+	var delivered int
+	for _, m := range regexp.MustCompile(`(?m)^  [a-z0-9-]+ +\d+ +\d+ +\d+ +(\d+) +\d+ / \d+`).FindAllStringSubmatch(out.String(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		delivered += n
+	}
+	sentLine := regexp.MustCompile(`requests from the playbooks and the demo: (\d+) sent`).FindStringSubmatch(out.String())
+	if sentLine == nil {
+		t.Fatalf("no notifications line in:\n%s", out)
+	}
+	sent, _ := strconv.Atoi(sentLine[1])
+	if delivered == 0 || delivered > sent-1 || sent-1-delivered > sent/20 {
+		t.Errorf("the campaigns report %d delivered, the notifier %d sent (one of them the demo's own)", delivered, sent)
 	}
 	// The champions audience and metrics' champions are the same customers.
 	audience := regexp.MustCompile(`RFM champions .*: (\d+) customers would enter now`).FindStringSubmatch(out.String())

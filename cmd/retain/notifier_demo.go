@@ -24,6 +24,7 @@ import (
 // notifierReporter is the notifier as the demo reads it.
 type notifierReporter interface {
 	caughtUpWaiter
+	relayer
 	Counts(ctx context.Context, tenant string) ([]notifier.Count, error)
 	OutboxDir() string
 }
@@ -115,6 +116,35 @@ func publishDemoRequests(ctx context.Context, conn *grpc.ClientConn, natsURL str
 	return reqs, nil
 }
 
+// waitNotifierIdle waits until the notifier has applied every request on
+// its stream and sent each it decided to send (requests are decided in the
+// consumer's transaction and sent right after), for at most a minute, and
+// returns the tenant's deliveries by status then.
+func waitNotifierIdle(ctx context.Context, n notifierReporter) ([]notifier.Count, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if err := n.WaitCaughtUp(ctx); err != nil {
+			return nil, err
+		}
+		counts, err := n.Counts(ctx, devTenant)
+		if err != nil {
+			return nil, err
+		}
+		busy := false
+		for _, c := range counts {
+			busy = busy || c.Status == "queued" || c.Status == "sending"
+		}
+		if !busy || time.Now().After(deadline) {
+			return counts, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // printNotifierDemo reports what the notifier sent, deferred and
 // suppressed, and why, and where to open the messages.
 func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, natsURL string, projections []caughtUpWaiter) error {
@@ -131,30 +161,10 @@ func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 	if err != nil {
 		return fmt.Errorf("demo notifications: %w", err)
 	}
-	// Requests are decided in the consumer's transaction and sent right
-	// after: wait until none is still on its way to the outbox.
 	client := notifierv1.NewNotifierServiceClient(conn)
-	deadline := time.Now().Add(time.Minute)
-	var counts []notifier.Count
-	for {
-		if err := n.WaitCaughtUp(ctx); err != nil {
-			return err
-		}
-		if counts, err = n.Counts(ctx, devTenant); err != nil {
-			return err
-		}
-		busy := false
-		for _, c := range counts {
-			busy = busy || c.Status == "queued" || c.Status == "sending"
-		}
-		if !busy || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	counts, err := waitNotifierIdle(ctx, n)
+	if err != nil {
+		return err
 	}
 	byStatus := map[string]int{}
 	total := 0

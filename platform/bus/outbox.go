@@ -356,3 +356,25 @@ func (r *Relay) Cleanup(ctx context.Context) (int64, error) {
 		}
 	}
 }
+
+// WaitRelayed polls until every row committed to the outbox so far has been
+// published, or ctx is done: with the consumers' CaughtUp, what demos and
+// tests wait for before reading what another service did with the messages.
+// It only waits; a relay (Run, on this process or another) publishes.
+func (r *Relay) WaitRelayed(ctx context.Context) error {
+	for {
+		var pending bool
+		err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM bus_outbox WHERE published_at IS NULL)`).Scan(&pending)
+		if err == nil && !pending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("bus: outbox: %w", err)
+			}
+			return fmt.Errorf("bus: outbox not relayed: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

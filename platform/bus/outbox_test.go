@@ -76,6 +76,26 @@ func TestOutboxRelay(t *testing.T) {
 			}
 		}
 	})
+	t.Run("WaitRelayed waits for the rows committed so far", func(t *testing.T) {
+		_, b := setupNATS(t)
+		pool := setupPG(t)
+		r := newRelay(t, b, pool, bus.RelayConfig{})
+		enqueue(t, pool, signal("w-1"), signal("w-2"))
+		short, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+		defer cancel()
+		if err := r.WaitRelayed(short); err == nil {
+			t.Fatal("WaitRelayed returned with two rows unpublished")
+		}
+		done := make(chan error, 1)
+		go func() { done <- r.WaitRelayed(testCtx(t)) }()
+		relayOnce(t, r)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n := streamMsgs(t, b, bus.SignalsStream); n != 2 {
+			t.Fatalf("stream holds %d once relayed, want 2", n)
+		}
+	})
 	t.Run("rows of a rolled back transaction are never published", func(t *testing.T) {
 		_, b := setupNATS(t)
 		pool := setupPG(t)

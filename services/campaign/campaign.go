@@ -194,6 +194,10 @@ func (s *Service) WaitCaughtUp(ctx context.Context) error {
 	return nil
 }
 
+// WaitRelayed waits until every message the service committed so far
+// (its notification requests) has been published, or ctx is done.
+func (s *Service) WaitRelayed(ctx context.Context) error { return s.relay.WaitRelayed(ctx) }
+
 // FireDue fires every due timer now (tests and benchmarks; Run does it on
 // its own every TimerInterval).
 func (s *Service) FireDue(ctx context.Context) (int, error) { return s.engine.FireDue(ctx) }

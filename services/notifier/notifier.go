@@ -379,6 +379,10 @@ func (s *Service) WaitCaughtUp(ctx context.Context) error {
 	return s.requests.WaitCaughtUp(ctx)
 }
 
+// WaitRelayed waits until every message the service committed so far
+// (its delivery outcomes) has been published, or ctx is done.
+func (s *Service) WaitRelayed(ctx context.Context) error { return s.relay.WaitRelayed(ctx) }
+
 // Run runs the consumers, the outbox relay, the timers and the senders
 // until ctx is done, then drains the bus connection.
 func (s *Service) Run(ctx context.Context) error {
