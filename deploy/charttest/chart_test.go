@@ -74,6 +74,16 @@ func TestChartRenders(t *testing.T) {
 					t.Error("the defaults render an Ingress for the notifier (it needs a host)")
 				}
 				checkEnvDefaults(t, r)
+				if got := configMap(t, r, "retain-campaign").Data["RETAIN_CAMPAIGN_NOTIFIER_ADDR"]; got != "retain-notifier:9090" {
+					t.Errorf("campaign's RETAIN_CAMPAIGN_NOTIFIER_ADDR = %q, want the notifier Service's gRPC port retain-notifier:9090", got)
+				}
+				if !egressTo(networkPolicy(t, r, "retain-campaign"), 9090, "app.kubernetes.io/component") {
+					t.Error("campaign's NetworkPolicy lets it not reach the notifier's gRPC port")
+				}
+				noNotifier := mustRender(t, nil, "services.notifier.enabled=false")
+				if got, ok := configMap(t, noNotifier, "retain-campaign").Data["RETAIN_CAMPAIGN_NOTIFIER_ADDR"]; ok {
+					t.Errorf("without a notifier, campaign's RETAIN_CAMPAIGN_NOTIFIER_ADDR = %q, want it unset", got)
+				}
 				if len(r.all("HorizontalPodAutoscaler")) != 0 {
 					t.Errorf("the defaults render HorizontalPodAutoscalers %v", names(r.all("HorizontalPodAutoscaler")))
 				}
@@ -925,11 +935,11 @@ func egressToPublicOnly(np *networkingv1.NetworkPolicy, port int) bool {
 // checkEnvDefaults: with the default values, each service's own settings
 // (RETAIN_<SERVICE>_*, from its values block) carry the defaults of the
 // flags its binary registers, and every such setting is given: in the
-// ConfigMap, from a Secret, or (the notifier's public URL) derived from the
-// Ingress. So a default changed or a flag added in a service shows up here.
+// ConfigMap, from a Secret, or derived (derivedEnv). So a default changed
+// or a flag added in a service shows up here.
 func checkEnvDefaults(t *testing.T, r *release) {
 	t.Helper()
-	derived := map[string]bool{"RETAIN_NOTIFIER_PUBLIC_URL": true} // ingress.urlEnv
+	derived := derivedEnv
 	for _, name := range allServices {
 		fs, ok := serviceFlags(t, name)
 		if !ok {
@@ -966,6 +976,12 @@ func checkEnvDefaults(t *testing.T, r *release) {
 		})
 	}
 }
+
+// derivedEnv are the settings the chart derives from the release rather
+// than from a values block: the notifier's public URL from its Ingress
+// (ingress.urlEnv), and the notifier's in-cluster gRPC address for the
+// campaign service's template check.
+var derivedEnv = map[string]bool{"RETAIN_NOTIFIER_PUBLIC_URL": true, "RETAIN_CAMPAIGN_NOTIFIER_ADDR": true}
 
 // sameSetting compares a values.yaml setting with a flag default, as
 // durations when both parse as durations (1h and 1h0m0s are the same).

@@ -142,7 +142,7 @@ func TestCompose(t *testing.T) {
 			prefix := strings.TrimSuffix(databaseEnv(t, name), "DATABASE_URL")
 			for k, v := range p.Services[name].Environment {
 				want, ok := cm.Data[k]
-				if !ok || !strings.HasPrefix(k, prefix) {
+				if !ok || !strings.HasPrefix(k, prefix) || derivedEnv[k] {
 					continue
 				}
 				if !sameSetting(deref(v), want) {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/retainhq/retain/services/campaign/internal/api"
 	"github.com/retainhq/retain/services/campaign/internal/app"
 	"github.com/retainhq/retain/services/campaign/internal/store"
+	"github.com/retainhq/retain/services/campaign/internal/templates"
 )
 
 // Durable consumer names.
@@ -61,6 +63,10 @@ type Config struct {
 	AudienceInterval time.Duration
 	// MaxTriggerAge: older events update facts and goals but enroll nobody.
 	MaxTriggerAge time.Duration
+	// NotifierAddr is the notifier's gRPC address (host:port). With it,
+	// a campaign whose send steps name a template the notifier does not
+	// have is refused when saved; empty: no such check.
+	NotifierAddr string
 
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
@@ -90,6 +96,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.IntVar(fs, &c.TimerBatch, "timer-batch", "RETAIN_CAMPAIGN_TIMER_BATCH", "enrollments advanced per timer transaction")
 	config.DurationVar(fs, &c.AudienceInterval, "audience-interval", "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL", "how often scheduled audiences are checked for being due (0: never)")
 	config.DurationVar(fs, &c.MaxTriggerAge, "max-trigger-age", "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "events older than this enroll nobody (imports of history); 0: no limit")
+	config.StringVar(fs, &c.NotifierAddr, "notifier-addr", "RETAIN_CAMPAIGN_NOTIFIER_ADDR", "the notifier's gRPC address, to refuse campaigns that send templates it lacks (empty: not checked)")
 }
 
 // Validate names every bad setting at once.
@@ -113,6 +120,11 @@ func (c Config) Validate() error {
 	if c.MaxTriggerAge < 0 {
 		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_MAX_TRIGGER_AGE %s: must not be negative", c.MaxTriggerAge))
 	}
+	if c.NotifierAddr != "" {
+		if _, port, err := net.SplitHostPort(c.NotifierAddr); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_NOTIFIER_ADDR %q: want host:port", c.NotifierAddr))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -125,6 +137,8 @@ type Service struct {
 	relay      *bus.Relay
 	engine     *app.Engine
 	grpc       *api.GRPC
+	// notifier are the clients SetNotifierAddr opened, closed on exit.
+	notifier []*templates.Notifier
 }
 
 // New connects to the bus and the database, runs the migrations, declares
@@ -157,6 +171,11 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	// keys still make a repeat harmless.
 	retention := max(cfg.Streams.MaxAge, bus.DefaultMaxAge)
 	s := &Service{deps: deps, engine: engine, grpc: api.NewGRPC(engine)}
+	if cfg.NotifierAddr != "" {
+		if err := s.SetNotifierAddr(cfg.NotifierAddr); err != nil {
+			return nil, err
+		}
+	}
 	if s.facts, err = bus.NewConsumer(b, pool, bus.ConsumerConfig{
 		Stream: bus.EventsStream, Durable: FactsConsumer, EventTypes: app.FactTypes,
 		BatchSize: cfg.BatchSize, Concurrency: cfg.Workers, InboxRetention: retention, Exclusive: cfg.FactsExclusive,
@@ -181,6 +200,19 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		return nil, err
 	}
 	return s, nil
+}
+
+// SetNotifierAddr checks the templates of the campaigns saved from now on
+// against the notifier at addr (`retain dev` knows its own address only
+// once it listens).
+func (s *Service) SetNotifierAddr(addr string) error {
+	n, err := templates.Dial(addr)
+	if err != nil {
+		return err
+	}
+	s.engine.SetTemplates(n)
+	s.notifier = append(s.notifier, n)
+	return nil
 }
 
 // WaitCaughtUp waits until the three consumers have applied everything on
@@ -227,7 +259,15 @@ func (s *Service) Consumers() []*bus.Consumer {
 // Run runs the consumers, the outbox relay and the scheduler until ctx is
 // done, then drains the bus connection.
 func (s *Service) Run(ctx context.Context) error {
-	return s.deps.Run(ctx, s.engine.Close, s.facts.Run, s.signals.Run, s.deliveries.Run, s.relay.Run, s.engine.Run)
+	return s.deps.Run(ctx, s.close, s.facts.Run, s.signals.Run, s.deliveries.Run, s.relay.Run, s.engine.Run)
+}
+
+// close runs after the consumers and the scheduler have stopped.
+func (s *Service) close() {
+	s.engine.Close()
+	for _, n := range s.notifier {
+		_ = n.Close()
+	}
 }
 
 // Ready reports whether the bus connection and the database are up.

@@ -434,6 +434,18 @@ steps:
 	if err != nil || v1.GetCampaign().GetSteps()[1].GetSend().GetTemplateKey() != "onboarding_1" {
 		t.Fatalf("version 1: %v %v", v1, err)
 	}
+
+	// The same definition again (a file applied twice, or read back with
+	// GetCampaign and saved) stores nothing.
+	for _, again := range []*campaignv1.Campaign{c, up.GetCampaign()} {
+		same, err := s.client().UpdateCampaign(context.Background(), &campaignv1.UpdateCampaignRequest{Campaign: again}, s.token(t, tenant))
+		if err != nil || !same.GetUnchanged() || same.GetCampaign().GetVersion() != 2 || !same.GetCampaign().GetUpdatedAt().AsTime().Equal(up.GetCampaign().GetUpdatedAt().AsTime()) {
+			t.Fatalf("saving version 2 again: %v %v, want unchanged at version 2", same, err)
+		}
+	}
+	if _, err := s.client().GetCampaign(context.Background(), &campaignv1.GetCampaignRequest{Id: "seq", Version: 3}, s.token(t, tenant)); status.Code(err) != codes.NotFound {
+		t.Fatalf("version 3 after saving version 2 again: %v, want not found", err)
+	}
 }
 
 // TestInvalidCampaignsAreRejectedWhole checks the API names each bad field

@@ -61,3 +61,25 @@ func TestFactsExclusiveSetting(t *testing.T) {
 		t.Errorf("RETAIN_CAMPAIGN_FACTS_EXCLUSIVE=maybe: %v", err)
 	}
 }
+
+// TestNotifierAddrSetting: RETAIN_CAMPAIGN_NOTIFIER_ADDR is empty (no
+// template check) unless set, and an address without a port is refused
+// naming the variable.
+func TestNotifierAddrSetting(t *testing.T) {
+	cfg := campaign.DefaultConfig()
+	testenv.ParseSettings(t, cfg.RegisterFlags, nil)
+	if cfg.NotifierAddr != "" {
+		t.Errorf("default notifier address %q, want none", cfg.NotifierAddr)
+	}
+	for addr, ok := range map[string]bool{"notifier:9090": true, "10.0.0.7:9090": true, "notifier": false, "notifier:": false} {
+		cfg := campaign.DefaultConfig()
+		testenv.ParseSettings(t, cfg.RegisterFlags, map[string]string{"RETAIN_CAMPAIGN_NOTIFIER_ADDR": addr})
+		err := cfg.Validate()
+		if ok && err != nil && strings.Contains(err.Error(), "RETAIN_CAMPAIGN_NOTIFIER_ADDR") {
+			t.Errorf("%q: %v", addr, err)
+		}
+		if !ok && (err == nil || !strings.Contains(err.Error(), "RETAIN_CAMPAIGN_NOTIFIER_ADDR")) {
+			t.Errorf("%q: %v, want it refused naming the variable", addr, err)
+		}
+	}
+}

@@ -231,6 +231,13 @@ own env (which wins). (dict "root" $ "svc" $svc)
 {{- if and $svc.ingress.enabled $svc.ingress.urlEnv -}}
 {{- $_ := set $env $svc.ingress.urlEnv (include "retain.ingressURL" $svc) -}}
 {{- end -}}
+{{- /* campaign checks the templates its campaigns send against the notifier's API */ -}}
+{{- if eq $svc.name "campaign" -}}
+{{- $notifier := include "retain.service" (dict "root" $root "name" "notifier") | fromYaml -}}
+{{- if $notifier.enabled -}}
+{{- $_ := set $env "RETAIN_CAMPAIGN_NOTIFIER_ADDR" (printf "%s:%d" $notifier.fullname (int $notifier.ports.grpc)) -}}
+{{- end -}}
+{{- end -}}
 {{- range $k, $v := $svc.env -}}
 {{- $_ := set $env $k (toString $v) -}}
 {{- end -}}

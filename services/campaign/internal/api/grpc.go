@@ -49,6 +49,9 @@ func NewGRPC(e *app.Engine) *GRPC { return &GRPC{engine: e} }
 
 func errStatus(err error) error {
 	var inv *domain.InvalidError
+	if _, ok := status.FromError(err); ok {
+		return err // already a status: the notifier's answer to a template check
+	}
 	switch {
 	case errors.As(err, &inv):
 		vs := make([]server.FieldViolation, len(inv.Violations))
@@ -59,7 +62,7 @@ func errStatus(err error) error {
 	case errors.Is(err, app.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, app.ErrExists):
-		return status.Error(codes.AlreadyExists, err.Error()+" (use UpdateCampaign to change it)")
+		return status.Error(codes.AlreadyExists, err.Error()+" (UpdateCampaign changes it: retain campaigns apply -f FILE)")
 	case errors.Is(err, app.ErrArchived):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -98,7 +101,8 @@ func (g *GRPC) CreateCampaign(ctx context.Context, req *campaignv1.CreateCampaig
 	return &campaignv1.CreateCampaignResponse{Campaign: c}, nil
 }
 
-// UpdateCampaign stores a new version.
+// UpdateCampaign stores a new version, or nothing when the definition
+// equals the current version's.
 func (g *GRPC) UpdateCampaign(ctx context.Context, req *campaignv1.UpdateCampaignRequest) (*campaignv1.UpdateCampaignResponse, error) {
 	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
@@ -107,11 +111,11 @@ func (g *GRPC) UpdateCampaign(ctx context.Context, req *campaignv1.UpdateCampaig
 	if err := needCampaign(req.GetCampaign()); err != nil {
 		return nil, err
 	}
-	c, err := g.engine.Update(ctx, tenant, req.GetCampaign())
+	c, changed, err := g.engine.Update(ctx, tenant, req.GetCampaign())
 	if err != nil {
 		return nil, errStatus(err)
 	}
-	return &campaignv1.UpdateCampaignResponse{Campaign: c}, nil
+	return &campaignv1.UpdateCampaignResponse{Campaign: c, Unchanged: !changed}, nil
 }
 
 // GetCampaign returns a campaign.

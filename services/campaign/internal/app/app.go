@@ -13,6 +13,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -65,6 +66,11 @@ type Engine struct {
 	// of the whole tenant (see env).
 	envMu sync.Mutex
 	envs  map[string]*tenantEnv
+
+	// templates (a Templates), if set, are the notifier's, which Create
+	// and Update check a campaign's send steps against. Atomic: `retain
+	// dev` sets it once its API listens.
+	templates atomic.Value
 }
 
 // envMaxAge is how long the facts consumer reuses a tenant's revenue ranking

@@ -160,7 +160,7 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 
 // Create validates and stores a new campaign.
 func (e *Engine) Create(ctx context.Context, tenant string, c *campaignv1.Campaign, playbook string, paused bool) (*campaignv1.Campaign, error) {
-	p, err := domain.Compile(c)
+	p, err := e.compile(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -179,24 +179,26 @@ func (e *Engine) Create(ctx context.Context, tenant string, c *campaignv1.Campai
 	return row.Campaign()
 }
 
-// Update validates c and stores it as the campaign's next version.
-func (e *Engine) Update(ctx context.Context, tenant string, c *campaignv1.Campaign) (*campaignv1.Campaign, error) {
-	p, err := domain.Compile(c)
+// Update validates c and stores it as the campaign's next version, unless
+// it equals the current version (changed false: nothing stored).
+func (e *Engine) Update(ctx context.Context, tenant string, c *campaignv1.Campaign) (_ *campaignv1.Campaign, changed bool, err error) {
+	p, err := e.compile(ctx, c)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var row store.Row
 	err = e.InTx(ctx, func(tx pgx.Tx) error {
-		if _, err := store.UpdateCampaign(ctx, tx, tenant, c, p.Schedule, e.Now()); err != nil {
+		if _, changed, err = store.UpdateCampaign(ctx, tx, tenant, c, p.Schedule, e.Now()); err != nil {
 			return err
 		}
 		row, err = store.GetCampaign(ctx, tx, tenant, c.GetId(), 0)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return row.Campaign()
+	saved, err := row.Campaign()
+	return saved, changed, err
 }
 
 // Get returns a campaign at version (0: current).

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,36 +81,57 @@ func InsertCampaign(ctx context.Context, tx pgx.Tx, tenant string, c *campaignv1
 }
 
 // UpdateCampaign stores c as the campaign's next version (an archived
-// campaign cannot change).
-func UpdateCampaign(ctx context.Context, tx pgx.Tx, tenant string, c *campaignv1.Campaign, schedule time.Duration, now time.Time) (Row, error) {
-	r, err := lockCampaign(ctx, tx, tenant, c.GetId())
+// campaign cannot change), unless it equals the current version: then it
+// stores nothing and reports changed false, so that applying the same file
+// twice leaves one version.
+func UpdateCampaign(ctx context.Context, tx pgx.Tx, tenant string, c *campaignv1.Campaign, schedule time.Duration, now time.Time) (r Row, changed bool, err error) {
+	r, err = lockCampaign(ctx, tx, tenant, c.GetId())
 	if err != nil {
-		return Row{}, err
+		return Row{}, false, err
 	}
 	if r.State == campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED {
-		return Row{}, fmt.Errorf("campaign %q is archived: %w", c.GetId(), ErrArchived)
+		return Row{}, false, fmt.Errorf("campaign %q: %w", c.GetId(), ErrArchived)
 	}
 	spec, err := specBytes(c)
 	if err != nil {
-		return Row{}, err
+		return Row{}, false, err
+	}
+	var current []byte
+	if err := tx.QueryRow(ctx, `SELECT spec FROM campaign_versions WHERE tenant = $1 AND campaign_id = $2 AND version = $3`,
+		tenant, c.GetId(), r.Version).Scan(&current); err != nil {
+		return Row{}, false, fmt.Errorf("load campaign %s v%d: %w", c.GetId(), r.Version, err)
+	}
+	if sameSpec(current, spec) {
+		r.Spec = current
+		return r, false, nil
 	}
 	r.Version++
 	r.Updated, r.Spec = now, spec
 	if _, err := tx.Exec(ctx, `INSERT INTO campaign_versions (tenant, campaign_id, version, spec, created_at) VALUES ($1, $2, $3, $4, $5)`,
 		tenant, c.GetId(), r.Version, spec, now); err != nil {
-		return Row{}, fmt.Errorf("insert campaign %s v%d: %w", c.GetId(), r.Version, err)
+		return Row{}, false, fmt.Errorf("insert campaign %s v%d: %w", c.GetId(), r.Version, err)
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE campaigns SET version = $3, updated_at = $4, schedule_every = $5,
 			next_audience_at = CASE WHEN $5::interval IS NULL THEN NULL ELSE coalesce(least(next_audience_at, $4::timestamptz + $5::interval), $4::timestamptz) END
 		WHERE tenant = $1 AND id = $2`, tenant, c.GetId(), r.Version, now, scheduleOf(schedule)); err != nil {
-		return Row{}, fmt.Errorf("update campaign %s: %w", c.GetId(), err)
+		return Row{}, false, fmt.Errorf("update campaign %s: %w", c.GetId(), err)
 	}
-	return r, nil
+	return r, true, nil
+}
+
+// sameSpec reports whether two stored definitions say the same: equal as
+// messages, so that bytes written by an older encoder still compare.
+func sameSpec(a, b []byte) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	ma, mb := &campaignv1.Campaign{}, &campaignv1.Campaign{}
+	return proto.Unmarshal(a, ma) == nil && proto.Unmarshal(b, mb) == nil && proto.Equal(ma, mb)
 }
 
 // ErrArchived: the campaign is archived and cannot change.
-var ErrArchived = errors.New("archived")
+var ErrArchived = errors.New("is archived, and an archived campaign never changes (save it under a new id)")
 
 func lockCampaign(ctx context.Context, tx pgx.Tx, tenant, id string) (Row, error) {
 	r := Row{ID: id}
@@ -134,7 +156,7 @@ func SetState(ctx context.Context, tx pgx.Tx, tenant, id string, state campaignv
 		return r, err
 	}
 	if r.State == campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED && state != r.State {
-		return r, fmt.Errorf("campaign %q is archived: %w", id, ErrArchived)
+		return r, fmt.Errorf("campaign %q: %w", id, ErrArchived)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE campaigns SET state = $3, updated_at = $4 WHERE tenant = $1 AND id = $2`, tenant, id, int16(state), now); err != nil {
 		return r, fmt.Errorf("set state of campaign %s: %w", id, err)

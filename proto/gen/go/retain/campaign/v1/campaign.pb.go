@@ -2106,8 +2106,11 @@ func (x *UpdateCampaignRequest) GetCampaign() *Campaign {
 }
 
 type UpdateCampaignResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Campaign      *Campaign              `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Campaign *Campaign              `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	// The definition equals the current version's: nothing was stored, and
+	// campaign is the current version.
+	Unchanged     bool `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2147,6 +2150,13 @@ func (x *UpdateCampaignResponse) GetCampaign() *Campaign {
 		return x.Campaign
 	}
 	return nil
+}
+
+func (x *UpdateCampaignResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
 }
 
 type GetCampaignRequest struct {
@@ -3260,9 +3270,10 @@ const file_retain_campaign_v1_campaign_proto_rawDesc = "" +
 	"\x16CreateCampaignResponse\x128\n" +
 	"\bcampaign\x18\x01 \x01(\v2\x1c.retain.campaign.v1.CampaignR\bcampaign\"Q\n" +
 	"\x15UpdateCampaignRequest\x128\n" +
-	"\bcampaign\x18\x01 \x01(\v2\x1c.retain.campaign.v1.CampaignR\bcampaign\"R\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x1c.retain.campaign.v1.CampaignR\bcampaign\"p\n" +
 	"\x16UpdateCampaignResponse\x128\n" +
-	"\bcampaign\x18\x01 \x01(\v2\x1c.retain.campaign.v1.CampaignR\bcampaign\">\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x1c.retain.campaign.v1.CampaignR\bcampaign\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\">\n" +
 	"\x12GetCampaignRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x05R\aversion\"O\n" +

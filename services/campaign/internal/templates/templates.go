@@ -1,0 +1,75 @@
+// Package templates looks up a campaign's templates in the notifier over
+// its gRPC API, as the caller of the campaign service: the caller's
+// bearer token goes with each lookup, so the notifier answers for the
+// caller's tenant and scopes.
+package templates
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/campaign/internal/domain"
+)
+
+// Notifier is the notifier's NotifierService at one address.
+type Notifier struct {
+	addr   string
+	conn   *grpc.ClientConn
+	client notifierv1.NotifierServiceClient
+}
+
+// Dial prepares a client of the notifier at addr (host:port); it connects
+// on the first lookup.
+func Dial(addr string) (*Notifier, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("notifier at %s: %w", addr, err)
+	}
+	return &Notifier{addr: addr, conn: conn, client: notifierv1.NewNotifierServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (n *Notifier) Close() error { return n.conn.Close() }
+
+// Missing returns the refs the notifier has no template for. A lookup the
+// notifier refuses to answer is an error that says why, as a gRPC status.
+func (n *Notifier) Missing(ctx context.Context, refs []domain.TemplateRef) ([]domain.TemplateRef, error) {
+	in, _ := metadata.FromIncomingContext(ctx)
+	ctx = metadata.NewOutgoingContext(ctx, metadata.MD{"authorization": in.Get("authorization")})
+	type key struct {
+		ch  notifierv1.Channel
+		key string
+	}
+	found := map[key]bool{}
+	var missing []domain.TemplateRef
+	for _, r := range refs {
+		k := key{r.Channel, r.Key}
+		ok, seen := found[k]
+		if !seen {
+			_, err := n.client.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: r.Key, Channel: r.Channel})
+			switch status.Code(err) {
+			case codes.OK:
+				ok = true
+			case codes.NotFound:
+			case codes.PermissionDenied, codes.Unauthenticated:
+				return nil, status.Errorf(codes.PermissionDenied, "checking the campaign's templates in the notifier needs the read scope as well: %s", status.Convert(err).Message())
+			case codes.Canceled, codes.DeadlineExceeded:
+				return nil, err
+			default:
+				return nil, status.Errorf(codes.Unavailable, "cannot check the campaign's templates in the notifier at %s (nothing was saved): %s", n.addr, status.Convert(err).Message())
+			}
+			found[k] = ok
+		}
+		if !ok {
+			missing = append(missing, r)
+		}
+	}
+	return missing, nil
+}
