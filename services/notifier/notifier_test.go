@@ -343,13 +343,20 @@ func TestBadInputIsInvalidArgumentNamingTheField(t *testing.T) {
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("%v", err)
 	}
-	// Defaults are installed on first use; a new version is stored.
+	// Defaults are installed on first use. The same template saved again
+	// stores nothing; a changed one is the next version.
 	got, err := s.client().GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: "winback_90", Channel: notifierv1.Channel_CHANNEL_EMAIL}, cred)
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := s.client().UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: got.GetTemplate()}, cred)
-	if err != nil || up.GetTemplate().GetVersion() != 2 {
-		t.Fatalf("%v %v", up, err)
+	same, err := s.client().UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: got.GetTemplate()}, cred)
+	if err != nil || !same.GetUnchanged() || same.GetTemplate().GetVersion() != 1 {
+		t.Fatalf("the same template again: %v %v, want unchanged at version 1", same, err)
+	}
+	edited := got.GetTemplate()
+	edited.Description += " (edited)"
+	up, err := s.client().UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: edited}, cred)
+	if err != nil || up.GetUnchanged() || up.GetTemplate().GetVersion() != 2 {
+		t.Fatalf("an edited template: %v %v, want version 2", up, err)
 	}
 }

@@ -123,34 +123,35 @@ func errStatus(err error) error {
 	return status.Error(codes.Unavailable, err.Error())
 }
 
-func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create bool) (*notifierv1.Template, error) {
+func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create bool) (*notifierv1.Template, bool, error) {
 	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out, err := g.e.SaveTemplate(ctx, tenant, t, create)
+	out, changed, err := g.e.SaveTemplate(ctx, tenant, t, create)
 	if err != nil {
-		return nil, errStatus(err)
+		return nil, false, errStatus(err)
 	}
-	return out, nil
+	return out, changed, nil
 }
 
 // CreateTemplate stores version 1 of a template.
 func (g *GRPC) CreateTemplate(ctx context.Context, req *notifierv1.CreateTemplateRequest) (*notifierv1.CreateTemplateResponse, error) {
-	t, err := g.saveTemplate(ctx, req.GetTemplate(), true)
+	t, _, err := g.saveTemplate(ctx, req.GetTemplate(), true)
 	if err != nil {
 		return nil, err
 	}
 	return &notifierv1.CreateTemplateResponse{Template: t}, nil
 }
 
-// UpdateTemplate stores the next version.
+// UpdateTemplate stores the next version, or nothing when the template
+// equals its latest version.
 func (g *GRPC) UpdateTemplate(ctx context.Context, req *notifierv1.UpdateTemplateRequest) (*notifierv1.UpdateTemplateResponse, error) {
-	t, err := g.saveTemplate(ctx, req.GetTemplate(), false)
+	t, changed, err := g.saveTemplate(ctx, req.GetTemplate(), false)
 	if err != nil {
 		return nil, err
 	}
-	return &notifierv1.UpdateTemplateResponse{Template: t}, nil
+	return &notifierv1.UpdateTemplateResponse{Template: t, Unchanged: !changed}, nil
 }
 
 func templateRef(key string, ch notifierv1.Channel) []*violation {

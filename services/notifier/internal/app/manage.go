@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/oklog/ulid/v2"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/pg"
@@ -25,15 +26,33 @@ func (e *InvalidError) Error() string {
 }
 
 // SaveTemplate validates t and stores it as a new template (create) or
-// the next version of an existing one.
-func (e *Engine) SaveTemplate(ctx context.Context, tenant string, t *notifierv1.Template, create bool) (*notifierv1.Template, error) {
+// the next version of an existing one, unless it equals that template's
+// latest version: then it stores nothing and reports changed false, so
+// that applying the same file twice leaves one version.
+func (e *Engine) SaveTemplate(ctx context.Context, tenant string, t *notifierv1.Template, create bool) (_ *notifierv1.Template, changed bool, err error) {
 	if _, vs := render.Compile(t); vs != nil {
-		return nil, &InvalidError{Violations: vs}
+		return nil, false, &InvalidError{Violations: vs}
 	}
 	if err := e.EnsureDefaults(ctx, tenant); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return store.InsertTemplate(ctx, e.pool, tenant, t, create, e.now())
+	if !create {
+		latest, err := store.GetTemplate(ctx, e.pool, tenant, t.GetKey(), t.GetChannel(), 0)
+		if err == nil && sameTemplate(latest, t) {
+			return latest, false, nil
+		}
+	}
+	saved, err := store.InsertTemplate(ctx, e.pool, tenant, t, create, e.now())
+	return saved, err == nil, err
+}
+
+// sameTemplate reports whether two templates say the same, whatever their
+// versions and save times.
+func sameTemplate(a, b *notifierv1.Template) bool {
+	def := func(t *notifierv1.Template) *notifierv1.Template {
+		return &notifierv1.Template{Key: t.GetKey(), Channel: t.GetChannel(), Description: t.GetDescription(), Variables: t.GetVariables(), Variants: t.GetVariants()}
+	}
+	return proto.Equal(def(a), def(b))
 }
 
 // GetTemplate returns a template version (0: latest).

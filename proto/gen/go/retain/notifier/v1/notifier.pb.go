@@ -399,8 +399,11 @@ func (x *UpdateTemplateRequest) GetTemplate() *Template {
 }
 
 type UpdateTemplateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Template      *Template              `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Template *Template              `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
+	// The template equals its latest version: nothing was stored, and
+	// template is that version.
+	Unchanged     bool `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +443,13 @@ func (x *UpdateTemplateResponse) GetTemplate() *Template {
 		return x.Template
 	}
 	return nil
+}
+
+func (x *UpdateTemplateResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
 }
 
 type GetTemplateRequest struct {
@@ -2314,9 +2324,10 @@ const file_retain_notifier_v1_notifier_proto_rawDesc = "" +
 	"\x16CreateTemplateResponse\x128\n" +
 	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"Q\n" +
 	"\x15UpdateTemplateRequest\x128\n" +
-	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"R\n" +
+	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"p\n" +
 	"\x16UpdateTemplateResponse\x128\n" +
-	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"w\n" +
+	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\x12\x1c\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"w\n" +
 	"\x12GetTemplateRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x1b.retain.notifier.v1.ChannelR\achannel\x12\x18\n" +
