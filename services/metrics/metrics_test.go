@@ -257,6 +257,7 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 	ctx := context.Background()
 	c := s.client(t, "multi")
 	q2 := pbPeriod(mustPeriod(day("2025-04-01"), day("2025-07-01")))
+	nextYear := time.Date(time.Now().Year()+1, 1, 1, 0, 0, 0, 0, time.UTC)
 	inverted := &metricsv1.Period{From: q2.To, To: q2.From}
 	for _, tc := range []struct {
 		name  string
@@ -316,6 +317,18 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 			_, err := c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: q2, Currency: "eur"}, c.creds)
 			return err
 		}, "currency", "ISO 4217"},
+		{"period starting in the future", func() error {
+			_, err := c.GetRetention(ctx, &metricsv1.GetRetentionRequest{Period: pbPeriod(mustPeriod(nextYear, nextYear.AddDate(0, 3, 0)))}, c.creds)
+			return err
+		}, "period.from", "is not in the past"},
+		{"rfm as of a future instant", func() error {
+			_, err := c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: ts(time.Now().Add(time.Hour)), Currency: "EUR"}, c.creds)
+			return err
+		}, "at", "is in the future"},
+		{"cohorts starting after this month", func() error {
+			_, err := c.GetCohorts(ctx, &metricsv1.GetCohortsRequest{FromMonth: nextYear.Format("2006-01"), ToMonth: nextYear.Format("2006-01"), Currency: "EUR"}, c.creds)
+			return err
+		}, "from_month", "the cohort has no customers yet"},
 		{"two currencies and none named", func() error {
 			_, err := c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: q2}, c.creds)
 			return err
@@ -347,6 +360,110 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		}
 		if resp.Orders != 1 || resp.NetRevenueMinor != 100 || resp.Currency != "GBP" {
 			t.Fatalf("GBP sales: %s", dump(resp))
+		}
+	})
+}
+
+// TestPeriodsEndingInTheFutureAreMeasuredToNow: a period that ends after now
+// (this quarter, asked for whole) is measured up to now, and says so, instead
+// of counting every customer who has not ordered by a date nobody has reached
+// as churned. The figures are those of the period [from, now) asked for
+// explicitly.
+func TestPeriodsEndingInTheFutureAreMeasuredToNow(t *testing.T) {
+	s := setup(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	from := now.AddDate(0, 0, -20)
+	end := now.AddDate(0, 0, 70) // a quarter's end, still to come
+	s.publish(t, "shop", []*eventsv1.Event{
+		// Active at from and at now under 30 days; not at end.
+		orderEvent("r1", "r1", "regular", from.AddDate(0, 0, -5), 1000, "EUR"),
+		orderEvent("r2", "r2", "regular", now.AddDate(0, 0, -10), 2000, "EUR"),
+		// Active at from; at now too (its order is 25 days old); not at end.
+		orderEvent("q1", "q1", "quiet", from.AddDate(0, 0, -5).Add(time.Hour), 500, "EUR"),
+		// New in the period.
+		orderEvent("n1", "n1", "new", now.AddDate(0, 0, -1), 700, "EUR"),
+	})
+	s.caughtUp(t)
+	ctx := context.Background()
+	c := s.client(t, "shop")
+	future := pbPeriod(mustPeriod(from, end))
+	// measuredToNow checks that a response's period is [from, now) for a now
+	// taken while the call ran, and returns it.
+	measuredToNow := func(t *testing.T, call func() (*metricsv1.Period, error)) *metricsv1.Period {
+		t.Helper()
+		before := time.Now().Truncate(time.Microsecond)
+		got, err := call()
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := time.Now()
+		if !got.GetFrom().AsTime().Equal(from) || got.GetTo().AsTime().Before(before) || got.GetTo().AsTime().After(after) {
+			t.Fatalf("measured %v to %v, want %v to now (between %v and %v)", got.GetFrom().AsTime(), got.GetTo().AsTime(), from, before, after)
+		}
+		return got
+	}
+
+	t.Run("retention", func(t *testing.T) {
+		var resp *metricsv1.GetRetentionResponse
+		p := measuredToNow(t, func() (_ *metricsv1.Period, err error) {
+			resp, err = c.GetRetention(ctx, &metricsv1.GetRetentionRequest{Period: future, WindowDays: 30}, c.creds)
+			return resp.GetPeriod(), err
+		})
+		if resp.ActiveAtStart != 2 || resp.Retained != 2 || resp.Churned != 0 || resp.NewCustomers != 1 || resp.ActiveAtEnd != 3 {
+			t.Fatalf("so far: %s", dump(resp))
+		}
+		explicit, err := c.GetRetention(ctx, &metricsv1.GetRetentionRequest{Period: p, WindowDays: 30}, c.creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(resp, explicit) {
+			t.Fatalf("so far %s\nexplicit [from, now) %s", dump(resp), dump(explicit))
+		}
+	})
+	t.Run("repeat, nps, top, sales", func(t *testing.T) {
+		measuredToNow(t, func() (*metricsv1.Period, error) {
+			r, err := c.GetRepeatPurchase(ctx, &metricsv1.GetRepeatPurchaseRequest{Period: future}, c.creds)
+			return r.GetPeriod(), err
+		})
+		measuredToNow(t, func() (*metricsv1.Period, error) {
+			r, err := c.GetNPS(ctx, &metricsv1.GetNPSRequest{Period: future}, c.creds)
+			return r.GetPeriod(), err
+		})
+		measuredToNow(t, func() (*metricsv1.Period, error) {
+			r, err := c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: future}, c.creds)
+			return r.GetPeriod(), err
+		})
+		var sales *metricsv1.GetSalesResponse
+		measuredToNow(t, func() (_ *metricsv1.Period, err error) {
+			sales, err = c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: future}, c.creds)
+			return sales.GetPeriod(), err
+		})
+		if sales.Orders != 2 || sales.NetRevenueMinor != 2700 {
+			t.Fatalf("sales so far: %s", dump(sales))
+		}
+	})
+	t.Run("cohorts end at this month", func(t *testing.T) {
+		before := retention.MonthOf(time.Now())
+		resp, err := c.GetCohorts(ctx, &metricsv1.GetCohortsRequest{FromMonth: from.Format("2006-01"), ToMonth: end.AddDate(1, 0, 0).Format("2006-01")}, c.creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := retention.MonthOf(time.Now())
+		if resp.ToMonth != before.String() && resp.ToMonth != after.String() {
+			t.Fatalf("cohorts to %s, want this month %s", resp.ToMonth, after)
+		}
+		last := resp.Rows[len(resp.Rows)-1]
+		if last.Cohort != resp.ToMonth || last.Cells[len(last.Cells)-1].Month != resp.ToMonth {
+			t.Fatalf("last row %s", dump(last))
+		}
+	})
+	t.Run("rfm as of now is accepted", func(t *testing.T) {
+		resp, err := c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: ts(time.Now())}, c.creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Customers != 3 {
+			t.Fatalf("rfm: %s", dump(resp))
 		}
 	})
 }

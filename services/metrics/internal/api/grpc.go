@@ -68,7 +68,7 @@ func (g *GRPC) GetRetention(ctx context.Context, req *metricsv1.GetRetentionRequ
 	if err != nil {
 		return nil, err
 	}
-	p, err := period(req.GetPeriod())
+	p, err := g.period(req.GetPeriod())
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (g *GRPC) GetRepeatPurchase(ctx context.Context, req *metricsv1.GetRepeatPu
 	if err != nil {
 		return nil, err
 	}
-	p, err := period(req.GetPeriod())
+	p, err := g.period(req.GetPeriod())
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +131,10 @@ func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest)
 	last, err := month("to_month", req.GetToMonth())
 	if err != nil {
 		return nil, err
+	}
+	first, last, err = retention.CohortRangeSoFar(first, last, g.now())
+	if err != nil {
+		return nil, invalid("from_month", err.Error())
 	}
 	if err := retention.ValidateCohortRange(first, last); err != nil {
 		return nil, invalid("to_month", err.Error())
@@ -172,7 +176,7 @@ func (g *GRPC) GetNPS(ctx context.Context, req *metricsv1.GetNPSRequest) (*metri
 	if err != nil {
 		return nil, err
 	}
-	p, err := period(req.GetPeriod())
+	p, err := g.period(req.GetPeriod())
 	if err != nil {
 		return nil, err
 	}
@@ -198,12 +202,20 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 	if err != nil {
 		return nil, err
 	}
-	at := g.now().UTC().Truncate(store.Precision)
+	now := g.now().UTC()
+	at := now.Truncate(store.Precision)
 	if req.GetAt() != nil {
 		if err := req.GetAt().CheckValid(); err != nil {
 			return nil, invalid("at", err.Error())
 		}
 		at = req.GetAt().AsTime().UTC()
+		// Unlike a period's end, an instant is not cut at now: scores "as
+		// of" a future instant would age every customer's recency by time
+		// that has not passed, so the caller's mistake is named instead.
+		if at.After(now) {
+			return nil, invalid("at", fmt.Sprintf("%s is in the future (now %s): RFM scores the orders known up to now; leave at unset for now",
+				at.Format(time.RFC3339Nano), now.Format(time.RFC3339)))
+		}
 	}
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
@@ -286,7 +298,7 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 	if err != nil {
 		return nil, err
 	}
-	p, err := period(req.GetPeriod())
+	p, err := g.period(req.GetPeriod())
 	if err != nil {
 		return nil, err
 	}
@@ -352,7 +364,7 @@ func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*m
 	if err != nil {
 		return nil, err
 	}
-	p, err := period(req.GetPeriod())
+	p, err := g.period(req.GetPeriod())
 	if err != nil {
 		return nil, err
 	}
@@ -394,8 +406,9 @@ func (g *GRPC) Rebuild(ctx context.Context, _ *metricsv1.RebuildRequest) (*metri
 }
 
 // period validates a request's period with the domain's rule, naming the
-// field at fault.
-func period(p *metricsv1.Period) (retention.Period, error) {
+// field at fault, and cuts a period that ends in the future at now
+// (retention.Period.SoFar): responses carry the period measured.
+func (g *GRPC) period(p *metricsv1.Period) (retention.Period, error) {
 	var from, to time.Time
 	if p.GetFrom() != nil {
 		if err := p.GetFrom().CheckValid(); err != nil {
@@ -412,7 +425,11 @@ func period(p *metricsv1.Period) (retention.Period, error) {
 	out, err := retention.NewPeriod(from, to)
 	switch {
 	case err == nil:
-		return out, nil
+		soFar, err := out.SoFar(g.now().UTC().Truncate(store.Precision))
+		if err != nil {
+			return out, invalid("period.from", err.Error())
+		}
+		return soFar, nil
 	case from.IsZero():
 		return out, invalid("period.from", "is required")
 	case to.IsZero():

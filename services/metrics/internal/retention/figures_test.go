@@ -186,6 +186,33 @@ func TestWindowAndPeriodValidation(t *testing.T) {
 	}
 }
 
+func TestSoFar(t *testing.T) {
+	now := at(t, "2026-11-24T14:03:00Z")
+	q4 := period(t, "2026-10-01", "2027-01-01")
+	if got, err := q4.SoFar(now); err != nil || !got.From.Equal(q4.From) || !got.To.Equal(now) {
+		t.Errorf("this quarter so far: %+v, %v", got, err)
+	}
+	q3 := period(t, "2026-07-01", "2026-10-01")
+	if got, err := q3.SoFar(now); err != nil || got != q3 {
+		t.Errorf("a past quarter: %+v, %v", got, err)
+	}
+	for _, p := range []Period{period(t, "2027-01-01", "2027-04-01"), {From: now, To: now.Add(Day)}} {
+		if _, err := p.SoFar(now); err == nil {
+			t.Errorf("period %+v starting at or after now accepted", p)
+		}
+	}
+	this := MonthFor(2026, time.November)
+	if first, last, err := CohortRangeSoFar(this-11, this+13, now); err != nil || first != this-11 || last != this {
+		t.Errorf("cohorts to a future month: %s..%s, %v", first, last, err)
+	}
+	if first, last, err := CohortRangeSoFar(this-11, this-1, now); err != nil || first != this-11 || last != this-1 {
+		t.Errorf("past cohorts: %s..%s, %v", first, last, err)
+	}
+	if _, _, err := CohortRangeSoFar(this+1, this+2, now); err == nil {
+		t.Error("cohorts from next month accepted")
+	}
+}
+
 func TestSurveys(t *testing.T) {
 	p := period(t, "2024-04-01", "2024-05-01")
 	in := at(t, "2024-04-10")

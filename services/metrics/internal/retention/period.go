@@ -64,6 +64,24 @@ func (p Period) Validate() error {
 	return nil
 }
 
+// SoFar is the part of p that has happened by now: p itself when it ends by
+// now, [From, now) when it ends later. A period that starts at or after now
+// has nothing in it yet and is an error. Figures are measured up to now, never
+// to an instant nobody has reached: at a future end every customer who has not
+// ordered by then would count as lost (a retention rate is not a forecast).
+// The caller reports the period measured.
+func (p Period) SoFar(now time.Time) (Period, error) {
+	now = now.UTC()
+	if !p.From.Before(now) {
+		return p, fmt.Errorf("%s is not in the past (now %s): nothing has happened in the period yet",
+			p.From.Format(time.RFC3339Nano), now.Format(time.RFC3339))
+	}
+	if p.To.After(now) {
+		p.To = now
+	}
+	return p, nil
+}
+
 // Contains reports whether t is in [From, To).
 func (p Period) Contains(t time.Time) bool {
 	return !t.Before(p.From) && t.Before(p.To)
@@ -102,6 +120,18 @@ func (m Month) Period() Period { return Period{From: m.Start(), To: (m + 1).Star
 
 // String renders the month as YYYY-MM.
 func (m Month) String() string { return fmt.Sprintf("%04d-%02d", m.Year(), int(m.Calendar())) }
+
+// CohortRangeSoFar is the cohort range first..last up to the month of now:
+// a later last month is now's month (its cells would all be empty, which
+// reads as everyone lapsing), and a first month after now's is an error (its
+// cohort has no customers yet).
+func CohortRangeSoFar(first, last Month, now time.Time) (Month, Month, error) {
+	this := MonthOf(now)
+	if first > this {
+		return first, last, fmt.Errorf("%s is after this month (%s): the cohort has no customers yet", first, this)
+	}
+	return first, min(last, this), nil
+}
 
 // ValidateCohortRange reports a cohort range that is inverted or longer than
 // MaxCohortMonths.
