@@ -316,7 +316,11 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		{"lower-case currency", func() error {
 			_, err := c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: q2, Currency: "eur"}, c.creds)
 			return err
-		}, "currency", "ISO 4217"},
+		}, "currency", `ISO 4217 codes are upper case: "EUR"`},
+		{"three letters that are no currency", func() error {
+			_, err := c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: q2, Currency: "XYZ"}, c.creds)
+			return err
+		}, "currency", `"XYZ" is not an ISO 4217 currency code`},
 		{"period starting in the future", func() error {
 			_, err := c.GetRetention(ctx, &metricsv1.GetRetentionRequest{Period: pbPeriod(mustPeriod(nextYear, nextYear.AddDate(0, 3, 0)))}, c.creds)
 			return err

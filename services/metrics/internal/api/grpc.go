@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/currency"
 	"github.com/retainhq/retain/platform/server"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	"github.com/retainhq/retain/services/metrics/internal/consumer"
@@ -484,13 +486,15 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
-var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
-
-// currency validates the requested currency or resolves the tenant's only
-// one.
+// currency validates the requested currency (a known ISO 4217 code, the
+// table ingest checks orders against) or resolves the tenant's only one.
 func (g *GRPC) currency(ctx context.Context, tenant, want string) (string, error) {
-	if want != "" && !currencyRE.MatchString(want) {
-		return "", invalid("currency", fmt.Sprintf("%q: must be an ISO 4217 code like EUR", want))
+	switch {
+	case want == "" || currency.Known(want):
+	case currency.Known(strings.ToUpper(want)):
+		return "", invalid("currency", fmt.Sprintf("%q: ISO 4217 codes are upper case: %q", want, strings.ToUpper(want)))
+	default:
+		return "", invalid("currency", fmt.Sprintf("%q is not an ISO 4217 currency code (like EUR)", want))
 	}
 	c, err := g.store.ResolveCurrency(ctx, tenant, want)
 	var ce *store.CurrencyError
