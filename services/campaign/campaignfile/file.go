@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -29,21 +30,31 @@ func Decode(data []byte) (*campaignv1.Campaign, error) {
 	}
 	var doc any
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, errors.New("campaign file is empty")
+	} else if err != nil {
 		return nil, fmt.Errorf("campaign file: %w", err)
 	}
-	if _, ok := doc.(map[string]any); !ok {
+	var more any
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return nil, errors.New("campaign file holds more than one YAML document (---): one campaign per file")
+	}
+	top, ok := doc.(map[string]any)
+	if !ok {
 		return nil, errors.New("campaign file: want a mapping of campaign fields at the top level")
 	}
 	doc, err := jsonable(doc, "")
 	if err != nil {
 		return nil, fmt.Errorf("campaign file: %w", err)
 	}
+	c := &campaignv1.Campaign{}
+	if errs := check(c.ProtoReflect().Descriptor(), top, ""); len(errs) > 0 {
+		return nil, fmt.Errorf("campaign file: %s", strings.Join(errs, "; "))
+	}
 	js, err := json.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("campaign file: %w", err)
 	}
-	c := &campaignv1.Campaign{}
 	if err := protojson.Unmarshal(js, c); err != nil {
 		return nil, fmt.Errorf("campaign file: %w", err)
 	}
