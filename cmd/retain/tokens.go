@@ -12,17 +12,21 @@ import (
 	"github.com/retainhq/retain/platform/auth"
 )
 
+const tokensUsage = `usage: retain tokens COMMAND [flags]
+
+Commands:
+  keygen                                 print a new Ed25519 key pair as RETAIN_AUTH_PUBLIC_KEY
+                                         and RETAIN_AUTH_PRIVATE_KEY
+  issue --tenant T --scopes S [--ttl D]  sign a token with RETAIN_AUTH_PRIVATE_KEY (or the key of
+                                         retain dev in this directory); it does not expire
+                                         unless --ttl is given (e.g. --ttl 720h)`
+
+// runTokens is `retain tokens keygen|issue`.
 func runTokens(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: retain tokens keygen|issue [flags]")
-	}
-	switch args[0] {
-	case "keygen":
-		return runKeygen(env, args[1:])
-	case "issue":
-		return runIssue(env, args[1:])
-	}
-	return fmt.Errorf("unknown tokens command %q: want keygen or issue", args[0])
+	return subcommands(env, "tokens", tokensUsage, args, map[string]func([]string) error{
+		"keygen": func(a []string) error { return runKeygen(env, a) },
+		"issue":  func(a []string) error { return runIssue(env, a) },
+	})
 }
 
 // runKeygen prints a new Ed25519 key pair as the environment variables the
@@ -41,13 +45,18 @@ func runKeygen(env *cliEnv, args []string) error {
 }
 
 func runIssue(env *cliEnv, args []string) error {
-	fs := newFlags(env, "tokens issue", "tokens issue --tenant T --scopes events:write,read [--ttl 720h]")
+	fs := newFlags(env, "tokens issue", "tokens issue --tenant T --scopes events:write,read [--ttl DURATION]")
 	tenant := fs.String("tenant", "", "tenant the token is scoped to")
 	scopes := fs.String("scopes", "", "comma-separated scopes: "+strings.Join(auth.Scopes(), ", "))
-	ttl := fs.Duration("ttl", 0, "lifetime of the token (0: does not expire)")
-	keyFlag := fs.String("private-key", env.getenv("RETAIN_AUTH_PRIVATE_KEY"), "Ed25519 private key, base64 or PEM (env RETAIN_AUTH_PRIVATE_KEY; default: the key of `retain dev` in this directory)")
+	ttl := fs.Duration("ttl", 0, "lifetime of the token, e.g. 720h (default 0: the token does not expire)")
+	keyFlag := fs.String("private-key", env.getenv("RETAIN_AUTH_PRIVATE_KEY"), "Ed25519 private `KEY`, base64 or PEM (env RETAIN_AUTH_PRIVATE_KEY; default: the key of 'retain dev' in this directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *ttl < 0 {
+		// A negative lifetime would have issued a token that never
+		// expires: the opposite of what was asked for.
+		return fmt.Errorf("--ttl %s: must not be negative (leave it out, or 0, for a token that does not expire)", *ttl)
 	}
 	key := *keyFlag
 	if key == "" {
