@@ -63,8 +63,10 @@ type endpoint struct {
 // RETAIN_TOKEN defaults.
 func addEndpointFlags(fs *flag.FlagSet, env *cliEnv) *endpoint {
 	e := &endpoint{}
-	fs.StringVar(&e.addr, "addr", env.getenv("RETAIN_ADDR"), "gRPC address of Retain (env RETAIN_ADDR; default: the `retain dev` running from this directory)")
-	fs.StringVar(&e.token, "token", env.getenv("RETAIN_TOKEN"), "API token (env RETAIN_TOKEN; default: the dev token of `retain dev`)")
+	// A back-quoted word in a usage text is the flag's placeholder in -h:
+	// only ADDR and TOKEN are quoted so.
+	fs.StringVar(&e.addr, "addr", env.getenv("RETAIN_ADDR"), "`ADDR` (host:port) of Retain's gRPC API (env RETAIN_ADDR; default: the 'retain dev' running from this directory)")
+	fs.StringVar(&e.token, "token", env.getenv("RETAIN_TOKEN"), "API `TOKEN` (env RETAIN_TOKEN; default: the dev token of 'retain dev')")
 	return e
 }
 
@@ -75,10 +77,17 @@ func (e *endpoint) resolve() error {
 	}
 	s, err := readDevState(stateDir)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return errors.New("no Retain to talk to: start `retain dev` in this directory, or pass --addr and --token (RETAIN_ADDR, RETAIN_TOKEN)")
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
-		return err
+		// Without a dev stack here, name what is missing.
+		switch {
+		case e.addr != "":
+			return fmt.Errorf("no API token for %s: pass --token or set RETAIN_TOKEN (retain tokens issue makes one)", e.addr)
+		case e.token != "":
+			return errors.New("no address to send the token to: pass --addr or set RETAIN_ADDR (host:port of Retain's gRPC API)")
+		}
+		return errors.New("no Retain to talk to: start `retain dev` in this directory, or pass --addr and --token (RETAIN_ADDR, RETAIN_TOKEN)")
 	}
 	if e.addr == "" {
 		e.addr = s.GRPCAddr

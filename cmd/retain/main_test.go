@@ -338,3 +338,30 @@ func TestTokensCommand(t *testing.T) {
 		t.Errorf("tokens issue -h: %v\n%s", err, errOut)
 	}
 }
+
+// TestEndpointErrors runs API commands where no retain dev left its state:
+// the error names what is missing, and -h shows ADDR and TOKEN as the
+// placeholders of --addr and --token.
+func TestEndpointErrors(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, tt := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"RETAIN_ADDR": "127.0.0.1:9090"}, "no API token for 127.0.0.1:9090: pass --token or set RETAIN_TOKEN"},
+		{map[string]string{"RETAIN_TOKEN": "tok"}, "no address to send the token to: pass --addr or set RETAIN_ADDR"},
+		{nil, "no Retain to talk to: start `retain dev`"},
+	} {
+		env, _, _ := testEnv(tt.vars)
+		if err := run(context.Background(), env, []string{"campaigns", "list"}); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v, want %q", tt.vars, err, tt.want)
+		}
+	}
+	env, _, errOut := testEnv(nil)
+	_ = run(context.Background(), env, []string{"campaigns", "list", "-h"})
+	for _, want := range []string{"-addr ADDR\n", "-token TOKEN\n", "the 'retain dev' running from this directory"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("campaigns list -h lacks %q:\n%s", want, errOut)
+		}
+	}
+}
