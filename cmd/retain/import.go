@@ -20,18 +20,42 @@ type rowReader interface {
 }
 
 func runImport(ctx context.Context, env *cliEnv, args []string) error {
-	kinds := make([]string, 0, len(importer.Kinds()))
+	return importFiles(ctx, env, "import", args)
+}
+
+// runPublish is `retain publish FILE...`: import ndjson under its own name.
+func runPublish(ctx context.Context, env *cliEnv, args []string) error {
+	return importFiles(ctx, env, "publish", args)
+}
+
+// importKinds are the KINDs `retain import` accepts: ndjson and the CSV
+// kinds.
+func importKinds() []string {
+	kinds := []string{"ndjson"}
 	for _, k := range importer.Kinds() {
 		kinds = append(kinds, string(k))
 	}
-	usageLine := "import KIND FILE... [flags]   (KIND: ndjson, " + strings.Join(kinds, ", ") + "; FILE '-' is stdin)"
-	fs := newFlags(env, "import", usageLine)
+	return kinds
+}
+
+// importFiles is `retain import KIND FILE...` and, with cmd "publish",
+// `retain publish FILE...`, which reads NDJSON and has no CSV flags.
+func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) error {
+	publish := cmd == "publish"
+	usageLine := "import KIND FILE... [flags]   (KIND: " + strings.Join(importKinds(), ", ") + "; FILE '-' is stdin)"
+	if publish {
+		usageLine = "publish FILE... [flags]   (NDJSON, one protojson Event per line, as import ndjson; FILE '-' is stdin)"
+	}
+	fs := newFlags(env, cmd, usageLine)
 	ep := addEndpointFlags(fs, env)
 	var maps multiFlag
-	fs.Var(&maps, "map", "FIELD=COLUMN pairs, comma-separated (repeatable), e.g. order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total")
-	currency := fs.String("currency", "", "ISO-4217 currency of money columns without a currency column")
-	timeFormat := fs.String("time-format", "", "Go time layout of date-time columns (default RFC 3339), e.g. \"2006-01-02 15:04:05\"")
-	surveyKind := fs.String("survey-kind", "", "nps or csat, for survey files without a kind column")
+	currency, timeFormat, surveyKind := new(string), new(string), new(string)
+	if !publish {
+		fs.Var(&maps, "map", "`FIELD=COLUMN` pairs, comma-separated (repeatable), e.g. order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total")
+		currency = fs.String("currency", "", "ISO-4217 currency of money columns without a currency column")
+		timeFormat = fs.String("time-format", "", "Go time layout of date-time columns (default RFC 3339), e.g. \"2006-01-02 15:04:05\"")
+		surveyKind = fs.String("survey-kind", "", "nps or csat, for survey files without a kind column")
+	}
 	quiet := fs.Bool("quiet", false, "no progress line")
 	maxErrors := fs.Int("show-rejected", 20, "how many rejected rows to list in the summary")
 	// Flags may follow the positional arguments, as in the README's example.
@@ -40,11 +64,23 @@ func runImport(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	pos = append(pos, fs.Args()...)
+	if publish {
+		if len(pos) < 1 {
+			fs.Usage()
+			return errors.New("publish needs at least one FILE ('-' for stdin)")
+		}
+		pos = append([]string{"ndjson"}, pos...)
+	}
 	if len(pos) < 2 {
 		fs.Usage()
 		return errors.New("import needs a KIND and at least one FILE")
 	}
 	kind, files := pos[0], pos[1:]
+	if kind != "ndjson" {
+		if _, err := importer.ParseKind(kind); err != nil {
+			return fmt.Errorf("unknown KIND %q: want %s", kind, strings.Join(importKinds(), ", "))
+		}
+	}
 	mapping, err := importer.ParseMapping(maps...)
 	if err != nil {
 		return err
@@ -113,10 +149,6 @@ func rowSource(rr rowReader) func() (sourceEvent, error) {
 		row := rr.Row()
 		return sourceEvent{line: row.Line, event: row.Event, err: row.Err}, nil
 	}
-}
-
-func runPublish(ctx context.Context, env *cliEnv, args []string) error {
-	return runImport(ctx, env, append([]string{"ndjson"}, args...))
 }
 
 func openInput(env *cliEnv, name string) (io.Reader, func(), error) {

@@ -365,3 +365,25 @@ func TestEndpointErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestImportUsageErrors checks what import and publish say before they
+// dial: publish names itself and shows its own usage, and an unknown KIND
+// lists every kind import accepts, ndjson included.
+func TestImportUsageErrors(t *testing.T) {
+	env, _, errOut := testEnv(nil)
+	err := run(context.Background(), env, []string{"publish"})
+	if err == nil || !strings.Contains(err.Error(), "publish needs at least one FILE") ||
+		!strings.Contains(errOut.String(), "Usage: retain publish FILE...") || strings.Contains(errOut.String(), "retain import") || strings.Contains(errOut.String(), "-map") {
+		t.Errorf("publish without a file: %v\n%s", err, errOut)
+	}
+	env, _, _ = testEnv(nil)
+	err = run(context.Background(), env, []string{"import", "widgets", "f.csv"})
+	if err == nil || !strings.Contains(err.Error(), `unknown KIND "widgets": want ndjson, orders, customers, refunds, tickets, surveys`) {
+		t.Errorf("import widgets: %v", err)
+	}
+	env, _, errOut = testEnv(nil)
+	err = run(context.Background(), env, []string{"import", "orders"})
+	if err == nil || !strings.Contains(err.Error(), "import needs a KIND and at least one FILE") || !strings.Contains(errOut.String(), "-map FIELD=COLUMN") {
+		t.Errorf("import without a file: %v\n%s", err, errOut)
+	}
+}

@@ -41,7 +41,7 @@ func ParseKind(s string) (Kind, error) {
 	if _, ok := kindSpecs[k]; ok {
 		return k, nil
 	}
-	return "", fmt.Errorf("unknown kind %q; valid: %s", s, joinKinds())
+	return "", fmt.Errorf("unknown kind %q; valid CSV kinds: %s", s, joinKinds())
 }
 
 func joinKinds() string {
@@ -266,7 +266,7 @@ type seenRecord struct {
 func NewCSVReader(r io.Reader, opts CSVOptions) (*CSVReader, error) {
 	spec, ok := kindSpecs[opts.Kind]
 	if !ok {
-		return nil, fmt.Errorf("unknown kind %q; valid: %s", opts.Kind, joinKinds())
+		return nil, fmt.Errorf("unknown kind %q; valid CSV kinds: %s", opts.Kind, joinKinds())
 	}
 	if opts.TimeFormat == "" {
 		opts.TimeFormat = time.RFC3339
