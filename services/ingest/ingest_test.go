@@ -202,17 +202,21 @@ func TestHTTPPublish(t *testing.T) {
 			order("o-1", "c-1", 4200),
 			`{"id":"bad-2","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"y","total":{"amount_minor":12.5,"currency":"EUR"}}}`,
 			`{"occurred_at":"2026-01-02T10:00:00Z","tenant_id":"someone-else","survey_answered":{"customer_id":"c-2","survey_id":"s","kind":"SURVEY_KIND_NPS","score":9}}`,
+			`{"occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"z","totl":{}},"id":"bad-3"}`,
 		))
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		want := []string{"accepted", "rejected", "duplicate", "rejected", "accepted"}
+		want := []string{"accepted", "rejected", "duplicate", "rejected", "accepted", "rejected"}
+		if len(a.Results) != len(want) {
+			t.Fatalf("%d results, want %d", len(a.Results), len(want))
+		}
 		for i, r := range a.Results {
 			if r.Status != want[i] {
 				t.Errorf("event %d: %s, want %s", i, r.Status, want[i])
 			}
 		}
-		if a.Accepted != 2 || a.Duplicates != 1 || a.Rejected != 2 {
+		if a.Accepted != 2 || a.Duplicates != 1 || a.Rejected != 3 {
 			t.Errorf("counts %+v", a)
 		}
 		if got := a.Results[1].Errors; len(got) == 0 || got[0].Field != "order_placed.total.amount_minor" {
@@ -220,6 +224,16 @@ func TestHTTPPublish(t *testing.T) {
 		}
 		if got := a.Results[3].Errors; len(got) == 0 || got[0].Field != "order_placed.total.amount_minor" || !strings.Contains(got[0].Description, "integer") {
 			t.Errorf("fractional money errors %+v", got)
+		}
+		// Events that fail to decode are still named by the id the client
+		// sent, for correlation, next to their index.
+		for _, i := range []int{1, 3, 5} {
+			if r := a.Results[i]; r.Index != i || r.ID != fmt.Sprintf("bad-%d", (i+1)/2) {
+				t.Errorf("rejected event %d answered index %d id %q, want index %d id bad-%d", i, r.Index, r.ID, i, (i+1)/2)
+			}
+		}
+		if got := a.Results[5].Errors; len(got) == 0 || got[0].Field != "order_placed.totl" {
+			t.Errorf("unknown field errors %+v, want field order_placed.totl", got)
 		}
 		if a.Results[4].ID == "" {
 			t.Error("an event without id gets a generated one")

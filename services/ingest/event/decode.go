@@ -52,6 +52,10 @@ type DecodeError struct {
 	Field string
 	// Message says what is wrong, e.g. "must be an integer, got 12.5".
 	Message string
+	// ID is the event's "id" when it could still be read from the element
+	// (see LenientID), else "". Clients correlate results by id, so a
+	// rejection should name it even when the rest of the event is malformed.
+	ID string
 }
 
 func (e *DecodeError) Error() string {
@@ -99,12 +103,48 @@ func DecodeBatch(r io.Reader) ([]*eventsv1.Event, []DecodeError, error) {
 	for i, raw := range raws {
 		ev, fe := UnmarshalEvent(raw)
 		if fe != nil {
-			bad = append(bad, DecodeError{Index: i, Field: fe.GetField(), Message: fe.GetDescription()})
+			bad = append(bad, DecodeError{Index: i, Field: fe.GetField(), Message: fe.GetDescription(), ID: LenientID(raw)})
 			continue
 		}
 		events[i] = ev
 	}
 	return events, bad, nil
+}
+
+// LenientID reads just the top-level "id" of an event's JSON, for naming an
+// event that failed to decode. It is "" unless raw is an object with exactly
+// one "id" key (the name protojson accepts) whose value is a string that
+// decodes exactly: valid UTF-8, no escape turned into U+FFFD. Other fields
+// are not looked at, so it succeeds whatever else is wrong with the event.
+func LenientID(raw []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	var id string
+	found := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		key, _ := tok.(string)
+		var val json.RawMessage
+		if err := dec.Decode(&val); err != nil {
+			return ""
+		}
+		if key != "id" {
+			continue
+		}
+		if found {
+			return "" // given twice: which one the client meant is unclear
+		}
+		found = true
+		if jsonKind(val) != "a string" || !utf8.Valid(val) || json.Unmarshal(val, &id) != nil || strings.ContainsRune(id, utf8.RuneError) {
+			return ""
+		}
+	}
+	return id
 }
 
 // splitBatch makes one pass over the body with a streaming decoder and returns

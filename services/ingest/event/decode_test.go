@@ -188,6 +188,52 @@ func TestDecodeBatchPerEventErrors(t *testing.T) {
 	}
 }
 
+func TestDecodeBatchNamesTheIDOfAFailedEvent(t *testing.T) {
+	body := `{"events":[` +
+		`{"id":"frac-1","order_placed":{"total":{"amount_minor":12.5}}},` +
+		`{"order_placed":{"totl":{}},"id":"unknown-1"},` +
+		`{"order_placed":{"totl":{}}}` + `]}`
+	_, bad, err := DecodeBatch(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"frac-1", "unknown-1", ""}
+	if len(bad) != len(want) {
+		t.Fatalf("want %d decode errors, got %v", len(want), bad)
+	}
+	for i, de := range bad {
+		if de.Index != i || de.ID != want[i] {
+			t.Errorf("decode error %d: index %d id %q, want index %d id %q", i, de.Index, de.ID, i, want[i])
+		}
+	}
+}
+
+func TestLenientID(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{`{"id":"e1","order_placed":{"total":{"amount_minor":12.5}}}`, "e1"},
+		{`{"occurred_at":"x","nested":{"id":"inner"},"id":"outer"}`, "outer"},
+		{`{"id":"caf\u00e9 \"q\""}`, `café "q"`},
+		{`{"id":"ok-é"}`, "ok-é"},
+		{`{"id":""}`, ""},
+		{`{"order_placed":{"id":"inner"}}`, ""},
+		{`{"ID":"upper"}`, ""},      // protojson knows only "id"
+		{`{"id":"a","id":"b"}`, ""}, // ambiguous
+		{`{"id":42}`, ""},           // not a string
+		{`{"id":null}`, ""},
+		{`{"id":"x\ud800"}`, ""},   // a lone surrogate would not echo back as sent
+		{"{\"id\":\"x\xff\"}", ""}, // invalid UTF-8
+		{`["id","e1"]`, ""},        // not an object
+		{`null`, ""},
+		{`{"id":`, ""},
+		{``, ""},
+	}
+	for _, tt := range tests {
+		if got := LenientID([]byte(tt.raw)); got != tt.want {
+			t.Errorf("LenientID(%s) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
+
 func TestUnmarshalEventRoundTrip(t *testing.T) {
 	for _, ev := range []*eventsv1.Event{validCustomerUpdated(), validOrderPlaced(), validOrderRefunded(), validTicketOpened(), validTicketResolved(), validSurveyAnswered()} {
 		t.Run(TypeOf(ev), func(t *testing.T) {

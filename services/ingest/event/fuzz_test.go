@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -59,6 +60,9 @@ func FuzzDecodeBatch(f *testing.F) {
 			if strings.TrimSpace(de.Message) == "" {
 				t.Fatalf("empty message for index %d", de.Index)
 			}
+			if !utf8.ValidString(de.ID) {
+				t.Fatalf("index %d: id %q is not UTF-8", de.Index, de.ID)
+			}
 		}
 		for i, ev := range events {
 			if ev == nil {
@@ -102,6 +106,9 @@ func FuzzUnmarshalEvent(f *testing.F) {
 	f.Add([]byte(`{"order_placed":{"items":[{"unit_price":{"amount_minor":1.5}}]}}`))
 	f.Add([]byte(`{"":""}`))
 	f.Add([]byte(`{"id":`))
+	f.Add([]byte(`{"id":"e1","id":"e2"}`))
+	f.Add([]byte(`{"id":"x\ud800y"}`))
+	f.Add([]byte(`{"id":"e1","order_placed":{"total":{"amount_minor":1.5}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, fe := UnmarshalEvent(data)
 		if (ev == nil) == (fe == nil) {
@@ -109,6 +116,10 @@ func FuzzUnmarshalEvent(f *testing.F) {
 		}
 		if fe != nil && strings.TrimSpace(fe.GetDescription()) == "" {
 			t.Fatalf("empty description for field %q", fe.GetField())
+		}
+		// The lenient look at the id never disagrees with the real decoder.
+		if id := LenientID(data); ev != nil && id != "" && id != ev.GetId() {
+			t.Fatalf("LenientID = %q, decoded id = %q", id, ev.GetId())
 		}
 	})
 }

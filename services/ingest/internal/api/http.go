@@ -82,6 +82,13 @@ func (h *HTTP) publish(w http.ResponseWriter, r *http.Request) {
 	for i, res := range resp.Results {
 		out.Results[i] = httpResult{Index: int(res.Index), ID: res.Id, Status: event.StatusWord(res.Status), Errors: res.Errors}
 	}
+	// An event that failed to decode has no Event to take the id from; name
+	// it by the id the client sent, when that much could be read.
+	for _, de := range decodeErrs {
+		if r := &out.Results[de.Index]; r.ID == "" {
+			r.ID = de.ID
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(out)
