@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -132,7 +134,34 @@ func (f commandFlags) parseOne(args []string, what string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return oneArg(pos, what)
+	arg, err := oneArg(pos, what)
+	if err != nil {
+		if hint := boolValueHint(f.fs, args); hint != "" {
+			return "", fmt.Errorf("%w; %s", err, hint)
+		}
+	}
+	return arg, err
+}
+
+// boolValueHint explains an argument like the false of
+// `--email-marketing false`: a boolean flag takes its value after "=", so
+// the flag package reads false as one more positional argument.
+func boolValueHint(fs *flag.FlagSet, args []string) string {
+	for i := 1; i < len(args); i++ {
+		if _, err := strconv.ParseBool(args[i]); err != nil {
+			continue
+		}
+		name := strings.TrimLeft(args[i-1], "-")
+		if !strings.HasPrefix(args[i-1], "-") || name == "" || strings.Contains(name, "=") {
+			continue
+		}
+		if fl := fs.Lookup(name); fl != nil {
+			if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				return fmt.Sprintf("%q after --%s is not its value: use --%s=%s", args[i], name, name, args[i])
+			}
+		}
+	}
+	return ""
 }
 
 // clientOf dials Retain and wraps the connection in a service's client;

@@ -315,6 +315,7 @@ func TestNotifierCommands(t *testing.T) {
 			{[]string{"deliveries", "list", "--customer", "a", "--campaign", "b"}, "exactly one of --customer and --campaign"},
 			{[]string{"deliveries", "show", "nope"}, `not found: delivery "nope": not found`},
 			{[]string{"preferences", "set", "c-42"}, "needs at least one of --email-marketing"},
+			{[]string{"preferences", "set", "c-42", "--email-marketing", "false"}, `want exactly one customer id, got 2 arguments; "false" after --email-marketing is not its value: use --email-marketing=false`},
 			{[]string{"preferences", "get", "c-42", "--output", "yaml"}, `--output "yaml"`},
 		} {
 			env, _, _ := testEnv(vars)
