@@ -141,6 +141,26 @@ func (s *stack) post(t *testing.T, token string, body []byte, header ...string) 
 	return resp, a
 }
 
+// errorBody is the code and message of an error answer, failing t unless
+// the answer is the API's JSON error shape {"error":{"code","message"}}.
+func errorBody(t *testing.T, resp *http.Response) (code, message string) {
+	t.Helper()
+	raw, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("status %d: content type %q, want application/json (%s)", resp.StatusCode, ct, raw)
+	}
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		t.Errorf("status %d: error body %q is not JSON: %v", resp.StatusCode, raw, err)
+	}
+	return e.Error.Code, e.Error.Message
+}
+
 func order(id, customer string, minor int64) string {
 	return fmt.Sprintf(`{"id":%q,"occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":%q,"order_id":%q,"total":{"amount_minor":%d,"currency":"EUR"}}}`, id, customer, id, minor)
 }
@@ -295,21 +315,36 @@ func TestHTTPPublish(t *testing.T) {
 			many[i] = order(fmt.Sprintf("m-%d", i), "c", 1)
 		}
 		big := batch(order("big", "c", 1)[:10] + strings.Repeat(" ", 1<<20))
+		var bigGz bytes.Buffer
+		zw := gzip.NewWriter(&bigGz)
+		_, _ = zw.Write(big)
+		_ = zw.Close()
+		one := batch(order("lim-1", "c", 1))
 		cases := []struct {
 			name   string
 			body   []byte
+			header []string
 			status int
+			code   string
 		}{
-			{"501 events", batch(many...), http.StatusRequestEntityTooLarge},
-			{"body over 1 MiB", big, http.StatusRequestEntityTooLarge},
-			{"not JSON", []byte(`{"events":[`), http.StatusBadRequest},
-			{"events not an array", []byte(`{"events":{}}`), http.StatusBadRequest},
+			{"501 events", batch(many...), nil, http.StatusRequestEntityTooLarge, "too_many_events"},
+			{"body over 1 MiB", big, nil, http.StatusRequestEntityTooLarge, "body_too_large"},
+			{"body over 1 MiB after gunzip", bigGz.Bytes(), []string{"Content-Encoding", "gzip"}, http.StatusRequestEntityTooLarge, "body_too_large"},
+			{"not gzip", one, []string{"Content-Encoding", "gzip"}, http.StatusBadRequest, "bad_request"},
+			{"not JSON", []byte(`{"events":[`), nil, http.StatusBadRequest, "bad_request"},
+			{"events not an array", []byte(`{"events":{}}`), nil, http.StatusBadRequest, "bad_request"},
+			{"content type", one, []string{"Content-Type", "text/csv"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
+			{"content encoding", one, []string{"Content-Encoding", "br"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
 		}
 		for _, c := range cases {
-			resp, _ := s.post(t, s.token, c.body)
+			resp, _ := s.post(t, s.token, c.body, c.header...)
 			if resp.StatusCode != c.status {
 				body, _ := io.ReadAll(resp.Body)
 				t.Errorf("%s: status %d, want %d (%s)", c.name, resp.StatusCode, c.status, body)
+				continue
+			}
+			if code, msg := errorBody(t, resp); code != c.code || msg == "" {
+				t.Errorf("%s: error code %q message %q, want code %q and a message", c.name, code, msg, c.code)
 			}
 		}
 	})
@@ -317,6 +352,8 @@ func TestHTTPPublish(t *testing.T) {
 	t.Run("credentials", func(t *testing.T) {
 		if resp, _ := s.post(t, "", batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("no token: %d, want 401", resp.StatusCode)
+		} else if code, _ := errorBody(t, resp); code != "unauthenticated" {
+			t.Errorf("no token: code %q, want unauthenticated", code)
 		}
 		if resp, _ := s.post(t, "not-a-token", batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("garbage token: %d, want 401", resp.StatusCode)
@@ -324,6 +361,8 @@ func TestHTTPPublish(t *testing.T) {
 		reader := s.issue(t, "shop", auth.ScopeRead)
 		if resp, _ := s.post(t, reader, batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusForbidden {
 			t.Errorf("read-only token: %d, want 403", resp.StatusCode)
+		} else if code, _ := errorBody(t, resp); code != "permission_denied" {
+			t.Errorf("read-only token: code %q, want permission_denied", code)
 		}
 		_, otherPriv, _ := auth.GenerateKeyPair()
 		otherSigner, _ := auth.NewSignerFromString(otherPriv)

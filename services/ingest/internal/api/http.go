@@ -59,9 +59,9 @@ func (h *HTTP) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthenticated", "missing credentials")
 		return
 	}
-	body, status, err := readBody(w, r)
-	if err != nil {
-		writeError(w, status, http.StatusText(status), err.Error())
+	body, rerr := readBody(w, r)
+	if rerr != nil {
+		writeError(w, rerr.status, rerr.code, rerr.msg)
 		return
 	}
 	events, decodeErrs, err := event.DecodeBatch(body)
@@ -109,11 +109,22 @@ func (h *HTTP) unavailable(w http.ResponseWriter, ctx context.Context, err error
 	writeError(w, http.StatusTooManyRequests, code, err.Error()+"; retry with the same event ids")
 }
 
+// requestError is a refusal of the whole request: its status and the
+// snake_case code and message of the JSON error body.
+type requestError struct {
+	status    int
+	code, msg string
+}
+
+func refuse(status int, code, format string, args ...any) *requestError {
+	return &requestError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
 // readBody returns the request body, decompressed, refusing bodies over
 // MaxBodyBytes with 413.
-func readBody(w http.ResponseWriter, r *http.Request) (io.Reader, int, error) {
+func readBody(w http.ResponseWriter, r *http.Request) (io.Reader, *requestError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content type %q: want application/json", ct)
+		return nil, refuse(http.StatusUnsupportedMediaType, "unsupported_media_type", "content type %q: want application/json", ct)
 	}
 	raw := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	var src io.Reader = raw
@@ -122,24 +133,24 @@ func readBody(w http.ResponseWriter, r *http.Request) (io.Reader, int, error) {
 	case "gzip":
 		zr, err := gzip.NewReader(raw)
 		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %v", err)
+			return nil, refuse(http.StatusBadRequest, "bad_request", "gzip body: %v", err)
 		}
 		src = zr
 	default:
-		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("content encoding %q: only gzip is supported", enc)
+		return nil, refuse(http.StatusUnsupportedMediaType, "unsupported_media_type", "content encoding %q: only gzip is supported", enc)
 	}
 	buf, err := io.ReadAll(io.LimitReader(src, MaxBodyBytes+1))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", MaxBodyBytes)
+			return nil, refuse(http.StatusRequestEntityTooLarge, "body_too_large", "body larger than %d bytes", MaxBodyBytes)
 		}
-		return nil, http.StatusBadRequest, fmt.Errorf("read body: %v", err)
+		return nil, refuse(http.StatusBadRequest, "bad_request", "read body: %v", err)
 	}
 	if len(buf) > MaxBodyBytes {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes after decompression", MaxBodyBytes)
+		return nil, refuse(http.StatusRequestEntityTooLarge, "body_too_large", "body larger than %d bytes after decompression", MaxBodyBytes)
 	}
-	return bytes.NewReader(buf), 0, nil
+	return bytes.NewReader(buf), nil
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
