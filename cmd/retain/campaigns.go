@@ -102,7 +102,8 @@ func campaignsShow(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.GetCampaignResponse, error) {
-		return c.GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: id, Version: int32(*version)})
+		resp, err := c.GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: id, Version: int32(*version)})
+		return resp, notFoundAs(err, fmt.Sprintf("campaign %q", id))
 	}, func(w io.Writer, resp *campaignv1.GetCampaignResponse) error {
 		cp := resp.GetCampaign()
 		fmt.Fprintf(w, "# %s: version %d, %s", cp.GetId(), cp.GetVersion(), stateWord(cp.GetState()))
@@ -234,7 +235,8 @@ func campaignsReport(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.GetReportResponse, error) {
-		return c.GetReport(ctx, &campaignv1.GetReportRequest{Id: id})
+		resp, err := c.GetReport(ctx, &campaignv1.GetReportRequest{Id: id})
+		return resp, notFoundAs(err, fmt.Sprintf("campaign %q", id))
 	}, func(w io.Writer, resp *campaignv1.GetReportResponse) error {
 		printReport(w, resp.GetReport())
 		return nil

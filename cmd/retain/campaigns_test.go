@@ -63,4 +63,24 @@ func TestCampaignCommandsThroughDevStack(t *testing.T) {
 	must(t, "nobody has entered yet", "campaigns", "report", "win-back")
 	must(t, `"nobody has entered yet"`, "campaigns", "report", "win-back", "--output", "json")
 	must(t, "win-back-copy is archived", "campaigns", "archive", "win-back-copy")
+
+	// Not found is said once; a bad token still gets the scope hint.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"campaigns", "report", "nope"}, `campaign "nope": not found`},
+		{[]string{"campaigns", "show", "nope"}, `campaign "nope": not found`},
+		{[]string{"deliveries", "show", "nope"}, `no delivery "nope"`},
+		{[]string{"churn", "risk", "nobody"}, `not found: nothing is known about customer "nobody"`},
+	} {
+		if _, err := cli(t, tt.args...); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("retain %s: %v, want %q", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+	env, _, _ := testEnv(nil)
+	if err := run(ctx, env, []string{"campaigns", "list", "--addr", state.GRPCAddr, "--token", "bad"}); err == nil ||
+		!strings.HasPrefix(err.Error(), "unauthenticated: ") || !strings.Contains(err.Error(), "(check --token / RETAIN_TOKEN and its scopes: read (campaigns:write to change campaigns))") {
+		t.Errorf("a bad token: %v", err)
+	}
 }

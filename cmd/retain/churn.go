@@ -102,7 +102,8 @@ func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetCustomerRiskResponse, error) {
-		return c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
+		resp, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
+		return resp, notFoundAs(err, fmt.Sprintf("churn risk for customer %q", pos[0]))
 	}, func(w io.Writer, resp *churnv1.GetCustomerRiskResponse) error {
 		printChurnRisk(w, resp)
 		return nil

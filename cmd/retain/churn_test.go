@@ -210,7 +210,7 @@ func TestChurnCommands(t *testing.T) {
 		} {
 			env, _, _ := testEnv(vars)
 			err := runChurn(ctx, env, tt.args)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Count(err.Error(), "not found") > 1 {
 				t.Errorf("%v: %v, want %q", tt.args, err, tt.want)
 			}
 		}

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 )
@@ -281,7 +284,7 @@ func TestDeadLettersThroughDevStack(t *testing.T) {
 	id := strings.Fields(strings.Split(list, "\n")[1])[0]
 	replay, err := cli("replay", "metrics-facts", id, "999999")
 	if err == nil || !strings.Contains(err.Error(), "2 of 2 dead letters not replayed") ||
-		!strings.Contains(replay, "rejected again") || !strings.Contains(replay, "999999: not found") {
+		!strings.Contains(replay, "rejected again") || !strings.Contains(replay, "999999: bus: dead letter not found: id 999999") {
 		t.Fatalf("replay: %v\n%s", err, replay)
 	}
 }
@@ -385,5 +388,29 @@ func TestImportUsageErrors(t *testing.T) {
 	err = run(context.Background(), env, []string{"import", "orders"})
 	if err == nil || !strings.Contains(err.Error(), "import needs a KIND and at least one FILE") || !strings.Contains(errOut.String(), "-map FIELD=COLUMN") {
 		t.Errorf("import without a file: %v\n%s", err, errOut)
+	}
+}
+
+// TestCallError checks the words a failed call is explained in: the code,
+// unless the service's message already says it, and the token hint.
+func TestCallError(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{status.Error(codes.NotFound, "not found"), "not found"},
+		{status.Error(codes.NotFound, `campaign "nope": not found`), `campaign "nope": not found`},
+		{status.Error(codes.NotFound, `not found: nothing is known about customer "c"`), `not found: nothing is known about customer "c"`},
+		{status.Error(codes.NotFound, `consumer "x" is not hosted here`), `not found: consumer "x" is not hosted here`},
+		{status.Error(codes.InvalidArgument, "campaign.id: is empty"), "invalid argument: campaign.id: is empty"},
+		{status.Error(codes.PermissionDenied, "token lacks scope admin"), "permission denied: token lacks scope admin (check --token / RETAIN_TOKEN and its scopes: admin)"},
+		{status.Error(codes.Unimplemented, "unknown service"), "this Retain does not run the dead-letter service"},
+		{notFoundAs(status.Error(codes.NotFound, "not found"), `delivery "x"`), `no delivery "x"`},
+		{notFoundAs(status.Error(codes.NotFound, `delivery "x": not found`), `delivery "x"`), `delivery "x": not found`},
+		{notFoundAs(status.Error(codes.Unavailable, "not found"), `delivery "x"`), "unavailable: not found"},
+	} {
+		if got := callError(tt.err, "dead-letter", "admin").Error(); got != tt.want {
+			t.Errorf("%v: %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }

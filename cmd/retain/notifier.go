@@ -158,7 +158,8 @@ func templatesShow(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetTemplateResponse, error) {
-		return c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch, Version: int32(*version)})
+		resp, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch, Version: int32(*version)})
+		return resp, notFoundAs(err, fmt.Sprintf("%s template %q", templatefile.ChannelName(ch), key))
 	}, func(w io.Writer, resp *notifierv1.GetTemplateResponse) error {
 		t := resp.GetTemplate()
 		b, err := templatefile.Format(t)
@@ -459,7 +460,8 @@ func deliveriesShow(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetDeliveryResponse, error) {
-		return c.GetDelivery(ctx, &notifierv1.GetDeliveryRequest{RequestId: id})
+		resp, err := c.GetDelivery(ctx, &notifierv1.GetDeliveryRequest{RequestId: id})
+		return resp, notFoundAs(err, fmt.Sprintf("delivery %q", id))
 	}, func(w io.Writer, resp *notifierv1.GetDeliveryResponse) error {
 		printDelivery(w, resp.GetDelivery())
 		return nil

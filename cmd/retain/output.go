@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +41,26 @@ func callError(err error, service, scopes string) error {
 		return fmt.Errorf("%s: %s (check --token / RETAIN_TOKEN and its scopes: %s)", codeWords(st.Code().String()), st.Message(), scopes)
 	case codes.Unimplemented:
 		return errors.New("this Retain does not run the " + service + " service")
+	case codes.NotFound:
+		// The services' messages mostly say "not found" themselves
+		// (`campaign "x": not found`): say it once.
+		if msg := strings.TrimSpace(st.Message()); msg == "" || strings.Contains(strings.ToLower(msg), "not found") {
+			return errors.New(cmp.Or(msg, "not found"))
+		}
 	}
 	return fmt.Errorf("%s: %s", codeWords(st.Code().String()), st.Message())
+}
+
+// notFoundAs names what a command looked up when the service's NotFound
+// says no more than "not found": `no delivery "x"`. Other errors pass
+// unchanged (and a plain error passes callError unchanged).
+func notFoundAs(err error, what string) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.NotFound {
+		if msg := strings.TrimSpace(st.Message()); msg == "" || strings.EqualFold(msg, "not found") {
+			return errors.New("no " + what)
+		}
+	}
+	return err
 }
 
 // codeWords turns a code name like InvalidArgument into "invalid argument".
