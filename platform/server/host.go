@@ -113,7 +113,7 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 		deadLetters.register(g.Server)
 	}
 	if cfg.Addrs.HTTP != "" {
-		if h.http, err = NewHTTP(HTTPConfig{Addr: cfg.Addrs.HTTP}, mux, cfg.Telemetry, logger); err != nil {
+		if h.http, err = NewHTTP(HTTPConfig{Addr: cfg.Addrs.HTTP}, jsonRouteErrors(mux), cfg.Telemetry, logger); err != nil {
 			return nil, fmt.Errorf("new host: %w", err)
 		}
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -168,6 +169,45 @@ func TestHost(t *testing.T) {
 		code, body := httpDo(t, "GET", "/v1/panic", "", nil)
 		if code != http.StatusInternalServerError || !strings.Contains(body, `"internal"`) {
 			t.Errorf("panic = %d %s", code, body)
+		}
+	})
+	t.Run("unrouted requests answer the JSON error shape", func(t *testing.T) {
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, c := range []struct {
+			method, path string
+			status       int
+			code, allow  string
+		}{
+			{"GET", "/v1/echo", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+			{"DELETE", "/v1/echo", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+			{"POST", "/v1/nothing", http.StatusNotFound, "not_found", ""},
+			{"GET", "/", http.StatusNotFound, "not_found", ""},
+			{"GET", "/v1//panic", http.StatusTemporaryRedirect, "", ""}, // the mux's own redirect is kept
+		} {
+			req, _ := http.NewRequestWithContext(ctx, c.method, "http://"+addrs.HTTP+c.path, nil)
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status {
+				t.Errorf("%s %s = %d %s, want %d", c.method, c.path, resp.StatusCode, b, c.status)
+				continue
+			}
+			if c.code == "" {
+				continue
+			}
+			var e struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if err := json.Unmarshal(b, &e); err != nil || e.Error.Code != c.code || e.Error.Message == "" ||
+				resp.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("%s %s: %s %q, want JSON error code %q", c.method, c.path, resp.Header.Get("Content-Type"), b, c.code)
+			}
+			if got := resp.Header.Get("Allow"); got != c.allow {
+				t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
+			}
 		}
 	})
 	t.Run("readyz names an unready service", func(t *testing.T) {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -120,9 +121,7 @@ func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMap
 				}
 				logger.ErrorContext(ctx, "panic in http handler", "http.path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if rec.status == 0 {
-					rec.Header().Set("Content-Type", "application/json")
-					rec.WriteHeader(http.StatusInternalServerError)
-					_, _ = rec.Write([]byte(`{"error":{"code":"internal","message":"internal error"}}` + "\n"))
+					writeJSONError(rec, http.StatusInternalServerError, "internal", "internal error")
 				}
 			}
 			status := rec.status
@@ -158,6 +157,72 @@ func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMap
 		}()
 		next.ServeHTTP(rec, routed)
 	})
+}
+
+// errorBody is the JSON error shape of the public HTTP API, the same as
+// auth.RequireScope's and the services' own: {"error":{"code","message"}},
+// code in snake_case.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeJSONError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	// The client may be gone; there is nobody to tell about a failed write.
+	_ = json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: code, Message: message}})
+}
+
+// jsonRouteErrors answers the requests mux has no route for in the API's
+// JSON error shape rather than ServeMux's plain text: 404 not_found for an
+// unknown path, 405 method_not_allowed (with the mux's Allow header) for a
+// known path asked with another method. Routed requests, including the
+// mux's redirects, are served by mux unchanged.
+func jsonRouteErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // sets r.Pattern and the path values
+			return
+		}
+		// h is the mux's NotFound or Method Not Allowed handler; run it
+		// aside only to learn which, and the allowed methods.
+		aside := &headerOnly{header: http.Header{}}
+		h.ServeHTTP(aside, r)
+		if aside.status == http.StatusMethodNotAllowed {
+			allow := aside.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+			return
+		}
+		writeJSONError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such path: %s", r.URL.Path))
+	})
+}
+
+// headerOnly is a ResponseWriter that keeps the status and headers and
+// drops the body.
+type headerOnly struct {
+	header http.Header
+	status int
+}
+
+func (h *headerOnly) Header() http.Header { return h.header }
+
+func (h *headerOnly) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+
+func (h *headerOnly) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // httpServer is the listen/serve/graceful-stop loop shared by the public

@@ -349,6 +349,41 @@ func TestHTTPPublish(t *testing.T) {
 		}
 	})
 
+	t.Run("other methods and paths answer JSON errors", func(t *testing.T) {
+		for _, c := range []struct {
+			method, path string
+			status       int
+			code, allow  string
+		}{
+			{http.MethodGet, "/v1/events", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+			{http.MethodPut, "/v1/events", http.StatusMethodNotAllowed, "method_not_allowed", "POST"},
+			{http.MethodPost, "/v1/event", http.StatusNotFound, "not_found", ""},
+			{http.MethodGet, "/v1/events/o-1", http.StatusNotFound, "not_found", ""},
+		} {
+			req, err := http.NewRequest(c.method, s.httpURL+c.path, strings.NewReader(string(batch(order("m-1", "c", 1)))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+s.token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != c.status {
+				t.Errorf("%s %s: status %d, want %d", c.method, c.path, resp.StatusCode, c.status)
+			} else if code, msg := errorBody(t, resp); code != c.code || msg == "" {
+				t.Errorf("%s %s: error code %q message %q, want code %q and a message", c.method, c.path, code, msg, c.code)
+			}
+			if got := resp.Header.Get("Allow"); got != c.allow {
+				t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
+			}
+			resp.Body.Close()
+		}
+		if _, ok := s.streamMsgs(t)["shop/m-1"]; ok {
+			t.Error("an event sent to the wrong method or path reached the bus")
+		}
+	})
+
 	t.Run("credentials", func(t *testing.T) {
 		if resp, _ := s.post(t, "", batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("no token: %d, want 401", resp.StatusCode)
