@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/currency"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 )
 
@@ -34,7 +34,7 @@ var metricsFigures = []struct{ name, summary string }{
 // metricsOptions are the flags of every `retain metrics` subcommand.
 type metricsOptions struct {
 	from, to, at string
-	window       int
+	window       int // 0: not given, the service's default
 	percent      float64
 	currency     string
 	limit        int
@@ -42,6 +42,12 @@ type metricsOptions struct {
 	output       string
 	now          time.Time
 }
+
+// Bounds of the flags the service would otherwise read 0 in as its default.
+const (
+	minWindowDays, maxWindowDays = 1, 3650
+	defaultWindowDays            = 90
+)
 
 // runMetrics is `retain metrics FIGURE [flags]`: it asks the metrics service
 // for one figure and prints it as a table, or as protojson.
@@ -57,19 +63,21 @@ func runMetrics(ctx context.Context, env *cliEnv, args []string) error {
 Periods are [from, to) in UTC. --from and --to take a date (2011-04-01), an
 instant (RFC 3339), a month (2011-04), a quarter (2011-Q2) or a year (2011);
 when --to is left out, the period is the whole month, quarter or year named by
---from (a date or instant runs to now). Without either: this quarter so far.
+--from (a date or instant runs to now); when --from is left out, it starts at
+this quarter's start. Without either: this quarter so far. A period that ends
+after now is measured up to now and shown as "so far".
 
 Flags:`)
 		fs.PrintDefaults()
 	}
 	ep := addEndpointFlags(fs, env)
 	o := metricsOptions{now: time.Now().UTC()}
-	fs.StringVar(&o.from, "from", "", "start of the period (cohorts: first cohort month)")
+	fs.StringVar(&o.from, "from", "", "start of the period (default: this quarter's start; cohorts: first cohort month, default 11 months before --to)")
 	fs.StringVar(&o.to, "to", "", "end of the period, excluded (cohorts: last cohort month, included)")
-	fs.StringVar(&o.at, "at", "", "rfm: the instant to score as of (default now)")
-	fs.IntVar(&o.window, "window", 0, "activity window in days, 1-3650 (default 90)")
-	fs.Float64Var(&o.percent, "percent", 20, "top: the top share of customers, in percent")
-	fs.StringVar(&o.currency, "currency", "", "currency of money figures (default: the tenant's only currency)")
+	fs.StringVar(&o.at, "at", "", "rfm: the instant to score as of, not in the future (default now)")
+	fs.IntVar(&o.window, "window", defaultWindowDays, fmt.Sprintf("activity window in days, %d-%d", minWindowDays, maxWindowDays))
+	fs.Float64Var(&o.percent, "percent", 20, "top: the top share of customers, in percent, more than 0 and at most 100")
+	fs.StringVar(&o.currency, "currency", "", "ISO 4217 currency of money figures (default: the tenant's only currency)")
 	fs.IntVar(&o.limit, "limit", 10, "rfm, top: how many customers to list")
 	fs.BoolVar(&o.revenue, "revenue", false, "cohorts: show revenue per member instead of the share ordering")
 	fs.StringVar(&o.output, "output", "table", "table or json (the gRPC response as protojson)")
@@ -78,15 +86,15 @@ Flags:`)
 		return err
 	}
 	pos = append(pos, fs.Args()...)
-	if len(pos) != 1 {
+	switch {
+	case len(pos) == 0:
 		fs.Usage()
 		return fmt.Errorf("metrics needs one FIGURE: %s", metricsFigureNames())
+	case len(pos) > 1:
+		return fmt.Errorf("unexpected argument %q: metrics takes one FIGURE (%s), then flags", pos[1], pos[0])
 	}
-	if o.output != "table" && o.output != "json" {
-		return fmt.Errorf("--output %q: must be table or json", o.output)
-	}
-	if o.limit < 1 || o.limit > 1000 {
-		return fmt.Errorf("--limit %d: must be 1-1000", o.limit)
+	if err := o.check(); err != nil {
+		return err
 	}
 	figure := pos[0]
 	known := false
@@ -120,6 +128,34 @@ Flags:`)
 	return printMetric(env.stdout, figure, resp, o)
 }
 
+// check refuses flag values the request cannot carry or the service would
+// read differently: 0 is the proto's "default" for window_days and percent,
+// so an explicit --window 0 or --percent 0 would silently become 90 or 20.
+func (o *metricsOptions) check() error {
+	if o.output != "table" && o.output != "json" {
+		return fmt.Errorf("--output %q: must be table or json", o.output)
+	}
+	if o.limit < 1 || o.limit > 1000 {
+		return fmt.Errorf("--limit %d: must be 1-1000", o.limit)
+	}
+	if o.window < minWindowDays || o.window > maxWindowDays {
+		return fmt.Errorf("--window %d: must be %d-%d days (default %d)", o.window, minWindowDays, maxWindowDays, defaultWindowDays)
+	}
+	if !(o.percent > 0 && o.percent <= 100) {
+		return fmt.Errorf("--percent %v: must be more than 0 and at most 100 (default 20)", o.percent)
+	}
+	if o.currency != "" {
+		// As `retain import --currency`: the code in any case, checked
+		// against the ISO 4217 table ingest validates orders with.
+		code := strings.ToUpper(strings.TrimSpace(o.currency))
+		if !currency.Known(code) {
+			return fmt.Errorf("--currency %q is not an ISO 4217 currency code (like EUR)", o.currency)
+		}
+		o.currency = code
+	}
+	return nil
+}
+
 func metricsFigureNames() string {
 	names := make([]string, len(metricsFigures))
 	for i, f := range metricsFigures {
@@ -138,14 +174,17 @@ func callMetrics(ctx context.Context, c metricsv1.MetricsServiceClient, figure s
 		}
 		return c.GetCohorts(ctx, &metricsv1.GetCohortsRequest{FromMonth: first, ToMonth: last, Currency: o.currency})
 	case "rfm":
-		at := o.now
+		// Without --at the service scores as of its own now (this clock may
+		// be ahead of it); a future --at is the service's to refuse.
+		var at *timestamppb.Timestamp
 		if o.at != "" {
-			var err error
-			if at, _, err = parseWhen(o.at, o.now); err != nil {
+			t, _, err := parseWhen(o.at, o.now)
+			if err != nil {
 				return nil, fmt.Errorf("--at: %w", err)
 			}
+			at = timestamppb.New(t)
 		}
-		return c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: timestamppb.New(at), Currency: o.currency, PageSize: int32(o.limit)})
+		return c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: at, Currency: o.currency, PageSize: int32(o.limit)})
 	case "rebuild":
 		return c.Rebuild(ctx, &metricsv1.RebuildRequest{})
 	}
@@ -211,26 +250,33 @@ func quarterStart(t time.Time) time.Time {
 }
 
 // metricsPeriod is the period the flags name; the service validates it (an
-// inverted period is its INVALID_ARGUMENT, naming the field).
+// inverted period is its INVALID_ARGUMENT, naming the field) and measures
+// one that ends after now up to now.
 func metricsPeriod(o metricsOptions) (*metricsv1.Period, error) {
-	var from, to time.Time
-	switch {
-	case o.from == "" && o.to == "":
-		from, to = quarterStart(o.now), o.now
-	case o.from == "":
-		return nil, errors.New("--to needs --from")
-	default:
-		var err error
+	from, to := quarterStart(o.now), o.now
+	var err error
+	if o.from != "" {
 		if from, to, err = parseWhen(o.from, o.now); err != nil {
 			return nil, fmt.Errorf("--from: %w", err)
 		}
-		if o.to != "" {
-			if to, _, err = parseWhen(o.to, o.now); err != nil {
-				return nil, fmt.Errorf("--to: %w", err)
-			}
+	}
+	if o.to != "" {
+		if to, _, err = parseWhen(o.to, o.now); err != nil {
+			return nil, fmt.Errorf("--to: %w", err)
+		}
+		if o.from == "" && !from.Before(to) {
+			return nil, fmt.Errorf("--to %s is not after this quarter's start %s, where the period starts without --from: give --from too",
+				o.to, from.Format(time.DateOnly))
 		}
 	}
 	return &metricsv1.Period{From: timestamppb.New(from), To: timestamppb.New(to)}, nil
+}
+
+// soFar reports whether the period the flags name ends now or later: the
+// service measures it up to now, so its figures are "so far".
+func (o metricsOptions) soFar() bool {
+	p, err := metricsPeriod(o)
+	return err == nil && !p.GetTo().AsTime().Before(o.now)
 }
 
 // cohortRange is the cohort months the flags name: by default the twelve
@@ -248,7 +294,12 @@ func cohortRange(o metricsOptions) (first, last string, err error) {
 	case o.from == "" && o.to == "":
 		return thisMonth.AddDate(0, -11, 0).Format("2006-01"), thisMonth.Format("2006-01"), nil
 	case o.from == "":
-		return "", "", errors.New("--to needs --from")
+		// Twelve cohorts, as by default, ending at --to.
+		if last, err = month("--to", o.to); err != nil {
+			return "", "", err
+		}
+		end, _ := time.Parse("2006-01", last)
+		return end.AddDate(0, -11, 0).Format("2006-01"), last, nil
 	}
 	if first, err = month("--from", o.from); err != nil {
 		return "", "", err
@@ -267,15 +318,16 @@ func cohortRange(o metricsOptions) (first, last string, err error) {
 
 // printMetric writes a figure as a readable table.
 func printMetric(w io.Writer, figure string, resp proto.Message, o metricsOptions) error {
+	soFar := o.soFar()
 	switch r := resp.(type) {
 	case *metricsv1.GetRetentionResponse:
 		if figure == "churn" {
-			printChurn(w, r)
+			printChurn(w, r, soFar)
 		} else {
-			printRetention(w, r)
+			printRetention(w, r, soFar)
 		}
 	case *metricsv1.GetRepeatPurchaseResponse:
-		fmt.Fprintf(w, "Repeat purchase, %s\n", periodText(r.GetPeriod()))
+		fmt.Fprintf(w, "Repeat purchase, %s\n", periodText(r.GetPeriod(), soFar))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "\tbuyers\trepeat buyers\trepeat purchase rate\t")
 		for _, row := range []struct {
@@ -286,15 +338,15 @@ func printMetric(w io.Writer, figure string, resp proto.Message, o metricsOption
 		}
 		return tw.Flush()
 	case *metricsv1.GetCohortsResponse:
-		printCohorts(w, r, o.revenue)
+		printCohorts(w, r, o.revenue, o.now)
 	case *metricsv1.GetNPSResponse:
-		printNPS(w, r)
+		printNPS(w, r, soFar)
 	case *metricsv1.GetRFMResponse:
 		printRFM(w, r)
 	case *metricsv1.GetTopCustomersResponse:
-		printTop(w, r)
+		printTop(w, r, soFar)
 	case *metricsv1.GetSalesResponse:
-		printSales(w, r)
+		printSales(w, r, soFar)
 	case *metricsv1.RebuildResponse:
 		took := r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime()).Round(time.Millisecond)
 		fmt.Fprintf(w, "Rebuilt from the event stream in %s: %d events replayed, %d applied, %d rejected (dead-lettered)\n",
@@ -305,8 +357,18 @@ func printMetric(w io.Writer, figure string, resp proto.Message, o metricsOption
 	return nil
 }
 
-func periodText(p *metricsv1.Period) string {
+// periodText is the period a response measured. soFar: the period asked
+// for ended now or later, and the service measured it up to now (its end is
+// then the service's now, shown to the minute).
+func periodText(p *metricsv1.Period, soFar bool) string {
 	from, to := p.GetFrom().AsTime(), p.GetTo().AsTime()
+	if soFar {
+		layout := time.DateOnly
+		if from.Truncate(24*time.Hour) != from {
+			layout = "2006-01-02 15:04"
+		}
+		return from.Format(layout) + " to " + to.Format("2006-01-02 15:04") + " (UTC, so far)"
+	}
 	layout := time.DateOnly
 	if from.Truncate(24*time.Hour) != from || to.Truncate(24*time.Hour) != to {
 		layout = "2006-01-02 15:04"
@@ -322,8 +384,8 @@ func percentText(r *metricsv1.Ratio) string {
 	return fmt.Sprintf("%.1f%% (%d / %d)", r.GetPercent(), r.GetNumerator(), r.GetDenominator())
 }
 
-func printRetention(w io.Writer, r *metricsv1.GetRetentionResponse) {
-	fmt.Fprintf(w, "Retention, %s, window %d days\n", periodText(r.GetPeriod()), r.GetWindowDays())
+func printRetention(w io.Writer, r *metricsv1.GetRetentionResponse, soFar bool) {
+	fmt.Fprintf(w, "Retention, %s, window %d days\n", periodText(r.GetPeriod(), soFar), r.GetWindowDays())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  customer retention rate (E - N) / S\t%s\n", percentText(r.GetRetentionRate()))
 	fmt.Fprintf(tw, "  active at start (S)\t%d\n", r.GetActiveAtStart())
@@ -336,8 +398,8 @@ func printRetention(w io.Writer, r *metricsv1.GetRetentionResponse) {
 	_ = tw.Flush()
 }
 
-func printChurn(w io.Writer, r *metricsv1.GetRetentionResponse) {
-	fmt.Fprintf(w, "Churn, %s, window %d days\n", periodText(r.GetPeriod()), r.GetWindowDays())
+func printChurn(w io.Writer, r *metricsv1.GetRetentionResponse, soFar bool) {
+	fmt.Fprintf(w, "Churn, %s, window %d days\n", periodText(r.GetPeriod(), soFar), r.GetWindowDays())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  churn rate churned / S\t%s\n", percentText(r.GetChurnRate()))
 	fmt.Fprintf(tw, "  lost per acquired churned / N\t%s\n", percentText(r.GetLostPerAcquired()))
@@ -363,12 +425,18 @@ func shade(pct float64) string {
 	return " "
 }
 
-func printCohorts(w io.Writer, r *metricsv1.GetCohortsResponse, revenue bool) {
+// printCohorts writes the cohort table; now marks the current month, whose
+// cells are the month so far.
+func printCohorts(w io.Writer, r *metricsv1.GetCohortsResponse, revenue bool, now time.Time) {
 	what := "share of each cohort ordering in month +k"
 	if revenue {
 		what = "net revenue per cohort member in month +k, " + orNone(r.GetCurrency())
 	}
-	fmt.Fprintf(w, "Cohorts %s to %s by month of first order: %s\n", r.GetFromMonth(), r.GetToMonth(), what)
+	soFar := ""
+	if r.GetToMonth() >= now.UTC().Format("2006-01") {
+		soFar = " (so far)"
+	}
+	fmt.Fprintf(w, "Cohorts %s to %s%s by month of first order: %s\n", r.GetFromMonth(), r.GetToMonth(), soFar, what)
 	width := 0
 	for _, row := range r.GetRows() {
 		width = max(width, len(row.GetCells()))
@@ -400,8 +468,8 @@ func printCohorts(w io.Writer, r *metricsv1.GetCohortsResponse, revenue bool) {
 	}
 }
 
-func printNPS(w io.Writer, r *metricsv1.GetNPSResponse) {
-	fmt.Fprintf(w, "Surveys, %s\n", periodText(r.GetPeriod()))
+func printNPS(w io.Writer, r *metricsv1.GetNPSResponse, soFar bool) {
+	fmt.Fprintf(w, "Surveys, %s\n", periodText(r.GetPeriod(), soFar))
 	n, c := r.GetNps(), r.GetCsat()
 	if n.GetScore().GetDefined() {
 		fmt.Fprintf(w, "  NPS   %+.1f   promoters %d, passives %d, detractors %d of %d answers\n",
@@ -449,8 +517,8 @@ func segmentName(s metricsv1.RFMSegment) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "RFM_SEGMENT_"))
 }
 
-func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse) {
-	fmt.Fprintf(w, "Top customers, %s\n", periodText(r.GetPeriod()))
+func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool) {
+	fmt.Fprintf(w, "Top customers, %s\n", periodText(r.GetPeriod(), soFar))
 	share := "no figure (no revenue)"
 	if r.GetRevenueShare().GetDefined() {
 		share = fmt.Sprintf("%.1f%%", r.GetRevenueShare().GetPercent())
@@ -472,8 +540,8 @@ func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse) {
 	}
 }
 
-func printSales(w io.Writer, r *metricsv1.GetSalesResponse) {
-	fmt.Fprintf(w, "Sales, %s\n", periodText(r.GetPeriod()))
+func printSales(w io.Writer, r *metricsv1.GetSalesResponse, soFar bool) {
+	fmt.Fprintf(w, "Sales, %s\n", periodText(r.GetPeriod(), soFar))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	cur := r.GetCurrency()
 	fmt.Fprintf(tw, "  orders\t%d\n", r.GetOrders())
@@ -514,7 +582,7 @@ func printMetricsDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInte
 		return fmt.Errorf("metrics: retention: %w", err)
 	}
 	fmt.Fprintln(w, "\nMetrics (`retain metrics ...` shows more)")
-	printRetention(w, ret)
+	printRetention(w, ret, true)
 
 	o := metricsOptions{now: now}
 	first, last, _ := cohortRange(o)
@@ -523,7 +591,7 @@ func printMetricsDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInte
 		return fmt.Errorf("metrics: cohorts: %w", err)
 	}
 	fmt.Fprintln(w)
-	printCohorts(w, cohorts, false)
+	printCohorts(w, cohorts, false, now)
 
 	year := &metricsv1.Period{From: timestamppb.New(now.AddDate(-1, 0, 0)), To: timestamppb.New(now)}
 	top, err := c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: year, Percent: 20, PageSize: 1})

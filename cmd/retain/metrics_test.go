@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -48,13 +50,21 @@ func ratioOf(num, den int64) *metricsv1.Ratio {
 	return &metricsv1.Ratio{Numerator: num, Denominator: den, Defined: true, Value: float64(num) / float64(den), Percent: float64(num) * 100 / float64(den)}
 }
 
+// measured is the period the service measures: up to now, as it does.
+func measured(p *metricsv1.Period) *metricsv1.Period {
+	if now := time.Now(); p.GetTo().AsTime().After(now) {
+		return &metricsv1.Period{From: p.GetFrom(), To: timestamppb.New(now)}
+	}
+	return p
+}
+
 func (c *cannedMetrics) GetRetention(_ context.Context, req *metricsv1.GetRetentionRequest) (*metricsv1.GetRetentionResponse, error) {
 	c.record(req)
-	if req.GetWindowDays() > 3650 {
-		return nil, status.Error(codes.InvalidArgument, "window_days: 5000 days: must be between 1 and 3650")
+	if req.GetPeriod().GetFrom().AsTime().After(time.Now()) {
+		return nil, status.Error(codes.InvalidArgument, "invalid request: period.from: 2099-01-01T00:00:00Z is not in the past")
 	}
 	return &metricsv1.GetRetentionResponse{
-		Period: req.GetPeriod(), WindowDays: 90, ActiveAtStart: 1776, ActiveAtEnd: 1969, NewCustomers: 826,
+		Period: measured(req.GetPeriod()), WindowDays: req.GetWindowDays(), ActiveAtStart: 1776, ActiveAtEnd: 1969, NewCustomers: 826,
 		Retained: 1035, Churned: 741, Reactivated: 118, NewActiveAtEnd: 816,
 		RetentionRate: ratioOf(1143, 1776), ChurnRate: ratioOf(741, 1776), LostPerAcquired: ratioOf(741, 826),
 	}, nil
@@ -73,10 +83,24 @@ func (c *cannedMetrics) GetCohorts(_ context.Context, req *metricsv1.GetCohortsR
 	}}, nil
 }
 
+func (c *cannedMetrics) GetRFM(_ context.Context, req *metricsv1.GetRFMRequest) (*metricsv1.GetRFMResponse, error) {
+	c.record(req)
+	at := req.GetAt()
+	if at == nil {
+		at = timestamppb.Now()
+	}
+	return &metricsv1.GetRFMResponse{At: at, Currency: "GBP", Customers: 0}, nil
+}
+
+func (c *cannedMetrics) GetSales(_ context.Context, req *metricsv1.GetSalesRequest) (*metricsv1.GetSalesResponse, error) {
+	c.record(req)
+	return &metricsv1.GetSalesResponse{Period: measured(req.GetPeriod()), Currency: req.GetCurrency(), Orders: 3, Customers: 2, GrossRevenueMinor: 300, NetRevenueMinor: 300, AverageOrderValueMinor: 100, OrdersPerCustomer: ratioOf(3, 2)}, nil
+}
+
 func (c *cannedMetrics) GetTopCustomers(_ context.Context, req *metricsv1.GetTopCustomersRequest) (*metricsv1.GetTopCustomersResponse, error) {
 	c.record(req)
 	return &metricsv1.GetTopCustomersResponse{
-		Period: req.GetPeriod(), Percent: req.GetPercent(), Currency: "GBP", TopCustomers: 844, Customers: 4219,
+		Period: measured(req.GetPeriod()), Percent: req.GetPercent(), Currency: "GBP", TopCustomers: 844, Customers: 4219,
 		TopRevenueMinor: 618860597, RevenueMinor: 833869401, RevenueShare: ratioOf(618860597, 833869401),
 		Top: []*metricsv1.RankedCustomer{{Rank: 1, CustomerId: "14646", RevenueMinor: 27161414, Orders: 71}}, NextPageToken: "more",
 	}, nil
@@ -110,11 +134,11 @@ func TestMetricsCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := &metricsv1.GetRetentionRequest{Period: &metricsv1.Period{From: ts("2011-04-01T00:00:00Z"), To: ts("2011-07-01T00:00:00Z")}}
+		want := &metricsv1.GetRetentionRequest{Period: &metricsv1.Period{From: ts("2011-04-01T00:00:00Z"), To: ts("2011-07-01T00:00:00Z")}, WindowDays: 90}
 		if got := canned.last(); !proto.Equal(got, want) {
 			t.Fatalf("request %v, want %v", got, want)
 		}
-		for _, line := range []string{"customer retention rate (E - N) / S", "64.4% (1143 / 1776)", "reactivated (in E, not in S, not new)  118", "2011-04-01 to 2011-07-01"} {
+		for _, line := range []string{"customer retention rate (E - N) / S", "64.4% (1143 / 1776)", "reactivated (in E, not in S, not new)  118", "2011-04-01 to 2011-07-01 (UTC, end excluded), window 90 days"} {
 			if !strings.Contains(out, line) {
 				t.Errorf("output lacks %q:\n%s", line, out)
 			}
@@ -168,20 +192,89 @@ func TestMetricsCommand(t *testing.T) {
 		}
 	})
 	t.Run("the service's refusal is shown with its field", func(t *testing.T) {
-		_, err := run(t, "retention", "--from", "2011-Q2", "--window", "5000")
-		if err == nil || err.Error() != "invalid argument: window_days: 5000 days: must be between 1 and 3650" {
+		_, err := run(t, "retention", "--from", "2099")
+		if err == nil || err.Error() != "invalid argument: invalid request: period.from: 2099-01-01T00:00:00Z is not in the past" {
 			t.Fatalf("error %v", err)
 		}
 	})
+	t.Run("a period ending after now is shown as measured, so far", func(t *testing.T) {
+		now := time.Now().UTC()
+		out, err := run(t, "retention", "--from", fmt.Sprintf("%d-Q%d", now.Year(), (int(now.Month())+2)/3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("Retention, %s to %s", quarterStart(now).Format(time.DateOnly), now.Format(time.DateOnly))
+		if !strings.Contains(out, want) || !strings.Contains(out, "(UTC, so far), window 90 days") {
+			t.Errorf("output lacks %q ... (UTC, so far):\n%s", want, out)
+		}
+		out, err = run(t, "sales")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "Sales, "+quarterStart(now).Format(time.DateOnly)+" to ") || !strings.Contains(out, "(UTC, so far)") {
+			t.Errorf("this quarter so far:\n%s", out)
+		}
+	})
+	t.Run("--to alone starts at this quarter's start", func(t *testing.T) {
+		to := time.Now().UTC().Add(time.Hour).Truncate(time.Second)
+		if _, err := run(t, "retention", "--to", to.Format(time.RFC3339)); err != nil {
+			t.Fatal(err)
+		}
+		got := canned.last().(*metricsv1.GetRetentionRequest).GetPeriod()
+		if !got.GetFrom().AsTime().Equal(quarterStart(time.Now().UTC())) || !got.GetTo().AsTime().Equal(to) {
+			t.Fatalf("period %v", got)
+		}
+	})
+	t.Run("cohorts with --to alone are the twelve months to it", func(t *testing.T) {
+		if _, err := run(t, "cohorts", "--to", "2011-12"); err != nil {
+			t.Fatal(err)
+		}
+		if got := canned.last().(*metricsv1.GetCohortsRequest); got.GetFromMonth() != "2011-01" || got.GetToMonth() != "2011-12" {
+			t.Fatalf("request %v", got)
+		}
+	})
+	t.Run("rfm without --at is the service's now; with --at, that instant", func(t *testing.T) {
+		if _, err := run(t, "rfm"); err != nil {
+			t.Fatal(err)
+		}
+		if got := canned.last().(*metricsv1.GetRFMRequest); got.GetAt() != nil {
+			t.Fatalf("request %v: at should be left to the service", got)
+		}
+		if _, err := run(t, "rfm", "--at", "2011-06"); err != nil {
+			t.Fatal(err)
+		}
+		if got := canned.last().(*metricsv1.GetRFMRequest); !got.GetAt().AsTime().Equal(time.Date(2011, 6, 1, 0, 0, 0, 0, time.UTC)) {
+			t.Fatalf("request %v", got)
+		}
+	})
+	t.Run("a currency in lower case is sent in upper case", func(t *testing.T) {
+		if _, err := run(t, "sales", "--from", "2011", "--currency", "gbp"); err != nil {
+			t.Fatal(err)
+		}
+		if got := canned.last().(*metricsv1.GetSalesRequest); got.GetCurrency() != "GBP" {
+			t.Fatalf("request %v", got)
+		}
+	})
+	before := len(canned.requests)
 	for _, tc := range []struct {
 		args []string
 		says string
 	}{
 		{[]string{}, "needs one FIGURE"},
 		{[]string{"vibes"}, `unknown figure "vibes"`},
+		{[]string{"retention", "extra-arg"}, `unexpected argument "extra-arg": metrics takes one FIGURE (retention)`},
+		{[]string{"retention", "--from", "2011", "extra-arg"}, `unexpected argument "extra-arg"`},
 		{[]string{"sales", "--output", "yaml"}, "must be table or json"},
 		{[]string{"sales", "--from", "last tuesday"}, "--from"},
-		{[]string{"sales", "--to", "2011"}, "--to needs --from"},
+		{[]string{"sales", "--to", "2011"}, "--to 2011 is not after this quarter's start"},
+		{[]string{"retention", "--window", "0"}, "--window 0: must be 1-3650 days (default 90)"},
+		{[]string{"retention", "--window", "-5"}, "--window -5: must be 1-3650 days"},
+		{[]string{"churn", "--window", "3651"}, "--window 3651: must be 1-3650 days"},
+		{[]string{"top", "--percent", "0"}, "--percent 0: must be more than 0 and at most 100 (default 20)"},
+		{[]string{"top", "--percent", "-1"}, "--percent -1: must be more than 0"},
+		{[]string{"top", "--percent", "100.5"}, "--percent 100.5: must be more than 0 and at most 100"},
+		{[]string{"sales", "--currency", "XYZ"}, `--currency "XYZ" is not an ISO 4217 currency code`},
+		{[]string{"sales", "--currency", "EURO"}, `--currency "EURO" is not an ISO 4217 currency code`},
 	} {
 		t.Run("refuses "+strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := run(t, tc.args...)
@@ -189,6 +282,9 @@ func TestMetricsCommand(t *testing.T) {
 				t.Fatalf("error %v, want one saying %q", err, tc.says)
 			}
 		})
+	}
+	if len(canned.requests) != before {
+		t.Errorf("refused flags reached the service: %v", canned.requests[before:])
 	}
 }
 
@@ -268,4 +364,127 @@ func TestPrintMetricsDemo(t *testing.T) {
 	if got := canned.requests[0].(*metricsv1.GetRetentionRequest).GetPeriod().GetFrom().AsTime(); !got.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("demo retention starts %v, want this quarter", got)
 	}
+}
+
+// TestMetricsThroughDevStack runs the command against the real services
+// (`retain dev`: NATS, Postgres, ingest, metrics): a period ending after now
+// is measured up to now and shown so, a future --at or --from is refused by
+// the service naming its field, and each flag the service would misread is
+// refused (or mended) before a call.
+func TestMetricsThroughDevStack(t *testing.T) {
+	ctx, _, state, _ := startDevStack(t)
+	now := time.Now().UTC()
+	var events strings.Builder
+	for i, o := range []struct {
+		customer string
+		ago      time.Duration
+	}{
+		{"regular", 100 * 24 * time.Hour}, {"regular", 10 * 24 * time.Hour},
+		{"quiet", 60 * 24 * time.Hour},
+		{"new", 24 * time.Hour},
+	} {
+		fmt.Fprintf(&events, `{"id":"m-%d","occurred_at":%q,"order_placed":{"customer_id":%q,"order_id":"m-%d","total":{"amount_minor":1000,"currency":"EUR"}}}`+"\n",
+			i, now.Add(-o.ago).Format(time.RFC3339), o.customer, i)
+	}
+	env, out, errOut := testEnv(nil)
+	env.stdin = strings.NewReader(events.String())
+	if err := run(ctx, env, []string{"publish", "-", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"}); err != nil || !strings.Contains(out.String(), "4 accepted") {
+		t.Fatalf("publish: %v\n%s\n%s", err, out, errOut)
+	}
+	metrics := func(t *testing.T, args ...string) (string, error) {
+		t.Helper()
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := runMetrics(ctx, env, args)
+		return out.String() + errOut.String(), err
+	}
+	// The consumer applies the orders asynchronously.
+	yearAgo := now.AddDate(-1, 0, 0).Format(time.DateOnly)
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		out, err := metrics(t, "sales", "--from", yearAgo, "--output", "json")
+		var resp metricsv1.GetSalesResponse
+		if err == nil && protojson.Unmarshal([]byte(out), &resp) == nil && resp.GetOrders() == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the metrics service did not apply the orders: %v\n%s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	quarter := fmt.Sprintf("%d-Q%d", now.Year(), (int(now.Month())+2)/3)
+	figureLines := func(out string) string { _, rest, _ := strings.Cut(out, "\n"); return rest }
+
+	t.Run("this quarter asked for whole is this quarter so far", func(t *testing.T) {
+		whole, err := metrics(t, "retention", "--from", quarter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("Retention, %s to %s ", quarterStart(now).Format(time.DateOnly), time.Now().UTC().Format(time.DateOnly))
+		if !strings.HasPrefix(whole, want) || !strings.Contains(whole, "(UTC, so far), window 90 days") {
+			t.Fatalf("want %q ... (UTC, so far):\n%s", want, whole)
+		}
+		soFar, err := metrics(t, "retention", "--from", quarterStart(now).Format(time.DateOnly), "--to", time.Now().UTC().Format(time.RFC3339Nano))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if figureLines(whole) != figureLines(soFar) {
+			t.Errorf("the whole quarter:\n%s\nthe quarter to now:\n%s", whole, soFar)
+		}
+		js, err := metrics(t, "churn", "--from", quarter, "--output", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp metricsv1.GetRetentionResponse
+		if err := protojson.Unmarshal([]byte(js), &resp); err != nil {
+			t.Fatal(err)
+		}
+		if to := resp.GetPeriod().GetTo().AsTime(); to.After(time.Now()) || to.Before(now) {
+			t.Errorf("the response's period ends %v, want now", to)
+		}
+		out, err := metrics(t, "cohorts", "--from", strconv.Itoa(now.Year()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("Cohorts %d-01 to %s (so far) by month", now.Year(), time.Now().UTC().Format("2006-01")); !strings.HasPrefix(out, want) {
+			t.Errorf("want %q:\n%s", want, out)
+		}
+	})
+	t.Run("the service refuses a future --at and a future --from, naming the field", func(t *testing.T) {
+		next := strconv.Itoa(now.Year() + 1)
+		if _, err := metrics(t, "rfm", "--at", next+"-01-01"); err == nil || !strings.Contains(err.Error(), "at: "+next+"-01-01T00:00:00Z is in the future") {
+			t.Errorf("rfm --at next year: %v", err)
+		}
+		if out, err := metrics(t, "rfm"); err != nil || !strings.Contains(out, ": 3 customers") {
+			t.Errorf("rfm now: %v\n%s", err, out)
+		}
+		if _, err := metrics(t, "retention", "--from", next); err == nil || !strings.Contains(err.Error(), "period.from: "+next+"-01-01T00:00:00Z is not in the past") {
+			t.Errorf("retention --from next year: %v", err)
+		}
+		if _, err := metrics(t, "cohorts", "--from", next+"-01"); err == nil || !strings.Contains(err.Error(), "from_month: "+next+"-01 is after this month") {
+			t.Errorf("cohorts --from next year: %v", err)
+		}
+	})
+	t.Run("flags", func(t *testing.T) {
+		to := time.Now().UTC().Truncate(time.Second)
+		out, err := metrics(t, "retention", "--to", to.Format(time.RFC3339))
+		if want := "Retention, " + quarterStart(now).Format(time.DateOnly); err != nil || !strings.HasPrefix(out, want) {
+			t.Errorf("--to alone: want %q: %v\n%s", want, err, out)
+		}
+		out, err = metrics(t, "sales", "--from", yearAgo, "--currency", "eur")
+		if err != nil || !strings.Contains(out, "net revenue          40.00 EUR") {
+			t.Errorf("--currency eur: %v\n%s", err, out)
+		}
+		for _, tc := range []struct {
+			args []string
+			says string
+		}{
+			{[]string{"retention", "--window", "0"}, "--window 0: must be 1-3650 days"},
+			{[]string{"top", "--percent", "0"}, "--percent 0: must be more than 0 and at most 100"},
+			{[]string{"sales", "--currency", "XYZ"}, `--currency "XYZ" is not an ISO 4217 currency code`},
+			{[]string{"retention", "extra-arg"}, `unexpected argument "extra-arg"`},
+		} {
+			if _, err := metrics(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("%v: error %v, want one saying %q", tc.args, err, tc.says)
+			}
+		}
+	})
 }
