@@ -410,20 +410,28 @@ func printChurn(w io.Writer, r *metricsv1.GetRetentionResponse, soFar bool) {
 	fmt.Fprintln(w, "  (lost per acquired is not a churn rate: it compares customers lost with customers won)")
 }
 
-// shade is a heat glyph for a share of 0-100%.
+// shade is a heat mark for a share of 0-100%. ASCII on purpose: the block
+// glyphs used before (█ ▓ ▒, East Asian "ambiguous" width) are drawn two
+// columns wide by many terminals and fonts while ░ and the header stay one,
+// so each row drifted right of the header by one column per mark and ran
+// out past the last offset; the table's alignment must not depend on the
+// terminal.
 func shade(pct float64) string {
 	switch {
 	case pct >= 60:
-		return "█"
+		return "#"
 	case pct >= 30:
-		return "▓"
+		return "*"
 	case pct >= 15:
-		return "▒"
+		return ":"
 	case pct > 0:
-		return "░"
+		return "."
 	}
 	return " "
 }
+
+// cohortsLegend explains shade's marks.
+const cohortsLegend = "(# 60%+  * 30%+  : 15%+  . under 15%; +0 is the month of the first order)"
 
 // printCohorts writes the cohort table; now marks the current month, whose
 // cells are the month so far.
@@ -464,7 +472,7 @@ func printCohorts(w io.Writer, r *metricsv1.GetCohortsResponse, revenue bool, no
 	}
 	_ = tw.Flush()
 	if !revenue {
-		fmt.Fprintln(w, "(█ 60%+  ▓ 30%+  ▒ 15%+  ░ under 15%; +0 is the month of the first order)")
+		fmt.Fprintln(w, cohortsLegend)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,19 @@ func (c *cannedMetrics) GetRetention(_ context.Context, req *metricsv1.GetRetent
 
 func (c *cannedMetrics) GetCohorts(_ context.Context, req *metricsv1.GetCohortsRequest) (*metricsv1.GetCohortsResponse, error) {
 	c.record(req)
+	if req.GetFromMonth() == "2010-12" {
+		// A triangle of 14 cohorts: members, then shares falling with k.
+		resp := &metricsv1.GetCohortsResponse{FromMonth: req.GetFromMonth(), ToMonth: req.GetToMonth(), Currency: "GBP"}
+		first, _ := time.Parse("2006-01", req.GetFromMonth())
+		for i := range 14 {
+			row := &metricsv1.CohortRow{Cohort: first.AddDate(0, i, 0).Format("2006-01"), Members: int64(885 - 60*i)}
+			for k := range 14 - i {
+				row.Cells = append(row.Cells, &metricsv1.CohortCell{Offset: int32(k), Share: ratioOf(int64(100-7*k), 100), RevenuePerMemberMinor: int64(64713 - 4000*k)})
+			}
+			resp.Rows = append(resp.Rows, row)
+		}
+		return resp, nil
+	}
 	return &metricsv1.GetCohortsResponse{FromMonth: req.GetFromMonth(), ToMonth: req.GetToMonth(), Currency: "GBP", Rows: []*metricsv1.CohortRow{
 		{Cohort: "2011-01", Members: 417, Cells: []*metricsv1.CohortCell{
 			{Offset: 0, Month: "2011-01", Active: 417, Share: ratioOf(417, 417), RevenueMinor: 29320938, RevenuePerMemberMinor: 70314},
@@ -164,7 +178,7 @@ func TestMetricsCommand(t *testing.T) {
 		if got := canned.last().(*metricsv1.GetCohortsRequest); got.GetFromMonth() != "2011-01" || got.GetToMonth() != "2011-02" {
 			t.Fatalf("request %v", got)
 		}
-		for _, line := range []string{"2011-01     417 █100% ▒ 22%", "2011-02     380 █100%"} {
+		for _, line := range []string{"2011-01     417 #100% : 22%", "2011-02     380 #100%"} {
 			if !strings.Contains(out, line) {
 				t.Errorf("output lacks %q:\n%s", line, out)
 			}
@@ -233,6 +247,32 @@ func TestMetricsCommand(t *testing.T) {
 			t.Fatalf("request %v", got)
 		}
 	})
+	t.Run("the cohort table lines up past +12 in any terminal", func(t *testing.T) {
+		for _, args := range [][]string{{"cohorts", "--from", "2010-12", "--to", "2012-01"}, {"cohorts", "--from", "2010-12", "--to", "2012-01", "--revenue"}} {
+			out, err := run(t, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every character is one column wide whatever the terminal
+			// (ASCII), and each row's cells end where the header's do.
+			lines := strings.Split(out, "\n")
+			header := cellEnds(lines[1])
+			if len(header) != 16 || !strings.HasSuffix(lines[1], "+13") {
+				t.Fatalf("header %q", lines[1])
+			}
+			for _, line := range lines[1:15] {
+				for i, r := range line {
+					if r > 127 {
+						t.Fatalf("non-ASCII %q at %d in %q", r, i, line)
+					}
+				}
+				ends := cellEnds(line)
+				if len(ends) < 3 || !slices.Equal(ends, header[:len(ends)]) {
+					t.Errorf("row %q ends cells at %v, header at %v\n%s", line, ends, header, out)
+				}
+			}
+		}
+	})
 	t.Run("rfm without --at is the service's now; with --at, that instant", func(t *testing.T) {
 		if _, err := run(t, "rfm"); err != nil {
 			t.Fatal(err)
@@ -286,6 +326,22 @@ func TestMetricsCommand(t *testing.T) {
 	if len(canned.requests) != before {
 		t.Errorf("refused flags reached the service: %v", canned.requests[before:])
 	}
+}
+
+// cellEnds is where each cell of a table line ends, in characters: the
+// ends of its space-separated words, less the heat marks (a lone # * : .)
+// that begin a share.
+func cellEnds(line string) []int {
+	var ends []int
+	for i := range len(line) {
+		if line[i] != ' ' && (i+1 == len(line) || line[i+1] == ' ') {
+			if lone := i == 0 || line[i-1] == ' '; lone && strings.ContainsRune("#*:.", rune(line[i])) {
+				continue
+			}
+			ends = append(ends, i+1)
+		}
+	}
+	return ends
 }
 
 func ts(s string) *timestamppb.Timestamp {
