@@ -194,18 +194,35 @@ func TestImportThroughDevStack(t *testing.T) {
 	}
 
 	t.Run("bad rows are listed with line numbers and the rest imported", func(t *testing.T) {
-		csv := "InvoiceNo,customer,at,total\nX1,17850,2011-01-04 10:00:00,12.50\nX2,,2011-01-04 10:00:00,3.00\nX3,17850,2011-01-04 10:00:00,-1\n"
+		csv := "InvoiceNo,customer,at,total\nX1,17850,2011-01-04 10:00:00,12.50\nX2,,2011-01-04 10:00:00,3.00\nX3,17850,2011-01-04 10:00:00,-3\nX4,,2011-01-04 10:00:00,1.234\n"
 		env, out, errOut := testEnv(nil)
 		env.stdin = strings.NewReader(csv)
 		err := run(ctx, env, []string{"import", "orders", "-", "--map", "order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total",
 			"--currency", "GBP", "--time-format", "2006-01-02 15:04:05", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"})
-		if err == nil || !strings.Contains(err.Error(), "2 rows rejected") {
-			t.Fatalf("want an error counting 2 rejected rows, got %v\n%s\n%s", err, out, errOut)
+		if err == nil || !strings.Contains(err.Error(), "3 rows rejected") {
+			t.Fatalf("want an error counting 3 rejected rows, got %v\n%s\n%s", err, out, errOut)
 		}
-		for _, want := range []string{"1 accepted", "line 3: customer_id", "line 4: total"} {
+		// Each line number once; a row's second problem indented under
+		// its first; the amount as written, not in minor units.
+		for _, want := range []string{"1 accepted",
+			"\n  line 3: customer_id (column \"customer\"): is empty\n",
+			"\n  line 4: total (column \"total\"): must not be negative, got -3\n",
+			"\n  line 5: customer_id (column \"customer\"): is empty\n          total (column \"total\"): \"1.234\" has 3 decimal places; GBP allows at most 2\n"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("want %q in:\n%s", want, out)
 			}
+		}
+		if strings.Count(out.String(), "line ") != 3 {
+			t.Errorf("a line number repeated:\n%s", out)
+		}
+		// The same for NDJSON, where the problems are ingest's own.
+		env, out, errOut = testEnv(nil)
+		env.stdin = strings.NewReader(`{"id":"o-bad","occurred_at":"2011-01-04T10:00:00Z","order_placed":{"customer_id":"","order_id":"o-bad","total":{"amount_minor":-1,"currency":"EUR"}}}` + "\n")
+		if err := run(ctx, env, []string{"publish", "-", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"}); err == nil {
+			t.Fatalf("publish of a bad event: no error\n%s", out)
+		}
+		if !regexp.MustCompile(`\n  line 1: order_placed\.\S+: .*\n          order_placed\.\S+: `).MatchString(out.String()) || strings.Count(out.String(), "line ") != 1 {
+			t.Errorf("NDJSON problems of one line:\n%s%s", out, errOut)
 		}
 	})
 

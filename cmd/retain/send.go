@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/retainhq/retain/cmd/retain/internal/importer"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
@@ -27,10 +28,11 @@ type sourceEvent struct {
 	err   error // the line could not be turned into an event
 }
 
-// rejection is one event that did not get in, and why.
+// rejection is one event that did not get in, and why: one text per
+// problem, without the line number.
 type rejection struct {
-	line   int
-	reason string
+	line    int
+	reasons []string
 }
 
 // sendSummary is what an import or publish run did.
@@ -83,7 +85,7 @@ func (s *sender) send(ctx context.Context, next func() (sourceEvent, error)) (*s
 				var rej []rejection
 				for i, r := range resp.GetResults() {
 					if r.GetStatus() == ingestv1.EventStatus_EVENT_STATUS_REJECTED {
-						rej = append(rej, rejection{line: b.lines[i], reason: describeErrors(r.GetErrors())})
+						rej = append(rej, rejection{line: b.lines[i], reasons: fieldErrorTexts(r.GetErrors())})
 					}
 				}
 				accepted.Add(int64(resp.GetAccepted()))
@@ -112,7 +114,7 @@ func (s *sender) send(ctx context.Context, next func() (sourceEvent, error)) (*s
 		read.Add(1)
 		if se.err != nil {
 			mu.Lock()
-			sum.rejected = append(sum.rejected, rejection{line: se.line, reason: se.err.Error()})
+			sum.rejected = append(sum.rejected, rejection{line: se.line, reasons: importer.Problems(se.err)})
 			mu.Unlock()
 			continue
 		}
@@ -201,11 +203,16 @@ func (s *sender) startProgress(start time.Time, read, accepted, dups *atomic.Int
 }
 
 func describeErrors(errs []*ingestv1.FieldError) string {
+	return strings.Join(fieldErrorTexts(errs), "; ")
+}
+
+// fieldErrorTexts is one "field: description" per problem ingest found.
+func fieldErrorTexts(errs []*ingestv1.FieldError) []string {
 	parts := make([]string, 0, len(errs))
 	for _, e := range errs {
 		parts = append(parts, e.GetField()+": "+e.GetDescription())
 	}
-	return strings.Join(parts, "; ")
+	return parts
 }
 
 // printSummary writes the final report of a run, listing at most maxRejected
@@ -222,6 +229,17 @@ func printSummary(w io.Writer, sum *sendSummary, maxRejected int) {
 			fmt.Fprintf(w, "  ... and %d more rejected\n", len(sum.rejected)-maxRejected)
 			break
 		}
-		fmt.Fprintf(w, "  line %d: %s\n", r.line, r.reason)
+		// The line once, then each problem of the record, the later ones
+		// indented under the first.
+		head := fmt.Sprintf("  line %d: ", r.line)
+		if len(r.reasons) == 0 {
+			fmt.Fprintf(w, "%srejected\n", head)
+		}
+		for j, reason := range r.reasons {
+			if j > 0 {
+				head = strings.Repeat(" ", len(head))
+			}
+			fmt.Fprintf(w, "%s%s\n", head, reason)
+		}
 	}
 }

@@ -511,7 +511,35 @@ func (r *CSVReader) convert(line int, rec []string) Row {
 	} else {
 		ev.Id = DeriveID(r.spec.eventType, "content:"+content)
 	}
-	return finish(line, ev, r.opts.Now, r.fieldOf)
+	return finish(line, ev, r.opts.Now, func(path, msg string) (string, string, string) {
+		f, col := r.fieldOf(path)
+		if f != "" && strings.HasSuffix(path, ".amount_minor") {
+			msg = r.amountProblem(b.values, f, msg)
+		}
+		return f, col, msg
+	})
+}
+
+// amountProblem says ingest's problem with an amount in the file's terms:
+// ingest counts minor units ("must not be negative, got -300"), the file
+// has the amount as written ("-3"). Other problems keep ingest's words.
+func (r *CSVReader) amountProblem(values map[string]string, field, msg string) string {
+	written := values[field]
+	cur := r.currency
+	if cur == "" {
+		cur = strings.ToUpper(values["currency"])
+	}
+	minor, err := ParseAmount(written, cur)
+	if err != nil {
+		return msg
+	}
+	switch {
+	case minor < 0:
+		return "must not be negative, got " + written
+	case minor > event.MaxAmountMinor:
+		return fmt.Sprintf("%s exceeds the sanity limit of %s %s", written, formatMinor(event.MaxAmountMinor, cur), cur)
+	}
+	return msg
 }
 
 func rowWithErrors(line int, errs []error) Row {

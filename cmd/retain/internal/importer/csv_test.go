@@ -200,7 +200,9 @@ func TestCSVRowErrors(t *testing.T) {
 		{"bad time", "1,c,01/12/2010 08:26,1.00\n", "placed_at", "at", `does not match the time format "2006-01-02 15:04:05"`},
 		{"empty order id", ",c,2010-12-01 08:26:00,1.00\n", "order_id", "InvoiceNo", "is empty"},
 		{"empty customer", "1,,2010-12-01 08:26:00,1.00\n", "customer_id", "customer", "is empty"},
-		{"negative total fails validation", "1,c,2010-12-01 08:26:00,-1.00\n", "total", "total", "must not be negative"},
+		{"negative total fails validation, as written", "1,c,2010-12-01 08:26:00,-1.00\n", "total", "total", "must not be negative, got -1.00"},
+		{"negative whole total as written, not in minor units", "1,c,2010-12-01 08:26:00,-3\n", "total", "total", "must not be negative, got -3"},
+		{"total above the sanity limit in major units", "1,c,2010-12-01 08:26:00,1000000000000.01\n", "total", "total", "1000000000000.01 exceeds the sanity limit of 1000000000000.00 GBP"},
 		{"future order fails validation", "1,c,2030-01-01 00:00:00,1.00\n", "placed_at", "at", "in the future"},
 		{"order id too long", strings.Repeat("9", 300) + ",c,2010-12-01 08:26:00,1.00\n", "order_id", "InvoiceNo", "at most 256"},
 		{"bad quoting", "1,\"c,2010-12-01 08:26:00,1.00\n", "", "", "malformed CSV"},
@@ -251,6 +253,15 @@ func TestCSVKeepsGoingAfterBadRows(t *testing.T) {
 		msg := rows[2].Err.Error()
 		if !strings.Contains(msg, "line 4: placed_at") || !strings.Contains(msg, "line 4: total") {
 			t.Errorf("err = %q", msg)
+		}
+		// Problems gives each problem once, without the line number, for
+		// a report that prints the line above them.
+		got := Problems(rows[2].Err)
+		if len(got) != 2 || !strings.HasPrefix(got[1], `placed_at (column "at"): "bad" does not match`) || !strings.HasPrefix(got[0], `total (column "total"): "x" is not a decimal amount`) {
+			t.Errorf("Problems = %q", got)
+		}
+		if got := Problems(rows[1].Err); len(got) != 1 || strings.Contains(got[0], "line") {
+			t.Errorf("Problems of a malformed row = %q", got)
 		}
 	})
 }

@@ -45,18 +45,44 @@ type RowError struct {
 }
 
 func (e *RowError) Error() string {
+	return fmt.Sprintf("line %d: %s", e.Line, e.Problem())
+}
+
+// Problem is the error without its line number, for a report that shows
+// the line once above the record's problems.
+func (e *RowError) Problem() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "line %d", e.Line)
-	if e.Field != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Field)
-	}
+	b.WriteString(e.Field)
 	if e.Column != "" {
-		fmt.Fprintf(&b, " (column %s)", strconv.Quote(e.Column))
+		if e.Field != "" {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "(column %s)", strconv.Quote(e.Column))
 	}
-	b.WriteString(": ")
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
 	b.WriteString(e.Msg)
 	return b.String()
+}
+
+// Problems splits a Row's Err into one text per problem, without the line
+// number: Problem of each *RowError, the message of any other error.
+func Problems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, Problems(e)...)
+		}
+		return out
+	}
+	if re, ok := err.(*RowError); ok {
+		return []string{re.Problem()}
+	}
+	return []string{err.Error()}
 }
 
 // idPrefix marks ids made by the importer, so they can never collide with a

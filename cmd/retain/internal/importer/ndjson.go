@@ -112,9 +112,10 @@ func naturalKey(ev *eventsv1.Event) string {
 func trimmed(s string) string { return string(bytes.TrimSpace([]byte(s))) }
 
 // finish normalises ev the way ingest will, validates it, and turns
-// validation problems into row errors. fieldOf maps an event field path to
-// the import field (and column) it came from; nil keeps the path.
-func finish(line int, ev *eventsv1.Event, now time.Time, fieldOf func(path string) (field, column string)) Row {
+// validation problems into row errors. describe maps an event field path
+// to the import field (and column) it came from and may reword the
+// problem in the file's terms; nil keeps the path and the words.
+func finish(line int, ev *eventsv1.Event, now time.Time, describe func(path, problem string) (field, column, msg string)) Row {
 	event.Normalize(ev, "", now, nil)
 	// ingest sets received_at when it accepts the event; an imported event
 	// has not been received yet.
@@ -126,9 +127,9 @@ func finish(line int, ev *eventsv1.Event, now time.Time, fieldOf func(path strin
 	errs := make([]error, 0, len(problems))
 	for _, p := range problems {
 		re := &RowError{Line: line, Field: p.GetField(), Msg: p.GetDescription()}
-		if fieldOf != nil {
-			if f, col := fieldOf(p.GetField()); f != "" {
-				re.Field, re.Column = f, col
+		if describe != nil {
+			if f, col, msg := describe(p.GetField(), p.GetDescription()); f != "" {
+				re.Field, re.Column, re.Msg = f, col, msg
 			}
 		}
 		errs = append(errs, re)
