@@ -34,7 +34,7 @@ var metricsFigures = []struct{ name, summary string }{
 // metricsOptions are the flags of every `retain metrics` subcommand.
 type metricsOptions struct {
 	from, to, at string
-	window       int // 0: not given, the service's default
+	window       int
 	percent      float64
 	currency     string
 	limit        int
@@ -43,7 +43,9 @@ type metricsOptions struct {
 	now          time.Time
 }
 
-// Bounds of the flags the service would otherwise read 0 in as its default.
+// The activity window's range and default, the service's: the command
+// always sends the window, so a 0 never reaches the service, which would
+// read it as "the default".
 const (
 	minWindowDays, maxWindowDays = 1, 3650
 	defaultWindowDays            = 90
@@ -72,7 +74,7 @@ Flags:`)
 	}
 	ep := addEndpointFlags(fs, env)
 	o := metricsOptions{now: time.Now().UTC()}
-	fs.StringVar(&o.from, "from", "", "start of the period (default: this quarter's start; cohorts: first cohort month, default 11 months before --to)")
+	fs.StringVar(&o.from, "from", "", "start of the period (default: this quarter's start; cohorts: first cohort month, default 11 months before the last)")
 	fs.StringVar(&o.to, "to", "", "end of the period, excluded (cohorts: last cohort month, included)")
 	fs.StringVar(&o.at, "at", "", "rfm: the instant to score as of, not in the future (default now)")
 	fs.IntVar(&o.window, "window", defaultWindowDays, fmt.Sprintf("activity window in days, %d-%d", minWindowDays, maxWindowDays))
