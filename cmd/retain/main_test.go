@@ -431,3 +431,24 @@ func TestCallError(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateCommand writes a small shop to a file: the summary is in
+// words, and a currency ingest would refuse is refused up front.
+func TestSimulateCommand(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "shop.ndjson")
+	env, stdout, errOut := testEnv(nil)
+	if err := run(context.Background(), env, []string{"simulate", "--customers", "20", "--days", "60", "--currency", "GBP", "--out", out}); err != nil {
+		t.Fatalf("simulate: %v\n%s", err, errOut)
+	}
+	lines := strings.Count(mustRead(t, out), "\n") + 1
+	m := regexp.MustCompile(`^wrote (\d+) events to (.+): 20 customers, \d+ orders? worth [\d,.]+ GBP, .* support tickets? \(\d+ resolved\), .*; \d+ customers? ordered more than once, \d+ left\n$`).FindStringSubmatch(errOut.String())
+	if m == nil || m[1] != strconv.Itoa(lines) || m[2] != out || stdout.String() != "" {
+		t.Errorf("simulate --out printed %q (the file has %d lines)", errOut, lines)
+	}
+	for cur, want := range map[string]string{"XYZ": `--currency "XYZ": not an ISO 4217 currency code`, "gbp": `--currency "gbp": must be upper case: "GBP"`} {
+		env, _, _ := testEnv(nil)
+		if err := run(context.Background(), env, []string{"simulate", "--customers", "2", "--days", "2", "--currency", cur, "--out", out}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--currency %s: %v, want %q", cur, err, want)
+		}
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/retainhq/retain/platform/currency"
 	"github.com/retainhq/retain/platform/simulate"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
@@ -20,7 +22,7 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 	days := fs.Int("days", 365, "days of history")
 	seed := fs.Int64("seed", 1, "random seed: the same seed gives the same shop, byte for byte")
 	endFlag := fs.String("end", "", "end of the period, YYYY-MM-DD (default: today, UTC)")
-	currency := fs.String("currency", def.Currency, "ISO-4217 currency of the shop")
+	cur := fs.String("currency", def.Currency, "ISO-4217 currency of the shop, upper case as ingest takes it")
 	rateScale := fs.Float64("rate-scale", def.RateScale, "multiplies every customer's purchase rate (10 gives roughly ten times the orders of a CDNOW-like shop)")
 	out := fs.String("out", "-", "NDJSON output file ('-': stdout)")
 	send := fs.Bool("send", false, "send the events to Retain's ingest API instead of writing NDJSON")
@@ -35,8 +37,16 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		end = t
 	}
+	// The table ingest checks orders against: a shop in a currency ingest
+	// refuses would be refused event by event.
+	if !currency.Known(*cur) {
+		if currency.Known(strings.ToUpper(*cur)) {
+			return fmt.Errorf("--currency %q: must be upper case: %q", *cur, strings.ToUpper(*cur))
+		}
+		return fmt.Errorf("--currency %q: not an ISO 4217 currency code (e.g. EUR, GBP, USD)", *cur)
+	}
 	cfg := def
-	cfg.Customers, cfg.Days, cfg.Seed, cfg.Currency, cfg.RateScale = *customers, *days, *seed, *currency, *rateScale
+	cfg.Customers, cfg.Days, cfg.Seed, cfg.Currency, cfg.RateScale = *customers, *days, *seed, *cur, *rateScale
 	cfg.Start = end.AddDate(0, 0, -*days)
 	shop, err := simulate.New(cfg)
 	if err != nil {
@@ -71,7 +81,29 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	st := shop.Stats()
-	fmt.Fprintf(env.stderr, "wrote %d events: %+v\n", n, st)
+	where := ""
+	if *out != "-" {
+		where = " to " + *out
+	}
+	fmt.Fprintf(env.stderr, "wrote %d events%s: %s\n", n, where, simulateSummary(shop.Stats()))
 	return nil
+}
+
+// simulateSummary is what a simulated shop holds, in words.
+func simulateSummary(st simulate.Stats) string {
+	count := func(n int, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %s", n, many)
+	}
+	refunds := count(st.Refunds, "refund", "refunds")
+	if st.Refunds > 0 {
+		refunds += " of " + moneyText(st.Refunded, st.Currency, true)
+	}
+	return fmt.Sprintf("%s, %s worth %s, %s, %s (%d resolved), %s and %s; %s ordered more than once, %d left",
+		count(st.Customers, "customer", "customers"), count(st.Orders, "order", "orders"), moneyText(st.Revenue, st.Currency, true), refunds,
+		count(st.TicketsOpened, "support ticket", "support tickets"), st.TicketsResolved,
+		count(st.NPSAnswers, "NPS answer", "NPS answers"), count(st.CSATAnswers, "CSAT answer", "CSAT answers"),
+		count(st.RepeatCustomers, "customer", "customers"), st.DroppedCustomers)
 }
