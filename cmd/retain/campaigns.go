@@ -247,8 +247,15 @@ func campaignsReport(ctx context.Context, env *cliEnv, args []string) error {
 func printReport(w io.Writer, r *campaignv1.Report) {
 	fmt.Fprintf(w, "Campaign %s: %d enrolled (%d treated, %d in the %d%% holdout), %d still running\n",
 		r.GetCampaignId(), r.GetEnrolled(), r.GetTreated(), r.GetHoldout(), r.GetHoldoutPercent(), r.GetActive())
-	fmt.Fprintf(w, "  messages   %d requested, %d delivered, %d failed, %d suppressed\n",
+	fmt.Fprintf(w, "  messages   %d requested, %d delivered, %d failed, %d suppressed",
 		r.GetMessagesRequested(), r.GetMessagesDelivered(), r.GetMessagesFailed(), r.GetMessagesSuppressed())
+	// The report has no count of its own for requests the notifier has
+	// not decided yet (deferred by quiet hours or a frequency cap, or in
+	// flight): they are the rest, so that the figures add up.
+	if pending := r.GetMessagesRequested() - r.GetMessagesDelivered() - r.GetMessagesFailed() - r.GetMessagesSuppressed(); pending > 0 {
+		fmt.Fprintf(w, ", %d pending (deferred or in flight)", pending)
+	}
+	fmt.Fprintln(w)
 	if r.GetCouponsIssued() > 0 {
 		fmt.Fprintf(w, "  coupons    %d issued, %d redeemed\n", r.GetCouponsIssued(), r.GetCouponsRedeemed())
 	}
@@ -288,10 +295,10 @@ func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error
 			}
 			next := "-"
 			if e.GetCurrentStep() != "" {
-				next = e.GetCurrentStep() + " at " + e.GetNextAt().AsTime().Format("2006-01-02 15:04")
+				next = e.GetCurrentStep() + " at " + e.GetNextAt().AsTime().UTC().Format("2006-01-02 15:04Z")
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetCampaignId(), e.GetCampaignVersion(), strings.ToLower(e.GetStatus()), group,
-				e.GetEnteredAt().AsTime().Format("2006-01-02 15:04"), strings.Join(e.GetStepsDone(), ","), next)
+				e.GetEnteredAt().AsTime().UTC().Format("2006-01-02 15:04Z"), strings.Join(e.GetStepsDone(), ","), next)
 		}
 		return tw.Flush()
 	})

@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 )
 
 // TestCampaignCommandsThroughDevStack drives `retain playbooks` and
@@ -82,5 +90,62 @@ func TestCampaignCommandsThroughDevStack(t *testing.T) {
 	if err := run(ctx, env, []string{"campaigns", "list", "--addr", state.GRPCAddr, "--token", "bad"}); err == nil ||
 		!strings.HasPrefix(err.Error(), "unauthenticated: ") || !strings.Contains(err.Error(), "(check --token / RETAIN_TOKEN and its scopes: read (campaigns:write to change campaigns))") {
 		t.Errorf("a bad token: %v", err)
+	}
+}
+
+// cannedCampaigns answers the CampaignService calls whose output needs
+// figures a fresh dev stack does not have: a report with requests still
+// undecided, and a customer's enrollments.
+type cannedCampaigns struct {
+	campaignv1.UnimplementedCampaignServiceServer
+}
+
+func (cannedCampaigns) GetReport(_ context.Context, r *campaignv1.GetReportRequest) (*campaignv1.GetReportResponse, error) {
+	rep := &campaignv1.Report{CampaignId: r.GetId(), HoldoutPercent: 10, Enrolled: 1300, Treated: 1170, Holdout: 130, Active: 40,
+		MessagesRequested: 1221, MessagesDelivered: 823, MessagesSuppressed: 224}
+	if r.GetId() == "settled" {
+		rep.MessagesRequested = 1047
+	}
+	return &campaignv1.GetReportResponse{Report: rep}, nil
+}
+
+func (cannedCampaigns) ListCustomerEnrollments(_ context.Context, r *campaignv1.ListCustomerEnrollmentsRequest) (*campaignv1.ListCustomerEnrollmentsResponse, error) {
+	at := func(h int) *timestamppb.Timestamp { return timestamppb.New(time.Date(2026, 6, 10, h, 39, 0, 0, time.UTC)) }
+	return &campaignv1.ListCustomerEnrollmentsResponse{Enrollments: []*campaignv1.Enrollment{
+		{CampaignId: "win-back", CampaignVersion: 2, CustomerId: r.GetCustomerId(), Status: "ACTIVE", CurrentStep: "reminder",
+			EnteredAt: at(14), NextAt: at(18), StepsDone: []string{"first"}},
+	}}, nil
+}
+
+// TestCampaignReportAndEnrollments checks that the report's message
+// figures add up (the undecided rest is shown when there is one) and that
+// enrollment times are marked UTC like the other commands' times.
+func TestCampaignReportAndEnrollments(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	campaignv1.RegisterCampaignServiceServer(srv, cannedCampaigns{})
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	vars := map[string]string{"RETAIN_ADDR": lis.Addr().String(), "RETAIN_TOKEN": "tok"}
+	cli := func(args ...string) string {
+		t.Helper()
+		env, out, errOut := testEnv(vars)
+		if err := run(context.Background(), env, args); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+		return out.String()
+	}
+	if out := cli("campaigns", "report", "win-back"); !strings.Contains(out, "  messages   1221 requested, 823 delivered, 0 failed, 224 suppressed, 174 pending (deferred or in flight)\n") {
+		t.Errorf("report with undecided requests:\n%s", out)
+	}
+	if out := cli("campaigns", "report", "settled"); !strings.Contains(out, "  messages   1047 requested, 823 delivered, 0 failed, 224 suppressed\n") {
+		t.Errorf("report with every request decided:\n%s", out)
+	}
+	out := cli("campaigns", "enrollments", "c-42")
+	if !strings.Contains(out, "2026-06-10 14:39Z") || !strings.Contains(out, "reminder at 2026-06-10 18:39Z") {
+		t.Errorf("enrollments without the UTC marker:\n%s", out)
 	}
 }
