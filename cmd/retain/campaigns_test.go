@@ -110,7 +110,9 @@ func (cannedCampaigns) GetReport(_ context.Context, r *campaignv1.GetReportReque
 }
 
 func (cannedCampaigns) ListCustomerEnrollments(_ context.Context, r *campaignv1.ListCustomerEnrollmentsRequest) (*campaignv1.ListCustomerEnrollmentsResponse, error) {
-	at := func(h int) *timestamppb.Timestamp { return timestamppb.New(time.Date(2026, 6, 10, h, 39, 0, 0, time.UTC)) }
+	at := func(h int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 6, 10, h, 39, 0, 0, time.UTC))
+	}
 	return &campaignv1.ListCustomerEnrollmentsResponse{Enrollments: []*campaignv1.Enrollment{
 		{CampaignId: "win-back", CampaignVersion: 2, CustomerId: r.GetCustomerId(), Status: "ACTIVE", CurrentStep: "reminder",
 			EnteredAt: at(14), NextAt: at(18), StepsDone: []string{"first"}},
