@@ -8,15 +8,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/natsembed"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/simulate"
 	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/services/campaign"
 	"github.com/retainhq/retain/services/churnsignal"
@@ -42,6 +47,8 @@ type devOptions struct {
 	demo, exitAfterDemo     bool
 	demoCustomers, demoDays int
 	demoSeed                int64
+	// args are the positional arguments, of which dev takes none.
+	args []string
 }
 
 func runDev(ctx context.Context, env *cliEnv, args []string) error {
@@ -51,7 +58,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:9090", "gRPC listen address (every service's API)")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:8080", "public HTTP API listen address (POST /v1/events)")
 	fs.StringVar(&o.ops, "ops-addr", "127.0.0.1:9100", "ops HTTP listen address (/healthz, /readyz, /metrics)")
-	fs.IntVar(&o.natsPort, "nats-port", 4222, "port of the embedded NATS server (-1: any free port)")
+	fs.IntVar(&o.natsPort, "nats-port", 4222, "port of the embedded NATS server (0 or -1: any free port)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	fs.BoolVar(&o.demo, "demo", false, "load a sample shop through the public API and print a report")
 	fs.BoolVar(&o.exitAfterDemo, "exit-after-demo", false, "stop after the demo report instead of serving until Ctrl-C")
@@ -61,10 +68,151 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	o.args = fs.Args()
 	return startDev(ctx, env, o)
 }
 
+// validate reports every bad flag at once, before anything is started.
+func (o devOptions) validate() error {
+	var v config.Validator
+	if len(o.args) > 0 {
+		v.Addf("", "unexpected arguments %q: dev takes flags only", o.args)
+	}
+	v.Require("--dir", o.dir)
+	natsOK := o.natsPort >= -1 && o.natsPort <= 65535
+	v.Check(natsOK, "--nats-port", "must be 1-65535, or 0 or -1 for any free port, got %d", o.natsPort)
+	natsAddr := net.JoinHostPort(natsHost, strconv.Itoa(o.natsPort))
+	// Two of the stack's servers on one address (checked among the valid
+	// ones): the second would find it taken by the first.
+	type listen struct{ flag, addr string }
+	var valid []listen
+	for _, a := range []listen{{"--grpc-addr", o.grpcAddr}, {"--http-addr", o.httpAddr}, {"--ops-addr", o.ops}} {
+		if !validateListenAddr(&v, a.flag, a.addr) {
+			continue
+		}
+		for _, b := range valid {
+			if sameListenAddr(a.addr, b.addr) {
+				v.Addf(a.flag, "%s clashes with %s %s", a.addr, b.flag, b.addr)
+			}
+		}
+		if natsOK && o.natsPort > 0 && sameListenAddr(a.addr, natsAddr) {
+			v.Addf(a.flag, "%s clashes with --nats-port %d", a.addr, o.natsPort)
+		}
+		valid = append(valid, a)
+	}
+	if o.logLevel != "" { // empty is info, as for the services
+		v.OneOf("--log-level", strings.ToLower(o.logLevel), telemetry.LevelDebug, telemetry.LevelInfo, telemetry.LevelWarn, telemetry.LevelError)
+	}
+	// The demo shop's limits are the simulator's; checked even without
+	// --demo, since a bad value is a mistake either way.
+	v.Check(!o.exitAfterDemo || o.demo, "--exit-after-demo", "needs --demo")
+	if err := demoShopProblem(o.demoCustomers, simulate.DefaultConfig().Days); err != nil {
+		v.Addf("--demo-customers", "%v", err)
+	}
+	if err := demoShopProblem(simulate.DefaultConfig().Customers, o.demoDays); err != nil {
+		v.Addf("--demo-days", "%v", err)
+	}
+	return v.Err()
+}
+
+// validateListenAddr checks a host:port to listen on (port 0 picks a free
+// one) and reports whether it is valid.
+func validateListenAddr(v *config.Validator, flag, addr string) bool {
+	if addr == "" {
+		v.Addf(flag, "must be set")
+		return false
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.Addf(flag, "want host:port such as 127.0.0.1:9090, got %q", addr)
+		return false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.Addf(flag, "port must be 1-65535, or 0 for any free port, got %q", addr)
+		return false
+	}
+	return true
+}
+
+// sameListenAddr reports whether two servers listening on a and b would
+// clash: same port (not 0), and the same host or one of them on every
+// interface.
+func sameListenAddr(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
+		return false
+	}
+	norm := func(h string) string {
+		switch h {
+		case "", "0.0.0.0", "::":
+			return ""
+		case "localhost":
+			return "127.0.0.1"
+		}
+		return h
+	}
+	ha, hb = norm(ha), norm(hb)
+	return ha == "" || hb == "" || ha == hb
+}
+
+// demoShopProblem is what the simulator says of a demo shop of this size.
+func demoShopProblem(customers, days int) error {
+	cfg := simulate.DefaultConfig()
+	cfg.Customers, cfg.Days, cfg.Start = customers, days, time.Now().UTC().AddDate(0, 0, -days)
+	if err := cfg.Validate(); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "invalid simulate config: ")
+		return errors.New(strings.ReplaceAll(msg, "\n", "; "))
+	}
+	return nil
+}
+
+// natsHost is where the embedded NATS server listens (natsembed's default).
+const natsHost = "127.0.0.1"
+
+// checkPorts tries every address the stack listens on, so a taken one fails
+// the start at once, each named with its flag, instead of after the private
+// Postgres started (or, for NATS, after a readiness timeout). Another
+// process can still take one before the stack binds it; that is reported
+// where it is bound.
+func checkPorts(o devOptions) error {
+	type listen struct{ what, addr, flag string }
+	ls := []listen{{"gRPC API", o.grpcAddr, "--grpc-addr"}, {"HTTP API", o.httpAddr, "--http-addr"}, {"ops server", o.ops, "--ops-addr"}}
+	if o.natsPort > 0 {
+		ls = append([]listen{{"embedded NATS", net.JoinHostPort(natsHost, strconv.Itoa(o.natsPort)), "--nats-port"}}, ls...)
+	}
+	var problems []string
+	for _, l := range ls {
+		if _, port, _ := net.SplitHostPort(l.addr); port == "0" {
+			continue
+		}
+		if err := natsembed.CheckListen(l.addr); err != nil {
+			problems = append(problems, listenProblem(l.what, l.flag, err))
+		}
+	}
+	switch len(problems) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New(problems[0])
+	}
+	return fmt.Errorf("the dev stack cannot listen on %d addresses:\n  - %s", len(problems), strings.Join(problems, "\n  - "))
+}
+
+// listenProblem words a *natsembed.ListenError for the flag that chose the
+// address: "embedded NATS: 127.0.0.1:4222 is already in use (another retain
+// dev running? pass --nats-port)".
+func listenProblem(what, flag string, err error) string {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Sprintf("%s: %v (another retain dev running? pass %s)", what, err, flag)
+	}
+	return fmt.Sprintf("%s: %v (pass another %s)", what, err, flag)
+}
+
 func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
+	if err := o.validate(); err != nil {
+		return err
+	}
 	// 0755, not 0700: when run as root, the private Postgres runs as the
 	// postgres user and must be able to reach its directory inside. The
 	// secrets in it (key, token) are files readable by their owner only.
@@ -73,6 +221,9 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	}
 	if s, err := readDevState(o.dir); err == nil && processAlive(s.PID) {
 		return fmt.Errorf("a dev stack (pid %d) is already running from %s; stop it first", s.PID, o.dir)
+	}
+	if err := checkPorts(o); err != nil {
+		return err
 	}
 	pub, priv, err := devKeys(o.dir)
 	if err != nil {
@@ -98,8 +249,13 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	ns, err := natsembed.StartEmbeddedNATS(natsembed.EmbeddedNATSOptions{Port: o.natsPort, StoreDir: natsDir, SyncAlways: true, ServerName: "retain-dev"})
+	ns, err := natsembed.StartEmbeddedNATS(natsembed.EmbeddedNATSOptions{Host: natsHost, Port: o.natsPort, StoreDir: natsDir, SyncAlways: true, ServerName: "retain-dev"})
 	if err != nil {
+		var le *natsembed.ListenError
+		if errors.As(err, &le) {
+			// Taken since checkPorts.
+			return errors.New(listenProblem("embedded NATS", "--nats-port", le))
+		}
 		return fmt.Errorf("embedded NATS: %w", err)
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()

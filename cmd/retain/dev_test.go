@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runDevExpectingError runs `retain dev` with args in a fresh directory and
+// returns its error and the directory; the stack must not have started.
+func runDevExpectingError(t *testing.T, args ...string) (error, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), ".retain")
+	env, out, _ := testEnv(nil)
+	err := run(context.Background(), env, append([]string{"dev", "--dir", dir}, args...))
+	if err == nil {
+		t.Fatalf("retain dev %q started", args)
+	}
+	if strings.Contains(out.String(), "is up") {
+		t.Fatalf("retain dev %q printed its banner:\n%s", args, out)
+	}
+	for _, sub := range []string{"nats", "pg", devPrivateKeyFile} {
+		if _, serr := os.Stat(filepath.Join(dir, sub)); !errors.Is(serr, os.ErrNotExist) {
+			t.Errorf("retain dev %q created %s before failing (%v)", args, sub, serr)
+		}
+	}
+	return err, dir
+}
+
+func TestDevFlagsReportedAtOnce(t *testing.T) {
+	free := []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--nats-port", "-1"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{
+			name: "port out of range and no demo customers, both named",
+			args: []string{"--nats-port", "99999", "--demo-customers", "0"},
+			want: "invalid configuration (2 problems):\n" +
+				"  - --demo-customers: customers must be in [1, 50000000], got 0\n" +
+				"  - --nats-port: must be 1-65535, or 0 or -1 for any free port, got 99999",
+		},
+		{
+			name: "NATS port below -1",
+			args: append(free, "--nats-port", "-2"),
+			want: "invalid configuration: --nats-port: must be 1-65535, or 0 or -1 for any free port, got -2",
+		},
+		{
+			name: "listen addresses",
+			args: []string{"--grpc-addr", "127.0.0.1:70000", "--http-addr", "8080", "--ops-addr", "", "--nats-port", "-1"},
+			want: "invalid configuration (3 problems):\n" +
+				"  - --grpc-addr: port must be 1-65535, or 0 for any free port, got \"127.0.0.1:70000\"\n" +
+				"  - --http-addr: want host:port such as 127.0.0.1:9090, got \"8080\"\n" +
+				"  - --ops-addr: must be set",
+		},
+		{
+			name: "two servers on one address",
+			args: []string{"--grpc-addr", "127.0.0.1:19090", "--http-addr", ":19090", "--ops-addr", "localhost:4222", "--nats-port", "4222"},
+			want: "invalid configuration (2 problems):\n" +
+				"  - --http-addr: :19090 clashes with --grpc-addr 127.0.0.1:19090\n" +
+				"  - --ops-addr: localhost:4222 clashes with --nats-port 4222",
+		},
+		{
+			name: "demo settings, log level and arguments",
+			args: append(free, "--demo-days", "0", "--demo-customers", "-5", "--exit-after-demo", "--log-level", "loud", "now"),
+			want: "invalid configuration (5 problems):\n" +
+				"  - unexpected arguments [\"now\"]: dev takes flags only\n" +
+				"  - --demo-customers: customers must be in [1, 50000000], got -5\n" +
+				"  - --demo-days: days must be in [1, 36600], got 0\n" +
+				"  - --exit-after-demo: needs --demo\n" +
+				"  - --log-level: must be one of debug, info, warn, error, got \"loud\"",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err, dir := runDevExpectingError(t, tt.args...)
+			if err.Error() != tt.want {
+				t.Fatalf("error:\n%v\nwant:\n%s", err, tt.want)
+			}
+			if _, serr := os.Stat(dir); !errors.Is(serr, os.ErrNotExist) {
+				t.Errorf("the state directory was created before the flags were checked (%v)", serr)
+			}
+		})
+	}
+}
+
+// hold listens on a free port of 127.0.0.1 until the test ends, as another
+// program (or another retain dev) would.
+func hold(t *testing.T) (addr string, port int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String(), l.Addr().(*net.TCPAddr).Port
+}
+
+func TestDevPortsInUseReportedAtOnce(t *testing.T) {
+	natsAddr, natsPort := hold(t)
+	grpcAddr, _ := hold(t)
+	httpAddr, _ := hold(t)
+	opsAddr, _ := hold(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{
+			name: "NATS",
+			args: []string{"--nats-port", fmt.Sprint(natsPort), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"},
+			want: "embedded NATS: " + natsAddr + " is already in use (another retain dev running? pass --nats-port)",
+		},
+		{
+			name: "gRPC",
+			args: []string{"--nats-port", "-1", "--grpc-addr", grpcAddr, "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"},
+			want: "gRPC API: " + grpcAddr + " is already in use (another retain dev running? pass --grpc-addr)",
+		},
+		{
+			name: "every port, as with a second dev stack",
+			args: []string{"--nats-port", fmt.Sprint(natsPort), "--grpc-addr", grpcAddr, "--http-addr", httpAddr, "--ops-addr", opsAddr},
+			want: "the dev stack cannot listen on 4 addresses:\n" +
+				"  - embedded NATS: " + natsAddr + " is already in use (another retain dev running? pass --nats-port)\n" +
+				"  - gRPC API: " + grpcAddr + " is already in use (another retain dev running? pass --grpc-addr)\n" +
+				"  - HTTP API: " + httpAddr + " is already in use (another retain dev running? pass --http-addr)\n" +
+				"  - ops server: " + opsAddr + " is already in use (another retain dev running? pass --ops-addr)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err, _ := runDevExpectingError(t, tt.args...)
+			if err.Error() != tt.want {
+				t.Fatalf("error:\n%v\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}
