@@ -38,7 +38,7 @@ func commands() map[string]command {
 		"simulate":    {"generate a realistic synthetic shop as NDJSON or send it to ingest", runSimulate},
 		"tokens":      {"generate key pairs and issue API tokens", runTokens},
 		"publish":     {"publish NDJSON events from a file or stdin (same as import ndjson)", runPublish},
-		"churn":       {"churn risk: risk CUSTOMER, list --band high, model, refit --as-of DATE", runChurn},
+		"churn":       {"churn risk: risk CUSTOMER, list --band high, model, refit --as-of DATE, weights [set]", runChurn},
 		"deadletters": {"messages a consumer gave up on: list CONSUMER, replay CONSUMER ID...", runDeadLetters},
 		"metrics":     {"retention, churn, repeat purchase, cohorts, NPS, RFM, top customers, sales; rebuild", runMetrics},
 		"campaigns":   {"campaigns: list, show, apply -f FILE, pause, resume, archive, preview, report, enrollments", runCampaigns},
@@ -54,16 +54,32 @@ func main() {
 	defer stop()
 	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	if err := run(ctx, env, os.Args[1:]); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errNoCommand) {
 			fmt.Fprintln(os.Stderr, "retain:", err)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// errNoCommand is `retain` alone: a usage error, after the usage.
+var errNoCommand = errors.New("no command given")
+
+// exitCode is the status a failed run exits with: 2 for `retain` without a
+// command, as for a usage error, 1 otherwise.
+func exitCode(err error) int {
+	if errors.Is(err, errNoCommand) {
+		return 2
+	}
+	return 1
 }
 
 func run(ctx context.Context, env *cliEnv, args []string) error {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		usage(env.stderr, cmds)
+		return errNoCommand
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(env.stdout, cmds)
 		return nil
 	}
@@ -78,12 +94,14 @@ func run(ctx context.Context, env *cliEnv, args []string) error {
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "retain: retention automation for e-commerce\n\nUsage: retain <command> [flags]\n\nCommands:")
 	names := make([]string, 0, len(cmds))
+	width := 0
 	for n := range cmds {
 		names = append(names, n)
+		width = max(width, len(n))
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-*s  %s\n", width, n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'retain <command> -h' for a command's flags.")
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -450,5 +453,35 @@ func TestSimulateCommand(t *testing.T) {
 		if err := run(context.Background(), env, []string{"simulate", "--customers", "2", "--days", "2", "--currency", cur, "--out", out}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--currency %s: %v, want %q", cur, err, want)
 		}
+	}
+}
+
+// TestTopLevelUsage: `retain` alone prints the usage to stderr and exits 2
+// like a usage error; `retain help` prints it to stdout and succeeds; the
+// descriptions line up whatever the length of the command's name.
+func TestTopLevelUsage(t *testing.T) {
+	env, out, errOut := testEnv(nil)
+	err := run(context.Background(), env, nil)
+	if !errors.Is(err, errNoCommand) || exitCode(err) != 2 || out.String() != "" || !strings.Contains(errOut.String(), "Usage: retain <command>") {
+		t.Errorf("retain alone: %v (exit %d)\nstdout %q\nstderr %q", err, exitCode(err), out, errOut)
+	}
+	if code := exitCode(errors.New("x")); code != 1 {
+		t.Errorf("other errors exit %d, want 1", code)
+	}
+	env, out, _ = testEnv(nil)
+	if err := run(context.Background(), env, []string{"help"}); err != nil {
+		t.Fatal(err)
+	}
+	columns := map[int][]string{}
+	for _, l := range strings.Split(out.String(), "\n") {
+		if m := regexp.MustCompile(`^  ([a-z]+) +(\S)`).FindStringSubmatchIndex(l); m != nil {
+			columns[m[4]] = append(columns[m[4]], l[m[2]:m[3]])
+		}
+	}
+	if len(columns) != 1 || len(slices.Concat(slices.Collect(maps.Values(columns))...)) != len(commands()) {
+		t.Errorf("descriptions start at columns %v:\n%s", columns, out)
+	}
+	if !regexp.MustCompile(`(?m)^  churn .*weights`).MatchString(out.String()) {
+		t.Errorf("churn's entry does not mention weights:\n%s", out)
 	}
 }
