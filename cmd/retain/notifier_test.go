@@ -385,6 +385,13 @@ variants:
 	if s := must("templates", "apply", "-f", file); !strings.Contains(s, "template order_thanks (email) created: version 1") {
 		t.Fatalf("apply:\n%s", s)
 	}
+	// The same file again stores no new version; a changed one does.
+	if s := must("templates", "apply", "-f", file); !strings.Contains(s, "updated: version 1") {
+		t.Fatalf("the same file again:\n%s", s)
+	}
+	if b, err := os.ReadFile(file); err != nil || os.WriteFile(file, []byte(strings.Replace(string(b), "thanks for an order", "thanks for your order", 1)), 0o644) != nil {
+		t.Fatal(err)
+	}
 	if s := must("templates", "apply", "-f", file); !strings.Contains(s, "updated: version 2") {
 		t.Fatalf("second apply:\n%s", s)
 	}
