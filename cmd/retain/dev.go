@@ -333,9 +333,13 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 		return err
 	}
 	addrs := host.Addrs()
-	// Unsubscribe links point at the shared HTTP server, whose port is
-	// known only now.
+	// Unsubscribe links point at the shared HTTP server, and the campaign
+	// service checks the templates of campaigns saved against the notifier
+	// on the shared gRPC server: their ports are known only now.
 	notifierSvc.SetPublicURL("http://" + addrs.HTTP)
+	if err := campaignSvc.SetNotifierAddr(addrs.GRPC); err != nil {
+		return err
+	}
 	state := devState{GRPCAddr: addrs.GRPC, HTTPAddr: addrs.HTTP, OpsAddr: addrs.Ops, Token: token, NATSURL: natsURL, PID: os.Getpid()}
 	if err := writeDevState(o.dir, state); err != nil {
 		return fmt.Errorf("write dev state: %w", err)
