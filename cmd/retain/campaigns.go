@@ -164,6 +164,9 @@ func campaignsApply(ctx context.Context, env *cliEnv, args []string) error {
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.Campaign, error) {
 		up, err := c.UpdateCampaign(ctx, &campaignv1.UpdateCampaignRequest{Campaign: cp})
 		if status.Code(err) != codes.NotFound {
+			if up.GetUnchanged() {
+				verb = "unchanged"
+			}
 			return up.GetCampaign(), err
 		}
 		verb = "created"

@@ -205,13 +205,17 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 	defer done()
 	saved := &notifierv1.ListTemplatesResponse{}
 	var lines []string
-	// A template that exists gets its next version; a new one is created.
-	// Each is saved on its own, in file order: the first refused one stops
-	// the rest, and what was saved before it is reported.
+	// A template that exists gets its next version (none if it is the
+	// same); a new one is created. Each is saved on its own, in file order:
+	// the first refused one stops the rest, and what was saved before it is
+	// reported.
 	for _, t := range ts {
 		verb := "updated"
 		up, err := c.UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: t})
 		out := up.GetTemplate()
+		if up.GetUnchanged() {
+			verb = "unchanged"
+		}
 		if status.Code(err) == codes.NotFound {
 			verb = "created"
 			var cr *notifierv1.CreateTemplateResponse
