@@ -33,7 +33,32 @@ type devState struct {
 	PID      int    `json:"pid"`
 }
 
-func devStatePath(dir string) string { return filepath.Join(dir, "dev.json") }
+// devStateFile is the state file's name in the state directory.
+const devStateFile = "dev.json"
+
+func devStatePath(dir string) string { return filepath.Join(dir, devStateFile) }
+
+// findStateFile looks for name in the state directory of the working
+// directory or of the nearest directory above it that has one, as git
+// finds .git: commands run from a subdirectory of where `retain dev` runs
+// still find it. Without one, the path it would have in the working
+// directory.
+func findStateFile(name string) string {
+	if dir, err := os.Getwd(); err == nil {
+		for {
+			p := filepath.Join(dir, stateDir, name)
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return filepath.Join(stateDir, name)
+}
 
 func writeDevState(dir string, s devState) error {
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -67,7 +92,7 @@ func addEndpointFlags(fs *flag.FlagSet, env *cliEnv) *endpoint {
 	e := &endpoint{}
 	// A back-quoted word in a usage text is the flag's placeholder in -h:
 	// only ADDR and TOKEN are quoted so.
-	fs.StringVar(&e.addr, "addr", env.getenv("RETAIN_ADDR"), "`ADDR` (host:port) of Retain's gRPC API (env RETAIN_ADDR; default: the 'retain dev' running from this directory)")
+	fs.StringVar(&e.addr, "addr", env.getenv("RETAIN_ADDR"), "`ADDR` (host:port) of Retain's gRPC API (env RETAIN_ADDR; default: the 'retain dev' running from this directory or one above it)")
 	fs.StringVar(&e.token, "token", env.getenv("RETAIN_TOKEN"), "API `TOKEN` (env RETAIN_TOKEN; default: the dev token of 'retain dev')")
 	return e
 }
@@ -77,7 +102,7 @@ func (e *endpoint) resolve() error {
 	if e.addr != "" && e.token != "" {
 		return nil
 	}
-	s, err := readDevState(stateDir)
+	s, err := readDevState(filepath.Dir(findStateFile(devStateFile)))
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -89,7 +114,7 @@ func (e *endpoint) resolve() error {
 		case e.token != "":
 			return errors.New("no address to send the token to: pass --addr or set RETAIN_ADDR (host:port of Retain's gRPC API)")
 		}
-		return errors.New("no Retain to talk to: start `retain dev` in this directory, or pass --addr and --token (RETAIN_ADDR, RETAIN_TOKEN)")
+		return errors.New("no Retain to talk to: start `retain dev` in this directory (or one above it), or pass --addr and --token (RETAIN_ADDR, RETAIN_TOKEN)")
 	}
 	if e.addr == "" {
 		e.addr = s.GRPCAddr

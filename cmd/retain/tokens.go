@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -60,9 +59,9 @@ func runIssue(env *cliEnv, args []string) error {
 	}
 	key := *keyFlag
 	if key == "" {
-		b, err := os.ReadFile(filepath.Join(stateDir, devPrivateKeyFile))
+		b, err := os.ReadFile(findStateFile(devPrivateKeyFile))
 		if err != nil {
-			return errors.New("no private key: pass --private-key or RETAIN_AUTH_PRIVATE_KEY (see `retain tokens keygen`), or run from the directory of `retain dev`")
+			return errors.New("no private key: pass --private-key or RETAIN_AUTH_PRIVATE_KEY (see `retain tokens keygen`), or run from the directory of `retain dev` (or one below it)")
 		}
 		key = strings.TrimSpace(string(b))
 	}
