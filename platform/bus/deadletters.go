@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -137,6 +138,14 @@ func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
 		dl.Header = nats.Header{}
 	}
 	dl.Type = dl.Header.Get(HeaderEventType)
+	if dl.Type == "" {
+		// A message published without the header (by hand, or by a
+		// publisher other than Retain's): its subject still names the
+		// type, retain.<kind>.<tenant>.<type>.
+		if parts := strings.SplitN(dl.Subject, ".", 4); len(parts) == 4 && parts[0] == "retain" {
+			dl.Type = parts[3]
+		}
+	}
 	return dl, nil
 }
 
