@@ -146,8 +146,11 @@ func (f commandFlags) parse(args []string) ([]string, error) {
 		return nil, err
 	}
 	pos = append(pos, f.fs.Args()...)
+	if *f.output == "table" { // what `retain metrics` calls its text
+		*f.output = "text"
+	}
 	if *f.output != "text" && *f.output != "json" {
-		return nil, fmt.Errorf("--output %q: must be text or json", *f.output)
+		return nil, fmt.Errorf("--output %q: must be text (or table) or json", *f.output)
 	}
 	return pos, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,20 @@ func TestDevStateFoundFromSubdirectory(t *testing.T) {
 		if err := e.resolve(); err != nil || e.addr != want || e.token != "tok-"+want {
 			t.Errorf("from %s: %+v %v, want %s", sub, e, err, want)
 		}
+	}
+}
+
+// TestOutputTableIsText: --output table (what `retain metrics` calls its
+// text) is the text form of every other command, and --output text is the
+// table of metrics.
+func TestOutputTableIsText(t *testing.T) {
+	env, _, _ := testEnv(nil)
+	f := newCommandFlags(env, "campaigns list", "campaigns list")
+	if _, err := f.parse([]string{"--output", "table"}); err != nil || *f.output != "text" {
+		t.Errorf("--output table: %q, %v", *f.output, err)
+	}
+	o := &metricsOptions{output: "text", limit: 10}
+	if err := o.check(); err != nil && strings.Contains(err.Error(), "--output") || o.output != "table" {
+		t.Errorf("metrics --output text: %q, %v", o.output, err)
 	}
 }

@@ -64,10 +64,14 @@ func main() {
 // errNoCommand is `retain` alone: a usage error, after the usage.
 var errNoCommand = errors.New("no command given")
 
-// exitCode is the status a failed run exits with: 2 for `retain` without a
-// command, as for a usage error, 1 otherwise.
+// exitCode is the status a failed run exits with: 0 for -h on a command
+// (its usage was asked for and printed), 2 for `retain` without a command,
+// as for a usage error, 1 otherwise.
 func exitCode(err error) int {
-	if errors.Is(err, errNoCommand) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errNoCommand):
 		return 2
 	}
 	return 1

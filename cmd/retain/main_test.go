@@ -468,6 +468,14 @@ func TestTopLevelUsage(t *testing.T) {
 	if code := exitCode(errors.New("x")); code != 1 {
 		t.Errorf("other errors exit %d, want 1", code)
 	}
+	// -h on a command prints its usage, and that is a success.
+	for _, args := range [][]string{{"campaigns", "list", "-h"}, {"metrics", "retention", "-h"}, {"churn", "risk", "-h"}} {
+		env, _, errOut := testEnv(nil)
+		err := run(context.Background(), env, args)
+		if exitCode(err) != 0 || !strings.Contains(errOut.String(), "-output") {
+			t.Errorf("retain %v: %v (exit %d)\n%s", args, err, exitCode(err), errOut)
+		}
+	}
 	env, out, _ = testEnv(nil)
 	if err := run(context.Background(), env, []string{"help"}); err != nil {
 		t.Fatal(err)

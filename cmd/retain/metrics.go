@@ -134,8 +134,11 @@ Flags:`)
 // read differently: 0 is the proto's "default" for window_days and percent,
 // so an explicit --window 0 or --percent 0 would silently become 90 or 20.
 func (o *metricsOptions) check() error {
+	if o.output == "text" { // what the other commands call their table
+		o.output = "table"
+	}
 	if o.output != "table" && o.output != "json" {
-		return fmt.Errorf("--output %q: must be table or json", o.output)
+		return fmt.Errorf("--output %q: must be table (or text) or json", o.output)
 	}
 	if o.limit < 1 || o.limit > 1000 {
 		return fmt.Errorf("--limit %d: must be 1-1000", o.limit)

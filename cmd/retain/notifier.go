@@ -495,7 +495,11 @@ func printDelivery(w io.Writer, d *notifierv1.Delivery) {
 	fmt.Fprintln(w, "decision trail:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, x := range d.GetDecisions() {
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", x.GetStep(), ts(x.GetDecidedAt()), x.GetStage(), x.GetVerdict(), strings.TrimSpace(x.GetReasonCode()+" "+x.GetReason()))
+		why := x.GetReason()
+		if code := x.GetReasonCode(); code != x.GetStage() { // a stage's own name says nothing more
+			why = strings.TrimSpace(code + " " + why)
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", x.GetStep(), ts(x.GetDecidedAt()), x.GetStage(), x.GetVerdict(), why)
 	}
 	_ = tw.Flush()
 }

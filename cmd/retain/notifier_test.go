@@ -281,7 +281,7 @@ func TestNotifierCommands(t *testing.T) {
 		out := cli(t, "deliveries", "show", "winback/e-1/s-1")
 		wantAll(t, out, "winback/e-1/s-1: SENT", "c-42, marketing email, priority normal", "winback_90 v3, variant fa",
 			"campaign   winback v2, enrollment e-1, step s-1", "<abc@shop.example>", "decision trail:",
-			"quiet_hours  defer    quiet_hours 21:30 in Asia/Tehran", "3  2026-06-10 12:00:00Z  send")
+			"quiet_hours  defer  21:30 in Asia/Tehran", "3  2026-06-10 12:00:00Z  send")
 	})
 	t.Run("preferences", func(t *testing.T) {
 		out := cli(t, "preferences", "get", "c-42")
