@@ -122,7 +122,9 @@ func (RFMSegment) EnumDescriptor() ([]byte, []int) {
 	return file_retain_metrics_v1_metrics_proto_rawDescGZIP(), []int{0}
 }
 
-// Period is the half-open range of instants [from, to).
+// Period is the half-open range of instants [from, to). In a request, a
+// to after now is measured up to now (the response's period says so) and
+// a from at or after now is refused: nothing has happened there yet.
 type Period struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	From          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
@@ -1168,7 +1170,7 @@ func (x *GetNPSResponse) GetIgnoredAnswers() int64 {
 type GetRFMRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The instant to score as of: orders strictly before it count. Unset means
-	// now.
+	// now; an instant in the future is refused.
 	At *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
 	// Currency of the monetary figures; see the conventions above.
 	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
