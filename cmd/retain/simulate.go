@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/retainhq/retain/platform/currency"
@@ -39,11 +38,8 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	// The table ingest checks orders against: a shop in a currency ingest
 	// refuses would be refused event by event.
-	if !currency.Known(*cur) {
-		if currency.Known(strings.ToUpper(*cur)) {
-			return fmt.Errorf("--currency %q: must be upper case: %q", *cur, strings.ToUpper(*cur))
-		}
-		return fmt.Errorf("--currency %q: not an ISO 4217 currency code (e.g. EUR, GBP, USD)", *cur)
+	if err := currency.Check(*cur); err != nil {
+		return fmt.Errorf("--currency: %w", err)
 	}
 	cfg := def
 	cfg.Customers, cfg.Days, cfg.Seed, cfg.Currency, cfg.RateScale = *customers, *days, *seed, *cur, *rateScale

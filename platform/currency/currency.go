@@ -3,6 +3,11 @@
 // that turns minor units into amounts or back.
 package currency
 
+import (
+	"fmt"
+	"strings"
+)
+
 // iso4217 maps every active ISO 4217 alphabetic currency code that has defined
 // minor units to its minor-unit exponent (the number of decimal places of its
 // minor unit: 2 for GBP pence, 0 for JPY, 3 for KWD fils).
@@ -45,6 +50,19 @@ var iso4217 = map[string]int{
 func Known(code string) bool {
 	_, ok := iso4217[code]
 	return ok
+}
+
+// Check says what is wrong with code as a currency, or nil: an ISO 4217
+// alphabetic code, upper case. Every service refuses the same codes in the
+// same words, and a lower-case code gets its upper-case form as the hint.
+func Check(code string) error {
+	switch {
+	case Known(code):
+		return nil
+	case Known(strings.ToUpper(code)):
+		return fmt.Errorf("%q must be upper case: %q", code, strings.ToUpper(code))
+	}
+	return fmt.Errorf("%q is not an ISO 4217 currency code (like EUR)", code)
 }
 
 // Exponent returns the number of decimal places of code's minor unit (2 for

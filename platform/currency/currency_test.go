@@ -1,6 +1,9 @@
 package currency
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestExponent(t *testing.T) {
 	tests := []struct {
@@ -45,6 +48,22 @@ func TestCurrencyTableIsWellFormed(t *testing.T) {
 		}
 		if exp < 0 || exp > 4 {
 			t.Errorf("%s has exponent %d", code, exp)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for code, want := range map[string]string{
+		"EUR":  "",
+		"JPY":  "",
+		"eur":  `"eur" must be upper case: "EUR"`,
+		"XYZ":  `"XYZ" is not an ISO 4217 currency code (like EUR)`,
+		"EURO": `"EURO" is not an ISO 4217 currency code (like EUR)`,
+		"":     `"" is not an ISO 4217 currency code (like EUR)`,
+	} {
+		err := Check(code)
+		if got := fmt.Sprint(err); (want == "" && err != nil) || (want != "" && got != want) {
+			t.Errorf("Check(%q) = %v, want %q", code, err, want)
 		}
 	}
 }

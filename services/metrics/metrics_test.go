@@ -316,7 +316,7 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		{"lower-case currency", func() error {
 			_, err := c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: q2, Currency: "eur"}, c.creds)
 			return err
-		}, "currency", `ISO 4217 codes are upper case: "EUR"`},
+		}, "currency", `must be upper case: "EUR"`},
 		{"three letters that are no currency", func() error {
 			_, err := c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: q2, Currency: "XYZ"}, c.creds)
 			return err

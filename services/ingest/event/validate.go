@@ -203,12 +203,8 @@ func (p *problems) money(field string, m *eventsv1.Money, mustBePositive bool) {
 	switch c := m.GetCurrency(); {
 	case c == "":
 		p.add(field+".currency", "is required: an ISO 4217 code such as \"EUR\"")
-	case !currency.Known(c):
-		if currency.Known(strings.ToUpper(c)) {
-			p.add(field+".currency", "%s must be upper case: %s", quote(c), quote(strings.ToUpper(c)))
-		} else {
-			p.add(field+".currency", "%s is not an ISO 4217 currency code", quote(c))
-		}
+	case currency.Check(c) != nil:
+		p.add(field+".currency", "%s", currency.Check(c))
 	}
 	switch a := m.GetAmountMinor(); {
 	case a < 0:

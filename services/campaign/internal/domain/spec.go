@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/retainhq/retain/platform/currency"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
@@ -232,8 +233,12 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 			}
 		case *campaignv1.Condition_OrderTotalAtLeast:
 			m := k.OrderTotalAtLeast
-			if m.GetAmountMinor() < 0 || len(m.GetCurrency()) != 3 {
-				bad(f+".order_total_at_least", "want a non-negative amount_minor and a 3-letter currency")
+			if m.GetAmountMinor() < 0 {
+				bad(f+".order_total_at_least.amount_minor", "must not be negative, got %d", m.GetAmountMinor())
+			}
+			// As ingest checks orders: a code it refuses matches no order.
+			if err := currency.Check(m.GetCurrency()); err != nil {
+				bad(f+".order_total_at_least.currency", "%v", err)
 			}
 			if tr.GetEvent() != EventOrderPlaced {
 				bad(f+".order_total_at_least", "needs trigger.event order.placed")
@@ -381,8 +386,11 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 					bad(f+".issue_coupon.percent_off", "%d is outside 1-100", d.PercentOff)
 				}
 			case *campaignv1.IssueCoupon_AmountOff:
-				if d.AmountOff.GetAmountMinor() <= 0 || len(d.AmountOff.GetCurrency()) != 3 {
-					bad(f+".issue_coupon.amount_off", "want a positive amount_minor and a 3-letter currency")
+				if d.AmountOff.GetAmountMinor() <= 0 {
+					bad(f+".issue_coupon.amount_off.amount_minor", "must be positive, got %d", d.AmountOff.GetAmountMinor())
+				}
+				if err := currency.Check(d.AmountOff.GetCurrency()); err != nil {
+					bad(f+".issue_coupon.amount_off.currency", "%v", err)
 				}
 			}
 			ps.Valid = dur(f+".issue_coupon.valid_for", a.IssueCoupon.GetValidFor(), DefaultCouponValid, time.Hour)
@@ -392,6 +400,11 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 				bad(f+".branch.timeout", "is required")
 			} else {
 				ps.Wait = dur(f+".branch.timeout", a.Branch.GetTimeout(), 0, time.Minute)
+			}
+			if !c.GetGoal().GetContinueAfterGoal() {
+				// Reaching the goal ends the enrollment before a branch
+				// could see it: the branch would only ever wait.
+				bad(f+".branch", "its if_goal is never taken: reaching the goal ends the enrollment first (set goal.continue_after_goal: true, or use a wait)")
 			}
 			ps.IfGoal = jump(f+".branch.if_goal", a.Branch.GetIfGoal(), follow)
 			ps.Otherwise = jump(f+".branch.otherwise", a.Branch.GetOtherwise(), follow)

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -489,12 +488,10 @@ func pageSize(n int32) (int, error) {
 // currency validates the requested currency (a known ISO 4217 code, the
 // table ingest checks orders against) or resolves the tenant's only one.
 func (g *GRPC) currency(ctx context.Context, tenant, want string) (string, error) {
-	switch {
-	case want == "" || currency.Known(want):
-	case currency.Known(strings.ToUpper(want)):
-		return "", invalid("currency", fmt.Sprintf("%q: ISO 4217 codes are upper case: %q", want, strings.ToUpper(want)))
-	default:
-		return "", invalid("currency", fmt.Sprintf("%q is not an ISO 4217 currency code (like EUR)", want))
+	if want != "" {
+		if err := currency.Check(want); err != nil {
+			return "", invalid("currency", err.Error())
+		}
 	}
 	c, err := g.store.ResolveCurrency(ctx, tenant, want)
 	var ce *store.CurrencyError
