@@ -1,10 +1,11 @@
 package auth
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/retainhq/retain/platform/httperr"
 )
 
 // RequireScope returns HTTP middleware that verifies the
@@ -34,38 +35,21 @@ func RequireScope(v *Verifier, scope string) func(http.Handler) http.Handler {
 					challenge = `Bearer realm="retain", error="invalid_request"`
 				}
 				w.Header().Set("WWW-Authenticate", challenge)
-				writeError(w, http.StatusUnauthorized, "unauthenticated", err.Error())
+				httperr.Write(w, http.StatusUnauthorized, "unauthenticated", err.Error())
 				return
 			}
 			claims, err := v.Verify(token)
 			if err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="retain", error="invalid_token"`)
-				writeError(w, http.StatusUnauthorized, "unauthenticated", publicReason(err))
+				httperr.Write(w, http.StatusUnauthorized, "unauthenticated", publicReason(err))
 				return
 			}
 			if !claims.HasScope(scope) {
 				w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="retain", error="insufficient_scope", scope=%q`, scope))
-				writeError(w, http.StatusForbidden, "permission_denied", fmt.Sprintf("token lacks scope %q", scope))
+				httperr.Write(w, http.StatusForbidden, "permission_denied", fmt.Sprintf("token lacks scope %q", scope))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(ContextWithClaims(r.Context(), claims)))
 		})
 	}
-}
-
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	// The client may be gone; there is nobody to tell about a failed write.
-	_ = json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: code, Message: message}})
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/httperr"
 	"github.com/retainhq/retain/platform/telemetry"
 )
 
@@ -121,7 +121,7 @@ func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMap
 				}
 				logger.ErrorContext(ctx, "panic in http handler", "http.path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if rec.status == 0 {
-					writeJSONError(rec, http.StatusInternalServerError, "internal", "internal error")
+					httperr.Write(rec, http.StatusInternalServerError, "internal", "internal error")
 				}
 			}
 			status := rec.status
@@ -159,25 +159,6 @@ func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMap
 	})
 }
 
-// errorBody is the JSON error shape of the public HTTP API, the same as
-// auth.RequireScope's and the services' own: {"error":{"code","message"}},
-// code in snake_case.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func writeJSONError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	// The client may be gone; there is nobody to tell about a failed write.
-	_ = json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: code, Message: message}})
-}
-
 // jsonRouteErrors answers the requests mux has no route for in the API's
 // JSON error shape rather than ServeMux's plain text: 404 not_found for an
 // unknown path, 405 method_not_allowed (with the mux's Allow header) for a
@@ -197,11 +178,11 @@ func jsonRouteErrors(mux *http.ServeMux) http.Handler {
 		if aside.status == http.StatusMethodNotAllowed {
 			allow := aside.header.Get("Allow")
 			w.Header().Set("Allow", allow)
-			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			httperr.Write(w, http.StatusMethodNotAllowed, "method_not_allowed",
 				fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
 			return
 		}
-		writeJSONError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such path: %s", r.URL.Path))
+		httperr.Write(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such path: %s", r.URL.Path))
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/httperr"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/event"
 	"github.com/retainhq/retain/services/ingest/internal/app"
@@ -56,21 +57,21 @@ type httpResponse struct {
 func (h *HTTP) publish(w http.ResponseWriter, r *http.Request) {
 	claims, ok := auth.ClaimsFromContext(r.Context())
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "missing credentials")
+		httperr.Write(w, http.StatusUnauthorized, "unauthenticated", "missing credentials")
 		return
 	}
 	body, rerr := readBody(w, r)
 	if rerr != nil {
-		writeError(w, rerr.status, rerr.code, rerr.msg)
+		httperr.Write(w, rerr.status, rerr.code, rerr.msg)
 		return
 	}
 	events, decodeErrs, err := event.DecodeBatch(body)
 	if err != nil {
 		if errors.Is(err, event.ErrTooManyEvents) {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_many_events", err.Error())
+			httperr.Write(w, http.StatusRequestEntityTooLarge, "too_many_events", err.Error())
 			return
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		httperr.Write(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	resp, err := h.ingestor.Publish(r.Context(), claims.Tenant, events, event.FieldErrorsByIndex(decodeErrs))
@@ -106,7 +107,7 @@ func (h *HTTP) unavailable(w http.ResponseWriter, ctx context.Context, err error
 		code = "overloaded"
 	}
 	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusTooManyRequests, code, err.Error()+"; retry with the same event ids")
+	httperr.Write(w, http.StatusTooManyRequests, code, err.Error()+"; retry with the same event ids")
 }
 
 // requestError is a refusal of the whole request: its status and the
@@ -151,10 +152,4 @@ func readBody(w http.ResponseWriter, r *http.Request) (io.Reader, *requestError)
 		return nil, refuse(http.StatusRequestEntityTooLarge, "body_too_large", "body larger than %d bytes after decompression", MaxBodyBytes)
 	}
 	return bytes.NewReader(buf), nil
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
