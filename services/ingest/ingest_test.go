@@ -298,6 +298,15 @@ func TestHTTPPublish(t *testing.T) {
 		}
 	})
 
+	t.Run("media types are read case-insensitively, with parameters", func(t *testing.T) {
+		for i, ct := range []string{"application/json; charset=utf-8", "Application/JSON"} {
+			resp, a := s.post(t, s.token, batch(order(fmt.Sprintf("o-ct-%d", i), "c-9", 100)), "Content-Type", ct)
+			if resp.StatusCode != http.StatusOK || a.Accepted != 1 {
+				t.Errorf("%s: status %d, answer %+v", ct, resp.StatusCode, a)
+			}
+		}
+	})
+
 	t.Run("gzip bodies are accepted", func(t *testing.T) {
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
@@ -334,6 +343,7 @@ func TestHTTPPublish(t *testing.T) {
 			{"not JSON", []byte(`{"events":[`), nil, http.StatusBadRequest, "bad_request"},
 			{"events not an array", []byte(`{"events":{}}`), nil, http.StatusBadRequest, "bad_request"},
 			{"content type", one, []string{"Content-Type", "text/csv"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
+			{"a type named like JSON", one, []string{"Content-Type", "application/jsonx"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
 			{"content encoding", one, []string{"Content-Encoding", "br"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
 		}
 		for _, c := range cases {

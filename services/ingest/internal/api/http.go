@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -124,8 +125,12 @@ func refuse(status int, code, format string, args ...any) *requestError {
 // readBody returns the request body, decompressed, refusing bodies over
 // MaxBodyBytes with 413.
 func readBody(w http.ResponseWriter, r *http.Request) (io.Reader, *requestError) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return nil, refuse(http.StatusUnsupportedMediaType, "unsupported_media_type", "content type %q: want application/json", ct)
+	// Media types are case-insensitive and may carry parameters
+	// (charset=utf-8); application/jsonx is another type.
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, refuse(http.StatusUnsupportedMediaType, "unsupported_media_type", "content type %q: want application/json", ct)
+		}
 	}
 	raw := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	var src io.Reader = raw
