@@ -163,10 +163,15 @@ func (f commandFlags) parseOne(args []string, what string) (string, error) {
 		return "", err
 	}
 	arg, err := oneArg(pos, what)
-	if err != nil {
-		if hint := boolValueHint(f.fs, args); hint != "" {
-			return "", fmt.Errorf("%w; %s", err, hint)
-		}
+	hint := boolValueHint(f.fs, args)
+	switch {
+	case err != nil && hint != "":
+		return "", fmt.Errorf("%w; %s", err, hint)
+	case err == nil && hint != "" && (strings.EqualFold(arg, "true") || strings.EqualFold(arg, "false")):
+		// `preferences set --email-marketing false`: the one argument
+		// is the flag's value, not a customer, and the flag was read as
+		// true, the opposite of what was meant.
+		return "", fmt.Errorf("want a %s, got %q; %s", what, arg, hint)
 	}
 	return arg, err
 }

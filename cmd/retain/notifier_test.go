@@ -318,6 +318,7 @@ func TestNotifierCommands(t *testing.T) {
 			{[]string{"deliveries", "show", "nope"}, `no delivery "nope"`},
 			{[]string{"preferences", "set", "c-42"}, "needs at least one of --email-marketing"},
 			{[]string{"preferences", "set", "c-42", "--email-marketing", "false"}, `want exactly one customer id, got 2 arguments; "false" after --email-marketing is not its value: use --email-marketing=false`},
+			{[]string{"preferences", "set", "--email-marketing", "false"}, `want a customer id, got "false"; "false" after --email-marketing is not its value: use --email-marketing=false`},
 			{[]string{"preferences", "get", "c-42", "--output", "yaml"}, `--output "yaml"`},
 		} {
 			env, _, _ := testEnv(vars)
