@@ -38,7 +38,7 @@ func TestCampaignCommandsThroughDevStack(t *testing.T) {
 
 	must(t, "detractor-recovery", "playbooks", "list")
 	must(t, "installed playbook win-back as campaign win-back (active)", "playbooks", "install", "win-back")
-	if _, err := cli(t, "playbooks", "install", "win-back"); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := cli(t, "playbooks", "install", "win-back"); err == nil || !strings.Contains(err.Error(), "already exists") || strings.Count(err.Error(), "already exists") != 1 {
 		t.Fatalf("second install: %v", err)
 	}
 	must(t, "win-back", "campaigns", "list")

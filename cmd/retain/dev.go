@@ -213,17 +213,19 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err := o.validate(); err != nil {
 		return err
 	}
+	if s, err := readDevState(o.dir); err == nil && processAlive(s.PID) {
+		return fmt.Errorf("a dev stack (pid %d) is already running from %s; stop it first", s.PID, o.dir)
+	}
+	// Before anything is created: a start that cannot listen leaves
+	// nothing behind.
+	if err := checkPorts(o); err != nil {
+		return err
+	}
 	// 0755, not 0700: when run as root, the private Postgres runs as the
 	// postgres user and must be able to reach its directory inside. The
 	// secrets in it (key, token) are files readable by their owner only.
 	if err := os.MkdirAll(o.dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", o.dir, err)
-	}
-	if s, err := readDevState(o.dir); err == nil && processAlive(s.PID) {
-		return fmt.Errorf("a dev stack (pid %d) is already running from %s; stop it first", s.PID, o.dir)
-	}
-	if err := checkPorts(o); err != nil {
-		return err
 	}
 	pub, priv, err := devKeys(o.dir)
 	if err != nil {

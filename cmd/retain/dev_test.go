@@ -134,9 +134,12 @@ func TestDevPortsInUseReportedAtOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err, _ := runDevExpectingError(t, tt.args...)
+			err, dir := runDevExpectingError(t, tt.args...)
 			if err.Error() != tt.want {
 				t.Fatalf("error:\n%v\nwant:\n%s", err, tt.want)
+			}
+			if _, serr := os.Stat(dir); !errors.Is(serr, os.ErrNotExist) {
+				t.Errorf("a start that could not listen left %s behind (%v)", dir, serr)
 			}
 		})
 	}

@@ -423,6 +423,8 @@ func TestCallError(t *testing.T) {
 		{status.Error(codes.NotFound, `not found: nothing is known about customer "c"`), `not found: nothing is known about customer "c"`},
 		{status.Error(codes.NotFound, `consumer "x" is not hosted here`), `not found: consumer "x" is not hosted here`},
 		{status.Error(codes.InvalidArgument, "campaign.id: is empty"), "invalid argument: campaign.id: is empty"},
+		{status.Error(codes.AlreadyExists, `campaign "w": already exists (UpdateCampaign changes it)`), `campaign "w": already exists (UpdateCampaign changes it)`},
+		{status.Error(codes.AlreadyExists, ""), "already exists"},
 		{status.Error(codes.PermissionDenied, "token lacks scope admin"), "permission denied: token lacks scope admin (check --token / RETAIN_TOKEN and its scopes: admin)"},
 		{status.Error(codes.Unimplemented, "unknown service"), "this Retain does not run the dead-letter service"},
 		{notFoundAs(status.Error(codes.NotFound, "not found"), `delivery "x"`), `no delivery "x"`},

@@ -420,6 +420,11 @@ func TestPrintMetricsDemo(t *testing.T) {
 	if got := canned.requests[0].(*metricsv1.GetRetentionRequest).GetPeriod().GetFrom().AsTime(); !got.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)) {
 		t.Errorf("demo retention starts %v, want this quarter", got)
 	}
+	// Measured to the end of the shop's history, which is not now: not
+	// "so far".
+	if strings.Contains(out.String(), "(UTC, so far), window") {
+		t.Errorf("the demo's retention, measured to %s, says so far:\n%s", now, out.String())
+	}
 }
 
 // TestMetricsThroughDevStack runs the command against the real services

@@ -41,14 +41,14 @@ func callError(err error, service, scopes string) error {
 		return fmt.Errorf("%s: %s (check --token / RETAIN_TOKEN and its scopes: %s)", codeWords(st.Code().String()), st.Message(), scopes)
 	case codes.Unimplemented:
 		return errors.New("this Retain does not run the " + service + " service")
-	case codes.NotFound:
-		// The services' messages mostly say "not found" themselves
-		// (`campaign "x": not found`): say it once.
-		if msg := strings.TrimSpace(st.Message()); msg == "" || strings.Contains(strings.ToLower(msg), "not found") {
-			return errors.New(cmp.Or(msg, "not found"))
-		}
 	}
-	return fmt.Errorf("%s: %s", codeWords(st.Code().String()), st.Message())
+	// The services' messages often say what the code says themselves
+	// (`campaign "x": not found`, `... already exists`): say it once.
+	words := codeWords(st.Code().String())
+	if msg := strings.TrimSpace(st.Message()); msg == "" || strings.Contains(strings.ToLower(msg), words) {
+		return errors.New(cmp.Or(msg, words))
+	}
+	return fmt.Errorf("%s: %s", words, st.Message())
 }
 
 // notFoundAs names what a command looked up when the service's NotFound
@@ -113,4 +113,12 @@ func moneyText(minor int64, code string, withCode bool) string {
 		out += " " + code
 	}
 	return out
+}
+
+// plural is n and noun, with an s unless n is 1: "1 send attempt".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

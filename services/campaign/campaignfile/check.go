@@ -142,7 +142,10 @@ func checkValue(fd protoreflect.FieldDescriptor, v any, path string) []string {
 		default:
 			return bad("a whole number")
 		}
-		if f != math.Trunc(f) || f < lo || f > hi {
+		if f != math.Trunc(f) {
+			return bad("a whole number")
+		}
+		if f < lo || f > hi {
 			return bad(fmt.Sprintf("a whole number from %.0f to %.0f", lo, hi))
 		}
 	}

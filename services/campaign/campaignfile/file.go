@@ -30,13 +30,14 @@ func Decode(data []byte) (*campaignv1.Campaign, error) {
 	}
 	var doc any
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) || (err == nil && doc == nil) {
 		return nil, errors.New("campaign file is empty")
 	} else if err != nil {
 		return nil, fmt.Errorf("campaign file: %w", err)
 	}
+	// A second document, unless empty (a closing ---), would be ignored.
 	var more any
-	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) && (err != nil || more != nil) {
 		return nil, errors.New("campaign file holds more than one YAML document (---): one campaign per file")
 	}
 	top, ok := doc.(map[string]any)

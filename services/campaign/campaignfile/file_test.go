@@ -27,7 +27,9 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 		{"unknown enum", strings.Replace(base, "CHANNEL_EMAIL", "CHANNEL_FAX", 1),
 			[]string{`steps[1].send.channel: want one of CHANNEL_EMAIL, CHANNEL_SMS, CHANNEL_WEBHOOK, got "CHANNEL_FAX"`}},
 		{"fraction for an integer, and a typo, at once", base + "holdout_percent: 10.5\nprority: 3\n",
-			[]string{"holdout_percent: want a whole number from -2147483648 to 2147483647, got 10.5", "prority: unknown field (Campaign has id, name,"}},
+			[]string{"holdout_percent: want a whole number, got 10.5", "prority: unknown field (Campaign has id, name,"}},
+		{"beyond the field's integers", base + "priority: 1e12\n", []string{"priority: want a whole number from -2147483648 to 2147483647, got 1e+12"}},
+		{"only a document marker", "---\n", []string{"campaign file is empty"}},
 		{"two fields of a oneof", strings.Replace(base, "{event: order.placed}", "{event: order.placed, schedule: {every: 1d}}", 1),
 			[]string{"trigger.kind: set only one of event and schedule"}},
 		{"a list where a mapping belongs", strings.Replace(base, "{event: order.placed}", "[order.placed]", 1),
@@ -37,6 +39,7 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 		{"empty", "", []string{"campaign file is empty"}},
 		{"comments only", "# nothing here\n", []string{"campaign file is empty"}},
 		{"two documents", base + "---\n" + base, []string{"more than one YAML document"}},
+		{"a closing document marker", base + "---\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := campaignfile.Decode([]byte(tc.file))
