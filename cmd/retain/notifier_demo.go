@@ -96,7 +96,7 @@ func publishDemoRequests(ctx context.Context, conn *grpc.ClientConn, natsURL str
 	reqs := []demoRequest{
 		{email("rtl-thank-you", "demo-shirin", "thank_you_feedback", transactional), "transactional email to a customer in Tehran (fa-IR): the Persian variant, right to left"},
 		{coupon, "marketing email to a customer in a zone where it is night now"},
-		{email("no-consent", "demo-opted-out", "winback_90", marketing), "marketing email to a customer whose shop recorded no email consent"},
+		{email("no-consent", "demo-opted-out", "winback_90", marketing), "marketing email to a customer whose shop recorded email consent as revoked"},
 	}
 	b, err := bus.Connect(ctx, bus.Config{URL: natsURL, Name: "retain-demo"}, nil)
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/retainhq/retain/platform/bus"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier/templatefile"
 )
 
 // cannedNotifier answers NotifierService calls with fixed responses and
@@ -68,7 +69,7 @@ func (c *cannedNotifier) ListTemplates(_ context.Context, r *notifierv1.ListTemp
 func (c *cannedNotifier) GetTemplate(_ context.Context, r *notifierv1.GetTemplateRequest) (*notifierv1.GetTemplateResponse, error) {
 	c.record(r)
 	if r.GetKey() != cannedTemplate.GetKey() {
-		return nil, status.Errorf(codes.NotFound, "template %s (%s): not found", r.GetKey(), r.GetChannel())
+		return nil, status.Errorf(codes.NotFound, "template %q (%s): not found", r.GetKey(), templatefile.ChannelName(r.GetChannel()))
 	}
 	return &notifierv1.GetTemplateResponse{Template: cannedTemplate}, nil
 }
@@ -311,8 +312,8 @@ func TestNotifierCommands(t *testing.T) {
 			{[]string{"templates", "preview", "winback_90", "--var", "nope=1"}, "--var nope: template winback_90 declares no such variable (it declares: coupon, total, due)"},
 			{[]string{"templates", "preview", "winback_90", "--var", "total=12,50 EUR"}, "--var total (money)"},
 			{[]string{"templates", "preview", "winback_90", "--var", "coupon=X:200%"}, "1-100"},
-			{[]string{"templates", "preview", "nope", "--var", "a=1"}, "template nope (CHANNEL_EMAIL): not found"},
-			{[]string{"templates", "show", "nope"}, "template nope (CHANNEL_EMAIL): not found"},
+			{[]string{"templates", "preview", "nope", "--var", "a=1"}, `template "nope" (email): not found`},
+			{[]string{"templates", "show", "nope"}, `template "nope" (email): not found`},
 			{[]string{"deliveries", "list"}, "exactly one of --customer and --campaign"},
 			{[]string{"deliveries", "list", "--customer", "a", "--campaign", "b"}, "exactly one of --customer and --campaign"},
 			{[]string{"deliveries", "show", "nope"}, `no delivery "nope"`},

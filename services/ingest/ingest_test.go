@@ -299,7 +299,7 @@ func TestHTTPPublish(t *testing.T) {
 	})
 
 	t.Run("media types are read case-insensitively, with parameters", func(t *testing.T) {
-		for i, ct := range []string{"application/json; charset=utf-8", "Application/JSON"} {
+		for i, ct := range []string{"application/json; charset=utf-8", "Application/JSON", "application/json; charset=UTF-8"} {
 			resp, a := s.post(t, s.token, batch(order(fmt.Sprintf("o-ct-%d", i), "c-9", 100)), "Content-Type", ct)
 			if resp.StatusCode != http.StatusOK || a.Accepted != 1 {
 				t.Errorf("%s: status %d, answer %+v", ct, resp.StatusCode, a)
@@ -344,6 +344,7 @@ func TestHTTPPublish(t *testing.T) {
 			{"events not an array", []byte(`{"events":{}}`), nil, http.StatusBadRequest, "bad_request"},
 			{"content type", one, []string{"Content-Type", "text/csv"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
 			{"a type named like JSON", one, []string{"Content-Type", "application/jsonx"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
+			{"JSON not in UTF-8", one, []string{"Content-Type", "application/json; charset=latin1"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
 			{"content encoding", one, []string{"Content-Encoding", "br"}, http.StatusUnsupportedMediaType, "unsupported_media_type"},
 		}
 		for _, c := range cases {

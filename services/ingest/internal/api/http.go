@@ -128,8 +128,14 @@ func readBody(w http.ResponseWriter, r *http.Request) (io.Reader, *requestError)
 	// Media types are case-insensitive and may carry parameters
 	// (charset=utf-8); application/jsonx is another type.
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
 			return nil, refuse(http.StatusUnsupportedMediaType, "unsupported_media_type", "content type %q: want application/json", ct)
+		}
+		// JSON is UTF-8 (RFC 8259); a body declared otherwise would be
+		// read as UTF-8 all the same, its text silently garbled.
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+			return nil, refuse(http.StatusUnsupportedMediaType, "unsupported_media_type", "charset %q: JSON is UTF-8", cs)
 		}
 	}
 	raw := http.MaxBytesReader(w, r.Body, MaxBodyBytes)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier/templatefile"
 )
 
 // Template storage keeps variables and variants as protojson lists.
@@ -64,7 +65,7 @@ func InsertTemplate(ctx context.Context, q Querier, tenant string, t *notifierv1
 			return nil, fmt.Errorf("next version of template %s: %w", t.GetKey(), err)
 		}
 		if version == 1 {
-			return nil, fmt.Errorf("template %s (%s): %w", t.GetKey(), t.GetChannel(), ErrNotFound)
+			return nil, fmt.Errorf("template %q (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), ErrNotFound)
 		}
 	}
 	_, err = q.Exec(ctx, `INSERT INTO template_versions (tenant, key, channel, version, description, variables, variants, created_at)
@@ -72,7 +73,7 @@ func InsertTemplate(ctx context.Context, q Querier, tenant string, t *notifierv1
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		if first {
-			return nil, fmt.Errorf("template %s (%s): %w", t.GetKey(), t.GetChannel(), ErrExists)
+			return nil, fmt.Errorf("template %q (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), ErrExists)
 		}
 		return nil, fmt.Errorf("template %s was updated concurrently, try again: %w", t.GetKey(), err)
 	}
@@ -118,7 +119,7 @@ func GetTemplate(ctx context.Context, q Querier, tenant, key string, ch notifier
 		WHERE tenant = $1 AND key = $2 AND channel = $3 AND ($4 = 0 OR version = $4) ORDER BY version DESC LIMIT 1`,
 		tenant, key, int16(ch), version))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("template %s (%s): %w", key, ch, ErrNotFound)
+		return nil, fmt.Errorf("template %q (%s): %w", key, templatefile.ChannelName(ch), ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get template %s: %w", key, err)
