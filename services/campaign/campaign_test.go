@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -835,5 +836,33 @@ steps:
 	slices.Sort(got)
 	if strings.Join(got, " ") != "by-answer:late by-order:early by-order:late" {
 		t.Fatalf("sent %v", got)
+	}
+}
+
+// TestTemplateCheckWithoutNotifier: with RETAIN_CAMPAIGN_NOTIFIER_ADDR set
+// and no notifier answering there, a campaign is refused as UNAVAILABLE
+// naming the address, and nothing is saved unchecked. (The check against
+// a real notifier runs through the dev stack: cmd/retain's
+// TestCampaignTemplatesCheckedThroughDevStack.)
+func TestTemplateCheckWithoutNotifier(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := l.Addr().String()
+	_ = l.Close() // nothing listens there now
+	s := setup(t, func(c *campaign.Config) { c.NotifierAddr = gone })
+	ctx := context.Background()
+	tok := s.token(t, "shop")
+	c, err := campaignfile.Decode([]byte(sendNow("checked", "{once_per_customer: {}}", 10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.client().CreateCampaign(ctx, &campaignv1.CreateCampaignRequest{Campaign: c}, tok)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), gone) || !strings.Contains(err.Error(), "nothing was saved") {
+		t.Fatalf("create with the notifier out of reach: %v, want unavailable naming %s", err, gone)
+	}
+	if _, err := s.client().GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: "checked"}, tok); status.Code(err) != codes.NotFound {
+		t.Fatalf("the unchecked campaign was saved: %v", err)
 	}
 }

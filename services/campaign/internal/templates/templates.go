@@ -7,6 +7,7 @@ package templates
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -38,11 +39,16 @@ func Dial(addr string) (*Notifier, error) {
 // Close closes the connection.
 func (n *Notifier) Close() error { return n.conn.Close() }
 
+// lookupTimeout bounds the lookups of one save: a notifier that hangs
+// refuses the save within it rather than holding the caller.
+const lookupTimeout = 10 * time.Second
+
 // Missing returns the refs the notifier has no template for. A lookup the
 // notifier refuses to answer is an error that says why, as a gRPC status.
-func (n *Notifier) Missing(ctx context.Context, refs []domain.TemplateRef) ([]domain.TemplateRef, error) {
-	in, _ := metadata.FromIncomingContext(ctx)
-	ctx = metadata.NewOutgoingContext(ctx, metadata.MD{"authorization": in.Get("authorization")})
+func (n *Notifier) Missing(parent context.Context, refs []domain.TemplateRef) ([]domain.TemplateRef, error) {
+	in, _ := metadata.FromIncomingContext(parent)
+	ctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(parent, metadata.MD{"authorization": in.Get("authorization")}), lookupTimeout)
+	defer cancel()
 	type key struct {
 		ch  notifierv1.Channel
 		key string
@@ -61,7 +67,10 @@ func (n *Notifier) Missing(ctx context.Context, refs []domain.TemplateRef) ([]do
 			case codes.PermissionDenied, codes.Unauthenticated:
 				return nil, status.Errorf(codes.PermissionDenied, "checking the campaign's templates in the notifier needs the read scope as well: %s", status.Convert(err).Message())
 			case codes.Canceled, codes.DeadlineExceeded:
-				return nil, err
+				if parent.Err() != nil {
+					return nil, err // the caller gave up
+				}
+				return nil, status.Errorf(codes.Unavailable, "the notifier at %s did not answer the campaign's template lookup within %s (nothing was saved)", n.addr, lookupTimeout)
 			default:
 				return nil, status.Errorf(codes.Unavailable, "cannot check the campaign's templates in the notifier at %s (nothing was saved): %s", n.addr, status.Convert(err).Message())
 			}
