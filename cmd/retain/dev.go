@@ -122,13 +122,12 @@ func validateListenAddr(v *config.Validator, flag, addr string) bool {
 		v.Addf(flag, "must be set")
 		return false
 	}
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		v.Addf(flag, "want host:port such as 127.0.0.1:9090, got %q", addr)
-		return false
+	n, err := config.AddrPort(addr)
+	if err == nil && (n < 0 || n > 65535) {
+		err = fmt.Errorf("port must be 1-65535, or 0 for any free port, got %q", addr)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		v.Addf(flag, "port must be 1-65535, or 0 for any free port, got %q", addr)
+	if err != nil {
+		v.Addf(flag, "%v", err)
 		return false
 	}
 	return true

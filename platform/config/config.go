@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -185,6 +186,21 @@ func writeProblem(b *strings.Builder, p Problem) {
 		b.WriteString(": ")
 	}
 	b.WriteString(p.Message)
+}
+
+// AddrPort reads an address setting of the form host:port and returns its
+// port, which the caller checks against the range it allows (0 picks a
+// free port to listen on; an address to dial needs 1-65535).
+func AddrPort(addr string) (int, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("want host:port such as 127.0.0.1:9090, got %q", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return 0, fmt.Errorf("want a numeric port in host:port, got %q", addr)
+	}
+	return n, nil
 }
 
 // Validator collects problems; the zero value is ready to use. Component

@@ -188,3 +188,16 @@ func TestSettingName(t *testing.T) {
 		}
 	}
 }
+
+func TestAddrPort(t *testing.T) {
+	for addr, want := range map[string]int{"127.0.0.1:9090": 9090, "notifier:0": 0, "[::1]:70000": 70000} {
+		if got, err := AddrPort(addr); err != nil || got != want {
+			t.Errorf("AddrPort(%q) = %d, %v; want %d", addr, got, err, want)
+		}
+	}
+	for addr, want := range map[string]string{"8080": "want host:port", "notifier:": "want a numeric port", "notifier:http": "want a numeric port"} {
+		if _, err := AddrPort(addr); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("AddrPort(%q): %v, want %q", addr, err, want)
+		}
+	}
+}

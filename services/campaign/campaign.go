@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -121,8 +120,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_MAX_TRIGGER_AGE %s: must not be negative", c.MaxTriggerAge))
 	}
 	if c.NotifierAddr != "" {
-		if _, port, err := net.SplitHostPort(c.NotifierAddr); err != nil || port == "" {
-			errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_NOTIFIER_ADDR %q: want host:port", c.NotifierAddr))
+		port, err := config.AddrPort(c.NotifierAddr)
+		if err == nil && (port < 1 || port > 65535) {
+			err = fmt.Errorf("port must be 1-65535, got %q", c.NotifierAddr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_NOTIFIER_ADDR: %w", err))
 		}
 	}
 	return errors.Join(errs...)
