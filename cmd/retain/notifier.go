@@ -488,7 +488,7 @@ func printDelivery(w io.Writer, d *notifierv1.Delivery) {
 	if o := d.GetOrigin(); o.GetCampaignId() != "" {
 		fmt.Fprintf(w, "  campaign   %s v%d, enrollment %s, step %s\n", o.GetCampaignId(), o.GetCampaignVersion(), o.GetEnrollmentId(), o.GetStepId())
 	}
-	fmt.Fprintf(w, "  requested  %s, updated %s, %s\n", ts(d.GetRequestedAt()), ts(d.GetUpdatedAt()), plural(int(d.GetAttempts()), "send attempt"))
+	fmt.Fprintf(w, "  requested  %s, updated %s, send attempts: %d\n", ts(d.GetRequestedAt()), ts(d.GetUpdatedAt()), d.GetAttempts())
 	if d.GetProviderMessageId() != "" {
 		fmt.Fprintf(w, "  provider   %s\n", d.GetProviderMessageId())
 	}

@@ -114,11 +114,3 @@ func moneyText(minor int64, code string, withCode bool) string {
 	}
 	return out
 }
-
-// plural is n and noun, with an s unless n is 1: "1 send attempt".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -141,9 +140,12 @@ func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
 	if dl.Type == "" {
 		// A message published without the header (by hand, or by a
 		// publisher other than Retain's): its subject still names the
-		// type, retain.<kind>.<tenant>.<type>.
-		if parts := strings.SplitN(dl.Subject, ".", 4); len(parts) == 4 && parts[0] == "retain" {
-			dl.Type = parts[3]
+		// type, <stream prefix>.<tenant>.<type>.
+		for _, prefix := range []string{EventsSubjectPrefix, SignalsSubjectPrefix, NotificationsSubjectPrefix, DeliveriesSubjectPrefix} {
+			if _, typ, err := SplitSubject(prefix, dl.Subject); err == nil {
+				dl.Type = typ
+				break
+			}
 		}
 	}
 	return dl, nil

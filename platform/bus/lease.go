@@ -112,7 +112,6 @@ func (l *lease) fence(ctx context.Context, tx pgx.Tx) error {
 // release gives the lease up at once (a clean shutdown), so that another
 // process need not wait for it to lapse.
 func (l *lease) release(ctx context.Context) error {
-	l.endSession()
 	if _, err := l.pool.Exec(ctx, `DELETE FROM bus_leases WHERE name = $1 AND holder = $2`, l.name, l.holder); err != nil {
 		return fmt.Errorf("bus: release lease %s: %w", l.name, err)
 	}
