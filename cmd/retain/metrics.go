@@ -153,8 +153,8 @@ func (o *metricsOptions) check() error {
 		// As `retain import --currency`: the code in any case, checked
 		// against the ISO 4217 table ingest validates orders with.
 		code := strings.ToUpper(strings.TrimSpace(o.currency))
-		if !currency.Known(code) {
-			return fmt.Errorf("--currency %q is not an ISO 4217 currency code (like EUR)", o.currency)
+		if err := currency.Check(code); err != nil {
+			return fmt.Errorf("--currency %w", err)
 		}
 		o.currency = code
 	}

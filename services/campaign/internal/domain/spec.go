@@ -360,7 +360,7 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 			} else if !tmplRE.MatchString(a.Send.GetTemplateKey()) {
 				bad(f+".send.template_key", "%q does not match %s", a.Send.GetTemplateKey(), tmplRE.String())
 			}
-			if ch := a.Send.GetChannel(); ch == notifierv1.Channel_CHANNEL_UNSPECIFIED || notifierv1.Channel_name[int32(ch)] == "" {
+			if !knownChannel(a.Send.GetChannel()) {
 				bad(f+".send.channel", "is required: CHANNEL_EMAIL, CHANNEL_SMS or CHANNEL_WEBHOOK")
 			}
 			if cat := a.Send.GetCategory(); notifierv1.Category_name[int32(cat)] == "" {

@@ -24,9 +24,14 @@ func TemplateRefs(c *campaignv1.Campaign) []TemplateRef {
 		if send == nil || !tmplRE.MatchString(send.GetTemplateKey()) {
 			continue
 		}
-		if ch := send.GetChannel(); ch != notifierv1.Channel_CHANNEL_UNSPECIFIED && notifierv1.Channel_name[int32(ch)] != "" {
-			refs = append(refs, TemplateRef{Field: fmt.Sprintf("steps[%d].send.template_key", i), Channel: ch, Key: send.GetTemplateKey()})
+		if knownChannel(send.GetChannel()) {
+			refs = append(refs, TemplateRef{Field: fmt.Sprintf("steps[%d].send.template_key", i), Channel: send.GetChannel(), Key: send.GetTemplateKey()})
 		}
 	}
 	return refs
+}
+
+// knownChannel reports whether ch is a channel a send step may use.
+func knownChannel(ch notifierv1.Channel) bool {
+	return ch != notifierv1.Channel_CHANNEL_UNSPECIFIED && notifierv1.Channel_name[int32(ch)] != ""
 }
