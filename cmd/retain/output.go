@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -79,22 +78,9 @@ func codeWords(code string) string {
 // e.g. 1234567 GBP -> "12,345.67" (with the code when withCode). Exact: no
 // floats between the integer and the text.
 func moneyText(minor int64, code string, withCode bool) string {
-	exp, ok := currency.Exponent(code)
-	if !ok {
-		exp = 2
-	}
-	neg := minor < 0
-	if neg {
-		minor = -minor
-	}
-	s := strconv.FormatInt(minor, 10)
-	if exp > 0 {
-		for len(s) <= exp {
-			s = "0" + s
-		}
-		s = s[:len(s)-exp] + "." + s[len(s)-exp:]
-	}
-	intPart, frac, _ := strings.Cut(s, ".")
+	s := currency.Decimal(minor, code)
+	neg := strings.HasPrefix(s, "-")
+	intPart, frac, _ := strings.Cut(strings.TrimPrefix(s, "-"), ".")
 	var b strings.Builder
 	for i, c := range intPart {
 		if i > 0 && (len(intPart)-i)%3 == 0 {

@@ -5,6 +5,7 @@ package currency
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -63,6 +64,28 @@ func Check(code string) error {
 		return fmt.Errorf("%q must be upper case: %q", code, strings.ToUpper(code))
 	}
 	return fmt.Errorf("%q is not an ISO 4217 currency code (like EUR)", code)
+}
+
+// Decimal writes minor units of code as a plain decimal amount in major
+// units, exactly (no floats): 123450 GBP is "1234.50", 1500 JPY "1500",
+// -5 EUR "-0.05". An unknown code is taken to have two decimal places.
+func Decimal(minor int64, code string) string {
+	exp, ok := Exponent(code)
+	if !ok {
+		exp = 2
+	}
+	sign, u := "", uint64(minor)
+	if minor < 0 {
+		sign, u = "-", -u // the magnitude, even of math.MinInt64
+	}
+	s := strconv.FormatUint(u, 10)
+	if exp == 0 {
+		return sign + s
+	}
+	if len(s) <= exp {
+		s = strings.Repeat("0", exp-len(s)+1) + s
+	}
+	return sign + s[:len(s)-exp] + "." + s[len(s)-exp:]
 }
 
 // Exponent returns the number of decimal places of code's minor unit (2 for

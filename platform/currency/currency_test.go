@@ -67,3 +67,19 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestDecimal(t *testing.T) {
+	for _, tt := range []struct {
+		minor int64
+		code  string
+		want  string
+	}{
+		{123450, "GBP", "1234.50"}, {5, "GBP", "0.05"}, {0, "EUR", "0.00"}, {1500, "JPY", "1500"}, {1, "KWD", "0.001"},
+		{-5, "EUR", "-0.05"}, {-123450, "GBP", "-1234.50"}, {100_000_000_000_000, "GBP", "1000000000000.00"},
+		{-9223372036854775808, "EUR", "-92233720368547758.08"}, {42, "XYZ", "0.42"},
+	} {
+		if got := Decimal(tt.minor, tt.code); got != tt.want {
+			t.Errorf("Decimal(%d, %s) = %q, want %q", tt.minor, tt.code, got, tt.want)
+		}
+	}
+}

@@ -537,7 +537,7 @@ func (r *CSVReader) amountProblem(values map[string]string, field, msg string) s
 	case minor < 0:
 		return "must not be negative, got " + written
 	case minor > event.MaxAmountMinor:
-		return fmt.Sprintf("%s exceeds the sanity limit of %s %s", written, formatMinor(event.MaxAmountMinor, cur), cur)
+		return fmt.Sprintf("%s exceeds the sanity limit of %s %s", written, currency.Decimal(event.MaxAmountMinor, cur), cur)
 	}
 	return msg
 }

@@ -3,7 +3,6 @@ package importer
 import (
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
 	"github.com/retainhq/retain/platform/currency"
@@ -58,20 +57,6 @@ func ParseAmount(s, code string) (int64, error) {
 		v = -v
 	}
 	return v, nil
-}
-
-// formatMinor is the inverse of ParseAmount for a non-negative amount:
-// 123450 GBP -> "1234.50".
-func formatMinor(minor int64, code string) string {
-	exp, _ := currency.Exponent(code)
-	s := strconv.FormatInt(minor, 10)
-	if exp == 0 {
-		return s
-	}
-	if len(s) <= exp {
-		s = strings.Repeat("0", exp-len(s)+1) + s
-	}
-	return s[:len(s)-exp] + "." + s[len(s)-exp:]
 }
 
 func allDigits(s string) bool {

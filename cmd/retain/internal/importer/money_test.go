@@ -3,9 +3,11 @@ package importer
 import (
 	"strings"
 	"testing"
+
+	"github.com/retainhq/retain/platform/currency"
 )
 
-func TestFormatMinor(t *testing.T) {
+func TestDecimalRoundTrip(t *testing.T) {
 	for _, tt := range []struct {
 		minor int64
 		code  string
@@ -14,8 +16,8 @@ func TestFormatMinor(t *testing.T) {
 		{123450, "GBP", "1234.50"}, {5, "GBP", "0.05"}, {0, "EUR", "0.00"}, {1500, "JPY", "1500"}, {1, "KWD", "0.001"},
 		{100_000_000_000_000, "GBP", "1000000000000.00"},
 	} {
-		if got := formatMinor(tt.minor, tt.code); got != tt.want {
-			t.Errorf("formatMinor(%d, %s) = %q, want %q", tt.minor, tt.code, got, tt.want)
+		if got := currency.Decimal(tt.minor, tt.code); got != tt.want {
+			t.Errorf("currency.Decimal(%d, %s) = %q, want %q", tt.minor, tt.code, got, tt.want)
 		}
 		if back, err := ParseAmount(tt.want, tt.code); err != nil || back != tt.minor {
 			t.Errorf("ParseAmount(%q) = %d, %v; want %d", tt.want, back, err, tt.minor)
