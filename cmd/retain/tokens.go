@@ -48,9 +48,14 @@ func runIssue(env *cliEnv, args []string) error {
 	tenant := fs.String("tenant", "", "tenant the token is scoped to")
 	scopes := fs.String("scopes", "", "comma-separated scopes: "+strings.Join(auth.Scopes(), ", "))
 	ttl := fs.Duration("ttl", 0, "lifetime of the token, e.g. 720h (default 0: the token does not expire)")
-	keyFlag := fs.String("private-key", env.getenv("RETAIN_AUTH_PRIVATE_KEY"), "Ed25519 private `KEY`, base64 or PEM (env RETAIN_AUTH_PRIVATE_KEY; default: the key of 'retain dev' in this directory)")
+	// The flag's default stays empty and the variable is read after
+	// parsing: a default taken from it would print the private key in -h.
+	keyFlag := fs.String("private-key", "", "Ed25519 private `KEY`, base64 or PEM (default: $RETAIN_AUTH_PRIVATE_KEY, else the key of 'retain dev' in this directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *keyFlag == "" {
+		*keyFlag = env.getenv("RETAIN_AUTH_PRIVATE_KEY")
 	}
 	if *ttl < 0 {
 		// A negative lifetime would have issued a token that never

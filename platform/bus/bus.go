@@ -89,7 +89,74 @@ func (c Config) Validate() error {
 	if c.MaxBatchSize < 0 {
 		errs = append(errs, fmt.Errorf("bus: MaxBatchSize must not be negative (got %d)", c.MaxBatchSize))
 	}
+	if err := validateURL(c.URL); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// urlSchemes are the schemes nats.go dials; a URL without "://" gets
+// "nats://" (as nats.go does).
+var urlSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": true}
+
+// validateURL checks the NATS URL list the way nats.go reads it (comma
+// separated, blanks skipped, empty meaning the default). A URL nats.go cannot
+// use is a configuration error no retry fixes, so Connect reports it at once.
+// Messages name the setting and quote the URL only with its credentials
+// redacted: errors from url.Parse quote the raw URL, so their text is never
+// passed on.
+func validateURL(list string) error {
+	var errs []error
+	ws := -1 // unknown until the first URL: 0 plain, 1 websocket
+	for _, raw := range strings.Split(list, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		full := raw
+		if !strings.Contains(full, "://") {
+			full = "nats://" + full
+		}
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("bus: URL %q (RETAIN_NATS_URL): "+format, append([]any{redactOne(raw)}, args...)...))
+		}
+		u, err := url.Parse(full)
+		if err != nil {
+			bad("not a valid URL: %s", parseReason(full))
+			continue
+		}
+		if !urlSchemes[strings.ToLower(u.Scheme)] {
+			bad("unsupported scheme %q (use nats, tls, ws or wss)", u.Scheme)
+			continue
+		}
+		isWS := 0
+		if s := strings.ToLower(u.Scheme); s == "ws" || s == "wss" {
+			isWS = 1
+		}
+		if ws >= 0 && isWS != ws {
+			bad("websocket (ws, wss) and non-websocket URLs cannot be mixed")
+			continue
+		}
+		ws = isWS
+	}
+	return errors.Join(errs...)
+}
+
+// parseReason says why url.Parse rejects full without quoting its
+// credentials: it parses the URL again with the userinfo replaced, and
+// reports that error's reason (not the *url.Error text, which quotes the
+// whole URL). If only the userinfo was at fault, it says so.
+func parseReason(full string) string {
+	_, err := url.Parse(redactUnparsed(full))
+	var uerr *url.Error
+	switch {
+	case err == nil:
+		return "invalid user name or password (escape special characters with %XX)"
+	case errors.As(err, &uerr):
+		return uerr.Err.Error()
+	default:
+		return "cannot be parsed"
+	}
 }
 
 // Option customises a Bus beyond its Config (things that are not
@@ -202,9 +269,15 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 				bySubj: map[string]string{},
 			}, nil
 		}
-		log.Warn("nats connect failed, retrying", "attempt", attempt, "retry_in", delay, "error", err)
+		// Validate caught the URLs nats.go cannot parse; should nats.go
+		// still reject one, retrying would not help.
+		var uerr *url.Error
+		if errors.As(err, &uerr) || errors.Is(err, nats.ErrMixingWebsocketSchemes) {
+			return nil, fmt.Errorf("bus: URL %q (RETAIN_NATS_URL) rejected: %s", redactURL(cfg.URL), redactErr(err, cfg.URL))
+		}
+		log.Warn("nats connect failed, retrying", "attempt", attempt, "retry_in", delay, "error", redactErr(err, cfg.URL))
 		if werr := sleepCtx(ctx, delay); werr != nil {
-			return nil, fmt.Errorf("bus: connect to %s: gave up after %d attempts: %w (last error: %v)", redactURL(cfg.URL), attempt, werr, err)
+			return nil, fmt.Errorf("bus: connect to %s: gave up after %d attempts: %w (last error: %s)", redactURL(cfg.URL), attempt, werr, redactErr(err, cfg.URL))
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
@@ -260,13 +333,76 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// redactURL hides credentials in a NATS URL list before it is logged.
+// redactURL hides credentials in a NATS URL list before it is logged, also
+// in URLs that do not parse. A user name alone is hidden too: in NATS it is
+// the token form of authentication (nats://TOKEN@host).
 func redactURL(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
-			parts[i] = u.Redacted()
-		}
+		parts[i] = redactOne(strings.TrimSpace(p))
 	}
 	return strings.Join(parts, ",")
+}
+
+// redactedSecret replaces credentials in logged URLs.
+const redactedSecret = "xxxxx"
+
+// redactOne hides the credentials of one URL.
+func redactOne(raw string) string {
+	full := raw
+	if !strings.Contains(full, "://") {
+		full = "nats://" + full
+	}
+	u, err := url.Parse(full)
+	if err != nil {
+		return redactUnparsed(raw)
+	}
+	if u.User == nil {
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), redactedSecret)
+	} else {
+		u.User = url.User(redactedSecret)
+	}
+	return u.String()
+}
+
+// redactUnparsed hides everything between "://" (or the start, without a
+// scheme) and the last "@" of a URL that url.Parse rejects: which part is
+// the user name cannot be trusted then, and hiding too much is harmless.
+func redactUnparsed(raw string) string {
+	start := 0
+	if i := strings.Index(raw, "://"); i >= 0 {
+		start = i + len("://")
+	}
+	at := strings.LastIndex(raw[start:], "@")
+	if at < 0 {
+		return raw
+	}
+	return raw[:start] + redactedSecret + raw[start+at:]
+}
+
+// redactErr is err's text with the credentials of every URL in list
+// replaced, for errors (from nats.go, the resolver, the dialer) that may quote
+// a URL as given.
+func redactErr(err error, list string) string {
+	msg := err.Error()
+	for _, p := range strings.Split(list, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if r := redactOne(p); r != p {
+			msg = strings.ReplaceAll(msg, p, r)
+		}
+		start := 0
+		if i := strings.Index(p, "://"); i >= 0 {
+			start = i + len("://")
+		}
+		if at := strings.LastIndex(p[start:], "@"); at > 0 {
+			msg = strings.ReplaceAll(msg, p[start:start+at+1], redactedSecret+"@")
+		}
+	}
+	return msg
 }
