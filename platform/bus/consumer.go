@@ -389,15 +389,7 @@ func (c *Consumer) work(ctx context.Context, cons jetstream.Consumer, worker int
 	for ctx.Err() == nil {
 		msgs, t, err := c.fetchInTurn(ctx, cons)
 		if len(msgs) > 0 {
-			// The batch is in flight: finish it even if ctx was canceled
-			// meanwhile, bounded by AckWait after which the server
-			// redelivers anyway.
-			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.AckWait)
-			if t != nil {
-				pctx = context.WithValue(pctx, ticketKey{}, t)
-			}
-			c.processBatch(pctx, msgs)
-			cancel()
+			c.processBatch(ctx, t, msgs)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -484,7 +476,14 @@ type batchResult struct {
 	exhausted  []*Delivery // dead-lettered for exceeding MaxDeliver
 }
 
-func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
+// processBatch applies one fetched batch. The batch is in flight: it is
+// finished even if ctx (the consumer's run) is canceled meanwhile, each
+// attempt bounded by AckWait, after which the server redelivers anyway.
+func (c *Consumer) processBatch(runCtx context.Context, t *ticket, msgs []jetstream.Msg) {
+	ctx := context.WithoutCancel(runCtx)
+	if t != nil {
+		ctx = context.WithValue(ctx, ticketKey{}, t)
+	}
 	start := time.Now()
 	ds := make([]*Delivery, len(msgs))
 	links := make([]trace.Link, 0, len(msgs))
@@ -509,8 +508,16 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	defer span.End()
 	c.bus.inst.batchSize.Record(ctx, int64(len(ds)), metric.WithAttributes(c.attrConsumer))
 
-	res, err := c.runTx(ctx, ds)
-	if t, ok := ctx.Value(ticketKey{}).(*ticket); ok {
+	res, err := c.attempt(ctx, ds)
+	// A batch that failed because the database is unreachable is not the
+	// messages' fault: it is held (kept in progress on the server) and
+	// tried again once the database answers, so an outage of any length
+	// costs no delivery attempt and dead-letters nothing. Only a shutdown
+	// ends the wait (the batch is then redelivered as any failed one).
+	for err != nil && c.unreachable(ctx, err) && c.awaitDatabase(runCtx, ds, err) {
+		res, err = c.attempt(ctx, ds)
+	}
+	if t != nil {
 		c.seq.leave(t)
 	}
 	result := "ok"
@@ -524,6 +531,64 @@ func (c *Consumer) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	}
 	c.bus.inst.batchDuration.Record(ctx, time.Since(start).Seconds(),
 		metric.WithAttributes(c.attrConsumer, attribute.String("result", result)))
+}
+
+// attempt runs the batch's transaction once, bounded by AckWait.
+func (c *Consumer) attempt(ctx context.Context, ds []*Delivery) (batchResult, error) {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.AckWait)
+	defer cancel()
+	return c.runTx(actx, ds)
+}
+
+// unreachablePing bounds the check of whether the database answers.
+const unreachablePing = 5 * time.Second
+
+// unreachable reports whether a failed batch failed because the database
+// could not be reached: the error says so, or the database does not answer
+// a ping now (a statement that timed out on a silent network).
+func (c *Consumer) unreachable(ctx context.Context, err error) bool {
+	if pg.Unreachable(err) {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, unreachablePing)
+	defer cancel()
+	return c.pool.Ping(pctx) != nil
+}
+
+// databaseRetry spaces the checks of whether the database answers again.
+const databaseRetry = time.Second
+
+// awaitDatabase holds a batch whose transaction could not reach the
+// database until a ping succeeds, telling the server every half AckWait
+// that its messages are still in progress (no redelivery, no delivery
+// counted). It returns false if runCtx ended first.
+func (c *Consumer) awaitDatabase(runCtx context.Context, ds []*Delivery, cause error) bool {
+	c.log.Warn("database unreachable; holding the batch until it answers", "messages", len(ds), "error", cause)
+	c.bus.inst.heldBatches.Add(runCtx, 1, metric.WithAttributes(c.attrConsumer))
+	defer c.bus.inst.heldBatches.Add(context.WithoutCancel(runCtx), -1, metric.WithAttributes(c.attrConsumer))
+	start := time.Now()
+	lastProgress := start
+	for {
+		if sleepCtx(runCtx, min(databaseRetry, c.cfg.AckWait/4)) != nil {
+			c.log.Warn("stopping while the database is unreachable; the batch will be redelivered", "messages", len(ds))
+			return false
+		}
+		if time.Since(lastProgress) >= c.cfg.AckWait/2 {
+			for _, d := range ds {
+				if d.msg != nil {
+					_ = d.msg.InProgress() // a lost one only means a redelivery, which the inbox absorbs
+				}
+			}
+			lastProgress = time.Now()
+		}
+		pctx, cancel := context.WithTimeout(runCtx, unreachablePing)
+		err := c.pool.Ping(pctx)
+		cancel()
+		if err == nil {
+			c.log.Info("database answers again; retrying the held batch", "messages", len(ds), "held_for", time.Since(start).Round(time.Millisecond))
+			return true
+		}
+	}
 }
 
 // skipOtherTypes acknowledges the messages whose event type is not one of

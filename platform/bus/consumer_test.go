@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 )
 
@@ -591,5 +592,77 @@ func TestCaughtUp(t *testing.T) {
 	}
 	if rows, _ := appliedCounts(t, pool); rows != 20 {
 		t.Fatalf("caught up with %d of 20 messages applied", rows)
+	}
+}
+
+// TestConsumerHoldsBatchesThroughDatabaseOutage: while the database refuses
+// connections for longer than MaxDeliver attempts with their backoff (and
+// than AckWait) would last, the consumer holds its batch instead of
+// spending deliveries on it; once the database is back every message is
+// applied once, nothing is dead-lettered and nothing was redelivered.
+func TestConsumerHoldsBatchesThroughDatabaseOutage(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	db := pool.Config().ConnConfig.Database
+	adminURL, err := pg.DatabaseURL(pool.Config().ConnString(), "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	setConnections := func(allow bool) {
+		t.Helper()
+		ctx := context.Background()
+		if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s ALLOW_CONNECTIONS %t`, pgx.Identifier{db}.Sanitize(), allow)); err != nil {
+			t.Fatal(err)
+		}
+		if !allow {
+			if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, db); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setConnections(false)
+	t.Cleanup(func() { setConnections(true) })
+
+	if _, err := b.PublishDurable(ctx, events("e", 20)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bus.ConsumerConfig{MaxDeliver: 2, AckWait: time.Second, Backoff: bus.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	var maxDelivered atomic.Uint64
+	c := newConsumer(t, b, pool, cfg, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		for _, d := range ds {
+			if d.NumDelivered > maxDelivered.Load() {
+				maxDelivered.Store(d.NumDelivered)
+			}
+		}
+		return applyAll(ctx, tx, ds)
+	})
+	run(t, c)
+	// The outage outlasts the two attempts' backoff a hundred times over
+	// and AckWait three times.
+	time.Sleep(3 * time.Second)
+	setConnections(true)
+
+	waitFor(t, "20 applied", func() (bool, string) {
+		var rows int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM applied`).Scan(&rows); err != nil {
+			return false, err.Error()
+		}
+		return rows >= 20, fmt.Sprintf("%d rows", rows)
+	})
+	info := settled(t, b, c.Name())
+	if rows, distinct := appliedCounts(t, pool); rows != 20 || distinct != 20 {
+		t.Fatalf("applied %d rows for %d ids, want 20 for 20", rows, distinct)
+	}
+	if n := deadLetterCount(t, pool); n != 0 {
+		t.Fatalf("%d dead letters after a database outage", n)
+	}
+	if info.Delivered.Consumer != 20 || maxDelivered.Load() != 1 {
+		t.Fatalf("%d deliveries of 20 messages (the handler saw delivery %d at most), want each delivered once", info.Delivered.Consumer, maxDelivered.Load())
 	}
 }

@@ -18,6 +18,7 @@ type instruments struct {
 	batchSize       metric.Int64Histogram     // messages per fetched batch
 	deadLetters     metric.Int64Counter       // by consumer and cause
 	leaseHeld       metric.Int64UpDownCounter // exclusive consumers running here (1 on the lease holder)
+	heldBatches     metric.Int64UpDownCounter // batches waiting for an unreachable database
 	outboxPublished metric.Int64Counter       // relayed rows by outcome
 	outboxLag       metric.Float64Histogram   // commit of the outbox row -> published
 }
@@ -67,6 +68,10 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	in.leaseHeld, err = m.Int64UpDownCounter("retain.bus.consumer.lease.held",
 		metric.WithDescription("Exclusive consumers running in this process: 1 on the replica holding the consumer's lease, 0 on those standing by (summed over replicas, 0 means nobody applies the stream)."),
 		metric.WithUnit("{consumer}"))
+	errs = append(errs, err)
+	in.heldBatches, err = m.Int64UpDownCounter("retain.bus.consumer.held_batches",
+		metric.WithDescription("Batches held because the database is unreachable, waiting for it to answer (non-zero: the consumer is stalled on its database, and nothing is lost)."),
+		metric.WithUnit("{batch}"))
 	errs = append(errs, err)
 	in.outboxPublished, err = m.Int64Counter("retain.bus.outbox.published",
 		metric.WithDescription("Outbox rows relayed to JetStream, by outcome (published, duplicate)."),

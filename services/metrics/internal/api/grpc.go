@@ -11,17 +11,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"regexp"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/currency"
+	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	"github.com/retainhq/retain/services/metrics/internal/consumer"
@@ -526,9 +525,7 @@ func (g *GRPC) internal(ctx context.Context, op string, err error) error {
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	g.log.ErrorContext(ctx, "metrics call failed", "op", op, "error", err)
-	var connErr *pgconn.ConnectError
-	var netErr net.Error
-	if errors.As(err, &connErr) || errors.As(err, &netErr) {
+	if pg.Unreachable(err) {
 		return status.Errorf(codes.Unavailable, "%s: the metrics database is unavailable, retry", op)
 	}
 	return status.Errorf(codes.Internal, "%s failed", op)

@@ -1,0 +1,40 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Unreachable reports whether err says the database could not be reached
+// or went away (a failed connect, a broken connection, a server shutting
+// down, starting up or out of connection slots) rather than that a
+// statement failed. Such a failure is the infrastructure's, not the
+// work's: retrying the same work once the database answers is right.
+// The caller's own cancellation or deadline is not counted as one. A
+// connection lost mid-statement may surface as neither: callers that must
+// know for sure also ping the database.
+func Unreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return true
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			pgErr.Code == "57P01", // admin_shutdown
+			pgErr.Code == "57P02", // crash_shutdown
+			pgErr.Code == "57P03", // cannot_connect_now
+			pgErr.Code == "53300": // too_many_connections
+			return true
+		}
+		return false
+	}
+	_, ok := errors.AsType[net.Error](err)
+	return ok
+}
