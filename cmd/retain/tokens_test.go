@@ -55,3 +55,20 @@ func TestTokensIssueHelpHidesKey(t *testing.T) {
 		t.Fatal("--private-key did not override RETAIN_AUTH_PRIVATE_KEY")
 	}
 }
+
+// TestAPITokenKeptOutOfHelp: an API command's -h with RETAIN_TOKEN set
+// does not print the token, and the variable is still the one sent.
+func TestAPITokenKeptOutOfHelp(t *testing.T) {
+	const token = "secret-token-value-1234"
+	vars := map[string]string{"RETAIN_TOKEN": token, "RETAIN_ADDR": "127.0.0.1:1"}
+	env, out, errOut := testEnv(vars)
+	_ = run(context.Background(), env, []string{"campaigns", "list", "-h"})
+	help := out.String() + errOut.String()
+	if !strings.Contains(help, "$RETAIN_TOKEN") || strings.Contains(help, token[:10]) {
+		t.Fatalf("campaigns list -h shows the token or does not name RETAIN_TOKEN:\n%s", help)
+	}
+	e := &endpoint{addr: "127.0.0.1:1", env: env}
+	if err := e.resolve(); err != nil || e.token != token {
+		t.Fatalf("resolve: token %q, %v; want RETAIN_TOKEN's", e.token, err)
+	}
+}
