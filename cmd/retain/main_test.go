@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,28 +19,11 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for the command's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testEnv(vars map[string]string) (*cliEnv, *syncBuffer, *syncBuffer) {
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+func testEnv(vars map[string]string) (*cliEnv, *testenv.SyncBuffer, *testenv.SyncBuffer) {
+	out, errOut := &testenv.SyncBuffer{}, &testenv.SyncBuffer{}
 	return &cliEnv{stdin: strings.NewReader(""), stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }}, out, errOut
 }
 
@@ -66,7 +47,7 @@ var devFlags = []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:
 // startDevStack runs `retain dev` in a fresh directory until the test ends
 // and waits until it serves. It returns a context cancelled at the end, the
 // state directory, what the stack wrote to dev.json and its stdout.
-func startDevStack(t *testing.T) (context.Context, string, devState, *syncBuffer) {
+func startDevStack(t *testing.T) (context.Context, string, devState, *testenv.SyncBuffer) {
 	t.Helper()
 	dir := devDir(t)
 	ctx, cancel := context.WithCancel(context.Background())

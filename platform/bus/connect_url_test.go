@@ -1,36 +1,16 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
 )
-
-// syncBuffer collects log output written from Connect's goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestConnectBadURL: a URL nats.go cannot use is a configuration error,
 // reported at once (no retries) naming RETAIN_NATS_URL, and neither the error
@@ -53,7 +33,7 @@ func TestConnectBadURL(t *testing.T) {
 			if verr == nil {
 				t.Fatalf("Validate(%q) = nil, want an error", tt.url)
 			}
-			var logs syncBuffer
+			var logs testenv.SyncBuffer
 			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -109,7 +89,7 @@ func TestConnectUnreachableRedacted(t *testing.T) {
 		{url: "nats://s3cr3ttoken@" + hostPort, secret: "s3cr3ttoken"},
 		{url: "user:natspw@" + hostPort + ",nats://other:pw2@" + hostPort, secret: "natspw"},
 	} {
-		var logs syncBuffer
+		var logs testenv.SyncBuffer
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 		_, err := bus.Connect(ctx, bus.Config{URL: tt.url}, log)

@@ -3,20 +3,19 @@
 package pg_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
 // clusterDir returns a fresh directory for a cluster of its own. Not
@@ -30,24 +29,6 @@ func clusterDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
-}
-
-// syncBuffer is a Log the test can read while the server writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func startCluster(t *testing.T, opts pg.ClusterOptions) *pg.Cluster {
@@ -92,7 +73,7 @@ func TestClusterLifecycle(t *testing.T) {
 	dir := clusterDir(t)
 	dataDir := filepath.Join(dir, "data")
 	cache := t.TempDir()
-	var log syncBuffer
+	var log testenv.SyncBuffer
 	first := startCluster(t, pg.ClusterOptions{Dir: dir, Log: &log, InitCacheDir: cache})
 
 	t.Run("throwaway cluster trades durability for speed", func(t *testing.T) {
@@ -114,7 +95,7 @@ func TestClusterLifecycle(t *testing.T) {
 	})
 
 	t.Run("a second cluster copies the cached initdb result", func(t *testing.T) {
-		var log syncBuffer
+		var log testenv.SyncBuffer
 		other := startCluster(t, pg.ClusterOptions{Dir: clusterDir(t), Log: &log, InitCacheDir: cache})
 		if !strings.Contains(log.String(), "copied data directory from initdb cache") {
 			t.Fatalf("initdb cache not used:\n%s", log.String())

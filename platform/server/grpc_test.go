@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
@@ -40,7 +41,7 @@ func (ingestStub) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*i
 type grpcBundle struct {
 	server    *GRPC
 	readiness *Readiness
-	logs      *syncBuffer
+	logs      *testenv.SyncBuffer
 	signer    *auth.Signer
 	conn      *grpc.ClientConn
 	stop      func() error

@@ -1,35 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"testing"
 
 	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
-// syncBuffer is a log sink safe to read while servers write to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTelemetry(t *testing.T) (*telemetry.Telemetry, *syncBuffer) {
+func newTelemetry(t *testing.T) (*telemetry.Telemetry, *testenv.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	tel, err := telemetry.Setup(context.Background(), telemetry.Config{Service: "test", LogLevel: "debug", Output: logs})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"testing"
@@ -99,4 +100,24 @@ func PublishEvents(t testing.TB, b *bus.Bus, tenant string, receivedAt time.Time
 	if _, err := b.PublishDurable(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// SyncBuffer is a log sink a test can read while the code under test
+// writes to it from its goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String is everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

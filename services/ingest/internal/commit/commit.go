@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/retainhq/retain/platform/bus"
@@ -100,6 +101,9 @@ type Committer struct {
 	history History // nil: rely on the stream's duplicate window alone
 	log     *slog.Logger
 	queue   chan *request
+	// failedLookups counts the ingest log look-ups failed in a row: an
+	// outage is logged when it starts and when it ends, not once a batch.
+	failedLookups atomic.Int64
 }
 
 // New returns a committer publishing through pub. history may be nil.
@@ -320,8 +324,13 @@ func (c *Committer) lookup(msgs []bus.Message) map[string]bool {
 	defer cancel()
 	known, err := c.history.Known(ctx, ids)
 	if err != nil {
-		c.log.Warn("ingest log look-up failed; publishing the batch and relying on the stream's duplicate window", "err", err)
+		if c.failedLookups.Add(1) == 1 {
+			c.log.Warn("ingest log look-up failed; publishing batches relying on the stream's duplicate window until it answers again", "err", err)
+		}
 		return nil
+	}
+	if n := c.failedLookups.Swap(0); n > 0 {
+		c.log.Info("ingest log look-up answers again", "failed_lookups", n)
 	}
 	return known
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,4 +211,48 @@ func errorsContain(err error, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// failingHistory fails its look-ups while down is set.
+type failingHistory struct {
+	history
+	down atomic.Bool
+}
+
+func (h *failingHistory) Known(ctx context.Context, ids []string) (map[string]bool, error) {
+	if h.down.Load() {
+		return nil, errors.New("failed to connect to the ingest database")
+	}
+	return h.history.Known(ctx, ids)
+}
+
+// TestLookupOutageLoggedOnce: an ingest log that stays down is reported
+// when it goes and when it comes back, not once per batch (at production
+// rates that is thousands of lines a second); publishing goes on.
+func TestLookupOutageLoggedOnce(t *testing.T) {
+	b := newBus(t)
+	var logs testenv.SyncBuffer
+	h := &failingHistory{history: history{}}
+	h.down.Store(true)
+	c, err := commit.New(commit.DefaultConfig(), b, h, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, c)
+	for i := range 5 {
+		if _, err := c.Submit(context.Background(), msgs(fmt.Sprintf("down%d", i), 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.down.Store(false)
+	if _, err := c.Submit(context.Background(), msgs("up", 3)); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "look-up failed"); n != 1 {
+		t.Errorf("%d failure lines for one outage of 5 batches, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "answers again") || !strings.Contains(out, "failed_lookups=5") {
+		t.Errorf("no recovery line counting the 5 failed look-ups:\n%s", out)
+	}
 }
