@@ -63,7 +63,22 @@ var (
 	// (too many unfinished batches on the server, incomplete batch after a
 	// reconnect); publishing it again is safe.
 	ErrBatchRetryable = errors.New("bus: atomic batch not stored, retry")
+	// ErrNotConnected means the connection to NATS is down and being
+	// re-established: nothing was sent. A publish is refused at once
+	// instead of waiting out PublishTimeout, so a caller (ingest's client)
+	// learns at once to retry later.
+	ErrNotConnected = errors.New("bus: not connected to NATS (reconnecting); nothing was published")
 )
+
+// connected refuses a publish while the connection is down: nats.go would
+// buffer it and the caller would wait PublishTimeout for an ack that can
+// only come after the reconnect.
+func (b *Bus) connected() error {
+	if s := b.NC.Status(); s == nats.RECONNECTING || s == nats.DISCONNECTED {
+		return ErrNotConnected
+	}
+	return nil
+}
 
 // Message is what Retain publishes: a protobuf payload with its id (the
 // idempotency key, sent as Nats-Msg-Id) and its type.
@@ -157,6 +172,9 @@ func (b *Bus) Publish(ctx context.Context, m Message) (*jetstream.PubAck, error)
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
+	if err := b.connected(); err != nil {
+		return nil, err
+	}
 	ctx, span := b.tracer.Start(ctx, "publish "+m.Subject, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
@@ -211,6 +229,9 @@ func (b *Bus) PublishAtomic(ctx context.Context, msgs []Message) error {
 		if err := m.validate(); err != nil {
 			return err
 		}
+	}
+	if err := b.connected(); err != nil {
+		return err
 	}
 	stream, err := b.streamFor(ctx, msgs[0].Subject)
 	if err != nil {
@@ -314,6 +335,9 @@ func (b *Bus) PublishDurable(ctx context.Context, msgs []Message) ([]PublishOutc
 	out := make([]PublishOutcome, len(msgs))
 	if len(msgs) == 0 {
 		return out, nil
+	}
+	if err := b.connected(); err != nil {
+		return out, err
 	}
 	ctx, span := b.tracer.Start(ctx, "publish durable", trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(msgs))))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -284,4 +285,35 @@ func ids(prefix string, from, to int) []string {
 
 func msg(id string) bus.Message {
 	return bus.Message{Subject: bus.EventSubject("acme", "order.placed"), ID: id, Type: "order.placed", Data: []byte(id)}
+}
+
+// TestPublishRefusedWhileDisconnected: with the server gone, a publish is
+// refused at once with ErrNotConnected (not after PublishTimeout, with the
+// messages buffered for a reconnect the caller was told failed), and
+// publishing works again once the connection is back.
+func TestPublishRefusedWhileDisconnected(t *testing.T) {
+	srv, b := setupNATS(t)
+	ctx := testCtx(t)
+	srv.Shutdown()
+	waitFor(t, "the connection to notice", func() (bool, string) {
+		s := b.NC.Status()
+		return s == nats.RECONNECTING || s == nats.DISCONNECTED, s.String()
+	})
+	if _, err := b.PublishDurable(ctx, events("down", 3)); !errors.Is(err, bus.ErrNotConnected) {
+		t.Fatalf("PublishDurable while disconnected: %v, want ErrNotConnected", err)
+	}
+	if _, err := b.Publish(ctx, msg("down-single")); !errors.Is(err, bus.ErrNotConnected) {
+		t.Fatalf("Publish while disconnected: %v, want ErrNotConnected", err)
+	}
+	srv.Restart(t)
+	waitFor(t, "the connection to come back", func() (bool, string) {
+		return b.NC.IsConnected(), b.NC.Status().String()
+	})
+	if _, err := b.PublishDurable(ctx, events("up", 3)); err != nil {
+		t.Fatalf("PublishDurable after the reconnect: %v", err)
+	}
+	// Nothing refused was stored behind the caller's back.
+	if n := streamMsgs(t, b, bus.EventsStream); n != 3 {
+		t.Fatalf("stream holds %d messages, want the 3 published after the reconnect", n)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/httperr"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/event"
@@ -102,7 +103,11 @@ func (h *HTTP) unavailable(w http.ResponseWriter, ctx context.Context, err error
 	if errors.Is(err, context.Canceled) {
 		return // the client went away; nothing to answer
 	}
-	h.log.WarnContext(ctx, "ingest publish failed", "err", err)
+	if !errors.Is(err, bus.ErrNotConnected) {
+		// A lost NATS connection is logged by the bus when it drops and
+		// when it is back, not once per refused request.
+		h.log.WarnContext(ctx, "ingest publish failed", "err", err)
+	}
 	code := "bus_unavailable"
 	if errors.Is(err, commit.ErrOverloaded) {
 		code = "overloaded"
