@@ -84,17 +84,17 @@ func readDevState(dir string) (devState, error) {
 // endpoint is where a command sends its calls.
 type endpoint struct {
 	addr, token string
-	env         *cliEnv
+	envToken    string // RETAIN_TOKEN, used when --token is not given
 }
 
 // addEndpointFlags registers --addr (RETAIN_ADDR by default) and --token
 // (RETAIN_TOKEN, read by resolve).
 func addEndpointFlags(fs *flag.FlagSet, env *cliEnv) *endpoint {
-	e := &endpoint{env: env}
+	e := &endpoint{envToken: env.getenv("RETAIN_TOKEN")}
 	// A back-quoted word in a usage text is the flag's placeholder in -h:
 	// only ADDR and TOKEN are quoted so.
 	fs.StringVar(&e.addr, "addr", env.getenv("RETAIN_ADDR"), "`ADDR` (host:port) of Retain's gRPC API (env RETAIN_ADDR; default: the 'retain dev' running from this directory or one above it)")
-	// RETAIN_TOKEN is read in resolve, not as the flag's default: -h
+	// RETAIN_TOKEN is applied in resolve, not as the flag's default: -h
 	// prints defaults, and a token must not land in terminal or CI logs.
 	fs.StringVar(&e.token, "token", "", "API `TOKEN` (default: $RETAIN_TOKEN, else the dev token of 'retain dev')")
 	return e
@@ -103,7 +103,7 @@ func addEndpointFlags(fs *flag.FlagSet, env *cliEnv) *endpoint {
 // resolve fills what flags left empty from the dev stack's state file.
 func (e *endpoint) resolve() error {
 	if e.token == "" {
-		e.token = e.env.getenv("RETAIN_TOKEN")
+		e.token = e.envToken
 	}
 	if e.addr != "" && e.token != "" {
 		return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"strings"
 	"testing"
 
@@ -67,7 +68,11 @@ func TestAPITokenKeptOutOfHelp(t *testing.T) {
 	if !strings.Contains(help, "$RETAIN_TOKEN") || strings.Contains(help, token[:10]) {
 		t.Fatalf("campaigns list -h shows the token or does not name RETAIN_TOKEN:\n%s", help)
 	}
-	e := &endpoint{addr: "127.0.0.1:1", env: env}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	e := addEndpointFlags(fs, env)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.resolve(); err != nil || e.token != token {
 		t.Fatalf("resolve: token %q, %v; want RETAIN_TOKEN's", e.token, err)
 	}
