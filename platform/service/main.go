@@ -43,10 +43,20 @@ type Hosted interface {
 	Verifier() *auth.Verifier
 }
 
-// Run is the whole life of a standalone service process: telemetry, the
-// service built by build, and its gRPC, public HTTP and ops servers under one
-// supervisor, until ctx is done.
-func Run(ctx context.Context, cfg Config, version string, build func(context.Context, *telemetry.Telemetry) (Hosted, error)) error {
+// Settings are a service's whole configuration.
+type Settings interface {
+	// Validate reports every bad setting at once.
+	Validate() error
+}
+
+// Run is the whole life of a standalone service process: the settings
+// checked (all of them, before telemetry setup could stop at a bad log
+// level alone), telemetry, the service built by build, and its gRPC,
+// public HTTP and ops servers under one supervisor, until ctx is done.
+func Run(ctx context.Context, settings Settings, cfg Config, version string, build func(context.Context, *telemetry.Telemetry) (Hosted, error)) error {
+	if err := settings.Validate(); err != nil {
+		return err
+	}
 	cfg.Telemetry.Version = version
 	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
 	if err != nil {

@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -36,5 +37,21 @@ func TestCacheBytesSetting(t *testing.T) {
 	cfg.CacheBytes = 0
 	if err := cfg.Validate(); err != nil && strings.Contains(err.Error(), "RETAIN_METRICS_CACHE_BYTES") {
 		t.Errorf("a budget of 0 rejected: %v", err)
+	}
+}
+
+// TestRunReportsEveryBadSetting: a bad log level is reported with the
+// other bad settings, not alone by the telemetry setup that needs it first.
+func TestRunReportsEveryBadSetting(t *testing.T) {
+	cfg := metrics.DefaultConfig()
+	testenv.ParseSettings(t, cfg.RegisterFlags, map[string]string{
+		"RETAIN_LOG_LEVEL": "loud", "RETAIN_METRICS_BATCH_SIZE": "-3",
+	})
+	cfg.AuthPublicKey, cfg.DatabaseURL = "", ""
+	err := metrics.Run(context.Background(), cfg, "test")
+	for _, want := range []string{"RETAIN_LOG_LEVEL", "RETAIN_AUTH_PUBLIC_KEY", "RETAIN_METRICS_DATABASE_URL", "RETAIN_METRICS_BATCH_SIZE"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Run with four bad settings: %v; want %s named", err, want)
+		}
 	}
 }
