@@ -514,7 +514,7 @@ func (c *Consumer) processBatch(runCtx context.Context, t *ticket, msgs []jetstr
 	// tried again once the database answers, so an outage of any length
 	// costs no delivery attempt and dead-letters nothing. Only a shutdown
 	// ends the wait (the batch is then redelivered as any failed one).
-	for err != nil && c.unreachable(ctx, err) && c.awaitDatabase(runCtx, ds, err) {
+	for err != nil && c.unreachable(ctx) && c.awaitDatabase(runCtx, ds, err) {
 		res, err = c.attempt(ctx, ds)
 	}
 	if t != nil {
@@ -544,12 +544,11 @@ func (c *Consumer) attempt(ctx context.Context, ds []*Delivery) (batchResult, er
 const unreachablePing = 5 * time.Second
 
 // unreachable reports whether a failed batch failed because the database
-// could not be reached: the error says so, or the database does not answer
-// a ping now (a statement that timed out on a silent network).
-func (c *Consumer) unreachable(ctx context.Context, err error) bool {
-	if pg.Unreachable(err) {
-		return true
-	}
+// cannot be reached: it does not answer a ping now. The ping, rather than
+// the error's kind, decides: an error that looks like a network failure
+// (a handler's own call elsewhere) while the database answers must spend
+// a delivery like any failure, or the batch would be retried for ever.
+func (c *Consumer) unreachable(ctx context.Context) bool {
 	pctx, cancel := context.WithTimeout(ctx, unreachablePing)
 	defer cancel()
 	return c.pool.Ping(pctx) != nil

@@ -12,8 +12,8 @@ import (
 // Unreachable reports whether err says the database could not be reached
 // or went away (a failed connect, a broken connection, a server shutting
 // down, starting up or out of connection slots) rather than that a
-// statement failed. Such a failure is the infrastructure's, not the
-// work's: retrying the same work once the database answers is right.
+// statement failed: the edge of a service answers UNAVAILABLE (retry)
+// for it rather than an internal error.
 // The caller's own cancellation or deadline is not counted as one. A
 // connection lost mid-statement may surface as neither: callers that must
 // know for sure also ping the database.
