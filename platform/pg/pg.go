@@ -5,10 +5,12 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -40,7 +42,26 @@ func Connect(ctx context.Context, url string, minConns int) (*pgxpool.Pool, erro
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("ping postgres %s: %w", target, err)
+		return nil, &pingError{target: target, err: err}
 	}
 	return pool, nil
 }
+
+// pingError is a failed first contact. When the server answered with an
+// error, that answer is the message: pgx's own lists every attempt, and
+// with the default sslmode=prefer the first is always "tls error: server
+// refused TLS connection", which sends operators looking at TLS when the
+// password was wrong.
+type pingError struct {
+	target string
+	err    error
+}
+
+func (e *pingError) Error() string {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](e.err); ok {
+		return fmt.Sprintf("postgres %s: %s (SQLSTATE %s)", e.target, pgErr.Message, pgErr.Code)
+	}
+	return fmt.Sprintf("ping postgres %s: %v", e.target, e.err)
+}
+
+func (e *pingError) Unwrap() error { return e.err }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
 func TestUnreachable(t *testing.T) {
@@ -48,5 +50,28 @@ func TestUnreachable(t *testing.T) {
 		if got := pg.Unreachable(tc.err); got != tc.want {
 			t.Errorf("%s: Unreachable(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestConnectNamesTheServersAnswer: when the server refuses the session,
+// Connect's error is the server's reason with its SQLSTATE, not pgx's list
+// of attempts that opens with sslmode=prefer's TLS refusal.
+func TestConnectNamesTheServersAnswer(t *testing.T) {
+	url, err := pg.DatabaseURL(testenv.Postgres(t), "no_such_database")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// libpq's default, as in a URL an operator writes: TLS is tried first.
+	url = strings.Replace(url, "sslmode=disable", "sslmode=prefer", 1)
+	_, err = pg.Connect(context.Background(), url, 1)
+	if err == nil {
+		t.Fatal("connected to a database that does not exist")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `database "no_such_database" does not exist (SQLSTATE 3D000)`) || strings.Contains(msg, "tls") {
+		t.Fatalf("error %q: want the server's reason and no TLS noise", msg)
+	}
+	if _, ok := errors.AsType[*pgconn.PgError](err); !ok {
+		t.Fatalf("error %q does not wrap the server's PgError", msg)
 	}
 }

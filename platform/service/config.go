@@ -28,6 +28,10 @@ type Config struct {
 	AuthPublicKey string
 	// DatabaseURL is the service's own database.
 	DatabaseURL string
+	// DatabaseEnv is the setting DatabaseURL is read from
+	// (RETAIN_METRICS_DATABASE_URL), named when the database cannot be
+	// used; RegisterFlags sets it.
+	DatabaseEnv string
 }
 
 // DefaultConfig returns the shared defaults documented in the README for
@@ -47,6 +51,7 @@ func DefaultConfig(name string) Config {
 // (RETAIN_INGEST_DATABASE_URL); the public HTTP address is bound only for
 // services with a public HTTP API (a non-empty default Addrs.HTTP).
 func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage string) {
+	c.DatabaseEnv = databaseEnv
 	c.Telemetry.RegisterFlags(fs)
 	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
 	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay")
@@ -87,5 +92,5 @@ func (c Config) Validate(databaseEnv string) error {
 
 // Options are what Open needs, from the shared settings.
 func (c Config) Options(name string, migrations ...pg.MigrationSet) Options {
-	return Options{Name: name, AuthPublicKey: c.AuthPublicKey, DatabaseURL: c.DatabaseURL, Migrations: migrations, NATS: c.NATS, Streams: c.Streams}
+	return Options{Name: name, AuthPublicKey: c.AuthPublicKey, DatabaseURL: c.DatabaseURL, DatabaseEnv: c.DatabaseEnv, Migrations: migrations, NATS: c.NATS, Streams: c.Streams}
 }

@@ -29,6 +29,8 @@ type Options struct {
 	AuthPublicKey string
 	// DatabaseURL is the service's own database.
 	DatabaseURL string
+	// DatabaseEnv names the setting of DatabaseURL in errors (optional).
+	DatabaseEnv string
 	// Migrations of the service's own tables; the bus tables (inbox, dead
 	// letters, outbox) are always migrated first.
 	Migrations []pg.MigrationSet
@@ -56,9 +58,13 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 		return nil, fmt.Errorf("auth public key: %w", err)
 	}
 	log := tel.Logger.With("service", o.Name)
+	db := o.Name + " database"
+	if o.DatabaseEnv != "" {
+		db += " (" + o.DatabaseEnv + ")"
+	}
 	pool, err := pg.Connect(ctx, o.DatabaseURL, o.PoolConns)
 	if err != nil {
-		return nil, fmt.Errorf("%s database: %w", o.Name, err)
+		return nil, fmt.Errorf("%s: %w", db, err)
 	}
 	defer func() {
 		if err != nil {
@@ -67,7 +73,7 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 	}()
 	sets := append([]pg.MigrationSet{bus.Migrations}, o.Migrations...)
 	if err := pg.Migrate(ctx, pool, sets...); err != nil {
-		return nil, fmt.Errorf("%s database: %w", o.Name, err)
+		return nil, fmt.Errorf("%s: %w", db, err)
 	}
 	b, err := bus.Connect(ctx, o.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))
 	if err != nil {

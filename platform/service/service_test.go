@@ -3,12 +3,15 @@ package service_test
 import (
 	"context"
 	"errors"
+	"flag"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
@@ -60,5 +63,25 @@ func TestDepsRun(t *testing.T) {
 	}
 	if deps.DatabaseReady(ctx) == nil || deps.BusReady() == nil {
 		t.Fatal("the connections are still open after Run")
+	}
+}
+
+// TestOpenNamesTheDatabaseSetting: a database that cannot be used is
+// reported with the setting to fix, from RegisterFlags.
+func TestOpenNamesTheDatabaseSetting(t *testing.T) {
+	pub, _, err := auth.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := pg.DatabaseURL(testenv.Postgres(t), "no_such_database")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := service.DefaultConfig("metrics")
+	cfg.RegisterFlags(flag.NewFlagSet("metrics", flag.ContinueOnError), "RETAIN_METRICS_DATABASE_URL", "the metrics database")
+	cfg.AuthPublicKey, cfg.DatabaseURL = pub, url
+	_, err = service.Open(context.Background(), cfg.Options("metrics"), servertest.Telemetry(t, "metrics"))
+	if err == nil || !strings.Contains(err.Error(), "metrics database (RETAIN_METRICS_DATABASE_URL): ") {
+		t.Fatalf("Open with a missing database: %v; want RETAIN_METRICS_DATABASE_URL named", err)
 	}
 }
