@@ -372,15 +372,24 @@ func redactOne(raw string) string {
 // scheme) and the last "@" of a URL that url.Parse rejects: which part is
 // the user name cannot be trusted then, and hiding too much is harmless.
 func redactUnparsed(raw string) string {
-	start := 0
+	start, end := userinfo(raw)
+	if end < 0 {
+		return raw
+	}
+	return raw[:start] + redactedSecret + raw[end:]
+}
+
+// userinfo is where the credentials of raw are by position alone: from
+// after "://" (or the start) to the last "@" (end, -1 without one).
+func userinfo(raw string) (start, end int) {
 	if i := strings.Index(raw, "://"); i >= 0 {
 		start = i + len("://")
 	}
 	at := strings.LastIndex(raw[start:], "@")
 	if at < 0 {
-		return raw
+		return start, -1
 	}
-	return raw[:start] + redactedSecret + raw[start+at:]
+	return start, start + at
 }
 
 // redactErr is err's text with the credentials of every URL in list
@@ -396,12 +405,8 @@ func redactErr(err error, list string) string {
 		if r := redactOne(p); r != p {
 			msg = strings.ReplaceAll(msg, p, r)
 		}
-		start := 0
-		if i := strings.Index(p, "://"); i >= 0 {
-			start = i + len("://")
-		}
-		if at := strings.LastIndex(p[start:], "@"); at > 0 {
-			msg = strings.ReplaceAll(msg, p[start:start+at+1], redactedSecret+"@")
+		if start, end := userinfo(p); end > start {
+			msg = strings.ReplaceAll(msg, p[start:end+1], redactedSecret+"@")
 		}
 	}
 	return msg

@@ -580,10 +580,7 @@ func (c *Consumer) awaitDatabase(runCtx context.Context, ds []*Delivery, cause e
 			}
 			lastProgress = time.Now()
 		}
-		pctx, cancel := context.WithTimeout(runCtx, unreachablePing)
-		err := c.pool.Ping(pctx)
-		cancel()
-		if err == nil {
+		if !c.unreachable(runCtx) {
 			c.log.Info("database answers again; retrying the held batch", "messages", len(ds), "held_for", time.Since(start).Round(time.Millisecond))
 			return true
 		}
