@@ -90,6 +90,10 @@ func (c Config) Validate(databaseEnv string) error {
 	return errors.Join(errs...)
 }
 
+// Shared returns c: through embedding, a service's configuration offers
+// its shared part to Run.
+func (c Config) Shared() Config { return c }
+
 // Options are what Open needs, from the shared settings.
 func (c Config) Options(name string, migrations ...pg.MigrationSet) Options {
 	return Options{Name: name, AuthPublicKey: c.AuthPublicKey, DatabaseURL: c.DatabaseURL, DatabaseEnv: c.DatabaseEnv, Migrations: migrations, NATS: c.NATS, Streams: c.Streams}

@@ -43,20 +43,24 @@ type Hosted interface {
 	Verifier() *auth.Verifier
 }
 
-// Settings are a service's whole configuration.
+// Settings are a service's whole configuration: its own settings around
+// the shared Config it embeds (which provides Shared).
 type Settings interface {
 	// Validate reports every bad setting at once.
 	Validate() error
+	// Shared is the embedded Config.
+	Shared() Config
 }
 
 // Run is the whole life of a standalone service process: the settings
 // checked (all of them, before telemetry setup could stop at a bad log
 // level alone), telemetry, the service built by build, and its gRPC,
 // public HTTP and ops servers under one supervisor, until ctx is done.
-func Run(ctx context.Context, settings Settings, cfg Config, version string, build func(context.Context, *telemetry.Telemetry) (Hosted, error)) error {
+func Run(ctx context.Context, settings Settings, version string, build func(context.Context, *telemetry.Telemetry) (Hosted, error)) error {
 	if err := settings.Validate(); err != nil {
 		return err
 	}
+	cfg := settings.Shared()
 	cfg.Telemetry.Version = version
 	tel, err := telemetry.Setup(ctx, cfg.Telemetry)
 	if err != nil {

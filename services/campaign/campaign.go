@@ -279,7 +279,7 @@ func (s *Service) Ready(ctx context.Context) error { return s.deps.Ready(ctx) }
 // Run is the standalone process: telemetry, the service, its gRPC and ops
 // servers under one supervisor, until ctx is done.
 func Run(ctx context.Context, cfg Config, version string) error {
-	return service.Run(ctx, cfg, cfg.Config, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
+	return service.Run(ctx, cfg, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
 		return New(ctx, cfg, tel)
 	})
 }
