@@ -172,7 +172,7 @@ func deadLetterError(err error) error {
 	case errors.Is(err, bus.ErrAlreadyReplayed), errors.As(err, &rejected):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	default:
-		return status.Error(codes.Internal, err.Error())
+		return Failure(err)
 	}
 }
 

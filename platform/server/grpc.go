@@ -359,7 +359,8 @@ func (w *watchStream) Context() context.Context { return w.ctx }
 // logRPC logs one finished call. Successful calls log at debug: ingest
 // serves thousands per second. Client-caused failures log at info without
 // the message (it may quote request data); server-side failures log at error
-// with it. Metadata (which holds the token) is never logged.
+// with it, and with the cause a Failure kept from the client. Metadata
+// (which holds the token) is never logged.
 func logRPC(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration) {
 	code := status.Code(err)
 	attrs := []slog.Attr{
@@ -373,7 +374,11 @@ func logRPC(ctx context.Context, logger *slog.Logger, method string, err error, 
 		level = slog.LevelDebug
 	case codes.Unknown, codes.Internal, codes.Unavailable, codes.DataLoss, codes.DeadlineExceeded, codes.Unimplemented:
 		level = slog.LevelError
-		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
+		msg := status.Convert(err).Message()
+		if f, ok := errors.AsType[*failure](err); ok {
+			msg = f.Error() // the cause the client was not shown
+		}
+		attrs = append(attrs, slog.String("error", msg))
 	}
 	logger.LogAttrs(ctx, level, "grpc call", attrs...)
 }

@@ -21,8 +21,8 @@ import (
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
 
-// ingestStub answers Publish with the caller's tenant as the event id, and
-// panics for the event id "panic".
+// ingestStub answers Publish with the caller's tenant as the event id,
+// panics for the event id "panic" and fails below the edge for "fail".
 type ingestStub struct {
 	ingestv1.UnimplementedIngestServiceServer
 }
@@ -30,6 +30,9 @@ type ingestStub struct {
 func (ingestStub) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*ingestv1.PublishResponse, error) {
 	if req.GetEvent().GetId() == "panic" {
 		panic("stub exploded")
+	}
+	if req.GetEvent().GetId() == "fail" {
+		return nil, Failure(errors.New(`relation "secret_table" does not exist`))
 	}
 	c, ok := auth.ClaimsFromContext(ctx)
 	if !ok {
@@ -116,6 +119,7 @@ func TestGRPCAuth(t *testing.T) {
 		{"publish with admin succeeds", admin, publish(""), codes.OK, "shop-7"},
 		{"method missing from the scope map is denied even to admin", admin, publishBatch, codes.PermissionDenied, ""},
 		{"handler panic becomes internal", writer, publish("panic"), codes.Internal, ""},
+		{"a failure below the edge is internal, not unavailable", writer, publish("fail"), codes.Internal, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,8 +133,8 @@ func TestGRPCAuth(t *testing.T) {
 			if got := status.Code(err); got != tt.want {
 				t.Fatalf("code = %v (%v), want %v", got, err, tt.want)
 			}
-			if tt.want == codes.Internal && strings.Contains(err.Error(), "exploded") {
-				t.Errorf("panic value leaked to the client: %v", err)
+			if tt.want == codes.Internal && (strings.Contains(err.Error(), "exploded") || strings.Contains(err.Error(), "secret_table")) {
+				t.Errorf("server-side detail leaked to the client: %v", err)
 			}
 		})
 	}
@@ -139,6 +143,11 @@ func TestGRPCAuth(t *testing.T) {
 	t.Run("panic is logged with its stack", func(t *testing.T) {
 		if !strings.Contains(logs, "stub exploded") || !strings.Contains(logs, "goroutine") {
 			t.Errorf("logs lack the panic and stack:\n%s", logs)
+		}
+	})
+	t.Run("a failure's cause is logged", func(t *testing.T) {
+		if !strings.Contains(logs, `relation \"secret_table\" does not exist`) {
+			t.Errorf("logs lack the failure's cause:\n%s", logs)
 		}
 	})
 	t.Run("calls are logged with method and code", func(t *testing.T) {

@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	rebuilder := consumer.NewRebuilder(b, st, cfg.BatchSize, log)
 	return &Service{
 		facts: facts,
-		grpc:  api.NewGRPC(st, rebuilder, log), deps: deps,
+		grpc:  api.NewGRPC(st, rebuilder), deps: deps,
 	}, nil
 }
 

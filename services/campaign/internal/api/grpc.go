@@ -49,9 +49,6 @@ func NewGRPC(e *app.Engine) *GRPC { return &GRPC{engine: e} }
 
 func errStatus(err error) error {
 	var inv *domain.InvalidError
-	if _, ok := status.FromError(err); ok {
-		return err // already a status: the notifier's answer to a template check
-	}
 	switch {
 	case errors.As(err, &inv):
 		vs := make([]server.FieldViolation, len(inv.Violations))
@@ -65,10 +62,8 @@ func errStatus(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error()+" (UpdateCampaign changes it: retain campaigns apply -f FILE)")
 	case errors.Is(err, app.ErrArchived):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
 	}
-	return status.Error(codes.Unavailable, err.Error())
+	return server.Failure(err) // a status already (the notifier's answer to a template check) is kept
 }
 
 func needID(field, id string) error {

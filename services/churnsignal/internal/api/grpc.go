@@ -88,10 +88,8 @@ func errStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, app.ErrNotEnoughData):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
 	}
-	return status.Error(codes.Unavailable, err.Error())
+	return server.Failure(err)
 }
 
 // GetCustomerRisk evaluates one customer.

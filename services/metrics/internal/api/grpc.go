@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"regexp"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/currency"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	"github.com/retainhq/retain/services/metrics/internal/consumer"
@@ -54,12 +52,11 @@ type GRPC struct {
 	store     *store.Store
 	rebuilder *consumer.Rebuilder
 	now       func() time.Time
-	log       *slog.Logger
 }
 
 // NewGRPC returns the gRPC edge.
-func NewGRPC(s *store.Store, r *consumer.Rebuilder, log *slog.Logger) *GRPC {
-	return &GRPC{store: s, rebuilder: r, now: time.Now, log: log}
+func NewGRPC(s *store.Store, r *consumer.Rebuilder) *GRPC {
+	return &GRPC{store: s, rebuilder: r, now: time.Now}
 }
 
 // GetRetention answers CRR, churn and reactivation of a period.
@@ -517,16 +514,12 @@ func invalid(field, description string) error {
 	return server.InvalidArgument(server.FieldViolation{Field: field, Description: description})
 }
 
-// internal maps a failure below the edge: the caller's own cancellation
-// keeps its code, an unreachable database is UNAVAILABLE (clients may
-// retry), anything else is INTERNAL without details (they are logged).
+// internal maps a failure below the edge (server.Failure), naming the
+// call in the server's log; the caller's own cancellation keeps its code
+// even when the store reports it otherwise.
 func (g *GRPC) internal(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	g.log.ErrorContext(ctx, "metrics call failed", "op", op, "error", err)
-	if pg.Unreachable(err) {
-		return status.Errorf(codes.Unavailable, "%s: the metrics database is unavailable, retry", op)
-	}
-	return status.Errorf(codes.Internal, "%s failed", op)
+	return server.Failure(fmt.Errorf("%s: %w", op, err))
 }

@@ -117,10 +117,8 @@ func errStatus(err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, store.ErrExists):
 		return status.Error(codes.AlreadyExists, err.Error()+" (use UpdateTemplate for a new version)")
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
 	}
-	return status.Error(codes.Unavailable, err.Error())
+	return server.Failure(err)
 }
 
 func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create bool) (*notifierv1.Template, bool, error) {
