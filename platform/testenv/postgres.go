@@ -64,6 +64,13 @@ func Main(m *testing.M) {
 // fails: integration tests are never skipped silently.
 func Postgres(t testing.TB) string {
 	t.Helper()
+	return newDatabase(t, "")
+}
+
+// newDatabase is Postgres with options appended to its CREATE DATABASE
+// statement (a template, a locale).
+func newDatabase(t testing.TB, options string) string {
+	t.Helper()
 	if !mainCalled.Load() {
 		// Without Main nobody stops the cluster when the binary exits.
 		t.Fatal("testenv.Postgres needs the package to have: func TestMain(m *testing.M) { testenv.Main(m) }")
@@ -81,7 +88,7 @@ func Postgres(t testing.TB) string {
 		t.Fatalf("testenv: connect to test server: %v", err)
 	}
 	defer func() { _ = admin.Close(ctx) }()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if _, err := admin.Exec(ctx, strings.TrimSpace("CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" "+options)); err != nil {
 		t.Fatalf("testenv: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
