@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 )
 
@@ -604,30 +603,7 @@ func TestConsumerHoldsBatchesThroughDatabaseOutage(t *testing.T) {
 	_, b := setupNATS(t)
 	pool := setupPG(t)
 	ctx := testCtx(t)
-	db := pool.Config().ConnConfig.Database
-	adminURL, err := pg.DatabaseURL(pool.Config().ConnString(), "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close(context.Background()) })
-	setConnections := func(allow bool) {
-		t.Helper()
-		ctx := context.Background()
-		if _, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s ALLOW_CONNECTIONS %t`, pgx.Identifier{db}.Sanitize(), allow)); err != nil {
-			t.Fatal(err)
-		}
-		if !allow {
-			if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, db); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	setConnections(false)
-	t.Cleanup(func() { setConnections(true) })
+	endOutage := testenv.DatabaseOutage(t, pool)
 
 	if _, err := b.PublishDurable(ctx, events("e", 20)); err != nil {
 		t.Fatal(err)
@@ -646,7 +622,7 @@ func TestConsumerHoldsBatchesThroughDatabaseOutage(t *testing.T) {
 	// The outage outlasts the two attempts' backoff a hundred times over
 	// and AckWait three times.
 	time.Sleep(3 * time.Second)
-	setConnections(true)
+	endOutage()
 
 	waitFor(t, "20 applied", func() (bool, string) {
 		var rows int

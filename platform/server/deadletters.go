@@ -78,7 +78,7 @@ func (s *deadLetterServer) ListConsumers(ctx context.Context, _ *opsv1.ListConsu
 		c := s.consumers[name]
 		n, err := c.PendingDeadLetters(ctx, tenant)
 		if err != nil {
-			return nil, status.Error(codes.Internal, err.Error())
+			return nil, Failure(err)
 		}
 		resp.Consumers = append(resp.Consumers, &opsv1.ConsumerSummary{Name: name, Stream: c.Config().Stream, PendingDeadLetters: n})
 	}
@@ -125,7 +125,7 @@ func (s *deadLetterServer) ListDeadLetters(ctx context.Context, req *opsv1.ListD
 	// One extra row tells whether another page follows.
 	dls, err := c.DeadLetters(ctx, bus.DeadLetterQuery{Tenant: tenant, IncludeReplayed: req.GetIncludeReplayed(), AfterID: after, Limit: size + 1})
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, Failure(err)
 	}
 	resp := &opsv1.ListDeadLettersResponse{}
 	if len(dls) > size {

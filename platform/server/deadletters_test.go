@@ -213,4 +213,19 @@ func TestDeadLetterService(t *testing.T) {
 			t.Fatalf("include_replayed list = %v, %v", all, err)
 		}
 	})
+
+	// Last: the database goes away for good.
+	t.Run("database away is UNAVAILABLE without its address", func(t *testing.T) {
+		testenv.DatabaseOutage(t, pool)
+		db := pool.Config().ConnConfig.Database
+		_, err := acme.ListConsumers(ctx, &opsv1.ListConsumersRequest{})
+		wantCode(t, err, codes.Unavailable, "retry")
+		_, lerr := acme.ListDeadLetters(ctx, &opsv1.ListDeadLettersRequest{Consumer: "dl-test"})
+		wantCode(t, lerr, codes.Unavailable, "retry")
+		for _, e := range []error{err, lerr} {
+			if strings.Contains(e.Error(), db) || strings.Contains(e.Error(), "127.0.0.1") {
+				t.Errorf("the client was shown the database: %v", e)
+			}
+		}
+	})
 }
