@@ -88,7 +88,7 @@ func TestCampaignCommandsThroughDevStack(t *testing.T) {
 	}
 	env, _, _ := testEnv(nil)
 	if err := run(ctx, env, []string{"campaigns", "list", "--addr", state.GRPCAddr, "--token", "bad"}); err == nil ||
-		!strings.HasPrefix(err.Error(), "unauthenticated: ") || !strings.Contains(err.Error(), "(check --token / RETAIN_TOKEN and its scopes: read (campaigns:write to change campaigns))") {
+		!strings.HasPrefix(err.Error(), "unauthenticated: ") || !strings.Contains(err.Error(), "(check --token / RETAIN_TOKEN: this command needs the scope read (campaigns:write to change campaigns))") {
 		t.Errorf("a bad token: %v", err)
 	}
 }

@@ -327,6 +327,11 @@ func TestTokensCommand(t *testing.T) {
 	if _, err := issue("--ttl", "-1h"); err == nil || !strings.Contains(err.Error(), "--ttl -1h0m0s: must not be negative") {
 		t.Errorf("--ttl -1h: %v, want it refused", err)
 	}
+	env, _, _ := testEnv(map[string]string{"RETAIN_AUTH_PRIVATE_KEY": priv})
+	if err := run(context.Background(), env, []string{"tokens", "issue", "--tenant", "Bad Tenant", "--scopes", "read"}); err == nil ||
+		!strings.HasPrefix(err.Error(), "issue token: ") || strings.Count(err.Error(), "issue token") != 1 {
+		t.Errorf("bad tenant: %v, want one \"issue token: \" prefix", err)
+	}
 	for _, h := range []string{"-h", "--help", "help"} {
 		env, out, errOut := testEnv(nil)
 		if err := run(context.Background(), env, []string{"tokens", h}); err != nil {
@@ -406,7 +411,7 @@ func TestCallError(t *testing.T) {
 		{status.Error(codes.InvalidArgument, "campaign.id: is empty"), "invalid argument: campaign.id: is empty"},
 		{status.Error(codes.AlreadyExists, `campaign "w": already exists (UpdateCampaign changes it)`), `campaign "w": already exists (UpdateCampaign changes it)`},
 		{status.Error(codes.AlreadyExists, ""), "already exists"},
-		{status.Error(codes.PermissionDenied, "token lacks scope admin"), "permission denied: token lacks scope admin (check --token / RETAIN_TOKEN and its scopes: admin)"},
+		{status.Error(codes.PermissionDenied, "token lacks scope admin"), "permission denied: token lacks scope admin (check --token / RETAIN_TOKEN: this command needs the scope admin)"},
 		{status.Error(codes.Unimplemented, "unknown service"), "this Retain does not run the dead-letter service"},
 		{notFoundAs(status.Error(codes.NotFound, "not found"), `delivery "x"`), `no delivery "x"`},
 		{notFoundAs(status.Error(codes.NotFound, `delivery "x": not found`), `delivery "x"`), `delivery "x": not found`},

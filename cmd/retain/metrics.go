@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -469,7 +470,9 @@ func printCohorts(w io.Writer, r *metricsv1.GetCohortsResponse, revenue bool, no
 			case revenue:
 				fmt.Fprintf(tw, "%s\t", moneyText(c.GetRevenuePerMemberMinor(), r.GetCurrency(), false))
 			default:
-				p := c.GetShare().GetPercent()
+				// The mark follows the shown (rounded) figure, or 14.6%
+				// would read ": 15%" next to a "." 15%.
+				p := math.Round(c.GetShare().GetPercent())
 				fmt.Fprintf(tw, "%s%3.0f%%\t", shade(p), p)
 			}
 		}

@@ -549,3 +549,20 @@ func TestMetricsThroughDevStack(t *testing.T) {
 		}
 	})
 }
+
+// TestCohortMarksFollowTheShownFigure: a cell's heat mark is chosen from
+// the percentage as printed, so two cells showing 15% carry one mark.
+func TestCohortMarksFollowTheShownFigure(t *testing.T) {
+	cell := func(p float64) *metricsv1.CohortCell {
+		return &metricsv1.CohortCell{Share: &metricsv1.Ratio{Percent: p}}
+	}
+	r := &metricsv1.GetCohortsResponse{FromMonth: "2026-01", ToMonth: "2026-01", Rows: []*metricsv1.CohortRow{
+		{Cohort: "2026-01", Members: 40, Cells: []*metricsv1.CohortCell{cell(100), cell(14.6), cell(15), cell(14.4)}},
+	}}
+	var out bytes.Buffer
+	printCohorts(&out, r, false, time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC))
+	row := strings.Split(out.String(), "\n")[2]
+	if !strings.HasSuffix(strings.TrimRight(row, " "), "#100% : 15% : 15% . 14%") {
+		t.Errorf("marks do not follow the printed figures:\n%s", out.String())
+	}
+}

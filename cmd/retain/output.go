@@ -37,7 +37,7 @@ func callError(err error, service, scopes string) error {
 	}
 	switch st.Code() {
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return fmt.Errorf("%s: %s (check --token / RETAIN_TOKEN and its scopes: %s)", codeWords(st.Code().String()), st.Message(), scopes)
+		return fmt.Errorf("%s: %s (check --token / RETAIN_TOKEN: this command needs the scope %s)", codeWords(st.Code().String()), st.Message(), scopes)
 	case codes.Unimplemented:
 		return errors.New("this Retain does not run the " + service + " service")
 	}

@@ -92,7 +92,7 @@ func runIssue(env *cliEnv, args []string) error {
 	}
 	tok, err := signer.Issue(c)
 	if err != nil {
-		return fmt.Errorf("issue token: %w", err)
+		return err // auth says "issue token: ..." itself
 	}
 	fmt.Fprintln(env.stdout, tok)
 	return nil
