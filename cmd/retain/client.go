@@ -152,7 +152,7 @@ func (f commandFlags) parse(args []string) ([]string, error) {
 		return nil, err
 	}
 	pos = append(pos, f.fs.Args()...)
-	if *f.output == "table" { // what `retain metrics` calls its text
+	if *f.output == "table" { // what `retain metrics` called its text
 		*f.output = "text"
 	}
 	if *f.output != "text" && *f.output != "json" {

@@ -33,17 +33,16 @@ func TestDevStateFoundFromSubdirectory(t *testing.T) {
 	}
 }
 
-// TestOutputTableIsText: --output table (what `retain metrics` calls its
-// text) is the text form of every other command, and --output text is the
-// table of metrics.
+// TestOutputTableIsText: --output table (what `retain metrics` called its
+// text) is the text form of every command, metrics included.
 func TestOutputTableIsText(t *testing.T) {
 	env, _, _ := testEnv(nil)
 	f := newCommandFlags(env, "campaigns list", "campaigns list")
 	if _, err := f.parse([]string{"--output", "table"}); err != nil || *f.output != "text" {
 		t.Errorf("--output table: %q, %v", *f.output, err)
 	}
-	o := &metricsOptions{output: "text", limit: 10}
-	if err := o.check(); err != nil && strings.Contains(err.Error(), "--output") || o.output != "table" {
-		t.Errorf("metrics --output text: %q, %v", o.output, err)
+	o := &metricsOptions{output: "table", limit: 10}
+	if err := o.check(); err != nil && strings.Contains(err.Error(), "--output") || o.output != "text" {
+		t.Errorf("metrics --output table: %q, %v", o.output, err)
 	}
 }

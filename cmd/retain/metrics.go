@@ -83,7 +83,7 @@ Flags:`)
 	fs.StringVar(&o.currency, "currency", "", "ISO 4217 currency of money figures (default: the tenant's only currency)")
 	fs.IntVar(&o.limit, "limit", 10, "rfm, top: how many customers to list")
 	fs.BoolVar(&o.revenue, "revenue", false, "cohorts: show revenue per member instead of the share ordering")
-	fs.StringVar(&o.output, "output", "table", "table or json (the gRPC response as protojson)")
+	fs.StringVar(&o.output, "output", "text", "text or json (the gRPC response as protojson)")
 	pos, flagArgs := splitPositional(args)
 	if err := fs.Parse(flagArgs); err != nil {
 		return err
@@ -135,11 +135,11 @@ Flags:`)
 // read differently: 0 is the proto's "default" for window_days and percent,
 // so an explicit --window 0 or --percent 0 would silently become 90 or 20.
 func (o *metricsOptions) check() error {
-	if o.output == "text" { // what the other commands call their table
-		o.output = "table"
+	if o.output == "table" { // what this command called text before the others had --output
+		o.output = "text"
 	}
-	if o.output != "table" && o.output != "json" {
-		return fmt.Errorf("--output %q: must be table (or text) or json", o.output)
+	if o.output != "text" && o.output != "json" {
+		return fmt.Errorf("--output %q: must be text or json", o.output)
 	}
 	if o.limit < 1 || o.limit > 1000 {
 		return fmt.Errorf("--limit %d: must be 1-1000", o.limit)

@@ -304,7 +304,7 @@ func TestMetricsCommand(t *testing.T) {
 		{[]string{"vibes"}, `unknown figure "vibes"`},
 		{[]string{"retention", "extra-arg"}, `unexpected argument "extra-arg": metrics takes one FIGURE (retention)`},
 		{[]string{"retention", "--from", "2011", "extra-arg"}, `unexpected argument "extra-arg"`},
-		{[]string{"sales", "--output", "yaml"}, "must be table (or text) or json"},
+		{[]string{"sales", "--output", "yaml"}, "must be text or json"},
 		{[]string{"sales", "--from", "last tuesday"}, "--from"},
 		{[]string{"sales", "--to", "2011"}, "--to 2011 is not after this quarter's start"},
 		{[]string{"retention", "--window", "0"}, "--window 0: must be 1-3650 days (default 90)"},
