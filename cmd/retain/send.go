@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -173,28 +174,43 @@ func (s *sender) startProgress(start time.Time, read, accepted, dups *atomic.Int
 	if s.progress == nil {
 		return func() {}
 	}
+	// On a terminal one line is redrawn five times a second; into a file
+	// or a pipe (a CI log, the demo's output captured) a carriage return
+	// would pile every redraw onto one line, so a line is written every
+	// ten seconds instead.
+	every, redraw := 10*time.Second, isTerminal(s.progress)
+	if redraw {
+		every = 200 * time.Millisecond
+	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	print := func() {
+	print := func(last bool) {
 		el := time.Since(start).Seconds()
 		rate := 0.0
 		if el > 0 {
 			rate = float64(accepted.Load()+dups.Load()) / el
 		}
-		fmt.Fprintf(s.progress, "\r  read %d  sent %d  (%.0f events/s)   ", read.Load(), accepted.Load()+dups.Load(), rate)
+		line := fmt.Sprintf("  read %d  sent %d  (%.0f events/s)", read.Load(), accepted.Load()+dups.Load(), rate)
+		switch {
+		case redraw && last:
+			fmt.Fprintf(s.progress, "\r%s   \n", line)
+		case redraw:
+			fmt.Fprintf(s.progress, "\r%s   ", line)
+		default:
+			fmt.Fprintln(s.progress, line)
+		}
 	}
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(200 * time.Millisecond)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
-				print()
+				print(false)
 			case <-done:
-				print()
-				fmt.Fprintln(s.progress)
+				print(true)
 				return
 			}
 		}
@@ -242,4 +258,14 @@ func printSummary(w io.Writer, sum *sendSummary, maxRejected int) {
 			fmt.Fprintf(w, "%s%s\n", head, reason)
 		}
 	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
