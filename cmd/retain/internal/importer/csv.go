@@ -415,7 +415,13 @@ func csvErrorMessage(pe *csv.ParseError) string {
 	if errors.Is(pe.Err, csv.ErrFieldCount) {
 		return "wrong number of fields: every row needs one field per header column"
 	}
-	return fmt.Sprintf("malformed CSV at line %d, column %d: %v", pe.Line, pe.Column, pe.Err)
+	if pe.Line > pe.StartLine {
+		// An unbalanced quote made the reader take the following lines
+		// into this row: say so, or line 8's loss goes unexplained.
+		return fmt.Sprintf("a quoted field on this line is not closed where it should be, so lines %d-%d were read as one row and are all skipped (found at line %d, column %d: %v)",
+			pe.StartLine, pe.Line, pe.Line, pe.Column, pe.Err)
+	}
+	return fmt.Sprintf("malformed CSV at column %d: %v", pe.Column, pe.Err)
 }
 
 // Row returns the record Next advanced to.

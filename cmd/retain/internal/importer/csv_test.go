@@ -205,7 +205,8 @@ func TestCSVRowErrors(t *testing.T) {
 		{"total above the sanity limit in major units", "1,c,2010-12-01 08:26:00,1000000000000.01\n", "total", "total", "1000000000000.01 exceeds the sanity limit of 1000000000000.00 GBP"},
 		{"future order fails validation", "1,c,2030-01-01 00:00:00,1.00\n", "placed_at", "at", "in the future"},
 		{"order id too long", strings.Repeat("9", 300) + ",c,2010-12-01 08:26:00,1.00\n", "order_id", "InvoiceNo", "at most 256"},
-		{"bad quoting", "1,\"c,2010-12-01 08:26:00,1.00\n", "", "", "malformed CSV"},
+		{"bad quoting", "1,c\"x,2010-12-01 08:26:00,1.00\n", "", "", "malformed CSV at column 4"},
+		{"an open quote takes the next line", "1,\"c,2010-12-01 08:26:00,1.00\n2,c,2010-12-01 08:26:00,2.00\n", "", "", "lines 2-3 were read as one row and are all skipped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
