@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/config"
 )
 
 // ErrOverloaded means the queue of waiting requests is full; the caller should
@@ -64,26 +65,17 @@ func DefaultConfig() Config {
 
 // Validate names every bad setting.
 func (c Config) Validate() error {
-	var errs []error
-	if c.MaxBatch < 1 || c.MaxBatch > 1000 {
-		errs = append(errs, fmt.Errorf("max batch %d: must be 1-1000 (the server's atomic batch limit)", c.MaxBatch))
-	}
-	if c.Linger < 0 || c.Linger > time.Second {
-		errs = append(errs, fmt.Errorf("linger %s: must be 0-1s", c.Linger))
-	}
-	if c.Publishers < 1 {
-		errs = append(errs, fmt.Errorf("publishers %d: must be at least 1", c.Publishers))
-	}
-	if c.QueueDepth < 1 {
-		errs = append(errs, fmt.Errorf("queue depth %d: must be at least 1", c.QueueDepth))
-	}
-	if c.PublishTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("publish timeout %s: must be positive", c.PublishTimeout))
-	}
-	if c.HistoryTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("history timeout %s: must be positive", c.HistoryTimeout))
-	}
-	return errors.Join(errs...)
+	// Named by the settings ingest binds them to (ingest.Config.RegisterFlags).
+	var v config.Validator
+	v.Check(c.MaxBatch >= 1 && c.MaxBatch <= 1000, config.SettingName("RETAIN_INGEST_MAX_BATCH", "max-batch"),
+		"must be 1-1000 (the server's limit: the max batch it takes atomically), got %d", c.MaxBatch)
+	v.Check(c.Linger >= 0 && c.Linger <= time.Second, config.SettingName("RETAIN_INGEST_LINGER", "linger"),
+		"must be 0-1s, such as 1ms, got %s", c.Linger)
+	v.Check(c.Publishers >= 1, config.SettingName("RETAIN_INGEST_PUBLISHERS", "publishers"), "must be at least 1, got %d", c.Publishers)
+	v.Check(c.QueueDepth >= 1, config.SettingName("RETAIN_INGEST_QUEUE_DEPTH", "queue-depth"), "must be at least 1, got %d", c.QueueDepth)
+	v.Check(c.PublishTimeout > 0, "commit publish timeout", "must be positive, got %s", c.PublishTimeout)
+	v.Check(c.HistoryTimeout > 0, "commit history timeout", "must be positive, got %s", c.HistoryTimeout)
+	return v.Err()
 }
 
 type request struct {
