@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -597,7 +598,7 @@ func BenchmarkConsumer(b *testing.B) {
 			}
 			var handleTime atomic.Int64
 			var batches atomic.Int64
-			handle := consumer.Handler(st)
+			handle := consumer.Handler(st, slog.New(slog.DiscardHandler))
 			rawBefore := next(0)
 			before := testenv.ConsumerTime(b, bb, pool, config("raw"+rawBefore.name, rawBefore.filters), raw, b.N)
 			events := next(1)

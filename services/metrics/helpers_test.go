@@ -18,6 +18,7 @@ import (
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server/servertest"
+	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
@@ -39,11 +40,19 @@ type stack struct {
 	svc  *metrics.Service
 	conn *grpc.ClientConn
 	stop func()
+	// logs, when set, receive the service's log lines from warn up.
+	logs *testenv.SyncBuffer
 }
 
 func setup(t *testing.T) *stack {
 	t.Helper()
-	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t)}
+	return setupWith(t, &stack{})
+}
+
+// setupWith is setup of a stack with the fields given (logs).
+func setupWith(t *testing.T, s *stack) *stack {
+	t.Helper()
+	s.nats, s.dbURL = testenv.NATS(t), testenv.Postgres(t)
 	pub, priv, err := auth.GenerateKeyPair()
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +85,13 @@ func (s *stack) start(t *testing.T) {
 	cfg.AuthPublicKey = s.pub
 	cfg.BatchSize = 200
 	tel := servertest.Telemetry(t, "metrics-test")
+	if s.logs != nil {
+		var err error
+		if tel, err = telemetry.Setup(context.Background(), telemetry.Config{Service: "metrics-test", LogLevel: "warn", LogFormat: "text", Output: s.logs}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	}
 	svc, err := metrics.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)

@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 		// Ids must be remembered as long as the stream can redeliver or
 		// replay them.
 		InboxRetention: max(cfg.Streams.MaxAge, bus.DefaultMaxAge),
-	}, consumer.Handler(st), log)
+	}, consumer.Handler(st, log), log)
 	if err != nil {
 		return nil, err
 	}

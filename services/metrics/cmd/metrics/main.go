@@ -13,5 +13,5 @@ var version = "dev"
 
 func main() {
 	cfg := metrics.DefaultConfig()
-	service.Main("metrics", cfg.RegisterFlags, func(ctx context.Context) error { return metrics.Run(ctx, cfg, version) })
+	service.Main("metrics", &cfg, func(ctx context.Context) error { return metrics.Run(ctx, cfg, version) })
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -46,17 +47,30 @@ func TenantSubjects(tenantID string) []string {
 // tenant's facts in the runner's transaction under the tenants' write
 // locks, with one statement per table for all the tenants of the batch
 // (store.LockAndApplyTenants).
-func Handler(st *store.Store) bus.Handler {
+//
+// A refund counts against its order only in the order's currency (no
+// conversion): one whose order is known in another currency is
+// dead-lettered with the reason, and refunds that arrived before an order
+// in another currency stay out of its figures, logged at warn when the
+// order lands (store.RefundConflict).
+func Handler(st *store.Store, log *slog.Logger) bus.Handler {
 	return func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
-		return handle(ctx, tx, st, ds)
+		return handle(ctx, tx, st, ds, log)
 	}
 }
 
-func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery) error {
+// refundKey names the deliveries of one refund version.
+type refundKey struct{ tenant, id, currency string }
+
+func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery, log *slog.Logger) error {
 	byTenant := map[string]*store.Facts{}
+	refunds := map[refundKey][]*bus.Delivery{}
 	for _, d := range ds {
-		if err := decodeInto(d, byTenant); err != nil {
+		key, err := decodeInto(d, byTenant)
+		if err != nil {
 			d.Reject(err.Error())
+		} else if key != nil {
+			refunds[*key] = append(refunds[*key], d)
 		}
 	}
 	fs := make([]store.TenantFacts, 0, len(byTenant))
@@ -70,15 +84,29 @@ func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery)
 	}
 	slices.SortFunc(fs, func(a, b store.TenantFacts) int { return strings.Compare(a.Tenant, b.Tenant) })
 	// The locks go with the first reads.
-	return st.LockAndApplyTenants(ctx, tx, fs)
-}
-
-// decodeInto adds the fact of d to its tenant's facts. An error is
-// permanent: the message can never apply.
-func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) error {
-	tenantID, _, ev, err := bus.DecodeEvent(d.Subject, d.Data)
+	conflicts, err := st.LockAndApplyTenants(ctx, tx, fs)
 	if err != nil {
 		return err
+	}
+	for _, c := range conflicts {
+		if c.Waiting {
+			log.Warn("refunds in another currency than their order's are not subtracted", "tenant", c.Tenant, "order_id", c.OrderID,
+				"order_currency", c.OrderCurrency, "refund_currency", c.RefundCurrency, "refunded_minor", c.AmountMinor)
+			continue
+		}
+		for _, d := range refunds[refundKey{c.Tenant, c.RefundID, c.RefundCurrency}] {
+			d.Reject(c.Reason())
+		}
+	}
+	return nil
+}
+
+// decodeInto adds the fact of d to its tenant's facts, and returns the key
+// of a refund. An error is permanent: the message can never apply.
+func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) (*refundKey, error) {
+	tenantID, _, ev, err := bus.DecodeEvent(d.Subject, d.Data)
+	if err != nil {
+		return nil, err
 	}
 	at := ev.GetOccurredAt().AsTime().UTC()
 	facts := byTenant[tenantID]
@@ -91,13 +119,13 @@ func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) error {
 		o := p.OrderPlaced
 		switch {
 		case o.GetOrderId() == "":
-			return errors.New("order_placed.order_id: is required")
+			return nil, errors.New("order_placed.order_id: is required")
 		case o.GetCustomerId() == "":
-			return errors.New("order_placed.customer_id: is required")
+			return nil, errors.New("order_placed.customer_id: is required")
 		case o.GetTotal() == nil || o.GetTotal().GetCurrency() == "":
-			return errors.New("order_placed.total: is required, with a currency")
+			return nil, errors.New("order_placed.total: is required, with a currency")
 		case o.GetTotal().GetAmountMinor() < 0:
-			return fmt.Errorf("order_placed.total.amount_minor: must not be negative, got %d", o.GetTotal().GetAmountMinor())
+			return nil, fmt.Errorf("order_placed.total.amount_minor: must not be negative, got %d", o.GetTotal().GetAmountMinor())
 		}
 		facts.Orders = append(facts.Orders, store.Order{
 			Order: retention.Order{
@@ -110,17 +138,22 @@ func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) error {
 		r := p.OrderRefunded
 		switch {
 		case r.GetRefundId() == "":
-			return errors.New("order_refunded.refund_id: is required")
+			return nil, errors.New("order_refunded.refund_id: is required")
 		case r.GetOrderId() == "":
-			return errors.New("order_refunded.order_id: is required")
+			return nil, errors.New("order_refunded.order_id: is required")
+		case r.GetAmount().GetCurrency() == "":
+			return nil, errors.New("order_refunded.amount: is required, with a currency")
 		case r.GetAmount().GetAmountMinor() <= 0:
-			return fmt.Errorf("order_refunded.amount.amount_minor: must be positive, got %d", r.GetAmount().GetAmountMinor())
+			return nil, fmt.Errorf("order_refunded.amount.amount_minor: must be positive, got %d", r.GetAmount().GetAmountMinor())
 		}
-		facts.Refunds = append(facts.Refunds, retention.Refund{ID: r.GetRefundId(), OrderID: r.GetOrderId(), AmountMinor: r.GetAmount().GetAmountMinor()})
+		facts.Refunds = append(facts.Refunds, retention.Refund{
+			ID: r.GetRefundId(), OrderID: r.GetOrderId(), AmountMinor: r.GetAmount().GetAmountMinor(), Currency: r.GetAmount().GetCurrency(),
+		})
+		return &refundKey{tenantID, r.GetRefundId(), r.GetAmount().GetCurrency()}, nil
 	case *eventsv1.Event_SurveyAnswered:
 		s := p.SurveyAnswered
 		if s.GetCustomerId() == "" {
-			return errors.New("survey_answered.customer_id: is required")
+			return nil, errors.New("survey_answered.customer_id: is required")
 		}
 		id := ev.GetId()
 		if id == "" {
@@ -131,20 +164,20 @@ func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) error {
 		case eventsv1.SurveyKind_SURVEY_KIND_NPS:
 			a.Kind = retention.SurveyNPS
 			if a.Score < 0 || a.Score > 10 {
-				return fmt.Errorf("survey_answered.score: %d is out of range for NPS: must be 0-10", a.Score)
+				return nil, fmt.Errorf("survey_answered.score: %d is out of range for NPS: must be 0-10", a.Score)
 			}
 		case eventsv1.SurveyKind_SURVEY_KIND_CSAT:
 			a.Kind = retention.SurveyCSAT
 			if a.Score < 1 || a.Score > 5 {
-				return fmt.Errorf("survey_answered.score: %d is out of range for CSAT: must be 1-5", a.Score)
+				return nil, fmt.Errorf("survey_answered.score: %d is out of range for CSAT: must be 1-5", a.Score)
 			}
 		default:
-			return fmt.Errorf("survey_answered.kind: %s is not NPS or CSAT", s.GetKind())
+			return nil, fmt.Errorf("survey_answered.kind: %s is not NPS or CSAT", s.GetKind())
 		}
 		facts.Answers = append(facts.Answers, a)
 	default:
 		// Facts the projections do not use (the consumer's filter keeps
 		// them out; a replay or a foreign publisher may not): nothing to do.
 	}
-	return nil
+	return nil, nil
 }

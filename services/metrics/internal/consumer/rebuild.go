@@ -179,7 +179,7 @@ func (r *Rebuilder) apply(ctx context.Context, ds []*bus.Delivery) (applied, rej
 		if len(fresh) == 0 {
 			return nil
 		}
-		if err := handle(ctx, tx, r.store, fresh); err != nil {
+		if err := handle(ctx, tx, r.store, fresh, r.log); err != nil {
 			return err
 		}
 		var dead []string

@@ -20,11 +20,15 @@ type Order struct {
 
 // Refund is one order.refunded fact. ID is the refund id: one order may have
 // several partial refunds, each with its own id. The refund corrects the
-// order it names, whenever that order arrives.
+// order it names, whenever that order arrives, in the order's currency
+// only: Currency is the refund's (empty when unknown), and the store
+// subtracts no refund in another currency from an order (no conversion).
+// A Ledger is one currency's: its refunds are all in its orders' currency.
 type Refund struct {
 	ID          string
 	OrderID     string
 	AmountMinor int64
+	Currency    string
 }
 
 // NetOrder is an order with the refunds that name it.
@@ -56,7 +60,8 @@ type Ledger struct {
 //
 // When two facts share an id but disagree (a shop re-sent an order with a
 // different time or total), the version that sorts first by (At, Customer,
-// TotalMinor) for orders, or (OrderID, AmountMinor) for refunds, wins. Any
+// TotalMinor) for orders, or (OrderID, AmountMinor, Currency) for refunds,
+// wins. Any
 // fixed rule would do; it must be a rule on the facts' content, not on their
 // arrival, for the outcome to be order-independent. The store applies the same
 // rule in its upsert. Refunds with a non-positive amount are invalid input
@@ -115,7 +120,10 @@ func compareRefundVersions(a, b Refund) int {
 	if c := cmp.Compare(a.OrderID, b.OrderID); c != 0 {
 		return c
 	}
-	return cmp.Compare(a.AmountMinor, b.AmountMinor)
+	if c := cmp.Compare(a.AmountMinor, b.AmountMinor); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Currency, b.Currency)
 }
 
 // Activities returns one Activity per customer, sorted by customer id.

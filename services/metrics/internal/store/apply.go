@@ -29,8 +29,35 @@ import (
 //
 // Inside a consumer's transaction the customers the batch leaves are
 // cached once it commits (customerCache).
-func (s *Store) Apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) error {
+//
+// It returns the refunds that met an order in another currency
+// (RefundConflict): they are not subtracted from it.
+func (s *Store) Apply(ctx context.Context, tx pgx.Tx, tenant string, f Facts) ([]RefundConflict, error) {
 	return s.apply(ctx, tx, []TenantFacts{{Tenant: tenant, Facts: f}}, false)
+}
+
+// RefundConflict is a refund in a currency other than its order's. No
+// currency is converted, so it is never subtracted from the order, in
+// whichever order the two arrive: a refund whose order is stored already
+// is not written (Waiting false: the consumer dead-letters it), and one
+// that arrived first stays stored but counts for nothing when its order
+// lands (Waiting true: RefundID is empty and AmountMinor the sum of the
+// order's refunds in RefundCurrency).
+type RefundConflict struct {
+	Tenant, RefundID, OrderID     string
+	RefundCurrency, OrderCurrency string
+	AmountMinor                   int64
+	Waiting                       bool
+}
+
+// Reason says what is wrong, for a dead letter or a log line.
+func (c RefundConflict) Reason() string {
+	if c.Waiting {
+		return fmt.Sprintf("order %s is in %s but refunds in %s (%d minor units) arrived before it; a refund counts only in its order's currency (no conversion), so they are not subtracted",
+			c.OrderID, c.OrderCurrency, c.RefundCurrency, c.AmountMinor)
+	}
+	return fmt.Sprintf("order_refunded.amount.currency: refund %s is in %s but order %s is in %s; a refund counts only in its order's currency (no conversion), so it is not subtracted",
+		c.RefundID, c.RefundCurrency, c.OrderID, c.OrderCurrency)
 }
 
 // TenantFacts are one tenant's facts of a batch.
@@ -45,11 +72,11 @@ type TenantFacts struct {
 // the orders, the refunds, the answers and the aggregates set-based across
 // the tenants (see readForOrders, applyRefundsAndAnswers and tableWrites):
 // a batch of many shops' events costs about the statements of one shop's.
-func (s *Store) LockAndApplyTenants(ctx context.Context, tx pgx.Tx, fs []TenantFacts) error {
+func (s *Store) LockAndApplyTenants(ctx context.Context, tx pgx.Tx, fs []TenantFacts) ([]RefundConflict, error) {
 	return s.apply(ctx, tx, fs, true)
 }
 
-func (s *Store) apply(ctx context.Context, tx pgx.Tx, fs []TenantFacts, lock bool) error {
+func (s *Store) apply(ctx context.Context, tx pgx.Tx, fs []TenantFacts, lock bool) ([]RefundConflict, error) {
 	ws := make([]*writeBatch, len(fs))
 	orders := make([][]Order, len(fs))
 	withOrders := false
@@ -65,38 +92,40 @@ func (s *Store) apply(ctx context.Context, tx pgx.Tx, fs []TenantFacts, lock boo
 		// refunds and answers: applyRefundsAndAnswers).
 		var err error
 		if reads, err = readForOrders(ctx, tx, ws, orders, lock); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for i, w := range ws {
 		if len(orders[i]) > 0 {
 			if err := w.applyOrders(ctx, tx, orders[i], reads[i]); err != nil {
-				return fmt.Errorf("apply orders of tenant %s: %w", w.tenant, err)
+				return nil, fmt.Errorf("apply orders of tenant %s: %w", w.tenant, err)
 			}
 		}
 	}
 	if err := readBack(ctx, tx, ws); err != nil {
-		return err
+		return nil, err
 	}
 	if err := applyRefundsAndAnswers(ctx, tx, ws, fs, lock && !withOrders); err != nil {
-		return err
+		return nil, err
 	}
 	var out tableWrites
 	for _, w := range ws {
 		if err := w.collect(ctx, tx, &out); err != nil {
-			return fmt.Errorf("apply facts of tenant %s: %w", w.tenant, err)
+			return nil, fmt.Errorf("apply facts of tenant %s: %w", w.tenant, err)
 		}
 	}
 	if err := out.send(ctx, tx); err != nil {
-		return err
+		return nil, err
 	}
+	var conflicts []RefundConflict
 	for _, w := range ws {
+		conflicts = append(conflicts, w.conflicts...)
 		if w.version > 0 {
 			tenant, rows, base, version, cache := w.tenant, w.cacheRows(), w.baseVersion, w.version, w.cache
 			bus.AfterCommit(ctx, func() { cache.commit(tenant, base, version, rows) })
 		}
 	}
-	return nil
+	return conflicts, nil
 }
 
 // cacheRows are the customers rows the batch leaves, for the cache.
@@ -219,6 +248,9 @@ type writeBatch struct {
 	changes     []orderChange
 	cohortMoves []string
 	cache       *customerCache
+	// conflicts are the batch's refunds that met an order in another
+	// currency.
+	conflicts []RefundConflict
 }
 
 func newWriteBatch(tenant string) *writeBatch {
@@ -442,7 +474,9 @@ func dayMoves(from, to time.Time) (leave, join []int32) {
 // planOrders works out the batch's order changes, keeping for each id the
 // version that sorts first (compareOrders) against the stored versions
 // (stored), and keeps their writes in w.fresh and w.resent. A new row
-// takes the sum of the refunds that arrived before it (waiting).
+// takes the sum of the refunds that arrived before it in its currency
+// (waiting, by currency; those in another are conflicts), and so does a
+// re-send that wins with another currency.
 //
 // The caller holds the tenant's lock, so the stored versions cannot change
 // or appear under it: a plain INSERT of the new ids and an UPDATE of the
@@ -450,15 +484,16 @@ func dayMoves(from, to time.Time) (leave, join []int32) {
 // its speculative insertion and its round trip: the writes go with the
 // aggregates in the batch's last round trip (collect, tableWrites), or
 // earlier when something reads the orders back (writeOrders).
-func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, waiting map[string]int64) []orderChange {
+func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, waiting map[string]map[string]int64) []orderChange {
 	changes := make([]orderChange, 0, len(orders))
 	for _, o := range orders {
 		after := orderRow{
 			id: o.ID, customer: string(o.Customer), currency: o.Currency, cseq: w.customers[string(o.Customer)].cseq,
-			at: o.At, total: o.TotalMinor, refunded: waiting[o.ID],
+			at: o.At, total: o.TotalMinor,
 		}
 		prev, ok := stored[o.ID]
 		if !ok {
+			after.refunded = w.refundedIn(o.ID, o.Currency, waiting[o.ID])
 			changes = append(changes, orderChange{after: after})
 			w.fresh.add(w.tenant, &after)
 			continue
@@ -468,6 +503,9 @@ func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, wait
 			continue // the stored version wins (or is this one)
 		}
 		after.refunded = prev.refunded
+		if after.currency != prev.currency {
+			after.refunded = w.refundedIn(o.ID, o.Currency, waiting[o.ID])
+		}
 		changes = append(changes, orderChange{before: &prev, after: after})
 		w.resent.add(w.tenant, &after)
 	}
@@ -475,6 +513,21 @@ func (w *writeBatch) planOrders(orders []Order, stored map[string]orderRow, wait
 		return nil
 	}
 	return changes
+}
+
+// refundedIn sums the refunds of order id stored before the batch (sums,
+// by currency) that count against it in currency, and keeps those in
+// another currency as conflicts.
+func (w *writeBatch) refundedIn(id, currency string, sums map[string]int64) int64 {
+	var n int64
+	for _, c := range slices.Sorted(maps.Keys(sums)) {
+		if c == currency || c == "" {
+			n += sums[c]
+			continue
+		}
+		w.conflicts = append(w.conflicts, RefundConflict{Tenant: w.tenant, OrderID: id, RefundCurrency: c, OrderCurrency: currency, AmountMinor: sums[c], Waiting: true})
+	}
+	return n
 }
 
 // orderColumns are orders rows as statement parameters.

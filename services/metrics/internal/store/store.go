@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -136,7 +137,7 @@ func winningOrders(in []Order) []Order {
 }
 
 // winningRefunds deduplicates refunds by id with the domain's rule (the
-// version sorting first by (OrderID, AmountMinor) wins, which is what
+// version sorting first by (OrderID, AmountMinor, Currency) wins, which is what
 // NewLedger does with refunds whose order is unknown) and drops the
 // non-positive ones the domain ignores.
 func winningRefunds(in []retention.Refund) []retention.Refund {
@@ -209,24 +210,39 @@ func (s *Store) ResetTenant(ctx context.Context, tenant, consumer string) error 
 // orders in several currencies and the query named none.
 var ErrCurrencyAmbiguous = errors.New("the tenant has orders in several currencies")
 
-// CurrencyError says which currencies the tenant has.
+// ErrNoOrdersInCurrency is returned when a query names a currency none of
+// the tenant's orders is in, while it has orders in others.
+var ErrNoOrdersInCurrency = errors.New("the tenant has no orders in that currency")
+
+// CurrencyError says which currencies the tenant has: the query named none
+// and there are several, or it named one (Want) the tenant has no orders in.
 type CurrencyError struct {
+	Want       string
 	Currencies []string
 }
 
 func (e *CurrencyError) Error() string {
+	if e.Want != "" {
+		return fmt.Sprintf("the tenant has no orders in %s; its orders are in %s", e.Want, strings.Join(e.Currencies, ", "))
+	}
 	return fmt.Sprintf("%v (%v): name one", ErrCurrencyAmbiguous, e.Currencies)
 }
 
-// Is makes errors.Is(err, ErrCurrencyAmbiguous) true.
-func (e *CurrencyError) Is(target error) bool { return target == ErrCurrencyAmbiguous }
-
-// ResolveCurrency returns want when given, else the tenant's only currency
-// ("" when the tenant has no orders yet).
-func (s *Store) ResolveCurrency(ctx context.Context, tenant, want string) (string, error) {
-	if want != "" {
-		return want, nil
+// Is makes errors.Is(err, ErrCurrencyAmbiguous) or, with Want,
+// errors.Is(err, ErrNoOrdersInCurrency) true.
+func (e *CurrencyError) Is(target error) bool {
+	if e.Want != "" {
+		return target == ErrNoOrdersInCurrency
 	}
+	return target == ErrCurrencyAmbiguous
+}
+
+// ResolveCurrency returns the tenant's only currency when want is empty
+// ("" when the tenant has no orders yet), and want when the tenant has
+// orders in it or no orders at all. A currency none of the tenant's orders
+// is in would only give zeros, hiding a mistyped or wrong currency: that
+// is a CurrencyError naming the currencies it has.
+func (s *Store) ResolveCurrency(ctx context.Context, tenant, want string) (string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT currency FROM tenant_currencies WHERE tenant = $1 ORDER BY currency`, tenant)
 	if err != nil {
 		return "", fmt.Errorf("read currencies: %w", err)
@@ -234,6 +250,12 @@ func (s *Store) ResolveCurrency(ctx context.Context, tenant, want string) (strin
 	cs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return "", fmt.Errorf("read currencies: %w", err)
+	}
+	if want != "" {
+		if len(cs) > 0 && !slices.Contains(cs, want) {
+			return "", &CurrencyError{Want: want, Currencies: cs}
+		}
+		return want, nil
 	}
 	switch len(cs) {
 	case 0:

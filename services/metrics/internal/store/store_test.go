@@ -127,7 +127,8 @@ func applyFacts(t *testing.T, s *Store, tenant string, f Facts) {
 		if err := LockTenants(ctx, tx, []string{tenant}); err != nil {
 			return err
 		}
-		return s.Apply(ctx, tx, tenant, f)
+		_, err := s.Apply(ctx, tx, tenant, f)
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}

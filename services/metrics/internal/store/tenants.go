@@ -35,10 +35,10 @@ type orderReads struct {
 	cached   bool
 	// next is the tenant's next customer number.
 	next int32
-	// stored are the stored versions of the order ids; waiting the refunds
-	// stored for order ids not known yet.
+	// stored are the stored versions of the order ids; waiting the sums of
+	// the refunds stored for the order ids, by currency.
 	stored  map[string]orderRow
-	waiting map[string]int64
+	waiting map[string]map[string]int64
 }
 
 // Reads of many tenants' rows: one primary-key probe per (tenant, key), as
@@ -62,10 +62,10 @@ const (
 		SELECT order_id, customer_id, cseq, placed_at, total_minor, currency, refunded_minor FROM orders
 		WHERE tenant = u.t AND order_id = u.id LIMIT 1) o`
 	selectWaitingRefundsOf = `
-	SELECT u.t, u.id, r.refunded FROM unnest($1::text[], $2::text[]) AS u(t, id)
+	SELECT u.t, u.id, r.currency, r.refunded FROM unnest($1::text[], $2::text[]) AS u(t, id)
 	CROSS JOIN LATERAL (
-		SELECT sum(amount_minor)::bigint AS refunded FROM refunds WHERE tenant = u.t AND order_id = u.id) r
-	WHERE r.refunded IS NOT NULL`
+		SELECT currency, sum(amount_minor)::bigint AS refunded FROM refunds WHERE tenant = u.t AND order_id = u.id
+		GROUP BY currency) r`
 )
 
 // queueDayRows queues the read of the stored day rows (dayTenants[i],
@@ -112,7 +112,7 @@ func readForOrders(ctx context.Context, tx pgx.Tx, ws []*writeBatch, orders [][]
 			continue
 		}
 		r := &reads[i]
-		r.stored, r.waiting = map[string]orderRow{}, map[string]int64{}
+		r.stored, r.waiting = map[string]orderRow{}, map[string]map[string]int64{}
 		var ds []int32
 		for _, o := range orders[i] {
 			r.names = append(r.names, string(o.Customer))
@@ -185,11 +185,15 @@ func readForOrders(ctx context.Context, tx pgx.Tx, ws []*writeBatch, orders [][]
 	})
 	b.Queue(selectWaitingRefundsOf, orderTenants, orderIDs).Query(func(rows pgx.Rows) error {
 		var (
-			id  string
-			sum int64
+			id, currency string
+			sum          int64
 		)
-		_, err := pgx.ForEachRow(rows, []any{&tenant, &id, &sum}, func() error {
-			reads[index[tenant]].waiting[id] = sum
+		_, err := pgx.ForEachRow(rows, []any{&tenant, &id, &currency, &sum}, func() error {
+			w := reads[index[tenant]].waiting
+			if w[id] == nil {
+				w[id] = map[string]int64{}
+			}
+			w[id][currency] = sum
 			return nil
 		})
 		return err
@@ -335,18 +339,33 @@ func (t *tableWrites) send(ctx context.Context, tx pgx.Tx) error {
 // the version that sorts first and returns the order a re-sent refund moved
 // away from (the subquery reads the statement's snapshot: the row before
 // the update); the answers upsert likewise, with the replaced version.
+//
+// A refund counts against its order only in the order's currency (no
+// conversion). selectRefundConflictsOf finds the refunds whose order is
+// stored in another currency, which the consumer dead-letters, and the
+// upsert leaves them out; a refund whose order is not known yet is stored
+// with its currency and counts only if the order arrives in it
+// (refreshRefunds, planOrders). A refund without a currency (empty: stored
+// before refunds kept theirs, or written by a caller of the store that
+// names none) counts in any.
 const (
+	selectRefundConflictsOf = `
+	SELECT u.t, u.id, u.o, u.c, o.currency FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, id, o, c)
+	CROSS JOIN LATERAL (
+		SELECT currency FROM orders WHERE tenant = u.t AND order_id = u.o LIMIT 1) o
+	WHERE o.currency <> u.c AND u.c <> ''`
 	upsertRefundsOf = `
-	INSERT INTO refunds AS r (tenant, refund_id, order_id, amount_minor)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+	INSERT INTO refunds AS r (tenant, refund_id, order_id, amount_minor, currency)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::bigint[], $4::text[]) AS u(t, id, o, a, c)
+	WHERE u.c = '' OR NOT EXISTS (SELECT FROM orders x WHERE x.tenant = u.t AND x.order_id = u.o AND x.currency <> u.c)
 	ON CONFLICT (tenant, refund_id) DO UPDATE SET
-		order_id = excluded.order_id, amount_minor = excluded.amount_minor
-	WHERE (excluded.order_id, excluded.amount_minor) < (r.order_id, r.amount_minor)
+		order_id = excluded.order_id, amount_minor = excluded.amount_minor, currency = excluded.currency
+	WHERE (excluded.order_id, excluded.amount_minor, excluded.currency) < (r.order_id, r.amount_minor, r.currency)
 	RETURNING r.tenant,
 		CASE WHEN r.xmax <> 0 THEN (SELECT p.order_id FROM refunds p WHERE p.tenant = r.tenant AND p.refund_id = r.refund_id) END`
 	// refreshRefunds sets the refunded sum of the named orders (those
 	// stored: a refund whose order has not arrived waits for it) to the
-	// sum of their refunds where the two differ, and returns the changed
+	// sum of their refunds in their currency where the two differ, and returns the changed
 	// orders with the sum before (probing by id, the sum and the stored
 	// value read from the statement's snapshot) and the customer's stored
 	// first order. The rows to update are named by the ctid the probe
@@ -360,10 +379,11 @@ const (
 	UPDATE orders o SET refunded_minor = s.refunded
 	FROM (
 		SELECT x.ctid AS row, x.refunded_minor AS stored, coalesce((
-			SELECT sum(r.amount_minor) FROM refunds r WHERE r.tenant = u.t AND r.order_id = u.id), 0)::bigint AS refunded
+			SELECT sum(r.amount_minor) FROM refunds r
+			WHERE r.tenant = u.t AND r.order_id = u.id AND r.currency IN (x.currency, '')), 0)::bigint AS refunded
 		FROM unnest($1::text[], $2::text[]) AS u(t, id)
 		CROSS JOIN LATERAL (
-			SELECT ctid, refunded_minor FROM orders WHERE tenant = u.t AND order_id = u.id LIMIT 1) x
+			SELECT ctid, refunded_minor, currency FROM orders WHERE tenant = u.t AND order_id = u.id LIMIT 1) x
 		OFFSET 0
 	) s
 	WHERE o.ctid = s.row AND s.stored <> s.refunded
@@ -421,8 +441,8 @@ func applyRefundsAndAnswers(ctx context.Context, tx pgx.Tx, ws []*writeBatch, fs
 	var (
 		keys    []int64
 		refunds struct {
-			tenants, ids, orders []string
-			amounts              []int64
+			tenants, ids, orders, currencies []string
+			amounts                          []int64
 		}
 		answers struct {
 			tenants, ids, customers []string
@@ -437,6 +457,7 @@ func applyRefundsAndAnswers(ctx context.Context, tx pgx.Tx, ws []*writeBatch, fs
 		for _, r := range winningRefunds(fs[i].Facts.Refunds) {
 			refunds.tenants, refunds.ids = append(refunds.tenants, w.tenant), append(refunds.ids, r.ID)
 			refunds.orders, refunds.amounts = append(refunds.orders, r.OrderID), append(refunds.amounts, r.AmountMinor)
+			refunds.currencies = append(refunds.currencies, r.Currency)
 			named.add(w.tenant, r.OrderID, nil)
 		}
 		for _, a := range winningAnswers(fs[i].Facts.Answers) {
@@ -459,7 +480,20 @@ func applyRefundsAndAnswers(ctx context.Context, tx pgx.Tx, ws []*writeBatch, fs
 			w.fresh, w.resent = orderColumns{}, orderColumns{}
 		}
 		writes.queueOrders(b)
-		b.Queue(upsertRefundsOf, refunds.tenants, refunds.ids, refunds.orders, refunds.amounts).Query(func(rows pgx.Rows) error {
+		b.Queue(selectRefundConflictsOf, refunds.tenants, refunds.ids, refunds.orders, refunds.currencies).Query(func(rows pgx.Rows) error {
+			var (
+				tenant string
+				c      RefundConflict
+			)
+			_, err := pgx.ForEachRow(rows, []any{&tenant, &c.RefundID, &c.OrderID, &c.RefundCurrency, &c.OrderCurrency}, func() error {
+				c.Tenant = tenant
+				w := ws[index[tenant]]
+				w.conflicts = append(w.conflicts, c)
+				return nil
+			})
+			return err
+		})
+		b.Queue(upsertRefundsOf, refunds.tenants, refunds.ids, refunds.orders, refunds.currencies, refunds.amounts).Query(func(rows pgx.Rows) error {
 			var (
 				tenant   string
 				previous pgtype.Text

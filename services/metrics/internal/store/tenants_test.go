@@ -35,7 +35,7 @@ func sendMany(t *testing.T, s *Store, tenants []string, hs []history, size int) 
 		if len(fs) == 0 {
 			return batches
 		}
-		if err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error { return s.LockAndApplyTenants(ctx, tx, fs) }); err != nil {
+		if err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error { _, err := s.LockAndApplyTenants(ctx, tx, fs); return err }); err != nil {
 			t.Fatal(err)
 		}
 		batches++
