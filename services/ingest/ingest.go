@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service,
 	if err != nil {
 		return nil, err
 	}
-	committer, err := commit.New(cfg.commitConfig(), b, ingestLog, log)
+	committer, err := commit.New(cfg.commitConfig(), b, ingestLog, &commit.StreamOriginals{Bus: b, Stream: bus.EventsStream}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -455,8 +455,10 @@ func TestGRPCPublish(t *testing.T) {
 	call := func(token string) grpc.CallOption {
 		return grpc.PerRPCCredentials(auth.BearerCredentials{Token: token})
 	}
+	// One occurred_at for every event: a retry repeats the event unchanged.
+	occurred := timestamppb.New(time.Now().Add(-time.Hour))
 	ev := func(id string, score int32) *eventsv1.Event {
-		return &eventsv1.Event{Id: id, OccurredAt: timestamppb.New(time.Now().Add(-time.Hour)), Payload: &eventsv1.Event_SurveyAnswered{
+		return &eventsv1.Event{Id: id, OccurredAt: occurred, Payload: &eventsv1.Event_SurveyAnswered{
 			SurveyAnswered: &eventsv1.SurveyAnswered{CustomerId: "c-1", SurveyId: "s-1", Kind: eventsv1.SurveyKind_SURVEY_KIND_NPS, Score: score}}}
 	}
 

@@ -12,9 +12,9 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/retainhq/retain/platform/bus"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -22,13 +22,30 @@ import (
 	"github.com/retainhq/retain/services/ingest/internal/commit"
 )
 
-// ErrUnavailable wraps failures of the bus: the client should retry later
-// with the same event ids.
+// ErrUnavailable wraps failures a retry can get past (the bus is
+// unreachable or slow, or an id's first use could not be read): the client
+// should retry later with the same event ids. Other failures are internal:
+// a retry would fail the same way.
 var ErrUnavailable = errors.New("event bus unavailable")
+
+// retryable tells the failures of a publish that a retry can get past from
+// those it cannot (a broken invariant, a permanent refusal by JetStream).
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, bus.ErrNotConnected) ||
+		errors.Is(err, bus.ErrBatchRetryable) ||
+		errors.Is(err, commit.ErrUnresolved) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		// JetStream "temporarily unavailable" (a server recovering its
+		// streams after a restart, a cluster without a leader).
+		errors.As(err, &apiErr) && apiErr.Code == 503
+}
 
 // Committer is the group commit of internal/commit.
 type Committer interface {
-	Submit(ctx context.Context, msgs []bus.Message) ([]bus.PublishOutcome, error)
+	Submit(ctx context.Context, msgs []bus.Message) ([]commit.Outcome, error)
 }
 
 // Ingestor validates and publishes events.
@@ -67,7 +84,6 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 	resp := &ingestv1.PublishBatchResponse{Results: make([]*ingestv1.EventResult, len(events))}
 	msgs := make([]bus.Message, 0, len(events))
 	msgIndex := make([]int, 0, len(events))
-	seen := make(map[string]int, len(events))
 	carrier := propagation.HeaderCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
 	traceparent := carrier.Get("traceparent")
@@ -90,14 +106,10 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 			res.Errors = errs
 			continue
 		}
-		// The same id twice in one request: the second is a duplicate of the
-		// first, whatever happens to the first.
-		if _, dup := seen[ev.GetId()]; dup {
-			res.Status = ingestv1.EventStatus_EVENT_STATUS_DUPLICATE
-			continue
-		}
-		seen[ev.GetId()] = i
-		data, err := proto.Marshal(ev)
+		// The same id twice in one request is left to the committer: the
+		// later one is a duplicate or a conflict of what the id is first
+		// used for, which may be an event sent long before.
+		data, fingerprint, err := event.Encode(ev)
 		if err != nil {
 			res.Status = ingestv1.EventStatus_EVENT_STATUS_REJECTED
 			res.Errors = []*ingestv1.FieldError{{Field: "event", Description: fmt.Sprintf("cannot encode: %v", err)}}
@@ -108,9 +120,10 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 			ID:      MsgID(tenant, ev.GetId()),
 			Type:    ev.GetType(),
 			Data:    data,
+			Header:  nats.Header{event.HeaderFingerprint: []string{fingerprint}},
 		}
 		if traceparent != "" {
-			m.Header = nats.Header{"traceparent": []string{traceparent}}
+			m.Header[bus.HeaderTraceparent] = []string{traceparent}
 		}
 		msgs = append(msgs, m)
 		msgIndex = append(msgIndex, i)
@@ -119,17 +132,26 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 	if len(msgs) > 0 {
 		outcomes, err := in.committer.Submit(ctx, msgs)
 		if err != nil {
-			if errors.Is(err, commit.ErrOverloaded) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			switch {
+			case errors.Is(err, commit.ErrOverloaded), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 				return nil, err
+			case retryable(err):
+				return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("publish %d events: %w", len(msgs), err)
 		}
 		for k, o := range outcomes {
 			res := resp.Results[msgIndex[k]]
-			if o == bus.Duplicate {
-				res.Status = ingestv1.EventStatus_EVENT_STATUS_DUPLICATE
-			} else {
+			switch o.Status {
+			case commit.Published:
 				res.Status = ingestv1.EventStatus_EVENT_STATUS_ACCEPTED
+			case commit.Duplicate:
+				res.Status = ingestv1.EventStatus_EVENT_STATUS_DUPLICATE
+			case commit.Conflict:
+				res.Status = ingestv1.EventStatus_EVENT_STATUS_REJECTED
+				res.Errors = []*ingestv1.FieldError{idConflict(res.Id, o.Original)}
+			default:
+				return nil, fmt.Errorf("publish: outcome %d for event %s", o.Status, res.Id)
 			}
 		}
 	}
@@ -145,6 +167,25 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 	}
 	in.count(ctx, tenant, resp)
 	return resp, nil
+}
+
+// idConflict is the rejection of an event whose id was first used for a
+// different event: as a field error on id, so that a client that reuses ids
+// (one per order or ticket instead of one per event) learns it from the
+// first rejected event, in the words its other rejections use.
+func idConflict(id string, first commit.Entry) *ingestv1.FieldError {
+	var what string
+	switch {
+	case first.Type != "" && !first.AcceptedAt.IsZero():
+		what = fmt.Sprintf(" (a %s event accepted at %s)", first.Type, first.AcceptedAt.UTC().Format(time.RFC3339))
+	case first.Type != "":
+		what = fmt.Sprintf(" (a %s event)", first.Type)
+	case !first.AcceptedAt.IsZero():
+		what = fmt.Sprintf(" (accepted at %s)", first.AcceptedAt.UTC().Format(time.RFC3339))
+	}
+	return &ingestv1.FieldError{Field: "id", Description: fmt.Sprintf(
+		"%q was already used for a different event%s; this event was not stored. An id names one event: a retry repeats it unchanged, every other event needs an id of its own",
+		id, what)}
 }
 
 func (in *Ingestor) count(ctx context.Context, tenant string, resp *ingestv1.PublishBatchResponse) {

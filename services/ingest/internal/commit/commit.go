@@ -31,9 +31,15 @@ type Publisher interface {
 }
 
 // History tells which message ids were published long ago, beyond the
-// stream's duplicate window (the ingest log).
+// stream's duplicate window, and what for (the ingest log).
 type History interface {
-	Known(ctx context.Context, msgIDs []string) (map[string]bool, error)
+	Known(ctx context.Context, msgIDs []string) (map[string]Entry, error)
+}
+
+// Originals finds what the stream stored under the id of a message the
+// stream just refused as a duplicate (see StreamOriginals).
+type Originals interface {
+	Original(ctx context.Context, m bus.Message) (Entry, error)
 }
 
 // Config tunes the group commit.
@@ -80,7 +86,7 @@ func (c Config) Validate() error {
 
 type request struct {
 	msgs     []bus.Message
-	outcomes []bus.PublishOutcome
+	outcomes []Outcome
 	err      error
 	done     chan struct{}
 }
@@ -88,30 +94,34 @@ type request struct {
 // Committer is the group-commit queue. Run must be running for Submit to make
 // progress.
 type Committer struct {
-	cfg     Config
-	pub     Publisher
-	history History // nil: rely on the stream's duplicate window alone
-	log     *slog.Logger
-	queue   chan *request
+	cfg       Config
+	pub       Publisher
+	history   History   // nil: rely on the stream's duplicate window alone
+	originals Originals // nil: a duplicate the log does not know yet is not checked
+	log       *slog.Logger
+	queue     chan *request
 	// failedLookups counts the ingest log look-ups failed in a row: an
 	// outage is logged when it starts and when it ends, not once a batch.
 	failedLookups atomic.Int64
 }
 
-// New returns a committer publishing through pub. history may be nil.
-func New(cfg Config, pub Publisher, history History, log *slog.Logger) (*Committer, error) {
+// New returns a committer publishing through pub. history and originals
+// may be nil.
+func New(cfg Config, pub Publisher, history History, originals Originals, log *slog.Logger) (*Committer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("commit config: %w", err)
 	}
-	return &Committer{cfg: cfg, pub: pub, history: history, log: log, queue: make(chan *request, cfg.QueueDepth)}, nil
+	return &Committer{cfg: cfg, pub: pub, history: history, originals: originals, log: log, queue: make(chan *request, cfg.QueueDepth)}, nil
 }
 
-// Submit publishes msgs and returns, in order, whether each was published or
-// was a duplicate. It returns only after every message is acknowledged on
-// disk, or with an error, in which case none of them may be assumed
-// published (some may be: the client retries with the same ids and dedupe
-// makes that harmless).
-func (c *Committer) Submit(ctx context.Context, msgs []bus.Message) ([]bus.PublishOutcome, error) {
+// Submit publishes msgs and returns, in order, whether each was published,
+// was a duplicate or conflicts with what its id was first used for (see
+// Outcome). A message's content fingerprint is its event.HeaderFingerprint
+// header; a message without one is never a conflict. Submit returns only
+// after every message is acknowledged on disk, or with an error, in which
+// case none of them may be assumed published (some may be: the client
+// retries with the same ids and dedupe makes that harmless).
+func (c *Committer) Submit(ctx context.Context, msgs []bus.Message) ([]Outcome, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
@@ -252,77 +262,21 @@ func (c *Committer) publish(batch []*request, size int) {
 	outcomes, err := c.publishNew(msgs)
 	off := 0
 	for _, r := range batch {
-		if err != nil {
+		switch {
+		case err != nil:
 			r.err = err
-		} else {
+		default:
 			r.outcomes = outcomes[off : off+len(r.msgs)]
+			// An id whose first use could not be read fails its own
+			// request only; the other requests of the batch are answered.
+			for _, o := range r.outcomes {
+				if o.Status == unresolved {
+					r.outcomes, r.err = nil, o.err
+					break
+				}
+			}
 		}
 		off += len(r.msgs)
 		close(r.done)
 	}
-}
-
-// publishNew publishes the messages the ingest log has not seen and reports
-// the others as duplicates.
-func (c *Committer) publishNew(msgs []bus.Message) ([]bus.PublishOutcome, error) {
-	known := c.lookup(msgs)
-	fresh := msgs
-	if len(known) > 0 {
-		fresh = make([]bus.Message, 0, len(msgs)-len(known))
-		for _, m := range msgs {
-			if !known[m.ID] {
-				fresh = append(fresh, m)
-			}
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PublishTimeout)
-	defer cancel()
-	var published []bus.PublishOutcome
-	if len(fresh) > 0 {
-		var err error
-		published, err = c.pub.PublishDurable(ctx, fresh)
-		if err != nil {
-			return nil, err
-		}
-		if len(published) != len(fresh) {
-			return nil, fmt.Errorf("publish returned %d outcomes for %d messages", len(published), len(fresh))
-		}
-	}
-	if len(known) == 0 {
-		return published, nil
-	}
-	outcomes := make([]bus.PublishOutcome, len(msgs))
-	k := 0
-	for i, m := range msgs {
-		if known[m.ID] {
-			outcomes[i] = bus.Duplicate
-		} else {
-			outcomes[i] = published[k]
-			k++
-		}
-	}
-	return outcomes, nil
-}
-
-func (c *Committer) lookup(msgs []bus.Message) map[string]bool {
-	if c.history == nil {
-		return nil
-	}
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		ids[i] = m.ID
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HistoryTimeout)
-	defer cancel()
-	known, err := c.history.Known(ctx, ids)
-	if err != nil {
-		if c.failedLookups.Add(1) == 1 {
-			c.log.Warn("ingest log look-up failed; publishing batches relying on the stream's duplicate window until it answers again", "err", err)
-		}
-		return nil
-	}
-	if n := c.failedLookups.Swap(0); n > 0 {
-		c.log.Info("ingest log look-up answers again", "failed_lookups", n)
-	}
-	return known
 }

@@ -62,7 +62,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 	}
 	for range b.N {
 		raw := run(func(m []bus.Message) error { return bs.PublishAtomic(ctx, m) })
-		c, err := commit.New(commit.DefaultConfig(), bs, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		c, err := commit.New(commit.DefaultConfig(), bs, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -12,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	ingestevent "github.com/retainhq/retain/services/ingest/event"
 	"github.com/retainhq/retain/services/ingest/internal/commit"
 )
 
@@ -59,13 +63,13 @@ func (p *countingPublisher) PublishDurable(ctx context.Context, m []bus.Message)
 }
 
 // history is an ingest log held in memory.
-type history map[string]bool
+type history map[string]commit.Entry
 
-func (h history) Known(_ context.Context, ids []string) (map[string]bool, error) {
-	out := map[string]bool{}
+func (h history) Known(_ context.Context, ids []string) (map[string]commit.Entry, error) {
+	out := map[string]commit.Entry{}
 	for _, id := range ids {
-		if h[id] {
-			out[id] = true
+		if e, ok := h[id]; ok {
+			out[id] = e
 		}
 	}
 	return out, nil
@@ -92,7 +96,7 @@ func TestGroupCommit(t *testing.T) {
 		pub := &countingPublisher{Bus: b}
 		cfg := commit.DefaultConfig()
 		cfg.Linger = 20 * time.Millisecond // generous, so the grouping shows on a loaded machine
-		c, err := commit.New(cfg, pub, nil, quiet)
+		c, err := commit.New(cfg, pub, nil, nil, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +119,7 @@ func TestGroupCommit(t *testing.T) {
 					t.Errorf("request %d: %d outcomes for %d messages", r, len(out), len(m))
 				}
 				for i := 1; i < len(out); i++ {
-					if out[i] != bus.Published {
+					if out[i].Status != commit.Published {
 						t.Errorf("request %d message %d: %v", r, i, out[i])
 					}
 				}
@@ -131,8 +135,8 @@ func TestGroupCommit(t *testing.T) {
 
 	t.Run("ids the ingest log knows are duplicates without publishing", func(t *testing.T) {
 		pub := &countingPublisher{Bus: b}
-		h := history{"t/old-1": true}
-		c, err := commit.New(commit.DefaultConfig(), pub, h, quiet)
+		h := history{"t/old-1": {}}
+		c, err := commit.New(commit.DefaultConfig(), pub, h, nil, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,9 +145,9 @@ func TestGroupCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []bus.PublishOutcome{bus.Published, bus.Duplicate, bus.Published}
+		want := []commit.Status{commit.Published, commit.Duplicate, commit.Published}
 		for i := range want {
-			if out[i] != want[i] {
+			if out[i].Status != want[i] {
 				t.Errorf("message %d: %v, want %v", i, out[i], want[i])
 			}
 		}
@@ -155,7 +159,7 @@ func TestGroupCommit(t *testing.T) {
 	t.Run("a full queue refuses instead of waiting", func(t *testing.T) {
 		cfg := commit.DefaultConfig()
 		cfg.QueueDepth = 1
-		c, err := commit.New(cfg, b, nil, quiet) // not running: nothing leaves the queue
+		c, err := commit.New(cfg, b, nil, nil, quiet) // not running: nothing leaves the queue
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +173,7 @@ func TestGroupCommit(t *testing.T) {
 	})
 
 	t.Run("requests queued at shutdown are still published", func(t *testing.T) {
-		c, err := commit.New(commit.DefaultConfig(), b, nil, quiet)
+		c, err := commit.New(commit.DefaultConfig(), b, nil, nil, quiet)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +201,7 @@ func TestGroupCommit(t *testing.T) {
 		cfg := commit.DefaultConfig()
 		cfg.MaxBatch = 5000
 		cfg.Publishers = 0
-		_, err := commit.New(cfg, b, nil, quiet)
+		_, err := commit.New(cfg, b, nil, nil, quiet)
 		if err == nil || !errorsContain(err, "max batch", "publishers") {
 			t.Fatalf("got %v", err)
 		}
@@ -219,7 +223,7 @@ type failingHistory struct {
 	down atomic.Bool
 }
 
-func (h *failingHistory) Known(ctx context.Context, ids []string) (map[string]bool, error) {
+func (h *failingHistory) Known(ctx context.Context, ids []string) (map[string]commit.Entry, error) {
 	if h.down.Load() {
 		return nil, errors.New("failed to connect to the ingest database")
 	}
@@ -234,7 +238,7 @@ func TestLookupOutageLoggedOnce(t *testing.T) {
 	var logs testenv.SyncBuffer
 	h := &failingHistory{history: history{}}
 	h.down.Store(true)
-	c, err := commit.New(commit.DefaultConfig(), b, h, slog.New(slog.NewTextHandler(&logs, nil)))
+	c, err := commit.New(commit.DefaultConfig(), b, h, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,4 +259,122 @@ func TestLookupOutageLoggedOnce(t *testing.T) {
 	if !strings.Contains(out, "answers again") || !strings.Contains(out, "failed_lookups=5") {
 		t.Errorf("no recovery line counting the 5 failed look-ups:\n%s", out)
 	}
+}
+
+// event returns a message for id whose content is body, fingerprinted as
+// the ingest use case does.
+func event(t *testing.T, id, body string) bus.Message {
+	t.Helper()
+	ev := &eventsv1.Event{Id: id, Type: "ticket.opened", Source: body, Payload: &eventsv1.Event_TicketOpened{TicketOpened: &eventsv1.TicketOpened{CustomerId: "c", TicketId: id}}}
+	data, fp, err := ingestevent.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bus.Message{Subject: "retain.events.t.ticket.opened", ID: "t/" + id, Type: "ticket.opened", Data: data,
+		Header: nats.Header{ingestevent.HeaderFingerprint: []string{fp}}}
+}
+
+// TestConflictsInsideTheStreamWindow: without the ingest log (its row not
+// written yet, or the log down), a duplicate JetStream refuses is checked
+// against the original stored on the stream.
+func TestConflictsInsideTheStreamWindow(t *testing.T) {
+	b := newBus(t)
+	originals := &commit.StreamOriginals{Bus: b, Stream: bus.EventsStream}
+	c, err := commit.New(commit.DefaultConfig(), b, nil, originals, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, c)
+	ctx := context.Background()
+	submit := func(msgs ...bus.Message) []commit.Outcome {
+		t.Helper()
+		out, err := c.Submit(ctx, msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	if out := submit(event(t, "w-1", "a")); out[0].Status != commit.Published {
+		t.Fatalf("first send: %+v", out)
+	}
+	before := time.Now()
+	out := submit(event(t, "w-1", "a"), event(t, "w-1", "b"), event(t, "w-2", "a"), event(t, "w-2", "b"), event(t, "w-2", "a"))
+	want := []commit.Status{commit.Duplicate, commit.Conflict, commit.Published, commit.Conflict, commit.Duplicate}
+	for i := range want {
+		if out[i].Status != want[i] {
+			t.Errorf("message %d: %+v, want status %v", i, out[i], want[i])
+		}
+	}
+	if o := out[1].Original; o.Type != "ticket.opened" || o.AcceptedAt.IsZero() || o.AcceptedAt.After(before) {
+		t.Errorf("conflict's original %+v: want the type and the time the stream stored w-1", o)
+	}
+
+	st, err := b.JS.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("stream holds %d messages, want w-1 and w-2 once each", info.State.Msgs)
+	}
+
+	t.Run("an original stored without a fingerprint is fingerprinted from its data", func(t *testing.T) {
+		legacy := event(t, "w-legacy", "a")
+		legacy.Header = nil
+		if _, err := b.Publish(ctx, legacy); err != nil {
+			t.Fatal(err)
+		}
+		out := submit(event(t, "w-legacy", "a"), event(t, "w-legacy", "b"))
+		if out[0].Status != commit.Duplicate || out[1].Status != commit.Conflict {
+			t.Fatalf("answered %+v, want duplicate then conflict", out)
+		}
+	})
+
+	t.Run("the probe never stores a message", func(t *testing.T) {
+		before, _ := st.Info(ctx)
+		if _, err := originals.Original(ctx, event(t, "never-sent", "a")); err == nil {
+			t.Fatal("the original of an id never sent was found")
+		}
+		after, _ := st.Info(ctx)
+		if after.State.Msgs != before.State.Msgs {
+			t.Fatalf("a probe stored a message: %d -> %d", before.State.Msgs, after.State.Msgs)
+		}
+	})
+
+	t.Run("two committers racing with one id: one publishes, the other conflicts", func(t *testing.T) {
+		other, err := commit.New(commit.DefaultConfig(), b, nil, originals, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, other)
+		for i := range 10 {
+			id := fmt.Sprintf("race-%d", i)
+			var wg sync.WaitGroup
+			outs := make([][]commit.Outcome, 2)
+			for k, cc := range []*commit.Committer{c, other} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					o, err := cc.Submit(ctx, []bus.Message{event(t, id, fmt.Sprint(k))})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					outs[k] = o
+				}()
+			}
+			wg.Wait()
+			if outs[0] == nil || outs[1] == nil {
+				return
+			}
+			got := []commit.Status{outs[0][0].Status, outs[1][0].Status}
+			if !(got[0] == commit.Published && got[1] == commit.Conflict) && !(got[0] == commit.Conflict && got[1] == commit.Published) {
+				t.Errorf("%s: %v, want one published and one conflict", id, got)
+			}
+		}
+	})
 }

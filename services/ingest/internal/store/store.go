@@ -12,6 +12,8 @@ import (
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/services/ingest/event"
+	"github.com/retainhq/retain/services/ingest/internal/commit"
 )
 
 //go:embed migrations/*.sql
@@ -29,31 +31,56 @@ type Log struct {
 func NewLog(pool *pgxpool.Pool) *Log { return &Log{pool: pool} }
 
 // Record is the bus handler that writes the ids of a batch of facts into
-// the log, in the consumer runner's transaction.
+// the log, in the consumer runner's transaction, with what each was used
+// for: its content fingerprint, type and when the stream stored it.
 func (l *Log) Record(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 	ids := make([]string, len(ds))
+	fps := make([]string, len(ds))
+	types := make([]string, len(ds))
+	at := make([]*time.Time, len(ds))
 	for i, d := range ds {
-		ids[i] = d.ID
+		ids[i], types[i] = d.ID, d.Type
+		if !d.Timestamp.IsZero() {
+			at[i] = &d.Timestamp
+		}
+		if fps[i] = d.Header.Get(event.HeaderFingerprint); fps[i] == "" {
+			// Published before fingerprints were (a rolling upgrade):
+			// the fingerprint is a function of the stored event.
+			fps[i], _ = event.FingerprintOf(d.Data)
+		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO ingest_log (msg_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, ids); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO ingest_log (msg_id, fingerprint, event_type, accepted_at)
+		SELECT id, NULLIF(fp, ''), NULLIF(type, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS r(id, fp, type, at)
+		ON CONFLICT DO NOTHING`, ids, fps, types, at); err != nil {
 		return fmt.Errorf("record %d ids in the ingest log: %w", len(ids), err)
 	}
 	return nil
 }
 
-// Known returns which of msgIDs are in the log.
-func (l *Log) Known(ctx context.Context, msgIDs []string) (map[string]bool, error) {
-	rows, err := l.pool.Query(ctx, `SELECT msg_id FROM ingest_log WHERE msg_id = ANY($1::text[])`, msgIDs)
+// Known returns which of msgIDs are in the log and what each was used for.
+// Ids logged before fingerprints were have an empty Entry.Fingerprint.
+func (l *Log) Known(ctx context.Context, msgIDs []string) (map[string]commit.Entry, error) {
+	rows, err := l.pool.Query(ctx, `SELECT msg_id, coalesce(fingerprint, ''), coalesce(event_type, ''), accepted_at
+		FROM ingest_log WHERE msg_id = ANY($1::text[])`, msgIDs)
 	if err != nil {
 		return nil, fmt.Errorf("look up %d ids in the ingest log: %w", len(msgIDs), err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("look up ids in the ingest log: %w", err)
+	defer rows.Close()
+	known := make(map[string]commit.Entry)
+	for rows.Next() {
+		var id string
+		var e commit.Entry
+		var at *time.Time
+		if err := rows.Scan(&id, &e.Fingerprint, &e.Type, &at); err != nil {
+			return nil, fmt.Errorf("look up ids in the ingest log: %w", err)
+		}
+		if at != nil {
+			e.AcceptedAt = *at
+		}
+		known[id] = e
 	}
-	known := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		known[id] = true
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up ids in the ingest log: %w", err)
 	}
 	return known, nil
 }

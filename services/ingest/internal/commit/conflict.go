@@ -1,0 +1,295 @@
+package commit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/services/ingest/event"
+)
+
+// ErrUnresolved means ingest could not read what an event id was first used
+// for, so it cannot tell a retry from a different event reusing the id.
+// Nothing of that event was stored; the client retries.
+var ErrUnresolved = errors.New("could not check the event id against its first use")
+
+// Status is what happened to one message of a Submit.
+type Status int
+
+const (
+	// Published: stored by this batch.
+	Published Status = iota + 1
+	// Duplicate: the id was stored before for the same content (or content
+	// that is not known: ids logged before fingerprints were); nothing new
+	// was stored.
+	Duplicate
+	// Conflict: the id was stored before for a different event; this one
+	// was not stored.
+	Conflict
+
+	// unresolved fails the message's request with Outcome.Err.
+	unresolved Status = -1
+)
+
+// Outcome is the answer for one message.
+type Outcome struct {
+	Status Status
+	// Original is, for a Conflict, what the id was first used for; a field
+	// may be zero when it is not known.
+	Original Entry
+	err      error
+}
+
+// Entry is what an event id was first used for: the content fingerprint
+// (event.Encode), the event type and when the stream stored it. An empty
+// Fingerprint means unknown.
+type Entry struct {
+	Fingerprint string
+	Type        string
+	AcceptedAt  time.Time
+}
+
+// against answers a message with fingerprint fp whose id was first used for
+// e: a duplicate when the content is the same or either is not known.
+func (e Entry) against(fp string) Outcome {
+	if e.Fingerprint == "" || fp == "" || e.Fingerprint == fp {
+		return Outcome{Status: Duplicate}
+	}
+	return Outcome{Status: Conflict, Original: e}
+}
+
+// publishNew publishes the messages whose ids are new and answers the others
+// against what their id was first used for. The first use is, in order: the
+// ingest log's row; the same id earlier in this batch; the stored original
+// of an id the stream refuses as a duplicate (the log trails the stream by
+// the log writer's lag, so a retry may beat its row).
+func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
+	out := make([]Outcome, len(msgs))
+	fps := make([]string, len(msgs))
+	for i, m := range msgs {
+		fps[i] = m.Header.Get(event.HeaderFingerprint)
+	}
+	known := c.lookup(msgIDs(msgs, nil))
+	var fresh []bus.Message
+	var freshIdx, repeats []int
+	var inBatch map[string]bool
+	for i, m := range msgs {
+		if e, ok := known[m.ID]; ok {
+			out[i] = e.against(fps[i])
+			continue
+		}
+		if inBatch[m.ID] {
+			// Answered once its first occurrence's fate is known.
+			repeats = append(repeats, i)
+			continue
+		}
+		if inBatch == nil {
+			inBatch = make(map[string]bool, len(msgs))
+		}
+		inBatch[m.ID] = true
+		fresh = append(fresh, m)
+		freshIdx = append(freshIdx, i)
+	}
+	if len(fresh) == 0 {
+		return out, nil
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PublishTimeout)
+	defer cancel()
+	published, err := c.pub.PublishDurable(ctx, fresh)
+	if err != nil {
+		return nil, err
+	}
+	if len(published) != len(fresh) {
+		return nil, fmt.Errorf("publish returned %d outcomes for %d messages", len(published), len(fresh))
+	}
+	now := time.Now()
+	firstUse := make(map[string]Outcome, len(fresh))
+	var refused []int
+	for k, p := range published {
+		i := freshIdx[k]
+		if p == bus.Duplicate {
+			refused = append(refused, i)
+			continue
+		}
+		out[i] = Outcome{Status: Published}
+		firstUse[msgs[i].ID] = Outcome{Original: Entry{Fingerprint: fps[i], Type: msgs[i].Type, AcceptedAt: now}}
+	}
+	if len(refused) > 0 {
+		originals := c.originalsOf(ctx, msgs, refused)
+		for _, i := range refused {
+			o := originals[msgs[i].ID]
+			firstUse[msgs[i].ID] = o
+			if o.Status == unresolved {
+				out[i] = o
+			} else {
+				out[i] = o.Original.against(fps[i])
+			}
+		}
+	}
+	for _, i := range repeats {
+		o := firstUse[msgs[i].ID]
+		if o.Status == unresolved {
+			out[i] = o
+		} else {
+			out[i] = o.Original.against(fps[i])
+		}
+	}
+	return out, nil
+}
+
+// originalsOf finds the first use of the ids of msgs[idx], which the stream
+// refused as duplicates: in the ingest log when its row is written by now,
+// else from the stream. The Outcome's Original is the first use, or its
+// Status is unresolved.
+func (c *Committer) originalsOf(ctx context.Context, msgs []bus.Message, idx []int) map[string]Outcome {
+	found := make(map[string]Outcome, len(idx))
+	if c.history != nil {
+		lctx, cancel := context.WithTimeout(ctx, c.cfg.HistoryTimeout)
+		known, err := c.history.Known(lctx, msgIDs(msgs, idx))
+		cancel()
+		if err == nil {
+			for id, e := range known {
+				found[id] = Outcome{Original: e}
+			}
+		}
+	}
+	for _, i := range idx {
+		m := msgs[i]
+		if _, ok := found[m.ID]; ok {
+			continue
+		}
+		if c.originals == nil {
+			found[m.ID] = Outcome{} // unknown content: a duplicate, as before fingerprints
+			continue
+		}
+		e, err := c.originals.Original(ctx, m)
+		if err != nil {
+			c.log.Warn("cannot read the first use of a duplicate event id; its request is refused for a retry", "msg_id", m.ID, "err", err)
+			found[m.ID] = Outcome{Status: unresolved, err: fmt.Errorf("%w %s: %w", ErrUnresolved, m.ID, err)}
+			continue
+		}
+		found[m.ID] = Outcome{Original: e}
+	}
+	return found
+}
+
+func msgIDs(msgs []bus.Message, idx []int) []string {
+	if idx == nil {
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+		}
+		return ids
+	}
+	ids := make([]string, len(idx))
+	for k, i := range idx {
+		ids[k] = msgs[i].ID
+	}
+	return ids
+}
+
+func (c *Committer) lookup(ids []string) map[string]Entry {
+	if c.history == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HistoryTimeout)
+	defer cancel()
+	known, err := c.history.Known(ctx, ids)
+	if err != nil {
+		if c.failedLookups.Add(1) == 1 {
+			c.log.Warn("ingest log look-up failed; publishing batches relying on the stream's duplicate window until it answers again", "err", err)
+		}
+		return nil
+	}
+	if n := c.failedLookups.Swap(0); n > 0 {
+		c.log.Info("ingest log look-up answers again", "failed_lookups", n)
+	}
+	return known
+}
+
+// probeLastMsgID is the Nats-Expected-Last-Msg-Id of a probe. It never
+// matches: the stream's ids are "<tenant>/<event id>", with a slash.
+const probeLastMsgID = "retain-ingest-probe"
+
+// errCodeWrongLastMsgID is JetStream's "wrong last msg ID" (nats-server
+// errors.json): the probe's id is not in the duplicate window (any more).
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+
+// StreamOriginals reads the original of a refused duplicate from the stream.
+// JetStream's duplicate answer carries the stored original's sequence, but
+// the batch publish does not pass it on; so the message is sent again alone
+// as a probe that the server cannot store: it checks the duplicate window
+// first (and answers with the original's sequence) and only then the
+// probe's Nats-Expected-Last-Msg-Id, which never matches. The original's
+// fingerprint is its header, or computed from its data when it was stored
+// before fingerprints were.
+type StreamOriginals struct {
+	Bus    *bus.Bus
+	Stream string
+
+	mu     sync.Mutex
+	stream jetstream.Stream
+}
+
+// Original implements Originals.
+func (s *StreamOriginals) Original(ctx context.Context, m bus.Message) (Entry, error) {
+	probe := m
+	probe.Header = nats.Header{jetstream.ExpectedLastMsgIDHeader: []string{probeLastMsgID}}
+	if tp := m.Header.Get(bus.HeaderTraceparent); tp != "" {
+		probe.Header.Set(bus.HeaderTraceparent, tp)
+	}
+	ack, err := s.Bus.Publish(ctx, probe)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID {
+			return Entry{}, errors.New("its duplicate window passed since the publish")
+		}
+		return Entry{}, err
+	}
+	if !ack.Duplicate {
+		// The server checks the expected last id after duplicates and
+		// answers an error instead: this is a server that does not.
+		return Entry{}, fmt.Errorf("probe of %s stored as %s sequence %d: this NATS server does not check Nats-Expected-Last-Msg-Id after duplicates", m.ID, ack.Stream, ack.Sequence)
+	}
+	st, err := s.handle(ctx)
+	if err != nil {
+		return Entry{}, err
+	}
+	orig, err := st.GetMsg(ctx, ack.Sequence)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		// Gone from the stream (deleted or past a limit) while its id is
+		// still in the window: its content cannot be known.
+		return Entry{}, nil
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("read %s sequence %d: %w", s.Stream, ack.Sequence, err)
+	}
+	e := Entry{Fingerprint: orig.Header.Get(event.HeaderFingerprint), Type: orig.Header.Get(bus.HeaderEventType), AcceptedAt: orig.Time}
+	if e.Fingerprint == "" {
+		if fp, err := event.FingerprintOf(orig.Data); err == nil {
+			e.Fingerprint = fp
+		}
+	}
+	return e, nil
+}
+
+func (s *StreamOriginals) handle(ctx context.Context) (jetstream.Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stream != nil {
+		return s.stream, nil
+	}
+	st, err := s.Bus.JS.Stream(ctx, s.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", s.Stream, err)
+	}
+	s.stream = st
+	return st, nil
+}
