@@ -78,7 +78,7 @@ func (h *HTTP) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := h.ingestor.Publish(r.Context(), claims.Tenant, events, event.FieldErrorsByIndex(decodeErrs))
 	if err != nil {
-		h.unavailable(w, r.Context(), err)
+		h.failed(w, r.Context(), err)
 		return
 	}
 	out := httpResponse{Accepted: resp.Accepted, Duplicates: resp.Duplicates, Rejected: resp.Rejected, Results: make([]httpResult, len(resp.Results))}
@@ -97,23 +97,30 @@ func (h *HTTP) publish(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// unavailable answers 429 with Retry-After: the bus could not take the
-// events now; a retry with the same ids is safe.
-func (h *HTTP) unavailable(w http.ResponseWriter, ctx context.Context, err error) {
+// failed answers a request whose events could not be published. A failure
+// a retry can get past is 429 with Retry-After (a retry with the same ids is
+// safe); any other is 500 without its detail, which may quote internals: the
+// log has it.
+func (h *HTTP) failed(w http.ResponseWriter, ctx context.Context, err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away; nothing to answer
 	}
-	if !errors.Is(err, bus.ErrNotConnected) {
-		// A lost NATS connection is logged by the bus when it drops and
-		// when it is back, not once per refused request.
-		h.log.WarnContext(ctx, "ingest publish failed", "err", err)
+	switch {
+	case errors.Is(err, commit.ErrOverloaded):
+		w.Header().Set("Retry-After", "1")
+		httperr.Write(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry with the same event ids")
+	case errors.Is(err, app.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		if !errors.Is(err, bus.ErrNotConnected) {
+			// A lost NATS connection is logged by the bus when it drops and
+			// when it is back, not once per refused request.
+			h.log.WarnContext(ctx, "ingest publish failed", "err", err)
+		}
+		w.Header().Set("Retry-After", "1")
+		httperr.Write(w, http.StatusTooManyRequests, "bus_unavailable", err.Error()+"; retry with the same event ids")
+	default:
+		h.log.ErrorContext(ctx, "ingest publish failed", "err", err)
+		httperr.Write(w, http.StatusInternalServerError, "internal", "internal error; the server's log has the detail")
 	}
-	code := "bus_unavailable"
-	if errors.Is(err, commit.ErrOverloaded) {
-		code = "overloaded"
-	}
-	w.Header().Set("Retry-After", "1")
-	httperr.Write(w, http.StatusTooManyRequests, code, err.Error()+"; retry with the same event ids")
 }
 
 // requestError is a refusal of the whole request: its status and the
