@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,22 @@ type LookupFunc func(key string) (string, bool)
 type envValue struct {
 	flag.Value
 	env string
+	// badFlag, set by Parse while it parses the command line, records a
+	// value the setting refuses, so every bad flag is reported with the
+	// bad environment values instead of the flag package stopping at the
+	// first.
+	badFlag func(raw string, err error)
+}
+
+// Set sets the value from the command line (Parse sets it from the
+// environment through Value.Set).
+func (v *envValue) Set(raw string) error {
+	err := v.Value.Set(raw)
+	if err != nil && v.badFlag != nil {
+		v.badFlag(raw, err)
+		return nil
+	}
+	return err
 }
 
 // String guards against the zero envValue that flag.PrintDefaults builds to
@@ -109,20 +126,38 @@ func Duration(fs *flag.FlagSet, name, env string, def time.Duration, usage strin
 
 // Parse parses args into fs, then fills every bound setting that was not
 // given as a flag from its environment variable (lookup nil means the process
-// environment). Environment values that do not parse are all reported in one
-// *ValidationError; flag syntax errors are returned as the flag package
-// reports them.
+// environment). Every value a setting cannot take, from a flag or from the
+// environment, is reported in one *ValidationError naming the variable and
+// the flag, the value and the form wanted; other flag errors (an unknown
+// flag, -h) are returned as the flag package reports them.
+//
+// Typed values (integers, booleans, durations) are quoted in the message;
+// string settings, where credentials live, never fail to parse, so a
+// secret is never echoed.
 func Parse(fs *flag.FlagSet, args []string, lookup LookupFunc) error {
 	if lookup == nil {
 		lookup = os.LookupEnv
 	}
-	if err := fs.Parse(args); err != nil {
+	var v Validator
+	fs.VisitAll(func(f *flag.Flag) {
+		if ev, ok := f.Value.(*envValue); ok {
+			ev.badFlag = func(raw string, err error) {
+				v.Addf(SettingName(ev.env, f.Name), "flag value %s: %v", quote(raw), errors.Unwrap(err))
+			}
+		}
+	})
+	err := fs.Parse(args)
+	fs.VisitAll(func(f *flag.Flag) {
+		if ev, ok := f.Value.(*envValue); ok {
+			ev.badFlag = nil
+		}
+	})
+	if err != nil {
 		return err
 	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 
-	var v Validator
 	fs.VisitAll(func(f *flag.Flag) {
 		ev, ok := f.Value.(*envValue)
 		if !ok || ev.env == "" || explicit[f.Name] {
@@ -132,13 +167,20 @@ func Parse(fs *flag.FlagSet, args []string, lookup LookupFunc) error {
 		if !set {
 			return
 		}
-		if err := ev.Set(raw); err != nil {
-			// The raw value is not echoed: settings such as database URLs may
-			// hold secrets, and the operator knows what they set.
-			v.Addf(SettingName(ev.env, f.Name), "cannot parse environment value: %v", errors.Unwrap(err))
+		if err := ev.Value.Set(raw); err != nil {
+			v.Addf(SettingName(ev.env, f.Name), "environment value %s: %v", quote(raw), errors.Unwrap(err))
 		}
 	})
 	return v.Err()
+}
+
+// quote shows a value that failed to parse, cut short if long.
+func quote(raw string) string {
+	const max = 40
+	if len(raw) > max {
+		return strconv.Quote(raw[:max]) + "..."
+	}
+	return strconv.Quote(raw)
 }
 
 // SettingName is how a setting is named in validation messages: the
@@ -237,10 +279,19 @@ func (v *Validator) OneOf(setting, value string, allowed ...string) {
 	v.Addf(setting, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
 }
 
-// Add merges err: the problems of a *ValidationError are kept one by one, any
-// other error becomes one problem without a setting name. nil is ignored.
+// Add merges err: the problems of a *ValidationError are kept one by one,
+// the errors of an errors.Join are added one by one (so the Validate
+// methods of components can be joined and still read as one list), and
+// any other error becomes one problem without a setting name. nil is
+// ignored.
 func (v *Validator) Add(err error) {
 	if err == nil {
+		return
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			v.Add(e)
+		}
 		return
 	}
 	var ve *ValidationError
@@ -252,14 +303,52 @@ func (v *Validator) Add(err error) {
 }
 
 // Err returns nil when no problem was recorded, else a *ValidationError with
-// the problems sorted by setting so the message is stable.
+// the problems sorted by setting (a problem without one by its message,
+// which usually starts with the variable) so the list reads in order of
+// the variables and the message is stable. A problem recorded twice is
+// listed once.
 func (v *Validator) Err() error {
 	if len(v.problems) == 0 {
 		return nil
 	}
 	ps := append([]Problem(nil), v.problems...)
-	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Setting < ps[j].Setting })
+	key := func(p Problem) string {
+		if p.Setting != "" {
+			return p.Setting
+		}
+		return p.Message
+	}
+	sort.SliceStable(ps, func(i, j int) bool { return key(ps[i]) < key(ps[j]) })
+	ps = slices.Compact(ps)
 	return &ValidationError{Problems: ps}
+}
+
+// Without returns err without the problems of the given settings (nil when
+// none is left): Main drops the semantic problems of a setting whose value
+// did not parse, since they are about its default, not the operator's
+// value.
+func Without(err error, settings map[string]bool) error {
+	var in, out Validator
+	in.Add(err)
+	for _, p := range in.problems {
+		if !settings[p.Setting] {
+			out.problems = append(out.problems, p)
+		}
+	}
+	return out.Err()
+}
+
+// Settings returns the settings named by the problems of err.
+func Settings(err error) map[string]bool {
+	var v Validator
+	v.Add(err)
+	names := map[string]bool{}
+	for _, p := range v.problems {
+		if p.Setting != "" {
+			names[p.Setting] = true
+		}
+	}
+	return names
 }
 
 // Validate merges the results of several Validate calls into one error.
@@ -286,7 +375,7 @@ type intValue int
 func (i *intValue) Set(v string) error {
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 0, strconv.IntSize)
 	if err != nil {
-		return fmt.Errorf("parse int: %w", numError(err))
+		return fmt.Errorf("parse int: %w", wantError(err, "want a whole number such as 500"))
 	}
 	*i = intValue(n)
 	return nil
@@ -304,7 +393,7 @@ type boolValue bool
 func (b *boolValue) Set(v string) error {
 	x, err := strconv.ParseBool(strings.TrimSpace(v))
 	if err != nil {
-		return fmt.Errorf("parse bool: %w", numError(err))
+		return fmt.Errorf("parse bool: %w", wantError(err, "want true or false"))
 	}
 	*b = boolValue(x)
 	return nil
@@ -324,7 +413,7 @@ type durationValue time.Duration
 func (d *durationValue) Set(v string) error {
 	x, err := time.ParseDuration(strings.TrimSpace(v))
 	if err != nil {
-		return fmt.Errorf("parse duration: %w", errors.New("want a duration such as 500ms, 30s or 5m"))
+		return fmt.Errorf("parse duration: %w", errors.New("want a duration with its unit, such as 500ms, 30s, 5m or 720h"))
 	}
 	*d = durationValue(x)
 	return nil
@@ -337,11 +426,12 @@ func (d *durationValue) String() string {
 	return time.Duration(*d).String()
 }
 
-// numError drops the input from strconv errors: the value may be a secret.
-func numError(err error) error {
+// wantError says what form a typed value takes; a number out of range says
+// so too. The value itself is quoted by Parse.
+func wantError(err error, want string) error {
 	var ne *strconv.NumError
-	if errors.As(err, &ne) {
-		return ne.Err
+	if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
+		return fmt.Errorf("out of range (%s)", want)
 	}
-	return err
+	return errors.New(want)
 }

@@ -4,6 +4,11 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -66,36 +71,58 @@ func TestParsePrecedence(t *testing.T) {
 	}
 }
 
-func TestParseReportsEveryBadEnvironmentValue(t *testing.T) {
+// TestParseReportsEveryBadValue: every value a setting cannot take, from
+// the environment or a flag, is reported at once, each naming its variable
+// and flag, the value and the form wanted.
+func TestParseReportsEveryBadValue(t *testing.T) {
 	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
-	bindAll(fs)
-	err := Parse(fs, nil, env(map[string]string{"RETAIN_WORKERS": "many", "RETAIN_DEBUG": "yes please", "RETAIN_TIMEOUT": "10"}))
+	s := bindAll(fs)
+	err := Parse(fs, []string{"-workers=x", "-debug=maybe"}, env(map[string]string{
+		"RETAIN_WORKERS": "many", "RETAIN_DEBUG": "yes please", "RETAIN_TIMEOUT": "10", "RETAIN_GRPC_ADDR": "s3cret",
+	}))
 	var ve *ValidationError
 	if !errors.As(err, &ve) || len(ve.Problems) != 3 {
 		t.Fatalf("Parse = %v, want 3 problems", err)
 	}
-	msg := err.Error()
-	for _, want := range []string{
-		"invalid configuration (3 problems):",
-		"RETAIN_DEBUG (-debug): cannot parse environment value",
-		"RETAIN_TIMEOUT (-timeout): cannot parse environment value: want a duration",
-		"RETAIN_WORKERS (-workers): cannot parse environment value: invalid syntax",
-	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error lacks %q:\n%s", want, msg)
+	want := `invalid configuration (3 problems):
+  - RETAIN_DEBUG (-debug): flag value "maybe": want true or false
+  - RETAIN_TIMEOUT (-timeout): environment value "10": want a duration with its unit, such as 500ms, 30s, 5m or 720h
+  - RETAIN_WORKERS (-workers): flag value "x": want a whole number such as 500`
+	if err.Error() != want {
+		t.Errorf("message:\n%s\nwant:\n%s", err, want)
+	}
+	if *s.workers != 4 || *s.debug {
+		t.Errorf("bad values changed the settings: workers %d, debug %v", *s.workers, *s.debug)
+	}
+
+	t.Run("out of range", func(t *testing.T) {
+		fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+		bindAll(fs)
+		err := Parse(fs, nil, env(map[string]string{"RETAIN_WORKERS": "99999999999999999999"}))
+		if err == nil || !strings.Contains(err.Error(), `RETAIN_WORKERS (-workers): environment value "99999999999999999999": out of range`) {
+			t.Errorf("Parse = %v", err)
 		}
-	}
-	if strings.Contains(msg, "yes please") || strings.Contains(msg, "many") {
-		t.Errorf("error echoes raw values (may be secrets):\n%s", msg)
-	}
+	})
+	t.Run("a long value is cut", func(t *testing.T) {
+		fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+		bindAll(fs)
+		err := Parse(fs, nil, env(map[string]string{"RETAIN_TIMEOUT": strings.Repeat("x", 100)}))
+		if err == nil || strings.Contains(err.Error(), strings.Repeat("x", 41)) || !strings.Contains(err.Error(), `..."`[:3]) {
+			t.Errorf("Parse = %v", err)
+		}
+	})
 }
 
 func TestParseFlagErrors(t *testing.T) {
 	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	bindAll(fs)
-	if err := Parse(fs, []string{"-workers=x"}, env(nil)); err == nil {
-		t.Error("bad flag value accepted")
+	if err := Parse(fs, []string{"-nosuchflag"}, env(nil)); err == nil || !strings.Contains(err.Error(), "nosuchflag") {
+		t.Errorf("unknown flag: %v", err)
+	}
+	// The collector is gone after Parse: a later Set reports its error.
+	if err := fs.Set("workers", "x"); err == nil {
+		t.Error("bad value accepted after Parse")
 	}
 }
 
@@ -153,15 +180,40 @@ func TestValidator(t *testing.T) {
 		t.Fatalf("Err = %v, want 5 problems", err)
 	}
 	want := `invalid configuration (5 problems):
-  - nats url and embedded nats are exclusive
   - RETAIN_BATCH_SIZE: must be positive, got -1
   - RETAIN_DATABASE_URL: must be set
   - RETAIN_GRPC_ADDR: must be set
-  - RETAIN_LOG_FORMAT: must be one of json, text, got "xml"`
+  - RETAIN_LOG_FORMAT: must be one of json, text, got "xml"
+  - nats url and embedded nats are exclusive`
 	if err.Error() != want {
 		t.Errorf("message:\n%s\nwant:\n%s", err, want)
 	}
 
+	t.Run("joined errors are listed one by one", func(t *testing.T) {
+		var a, b Validator
+		a.Addf("RETAIN_B", "bad")
+		b.Addf("RETAIN_A", "bad")
+		joined := errors.Join(a.Err(), errors.Join(errors.New("RETAIN_C 0s: must be positive"), b.Err()), nil)
+		want := `invalid configuration (3 problems):
+  - RETAIN_A: bad
+  - RETAIN_B: bad
+  - RETAIN_C 0s: must be positive`
+		if got := Validate(joined).Error(); got != want {
+			t.Errorf("got:\n%s\nwant:\n%s", got, want)
+		}
+	})
+	t.Run("Without drops the problems of settings", func(t *testing.T) {
+		var v Validator
+		v.Addf("RETAIN_A", "does not parse")
+		v.Addf("RETAIN_B", "must be positive")
+		err := Without(v.Err(), Settings(Validate(errors.New("x"), func() error { var p Validator; p.Addf("RETAIN_A", "x"); return p.Err() }())))
+		if err == nil || err.Error() != "invalid configuration: RETAIN_B: must be positive" {
+			t.Errorf("Without = %v", err)
+		}
+		if err := Without(v.Err(), map[string]bool{"RETAIN_A": true, "RETAIN_B": true}); err != nil {
+			t.Errorf("Without all = %v", err)
+		}
+	})
 	t.Run("single problem reads as one line", func(t *testing.T) {
 		var v Validator
 		v.Require("RETAIN_NATS_URL", "")
@@ -199,5 +251,90 @@ func TestAddrPort(t *testing.T) {
 		if _, err := AddrPort(addr); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("AddrPort(%q): %v, want %q", addr, err, want)
 		}
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+	bindAll(fs)
+	String(fs, "linger", "RETAIN_INGEST_LINGER", "1ms", "linger")
+	Int(fs, "max-batch", "RETAIN_INGEST_MAX_BATCH", 1000, "max batch")
+	known := EnvNames(fs)
+	if want := []string{"RETAIN_DEBUG", "RETAIN_GRPC_ADDR", "RETAIN_INGEST_LINGER", "RETAIN_INGEST_MAX_BATCH", "RETAIN_TIMEOUT", "RETAIN_WORKERS"}; !slices.Equal(known, want) {
+		t.Fatalf("EnvNames = %v, want %v", known, want)
+	}
+	environ := []string{
+		"PATH=/bin", "OTEL_SERVICE_NAME=x", "RETAIN_WORKERS=2",
+		"RETAIN_INGEST_LINGR=5ms",      // a letter left out
+		"RETAIN_INGEST_MAXBATCH=10",    // an underscore left out
+		"RETAIN_LINGER=1ms",            // the service prefix left out
+		"RETAIN_GRCP_ADDR=:1",          // two letters swapped
+		"retain_workers=3",             // not ours: lower case
+		"RETAIN_SOMETHING_ELSE=s3cret", // nothing close
+		"RETAIN_TOKEN=t", "RETAIN_ADDR=a", "RETAIN_DATABASE_URL=u", "RETAIN_AUTH_PRIVATE_KEY=k",
+		"RETAIN_TEST_DATABASE_URL=u", "RETAIN_BENCH_SECONDS=5",
+		"RETAIN_INGEST_LINGR=again",
+	}
+	got := UnknownEnv(environ, known)
+	want := []UnknownVar{
+		{"RETAIN_GRCP_ADDR", "RETAIN_GRPC_ADDR"},
+		{"RETAIN_INGEST_LINGR", "RETAIN_INGEST_LINGER"},
+		{"RETAIN_INGEST_MAXBATCH", "RETAIN_INGEST_MAX_BATCH"},
+		{"RETAIN_LINGER", "RETAIN_INGEST_LINGER"},
+		{"RETAIN_SOMETHING_ELSE", ""},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("UnknownEnv =\n%v\nwant\n%v", got, want)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tt := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"abc", "", 3}, {"", "ab", 2}, {"LINGER", "LINGR", 1},
+		{"GRPC", "GRCP", 1}, {"kitten", "sitting", 3}, {"MAX_BATCH", "MAXBATCH", 1},
+	} {
+		if got := editDistance(tt.a, tt.b); got != tt.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+// TestReadElsewhereCoversTheRepository: every RETAIN_* variable the code
+// reads with os.Getenv or os.LookupEnv (not through a setting) is known to
+// ReadElsewhere, so no process warns about it.
+func TestReadElsewhereCoversTheRepository(t *testing.T) {
+	read := regexp.MustCompile(`(?:[Gg]etenv|LookupEnv)\("(RETAIN_[A-Z0-9_]+)"\)`)
+	root := filepath.Join("..", "..")
+	files := 0
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, m := range read.FindAllStringSubmatch(string(b), -1) {
+			if !ReadElsewhere(m[1]) {
+				t.Errorf("%s reads %s outside the settings; add it to readElsewhere (or bind it as a setting)", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 50 {
+		t.Fatalf("read only %d Go files under %s", files, root)
 	}
 }
