@@ -34,6 +34,10 @@ func check(md protoreflect.MessageDescriptor, doc map[string]any, path string) [
 			errs = append(errs, fmt.Sprintf("%s: unknown field (%s has %s)", p, md.Name(), fieldNames(md)))
 			continue
 		}
+		if why, ok := outputOnly[fd.FullName()]; ok {
+			errs = append(errs, fmt.Sprintf("%s: is output only (%s): remove it", p, why))
+			continue
+		}
 		if o := fd.ContainingOneof(); o != nil && !o.IsSynthetic() && doc[k] != nil {
 			if prev, ok := oneofs[o.Name()]; ok {
 				errs = append(errs, fmt.Sprintf("%s: set only one of %s and %s", join(path, string(o.Name())), prev, k))
@@ -178,10 +182,23 @@ func describe(v any) string {
 	return fmt.Sprint(v)
 }
 
+// outputOnly are the fields the service sets, with what sets them: a file
+// that gives one is refused rather than have it ignored (`retain campaigns
+// show` writes none of them).
+var outputOnly = map[protoreflect.FullName]string{
+	"retain.campaign.v1.Campaign.version":    "the service numbers the versions: 1 at creation, the next one at each apply that changes the campaign",
+	"retain.campaign.v1.Campaign.playbook":   "the playbook a campaign was installed from",
+	"retain.campaign.v1.Campaign.created_at": "the service stamps it",
+	"retain.campaign.v1.Campaign.updated_at": "the service stamps it",
+}
+
+// fieldNames are the fields of md a file may set.
 func fieldNames(md protoreflect.MessageDescriptor) string {
-	names := make([]string, md.Fields().Len())
-	for i := range names {
-		names[i] = string(md.Fields().Get(i).Name())
+	var names []string
+	for i := range md.Fields().Len() {
+		if fd := md.Fields().Get(i); outputOnly[fd.FullName()] == "" {
+			names = append(names, string(fd.Name()))
+		}
 	}
 	return strings.Join(names, ", ")
 }

@@ -1,6 +1,7 @@
 // Package campaignfile reads and writes the file form of a campaign: the
 // protojson form of retain.campaign.v1.Campaign in YAML or JSON, for
-// version control and `retain campaigns apply -f FILE`.
+// version control and `retain campaigns apply -f FILE`. Errors name the
+// field by its path in the file, or the line and column of a syntax error.
 package campaignfile
 
 import (
@@ -9,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v4"
 	"google.golang.org/protobuf/encoding/protojson"
-	"gopkg.in/yaml.v3"
+	"google.golang.org/protobuf/proto"
 
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 )
@@ -21,30 +24,60 @@ import (
 // MaxBytes is the largest campaign file read.
 const MaxBytes = 1 << 20
 
-// Decode reads a campaign file: YAML or JSON holding the protojson
-// form of retain.campaign.v1.Campaign. Unknown fields are errors, so a
-// typo is never silently ignored.
+// Decode reads a campaign file: the protojson form of
+// retain.campaign.v1.Campaign in YAML, or in JSON when the file is a JSON
+// object (it starts with `{"` or `{}`; `{id: x}` is YAML). Unknown fields
+// are errors, so a typo is never silently ignored, and so are the
+// output-only fields (version, playbook, created_at, updated_at): the
+// service sets them, and a file that says otherwise would be ignored.
+// state may be given: the service creates the campaign in it.
 func Decode(data []byte) (*campaignv1.Campaign, error) {
+	return decode(data, startsJSON(data))
+}
+
+// DecodeFile reads the campaign file at path as Decode does, and as JSON
+// whatever it starts with when path ends in .json. JSON is read strictly
+// (no trailing comma, comment or repeated key, which a YAML reader would
+// let pass).
+func DecodeFile(path string, data []byte) (*campaignv1.Campaign, error) {
+	return decode(data, strings.EqualFold(filepath.Ext(path), ".json") || startsJSON(data))
+}
+
+// startsJSON: data, after white space and a byte order mark, starts as a
+// JSON object does: `{`, then a quoted key or `}`. A YAML flow mapping
+// with plain keys (`{id: x, ...}`) does not.
+func startsJSON(data []byte) bool {
+	t := bytes.TrimLeft(bytes.TrimPrefix(data, []byte("\ufeff")), " \t\r\n")
+	if len(t) == 0 || t[0] != '{' {
+		return false
+	}
+	t = bytes.TrimLeft(t[1:], " \t\r\n")
+	return len(t) > 0 && (t[0] == '"' || t[0] == '}')
+}
+
+func decode(data []byte, isJSON bool) (*campaignv1.Campaign, error) {
 	if len(data) > MaxBytes {
 		return nil, fmt.Errorf("campaign file is %d bytes: at most %d", len(data), MaxBytes)
 	}
-	var doc any
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); errors.Is(err, io.EOF) || (err == nil && doc == nil) {
-		return nil, errors.New("campaign file is empty")
+	var (
+		doc any
+		err error
+	)
+	if isJSON {
+		doc, err = decodeJSON(data)
+	} else {
+		doc, err = decodeYAML(data)
+	}
+	if errors.Is(err, errEmpty) || errors.Is(err, errDocuments) {
+		return nil, err
 	} else if err != nil {
 		return nil, fmt.Errorf("campaign file: %w", err)
-	}
-	// A second document, unless empty (a closing ---), would be ignored.
-	var more any
-	if err := dec.Decode(&more); !errors.Is(err, io.EOF) && (err != nil || more != nil) {
-		return nil, errors.New("campaign file holds more than one YAML document (---): one campaign per file")
 	}
 	top, ok := doc.(map[string]any)
 	if !ok {
 		return nil, errors.New("campaign file: want a mapping of campaign fields at the top level")
 	}
-	doc, err := jsonable(doc, "")
+	doc, err = jsonable(doc, "")
 	if err != nil {
 		return nil, fmt.Errorf("campaign file: %w", err)
 	}
@@ -62,7 +95,61 @@ func Decode(data []byte) (*campaignv1.Campaign, error) {
 	return c, nil
 }
 
-// jsonable turns what yaml.v3 decodes into values encoding/json accepts
+var (
+	errEmpty     = errors.New("campaign file is empty")
+	errDocuments = errors.New("campaign file holds more than one YAML document (---): one campaign per file")
+)
+
+// decodeYAML reads the one YAML document of data.
+func decodeYAML(data []byte) (any, error) {
+	var doc any
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) || (err == nil && doc == nil) {
+		return nil, errEmpty
+	} else if err != nil {
+		return nil, yamlError(err)
+	}
+	// A second document, unless empty (a closing ---), would be ignored.
+	var more any
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) && (err != nil || more != nil) {
+		return nil, errDocuments
+	}
+	return doc, nil
+}
+
+// yamlError words a YAML reader's error with the line and column of the
+// problem, and where the construct it is in began when that is on another
+// line (the quote or bracket left open).
+func yamlError(err error) error {
+	var (
+		one  *yaml.LoadError
+		many *yaml.LoadErrors
+	)
+	switch {
+	case errors.As(err, &many) && len(many.Errors) > 0:
+		parts := make([]string, len(many.Errors))
+		for i, e := range many.Errors {
+			parts[i] = yamlErrorText(e)
+		}
+		return errors.New(strings.Join(parts, "; "))
+	case errors.As(err, &one):
+		return errors.New(yamlErrorText(one))
+	}
+	return err
+}
+
+func yamlErrorText(e *yaml.LoadError) string {
+	if e.Mark.Line <= 0 {
+		return e.Message
+	}
+	s := fmt.Sprintf("line %d, column %d: %s", e.Mark.Line, e.Mark.Column, e.Message)
+	if c := e.ContextMark; e.ContextMsg != "" && c.Line > 0 && c.Line != e.Mark.Line {
+		s += fmt.Sprintf(" (%s at line %d, column %d)", e.ContextMsg, c.Line, c.Column)
+	}
+	return s
+}
+
+// jsonable turns what the YAML reader decodes into values encoding/json accepts
 // (string keys only) so protojson can read them.
 func jsonable(v any, path string) (any, error) {
 	switch t := v.(type) {
@@ -92,8 +179,11 @@ func jsonable(v any, path string) (any, error) {
 	return v, nil
 }
 
-// Encode writes c in its YAML file form.
+// Encode writes c in its YAML file form, without the output-only fields
+// Decode refuses (state is written when set).
 func Encode(c *campaignv1.Campaign) ([]byte, error) {
+	c = proto.Clone(c).(*campaignv1.Campaign)
+	c.Version, c.Playbook, c.CreatedAt, c.UpdatedAt = 0, "", nil, nil
 	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(c)
 	if err != nil {
 		return nil, err

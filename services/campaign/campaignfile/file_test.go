@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/campaignfile"
 )
 
@@ -40,6 +41,11 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 		{"comments only", "# nothing here\n", []string{"campaign file is empty"}},
 		{"two documents", base + "---\n" + base, []string{"more than one YAML document"}},
 		{"a closing document marker", base + "---\n", nil},
+		{"output-only fields, named", base + "version: 7\nplaybook: win-back\ncreated_at: 2026-01-02T03:04:05Z\nupdatedAt: 2026-01-02T03:04:05Z\n",
+			[]string{"version: is output only", "playbook: is output only", "created_at: is output only", "updatedAt: is output only"}},
+		{"the typo hint lists only what a file sets", base + "prority: 3\n",
+			[]string{"(Campaign has id, name, description, state, trigger, conditions, steps, goal, entry, priority, holdout_percent)"}},
+		{"a state that is not one", base + "state: PAUSED\n", []string{"state: want one of CAMPAIGN_STATE_ACTIVE, CAMPAIGN_STATE_PAUSED, CAMPAIGN_STATE_ARCHIVED"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := campaignfile.Decode([]byte(tc.file))
@@ -64,6 +70,15 @@ func TestDecodeNamesEveryBadField(t *testing.T) {
 	}
 }
 
+// TestDecodeKeepsState: a file may say the state to create a campaign in
+// (the service refuses it on an update that would change the state).
+func TestDecodeKeepsState(t *testing.T) {
+	c, err := campaignfile.Decode([]byte(base + "state: CAMPAIGN_STATE_PAUSED\n"))
+	if err != nil || c.GetState() != campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED {
+		t.Fatalf("%v %v", c.GetState(), err)
+	}
+}
+
 // TestDecodeRoundTrip: what Encode writes decodes to the same campaign,
 // proto names and JSON names alike.
 func TestDecodeRoundTrip(t *testing.T) {
@@ -81,5 +96,79 @@ func TestDecodeRoundTrip(t *testing.T) {
 	again, err := campaignfile.Decode(out)
 	if err != nil || again.String() != c.String() {
 		t.Fatalf("round trip: %v\n%s", err, out)
+	}
+}
+
+// TestDecodeSyntaxErrorsPointAtTheLine: a file YAML or JSON cannot read is
+// refused with the line (and column) of the problem, not of the
+// collection around it.
+func TestDecodeSyntaxErrorsPointAtTheLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"an unclosed [", "id: x\nname: X\ntrigger: {schedule: {every: 1d}}\nconditions:\n  - rfm_segment: {segments: [RFM_SEGMENT_CHAMPIONS, RFM_SEGMENT_LOYAL}\nsteps: [{id: a, exit: {}}]\n",
+			[]string{"line 5, column 70: did not find expected ',' or ']'"}},
+		{"an unclosed { ends where the next key is", "id: x\nname: X\ntrigger: {event: order.placed\nsteps: []\n",
+			[]string{"line 4, column 6: did not find expected ',' or '}'", "flow mapping at line 3, column 10"}},
+		{"a key indented too far in a step", "id: x\nsteps:\n  - id: a\n   send: {}\n",
+			[]string{"line 4, column 4: did not find expected '-' indicator"}},
+		{"a key indented under a scalar", "id: x\nname: X\n  trigger: y\n",
+			[]string{"line 3, column 10: mapping values are not allowed in this context"}},
+		{"a tab", "id: x\nsteps:\n\t- id: a\n", []string{"line 3, column 1: found character that cannot start any token"}},
+		{"a duplicate key", "id: x\nname: X\nid: y\n", []string{`line 3, column 1: mapping key "id" already defined at line 1`}},
+		{"an unclosed quote", "id: x\nname: \"X\nsteps: []\n",
+			[]string{"found unexpected end of stream", "quoted scalar at line 2, column 7"}},
+		{"an unknown field", base + "prority: 3\n", []string{"prority: unknown field"}},
+		{"JSON with a trailing comma", "{\n  \"id\": \"x\",\n  \"name\": \"X\",\n}\n",
+			[]string{"line 4, column 1: invalid character '}' looking for beginning of object key string"}},
+		{"JSON with a duplicate key", "{\"id\": \"x\",\n \"name\": \"X\",\n \"id\": \"y\"}",
+			[]string{`line 3, column 2: "id" appears twice (first at line 1, column 2)`}},
+		{"JSON cut short", "{\"id\": \"x\",\n \"name\": \"X\"", []string{"line 2, column 13: unexpected end of JSON"}},
+		{"JSON with a second value", "{\"id\": \"x\"}\n{}", []string{"line 2, column 1: more than one JSON value"}},
+		{"JSON with a comment", "{\"id\": \"x\" // c\n}", []string{"line 1, column 12: invalid character '/'"}},
+		{"JSON names its unknown field", `{"id": "x", "prority": 3}`, []string{"prority: unknown field"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := campaignfile.Decode([]byte(tc.file))
+			if err == nil {
+				t.Fatal("decoded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeFileReadsJSONStrictly: a file named .json, or one that starts
+// as a JSON object does, is JSON, so a trailing comma is an error rather
+// than read as YAML; a YAML flow mapping stays YAML.
+func TestDecodeFileReadsJSONStrictly(t *testing.T) {
+	const js = `{"id": "x", "name": "X", "trigger": {"event": "order.placed"}, "steps": [{"id": "a", "exit": {}}]}`
+	for _, tc := range []struct {
+		name, path, file, want string
+	}{
+		{"json", "c.json", js, ""},
+		{"json with a BOM and spaces first", "c.json", "\ufeff \n" + js, ""},
+		{"yaml that starts with {", "c.yaml", "{id: x, name: X}", ""},
+		{"json in a .yaml file", "c.yaml", "{\"id\": \"x\",}", "line 1, column 12: invalid character '}' looking for beginning of object key string (read as JSON)"},
+		{"json by name, starting like yaml", "c.JSON", "id: x\n", "line 1, column 1: invalid character 'i' looking for beginning of value"},
+		{"json from stdin", "-", js + ",", "line 1, column 99: invalid character ','"},
+		{"yaml", "c.yml", strings.TrimPrefix(base, "\n"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := campaignfile.DecodeFile(tc.path, []byte(tc.file))
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatal(err)
+			case tc.want == "" && c.GetId() == "":
+				t.Fatal("no id")
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

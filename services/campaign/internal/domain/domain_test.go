@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/campaignfile"
 )
@@ -309,15 +311,32 @@ func FuzzDecodeFile(f *testing.F) {
 	f.Add([]byte("id: r\nname: R\ntrigger: {schedule: {every: 1d}}\nconditions: [{rfm_segment: {segments: [RFM_SEGMENT_CHAMPIONS, 2]}}]\nsteps: [{id: a, exit: {}}]\n"))
 	f.Add([]byte("id: [1, 2]\n"))
 	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte(valid + "state: CAMPAIGN_STATE_PAUSED\nversion: 7\nplaybook: win-back\ncreated_at: 2026-01-02T03:04:05Z\n"))
+	f.Add([]byte("id: x\nconditions:\n  - rfm_segment: {segments: [RFM_SEGMENT_CHAMPIONS, RFM_SEGMENT_LOYAL}\n"))
+	f.Add([]byte("id: x\nname: \"X\nsteps:\n\t- id: a\n"))
+	f.Add([]byte("{\n  \"id\": \"x\",\n  \"name\": \"X\",\n}\n"))
+	f.Add([]byte("\ufeff{\"id\": \"x\", \"steps\": [{\"id\": \"a\", \"exit\": {}}], \"id\": \"y\"} {}"))
+	f.Add([]byte(`{"id": "x", "priority": 1e400, "holdout_percent": 18446744073709551615, "name": "\u00e9"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := campaignfile.Decode(data)
-		if err != nil {
-			return
-		}
-		// Whatever decodes must compile or fail with named violations, never panic.
-		if _, err := Compile(c); err != nil {
-			if inv, ok := err.(*InvalidError); !ok || len(inv.Violations) == 0 {
-				t.Fatalf("Compile error %v is not a list of violations", err)
+		for _, name := range []string{"c.yaml", "c.json"} {
+			c, err := campaignfile.DecodeFile(name, data)
+			if err != nil {
+				continue
+			}
+			// Whatever decodes must compile or fail with named violations, never panic.
+			if _, err := Compile(c); err != nil {
+				if inv, ok := err.(*InvalidError); !ok || len(inv.Violations) == 0 {
+					t.Fatalf("Compile error %v is not a list of violations", err)
+				}
+			}
+			// And its file form reads back as the same campaign.
+			out, err := campaignfile.Encode(c)
+			if err != nil {
+				t.Fatalf("encode %v: %v", c, err)
+			}
+			again, err := campaignfile.Decode(out)
+			if err != nil || !proto.Equal(again, c) {
+				t.Fatalf("round trip of %s: %v\n%s", name, err, out)
 			}
 		}
 	})
