@@ -60,13 +60,21 @@ func (c GRPCConfig) Validate() error {
 	return v.Err()
 }
 
+// validateAddr checks a listen address: host:port with a port of 0-65535
+// (0: any free port).
 func validateAddr(v *config.Validator, setting, addr string) {
 	if addr == "" {
-		v.Addf(setting, "must be set")
+		v.Addf(setting, "must be set: host:port such as :9090")
 		return
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		v.Addf(setting, "want host:port such as :9090, got %q", addr)
+		return
+	}
+	if n, err := config.AddrPort(addr); err != nil {
+		v.Addf(setting, "%v", err)
+	} else if n < 0 || n > 65535 {
+		v.Addf(setting, "want a port of 0-65535 (0: any free port) in host:port, got %q", addr)
 	}
 }
 
