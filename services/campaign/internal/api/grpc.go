@@ -286,7 +286,7 @@ func (g *GRPC) ListPlaybooks(ctx context.Context, _ *campaignv1.ListPlaybooksReq
 	}
 	pbs, err := domain.Playbooks()
 	if err != nil {
-		return nil, status.Error(codes.Internal, err.Error())
+		return nil, server.Failure(err)
 	}
 	out := &campaignv1.ListPlaybooksResponse{}
 	for _, p := range pbs {

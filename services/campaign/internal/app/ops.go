@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -121,15 +123,7 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 		return Preview{}, err
 	}
 	gap := entryGap(p)
-	var pv Preview
-	switch {
-	case c.GetTrigger().GetSchedule() != nil:
-		pv.Note = "customers who match the conditions now and whom the entry policy lets in: the next scheduled evaluation enrolls them"
-	case c.GetTrigger().GetEvent() != "":
-		pv.Note = fmt.Sprintf("customers who match the customer conditions now; they enter on their next %s that also meets the event's own conditions", c.GetTrigger().GetEvent())
-	default:
-		pv.Note = "customers currently in the trigger's churn band who match the conditions; they enter on their next band change into it"
-	}
+	pv := Preview{Note: previewNote(c)}
 	err = e.eachCustomerChunk(ctx, tenant, env, p, func(custs []*domain.Customer) error {
 		var ids []string
 		for _, cu := range custs {
@@ -158,15 +152,100 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 	return pv, err
 }
 
-// Create validates and stores a new campaign.
+// previewNote says who a preview of c counts and when they would enter:
+// nobody enters a paused or archived campaign, whatever the count.
+func previewNote(c *campaignv1.Campaign) string {
+	var who, when string
+	switch tr := c.GetTrigger(); {
+	case tr.GetSchedule() != nil:
+		who, when = "customers who match the conditions now and whom the entry policy lets in", "the next scheduled evaluation enrolls them"
+	case tr.GetEvent() != "":
+		who, when = "customers who match the customer conditions now", fmt.Sprintf("they enter on their next %s that also meets the event's own conditions", tr.GetEvent())
+	default:
+		who, when = "customers currently in the trigger's churn band who match the conditions", "they enter on their next band change into it"
+	}
+	switch c.GetState() {
+	case campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED:
+		return "the campaign is paused and enrolls nobody until it is resumed: " + who + "; once resumed, " + when
+	case campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED:
+		return "the campaign is archived and enrolls nobody: " + who + " if it were active"
+	case campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE, campaignv1.CampaignState_CAMPAIGN_STATE_UNSPECIFIED:
+	}
+	if c.GetTrigger().GetSchedule() != nil {
+		return who + ": " + when
+	}
+	return who + "; " + when
+}
+
+// stateVerbs are the calls that move a campaign to a state.
+var stateVerbs = map[campaignv1.CampaignState]string{
+	campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE:   "resume",
+	campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED:   "pause",
+	campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED: "archive",
+}
+
+// initialState is the state a new campaign c starts in: the one it says
+// (active when unset), or paused when asked to. A campaign is not created
+// archived.
+func initialState(c *campaignv1.Campaign, paused bool) (campaignv1.CampaignState, *domain.Violation) {
+	switch s := c.GetState(); s {
+	case campaignv1.CampaignState_CAMPAIGN_STATE_UNSPECIFIED, campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE:
+		if paused {
+			return campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED, nil
+		}
+		return campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE, nil
+	case campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED:
+		return s, nil
+	case campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED:
+		return 0, &domain.Violation{Field: "state", Description: "a new campaign starts CAMPAIGN_STATE_ACTIVE or CAMPAIGN_STATE_PAUSED, not archived"}
+	default:
+		return 0, &domain.Violation{Field: "state", Description: fmt.Sprintf("unknown state %d: want CAMPAIGN_STATE_ACTIVE or CAMPAIGN_STATE_PAUSED", s)}
+	}
+}
+
+// stateChange is the violation of an update whose state (set) differs
+// from the campaign's current one: an update stores a definition, and
+// pausing, resuming and archiving are calls of their own, so that
+// applying a file kept in version control never starts or stops sending.
+func stateChange(id string, current, want campaignv1.CampaignState) *domain.Violation {
+	if want == campaignv1.CampaignState_CAMPAIGN_STATE_UNSPECIFIED || want == current {
+		return nil
+	}
+	cur := strings.ToLower(strings.TrimPrefix(current.String(), "CAMPAIGN_STATE_"))
+	verb, ok := stateVerbs[want]
+	if !ok {
+		return &domain.Violation{Field: "state", Description: fmt.Sprintf("unknown state %d; the campaign is %s (an update keeps the state: leave state out)", want, cur)}
+	}
+	return &domain.Violation{Field: "state", Description: fmt.Sprintf("is %s, but the campaign is %s and an update does not change the state: run `retain campaigns %s %s` (%sCampaign), or leave state out",
+		want, cur, verb, id, strings.ToUpper(verb[:1])+verb[1:])}
+}
+
+// withViolation is inv (nil when valid) with v (nil: none) added, as an
+// error, nil when neither is set.
+func withViolation(inv *domain.InvalidError, v *domain.Violation) error {
+	if v != nil {
+		if inv == nil {
+			inv = &domain.InvalidError{}
+		}
+		inv.Violations = append(inv.Violations, *v)
+	}
+	if inv == nil {
+		return nil
+	}
+	return inv
+}
+
+// Create validates and stores a new campaign, in the state it gives
+// (active when unset), or paused when asked to.
 func (e *Engine) Create(ctx context.Context, tenant string, c *campaignv1.Campaign, playbook string, paused bool) (*campaignv1.Campaign, error) {
 	p, err := e.compile(ctx, c)
-	if err != nil {
+	var inv *domain.InvalidError
+	if err != nil && !errors.As(err, &inv) {
 		return nil, err
 	}
-	state := campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE
-	if paused {
-		state = campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED
+	state, bad := initialState(c, paused)
+	if err := withViolation(inv, bad); err != nil {
+		return nil, err
 	}
 	var row store.Row
 	err = e.InTx(ctx, func(tx pgx.Tx) error {
@@ -181,13 +260,30 @@ func (e *Engine) Create(ctx context.Context, tenant string, c *campaignv1.Campai
 
 // Update validates c and stores it as the campaign's next version, unless
 // it equals the current version (changed false: nothing stored).
+// A state in c must be the campaign's current one (stateChange).
 func (e *Engine) Update(ctx context.Context, tenant string, c *campaignv1.Campaign) (_ *campaignv1.Campaign, changed bool, err error) {
 	p, err := e.compile(ctx, c)
-	if err != nil {
+	var inv *domain.InvalidError
+	if err != nil && (!errors.As(err, &inv) || c.GetState() == campaignv1.CampaignState_CAMPAIGN_STATE_UNSPECIFIED) {
 		return nil, false, err
 	}
 	var row store.Row
 	err = e.InTx(ctx, func(tx pgx.Tx) error {
+		if c.GetState() != campaignv1.CampaignState_CAMPAIGN_STATE_UNSPECIFIED {
+			cur, err := store.LockCampaign(ctx, tx, tenant, c.GetId())
+			if err != nil {
+				return err
+			}
+			// An archived campaign refuses any update (ErrArchived) below.
+			if cur.State != campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED {
+				if err := withViolation(inv, stateChange(c.GetId(), cur.State, c.GetState())); err != nil {
+					return err
+				}
+			}
+		}
+		if inv != nil {
+			return inv
+		}
 		if _, changed, err = store.UpdateCampaign(ctx, tx, tenant, c, p.Schedule, e.Now()); err != nil {
 			return err
 		}
@@ -340,7 +436,15 @@ func (e *Engine) InstallPlaybook(ctx context.Context, tenant, name, id string, p
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("playbook %q: %w", name, ErrNotFound)
+		pbs, err := domain.Playbooks()
+		if err != nil {
+			return nil, err
+		}
+		names := make([]string, len(pbs))
+		for i, p := range pbs {
+			names[i] = p.Name
+		}
+		return nil, fmt.Errorf("playbook %q: %w; the playbooks are %s", name, ErrNotFound, strings.Join(names, ", "))
 	}
 	if id != "" {
 		c.Id = id

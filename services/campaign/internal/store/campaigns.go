@@ -133,6 +133,11 @@ func sameSpec(a, b []byte) bool {
 // ErrArchived: the campaign is archived and cannot change.
 var ErrArchived = errors.New("is archived, and an archived campaign never changes (save it under a new id)")
 
+// LockCampaign returns a campaign's row, locked until tx ends.
+func LockCampaign(ctx context.Context, tx pgx.Tx, tenant, id string) (Row, error) {
+	return lockCampaign(ctx, tx, tenant, id)
+}
+
 func lockCampaign(ctx context.Context, tx pgx.Tx, tenant, id string) (Row, error) {
 	r := Row{ID: id}
 	var state int16
