@@ -374,15 +374,15 @@ func TestEnsureStreams(t *testing.T) {
 			}
 		}
 	})
-	t.Run("changed options update the stream in place", func(t *testing.T) {
-		if err := b.EnsureStreams(ctx, bus.EventsStreamConfig(bus.StreamOptions{MaxAge: time.Hour, Duplicates: time.Minute})); err != nil {
+	t.Run("larger options raise the stream in place", func(t *testing.T) {
+		if err := b.EnsureStreams(ctx, bus.EventsStreamConfig(bus.StreamOptions{MaxAge: 1000 * time.Hour, Duplicates: time.Hour})); err != nil {
 			t.Fatalf("update: %v", err)
 		}
 		s, err := b.JS.Stream(ctx, bus.EventsStream)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg := s.CachedInfo().Config; cfg.MaxAge != time.Hour || cfg.Duplicates != time.Minute {
+		if cfg := s.CachedInfo().Config; cfg.MaxAge != 1000*time.Hour || cfg.Duplicates != time.Hour {
 			t.Fatalf("stream not updated: MaxAge %s, Duplicates %s", cfg.MaxAge, cfg.Duplicates)
 		}
 	})

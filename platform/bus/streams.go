@@ -3,11 +3,17 @@ package bus
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/retainhq/retain/platform/config"
 )
 
 // Retain's streams (ARCHITECTURE.md section 2).
@@ -29,16 +35,43 @@ const (
 	DefaultDuplicates = 10 * time.Minute
 )
 
-// StreamOptions are the deploy-time knobs of the stream declarations.
+// The settings of the stream declarations: every service reads them, and
+// all of them apply to all four streams, so every service of a deployment
+// must be given the same values (the Helm chart renders one value for all:
+// config.eventsMaxAge, config.duplicateWindow, config.streamReplicas).
+const (
+	EnvMaxAge     = "RETAIN_EVENTS_MAX_AGE"
+	EnvDuplicates = "RETAIN_DUPLICATE_WINDOW"
+	EnvReplicas   = "RETAIN_STREAM_REPLICAS"
+)
+
+// StreamOptions are the deploy-time knobs of the stream declarations. They
+// size a stream when it is created; on an existing stream EnsureStreams
+// only ever raises them (docs/decisions/0021-stream-settings.md).
 type StreamOptions struct {
-	// MaxAge is how long RETAIN_EVENTS (and the other limits streams) keep
-	// messages: the window in which projections can be rebuilt by replay.
+	// MaxAge is how long every Retain stream (RETAIN_EVENTS,
+	// RETAIN_SIGNALS, RETAIN_NOTIFICATIONS, RETAIN_DELIVERIES) keeps
+	// messages: for RETAIN_EVENTS the window in which projections can be
+	// rebuilt by replay.
 	MaxAge time.Duration
 	// Duplicates is the Nats-Msg-Id dedupe window. Retries and outbox
 	// re-publishes later than this are only caught by consumer inboxes.
 	Duplicates time.Duration
 	// Replicas per stream (1 in dev, 3 in production).
 	Replicas int
+}
+
+// RegisterFlags binds the options to -events-max-age/RETAIN_EVENTS_MAX_AGE,
+// -duplicate-window/RETAIN_DUPLICATE_WINDOW and
+// -stream-replicas/RETAIN_STREAM_REPLICAS, with the current values as
+// defaults.
+func (o *StreamOptions) RegisterFlags(fs *flag.FlagSet) {
+	config.DurationVar(fs, &o.MaxAge, "events-max-age", EnvMaxAge,
+		"how long every stream (RETAIN_EVENTS, RETAIN_SIGNALS, RETAIN_NOTIFICATIONS, RETAIN_DELIVERIES) keeps messages when this service creates it; an existing stream is only ever raised, never shrunk")
+	config.DurationVar(fs, &o.Duplicates, "duplicate-window", EnvDuplicates,
+		"JetStream de-duplication window of every stream (raised, never shrunk, on an existing stream)")
+	config.IntVar(fs, &o.Replicas, "stream-replicas", EnvReplicas,
+		"replicas of every stream, 3 in production clusters (raised, never lowered, on an existing stream)")
 }
 
 func (o StreamOptions) withDefaults() StreamOptions {
@@ -54,22 +87,19 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// Validate reports option errors; zero values mean defaults.
+// Validate reports option errors, each naming its setting; zero values
+// mean defaults.
 func (o StreamOptions) Validate() error {
-	var errs []error
-	if o.MaxAge < 0 {
-		errs = append(errs, fmt.Errorf("bus: stream MaxAge must not be negative (got %s)", o.MaxAge))
-	}
-	if o.Duplicates < 0 {
-		errs = append(errs, fmt.Errorf("bus: stream Duplicates window must not be negative (got %s)", o.Duplicates))
-	}
-	if o.MaxAge > 0 && o.Duplicates > o.MaxAge {
-		errs = append(errs, fmt.Errorf("bus: stream Duplicates window %s exceeds MaxAge %s", o.Duplicates, o.MaxAge))
-	}
-	if o.Replicas < 0 || o.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("bus: stream Replicas must be 1..5 (got %d)", o.Replicas))
-	}
-	return errors.Join(errs...)
+	var v config.Validator
+	maxAge := config.SettingName(EnvMaxAge, "events-max-age")
+	dups := config.SettingName(EnvDuplicates, "duplicate-window")
+	v.Check(o.MaxAge >= 0, maxAge, "must not be negative, got %s (0: the default, %s)", o.MaxAge, shortDuration(DefaultMaxAge))
+	v.Check(o.Duplicates >= 0, dups, "must not be negative, got %s (0: the default, %s)", o.Duplicates, shortDuration(DefaultDuplicates))
+	d := o.withDefaults()
+	v.Check(o.MaxAge < 0 || o.Duplicates < 0 || d.Duplicates <= d.MaxAge, dups,
+		"%s exceeds %s %s: the de-duplication window must fit in the streams' max age", shortDuration(d.Duplicates), EnvMaxAge, shortDuration(d.MaxAge))
+	v.Check(o.Replicas >= 0 && o.Replicas <= 5, config.SettingName(EnvReplicas, "stream-replicas"), "must be 1-5, got %d", o.Replicas)
+	return v.Err()
 }
 
 // baseStream is what every Retain stream shares: file storage (the only
@@ -131,20 +161,136 @@ func DefaultStreams(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates each stream, or updates it to the declared config if
-// it exists, so every service can declare the streams it uses at start-up.
-// With no arguments it declares DefaultStreams(StreamOptions{}).
+// EnsureStreams declares each stream, so every service can declare the
+// streams it uses at start-up, idempotently. With no arguments it declares
+// DefaultStreams(StreamOptions{}).
+//
+// A missing stream is created as declared. An existing stream gets the
+// declaration's subjects, description, storage, retention, discard policy
+// and atomic publish, while its size settings (max age, de-duplication
+// window, replicas) are only ever raised to the declared values, never
+// lowered: one replica started with a smaller value must not delete the
+// replayable history of every service, nor flap the stream against the
+// others at each restart. Where the stream keeps a larger value than
+// declared, a warning names the stream, the setting, both values and how
+// to lower it deliberately. Settings the declaration does not make (max
+// bytes, max messages, ...) are left as an operator set them.
 func (b *Bus) EnsureStreams(ctx context.Context, cfgs ...jetstream.StreamConfig) error {
 	if len(cfgs) == 0 {
 		cfgs = DefaultStreams(StreamOptions{})
 	}
 	for _, cfg := range cfgs {
-		if _, err := b.JS.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := b.ensureStream(ctx, cfg); err != nil {
 			return fmt.Errorf("bus: ensure stream %s: %w", cfg.Name, err)
 		}
 		b.addRoute(cfg.Name, cfg.Subjects)
 	}
 	return nil
+}
+
+func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) error {
+	s, err := b.JS.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = b.JS.CreateStream(ctx, want)
+		if err == nil {
+			b.log.Info("stream created", "stream", want.Name, "max_age", shortDuration(want.MaxAge),
+				"duplicate_window", shortDuration(want.Duplicates), "replicas", want.Replicas)
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
+		}
+		// Another replica created it meanwhile, maybe with other
+		// settings: reconcile with what it created.
+		s, err = b.JS.Stream(ctx, want.Name)
+	}
+	if err != nil {
+		return err
+	}
+	have := s.CachedInfo().Config
+	next, changes, kept := reconcileStream(have, want)
+	for _, k := range kept {
+		b.log.Warn("stream keeps a larger setting than this service's: a service only creates streams or raises their settings, never lowers them",
+			"stream", want.Name, "setting", k.setting, "stream_value", k.have, "service_value", k.want, "variable", k.env,
+			"to_lower", fmt.Sprintf("set %s=%s on every service (Helm chart: %s), then run: nats stream edit %s %s=%s",
+				k.env, k.want, k.chart, want.Name, k.cliFlag, k.want))
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if _, err := b.JS.UpdateStream(ctx, next); err != nil {
+		return err
+	}
+	b.log.Info("stream updated", "stream", want.Name, "changes", strings.Join(changes, ", "))
+	return nil
+}
+
+// keptSetting is a size setting a stream keeps although a declaration
+// asks for less.
+type keptSetting struct {
+	setting, have, want string
+	// env and chart are where the setting is configured; cliFlag is the
+	// `nats stream edit` flag changing it.
+	env, chart, cliFlag string
+}
+
+// reconcileStream returns the configuration an existing stream (have)
+// should get from a declaration (want), the changes that makes, and the
+// size settings the stream keeps although want asks for less (see
+// EnsureStreams).
+func reconcileStream(have, want jetstream.StreamConfig) (next jetstream.StreamConfig, changes []string, kept []keptSetting) {
+	next = have
+	declare := func(name string, differs bool, set func(), from, to any) {
+		if differs {
+			set()
+			changes = append(changes, fmt.Sprintf("%s %v -> %v", name, from, to))
+		}
+	}
+	declare("subjects", !slices.Equal(have.Subjects, want.Subjects), func() { next.Subjects = want.Subjects }, have.Subjects, want.Subjects)
+	declare("description", have.Description != want.Description, func() { next.Description = want.Description }, strconv.Quote(have.Description), strconv.Quote(want.Description))
+	declare("storage", have.Storage != want.Storage, func() { next.Storage = want.Storage }, have.Storage, want.Storage)
+	declare("retention", have.Retention != want.Retention, func() { next.Retention = want.Retention }, have.Retention, want.Retention)
+	declare("discard", have.Discard != want.Discard, func() { next.Discard = want.Discard }, have.Discard, want.Discard)
+	declare("allow_atomic", have.AllowAtomicPublish != want.AllowAtomicPublish, func() { next.AllowAtomicPublish = want.AllowAtomicPublish }, have.AllowAtomicPublish, want.AllowAtomicPublish)
+
+	// A max age of 0 keeps messages for ever: larger than any other.
+	age := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return math.MaxInt64
+		}
+		return d
+	}
+	switch {
+	case age(want.MaxAge) > age(have.MaxAge):
+		declare("max_age", true, func() { next.MaxAge = want.MaxAge }, shortDuration(have.MaxAge), shortDuration(want.MaxAge))
+	case age(want.MaxAge) < age(have.MaxAge):
+		kept = append(kept, keptSetting{"max_age", shortDuration(have.MaxAge), shortDuration(want.MaxAge), EnvMaxAge, "config.eventsMaxAge", "--max-age"})
+	}
+	switch {
+	case want.Duplicates > have.Duplicates:
+		declare("duplicate_window", true, func() { next.Duplicates = want.Duplicates }, shortDuration(have.Duplicates), shortDuration(want.Duplicates))
+	case want.Duplicates < have.Duplicates:
+		kept = append(kept, keptSetting{"duplicate_window", shortDuration(have.Duplicates), shortDuration(want.Duplicates), EnvDuplicates, "config.duplicateWindow", "--dupe-window"})
+	}
+	switch {
+	case want.Replicas > have.Replicas:
+		declare("replicas", true, func() { next.Replicas = want.Replicas }, have.Replicas, want.Replicas)
+	case want.Replicas < have.Replicas:
+		kept = append(kept, keptSetting{"replicas", strconv.Itoa(have.Replicas), strconv.Itoa(want.Replicas), EnvReplicas, "config.streamReplicas", "--replicas"})
+	}
+	return next, changes, kept
+}
+
+// shortDuration is d as an operator writes it: 720h, not 720h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // EventSubject is the subject of a fact: retain.events.<tenant>.<type>, with
