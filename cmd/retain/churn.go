@@ -153,8 +153,15 @@ func printChurnRisk(w io.Writer, resp *churnv1.GetCustomerRiskResponse) {
 		fmt.Fprintf(w, "  renewal    %s\n", f.GetRenewalDate())
 	}
 	if f.ExpectedPurchases != nil {
-		fmt.Fprintf(w, "  model      %.2f orders expected in the next %g weeks, P(no order) %.2f, P(alive) %.2f\n",
-			f.GetExpectedPurchases(), f.GetHorizonWeeks(), f.GetPNoPurchase(), f.GetPAlive())
+		// The BG/NBD sees a dropout only between repeat orders, so a
+		// customer who bought on one day only is "alive" by construction:
+		// say so, or P(alive) 1.00 next to a high risk reads as a bug.
+		note := ""
+		if f.GetPurchaseDays() <= 1 {
+			note = " (always 1 before a second order: the risk uses the orders expected)"
+		}
+		fmt.Fprintf(w, "  model      %.2f orders expected in the next %g weeks, P(no order) %.2f, P(alive) %.2f%s\n",
+			f.GetExpectedPurchases(), f.GetHorizonWeeks(), f.GetPNoPurchase(), f.GetPAlive(), note)
 	} else {
 		fmt.Fprintln(w, "  model      not fitted yet (`retain churn refit`)")
 	}
