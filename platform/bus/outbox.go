@@ -135,6 +135,9 @@ type Relay struct {
 
 	mu          sync.Mutex
 	lastCleanup time.Time
+	// passes and listens log a database outage when it starts and when
+	// it ends, not once a retry.
+	passes, listens *pg.OutageLog
 }
 
 // NewRelay builds a relay; Run starts it.
@@ -148,7 +151,12 @@ func NewRelay(b *Bus, pool *pgxpool.Pool, cfg RelayConfig, log *slog.Logger) (*R
 	if log == nil {
 		log = b.log
 	}
-	return &Relay{bus: b, pool: pool, cfg: cfg.withDefaults(), log: log.With("component", "outbox-relay")}, nil
+	log = log.With("component", "outbox-relay")
+	return &Relay{
+		bus: b, pool: pool, cfg: cfg.withDefaults(), log: log,
+		passes:  pg.NewOutageLog(log, "outbox relay", pool.Ping),
+		listens: pg.NewOutageLog(log, "outbox listen", pool.Ping),
+	}, nil
 }
 
 // Run relays until ctx is done: immediately when notified of a commit, and
@@ -170,8 +178,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		r.passes.Pass(ctx, err, "outbox relay pass failed, retrying", "retry_in", delay)
 		if err != nil {
-			r.log.Warn("outbox relay pass failed, retrying", "retry_in", delay, "error", err)
 			if sleepCtx(ctx, jitter(delay)) != nil {
 				return nil
 			}
@@ -283,7 +291,7 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.log.Warn("outbox listen connection lost, reconnecting", "retry_in", delay, "error", err)
+		r.listens.Pass(ctx, err, "outbox listen connection lost, reconnecting", "retry_in", delay)
 		if sleepCtx(ctx, jitter(delay)) != nil {
 			return
 		}
@@ -307,6 +315,7 @@ func (r *Relay) listenOnce(ctx context.Context, signal func()) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{OutboxChannel}.Sanitize()); err != nil {
 		return fmt.Errorf("listen %s: %w", OutboxChannel, err)
 	}
+	r.listens.Answered()
 	// Rows may have committed while we were not listening.
 	signal()
 	for {

@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
 func newRelay(t testing.TB, b *bus.Bus, pool *pgxpool.Pool, cfg bus.RelayConfig) *bus.Relay {
@@ -323,5 +326,51 @@ func TestInboxCleanup(t *testing.T) {
 	n, err := c.CleanupInbox(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("cleanup deleted %d (%v), want 1 (only this consumer's old id)", n, err)
+	}
+}
+
+// TestOutboxRelayLogsAnOutageOnce: a relay polling through a real database
+// outage (connections refused, backends ended) logs it when it starts and
+// when it ends, for its passes and for its LISTEN connection, instead of a
+// line per retry, and relays what was enqueued once the database is back.
+func TestOutboxRelayLogsAnOutageOnce(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	var logs testenv.SyncBuffer
+	r, err := bus.NewRelay(b, pool, bus.RelayConfig{PollInterval: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	enqueue(t, pool, signal("before"))
+	waitFor(t, "the first row relayed", func() (bool, string) { return unpublished(t, pool) == 0, "" })
+
+	endOutage := testenv.DatabaseOutage(t, pool)
+	time.Sleep(3 * time.Second) // several retries of both loops
+	endOutage()
+	enqueue(t, pool, signal("after"))
+	waitFor(t, "the row enqueued after the outage relayed", func() (bool, string) { return unpublished(t, pool) == 0, "" })
+	waitFor(t, "both loops to log the end of the outage", func() (bool, string) {
+		out := logs.String()
+		return strings.Contains(out, "outbox relay: database answers again") && strings.Contains(out, "outbox listen: database answers again"), out
+	})
+	out := logs.String()
+	for what, want := range map[string]int{
+		"outbox relay: database unreachable": 1, "outbox relay: database answers again": 1,
+		"outbox listen: database unreachable": 1, "outbox listen: database answers again": 1,
+		"outbox relay pass failed": 0, "outbox listen connection lost": 0,
+	} {
+		if n := strings.Count(out, what); n != want {
+			t.Errorf("%d lines %q for one outage, want %d:\n%s", n, what, want, out)
+		}
+	}
+	if !regexp.MustCompile(`msg="outbox relay: database answers again" .*outage=\S+ failed_passes=[2-9]`).MatchString(out) {
+		t.Errorf("the end of the outage does not count the relay's failed passes:\n%s", out)
 	}
 }
