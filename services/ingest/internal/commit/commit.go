@@ -14,11 +14,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/pg"
 )
 
 // ErrOverloaded means the queue of waiting requests is full; the caller should
@@ -100,9 +100,10 @@ type Committer struct {
 	originals Originals // nil: a duplicate the log does not know yet is not checked
 	log       *slog.Logger
 	queue     chan *request
-	// failedLookups counts the ingest log look-ups failed in a row: an
-	// outage is logged when it starts and when it ends, not once a batch.
-	failedLookups atomic.Int64
+	// lookups logs an ingest log outage when it starts and when it ends,
+	// not once a batch; any failed look-up counts (the batch goes on
+	// without it).
+	lookups *pg.OutageLog
 }
 
 // New returns a committer publishing through pub. history and originals
@@ -111,7 +112,10 @@ func New(cfg Config, pub Publisher, history History, originals Originals, log *s
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("commit config: %w", err)
 	}
-	return &Committer{cfg: cfg, pub: pub, history: history, originals: originals, log: log, queue: make(chan *request, cfg.QueueDepth)}, nil
+	return &Committer{cfg: cfg, pub: pub, history: history, originals: originals, log: log, queue: make(chan *request, cfg.QueueDepth),
+		lookups: &pg.OutageLog{Log: log, Count: "failed_lookups",
+			Down: "ingest log look-up failed; publishing batches relying on the stream's duplicate window until it answers again",
+			Up:   "ingest log look-up answers again"}}, nil
 }
 
 // Submit publishes msgs and returns, in order, whether each was published,

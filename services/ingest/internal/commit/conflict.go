@@ -203,14 +203,10 @@ func (c *Committer) lookup(ids []string) map[string]Entry {
 	defer cancel()
 	known, err := c.history.Known(ctx, ids)
 	if err != nil {
-		if c.failedLookups.Add(1) == 1 {
-			c.log.Warn("ingest log look-up failed; publishing batches relying on the stream's duplicate window until it answers again", "err", err)
-		}
+		c.lookups.Failed(err)
 		return nil
 	}
-	if n := c.failedLookups.Swap(0); n > 0 {
-		c.log.Info("ingest log look-up answers again", "failed_lookups", n)
-	}
+	c.lookups.Answered()
 	return known
 }
 
