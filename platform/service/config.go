@@ -1,9 +1,7 @@
 package service
 
 import (
-	"errors"
 	"flag"
-	"fmt"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
@@ -54,9 +52,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage stri
 	c.DatabaseEnv = databaseEnv
 	c.Telemetry.RegisterFlags(fs)
 	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
-	config.DurationVar(fs, &c.Streams.MaxAge, "events-max-age", "RETAIN_EVENTS_MAX_AGE", "how long RETAIN_EVENTS keeps facts for replay")
-	config.DurationVar(fs, &c.Streams.Duplicates, "duplicate-window", "RETAIN_DUPLICATE_WINDOW", "JetStream de-duplication window for event ids")
-	config.IntVar(fs, &c.Streams.Replicas, "stream-replicas", "RETAIN_STREAM_REPLICAS", "replicas of each stream (3 in production clusters)")
+	c.Streams.RegisterFlags(fs)
 	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
 	if c.Addrs.HTTP != "" {
 		config.StringVar(fs, &c.Addrs.HTTP, "http-addr", "RETAIN_HTTP_ADDR", "HTTP listen address of the public API")
@@ -67,27 +63,29 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage stri
 	config.StringVar(fs, &c.DatabaseURL, "database-url", databaseEnv, databaseUsage)
 }
 
-// Validate names every bad shared setting; databaseEnv is the name of the
-// database variable, for the message.
+// Validate names every bad shared setting, with its variable and flag;
+// databaseEnv is the name of the database variable, for the message. The
+// listen addresses are checked here too, so a bad one is reported with
+// the others before anything connects.
 func (c Config) Validate(databaseEnv string) error {
-	var errs []error
-	for _, err := range []error{c.Telemetry.Validate(), c.NATS.Validate(), c.Streams.Validate(), c.Supervisor.Validate()} {
-		if err != nil {
-			errs = append(errs, err)
-		}
+	var v config.Validator
+	v.Add(c.Telemetry.Validate())
+	v.Add(c.NATS.Validate())
+	v.Add(c.Streams.Validate())
+	v.Add(c.Supervisor.Validate())
+	v.Add(server.GRPCConfig{Addr: c.Addrs.GRPC}.Validate())
+	if c.Addrs.HTTP != "" {
+		v.Add(server.HTTPConfig{Addr: c.Addrs.HTTP}.Validate())
 	}
+	v.Add(server.OpsConfig{Addr: c.Addrs.Ops}.Validate())
+	key := config.SettingName("RETAIN_AUTH_PUBLIC_KEY", "auth-public-key")
 	if c.AuthPublicKey == "" {
-		errs = append(errs, errors.New("RETAIN_AUTH_PUBLIC_KEY is required (generate a pair with `retain tokens keygen`)"))
+		v.Addf(key, "must be set: the Ed25519 public key, base64 or PEM (generate a pair with `retain tokens keygen`)")
 	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
-		errs = append(errs, fmt.Errorf("RETAIN_AUTH_PUBLIC_KEY: %w", err))
+		v.Addf(key, "%v", err)
 	}
-	if c.DatabaseURL == "" {
-		errs = append(errs, fmt.Errorf("%s is required", databaseEnv))
-	}
-	if c.Addrs.GRPC == "" {
-		errs = append(errs, errors.New("RETAIN_GRPC_ADDR is required"))
-	}
-	return errors.Join(errs...)
+	v.Check(c.DatabaseURL != "", config.SettingName(databaseEnv, "database-url"), "must be set: a Postgres URL such as postgres://user:password@host:5432/database")
+	return v.Err()
 }
 
 // Shared returns c: through embedding, a service's configuration offers

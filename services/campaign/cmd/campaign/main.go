@@ -13,5 +13,5 @@ var version = "dev"
 
 func main() {
 	cfg := campaign.DefaultConfig()
-	service.Main("campaign", cfg.RegisterFlags, func(ctx context.Context) error { return campaign.Run(ctx, cfg, version) })
+	service.Main("campaign", &cfg, func(ctx context.Context) error { return campaign.Run(ctx, cfg, version) })
 }

@@ -13,5 +13,5 @@ var version = "dev"
 
 func main() {
 	cfg := churnsignal.DefaultConfig()
-	service.Main("churnsignal", cfg.RegisterFlags, func(ctx context.Context) error { return churnsignal.Run(ctx, cfg, version) })
+	service.Main("churnsignal", &cfg, func(ctx context.Context) error { return churnsignal.Run(ctx, cfg, version) })
 }

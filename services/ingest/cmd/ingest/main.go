@@ -13,5 +13,5 @@ var version = "dev"
 
 func main() {
 	cfg := ingest.DefaultConfig()
-	service.Main("ingest", cfg.RegisterFlags, func(ctx context.Context) error { return ingest.Run(ctx, cfg, version) })
+	service.Main("ingest", &cfg, func(ctx context.Context) error { return ingest.Run(ctx, cfg, version) })
 }

@@ -13,5 +13,5 @@ var version = "dev"
 
 func main() {
 	cfg := notifier.DefaultConfig()
-	service.Main("notifier", cfg.RegisterFlags, func(ctx context.Context) error { return notifier.Run(ctx, cfg, version) })
+	service.Main("notifier", &cfg, func(ctx context.Context) error { return notifier.Run(ctx, cfg, version) })
 }
