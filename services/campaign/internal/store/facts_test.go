@@ -15,6 +15,7 @@ import (
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
 )
 
@@ -446,6 +447,56 @@ func TestLoadCustomersSumsUpEarlierOrders(t *testing.T) {
 		}
 		if c := got[keys[2]]; c == nil || len(c.Orders) != 1 || c.Earlier != (domain.OrderSummary{}) {
 			t.Fatalf("cap %d: a customer with no earlier order: %+v", tc.countCap, c)
+		}
+	}
+}
+
+// TestBandsAndProfilesDoNotDeadlock: the signals consumer's band upserts
+// and the facts consumer's profile upserts write the same customers' rows
+// at once, many times over; both meet the rows in key order, so neither
+// transaction ever waits on the other in a cycle (SQLSTATE 40P01).
+func TestBandsAndProfilesDoNotDeadlock(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, Migrations)
+	const customers, rounds = 300, 40
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var keys []CustomerKey
+	for i := range customers {
+		keys = append(keys, CustomerKey{"acme", fmt.Sprintf("c-%d", i)})
+	}
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return LockCustomers(ctx, tx, keys) }); err != nil {
+		t.Fatal(err)
+	}
+	run := func(apply func(tx pgx.Tx, round int) error) chan error {
+		done := make(chan error, 1)
+		go func() {
+			for r := range rounds {
+				if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return apply(tx, r) }); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		return done
+	}
+	bands := run(func(tx pgx.Tx, r int) error {
+		bs := make([]Band, 0, customers)
+		for _, k := range keys {
+			bs = append(bs, Band{Tenant: k.Tenant, CustomerID: k.ID, Band: churnv1.RiskBand(1 + r%3), At: now.Add(time.Duration(r) * time.Minute)})
+		}
+		return UpsertBands(ctx, tx, bs)
+	})
+	profiles := run(func(tx pgx.Tx, r int) error {
+		ps := make([]Profile, 0, customers)
+		for _, k := range keys {
+			ps = append(ps, Profile{Tenant: k.Tenant, CustomerID: k.ID, Locale: fmt.Sprintf("l%d", r), At: now.Add(time.Duration(r) * time.Minute)})
+		}
+		return UpsertProfiles(ctx, tx, ps)
+	})
+	for _, done := range []chan error{bands, profiles} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

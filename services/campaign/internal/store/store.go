@@ -197,10 +197,14 @@ func UpsertBands(ctx context.Context, tx pgx.Tx, bs []Band) error {
 	if len(latest) == 0 {
 		return nil
 	}
-	n := len(latest)
+	// In key order, as every statement that writes customers' rows meets
+	// them: the facts consumer's upserts lock the same rows, and two
+	// transactions taking them in different orders can deadlock.
+	keys := slices.SortedFunc(maps.Keys(latest), CompareCustomers)
+	n := len(keys)
 	tenants, custs, bands, ats := make([]string, 0, n), make([]string, 0, n), make([]int16, 0, n), make([]time.Time, 0, n)
-	for _, i := range latest {
-		b := bs[i]
+	for _, k := range keys {
+		b := bs[latest[k]]
 		tenants, custs, bands, ats = append(tenants, b.Tenant), append(custs, b.CustomerID), append(bands, int16(b.Band)), append(ats, b.At)
 	}
 	_, err := tx.Exec(ctx, `
@@ -245,9 +249,11 @@ func LockCustomers(ctx context.Context, tx pgx.Tx, keys []CustomerKey) error {
 	// An upsert whose update never applies still locks the row it meets
 	// (ON CONFLICT DO UPDATE locks every conflicting row); the statement
 	// meets the rows in key order, so two batches cannot deadlock on them.
+	// Bytewise ("C") order, as Go sorts the keys of the other statements
+	// that write these rows, whatever the database's collation.
 	_, err := tx.Exec(ctx, `
 		INSERT INTO campaign_customers AS c (tenant, customer_id)
-		SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2
+		SELECT * FROM unnest($1::text[], $2::text[]) AS k(tenant, id) ORDER BY k.tenant COLLATE "C", k.id COLLATE "C"
 		ON CONFLICT (tenant, customer_id) DO UPDATE SET locale = c.locale WHERE false`, tenants, ids)
 	if err != nil {
 		return fmt.Errorf("lock %d customers: %w", len(keys), err)
