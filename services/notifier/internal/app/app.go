@@ -356,7 +356,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
+// loop runs pass until ctx is done, retrying a failure with backoff: a
+// database outage is logged when it starts and when it ends
+// (pg.OutageLog), any other failure every time.
 func (e *Engine) loop(ctx context.Context, name string, pass func(context.Context) (int, error)) {
+	outage := pg.NewOutageLog(e.log, "notifier "+name+" pass", e.pool.Ping)
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// A pass in flight finishes even on shutdown, so that no attempt is
@@ -364,8 +368,8 @@ func (e *Engine) loop(ctx context.Context, name string, pass func(context.Contex
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Lease)
 		n, err := pass(pctx)
 		cancel()
+		outage.Pass(ctx, err, "notifier "+name+" pass failed, retrying", "retry_in", delay)
 		if err != nil {
-			e.log.Warn("notifier "+name+" pass failed, retrying", "retry_in", delay, "error", err)
 			if sleep(ctx, delay) != nil {
 				return
 			}
