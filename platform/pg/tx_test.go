@@ -3,6 +3,7 @@ package pg_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"runtime"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ import (
 func TestInTx(t *testing.T) {
 	ctx := context.Background()
 	// One connection: a transaction left open by InTx would block the next.
-	pool := connect(t, testenv.Postgres(t)+"&pool_max_conns=1")
+	pool := connect(t, withParam(t, testenv.Postgres(t), "pool_max_conns", "1"))
 	if _, err := pool.Exec(ctx, "CREATE TABLE notes (body text)"); err != nil {
 		t.Fatalf("create table: %v", err)
 	}
@@ -138,7 +139,7 @@ func TestConnectPoolSize(t *testing.T) {
 	}{
 		{url, 13, 13},
 		{url, 1, max(4, int32(runtime.NumCPU()))},
-		{url + "&pool_max_conns=2", 13, 2},
+		{withParam(t, url, "pool_max_conns", "2"), 13, 2},
 	} {
 		pool, err := pg.Connect(context.Background(), tc.url, int(tc.min))
 		if err != nil {
@@ -150,4 +151,18 @@ func TestConnectPoolSize(t *testing.T) {
 			t.Errorf("Connect(%q, %d): %d connections, want %d", tc.url, tc.min, got, tc.max)
 		}
 	}
+}
+
+// withParam sets a query parameter of a database URL, which may have no
+// query yet (RETAIN_TEST_DATABASE_URL as a user gives it).
+func withParam(t *testing.T, dbURL, key, value string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
