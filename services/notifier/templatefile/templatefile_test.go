@@ -52,6 +52,9 @@ func TestParseAndFormat(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(sample))
 	f.Add([]byte("key: a\nchannel: sms\nvariants: [{locale: fa, body: hi}]\n"))
+	f.Add([]byte("key: x\nchannel: email\nvariables:\n  - {name: coupon, type: coupon\nvariants: []\n"))
+	f.Add([]byte("key: x\nchannel: email\nvariants:\n\t- locale: \"\"\n   body: \"hi\n"))
+	f.Add([]byte("key: x\nchannel: email\nkey: y\n---\nkey: z\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ts, err := Parse(data)
 		if err != nil {
@@ -68,4 +71,30 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseErrorsPointAtTheLine: a template file YAML cannot read is
+// refused with the line (and column) of the problem, not of the
+// collection around it.
+func TestParseErrorsPointAtTheLine(t *testing.T) {
+	for _, tc := range []struct{ name, file, want string }{
+		{"an unclosed [", "key: x\nchannel: email\nvariables:\n  - {name: coupon, type: coupon}\n  - {name: a, type: [text}\n",
+			"line 5, column 26: did not find expected ',' or ']'"},
+		{"an unclosed {", "key: x\nchannel: email\nvariables:\n  - {name: coupon, type: coupon\nvariants: []\n",
+			"line 5, column 9: did not find expected ',' or '}' (while parsing a flow mapping at line 4, column 5)"},
+		{"a key indented too far", "key: x\nchannel: email\nvariants:\n  - locale: \"\"\n   body: hi\n",
+			"line 5, column 4: did not find expected '-' indicator"},
+		{"a tab", "key: x\nchannel: email\nvariants:\n\t- locale: \"\"\n", "line 4, column 1: found character that cannot start any token"},
+		{"a duplicate key", "key: x\nchannel: email\nkey: y\n", `line 3, column 1: mapping key "key" already defined at line 1`},
+		{"an unknown field", "key: x\nchannel: email\nsubjekt: typo\n", "line 3, column 1: field subjekt not found"},
+		{"in the second template", sample + "---\nkey: z\nchannel: sms\nvariants: [{locale: \"\", body: \"hi}]\n",
+			"template #3: line 19, column 1: found unexpected end of stream (while scanning a quoted scalar at line 18, column 31)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.file))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
 }
