@@ -23,7 +23,9 @@ const campaignsUsage = `usage: retain campaigns COMMAND [flags]
 Commands:
   list                    the campaigns (--all includes archived ones)
   show ID                 a campaign in its file form (--version N for an older one)
-  apply -f FILE           create the campaign in FILE (YAML or JSON), or update it to a new version
+  apply -f FILE           create the campaign in FILE (YAML, or JSON if named .json or starting
+                          with {"), or update it to a new version; "state: CAMPAIGN_STATE_PAUSED"
+                          in the file creates it paused (pause, resume and archive change it later)
   pause ID | resume ID | archive ID
   preview ID | -f FILE    who would enter now, sending nothing
   report ID               enrolled, messages, conversions and lift vs the holdout
@@ -101,12 +103,27 @@ func campaignsShow(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The state is the campaign's, not the version's: an older version
+	// is shown with the current one's number beside it.
+	var current int32
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.GetCampaignResponse, error) {
 		resp, err := c.GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: id, Version: int32(*version)})
+		if err == nil && *version != 0 && *f.output != "json" {
+			if cur, err := c.GetCampaign(ctx, &campaignv1.GetCampaignRequest{Id: id}); err == nil {
+				current = cur.GetCampaign().GetVersion()
+			}
+		}
 		return resp, notFoundAs(err, fmt.Sprintf("campaign %q", id))
 	}, func(w io.Writer, resp *campaignv1.GetCampaignResponse) error {
 		cp := resp.GetCampaign()
-		fmt.Fprintf(w, "# %s: version %d, %s", cp.GetId(), cp.GetVersion(), stateWord(cp.GetState()))
+		switch {
+		case *version == 0 || current == cp.GetVersion():
+			fmt.Fprintf(w, "# %s: version %d, %s", cp.GetId(), cp.GetVersion(), stateWord(cp.GetState()))
+		case current > 0:
+			fmt.Fprintf(w, "# %s: version %d, an earlier one: the campaign is at version %d, %s", cp.GetId(), cp.GetVersion(), current, stateWord(cp.GetState()))
+		default:
+			fmt.Fprintf(w, "# %s: version %d; the campaign is %s", cp.GetId(), cp.GetVersion(), stateWord(cp.GetState()))
+		}
 		if cp.GetPlaybook() != "" {
 			fmt.Fprintf(w, ", from playbook %s", cp.GetPlaybook())
 		}
@@ -115,7 +132,9 @@ func campaignsShow(ctx context.Context, env *cliEnv, args []string) error {
 	})
 }
 
-// writeCampaignFile writes the editable part of a campaign as YAML.
+// writeCampaignFile writes the editable part of a campaign as YAML: not
+// its state either, so that applying the file later keeps whatever state
+// the campaign is in then.
 func writeCampaignFile(w io.Writer, cp *campaignv1.Campaign) error {
 	c := proto.Clone(cp).(*campaignv1.Campaign)
 	c.Version, c.State, c.Playbook, c.CreatedAt, c.UpdatedAt = 0, 0, "", nil, nil
@@ -140,7 +159,7 @@ func readCampaignFile(env *cliEnv, path string) (*campaignv1.Campaign, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := campaignfile.Decode(data)
+	c, err := campaignfile.DecodeFile(path, data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -66,6 +66,49 @@ func TestCampaignCommandsThroughDevStack(t *testing.T) {
 	}
 	must(t, "campaign win-back-copy created: version 1", "campaigns", "apply", "-f", newFile)
 	must(t, "0 customers would enter now", "campaigns", "preview", "win-back")
+
+	// A file's state creates the campaign in it; output-only fields are
+	// refused by name, and an update does not change the state.
+	qa := strings.Replace(edited, "id: win-back", "id: qa-state", 1)
+	if err := os.WriteFile(newFile, []byte(qa+"state: CAMPAIGN_STATE_PAUSED\nversion: 7\nplaybook: win-back\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cli(t, "campaigns", "apply", "-f", newFile); err == nil || !strings.Contains(err.Error(), "version: is output only") ||
+		!strings.Contains(err.Error(), "playbook: is output only") || strings.Contains(got, "created") {
+		t.Fatalf("apply with output-only fields: %v\n%s", err, got)
+	}
+	if err := os.WriteFile(newFile, []byte(qa+"state: CAMPAIGN_STATE_PAUSED\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "campaign qa-state created: version 1, paused", "campaigns", "apply", "-f", newFile)
+	must(t, "the campaign is paused and enrolls nobody until it is resumed", "campaigns", "preview", "qa-state")
+	if err := os.WriteFile(newFile, []byte(strings.Replace(qa, "holdout_percent: 20", "holdout_percent: 30", 1)+"state: CAMPAIGN_STATE_ACTIVE\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cli(t, "campaigns", "apply", "-f", newFile); err == nil || !strings.Contains(err.Error(), "campaign.state: is CAMPAIGN_STATE_ACTIVE, but the campaign is paused") ||
+		!strings.Contains(err.Error(), "retain campaigns resume qa-state") {
+		t.Fatalf("apply changing the state: %v\n%s", err, got)
+	}
+	// What show prints applies again, edited, whatever the state.
+	shown := must(t, "# qa-state: version 1, paused", "campaigns", "show", "qa-state")
+	if err := os.WriteFile(newFile, []byte(strings.Replace(shown, "holdout_percent: 20", "holdout_percent: 30", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	must(t, "campaign qa-state updated: version 2, paused", "campaigns", "apply", "-f", newFile)
+	must(t, "# qa-state: version 1, an earlier one: the campaign is at version 2, paused", "campaigns", "show", "qa-state", "--version", "1")
+	must(t, "# qa-state: version 2, paused", "campaigns", "show", "qa-state", "--version", "2")
+	// JSON is read strictly, with the line and column of a problem.
+	jsonFile := filepath.Join(t.TempDir(), "qa.json")
+	if err := os.WriteFile(jsonFile, []byte("{\n  \"id\": \"qa-json\",\n  \"name\": \"QA\",\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, "campaigns", "apply", "-f", jsonFile); err == nil || !strings.Contains(err.Error(), "qa.json: campaign file: line 4, column 1: invalid character '}'") {
+		t.Fatalf("JSON with a trailing comma: %v", err)
+	}
+	if _, err := cli(t, "playbooks", "install", "nope"); err == nil || !strings.Contains(err.Error(), `playbook "nope": not found; the playbooks are `) ||
+		!strings.Contains(err.Error(), "win-back") {
+		t.Fatalf("install nope: %v", err)
+	}
 	must(t, "win-back is paused", "campaigns", "pause", "win-back")
 	must(t, "win-back is active", "campaigns", "resume", "win-back")
 	must(t, "nobody has entered yet", "campaigns", "report", "win-back")

@@ -242,6 +242,12 @@ func TestNotifierCommands(t *testing.T) {
 		if err := run(ctx, env, []string{"templates", "apply", "-f", file}); err == nil || !strings.Contains(err.Error(), "chanel") {
 			t.Errorf("a typo in the file must be named: %v", err)
 		}
+		// A syntax error is at its own line, not the list's around it.
+		env, _, _ = testEnv(vars)
+		os.WriteFile(file, []byte("key: x\nchannel: email\nvariables:\n  - {name: coupon, type: coupon}\n  - {name: a, type: [text}\n"), 0o644)
+		if err := run(ctx, env, []string{"templates", "apply", "-f", file}); err == nil || !strings.Contains(err.Error(), "line 5, column 26: did not find expected ',' or ']'") {
+			t.Errorf("a syntax error on line 5: %v", err)
+		}
 	})
 	t.Run("templates preview types the variables by the template", func(t *testing.T) {
 		out := cli(t, "templates", "preview", "winback_90", "--customer", "c-42", "--locale", "fa-IR",
