@@ -190,6 +190,19 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- if and $svc.ingress.enabled (not $svc.ingress.paths) -}}
 {{- fail (printf "services.%s.ingress.paths is empty: the ingress would route nothing" $name) -}}
 {{- end -}}
+{{- /* The stream settings size the streams every service shares: one value for all (docs/decisions/0021-stream-settings.md). */ -}}
+{{- $streamSettings := dict "RETAIN_EVENTS_MAX_AGE" "config.eventsMaxAge" "RETAIN_DUPLICATE_WINDOW" "config.duplicateWindow" "RETAIN_STREAM_REPLICAS" "config.streamReplicas" -}}
+{{- $extraNames := list -}}
+{{- range $e := $svc.extraEnv -}}{{- $extraNames = append $extraNames $e.name -}}{{- end -}}
+{{- range $k, $value := $streamSettings -}}
+{{- range $where := list "env" "secretEnv" "extraEnv" -}}
+{{- $set := false -}}
+{{- if eq $where "extraEnv" -}}{{- $set = has $k $extraNames -}}{{- else -}}{{- $set = hasKey ((get $svc $where) | default dict) $k -}}{{- end -}}
+{{- if $set -}}
+{{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does): it sizes the streams every service shares, so all services must have one value; set %s instead" $name $where $k $where $value) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- range $k, $_ := $svc.env -}}
 {{- if regexMatch "_(SECRET|PASSWORD|AUTH|TOKEN|PRIVATE_KEY|DATABASE_URL)$" $k -}}
 {{- fail (printf "services.%s.env.%s looks like a credential: env is rendered into a ConfigMap; read it from a Secret with services.%s.secretEnv" $name $k $name) -}}
