@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
@@ -358,8 +359,9 @@ func (e *Engine) FireDue(ctx context.Context) (int, error) {
 }
 
 // Run fires due timers every TimerInterval and evaluates due scheduled
-// audiences every AudienceInterval until ctx is done; failures are logged
-// and retried at the next tick.
+// audiences every AudienceInterval until ctx is done; failures are retried
+// at the next tick. A database outage is logged when it starts and when it
+// ends (pg.OutageLog), not once a tick; any other failure every time.
 func (e *Engine) Run(ctx context.Context) error {
 	if e.cfg.TimerInterval <= 0 {
 		<-ctx.Done()
@@ -367,15 +369,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(e.cfg.TimerInterval)
 	defer t.Stop()
+	timers := pg.NewOutageLog(e.log, "timer pass", e.pool.Ping)
+	audiences := pg.NewOutageLog(e.log, "audience pass", e.pool.Ping)
 	var lastAudience time.Time
 	for {
-		if _, err := e.FireDue(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("timer pass failed", "error", err)
+		if _, err := e.FireDue(ctx); ctx.Err() == nil {
+			timers.Pass(ctx, err, "timer pass failed")
 		}
 		if e.cfg.AudienceInterval > 0 && time.Since(lastAudience) >= e.cfg.AudienceInterval {
 			lastAudience = time.Now()
-			if _, err := e.RunAudiences(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("audience pass failed", "error", err)
+			if _, err := e.RunAudiences(ctx); ctx.Err() == nil {
+				audiences.Pass(ctx, err, "audience pass failed")
 			}
 		}
 		select {
