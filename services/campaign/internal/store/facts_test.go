@@ -500,3 +500,37 @@ func TestBandsAndProfilesDoNotDeadlock(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveryOutcomesDoNotDeadlock: two replicas' deliveries consumers
+// store outcomes of the same requests at once (a request's outcomes
+// spread over batches), many times over; both meet the rows in key
+// order, so neither waits on the other in a cycle (SQLSTATE 40P01).
+func TestDeliveryOutcomesDoNotDeadlock(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, Migrations)
+	const requests, rounds = 300, 40
+	run := func(seq func(round int) int32) chan error {
+		done := make(chan error, 1)
+		go func() {
+			for r := range rounds {
+				ds := make([]Delivery, 0, requests)
+				for i := range requests {
+					ds = append(ds, Delivery{Tenant: "acme", RequestID: fmt.Sprintf("r-%d", i), CampaignID: "c", Outcome: 1, Sequence: seq(r)})
+				}
+				if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return UpsertDeliveries(ctx, tx, ds) }); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		return done
+	}
+	a := run(func(r int) int32 { return int32(2 * r) })
+	b := run(func(r int) int32 { return int32(2*r + 1) })
+	for _, done := range []chan error{a, b} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -553,11 +553,15 @@ func UpsertDeliveries(ctx context.Context, tx pgx.Tx, ds []Delivery) error {
 	if len(best) == 0 {
 		return nil
 	}
-	n := len(best)
+	// In key order (bytewise): the upsert locks every row it meets, and
+	// the deliveries consumers of two replicas storing outcomes of the
+	// same requests in map order deadlocked.
+	keys := slices.SortedFunc(maps.Keys(best), func(a, b [2]string) int { return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1])) })
+	n := len(keys)
 	tenants, reqs, camps := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 	outcomes, seqs := make([]int16, 0, n), make([]int32, 0, n)
-	for _, i := range best {
-		d := ds[i]
+	for _, k := range keys {
+		d := ds[best[k]]
 		tenants, reqs, camps = append(tenants, d.Tenant), append(reqs, d.RequestID), append(camps, d.CampaignID)
 		outcomes, seqs = append(outcomes, d.Outcome), append(seqs, d.Sequence)
 	}
