@@ -59,9 +59,11 @@ func nightZone(now time.Time) string {
 // publishDemoRequests sends three customers through the public ingest API
 // (customer.updated) and, once the notifier has them, publishes requests
 // for them on RETAIN_NOTIFICATIONS as the campaign service would: an RTL
-// Persian email, a quiet-hours deferral and a consent refusal. Their ids
-// are fixed, so running the demo again re-sends duplicates and the
-// notifier delivers each once.
+// Persian email, a quiet-hours deferral and a consent refusal. The
+// requests' ids are fixed, so the notifier delivers each once however often
+// the demo runs. The profiles depend on the time (the night zone), so each
+// minute's are events of their own: an id names one event, and the same id
+// with other content is rejected (decision 0020).
 func publishDemoRequests(ctx context.Context, conn *grpc.ClientConn, natsURL string, n notifierReporter, now time.Time) ([]demoRequest, error) {
 	night := nightZone(now)
 	granted, revoked := eventsv1.ConsentState_CONSENT_STATE_GRANTED, eventsv1.ConsentState_CONSENT_STATE_REVOKED
@@ -70,9 +72,10 @@ func publishDemoRequests(ctx context.Context, conn *grpc.ClientConn, natsURL str
 		{CustomerId: "demo-night-owl", Email: "owl@example.com", FirstName: "Robin", Locale: "en", TimeZone: night, Consent: &eventsv1.Consent{EmailMarketing: granted}},
 		{CustomerId: "demo-opted-out", Email: "no-thanks@example.com", FirstName: "Alex", Locale: "en", TimeZone: "Europe/Berlin", Consent: &eventsv1.Consent{EmailMarketing: revoked}},
 	}
+	minute := now.UTC().Truncate(time.Minute)
 	var evs []*eventsv1.Event
 	for _, c := range customers {
-		evs = append(evs, &eventsv1.Event{Id: "demo-notifier-" + c.CustomerId, OccurredAt: timestamppb.New(now.Add(-time.Minute)),
+		evs = append(evs, &eventsv1.Event{Id: "demo-notifier-" + c.CustomerId + "-" + minute.Format("200601021504"), OccurredAt: timestamppb.New(minute.Add(-time.Minute)),
 			Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: c}})
 	}
 	resp, err := ingestv1.NewIngestServiceClient(conn).PublishBatch(ctx, &ingestv1.PublishBatchRequest{Events: evs})
