@@ -31,9 +31,11 @@ const (
 	EventStatus_EVENT_STATUS_UNSPECIFIED EventStatus = 0
 	// On disk in the bus.
 	EventStatus_EVENT_STATUS_ACCEPTED EventStatus = 1
-	// An event with this id was already accepted; nothing new was written.
+	// This event, the same id with the same content, was already accepted;
+	// nothing new was written.
 	EventStatus_EVENT_STATUS_DUPLICATE EventStatus = 2
-	// Failed validation; see errors. Never written to the bus.
+	// Failed validation, or its id was already used for a different event (an
+	// error on "id"); see errors. Never written to the bus.
 	EventStatus_EVENT_STATUS_REJECTED EventStatus = 3
 )
 

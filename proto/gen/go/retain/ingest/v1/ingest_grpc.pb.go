@@ -31,8 +31,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type IngestServiceClient interface {
 	// Publish one event. A rejected event fails with INVALID_ARGUMENT whose
-	// BadRequest details name the fields; a duplicate id succeeds with status
-	// DUPLICATE.
+	// BadRequest details name the fields (an id already used for a different
+	// event: one violation on "id"); a duplicate (the same id with the same
+	// content again) succeeds with status DUPLICATE.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Publish up to 500 events. Each event is accepted, reported as a
 	// duplicate, or rejected with its reasons; the call succeeds once every
@@ -73,8 +74,9 @@ func (c *ingestServiceClient) PublishBatch(ctx context.Context, in *PublishBatch
 // for forward compatibility.
 type IngestServiceServer interface {
 	// Publish one event. A rejected event fails with INVALID_ARGUMENT whose
-	// BadRequest details name the fields; a duplicate id succeeds with status
-	// DUPLICATE.
+	// BadRequest details name the fields (an id already used for a different
+	// event: one violation on "id"); a duplicate (the same id with the same
+	// content again) succeeds with status DUPLICATE.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Publish up to 500 events. Each event is accepted, reported as a
 	// duplicate, or rejected with its reasons; the call succeeds once every
