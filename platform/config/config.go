@@ -303,22 +303,14 @@ func (v *Validator) Add(err error) {
 }
 
 // Err returns nil when no problem was recorded, else a *ValidationError with
-// the problems sorted by setting (a problem without one by its message,
-// which usually starts with the variable) so the list reads in order of
-// the variables and the message is stable. A problem recorded twice is
-// listed once.
+// the problems sorted by setting (those without one first) so the message
+// is stable. A problem recorded twice is listed once.
 func (v *Validator) Err() error {
 	if len(v.problems) == 0 {
 		return nil
 	}
 	ps := append([]Problem(nil), v.problems...)
-	key := func(p Problem) string {
-		if p.Setting != "" {
-			return p.Setting
-		}
-		return p.Message
-	}
-	sort.SliceStable(ps, func(i, j int) bool { return key(ps[i]) < key(ps[j]) })
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].Setting < ps[j].Setting })
 	ps = slices.Compact(ps)
 	return &ValidationError{Problems: ps}
 }

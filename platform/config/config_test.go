@@ -180,11 +180,11 @@ func TestValidator(t *testing.T) {
 		t.Fatalf("Err = %v, want 5 problems", err)
 	}
 	want := `invalid configuration (5 problems):
+  - nats url and embedded nats are exclusive
   - RETAIN_BATCH_SIZE: must be positive, got -1
   - RETAIN_DATABASE_URL: must be set
   - RETAIN_GRPC_ADDR: must be set
-  - RETAIN_LOG_FORMAT: must be one of json, text, got "xml"
-  - nats url and embedded nats are exclusive`
+  - RETAIN_LOG_FORMAT: must be one of json, text, got "xml"`
 	if err.Error() != want {
 		t.Errorf("message:\n%s\nwant:\n%s", err, want)
 	}
@@ -195,9 +195,9 @@ func TestValidator(t *testing.T) {
 		b.Addf("RETAIN_A", "bad")
 		joined := errors.Join(a.Err(), errors.Join(errors.New("RETAIN_C 0s: must be positive"), b.Err()), nil)
 		want := `invalid configuration (3 problems):
+  - RETAIN_C 0s: must be positive
   - RETAIN_A: bad
-  - RETAIN_B: bad
-  - RETAIN_C 0s: must be positive`
+  - RETAIN_B: bad`
 		if got := Validate(joined).Error(); got != want {
 			t.Errorf("got:\n%s\nwant:\n%s", got, want)
 		}
