@@ -245,6 +245,7 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
 	log := tel.Logger
+	warnUnreadEnv(log, os.Environ())
 
 	natsDir, err := filepath.Abs(filepath.Join(o.dir, "nats"))
 	if err != nil {
