@@ -3,11 +3,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +71,13 @@ func ApplyContacts(ctx context.Context, q Querier, cs []contacts.Contact) error 
 	if len(cs) == 0 {
 		return nil
 	}
+	// In key order (bytewise), whatever order the batch named them in: the
+	// upsert locks each row it meets, and two replicas' batches meeting
+	// the same customers in different orders deadlocked.
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(a, b contacts.Contact) int {
+		return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.CustomerID, b.CustomerID))
+	})
 	tenants, customers := make([]string, len(cs)), make([]string, len(cs))
 	type row struct {
 		V  []string `json:"v"`
