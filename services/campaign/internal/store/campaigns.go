@@ -168,14 +168,26 @@ func SetState(ctx context.Context, tx pgx.Tx, tenant, id string, state campaignv
 	}
 	// A paused campaign's running enrollments are held at their next step,
 	// out of the timer index (their timers wait); resuming releases them.
+	// Each statement locks the rows in key order first, as the facts
+	// consumer's goals do (enrollmentsInKeyOrder): updated in the order of
+	// the scan (physical, or of the timer index) they deadlocked with it.
 	switch state {
 	case campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED:
-		if _, err := tx.Exec(ctx, `UPDATE enrollments SET held = true WHERE tenant = $1 AND campaign_id = $2 AND status = 'ACTIVE' AND NOT held`,
+		if _, err := tx.Exec(ctx, `
+			UPDATE enrollments e SET held = true
+			FROM (SELECT l.customer_id, l.entry_key FROM enrollments l
+				WHERE l.tenant = $1 AND l.campaign_id = $2 AND l.status = 'ACTIVE' AND NOT l.held `+enrollmentsInKeyOrder+`) g
+			WHERE e.tenant = $1 AND e.campaign_id = $2 AND e.customer_id = g.customer_id AND e.entry_key = g.entry_key`,
 			tenant, id); err != nil {
 			return r, fmt.Errorf("hold enrollments of campaign %s: %w", id, err)
 		}
 	case campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE:
-		if _, err := tx.Exec(ctx, `UPDATE enrollments SET held = false WHERE tenant = $1 AND campaign_id = $2 AND held`, tenant, id); err != nil {
+		if _, err := tx.Exec(ctx, `
+			UPDATE enrollments e SET held = false
+			FROM (SELECT l.customer_id, l.entry_key FROM enrollments l
+				WHERE l.tenant = $1 AND l.campaign_id = $2 AND l.held `+enrollmentsInKeyOrder+`) g
+			WHERE e.tenant = $1 AND e.campaign_id = $2 AND e.customer_id = g.customer_id AND e.entry_key = g.entry_key`,
+			tenant, id); err != nil {
 			return r, fmt.Errorf("release enrollments of campaign %s: %w", id, err)
 		}
 	}
@@ -187,7 +199,8 @@ func SetState(ctx context.Context, tx pgx.Tx, tenant, id string, state campaignv
 				due_at = NULL, armed = false, held = false
 			FROM (SELECT e.customer_id, e.entry_key, `+settledStatus+` AS settled
 				FROM enrollments e `+conversion+`
-				WHERE e.tenant = $1 AND e.campaign_id = $2 AND e.status = 'ACTIVE') s
+				WHERE e.tenant = $1 AND e.campaign_id = $2 AND e.status = 'ACTIVE'
+				ORDER BY e.customer_id, e.entry_key FOR UPDATE OF e) s
 			WHERE u.tenant = $1 AND u.campaign_id = $2 AND u.customer_id = s.customer_id AND u.entry_key = s.entry_key`,
 			tenant, id); err != nil {
 			return r, fmt.Errorf("end enrollments of campaign %s: %w", id, err)

@@ -534,3 +534,75 @@ func TestDeliveryOutcomesDoNotDeadlock(t *testing.T) {
 		}
 	}
 }
+
+// TestPauseAndGoalsDoNotDeadlock: pausing and resuming a campaign (the
+// API) updates all its running enrollments while the facts consumer
+// records goals on those of a batch's customers, many times over; both
+// meet the rows in key order, so neither waits on the other in a cycle
+// (SQLSTATE 40P01).
+func TestPauseAndGoalsDoNotDeadlock(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, Migrations)
+	const customers, rounds = 300, 40
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	due := t0.Add(5000 * time.Hour)
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := InsertCampaign(ctx, tx, "acme", &campaignv1.Campaign{Id: "care"}, campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE, "", 0, t0); err != nil {
+			return err
+		}
+		// Inserted in no particular order: a table's physical order is
+		// not its key order.
+		es := make([]Enrollment, customers)
+		for i, p := range rand.New(rand.NewPCG(3, 4)).Perm(customers) {
+			es[i] = Enrollment{Tenant: "acme", CampaignID: "care", Version: 1, CustomerID: fmt.Sprintf("c-%d", p), Key: "once", Anchor: t0, EnteredAt: t0,
+				AttributionUntil: t0.Add(10000 * time.Hour), GoalEvent: domain.EventSurveyAnswered, Status: domain.StatusActive, Due: &due, Armed: true}
+		}
+		_, err := InsertEnrollments(ctx, tx, es)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(apply func(tx pgx.Tx, round int) error) chan error {
+		done := make(chan error, 1)
+		go func() {
+			for r := range rounds {
+				if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return apply(tx, r) }); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		return done
+	}
+	pauses := run(func(tx pgx.Tx, r int) error {
+		state := campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED
+		if r%2 == 1 {
+			state = campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE
+		}
+		_, err := SetState(ctx, tx, "acme", "care", state, t0)
+		return err
+	})
+	rnd := rand.New(rand.NewPCG(1, 2))
+	goals := run(func(tx pgx.Tx, r int) error {
+		// The plan of a batch against a large table (a walk of the
+		// customers' index), on a few hundred rows.
+		for _, set := range []string{"enable_seqscan", "enable_hashjoin", "enable_mergejoin"} {
+			if _, err := tx.Exec(ctx, "SET LOCAL "+set+" = off"); err != nil {
+				return err
+			}
+		}
+		// Each round's answers come earlier, so each records a conversion.
+		// Half the customers, in the order their events came.
+		evs := make([]GoalEvent, customers/2)
+		for i, p := range rnd.Perm(customers)[:customers/2] {
+			evs[i] = GoalEvent{Tenant: "acme", CustomerID: fmt.Sprintf("c-%d", p), Type: domain.EventSurveyAnswered, At: t0.Add(time.Duration(1000-r) * time.Hour)}
+		}
+		return MarkGoals(ctx, tx, evs, nil, t0)
+	})
+	for _, done := range []chan error{pauses, goals} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -484,11 +484,16 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, evs []GoalEvent, rs []Redemption,
 		for i, e := range orders {
 			tenants[i], custs[i], ats[i] = e.Tenant, e.CustomerID, e.At
 		}
+		// The rows are locked in key order first (see enrollmentsInKeyOrder).
 		batch.Queue(`
 			UPDATE enrollments e SET due_at = $4
-			FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS ev(tenant, customer_id, at)
-			WHERE e.tenant = ev.tenant AND e.customer_id = ev.customer_id AND e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal
-				AND e.goal_event = 'order.placed' AND ev.at > e.anchor_at AND ev.at <= e.attribution_until AND e.due_at > $4`,
+			FROM (SELECT l.tenant, l.campaign_id, l.customer_id, l.entry_key
+				FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS ev(tenant, customer_id, at)
+				JOIN enrollments l ON l.tenant = ev.tenant AND l.customer_id = ev.customer_id
+				WHERE l.status = 'ACTIVE' AND l.armed AND NOT l.stop_on_goal
+					AND l.goal_event = 'order.placed' AND ev.at > l.anchor_at AND ev.at <= l.attribution_until AND l.due_at > $4
+				`+enrollmentsInKeyOrder+`) g
+			WHERE e.tenant = g.tenant AND e.campaign_id = g.campaign_id AND e.customer_id = g.customer_id AND e.entry_key = g.entry_key`,
 			tenants, custs, ats, now)
 	}
 	if len(others) > 0 {
@@ -500,14 +505,17 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, evs []GoalEvent, rs []Redemption,
 		batch.Queue(`
 			UPDATE enrollments e SET converted_at = g.at,
 				due_at = CASE WHEN e.status = 'ACTIVE' AND e.armed AND NOT e.stop_on_goal THEN least(e.due_at, $5) ELSE e.due_at END
-			FROM (
-				SELECT DISTINCT ON (e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key) e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key, ev.at
-				FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS ev(tenant, customer_id, type, at)
-				JOIN enrollments e2 ON e2.tenant = ev.tenant AND e2.customer_id = ev.customer_id AND e2.goal_event = ev.type
-					AND e2.goal_event <> 'order.placed' -- the index of recorded goals
-					AND ev.at > e2.anchor_at AND ev.at <= e2.attribution_until
-				WHERE e2.converted_at IS NULL OR ev.at < e2.converted_at
-				ORDER BY e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key, ev.at) g
+			FROM (SELECT f.*
+				FROM (SELECT DISTINCT ON (e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key) e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key, ev.at
+					FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS ev(tenant, customer_id, type, at)
+					JOIN enrollments e2 ON e2.tenant = ev.tenant AND e2.customer_id = ev.customer_id AND e2.goal_event = ev.type
+						AND e2.goal_event <> 'order.placed' -- the index of recorded goals
+						AND ev.at > e2.anchor_at AND ev.at <= e2.attribution_until
+					WHERE e2.converted_at IS NULL OR ev.at < e2.converted_at
+					ORDER BY e2.tenant, e2.campaign_id, e2.customer_id, e2.entry_key, ev.at) f
+				JOIN enrollments l ON l.tenant = f.tenant AND l.campaign_id = f.campaign_id AND l.customer_id = f.customer_id AND l.entry_key = f.entry_key
+				WHERE l.converted_at IS NULL OR f.at < l.converted_at
+				`+enrollmentsInKeyOrder+`) g
 			WHERE e.tenant = g.tenant AND e.campaign_id = g.campaign_id AND e.customer_id = g.customer_id AND e.entry_key = g.entry_key`,
 			tenants, custs, types, ats, now)
 	}
@@ -532,6 +540,14 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, evs []GoalEvent, rs []Redemption,
 	}
 	return nil
 }
+
+// enrollmentsInKeyOrder ends a sub-select of the enrollments l that a
+// statement is about to update: it locks them in key order (bytewise, the
+// columns are "C") before the update meets them in whatever order its
+// join does. Pausing, resuming and archiving a campaign update its
+// enrollments in the same order (SetState), so the facts consumer's goals
+// and the API never wait on each other in a cycle.
+const enrollmentsInKeyOrder = `ORDER BY l.tenant, l.campaign_id, l.customer_id, l.entry_key FOR UPDATE OF l`
 
 // Delivery is a delivery outcome of a tenant's campaign request.
 type Delivery struct {
