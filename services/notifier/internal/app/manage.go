@@ -1,8 +1,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -143,6 +145,13 @@ func (e *Engine) Contact(ctx context.Context, tenant, customer string) (store.Co
 // SetPreferences stores a customer's choices (source "api" unless given).
 func (e *Engine) SetPreferences(ctx context.Context, tenant, customer string, ps []*notifierv1.ChannelPreference, source, requestID string) error {
 	now := e.now()
+	// One order for every call: two calls for one customer listing the
+	// same channels in different orders (an unsubscribe link's and an
+	// API's) would otherwise each hold a row the other waits for.
+	ps = slices.Clone(ps)
+	slices.SortStableFunc(ps, func(a, b *notifierv1.ChannelPreference) int {
+		return cmp.Or(cmp.Compare(a.GetChannel(), b.GetChannel()), cmp.Compare(a.GetCategory(), b.GetCategory()))
+	})
 	return pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
 		for _, p := range ps {
 			src := p.GetSource()
