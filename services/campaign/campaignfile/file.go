@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/retainhq/retain/platform/yamlfile"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 )
 
@@ -107,7 +108,7 @@ func decodeYAML(data []byte) (any, error) {
 	if err := dec.Decode(&doc); errors.Is(err, io.EOF) || (err == nil && doc == nil) {
 		return nil, errEmpty
 	} else if err != nil {
-		return nil, yamlError(err)
+		return nil, yamlfile.Error(err)
 	}
 	// A second document, unless empty (a closing ---), would be ignored.
 	var more any
@@ -115,38 +116,6 @@ func decodeYAML(data []byte) (any, error) {
 		return nil, errDocuments
 	}
 	return doc, nil
-}
-
-// yamlError words a YAML reader's error with the line and column of the
-// problem, and where the construct it is in began when that is on another
-// line (the quote or bracket left open).
-func yamlError(err error) error {
-	var (
-		one  *yaml.LoadError
-		many *yaml.LoadErrors
-	)
-	switch {
-	case errors.As(err, &many) && len(many.Errors) > 0:
-		parts := make([]string, len(many.Errors))
-		for i, e := range many.Errors {
-			parts[i] = yamlErrorText(e)
-		}
-		return errors.New(strings.Join(parts, "; "))
-	case errors.As(err, &one):
-		return errors.New(yamlErrorText(one))
-	}
-	return err
-}
-
-func yamlErrorText(e *yaml.LoadError) string {
-	if e.Mark.Line <= 0 {
-		return e.Message
-	}
-	s := fmt.Sprintf("line %d, column %d: %s", e.Mark.Line, e.Mark.Column, e.Message)
-	if c := e.ContextMark; e.ContextMsg != "" && c.Line > 0 && c.Line != e.Mark.Line {
-		s += fmt.Sprintf(" (%s at line %d, column %d)", e.ContextMsg, c.Line, c.Column)
-	}
-	return s
 }
 
 // jsonable turns what the YAML reader decodes into values encoding/json accepts

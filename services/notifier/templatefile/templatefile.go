@@ -26,6 +26,7 @@ import (
 
 	"go.yaml.in/yaml/v4"
 
+	"github.com/retainhq/retain/platform/yamlfile"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 )
 
@@ -88,7 +89,7 @@ func Parse(data []byte) ([]*notifierv1.Template, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("template #%d: %w", i+1, yamlError(err))
+			return nil, fmt.Errorf("template #%d: %w", i+1, yamlfile.Error(err))
 		}
 		if ft.Key == "" {
 			return nil, fmt.Errorf("template #%d: key is required", i+1)
@@ -110,38 +111,6 @@ func Parse(data []byte) ([]*notifierv1.Template, error) {
 		return nil, errors.New("template file holds no template")
 	}
 	return out, nil
-}
-
-// yamlError words a YAML reader's error with the line and column of the
-// problem, and where the construct it is in began when that is on another
-// line (the quote or bracket left open).
-func yamlError(err error) error {
-	var (
-		one  *yaml.LoadError
-		many *yaml.LoadErrors
-	)
-	switch {
-	case errors.As(err, &many) && len(many.Errors) > 0:
-		parts := make([]string, len(many.Errors))
-		for i, e := range many.Errors {
-			parts[i] = yamlErrorText(e)
-		}
-		return errors.New(strings.Join(parts, "; "))
-	case errors.As(err, &one):
-		return errors.New(yamlErrorText(one))
-	}
-	return err
-}
-
-func yamlErrorText(e *yaml.LoadError) string {
-	if e.Mark.Line <= 0 {
-		return e.Message
-	}
-	s := fmt.Sprintf("line %d, column %d: %s", e.Mark.Line, e.Mark.Column, e.Message)
-	if c := e.ContextMark; e.ContextMsg != "" && c.Line > 0 && c.Line != e.Mark.Line {
-		s += fmt.Sprintf(" (%s at line %d, column %d)", e.ContextMsg, c.Line, c.Column)
-	}
-	return s
 }
 
 // Format writes a template in the file form (for `retain templates show`).
