@@ -467,38 +467,21 @@ func TestBandsAndProfilesDoNotDeadlock(t *testing.T) {
 	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return LockCustomers(ctx, tx, keys) }); err != nil {
 		t.Fatal(err)
 	}
-	run := func(apply func(tx pgx.Tx, round int) error) chan error {
-		done := make(chan error, 1)
-		go func() {
-			for r := range rounds {
-				if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return apply(tx, r) }); err != nil {
-					done <- err
-					return
-				}
-			}
-			done <- nil
-		}()
-		return done
-	}
-	bands := run(func(tx pgx.Tx, r int) error {
+	bands := func(tx pgx.Tx, r int) error {
 		bs := make([]Band, 0, customers)
 		for _, k := range keys {
 			bs = append(bs, Band{Tenant: k.Tenant, CustomerID: k.ID, Band: churnv1.RiskBand(1 + r%3), At: now.Add(time.Duration(r) * time.Minute)})
 		}
 		return UpsertBands(ctx, tx, bs)
-	})
-	profiles := run(func(tx pgx.Tx, r int) error {
+	}
+	profiles := func(tx pgx.Tx, r int) error {
 		ps := make([]Profile, 0, customers)
 		for _, k := range keys {
 			ps = append(ps, Profile{Tenant: k.Tenant, CustomerID: k.ID, Locale: fmt.Sprintf("l%d", r), At: now.Add(time.Duration(r) * time.Minute)})
 		}
 		return UpsertProfiles(ctx, tx, ps)
-	})
-	for _, done := range []chan error{bands, profiles} {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
 	}
+	testenv.ConcurrentTx(t, pool, rounds, bands, profiles)
 }
 
 // TestDeliveryOutcomesDoNotDeadlock: two replicas' deliveries consumers
@@ -509,30 +492,18 @@ func TestDeliveryOutcomesDoNotDeadlock(t *testing.T) {
 	ctx := context.Background()
 	pool := testenv.MigratedPool(t, Migrations)
 	const requests, rounds = 300, 40
-	run := func(seq func(round int) int32) chan error {
-		done := make(chan error, 1)
-		go func() {
-			for r := range rounds {
-				ds := make([]Delivery, 0, requests)
-				for i := range requests {
-					ds = append(ds, Delivery{Tenant: "acme", RequestID: fmt.Sprintf("r-%d", i), CampaignID: "c", Outcome: 1, Sequence: seq(r)})
-				}
-				if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return UpsertDeliveries(ctx, tx, ds) }); err != nil {
-					done <- err
-					return
-				}
+	outcomes := func(seq func(round int) int32) func(pgx.Tx, int) error {
+		return func(tx pgx.Tx, r int) error {
+			ds := make([]Delivery, 0, requests)
+			for i := range requests {
+				ds = append(ds, Delivery{Tenant: "acme", RequestID: fmt.Sprintf("r-%d", i), CampaignID: "c", Outcome: 1, Sequence: seq(r)})
 			}
-			done <- nil
-		}()
-		return done
-	}
-	a := run(func(r int) int32 { return int32(2 * r) })
-	b := run(func(r int) int32 { return int32(2*r + 1) })
-	for _, done := range []chan error{a, b} {
-		if err := <-done; err != nil {
-			t.Fatal(err)
+			return UpsertDeliveries(ctx, tx, ds)
 		}
 	}
+	testenv.ConcurrentTx(t, pool, rounds,
+		outcomes(func(r int) int32 { return int32(2 * r) }),
+		outcomes(func(r int) int32 { return int32(2*r + 1) }))
 }
 
 // TestPauseAndGoalsDoNotDeadlock: pausing and resuming a campaign (the
@@ -562,29 +533,16 @@ func TestPauseAndGoalsDoNotDeadlock(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	run := func(apply func(tx pgx.Tx, round int) error) chan error {
-		done := make(chan error, 1)
-		go func() {
-			for r := range rounds {
-				if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return apply(tx, r) }); err != nil {
-					done <- err
-					return
-				}
-			}
-			done <- nil
-		}()
-		return done
-	}
-	pauses := run(func(tx pgx.Tx, r int) error {
+	pauses := func(tx pgx.Tx, r int) error {
 		state := campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED
 		if r%2 == 1 {
 			state = campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE
 		}
 		_, err := SetState(ctx, tx, "acme", "care", state, t0)
 		return err
-	})
+	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	goals := run(func(tx pgx.Tx, r int) error {
+	goals := func(tx pgx.Tx, r int) error {
 		// The plan of a batch against a large table (a walk of the
 		// customers' index), on a few hundred rows.
 		for _, set := range []string{"enable_seqscan", "enable_hashjoin", "enable_mergejoin"} {
@@ -599,10 +557,6 @@ func TestPauseAndGoalsDoNotDeadlock(t *testing.T) {
 			evs[i] = GoalEvent{Tenant: "acme", CustomerID: fmt.Sprintf("c-%d", p), Type: domain.EventSurveyAnswered, At: t0.Add(time.Duration(1000-r) * time.Hour)}
 		}
 		return MarkGoals(ctx, tx, evs, nil, t0)
-	})
-	for _, done := range []chan error{pauses, goals} {
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
 	}
+	testenv.ConcurrentTx(t, pool, rounds, pauses, goals)
 }

@@ -25,25 +25,13 @@ func TestPreferenceCallsDoNotDeadlock(t *testing.T) {
 		return &notifierv1.ChannelPreference{Channel: ch, Category: notifierv1.Category_CATEGORY_MARKETING, Subscribed: subscribed}
 	}
 	const rounds = 60
-	call := func(first, second notifierv1.Channel) chan error {
-		done := make(chan error, 1)
-		go func() {
-			for r := range rounds {
-				ps := []*notifierv1.ChannelPreference{pref(first, r%2 == 0), pref(second, r%2 == 1)}
-				if err := e.SetPreferences(context.Background(), "acme", "c-1", ps, "api", ""); err != nil {
-					done <- err
-					return
-				}
-			}
-			done <- nil
-		}()
-		return done
-	}
-	a := call(notifierv1.Channel_CHANNEL_EMAIL, notifierv1.Channel_CHANNEL_SMS)
-	b := call(notifierv1.Channel_CHANNEL_SMS, notifierv1.Channel_CHANNEL_EMAIL)
-	for _, done := range []chan error{a, b} {
-		if err := <-done; err != nil {
-			t.Fatal(err)
+	set := func(first, second notifierv1.Channel) func(int) error {
+		return func(r int) error {
+			ps := []*notifierv1.ChannelPreference{pref(first, r%2 == 0), pref(second, r%2 == 1)}
+			return e.SetPreferences(context.Background(), "acme", "c-1", ps, "api", "")
 		}
 	}
+	testenv.Concurrently(t, rounds,
+		set(notifierv1.Channel_CHANNEL_EMAIL, notifierv1.Channel_CHANNEL_SMS),
+		set(notifierv1.Channel_CHANNEL_SMS, notifierv1.Channel_CHANNEL_EMAIL))
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/notifier/internal/contacts"
 )
@@ -26,32 +25,19 @@ func TestContactsDoNotDeadlock(t *testing.T) {
 	pool := testenv.MigratedPool(t, Migrations)
 	const customers, rounds = 300, 40
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	run := func(reverse bool, offset int) chan error {
-		done := make(chan error, 1)
-		go func() {
-			for r := range rounds {
-				cs := make([]contacts.Contact, 0, customers)
-				for i := range customers {
-					c := contacts.Contact{Tenant: "acme", CustomerID: fmt.Sprintf("c-%d", i)}
-					c.Fields[contacts.Locale] = contacts.Field{Value: fmt.Sprintf("l%d", r), At: at.Add(time.Duration(2*r+offset) * time.Second), Event: fmt.Sprintf("e-%d-%d", r, offset)}
-					cs = append(cs, c)
-				}
-				if reverse {
-					slices.Reverse(cs)
-				}
-				if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return ApplyContacts(ctx, tx, cs) }); err != nil {
-					done <- err
-					return
-				}
+	apply := func(reverse bool, offset int) func(pgx.Tx, int) error {
+		return func(tx pgx.Tx, r int) error {
+			cs := make([]contacts.Contact, 0, customers)
+			for i := range customers {
+				c := contacts.Contact{Tenant: "acme", CustomerID: fmt.Sprintf("c-%d", i)}
+				c.Fields[contacts.Locale] = contacts.Field{Value: fmt.Sprintf("l%d", r), At: at.Add(time.Duration(2*r+offset) * time.Second), Event: fmt.Sprintf("e-%d-%d", r, offset)}
+				cs = append(cs, c)
 			}
-			done <- nil
-		}()
-		return done
-	}
-	a, b := run(false, 0), run(true, 1)
-	for _, done := range []chan error{a, b} {
-		if err := <-done; err != nil {
-			t.Fatal(err)
+			if reverse {
+				slices.Reverse(cs)
+			}
+			return ApplyContacts(ctx, tx, cs)
 		}
 	}
+	testenv.ConcurrentTx(t, pool, rounds, apply(false, 0), apply(true, 1))
 }
