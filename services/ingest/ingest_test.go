@@ -221,13 +221,14 @@ func TestHTTPPublish(t *testing.T) {
 			`{"id":"bad-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"x","total":{"amount_minor":-5,"currency":"EUR"}}}`,
 			order("o-1", "c-1", 4200),
 			`{"id":"bad-2","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"y","total":{"amount_minor":12.5,"currency":"EUR"}}}`,
-			`{"occurred_at":"2026-01-02T10:00:00Z","tenant_id":"someone-else","survey_answered":{"customer_id":"c-2","survey_id":"s","kind":"SURVEY_KIND_NPS","score":9}}`,
+			`{"occurred_at":"2026-01-02T10:00:00Z","tenant_id":"shop","survey_answered":{"customer_id":"c-2","survey_id":"s","kind":"SURVEY_KIND_NPS","score":9}}`,
 			`{"occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"z","totl":{}},"id":"bad-3"}`,
+			`{"id":"a-1","occurred_at":"2026-01-02T10:00:00Z","tenant_id":"someone-else","survey_answered":{"customer_id":"c-2","survey_id":"s","kind":"SURVEY_KIND_NPS","score":9}}`,
 		))
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
-		want := []string{"accepted", "rejected", "duplicate", "rejected", "accepted", "rejected"}
+		want := []string{"accepted", "rejected", "duplicate", "rejected", "accepted", "rejected", "rejected"}
 		if len(a.Results) != len(want) {
 			t.Fatalf("%d results, want %d", len(a.Results), len(want))
 		}
@@ -236,7 +237,7 @@ func TestHTTPPublish(t *testing.T) {
 				t.Errorf("event %d: %s, want %s", i, r.Status, want[i])
 			}
 		}
-		if a.Accepted != 2 || a.Duplicates != 1 || a.Rejected != 3 {
+		if a.Accepted != 2 || a.Duplicates != 1 || a.Rejected != 4 {
 			t.Errorf("counts %+v", a)
 		}
 		if got := a.Results[1].Errors; len(got) == 0 || got[0].Field != "order_placed.total.amount_minor" {
@@ -257,6 +258,11 @@ func TestHTTPPublish(t *testing.T) {
 		}
 		if a.Results[4].ID == "" {
 			t.Error("an event without id gets a generated one")
+		}
+		// Another tenant's id in the body is a client using the wrong
+		// token: refused, never stored under the token's tenant.
+		if got := a.Results[6].Errors; len(got) != 1 || got[0].Field != "tenant_id" || !strings.Contains(got[0].Description, `"someone-else" is not the tenant of the token ("shop")`) {
+			t.Errorf("another tenant's event: errors %+v, want one on tenant_id", got)
 		}
 		msgs := s.streamMsgs(t)
 		if len(msgs) != 2 {

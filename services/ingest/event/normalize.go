@@ -13,7 +13,8 @@ import (
 // Normalize sets the fields ingest owns and cleans up harmless client
 // sloppiness before Validate runs:
 //
-//   - tenant_id comes from the caller's credential; a client value is ignored;
+//   - tenant_id comes from the caller's credential (the ingestor refuses
+//     an event whose own tenant_id names another);
 //   - received_at = now;
 //   - id is generated with newID when empty (after trimming);
 //   - type is set from the payload when empty; a client value that disagrees

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -97,6 +98,15 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 			if ev != nil {
 				res.Id = ev.GetId()
 			}
+			continue
+		}
+		// An event naming another tenant than the token's is a client
+		// holding the wrong token: storing it under the token's tenant
+		// would file one shop's customers under another's.
+		if t := strings.TrimSpace(ev.GetTenantId()); t != "" && t != tenant {
+			res.Status = ingestv1.EventStatus_EVENT_STATUS_REJECTED
+			res.Id = ev.GetId()
+			res.Errors = []*ingestv1.FieldError{{Field: "tenant_id", Description: fmt.Sprintf("%q is not the tenant of the token (%q): leave tenant_id out (ingest sets it from the token) or send with that tenant's token", t, tenant)}}
 			continue
 		}
 		event.Normalize(ev, tenant, now, in.newID)
