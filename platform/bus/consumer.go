@@ -700,6 +700,12 @@ func (c *Consumer) claim(ctx context.Context, tx pgx.Tx, ds []*Delivery) (fresh,
 		first[d.ID] = d
 		ids = append(ids, d.ID)
 	}
+	// In byte order, not the batch's: the insert locks each id it meets,
+	// and two claims of the same ids (a message back from a nak, an ack
+	// wait or a dead-letter replay, behind later messages, while another
+	// batch or a rebuild still holds it) taken in different orders wait
+	// for each other in a cycle. Nothing reads the RETURNING order.
+	slices.Sort(ids)
 	rows, err := tx.Query(ctx, `
 		INSERT INTO bus_inbox (consumer, msg_id)
 		SELECT $1, unnest($2::text[])
