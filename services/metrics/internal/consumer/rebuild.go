@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -155,6 +156,11 @@ func (r *Rebuilder) apply(ctx context.Context, ds []*bus.Delivery) (applied, rej
 		for _, d := range ds {
 			ids = append(ids, d.ID)
 		}
+		// In byte order, as the runner claims (bus), not the replay's:
+		// the insert locks each id it meets, and a live batch holding the
+		// same ids in another order would wait for this one in a cycle.
+		// Nothing reads the RETURNING order.
+		slices.Sort(ids)
 		rows, err := tx.Query(ctx, `
 			INSERT INTO bus_inbox (consumer, msg_id) SELECT $1, unnest($2::text[])
 			ON CONFLICT DO NOTHING RETURNING msg_id`, Durable, ids)
