@@ -29,7 +29,8 @@ type Config struct {
 	CapWindow time.Duration
 	// QuietStart and QuietEnd are minutes after local midnight; the quiet
 	// window is [start, end), wrapping midnight when start > end. Equal
-	// values disable quiet hours.
+	// values disable quiet hours; both are in [0, 1440), so a window is at
+	// most 23h59m.
 	QuietStart, QuietEnd int
 	// DefaultZone is used for customers without a (valid) time zone.
 	DefaultZone *time.Location
@@ -211,29 +212,71 @@ func zone(cfg Config, name string) *time.Location {
 }
 
 // QuietUntil reports whether now falls in the quiet window in loc and, if
-// so, the instant the window ends. The end is built from the local calendar
-// date (not by adding 24h), so it is right across daylight-saving changes.
+// so, the first instant after now at which the customer's local wall clock
+// is outside the window. The wall clock is followed through the zone's
+// offset changes rather than rebuilt with time.Date (which picks an
+// arbitrary side of a gap or a repeated hour): a window end the wall clock
+// skips that day (a DST gap) becomes the first instant after the gap, an
+// end in a repeated hour is its first occurrence after now, and a day a
+// zone skips altogether (Pacific/Apia, 2011-12-30) is skipped here too. The
+// result is always strictly after now, so a deferred request never comes
+// due inside the window it was deferred for.
+//
+// QuietStart and QuietEnd must be in [0, 1440) (ParseClock's range): a
+// window cannot cover the whole day.
 func QuietUntil(cfg Config, now time.Time, loc *time.Location) (time.Time, bool) {
 	if cfg.QuietStart == cfg.QuietEnd {
 		return time.Time{}, false
 	}
-	l := now.In(loc)
-	m := l.Hour()*60 + l.Minute()
-	var quiet, nextDay bool
-	if cfg.QuietStart < cfg.QuietEnd {
-		quiet = m >= cfg.QuietStart && m < cfg.QuietEnd
-	} else {
-		quiet = m >= cfg.QuietStart || m < cfg.QuietEnd
-		nextDay = m >= cfg.QuietStart
-	}
-	if !quiet {
+	t := now.In(loc)
+	if _, quiet := quietExit(cfg, t); !quiet {
 		return time.Time{}, false
 	}
-	d := l.Day()
-	if nextDay {
-		d++
+	// Each pass covers one span of constant UTC offset, in which the wall
+	// clock runs with real time; an offset change moves it at once.
+	for range maxZoneSpans {
+		exit, quiet := quietExit(cfg, t)
+		if !quiet {
+			return t, true // the offset change itself left the window
+		}
+		_, next := t.ZoneBounds()
+		if next.IsZero() || exit.Before(next) {
+			return exit, true
+		}
+		t = next
 	}
-	return time.Date(l.Year(), l.Month(), d, cfg.QuietEnd/60, cfg.QuietEnd%60, 0, 0, loc), true
+	// Not reached with real zones (a window is shorter than a day and
+	// offsets change a few times a year); t is still after now.
+	return t, true
+}
+
+// maxZoneSpans bounds QuietUntil's walk over offset changes.
+const maxZoneSpans = 64
+
+// quietExit reports whether t's wall clock (in t's location) is inside the
+// quiet window and, if so, the instant its wall clock reaches the window's
+// end, assuming t's UTC offset holds until then.
+func quietExit(cfg Config, t time.Time) (time.Time, bool) {
+	const day = 24 * 60 * 60
+	_, off := t.Zone()
+	wall := t.Unix() + int64(off) // seconds since the epoch on the local wall clock
+	sod := wall % day
+	if sod < 0 {
+		sod += day
+	}
+	start, end := int64(cfg.QuietStart)*60, int64(cfg.QuietEnd)*60
+	var exit int64 // seconds after the local midnight starting t's day
+	switch {
+	case start < end && sod >= start && sod < end:
+		exit = end
+	case start > end && sod >= start:
+		exit = day + end
+	case start > end && sod < end:
+		exit = end
+	default:
+		return time.Time{}, false
+	}
+	return t.Add(time.Duration(exit-sod)*time.Second - time.Duration(t.Nanosecond())), true
 }
 
 // ParseClock reads "21:00" as minutes after midnight.
