@@ -387,7 +387,8 @@ func minTime(a, b time.Time) time.Time {
 // later one the customer's 3rd, adds to the revenue), and evaluated in
 // placement order they could have entered a campaign. An entry made the
 // first time is not made again: the order id or "once" key exists, or
-// the member row's gap refuses it (replays key a gapped entry by order).
+// that entry, within the gap of itself, refuses it (store.Admit; replays
+// key a gapped entry by order).
 // An entry a late order would have prevented (a "first order" that no
 // longer is) stays: its messages may be out.
 func (e *Engine) laterOrders(ts []triggered, custs map[store.CustomerKey]*domain.Customer) []triggered {
@@ -497,16 +498,17 @@ func (e *Engine) enroll(ctx context.Context, tx pgx.Tx, ins []entering) error {
 			}
 			continue
 		}
-		// Once ever or once per gap: each customer's earliest entry.
+		if gap > 0 {
+			// Once per gap: every entrant, Admit takes each customer's
+			// oldest first, as if applied one by one in time order.
+			as = append(as, store.Admission{Gap: gap, Entrants: es})
+			continue
+		}
+		// Once ever: each customer's earliest entry.
 		slices.SortStableFunc(es, func(a, b store.Entrant) int {
 			return cmp.Or(cmp.Compare(a.CustomerID, b.CustomerID), a.Anchor.Compare(b.Anchor))
 		})
-		first := slices.CompactFunc(es, func(a, b store.Entrant) bool { return a.CustomerID == b.CustomerID })
-		if gap < 0 {
-			entered = append(entered, first...)
-		} else {
-			as = append(as, store.Admission{Gap: gap, Entrants: first})
-		}
+		entered = append(entered, slices.CompactFunc(es, func(a, b store.Entrant) bool { return a.CustomerID == b.CustomerID })...)
 	}
 	admitted, err := store.Admit(ctx, tx, as)
 	if err != nil {

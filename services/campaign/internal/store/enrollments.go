@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,7 +25,7 @@ type Entrant struct {
 }
 
 // Admission is the entrants of one campaign whose entry policy has a gap
-// (once per Gap): at most one per customer.
+// (once per Gap), any number per customer.
 type Admission struct {
 	Gap      time.Duration
 	Entrants []Entrant
@@ -34,55 +36,228 @@ type MemberKey struct{ Tenant, CampaignID, CustomerID string }
 
 func (e Entrant) member() MemberKey { return MemberKey{e.Tenant, e.CampaignID, e.CustomerID} }
 
+// admitting is one customer's entrants of one campaign in a batch,
+// oldest first.
+type admitting struct {
+	key MemberKey
+	gap time.Duration
+	es  []Entrant
+}
+
 // Admit applies the gaps of a batch's campaigns, of any tenants, and
-// returns the entrants admitted, with their persisted holdout group: a customer's member row
-// keeps the group and the last entry, and its conditional upsert is
-// atomic, so concurrent or duplicate triggers cannot both pass. One
-// statement per distinct gap, in one round trip. (Policies without a gap
-// need no member row: the enrollment's unique key decides.)
+// returns the entrants admitted, with their persisted holdout group. An
+// entrant enters when its anchor is at least the gap away from each of
+// the customer's entries in the campaign, earlier or later, and from
+// each entrant of the batch admitted before it: a customer's entrants are
+// taken oldest first, so a batch admits what the same events applied one
+// by one in time order would. A customer's member row keeps the group
+// and the last entry.
+//
+// A customer with one entrant (nearly every one, in a stream in order)
+// passes the member row's conditional upsert: atomic, so concurrent or
+// duplicate triggers cannot both pass; an entrant older than the last
+// entry has the customer's enrollments' anchors in the campaign probed,
+// in the same statement. Customers with several entrants have their
+// member rows locked and their entries' anchors read first (one more
+// round trip, only for batches that hold such customers), are admitted
+// in Go, and their member rows are updated only if unchanged since the
+// read (a row another transaction created meanwhile admits none of them).
+// One round trip besides, whatever the gaps. (Policies without a gap need
+// no member row: the enrollment's unique key decides.)
 func Admit(ctx context.Context, tx pgx.Tx, as []Admission) ([]Entrant, error) {
-	by := map[MemberKey]Entrant{}
-	gapped := map[time.Duration][]Entrant{}
-	var gaps []time.Duration
+	groups := map[MemberKey]*admitting{}
+	var order []*admitting
+	n := 0
 	for _, a := range as {
 		for _, e := range a.Entrants {
-			by[e.member()] = e
-			if _, ok := gapped[a.Gap]; !ok {
-				gaps = append(gaps, a.Gap)
+			g := groups[e.member()]
+			if g == nil {
+				g = &admitting{key: e.member(), gap: a.Gap}
+				groups[g.key] = g
+				order = append(order, g)
 			}
-			gapped[a.Gap] = append(gapped[a.Gap], e)
+			g.es = append(g.es, e)
+			n++
 		}
 	}
-	if len(by) == 0 {
+	if n == 0 {
 		return nil, nil
+	}
+	single := map[MemberKey]Entrant{}
+	gapped := map[time.Duration][]Entrant{}
+	var gaps []time.Duration
+	var several []*admitting
+	for _, g := range order {
+		if len(g.es) > 1 {
+			slices.SortStableFunc(g.es, func(a, b Entrant) int { return a.Anchor.Compare(b.Anchor) })
+			several = append(several, g)
+			continue
+		}
+		e := g.es[0]
+		single[g.key] = e
+		if _, ok := gapped[g.gap]; !ok {
+			gaps = append(gaps, g.gap)
+		}
+		gapped[g.gap] = append(gapped[g.gap], e)
 	}
 	batch := &pgx.Batch{}
 	for _, gap := range gaps {
 		tenants, camps, custs, holds, ats := entrantArrays(gapped[gap])
+		// The second arm is an entrant older than the last entry (out of
+		// order): it enters if no entry of the customer's in the campaign
+		// is anchored within the gap of it (the primary key's prefix).
 		batch.Queue(`
 			INSERT INTO campaign_members AS m (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
 			SELECT *, 1 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::timestamptz[])
 			ON CONFLICT (tenant, campaign_id, customer_id) DO UPDATE
 				SET last_entered_at = greatest(m.last_entered_at, excluded.last_entered_at), entries = m.entries + 1
 				WHERE excluded.last_entered_at >= m.last_entered_at + make_interval(secs => $6::bigint)
+					OR (excluded.last_entered_at <= m.last_entered_at - make_interval(secs => $6::bigint)
+						AND NOT EXISTS (SELECT FROM enrollments e
+							WHERE e.tenant = m.tenant AND e.campaign_id = m.campaign_id AND e.customer_id = m.customer_id
+								AND e.anchor_at > excluded.last_entered_at - make_interval(secs => $6::bigint)
+								AND e.anchor_at < excluded.last_entered_at + make_interval(secs => $6::bigint)))
 			RETURNING tenant, campaign_id, customer_id, holdout`, tenants, camps, custs, holds, ats, int64(gap/time.Second))
 	}
 	var out []Entrant
+	chained := map[MemberKey][]Entrant{}
+	if len(several) > 0 {
+		var err error
+		if chained, err = admitSeveral(ctx, tx, several, batch); err != nil {
+			return nil, err
+		}
+	}
 	br := tx.SendBatch(ctx, batch)
 	for range batch.Len() {
 		rows, err := br.Query()
 		if err == nil {
-			out, err = collectAdmitted(rows, by, out)
+			out, err = collectAdmitted(rows, single, chained, out)
 		}
 		if err != nil {
 			_ = br.Close()
-			return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
+			return nil, fmt.Errorf("admit %d entrants: %w", n, err)
 		}
 	}
 	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("admit %d entrants: %w", len(by), err)
+		return nil, fmt.Errorf("admit %d entrants: %w", n, err)
 	}
 	return out, nil
+}
+
+// admitSeveral decides the entrants of customers with several in the
+// batch: it locks their member rows (in key order) and reads the anchors
+// of their entries in the campaigns, admits each entrant, oldest first,
+// that is at least the gap from every entry and every entrant admitted
+// before it, and queues on batch the member rows' writes, whose RETURNING
+// rows name the customers whose admitted entrants (the result) enter.
+func admitSeveral(ctx context.Context, tx pgx.Tx, gs []*admitting, batch *pgx.Batch) (map[MemberKey][]Entrant, error) {
+	slices.SortFunc(gs, func(a, b *admitting) int {
+		return cmp.Or(cmp.Compare(a.key.Tenant, b.key.Tenant), cmp.Compare(a.key.CampaignID, b.key.CampaignID), cmp.Compare(a.key.CustomerID, b.key.CustomerID))
+	})
+	tenants, camps, custs := make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs))
+	for i, g := range gs {
+		tenants[i], camps[i], custs[i] = g.key.Tenant, g.key.CampaignID, g.key.CustomerID
+	}
+	last := map[MemberKey]time.Time{}
+	anchors := map[MemberKey][]time.Time{}
+	read := &pgx.Batch{}
+	read.Queue(`
+		SELECT m.tenant, m.campaign_id, m.customer_id, m.last_entered_at
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(tenant, campaign_id, customer_id)
+		JOIN campaign_members m ON m.tenant = u.tenant AND m.campaign_id = u.campaign_id AND m.customer_id = u.customer_id
+		ORDER BY m.tenant, m.campaign_id, m.customer_id FOR UPDATE OF m`, tenants, camps, custs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k MemberKey
+			var at time.Time
+			if err := rows.Scan(&k.Tenant, &k.CampaignID, &k.CustomerID, &at); err != nil {
+				return err
+			}
+			last[k] = at
+		}
+		return rows.Err()
+	})
+	read.Queue(`
+		SELECT e.tenant, e.campaign_id, e.customer_id, e.anchor_at
+		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(tenant, campaign_id, customer_id)
+		JOIN enrollments e ON e.tenant = u.tenant AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id`,
+		tenants, camps, custs).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k MemberKey
+			var at time.Time
+			if err := rows.Scan(&k.Tenant, &k.CampaignID, &k.CustomerID, &at); err != nil {
+				return err
+			}
+			anchors[k] = append(anchors[k], at)
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, read).Close(); err != nil {
+		return nil, fmt.Errorf("read the entries of %d members: %w", len(gs), err)
+	}
+	out := map[MemberKey][]Entrant{}
+	var upd, ins []Entrant
+	var seen []time.Time
+	var counts, insCounts []int32
+	for _, g := range gs {
+		taken := anchors[g.key]
+		l, exists := last[g.key]
+		if exists {
+			taken = append(taken, l)
+		}
+		var admitted []Entrant
+		for _, e := range g.es {
+			if farFromAll(e.Anchor, taken, g.gap) {
+				admitted = append(admitted, e)
+				taken = append(taken, e.Anchor)
+			}
+		}
+		if len(admitted) == 0 {
+			continue
+		}
+		out[g.key] = admitted
+		newest := admitted[0]
+		for _, e := range admitted {
+			if e.Anchor.After(newest.Anchor) {
+				newest = e
+			}
+		}
+		if exists {
+			upd, seen, counts = append(upd, newest), append(seen, l), append(counts, int32(len(admitted)))
+		} else {
+			ins, insCounts = append(ins, newest), append(insCounts, int32(len(admitted)))
+		}
+	}
+	if len(upd) > 0 {
+		t, c, u, _, ats := entrantArrays(upd)
+		batch.Queue(`
+			UPDATE campaign_members m SET last_entered_at = greatest(m.last_entered_at, u.at), entries = m.entries + u.n
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int[], $6::timestamptz[]) AS u(tenant, campaign_id, customer_id, at, n, seen)
+			WHERE m.tenant = u.tenant AND m.campaign_id = u.campaign_id AND m.customer_id = u.customer_id AND m.last_entered_at = u.seen
+			RETURNING m.tenant, m.campaign_id, m.customer_id, m.holdout`, t, c, u, ats, counts, seen)
+	}
+	if len(ins) > 0 {
+		t, c, u, h, ats := entrantArrays(ins)
+		batch.Queue(`
+			INSERT INTO campaign_members (tenant, campaign_id, customer_id, holdout, last_entered_at, entries)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::timestamptz[], $6::int[])
+			ON CONFLICT DO NOTHING
+			RETURNING tenant, campaign_id, customer_id, holdout`, t, c, u, h, ats, insCounts)
+	}
+	return out, nil
+}
+
+// farFromAll: at is at least gap from each of taken.
+func farFromAll(at time.Time, taken []time.Time, gap time.Duration) bool {
+	for _, t := range taken {
+		d := at.Sub(t)
+		if d < 0 {
+			d = -d
+		}
+		if d < gap {
+			return false
+		}
+	}
+	return true
 }
 
 // HoldoutGroups returns the holdout group the customers' earlier
@@ -126,9 +301,10 @@ func entrantArrays(es []Entrant) (tenants, camps, custs []string, holds []bool, 
 	return tenants, camps, custs, holds, ats
 }
 
-// collectAdmitted appends the admitted (tenant, campaign, customer,
-// holdout) rows to out with their persisted holdout group.
-func collectAdmitted(rows pgx.Rows, by map[MemberKey]Entrant, out []Entrant) ([]Entrant, error) {
+// collectAdmitted appends the entrants of the admitted (tenant, campaign,
+// customer, holdout) rows to out with their persisted holdout group: the
+// one entrant of single, or the entrants admitSeveral admitted.
+func collectAdmitted(rows pgx.Rows, single map[MemberKey]Entrant, several map[MemberKey][]Entrant, out []Entrant) ([]Entrant, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var k MemberKey
@@ -136,9 +312,15 @@ func collectAdmitted(rows pgx.Rows, by map[MemberKey]Entrant, out []Entrant) ([]
 		if err := rows.Scan(&k.Tenant, &k.CampaignID, &k.CustomerID, &h); err != nil {
 			return out, err
 		}
-		e := by[k]
-		e.Holdout = h
-		out = append(out, e)
+		if e, ok := single[k]; ok {
+			e.Holdout = h
+			out = append(out, e)
+			continue
+		}
+		for _, e := range several[k] {
+			e.Holdout = h
+			out = append(out, e)
+		}
 	}
 	return out, rows.Err()
 }
