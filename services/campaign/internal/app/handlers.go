@@ -119,7 +119,7 @@ func (f *factsBatch) addEvent(tenant string, ev *eventsv1.Event, typ, msgID stri
 		trig.OrderID, trig.OrderTotal, trig.Currency = o.GetOrderId(), o.GetTotal().GetAmountMinor(), o.GetTotal().GetCurrency()
 		vars = store.Vars{OrderID: o.GetOrderId(), OrderTotal: trig.OrderTotal, Currency: trig.Currency}
 		if code := domain.NormalizeCoupon(o.GetCouponCode()); code != "" {
-			f.redeems = append(f.redeems, store.Redemption{Tenant: tenant, Code: code, OrderID: o.GetOrderId(), At: at})
+			f.redeems = append(f.redeems, store.Redemption{Tenant: tenant, Code: code, CustomerID: customer, OrderID: o.GetOrderId(), At: at})
 		}
 	case domain.EventSurveyAnswered:
 		s := ev.GetSurveyAnswered()

@@ -453,10 +453,10 @@ type GoalEvent struct {
 	At                       time.Time
 }
 
-// Redemption is an order of a tenant that used a coupon code.
+// Redemption is an order of a tenant's customer that used a coupon code.
 type Redemption struct {
-	Tenant, Code, OrderID string
-	At                    time.Time
+	Tenant, Code, CustomerID, OrderID string
+	At                                time.Time
 }
 
 // MarkGoals applies goal events, of any tenants, to the enrollments of
@@ -467,8 +467,10 @@ type Redemption struct {
 // recorded as the enrollment's converted_at, the earliest such event
 // within the attribution window (earliest-wins: independent of the order
 // events arrive), waking the same way. In the same round trip it marks the
-// coupons the orders used as redeemed by the earliest order placed before
-// they expired.
+// coupons the orders used as redeemed: a coupon is its customer's, so only
+// an order of that customer placed between its issue and its expiry
+// redeems it, the earliest such (by placed time, then order id, bytewise)
+// whatever the order they arrive in.
 func MarkGoals(ctx context.Context, tx pgx.Tx, evs []GoalEvent, rs []Redemption, now time.Time) error {
 	batch := &pgx.Batch{}
 	var orders, others []GoalEvent
@@ -521,16 +523,23 @@ func MarkGoals(ctx context.Context, tx pgx.Tx, evs []GoalEvent, rs []Redemption,
 	}
 	if len(rs) > 0 {
 		n := len(rs)
-		tenants, codes, orders, ats := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
+		tenants, codes, custs, orders, ats := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n)
 		for i, r := range rs {
-			tenants[i], codes[i], orders[i], ats[i] = r.Tenant, r.Code, r.OrderID, r.At
+			tenants[i], codes[i], custs[i], orders[i], ats[i] = r.Tenant, r.Code, r.CustomerID, r.OrderID, r.At
 		}
+		// The orders that may redeem are picked before the earliest of
+		// them (another customer's order, or one placed before the issue,
+		// must not hide a later one that counts).
 		batch.Queue(`
 			UPDATE coupons c SET redeemed_at = u.at, redeemed_order_id = u.order_id
-			FROM (SELECT DISTINCT ON (tenant, code) * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS t(tenant, code, order_id, at)
-				ORDER BY tenant, code, at) u
-			WHERE c.tenant = u.tenant AND c.code = u.code AND u.at <= c.expires_at AND (c.redeemed_at IS NULL OR u.at < c.redeemed_at)`,
-			tenants, codes, orders, ats)
+			FROM (SELECT DISTINCT ON (k.tenant, k.code) k.tenant, k.code, t.order_id, t.at
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS t(tenant, code, customer_id, order_id, at)
+				JOIN coupons k ON k.tenant = t.tenant AND k.code = t.code AND k.customer_id = t.customer_id
+					AND t.at >= k.issued_at AND t.at <= k.expires_at
+				ORDER BY k.tenant, k.code, t.at, t.order_id COLLATE "C") u
+			WHERE c.tenant = u.tenant AND c.code = u.code
+				AND (c.redeemed_at IS NULL OR (u.at, u.order_id COLLATE "C") < (c.redeemed_at, c.redeemed_order_id COLLATE "C"))`,
+			tenants, codes, custs, orders, ats)
 	}
 	if batch.Len() == 0 {
 		return nil
