@@ -319,7 +319,19 @@ func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error
 			if e.GetCurrentStep() != "" {
 				next = e.GetCurrentStep() + " at " + e.GetNextAt().AsTime().UTC().Format("2006-01-02 15:04Z")
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetCampaignId(), e.GetCampaignVersion(), strings.ToLower(e.GetStatus()), group,
+			// The conversion shows whatever the status: an enrollment that
+			// goes on after its goal, or whose last step ran before the
+			// goal came within its window, is converted too.
+			status := strings.ToLower(e.GetStatus())
+			if c := e.GetConvertedAt(); c != nil {
+				at := "converted " + c.AsTime().UTC().Format("2006-01-02 15:04Z")
+				if status == "converted" {
+					status = at
+				} else {
+					status += ", " + at
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetCampaignId(), e.GetCampaignVersion(), status, group,
 				e.GetEnteredAt().AsTime().UTC().Format("2006-01-02 15:04Z"), strings.Join(e.GetStepsDone(), ","), next)
 		}
 		return tw.Flush()

@@ -159,12 +159,17 @@ func (cannedCampaigns) ListCustomerEnrollments(_ context.Context, r *campaignv1.
 	return &campaignv1.ListCustomerEnrollmentsResponse{Enrollments: []*campaignv1.Enrollment{
 		{CampaignId: "win-back", CampaignVersion: 2, CustomerId: r.GetCustomerId(), Status: "ACTIVE", CurrentStep: "reminder",
 			EnteredAt: at(14), NextAt: at(18), StepsDone: []string{"first"}},
+		{CampaignId: "thank-you", CampaignVersion: 1, CustomerId: r.GetCustomerId(), Status: "COMPLETED",
+			EnteredAt: at(9), ConvertedAt: at(16), StepsDone: []string{"thanks"}},
+		{CampaignId: "loyalty-reward", CampaignVersion: 1, CustomerId: r.GetCustomerId(), Status: "CONVERTED",
+			EnteredAt: at(8), ConvertedAt: at(11), StepsDone: []string{"coupon", "reward"}},
 	}}, nil
 }
 
 // TestCampaignReportAndEnrollments checks that the report's message
-// figures add up (the undecided rest is shown when there is one) and that
-// enrollment times are marked UTC like the other commands' times.
+// figures add up (the undecided rest is shown when there is one), that
+// enrollment times are marked UTC like the other commands' times, and
+// that a converted enrollment shows its conversion.
 func TestCampaignReportAndEnrollments(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -192,5 +197,9 @@ func TestCampaignReportAndEnrollments(t *testing.T) {
 	out := cli("campaigns", "enrollments", "c-42")
 	if !strings.Contains(out, "2026-06-10 14:39Z") || !strings.Contains(out, "reminder at 2026-06-10 18:39Z") {
 		t.Errorf("enrollments without the UTC marker:\n%s", out)
+	}
+	// A conversion shows in the table, not only in --output json.
+	if !strings.Contains(out, "completed, converted 2026-06-10 16:39Z") || !strings.Contains(out, "  converted 2026-06-10 11:39Z  ") {
+		t.Errorf("enrollments without their conversion:\n%s", out)
 	}
 }
