@@ -48,7 +48,8 @@ func (s *stack) entryDays(t *testing.T, campaign, customer string, now time.Time
 // batch, one by one in time order, one by one out of order, and a batch of
 // older answers after a newer one entered. Each enters the customer at -6,
 // -3 and -1: every answer at least 2 days from the entries before it (and,
-// arriving late, from every entry) enters.
+// arriving late, from every entry) enters. It also pins down what stays
+// order-dependent.
 func TestOncePerGapDoesNotDependOnBatching(t *testing.T) {
 	s := setup(t)
 	const tenant = "shop"
@@ -103,9 +104,26 @@ func TestOncePerGapDoesNotDependOnBatching(t *testing.T) {
 		t.Errorf("%d apologies requested, want %d", sent, 8*3)
 	}
 
+	// What stays order-dependent (the campaign README): an entry is never
+	// withdrawn, so the middle of three answers 1.5 days apart, arriving
+	// first, keeps both others out; in time order they enter, not it.
+	spaced := func(customer string, hoursAgo ...int) {
+		for _, h := range hoursAgo {
+			s.publish(t, tenant, npsEv(fmt.Sprintf("%s-%dh", customer, h), customer, now.Add(-time.Duration(h)*time.Hour), 3))
+			s.caughtUp(t)
+		}
+	}
+	spaced("spaced-in-order", 108, 72, 36)
+	spaced("spaced-middle-first", 72, 108, 36)
+	for c, want := range map[string][]float64{"spaced-in-order": {-4.5, -1.5}, "spaced-middle-first": {-3}} {
+		if got := s.entryDays(t, "detractors", c, now); !slices.Equal(got, want) {
+			t.Errorf("%s entered at %v days, want %v", c, got, want)
+		}
+	}
+
 	// The whole stream again with an empty inbox enters nobody twice.
 	s.replayFacts(t)
-	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'detractors'`); n != 8*3 {
-		t.Errorf("after a replay: %d enrollments, want %d", n, 8*3)
+	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'detractors'`); n != 8*3+3 {
+		t.Errorf("after a replay: %d enrollments, want %d", n, 8*3+3)
 	}
 }
