@@ -256,6 +256,9 @@ type Consumer struct {
 
 	// lease is an Exclusive consumer's, which every batch fences on.
 	lease *lease
+	// batchTx begins a batch's transaction so that the server ends it
+	// once it waits longer than batchIdleLimit for its next statement.
+	batchTx pgx.TxOptions
 
 	// With several workers, fetches take turns so that batches enter seq
 	// in stream order (see Sequence).
@@ -281,6 +284,7 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 	}
 	return &Consumer{
 		lease:        l,
+		batchTx:      pg.IdleBounded(batchIdleLimit(cfg)),
 		bus:          b,
 		pool:         pool,
 		cfg:          cfg,
@@ -289,6 +293,26 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 		attrConsumer: attribute.String("consumer", cfg.Durable),
 		lastCleanup:  time.Now(),
 	}, nil
+}
+
+// batchIdleLimit is how long a batch's transaction may wait for its next
+// statement before the server ends it and its session: AckWait, after
+// which the batch's messages go to another worker or replica anyway, and
+// for an Exclusive consumer no longer than LeaseTTL, the longest a batch
+// may keep a successor waiting on the lease row it share-locks.
+//
+// A process that froze or lost its link mid-batch (a paused VM, a long
+// stall, a partition) leaves its transaction open on the server, and with
+// it the fence's lock on the lease row and the inbox rows it claimed: a
+// standby's takeover, or the redelivered batch on another replica, would
+// wait on them until TCP noticed the dead connection, by default hours.
+// A live batch never waits that long between statements (its handler's
+// Go runs in milliseconds, and the batch's own context ends at AckWait).
+func batchIdleLimit(cfg ConsumerConfig) time.Duration {
+	if cfg.Exclusive {
+		return min(cfg.AckWait, cfg.LeaseTTL)
+	}
+	return cfg.AckWait
 }
 
 // Name is the durable name.
@@ -616,7 +640,7 @@ func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, erro
 	var res batchResult
 	hooks := &commitHooks{}
 	ctx = context.WithValue(ctx, commitHooksKey{}, hooks)
-	err := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+	err := pg.InTxWith(ctx, c.pool, c.batchTx, func(tx pgx.Tx) error {
 		res = batchResult{}
 		hooks.fns = nil // an attempt that rolled back registers again
 		for _, d := range ds {
@@ -826,9 +850,21 @@ func (c *Consumer) fail(ctx context.Context, ds []*Delivery, cause error) {
 			err = rerr
 		}
 		d.reason = fmt.Sprintf("failed %d deliveries (MaxDeliver %d), last error: %v", d.NumDelivered, c.cfg.MaxDeliver, err)
-		if derr := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		if derr := pg.InTxWith(ctx, c.pool, c.batchTx, func(tx pgx.Tx) error {
+			// Fenced like a batch: once another process holds the stream
+			// the message is its to apply or dead-letter (the inbox id
+			// this would release may be the successor's).
+			if c.lease != nil {
+				if err := c.lease.fence(ctx, tx); err != nil {
+					return err
+				}
+			}
 			return c.deadLetter(ctx, tx, []*Delivery{d})
-		}); derr != nil {
+		}); errors.Is(derr, errLeaseLost) {
+			c.nak(d)
+			c.count(ctx, "retried", 1)
+			continue
+		} else if derr != nil {
 			// It comes back past MaxDeliver and is dead-lettered then.
 			c.log.Error("dead-letter write failed, redelivering", "msg_id", d.ID, "error", derr)
 			c.nak(d)
