@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nuid"
 )
@@ -15,8 +17,9 @@ import (
 // DefaultLeaseTTL is how long an exclusive consumer's lease lasts without
 // a renewal: the longest a holder that stopped renewing keeps the others
 // waiting while its database session lives on (a stalled process, a node
-// gone without closing its connections). A holder that died with its
-// session is taken over within a poll.
+// gone without closing its connections), also when it froze inside a
+// batch: the server ends a batch transaction idle that long. A holder that
+// died with its session is taken over within a poll.
 const DefaultLeaseTTL = 15 * time.Second
 
 // lease is a named lease in Postgres (bus_leases), held by one holder at a
@@ -56,27 +59,47 @@ var (
 // connections, a dropped link) lets another take over early: safe, as the
 // holder's batches are fenced and its next renewal is refused. A pid the
 // server has reused for another session keeps the lease to its expiry.
-func (l *lease) take(ctx context.Context) error {
-	if l.session == nil {
+//
+// A contender (not holding the lease) waits at most lockWait for the
+// row's locks, which the holder's batches share-lock (the fence), and
+// reports errLeaseHeld past it: its poll loop never blocks on a batch in
+// flight, a stuck session or an operator's open transaction, and tries
+// again at the next poll. A renewal waits as long as ctx allows: it must
+// not be refused for its own batches.
+func (l *lease) take(ctx context.Context, lockWait time.Duration) error {
+	contending := l.session == nil
+	if contending {
 		c, err := l.pool.Acquire(ctx)
 		if err != nil {
 			return fmt.Errorf("bus: lease %s: %w", l.name, err)
 		}
 		l.session = c
 	}
+	timeout := "0" // lock_timeout off: the context bounds the wait
+	if contending && lockWait > 0 {
+		timeout = strconv.FormatInt(max(lockWait.Milliseconds(), 1), 10)
+	}
+	// set_config(..., true) lasts for this statement's own transaction
+	// only, so the session keeps no lock_timeout; it runs before the
+	// insert meets the row.
 	var holder string
 	err := l.session.QueryRow(ctx, `
 		INSERT INTO bus_leases AS l (name, holder, expires_at, holder_pid)
-		VALUES ($1, $2, now() + make_interval(secs => $3), pg_backend_pid())
+		SELECT $1, $2, now() + make_interval(secs => $3), pg_backend_pid()
+		FROM set_config('lock_timeout', $4, true)
 		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, holder_pid = excluded.holder_pid
 			WHERE l.holder = excluded.holder OR l.expires_at < now()
 				OR (l.holder_pid IS NOT NULL AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = l.holder_pid))
-		RETURNING holder`, l.name, l.holder, l.ttl.Seconds()).Scan(&holder)
+		RETURNING holder`, l.name, l.holder, l.ttl.Seconds(), timeout).Scan(&holder)
 	if err == nil {
 		return nil
 	}
 	l.endSession()
 	if errors.Is(err, pgx.ErrNoRows) {
+		return errLeaseHeld
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "55P03" && contending {
+		// The holder's batches (or renewal) hold the row: it is held.
 		return errLeaseHeld
 	}
 	return fmt.Errorf("bus: lease %s: %w", l.name, err)
@@ -95,7 +118,9 @@ func (l *lease) endSession() {
 // is current, and fails with errLeaseLost otherwise. Every batch of an
 // exclusive consumer starts with it: a takeover (an update of the row)
 // waits for the batches in flight, and a batch that starts after it finds
-// the lease gone, so two processes never apply batches at once.
+// the lease gone, so two processes never apply batches at once. A
+// holder that froze mid-batch does not keep the takeover waiting past
+// its lease: the server ends a batch idle for LeaseTTL (batchIdleLimit).
 func (l *lease) fence(ctx context.Context, tx pgx.Tx) error {
 	var one int
 	err := tx.QueryRow(ctx, `SELECT 1 FROM bus_leases WHERE name = $1 AND holder = $2 AND expires_at > now() FOR SHARE`,
@@ -131,7 +156,7 @@ func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held 
 	refused := false
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := l.take(ctx)
+		err := l.take(ctx, poll)
 		if err != nil {
 			if ctx.Err() == nil && !(refused && errors.Is(err, errLeaseHeld)) {
 				onState(false, err)
@@ -169,7 +194,7 @@ func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held 
 			}
 			start := time.Now()
 			rctx, rcancel := context.WithDeadline(ctx, safeUntil)
-			err := l.take(rctx)
+			err := l.take(rctx, 0)
 			rcancel()
 			wait = min(renewEvery, time.Second)
 			switch {
