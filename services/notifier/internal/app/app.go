@@ -202,11 +202,14 @@ func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now 
 }
 
 // decide runs the policy on deliveries in tx, under per-customer locks,
-// and records each result: trail, state, outcome.
+// and records each result: trail, state, outcome. It decides (and reorders
+// ds) in decisionOrder, so the cap's free slots go to a customer's most
+// important requests, not to whichever came first in the batch.
 func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now time.Time) error {
 	if len(ds) == 0 {
 		return nil
 	}
+	sort.Slice(ds, func(i, j int) bool { return decisionOrder(&ds[i], &ds[j]) })
 	keySet := map[store.Key]bool{}
 	var keys []store.Key
 	for _, d := range ds {
@@ -301,6 +304,35 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now
 	}
 	e.poke()
 	return nil
+}
+
+// decisionOrder is the order decide takes a batch's deliveries in: by
+// customer, then higher priority first (PRIORITY_UNSPECIFIED counts as
+// PRIORITY_NORMAL, as the policy treats it), then the earlier requested,
+// then by request id. A batch is new requests (HandleRequests) or deferred
+// ones come due (FireTimers), e.g. a customer's requests of several
+// campaigns held by quiet hours until the same morning.
+func decisionOrder(a, b *store.Delivery) bool {
+	if a.Tenant != b.Tenant {
+		return a.Tenant < b.Tenant
+	}
+	if a.CustomerID != b.CustomerID {
+		return a.CustomerID < b.CustomerID
+	}
+	if pa, pb := priorityRank(a.Priority), priorityRank(b.Priority); pa != pb {
+		return pa > pb
+	}
+	if !a.RequestedAt.Equal(b.RequestedAt) {
+		return a.RequestedAt.Before(b.RequestedAt)
+	}
+	return a.RequestID < b.RequestID
+}
+
+func priorityRank(p notifierv1.Priority) notifierv1.Priority {
+	if p == notifierv1.Priority_PRIORITY_UNSPECIFIED {
+		return notifierv1.Priority_PRIORITY_NORMAL
+	}
+	return p
 }
 
 var outcomeTypes = map[notifierv1.Outcome]string{
