@@ -82,7 +82,8 @@ type ConsumerConfig struct {
 	// it is dead-lettered.
 	MaxDeliver int
 	// AckWait is how long the server waits for an ack before redelivering;
-	// it also bounds one batch's processing.
+	// it also bounds one batch's processing, and Postgres ends a batch
+	// transaction that waits longer than that for its next statement.
 	AckWait time.Duration
 	// MaxAckPending limits unacked messages across workers (0: enough for
 	// two batches per worker, at least 1000).
@@ -101,7 +102,8 @@ type ConsumerConfig struct {
 	// applies the stream in order per key across a deployment.
 	Exclusive bool
 	// LeaseTTL is how long an Exclusive consumer's lease lasts unrenewed
-	// (0: DefaultLeaseTTL); the holder renews it every third of that.
+	// (0: DefaultLeaseTTL); the holder renews it every third of that, and
+	// Postgres ends a batch transaction idle longer than that.
 	LeaseTTL time.Duration
 	// InboxRetention is how long processed ids stay in bus_inbox. Retries
 	// older than this are not recognised as duplicates, so keep it well above
