@@ -384,7 +384,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case held:
 			c.log.Info("consumer lease taken", "holder", l.holder)
 		case errors.Is(err, errLeaseHeld):
-			c.log.Info("consumer standing by: another process holds its lease", "holder", l.holder)
+			c.log.Info("consumer standing by: another process holds its lease", "holder", l.currentHolder(ctx), "self", l.holder)
 		case errors.Is(err, errLeaseLost):
 			c.log.Warn("consumer stopped: its lease may have passed to another process", "holder", l.holder, "error", err)
 		default:

@@ -105,6 +105,14 @@ func (l *lease) take(ctx context.Context, lockWait time.Duration) error {
 	return fmt.Errorf("bus: lease %s: %w", l.name, err)
 }
 
+// currentHolder names the holder the lease row records now, for a log
+// line ("" if it cannot be read: a plain read waits on no row lock).
+func (l *lease) currentHolder(ctx context.Context) string {
+	var holder string
+	_ = l.pool.QueryRow(ctx, `SELECT holder FROM bus_leases WHERE name = $1`, l.name).Scan(&holder)
+	return holder
+}
+
 // endSession gives the holder's session back to the pool (which closes it
 // if it broke).
 func (l *lease) endSession() {

@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
 // TestExclusiveConsumerRunsInOneProcess runs two processes' runners of one
@@ -139,7 +142,7 @@ func TestExclusiveConsumerOutlivesDeadHolder(t *testing.T) {
 	_, b := setupNATS(t)
 	pool := setupPG(t)
 	ctx := testCtx(t)
-	cfg := bus.ConsumerConfig{Durable: "survivor", BatchSize: 10, Exclusive: true, LeaseTTL: time.Hour}
+	cfg := bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "survivor", BatchSize: 10, Exclusive: true, LeaseTTL: time.Hour}
 	dead, err := pgx.Connect(ctx, pool.Config().ConnString())
 	if err != nil {
 		t.Fatal(err)
@@ -149,13 +152,23 @@ func TestExclusiveConsumerOutlivesDeadHolder(t *testing.T) {
 		VALUES ($1, 'killed', now() + interval '1 hour', pg_backend_pid())`, "consumer:"+cfg.Durable); err != nil {
 		t.Fatal(err)
 	}
-	run(t, newConsumer(t, b, pool, cfg, applyAll))
+	var logs testenv.SyncBuffer
+	c, err := bus.NewConsumer(b, pool, cfg, applyAll, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
 	if _, err := b.PublishDurable(ctx, events("d", 10)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // two polls while the holder's session lives
 	if rows, _ := appliedCounts(t, pool); rows != 0 {
 		t.Fatalf("%d applied while the holder's session lived, want 0", rows)
+	}
+	// The standby names the process it waits for, not itself: that is
+	// where an operator must look.
+	if !regexp.MustCompile(`consumer standing by: another process holds its lease" .*holder=killed self=\S+/\d+/`).MatchString(logs.String()) {
+		t.Errorf("the standby's log does not name the holder:\n%s", logs.String())
 	}
 	if err := dead.Close(ctx); err != nil {
 		t.Fatal(err)
