@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,4 +121,27 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// WaitFor waits up to 30 s until every one of lines has been written,
+// failing the test with what was written if they do not all come.
+func (s *SyncBuffer) WaitFor(t testing.TB, lines ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, missing := s.String(), ""
+		for _, l := range lines {
+			if !strings.Contains(out, l) {
+				missing = l
+				break
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log:\n%s", missing, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
