@@ -156,12 +156,18 @@ func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
 // applied meanwhile (e.g. a corrected re-publish) it is only marked
 // replayed. A handler error rolls back and is returned; a Reject returns a
 // *RejectedError. Nothing is published: the stored copy is used.
+//
+// Locks are taken in the runner's order, the message's inbox row first
+// and then the dead letter's row: a batch that meets the same message
+// again (a redelivery whose termination was lost) claims it and then
+// writes its dead letter, so locking the dead letter first could deadlock
+// with it. The stored copy is read without a lock, and whether it was
+// replayed meanwhile is checked again under the row's lock.
 func (c *Consumer) Replay(ctx context.Context, id int64) error {
 	return pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			SELECT `+deadLetterColumns+`
-			FROM bus_dead_letters WHERE id = $1 AND consumer = $2
-			FOR UPDATE`, id, c.cfg.Durable)
+			FROM bus_dead_letters WHERE id = $1 AND consumer = $2`, id, c.cfg.Durable)
 		if err != nil {
 			return fmt.Errorf("bus: replay dead letter %d of %s: %w", id, c.cfg.Durable, err)
 		}
@@ -200,6 +206,13 @@ func (c *Consumer) Replay(ctx context.Context, id int64) error {
 		fresh, _, err := c.claim(ctx, tx, []*Delivery{d})
 		if err != nil {
 			return fmt.Errorf("bus: replay dead letter %d of %s: %w", id, c.cfg.Durable, err)
+		}
+		var replayedAt *time.Time
+		if err := tx.QueryRow(ctx, `SELECT replayed_at FROM bus_dead_letters WHERE id = $1 FOR UPDATE`, id).Scan(&replayedAt); err != nil {
+			return fmt.Errorf("bus: replay dead letter %d of %s: %w", id, c.cfg.Durable, err)
+		}
+		if replayedAt != nil { // by a replay that committed while this one waited
+			return fmt.Errorf("%w: id %d (msg %s) at %s", ErrAlreadyReplayed, id, dl.MsgID, replayedAt.Format(time.RFC3339))
 		}
 		if len(fresh) == 1 {
 			if err := c.callHandler(ctx, tx, fresh); err != nil {

@@ -10,3 +10,8 @@ import (
 func (c *Consumer) Claim(ctx context.Context, tx pgx.Tx, ds []*Delivery) (fresh, dups []*Delivery, err error) {
 	return c.claim(ctx, tx, ds)
 }
+
+// DeadLetterTx is the runner's dead-letter write, for the same tests.
+func (c *Consumer) DeadLetterTx(ctx context.Context, tx pgx.Tx, ds []*Delivery) error {
+	return c.deadLetter(ctx, tx, ds)
+}
