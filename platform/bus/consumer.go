@@ -658,12 +658,17 @@ func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, erro
 			return err
 		}
 		res.duplicates = dups
-		// A delivery past MaxDeliver only happens when dead-lettering it on
-		// its last attempt failed; dead-letter it now without running the
-		// handler again.
+		// A delivery past MaxDeliver only happens when its last attempt
+		// could not be settled: dead-lettering it failed, or the process
+		// stopped while the database was away (its batch held, then
+		// handed back). The first such delivery runs once more, as a last
+		// attempt (alone if it fails again, then dead-lettered), so an
+		// outage at the wrong moment costs a valid message nothing; any
+		// later one is dead-lettered without running the handler, so a
+		// message that kills the process cannot run for ever.
 		var run []*Delivery
 		for _, d := range fresh {
-			if d.NumDelivered > uint64(c.cfg.MaxDeliver) {
+			if d.NumDelivered > uint64(c.cfg.MaxDeliver)+1 {
 				d.reason = fmt.Sprintf("failed %d deliveries (MaxDeliver %d)", d.NumDelivered-1, c.cfg.MaxDeliver)
 				res.exhausted = append(res.exhausted, d)
 			} else {

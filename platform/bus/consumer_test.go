@@ -594,6 +594,51 @@ func TestCaughtUp(t *testing.T) {
 	}
 }
 
+// TestLastAttemptSurvivesAnOutageAndARestart: a message on its last
+// attempt is held through a database outage and the process stops before
+// the database is back, so the batch is handed back unsettled and comes
+// again past MaxDeliver. That delivery still runs the handler once (the
+// outage was not the message's fault): the message is applied, not
+// dead-lettered unrun.
+func TestLastAttemptSurvivesAnOutageAndARestart(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("last", 1)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bus.ConsumerConfig{Durable: "last-attempt", MaxDeliver: 2, AckWait: time.Second, Backoff: bus.Backoff{Initial: time.Second, Max: time.Second}}
+	var seen [4]atomic.Bool // deliveries the handler saw
+	handler := func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		for _, d := range ds {
+			seen[min(d.NumDelivered, 3)].Store(true)
+			if d.NumDelivered == 1 {
+				return errors.New("a transient failure of the first attempt")
+			}
+		}
+		return applyAll(ctx, tx, ds)
+	}
+	stop := run(t, newConsumer(t, b, pool, cfg, handler))
+	waitFor(t, "the first attempt", func() (bool, string) { return seen[1].Load(), "" })
+	// The second and last attempt comes a second later, into an outage.
+	endOutage := testenv.DatabaseOutage(t, pool)
+	time.Sleep(2500 * time.Millisecond) // the batch is held
+	stop()
+	endOutage()
+
+	run(t, newConsumer(t, b, pool, cfg, handler))
+	waitFor(t, "the message applied", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows == 1, fmt.Sprintf("%d applied, %d dead letters", rows, deadLetterCount(t, pool))
+	})
+	if n := deadLetterCount(t, pool); n != 0 {
+		t.Fatalf("%d dead letters", n)
+	}
+	if seen[2].Load() {
+		t.Error("the handler ran the held last attempt during the outage")
+	}
+}
+
 // TestConsumerHoldsBatchesThroughDatabaseOutage: while the database refuses
 // connections for longer than MaxDeliver attempts with their backoff (and
 // than AckWait) would last, the consumer holds its batch instead of
