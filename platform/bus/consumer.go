@@ -566,18 +566,13 @@ func (c *Consumer) attempt(ctx context.Context, ds []*Delivery) (batchResult, er
 	return c.runTx(actx, ds)
 }
 
-// unreachablePing bounds the check of whether the database answers.
-const unreachablePing = 5 * time.Second
-
 // unreachable reports whether a failed batch failed because the database
 // cannot be reached: it does not answer a ping now. The ping, rather than
 // the error's kind, decides: an error that looks like a network failure
 // (a handler's own call elsewhere) while the database answers must spend
 // a delivery like any failure, or the batch would be retried for ever.
 func (c *Consumer) unreachable(ctx context.Context) bool {
-	pctx, cancel := context.WithTimeout(ctx, unreachablePing)
-	defer cancel()
-	return c.pool.Ping(pctx) != nil
+	return pg.NotAnswering(ctx, c.pool.Ping)
 }
 
 // databaseRetry spaces the checks of whether the database answers again.

@@ -75,9 +75,7 @@ func (o *OutageLog) isOutage(ctx context.Context, err error) bool {
 	if o.Ping == nil || ctx.Err() != nil {
 		return false
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	return o.Ping(pctx) != nil
+	return NotAnswering(context.WithoutCancel(ctx), o.Ping)
 }
 
 // Failed records a pass that failed because the database is away (the

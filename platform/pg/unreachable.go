@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -37,4 +38,17 @@ func Unreachable(err error) bool {
 	}
 	_, ok := errors.AsType[net.Error](err)
 	return ok
+}
+
+// pingBound bounds the ping that decides whether the database answers.
+const pingBound = 5 * time.Second
+
+// NotAnswering reports whether the database does not answer ping within a
+// few seconds: the test of "the database is away" where an error's kind
+// cannot tell (a connection lost mid-statement), shared by the consumers'
+// hold (decision 0018) and OutageLog.
+func NotAnswering(ctx context.Context, ping func(context.Context) error) bool {
+	pctx, cancel := context.WithTimeout(ctx, pingBound)
+	defer cancel()
+	return ping(pctx) != nil
 }
