@@ -1,11 +1,9 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,29 +13,11 @@ import (
 	"github.com/retainhq/retain/platform/testenv"
 )
 
-// logBuffer collects a bus's log lines (text format) for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // connectLogged connects a bus (as one service replica would) whose log
 // lines end up in the returned buffer.
-func connectLogged(t *testing.T, url string) (*bus.Bus, *logBuffer) {
+func connectLogged(t *testing.T, url string) (*bus.Bus, *testenv.SyncBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b, err := bus.Connect(ctx, bus.Config{URL: url, Name: t.Name()}, slog.New(slog.NewTextHandler(logs, nil)))

@@ -142,5 +142,5 @@ func Run(ctx context.Context, settings Settings, version string, build func(cont
 	return host.Run(ctx)
 }
 
-// name is the service's name in logs ("ingest"), from its telemetry name.
+// serviceName is the service's name in logs ("ingest"), from its telemetry name.
 func serviceName(cfg Config) string { return strings.TrimPrefix(cfg.Telemetry.Service, "retain-") }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -55,10 +56,17 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 // WaitForUpTo is WaitFor with another limit.
 func WaitForUpTo(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitUntil(t, limit, func() string { return "timed out waiting for " + what }, cond)
+}
+
+// waitUntil polls cond until it holds, failing the test with failure()
+// (computed then, so it can show the state at the deadline) after limit.
+func waitUntil(t testing.TB, limit time.Duration, failure func() string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatal(failure())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -127,21 +135,15 @@ func (s *SyncBuffer) String() string {
 // failing the test with what was written if they do not all come.
 func (s *SyncBuffer) WaitFor(t testing.TB, lines ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, missing := s.String(), ""
+	missing := ""
+	waitUntil(t, 30*time.Second, func() string { return fmt.Sprintf("no %q in the log:\n%s", missing, s.String()) }, func() bool {
+		out := s.String()
 		for _, l := range lines {
 			if !strings.Contains(out, l) {
 				missing = l
-				break
+				return false
 			}
 		}
-		if missing == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log:\n%s", missing, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true
+	})
 }
