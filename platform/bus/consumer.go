@@ -717,6 +717,24 @@ func (c *Consumer) callHandler(ctx context.Context, tx pgx.Tx, ds []*Delivery) (
 // deliveries into fresh ones (first time this consumer sees the id) and
 // duplicates (seen before, or repeated in this batch).
 func (c *Consumer) claim(ctx context.Context, tx pgx.Tx, ds []*Delivery) (fresh, dups []*Delivery, err error) {
+	return ClaimInbox(ctx, tx, c.cfg.Durable, ds)
+}
+
+// ReleaseInbox removes ids from consumer's inbox in tx: messages given up
+// on (dead-lettered, rejected) are not applied, so a replay or a
+// re-publish may apply them later.
+func ReleaseInbox(ctx context.Context, tx pgx.Tx, consumer string, ids []string) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM bus_inbox WHERE consumer = $1 AND msg_id = ANY($2::text[])`, consumer, ids); err != nil {
+		return fmt.Errorf("release inbox ids: %w", err)
+	}
+	return nil
+}
+
+// ClaimInbox records the ids of ds in consumer's inbox in tx and splits ds
+// into the fresh deliveries (first seen now, once each) and the duplicates
+// (seen before, or repeated in ds). It is the runner's claim, for code that
+// applies messages on a consumer's behalf (a rebuild's replay).
+func ClaimInbox(ctx context.Context, tx pgx.Tx, consumer string, ds []*Delivery) (fresh, dups []*Delivery, err error) {
 	ids := make([]string, 0, len(ds))
 	first := make(map[string]*Delivery, len(ds))
 	for _, d := range ds {
@@ -736,7 +754,7 @@ func (c *Consumer) claim(ctx context.Context, tx pgx.Tx, ds []*Delivery) (fresh,
 		INSERT INTO bus_inbox (consumer, msg_id)
 		SELECT $1, unnest($2::text[])
 		ON CONFLICT DO NOTHING
-		RETURNING msg_id`, c.cfg.Durable, ids)
+		RETURNING msg_id`, consumer, ids)
 	if err != nil {
 		return nil, nil, fmt.Errorf("record inbox: %w", err)
 	}
@@ -790,9 +808,8 @@ func (c *Consumer) deadLetter(ctx context.Context, tx pgx.Tx, dead []*Delivery) 
 		c.cfg.Durable, ids, subjects, headers, data, reasons, counts); err != nil {
 		return fmt.Errorf("record dead letters: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM bus_inbox WHERE consumer = $1 AND msg_id = ANY($2::text[])`,
-		c.cfg.Durable, ids); err != nil {
-		return fmt.Errorf("release dead-lettered ids from inbox: %w", err)
+	if err := ReleaseInbox(ctx, tx, c.cfg.Durable, ids); err != nil {
+		return fmt.Errorf("release dead-lettered ids: %w", err)
 	}
 	return nil
 }

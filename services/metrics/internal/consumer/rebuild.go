@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -152,35 +151,9 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tenantID string) (RebuildResult
 func (r *Rebuilder) apply(ctx context.Context, ds []*bus.Delivery) (applied, rejected int64, err error) {
 	err = pg.InTx(ctx, r.store.Pool(), func(tx pgx.Tx) error {
 		applied, rejected = 0, 0
-		ids := make([]string, 0, len(ds))
-		for _, d := range ds {
-			ids = append(ids, d.ID)
-		}
-		// In byte order, as the runner claims (bus), not the replay's:
-		// the insert locks each id it meets, and a live batch holding the
-		// same ids in another order would wait for this one in a cycle.
-		// Nothing reads the RETURNING order.
-		slices.Sort(ids)
-		rows, err := tx.Query(ctx, `
-			INSERT INTO bus_inbox (consumer, msg_id) SELECT $1, unnest($2::text[])
-			ON CONFLICT DO NOTHING RETURNING msg_id`, Durable, ids)
+		fresh, _, err := bus.ClaimInbox(ctx, tx, Durable, ds)
 		if err != nil {
 			return fmt.Errorf("claim inbox ids: %w", err)
-		}
-		claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("claim inbox ids: %w", err)
-		}
-		isNew := make(map[string]bool, len(claimed))
-		for _, id := range claimed {
-			isNew[id] = true
-		}
-		var fresh []*bus.Delivery
-		for _, d := range ds {
-			if isNew[d.ID] {
-				fresh = append(fresh, d)
-				delete(isNew, d.ID) // a repeat within the batch is a duplicate
-			}
 		}
 		if len(fresh) == 0 {
 			return nil
@@ -196,8 +169,8 @@ func (r *Rebuilder) apply(ctx context.Context, ds []*bus.Delivery) (applied, rej
 		}
 		applied, rejected = int64(len(fresh)-len(dead)), int64(len(dead))
 		if len(dead) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM bus_inbox WHERE consumer = $1 AND msg_id = ANY($2::text[])`, Durable, dead); err != nil {
-				return fmt.Errorf("release rejected ids: %w", err)
+			if err := bus.ReleaseInbox(ctx, tx, Durable, dead); err != nil {
+				return fmt.Errorf("rejected ids: %w", err)
 			}
 		}
 		return nil
