@@ -47,6 +47,18 @@ func Encode(ev *eventsv1.Event) (data []byte, fingerprint string, err error) {
 	return data, fingerprint, nil
 }
 
+// StoredFingerprint is the fingerprint of a message on the stream: its
+// HeaderFingerprint header (given as header), or for one published before
+// fingerprints were (a rolling upgrade) the fingerprint of its stored event;
+// "" (unknown) if that does not decode.
+func StoredFingerprint(header string, data []byte) string {
+	if header != "" {
+		return header
+	}
+	fp, _ := FingerprintOf(data)
+	return fp
+}
+
 // FingerprintOf returns the fingerprint of an event as stored on the stream:
 // the one Encode gave it, also for events stored before fingerprints were
 // (their encoding included the stamps, in another order).

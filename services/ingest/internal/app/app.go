@@ -78,8 +78,10 @@ func MsgID(tenant, eventID string) string { return tenant + "/" + eventID }
 
 // Publish handles one request. events[i] may be nil when decoding it failed;
 // decodeErrs[i] then says why. The response has one result per event, in
-// order. An error means nothing can be said about the accepted events (the
-// bus failed); the client retries the whole request with the same ids.
+// order. An error means nothing can be said about the accepted events: the
+// bus failed or the first use of a re-sent id could not be read (ErrUnavailable:
+// the client retries the whole request with the same ids), or an internal
+// failure a retry will not fix.
 func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*eventsv1.Event, decodeErrs map[int][]*ingestv1.FieldError) (*ingestv1.PublishBatchResponse, error) {
 	now := in.now().UTC()
 	resp := &ingestv1.PublishBatchResponse{Results: make([]*ingestv1.EventResult, len(events))}

@@ -150,15 +150,8 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 // Status is unresolved.
 func (c *Committer) originalsOf(ctx context.Context, msgs []bus.Message, idx []int) map[string]Outcome {
 	found := make(map[string]Outcome, len(idx))
-	if c.history != nil {
-		lctx, cancel := context.WithTimeout(ctx, c.cfg.HistoryTimeout)
-		known, err := c.history.Known(lctx, msgIDs(msgs, idx))
-		cancel()
-		if err == nil {
-			for id, e := range known {
-				found[id] = Outcome{Original: e}
-			}
-		}
+	for id, e := range c.lookup(msgIDs(msgs, idx)) {
+		found[id] = Outcome{Original: e}
 	}
 	for _, i := range idx {
 		m := msgs[i]
@@ -267,13 +260,11 @@ func (s *StreamOriginals) Original(ctx context.Context, m bus.Message) (Entry, e
 	if err != nil {
 		return Entry{}, fmt.Errorf("read %s sequence %d: %w", s.Stream, ack.Sequence, err)
 	}
-	e := Entry{Fingerprint: orig.Header.Get(event.HeaderFingerprint), Type: orig.Header.Get(bus.HeaderEventType), AcceptedAt: orig.Time}
-	if e.Fingerprint == "" {
-		if fp, err := event.FingerprintOf(orig.Data); err == nil {
-			e.Fingerprint = fp
-		}
-	}
-	return e, nil
+	return Entry{
+		Fingerprint: event.StoredFingerprint(orig.Header.Get(event.HeaderFingerprint), orig.Data),
+		Type:        orig.Header.Get(bus.HeaderEventType),
+		AcceptedAt:  orig.Time,
+	}, nil
 }
 
 func (s *StreamOriginals) handle(ctx context.Context) (jetstream.Stream, error) {

@@ -43,11 +43,7 @@ func (l *Log) Record(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 		if !d.Timestamp.IsZero() {
 			at[i] = &d.Timestamp
 		}
-		if fps[i] = d.Header.Get(event.HeaderFingerprint); fps[i] == "" {
-			// Published before fingerprints were (a rolling upgrade):
-			// the fingerprint is a function of the stored event.
-			fps[i], _ = event.FingerprintOf(d.Data)
-		}
+		fps[i] = event.StoredFingerprint(d.Header.Get(event.HeaderFingerprint), d.Data)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO ingest_log (msg_id, fingerprint, event_type, accepted_at)
 		SELECT id, NULLIF(fp, ''), NULLIF(type, ''), at FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS r(id, fp, type, at)
