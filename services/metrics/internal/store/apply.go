@@ -50,12 +50,9 @@ type RefundConflict struct {
 	Waiting                       bool
 }
 
-// Reason says what is wrong, for a dead letter or a log line.
+// Reason says why a refund that is not Waiting is refused, for its dead
+// letter (a Waiting one is only logged, with its fields).
 func (c RefundConflict) Reason() string {
-	if c.Waiting {
-		return fmt.Sprintf("order %s is in %s but refunds in %s (%d minor units) arrived before it; a refund counts only in its order's currency (no conversion), so they are not subtracted",
-			c.OrderID, c.OrderCurrency, c.RefundCurrency, c.AmountMinor)
-	}
 	return fmt.Sprintf("order_refunded.amount.currency: refund %s is in %s but order %s is in %s; a refund counts only in its order's currency (no conversion), so it is not subtracted",
 		c.RefundID, c.RefundCurrency, c.OrderID, c.OrderCurrency)
 }
