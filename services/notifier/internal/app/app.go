@@ -210,21 +210,14 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now
 		return nil
 	}
 	sort.Slice(ds, func(i, j int) bool { return decisionOrder(&ds[i], &ds[j]) })
-	keySet := map[store.Key]bool{}
+	// ds is in customer order now: its customers, once each, are too.
 	var keys []store.Key
 	for _, d := range ds {
 		k := store.Key{Tenant: d.Tenant, Customer: d.CustomerID}
-		if !keySet[k] {
-			keySet[k] = true
+		if len(keys) == 0 || keys[len(keys)-1] != k {
 			keys = append(keys, k)
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].Tenant != keys[j].Tenant {
-			return keys[i].Tenant < keys[j].Tenant
-		}
-		return keys[i].Customer < keys[j].Customer
-	})
 	if err := store.LockCustomers(ctx, tx, keys); err != nil {
 		return err
 	}
