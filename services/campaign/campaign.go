@@ -30,6 +30,9 @@ import (
 	"github.com/retainhq/retain/services/campaign/internal/templates"
 )
 
+// databaseEnv is the variable of the service's database URL.
+const databaseEnv = "RETAIN_CAMPAIGN_DATABASE_URL"
+
 // Durable consumer names.
 const (
 	FactsConsumer      = "campaign-facts"
@@ -87,7 +90,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Config.RegisterFlags(fs, "RETAIN_CAMPAIGN_DATABASE_URL", "Postgres URL of the campaign database")
+	c.Config.RegisterFlags(fs, databaseEnv, "Postgres URL of the campaign database")
 	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_CAMPAIGN_BATCH_SIZE", "most events applied in one transaction")
 	config.IntVar(fs, &c.Workers, "workers", "RETAIN_CAMPAIGN_WORKERS", "concurrent batches of the facts consumer")
 	config.BoolVar(fs, &c.FactsExclusive, "facts-exclusive", "RETAIN_CAMPAIGN_FACTS_EXCLUSIVE", "run the facts consumer on one replica at a time, so each customer's events apply in stream order")
@@ -100,7 +103,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate("RETAIN_CAMPAIGN_DATABASE_URL")}
+	errs := []error{c.Config.Validate(databaseEnv)}
 	if c.BatchSize < 1 || c.BatchSize > 10000 {
 		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_BATCH_SIZE %d: must be 1-10000", c.BatchSize))
 	}

@@ -28,6 +28,9 @@ import (
 	"github.com/retainhq/retain/services/churnsignal/internal/store"
 )
 
+// databaseEnv is the variable of the service's database URL.
+const databaseEnv = "RETAIN_CHURN_DATABASE_URL"
+
 // ConsumerName is the durable consumer of facts on RETAIN_EVENTS.
 const ConsumerName = "churnsignal-facts"
 
@@ -69,7 +72,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Config.RegisterFlags(fs, "RETAIN_CHURN_DATABASE_URL", "Postgres URL of the churn-signal database")
+	c.Config.RegisterFlags(fs, databaseEnv, "Postgres URL of the churn-signal database")
 	config.DurationVar(fs, &c.RescoreInterval, "rescore-interval", "RETAIN_CHURN_RESCORE_INTERVAL", "how often every customer is rescored as time passes (0: never on a schedule)")
 	config.DurationVar(fs, &c.RefitInterval, "refit-interval", "RETAIN_CHURN_REFIT_INTERVAL", "age at which a scheduled pass refits a tenant's purchase model")
 	config.IntVar(fs, &c.HorizonWeeks, "horizon-weeks", "RETAIN_CHURN_HORIZON_WEEKS", "prediction horizon of the purchase model, in weeks")
@@ -80,7 +83,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate("RETAIN_CHURN_DATABASE_URL")}
+	errs := []error{c.Config.Validate(databaseEnv)}
 	if c.RescoreInterval < 0 {
 		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_INTERVAL %s: must not be negative", c.RescoreInterval))
 	}

@@ -25,6 +25,9 @@ import (
 	"github.com/retainhq/retain/services/ingest/internal/store"
 )
 
+// databaseEnv is the variable of the service's database URL.
+const databaseEnv = "RETAIN_INGEST_DATABASE_URL"
+
 // Config is everything the ingest service needs. Zero values are replaced by
 // DefaultConfig's by RegisterFlags.
 type Config struct {
@@ -64,7 +67,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Config.RegisterFlags(fs, "RETAIN_INGEST_DATABASE_URL", "Postgres URL of the ingest database (the ingest log)")
+	c.Config.RegisterFlags(fs, databaseEnv, "Postgres URL of the ingest database (the ingest log)")
 	config.IntVar(fs, &c.MaxBatch, "max-batch", "RETAIN_INGEST_MAX_BATCH", "most events in one atomic batch on the bus")
 	config.DurationVar(fs, &c.Linger, "linger", "RETAIN_INGEST_LINGER", "how long a request waits to share a batch (group commit)")
 	config.IntVar(fs, &c.Publishers, "publishers", "RETAIN_INGEST_PUBLISHERS", "batches in flight at once")
@@ -74,7 +77,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate("RETAIN_INGEST_DATABASE_URL")}
+	errs := []error{c.Config.Validate(databaseEnv)}
 	if err := c.commitConfig().Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -25,6 +25,9 @@ import (
 	"github.com/retainhq/retain/services/metrics/internal/store"
 )
 
+// databaseEnv is the variable of the service's database URL.
+const databaseEnv = "RETAIN_METRICS_DATABASE_URL"
+
 // Config is everything the metrics service needs. Zero values are replaced
 // by DefaultConfig's by RegisterFlags.
 type Config struct {
@@ -54,7 +57,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Config.RegisterFlags(fs, "RETAIN_METRICS_DATABASE_URL", "Postgres URL of the metrics database (the projections)")
+	c.Config.RegisterFlags(fs, databaseEnv, "Postgres URL of the metrics database (the projections)")
 	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_METRICS_BATCH_SIZE", "most facts applied in one transaction")
 	config.IntVar(fs, &c.Consumers, "consumers", "RETAIN_METRICS_CONSUMERS", "consumer workers (batches of one tenant never run at once)")
 	config.IntVar(fs, &c.CacheBytes, "cache-bytes", "RETAIN_METRICS_CACHE_BYTES", "byte budget of the day bitmap cache, all tenants (0: nothing kept between queries)")
@@ -62,7 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate("RETAIN_METRICS_DATABASE_URL")}
+	errs := []error{c.Config.Validate(databaseEnv)}
 	if c.BatchSize < 1 || c.BatchSize > 5000 {
 		errs = append(errs, fmt.Errorf("RETAIN_METRICS_BATCH_SIZE %d: must be 1-5000", c.BatchSize))
 	}

@@ -33,6 +33,9 @@ import (
 	"github.com/retainhq/retain/services/notifier/internal/store"
 )
 
+// databaseEnv is the variable of the service's database URL.
+const databaseEnv = "RETAIN_NOTIFIER_DATABASE_URL"
+
 // Durable consumer names.
 const (
 	RequestsConsumer = "notifier-requests"
@@ -105,7 +108,7 @@ func DefaultConfig() Config {
 
 // RegisterFlags binds every setting to a flag and its RETAIN_* variable.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.Config.RegisterFlags(fs, "RETAIN_NOTIFIER_DATABASE_URL", "Postgres URL of the notifier database")
+	c.Config.RegisterFlags(fs, databaseEnv, "Postgres URL of the notifier database")
 	config.StringVar(fs, &c.PublicURL, "public-url", "RETAIN_NOTIFIER_PUBLIC_URL", "base URL of the notifier's HTTP endpoint as customers reach it (unsubscribe links)")
 	config.StringVar(fs, &c.UnsubscribeSecret, "unsubscribe-secret", "RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET", "secret signing unsubscribe links (at least 32 bytes)")
 	config.IntVar(fs, &c.CapMax, "cap-max", "RETAIN_NOTIFIER_CAP_MAX", "most marketing messages per customer per cap window (0: no cap)")
@@ -142,7 +145,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Validate names every bad setting at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate("RETAIN_NOTIFIER_DATABASE_URL")}
+	errs := []error{c.Config.Validate(databaseEnv)}
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("RETAIN_NOTIFIER_PUBLIC_URL %q: want an http(s) URL like https://retain.shop.example", c.PublicURL)
