@@ -265,7 +265,7 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 			r.bus.inst.outboxLag.Record(ctx, lag)
 		}
 		for i := range claimed {
-			r.bus.inst.outboxPublished.Add(ctx, 1, outcomeAttr(outcomes[i]))
+			r.bus.inst.outboxPublished.Add(ctx, 1, outcomeAttr(outcomes[i].Outcome))
 		}
 		n = len(claimed)
 		return nil

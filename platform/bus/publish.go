@@ -120,6 +120,15 @@ const (
 	Duplicate
 )
 
+// PublishResult is what happened to one message of PublishDurable.
+type PublishResult struct {
+	Outcome PublishOutcome
+	// Original is, for a Duplicate the stream refused, the stream sequence
+	// of the message already stored under its id, as the server's PubAck
+	// gives it; 0 for a repeat within the call.
+	Original uint64
+}
+
 func (o PublishOutcome) String() string {
 	switch o {
 	case Published:
@@ -327,12 +336,13 @@ const singlesThreshold = 32
 // batches of at most Config.MaxBatchSize (one fsync each). A batch rejected
 // for a duplicate id is split in halves and retried, down to small groups
 // that are published one by one, where the PubAck's Duplicate flag tells.
-// So one duplicate among 1000 costs ~20 fsyncs instead of 1000.
+// So one duplicate among 1000 costs ~20 fsyncs instead of 1000, and each
+// duplicate's PubAck names the sequence of the message stored before.
 //
 // On error the outcomes already known are filled in and the rest are
 // OutcomeUnknown; publishing the same messages again is safe.
-func (b *Bus) PublishDurable(ctx context.Context, msgs []Message) ([]PublishOutcome, error) {
-	out := make([]PublishOutcome, len(msgs))
+func (b *Bus) PublishDurable(ctx context.Context, msgs []Message) ([]PublishResult, error) {
+	out := make([]PublishResult, len(msgs))
 	if len(msgs) == 0 {
 		return out, nil
 	}
@@ -353,7 +363,7 @@ func (b *Bus) PublishDurable(ctx context.Context, msgs []Message) ([]PublishOutc
 			return out, err
 		}
 		if _, dup := seen[m.ID]; dup {
-			out[i] = Duplicate
+			out[i].Outcome = Duplicate
 			b.inst.published.Add(ctx, 1, outcomeAttr(Duplicate))
 			continue
 		}
@@ -383,7 +393,7 @@ func (b *Bus) PublishDurable(ctx context.Context, msgs []Message) ([]PublishOutc
 }
 
 // publishGroup publishes msgs[idx] as one batch, bisecting on duplicates.
-func (b *Bus) publishGroup(ctx context.Context, stream string, msgs []Message, idx []int, out []PublishOutcome) error {
+func (b *Bus) publishGroup(ctx context.Context, stream string, msgs []Message, idx []int, out []PublishResult) error {
 	if len(idx) == 1 {
 		// Same cost as a batch of one, and the PubAck says if it was a duplicate.
 		return b.publishSingles(ctx, msgs, idx, out)
@@ -395,7 +405,7 @@ func (b *Bus) publishGroup(ctx context.Context, stream string, msgs []Message, i
 	err := b.publishAtomicRetry(ctx, stream, group)
 	if err == nil {
 		for _, j := range idx {
-			out[j] = Published
+			out[j].Outcome = Published
 		}
 		return nil
 	}
@@ -430,17 +440,17 @@ func (b *Bus) publishAtomicRetry(ctx context.Context, stream string, group []Mes
 }
 
 // publishSingles publishes one message at a time so each PubAck tells
-// whether that id was a duplicate.
-func (b *Bus) publishSingles(ctx context.Context, msgs []Message, idx []int, out []PublishOutcome) error {
+// whether that id was a duplicate, and of which stored message.
+func (b *Bus) publishSingles(ctx context.Context, msgs []Message, idx []int, out []PublishResult) error {
 	for _, j := range idx {
 		ack, err := b.Publish(ctx, msgs[j])
 		if err != nil {
 			return err
 		}
 		if ack.Duplicate {
-			out[j] = Duplicate
+			out[j] = PublishResult{Outcome: Duplicate, Original: ack.Sequence}
 		} else {
-			out[j] = Published
+			out[j] = PublishResult{Outcome: Published}
 		}
 	}
 	return nil

@@ -169,12 +169,13 @@ func TestPublishDurable(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := testCtx(t)
-			storedSet := map[string]bool{}
+			storedSeq := map[string]uint64{}
 			for _, id := range tt.stored {
-				if _, err := b.Publish(ctx, msg(id)); err != nil {
+				ack, err := b.Publish(ctx, msg(id))
+				if err != nil {
 					t.Fatal(err)
 				}
-				storedSet[id] = true
+				storedSeq[id] = ack.Sequence
 			}
 			batch := make([]bus.Message, len(tt.batch))
 			for i, id := range tt.batch {
@@ -186,16 +187,20 @@ func TestPublishDurable(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			for i, id := range tt.batch {
-				want := bus.Published
-				if storedSet[id] || seen[id] {
-					want = bus.Duplicate
+				// A duplicate of a stored message names its sequence; a
+				// repeat within the call has none to name.
+				want := bus.PublishResult{Outcome: bus.Published}
+				if seq, ok := storedSeq[id]; ok {
+					want = bus.PublishResult{Outcome: bus.Duplicate, Original: seq}
+				} else if seen[id] {
+					want = bus.PublishResult{Outcome: bus.Duplicate}
 				}
 				seen[id] = true
 				if out[i] != want {
-					t.Errorf("message %d (%s): %s, want %s", i, id, out[i], want)
+					t.Errorf("message %d (%s): %+v, want %+v", i, id, out[i], want)
 				}
 			}
-			for id := range storedSet {
+			for id := range storedSeq {
 				seen[id] = true
 			}
 			if n := streamMsgs(t, b, bus.EventsStream); n != uint64(len(seen)) {
@@ -216,7 +221,7 @@ func TestPublishDurableGroupsByStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("publish durable: %v", err)
 	}
-	if slices.ContainsFunc(out, func(o bus.PublishOutcome) bool { return o != bus.Published }) {
+	if slices.ContainsFunc(out, func(o bus.PublishResult) bool { return o.Outcome != bus.Published }) {
 		t.Fatalf("outcomes %v, want all published", out)
 	}
 	if e, s := streamMsgs(t, b, bus.EventsStream), streamMsgs(t, b, bus.SignalsStream); e != 5 || s != 5 {

@@ -27,7 +27,7 @@ var ErrOverloaded = errors.New("ingest is overloaded: too many requests waiting 
 
 // Publisher is the durable batch publish of platform/bus.
 type Publisher interface {
-	PublishDurable(ctx context.Context, msgs []bus.Message) ([]bus.PublishOutcome, error)
+	PublishDurable(ctx context.Context, msgs []bus.Message) ([]bus.PublishResult, error)
 }
 
 // History tells which message ids were published long ago, beyond the
@@ -36,10 +36,10 @@ type History interface {
 	Known(ctx context.Context, msgIDs []string) (map[string]Entry, error)
 }
 
-// Originals finds what the stream stored under the id of a message the
-// stream just refused as a duplicate (see StreamOriginals).
+// Originals reads what the stream stored at the sequence its PubAck named
+// for a message it refused as a duplicate (see StreamOriginals).
 type Originals interface {
-	Original(ctx context.Context, m bus.Message) (Entry, error)
+	Original(ctx context.Context, seq uint64) (Entry, error)
 }
 
 // Config tunes the group commit.

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/bus"
@@ -112,17 +111,19 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 	now := time.Now()
 	firstUse := make(map[string]Outcome, len(fresh))
 	var refused []int
+	seqs := map[int]uint64{}
 	for k, p := range published {
 		i := freshIdx[k]
-		if p == bus.Duplicate {
+		if p.Outcome == bus.Duplicate {
 			refused = append(refused, i)
+			seqs[i] = p.Original
 			continue
 		}
 		out[i] = Outcome{Status: Published}
 		firstUse[msgs[i].ID] = Outcome{Original: Entry{Fingerprint: fps[i], Type: msgs[i].Type, AcceptedAt: now}}
 	}
 	if len(refused) > 0 {
-		originals := c.originalsOf(ctx, msgs, refused)
+		originals := c.originalsOf(ctx, msgs, refused, seqs)
 		for _, i := range refused {
 			o := originals[msgs[i].ID]
 			firstUse[msgs[i].ID] = o
@@ -145,10 +146,10 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 }
 
 // originalsOf finds the first use of the ids of msgs[idx], which the stream
-// refused as duplicates: in the ingest log when its row is written by now,
-// else from the stream. The Outcome's Original is the first use, or its
-// Status is unresolved.
-func (c *Committer) originalsOf(ctx context.Context, msgs []bus.Message, idx []int) map[string]Outcome {
+// refused as duplicates of the messages it stores at seqs[i]: in the ingest
+// log when its row is written by now, else from the stream. The Outcome's
+// Original is the first use, or its Status is unresolved.
+func (c *Committer) originalsOf(ctx context.Context, msgs []bus.Message, idx []int, seqs map[int]uint64) map[string]Outcome {
 	found := make(map[string]Outcome, len(idx))
 	for id, e := range c.lookup(msgIDs(msgs, idx)) {
 		found[id] = Outcome{Original: e}
@@ -162,7 +163,7 @@ func (c *Committer) originalsOf(ctx context.Context, msgs []bus.Message, idx []i
 			found[m.ID] = Outcome{} // unknown content: a duplicate, as before fingerprints
 			continue
 		}
-		e, err := c.originals.Original(ctx, m)
+		e, err := c.originals.Original(ctx, seqs[i])
 		if err != nil {
 			c.log.Warn("cannot read the first use of a duplicate event id; its request is refused for a retry", "msg_id", m.ID, "err", err)
 			found[m.ID] = Outcome{Status: unresolved, err: fmt.Errorf("%w %s: %w", ErrUnresolved, m.ID, err)}
@@ -203,22 +204,10 @@ func (c *Committer) lookup(ids []string) map[string]Entry {
 	return known
 }
 
-// probeLastMsgID is the Nats-Expected-Last-Msg-Id of a probe. It never
-// matches: the stream's ids are "<tenant>/<event id>", with a slash.
-const probeLastMsgID = "retain-ingest-probe"
-
-// errCodeWrongLastMsgID is JetStream's "wrong last msg ID" (nats-server
-// errors.json): the probe's id is not in the duplicate window (any more).
-const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
-
-// StreamOriginals reads the original of a refused duplicate from the stream.
-// JetStream's duplicate answer carries the stored original's sequence, but
-// the batch publish does not pass it on; so the message is sent again alone
-// as a probe that the server cannot store: it checks the duplicate window
-// first (and answers with the original's sequence) and only then the
-// probe's Nats-Expected-Last-Msg-Id, which never matches. The original's
-// fingerprint is its header, or computed from its data when it was stored
-// before fingerprints were.
+// StreamOriginals reads the original of a refused duplicate from the
+// stream, at the sequence the duplicate's PubAck named. Its fingerprint is
+// its header, or computed from its data when it was stored before
+// fingerprints were.
 type StreamOriginals struct {
 	Bus    *bus.Bus
 	Stream string
@@ -228,37 +217,22 @@ type StreamOriginals struct {
 }
 
 // Original implements Originals.
-func (s *StreamOriginals) Original(ctx context.Context, m bus.Message) (Entry, error) {
-	probe := m
-	probe.Header = nats.Header{jetstream.ExpectedLastMsgIDHeader: []string{probeLastMsgID}}
-	if tp := m.Header.Get(bus.HeaderTraceparent); tp != "" {
-		probe.Header.Set(bus.HeaderTraceparent, tp)
-	}
-	ack, err := s.Bus.Publish(ctx, probe)
-	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID {
-			return Entry{}, errors.New("its duplicate window passed since the publish")
-		}
-		return Entry{}, err
-	}
-	if !ack.Duplicate {
-		// The server checks the expected last id after duplicates and
-		// answers an error instead: this is a server that does not.
-		return Entry{}, fmt.Errorf("probe of %s stored as %s sequence %d: this NATS server does not check Nats-Expected-Last-Msg-Id after duplicates", m.ID, ack.Stream, ack.Sequence)
+func (s *StreamOriginals) Original(ctx context.Context, seq uint64) (Entry, error) {
+	if seq == 0 {
+		return Entry{}, errors.New("the stream did not say where the original is stored")
 	}
 	st, err := s.handle(ctx)
 	if err != nil {
 		return Entry{}, err
 	}
-	orig, err := st.GetMsg(ctx, ack.Sequence)
+	orig, err := st.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		// Gone from the stream (deleted or past a limit) while its id is
 		// still in the window: its content cannot be known.
 		return Entry{}, nil
 	}
 	if err != nil {
-		return Entry{}, fmt.Errorf("read %s sequence %d: %w", s.Stream, ack.Sequence, err)
+		return Entry{}, fmt.Errorf("read %s sequence %d: %w", s.Stream, seq, err)
 	}
 	return Entry{
 		Fingerprint: event.StoredFingerprint(orig.Header.Get(event.HeaderFingerprint), orig.Data),
