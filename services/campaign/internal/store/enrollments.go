@@ -58,10 +58,11 @@ type admitting struct {
 // duplicate triggers cannot both pass; an entrant older than the last
 // entry has the customer's enrollments' anchors in the campaign probed,
 // in the same statement. Customers with several entrants have their
-// member rows locked and their entries' anchors read first (one more
-// round trip, only for batches that hold such customers), are admitted
-// in Go, and their member rows are updated only if unchanged since the
-// read (a row another transaction created meanwhile admits none of them).
+// member rows locked and the anchors of their entries within the gap of
+// their entrants read first (one more round trip, only for batches that
+// hold such customers), are admitted in Go, and their member rows are
+// updated only if unchanged since the read (a row another transaction
+// created meanwhile admits none of them).
 // One round trip besides, whatever the gaps. (Policies without a gap need
 // no member row: the enrollment's unique key decides.)
 func Admit(ctx context.Context, tx pgx.Tx, as []Admission) ([]Entrant, error) {
@@ -146,17 +147,26 @@ func Admit(ctx context.Context, tx pgx.Tx, as []Admission) ([]Entrant, error) {
 
 // admitSeveral decides the entrants of customers with several in the
 // batch: it locks their member rows (in key order) and reads the anchors
-// of their entries in the campaigns, admits each entrant, oldest first,
-// that is at least the gap from every entry and every entrant admitted
-// before it, and queues on batch the member rows' writes, whose RETURNING
-// rows name the customers whose admitted entrants (the result) enter.
+// of their entries in the campaigns that are within the gap of one of
+// their entrants, admits each entrant, oldest first, that is at least the
+// gap from every entry and every entrant admitted before it, and queues on
+// batch the member rows' writes, whose RETURNING rows name the customers
+// whose admitted entrants (the result) enter.
 func admitSeveral(ctx context.Context, tx pgx.Tx, gs []*admitting, batch *pgx.Batch) (map[MemberKey][]Entrant, error) {
 	slices.SortFunc(gs, func(a, b *admitting) int {
 		return cmp.Or(cmp.Compare(a.key.Tenant, b.key.Tenant), cmp.Compare(a.key.CampaignID, b.key.CampaignID), cmp.Compare(a.key.CustomerID, b.key.CustomerID))
 	})
-	tenants, camps, custs := make([]string, len(gs)), make([]string, len(gs)), make([]string, len(gs))
+	n := len(gs)
+	tenants, camps, custs := make([]string, n), make([]string, n), make([]string, n)
+	los, his := make([]time.Time, n), make([]time.Time, n)
 	for i, g := range gs {
 		tenants[i], camps[i], custs[i] = g.key.Tenant, g.key.CampaignID, g.key.CustomerID
+		// Only an entry closer than the gap to one of the entrants (sorted
+		// oldest first) can keep one out: a long-lived customer's others
+		// are left in the database (the primary key's prefix finds the
+		// customer's entries, the range filters them; an index on the
+		// anchor would cost every enrollment insert a write).
+		los[i], his[i] = g.es[0].Anchor.Add(-g.gap), g.es[len(g.es)-1].Anchor.Add(g.gap)
 	}
 	last := map[MemberKey]time.Time{}
 	anchors := map[MemberKey][]time.Time{}
@@ -176,11 +186,15 @@ func admitSeveral(ctx context.Context, tx pgx.Tx, gs []*admitting, batch *pgx.Ba
 		}
 		return rows.Err()
 	})
+	// The bounds are inclusive: sent to the microsecond the column keeps
+	// (rounded down), an open upper bound could miss an entry just inside
+	// the gap. One at a bound is far enough, and farFromAll says so.
 	read.Queue(`
 		SELECT e.tenant, e.campaign_id, e.customer_id, e.anchor_at
-		FROM unnest($1::text[], $2::text[], $3::text[]) AS u(tenant, campaign_id, customer_id)
-		JOIN enrollments e ON e.tenant = u.tenant AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id`,
-		tenants, camps, custs).Query(func(rows pgx.Rows) error {
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) AS u(tenant, campaign_id, customer_id, lo, hi)
+		JOIN enrollments e ON e.tenant = u.tenant AND e.campaign_id = u.campaign_id AND e.customer_id = u.customer_id
+			AND e.anchor_at BETWEEN u.lo AND u.hi`,
+		tenants, camps, custs, los, his).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var k MemberKey
 			var at time.Time
@@ -192,7 +206,7 @@ func admitSeveral(ctx context.Context, tx pgx.Tx, gs []*admitting, batch *pgx.Ba
 		return rows.Err()
 	})
 	if err := tx.SendBatch(ctx, read).Close(); err != nil {
-		return nil, fmt.Errorf("read the entries of %d members: %w", len(gs), err)
+		return nil, fmt.Errorf("read the entries of %d members: %w", n, err)
 	}
 	out := map[MemberKey][]Entrant{}
 	var upd, ins []Entrant
