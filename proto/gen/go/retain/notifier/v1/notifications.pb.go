@@ -140,6 +140,8 @@ func (Category) EnumDescriptor() ([]byte, []int) {
 }
 
 // Priority says what happens to a marketing request over the frequency cap.
+// Which of a customer's requests take the cap's free slots first is
+// NotificationRequested.rank, then this.
 type Priority int32
 
 const (
@@ -283,7 +285,16 @@ type NotificationRequested struct {
 	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
 	// A request that cannot be sent by then (deferred by quiet hours or a cap)
 	// ends SUPPRESSED with reason "expired". Unset: the notifier's default.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The requester's rank of this message among the customer's others:
+	// when the frequency cap has fewer free slots than the customer has
+	// marketing requests due (new ones and deferred ones come due, whatever
+	// batch they arrived in), the higher rank takes a slot first, then
+	// PRIORITY_NORMAL before PRIORITY_LOW, then the earlier requested_at.
+	// 0 (unset) is unranked, so after every positive rank. Campaign sends its
+	// priority (0-100). Priority, not rank, still decides what happens to a
+	// request that finds no slot.
+	Rank          int32 `protobuf:"varint,12,opt,name=rank,proto3" json:"rank,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -393,6 +404,13 @@ func (x *NotificationRequested) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *NotificationRequested) GetRank() int32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
 }
 
 // TemplateValue is one typed template variable, so templates can format
@@ -861,7 +879,7 @@ var File_retain_notifier_v1_notifications_proto protoreflect.FileDescriptor
 
 const file_retain_notifier_v1_notifications_proto_rawDesc = "" +
 	"\n" +
-	"&retain/notifier/v1/notifications.proto\x12\x12retain.notifier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dretain/events/v1/events.proto\"\xa9\x05\n" +
+	"&retain/notifier/v1/notifications.proto\x12\x12retain.notifier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dretain/events/v1/events.proto\"\xbd\x05\n" +
 	"\x15NotificationRequested\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
@@ -877,7 +895,8 @@ const file_retain_notifier_v1_notifications_proto_rawDesc = "" +
 	"\frequested_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x129\n" +
 	"\n" +
-	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x1a_\n" +
+	"expires_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x12\n" +
+	"\x04rank\x18\f \x01(\x05R\x04rank\x1a_\n" +
 	"\x0eVariablesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x127\n" +
 	"\x05value\x18\x02 \x01(\v2!.retain.notifier.v1.TemplateValueR\x05value:\x028\x01\"\xe3\x01\n" +

@@ -1791,9 +1791,11 @@ type Delivery struct {
 	RequestedAt       *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
 	UpdatedAt         *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// When it is next due (deferred or queued).
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
-	Decisions     []*Decision            `protobuf:"bytes,18,rep,name=decisions,proto3" json:"decisions,omitempty"`
-	Locale        string                 `protobuf:"bytes,19,opt,name=locale,proto3" json:"locale,omitempty"`
+	DueAt     *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	Decisions []*Decision            `protobuf:"bytes,18,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	Locale    string                 `protobuf:"bytes,19,opt,name=locale,proto3" json:"locale,omitempty"`
+	// The request's rank (NotificationRequested.rank; 0: unranked).
+	Rank          int32 `protobuf:"varint,20,opt,name=rank,proto3" json:"rank,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1959,6 +1961,13 @@ func (x *Delivery) GetLocale() string {
 		return x.Locale
 	}
 	return ""
+}
+
+func (x *Delivery) GetRank() int32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
 }
 
 type ListDeliveriesRequest struct {
@@ -2428,7 +2437,7 @@ const file_retain_notifier_v1_notifier_proto_rawDesc = "" +
 	"reasonCode\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x129\n" +
 	"\n" +
-	"decided_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\"\xcc\x06\n" +
+	"decided_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\"\xe0\x06\n" +
 	"\bDelivery\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1f\n" +
@@ -2453,7 +2462,8 @@ const file_retain_notifier_v1_notifier_proto_rawDesc = "" +
 	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x121\n" +
 	"\x06due_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12:\n" +
 	"\tdecisions\x18\x12 \x03(\v2\x1c.retain.notifier.v1.DecisionR\tdecisions\x12\x16\n" +
-	"\x06locale\x18\x13 \x01(\tR\x06locale\"\x95\x01\n" +
+	"\x06locale\x18\x13 \x01(\tR\x06locale\x12\x12\n" +
+	"\x04rank\x18\x14 \x01(\x05R\x04rank\"\x95\x01\n" +
 	"\x15ListDeliveriesRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12\x1f\n" +
