@@ -269,25 +269,20 @@ func (e *Engine) Update(ctx context.Context, tenant string, c *campaignv1.Campai
 	}
 	var row store.Row
 	err = e.InTx(ctx, func(tx pgx.Tx) error {
-		if c.GetState() != campaignv1.CampaignState_CAMPAIGN_STATE_UNSPECIFIED {
-			cur, err := store.LockCampaign(ctx, tx, tenant, c.GetId())
-			if err != nil {
-				return err
-			}
-			// An archived campaign refuses any update (ErrArchived) below.
+		row, changed, err = store.UpdateCampaign(ctx, tx, tenant, c.GetId(), e.Now(), func(cur store.Row) (*campaignv1.Campaign, time.Duration, error) {
+			// The store refuses any update of an archived campaign
+			// (ErrArchived) once this accepts it: an invalid one is told
+			// what is invalid first.
 			if cur.State != campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED {
 				if err := withViolation(inv, stateChange(c.GetId(), cur.State, c.GetState())); err != nil {
-					return err
+					return nil, 0, err
 				}
 			}
-		}
-		if inv != nil {
-			return inv
-		}
-		if _, changed, err = store.UpdateCampaign(ctx, tx, tenant, c, p.Schedule, e.Now()); err != nil {
-			return err
-		}
-		row, err = store.GetCampaign(ctx, tx, tenant, c.GetId(), 0)
+			if inv != nil {
+				return nil, 0, inv
+			}
+			return c, p.Schedule, nil
+		})
 		return err
 	})
 	if err != nil {

@@ -80,17 +80,25 @@ func InsertCampaign(ctx context.Context, tx pgx.Tx, tenant string, c *campaignv1
 	return Row{ID: c.GetId(), Version: 1, State: state, Playbook: playbook, Created: now, Updated: now, Spec: spec}, nil
 }
 
-// UpdateCampaign stores c as the campaign's next version (an archived
-// campaign cannot change), unless it equals the current version: then it
-// stores nothing and reports changed false, so that applying the same file
-// twice leaves one version.
-func UpdateCampaign(ctx context.Context, tx pgx.Tx, tenant string, c *campaignv1.Campaign, schedule time.Duration, now time.Time) (r Row, changed bool, err error) {
-	r, err = lockCampaign(ctx, tx, tenant, c.GetId())
+// UpdateCampaign stores the definition update gives for the campaign's
+// current row (locked until tx ends) as its next version, unless it
+// equals the current version: then it stores nothing and reports changed
+// false, so that applying the same file twice leaves one version. An error
+// of update is returned as is; an archived campaign cannot change
+// (ErrArchived, once update accepted it). schedule is the period of a
+// scheduled trigger (0: none).
+func UpdateCampaign(ctx context.Context, tx pgx.Tx, tenant, id string, now time.Time,
+	update func(current Row) (c *campaignv1.Campaign, schedule time.Duration, err error)) (r Row, changed bool, err error) {
+	r, err = lockCampaign(ctx, tx, tenant, id)
+	if err != nil {
+		return Row{}, false, err
+	}
+	c, schedule, err := update(r)
 	if err != nil {
 		return Row{}, false, err
 	}
 	if r.State == campaignv1.CampaignState_CAMPAIGN_STATE_ARCHIVED {
-		return Row{}, false, fmt.Errorf("campaign %q: %w", c.GetId(), ErrArchived)
+		return Row{}, false, fmt.Errorf("campaign %q: %w", id, ErrArchived)
 	}
 	spec, err := specBytes(c)
 	if err != nil {
@@ -98,24 +106,26 @@ func UpdateCampaign(ctx context.Context, tx pgx.Tx, tenant string, c *campaignv1
 	}
 	var current []byte
 	if err := tx.QueryRow(ctx, `SELECT spec FROM campaign_versions WHERE tenant = $1 AND campaign_id = $2 AND version = $3`,
-		tenant, c.GetId(), r.Version).Scan(&current); err != nil {
-		return Row{}, false, fmt.Errorf("load campaign %s v%d: %w", c.GetId(), r.Version, err)
+		tenant, id, r.Version).Scan(&current); err != nil {
+		return Row{}, false, fmt.Errorf("load campaign %s v%d: %w", id, r.Version, err)
 	}
 	if sameSpec(current, spec) {
 		r.Spec = current
 		return r, false, nil
 	}
 	r.Version++
-	r.Updated, r.Spec = now, spec
+	r.Spec = spec
 	if _, err := tx.Exec(ctx, `INSERT INTO campaign_versions (tenant, campaign_id, version, spec, created_at) VALUES ($1, $2, $3, $4, $5)`,
-		tenant, c.GetId(), r.Version, spec, now); err != nil {
-		return Row{}, false, fmt.Errorf("insert campaign %s v%d: %w", c.GetId(), r.Version, err)
+		tenant, id, r.Version, spec, now); err != nil {
+		return Row{}, false, fmt.Errorf("insert campaign %s v%d: %w", id, r.Version, err)
 	}
-	if _, err := tx.Exec(ctx, `
+	// updated_at as stored (to the microsecond), as a later read shows it.
+	if err := tx.QueryRow(ctx, `
 		UPDATE campaigns SET version = $3, updated_at = $4, schedule_every = $5,
 			next_audience_at = CASE WHEN $5::interval IS NULL THEN NULL ELSE coalesce(least(next_audience_at, $4::timestamptz + $5::interval), $4::timestamptz) END
-		WHERE tenant = $1 AND id = $2`, tenant, c.GetId(), r.Version, now, scheduleOf(schedule)); err != nil {
-		return Row{}, false, fmt.Errorf("update campaign %s: %w", c.GetId(), err)
+		WHERE tenant = $1 AND id = $2
+		RETURNING updated_at`, tenant, id, r.Version, now, scheduleOf(schedule)).Scan(&r.Updated); err != nil {
+		return Row{}, false, fmt.Errorf("update campaign %s: %w", id, err)
 	}
 	return r, true, nil
 }
@@ -133,11 +143,8 @@ func sameSpec(a, b []byte) bool {
 // ErrArchived: the campaign is archived and cannot change.
 var ErrArchived = errors.New("is archived, and an archived campaign never changes (save it under a new id)")
 
-// LockCampaign returns a campaign's row, locked until tx ends.
-func LockCampaign(ctx context.Context, tx pgx.Tx, tenant, id string) (Row, error) {
-	return lockCampaign(ctx, tx, tenant, id)
-}
-
+// lockCampaign returns a campaign's row (without its definition), locked
+// until tx ends.
 func lockCampaign(ctx context.Context, tx pgx.Tx, tenant, id string) (Row, error) {
 	r := Row{ID: id}
 	var state int16
