@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 )
 
 // check walks a decoded file against the message it must fill and returns
@@ -184,12 +186,26 @@ func describe(v any) string {
 
 // outputOnly are the fields the service sets, with what sets them: a file
 // that gives one is refused rather than have it ignored (`retain campaigns
-// show` writes none of them).
+// show` writes none of them), and the stored definition holds none
+// (ClearOutputOnly). The one list of them.
 var outputOnly = map[protoreflect.FullName]string{
 	"retain.campaign.v1.Campaign.version":    "the service numbers the versions: 1 at creation, the next one at each apply that changes the campaign",
 	"retain.campaign.v1.Campaign.playbook":   "the playbook a campaign was installed from",
 	"retain.campaign.v1.Campaign.created_at": "the service stamps it",
 	"retain.campaign.v1.Campaign.updated_at": "the service stamps it",
+}
+
+// ClearOutputOnly clears the fields of c that the service sets: a file
+// may not give them, and the service fills them in from its rows when it
+// answers, so a stored definition holds none.
+func ClearOutputOnly(c *campaignv1.Campaign) {
+	m := c.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		if fd := fields.Get(i); outputOnly[fd.FullName()] != "" {
+			m.Clear(fd)
+		}
+	}
 }
 
 // fieldNames are the fields of md a file may set.

@@ -29,7 +29,7 @@ const MaxBytes = 1 << 20
 // retain.campaign.v1.Campaign in YAML, or in JSON when the file is a JSON
 // object (it starts with `{"` or `{}`; `{id: x}` is YAML). Unknown fields
 // are errors, so a typo is never silently ignored, and so are the
-// output-only fields (version, playbook, created_at, updated_at): the
+// output-only fields (version, playbook, the times; ClearOutputOnly): the
 // service sets them, and a file that says otherwise would be ignored.
 // state may be given: the service creates the campaign in it.
 func Decode(data []byte) (*campaignv1.Campaign, error) {
@@ -152,7 +152,7 @@ func jsonable(v any, path string) (any, error) {
 // Decode refuses (state is written when set).
 func Encode(c *campaignv1.Campaign) ([]byte, error) {
 	c = proto.Clone(c).(*campaignv1.Campaign)
-	c.Version, c.Playbook, c.CreatedAt, c.UpdatedAt = 0, "", nil, nil
+	ClearOutputOnly(c)
 	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(c)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/campaignfile"
 )
@@ -96,6 +99,28 @@ func TestDecodeRoundTrip(t *testing.T) {
 	again, err := campaignfile.Decode(out)
 	if err != nil || again.String() != c.String() {
 		t.Fatalf("round trip: %v\n%s", err, out)
+	}
+}
+
+// TestEncodeLeavesOutWhatTheServiceSets: a campaign as the service shows
+// it encodes to a file that decodes (no output-only field in it), keeping
+// its state.
+func TestEncodeLeavesOutWhatTheServiceSets(t *testing.T) {
+	c, err := campaignfile.Decode([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := proto.Clone(c).(*campaignv1.Campaign)
+	shown.Version, shown.Playbook, shown.State = 3, "thank-you", campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED
+	shown.CreatedAt, shown.UpdatedAt = timestamppb.Now(), timestamppb.Now()
+	out, err := campaignfile.Encode(shown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := campaignfile.Decode(out)
+	c.State = campaignv1.CampaignState_CAMPAIGN_STATE_PAUSED
+	if err != nil || !proto.Equal(again, c) {
+		t.Fatalf("decoded %v (%v) from\n%s", again, err, out)
 	}
 }
 

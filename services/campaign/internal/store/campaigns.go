@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
+	"github.com/retainhq/retain/services/campaign/campaignfile"
 )
 
 // Row is a campaign's stored state and its definition at Version.
@@ -38,10 +39,12 @@ func (r Row) Campaign() (*campaignv1.Campaign, error) {
 }
 
 // specBytes is the stored form: the definition without its output-only
-// fields.
+// fields, nor its state, which the campaign's row holds (a file may give
+// it, to create the campaign in).
 func specBytes(c *campaignv1.Campaign) ([]byte, error) {
 	s := proto.Clone(c).(*campaignv1.Campaign)
-	s.Version, s.State, s.Playbook, s.CreatedAt, s.UpdatedAt = 0, 0, "", nil, nil
+	campaignfile.ClearOutputOnly(s)
+	s.State = campaignv1.CampaignState_CAMPAIGN_STATE_UNSPECIFIED
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encode campaign %s: %w", c.GetId(), err)
