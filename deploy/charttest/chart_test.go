@@ -21,6 +21,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/retainhq/retain/platform/config"
 )
 
 // allServices are the services values.yaml ships, by component.
@@ -956,11 +958,10 @@ func checkEnvDefaults(t *testing.T, r *release) {
 		dbEnv := databaseEnv(t, name)
 		prefix := strings.TrimSuffix(dbEnv, "DATABASE_URL")
 		fs.VisitAll(func(f *flag.Flag) {
-			m := envInUsage.FindStringSubmatch(f.Usage)
-			if m == nil || !strings.HasPrefix(m[1], prefix) || m[1] == dbEnv {
+			env := config.Env(f)
+			if !strings.HasPrefix(env, prefix) || env == dbEnv {
 				return
 			}
-			env := m[1]
 			got, inConfigMap := cm.Data[env]
 			switch {
 			case fromSecret[env]:

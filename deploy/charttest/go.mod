@@ -6,6 +6,7 @@ require (
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring v0.95.1
+	github.com/retainhq/retain/platform v0.0.0
 	github.com/retainhq/retain/services/campaign v0.0.0
 	github.com/retainhq/retain/services/churnsignal v0.0.0
 	github.com/retainhq/retain/services/ingest v0.0.0
@@ -118,7 +119,6 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/otlptranslator v1.0.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/retainhq/retain/platform v0.0.0 // indirect
 	github.com/retainhq/retain/proto/gen/go v0.0.0 // indirect
 	github.com/rubenv/sql-migrate v1.8.1 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect

@@ -28,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/services/ingest"
 	"github.com/retainhq/retain/services/metrics"
 )
@@ -209,8 +210,6 @@ var serviceEnv = map[string]func(fs *flag.FlagSet){
 	"metrics": func(fs *flag.FlagSet) { c := metrics.DefaultConfig(); c.RegisterFlags(fs) },
 }
 
-var envInUsage = regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`)
-
 // knownEnv lists the environment variables a service's binary reads: every
 // flag bound to a RETAIN_* variable plus the OpenTelemetry variables the
 // telemetry package reads itself. ok is false for a service not in
@@ -225,13 +224,8 @@ func knownEnv(t *testing.T, service string) (known map[string]bool, ok bool) {
 		"OTEL_EXPORTER_OTLP_ENDPOINT": true,
 		"OTEL_RESOURCE_ATTRIBUTES":    true,
 	}
-	fs.VisitAll(func(f *flag.Flag) {
-		if m := envInUsage.FindStringSubmatch(f.Usage); m != nil {
-			known[m[1]] = true
-		}
-	})
-	if len(known) < 5 {
-		t.Fatalf("found only %v in %s's flags: has the usage format \"(env NAME)\" changed?", known, service)
+	for _, name := range config.EnvNames(fs) {
+		known[name] = true
 	}
 	return known, true
 }
@@ -246,15 +240,11 @@ func databaseEnv(t *testing.T, service string) string {
 	if !ok {
 		return "RETAIN_" + strings.ToUpper(service) + "_DATABASE_URL"
 	}
-	f := fs.Lookup("database-url")
-	if f == nil {
-		t.Fatalf("%s has no -database-url flag", service)
+	env := config.Env(fs.Lookup("database-url"))
+	if env == "" {
+		t.Fatalf("%s has no -database-url flag bound to a variable", service)
 	}
-	m := envInUsage.FindStringSubmatch(f.Usage)
-	if m == nil {
-		t.Fatalf("%s: -database-url names no variable: %q", service, f.Usage)
-	}
-	return m[1]
+	return env
 }
 
 func serviceFlags(t *testing.T, service string) (*flag.FlagSet, bool) {

@@ -288,6 +288,20 @@ func TestUnknownEnv(t *testing.T) {
 	}
 }
 
+// TestEnv: the variable a flag is bound to, and none for a flag of the
+// flag package or one not defined.
+func TestEnv(t *testing.T) {
+	fs := flag.NewFlagSet("svc", flag.ContinueOnError)
+	bindAll(fs)
+	fs.Int("plain", 0, "a flag bound to no variable")
+	if got := Env(fs.Lookup("workers")); got != "RETAIN_WORKERS" {
+		t.Errorf("Env(-workers) = %q, want RETAIN_WORKERS", got)
+	}
+	if got := Env(fs.Lookup("plain")) + Env(fs.Lookup("missing")); got != "" {
+		t.Errorf("Env of an unbound and a missing flag = %q, want none", got)
+	}
+}
+
 func TestEditDistance(t *testing.T) {
 	for _, tt := range []struct {
 		a, b string

@@ -49,12 +49,26 @@ func ReadElsewhere(name string) bool {
 func EnvNames(fs *flag.FlagSet) []string {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if ev, ok := f.Value.(*envValue); ok && ev.env != "" {
-			names = append(names, ev.env)
+		if env := Env(f); env != "" {
+			names = append(names, env)
 		}
 	})
 	slices.Sort(names)
 	return slices.Compact(names)
+}
+
+// Env returns the environment variable that feeds flag f; empty when f
+// (nil included) was not bound with this package or has no variable. Tools
+// that check deployments against a service's settings (the Helm chart's
+// tests) read the binding here rather than from the usage text.
+func Env(f *flag.Flag) string {
+	if f == nil {
+		return ""
+	}
+	if ev, ok := f.Value.(*envValue); ok {
+		return ev.env
+	}
+	return ""
 }
 
 // UnknownVar is a RETAIN_* variable of the environment that no setting
