@@ -156,6 +156,20 @@ secret names, env). Use: include "retain.service" (dict "root" $ "name" $name) |
 {{- end -}}
 
 {{/*
+The stream settings, each variable with the key of config that sets it:
+they size the streams every service shares, so a release gives them one
+value for all (docs/decisions/0021-stream-settings.md). Every ConfigMap
+renders them from config and retain.validate refuses them per service, both
+from this list: a new stream setting is added here (and to config in
+values.yaml and values.schema.json).
+*/}}
+{{- define "retain.streamSettings" -}}
+RETAIN_EVENTS_MAX_AGE: eventsMaxAge
+RETAIN_DUPLICATE_WINDOW: duplicateWindow
+RETAIN_STREAM_REPLICAS: streamReplicas
+{{- end -}}
+
+{{/*
 Settings the chart refuses, with the reason, before anything is applied.
 */}}
 {{- define "retain.validate" -}}
@@ -190,16 +204,14 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- if and $svc.ingress.enabled (not $svc.ingress.paths) -}}
 {{- fail (printf "services.%s.ingress.paths is empty: the ingress would route nothing" $name) -}}
 {{- end -}}
-{{- /* The stream settings size the streams every service shares: one value for all (docs/decisions/0021-stream-settings.md). */ -}}
-{{- $streamSettings := dict "RETAIN_EVENTS_MAX_AGE" "config.eventsMaxAge" "RETAIN_DUPLICATE_WINDOW" "config.duplicateWindow" "RETAIN_STREAM_REPLICAS" "config.streamReplicas" -}}
 {{- $extraNames := list -}}
 {{- range $e := $svc.extraEnv -}}{{- $extraNames = append $extraNames $e.name -}}{{- end -}}
-{{- range $k, $value := $streamSettings -}}
+{{- range $k, $key := include "retain.streamSettings" $ | fromYaml -}}
 {{- range $where := list "env" "secretEnv" "extraEnv" -}}
 {{- $set := false -}}
 {{- if eq $where "extraEnv" -}}{{- $set = has $k $extraNames -}}{{- else -}}{{- $set = hasKey ((get $svc $where) | default dict) $k -}}{{- end -}}
 {{- if $set -}}
-{{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does): it sizes the streams every service shares, so all services must have one value; set %s instead" $name $where $k $where $value) -}}
+{{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does): it sizes the streams every service shares, so all services must have one value; set config.%s instead" $name $where $k $where $key) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -229,12 +241,15 @@ own env (which wins). (dict "root" $ "svc" $svc)
   "RETAIN_OPS_ADDR" (printf ":%d" (int $svc.ports.ops))
   "RETAIN_LOG_LEVEL" $c.logLevel
   "RETAIN_LOG_FORMAT" $c.logFormat
-  "RETAIN_EVENTS_MAX_AGE" $c.eventsMaxAge
-  "RETAIN_DUPLICATE_WINDOW" $c.duplicateWindow
-  "RETAIN_STREAM_REPLICAS" (toString (int $c.streamReplicas))
   "RETAIN_SHUTDOWN_TIMEOUT" $c.shutdownTimeout
   "RETAIN_DRAIN_DELAY" $c.drainDelay
 -}}
+{{- range $k, $key := include "retain.streamSettings" $root | fromYaml -}}
+{{- $v := required (printf "config.%s is required: it sets %s" $key $k) (get $c $key) -}}
+{{- /* numbers from values files are floats: render 1073741824, not 1.073741824e+09 */ -}}
+{{- if kindIs "float64" $v -}}{{- $v = int $v -}}{{- end -}}
+{{- $_ := set $env $k (toString $v) -}}
+{{- end -}}
 {{- if $svc.ports.http -}}
 {{- $_ := set $env "RETAIN_HTTP_ADDR" (printf ":%d" (int $svc.ports.http)) -}}
 {{- end -}}
