@@ -290,6 +290,9 @@ func (e *Engine) request(r running, s *domain.PlanStep, coupon *store.Coupon, no
 	req := &notifierv1.NotificationRequested{
 		RequestId: reqID, TenantId: tenant, CustomerId: en.CustomerID,
 		Channel: send.GetChannel(), Category: category, Priority: priority,
+		// Priority says what happens over the cap, the rank which of the
+		// customer's campaigns takes a free slot first.
+		Rank:        plan.Campaign.GetPriority(),
 		TemplateKey: send.GetTemplateKey(), Variables: vars,
 		Origin: &notifierv1.Origin{
 			CampaignId: en.CampaignID, CampaignVersion: en.Version,
