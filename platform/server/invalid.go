@@ -35,3 +35,17 @@ func InvalidArgument(vs ...FieldViolation) error {
 	}
 	return st.Err()
 }
+
+// Violations reads back the field violations of an InvalidArgument, in
+// order, for clients and tests; none for any other error.
+func Violations(err error) []FieldViolation {
+	var vs []FieldViolation
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				vs = append(vs, FieldViolation{Field: v.GetField(), Description: v.GetDescription()})
+			}
+		}
+	}
+	return vs
+}

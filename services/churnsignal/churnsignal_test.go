@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -543,19 +542,7 @@ func TestAPI(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				err := tt.call()
-				st := status.Convert(err)
-				if st.Code() != codes.InvalidArgument {
-					t.Fatalf("%v, want InvalidArgument", err)
-				}
-				var fields []string
-				for _, d := range st.Details() {
-					if br, ok := d.(*errdetails.BadRequest); ok {
-						for _, v := range br.GetFieldViolations() {
-							fields = append(fields, v.GetField())
-						}
-					}
-				}
-				if !slices.Equal(fields, tt.fields) {
+				if fields := badFields(t, err); !slices.Equal(fields, tt.fields) {
 					t.Fatalf("fields %v, want %v (%v)", fields, tt.fields, err)
 				}
 			})

@@ -8,12 +8,12 @@ import (
 	"slices"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
@@ -25,12 +25,8 @@ func badFields(t *testing.T, err error) []string {
 		t.Fatalf("%v, want InvalidArgument", err)
 	}
 	var fields []string
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				fields = append(fields, v.GetField())
-			}
-		}
+	for _, v := range server.Violations(err) {
+		fields = append(fields, v.Field)
 	}
 	return fields
 }

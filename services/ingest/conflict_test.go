@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -177,12 +177,8 @@ func TestEventIDReuse(t *testing.T) {
 			t.Fatalf("conflict answered %v, want InvalidArgument", err)
 		}
 		var fields []string
-		for _, d := range st.Details() {
-			if br, ok := d.(*errdetails.BadRequest); ok {
-				for _, v := range br.GetFieldViolations() {
-					fields = append(fields, v.GetField())
-				}
-			}
+		for _, v := range server.Violations(err) {
+			fields = append(fields, v.Field)
 		}
 		if len(fields) != 1 || fields[0] != "id" {
 			t.Fatalf("field violations %v, want id", fields)

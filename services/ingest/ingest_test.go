@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -486,12 +486,8 @@ func TestGRPCPublish(t *testing.T) {
 			t.Fatalf("code %v, want InvalidArgument", st.Code())
 		}
 		var fields []string
-		for _, d := range st.Details() {
-			if br, ok := d.(*errdetails.BadRequest); ok {
-				for _, v := range br.GetFieldViolations() {
-					fields = append(fields, v.GetField())
-				}
-			}
+		for _, v := range server.Violations(err) {
+			fields = append(fields, v.Field)
 		}
 		if len(fields) == 0 || fields[0] != "survey_answered.score" {
 			t.Fatalf("field violations %v, want survey_answered.score", fields)
