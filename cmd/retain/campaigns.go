@@ -132,12 +132,12 @@ func campaignsShow(ctx context.Context, env *cliEnv, args []string) error {
 	})
 }
 
-// writeCampaignFile writes the editable part of a campaign as YAML: not
-// its state either, so that applying the file later keeps whatever state
-// the campaign is in then.
+// writeCampaignFile writes the editable part of a campaign as YAML (Encode
+// leaves out what the service sets): not its state either, so that applying
+// the file later keeps whatever state the campaign is in then.
 func writeCampaignFile(w io.Writer, cp *campaignv1.Campaign) error {
 	c := proto.Clone(cp).(*campaignv1.Campaign)
-	c.Version, c.State, c.Playbook, c.CreatedAt, c.UpdatedAt = 0, 0, "", nil, nil
+	c.State = 0
 	b, err := campaignfile.Encode(c)
 	if err != nil {
 		return err

@@ -30,7 +30,8 @@ func (l *campaignLocks) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.
 
 func (l *campaignLocks) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-// TestUpdateLocksTheCampaignOnce: an update, whether it repeats the
+// TestUpdateLocksTheCampaignOnce: a create answers the campaign as a read
+// after it shows it; an update, whether it repeats the
 // campaign's state or leaves it out, and whether it changes the campaign
 // or not, locks the campaign's row once, and answers the campaign as a
 // read after it shows it. An archived campaign refuses updates.
@@ -62,8 +63,12 @@ steps:
 		}
 		return c
 	}
-	if _, err := e.Create(ctx, "shop", decode(file), "", false); err != nil {
+	created, err := e.Create(ctx, "shop", decode(file), "", false)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if read, err := e.Get(ctx, "shop", "thanks", 0); err != nil || !proto.Equal(created, read) {
+		t.Errorf("created %v, a read after shows %v (%v)", created, read, err)
 	}
 	for _, u := range []struct {
 		name, file string

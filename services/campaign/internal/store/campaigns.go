@@ -66,6 +66,8 @@ func InsertCampaign(ctx context.Context, tx pgx.Tx, tenant string, c *campaignv1
 	if err != nil {
 		return Row{}, err
 	}
+	// As stored (pgx sends microseconds), so the answer equals a later read.
+	now = now.Truncate(time.Microsecond)
 	_, err = tx.Exec(ctx, `
 		INSERT INTO campaigns (tenant, id, version, state, playbook, schedule_every, next_audience_at, created_at, updated_at)
 		VALUES ($1, $2, 1, $3, $4, $5, $6, $6, $6)`, tenant, c.GetId(), int16(state), playbook, scheduleOf(schedule), now)
