@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -472,16 +471,9 @@ steps:
 	if st.Code() != codes.InvalidArgument {
 		t.Fatalf("create: %v", err)
 	}
-	fields := map[string]bool{}
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				fields[v.GetField()] = true
-			}
-		}
-	}
+	fields := violations(err)
 	for _, f := range []string{"campaign.holdout_percent", "campaign.trigger.event", "campaign.steps[0].wait.duration", "campaign.steps[1].send.template_key"} {
-		if !fields[f] {
+		if _, ok := fields[f]; !ok {
 			t.Errorf("no violation for %s in %v", f, st.Message())
 		}
 	}

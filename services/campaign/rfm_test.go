@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/retainhq/retain/platform/server"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
@@ -243,16 +243,11 @@ steps:
 		}
 		c.Id = "bad-rfm"
 		_, err = s.client().CreateCampaign(ctx, &campaignv1.CreateCampaignRequest{Campaign: c}, tok)
-		st := status.Convert(err)
 		var fields []string
-		for _, d := range st.Details() {
-			if br, ok := d.(*errdetails.BadRequest); ok {
-				for _, v := range br.GetFieldViolations() {
-					fields = append(fields, v.GetField())
-				}
-			}
+		for _, v := range server.Violations(err) {
+			fields = append(fields, v.Field)
 		}
-		if st.Code() != codes.InvalidArgument || !slices.Equal(fields, []string{"campaign.conditions[0].rfm_segment.segments[1]"}) {
+		if status.Code(err) != codes.InvalidArgument || !slices.Equal(fields, []string{"campaign.conditions[0].rfm_segment.segments[1]"}) {
 			t.Fatalf("create with an unspecified segment: %v, fields %v", err, fields)
 		}
 	})

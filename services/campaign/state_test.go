@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/retainhq/retain/platform/server"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/campaignfile"
 )
@@ -16,12 +16,8 @@ import (
 // violations are the field violations of a status error, by field.
 func violations(err error) map[string]string {
 	out := map[string]string{}
-	for _, d := range status.Convert(err).Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				out[v.GetField()] = v.GetDescription()
-			}
-		}
+	for _, v := range server.Violations(err) {
+		out[v.Field] = v.Description
 	}
 	return out
 }
