@@ -88,3 +88,56 @@ func TestNewRequestsInOneBatchTakeCapSlotsByPriority(t *testing.T) {
 	s.start(t)
 	checkCapOrder(t, s, "d", "d@example.com")
 }
+
+// The cap's freed slot goes to the higher-ranked campaign, across
+// batches: a priority-60 campaign's email and, an hour later and in
+// another batch, a priority-90 one's both wait over the full cap (ranks
+// as the campaign service sends them); when one slot frees, the
+// priority-90 email takes it, although the other was requested and
+// deferred first, and the priority-60 one waits for the next slot.
+func TestFreedCapSlotGoesToTheHigherRankAcrossBatches(t *testing.T) {
+	s := setup(t)
+	s.customers(t, "shop", customer{id: "r", email: "r@example.com", tz: "UTC", emailConsent: granted})
+	start := s.clock.Now() // noon UTC: no quiet hours
+	for _, id := range []string{"fill-1", "fill-2"} {
+		s.request(t, marketingEmail("shop", "r/"+id, "r", "other"), "")
+		s.delivery(t, "shop", "r/"+id, "sent")
+		s.clock.Advance(30 * time.Minute)
+	}
+	for _, x := range []struct {
+		id   string
+		rank int32
+	}{{"p60", 60}, {"p90", 90}} {
+		r := marketingEmail("shop", "r/"+x.id, "r", x.id)
+		r.Rank = x.rank
+		r.ExpiresAt = timestamppb.New(start.Add(14 * 24 * time.Hour)) // a step's expires_after long enough to wait a week
+		s.request(t, r, "")
+		d := s.delivery(t, "shop", "r/"+x.id, "deferred")
+		if d.GetReasonCode() != "frequency_cap" || !d.GetDueAt().AsTime().Equal(start.Add(7*24*time.Hour)) || d.GetRank() != x.rank {
+			t.Fatalf("%s: %s until %s, rank %d", x.id, d.GetReasonCode(), d.GetDueAt().AsTime(), d.GetRank())
+		}
+		s.clock.Advance(time.Hour)
+	}
+	s.clock.Set(start.Add(7*24*time.Hour + time.Minute))
+	var winner string
+	testenv.WaitFor(t, "the freed slot to be taken", func() bool {
+		for _, id := range []string{"p60", "p90"} {
+			resp, err := s.client().GetDelivery(context.Background(), &notifierv1.GetDeliveryRequest{RequestId: "r/" + id}, s.token(t, "shop", auth.ScopeRead))
+			if err == nil && resp.GetDelivery().GetStatus() == "sent" {
+				winner = id
+				return true
+			}
+		}
+		return false
+	})
+	if winner != "p90" {
+		t.Fatalf("the freed slot went to %s, want p90", winner)
+	}
+	d := s.delivery(t, "shop", "r/p60", "deferred")
+	if d.GetReasonCode() != "frequency_cap" || !d.GetDueAt().AsTime().Equal(start.Add(7*24*time.Hour+30*time.Minute)) {
+		t.Errorf("p60: %s until %s, want frequency_cap until the next slot", d.GetReasonCode(), d.GetDueAt().AsTime())
+	}
+	if n := len(s.mail.to("r@example.com")); n != 3 {
+		t.Errorf("%d emails, want 3", n)
+	}
+}

@@ -463,7 +463,7 @@ func (g *GRPC) ListSuppressions(ctx context.Context, req *notifierv1.ListSuppres
 
 func deliveryPB(d store.Delivery, ds []store.Decision) *notifierv1.Delivery {
 	out := &notifierv1.Delivery{RequestId: d.RequestID, CustomerId: d.CustomerID, Channel: d.Channel, Category: d.Category,
-		Priority: d.Priority, TemplateKey: d.TemplateKey, TemplateVersion: d.TemplateVersion, Status: d.Status, Outcome: d.Outcome,
+		Priority: d.Priority, Rank: d.Rank, TemplateKey: d.TemplateKey, TemplateVersion: d.TemplateVersion, Status: d.Status, Outcome: d.Outcome,
 		ReasonCode: d.ReasonCode, Reason: d.Reason, Attempts: d.Attempts, ProviderMessageId: d.ProviderID, Origin: d.Request.GetOrigin(),
 		RequestedAt: timestamppb.New(d.RequestedAt), UpdatedAt: timestamppb.New(d.UpdatedAt), Locale: d.Locale}
 	if d.DueAt != nil && (d.Status == store.StatusDeferred || d.Status == store.StatusQueued) {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -178,7 +179,7 @@ func (e *Engine) newDelivery(r *notifierv1.NotificationRequested, now time.Time)
 	}
 	return store.Delivery{
 		Tenant: r.GetTenantId(), RequestID: r.GetRequestId(), CustomerID: r.GetCustomerId(),
-		Channel: r.GetChannel(), Category: r.GetCategory(), Priority: r.GetPriority(), TemplateKey: r.GetTemplateKey(),
+		Channel: r.GetChannel(), Category: r.GetCategory(), Priority: r.GetPriority(), Rank: r.GetRank(), TemplateKey: r.GetTemplateKey(),
 		CampaignID: r.GetOrigin().GetCampaignId(), Request: r, ExpiresAt: expires, RequestedAt: requested,
 	}
 }
@@ -193,41 +194,50 @@ func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now 
 		return 0, err
 	}
 	var todo []store.Delivery
+	var keys []store.Key
 	for _, d := range ds {
 		if fresh[store.Key{Tenant: d.Tenant, Customer: d.RequestID}] {
 			todo = append(todo, d)
+			keys = append(keys, store.Key{Tenant: d.Tenant, Customer: d.CustomerID})
 		}
 	}
-	return len(todo), e.decide(ctx, tx, todo, now)
+	slices.SortFunc(keys, store.CompareKeys)
+	_, err = e.decide(ctx, tx, slices.Compact(keys), todo, now)
+	return len(todo), err
 }
 
-// decide runs the policy on deliveries in tx, under per-customer locks,
-// and records each result: trail, state, outcome. It decides (and reorders
-// ds) in decisionOrder, so the cap's free slots go to a customer's most
-// important requests, not to whichever came first in the batch.
-func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now time.Time) error {
-	if len(ds) == 0 {
-		return nil
-	}
-	sort.Slice(ds, func(i, j int) bool { return decisionOrder(&ds[i], &ds[j]) })
-	// ds is in customer order now: its customers, once each, are too.
-	var keys []store.Key
-	for _, d := range ds {
-		k := store.Key{Tenant: d.Tenant, Customer: d.CustomerID}
-		if len(keys) == 0 || keys[len(keys)-1] != k {
-			keys = append(keys, k)
-		}
+// decide runs the policy in tx for the customers keys (each once): on
+// fresh, their new requests, and on every deferred request of theirs that
+// is due; it records each result (trail, state, outcome) and returns how
+// many requests it decided.
+//
+// All of a customer's due requests are decided together, in
+// decisionOrder, under the customer's lock (taken before the deferred
+// rows), so the cap's free slots go to the customer's most important
+// requests whatever batch each came in: a new request does not take the
+// slot of a higher-ranked one whose deferral has just ended, and two
+// timer passes do not split a customer's due requests between them
+// (ClaimDueCustomers).
+func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh []store.Delivery, now time.Time) (int, error) {
+	if len(keys) == 0 {
+		return 0, nil
 	}
 	if err := store.LockCustomers(ctx, tx, keys); err != nil {
-		return err
+		return 0, err
 	}
+	due, err := store.LockDueDeferred(ctx, tx, keys, now)
+	if err != nil {
+		return 0, err
+	}
+	ds := append(fresh, due...)
+	sort.Slice(ds, func(i, j int) bool { return decisionOrder(&ds[i], &ds[j]) })
 	cs, err := store.LoadContacts(ctx, tx, keys)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	prefs, err := store.LoadPrefs(ctx, tx, keys)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var sk []store.SuppKey
 	for k, c := range cs {
@@ -236,11 +246,11 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now
 	}
 	supp, err := store.LoadSuppressions(ctx, tx, sk)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	capTimes, err := store.LoadCapTimes(ctx, tx, keys, now.Add(-e.cfg.Policy.CapWindow))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var outbox []bus.Message
 	saves := make([]store.Delivery, 0, len(ds))
@@ -287,24 +297,26 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now
 		trails = append(trails, store.Trail{Tenant: d.Tenant, RequestID: d.RequestID, Steps: r.Trail})
 	}
 	if err := store.SaveAll(ctx, tx, saves, now); err != nil {
-		return err
+		return 0, err
 	}
 	if err := store.AddTrails(ctx, tx, trails, now); err != nil {
-		return err
+		return 0, err
 	}
 	if err := bus.Enqueue(ctx, tx, outbox...); err != nil {
-		return err
+		return 0, err
 	}
 	e.poke()
-	return nil
+	return len(ds), nil
 }
 
-// decisionOrder is the order decide takes a batch's deliveries in: by
-// customer, then higher priority first (PRIORITY_UNSPECIFIED counts as
-// PRIORITY_NORMAL, as the policy treats it), then the earlier requested,
-// then by request id. A batch is new requests (HandleRequests) or deferred
-// ones come due (FireTimers), e.g. a customer's requests of several
-// campaigns held by quiet hours until the same morning.
+// decisionOrder is the order decide takes a customer's due requests in:
+// by customer, then the higher rank first, then the higher priority
+// (PRIORITY_UNSPECIFIED counts as PRIORITY_NORMAL, as the policy treats
+// it), then the earlier requested, then by request id. They are new
+// requests and deferred ones come due, e.g. a customer's requests of
+// several campaigns held by quiet hours until the same morning, or a
+// priority-90 campaign's and a priority-60 one's deferred over the cap
+// until the same slot frees.
 func decisionOrder(a, b *store.Delivery) bool {
 	if a.Tenant != b.Tenant {
 		return a.Tenant < b.Tenant
@@ -312,7 +324,10 @@ func decisionOrder(a, b *store.Delivery) bool {
 	if a.CustomerID != b.CustomerID {
 		return a.CustomerID < b.CustomerID
 	}
-	if pa, pb := priorityRank(a.Priority), priorityRank(b.Priority); pa != pb {
+	if a.Rank != b.Rank {
+		return a.Rank > b.Rank
+	}
+	if pa, pb := effectivePriority(a.Priority), effectivePriority(b.Priority); pa != pb {
 		return pa > pb
 	}
 	if !a.RequestedAt.Equal(b.RequestedAt) {
@@ -321,7 +336,7 @@ func decisionOrder(a, b *store.Delivery) bool {
 	return a.RequestID < b.RequestID
 }
 
-func priorityRank(p notifierv1.Priority) notifierv1.Priority {
+func effectivePriority(p notifierv1.Priority) notifierv1.Priority {
 	if p == notifierv1.Priority_PRIORITY_UNSPECIFIED {
 		return notifierv1.Priority_PRIORITY_NORMAL
 	}
@@ -353,19 +368,20 @@ func (e *Engine) outcome(d *store.Delivery, o notifierv1.Outcome, code, reason s
 	return bus.Message{Subject: bus.DeliverySubject(d.Tenant, typ), ID: fmt.Sprintf("%s/%s/%d", d.Tenant, d.RequestID, d.Seq), Type: typ, Data: data}
 }
 
-// FireTimers re-decides deferred deliveries that are due, up to limit, and
-// returns how many. Replicas share the work: rows are claimed with FOR
-// UPDATE SKIP LOCKED.
+// FireTimers re-decides the due deferred deliveries of the customers of
+// the first limit of them, and returns how many it decided. Replicas
+// share the work: each takes customers no other transaction is deciding
+// (ClaimDueCustomers).
 func (e *Engine) FireTimers(ctx context.Context, limit int) (int, error) {
 	now := e.now()
 	var n int
 	err := pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
-		ds, err := store.ClaimDeferred(ctx, tx, now, limit)
+		keys, err := store.ClaimDueCustomers(ctx, tx, now, limit)
 		if err != nil {
 			return err
 		}
-		n = len(ds)
-		return e.decide(ctx, tx, ds, now)
+		n, err = e.decide(ctx, tx, keys, nil, now)
+		return err
 	})
 	return n, err
 }

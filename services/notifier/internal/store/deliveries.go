@@ -29,6 +29,7 @@ type Delivery struct {
 	Channel                       notifierv1.Channel
 	Category                      notifierv1.Category
 	Priority                      notifierv1.Priority
+	Rank                          int32 // higher takes a free cap slot first; 0: unranked
 	TemplateKey                   string
 	TemplateVersion               int32
 	CampaignID                    string
@@ -47,7 +48,7 @@ type Delivery struct {
 	PrevStatus string
 }
 
-const deliveryCols = `d.tenant, d.request_id, d.customer_id, d.channel, d.category, d.priority, d.template_key, d.template_version,
+const deliveryCols = `d.tenant, d.request_id, d.customer_id, d.channel, d.category, d.priority, d.rank, d.template_key, d.template_version,
 	d.campaign_id, d.request, d.status, d.due_at, d.expires_at, d.attempts, d.seq, d.outcome, d.reason_code, d.reason,
 	d.provider_message_id, d.locale, d.requested_at, d.cap_at, d.created_at, d.updated_at`
 
@@ -55,7 +56,7 @@ func scanDelivery(row pgx.Row, extra ...any) (Delivery, error) {
 	var d Delivery
 	var ch, cat, pri, out int16
 	var req []byte
-	dest := []any{&d.Tenant, &d.RequestID, &d.CustomerID, &ch, &cat, &pri, &d.TemplateKey, &d.TemplateVersion,
+	dest := []any{&d.Tenant, &d.RequestID, &d.CustomerID, &ch, &cat, &pri, &d.Rank, &d.TemplateKey, &d.TemplateVersion,
 		&d.CampaignID, &req, &d.Status, &d.DueAt, &d.ExpiresAt, &d.Attempts, &d.Seq, &out, &d.ReasonCode, &d.Reason,
 		&d.ProviderID, &d.Locale, &d.RequestedAt, &d.CapAt, &d.CreatedAt, &d.UpdatedAt}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
@@ -76,6 +77,7 @@ func InsertDeliveries(ctx context.Context, tx pgx.Tx, ds []Delivery, now time.Ti
 	var (
 		tenants, ids, customers, keys, campaigns = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		chs, cats, pris                          = make([]int16, n), make([]int16, n), make([]int16, n)
+		ranks                                    = make([]int32, n)
 		reqs                                     = make([][]byte, n)
 		expires, requested                       = make([]time.Time, n), make([]time.Time, n)
 	)
@@ -85,18 +87,18 @@ func InsertDeliveries(ctx context.Context, tx pgx.Tx, ds []Delivery, now time.Ti
 			return nil, fmt.Errorf("encode request %s: %w", d.RequestID, err)
 		}
 		tenants[i], ids[i], customers[i], keys[i], campaigns[i] = d.Tenant, d.RequestID, d.CustomerID, d.TemplateKey, d.CampaignID
-		chs[i], cats[i], pris[i] = int16(d.Channel), int16(d.Category), int16(d.Priority)
+		chs[i], cats[i], pris[i], ranks[i] = int16(d.Channel), int16(d.Category), int16(d.Priority), d.Rank
 		reqs[i], expires[i], requested[i] = b, d.ExpiresAt, d.RequestedAt
 	}
 	rows, err := tx.Query(ctx, `
 		INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, campaign_id,
-			request, expires_at, requested_at, status, created_at, updated_at)
-		SELECT u.*, 'pending', $12, $12
+			request, expires_at, requested_at, rank, status, created_at, updated_at)
+		SELECT u.*, 'pending', $13, $13
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::smallint[], $6::smallint[], $7::text[], $8::text[],
-		            $9::bytea[], $10::timestamptz[], $11::timestamptz[]) AS u
+		            $9::bytea[], $10::timestamptz[], $11::timestamptz[], $12::int[]) AS u
 		ON CONFLICT (tenant, request_id) DO NOTHING
 		RETURNING tenant, request_id`,
-		tenants, ids, customers, chs, cats, pris, keys, campaigns, reqs, expires, requested, now)
+		tenants, ids, customers, chs, cats, pris, keys, campaigns, reqs, expires, requested, ranks, now)
 	if err != nil {
 		return nil, fmt.Errorf("record %d requests: %w", n, err)
 	}
@@ -111,13 +113,70 @@ func InsertDeliveries(ctx context.Context, tx pgx.Tx, ds []Delivery, now time.Ti
 	return out, rows.Err()
 }
 
-// ClaimDeferred locks deferred deliveries that are due (skipping those
-// another replica holds) for a new policy decision in tx.
-func ClaimDeferred(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Delivery, error) {
-	rows, err := tx.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries d
-		WHERE status = 'deferred' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+// ClaimDueCustomers takes, for a timer pass in tx, the customers of the
+// first limit deferred deliveries that are due (earliest due first) whose
+// policy lock (LockCustomers) it gets without waiting; their due
+// deliveries are then LockDueDeferred's.
+//
+// The pass claims customers, not rows: a row claimed first and its
+// customer locked after, as passes did, let two passes each hold some of
+// a customer's due requests, and whichever decided first gave the cap's
+// free slot to its own, whatever the other's rank. Customers another
+// transaction is deciding are left to it. The rows are looked at with FOR
+// UPDATE SKIP LOCKED so that concurrent passes (replicas) find different
+// customers, the ones other deciders hold being locked, but inside a
+// savepoint rolled back at once: a row lock kept would make a decider
+// that holds the customer's lock wait for this pass, which may wait for
+// it in turn.
+func ClaimDueCustomers(ctx context.Context, tx pgx.Tx, now time.Time, limit int) ([]Key, error) {
+	look, err := tx.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("claim deferred deliveries: %w", err)
+		return nil, fmt.Errorf("find customers with due deferred deliveries: %w", err)
+	}
+	rows, err := look.Query(ctx, `SELECT DISTINCT tenant, customer_id FROM (
+			SELECT tenant, customer_id FROM deliveries
+			WHERE status = 'deferred' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) AS due`, now, limit)
+	var seen []Key
+	if err == nil {
+		seen, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Key])
+	}
+	if rerr := look.Rollback(ctx); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find customers with due deferred deliveries: %w", err)
+	}
+	if len(seen) == 0 {
+		return nil, nil
+	}
+	ts, cs := split(seen)
+	// The same lock key as LockCustomers'.
+	rows, err = tx.Query(ctx, `
+		SELECT t, c FROM unnest($1::text[], $2::text[]) AS u(t, c)
+		WHERE pg_try_advisory_xact_lock(hashtextextended(t || '/' || c, 0))`, ts, cs)
+	if err != nil {
+		return nil, fmt.Errorf("lock customers with due deferred deliveries: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Key])
+	if err != nil {
+		return nil, fmt.Errorf("lock customers with due deferred deliveries: %w", err)
+	}
+	return keys, nil
+}
+
+// LockDueDeferred locks and returns the deferred deliveries of keys that
+// are due, to be decided in tx with whatever else of those customers is
+// being decided. tx must hold the customers' locks (LockCustomers): every
+// transaction that locks a deferred row holds its customer's lock, or
+// holds the row only for ClaimDueCustomers' look, so waiting here for a
+// row cannot close a cycle.
+func LockDueDeferred(ctx context.Context, tx pgx.Tx, keys []Key, now time.Time) ([]Delivery, error) {
+	ts, cs := split(keys)
+	rows, err := tx.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries d
+		WHERE (d.tenant, d.customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND d.status = 'deferred' AND d.due_at <= $3
+		FOR UPDATE`, ts, cs, now)
+	if err != nil {
+		return nil, fmt.Errorf("lock due deferred deliveries: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) { return scanDelivery(r) })
 }

@@ -118,6 +118,12 @@ type Contact struct {
 // Key is a tenant and customer.
 type Key struct{ Tenant, Customer string }
 
+// CompareKeys orders keys by tenant, then customer, bytewise as the key
+// columns compare (COLLATE "C").
+func CompareKeys(a, b Key) int {
+	return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.Customer, b.Customer))
+}
+
 // LoadContacts returns the contacts of keys (missing ones are not Known).
 func LoadContacts(ctx context.Context, q Querier, keys []Key) (map[Key]Contact, error) {
 	ts, cs := split(keys)
