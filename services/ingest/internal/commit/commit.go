@@ -58,15 +58,14 @@ type Config struct {
 	// PublishTimeout bounds one batch publish.
 	PublishTimeout time.Duration
 	// HistoryTimeout bounds the ingest log look-up of a batch. Past it the
-	// batch is published anyway: JetStream's window and the consumers'
-	// inboxes still stop a second effect, the client is only told
-	// "accepted" where "duplicate" would have been more precise.
+	// batch's requests are refused for a retry; only a log database that
+	// cannot be reached at all is published past (decision 0023).
 	HistoryTimeout time.Duration
 }
 
 // DefaultConfig is tuned for the 2-core machines of docs/benchmarks.md.
 func DefaultConfig() Config {
-	return Config{MaxBatch: 1000, Linger: time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 250 * time.Millisecond}
+	return Config{MaxBatch: 1000, Linger: time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 2 * time.Second}
 }
 
 // Validate names every bad setting.
@@ -114,7 +113,7 @@ func New(cfg Config, pub Publisher, history History, originals Originals, log *s
 	}
 	return &Committer{cfg: cfg, pub: pub, history: history, originals: originals, log: log, queue: make(chan *request, cfg.QueueDepth),
 		lookups: &pg.OutageLog{Log: log, Count: "failed_lookups",
-			Down: "ingest log look-up failed; publishing batches relying on the stream's duplicate window until it answers again",
+			Down: "ingest log look-up failed: while its database cannot be reached, batches are published relying on the stream's duplicate window; while it answers too slowly or with an error, requests are refused for a retry",
 			Up:   "ingest log look-up answers again"}}, nil
 }
 

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -217,7 +219,7 @@ func errorsContain(err error, parts ...string) bool {
 	return true
 }
 
-// failingHistory fails its look-ups while down is set.
+// failingHistory cannot reach its database while down is set.
 type failingHistory struct {
 	history
 	down atomic.Bool
@@ -225,14 +227,15 @@ type failingHistory struct {
 
 func (h *failingHistory) Known(ctx context.Context, ids []string) (map[string]commit.Entry, error) {
 	if h.down.Load() {
-		return nil, errors.New("failed to connect to the ingest database")
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	}
 	return h.history.Known(ctx, ids)
 }
 
 // TestLookupOutageLoggedOnce: an ingest log that stays down is reported
 // when it goes and when it comes back, not once per batch (at production
-// rates that is thousands of lines a second); publishing goes on.
+// rates that is thousands of lines a second); publishing goes on, relying
+// on the stream's duplicate window.
 func TestLookupOutageLoggedOnce(t *testing.T) {
 	b := newBus(t)
 	var logs testenv.SyncBuffer
@@ -258,6 +261,46 @@ func TestLookupOutageLoggedOnce(t *testing.T) {
 	}
 	if !strings.Contains(out, "answers again") || !strings.Contains(out, "failed_lookups=5") {
 		t.Errorf("no recovery line counting the 5 failed look-ups:\n%s", out)
+	}
+}
+
+// slowHistory answers its look-ups no sooner than the caller gives up, as
+// a database busy under a burst does.
+type slowHistory struct{ history }
+
+func (h slowHistory) Known(ctx context.Context, _ []string) (map[string]commit.Entry, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestSlowLookupRefusesRatherThanPublishingBlind: an ingest log that
+// answers, but not within HistoryTimeout, fails the batch's requests for a
+// retry. Publishing it without the look-up would answer a late retry
+// "accepted" and accept a reused id's different event, which every
+// consumer's inbox then skips: lost, though the client was told otherwise.
+func TestSlowLookupRefusesRatherThanPublishingBlind(t *testing.T) {
+	b := newBus(t)
+	cfg := commit.DefaultConfig()
+	cfg.HistoryTimeout = 50 * time.Millisecond
+	c, err := commit.New(cfg, b, slowHistory{}, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, c)
+	_, err = c.Submit(context.Background(), []bus.Message{event(t, "late-1", "changed")})
+	if !errors.Is(err, commit.ErrUnresolved) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("submit with a slow ingest log: %v, want ErrUnresolved (a retry), not the client's deadline", err)
+	}
+	st, err := b.JS.Stream(context.Background(), bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Fatalf("the stream holds %d messages: a batch was published without its look-up", info.State.Msgs)
 	}
 }
 

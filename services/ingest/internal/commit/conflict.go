@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/services/ingest/event"
 )
 
@@ -74,7 +75,18 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 	for i, m := range msgs {
 		fps[i] = m.Header.Get(event.HeaderFingerprint)
 	}
-	known := c.lookup(msgIDs(msgs, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PublishTimeout)
+	defer cancel()
+	known, err := c.lookup(ctx, msgIDs(msgs, nil))
+	if err != nil && !pg.Unreachable(err) {
+		// The log answers, too slowly or with an error: publishing without
+		// it would answer a late retry "accepted" and, worse, accept a
+		// reused id's different event that every consumer's inbox then
+		// skips. The batch's requests are refused for a retry instead. Only
+		// a log that cannot be reached at all is published past (decision
+		// 0023). The cause is text: a deadline here is not the client's.
+		return nil, fmt.Errorf("%w: the ingest log look-up failed (%v)", ErrUnresolved, err)
+	}
 	var fresh []bus.Message
 	var freshIdx, repeats []int
 	var inBatch map[string]bool
@@ -99,8 +111,6 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 		return out, nil
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PublishTimeout)
-	defer cancel()
 	published, err := c.pub.PublishDurable(ctx, fresh)
 	if err != nil {
 		return nil, err
@@ -151,7 +161,9 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 // Original is the first use, or its Status is unresolved.
 func (c *Committer) originalsOf(ctx context.Context, msgs []bus.Message, idx []int, seqs map[int]uint64) map[string]Outcome {
 	found := make(map[string]Outcome, len(idx))
-	for id, e := range c.lookup(msgIDs(msgs, idx)) {
+	// A failed look-up leaves the stream's copies to answer.
+	known, _ := c.lookup(ctx, msgIDs(msgs, idx))
+	for id, e := range known {
 		found[id] = Outcome{Original: e}
 	}
 	for _, i := range idx {
@@ -189,19 +201,20 @@ func msgIDs(msgs []bus.Message, idx []int) []string {
 	return ids
 }
 
-func (c *Committer) lookup(ids []string) map[string]Entry {
+// lookup reads the ingest log's entries of ids, within HistoryTimeout.
+func (c *Committer) lookup(ctx context.Context, ids []string) (map[string]Entry, error) {
 	if c.history == nil {
-		return nil
+		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.HistoryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.HistoryTimeout)
 	defer cancel()
 	known, err := c.history.Known(ctx, ids)
 	if err != nil {
 		c.lookups.Failed(err)
-		return nil
+		return nil, err
 	}
 	c.lookups.Answered()
-	return known
+	return known, nil
 }
 
 // StreamOriginals reads the original of a refused duplicate from the
