@@ -155,7 +155,7 @@ func (s *deadLetterServer) ReplayDeadLetter(ctx context.Context, req *opsv1.Repl
 		return nil, deadLetterError(err)
 	}
 	if err := c.Replay(ctx, req.GetId()); err != nil {
-		return nil, deadLetterError(err)
+		return nil, replayError(err)
 	}
 	dl, err := c.DeadLetter(ctx, tenant, req.GetId())
 	if err != nil {
@@ -174,6 +174,18 @@ func deadLetterError(err error) error {
 	default:
 		return Failure(err)
 	}
+}
+
+// replayError is deadLetterError for a replay, which runs the consumer's
+// handler: a handler that fails again (the cause not fixed yet) is told
+// with its error, as the dead letter's stored reason is to the same admin
+// caller, rather than as an opaque internal error.
+func replayError(err error) error {
+	mapped := deadLetterError(err)
+	if status.Code(mapped) != codes.Internal {
+		return mapped // not found, already replayed, rejected again, unreachable, cancelled
+	}
+	return status.Error(codes.FailedPrecondition, "the replay failed and the message stays a dead letter; fix the cause and replay it again: "+err.Error())
 }
 
 func deadLetterProto(dl bus.DeadLetter) *opsv1.DeadLetter {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -57,11 +58,15 @@ func TestDeadLetterService(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The handler rejects "poison" until the bug is "fixed".
-	var fixed atomic.Bool
+	// The handler rejects "poison" until the bug is "fixed"; while failing
+	// is set it fails on it instead, as a half-fixed handler would.
+	var fixed, failing atomic.Bool
 	c, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "dl-test"},
 		func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 			for _, d := range ds {
+				if string(d.Data) == "poison" && failing.Load() {
+					return errors.New(`relation "orders_v2" does not exist`)
+				}
 				if string(d.Data) == "poison" && !fixed.Load() {
 					d.Reject("cannot decode: not an OrderPlaced")
 					continue
@@ -191,6 +196,13 @@ func TestDeadLetterService(t *testing.T) {
 		}
 		_, err = acme.ReplayDeadLetter(ctx, &opsv1.ReplayDeadLetterRequest{Consumer: "dl-test", Id: globexList.GetDeadLetters()[0].GetId()})
 		wantCode(t, err, codes.NotFound, "not found")
+
+		// A handler that fails again says why, and the dead letter stays.
+		failing.Store(true)
+		_, err = acme.ReplayDeadLetter(ctx, &opsv1.ReplayDeadLetterRequest{Consumer: "dl-test", Id: id})
+		wantCode(t, err, codes.FailedPrecondition, `stays a dead letter; fix the cause and replay it again: `)
+		wantCode(t, err, codes.FailedPrecondition, `relation "orders_v2" does not exist`)
+		failing.Store(false)
 
 		fixed.Store(true)
 		resp, err := acme.ReplayDeadLetter(ctx, &opsv1.ReplayDeadLetterRequest{Consumer: "dl-test", Id: id})
