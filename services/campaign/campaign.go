@@ -10,7 +10,6 @@ package campaign
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -101,37 +100,33 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.StringVar(fs, &c.NotifierAddr, "notifier-addr", "RETAIN_CAMPAIGN_NOTIFIER_ADDR", "the notifier's gRPC address, to refuse campaigns that send templates it lacks (empty: not checked)")
 }
 
-// Validate names every bad setting at once.
+// Validate names every bad setting at once, each with its variable and
+// flag, its value and the form wanted, as the shared settings are named.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(databaseEnv)}
-	if c.BatchSize < 1 || c.BatchSize > 10000 {
-		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_BATCH_SIZE %d: must be 1-10000", c.BatchSize))
-	}
-	if c.Workers < 1 || c.Workers > 64 {
-		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_WORKERS %d: must be 1-64", c.Workers))
-	}
-	if c.TimerInterval < 0 {
-		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_TIMER_INTERVAL %s: must not be negative (0 disables the scheduler)", c.TimerInterval))
-	}
-	if c.TimerBatch < 1 || c.TimerBatch > 10000 {
-		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_TIMER_BATCH %d: must be 1-10000", c.TimerBatch))
-	}
-	if c.AudienceInterval < 0 {
-		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_AUDIENCE_INTERVAL %s: must not be negative", c.AudienceInterval))
-	}
-	if c.MaxTriggerAge < 0 {
-		errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_MAX_TRIGGER_AGE %s: must not be negative", c.MaxTriggerAge))
-	}
+	var v config.Validator
+	v.Add(c.Config.Validate(databaseEnv))
+	v.Check(c.BatchSize >= 1 && c.BatchSize <= 10000, config.SettingName("RETAIN_CAMPAIGN_BATCH_SIZE", "batch-size"),
+		"must be 1-10000, got %d", c.BatchSize)
+	v.Check(c.Workers >= 1 && c.Workers <= 64, config.SettingName("RETAIN_CAMPAIGN_WORKERS", "workers"),
+		"must be 1-64, got %d", c.Workers)
+	v.Check(c.TimerInterval >= 0, config.SettingName("RETAIN_CAMPAIGN_TIMER_INTERVAL", "timer-interval"),
+		"must not be negative (0 disables the scheduler), got %s", c.TimerInterval)
+	v.Check(c.TimerBatch >= 1 && c.TimerBatch <= 10000, config.SettingName("RETAIN_CAMPAIGN_TIMER_BATCH", "timer-batch"),
+		"must be 1-10000, got %d", c.TimerBatch)
+	v.Check(c.AudienceInterval >= 0, config.SettingName("RETAIN_CAMPAIGN_AUDIENCE_INTERVAL", "audience-interval"),
+		"must not be negative (0: never), got %s", c.AudienceInterval)
+	v.Check(c.MaxTriggerAge >= 0, config.SettingName("RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "max-trigger-age"),
+		"must not be negative (0: no limit), got %s", c.MaxTriggerAge)
 	if c.NotifierAddr != "" {
 		port, err := config.AddrPort(c.NotifierAddr)
 		if err == nil && (port < 1 || port > 65535) {
-			err = fmt.Errorf("port must be 1-65535, got %q", c.NotifierAddr)
+			err = fmt.Errorf("want a port of 1-65535 in host:port, got %q", c.NotifierAddr)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("RETAIN_CAMPAIGN_NOTIFIER_ADDR: %w", err))
+			v.Addf(config.SettingName("RETAIN_CAMPAIGN_NOTIFIER_ADDR", "notifier-addr"), "%v", err)
 		}
 	}
-	return errors.Join(errs...)
+	return v.Err()
 }
 
 // Service is a wired campaign service, ready to be mounted on servers.

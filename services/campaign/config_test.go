@@ -1,19 +1,22 @@
 package campaign_test
 
 import (
+	"context"
 	"flag"
 	"strings"
 	"testing"
 
+	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/campaign"
 )
 
-// TestWorkersSetting reads RETAIN_CAMPAIGN_WORKERS and -workers, keeps the
+// TestConfigWorkers reads RETAIN_CAMPAIGN_WORKERS and -workers, keeps the
 // default of four when unset, and rejects a count outside 1-64 naming the
-// variable.
-func TestWorkersSetting(t *testing.T) {
+// variable and the flag.
+func TestConfigWorkers(t *testing.T) {
 	parse := func(t *testing.T, env map[string]string, args ...string) campaign.Config {
 		t.Helper()
 		cfg := campaign.DefaultConfig()
@@ -28,16 +31,16 @@ func TestWorkersSetting(t *testing.T) {
 	}
 	for _, bad := range []string{"0", "65"} {
 		cfg := parse(t, map[string]string{"RETAIN_CAMPAIGN_WORKERS": bad})
-		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "RETAIN_CAMPAIGN_WORKERS "+bad+": must be 1-64") {
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "RETAIN_CAMPAIGN_WORKERS (-workers): must be 1-64, got "+bad) {
 			t.Errorf("%s workers: %v", bad, err)
 		}
 	}
 }
 
-// TestFactsExclusiveSetting: the facts consumer is exclusive unless
+// TestConfigFactsExclusive: the facts consumer is exclusive unless
 // RETAIN_CAMPAIGN_FACTS_EXCLUSIVE or -facts-exclusive says otherwise; a
 // value that is not a boolean is refused naming the variable.
-func TestFactsExclusiveSetting(t *testing.T) {
+func TestConfigFactsExclusive(t *testing.T) {
 	for _, tc := range []struct {
 		env  map[string]string
 		args []string
@@ -62,10 +65,10 @@ func TestFactsExclusiveSetting(t *testing.T) {
 	}
 }
 
-// TestNotifierAddrSetting: RETAIN_CAMPAIGN_NOTIFIER_ADDR is empty (no
+// TestConfigNotifierAddr: RETAIN_CAMPAIGN_NOTIFIER_ADDR is empty (no
 // template check) unless set, and an address without a port is refused
 // naming the variable.
-func TestNotifierAddrSetting(t *testing.T) {
+func TestConfigNotifierAddr(t *testing.T) {
 	cfg := campaign.DefaultConfig()
 	testenv.ParseSettings(t, cfg.RegisterFlags, nil)
 	if cfg.NotifierAddr != "" {
@@ -80,6 +83,39 @@ func TestNotifierAddrSetting(t *testing.T) {
 		}
 		if !ok && (err == nil || !strings.Contains(err.Error(), "RETAIN_CAMPAIGN_NOTIFIER_ADDR")) {
 			t.Errorf("%q: %v, want it refused naming the variable", addr, err)
+		}
+	}
+}
+
+// TestConfigMessages: a bad campaign setting is reported as a bad shared
+// one is (the first case), by the check the binary's main runs
+// (service.Parse) and by New: variable and flag, the form wanted, the
+// value.
+func TestConfigMessages(t *testing.T) {
+	pub, _, err := auth.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_CAMPAIGN_DATABASE_URL=postgres://retain@db/campaign"}
+	for _, tc := range []struct{ env, want string }{
+		{"RETAIN_GRPC_ADDR=nope", `RETAIN_GRPC_ADDR (-grpc-addr): want host:port such as :9090, got "nope"`},
+		{"RETAIN_CAMPAIGN_BATCH_SIZE=0", "RETAIN_CAMPAIGN_BATCH_SIZE (-batch-size): must be 1-10000, got 0"},
+		{"RETAIN_CAMPAIGN_WORKERS=65", "RETAIN_CAMPAIGN_WORKERS (-workers): must be 1-64, got 65"},
+		{"RETAIN_CAMPAIGN_TIMER_INTERVAL=-1s", "RETAIN_CAMPAIGN_TIMER_INTERVAL (-timer-interval): must not be negative (0 disables the scheduler), got -1s"},
+		{"RETAIN_CAMPAIGN_TIMER_BATCH=10001", "RETAIN_CAMPAIGN_TIMER_BATCH (-timer-batch): must be 1-10000, got 10001"},
+		{"RETAIN_CAMPAIGN_AUDIENCE_INTERVAL=-1m", "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL (-audience-interval): must not be negative (0: never), got -1m0s"},
+		{"RETAIN_CAMPAIGN_MAX_TRIGGER_AGE=-1h", "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE (-max-trigger-age): must not be negative (0: no limit), got -1h0m0s"},
+		{"RETAIN_CAMPAIGN_NOTIFIER_ADDR=notifier:0", `RETAIN_CAMPAIGN_NOTIFIER_ADDR (-notifier-addr): want a port of 1-65535 in host:port, got "notifier:0"`},
+	} {
+		cfg := campaign.DefaultConfig()
+		_, err := service.Parse("campaign", &cfg, nil, append(valid, tc.env))
+		if want := "invalid configuration: " + tc.want; err == nil || err.Error() != want {
+			t.Errorf("%s: Parse = %v\nwant %s", tc.env, err, want)
+		}
+		// tel is not needed: New reports the configuration before it sets
+		// anything up.
+		if _, err := campaign.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: New = %v\nwant it to report %s", tc.env, err, tc.want)
 		}
 	}
 }

@@ -8,7 +8,6 @@ package churnsignal
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -81,28 +80,24 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.IntVar(fs, &c.RescoreWorkers, "rescore-workers", "RETAIN_CHURN_RESCORE_WORKERS", "transactions of a full pass run at once")
 }
 
-// Validate names every bad setting at once.
+// Validate names every bad setting at once, each with its variable and
+// flag, its value and the form wanted, as the shared settings are named.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(databaseEnv)}
-	if c.RescoreInterval < 0 {
-		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_INTERVAL %s: must not be negative", c.RescoreInterval))
-	}
-	if c.RefitInterval <= 0 {
-		errs = append(errs, fmt.Errorf("RETAIN_CHURN_REFIT_INTERVAL %s: must be positive", c.RefitInterval))
-	}
-	if c.HorizonWeeks < 1 || c.HorizonWeeks > 520 {
-		errs = append(errs, fmt.Errorf("RETAIN_CHURN_HORIZON_WEEKS %d: must be 1-520", c.HorizonWeeks))
-	}
-	if c.BatchSize < 1 || c.BatchSize > 10000 {
-		errs = append(errs, fmt.Errorf("RETAIN_CHURN_BATCH_SIZE %d: must be 1-10000", c.BatchSize))
-	}
-	if c.RescoreChunk < 1 || c.RescoreChunk > 100000 {
-		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_CHUNK %d: must be 1-100000", c.RescoreChunk))
-	}
-	if c.RescoreWorkers < 1 || c.RescoreWorkers > 64 {
-		errs = append(errs, fmt.Errorf("RETAIN_CHURN_RESCORE_WORKERS %d: must be 1-64", c.RescoreWorkers))
-	}
-	return errors.Join(errs...)
+	var v config.Validator
+	v.Add(c.Config.Validate(databaseEnv))
+	v.Check(c.RescoreInterval >= 0, config.SettingName("RETAIN_CHURN_RESCORE_INTERVAL", "rescore-interval"),
+		"must not be negative (0: never on a schedule), got %s", c.RescoreInterval)
+	v.Check(c.RefitInterval > 0, config.SettingName("RETAIN_CHURN_REFIT_INTERVAL", "refit-interval"),
+		"must be positive, such as 24h, got %s", c.RefitInterval)
+	v.Check(c.HorizonWeeks >= 1 && c.HorizonWeeks <= 520, config.SettingName("RETAIN_CHURN_HORIZON_WEEKS", "horizon-weeks"),
+		"must be 1-520, got %d", c.HorizonWeeks)
+	v.Check(c.BatchSize >= 1 && c.BatchSize <= 10000, config.SettingName("RETAIN_CHURN_BATCH_SIZE", "batch-size"),
+		"must be 1-10000, got %d", c.BatchSize)
+	v.Check(c.RescoreChunk >= 1 && c.RescoreChunk <= 100000, config.SettingName("RETAIN_CHURN_RESCORE_CHUNK", "rescore-chunk"),
+		"must be 1-100000, got %d", c.RescoreChunk)
+	v.Check(c.RescoreWorkers >= 1 && c.RescoreWorkers <= 64, config.SettingName("RETAIN_CHURN_RESCORE_WORKERS", "rescore-workers"),
+		"must be 1-64, got %d", c.RescoreWorkers)
+	return v.Err()
 }
 
 // Service is a wired churn-signal service, ready to be mounted on servers.

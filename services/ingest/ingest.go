@@ -5,7 +5,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -75,16 +74,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.DurationVar(fs, &c.LogRetention, "log-retention", "RETAIN_INGEST_LOG_RETENTION", "how long event ids are remembered to report retries as duplicates")
 }
 
-// Validate names every bad setting at once.
+// Validate names every bad setting at once, each with its variable and
+// flag, its value and the form wanted, as the shared settings are named.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(databaseEnv)}
-	if err := c.commitConfig().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.LogRetention <= 0 {
-		errs = append(errs, fmt.Errorf("RETAIN_INGEST_LOG_RETENTION %s: must be positive", c.LogRetention))
-	}
-	return errors.Join(errs...)
+	var v config.Validator
+	v.Add(c.Config.Validate(databaseEnv))
+	v.Add(c.commitConfig().Validate())
+	v.Check(c.LogRetention > 0, config.SettingName("RETAIN_INGEST_LOG_RETENTION", "log-retention"),
+		"must be positive, such as 720h (the streams' max age), got %s", c.LogRetention)
+	return v.Err()
 }
 
 func (c Config) commitConfig() commit.Config {

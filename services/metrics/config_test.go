@@ -5,15 +5,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/metrics"
 	"github.com/retainhq/retain/services/metrics/internal/store"
 )
 
-// TestCacheBytesSetting reads RETAIN_METRICS_CACHE_BYTES and -cache-bytes,
+// TestConfigCacheBytes reads RETAIN_METRICS_CACHE_BYTES and -cache-bytes,
 // keeps the default when unset, accepts 0 and rejects a negative budget
-// naming the variable.
-func TestCacheBytesSetting(t *testing.T) {
+// naming the variable and the flag.
+func TestConfigCacheBytes(t *testing.T) {
 	parse := func(t *testing.T, env map[string]string, args ...string) metrics.Config {
 		t.Helper()
 		cfg := metrics.DefaultConfig()
@@ -31,7 +33,7 @@ func TestCacheBytesSetting(t *testing.T) {
 	}
 	cfg := parse(t, map[string]string{"RETAIN_METRICS_CACHE_BYTES": "-1"})
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "RETAIN_METRICS_CACHE_BYTES -1") {
+	if err == nil || !strings.Contains(err.Error(), "RETAIN_METRICS_CACHE_BYTES (-cache-bytes): must be 0 or more bytes") || !strings.Contains(err.Error(), "got -1") {
 		t.Errorf("a negative budget: %v", err)
 	}
 	cfg.CacheBytes = 0
@@ -40,18 +42,43 @@ func TestCacheBytesSetting(t *testing.T) {
 	}
 }
 
-// TestRunReportsEveryBadSetting: a bad log level is reported with the
-// other bad settings, not alone by the telemetry setup that needs it first.
-func TestRunReportsEveryBadSetting(t *testing.T) {
+// TestConfigReportsEveryBadSetting: a bad log level is reported with the
+// other bad settings by the check the binary's main runs (service.Parse),
+// not alone by the telemetry setup that needs it first.
+func TestConfigReportsEveryBadSetting(t *testing.T) {
 	cfg := metrics.DefaultConfig()
-	testenv.ParseSettings(t, cfg.RegisterFlags, map[string]string{
-		"RETAIN_LOG_LEVEL": "loud", "RETAIN_METRICS_BATCH_SIZE": "-3",
-	})
-	cfg.AuthPublicKey, cfg.DatabaseURL = "", ""
-	err := metrics.Run(context.Background(), cfg, "test")
+	_, err := service.Parse("metrics", &cfg, nil, []string{"RETAIN_LOG_LEVEL=loud", "RETAIN_METRICS_BATCH_SIZE=-3"})
 	for _, want := range []string{"RETAIN_LOG_LEVEL", "RETAIN_AUTH_PUBLIC_KEY", "RETAIN_METRICS_DATABASE_URL", "RETAIN_METRICS_BATCH_SIZE"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Run with four bad settings: %v; want %s named", err, want)
+			t.Errorf("Parse with four bad settings: %v; want %s named", err, want)
+		}
+	}
+}
+
+// TestConfigMessages: a bad metrics setting is reported as a bad shared one
+// is (the first case), by the check the binary's main runs (service.Parse)
+// and by New: variable and flag, the form wanted, the value.
+func TestConfigMessages(t *testing.T) {
+	pub, _, err := auth.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_METRICS_DATABASE_URL=postgres://retain@db/metrics"}
+	for _, tc := range []struct{ env, want string }{
+		{"RETAIN_LOG_FORMAT=xml", `RETAIN_LOG_FORMAT (-log-format): must be one of json, text, got "xml"`},
+		{"RETAIN_METRICS_BATCH_SIZE=5001", "RETAIN_METRICS_BATCH_SIZE (-batch-size): must be 1-5000, got 5001"},
+		{"RETAIN_METRICS_CONSUMERS=0", "RETAIN_METRICS_CONSUMERS (-consumers): must be 1-64, got 0"},
+		{"RETAIN_METRICS_CACHE_BYTES=-1", "RETAIN_METRICS_CACHE_BYTES (-cache-bytes): must be 0 or more bytes (0: nothing kept between queries), got -1"},
+	} {
+		cfg := metrics.DefaultConfig()
+		_, err := service.Parse("metrics", &cfg, nil, append(valid, tc.env))
+		if want := "invalid configuration: " + tc.want; err == nil || err.Error() != want {
+			t.Errorf("%s: Parse = %v\nwant %s", tc.env, err, want)
+		}
+		// tel is not needed: New reports the configuration before it sets
+		// anything up.
+		if _, err := metrics.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: New = %v\nwant it to report %s", tc.env, err, tc.want)
 		}
 	}
 }

@@ -7,7 +7,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -63,19 +62,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.IntVar(fs, &c.CacheBytes, "cache-bytes", "RETAIN_METRICS_CACHE_BYTES", "byte budget of the day bitmap cache, all tenants (0: nothing kept between queries)")
 }
 
-// Validate names every bad setting at once.
+// Validate names every bad setting at once, each with its variable and
+// flag, its value and the form wanted, as the shared settings are named.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(databaseEnv)}
-	if c.BatchSize < 1 || c.BatchSize > 5000 {
-		errs = append(errs, fmt.Errorf("RETAIN_METRICS_BATCH_SIZE %d: must be 1-5000", c.BatchSize))
-	}
-	if c.Consumers < 1 || c.Consumers > 64 {
-		errs = append(errs, fmt.Errorf("RETAIN_METRICS_CONSUMERS %d: must be 1-64", c.Consumers))
-	}
-	if c.CacheBytes < 0 {
-		errs = append(errs, fmt.Errorf("RETAIN_METRICS_CACHE_BYTES %d: must be 0 or more bytes", c.CacheBytes))
-	}
-	return errors.Join(errs...)
+	var v config.Validator
+	v.Add(c.Config.Validate(databaseEnv))
+	v.Check(c.BatchSize >= 1 && c.BatchSize <= 5000, config.SettingName("RETAIN_METRICS_BATCH_SIZE", "batch-size"),
+		"must be 1-5000, got %d", c.BatchSize)
+	v.Check(c.Consumers >= 1 && c.Consumers <= 64, config.SettingName("RETAIN_METRICS_CONSUMERS", "consumers"),
+		"must be 1-64, got %d", c.Consumers)
+	v.Check(c.CacheBytes >= 0, config.SettingName("RETAIN_METRICS_CACHE_BYTES", "cache-bytes"),
+		"must be 0 or more bytes (0: nothing kept between queries), got %d", c.CacheBytes)
+	return v.Err()
 }
 
 // Service is a wired metrics service, ready to be mounted on servers.

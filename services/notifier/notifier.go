@@ -9,12 +9,12 @@ package notifier
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,84 +143,85 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.StringVar(fs, &c.Webhook.Secret, "webhook-secret", "RETAIN_NOTIFIER_WEBHOOK_SECRET", "HMAC-SHA256 secret signing webhooks")
 }
 
-// Validate names every bad setting at once.
+// Validate names every bad setting at once, each with its variable and
+// flag, its value and the form wanted, as the shared settings are named.
+// Secrets are described by their length, never shown.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(databaseEnv)}
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("RETAIN_NOTIFIER_PUBLIC_URL %q: want an http(s) URL like https://retain.shop.example", c.PublicURL)
+	var v config.Validator
+	v.Add(c.Config.Validate(databaseEnv))
+	name := func(env, flagName string) string { return config.SettingName("RETAIN_NOTIFIER_"+env, flagName) }
+	v.Check(isHTTPURL(c.PublicURL, true), name("PUBLIC_URL", "public-url"),
+		"want an http(s) URL such as https://retain.shop.example, got %q", c.PublicURL)
+	v.Check(len(c.UnsubscribeSecret) >= 32, name("UNSUBSCRIBE_SECRET", "unsubscribe-secret"),
+		"must be at least 32 bytes, got %d", len(c.UnsubscribeSecret))
+	v.Check(c.CapMax >= 0, name("CAP_MAX", "cap-max"), "must not be negative (0: no cap), got %d", c.CapMax)
+	v.Check(c.CapWindow > 0, name("CAP_WINDOW", "cap-window"), "must be positive, such as 168h, got %s", c.CapWindow)
+	_, err := policy.ParseClock(c.QuietStart)
+	v.Check(err == nil, name("QUIET_START", "quiet-start"), "want a time of day (HH:MM) such as 21:00, got %q", c.QuietStart)
+	_, err = policy.ParseClock(c.QuietEnd)
+	v.Check(err == nil, name("QUIET_END", "quiet-end"), "want a time of day (HH:MM) such as 09:00, got %q", c.QuietEnd)
+	_, err = time.LoadLocation(c.DefaultTimeZone)
+	v.Check(err == nil, name("DEFAULT_TIME_ZONE", "default-time-zone"), "want an IANA time zone such as Europe/Berlin, got %q", c.DefaultTimeZone)
+	v.Check(c.DefaultTTL > 0, name("DEFAULT_TTL", "default-ttl"), "must be positive, such as 72h, got %s", c.DefaultTTL)
+	v.Check(c.MaxAttempts >= 1 && c.MaxAttempts <= 100, name("MAX_ATTEMPTS", "max-attempts"), "must be 1-100, got %d", c.MaxAttempts)
+	// Each of a pair is checked on its own when its partner is bad, so
+	// both are reported at once.
+	retryMax := name("RETRY_MAX", "retry-max")
+	v.Check(c.RetryInitial > 0, name("RETRY_INITIAL", "retry-initial"), "must be positive, such as 30s, got %s", c.RetryInitial)
+	if c.RetryInitial > 0 {
+		v.Check(c.RetryMax >= c.RetryInitial, retryMax, "must be at least RETAIN_NOTIFIER_RETRY_INITIAL (%s), got %s", c.RetryInitial, c.RetryMax)
+	} else {
+		v.Check(c.RetryMax > 0, retryMax, "must be positive, such as 30m, got %s", c.RetryMax)
 	}
-	if len(c.UnsubscribeSecret) < 32 {
-		bad("RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET: at least 32 bytes are required (got %d)", len(c.UnsubscribeSecret))
+	lease := name("SEND_LEASE", "send-lease")
+	v.Check(c.SendTimeout > 0, name("SEND_TIMEOUT", "send-timeout"), "must be positive, such as 30s, got %s", c.SendTimeout)
+	if c.SendTimeout > 0 {
+		v.Check(c.Lease > c.SendTimeout, lease,
+			"must exceed RETAIN_NOTIFIER_SEND_TIMEOUT (%s) so that an attempt still running is not reconciled, got %s", c.SendTimeout, c.Lease)
+	} else {
+		v.Check(c.Lease > 0, lease, "must be positive, such as 2m, got %s", c.Lease)
 	}
-	if c.CapMax < 0 {
-		bad("RETAIN_NOTIFIER_CAP_MAX %d: must not be negative", c.CapMax)
-	}
-	if c.CapWindow <= 0 {
-		bad("RETAIN_NOTIFIER_CAP_WINDOW %s: must be positive", c.CapWindow)
-	}
-	if _, err := policy.ParseClock(c.QuietStart); err != nil {
-		bad("RETAIN_NOTIFIER_QUIET_START: %v", err)
-	}
-	if _, err := policy.ParseClock(c.QuietEnd); err != nil {
-		bad("RETAIN_NOTIFIER_QUIET_END: %v", err)
-	}
-	if _, err := time.LoadLocation(c.DefaultTimeZone); err != nil {
-		bad("RETAIN_NOTIFIER_DEFAULT_TIME_ZONE %q: not an IANA time zone", c.DefaultTimeZone)
-	}
-	if c.DefaultTTL <= 0 {
-		bad("RETAIN_NOTIFIER_DEFAULT_TTL %s: must be positive", c.DefaultTTL)
-	}
-	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
-		bad("RETAIN_NOTIFIER_MAX_ATTEMPTS %d: must be 1-100", c.MaxAttempts)
-	}
-	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
-		bad("RETAIN_NOTIFIER_RETRY_INITIAL %s / RETAIN_NOTIFIER_RETRY_MAX %s: want 0 < initial <= max", c.RetryInitial, c.RetryMax)
-	}
-	if c.SendTimeout <= 0 || c.Lease <= c.SendTimeout {
-		bad("RETAIN_NOTIFIER_SEND_LEASE %s must exceed RETAIN_NOTIFIER_SEND_TIMEOUT %s (> 0): an attempt still running must not be reconciled", c.Lease, c.SendTimeout)
-	}
-	if c.SendBatch < 1 || c.SendBatch > 10000 {
-		bad("RETAIN_NOTIFIER_SEND_BATCH %d: must be 1-10000", c.SendBatch)
-	}
-	if c.SendWorkers < 1 || c.SendWorkers > 1000 {
-		bad("RETAIN_NOTIFIER_SEND_WORKERS %d: must be 1-1000", c.SendWorkers)
-	}
-	if c.BatchSize < 1 || c.BatchSize > 10000 {
-		bad("RETAIN_NOTIFIER_BATCH_SIZE %d: must be 1-10000", c.BatchSize)
-	}
-	if c.SMSRate < 0 {
-		bad("RETAIN_NOTIFIER_SMS_RATE %d: must not be negative", c.SMSRate)
-	}
-	if c.PollInterval <= 0 {
-		bad("RETAIN_NOTIFIER_POLL_INTERVAL %s: must be positive", c.PollInterval)
-	}
+	v.Check(c.SendBatch >= 1 && c.SendBatch <= 10000, name("SEND_BATCH", "send-batch"), "must be 1-10000, got %d", c.SendBatch)
+	v.Check(c.SendWorkers >= 1 && c.SendWorkers <= 1000, name("SEND_WORKERS", "send-workers"), "must be 1-1000, got %d", c.SendWorkers)
+	v.Check(c.BatchSize >= 1 && c.BatchSize <= 10000, name("BATCH_SIZE", "batch-size"), "must be 1-10000, got %d", c.BatchSize)
+	v.Check(c.SMSRate >= 0, name("SMS_RATE", "sms-rate"), "must not be negative (0: unlimited), got %d", c.SMSRate)
+	v.Check(c.PollInterval > 0, name("POLL_INTERVAL", "poll-interval"), "must be positive, such as 1s, got %s", c.PollInterval)
+	// With an outbox directory nothing is sent, so the channels' settings
+	// are not used.
 	if c.OutboxDir == "" {
 		if c.SMTP.Addr != "" {
-			if c.SMTP.From == "" {
-				bad("RETAIN_NOTIFIER_SMTP_FROM is required with RETAIN_NOTIFIER_SMTP_ADDR")
-			}
-			switch c.SMTP.TLS {
-			case channel.TLSStartTLS, channel.TLSOpportunistic, channel.TLSImplicit, channel.TLSNone:
-			default:
-				bad("RETAIN_NOTIFIER_SMTP_TLS %q: want starttls, opportunistic, tls or none", c.SMTP.TLS)
-			}
+			v.Check(c.SMTP.From != "", name("SMTP_FROM", "smtp-from"),
+				`must be set with RETAIN_NOTIFIER_SMTP_ADDR: the sender, such as "Shop <news@shop.example>"`)
+			v.OneOf(name("SMTP_TLS", "smtp-tls"), c.SMTP.TLS, channel.TLSStartTLS, channel.TLSOpportunistic, channel.TLSImplicit, channel.TLSNone)
 		}
 		if c.SMS.URL != "" {
-			if u, err := url.Parse(c.SMS.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-				bad("RETAIN_NOTIFIER_SMS_URL %q: want an http(s) URL", c.SMS.URL)
-			}
+			v.Check(isHTTPURL(c.SMS.URL, false), name("SMS_URL", "sms-url"), "want an http(s) URL, got %s", shownURL(c.SMS.URL))
 		}
 		if c.Webhook.URL != "" {
-			if u, err := url.Parse(c.Webhook.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-				bad("RETAIN_NOTIFIER_WEBHOOK_URL %q: want an http(s) URL", c.Webhook.URL)
-			}
-			if len(c.Webhook.Secret) < 16 {
-				bad("RETAIN_NOTIFIER_WEBHOOK_SECRET: at least 16 bytes are required with RETAIN_NOTIFIER_WEBHOOK_URL")
-			}
+			v.Check(isHTTPURL(c.Webhook.URL, false), name("WEBHOOK_URL", "webhook-url"), "want an http(s) URL, got %s", shownURL(c.Webhook.URL))
+			v.Check(len(c.Webhook.Secret) >= 16, name("WEBHOOK_SECRET", "webhook-secret"),
+				"must be at least 16 bytes with RETAIN_NOTIFIER_WEBHOOK_URL, got %d", len(c.Webhook.Secret))
 		}
 	}
-	return errors.Join(errs...)
+	return v.Err()
+}
+
+// isHTTPURL reports whether raw is an http or https URL, with a host if
+// needHost.
+func isHTTPURL(raw string, needHost bool) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && (u.Host != "" || !needHost)
+}
+
+// shownURL is a provider URL as a message shows it: quoted with its
+// password masked, since provider credentials are often put there; not at
+// all when it does not parse, as then the password cannot be found.
+func shownURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "a value that does not parse as a URL (not shown: it may hold a credential)"
+	}
+	return strconv.Quote(u.Redacted())
 }
 
 // Service is a wired notifier, ready to be mounted on servers.
