@@ -292,7 +292,7 @@ func TestMigrationsAreEmbedded(t *testing.T) {
 
 func TestMigrateTwiceIsANoop(t *testing.T) {
 	pool := setupPG(t)
-	if err := pg.Migrate(testCtx(t), pool, bus.Migrations); err != nil {
+	if err := pg.Migrate(testCtx(t), pool, nil, bus.Migrations); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"path"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -147,8 +149,13 @@ func (s MigrationSet) Migrations() ([]Migration, error) {
 // its own transaction together with its row in retain_schema_migrations, so a
 // failing file leaves no trace and the next start retries it. Before applying
 // anything Migrate checks every set and refuses (ErrSchemaTooNew) when the
-// database is ahead of this build.
-func Migrate(ctx context.Context, pool *pgxpool.Pool, sets ...MigrationSet) error {
+// database is ahead of this build. log (nil: none) says when the lock is
+// waited for and by whom it is held, and which files were applied: a start
+// queued behind another replica's long migration is otherwise silent.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, sets ...MigrationSet) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	plans := make([][]Migration, len(sets))
 	seen := make(map[string]bool, len(sets))
 	for i, s := range sets {
@@ -181,8 +188,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, sets ...MigrationSet) erro
 		conn.Release()
 	}()
 
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationsLockKey); err != nil {
-		return fmt.Errorf("migrate: take advisory lock: %w", err)
+	if err := takeMigrationLock(ctx, conn.Conn(), log); err != nil {
+		return err
 	}
 	locked = true
 
@@ -215,11 +222,43 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, sets ...MigrationSet) erro
 			if _, done := applied[i][m.Version]; done {
 				continue
 			}
+			start := time.Now()
 			if err := applyMigration(ctx, conn.Conn(), s.Component, m); err != nil {
 				return err
 			}
+			log.Info("migration applied", "component", s.Component, "file", m.File, "duration", time.Since(start).Round(time.Millisecond))
 		}
 	}
+	return nil
+}
+
+// takeMigrationLock takes the advisory lock, saying first who holds it
+// when it is not free.
+func takeMigrationLock(ctx context.Context, conn *pgx.Conn, log *slog.Logger) error {
+	var free bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", migrationsLockKey).Scan(&free); err != nil {
+		return fmt.Errorf("migrate: take advisory lock: %w", err)
+	}
+	if free {
+		return nil
+	}
+	// A bigint advisory key is (classid, objid) = (high, low) 32 bits.
+	var holder string
+	err := conn.QueryRow(ctx, `
+		SELECT format('pid %s (%s, from %s, connected %s)', a.pid, coalesce(nullif(a.application_name, ''), 'no application name'),
+			coalesce(host(a.client_addr), 'a local socket'), to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1`,
+		migrationsLockKey>>32, migrationsLockKey&0xffffffff).Scan(&holder)
+	if err != nil {
+		holder = "another session" // gone meanwhile, or not visible to this role
+	}
+	start := time.Now()
+	log.Info("waiting for the migration lock: another process is migrating this database", "holder", holder)
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationsLockKey); err != nil {
+		return fmt.Errorf("migrate: wait for the advisory lock held by %s: %w", holder, err)
+	}
+	log.Info("migration lock taken", "waited", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -173,7 +175,7 @@ func TestMigrate(t *testing.T) {
 
 	t.Run("applies every file once and records it", func(t *testing.T) {
 		pool := connect(t, testenv.Postgres(t))
-		if err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "widgets", FS: widgets}); err != nil {
+		if err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "widgets", FS: widgets}); err != nil {
 			t.Fatalf("migrate: %v", err)
 		}
 		want := []appliedRow{{1, "create_widgets"}, {2, "add_widget_name"}}
@@ -189,7 +191,7 @@ func TestMigrate(t *testing.T) {
 		pool := connect(t, testenv.Postgres(t))
 		set := pg.MigrationSet{Component: "widgets", FS: widgets}
 		for i := range 3 {
-			if err := pg.Migrate(ctx, pool, set); err != nil {
+			if err := pg.Migrate(ctx, pool, nil, set); err != nil {
 				t.Fatalf("migrate run %d: %v", i+1, err)
 			}
 		}
@@ -201,7 +203,7 @@ func TestMigrate(t *testing.T) {
 		for k, v := range widgets {
 			next[k] = v
 		}
-		if err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "widgets", FS: next}); err != nil {
+		if err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "widgets", FS: next}); err != nil {
 			t.Fatalf("migrate with a new file: %v", err)
 		}
 		if n := count(t, pool, "SELECT count(*) FROM applications"); n != 3 {
@@ -222,7 +224,7 @@ func TestMigrate(t *testing.T) {
 		for i, pool := range pools {
 			wg.Go(func() {
 				<-start
-				errs[i] = pg.Migrate(ctx, pool, pg.MigrationSet{Component: "widgets", FS: widgets})
+				errs[i] = pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "widgets", FS: widgets})
 			})
 		}
 		close(start)
@@ -246,11 +248,11 @@ func TestMigrate(t *testing.T) {
 		for k, v := range widgets {
 			three[k] = v
 		}
-		if err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "widgets", FS: three}); err != nil {
+		if err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "widgets", FS: three}); err != nil {
 			t.Fatalf("migrate newer build: %v", err)
 		}
 
-		err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "widgets", FS: widgets})
+		err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "widgets", FS: widgets})
 		if !errors.Is(err, pg.ErrSchemaTooNew) {
 			t.Fatalf("err = %v, want ErrSchemaTooNew", err)
 		}
@@ -274,7 +276,7 @@ func TestMigrate(t *testing.T) {
 			"0001_ok.sql", "CREATE TABLE first (id int);",
 			"0002_broken.sql", "CREATE TABLE second (id int);\nINSERT INTO second VALUES (1);\nSELECT 1/0;",
 		)
-		err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "half", FS: broken})
+		err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "half", FS: broken})
 		if err == nil || !strings.Contains(err.Error(), "0002_broken.sql") {
 			t.Fatalf("err = %v, want a failure naming 0002_broken.sql", err)
 		}
@@ -289,7 +291,7 @@ func TestMigrate(t *testing.T) {
 			"0001_ok.sql", "CREATE TABLE first (id int);",
 			"0002_broken.sql", "CREATE TABLE second (id int);",
 		)
-		if err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "half", FS: fixed}); err != nil {
+		if err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "half", FS: fixed}); err != nil {
 			t.Fatalf("migrate after fixing the file: %v", err)
 		}
 		if got := len(applied(t, pool, "half")); got != 2 {
@@ -299,14 +301,14 @@ func TestMigrate(t *testing.T) {
 
 	t.Run("refuses a released file that was renamed", func(t *testing.T) {
 		pool := connect(t, testenv.Postgres(t))
-		if err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "widgets", FS: widgets}); err != nil {
+		if err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "widgets", FS: widgets}); err != nil {
 			t.Fatalf("migrate: %v", err)
 		}
 		renamed := files(
 			"0001_create_widgets.sql", "SELECT 1",
 			"0002_something_else.sql", "SELECT 1",
 		)
-		err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "widgets", FS: renamed})
+		err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "widgets", FS: renamed})
 		if err == nil || !strings.Contains(err.Error(), `version 0002 was applied as "add_widget_name"`) {
 			t.Fatalf("err = %v, want a rename refusal", err)
 		}
@@ -316,7 +318,7 @@ func TestMigrate(t *testing.T) {
 		pool := connect(t, testenv.Postgres(t))
 		bus := pg.MigrationSet{Component: "bus", FS: files("0001_inbox.sql", "CREATE TABLE inbox (id text);")}
 		svc := pg.MigrationSet{Component: "widgets", FS: widgets}
-		if err := pg.Migrate(ctx, pool, bus, svc); err != nil {
+		if err := pg.Migrate(ctx, pool, nil, bus, svc); err != nil {
 			t.Fatalf("migrate: %v", err)
 		}
 		if got := len(applied(t, pool, "bus")); got != 1 {
@@ -330,12 +332,12 @@ func TestMigrate(t *testing.T) {
 	t.Run("refuses a component listed twice", func(t *testing.T) {
 		pool := connect(t, testenv.Postgres(t))
 		set := pg.MigrationSet{Component: "widgets", FS: widgets}
-		if err := pg.Migrate(ctx, pool, set, set); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		if err := pg.Migrate(ctx, pool, nil, set, set); err == nil || !strings.Contains(err.Error(), "listed twice") {
 			t.Fatalf("err = %v, want a duplicate component refusal", err)
 		}
 	})
 
-	t.Run("waiting for the lock honours the context", func(t *testing.T) {
+	t.Run("waiting for the lock says who holds it and honours the context", func(t *testing.T) {
 		url := testenv.Postgres(t)
 		holder := connect(t, url)
 		conn, err := holder.Acquire(ctx)
@@ -343,15 +345,37 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("acquire: %v", err)
 		}
 		defer conn.Release()
+		var pid int
 		// Same key as Migrate: another replica is migrating.
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(0x5245_5441_494E)); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) l", int64(0x5245_5441_494E)).Scan(&pid); err != nil {
 			t.Fatalf("lock: %v", err)
 		}
+		var logs testenv.SyncBuffer
+		log := slog.New(slog.NewTextHandler(&logs, nil))
 		waitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
-		err = pg.Migrate(waitCtx, connect(t, url), pg.MigrationSet{Component: "widgets", FS: widgets})
-		if err == nil || !strings.Contains(err.Error(), "advisory lock") {
-			t.Fatalf("err = %v, want a lock wait failure", err)
+		err = pg.Migrate(waitCtx, connect(t, url), log, pg.MigrationSet{Component: "widgets", FS: widgets})
+		if err == nil || !strings.Contains(err.Error(), "advisory lock held by pid "+strconv.Itoa(pid)) {
+			t.Fatalf("err = %v, want a lock wait failure naming pid %d", err, pid)
+		}
+		if out := logs.String(); !strings.Contains(out, "waiting for the migration lock") || !strings.Contains(out, "pid "+strconv.Itoa(pid)) {
+			t.Fatalf("log %q: want a line saying the lock is waited for, held by pid %d", out, pid)
+		}
+
+		// Once the holder is done, the wait ends and the files applied are named.
+		var after testenv.SyncBuffer
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			_, _ = conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(0x5245_5441_494E))
+		}()
+		if err := pg.Migrate(ctx, connect(t, url), slog.New(slog.NewTextHandler(&after, nil)), pg.MigrationSet{Component: "widgets", FS: widgets}); err != nil {
+			t.Fatal(err)
+		}
+		out := after.String()
+		for _, want := range []string{"waiting for the migration lock", "migration lock taken", `msg="migration applied" component=widgets file=0001_`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("log lacks %q:\n%s", want, out)
+			}
 		}
 	})
 }

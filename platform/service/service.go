@@ -72,7 +72,7 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 		}
 	}()
 	sets := append([]pg.MigrationSet{bus.Migrations}, o.Migrations...)
-	if err := pg.Migrate(ctx, pool, sets...); err != nil {
+	if err := pg.Migrate(ctx, pool, log, sets...); err != nil {
 		return nil, fmt.Errorf("%s: %w", db, err)
 	}
 	b, err := bus.Connect(ctx, o.NATS, log, bus.WithTracerProvider(tel.TracerProvider), bus.WithMeterProvider(tel.MeterProvider))

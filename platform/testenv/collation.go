@@ -53,7 +53,7 @@ func KeyColumnsNotC(t testing.TB, sets ...pg.MigrationSet) []string {
 	if collate != KeyLocale {
 		t.Fatalf("testenv: database created with LOCALE %s has collation %q", KeyLocale, collate)
 	}
-	if err := pg.Migrate(ctx, pool, append([]pg.MigrationSet{bus.Migrations}, sets...)...); err != nil {
+	if err := pg.Migrate(ctx, pool, nil, append([]pg.MigrationSet{bus.Migrations}, sets...)...); err != nil {
 		t.Fatalf("testenv: migrate: %v", err)
 	}
 

@@ -26,7 +26,7 @@ func MigratedPool(tb testing.TB, sets ...pg.MigrationSet) *pgxpool.Pool {
 		tb.Fatalf("connect postgres: %v", err)
 	}
 	tb.Cleanup(pool.Close)
-	if err := pg.Migrate(ctx, pool, append([]pg.MigrationSet{bus.Migrations}, sets...)...); err != nil {
+	if err := pg.Migrate(ctx, pool, nil, append([]pg.MigrationSet{bus.Migrations}, sets...)...); err != nil {
 		tb.Fatalf("migrate: %v", err)
 	}
 	return pool

@@ -92,7 +92,7 @@ func BenchmarkConsumer(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := pg.Migrate(ctx, pool, bus.Migrations); err != nil {
+		if err := pg.Migrate(ctx, pool, nil, bus.Migrations); err != nil {
 			b.Fatal(err)
 		}
 		took := testenv.ConsumerTime(b, pub, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "bench-raw", EventTypes: facts.EventTypes, BatchSize: 500},

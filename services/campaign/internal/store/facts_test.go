@@ -245,7 +245,7 @@ func TestUpgradeKeepsEnrollments(t *testing.T) {
 		}
 		old[name] = &fstest.MapFile{Data: data}
 	}
-	if err := pg.Migrate(ctx, pool, pg.MigrationSet{Component: "campaign", FS: old, Dir: "."}); err != nil {
+	if err := pg.Migrate(ctx, pool, nil, pg.MigrationSet{Component: "campaign", FS: old, Dir: "."}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC)
@@ -265,7 +265,7 @@ func TestUpgradeKeepsEnrollments(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := pg.Migrate(ctx, pool, Migrations); err != nil {
+	if err := pg.Migrate(ctx, pool, nil, Migrations); err != nil {
 		t.Fatal(err)
 	}
 	c, err := ReportCounts(ctx, pool, "shop", "thanks")

@@ -547,7 +547,7 @@ func TestMigrationBuildsPendingAggregates(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := pg.MigrationSet{Component: "metrics", FS: fstest.MapFS{"0001_projections.sql": {Data: v1}}, Dir: "."}
-	if err := pg.Migrate(ctx, pool, bus.Migrations, first); err != nil {
+	if err := pg.Migrate(ctx, pool, nil, bus.Migrations, first); err != nil {
 		t.Fatal(err)
 	}
 	start := mustDay("2024-01-01")
@@ -574,7 +574,7 @@ func TestMigrationBuildsPendingAggregates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := pg.Migrate(ctx, pool, bus.Migrations, Migrations); err != nil {
+	if err := pg.Migrate(ctx, pool, nil, bus.Migrations, Migrations); err != nil {
 		t.Fatal(err)
 	}
 	s := New(pool)
