@@ -23,6 +23,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/retainhq/retain/platform/config"
 )
 
 // instrumentationName names the tracer and meter of this package.
@@ -77,22 +79,17 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports configuration errors; zero values mean defaults.
+// Validate reports every configuration error at once, in
+// config.Validator's form; zero values mean defaults. A bad URL is named
+// by the setting services bind it to (service.Config), so it reads like
+// their other bad settings.
 func (c Config) Validate() error {
-	var errs []error
-	if c.ConnectTimeout < 0 {
-		errs = append(errs, fmt.Errorf("bus: ConnectTimeout must not be negative (got %s)", c.ConnectTimeout))
-	}
-	if c.PublishTimeout < 0 {
-		errs = append(errs, fmt.Errorf("bus: PublishTimeout must not be negative (got %s)", c.PublishTimeout))
-	}
-	if c.MaxBatchSize < 0 {
-		errs = append(errs, fmt.Errorf("bus: MaxBatchSize must not be negative (got %d)", c.MaxBatchSize))
-	}
-	if err := validateURL(c.URL); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	var v config.Validator
+	v.Check(c.ConnectTimeout >= 0, "bus ConnectTimeout", "must not be negative, got %s", c.ConnectTimeout)
+	v.Check(c.PublishTimeout >= 0, "bus PublishTimeout", "must not be negative, got %s", c.PublishTimeout)
+	v.Check(c.MaxBatchSize >= 0, "bus MaxBatchSize", "must not be negative, got %d", c.MaxBatchSize)
+	validateURL(&v, config.SettingName("RETAIN_NATS_URL", "nats-url"), c.URL)
+	return v.Err()
 }
 
 // urlSchemes are the schemes nats.go dials; a URL without "://" gets
@@ -102,11 +99,9 @@ var urlSchemes = map[string]bool{"nats": true, "tls": true, "ws": true, "wss": t
 // validateURL checks the NATS URL list the way nats.go reads it (comma
 // separated, blanks skipped, empty meaning the default). A URL nats.go cannot
 // use is a configuration error no retry fixes, so Connect reports it at once.
-// Messages name the setting and quote the URL only with its credentials
-// redacted: errors from url.Parse quote the raw URL, so their text is never
-// passed on.
-func validateURL(list string) error {
-	var errs []error
+// Messages quote the URL only with its credentials redacted: errors from
+// url.Parse quote the raw URL, so their text is never passed on.
+func validateURL(v *config.Validator, setting, list string) {
 	ws := -1 // unknown until the first URL: 0 plain, 1 websocket
 	for _, raw := range strings.Split(list, ",") {
 		raw = strings.TrimSpace(raw)
@@ -118,7 +113,7 @@ func validateURL(list string) error {
 			full = "nats://" + full
 		}
 		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("bus: URL %q (RETAIN_NATS_URL): "+format, append([]any{redactOne(raw)}, args...)...))
+			v.Addf(setting, format+", got %q", append(args, redactOne(raw))...)
 		}
 		u, err := url.Parse(full)
 		if err != nil {
@@ -139,7 +134,6 @@ func validateURL(list string) error {
 		}
 		ws = isWS
 	}
-	return errors.Join(errs...)
 }
 
 // parseReason says why url.Parse rejects full without quoting its

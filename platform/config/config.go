@@ -279,19 +279,11 @@ func (v *Validator) OneOf(setting, value string, allowed ...string) {
 	v.Addf(setting, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
 }
 
-// Add merges err: the problems of a *ValidationError are kept one by one,
-// the errors of an errors.Join are added one by one (so the Validate
-// methods of components can be joined and still read as one list), and
-// any other error becomes one problem without a setting name. nil is
-// ignored.
+// Add merges err: the problems of a *ValidationError (what a component's
+// Validate returns) are kept one by one, and any other error becomes one
+// problem without a setting name. nil is ignored.
 func (v *Validator) Add(err error) {
 	if err == nil {
-		return
-	}
-	if joined, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range joined.Unwrap() {
-			v.Add(e)
-		}
 		return
 	}
 	var ve *ValidationError

@@ -66,7 +66,7 @@ func TestParseReportsEveryBadSetting(t *testing.T) {
 		`RETAIN_GRPC_ADDR (-grpc-addr): want host:port such as :9090, got "nope"`,
 		`RETAIN_HTTP_ADDR (-http-addr): want a numeric port in host:port, got ":http"`,
 		`RETAIN_LOG_LEVEL (-log-level): must be one of debug, info, warn, error, got "loud"`,
-		`RETAIN_NATS_URL`,
+		`RETAIN_NATS_URL (-nats-url): unsupported scheme "ftp" (use nats, tls, ws or wss), got "ftp://nats:4222"`,
 		`RETAIN_OPS_ADDR (-ops-addr): want a port of 0-65535`,
 		`RETAIN_STREAM_REPLICAS (-stream-replicas): environment value "three": want a whole number`,
 	} {
