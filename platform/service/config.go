@@ -3,6 +3,8 @@ package service
 import (
 	"flag"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
@@ -84,7 +86,16 @@ func (c Config) Validate(databaseEnv string) error {
 	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
 		v.Addf(key, "%v", err)
 	}
-	v.Check(c.DatabaseURL != "", config.SettingName(databaseEnv, "database-url"), "must be set: a Postgres URL such as postgres://user:password@host:5432/database")
+	db := config.SettingName(databaseEnv, "database-url")
+	const dbForm = "a Postgres URL such as postgres://user:password@host:5432/database"
+	if c.DatabaseURL == "" {
+		v.Addf(db, "must be set: %s", dbForm)
+	} else if _, err := pgxpool.ParseConfig(c.DatabaseURL); err != nil {
+		// Checked here, not first when Open connects, so that it is
+		// reported with the other settings. pgx's message shows the value
+		// with its password masked.
+		v.Addf(db, "want %s: %v", dbForm, err)
+	}
 	return v.Err()
 }
 

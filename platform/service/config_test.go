@@ -3,6 +3,7 @@ package service_test
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -112,6 +113,30 @@ func TestParseFindsUnknownVariables(t *testing.T) {
 	}
 	if s.BatchSize != 7 || s.AuthPublicKey != pub {
 		t.Errorf("settings not read: %+v", s)
+	}
+}
+
+// TestParseDatabaseURL: a database URL that does not parse is reported
+// with the other settings, before anything connects, naming the variable
+// and the form wanted, and its password is not shown.
+func TestParseDatabaseURL(t *testing.T) {
+	s := newDemoSettings()
+	_, err := service.Parse("demo", s, nil, []string{
+		"RETAIN_DEMO_DATABASE_URL=postgres://retain:s3cret@db:port/demo",
+		"RETAIN_DEMO_BATCH_SIZE=0",
+	})
+	msg := fmt.Sprint(err)
+	for _, want := range []string{
+		"RETAIN_DEMO_BATCH_SIZE (-batch-size): must be at least 1",
+		"RETAIN_DEMO_DATABASE_URL (-database-url): want a Postgres URL such as postgres://user:password@host:5432/database: ",
+		"invalid port",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("report lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "s3cret") {
+		t.Errorf("report shows the password:\n%s", msg)
 	}
 }
 
