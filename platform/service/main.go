@@ -28,8 +28,10 @@ type Configurable interface {
 // Main is the whole of a service binary's main: bind the settings to flags
 // and RETAIN_* variables, parse and check them all, and run until SIGINT
 // or SIGTERM. It exits 2 on bad settings, all reported at once, and 1 when
-// run fails. RETAIN_* variables no setting reads are logged as warnings
-// once telemetry is set up (by Run).
+// run fails. It is where a standalone service's settings are checked: run
+// (through Run) gets them checked and does not check them again. RETAIN_*
+// variables no setting reads are logged as warnings once telemetry is set
+// up (by Run).
 func Main(name string, settings Configurable, run func(ctx context.Context) error) {
 	unknown, err := Parse(name, settings, os.Args[1:], os.Environ())
 	if err != nil {
@@ -114,14 +116,12 @@ type Settings interface {
 	Shared() Config
 }
 
-// Run is the whole life of a standalone service process: the settings
-// checked (all of them, before telemetry setup could stop at a bad log
-// level alone), telemetry, the service built by build, and its gRPC,
-// public HTTP and ops servers under one supervisor, until ctx is done.
+// Run is the whole life of a standalone service process: telemetry, the
+// service built by build, and its gRPC, public HTTP and ops servers under
+// one supervisor, until ctx is done. settings are as Main parsed and
+// checked them (Parse), all at once before anything started; build wires
+// the service from them without checking them again.
 func Run(ctx context.Context, settings Settings, version string, build func(context.Context, *telemetry.Telemetry) (Hosted, error)) error {
-	if err := settings.Validate(); err != nil {
-		return config.Validate(err)
-	}
 	cfg := settings.Shared()
 	cfg.Telemetry.Version = version
 	tel, err := telemetry.Setup(ctx, cfg.Telemetry)

@@ -142,12 +142,19 @@ type Service struct {
 	notifier []*templates.Notifier
 }
 
-// New connects to the bus and the database, runs the migrations, declares
-// the streams and wires the use cases.
-func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+// New checks cfg, reporting every bad setting at once, and then wires the
+// service. It is for callers that set cfg in code (`retain dev`, tests);
+// the standalone process has its settings checked by service.Main.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("campaign config: %w", err)
 	}
+	return wire(ctx, cfg, tel)
+}
+
+// wire connects to the bus and the database, runs the migrations, declares
+// the streams and wires the use cases, from a checked cfg.
+func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
 	opts := cfg.Options("campaign", store.Migrations)
 	// The facts workers and their lease's session, the signals and
 	// deliveries consumers, the relay, the scheduler, a statistics refresh
@@ -275,9 +282,10 @@ func (s *Service) close() {
 func (s *Service) Ready(ctx context.Context) error { return s.deps.Ready(ctx) }
 
 // Run is the standalone process: telemetry, the service, its gRPC and ops
-// servers under one supervisor, until ctx is done.
+// servers under one supervisor, until ctx is done. cfg is as service.Main
+// parsed and checked it, so it is not checked again.
 func Run(ctx context.Context, cfg Config, version string) error {
 	return service.Run(ctx, cfg, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
-		return New(ctx, cfg, tel)
+		return wire(ctx, cfg, tel)
 	})
 }

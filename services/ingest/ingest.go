@@ -102,12 +102,19 @@ type Service struct {
 	http      *api.HTTP
 }
 
-// New connects to the bus and the database, runs the migrations, declares
-// the streams and wires the use case.
-func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+// New checks cfg, reporting every bad setting at once, and then wires the
+// service. It is for callers that set cfg in code (`retain dev`, tests);
+// the standalone process has its settings checked by service.Main.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ingest config: %w", err)
 	}
+	return wire(ctx, cfg, tel)
+}
+
+// wire connects to the bus and the database, runs the migrations, declares
+// the streams and wires the use case, from a checked cfg.
+func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
 	deps, err := service.Open(ctx, cfg.Options("ingest", store.Migrations), tel)
 	if err != nil {
 		return nil, err
@@ -200,9 +207,10 @@ func (s *Service) Ready(context.Context) error {
 }
 
 // Run is the standalone process: telemetry, the service, its gRPC, HTTP and
-// ops servers under one supervisor, until ctx is done.
+// ops servers under one supervisor, until ctx is done. cfg is as
+// service.Main parsed and checked it, so it is not checked again.
 func Run(ctx context.Context, cfg Config, version string) error {
 	return service.Run(ctx, cfg, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
-		return New(ctx, cfg, tel)
+		return wire(ctx, cfg, tel)
 	})
 }

@@ -236,12 +236,20 @@ type Service struct {
 	outboxDir string
 }
 
-// New connects to the bus and the database, runs the migrations, declares
-// the streams and wires the use cases.
-func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
+// New checks cfg, reporting every bad setting at once, and then wires the
+// service. It is for callers that set cfg in code (`retain dev`, tests);
+// the standalone process has its settings checked by service.Main.
+func New(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("notifier config: %w", err)
 	}
+	return wire(ctx, cfg, tel)
+}
+
+// wire connects to the bus and the database, runs the migrations, declares
+// the streams and wires the use cases, from a checked cfg (the quiet hours
+// and the time zone parse).
+func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service, err error) {
 	deps, err := service.Open(ctx, cfg.Options("notifier", store.Migrations), tel)
 	if err != nil {
 		return nil, err
@@ -400,10 +408,12 @@ func (s *Service) Run(ctx context.Context) error {
 // Ready reports whether the bus connection and the database are up.
 func (s *Service) Ready(ctx context.Context) error { return s.deps.Ready(ctx) }
 
-// Run is the standalone process.
+// Run is the standalone process: telemetry, the service, its gRPC, HTTP and
+// ops servers under one supervisor, until ctx is done. cfg is as
+// service.Main parsed and checked it, so it is not checked again.
 func Run(ctx context.Context, cfg Config, version string) error {
 	return service.Run(ctx, cfg, version, func(ctx context.Context, tel *telemetry.Telemetry) (service.Hosted, error) {
-		return New(ctx, cfg, tel)
+		return wire(ctx, cfg, tel)
 	})
 }
 
