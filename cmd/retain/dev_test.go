@@ -83,6 +83,9 @@ func TestDevFlagsReportedAtOnce(t *testing.T) {
 			if err.Error() != tt.want {
 				t.Fatalf("error:\n%v\nwant:\n%s", err, tt.want)
 			}
+			if code := exitCode(err); code != 2 {
+				t.Errorf("exit status %d, want 2 as a service's for bad settings", code)
+			}
 		})
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/retainhq/retain/platform/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -65,13 +67,16 @@ func main() {
 var errNoCommand = errors.New("no command given")
 
 // exitCode is the status a failed run exits with: 0 for -h on a command
-// (its usage was asked for and printed), 2 for `retain` without a command,
-// as for a usage error, 1 otherwise.
+// (its usage was asked for and printed); 2 for `retain` without a command,
+// as for a usage error, and for bad settings (`retain dev`'s flags), as a
+// service started alone exits; 1 otherwise.
 func exitCode(err error) int {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errNoCommand):
+		return 2
+	case errors.As(err, new(*config.ValidationError)):
 		return 2
 	}
 	return 1
