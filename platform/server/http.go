@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -64,11 +65,22 @@ func NewHTTP(cfg HTTPConfig, h http.Handler, tel *telemetry.Telemetry, logger *s
 	logger = loggerFrom(logger, tel)
 	var tracer trace.Tracer
 	var prop propagation.TextMapPropagator = propagation.TraceContext{}
+	var duration metric.Float64Histogram
 	if tel != nil {
 		tracer = tel.TracerProvider.Tracer("github.com/retainhq/retain/platform/server")
 		prop = tel.Propagator
+		var err error
+		// The OpenTelemetry semantic convention's name and buckets, as
+		// otelgrpc's rpc.server.call.duration is for the gRPC API: a 429
+		// or 5xx rate alerts the same way on both.
+		duration, err = tel.MeterProvider.Meter("github.com/retainhq/retain/platform/server").Float64Histogram("http.server.request.duration",
+			metric.WithUnit("s"), metric.WithDescription("Duration of HTTP server requests, by method, route and status code."),
+			metric.WithExplicitBucketBoundaries(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10))
+		if err != nil {
+			return nil, fmt.Errorf("new http server: %w", err)
+		}
 	}
-	return &HTTP{httpServer: newHTTPServer("http", cfg.Addr, cfg.ShutdownTimeout, instrument(h, tracer, prop, logger), logger)}, nil
+	return &HTTP{httpServer: newHTTPServer("http", cfg.Addr, cfg.ShutdownTimeout, instrument(h, tracer, prop, duration, logger), logger)}, nil
 }
 
 // statusRecorder remembers the status code for logs and spans.
@@ -94,10 +106,11 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and deadlines.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// instrument traces, logs and recovers each request. Like gRPC calls,
-// successes log at debug, client errors at info and server errors at error;
-// headers (which hold the token) and bodies are never logged.
-func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMapPropagator, logger *slog.Logger) http.Handler {
+// instrument traces, measures, logs and recovers each request. Like gRPC
+// calls, successes log at debug, client errors at info and server errors at
+// error; headers (which hold the token) and bodies are never logged. tracer
+// and duration may be nil.
+func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMapPropagator, duration metric.Float64Histogram, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
@@ -142,6 +155,16 @@ func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMap
 					span.SetStatus(codes.Error, http.StatusText(status))
 				}
 			}
+			if duration != nil {
+				attrs := []attribute.KeyValue{
+					attribute.String("http.request.method", knownMethod(r.Method)),
+					attribute.Int("http.response.status_code", status),
+				}
+				if routed.Pattern != "" { // unrouted paths are left out: raw paths may hold ids
+					attrs = append(attrs, attribute.String("http.route", routed.Pattern))
+				}
+				duration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+			}
 			level := slog.LevelDebug
 			switch {
 			case status >= 500:
@@ -157,6 +180,18 @@ func instrument(next http.Handler, tracer trace.Tracer, prop propagation.TextMap
 		}()
 		next.ServeHTTP(rec, routed)
 	})
+}
+
+// knownMethod is r.Method, or "_OTHER" for one outside RFC 9110 and PATCH
+// (the semantic convention's rule): a client choosing methods must not
+// choose the metric's series.
+func knownMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
 }
 
 // jsonRouteErrors answers the requests mux has no route for in the API's

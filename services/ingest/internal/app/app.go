@@ -59,8 +59,8 @@ type Ingestor struct {
 
 // New returns an Ingestor. meter may be a noop meter.
 func New(c Committer, meter metric.Meter) (*Ingestor, error) {
-	results, err := meter.Int64Counter("retain_ingest_events",
-		metric.WithDescription("Events received by ingest, by tenant and result (accepted, duplicate, rejected)."))
+	results, err := meter.Int64Counter("retain.ingest.events",
+		metric.WithDescription("Events received by ingest, by tenant and result (accepted, duplicate, rejected, refused: answered 429/503 for a retry)."))
 	if err != nil {
 		return nil, fmt.Errorf("ingest metrics: %w", err)
 	}
@@ -144,6 +144,9 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 	if len(msgs) > 0 {
 		outcomes, err := in.committer.Submit(ctx, msgs)
 		if err != nil {
+			if errors.Is(err, commit.ErrOverloaded) || retryable(err) {
+				in.results.Add(ctx, int64(len(msgs)), metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("result", "refused")))
+			}
 			switch {
 			case errors.Is(err, commit.ErrOverloaded), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 				return nil, err
