@@ -478,8 +478,8 @@ func printDelivery(w io.Writer, d *notifierv1.Delivery) {
 	if d.GetReason() != "" {
 		fmt.Fprintf(w, "  reason     %s\n", d.GetReason())
 	}
-	fmt.Fprintf(w, "  customer   %s, %s %s, priority %s\n", d.GetCustomerId(), categoryWord(d.GetCategory()), templatefile.ChannelName(d.GetChannel()),
-		strings.ToLower(strings.TrimPrefix(d.GetPriority().String(), "PRIORITY_")))
+	fmt.Fprintf(w, "  customer   %s, %s %s, priority %s, rank %d\n", d.GetCustomerId(), categoryWord(d.GetCategory()), templatefile.ChannelName(d.GetChannel()),
+		strings.ToLower(strings.TrimPrefix(d.GetPriority().String(), "PRIORITY_")), d.GetRank())
 	tpl := d.GetTemplateKey()
 	if d.GetTemplateVersion() > 0 {
 		tpl += fmt.Sprintf(" v%d, variant %s", d.GetTemplateVersion(), cmp.Or(d.GetLocale(), "default"))

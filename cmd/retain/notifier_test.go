@@ -106,7 +106,7 @@ func (c *cannedNotifier) ListDeliveries(_ context.Context, r *notifierv1.ListDel
 	c.record(r)
 	// Three deliveries, served in pages of the requested size.
 	all := []*notifierv1.Delivery{
-		{RequestId: "winback/e-1/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
+		{RequestId: "winback/e-1/s-1", CustomerId: "c-42", Rank: 70, Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
 			TemplateKey: "winback_90", Status: "sent", RequestedAt: cannedAt},
 		{RequestId: "winback/e-2/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
 			TemplateKey: "winback_90", Status: "deferred", ReasonCode: "quiet_hours", Reason: "21:30 in Asia/Tehran is in quiet hours", DueAt: cannedAt, RequestedAt: cannedAt},
@@ -286,7 +286,7 @@ func TestNotifierCommands(t *testing.T) {
 	})
 	t.Run("deliveries show prints the decision trail", func(t *testing.T) {
 		out := cli(t, "deliveries", "show", "winback/e-1/s-1")
-		wantAll(t, out, "winback/e-1/s-1: SENT", "c-42, marketing email, priority normal", "winback_90 v3, variant fa",
+		wantAll(t, out, "winback/e-1/s-1: SENT", "c-42, marketing email, priority normal, rank 70", "winback_90 v3, variant fa",
 			"campaign   winback v2, enrollment e-1, step s-1", "<abc@shop.example>", "decision trail:",
 			"quiet_hours  defer  21:30 in Asia/Tehran", "3  2026-06-10 12:00:00Z  send")
 	})

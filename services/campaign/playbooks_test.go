@@ -60,7 +60,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 	if len(list.GetPlaybooks()) != 9 {
 		t.Fatalf("%d playbooks", len(list.GetPlaybooks()))
 	}
-	install := func(t *testing.T, tenant, name string) {
+	install := func(t *testing.T, tenant, name string) *campaignv1.Campaign {
 		t.Helper()
 		c, err := s.client().InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: name}, s.token(t, tenant))
 		if err != nil {
@@ -69,6 +69,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		if c.GetCampaign().GetPlaybook() != name || c.GetCampaign().GetVersion() != 1 || c.GetCampaign().GetState() != campaignv1.CampaignState_CAMPAIGN_STATE_ACTIVE {
 			t.Fatalf("installed %v", c.GetCampaign())
 		}
+		return c.GetCampaign()
 	}
 
 	t.Run("thank-you: three days after the order, at 10:00 local", func(t *testing.T) {
@@ -207,7 +208,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 
 	t.Run("detractor recovery: an apology and a support webhook", func(t *testing.T) {
 		const tenant = "pb-detractor"
-		install(t, tenant, "detractor-recovery")
+		pb := install(t, tenant, "detractor-recovery")
 		c := treatedCustomer(tenant, "detractor-recovery", "c")
 		happy := treatedCustomer(tenant, "detractor-recovery", "happy")
 		now := s.clock.Now()
@@ -218,7 +219,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		hook := got["detractor_support_alert"]
 		checkRequest(t, hook, tenant, "detractor-recovery", notifierv1.Channel_CHANNEL_WEBHOOK)
 		if hook.GetCategory() != notifierv1.Category_CATEGORY_TRANSACTIONAL || hook.GetVariables()["nps_score"].GetInteger() != 3 ||
-			hook.GetPriority() != notifierv1.Priority_PRIORITY_NORMAL {
+			hook.GetPriority() != notifierv1.Priority_PRIORITY_NORMAL || hook.GetRank() != pb.GetPriority() {
 			t.Fatalf("webhook %v", hook.NotificationRequested)
 		}
 		if len(sentTo(s.notifications(t, tenant), happy)) != 0 {

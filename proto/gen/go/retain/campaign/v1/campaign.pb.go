@@ -101,9 +101,10 @@ type Campaign struct {
 	Steps []*Step      `protobuf:"bytes,8,rep,name=steps,proto3" json:"steps,omitempty"`
 	Goal  *Goal        `protobuf:"bytes,9,opt,name=goal,proto3" json:"goal,omitempty"`
 	Entry *EntryPolicy `protobuf:"bytes,10,opt,name=entry,proto3" json:"entry,omitempty"`
-	// 0-100: campaigns are evaluated highest first, and sends of campaigns
+	// 0-100: campaigns are evaluated highest first; sends of campaigns
 	// with priority >= 50 are deferred rather than dropped over the
-	// notifier's frequency cap.
+	// notifier's frequency cap; and a customer's free cap slots go to the
+	// higher-priority campaign's sends first (the request's rank).
 	Priority int32 `protobuf:"varint,11,opt,name=priority,proto3" json:"priority,omitempty"`
 	// 0-90: the share of entering customers held out (sent nothing) to
 	// measure the campaign's lift.
