@@ -280,9 +280,10 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 		log = b.log
 	}
 	cfg = cfg.withDefaults()
+	log = log.With("consumer", cfg.Durable, "stream", cfg.Stream)
 	var l *lease
 	if cfg.Exclusive {
-		l = newLease(pool, "consumer:"+cfg.Durable, cfg.LeaseTTL)
+		l = newLease(pool, "consumer:"+cfg.Durable, cfg.LeaseTTL, log)
 	}
 	return &Consumer{
 		lease:        l,
@@ -291,7 +292,7 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 		pool:         pool,
 		cfg:          cfg,
 		handler:      h,
-		log:          log.With("consumer", cfg.Durable, "stream", cfg.Stream),
+		log:          log,
 		attrConsumer: attribute.String("consumer", cfg.Durable),
 		lastCleanup:  time.Now(),
 	}, nil
@@ -535,21 +536,22 @@ func (c *Consumer) processBatch(runCtx context.Context, t *ticket, msgs []jetstr
 	c.bus.inst.batchSize.Record(ctx, int64(len(ds)), metric.WithAttributes(c.attrConsumer))
 
 	res, err := c.attempt(ctx, ds)
-	// A batch that failed because the database is unreachable is not the
-	// messages' fault: it is held (kept in progress on the server) and
-	// tried again once the database answers, so an outage of any length
-	// costs no delivery attempt and dead-letters nothing. Only a shutdown
-	// ends the wait (the batch is then redelivered as any failed one).
-	for err != nil && c.unreachable(ctx) && c.awaitDatabase(runCtx, ds, err) {
+	for err != nil && c.holdBatch(runCtx, ctx, ds, err) {
 		res, err = c.attempt(ctx, ds)
 	}
 	if t != nil {
 		c.seq.leave(t)
 	}
 	result := "ok"
-	if err == nil {
+	switch {
+	case err == nil:
 		c.settle(ctx, res)
-	} else {
+	case errors.Is(err, errLeaseLost) || errors.Is(context.Cause(runCtx), errLeaseLost):
+		result = "error"
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "lease lost")
+		c.handBack(ctx, ds)
+	default:
 		result = "error"
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "batch failed")
@@ -578,19 +580,45 @@ func (c *Consumer) unreachable(ctx context.Context) bool {
 // databaseRetry spaces the checks of whether the database answers again.
 const databaseRetry = time.Second
 
-// awaitDatabase holds a batch whose transaction could not reach the
-// database until a ping succeeds, telling the server every half AckWait
-// that its messages are still in progress (no redelivery, no delivery
-// counted). It returns false if runCtx ended first.
-func (c *Consumer) awaitDatabase(runCtx context.Context, ds []*Delivery, cause error) bool {
-	c.log.Warn("database unreachable; holding the batch until it answers", "messages", len(ds), "error", cause)
-	c.bus.inst.heldBatches.Add(runCtx, 1, metric.WithAttributes(c.attrConsumer))
-	defer c.bus.inst.heldBatches.Add(context.WithoutCancel(runCtx), -1, metric.WithAttributes(c.attrConsumer))
-	start := time.Now()
-	lastProgress := start
+// holdBatch decides about a batch whose transaction failed with cause, and
+// waits if it is to run again; it reports whether to. Neither reason to
+// hold a batch is its messages' fault, so neither spends a delivery:
+//
+//   - The database is unreachable (decision 0018). The batch is held
+//     until the database answers a ping, so an outage of any length costs
+//     no attempt and dead-letters nothing.
+//   - An exclusive consumer's batch is held until a renewal of the lease
+//     that started after it failed has succeeded (decision 0025): after
+//     an outage, when the lease may have lapsed meanwhile, and when it was
+//     fenced out (the lease is this holder's no longer, or not yet again).
+//     A renewal refused ends the wait (runCtx, with errLeaseLost), and the
+//     batch is handed back for the new holder.
+//
+// While it waits it tells the server every half AckWait that the
+// messages are in progress (no redelivery, no delivery counted). Only
+// runCtx ending ends the wait: the lease lost (the batch is handed back),
+// or a shutdown (it is naked as any failed batch).
+func (c *Consumer) holdBatch(runCtx, ctx context.Context, ds []*Delivery, cause error) bool {
+	failed := time.Now()
+	fenced := c.lease != nil && errors.Is(cause, errLeaseLost)
+	if fenced {
+		// A renewal at once decides between the two; the wait lasts a
+		// round trip, so it is neither logged nor counted as held.
+		c.lease.renewedAfter(failed)
+	} else {
+		if !c.unreachable(ctx) {
+			return false
+		}
+		c.log.Warn("database unreachable; holding the batch until it answers", "messages", len(ds), "error", cause)
+		c.bus.inst.heldBatches.Add(runCtx, 1, metric.WithAttributes(c.attrConsumer))
+		defer c.bus.inst.heldBatches.Add(context.WithoutCancel(runCtx), -1, metric.WithAttributes(c.attrConsumer))
+	}
+	lastProgress := failed
 	for {
 		if sleepCtx(runCtx, min(databaseRetry, c.cfg.AckWait/4)) != nil {
-			c.log.Warn("stopping while the database is unreachable; the batch will be redelivered", "messages", len(ds))
+			if !fenced && !errors.Is(context.Cause(runCtx), errLeaseLost) {
+				c.log.Warn("stopping while the database is unreachable; the batch will be redelivered", "messages", len(ds))
+			}
 			return false
 		}
 		if time.Since(lastProgress) >= c.cfg.AckWait/2 {
@@ -601,11 +629,35 @@ func (c *Consumer) awaitDatabase(runCtx context.Context, ds []*Delivery, cause e
 			}
 			lastProgress = time.Now()
 		}
-		if !c.unreachable(runCtx) {
-			c.log.Info("database answers again; retrying the held batch", "messages", len(ds), "held_for", time.Since(start).Round(time.Millisecond))
-			return true
+		if c.unreachable(runCtx) {
+			continue
+		}
+		if c.lease != nil && !c.lease.renewedAfter(failed) {
+			continue
+		}
+		if !fenced {
+			c.log.Info("database answers again; retrying the held batch", "messages", len(ds), "held_for", time.Since(failed).Round(time.Millisecond))
+		}
+		return true
+	}
+}
+
+// handBack returns a batch to the server at once, unapplied, when this
+// process's lease may have passed to another: the new holder is to apply
+// it, so there is no backoff, and losing the lease is not the messages'
+// failure, so none is dead-lettered here (JetStream counts the next
+// delivery all the same, as on any handover).
+func (c *Consumer) handBack(ctx context.Context, ds []*Delivery) {
+	c.log.Info("lease lost; batch handed back for its new holder", "messages", len(ds))
+	for _, d := range ds {
+		if d.msg == nil {
+			continue
+		}
+		if err := d.msg.Nak(); err != nil {
+			c.log.Debug("nak failed; the message will be redelivered after AckWait", "msg_id", d.ID, "error", err)
 		}
 	}
+	c.count(ctx, "retried", len(ds))
 }
 
 // skipOtherTypes acknowledges the messages whose event type is not one of

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nuid"
+
+	"github.com/retainhq/retain/platform/pg"
 )
 
 // DefaultLeaseTTL is how long an exclusive consumer's lease lasts without
@@ -35,11 +39,60 @@ type lease struct {
 	// lease over without waiting for it to lapse. Only hold's goroutine
 	// uses it.
 	session *pgxpool.Conn
+	// outage logs the database going away (and coming back) once, not
+	// once a poll or renewal.
+	outage *pg.OutageLog
+	// recheck asks hold for a renewal at once: a batch was fenced out, or
+	// is waiting for a renewal to run again (see renewedAfter).
+	recheck chan struct{}
+
+	mu sync.Mutex
+	// renewed is when the last renewal (or take) that succeeded started.
+	renewed time.Time
 }
 
-func newLease(pool *pgxpool.Pool, name string, ttl time.Duration) *lease {
+func newLease(pool *pgxpool.Pool, name string, ttl time.Duration, log *slog.Logger) *lease {
 	host, _ := os.Hostname()
-	return &lease{pool: pool, name: name, holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), nuid.Next()), ttl: ttl}
+	return &lease{
+		pool: pool, name: name, holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), nuid.Next()), ttl: ttl,
+		outage:  pg.NewOutageLog(log, "consumer lease", pool.Ping),
+		recheck: make(chan struct{}, 1),
+	}
+}
+
+// confirmed records a renewal that succeeded, started at start.
+func (l *lease) confirmed(start time.Time) {
+	l.mu.Lock()
+	l.renewed = start
+	l.mu.Unlock()
+	l.outage.Answered()
+}
+
+// renewedAfter reports whether a renewal that started after t has
+// succeeded, asking hold for one if not. A batch that failed at t (the
+// database away, or fenced out) runs again only then: it runs on a lease
+// known to be this holder's after it failed, whatever happened meanwhile.
+func (l *lease) renewedAfter(t time.Time) bool {
+	l.mu.Lock()
+	ok := l.renewed.After(t)
+	l.mu.Unlock()
+	if !ok {
+		select {
+		case l.recheck <- struct{}{}:
+		default:
+		}
+	}
+	return ok
+}
+
+// databaseAway reports whether err, a failed take, failed because the
+// database is away (it does not answer a ping), rather than because the
+// lease is held or a statement failed.
+func (l *lease) databaseAway(ctx context.Context, err error) bool {
+	if errors.Is(err, errLeaseHeld) || ctx.Err() != nil {
+		return false
+	}
+	return pg.Unreachable(err) || pg.NotAnswering(ctx, l.pool.Ping)
 }
 
 var (
@@ -153,21 +206,53 @@ func (l *lease) release(ctx context.Context) error {
 
 // hold runs fn while this process holds the lease: it waits for the lease
 // (trying every poll), calls fn with a context cancelled as soon as the
-// lease may have passed to another process (a renewal refused, or none
-// confirmed for two thirds of the ttl), and starts over when fn returns
-// before ctx is done. It returns when ctx is done, releasing the lease.
+// lease may have passed to another process (with cause errLeaseLost), and
+// starts over when fn returns before ctx is done. It returns when ctx is
+// done, releasing the lease.
 //
 // onState hears of each change: the lease taken (held, nil err), refused
-// (errLeaseHeld) or lost, or a failure to reach the database.
+// (errLeaseHeld) or lost, or a failure that is no database outage. An
+// outage is logged once when it starts and once when it ends.
 func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held bool, err error), fn func(context.Context)) {
-	renewEvery := l.ttl / 3
-	refused := false
+	refused, away := false, false
 	for ctx.Err() == nil {
+		if away {
+			// The holder, if there is one, holds its batches through the
+			// outage and renews within a poll of the database answering
+			// (renew). Taking the lease first would make it hand them
+			// back, a delivery spent on each message: so wait for the
+			// database to answer, and two polls more, before contending.
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := l.pool.Ping(pctx)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					l.outage.Failed(err, "holder", l.holder)
+				}
+				if sleepCtx(ctx, poll) != nil {
+					break
+				}
+				continue
+			}
+			away = false
+			l.outage.Answered()
+			if sleepCtx(ctx, 2*poll) != nil {
+				break
+			}
+		}
 		start := time.Now()
 		err := l.take(ctx, poll)
 		if err != nil {
-			if ctx.Err() == nil && !(refused && errors.Is(err, errLeaseHeld)) {
-				onState(false, err)
+			switch {
+			case ctx.Err() != nil:
+			case l.databaseAway(ctx, err):
+				l.outage.Failed(err, "holder", l.holder)
+				away = true
+			default:
+				l.outage.Answered()
+				if !(refused && errors.Is(err, errLeaseHeld)) {
+					onState(false, err)
+				}
 			}
 			refused = errors.Is(err, errLeaseHeld)
 			if sleepCtx(ctx, poll) != nil {
@@ -176,47 +261,18 @@ func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held 
 			continue
 		}
 		refused = false
+		l.confirmed(start)
 		onState(true, nil)
-		hctx, cancel := context.WithCancel(ctx)
+		hctx, cancel := context.WithCancelCause(ctx)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			fn(hctx)
 		}()
-		// Renew until fn ends or the lease is lost. The lease is safe
-		// until two thirds of the ttl after the start of the last
-		// renewal that succeeded: it lapses a whole ttl after the
-		// database ran that renewal, which came after start.
-		// A renewal that failed (the database out of reach) is tried
-		// again within a second, while the lease is still safe.
-		safeUntil, wait := start.Add(2*l.ttl/3), renewEvery
-		for lost := false; !lost; {
-			select {
-			case <-done:
-				lost = true
-				continue
-			case <-time.After(min(wait, time.Until(safeUntil))):
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			start := time.Now()
-			rctx, rcancel := context.WithDeadline(ctx, safeUntil)
-			err := l.take(rctx, 0)
-			rcancel()
-			wait = min(renewEvery, time.Second)
-			switch {
-			case err == nil:
-				safeUntil, wait = start.Add(2*l.ttl/3), renewEvery
-			case errors.Is(err, errLeaseHeld):
-				onState(false, fmt.Errorf("%w: another process took it", errLeaseLost))
-				lost = true
-			case !time.Now().Before(safeUntil):
-				onState(false, fmt.Errorf("%w: no renewal confirmed in %s: %w", errLeaseLost, 2*l.ttl/3, err))
-				lost = true
-			}
+		if err := l.renew(ctx, poll, start, done); err != nil {
+			onState(false, err)
 		}
-		cancel()
+		cancel(errLeaseLost)
 		<-done
 		l.endSession()
 	}
@@ -224,5 +280,73 @@ func (l *lease) hold(ctx context.Context, poll time.Duration, onState func(held 
 	defer cancel()
 	if err := l.release(rctx); err != nil {
 		onState(false, err)
+	}
+}
+
+// renew renews the lease taken at start until fn ends (done), ctx is done
+// (nil), or the lease may have passed to another process (an error
+// wrapping errLeaseLost): a renewal refused, or none confirmed for two
+// thirds of the ttl while the database answers.
+//
+// The lease is safe until two thirds of the ttl after the start of the
+// last renewal that succeeded: it lapses a whole ttl after the database
+// ran that renewal, which came after start. A renewal that failed is
+// tried again within a second, while the lease is still safe.
+//
+// Past that, while the database does not answer, fn keeps running and
+// renewals are tried every poll: the workers' batches fail and are held
+// (decision 0018). Nobody can take the lease over while the database is
+// away for every process, so when it answers the holder renews it and
+// applies its held batches, spending none of their attempts. Should
+// another process have taken it (only this holder was cut off, or it
+// got there first), nothing was lost: no batch commits unfenced, a held
+// batch runs again only after a renewal that started after it failed
+// (renewedAfter), and the renewal refused ends fn, which hands the
+// batches back (decision 0025).
+func (l *lease) renew(ctx context.Context, poll time.Duration, start time.Time, done <-chan struct{}) error {
+	renewEvery := l.ttl / 3
+	safeUntil, wait, away := start.Add(2*l.ttl/3), renewEvery, false
+	for {
+		next := wait
+		if !away {
+			next = min(wait, time.Until(safeUntil))
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-done:
+			t.Stop()
+			return nil
+		case <-l.recheck:
+		case <-t.C:
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		start := time.Now()
+		deadline := safeUntil
+		if !start.Before(deadline) {
+			deadline = start.Add(renewEvery)
+		}
+		rctx, rcancel := context.WithDeadline(ctx, deadline)
+		err := l.take(rctx, 0)
+		rcancel()
+		switch {
+		case err == nil:
+			l.confirmed(start)
+			safeUntil, wait, away = start.Add(2*l.ttl/3), renewEvery, false
+		case errors.Is(err, errLeaseHeld):
+			l.outage.Answered()
+			return fmt.Errorf("%w: another process took it", errLeaseLost)
+		case time.Now().Before(safeUntil):
+			wait = min(renewEvery, time.Second)
+		case l.databaseAway(ctx, err):
+			l.outage.Failed(err, "holder", l.holder)
+			wait, away = min(renewEvery, poll), true
+		case ctx.Err() != nil:
+			return nil
+		default:
+			return fmt.Errorf("%w: no renewal confirmed in %s: %w", errLeaseLost, 2*l.ttl/3, err)
+		}
 	}
 }
