@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -171,6 +172,8 @@ type stack struct {
 	httpAddr string
 	stop     func()
 	opts     []func(*notifier.Config)
+	// logs is everything the service logged at info and above.
+	logs *testenv.SyncBuffer
 }
 
 func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
@@ -184,7 +187,8 @@ func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: signer, pubKey: pub,
-		clock: testenv.NewClock(time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)), mail: newMailbox(t), sms: newProvider(t), hook: newProvider(t), opts: opts}
+		clock: testenv.NewClock(time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)), mail: newMailbox(t), sms: newProvider(t), hook: newProvider(t), opts: opts,
+		logs: &testenv.SyncBuffer{}}
 	s.start(t)
 	ctx := context.Background()
 	if s.db, err = pgxpool.New(ctx, s.dbURL); err != nil {
@@ -218,6 +222,7 @@ func (s *stack) start(t testing.TB) {
 		o(&cfg)
 	}
 	tel := servertest.Telemetry(t, "notifier-test")
+	tel.Logger = slog.New(slog.NewTextHandler(s.logs, nil))
 	svc, err := notifier.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)

@@ -293,6 +293,7 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 			senders[notifierv1.Channel_CHANNEL_WEBHOOK] = channel.NewWebhook(wh)
 		}
 	}
+	warnUnconfigured(deps.Log, senders)
 	s.engine = app.New(deps.Pool, app.Config{
 		Policy:     policy.Config{CapMax: cfg.CapMax, CapWindow: cfg.CapWindow, QuietStart: qs, QuietEnd: qe, DefaultZone: zone},
 		DefaultTTL: cfg.DefaultTTL, Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, MaxAttempts: cfg.MaxAttempts,
