@@ -205,12 +205,15 @@ func BenchmarkPolicyConsumer(b *testing.B) {
 	qe, _ := policy.ParseClock(cfg.QuietEnd)
 	// Noon UTC: quiet hours do not hold everything back.
 	now := time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)
-	engine := app.New(pool, app.Config{
+	engine, err := app.New(pool, app.Config{
 		Policy:     policy.Config{CapMax: cfg.CapMax, CapWindow: cfg.CapWindow, QuietStart: qs, QuietEnd: qe, DefaultZone: time.UTC},
 		DefaultTTL: cfg.DefaultTTL, Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, MaxAttempts: cfg.MaxAttempts,
 		RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax, SendBatch: cfg.SendBatch, SendWorkers: cfg.SendWorkers,
 		PollInterval: cfg.PollInterval, PublicURL: cfg.PublicURL, UnsubscribeKey: []byte(unsubSecret), Now: func() time.Time { return now },
 	}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
 	var round atomic.Int64
 
 	// publish puts n requests of a fresh tenant on RETAIN_NOTIFICATIONS

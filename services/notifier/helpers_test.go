@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/jackc/pgx/v5/pgxpool"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -172,8 +173,11 @@ type stack struct {
 	httpAddr string
 	stop     func()
 	opts     []func(*notifier.Config)
-	// logs is everything the service logged at info and above.
-	logs *testenv.SyncBuffer
+	// metrics reads what the service's instruments recorded, across
+	// restarts; logs is everything it logged at info and above.
+	metrics *sdkmetric.ManualReader
+	meters  *sdkmetric.MeterProvider
+	logs    *testenv.SyncBuffer
 }
 
 func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
@@ -188,7 +192,8 @@ func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
 	}
 	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: signer, pubKey: pub,
 		clock: testenv.NewClock(time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)), mail: newMailbox(t), sms: newProvider(t), hook: newProvider(t), opts: opts,
-		logs: &testenv.SyncBuffer{}}
+		metrics: sdkmetric.NewManualReader(), logs: &testenv.SyncBuffer{}}
+	s.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(s.metrics))
 	s.start(t)
 	ctx := context.Background()
 	if s.db, err = pgxpool.New(ctx, s.dbURL); err != nil {
@@ -222,6 +227,7 @@ func (s *stack) start(t testing.TB) {
 		o(&cfg)
 	}
 	tel := servertest.Telemetry(t, "notifier-test")
+	tel.MeterProvider = s.meters
 	tel.Logger = slog.New(slog.NewTextHandler(s.logs, nil))
 	svc, err := notifier.New(context.Background(), cfg, tel)
 	if err != nil {

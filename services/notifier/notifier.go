@@ -294,13 +294,16 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 		}
 	}
 	warnUnconfigured(deps.Log, senders)
-	s.engine = app.New(deps.Pool, app.Config{
+	s.engine, err = app.New(deps.Pool, app.Config{
 		Policy:     policy.Config{CapMax: cfg.CapMax, CapWindow: cfg.CapWindow, QuietStart: qs, QuietEnd: qe, DefaultZone: zone},
 		DefaultTTL: cfg.DefaultTTL, Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, MaxAttempts: cfg.MaxAttempts,
 		RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax, SendBatch: cfg.SendBatch, SendWorkers: cfg.SendWorkers,
 		PollInterval: cfg.PollInterval, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), UnsubscribeKey: []byte(cfg.UnsubscribeSecret),
-		Now: cfg.Now,
+		Now: cfg.Now, Meter: tel.MeterProvider.Meter("retain/notifier"),
 	}, senders, deps.Log)
+	if err != nil {
+		return nil, err
+	}
 	s.requests, err = bus.NewConsumer(deps.Bus, deps.Pool, bus.ConsumerConfig{
 		Stream:         bus.NotificationsStream,
 		Durable:        RequestsConsumer,

@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -55,6 +57,8 @@ type Config struct {
 	PublicURL      string
 	UnsubscribeKey []byte
 	Now            func() time.Time
+	// Meter makes the delivery and provider metrics; nil records nothing.
+	Meter metric.Meter
 }
 
 // Engine runs the use cases.
@@ -65,15 +69,23 @@ type Engine struct {
 	log     *slog.Logger
 	wake    chan struct{}
 	seeded  sync.Map // tenant -> true
+	metrics instruments
 }
 
 // New returns an engine sending through senders (a channel without one
 // fails its deliveries with channel_not_configured).
-func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.Sender, log *slog.Logger) *Engine {
+func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.Sender, log *slog.Logger) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1)}
+	if cfg.Meter == nil {
+		cfg.Meter = noop.NewMeterProvider().Meter("")
+	}
+	m, err := newInstruments(cfg.Meter)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m}, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
@@ -164,8 +176,17 @@ func (e *Engine) HandleRequests(ctx context.Context, tx pgx.Tx, msgs []*bus.Deli
 		seen[k] = true
 		ds = append(ds, e.newDelivery(&r, now))
 	}
-	_, err := e.admit(ctx, tx, ds, now)
-	return err
+	var t tally
+	if _, err := e.admit(ctx, tx, ds, now, &t); err != nil {
+		return err
+	}
+	// Counted when the batch commits: a batch that rolls back (even at
+	// COMMIT) is redelivered and decided again, and a redelivery of a
+	// committed one is a duplicate the inbox drops before this handler.
+	// Outside a consumer's batch (a dead-letter replay) there is no commit
+	// to wait for, and nothing is counted.
+	bus.AfterCommit(ctx, func() { e.metrics.count(ctx, t) })
+	return nil
 }
 
 func (e *Engine) newDelivery(r *notifierv1.NotificationRequested, now time.Time) store.Delivery {
@@ -184,8 +205,9 @@ func (e *Engine) newDelivery(r *notifierv1.NotificationRequested, now time.Time)
 	}
 }
 
-// admit inserts new requests and decides on those that were new.
-func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now time.Time) (int, error) {
+// admit inserts new requests and decides on those that were new, adding
+// the outcomes to t.
+func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now time.Time, t *tally) (int, error) {
 	if len(ds) == 0 {
 		return 0, nil
 	}
@@ -202,14 +224,14 @@ func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now 
 		}
 	}
 	slices.SortFunc(keys, store.CompareKeys)
-	_, err = e.decide(ctx, tx, slices.Compact(keys), todo, now)
+	_, err = e.decide(ctx, tx, slices.Compact(keys), todo, now, t)
 	return len(todo), err
 }
 
 // decide runs the policy in tx for the customers keys (each once): on
 // fresh, their new requests, and on every deferred request of theirs that
-// is due; it records each result (trail, state, outcome) and returns how
-// many requests it decided.
+// is due; it records each result (trail, state, outcome), adds the
+// outcomes to t and returns how many requests it decided.
 //
 // All of a customer's due requests are decided together, in
 // decisionOrder, under the customer's lock (taken before the deferred
@@ -218,7 +240,7 @@ func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now 
 // slot of a higher-ranked one whose deferral has just ended, and two
 // timer passes do not split a customer's due requests between them
 // (ClaimDueCustomers).
-func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh []store.Delivery, now time.Time) (int, error) {
+func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh []store.Delivery, now time.Time, t *tally) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
@@ -285,13 +307,13 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh 
 		case policy.Defer:
 			until := r.Until
 			d.Status, d.DueAt = store.StatusDeferred, &until
-			outbox = append(outbox, e.outcome(&d, notifierv1.Outcome_OUTCOME_DEFERRED, r.Code, r.Reason, now))
+			outbox = append(outbox, e.outcome(t, &d, notifierv1.Outcome_OUTCOME_DEFERRED, r.Code, r.Reason, now))
 		case policy.Suppress:
 			d.Status = store.StatusSuppressed
-			outbox = append(outbox, e.outcome(&d, notifierv1.Outcome_OUTCOME_SUPPRESSED, r.Code, r.Reason, now))
+			outbox = append(outbox, e.outcome(t, &d, notifierv1.Outcome_OUTCOME_SUPPRESSED, r.Code, r.Reason, now))
 		case policy.Fail:
 			d.Status = store.StatusFailed
-			outbox = append(outbox, e.outcome(&d, notifierv1.Outcome_OUTCOME_FAILED, r.Code, r.Reason, now))
+			outbox = append(outbox, e.outcome(t, &d, notifierv1.Outcome_OUTCOME_FAILED, r.Code, r.Reason, now))
 		}
 		saves = append(saves, d)
 		trails = append(trails, store.Trail{Tenant: d.Tenant, RequestID: d.RequestID, Steps: r.Trail})
@@ -350,9 +372,10 @@ var outcomeTypes = map[notifierv1.Outcome]string{
 	notifierv1.Outcome_OUTCOME_DEFERRED:   bus.TypeNotificationDeferred,
 }
 
-// outcome advances d's sequence and returns the outcome event for the
-// outbox (Nats-Msg-Id "<tenant>/<request_id>/<sequence>").
-func (e *Engine) outcome(d *store.Delivery, o notifierv1.Outcome, code, reason string, now time.Time) bus.Message {
+// outcome advances d's sequence, adds the outcome to t and returns its
+// event for the outbox (Nats-Msg-Id "<tenant>/<request_id>/<sequence>").
+func (e *Engine) outcome(t *tally, d *store.Delivery, o notifierv1.Outcome, code, reason string, now time.Time) bus.Message {
+	*t = append(*t, outcomeKey{outcome: o, channel: d.Channel, code: code})
 	d.Seq++
 	d.Outcome, d.ReasonCode, d.Reason = o, code, reason
 	ev := &notifierv1.DeliveryOutcome{
@@ -375,14 +398,18 @@ func (e *Engine) outcome(d *store.Delivery, o notifierv1.Outcome, code, reason s
 func (e *Engine) FireTimers(ctx context.Context, limit int) (int, error) {
 	now := e.now()
 	var n int
+	var t tally
 	err := pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
 		keys, err := store.ClaimDueCustomers(ctx, tx, now, limit)
 		if err != nil {
 			return err
 		}
-		n, err = e.decide(ctx, tx, keys, nil, now)
+		n, err = e.decide(ctx, tx, keys, nil, now, &t)
 		return err
 	})
+	if err == nil {
+		e.metrics.count(ctx, t)
+	}
 	return n, err
 }
 
@@ -472,6 +499,10 @@ type attemptResult struct {
 	// failCode/failReason end the delivery without a provider call
 	// (render failure, channel not configured).
 	failCode, failReason string
+	// called is whether the provider was called (err is then its answer),
+	// took how long it answered in.
+	called bool
+	took   time.Duration
 }
 
 func (e *Engine) send(ctx context.Context, d store.Delivery) error {
@@ -481,7 +512,33 @@ func (e *Engine) send(ctx context.Context, d store.Delivery) error {
 			Reason: fmt.Sprintf("attempt %d did not finish (crash or timeout beyond the lease); sending again with the same idempotency key %q (email: the same Message-ID)", d.Attempts-1, d.Tenant+"/"+d.RequestID)})
 	}
 	res := e.attempt(ctx, d)
+	if res.called {
+		e.observe(ctx, d, res)
+	}
 	return e.finish(ctx, d, res, steps)
+}
+
+// observe records a provider call in the metrics. The call happened
+// whether or not its result is committed afterwards, so it is recorded at
+// once.
+func (e *Engine) observe(ctx context.Context, d store.Delivery, res attemptResult) {
+	if res.err == nil {
+		e.metrics.attempt(ctx, d.Channel, resultAccepted, nil, res.took)
+		return
+	}
+	ce := channel.Classify(res.err)
+	retry := e.retries(ce, d.Attempts)
+	result := resultFailed
+	if retry {
+		result = resultRetried
+	}
+	e.metrics.attempt(ctx, d.Channel, result, ce, res.took)
+}
+
+// retries reports whether a delivery whose attempt-th provider call
+// failed with ce is tried again.
+func (e *Engine) retries(ce *channel.Error, attempt int32) bool {
+	return !ce.Permanent && int(attempt) < e.cfg.MaxAttempts
 }
 
 func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
@@ -535,7 +592,9 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 	}
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.SendTimeout)
 	defer cancel()
+	start := time.Now()
 	res.providerID, res.err = sender.Send(sctx, m)
+	res.called, res.took = true, time.Since(start)
 	return res
 }
 
@@ -543,7 +602,8 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 // to a reconciling one meanwhile.
 func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult, steps []policy.Step) error {
 	now := e.now()
-	return pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
+	var t tally
+	err := pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
 		cur, mine, err := store.LockSending(ctx, tx, d.Tenant, d.RequestID, d.Attempts)
 		if err != nil || !mine {
 			return err
@@ -553,7 +613,7 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult
 		var out *bus.Message
 		fail := func(code, reason string) {
 			cur.Status, cur.CapAt = store.StatusFailed, nil // a failure does not use up the cap
-			m := e.outcome(&cur, notifierv1.Outcome_OUTCOME_FAILED, code, reason, now)
+			m := e.outcome(&t, &cur, notifierv1.Outcome_OUTCOME_FAILED, code, reason, now)
 			out = &m
 			steps = append(steps, policy.Step{Stage: "send", Verdict: "fail", Code: code, Reason: reason})
 		}
@@ -562,7 +622,7 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult
 			fail(res.failCode, res.failReason)
 		case res.err == nil:
 			cur.Status = store.StatusSent
-			m := e.outcome(&cur, notifierv1.Outcome_OUTCOME_SENT, "", "", now)
+			m := e.outcome(&t, &cur, notifierv1.Outcome_OUTCOME_SENT, "", "", now)
 			out = &m
 			steps = append(steps, policy.Step{Stage: "send", Verdict: "sent", Reason: fmt.Sprintf("accepted by the %s provider on attempt %d (id %s)", channelWord(cur.Channel), cur.Attempts, res.providerID)})
 		default:
@@ -570,7 +630,7 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult
 			switch {
 			case ce.Permanent:
 				fail(ce.Code, fmt.Sprintf("attempt %d: %v", cur.Attempts, ce.Err))
-			case int(cur.Attempts) >= e.cfg.MaxAttempts:
+			case !e.retries(ce, cur.Attempts):
 				fail("retries_exhausted", fmt.Sprintf("%d attempts failed, the last: %v", cur.Attempts, ce.Err))
 			default:
 				wait := max(ce.RetryAfter, e.backoff(int(cur.Attempts)))
@@ -590,6 +650,10 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult
 		}
 		return nil
 	})
+	if err == nil {
+		e.metrics.count(ctx, t)
+	}
+	return err
 }
 
 // backoff is RetryInitial doubled per attempt, capped, with +-20% jitter so

@@ -217,9 +217,13 @@ func (e *Engine) SendTest(ctx context.Context, tenant string, r *notifierv1.Noti
 	r.Priority = notifierv1.Priority_PRIORITY_NORMAL
 	now := e.now()
 	r.RequestedAt = timestamppb.New(now)
+	var t tally
 	err := pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
-		_, err := e.admit(ctx, tx, []store.Delivery{e.newDelivery(r, now)}, now)
+		_, err := e.admit(ctx, tx, []store.Delivery{e.newDelivery(r, now)}, now, &t)
 		return err
 	})
+	if err == nil {
+		e.metrics.count(ctx, t)
+	}
 	return r.RequestId, err
 }

@@ -18,9 +18,12 @@ import (
 // on the other in a cycle (SQLSTATE 40P01).
 func TestPreferenceCallsDoNotDeadlock(t *testing.T) {
 	pool := testenv.MigratedPool(t, store.Migrations)
-	e := app.New(pool, app.Config{Lease: 30 * time.Second, SendTimeout: 5 * time.Second, MaxAttempts: 3,
+	e, err := app.New(pool, app.Config{Lease: 30 * time.Second, SendTimeout: 5 * time.Second, MaxAttempts: 3,
 		RetryInitial: time.Second, RetryMax: time.Minute, SendBatch: 50, SendWorkers: 1, PollInterval: time.Second},
 		nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	pref := func(ch notifierv1.Channel, subscribed bool) *notifierv1.ChannelPreference {
 		return &notifierv1.ChannelPreference{Channel: ch, Category: notifierv1.Category_CATEGORY_MARKETING, Subscribed: subscribed}
 	}

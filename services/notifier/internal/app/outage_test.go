@@ -21,9 +21,12 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func TestLoopsLogAnOutageOnce(t *testing.T) {
 	pool := testenv.MigratedPool(t, store.Migrations)
 	var logs testenv.SyncBuffer
-	e := app.New(pool, app.Config{Lease: 30 * time.Second, SendTimeout: 5 * time.Second, MaxAttempts: 3,
+	e, err := app.New(pool, app.Config{Lease: 30 * time.Second, SendTimeout: 5 * time.Second, MaxAttempts: 3,
 		RetryInitial: time.Second, RetryMax: time.Minute, SendBatch: 50, SendWorkers: 2, PollInterval: 20 * time.Millisecond},
 		nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()

@@ -39,11 +39,15 @@ func newCapBundle(t *testing.T, customers ...string) *capBundle {
 	t.Helper()
 	start := time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)
 	b := &capBundle{pool: testenv.MigratedPool(t, store.Migrations), clock: testenv.NewClock(start), start: start}
-	b.engine = app.New(b.pool, app.Config{Policy: policy.Config{CapMax: 2, CapWindow: capWindow, DefaultZone: time.UTC},
+	var err error
+	b.engine, err = app.New(b.pool, app.Config{Policy: policy.Config{CapMax: 2, CapWindow: capWindow, DefaultZone: time.UTC},
 		DefaultTTL: 30 * 24 * time.Hour, Lease: time.Minute, SendTimeout: time.Second, MaxAttempts: 3,
 		RetryInitial: time.Second, RetryMax: time.Minute, SendBatch: 50, SendWorkers: 2, PollInterval: time.Second,
 		PublicURL: "http://127.0.0.1", UnsubscribeKey: []byte("an-unsubscribe-key-of-32-bytes!!!"), Now: b.clock.Now},
 		nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var cs []contacts.Contact
 	for _, id := range customers {
 		c, _ := contacts.FromEvent(&eventsv1.Event{TenantId: "shop", OccurredAt: timestamppb.New(start.Add(-time.Hour)),

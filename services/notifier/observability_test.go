@@ -1,0 +1,135 @@
+package notifier_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier"
+)
+
+// counter sums the points of the int64 counter name whose attributes
+// are exactly attrs (key=value, the others absent).
+func (s *stack) counter(t testing.TB, name string, attrs ...string) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := s.metrics.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if !ok {
+				t.Fatalf("%s is %T, not an int64 counter", name, m.Data)
+			}
+		points:
+			for _, p := range sum.DataPoints {
+				if attrs != nil && p.Attributes.Len() != len(attrs) {
+					continue
+				}
+				for _, kv := range attrs {
+					k, v, _ := strings.Cut(kv, "=")
+					if got, ok := p.Attributes.Value(attribute.Key(k)); !ok || got.Emit() != v {
+						continue points
+					}
+				}
+				total += p.Value
+			}
+		}
+	}
+	return total
+}
+
+// TestOutcomesCountedOnceWhenCommitted: each outcome event on
+// RETAIN_DELIVERIES is counted once in retain.notifier.deliveries, by
+// outcome, channel and reason, whichever transaction decided it (the
+// requests consumer's batch, the timers, the sender), also when the
+// batch that decided it first failed at COMMIT and was redelivered.
+func TestOutcomesCountedOnceWhenCommitted(t *testing.T) {
+	s := setup(t, func(c *notifier.Config) { c.SMS.URL = "" })
+	ctx := context.Background()
+	// tokyo: 21:00 there, quiet hours; no: without marketing consent.
+	s.customers(t, "shop",
+		customer{id: "ok", email: "ok@example.com", phone: "+4915112345678", emailConsent: granted},
+		customer{id: "tokyo", email: "tokyo@example.com", tz: "Asia/Tokyo", emailConsent: granted},
+		customer{id: "no", email: "no@example.com"},
+	)
+	// The requests are on the stream when the consumer starts, so they
+	// come in one batch, and the first COMMIT of a batch fails (a deferred
+	// trigger; a sequence, unlike a row, survives the rollback).
+	s.stop()
+	if _, err := s.db.Exec(ctx, `
+		CREATE SEQUENCE fail_once;
+		CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF nextval('fail_once') = 1 THEN RAISE EXCEPTION 'injected: the first commit of a requests batch fails'; END IF;
+			RETURN NULL;
+		END $$;
+		CREATE CONSTRAINT TRIGGER fail_once AFTER INSERT ON deliveries DEFERRABLE INITIALLY DEFERRED
+			FOR EACH ROW EXECUTE FUNCTION fail_once();`); err != nil {
+		t.Fatal(err)
+	}
+	sms := marketingEmail("shop", "sms", "ok", "")
+	sms.Channel, sms.Category = notifierv1.Channel_CHANNEL_SMS, notifierv1.Category_CATEGORY_TRANSACTIONAL
+	for _, r := range []*notifierv1.NotificationRequested{
+		marketingEmail("shop", "sent", "ok", "winback"),
+		marketingEmail("shop", "quiet", "tokyo", "winback"),
+		marketingEmail("shop", "no-consent", "no", "winback"),
+		marketingEmail("shop", "ghost", "nobody", "winback"),
+		sms,
+	} {
+		s.request(t, r, "")
+	}
+	s.start(t)
+	s.delivery(t, "shop", "sent", "sent")
+	s.delivery(t, "shop", "quiet", "deferred")
+	s.delivery(t, "shop", "no-consent", "suppressed")
+	s.delivery(t, "shop", "ghost", "failed")
+	s.delivery(t, "shop", "sms", "failed")
+	var calls int64
+	if err := s.db.QueryRow(ctx, `SELECT last_value FROM fail_once`).Scan(&calls); err != nil || calls < 2 {
+		t.Fatalf("the injected commit failure did not happen and pass (%d trigger calls, %v)", calls, err)
+	}
+	// Past 09:00 in Tokyo the timers send the deferred one.
+	s.clock.Advance(13 * time.Hour)
+	s.delivery(t, "shop", "quiet", "sent")
+
+	const name = "retain.notifier.deliveries"
+	want := map[string]int64{
+		"outcome=sent channel=email":                                   2,
+		"outcome=deferred channel=email reason=quiet_hours":            1,
+		"outcome=suppressed channel=email reason=no_consent":           1,
+		"outcome=failed channel=email reason=unknown_customer":         1,
+		"outcome=failed channel=sms reason=channel_not_configured":     1,
+		"outcome=failed channel=webhook reason=channel_not_configured": 0,
+	}
+	for attrs, n := range want {
+		if got := s.counter(t, name, strings.Fields(attrs)...); got != n {
+			t.Errorf("%s{%s} = %d, want %d", name, attrs, got, n)
+		}
+	}
+	var events int
+	for _, id := range []string{"sent", "quiet", "no-consent", "ghost", "sms"} {
+		events += len(s.outcomes(t, id))
+	}
+	if got := s.counter(t, name); got != 6 || events != 6 {
+		t.Errorf("%d outcomes counted for %d outcome events, want 6 of each", got, events)
+	}
+	if got := s.counter(t, "retain.notifier.provider.attempts", "channel=email", "result=accepted"); got != 2 {
+		t.Errorf("%d accepted email provider calls counted, want 2", got)
+	}
+	// Started twice, warned twice: of sms only.
+	warning := `level=WARN msg="notification channel not configured: every delivery to it will be FAILED channel_not_configured" service=notifier channel=sms set="RETAIN_NOTIFIER_SMS_URL `
+	if n, sms := strings.Count(s.logs.String(), "notification channel not configured"), strings.Count(s.logs.String(), warning); n != 2 || sms != 2 {
+		t.Errorf("%d start-up warnings, %d of them about sms; want one about sms per start:\n%s", n, sms, s.logs.String())
+	}
+}
