@@ -114,6 +114,9 @@ type provider struct {
 	// hang, when > 0, makes the next calls stall this long after accepting.
 	hang  time.Duration
 	hangN int
+	// down, when not 0, is the HTTP status every call is answered with
+	// (nothing accepted), as a provider that is down answers.
+	down int
 }
 
 func newProvider(t testing.TB) *provider {
@@ -124,6 +127,12 @@ func newProvider(t testing.TB) *provider {
 		p.mu.Lock()
 		p.calls++
 		p.headers = append(p.headers, r.Header.Clone())
+		if p.down != 0 {
+			status := p.down
+			p.mu.Unlock()
+			http.Error(w, "provider down for maintenance", status)
+			return
+		}
 		if _, dup := p.accepted[key]; !dup {
 			p.accepted[key] = b
 		}

@@ -2,6 +2,8 @@ package notifier_test
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/retainhq/retain/platform/testenv"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/notifier"
 )
@@ -131,5 +134,80 @@ func TestOutcomesCountedOnceWhenCommitted(t *testing.T) {
 	warning := `level=WARN msg="notification channel not configured: every delivery to it will be FAILED channel_not_configured" service=notifier channel=sms set="RETAIN_NOTIFIER_SMS_URL `
 	if n, sms := strings.Count(s.logs.String(), "notification channel not configured"), strings.Count(s.logs.String(), warning); n != 2 || sms != 2 {
 		t.Errorf("%d start-up warnings, %d of them about sms; want one about sms per start:\n%s", n, sms, s.logs.String())
+	}
+}
+
+// TestProviderFailuresLoggedAggregated: a webhook endpoint that is down
+// fails 40 calls (20 requests, each retried once) in two minutes; the log
+// says so in 3 lines, not 40: the first failure with the provider's
+// answer, one count a minute later, the recovery. The metrics count every
+// call.
+func TestProviderFailuresLoggedAggregated(t *testing.T) {
+	s := setup(t, func(c *notifier.Config) { c.RetryInitial, c.RetryMax = time.Minute, time.Minute })
+	ctx := context.Background()
+	s.customers(t, "shop", customer{id: "c", email: "c@example.com"})
+	s.hook.mu.Lock()
+	s.hook.down = 503
+	s.hook.mu.Unlock()
+	const n = 20
+	for i := range n {
+		s.request(t, &notifierv1.NotificationRequested{RequestId: fmt.Sprintf("alert-%d", i), TenantId: "shop", CustomerId: "c",
+			Channel: notifierv1.Channel_CHANNEL_WEBHOOK, Category: notifierv1.Category_CATEGORY_TRANSACTIONAL, TemplateKey: "detractor_support_alert",
+			Variables: map[string]*notifierv1.TemplateValue{"score": {Value: &notifierv1.TemplateValue_Integer{Integer: 2}}}}, "")
+	}
+	attempted := func(attempts int) {
+		t.Helper()
+		testenv.WaitFor(t, fmt.Sprintf("%d failed attempts each", attempts), func() bool {
+			var k int
+			_ = s.db.QueryRow(ctx, `SELECT count(*) FROM deliveries WHERE status = 'queued' AND attempts = $1`, attempts).Scan(&k)
+			return k == n
+		})
+	}
+	lines := func(msg string) []string {
+		var out []string
+		for _, l := range strings.Split(s.logs.String(), "\n") {
+			if strings.Contains(l, `msg="`+msg) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	attempted(1)
+	first := lines("notification provider failing")
+	if len(first) != 1 || !regexp.MustCompile(`level=WARN .* channel=webhook failures=1 tenant=shop request_id=alert-\d+ attempt=1 reason=provider_unavailable will_retry=true error="HTTP 503: provider down for maintenance"`).MatchString(first[0]) {
+		t.Fatalf("after %d failures, want one line with the first one's request and the provider's answer, got:\n%s", n, s.logs.String())
+	}
+	s.clock.Advance(2 * time.Minute) // the retries come due
+	attempted(2)
+	if still := lines("notification provider still failing"); len(still) != 1 || !strings.Contains(still[0], "failures=20 ") || !strings.Contains(still[0], "failing_for=2m0s") {
+		t.Fatalf("after the retries failed, want one line counting the failures since the first, got:\n%s", s.logs.String())
+	}
+	s.hook.mu.Lock()
+	s.hook.down = 0
+	s.hook.mu.Unlock()
+	s.clock.Advance(2 * time.Minute)
+	for i := range n {
+		s.delivery(t, "shop", fmt.Sprintf("alert-%d", i), "sent")
+	}
+	if up := lines("notification provider accepts messages again"); len(up) != 1 || !strings.Contains(up[0], "level=INFO") ||
+		!strings.Contains(up[0], "channel=webhook failures=40 failing_for=4m0s") {
+		t.Errorf("want one recovery line counting all 40 failures, got:\n%s", s.logs.String())
+	}
+	if got := len(lines("notification provider")); got != 3 {
+		t.Errorf("%d provider lines for 40 failures, want 3:\n%s", got, s.logs.String())
+	}
+	for attrs, want := range map[string]int64{
+		"channel=webhook result=retried reason=provider_unavailable": 2 * n,
+		"channel=webhook result=accepted":                            n,
+	} {
+		if got := s.counter(t, "retain.notifier.provider.attempts", strings.Fields(attrs)...); got != want {
+			t.Errorf("retain.notifier.provider.attempts{%s} = %d, want %d", attrs, got, want)
+		}
+	}
+	if got := s.counter(t, "retain.notifier.deliveries", "outcome=sent", "channel=webhook"); got != n {
+		t.Errorf("%d webhook deliveries counted sent, want %d", got, n)
+	}
+	if strings.Contains(s.logs.String(), "channel not configured") {
+		t.Errorf("start-up warned of a channel not configured, though all are:\n%s", s.logs.String())
 	}
 }

@@ -70,6 +70,8 @@ type Engine struct {
 	wake    chan struct{}
 	seeded  sync.Map // tenant -> true
 	metrics instruments
+	// providers logs provider failures, aggregated per channel.
+	providers *providerLog
 }
 
 // New returns an engine sending through senders (a channel without one
@@ -85,7 +87,8 @@ func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m}, nil
+	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m,
+		providers: newProviderLog(log, providerLogEvery)}, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
@@ -518,12 +521,14 @@ func (e *Engine) send(ctx context.Context, d store.Delivery) error {
 	return e.finish(ctx, d, res, steps)
 }
 
-// observe records a provider call in the metrics. The call happened
-// whether or not its result is committed afterwards, so it is recorded at
-// once.
+// observe records a provider call in the metrics and the provider log.
+// The call happened whether or not its result is committed afterwards,
+// so it is recorded at once.
 func (e *Engine) observe(ctx context.Context, d store.Delivery, res attemptResult) {
+	now := e.now()
 	if res.err == nil {
 		e.metrics.attempt(ctx, d.Channel, resultAccepted, nil, res.took)
+		e.providers.accepted(now, channelName(d.Channel))
 		return
 	}
 	ce := channel.Classify(res.err)
@@ -533,6 +538,8 @@ func (e *Engine) observe(ctx context.Context, d store.Delivery, res attemptResul
 		result = resultRetried
 	}
 	e.metrics.attempt(ctx, d.Channel, result, ce, res.took)
+	e.providers.failed(now, providerFailure{channel: channelName(d.Channel), tenant: d.Tenant, requestID: d.RequestID,
+		attempt: d.Attempts, code: ce.Code, willRetry: retry, err: ce.Err})
 }
 
 // retries reports whether a delivery whose attempt-th provider call
