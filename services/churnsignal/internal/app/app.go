@@ -506,26 +506,26 @@ func (e *Engine) fit(ctx context.Context, tenant string, asOf *time.Time) (store
 	if asOf != nil {
 		at, pinned = asOf.UTC(), true
 	}
-	groups, gap, err := store.Histories(ctx, e.pool, tenant, at)
+	h, err := store.Histories(ctx, e.pool, tenant, at)
 	if err != nil {
 		return store.Model{}, err
 	}
-	if len(groups) == 0 {
+	if len(h.Groups) == 0 {
 		return store.Model{}, fmt.Errorf("%w: no orders placed by %s", ErrNotEnoughData, at.Format(time.RFC3339))
 	}
 	start := time.Now()
-	res, err := model.Fit(groups, model.FitOptions{})
+	res, err := model.Fit(h.Groups, model.FitOptions{})
 	if err != nil {
 		return store.Model{}, fmt.Errorf("%w: %v", ErrNotEnoughData, err)
 	}
 	m := store.Model{
 		Params: res.Params, LogLikelihood: res.LogLikelihood, Customers: res.Customers, Converged: res.Converged,
-		TypicalGapDays: gap, AsOf: at, Pinned: pinned, FittedAt: now,
+		TypicalGapDays: h.TypicalGapDays, AsOf: at, Pinned: pinned, FittedAt: now, Orders: h.Orders,
 	}
 	if err := store.SaveModel(ctx, e.pool, tenant, m); err != nil {
 		return store.Model{}, err
 	}
-	e.log.Info("model fitted", "tenant", tenant, "customers", res.Customers, "groups", res.Groups,
+	e.log.Info("model fitted", "tenant", tenant, "customers", res.Customers, "orders", h.Orders, "groups", res.Groups,
 		"r", res.Params.R, "alpha", res.Params.Alpha, "a", res.Params.A, "b", res.Params.B,
 		"log_likelihood", res.LogLikelihood, "converged", res.Converged, "as_of", at, "took", time.Since(start))
 	return m, nil

@@ -828,12 +828,25 @@ func ListScores(ctx context.Context, q Querier, tenant string, band score.Band, 
 	return out, nil
 }
 
+// History is what a fit reads of a tenant: the BG/NBD histories of its
+// customers, grouped, and the size of the data they came from.
+type History struct {
+	Groups []model.Group
+	// TypicalGapDays is the median gap between purchase days over customers
+	// with repeat purchases (0 when none).
+	TypicalGapDays float64
+	Size
+}
+
+// Size is how much purchase data a tenant has: orders, and the customers
+// who placed them.
+type Size struct{ Orders, Customers int64 }
+
 // Histories returns the BG/NBD histories of tenant's customers as of asOf,
 // grouped (customers with equal histories share a group), computed in the
 // database: purchase days are UTC calendar days of orders placed by asOf,
-// T runs to asOf's UTC day. It also returns the median gap between purchase
-// days over customers with repeat purchases (0 when none).
-func Histories(ctx context.Context, q Querier, tenant string, asOf time.Time) ([]model.Group, float64, error) {
+// T runs to asOf's UTC day.
+func Histories(ctx context.Context, q Querier, tenant string, asOf time.Time) (History, error) {
 	// One ordered pass per customer (count(DISTINCT) makes Postgres group
 	// by sorting, which the (tenant, customer, placed_at) index feeds): a
 	// DISTINCT of (customer, day) first would hash millions of groups.
@@ -841,24 +854,28 @@ func Histories(ctx context.Context, q Querier, tenant string, asOf time.Time) ([
 		WITH h AS (
 			SELECT count(DISTINCT (placed_at AT TIME ZONE 'UTC')::date) - 1 AS x,
 			       (max(placed_at) AT TIME ZONE 'UTC')::date - (min(placed_at) AT TIME ZONE 'UTC')::date AS tx,
-			       ($2 AT TIME ZONE 'UTC')::date - (min(placed_at) AT TIME ZONE 'UTC')::date AS t
+			       ($2 AT TIME ZONE 'UTC')::date - (min(placed_at) AT TIME ZONE 'UTC')::date AS t,
+			       count(*) AS orders
 			FROM churn_orders WHERE tenant_id = $1 AND placed_at <= $2
 			GROUP BY customer_id
 		)
-		SELECT x::int, tx::int, t::int, count(*)::int FROM h GROUP BY x, tx, t ORDER BY x, tx, t`, tenant, asOf)
+		SELECT x::int, tx::int, t::int, count(*)::int, sum(orders)::bigint FROM h GROUP BY x, tx, t ORDER BY x, tx, t`, tenant, asOf)
 	if err != nil {
-		return nil, 0, fmt.Errorf("histories of %s: %w", tenant, err)
+		return History{}, fmt.Errorf("histories of %s: %w", tenant, err)
 	}
-	type hist struct{ x, tx, t, n int }
+	type hist struct {
+		x, tx, t, n int
+		orders      int64
+	}
 	hs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (hist, error) {
 		var h hist
-		err := r.Scan(&h.x, &h.tx, &h.t, &h.n)
+		err := r.Scan(&h.x, &h.tx, &h.t, &h.n, &h.orders)
 		return h, err
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("histories of %s: %w", tenant, err)
+		return History{}, fmt.Errorf("histories of %s: %w", tenant, err)
 	}
-	groups := make([]model.Group, len(hs))
+	out := History{Groups: make([]model.Group, len(hs))}
 	type gap struct {
 		days float64
 		n    int
@@ -866,22 +883,24 @@ func Histories(ctx context.Context, q Querier, tenant string, asOf time.Time) ([
 	var gaps []gap
 	total := 0
 	for i, h := range hs {
-		groups[i] = model.Group{Summary: model.Summary{X: h.x, Tx: float64(h.tx) / 7, T: float64(h.t) / 7}, Count: h.n}
+		out.Groups[i] = model.Group{Summary: model.Summary{X: h.x, Tx: float64(h.tx) / 7, T: float64(h.t) / 7}, Count: h.n}
+		out.Orders += h.orders
+		out.Customers += int64(h.n)
 		if h.x > 0 {
 			gaps = append(gaps, gap{float64(h.tx) / float64(h.x), h.n})
 			total += h.n
 		}
 	}
 	slices.SortFunc(gaps, func(a, b gap) int { return cmp.Compare(a.days, b.days) })
-	median, seen := 0.0, 0
+	seen := 0
 	for _, g := range gaps {
 		seen += g.n
 		if 2*seen >= total {
-			median = g.days
+			out.TypicalGapDays = g.days
 			break
 		}
 	}
-	return groups, median, nil
+	return out, nil
 }
 
 // Model is a stored fit.
@@ -894,24 +913,28 @@ type Model struct {
 	AsOf           time.Time
 	Pinned         bool
 	FittedAt       time.Time
+	// Orders is how many orders the fit read (0 for fits stored before it
+	// was recorded); with Customers, what the model was fitted on.
+	Orders int64
 }
 
 // SaveModel makes m the tenant's current model.
 func SaveModel(ctx context.Context, q Querier, tenant string, m Model) error {
 	if _, err := q.Exec(ctx, `
-		INSERT INTO churn_models (tenant_id, r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		INSERT INTO churn_models (tenant_id, r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at, orders)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (tenant_id) DO UPDATE SET r = excluded.r, alpha = excluded.alpha, a = excluded.a, b = excluded.b,
 			log_likelihood = excluded.log_likelihood, customers = excluded.customers, converged = excluded.converged,
-			typical_gap_days = excluded.typical_gap_days, as_of = excluded.as_of, pinned = excluded.pinned, fitted_at = excluded.fitted_at`,
+			typical_gap_days = excluded.typical_gap_days, as_of = excluded.as_of, pinned = excluded.pinned, fitted_at = excluded.fitted_at,
+			orders = excluded.orders`,
 		tenant, m.Params.R, m.Params.Alpha, m.Params.A, m.Params.B, m.LogLikelihood, m.Customers, m.Converged,
-		m.TypicalGapDays, m.AsOf, m.Pinned, m.FittedAt); err != nil {
+		m.TypicalGapDays, m.AsOf, m.Pinned, m.FittedAt, m.Orders); err != nil {
 		return fmt.Errorf("save model of %s: %w", tenant, err)
 	}
 	return nil
 }
 
-const modelColumns = `r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at`
+const modelColumns = `r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at, orders`
 
 // scanner is a row or rows.
 type scanner interface{ Scan(dest ...any) error }
@@ -919,7 +942,7 @@ type scanner interface{ Scan(dest ...any) error }
 // scanModel scans modelColumns into m, after the columns of first.
 func scanModel(row scanner, m *Model, first ...any) error {
 	return row.Scan(append(first, &m.Params.R, &m.Params.Alpha, &m.Params.A, &m.Params.B, &m.LogLikelihood, &m.Customers, &m.Converged,
-		&m.TypicalGapDays, &m.AsOf, &m.Pinned, &m.FittedAt)...)
+		&m.TypicalGapDays, &m.AsOf, &m.Pinned, &m.FittedAt, &m.Orders)...)
 }
 
 // LoadModel returns the tenant's current model; ok is false before the
