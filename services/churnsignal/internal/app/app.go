@@ -58,7 +58,8 @@ type Config struct {
 	// RescoreInterval spaces scheduled full passes (0: no schedule).
 	RescoreInterval time.Duration
 	// RefitInterval is the age at which a scheduled pass refits a tenant's
-	// model (pinned models excepted).
+	// model (pinned models excepted); it is refit sooner when its data grew
+	// (see refitDue).
 	RefitInterval time.Duration
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
@@ -78,6 +79,15 @@ type Engine struct {
 
 	// stats refreshes the projection's statistics as it grows (see Handle).
 	stats *pg.GrowthAnalyzer
+
+	// wmu guards what the consumer tells the refit loop (see noteBatch):
+	// each tenant's watch, and the consumer's last batch (when it was
+	// applied, and when the newest of its messages was stored).
+	wmu                        sync.Mutex
+	watches                    map[string]*watch
+	lastBatch, lastBatchNewest time.Time
+	// wake tells the refit loop that a tenant was flagged.
+	wake chan struct{}
 }
 
 // New returns an engine on pool.
@@ -102,7 +112,8 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{pool: pool, cfg: cfg, log: log, metrics: m, passes: map[string]*sync.Mutex{},
-		stats: pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores")}
+		stats:   pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores"),
+		watches: map[string]*watch{}, wake: make(chan struct{}, 1)}
 	return e, nil
 }
 
@@ -155,8 +166,12 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	// instead of the batch's customers: 50k facts then took minutes instead
 	// of seconds.
 	e.stats.Applied(len(ds))
-	_, err := e.rescoreCustomers(ctx, tx, customers)
-	return err
+	models, err := e.rescoreCustomers(ctx, tx, customers)
+	if err != nil {
+		return err
+	}
+	e.noteBatch(ds, b.Orders, models)
+	return nil
 }
 
 // tenantEnv is what scoring a tenant's customers needs besides features.
@@ -193,9 +208,10 @@ func (e *Engine) newEnv(m store.Model, ok bool, w store.TenantWeights) tenantEnv
 // statement per step whatever the number of tenants: the tenants' models
 // and weights, the locks, the features, the score writes, the outbox. A
 // batch of facts from many shops then costs about what one shop's does.
-func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []facts.Customer) (Stats, error) {
+// It returns the models it scored with, by tenant (those with one).
+func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []facts.Customer) (map[string]store.Model, error) {
 	if len(customers) == 0 {
-		return Stats{}, nil
+		return nil, nil
 	}
 	var tenants []string
 	for _, c := range customers {
@@ -205,20 +221,19 @@ func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []fa
 	}
 	models, weights, err := store.LoadModelsAndWeights(ctx, tx, tenants)
 	if err != nil {
-		return Stats{}, err
+		return nil, err
 	}
 	locked, err := store.LockScoresOf(ctx, tx, customers)
 	if err != nil {
-		return Stats{}, err
+		return nil, err
 	}
 	// As of an instant taken once every row is locked, as rescoreRows.
 	now := e.now()
 	feats, err := store.LoadFeaturesOf(ctx, tx, customers, now)
 	if err != nil {
-		return Stats{}, err
+		return nil, err
 	}
 	var (
-		st     Stats
 		writes []store.TenantScores
 		msgs   []bus.Message
 	)
@@ -226,20 +241,17 @@ func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []fa
 		m, fitted := models[t.Tenant]
 		written, signals, err := changes(t.Tenant, e.newEnv(m, fitted, weights[t.Tenant]), t.Rows, feats[t.Tenant], now)
 		if err != nil {
-			return st, err
+			return nil, err
 		}
-		st.Customers += len(t.Rows)
-		st.Changed += len(written)
-		st.BandChanges += len(signals)
 		writes, msgs = append(writes, store.TenantScores{Tenant: t.Tenant, Rows: written}), append(msgs, signals...)
 	}
 	if err := store.WriteScoresOf(ctx, tx, writes); err != nil {
-		return st, err
+		return nil, err
 	}
 	if err := bus.Enqueue(ctx, tx, msgs...); err != nil {
-		return st, err
+		return nil, err
 	}
-	return st, nil
+	return models, nil
 }
 
 // rescoreRows scores locked rows as of now (taken once they are locked, so
@@ -490,9 +502,10 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 
 // Refit fits the tenant's model on the orders placed by asOf (nil: now),
 // stores it (pinned when asOf is given) and rescores every customer as of
-// now with it.
+// now with it. A fit that expects nobody to order again is not stored
+// (ErrUnusableFit).
 func (e *Engine) Refit(ctx context.Context, tenant string, asOf *time.Time) (store.Model, Stats, error) {
-	m, err := e.fit(ctx, tenant, asOf)
+	m, err := e.fit(ctx, tenant, asOf, false)
 	if err != nil {
 		return store.Model{}, Stats{}, err
 	}
@@ -500,7 +513,12 @@ func (e *Engine) Refit(ctx context.Context, tenant string, asOf *time.Time) (sto
 	return m, st, err
 }
 
-func (e *Engine) fit(ctx context.Context, tenant string, asOf *time.Time) (store.Model, error) {
+// fit fits tenant's model on the orders placed by asOf (nil: now) and
+// stores it (pinned when asOf is given), unless it expects nobody to order
+// again (unusable). A scheduled fit (not asked for) is also refused on a
+// history without an order in its last quarterWeeks: one that does not
+// reach today, as while an import is still arriving.
+func (e *Engine) fit(ctx context.Context, tenant string, asOf *time.Time, scheduled bool) (store.Model, error) {
 	now := e.now()
 	at, pinned := now, false
 	if asOf != nil {
@@ -510,13 +528,36 @@ func (e *Engine) fit(ctx context.Context, tenant string, asOf *time.Time) (store
 	if err != nil {
 		return store.Model{}, err
 	}
+	// A live fit not stored is remembered, so that the scheduled rule
+	// tries again when the data has grown or aged, not at every check.
+	refuse := func(err error) (store.Model, error) {
+		if !pinned {
+			e.refused(tenant, basis{at: now, size: h.Size})
+		}
+		return store.Model{}, err
+	}
 	if len(h.Groups) == 0 {
-		return store.Model{}, fmt.Errorf("%w: no orders placed by %s", ErrNotEnoughData, at.Format(time.RFC3339))
+		return refuse(fmt.Errorf("%w: no orders placed by %s", ErrNotEnoughData, at.Format(time.RFC3339)))
+	}
+	days := newestOrderDays(h.Groups)
+	if scheduled && days > 7*quarterWeeks {
+		e.log.Info("scheduled fit not made: no recent order", "tenant", tenant, "customers", h.Customers, "orders", h.Orders,
+			"newest_order_days_ago", days, "as_of", at)
+		return refuse(fmt.Errorf("%w: the newest order is %d days before %s, more than %d weeks: the history does not reach today "+
+			"(an import still arriving, or no orders since)", ErrUnusableFit, days, at.Format(time.RFC3339), quarterWeeks))
 	}
 	start := time.Now()
 	res, err := model.Fit(h.Groups, model.FitOptions{})
 	if err != nil {
-		return store.Model{}, fmt.Errorf("%w: %v", ErrNotEnoughData, err)
+		return refuse(fmt.Errorf("%w: %v", ErrNotEnoughData, err))
+	}
+	if expected, bad := unusable(res.Params, h.Groups); bad {
+		e.log.Warn("fitted model not stored: it expects nobody to order again", "tenant", tenant, "customers", res.Customers, "orders", h.Orders,
+			"r", res.Params.R, "alpha", res.Params.Alpha, "a", res.Params.A, "b", res.Params.B,
+			"expected_orders_per_customer", expected, "newest_order_days_ago", days, "as_of", at)
+		return refuse(fmt.Errorf("%w: over %d customers it expects %.4f orders per customer in the next %d weeks, fewer than %g (nobody orders again); "+
+			"the newest order is %d days before %s: the history is incomplete (an import still arriving?) or ended long ago (fit as of its end)",
+			ErrUnusableFit, res.Customers, expected, quarterWeeks, minExpectedOrders, days, at.Format(time.RFC3339)))
 	}
 	m := store.Model{
 		Params: res.Params, LogLikelihood: res.LogLikelihood, Customers: res.Customers, Converged: res.Converged,
@@ -525,6 +566,7 @@ func (e *Engine) fit(ctx context.Context, tenant string, asOf *time.Time) (store
 	if err := store.SaveModel(ctx, e.pool, tenant, m); err != nil {
 		return store.Model{}, err
 	}
+	e.fitted(tenant, m)
 	e.log.Info("model fitted", "tenant", tenant, "customers", res.Customers, "orders", h.Orders, "groups", res.Groups,
 		"r", res.Params.R, "alpha", res.Params.Alpha, "a", res.Params.A, "b", res.Params.B,
 		"log_likelihood", res.LogLikelihood, "converged", res.Converged, "as_of", at, "took", time.Since(start))
@@ -648,22 +690,32 @@ func (e *Engine) SetWeights(ctx context.Context, tenant string, update func(*sco
 }
 
 // Run runs scheduled passes every RescoreInterval until ctx is done: for
-// each tenant, refit the model when it is missing or older than
-// RefitInterval (unless pinned), then rescore every customer as of now, so
-// that risk rises with silence even when no event arrives.
+// each tenant, refit the model when refitDue says so (never a pinned one),
+// then rescore every customer as of now, so that risk rises with silence
+// even when no event arrives. Between passes it refits the models whose
+// data grew (checkGrowth). With no RescoreInterval it does neither.
 func (e *Engine) Run(ctx context.Context) error {
 	if e.cfg.RescoreInterval <= 0 {
 		<-ctx.Done()
 		return nil
 	}
-	t := time.NewTicker(e.cfg.RescoreInterval)
-	defer t.Stop()
+	passes := time.NewTicker(e.cfg.RescoreInterval)
+	defer passes.Stop()
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
+	// Passes and growth checks share this goroutine, so that this process
+	// never fits a tenant twice at once.
+	e.Pass(ctx)
 	for {
-		e.Pass(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-passes.C:
+			e.Pass(ctx)
+		case <-e.wake:
+			e.checkGrowth(ctx)
+		case <-recheck.C:
+			e.checkGrowth(ctx)
 		}
 	}
 }
@@ -683,12 +735,8 @@ func (e *Engine) Pass(ctx context.Context) {
 			return
 		}
 		start := time.Now()
-		if err := e.maybeRefit(ctx, tenant); err != nil {
-			if errors.Is(err, ErrNotEnoughData) {
-				e.log.Debug("scheduled refit skipped", "tenant", tenant, "reason", err)
-			} else if ctx.Err() == nil {
-				e.log.Warn("scheduled refit failed", "tenant", tenant, "error", err)
-			}
+		if _, err := e.autoRefit(ctx, tenant); err != nil {
+			e.logRefitError(ctx, tenant, err)
 		}
 		st, err := e.RescoreAll(ctx, tenant)
 		if err != nil {
@@ -700,18 +748,6 @@ func (e *Engine) Pass(ctx context.Context) {
 		e.log.Info("rescored", "tenant", tenant, "customers", st.Customers, "changed", st.Changed,
 			"band_changes", st.BandChanges, "took", time.Since(start))
 	}
-}
-
-func (e *Engine) maybeRefit(ctx context.Context, tenant string) error {
-	m, ok, err := store.LoadModel(ctx, e.pool, tenant)
-	if err != nil {
-		return err
-	}
-	if ok && (m.Pinned || e.now().Sub(m.FittedAt) < e.cfg.RefitInterval) {
-		return nil
-	}
-	_, err = e.fit(ctx, tenant, nil)
-	return err
 }
 
 // Close waits for a statistics refresh still running, before the pool closes.

@@ -130,7 +130,7 @@ func BenchmarkRescoreAll(b *testing.B) {
 	}
 
 	start := time.Now()
-	m, err := e.fit(ctx, "bench", nil)
+	m, err := e.fit(ctx, "bench", nil, false)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -70,6 +70,22 @@ func (p Params) ExpectedPurchases(s Summary, horizon float64) float64 {
 	return p.PAlive(s) * p.expectedIfAlive(s, horizon)
 }
 
+// MeanExpectedPurchases is the expected number of purchases in the next
+// horizon weeks per customer of groups (0 without customers): what the
+// model expects of the fitted customers as a whole.
+func (p Params) MeanExpectedPurchases(groups []Group, horizon float64) float64 {
+	var sum float64
+	n := 0
+	for _, g := range groups {
+		sum += float64(g.Count) * p.ExpectedPurchases(g.Summary, horizon)
+		n += g.Count
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
 // maxSeriesTerms bounds the hypergeometric series; past it the quadrature is
 // cheaper and the series would be losing its fight with z -> 1.
 const maxSeriesTerms = 400

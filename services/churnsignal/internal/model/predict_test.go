@@ -211,3 +211,17 @@ func (m *weightedMean) result() (mean, se float64) {
 	v := m.sw2v2 - 2*mean*m.sw2v + mean*mean*m.sw2
 	return mean, math.Sqrt(max(v, 0)) / m.sw
 }
+
+// TestMeanExpectedPurchases weighs each group's expectation by its count.
+func TestMeanExpectedPurchases(t *testing.T) {
+	p, _ := publishedCDNOW()
+	a, b := Summary{X: 0, T: 30}, Summary{X: 4, Tx: 20, T: 30}
+	got := p.MeanExpectedPurchases([]Group{{Summary: a, Count: 1}, {Summary: b, Count: 3}}, 13)
+	want := (p.ExpectedPurchases(a, 13) + 3*p.ExpectedPurchases(b, 13)) / 4
+	if math.Abs(got-want) > 1e-12*want {
+		t.Errorf("mean = %v, want %v", got, want)
+	}
+	if got := p.MeanExpectedPurchases(nil, 13); got != 0 {
+		t.Errorf("mean of no customers = %v, want 0", got)
+	}
+}

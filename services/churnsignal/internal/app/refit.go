@@ -1,0 +1,374 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/services/churnsignal/internal/facts"
+	"github.com/retainhq/retain/services/churnsignal/internal/model"
+	"github.com/retainhq/retain/services/churnsignal/internal/store"
+)
+
+// When a live model is refit without being asked to.
+//
+// A model sees the orders known when it is fitted. Fitted early in a
+// shop's history import (the service restarted, or its pass ran, while the
+// import was under way), it sees the first months of the history with every
+// customer's T running to today: everyone looks gone, and every customer
+// scores HIGH. Its age alone (RefitInterval, 24 h) kept such a model a day.
+// So besides its age:
+//
+//   - a model records what it was fitted on (orders and customers), and is
+//     refit once either has grown by RefitGrowthPercent since, but not
+//     sooner than MinRefitGap after the fit: a big shop importing its
+//     history refits a few times, each on a quarter more data at least (so
+//     all of its refits cost about five of its last one), at most every
+//     MinRefitGap;
+//   - a fit is not stored when it expects nobody to order again
+//     (unusable), nor, when scheduled, when no order is from the last
+//     quarterWeeks (the history does not reach today); the model before it,
+//     if any, stays;
+//   - nothing is fitted while the facts consumer is far behind (maxFitLag):
+//     the facts of the fit are still arriving.
+//
+// Every scheduled pass applies the rule to every tenant. Between passes the
+// consumer counts each tenant's orders as it applies them and, once they
+// could amount to the growth, has the refit loop apply it (noteBatch).
+const (
+	// RefitGrowthPercent is how much the orders or the customers under a
+	// live model must grow before it is refit ahead of its age.
+	RefitGrowthPercent = 25
+	// MinRefitGap is the least time from a live fit (stored or refused) to
+	// a refit for growth.
+	MinRefitGap = 5 * time.Minute
+
+	// recheckEvery is how often the refit loop retries the tenants whose
+	// check was deferred (too soon after a fit, consumer behind).
+	recheckEvery = time.Minute
+	// maxFitLag is how far behind the stream the facts consumer may be for
+	// a refit to go ahead: behind by more, an import is still arriving.
+	maxFitLag = time.Minute
+	// consumerIdle: a consumer that applied nothing for this long has caught
+	// up, whatever the lag of its last batch.
+	consumerIdle = 10 * time.Second
+
+	// minExpectedOrders is the fewest orders per customer a usable fit
+	// expects in the next quarterWeeks: one per hundred customers. Fits on
+	// live shops expect several, occasional buyers and lapsed customers
+	// included (CDNOW 0.27, a simulated year 0.28); one on the first tenth
+	// of a year imported in time order expects ~0.004.
+	minExpectedOrders = 0.01
+	// quarterWeeks is the span both checks of a fit look at: the orders it
+	// expects in the next quarter, and (scheduled fits) an order in the
+	// last one.
+	quarterWeeks = 13
+)
+
+// ErrUnusableFit: a fit is not stored, its data being unfit for a live
+// model (see fit). It is an ErrNotEnoughData (FAILED_PRECONDITION for Refit).
+var ErrUnusableFit = fmt.Errorf("%w: fit not stored", ErrNotEnoughData)
+
+// basis is what a live fit, stored or refused, was made on.
+type basis struct {
+	at   time.Time
+	size store.Size
+}
+
+// verdict is refitDue's answer.
+type verdict struct {
+	// refit says why the model is to be refit now ("": it is kept).
+	refit string
+	// later: kept only because the last fit is too recent to refit for
+	// growth; the tenant is to be checked again, new orders or not.
+	later bool
+	// size is the data counted, when the rule needed it.
+	size *store.Size
+}
+
+// refitDue is the rule for a tenant whose last live fit (stored or refused)
+// was made on last (nil: never): refit when there is none, when it is
+// refitInterval old, or when the orders or the customers have grown by
+// RefitGrowthPercent since, MinRefitGap after it at the soonest. size counts
+// the tenant's data now; it is called only when the answer depends on it,
+// since it reads every order of the tenant.
+func refitDue(last *basis, now time.Time, refitInterval time.Duration, size func() (store.Size, error)) (verdict, error) {
+	if last == nil {
+		return verdict{refit: "no model"}, nil
+	}
+	age := now.Sub(last.at)
+	if age >= refitInterval {
+		return verdict{refit: fmt.Sprintf("last fit %s ago (RETAIN_CHURN_REFIT_INTERVAL %s)", age.Round(time.Second), refitInterval)}, nil
+	}
+	if age < MinRefitGap {
+		return verdict{later: true}, nil
+	}
+	cur, err := size()
+	if err != nil {
+		return verdict{}, err
+	}
+	if grown(last.size, cur) {
+		return verdict{refit: fmt.Sprintf("orders %d -> %d, customers %d -> %d since the last fit %s ago (refit at +%d%%)",
+			last.size.Orders, cur.Orders, last.size.Customers, cur.Customers, age.Round(time.Second), RefitGrowthPercent)}, nil
+	}
+	return verdict{size: &cur}, nil
+}
+
+// grown reports whether the orders or the customers of cur are
+// RefitGrowthPercent more than those of from. Data recorded as empty (a
+// model stored before its size was) has always grown.
+func grown(from, cur store.Size) bool {
+	more := func(a, b int64) bool { return b*100 >= a*(100+RefitGrowthPercent) }
+	return more(from.Orders, cur.Orders) || more(from.Customers, cur.Customers)
+}
+
+// ordersToGrow is how many more orders than cur could make from's orders
+// grow by RefitGrowthPercent (at least 1): the consumer counts that many
+// before the rule reads the database again.
+func ordersToGrow(from, cur int64) int64 {
+	target := (from*(100+RefitGrowthPercent) + 99) / 100
+	return max(1, target-cur)
+}
+
+// unusable returns the orders per customer that p expects of the fitted
+// customers in the next quarterWeeks, and whether that is fewer than
+// minExpectedOrders: a model saying that nobody orders again, under
+// which every customer scores HIGH. That is what a fit says of the first
+// part of a history imported in time order, and of a history that ended
+// long ago.
+func unusable(p model.Params, groups []model.Group) (float64, bool) {
+	e := p.MeanExpectedPurchases(groups, quarterWeeks)
+	return e, e < minExpectedOrders
+}
+
+// newestOrderDays is how many days before the end of the histories the
+// newest purchase day is (time since the last purchase is T - t_x, t_x = 0
+// without repeats).
+func newestOrderDays(groups []model.Group) int {
+	weeks := math.Inf(1)
+	for _, g := range groups {
+		weeks = min(weeks, g.T-g.Tx)
+	}
+	return int(math.Round(weeks * 7))
+}
+
+// watch is what the engine knows of a tenant between scheduled passes.
+type watch struct {
+	// fittedAt is the model the orders are counted against (zero: none).
+	fittedAt time.Time
+	// seen counts the orders the consumer applied since fittedAt or the
+	// last check, need how many could make the model due for growth.
+	seen, need int64
+	// pending: the refit loop is to check the tenant.
+	pending bool
+	// refused is the last live fit not stored since the model.
+	refused *basis
+}
+
+// watchOf returns tenant's watch; e.wmu is held.
+func (e *Engine) watchOf(tenant string) *watch {
+	w := e.watches[tenant]
+	if w == nil {
+		w = &watch{}
+		e.watches[tenant] = w
+	}
+	return w
+}
+
+// noteBatch records what the consumer's batch says about refits: the lag
+// of its newest message, and each tenant's orders, counted against the
+// model each was scored with (models). A tenant whose count reaches its
+// need is flagged for the refit loop, and woken up. The counts include
+// repeats and are this replica's share only: the loop counts in the
+// database before it refits, and scheduled passes catch what they miss.
+func (e *Engine) noteBatch(ds []*bus.Delivery, orders []facts.Order, models map[string]store.Model) {
+	var newest time.Time
+	for _, d := range ds {
+		if d.Timestamp.After(newest) {
+			newest = d.Timestamp
+		}
+	}
+	perTenant := map[string]int64{}
+	for _, o := range orders {
+		perTenant[o.Tenant]++
+	}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	if !newest.IsZero() {
+		e.lastBatch, e.lastBatchNewest = time.Now(), newest
+	}
+	wake := false
+	for tenant, n := range perTenant {
+		w := e.watchOf(tenant)
+		if m, ok := models[tenant]; ok && m.FittedAt.After(w.fittedAt) {
+			*w = watch{fittedAt: m.FittedAt, need: ordersToGrow(m.Orders, m.Orders)}
+		}
+		w.seen += n
+		// A tenant already flagged wakes the loop too: its check may have
+		// been deferred, and new orders are the moment to try again.
+		if w.seen >= w.need || w.pending {
+			w.pending, wake = true, true
+		}
+	}
+	if wake {
+		select {
+		case e.wake <- struct{}{}:
+		default: // a wake-up is already waiting
+		}
+	}
+}
+
+// behind reports how far behind the stream the consumer's last batch was,
+// and whether that is too far to fit: more than maxFitLag, with a batch
+// applied in the last consumerIdle.
+func (e *Engine) behind() (time.Duration, bool) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	lag := e.lastBatch.Sub(e.lastBatchNewest)
+	return lag, lag > maxFitLag && time.Since(e.lastBatch) < consumerIdle
+}
+
+// fitted records a stored fit: orders are counted against it from now on.
+func (e *Engine) fitted(tenant string, m store.Model) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	*e.watchOf(tenant) = watch{fittedAt: m.FittedAt, need: ordersToGrow(m.Orders, m.Orders)}
+}
+
+// refused records a live fit not stored: the rule counts from it.
+func (e *Engine) refused(tenant string, b basis) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	w := e.watchOf(tenant)
+	w.refused, w.seen, w.need, w.pending = &b, 0, ordersToGrow(b.size.Orders, b.size.Orders), false
+}
+
+// lastFit is the basis of tenant's live model (ok) or of its last fit
+// refused since, whichever is later; nil for neither.
+func (e *Engine) lastFit(tenant string, m store.Model, ok bool) *basis {
+	var last *basis
+	if ok {
+		last = &basis{at: m.FittedAt, size: store.Size{Orders: m.Orders, Customers: int64(m.Customers)}}
+	}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	if r := e.watchOf(tenant).refused; r != nil && (last == nil || r.at.After(last.at)) {
+		last = r
+	}
+	return last
+}
+
+// settle records a check that refit nothing: pending when it is to be
+// repeated without new orders; with the data counted, the consumer counts
+// what is still missing for the growth before the next check.
+func (e *Engine) settle(tenant string, last *basis, v verdict) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	w := e.watchOf(tenant)
+	w.pending = v.later
+	if v.size != nil && last != nil {
+		w.seen, w.need = 0, ordersToGrow(last.size.Orders, v.size.Orders)
+	}
+}
+
+// deferCheck flags tenant for the refit loop's next round.
+func (e *Engine) deferCheck(tenant string) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.watchOf(tenant).pending = true
+}
+
+// autoRefit refits tenant's live model when refitDue says so, unless the
+// consumer is far behind, and reports whether it did. A pinned model is
+// left alone.
+func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
+	m, ok, err := store.LoadModel(ctx, e.pool, tenant)
+	if err != nil {
+		e.deferCheck(tenant)
+		return false, err
+	}
+	if ok && m.Pinned {
+		e.settle(tenant, nil, verdict{})
+		return false, nil
+	}
+	last, now := e.lastFit(tenant, m, ok), e.now()
+	v, err := refitDue(last, now, e.cfg.RefitInterval, func() (store.Size, error) { return store.DataSize(ctx, e.pool, tenant, now) })
+	if err != nil {
+		e.deferCheck(tenant)
+		return false, err
+	}
+	if v.refit == "" {
+		e.settle(tenant, last, v)
+		return false, nil
+	}
+	if lag, far := e.behind(); far {
+		e.log.Info("refit deferred: the facts consumer is behind", "tenant", tenant, "reason", v.refit, "lag", lag.Round(time.Second))
+		e.deferCheck(tenant)
+		return false, nil
+	}
+	e.log.Info("refitting model", "tenant", tenant, "reason", v.refit)
+	if _, err := e.fit(ctx, tenant, nil, true); err != nil {
+		if !errors.Is(err, ErrNotEnoughData) {
+			e.deferCheck(tenant)
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// pendingTenants lists the tenants flagged for the refit loop, in order.
+func (e *Engine) pendingTenants() []string {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	var out []string
+	for tenant, w := range e.watches {
+		if w.pending {
+			out = append(out, tenant)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkGrowth applies the refit rule to the flagged tenants and rescores
+// every customer of those refit, as Refit does.
+func (e *Engine) checkGrowth(ctx context.Context) {
+	for _, tenant := range e.pendingTenants() {
+		if ctx.Err() != nil {
+			return
+		}
+		start := time.Now()
+		refit, err := e.autoRefit(ctx, tenant)
+		if err != nil {
+			e.logRefitError(ctx, tenant, err)
+			continue
+		}
+		if !refit {
+			continue
+		}
+		st, err := e.RescoreAll(ctx, tenant)
+		if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("rescoring after a refit failed", "tenant", tenant, "error", err)
+			}
+			continue
+		}
+		e.log.Info("rescored", "tenant", tenant, "customers", st.Customers, "changed", st.Changed,
+			"band_changes", st.BandChanges, "took", time.Since(start))
+	}
+}
+
+func (e *Engine) logRefitError(ctx context.Context, tenant string, err error) {
+	switch {
+	case errors.Is(err, ErrUnusableFit):
+		// fit logged it
+	case errors.Is(err, ErrNotEnoughData):
+		e.log.Debug("scheduled refit skipped", "tenant", tenant, "reason", err)
+	case ctx.Err() == nil:
+		e.log.Warn("scheduled refit failed", "tenant", tenant, "error", err)
+	}
+}
