@@ -19,13 +19,9 @@ import (
 // floor must also have reached the newest message the filters match, which
 // is what "everything published so far is applied" means.
 func (c *Consumer) CaughtUp(ctx context.Context) (bool, error) {
-	cons, err := c.bus.JS.Consumer(ctx, c.cfg.Stream, c.cfg.Durable)
+	info, err := c.info(ctx)
 	if err != nil {
-		return false, fmt.Errorf("bus: consumer %s: %w", c.cfg.Durable, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return false, fmt.Errorf("bus: consumer %s: %w", c.cfg.Durable, err)
+		return false, err
 	}
 	if info.NumPending != 0 || info.NumAckPending != 0 {
 		return false, nil

@@ -266,6 +266,9 @@ type Consumer struct {
 	// in stream order (see Sequence).
 	fetchMu sync.Mutex
 	seq     sequencer
+
+	backlog      consumerBacklog
+	backlogEvery time.Duration
 }
 
 // NewConsumer validates cfg and builds a consumer; Run starts it.
@@ -295,6 +298,7 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 		log:          log,
 		attrConsumer: attribute.String("consumer", cfg.Durable),
 		lastCleanup:  time.Now(),
+		backlogEvery: backlogRefresh,
 	}, nil
 }
 
@@ -375,6 +379,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+	// Standbys too: the backlog of a consumer nobody runs matters most.
+	defer c.watchBacklog(ctx)()
 	if !c.cfg.Exclusive {
 		c.runWorkers(ctx, cons)
 		return nil

@@ -21,6 +21,15 @@ type instruments struct {
 	heldBatches     metric.Int64UpDownCounter // batches waiting for an unreachable database
 	outboxPublished metric.Int64Counter       // relayed rows by outcome
 	outboxLag       metric.Float64Histogram   // commit of the outbox row -> published
+
+	// The backlog gauges are observed from what consumers and relays last
+	// read, each refreshing its own (backlog.go), through meter.
+	meter               metric.Meter
+	consumerPending     metric.Int64ObservableGauge   // not yet delivered, by consumer and stream
+	consumerAckPending  metric.Int64ObservableGauge   // delivered, not yet acknowledged
+	consumerDeadLetters metric.Int64ObservableGauge   // dead letters not replayed
+	outboxUnpublished   metric.Int64ObservableGauge   // rows waiting for the relay, by database
+	outboxOldestAge     metric.Float64ObservableGauge // how long the first of them has waited
 }
 
 var (
@@ -80,6 +89,27 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 	in.outboxLag, err = m.Float64Histogram("retain.bus.outbox.lag",
 		metric.WithDescription("Time from an outbox row's insert to its publish ack."),
 		metric.WithUnit("s"), metric.WithExplicitBucketBoundaries(latencyBuckets...))
+	errs = append(errs, err)
+	in.meter = m
+	in.consumerPending, err = m.Int64ObservableGauge("retain.bus.consumer.pending",
+		metric.WithDescription("Messages the consumer has not been delivered yet (the server's count, refreshed every 15 s; the same on every replica)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.consumerAckPending, err = m.Int64ObservableGauge("retain.bus.consumer.ack_pending",
+		metric.WithDescription("Messages delivered to the consumer and not acknowledged yet: batches in flight or held (refreshed every 15 s)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.consumerDeadLetters, err = m.Int64ObservableGauge("retain.bus.consumer.dead_letters.pending",
+		metric.WithDescription("The consumer's dead letters not replayed yet (its bus_dead_letters rows, refreshed every 15 s)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.outboxUnpublished, err = m.Int64ObservableGauge("retain.bus.outbox.unpublished",
+		metric.WithDescription("Outbox rows not yet published, counted up to 100000 (refreshed every 15 s)."),
+		metric.WithUnit("{message}"))
+	errs = append(errs, err)
+	in.outboxOldestAge, err = m.Float64ObservableGauge("retain.bus.outbox.oldest_age",
+		metric.WithDescription("How long the next outbox row to publish has waited since its transaction began (0 when none waits; refreshed every 15 s)."),
+		metric.WithUnit("s"))
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("bus: create metric instruments: %w", err)
