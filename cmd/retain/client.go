@@ -148,7 +148,7 @@ func newCommandFlags(env *cliEnv, name, usageLine string) commandFlags {
 // positional ones.
 func (f commandFlags) parse(args []string) ([]string, error) {
 	pos, rest := splitPositional(args)
-	if err := f.fs.Parse(rest); err != nil {
+	if err := parseFlags(f.fs, rest); err != nil {
 		return nil, err
 	}
 	pos = append(pos, f.fs.Args()...)

@@ -65,7 +65,7 @@ func runDev(ctx context.Context, env *cliEnv, args []string) error {
 	fs.IntVar(&o.demoCustomers, "demo-customers", 2000, "customers in the demo shop")
 	fs.IntVar(&o.demoDays, "demo-days", 365, "days of history in the demo shop")
 	fs.Int64Var(&o.demoSeed, "demo-seed", 42, "seed of the demo shop")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	o.args = fs.Args()

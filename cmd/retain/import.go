@@ -60,7 +60,7 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 	maxErrors := fs.Int("show-rejected", 20, "how many rejected rows to list in the summary")
 	// Flags may follow the positional arguments, as in the README's example.
 	pos, flagArgs := splitPositional(args)
-	if err := fs.Parse(flagArgs); err != nil {
+	if err := parseFlags(fs, flagArgs); err != nil {
 		return err
 	}
 	pos = append(pos, fs.Args()...)

@@ -63,23 +63,38 @@ func main() {
 	}
 }
 
+// usageError is a command line that names no command, an unknown one, an
+// unknown flag or the wrong arguments: exit status 2, as flag's own
+// ExitOnError and most Unix tools use, so a script tells it from a failure.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
 // errNoCommand is `retain` alone: a usage error, after the usage.
-var errNoCommand = errors.New("no command given")
+var errNoCommand = usageError{errors.New("no command given")}
 
 // exitCode is the status a failed run exits with: 0 for -h on a command
-// (its usage was asked for and printed); 2 for `retain` without a command,
-// as for a usage error, and for bad settings (`retain dev`'s flags), as a
-// service started alone exits; 1 otherwise.
+// (its usage was asked for and printed); 2 for a usage error and for bad
+// settings (`retain dev`'s flags), as a service started alone exits; 1
+// otherwise.
 func exitCode(err error) int {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, errNoCommand):
-		return 2
-	case errors.As(err, new(*config.ValidationError)):
+	case errors.As(err, new(usageError)), errors.As(err, new(*config.ValidationError)):
 		return 2
 	}
 	return 1
+}
+
+// parseFlags parses args into fs; a bad flag is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err}
 }
 
 func run(ctx context.Context, env *cliEnv, args []string) error {
@@ -95,7 +110,7 @@ func run(ctx context.Context, env *cliEnv, args []string) error {
 	c, ok := cmds[args[0]]
 	if !ok {
 		usage(env.stderr, cmds)
-		return fmt.Errorf("unknown command %q", args[0])
+		return usageError{fmt.Errorf("unknown command %q", args[0])}
 	}
 	return c.run(ctx, env, args[1:])
 }
@@ -121,14 +136,14 @@ func subcommands(env *cliEnv, name, usage string, args []string, cmds map[string
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(env.stderr, usage)
 		if len(args) == 0 {
-			return fmt.Errorf("%s needs a command", name)
+			return usageError{fmt.Errorf("%s needs a command", name)}
 		}
 		return nil
 	}
 	run, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintln(env.stderr, usage)
-		return fmt.Errorf("unknown %s command %q", name, args[0])
+		return usageError{fmt.Errorf("unknown %s command %q", name, args[0])}
 	}
 	return run(args[1:])
 }
@@ -136,7 +151,7 @@ func subcommands(env *cliEnv, name, usage string, args []string, cmds map[string
 // oneArg is the one positional argument a command takes.
 func oneArg(pos []string, what string) (string, error) {
 	if len(pos) != 1 {
-		return "", fmt.Errorf("want exactly one %s, got %d arguments", what, len(pos))
+		return "", usageError{fmt.Errorf("want exactly one %s, got %d arguments", what, len(pos))}
 	}
 	return pos[0], nil
 }

@@ -445,7 +445,7 @@ func TestSimulateCommand(t *testing.T) {
 }
 
 // TestTopLevelUsage: `retain` alone prints the usage to stderr and exits 2
-// like a usage error; `retain help` prints it to stdout and succeeds; the
+// like every usage error (an unknown command or flag, missing arguments); `retain help` prints it to stdout and succeeds; the
 // descriptions line up whatever the length of the command's name.
 func TestTopLevelUsage(t *testing.T) {
 	env, out, errOut := testEnv(nil)
@@ -455,6 +455,15 @@ func TestTopLevelUsage(t *testing.T) {
 	}
 	if code := exitCode(errors.New("x")); code != 1 {
 		t.Errorf("other errors exit %d, want 1", code)
+	}
+	// Every other usage error exits 2 as well, so a script tells a typo
+	// from a failure.
+	for _, args := range [][]string{{"nope"}, {"campaigns"}, {"campaigns", "nope"}, {"campaigns", "list", "--bogus"},
+		{"dev", "--bogus"}, {"metrics", "retention", "--bogus"}, {"tokens", "issue", "--bogus"}, {"campaigns", "show"}} {
+		env, _, _ := testEnv(nil)
+		if err := run(context.Background(), env, args); exitCode(err) != 2 {
+			t.Errorf("retain %v: %v (exit %d), want exit 2", args, err, exitCode(err))
+		}
 	}
 	// -h on a command prints its usage, and that is a success.
 	for _, args := range [][]string{{"campaigns", "list", "-h"}, {"metrics", "retention", "-h"}, {"churn", "risk", "-h"}} {

@@ -85,7 +85,7 @@ Flags:`)
 	fs.BoolVar(&o.revenue, "revenue", false, "cohorts: show revenue per member instead of the share ordering")
 	fs.StringVar(&o.output, "output", "text", "text or json (the gRPC response as protojson)")
 	pos, flagArgs := splitPositional(args)
-	if err := fs.Parse(flagArgs); err != nil {
+	if err := parseFlags(fs, flagArgs); err != nil {
 		return err
 	}
 	pos = append(pos, fs.Args()...)

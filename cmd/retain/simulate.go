@@ -25,7 +25,7 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 	rateScale := fs.Float64("rate-scale", def.RateScale, "multiplies every customer's purchase rate (10 gives roughly ten times the orders of a CDNOW-like shop)")
 	out := fs.String("out", "-", "NDJSON output file ('-': stdout)")
 	send := fs.Bool("send", false, "send the events to Retain's ingest API instead of writing NDJSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	end := time.Now().UTC().Truncate(24 * time.Hour)

@@ -32,7 +32,7 @@ func runTokens(ctx context.Context, env *cliEnv, args []string) error {
 // services and `retain tokens issue` read.
 func runKeygen(env *cliEnv, args []string) error {
 	fs := newFlags(env, "tokens keygen", "tokens keygen")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	pub, priv, err := auth.GenerateKeyPair()
@@ -51,7 +51,7 @@ func runIssue(env *cliEnv, args []string) error {
 	// The flag's default stays empty and the variable is read after
 	// parsing: a default taken from it would print the private key in -h.
 	keyFlag := fs.String("private-key", "", "Ed25519 private `KEY`, base64 or PEM (default: $RETAIN_AUTH_PRIVATE_KEY, else the key of 'retain dev' in this directory)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *keyFlag == "" {
