@@ -191,7 +191,7 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("churn list takes no arguments, got %q", pos)
+		return usageError{fmt.Errorf("churn list takes no arguments, got %q", pos)}
 	}
 	band, err := parseChurnBand(*bandFlag)
 	if err != nil {
@@ -250,7 +250,7 @@ func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("churn model takes no arguments, got %q", pos)
+		return usageError{fmt.Errorf("churn model takes no arguments, got %q", pos)}
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetModelResponse, error) {
 		resp, err := c.GetModel(ctx, &churnv1.GetModelRequest{})
@@ -266,12 +266,12 @@ func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func printChurnModel(w io.Writer, m *churnv1.Model) {
-	pinned := ""
+	refits := "\n  refit by itself a day after this fit, or from 5 minutes after it once the shop's orders or customers grew by 25%"
 	if m.GetPinned() {
-		pinned = ", pinned: scheduled refits leave it until `retain churn refit` without --as-of"
+		refits = ", pinned: scheduled refits leave it until `retain churn refit` without --as-of"
 	}
 	fmt.Fprintf(w, "BG/NBD purchase model, fitted %s on orders up to %s%s\n",
-		m.GetFittedAt().AsTime().UTC().Format("2006-01-02 15:04 MST"), m.GetAsOf().AsTime().UTC().Format("2006-01-02 15:04:05 MST"), pinned)
+		m.GetFittedAt().AsTime().UTC().Format("2006-01-02 15:04 MST"), m.GetAsOf().AsTime().UTC().Format("2006-01-02 15:04:05 MST"), refits)
 	fmt.Fprintf(w, "  r     %9.4f   alpha %9.4f   purchase rates ~ Gamma(r, alpha): mean %.3f a week\n", m.GetR(), m.GetAlpha(), m.GetR()/m.GetAlpha())
 	fmt.Fprintf(w, "  a     %9.4f   b     %9.4f   dropout after a purchase ~ Beta(a, b): mean %.3f\n", m.GetA(), m.GetB(), m.GetA()/(m.GetA()+m.GetB()))
 	conv := "converged"
@@ -290,7 +290,7 @@ func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("churn refit takes no arguments, got %q", pos)
+		return usageError{fmt.Errorf("churn refit takes no arguments, got %q", pos)}
 	}
 	asOf, err := parseChurnAsOf(*asOfFlag)
 	if err != nil {
@@ -356,7 +356,7 @@ func runChurnWeights(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("churn weights takes no arguments (did you mean `churn weights set`?), got %q", pos)
+		return usageError{fmt.Errorf("churn weights takes no arguments (did you mean `churn weights set`?), got %q", pos)}
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetWeightsResponse, error) {
 		return c.GetWeights(ctx, &churnv1.GetWeightsRequest{})
@@ -404,7 +404,7 @@ func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("churn weights set takes no arguments, got %q", pos)
+		return usageError{fmt.Errorf("churn weights set takes no arguments, got %q", pos)}
 	}
 	// Only the flags given are sent: the others keep the tenant's values.
 	req := &churnv1.SetWeightsRequest{Rescore: *rescore}

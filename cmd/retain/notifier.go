@@ -103,7 +103,7 @@ func templatesList(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("templates list takes no arguments, got %q", pos)
+		return usageError{fmt.Errorf("templates list takes no arguments, got %q", pos)}
 	}
 	ch, err := parseChannelFlag(*chFlag)
 	if err != nil {
@@ -398,7 +398,7 @@ func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if len(pos) != 0 {
-		return fmt.Errorf("deliveries list takes no arguments, got %q", pos)
+		return usageError{fmt.Errorf("deliveries list takes no arguments, got %q", pos)}
 	}
 	if (*customer == "") == (*campaign == "") {
 		return errors.New("deliveries list needs exactly one of --customer and --campaign")

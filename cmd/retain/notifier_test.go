@@ -106,7 +106,7 @@ func (c *cannedNotifier) ListDeliveries(_ context.Context, r *notifierv1.ListDel
 	c.record(r)
 	// Three deliveries, served in pages of the requested size.
 	all := []*notifierv1.Delivery{
-		{RequestId: "winback/e-1/s-1", CustomerId: "c-42", Rank: 70, Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
+		{RequestId: "winback/e-1/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
 			TemplateKey: "winback_90", Status: "sent", RequestedAt: cannedAt},
 		{RequestId: "winback/e-2/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
 			TemplateKey: "winback_90", Status: "deferred", ReasonCode: "quiet_hours", Reason: "21:30 in Asia/Tehran is in quiet hours", DueAt: cannedAt, RequestedAt: cannedAt},
@@ -131,7 +131,7 @@ func (c *cannedNotifier) GetDelivery(_ context.Context, r *notifierv1.GetDeliver
 		// What the notifier says: no more than "not found".
 		return nil, status.Error(codes.NotFound, "not found")
 	}
-	return &notifierv1.GetDeliveryResponse{Delivery: &notifierv1.Delivery{RequestId: r.GetRequestId(), CustomerId: "c-42",
+	return &notifierv1.GetDeliveryResponse{Delivery: &notifierv1.Delivery{RequestId: r.GetRequestId(), CustomerId: "c-42", Rank: 70,
 		Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING, Priority: notifierv1.Priority_PRIORITY_NORMAL,
 		TemplateKey: "winback_90", TemplateVersion: 3, Locale: "fa", Status: "sent", Outcome: notifierv1.Outcome_OUTCOME_SENT, Attempts: 1,
 		ProviderMessageId: "<abc@shop.example>", Origin: &notifierv1.Origin{CampaignId: "winback", CampaignVersion: 2, EnrollmentId: "e-1", StepId: "s-1"},
