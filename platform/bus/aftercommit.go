@@ -8,6 +8,24 @@ type commitHooks struct{ fns []func() }
 
 type commitHooksKey struct{}
 
+// withCommitHooks returns ctx carrying a fresh set of hooks for a handler
+// that runs in a transaction of the runner (a batch, a replay).
+func withCommitHooks(ctx context.Context) (context.Context, *commitHooks) {
+	h := &commitHooks{}
+	return context.WithValue(ctx, commitHooksKey{}, h), h
+}
+
+// reset drops what an attempt that rolled back registered: the next
+// attempt registers again.
+func (h *commitHooks) reset() { h.fns = nil }
+
+// run calls the hooks, once the transaction has committed.
+func (h *commitHooks) run() {
+	for _, fn := range h.fns {
+		fn()
+	}
+}
+
 // AfterCommit asks the consumer runner to call fn once the transaction the
 // handler runs in has committed, before the batch is acked; fn is dropped
 // if the transaction rolls back. It reports whether ctx is a handler's

@@ -693,11 +693,10 @@ func (c *Consumer) skipOtherTypes(ctx context.Context, msgs []jetstream.Msg) []j
 // runTx is the one transaction per batch: inbox, handler, dead letters.
 func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, error) {
 	var res batchResult
-	hooks := &commitHooks{}
-	ctx = context.WithValue(ctx, commitHooksKey{}, hooks)
+	ctx, hooks := withCommitHooks(ctx)
 	err := pg.InTxWith(ctx, c.pool, c.batchTx, func(tx pgx.Tx) error {
 		res = batchResult{}
-		hooks.fns = nil // an attempt that rolled back registers again
+		hooks.reset()
 		for _, d := range ds {
 			d.rejected, d.reason = false, ""
 		}
@@ -749,9 +748,7 @@ func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, erro
 	if err != nil {
 		return batchResult{}, fmt.Errorf("bus: consumer %s: batch of %d: %w", c.cfg.Durable, len(ds), err)
 	}
-	for _, fn := range hooks.fns {
-		fn()
-	}
+	hooks.run()
 	return res, nil
 }
 

@@ -416,12 +416,17 @@ func TestReplay(t *testing.T) {
 	if _, err := b.PublishDurable(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	// Until "deployed", the handler cannot decode v2 payloads.
+	// Until "deployed", the handler cannot decode v2 payloads. It counts
+	// the v2 messages it applied once committed, as a cache or a metric
+	// does (AfterCommit).
 	var understandsV2 atomic.Bool
+	var committedV2 atomic.Int32
 	c := newConsumer(t, b, pool, bus.ConsumerConfig{}, func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 		for _, d := range ds {
 			if d.Type == "v2" && !understandsV2.Load() {
 				d.Reject("unknown payload version")
+			} else if d.Type == "v2" && !bus.AfterCommit(ctx, func() { committedV2.Add(1) }) {
+				return errors.New("AfterCommit refused the handler's context")
 			}
 		}
 		return applyAll(ctx, tx, ds)
@@ -456,6 +461,9 @@ func TestReplay(t *testing.T) {
 		}
 		if rows, distinct := appliedCounts(t, pool); rows != 5 || distinct != 5 {
 			t.Fatalf("applied %d rows for %d ids, want 5 for 5", rows, distinct)
+		}
+		if n := committedV2.Load(); n != 2 {
+			t.Fatalf("the handler's after-commit hooks ran for %d replayed messages, want 2", n)
 		}
 		left, err := c.DeadLetters(ctx, bus.DeadLetterQuery{Limit: 10})
 		if err != nil || len(left) != 0 {

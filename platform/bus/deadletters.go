@@ -164,7 +164,10 @@ func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
 // with it. The stored copy is read without a lock, and whether it was
 // replayed meanwhile is checked again under the row's lock.
 func (c *Consumer) Replay(ctx context.Context, id int64) error {
-	return pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+	// The handler's AfterCommit hooks run as they do after a batch.
+	ctx, hooks := withCommitHooks(ctx)
+	err := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
+		hooks.reset()
 		rows, err := tx.Query(ctx, `
 			SELECT `+deadLetterColumns+`
 			FROM bus_dead_letters WHERE id = $1 AND consumer = $2`, id, c.cfg.Durable)
@@ -229,4 +232,9 @@ func (c *Consumer) Replay(ctx context.Context, id int64) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	hooks.run()
+	return nil
 }
