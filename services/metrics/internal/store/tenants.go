@@ -341,28 +341,32 @@ func (t *tableWrites) send(ctx context.Context, tx pgx.Tx) error {
 // the update); the answers upsert likewise, with the replaced version.
 //
 // A refund counts against its order only in the order's currency (no
-// conversion). selectRefundConflictsOf finds the refunds whose order is
-// stored in another currency, which the consumer dead-letters, and the
-// upsert leaves them out; a refund whose order is not known yet is stored
-// with its currency and counts only if the order arrives in it
-// (refreshRefunds, planOrders). A refund without a currency (empty: stored
-// before refunds kept theirs, or written by a caller of the store that
-// names none) counts in any.
+// conversion). The upsert reads each refund's order once (u) and leaves out
+// the refunds whose order is stored in another currency, which it returns
+// as conflicts (id set) for the consumer to dead-letter, besides the orders
+// re-sent refunds moved away from (id null); a refund whose order is not
+// known yet is stored with its currency and counts only if the order
+// arrives in it (refreshRefunds, planOrders). A refund without a currency
+// (empty: stored before refunds kept theirs, or written by a caller of the
+// store that names none) counts in any.
 const (
-	selectRefundConflictsOf = `
-	SELECT u.t, u.id, u.o, u.c, o.currency FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(t, id, o, c)
-	CROSS JOIN LATERAL (
-		SELECT currency FROM orders WHERE tenant = u.t AND order_id = u.o LIMIT 1) o
-	WHERE o.currency <> u.c AND u.c <> ''`
 	upsertRefundsOf = `
-	INSERT INTO refunds AS r (tenant, refund_id, order_id, amount_minor, currency)
-	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $5::bigint[], $4::text[]) AS u(t, id, o, a, c)
-	WHERE u.c = '' OR NOT EXISTS (SELECT FROM orders x WHERE x.tenant = u.t AND x.order_id = u.o AND x.currency <> u.c)
-	ON CONFLICT (tenant, refund_id) DO UPDATE SET
-		order_id = excluded.order_id, amount_minor = excluded.amount_minor, currency = excluded.currency
-	WHERE (excluded.order_id, excluded.amount_minor, excluded.currency) < (r.order_id, r.amount_minor, r.currency)
-	RETURNING r.tenant,
-		CASE WHEN r.xmax <> 0 THEN (SELECT p.order_id FROM refunds p WHERE p.tenant = r.tenant AND p.refund_id = r.refund_id) END`
+	WITH u AS (
+		SELECT u.t, u.id, u.o, u.a, u.c, x.currency AS oc
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(t, id, o, c, a)
+		LEFT JOIN LATERAL (SELECT currency FROM orders WHERE tenant = u.t AND order_id = u.o LIMIT 1) x ON true
+	), w AS (
+		INSERT INTO refunds AS r (tenant, refund_id, order_id, amount_minor, currency)
+		SELECT t, id, o, a, c FROM u WHERE c = '' OR oc IS NULL OR oc = c
+		ON CONFLICT (tenant, refund_id) DO UPDATE SET
+			order_id = excluded.order_id, amount_minor = excluded.amount_minor, currency = excluded.currency
+		WHERE (excluded.order_id, excluded.amount_minor, excluded.currency) < (r.order_id, r.amount_minor, r.currency)
+		RETURNING r.tenant,
+			CASE WHEN r.xmax <> 0 THEN (SELECT p.order_id FROM refunds p WHERE p.tenant = r.tenant AND p.refund_id = r.refund_id) END AS previous
+	)
+	SELECT t, id, o, c, oc FROM u WHERE oc <> c AND c <> ''
+	UNION ALL
+	SELECT tenant, NULL, previous, NULL, NULL FROM w WHERE previous IS NOT NULL`
 	// refreshRefunds sets the refunded sum of the named orders (those
 	// stored: a refund whose order has not arrived waits for it) to the
 	// sum of their refunds in their currency where the two differ, and returns the changed
@@ -480,28 +484,21 @@ func applyRefundsAndAnswers(ctx context.Context, tx pgx.Tx, ws []*writeBatch, fs
 			w.fresh, w.resent = orderColumns{}, orderColumns{}
 		}
 		writes.queueOrders(b)
-		b.Queue(selectRefundConflictsOf, refunds.tenants, refunds.ids, refunds.orders, refunds.currencies).Query(func(rows pgx.Rows) error {
-			var (
-				tenant string
-				c      RefundConflict
-			)
-			_, err := pgx.ForEachRow(rows, []any{&tenant, &c.RefundID, &c.OrderID, &c.RefundCurrency, &c.OrderCurrency}, func() error {
-				c.Tenant = tenant
-				w := ws[index[tenant]]
-				w.conflicts = append(w.conflicts, c)
-				return nil
-			})
-			return err
-		})
 		b.Queue(upsertRefundsOf, refunds.tenants, refunds.ids, refunds.orders, refunds.currencies, refunds.amounts).Query(func(rows pgx.Rows) error {
 			var (
-				tenant   string
-				previous pgtype.Text
+				tenant, order                  string
+				id, refundCurrency, currencyOf pgtype.Text
 			)
-			_, err := pgx.ForEachRow(rows, []any{&tenant, &previous}, func() error {
-				if previous.Valid {
-					moved.add(tenant, previous.String, &named)
+			_, err := pgx.ForEachRow(rows, []any{&tenant, &id, &order, &refundCurrency, &currencyOf}, func() error {
+				if !id.Valid {
+					moved.add(tenant, order, &named)
+					return nil
 				}
+				w := ws[index[tenant]]
+				w.conflicts = append(w.conflicts, RefundConflict{
+					Tenant: tenant, RefundID: id.String, OrderID: order,
+					RefundCurrency: refundCurrency.String, OrderCurrency: currencyOf.String,
+				})
 				return nil
 			})
 			return err
