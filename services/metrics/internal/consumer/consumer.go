@@ -64,13 +64,9 @@ type refundKey struct{ tenant, id, currency string }
 
 func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery, log *slog.Logger) error {
 	byTenant := map[string]*store.Facts{}
-	refunds := map[refundKey][]*bus.Delivery{}
 	for _, d := range ds {
-		key, err := decodeInto(d, byTenant)
-		if err != nil {
+		if err := decodeInto(d, byTenant); err != nil {
 			d.Reject(err.Error())
-		} else if key != nil {
-			refunds[*key] = append(refunds[*key], d)
 		}
 	}
 	fs := make([]store.TenantFacts, 0, len(byTenant))
@@ -88,25 +84,51 @@ func handle(ctx context.Context, tx pgx.Tx, st *store.Store, ds []*bus.Delivery,
 	if err != nil {
 		return err
 	}
+	var refused map[refundKey]string
 	for _, c := range conflicts {
 		if c.Waiting {
 			log.Warn("refunds in another currency than their order's are not subtracted", "tenant", c.Tenant, "order_id", c.OrderID,
 				"order_currency", c.OrderCurrency, "refund_currency", c.RefundCurrency, "refunded_minor", c.AmountMinor)
 			continue
 		}
-		for _, d := range refunds[refundKey{c.Tenant, c.RefundID, c.RefundCurrency}] {
-			d.Reject(c.Reason())
+		if refused == nil {
+			refused = map[refundKey]string{}
 		}
+		refused[refundKey{c.Tenant, c.RefundID, c.RefundCurrency}] = c.Reason()
+	}
+	if refused != nil {
+		rejectRefused(ds, refused)
 	}
 	return nil
 }
 
-// decodeInto adds the fact of d to its tenant's facts, and returns the key
-// of a refund. An error is permanent: the message can never apply.
-func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) (*refundKey, error) {
+// rejectRefused dead-letters the deliveries of the refused refunds, with
+// their reasons. Refusals are rare (a shop's data error), so the refunds
+// are found by decoding the batch again rather than keyed in every batch;
+// those rejected already did not decode into a fact.
+func rejectRefused(ds []*bus.Delivery, refused map[refundKey]string) {
+	for _, d := range ds {
+		if rejected, _ := d.Rejected(); rejected {
+			continue
+		}
+		tenantID, _, ev, err := bus.DecodeEvent(d.Subject, d.Data)
+		if err != nil {
+			continue
+		}
+		if r := ev.GetOrderRefunded(); r != nil {
+			if reason, ok := refused[refundKey{tenantID, r.GetRefundId(), r.GetAmount().GetCurrency()}]; ok {
+				d.Reject(reason)
+			}
+		}
+	}
+}
+
+// decodeInto adds the fact of d to its tenant's facts. An error is
+// permanent: the message can never apply.
+func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) error {
 	tenantID, _, ev, err := bus.DecodeEvent(d.Subject, d.Data)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	at := ev.GetOccurredAt().AsTime().UTC()
 	facts := byTenant[tenantID]
@@ -119,13 +141,13 @@ func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) (*refundKey, 
 		o := p.OrderPlaced
 		switch {
 		case o.GetOrderId() == "":
-			return nil, errors.New("order_placed.order_id: is required")
+			return errors.New("order_placed.order_id: is required")
 		case o.GetCustomerId() == "":
-			return nil, errors.New("order_placed.customer_id: is required")
+			return errors.New("order_placed.customer_id: is required")
 		case o.GetTotal() == nil || o.GetTotal().GetCurrency() == "":
-			return nil, errors.New("order_placed.total: is required, with a currency")
+			return errors.New("order_placed.total: is required, with a currency")
 		case o.GetTotal().GetAmountMinor() < 0:
-			return nil, fmt.Errorf("order_placed.total.amount_minor: must not be negative, got %d", o.GetTotal().GetAmountMinor())
+			return fmt.Errorf("order_placed.total.amount_minor: must not be negative, got %d", o.GetTotal().GetAmountMinor())
 		}
 		facts.Orders = append(facts.Orders, store.Order{
 			Order: retention.Order{
@@ -138,22 +160,22 @@ func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) (*refundKey, 
 		r := p.OrderRefunded
 		switch {
 		case r.GetRefundId() == "":
-			return nil, errors.New("order_refunded.refund_id: is required")
+			return errors.New("order_refunded.refund_id: is required")
 		case r.GetOrderId() == "":
-			return nil, errors.New("order_refunded.order_id: is required")
+			return errors.New("order_refunded.order_id: is required")
 		case r.GetAmount().GetCurrency() == "":
-			return nil, errors.New("order_refunded.amount: is required, with a currency")
+			return errors.New("order_refunded.amount: is required, with a currency")
 		case r.GetAmount().GetAmountMinor() <= 0:
-			return nil, fmt.Errorf("order_refunded.amount.amount_minor: must be positive, got %d", r.GetAmount().GetAmountMinor())
+			return fmt.Errorf("order_refunded.amount.amount_minor: must be positive, got %d", r.GetAmount().GetAmountMinor())
 		}
 		facts.Refunds = append(facts.Refunds, retention.Refund{
 			ID: r.GetRefundId(), OrderID: r.GetOrderId(), AmountMinor: r.GetAmount().GetAmountMinor(), Currency: r.GetAmount().GetCurrency(),
 		})
-		return &refundKey{tenantID, r.GetRefundId(), r.GetAmount().GetCurrency()}, nil
+		return nil
 	case *eventsv1.Event_SurveyAnswered:
 		s := p.SurveyAnswered
 		if s.GetCustomerId() == "" {
-			return nil, errors.New("survey_answered.customer_id: is required")
+			return errors.New("survey_answered.customer_id: is required")
 		}
 		id := ev.GetId()
 		if id == "" {
@@ -164,20 +186,20 @@ func decodeInto(d *bus.Delivery, byTenant map[string]*store.Facts) (*refundKey, 
 		case eventsv1.SurveyKind_SURVEY_KIND_NPS:
 			a.Kind = retention.SurveyNPS
 			if a.Score < 0 || a.Score > 10 {
-				return nil, fmt.Errorf("survey_answered.score: %d is out of range for NPS: must be 0-10", a.Score)
+				return fmt.Errorf("survey_answered.score: %d is out of range for NPS: must be 0-10", a.Score)
 			}
 		case eventsv1.SurveyKind_SURVEY_KIND_CSAT:
 			a.Kind = retention.SurveyCSAT
 			if a.Score < 1 || a.Score > 5 {
-				return nil, fmt.Errorf("survey_answered.score: %d is out of range for CSAT: must be 1-5", a.Score)
+				return fmt.Errorf("survey_answered.score: %d is out of range for CSAT: must be 1-5", a.Score)
 			}
 		default:
-			return nil, fmt.Errorf("survey_answered.kind: %s is not NPS or CSAT", s.GetKind())
+			return fmt.Errorf("survey_answered.kind: %s is not NPS or CSAT", s.GetKind())
 		}
 		facts.Answers = append(facts.Answers, a)
 	default:
 		// Facts the projections do not use (the consumer's filter keeps
 		// them out; a replay or a foreign publisher may not): nothing to do.
 	}
-	return nil, nil
+	return nil
 }
