@@ -30,7 +30,8 @@ import (
 
 // MethodScopes: reading needs read; templates, preferences and sends are
 // what campaign tooling changes (campaigns:write); the suppression list is
-// an operator's (admin).
+// an operator's (admin). PreviewTemplate of an inline template needs
+// campaigns:write as well (PreviewTemplate checks it).
 var MethodScopes = map[string]string{
 	notifierv1.NotifierService_CreateTemplate_FullMethodName:    auth.ScopeCampaignsWrite,
 	notifierv1.NotifierService_UpdateTemplate_FullMethodName:    auth.ScopeCampaignsWrite,
@@ -74,6 +75,16 @@ func checkID(field, v string) *violation {
 		return &violation{Field: field, Description: fmt.Sprintf("%d bytes: at most %d", len(v), maxID)}
 	case !utf8.ValidString(v):
 		return &violation{Field: field, Description: "is not valid UTF-8"}
+	}
+	return nil
+}
+
+// maxName bounds a customer's name given in a request.
+const maxName = 256
+
+func checkName(field, v string) *violation {
+	if len(v) > maxName {
+		return &violation{Field: field, Description: fmt.Sprintf("%d bytes: at most %d", len(v), maxName)}
 	}
 	return nil
 }
@@ -203,7 +214,14 @@ func (g *GRPC) PreviewTemplate(ctx context.Context, req *notifierv1.PreviewTempl
 		return nil, err
 	}
 	t := req.GetTemplate()
-	if t == nil {
+	if t != nil {
+		// Rendering a template the caller wrote is what saving one does
+		// (compiled, rendered with sample values), so it needs the scope
+		// saving needs; a read token previews the tenant's own templates.
+		if c, _ := auth.ClaimsFromContext(ctx); !c.HasScope(auth.ScopeCampaignsWrite) {
+			return nil, status.Errorf(codes.PermissionDenied, "token lacks scope %q, which an inline template needs (a stored one needs %q only)", auth.ScopeCampaignsWrite, auth.ScopeRead)
+		}
+	} else {
 		if err := invalid(templateRef(req.GetKey(), req.GetChannel())...); err != nil {
 			return nil, err
 		}
@@ -215,6 +233,11 @@ func (g *GRPC) PreviewTemplate(ctx context.Context, req *notifierv1.PreviewTempl
 		if _, err := time.LoadLocation(tz); err != nil {
 			return nil, invalid(&violation{Field: "time_zone", Description: fmt.Sprintf("%q is not an IANA time zone (like Asia/Tehran)", tz)})
 		}
+	}
+	// Names are values a template compares and slices as often as it
+	// says, as a request's variables are (bounded by the renderer).
+	if err := invalid(checkName("first_name", req.GetFirstName()), checkName("last_name", req.GetLastName())); err != nil {
+		return nil, err
 	}
 	// A customer's own details fill what the request leaves out, so the
 	// preview is the message that customer would get.

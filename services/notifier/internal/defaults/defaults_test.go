@@ -13,8 +13,17 @@ func TestDefaultsCompile(t *testing.T) {
 	}
 	keys := map[string]bool{}
 	for _, tpl := range ts {
-		if _, vs := render.Compile(tpl); vs != nil {
+		c, vs := render.Compile(tpl)
+		if vs != nil {
 			t.Errorf("%s %s: %v", tpl.GetKey(), tpl.GetChannel(), vs)
+			continue
+		}
+		// Within the limits of what templates may say and render to.
+		for _, v := range tpl.GetVariants() {
+			m, err := c.Render(render.Input{Locale: render.Locale{Tag: v.GetLocale()}, Customer: map[string]string{"first_name": "Sara"}})
+			if err != nil || m.Subject+m.Body == "" {
+				t.Errorf("%s %s %q: %+v %v", tpl.GetKey(), tpl.GetChannel(), v.GetLocale(), m, err)
+			}
 		}
 		keys[tpl.GetKey()] = true
 	}

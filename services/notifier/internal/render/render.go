@@ -9,16 +9,22 @@ package render
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	htmltemplate "html/template"
+	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"text/template/parse"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/text/language"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -46,10 +52,83 @@ var (
 	customerKeys = []string{"first_name", "last_name", "email", "phone", "locale"}
 )
 
-// maxPart bounds one template part (subject, html, ...).
-const maxPart = 256 << 10
+// Limits of a template's source. Together with what a template may say
+// (checkTree: no loops, no template calls, no functions that build strings
+// of any length) they make a rendering one pass over at most maxSource
+// bytes.
+const (
+	maxPart   = 256 << 10 // one part (subject, html, ...)
+	maxSource = 1 << 20   // every part of every variant together
+	// maxNesting bounds how deep {{if}}, {{with}} (each {{else}} one
+	// level more) and parentheses nest.
+	maxNesting = 32
+	// maxValue bounds one variable's value in a request: comparing or
+	// slicing a value costs in proportion to its size, as often as the
+	// template says.
+	maxValue = 64 << 10
+	// maxFuncOutput bounds what the functions of one rendering produce,
+	// written or kept in variables: json's result grows with its input,
+	// and a template may call it many times.
+	maxFuncOutput = 1 << 20
+)
 
-func funcs() map[string]any {
+// What one part of a message may render to (the README's Templates).
+const (
+	maxSubject   = 1000      // bytes of an email subject
+	maxEmailPart = 256 << 10 // bytes of an email's html fragment or text
+	maxSMS       = 1600      // characters of an SMS: ten 160-character segments
+	maxWebhook   = 64 << 10  // bytes of a webhook body
+)
+
+// limit is what one part may render to, and how it is said in errors.
+type limit struct {
+	max   int
+	runes bool // count characters, not bytes
+	what  string
+}
+
+var (
+	subjectLimit = limit{maxSubject, false, "1,000 bytes, the most an email subject may hold"}
+	emailLimit   = limit{maxEmailPart, false, "256 KB, the most an email part may hold"}
+	smsLimit     = limit{maxSMS, true, "1,600 characters, the most an SMS may hold (ten segments)"}
+	webhookLimit = limit{maxWebhook, false, "64 KB, the most a webhook body may hold"}
+)
+
+// limitError is a rendering stopped at a limit.
+type limitError struct{ Reason string }
+
+func (e *limitError) Error() string { return e.Reason }
+
+// limitWriter holds what a part renders to and fails the rendering at
+// the part's limit, so a template cannot build a message of any size.
+type limitWriter struct {
+	b   strings.Builder
+	n   int
+	lim limit
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if w.lim.runes {
+		// The first byte of each character counts, so a character split
+		// between two writes counts once.
+		n = 0
+		for _, c := range p {
+			if utf8.RuneStart(c) {
+				n++
+			}
+		}
+	}
+	if w.n+n > w.lim.max {
+		return 0, &limitError{Reason: "renders to more than " + w.lim.what}
+	}
+	w.n += n
+	return w.b.Write(p)
+}
+
+// funcs are the functions templates may call besides allowedBuiltins; c
+// meters what they produce in a rendering.
+func (c *Compiled) funcs() map[string]any {
 	return map[string]any{
 		"money":    func(m Money) string { return m.String() },
 		"date":     func(t Time) string { return t.Date() },
@@ -62,15 +141,38 @@ func funcs() map[string]any {
 				v = s.String()
 			}
 			b, err := json.Marshal(v)
-			return string(b), err
+			if err != nil {
+				return "", err
+			}
+			return c.spend("json", string(b))
 		},
 	}
 }
 
-// Compiled is a template ready to render.
+// allowedBuiltins are the builtin functions a template may call: each
+// works in proportion to what it is given. The others build strings of
+// any length from few bytes of source (print, printf, println; html, js,
+// urlquery, whose escaping html parts get by themselves) or call what
+// they are given (call).
+var allowedBuiltins = []string{"and", "or", "not", "eq", "ne", "lt", "le", "gt", "ge", "len", "index", "slice"}
+
+// spend counts a function's result against the rendering's budget.
+func (c *Compiled) spend(fn, s string) (string, error) {
+	c.funcOut += len(s)
+	if c.funcOut > maxFuncOutput {
+		return "", &limitError{Reason: fmt.Sprintf("%s: the template's functions produced more than 1 MB in one rendering", fn)}
+	}
+	return s, nil
+}
+
+// Compiled is a template ready to render. It renders one message at a
+// time (its functions meter the rendering in progress).
 type Compiled struct {
 	T        *notifierv1.Template
 	variants []variant
+
+	mu      sync.Mutex
+	funcOut int // bytes the functions produced in this rendering
 }
 
 type variant struct {
@@ -115,8 +217,16 @@ func Compile(t *notifierv1.Template) (*Compiled, []Violation) {
 		declared[v.GetName()] = v.GetType()
 	}
 	c := &Compiled{T: t}
+	fns := c.funcs()
 	if len(t.GetVariants()) == 0 {
 		add("variants", "at least the default variant (locale \"\") is required")
+	}
+	size := 0
+	for _, v := range t.GetVariants() {
+		size += len(v.GetSubject()) + len(v.GetHtml()) + len(v.GetText()) + len(v.GetBody())
+	}
+	if size > maxSource {
+		add("variants", "%d bytes of template source in all variants: at most %d", size, maxSource)
 	}
 	seen := map[string]bool{}
 	for i, v := range t.GetVariants() {
@@ -146,9 +256,13 @@ func Compile(t *notifierv1.Template) (*Compiled, []Violation) {
 				add(f+"."+name, "%d bytes: at most %d", len(src), maxPart)
 				return nil
 			}
-			tt, err := texttemplate.New(name).Option("missingkey=error").Funcs(funcs()).Parse(src)
+			tt, err := texttemplate.New(name).Option("missingkey=error").Funcs(fns).Parse(src)
 			if err != nil {
 				add(f+"."+name, "%s", cleanErr(err))
+				return nil
+			}
+			if p := checkTree(tt.Tree, len(tt.Templates()), fns); p != "" {
+				add(f+"."+name, "%s", p)
 				return nil
 			}
 			for _, ref := range undeclared(tt.Tree, declared) {
@@ -168,9 +282,11 @@ func Compile(t *notifierv1.Template) (*Compiled, []Violation) {
 		} else if h != "" && len(h) > maxPart {
 			add(f+".html", "%d bytes: at most %d", len(h), maxPart)
 		} else if h != "" {
-			ht, err := htmltemplate.New("html").Option("missingkey=error").Funcs(funcs()).Parse(h)
+			ht, err := htmltemplate.New("html").Option("missingkey=error").Funcs(fns).Parse(h)
 			if err != nil {
 				add(f+".html", "%s", cleanErr(err))
+			} else if p := checkTree(ht.Tree, len(ht.Templates()), fns); p != "" {
+				add(f+".html", "%s", p)
 			} else {
 				for _, ref := range undeclared(ht.Tree, declared) {
 					add(f+".html", "refers to {{.%s}}, which is not declared in variables", ref)
@@ -191,7 +307,13 @@ func Compile(t *notifierv1.Template) (*Compiled, []Violation) {
 	for i, v := range c.variants {
 		in := Input{Locale: Locale{Tag: v.locale, Zone: time.UTC}, Variables: sampleVariables(t.GetVariables()), Customer: map[string]string{"first_name": "Sample"}, UnsubscribeURL: "https://example.com/unsubscribe"}
 		if _, err := c.renderVariant(v, in); err != nil {
-			vs = append(vs, Violation{Field: fmt.Sprintf("template.variants[%d]", i), Description: "does not render with sample values: " + err.Error()})
+			field := fmt.Sprintf("template.variants[%d]", i)
+			var pe *partError
+			if errors.As(err, &pe) {
+				field += "." + pe.part
+				err = pe.err
+			}
+			vs = append(vs, Violation{Field: field, Description: "does not render with sample values: " + err.Error()})
 		}
 	}
 	if len(vs) > 0 {
@@ -206,6 +328,77 @@ func channelWord(c notifierv1.Channel) string {
 
 func cleanErr(err error) string {
 	return strings.TrimPrefix(err.Error(), "template: ")
+}
+
+// checkTree says what a parsed part may not do, or "": loop ({{range}}),
+// define or call templates ({{define}}, {{template}}, {{block}}), call a
+// function that builds strings of any length, or nest deeper than
+// maxNesting. What remains runs each action once. templates is how many
+// templates the part's source defines, itself included; fns are the
+// notifier's functions.
+func checkTree(tree *parse.Tree, templates int, fns map[string]any) string {
+	const noTemplates = "{{define}}, {{template}} and {{block}} are not supported: a template is one message"
+	if templates > 1 {
+		return noTemplates
+	}
+	var problem string
+	var walk func(n parse.Node, depth int)
+	walk = func(n parse.Node, depth int) {
+		if problem != "" {
+			return
+		}
+		if depth > maxNesting {
+			problem = fmt.Sprintf("nests {{if}}, {{with}}, {{else}} and parentheses more than %d levels deep", maxNesting)
+			return
+		}
+		switch x := n.(type) {
+		case *parse.ListNode:
+			if x == nil {
+				return
+			}
+			for _, c := range x.Nodes {
+				walk(c, depth)
+			}
+		case *parse.ActionNode:
+			walk(x.Pipe, depth)
+		case *parse.PipeNode:
+			if x == nil {
+				return
+			}
+			for _, c := range x.Cmds {
+				walk(c, depth)
+			}
+		case *parse.CommandNode:
+			for _, a := range x.Args {
+				if _, paren := a.(*parse.PipeNode); paren {
+					walk(a, depth+1)
+				} else {
+					walk(a, depth)
+				}
+			}
+		case *parse.ChainNode:
+			walk(x.Node, depth)
+		case *parse.IdentifierNode:
+			if _, ok := fns[x.Ident]; !ok && !slices.Contains(allowedBuiltins, x.Ident) {
+				problem = fmt.Sprintf("calls %s, which templates may not use; functions: %s, %s",
+					x.Ident, strings.Join(slices.Sorted(maps.Keys(fns)), ", "), strings.Join(allowedBuiltins, ", "))
+			}
+		case *parse.IfNode:
+			walk(x.Pipe, depth)
+			walk(x.List, depth+1)
+			walk(x.ElseList, depth+1)
+		case *parse.WithNode:
+			walk(x.Pipe, depth)
+			walk(x.List, depth+1)
+			walk(x.ElseList, depth+1)
+		case *parse.RangeNode:
+			problem = "{{range}} is not supported: no template value is a list"
+		case *parse.TemplateNode:
+			problem = noTemplates
+		}
+	}
+	walk(tree.Root, 0)
+	return problem
 }
 
 // undeclared lists the top-level names a template refers to that are
@@ -319,7 +512,7 @@ type Message struct {
 }
 
 // MissingError is a request that lacks a variable the template declares,
-// or gives it with another type.
+// gives it with another type, or gives one too long.
 type MissingError struct {
 	Code, Reason string
 }
@@ -339,6 +532,9 @@ func (c *Compiled) Render(in Input) (Message, error) {
 		}
 		if _, typ := Value(v, in.Locale); typ != s.GetType() {
 			return Message{}, &MissingError{Code: "template_variable_type", Reason: fmt.Sprintf("template %s v%d declares variable %q as %s, the request gives %s", c.T.GetKey(), c.T.GetVersion(), s.GetName(), s.GetType(), typ)}
+		}
+		if n := proto.Size(v); n > maxValue {
+			return Message{}, &MissingError{Code: "template_variable_too_long", Reason: fmt.Sprintf("template %s v%d: the request's variable %q is %d bytes: at most %d", c.T.GetKey(), c.T.GetVersion(), s.GetName(), n, maxValue)}
 		}
 	}
 	return c.renderVariant(c.pick(in.Locale.Tag), in)
@@ -393,7 +589,19 @@ var layout = htmltemplate.Must(htmltemplate.New("layout").Parse(`<!DOCTYPE html>
 </html>
 `))
 
+// partError is a part of a message that did not render.
+type partError struct {
+	part string
+	err  error
+}
+
+func (e *partError) Error() string { return e.part + ": " + e.err.Error() }
+func (e *partError) Unwrap() error { return e.err }
+
 func (c *Compiled) renderVariant(v variant, in Input) (Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.funcOut = 0
 	// The message's language is the customer's (for digits and direction)
 	// when the variant matches it, else the variant's own.
 	tag := in.Locale.Tag
@@ -422,31 +630,35 @@ func (c *Compiled) renderVariant(v variant, in Input) (Message, error) {
 	data[VarDir] = dir
 	data[VarLang] = loc.lang()
 	m := Message{Locale: v.locale, Dir: dir}
+	bodyLimit := smsLimit
+	if c.T.GetChannel() == notifierv1.Channel_CHANNEL_WEBHOOK {
+		bodyLimit = webhookLimit
+	}
 	var err error
-	if m.Subject, err = execText(v.subject, data); err != nil {
-		return Message{}, fmt.Errorf("subject: %w", err)
+	if m.Subject, err = execute(v.subject, data, subjectLimit); err != nil {
+		return Message{}, &partError{"subject", err}
 	}
 	m.Subject = strings.Join(strings.Fields(m.Subject), " ") // no header injection
-	if m.Text, err = execText(v.text, data); err != nil {
-		return Message{}, fmt.Errorf("text: %w", err)
+	if m.Text, err = execute(v.text, data, emailLimit); err != nil {
+		return Message{}, &partError{"text", err}
 	}
-	if m.Body, err = execText(v.body, data); err != nil {
-		return Message{}, fmt.Errorf("body: %w", err)
+	if m.Body, err = execute(v.body, data, bodyLimit); err != nil {
+		return Message{}, &partError{"body", err}
 	}
 	if c.T.GetChannel() == notifierv1.Channel_CHANNEL_WEBHOOK && !json.Valid([]byte(m.Body)) {
-		return Message{}, fmt.Errorf("body: the rendered webhook body is not valid JSON (use {{json .x}} for values)")
+		return Message{}, &partError{"body", errors.New("the rendered webhook body is not valid JSON (use {{json .x}} for values)")}
 	}
 	if v.html != nil {
-		var b bytes.Buffer
-		if err := v.html.Execute(&b, data); err != nil {
-			return Message{}, fmt.Errorf("html: %s", cleanErr(err))
+		body, err := execute(v.html, data, emailLimit)
+		if err != nil {
+			return Message{}, &partError{"html", err}
 		}
 		align := "left"
 		if dir == "rtl" {
 			align = "right"
 		}
 		var doc bytes.Buffer
-		if err := layout.Execute(&doc, map[string]any{"Lang": loc.lang(), "Dir": dir, "Align": align, "Subject": m.Subject, "Body": htmltemplate.HTML(b.String())}); err != nil {
+		if err := layout.Execute(&doc, map[string]any{"Lang": loc.lang(), "Dir": dir, "Align": align, "Subject": m.Subject, "Body": htmltemplate.HTML(body)}); err != nil {
 			return Message{}, fmt.Errorf("html layout: %w", err)
 		}
 		m.HTML = doc.String()
@@ -454,13 +666,21 @@ func (c *Compiled) renderVariant(v variant, in Input) (Message, error) {
 	return m, nil
 }
 
-func execText(t *texttemplate.Template, data any) (string, error) {
+// execute renders one part within lim.
+func execute[T interface {
+	*texttemplate.Template | *htmltemplate.Template
+	Execute(io.Writer, any) error
+}](t T, data any, lim limit) (string, error) {
 	if t == nil {
 		return "", nil
 	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("%s", cleanErr(err))
+	w := &limitWriter{lim: lim}
+	if err := t.Execute(w, data); err != nil {
+		var le *limitError
+		if errors.As(err, &le) {
+			return "", le
+		}
+		return "", errors.New(cleanErr(err))
 	}
-	return b.String(), nil
+	return w.b.String(), nil
 }

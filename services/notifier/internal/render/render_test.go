@@ -79,7 +79,7 @@ func TestCompileNamesTheField(t *testing.T) {
 		{"bad variable type", func(t *notifierv1.Template) { t.Variables[0].Type = "float" }, "template.variables[0].type", "float"},
 		{"reserved name", func(t *notifierv1.Template) { t.Variables[0].Name = "customer" }, "template.variables[0].name", "provided"},
 		{"missing subject", func(t *notifierv1.Template) { t.Variants[0].Subject = "" }, "template.variants[0].subject", "required"},
-		{"wrong function type", func(t *notifierv1.Template) { t.Variants[0].Text = "{{money .coupon}}" }, "template.variants[0]", "sample values"},
+		{"wrong function type", func(t *notifierv1.Template) { t.Variants[0].Text = "{{money .coupon}}" }, "template.variants[0].text", "sample values"},
 		{"bad locale", func(t *notifierv1.Template) { t.Variants[1].Locale = "not a tag!" }, "template.variants[1].locale", "BCP 47"},
 	}
 	for _, tc := range tests {

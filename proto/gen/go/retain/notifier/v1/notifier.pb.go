@@ -652,7 +652,8 @@ type PreviewTemplateRequest struct {
 	// A stored template (key + channel, latest version) ...
 	Key     string  `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=retain.notifier.v1.Channel" json:"channel,omitempty"`
-	// ... or this one, not stored (validated as CreateTemplate would).
+	// ... or this one, not stored (validated as CreateTemplate would; needs
+	// the campaigns:write scope CreateTemplate needs, besides read).
 	Template  *Template                 `protobuf:"bytes,3,opt,name=template,proto3" json:"template,omitempty"`
 	Locale    string                    `protobuf:"bytes,4,opt,name=locale,proto3" json:"locale,omitempty"`
 	TimeZone  string                    `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
