@@ -213,15 +213,14 @@ func isHTTPURL(raw string, needHost bool) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && (u.Host != "" || !needHost)
 }
 
-// shownURL is a provider URL as a message shows it: quoted with its
-// password masked, since provider credentials are often put there; not at
-// all when it does not parse, as then the password cannot be found.
+// shownURL is a provider URL as a message shows it: channel.ShownURL
+// (no userinfo, no query: provider credentials are often put there),
+// quoted when it parses.
 func shownURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "a value that does not parse as a URL (not shown: it may hold a credential)"
+	if _, err := url.Parse(raw); err != nil {
+		return channel.ShownURL(raw)
 	}
-	return strconv.Quote(u.Redacted())
+	return strconv.Quote(channel.ShownURL(raw))
 }
 
 // Service is a wired notifier, ready to be mounted on servers.

@@ -7,31 +7,56 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// post sends one JSON POST and classifies the answer.
-func post(ctx context.Context, client *http.Client, url string, header http.Header, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+// ShownURL is a provider URL as errors and logs show it: scheme, host and
+// path. Its userinfo and query are left out, since providers' credentials
+// are often put there (https://user:pass@..., ?api_key=...), and errors
+// become delivery reasons that shops read.
+func ShownURL(raw string) string {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, Permanent("provider_misconfigured", fmt.Errorf("build request to %s: %w", url, err))
+		return "a URL that does not parse (not shown: it may hold a credential)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// withoutURL is err without the *url.Error net/http wraps it in, whose
+// URL has the query and, from url.Parse, the password; the caller names
+// the URL with ShownURL instead.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// post sends one JSON POST and classifies the answer.
+func post(ctx context.Context, client *http.Client, rawURL string, header http.Header, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, Permanent("provider_misconfigured", fmt.Errorf("build request to %s: %w", ShownURL(rawURL), withoutURL(err)))
 	}
 	req.Header = header
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, Classify(fmt.Errorf("POST %s: %w", url, err))
+		return nil, Classify(fmt.Errorf("POST %s: %w", ShownURL(rawURL), withoutURL(err)))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return nil, Classify(fmt.Errorf("read answer of %s: %w", url, err))
+		return nil, Classify(fmt.Errorf("read answer of %s: %w", ShownURL(rawURL), err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, httpStatusError(resp, b, time.Now())

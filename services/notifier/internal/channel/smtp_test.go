@@ -223,12 +223,16 @@ func TestSMTPStartTLSAndAuth(t *testing.T) {
 	})
 	t.Run("wrong credentials are a permanent failure", func(t *testing.T) {
 		srv := newSink(t, &cert, false)
-		s := NewSMTP(SMTPConfig{Addr: srv.addr, From: "news@shop.example", TLS: TLSStartTLS, Username: "mailer", Password: "wrong",
+		s := NewSMTP(SMTPConfig{Addr: srv.addr, From: "news@shop.example", TLS: TLSStartTLS, Username: "mailer", Password: "not-the-password-7f3a",
 			TLSConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}, Timeout: 5 * time.Second})
 		defer s.Close()
 		_, err := s.Send(context.Background(), testMessage(1))
 		if ce := Classify(err); err == nil || !ce.Permanent || ce.Code != "provider_rejected" || !strings.Contains(err.Error(), "AUTH") {
 			t.Fatalf("want a permanent AUTH rejection, got %v", err)
+		}
+		// The error becomes a delivery's reason and a log line.
+		if strings.Contains(err.Error(), "not-the-password-7f3a") {
+			t.Fatalf("the error shows the password: %v", err)
 		}
 	})
 	t.Run("starttls required but not offered", func(t *testing.T) {
