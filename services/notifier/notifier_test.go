@@ -2,6 +2,7 @@ package notifier_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -282,6 +283,14 @@ func TestWebhookSignatureVerifies(t *testing.T) {
 	body := s.hook.accepted["shop/alert-1"]
 	if !verifySignature(webhookSecret, s.hook.headers[0].Get("Retain-Signature"), body) || !strings.Contains(string(body), `"score": 2`) {
 		t.Fatalf("signature %q does not verify body %s", s.hook.headers[0].Get("Retain-Signature"), body)
+	}
+	// One endpoint serves every shop: the signed body names it, and a
+	// header says the same for routing.
+	var signed struct {
+		TenantID string `json:"tenant_id"`
+	}
+	if err := json.Unmarshal(body, &signed); err != nil || signed.TenantID != "shop" || s.hook.headers[0].Get("Retain-Tenant") != "shop" {
+		t.Fatalf("tenant_id %q (%v), Retain-Tenant %q", signed.TenantID, err, s.hook.headers[0].Get("Retain-Tenant"))
 	}
 	if verifySignature("another secret", s.hook.headers[0].Get("Retain-Signature"), body) {
 		t.Fatal("verifies with the wrong secret")

@@ -252,6 +252,7 @@ func (g *GRPC) PreviewTemplate(ctx context.Context, req *notifierv1.PreviewTempl
 	}
 	locale, tz := cmp.Or(req.GetLocale(), c.Locale), cmp.Or(req.GetTimeZone(), c.TZ)
 	m, err := g.e.Preview(t, render.Input{
+		Tenant:    tenant,
 		Locale:    render.Locale{Tag: locale, Zone: g.e.Zone(tz)},
 		Variables: req.GetVariables(),
 		Customer: map[string]string{"first_name": cmp.Or(req.GetFirstName(), c.FirstName), "last_name": cmp.Or(req.GetLastName(), c.LastName),

@@ -566,6 +566,7 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 	}
 	c := cs[store.Key{Tenant: d.Tenant, Customer: d.CustomerID}]
 	msg, rerr := compiled.Render(render.Input{
+		Tenant:    d.Tenant,
 		Locale:    render.Locale{Tag: c.Locale, Zone: e.zone(c.TZ)},
 		Variables: d.Request.GetVariables(),
 		Customer: map[string]string{"first_name": c.FirstName, "last_name": c.LastName, "email": c.Email, "phone": c.Phone,

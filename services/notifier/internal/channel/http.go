@@ -41,6 +41,15 @@ func withoutURL(err error) error {
 	return err
 }
 
+// newClient is the HTTP client of a provider. It does not follow
+// redirects: an endpoint could otherwise send the notifier to an address
+// only it can reach (the ops port, a cloud metadata service) and have the
+// start of the answer shown in the delivery's reason. A 3xx answer is
+// returned as it is and fails (httpStatusError).
+func newClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
 // post sends one JSON POST and classifies the answer.
 func post(ctx context.Context, client *http.Client, rawURL string, header http.Header, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
@@ -97,7 +106,7 @@ func NewSMS(cfg SMSConfig) *SMS {
 	if cfg.RatePerSecond > 0 {
 		lim = rate.NewLimiter(rate.Limit(cfg.RatePerSecond), max(1, int(cfg.RatePerSecond)))
 	}
-	return &SMS{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, limiter: lim}
+	return &SMS{cfg: cfg, client: newClient(cfg.Timeout), limiter: lim}
 }
 
 // Send delivers one SMS.
@@ -141,10 +150,15 @@ type WebhookConfig struct {
 const (
 	HeaderSignature = "Retain-Signature"
 	HeaderRequestID = "Retain-Request-Id"
+	// HeaderTenant names the shop. One endpoint receives every shop's
+	// webhooks; the body's tenant_id (render) says the same under the
+	// signature.
+	HeaderTenant = "Retain-Tenant"
 )
 
 // Webhook posts the rendered JSON body signed with HMAC-SHA256 over
-// "<unix seconds>.<body>" in Retain-Signature: t=<unix seconds>,v1=<hex>.
+// "<unix seconds>.<body>" in Retain-Signature: t=<unix seconds>,v1=<hex>,
+// naming the shop in Retain-Tenant.
 type Webhook struct {
 	cfg    WebhookConfig
 	client *http.Client
@@ -155,7 +169,7 @@ func NewWebhook(cfg WebhookConfig) *Webhook {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &Webhook{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}}
+	return &Webhook{cfg: cfg, client: newClient(cfg.Timeout)}
 }
 
 // Sign is the Retain-Signature value of body at t.
@@ -175,6 +189,7 @@ func (w *Webhook) Send(ctx context.Context, m *Message) (string, error) {
 	h.Set(HeaderSignature, Sign(w.cfg.Secret, time.Now(), body))
 	h.Set("Idempotency-Key", m.IdempotencyKey())
 	h.Set(HeaderRequestID, m.IdempotencyKey())
+	h.Set(HeaderTenant, m.Tenant)
 	if _, err := post(ctx, w.client, w.cfg.URL, h, body); err != nil {
 		return "", err
 	}

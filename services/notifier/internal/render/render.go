@@ -495,6 +495,8 @@ func sampleVariables(specs []*notifierv1.VariableSpec) map[string]*notifierv1.Te
 
 // Input is what one rendering needs.
 type Input struct {
+	// Tenant is the shop, which a webhook body names in tenant_id.
+	Tenant         string
 	Locale         Locale
 	Variables      map[string]*notifierv1.TemplateValue
 	Customer       map[string]string
@@ -645,8 +647,10 @@ func (c *Compiled) renderVariant(v variant, in Input) (Message, error) {
 	if m.Body, err = execute(v.body, data, bodyLimit); err != nil {
 		return Message{}, &partError{"body", err}
 	}
-	if c.T.GetChannel() == notifierv1.Channel_CHANNEL_WEBHOOK && !json.Valid([]byte(m.Body)) {
-		return Message{}, &partError{"body", errors.New("the rendered webhook body is not valid JSON (use {{json .x}} for values)")}
+	if c.T.GetChannel() == notifierv1.Channel_CHANNEL_WEBHOOK {
+		if m.Body, err = withTenant(m.Body, in.Tenant); err != nil {
+			return Message{}, &partError{"body", err}
+		}
 	}
 	if v.html != nil {
 		body, err := execute(v.html, data, emailLimit)
@@ -664,6 +668,30 @@ func (c *Compiled) renderVariant(v variant, in Input) (Message, error) {
 		m.HTML = doc.String()
 	}
 	return m, nil
+}
+
+// withTenant adds "tenant_id": tenant as the first member of a webhook
+// body. One endpoint receives every shop's webhooks and the signature
+// covers the body, so a receiver can trust the shop the body names; the
+// body must therefore be an object that does not name one itself.
+func withTenant(body, tenant string) (string, error) {
+	if !json.Valid([]byte(body)) {
+		return "", errors.New("the rendered webhook body is not valid JSON (use {{json .x}} for values)")
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &members); err != nil || members == nil {
+		return "", errors.New("the rendered webhook body is not a JSON object ({...})")
+	}
+	if _, ok := members["tenant_id"]; ok {
+		return "", errors.New("the rendered webhook body has a tenant_id: the notifier adds the shop's own")
+	}
+	id, _ := json.Marshal(tenant) // a string always marshals
+	member := `"tenant_id": ` + string(id)
+	if len(members) > 0 {
+		member += ", "
+	}
+	i := strings.IndexByte(body, '{') + 1
+	return body[:i] + member + body[i:], nil
 }
 
 // execute renders one part within lim.

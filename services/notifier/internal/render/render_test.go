@@ -105,13 +105,29 @@ func TestWebhookBodyMustBeJSON(t *testing.T) {
 	if vs != nil {
 		t.Fatal(vs)
 	}
-	m, err := c.Render(Input{Variables: map[string]*notifierv1.TemplateValue{"score": {Value: &notifierv1.TemplateValue_Integer{Integer: 3}}}, Customer: map[string]string{"first_name": `A "quoted" name`}})
-	if err != nil || m.Body != `{"score": 3, "name": "A \"quoted\" name"}` {
+	m, err := c.Render(Input{Tenant: "shop", Variables: map[string]*notifierv1.TemplateValue{"score": {Value: &notifierv1.TemplateValue_Integer{Integer: 3}}}, Customer: map[string]string{"first_name": `A "quoted" name`}})
+	if err != nil || m.Body != `{"tenant_id": "shop", "score": 3, "name": "A \"quoted\" name"}` {
 		t.Fatalf("%q %v", m.Body, err)
 	}
-	tpl.Variants[0].Body = `{"name": {{.customer.first_name}}}`
-	if _, vs := Compile(tpl); len(vs) == 0 || !strings.Contains(vs[0].Description, "JSON") {
-		t.Fatalf("violations %+v", vs)
+	for body, want := range map[string]string{
+		`{"name": {{.customer.first_name}}}`: "not valid JSON",
+		`[{{.score}}]`:                       "JSON object",
+		`{"tenant_id": "other"}`:             "tenant_id",
+		`{"a": 1, "tenant\u005fid": "x"}`:    "tenant_id",
+	} {
+		tpl.Variants[0].Body = body
+		if _, vs := Compile(tpl); len(vs) == 0 || vs[0].Field != "template.variants[0].body" || !strings.Contains(vs[0].Description, want) {
+			t.Errorf("%s: violations %+v, want %q", body, vs, want)
+		}
+	}
+	// An empty object gets the tenant alone.
+	tpl.Variants[0].Body = ` {} `
+	c, vs = Compile(tpl)
+	if vs != nil {
+		t.Fatal(vs)
+	}
+	if m, err := c.Render(Input{Tenant: "shop", Variables: map[string]*notifierv1.TemplateValue{"score": {Value: &notifierv1.TemplateValue_Integer{Integer: 3}}}}); err != nil || m.Body != ` {"tenant_id": "shop"} ` {
+		t.Fatalf("%q %v", m.Body, err)
 	}
 }
 

@@ -38,7 +38,8 @@ type TemplateVariant struct {
 	Html    string `protobuf:"bytes,3,opt,name=html,proto3" json:"html,omitempty"`
 	Text    string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	// SMS: the message text. Webhook: the JSON body (text template whose
-	// output must be valid JSON).
+	// output must be a JSON object without tenant_id: the notifier adds the
+	// shop's as its first member).
 	Body          string `protobuf:"bytes,5,opt,name=body,proto3" json:"body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
