@@ -565,9 +565,15 @@ func (g *GRPC) SendTest(ctx context.Context, req *notifierv1.SendTestRequest) (*
 	if c := req.GetChannel(); c == notifierv1.Channel_CHANNEL_UNSPECIFIED || notifierv1.Channel_name[int32(c)] == "" {
 		vs = append(vs, &violation{Field: "channel", Description: "is required: CHANNEL_EMAIL, CHANNEL_SMS or CHANNEL_WEBHOOK"})
 	}
+	// Marketing unless asked otherwise: a test of a marketing template on
+	// a real customer must not skip their consent, unsubscribes and the
+	// cap because the caller left the category out.
 	cat := req.GetCategory()
-	if cat == notifierv1.Category_CATEGORY_UNSPECIFIED {
-		cat = notifierv1.Category_CATEGORY_TRANSACTIONAL
+	switch {
+	case cat == notifierv1.Category_CATEGORY_UNSPECIFIED:
+		cat = notifierv1.Category_CATEGORY_MARKETING
+	case notifierv1.Category_name[int32(cat)] == "":
+		vs = append(vs, &violation{Field: "category", Description: fmt.Sprintf("%d: want CATEGORY_MARKETING or CATEGORY_TRANSACTIONAL", cat)})
 	}
 	if err := invalid(vs...); err != nil {
 		return nil, err

@@ -2188,8 +2188,10 @@ type SendTestRequest struct {
 	Channel     Channel                   `protobuf:"varint,2,opt,name=channel,proto3,enum=retain.notifier.v1.Channel" json:"channel,omitempty"`
 	TemplateKey string                    `protobuf:"bytes,3,opt,name=template_key,json=templateKey,proto3" json:"template_key,omitempty"`
 	Variables   map[string]*TemplateValue `protobuf:"bytes,4,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Unset: transactional (no consent or cap needed; unsubscribe and
-	// suppression still apply).
+	// Unset: marketing (consent, unsubscribes, suppressions, the frequency
+	// cap and quiet hours apply, as to a campaign's message). Transactional
+	// only when asked for: no consent or cap needed; an unsubscribe from
+	// transactional messages and suppressions still apply.
 	Category      Category `protobuf:"varint,5,opt,name=category,proto3,enum=retain.notifier.v1.Category" json:"category,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -64,8 +64,9 @@ type NotifierServiceClient interface {
 	// GetDelivery returns one delivery with its decision trail.
 	GetDelivery(ctx context.Context, in *GetDeliveryRequest, opts ...grpc.CallOption) (*GetDeliveryResponse, error)
 	// SendTest sends a template to one customer now, through the same policy
-	// pipeline and channels as a campaign request (category transactional
-	// unless given).
+	// pipeline and channels as a campaign request (category marketing unless
+	// given: consent, unsubscribes, suppressions, the cap and quiet hours
+	// apply).
 	SendTest(ctx context.Context, in *SendTestRequest, opts ...grpc.CallOption) (*SendTestResponse, error)
 }
 
@@ -242,8 +243,9 @@ type NotifierServiceServer interface {
 	// GetDelivery returns one delivery with its decision trail.
 	GetDelivery(context.Context, *GetDeliveryRequest) (*GetDeliveryResponse, error)
 	// SendTest sends a template to one customer now, through the same policy
-	// pipeline and channels as a campaign request (category transactional
-	// unless given).
+	// pipeline and channels as a campaign request (category marketing unless
+	// given: consent, unsubscribes, suppressions, the cap and quiet hours
+	// apply).
 	SendTest(context.Context, *SendTestRequest) (*SendTestResponse, error)
 	mustEmbedUnimplementedNotifierServiceServer()
 }
