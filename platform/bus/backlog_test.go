@@ -10,57 +10,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
 )
-
-// gauges reads the gauges of r whose attributes include all of attrs
-// (key=value), by name; a gauge without such a data point is absent.
-func gauges(t testing.TB, r *sdkmetric.ManualReader, attrs ...string) map[string]float64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatalf("collect metrics: %v", err)
-	}
-	match := func(set attribute.Set) bool {
-		for _, kv := range attrs {
-			k, v, _ := strings.Cut(kv, "=")
-			if got, ok := set.Value(attribute.Key(k)); !ok || got.Emit() != v {
-				return false
-			}
-		}
-		return true
-	}
-	out := map[string]float64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			switch g := m.Data.(type) {
-			case metricdata.Gauge[int64]:
-				for _, dp := range g.DataPoints {
-					if match(dp.Attributes) {
-						out[m.Name] = float64(dp.Value)
-					}
-				}
-			case metricdata.Gauge[float64]:
-				for _, dp := range g.DataPoints {
-					if match(dp.Attributes) {
-						out[m.Name] = dp.Value
-					}
-				}
-			}
-		}
-	}
-	return out
-}
 
 // waitGauges waits until the gauges of r (with attrs) hold want.
 func waitGauges(t testing.TB, r *sdkmetric.ManualReader, attrs []string, want func(g map[string]float64) bool) {
 	t.Helper()
 	waitFor(t, "the gauges", func() (bool, string) {
-		g := gauges(t, r, attrs...)
+		g := testenv.Gauges(t, r, attrs...)
 		return want(g), fmt.Sprint(g)
 	})
 }
@@ -121,7 +81,7 @@ func TestConsumerBacklogGauges(t *testing.T) {
 	})
 
 	stop()
-	if g := gauges(t, reader, attrs...); len(g) != 0 {
+	if g := testenv.Gauges(t, reader, attrs...); len(g) != 0 {
 		t.Fatalf("a stopped consumer still reports %v", g)
 	}
 }

@@ -12,9 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/retainhq/retain/platform/bus"
@@ -121,40 +118,6 @@ func waitFor(t testing.TB, what string, cond func() (bool, string)) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// metricSum sums the int64 sum data points of name whose attributes include
-// all of attrs (key=value).
-func metricSum(t testing.TB, r *sdkmetric.ManualReader, name string, attrs ...string) int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatalf("collect metrics: %v", err)
-	}
-	var total int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				t.Fatalf("metric %s is %T, not an int64 sum", name, m.Data)
-			}
-		next:
-			for _, dp := range sum.DataPoints {
-				for _, kv := range attrs {
-					k, v, _ := strings.Cut(kv, "=")
-					got, ok := dp.Attributes.Value(attribute.Key(k))
-					if !ok || got.Emit() != v {
-						continue next
-					}
-				}
-				total += dp.Value
-			}
-		}
-	}
-	return total
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -219,7 +219,7 @@ func TestConsumerRedeliveryIsHarmless(t *testing.T) {
 		if got, want := handled.Load(), 200-firstBatch.Load(); got != want {
 			t.Fatalf("second instance handled %d messages, want %d", got, want)
 		}
-		if dups := metricSum(t, reader, "retain.bus.consumer.messages", "outcome=duplicate"); dups != firstBatch.Load() {
+		if dups := testenv.CounterSum(t, reader, "retain.bus.consumer.messages", "outcome=duplicate"); dups != firstBatch.Load() {
 			t.Fatalf("second instance acked %d redeliveries as duplicates, want %d", dups, firstBatch.Load())
 		}
 	})

@@ -78,7 +78,7 @@ func TestExclusiveConsumerHoldsBatchesThroughDatabaseOutage(t *testing.T) {
 	// hundred times over.
 	var heldSeen int64
 	for deadline := time.Now().Add(6 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		heldSeen = max(heldSeen, metricSum(t, reader, "retain.bus.consumer.held_batches", "consumer="+cfg.Durable))
+		heldSeen = max(heldSeen, testenv.CounterSum(t, reader, "retain.bus.consumer.held_batches", "consumer="+cfg.Durable))
 	}
 	endOutage()
 

@@ -57,7 +57,7 @@ func TestExclusiveConsumerRunsInOneProcess(t *testing.T) {
 		return run(t, newConsumer(t, b, pool, cfg, handler(who)))
 	}
 	held := func(who int) int64 {
-		return metricSum(t, readers[who], "retain.bus.consumer.lease.held", "consumer="+cfg.Durable)
+		return testenv.CounterSum(t, readers[who], "retain.bus.consumer.lease.held", "consumer="+cfg.Durable)
 	}
 	counts := func() map[string]int {
 		mu.Lock()

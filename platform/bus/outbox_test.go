@@ -280,8 +280,8 @@ func TestOutboxConcurrentRelays(t *testing.T) {
 	}
 	var published, duplicates [2]int64
 	for i, r := range readers {
-		published[i] = metricSum(t, r, "retain.bus.outbox.published", "outcome=published")
-		duplicates[i] = metricSum(t, r, "retain.bus.outbox.published", "outcome=duplicate")
+		published[i] = testenv.CounterSum(t, r, "retain.bus.outbox.published", "outcome=published")
+		duplicates[i] = testenv.CounterSum(t, r, "retain.bus.outbox.published", "outcome=duplicate")
 	}
 	if published[0]+published[1] != writers*perWriter || duplicates[0]+duplicates[1] != 0 {
 		t.Fatalf("relays published %v and saw duplicates %v; want %d in total and no duplicates",
