@@ -8,49 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-
 	"github.com/retainhq/retain/platform/testenv"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/notifier"
 )
-
-// counter sums the points of the int64 counter name whose attributes
-// are exactly attrs (key=value, the others absent).
-func (s *stack) counter(t testing.TB, name string, attrs ...string) int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := s.metrics.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var total int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				t.Fatalf("%s is %T, not an int64 counter", name, m.Data)
-			}
-		points:
-			for _, p := range sum.DataPoints {
-				if attrs != nil && p.Attributes.Len() != len(attrs) {
-					continue
-				}
-				for _, kv := range attrs {
-					k, v, _ := strings.Cut(kv, "=")
-					if got, ok := p.Attributes.Value(attribute.Key(k)); !ok || got.Emit() != v {
-						continue points
-					}
-				}
-				total += p.Value
-			}
-		}
-	}
-	return total
-}
 
 // TestOutcomesCountedOnceWhenCommitted: each outcome event on
 // RETAIN_DELIVERIES is counted once in retain.notifier.deliveries, by
@@ -116,7 +77,7 @@ func TestOutcomesCountedOnceWhenCommitted(t *testing.T) {
 		"outcome=failed channel=webhook reason=channel_not_configured": 0,
 	}
 	for attrs, n := range want {
-		if got := s.counter(t, name, strings.Fields(attrs)...); got != n {
+		if got := testenv.CounterSum(t, s.metrics, name, strings.Fields(attrs)...); got != n {
 			t.Errorf("%s{%s} = %d, want %d", name, attrs, got, n)
 		}
 	}
@@ -124,10 +85,10 @@ func TestOutcomesCountedOnceWhenCommitted(t *testing.T) {
 	for _, id := range []string{"sent", "quiet", "no-consent", "ghost", "sms"} {
 		events += len(s.outcomes(t, id))
 	}
-	if got := s.counter(t, name); got != 6 || events != 6 {
+	if got := testenv.CounterSum(t, s.metrics, name); got != 6 || events != 6 {
 		t.Errorf("%d outcomes counted for %d outcome events, want 6 of each", got, events)
 	}
-	if got := s.counter(t, "retain.notifier.provider.attempts", "channel=email", "result=accepted"); got != 2 {
+	if got := testenv.CounterSum(t, s.metrics, "retain.notifier.provider.attempts", "channel=email", "result=accepted"); got != 2 {
 		t.Errorf("%d accepted email provider calls counted, want 2", got)
 	}
 	// Started twice, warned twice: of sms only.
@@ -200,11 +161,11 @@ func TestProviderFailuresLoggedAggregated(t *testing.T) {
 		"channel=webhook result=retried reason=provider_unavailable": 2 * n,
 		"channel=webhook result=accepted":                            n,
 	} {
-		if got := s.counter(t, "retain.notifier.provider.attempts", strings.Fields(attrs)...); got != want {
+		if got := testenv.CounterSum(t, s.metrics, "retain.notifier.provider.attempts", strings.Fields(attrs)...); got != want {
 			t.Errorf("retain.notifier.provider.attempts{%s} = %d, want %d", attrs, got, want)
 		}
 	}
-	if got := s.counter(t, "retain.notifier.deliveries", "outcome=sent", "channel=webhook"); got != n {
+	if got := testenv.CounterSum(t, s.metrics, "retain.notifier.deliveries", "outcome=sent", "channel=webhook"); got != n {
 		t.Errorf("%d webhook deliveries counted sent, want %d", got, n)
 	}
 	if strings.Contains(s.logs.String(), "channel not configured") {
