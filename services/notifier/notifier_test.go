@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -323,20 +322,7 @@ func TestBadInputIsInvalidArgumentNamingTheField(t *testing.T) {
 	cred := s.token(t, "shop", auth.ScopeAdmin)
 	check := func(err error, field string) {
 		t.Helper()
-		st := status.Convert(err)
-		if st.Code() != codes.InvalidArgument {
-			t.Fatalf("%v, want INVALID_ARGUMENT", err)
-		}
-		for _, d := range st.Details() {
-			if br, ok := d.(*errdetails.BadRequest); ok {
-				for _, v := range br.GetFieldViolations() {
-					if v.GetField() == field {
-						return
-					}
-				}
-			}
-		}
-		t.Fatalf("%v does not name %s", err, field)
+		fieldViolation(t, err, field)
 	}
 	_, err := s.client().CreateTemplate(ctx, &notifierv1.CreateTemplateRequest{Template: &notifierv1.Template{Key: "x", Channel: notifierv1.Channel_CHANNEL_EMAIL,
 		Variants: []*notifierv1.TemplateVariant{{Subject: "Hi", Html: "<p>{{.points}}</p>"}}}}, cred)

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 )
 
@@ -22,13 +22,9 @@ func fieldViolation(t *testing.T, err error, field string) string {
 	if st.Code() != codes.InvalidArgument {
 		t.Fatalf("%v, want INVALID_ARGUMENT", err)
 	}
-	for _, d := range st.Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				if v.GetField() == field {
-					return v.GetDescription()
-				}
-			}
+	for _, v := range server.Violations(err) {
+		if v.Field == field {
+			return v.Description
 		}
 	}
 	t.Fatalf("%v does not name %s", err, field)
