@@ -8,12 +8,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/server"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
@@ -339,17 +339,14 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		}, "currency", "EUR GBP"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := wantCode(t, tc.call(), codes.InvalidArgument)
+			err := tc.call()
+			st := wantCode(t, err, codes.InvalidArgument)
 			if !strings.Contains(st.Message(), tc.says) {
 				t.Errorf("message %q does not say %q", st.Message(), tc.says)
 			}
 			var fields []string
-			for _, d := range st.Details() {
-				if br, ok := d.(*errdetails.BadRequest); ok {
-					for _, v := range br.GetFieldViolations() {
-						fields = append(fields, v.GetField())
-					}
-				}
+			for _, v := range server.Violations(err) {
+				fields = append(fields, v.Field)
 			}
 			if len(fields) != 1 || fields[0] != tc.field {
 				t.Errorf("field violations %v, want [%s]", fields, tc.field)
