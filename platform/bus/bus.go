@@ -8,6 +8,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -57,6 +58,49 @@ type Config struct {
 	// MaxBatchSize is the largest atomic batch PublishDurable sends. It must
 	// not exceed the server's max_batch_size (default 1000).
 	MaxBatchSize int
+
+	// How the connection logs in: at most one of a credentials file (a
+	// user JWT and its nkey seed, as `nsc generate creds` writes), an
+	// nkey seed file, a user with a password, or a token. A secret comes
+	// from its variable or from a file (a mounted Secret), not both.
+	// Credentials in the URL are the alternative to all of these.
+	CredsFile    string
+	NkeyFile     string
+	User         string
+	Password     string
+	PasswordFile string
+	Token        string
+	TokenFile    string
+
+	// TLS: TLSCA verifies the server's certificate (without it, the
+	// system's roots do); TLSCert and TLSKey are the client certificate
+	// a server that verifies clients asks for. Any of them makes the
+	// connection use TLS, as a tls:// URL does.
+	TLSCA, TLSCert, TLSKey string
+}
+
+// RegisterFlags binds the connection settings every service shares to
+// flags and RETAIN_NATS_* variables.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	for _, b := range []struct {
+		p     *string
+		s     setting
+		usage string
+	}{
+		{&c.URL, settingURL, "NATS server URL(s), comma-separated"},
+		{&c.CredsFile, settingCreds, "NATS credentials file (user JWT and nkey seed)"},
+		{&c.NkeyFile, settingNkey, "NATS nkey seed file"},
+		{&c.User, settingUser, "NATS user"},
+		{&c.Password, settingPassword, "NATS password of the user"},
+		{&c.PasswordFile, settingPasswordFile, "file holding the NATS password of the user"},
+		{&c.Token, settingToken, "NATS authentication token"},
+		{&c.TokenFile, settingTokenFile, "file holding the NATS authentication token"},
+		{&c.TLSCA, settingTLSCA, "CA certificate(s) verifying the NATS server (PEM file)"},
+		{&c.TLSCert, settingTLSCert, "client certificate for NATS (PEM file)"},
+		{&c.TLSKey, settingTLSKey, "private key of the NATS client certificate (PEM file)"},
+	} {
+		config.StringVar(fs, b.p, b.s.flag, b.s.env, b.usage)
+	}
 }
 
 // withDefaults fills zero fields.
@@ -88,7 +132,9 @@ func (c Config) Validate() error {
 	v.Check(c.ConnectTimeout >= 0, "bus ConnectTimeout", "must not be negative, got %s", c.ConnectTimeout)
 	v.Check(c.PublishTimeout >= 0, "bus PublishTimeout", "must not be negative, got %s", c.PublishTimeout)
 	v.Check(c.MaxBatchSize >= 0, "bus MaxBatchSize", "must not be negative, got %d", c.MaxBatchSize)
-	validateURL(&v, config.SettingName("RETAIN_NATS_URL", "nats-url"), c.URL)
+	validateURL(&v, settingURL.String(), c.URL)
+	c.validateAuth(&v)
+	c.validateTLS(&v)
 	return v.Err()
 }
 
@@ -219,11 +265,20 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 	}
 	log = log.With("component", "bus")
 
-	natsOpts := []nats.Option{
+	loginOpts, err := cfg.connectOptions()
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	natsOpts := append(loginOpts,
 		nats.Name(cfg.Name),
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
+		// By default nats.go stops reconnecting for good when a server
+		// refuses the login twice in a row, leaving a service up but
+		// never ready again. Keep trying instead: the server's users may
+		// be being updated, or a rotated credentials file be on its way.
+		nats.IgnoreAuthErrorAbort(),
+		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -240,7 +295,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 			}
 			log.Warn("nats async error", "subject", subject, "error", err)
 		}),
-	}
+	)
 
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -251,7 +306,8 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 				nc.Close()
 				return nil, fmt.Errorf("bus: jetstream context: %w", err)
 			}
-			log.Info("nats connected", "server", nc.ConnectedUrlRedacted(), "attempts", attempt)
+			_, notTLS := nc.TLSConnectionState()
+			log.Info("nats connected", "server", nc.ConnectedUrlRedacted(), "attempts", attempt, "login", cfg.login(), "tls", notTLS == nil)
 			return &Bus{
 				NC:     nc,
 				JS:     js,
@@ -268,6 +324,11 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 		var uerr *url.Error
 		if errors.As(err, &uerr) || errors.Is(err, nats.ErrMixingWebsocketSchemes) {
 			return nil, fmt.Errorf("bus: URL %q (RETAIN_NATS_URL) rejected: %s", redactURL(cfg.URL), redactErr(err, cfg.URL))
+		}
+		// Nor does a retry change the login or TLS settings the server
+		// refuses: stop with the settings to fix.
+		if refused := cfg.refusal(err); refused != nil {
+			return nil, fmt.Errorf("bus: connect to %s: %s", redactURL(cfg.URL), redactErr(refused, cfg.URL))
 		}
 		log.Warn("nats connect failed, retrying", "attempt", attempt, "retry_in", delay, "error", redactErr(err, cfg.URL))
 		if werr := sleepCtx(ctx, delay); werr != nil {

@@ -53,7 +53,7 @@ func DefaultConfig(name string) Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage string) {
 	c.DatabaseEnv = databaseEnv
 	c.Telemetry.RegisterFlags(fs)
-	config.StringVar(fs, &c.NATS.URL, "nats-url", "RETAIN_NATS_URL", "NATS server URL(s), comma-separated")
+	c.NATS.RegisterFlags(fs)
 	c.Streams.RegisterFlags(fs)
 	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
 	if c.Addrs.HTTP != "" {
