@@ -768,7 +768,8 @@ func TestEveryCommandDeployed(t *testing.T) {
 
 // credentialEnv are variable names that hold credentials: never in a
 // ConfigMap or a plain env value (the chart refuses them in env too).
-var credentialEnv = regexp.MustCompile(`(DATABASE_URL|KEY|_SECRET|_PASSWORD|_AUTH|_TOKEN)$`)
+// RETAIN_NATS_TLS_KEY is not one: it holds the path of a mounted file.
+var credentialEnv = regexp.MustCompile(`(DATABASE_URL|PUBLIC_KEY|PRIVATE_KEY|_SECRET|_PASSWORD|_AUTH|_TOKEN)$`)
 
 // notifierSecrets are the notifier's credentials, each from a Secret; only
 // the unsubscribe secret is required for the pod to start.

@@ -156,6 +156,41 @@ secret names, env). Use: include "retain.service" (dict "root" $ "name" $name) |
 {{- end -}}
 
 {{/*
+How the services log in to NATS: natsAuth.mode, by default password with
+the bundled NATS (which has a user per service) and none with your own.
+*/}}
+{{- define "retain.natsAuthMode" -}}
+{{- .Values.natsAuth.mode | default (ternary "password" "none" .Values.nats.enabled) -}}
+{{- end -}}
+
+{{/* Where a service finds its NATS credentials file (mode creds) and the TLS files. */}}
+{{- define "retain.natsAuthDir" -}}/etc/retain/nats-auth{{- end -}}
+{{- define "retain.natsTLSDir" -}}/etc/retain/nats-tls{{- end -}}
+
+{{/* The variable of the bundled NATS's environment holding a service's password. */}}
+{{- define "retain.natsPasswordEnv" -}}
+{{- printf "RETAIN_NATS_PASSWORD_%s" (upper .) -}}
+{{- end -}}
+
+{{/*
+The NATS login and TLS settings the chart gives every service, each
+variable with what sets it: a service's env, secretEnv and extraEnv may
+not set them too (retain.validate).
+*/}}
+{{- define "retain.natsClientSettings" -}}
+{{- if ne (include "retain.natsAuthMode" .) "none" }}
+{{- range list "CREDS" "NKEY" "USER" "PASSWORD" "PASSWORD_FILE" "TOKEN" "TOKEN_FILE" }}
+RETAIN_NATS_{{ . }}: natsAuth
+{{- end }}
+{{- end }}
+{{- if .Values.natsTLS.secretName }}
+{{- range list "CA" "CERT" "KEY" }}
+RETAIN_NATS_TLS_{{ . }}: natsTLS
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
 The stream settings, each variable with the key of config that sets it:
 they size the streams every service shares, so a release gives them one
 value for all (docs/decisions/0021-stream-settings.md). Every ConfigMap
@@ -191,6 +226,33 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- if gt $replicas $servers -}}
 {{- fail (printf "config.streamReplicas is %d but the bundled NATS runs %d server(s): lower config.streamReplicas or enable nats.config.cluster with at least %d replicas" $replicas $servers $replicas) -}}
 {{- end -}}
+{{- /* The bundled NATS's users are values of the NATS chart, which cannot read this chart's: check they match. */ -}}
+{{- $mode := include "retain.natsAuthMode" . -}}
+{{- $authz := dig "config" "merge" "authorization" nil .Values.nats -}}
+{{- if and (eq $mode "none") $authz -}}
+{{- fail "natsAuth.mode is none, but the bundled NATS requires a login (nats.config.merge.authorization): use natsAuth.mode password; to run NATS open to every pod that reaches it, also set nats.config.merge.authorization to null" -}}
+{{- end -}}
+{{- if eq $mode "password" -}}
+{{- $users := dict -}}
+{{- range (dig "users" list ($authz | default dict)) -}}
+{{- $_ := set $users (toString .user) (toString .password) -}}
+{{- end -}}
+{{- $natsEnv := dig "container" "env" dict .Values.nats -}}
+{{- $secret := .Values.natsAuth.secretName -}}
+{{- range $name, $_ := .Values.services -}}
+{{- if (include "retain.service" (dict "root" $ "name" $name) | fromYaml).enabled -}}
+{{- $var := include "retain.natsPasswordEnv" $name -}}
+{{- $password := printf "<< $%s >>" $var -}}
+{{- if ne (get $users $name) $password -}}
+{{- fail (printf "natsAuth.mode is password, but nats.config.merge.authorization.users has no {user: %s, password: %q}: the bundled NATS would refuse the %s service's login" $name $password $name) -}}
+{{- end -}}
+{{- $ref := dig $var "valueFrom" "secretKeyRef" dict $natsEnv -}}
+{{- if or (ne (toString $ref.name) $secret) (ne (toString $ref.key) $name) -}}
+{{- fail (printf "natsAuth.mode is password, but nats.container.env.%s is not {valueFrom: {secretKeyRef: {name: %s, key: %s}}}: the bundled NATS would not know the %s service's password from natsAuth.secretName" $var $secret $name $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- range $name, $_ := .Values.services -}}
 {{- $svc := include "retain.service" (dict "root" $ "name" $name) | fromYaml -}}
@@ -212,6 +274,16 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- if eq $where "extraEnv" -}}{{- $set = has $k $extraNames -}}{{- else -}}{{- $set = hasKey ((get $svc $where) | default dict) $k -}}{{- end -}}
 {{- if $set -}}
 {{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does): it sizes the streams every service shares, so all services must have one value; set config.%s instead" $name $where $k $where $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $k, $key := include "retain.natsClientSettings" $ | fromYaml -}}
+{{- range $where := list "env" "secretEnv" "extraEnv" -}}
+{{- $set := false -}}
+{{- if eq $where "extraEnv" -}}{{- $set = has $k $extraNames -}}{{- else -}}{{- $set = hasKey ((get $svc $where) | default dict) $k -}}{{- end -}}
+{{- if $set -}}
+{{- $own := ternary "natsAuth.mode none lets services log in their own way" "without natsTLS.secretName, give the TLS files yourself" (eq $key "natsAuth") -}}
+{{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does), which %s sets for every service; %s" $name $where $k $where $key $own) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -252,6 +324,21 @@ own env (which wins). (dict "root" $ "svc" $svc)
 {{- end -}}
 {{- if $svc.ports.http -}}
 {{- $_ := set $env "RETAIN_HTTP_ADDR" (printf ":%d" (int $svc.ports.http)) -}}
+{{- end -}}
+{{- /* the NATS login and TLS files (deployment.yaml mounts them; the password comes from a Secret) */ -}}
+{{- $mode := include "retain.natsAuthMode" $root -}}
+{{- if eq $mode "password" -}}
+{{- $_ := set $env "RETAIN_NATS_USER" $svc.name -}}
+{{- else if eq $mode "creds" -}}
+{{- $_ := set $env "RETAIN_NATS_CREDS" (printf "%s/nats.creds" (include "retain.natsAuthDir" $root)) -}}
+{{- end -}}
+{{- if $root.Values.natsTLS.secretName -}}
+{{- $dir := include "retain.natsTLSDir" $root -}}
+{{- $_ := set $env "RETAIN_NATS_TLS_CA" (printf "%s/ca.crt" $dir) -}}
+{{- if $root.Values.natsTLS.clientCertificate -}}
+{{- $_ := set $env "RETAIN_NATS_TLS_CERT" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $env "RETAIN_NATS_TLS_KEY" (printf "%s/tls.key" $dir) -}}
+{{- end -}}
 {{- end -}}
 {{- if $root.Values.otel.endpoint -}}
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" $root.Values.otel.endpoint -}}
