@@ -49,7 +49,7 @@ func TestConfigMessages(t *testing.T) {
 		{[]string{"RETAIN_NOTIFIER_SMTP_ADDR=smtp:587", "RETAIN_NOTIFIER_SMTP_FROM=Shop <news@shop.example>", "RETAIN_NOTIFIER_SMTP_TLS=ssl"},
 			`RETAIN_NOTIFIER_SMTP_TLS (-smtp-tls): must be one of starttls, opportunistic, tls, none, got "ssl"`},
 		{[]string{"RETAIN_NOTIFIER_SMTP_ADDR=smtp:587"}, `RETAIN_NOTIFIER_SMTP_FROM (-smtp-from): must be set with RETAIN_NOTIFIER_SMTP_ADDR: the sender, such as "Shop <news@shop.example>"`},
-		{[]string{"RETAIN_NOTIFIER_SMS_URL=ftp://sid:t0ken@sms.example/send?api_key=k3y"}, `RETAIN_NOTIFIER_SMS_URL (-sms-url): want an http(s) URL, got "ftp://sms.example/send"`},
+		{[]string{"RETAIN_NOTIFIER_SMS_URL=ftp://sid:t0ken@sms.example/send?api_key=k3y"}, `RETAIN_NOTIFIER_SMS_URL (-sms-url): want an http(s) URL, got "ftp://sms.example"`},
 		{[]string{"RETAIN_NOTIFIER_WEBHOOK_URL=https://hooks.example/retain", "RETAIN_NOTIFIER_WEBHOOK_SECRET=s3cret"},
 			"RETAIN_NOTIFIER_WEBHOOK_SECRET (-webhook-secret): must be at least 16 bytes with RETAIN_NOTIFIER_WEBHOOK_URL, got 6"},
 	} {

@@ -59,7 +59,7 @@ type Config struct {
 	PublishTimeout time.Duration
 	// HistoryTimeout bounds the ingest log look-up of a batch. Past it the
 	// batch's requests are refused for a retry; only a log database that
-	// cannot be reached at all is published past (decision 0023).
+	// cannot be reached at all is published past (decision 0024).
 	HistoryTimeout time.Duration
 }
 

@@ -84,7 +84,7 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 		// reused id's different event that every consumer's inbox then
 		// skips. The batch's requests are refused for a retry instead. Only
 		// a log that cannot be reached at all is published past (decision
-		// 0023). The cause is text: a deadline here is not the client's.
+		// 0024). The cause is text: a deadline here is not the client's.
 		return nil, fmt.Errorf("%w: the ingest log look-up failed (%v)", ErrUnresolved, err)
 	}
 	var fresh []bus.Message

@@ -183,11 +183,11 @@ func (e *Engine) HandleRequests(ctx context.Context, tx pgx.Tx, msgs []*bus.Deli
 	if _, err := e.admit(ctx, tx, ds, now, &t); err != nil {
 		return err
 	}
-	// Counted when the batch commits: a batch that rolls back (even at
-	// COMMIT) is redelivered and decided again, and a redelivery of a
-	// committed one is a duplicate the inbox drops before this handler.
-	// Outside a consumer's batch (a dead-letter replay) there is no commit
-	// to wait for, and nothing is counted.
+	// Counted when the batch (or a dead-letter replay) commits: a batch
+	// that rolls back is redelivered and decided again, and a redelivery of
+	// a committed one is a duplicate the inbox drops before this handler.
+	// So each outcome is counted at most once: a COMMIT that succeeds on
+	// the server but whose answer is lost is never counted.
 	bus.AfterCommit(ctx, func() { e.metrics.count(ctx, t) })
 	return nil
 }

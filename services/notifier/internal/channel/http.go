@@ -18,16 +18,17 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// ShownURL is a provider URL as errors and logs show it: scheme, host and
-// path. Its userinfo and query are left out, since providers' credentials
-// are often put there (https://user:pass@..., ?api_key=...), and errors
-// become delivery reasons that shops read.
+// ShownURL is a provider URL as errors and logs show it: scheme and host.
+// Its userinfo, path and query are left out, since providers' credentials
+// are often put there (https://user:pass@..., ?api_key=..., a Slack
+// webhook's /services/T../B../secret), and errors become delivery reasons
+// that every shop of the deployment reads.
 func ShownURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "a URL that does not parse (not shown: it may hold a credential)"
 	}
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
 }
 
 // withoutURL is err without the *url.Error net/http wraps it in, whose

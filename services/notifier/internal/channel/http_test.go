@@ -28,11 +28,13 @@ func closedAddr(t *testing.T) string {
 // TestProviderURLCredentialsStayOutOfErrors: a provider URL often holds
 // its credential (https://user:pass@..., ?api_key=...); a failed call's
 // error, which becomes a delivery's reason and a log line, shows the
-// scheme, host and path only.
+// scheme and host only: Slack-, Discord- and Zapier-style webhooks carry
+// theirs in the path.
 func TestProviderURLCredentialsStayOutOfErrors(t *testing.T) {
 	addr := closedAddr(t)
 	for _, tc := range []struct{ url, shown string }{
-		{"http://sid:hunter2@" + addr + "/v1/send?api_key=SECRET", "http://" + addr + "/v1/send"},
+		{"http://sid:hunter2@" + addr + "/v1/send?api_key=SECRET", "http://" + addr},
+		{"http://" + addr + "/services/T0/B0/SECRET", "http://" + addr},
 		{"http://sid:hunter2@[::1/v1/send?api_key=SECRET", "URL"}, // does not parse
 	} {
 		m := testMessage(1)
