@@ -160,17 +160,22 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	if err := store.ApplyFacts(ctx, tx, &b, customers); err != nil {
 		return err
 	}
-	// A projection that grows from empty (a fresh service importing a
-	// shop's history) outruns autovacuum's statistics, and with a table
-	// believed tiny Postgres reads every order of the tenant for each batch
-	// instead of the batch's customers: 50k facts then took minutes instead
-	// of seconds.
-	e.stats.Applied(len(ds))
 	models, err := e.rescoreCustomers(ctx, tx, customers)
 	if err != nil {
 		return err
 	}
-	e.noteBatch(ds, b.Orders, models)
+	// Counted once the batch commits: an attempt that rolls back is
+	// applied again, and a refit woken before the commit would count
+	// without this batch's orders. (stats: a projection that grows from
+	// empty, a fresh service importing a shop's history, outruns
+	// autovacuum's statistics, and with a table believed tiny Postgres
+	// reads every order of the tenant for each batch instead of the
+	// batch's customers: 50k facts then took minutes instead of seconds.)
+	orders := b.Orders
+	bus.AfterCommit(ctx, func() {
+		e.stats.Applied(len(ds))
+		e.noteBatch(ds, orders, models)
+	})
 	return nil
 }
 
@@ -563,8 +568,22 @@ func (e *Engine) fit(ctx context.Context, tenant string, asOf *time.Time, schedu
 		Params: res.Params, LogLikelihood: res.LogLikelihood, Customers: res.Customers, Converged: res.Converged,
 		TypicalGapDays: h.TypicalGapDays, AsOf: at, Pinned: pinned, FittedAt: now, Orders: h.Orders,
 	}
-	if err := store.SaveModel(ctx, e.pool, tenant, m); err != nil {
+	stored, err := store.SaveModel(ctx, e.pool, tenant, m, scheduled)
+	if err != nil {
 		return store.Model{}, err
+	}
+	if !stored {
+		// Pinned, or refit by another fit that started later, while this
+		// one ran: that model stays, and is what this call answers.
+		e.log.Info("fitted model not stored: the model was pinned or refit meanwhile", "tenant", tenant, "as_of", at)
+		current, ok, err := store.LoadModel(ctx, e.pool, tenant)
+		if err != nil {
+			return store.Model{}, err
+		}
+		if !ok {
+			return store.Model{}, fmt.Errorf("model of %s: stored by another fit, then gone", tenant)
+		}
+		return current, nil
 	}
 	e.fitted(tenant, m)
 	e.log.Info("model fitted", "tenant", tenant, "customers", res.Customers, "orders", h.Orders, "groups", res.Groups,

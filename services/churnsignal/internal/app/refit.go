@@ -205,7 +205,13 @@ func (e *Engine) noteBatch(ds []*bus.Delivery, orders []facts.Order, models map[
 	for tenant, n := range perTenant {
 		w := e.watchOf(tenant)
 		if m, ok := models[tenant]; ok && m.FittedAt.After(w.fittedAt) {
-			*w = watch{fittedAt: m.FittedAt, need: ordersToGrow(m.Orders, m.Orders)}
+			if w.refused != nil && !m.FittedAt.After(w.refused.at) {
+				// A fit refused since this model is what the orders
+				// count against (refused set the need from it).
+				w.fittedAt = m.FittedAt
+			} else {
+				*w = watch{fittedAt: m.FittedAt, need: ordersToGrow(m.Orders, m.Orders)}
+			}
 		}
 		w.seen += n
 		// A tenant already flagged wakes the loop too: its check may have

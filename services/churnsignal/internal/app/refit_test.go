@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -159,5 +160,23 @@ func TestNoteBatch(t *testing.T) {
 	e.noteBatch(nil, orders("a", 499), models)
 	if fmt.Sprint(e.pendingTenants()) != "[b]" {
 		t.Fatalf("after a refit on 2000 orders, 499 more flag it: %v", e.pendingTenants())
+	}
+
+	// A fit refused since the model (a new process's first scheduled
+	// check, say) is what the orders count against, and stays the last
+	// fit: the next batch must not fall back to the model's.
+	refusedAt := fittedAt.Add(30 * time.Hour)
+	e.refused("c", basis{at: refusedAt, size: store.Size{Orders: 4000, Customers: 900}})
+	models["c"] = store.Model{FittedAt: fittedAt, Orders: 1000}
+	e.noteBatch(nil, orders("c", 1), models)
+	if last := e.lastFit("c", models["c"], true); last == nil || !last.at.Equal(refusedAt) {
+		t.Fatalf("after a batch, the last fit of c is %+v, want the refused one at %s", last, refusedAt)
+	}
+	if slices.Contains(e.pendingTenants(), "c") {
+		t.Fatalf("1 order after a fit refused on 4000 flags c: %v", e.pendingTenants())
+	}
+	e.noteBatch(nil, orders("c", 999), models)
+	if !slices.Contains(e.pendingTenants(), "c") {
+		t.Fatalf("1,000 orders after a fit refused on 4000 do not flag c: %v", e.pendingTenants())
 	}
 }

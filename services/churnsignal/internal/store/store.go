@@ -933,19 +933,26 @@ type Model struct {
 }
 
 // SaveModel makes m the tenant's current model.
-func SaveModel(ctx context.Context, q Querier, tenant string, m Model) error {
-	if _, err := q.Exec(ctx, `
+//
+// A fit replaces only an older one (fits run for seconds, and a manual
+// refit may start after an automatic one and end before it); an automatic
+// fit (automatic) never replaces a pinned model, whenever the pin came.
+// stored reports whether m replaced the stored model.
+func SaveModel(ctx context.Context, q Querier, tenant string, m Model, automatic bool) (stored bool, err error) {
+	tag, err := q.Exec(ctx, `
 		INSERT INTO churn_models (tenant_id, r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at, orders)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (tenant_id) DO UPDATE SET r = excluded.r, alpha = excluded.alpha, a = excluded.a, b = excluded.b,
 			log_likelihood = excluded.log_likelihood, customers = excluded.customers, converged = excluded.converged,
 			typical_gap_days = excluded.typical_gap_days, as_of = excluded.as_of, pinned = excluded.pinned, fitted_at = excluded.fitted_at,
-			orders = excluded.orders`,
+			orders = excluded.orders
+		WHERE churn_models.fitted_at <= excluded.fitted_at AND NOT ($14 AND churn_models.pinned)`,
 		tenant, m.Params.R, m.Params.Alpha, m.Params.A, m.Params.B, m.LogLikelihood, m.Customers, m.Converged,
-		m.TypicalGapDays, m.AsOf, m.Pinned, m.FittedAt, m.Orders); err != nil {
-		return fmt.Errorf("save model of %s: %w", tenant, err)
+		m.TypicalGapDays, m.AsOf, m.Pinned, m.FittedAt, m.Orders, automatic)
+	if err != nil {
+		return false, fmt.Errorf("save model of %s: %w", tenant, err)
 	}
-	return nil
+	return tag.RowsAffected() == 1, nil
 }
 
 const modelColumns = `r, alpha, a, b, log_likelihood, customers, converged, typical_gap_days, as_of, pinned, fitted_at, orders`
