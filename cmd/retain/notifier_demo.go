@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,7 +161,8 @@ func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 	if n == nil {
 		return nil
 	}
-	reqs, err := publishDemoRequests(ctx, conn, natsURL, n, time.Now().UTC())
+	now := time.Now().UTC()
+	reqs, err := publishDemoRequests(ctx, conn, natsURL, n, now)
 	if err != nil {
 		return fmt.Errorf("demo notifications: %w", err)
 	}
@@ -184,6 +186,9 @@ func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 		}
 		fmt.Fprintf(w, "    %-10s %-26s %6d\n", c.Status, cmp.Or(c.ReasonCode, "-"), c.N)
 	}
+	if slices.ContainsFunc(counts, func(c notifier.Count) bool { return c.ReasonCode == "expired" }) {
+		fmt.Fprintln(w, "    (expired: deferred by the frequency cap or quiet hours to a time past the request's expiry)")
+	}
 	fmt.Fprintln(w, "  Published by the demo itself to RETAIN_NOTIFICATIONS (not by a campaign), one per policy:")
 	outbox := filepath.Join(n.OutboxDir(), devTenant)
 	var files []string
@@ -193,14 +198,21 @@ func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 			return fmt.Errorf("delivery %s: %w", r.req.GetRequestId(), notifierAPI.fail(err))
 		}
 		d := resp.GetDelivery()
-		// The customer's zone as the notifier has it (from the first demo
-		// run), to show times as the customer sees them.
+		// The customer's zone as the notifier has it now, to show times as
+		// the customer sees them.
 		prefs, err := client.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: d.GetCustomerId()})
 		if err != nil {
 			return fmt.Errorf("preferences of %s: %w", d.GetCustomerId(), notifierAPI.fail(err))
 		}
 		loc, err := time.LoadLocation(prefs.GetTimeZone())
 		if err != nil {
+			loc = time.UTC
+		}
+		// The request ids are fixed, so a demo run in a directory an
+		// earlier one used shows that run's decision, taken in the zone
+		// the customer had then (the night zone moves with the clock).
+		earlier := d.GetRequestedAt().AsTime().Before(now.Add(-time.Minute))
+		if earlier {
 			loc = time.UTC
 		}
 		fmt.Fprintf(w, "    %-28s %s\n", d.GetRequestId(), r.what)
@@ -213,6 +225,9 @@ func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 			line += fmt.Sprintf(" (%s local time)", d.GetDueAt().AsTime().In(loc).Format("2006-01-02 15:04 MST"))
 		}
 		fmt.Fprintf(w, "    %-28s -> %s\n", "", line)
+		if earlier {
+			fmt.Fprintf(w, "    %-28s (decided by the first demo run in this directory: the demo's request ids are fixed, so each is delivered once; `--dir` elsewhere for a fresh run)\n", "")
+		}
 		if d.GetStatus() == "sent" {
 			if m, _ := filepath.Glob(filepath.Join(outbox, "*"+strings.ReplaceAll(d.GetRequestId(), "/", "_")+".eml")); len(m) > 0 {
 				files = append(files, m[0])
