@@ -419,12 +419,38 @@ func (e *Engine) FireTimers(ctx context.Context, limit int) (int, error) {
 // Run fires timers and sends until ctx is done.
 func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	wg.Go(func() { e.checkStoredTemplates(ctx) })
 	wg.Go(func() {
 		e.loop(ctx, "timers", func(ctx context.Context) (int, error) { return e.FireTimers(ctx, 500) })
 	})
 	wg.Go(func() { e.loop(ctx, "sender", e.SendDue) })
 	wg.Wait()
 	return nil
+}
+
+// checkStoredTemplates compiles the latest version of every stored
+// template once at start-up and warns of each that no longer compiles: the
+// limits of a newer release (decision 0027: no range, bounded sizes) refuse
+// what an older one stored, and until it is updated every send with it
+// fails template_invalid. A failed read is logged and not retried:
+// the sends still say what fails.
+func (e *Engine) checkStoredTemplates(ctx context.Context) {
+	checked, broken := 0, 0
+	err := store.EachLatestTemplate(ctx, e.pool, func(tenant string, t *notifierv1.Template) error {
+		checked++
+		if _, vs := render.Compile(t); len(vs) > 0 {
+			broken++
+			e.log.Warn("stored template does not compile: every send with it fails template_invalid until it is updated (retain templates apply)",
+				"tenant", tenant, "template", t.GetKey(), "channel", channelName(t.GetChannel()), "version", t.GetVersion(),
+				"field", vs[0].Field, "problem", vs[0].Description, "problems", len(vs))
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Warn("stored templates not checked", "error", err)
+		return
+	}
+	e.log.Info("stored templates checked", "templates", checked, "not_compiling", broken)
 }
 
 // loop runs pass until ctx is done, retrying a failure with backoff: a

@@ -137,6 +137,40 @@ func ListTemplates(ctx context.Context, q Querier, tenant string, ch notifierv1.
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*notifierv1.Template, error) { return scanTemplate(r) })
 }
 
+// EachLatestTemplate calls fn with the latest version of every template of
+// every tenant, in (tenant, key, channel) order, stopping at fn's error.
+func EachLatestTemplate(ctx context.Context, q Querier, fn func(tenant string, t *notifierv1.Template) error) error {
+	rows, err := q.Query(ctx, `SELECT DISTINCT ON (tenant, key, channel) tenant, `+templateCols+` FROM template_versions
+		ORDER BY tenant, key, channel, version DESC`)
+	if err != nil {
+		return fmt.Errorf("list every tenant's templates: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tenant string
+		t, err := scanTemplate(prefixed{rows, &tenant})
+		if err != nil {
+			return err
+		}
+		if err := fn(tenant, t); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list every tenant's templates: %w", err)
+	}
+	return nil
+}
+
+// prefixed scans a row whose first column (into first) precedes the ones
+// scanTemplate reads.
+type prefixed struct {
+	pgx.Row
+	first *string
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.Row.Scan(append([]any{p.first}, dest...)...) }
+
 // MarkSeeded records that tenant's default templates are being installed;
 // false when they were before.
 func MarkSeeded(ctx context.Context, q Querier, tenant string, now time.Time) (bool, error) {
