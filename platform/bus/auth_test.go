@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -525,7 +526,8 @@ func TestReconnectAfterRefusedLogins(t *testing.T) {
 	cfg := configFromEnv(t, map[string]string{"RETAIN_NATS_URL": "nats://" + addr.String(), "RETAIN_NATS_USER": "ingest", "RETAIN_NATS_PASSWORD": password})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := bus.Connect(ctx, cfg, nil)
+	var logs testenv.SyncBuffer
+	b, err := bus.Connect(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +537,7 @@ func TestReconnectAfterRefusedLogins(t *testing.T) {
 	first.WaitForShutdown()
 	refuse := &refuseAll{}
 	refusing := runServer(t, &server.Options{Port: addr.Port, CustomClientAuthentication: refuse})
-	testenv.WaitFor(t, "three refused logins", func() bool { return refuse.attempts.Load() >= 3 || b.NC.IsClosed() })
+	testenv.WaitFor(t, "five refused logins", func() bool { return refuse.attempts.Load() >= 5 || b.NC.IsClosed() })
 	if b.NC.IsClosed() {
 		t.Fatalf("the connection gave up after %d refused logins", refuse.attempts.Load())
 	}
@@ -543,4 +545,14 @@ func TestReconnectAfterRefusedLogins(t *testing.T) {
 	refusing.WaitForShutdown()
 	runServer(t, users(addr.Port))
 	testenv.WaitFor(t, "reconnected", b.NC.IsConnected)
+	// The refusals are logged once, and counted when the login is taken
+	// again, not a line an attempt.
+	logs.WaitFor(t, "nats reconnected")
+	out := logs.String()
+	if n := strings.Count(out, "nats async error"); n != 1 || !strings.Contains(out, "authorization violation") {
+		t.Errorf("%d async error lines for %d refused logins, want 1 naming the violation:\n%s", n, refuse.attempts.Load(), out)
+	}
+	if !regexp.MustCompile(`nats reconnected.* async_errors_not_logged=[1-9]`).MatchString(out) {
+		t.Errorf("the reconnect does not count the refusals not logged:\n%s", out)
+	}
 }

@@ -269,6 +269,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
+	asyncErrs := &repeatedErrors{log: log}
 	natsOpts := append(loginOpts,
 		nats.Name(cfg.Name),
 		nats.Timeout(cfg.ConnectTimeout),
@@ -286,14 +287,14 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted(), "async_errors_not_logged", asyncErrs.reset())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
 			}
-			log.Warn("nats async error", "subject", subject, "error", err)
+			asyncErrs.report(subject, err)
 		}),
 	)
 
