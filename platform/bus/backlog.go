@@ -129,11 +129,8 @@ func (c *Consumer) fetchInfo(ctx context.Context) (*jetstream.ConsumerInfo, erro
 	if err != nil {
 		return nil, fmt.Errorf("bus: consumer %s: %w", c.cfg.Durable, err)
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("bus: consumer %s: %w", c.cfg.Durable, err)
-	}
-	return info, nil
+	// Consumer fetched the info already: no second request.
+	return cons.CachedInfo(), nil
 }
 
 // outboxBacklog is what the outbox has yet to publish: the gauges

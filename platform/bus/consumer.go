@@ -690,20 +690,29 @@ func (c *Consumer) skipOtherTypes(ctx context.Context, msgs []jetstream.Msg) []j
 	return keep
 }
 
-// runTx is the one transaction per batch: inbox, handler, dead letters.
-func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, error) {
-	var res batchResult
-	ctx, hooks := withCommitHooks(ctx)
-	err := pg.InTxWith(ctx, c.pool, c.batchTx, func(tx pgx.Tx) error {
-		res = batchResult{}
-		hooks.reset()
-		for _, d := range ds {
-			d.rejected, d.reason = false, ""
-		}
+// inBatchTx runs fn in a transaction of the batch path: bounded as a
+// batch's (batchTx), and for an exclusive consumer fenced by its lease
+// first, so that nothing a replaced holder writes commits.
+func (c *Consumer) inBatchTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pg.InTxWith(ctx, c.pool, c.batchTx, func(tx pgx.Tx) error {
 		if c.lease != nil {
 			if err := c.lease.fence(ctx, tx); err != nil {
 				return err
 			}
+		}
+		return fn(tx)
+	})
+}
+
+// runTx is the one transaction per batch: inbox, handler, dead letters.
+func (c *Consumer) runTx(ctx context.Context, ds []*Delivery) (batchResult, error) {
+	var res batchResult
+	ctx, hooks := withCommitHooks(ctx)
+	err := c.inBatchTx(ctx, func(tx pgx.Tx) error {
+		res = batchResult{}
+		hooks.reset()
+		for _, d := range ds {
+			d.rejected, d.reason = false, ""
 		}
 		fresh, dups, err := c.claim(ctx, tx, ds)
 		if err != nil {
@@ -924,15 +933,10 @@ func (c *Consumer) fail(ctx context.Context, ds []*Delivery, cause error) {
 			err = rerr
 		}
 		d.reason = fmt.Sprintf("failed %d deliveries (MaxDeliver %d), last error: %v", d.NumDelivered, c.cfg.MaxDeliver, err)
-		if derr := pg.InTxWith(ctx, c.pool, c.batchTx, func(tx pgx.Tx) error {
-			// Fenced like a batch: once another process holds the stream
-			// the message is its to apply or dead-letter (the inbox id
-			// this would release may be the successor's).
-			if c.lease != nil {
-				if err := c.lease.fence(ctx, tx); err != nil {
-					return err
-				}
-			}
+		// Fenced like a batch: once another process holds the stream the
+		// message is its to apply or dead-letter (the inbox id this would
+		// release may be the successor's).
+		if derr := c.inBatchTx(ctx, func(tx pgx.Tx) error {
 			return c.deadLetter(ctx, tx, []*Delivery{d})
 		}); errors.Is(derr, errLeaseLost) {
 			c.nak(d)
