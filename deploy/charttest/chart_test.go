@@ -768,8 +768,19 @@ func TestEveryCommandDeployed(t *testing.T) {
 
 // credentialEnv are variable names that hold credentials: never in a
 // ConfigMap or a plain env value (the chart refuses them in env too).
-// RETAIN_NATS_TLS_KEY is not one: it holds the path of a mounted file.
-var credentialEnv = regexp.MustCompile(`(DATABASE_URL|PUBLIC_KEY|PRIVATE_KEY|_SECRET|_PASSWORD|_AUTH|_TOKEN)$`)
+var credentialEnv = credentialName{regexp.MustCompile(`(DATABASE_URL|KEY|_SECRET|_PASSWORD|_AUTH|_TOKEN)$`)}
+
+// credentialName matches credential variable names, except those that
+// hold the path of a mounted file rather than the credential itself.
+type credentialName struct{ re *regexp.Regexp }
+
+func (c credentialName) MatchString(name string) bool {
+	switch name {
+	case "RETAIN_NATS_TLS_KEY", "RETAIN_NATS_NKEY": // paths of mounted files
+		return false
+	}
+	return c.re.MatchString(name)
+}
 
 // notifierSecrets are the notifier's credentials, each from a Secret; only
 // the unsubscribe secret is required for the pod to start.
