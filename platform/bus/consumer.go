@@ -794,6 +794,22 @@ func ReleaseInbox(ctx context.Context, tx pgx.Tx, consumer string, ids []string)
 	return nil
 }
 
+// ReleaseInboxPrefix removes from consumer's inbox in tx every id that
+// starts with prefix (a tenant's, "<tenant>/", when its projection is
+// reset). The rows are deleted by ctid, as CleanupInbox deletes old ones:
+// a TID scan sorts the ctids, so both lock the rows in physical order.
+// Deleted through the primary key they were locked in key order, and a
+// cleanup meeting the same rows waited for the reset in a cycle (SQLSTATE
+// 40P01). The two must keep deleting the same way.
+func ReleaseInboxPrefix(ctx context.Context, tx pgx.Tx, consumer, prefix string) error {
+	if _, err := tx.Exec(ctx, `
+		DELETE FROM bus_inbox WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM bus_inbox WHERE consumer = $1 AND starts_with(msg_id, $2)))`, consumer, prefix); err != nil {
+		return fmt.Errorf("release inbox ids of %s starting %q: %w", consumer, prefix, err)
+	}
+	return nil
+}
+
 // ClaimInbox records the ids of ds in consumer's inbox in tx and splits ds
 // into the fresh deliveries (first seen now, once each) and the duplicates
 // (seen before, or repeated in ds). It is the runner's claim, for code that
@@ -1016,6 +1032,8 @@ func (c *Consumer) maybeCleanupInbox(ctx context.Context) {
 
 // CleanupInbox deletes this consumer's inbox ids older than InboxRetention
 // and returns how many it deleted.
+//
+// It deletes by ctid; ReleaseInboxPrefix must delete the same way.
 func (c *Consumer) CleanupInbox(ctx context.Context) (int64, error) {
 	var total int64
 	for {

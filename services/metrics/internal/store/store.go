@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 	"github.com/retainhq/retain/services/metrics/rfm"
@@ -198,17 +199,10 @@ func (s *Store) ResetTenant(ctx context.Context, tenant, consumer string) error 
 		if _, err := tx.Exec(ctx, `UPDATE tenant_state SET next_cseq = 0, version = version + 1 WHERE tenant = $1`, tenant); err != nil {
 			return fmt.Errorf("reset tenant state: %w", err)
 		}
-		// Message ids are "<tenant>/<event id>" (ingest's MsgID). The rows
-		// are deleted by ctid, as the consumer's hourly inbox cleanup
-		// (bus.Consumer.CleanupInbox) deletes old ones: a TID scan sorts
-		// the ctids, so both lock the rows in physical order. Deleted
-		// through the primary key, they were locked in key order, and a
-		// cleanup meeting the same rows waited for the reset in a cycle
-		// (SQLSTATE 40P01).
-		if _, err := tx.Exec(ctx, `
-			DELETE FROM bus_inbox WHERE ctid = ANY (ARRAY(
-				SELECT ctid FROM bus_inbox WHERE consumer = $1 AND starts_with(msg_id, $2)))`, consumer, tenant+"/"); err != nil {
-			return fmt.Errorf("reset inbox of %s: %w", consumer, err)
+		// Message ids are "<tenant>/<event id>" (ingest's MsgID); deleted
+		// in the hourly cleanup's lock order (ReleaseInboxPrefix).
+		if err := bus.ReleaseInboxPrefix(ctx, tx, consumer, tenant+"/"); err != nil {
+			return fmt.Errorf("reset: %w", err)
 		}
 		return nil
 	})
