@@ -105,6 +105,22 @@ func (m Message) validate() error {
 	return nil
 }
 
+// Transient reports whether a publish failed for a reason a retry can get
+// past: not connected (reconnecting), an atomic batch the server did not
+// store, a timeout, no responders, or JetStream "temporarily unavailable"
+// (a server recovering its streams after a restart, a cluster without a
+// leader). Other failures (a broken invariant, a permanent refusal) fail
+// the same way again.
+func Transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, ErrNotConnected) ||
+		errors.Is(err, ErrBatchRetryable) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
 // PublishOutcome is what happened to one message of PublishDurable.
 type PublishOutcome int
 

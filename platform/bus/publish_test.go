@@ -322,3 +322,27 @@ func TestPublishRefusedWhileDisconnected(t *testing.T) {
 		t.Fatalf("stream holds %d messages, want the 3 published after the reconnect", n)
 	}
 }
+
+// TestTransient: the failures a retry of the same publish can get past,
+// however wrapped, and those it cannot.
+func TestTransient(t *testing.T) {
+	wrap := func(err error) error { return fmt.Errorf("publish batch: %w", err) }
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{wrap(bus.ErrNotConnected), true},
+		{wrap(bus.ErrBatchRetryable), true},
+		{wrap(nats.ErrTimeout), true},
+		{wrap(nats.ErrNoResponders), true},
+		{wrap(jetstream.ErrNoStreamResponse), true},
+		{wrap(&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}), true},
+		{wrap(&jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "maximum messages exceeded"}), false},
+		{wrap(bus.ErrBatchDuplicate), false},
+		{errors.New("bus: message on retain.events.x has no ID"), false},
+	} {
+		if got := bus.Transient(tc.err); got != tc.want {
+			t.Errorf("Transient(%v) = %t, want %t", tc.err, got, tc.want)
+		}
+	}
+}

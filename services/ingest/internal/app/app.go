@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/retainhq/retain/platform/bus"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -29,19 +28,11 @@ import (
 // a retry would fail the same way.
 var ErrUnavailable = errors.New("event bus unavailable")
 
-// retryable tells the failures of a publish that a retry can get past from
-// those it cannot (a broken invariant, a permanent refusal by JetStream).
+// retryable tells the failures of a publish that a retry can get past
+// (bus.Transient, or an id's first use that could not be read) from those
+// it cannot.
 func retryable(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, bus.ErrNotConnected) ||
-		errors.Is(err, bus.ErrBatchRetryable) ||
-		errors.Is(err, commit.ErrUnresolved) ||
-		errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		// JetStream "temporarily unavailable" (a server recovering its
-		// streams after a restart, a cluster without a leader).
-		errors.As(err, &apiErr) && apiErr.Code == 503
+	return bus.Transient(err) || errors.Is(err, commit.ErrUnresolved)
 }
 
 // Committer is the group commit of internal/commit.
@@ -144,13 +135,14 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 	if len(msgs) > 0 {
 		outcomes, err := in.committer.Submit(ctx, msgs)
 		if err != nil {
-			if errors.Is(err, commit.ErrOverloaded) || retryable(err) {
+			overloaded, retry := errors.Is(err, commit.ErrOverloaded), retryable(err)
+			if overloaded || retry {
 				in.results.Add(ctx, int64(len(msgs)), metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("result", "refused")))
 			}
 			switch {
-			case errors.Is(err, commit.ErrOverloaded), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			case overloaded, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 				return nil, err
-			case retryable(err):
+			case retry:
 				return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
 			return nil, fmt.Errorf("publish %d events: %w", len(msgs), err)
