@@ -288,6 +288,9 @@ func (e *Engine) deferCheck(tenant string) {
 	e.watchOf(tenant).pending = true
 }
 
+// errBehind: the growth check was not counted, the consumer being behind.
+var errBehind = errors.New("the facts consumer is behind")
+
 // autoRefit refits tenant's live model when refitDue says so, unless the
 // consumer is far behind, and reports whether it did. A pinned model is
 // left alone.
@@ -302,7 +305,21 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 		return false, nil
 	}
 	last, now := e.lastFit(tenant, m, ok), e.now()
-	v, err := refitDue(last, now, e.cfg.RefitInterval, func() (store.Size, error) { return store.DataSize(ctx, e.pool, tenant, now) })
+	v, err := refitDue(last, now, e.cfg.RefitInterval, func() (store.Size, error) {
+		// Counting reads every order of the tenant; while the consumer is
+		// far behind (an import arriving) a refit would be deferred
+		// anyway, and every batch wakes the check again.
+		if _, far := e.behind(); far {
+			return store.Size{}, errBehind
+		}
+		return store.DataSize(ctx, e.pool, tenant, now)
+	})
+	if errors.Is(err, errBehind) {
+		lag, _ := e.behind()
+		e.log.Info("refit check deferred: the facts consumer is behind", "tenant", tenant, "lag", lag.Round(time.Second))
+		e.deferCheck(tenant)
+		return false, nil
+	}
 	if err != nil {
 		e.deferCheck(tenant)
 		return false, err
