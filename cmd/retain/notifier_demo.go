@@ -198,22 +198,21 @@ func printNotifierDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 			return fmt.Errorf("delivery %s: %w", r.req.GetRequestId(), notifierAPI.fail(err))
 		}
 		d := resp.GetDelivery()
-		// The customer's zone as the notifier has it now, to show times as
-		// the customer sees them.
-		prefs, err := client.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: d.GetCustomerId()})
-		if err != nil {
-			return fmt.Errorf("preferences of %s: %w", d.GetCustomerId(), notifierAPI.fail(err))
-		}
-		loc, err := time.LoadLocation(prefs.GetTimeZone())
-		if err != nil {
-			loc = time.UTC
-		}
 		// The request ids are fixed, so a demo run in a directory an
 		// earlier one used shows that run's decision, taken in the zone
-		// the customer had then (the night zone moves with the clock).
+		// the customer had then (the night zone moves with the clock):
+		// shown in UTC. Otherwise in the customer's zone as the notifier
+		// has it now, as the customer sees the times.
 		earlier := d.GetRequestedAt().AsTime().Before(now.Add(-time.Minute))
-		if earlier {
-			loc = time.UTC
+		loc := time.UTC
+		if !earlier {
+			prefs, err := client.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: d.GetCustomerId()})
+			if err != nil {
+				return fmt.Errorf("preferences of %s: %w", d.GetCustomerId(), notifierAPI.fail(err))
+			}
+			if z, err := time.LoadLocation(prefs.GetTimeZone()); err == nil {
+				loc = z
+			}
 		}
 		fmt.Fprintf(w, "    %-28s %s\n", d.GetRequestId(), r.what)
 		fmt.Fprintf(w, "    %-28s requested %s in %s\n", "", d.GetRequestedAt().AsTime().In(loc).Format("15:04 MST"), loc)

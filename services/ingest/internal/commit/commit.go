@@ -101,7 +101,8 @@ type Committer struct {
 	queue     chan *request
 	// lookups logs an ingest log outage when it starts and when it ends,
 	// not once a batch; any failed look-up counts (the batch goes on
-	// without it).
+	// without it only when the log's database cannot be reached, decision
+	// 0024).
 	lookups *pg.OutageLog
 }
 

@@ -675,11 +675,12 @@ func (c *Compiled) renderVariant(v variant, in Input) (Message, error) {
 // covers the body, so a receiver can trust the shop the body names; the
 // body must therefore be an object that does not name one itself.
 func withTenant(body, tenant string) (string, error) {
-	if !json.Valid([]byte(body)) {
-		return "", errors.New("the rendered webhook body is not valid JSON (use {{json .x}} for values)")
-	}
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(body), &members); err != nil || members == nil {
+		// Parsed once on the send path; which message fits only matters here.
+		if !json.Valid([]byte(body)) {
+			return "", errors.New("the rendered webhook body is not valid JSON (use {{json .x}} for values)")
+		}
 		return "", errors.New("the rendered webhook body is not a JSON object ({...})")
 	}
 	if _, ok := members["tenant_id"]; ok {
