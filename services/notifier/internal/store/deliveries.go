@@ -150,10 +150,9 @@ func ClaimDueCustomers(ctx context.Context, tx pgx.Tx, now time.Time, limit int)
 		return nil, nil
 	}
 	ts, cs := split(seen)
-	// The same lock key as LockCustomers'.
 	rows, err = tx.Query(ctx, `
 		SELECT t, c FROM unnest($1::text[], $2::text[]) AS u(t, c)
-		WHERE pg_try_advisory_xact_lock(hashtextextended(t || '/' || c, 0))`, ts, cs)
+		WHERE pg_try_advisory_xact_lock(`+customerLockKey+`)`, ts, cs)
 	if err != nil {
 		return nil, fmt.Errorf("lock customers with due deferred deliveries: %w", err)
 	}

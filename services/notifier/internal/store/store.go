@@ -254,13 +254,17 @@ func NormalizeAddress(ch notifierv1.Channel, a string) string {
 	return strings.ToLower(a)
 }
 
+// customerLockKey is the advisory lock key of customer c of tenant t, in
+// SQL: LockCustomers and ClaimDueCustomers must take the same.
+const customerLockKey = `hashtextextended(t || '/' || c, 0)`
+
 // LockCustomers serialises policy decisions per customer for the rest of
 // tx (across replicas), so two requests cannot both take the cap's last
 // slot. Keys are locked in sorted order to avoid deadlocks.
 func LockCustomers(ctx context.Context, tx pgx.Tx, keys []Key) error {
 	ts, cs := split(keys)
 	_, err := tx.Exec(ctx, `
-		SELECT pg_advisory_xact_lock(hashtextextended(t || '/' || c, 0))
+		SELECT pg_advisory_xact_lock(`+customerLockKey+`)
 		FROM (SELECT DISTINCT t, c FROM unnest($1::text[], $2::text[]) AS u(t, c) ORDER BY 1, 2) AS s`, ts, cs)
 	if err != nil {
 		return fmt.Errorf("lock customers: %w", err)
