@@ -106,12 +106,17 @@ func channelName(c notifierv1.Channel) string {
 
 // count records a committed transaction's outcomes.
 func (in instruments) count(ctx context.Context, t tally) {
+	// A batch's outcomes repeat a few keys: one Add per key.
+	n := make(map[outcomeKey]int64, 4)
 	for _, k := range t {
+		n[k]++
+	}
+	for k, c := range n {
 		attrs := []attribute.KeyValue{attribute.String("outcome", outcomeNames[k.outcome]), attribute.String("channel", channelName(k.channel))}
 		if k.code != "" {
 			attrs = append(attrs, reasonAttr(k.code))
 		}
-		in.deliveries.Add(ctx, 1, metric.WithAttributes(attrs...))
+		in.deliveries.Add(ctx, c, metric.WithAttributes(attrs...))
 	}
 }
 
