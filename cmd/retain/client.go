@@ -156,7 +156,7 @@ func (f commandFlags) parse(args []string) ([]string, error) {
 		*f.output = "text"
 	}
 	if *f.output != "text" && *f.output != "json" {
-		return nil, fmt.Errorf("--output %q: must be text (or table) or json", *f.output)
+		return nil, usageError{fmt.Errorf("--output %q: must be text (or table) or json", *f.output)}
 	}
 	return pos, nil
 }
@@ -172,12 +172,12 @@ func (f commandFlags) parseOne(args []string, what string) (string, error) {
 	hint := boolValueHint(f.fs, args)
 	switch {
 	case err != nil && hint != "":
-		return "", fmt.Errorf("%w; %s", err, hint)
+		return "", usageError{fmt.Errorf("%w; %s", err, hint)}
 	case err == nil && hint != "" && (strings.EqualFold(arg, "true") || strings.EqualFold(arg, "false")):
 		// `preferences set --email-marketing false`: the one argument
 		// is the flag's value, not a customer, and the flag was read as
 		// true, the opposite of what was meant.
-		return "", fmt.Errorf("want a %s, got %q; %s", what, arg, hint)
+		return "", usageError{fmt.Errorf("want a %s, got %q; %s", what, arg, hint)}
 	}
 	return arg, err
 }

@@ -459,7 +459,8 @@ func TestTopLevelUsage(t *testing.T) {
 	// Every other usage error exits 2 as well, so a script tells a typo
 	// from a failure.
 	for _, args := range [][]string{{"nope"}, {"campaigns"}, {"campaigns", "nope"}, {"campaigns", "list", "--bogus"},
-		{"dev", "--bogus"}, {"metrics", "retention", "--bogus"}, {"tokens", "issue", "--bogus"}, {"campaigns", "show"}} {
+		{"dev", "--bogus"}, {"metrics", "retention", "--bogus"}, {"tokens", "issue", "--bogus"}, {"campaigns", "show"},
+		{"metrics"}, {"metrics", "retention", "--output", "xml"}, {"campaigns", "list", "--output", "xml"}, {"deliveries", "list"}} {
 		env, _, _ := testEnv(nil)
 		if err := run(context.Background(), env, args); exitCode(err) != 2 {
 			t.Errorf("retain %v: %v (exit %d), want exit 2", args, err, exitCode(err))

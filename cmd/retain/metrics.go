@@ -92,12 +92,12 @@ Flags:`)
 	switch {
 	case len(pos) == 0:
 		fs.Usage()
-		return fmt.Errorf("metrics needs one FIGURE: %s", metricsFigureNames())
+		return usageError{fmt.Errorf("metrics needs one FIGURE: %s", metricsFigureNames())}
 	case len(pos) > 1:
-		return fmt.Errorf("unexpected argument %q: metrics takes one FIGURE (%s), then flags", pos[1], pos[0])
+		return usageError{fmt.Errorf("unexpected argument %q: metrics takes one FIGURE (%s), then flags", pos[1], pos[0])}
 	}
 	if err := o.check(); err != nil {
-		return err
+		return usageError{err} // a flag's value
 	}
 	figure := pos[0]
 	known := false

@@ -401,7 +401,7 @@ func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
 		return usageError{fmt.Errorf("deliveries list takes no arguments, got %q", pos)}
 	}
 	if (*customer == "") == (*campaign == "") {
-		return errors.New("deliveries list needs exactly one of --customer and --campaign")
+		return usageError{errors.New("deliveries list needs exactly one of --customer and --campaign")}
 	}
 	if *limit < 1 || *limit > 10000 {
 		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
