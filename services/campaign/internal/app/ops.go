@@ -224,10 +224,7 @@ func stateChange(id string, current, want campaignv1.CampaignState) *domain.Viol
 // error, nil when neither is set.
 func withViolation(inv *domain.InvalidError, v *domain.Violation) error {
 	if v != nil {
-		if inv == nil {
-			inv = &domain.InvalidError{}
-		}
-		inv.Violations = append(inv.Violations, *v)
+		inv = inv.With(*v)
 	}
 	if inv == nil {
 		return nil

@@ -35,12 +35,9 @@ func (e *Engine) compile(ctx context.Context, c *campaignv1.Campaign) (*domain.P
 		if lerr != nil {
 			return nil, lerr
 		}
-		if len(missing) > 0 && inv == nil {
-			inv = &domain.InvalidError{}
-		}
 		for _, m := range missing {
 			ch := strings.ToLower(strings.TrimPrefix(m.Channel.String(), "CHANNEL_"))
-			inv.Violations = append(inv.Violations, domain.Violation{Field: m.Field,
+			inv = inv.With(domain.Violation{Field: m.Field,
 				Description: fmt.Sprintf("the notifier has no %s template %q (retain templates list; retain templates apply -f FILE adds one)", ch, m.Key)})
 		}
 	}

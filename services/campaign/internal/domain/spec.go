@@ -70,6 +70,19 @@ func (e *InvalidError) Error() string {
 	return "invalid campaign: " + strings.Join(parts, "; ")
 }
 
+// With returns e (a new one when e is nil) with vs added; a nil e with
+// none stays nil, so the result says whether anything is invalid.
+func (e *InvalidError) With(vs ...Violation) *InvalidError {
+	if len(vs) == 0 {
+		return e
+	}
+	if e == nil {
+		e = &InvalidError{}
+	}
+	e.Violations = append(e.Violations, vs...)
+	return e
+}
+
 // ValidID reports whether s is a valid campaign or step id.
 func ValidID(s string) bool { return idRE.MatchString(s) }
 
