@@ -254,6 +254,15 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* Settings one value serves every service: none may set them alone. */ -}}
+{{- $shared := dict -}}
+{{- range $k, $key := include "retain.streamSettings" . | fromYaml -}}
+{{- $_ := set $shared $k (printf ": it sizes the streams every service shares, so all services must have one value; set config.%s instead" $key) -}}
+{{- end -}}
+{{- range $k, $key := include "retain.natsClientSettings" . | fromYaml -}}
+{{- $own := ternary "natsAuth.mode none lets services log in their own way" "without natsTLS.secretName, give the TLS files yourself" (eq $key "natsAuth") -}}
+{{- $_ := set $shared $k (printf ", which %s sets for every service; %s" $key $own) -}}
+{{- end -}}
 {{- range $name, $_ := .Values.services -}}
 {{- $svc := include "retain.service" (dict "root" $ "name" $name) | fromYaml -}}
 {{- if $svc.enabled -}}
@@ -268,22 +277,12 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- end -}}
 {{- $extraNames := list -}}
 {{- range $e := $svc.extraEnv -}}{{- $extraNames = append $extraNames $e.name -}}{{- end -}}
-{{- range $k, $key := include "retain.streamSettings" $ | fromYaml -}}
+{{- range $k, $why := $shared -}}
 {{- range $where := list "env" "secretEnv" "extraEnv" -}}
 {{- $set := false -}}
 {{- if eq $where "extraEnv" -}}{{- $set = has $k $extraNames -}}{{- else -}}{{- $set = hasKey ((get $svc $where) | default dict) $k -}}{{- end -}}
 {{- if $set -}}
-{{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does): it sizes the streams every service shares, so all services must have one value; set config.%s instead" $name $where $k $where $key) -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
-{{- range $k, $key := include "retain.natsClientSettings" $ | fromYaml -}}
-{{- range $where := list "env" "secretEnv" "extraEnv" -}}
-{{- $set := false -}}
-{{- if eq $where "extraEnv" -}}{{- $set = has $k $extraNames -}}{{- else -}}{{- $set = hasKey ((get $svc $where) | default dict) $k -}}{{- end -}}
-{{- if $set -}}
-{{- $own := ternary "natsAuth.mode none lets services log in their own way" "without natsTLS.secretName, give the TLS files yourself" (eq $key "natsAuth") -}}
-{{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does), which %s sets for every service; %s" $name $where $k $where $key $own) -}}
+{{- fail (printf "services.%s.%s sets %s (or serviceDefaults.%s does)%s" $name $where $k $where $why) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
