@@ -361,6 +361,11 @@ func TestNATSLoginRefused(t *testing.T) {
 			want: []string{"natsAuth.mode is none, but the bundled NATS requires a login"},
 		},
 		{
+			name: "one service's own login while the chart gives every service one",
+			set:  []string{"services.ingest.env.RETAIN_NATS_USER=other"},
+			want: []string{"services.ingest.env sets RETAIN_NATS_USER (or serviceDefaults.env does), which natsAuth sets for every service; natsAuth.mode none lets services log in their own way"},
+		},
+		{
 			name: "an unknown login mode",
 			set:  []string{"natsAuth.mode=token"},
 			want: []string{"at '/natsAuth/mode'"},
