@@ -532,6 +532,21 @@ type attemptResult struct {
 	// took how long it answered in.
 	called bool
 	took   time.Duration
+	// failure is err classified and retry whether the delivery is tried
+	// again, decided once (classify) so that the metrics, the provider
+	// log and the committed outcome cannot tell different stories.
+	failure *channel.Error
+	retry   bool
+}
+
+// classify sets res.failure and res.retry from res.err, for the
+// attempt-th call of a delivery.
+func (e *Engine) classify(res *attemptResult, attempt int32) {
+	if res.err == nil {
+		return
+	}
+	res.failure = channel.Classify(res.err)
+	res.retry = !res.failure.Permanent && int(attempt) < e.cfg.MaxAttempts
 }
 
 func (e *Engine) send(ctx context.Context, d store.Delivery) error {
@@ -541,6 +556,7 @@ func (e *Engine) send(ctx context.Context, d store.Delivery) error {
 			Reason: fmt.Sprintf("attempt %d did not finish (crash or timeout beyond the lease); sending again with the same idempotency key %q (email: the same Message-ID)", d.Attempts-1, d.Tenant+"/"+d.RequestID)})
 	}
 	res := e.attempt(ctx, d)
+	e.classify(&res, d.Attempts)
 	if res.called {
 		e.observe(ctx, d, res)
 	}
@@ -557,21 +573,13 @@ func (e *Engine) observe(ctx context.Context, d store.Delivery, res attemptResul
 		e.providers.accepted(now, channelName(d.Channel))
 		return
 	}
-	ce := channel.Classify(res.err)
-	retry := e.retries(ce, d.Attempts)
 	result := resultFailed
-	if retry {
+	if res.retry {
 		result = resultRetried
 	}
-	e.metrics.attempt(ctx, d.Channel, result, ce, res.took)
+	e.metrics.attempt(ctx, d.Channel, result, res.failure, res.took)
 	e.providers.failed(now, providerFailure{channel: channelName(d.Channel), tenant: d.Tenant, requestID: d.RequestID,
-		attempt: d.Attempts, code: ce.Code, willRetry: retry, err: ce.Err})
-}
-
-// retries reports whether a delivery whose attempt-th provider call
-// failed with ce is tried again.
-func (e *Engine) retries(ce *channel.Error, attempt int32) bool {
-	return !ce.Permanent && int(attempt) < e.cfg.MaxAttempts
+		attempt: d.Attempts, code: res.failure.Code, willRetry: res.retry, err: res.failure.Err})
 }
 
 func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
@@ -660,11 +668,13 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult
 			out = &m
 			steps = append(steps, policy.Step{Stage: "send", Verdict: "sent", Reason: fmt.Sprintf("accepted by the %s provider on attempt %d (id %s)", channelWord(cur.Channel), cur.Attempts, res.providerID)})
 		default:
-			ce := channel.Classify(res.err)
+			// LockSending found the row at d.Attempts, the attempt res
+			// was classified for.
+			ce := res.failure
 			switch {
 			case ce.Permanent:
 				fail(ce.Code, fmt.Sprintf("attempt %d: %v", cur.Attempts, ce.Err))
-			case !e.retries(ce, cur.Attempts):
+			case !res.retry:
 				fail("retries_exhausted", fmt.Sprintf("%d attempts failed, the last: %v", cur.Attempts, ce.Err))
 			default:
 				wait := max(ce.RetryAfter, e.backoff(int(cur.Attempts)))
