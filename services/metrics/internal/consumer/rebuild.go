@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/bus"
-	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/services/metrics/internal/store"
 )
 
@@ -145,11 +144,13 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tenantID string) (RebuildResult
 }
 
 // apply runs one replayed batch the way the consumer runner does: claim the
-// ids in the consumer's inbox and apply the fresh ones, in one transaction.
-// A rejected fact leaves no inbox id behind, so the live consumer, which
-// dead-letters with the reason, stays the one that reports it.
+// ids in the consumer's inbox and apply the fresh ones, in one transaction
+// whose after-commit hooks run as a batch's do (the customer cache follows
+// the replay instead of waiting for a version check to miss). A rejected
+// fact leaves no inbox id behind, so the live consumer, which dead-letters
+// with the reason, stays the one that reports it.
 func (r *Rebuilder) apply(ctx context.Context, ds []*bus.Delivery) (applied, rejected int64, err error) {
-	err = pg.InTx(ctx, r.store.Pool(), func(tx pgx.Tx) error {
+	err = bus.InHandlerTx(ctx, r.store.Pool(), func(ctx context.Context, tx pgx.Tx) error {
 		applied, rejected = 0, 0
 		fresh, _, err := bus.ClaimInbox(ctx, tx, Durable, ds)
 		if err != nil {

@@ -1,0 +1,106 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	"github.com/retainhq/retain/services/metrics/internal/consumer"
+	"github.com/retainhq/retain/services/metrics/internal/store"
+)
+
+// TestRebuildKeepsTheCustomerCacheCurrent: the live consumer applies a
+// shop's facts (caching its customers), then a rebuild resets and replays
+// them. The rebuild's batches fill the cache once they commit, as the
+// runner's do (bus.InHandlerTx), so it ends holding every customer at the
+// tenant's version: the next live batch reads none of them again. Without
+// the hooks the cache stayed at the version before the rebuild, and every
+// customer was read from the table until a live batch had cached it again.
+func TestRebuildKeepsTheCustomerCacheCurrent(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nats := testenv.NATS(t)
+	b, err := bus.Connect(ctx, bus.Config{URL: nats.URL(), Name: t.Name()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pool := testenv.MigratedPool(t, store.Migrations)
+	st := store.New(pool)
+	log := slog.New(slog.DiscardHandler)
+
+	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	evs := make([]*eventsv1.Event, 20)
+	for i := range evs {
+		id := fmt.Sprintf("o-%02d", i)
+		evs[i] = &eventsv1.Event{Id: id, Type: consumer.TypeOrderPlaced, OccurredAt: timestamppb.New(at.Add(time.Duration(i) * time.Hour)),
+			Payload: &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{
+				OrderId: id, CustomerId: fmt.Sprintf("c-%d", i%7), Total: &eventsv1.Money{AmountMinor: 1000, Currency: "EUR"}}}}
+	}
+	testenv.PublishEvents(t, b, "shop", at, evs...)
+
+	live, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
+		Stream: bus.EventsStream, Durable: consumer.Durable, EventTypes: consumer.Types(), BatchSize: 5,
+	}, consumer.Handler(st, log), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- live.Run(runCtx) }()
+	if err := live.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	before, _, _ := store.CachedCustomers(st, "shop")
+
+	// Batches of 3: the replay commits several times.
+	res, err := consumer.NewRebuilder(b, st, 3, log).Rebuild(ctx, "shop")
+	if err != nil || res.Applied != int64(len(evs)) {
+		t.Fatalf("rebuild: %+v, %v; want %d applied", res, err, len(evs))
+	}
+
+	var version int64
+	if err := pool.QueryRow(ctx, `SELECT version FROM tenant_state WHERE tenant = 'shop'`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint32{}
+	rows, err := pool.Query(ctx, `SELECT customer_id, cseq FROM customers WHERE tenant = 'shop'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		id   string
+		cseq int32
+	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &cseq); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = uint32(cseq)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	cachedAt, got, ok := store.CachedCustomers(st, "shop")
+	if !ok || cachedAt != version {
+		t.Fatalf("after the rebuild the customer cache holds the shop at version %d (cached %v; %d before the rebuild), want the tenant's %d", cachedAt, ok, before, version)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("after the rebuild the customer cache holds %v, want the table's %v", got, want)
+	}
+}
