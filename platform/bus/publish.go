@@ -141,8 +141,13 @@ type PublishResult struct {
 	Outcome PublishOutcome
 	// Original is, for a Duplicate the stream refused, the stream sequence
 	// of the message already stored under its id, as the server's PubAck
-	// gives it; 0 for a repeat within the call.
+	// gives it; 0 for a Repeat.
 	Original uint64
+	// Repeat marks a Duplicate whose id an earlier message of the same call
+	// carries. It was not sent: what became of the id is the outcome of
+	// that first message, whose content may differ (callers that compare
+	// contents, like ingest, compare with it).
+	Repeat bool
 }
 
 func (o PublishOutcome) String() string {
@@ -370,7 +375,9 @@ func (b *Bus) PublishDurable(ctx context.Context, msgs []Message) ([]PublishResu
 	defer span.End()
 
 	// Group by stream in first-seen order; repeated ids within the call are
-	// duplicates of their first occurrence and are not sent at all.
+	// duplicates of their first occurrence and are not sent at all. This is
+	// the one place in-call repeats are found: a batch holding an id twice
+	// is refused whole by the server, so every caller needs it.
 	var order []string
 	groups := map[string][]int{}
 	seen := make(map[string]struct{}, len(msgs))
@@ -379,7 +386,7 @@ func (b *Bus) PublishDurable(ctx context.Context, msgs []Message) ([]PublishResu
 			return out, err
 		}
 		if _, dup := seen[m.ID]; dup {
-			out[i].Outcome = Duplicate
+			out[i] = PublishResult{Outcome: Duplicate, Repeat: true}
 			b.inst.published.Add(ctx, 1, outcomeAttr(Duplicate))
 			continue
 		}

@@ -159,6 +159,7 @@ func TestPublishDurable(t *testing.T) {
 		{name: "scattered duplicates", stored: []string{"a-3", "a-77", "a-140", "a-299"}, batch: ids("a", 0, 300)},
 		{name: "dense duplicates", stored: ids("a", 0, 200), batch: ids("a", 0, 300)},
 		{name: "repeated id within the call", batch: []string{"a-1", "a-2", "a-1", "a-3", "a-2"}},
+		{name: "repeated stored id within the call", stored: []string{"a-2"}, batch: []string{"a-1", "a-2", "a-1", "a-3", "a-2"}},
 		{name: "split into several batches", stored: ids("a", 10, 20), batch: ids("a", 0, 95), maxBatchSize: 10},
 	}
 	for _, tt := range tests {
@@ -188,12 +189,13 @@ func TestPublishDurable(t *testing.T) {
 			seen := map[string]bool{}
 			for i, id := range tt.batch {
 				// A duplicate of a stored message names its sequence; a
-				// repeat within the call has none to name.
+				// repeat within the call has none to name and says it is
+				// a repeat, whose first message's outcome is the id's.
 				want := bus.PublishResult{Outcome: bus.Published}
-				if seq, ok := storedSeq[id]; ok {
+				if seen[id] {
+					want = bus.PublishResult{Outcome: bus.Duplicate, Repeat: true}
+				} else if seq, ok := storedSeq[id]; ok {
 					want = bus.PublishResult{Outcome: bus.Duplicate, Original: seq}
-				} else if seen[id] {
-					want = bus.PublishResult{Outcome: bus.Duplicate}
 				}
 				seen[id] = true
 				if out[i] != want {

@@ -66,9 +66,10 @@ func (e Entry) against(fp string) Outcome {
 
 // publishNew publishes the messages whose ids are new and answers the others
 // against what their id was first used for. The first use is, in order: the
-// ingest log's row; the same id earlier in this batch; the stored original
-// of an id the stream refuses as a duplicate (the log trails the stream by
-// the log writer's lag, so a retry may beat its row).
+// ingest log's row; the same id earlier in this batch (bus.PublishDurable
+// finds those repeats and does not send them); the stored original of an id
+// the stream refuses as a duplicate (the log trails the stream by the log
+// writer's lag, so a retry may beat its row).
 func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 	out := make([]Outcome, len(msgs))
 	fps := make([]string, len(msgs))
@@ -88,22 +89,12 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 		return nil, fmt.Errorf("%w: the ingest log look-up failed (%v)", ErrUnresolved, err)
 	}
 	var fresh []bus.Message
-	var freshIdx, repeats []int
-	var inBatch map[string]bool
+	var freshIdx []int
 	for i, m := range msgs {
 		if e, ok := known[m.ID]; ok {
 			out[i] = e.against(fps[i])
 			continue
 		}
-		if inBatch[m.ID] {
-			// Answered once its first occurrence's fate is known.
-			repeats = append(repeats, i)
-			continue
-		}
-		if inBatch == nil {
-			inBatch = make(map[string]bool, len(msgs))
-		}
-		inBatch[m.ID] = true
 		fresh = append(fresh, m)
 		freshIdx = append(freshIdx, i)
 	}
@@ -120,17 +111,21 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 	}
 	now := time.Now()
 	firstUse := make(map[string]Outcome, len(fresh))
-	var refused []int
+	var refused, repeats []int
 	seqs := map[int]uint64{}
 	for k, p := range published {
 		i := freshIdx[k]
-		if p.Outcome == bus.Duplicate {
+		switch {
+		case p.Outcome == bus.Duplicate && p.Repeat:
+			// Answered once its first occurrence's fate is known.
+			repeats = append(repeats, i)
+		case p.Outcome == bus.Duplicate:
 			refused = append(refused, i)
 			seqs[i] = p.Original
-			continue
+		default:
+			out[i] = Outcome{Status: Published}
+			firstUse[msgs[i].ID] = Outcome{Original: Entry{Fingerprint: fps[i], Type: msgs[i].Type, AcceptedAt: now}}
 		}
-		out[i] = Outcome{Status: Published}
-		firstUse[msgs[i].ID] = Outcome{Original: Entry{Fingerprint: fps[i], Type: msgs[i].Type, AcceptedAt: now}}
 	}
 	if len(refused) > 0 {
 		originals := c.originalsOf(ctx, msgs, refused, seqs)
