@@ -135,7 +135,7 @@ func TestProviderFailuresLoggedAggregated(t *testing.T) {
 	}
 	attempted(1)
 	first := lines("notification provider failing")
-	if len(first) != 1 || !regexp.MustCompile(`level=WARN .* channel=webhook failures=1 tenant=shop request_id=alert-\d+ attempt=1 reason=provider_unavailable will_retry=true error="HTTP 503: provider down for maintenance"`).MatchString(first[0]) {
+	if len(first) != 1 || !regexp.MustCompile(`level=WARN .* channel=webhook failures=1 tenant=shop request_id=alert-\d+ attempt=1 reason=provider_unavailable will_retry=true error="HTTP 503 Service Unavailable: provider down for maintenance"`).MatchString(first[0]) {
 		t.Fatalf("after %d failures, want one line with the first one's request and the provider's answer, got:\n%s", n, s.logs.String())
 	}
 	s.clock.Advance(2 * time.Minute) // the retries come due

@@ -75,8 +75,10 @@ func Classify(err error) *Error {
 // httpStatusError classifies an HTTP provider's answer: 408, 425, 429 and
 // 5xx are transient (429 and 503 honour Retry-After), other 4xx permanent,
 // and a 3xx (not followed) is a URL to fix, named by the host it points to
-// only (its path and query may hold anything).
-func httpStatusError(resp *http.Response, body []byte, now time.Time) error {
+// only (its path and query may hold anything). The error says what the
+// answer says as answerReason puts it, blanking secrets and anything
+// credential-like.
+func httpStatusError(resp *http.Response, body []byte, secrets []string, now time.Time) error {
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 		to := "nowhere (no Location)"
 		if loc, err := resp.Location(); err == nil {
@@ -84,11 +86,7 @@ func httpStatusError(resp *http.Response, body []byte, now time.Time) error {
 		}
 		return Permanent("provider_misconfigured", fmt.Errorf("HTTP %d: redirects to %s; redirects are not followed, set the URL they lead to", resp.StatusCode, to))
 	}
-	snippet := strings.TrimSpace(string(body))
-	if len(snippet) > 200 {
-		snippet = snippet[:200]
-	}
-	err := fmt.Errorf("HTTP %d: %s", resp.StatusCode, snippet)
+	err := errors.New(answerReason(resp.StatusCode, body, secrets))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooEarly || resp.StatusCode >= 500:
 		code := "provider_unavailable"

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -70,48 +69,9 @@ func post(ctx context.Context, client *http.Client, rawURL string, header http.H
 		return nil, Classify(fmt.Errorf("read answer of %s: %w", ShownURL(rawURL), err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, httpStatusError(resp, redactEchoes(b, rawURL, header), time.Now())
+		return nil, httpStatusError(resp, b, requestSecrets(rawURL, header), time.Now())
 	}
 	return b, nil
-}
-
-// redactEchoes blanks in a provider's answer what the request carried as
-// credentials (the URL's userinfo, path segments and query values, the
-// headers' values), since the start of an error answer becomes the
-// delivery's reason, which shops read, and some providers echo the
-// request they refuse.
-func redactEchoes(body []byte, rawURL string, header http.Header) []byte {
-	var secrets []string
-	if u, err := url.Parse(rawURL); err == nil {
-		if u.User != nil {
-			p, _ := u.User.Password()
-			secrets = append(secrets, u.User.Username(), p)
-		}
-		secrets = append(secrets, strings.Split(u.Path, "/")...)
-		for _, vs := range u.Query() {
-			secrets = append(secrets, vs...)
-		}
-	}
-	for k, vs := range header {
-		if k == "Content-Type" {
-			continue
-		}
-		for _, v := range vs {
-			secrets = append(secrets, v)
-			// "Bearer <token>", "Basic <...>": the credential alone too.
-			if _, cred, ok := strings.Cut(v, " "); ok {
-				secrets = append(secrets, cred)
-			}
-		}
-	}
-	for _, s := range secrets {
-		// Short values (a path's "v1", "send") are words, not secrets,
-		// and blanking them would garble the answer.
-		if len(s) >= 8 {
-			body = bytes.ReplaceAll(body, []byte(s), []byte("[redacted]"))
-		}
-	}
-	return body
 }
 
 // SMSConfig configures the HTTP SMS provider.

@@ -92,17 +92,17 @@ func (s *SMTP) dial(ctx context.Context) (*smtpConn, error) {
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
 		conn.Close()
-		return nil, smtpErr("greeting", err)
+		return nil, s.smtpErr("greeting", err)
 	}
 	if err := c.Hello(s.cfg.HelloName); err != nil {
 		c.Close()
-		return nil, smtpErr("EHLO", err)
+		return nil, s.smtpErr("EHLO", err)
 	}
 	if s.cfg.TLS == TLSStartTLS || s.cfg.TLS == TLSOpportunistic {
 		if ok, _ := c.Extension("STARTTLS"); ok {
 			if err := c.StartTLS(s.tlsConfig()); err != nil {
 				c.Close()
-				return nil, smtpErr("STARTTLS", err)
+				return nil, s.smtpErr("STARTTLS", err)
 			}
 		} else if s.cfg.TLS == TLSStartTLS {
 			c.Close()
@@ -112,7 +112,7 @@ func (s *SMTP) dial(ctx context.Context) (*smtpConn, error) {
 	if s.cfg.Username != "" {
 		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username, s.cfg.Password, host)); err != nil {
 			c.Close()
-			return nil, smtpErr("AUTH", err)
+			return nil, s.smtpErr("AUTH", err)
 		}
 	}
 	return &smtpConn{c: c, conn: conn}, nil
@@ -187,34 +187,36 @@ func (s *SMTP) transact(ctx context.Context, c *smtpConn, to string, data []byte
 		from = a
 	}
 	if err := c.c.Mail(from); err != nil {
-		return fmt.Errorf("%w: %w", errBeforeData, smtpErr("MAIL FROM", err))
+		return fmt.Errorf("%w: %w", errBeforeData, s.smtpErr("MAIL FROM", err))
 	}
 	if err := c.c.Rcpt(to); err != nil {
 		_ = c.c.Reset()
-		return fmt.Errorf("%w: %w", errBeforeData, smtpErr("RCPT TO", err))
+		return fmt.Errorf("%w: %w", errBeforeData, s.smtpErr("RCPT TO", err))
 	}
 	w, err := c.c.Data()
 	if err != nil {
-		return fmt.Errorf("%w: %w", errBeforeData, smtpErr("DATA", err))
+		return fmt.Errorf("%w: %w", errBeforeData, s.smtpErr("DATA", err))
 	}
 	if _, err := w.Write(data); err != nil {
-		return smtpErr("DATA", err)
+		return s.smtpErr("DATA", err)
 	}
 	if err := w.Close(); err != nil {
-		return smtpErr("end of DATA", err)
+		return s.smtpErr("end of DATA", err)
 	}
 	return nil
 }
 
 // smtpErr classifies an SMTP reply: 5xx permanent, 4xx and network errors
-// transient.
-func smtpErr(stage string, err error) error {
+// transient. The reply's text, which may span lines and echo what the
+// client sent, is shown as scrub makes it, without the AUTH credentials.
+func (s *SMTP) smtpErr(stage string, err error) error {
 	var te *textproto.Error
 	if errors.As(err, &te) {
+		reply := fmt.Errorf("SMTP %s: %d %s", stage, te.Code, bounded(scrub(te.Msg, secretsOf(s.cfg.Username, s.cfg.Password)), maxDetail))
 		if te.Code >= 500 {
-			return Permanent("provider_rejected", fmt.Errorf("SMTP %s: %d %s", stage, te.Code, te.Msg))
+			return Permanent("provider_rejected", reply)
 		}
-		return Transient("provider_unavailable", fmt.Errorf("SMTP %s: %d %s", stage, te.Code, te.Msg))
+		return Transient("provider_unavailable", reply)
 	}
 	return Classify(fmt.Errorf("SMTP %s: %w", stage, err))
 }

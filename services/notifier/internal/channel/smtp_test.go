@@ -58,6 +58,10 @@ type sink struct {
 	tlsMessages int
 	auths       []string
 	msgs        []string
+	// password is the one AUTH accepts (for mailer); rcptErr, when set,
+	// refuses every recipient. Both are set before the first message.
+	password string
+	rcptErr  error
 }
 
 type sinkSession struct {
@@ -72,7 +76,7 @@ func (ss *sinkSession) Auth(string) (sasl.Server, error) {
 		ss.s.mu.Lock()
 		defer ss.s.mu.Unlock()
 		ss.s.auths = append(ss.s.auths, user+":"+pass)
-		if user != "mailer" || pass != "s3cret" {
+		if user != "mailer" || pass != ss.s.password {
 			// What real servers answer (RFC 4954).
 			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "Authentication credentials invalid"}
 		}
@@ -81,9 +85,13 @@ func (ss *sinkSession) Auth(string) (sasl.Server, error) {
 	}), nil
 }
 func (ss *sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (ss *sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-func (ss *sinkSession) Reset()                               {}
-func (ss *sinkSession) Logout() error                        { return nil }
+func (ss *sinkSession) Rcpt(string, *smtp.RcptOptions) error {
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	return ss.s.rcptErr
+}
+func (ss *sinkSession) Reset()        {}
+func (ss *sinkSession) Logout() error { return nil }
 func (ss *sinkSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -103,7 +111,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 // speaks TLS from the first byte) and requires it for AUTH.
 func newSink(t *testing.T, cert *tls.Certificate, implicit bool) *sink {
 	t.Helper()
-	s := &sink{}
+	s := &sink{password: "s3cret"}
 	// go-smtp starts a new session after STARTTLS: connections are counted
 	// where they are accepted.
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
