@@ -97,25 +97,24 @@ func TestConfigMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_CAMPAIGN_DATABASE_URL=postgres://retain@db/campaign"}
-	for _, tc := range []struct{ env, want string }{
-		{"RETAIN_GRPC_ADDR=nope", `RETAIN_GRPC_ADDR (-grpc-addr): want host:port such as :9090, got "nope"`},
-		{"RETAIN_CAMPAIGN_BATCH_SIZE=0", "RETAIN_CAMPAIGN_BATCH_SIZE (-batch-size): must be 1-10000, got 0"},
-		{"RETAIN_CAMPAIGN_WORKERS=65", "RETAIN_CAMPAIGN_WORKERS (-workers): must be 1-64, got 65"},
-		{"RETAIN_CAMPAIGN_TIMER_INTERVAL=-1s", "RETAIN_CAMPAIGN_TIMER_INTERVAL (-timer-interval): must not be negative (0 disables the scheduler), got -1s"},
-		{"RETAIN_CAMPAIGN_TIMER_BATCH=10001", "RETAIN_CAMPAIGN_TIMER_BATCH (-timer-batch): must be 1-10000, got 10001"},
-		{"RETAIN_CAMPAIGN_AUDIENCE_INTERVAL=-1m", "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL (-audience-interval): must not be negative (0: never), got -1m0s"},
-		{"RETAIN_CAMPAIGN_MAX_TRIGGER_AGE=-1h", "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE (-max-trigger-age): must not be negative (0: no limit), got -1h0m0s"},
-		{"RETAIN_CAMPAIGN_NOTIFIER_ADDR=notifier:0", `RETAIN_CAMPAIGN_NOTIFIER_ADDR (-notifier-addr): want a port of 1-65535 in host:port, got "notifier:0"`},
-	} {
-		cfg := campaign.DefaultConfig()
-		_, err := service.Parse("campaign", &cfg, nil, append(valid, tc.env))
-		if want := "invalid configuration: " + tc.want; err == nil || err.Error() != want {
-			t.Errorf("%s: Parse = %v\nwant %s", tc.env, err, want)
-		}
-		// tel is not needed: New reports the configuration before it sets
-		// anything up.
-		if _, err := campaign.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: New = %v\nwant it to report %s", tc.env, err, tc.want)
-		}
-	}
+	testenv.ConfigMessages(t, valid,
+		func(environ []string) (campaign.Config, error) {
+			cfg := campaign.DefaultConfig()
+			_, err := service.Parse("campaign", &cfg, nil, environ)
+			return cfg, err
+		},
+		func(cfg campaign.Config) error {
+			_, err := campaign.New(context.Background(), cfg, nil)
+			return err
+		},
+		[]testenv.ConfigCase{
+			{Env: []string{"RETAIN_GRPC_ADDR=nope"}, Want: `RETAIN_GRPC_ADDR (-grpc-addr): want host:port such as :9090, got "nope"`},
+			{Env: []string{"RETAIN_CAMPAIGN_BATCH_SIZE=0"}, Want: "RETAIN_CAMPAIGN_BATCH_SIZE (-batch-size): must be 1-10000, got 0"},
+			{Env: []string{"RETAIN_CAMPAIGN_WORKERS=65"}, Want: "RETAIN_CAMPAIGN_WORKERS (-workers): must be 1-64, got 65"},
+			{Env: []string{"RETAIN_CAMPAIGN_TIMER_INTERVAL=-1s"}, Want: "RETAIN_CAMPAIGN_TIMER_INTERVAL (-timer-interval): must not be negative (0 disables the scheduler), got -1s"},
+			{Env: []string{"RETAIN_CAMPAIGN_TIMER_BATCH=10001"}, Want: "RETAIN_CAMPAIGN_TIMER_BATCH (-timer-batch): must be 1-10000, got 10001"},
+			{Env: []string{"RETAIN_CAMPAIGN_AUDIENCE_INTERVAL=-1m"}, Want: "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL (-audience-interval): must not be negative (0: never), got -1m0s"},
+			{Env: []string{"RETAIN_CAMPAIGN_MAX_TRIGGER_AGE=-1h"}, Want: "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE (-max-trigger-age): must not be negative (0: no limit), got -1h0m0s"},
+			{Env: []string{"RETAIN_CAMPAIGN_NOTIFIER_ADDR=notifier:0"}, Want: `RETAIN_CAMPAIGN_NOTIFIER_ADDR (-notifier-addr): want a port of 1-65535 in host:port, got "notifier:0"`},
+		}...)
 }

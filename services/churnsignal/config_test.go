@@ -2,11 +2,11 @@ package churnsignal_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/service"
+	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/churnsignal"
 )
 
@@ -20,24 +20,23 @@ func TestConfigMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_CHURN_DATABASE_URL=postgres://retain@db/churn"}
-	for _, tc := range []struct{ env, want string }{
-		{"RETAIN_STREAM_REPLICAS=7", "RETAIN_STREAM_REPLICAS (-stream-replicas): must be 1-5, got 7"},
-		{"RETAIN_CHURN_RESCORE_INTERVAL=-1h", "RETAIN_CHURN_RESCORE_INTERVAL (-rescore-interval): must not be negative (0: never on a schedule), got -1h0m0s"},
-		{"RETAIN_CHURN_REFIT_INTERVAL=0s", "RETAIN_CHURN_REFIT_INTERVAL (-refit-interval): must be positive, such as 24h, got 0s"},
-		{"RETAIN_CHURN_HORIZON_WEEKS=521", "RETAIN_CHURN_HORIZON_WEEKS (-horizon-weeks): must be 1-520, got 521"},
-		{"RETAIN_CHURN_BATCH_SIZE=0", "RETAIN_CHURN_BATCH_SIZE (-batch-size): must be 1-10000, got 0"},
-		{"RETAIN_CHURN_RESCORE_CHUNK=100001", "RETAIN_CHURN_RESCORE_CHUNK (-rescore-chunk): must be 1-100000, got 100001"},
-		{"RETAIN_CHURN_RESCORE_WORKERS=65", "RETAIN_CHURN_RESCORE_WORKERS (-rescore-workers): must be 1-64, got 65"},
-	} {
-		cfg := churnsignal.DefaultConfig()
-		_, err := service.Parse("churnsignal", &cfg, nil, append(valid, tc.env))
-		if want := "invalid configuration: " + tc.want; err == nil || err.Error() != want {
-			t.Errorf("%s: Parse = %v\nwant %s", tc.env, err, want)
-		}
-		// tel is not needed: New reports the configuration before it sets
-		// anything up.
-		if _, err := churnsignal.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: New = %v\nwant it to report %s", tc.env, err, tc.want)
-		}
-	}
+	testenv.ConfigMessages(t, valid,
+		func(environ []string) (churnsignal.Config, error) {
+			cfg := churnsignal.DefaultConfig()
+			_, err := service.Parse("churnsignal", &cfg, nil, environ)
+			return cfg, err
+		},
+		func(cfg churnsignal.Config) error {
+			_, err := churnsignal.New(context.Background(), cfg, nil)
+			return err
+		},
+		[]testenv.ConfigCase{
+			{Env: []string{"RETAIN_STREAM_REPLICAS=7"}, Want: "RETAIN_STREAM_REPLICAS (-stream-replicas): must be 1-5, got 7"},
+			{Env: []string{"RETAIN_CHURN_RESCORE_INTERVAL=-1h"}, Want: "RETAIN_CHURN_RESCORE_INTERVAL (-rescore-interval): must not be negative (0: never on a schedule), got -1h0m0s"},
+			{Env: []string{"RETAIN_CHURN_REFIT_INTERVAL=0s"}, Want: "RETAIN_CHURN_REFIT_INTERVAL (-refit-interval): must be positive, such as 24h, got 0s"},
+			{Env: []string{"RETAIN_CHURN_HORIZON_WEEKS=521"}, Want: "RETAIN_CHURN_HORIZON_WEEKS (-horizon-weeks): must be 1-520, got 521"},
+			{Env: []string{"RETAIN_CHURN_BATCH_SIZE=0"}, Want: "RETAIN_CHURN_BATCH_SIZE (-batch-size): must be 1-10000, got 0"},
+			{Env: []string{"RETAIN_CHURN_RESCORE_CHUNK=100001"}, Want: "RETAIN_CHURN_RESCORE_CHUNK (-rescore-chunk): must be 1-100000, got 100001"},
+			{Env: []string{"RETAIN_CHURN_RESCORE_WORKERS=65"}, Want: "RETAIN_CHURN_RESCORE_WORKERS (-rescore-workers): must be 1-64, got 65"},
+		}...)
 }

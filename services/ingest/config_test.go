@@ -2,11 +2,11 @@ package ingest_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/service"
+	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/ingest"
 )
 
@@ -19,23 +19,22 @@ func TestConfigMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_INGEST_DATABASE_URL=postgres://retain@db/ingest"}
-	for _, tc := range []struct{ env, want string }{
-		{"RETAIN_HTTP_ADDR=:http", `RETAIN_HTTP_ADDR (-http-addr): want a numeric port in host:port, got ":http"`},
-		{"RETAIN_INGEST_MAX_BATCH=5000", "RETAIN_INGEST_MAX_BATCH (-max-batch): must be 1-1000 (the server's limit: the max batch it takes atomically), got 5000"},
-		{"RETAIN_INGEST_LINGER=2s", "RETAIN_INGEST_LINGER (-linger): must be 0-1s, such as 1ms, got 2s"},
-		{"RETAIN_INGEST_PUBLISHERS=0", "RETAIN_INGEST_PUBLISHERS (-publishers): must be at least 1, got 0"},
-		{"RETAIN_INGEST_QUEUE_DEPTH=0", "RETAIN_INGEST_QUEUE_DEPTH (-queue-depth): must be at least 1, got 0"},
-		{"RETAIN_INGEST_LOG_RETENTION=0s", "RETAIN_INGEST_LOG_RETENTION (-log-retention): must be positive, such as 720h (the streams' max age), got 0s"},
-	} {
-		cfg := ingest.DefaultConfig()
-		_, err := service.Parse("ingest", &cfg, nil, append(valid, tc.env))
-		if want := "invalid configuration: " + tc.want; err == nil || err.Error() != want {
-			t.Errorf("%s: Parse = %v\nwant %s", tc.env, err, want)
-		}
-		// tel is not needed: New reports the configuration before it sets
-		// anything up.
-		if _, err := ingest.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: New = %v\nwant it to report %s", tc.env, err, tc.want)
-		}
-	}
+	testenv.ConfigMessages(t, valid,
+		func(environ []string) (ingest.Config, error) {
+			cfg := ingest.DefaultConfig()
+			_, err := service.Parse("ingest", &cfg, nil, environ)
+			return cfg, err
+		},
+		func(cfg ingest.Config) error {
+			_, err := ingest.New(context.Background(), cfg, nil)
+			return err
+		},
+		[]testenv.ConfigCase{
+			{Env: []string{"RETAIN_HTTP_ADDR=:http"}, Want: `RETAIN_HTTP_ADDR (-http-addr): want a numeric port in host:port, got ":http"`},
+			{Env: []string{"RETAIN_INGEST_MAX_BATCH=5000"}, Want: "RETAIN_INGEST_MAX_BATCH (-max-batch): must be 1-1000 (the server's limit: the max batch it takes atomically), got 5000"},
+			{Env: []string{"RETAIN_INGEST_LINGER=2s"}, Want: "RETAIN_INGEST_LINGER (-linger): must be 0-1s, such as 1ms, got 2s"},
+			{Env: []string{"RETAIN_INGEST_PUBLISHERS=0"}, Want: "RETAIN_INGEST_PUBLISHERS (-publishers): must be at least 1, got 0"},
+			{Env: []string{"RETAIN_INGEST_QUEUE_DEPTH=0"}, Want: "RETAIN_INGEST_QUEUE_DEPTH (-queue-depth): must be at least 1, got 0"},
+			{Env: []string{"RETAIN_INGEST_LOG_RETENTION=0s"}, Want: "RETAIN_INGEST_LOG_RETENTION (-log-retention): must be positive, such as 720h (the streams' max age), got 0s"},
+		}...)
 }

@@ -64,21 +64,20 @@ func TestConfigMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_METRICS_DATABASE_URL=postgres://retain@db/metrics"}
-	for _, tc := range []struct{ env, want string }{
-		{"RETAIN_LOG_FORMAT=xml", `RETAIN_LOG_FORMAT (-log-format): must be one of json, text, got "xml"`},
-		{"RETAIN_METRICS_BATCH_SIZE=5001", "RETAIN_METRICS_BATCH_SIZE (-batch-size): must be 1-5000, got 5001"},
-		{"RETAIN_METRICS_CONSUMERS=0", "RETAIN_METRICS_CONSUMERS (-consumers): must be 1-64, got 0"},
-		{"RETAIN_METRICS_CACHE_BYTES=-1", "RETAIN_METRICS_CACHE_BYTES (-cache-bytes): must be 0 or more bytes (0: nothing kept between queries), got -1"},
-	} {
-		cfg := metrics.DefaultConfig()
-		_, err := service.Parse("metrics", &cfg, nil, append(valid, tc.env))
-		if want := "invalid configuration: " + tc.want; err == nil || err.Error() != want {
-			t.Errorf("%s: Parse = %v\nwant %s", tc.env, err, want)
-		}
-		// tel is not needed: New reports the configuration before it sets
-		// anything up.
-		if _, err := metrics.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: New = %v\nwant it to report %s", tc.env, err, tc.want)
-		}
-	}
+	testenv.ConfigMessages(t, valid,
+		func(environ []string) (metrics.Config, error) {
+			cfg := metrics.DefaultConfig()
+			_, err := service.Parse("metrics", &cfg, nil, environ)
+			return cfg, err
+		},
+		func(cfg metrics.Config) error {
+			_, err := metrics.New(context.Background(), cfg, nil)
+			return err
+		},
+		[]testenv.ConfigCase{
+			{Env: []string{"RETAIN_LOG_FORMAT=xml"}, Want: `RETAIN_LOG_FORMAT (-log-format): must be one of json, text, got "xml"`},
+			{Env: []string{"RETAIN_METRICS_BATCH_SIZE=5001"}, Want: "RETAIN_METRICS_BATCH_SIZE (-batch-size): must be 1-5000, got 5001"},
+			{Env: []string{"RETAIN_METRICS_CONSUMERS=0"}, Want: "RETAIN_METRICS_CONSUMERS (-consumers): must be 1-64, got 0"},
+			{Env: []string{"RETAIN_METRICS_CACHE_BYTES=-1"}, Want: "RETAIN_METRICS_CACHE_BYTES (-cache-bytes): must be 0 or more bytes (0: nothing kept between queries), got -1"},
+		}...)
 }
