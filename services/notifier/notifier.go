@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"google.golang.org/grpc"
 
 	"github.com/retainhq/retain/platform/auth"
@@ -193,9 +194,30 @@ func (c Config) Validate() error {
 			v.Check(c.SMTP.From != "", name("SMTP_FROM", "smtp-from"),
 				`must be set with RETAIN_NOTIFIER_SMTP_ADDR: the sender, such as "Shop <news@shop.example>"`)
 			v.OneOf(name("SMTP_TLS", "smtp-tls"), c.SMTP.TLS, channel.TLSStartTLS, channel.TLSOpportunistic, channel.TLSImplicit, channel.TLSNone)
+			// A pool of 0 or less was quietly made 4, a timeout of 0 or less
+			// 30s: the operator's value is refused instead of replaced.
+			v.Check(c.SMTP.PoolSize >= 1 && c.SMTP.PoolSize <= 1000, name("SMTP_POOL_SIZE", "smtp-pool-size"), "must be 1-1000, got %d", c.SMTP.PoolSize)
+			v.Check(c.SMTP.Timeout > 0 && c.SMTP.Timeout <= maxSMTPTimeout, name("SMTP_TIMEOUT", "smtp-timeout"),
+				"must be positive and at most 10m (RFC 5321's longest command timeout), such as 30s, got %s", c.SMTP.Timeout)
 		}
 		if c.SMS.URL != "" {
 			v.Check(isHTTPURL(c.SMS.URL, false), name("SMS_URL", "sms-url"), "want an http(s) URL, got %s", shownURL(c.SMS.URL))
+			// A bad header name or value failed every SMS at the provider
+			// call (net/http refuses it), retried as if the provider were
+			// down; a whole "Authorization: Bearer <key>" in the name sent
+			// no credential at all.
+			header := name("SMS_AUTH_HEADER", "sms-auth-header")
+			switch problem := headerNameProblem(c.SMS.AuthHeader); {
+			case c.SMS.AuthHeader == "":
+				v.Check(c.SMS.AuthValue == "", header, "must be set with RETAIN_NOTIFIER_SMS_AUTH: the header carrying it, such as Authorization")
+			case problem != "":
+				v.Addf(header, "want a header name such as Authorization (letters, digits and !#$%%&'*+-.^_`|~), got %d bytes with %s (not shown: it may hold the credential)",
+					len(c.SMS.AuthHeader), problem)
+			}
+			if i := strings.IndexFunc(c.SMS.AuthValue, isControl); i >= 0 {
+				v.Addf(name("SMS_AUTH", "sms-auth"), "must be one line without control characters (a header value), got %d bytes with %s at byte %d (not shown: it is the credential)",
+					len(c.SMS.AuthValue), controlName(rune(c.SMS.AuthValue[i])), i)
+			}
 		}
 		if c.Webhook.URL != "" {
 			v.Check(isHTTPURL(c.Webhook.URL, false), name("WEBHOOK_URL", "webhook-url"), "want an http(s) URL, got %s", shownURL(c.Webhook.URL))
@@ -204,6 +226,45 @@ func (c Config) Validate() error {
 		}
 	}
 	return v.Err()
+}
+
+// maxSMTPTimeout bounds RETAIN_NOTIFIER_SMTP_TIMEOUT: 10 minutes is the
+// longest of RFC 5321's command timeouts (4.5.3.2, the reply to the end
+// of DATA); a longer one is a slip (30m for 30s) that would let a server
+// that stopped answering hold a pool connection that long.
+const maxSMTPTimeout = 10 * time.Minute
+
+// headerNameProblem describes the first character of name that an HTTP
+// header name cannot hold ("" when it is a header name): a colon says the
+// value was written into the name too.
+func headerNameProblem(name string) string {
+	for i, r := range name {
+		switch {
+		case httpguts.IsTokenRune(r):
+			continue
+		case r == ':':
+			return fmt.Sprintf("a colon at byte %d: the header's value goes in RETAIN_NOTIFIER_SMS_AUTH", i)
+		case isControl(r):
+			return fmt.Sprintf("%s at byte %d", controlName(r), i)
+		case r == ' ' || r == '\t':
+			return fmt.Sprintf("a space at byte %d", i)
+		default:
+			return fmt.Sprintf("%s at byte %d", strconv.QuoteRune(r), i)
+		}
+	}
+	return ""
+}
+
+// isControl reports whether r is a control character a header value
+// cannot hold (horizontal tab is allowed there).
+func isControl(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f }
+
+// controlName names a control character without showing it.
+func controlName(r rune) string {
+	if r == '\r' || r == '\n' {
+		return "a line break (CR or LF)"
+	}
+	return fmt.Sprintf("the control character %U", r)
 }
 
 // isHTTPURL reports whether raw is an http or https URL, with a host if
