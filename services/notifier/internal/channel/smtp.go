@@ -87,7 +87,12 @@ func (s *SMTP) dial(ctx context.Context) (*smtpConn, error) {
 	if err != nil {
 		return nil, Transient("provider_unavailable", fmt.Errorf("connect to SMTP server %s: %w", s.cfg.Addr, err))
 	}
-	_ = conn.SetDeadline(time.Now().Add(s.cfg.Timeout))
+	// The greeting, EHLO, STARTTLS and AUTH are bounded by the send's
+	// context too: RETAIN_NOTIFIER_SEND_TIMEOUT bounds the whole call, and
+	// a server that accepts connections but does not answer would
+	// otherwise hold the attempt (and the send pass waiting on it) for the
+	// SMTP timeout.
+	_ = conn.SetDeadline(s.deadline(ctx))
 	host, _, _ := net.SplitHostPort(s.cfg.Addr)
 	c, err := smtp.NewClient(conn, host)
 	if err != nil {
@@ -177,11 +182,7 @@ func (s *SMTP) Send(ctx context.Context, m *Message) (string, error) {
 }
 
 func (s *SMTP) transact(ctx context.Context, c *smtpConn, to string, data []byte) error {
-	deadline := time.Now().Add(s.cfg.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = c.conn.SetDeadline(deadline)
+	_ = c.conn.SetDeadline(s.deadline(ctx))
 	from := s.cfg.From
 	if a, err := parseAddr(from); err == nil {
 		from = a
@@ -204,6 +205,15 @@ func (s *SMTP) transact(ctx context.Context, c *smtpConn, to string, data []byte
 		return s.smtpErr("end of DATA", err)
 	}
 	return nil
+}
+
+// deadline is when the SMTP timeout ends, or ctx's deadline if earlier.
+func (s *SMTP) deadline(ctx context.Context) time.Time {
+	deadline := time.Now().Add(s.cfg.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		return d
+	}
+	return deadline
 }
 
 // smtpErr classifies an SMTP reply: 5xx permanent, 4xx and network errors

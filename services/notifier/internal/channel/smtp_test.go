@@ -270,3 +270,35 @@ func TestSMTPPoolReusesConnections(t *testing.T) {
 		t.Fatalf("eight senders, pool of 4: %d messages over %d connections", msgs, conns)
 	}
 }
+
+// TestSMTPSetupBoundedBySendContext: a server that accepts the connection
+// but never greets holds a send no longer than the send's context allows
+// (RETAIN_NOTIFIER_SEND_TIMEOUT), not the longer SMTP timeout.
+func TestSMTPSetupBoundedBySendContext(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // silent until the test ends
+		}
+	}()
+	s := NewSMTP(SMTPConfig{Addr: l.Addr().String(), From: "Shop <news@shop.example>", TLS: TLSNone, PoolSize: 1, Timeout: 10 * time.Second})
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = s.Send(ctx, testMessage(1))
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the send took %s, past its context's 200ms", took.Round(time.Millisecond))
+	}
+	if ce := Classify(err); err == nil || ce.Permanent || ce.Code != "provider_timeout" {
+		t.Fatalf("want a transient provider_timeout failure, got %v (%+v)", err, ce)
+	}
+}
