@@ -10,8 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/retainhq/retain/platform/pg"
 )
 
 // DeadLetter is a message a consumer gave up on.
@@ -165,9 +163,7 @@ func scanDeadLetter(row pgx.CollectableRow) (DeadLetter, error) {
 // replayed meanwhile is checked again under the row's lock.
 func (c *Consumer) Replay(ctx context.Context, id int64) error {
 	// The handler's AfterCommit hooks run as they do after a batch.
-	ctx, hooks := withCommitHooks(ctx)
-	err := pg.InTx(ctx, c.pool, func(tx pgx.Tx) error {
-		hooks.reset()
+	return InHandlerTx(ctx, c.pool, func(ctx context.Context, tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			SELECT `+deadLetterColumns+`
 			FROM bus_dead_letters WHERE id = $1 AND consumer = $2`, id, c.cfg.Durable)
@@ -232,9 +228,4 @@ func (c *Consumer) Replay(ctx context.Context, id int64) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	hooks.run()
-	return nil
 }
