@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,7 +53,22 @@ const (
 	// errCodeBatchIncomplete: a message of the batch never reached the
 	// server's staging area (gap, timeout, reconnect). Retryable.
 	errCodeBatchIncomplete jetstream.ErrorCode = 10176
+	// errCodeAccountResources: "resource limits exceeded for account": the
+	// account's JetStream storage is used up (HTTP-like code 400).
+	errCodeAccountResources jetstream.ErrorCode = 10002
+	// errCodeInsufficientResources: the server's own JetStream storage
+	// (max_file_store) is used up (code 503).
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
+	// errCodeStoreFailed: the stream could not store the message; its
+	// description is the store's error, such as a stream with discard new
+	// at its max_msgs or max_bytes (code 503).
+	errCodeStoreFailed jetstream.ErrorCode = 10077
 )
+
+// streamFull are the descriptions errCodeStoreFailed carries for a stream
+// at one of its limits (nats-server store.go: ErrMaxMsgs, ErrMaxBytes,
+// ErrMaxMsgsPerSubject); other store failures are not a lack of room.
+var streamFull = []string{"maximum messages exceeded", "maximum bytes exceeded", "maximum messages per subject exceeded"}
 
 var (
 	// ErrBatchDuplicate means the server rejected a whole atomic batch because
@@ -68,7 +84,32 @@ var (
 	// instead of waiting out PublishTimeout, so a caller (ingest's client)
 	// learns at once to retry later.
 	ErrNotConnected = errors.New("bus: not connected to NATS (reconnecting); nothing was published")
+	// ErrStorageFull means JetStream refused to store for lack of room: the
+	// account's or the server's JetStream storage is used up, or the stream
+	// is at a limit it enforces by refusing. Publishing again succeeds once
+	// room is made (old messages expire, an operator raises the limit).
+	// Of an atomic batch some messages may be stored (see publishAtomic).
+	ErrStorageFull = errors.New("bus: JetStream has no storage left for the messages (account, server or stream limit reached)")
 )
+
+// storageRefusal wraps err with ErrStorageFull when it is the server's
+// refusal for lack of room.
+func storageRefusal(err error) error {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return err
+	}
+	switch apiErr.ErrorCode {
+	case errCodeAccountResources, errCodeInsufficientResources:
+	case errCodeStoreFailed:
+		if !slices.Contains(streamFull, apiErr.Description) {
+			return err
+		}
+	default:
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrStorageFull, err)
+}
 
 // connected refuses a publish while the connection is down: nats.go would
 // buffer it and the caller would wait PublishTimeout for an ack that can
@@ -109,12 +150,13 @@ func (m Message) validate() error {
 // past: not connected (reconnecting), an atomic batch the server did not
 // store, a timeout, no responders, or JetStream "temporarily unavailable"
 // (a server recovering its streams after a restart, a cluster without a
-// leader). Other failures (a broken invariant, a permanent refusal) fail
-// the same way again.
+// leader), or no storage left (ErrStorageFull). Other failures (a broken
+// invariant, a permanent refusal) fail the same way again.
 func Transient(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, ErrNotConnected) ||
 		errors.Is(err, ErrBatchRetryable) ||
+		errors.Is(err, ErrStorageFull) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) ||
@@ -222,7 +264,7 @@ func (b *Bus) Publish(ctx context.Context, m Message) (*jetstream.PubAck, error)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "publish failed")
-		return nil, fmt.Errorf("bus: publish %s to %s: %w", m.ID, m.Subject, err)
+		return nil, fmt.Errorf("bus: publish %s to %s: %w", m.ID, m.Subject, storageRefusal(err))
 	}
 	outcome := Published
 	if ack.Duplicate {
@@ -305,10 +347,12 @@ func (b *Bus) publishAtomic(ctx context.Context, stream string, msgs []Message) 
 	batchID := nuid.Next()
 	last := len(msgs) - 1
 	var reply *nats.Msg
+	size := 0
 	for i, m := range msgs {
 		nm := b.natsMsg(ctx, m)
 		nm.Header.Set(headerBatchID, batchID)
 		nm.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
+		size += nm.Size()
 		if i < last {
 			// No reply subject: the server then stages the message silently.
 			// With one it would answer every message (flow control), which
@@ -322,6 +366,10 @@ func (b *Bus) publishAtomic(ctx context.Context, stream string, msgs []Message) 
 		nm.Header.Set(headerBatchCommit, "1")
 		reply, err = b.NC.RequestMsgWithContext(ctx, nm)
 		if err != nil {
+			if left, full := b.storageShort(ctx, err, size); full {
+				return fmt.Errorf("bus: atomic publish to %s (%d messages, %d bytes), no batch ack: %w (%d bytes left): %w",
+					stream, len(msgs), size, ErrStorageFull, left, err)
+			}
 			return fmt.Errorf("bus: atomic publish to %s (%d messages), waiting for batch ack: %w", stream, len(msgs), err)
 		}
 	}
@@ -337,7 +385,7 @@ func (b *Bus) publishAtomic(ctx context.Context, stream string, msgs []Message) 
 		case errCodeBatchTooManyInflight, errCodeBatchIncomplete:
 			return fmt.Errorf("bus: atomic publish to %s (%d messages): %w: %w", stream, len(msgs), ErrBatchRetryable, ack.Error)
 		default:
-			return fmt.Errorf("bus: atomic publish to %s (%d messages): %w", stream, len(msgs), ack.Error)
+			return fmt.Errorf("bus: atomic publish to %s (%d messages): %w", stream, len(msgs), storageRefusal(ack.Error))
 		}
 	}
 	if ack.BatchID != batchID || ack.Count != len(msgs) {
@@ -346,6 +394,28 @@ func (b *Bus) publishAtomic(ctx context.Context, stream string, msgs []Message) 
 	}
 	b.inst.published.Add(ctx, int64(len(msgs)), outcomeAttr(Published))
 	return nil
+}
+
+// storageShort tells, after the ack of a batch of size bytes did not come
+// (err), whether the account's JetStream storage has less than size bytes
+// left, and how many.
+// A single server commits an atomic batch message by message and stops at
+// the first one over the account's or server's storage limit without
+// answering (nats-server 2.12-2.15): the messages before it are stored and
+// the publisher only sees its wait time out. The remaining room tells that
+// case from a slow server, so the caller is told storage is full.
+func (b *Bus) storageShort(ctx context.Context, err error, size int) (left int64, short bool) {
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	info, aerr := b.JS.AccountInfo(ctx)
+	if aerr != nil || info.Limits.MaxStore < 0 {
+		return 0, false
+	}
+	left = max(info.Limits.MaxStore-int64(info.Store), 0)
+	return left, left < int64(size)
 }
 
 // singlesThreshold is the group size below which PublishDurable stops

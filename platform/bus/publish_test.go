@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -341,10 +342,112 @@ func TestTransient(t *testing.T) {
 		{wrap(&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}), true},
 		{wrap(&jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "maximum messages exceeded"}), false},
 		{wrap(bus.ErrBatchDuplicate), false},
+		{wrap(bus.ErrStorageFull), true},
 		{errors.New("bus: message on retain.events.x has no ID"), false},
 	} {
 		if got := bus.Transient(tc.err); got != tc.want {
 			t.Errorf("Transient(%v) = %t, want %t", tc.err, got, tc.want)
 		}
 	}
+}
+
+// TestPublishWhenStorageIsFull: JetStream refusing to store for lack of
+// room is ErrStorageFull, which a retry can get past once room is made,
+// whether the refusal is an answer or a batch ack that never comes; and
+// publishing the same messages again stores none of them twice.
+func TestPublishWhenStorageIsFull(t *testing.T) {
+	srv, b := setupNATS(t)
+	ctx := testCtx(t)
+	limitStore := func(t *testing.T, maxStore int64) {
+		t.Helper()
+		err := srv.Server().GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
+			"": {MaxMemory: -1, MaxStore: maxStore, MaxStreams: -1, MaxConsumers: -1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.PublishAtomic(ctx, events("before", 4)); err != nil {
+		t.Fatal(err)
+	}
+	info, err := b.JS.AccountInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perMsg := int64(info.Store) / 4
+
+	t.Run("an account with room for part of a batch", func(t *testing.T) {
+		// Room for 3 of the 10: the server stores those and never acks.
+		limitStore(t, int64(info.Store)+3*perMsg+perMsg/2)
+		t.Cleanup(func() { limitStore(t, -1) })
+		batch := events("part", 10)
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := b.PublishDurable(short, batch)
+		if !errors.Is(err, bus.ErrStorageFull) || !bus.Transient(err) {
+			t.Fatalf("got %v, want ErrStorageFull, transient", err)
+		}
+		stored := streamMsgs(t, b, bus.EventsStream) - 4
+		if stored == 0 || stored >= 10 {
+			t.Fatalf("%d of the batch stored; want some (the server stores up to its limit)", stored)
+		}
+
+		// Full now: refused with an answer, at once.
+		start := time.Now()
+		if _, err := b.PublishDurable(ctx, batch); !errors.Is(err, bus.ErrStorageFull) || !bus.Transient(err) {
+			t.Fatalf("again: got %v, want ErrStorageFull, transient", err)
+		} else if !strings.Contains(err.Error(), "resource limits exceeded for account") {
+			t.Errorf("again: %v does not carry the server's reason", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("refused after %s: want the server's answer, not a timeout", d)
+		}
+
+		limitStore(t, -1)
+		out, err := b.PublishDurable(ctx, batch)
+		if err != nil {
+			t.Fatalf("with room again: %v", err)
+		}
+		var dups uint64
+		for i, o := range out {
+			switch {
+			case o.Outcome == bus.Duplicate && o.Original > 0:
+				dups++
+			case o.Outcome != bus.Published:
+				t.Errorf("message %d: %+v", i, o)
+			}
+		}
+		if dups != stored {
+			t.Errorf("%d answered duplicate, want the %d stored before", dups, stored)
+		}
+		if n := streamMsgs(t, b, bus.EventsStream); n != 14 {
+			t.Fatalf("stream holds %d messages, want 14: each id once", n)
+		}
+	})
+
+	t.Run("a stream at its max_msgs with discard new", func(t *testing.T) {
+		st, err := b.JS.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := st.CachedInfo().Config
+		cfg.Discard, cfg.MaxMsgs = jetstream.DiscardNew, 16
+		if _, err := b.JS.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		// An atomic batch over the limit is refused whole.
+		if _, err := b.PublishDurable(ctx, events("over", 3)); !errors.Is(err, bus.ErrStorageFull) || !bus.Transient(err) {
+			t.Fatalf("batch: got %v, want ErrStorageFull, transient", err)
+		}
+		if n := streamMsgs(t, b, bus.EventsStream); n != 14 {
+			t.Fatalf("stream holds %d messages, want 14: part of a refused batch was stored", n)
+		}
+		for _, id := range []string{"single-1", "single-2"} {
+			if _, err := b.Publish(ctx, msg(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.Publish(ctx, msg("single-3")); !errors.Is(err, bus.ErrStorageFull) || !strings.Contains(err.Error(), "maximum messages exceeded") {
+			t.Fatalf("single: got %v, want ErrStorageFull naming the stream's limit", err)
+		}
+	})
 }

@@ -109,6 +109,13 @@ func (h *HTTP) failed(w http.ResponseWriter, ctx context.Context, err error) {
 	case errors.Is(err, commit.ErrOverloaded):
 		w.Header().Set("Retry-After", "1")
 		httperr.Write(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry with the same event ids")
+	case errors.Is(err, bus.ErrStorageFull):
+		// An operator has to make room (or old events expire): worth a
+		// line per request, and a retry within a second would only be
+		// refused again.
+		h.log.WarnContext(ctx, "ingest publish refused: JetStream storage is full", "err", err)
+		w.Header().Set("Retry-After", "30")
+		httperr.Write(w, http.StatusTooManyRequests, "storage_full", err.Error()+"; retry with the same event ids")
 	case errors.Is(err, app.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		if !errors.Is(err, bus.ErrNotConnected) {
 			// A lost NATS connection is logged by the bus when it drops and

@@ -23,9 +23,9 @@ import (
 )
 
 // ErrUnavailable wraps failures a retry can get past (the bus is
-// unreachable or slow, or an id's first use could not be read): the client
-// should retry later with the same event ids. Other failures are internal:
-// a retry would fail the same way.
+// unreachable, slow or out of storage, or an id's first use could not be
+// read): the client should retry later with the same event ids. Other
+// failures are internal: a retry would fail the same way.
 var ErrUnavailable = errors.New("event bus unavailable")
 
 // retryable tells the failures of a publish that a retry can get past
