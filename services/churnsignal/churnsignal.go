@@ -43,6 +43,14 @@ type Config struct {
 	// RefitInterval is how old a tenant's model may get before a scheduled
 	// pass refits it (a model pinned by Refit with as_of is left alone).
 	RefitInterval time.Duration
+	// RefitGrowthPercent is how much the orders or the customers under a
+	// model must grow for it to be refit ahead of its age, RefitMinGap the
+	// least time from a fit to such a refit.
+	RefitGrowthPercent int
+	RefitMinGap        time.Duration
+	// MaxLag is how far behind the stream the facts consumer may be for
+	// models to be refit by themselves and band changes published.
+	MaxLag time.Duration
 	// HorizonWeeks is the prediction horizon of the purchase model.
 	HorizonWeeks int
 	// BatchSize is the most facts applied in one transaction.
@@ -59,13 +67,16 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		Config:          service.DefaultConfig("churnsignal"),
-		RescoreInterval: time.Hour,
-		RefitInterval:   24 * time.Hour,
-		HorizonWeeks:    13,
-		BatchSize:       500,
-		RescoreChunk:    2000,
-		RescoreWorkers:  2,
+		Config:             service.DefaultConfig("churnsignal"),
+		RescoreInterval:    time.Hour,
+		RefitInterval:      24 * time.Hour,
+		RefitGrowthPercent: app.DefaultRefitGrowthPercent,
+		RefitMinGap:        app.DefaultMinRefitGap,
+		MaxLag:             app.DefaultMaxLag,
+		HorizonWeeks:       13,
+		BatchSize:          500,
+		RescoreChunk:       2000,
+		RescoreWorkers:     2,
 	}
 }
 
@@ -74,6 +85,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Config.RegisterFlags(fs, databaseEnv, "Postgres URL of the churn-signal database")
 	config.DurationVar(fs, &c.RescoreInterval, "rescore-interval", "RETAIN_CHURN_RESCORE_INTERVAL", "how often every customer is rescored as time passes (0: never on a schedule)")
 	config.DurationVar(fs, &c.RefitInterval, "refit-interval", "RETAIN_CHURN_REFIT_INTERVAL", "age at which a scheduled pass refits a tenant's purchase model")
+	config.IntVar(fs, &c.RefitGrowthPercent, "refit-growth-percent", "RETAIN_CHURN_REFIT_GROWTH_PERCENT", "growth in percent of a model's orders or customers that refits it ahead of its age")
+	config.DurationVar(fs, &c.RefitMinGap, "refit-min-gap", "RETAIN_CHURN_REFIT_MIN_GAP", "least time from a model's fit to a refit for growth")
+	config.DurationVar(fs, &c.MaxLag, "max-lag", "RETAIN_CHURN_MAX_LAG", "how far behind the stream the facts consumer may be for models to be refit by themselves and band changes published")
 	config.IntVar(fs, &c.HorizonWeeks, "horizon-weeks", "RETAIN_CHURN_HORIZON_WEEKS", "prediction horizon of the purchase model, in weeks")
 	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_CHURN_BATCH_SIZE", "most facts applied in one transaction")
 	config.IntVar(fs, &c.RescoreChunk, "rescore-chunk", "RETAIN_CHURN_RESCORE_CHUNK", "customers rescored per transaction in a full pass")
@@ -89,6 +103,12 @@ func (c Config) Validate() error {
 		"must not be negative (0: never on a schedule), got %s", c.RescoreInterval)
 	v.Check(c.RefitInterval > 0, config.SettingName("RETAIN_CHURN_REFIT_INTERVAL", "refit-interval"),
 		"must be positive, such as 24h, got %s", c.RefitInterval)
+	v.Check(c.RefitGrowthPercent >= 1 && c.RefitGrowthPercent <= 1000, config.SettingName("RETAIN_CHURN_REFIT_GROWTH_PERCENT", "refit-growth-percent"),
+		"must be 1-1000, got %d", c.RefitGrowthPercent)
+	v.Check(c.RefitMinGap >= time.Second, config.SettingName("RETAIN_CHURN_REFIT_MIN_GAP", "refit-min-gap"),
+		"must be 1s or more, such as 5m, got %s", c.RefitMinGap)
+	v.Check(c.MaxLag >= time.Second, config.SettingName("RETAIN_CHURN_MAX_LAG", "max-lag"),
+		"must be 1s or more, such as 1m, got %s", c.MaxLag)
 	v.Check(c.HorizonWeeks >= 1 && c.HorizonWeeks <= 520, config.SettingName("RETAIN_CHURN_HORIZON_WEEKS", "horizon-weeks"),
 		"must be 1-520, got %d", c.HorizonWeeks)
 	v.Check(c.BatchSize >= 1 && c.BatchSize <= 10000, config.SettingName("RETAIN_CHURN_BATCH_SIZE", "batch-size"),
@@ -133,13 +153,16 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	}()
 	b, pool, log := deps.Bus, deps.Pool, deps.Log
 	engine, err := app.New(pool, app.Config{
-		HorizonWeeks:    float64(cfg.HorizonWeeks),
-		ChunkSize:       cfg.RescoreChunk,
-		Workers:         cfg.RescoreWorkers,
-		RescoreInterval: cfg.RescoreInterval,
-		RefitInterval:   cfg.RefitInterval,
-		Now:             cfg.Now,
-		Meter:           tel.MeterProvider.Meter("retain/churnsignal"),
+		HorizonWeeks:       float64(cfg.HorizonWeeks),
+		ChunkSize:          cfg.RescoreChunk,
+		Workers:            cfg.RescoreWorkers,
+		RescoreInterval:    cfg.RescoreInterval,
+		RefitInterval:      cfg.RefitInterval,
+		RefitGrowthPercent: cfg.RefitGrowthPercent,
+		MinRefitGap:        cfg.RefitMinGap,
+		MaxLag:             cfg.MaxLag,
+		Now:                cfg.Now,
+		Meter:              tel.MeterProvider.Meter("retain/churnsignal"),
 	}, log)
 	if err != nil {
 		return nil, err

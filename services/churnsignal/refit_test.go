@@ -138,12 +138,12 @@ func TestModelFittedEarlyInAnImportIsRefit(t *testing.T) {
 	s.publish(t, tenant, evs[most:]...)
 	s.caughtUp(t)
 	if m := model(); !m.GetFittedAt().AsTime().Equal(partial.GetFittedAt().AsTime()) {
-		t.Errorf("refit %s after the last fit, before MinRefitGap (%s)", m.GetFittedAt().AsTime().Sub(partial.GetFittedAt().AsTime()), app.MinRefitGap)
+		t.Errorf("refit %s after the last fit, before MinRefitGap (%s)", m.GetFittedAt().AsTime().Sub(partial.GetFittedAt().AsTime()), app.DefaultMinRefitGap)
 	}
 
 	// MinRefitGap later the shop's next order is applied, and the model is
 	// refit on all of the history: its orders have grown by two thirds.
-	s.clock.Advance(app.MinRefitGap)
+	s.clock.Advance(app.DefaultMinRefitGap)
 	s.publish(t, tenant, orderEv("after-the-import", "c-new", s.clock.Now(), 2500))
 	all := buyers(evs)
 	testenv.WaitFor(t, "a refit on the whole history", func() bool { return model().GetCustomers() >= all })

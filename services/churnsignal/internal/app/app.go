@@ -59,8 +59,18 @@ type Config struct {
 	RescoreInterval time.Duration
 	// RefitInterval is the age at which a scheduled pass refits a tenant's
 	// model (pinned models excepted); it is refit sooner when its data grew
-	// (see refitDue).
+	// (see rule.due).
 	RefitInterval time.Duration
+	// RefitGrowthPercent is how much the orders or the customers under a
+	// live model must grow for it to be refit ahead of its age, and
+	// MinRefitGap the least time from a fit to such a refit (0: the
+	// defaults).
+	RefitGrowthPercent int
+	MinRefitGap        time.Duration
+	// MaxLag is how far behind the stream the facts consumer may be (the
+	// stream time of its batch's newest message) for a model to be fitted
+	// by itself and a band change to be published (0: DefaultMaxLag).
+	MaxLag time.Duration
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
 	// Meter records the rescoring metrics; nil records nothing.
@@ -88,6 +98,9 @@ type Engine struct {
 	lastBatch, lastBatchNewest time.Time
 	// wake tells the refit loop that a tenant was flagged.
 	wake chan struct{}
+	// firstBatch is closed once the consumer applied its first batch.
+	firstBatch     chan struct{}
+	firstBatchOnce sync.Once
 }
 
 // New returns an engine on pool.
@@ -104,6 +117,15 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RefitGrowthPercent <= 0 {
+		cfg.RefitGrowthPercent = DefaultRefitGrowthPercent
+	}
+	if cfg.MinRefitGap <= 0 {
+		cfg.MinRefitGap = DefaultMinRefitGap
+	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = DefaultMaxLag
+	}
 	if cfg.Meter == nil {
 		cfg.Meter = noop.NewMeterProvider().Meter("")
 	}
@@ -113,7 +135,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e := &Engine{pool: pool, cfg: cfg, log: log, metrics: m, passes: map[string]*sync.Mutex{},
 		stats:   pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores"),
-		watches: map[string]*watch{}, wake: make(chan struct{}, 1)}
+		watches: map[string]*watch{}, wake: make(chan struct{}, 1), firstBatch: make(chan struct{})}
 	return e, nil
 }
 
@@ -124,20 +146,32 @@ type Stats struct {
 	// Customers rescored; Changed, the score rows written (those whose
 	// score, band or reasons changed); BandChanges, each a
 	// churn.risk_changed in the outbox (a customer's first score in LOW is
-	// not counted: it announces nothing).
-	Customers, Changed, BandChanges int
+	// not counted: it announces nothing); Held, the customers left with a
+	// band other than the one last published, held back (holdsBack).
+	Customers, Changed, BandChanges, Held int
 }
 
 func (s *Stats) add(o Stats) {
 	s.Customers += o.Customers
 	s.Changed += o.Changed
 	s.BandChanges += o.BandChanges
+	s.Held += o.Held
 }
 
 // Handle is the bus handler of the facts consumer: it applies a batch of
 // facts to the projection and rescores every customer it touched, all in the
 // consumer's transaction, so a band change and its churn.risk_changed are
 // committed together with the inbox.
+//
+// A batch more than MaxLag behind the stream (a shop's history import
+// arriving, or the backlog of a restart during one) stores its band
+// changes without publishing them: they are bands of half-loaded data,
+// under a model fitted on less still, and each would be a "high churn
+// risk" message to a customer. So does a batch of a tenant whose refit
+// check is pending (checkPending: its model may be about to be refit on
+// what arrived). A full pass once the consumer has caught up and the
+// check is settled publishes, once, each band that then differs from the
+// one last published (see changes).
 func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 	var b facts.Batch
 	touched := map[facts.Customer]struct{}{}
@@ -160,7 +194,9 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	if err := store.ApplyFacts(ctx, tx, &b, customers); err != nil {
 		return err
 	}
-	models, err := e.rescoreCustomers(ctx, tx, customers)
+	newest := newestStored(ds)
+	behind := !newest.IsZero() && time.Since(newest) > e.cfg.MaxLag
+	models, held, err := e.rescoreCustomers(ctx, tx, customers, func(tenant string) bool { return behind || e.checkPending(tenant) })
 	if err != nil {
 		return err
 	}
@@ -174,7 +210,7 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	orders := b.Orders
 	bus.AfterCommit(ctx, func() {
 		e.stats.Applied(len(ds))
-		e.noteBatch(ds, orders, models)
+		e.noteBatch(newest, orders, models, held)
 	})
 	return nil
 }
@@ -213,10 +249,12 @@ func (e *Engine) newEnv(m store.Model, ok bool, w store.TenantWeights) tenantEnv
 // statement per step whatever the number of tenants: the tenants' models
 // and weights, the locks, the features, the score writes, the outbox. A
 // batch of facts from many shops then costs about what one shop's does.
-// It returns the models it scored with, by tenant (those with one).
-func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []facts.Customer) (map[string]store.Model, error) {
+// It returns the models it scored with, by tenant (those with one), and
+// the band changes it held back (those of the tenants hold says), by
+// tenant.
+func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []facts.Customer, hold func(tenant string) bool) (map[string]store.Model, map[string]int, error) {
 	if len(customers) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var tenants []string
 	for _, c := range customers {
@@ -226,45 +264,47 @@ func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []fa
 	}
 	models, weights, err := store.LoadModelsAndWeights(ctx, tx, tenants)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	locked, err := store.LockScoresOf(ctx, tx, customers)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// As of an instant taken once every row is locked, as rescoreRows.
 	now := e.now()
 	feats, err := store.LoadFeaturesOf(ctx, tx, customers, now)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var (
 		writes []store.TenantScores
 		msgs   []bus.Message
+		held   = map[string]int{}
 	)
 	for _, t := range locked {
 		m, fitted := models[t.Tenant]
-		written, signals, err := changes(t.Tenant, e.newEnv(m, fitted, weights[t.Tenant]), t.Rows, feats[t.Tenant], now)
+		written, signals, n, err := changes(t.Tenant, e.newEnv(m, fitted, weights[t.Tenant]), t.Rows, feats[t.Tenant], now, hold(t.Tenant))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		writes, msgs = append(writes, store.TenantScores{Tenant: t.Tenant, Rows: written}), append(msgs, signals...)
+		held[t.Tenant] += n
 	}
 	if err := store.WriteScoresOf(ctx, tx, writes); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := bus.Enqueue(ctx, tx, msgs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return models, nil
+	return models, held, nil
 }
 
 // rescoreRows scores locked rows as of now (taken once they are locked, so
 // never before another writer's score of them), writes those whose score,
 // band or reasons changed and enqueues a churn.risk_changed for each band
-// change (see changes). Features are read for sel, which selects at least
-// the rows' customers.
-func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env tenantEnv, rows []store.ScoreRow, sel store.Selector) (Stats, error) {
+// change, unless hold (see changes). Features are read for sel, which
+// selects at least the rows' customers.
+func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env tenantEnv, rows []store.ScoreRow, sel store.Selector, hold bool) (Stats, error) {
 	st := Stats{Customers: len(rows)}
 	if len(rows) == 0 {
 		return st, nil
@@ -274,11 +314,11 @@ func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env 
 	if err != nil {
 		return st, err
 	}
-	writes, msgs, err := changes(tenant, env, rows, feats, now)
+	writes, msgs, held, err := changes(tenant, env, rows, feats, now, hold)
 	if err != nil {
 		return st, err
 	}
-	st.Changed, st.BandChanges = len(writes), len(msgs)
+	st.Changed, st.BandChanges, st.Held = len(writes), len(msgs), held
 	if err := store.WriteScores(ctx, tx, tenant, writes); err != nil {
 		return st, err
 	}
@@ -294,14 +334,30 @@ func (e *Engine) rescoreRows(ctx context.Context, tx pgx.Tx, tenant string, env 
 // fraction of a point, "96 days" instead of "95 days since the last
 // order") is left alone: its reasons are stored as evidence and read as of
 // the instant they are shown.
-func changes(tenant string, env tenantEnv, rows []store.ScoreRow, feats map[string]*score.Features, now time.Time) (writes []store.ScoreRow, msgs []bus.Message, err error) {
+//
+// A band change is announced against the band last published, not the one
+// stored: with hold, a band that differs from it is stored and counted
+// (held) but not announced, and the published band kept; without, the
+// change is announced (and the row written even if its score is as
+// stored). A band that went and came back while held announces nothing,
+// and one that moved twice is announced once, from the published band to
+// the band now.
+func changes(tenant string, env tenantEnv, rows []store.ScoreRow, feats map[string]*score.Features, now time.Time, hold bool) (writes []store.ScoreRow, msgs []bus.Message, held int, err error) {
 	for _, row := range rows {
 		res, band, hash, same := evaluate(row, feats[row.CustomerID], env, now)
-		if same {
+		published, news := row.Published, isNews(row.Published, band)
+		switch {
+		case !news:
+			published = band
+		case hold:
+			held++
+		}
+		announce := news && !hold
+		if same && !announce && published == row.Published {
 			continue
 		}
 		next := store.ScoreRow{
-			CustomerID: row.CustomerID, Score: res.Score, Exact: res.Exact, Band: band,
+			CustomerID: row.CustomerID, Score: res.Score, Exact: res.Exact, Band: band, Published: published,
 			Reasons: store.Reasons(res.Reasons), ReasonsHash: hash, BandChanges: row.BandChanges, ComputedAt: now,
 		}
 		// The exact score only orders equal scores, and it is indexed: kept
@@ -311,18 +367,25 @@ func changes(tenant string, env tenantEnv, rows []store.ScoreRow, feats map[stri
 		if res.Score == row.Score && band == row.Band {
 			next.Exact = row.Exact
 		}
-		// A customer's first score in LOW is not news.
-		if band != row.Band && !(row.Band == score.BandUnspecified && band == score.BandLow) {
+		if announce {
 			next.BandChanges++
-			m, err := riskChanged(tenant, next, res.Reasons, row.Band, now)
+			next.Published = band
+			m, err := riskChanged(tenant, next, res.Reasons, published, now)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			msgs = append(msgs, m)
 		}
 		writes = append(writes, next)
 	}
-	return writes, msgs, nil
+	return writes, msgs, held, nil
+}
+
+// isNews reports whether a customer's band, last published as published,
+// is to be announced: it differs, and is not a first score in LOW (their
+// band is known).
+func isNews(published, band score.Band) bool {
+	return band != published && !(published == score.BandUnspecified && band == score.BandLow)
 }
 
 // evaluate scores a customer from f (nil: nothing known) as of now against
@@ -349,7 +412,10 @@ func evaluate(row store.ScoreRow, f *score.Features, env tenantEnv, now time.Tim
 // first reads is applied by the consumer, which rescores its customers
 // under the lock in the fact's transaction, and one committed before them
 // was read.
-func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv, sel store.Selector) (Stats, error) {
+//
+// A row whose band was held back is stale too, unless hold (it stays held
+// and is counted), so that a pass that may publish publishes it.
+func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv, sel store.Selector, hold bool) (Stats, error) {
 	now := e.now()
 	rows, err := store.ScoreRange(ctx, e.pool, tenant, sel)
 	if err != nil {
@@ -365,8 +431,13 @@ func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv,
 	}
 	var stale []string
 	for _, row := range rows {
-		if _, _, _, same := evaluate(row, feats[row.CustomerID], env, now); !same {
+		_, _, _, same := evaluate(row, feats[row.CustomerID], env, now)
+		pending := row.Published != row.Band
+		switch {
+		case !same, pending && (!hold || !isNews(row.Published, row.Band)):
 			stale = append(stale, row.CustomerID)
+		case pending:
+			st.Held++
 		}
 	}
 	if len(stale) == 0 {
@@ -383,8 +454,8 @@ func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv,
 		if 2*len(stale) > len(rows) {
 			fsel = sel
 		}
-		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel)
-		st.Changed, st.BandChanges = written.Changed, written.BandChanges
+		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel, hold)
+		st.Changed, st.BandChanges, st.Held = written.Changed, written.BandChanges, st.Held+written.Held
 		return err
 	})
 	return st, err
@@ -450,10 +521,21 @@ func (e *Engine) passLock(tenant string) *sync.Mutex {
 // one transaction), Workers ranges at a time (so that scoring in Go and the
 // database's work overlap). Running it twice in a row changes nothing the
 // second time, and emits no second event.
+//
+// Unless holdsBack (consumer behind, refit check pending), it also
+// publishes the band changes held back before: one churn.risk_changed for
+// each customer whose band differs from the one last published.
 func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err error) {
 	l := e.passLock(tenant)
 	l.Lock()
 	defer l.Unlock()
+	hold := e.holdsBack(tenant)
+	if !hold {
+		// This pass publishes what was held; a batch that holds more
+		// meanwhile says so again after it commits. A failed pass leaves
+		// rows held unflagged: the next scheduled pass publishes them.
+		e.noteHeld(tenant, false)
+	}
 	// Every range is rescored as of the instant it is read, and what it
 	// writes as of the instant its rows are locked (a customer the consumer
 	// rescored since the pass began must not be taken back in time), all at
@@ -485,7 +567,7 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 	g.SetLimit(e.cfg.Workers)
 	for _, sel := range ranges {
 		g.Go(func() error {
-			st, err := e.rescoreRange(gctx, tenant, env, sel)
+			st, err := e.rescoreRange(gctx, tenant, env, sel, hold)
 			if err != nil {
 				return err
 			}
@@ -498,6 +580,9 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 	}
 	if err := g.Wait(); err != nil {
 		return total, fmt.Errorf("rescore %s: %w", tenant, err)
+	}
+	if total.Held > 0 {
+		e.noteHeld(tenant, true)
 	}
 	if err := store.MarkRescored(ctx, e.pool, tenant, began); err != nil {
 		return total, err
@@ -724,6 +809,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer recheck.Stop()
 	// Passes and growth checks share this goroutine, so that this process
 	// never fits a tenant twice at once.
+	//
+	// The start-up pass waits for the consumer's first batch (consumerIdle
+	// at most) to know whether it is behind: restarted during an import,
+	// it would otherwise fit the model on what had arrived and publish
+	// the bands that gives.
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-e.firstBatch:
+	case <-time.After(consumerIdle):
+	}
 	e.Pass(ctx)
 	for {
 		select {
@@ -765,7 +861,7 @@ func (e *Engine) Pass(ctx context.Context) {
 			continue
 		}
 		e.log.Info("rescored", "tenant", tenant, "customers", st.Customers, "changed", st.Changed,
-			"band_changes", st.BandChanges, "took", time.Since(start))
+			"band_changes", st.BandChanges, "held", st.Held, "took", time.Since(start))
 	}
 }
 

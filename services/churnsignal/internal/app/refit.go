@@ -24,35 +24,36 @@ import (
 // So besides its age:
 //
 //   - a model records what it was fitted on (orders and customers), and is
-//     refit once either has grown by RefitGrowthPercent since, but not
-//     sooner than MinRefitGap after the fit: a big shop importing its
-//     history refits a few times, each on a quarter more data at least (so
-//     all of its refits cost about five of its last one), at most every
-//     MinRefitGap;
+//     refit once either has grown by Config.RefitGrowthPercent since, but
+//     not sooner than Config.MinRefitGap after the fit: a big shop
+//     importing its history refits a few times, each on a quarter more
+//     data at least (so all of its refits cost about five of its last
+//     one), at most every MinRefitGap;
 //   - a fit is not stored when it expects nobody to order again
 //     (unusable), nor, when scheduled, when no order is from the last
 //     quarterWeeks (the history does not reach today); the model before it,
 //     if any, stays;
-//   - nothing is fitted while the facts consumer is far behind (maxFitLag):
-//     the facts of the fit are still arriving.
+//   - nothing is fitted while the facts consumer is far behind
+//     (Config.MaxLag): the facts of the fit are still arriving.
 //
 // Every scheduled pass applies the rule to every tenant. Between passes the
 // consumer counts each tenant's orders as it applies them and, once they
 // could amount to the growth, has the refit loop apply it (noteBatch).
 const (
-	// RefitGrowthPercent is how much the orders or the customers under a
-	// live model must grow before it is refit ahead of its age.
-	RefitGrowthPercent = 25
-	// MinRefitGap is the least time from a live fit (stored or refused) to
-	// a refit for growth.
-	MinRefitGap = 5 * time.Minute
+	// DefaultRefitGrowthPercent is how much the orders or the customers
+	// under a live model must grow before it is refit ahead of its age.
+	DefaultRefitGrowthPercent = 25
+	// DefaultMinRefitGap is the least time from a live fit (stored or
+	// refused) to a refit for growth.
+	DefaultMinRefitGap = 5 * time.Minute
+	// DefaultMaxLag is how far behind the stream the facts consumer may be
+	// for a refit to go ahead and band changes to be published: behind by
+	// more, an import is still arriving.
+	DefaultMaxLag = time.Minute
 
 	// recheckEvery is how often the refit loop retries the tenants whose
 	// check was deferred (too soon after a fit, consumer behind).
 	recheckEvery = time.Minute
-	// maxFitLag is how far behind the stream the facts consumer may be for
-	// a refit to go ahead: behind by more, an import is still arriving.
-	maxFitLag = time.Minute
 	// consumerIdle: a consumer that applied nothing for this long has caught
 	// up, whatever the lag of its last batch.
 	consumerIdle = 10 * time.Second
@@ -90,47 +91,60 @@ type verdict struct {
 	size *store.Size
 }
 
-// refitDue is the rule for a tenant whose last live fit (stored or refused)
+// rule is the refit rule's settings.
+type rule struct {
+	// interval is the age at which a model is refit, minGap the least
+	// time from a fit to a refit for growth, growth the percentage.
+	interval, minGap time.Duration
+	growth           int64
+}
+
+// rule is the engine's refit rule.
+func (e *Engine) rule() rule {
+	return rule{interval: e.cfg.RefitInterval, minGap: e.cfg.MinRefitGap, growth: int64(e.cfg.RefitGrowthPercent)}
+}
+
+// due is the rule for a tenant whose last live fit (stored or refused)
 // was made on last (nil: never): refit when there is none, when it is
-// refitInterval old, or when the orders or the customers have grown by
-// RefitGrowthPercent since, MinRefitGap after it at the soonest. size counts
-// the tenant's data now; it is called only when the answer depends on it,
-// since it reads every order of the tenant.
-func refitDue(last *basis, now time.Time, refitInterval time.Duration, size func() (store.Size, error)) (verdict, error) {
+// interval old, or when the orders or the customers have grown by growth
+// percent since, minGap after it at the soonest. size counts the tenant's
+// data now; it is called only when the answer depends on it, since it
+// reads every order of the tenant.
+func (r rule) due(last *basis, now time.Time, size func() (store.Size, error)) (verdict, error) {
 	if last == nil {
 		return verdict{refit: "no model"}, nil
 	}
 	age := now.Sub(last.at)
-	if age >= refitInterval {
-		return verdict{refit: fmt.Sprintf("last fit %s ago (RETAIN_CHURN_REFIT_INTERVAL %s)", age.Round(time.Second), refitInterval)}, nil
+	if age >= r.interval {
+		return verdict{refit: fmt.Sprintf("last fit %s ago (RETAIN_CHURN_REFIT_INTERVAL %s)", age.Round(time.Second), r.interval)}, nil
 	}
-	if age < MinRefitGap {
+	if age < r.minGap {
 		return verdict{later: true}, nil
 	}
 	cur, err := size()
 	if err != nil {
 		return verdict{}, err
 	}
-	if grown(last.size, cur) {
+	if r.grown(last.size, cur) {
 		return verdict{refit: fmt.Sprintf("orders %d -> %d, customers %d -> %d since the last fit %s ago (refit at +%d%%)",
-			last.size.Orders, cur.Orders, last.size.Customers, cur.Customers, age.Round(time.Second), RefitGrowthPercent)}, nil
+			last.size.Orders, cur.Orders, last.size.Customers, cur.Customers, age.Round(time.Second), r.growth)}, nil
 	}
 	return verdict{size: &cur}, nil
 }
 
-// grown reports whether the orders or the customers of cur are
-// RefitGrowthPercent more than those of from. Data recorded as empty (a
-// model stored before its size was) has always grown.
-func grown(from, cur store.Size) bool {
-	more := func(a, b int64) bool { return b*100 >= a*(100+RefitGrowthPercent) }
+// grown reports whether the orders or the customers of cur are growth
+// percent more than those of from. Data recorded as empty (a model stored
+// before its size was) has always grown.
+func (r rule) grown(from, cur store.Size) bool {
+	more := func(a, b int64) bool { return b*100 >= a*(100+r.growth) }
 	return more(from.Orders, cur.Orders) || more(from.Customers, cur.Customers)
 }
 
 // ordersToGrow is how many more orders than cur could make from's orders
-// grow by RefitGrowthPercent (at least 1): the consumer counts that many
+// grow by growth percent (at least 1): the consumer counts that many
 // before the rule reads the database again.
-func ordersToGrow(from, cur int64) int64 {
-	target := (from*(100+RefitGrowthPercent) + 99) / 100
+func (r rule) ordersToGrow(from, cur int64) int64 {
+	target := (from*(100+r.growth) + 99) / 100
 	return max(1, target-cur)
 }
 
@@ -167,6 +181,10 @@ type watch struct {
 	pending bool
 	// refused is the last live fit not stored since the model.
 	refused *basis
+	// held: band changes of the tenant were stored but not published
+	// (holdsBack); the refit loop has a full pass publish them once its
+	// check of the tenant is settled.
+	held bool
 }
 
 // watchOf returns tenant's watch; e.wmu is held.
@@ -179,19 +197,28 @@ func (e *Engine) watchOf(tenant string) *watch {
 	return w
 }
 
-// noteBatch records what the consumer's batch says about refits: the lag
-// of its newest message, and each tenant's orders, counted against the
-// model each was scored with (models). A tenant whose count reaches its
-// need is flagged for the refit loop, and woken up. The counts include
-// repeats and are this replica's share only: the loop counts in the
-// database before it refits, and scheduled passes catch what they miss.
-func (e *Engine) noteBatch(ds []*bus.Delivery, orders []facts.Order, models map[string]store.Model) {
+// newestStored is when the newest message of a batch was stored in the
+// stream (zero for none): the batch is that far behind.
+func newestStored(ds []*bus.Delivery) time.Time {
 	var newest time.Time
 	for _, d := range ds {
 		if d.Timestamp.After(newest) {
 			newest = d.Timestamp
 		}
 	}
+	return newest
+}
+
+// noteBatch records what the consumer's batch says about refits: when its
+// newest message was stored (its lag), each tenant's orders, counted
+// against the model each was scored with (models), and the tenants whose
+// band changes it held back. A tenant whose count reaches its need, or
+// with changes held, is flagged for the refit loop, and woken up. The
+// counts include repeats and are this replica's share only: the loop
+// counts in the database before it refits, and scheduled passes catch
+// what they miss.
+func (e *Engine) noteBatch(newest time.Time, orders []facts.Order, models map[string]store.Model, held map[string]int) {
+	e.firstBatchOnce.Do(func() { close(e.firstBatch) })
 	perTenant := map[string]int64{}
 	for _, o := range orders {
 		perTenant[o.Tenant]++
@@ -210,7 +237,7 @@ func (e *Engine) noteBatch(ds []*bus.Delivery, orders []facts.Order, models map[
 				// count against (refused set the need from it).
 				w.fittedAt = m.FittedAt
 			} else {
-				*w = watch{fittedAt: m.FittedAt, need: ordersToGrow(m.Orders, m.Orders)}
+				*w = watch{fittedAt: m.FittedAt, need: e.rule().ordersToGrow(m.Orders, m.Orders), held: w.held}
 			}
 		}
 		w.seen += n
@@ -218,6 +245,12 @@ func (e *Engine) noteBatch(ds []*bus.Delivery, orders []facts.Order, models map[
 		// been deferred, and new orders are the moment to try again.
 		if w.seen >= w.need || w.pending {
 			w.pending, wake = true, true
+		}
+	}
+	for tenant, n := range held {
+		if n > 0 {
+			w := e.watchOf(tenant)
+			w.held, w.pending, wake = true, true, true
 		}
 	}
 	if wake {
@@ -229,20 +262,65 @@ func (e *Engine) noteBatch(ds []*bus.Delivery, orders []facts.Order, models map[
 }
 
 // behind reports how far behind the stream the consumer's last batch was,
-// and whether that is too far to fit: more than maxFitLag, with a batch
-// applied in the last consumerIdle.
+// and whether that is too far to fit or publish: more than MaxLag, with a
+// batch applied in the last consumerIdle.
 func (e *Engine) behind() (time.Duration, bool) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	lag := e.lastBatch.Sub(e.lastBatchNewest)
-	return lag, lag > maxFitLag && time.Since(e.lastBatch) < consumerIdle
+	return lag, lag > e.cfg.MaxLag && time.Since(e.lastBatch) < consumerIdle
+}
+
+// holdsBack reports whether a full pass of tenant is to store band changes
+// without publishing them: while the consumer is behind (an import
+// arriving), or checkPending.
+func (e *Engine) holdsBack(tenant string) bool {
+	_, far := e.behind()
+	return far || e.checkPending(tenant)
+}
+
+// checkPending reports whether, with the refit loop running, tenant's
+// refit check is pending (flagged, deferred, or too soon after a fit to
+// tell): a band published then could be one of a model fitted on part of
+// an import, about to be replaced. The loop's next settled check has a
+// full pass publish the changes held meanwhile.
+func (e *Engine) checkPending(tenant string) bool {
+	if e.cfg.RescoreInterval <= 0 {
+		return false
+	}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	w := e.watches[tenant]
+	return w != nil && w.pending
+}
+
+// noteHeld records whether a full pass of tenant left band changes held
+// back; one that did flags the tenant for the refit loop.
+func (e *Engine) noteHeld(tenant string, held bool) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	w := e.watchOf(tenant)
+	w.held = held
+	if held {
+		w.pending = true
+	}
+}
+
+// releaseDue reports whether tenant has band changes held back and its
+// refit check is settled: a full pass is to publish them.
+func (e *Engine) releaseDue(tenant string) bool {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	w := e.watches[tenant]
+	return w != nil && w.held && !w.pending
 }
 
 // fitted records a stored fit: orders are counted against it from now on.
 func (e *Engine) fitted(tenant string, m store.Model) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
-	*e.watchOf(tenant) = watch{fittedAt: m.FittedAt, need: ordersToGrow(m.Orders, m.Orders)}
+	w := e.watchOf(tenant)
+	*w = watch{fittedAt: m.FittedAt, need: e.rule().ordersToGrow(m.Orders, m.Orders), held: w.held}
 }
 
 // refused records a live fit not stored: the rule counts from it.
@@ -250,7 +328,7 @@ func (e *Engine) refused(tenant string, b basis) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	w := e.watchOf(tenant)
-	w.refused, w.seen, w.need, w.pending = &b, 0, ordersToGrow(b.size.Orders, b.size.Orders), false
+	w.refused, w.seen, w.need, w.pending = &b, 0, e.rule().ordersToGrow(b.size.Orders, b.size.Orders), false
 }
 
 // lastFit is the basis of tenant's live model (ok) or of its last fit
@@ -277,7 +355,7 @@ func (e *Engine) settle(tenant string, last *basis, v verdict) {
 	w := e.watchOf(tenant)
 	w.pending = v.later
 	if v.size != nil && last != nil {
-		w.seen, w.need = 0, ordersToGrow(last.size.Orders, v.size.Orders)
+		w.seen, w.need = 0, e.rule().ordersToGrow(last.size.Orders, v.size.Orders)
 	}
 }
 
@@ -305,7 +383,7 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 		return false, nil
 	}
 	last, now := e.lastFit(tenant, m, ok), e.now()
-	v, err := refitDue(last, now, e.cfg.RefitInterval, func() (store.Size, error) {
+	v, err := e.rule().due(last, now, func() (store.Size, error) {
 		// Counting reads every order of the tenant; while the consumer is
 		// far behind (an import arriving) a refit would be deferred
 		// anyway, and every batch wakes the check again.
@@ -358,7 +436,8 @@ func (e *Engine) pendingTenants() []string {
 }
 
 // checkGrowth applies the refit rule to the flagged tenants and rescores
-// every customer of those refit, as Refit does.
+// every customer of those refit, as Refit does, and of those whose check
+// settled with band changes held back, which that pass publishes.
 func (e *Engine) checkGrowth(ctx context.Context) {
 	for _, tenant := range e.pendingTenants() {
 		if ctx.Err() != nil {
@@ -367,10 +446,11 @@ func (e *Engine) checkGrowth(ctx context.Context) {
 		start := time.Now()
 		refit, err := e.autoRefit(ctx, tenant)
 		if err != nil {
+			// A refused fit settles the check: the model before it, if
+			// any, is the one to publish held changes under.
 			e.logRefitError(ctx, tenant, err)
-			continue
 		}
-		if !refit {
+		if !refit && !e.releaseDue(tenant) {
 			continue
 		}
 		st, err := e.RescoreAll(ctx, tenant)
@@ -381,7 +461,7 @@ func (e *Engine) checkGrowth(ctx context.Context) {
 			continue
 		}
 		e.log.Info("rescored", "tenant", tenant, "customers", st.Customers, "changed", st.Changed,
-			"band_changes", st.BandChanges, "took", time.Since(start))
+			"band_changes", st.BandChanges, "held", st.Held, "took", time.Since(start))
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 // TestRefitDue walks the edges of the refit rule: no model, the age limit,
-// MinRefitGap, and growth of exactly RefitGrowthPercent in orders or in
+// the least gap, and growth of exactly the percentage in orders or in
 // customers. The data is counted only when the answer depends on it.
 func TestRefitDue(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -33,13 +33,13 @@ func TestRefitDue(t *testing.T) {
 		{name: "no model", last: nil, refit: true},
 		{name: "at the age limit", last: at(24 * time.Hour), cur: fit, refit: true},
 		{name: "just under the age limit, no growth", last: at(24*time.Hour - time.Nanosecond), cur: fit, counted: true},
-		{name: "grown, just under MinRefitGap", last: at(MinRefitGap - time.Nanosecond), cur: store.Size{Orders: 5000, Customers: 900}, later: true},
-		{name: "orders +25% at MinRefitGap", last: at(MinRefitGap), cur: store.Size{Orders: 1250, Customers: 200}, refit: true, counted: true},
+		{name: "grown, just under the least gap", last: at(DefaultMinRefitGap - time.Nanosecond), cur: store.Size{Orders: 5000, Customers: 900}, later: true},
+		{name: "orders +25% at the least gap", last: at(DefaultMinRefitGap), cur: store.Size{Orders: 1250, Customers: 200}, refit: true, counted: true},
 		{name: "orders and customers just under +25%", last: at(time.Hour), cur: store.Size{Orders: 1249, Customers: 249}, counted: true},
 		{name: "customers +25%, orders barely", last: at(time.Hour), cur: store.Size{Orders: 1001, Customers: 250}, refit: true, counted: true},
 		{name: "shrunk", last: at(time.Hour), cur: store.Size{Orders: 900, Customers: 150}, counted: true},
 		{name: "size not recorded (a model stored before it was)", last: &basis{at: now.Add(-time.Hour)}, cur: fit, refit: true, counted: true},
-		{name: "age limit below MinRefitGap", last: at(2 * time.Minute), interval: time.Minute, refit: true},
+		{name: "age limit below the least gap", last: at(2 * time.Minute), interval: time.Minute, refit: true},
 		{name: "count fails", last: at(time.Hour), countErr: errCount, counted: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,7 +48,8 @@ func TestRefitDue(t *testing.T) {
 				interval = 24 * time.Hour
 			}
 			counted := false
-			v, err := refitDue(tc.last, now, interval, func() (store.Size, error) {
+			r := rule{interval: interval, minGap: DefaultMinRefitGap, growth: DefaultRefitGrowthPercent}
+			v, err := r.due(tc.last, now, func() (store.Size, error) {
 				counted = true
 				return tc.cur, tc.countErr
 			})
@@ -74,17 +75,18 @@ func TestRefitDue(t *testing.T) {
 // TestOrdersToGrow: the consumer's count before the next check is exactly
 // what is missing for the growth (at least one order).
 func TestOrdersToGrow(t *testing.T) {
+	r := rule{growth: DefaultRefitGrowthPercent}
 	for _, from := range []int64{0, 1, 3, 4, 10, 999, 1000, 1001} {
 		for _, cur := range []int64{from, from + from/5, from + from/4, from * 2} {
-			n := ordersToGrow(from, cur)
+			n := r.ordersToGrow(from, cur)
 			if n < 1 {
 				t.Fatalf("ordersToGrow(%d, %d) = %d", from, cur, n)
 			}
 			size := func(orders int64) store.Size { return store.Size{Orders: orders, Customers: 1} }
-			if !grown(size(from), size(cur+n)) {
+			if !r.grown(size(from), size(cur+n)) {
 				t.Errorf("ordersToGrow(%d, %d) = %d: %d orders have not grown from %d", from, cur, n, cur+n, from)
 			}
-			if n > 1 && grown(size(from), size(cur+n-1)) {
+			if n > 1 && r.grown(size(from), size(cur+n-1)) {
 				t.Errorf("ordersToGrow(%d, %d) = %d: %d orders already grew from %d", from, cur, n, cur+n-1, from)
 			}
 		}
@@ -122,11 +124,11 @@ func TestUnusable(t *testing.T) {
 }
 
 // TestNoteBatch: the consumer flags a tenant for the refit loop once its
-// orders since the model's fit reach RefitGrowthPercent of the model's, a
+// orders since the model's fit reach the growth percentage of the model's, a
 // tenant without a model at its first order, and counts afresh against a
 // newer model.
 func TestNoteBatch(t *testing.T) {
-	e := &Engine{watches: map[string]*watch{}, wake: make(chan struct{}, 1)}
+	e := &Engine{cfg: Config{RefitGrowthPercent: DefaultRefitGrowthPercent}, watches: map[string]*watch{}, wake: make(chan struct{}, 1), firstBatch: make(chan struct{})}
 	fittedAt := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	models := map[string]store.Model{"a": {FittedAt: fittedAt, Orders: 1000}}
 	orders := func(tenant string, n int) []facts.Order {
@@ -144,20 +146,20 @@ func TestNoteBatch(t *testing.T) {
 			return false
 		}
 	}
-	e.noteBatch(nil, orders("a", 249), models)
+	e.noteBatch(time.Time{}, orders("a", 249), models, nil)
 	if woken() || len(e.pendingTenants()) != 0 {
 		t.Fatalf("flagged after 249 orders on a model of 1000")
 	}
-	e.noteBatch(nil, orders("a", 1), models)
+	e.noteBatch(time.Time{}, orders("a", 1), models, nil)
 	if !woken() || fmt.Sprint(e.pendingTenants()) != "[a]" {
 		t.Fatalf("not flagged after 250 orders on a model of 1000: %v", e.pendingTenants())
 	}
-	e.noteBatch(nil, orders("b", 1), models)
+	e.noteBatch(time.Time{}, orders("b", 1), models, nil)
 	if !woken() || fmt.Sprint(e.pendingTenants()) != "[a b]" {
 		t.Fatalf("a tenant without a model not flagged at its first order: %v", e.pendingTenants())
 	}
 	models["a"] = store.Model{FittedAt: fittedAt.Add(time.Hour), Orders: 2000}
-	e.noteBatch(nil, orders("a", 499), models)
+	e.noteBatch(time.Time{}, orders("a", 499), models, nil)
 	if fmt.Sprint(e.pendingTenants()) != "[b]" {
 		t.Fatalf("after a refit on 2000 orders, 499 more flag it: %v", e.pendingTenants())
 	}
@@ -168,14 +170,14 @@ func TestNoteBatch(t *testing.T) {
 	refusedAt := fittedAt.Add(30 * time.Hour)
 	e.refused("c", basis{at: refusedAt, size: store.Size{Orders: 4000, Customers: 900}})
 	models["c"] = store.Model{FittedAt: fittedAt, Orders: 1000}
-	e.noteBatch(nil, orders("c", 1), models)
+	e.noteBatch(time.Time{}, orders("c", 1), models, nil)
 	if last := e.lastFit("c", models["c"], true); last == nil || !last.at.Equal(refusedAt) {
 		t.Fatalf("after a batch, the last fit of c is %+v, want the refused one at %s", last, refusedAt)
 	}
 	if slices.Contains(e.pendingTenants(), "c") {
 		t.Fatalf("1 order after a fit refused on 4000 flags c: %v", e.pendingTenants())
 	}
-	e.noteBatch(nil, orders("c", 999), models)
+	e.noteBatch(time.Time{}, orders("c", 999), models, nil)
 	if !slices.Contains(e.pendingTenants(), "c") {
 		t.Fatalf("1,000 orders after a fit refused on 4000 do not flag c: %v", e.pendingTenants())
 	}

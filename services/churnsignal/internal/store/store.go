@@ -486,6 +486,10 @@ type ScoreRow struct {
 	// Reasons are not read back by the locking reads, only their hash.
 	Reasons     []Reason
 	ReasonsHash int64
+	// Published is the band last announced in a churn.risk_changed (or, for
+	// a first score in LOW, taken as known): Band unless a change was held
+	// back while the facts consumer was behind (column held_from).
+	Published   score.Band
 	BandChanges int
 	// ComputedAt is when the row was last written.
 	ComputedAt time.Time
@@ -538,9 +542,9 @@ func boolByte(v bool) byte {
 }
 
 const (
-	scoreColumns = `customer_id, score, score_exact, band, reasons, reasons_hash, band_changes, computed_at`
+	scoreColumns = `customer_id, score, score_exact, band, reasons, reasons_hash, coalesce(held_from, band), band_changes, computed_at`
 	// lockColumns leave the reasons out: writers compare their hash.
-	lockColumns = `customer_id, score, score_exact, band, NULL::jsonb, reasons_hash, band_changes, computed_at`
+	lockColumns = `customer_id, score, score_exact, band, NULL::jsonb, reasons_hash, coalesce(held_from, band), band_changes, computed_at`
 )
 
 func scanScore(row pgx.CollectableRow) (ScoreRow, error) {
@@ -552,10 +556,10 @@ func scanScore(row pgx.CollectableRow) (ScoreRow, error) {
 // scanScoreInto scans the score columns into r, after the columns of
 // first (if any).
 func scanScoreInto(row pgx.CollectableRow, r *ScoreRow, first ...any) error {
-	var sc, band int16
+	var sc, band, published int16
 	var at *time.Time
-	err := row.Scan(append(first, &r.CustomerID, &sc, &r.Exact, &band, &r.Reasons, &r.ReasonsHash, &r.BandChanges, &at)...)
-	r.Score, r.Band = int(sc), score.Band(band)
+	err := row.Scan(append(first, &r.CustomerID, &sc, &r.Exact, &band, &r.Reasons, &r.ReasonsHash, &published, &r.BandChanges, &at)...)
+	r.Score, r.Band, r.Published = int(sc), score.Band(band), score.Band(published)
 	if at != nil {
 		r.ComputedAt = *at
 	}
@@ -737,11 +741,11 @@ func WriteScoresOf(ctx context.Context, tx pgx.Tx, ts []TenantScores) error {
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons::jsonb,
-			reasons_hash = u.hash, band_changes = u.changes, computed_at = u.at
-		FROM unnest($1::text[], $2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::text[], $7::bigint[], $8::int[], $9::timestamptz[])
-			AS u(tenant_id, customer_id, score, exact, band, reasons, hash, changes, at)
+			reasons_hash = u.hash, held_from = nullif(u.published, u.band), band_changes = u.changes, computed_at = u.at
+		FROM unnest($1::text[], $2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], $9::int[], $10::timestamptz[])
+			AS u(tenant_id, customer_id, score, exact, band, reasons, hash, published, changes, at)
 		WHERE s.tenant_id = u.tenant_id AND s.customer_id = u.customer_id`,
-		tenants, w.ids, w.scores, w.exact, w.bands, w.reasons, w.hashes, w.changes, w.at); err != nil {
+		tenants, w.ids, w.scores, w.exact, w.bands, w.reasons, w.hashes, w.published, w.changes, w.at); err != nil {
 		return fmt.Errorf("write %d scores: %w", len(tenants), err)
 	}
 	return nil
@@ -749,12 +753,12 @@ func WriteScoresOf(ctx context.Context, tx pgx.Tx, ts []TenantScores) error {
 
 // scoreWrites are score rows as statement parameters.
 type scoreWrites struct {
-	ids, reasons  []string
-	scores, bands []int16
-	exact         []float64
-	changes       []int32
-	hashes        []int64
-	at            []time.Time
+	ids, reasons             []string
+	scores, bands, published []int16
+	exact                    []float64
+	changes                  []int32
+	hashes                   []int64
+	at                       []time.Time
 }
 
 func (w *scoreWrites) add(r ScoreRow) error {
@@ -768,6 +772,7 @@ func (w *scoreWrites) add(r ScoreRow) error {
 	}
 	w.ids, w.reasons = append(w.ids, r.CustomerID), append(w.reasons, string(js))
 	w.scores, w.bands = append(w.scores, int16(r.Score)), append(w.bands, int16(r.Band))
+	w.published = append(w.published, int16(r.Published))
 	w.exact, w.changes = append(w.exact, r.Exact), append(w.changes, int32(r.BandChanges))
 	w.hashes, w.at = append(w.hashes, r.ReasonsHash), append(w.at, r.ComputedAt)
 	return nil
