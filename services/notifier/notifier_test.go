@@ -222,6 +222,59 @@ func TestProviderTimeoutThenCrashDoesNotDoubleSend(t *testing.T) {
 	}
 }
 
+// A failure of the notifier's own database while preparing a message is
+// not the provider's: the provider is not called, the delivery is retried,
+// and the reason the shop reads names the notifier, not the database's
+// error (hosts, tables, statements), which goes to the operator's log.
+func TestNotifierDatabaseFailureIsNotReportedAsTheProviders(t *testing.T) {
+	s := setup(t, func(c *notifier.Config) { c.RetryInitial, c.RetryMax = time.Hour, time.Hour })
+	ctx := context.Background()
+	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
+	r := marketingEmail("shop", "sms-1", "c", "winback")
+	r.Channel = notifierv1.Channel_CHANNEL_SMS
+	s.request(t, r, "")
+	s.delivery(t, "shop", "sms-1", "sent")
+
+	// A second request, already decided and due, meets a templates table
+	// the notifier cannot read.
+	s.stop()
+	if _, err := s.db.Exec(ctx, `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, due_at)
+		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, 'queued', expires_at, requested_at, $1, $1, 0, $1 FROM deliveries WHERE request_id = 'sms-1'`, s.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(ctx, `ALTER TABLE template_versions RENAME TO template_versions_away`); err != nil {
+		t.Fatal(err)
+	}
+	s.start(t)
+	var d *notifierv1.Delivery
+	testenv.WaitFor(t, "the attempt to fail", func() bool {
+		d = s.delivery(t, "shop", "sms-2", "queued", "sending", "failed")
+		return len(d.GetDecisions()) > 0
+	})
+	last := d.GetDecisions()[len(d.GetDecisions())-1]
+	if d.GetStatus() != "queued" || last.GetVerdict() != "retry" || last.GetReasonCode() != "notifier_unavailable" ||
+		!strings.Contains(last.GetReason(), "could not load the template") || strings.Contains(last.GetReason(), "template_versions") {
+		t.Fatalf("after the database failed: status %s, decision %v", d.GetStatus(), last)
+	}
+	if calls, _ := s.sms.stats(); calls != 1 {
+		t.Fatalf("the provider was called %d times, want only the first request's", calls)
+	}
+	if logs := s.logs.String(); !strings.Contains(logs, "notifier could not prepare a message") || !strings.Contains(logs, "template_versions") {
+		t.Errorf("the operator's log does not carry the database's error:\n%s", logs)
+	}
+
+	s.stop()
+	if _, err := s.db.Exec(ctx, `ALTER TABLE template_versions_away RENAME TO template_versions`); err != nil {
+		t.Fatal(err)
+	}
+	s.clock.Set(s.clock.Now().Add(2 * time.Hour))
+	s.start(t)
+	s.delivery(t, "shop", "sms-2", "sent")
+	if calls, unique := s.sms.stats(); calls != 2 || unique != 2 {
+		t.Fatalf("provider saw %d calls of %d messages, want 2 of 2", calls, unique)
+	}
+}
+
 func TestOneClickUnsubscribeIsRecordedAndHonoured(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()

@@ -588,7 +588,7 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 		return attemptResult{failCode: "template_not_found", failReason: fmt.Sprintf("no %s template %q", channelWord(d.Channel), d.TemplateKey)}
 	}
 	if err != nil {
-		return attemptResult{err: err}
+		return e.unprepared(d, "template", err)
 	}
 	compiled, vs := render.Compile(tpl)
 	if vs != nil {
@@ -596,7 +596,7 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 	}
 	cs, err := store.LoadContacts(ctx, e.pool, []store.Key{{Tenant: d.Tenant, Customer: d.CustomerID}})
 	if err != nil {
-		return attemptResult{err: err}
+		return e.unprepared(d, "customer's contact", err)
 	}
 	c := cs[store.Key{Tenant: d.Tenant, Customer: d.CustomerID}]
 	msg, rerr := compiled.Render(render.Input{
@@ -638,6 +638,19 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 	res.providerID, res.err = sender.Send(sctx, m)
 	res.called, res.took = true, time.Since(start)
 	return res
+}
+
+// unprepared is an attempt that never reached the provider because the
+// notifier's own database failed while loading what the message needs.
+// It is retried like an unavailable provider, but under its own code and
+// with a reason that names the notifier: the database's error names hosts,
+// tables and statements, which are the operator's (logged here), not the
+// shop's, who reads the reason.
+func (e *Engine) unprepared(d store.Delivery, what string, err error) attemptResult {
+	e.log.Warn("notifier could not prepare a message, retrying", "tenant", d.Tenant, "request_id", d.RequestID,
+		"attempt", d.Attempts, "loading", what, "error", err)
+	return attemptResult{err: channel.Transient("notifier_unavailable",
+		fmt.Errorf("the notifier could not load the %s (its database failed); the provider was not called", what))}
 }
 
 // finish records an attempt's result, unless the attempt lost its lease
