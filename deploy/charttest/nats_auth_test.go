@@ -43,7 +43,7 @@ func TestBundledNATSLogin(t *testing.T) {
 				t.Fatalf("no chart-created Secret retain-nats-auth: %v", names(r.all("Secret")))
 			}
 			passwords := sec.Obj.(*corev1.Secret).StringData
-			url := startBundledNATS(t, r)
+			url, _ := startBundledNATS(t, r)
 			for _, name := range allServices {
 				full := "retain-" + name
 				if got := configMap(t, r, full).Data["RETAIN_NATS_USER"]; got != name {
@@ -73,13 +73,13 @@ func TestBundledNATSLogin(t *testing.T) {
 	}
 }
 
-// startBundledNATS starts a nats-server from the values r passes to the
-// NATS chart and returns its URL. The NATS chart (1.x) writes its config
+// startBundledNATS starts a nats-server with JetStream from the values r
+// passes to the NATS chart and returns its URL and the server. The NATS chart (1.x) writes its config
 // as JSON (toPrettyRawJson) and unquotes every "<< ... >>" string
 // (nats.formatConfig), which is how a value becomes a variable that NATS
 // resolves from its environment. That rendering is reproduced here, since
 // the NATS chart itself is not fetched offline.
-func startBundledNATS(t *testing.T, r *release) string {
+func startBundledNATS(t *testing.T, r *release) (string, *server.Server) {
 	t.Helper()
 	nats := r.Values["nats"].(map[string]any)
 	merge := nats["config"].(map[string]any)["merge"]
@@ -104,6 +104,8 @@ func startBundledNATS(t *testing.T, r *release) string {
 		t.Fatalf("the NATS configuration of the values does not parse: %v\n%s", err, conf)
 	}
 	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", server.RANDOM_PORT, true, true
+	// The NATS chart writes the jetstream block from config.jetstream.
+	opts.JetStream, opts.StoreDir = true, t.TempDir()
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +115,7 @@ func startBundledNATS(t *testing.T, r *release) string {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats-server not ready")
 	}
-	return "nats://" + srv.Addr().String()
+	return "nats://" + srv.Addr().String(), srv
 }
 
 // secretValue is a key of a Secret the chart renders.
@@ -155,10 +157,8 @@ func podEnv(t *testing.T, r *release, name string) map[string]string {
 // of env (bus.Config's flags, which every service registers).
 func connectWith(t *testing.T, env map[string]string) error {
 	t.Helper()
-	var c bus.Config
-	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
-	c.RegisterFlags(fs)
-	if err := config.Parse(fs, nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+	c, err := parseNATSConfig(env)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -169,6 +169,26 @@ func connectWith(t *testing.T, env map[string]string) error {
 	}
 	b.Close()
 	return nil
+}
+
+// parseNATSConfig is the bus.Config a service reads from the RETAIN_NATS_*
+// settings of env.
+func parseNATSConfig(env map[string]string) (bus.Config, error) {
+	var c bus.Config
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	err := config.Parse(fs, nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	return c, err
+}
+
+// natsConfig is parseNATSConfig, failing the test on an error.
+func natsConfig(t *testing.T, env map[string]string) bus.Config {
+	t.Helper()
+	c, err := parseNATSConfig(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // TestBundledNATSNetworkPolicy: the bundled NATS's client port is open to

@@ -1,0 +1,399 @@
+package charttest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/service"
+	"github.com/retainhq/retain/platform/telemetry"
+	"github.com/retainhq/retain/platform/testenv"
+	"github.com/retainhq/retain/services/campaign"
+	"github.com/retainhq/retain/services/churnsignal"
+	"github.com/retainhq/retain/services/ingest"
+	"github.com/retainhq/retain/services/metrics"
+	"github.com/retainhq/retain/services/notifier"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// publishes is the stream each service publishes to: ingest's facts, and
+// the outbox relays of the others. metrics publishes nothing.
+var publishes = map[string]string{
+	"ingest":      bus.EventsStream,
+	"churnsignal": bus.SignalsStream,
+	"campaign":    bus.NotificationsStream,
+	"notifier":    bus.DeliveriesStream,
+}
+
+// extraPublish is what a service calls besides declaring the streams,
+// running its consumers and publishing on its stream.
+var extraPublish = map[string][]string{
+	// commit.StreamOriginals reads the original of a conflicting id, by
+	// STREAM.MSG.GET, or DIRECT.GET once a stream allows direct gets.
+	"ingest": {"$JS.API.STREAM.MSG.GET." + bus.EventsStream, "$JS.API.DIRECT.GET." + bus.EventsStream},
+	// A rebuild (consumer.Rebuilder) replays a tenant with an ordered
+	// consumer, whose generated name cannot be known: each pull resets it,
+	// creating a new consumer and deleting the last.
+	"metrics": {
+		"$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*",
+		"$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*.>",
+		"$JS.API.CONSUMER.INFO." + bus.EventsStream + ".*",
+		"$JS.API.CONSUMER.MSG.NEXT." + bus.EventsStream + ".*",
+		"$JS.API.CONSUMER.DELETE." + bus.EventsStream + ".*",
+	},
+}
+
+// streamPrefix is the subject prefix of a Retain stream.
+func streamPrefix(t *testing.T, stream string) string {
+	t.Helper()
+	for _, sc := range bus.DefaultStreams(bus.StreamOptions{}) {
+		if sc.Name == stream {
+			return strings.TrimSuffix(sc.Subjects[0], ".>")
+		}
+	}
+	t.Fatalf("no Retain stream %s", stream)
+	return ""
+}
+
+// wantPublish is what the user of service must be allowed to publish,
+// derived from the code: every service declares the four streams
+// (service.Open), creates, reads, pulls and acknowledges its consumers
+// (bus.Consumer), and publishes on its stream.
+func wantPublish(t *testing.T, name string, consumers []bus.ConsumerConfig) []string {
+	var want []string
+	if s, ok := publishes[name]; ok {
+		want = append(want, streamPrefix(t, s)+".>")
+	}
+	for _, op := range []string{"INFO", "CREATE", "UPDATE"} {
+		for _, sc := range bus.DefaultStreams(bus.StreamOptions{}) {
+			want = append(want, "$JS.API.STREAM."+op+"."+sc.Name)
+		}
+	}
+	for _, c := range consumers {
+		sd := c.Stream + "." + c.Durable
+		// CREATE ends with the filter subject when there is exactly one.
+		want = append(want, "$JS.API.CONSUMER.CREATE."+sd, "$JS.API.CONSUMER.CREATE."+sd+".>",
+			"$JS.API.CONSUMER.INFO."+sd, "$JS.API.CONSUMER.MSG.NEXT."+sd, "$JS.ACK."+sd+".>")
+	}
+	return append(want, extraPublish[name]...)
+}
+
+// chartPermissions are the publish and subscribe allow lists of user in
+// the values passed to the NATS chart.
+func chartPermissions(t *testing.T, r *release, user string) (pub, sub []string) {
+	t.Helper()
+	authz := r.Values["nats"].(map[string]any)["config"].(map[string]any)["merge"].(map[string]any)["authorization"].(map[string]any)
+	for _, u := range authz["users"].([]any) {
+		u := u.(map[string]any)
+		if u["user"] != user {
+			continue
+		}
+		perms, _ := u["permissions"].(map[string]any)
+		list := func(kind string) []string {
+			var out []string
+			k, _ := perms[kind].(map[string]any)
+			for _, s := range k["allow"].([]any) {
+				out = append(out, s.(string))
+			}
+			if _, ok := k["deny"]; ok {
+				t.Errorf("%s: a %s deny list, which this test does not check", user, kind)
+			}
+			return out
+		}
+		return list("publish"), list("subscribe")
+	}
+	t.Fatalf("no NATS user %s", user)
+	return nil, nil
+}
+
+// newService builds a service with the settings the chart gives its pod
+// (its NATS login), as service.Open would at start-up, and returns its
+// consumers' configurations and how to run it.
+func newService(ctx context.Context, name string, cfg service.Config, tel *telemetry.Telemetry) (consumers []*bus.Consumer, run func(context.Context) error, err error) {
+	switch name {
+	case "ingest":
+		c := ingest.DefaultConfig()
+		c.Config = cfg
+		s, err := ingest.New(ctx, c, tel)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s.Consumers(), s.Run, nil
+	case "metrics":
+		c := metrics.DefaultConfig()
+		c.Config = cfg
+		s, err := metrics.New(ctx, c, tel)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s.Consumers(), s.Run, nil
+	case "churnsignal":
+		c := churnsignal.DefaultConfig()
+		c.Config = cfg
+		s, err := churnsignal.New(ctx, c, tel)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s.Consumers(), s.Run, nil
+	case "campaign":
+		c := campaign.DefaultConfig()
+		c.Config = cfg
+		s, err := campaign.New(ctx, c, tel)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s.Consumers(), s.Run, nil
+	case "notifier":
+		c := notifier.DefaultConfig()
+		c.Config = cfg
+		c.UnsubscribeSecret = strings.Repeat("u", 32)
+		s, err := notifier.New(ctx, c, tel)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s.Consumers(), s.Run, nil
+	}
+	return nil, nil, fmt.Errorf("no service %s", name)
+}
+
+// TestBundledNATSPermissions: each service's user of the bundled NATS may
+// publish exactly what the service's code sends, and that is enough for
+// the service to run. The allow lists in the values are compared with
+// the ones derived from the code (wantPublish), then a real nats-server
+// configured with them runs every service (its start-up and its
+// consumers), a consumer of each of its durables and its publishes, with
+// no permission violation; and a user publishing on another service's
+// stream or deleting a stream is refused.
+func TestBundledNATSPermissions(t *testing.T) {
+	r := mustRender(t, []string{"values-production.yaml"}, "config.streamReplicas=1")
+	pubKey, _, err := auth.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	for _, name := range allServices {
+		t.Run(name, func(t *testing.T) {
+			// A server of its own: the service creates the streams, as on
+			// a first install.
+			url, _ := startBundledNATS(t, r)
+			buses, logs := connectAll(ctx, t, r, url)
+			b := buses[name]
+			env := podEnv(t, r, "retain-"+name)
+			env["RETAIN_NATS_URL"] = url
+			dbURL := testenv.Postgres(t)
+			cfg := service.DefaultConfig(name)
+			cfg.NATS, cfg.DatabaseURL, cfg.AuthPublicKey = natsConfig(t, env), dbURL, pubKey
+			svcLog := &testenv.SyncBuffer{}
+			tel, err := telemetry.Setup(ctx, telemetry.Config{Service: name, LogLevel: "warn", Output: svcLog})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+			consumers, run, err := newService(ctx, name, cfg, tel)
+			if err != nil {
+				t.Fatalf("start-up with the chart's NATS login: %v", err)
+			}
+			var ccs []bus.ConsumerConfig
+			for _, c := range consumers {
+				ccs = append(ccs, c.Config())
+			}
+			pub, sub := chartPermissions(t, r, name)
+			want := wantPublish(t, name, ccs)
+			slices.Sort(pub)
+			slices.Sort(want)
+			if !slices.Equal(pub, want) {
+				t.Errorf("publish allow list:\n got %q\nwant %q", pub, want)
+			}
+			if !slices.Equal(sub, []string{"_INBOX.>"}) {
+				t.Errorf("subscribe allow list %q, want only the replies and pulled messages, _INBOX.>", sub)
+			}
+
+			// The service itself runs a while: its consumers declared, its
+			// relay and backlog gauges polling.
+			rctx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- run(rctx) }()
+			for _, c := range consumers {
+				testenv.WaitFor(t, "consumer "+c.Name()+" declared", func() bool {
+					_, err := b.JS.Consumer(ctx, c.Config().Stream, c.Name())
+					return err == nil
+				})
+			}
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+
+			// Every service declares the streams at start-up (which is
+			// how its bus knows the stream of a subject), and raising a
+			// setting updates them.
+			for other, ob := range buses {
+				if err := ob.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
+					t.Errorf("%s declares the streams: %v", other, err)
+				}
+			}
+			if err := b.EnsureStreams(ctx, bus.DefaultStreams(bus.StreamOptions{MaxAge: 2 * bus.DefaultMaxAge})...); err != nil {
+				t.Errorf("update the streams: %v", err)
+			}
+			pool, err := pgxpool.New(ctx, dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			for _, cc := range ccs {
+				consumeOwn(ctx, t, b, pool, cc, buses)
+			}
+			if name == "metrics" {
+				replay(ctx, t, b)
+			}
+			for _, l := range []*testenv.SyncBuffer{logs[name], svcLog} {
+				if s := l.String(); strings.Contains(strings.ToLower(s), "permissions violation") {
+					t.Errorf("refused by NATS:\n%s", s)
+				}
+			}
+			refused(ctx, t, name, b, logs[name])
+		})
+	}
+}
+
+// consumeOwn runs a consumer of cc on b, as its service would, and checks
+// that it gets and acknowledges messages published by the service that
+// publishes on its stream (atomic batch and single publishes).
+func consumeOwn(ctx context.Context, t *testing.T, b *bus.Bus, pool *pgxpool.Pool, cc bus.ConsumerConfig, buses map[string]*bus.Bus) {
+	t.Helper()
+	var publisher string
+	for s, stream := range publishes {
+		if stream == cc.Stream {
+			publisher = s
+		}
+	}
+	subject, typ := streamPrefix(t, cc.Stream)+".shop.test.fact", "test.fact"
+	switch {
+	case len(cc.EventTypes) > 0:
+		typ = cc.EventTypes[0]
+		subject = streamPrefix(t, cc.Stream) + ".shop." + typ
+	case len(cc.FilterSubjects) > 0:
+		subject = strings.ReplaceAll(strings.ReplaceAll(cc.FilterSubjects[0], "*", "shop"), ">", "x")
+	}
+	msg := func() bus.Message {
+		return bus.Message{Subject: subject, ID: nuid.Next(), Type: typ, Data: []byte("x")}
+	}
+	var got atomic.Int64
+	c, err := bus.NewConsumer(b, pool, cc, func(_ context.Context, _ pgx.Tx, ds []*bus.Delivery) error {
+		got.Add(int64(len(ds)))
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(cctx) }()
+	defer func() { stop(); <-done }()
+	if err := buses[publisher].PublishAtomic(ctx, []bus.Message{msg(), msg()}); err != nil {
+		t.Fatalf("%s publishes a batch on %s: %v", publisher, subject, err)
+	}
+	if _, err := buses[publisher].Publish(ctx, msg()); err != nil {
+		t.Fatalf("%s publishes on %s: %v", publisher, subject, err)
+	}
+	testenv.WaitFor(t, cc.Durable+" to apply and acknowledge 3 messages", func() bool {
+		info, err := b.JS.Consumer(ctx, cc.Stream, cc.Durable)
+		return err == nil && got.Load() == 3 && info.CachedInfo().NumAckPending == 0 && info.CachedInfo().NumPending == 0
+	})
+}
+
+// replay does what a metrics rebuild does on the bus (consumer.Rebuilder):
+// an ordered consumer of one tenant's facts, pulled twice (each pull
+// creates a consumer and deletes the last), and its info.
+func replay(ctx context.Context, t *testing.T, b *bus.Bus) {
+	t.Helper()
+	stream, err := b.JS.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := stream.CachedInfo().State.Consumers
+	oc, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.EventSubject("shop", "order.placed"), bus.EventSubject("shop", "order.refunded")},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		batch, err := oc.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			t.Fatalf("replay: %v", err)
+		}
+		for range batch.Messages() {
+		}
+	}
+	if _, err := oc.Info(ctx); err != nil {
+		t.Errorf("replay consumer info: %v", err)
+	}
+	testenv.WaitFor(t, "the first replay consumer to be deleted", func() bool {
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Consumers == before+1
+	})
+}
+
+// refused checks that name's user cannot publish on the streams of the
+// others nor delete a stream.
+func refused(ctx context.Context, t *testing.T, name string, b *bus.Bus, log *testenv.SyncBuffer) {
+	t.Helper()
+	for other, stream := range publishes {
+		if other == name {
+			continue
+		}
+		subject := streamPrefix(t, stream) + ".shop.forged"
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := b.Publish(pctx, bus.Message{Subject: subject, ID: nuid.Next(), Type: "forged", Data: []byte("x")})
+		cancel()
+		if err == nil {
+			t.Errorf("%s published on %s, %s's stream", name, subject, other)
+		}
+		log.WaitFor(t, `Permissions Violation for Publish to \"`+subject+`\"`)
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := b.JS.DeleteStream(dctx, bus.EventsStream)
+	cancel()
+	if _, serr := b.JS.Stream(ctx, bus.EventsStream); err == nil || serr != nil {
+		t.Errorf("%s deleted %s: %v", name, bus.EventsStream, err)
+	}
+	log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.STREAM.DELETE.`+bus.EventsStream+`\"`)
+}
+
+// connectAll connects a bus per service to the NATS at url, logged in as
+// its pod is, each with its log (where nats's async errors go: a refused
+// publish or subscription).
+func connectAll(ctx context.Context, t *testing.T, r *release, url string) (map[string]*bus.Bus, map[string]*testenv.SyncBuffer) {
+	t.Helper()
+	buses := map[string]*bus.Bus{}
+	logs := map[string]*testenv.SyncBuffer{}
+	for _, name := range allServices {
+		env := podEnv(t, r, "retain-"+name)
+		env["RETAIN_NATS_URL"] = url
+		logs[name] = &testenv.SyncBuffer{}
+		b, err := bus.Connect(ctx, natsConfig(t, env), slog.New(slog.NewTextHandler(logs[name], nil)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Cleanup(b.Close)
+		buses[name] = b
+	}
+	return buses, logs
+}
