@@ -356,58 +356,12 @@ func mountedFile(pod corev1.PodSpec, file string) (secret, key string, ok bool) 
 	return "", "", false
 }
 
-// TestNATSLoginRefused: values that would leave a service unable to log in
-// to the bundled NATS, or give it a second login besides the chart's, stop
-// the install with what to change.
-func TestNATSLoginRefused(t *testing.T) {
-	cases := []struct {
-		name string
-		set  []string
-		want []string
-	}{
-		{
-			name: "a service without its user",
-			set:  []string{"nats.config.merge.authorization.users[0].user=campaign", "nats.config.merge.authorization.users[0].password=<< $RETAIN_NATS_PASSWORD_CAMPAIGN >>"},
-			want: []string{"nats.config.merge.authorization.users has no {user: churnsignal, password: \"<< $RETAIN_NATS_PASSWORD_CHURNSIGNAL >>\"}"},
-		},
-		{
-			name: "a password the server reads from another Secret",
-			set:  []string{"nats.container.env.RETAIN_NATS_PASSWORD_INGEST.valueFrom.secretKeyRef.name=other"},
-			want: []string{"nats.container.env.RETAIN_NATS_PASSWORD_INGEST is not {valueFrom: {secretKeyRef: {name: retain-nats-auth, key: ingest}}}"},
-		},
-		{
-			name: "no login to the bundled NATS",
-			set:  []string{"natsAuth.mode=none"},
-			want: []string{"natsAuth.mode is none, but the bundled NATS requires a login"},
-		},
-		{
-			name: "one service's own login while the chart gives every service one",
-			set:  []string{"services.ingest.env.RETAIN_NATS_USER=other"},
-			want: []string{"services.ingest.env sets RETAIN_NATS_USER (or serviceDefaults.env does), which natsAuth sets for every service; natsAuth.mode none lets services log in their own way"},
-		},
-		{
-			name: "an unknown login mode",
-			set:  []string{"natsAuth.mode=token"},
-			want: []string{"at '/natsAuth/mode'"},
-		},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := render(t, []string{"values-dev.yaml"}, tc.set...)
-			if err == nil {
-				t.Fatal("rendered, want the values refused")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not say %q:\n%v", w, err)
-				}
-			}
-		})
-	}
-
-	// Every login and TLS setting of the bus (but the URL) is the chart's
-	// once natsAuth and natsTLS set them: a setting the bus gains that the
-	// chart's list (retain.natsClientSettings) lacks fails here.
+// TestNATSLoginSettingsRefused: every login and TLS setting of the bus
+// (but the URL) is the chart's once natsAuth and natsTLS set them, so a
+// service's own is refused (the other refusals are in TestValuesRejected).
+func TestNATSLoginSettingsRefused(t *testing.T) {
+	// A setting the bus gains that the chart's list
+	// (retain.natsClientSettings) lacks fails here.
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	new(bus.Config).RegisterFlags(fs)
 	for _, env := range config.EnvNames(fs) {

@@ -5,8 +5,10 @@ import (
 	"testing"
 )
 
-// TestValuesRejected: a misspelt or wrong value stops the install with a
-// message that names the value, before anything reaches the cluster.
+// TestValuesRejected: a misspelt or wrong value, a misspelt or misplaced
+// variable, or a NATS login a service could not use stops the install
+// with a message that names the value, before anything reaches the
+// cluster.
 func TestValuesRejected(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -135,6 +137,75 @@ func TestValuesRejected(t *testing.T) {
 			name: "an ingress for a service without an HTTP API",
 			set:  []string{"services.metrics.ingress.enabled=true", "services.metrics.ingress.host=m.example.com"},
 			want: []string{"services.metrics.ingress.enabled needs services.metrics.ports.http"},
+		},
+		// Variables: misspelt, another service's, or a stream setting given
+		// to one service (the streams are shared: one value for all, config.*).
+		{
+			name: "a misspelt variable in a service's env",
+			set:  []string{"services.ingest.env.RETAIN_INGEST_LINGR=5ms"},
+			want: []string{"at '/services/ingest/env'", "additional properties 'RETAIN_INGEST_LINGR' not allowed"},
+		},
+		{
+			name: "another service's variable",
+			set:  []string{"services.metrics.env.RETAIN_INGEST_LINGER=5ms"},
+			want: []string{"at '/services/metrics/env'", "'RETAIN_INGEST_LINGER' not allowed"},
+		},
+		{
+			name: "a misspelt variable from a Secret",
+			set:  []string{"services.notifier.secretEnv.RETAIN_NOTIFIER_SMTP_PASWORD.name=s", "services.notifier.secretEnv.RETAIN_NOTIFIER_SMTP_PASWORD.key=k"},
+			want: []string{"at '/services/notifier/secretEnv'", "'RETAIN_NOTIFIER_SMTP_PASWORD' not allowed"},
+		},
+		{
+			name: "a service's variable in the defaults of all",
+			set:  []string{"serviceDefaults.env.RETAIN_INGEST_LINGER=5ms"},
+			want: []string{"at '/serviceDefaults/env'", "'RETAIN_INGEST_LINGER' not allowed"},
+		},
+		{
+			name: "the streams' max age for one service",
+			set:  []string{"services.ingest.env.RETAIN_EVENTS_MAX_AGE=1h"},
+			want: []string{"services.ingest.env sets RETAIN_EVENTS_MAX_AGE", "set config.eventsMaxAge instead"},
+		},
+		{
+			name: "the streams' replicas from a Secret",
+			set:  []string{"services.metrics.secretEnv.RETAIN_STREAM_REPLICAS.name=s", "services.metrics.secretEnv.RETAIN_STREAM_REPLICAS.key=k"},
+			want: []string{"services.metrics.secretEnv sets RETAIN_STREAM_REPLICAS", "config.streamReplicas"},
+		},
+		{
+			name: "the de-duplication window in extraEnv",
+			set:  []string{"services.campaign.extraEnv[0].name=RETAIN_DUPLICATE_WINDOW", "services.campaign.extraEnv[0].value=1m"},
+			want: []string{"services.campaign.extraEnv sets RETAIN_DUPLICATE_WINDOW", "config.duplicateWindow"},
+		},
+		// The NATS login: values that would leave a service unable to log in
+		// to the bundled NATS, or give it a second login besides the chart's.
+		{
+			name:  "a service without its user",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"nats.config.merge.authorization.users[0].user=campaign", "nats.config.merge.authorization.users[0].password=<< $RETAIN_NATS_PASSWORD_CAMPAIGN >>"},
+			want:  []string{"nats.config.merge.authorization.users has no {user: churnsignal, password: \"<< $RETAIN_NATS_PASSWORD_CHURNSIGNAL >>\"}"},
+		},
+		{
+			name:  "a password the server reads from another Secret",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"nats.container.env.RETAIN_NATS_PASSWORD_INGEST.valueFrom.secretKeyRef.name=other"},
+			want:  []string{"nats.container.env.RETAIN_NATS_PASSWORD_INGEST is not {valueFrom: {secretKeyRef: {name: retain-nats-auth, key: ingest}}}"},
+		},
+		{
+			name:  "no login to the bundled NATS",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"natsAuth.mode=none"},
+			want:  []string{"natsAuth.mode is none, but the bundled NATS requires a login"},
+		},
+		{
+			name:  "one service's own login while the chart gives every service one",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"services.ingest.env.RETAIN_NATS_USER=other"},
+			want:  []string{"services.ingest.env sets RETAIN_NATS_USER (or serviceDefaults.env does), which natsAuth sets for every service; natsAuth.mode none lets services log in their own way"},
+		},
+		{
+			name:  "an unknown login mode",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"natsAuth.mode=token"},
+			want:  []string{"at '/natsAuth/mode'"},
 		},
 	}
 	for _, tc := range cases {
