@@ -136,7 +136,7 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 	if out == nil {
 		out = os.Stderr
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	var base slog.Handler
 	if strings.ToLower(cfg.LogFormat) == FormatText {
 		base = slog.NewTextHandler(out, opts)
@@ -202,6 +202,18 @@ func Setup(ctx context.Context, cfg Config) (*Telemetry, error) {
 		EnableOpenMetrics: true,
 	})
 	return t, nil
+}
+
+// durationText writes a time.Duration as Go writes it ("6.4s", "2m0s"),
+// which time.ParseDuration reads back: slog's JSON handler would write
+// nanoseconds (6400000000), which an operator has to convert by hand. The
+// text handler writes the same already; both get it so that the two
+// formats agree whatever slog does next.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func otlpEndpoint() (string, bool) {

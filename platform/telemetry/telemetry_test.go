@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -195,5 +197,56 @@ func TestParseLevel(t *testing.T) {
 	}
 	if _, err := ParseLevel("trace"); err == nil {
 		t.Error("ParseLevel accepted trace")
+	}
+}
+
+// durationValuer is a LogValuer whose value is a duration, as a type
+// logging its own elapsed time would be.
+type durationValuer time.Duration
+
+func (d durationValuer) LogValue() slog.Value { return slog.DurationValue(time.Duration(d)) }
+
+// TestDurationsReadable: a duration is logged as Go writes it ("6.4s"), in
+// both formats, wherever the attribute comes from, and reads back with
+// time.ParseDuration; JSON does not get nanoseconds.
+func TestDurationsReadable(t *testing.T) {
+	log := func(l *slog.Logger) {
+		l.With("held_for", 15031*time.Millisecond).WithGroup("g").Info("durations",
+			"retry_in", 6400*time.Millisecond, slog.Duration("outage", 16009*time.Millisecond),
+			"failing_for", durationValuer(2*time.Minute), "count", 3)
+	}
+	want := map[string]string{"held_for": "15.031s", "retry_in": "6.4s", "outage": "16.009s", "failing_for": "2m0s"}
+
+	tel, buf := setup(t, Config{Service: "ingest"})
+	log(tel.Logger)
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("%v: %s", err, buf)
+	}
+	group, _ := line["g"].(map[string]any)
+	for k, w := range want {
+		v, ok := line[k]
+		if !ok {
+			v = group[k]
+		}
+		if v != w {
+			t.Errorf("JSON %s = %#v, want %q: %s", k, v, w, buf)
+		}
+		if s, _ := v.(string); s != "" {
+			if _, err := time.ParseDuration(s); err != nil {
+				t.Errorf("JSON %s = %q does not parse back: %v", k, s, err)
+			}
+		}
+	}
+	if group["count"] != 3.0 {
+		t.Errorf("a number is no longer a number: %s", buf)
+	}
+
+	tel, buf = setup(t, Config{Service: "ingest", LogFormat: FormatText})
+	log(tel.Logger)
+	for _, w := range []string{"held_for=15.031s", "g.retry_in=6.4s", "g.outage=16.009s", "g.failing_for=2m0s", "g.count=3"} {
+		if !strings.Contains(buf.String(), " "+w) {
+			t.Errorf("text log lacks %q: %s", w, buf)
+		}
 	}
 }
