@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
@@ -125,5 +126,68 @@ func TestOncePerGapDoesNotDependOnBatching(t *testing.T) {
 	s.replayFacts(t)
 	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'detractors'`); n != 8*3+3 {
 		t.Errorf("after a replay: %d enrollments, want %d", n, 8*3+3)
+	}
+}
+
+// TestOrdersOfTheSameInstantCountOneByOne: exports with second or minute
+// resolution give a customer's first two orders the same placed time.
+// One of them is the first order (the one whose id sorts first) and the
+// other the second, so the customer is onboarded once; counting every
+// order of that instant made both "second" and onboarded nobody.
+func TestOrdersOfTheSameInstantCountOneByOne(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	const tenant = "shop"
+	if _, err := s.client().InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: "onboarding"}, s.token(t, tenant)); err != nil {
+		t.Fatal(err)
+	}
+	at := s.clock.Now().Add(-time.Hour).Truncate(time.Minute)
+	s.publish(t, tenant, orderEv("o-2", "tied", at, 1000), orderEv("o-1", "tied", at, 2000))
+	s.caughtUp(t)
+	var orders []string
+	rows, err := s.db.Query(ctx, `SELECT vars->>'order_id' FROM enrollments WHERE campaign_id = 'onboarding' AND customer_id = 'tied'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orders, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(orders, []string{"o-1"}) {
+		t.Fatalf("onboarding entered for orders %v, want [o-1]: the first of two orders placed in the same instant", orders)
+	}
+}
+
+// TestLateOrderOfTheSameInstantReevaluatesTheLaterOne: a late order
+// placed in the same instant as a stored one, whose id sorts before it,
+// makes the stored one the later of the two, so it is the one evaluated
+// again (here it becomes the third order and enters the campaign).
+func TestLateOrderOfTheSameInstantReevaluatesTheLaterOne(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	const tenant = "shop"
+	s.create(t, tenant, `
+id: third
+name: Third order
+trigger: {event: order.placed}
+conditions: [{order_count: {min: 3, max: 3, within_days: 365}}]
+entry: {once_per_customer: {}}
+steps:
+  - {id: hello, send: {channel: CHANNEL_EMAIL, template_key: loyalty_reward}}
+`)
+	now := s.clock.Now()
+	s.publish(t, tenant, orderEv("t1", "c", now.Add(-3*time.Hour), 1000), orderEv("t3", "c", now.Add(-time.Hour), 1000))
+	s.caughtUp(t)
+	s.publish(t, tenant, orderEv("t2", "c", now.Add(-time.Hour), 1000))
+	s.caughtUp(t)
+	rows, err := s.db.Query(ctx, `SELECT vars->>'order_id' FROM enrollments WHERE campaign_id = 'third'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(orders, []string{"t3"}) {
+		t.Fatalf("third-order campaign entered for orders %v, want [t3]", orders)
 	}
 }

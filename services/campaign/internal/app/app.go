@@ -392,21 +392,22 @@ func minTime(a, b time.Time) time.Time {
 // An entry a late order would have prevented (a "first order" that no
 // longer is) stays: its messages may be out.
 func (e *Engine) laterOrders(ts []triggered, custs map[store.CustomerKey]*domain.Customer) []triggered {
-	// The customers whose last stored order (orders are oldest first) was
-	// placed after one of theirs in the batch: in a stream in order, none
-	// but those with several orders in the batch.
-	earliest := map[store.CustomerKey]time.Time{}
+	// The customers whose last stored order (orders are listed oldest
+	// first, then by id: domain.Order.After) comes after one of theirs in
+	// the batch: in a stream in order, none but those with several orders
+	// in the batch.
+	earliest := map[store.CustomerKey]domain.Order{}
 	for _, t := range ts {
 		if t.trig.Type != domain.EventOrderPlaced {
 			continue
 		}
 		k := store.CustomerKey{Tenant: t.tenant, ID: t.customer}
 		c := custs[k]
-		if c == nil || len(c.Orders) == 0 || !c.Orders[len(c.Orders)-1].At.After(t.trig.At) {
+		if c == nil || len(c.Orders) == 0 || !c.Orders[len(c.Orders)-1].After(t.trig.At, t.trig.OrderID) {
 			continue
 		}
-		if at, ok := earliest[k]; !ok || t.trig.At.Before(at) {
-			earliest[k] = t.trig.At
+		if e, ok := earliest[k]; !ok || e.After(t.trig.At, t.trig.OrderID) {
+			earliest[k] = domain.Order{ID: t.trig.OrderID, At: t.trig.At}
 		}
 	}
 	if len(earliest) == 0 {
@@ -421,8 +422,9 @@ func (e *Engine) laterOrders(ts []triggered, custs map[store.CustomerKey]*domain
 	oldest := e.Now().Add(-e.cfg.MaxTriggerAge)
 	var out []triggered
 	for _, k := range slices.SortedFunc(maps.Keys(earliest), store.CompareCustomers) {
+		first := earliest[k]
 		for _, o := range custs[k].Orders {
-			if !o.At.After(earliest[k]) || inBatch[[2]string{k.Tenant, o.ID}] || (e.cfg.MaxTriggerAge > 0 && o.At.Before(oldest)) {
+			if !o.After(first.At, first.ID) || inBatch[[2]string{k.Tenant, o.ID}] || (e.cfg.MaxTriggerAge > 0 && o.At.Before(oldest)) {
 				continue
 			}
 			out = append(out, triggered{

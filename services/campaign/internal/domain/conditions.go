@@ -21,6 +21,25 @@ type Order struct {
 	Currency   string
 }
 
+// After reports whether o comes after the order (at, id) in the order a
+// customer's orders are listed: by placed time, then by order id. Orders
+// placed in the same instant (an export with second or minute resolution)
+// are told apart by id, so that of two such orders one is the customer's
+// first and the other their second, rather than both their second.
+func (o Order) After(at time.Time, id string) bool {
+	return o.At.After(at) || (o.At.Equal(at) && o.ID > id)
+}
+
+// placedBy reports whether o had been placed by the time a condition is
+// evaluated at: for an order's trigger, the orders up to and including
+// that one (Order.After); otherwise every order up to at.
+func placedBy(o Order, at time.Time, t *Trigger) bool {
+	if t != nil && t.OrderID != "" && t.At.Equal(at) {
+		return !o.After(at, t.OrderID)
+	}
+	return !o.At.After(at)
+}
+
 // Customer is what the campaign service knows about a customer: the facts
 // its conditions test.
 type Customer struct {
@@ -187,7 +206,7 @@ func matches(cond *campaignv1.Condition, c *Customer, t *Trigger, at time.Time, 
 			n = int32(min(c.Earlier.Count, math.MaxInt32))
 		}
 		for _, o := range c.Orders {
-			if o.At.After(at) {
+			if !placedBy(o, at, t) {
 				continue
 			}
 			if w := k.OrderCount.GetWithinDays(); w > 0 && !o.At.After(at.Add(-time.Duration(w)*day)) {
