@@ -128,7 +128,7 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 			total.rejected = append(total.rejected, sum.rejected...)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %w\n%s", name, err, rerunHint)
 		}
 	}
 	if len(total.rejected) > 0 {
@@ -136,6 +136,13 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 	}
 	return nil
 }
+
+// rerunHint is the next step after an import that stopped part way. Each
+// event's id comes from its file (written there, or derived from the row's
+// key or content), so a run of the same command sends the same ids again,
+// and ingest answers those it already stored as duplicates: nothing is
+// stored twice, whichever requests of the failed run got in.
+const rerunHint = "running the same command again is safe: events already stored are answered as duplicates, the others are imported"
 
 // rowSource adapts an importer reader to the sender.
 func rowSource(rr rowReader) func() (sourceEvent, error) {

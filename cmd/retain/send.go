@@ -36,12 +36,23 @@ type rejection struct {
 	reasons []string
 }
 
-// sendSummary is what an import or publish run did.
+// sendSummary is what an import or publish run did. Every event read is
+// accepted, a duplicate, rejected, unanswered or unsent; the last two are
+// only for a run that stopped on an error.
 type sendSummary struct {
 	read, accepted, duplicates int64
 	rejected                   []rejection
-	elapsed                    time.Duration
+	// unanswered: sent in a request that got no answer, so stored or not
+	// (a server stopping may have stored a request it could not answer).
+	unanswered int64
+	// unsent: read, but not sent before the run stopped.
+	unsent  int64
+	elapsed time.Duration
 }
+
+// stopped reports whether the run ended before every event read was
+// answered.
+func (s *sendSummary) stopped() bool { return s.unanswered > 0 || s.unsent > 0 }
 
 // sender publishes a stream of events in batches through IngestService with
 // several requests in flight, retrying the whole batch (same ids, so dedupe
@@ -67,7 +78,7 @@ func (s *sender) send(ctx context.Context, next func() (sourceEvent, error)) (*s
 	start := time.Now()
 	sum := &sendSummary{}
 	var mu sync.Mutex
-	var accepted, duplicates, read atomic.Int64
+	var accepted, duplicates, read, unanswered, unsent atomic.Int64
 	batches := make(chan outBatch, s.workers)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -78,8 +89,13 @@ func (s *sender) send(ctx context.Context, next func() (sourceEvent, error)) (*s
 		go func() {
 			defer wg.Done()
 			for b := range batches {
+				if ctx.Err() != nil {
+					unsent.Add(int64(len(b.events)))
+					continue
+				}
 				resp, err := s.publish(ctx, b.events)
 				if err != nil {
+					unanswered.Add(int64(len(b.events)))
 					cancel(err)
 					continue
 				}
@@ -125,18 +141,24 @@ func (s *sender) send(ctx context.Context, next func() (sourceEvent, error)) (*s
 			select {
 			case batches <- cur:
 			case <-ctx.Done():
+				unsent.Add(int64(len(cur.events)))
 			}
 			cur = outBatch{}
 		}
 	}
-	if len(cur.events) > 0 && ctx.Err() == nil {
-		batches <- cur
+	if len(cur.events) > 0 {
+		if ctx.Err() == nil {
+			batches <- cur
+		} else {
+			unsent.Add(int64(len(cur.events)))
+		}
 	}
 	close(batches)
 	wg.Wait()
 	stopProgress()
 
 	sum.read, sum.accepted, sum.duplicates = read.Load(), accepted.Load(), duplicates.Load()
+	sum.unanswered, sum.unsent = unanswered.Load(), unsent.Load()
 	sum.elapsed = time.Since(start)
 	sort.Slice(sum.rejected, func(i, j int) bool { return sum.rejected[i].line < sum.rejected[j].line })
 	if readErr != nil {
@@ -238,8 +260,15 @@ func printSummary(w io.Writer, sum *sendSummary, maxRejected int) {
 	if s := sum.elapsed.Seconds(); s > 0 {
 		rate = float64(sum.accepted+sum.duplicates) / s
 	}
-	fmt.Fprintf(w, "read %d events in %s (%.0f events/s): %d accepted, %d duplicates, %d rejected\n",
-		sum.read, sum.elapsed.Round(time.Millisecond), rate, sum.accepted, sum.duplicates, len(sum.rejected))
+	if sum.stopped() {
+		// Each event read, by what is known of it: a request without an
+		// answer may or may not have been stored.
+		fmt.Fprintf(w, "stopped after %s, of %d events read: %d accepted, %d duplicates, %d rejected; %d sent in requests that got no answer (stored or not: unknown); %d not sent\n",
+			sum.elapsed.Round(time.Millisecond), sum.read, sum.accepted, sum.duplicates, len(sum.rejected), sum.unanswered, sum.unsent)
+	} else {
+		fmt.Fprintf(w, "read %d events in %s (%.0f events/s): %d accepted, %d duplicates, %d rejected\n",
+			sum.read, sum.elapsed.Round(time.Millisecond), rate, sum.accepted, sum.duplicates, len(sum.rejected))
+	}
 	for i, r := range sum.rejected {
 		if i == maxRejected {
 			fmt.Fprintf(w, "  ... and %d more rejected\n", len(sum.rejected)-maxRejected)
