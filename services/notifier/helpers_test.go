@@ -114,6 +114,9 @@ type provider struct {
 	// hang, when > 0, makes the next calls stall this long after accepting.
 	hang  time.Duration
 	hangN int
+	// gate, when set, makes every call wait until it is closed before
+	// answering, after it was accepted.
+	gate chan struct{}
 	// down, when not 0, is the HTTP status every call is answered with
 	// (nothing accepted), as a provider that is down answers.
 	down int
@@ -141,7 +144,15 @@ func newProvider(t testing.TB) *provider {
 			p.hangN--
 			hang = p.hang
 		}
+		gate := p.gate
 		p.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if hang > 0 {
 			select {
 			case <-time.After(hang):

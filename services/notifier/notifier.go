@@ -357,6 +357,10 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	s.engine, err = app.New(deps.Pool, app.Config{
 		Policy:     policy.Config{CapMax: cfg.CapMax, CapWindow: cfg.CapWindow, QuietStart: qs, QuietEnd: qe, DefaultZone: zone},
 		DefaultTTL: cfg.DefaultTTL, Lease: cfg.Lease, SendTimeout: cfg.SendTimeout, MaxAttempts: cfg.MaxAttempts,
+		// Half the shutdown's time for saving provider answers held through
+		// a database outage; the rest for the other components and the
+		// bus drain.
+		HoldOnStop:   cfg.Supervisor.ShutdownTimeout / 2,
 		RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax, SendBatch: cfg.SendBatch, SendWorkers: cfg.SendWorkers,
 		PollInterval: cfg.PollInterval, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), UnsubscribeKey: []byte(cfg.UnsubscribeSecret),
 		Now: cfg.Now, Meter: tel.MeterProvider.Meter("retain/notifier"),

@@ -45,6 +45,10 @@ type Config struct {
 	Lease time.Duration
 	// SendTimeout bounds one provider call.
 	SendTimeout time.Duration
+	// HoldOnStop is how long, once shutdown begins, a provider's answer
+	// held through a database outage is still retried (see finish); zero
+	// gives up at once.
+	HoldOnStop time.Duration
 	// MaxAttempts of a transient failure before the delivery fails.
 	MaxAttempts int
 	// RetryInitial doubles per attempt up to RetryMax, with jitter.
@@ -72,6 +76,9 @@ type Engine struct {
 	metrics instruments
 	// providers logs provider failures, aggregated per channel.
 	providers *providerLog
+	// sendOutage logs the sender's database outages, those its passes
+	// meet and those a held provider's answer meets (finish), once.
+	sendOutage *pg.OutageLog
 }
 
 // New returns an engine sending through senders (a channel without one
@@ -88,7 +95,7 @@ func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.
 		return nil, err
 	}
 	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m,
-		providers: newProviderLog(log, providerLogEvery)}, nil
+		providers: newProviderLog(log, providerLogEvery), sendOutage: pg.NewOutageLog(log, "notifier sender pass", pool.Ping)}, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
@@ -421,9 +428,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.checkStoredTemplates(ctx) })
 	wg.Go(func() {
-		e.loop(ctx, "timers", func(ctx context.Context) (int, error) { return e.FireTimers(ctx, 500) })
+		e.loop(ctx, pg.NewOutageLog(e.log, "notifier timers pass", e.pool.Ping), "timers",
+			func(ctx context.Context) (int, error) { return e.FireTimers(ctx, 500) })
 	})
-	wg.Go(func() { e.loop(ctx, "sender", e.SendDue) })
+	wg.Go(func() {
+		e.loop(ctx, e.sendOutage, "sender", func(pass context.Context) (int, error) { return e.sendDue(pass, ctx) })
+	})
 	wg.Wait()
 	return nil
 }
@@ -454,10 +464,9 @@ func (e *Engine) checkStoredTemplates(ctx context.Context) {
 }
 
 // loop runs pass until ctx is done, retrying a failure with backoff: a
-// database outage is logged when it starts and when it ends
-// (pg.OutageLog), any other failure every time.
-func (e *Engine) loop(ctx context.Context, name string, pass func(context.Context) (int, error)) {
-	outage := pg.NewOutageLog(e.log, "notifier "+name+" pass", e.pool.Ping)
+// database outage is logged when it starts and when it ends (outage),
+// any other failure every time.
+func (e *Engine) loop(ctx context.Context, outage *pg.OutageLog, name string, pass func(context.Context) (int, error)) {
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// A pass in flight finishes even on shutdown, so that no attempt is
@@ -498,13 +507,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// SendDue claims due deliveries (committing the attempt first) and sends
-// them, SendWorkers at a time; it returns how many it claimed.
-func (e *Engine) SendDue(ctx context.Context) (int, error) {
+// sendDue claims due deliveries (committing the attempt first) and sends
+// them, SendWorkers at a time; it returns how many it claimed. ctx bounds
+// the pass; run is the engine's, done at shutdown, which ends the hold of
+// a provider's answer through a database outage HoldOnStop later.
+func (e *Engine) sendDue(ctx, run context.Context) (int, error) {
 	ds, err := store.ClaimSend(ctx, e.pool, e.now(), e.cfg.Lease, e.cfg.SendBatch)
 	if err != nil || len(ds) == 0 {
 		return 0, err
 	}
+	hold, endHold := context.WithCancel(context.WithoutCancel(ctx))
+	defer endHold()
+	defer context.AfterFunc(run, func() { time.AfterFunc(e.cfg.HoldOnStop, endHold) })()
 	sem := make(chan struct{}, max(1, e.cfg.SendWorkers))
 	var wg sync.WaitGroup
 	errs := make([]error, len(ds))
@@ -512,7 +526,7 @@ func (e *Engine) SendDue(ctx context.Context) (int, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = e.send(ctx, ds[i])
+			errs[i] = e.send(ctx, hold, ds[i])
 		})
 	}
 	wg.Wait()
@@ -549,18 +563,22 @@ func (e *Engine) classify(res *attemptResult, attempt int32) {
 	res.retry = !res.failure.Permanent && int(attempt) < e.cfg.MaxAttempts
 }
 
-func (e *Engine) send(ctx context.Context, d store.Delivery) error {
+func (e *Engine) send(ctx, hold context.Context, d store.Delivery) error {
 	var steps []policy.Step
 	if d.PrevStatus == store.StatusSending {
+		// This replica cannot tell why: the process may have stopped or
+		// stalled, or it held the provider's answer through a database
+		// outage longer than the lease (finish; that process adds its own
+		// step when the database answers).
 		steps = append(steps, policy.Step{Stage: "reconcile", Verdict: "retry", Code: "attempt_interrupted",
-			Reason: fmt.Sprintf("attempt %d did not finish (crash or timeout beyond the lease); sending again with the same idempotency key %q (email: the same Message-ID)", d.Attempts-1, d.Tenant+"/"+d.RequestID)})
+			Reason: fmt.Sprintf("attempt %d recorded no result within its lease (its process stopped or stalled, or could not reach the database in time); sending again with the same idempotency key %q (email: the same Message-ID)", d.Attempts-1, d.Tenant+"/"+d.RequestID)})
 	}
 	res := e.attempt(ctx, d)
 	e.classify(&res, d.Attempts)
 	if res.called {
 		e.observe(ctx, d, res)
 	}
-	return e.finish(ctx, d, res, steps)
+	return e.finish(ctx, hold, d, res, steps)
 }
 
 // observe records a provider call in the metrics and the provider log.
@@ -653,15 +671,113 @@ func (e *Engine) unprepared(d store.Delivery, what string, err error) attemptRes
 		fmt.Errorf("the notifier could not load the %s (its database failed); the provider was not called", what))}
 }
 
+// holdRetry is how often finish tries again to save a result it holds
+// through a database outage.
+const holdRetry = time.Second
+
 // finish records an attempt's result, unless the attempt lost its lease
-// to a reconciling one meanwhile.
-func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult, steps []policy.Step) error {
+// to a reconciling one meanwhile. A result is a provider's answer that
+// cannot be asked for again: dropped, the message would be sent again
+// once the lease ran out. So a result whose save fails while the database
+// does not answer (pg.Unreachable, or a failed ping: decision 0018's
+// test) is held, the outage logged once (sendOutage), and saved again
+// every holdRetry until the database answers, also past the lease: while
+// the database is away for every replica none can take the delivery over,
+// and once it answers this try comes within holdRetry, mostly before
+// another replica's pass finds the lapsed lease. One that takes the
+// delivery over first (or while only this replica was cut off) fences
+// this result out (LockSending; save says so in the log and the trail).
+// Only hold ends the wait (HoldOnStop after shutdown). The first try runs under the pass's ctx, as
+// any save; the held ones under hold.
+func (e *Engine) finish(ctx, hold context.Context, d store.Delivery, res attemptResult, steps []policy.Step) error {
+	var since time.Time // the first failed try of an outage; zero: none
+	err := e.save(ctx, d, res, steps, 0)
+	for err != nil {
+		if hold.Err() != nil {
+			if since.IsZero() {
+				return err // not held: its one try was cut short
+			}
+			return e.dropHeld(d, res, since, err)
+		}
+		if !pg.Unreachable(err) && !pg.NotAnswering(hold, e.pool.Ping) {
+			return err
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		e.sendOutage.Failed(err, "holding", heldResult(d, res))
+		if sleep(hold, holdRetry) != nil {
+			return e.dropHeld(d, res, since, err)
+		}
+		err = e.save(hold, d, res, steps, time.Since(since))
+	}
+	if !since.IsZero() {
+		e.sendOutage.Answered()
+	}
+	return nil
+}
+
+// accepted reports whether res is a provider's acceptance.
+func (res attemptResult) accepted() bool { return res.called && res.err == nil }
+
+// heldResult names a result held through an outage, for the log.
+func heldResult(d store.Delivery, res attemptResult) string {
+	of := fmt.Sprintf("attempt %d of %s/%s", d.Attempts, d.Tenant, d.RequestID)
+	switch {
+	case res.accepted():
+		return fmt.Sprintf("the %s provider's answer to %s (accepted, id %s)", channelWord(d.Channel), of, res.providerID)
+	case res.called:
+		return fmt.Sprintf("the %s provider's answer to %s (%s)", channelWord(d.Channel), of, res.failure.Code)
+	case res.failCode != "":
+		return fmt.Sprintf("the result of %s (%s; the provider was not called)", of, res.failCode)
+	}
+	return fmt.Sprintf("the result of %s (%s; the provider was not called)", of, res.failure.Code)
+}
+
+// dropHeld gives up a result held since since when shutdown ends the
+// hold; err is the last try's. The
+// delivery stays sending until its lease runs out and is then sent again:
+// for an accepted send that is a second message, which the log says.
+func (e *Engine) dropHeld(d store.Delivery, res attemptResult, since time.Time, err error) error {
+	if res.accepted() {
+		e.log.Warn("notifier stopped before it could save an accepted send's result (database unreachable): the message is sent again once the attempt's lease runs out, with the same idempotency key",
+			"tenant", d.Tenant, "request_id", d.RequestID, "attempt", d.Attempts, "provider_id", res.providerID,
+			"held_for", time.Since(since).Round(time.Millisecond), "error", err)
+	}
+	return fmt.Errorf("save the result of attempt %d of %s/%s: %w", d.Attempts, d.Tenant, d.RequestID, err)
+}
+
+// save is one try of finish; held is how long the result was held
+// through an outage before it.
+func (e *Engine) save(ctx context.Context, d store.Delivery, res attemptResult, steps []policy.Step, held time.Duration) error {
 	now := e.now()
 	var t tally
+	var lost func() // logs an accepted result fenced out, after commit
 	err := pg.InTx(ctx, e.pool, func(tx pgx.Tx) error {
 		cur, mine, err := store.LockSending(ctx, tx, d.Tenant, d.RequestID, d.Attempts)
-		if err != nil || !mine {
+		if err != nil {
 			return err
+		}
+		if !mine {
+			// The same attempt past sending: an earlier try committed and
+			// only its answer was lost. A later attempt: this one's lease
+			// ran out and the delivery was taken over.
+			if cur.Attempts == d.Attempts || !res.accepted() {
+				return nil
+			}
+			why := ""
+			if held > 0 {
+				why = fmt.Sprintf(" (the database was unreachable for %s)", held.Round(time.Second))
+			}
+			steps = append(steps, policy.Step{Stage: "send", Verdict: "superseded", Code: "result_after_lease",
+				Reason: fmt.Sprintf("attempt %d was accepted by the %s provider (id %s), but its result reached the database only after the attempt's lease ran out%s, and attempt %d had taken the delivery over: that attempt sends it again with the same idempotency key",
+					d.Attempts, channelWord(d.Channel), res.providerID, why, cur.Attempts)})
+			lost = func() {
+				e.log.Warn("notifier could not save an accepted send's result before the attempt's lease ran out: another attempt took the delivery over and sends the message again, with the same idempotency key",
+					"tenant", d.Tenant, "request_id", d.RequestID, "attempt", d.Attempts, "provider_id", res.providerID,
+					"taken_over_by_attempt", cur.Attempts, "held_for", held.Round(time.Millisecond))
+			}
+			return store.AddDecisions(ctx, tx, d.Tenant, d.RequestID, steps, now)
 		}
 		cur.TemplateVersion, cur.Locale, cur.ProviderID = res.version, res.locale, res.providerID
 		cur.DueAt = nil
@@ -707,10 +823,14 @@ func (e *Engine) finish(ctx context.Context, d store.Delivery, res attemptResult
 		}
 		return nil
 	})
-	if err == nil {
-		e.metrics.count(ctx, t)
+	if err != nil {
+		return err
 	}
-	return err
+	e.metrics.count(ctx, t)
+	if lost != nil {
+		lost()
+	}
+	return nil
 }
 
 // backoff is RetryInitial doubled per attempt, capped, with +-20% jitter so

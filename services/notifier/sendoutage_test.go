@@ -1,0 +1,75 @@
+package notifier_test
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/retainhq/retain/platform/testenv"
+	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+	"github.com/retainhq/retain/services/notifier"
+)
+
+// TestSendResultHeldThroughDatabaseOutage is QA's repro: the notifier's
+// database goes away while the SMS provider is still answering a send. The provider accepts it; the notifier holds that answer until the
+// database is back and saves it then, so when the attempt's lease runs out
+// afterwards (QA: 2 minutes after the attempt, 10 s after the database
+// came back) nothing is left to reclaim and nothing is sent twice. Before,
+// the answer was dropped and the message sent again after the lease, under
+// a trail step blaming a crash.
+func TestSendResultHeldThroughDatabaseOutage(t *testing.T) {
+	s := setup(t)
+	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
+	answer := make(chan struct{})
+	s.sms.mu.Lock()
+	s.sms.gate = answer
+	s.sms.mu.Unlock()
+	r := marketingEmail("shop", "sms-1", "c", "winback")
+	r.Channel = notifierv1.Channel_CHANNEL_SMS
+	s.request(t, r, "")
+	testenv.WaitFor(t, "the provider to be called", func() bool { calls, _ := s.sms.stats(); return calls == 1 })
+
+	end := testenv.DatabaseOutage(t, s.db)
+	close(answer) // accepted while the database is away
+	s.logs.WaitFor(t, "notifier sender pass: database unreachable")
+	time.Sleep(2 * time.Second) // a few tries to save the answer fail
+	end()
+	s.clock.Advance(notifier.DefaultConfig().Lease + time.Second)
+
+	d := s.delivery(t, "shop", "sms-1", "sent")
+	time.Sleep(10 * 50 * time.Millisecond) // ten sender polls with the lease run out: nothing to reclaim
+	if calls, unique := s.sms.stats(); calls != 1 || unique != 1 {
+		t.Fatalf("the provider saw %d calls (%d distinct messages), want 1", calls, unique)
+	}
+	if os := s.outcomes(t, "sms-1"); len(os) != 1 || os[0].GetOutcome() != notifierv1.Outcome_OUTCOME_SENT ||
+		os[0].GetAttempts() != 1 || os[0].GetProviderMessageId() != "sms-shop/sms-1" {
+		t.Fatalf("outcomes %v, want one SENT on attempt 1 with the provider's id", os)
+	}
+	d = s.delivery(t, "shop", "sms-1", "sent")
+	steps := d.GetDecisions()
+	last := steps[len(steps)-1]
+	if d.GetAttempts() != 1 || last.GetStage() != "send" || last.GetVerdict() != "sent" || !strings.Contains(last.GetReason(), "id sms-shop/sms-1") {
+		t.Errorf("attempts %d, last step %v, want sent on attempt 1 with the provider's id", d.GetAttempts(), last)
+	}
+	for _, x := range steps {
+		if x.GetStage() == "reconcile" {
+			t.Errorf("the trail has a reconcile step for an attempt that finished: %v", steps)
+		}
+	}
+
+	// The outage is logged once when it starts, naming the held answer,
+	// and once when it ends; no pass failed.
+	out := s.logs.String()
+	for what, want := range map[string]int{
+		"notifier sender pass: database unreachable": 1, "notifier sender pass: database answers again": 1,
+		"sender pass failed": 0,
+	} {
+		if n := strings.Count(out, what); n != want {
+			t.Errorf("%d lines %q, want %d:\n%s", n, what, want, out)
+		}
+	}
+	if !regexp.MustCompile(`msg="notifier sender pass: database unreachable.*" .*holding="the SMS provider's answer to attempt 1 of shop/sms-1 \(accepted, id sms-shop/sms-1\)"`).MatchString(out) {
+		t.Errorf("the start of the outage does not say which answer is held:\n%s", out)
+	}
+}
