@@ -1,6 +1,7 @@
 package notifier_test
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -71,5 +72,57 @@ func TestSendResultHeldThroughDatabaseOutage(t *testing.T) {
 	}
 	if !regexp.MustCompile(`msg="notifier sender pass: database unreachable.*" .*holding="the SMS provider's answer to attempt 1 of shop/sms-1 \(accepted, id sms-shop/sms-1\)"`).MatchString(out) {
 		t.Errorf("the start of the outage does not say which answer is held:\n%s", out)
+	}
+}
+
+// TestAcceptedAnswerAfterTakeoverIsTold: an answer that arrives after
+// another attempt took the delivery over (its lease ran out: a stall, or
+// an outage that cut only this replica off) is fenced out, and the log and
+// the trail say that attempt 1 was accepted, with the provider's id, and
+// that the message is sent again; the attempt that sends it again does not
+// claim to know why attempt 1 recorded nothing.
+func TestAcceptedAnswerAfterTakeoverIsTold(t *testing.T) {
+	s := setup(t)
+	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
+	answer := make(chan struct{})
+	s.sms.mu.Lock()
+	s.sms.gate = answer
+	s.sms.mu.Unlock()
+	r := marketingEmail("shop", "sms-1", "c", "winback")
+	r.Channel = notifierv1.Channel_CHANNEL_SMS
+	s.request(t, r, "")
+	testenv.WaitFor(t, "the provider to be called", func() bool { calls, _ := s.sms.stats(); return calls == 1 })
+	// Another replica takes the delivery over, as its ClaimSend would.
+	if _, err := s.db.Exec(context.Background(), `UPDATE deliveries SET attempts = attempts + 1, lease_until = $1
+		WHERE tenant = 'shop' AND request_id = 'sms-1' AND status = 'sending'`, s.clock.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	close(answer)
+	s.logs.WaitFor(t, "notifier could not save an accepted send's result before the attempt's lease ran out")
+	// That replica stops before it sends: after its lease, this one does.
+	s.clock.Advance(2 * time.Minute)
+	d := s.delivery(t, "shop", "sms-1", "sent")
+	if calls, unique := s.sms.stats(); calls != 2 || unique != 1 || d.GetAttempts() != 3 {
+		t.Fatalf("the provider saw %d calls (%d distinct messages), the delivery %d attempts; want 2 calls of 1 message, 3 attempts", calls, unique, d.GetAttempts())
+	}
+	var trail []string
+	for _, x := range d.GetDecisions() {
+		trail = append(trail, x.GetStage()+" "+x.GetVerdict()+" "+x.GetReasonCode()+": "+x.GetReason())
+	}
+	got := strings.Join(trail, "\n")
+	for _, want := range []string{
+		"send superseded result_after_lease: attempt 1 was accepted by the SMS provider (id sms-shop/sms-1), but its result reached the database only after the attempt's lease ran out, and attempt 2 had taken the delivery over",
+		"reconcile retry attempt_interrupted: attempt 2 recorded no result within its lease (its process stopped or stalled, or could not reach the database in time)",
+		"send sent : accepted by the SMS provider on attempt 3 (id sms-shop/sms-1)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the trail lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "crash") {
+		t.Errorf("the trail blames a crash:\n%s", got)
+	}
+	if !regexp.MustCompile(`provider_id=sms-shop/sms-1 taken_over_by_attempt=2`).MatchString(s.logs.String()) {
+		t.Errorf("the log does not name the accepted send and its successor:\n%s", s.logs.String())
 	}
 }
