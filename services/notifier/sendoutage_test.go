@@ -126,3 +126,39 @@ func TestAcceptedAnswerAfterTakeoverIsTold(t *testing.T) {
 		t.Errorf("the log does not name the accepted send and its successor:\n%s", s.logs.String())
 	}
 }
+
+// TestShutdownDuringHoldIsBounded: a shutdown while a provider's answer is
+// held waits for the database up to half of RETAIN_SHUTDOWN_TIMEOUT, then
+// gives the answer up, saying in the log that the message will be sent
+// again; it does after the lease, once, with the same idempotency key.
+func TestShutdownDuringHoldIsBounded(t *testing.T) {
+	s := setup(t, func(c *notifier.Config) { c.Supervisor.ShutdownTimeout = 4 * time.Second })
+	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
+	answer := make(chan struct{})
+	s.sms.mu.Lock()
+	s.sms.gate = answer
+	s.sms.mu.Unlock()
+	r := marketingEmail("shop", "sms-1", "c", "winback")
+	r.Channel = notifierv1.Channel_CHANNEL_SMS
+	s.request(t, r, "")
+	testenv.WaitFor(t, "the provider to be called", func() bool { calls, _ := s.sms.stats(); return calls == 1 })
+	end := testenv.DatabaseOutage(t, s.db)
+	close(answer)
+	s.logs.WaitFor(t, `holding="the SMS provider's answer to attempt 1 of shop/sms-1`)
+	start := time.Now()
+	s.stop() // fails the test if the shutdown timed out
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("the shutdown gave the held answer up after %s, want 2s (half the shutdown timeout)", took)
+	}
+	s.logs.WaitFor(t, "notifier stopped before it could save an accepted send's result")
+	if !strings.Contains(s.logs.String(), "provider_id=sms-shop/sms-1") {
+		t.Errorf("the log does not name the accepted send:\n%s", s.logs.String())
+	}
+	end()
+	s.clock.Advance(notifier.DefaultConfig().Lease + time.Second)
+	s.start(t)
+	d := s.delivery(t, "shop", "sms-1", "sent")
+	if calls, unique := s.sms.stats(); calls != 2 || unique != 1 || d.GetAttempts() != 2 {
+		t.Fatalf("the provider saw %d calls (%d distinct messages), the delivery %d attempts; want 2 calls of 1 message, 2 attempts", calls, unique, d.GetAttempts())
+	}
+}
