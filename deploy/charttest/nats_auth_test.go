@@ -21,6 +21,7 @@ import (
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/service"
 )
 
 // natsPodLabels are the labels of the bundled NATS's server pods, as the
@@ -57,16 +58,16 @@ func TestBundledNATSLogin(t *testing.T) {
 				}
 				env := podEnv(t, r, full)
 				env["RETAIN_NATS_URL"] = url
-				if err := connectWith(t, env); err != nil {
+				if err := connectWith(t, name, env); err != nil {
 					t.Errorf("%s cannot log in to the bundled NATS: %v", name, err)
 				}
 			}
 			// Anyone else is refused: no login, or a known user with another's password.
-			if err := connectWith(t, map[string]string{"RETAIN_NATS_URL": url}); err == nil || !strings.Contains(err.Error(), "refused the login") {
+			if err := connectWith(t, "ingest", map[string]string{"RETAIN_NATS_URL": url}); err == nil || !strings.Contains(err.Error(), "refused the login") {
 				t.Errorf("a client without a login: %v, want refused", err)
 			}
 			wrong := map[string]string{"RETAIN_NATS_URL": url, "RETAIN_NATS_USER": "notifier", "RETAIN_NATS_PASSWORD": passwords["campaign"]}
-			if err := connectWith(t, wrong); err == nil || !strings.Contains(err.Error(), "refused the login") {
+			if err := connectWith(t, "notifier", wrong); err == nil || !strings.Contains(err.Error(), "refused the login") {
 				t.Errorf("the notifier user with campaign's password: %v, want refused", err)
 			}
 		})
@@ -153,11 +154,11 @@ func podEnv(t *testing.T, r *release, name string) map[string]string {
 	return env
 }
 
-// connectWith connects as a service does with the RETAIN_NATS_* settings
+// connectWith connects as service does with the RETAIN_NATS_* settings
 // of env (bus.Config's flags, which every service registers).
-func connectWith(t *testing.T, env map[string]string) error {
+func connectWith(t *testing.T, svc string, env map[string]string) error {
 	t.Helper()
-	c, err := parseNATSConfig(env)
+	c, err := parseNATSConfig(svc, env)
 	if err != nil {
 		return err
 	}
@@ -171,10 +172,11 @@ func connectWith(t *testing.T, env map[string]string) error {
 	return nil
 }
 
-// parseNATSConfig is the bus.Config a service reads from the RETAIN_NATS_*
-// settings of env.
-func parseNATSConfig(env map[string]string) (bus.Config, error) {
-	var c bus.Config
+// parseNATSConfig is the bus.Config service reads from the RETAIN_NATS_*
+// settings of env: its defaults (the connection's name, which names its
+// inboxes) with the settings over them.
+func parseNATSConfig(svc string, env map[string]string) (bus.Config, error) {
+	c := service.DefaultConfig(svc).NATS
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	c.RegisterFlags(fs)
 	err := config.Parse(fs, nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
@@ -182,9 +184,9 @@ func parseNATSConfig(env map[string]string) (bus.Config, error) {
 }
 
 // natsConfig is parseNATSConfig, failing the test on an error.
-func natsConfig(t *testing.T, env map[string]string) bus.Config {
+func natsConfig(t *testing.T, svc string, env map[string]string) bus.Config {
 	t.Helper()
-	c, err := parseNATSConfig(env)
+	c, err := parseNATSConfig(svc, env)
 	if err != nil {
 		t.Fatal(err)
 	}

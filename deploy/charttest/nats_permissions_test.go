@@ -176,7 +176,8 @@ func newService(ctx context.Context, name string, cfg service.Config, tel *telem
 // configured with them runs every service (its start-up and its
 // consumers), a consumer of each of its durables and its publishes, with
 // no permission violation; and a user publishing on another service's
-// stream or deleting a stream is refused.
+// stream, deleting a stream, or subscribing to another service's inboxes
+// (its replies and pulled messages) or the shared default ones is refused.
 func TestBundledNATSPermissions(t *testing.T) {
 	r := mustRender(t, []string{"values-production.yaml"}, "config.streamReplicas=1")
 	pubKey, _, err := auth.GenerateKeyPair()
@@ -197,7 +198,7 @@ func TestBundledNATSPermissions(t *testing.T) {
 			env["RETAIN_NATS_URL"] = url
 			dbURL := testenv.Postgres(t)
 			cfg := service.DefaultConfig(name)
-			cfg.NATS, cfg.DatabaseURL, cfg.AuthPublicKey = natsConfig(t, env), dbURL, pubKey
+			cfg.NATS, cfg.DatabaseURL, cfg.AuthPublicKey = natsConfig(t, name, env), dbURL, pubKey
 			svcLog := &testenv.SyncBuffer{}
 			tel, err := telemetry.Setup(ctx, telemetry.Config{Service: name, LogLevel: "warn", Output: svcLog})
 			if err != nil {
@@ -219,8 +220,8 @@ func TestBundledNATSPermissions(t *testing.T) {
 			if !slices.Equal(pub, want) {
 				t.Errorf("publish allow list:\n got %q\nwant %q", pub, want)
 			}
-			if !slices.Equal(sub, []string{"_INBOX.>"}) {
-				t.Errorf("subscribe allow list %q, want only the replies and pulled messages, _INBOX.>", sub)
+			if inbox := cfg.NATS.InboxPrefix() + ".>"; !slices.Equal(sub, []string{inbox}) {
+				t.Errorf("subscribe allow list %q, want only the service's replies and pulled messages, %s", sub, inbox)
 			}
 
 			// The service itself runs a while: its consumers declared, its
@@ -352,9 +353,24 @@ func replay(ctx context.Context, t *testing.T, b *bus.Bus) {
 }
 
 // refused checks that name's user cannot publish on the streams of the
-// others nor delete a stream.
+// others, delete a stream, nor read the inboxes of the others or nats.go's
+// default ones.
 func refused(ctx context.Context, t *testing.T, name string, b *bus.Bus, log *testenv.SyncBuffer) {
 	t.Helper()
+	for _, other := range allServices {
+		if other == name {
+			continue
+		}
+		inbox := service.DefaultConfig(other).NATS.InboxPrefix() + ".>"
+		if _, err := b.NC.SubscribeSync(inbox); err != nil {
+			t.Fatal(err)
+		}
+		log.WaitFor(t, `Permissions Violation for Subscription to \"`+inbox+`\"`)
+	}
+	if _, err := b.NC.SubscribeSync("_INBOX.>"); err != nil {
+		t.Fatal(err)
+	}
+	log.WaitFor(t, `Permissions Violation for Subscription to \"_INBOX.>\"`)
 	for other, stream := range publishes {
 		if other == name {
 			continue
@@ -388,7 +404,7 @@ func connectAll(ctx context.Context, t *testing.T, r *release, url string) (map[
 		env := podEnv(t, r, "retain-"+name)
 		env["RETAIN_NATS_URL"] = url
 		logs[name] = &testenv.SyncBuffer{}
-		b, err := bus.Connect(ctx, natsConfig(t, env), slog.New(slog.NewTextHandler(logs[name], nil)))
+		b, err := bus.Connect(ctx, natsConfig(t, name, env), slog.New(slog.NewTextHandler(logs[name], nil)))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -48,6 +48,7 @@ type Config struct {
 	// URL of the NATS server(s), comma separated.
 	URL string
 	// Name of the connection as the server shows it (the service name).
+	// It also names the connection's inbox prefix (InboxPrefix).
 	Name string
 	// ConnectTimeout bounds each dial attempt; Connect itself keeps retrying
 	// until its context is done, so a service can start before NATS.
@@ -121,6 +122,29 @@ func (c Config) withDefaults() Config {
 		c.MaxBatchSize = DefaultMaxBatchSize
 	}
 	return c
+}
+
+// InboxPrefix is the subject prefix of the connection's inboxes, where
+// replies arrive: request replies, JetStream API answers, publish acks,
+// the messages a pull consumer fetches. It is `_INBOX_` and the name
+// (withDefaults: DefaultName when empty), with every character a subject
+// token must not hold (and any but letters, digits, `-` and `_`) replaced
+// by `_`: "retain-campaign" gives `_INBOX_retain-campaign`. Each service
+// has its own, so a server can allow each service's user to subscribe to
+// its own inboxes only (`_INBOX_retain-campaign.>`) and none reads the
+// replies, pulled messages included, of another; nats.go's default,
+// `_INBOX.`, would be shared by all.
+func (c Config) InboxPrefix() string {
+	name := c.Name
+	if name == "" {
+		name = DefaultName
+	}
+	return "_INBOX_" + strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			return r
+		}
+		return '_'
+	}, name)
 }
 
 // Validate reports every configuration error at once, in
@@ -272,6 +296,10 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 	asyncErrs := &repeatedErrors{log: log}
 	natsOpts := append(loginOpts,
 		nats.Name(cfg.Name),
+		// The jetstream package takes its reply subjects from this too
+		// (jetstream.New reads nc.Opts.InboxPrefix; pulls use
+		// nc.NewInbox), as do requests and PublishDurable's batch acks.
+		nats.CustomInboxPrefix(cfg.InboxPrefix()),
 		nats.Timeout(cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		// By default nats.go stops reconnecting for good when a server
