@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -152,15 +153,16 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 	}
 
 	// Logging is outermost so it sees the code recovery and auth produce.
+	calls := newCallLog(logger)
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
 		grpc.ChainUnaryInterceptor(
-			logUnary(logger),
+			logUnary(calls),
 			recoverUnary(logger),
 			auth.UnaryServerInterceptor(deps.Verifier, scopes),
 		),
 		grpc.ChainStreamInterceptor(
-			logStream(logger),
+			logStream(calls),
 			recoverStream(logger),
 			auth.StreamServerInterceptor(deps.Verifier, scopes),
 		),
@@ -369,7 +371,7 @@ func (w *watchStream) Context() context.Context { return w.ctx }
 // the message (it may quote request data); server-side failures log at error
 // with it, and with the cause a Failure kept from the client. Metadata
 // (which holds the token) is never logged.
-func logRPC(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration) {
+func logRPC(ctx context.Context, logger *slog.Logger, method string, err error, d time.Duration, extra ...slog.Attr) {
 	code := status.Code(err)
 	attrs := []slog.Attr{
 		slog.String("grpc.method", method),
@@ -388,23 +390,90 @@ func logRPC(ctx context.Context, logger *slog.Logger, method string, err error, 
 		}
 		attrs = append(attrs, slog.String("error", msg))
 	}
-	logger.LogAttrs(ctx, level, "grpc call", attrs...)
+	logger.LogAttrs(ctx, level, "grpc call", append(attrs, extra...)...)
 }
 
-func logUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+// unavailableEvery is how often a method that keeps answering UNAVAILABLE
+// is logged again.
+const unavailableEvery = time.Minute
+
+// callLog logs finished calls (logRPC), pacing each method's UNAVAILABLE
+// answers: while what a method needs is down (NATS, its database, JetStream
+// storage full) every call of it fails alike, and at ingest's rates a line
+// per call buries everything else. The first is logged at once, then a
+// line a minute with how many there were, and one line when the method
+// answers otherwise again (telemetry.FailureRun).
+type callLog struct {
+	logger  *slog.Logger
+	failing atomic.Int32 // len(runs), read without the lock on every call
+	mu      sync.Mutex
+	runs    map[string]*telemetry.FailureRun
+}
+
+func newCallLog(logger *slog.Logger) *callLog {
+	return &callLog{logger: logger, runs: map[string]*telemetry.FailureRun{}}
+}
+
+func (l *callLog) finished(ctx context.Context, method string, err error, d time.Duration) {
+	now := time.Now()
+	if status.Code(err) != codes.Unavailable {
+		if l.failing.Load() > 0 {
+			l.ended(ctx, method, now)
+		}
+		logRPC(ctx, l.logger, method, err, d)
+		return
+	}
+	l.mu.Lock()
+	run := l.runs[method]
+	if run == nil {
+		run = &telemetry.FailureRun{Every: unavailableEvery}
+		l.runs[method] = run
+		l.failing.Add(1)
+	}
+	l.mu.Unlock()
+	line := run.Failed(now)
+	if !line.Log {
+		return
+	}
+	var extra []slog.Attr
+	if !line.First {
+		extra = []slog.Attr{slog.Int("unavailable_calls", line.Failures), slog.Duration("failing_for", line.FailingFor)}
+	}
+	logRPC(ctx, l.logger, method, err, d, extra...)
+}
+
+// ended closes method's run of UNAVAILABLE answers, if it has one.
+func (l *callLog) ended(ctx context.Context, method string, now time.Time) {
+	l.mu.Lock()
+	run := l.runs[method]
+	if run != nil {
+		delete(l.runs, method)
+		l.failing.Add(-1)
+	}
+	l.mu.Unlock()
+	if run == nil {
+		return
+	}
+	if line := run.Ended(now); line.Log {
+		l.logger.InfoContext(ctx, "grpc method answers again", "grpc.method", method,
+			"unavailable_calls", line.Failures, "not_logged", line.Unlogged, "failing_for", line.FailingFor)
+	}
+}
+
+func logUnary(l *callLog) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		logRPC(ctx, logger, info.FullMethod, err, time.Since(start))
+		l.finished(ctx, info.FullMethod, err, time.Since(start))
 		return resp, err
 	}
 }
 
-func logStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+func logStream(l *callLog) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := handler(srv, ss)
-		logRPC(ss.Context(), logger, info.FullMethod, err, time.Since(start))
+		l.finished(ss.Context(), info.FullMethod, err, time.Since(start))
 		return err
 	}
 }

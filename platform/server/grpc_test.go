@@ -22,7 +22,8 @@ import (
 )
 
 // ingestStub answers Publish with the caller's tenant as the event id,
-// panics for the event id "panic" and fails below the edge for "fail".
+// panics for the event id "panic", fails below the edge for "fail" and
+// answers UNAVAILABLE for "down".
 type ingestStub struct {
 	ingestv1.UnimplementedIngestServiceServer
 }
@@ -33,6 +34,9 @@ func (ingestStub) Publish(ctx context.Context, req *ingestv1.PublishRequest) (*i
 	}
 	if req.GetEvent().GetId() == "fail" {
 		return nil, Failure(errors.New(`relation "secret_table" does not exist`))
+	}
+	if req.GetEvent().GetId() == "down" {
+		return nil, status.Error(codes.Unavailable, "event bus unavailable; retry with the same event ids")
 	}
 	c, ok := auth.ClaimsFromContext(ctx)
 	if !ok {
@@ -183,6 +187,41 @@ func publish(id string) func(context.Context, ingestv1.IngestServiceClient, ...g
 			return status.Errorf(codes.DataLoss, "handler saw tenant %q", resp.GetResult().GetId())
 		}
 		return err
+	}
+}
+
+// TestGRPCUnavailableAnswersArePaced: while a method keeps answering
+// UNAVAILABLE (its bus or database down) its calls are not logged one by
+// one; the first is, and the end of the run with how many there were.
+func TestGRPCUnavailableAnswersArePaced(t *testing.T) {
+	b := setupGRPC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	writer := grpc.PerRPCCredentials(auth.BearerCredentials{Token: b.token(t, auth.ScopeEventsWrite)})
+	c := ingestv1.NewIngestServiceClient(b.conn)
+	for range 20 {
+		if err := publish("down")(ctx, c, writer); status.Code(err) != codes.Unavailable {
+			t.Fatalf("code %v, want Unavailable", status.Code(err))
+		}
+	}
+	if err := publish("")(ctx, c, writer); err != nil {
+		t.Fatal(err)
+	}
+	var unavailable, again []string
+	for _, line := range strings.Split(b.logs.String(), "\n") {
+		switch {
+		case strings.Contains(line, `"grpc.code":"Unavailable"`):
+			unavailable = append(unavailable, line)
+		case strings.Contains(line, `"msg":"grpc method answers again"`):
+			again = append(again, line)
+		}
+	}
+	if len(unavailable) != 1 || !strings.Contains(unavailable[0], "event bus unavailable") {
+		t.Errorf("%d lines for 20 UNAVAILABLE answers, want the first one:\n%s", len(unavailable), strings.Join(unavailable, "\n"))
+	}
+	if len(again) != 1 || !strings.Contains(again[0], `"unavailable_calls":20`) || !strings.Contains(again[0], `"not_logged":19`) ||
+		!strings.Contains(again[0], `"grpc.method":"/retain.ingest.v1.IngestService/Publish"`) {
+		t.Errorf("end of the run logged as %q, want one line counting 20 calls, 19 of them not logged", again)
 	}
 }
 
