@@ -366,7 +366,7 @@ func (b *Bus) publishAtomic(ctx context.Context, stream string, msgs []Message) 
 		nm.Header.Set(headerBatchCommit, "1")
 		reply, err = b.NC.RequestMsgWithContext(ctx, nm)
 		if err != nil {
-			if left, full := b.storageShort(ctx, err, size); full {
+			if left, full := b.storageShort(ctx, err, stream, size); full {
 				return fmt.Errorf("bus: atomic publish to %s (%d messages, %d bytes), no batch ack: %w (%d bytes left): %w",
 					stream, len(msgs), size, ErrStorageFull, left, err)
 			}
@@ -396,25 +396,55 @@ func (b *Bus) publishAtomic(ctx context.Context, stream string, msgs []Message) 
 	return nil
 }
 
-// storageShort tells, after the ack of a batch of size bytes did not come
-// (err), whether the account's JetStream storage has less than size bytes
-// left, and how many.
+// storageShort tells, after the ack of a batch of size bytes to stream did
+// not come (err), whether the account's JetStream storage for that stream
+// has less than size bytes left, and how many.
 // A single server commits an atomic batch message by message and stops at
 // the first one over the account's or server's storage limit without
 // answering (nats-server 2.12-2.15): the messages before it are stored and
 // the publisher only sees its wait time out. The remaining room tells that
-// case from a slow server, so the caller is told storage is full.
-func (b *Bus) storageShort(ctx context.Context, err error, size int) (left int64, short bool) {
+// case from a slow server, so the caller is told storage is full. A limit
+// that is not known, unlimited (-1) or zero (what the account info shows
+// for a tier with usage but no limit) is never short: the timeout is then
+// reported as it is rather than as a full storage nobody can make room in.
+func (b *Bus) storageShort(ctx context.Context, err error, stream string, size int) (left int64, short bool) {
 	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
 		return 0, false
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	info, aerr := b.JS.AccountInfo(ctx)
-	if aerr != nil || info.Limits.MaxStore < 0 {
+	if aerr != nil {
 		return 0, false
 	}
-	left = max(info.Limits.MaxStore-int64(info.Store), 0)
+	// With tiered limits (R1, R3, ...: operator mode, Synadia Cloud) the
+	// account's flat limits are all zero; the stream's replicas pick its
+	// tier (nats-server jsAccount.selectLimits). Retain's streams are all
+	// file-backed, so the file store's limit is the one that counts.
+	acct, tiered := info.Tier, len(info.Tiers) > 0
+	if !tiered && acct.Limits.MaxStore <= 0 {
+		return 0, false // the usual case: no account limit, no stream read
+	}
+	st, serr := b.JS.Stream(ctx, stream)
+	if serr != nil {
+		return 0, false
+	}
+	replicas := int64(max(st.CachedInfo().Config.Replicas, 1))
+	scale := int64(1)
+	if tiered {
+		var ok bool
+		if acct, ok = info.Tiers["R"+strconv.FormatInt(replicas, 10)]; !ok {
+			return 0, false
+		}
+		// A tier's limit is per replica, its usage counts every copy.
+		scale = replicas
+	}
+	if acct.Limits.MaxStore <= 0 {
+		return 0, false
+	}
+	// The server stores every copy of a message against the account
+	// (nats-server jsAccount.wouldExceedLimits); left is the room for one.
+	left = max(acct.Limits.MaxStore*scale-int64(acct.Store), 0) / replicas
 	return left, left < int64(size)
 }
 

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
 func TestPublish(t *testing.T) {
@@ -450,4 +451,89 @@ func TestPublishWhenStorageIsFull(t *testing.T) {
 			t.Fatalf("single: got %v, want ErrStorageFull naming the stream's limit", err)
 		}
 	})
+}
+
+// TestPublishWhenTierStorageIsFull: with tiered JetStream limits (R1, R3:
+// operator mode, Synadia Cloud) the account info's flat limits are all
+// zero and the limit that counts is the tier of the stream's replicas. An
+// ack that does not come while that tier has room is not storage full;
+// one the tier is too short for still is, whatever other tiers hold.
+func TestPublishWhenTierStorageIsFull(t *testing.T) {
+	srv := testenv.NATS(t)
+	limitTiers := func(t *testing.T, r1, r3 int64) {
+		t.Helper()
+		tier := func(maxStore int64) server.JetStreamAccountLimits {
+			return server.JetStreamAccountLimits{MaxMemory: -1, MaxStore: maxStore, MaxStreams: -1, MaxConsumers: -1}
+		}
+		err := srv.Server().GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
+			"R1": tier(r1), "R3": tier(r3)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Before the streams exist: a stream is bound to its tier when created.
+	limitTiers(t, 64<<20, 64<<20)
+	b := connect(t, srv.URL(), bus.Config{})
+	ctx := testCtx(t)
+	if err := b.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PublishAtomic(ctx, events("before", 4)); err != nil {
+		t.Fatal(err)
+	}
+	info, err := b.JS.AccountInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1 := info.Tiers["R1"]
+	if info.Limits.MaxStore != 0 || r1.Limits.MaxStore != 64<<20 || r1.Store == 0 {
+		t.Fatalf("setup: account limits %+v, R1 tier %+v; want tiered limits only", info.Limits, r1)
+	}
+	perMsg := int64(r1.Store) / 4
+
+	t.Run("an ack not in time with room in the tier is a timeout", func(t *testing.T) {
+		// The R3 tier has no room, but the streams are R1.
+		limitTiers(t, 64<<20, 1)
+		late, cancel := context.WithDeadline(ctx, time.Now())
+		defer cancel()
+		err := b.PublishAtomic(late, events("late", 10))
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, bus.ErrStorageFull) {
+			t.Fatalf("got %v, want a plain timeout, not ErrStorageFull", err)
+		}
+	})
+
+	t.Run("a tier with room for part of a batch is storage full", func(t *testing.T) {
+		limitTiers(t, int64(r1.Store)+3*perMsg+perMsg/2, 64<<20)
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := b.PublishDurable(short, events("part", 10))
+		if !errors.Is(err, bus.ErrStorageFull) || !bus.Transient(err) {
+			t.Fatalf("got %v, want ErrStorageFull, transient", err)
+		}
+		if stored := streamMsgs(t, b, bus.EventsStream) - 4; stored == 0 || stored >= 10 {
+			t.Fatalf("%d of the batch stored; want some (the server stores up to the tier's limit)", stored)
+		}
+	})
+}
+
+// TestPublishWhenServerStorageIsFull: a server's own max_file_store, with
+// no account limit, stops an atomic batch's commit like an account limit
+// does, but the account info does not show it: the missing ack stays a
+// timeout (decision 0030), not a storage full guessed from no limit.
+func TestPublishWhenServerStorageIsFull(t *testing.T) {
+	srv := runServer(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), JetStreamMaxStore: 2000, SyncAlways: true})
+	b := connect(t, "nats://"+srv.Addr().String(), bus.Config{})
+	ctx := testCtx(t)
+	if err := b.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := b.PublishAtomic(short, events("over", 20))
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, bus.ErrStorageFull) {
+		t.Fatalf("got %v, want a plain timeout, not ErrStorageFull", err)
+	}
+	if stored := streamMsgs(t, b, bus.EventsStream); stored == 0 || stored >= 20 {
+		t.Fatalf("%d of the batch stored; want some (the server stores up to its limit)", stored)
+	}
 }
