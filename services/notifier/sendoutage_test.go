@@ -162,3 +162,43 @@ func TestShutdownDuringHoldIsBounded(t *testing.T) {
 		t.Fatalf("the provider saw %d calls (%d distinct messages), the delivery %d attempts; want 2 calls of 1 message, 2 attempts", calls, unique, d.GetAttempts())
 	}
 }
+
+// TestLapsedLeaseIsLeftToItsHolderAfterAnOutage: an attempt's lease may
+// lapse during a long database outage while the replica that made the
+// attempt holds the provider's answer (above). Once the database answers,
+// that replica saves the answer within a second; another replica back
+// from the same outage leaves the lapsed lease alone for a while, where it
+// used to take the delivery over at its next poll and send the message
+// again.
+func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
+	r := marketingEmail("shop", "sms-1", "c", "winback")
+	r.Channel = notifierv1.Channel_CHANNEL_SMS
+	s.request(t, r, "")
+	s.delivery(t, "shop", "sms-1", "sent")
+	// Another replica's attempt at sms-2, under way: its lease has a
+	// minute left.
+	if _, err := s.db.Exec(ctx, `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, lease_until, due_at)
+		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, 'sending', expires_at, requested_at, $1, $1, 1, $1::timestamptz + interval '1 minute', $1 FROM deliveries WHERE request_id = 'sms-1'`, s.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	end := testenv.DatabaseOutage(t, s.db)
+	s.logs.WaitFor(t, "notifier sender pass: database unreachable")
+	s.clock.Advance(2 * time.Minute) // the lease lapses during the outage
+	end()
+	s.logs.WaitFor(t, "notifier sender pass: database answers again")
+	time.Sleep(2 * time.Second) // forty polls, two of the holder's tries
+	if calls, _ := s.sms.stats(); calls != 1 {
+		t.Fatalf("the provider saw %d calls: sms-2 was taken over from the replica holding its answer", calls)
+	}
+	// The holder saves its answer.
+	if _, err := s.db.Exec(ctx, `UPDATE deliveries SET status = 'sent', lease_until = NULL WHERE request_id = 'sms-2' AND attempts = 1 AND status = 'sending'`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second) // past the grace
+	if calls, _ := s.sms.stats(); calls != 1 {
+		t.Fatalf("the provider saw %d calls, want only sms-1's", calls)
+	}
+}

@@ -79,6 +79,8 @@ type Engine struct {
 	// sendOutage logs the sender's database outages, those its passes
 	// meet and those a held provider's answer meets (finish), once.
 	sendOutage *pg.OutageLog
+	// started is when the engine was made, for takeOverGrace.
+	started time.Time
 }
 
 // New returns an engine sending through senders (a channel without one
@@ -95,7 +97,8 @@ func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.
 		return nil, err
 	}
 	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m,
-		providers: newProviderLog(log, providerLogEvery), sendOutage: pg.NewOutageLog(log, "notifier sender pass", pool.Ping)}, nil
+		providers: newProviderLog(log, providerLogEvery), sendOutage: pg.NewOutageLog(log, "notifier sender pass", pool.Ping),
+		started: time.Now()}, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
@@ -512,7 +515,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 // the pass; run is the engine's, done at shutdown, which ends the hold of
 // a provider's answer through a database outage HoldOnStop later.
 func (e *Engine) sendDue(ctx, run context.Context) (int, error) {
-	ds, err := store.ClaimSend(ctx, e.pool, e.now(), e.cfg.Lease, e.cfg.SendBatch)
+	quiet := e.started // since when this replica has reached its database
+	if t := e.sendOutage.LastEnded(); t.After(quiet) {
+		quiet = t
+	}
+	takeOver := time.Since(quiet) >= takeOverGrace
+	ds, err := store.ClaimSend(ctx, e.pool, e.now(), e.cfg.Lease, e.cfg.SendBatch, takeOver)
 	if err != nil || len(ds) == 0 {
 		return 0, err
 	}
@@ -560,7 +568,10 @@ func (e *Engine) classify(res *attemptResult, attempt int32) {
 		return
 	}
 	res.failure = channel.Classify(res.err)
-	res.retry = !res.failure.Permanent && int(attempt) < e.cfg.MaxAttempts
+	// An attempt that never reached the provider (unprepared) is not one
+	// of the provider's MaxAttempts: the notifier's own database must not
+	// fail a shop's messages. The request's expiry still bounds it.
+	res.retry = !res.failure.Permanent && (!res.called || int(attempt) < e.cfg.MaxAttempts)
 }
 
 func (e *Engine) send(ctx, hold context.Context, d store.Delivery) error {
@@ -606,7 +617,7 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 		return attemptResult{failCode: "template_not_found", failReason: fmt.Sprintf("no %s template %q", channelWord(d.Channel), d.TemplateKey)}
 	}
 	if err != nil {
-		return e.unprepared(d, "template", err)
+		return e.unprepared(ctx, d, "template", err)
 	}
 	compiled, vs := render.Compile(tpl)
 	if vs != nil {
@@ -614,7 +625,7 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 	}
 	cs, err := store.LoadContacts(ctx, e.pool, []store.Key{{Tenant: d.Tenant, Customer: d.CustomerID}})
 	if err != nil {
-		return e.unprepared(d, "customer's contact", err)
+		return e.unprepared(ctx, d, "customer's contact", err)
 	}
 	c := cs[store.Key{Tenant: d.Tenant, Customer: d.CustomerID}]
 	msg, rerr := compiled.Render(render.Input{
@@ -660,13 +671,20 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 
 // unprepared is an attempt that never reached the provider because the
 // notifier's own database failed while loading what the message needs.
-// It is retried like an unavailable provider, but under its own code and
-// with a reason that names the notifier: the database's error names hosts,
-// tables and statements, which are the operator's (logged here), not the
-// shop's, who reads the reason.
-func (e *Engine) unprepared(d store.Delivery, what string, err error) attemptResult {
-	e.log.Warn("notifier could not prepare a message, retrying", "tenant", d.Tenant, "request_id", d.RequestID,
-		"attempt", d.Attempts, "loading", what, "error", err)
+// It is retried like an unavailable provider without counting as one of
+// its attempts (classify), under its own code and with a reason that names
+// the notifier: the database's error names hosts, tables and statements,
+// which are the operator's, not the shop's, who reads the reason. A
+// database that does not answer at all is the sender's outage, logged
+// once for every message it stops (sendOutage); any other failure is
+// logged with its message.
+func (e *Engine) unprepared(ctx context.Context, d store.Delivery, what string, err error) attemptResult {
+	if pg.Unreachable(err) || pg.NotAnswering(context.WithoutCancel(ctx), e.pool.Ping) {
+		e.sendOutage.Failed(err, "preparing", fmt.Sprintf("the %s of attempt %d of %s/%s", what, d.Attempts, d.Tenant, d.RequestID))
+	} else {
+		e.log.Warn("notifier could not prepare a message, retrying", "tenant", d.Tenant, "request_id", d.RequestID,
+			"attempt", d.Attempts, "loading", what, "error", err)
+	}
 	return attemptResult{err: channel.Transient("notifier_unavailable",
 		fmt.Errorf("the notifier could not load the %s (its database failed); the provider was not called", what))}
 }
@@ -674,6 +692,16 @@ func (e *Engine) unprepared(d store.Delivery, what string, err error) attemptRes
 // holdRetry is how often finish tries again to save a result it holds
 // through a database outage.
 const holdRetry = time.Second
+
+// takeOverGrace is how long after it starts, and after its database
+// answers again following an outage, a replica leaves other attempts'
+// lapsed leases alone (it still sends what is queued). The lease of an
+// attempt whose replica holds a provider's answer (finish) may lapse
+// during a long outage; that replica saves the answer within holdRetry of
+// the database answering, and a replica that took the delivery over first
+// would send the message again. The restarted or reconnected replicas are
+// exactly those that may have missed the answer being held.
+const takeOverGrace = 5 * holdRetry
 
 // finish records an attempt's result, unless the attempt lost its lease
 // to a reconciling one meanwhile. A result is a provider's answer that
@@ -806,6 +834,9 @@ func (e *Engine) save(ctx context.Context, d store.Delivery, res attemptResult, 
 			case !res.retry:
 				fail("retries_exhausted", fmt.Sprintf("%d attempts failed, the last: %v", cur.Attempts, ce.Err))
 			default:
+				if !res.called {
+					cur.Attempts-- // the claim counted an attempt the provider never saw
+				}
 				wait := max(ce.RetryAfter, e.backoff(int(cur.Attempts)))
 				due := now.Add(wait)
 				cur.Status, cur.DueAt = store.StatusQueued, &due
