@@ -74,6 +74,78 @@ func TestBundledNATSLogin(t *testing.T) {
 	}
 }
 
+// TestNATSAuthSecretPerRelease: two releases in one namespace have a
+// NATS login Secret each, <fullname>-nats-auth, which the services and
+// the bundled NATS (through the NATS chart's $tplYaml) both read, and with
+// which every service logs in. A name given in natsAuth.secretName is
+// kept, once the NATS values name it too.
+func TestNATSAuthSecretPerRelease(t *testing.T) {
+	secretOf := func(r *release, fullname string) string {
+		t.Helper()
+		var names []string
+		for _, s := range r.all("Secret") {
+			names = append(names, s.Meta.Name)
+		}
+		if len(names) != 1 {
+			t.Fatalf("release %s renders Secrets %v, want the NATS logins only", r.Name, names)
+		}
+		for _, name := range allServices {
+			if ref := secretRef(t, r, fullname+"-"+name, "RETAIN_NATS_PASSWORD"); ref.Name != names[0] {
+				t.Errorf("release %s: %s reads its password from %s, the chart creates %s", r.Name, name, ref.Name, names[0])
+			}
+		}
+		for v, e := range r.NATSValues["container"].(map[string]any)["env"].(map[string]any) {
+			if ref := e.(map[string]any)["valueFrom"].(map[string]any)["secretKeyRef"].(map[string]any); ref["name"] != names[0] {
+				t.Errorf("release %s: the bundled NATS reads %s from Secret %v, the chart creates %s", r.Name, v, ref["name"], names[0])
+			}
+		}
+		return names[0]
+	}
+	seen := map[string]string{}
+	for _, tc := range []struct{ release, fullname, secret string }{
+		{"retain", "retain", "retain-nats-auth"}, // as before: an upgrade keeps its passwords
+		{"shop", "shop-retain", "shop-retain-nats-auth"},
+		{"retain-staging", "retain-staging", "retain-staging-nats-auth"},
+	} {
+		r, err := renderRelease(t, tc.release, []string{"values-dev.yaml"})
+		if err != nil {
+			t.Fatalf("release %s: %v", tc.release, err)
+		}
+		if got := secretOf(r, tc.fullname); got != tc.secret {
+			t.Errorf("release %s: Secret %s, want %s", tc.release, got, tc.secret)
+		} else if other, ok := seen[got]; ok {
+			t.Errorf("releases %s and %s share Secret %s", tc.release, other, got)
+		}
+		seen[tc.secret] = tc.release
+		url, _ := startBundledNATS(t, r)
+		for _, name := range allServices {
+			env := podEnv(t, r, tc.fullname+"-"+name)
+			env["RETAIN_NATS_URL"] = url
+			if err := connectWith(t, name, env); err != nil {
+				t.Errorf("release %s: %s cannot log in to the bundled NATS: %v", tc.release, name, err)
+			}
+		}
+	}
+
+	// Release shop keeping the Secret it had (upgraded from a chart
+	// whose default was retain-nats-auth): both sides name it.
+	set := []string{"natsAuth.secretName=retain-nats-auth"}
+	for _, name := range allServices {
+		set = append(set, "nats.container.env.RETAIN_NATS_PASSWORD_"+strings.ToUpper(name)+".valueFrom.secretKeyRef.name=retain-nats-auth")
+	}
+	r, err := renderRelease(t, "shop", []string{"values-dev.yaml"}, set...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := secretOf(r, "shop-retain"); got != "retain-nats-auth" {
+		t.Errorf("natsAuth.secretName retain-nats-auth: Secret %s", got)
+	}
+	_, err = renderRelease(t, "shop", []string{"values-dev.yaml"}, set[0])
+	if err == nil || !strings.Contains(err.Error(), "Set natsAuth.secretName to shop-retain-nats-auth, or the secretKeyRef name of every nats.container.env.RETAIN_NATS_PASSWORD_* to retain-nats-auth") {
+		t.Errorf("natsAuth.secretName alone, the NATS values naming another Secret: %v, want refused with both names", err)
+	}
+}
+
 // startBundledNATS starts a nats-server with JetStream from the values r
 // passes to the NATS chart and returns its URL and the server. The NATS chart (1.x) writes its config
 // as JSON (toPrettyRawJson) and unquotes every "<< ... >>" string
@@ -82,7 +154,7 @@ func TestBundledNATSLogin(t *testing.T) {
 // the NATS chart itself is not fetched offline.
 func startBundledNATS(t *testing.T, r *release) (string, *server.Server) {
 	t.Helper()
-	nats := r.Values["nats"].(map[string]any)
+	nats := r.NATSValues
 	merge := nats["config"].(map[string]any)["merge"]
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

@@ -18,6 +18,7 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/cli/values"
+	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/getter"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
@@ -53,9 +54,13 @@ type object struct {
 
 // release is one rendering of the chart.
 type release struct {
+	Name    string // the release's name
 	Objects []object
 	Notes   string
 	Values  map[string]any // the chart's defaults with the given values over them
+	// NATSValues are Values["nats"] as the NATS chart reads them: every
+	// {$tplYaml: template} rendered (natsTplYaml).
+	NATSValues map[string]any
 }
 
 func (r *release) all(kind string) []object {
@@ -117,6 +122,12 @@ func loadChart(t *testing.T) *chart.Chart {
 // --set style overrides, and strictly decodes every manifest.
 func render(t *testing.T, files []string, set ...string) (*release, error) {
 	t.Helper()
+	return renderRelease(t, releaseName, files, set...)
+}
+
+// renderRelease is render for a release of another name.
+func renderRelease(t *testing.T, name string, files []string, set ...string) (*release, error) {
+	t.Helper()
 	ch := loadChart(t)
 	var paths []string
 	for _, f := range files {
@@ -134,7 +145,7 @@ func render(t *testing.T, files []string, set ...string) (*release, error) {
 	inst.DryRun = true
 	inst.ClientOnly = true
 	inst.Replace = true
-	inst.ReleaseName = releaseName
+	inst.ReleaseName = name
 	inst.Namespace = namespace
 	inst.KubeVersion = kubeVersion
 	rel, err := inst.RunWithContext(context.Background(), ch, vals)
@@ -145,7 +156,8 @@ func render(t *testing.T, files []string, set ...string) (*release, error) {
 	if err != nil {
 		t.Fatalf("coalesce values: %v", err)
 	}
-	out := &release{Notes: rel.Info.Notes, Values: merged}
+	natsValues, _ := merged["nats"].(map[string]any)
+	out := &release{Name: name, Notes: rel.Info.Notes, Values: merged, NATSValues: natsTplYaml(t, name, natsValues, natsValues).(map[string]any)}
 	manifests := releaseutil.SplitManifests(rel.Manifest)
 	keys := make([]string, 0, len(manifests))
 	for k := range manifests {
@@ -180,6 +192,50 @@ func render(t *testing.T, files []string, set ...string) (*release, error) {
 		out.Objects = append(out.Objects, object{Source: source, Kind: head.Kind, Meta: meta, Obj: obj})
 	}
 	return out, nil
+}
+
+// natsTplYaml is v, a part of the values the NATS chart gets (all of
+// them: natsValues), with every map of the one key $tplYaml replaced as
+// the NATS chart (1.x) replaces it: its string rendered as a template of
+// the NATS chart, in release name, then read as YAML. The NATS chart is
+// not fetched offline, so a chart named nats holding only that template
+// renders it, with Helm's own engine.
+func natsTplYaml(t *testing.T, name string, natsValues map[string]any, v any) any {
+	t.Helper()
+	switch v := v.(type) {
+	case map[string]any:
+		if tpl, ok := v["$tplYaml"].(string); ok && len(v) == 1 {
+			ch := &chart.Chart{
+				Metadata:  &chart.Metadata{APIVersion: "v2", Name: "nats", Version: "1.3.0"},
+				Templates: []*chart.File{{Name: "templates/value", Data: []byte(tpl)}},
+			}
+			vals, err := chartutil.ToRenderValues(ch, natsValues, chartutil.ReleaseOptions{Name: name, Namespace: namespace}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := engine.Render(ch, vals)
+			if err != nil {
+				t.Fatalf("the NATS chart would not render %q: %v", tpl, err)
+			}
+			var res any
+			if err := yaml.Unmarshal([]byte(out["nats/templates/value"]), &res); err != nil {
+				t.Fatalf("%q renders to %q, not YAML: %v", tpl, out["nats/templates/value"], err)
+			}
+			return res
+		}
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[k] = natsTplYaml(t, name, natsValues, e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(v))
+		for i, e := range v {
+			l[i] = natsTplYaml(t, name, natsValues, e)
+		}
+		return l
+	}
+	return v
 }
 
 func metaOf(obj any) metav1.ObjectMeta {

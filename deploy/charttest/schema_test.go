@@ -187,7 +187,21 @@ func TestValuesRejected(t *testing.T) {
 			name:  "a password the server reads from another Secret",
 			files: []string{"values-dev.yaml"},
 			set:   []string{"nats.container.env.RETAIN_NATS_PASSWORD_INGEST.valueFrom.secretKeyRef.name=other"},
+			want:  []string{"the services read their NATS passwords from Secret retain-nats-auth (natsAuth.secretName, by default <fullname>-nats-auth), but the bundled NATS from Secret other (nats.container.env.RETAIN_NATS_PASSWORD_INGEST)"},
+		},
+		{
+			name:  "a password the server reads from another key",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"nats.container.env.RETAIN_NATS_PASSWORD_INGEST.valueFrom.secretKeyRef.key=metrics"},
 			want:  []string{"nats.container.env.RETAIN_NATS_PASSWORD_INGEST is not {valueFrom: {secretKeyRef: {name: retain-nats-auth, key: ingest}}}"},
+		},
+		{
+			// The NATS chart's values see the release's name, not this
+			// chart's values: the two default names part.
+			name:  "the bundled NATS's passwords with a fullnameOverride",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"fullnameOverride=shop"},
+			want:  []string{"from Secret shop-nats-auth (natsAuth.secretName, by default <fullname>-nats-auth), but the bundled NATS from Secret retain-nats-auth", "Set natsAuth.secretName to retain-nats-auth, or the secretKeyRef name of every nats.container.env.RETAIN_NATS_PASSWORD_* to shop-nats-auth"},
 		},
 		{
 			name:  "no login to the bundled NATS",

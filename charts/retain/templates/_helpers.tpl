@@ -163,6 +163,32 @@ the bundled NATS (which has a user per service) and none with your own.
 {{- .Values.natsAuth.mode | default (ternary "password" "none" .Values.nats.enabled) -}}
 {{- end -}}
 
+{{/*
+The Secret of the services' NATS logins: natsAuth.secretName, by default
+<fullname>-nats-auth, so that two releases in a namespace have one each
+(release "retain": retain-nats-auth).
+*/}}
+{{- define "retain.natsAuthSecret" -}}
+{{- .Values.natsAuth.secretName | default (printf "%s-nats-auth" (include "retain.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+The Secret name a secretKeyRef of nats.container.env renders to in the
+NATS chart: a string, or {$tplYaml: template}, which the NATS chart (1.x)
+renders with its own context (this release, the NATS chart's values),
+then reads as YAML. Done here the same way, to check it against
+retain.natsAuthSecret.
+*/}}
+{{- define "retain.natsEnvSecretName" -}}
+{{- $name := .name -}}
+{{- if and (kindIs "map" $name) (hasKey $name "$tplYaml") -}}
+{{- $root := .root -}}
+{{- $ctx := dict "Release" $root.Release "Capabilities" $root.Capabilities "Template" $root.Template "Values" $root.Values.nats "Chart" (dict "Name" "nats") -}}
+{{- $name = get (printf "tpl:%s" (tpl (get $name "$tplYaml") $ctx | nindent 2) | fromYaml) "tpl" -}}
+{{- end -}}
+{{- toString $name -}}
+{{- end -}}
+
 {{/* Where a service finds its NATS credentials file (mode creds) and the TLS files. */}}
 {{- define "retain.natsAuthDir" -}}/etc/retain/nats-auth{{- end -}}
 {{- define "retain.natsTLSDir" -}}/etc/retain/nats-tls{{- end -}}
@@ -238,7 +264,7 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- $_ := set $users (toString .user) (toString .password) -}}
 {{- end -}}
 {{- $natsEnv := dig "container" "env" dict .Values.nats -}}
-{{- $secret := .Values.natsAuth.secretName -}}
+{{- $secret := include "retain.natsAuthSecret" . -}}
 {{- range $name, $_ := .Values.services -}}
 {{- if (include "retain.service" (dict "root" $ "name" $name) | fromYaml).enabled -}}
 {{- $var := include "retain.natsPasswordEnv" $name -}}
@@ -247,8 +273,12 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- fail (printf "natsAuth.mode is password, but nats.config.merge.authorization.users has no {user: %s, password: %q}: the bundled NATS would refuse the %s service's login" $name $password $name) -}}
 {{- end -}}
 {{- $ref := dig $var "valueFrom" "secretKeyRef" dict $natsEnv -}}
-{{- if or (ne (toString $ref.name) $secret) (ne (toString $ref.key) $name) -}}
+{{- if ne (toString $ref.key) $name -}}
 {{- fail (printf "natsAuth.mode is password, but nats.container.env.%s is not {valueFrom: {secretKeyRef: {name: %s, key: %s}}}: the bundled NATS would not know the %s service's password from natsAuth.secretName" $var $secret $name $name) -}}
+{{- end -}}
+{{- $refName := include "retain.natsEnvSecretName" (dict "root" $ "name" $ref.name) -}}
+{{- if ne $refName $secret -}}
+{{- fail (printf "the services read their NATS passwords from Secret %s (natsAuth.secretName, by default <fullname>-nats-auth), but the bundled NATS from Secret %s (nats.container.env.%s): the NATS chart's values cannot see this chart's fullnameOverride, nameOverride or natsAuth.secretName. Set natsAuth.secretName to %s, or the secretKeyRef name of every nats.container.env.RETAIN_NATS_PASSWORD_* to %s" $secret $refName $var $refName $secret) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
