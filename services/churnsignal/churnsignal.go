@@ -152,6 +152,9 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 		}
 	}()
 	b, pool, log := deps.Bus, deps.Pool, deps.Log
+	// The engine asks the consumer, made below on its handler, whether it
+	// has caught up (its start-up pass); Run starts once both are made.
+	var consumer *bus.Consumer
 	engine, err := app.New(pool, app.Config{
 		HorizonWeeks:       float64(cfg.HorizonWeeks),
 		ChunkSize:          cfg.RescoreChunk,
@@ -161,13 +164,14 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 		RefitGrowthPercent: cfg.RefitGrowthPercent,
 		MinRefitGap:        cfg.RefitMinGap,
 		MaxLag:             cfg.MaxLag,
+		CaughtUp:           func(ctx context.Context) (bool, error) { return consumer.CaughtUp(ctx) },
 		Now:                cfg.Now,
 		Meter:              tel.MeterProvider.Meter("retain/churnsignal"),
 	}, log)
 	if err != nil {
 		return nil, err
 	}
-	consumer, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{
+	consumer, err = bus.NewConsumer(b, pool, bus.ConsumerConfig{
 		Stream:     bus.EventsStream,
 		Durable:    ConsumerName,
 		EventTypes: facts.EventTypes,

@@ -71,6 +71,12 @@ type Config struct {
 	// stream time of its batch's newest message) for a model to be fitted
 	// by itself and a band change to be published (0: DefaultMaxLag).
 	MaxLag time.Duration
+	// CaughtUp reports whether the facts consumer has applied everything
+	// on the stream (bus.Consumer.CaughtUp): the start-up pass runs once
+	// it has, or once the consumer fetched a batch, whose lag then says
+	// whether it is behind. Nil: the start-up pass waits for that batch
+	// consumerIdle at most.
+	CaughtUp func(context.Context) (bool, error)
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
 	// Meter records the rescoring metrics; nil records nothing.
@@ -90,17 +96,22 @@ type Engine struct {
 	// stats refreshes the projection's statistics as it grows (see Handle).
 	stats *pg.GrowthAnalyzer
 
-	// wmu guards what the consumer tells the refit loop (see noteBatch):
-	// each tenant's watch, and the consumer's last batch (when it was
-	// applied, and when the newest of its messages was stored).
+	// wmu guards what the consumer tells the refit loop (see noteBatch,
+	// applying): each tenant's watch, the consumer's last batch (when it
+	// was fetched or applied, and when the newest of its messages was
+	// stored), the batches being applied, and the wake-up once it is idle.
 	wmu                        sync.Mutex
 	watches                    map[string]*watch
 	lastBatch, lastBatchNewest time.Time
-	// wake tells the refit loop that a tenant was flagged.
+	handling                   int
+	idleWake                   *time.Timer
+	// wake tells the refit loop that a tenant was flagged, or that the
+	// consumer went idle after a batch behind the stream.
 	wake chan struct{}
-	// firstBatch is closed once the consumer applied its first batch.
-	firstBatch     chan struct{}
-	firstBatchOnce sync.Once
+	// fetched is closed once the lag of the consumer's first batch is
+	// known (see applying).
+	fetched     chan struct{}
+	fetchedOnce sync.Once
 }
 
 // New returns an engine on pool.
@@ -135,7 +146,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e := &Engine{pool: pool, cfg: cfg, log: log, metrics: m, passes: map[string]*sync.Mutex{},
 		stats:   pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores"),
-		watches: map[string]*watch{}, wake: make(chan struct{}, 1), firstBatch: make(chan struct{})}
+		watches: map[string]*watch{}, wake: make(chan struct{}, 1), fetched: make(chan struct{})}
 	return e, nil
 }
 
@@ -167,11 +178,11 @@ func (s *Stats) add(o Stats) {
 // arriving, or the backlog of a restart during one) stores its band
 // changes without publishing them: they are bands of half-loaded data,
 // under a model fitted on less still, and each would be a "high churn
-// risk" message to a customer. So does a batch of a tenant whose refit
-// check is pending (checkPending: its model may be about to be refit on
-// what arrived). A full pass once the consumer has caught up and the
-// check is settled publishes, once, each band that then differs from the
-// one last published (see changes).
+// risk" message to a customer. So does a batch of a tenant awaiting its
+// model (awaiting: a refit check pending, which may refit it on what
+// arrived, or no model yet). Once the consumer has caught up and the
+// tenant's model is settled, the refit loop publishes, once, each band
+// that then differs from the one last published (releaseHeld, changes).
 func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 	var b facts.Batch
 	touched := map[facts.Customer]struct{}{}
@@ -195,8 +206,18 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 		return err
 	}
 	newest := newestStored(ds)
+	defer e.applying(newest)()
 	behind := !newest.IsZero() && time.Since(newest) > e.cfg.MaxLag
-	models, held, err := e.rescoreCustomers(ctx, tx, customers, func(tenant string) bool { return behind || e.checkPending(tenant) })
+	ordered := map[string]bool{}
+	for _, o := range b.Orders {
+		ordered[o.Tenant] = true
+	}
+	models, held, err := e.rescoreCustomers(ctx, tx, customers, func(tenant string, fitted bool) bool {
+		// A tenant without a model whose orders arrive is checked for its
+		// first fit once this batch commits (noteBatch): its bands wait.
+		first := !fitted && ordered[tenant] && e.cfg.RescoreInterval > 0
+		return behind || first || e.awaiting(tenant)
+	})
 	if err != nil {
 		return err
 	}
@@ -210,7 +231,7 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	orders := b.Orders
 	bus.AfterCommit(ctx, func() {
 		e.stats.Applied(len(ds))
-		e.noteBatch(newest, orders, models, held)
+		e.noteBatch(orders, models, held)
 	})
 	return nil
 }
@@ -250,9 +271,9 @@ func (e *Engine) newEnv(m store.Model, ok bool, w store.TenantWeights) tenantEnv
 // and weights, the locks, the features, the score writes, the outbox. A
 // batch of facts from many shops then costs about what one shop's does.
 // It returns the models it scored with, by tenant (those with one), and
-// the band changes it held back (those of the tenants hold says), by
-// tenant.
-func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []facts.Customer, hold func(tenant string) bool) (map[string]store.Model, map[string]int, error) {
+// the band changes it held back (those of the tenants hold says, given
+// whether each has a model), by tenant.
+func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []facts.Customer, hold func(tenant string, fitted bool) bool) (map[string]store.Model, map[string]int, error) {
 	if len(customers) == 0 {
 		return nil, nil, nil
 	}
@@ -283,7 +304,7 @@ func (e *Engine) rescoreCustomers(ctx context.Context, tx pgx.Tx, customers []fa
 	)
 	for _, t := range locked {
 		m, fitted := models[t.Tenant]
-		written, signals, n, err := changes(t.Tenant, e.newEnv(m, fitted, weights[t.Tenant]), t.Rows, feats[t.Tenant], now, hold(t.Tenant))
+		written, signals, n, err := changes(t.Tenant, e.newEnv(m, fitted, weights[t.Tenant]), t.Rows, feats[t.Tenant], now, hold(t.Tenant, fitted))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -413,9 +434,13 @@ func evaluate(row store.ScoreRow, f *score.Features, env tenantEnv, now time.Tim
 // under the lock in the fact's transaction, and one committed before them
 // was read.
 //
-// A row whose band was held back is stale too, unless hold (it stays held
-// and is counted), so that a pass that may publish publishes it.
-func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv, sel store.Selector, hold bool) (Stats, error) {
+// A row whose band was held back is stale too, unless the tenant's
+// changes are held back (holdsBack; the row stays held and is counted),
+// so that a pass that may publish publishes it. Whether to hold is asked
+// again once the rows are locked: a pass of a big tenant runs for minutes,
+// and the consumer may have fallen behind an import since it began.
+func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv, sel store.Selector) (Stats, error) {
+	hold := e.holdsBack(tenant)
 	now := e.now()
 	rows, err := store.ScoreRange(ctx, e.pool, tenant, sel)
 	if err != nil {
@@ -454,7 +479,7 @@ func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv,
 		if 2*len(stale) > len(rows) {
 			fsel = sel
 		}
-		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel, hold)
+		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel, e.holdsBack(tenant))
 		st.Changed, st.BandChanges, st.Held = written.Changed, written.BandChanges, st.Held+written.Held
 		return err
 	})
@@ -522,19 +547,18 @@ func (e *Engine) passLock(tenant string) *sync.Mutex {
 // database's work overlap). Running it twice in a row changes nothing the
 // second time, and emits no second event.
 //
-// Unless holdsBack (consumer behind, refit check pending), it also
-// publishes the band changes held back before: one churn.risk_changed for
-// each customer whose band differs from the one last published.
+// Each range it rescores while the tenant's changes are not held back
+// (holdsBack: consumer behind, model awaited) also publishes the band
+// changes held back before: one churn.risk_changed for each customer
+// whose band differs from the one last published.
 func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err error) {
 	l := e.passLock(tenant)
 	l.Lock()
 	defer l.Unlock()
-	hold := e.holdsBack(tenant)
-	if !hold {
-		// This pass publishes what was held; a batch that holds more
-		// meanwhile says so again after it commits. A failed pass leaves
-		// rows held unflagged: the next scheduled pass publishes them.
-		e.noteHeld(tenant, false)
+	if !e.holdsBack(tenant) {
+		// This pass is to publish what was held; a range that holds, a
+		// batch that holds more meanwhile, or a failure flags it again.
+		e.setHeld(tenant, false)
 	}
 	// Every range is rescored as of the instant it is read, and what it
 	// writes as of the instant its rows are locked (a customer the consumer
@@ -567,7 +591,7 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 	g.SetLimit(e.cfg.Workers)
 	for _, sel := range ranges {
 		g.Go(func() error {
-			st, err := e.rescoreRange(gctx, tenant, env, sel, hold)
+			st, err := e.rescoreRange(gctx, tenant, env, sel)
 			if err != nil {
 				return err
 			}
@@ -579,10 +603,11 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 		})
 	}
 	if err := g.Wait(); err != nil {
+		e.setHeld(tenant, true) // as far as this pass knows
 		return total, fmt.Errorf("rescore %s: %w", tenant, err)
 	}
 	if total.Held > 0 {
-		e.noteHeld(tenant, true)
+		e.setHeld(tenant, true)
 	}
 	if err := store.MarkRescored(ctx, e.pool, tenant, began); err != nil {
 		return total, err
@@ -794,45 +819,65 @@ func (e *Engine) SetWeights(ctx context.Context, tenant string, update func(*sco
 }
 
 // Run runs scheduled passes every RescoreInterval until ctx is done: for
-// each tenant, refit the model when refitDue says so (never a pinned one),
-// then rescore every customer as of now, so that risk rises with silence
-// even when no event arrives. Between passes it refits the models whose
-// data grew (checkGrowth). With no RescoreInterval it does neither.
+// each tenant, refit the model when the refit rule says so (never a
+// pinned one), then rescore every customer as of now, so that risk rises
+// with silence even when no event arrives. Between passes it refits the
+// models whose data grew (checkGrowth). With no RescoreInterval it does
+// neither. Either way it publishes the band changes held back once the
+// consumer has caught up (releaseAll): without it, a change held while the
+// consumer was behind would wait for the next full pass asked for by hand.
 func (e *Engine) Run(ctx context.Context) error {
-	if e.cfg.RescoreInterval <= 0 {
-		<-ctx.Done()
+	// Passes, growth checks and releases share this goroutine, so that
+	// this process never fits a tenant twice at once.
+	//
+	// The start-up pass waits until it is known whether the consumer is
+	// behind: restarted during an import, it would otherwise fit the
+	// model on what had arrived and publish the bands that gives.
+	if !e.awaitConsumer(ctx) {
 		return nil
 	}
-	passes := time.NewTicker(e.cfg.RescoreInterval)
-	defer passes.Stop()
+	// Changes held by an earlier process (or another replica) and not
+	// published yet.
+	if tenants, err := store.HeldTenants(ctx, e.pool); err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("list tenants with held band changes", "error", err)
+		}
+	} else {
+		for _, tenant := range tenants {
+			e.setHeld(tenant, true)
+		}
+	}
+	var passes <-chan time.Time
+	if e.cfg.RescoreInterval > 0 {
+		t := time.NewTicker(e.cfg.RescoreInterval)
+		defer t.Stop()
+		passes = t.C
+		e.Pass(ctx)
+	}
 	recheck := time.NewTicker(recheckEvery)
 	defer recheck.Stop()
-	// Passes and growth checks share this goroutine, so that this process
-	// never fits a tenant twice at once.
-	//
-	// The start-up pass waits for the consumer's first batch (consumerIdle
-	// at most) to know whether it is behind: restarted during an import,
-	// it would otherwise fit the model on what had arrived and publish
-	// the bands that gives.
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-e.firstBatch:
-	case <-time.After(consumerIdle):
-	}
-	e.Pass(ctx)
+	e.tend(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-passes.C:
+		case <-passes:
 			e.Pass(ctx)
 		case <-e.wake:
-			e.checkGrowth(ctx)
+			e.tend(ctx)
 		case <-recheck.C:
-			e.checkGrowth(ctx)
+			e.tend(ctx)
 		}
 	}
+}
+
+// tend runs the refit checks of the flagged tenants (with a schedule),
+// then publishes the band changes held back of those no longer awaiting.
+func (e *Engine) tend(ctx context.Context) {
+	if e.cfg.RescoreInterval > 0 {
+		e.checkGrowth(ctx)
+	}
+	e.releaseAll(ctx)
 }
 
 // Pass is one scheduled pass over every tenant; failures are logged and

@@ -182,9 +182,13 @@ type watch struct {
 	// refused is the last live fit not stored since the model.
 	refused *basis
 	// held: band changes of the tenant were stored but not published
-	// (holdsBack); the refit loop has a full pass publish them once its
-	// check of the tenant is settled.
+	// (holdsBack); the refit loop publishes them once they are not held
+	// back any more (releaseAll).
 	held bool
+	// unmodelled: the tenant has no model and its last automatic fit was
+	// refused as unusable (a history that ends long ago, or a partial
+	// one): its band changes are held until a fit is stored (awaiting).
+	unmodelled bool
 }
 
 // watchOf returns tenant's watch; e.wmu is held.
@@ -209,29 +213,70 @@ func newestStored(ds []*bus.Delivery) time.Time {
 	return newest
 }
 
-// noteBatch records what the consumer's batch says about refits: when its
-// newest message was stored (its lag), each tenant's orders, counted
-// against the model each was scored with (models), and the tenants whose
-// band changes it held back. A tenant whose count reaches its need, or
-// with changes held, is flagged for the refit loop, and woken up. The
-// counts include repeats and are this replica's share only: the loop
-// counts in the database before it refits, and scheduled passes catch
-// what they miss.
-func (e *Engine) noteBatch(newest time.Time, orders []facts.Order, models map[string]store.Model, held map[string]int) {
-	e.firstBatchOnce.Do(func() { close(e.firstBatch) })
+// applying records that the consumer is applying a batch whose newest
+// message was stored at newest (zero: unknown), and returns what records
+// that it is done. The lag is known as soon as the batch is fetched, so
+// that a pass asks about it before the batch commits (or fails), and the
+// start-up pass need not wait for a batch to succeed (fetched). A batch
+// behind the stream wakes the refit loop once the consumer has been idle
+// for consumerIdle after it: caught up, held changes can be published.
+func (e *Engine) applying(newest time.Time) (done func()) {
+	note := func(delta int) {
+		e.wmu.Lock()
+		defer e.wmu.Unlock()
+		e.handling += delta
+		if newest.IsZero() {
+			return
+		}
+		e.lastBatch, e.lastBatchNewest = time.Now(), newest
+		if delta < 0 && e.lastBatch.Sub(newest) > e.cfg.MaxLag {
+			// A little after consumerIdle, so that behind() has turned.
+			after := consumerIdle + 100*time.Millisecond
+			if e.idleWake == nil {
+				e.idleWake = time.AfterFunc(after, e.wakeLoop)
+			} else {
+				e.idleWake.Reset(after)
+			}
+		}
+	}
+	note(1)
+	if !newest.IsZero() {
+		e.fetchedOnce.Do(func() { close(e.fetched) })
+	}
+	return func() { note(-1) }
+}
+
+// wakeLoop wakes the refit loop up.
+func (e *Engine) wakeLoop() {
+	select {
+	case e.wake <- struct{}{}:
+	default: // a wake-up is already waiting
+	}
+}
+
+// noteBatch records what the consumer's committed batch says about
+// refits: each tenant's orders, counted against the model each was scored
+// with (models), and the tenants whose band changes it held back (held).
+// A tenant whose count reaches its need is flagged for the refit loop, and
+// woken up; one with changes held is marked for release (releaseAll),
+// without a refit check. The counts include repeats and are this
+// replica's share only: the loop counts in the database before it
+// refits, and scheduled passes catch what they miss.
+func (e *Engine) noteBatch(orders []facts.Order, models map[string]store.Model, held map[string]int) {
 	perTenant := map[string]int64{}
 	for _, o := range orders {
 		perTenant[o.Tenant]++
 	}
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
-	if !newest.IsZero() {
-		e.lastBatch, e.lastBatchNewest = time.Now(), newest
-	}
 	wake := false
 	for tenant, n := range perTenant {
 		w := e.watchOf(tenant)
-		if m, ok := models[tenant]; ok && m.FittedAt.After(w.fittedAt) {
+		m, ok := models[tenant]
+		if ok {
+			w.unmodelled = false // fitted meanwhile (another replica, Refit)
+		}
+		if ok && m.FittedAt.After(w.fittedAt) {
 			if w.refused != nil && !m.FittedAt.After(w.refused.at) {
 				// A fit refused since this model is what the orders
 				// count against (refused set the need from it).
@@ -249,70 +294,22 @@ func (e *Engine) noteBatch(newest time.Time, orders []facts.Order, models map[st
 	}
 	for tenant, n := range held {
 		if n > 0 {
-			w := e.watchOf(tenant)
-			w.held, w.pending, wake = true, true, true
+			e.watchOf(tenant).held = true
 		}
 	}
 	if wake {
-		select {
-		case e.wake <- struct{}{}:
-		default: // a wake-up is already waiting
-		}
+		e.wakeLoop()
 	}
 }
 
 // behind reports how far behind the stream the consumer's last batch was,
 // and whether that is too far to fit or publish: more than MaxLag, with a
-// batch applied in the last consumerIdle.
+// batch being applied or applied in the last consumerIdle.
 func (e *Engine) behind() (time.Duration, bool) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	lag := e.lastBatch.Sub(e.lastBatchNewest)
-	return lag, lag > e.cfg.MaxLag && time.Since(e.lastBatch) < consumerIdle
-}
-
-// holdsBack reports whether a full pass of tenant is to store band changes
-// without publishing them: while the consumer is behind (an import
-// arriving), or checkPending.
-func (e *Engine) holdsBack(tenant string) bool {
-	_, far := e.behind()
-	return far || e.checkPending(tenant)
-}
-
-// checkPending reports whether, with the refit loop running, tenant's
-// refit check is pending (flagged, deferred, or too soon after a fit to
-// tell): a band published then could be one of a model fitted on part of
-// an import, about to be replaced. The loop's next settled check has a
-// full pass publish the changes held meanwhile.
-func (e *Engine) checkPending(tenant string) bool {
-	if e.cfg.RescoreInterval <= 0 {
-		return false
-	}
-	e.wmu.Lock()
-	defer e.wmu.Unlock()
-	w := e.watches[tenant]
-	return w != nil && w.pending
-}
-
-// noteHeld records whether a full pass of tenant left band changes held
-// back; one that did flags the tenant for the refit loop.
-func (e *Engine) noteHeld(tenant string, held bool) {
-	e.wmu.Lock()
-	defer e.wmu.Unlock()
-	w := e.watchOf(tenant)
-	w.held = held
-	if held {
-		w.pending = true
-	}
-}
-
-// releaseDue reports whether tenant has band changes held back and its
-// refit check is settled: a full pass is to publish them.
-func (e *Engine) releaseDue(tenant string) bool {
-	e.wmu.Lock()
-	defer e.wmu.Unlock()
-	w := e.watches[tenant]
-	return w != nil && w.held && !w.pending
+	return lag, lag > e.cfg.MaxLag && (e.handling > 0 || time.Since(e.lastBatch) < consumerIdle)
 }
 
 // fitted records a stored fit: orders are counted against it from now on.
@@ -378,6 +375,9 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 		e.deferCheck(tenant)
 		return false, err
 	}
+	if ok {
+		e.setUnmodelled(tenant, false)
+	}
 	if ok && m.Pinned {
 		e.settle(tenant, nil, verdict{})
 		return false, nil
@@ -416,6 +416,13 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 		if !errors.Is(err, ErrNotEnoughData) {
 			e.deferCheck(tenant)
 		}
+		if errors.Is(err, ErrUnusableFit) && !ok {
+			// Bands without a model, of a history the fit says is partial
+			// or long over (an import of old orders): published now, most
+			// would change again under the model fitted by hand (`retain
+			// churn refit --as-of`) or by growth.
+			e.setUnmodelled(tenant, true)
+		}
 		return false, err
 	}
 	return true, nil
@@ -423,11 +430,16 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 
 // pendingTenants lists the tenants flagged for the refit loop, in order.
 func (e *Engine) pendingTenants() []string {
+	return e.tenantsWhere(func(w *watch) bool { return w.pending })
+}
+
+// tenantsWhere lists the tenants whose watch satisfies cond, in order.
+func (e *Engine) tenantsWhere(cond func(*watch) bool) []string {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	var out []string
 	for tenant, w := range e.watches {
-		if w.pending {
+		if cond(w) {
 			out = append(out, tenant)
 		}
 	}
@@ -436,8 +448,8 @@ func (e *Engine) pendingTenants() []string {
 }
 
 // checkGrowth applies the refit rule to the flagged tenants and rescores
-// every customer of those refit, as Refit does, and of those whose check
-// settled with band changes held back, which that pass publishes.
+// every customer of those refit, as Refit does (which publishes the
+// changes held back, unless still behind).
 func (e *Engine) checkGrowth(ctx context.Context) {
 	for _, tenant := range e.pendingTenants() {
 		if ctx.Err() != nil {
@@ -446,11 +458,9 @@ func (e *Engine) checkGrowth(ctx context.Context) {
 		start := time.Now()
 		refit, err := e.autoRefit(ctx, tenant)
 		if err != nil {
-			// A refused fit settles the check: the model before it, if
-			// any, is the one to publish held changes under.
 			e.logRefitError(ctx, tenant, err)
 		}
-		if !refit && !e.releaseDue(tenant) {
+		if !refit {
 			continue
 		}
 		st, err := e.RescoreAll(ctx, tenant)

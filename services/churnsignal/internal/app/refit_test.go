@@ -128,7 +128,7 @@ func TestUnusable(t *testing.T) {
 // tenant without a model at its first order, and counts afresh against a
 // newer model.
 func TestNoteBatch(t *testing.T) {
-	e := &Engine{cfg: Config{RefitGrowthPercent: DefaultRefitGrowthPercent}, watches: map[string]*watch{}, wake: make(chan struct{}, 1), firstBatch: make(chan struct{})}
+	e := &Engine{cfg: Config{RefitGrowthPercent: DefaultRefitGrowthPercent}, watches: map[string]*watch{}, wake: make(chan struct{}, 1), fetched: make(chan struct{})}
 	fittedAt := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	models := map[string]store.Model{"a": {FittedAt: fittedAt, Orders: 1000}}
 	orders := func(tenant string, n int) []facts.Order {
@@ -146,20 +146,20 @@ func TestNoteBatch(t *testing.T) {
 			return false
 		}
 	}
-	e.noteBatch(time.Time{}, orders("a", 249), models, nil)
+	e.noteBatch(orders("a", 249), models, nil)
 	if woken() || len(e.pendingTenants()) != 0 {
 		t.Fatalf("flagged after 249 orders on a model of 1000")
 	}
-	e.noteBatch(time.Time{}, orders("a", 1), models, nil)
+	e.noteBatch(orders("a", 1), models, nil)
 	if !woken() || fmt.Sprint(e.pendingTenants()) != "[a]" {
 		t.Fatalf("not flagged after 250 orders on a model of 1000: %v", e.pendingTenants())
 	}
-	e.noteBatch(time.Time{}, orders("b", 1), models, nil)
+	e.noteBatch(orders("b", 1), models, nil)
 	if !woken() || fmt.Sprint(e.pendingTenants()) != "[a b]" {
 		t.Fatalf("a tenant without a model not flagged at its first order: %v", e.pendingTenants())
 	}
 	models["a"] = store.Model{FittedAt: fittedAt.Add(time.Hour), Orders: 2000}
-	e.noteBatch(time.Time{}, orders("a", 499), models, nil)
+	e.noteBatch(orders("a", 499), models, nil)
 	if fmt.Sprint(e.pendingTenants()) != "[b]" {
 		t.Fatalf("after a refit on 2000 orders, 499 more flag it: %v", e.pendingTenants())
 	}
@@ -170,14 +170,14 @@ func TestNoteBatch(t *testing.T) {
 	refusedAt := fittedAt.Add(30 * time.Hour)
 	e.refused("c", basis{at: refusedAt, size: store.Size{Orders: 4000, Customers: 900}})
 	models["c"] = store.Model{FittedAt: fittedAt, Orders: 1000}
-	e.noteBatch(time.Time{}, orders("c", 1), models, nil)
+	e.noteBatch(orders("c", 1), models, nil)
 	if last := e.lastFit("c", models["c"], true); last == nil || !last.at.Equal(refusedAt) {
 		t.Fatalf("after a batch, the last fit of c is %+v, want the refused one at %s", last, refusedAt)
 	}
 	if slices.Contains(e.pendingTenants(), "c") {
 		t.Fatalf("1 order after a fit refused on 4000 flags c: %v", e.pendingTenants())
 	}
-	e.noteBatch(time.Time{}, orders("c", 999), models, nil)
+	e.noteBatch(orders("c", 999), models, nil)
 	if !slices.Contains(e.pendingTenants(), "c") {
 		t.Fatalf("1,000 orders after a fit refused on 4000 do not flag c: %v", e.pendingTenants())
 	}

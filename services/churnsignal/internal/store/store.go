@@ -583,6 +583,39 @@ func LockScores(ctx context.Context, tx pgx.Tx, tenant string, ids []string) ([]
 	return out, nil
 }
 
+// LockHeldScores locks up to limit score rows of tenant whose band change
+// was held back (held_from set), of customers after after, in customer
+// order as every writer locks, and returns them. A row released by
+// another writer meanwhile is skipped, so fewer than limit rows do not
+// mean none are left: read until none is returned.
+func LockHeldScores(ctx context.Context, tx pgx.Tx, tenant, after string, limit int) ([]ScoreRow, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT `+lockColumns+` FROM churn_scores
+		WHERE tenant_id = $1 AND held_from IS NOT NULL AND customer_id > $2
+		ORDER BY customer_id LIMIT $3 FOR UPDATE`, tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("lock held scores of %s: %w", tenant, err)
+	}
+	out, err := pgx.CollectRows(rows, scanScore)
+	if err != nil {
+		return nil, fmt.Errorf("lock held scores of %s: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// HeldTenants lists the tenants with a band change held back.
+func HeldTenants(ctx context.Context, q Querier) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT DISTINCT tenant_id FROM churn_scores WHERE held_from IS NOT NULL ORDER BY tenant_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list tenants with held band changes: %w", err)
+	}
+	ts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list tenants with held band changes: %w", err)
+	}
+	return ts, nil
+}
+
 // TenantScores are score rows of one tenant.
 type TenantScores struct {
 	Tenant string

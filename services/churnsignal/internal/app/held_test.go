@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/retainhq/retain/platform/testenv"
+	"github.com/retainhq/retain/services/churnsignal/internal/store"
+)
+
+// TestPassHoldsOnceBehind: a full pass asks whether to hold band changes
+// for each range once its rows are locked, not once at its start. The
+// consumer starts applying a batch an hour behind the stream just after
+// the pass began (a shop's import starting while the hourly pass of a big
+// tenant runs): what the pass found from then on is held, not published.
+// Once the consumer is idle again, the held changes are published by
+// reading the held rows alone, one churn.risk_changed each, and a full
+// pass after that publishes nothing more.
+func TestPassHoldsOnceBehind(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, store.Migrations)
+	const tenant = "a"
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	loadShop(t, pool, tenant, 300, start)
+
+	var (
+		mu     sync.Mutex
+		at     = start
+		calls  int
+		onCall func(n int)
+	)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if onCall != nil {
+			onCall(calls)
+		}
+		return at
+	}
+	e, err := New(pool, Config{ChunkSize: 100, Workers: 1, Now: clock}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM bus_outbox`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	heldRows := func() int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM churn_scores WHERE tenant_id = $1 AND held_from IS NOT NULL`, tenant).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := e.RescoreAll(ctx, tenant); err != nil {
+		t.Fatal(err)
+	}
+	published := outbox()
+
+	// A year on, many bands move. The pass reads the clock as it
+	// begins (1), then as its first range is read (2): the consumer has
+	// fetched a batch an hour behind by then, and applies it all along.
+	var done func()
+	mu.Lock()
+	at = start.AddDate(1, 0, 0)
+	calls, onCall = 0, func(n int) {
+		if n == 2 {
+			done = e.applying(time.Now().Add(-time.Hour))
+		}
+	}
+	mu.Unlock()
+	st, err := e.RescoreAll(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	onCall = nil
+	mu.Unlock()
+	if done == nil {
+		t.Fatal("the pass read the clock fewer than twice")
+	}
+	if n := outbox() - published; n != 0 || st.BandChanges != 0 {
+		t.Errorf("%d band changes published (pass: %+v) after the consumer fell behind, want none", n, st)
+	}
+	held := heldRows()
+	if held == 0 || st.Held != held {
+		t.Fatalf("%d rows held, the pass counted %d: the scenario tests nothing", held, st.Held)
+	}
+
+	// The batch is applied, and the consumer idle since: the held rows,
+	// and only they, are rescored, each change published once.
+	done()
+	e.wmu.Lock()
+	e.lastBatch = time.Now().Add(-consumerIdle)
+	e.wmu.Unlock()
+	if got := e.heldTenants(); len(got) != 1 || got[0] != tenant {
+		t.Errorf("tenants to release %v, want [%s]", got, tenant)
+	}
+	rel, err := e.releaseHeld(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.Customers != held || rel.BandChanges != held || rel.Held != 0 {
+		t.Errorf("release of %d held rows: %+v, want each read and published", held, rel)
+	}
+	if n := outbox() - published; n != held {
+		t.Errorf("%d band changes published, want %d", n, held)
+	}
+	if n := heldRows(); n != 0 {
+		t.Errorf("%d rows still held", n)
+	}
+	if got := e.heldTenants(); len(got) != 0 {
+		t.Errorf("tenants to release %v after the release, want none", got)
+	}
+	again, err := e.RescoreAll(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.BandChanges != 0 || again.Held != 0 {
+		t.Errorf("a full pass after the release: %+v, want nothing published or held", again)
+	}
+}
