@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -356,7 +357,11 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 		}
 		// Nor does a retry change the login or TLS settings the server
 		// refuses: stop with the settings to fix.
-		if refused := cfg.refusal(err); refused != nil {
+		refused := cfg.refusal(err)
+		if refused == nil {
+			refused = cfg.clientCertRefusal(err)
+		}
+		if refused != nil {
 			return nil, fmt.Errorf("bus: connect to %s: %s", redactURL(cfg.URL), redactErr(refused, cfg.URL))
 		}
 		log.Warn("nats connect failed, retrying", "attempt", attempt, "retry_in", delay, "error", redactErr(err, cfg.URL))
@@ -365,6 +370,38 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// clientCertRefusals are the texts of the TLS alerts (crypto/tls's) with
+// which a server refuses the client's certificate, or its lack of one.
+var clientCertRefusals = map[string]bool{
+	"tls: certificate required":          true,
+	"tls: bad certificate":               true,
+	"tls: unsupported certificate":       true,
+	"tls: revoked certificate":           true,
+	"tls: expired certificate":           true,
+	"tls: unknown certificate":           true,
+	"tls: unknown certificate authority": true,
+}
+
+// clientCertRefusal names the settings to fix when err is the server's
+// alert refusing the client's certificate (a remote error: the client's
+// own checks of the server's certificate fail locally). With TLS 1.3 the
+// server sends it after the client's side of the handshake is done, and
+// closes: the client reads the alert first nearly always, but now and
+// then its write meets the closed connection, and nats.go reports only
+// "connection closed by remote after TLS handshake", which many other
+// things cause. That one is retried, like any other, and the alert comes
+// with the next attempt.
+func (c Config) clientCertRefusal(err error) error {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil || !clientCertRefusals[op.Err.Error()] {
+		return nil
+	}
+	if c.TLSCert == "" {
+		return fmt.Errorf("NATS requires a client certificate (%v): set %s and %s to a certificate it trusts and its key", err, settingTLSCert, settingTLSKey)
+	}
+	return fmt.Errorf("NATS refused the client certificate (%v): check %s and %s: the server must trust the CA that signed it, and it must be valid now", err, settingTLSCert, settingTLSKey)
 }
 
 // Close closes the connection at once; pending acks and publishes are lost
