@@ -11,6 +11,7 @@ import (
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/churnsignal"
+	"github.com/retainhq/retain/services/churnsignal/internal/app"
 )
 
 // heldRows counts tenant's score rows whose band change is held back.
@@ -177,6 +178,12 @@ func TestOldHistoryWaitsForItsModel(t *testing.T) {
 	s.publish(t, tenant, evs...)
 	s.caughtUp(t)
 	time.Sleep(3 * time.Second) // the refit loop's check, refused
+	// The least refit gap later, an order wakes the check again: refused
+	// again, or nothing to refit; either way the shop has no model.
+	s.clock.Advance(app.DefaultMinRefitGap)
+	s.publish(t, tenant, orderEv("late", "p001", end, 1000))
+	s.caughtUp(t)
+	time.Sleep(3 * time.Second)
 	if evs, _ := s.signals(t); len(evs) != 0 {
 		t.Errorf("%d band changes published without a model, want none", len(evs))
 	}
