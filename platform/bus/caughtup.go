@@ -33,6 +33,17 @@ func (c *Consumer) CaughtUp(ctx context.Context) (bool, error) {
 	return info.AckFloor.Stream >= last, nil
 }
 
+// Backlog is how many messages the consumer has yet to apply: those the
+// server has not delivered yet and those delivered but not acknowledged
+// (the counters the backlog gauges show).
+func (c *Consumer) Backlog(ctx context.Context) (int64, error) {
+	info, err := c.info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int64(info.NumPending) + int64(info.NumAckPending), nil
+}
+
 // lastMatchingSeq is the stream sequence of the newest message the
 // consumer's filters match (0 when there is none).
 func (c *Consumer) lastMatchingSeq(ctx context.Context) (uint64, error) {

@@ -170,15 +170,19 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 		}
 	}()
 	b, pool, log := deps.Bus, deps.Pool, deps.Log
+	var s *Service
 	engine := app.New(pool, app.Config{
 		MaxTriggerAge: cfg.MaxTriggerAge, TimerInterval: cfg.TimerInterval, TimerBatch: cfg.TimerBatch,
 		AudienceInterval: cfg.AudienceInterval, SharedFacts: !cfg.FactsExclusive, Now: cfg.Now,
+		// Read on any replica, whichever runs the consumer: its backlog is
+		// the server's.
+		FactsBacklog: func(ctx context.Context) (int64, error) { return s.facts.Backlog(ctx) },
 	}, log)
 	// Inbox ids are kept as long as the streams keep messages, so a replay
 	// within that time is recognised; beyond it the enrollments' unique
 	// keys still make a repeat harmless.
 	retention := max(cfg.Streams.MaxAge, bus.DefaultMaxAge)
-	s := &Service{deps: deps, engine: engine, grpc: api.NewGRPC(engine)}
+	s = &Service{deps: deps, engine: engine, grpc: api.NewGRPC(engine)}
 	if cfg.NotifierAddr != "" {
 		if err := s.SetNotifierAddr(cfg.NotifierAddr); err != nil {
 			return nil, err

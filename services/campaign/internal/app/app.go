@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/telemetry"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
@@ -42,6 +43,11 @@ type Config struct {
 	// due; AudienceChunk is how many customers one transaction evaluates.
 	AudienceInterval time.Duration
 	AudienceChunk    int
+	// FactsBacklog, when set, says how many events the facts consumer has
+	// yet to apply; scheduled audiences wait while it is more than
+	// AudienceMaxBacklog (default DefaultAudienceMaxBacklog).
+	FactsBacklog       func(context.Context) (int64, error)
+	AudienceMaxBacklog int64
 	// SharedFacts: the facts consumer runs on several replicas at once
 	// (not exclusive), so a batch takes its customers' row locks first.
 	SharedFacts bool
@@ -66,6 +72,10 @@ type Engine struct {
 	// of the whole tenant (see env).
 	envMu sync.Mutex
 	envs  map[string]*tenantEnv
+
+	// audienceWait paces the log of scheduled audiences waiting for the
+	// facts consumer (RunAudiences).
+	audienceWait telemetry.FailureRun
 
 	// templates (a Templates), if set, are the notifier's, which Create
 	// and Update check a campaign's send steps against. Atomic: `retain
@@ -96,6 +106,9 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 	if cfg.AudienceChunk <= 0 {
 		cfg.AudienceChunk = 1000
 	}
+	if cfg.AudienceMaxBacklog <= 0 {
+		cfg.AudienceMaxBacklog = DefaultAudienceMaxBacklog
+	}
 	// Only the columns the batch statements join and filter on: the
 	// row counts are what the plans hinge on, and every other column would
 	// only make each ANALYZE slower.
@@ -105,7 +118,8 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 		"campaign_members (tenant, campaign_id, customer_id)",
 		"enrollments (tenant, campaign_id, customer_id, goal_event, status, due_at)",
 		"coupons (tenant, code, campaign_id, customer_id)")
-	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats, envs: map[string]*tenantEnv{}}
+	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats, envs: map[string]*tenantEnv{},
+		audienceWait: telemetry.FailureRun{Every: 10 * time.Minute}}
 }
 
 // Close waits for work the engine runs in the background (a statistics

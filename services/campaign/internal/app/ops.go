@@ -19,6 +19,9 @@ import (
 // and enrolls the customers who qualify; it returns how many campaigns it
 // evaluated.
 func (e *Engine) RunAudiences(ctx context.Context) (int, error) {
+	if !e.factsCurrent(ctx) {
+		return 0, nil
+	}
 	claims, err := store.ClaimAudiences(ctx, e.pool, e.Now(), AudienceLease)
 	if err != nil {
 		return 0, err
@@ -39,6 +42,44 @@ func (e *Engine) RunAudiences(ctx context.Context) (int, error) {
 		}
 	}
 	return len(claims), nil
+}
+
+// DefaultAudienceMaxBacklog is how many events the facts consumer may have
+// yet to apply for scheduled audiences to run: a few seconds of its work,
+// which live traffic stays under and a history import does not.
+const DefaultAudienceMaxBacklog = 10_000
+
+// factsCurrent reports whether the facts consumer is close enough to the
+// stream's head for scheduled audiences to run. An audience evaluated on
+// half-imported history finds customers whose recent orders have not
+// arrived yet lapsed (a win-back sent to active customers) and uses up a
+// weekly campaign's run: so while the consumer is further behind than
+// AudienceMaxBacklog, or its backlog cannot be read, the audiences stay
+// due and wait, logged when the wait starts, every ten minutes while it
+// lasts, and when it ends. The consumer is shared by every tenant, so one
+// shop's import holds every shop's audiences for its length.
+func (e *Engine) factsCurrent(ctx context.Context) bool {
+	if e.cfg.FactsBacklog == nil {
+		return true
+	}
+	n, err := e.cfg.FactsBacklog(ctx)
+	if err == nil && n <= e.cfg.AudienceMaxBacklog {
+		if l := e.audienceWait.Ended(time.Now()); l.Log {
+			e.log.Info("scheduled audiences run again: the facts consumer caught up", "waited", l.FailingFor.Round(time.Second))
+		}
+		return true
+	}
+	if l := e.audienceWait.Failed(time.Now()); l.Log {
+		attrs := []any{"backlog", n, "limit", e.cfg.AudienceMaxBacklog}
+		if err != nil {
+			attrs = []any{"error", err}
+		}
+		if !l.First {
+			attrs = append(attrs, "waiting_for", l.FailingFor.Round(time.Second))
+		}
+		e.log.Warn("scheduled audiences wait for the facts consumer to catch up: evaluated on facts still arriving they would enroll customers whose newer orders are behind", attrs...)
+	}
+	return false
 }
 
 // AudienceLease is how long a scheduled audience's pass holds its claim:
