@@ -488,7 +488,8 @@ type ScoreRow struct {
 	ReasonsHash int64
 	// Published is the band last announced in a churn.risk_changed (or, for
 	// a first score in LOW, taken as known): Band unless a change was held
-	// back while the facts consumer was behind (column held_from).
+	// back while the facts consumer was behind (column held_from, void once
+	// a writer of an earlier release announced a change since: heldFrom).
 	Published   score.Band
 	BandChanges int
 	// ComputedAt is when the row was last written.
@@ -542,9 +543,18 @@ func boolByte(v bool) byte {
 }
 
 const (
-	scoreColumns = `customer_id, score, score_exact, band, reasons, reasons_hash, coalesce(held_from, band), band_changes, computed_at`
+	// heldFrom is held_from unless void: replicas of a release before it
+	// (a rolling update) announce a band change against the stored band,
+	// numbered band_changes + 1, and leave held_from as it was. held_changes
+	// is band_changes when held_from was written (migration 0007), so a
+	// band_changes since moved tells that the stored band was announced.
+	heldFrom = `CASE WHEN held_changes = band_changes THEN held_from END`
+	// isHeld selects the rows whose band change is held back; its first
+	// term is the predicate of their partial index.
+	isHeld       = `held_from IS NOT NULL AND held_changes = band_changes`
+	scoreColumns = `customer_id, score, score_exact, band, reasons, reasons_hash, coalesce(` + heldFrom + `, band), band_changes, computed_at`
 	// lockColumns leave the reasons out: writers compare their hash.
-	lockColumns = `customer_id, score, score_exact, band, NULL::jsonb, reasons_hash, coalesce(held_from, band), band_changes, computed_at`
+	lockColumns = `customer_id, score, score_exact, band, NULL::jsonb, reasons_hash, coalesce(` + heldFrom + `, band), band_changes, computed_at`
 )
 
 func scanScore(row pgx.CollectableRow) (ScoreRow, error) {
@@ -584,14 +594,14 @@ func LockScores(ctx context.Context, tx pgx.Tx, tenant string, ids []string) ([]
 }
 
 // LockHeldScores locks up to limit score rows of tenant whose band change
-// was held back (held_from set), of customers after after, in customer
-// order as every writer locks, and returns them. A row released by
+// is held back (held_from set, not void), of customers after after, in
+// customer order as every writer locks, and returns them. A row released by
 // another writer meanwhile is skipped, so fewer than limit rows do not
 // mean none are left: read until none is returned.
 func LockHeldScores(ctx context.Context, tx pgx.Tx, tenant, after string, limit int) ([]ScoreRow, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT `+lockColumns+` FROM churn_scores
-		WHERE tenant_id = $1 AND held_from IS NOT NULL AND customer_id > $2
+		WHERE tenant_id = $1 AND `+isHeld+` AND customer_id > $2
 		ORDER BY customer_id LIMIT $3 FOR UPDATE`, tenant, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("lock held scores of %s: %w", tenant, err)
@@ -605,7 +615,7 @@ func LockHeldScores(ctx context.Context, tx pgx.Tx, tenant, after string, limit 
 
 // HeldTenants lists the tenants with a band change held back.
 func HeldTenants(ctx context.Context, q Querier) ([]string, error) {
-	rows, err := q.Query(ctx, `SELECT DISTINCT tenant_id FROM churn_scores WHERE held_from IS NOT NULL ORDER BY tenant_id`)
+	rows, err := q.Query(ctx, `SELECT DISTINCT tenant_id FROM churn_scores WHERE `+isHeld+` ORDER BY tenant_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list tenants with held band changes: %w", err)
 	}
@@ -755,7 +765,8 @@ func WriteScores(ctx context.Context, tx pgx.Tx, tenant string, rs []ScoreRow) e
 // WriteScoresOf stores new scores of customers of any number of tenants
 // (rows locked by the caller, as by LockScoresOf) with one statement;
 // ReasonsHash must be HashReasons of the reasons the row was computed
-// with.
+// with. A row's held_from is written with held_changes, its band_changes
+// (see heldFrom).
 func WriteScoresOf(ctx context.Context, tx pgx.Tx, ts []TenantScores) error {
 	var (
 		w       scoreWrites
@@ -774,7 +785,8 @@ func WriteScoresOf(ctx context.Context, tx pgx.Tx, ts []TenantScores) error {
 	}
 	if _, err := tx.Exec(ctx, `
 		UPDATE churn_scores s SET score = u.score, score_exact = u.exact, band = u.band, reasons = u.reasons::jsonb,
-			reasons_hash = u.hash, held_from = nullif(u.published, u.band), band_changes = u.changes, computed_at = u.at
+			reasons_hash = u.hash, held_from = nullif(u.published, u.band),
+			held_changes = CASE WHEN u.published <> u.band THEN u.changes END, band_changes = u.changes, computed_at = u.at
 		FROM unnest($1::text[], $2::text[], $3::smallint[], $4::float8[], $5::smallint[], $6::text[], $7::bigint[], $8::smallint[], $9::int[], $10::timestamptz[])
 			AS u(tenant_id, customer_id, score, exact, band, reasons, hash, published, changes, at)
 		WHERE s.tenant_id = u.tenant_id AND s.customer_id = u.customer_id`,
