@@ -6,9 +6,12 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,6 +22,7 @@ import (
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/internal/app"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
+	"github.com/retainhq/retain/services/campaign/internal/store"
 )
 
 // MethodScopes is the scope each method requires: changing campaigns
@@ -241,20 +245,55 @@ func (g *GRPC) GetReport(ctx context.Context, req *campaignv1.GetReportRequest) 
 	return &campaignv1.GetReportResponse{Report: r}, nil
 }
 
-// ListCustomerEnrollments lists a customer's enrollments.
+// Enrollment page sizes.
+const (
+	DefaultEnrollmentPage = 100
+	MaxEnrollmentPage     = 1000
+)
+
+// ListCustomerEnrollments lists a page of a customer's enrollments, newest
+// first.
 func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.ListCustomerEnrollmentsRequest) (*campaignv1.ListCustomerEnrollmentsResponse, error) {
 	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if id := req.GetCustomerId(); id == "" || len(id) > 256 {
-		return nil, server.InvalidArgument(server.FieldViolation{Field: "customer_id", Description: "is required (at most 256 bytes)"})
+	f := store.EnrollmentFilter{Tenant: tenant, Customer: req.GetCustomerId(), Campaign: req.GetCampaignId()}
+	var bad []server.FieldViolation
+	if id := f.Customer; id == "" || len(id) > 256 {
+		bad = append(bad, server.FieldViolation{Field: "customer_id", Description: "is required (at most 256 bytes)"})
 	}
-	es, err := g.engine.Enrollments(ctx, tenant, req.GetCustomerId())
+	if f.Campaign != "" && !domain.ValidID(f.Campaign) {
+		bad = append(bad, server.FieldViolation{Field: "campaign_id", Description: fmt.Sprintf("%q is not a campaign id ([a-z0-9][a-z0-9_-]{0,62})", f.Campaign)})
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > MaxEnrollmentPage:
+		bad = append(bad, server.FieldViolation{Field: "page_size", Description: fmt.Sprintf("%d: must be 0-%d (0: %d)", size, MaxEnrollmentPage, DefaultEnrollmentPage)})
+	case size == 0:
+		size = DefaultEnrollmentPage
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		at, id, ok := decodeEnrollmentToken(tok)
+		if !ok {
+			bad = append(bad, server.FieldViolation{Field: "page_token", Description: "is not a next_page_token of this method"})
+		}
+		f.AfterAt, f.AfterID = &at, id
+	}
+	if len(bad) > 0 {
+		return nil, server.InvalidArgument(bad...)
+	}
+	// One row more than the page tells whether another page follows.
+	f.Limit = size + 1
+	es, err := g.engine.Enrollments(ctx, f)
 	if err != nil {
 		return nil, errStatus(err)
 	}
 	out := &campaignv1.ListCustomerEnrollmentsResponse{}
+	if len(es) > size {
+		es = es[:size]
+		out.NextPageToken = encodeEnrollmentToken(es[size-1])
+	}
 	for _, e := range es {
 		p, err := g.engine.PlanOf(ctx, tenant, e.CampaignID, e.Version)
 		if err != nil {
@@ -277,6 +316,27 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 		out.Enrollments = append(out.Enrollments, pe)
 	}
 	return out, nil
+}
+
+// An enrollment page token is opaque to clients: base64 of the last
+// enrollment's "<entered_at in Unix microseconds>.<id>", its position in
+// the listing's order (Postgres keeps microseconds, so the time is exact).
+func encodeEnrollmentToken(e store.Enrollment) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d", e.EnteredAt.UnixMicro(), e.ID))
+}
+
+func decodeEnrollmentToken(tok string) (time.Time, int64, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return time.Time{}, 0, false
+	}
+	a, b, ok := strings.Cut(string(raw), ".")
+	us, aerr := strconv.ParseInt(a, 10, 64)
+	id, berr := strconv.ParseInt(b, 10, 64)
+	if !ok || aerr != nil || berr != nil || id <= 0 {
+		return time.Time{}, 0, false
+	}
+	return time.UnixMicro(us), id, true
 }
 
 // ListPlaybooks lists the ready-made campaigns.

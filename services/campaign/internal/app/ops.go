@@ -456,9 +456,9 @@ func BuildReport(id string, holdoutPercent int32, n store.Counts) *campaignv1.Re
 	return r
 }
 
-// Enrollments lists a customer's enrollments.
-func (e *Engine) Enrollments(ctx context.Context, tenant, customer string) ([]store.Enrollment, error) {
-	return store.CustomerEnrollments(ctx, e.pool, tenant, customer)
+// Enrollments lists a page of a customer's enrollments.
+func (e *Engine) Enrollments(ctx context.Context, f store.EnrollmentFilter) ([]store.Enrollment, error) {
+	return store.CustomerEnrollments(ctx, e.pool, f)
 }
 
 // InstallPlaybook creates a campaign from a playbook, under id (default

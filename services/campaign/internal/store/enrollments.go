@@ -657,16 +657,44 @@ func IssueCoupons(ctx context.Context, tx pgx.Tx, cs []CouponIssue, now time.Tim
 	return out, nil
 }
 
-// CustomerEnrollments lists a customer's enrollments, newest first.
-func CustomerEnrollments(ctx context.Context, q Querier, tenant, customer string) ([]Enrollment, error) {
+// EnrollmentFilter selects a page of a customer's enrollments.
+type EnrollmentFilter struct {
+	Tenant, Customer string
+	// Campaign, when set, keeps only that campaign's enrollments.
+	Campaign string
+	// AfterAt and AfterID are the (entered_at, id) of the last enrollment
+	// of the previous page; nil AfterAt starts at the newest.
+	AfterAt *time.Time
+	AfterID int64
+	Limit   int
+}
+
+// CustomerEnrollments lists a page of a customer's enrollments, newest
+// first: by entered_at, then id, a total order that no write changes
+// (entered_at is never updated), so paging by the last row's key neither
+// repeats nor skips an enrollment while others are added.
+func CustomerEnrollments(ctx context.Context, q Querier, f EnrollmentFilter) ([]Enrollment, error) {
+	where := `e.tenant = $1 AND e.customer_id = $2 AND e.campaign_id IN (SELECT id FROM campaigns WHERE tenant = $1)`
+	args := []any{f.Tenant, f.Customer, f.Limit}
+	if f.Campaign != "" {
+		args = append(args, f.Campaign)
+		where += fmt.Sprintf(" AND e.campaign_id = $%d", len(args))
+	}
+	if f.AfterAt != nil {
+		args = append(args, *f.AfterAt, f.AfterID)
+		where += fmt.Sprintf(" AND (e.entered_at, e.id) < ($%d, $%d)", len(args)-1, len(args))
+	}
+	// The page is cut in a subquery before the conversion is joined: a
+	// customer may have tens of thousands of enrollments (a guest checkout
+	// account under a once-per-order campaign), and the conversion, a look
+	// into the orders per enrollment, is then computed for the page only.
 	rows, err := q.Query(ctx, `
 		SELECT e.id, e.tenant, e.campaign_id, e.version, e.customer_id, e.entry_key, e.holdout, e.anchor_at, e.entered_at, `+settledStatus+`, e.step,
 			CASE WHEN `+settledStatus+` = 'ACTIVE' THEN e.due_at END, conv.at, e.steps_done, e.coupon_code
-		FROM enrollments e `+conversion+`
-		WHERE e.tenant = $1 AND e.campaign_id IN (SELECT id FROM campaigns WHERE tenant = $1) AND e.customer_id = $2
-		ORDER BY e.entered_at DESC, e.id DESC LIMIT 1000`, tenant, customer)
+		FROM (SELECT * FROM enrollments e WHERE `+where+` ORDER BY e.entered_at DESC, e.id DESC LIMIT $3) e `+conversion+`
+		ORDER BY e.entered_at DESC, e.id DESC`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list enrollments of %s: %w", customer, err)
+		return nil, fmt.Errorf("list enrollments of %s: %w", f.Customer, err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Enrollment, error) {
 		var e Enrollment
@@ -675,7 +703,7 @@ func CustomerEnrollments(ctx context.Context, q Querier, tenant, customer string
 		return e, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list enrollments of %s: %w", customer, err)
+		return nil, fmt.Errorf("list enrollments of %s: %w", f.Customer, err)
 	}
 	return out, nil
 }

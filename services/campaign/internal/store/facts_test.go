@@ -275,7 +275,7 @@ func TestUpgradeKeepsEnrollments(t *testing.T) {
 	if c.Treated != 1 || c.Holdout != 1 || c.ConvTreated != 1 || c.ConvHoldout != 0 || c.Active != 1 || len(c.Revenue) != 1 || c.Revenue[0].Treated != 2500 {
 		t.Fatalf("report after the upgrade: %+v", c)
 	}
-	ens, err := CustomerEnrollments(ctx, pool, "shop", "c1")
+	ens, err := CustomerEnrollments(ctx, pool, EnrollmentFilter{Tenant: "shop", Customer: "c1", Limit: 10})
 	if err != nil || len(ens) != 1 || ens[0].Status != domain.StatusConverted || ens[0].ConvertedAt == nil || !ens[0].ConvertedAt.Equal(t0.Add(24*time.Hour)) {
 		t.Fatalf("c1's enrollments after the upgrade: %+v (%v)", ens, err)
 	}

@@ -2824,8 +2824,15 @@ func (x *GetReportResponse) GetReport() *Report {
 }
 
 type ListCustomerEnrollmentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	CustomerId string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Only the enrollments in this campaign (empty: every campaign).
+	CampaignId string `protobuf:"bytes,2,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	// Default 100, at most 1000.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page (with the same customer_id and
+	// campaign_id); empty for the first page.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2867,9 +2874,35 @@ func (x *ListCustomerEnrollmentsRequest) GetCustomerId() string {
 	return ""
 }
 
+func (x *ListCustomerEnrollmentsRequest) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *ListCustomerEnrollmentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCustomerEnrollmentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListCustomerEnrollmentsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Enrollments   []*Enrollment          `protobuf:"bytes,1,rep,name=enrollments,proto3" json:"enrollments,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Newest first: by entered_at, then id.
+	Enrollments []*Enrollment `protobuf:"bytes,1,rep,name=enrollments,proto3" json:"enrollments,omitempty"`
+	// Names the last enrollment listed, so paging neither skips nor repeats
+	// one while others are added (those added meanwhile are listed only if
+	// they sort after it). Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2909,6 +2942,13 @@ func (x *ListCustomerEnrollmentsResponse) GetEnrollments() []*Enrollment {
 		return x.Enrollments
 	}
 	return nil
+}
+
+func (x *ListCustomerEnrollmentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ListPlaybooksRequest struct {
@@ -3307,12 +3347,18 @@ const file_retain_campaign_v1_campaign_proto_rawDesc = "" +
 	"\x10GetReportRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"G\n" +
 	"\x11GetReportResponse\x122\n" +
-	"\x06report\x18\x01 \x01(\v2\x1a.retain.campaign.v1.ReportR\x06report\"A\n" +
+	"\x06report\x18\x01 \x01(\v2\x1a.retain.campaign.v1.ReportR\x06report\"\x9e\x01\n" +
 	"\x1eListCustomerEnrollmentsRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
-	"customerId\"c\n" +
+	"customerId\x12\x1f\n" +
+	"\vcampaign_id\x18\x02 \x01(\tR\n" +
+	"campaignId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x8b\x01\n" +
 	"\x1fListCustomerEnrollmentsResponse\x12@\n" +
-	"\venrollments\x18\x01 \x03(\v2\x1e.retain.campaign.v1.EnrollmentR\venrollments\"\x16\n" +
+	"\venrollments\x18\x01 \x03(\v2\x1e.retain.campaign.v1.EnrollmentR\venrollments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x16\n" +
 	"\x14ListPlaybooksRequest\"S\n" +
 	"\x15ListPlaybooksResponse\x12:\n" +
 	"\tplaybooks\x18\x01 \x03(\v2\x1c.retain.campaign.v1.PlaybookR\tplaybooks\"T\n" +
