@@ -29,7 +29,9 @@ Commands:
   pause ID | resume ID | archive ID
   preview ID | -f FILE    who would enter now, sending nothing
   report ID               enrolled, messages, conversions and lift vs the holdout
-  enrollments CUSTOMER    a customer's enrollments
+  enrollments CUSTOMER    a customer's enrollments, newest first (--campaign ID for one
+                          campaign's; --limit N, default 100; "more: --page-token T" when
+                          there are more)
 
 Every command takes --output json (the gRPC response as protojson), --addr
 and --token.`
@@ -300,14 +302,34 @@ func printReport(w io.Writer, r *campaignv1.Report) {
 }
 
 func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCommandFlags(env, "campaigns enrollments", "campaigns enrollments CUSTOMER [--output text|json]")
+	f := newCommandFlags(env, "campaigns enrollments", "campaigns enrollments CUSTOMER [--campaign ID] [--limit N] [--output text|json]")
+	campaign := f.fs.String("campaign", "", "only the enrollments in this campaign")
+	limit := f.fs.Int("limit", 100, "how many enrollments to list, newest first, 1-10000")
+	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
 	customer, err := f.parseOne(args, "customer id")
 	if err != nil {
 		return err
 	}
+	if *limit < 1 || *limit > 10000 {
+		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
+	}
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListCustomerEnrollmentsResponse, error) {
-		return c.ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: customer})
+		all := &campaignv1.ListCustomerEnrollmentsResponse{NextPageToken: *pageToken}
+		for first := true; first || (all.GetNextPageToken() != "" && len(all.GetEnrollments()) < *limit); first = false {
+			resp, err := c.ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: customer, CampaignId: *campaign,
+				PageSize: int32(min(*limit-len(all.GetEnrollments()), 1000)), PageToken: all.GetNextPageToken()})
+			if err != nil {
+				return nil, err
+			}
+			all.Enrollments = append(all.Enrollments, resp.GetEnrollments()...)
+			all.NextPageToken = resp.GetNextPageToken()
+		}
+		return all, nil
 	}, func(w io.Writer, resp *campaignv1.ListCustomerEnrollmentsResponse) error {
+		if len(resp.GetEnrollments()) == 0 {
+			fmt.Fprintln(w, "no enrollments")
+			return nil
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "CAMPAIGN\tVERSION\tSTATUS\tGROUP\tENTERED\tSTEPS DONE\tNEXT")
 		for _, e := range resp.GetEnrollments() {
@@ -334,7 +356,13 @@ func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.GetCampaignId(), e.GetCampaignVersion(), status, group,
 				e.GetEnteredAt().AsTime().UTC().Format("2006-01-02 15:04Z"), strings.Join(e.GetStepsDone(), ","), next)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if resp.GetNextPageToken() != "" {
+			fmt.Fprintf(w, "more: --page-token %s\n", resp.GetNextPageToken())
+		}
+		return nil
 	})
 }
 

@@ -5,11 +5,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
@@ -156,14 +159,29 @@ func (cannedCampaigns) ListCustomerEnrollments(_ context.Context, r *campaignv1.
 	at := func(h int) *timestamppb.Timestamp {
 		return timestamppb.New(time.Date(2026, 6, 10, h, 39, 0, 0, time.UTC))
 	}
-	return &campaignv1.ListCustomerEnrollmentsResponse{Enrollments: []*campaignv1.Enrollment{
+	all := []*campaignv1.Enrollment{
 		{CampaignId: "win-back", CampaignVersion: 2, CustomerId: r.GetCustomerId(), Status: "ACTIVE", CurrentStep: "reminder",
 			EnteredAt: at(14), NextAt: at(18), StepsDone: []string{"first"}},
 		{CampaignId: "thank-you", CampaignVersion: 1, CustomerId: r.GetCustomerId(), Status: "COMPLETED",
 			EnteredAt: at(9), ConvertedAt: at(16), StepsDone: []string{"thanks"}},
 		{CampaignId: "loyalty-reward", CampaignVersion: 1, CustomerId: r.GetCustomerId(), Status: "CONVERTED",
 			EnteredAt: at(8), ConvertedAt: at(11), StepsDone: []string{"coupon", "reward"}},
-	}}, nil
+	}
+	if r.GetCampaignId() != "" {
+		all = slices.DeleteFunc(all, func(e *campaignv1.Enrollment) bool { return e.GetCampaignId() != r.GetCampaignId() })
+	}
+	// Pages as the service does, of at most 2 here so that the command
+	// follows them; the token is the next index.
+	from := 0
+	if r.GetPageToken() != "" {
+		from, _ = strconv.Atoi(r.GetPageToken())
+	}
+	to := min(from+int(r.GetPageSize()), from+2, len(all))
+	resp := &campaignv1.ListCustomerEnrollmentsResponse{Enrollments: all[from:to]}
+	if to < len(all) {
+		resp.NextPageToken = strconv.Itoa(to)
+	}
+	return resp, nil
 }
 
 // TestCampaignReportAndEnrollments checks that the report's message
@@ -201,5 +219,34 @@ func TestCampaignReportAndEnrollments(t *testing.T) {
 	// A conversion shows in the table, not only in --output json.
 	if !strings.Contains(out, "completed, converted 2026-06-10 16:39Z") || !strings.Contains(out, "  converted 2026-06-10 11:39Z  ") {
 		t.Errorf("enrollments without their conversion:\n%s", out)
+	}
+	if strings.Contains(out, "more:") {
+		t.Errorf("a listing within the limit offers more:\n%s", out)
+	}
+	// Past the limit the listing says how to go on, and going on lists
+	// the rest, each once.
+	out = cli("campaigns", "enrollments", "c-42", "--limit", "2")
+	if !strings.Contains(out, "win-back") || !strings.Contains(out, "thank-you") || strings.Contains(out, "loyalty-reward") || !strings.HasSuffix(out, "more: --page-token 2\n") {
+		t.Errorf("the first 2 enrollments:\n%s", out)
+	}
+	out = cli("campaigns", "enrollments", "c-42", "--limit", "2", "--page-token", "2")
+	if strings.Contains(out, "win-back") || !strings.Contains(out, "loyalty-reward") || strings.Contains(out, "more:") {
+		t.Errorf("the enrollments after the first 2:\n%s", out)
+	}
+	// Small pages are followed up to the limit.
+	var all campaignv1.ListCustomerEnrollmentsResponse
+	if err := protojson.Unmarshal([]byte(cli("campaigns", "enrollments", "c-42", "--output", "json")), &all); err != nil ||
+		len(all.GetEnrollments()) != 3 || all.GetNextPageToken() != "" {
+		t.Errorf("json of every enrollment: %v (%v)", &all, err)
+	}
+	if out := cli("campaigns", "enrollments", "c-42", "--campaign", "thank-you"); strings.Contains(out, "win-back") || !strings.Contains(out, "thank-you") {
+		t.Errorf("one campaign's enrollments:\n%s", out)
+	}
+	if out := cli("campaigns", "enrollments", "c-42", "--campaign", "none"); out != "no enrollments\n" {
+		t.Errorf("no enrollments:\n%s", out)
+	}
+	env, _, _ := testEnv(vars)
+	if err := run(context.Background(), env, []string{"campaigns", "enrollments", "c-42", "--limit", "0"}); err == nil || !strings.Contains(err.Error(), "--limit 0: must be 1-10000") {
+		t.Errorf("--limit 0: %v", err)
 	}
 }
