@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -249,7 +250,17 @@ func callAndPrint[C any, R proto.Message](w io.Writer, f commandFlags, api servi
 	return text(w, resp)
 }
 
+// serverMaxMessageBytes is the largest request Retain's gRPC API takes:
+// grpc-go's default receive limit, which platform/server keeps (it sets no
+// MaxRecvMsgSize).
+const serverMaxMessageBytes = 4 << 20
+
 // dial connects to Retain's gRPC API with the token as bearer credentials.
+// A request larger than the server takes is refused here, before it is
+// sent. Answers have no limit: they are Retain's own (a PublishBatch answer
+// grows with the problems of the events sent), and a limit would make a
+// request the server took fail as "larger than max", as if it had been
+// refused unread.
 func (e *endpoint) dial() (*grpc.ClientConn, error) {
 	if err := e.resolve(); err != nil {
 		return nil, err
@@ -257,7 +268,7 @@ func (e *endpoint) dial() (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(e.addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(auth.BearerCredentials{Token: e.token}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(8<<20)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(serverMaxMessageBytes), grpc.MaxCallRecvMsgSize(math.MaxInt32)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", e.addr, err)

@@ -127,6 +127,11 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 			total.duplicates += sum.duplicates
 			total.rejected = append(total.rejected, sum.rejected...)
 		}
+		if errors.Is(err, errRefusedTooLarge) {
+			// The same command would send the same requests, refused
+			// again: the hint would not help.
+			return fmt.Errorf("%s: %w", name, err)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w\n%s", name, err, rerunHint)
 		}
