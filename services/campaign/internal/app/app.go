@@ -76,6 +76,8 @@ type Engine struct {
 	// audienceWait paces the log of scheduled audiences waiting for the
 	// facts consumer (RunAudiences).
 	audienceWait telemetry.FailureRun
+	// heavy holds a token per heavy read under way (heavyRead).
+	heavy chan struct{}
 
 	// templates (a Templates), if set, are the notifier's, which Create
 	// and Update check a campaign's send steps against. Atomic: `retain
@@ -119,7 +121,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 		"enrollments (tenant, campaign_id, customer_id, goal_event, status, due_at)",
 		"coupons (tenant, code, campaign_id, customer_id)")
 	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats, envs: map[string]*tenantEnv{},
-		audienceWait: telemetry.FailureRun{Every: 10 * time.Minute}}
+		audienceWait: telemetry.FailureRun{Every: 10 * time.Minute}, heavy: make(chan struct{}, heavyReads)}
 }
 
 // Close waits for work the engine runs in the background (a statistics

@@ -44,6 +44,24 @@ func (e *Engine) RunAudiences(ctx context.Context) (int, error) {
 	return len(claims), nil
 }
 
+// heavyReads is how many reads over a whole campaign or shop (reports,
+// audience previews) run at once. Each holds a pool connection for
+// seconds on a large shop, and the pool (RETAIN_CAMPAIGN_WORKERS + 7) is
+// the consumers' too: ten reports at once held every connection and
+// stalled every shop's events (QA). The others wait their turn holding
+// none, until their deadline.
+const heavyReads = 2
+
+// heavyRead waits for a turn at a heavy read; release ends it.
+func (e *Engine) heavyRead(ctx context.Context) (release func(), err error) {
+	select {
+	case e.heavy <- struct{}{}:
+		return func() { <-e.heavy }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a turn (%d reports or previews at a time): %w", heavyReads, ctx.Err())
+	}
+}
+
 // DefaultAudienceMaxBacklog is how many events the facts consumer may have
 // yet to apply for scheduled audiences to run: a few seconds of its work,
 // which live traffic stays under and a history import does not.
@@ -159,6 +177,11 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 	if err != nil {
 		return Preview{}, err
 	}
+	release, err := e.heavyRead(ctx)
+	if err != nil {
+		return Preview{}, err
+	}
+	defer release()
 	env, err := e.env(ctx, e.pool, tenant, []*domain.Plan{p}, 0)
 	if err != nil {
 		return Preview{}, err
@@ -378,6 +401,11 @@ func (e *Engine) Report(ctx context.Context, tenant, id string) (*campaignv1.Rep
 	if err != nil {
 		return nil, err
 	}
+	release, err := e.heavyRead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	// One snapshot, so that the figures add up while events are applied.
 	var n store.Counts
 	if err := pg.InSnapshot(ctx, e.pool, func(tx pgx.Tx) error {
