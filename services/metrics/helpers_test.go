@@ -1,6 +1,7 @@
 package metrics_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -42,6 +43,9 @@ type stack struct {
 	stop func()
 	// logs, when set, receive the service's log lines from warn up.
 	logs *testenv.SyncBuffer
+	// batchSize, when set, is the service's batch size (200 otherwise):
+	// small batches make a rebuild long enough to stop half-way.
+	batchSize int
 }
 
 func setup(t *testing.T) *stack {
@@ -83,7 +87,7 @@ func (s *stack) start(t *testing.T) {
 	cfg.NATS.URL = s.nats.URL()
 	cfg.DatabaseURL = s.dbURL
 	cfg.AuthPublicKey = s.pub
-	cfg.BatchSize = 200
+	cfg.BatchSize = cmp.Or(s.batchSize, 200)
 	tel := servertest.Telemetry(t, "metrics-test")
 	if s.logs != nil {
 		var err error

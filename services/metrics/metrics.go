@@ -78,9 +78,10 @@ func (c Config) Validate() error {
 
 // Service is a wired metrics service, ready to be mounted on servers.
 type Service struct {
-	deps  *service.Deps
-	facts *bus.Consumer
-	grpc  *api.GRPC
+	deps      *service.Deps
+	facts     *bus.Consumer
+	rebuilder *consumer.Rebuilder
+	grpc      *api.GRPC
 }
 
 // New checks cfg, reporting every bad setting at once, and then wires the
@@ -127,8 +128,8 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	}
 	rebuilder := consumer.NewRebuilder(b, st, cfg.BatchSize, log)
 	return &Service{
-		facts: facts,
-		grpc:  api.NewGRPC(st, rebuilder), deps: deps,
+		facts: facts, rebuilder: rebuilder,
+		grpc: api.NewGRPC(st, rebuilder), deps: deps,
 	}, nil
 }
 
@@ -147,10 +148,12 @@ func (s *Service) RegisterGRPC(srv *grpc.Server) { metricsv1.RegisterMetricsServ
 // RegisterHTTP mounts nothing: metrics is queried over gRPC only.
 func (s *Service) RegisterHTTP(*http.ServeMux) {}
 
-// Run consumes facts until ctx is done, then drains the bus connection and
-// closes the database pool. The host stops the gRPC server first.
+// Run consumes facts and runs rebuilds (those asked for, and those a
+// stopped process left half-way) until ctx is done, then drains the bus
+// connection and closes the database pool. The host stops the gRPC server
+// first.
 func (s *Service) Run(ctx context.Context) error {
-	return s.deps.Run(ctx, nil, s.facts.Run)
+	return s.deps.Run(ctx, nil, s.facts.Run, s.rebuilder.Run)
 }
 
 // Ready reports whether the bus connection and the database are up.

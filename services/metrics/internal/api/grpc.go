@@ -73,9 +73,12 @@ func (g *GRPC) GetRetention(ctx context.Context, req *metricsv1.GetRetentionRequ
 	if err != nil {
 		return nil, err
 	}
-	c, err := g.store.Retention(ctx, tenant, p, w)
-	if err != nil {
-		return nil, g.internal(ctx, "GetRetention", err)
+	var c retention.RetentionCounts
+	if err := g.whole(ctx, tenant, "GetRetention", func() (err error) {
+		c, err = g.store.Retention(ctx, tenant, p, w)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	return &metricsv1.GetRetentionResponse{
 		Period:          periodPB(p),
@@ -104,9 +107,12 @@ func (g *GRPC) GetRepeatPurchase(ctx context.Context, req *metricsv1.GetRepeatPu
 	if err != nil {
 		return nil, err
 	}
-	in, life, err := g.store.Repeat(ctx, tenant, p)
-	if err != nil {
-		return nil, g.internal(ctx, "GetRepeatPurchase", err)
+	var in, life retention.RepeatCounts
+	if err := g.whole(ctx, tenant, "GetRepeatPurchase", func() (err error) {
+		in, life, err = g.store.Repeat(ctx, tenant, p)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	return &metricsv1.GetRepeatPurchaseResponse{Period: periodPB(p), InPeriod: repeatPB(in), Lifetime: repeatPB(life)}, nil
 }
@@ -136,13 +142,18 @@ func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest)
 	if err := retention.ValidateCohortRange(first, last); err != nil {
 		return nil, invalid("to_month", err.Error())
 	}
-	currency, err := g.currency(ctx, tenant, req.GetCurrency())
-	if err != nil {
+	var (
+		currency string
+		cells    []retention.CohortCell
+	)
+	if err := g.whole(ctx, tenant, "GetCohorts", func() (err error) {
+		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
+			return err
+		}
+		cells, err = g.store.CohortCells(ctx, tenant, first, last, currency)
+		return err
+	}); err != nil {
 		return nil, err
-	}
-	cells, err := g.store.CohortCells(ctx, tenant, first, last, currency)
-	if err != nil {
-		return nil, g.internal(ctx, "GetCohorts", err)
 	}
 	table, err := retention.AssembleCohorts(first, last, cells)
 	if err != nil {
@@ -177,9 +188,12 @@ func (g *GRPC) GetNPS(ctx context.Context, req *metricsv1.GetNPSRequest) (*metri
 	if err != nil {
 		return nil, err
 	}
-	t, err := g.store.Surveys(ctx, tenant, p)
-	if err != nil {
-		return nil, g.internal(ctx, "GetNPS", err)
+	var t retention.SurveyTally
+	if err := g.whole(ctx, tenant, "GetNPS", func() (err error) {
+		t, err = g.store.Surveys(ctx, tenant, p)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	return &metricsv1.GetNPSResponse{
 		Period: periodPB(p),
@@ -226,13 +240,18 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 		}
 		after = string(b)
 	}
-	currency, err := g.currency(ctx, tenant, req.GetCurrency())
-	if err != nil {
+	var (
+		currency string
+		values   []retention.CustomerValue
+	)
+	if err := g.whole(ctx, tenant, "GetRFM", func() (err error) {
+		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
+			return err
+		}
+		values, err = g.store.CustomerValues(ctx, tenant, at, currency)
+		return err
+	}); err != nil {
 		return nil, err
-	}
-	values, err := g.store.CustomerValues(ctx, tenant, at, currency)
-	if err != nil {
-		return nil, g.internal(ctx, "GetRFM", err)
 	}
 	scores, err := retention.ScoreRFM(values, at)
 	if err != nil {
@@ -318,13 +337,18 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 			return nil, invalid("page_token", "is not a token this call returned")
 		}
 	}
-	currency, err := g.currency(ctx, tenant, req.GetCurrency())
-	if err != nil {
+	var (
+		currency string
+		ranked   []retention.CustomerRevenue
+	)
+	if err := g.whole(ctx, tenant, "GetTopCustomers", func() (err error) {
+		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
+			return err
+		}
+		ranked, err = g.store.RevenueByCustomer(ctx, tenant, p, currency)
+		return err
+	}); err != nil {
 		return nil, err
-	}
-	ranked, err := g.store.RevenueByCustomer(ctx, tenant, p, currency)
-	if err != nil {
-		return nil, g.internal(ctx, "GetTopCustomers", err)
 	}
 	top, err := retention.Top(ranked, percent)
 	if err != nil {
@@ -365,13 +389,18 @@ func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*m
 	if err != nil {
 		return nil, err
 	}
-	currency, err := g.currency(ctx, tenant, req.GetCurrency())
-	if err != nil {
+	var (
+		currency string
+		s        retention.Sales
+	)
+	if err := g.whole(ctx, tenant, "GetSales", func() (err error) {
+		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
+			return err
+		}
+		s, err = g.store.Sales(ctx, tenant, p, currency)
+		return err
+	}); err != nil {
 		return nil, err
-	}
-	s, err := g.store.Sales(ctx, tenant, p, currency)
-	if err != nil {
-		return nil, g.internal(ctx, "GetSales", err)
 	}
 	aov, _ := s.AOV()
 	return &metricsv1.GetSalesResponse{
@@ -383,23 +412,69 @@ func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*m
 	}, nil
 }
 
-// Rebuild drops the caller tenant's projections and replays its facts.
+// Rebuild drops the caller tenant's projections and replays its facts, or
+// joins the rebuild of the tenant this process runs, and answers when it
+// is done. The rebuild is the service's, not the call's: a caller that
+// goes away (or whose deadline passes) leaves it running to the end.
 func (g *GRPC) Rebuild(ctx context.Context, _ *metricsv1.RebuildRequest) (*metricsv1.RebuildResponse, error) {
 	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res, err := g.rebuilder.Rebuild(ctx, tenant)
-	if errors.Is(err, consumer.ErrRebuildRunning) {
-		return nil, status.Error(codes.Aborted, err.Error()+"; wait for it to finish")
-	}
-	if err != nil {
+	switch {
+	case ctx.Err() != nil:
+		return nil, status.Error(status.FromContextError(ctx.Err()).Code(),
+			"stopped waiting for the rebuild, which goes on in the service: queries say so until it is done")
+	case errors.Is(err, consumer.ErrRebuildElsewhere):
+		return nil, status.Error(codes.Aborted, err.Error()+"; queries say so until it is done")
+	case errors.Is(err, consumer.ErrRebuilderStopped):
+		return nil, status.Error(codes.Unavailable, err.Error()+"; ask again")
+	case err != nil:
 		return nil, g.internal(ctx, "Rebuild", err)
 	}
 	return &metricsv1.RebuildResponse{
 		EventsReplayed: res.Replayed, EventsApplied: res.Applied, EventsRejected: res.Rejected,
 		StartedAt: timestamppb.New(res.StartedAt), FinishedAt: timestamppb.New(res.StartedAt.Add(res.Duration)),
 	}, nil
+}
+
+// whole runs read, the store reads of one answer, when the tenant's
+// figures are whole. During a rebuild (from its reset until its replay is
+// done) the tenant's rows are partial: rather than answer with them, as if
+// the shop had fewer orders, it refuses with UNAVAILABLE naming the
+// rebuild, also when one started (or ran entirely) while read ran. Errors
+// of read without a status are failures of op.
+func (g *GRPC) whole(ctx context.Context, tenant, op string, read func() error) error {
+	before, err := g.store.RebuildState(ctx, tenant)
+	if err != nil {
+		return g.internal(ctx, op, err)
+	}
+	if before.Rebuilding() {
+		return rebuilding(before)
+	}
+	err = read()
+	after, serr := g.store.RebuildState(ctx, tenant)
+	switch {
+	case serr == nil && after != before:
+		return rebuilding(after)
+	case err == nil && serr != nil:
+		err = serr
+	}
+	if _, ok := status.FromError(err); err != nil && !ok {
+		return g.internal(ctx, op, err)
+	}
+	return err
+}
+
+// rebuilding is the answer of a query that met a rebuild.
+func rebuilding(st store.RebuildState) error {
+	if !st.Rebuilding() {
+		return status.Error(codes.Unavailable, "the figures of this tenant were rebuilt while the query ran: ask again")
+	}
+	return status.Errorf(codes.Unavailable,
+		"the figures of this tenant are being rebuilt from the event stream (partial since %s): no answer until the rebuild is done; `retain metrics rebuild` waits for it",
+		st.Since.Format(time.RFC3339))
 }
 
 // period validates a request's period with the domain's rule, naming the

@@ -17,9 +17,16 @@ import (
 	"github.com/retainhq/retain/services/metrics/internal/store"
 )
 
-// ErrRebuildRunning is returned when a rebuild of the same tenant is already
-// running in this process.
-var ErrRebuildRunning = errors.New("a rebuild of this tenant is already running")
+// ErrRebuildElsewhere is returned when another process (a replica) runs a
+// rebuild of the tenant.
+var ErrRebuildElsewhere = errors.New("a rebuild of this tenant is running in another process of the service")
+
+// ErrRebuilderStopped is returned when a rebuild is asked of a rebuilder
+// that is not running (the service is starting or stopping).
+var ErrRebuilderStopped = errors.New("the service is not running rebuilds now (starting or stopping)")
+
+// DefaultResumeEvery is how often Run looks for rebuilds left half-way.
+const DefaultResumeEvery = 30 * time.Second
 
 // RebuildResult is what a rebuild did.
 type RebuildResult struct {
@@ -41,15 +48,37 @@ type RebuildResult struct {
 // the tenant's write lock and clears the tenant's inbox ids in the same
 // transaction as its rows, and the replay claims ids in the same inbox as the
 // live consumer, so every fact is applied exactly once whichever of the two
-// reaches it first. Queries during a rebuild see partial figures.
+// reaches it first.
+//
+// The tenant's figures are partial from the reset until the replay is done.
+// So that they are never left so (decision 0035): a rebuild runs under the
+// rebuilder's lifetime (Run's context), not its caller's, and completes
+// whoever stops waiting for it; the reset marks the tenant as being rebuilt
+// (queries refuse to answer, naming it) until the replay is done; and a
+// rebuild left half-way by a process that stopped is run again by Run, in
+// whichever replica finds it first.
 type Rebuilder struct {
 	bus       *bus.Bus
 	store     *store.Store
 	batchSize int
 	log       *slog.Logger
+	// ResumeEvery is how often Run looks for rebuilds nobody is running.
+	ResumeEvery time.Duration
 
-	mu      sync.Mutex
-	running map[string]bool
+	mu sync.Mutex
+	// life is Run's context while it runs, else nil; rebuilds run under it
+	// and Run waits for them (wg) before it returns.
+	life    context.Context
+	wg      sync.WaitGroup
+	running map[string]*rebuildRun
+}
+
+// rebuildRun is one rebuild in this process; done is closed once res and
+// err are set.
+type rebuildRun struct {
+	done chan struct{}
+	res  RebuildResult
+	err  error
 }
 
 // NewRebuilder returns a rebuilder replaying in batches of batchSize.
@@ -57,25 +86,134 @@ func NewRebuilder(b *bus.Bus, s *store.Store, batchSize int, log *slog.Logger) *
 	if batchSize <= 0 {
 		batchSize = 500
 	}
-	return &Rebuilder{bus: b, store: s, batchSize: batchSize, log: log, running: map[string]bool{}}
+	return &Rebuilder{bus: b, store: s, batchSize: batchSize, log: log, ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{}}
 }
 
-// Rebuild resets tenant's projections and replays every fact of the tenant
-// still on the stream (RETAIN_EVENTS keeps them for its max age).
-func (r *Rebuilder) Rebuild(ctx context.Context, tenantID string) (RebuildResult, error) {
+// Run runs the rebuilds until ctx is done: those Rebuild starts, and those
+// it finds unfinished (marked, nobody holding their lock) at once and then
+// every ResumeEvery. When ctx is done the running rebuilds stop at their
+// next batch, their tenants still marked, and Run returns once they have:
+// the next process to find them runs them again.
+func (r *Rebuilder) Run(ctx context.Context) error {
 	r.mu.Lock()
-	if r.running[tenantID] {
-		r.mu.Unlock()
-		return RebuildResult{}, ErrRebuildRunning
-	}
-	r.running[tenantID] = true
+	r.life = ctx
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
+		r.life = nil
+		r.mu.Unlock()
+		r.wg.Wait()
+	}()
+	tick := time.NewTicker(r.ResumeEvery)
+	defer tick.Stop()
+	for {
+		r.resume(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// resume starts the unfinished rebuilds this process is not running; one
+// that another process runs ends at once, finding its lock held.
+func (r *Rebuilder) resume(ctx context.Context) {
+	tenants, err := r.store.UnfinishedRebuilds(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("rebuild: cannot look for unfinished rebuilds; looking again later", "error", err, "every", r.ResumeEvery)
+		}
+		return
+	}
+	for _, t := range tenants {
+		_, _ = r.start(t, true)
+	}
+}
+
+// Rebuild starts a rebuild of tenant, or joins the one this process is
+// running, and waits for it until ctx is done. The rebuild goes on when
+// ctx ends first; the error then wraps ctx's.
+func (r *Rebuilder) Rebuild(ctx context.Context, tenantID string) (RebuildResult, error) {
+	run, err := r.start(tenantID, false)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	select {
+	case <-run.done:
+		return run.res, run.err
+	case <-ctx.Done():
+		return RebuildResult{}, fmt.Errorf("stopped waiting for the rebuild, which goes on: %w", ctx.Err())
+	}
+}
+
+// start returns the tenant's rebuild in this process, starting it under
+// the rebuilder's lifetime when there is none.
+func (r *Rebuilder) start(tenantID string, resume bool) (*rebuildRun, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if run := r.running[tenantID]; run != nil {
+		return run, nil
+	}
+	if r.life == nil {
+		return nil, ErrRebuilderStopped
+	}
+	run := &rebuildRun{done: make(chan struct{})}
+	r.running[tenantID] = run
+	r.wg.Add(1)
+	go func(ctx context.Context) {
+		defer r.wg.Done()
+		run.res, run.err = r.locked(ctx, tenantID, resume)
+		r.mu.Lock()
 		delete(r.running, tenantID)
 		r.mu.Unlock()
-	}()
+		close(run.done)
+	}(r.life)
+	return run, nil
+}
 
+// locked runs the rebuild holding the tenant's rebuild lock, which keeps
+// other processes from rebuilding the tenant meanwhile and tells them,
+// when its holder is gone, that a marked tenant's rebuild was left
+// half-way.
+func (r *Rebuilder) locked(ctx context.Context, tenantID string, resume bool) (RebuildResult, error) {
+	release, ok, err := r.store.TryRebuildLock(ctx, tenantID)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Error("rebuild: cannot take the tenant's rebuild lock", "tenant", tenantID, "error", err)
+		}
+		return RebuildResult{}, fmt.Errorf("rebuild: %w", err)
+	}
+	if !ok {
+		return RebuildResult{}, ErrRebuildElsewhere
+	}
+	defer release()
+	if resume {
+		// Marked, yet nobody held the lock: unless another process has
+		// just finished it, the process running it stopped half-way.
+		st, err := r.store.RebuildState(ctx, tenantID)
+		if err != nil || !st.Rebuilding() {
+			return RebuildResult{}, err
+		}
+		r.log.Warn("rebuild: found one left unfinished (its process stopped); running it again", "tenant", tenantID, "partial_since", st.Since)
+	}
+	res, err := r.rebuild(ctx, tenantID)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		r.log.Warn("rebuild: stopped with the service; the tenant stays marked as being rebuilt and the next process runs it again",
+			"tenant", tenantID, "replayed", res.Replayed)
+	default:
+		r.log.Error("rebuild: failed; the tenant stays marked as being rebuilt and it is run again", "tenant", tenantID,
+			"replayed", res.Replayed, "error", err, "retry_in", r.ResumeEvery)
+	}
+	return res, err
+}
+
+// rebuild resets tenant's projections and replays every fact of the tenant
+// still on the stream (RETAIN_EVENTS keeps them for its max age), then
+// marks the rebuild done.
+func (r *Rebuilder) rebuild(ctx context.Context, tenantID string) (RebuildResult, error) {
 	res := RebuildResult{StartedAt: time.Now().UTC()}
 	stream, err := r.bus.JS.Stream(ctx, bus.EventsStream)
 	if err != nil {
@@ -137,6 +275,13 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tenantID string) (RebuildResult
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("rebuild: %w", err)
 		}
+	}
+	// Every fact is applied: the figures are whole again. Marked even when
+	// the service stops now, rather than replaying everything once more.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.store.FinishRebuild(fctx, tenantID); err != nil {
+		return res, fmt.Errorf("rebuild: %w", err)
 	}
 	res.Duration = time.Since(res.StartedAt)
 	r.log.Info("rebuild: done", "tenant", tenantID, "replayed", res.Replayed, "applied", res.Applied, "rejected", res.Rejected, "duration", res.Duration)

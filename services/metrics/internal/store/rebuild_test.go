@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -69,7 +70,15 @@ func TestRebuildKeepsTheCustomerCacheCurrent(t *testing.T) {
 	before, _, _ := store.CachedCustomers(st, "shop")
 
 	// Batches of 3: the replay commits several times.
-	res, err := consumer.NewRebuilder(b, st, 3, log).Rebuild(ctx, "shop")
+	r := consumer.NewRebuilder(b, st, 3, log)
+	rctx, stopRebuilder := context.WithCancel(ctx)
+	rdone := make(chan error, 1)
+	go func() { rdone <- r.Run(rctx) }()
+	defer func() {
+		stopRebuilder()
+		<-rdone
+	}()
+	res, err := rebuildOnce(ctx, r, "shop")
 	if err != nil || res.Applied != int64(len(evs)) {
 		t.Fatalf("rebuild: %+v, %v; want %d applied", res, err, len(evs))
 	}
@@ -102,5 +111,20 @@ func TestRebuildKeepsTheCustomerCacheCurrent(t *testing.T) {
 	}
 	if !maps.Equal(got, want) {
 		t.Fatalf("after the rebuild the customer cache holds %v, want the table's %v", got, want)
+	}
+}
+
+// rebuildOnce asks r, whose Run is starting, for a rebuild of tenant.
+func rebuildOnce(ctx context.Context, r *consumer.Rebuilder, tenant string) (consumer.RebuildResult, error) {
+	for {
+		res, err := r.Rebuild(ctx, tenant)
+		if !errors.Is(err, consumer.ErrRebuilderStopped) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

@@ -182,11 +182,20 @@ func winningAnswers(in []retention.Answer) []retention.Answer {
 // replaying the stream applies the tenant's events again. It holds the
 // tenant's lock, so no consumer batch of the tenant is half-applied around
 // it. The tenant's version moves on (cached day bitmaps are dropped) and its
-// customer sequence starts again from zero.
+// customer sequence starts again from zero. The tenant is marked as being
+// rebuilt in the same transaction (its figures are partial from then on)
+// until FinishRebuild; a reset of a tenant already marked keeps the instant
+// its figures went partial.
 func (s *Store) ResetTenant(ctx context.Context, tenant, consumer string) error {
 	return pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := LockTenants(ctx, tx, []string{tenant}); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO tenant_rebuilds AS r (tenant, started_at, starts) VALUES ($1, now(), 1)
+			ON CONFLICT (tenant) DO UPDATE SET started_at = coalesce(r.started_at, excluded.started_at), starts = r.starts + 1`,
+			tenant); err != nil {
+			return fmt.Errorf("mark the rebuild: %w", err)
 		}
 		for _, table := range []string{
 			"orders", "refunds", "customers", "survey_answers", "tenant_currencies",
