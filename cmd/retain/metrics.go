@@ -122,6 +122,10 @@ Flags:`)
 	}
 	defer cancel()
 	resp, err := callMetrics(callCtx, metricsv1.NewMetricsServiceClient(conn), figure, o)
+	if err != nil && figure == "rebuild" && callCtx.Err() != nil {
+		// The rebuild is the service's: it goes on without this call.
+		return fmt.Errorf("stopped waiting (%w); the rebuild goes on in the metrics service, and queries say the figures are being rebuilt until it is done (`retain metrics rebuild` again waits for it)", callCtx.Err())
+	}
 	if err != nil {
 		return callError(err, "metrics", "read, or admin for rebuild")
 	}

@@ -120,6 +120,13 @@ func (c *cannedMetrics) GetTopCustomers(_ context.Context, req *metricsv1.GetTop
 	}, nil
 }
 
+// Rebuild waits until its caller stops waiting, as a long rebuild does.
+func (c *cannedMetrics) Rebuild(ctx context.Context, req *metricsv1.RebuildRequest) (*metricsv1.RebuildResponse, error) {
+	c.record(req)
+	<-ctx.Done()
+	return nil, status.FromContextError(ctx.Err()).Err()
+}
+
 func startCanned(t *testing.T) (*cannedMetrics, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -156,6 +163,17 @@ func TestMetricsCommand(t *testing.T) {
 			if !strings.Contains(out, line) {
 				t.Errorf("output lacks %q:\n%s", line, out)
 			}
+		}
+	})
+	t.Run("rebuild interrupted says it goes on", func(t *testing.T) {
+		// Ctrl-C while waiting: the service's rebuild goes on, so the
+		// command must not read as if it was cancelled.
+		env, _, _ := testEnv(map[string]string{"RETAIN_ADDR": addr, "RETAIN_TOKEN": "test-token"})
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		err := runMetrics(ctx, env, []string{"rebuild"})
+		if err == nil || !strings.Contains(err.Error(), "the rebuild goes on in the metrics service") {
+			t.Fatalf("rebuild stopped waiting: %v, want it to say the rebuild goes on", err)
 		}
 	})
 	t.Run("churn with a window and explicit dates", func(t *testing.T) {
