@@ -244,13 +244,21 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		const tenant = "pb-churn"
 		install(t, tenant, "churn-outreach")
 		c := treatedCustomer(tenant, "churn-outreach", "c")
+		gone := treatedCustomer(tenant, "churn-outreach", "gone")
 		now := s.clock.Now()
-		s.publishOn(t, bus.SignalSubject(tenant, "churn.risk_changed"), tenant+"/"+c+"/1", "churn.risk_changed", &churnv1.ChurnRiskChanged{
-			TenantId: tenant, CustomerId: c, Score: 81, Band: churnv1.RiskBand_RISK_BAND_HIGH, PreviousBand: churnv1.RiskBand_RISK_BAND_MEDIUM,
-			ComputedAt: ts(now), AsOf: ts(now)})
+		s.publish(t, tenant, orderEv("o1", c, now.Add(-200*day), 3000), orderEv("o2", gone, now.Add(-400*day), 3000))
+		s.caughtUp(t)
+		for i, cust := range []string{c, gone} {
+			s.publishOn(t, bus.SignalSubject(tenant, "churn.risk_changed"), fmt.Sprintf("%s/%s/%d", tenant, cust, i), "churn.risk_changed", &churnv1.ChurnRiskChanged{
+				TenantId: tenant, CustomerId: cust, Score: 81, Band: churnv1.RiskBand_RISK_BAND_HIGH, PreviousBand: churnv1.RiskBand_RISK_BAND_MEDIUM,
+				ComputedAt: ts(now), AsOf: ts(now)})
+		}
 		s.caughtUp(t)
 		if _, ok := sentTo(s.notifications(t, tenant), c)["churn_outreach"]; !ok {
 			t.Fatal("no churn_outreach")
+		}
+		if got := sentTo(s.notifications(t, tenant), gone); len(got) != 0 {
+			t.Fatalf("a customer whose last order was 400 days ago got %v", got)
 		}
 	})
 
