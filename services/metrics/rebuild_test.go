@@ -92,7 +92,7 @@ func wholeAgain(t *testing.T, s *stack, qs []query, want []figure) {
 // now: it completes, and until then queries say the figures are being
 // rebuilt.
 func TestRebuildOutlivesItsCaller(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 10})
+	s := setupWith(t, &stack{batchSize: 3})
 	sh := newShop(5, 300, shopStart, shopDays)
 	s.publish(t, "shop", sh.events)
 	s.caughtUp(t)
@@ -119,6 +119,7 @@ func TestRebuildOutlivesItsCaller(t *testing.T) {
 	if err != nil || resp.GetEventsReplayed() != int64(len(sh.events)) {
 		t.Fatalf("rebuild asked twice: %s, %v; want %d events replayed", dump(resp), err, len(sh.events))
 	}
+	t.Logf("a rebuild of %d events took %s", resp.GetEventsReplayed(), resp.GetFinishedAt().AsTime().Sub(resp.GetStartedAt().AsTime()))
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestRebuildOutlivesItsCaller(t *testing.T) {
 // and runs the rebuild again; queries say the figures are being rebuilt
 // until it is done, never answer with the partial rows.
 func TestRebuildResumesAfterARestart(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 10})
+	s := setupWith(t, &stack{batchSize: 3})
 	sh := newShop(5, 300, shopStart, shopDays)
 	s.publish(t, "shop", sh.events)
 	s.caughtUp(t)
@@ -147,6 +148,9 @@ func TestRebuildResumesAfterARestart(t *testing.T) {
 	if n := count(t, s, `SELECT count(*) FROM orders WHERE tenant = 'shop'`); n >= len(sh.orders) {
 		t.Fatalf("the rebuild finished (%d orders) before the service stopped: make it longer", n)
 	}
+	if n := count(t, s, `SELECT count(*) FROM tenant_rebuilds WHERE tenant = 'shop' AND started_at IS NOT NULL`); n != 1 {
+		t.Fatal("the shop's partial figures are not marked as being rebuilt after the stop")
+	}
 	s.start(t)
 	rebuildingRefused(t, s, qs[:1])
 	wholeAgain(t, s, qs, before)
@@ -156,7 +160,7 @@ func TestRebuildResumesAfterARestart(t *testing.T) {
 // whose rebuild another process runs says so, rather than start another
 // one over it.
 func TestRebuildElsewhereIsNamed(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 10})
+	s := setupWith(t, &stack{batchSize: 3})
 	sh := newShop(5, 300, shopStart, shopDays)
 	s.publish(t, "shop", sh.events)
 	s.caughtUp(t)
