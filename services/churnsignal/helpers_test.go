@@ -16,6 +16,7 @@ import (
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
+	"github.com/retainhq/retain/platform/simulate"
 	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/platform/testenv"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
@@ -209,6 +210,28 @@ func npsEv(id, customer string, at time.Time, score int32) *eventsv1.Event {
 func renewalEv(id, customer string, at time.Time, date string) *eventsv1.Event {
 	return &eventsv1.Event{Id: id, Type: "customer.updated", OccurredAt: ts(at), Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{
 		CustomerId: customer, Traits: map[string]string{"renewal_date": date}}}}
+}
+
+// halfYearShop is a simulated shop of customers over the half year before
+// end, in time order, and the indexes of its orders among the events.
+func halfYearShop(t testing.TB, customers int, end time.Time) (evs []*eventsv1.Event, orders []int) {
+	t.Helper()
+	cfg := simulate.DefaultConfig()
+	cfg.Customers, cfg.Seed, cfg.Days, cfg.Start = customers, 11, 182, end.AddDate(0, 0, -182)
+	shop, err := simulate.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shop.Events(func(ev *eventsv1.Event) error {
+		if ev.GetOrderPlaced() != nil {
+			orders = append(orders, len(evs))
+		}
+		evs = append(evs, ev)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return evs, orders
 }
 
 // population is a deterministic shop: customers buying every few weeks,

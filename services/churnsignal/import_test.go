@@ -6,10 +6,8 @@ import (
 	"time"
 
 	"github.com/retainhq/retain/platform/auth"
-	"github.com/retainhq/retain/platform/simulate"
 	"github.com/retainhq/retain/platform/testenv"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
-	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/churnsignal"
 	"github.com/retainhq/retain/services/churnsignal/internal/app"
 	"github.com/retainhq/retain/services/churnsignal/internal/score"
@@ -32,25 +30,7 @@ func TestImportPublishesBandChangesOnceCaughtUp(t *testing.T) {
 	s := setup(t, opts)
 	ctx := context.Background()
 	end := s.clock.Now()
-	cfg := simulate.DefaultConfig()
-	cfg.Customers, cfg.Seed, cfg.Days, cfg.Start = 2000, 11, 182, end.AddDate(0, 0, -182)
-	shop, err := simulate.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		evs    []*eventsv1.Event
-		orders []int // indexes of evs that are orders
-	)
-	if err := shop.Events(func(ev *eventsv1.Event) error {
-		if ev.GetOrderPlaced() != nil {
-			orders = append(orders, len(evs))
-		}
-		evs = append(evs, ev)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	evs, orders := halfYearShop(t, 2000, end)
 	most := orders[7*len(orders)/10]
 	// idle waits until the consumer has applied nothing for 10 s: it has
 	// caught up, whatever the lag of its last batch.

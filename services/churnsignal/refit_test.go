@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/auth"
-	"github.com/retainhq/retain/platform/simulate"
 	"github.com/retainhq/retain/platform/testenv"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -34,25 +33,7 @@ func TestModelFittedEarlyInAnImportIsRefit(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
 	end := s.clock.Now()
-	cfg := simulate.DefaultConfig()
-	cfg.Customers, cfg.Seed, cfg.Days, cfg.Start = 3000, 11, 182, end.AddDate(0, 0, -182)
-	shop, err := simulate.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		evs    []*eventsv1.Event
-		orders []int // indexes of evs that are orders
-	)
-	if err := shop.Events(func(ev *eventsv1.Event) error {
-		if ev.GetOrderPlaced() != nil {
-			orders = append(orders, len(evs))
-		}
-		evs = append(evs, ev)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	evs, orders := halfYearShop(t, 3000, end)
 	// upTo is the index of evs past the first share of the orders.
 	upTo := func(share float64) int { return orders[int(share*float64(len(orders)))] }
 	buyers := func(evs []*eventsv1.Event) int32 {
