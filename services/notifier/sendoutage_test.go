@@ -12,15 +12,11 @@ import (
 	"github.com/retainhq/retain/services/notifier"
 )
 
-// TestSendResultHeldThroughDatabaseOutage is QA's repro: the notifier's
-// database goes away while the SMS provider is still answering a send. The provider accepts it; the notifier holds that answer until the
-// database is back and saves it then, so when the attempt's lease runs out
-// afterwards (QA: 2 minutes after the attempt, 10 s after the database
-// came back) nothing is left to reclaim and nothing is sent twice. Before,
-// the answer was dropped and the message sent again after the lease, under
-// a trail step blaming a crash.
-func TestSendResultHeldThroughDatabaseOutage(t *testing.T) {
-	s := setup(t)
+// smsAwaitingAnswer sends SMS request sms-1 to customer c of shop and
+// returns once the SMS provider has the call, holding its answer until the
+// returned channel is closed.
+func (s *stack) smsAwaitingAnswer(t *testing.T) chan struct{} {
+	t.Helper()
 	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
 	answer := make(chan struct{})
 	s.sms.mu.Lock()
@@ -30,6 +26,19 @@ func TestSendResultHeldThroughDatabaseOutage(t *testing.T) {
 	r.Channel = notifierv1.Channel_CHANNEL_SMS
 	s.request(t, r, "")
 	testenv.WaitFor(t, "the provider to be called", func() bool { calls, _ := s.sms.stats(); return calls == 1 })
+	return answer
+}
+
+// TestSendResultHeldThroughDatabaseOutage is QA's repro: the notifier's
+// database goes away while the SMS provider is still answering a send. The provider accepts it; the notifier holds that answer until the
+// database is back and saves it then, so when the attempt's lease runs out
+// afterwards (QA: 2 minutes after the attempt, 10 s after the database
+// came back) nothing is left to reclaim and nothing is sent twice. Before,
+// the answer was dropped and the message sent again after the lease, under
+// a trail step blaming a crash.
+func TestSendResultHeldThroughDatabaseOutage(t *testing.T) {
+	s := setup(t)
+	answer := s.smsAwaitingAnswer(t)
 
 	end := testenv.DatabaseOutage(t, s.db)
 	close(answer) // accepted while the database is away
@@ -83,15 +92,7 @@ func TestSendResultHeldThroughDatabaseOutage(t *testing.T) {
 // claim to know why attempt 1 recorded nothing.
 func TestAcceptedAnswerAfterTakeoverIsTold(t *testing.T) {
 	s := setup(t)
-	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
-	answer := make(chan struct{})
-	s.sms.mu.Lock()
-	s.sms.gate = answer
-	s.sms.mu.Unlock()
-	r := marketingEmail("shop", "sms-1", "c", "winback")
-	r.Channel = notifierv1.Channel_CHANNEL_SMS
-	s.request(t, r, "")
-	testenv.WaitFor(t, "the provider to be called", func() bool { calls, _ := s.sms.stats(); return calls == 1 })
+	answer := s.smsAwaitingAnswer(t)
 	// Another replica takes the delivery over, as its ClaimSend would.
 	if _, err := s.db.Exec(context.Background(), `UPDATE deliveries SET attempts = attempts + 1, lease_until = $1
 		WHERE tenant = 'shop' AND request_id = 'sms-1' AND status = 'sending'`, s.clock.Now().Add(time.Minute)); err != nil {
@@ -133,15 +134,7 @@ func TestAcceptedAnswerAfterTakeoverIsTold(t *testing.T) {
 // again; it does after the lease, once, with the same idempotency key.
 func TestShutdownDuringHoldIsBounded(t *testing.T) {
 	s := setup(t, func(c *notifier.Config) { c.Supervisor.ShutdownTimeout = 4 * time.Second })
-	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
-	answer := make(chan struct{})
-	s.sms.mu.Lock()
-	s.sms.gate = answer
-	s.sms.mu.Unlock()
-	r := marketingEmail("shop", "sms-1", "c", "winback")
-	r.Channel = notifierv1.Channel_CHANNEL_SMS
-	s.request(t, r, "")
-	testenv.WaitFor(t, "the provider to be called", func() bool { calls, _ := s.sms.stats(); return calls == 1 })
+	answer := s.smsAwaitingAnswer(t)
 	end := testenv.DatabaseOutage(t, s.db)
 	close(answer)
 	s.logs.WaitFor(t, `holding="the SMS provider's answer to attempt 1 of shop/sms-1`)
