@@ -162,7 +162,8 @@ func TestShutdownDuringHoldIsBounded(t *testing.T) {
 // that replica saves the answer within a second; another replica back
 // from the same outage leaves the lapsed lease alone for a while, where it
 // used to take the delivery over at its next poll and send the message
-// again.
+// again. A holder that never saves (it crashed) is still taken over, after
+// the grace.
 func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
@@ -186,12 +187,37 @@ func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
 	if calls, _ := s.sms.stats(); calls != 1 {
 		t.Fatalf("the provider saw %d calls: sms-2 was taken over from the replica holding its answer", calls)
 	}
-	// The holder saves its answer.
-	if _, err := s.db.Exec(ctx, `UPDATE deliveries SET status = 'sent', lease_until = NULL WHERE request_id = 'sms-2' AND attempts = 1 AND status = 'sending'`); err != nil {
+	// A holder that never saves (it crashed) is taken over after the
+	// grace: the send is reconciled, once.
+	d := s.delivery(t, "shop", "sms-2", "sent")
+	if calls, unique := s.sms.stats(); calls != 2 || unique != 2 || d.GetAttempts() != 2 {
+		t.Fatalf("the provider saw %d calls of %d messages, sms-2 %d attempts; want sms-2 sent once more, on attempt 2", calls, unique, d.GetAttempts())
+	}
+}
+
+// TestLongLapsedLeaseIsTakenOverAtOnce: the grace after an outage or a
+// start does not hold back a send whose lease lapsed more than a lease
+// ago, so a database whose connections keep dropping (each drop ends an
+// outage and starts the grace again) cannot keep a crashed send waiting.
+func TestLongLapsedLeaseIsTakenOverAtOnce(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
+	r := marketingEmail("shop", "sms-1", "c", "winback")
+	r.Channel = notifierv1.Channel_CHANNEL_SMS
+	s.request(t, r, "")
+	s.delivery(t, "shop", "sms-1", "sent")
+	s.stop()
+	// An attempt whose process crashed two leases ago.
+	lease := notifier.DefaultConfig().Lease
+	if _, err := s.db.Exec(ctx, `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, lease_until, due_at)
+		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, 'sending', expires_at, requested_at, $1, $1, 1, $2, $1 FROM deliveries WHERE request_id = 'sms-1'`,
+		s.clock.Now(), s.clock.Now().Add(-2*lease)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(5 * time.Second) // past the grace
-	if calls, _ := s.sms.stats(); calls != 1 {
-		t.Fatalf("the provider saw %d calls, want only sms-1's", calls)
-	}
+	s.start(t) // within the start's grace
+	testenv.WaitForUpTo(t, 3*time.Second, "the long-lapsed send to be taken over", func() bool {
+		calls, _ := s.sms.stats()
+		return calls == 2
+	})
 }

@@ -568,10 +568,7 @@ func (e *Engine) classify(res *attemptResult, attempt int32) {
 		return
 	}
 	res.failure = channel.Classify(res.err)
-	// An attempt that never reached the provider (unprepared) is not one
-	// of the provider's MaxAttempts: the notifier's own database must not
-	// fail a shop's messages. The request's expiry still bounds it.
-	res.retry = !res.failure.Permanent && (!res.called || int(attempt) < e.cfg.MaxAttempts)
+	res.retry = !res.failure.Permanent && int(attempt) < e.cfg.MaxAttempts
 }
 
 func (e *Engine) send(ctx, hold context.Context, d store.Delivery) error {
@@ -671,9 +668,9 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 
 // unprepared is an attempt that never reached the provider because the
 // notifier's own database failed while loading what the message needs.
-// It is retried like an unavailable provider without counting as one of
-// its attempts (classify), under its own code and with a reason that names
-// the notifier: the database's error names hosts, tables and statements,
+// It is retried like an unavailable provider, and counts as an attempt
+// (an attempt number is the claim's, which the lease's fencing rests on),
+// under its own code and with a reason that names the notifier: the database's error names hosts, tables and statements,
 // which are the operator's, not the shop's, who reads the reason. A
 // database that does not answer at all is the sender's outage, logged
 // once for every message it stops (sendOutage); any other failure is
@@ -695,13 +692,19 @@ const holdRetry = time.Second
 
 // takeOverGrace is how long after it starts, and after its database
 // answers again following an outage, a replica leaves other attempts'
-// lapsed leases alone (it still sends what is queued). The lease of an
+// lapsed leases alone (it still sends what is queued); a lease that lapsed
+// more than a whole lease ago is taken over whatever, so that a database
+// whose connections keep dropping (each drop ends an outage) cannot hold a
+// crashed send back for good. The lease of an
 // attempt whose replica holds a provider's answer (finish) may lapse
 // during a long outage; that replica saves the answer within holdRetry of
 // the database answering, and a replica that took the delivery over first
 // would send the message again. The restarted or reconnected replicas are
 // exactly those that may have missed the answer being held.
 const takeOverGrace = 5 * holdRetry
+
+// holdTryTimeout bounds one try of saving a held result.
+const holdTryTimeout = 10 * time.Second
 
 // finish records an attempt's result, unless the attempt lost its lease
 // to a reconciling one meanwhile. A result is a provider's answer that
@@ -737,7 +740,12 @@ func (e *Engine) finish(ctx, hold context.Context, d store.Delivery, res attempt
 		if sleep(hold, holdRetry) != nil {
 			return e.dropHeld(d, res, since, err)
 		}
-		err = e.save(hold, d, res, steps, time.Since(since))
+		// Each try is bounded: on a connection a failover left dangling a
+		// statement could otherwise wait for TCP to give up (minutes),
+		// while other replicas take the delivery over.
+		tctx, cancel := context.WithTimeout(hold, holdTryTimeout)
+		err = e.save(tctx, d, res, steps, time.Since(since))
+		cancel()
 	}
 	if !since.IsZero() {
 		e.sendOutage.Answered()
@@ -834,9 +842,6 @@ func (e *Engine) save(ctx context.Context, d store.Delivery, res attemptResult, 
 			case !res.retry:
 				fail("retries_exhausted", fmt.Sprintf("%d attempts failed, the last: %v", cur.Attempts, ce.Err))
 			default:
-				if !res.called {
-					cur.Attempts-- // the claim counted an attempt the provider never saw
-				}
 				wait := max(ce.RetryAfter, e.backoff(int(cur.Attempts)))
 				due := now.Add(wait)
 				cur.Status, cur.DueAt = store.StatusQueued, &due

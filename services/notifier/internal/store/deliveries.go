@@ -258,14 +258,14 @@ func AddTrails(ctx context.Context, q Querier, trails []Trail, at time.Time) err
 
 // ClaimSend marks up to limit deliveries as being sent (attempt counted,
 // lease set) and commits before anything is sent: queued ones that are due,
-// and with takeOver sending ones whose lease ran out (an attempt
-// interrupted by a crash, reconciled by sending again with the same
-// idempotency key).
+// and sending ones whose lease ran out (an attempt interrupted by a crash,
+// reconciled by sending again with the same idempotency key): without
+// takeOver only those whose lease ran out more than a lease ago.
 func ClaimSend(ctx context.Context, q Querier, now time.Time, lease time.Duration, limit int, takeOver bool) ([]Delivery, error) {
 	rows, err := q.Query(ctx, `
 		WITH c AS (
 			SELECT tenant, request_id, status AS prev FROM deliveries
-			WHERE (status = 'queued' AND due_at <= $1) OR ($4 AND status = 'sending' AND lease_until < $1)
+			WHERE (status = 'queued' AND due_at <= $1) OR (status = 'sending' AND lease_until < CASE WHEN $4 THEN $1 ELSE $1 - ($2 - $1) END)
 			ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED)
 		UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, lease_until = $2, updated_at = $1
 		FROM c WHERE d.tenant = c.tenant AND d.request_id = c.request_id
