@@ -75,7 +75,9 @@ func streamPrefix(t *testing.T, stream string) string {
 func wantPublish(t *testing.T, name string, consumers []bus.ConsumerConfig) []string {
 	var want []string
 	if s, ok := publishes[name]; ok {
-		want = append(want, streamPrefix(t, s)+".>")
+		// A batch whose ack does not come is checked against the
+		// account's JetStream room (bus.storageShort), by $JS.API.INFO.
+		want = append(want, streamPrefix(t, s)+".>", "$JS.API.INFO")
 	}
 	for _, op := range []string{"INFO", "CREATE", "UPDATE"} {
 		for _, sc := range bus.DefaultStreams(bus.StreamOptions{}) {
