@@ -402,12 +402,15 @@ const unavailableEvery = time.Minute
 // storage full) every call of it fails alike, and at ingest's rates a line
 // per call buries everything else. The first is logged at once, then a
 // line a minute with how many there were, and one line when the method
-// answers otherwise again (telemetry.FailureRun).
+// answers OK again (telemetry.FailureRun, kept per method for good so that
+// a method failing some calls and answering others logs at most two lines
+// a minute). Other failures are the caller's or the call's, and log as
+// they always do.
 type callLog struct {
-	logger  *slog.Logger
-	failing atomic.Int32 // len(runs), read without the lock on every call
-	mu      sync.Mutex
-	runs    map[string]*telemetry.FailureRun
+	logger *slog.Logger
+	anyRun atomic.Bool // runs is not empty, read without the lock on every call
+	mu     sync.Mutex
+	runs   map[string]*telemetry.FailureRun
 }
 
 func newCallLog(logger *slog.Logger) *callLog {
@@ -416,8 +419,9 @@ func newCallLog(logger *slog.Logger) *callLog {
 
 func (l *callLog) finished(ctx context.Context, method string, err error, d time.Duration) {
 	now := time.Now()
-	if status.Code(err) != codes.Unavailable {
-		if l.failing.Load() > 0 {
+	code := status.Code(err)
+	if code != codes.Unavailable {
+		if code == codes.OK && l.anyRun.Load() {
 			l.ended(ctx, method, now)
 		}
 		logRPC(ctx, l.logger, method, err, d)
@@ -428,7 +432,7 @@ func (l *callLog) finished(ctx context.Context, method string, err error, d time
 	if run == nil {
 		run = &telemetry.FailureRun{Every: unavailableEvery}
 		l.runs[method] = run
-		l.failing.Add(1)
+		l.anyRun.Store(true)
 	}
 	l.mu.Unlock()
 	line := run.Failed(now)
@@ -442,14 +446,10 @@ func (l *callLog) finished(ctx context.Context, method string, err error, d time
 	logRPC(ctx, l.logger, method, err, d, extra...)
 }
 
-// ended closes method's run of UNAVAILABLE answers, if it has one.
+// ended closes method's run of UNAVAILABLE answers, if one is going on.
 func (l *callLog) ended(ctx context.Context, method string, now time.Time) {
 	l.mu.Lock()
 	run := l.runs[method]
-	if run != nil {
-		delete(l.runs, method)
-		l.failing.Add(-1)
-	}
 	l.mu.Unlock()
 	if run == nil {
 		return

@@ -223,6 +223,26 @@ func TestGRPCUnavailableAnswersArePaced(t *testing.T) {
 		!strings.Contains(again[0], `"grpc.method":"/retain.ingest.v1.IngestService/Publish"`) {
 		t.Errorf("end of the run logged as %q, want one line counting 20 calls, 19 of them not logged", again)
 	}
+
+	// A method failing some calls and answering others (a dependency that
+	// flaps) logs no more within the minute: the answers in between end
+	// nothing new.
+	before := len(strings.Split(b.logs.String(), "\n"))
+	for range 20 {
+		_ = publish("down")(ctx, c, writer)
+		if err := publish("")(ctx, c, writer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lines []string
+	for _, line := range strings.Split(b.logs.String(), "\n")[before-1:] {
+		if strings.Contains(line, `"grpc.code":"Unavailable"`) || strings.Contains(line, "answers again") {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) > 0 {
+		t.Errorf("20 UNAVAILABLE answers among 20 OK ones within the minute logged %d lines, want none:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
 }
 
 func publishBatch(ctx context.Context, c ingestv1.IngestServiceClient, opts ...grpc.CallOption) error {
