@@ -103,56 +103,77 @@ var (
 	errLeaseLost = errors.New("lease lost")
 )
 
-// take takes the lease, or renews it if this holder has it, on the
-// holder's session; it fails with errLeaseHeld while another holder's has
-// neither lapsed nor lost its session. On failure the session goes back
-// to the pool: a process standing by keeps no connection.
+// take takes the lease for a process not holding it (free, lapsed, its
+// holder's session gone, or already this holder's) on a session of its
+// own, kept while the lease is held; it fails with errLeaseHeld while
+// another holder's has neither lapsed nor lost its session. On failure the
+// session goes back to the pool: a process standing by keeps no
+// connection.
 //
 // A session that ends while its process lives (a pooler recycling server
 // connections, a dropped link) lets another take over early: safe, as the
 // holder's batches are fenced and its next renewal is refused. A pid the
 // server has reused for another session keeps the lease to its expiry.
 //
-// A contender (not holding the lease) waits at most lockWait for the
-// row's locks, which the holder's batches share-lock (the fence), and
-// reports errLeaseHeld past it: its poll loop never blocks on a batch in
-// flight, a stuck session or an operator's open transaction, and tries
-// again at the next poll. A renewal waits as long as ctx allows: it must
-// not be refused for its own batches.
+// The upsert sets holder, a key column of the row (bus migration 0005), so
+// it locks the row FOR UPDATE: it waits for the holder's batches in flight
+// (the fence), which a takeover must. It waits at most lockWait for them
+// and reports errLeaseHeld past it: the poll loop never blocks on a batch
+// in flight, a stuck session or an operator's open transaction, and tries
+// again at the next poll.
 func (l *lease) take(ctx context.Context, lockWait time.Duration) error {
-	contending := l.session == nil
-	if contending {
-		c, err := l.pool.Acquire(ctx)
-		if err != nil {
-			return fmt.Errorf("bus: lease %s: %w", l.name, err)
-		}
-		l.session = c
-	}
-	timeout := "0" // lock_timeout off: the context bounds the wait
-	if contending && lockWait > 0 {
-		timeout = strconv.FormatInt(max(lockWait.Milliseconds(), 1), 10)
-	}
+	timeout := strconv.FormatInt(max(lockWait.Milliseconds(), 1), 10)
 	// set_config(..., true) lasts for this statement's own transaction
 	// only, so the session keeps no lock_timeout; it runs before the
 	// insert meets the row.
-	var holder string
-	err := l.session.QueryRow(ctx, `
+	err := l.onSession(ctx, `
 		INSERT INTO bus_leases AS l (name, holder, expires_at, holder_pid)
 		SELECT $1, $2, now() + make_interval(secs => $3), pg_backend_pid()
 		FROM set_config('lock_timeout', $4, true)
 		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, holder_pid = excluded.holder_pid
 			WHERE l.holder = excluded.holder OR l.expires_at < now()
 				OR (l.holder_pid IS NOT NULL AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.pid = l.holder_pid))
-		RETURNING holder`, l.name, l.holder, l.ttl.Seconds(), timeout).Scan(&holder)
+		RETURNING holder`, l.name, l.holder, l.ttl.Seconds(), timeout)
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "55P03" {
+		// The holder's batches (or renewal) hold the row: it is held.
+		return errLeaseHeld
+	}
+	return err
+}
+
+// extend renews the lease while the row names this holder, on the
+// holder's session (a new one if the last broke, which the row then
+// records); errLeaseHeld if it no longer does (another process took it).
+// It changes expires_at and holder_pid only, so it locks the row FOR NO
+// KEY UPDATE, which the holder's own batches' fences (FOR KEY SHARE) do
+// not block: it waits for no batch, however long, nor for a contender
+// queued behind them (decision 0036). It waits as long as ctx allows for
+// a takeover or release in progress, which ends in a round trip.
+func (l *lease) extend(ctx context.Context) error {
+	return l.onSession(ctx, `
+		UPDATE bus_leases SET expires_at = now() + make_interval(secs => $3), holder_pid = pg_backend_pid()
+		WHERE name = $1 AND holder = $2
+		RETURNING holder`, l.name, l.holder, l.ttl.Seconds())
+}
+
+// onSession runs a statement returning the lease's holder on the holder's
+// session, taking one from the pool if it has none, and gives the session
+// back on failure. No row is errLeaseHeld.
+func (l *lease) onSession(ctx context.Context, sql string, args ...any) error {
+	if l.session == nil {
+		c, err := l.pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("bus: lease %s: %w", l.name, err)
+		}
+		l.session = c
+	}
+	var holder string
+	err := l.session.QueryRow(ctx, sql, args...).Scan(&holder)
 	if err == nil {
 		return nil
 	}
 	l.endSession()
 	if errors.Is(err, pgx.ErrNoRows) {
-		return errLeaseHeld
-	}
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "55P03" && contending {
-		// The holder's batches (or renewal) hold the row: it is held.
 		return errLeaseHeld
 	}
 	return fmt.Errorf("bus: lease %s: %w", l.name, err)
@@ -175,16 +196,19 @@ func (l *lease) endSession() {
 	}
 }
 
-// fence takes a share lock on the lease row in tx if this holder's lease
-// is current, and fails with errLeaseLost otherwise. Every batch of an
-// exclusive consumer starts with it: a takeover (an update of the row)
+// fence locks the lease row FOR KEY SHARE in tx if this holder's lease is
+// current, and fails with errLeaseLost otherwise. Every batch of an
+// exclusive consumer starts with it: a takeover (a change of holder, a key
+// column of the row: bus migration 0005) locks the row FOR UPDATE, so it
 // waits for the batches in flight, and a batch that starts after it finds
-// the lease gone, so two processes never apply batches at once. A
-// holder that froze mid-batch does not keep the takeover waiting past
-// its lease: the server ends a batch idle for LeaseTTL (batchIdleLimit).
+// the lease gone, so two processes never apply batches at once. The
+// holder's renewals change no key column and take a lock this one does not
+// conflict with: they never wait for its batches (decision 0036). A holder
+// that froze mid-batch does not keep the takeover waiting past its lease:
+// the server ends a batch idle for LeaseTTL (batchIdleLimit).
 func (l *lease) fence(ctx context.Context, tx pgx.Tx) error {
 	var one int
-	err := tx.QueryRow(ctx, `SELECT 1 FROM bus_leases WHERE name = $1 AND holder = $2 AND expires_at > now() FOR SHARE`,
+	err := tx.QueryRow(ctx, `SELECT 1 FROM bus_leases WHERE name = $1 AND holder = $2 AND expires_at > now() FOR KEY SHARE`,
 		l.name, l.holder).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("bus: %w: %s is no longer held by this process", errLeaseLost, l.name)
@@ -329,7 +353,7 @@ func (l *lease) renew(ctx context.Context, poll time.Duration, start time.Time, 
 			deadline = start.Add(renewEvery)
 		}
 		rctx, rcancel := context.WithDeadline(ctx, deadline)
-		err := l.take(rctx, 0)
+		err := l.extend(rctx)
 		rcancel()
 		switch {
 		case err == nil:

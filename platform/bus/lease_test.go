@@ -182,16 +182,21 @@ func TestExclusiveConsumerOutlivesDeadHolder(t *testing.T) {
 }
 
 // TestExclusiveConsumerFencesTakeover: a takeover of an exclusive
-// consumer's lease waits for the batch in flight to commit (every batch
-// holds a share lock on the lease row), so the old holder's last batch
-// and the new holder's first never overlap.
+// consumer's lease (any update that changes its holder) waits for the
+// batch in flight to commit (every batch key-share locks the lease row),
+// so the old holder's last batch and the new holder's first never
+// overlap; the holder's renewals meanwhile do not wait for the batch, and
+// a renewal committed during it leaves the takeover waiting still.
 func TestExclusiveConsumerFencesTakeover(t *testing.T) {
 	_, b := setupNATS(t)
 	pool := setupPG(t)
 	ctx := testCtx(t)
 	inside, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	c := newConsumer(t, b, pool, bus.ConsumerConfig{Durable: "fenced", BatchSize: 10, Exclusive: true},
+	// Renewals every second; the batch, idle in its transaction while it
+	// waits for release, is ended by the server after 3 s (decision 0022).
+	cfg := bus.ConsumerConfig{Durable: "fenced", BatchSize: 10, Exclusive: true, LeaseTTL: 3 * time.Second}
+	c := newConsumer(t, b, pool, cfg,
 		func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 			once.Do(func() {
 				close(inside)
@@ -200,10 +205,26 @@ func TestExclusiveConsumerFencesTakeover(t *testing.T) {
 			return applyAll(ctx, tx, ds)
 		})
 	run(t, c)
+	// Registered after run's stop, so it runs first: a failure below must
+	// not leave the batch, and the stop, waiting for ever.
+	var freed sync.Once
+	free := func() { freed.Do(func() { close(release) }) }
+	t.Cleanup(free)
 	if _, err := b.PublishDurable(ctx, events("f", 10)); err != nil {
 		t.Fatal(err)
 	}
 	<-inside
+	expiry := func() (exp time.Time) {
+		if err := pool.QueryRow(ctx, `SELECT expires_at FROM bus_leases`).Scan(&exp); err != nil {
+			t.Fatal(err)
+		}
+		return exp
+	}
+	before := expiry()
+	waitFor(t, "a renewal during the batch", func() (bool, string) {
+		exp := expiry()
+		return exp.After(before), fmt.Sprintf("expires at %s", exp)
+	})
 	takeover := func(timeout string) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+timeout+`'`); err != nil {
@@ -216,11 +237,87 @@ func TestExclusiveConsumerFencesTakeover(t *testing.T) {
 	if err := takeover("300ms"); err == nil || !strings.Contains(err.Error(), "55P03") {
 		t.Fatalf("a takeover during a batch: %v, want it to wait on the batch (lock timeout, 55P03)", err)
 	}
-	close(release)
+	free()
 	if err := takeover("30s"); err != nil {
 		t.Fatal(err)
 	}
 	if rows, _ := appliedCounts(t, pool); rows != 10 {
 		t.Fatalf("the batch in flight applied %d rows before the takeover, want 10", rows)
+	}
+}
+
+// TestExclusiveConsumerKeepsLeaseThroughLongBatches: a holder whose
+// workers run long batches back to back, each holding the fence for most
+// of a renewal interval and overlapping the others (QA: a 1.41M-event
+// import on a loaded machine), keeps its lease, with a standby contending
+// all along. Its renewals do not wait for its own batches. Before, a
+// renewal (an update of the lease row) queued behind the batches' share
+// locks while each new batch joined them without queueing, so the row was
+// never free: no renewal was confirmed, and the holder stepped down every
+// two thirds of LeaseTTL ("no renewal confirmed") and handed its batches
+// back.
+func TestExclusiveConsumerKeepsLeaseThroughLongBatches(t *testing.T) {
+	srv, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	cfg := bus.ConsumerConfig{
+		Stream: bus.EventsStream, Durable: "long-batches", BatchSize: 2, Concurrency: 3,
+		Exclusive: true, LeaseTTL: 1500 * time.Millisecond, AckWait: 10 * time.Second,
+	}
+	var (
+		logs         [2]testenv.SyncBuffer // the holder's, the standby's
+		inFlight     atomic.Int32
+		mostInFlight atomic.Int32
+		redelivered  atomic.Int32
+	)
+	handler := func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := mostInFlight.Load(); n > m && !mostInFlight.CompareAndSwap(m, n); m = mostInFlight.Load() {
+		}
+		for _, d := range ds {
+			if d.NumDelivered > 1 {
+				redelivered.Add(1)
+			}
+		}
+		// A slow statement, as a heavy batch of an import runs: the batch
+		// holds the fence all the while.
+		if _, err := tx.Exec(ctx, `SELECT pg_sleep(0.6)`); err != nil {
+			return err
+		}
+		return applyAll(ctx, tx, ds)
+	}
+	start := func(who int, b *bus.Bus) {
+		c, err := bus.NewConsumer(b, pool, cfg, handler, slog.New(slog.NewTextHandler(&logs[who], nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, c)
+	}
+	start(0, b)
+	logs[0].WaitFor(t, "consumer lease taken")
+	start(1, connect(t, srv.URL(), bus.Config{}))
+	logs[1].WaitFor(t, "consumer standing by")
+
+	// 30 batches of 0.6 s on 3 workers: about 6 s, four LeaseTTLs.
+	if _, err := b.PublishDurable(ctx, events("long", 60)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "60 applied", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows >= 60, fmt.Sprintf("%d applied", rows)
+	})
+	settled(t, b, cfg.Durable)
+	if rows, distinct := appliedCounts(t, pool); rows != 60 || distinct != 60 {
+		t.Fatalf("applied %d rows for %d ids, want 60 for 60", rows, distinct)
+	}
+	if n := mostInFlight.Load(); n < 2 {
+		t.Fatalf("at most %d batch in flight at once: the test needs batches overlapping", n)
+	}
+	if strings.Contains(logs[0].String(), "lease may have passed") || strings.Contains(logs[1].String(), "consumer lease taken") {
+		t.Fatalf("the holder lost its lease during long batches:\nholder:\n%s\nstandby:\n%s", logs[0].String(), logs[1].String())
+	}
+	if n := redelivered.Load(); n != 0 {
+		t.Fatalf("%d messages redelivered: batches were handed back", n)
 	}
 }
