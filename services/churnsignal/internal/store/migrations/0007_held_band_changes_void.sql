@@ -8,6 +8,6 @@
 -- held_from stays until the row is next written, ignored by every read.
 -- Nullable without a default, so adding it rewrites no row.
 ALTER TABLE churn_scores ADD COLUMN held_changes integer;
--- Rows held before this migration were held by code that knows held_from:
--- they stay held. The partial index (0006) finds them, a few at most.
-UPDATE churn_scores SET held_changes = band_changes WHERE held_from IS NOT NULL;
+-- Rows held before this migration keep their hold: 0008 sets their
+-- held_changes, in a transaction of its own, once this one has released
+-- the ACCESS EXCLUSIVE lock the ALTER TABLE takes.
