@@ -60,8 +60,11 @@ type Config struct {
 	// TimerBatch is how many enrollments one pass transaction fires.
 	TimerInterval time.Duration
 	TimerBatch    int
-	// AudienceInterval spaces checks for scheduled audiences due.
-	AudienceInterval time.Duration
+	// AudienceInterval spaces checks for scheduled audiences due;
+	// AudienceMaxBacklog is how many events the facts consumer may have
+	// yet to apply for them to run.
+	AudienceInterval   time.Duration
+	AudienceMaxBacklog int
 	// MaxTriggerAge: older events update facts and goals but enroll nobody.
 	MaxTriggerAge time.Duration
 	// NotifierAddr is the notifier's gRPC address (host:port). With it,
@@ -76,14 +79,15 @@ type Config struct {
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
 	return Config{
-		Config:           service.DefaultConfig("campaign"),
-		BatchSize:        500,
-		Workers:          4,
-		FactsExclusive:   true,
-		TimerInterval:    time.Second,
-		TimerBatch:       500,
-		AudienceInterval: time.Minute,
-		MaxTriggerAge:    7 * 24 * time.Hour,
+		Config:             service.DefaultConfig("campaign"),
+		BatchSize:          500,
+		Workers:            4,
+		FactsExclusive:     true,
+		TimerInterval:      time.Second,
+		TimerBatch:         500,
+		AudienceInterval:   time.Minute,
+		AudienceMaxBacklog: app.DefaultAudienceMaxBacklog,
+		MaxTriggerAge:      7 * 24 * time.Hour,
 	}
 }
 
@@ -96,6 +100,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.DurationVar(fs, &c.TimerInterval, "timer-interval", "RETAIN_CAMPAIGN_TIMER_INTERVAL", "how often due step timers are fired")
 	config.IntVar(fs, &c.TimerBatch, "timer-batch", "RETAIN_CAMPAIGN_TIMER_BATCH", "enrollments advanced per timer transaction")
 	config.DurationVar(fs, &c.AudienceInterval, "audience-interval", "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL", "how often scheduled audiences are checked for being due (0: never)")
+	config.IntVar(fs, &c.AudienceMaxBacklog, "audience-max-backlog", "RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG", "events the facts consumer may have yet to apply for scheduled audiences to run (a history import holds them)")
 	config.DurationVar(fs, &c.MaxTriggerAge, "max-trigger-age", "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "events older than this enroll nobody (imports of history); 0: no limit")
 	config.StringVar(fs, &c.NotifierAddr, "notifier-addr", "RETAIN_CAMPAIGN_NOTIFIER_ADDR", "the notifier's gRPC address, to refuse campaigns that send templates it lacks (empty: not checked)")
 }
@@ -115,6 +120,8 @@ func (c Config) Validate() error {
 		"must be 1-10000, got %d", c.TimerBatch)
 	v.Check(c.AudienceInterval >= 0, config.SettingName("RETAIN_CAMPAIGN_AUDIENCE_INTERVAL", "audience-interval"),
 		"must not be negative (0: never), got %s", c.AudienceInterval)
+	v.Check(c.AudienceMaxBacklog >= 1, config.SettingName("RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG", "audience-max-backlog"),
+		"must be at least 1 (events the facts consumer may have yet to apply), got %d", c.AudienceMaxBacklog)
 	v.Check(c.MaxTriggerAge >= 0, config.SettingName("RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "max-trigger-age"),
 		"must not be negative (0: no limit), got %s", c.MaxTriggerAge)
 	if c.NotifierAddr != "" {
@@ -173,7 +180,8 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	var s *Service
 	engine := app.New(pool, app.Config{
 		MaxTriggerAge: cfg.MaxTriggerAge, TimerInterval: cfg.TimerInterval, TimerBatch: cfg.TimerBatch,
-		AudienceInterval: cfg.AudienceInterval, SharedFacts: !cfg.FactsExclusive, Now: cfg.Now,
+		AudienceInterval: cfg.AudienceInterval, AudienceMaxBacklog: int64(cfg.AudienceMaxBacklog),
+		SharedFacts: !cfg.FactsExclusive, Now: cfg.Now,
 		// Read on any replica, whichever runs the consumer: its backlog is
 		// the server's.
 		FactsBacklog: func(ctx context.Context) (int64, error) { return s.facts.Backlog(ctx) },

@@ -63,8 +63,10 @@ func (e *Engine) heavyRead(ctx context.Context) (release func(), err error) {
 }
 
 // DefaultAudienceMaxBacklog is how many events the facts consumer may have
-// yet to apply for scheduled audiences to run: a few seconds of its work,
-// which live traffic stays under and a history import does not.
+// yet to apply for scheduled audiences to run
+// (RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG): a few seconds of its work, which
+// live traffic stays under and a history import does not. A deployment
+// whose consumer runs further behind at its peak raises it.
 const DefaultAudienceMaxBacklog = 10_000
 
 // factsCurrent reports whether the facts consumer is close enough to the
