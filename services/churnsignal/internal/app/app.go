@@ -836,17 +836,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	if !e.awaitConsumer(ctx) {
 		return nil
 	}
-	// Changes held by an earlier process (or another replica) and not
-	// published yet.
-	if tenants, err := store.HeldTenants(ctx, e.pool); err != nil {
-		if ctx.Err() == nil {
-			e.log.Warn("list tenants with held band changes", "error", err)
-		}
-	} else {
-		for _, tenant := range tenants {
-			e.setHeld(tenant, true)
-		}
-	}
 	var passes <-chan time.Time
 	if e.cfg.RescoreInterval > 0 {
 		t := time.NewTicker(e.cfg.RescoreInterval)

@@ -74,10 +74,23 @@ func (e *Engine) heldTenants() []string {
 
 // releaseAll publishes the band changes held back of every tenant that
 // no longer awaits its model, unless the consumer is behind: it is then
-// woken up once the consumer is idle (applying).
+// woken up once the consumer is idle (applying). The tenants with rows
+// held are read from the database each time, not only from this
+// process's flags: a replica that stops (or restarts) leaves the changes
+// it held to the others, which started before it held them. The partial
+// index of held rows makes that read cheap.
 func (e *Engine) releaseAll(ctx context.Context) {
 	if _, far := e.behind(); far {
 		return
+	}
+	if tenants, err := store.HeldTenants(ctx, e.pool); err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("list tenants with held band changes", "error", err)
+		}
+	} else {
+		for _, tenant := range tenants {
+			e.setHeld(tenant, true)
+		}
 	}
 	for _, tenant := range e.heldTenants() {
 		if ctx.Err() != nil {

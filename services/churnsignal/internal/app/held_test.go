@@ -128,3 +128,65 @@ func TestPassHoldsOnceBehind(t *testing.T) {
 		t.Errorf("a full pass after the release: %+v, want nothing published or held", again)
 	}
 }
+
+// TestReleaseFindsChangesHeldByAnotherReplica: replica A holds band
+// changes while its consumer is behind, and stops before releasing them.
+// Replica B, running since before A held them, publishes them at its next
+// round of the refit loop, each once: the database tells which tenants
+// have rows held, not B's memory of its own batches.
+func TestReleaseFindsChangesHeldByAnotherReplica(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, store.Migrations)
+	const tenant = "a"
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	loadShop(t, pool, tenant, 300, start)
+	var (
+		mu sync.Mutex
+		at = start
+	)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return at
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	newEngine := func() *Engine {
+		e, err := New(pool, Config{ChunkSize: 100, Workers: 1, Now: clock}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, b := newEngine(), newEngine()
+	if _, err := a.RescoreAll(ctx, tenant); err != nil {
+		t.Fatal(err)
+	}
+	var published int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM bus_outbox`).Scan(&published); err != nil {
+		t.Fatal(err)
+	}
+	b.releaseAll(ctx) // a round with nothing held: B knows of no tenant
+
+	// A year on, A's consumer applies a batch an hour behind (an import):
+	// A's pass holds the bands that moved, and A stops.
+	mu.Lock()
+	at = start.AddDate(1, 0, 0)
+	mu.Unlock()
+	a.applying(time.Now().Add(-time.Hour))
+	st, err := a.RescoreAll(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Held == 0 || st.BandChanges != 0 {
+		t.Fatalf("A's pass behind: %+v, want changes held and none published: the scenario tests nothing", st)
+	}
+
+	b.releaseAll(ctx)
+	var n, left int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM bus_outbox), (SELECT count(*) FROM churn_scores WHERE held_from IS NOT NULL)`).Scan(&n, &left); err != nil {
+		t.Fatal(err)
+	}
+	if n-published != st.Held || left != 0 {
+		t.Errorf("B's round published %d band changes and left %d rows held, want the %d A held published", n-published, left, st.Held)
+	}
+}
