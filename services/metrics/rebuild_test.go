@@ -92,7 +92,7 @@ func wholeAgain(t *testing.T, s *stack, qs []query, want []figure) {
 // now: it completes, and until then queries say the figures are being
 // rebuilt.
 func TestRebuildOutlivesItsCaller(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 3})
+	s := setupWith(t, &stack{batchSize: 1})
 	sh := newShop(5, 300, shopStart, shopDays)
 	s.publish(t, "shop", sh.events)
 	s.caughtUp(t)
@@ -131,7 +131,7 @@ func TestRebuildOutlivesItsCaller(t *testing.T) {
 // and runs the rebuild again; queries say the figures are being rebuilt
 // until it is done, never answer with the partial rows.
 func TestRebuildResumesAfterARestart(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 3})
+	s := setupWith(t, &stack{batchSize: 1})
 	sh := newShop(5, 300, shopStart, shopDays)
 	s.publish(t, "shop", sh.events)
 	s.caughtUp(t)
@@ -160,7 +160,7 @@ func TestRebuildResumesAfterARestart(t *testing.T) {
 // whose rebuild another process runs says so, rather than start another
 // one over it.
 func TestRebuildElsewhereIsNamed(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 3})
+	s := setupWith(t, &stack{batchSize: 1})
 	sh := newShop(5, 300, shopStart, shopDays)
 	s.publish(t, "shop", sh.events)
 	s.caughtUp(t)
