@@ -216,7 +216,7 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 		// A tenant without a model whose orders arrive is checked for its
 		// first fit once this batch commits (noteBatch): its bands wait.
 		first := !fitted && ordered[tenant] && e.cfg.RescoreInterval > 0
-		return behind || first || e.awaiting(tenant)
+		return behind || first || e.awaiting(tenant, fitted)
 	})
 	if err != nil {
 		return err
@@ -440,7 +440,7 @@ func evaluate(row store.ScoreRow, f *score.Features, env tenantEnv, now time.Tim
 // again once the rows are locked: a pass of a big tenant runs for minutes,
 // and the consumer may have fallen behind an import since it began.
 func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv, sel store.Selector) (Stats, error) {
-	hold := e.holdsBack(tenant)
+	hold := e.holdsBack(tenant, env.model != nil)
 	now := e.now()
 	rows, err := store.ScoreRange(ctx, e.pool, tenant, sel)
 	if err != nil {
@@ -479,7 +479,7 @@ func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv,
 		if 2*len(stale) > len(rows) {
 			fsel = sel
 		}
-		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel, e.holdsBack(tenant))
+		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel, e.holdsBack(tenant, env.model != nil))
 		st.Changed, st.BandChanges, st.Held = written.Changed, written.BandChanges, st.Held+written.Held
 		return err
 	})
@@ -555,11 +555,6 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 	l := e.passLock(tenant)
 	l.Lock()
 	defer l.Unlock()
-	if !e.holdsBack(tenant) {
-		// This pass is to publish what was held; a range that holds, a
-		// batch that holds more meanwhile, or a failure flags it again.
-		e.setHeld(tenant, false)
-	}
 	// Every range is rescored as of the instant it is read, and what it
 	// writes as of the instant its rows are locked (a customer the consumer
 	// rescored since the pass began must not be taken back in time), all at
@@ -570,6 +565,11 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 	env, err := e.env(ctx, e.pool, tenant)
 	if err != nil {
 		return Stats{}, err
+	}
+	if !e.holdsBack(tenant, env.model != nil) {
+		// This pass is to publish what was held; a range that holds, a
+		// batch that holds more meanwhile, or a failure flags it again.
+		e.setHeld(tenant, false)
 	}
 	bounds, err := store.Boundaries(ctx, e.pool, tenant, e.cfg.ChunkSize)
 	if err != nil {

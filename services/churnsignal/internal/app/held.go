@@ -22,27 +22,35 @@ import (
 // caught up.
 const awaitPoll = 200 * time.Millisecond
 
-// holdsBack reports whether band changes of tenant are to be stored
-// without being published: while the consumer is behind (an import
-// arriving), or the tenant awaits its model.
-func (e *Engine) holdsBack(tenant string) bool {
+// holdsBack reports whether band changes of tenant, which has a model
+// stored or not (fitted), are to be stored without being published: while
+// the consumer is behind (an import arriving), or the tenant awaits its
+// model.
+func (e *Engine) holdsBack(tenant string, fitted bool) bool {
 	_, far := e.behind()
-	return far || e.awaiting(tenant)
+	return far || e.awaiting(tenant, fitted)
 }
 
 // awaiting reports whether, with the refit loop running, tenant awaits
 // its model: its refit check is pending (flagged, deferred, or too soon
 // after a fit to tell), so a band published now could be one of a model
 // fitted on part of an import, about to be replaced; or it has no model
-// and its last automatic fit was refused as unusable (unmodelled).
-func (e *Engine) awaiting(tenant string) bool {
+// (fitted false) and either its last automatic fit was refused as
+// unusable (unmodelled) or this process has not run its fit check yet
+// (checked): unmodelled is known only to the process that tried the fit,
+// and a restart would otherwise publish the bands it held until the
+// start-up pass reaches the tenant.
+func (e *Engine) awaiting(tenant string, fitted bool) bool {
 	if e.cfg.RescoreInterval <= 0 {
 		return false
 	}
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	w := e.watches[tenant]
-	return w != nil && (w.pending || w.unmodelled)
+	if w == nil {
+		return !fitted
+	}
+	return w.pending || !fitted && (w.unmodelled || !w.checked)
 }
 
 // setHeld records whether tenant has band changes held back.
@@ -52,20 +60,22 @@ func (e *Engine) setHeld(tenant string, held bool) {
 	e.watchOf(tenant).held = held
 }
 
-// setUnmodelled records whether tenant is without a model after an
-// automatic fit refused as unusable.
+// setUnmodelled records, once tenant's fit check ran, whether tenant is
+// without a model after an automatic fit refused as unusable.
 func (e *Engine) setUnmodelled(tenant string, v bool) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
-	e.watchOf(tenant).unmodelled = v
+	w := e.watchOf(tenant)
+	w.unmodelled, w.checked = v, true
 }
 
-// heldTenants lists the tenants with band changes held back that no
-// longer await their model, in order.
+// heldTenants lists the tenants with band changes held back that do not
+// await their model, in order: as far as it is known without reading
+// whether each has one, which releaseHeld does.
 func (e *Engine) heldTenants() []string {
 	var out []string
 	for _, tenant := range e.tenantsWhere(func(w *watch) bool { return w.held }) {
-		if !e.awaiting(tenant) {
+		if !e.awaiting(tenant, true) {
 			out = append(out, tenant)
 		}
 	}
@@ -150,7 +160,7 @@ func (e *Engine) releaseHeld(ctx context.Context, tenant string) (total Stats, e
 			if err != nil || len(rows) == 0 {
 				return err
 			}
-			if hold = e.holdsBack(tenant); hold {
+			if hold = e.holdsBack(tenant, env.model != nil); hold {
 				// Behind again (or a refit check due): still held.
 				st.Held = len(rows)
 				return nil

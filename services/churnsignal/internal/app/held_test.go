@@ -8,7 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/churnsignal/internal/store"
 )
 
@@ -188,5 +194,76 @@ func TestReleaseFindsChangesHeldByAnotherReplica(t *testing.T) {
 	}
 	if n-published != st.Held || left != 0 {
 		t.Errorf("B's round published %d band changes and left %d rows held, want the %d A held published", n-published, left, st.Held)
+	}
+}
+
+// TestRestartKeepsHoldingWithoutAModel: a tenant without a model has band
+// changes held (here while the consumer was behind; as much after an
+// automatic fit refused as unusable, which only the process that tried it
+// knows). After a restart, a batch of its NPS answers, without an order,
+// arrives before this process ran the tenant's fit check: its customers'
+// held changes stay held rather than published under no model.
+func TestRestartKeepsHoldingWithoutAModel(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, store.Migrations)
+	const tenant = "a"
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	loadShop(t, pool, tenant, 300, start)
+	at := start.AddDate(1, 0, 0)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{ChunkSize: 100, Workers: 1, RescoreInterval: time.Hour, Now: func() time.Time { return at }}
+	before, err := New(pool, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.applying(time.Now().Add(-time.Hour))
+	if _, err := before.RescoreAll(ctx, tenant); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := store.LoadModel(ctx, pool, tenant); err != nil || ok {
+		t.Fatalf("model stored %v (%v): the scenario tests nothing", ok, err)
+	}
+	rows, err := pool.Query(ctx, `SELECT customer_id FROM churn_scores WHERE tenant_id = $1 AND held_from IS NOT NULL ORDER BY customer_id LIMIT 5`, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) == 0 {
+		t.Fatal("nothing held: the scenario tests nothing")
+	}
+	var published int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM bus_outbox`).Scan(&published); err != nil {
+		t.Fatal(err)
+	}
+
+	after, err := New(pool, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []*bus.Delivery
+	for _, c := range held {
+		ev := &eventsv1.Event{Id: "nps-" + c, Type: "survey.answered", OccurredAt: timestamppb.New(at), Payload: &eventsv1.Event_SurveyAnswered{
+			SurveyAnswered: &eventsv1.SurveyAnswered{CustomerId: c, SurveyId: "nps", Kind: eventsv1.SurveyKind_SURVEY_KIND_NPS, Score: 0}}}
+		ds = append(ds, &bus.Delivery{Subject: bus.EventSubject(tenant, ev.Type), Data: testenv.Marshal(t, ev), Timestamp: time.Now()})
+	}
+	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return after.Handle(ctx, tx, ds) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if bad, why := d.Rejected(); bad {
+			t.Fatalf("%s rejected: %s", d.Subject, why)
+		}
+	}
+	var n, still int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM bus_outbox),
+		(SELECT count(*) FROM churn_scores WHERE tenant_id = $1 AND held_from IS NOT NULL AND customer_id = ANY($2))`, tenant, held).Scan(&n, &still); err != nil {
+		t.Fatal(err)
+	}
+	if n != published || still != len(held) {
+		t.Errorf("after the restart a batch without orders published %d band changes and left %d of %d customers held, want none published",
+			n-published, still, len(held))
 	}
 }

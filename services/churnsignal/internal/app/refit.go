@@ -189,6 +189,10 @@ type watch struct {
 	// refused as unusable (a history that ends long ago, or a partial
 	// one): its band changes are held until a fit is stored (awaiting).
 	unmodelled bool
+	// checked: this process ran the tenant's fit check (setUnmodelled,
+	// settle, fitted) or saw its model: until then a tenant without one
+	// awaits it.
+	checked bool
 }
 
 // watchOf returns tenant's watch; e.wmu is held.
@@ -259,7 +263,8 @@ func (e *Engine) wakeLoop() {
 // with (models), and the tenants whose band changes it held back (held).
 // A tenant whose count reaches its need is flagged for the refit loop, and
 // woken up; one with changes held is marked for release (releaseAll),
-// without a refit check. The counts include repeats and are this
+// without a refit check, unless it has no model and this process has not
+// checked it yet (awaiting): it is flagged for that check. The counts include repeats and are this
 // replica's share only: the loop counts in the database before it
 // refits, and scheduled passes catch what they miss.
 func (e *Engine) noteBatch(orders []facts.Order, models map[string]store.Model, held map[string]int) {
@@ -282,7 +287,7 @@ func (e *Engine) noteBatch(orders []facts.Order, models map[string]store.Model, 
 				// count against (refused set the need from it).
 				w.fittedAt = m.FittedAt
 			} else {
-				*w = watch{fittedAt: m.FittedAt, need: e.rule().ordersToGrow(m.Orders, m.Orders), held: w.held}
+				*w = watch{fittedAt: m.FittedAt, need: e.rule().ordersToGrow(m.Orders, m.Orders), held: w.held, checked: true}
 			}
 		}
 		w.seen += n
@@ -293,8 +298,15 @@ func (e *Engine) noteBatch(orders []facts.Order, models map[string]store.Model, 
 		}
 	}
 	for tenant, n := range held {
-		if n > 0 {
-			e.watchOf(tenant).held = true
+		if n == 0 {
+			continue
+		}
+		w := e.watchOf(tenant)
+		w.held = true
+		if _, ok := models[tenant]; !ok && !w.checked && e.cfg.RescoreInterval > 0 {
+			// Held for want of a fit check (awaiting), perhaps without
+			// an order to flag it: the loop is to run it.
+			w.pending, wake = true, true
 		}
 	}
 	if wake {
@@ -317,7 +329,7 @@ func (e *Engine) fitted(tenant string, m store.Model) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	w := e.watchOf(tenant)
-	*w = watch{fittedAt: m.FittedAt, need: e.rule().ordersToGrow(m.Orders, m.Orders), held: w.held}
+	*w = watch{fittedAt: m.FittedAt, need: e.rule().ordersToGrow(m.Orders, m.Orders), held: w.held, checked: true}
 }
 
 // refused records a live fit not stored: the rule counts from it.
@@ -350,7 +362,7 @@ func (e *Engine) settle(tenant string, last *basis, v verdict) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	w := e.watchOf(tenant)
-	w.pending = v.later
+	w.pending, w.checked = v.later, true
 	if v.size != nil && last != nil {
 		w.seen, w.need = 0, e.rule().ordersToGrow(last.size.Orders, v.size.Orders)
 	}
@@ -416,12 +428,18 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 		if !errors.Is(err, ErrNotEnoughData) {
 			e.deferCheck(tenant)
 		}
-		if errors.Is(err, ErrUnusableFit) && !ok {
+		switch {
+		case ok: // its model serves meanwhile
+		case errors.Is(err, ErrUnusableFit):
 			// Bands without a model, of a history the fit says is partial
 			// or long over (an import of old orders): published now, most
 			// would change again under the model fitted by hand (`retain
 			// churn refit --as-of`) or by growth.
 			e.setUnmodelled(tenant, true)
+		case errors.Is(err, ErrNotEnoughData):
+			// A shop too small to fit: its bands, scored without a
+			// model, are published as they come.
+			e.setUnmodelled(tenant, false)
 		}
 		return false, err
 	}
