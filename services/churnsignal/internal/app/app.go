@@ -73,8 +73,8 @@ type Config struct {
 	MaxLag time.Duration
 	// CaughtUp reports whether the facts consumer has applied everything
 	// on the stream (bus.Consumer.CaughtUp): the start-up pass runs once
-	// it has, or once the consumer fetched a batch, whose lag then says
-	// whether it is behind. Nil: the start-up pass waits for that batch
+	// it has, or once the consumer has stored the facts of a batch, whose
+	// lag then says whether it is behind. Nil: the start-up pass waits for that batch
 	// consumerIdle at most.
 	CaughtUp func(context.Context) (bool, error)
 	// Now is the clock (tests move it); nil is time.Now.
@@ -97,9 +97,10 @@ type Engine struct {
 	stats *pg.GrowthAnalyzer
 
 	// wmu guards what the consumer tells the refit loop (see noteBatch,
-	// applying): each tenant's watch, the consumer's last batch (when it
-	// was fetched or applied, and when the newest of its messages was
-	// stored), the batches being applied, and the wake-up once it is idle.
+	// applying): each tenant's watch, the consumer's last batch (when its
+	// facts were stored or it was done, and when the newest of its
+	// messages was stored in the stream), the batches being applied, and
+	// the wake-up once it is idle.
 	wmu                        sync.Mutex
 	watches                    map[string]*watch
 	lastBatch, lastBatchNewest time.Time

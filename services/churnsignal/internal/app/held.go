@@ -185,7 +185,8 @@ func (e *Engine) releaseHeld(ctx context.Context, tenant string) (total Stats, e
 
 // awaitConsumer waits until it is known whether the consumer is behind,
 // and reports false when ctx is done first: until it has caught up
-// (CaughtUp: nothing pending), or it fetched a batch, whose lag tells.
+// (CaughtUp: nothing pending), or it stored the facts of a batch, whose
+// lag tells (applying).
 // Without CaughtUp it waits for a batch consumerIdle at most.
 func (e *Engine) awaitConsumer(ctx context.Context) bool {
 	var timeout <-chan time.Time

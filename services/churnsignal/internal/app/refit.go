@@ -219,9 +219,11 @@ func newestStored(ds []*bus.Delivery) time.Time {
 
 // applying records that the consumer is applying a batch whose newest
 // message was stored at newest (zero: unknown), and returns what records
-// that it is done. The lag is known as soon as the batch is fetched, so
-// that a pass asks about it before the batch commits (or fails), and the
-// start-up pass need not wait for a batch to succeed (fetched). A batch
+// that it is done. Handle calls it once the batch's facts are stored
+// (ApplyFacts), before its customers are rescored: a pass asks about the
+// lag before the batch commits (or fails), and the start-up pass need not
+// wait for a batch to commit (fetched); a batch whose facts cannot be
+// stored (the database down) tells nothing. A batch
 // behind the stream wakes the refit loop once the consumer has been idle
 // for consumerIdle after it: caught up, held changes can be published.
 func (e *Engine) applying(newest time.Time) (done func()) {
