@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,5 +266,50 @@ func TestRestartKeepsHoldingWithoutAModel(t *testing.T) {
 	if n != published || still != len(held) {
 		t.Errorf("after the restart a batch without orders published %d band changes and left %d of %d customers held, want none published",
 			n-published, still, len(held))
+	}
+}
+
+// TestRefitDeferralLoggedOnce: while the consumer is behind (an import),
+// every batch wakes a tenant's refit check and the check is deferred
+// again; that is logged once until a check gets past the lag, not once a
+// batch (QA: 301 of an import's 320 lines).
+func TestRefitDeferralLoggedOnce(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, store.Migrations)
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	loadShop(t, pool, "a", 50, start)
+	var logs testenv.SyncBuffer
+	e, err := New(pool, Config{ChunkSize: 100, Workers: 1, MaxLag: time.Minute, Now: func() time.Time { return start }}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind := func(on bool) {
+		e.wmu.Lock()
+		defer e.wmu.Unlock()
+		e.lastBatch, e.lastBatchNewest = time.Now(), time.Now()
+		if on {
+			e.lastBatchNewest = e.lastBatch.Add(-time.Hour)
+		}
+	}
+	rounds := func() {
+		for range 5 {
+			if _, err := e.autoRefit(ctx, "a"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	behind(true)
+	rounds()
+	if n := strings.Count(logs.String(), "refit deferred"); n != 1 {
+		t.Fatalf("%d lines for five deferred checks, want 1:\n%s", n, logs.String())
+	}
+	// Caught up, the check gets past the lag (its fit of this small shop
+	// is refused, which is not the point here).
+	behind(false)
+	_, _ = e.autoRefit(ctx, "a")
+	behind(true)
+	rounds()
+	if n := strings.Count(logs.String(), "refit deferred"); n != 2 {
+		t.Fatalf("%d lines after catching up and falling behind again, want 2:\n%s", n, logs.String())
 	}
 }
