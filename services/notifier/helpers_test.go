@@ -348,6 +348,29 @@ func (s *stack) delivery(t testing.TB, tenant, id string, want ...string) *notif
 	return d
 }
 
+// sentSMS sends marketing SMS sms-1 to customer c of shop, who consented,
+// and waits for it to be sent.
+func (s *stack) sentSMS(t testing.TB) {
+	t.Helper()
+	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
+	r := marketingEmail("shop", "sms-1", "c", "winback")
+	r.Channel = notifierv1.Channel_CHANNEL_SMS
+	s.request(t, r, "")
+	s.delivery(t, "shop", "sms-1", "sent")
+}
+
+// secondSMS stores request sms-2 as sms-1 is, but in status with attempts
+// and leaseUntil (nil: none), due now: a delivery as another replica or an
+// earlier process left it.
+func (s *stack) secondSMS(t testing.TB, status string, attempts int, leaseUntil *time.Time) {
+	t.Helper()
+	if _, err := s.db.Exec(context.Background(), `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, lease_until, due_at)
+		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, $2, expires_at, requested_at, $1, $1, $3, $4, $1 FROM deliveries WHERE request_id = 'sms-1'`,
+		s.clock.Now(), status, attempts, leaseUntil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // outcomes returns the outcomes on RETAIN_DELIVERIES for a request, in order.
 func (s *stack) outcomes(t testing.TB, requestID string) []*notifierv1.DeliveryOutcome {
 	t.Helper()

@@ -229,19 +229,12 @@ func TestProviderTimeoutThenCrashDoesNotDoubleSend(t *testing.T) {
 func TestNotifierDatabaseFailureIsNotReportedAsTheProviders(t *testing.T) {
 	s := setup(t, func(c *notifier.Config) { c.RetryInitial, c.RetryMax = time.Hour, time.Hour })
 	ctx := context.Background()
-	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
-	r := marketingEmail("shop", "sms-1", "c", "winback")
-	r.Channel = notifierv1.Channel_CHANNEL_SMS
-	s.request(t, r, "")
-	s.delivery(t, "shop", "sms-1", "sent")
+	s.sentSMS(t)
 
 	// A second request, already decided and due, meets a templates table
 	// the notifier cannot read.
 	s.stop()
-	if _, err := s.db.Exec(ctx, `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, due_at)
-		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, 'queued', expires_at, requested_at, $1, $1, 0, $1 FROM deliveries WHERE request_id = 'sms-1'`, s.clock.Now()); err != nil {
-		t.Fatal(err)
-	}
+	s.secondSMS(t, "queued", 0, nil)
 	if _, err := s.db.Exec(ctx, `ALTER TABLE template_versions RENAME TO template_versions_away`); err != nil {
 		t.Fatal(err)
 	}

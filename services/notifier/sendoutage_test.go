@@ -166,18 +166,11 @@ func TestShutdownDuringHoldIsBounded(t *testing.T) {
 // the grace.
 func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
 	s := setup(t)
-	ctx := context.Background()
-	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
-	r := marketingEmail("shop", "sms-1", "c", "winback")
-	r.Channel = notifierv1.Channel_CHANNEL_SMS
-	s.request(t, r, "")
-	s.delivery(t, "shop", "sms-1", "sent")
+	s.sentSMS(t)
 	// Another replica's attempt at sms-2, under way: its lease has a
 	// minute left.
-	if _, err := s.db.Exec(ctx, `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, lease_until, due_at)
-		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, 'sending', expires_at, requested_at, $1, $1, 1, $1::timestamptz + interval '1 minute', $1 FROM deliveries WHERE request_id = 'sms-1'`, s.clock.Now()); err != nil {
-		t.Fatal(err)
-	}
+	leaseUntil := s.clock.Now().Add(time.Minute)
+	s.secondSMS(t, "sending", 1, &leaseUntil)
 	end := testenv.DatabaseOutage(t, s.db)
 	s.logs.WaitFor(t, "notifier sender pass: database unreachable")
 	s.clock.Advance(2 * time.Minute) // the lease lapses during the outage
@@ -201,20 +194,12 @@ func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
 // outage and starts the grace again) cannot keep a crashed send waiting.
 func TestLongLapsedLeaseIsTakenOverAtOnce(t *testing.T) {
 	s := setup(t)
-	ctx := context.Background()
-	s.customers(t, "shop", customer{id: "c", phone: "+4915112345678", smsConsent: granted})
-	r := marketingEmail("shop", "sms-1", "c", "winback")
-	r.Channel = notifierv1.Channel_CHANNEL_SMS
-	s.request(t, r, "")
-	s.delivery(t, "shop", "sms-1", "sent")
+	s.sentSMS(t)
 	s.stop()
 	// An attempt whose process crashed two leases ago.
 	lease := notifier.DefaultConfig().Lease
-	if _, err := s.db.Exec(ctx, `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, lease_until, due_at)
-		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, 'sending', expires_at, requested_at, $1, $1, 1, $2, $1 FROM deliveries WHERE request_id = 'sms-1'`,
-		s.clock.Now(), s.clock.Now().Add(-2*lease)); err != nil {
-		t.Fatal(err)
-	}
+	leaseUntil := s.clock.Now().Add(-2 * lease)
+	s.secondSMS(t, "sending", 1, &leaseUntil)
 	s.start(t) // within the start's grace
 	testenv.WaitForUpTo(t, 3*time.Second, "the long-lapsed send to be taken over", func() bool {
 		calls, _ := s.sms.stats()
