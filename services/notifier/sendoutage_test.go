@@ -206,3 +206,29 @@ func TestLongLapsedLeaseIsTakenOverAtOnce(t *testing.T) {
 		return calls == 2
 	})
 }
+
+// TestRetryAfterExpiryIsSuppressed: the policy checks a request's expiry
+// when it decides; a retry due after the expiry (a provider down for
+// longer) used to be sent anyway. It is suppressed as expired instead,
+// without a provider call.
+func TestRetryAfterExpiryIsSuppressed(t *testing.T) {
+	s := setup(t)
+	s.sentSMS(t)
+	s.stop()
+	s.secondSMS(t, "queued", 1, nil)
+	if _, err := s.db.Exec(context.Background(), `UPDATE deliveries SET expires_at = $1 WHERE request_id = 'sms-2'`, s.clock.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	s.start(t)
+	d := s.delivery(t, "shop", "sms-2", "suppressed")
+	last := d.GetDecisions()[len(d.GetDecisions())-1]
+	if d.GetReasonCode() != "expired" || last.GetStage() != "expiry" || !strings.Contains(last.GetReason(), "before attempt 2 could be made") {
+		t.Fatalf("delivery %s %s, last step %v; want suppressed expired before attempt 2", d.GetStatus(), d.GetReasonCode(), last)
+	}
+	if calls, _ := s.sms.stats(); calls != 1 {
+		t.Fatalf("the provider saw %d calls, want only sms-1's", calls)
+	}
+	if os := s.outcomes(t, "sms-2"); len(os) != 1 || os[0].GetOutcome() != notifierv1.Outcome_OUTCOME_SUPPRESSED {
+		t.Fatalf("outcomes %v, want one SUPPRESSED", os)
+	}
+}

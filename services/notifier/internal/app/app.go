@@ -550,6 +550,9 @@ type attemptResult struct {
 	// failCode/failReason end the delivery without a provider call
 	// (render failure, channel not configured).
 	failCode, failReason string
+	// expired: the request expired before this attempt, which was not
+	// made (suppressed as the policy would).
+	expired bool
 	// called is whether the provider was called (err is then its answer),
 	// took how long it answered in.
 	called bool
@@ -580,6 +583,11 @@ func (e *Engine) send(ctx, hold context.Context, d store.Delivery) error {
 		// step when the database answers).
 		steps = append(steps, policy.Step{Stage: "reconcile", Verdict: "retry", Code: "attempt_interrupted",
 			Reason: fmt.Sprintf("attempt %d recorded no result within its lease (its process stopped or stalled, or could not reach the database in time); sending again with the same idempotency key %q (email: the same Message-ID)", d.Attempts-1, d.Tenant+"/"+d.RequestID)})
+	}
+	// The policy checked the expiry when it decided; a retry or a
+	// reconcile can come after it.
+	if !d.ExpiresAt.IsZero() && !e.now().Before(d.ExpiresAt) {
+		return e.finish(ctx, hold, d, attemptResult{expired: true}, steps)
 	}
 	res := e.attempt(ctx, d)
 	e.classify(&res, d.Attempts)
@@ -764,6 +772,8 @@ func heldResult(d store.Delivery, res attemptResult) string {
 		return fmt.Sprintf("the %s provider's answer to %s (accepted, id %s)", channelWord(d.Channel), of, res.providerID)
 	case res.called:
 		return fmt.Sprintf("the %s provider's answer to %s (%s)", channelWord(d.Channel), of, res.failure.Code)
+	case res.expired:
+		return fmt.Sprintf("the result of %s (expired; the provider was not called)", of)
 	case res.failCode != "":
 		return fmt.Sprintf("the result of %s (%s; the provider was not called)", of, res.failCode)
 	}
@@ -825,6 +835,12 @@ func (e *Engine) save(ctx context.Context, d store.Delivery, res attemptResult, 
 			steps = append(steps, policy.Step{Stage: "send", Verdict: "fail", Code: code, Reason: reason})
 		}
 		switch {
+		case res.expired:
+			reason := fmt.Sprintf("expired at %s before attempt %d could be made", cur.ExpiresAt.UTC().Format(time.RFC3339), cur.Attempts)
+			cur.Status, cur.CapAt = store.StatusSuppressed, nil
+			m := e.outcome(&t, &cur, notifierv1.Outcome_OUTCOME_SUPPRESSED, "expired", reason, now)
+			out = &m
+			steps = append(steps, policy.Step{Stage: "expiry", Verdict: string(policy.Suppress), Code: "expired", Reason: reason})
 		case res.failCode != "":
 			fail(res.failCode, res.failReason)
 		case res.err == nil:
