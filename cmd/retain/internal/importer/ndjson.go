@@ -26,7 +26,7 @@ const MaxNDJSONLine = 1 << 20
 //	for r.Next() { row := r.Row(); ... }
 //	if err := r.Err(); err != nil { ... }
 type NDJSONReader struct {
-	sc   *bufio.Scanner
+	br   *bufio.Reader
 	now  time.Time
 	line int
 	row  Row
@@ -36,39 +36,67 @@ type NDJSONReader struct {
 // NewNDJSONReader reads NDJSON events from r. now is the clock Validate
 // compares occurred_at against (pass time.Now() outside tests).
 func NewNDJSONReader(r io.Reader, now time.Time) *NDJSONReader {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), MaxNDJSONLine)
-	return &NDJSONReader{sc: sc, now: now}
+	return &NDJSONReader{br: bufio.NewReaderSize(r, 64<<10), now: now}
 }
 
 // Next advances to the next non-blank line. It returns false at the end of
-// the input or on an error that stops reading (see Err).
+// the input or on a read error (see Err). A line longer than MaxNDJSONLine
+// is a row with an error, as any bad line is: it was read past, not kept,
+// and the lines after it are read as usual.
 func (r *NDJSONReader) Next() bool {
-	for r.sc.Scan() {
+	for {
+		line, tooLong, err := r.readLine()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				r.err = fmt.Errorf("read line %d: %w", r.line+1, err)
+			}
+			return false
+		}
 		r.line++
-		line := bytes.TrimSpace(r.sc.Bytes())
-		if len(line) == 0 {
-			continue
+		if tooLong {
+			r.row = Row{Line: r.line, Err: &RowError{Line: r.line, Msg: fmt.Sprintf("longer than %d bytes: not read", MaxNDJSONLine)}}
+			return true
 		}
-		r.row = r.decode(line)
-		return true
-	}
-	if err := r.sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			r.err = fmt.Errorf("line %d: longer than %d bytes", r.line+1, MaxNDJSONLine)
-		} else {
-			r.err = fmt.Errorf("read line %d: %w", r.line+1, err)
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			r.row = r.decode(line)
+			return true
 		}
 	}
-	return false
+}
+
+// readLine reads the next line without its line ending, keeping at most
+// MaxNDJSONLine bytes of it (tooLong: it was longer, and none is kept). At
+// the end of the input it returns io.EOF.
+func (r *NDJSONReader) readLine() (line []byte, tooLong bool, err error) {
+	started := false
+	for {
+		chunk, more, err := r.br.ReadLine()
+		if err != nil {
+			if errors.Is(err, io.EOF) && started {
+				return line, tooLong, nil
+			}
+			return nil, false, err
+		}
+		started = true
+		if !tooLong {
+			if len(line)+len(chunk) > MaxNDJSONLine {
+				line, tooLong = nil, true
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if !more {
+			return line, tooLong, nil
+		}
+	}
 }
 
 // Row returns the record Next advanced to.
 func (r *NDJSONReader) Row() Row { return r.row }
 
-// Err returns the error that stopped reading (I/O, or a line longer than
-// MaxNDJSONLine), or nil at a clean end of input. Problems with single lines
-// are in Row().Err instead and do not stop reading.
+// Err returns the error that stopped reading (I/O), or nil at a clean end
+// of input. Problems with single lines, one too long included, are in
+// Row().Err instead and do not stop reading.
 func (r *NDJSONReader) Err() error { return r.err }
 
 func (r *NDJSONReader) decode(line []byte) Row {

@@ -93,14 +93,16 @@ func TestNDJSONReader(t *testing.T) {
 	})
 }
 
-func TestNDJSONReaderStopsOnOverlongLine(t *testing.T) {
-	input := `{"id":"a"}` + "\n" + `{"source":"` + strings.Repeat("x", MaxNDJSONLine) + `"}` + "\n" + `{}`
+// An overlong line is a bad row, like any other: the import goes on with
+// the lines after it (it used to stop the whole import there).
+func TestNDJSONReaderRejectsOverlongLineAndGoesOn(t *testing.T) {
+	input := `{"id":"a"}` + "\n" + `{"source":"` + strings.Repeat("x", MaxNDJSONLine) + `"}` + "\n" + `{"id":"c"}`
 	rows, err := readNDJSON(t, input)
-	if err == nil || !strings.Contains(err.Error(), "line 2: longer than") {
-		t.Fatalf("err = %v", err)
+	if err != nil {
+		t.Fatalf("err = %v, want the reading to go on", err)
 	}
-	if len(rows) != 1 {
-		t.Errorf("got %d rows before the long line, want 1", len(rows))
+	if len(rows) != 3 || rows[1].Line != 2 || rows[1].Err == nil || !strings.Contains(rows[1].Err.Error(), "line 2: longer than") || rows[2].Line != 3 {
+		t.Fatalf("rows %+v, want line 2 rejected as too long and line 3 read", rows)
 	}
 }
 
