@@ -52,6 +52,19 @@ func halfRebuilt(t *testing.T, s *stack, orders int) (stop func() error) {
 	}
 }
 
+// rebuildableShop is a service replaying one event a batch (so that a
+// rebuild lasts long enough to be seen half-way) with "shop"'s events
+// applied, its figure queries and their answers before any rebuild.
+func rebuildableShop(t *testing.T) (*stack, *shop, []query, []figure) {
+	t.Helper()
+	s := setupWith(t, &stack{batchSize: 1})
+	sh := newShop(5, 300, shopStart, shopDays)
+	s.publish(t, "shop", sh.events)
+	s.caughtUp(t)
+	qs := figureQueries(shopStart, shopEnd)
+	return s, sh, qs, figures(t, s.client(t, "shop"), qs)
+}
+
 // rebuildingRefused checks that a query of a tenant half-way through a
 // rebuild says so instead of answering with the partial rows.
 func rebuildingRefused(t *testing.T, s *stack, qs []query) {
@@ -92,12 +105,7 @@ func wholeAgain(t *testing.T, s *stack, qs []query, want []figure) {
 // now: it completes, and until then queries say the figures are being
 // rebuilt.
 func TestRebuildOutlivesItsCaller(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 1})
-	sh := newShop(5, 300, shopStart, shopDays)
-	s.publish(t, "shop", sh.events)
-	s.caughtUp(t)
-	qs := figureQueries(shopStart, shopEnd)
-	before := figures(t, s.client(t, "shop"), qs)
+	s, sh, qs, before := rebuildableShop(t)
 
 	stop := halfRebuilt(t, s, len(sh.orders))
 	if err := stop(); status.Code(err) != codes.Canceled {
@@ -131,12 +139,7 @@ func TestRebuildOutlivesItsCaller(t *testing.T) {
 // and runs the rebuild again; queries say the figures are being rebuilt
 // until it is done, never answer with the partial rows.
 func TestRebuildResumesAfterARestart(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 1})
-	sh := newShop(5, 300, shopStart, shopDays)
-	s.publish(t, "shop", sh.events)
-	s.caughtUp(t)
-	qs := figureQueries(shopStart, shopEnd)
-	before := figures(t, s.client(t, "shop"), qs)
+	s, sh, qs, before := rebuildableShop(t)
 
 	// The caller goes first: the host's graceful stop would wait for its
 	// call, and so for the end of the rebuild.
@@ -160,12 +163,7 @@ func TestRebuildResumesAfterARestart(t *testing.T) {
 // whose rebuild another process runs says so, rather than start another
 // one over it.
 func TestRebuildElsewhereIsNamed(t *testing.T) {
-	s := setupWith(t, &stack{batchSize: 1})
-	sh := newShop(5, 300, shopStart, shopDays)
-	s.publish(t, "shop", sh.events)
-	s.caughtUp(t)
-	qs := figureQueries(shopStart, shopEnd)
-	before := figures(t, s.client(t, "shop"), qs)
+	s, sh, qs, before := rebuildableShop(t)
 
 	first := s.conn
 	stop := halfRebuilt(t, s, len(sh.orders))
