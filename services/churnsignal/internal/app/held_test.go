@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/bus"
@@ -18,6 +19,16 @@ import (
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/churnsignal/internal/store"
 )
+
+// heldShop is a migrated database holding tenant "a"'s shop of customers
+// (loadShop), as of the start it returns.
+func heldShop(t *testing.T, customers int) (*pgxpool.Pool, time.Time) {
+	t.Helper()
+	pool := testenv.MigratedPool(t, store.Migrations)
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	loadShop(t, pool, "a", customers, start)
+	return pool, start
+}
 
 // TestPassHoldsOnceBehind: a full pass asks whether to hold band changes
 // for each range once its rows are locked, not once at its start. The
@@ -29,10 +40,8 @@ import (
 // pass after that publishes nothing more.
 func TestPassHoldsOnceBehind(t *testing.T) {
 	ctx := context.Background()
-	pool := testenv.MigratedPool(t, store.Migrations)
 	const tenant = "a"
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	loadShop(t, pool, tenant, 300, start)
+	pool, start := heldShop(t, 300)
 
 	var (
 		mu     sync.Mutex
@@ -143,10 +152,8 @@ func TestPassHoldsOnceBehind(t *testing.T) {
 // have rows held, not B's memory of its own batches.
 func TestReleaseFindsChangesHeldByAnotherReplica(t *testing.T) {
 	ctx := context.Background()
-	pool := testenv.MigratedPool(t, store.Migrations)
 	const tenant = "a"
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	loadShop(t, pool, tenant, 300, start)
+	pool, start := heldShop(t, 300)
 	var (
 		mu sync.Mutex
 		at = start
@@ -206,10 +213,8 @@ func TestReleaseFindsChangesHeldByAnotherReplica(t *testing.T) {
 // held changes stay held rather than published under no model.
 func TestRestartKeepsHoldingWithoutAModel(t *testing.T) {
 	ctx := context.Background()
-	pool := testenv.MigratedPool(t, store.Migrations)
 	const tenant = "a"
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	loadShop(t, pool, tenant, 300, start)
+	pool, start := heldShop(t, 300)
 	at := start.AddDate(1, 0, 0)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{ChunkSize: 100, Workers: 1, RescoreInterval: time.Hour, Now: func() time.Time { return at }}
@@ -275,9 +280,7 @@ func TestRestartKeepsHoldingWithoutAModel(t *testing.T) {
 // batch (QA: 301 of an import's 320 lines).
 func TestRefitDeferralLoggedOnce(t *testing.T) {
 	ctx := context.Background()
-	pool := testenv.MigratedPool(t, store.Migrations)
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	loadShop(t, pool, "a", 50, start)
+	pool, start := heldShop(t, 50)
 	var logs testenv.SyncBuffer
 	e, err := New(pool, Config{ChunkSize: 100, Workers: 1, MaxLag: time.Minute, Now: func() time.Time { return start }}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
