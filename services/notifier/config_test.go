@@ -12,30 +12,39 @@ import (
 	"github.com/retainhq/retain/services/notifier"
 )
 
+// validSettings are the settings a notifier needs to start, as KEY=VALUE.
+func validSettings(t *testing.T) []string {
+	t.Helper()
+	pub, _, err := auth.GenerateKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{
+		"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_NOTIFIER_DATABASE_URL=postgres://retain@db/notifier",
+		"RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET=" + strings.Repeat("k", 32),
+	}
+}
+
+// parseSettings reads environ as the binary's main does.
+func parseSettings(environ []string) (notifier.Config, error) {
+	cfg := notifier.DefaultConfig()
+	_, err := service.Parse("notifier", &cfg, nil, environ)
+	return cfg, err
+}
+
+// buildNotifier wires a notifier from cfg, as `retain dev` and tests do.
+func buildNotifier(cfg notifier.Config) error {
+	_, err := notifier.New(context.Background(), cfg, nil)
+	return err
+}
+
 // TestConfigMessages: a bad notifier setting is reported as a bad shared
 // one is (the first case), by the check the binary's main runs
 // (service.Parse) and by New: variable and flag, the form wanted, the
 // value; a secret by its length only, and a provider URL without its
 // userinfo and query.
 func TestConfigMessages(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	valid := []string{
-		"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_NOTIFIER_DATABASE_URL=postgres://retain@db/notifier",
-		"RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET=" + strings.Repeat("k", 32),
-	}
-	testenv.ConfigMessages(t, valid,
-		func(environ []string) (notifier.Config, error) {
-			cfg := notifier.DefaultConfig()
-			_, err := service.Parse("notifier", &cfg, nil, environ)
-			return cfg, err
-		},
-		func(cfg notifier.Config) error {
-			_, err := notifier.New(context.Background(), cfg, nil)
-			return err
-		},
+	testenv.ConfigMessages(t, validSettings(t), parseSettings, buildNotifier,
 		[]testenv.ConfigCase{
 			{Env: []string{"RETAIN_LOG_LEVEL=loud"}, Want: `RETAIN_LOG_LEVEL (-log-level): must be one of debug, info, warn, error, got "loud"`},
 			{Env: []string{"RETAIN_NOTIFIER_PUBLIC_URL=retain.shop.example"}, Want: `RETAIN_NOTIFIER_PUBLIC_URL (-public-url): want an http(s) URL such as https://retain.shop.example, got "retain.shop.example"`},

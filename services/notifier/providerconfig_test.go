@@ -1,15 +1,11 @@
 package notifier_test
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/retainhq/retain/platform/auth"
-	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
-	"github.com/retainhq/retain/services/notifier"
 )
 
 // TestProviderSettingsRefused: the SMTP pool and timeout and the SMS
@@ -18,34 +14,18 @@ import (
 // every setting is, with every other bad setting at once; a header that
 // may hold the credential is described, never shown.
 func TestProviderSettingsRefused(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	valid := []string{
-		"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_NOTIFIER_DATABASE_URL=postgres://retain@db/notifier",
-		"RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET=" + strings.Repeat("k", 32),
+	valid := append(validSettings(t),
 		"RETAIN_NOTIFIER_SMTP_ADDR=smtp:587", "RETAIN_NOTIFIER_SMTP_FROM=Shop <news@shop.example>",
-		"RETAIN_NOTIFIER_SMS_URL=https://sms.example/v1/send", "RETAIN_NOTIFIER_SMS_AUTH=Bearer sk_live_0451",
-	}
-	parseEnv := func(environ []string) (notifier.Config, error) {
-		cfg := notifier.DefaultConfig()
-		_, err := service.Parse("notifier", &cfg, nil, environ)
-		return cfg, err
-	}
+		"RETAIN_NOTIFIER_SMS_URL=https://sms.example/v1/send", "RETAIN_NOTIFIER_SMS_AUTH=Bearer sk_live_0451")
 	parse := func(env ...string) error {
-		_, err := parseEnv(slices.Concat(valid, env))
+		_, err := parseSettings(slices.Concat(valid, env))
 		return err
 	}
 	const pool, timeout = "RETAIN_NOTIFIER_SMTP_POOL_SIZE (-smtp-pool-size): ", "RETAIN_NOTIFIER_SMTP_TIMEOUT (-smtp-timeout): "
 	const header, value = "RETAIN_NOTIFIER_SMS_AUTH_HEADER (-sms-auth-header): ", "RETAIN_NOTIFIER_SMS_AUTH (-sms-auth): "
 	const wantName = "want a header name such as Authorization (letters, digits and !#$%&'*+-.^_`|~), got "
 	// The messages are matched whole, so none shows the credential.
-	testenv.ConfigMessages(t, valid, parseEnv,
-		func(cfg notifier.Config) error {
-			_, err := notifier.New(context.Background(), cfg, nil)
-			return err
-		},
+	testenv.ConfigMessages(t, valid, parseSettings, buildNotifier,
 		[]testenv.ConfigCase{
 			{Env: []string{"RETAIN_NOTIFIER_SMTP_POOL_SIZE=0"}, Want: pool + "must be 1-1000, got 0"},
 			{Env: []string{"RETAIN_NOTIFIER_SMTP_POOL_SIZE=-3"}, Want: pool + "must be 1-1000, got -3"},
@@ -64,7 +44,7 @@ func TestProviderSettingsRefused(t *testing.T) {
 			{Env: []string{"RETAIN_NOTIFIER_SMS_AUTH=Bearer sk_live_0451\x00"}, Want: value + "must be one line without control characters (a header value), got 20 bytes with the control character U+0000 at byte 19 (not shown: it is the credential)"},
 		}...)
 	// Every bad setting at once, with the others'.
-	err = parse("RETAIN_NOTIFIER_SMTP_POOL_SIZE=0", "RETAIN_NOTIFIER_SMTP_TIMEOUT=0s", "RETAIN_NOTIFIER_SMS_AUTH_HEADER=Authorization:",
+	err := parse("RETAIN_NOTIFIER_SMTP_POOL_SIZE=0", "RETAIN_NOTIFIER_SMTP_TIMEOUT=0s", "RETAIN_NOTIFIER_SMS_AUTH_HEADER=Authorization:",
 		"RETAIN_NOTIFIER_SMS_AUTH=x\n", "RETAIN_NOTIFIER_CAP_MAX=-1")
 	for _, want := range []string{"invalid configuration (5 problems):", "\n  - RETAIN_NOTIFIER_CAP_MAX", "\n  - " + pool, "\n  - " + timeout, "\n  - " + header, "\n  - " + value} {
 		if err == nil || !strings.Contains(err.Error(), want) {
