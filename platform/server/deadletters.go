@@ -102,12 +102,9 @@ func (s *deadLetterServer) ListDeadLetters(ctx context.Context, req *opsv1.ListD
 		return nil, err
 	}
 	var bad []FieldViolation
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > maxDeadLetterPage:
-		bad = append(bad, FieldViolation{Field: "page_size", Description: fmt.Sprintf("must be between 0 and %d, got %d", maxDeadLetterPage, size)})
-	case size == 0:
-		size = defaultDeadLetterPage
+	size, v := PageSize(req.GetPageSize(), defaultDeadLetterPage, maxDeadLetterPage)
+	if v != nil {
+		bad = append(bad, *v)
 	}
 	var after int64
 	if tok := req.GetPageToken(); tok != "" {

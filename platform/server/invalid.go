@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -48,4 +49,16 @@ func Violations(err error) []FieldViolation {
 		}
 	}
 	return vs
+}
+
+// PageSize reads a list request's page_size: 0 asks for def, and anything
+// outside 0-max is a violation of the field.
+func PageSize(n int32, def, max int) (int, *FieldViolation) {
+	switch {
+	case n < 0 || int(n) > max:
+		return 0, &FieldViolation{Field: "page_size", Description: fmt.Sprintf("%d: must be 0-%d (0: %d)", n, max, def)}
+	case n == 0:
+		return def, nil
+	}
+	return int(n), nil
 }

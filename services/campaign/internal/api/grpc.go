@@ -266,12 +266,9 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 	if f.Campaign != "" && !domain.ValidID(f.Campaign) {
 		bad = append(bad, server.FieldViolation{Field: "campaign_id", Description: fmt.Sprintf("%q is not a campaign id ([a-z0-9][a-z0-9_-]{0,62})", f.Campaign)})
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > MaxEnrollmentPage:
-		bad = append(bad, server.FieldViolation{Field: "page_size", Description: fmt.Sprintf("%d: must be 0-%d (0: %d)", size, MaxEnrollmentPage, DefaultEnrollmentPage)})
-	case size == 0:
-		size = DefaultEnrollmentPage
+	size, v := server.PageSize(req.GetPageSize(), DefaultEnrollmentPage, MaxEnrollmentPage)
+	if v != nil {
+		bad = append(bad, *v)
 	}
 	if tok := req.GetPageToken(); tok != "" {
 		at, id, ok := decodeEnrollmentToken(tok)

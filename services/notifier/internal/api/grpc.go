@@ -425,16 +425,6 @@ func (g *GRPC) RemoveSuppression(ctx context.Context, req *notifierv1.RemoveSupp
 	return &notifierv1.RemoveSuppressionResponse{Removed: ok}, nil
 }
 
-func pageSize(n int32) (int, *violation) {
-	switch {
-	case n < 0 || n > MaxPageSize:
-		return 0, &violation{Field: "page_size", Description: fmt.Sprintf("%d: must be 0-%d", n, MaxPageSize)}
-	case n == 0:
-		return DefaultPageSize, nil
-	}
-	return int(n), nil
-}
-
 // Page tokens are opaque: base64 of "<a>\x00<b>".
 func encodeToken(a, b string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(a + "\x00" + b))
@@ -455,7 +445,7 @@ func (g *GRPC) ListSuppressions(ctx context.Context, req *notifierv1.ListSuppres
 	if err != nil {
 		return nil, err
 	}
-	n, v := pageSize(req.GetPageSize())
+	n, v := server.PageSize(req.GetPageSize(), DefaultPageSize, MaxPageSize)
 	vs := []*violation{v, customerChannel("channel", req.GetChannel(), true)}
 	var afterCh int64
 	var afterAddr string
@@ -506,7 +496,7 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notifierv1.ListDeliverie
 	if err != nil {
 		return nil, err
 	}
-	n, v := pageSize(req.GetPageSize())
+	n, v := server.PageSize(req.GetPageSize(), DefaultPageSize, MaxPageSize)
 	vs := []*violation{v}
 	if (req.GetCustomerId() == "") == (req.GetCampaignId() == "") {
 		vs = append(vs, &violation{Field: "customer_id", Description: "give exactly one of customer_id and campaign_id"})
