@@ -44,7 +44,7 @@ func TestPageSize(t *testing.T) {
 		want int
 		bad  string
 	}{{0, 100, ""}, {1, 1, ""}, {1000, 1000, ""}, {1001, 0, "1001: must be 0-1000 (0: 100)"}, {-1, 0, "-1: must be 0-1000 (0: 100)"}} {
-		got, v := PageSize(tc.n, 100, 1000)
+		got, v := server.PageSize(tc.n, 100, 1000)
 		if got != tc.want || (v == nil) != (tc.bad == "") || (v != nil && (v.Field != "page_size" || v.Description != tc.bad)) {
 			t.Errorf("PageSize(%d) = %d, %+v; want %d, %q", tc.n, got, v, tc.want, tc.bad)
 		}
