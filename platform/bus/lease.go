@@ -92,7 +92,7 @@ func (l *lease) databaseAway(ctx context.Context, err error) bool {
 	if errors.Is(err, errLeaseHeld) || ctx.Err() != nil {
 		return false
 	}
-	return pg.Unreachable(err) || pg.NotAnswering(ctx, l.pool.Ping)
+	return pg.Away(ctx, err, l.pool.Ping)
 }
 
 var (

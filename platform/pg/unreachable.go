@@ -40,6 +40,13 @@ func Unreachable(err error) bool {
 	return ok
 }
 
+// Away reports whether err failed because the database is away: an error
+// of an unreachable database (Unreachable), or any error while it does
+// not answer ping (NotAnswering).
+func Away(ctx context.Context, err error, ping func(context.Context) error) bool {
+	return Unreachable(err) || NotAnswering(ctx, ping)
+}
+
 // pingBound bounds the ping that decides whether the database answers.
 const pingBound = 5 * time.Second
 

@@ -684,7 +684,7 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 // once for every message it stops (sendOutage); any other failure is
 // logged with its message.
 func (e *Engine) unprepared(ctx context.Context, d store.Delivery, what string, err error) attemptResult {
-	if pg.Unreachable(err) || pg.NotAnswering(context.WithoutCancel(ctx), e.pool.Ping) {
+	if pg.Away(context.WithoutCancel(ctx), err, e.pool.Ping) {
 		e.sendOutage.Failed(err, "preparing", fmt.Sprintf("the %s of attempt %d of %s/%s", what, d.Attempts, d.Tenant, d.RequestID))
 	} else {
 		e.log.Warn("notifier could not prepare a message, retrying", "tenant", d.Tenant, "request_id", d.RequestID,
@@ -738,7 +738,7 @@ func (e *Engine) finish(ctx, hold context.Context, d store.Delivery, res attempt
 			}
 			return e.dropHeld(d, res, since, err)
 		}
-		if !pg.Unreachable(err) && !pg.NotAnswering(hold, e.pool.Ping) {
+		if !pg.Away(hold, err, e.pool.Ping) {
 			return err
 		}
 		if since.IsZero() {
