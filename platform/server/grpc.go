@@ -9,7 +9,6 @@ import (
 	"net"
 	"runtime/debug"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -408,34 +407,27 @@ const unavailableEvery = time.Minute
 // they always do.
 type callLog struct {
 	logger *slog.Logger
-	anyRun atomic.Bool // runs is not empty, read without the lock on every call
-	mu     sync.Mutex
-	runs   map[string]*telemetry.FailureRun
+	runs   telemetry.FailureRuns // by method
 }
 
 func newCallLog(logger *slog.Logger) *callLog {
-	return &callLog{logger: logger, runs: map[string]*telemetry.FailureRun{}}
+	return &callLog{logger: logger, runs: telemetry.FailureRuns{Every: unavailableEvery}}
 }
 
 func (l *callLog) finished(ctx context.Context, method string, err error, d time.Duration) {
 	now := time.Now()
 	code := status.Code(err)
 	if code != codes.Unavailable {
-		if code == codes.OK && l.anyRun.Load() {
-			l.ended(ctx, method, now)
+		if code == codes.OK {
+			if line := l.runs.Ended(method, now); line.Log {
+				l.logger.InfoContext(ctx, "grpc method answers again", "grpc.method", method,
+					"unavailable_calls", line.Failures, "not_logged", line.Unlogged, "failing_for", line.FailingFor)
+			}
 		}
 		logRPC(ctx, l.logger, method, err, d)
 		return
 	}
-	l.mu.Lock()
-	run := l.runs[method]
-	if run == nil {
-		run = &telemetry.FailureRun{Every: unavailableEvery}
-		l.runs[method] = run
-		l.anyRun.Store(true)
-	}
-	l.mu.Unlock()
-	line := run.Failed(now)
+	line := l.runs.Of(method).Failed(now)
 	if !line.Log {
 		return
 	}
@@ -444,20 +436,6 @@ func (l *callLog) finished(ctx context.Context, method string, err error, d time
 		extra = []slog.Attr{slog.Int("unavailable_calls", line.Failures), slog.Duration("failing_for", line.FailingFor)}
 	}
 	logRPC(ctx, l.logger, method, err, d, extra...)
-}
-
-// ended closes method's run of UNAVAILABLE answers, if one is going on.
-func (l *callLog) ended(ctx context.Context, method string, now time.Time) {
-	l.mu.Lock()
-	run := l.runs[method]
-	l.mu.Unlock()
-	if run == nil {
-		return
-	}
-	if line := run.Ended(now); line.Log {
-		l.logger.InfoContext(ctx, "grpc method answers again", "grpc.method", method,
-			"unavailable_calls", line.Failures, "not_logged", line.Unlogged, "failing_for", line.FailingFor)
-	}
 }
 
 func logUnary(l *callLog) grpc.UnaryServerInterceptor {

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,10 @@ import (
 type FailureRun struct {
 	Every time.Duration
 
+	// open is !since.IsZero(), read without the lock: Ended is called on
+	// every success (an accepted request, an OK call), nearly always with
+	// no run to end.
+	open     atomic.Bool
 	mu       sync.Mutex
 	since    time.Time // the run's first logged failure; zero: no run
 	lastLine time.Time // the last failure line
@@ -50,6 +55,7 @@ func (r *FailureRun) Failed(now time.Time) FailureLine {
 	first := r.since.IsZero()
 	if first {
 		r.since = now
+		r.open.Store(true)
 	}
 	n := r.pending
 	r.logged += n
@@ -60,6 +66,9 @@ func (r *FailureRun) Failed(now time.Time) FailureLine {
 // Ended records a success at now: a run that was going on ends, and its
 // line counts all of it.
 func (r *FailureRun) Ended(now time.Time) FailureLine {
+	if !r.open.Load() {
+		return FailureLine{}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.since.IsZero() {
@@ -67,5 +76,32 @@ func (r *FailureRun) Ended(now time.Time) FailureLine {
 	}
 	l := FailureLine{Log: true, Failures: r.logged + r.pending, Unlogged: r.pending, FailingFor: now.Sub(r.since)}
 	r.since, r.logged, r.pending = time.Time{}, 0, 0
+	r.open.Store(false)
 	return l
+}
+
+// FailureRuns keeps a FailureRun per key (a channel, a method), made on
+// first use; reading one takes no lock.
+type FailureRuns struct {
+	Every time.Duration
+	runs  sync.Map // key -> *FailureRun
+}
+
+// Of is key's run, made if it has none.
+func (rs *FailureRuns) Of(key string) *FailureRun {
+	if r, ok := rs.runs.Load(key); ok {
+		return r.(*FailureRun)
+	}
+	r, _ := rs.runs.LoadOrStore(key, &FailureRun{Every: rs.Every})
+	return r.(*FailureRun)
+}
+
+// Ended records a success of key at now (FailureRun.Ended); a key that
+// never failed has nothing to end.
+func (rs *FailureRuns) Ended(key string, now time.Time) FailureLine {
+	r, ok := rs.runs.Load(key)
+	if !ok {
+		return FailureLine{}
+	}
+	return r.(*FailureRun).Ended(now)
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/retainhq/retain/platform/telemetry"
@@ -30,11 +29,8 @@ const (
 // pg.OutageLog does not fit: it tells an outage by pinging the database,
 // logs every other failure, and writes nothing while an outage lasts.
 type providerLog struct {
-	log   *slog.Logger
-	every time.Duration
-
-	mu   sync.Mutex
-	runs map[string]*telemetry.FailureRun // by channel name
+	log  *slog.Logger
+	runs telemetry.FailureRuns // by channel name
 }
 
 // providerFailure is one failed provider call as the log shows it.
@@ -47,23 +43,12 @@ type providerFailure struct {
 }
 
 func newProviderLog(log *slog.Logger, every time.Duration) *providerLog {
-	return &providerLog{log: log, every: every, runs: map[string]*telemetry.FailureRun{}}
-}
-
-func (p *providerLog) runOf(ch string) *telemetry.FailureRun {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r := p.runs[ch]
-	if r == nil {
-		r = &telemetry.FailureRun{Every: p.every}
-		p.runs[ch] = r
-	}
-	return r
+	return &providerLog{log: log, runs: telemetry.FailureRuns{Every: every}}
 }
 
 // failed records a failed provider call at now.
 func (p *providerLog) failed(now time.Time, f providerFailure) {
-	l := p.runOf(f.channel).Failed(now)
+	l := p.runs.Of(f.channel).Failed(now)
 	if !l.Log {
 		return
 	}
@@ -78,7 +63,7 @@ func (p *providerLog) failed(now time.Time, f providerFailure) {
 
 // accepted records a provider call at now that the provider accepted.
 func (p *providerLog) accepted(now time.Time, ch string) {
-	if l := p.runOf(ch).Ended(now); l.Log {
+	if l := p.runs.Ended(ch, now); l.Log {
 		p.log.Info(msgProviderRecovered, "channel", ch, "failures", l.Failures, "failing_for", l.FailingFor.Round(time.Second))
 	}
 }
