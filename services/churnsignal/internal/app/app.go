@@ -93,6 +93,10 @@ type Engine struct {
 	mu     sync.Mutex
 	passes map[string]*sync.Mutex // per tenant: one full pass at a time
 
+	// releases logs the held-release rounds' database outages once
+	// (releaseAll runs every minute and at every wake-up).
+	releases *pg.OutageLog
+
 	// stats refreshes the projection's statistics as it grows (see Handle).
 	stats *pg.GrowthAnalyzer
 
@@ -147,7 +151,8 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 	}
 	e := &Engine{pool: pool, cfg: cfg, log: log, metrics: m, passes: map[string]*sync.Mutex{},
 		stats:   pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores"),
-		watches: map[string]*watch{}, wake: make(chan struct{}, 1), fetched: make(chan struct{})}
+		watches: map[string]*watch{}, wake: make(chan struct{}, 1), fetched: make(chan struct{}),
+		releases: pg.NewOutageLog(log, "publishing held band changes", pool.Ping)}
 	return e, nil
 }
 

@@ -93,11 +93,11 @@ func (e *Engine) releaseAll(ctx context.Context) {
 	if _, far := e.behind(); far {
 		return
 	}
-	if tenants, err := store.HeldTenants(ctx, e.pool); err != nil {
-		if ctx.Err() == nil {
-			e.log.Warn("list tenants with held band changes", "error", err)
-		}
-	} else {
+	tenants, err := store.HeldTenants(ctx, e.pool)
+	if ctx.Err() == nil {
+		e.releases.Pass(ctx, err, "list tenants with held band changes")
+	}
+	if err == nil {
 		for _, tenant := range tenants {
 			e.setHeld(tenant, true)
 		}
@@ -108,10 +108,10 @@ func (e *Engine) releaseAll(ctx context.Context) {
 		}
 		start := time.Now()
 		st, err := e.releaseHeld(ctx, tenant)
+		if ctx.Err() == nil {
+			e.releases.Pass(ctx, err, "publishing held band changes failed", "tenant", tenant)
+		}
 		if err != nil {
-			if ctx.Err() == nil {
-				e.log.Warn("publishing held band changes failed", "tenant", tenant, "error", err)
-			}
 			continue
 		}
 		if st.Customers > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/services/metrics/internal/store"
 )
 
@@ -62,8 +63,10 @@ type Rebuilder struct {
 	store     *store.Store
 	batchSize int
 	log       *slog.Logger
-	// ResumeEvery is how often Run looks for rebuilds nobody is running.
+	// ResumeEvery is how often Run looks for rebuilds nobody is running;
+	// a database away for a while is logged once, not at every look.
 	ResumeEvery time.Duration
+	outage      *pg.OutageLog
 
 	mu sync.Mutex
 	// life is Run's context while it runs, else nil; rebuilds run under it
@@ -86,7 +89,8 @@ func NewRebuilder(b *bus.Bus, s *store.Store, batchSize int, log *slog.Logger) *
 	if batchSize <= 0 {
 		batchSize = 500
 	}
-	return &Rebuilder{bus: b, store: s, batchSize: batchSize, log: log, ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{}}
+	return &Rebuilder{bus: b, store: s, batchSize: batchSize, log: log, ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{},
+		outage: pg.NewOutageLog(log, "rebuild: looking for unfinished rebuilds", s.Pool().Ping)}
 }
 
 // Run runs the rebuilds until ctx is done: those Rebuild starts, and those
@@ -120,10 +124,10 @@ func (r *Rebuilder) Run(ctx context.Context) error {
 // that another process runs ends at once, finding its lock held.
 func (r *Rebuilder) resume(ctx context.Context) {
 	tenants, err := r.store.UnfinishedRebuilds(ctx)
+	if ctx.Err() == nil {
+		r.outage.Pass(ctx, err, "rebuild: cannot look for unfinished rebuilds; looking again later", "every", r.ResumeEvery)
+	}
 	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("rebuild: cannot look for unfinished rebuilds; looking again later", "error", err, "every", r.ResumeEvery)
-		}
 		return
 	}
 	for _, t := range tenants {
