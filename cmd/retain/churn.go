@@ -190,8 +190,8 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Errorf("churn list takes no arguments, got %q", pos)}
+	if err := noArgs(pos, "churn list", ""); err != nil {
+		return err
 	}
 	band, err := parseChurnBand(*bandFlag)
 	if err != nil {
@@ -249,8 +249,8 @@ func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Errorf("churn model takes no arguments, got %q", pos)}
+	if err := noArgs(pos, "churn model", ""); err != nil {
+		return err
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetModelResponse, error) {
 		resp, err := c.GetModel(ctx, &churnv1.GetModelRequest{})
@@ -289,8 +289,8 @@ func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Errorf("churn refit takes no arguments, got %q", pos)}
+	if err := noArgs(pos, "churn refit", ""); err != nil {
+		return err
 	}
 	asOf, err := parseChurnAsOf(*asOfFlag)
 	if err != nil {
@@ -355,8 +355,8 @@ func runChurnWeights(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Errorf("churn weights takes no arguments (did you mean `churn weights set`?), got %q", pos)}
+	if err := noArgs(pos, "churn weights", "did you mean `churn weights set`?"); err != nil {
+		return err
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetWeightsResponse, error) {
 		return c.GetWeights(ctx, &churnv1.GetWeightsRequest{})
@@ -403,8 +403,8 @@ func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Errorf("churn weights set takes no arguments, got %q", pos)}
+	if err := noArgs(pos, "churn weights set", ""); err != nil {
+		return err
 	}
 	// Only the flags given are sent: the others keep the tenant's values.
 	req := &churnv1.SetWeightsRequest{Rescore: *rescore}

@@ -156,6 +156,18 @@ func oneArg(pos []string, what string) (string, error) {
 	return pos[0], nil
 }
 
+// noArgs refuses arguments to a command that takes none (a usage error),
+// with a hint in brackets when there is one.
+func noArgs(pos []string, command, hint string) error {
+	if len(pos) == 0 {
+		return nil
+	}
+	if hint != "" {
+		hint = " (" + hint + ")"
+	}
+	return usageError{fmt.Errorf("%s takes no arguments%s, got %q", command, hint, pos)}
+}
+
 func newFlags(env *cliEnv, name, usageLine string) *flag.FlagSet {
 	fs := flag.NewFlagSet("retain "+name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)

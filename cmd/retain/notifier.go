@@ -102,8 +102,8 @@ func templatesList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Errorf("templates list takes no arguments, got %q", pos)}
+	if err := noArgs(pos, "templates list", ""); err != nil {
+		return err
 	}
 	ch, err := parseChannelFlag(*chFlag)
 	if err != nil {
@@ -397,8 +397,8 @@ func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 0 {
-		return usageError{fmt.Errorf("deliveries list takes no arguments, got %q", pos)}
+	if err := noArgs(pos, "deliveries list", ""); err != nil {
+		return err
 	}
 	if (*customer == "") == (*campaign == "") {
 		return usageError{errors.New("deliveries list needs exactly one of --customer and --campaign")}
