@@ -359,14 +359,6 @@ func TestTransient(t *testing.T) {
 func TestPublishWhenStorageIsFull(t *testing.T) {
 	srv, b := setupNATS(t)
 	ctx := testCtx(t)
-	limitStore := func(t *testing.T, maxStore int64) {
-		t.Helper()
-		err := srv.Server().GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
-			"": {MaxMemory: -1, MaxStore: maxStore, MaxStreams: -1, MaxConsumers: -1}})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := b.PublishAtomic(ctx, events("before", 4)); err != nil {
 		t.Fatal(err)
 	}
@@ -378,8 +370,8 @@ func TestPublishWhenStorageIsFull(t *testing.T) {
 
 	t.Run("an account with room for part of a batch", func(t *testing.T) {
 		// Room for 3 of the 10: the server stores those and never acks.
-		limitStore(t, int64(info.Store)+3*perMsg+perMsg/2)
-		t.Cleanup(func() { limitStore(t, -1) })
+		srv.LimitStore(t, int64(info.Store)+3*perMsg+perMsg/2)
+		t.Cleanup(func() { srv.LimitStore(t, -1) })
 		batch := events("part", 10)
 		short, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -403,7 +395,7 @@ func TestPublishWhenStorageIsFull(t *testing.T) {
 			t.Errorf("refused after %s: want the server's answer, not a timeout", d)
 		}
 
-		limitStore(t, -1)
+		srv.LimitStore(t, -1)
 		out, err := b.PublishDurable(ctx, batch)
 		if err != nil {
 			t.Fatalf("with room again: %v", err)

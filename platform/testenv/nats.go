@@ -59,6 +59,18 @@ func (n *NATSServer) Server() *server.Server {
 // StoreDir is the JetStream store directory, kept across Restart.
 func (n *NATSServer) StoreDir() string { return n.storeDir }
 
+// LimitStore caps the JetStream storage of the server's account at
+// maxStore bytes (-1: no cap), as an operator's account limit or a full
+// disk would.
+func (n *NATSServer) LimitStore(t testing.TB, maxStore int64) {
+	t.Helper()
+	err := n.Server().GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
+		"": {MaxMemory: -1, MaxStore: maxStore, MaxStreams: -1, MaxConsumers: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Restart stops the server and starts a new one on the same port with the same
 // store directory, as after a crash or a deploy. Streams and every message
 // acknowledged before the restart must survive it.

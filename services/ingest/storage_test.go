@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats-server/v2/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,17 +20,6 @@ import (
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
-
-// limitStore caps the JetStream storage of the server's account at maxStore
-// bytes (-1: no cap), as an operator's account limit or a full disk would.
-func (s *stack) limitStore(t *testing.T, maxStore int64) {
-	t.Helper()
-	err := s.nats.Server().GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
-		"": {MaxMemory: -1, MaxStore: maxStore, MaxStreams: -1, MaxConsumers: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
 
 // loggedIDs is every msg id of the ingest log that starts with prefix.
 func (s *stack) loggedIDs(t *testing.T, prefix string) []string {
@@ -102,7 +90,7 @@ func TestStorageFull(t *testing.T) {
 	// Room for about three more events: a request of ten is stored in part
 	// (a single server commits an atomic batch up to the limit).
 	perEvent := int64(info.Store) / 4
-	s.limitStore(t, int64(info.Store)+3*perEvent+perEvent/2)
+	s.nats.LimitStore(t, int64(info.Store)+3*perEvent+perEvent/2)
 	body := events("full", 10)
 
 	refused := func(what string) {
@@ -143,7 +131,7 @@ func TestStorageFull(t *testing.T) {
 		t.Fatalf("refused retries stored %v, want only %v", again, stored)
 	}
 
-	s.limitStore(t, -1)
+	s.nats.LimitStore(t, -1)
 	resp, a := s.post(t, s.token, body)
 	if resp.StatusCode != http.StatusOK || a.Accepted+a.Duplicates != 10 || a.Duplicates != len(stored) {
 		t.Fatalf("retry with room: %d %+v; want the %d stored before duplicate, the rest accepted", resp.StatusCode, a, len(stored))

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/retainhq/retain/platform/auth"
@@ -85,13 +84,6 @@ func TestStorageFullLogPaced(t *testing.T) {
 			t.Fatalf("%s: HTTP %d %s, want %d", id, rec.Code, rec.Body, want)
 		}
 	}
-	limitStore := func(max int64) {
-		t.Helper()
-		if err := ns.Server().GlobalAccount().UpdateJetStreamLimits(map[string]server.JetStreamAccountLimits{
-			"": {MaxMemory: -1, MaxStore: max, MaxConsumers: -1, MaxStreams: -1}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	lines := func(msg string) []string {
 		var out []string
 		for _, l := range strings.Split(logs.String(), "\n") {
@@ -103,7 +95,7 @@ func TestStorageFullLogPaced(t *testing.T) {
 	}
 
 	post("o-stored", http.StatusOK)
-	limitStore(1) // less than the stream holds: nothing more is stored
+	ns.LimitStore(t, 1) // less than the stream holds: nothing more is stored
 	// 40 refusals in 40 s, as QA saw.
 	for i := range 40 {
 		post(fmt.Sprintf("o-%d", i), http.StatusTooManyRequests)
@@ -123,7 +115,7 @@ func TestStorageFullLogPaced(t *testing.T) {
 		t.Fatalf("a minute on, want one line counting the 40 refusals since the first, got:\n%s", logs)
 	}
 
-	limitStore(-1)
+	ns.LimitStore(t, -1)
 	clock.Advance(9 * time.Second)
 	post("o-stored", http.StatusOK) // a duplicate: stores nothing
 	if n := len(lines(msgStorageRoom)); n != 0 {
