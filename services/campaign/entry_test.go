@@ -129,6 +129,20 @@ func TestOncePerGapDoesNotDependOnBatching(t *testing.T) {
 	}
 }
 
+// enrolledOrders are the order ids of the enrollments where holds.
+func (s *stack) enrolledOrders(t *testing.T, where string) []string {
+	t.Helper()
+	rows, err := s.db.Query(context.Background(), `SELECT vars->>'order_id' FROM enrollments WHERE `+where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return orders
+}
+
 // TestOrdersOfTheSameInstantCountOneByOne: exports with second or minute
 // resolution give a customer's first two orders the same placed time.
 // One of them is the first order (the one whose id sorts first) and the
@@ -144,14 +158,7 @@ func TestOrdersOfTheSameInstantCountOneByOne(t *testing.T) {
 	at := s.clock.Now().Add(-time.Hour).Truncate(time.Minute)
 	s.publish(t, tenant, orderEv("o-2", "tied", at, 1000), orderEv("o-1", "tied", at, 2000))
 	s.caughtUp(t)
-	var orders []string
-	rows, err := s.db.Query(ctx, `SELECT vars->>'order_id' FROM enrollments WHERE campaign_id = 'onboarding' AND customer_id = 'tied'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if orders, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-		t.Fatal(err)
-	}
+	orders := s.enrolledOrders(t, `campaign_id = 'onboarding' AND customer_id = 'tied'`)
 	if !slices.Equal(orders, []string{"o-1"}) {
 		t.Fatalf("onboarding entered for orders %v, want [o-1]: the first of two orders placed in the same instant", orders)
 	}
@@ -163,7 +170,6 @@ func TestOrdersOfTheSameInstantCountOneByOne(t *testing.T) {
 // again (here it becomes the third order and enters the campaign).
 func TestLateOrderOfTheSameInstantReevaluatesTheLaterOne(t *testing.T) {
 	s := setup(t)
-	ctx := context.Background()
 	const tenant = "shop"
 	s.create(t, tenant, `
 id: third
@@ -179,14 +185,7 @@ steps:
 	s.caughtUp(t)
 	s.publish(t, tenant, orderEv("t2", "c", now.Add(-time.Hour), 1000))
 	s.caughtUp(t)
-	rows, err := s.db.Query(ctx, `SELECT vars->>'order_id' FROM enrollments WHERE campaign_id = 'third'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	orders, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	orders := s.enrolledOrders(t, `campaign_id = 'third'`)
 	if !slices.Equal(orders, []string{"t3"}) {
 		t.Fatalf("third-order campaign entered for orders %v, want [t3]", orders)
 	}
