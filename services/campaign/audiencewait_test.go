@@ -5,14 +5,12 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	"github.com/retainhq/retain/services/campaign"
 	"github.com/retainhq/retain/services/campaign/internal/app"
-	"github.com/retainhq/retain/services/campaign/internal/store"
 )
 
 // TestAudiencesWaitForTheFactsConsumer: a shop imports its history with
@@ -23,21 +21,13 @@ import (
 // and run once it has caught up, on the whole history.
 func TestAudiencesWaitForTheFactsConsumer(t *testing.T) {
 	ctx := context.Background()
-	b, err := bus.Connect(ctx, bus.Config{URL: testenv.NATS(t).URL()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pool := testenv.MigratedPool(t, store.Migrations)
-	clock := testenv.NewClock(time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC))
 	var logs testenv.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	var facts *bus.Consumer
-	e := app.New(pool, app.Config{Now: clock.Now, MaxTriggerAge: 7 * day, AudienceMaxBacklog: 5,
+	env := newEngineEnv(t, app.Config{AudienceMaxBacklog: 5,
 		FactsBacklog: func(ctx context.Context) (int64, error) { return facts.Backlog(ctx) }}, log)
+	b, pool, clock, e := env.pub, env.pool, env.clock, env.engine
+	var err error
 	if facts, err = bus.NewConsumer(b, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: campaign.FactsConsumer,
 		EventTypes: app.FactTypes, BatchSize: 500}, e.HandleFacts, log); err != nil {
 		t.Fatal(err)

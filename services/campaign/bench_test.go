@@ -38,20 +38,27 @@ type benchEnv struct {
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
-	b.Helper()
-	ns := testenv.NATS(b)
+	return newEngineEnv(b, app.Config{}, slog.New(slog.DiscardHandler))
+}
+
+// newEngineEnv is newBenchEnv with cfg (its clock and MaxTriggerAge set
+// here) and log.
+func newEngineEnv(tb testing.TB, cfg app.Config, log *slog.Logger) *benchEnv {
+	tb.Helper()
+	ns := testenv.NATS(tb)
 	ctx := context.Background()
 	pub, err := bus.Connect(ctx, bus.Config{URL: ns.URL()}, nil)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(pub.Close)
+	tb.Cleanup(pub.Close)
 	if err := pub.EnsureStreams(ctx); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	pool := testenv.MigratedPool(b, store.Migrations)
+	pool := testenv.MigratedPool(tb, store.Migrations)
 	c := testenv.NewClock(time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC))
-	e := app.New(pool, app.Config{MaxTriggerAge: 7 * day, Now: c.Now}, slog.New(slog.DiscardHandler))
+	cfg.MaxTriggerAge, cfg.Now = 7*day, c.Now
+	e := app.New(pool, cfg, log)
 	return &benchEnv{pub: pub, pool: pool, engine: e, clock: c}
 }
 
