@@ -121,7 +121,7 @@ func BenchmarkConsumerRunner(b *testing.B) {
 		b.ReportMetric(rawRate, "msgs/s")
 	})
 
-	// exclusive: the lease's fence (a share lock on its row) in every batch.
+	// exclusive: the lease's fence (a key-share lock on its row) in every batch.
 	for _, tc := range []struct {
 		batch, workers int
 		exclusive      bool
