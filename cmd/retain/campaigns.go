@@ -314,17 +314,15 @@ func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error
 		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
 	}
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListCustomerEnrollmentsResponse, error) {
-		all := &campaignv1.ListCustomerEnrollmentsResponse{NextPageToken: *pageToken}
-		for first := true; first || (all.GetNextPageToken() != "" && len(all.GetEnrollments()) < *limit); first = false {
+		es, next, err := pagesUpTo(*limit, 1000, *pageToken, func(size int32, tok string) ([]*campaignv1.Enrollment, string, error) {
 			resp, err := c.ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: customer, CampaignId: *campaign,
-				PageSize: int32(min(*limit-len(all.GetEnrollments()), 1000)), PageToken: all.GetNextPageToken()})
-			if err != nil {
-				return nil, err
-			}
-			all.Enrollments = append(all.Enrollments, resp.GetEnrollments()...)
-			all.NextPageToken = resp.GetNextPageToken()
+				PageSize: size, PageToken: tok})
+			return resp.GetEnrollments(), resp.GetNextPageToken(), err
+		})
+		if err != nil {
+			return nil, err
 		}
-		return all, nil
+		return &campaignv1.ListCustomerEnrollmentsResponse{Enrollments: es, NextPageToken: next}, nil
 	}, func(w io.Writer, resp *campaignv1.ListCustomerEnrollmentsResponse) error {
 		if len(resp.GetEnrollments()) == 0 {
 			fmt.Fprintln(w, "no enrollments")

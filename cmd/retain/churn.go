@@ -201,16 +201,14 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.ListAtRiskResponse, error) {
-		all := &churnv1.ListAtRiskResponse{NextPageToken: *pageToken}
-		for first := true; first || (all.GetNextPageToken() != "" && len(all.GetCustomers()) < *limit); first = false {
-			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: int32(min(*limit-len(all.GetCustomers()), 1000)), PageToken: all.GetNextPageToken()})
-			if err != nil {
-				return nil, err
-			}
-			all.Customers = append(all.Customers, resp.GetCustomers()...)
-			all.NextPageToken = resp.GetNextPageToken()
+		rs, next, err := pagesUpTo(*limit, 1000, *pageToken, func(size int32, tok string) ([]*churnv1.CustomerRisk, string, error) {
+			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: size, PageToken: tok})
+			return resp.GetCustomers(), resp.GetNextPageToken(), err
+		})
+		if err != nil {
+			return nil, err
 		}
-		return all, nil
+		return &churnv1.ListAtRiskResponse{Customers: rs, NextPageToken: next}, nil
 	}, func(w io.Writer, all *churnv1.ListAtRiskResponse) error {
 		printChurnList(w, all.GetCustomers(), 2)
 		if all.GetNextPageToken() != "" {

@@ -250,6 +250,23 @@ func callAndPrint[C any, R proto.Message](w io.Writer, f commandFlags, api servi
 	return text(w, resp)
 }
 
+// pagesUpTo follows a listing's next_page_token from token until it has
+// limit items or the listing ends, asking each page for no more than is
+// still wanted (and no more than maxPage, the service's page size limit).
+// It always makes the first request, so token "" starts at the beginning;
+// next is where a later --page-token continues ("" at the end).
+func pagesUpTo[T any](limit, maxPage int, token string, fetch func(pageSize int32, token string) ([]T, string, error)) (items []T, next string, err error) {
+	for first := true; first || (token != "" && len(items) < limit); first = false {
+		page, tok, err := fetch(int32(min(limit-len(items), maxPage)), token)
+		if err != nil {
+			return nil, "", err
+		}
+		items = append(items, page...)
+		token = tok
+	}
+	return items, token, nil
+}
+
 // serverMaxMessageBytes is the largest request Retain's gRPC API takes:
 // grpc-go's default receive limit, which platform/server keeps (it sets no
 // MaxRecvMsgSize).

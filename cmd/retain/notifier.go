@@ -407,17 +407,15 @@ func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
 	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.ListDeliveriesResponse, error) {
-		all := &notifierv1.ListDeliveriesResponse{NextPageToken: *pageToken}
-		for first := true; first || (all.GetNextPageToken() != "" && len(all.GetDeliveries()) < *limit); first = false {
+		ds, next, err := pagesUpTo(*limit, 500, *pageToken, func(size int32, tok string) ([]*notifierv1.Delivery, string, error) {
 			resp, err := c.ListDeliveries(ctx, &notifierv1.ListDeliveriesRequest{CustomerId: *customer, CampaignId: *campaign,
-				PageSize: int32(min(*limit-len(all.GetDeliveries()), 500)), PageToken: all.GetNextPageToken()})
-			if err != nil {
-				return nil, err
-			}
-			all.Deliveries = append(all.Deliveries, resp.GetDeliveries()...)
-			all.NextPageToken = resp.GetNextPageToken()
+				PageSize: size, PageToken: tok})
+			return resp.GetDeliveries(), resp.GetNextPageToken(), err
+		})
+		if err != nil {
+			return nil, err
 		}
-		return all, nil
+		return &notifierv1.ListDeliveriesResponse{Deliveries: ds, NextPageToken: next}, nil
 	}, func(w io.Writer, all *notifierv1.ListDeliveriesResponse) error {
 		if len(all.GetDeliveries()) == 0 {
 			fmt.Fprintln(w, "no deliveries")
