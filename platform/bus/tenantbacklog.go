@@ -1,0 +1,148 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/retainhq/retain/platform/tenant"
+)
+
+// probeLife is how long a backlog probe (see TenantBacklog) outlives its
+// creation: the server deletes it this long after, as it has no pull
+// waiting, so the caller needs no permission to delete it and a probe of
+// a process that died does not stay.
+const probeLife = 2 * time.Second
+
+// TenantBacklog is how many of tenant's messages on the consumer's stream
+// the consumer has yet to apply: those its filters match past its ack
+// floor (docs/decisions/0037-per-tenant-facts-backlog.md). Backlog says
+// that of the whole consumer, and one shop importing its history makes it
+// large for every shop; this tells that shop from the others, whose own
+// messages are few.
+//
+// The count comes from the server: a short-lived consumer (a probe) of
+// the tenant's subjects, <prefix>.<tenant>.> on the consumer's stream
+// (narrowed by the consumer's FilterSubjects, one probe per filter),
+// starting after the ack floor, reports how many messages it has pending
+// when it is created. The probe has no acks, lives in memory on one
+// replica and is deleted by the server after probeLife; nothing is ever
+// delivered to it. It counts the tenant's messages of every type the
+// filters match, EventTypes or not (the runner passes the other types in
+// the same fetches, decision 0013), and those acknowledged past the ack
+// floor, as Backlog counts those delivered and not yet acknowledged.
+//
+// Each call reads the consumer's info; only when the consumer has
+// anything pending or awaiting an ack does it create the probes. A
+// caller with a threshold asks Backlog first: no tenant's backlog
+// exceeds the consumer's.
+func (c *Consumer) TenantBacklog(ctx context.Context, tenantID string) (int64, error) {
+	if err := tenant.Validate(tenantID); err != nil {
+		return 0, fmt.Errorf("bus: backlog of consumer %s: %w", c.cfg.Durable, err)
+	}
+	prefix, ok := streamSubjectPrefix(c.cfg.Stream)
+	if !ok {
+		return 0, fmt.Errorf("bus: backlog of consumer %s: stream %s is not one of Retain's, whose subjects are <prefix>.<tenant>.<type>", c.cfg.Durable, c.cfg.Stream)
+	}
+	filters := tenantFilters(prefix, tenantID, c.cfg.FilterSubjects)
+	if len(filters) == 0 {
+		// The consumer's filters exclude the tenant.
+		return 0, nil
+	}
+	info, err := c.info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		return 0, nil
+	}
+	var n int64
+	for _, f := range filters {
+		// A single FilterSubject, not FilterSubjects: the create request's
+		// subject then ends with it, which the NATS permissions of a
+		// service can restrict to tenant filters of its stream (the chart,
+		// decision 0037).
+		probe, err := c.bus.JS.CreateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
+			Description:       "backlog of " + c.cfg.Durable + " for tenant " + tenantID,
+			FilterSubject:     f,
+			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:       info.AckFloor.Stream + 1,
+			AckPolicy:         jetstream.AckNonePolicy,
+			MemoryStorage:     true,
+			Replicas:          1,
+			InactiveThreshold: probeLife,
+		})
+		if err != nil {
+			return 0, fmt.Errorf("bus: backlog of consumer %s for tenant %s: probe of %s: %w", c.cfg.Durable, tenantID, f, err)
+		}
+		n += int64(probe.CachedInfo().NumPending)
+	}
+	return n, nil
+}
+
+// streamSubjectPrefix is the subject prefix of a Retain stream, whose
+// subjects are <prefix>.<tenant>.<type>.
+func streamSubjectPrefix(stream string) (string, bool) {
+	switch stream {
+	case EventsStream:
+		return EventsSubjectPrefix, true
+	case SignalsStream:
+		return SignalsSubjectPrefix, true
+	case NotificationsStream:
+		return NotificationsSubjectPrefix, true
+	case DeliveriesStream:
+		return DeliveriesSubjectPrefix, true
+	}
+	return "", false
+}
+
+// tenantFilters are the subjects of tenantID among those filters match
+// on a stream of <prefix>.<tenant>.<type> subjects: each filter narrowed to
+// the tenant, those that cannot match it left out (none: every subject of
+// the stream). A tenant id is a single subject token with no wildcard
+// (tenant.Valid), so putting it in a filter cannot widen it. Filters of a
+// consumer do not overlap (the server refuses those that do), so neither
+// do these, and their counts add up.
+func tenantFilters(prefix, tenantID string, filters []string) []string {
+	all := prefix + "." + tenantID + ".>"
+	if len(filters) == 0 {
+		return []string{all}
+	}
+	pt := strings.Split(prefix, ".")
+	var out []string
+	for _, f := range filters {
+		ft := strings.Split(f, ".")
+		narrowed, ok := func() (string, bool) {
+			for i, p := range pt {
+				switch {
+				case i >= len(ft):
+					return "", false
+				case ft[i] == ">":
+					return all, true
+				case ft[i] != "*" && ft[i] != p:
+					return "", false
+				}
+			}
+			if len(ft) == len(pt) {
+				return "", false // the prefix alone: no tenant subject
+			}
+			switch t := ft[len(pt)]; t {
+			case ">":
+				return all, true
+			case "*", tenantID:
+				if len(ft) == len(pt)+1 {
+					return "", false // <prefix>.<tenant> has no type
+				}
+				return prefix + "." + tenantID + "." + strings.Join(ft[len(pt)+1:], "."), true
+			}
+			return "", false
+		}()
+		if ok {
+			out = append(out, narrowed)
+		}
+	}
+	return out
+}
