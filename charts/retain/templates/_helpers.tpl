@@ -117,6 +117,23 @@ secret names, env). Use: include "retain.service" (dict "root" $ "name" $name) |
 {{- toYaml $svc -}}
 {{- end -}}
 
+{{/*
+The enabled services, as YAML: each one's name over its effective settings
+(retain.service), in name order. Every template that renders something per
+service, and every check of one, ranges over it, so that what "enabled"
+means is decided here only:
+  range $name, $svc := include "retain.enabledServices" $ | fromYaml
+*/}}
+{{- define "retain.enabledServices" -}}
+{{- range $name, $_ := .Values.services }}
+{{- $svc := include "retain.service" (dict "root" $ "name" $name) }}
+{{- if ($svc | fromYaml).enabled }}
+{{ $name | quote }}:
+  {{- $svc | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* The secret and key holding the token public key. */}}
 {{- define "retain.authSecretName" -}}
 {{- if .Values.auth.publicKey -}}
@@ -265,8 +282,7 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- end -}}
 {{- $natsEnv := dig "container" "env" dict .Values.nats -}}
 {{- $secret := include "retain.natsAuthSecret" . -}}
-{{- range $name, $_ := .Values.services -}}
-{{- if (include "retain.service" (dict "root" $ "name" $name) | fromYaml).enabled -}}
+{{- range $name, $_ := include "retain.enabledServices" $ | fromYaml -}}
 {{- $var := include "retain.natsPasswordEnv" $name -}}
 {{- $password := printf "<< $%s >>" $var -}}
 {{- if ne (get $users $name) $password -}}
@@ -283,7 +299,6 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- end -}}
 {{- /* Settings one value serves every service: none may set them alone. */ -}}
 {{- $shared := dict -}}
 {{- range $k, $key := include "retain.streamSettings" . | fromYaml -}}
@@ -293,9 +308,7 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- $own := ternary "natsAuth.mode none lets services log in their own way" "without natsTLS.secretName, give the TLS files yourself" (eq $key "natsAuth") -}}
 {{- $_ := set $shared $k (printf ", which %s sets for every service; %s" $key $own) -}}
 {{- end -}}
-{{- range $name, $_ := .Values.services -}}
-{{- $svc := include "retain.service" (dict "root" $ "name" $name) | fromYaml -}}
-{{- if $svc.enabled -}}
+{{- range $name, $svc := include "retain.enabledServices" $ | fromYaml -}}
 {{- if and $svc.ingress.enabled (not $svc.ports.http) -}}
 {{- fail (printf "services.%s.ingress.enabled needs services.%s.ports.http: the ingress routes to the public HTTP API" $name $name) -}}
 {{- end -}}
@@ -322,7 +335,6 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- end -}}
 {{- if hasKey ($svc.secretEnv | default dict) $k -}}
 {{- fail (printf "services.%s.env.%s is also in services.%s.secretEnv: set it in one place (secretEnv, a Secret)" $name $k $name) -}}
-{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
