@@ -236,8 +236,15 @@ func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now 
 			keys = append(keys, store.Key{Tenant: d.Tenant, Customer: d.CustomerID})
 		}
 	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
 	slices.SortFunc(keys, store.CompareKeys)
-	_, err = e.decide(ctx, tx, slices.Compact(keys), todo, now, t)
+	keys = slices.Compact(keys)
+	if err := store.LockCustomers(ctx, tx, keys); err != nil {
+		return len(todo), err
+	}
+	_, err = e.decide(ctx, tx, keys, todo, now, t)
 	return len(todo), err
 }
 
@@ -247,18 +254,18 @@ func (e *Engine) admit(ctx context.Context, tx pgx.Tx, ds []store.Delivery, now 
 // outcomes to t and returns how many requests it decided.
 //
 // All of a customer's due requests are decided together, in
-// decisionOrder, under the customer's lock (taken before the deferred
-// rows), so the cap's free slots go to the customer's most important
-// requests whatever batch each came in: a new request does not take the
-// slot of a higher-ranked one whose deferral has just ended, and two
-// timer passes do not split a customer's due requests between them
-// (ClaimDueCustomers).
+// decisionOrder, under the customer's lock, so the cap's free slots go to
+// the customer's most important requests whatever batch each came in: a
+// new request does not take the slot of a higher-ranked one whose
+// deferral has just ended, and two timer passes do not split a customer's
+// due requests between them (ClaimDueCustomers). tx must already hold the
+// locks of keys, taken before the deferred rows: admit takes them with
+// LockCustomers, a timer pass has them from ClaimDueCustomers, which
+// returns only the customers it locked (taking them again in the same
+// transaction would be granted at once and change nothing).
 func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh []store.Delivery, now time.Time, t *tally) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
-	}
-	if err := store.LockCustomers(ctx, tx, keys); err != nil {
-		return 0, err
 	}
 	due, err := store.LockDueDeferred(ctx, tx, keys, now)
 	if err != nil {

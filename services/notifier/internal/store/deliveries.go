@@ -165,10 +165,11 @@ func ClaimDueCustomers(ctx context.Context, tx pgx.Tx, now time.Time, limit int)
 
 // LockDueDeferred locks and returns the deferred deliveries of keys that
 // are due, to be decided in tx with whatever else of those customers is
-// being decided. tx must hold the customers' locks (LockCustomers): every
-// transaction that locks a deferred row holds its customer's lock, or
-// holds the row only for ClaimDueCustomers' look, so waiting here for a
-// row cannot close a cycle.
+// being decided. tx must hold the customers' locks (LockCustomers, or
+// ClaimDueCustomers for the customers it returns): every transaction that
+// locks a deferred row holds its customer's lock, or holds the row only
+// for ClaimDueCustomers' look, so waiting here for a row cannot close a
+// cycle.
 func LockDueDeferred(ctx context.Context, tx pgx.Tx, keys []Key, now time.Time) ([]Delivery, error) {
 	ts, cs := split(keys)
 	rows, err := tx.Query(ctx, `SELECT `+deliveryCols+` FROM deliveries d
