@@ -593,7 +593,7 @@ func (e *Engine) send(ctx, hold context.Context, d store.Delivery) error {
 	}
 	// The policy checked the expiry when it decided; a retry or a
 	// reconcile can come after it.
-	if !d.ExpiresAt.IsZero() && !e.now().Before(d.ExpiresAt) {
+	if policy.Expired(d.ExpiresAt, e.now()) {
 		return e.finish(ctx, hold, d, attemptResult{expired: true}, steps)
 	}
 	res := e.attempt(ctx, d)

@@ -101,7 +101,7 @@ func (r *Result) end(stage string, v Verdict, code, reason string) Result {
 // suppression list still apply to them.
 func Decide(cfg Config, f Facts) Result {
 	var r Result
-	if !f.Expires.IsZero() && !f.Now.Before(f.Expires) {
+	if Expired(f.Expires, f.Now) {
 		return r.end("expiry", Suppress, "expired", fmt.Sprintf("expired at %s before it could be sent", f.Expires.UTC().Format(time.RFC3339)))
 	}
 	if f.Channel == notifierv1.Channel_CHANNEL_WEBHOOK {
@@ -185,6 +185,13 @@ func Decide(cfg Config, f Facts) Result {
 		r.pass("quiet_hours", fmt.Sprintf("local time %s in %s", f.Now.In(loc).Format("15:04"), loc))
 	}
 	return r.end("send", Send, "", "")
+}
+
+// Expired reports whether a request that expires at expires (zero: never)
+// has expired at now. Decide refuses such a request, and the sender makes
+// no attempt for it: a retry or a reconcile can come after the decision.
+func Expired(expires, now time.Time) bool {
+	return !expires.IsZero() && !now.Before(expires)
 }
 
 func (r *Result) deferTo(stage, code, reason string, until, expires time.Time) Result {
