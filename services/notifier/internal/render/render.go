@@ -673,7 +673,11 @@ func (c *Compiled) renderVariant(v variant, in Input) (Message, error) {
 // withTenant adds "tenant_id": tenant as the first member of a webhook
 // body. One endpoint receives every shop's webhooks and the signature
 // covers the body, so a receiver can trust the shop the body names; the
-// body must therefore be an object that does not name one itself.
+// body must therefore be an object that does not name one itself, in any
+// letter case: Go's encoding/json matches object keys to struct fields
+// case-insensitively (the last match wins), so a receiver decoding into a
+// TenantID field would read a shop's "TENANT_ID" (or a customer's name
+// breaking out of an unquoted string) over the notifier's own.
 func withTenant(body, tenant string) (string, error) {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(body), &members); err != nil || members == nil {
@@ -683,8 +687,10 @@ func withTenant(body, tenant string) (string, error) {
 		}
 		return "", errors.New("the rendered webhook body is not a JSON object ({...})")
 	}
-	if _, ok := members["tenant_id"]; ok {
-		return "", errors.New("the rendered webhook body has a tenant_id: the notifier adds the shop's own")
+	for k := range members {
+		if strings.EqualFold(k, "tenant_id") {
+			return "", fmt.Errorf("the rendered webhook body has a %q member: the notifier adds the shop's own tenant_id", k)
+		}
 	}
 	id, _ := json.Marshal(tenant) // a string always marshals
 	member := `"tenant_id": ` + string(id)

@@ -114,11 +114,22 @@ func TestWebhookBodyMustBeJSON(t *testing.T) {
 		`[{{.score}}]`:                       "JSON object",
 		`{"tenant_id": "other"}`:             "tenant_id",
 		`{"a": 1, "tenant\u005fid": "x"}`:    "tenant_id",
+		`{"TENANT_ID": "other"}`:             `"TENANT_ID" member`,
+		`{"a": 1, "Tenant\u005FId": "x"}`:    `"Tenant_Id" member`,
 	} {
 		tpl.Variants[0].Body = body
 		if _, vs := Compile(tpl); len(vs) == 0 || vs[0].Field != "template.variants[0].body" || !strings.Contains(vs[0].Description, want) {
 			t.Errorf("%s: violations %+v, want %q", body, vs, want)
 		}
+	}
+	// A customer's name breaking out of an unquoted string cannot name
+	// another shop either: the send fails instead.
+	tpl.Variants[0].Body = `{"name": "{{.customer.first_name}}"}`
+	if c, vs = Compile(tpl); vs != nil {
+		t.Fatal(vs)
+	}
+	if m, err := c.Render(Input{Tenant: "shop", Variables: map[string]*notifierv1.TemplateValue{"score": {Value: &notifierv1.TemplateValue_Integer{Integer: 3}}}, Customer: map[string]string{"first_name": `x", "Tenant_Id": "victim`}}); err == nil || !strings.Contains(err.Error(), `"Tenant_Id" member`) {
+		t.Fatalf("%q %v, want the Tenant_Id member refused", m.Body, err)
 	}
 	// An empty object gets the tenant alone.
 	tpl.Variants[0].Body = ` {} `
