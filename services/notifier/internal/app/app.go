@@ -24,7 +24,6 @@ import (
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
-	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/notifier/internal/channel"
 	"github.com/retainhq/retain/services/notifier/internal/contacts"
@@ -115,14 +114,17 @@ func (e *Engine) HandleContacts(ctx context.Context, tx pgx.Tx, msgs []*bus.Deli
 	merged := map[store.Key]contacts.Contact{}
 	var order []store.Key
 	for _, m := range msgs {
-		var ev eventsv1.Event
-		if err := proto.Unmarshal(m.Data, &ev); err != nil {
-			m.Reject(fmt.Sprintf("decode retain.events.v1.Event: %v", err))
+		// The shop is the subject's (DecodeEvent refuses a body naming
+		// another): the body alone could rewrite any shop's contacts.
+		t, _, ev, err := bus.DecodeEvent(m.Subject, m.Data)
+		if err != nil {
+			m.Reject(err.Error())
 			continue
 		}
-		c, ok := contacts.FromEvent(&ev)
-		if !ok || ev.GetTenantId() == "" || ev.GetOccurredAt() == nil {
-			m.Reject("not a customer.updated event with tenant_id, occurred_at and customer_id")
+		ev.TenantId = t
+		c, ok := contacts.FromEvent(ev)
+		if !ok {
+			m.Reject("not a customer.updated event with a customer_id")
 			continue
 		}
 		k := store.Key{Tenant: c.Tenant, Customer: c.CustomerID}
@@ -180,6 +182,12 @@ func (e *Engine) HandleRequests(ctx context.Context, tx pgx.Tx, msgs []*bus.Deli
 		}
 		if err := validateRequest(&r); err != nil {
 			m.Reject(err.Error())
+			continue
+		}
+		// A request is the shop's whose subject it came on, as a fact is
+		// (bus.DecodeEvent): a body naming another shop is refused.
+		if t, _, err := bus.SplitSubject(bus.NotificationsSubjectPrefix, m.Subject); err != nil || t != r.GetTenantId() {
+			m.Reject(fmt.Sprintf("tenant_id %q is not the shop of subject %q (retain.notifications.<tenant>.<type>)", r.GetTenantId(), m.Subject))
 			continue
 		}
 		k := store.Key{Tenant: r.GetTenantId(), Customer: r.GetRequestId()}

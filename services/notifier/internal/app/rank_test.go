@@ -72,7 +72,7 @@ func request(t testing.TB, id, customer string, rank int32, at time.Time) *bus.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bus.Delivery{ID: "shop/" + id, Type: bus.TypeNotificationRequested, Data: data}
+	return &bus.Delivery{ID: "shop/" + id, Subject: bus.NotificationSubject("shop", bus.TypeNotificationRequested), Type: bus.TypeNotificationRequested, Data: data}
 }
 
 // batch hands requests to the consumer's handler as one batch.
