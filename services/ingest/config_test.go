@@ -36,5 +36,6 @@ func TestConfigMessages(t *testing.T) {
 			{Env: []string{"RETAIN_INGEST_PUBLISHERS=0"}, Want: "RETAIN_INGEST_PUBLISHERS (-publishers): must be at least 1, got 0"},
 			{Env: []string{"RETAIN_INGEST_QUEUE_DEPTH=0"}, Want: "RETAIN_INGEST_QUEUE_DEPTH (-queue-depth): must be at least 1, got 0"},
 			{Env: []string{"RETAIN_INGEST_LOG_RETENTION=0s"}, Want: "RETAIN_INGEST_LOG_RETENTION (-log-retention): must be positive, such as 720h (the streams' max age), got 0s"},
+			{Env: []string{"RETAIN_INGEST_MAX_EVENT_BYTES=100"}, Want: "RETAIN_INGEST_MAX_EVENT_BYTES (-max-event-bytes): must be 1024-67108864 bytes (NATS takes at most 64 MiB in one message), such as 524288, got 100"},
 		}...)
 }

@@ -45,7 +45,21 @@ type Config struct {
 	// LogRetention is how long the ingest log remembers event ids, so that a
 	// retry is reported as a duplicate; keep it at the stream's max age.
 	LogRetention time.Duration
+
+	// MaxEventBytes is the largest event taken, as stored on the bus (the
+	// encoded event and its headers). A NATS server that takes less in one
+	// message (its max_payload) lowers it.
+	MaxEventBytes int
 }
+
+// DefaultMaxEventBytes is half of NATS's default max_payload (1 MiB): far
+// above any event a shop sends (a 1000-line order with 100-byte names is
+// about 150 KiB), well within what the server takes, and the consumers,
+// which fetch up to 500 events at once, hold at most 256 MiB of them.
+const DefaultMaxEventBytes = 512 << 10
+
+// maxEventBytesCeiling is nats-server's hard limit on max_payload.
+const maxEventBytesCeiling = 64 << 20
 
 // DefaultConfig returns the defaults documented in the README.
 func DefaultConfig() Config {
@@ -60,7 +74,8 @@ func DefaultConfig() Config {
 		QueueDepth: cc.QueueDepth,
 		// As long as RETAIN_EVENTS keeps events: a retry of an event still
 		// on the stream is reported as a duplicate.
-		LogRetention: bus.DefaultMaxAge,
+		LogRetention:  bus.DefaultMaxAge,
+		MaxEventBytes: DefaultMaxEventBytes,
 	}
 }
 
@@ -72,6 +87,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.IntVar(fs, &c.Publishers, "publishers", "RETAIN_INGEST_PUBLISHERS", "batches in flight at once")
 	config.IntVar(fs, &c.QueueDepth, "queue-depth", "RETAIN_INGEST_QUEUE_DEPTH", "requests waiting for the bus before answering 429")
 	config.DurationVar(fs, &c.LogRetention, "log-retention", "RETAIN_INGEST_LOG_RETENTION", "how long event ids are remembered to report retries as duplicates")
+	config.IntVar(fs, &c.MaxEventBytes, "max-event-bytes", "RETAIN_INGEST_MAX_EVENT_BYTES", "largest event taken, in bytes as stored on the bus (lowered to the NATS server's max_payload)")
 }
 
 // Validate names every bad setting at once, each with its variable and
@@ -82,6 +98,8 @@ func (c Config) Validate() error {
 	v.Add(c.commitConfig().Validate())
 	v.Check(c.LogRetention > 0, config.SettingName("RETAIN_INGEST_LOG_RETENTION", "log-retention"),
 		"must be positive, such as 720h (the streams' max age), got %s", c.LogRetention)
+	v.Check(c.MaxEventBytes >= 1024 && c.MaxEventBytes <= maxEventBytesCeiling, config.SettingName("RETAIN_INGEST_MAX_EVENT_BYTES", "max-event-bytes"),
+		"must be %d-%d bytes (NATS takes at most 64 MiB in one message), such as %d, got %d", 1024, maxEventBytesCeiling, DefaultMaxEventBytes, c.MaxEventBytes)
 	return v.Err()
 }
 
@@ -141,14 +159,31 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	if err != nil {
 		return nil, err
 	}
-	in, err := app.New(committer, tel.MeterProvider.Meter("retain/ingest"))
+	if mp := b.NC.MaxPayload(); mp > 0 && mp < int64(cfg.MaxEventBytes) {
+		log.Warn("events are limited to the NATS server's max_payload, below RETAIN_INGEST_MAX_EVENT_BYTES",
+			"max_payload", mp, "max_event_bytes", cfg.MaxEventBytes)
+	}
+	maxEvent := func() int { return eventLimit(cfg.MaxEventBytes, b.NC.MaxPayload()) }
+	in, err := app.New(committer, maxEvent, tel.MeterProvider.Meter("retain/ingest"))
 	if err != nil {
 		return nil, err
 	}
+	storageFull := api.NewStorageFullLog(log)
 	return &Service{
 		committer: committer, ingestLog: ingestLog, logWriter: logWriter, retention: cfg.LogRetention,
-		grpc: api.NewGRPC(in), http: api.NewHTTP(in, log), deps: deps,
+		grpc: api.NewGRPC(in, storageFull), http: api.NewHTTP(in, log, storageFull), deps: deps,
 	}, nil
+}
+
+// eventLimit is the largest event taken: the setting, or the NATS server's
+// max_payload when that is less. The server says its max_payload when the
+// connection is made (and again on a reconnect, to another server
+// perhaps); it holds a message's headers and data against it.
+func eventLimit(setting int, maxPayload int64) int {
+	if maxPayload > 0 && maxPayload < int64(setting) {
+		return int(maxPayload)
+	}
+	return setting
 }
 
 // Verifier checks the tokens of the service's APIs.

@@ -62,12 +62,13 @@ func TestPublishFailures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			in, err := app.New(failing{c.err}, noop.NewMeterProvider().Meter("test"))
+			in, err := app.New(failing{c.err}, func() int { return 1 << 20 }, noop.NewMeterProvider().Meter("test"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			mux := http.NewServeMux()
-			api.NewHTTP(in, slog.New(slog.NewTextHandler(io.Discard, nil))).Register(mux, verifier)
+			discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+			api.NewHTTP(in, discard, api.NewStorageFullLog(discard)).Register(mux, verifier)
 			req := httptest.NewRequest(http.MethodPost, "/v1/events", strings.NewReader(`{"events":[{"id":"o-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c","order_id":"o-1","total":{"amount_minor":1,"currency":"EUR"}}}]}`))
 			req.Header.Set("Authorization", "Bearer "+token)
 			rec := httptest.NewRecorder()
@@ -90,7 +91,7 @@ func TestPublishFailures(t *testing.T) {
 			ctx := auth.ContextWithClaims(context.Background(), auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeEventsWrite}})
 			ev := &eventsv1.Event{Id: "o-1", OccurredAt: timestamppb.Now(), Payload: &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{
 				CustomerId: "c", OrderId: "o-1", Total: &eventsv1.Money{AmountMinor: 1, Currency: "EUR"}}}}
-			_, err = api.NewGRPC(in).Publish(ctx, &ingestv1.PublishRequest{Event: ev})
+			_, err = api.NewGRPC(in, api.NewStorageFullLog(discard)).Publish(ctx, &ingestv1.PublishRequest{Event: ev})
 			st := status.Convert(err)
 			if st.Code() != c.grpcCode {
 				t.Errorf("gRPC %v, want %v", err, c.grpcCode)

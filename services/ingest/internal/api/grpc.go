@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -26,11 +27,14 @@ var MethodScopes = map[string]string{
 // GRPC implements retain.ingest.v1.IngestService.
 type GRPC struct {
 	ingestv1.UnimplementedIngestServiceServer
-	ingestor *app.Ingestor
+	ingestor    *app.Ingestor
+	storageFull *StorageFullLog
 }
 
-// NewGRPC returns the gRPC edge.
-func NewGRPC(in *app.Ingestor) *GRPC { return &GRPC{ingestor: in} }
+// NewGRPC returns the gRPC edge. storageFull is shared with the HTTP edge.
+func NewGRPC(in *app.Ingestor, storageFull *StorageFullLog) *GRPC {
+	return &GRPC{ingestor: in, storageFull: storageFull}
+}
 
 // Publish accepts one event; a rejected event is INVALID_ARGUMENT with the
 // field violations as BadRequest details.
@@ -63,8 +67,14 @@ func (g *GRPC) publish(ctx context.Context, events []*eventsv1.Event) (*ingestv1
 		return nil, err
 	}
 	resp, err := g.ingestor.Publish(ctx, tenant, events, nil)
+	if errors.Is(err, bus.ErrStorageFull) {
+		// Also UNAVAILABLE below, which the call log paces per method;
+		// this log is the one that tells what to do, and when it is over.
+		g.storageFull.refused(ctx, err)
+	}
 	switch {
 	case err == nil:
+		g.storageFull.stored(ctx, resp.Accepted)
 		return resp, nil
 	case errors.Is(err, commit.ErrOverloaded):
 		return nil, status.Error(codes.ResourceExhausted, err.Error()+"; retry with the same event ids")

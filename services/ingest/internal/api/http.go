@@ -14,12 +14,10 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/httperr"
-	"github.com/retainhq/retain/platform/telemetry"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/event"
 	"github.com/retainhq/retain/services/ingest/internal/app"
@@ -29,33 +27,17 @@ import (
 // MaxBodyBytes is the largest request body accepted, after decompression.
 const MaxBodyBytes = 1 << 20
 
-// storageFullEvery is the longest the log goes without a line while
-// requests keep being refused for lack of JetStream storage.
-const storageFullEvery = time.Minute
-
-// Messages of the storage-full log, constant so that a log query can find
-// them.
-const (
-	msgStorageFull      = "ingest publish refused: JetStream storage is full; make room: raise the JetStream storage limit or lower RETAIN_EVENTS_MAX_AGE. Further refusals are counted and logged once a minute until events are stored again"
-	msgStorageStillFull = "ingest publish still refused: JetStream storage is full"
-	msgStorageRoom      = "ingest publish stores events again: JetStream has room"
-)
-
 // HTTP serves POST /v1/events.
 type HTTP struct {
-	ingestor *app.Ingestor
-	log      *slog.Logger
-	now      func() time.Time
-
-	// storageFull paces the log of refusals for lack of storage: while it
-	// lasts every request is refused (QA saw two a second), and the lines
-	// would all say the same thing.
-	storageFull telemetry.FailureRun
+	ingestor    *app.Ingestor
+	log         *slog.Logger
+	storageFull *StorageFullLog
 }
 
 // NewHTTP returns the HTTP edge; mount Handler behind auth.RequireScope.
-func NewHTTP(in *app.Ingestor, log *slog.Logger) *HTTP {
-	return &HTTP{ingestor: in, log: log, now: time.Now, storageFull: telemetry.FailureRun{Every: storageFullEvery}}
+// storageFull is shared with the gRPC edge.
+func NewHTTP(in *app.Ingestor, log *slog.Logger, storageFull *StorageFullLog) *HTTP {
+	return &HTTP{ingestor: in, log: log, storageFull: storageFull}
 }
 
 // Register mounts the routes on mux, each guarded by the events:write scope.
@@ -103,13 +85,7 @@ func (h *HTTP) publish(w http.ResponseWriter, r *http.Request) {
 		h.failed(w, r.Context(), err)
 		return
 	}
-	if resp.Accepted > 0 {
-		// Only a stored event shows there is room again: a request of
-		// duplicates is answered without storing anything.
-		if l := h.storageFull.Ended(h.now()); l.Log {
-			h.log.InfoContext(r.Context(), msgStorageRoom, "refused_requests", l.Failures, "full_for", l.FailingFor.Round(time.Second))
-		}
-	}
+	h.storageFull.stored(r.Context(), resp.Accepted)
 	out := httpResponse{Accepted: resp.Accepted, Duplicates: resp.Duplicates, Rejected: resp.Rejected, Results: make([]httpResult, len(resp.Results))}
 	for i, res := range resp.Results {
 		out.Results[i] = httpResult{Index: int(res.Index), ID: res.Id, Status: event.StatusWord(res.Status), Errors: res.Errors}
@@ -139,17 +115,10 @@ func (h *HTTP) failed(w http.ResponseWriter, ctx context.Context, err error) {
 		w.Header().Set("Retry-After", "1")
 		httperr.Write(w, http.StatusTooManyRequests, "overloaded", err.Error()+"; retry with the same event ids")
 	case errors.Is(err, bus.ErrStorageFull):
-		// An operator has to make room (or old events expire): the first
-		// refusal says so at once, the others are counted (see
-		// storageFull). A retry within a second would only be refused
-		// again.
-		switch l := h.storageFull.Failed(h.now()); {
-		case !l.Log:
-		case l.First:
-			h.log.WarnContext(ctx, msgStorageFull, "err", err)
-		default:
-			h.log.WarnContext(ctx, msgStorageStillFull, "refused_requests", l.Failures, "full_for", l.FailingFor.Round(time.Second), "err", err)
-		}
+		// An operator has to make room (or old events expire): the log
+		// says so (see StorageFullLog). A retry within a second would only
+		// be refused again.
+		h.storageFull.refused(ctx, err)
 		w.Header().Set("Retry-After", "30")
 		httperr.Write(w, http.StatusTooManyRequests, "storage_full", err.Error()+"; retry with the same event ids")
 	case errors.Is(err, app.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

@@ -42,24 +42,42 @@ type Committer interface {
 
 // Ingestor validates and publishes events.
 type Ingestor struct {
-	committer Committer
-	now       func() time.Time
-	newID     func() string
-	results   metric.Int64Counter
+	committer     Committer
+	maxEventBytes func() int
+	now           func() time.Time
+	newID         func() string
+	results       metric.Int64Counter
 }
 
-// New returns an Ingestor. meter may be a noop meter.
-func New(c Committer, meter metric.Meter) (*Ingestor, error) {
+// busHeaderBytes bounds what the bus adds to the headers of an event's
+// message beyond Message.Header and the values of its ID and Type: the
+// names and framing of Nats-Msg-Id, Retain-Event-Type and Content-Type, and
+// the atomic batch's Nats-Batch-Id, -Sequence and -Commit (160 bytes in
+// all as of writing; the rest is margin).
+const busHeaderBytes = 256
+
+// publishedSize is the size of m as the NATS server holds it against its
+// max_payload: the encoded headers and the data.
+func publishedSize(m bus.Message) int {
+	own := (&nats.Msg{Header: m.Header, Data: m.Data}).Size()
+	return own + len(m.ID) + len(m.Type) + busHeaderBytes
+}
+
+// New returns an Ingestor. maxEventBytes tells the largest event, as
+// published (publishedSize), to take now: it may follow the bus
+// connection. meter may be a noop meter.
+func New(c Committer, maxEventBytes func() int, meter metric.Meter) (*Ingestor, error) {
 	results, err := meter.Int64Counter("retain.ingest.events",
 		metric.WithDescription("Events received by ingest, by tenant and result (accepted, duplicate, rejected, refused: answered 429/503 for a retry)."))
 	if err != nil {
 		return nil, fmt.Errorf("ingest metrics: %w", err)
 	}
 	return &Ingestor{
-		committer: c,
-		now:       time.Now,
-		newID:     func() string { return ulid.Make().String() },
-		results:   results,
+		committer:     c,
+		maxEventBytes: maxEventBytes,
+		now:           time.Now,
+		newID:         func() string { return ulid.Make().String() },
+		results:       results,
 	}, nil
 }
 
@@ -81,6 +99,7 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 	carrier := propagation.HeaderCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
 	traceparent := carrier.Get("traceparent")
+	maxEvent := in.maxEventBytes()
 
 	for i, ev := range events {
 		res := &ingestv1.EventResult{Index: int32(i)}
@@ -127,6 +146,15 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 		}
 		if traceparent != "" {
 			m.Header[bus.HeaderTraceparent] = []string{traceparent}
+		}
+		// Checked here, per event: the NATS server refuses a message over
+		// its max_payload, and with it the whole atomic batch, which holds
+		// other requests' events too.
+		if size := publishedSize(m); size > maxEvent {
+			res.Status = ingestv1.EventStatus_EVENT_STATUS_REJECTED
+			res.Errors = []*ingestv1.FieldError{{Field: "event", Description: fmt.Sprintf(
+				"is %d bytes as stored (the encoded event and its headers); at most %d bytes are allowed in one event", size, maxEvent)}}
+			continue
 		}
 		msgs = append(msgs, m)
 		msgIndex = append(msgIndex, i)
