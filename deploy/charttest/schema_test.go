@@ -221,6 +221,12 @@ func TestValuesRejected(t *testing.T) {
 			set:   []string{"natsAuth.mode=token"},
 			want:  []string{"at '/natsAuth/mode'"},
 		},
+		{
+			name:  "a NATS client certificate without the Secret holding it",
+			files: []string{"values-dev.yaml"},
+			set:   []string{"natsTLS.clientCertificate=true"},
+			want:  []string{"natsTLS.clientCertificate needs natsTLS.secretName"},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -251,6 +251,9 @@ RETAIN_STREAM_REPLICAS: streamReplicas
 Settings the chart refuses, with the reason, before anything is applied.
 */}}
 {{- define "retain.validate" -}}
+{{- if and .Values.natsTLS.clientCertificate (not .Values.natsTLS.secretName) -}}
+{{- fail "natsTLS.clientCertificate needs natsTLS.secretName: the services read the client certificate (tls.crt, tls.key) from that Secret, and without it they would connect with none" -}}
+{{- end -}}
 {{- $replicas := int .Values.config.streamReplicas -}}
 {{- if .Values.nats.enabled -}}
 {{- $js := .Values.nats.config.jetstream | default dict -}}
