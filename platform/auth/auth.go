@@ -1,7 +1,8 @@
 // Package auth signs and verifies Retain credentials: Ed25519-signed tokens in
 // JWT compact form carrying a tenant and scopes. Services verify them offline
-// with the public key from their configuration; only `retain tokens issue`
-// (and tests) hold the private key.
+// with the public keys from their configuration (several while the signing
+// key is rotated) and refuse the token ids of a revocation list; only
+// `retain tokens issue` (and tests) hold the private key.
 //
 // Tokens are secrets: nothing in this package logs them or puts them in error
 // messages.
@@ -42,7 +43,9 @@ var (
 	ErrMissingToken = errors.New("missing bearer token")
 	ErrMalformed    = errors.New("malformed token")
 	ErrBadSignature = errors.New("bad token signature")
+	ErrUnknownKey   = errors.New("token signed by a key this service does not accept")
 	ErrExpired      = errors.New("token expired")
+	ErrRevoked      = errors.New("token revoked")
 	ErrNotYetValid  = errors.New("token issued in the future")
 	ErrBadTenant    = tenant.ErrInvalid
 )

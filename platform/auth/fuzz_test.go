@@ -15,6 +15,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add(mustIssue(f, k.signer, Claims{Tenant: "a", Scopes: []string{ScopeAdmin}}))
 	f.Add(forge(k.signer, `{"alg":"none"}`, `{"tid":"x"}`))
 	f.Add(forge(k.signer, `{"alg":"EdDSA"}`, `{"iss":"retain","tid":"shop","scp":["read"],"iat":1,"jti":"x","exp":1e99}`))
+	f.Add(forge(k.signer, `{"alg":"EdDSA","kid":"`+k.signer.KeyID()+`"}`, `{"iss":"retain","tid":"shop","scp":["read"],"iat":1,"jti":"x"}`))
+	f.Add(forge(k.signer, `{"alg":"EdDSA","kid":7}`, `{"iss":"retain","tid":"shop","scp":["read"],"iat":1,"jti":"x"}`))
 	f.Add("")
 	f.Add("..")
 	f.Add("a.b.c")

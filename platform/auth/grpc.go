@@ -142,7 +142,7 @@ func parseBearer(h string) (string, error) {
 // publicReason is what a caller is told about a rejected token: the kind of
 // failure (expired, bad signature...) without echoing any part of the token.
 func publicReason(err error) string {
-	for _, known := range []error{ErrMissingToken, ErrExpired, ErrNotYetValid, ErrBadSignature, ErrBadTenant, ErrMalformed} {
+	for _, known := range []error{ErrMissingToken, ErrExpired, ErrRevoked, ErrNotYetValid, ErrUnknownKey, ErrBadSignature, ErrBadTenant, ErrMalformed} {
 		if errors.Is(err, known) {
 			return "invalid token: " + known.Error()
 		}

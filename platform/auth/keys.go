@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -28,6 +29,72 @@ func EncodePublicKey(pub ed25519.PublicKey) string {
 // EncodePrivateKey encodes priv as standard base64 of the raw 64 bytes.
 func EncodePrivateKey(priv ed25519.PrivateKey) string {
 	return base64.StdEncoding.EncodeToString(priv)
+}
+
+// KeyID is the id (the kid header) of tokens signed by the key matching pub:
+// its RFC 7638 JWK thumbprint. Derived from the key, it needs no setting of
+// its own, cannot be paired with the wrong key, and is the same whatever
+// encoding the key was configured in; JOSE tools compute the same value.
+func KeyID(pub ed25519.PublicKey) string {
+	// RFC 7638 §3.2: the required members in lexicographic order, no spaces.
+	jwk := `{"crv":"Ed25519","kty":"OKP","x":"` + base64.RawURLEncoding.EncodeToString(pub) + `"}`
+	sum := sha256.Sum256([]byte(jwk))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// ParsePublicKeys parses one or more public keys, each as ParsePublicKey
+// accepts it: base64 keys separated by commas or white space, PEM blocks
+// one after the other, or a mix. Several keys let services accept the
+// tokens of the current signing key and of the one before it while the key
+// is rotated. A key listed twice counts once.
+func ParsePublicKeys(s string) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	rest := s
+	for n := 1; ; n++ {
+		rest = strings.TrimLeft(rest, ", \t\r\n")
+		if rest == "" {
+			break
+		}
+		var one string
+		if strings.HasPrefix(rest, "-----BEGIN") {
+			// A PEM block runs to the end of its END line.
+			end := strings.Index(rest, "-----END")
+			if end < 0 {
+				return nil, fmt.Errorf("key %d: parse public key: invalid PEM", n)
+			}
+			eol := strings.IndexByte(rest[end:], '\n')
+			if eol < 0 {
+				eol = len(rest) - end
+			}
+			one, rest = rest[:end+eol], rest[end+eol:]
+		} else {
+			i := strings.IndexAny(rest, ", \t\r\n")
+			if i < 0 {
+				i = len(rest)
+			}
+			one, rest = rest[:i], rest[i:]
+		}
+		key, err := ParsePublicKey(one)
+		if err != nil {
+			return nil, fmt.Errorf("key %d: %w", n, err)
+		}
+		if !containsKey(keys, key) {
+			keys = append(keys, key)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("parse public key: no key given")
+	}
+	return keys, nil
+}
+
+func containsKey(keys []ed25519.PublicKey, k ed25519.PublicKey) bool {
+	for _, have := range keys {
+		if have.Equal(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParsePublicKey accepts standard base64 of the raw 32-byte key or a PEM

@@ -67,11 +67,11 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 		t.Error("jti was not generated")
 	}
 
-	t.Run("header is the fixed EdDSA JWT header", func(t *testing.T) {
+	t.Run("header is the EdDSA JWT header naming the key", func(t *testing.T) {
 		head, _, _ := strings.Cut(tok, ".")
 		raw, _ := base64.RawURLEncoding.DecodeString(head)
-		if string(raw) != `{"alg":"EdDSA","typ":"JWT"}` {
-			t.Errorf("header = %s", raw)
+		if want := `{"alg":"EdDSA","typ":"JWT","kid":"` + KeyID(k.signer.PublicKey()) + `"}`; string(raw) != want {
+			t.Errorf("header = %s, want %s", raw, want)
 		}
 	})
 	t.Run("payload uses the agreed claim names", func(t *testing.T) {
@@ -92,7 +92,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	})
 	t.Run("token without expiry never expires", func(t *testing.T) {
 		tok := mustIssue(t, k.signer, Claims{Tenant: "t", Scopes: []string{ScopeRead}})
-		late, err := NewVerifier(k.signer.PublicKey(), WithClock(func() time.Time { return testNow.AddDate(10, 0, 0) }))
+		late, err := NewVerifier([]ed25519.PublicKey{k.signer.PublicKey()}, WithClock(func() time.Time { return testNow.AddDate(10, 0, 0) }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +169,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"four parts", good + ".x", ErrMalformed},
 		{"too long", strings.Repeat("a", MaxTokenSize+1), ErrMalformed},
 		{"payload swapped for another tenant", parts[0] + "." + payloadWith("other") + "." + parts[2], ErrBadSignature},
-		{"signature of another key", mustIssue(t, other.signer, Claims{Tenant: "shop", Scopes: []string{ScopeRead}}), ErrBadSignature},
+		{"signature of another key", mustIssue(t, other.signer, Claims{Tenant: "shop", Scopes: []string{ScopeRead}}), ErrUnknownKey},
 		{"signature bit flipped", parts[0] + "." + parts[1] + "." + flipSignatureBit(parts[2]), ErrBadSignature},
 		{"signature truncated", parts[0] + "." + parts[1] + "." + parts[2][:20], ErrMalformed},
 		{"signature padded base64", parts[0] + "." + parts[1] + "." + parts[2] + "==", ErrMalformed},
@@ -232,7 +232,7 @@ func TestVerifyToleratesClockSkew(t *testing.T) {
 		})
 	}
 	t.Run("zero skew is strict", func(t *testing.T) {
-		strict, err := NewVerifier(k.signer.PublicKey(), WithClockSkew(0), WithClock(func() time.Time { return testNow }))
+		strict, err := NewVerifier([]ed25519.PublicKey{k.signer.PublicKey()}, WithClockSkew(0), WithClock(func() time.Time { return testNow }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,10 +390,10 @@ func TestKeyEncodings(t *testing.T) {
 		if _, err := NewSigner(sk[:10]); err == nil {
 			t.Error("NewSigner accepted a short key")
 		}
-		if _, err := NewVerifier(pk[:10]); err == nil {
+		if _, err := NewVerifier([]ed25519.PublicKey{pk[:10]}); err == nil {
 			t.Error("NewVerifier accepted a short key")
 		}
-		if _, err := NewVerifier(pk, WithClockSkew(-time.Second)); err == nil {
+		if _, err := NewVerifier([]ed25519.PublicKey{pk}, WithClockSkew(-time.Second)); err == nil {
 			t.Error("NewVerifier accepted a negative skew")
 		}
 	})

@@ -2,6 +2,7 @@ package service
 
 import (
 	"flag"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -24,8 +25,13 @@ type Config struct {
 	Addrs server.Addrs
 	// Supervisor tunes graceful shutdown.
 	Supervisor server.SupervisorConfig
-	// AuthPublicKey verifies tokens (base64 or PEM Ed25519 public key).
+	// AuthPublicKey verifies tokens: one or more Ed25519 public keys
+	// (base64 or PEM; several while the signing key is rotated).
 	AuthPublicKey string
+	// AuthRevokedFile lists revoked token ids (optional); it is checked
+	// for changes every AuthRevokedInterval.
+	AuthRevokedFile     string
+	AuthRevokedInterval time.Duration
 	// DatabaseURL is the service's own database.
 	DatabaseURL string
 	// DatabaseEnv is the setting DatabaseURL is read from
@@ -43,6 +49,8 @@ func DefaultConfig(name string) Config {
 		Streams:    bus.StreamOptions{MaxAge: bus.DefaultMaxAge, Duplicates: bus.DefaultDuplicates, Replicas: 1},
 		Addrs:      server.Addrs{GRPC: ":9090", Ops: ":9100"},
 		Supervisor: server.SupervisorConfig{ShutdownTimeout: server.DefaultShutdownTimeout},
+
+		AuthRevokedInterval: auth.DefaultRevocationInterval,
 	}
 }
 
@@ -61,7 +69,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage stri
 	}
 	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
 	c.Supervisor.RegisterFlags(fs)
-	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key verifying API tokens (base64 or PEM)")
+	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key(s) verifying API tokens (base64 or PEM; several, comma-separated or PEM blocks, while the signing key is rotated)")
+	config.StringVar(fs, &c.AuthRevokedFile, "auth-revoked-file", "RETAIN_AUTH_REVOKED_FILE", "file of revoked token ids (jti), one a line, re-read when it changes (default: none)")
+	config.DurationVar(fs, &c.AuthRevokedInterval, "auth-revoked-interval", "RETAIN_AUTH_REVOKED_INTERVAL", "how often the revoked-token file is checked for changes")
 	config.StringVar(fs, &c.DatabaseURL, "database-url", databaseEnv, databaseUsage)
 }
 
@@ -83,9 +93,19 @@ func (c Config) Validate(databaseEnv string) error {
 	key := config.SettingName("RETAIN_AUTH_PUBLIC_KEY", "auth-public-key")
 	if c.AuthPublicKey == "" {
 		v.Addf(key, "must be set: the Ed25519 public key, base64 or PEM (generate a pair with `retain tokens keygen`)")
-	} else if _, err := auth.ParsePublicKey(c.AuthPublicKey); err != nil {
+	} else if _, err := auth.ParsePublicKeys(c.AuthPublicKey); err != nil {
 		v.Addf(key, "%v", err)
 	}
+	// Read here, so that a missing or broken list stops the start with the
+	// other bad settings: a service must not come up honouring no
+	// revocation because of a typo.
+	if c.AuthRevokedFile != "" {
+		if _, err := auth.LoadRevocations(c.AuthRevokedFile); err != nil {
+			v.Addf(config.SettingName("RETAIN_AUTH_REVOKED_FILE", "auth-revoked-file"), "%v", err)
+		}
+	}
+	v.Check(c.AuthRevokedInterval >= 100*time.Millisecond, config.SettingName("RETAIN_AUTH_REVOKED_INTERVAL", "auth-revoked-interval"),
+		"must be at least 100ms, got %s", c.AuthRevokedInterval)
 	db := config.SettingName(databaseEnv, "database-url")
 	const dbForm = "a Postgres URL such as postgres://user:password@host:5432/database"
 	if c.DatabaseURL == "" {
@@ -105,5 +125,8 @@ func (c Config) Shared() Config { return c }
 
 // Options are what Open needs, from the shared settings.
 func (c Config) Options(name string, migrations ...pg.MigrationSet) Options {
-	return Options{Name: name, AuthPublicKey: c.AuthPublicKey, DatabaseURL: c.DatabaseURL, DatabaseEnv: c.DatabaseEnv, Migrations: migrations, NATS: c.NATS, Streams: c.Streams}
+	return Options{
+		Name: name, AuthPublicKey: c.AuthPublicKey, AuthRevokedFile: c.AuthRevokedFile, AuthRevokedInterval: c.AuthRevokedInterval,
+		DatabaseURL: c.DatabaseURL, DatabaseEnv: c.DatabaseEnv, Migrations: migrations, NATS: c.NATS, Streams: c.Streams,
+	}
 }

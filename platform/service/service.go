@@ -25,8 +25,14 @@ import (
 type Options struct {
 	// Name of the service ("ingest"): the log attribute and error prefix.
 	Name string
-	// AuthPublicKey verifies API tokens (base64 or PEM Ed25519 public key).
+	// AuthPublicKey verifies API tokens: one or more Ed25519 public keys
+	// (auth.ParsePublicKeys).
 	AuthPublicKey string
+	// AuthRevokedFile, when set, lists revoked token ids; Run re-reads it
+	// every AuthRevokedInterval (default auth.DefaultRevocationInterval)
+	// when it changed.
+	AuthRevokedFile     string
+	AuthRevokedInterval time.Duration
 	// DatabaseURL is the service's own database.
 	DatabaseURL string
 	// DatabaseEnv names the setting of DatabaseURL in errors (optional).
@@ -48,16 +54,20 @@ type Deps struct {
 	Verifier *auth.Verifier
 	Pool     *pgxpool.Pool
 	Bus      *bus.Bus
+
+	// revocations, when configured, are watched while Run runs.
+	revocations   *auth.Revocations
+	revokeRefresh time.Duration
 }
 
 // Open verifies the key, connects to and migrates the database, connects to
 // NATS and declares the streams. On error nothing stays open.
 func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, err error) {
-	verifier, err := auth.NewVerifierFromString(o.AuthPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("auth public key: %w", err)
-	}
 	log := tel.Logger.With("service", o.Name)
+	verifier, revocations, err := openVerifier(o, log)
+	if err != nil {
+		return nil, err
+	}
 	db := o.Name + " database"
 	if o.DatabaseEnv != "" {
 		db += " (" + o.DatabaseEnv + ")"
@@ -87,7 +97,32 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 	if err := b.EnsureStreams(ctx, bus.DefaultStreams(o.Streams)...); err != nil {
 		return nil, fmt.Errorf("declare streams: %w", err)
 	}
-	return &Deps{Log: log, Verifier: verifier, Pool: pool, Bus: b}, nil
+	return &Deps{Log: log, Verifier: verifier, Pool: pool, Bus: b, revocations: revocations, revokeRefresh: o.AuthRevokedInterval}, nil
+}
+
+// openVerifier builds the token verifier: every configured key, and the
+// revocation list when one is configured. It logs the key ids, so that an
+// operator rotating the key can see which keys each replica accepts.
+func openVerifier(o Options, log *slog.Logger) (*auth.Verifier, *auth.Revocations, error) {
+	var opts []auth.VerifierOption
+	var revocations *auth.Revocations
+	if o.AuthRevokedFile != "" {
+		var err error
+		if revocations, err = auth.LoadRevocations(o.AuthRevokedFile); err != nil {
+			return nil, nil, fmt.Errorf("auth revoked tokens (RETAIN_AUTH_REVOKED_FILE): %w", err)
+		}
+		opts = append(opts, auth.WithRevocations(revocations))
+	}
+	verifier, err := auth.NewVerifierFromString(o.AuthPublicKey, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("auth public key (RETAIN_AUTH_PUBLIC_KEY): %w", err)
+	}
+	attrs := []any{"key_ids", verifier.KeyIDs()}
+	if revocations != nil {
+		attrs = append(attrs, "revoked_file", revocations.Path(), "revoked", revocations.Len())
+	}
+	log.Info("verifying API tokens", attrs...)
+	return verifier, revocations, nil
 }
 
 // Abort closes everything at once, for a start-up that failed after Open.
@@ -112,13 +147,26 @@ func (d *Deps) Close() error {
 
 // Run is a service's whole background life: it runs every one of runs
 // (consumers, relays, schedulers) until ctx is done or one of them fails,
-// which stops the others; then stop, when not nil (work the runs leave
+// which stops the others, and meanwhile re-reads the revoked-token file
+// when it changes; then stop, when not nil (work the runs leave
 // behind, e.g. a statistics refresh or pooled connections), and Close. It
 // returns the first error.
 func (d *Deps) Run(ctx context.Context, stop func(), runs ...func(context.Context) error) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, run := range runs {
 		g.Go(func() error { return run(gctx) })
+	}
+	if d.revocations != nil {
+		// Watched for as long as the runs run, not in the group: it never
+		// fails (a bad file keeps the last good list), and must not keep
+		// Run going once the runs have ended on their own.
+		wctx, stopWatch := context.WithCancel(gctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			d.revocations.Watch(wctx, d.revokeRefresh, d.Log)
+		}()
+		defer func() { stopWatch(); <-watched }()
 	}
 	err := g.Wait()
 	if stop != nil {
