@@ -61,8 +61,8 @@ type Config struct {
 	TimerInterval time.Duration
 	TimerBatch    int
 	// AudienceInterval spaces checks for scheduled audiences due;
-	// AudienceMaxBacklog is how many events the facts consumer may have
-	// yet to apply for them to run.
+	// AudienceMaxBacklog is how many of a shop's events the facts
+	// consumer may have yet to apply for the shop's audiences to run.
 	AudienceInterval   time.Duration
 	AudienceMaxBacklog int
 	// MaxTriggerAge: older events update facts and goals but enroll nobody.
@@ -100,7 +100,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.DurationVar(fs, &c.TimerInterval, "timer-interval", "RETAIN_CAMPAIGN_TIMER_INTERVAL", "how often due step timers are fired")
 	config.IntVar(fs, &c.TimerBatch, "timer-batch", "RETAIN_CAMPAIGN_TIMER_BATCH", "enrollments advanced per timer transaction")
 	config.DurationVar(fs, &c.AudienceInterval, "audience-interval", "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL", "how often scheduled audiences are checked for being due (0: never)")
-	config.IntVar(fs, &c.AudienceMaxBacklog, "audience-max-backlog", "RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG", "events the facts consumer may have yet to apply for scheduled audiences to run (a history import holds them)")
+	config.IntVar(fs, &c.AudienceMaxBacklog, "audience-max-backlog", "RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG", "events of a shop the facts consumer may have yet to apply for the shop's scheduled audiences to run (its history import holds them; another shop's does not)")
 	config.DurationVar(fs, &c.MaxTriggerAge, "max-trigger-age", "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "events older than this enroll nobody (imports of history); 0: no limit")
 	config.StringVar(fs, &c.NotifierAddr, "notifier-addr", "RETAIN_CAMPAIGN_NOTIFIER_ADDR", "the notifier's gRPC address, to refuse campaigns that send templates it lacks (empty: not checked)")
 }
@@ -121,7 +121,7 @@ func (c Config) Validate() error {
 	v.Check(c.AudienceInterval >= 0, config.SettingName("RETAIN_CAMPAIGN_AUDIENCE_INTERVAL", "audience-interval"),
 		"must not be negative (0: never), got %s", c.AudienceInterval)
 	v.Check(c.AudienceMaxBacklog >= 1, config.SettingName("RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG", "audience-max-backlog"),
-		"must be at least 1 (events the facts consumer may have yet to apply), got %d", c.AudienceMaxBacklog)
+		"must be at least 1 (events of a shop the facts consumer may have yet to apply), got %d", c.AudienceMaxBacklog)
 	v.Check(c.MaxTriggerAge >= 0, config.SettingName("RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "max-trigger-age"),
 		"must not be negative (0: no limit), got %s", c.MaxTriggerAge)
 	if c.NotifierAddr != "" {
@@ -185,6 +185,9 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 		// Read on any replica, whichever runs the consumer: its backlog is
 		// the server's.
 		FactsBacklog: func(ctx context.Context) (int64, error) { return s.facts.Backlog(ctx) },
+		TenantFactsBacklog: func(ctx context.Context, tenant string) (int64, error) {
+			return s.facts.TenantBacklog(ctx, tenant)
+		},
 	}, log)
 	// Inbox ids are kept as long as the streams keep messages, so a replay
 	// within that time is recognised; beyond it the enrollments' unique

@@ -114,7 +114,7 @@ func TestConfigMessages(t *testing.T) {
 			{Env: []string{"RETAIN_CAMPAIGN_TIMER_INTERVAL=-1s"}, Want: "RETAIN_CAMPAIGN_TIMER_INTERVAL (-timer-interval): must not be negative (0 disables the scheduler), got -1s"},
 			{Env: []string{"RETAIN_CAMPAIGN_TIMER_BATCH=10001"}, Want: "RETAIN_CAMPAIGN_TIMER_BATCH (-timer-batch): must be 1-10000, got 10001"},
 			{Env: []string{"RETAIN_CAMPAIGN_AUDIENCE_INTERVAL=-1m"}, Want: "RETAIN_CAMPAIGN_AUDIENCE_INTERVAL (-audience-interval): must not be negative (0: never), got -1m0s"},
-			{Env: []string{"RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG=0"}, Want: "RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG (-audience-max-backlog): must be at least 1 (events the facts consumer may have yet to apply), got 0"},
+			{Env: []string{"RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG=0"}, Want: "RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG (-audience-max-backlog): must be at least 1 (events of a shop the facts consumer may have yet to apply), got 0"},
 			{Env: []string{"RETAIN_CAMPAIGN_MAX_TRIGGER_AGE=-1h"}, Want: "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE (-max-trigger-age): must not be negative (0: no limit), got -1h0m0s"},
 			{Env: []string{"RETAIN_CAMPAIGN_NOTIFIER_ADDR=notifier:0"}, Want: `RETAIN_CAMPAIGN_NOTIFIER_ADDR (-notifier-addr): want a port of 1-65535 in host:port, got "notifier:0"`},
 		}...)

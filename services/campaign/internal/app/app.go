@@ -44,9 +44,13 @@ type Config struct {
 	AudienceInterval time.Duration
 	AudienceChunk    int
 	// FactsBacklog, when set, says how many events the facts consumer has
-	// yet to apply; scheduled audiences wait while it is more than
-	// AudienceMaxBacklog (default DefaultAudienceMaxBacklog).
+	// yet to apply, and TenantFactsBacklog how many of them are a tenant's
+	// (bus.Consumer.Backlog and TenantBacklog): a tenant's scheduled
+	// audiences wait while its own are more than AudienceMaxBacklog
+	// (default DefaultAudienceMaxBacklog). Without TenantFactsBacklog the
+	// consumer's backlog counts as every tenant's.
 	FactsBacklog       func(context.Context) (int64, error)
+	TenantFactsBacklog func(ctx context.Context, tenant string) (int64, error)
 	AudienceMaxBacklog int64
 	// SharedFacts: the facts consumer runs on several replicas at once
 	// (not exclusive), so a batch takes its customers' row locks first.
@@ -73,9 +77,11 @@ type Engine struct {
 	envMu sync.Mutex
 	envs  map[string]*tenantEnv
 
-	// audienceWait paces the log of scheduled audiences waiting for the
-	// facts consumer (RunAudiences).
-	audienceWait telemetry.FailureRun
+	// audienceWaits paces, per tenant, the log of its scheduled audiences
+	// waiting for its facts (RunAudiences); a tenant leaves it when its
+	// wait ends.
+	waitMu        sync.Mutex
+	audienceWaits map[string]*telemetry.FailureRun
 	// heavy holds a token per heavy read under way (heavyRead).
 	heavy chan struct{}
 
@@ -121,7 +127,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 		"enrollments (tenant, campaign_id, customer_id, goal_event, status, due_at)",
 		"coupons (tenant, code, campaign_id, customer_id)")
 	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats, envs: map[string]*tenantEnv{},
-		audienceWait: telemetry.FailureRun{Every: 10 * time.Minute}, heavy: make(chan struct{}, heavyReads)}
+		audienceWaits: map[string]*telemetry.FailureRun{}, heavy: make(chan struct{}, heavyReads)}
 }
 
 // Close waits for work the engine runs in the background (a statistics

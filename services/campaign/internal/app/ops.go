@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/telemetry"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
 	"github.com/retainhq/retain/services/campaign/internal/store"
@@ -17,16 +20,22 @@ import (
 
 // RunAudiences evaluates every scheduled campaign whose audience is due
 // and enrolls the customers who qualify; it returns how many campaigns it
-// evaluated.
+// evaluated. A campaign of a tenant whose facts are still arriving
+// (audienceFacts) stays due, for a later pass.
 func (e *Engine) RunAudiences(ctx context.Context) (int, error) {
-	if !e.factsCurrent(ctx) {
-		return 0, nil
-	}
 	claims, err := store.ClaimAudiences(ctx, e.pool, e.Now(), AudienceLease)
 	if err != nil {
 		return 0, err
 	}
+	current := e.audienceFacts(ctx)
+	ran := 0
 	for i, c := range claims {
+		if !current(c.Tenant) {
+			if err := store.ReleaseAudience(context.WithoutCancel(ctx), e.pool, c.Ref, e.Now()); err != nil {
+				e.log.Warn("release audience", "campaign", c.ID, "error", err)
+			}
+			continue
+		}
 		if err := e.runAudience(ctx, c.Ref); err != nil {
 			// Due again at once, for the next pass.
 			for _, cc := range claims[i:] {
@@ -34,14 +43,15 @@ func (e *Engine) RunAudiences(ctx context.Context) (int, error) {
 					e.log.Warn("release audience", "campaign", cc.ID, "error", rerr)
 				}
 			}
-			return i, fmt.Errorf("audience of %s: %w", c.ID, err)
+			return ran, fmt.Errorf("audience of %s: %w", c.ID, err)
 		}
+		ran++
 		if err := store.CompleteAudience(context.WithoutCancel(ctx), e.pool, c); err != nil {
 			// The pass is done; the claim lapses and it runs again, harmlessly.
 			e.log.Warn("complete audience", "campaign", c.ID, "error", err)
 		}
 	}
-	return len(claims), nil
+	return ran, nil
 }
 
 // heavyReads is how many reads over a whole campaign or shop (reports,
@@ -62,44 +72,114 @@ func (e *Engine) heavyRead(ctx context.Context) (release func(), err error) {
 	}
 }
 
-// DefaultAudienceMaxBacklog is how many events the facts consumer may have
-// yet to apply for scheduled audiences to run
-// (RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG): a few seconds of its work, which
-// live traffic stays under and a history import does not. A deployment
-// whose consumer runs further behind at its peak raises it.
+// DefaultAudienceMaxBacklog is how many of a tenant's events the facts
+// consumer may have yet to apply for the tenant's scheduled audiences to
+// run (RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG): a few seconds of the
+// consumer's work, which a shop's live traffic stays under and its history
+// import does not. A deployment whose consumer runs further behind at its
+// peak raises it.
 const DefaultAudienceMaxBacklog = 10_000
 
-// factsCurrent reports whether the facts consumer is close enough to the
-// stream's head for scheduled audiences to run. An audience evaluated on
-// half-imported history finds customers whose recent orders have not
-// arrived yet lapsed (a win-back sent to active customers) and uses up a
-// weekly campaign's run: so while the consumer is further behind than
-// AudienceMaxBacklog, or its backlog cannot be read, the audiences stay
-// due and wait, logged when the wait starts, every ten minutes while it
-// lasts, and when it ends. The consumer is shared by every tenant, so one
-// shop's import holds every shop's audiences for its length.
-func (e *Engine) factsCurrent(ctx context.Context) bool {
+// audienceFacts returns whether a tenant's facts are close enough to the
+// stream's head for its scheduled audiences to run, asked once per tenant
+// for the pass. An audience evaluated on half-imported history finds
+// customers whose recent orders have not arrived yet lapsed (a win-back
+// sent to active customers) and uses up a weekly campaign's run: so while
+// the facts consumer has more than AudienceMaxBacklog of the tenant's
+// events yet to apply, or that cannot be read, its audiences stay due and
+// wait, logged when the wait starts, every ten minutes while it lasts,
+// and when it ends. The consumer is shared by every tenant, and one
+// shop's import makes it far behind: the others' audiences run meanwhile,
+// their own events being few (docs/decisions/0037-per-tenant-facts-backlog.md).
+//
+// The consumer's whole backlog is read first, once: within the limit, no
+// tenant's can exceed it, and no tenant's is read (each costs the server
+// a consumer's creation).
+func (e *Engine) audienceFacts(ctx context.Context) func(tenant string) bool {
 	if e.cfg.FactsBacklog == nil {
-		return true
+		return func(string) bool { return true }
 	}
-	n, err := e.cfg.FactsBacklog(ctx)
-	if err == nil && n <= e.cfg.AudienceMaxBacklog {
-		if l := e.audienceWait.Ended(time.Now()); l.Log {
-			e.log.Info("scheduled audiences run again: the facts consumer caught up", "waited", l.FailingFor.Round(time.Second))
+	var (
+		asked bool
+		total int64
+		err   error
+		known = map[string]bool{}
+	)
+	return func(t string) bool {
+		if !asked {
+			asked = true
+			if total, err = e.cfg.FactsBacklog(ctx); err == nil && total <= e.cfg.AudienceMaxBacklog {
+				e.endAudienceWaits()
+			}
 		}
-		return true
+		if err == nil && total <= e.cfg.AudienceMaxBacklog {
+			return true
+		}
+		if ok, seen := known[t]; seen {
+			return ok
+		}
+		n, terr := total, err
+		if err == nil && e.cfg.TenantFactsBacklog != nil {
+			n, terr = e.cfg.TenantFactsBacklog(ctx, t)
+		}
+		ok := terr == nil && n <= e.cfg.AudienceMaxBacklog
+		known[t] = ok
+		if ok {
+			e.endAudienceWait(t)
+		} else {
+			e.audienceWait(t, n, terr)
+		}
+		return ok
 	}
-	if l := e.audienceWait.Failed(time.Now()); l.Log {
-		attrs := []any{"backlog", n, "limit", e.cfg.AudienceMaxBacklog}
-		if err != nil {
-			attrs = []any{"error", err}
-		}
-		if !l.First {
-			attrs = append(attrs, "waiting_for", l.FailingFor.Round(time.Second))
-		}
-		e.log.Warn("scheduled audiences wait for the facts consumer to catch up: evaluated on facts still arriving they would enroll customers whose newer orders are behind", attrs...)
+}
+
+// audienceWait logs, paced, that tenant's scheduled audiences wait with
+// n of its events yet to apply, or that its backlog could not be read (err).
+func (e *Engine) audienceWait(tenant string, n int64, err error) {
+	e.waitMu.Lock()
+	r := e.audienceWaits[tenant]
+	if r == nil {
+		r = &telemetry.FailureRun{Every: 10 * time.Minute}
+		e.audienceWaits[tenant] = r
 	}
-	return false
+	e.waitMu.Unlock()
+	l := r.Failed(time.Now())
+	if !l.Log {
+		return
+	}
+	attrs := []any{"tenant", tenant, "backlog", n, "limit", e.cfg.AudienceMaxBacklog}
+	if err != nil {
+		attrs = []any{"tenant", tenant, "error", err}
+	}
+	if !l.First {
+		attrs = append(attrs, "waiting_for", l.FailingFor.Round(time.Second))
+	}
+	e.log.Warn("scheduled audiences of the shop wait for its facts to be applied: evaluated on facts still arriving they would enroll customers whose newer orders are behind", attrs...)
+}
+
+// endAudienceWait logs the end of tenant's wait, if it was waiting.
+func (e *Engine) endAudienceWait(tenant string) {
+	e.waitMu.Lock()
+	r := e.audienceWaits[tenant]
+	delete(e.audienceWaits, tenant)
+	e.waitMu.Unlock()
+	if r == nil {
+		return
+	}
+	if l := r.Ended(time.Now()); l.Log {
+		e.log.Info("scheduled audiences of the shop run again: its facts caught up", "tenant", tenant, "waited", l.FailingFor.Round(time.Second))
+	}
+}
+
+// endAudienceWaits ends every tenant's wait: the whole consumer caught up.
+func (e *Engine) endAudienceWaits() {
+	e.waitMu.Lock()
+	tenants := slices.Collect(maps.Keys(e.audienceWaits))
+	e.waitMu.Unlock()
+	slices.Sort(tenants)
+	for _, t := range tenants {
+		e.endAudienceWait(t)
+	}
 }
 
 // AudienceLease is how long a scheduled audience's pass holds its claim:
