@@ -170,28 +170,19 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, sets ...
 		plans[i] = migs
 	}
 
-	conn, err := pool.Acquire(ctx)
+	var waitFrom time.Time
+	lock, err := WaitSessionLock(ctx, pool, migrationsLockKey, func(holder LockHolder) {
+		waitFrom = time.Now()
+		log.Info("waiting for the migration lock: another process is migrating this database", "holder", holder.String())
+	})
 	if err != nil {
-		return fmt.Errorf("migrate: acquire connection: %w", err)
+		return fmt.Errorf("migrate: %w", err)
 	}
-	// The advisory lock belongs to this session; it is released explicitly
-	// below, and if that fails the connection is closed instead of being
-	// returned to the pool still holding the lock.
-	locked := false
-	defer func() {
-		if locked {
-			if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationsLockKey); err != nil {
-				_ = conn.Hijack().Close(context.WithoutCancel(ctx))
-				return
-			}
-		}
-		conn.Release()
-	}()
-
-	if err := takeMigrationLock(ctx, conn.Conn(), log); err != nil {
-		return err
+	if !waitFrom.IsZero() {
+		log.Info("migration lock taken", "waited", time.Since(waitFrom).Round(time.Millisecond))
 	}
-	locked = true
+	defer lock.Release(ctx)
+	conn := lock.Conn()
 
 	// Created under the lock: concurrent CREATE TABLE IF NOT EXISTS can
 	// still fail on the catalog's unique index.
@@ -207,7 +198,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, sets ...
 
 	applied := make([]map[int]string, len(sets))
 	for i, s := range sets {
-		got, err := appliedVersions(ctx, conn.Conn(), s.Component)
+		got, err := appliedVersions(ctx, conn, s.Component)
 		if err != nil {
 			return err
 		}
@@ -223,42 +214,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, sets ...
 				continue
 			}
 			start := time.Now()
-			if err := applyMigration(ctx, conn.Conn(), s.Component, m); err != nil {
+			if err := applyMigration(ctx, conn, s.Component, m); err != nil {
 				return err
 			}
 			log.Info("migration applied", "component", s.Component, "file", m.File, "duration", time.Since(start).Round(time.Millisecond))
 		}
 	}
-	return nil
-}
-
-// takeMigrationLock takes the advisory lock, saying first who holds it
-// when it is not free.
-func takeMigrationLock(ctx context.Context, conn *pgx.Conn, log *slog.Logger) error {
-	var free bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", migrationsLockKey).Scan(&free); err != nil {
-		return fmt.Errorf("migrate: take advisory lock: %w", err)
-	}
-	if free {
-		return nil
-	}
-	// A bigint advisory key is (classid, objid) = (high, low) 32 bits.
-	var holder string
-	err := conn.QueryRow(ctx, `
-		SELECT format('pid %s (%s, from %s, connected %s)', a.pid, coalesce(nullif(a.application_name, ''), 'no application name'),
-			coalesce(host(a.client_addr), 'a local socket'), to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
-		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 1`,
-		migrationsLockKey>>32, migrationsLockKey&0xffffffff).Scan(&holder)
-	if err != nil {
-		holder = "another session" // gone meanwhile, or not visible to this role
-	}
-	start := time.Now()
-	log.Info("waiting for the migration lock: another process is migrating this database", "holder", holder)
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationsLockKey); err != nil {
-		return fmt.Errorf("migrate: wait for the advisory lock held by %s: %w", holder, err)
-	}
-	log.Info("migration lock taken", "waited", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
