@@ -299,55 +299,6 @@ func mustRead(t *testing.T, path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// TestTokensCommand issues tokens with a fresh key: no --ttl gives a token
-// that does not expire, a negative --ttl is refused naming the flag rather
-// than issuing one that never expires, and -h prints the usage.
-func TestTokensCommand(t *testing.T) {
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(args ...string) (auth.Claims, error) {
-		env, out, _ := testEnv(map[string]string{"RETAIN_AUTH_PRIVATE_KEY": priv})
-		if err := run(context.Background(), env, append([]string{"tokens", "issue", "--tenant", "acme", "--scopes", "read"}, args...)); err != nil {
-			return auth.Claims{}, err
-		}
-		return v.Verify(strings.TrimSpace(out.String()))
-	}
-	if c, err := issue(); err != nil || !c.ExpiresAt.IsZero() {
-		t.Errorf("no --ttl: %+v, %v; want a token without expiry", c, err)
-	}
-	if c, err := issue("--ttl", "1h"); err != nil || c.ExpiresAt.Before(time.Now().Add(59*time.Minute)) || c.ExpiresAt.After(time.Now().Add(time.Hour)) {
-		t.Errorf("--ttl 1h: %+v, %v", c, err)
-	}
-	if _, err := issue("--ttl", "-1h"); err == nil || !strings.Contains(err.Error(), "--ttl -1h0m0s: must not be negative") {
-		t.Errorf("--ttl -1h: %v, want it refused", err)
-	}
-	env, _, _ := testEnv(map[string]string{"RETAIN_AUTH_PRIVATE_KEY": priv})
-	if err := run(context.Background(), env, []string{"tokens", "issue", "--tenant", "Bad Tenant", "--scopes", "read"}); err == nil ||
-		!strings.HasPrefix(err.Error(), "issue token: ") || strings.Count(err.Error(), "issue token") != 1 {
-		t.Errorf("bad tenant: %v, want one \"issue token: \" prefix", err)
-	}
-	for _, h := range []string{"-h", "--help", "help"} {
-		env, out, errOut := testEnv(nil)
-		if err := run(context.Background(), env, []string{"tokens", h}); err != nil {
-			t.Errorf("tokens %s: %v", h, err)
-		}
-		if !strings.Contains(out.String()+errOut.String(), "usage: retain tokens COMMAND") || strings.Contains(errOut.String(), "unknown") {
-			t.Errorf("tokens %s printed:\n%s%s", h, out, errOut)
-		}
-	}
-	env, _, errOut := testEnv(nil)
-	if err := run(context.Background(), env, []string{"tokens", "issue", "-h"}); !strings.Contains(errOut.String(), "-private-key KEY") ||
-		!strings.Contains(errOut.String(), "the key of 'retain dev'") || !strings.Contains(errOut.String(), "-ttl duration") {
-		t.Errorf("tokens issue -h: %v\n%s", err, errOut)
-	}
-}
-
 // TestEndpointErrors runs API commands where no retain dev left its state:
 // the error names what is missing, and -h shows ADDR and TOKEN as the
 // placeholders of --addr and --token.
