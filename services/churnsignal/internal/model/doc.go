@@ -59,8 +59,10 @@
 //     and p, E[Y(h)] = (1 - e^(-λph))/p; averaging over λ and then p gives a
 //     Gaussian hypergeometric function, evaluated here in an
 //     Euler-transformed form that is free of the a = 1 singularity and
-//     converges quickly unless h >> α+T, where a double-exponential
-//     quadrature of the p-integral takes over (see expectedIfAlive).
+//     converges quickly unless h >> α+T or Beta(a, b) is concentrated (a and
+//     b in the millions, as a young shop's fit has them: the dropout
+//     probability all but fixed); there a double-exponential quadrature of
+//     the p-integral, centred on the spike, takes over (see expectedIfAlive).
 //
 // Note that P(alive) alone ranks churn badly: every one-time buyer (x = 0) has
 // P(alive) = 1 under the BG/NBD. Churn risk should use P0(h) or E[Y(h)].

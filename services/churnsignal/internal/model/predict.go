@@ -90,6 +90,13 @@ func (p Params) MeanExpectedPurchases(groups []Group, horizon float64) float64 {
 // cheaper and the series would be losing its fight with z -> 1.
 const maxSeriesTerms = 400
 
+// maxSeriesCancellation bounds how much larger than the result the parts
+// that the series' result is the difference of may be: each factor of ten
+// costs a digit, and past 1e4 (about 1e-12 relative left) the quadrature
+// is the more precise. Only a concentrated dropout distribution (a+b in the
+// tens of thousands and more) comes near it.
+const maxSeriesCancellation = 1e4
+
 // expectedIfAlive is E[Y(h) | alive, history]. Given alive, λ ~ Gamma(s, α+T)
 // with s = r+x and p ~ Beta(a, β) with β = b+x, and E[Y(h) | λ, p] =
 // (1-e^(-λph))/p, so with τ = h/(α+T)
@@ -110,9 +117,14 @@ const maxSeriesTerms = 400
 //
 // with L = ln(1-z), where C·(C)_k^-1 has been cancelled into u_k so that
 // C -> 0 is harmless too. Both parts are O(z) as h -> 0, so short horizons
-// lose no precision; the cancellation between them costs about
-// log10(|C|/(r+x)) digits. When the series would need more than
-// maxSeriesTerms terms, (1) is integrated numerically instead.
+// lose no precision to h; the cancellation between them costs about
+// log10(|C|/(r+x)) digits, and the terms grow until k ≈ a·z. So the series
+// serves while a and a+b are moderate; when it would need more than
+// maxSeriesTerms terms or lose more than maxSeriesCancellation, (1) is
+// integrated numerically instead. That is the case of a fit whose Beta(a, b)
+// is concentrated (a young shop's: a and b in the millions, the dropout
+// probability all but fixed), where the series would need millions of terms
+// and keep few digits.
 func (p Params) expectedIfAlive(s Summary, h float64) float64 {
 	if !(h > 0) {
 		return 0
@@ -124,7 +136,8 @@ func (p Params) expectedIfAlive(s Summary, h float64) float64 {
 }
 
 // expectedIfAliveSeries sums the Euler-transformed series; ok is false when it
-// has not converged within maxTerms terms.
+// has not converged within maxTerms terms or its result is the difference of
+// parts more than maxSeriesCancellation times larger.
 func (p Params) expectedIfAliveSeries(s Summary, h float64, maxTerms int) (v float64, ok bool) {
 	x := float64(s.X)
 	a := p.A
@@ -134,8 +147,10 @@ func (p Params) expectedIfAliveSeries(s Summary, h float64, maxTerms int) (v flo
 	logOneMinusZ := -math.Log1p(h / (p.Alpha + s.T))
 
 	sum, u := 0.0, cs*z
+	sumAbs := 0.0 // Σ|u_k|, for the rounding error of the sum
 	for k := 1.0; ; k++ {
 		sum += u
+		sumAbs += math.Abs(u)
 		if u == 0 {
 			break // cs is a non-positive integer: the series terminates
 		}
@@ -151,12 +166,18 @@ func (p Params) expectedIfAliveSeries(s Summary, h float64, maxTerms int) (v flo
 			rho := z * max(1, (a+k-1)/(k+1))
 			if rho < 1 && math.Abs(u)/(1-rho) <= 1e-16*math.Abs(sum) {
 				sum += u
+				sumAbs += math.Abs(u)
 				break
 			}
 		}
 	}
 	y := (a - 1) * logOneMinusZ
-	return -c*logOneMinusZ*expm1x(y) - math.Exp(y)*sum, true
+	head, tail := -c*logOneMinusZ*expm1x(y), math.Exp(y)
+	v = head - tail*sum
+	if !((math.Abs(head) + tail*sumAbs) <= maxSeriesCancellation*math.Abs(v)) {
+		return 0, false
+	}
+	return v, true
 }
 
 // expm1x is expm1(y)/y, continuous at 0.
@@ -167,39 +188,123 @@ func expm1x(y float64) float64 {
 	return math.Expm1(y) / y
 }
 
-// expectedIfAliveQuad integrates (1) against the Beta(a, b+x) density by
-// tanh-sinh quadrature, which copes with the density's integrable
-// singularities at p = 0 and p = 1 and with any τ.
+// expectedIfAliveQuad integrates (1) against the Beta(a, b+x) distribution
+// of p by tanh-sinh quadrature in w = ln(p/(1-p)) (see logitBeta), which
+// copes with the density's integrable singularities at p = 0 and p = 1, with
+// any τ, and with a density concentrated on a sliver of p.
 func (p Params) expectedIfAliveQuad(s Summary, h float64) float64 {
 	x := float64(s.X)
-	a, beta := p.A, p.B+x
-	rate := p.R + x
+	rate := p.R + float64(s.X)
 	tau := h / (p.Alpha + s.T)
-	logNorm := lgamma(a) + lgamma(beta) - lgamma(a+beta) // ln B(a, β)
+	d := newLogitBeta(p.A, p.B+x)
 	f := func(v float64) float64 {
-		// p = 1/(1+e^-w) with w = π sinh v, so dp/dv = π cosh(v) p(1-p).
-		// With q = e^-|w|: ln p and ln(1-p) are -log1p(q) less max(∓w, 0),
-		// exact in both tails, and p is 1/(1+q) or q/(1+q).
+		// w = mode + δ, δ = scale·sinh v. With q = e^-|w|, p is 1/(1+q)
+		// or q/(1+q), exact in both tails.
 		ev := math.Exp(v)
-		w := math.Pi * (ev - 1/ev) / 2
+		delta := d.scale * (ev - 1/ev) / 2
+		w := d.mode + delta
 		q := math.Exp(-math.Abs(w))
-		l := math.Log1p(q)
-		logP, log1mP, pp := -l, -l-w, 1/(1+q)
+		pp := 1 / (1 + q)
 		if w < 0 {
-			logP, log1mP, pp = -l+w, -l, q/(1+q)
+			pp = q / (1 + q)
 		}
-		g := rate * tau // lim p->0 of g(p), for p below the float64 range
-		if pp > 0 {
-			g = -math.Expm1(-rate*math.Log1p(pp*tau)) / pp
+		// g(p) = sτ(1 - (s+1)pτ/2 + O(p²τ²)) for small pτ, which keeps
+		// the subnormal p of the far tail (where the mass of a tiny a
+		// lies) out of the division.
+		g := rate * tau
+		if u := pp * tau; u < 1e-9 {
+			g *= 1 - (rate+1)*u/2
+		} else {
+			g = -math.Expm1(-rate*math.Log1p(u)) / pp
 		}
-		// Beta density p^(a-1)(1-p)^(β-1)/B(a,β) times dp/dv.
-		return g * math.Exp(a*logP+beta*log1mP-logNorm) * math.Pi * (ev + 1/ev) / 2
+		return g * math.Exp(d.logDensity(delta)) * d.scale * (ev + 1/ev) / 2
 	}
 	// Not converging within maxLevel would take an integrand far rougher
 	// than a Beta density times a smooth g; the finest estimate is returned
 	// regardless.
 	v, _ := tanhSinh(f, 1e-9)
 	return v
+}
+
+// logitBeta is the distribution of w = ln(p/(1-p)) for p ~ Beta(a, β). Its
+// density p^a (1-p)^β / B(a, β) is log-concave, with its mode at
+// ln(a/β) (where p = a/(a+β)) and a curvature there of 1/σ² with
+// σ² = 1/a + 1/β: for a and β in the millions it is a spike of width
+// σ ≈ 1e-3. The quadrature centres on the mode and scales by σ (by π when
+// σ >= 1, the plain tanh-sinh map), and the density is evaluated relative to
+// its mode so that nothing of size a or β is cancelled:
+//
+//	ln f(mode+δ) = ln f(mode) - (a+β)·K(δ),
+//	K(δ) = ln(q* + p*·e^δ) - p*·δ,   p* = a/(a+β), q* = β/(a+β),
+//
+// (K is the cumulant generating function of a Bernoulli(p*) less its mean)
+// and, from Stirling's series lnΓ(x) = (x-½)ln x - x + ½ln 2π + μ(x),
+//
+//	ln f(mode) = a ln p* + β ln q* - ln B(a, β)
+//	           = ½ ln(aβ/(2π(a+β))) + μ(a+β) - μ(a) - μ(β).
+//
+// Written with lnΓ, as before, the three log-gammas of size a ln a cancelled
+// to about 1e-7 of the result for a ~ 1e7.
+type logitBeta struct {
+	mode, scale  float64
+	pMode, qMode float64 // p* and q*
+	n            float64 // a+β
+	logPeak      float64 // ln f(mode)
+}
+
+func newLogitBeta(a, beta float64) logitBeta {
+	n := a + beta
+	return logitBeta{
+		mode:    math.Log(a) - math.Log(beta),
+		scale:   math.Pi * min(1, math.Sqrt(1/a+1/beta)),
+		pMode:   a / n,
+		qMode:   beta / n,
+		n:       n,
+		logPeak: 0.5*(math.Log(a)+math.Log(beta)-math.Log(n)-math.Log(2*math.Pi)) + stirlingRest(n) - stirlingRest(a) - stirlingRest(beta),
+	}
+}
+
+// logDensity is the log-density of w at mode+δ.
+func (d logitBeta) logDensity(delta float64) float64 {
+	return d.logPeak - d.n*bernoulliCGF(d.pMode, d.qMode, delta)
+}
+
+// bernoulliCGF is K(δ) = ln(q + p·e^δ) - p·δ for p+q = 1, which is
+// pqδ²/2 + O(δ³) near 0. Since K for (p, δ) is K for (q, -δ), p ≤ ½ is
+// arranged; then log1p(p·expm1(δ)) - p·δ loses nothing to 1 + ... and
+// cancels only near 0, to about 4e-16/|δ| relative, where the cumulant
+// series takes over (its first term left out, δ⁵/2520 of the first, is
+// 4e-14 at |δ| = 1e-2, as is the cancellation). Past δ = 700, where expm1
+// overflows, K = qδ + ln(p + q·e^-δ) has nothing to cancel.
+func bernoulliCGF(p, q, delta float64) float64 {
+	if p > q {
+		p, q, delta = q, p, -delta
+	}
+	if math.Abs(delta) < 1e-2 {
+		pq := p * q
+		// κ2..κ6 of a Bernoulli(p): pq, pq(q-p), pq(1-6pq),
+		// pq(q-p)(1-12pq), pq(1-30pq+120p²q²).
+		return pq * delta * delta * (1.0/2 + delta*((q-p)/6+delta*((1-6*pq)/24+
+			delta*((q-p)*(1-12*pq)/120+delta*(1-30*pq+120*pq*pq)/720))))
+	}
+	if delta < 700 {
+		return math.Log1p(p*math.Expm1(delta)) - p*delta
+	}
+	return q*delta + math.Log(p+q*math.Exp(-delta))
+}
+
+// stirlingRest is μ(x) = lnΓ(x) - ((x-½)ln x - x + ½ln 2π), the remainder of
+// Stirling's series, which is 1/(12x) - 1/(360x³) + ... for large x. For x
+// below 10 it is computed from lnΓ, whose size is then below 13.
+func stirlingRest(x float64) float64 {
+	if x < 10 {
+		return lgamma(x) - (x-0.5)*math.Log(x) + x - 0.5*math.Log(2*math.Pi)
+	}
+	// B_2k / (2k(2k-1) x^(2k-1)) for k = 1..8; the first term left out is
+	// below 2e-18 at x = 10.
+	y := 1 / (x * x)
+	return (1.0/12 + y*(-1.0/360+y*(1.0/1260+y*(-1.0/1680+y*(1.0/1188+
+		y*(-691.0/360360+y*(1.0/156+y*(-3617.0/122400)))))))) / x
 }
 
 // tanhSinh integrates f over the real line, where f is an integrand already
@@ -213,8 +318,12 @@ func tanhSinh(f func(float64) float64, tol float64) (float64, bool) {
 		h0       = 1.0 / 4
 		minLevel = 2 // do not trust agreement between the two coarsest levels
 		maxLevel = 8
-		vMin     = 3  // always walk at least this far out
-		vMax     = 12 // sinh(12)·π ≈ 2.6e5: only a < 1e-5 has mass beyond
+		vMin     = 3 // always walk at least this far out
+		// sinh(34)·π ≈ 1.4e15: a Beta(a, β) density has a tail of
+		// e^(-a|w|) toward p = 0 (and of e^(-β|w|) toward 1), whose
+		// mass beyond is below e^-40 for a, β >= e^-30, the smallest a
+		// fit reaches (logParamLimit).
+		vMax = 34
 	)
 	sum := f(0)
 	var lo, hi float64
