@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -67,7 +66,7 @@ func runCampaigns(ctx context.Context, env *cliEnv, args []string) error {
 func campaignsList(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "campaigns list", "campaigns list [--all] [--output text|json]")
 	all := f.fs.Bool("all", false, "include archived campaigns")
-	if _, err := f.parse(args); err != nil {
+	if err := f.parseNone(args, "campaigns list", ""); err != nil {
 		return err
 	}
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListCampaignsResponse, error) {
@@ -171,11 +170,12 @@ func readCampaignFile(env *cliEnv, path string) (*campaignv1.Campaign, error) {
 func campaignsApply(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "campaigns apply", "campaigns apply -f FILE [--output text|json]")
 	file := f.fs.String("f", "", "campaign file, YAML or JSON (- for stdin)")
-	if _, err := f.parse(args); err != nil {
+	if err := f.parseNone(args, "campaigns apply", "the file goes after -f"); err != nil {
 		return err
 	}
 	if *file == "" {
-		return errors.New("apply needs -f FILE")
+		f.fs.Usage()
+		return usagef("campaigns apply needs -f FILE")
 	}
 	cp, err := readCampaignFile(env, *file)
 	if err != nil {
@@ -233,7 +233,7 @@ func campaignsPreview(ctx context.Context, env *cliEnv, args []string) error {
 	req := &campaignv1.PreviewAudienceRequest{Limit: int32(*limit)}
 	if *file != "" {
 		if len(pos) != 0 {
-			return errors.New("give a campaign id or -f FILE, not both")
+			return usagef("campaigns preview takes a campaign id or -f FILE, not both")
 		}
 		if req.Campaign, err = readCampaignFile(env, *file); err != nil {
 			return err
@@ -304,14 +304,11 @@ func printReport(w io.Writer, r *campaignv1.Report) {
 func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "campaigns enrollments", "campaigns enrollments CUSTOMER [--campaign ID] [--limit N] [--output text|json]")
 	campaign := f.fs.String("campaign", "", "only the enrollments in this campaign")
-	limit := f.fs.Int("limit", 100, "how many enrollments to list, newest first, 1-10000")
+	limit := valueFlag(f.fs, "limit", "100", "how many enrollments to list, newest first, 1-10000", intIn(1, 10000))
 	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
 	customer, err := f.parseOne(args, "customer id")
 	if err != nil {
 		return err
-	}
-	if *limit < 1 || *limit > 10000 {
-		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
 	}
 	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListCustomerEnrollmentsResponse, error) {
 		es, next, err := pagesUpTo(*limit, 1000, *pageToken, func(size int32, tok string) ([]*campaignv1.Enrollment, string, error) {
@@ -366,46 +363,43 @@ func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error
 
 // runPlaybooks is `retain playbooks list|install NAME`.
 func runPlaybooks(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(env.stderr, playbooksUsage)
-		if len(args) == 0 {
-			return errors.New("playbooks needs a command: list or install")
+	return subcommands(env, "playbooks", playbooksUsage, args, map[string]func([]string) error{
+		"list":    func(a []string) error { return playbooksList(ctx, env, a) },
+		"install": func(a []string) error { return playbooksInstall(ctx, env, a) },
+	})
+}
+
+func playbooksList(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCommandFlags(env, "playbooks list", "playbooks list [--output text|json]")
+	if err := f.parseNone(args, "playbooks list", ""); err != nil {
+		return err
+	}
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListPlaybooksResponse, error) {
+		return c.ListPlaybooks(ctx, &campaignv1.ListPlaybooksRequest{})
+	}, func(w io.Writer, resp *campaignv1.ListPlaybooksResponse) error {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tTRIGGER\tSUMMARY")
+		for _, p := range resp.GetPlaybooks() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.GetName(), triggerText(p.GetCampaign().GetTrigger()), p.GetSummary())
 		}
+		return tw.Flush()
+	})
+}
+
+func playbooksInstall(ctx context.Context, env *cliEnv, args []string) error {
+	f := newCommandFlags(env, "playbooks install", "playbooks install NAME [--id ID] [--paused] [--output text|json]")
+	id := f.fs.String("id", "", "campaign id (default: the playbook name)")
+	paused := f.fs.Bool("paused", false, "install paused, to review it first")
+	name, err := f.parseOne(args, "playbook name")
+	if err != nil {
+		return err
+	}
+	return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.InstallPlaybookResponse, error) {
+		return c.InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: name, Id: *id, Paused: *paused})
+	}, func(w io.Writer, resp *campaignv1.InstallPlaybookResponse) error {
+		cp := resp.GetCampaign()
+		fmt.Fprintf(w, "installed playbook %s as campaign %s (%s); edit it with: retain campaigns show %s > %s.yaml, then apply -f\n",
+			name, cp.GetId(), stateWord(cp.GetState()), cp.GetId(), cp.GetId())
 		return nil
-	}
-	switch args[0] {
-	case "list":
-		f := newCommandFlags(env, "playbooks list", "playbooks list [--output text|json]")
-		if _, err := f.parse(args[1:]); err != nil {
-			return err
-		}
-		return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.ListPlaybooksResponse, error) {
-			return c.ListPlaybooks(ctx, &campaignv1.ListPlaybooksRequest{})
-		}, func(w io.Writer, resp *campaignv1.ListPlaybooksResponse) error {
-			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tTRIGGER\tSUMMARY")
-			for _, p := range resp.GetPlaybooks() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", p.GetName(), triggerText(p.GetCampaign().GetTrigger()), p.GetSummary())
-			}
-			return tw.Flush()
-		})
-	case "install":
-		f := newCommandFlags(env, "playbooks install", "playbooks install NAME [--id ID] [--paused] [--output text|json]")
-		id := f.fs.String("id", "", "campaign id (default: the playbook name)")
-		paused := f.fs.Bool("paused", false, "install paused, to review it first")
-		name, err := f.parseOne(args[1:], "playbook name")
-		if err != nil {
-			return err
-		}
-		return callAndPrint(env.stdout, f, campaignAPI, func(c campaignv1.CampaignServiceClient) (*campaignv1.InstallPlaybookResponse, error) {
-			return c.InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: name, Id: *id, Paused: *paused})
-		}, func(w io.Writer, resp *campaignv1.InstallPlaybookResponse) error {
-			cp := resp.GetCampaign()
-			fmt.Fprintf(w, "installed playbook %s as campaign %s (%s); edit it with: retain campaigns show %s > %s.yaml, then apply -f\n",
-				name, cp.GetId(), stateWord(cp.GetState()), cp.GetId(), cp.GetId())
-			return nil
-		})
-	}
-	fmt.Fprintln(env.stderr, playbooksUsage)
-	return fmt.Errorf("unknown playbooks command %q: want list or install", args[0])
+	})
 }

@@ -246,7 +246,7 @@ func TestCampaignReportAndEnrollments(t *testing.T) {
 		t.Errorf("no enrollments:\n%s", out)
 	}
 	env, _, _ := testEnv(vars)
-	if err := run(context.Background(), env, []string{"campaigns", "enrollments", "c-42", "--limit", "0"}); err == nil || !strings.Contains(err.Error(), "--limit 0: must be 1-10000") {
+	if err := run(context.Background(), env, []string{"campaigns", "enrollments", "c-42", "--limit", "0"}); err == nil || !strings.Contains(err.Error(), `invalid value "0" for flag -limit: must be 1-10000`) {
 		t.Errorf("--limit 0: %v", err)
 	}
 }

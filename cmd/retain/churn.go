@@ -35,30 +35,18 @@ UTC) or an RFC 3339 instant, and uses only events from before it.`
 
 // runChurn is `retain churn risk|list|model|refit|weights`.
 func runChurn(ctx context.Context, env *cliEnv, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(env.stderr, churnUsage)
-		if len(args) == 0 {
-			return errors.New("churn needs a command: risk, list, model, refit or weights")
-		}
-		return nil
-	}
-	switch args[0] {
-	case "risk":
-		return runChurnRisk(ctx, env, args[1:])
-	case "list":
-		return runChurnList(ctx, env, args[1:])
-	case "model":
-		return runChurnModel(ctx, env, args[1:])
-	case "refit":
-		return runChurnRefit(ctx, env, args[1:])
-	case "weights":
-		if len(args) > 1 && args[1] == "set" {
-			return runChurnWeightsSet(ctx, env, args[2:])
-		}
-		return runChurnWeights(ctx, env, args[1:])
-	}
-	fmt.Fprintln(env.stderr, churnUsage)
-	return fmt.Errorf("unknown churn command %q: want risk, list, model, refit or weights", args[0])
+	return subcommands(env, "churn", churnUsage, args, map[string]func([]string) error{
+		"risk":  func(a []string) error { return runChurnRisk(ctx, env, a) },
+		"list":  func(a []string) error { return runChurnList(ctx, env, a) },
+		"model": func(a []string) error { return runChurnModel(ctx, env, a) },
+		"refit": func(a []string) error { return runChurnRefit(ctx, env, a) },
+		"weights": func(a []string) error {
+			if len(a) > 0 && a[0] == "set" {
+				return runChurnWeightsSet(ctx, env, a[1:])
+			}
+			return runChurnWeights(ctx, env, a)
+		},
+	})
 }
 
 // churnAPI is the ChurnService of the churn-signal service, which the churn
@@ -81,29 +69,21 @@ func parseChurnAsOf(s string) (*timestamppb.Timestamp, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return nil, fmt.Errorf("--as-of %q: want a date (2006-01-02) or an RFC 3339 instant", s)
+		return nil, errors.New("want a date (2006-01-02) or an RFC 3339 instant")
 	}
 	return timestamppb.New(t), nil
 }
 
 func runChurnRisk(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "churn risk", "churn risk CUSTOMER [--as-of DATE] [--output text|json]")
-	asOfFlag := f.fs.String("as-of", "", "evaluate as of this date or instant, using only events before it (default now)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		f.fs.Usage()
-		return errors.New("churn risk needs one CUSTOMER id")
-	}
-	asOf, err := parseChurnAsOf(*asOfFlag)
+	asOf := valueFlag(f.fs, "as-of", "", "evaluate as of this date or instant, using only events before it (default now)", parseChurnAsOf)
+	customer, err := f.parseOne(args, "CUSTOMER id")
 	if err != nil {
 		return err
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetCustomerRiskResponse, error) {
-		resp, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: pos[0], AsOf: asOf})
-		return resp, notFoundAs(err, fmt.Sprintf("churn risk for customer %q", pos[0]))
+		resp, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: customer, AsOf: *asOf})
+		return resp, notFoundAs(err, fmt.Sprintf("churn risk for customer %q", customer))
 	}, func(w io.Writer, resp *churnv1.GetCustomerRiskResponse) error {
 		printChurnRisk(w, resp)
 		return nil
@@ -178,31 +158,20 @@ func parseChurnBand(s string) (churnv1.RiskBand, error) {
 	case "low":
 		return churnv1.RiskBand_RISK_BAND_LOW, nil
 	}
-	return 0, fmt.Errorf("--band %q: want high, medium, low or all", s)
+	return 0, errors.New("want high, medium, low or all")
 }
 
 func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "churn list", "churn list [--band high|medium|low|all] [--limit N] [--output text|json]")
-	bandFlag := f.fs.String("band", "all", "only customers in this band: high, medium, low or all")
-	limit := f.fs.Int("limit", 20, "how many customers to list, 1-10000")
+	band := valueFlag(f.fs, "band", "all", "only customers in this band: high, medium, low or all", parseChurnBand)
+	limit := valueFlag(f.fs, "limit", "20", "how many customers to list, 1-10000", intIn(1, 10000))
 	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
-	pos, err := f.parse(args)
-	if err != nil {
+	if err := f.parseNone(args, "churn list", ""); err != nil {
 		return err
-	}
-	if err := noArgs(pos, "churn list", ""); err != nil {
-		return err
-	}
-	band, err := parseChurnBand(*bandFlag)
-	if err != nil {
-		return err
-	}
-	if *limit < 1 || *limit > 10000 {
-		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.ListAtRiskResponse, error) {
 		rs, next, err := pagesUpTo(*limit, 1000, *pageToken, func(size int32, tok string) ([]*churnv1.CustomerRisk, string, error) {
-			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: band, PageSize: size, PageToken: tok})
+			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: *band, PageSize: size, PageToken: tok})
 			return resp.GetCustomers(), resp.GetNextPageToken(), err
 		})
 		if err != nil {
@@ -243,11 +212,7 @@ func printChurnList(w io.Writer, rs []*churnv1.CustomerRisk, reasons int) {
 
 func runChurnModel(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "churn model", "churn model [--output text|json]")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos, "churn model", ""); err != nil {
+	if err := f.parseNone(args, "churn model", ""); err != nil {
 		return err
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetModelResponse, error) {
@@ -282,22 +247,14 @@ func printChurnModel(w io.Writer, m *churnv1.Model) {
 
 func runChurnRefit(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "churn refit", "churn refit [--as-of DATE] [--output text|json]")
-	asOfFlag := f.fs.String("as-of", "", "fit on orders placed by this date or instant (pins the model; default now)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos, "churn refit", ""); err != nil {
-		return err
-	}
-	asOf, err := parseChurnAsOf(*asOfFlag)
-	if err != nil {
+	asOf := valueFlag(f.fs, "as-of", "", "fit on orders placed by this date or instant (pins the model; default now)", parseChurnAsOf)
+	if err := f.parseNone(args, "churn refit", ""); err != nil {
 		return err
 	}
 	callCtx, cancel := context.WithTimeout(ctx, 30*time.Minute) // rescores every customer
 	defer cancel()
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.RefitResponse, error) {
-		return c.Refit(callCtx, &churnv1.RefitRequest{AsOf: asOf})
+		return c.Refit(callCtx, &churnv1.RefitRequest{AsOf: *asOf})
 	}, func(w io.Writer, resp *churnv1.RefitResponse) error {
 		printChurnModel(w, resp.GetModel())
 		fmt.Fprintf(w, "rescored %d customers as of now: %d changed band\n", resp.GetCustomersRescored(), resp.GetBandChanges())
@@ -349,11 +306,7 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 
 func runChurnWeights(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "churn weights", "churn weights [--output text|json]")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos, "churn weights", "did you mean `churn weights set`?"); err != nil {
+	if err := f.parseNone(args, "churn weights", "did you mean `churn weights set`?"); err != nil {
 		return err
 	}
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.GetWeightsResponse, error) {
@@ -397,11 +350,7 @@ func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	rescore := f.fs.Bool("rescore", true, "rescore every customer with the new weights before returning (false: stored scores follow at the next scheduled pass)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos, "churn weights set", ""); err != nil {
+	if err := f.parseNone(args, "churn weights set", ""); err != nil {
 		return err
 	}
 	// Only the flags given are sent: the others keep the tenant's values.
@@ -422,7 +371,7 @@ func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
 			}
 			v := *thresholds[w.flag]
 			if v < math.MinInt32 || v > math.MaxInt32 {
-				bad = fmt.Errorf("--%s %d: out of range", w.flag, v)
+				bad = usagef("--%s %d: out of range", w.flag, v)
 			}
 			msg.Set(fd, protoreflect.ValueOfInt32(int32(v)))
 		}
@@ -432,7 +381,7 @@ func runChurnWeightsSet(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if given == 0 {
 		f.fs.Usage()
-		return errors.New("churn weights set needs at least one of --outlook, --overdue, --tickets, --price, --sentiment, --medium-at, --high-at, --hysteresis")
+		return usagef("churn weights set needs at least one of --outlook, --overdue, --tickets, --price, --sentiment, --medium-at, --high-at, --hysteresis")
 	}
 	callCtx, cancel := context.WithTimeout(ctx, 30*time.Minute) // may rescore every customer
 	defer cancel()

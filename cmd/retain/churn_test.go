@@ -203,8 +203,8 @@ func TestChurnCommands(t *testing.T) {
 			{[]string{}, "churn needs a command"},
 			{[]string{"nope"}, `unknown churn command "nope"`},
 			{[]string{"risk"}, "one CUSTOMER"},
-			{[]string{"risk", "c", "--as-of", "yesterday"}, `--as-of "yesterday"`},
-			{[]string{"list", "--band", "red"}, `--band "red"`},
+			{[]string{"risk", "c", "--as-of", "yesterday"}, `invalid value "yesterday" for flag -as-of: want a date`},
+			{[]string{"list", "--band", "red"}, `invalid value "red" for flag -band: want high, medium, low or all`},
 			{[]string{"model", "--output", "yaml"}, `--output "yaml"`},
 			{[]string{"risk", "nobody"}, `nothing is known about customer "nobody"`},
 		} {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -181,6 +182,16 @@ func (f commandFlags) parseOne(args []string, what string) (string, error) {
 		return "", usageError{fmt.Errorf("want a %s, got %q; %s", what, arg, hint)}
 	}
 	return arg, err
+}
+
+// parseNone is parse for a command that takes no positional argument;
+// hint says what an argument may have been meant as (see noArgs).
+func (f commandFlags) parseNone(args []string, command, hint string) error {
+	pos, err := f.parse(args)
+	if err != nil {
+		return err
+	}
+	return noArgs(pos, command, cmp.Or(hint, boolValueHint(f.fs, args)))
 }
 
 // boolValueHint explains an argument like the false of

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -33,11 +33,39 @@ func runDeadLetters(ctx context.Context, env *cliEnv, args []string) error {
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	f := newCommandFlags(env, "deadletters "+cmd, "deadletters "+cmd+" [flags]")
+	if cmd != "list" && cmd != "replay" && cmd != "" {
+		fmt.Fprintln(env.stderr, deadLettersUsage)
+		return usagef("unknown deadletters command %q: want list or replay", cmd)
+	}
+	f := newCommandFlags(env, strings.TrimSpace("deadletters "+cmd), "deadletters "+cmd+" [flags]")
 	all := f.fs.Bool("all", false, "list: include dead letters already replayed")
 	pos, err := f.parse(args)
 	if err != nil {
 		return err
+	}
+	// The arguments are checked before anything is dialed: a command line
+	// that lacks one is a usage error wherever Retain runs.
+	var ids []int64
+	switch cmd {
+	case "":
+		if len(pos) > 0 {
+			return usagef("unknown deadletters command %q: want list or replay, before the flags", pos[0])
+		}
+	case "list":
+		if len(pos) != 1 {
+			return usagef("deadletters list needs one CONSUMER, got %d arguments (retain deadletters lists the consumers)", len(pos))
+		}
+	case "replay":
+		if len(pos) < 2 {
+			return usagef("deadletters replay needs a CONSUMER and at least one ID (ids: retain deadletters list CONSUMER)")
+		}
+		for _, s := range pos[1:] {
+			id, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return usagef("dead letter ID %q: not a number", s)
+			}
+			ids = append(ids, id)
+		}
 	}
 	output := f.output
 	conn, err := f.ep.dial()
@@ -50,9 +78,6 @@ func runDeadLetters(ctx context.Context, env *cliEnv, args []string) error {
 
 	switch cmd {
 	case "":
-		if len(pos) > 0 {
-			return fmt.Errorf("unknown deadletters command %q: want list or replay", pos[0])
-		}
 		resp, err := client.ListConsumers(ctx, &opsv1.ListConsumersRequest{})
 		if err != nil {
 			return fail(err)
@@ -68,9 +93,6 @@ func runDeadLetters(ctx context.Context, env *cliEnv, args []string) error {
 		return tw.Flush()
 
 	case "list":
-		if len(pos) != 1 {
-			return errors.New("usage: retain deadletters list CONSUMER [--all] (consumers: retain deadletters)")
-		}
 		req := &opsv1.ListDeadLettersRequest{Consumer: pos[0], IncludeReplayed: *all, PageSize: 500}
 		resp := &opsv1.ListDeadLettersResponse{}
 		for {
@@ -103,17 +125,10 @@ func runDeadLetters(ctx context.Context, env *cliEnv, args []string) error {
 		return tw.Flush()
 
 	case "replay":
-		if len(pos) < 2 {
-			return errors.New("usage: retain deadletters replay CONSUMER ID... (ids: retain deadletters list CONSUMER)")
-		}
 		// Each id is replayed on its own: one that is rejected again must
 		// not hold back the others, and every outcome is reported.
 		var failed int
-		for _, s := range pos[1:] {
-			id, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return fmt.Errorf("dead letter id %q: not a number", s)
-			}
+		for _, id := range ids {
 			resp, err := client.ReplayDeadLetter(ctx, &opsv1.ReplayDeadLetterRequest{Consumer: pos[0], Id: id})
 			if err != nil {
 				failed++
@@ -129,10 +144,8 @@ func runDeadLetters(ctx context.Context, env *cliEnv, args []string) error {
 			fmt.Fprintf(env.stdout, "%d: replayed (%s %s)\n", id, resp.GetDeadLetter().GetType(), resp.GetDeadLetter().GetMsgId())
 		}
 		if failed > 0 {
-			return fmt.Errorf("%d of %d dead letters not replayed", failed, len(pos)-1)
+			return fmt.Errorf("%d of %d dead letters not replayed", failed, len(ids))
 		}
-		return nil
 	}
-	fmt.Fprintln(env.stderr, deadLettersUsage)
-	return fmt.Errorf("unknown deadletters command %q: want list or replay", cmd)
+	return nil
 }

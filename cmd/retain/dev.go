@@ -106,12 +106,8 @@ func (o devOptions) validate() error {
 	// The demo shop's limits are the simulator's; checked even without
 	// --demo, since a bad value is a mistake either way.
 	v.Check(!o.exitAfterDemo || o.demo, "--exit-after-demo", "needs --demo")
-	if err := demoShopProblem(o.demoCustomers, simulate.DefaultConfig().Days); err != nil {
-		v.Addf("--demo-customers", "%v", err)
-	}
-	if err := demoShopProblem(simulate.DefaultConfig().Customers, o.demoDays); err != nil {
-		v.Addf("--demo-days", "%v", err)
-	}
+	checkShop(&v, "--demo-customers", func(c *simulate.Config) { c.Customers = o.demoCustomers })
+	checkShop(&v, "--demo-days", func(c *simulate.Config) { c.Days = o.demoDays })
 	return v.Err()
 }
 
@@ -155,15 +151,17 @@ func sameListenAddr(a, b string) bool {
 	return ha == "" || hb == "" || ha == hb
 }
 
-// demoShopProblem is what the simulator says of a demo shop of this size.
-func demoShopProblem(customers, days int) error {
+// checkShop records as a problem of flag what the simulator says of its
+// default shop changed by set (to the flag's value), ending today. Each
+// flag is checked on its own, so that a problem is named by its flag.
+func checkShop(v *config.Validator, flag string, set func(*simulate.Config)) {
 	cfg := simulate.DefaultConfig()
-	cfg.Customers, cfg.Days, cfg.Start = customers, days, time.Now().UTC().AddDate(0, 0, -days)
+	set(&cfg)
+	cfg.Start = time.Now().UTC().AddDate(0, 0, -cfg.Days)
 	if err := cfg.Validate(); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "invalid simulate config: ")
-		return errors.New(strings.ReplaceAll(msg, "\n", "; "))
+		v.Addf(flag, "%s", strings.ReplaceAll(msg, "\n", "; "))
 	}
-	return nil
 }
 
 // natsHost is where the embedded NATS server listens (natsembed's default).

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/retainhq/retain/cmd/retain/internal/importer"
 )
 
@@ -67,35 +69,34 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 	if publish {
 		if len(pos) < 1 {
 			fs.Usage()
-			return errors.New("publish needs at least one FILE ('-' for stdin)")
+			return usagef("publish needs at least one FILE ('-' for stdin)")
 		}
 		pos = append([]string{"ndjson"}, pos...)
 	}
 	if len(pos) < 2 {
 		fs.Usage()
-		return errors.New("import needs a KIND and at least one FILE")
+		return usagef("import needs a KIND and at least one FILE")
 	}
 	kind, files := pos[0], pos[1:]
 	if kind != "ndjson" {
 		if _, err := importer.ParseKind(kind); err != nil {
-			return fmt.Errorf("unknown KIND %q: want %s", kind, strings.Join(importKinds(), ", "))
+			return usagef("unknown KIND %q: want %s", kind, strings.Join(importKinds(), ", "))
 		}
 	}
 	mapping, err := importer.ParseMapping(maps...)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
-	conn, err := ep.dial()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 
 	var progress io.Writer = env.stderr
 	if *quiet {
 		progress = nil
 	}
 	total := &sendSummary{}
+	// Dialed once the first file's header has been checked against the
+	// flags: a missing --currency or --map is a usage error whether or not
+	// Retain runs.
+	var conn *grpc.ClientConn
 	for _, name := range files {
 		f, closeFn, err := openInput(env, name)
 		if err != nil {
@@ -113,9 +114,20 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 			cr, err := importer.NewCSVReader(f, importer.CSVOptions{Kind: k, Mapping: mapping, Currency: *currency, TimeFormat: *timeFormat, SurveyKind: *surveyKind})
 			if err != nil {
 				closeFn()
-				return fmt.Errorf("%s: %w", name, err)
+				err = fmt.Errorf("%s: %w", name, err)
+				if errors.As(err, new(*importer.OptionsError)) {
+					return usageError{err}
+				}
+				return err
 			}
 			rr = cr
+		}
+		if conn == nil {
+			if conn, err = ep.dial(); err != nil {
+				closeFn()
+				return err
+			}
+			defer conn.Close()
 		}
 		fmt.Fprintf(env.stderr, "importing %s (%s)\n", name, kind)
 		sum, err := newSender(conn, progress).send(ctx, rowSource(rr))

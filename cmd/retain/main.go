@@ -9,8 +9,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"syscall"
 
@@ -88,7 +90,13 @@ func exitCode(err error) int {
 	return 1
 }
 
-// parseFlags parses args into fs; a bad flag is a usage error.
+// usagef is a usage error: for a missing or extra argument, a missing
+// flag or flags that do not go together. A flag's bad value is refused as
+// it is parsed instead (see valueFlag).
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// parseFlags parses args into fs; a bad flag, or a value a flag's Set
+// refuses (valueFlag), is a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	err := fs.Parse(args)
 	if err == nil || errors.Is(err, flag.ErrHelp) {
@@ -130,20 +138,21 @@ func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "\nRun 'retain <command> -h' for a command's flags.")
 }
 
-// newFlags returns a FlagSet that reports errors instead of exiting.
-// subcommands dispatches `retain NAME COMMAND ...`.
+// subcommands dispatches `retain NAME COMMAND ...`: no command or an
+// unknown one is a usage error naming the commands there are.
 func subcommands(env *cliEnv, name, usage string, args []string, cmds map[string]func([]string) error) error {
+	want := orList(slices.Sorted(maps.Keys(cmds)))
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(env.stderr, usage)
 		if len(args) == 0 {
-			return usageError{fmt.Errorf("%s needs a command", name)}
+			return usagef("%s needs a command: %s", name, want)
 		}
 		return nil
 	}
 	run, ok := cmds[args[0]]
 	if !ok {
 		fmt.Fprintln(env.stderr, usage)
-		return usageError{fmt.Errorf("unknown %s command %q", name, args[0])}
+		return usagef("unknown %s command %q: want %s", name, args[0], want)
 	}
 	return run(args[1:])
 }
@@ -168,6 +177,7 @@ func noArgs(pos []string, command, hint string) error {
 	return usageError{fmt.Errorf("%s takes no arguments%s, got %q", command, hint, pos)}
 }
 
+// newFlags returns a FlagSet that reports errors instead of exiting.
 func newFlags(env *cliEnv, name, usageLine string) *flag.FlagSet {
 	fs := flag.NewFlagSet("retain "+name, flag.ContinueOnError)
 	fs.SetOutput(env.stderr)

@@ -387,7 +387,7 @@ func TestSimulateCommand(t *testing.T) {
 	if m == nil || m[1] != strconv.Itoa(lines) || m[2] != out || stdout.String() != "" {
 		t.Errorf("simulate --out printed %q (the file has %d lines)", errOut, lines)
 	}
-	for cur, want := range map[string]string{"XYZ": `--currency: "XYZ" is not an ISO 4217 currency code`, "gbp": `--currency: "gbp" must be upper case: "GBP"`} {
+	for cur, want := range map[string]string{"XYZ": `invalid value "XYZ" for flag -currency: "XYZ" is not an ISO 4217 currency code`, "gbp": `invalid value "gbp" for flag -currency: "gbp" must be upper case: "GBP"`} {
 		env, _, _ := testEnv(nil)
 		if err := run(context.Background(), env, []string{"simulate", "--customers", "2", "--days", "2", "--currency", cur, "--out", out}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--currency %s: %v, want %q", cur, err, want)

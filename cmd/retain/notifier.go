@@ -76,41 +76,33 @@ func runTemplates(ctx context.Context, env *cliEnv, args []string) error {
 	})
 }
 
-func channelFlag(f commandFlags, allowAll bool) *string {
+// channelFlag is --channel: email by default, or every channel (the
+// unspecified one) if allowAll.
+func channelFlag(f commandFlags, allowAll bool) *notifierv1.Channel {
 	def, help := "email", "email, sms or webhook"
 	if allowAll {
 		def, help = "", "email, sms or webhook (default: all)"
 	}
-	return f.fs.String("channel", def, help)
-}
-
-func parseChannelFlag(s string) (notifierv1.Channel, error) {
-	if s == "" {
-		return notifierv1.Channel_CHANNEL_UNSPECIFIED, nil
-	}
-	c, err := templatefile.ParseChannel(s)
-	if err != nil {
-		return 0, fmt.Errorf("--%w", err)
-	}
-	return c, nil
+	return valueFlag(f.fs, "channel", def, help, func(s string) (notifierv1.Channel, error) {
+		if s == "" {
+			return notifierv1.Channel_CHANNEL_UNSPECIFIED, nil
+		}
+		c, err := templatefile.ParseChannel(s)
+		if err != nil {
+			return 0, errors.New("want email, sms or webhook")
+		}
+		return c, nil
+	})
 }
 
 func templatesList(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "templates list", "templates list [--channel email|sms|webhook] [--output text|json]")
-	chFlag := channelFlag(f, true)
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos, "templates list", ""); err != nil {
-		return err
-	}
-	ch, err := parseChannelFlag(*chFlag)
-	if err != nil {
+	ch := channelFlag(f, true)
+	if err := f.parseNone(args, "templates list", ""); err != nil {
 		return err
 	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.ListTemplatesResponse, error) {
-		return c.ListTemplates(ctx, &notifierv1.ListTemplatesRequest{Channel: ch})
+		return c.ListTemplates(ctx, &notifierv1.ListTemplatesRequest{Channel: *ch})
 	}, func(w io.Writer, resp *notifierv1.ListTemplatesResponse) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "KEY\tCHANNEL\tVERSION\tLOCALES\tVARIABLES\tDESCRIPTION")
@@ -147,19 +139,15 @@ func templateVariables(t *notifierv1.Template) string {
 
 func templatesShow(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "templates show", "templates show KEY [--channel email|sms|webhook] [--version N] [--output text|json]")
-	chFlag := channelFlag(f, false)
+	ch := channelFlag(f, false)
 	version := f.fs.Int("version", 0, "an older version (default: the latest)")
 	key, err := f.parseOne(args, "template key")
 	if err != nil {
 		return err
 	}
-	ch, err := parseChannelFlag(*chFlag)
-	if err != nil {
-		return err
-	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetTemplateResponse, error) {
-		resp, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch, Version: int32(*version)})
-		return resp, notFoundAs(err, fmt.Sprintf("%s template %q", templatefile.ChannelName(ch), key))
+		resp, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: *ch, Version: int32(*version)})
+		return resp, notFoundAs(err, fmt.Sprintf("%s template %q", templatefile.ChannelName(*ch), key))
 	}, func(w io.Writer, resp *notifierv1.GetTemplateResponse) error {
 		t := resp.GetTemplate()
 		b, err := templatefile.Format(t)
@@ -181,7 +169,8 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	if *file == "" || len(pos) != 0 {
-		return errors.New("templates apply needs -f FILE and no arguments")
+		f.fs.Usage()
+		return usagef("templates apply needs -f FILE and no arguments")
 	}
 	var data []byte
 	if *file == "-" {
@@ -242,7 +231,7 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 
 func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "templates preview", "templates preview KEY [--customer C] [--channel email] [--locale fa-IR] [--time-zone ZONE] [--var name=value]... [--output text|json]")
-	chFlag := channelFlag(f, false)
+	ch := channelFlag(f, false)
 	customer := f.fs.String("customer", "", "render for this customer: their name, email, locale and time zone")
 	locale := f.fs.String("locale", "", "locale (BCP 47, e.g. fa-IR; default: the customer's)")
 	zone := f.fs.String("time-zone", "", "IANA time zone for dates (default: the customer's)")
@@ -252,15 +241,11 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	ch, err := parseChannelFlag(*chFlag)
-	if err != nil {
-		return err
-	}
+	req := &notifierv1.PreviewTemplateRequest{Key: key, Channel: *ch, CustomerId: *customer, Locale: *locale, TimeZone: *zone}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.PreviewTemplateResponse, error) {
-		req := &notifierv1.PreviewTemplateRequest{Key: key, Channel: ch, CustomerId: *customer, Locale: *locale, TimeZone: *zone}
 		if len(vars) > 0 {
 			// Values are typed by the template's declarations, so look it up.
-			t, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: ch})
+			t, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: *ch})
 			if err != nil {
 				return nil, err
 			}
@@ -271,7 +256,7 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 		return c.PreviewTemplate(ctx, req)
 	}, func(w io.Writer, resp *notifierv1.PreviewTemplateResponse) error {
 		m := resp.GetMessage()
-		fmt.Fprintf(w, "# %s (%s) version %d, variant %s, direction %s\n", key, templatefile.ChannelName(ch), resp.GetVersion(),
+		fmt.Fprintf(w, "# %s (%s) version %d, variant %s, direction %s\n", key, templatefile.ChannelName(*ch), resp.GetVersion(),
 			cmp.Or(m.GetLocale(), "default"), m.GetDirection())
 		for _, part := range []struct{ name, text string }{{"Subject", m.GetSubject()}, {"Text", m.GetText()}, {"HTML", m.GetHtml()}, {"Body", m.GetBody()}} {
 			if part.text == "" {
@@ -288,7 +273,8 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 // parseTemplateVars reads --var name=value by the type the template
-// declares for name.
+// declares for name. A value it cannot read is a usage error, though it
+// is found only once the template is known.
 func parseTemplateVars(t *notifierv1.Template, vars []string) (map[string]*notifierv1.TemplateValue, error) {
 	types := map[string]string{}
 	var names []string
@@ -300,15 +286,15 @@ func parseTemplateVars(t *notifierv1.Template, vars []string) (map[string]*notif
 	for _, kv := range vars {
 		name, val, ok := strings.Cut(kv, "=")
 		if !ok || name == "" {
-			return nil, fmt.Errorf("--var %q: want name=value", kv)
+			return nil, usagef("--var %q: want name=value", kv)
 		}
 		typ, ok := types[name]
 		if !ok {
-			return nil, fmt.Errorf("--var %s: template %s declares no such variable (it declares: %s)", name, t.GetKey(), cmp.Or(strings.Join(names, ", "), "none"))
+			return nil, usagef("--var %s: template %s declares no such variable (it declares: %s)", name, t.GetKey(), cmp.Or(strings.Join(names, ", "), "none"))
 		}
 		v, err := parseTemplateValue(typ, val)
 		if err != nil {
-			return nil, fmt.Errorf("--var %s (%s): %w", name, typ, err)
+			return nil, usagef("--var %s (%s): %w", name, typ, err)
 		}
 		out[name] = v
 	}
@@ -391,20 +377,13 @@ func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "deliveries list", "deliveries list --customer C | --campaign X [--limit N] [--output text|json]")
 	customer := f.fs.String("customer", "", "the deliveries of this customer")
 	campaign := f.fs.String("campaign", "", "the deliveries of this campaign")
-	limit := f.fs.Int("limit", 50, "how many deliveries to list, 1-10000")
+	limit := valueFlag(f.fs, "limit", "50", "how many deliveries to list, 1-10000", intIn(1, 10000))
 	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
-	pos, err := f.parse(args)
-	if err != nil {
-		return err
-	}
-	if err := noArgs(pos, "deliveries list", ""); err != nil {
+	if err := f.parseNone(args, "deliveries list", ""); err != nil {
 		return err
 	}
 	if (*customer == "") == (*campaign == "") {
-		return usageError{errors.New("deliveries list needs exactly one of --customer and --campaign")}
-	}
-	if *limit < 1 || *limit > 10000 {
-		return fmt.Errorf("--limit %d: must be 1-10000", *limit)
+		return usagef("deliveries list needs exactly one of --customer and --campaign")
 	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.ListDeliveriesResponse, error) {
 		ds, next, err := pagesUpTo(*limit, 500, *pageToken, func(size int32, tok string) ([]*notifierv1.Delivery, string, error) {
@@ -586,7 +565,7 @@ func preferencesSet(ctx context.Context, env *cliEnv, args []string) error {
 			names[i] = "--" + p.name
 		}
 		sort.Strings(names)
-		return fmt.Errorf("preferences set needs at least one of %s (=true or =false)", strings.Join(names, ", "))
+		return usagef("preferences set needs at least one of %s (=true or =false)", strings.Join(names, ", "))
 	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.SetPreferencesResponse, error) {
 		return c.SetPreferences(ctx, req)

@@ -313,7 +313,7 @@ func TestNotifierCommands(t *testing.T) {
 			{[]string{"templates"}, "templates needs a command"},
 			{[]string{"templates", "nope"}, `unknown templates command "nope"`},
 			{[]string{"templates", "show"}, "want exactly one template key"},
-			{[]string{"templates", "list", "--channel", "fax"}, `--channel "fax": want email, sms or webhook`},
+			{[]string{"templates", "list", "--channel", "fax"}, `invalid value "fax" for flag -channel: want email, sms or webhook`},
 			{[]string{"templates", "apply"}, "needs -f FILE"},
 			{[]string{"templates", "preview", "winback_90", "--var", "nope=1"}, "--var nope: template winback_90 declares no such variable (it declares: coupon, total, due)"},
 			{[]string{"templates", "preview", "winback_90", "--var", "total=12,50 EUR"}, "--var total (money)"},

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/currency"
 	"github.com/retainhq/retain/platform/simulate"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -20,33 +22,45 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 	customers := fs.Int("customers", 1000, "customers acquired over the period")
 	days := fs.Int("days", 365, "days of history")
 	seed := fs.Int64("seed", 1, "random seed: the same seed gives the same shop, byte for byte")
-	endFlag := fs.String("end", "", "end of the period, YYYY-MM-DD (default: today, UTC)")
-	cur := fs.String("currency", def.Currency, "ISO-4217 currency of the shop, upper case as ingest takes it")
+	end := valueFlag(fs, "end", "", "end of the period, YYYY-MM-DD (default: today, UTC)", func(s string) (time.Time, error) {
+		if s == "" {
+			return time.Now().UTC().Truncate(24 * time.Hour), nil
+		}
+		t, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return t, errors.New("want YYYY-MM-DD")
+		}
+		return t, nil
+	})
+	// The table ingest checks orders against: a shop in a currency ingest
+	// refuses would be refused event by event.
+	cur := valueFlag(fs, "currency", def.Currency, "ISO-4217 currency of the shop, upper case as ingest takes it", func(s string) (string, error) {
+		return s, currency.Check(s)
+	})
 	rateScale := fs.Float64("rate-scale", def.RateScale, "multiplies every customer's purchase rate (10 gives roughly ten times the orders of a CDNOW-like shop)")
 	out := fs.String("out", "-", "NDJSON output file ('-': stdout)")
 	send := fs.Bool("send", false, "send the events to Retain's ingest API instead of writing NDJSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	end := time.Now().UTC().Truncate(24 * time.Hour)
-	if *endFlag != "" {
-		t, err := time.Parse("2006-01-02", *endFlag)
-		if err != nil {
-			return fmt.Errorf("--end %q: want YYYY-MM-DD", *endFlag)
-		}
-		end = t
+	if err := noArgs(fs.Args(), "simulate", "flags only"); err != nil {
+		return err
 	}
-	// The table ingest checks orders against: a shop in a currency ingest
-	// refuses would be refused event by event.
-	if err := currency.Check(*cur); err != nil {
-		return fmt.Errorf("--currency: %w", err)
+	var v config.Validator
+	checkShop(&v, "--customers", func(c *simulate.Config) { c.Customers = *customers })
+	checkShop(&v, "--days", func(c *simulate.Config) { c.Days = *days })
+	checkShop(&v, "--rate-scale", func(c *simulate.Config) { c.RateScale = *rateScale })
+	if err := v.Err(); err != nil {
+		return err
 	}
 	cfg := def
 	cfg.Customers, cfg.Days, cfg.Seed, cfg.Currency, cfg.RateScale = *customers, *days, *seed, *cur, *rateScale
 	cfg.Start = end.AddDate(0, 0, -*days)
 	shop, err := simulate.New(cfg)
 	if err != nil {
-		return err
+		// Every setting is a flag's: what the checks above let through
+		// (a start before 1970, from --end and --days) is one too.
+		return usageError{err}
 	}
 	if *send {
 		conn, err := ep.dial()

@@ -260,9 +260,21 @@ type seenRecord struct {
 	content [sha256.Size]byte
 }
 
+// OptionsError is a header that the options (the command's --map,
+// --currency and --survey-kind) do not fit: the options must change, or
+// the file is not the one meant.
+type OptionsError struct{ msg string }
+
+func (e *OptionsError) Error() string { return e.msg }
+
+func optionsErrorf(format string, args ...any) error {
+	return &OptionsError{msg: fmt.Sprintf(format, args...)}
+}
+
 // NewCSVReader reads the header row and checks the mapping against it and
 // against the kind's fields. Errors name what is wrong and list what is
-// valid: the available columns or the kind's fields.
+// valid: the available columns or the kind's fields. A header the options
+// do not fit is an *OptionsError.
 func NewCSVReader(r io.Reader, opts CSVOptions) (*CSVReader, error) {
 	spec, ok := kindSpecs[opts.Kind]
 	if !ok {
@@ -318,14 +330,14 @@ func NewCSVReader(r io.Reader, opts CSVOptions) (*CSVReader, error) {
 		isTrait := spec.traits && strings.HasPrefix(field, TraitPrefix) && len(field) > len(TraitPrefix)
 		if !valid[field] && !isTrait {
 			req, opt := Fields(opts.Kind)
-			return nil, fmt.Errorf("%s: unknown field %q in --map; valid fields: %s", opts.Kind, field, strings.Join(append(req, opt...), ", "))
+			return nil, optionsErrorf("%s: unknown field %q in --map; valid fields: %s", opts.Kind, field, strings.Join(append(req, opt...), ", "))
 		}
 		i, ok := index[col]
 		if !ok {
-			return nil, fmt.Errorf("%s: --map %s=%s: no column %q in the header; columns: %s", opts.Kind, field, col, col, available)
+			return nil, optionsErrorf("%s: --map %s=%s: no column %q in the header; columns: %s", opts.Kind, field, col, col, available)
 		}
 		if dupCols[col] {
-			return nil, fmt.Errorf("%s: --map %s=%s: column %q appears more than once in the header", opts.Kind, field, col, col)
+			return nil, optionsErrorf("%s: --map %s=%s: column %q appears more than once in the header", opts.Kind, field, col, col)
 		}
 		c.columns[field], c.names[field] = i, col
 	}
@@ -339,7 +351,7 @@ func NewCSVReader(r io.Reader, opts CSVOptions) (*CSVReader, error) {
 			continue
 		}
 		if f.required && !(f.name == "kind" && opts.SurveyKind != "") {
-			return nil, fmt.Errorf("%s: field %s is required: add --map %s=COLUMN; columns: %s", opts.Kind, f.name, f.name, available)
+			return nil, optionsErrorf("%s: field %s is required: add --map %s=COLUMN; columns: %s", opts.Kind, f.name, f.name, available)
 		}
 	}
 	for f := range c.columns {
@@ -351,10 +363,10 @@ func NewCSVReader(r io.Reader, opts CSVOptions) (*CSVReader, error) {
 		if _, mapped := c.columns["currency"]; !mapped {
 			cur := strings.ToUpper(strings.TrimSpace(opts.Currency))
 			if cur == "" {
-				return nil, fmt.Errorf("%s: the currency is required: give --currency (e.g. GBP) or map a currency column", opts.Kind)
+				return nil, optionsErrorf("%s: the currency is required: give --currency (e.g. GBP) or map a currency column", opts.Kind)
 			}
 			if !currency.Known(cur) {
-				return nil, fmt.Errorf("%s: --currency %q is not an ISO 4217 currency code", opts.Kind, opts.Currency)
+				return nil, optionsErrorf("%s: --currency %q is not an ISO 4217 currency code", opts.Kind, opts.Currency)
 			}
 			c.currency = cur
 		}
@@ -363,7 +375,7 @@ func NewCSVReader(r io.Reader, opts CSVOptions) (*CSVReader, error) {
 		if _, mapped := c.columns["kind"]; !mapped {
 			k, err := parseSurveyKind(opts.SurveyKind)
 			if err != nil {
-				return nil, fmt.Errorf("surveys: no kind column is mapped, so the survey kind must be given: %w", err)
+				return nil, optionsErrorf("surveys: no kind column is mapped, so the survey kind must be given: %v", err)
 			}
 			c.survey = k
 		}
