@@ -54,7 +54,19 @@ var extraPublish = map[string][]string{
 		"$JS.API.CONSUMER.MSG.NEXT." + bus.EventsStream + ".*",
 		"$JS.API.CONSUMER.DELETE." + bus.EventsStream + ".*",
 	},
+	"campaign":    {tenantProbe},
+	"churnsignal": {tenantProbe},
 }
+
+// tenantProbe is the consumer creation of bus.Consumer.TenantBacklog:
+// a consumer of generated name whose one filter, the end of the request's
+// subject, is one tenant's facts (decision 0037).
+const tenantProbe = "$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*." + bus.EventsSubjectPrefix + ".*.>"
+
+// countsTenants are the services that ask their facts consumer for a
+// tenant's backlog (campaign's scheduled audiences, churn-signal's held
+// band changes).
+var countsTenants = map[string]bool{"campaign": true, "churnsignal": true}
 
 // streamPrefix is the subject prefix of a Retain stream.
 func streamPrefix(t *testing.T, stream string) string {
@@ -263,6 +275,9 @@ func TestBundledNATSPermissions(t *testing.T) {
 			defer pool.Close()
 			for _, cc := range ccs {
 				consumeOwn(ctx, t, b, pool, cc, buses)
+				if countsTenants[name] && cc.Stream == bus.EventsStream {
+					tenantBacklog(ctx, t, b, pool, cc, buses)
+				}
 			}
 			if name == "metrics" {
 				replay(ctx, t, b)
@@ -323,6 +338,28 @@ func consumeOwn(ctx context.Context, t *testing.T, b *bus.Bus, pool *pgxpool.Poo
 	})
 }
 
+// tenantBacklog counts a tenant's backlog of a consumer of cc on b, as
+// its service does (bus.Consumer.TenantBacklog, which creates a probe
+// consumer once there is anything pending).
+func tenantBacklog(ctx context.Context, t *testing.T, b *bus.Bus, pool *pgxpool.Pool, cc bus.ConsumerConfig, buses map[string]*bus.Bus) {
+	t.Helper()
+	typ := "test.fact"
+	if len(cc.EventTypes) > 0 {
+		typ = cc.EventTypes[0]
+	}
+	c, err := bus.NewConsumer(b, pool, cc, func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := buses["ingest"].Publish(ctx, bus.Message{Subject: bus.EventSubject("shop", typ), ID: nuid.Next(), Type: typ, Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, cc.Durable+" to count the shop's pending fact", func() bool {
+		n, err := c.TenantBacklog(ctx, "shop")
+		return err == nil && n == 1
+	})
+}
+
 // replay does what a metrics rebuild does on the bus (consumer.Rebuilder):
 // an ordered consumer of one tenant's facts, pulled twice (each pull
 // creates a consumer and deletes the last), and its info.
@@ -358,7 +395,8 @@ func replay(ctx context.Context, t *testing.T, b *bus.Bus) {
 }
 
 // refused checks that name's user cannot publish on the streams of the
-// others, delete a stream, nor read the inboxes of the others.
+// others, delete a stream, create a consumer of a whole stream (for the
+// services allowed tenant probes), nor read the inboxes of the others.
 func refused(ctx context.Context, t *testing.T, name string, b *bus.Bus, log *testenv.SyncBuffer) {
 	t.Helper()
 	for _, other := range allServices {
@@ -383,6 +421,16 @@ func refused(ctx context.Context, t *testing.T, name string, b *bus.Bus, log *te
 			t.Errorf("%s published on %s, %s's stream", name, subject, other)
 		}
 		log.WaitFor(t, `Permissions Violation for Publish to \"`+subject+`\"`)
+	}
+	if countsTenants[name] {
+		// The probes' permission is one tenant's facts, not the stream's.
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := b.JS.CreateConsumer(pctx, bus.EventsStream, jetstream.ConsumerConfig{Name: "whole", FilterSubject: bus.EventsSubjectPrefix + ".>"})
+		cancel()
+		if err == nil {
+			t.Errorf("%s created a consumer of all of %s", name, bus.EventsStream)
+		}
+		log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.`+bus.EventsStream+`.whole.`+bus.EventsSubjectPrefix+`.>\"`)
 	}
 	dctx, cancel := context.WithTimeout(ctx, time.Second)
 	err := b.JS.DeleteStream(dctx, bus.EventsStream)

@@ -49,8 +49,11 @@ type Config struct {
 	RefitGrowthPercent int
 	RefitMinGap        time.Duration
 	// MaxLag is how far behind the stream the facts consumer may be for
-	// models to be refit by themselves and band changes published.
-	MaxLag time.Duration
+	// models to be refit by themselves and band changes published;
+	// HoldMinBacklog how many of a shop's facts it may then have yet to
+	// apply for the shop's to go ahead all the same.
+	MaxLag         time.Duration
+	HoldMinBacklog int
 	// HorizonWeeks is the prediction horizon of the purchase model.
 	HorizonWeeks int
 	// BatchSize is the most facts applied in one transaction.
@@ -73,6 +76,7 @@ func DefaultConfig() Config {
 		RefitGrowthPercent: app.DefaultRefitGrowthPercent,
 		RefitMinGap:        app.DefaultMinRefitGap,
 		MaxLag:             app.DefaultMaxLag,
+		HoldMinBacklog:     app.DefaultHoldMinBacklog,
 		HorizonWeeks:       13,
 		BatchSize:          500,
 		RescoreChunk:       2000,
@@ -88,6 +92,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.IntVar(fs, &c.RefitGrowthPercent, "refit-growth-percent", "RETAIN_CHURN_REFIT_GROWTH_PERCENT", "growth in percent of a model's orders or customers that refits it ahead of its age")
 	config.DurationVar(fs, &c.RefitMinGap, "refit-min-gap", "RETAIN_CHURN_REFIT_MIN_GAP", "least time from a model's fit to a refit for growth")
 	config.DurationVar(fs, &c.MaxLag, "max-lag", "RETAIN_CHURN_MAX_LAG", "how far behind the stream the facts consumer may be for models to be refit by themselves and band changes published")
+	config.IntVar(fs, &c.HoldMinBacklog, "hold-min-backlog", "RETAIN_CHURN_HOLD_MIN_BACKLOG", "facts of a shop the consumer, further behind than the max lag, may have yet to apply for the shop's models to be refit and band changes published all the same (another shop's import holds no one else's)")
 	config.IntVar(fs, &c.HorizonWeeks, "horizon-weeks", "RETAIN_CHURN_HORIZON_WEEKS", "prediction horizon of the purchase model, in weeks")
 	config.IntVar(fs, &c.BatchSize, "batch-size", "RETAIN_CHURN_BATCH_SIZE", "most facts applied in one transaction")
 	config.IntVar(fs, &c.RescoreChunk, "rescore-chunk", "RETAIN_CHURN_RESCORE_CHUNK", "customers rescored per transaction in a full pass")
@@ -109,6 +114,8 @@ func (c Config) Validate() error {
 		"must be 1s or more, such as 5m, got %s", c.RefitMinGap)
 	v.Check(c.MaxLag >= time.Second, config.SettingName("RETAIN_CHURN_MAX_LAG", "max-lag"),
 		"must be 1s or more, such as 1m, got %s", c.MaxLag)
+	v.Check(c.HoldMinBacklog >= 1, config.SettingName("RETAIN_CHURN_HOLD_MIN_BACKLOG", "hold-min-backlog"),
+		"must be at least 1 (facts of a shop the consumer may have yet to apply), got %d", c.HoldMinBacklog)
 	v.Check(c.HorizonWeeks >= 1 && c.HorizonWeeks <= 520, config.SettingName("RETAIN_CHURN_HORIZON_WEEKS", "horizon-weeks"),
 		"must be 1-520, got %d", c.HorizonWeeks)
 	v.Check(c.BatchSize >= 1 && c.BatchSize <= 10000, config.SettingName("RETAIN_CHURN_BATCH_SIZE", "batch-size"),
@@ -164,9 +171,14 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 		RefitGrowthPercent: cfg.RefitGrowthPercent,
 		MinRefitGap:        cfg.RefitMinGap,
 		MaxLag:             cfg.MaxLag,
+		HoldMinBacklog:     int64(cfg.HoldMinBacklog),
 		CaughtUp:           func(ctx context.Context) (bool, error) { return consumer.CaughtUp(ctx) },
-		Now:                cfg.Now,
-		Meter:              tel.MeterProvider.Meter("retain/churnsignal"),
+		// The server's count, whichever replica applies the facts.
+		TenantBacklog: func(ctx context.Context, tenant string) (int64, error) {
+			return consumer.TenantBacklog(ctx, tenant)
+		},
+		Now:   cfg.Now,
+		Meter: tel.MeterProvider.Meter("retain/churnsignal"),
 	}, log)
 	if err != nil {
 		return nil, err

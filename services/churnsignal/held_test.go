@@ -56,7 +56,9 @@ func onePerCustomer(t *testing.T, s *stack, tenant string, evs []*churnv1.ChurnR
 func TestHeldChangesPublishedWithoutSchedule(t *testing.T) {
 	const tenant = "shop-unscheduled"
 	ctx := context.Background()
-	opts := func(c *churnsignal.Config) { c.MaxLag = time.Second } // RescoreInterval 0: start's default
+	// RescoreInterval 0: start's default. The shop's 50 orders stand for
+	// its import: any backlog of it holds.
+	opts := func(c *churnsignal.Config) { c.MaxLag, c.HoldMinBacklog = time.Second, 1 }
 	s := setup(t, opts)
 	now := s.clock.Now()
 	s.publish(t, tenant, population(150, now)...)
@@ -103,7 +105,10 @@ func TestHeldChangesPublishedWithoutSchedule(t *testing.T) {
 func TestHeldChangesOfAFreshModelPublished(t *testing.T) {
 	const tenant = "shop-fresh"
 	ctx := context.Background()
-	opts := func(c *churnsignal.Config) { c.RescoreInterval, c.MaxLag = time.Hour, time.Second }
+	// Any backlog of the shop holds: its five orders are behind.
+	opts := func(c *churnsignal.Config) {
+		c.RescoreInterval, c.MaxLag, c.HoldMinBacklog = time.Hour, time.Second, 1
+	}
 	s := setup(t, opts)
 	now := s.clock.Now()
 	s.publish(t, tenant, population(150, now)...)
@@ -198,4 +203,53 @@ func TestOldHistoryWaitsForItsModel(t *testing.T) {
 	if len(published) == 0 {
 		t.Error("the refit published nothing: the scenario tests nothing")
 	}
+}
+
+// TestOneShopsImportHoldsOnlyItsChanges: two shops' lapsed customers
+// order again while churn-signal is down, so that it restarts behind the
+// stream (in life: behind one shop's import). "importer" gets 50 orders
+// (its import), "live" 5, fewer than RETAIN_CHURN_HOLD_MIN_BACKLOG (here
+// 20), in the same batch. The importer's band changes are held; the live
+// shop's, whose facts are all applied but for a few, are published as the
+// consumer applies them (before decision 0037 the consumer's lag held
+// both). The importer's are published once it has caught up.
+func TestOneShopsImportHoldsOnlyItsChanges(t *testing.T) {
+	ctx := context.Background()
+	opts := func(c *churnsignal.Config) { c.MaxLag, c.HoldMinBacklog = time.Second, 20 }
+	s := setup(t, opts)
+	now := s.clock.Now()
+	shops := []string{"importer", "live"}
+	for _, tenant := range shops {
+		s.publish(t, tenant, population(150, now)...)
+	}
+	s.caughtUp(t)
+	for _, tenant := range shops {
+		if _, err := s.client().Refit(ctx, &churnv1.RefitRequest{}, s.token(t, tenant, auth.ScopeAdmin)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := s.signals(t)
+
+	s.stop()
+	for c := 0; c < 150; c += 3 {
+		s.publish(t, "importer", orderEv(fmt.Sprintf("again-%d", c), fmt.Sprintf("p%03d", c), now, 1500))
+	}
+	for c := 0; c < 15; c += 3 {
+		s.publish(t, "live", orderEv(fmt.Sprintf("again-%d", c), fmt.Sprintf("p%03d", c), now, 1500))
+	}
+	time.Sleep(1500 * time.Millisecond)
+	s.start(t, opts)
+	s.caughtUp(t)
+	during, _ := s.signals(t)
+	published := map[string]int{}
+	for _, ev := range during[len(before):] {
+		published[ev.GetTenantId()]++
+	}
+	if published["importer"] != 0 || heldRows(t, s, "importer") == 0 {
+		t.Errorf("importer: %d band changes published while behind, %d held; want none published, some held", published["importer"], heldRows(t, s, "importer"))
+	}
+	if published["live"] == 0 || heldRows(t, s, "live") != 0 {
+		t.Errorf("live: %d band changes published while the importer was behind, %d held; want them published, none held", published["live"], heldRows(t, s, "live"))
+	}
+	testenv.WaitFor(t, "the importer's held band changes to be published", func() bool { return heldRows(t, s, "importer") == 0 })
 }

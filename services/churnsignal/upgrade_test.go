@@ -36,7 +36,8 @@ import (
 func TestHeldChangeVoidedByAnOlderReplica(t *testing.T) {
 	const tenant = "shop"
 	ctx := context.Background()
-	opts := func(c *churnsignal.Config) { c.MaxLag = time.Second }
+	// Any backlog of the shop holds: its few answers are behind.
+	opts := func(c *churnsignal.Config) { c.MaxLag, c.HoldMinBacklog = time.Second, 1 }
 	s := setup(t, opts)
 	now := s.clock.Now()
 	// Thresholds the answers below cross: NPS 10 scores 0 (LOW), then NPS

@@ -25,6 +25,7 @@ import (
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/telemetry"
 	churnv1 "github.com/retainhq/retain/proto/gen/go/retain/churn/v1"
 	"github.com/retainhq/retain/services/churnsignal/internal/facts"
 	"github.com/retainhq/retain/services/churnsignal/internal/model"
@@ -71,6 +72,14 @@ type Config struct {
 	// stream time of its batch's newest message) for a model to be fitted
 	// by itself and a band change to be published (0: DefaultMaxLag).
 	MaxLag time.Duration
+	// TenantBacklog says how many of a tenant's facts the consumer has yet
+	// to apply (bus.Consumer.TenantBacklog). While the consumer is more
+	// than MaxLag behind, a tenant is behind only with more than
+	// HoldMinBacklog of them (0: DefaultHoldMinBacklog): one shop's import
+	// holds that shop's band changes and refits, not every shop's
+	// (decision 0037). Nil: every tenant is behind with the consumer.
+	TenantBacklog  func(ctx context.Context, tenant string) (int64, error)
+	HoldMinBacklog int64
 	// CaughtUp reports whether the facts consumer has applied everything
 	// on the stream (bus.Consumer.CaughtUp): the start-up pass runs once
 	// it has, or once the consumer has stored the facts of a batch, whose
@@ -117,6 +126,12 @@ type Engine struct {
 	// known (see applying).
 	fetched     chan struct{}
 	fetchedOnce sync.Once
+
+	// bmu guards backlogs, each tenant's last answer of backlogBehind;
+	// backlogErrs paces the log of backlogs that cannot be read.
+	bmu         sync.Mutex
+	backlogs    map[string]backlogAnswer
+	backlogErrs telemetry.FailureRun
 }
 
 // New returns an engine on pool.
@@ -142,6 +157,9 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 	if cfg.MaxLag <= 0 {
 		cfg.MaxLag = DefaultMaxLag
 	}
+	if cfg.HoldMinBacklog <= 0 {
+		cfg.HoldMinBacklog = DefaultHoldMinBacklog
+	}
 	if cfg.Meter == nil {
 		cfg.Meter = noop.NewMeterProvider().Meter("")
 	}
@@ -152,6 +170,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 	e := &Engine{pool: pool, cfg: cfg, log: log, metrics: m, passes: map[string]*sync.Mutex{},
 		stats:   pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores"),
 		watches: map[string]*watch{}, wake: make(chan struct{}, 1), fetched: make(chan struct{}),
+		backlogs: map[string]backlogAnswer{}, backlogErrs: telemetry.FailureRun{Every: 10 * time.Minute},
 		releases: pg.NewOutageLog(log, "publishing held band changes", pool.Ping)}
 	return e, nil
 }
@@ -181,13 +200,16 @@ func (s *Stats) add(o Stats) {
 // committed together with the inbox.
 //
 // A batch more than MaxLag behind the stream (a shop's history import
-// arriving, or the backlog of a restart during one) stores its band
-// changes without publishing them: they are bands of half-loaded data,
-// under a model fitted on less still, and each would be a "high churn
-// risk" message to a customer. So does a batch of a tenant awaiting its
-// model (awaiting: a refit check pending, which may refit it on what
-// arrived, or no model yet). Once the consumer has caught up and the
-// tenant's model is settled, the refit loop publishes, once, each band
+// arriving, or the backlog of a restart during one) stores the band
+// changes of the tenants whose own facts are behind (backlogBehind: more
+// than HoldMinBacklog of them yet to apply) without publishing them: they
+// are bands of half-loaded data, under a model fitted on less still, and
+// each would be a "high churn risk" message to a customer. The other
+// tenants of the batch, whose facts are all applied but for a few, wait
+// behind the import on the stream but are not held. So does a batch of a
+// tenant awaiting its model (awaiting: a refit check pending, which may
+// refit it on what arrived, or no model yet). Once the tenant has caught
+// up and its model is settled, the refit loop publishes, once, each band
 // that then differs from the one last published (releaseHeld, changes).
 func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 	var b facts.Batch
@@ -222,7 +244,7 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 		// A tenant without a model whose orders arrive is checked for its
 		// first fit once this batch commits (noteBatch): its bands wait.
 		first := !fitted && ordered[tenant] && e.cfg.RescoreInterval > 0
-		return behind || first || e.awaiting(tenant, fitted)
+		return behind && e.backlogBehind(ctx, tenant) || first || e.awaiting(tenant, fitted)
 	})
 	if err != nil {
 		return err
@@ -446,7 +468,7 @@ func evaluate(row store.ScoreRow, f *score.Features, env tenantEnv, now time.Tim
 // again once the rows are locked: a pass of a big tenant runs for minutes,
 // and the consumer may have fallen behind an import since it began.
 func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv, sel store.Selector) (Stats, error) {
-	hold := e.holdsBack(tenant, env.model != nil)
+	hold := e.holdsBack(ctx, tenant, env.model != nil)
 	now := e.now()
 	rows, err := store.ScoreRange(ctx, e.pool, tenant, sel)
 	if err != nil {
@@ -485,7 +507,7 @@ func (e *Engine) rescoreRange(ctx context.Context, tenant string, env tenantEnv,
 		if 2*len(stale) > len(rows) {
 			fsel = sel
 		}
-		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel, e.holdsBack(tenant, env.model != nil))
+		written, err := e.rescoreRows(ctx, tx, tenant, env, locked, fsel, e.holdsBack(ctx, tenant, env.model != nil))
 		st.Changed, st.BandChanges, st.Held = written.Changed, written.BandChanges, st.Held+written.Held
 		return err
 	})
@@ -572,7 +594,7 @@ func (e *Engine) RescoreAll(ctx context.Context, tenant string) (st Stats, err e
 	if err != nil {
 		return Stats{}, err
 	}
-	if !e.holdsBack(tenant, env.model != nil) {
+	if !e.holdsBack(ctx, tenant, env.model != nil) {
 		// This pass is to publish what was held; a range that holds, a
 		// batch that holds more meanwhile, or a failure flags it again.
 		e.setHeld(tenant, false)

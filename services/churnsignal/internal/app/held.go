@@ -12,11 +12,12 @@ import (
 
 // Band changes held back (decision 0032).
 //
-// A band change found while the consumer is behind the stream, or while
-// the tenant awaits its model, is stored without being published: the row
-// keeps the band last published (store.ScoreRow.Published). The refit
-// loop publishes them once neither holds (releaseAll), reading the held
-// rows alone; a full pass publishes those it meets too.
+// A band change found while the tenant's facts are behind the stream
+// (tenantBehind), or while the tenant awaits its model, is stored without
+// being published: the row keeps the band last published
+// (store.ScoreRow.Published). The refit loop publishes them once neither
+// holds (releaseAll), reading the held rows alone; a full pass publishes
+// those it meets too.
 
 // awaitPoll is how often the start-up wait asks whether the consumer has
 // caught up.
@@ -24,11 +25,9 @@ const awaitPoll = 200 * time.Millisecond
 
 // holdsBack reports whether band changes of tenant, which has a model
 // stored or not (fitted), are to be stored without being published: while
-// the consumer is behind (an import arriving), or the tenant awaits its
-// model.
-func (e *Engine) holdsBack(tenant string, fitted bool) bool {
-	_, far := e.behind()
-	return far || e.awaiting(tenant, fitted)
+// its facts are behind (its import arriving), or it awaits its model.
+func (e *Engine) holdsBack(ctx context.Context, tenant string, fitted bool) bool {
+	return e.tenantBehind(ctx, tenant) || e.awaiting(tenant, fitted)
 }
 
 // awaiting reports whether, with the refit loop running, tenant awaits
@@ -83,16 +82,15 @@ func (e *Engine) heldTenants() []string {
 }
 
 // releaseAll publishes the band changes held back of every tenant that
-// no longer awaits its model, unless the consumer is behind: it is then
-// woken up once the consumer is idle (applying). The tenants with rows
-// held are read from the database each time, not only from this
-// process's flags: a replica that stops (or restarts) leaves the changes
-// it held to the others, which started before it held them. The partial
-// index of held rows makes that read cheap.
+// no longer awaits its model, and whose facts are not behind
+// (tenantBehind): the loop is woken up once the consumer is idle
+// (applying), or a tenant caught up while the consumer is still behind
+// (backlogBehind), and runs every minute. The tenants with rows held are
+// read from the database each time, not only from this process's flags:
+// a replica that stops (or restarts) leaves the changes it held to the
+// others, which started before it held them. The partial index of held
+// rows makes that read cheap.
 func (e *Engine) releaseAll(ctx context.Context) {
-	if _, far := e.behind(); far {
-		return
-	}
 	tenants, err := store.HeldTenants(ctx, e.pool)
 	if ctx.Err() == nil {
 		e.releases.Pass(ctx, err, "list tenants with held band changes")
@@ -105,6 +103,9 @@ func (e *Engine) releaseAll(ctx context.Context) {
 	for _, tenant := range e.heldTenants() {
 		if ctx.Err() != nil {
 			return
+		}
+		if e.tenantBehind(ctx, tenant) {
+			continue
 		}
 		start := time.Now()
 		st, err := e.releaseHeld(ctx, tenant)
@@ -126,8 +127,9 @@ func (e *Engine) releaseAll(ctx context.Context) {
 // in one transaction: a chunk that holdsBack no longer, once its rows are
 // locked, publishes one churn.risk_changed for each customer whose band
 // differs from the one last published (see changes). A full pass would
-// read every customer of the tenant, and one shop's import holds back the
-// changes of every tenant the consumer meets meanwhile, a few each.
+// read every customer of the tenant, and the changes held are a few of
+// each tenant whose facts were behind (those of a restart, or without
+// TenantBacklog of every tenant the consumer met while behind).
 //
 // It leaves the tenant alone while a full pass of it runs: that pass
 // publishes what is held, or marks it held again.
@@ -160,7 +162,7 @@ func (e *Engine) releaseHeld(ctx context.Context, tenant string) (total Stats, e
 			if err != nil || len(rows) == 0 {
 				return err
 			}
-			if hold = e.holdsBack(tenant, env.model != nil); hold {
+			if hold = e.holdsBack(ctx, tenant, env.model != nil); hold {
 				// Behind again (or a refit check due): still held.
 				st.Held = len(rows)
 				return nil

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -314,5 +315,84 @@ func TestRefitDeferralLoggedOnce(t *testing.T) {
 	rounds()
 	if n := strings.Count(logs.String(), "refit deferred"); n != 2 {
 		t.Fatalf("%d lines after catching up and falling behind again, want 2:\n%s", n, logs.String())
+	}
+}
+
+// TestTenantBehindAsksItsBacklog: while the consumer is behind, a tenant
+// is behind only with more than HoldMinBacklog of its facts yet to apply,
+// asked of the server at most every backlogFresh; while the consumer is
+// not, nobody is and nothing is asked. A backlog that cannot be read
+// holds, and a tenant found caught up wakes the refit loop, which
+// publishes what it held.
+func TestTenantBehindAsksItsBacklog(t *testing.T) {
+	ctx := context.Background()
+	pool, start := heldShop(t, 10)
+	var (
+		mu      sync.Mutex
+		asked   int
+		backlog = map[string]int64{"importer": 5000, "live": 3}
+	)
+	e, err := New(pool, Config{MaxLag: time.Minute, HoldMinBacklog: 1000, Now: func() time.Time { return start },
+		TenantBacklog: func(_ context.Context, tenant string) (int64, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked++
+			if tenant == "unreadable" {
+				return 0, errors.New("no answer")
+			}
+			return backlog[tenant], nil
+		}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind := func(on bool) {
+		e.wmu.Lock()
+		defer e.wmu.Unlock()
+		e.lastBatch, e.lastBatchNewest = time.Now(), time.Now()
+		if on {
+			e.lastBatchNewest = e.lastBatch.Add(-time.Hour)
+		}
+	}
+	askedSoFar := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return asked
+	}
+	behind(false)
+	if e.tenantBehind(ctx, "importer") || askedSoFar() != 0 {
+		t.Fatalf("consumer current: importer behind %t, %d backlogs asked; want neither", e.tenantBehind(ctx, "importer"), askedSoFar())
+	}
+	behind(true)
+	for tenant, want := range map[string]bool{"importer": true, "live": false, "unreadable": true} {
+		if got := e.tenantBehind(ctx, tenant); got != want {
+			t.Errorf("consumer behind: %s behind = %t, want %t", tenant, got, want)
+		}
+	}
+	e.tenantBehind(ctx, "importer")
+	if n := askedSoFar(); n != 3 {
+		t.Errorf("%d backlogs asked, want 3: an answer is reused for %s", n, backlogFresh)
+	}
+
+	// The importer catches up while the consumer is still behind: asked
+	// again once its answer is stale, it is not behind, and the loop wakes.
+	mu.Lock()
+	backlog["importer"] = 0
+	mu.Unlock()
+	e.bmu.Lock()
+	a := e.backlogs["importer"]
+	a.at = a.at.Add(-backlogFresh)
+	e.backlogs["importer"] = a
+	e.bmu.Unlock()
+	select {
+	case <-e.wake:
+	default:
+	}
+	if e.tenantBehind(ctx, "importer") {
+		t.Error("the importer caught up, still behind")
+	}
+	select {
+	case <-e.wake:
+	default:
+		t.Error("the refit loop was not woken for the importer's held changes")
 	}
 }

@@ -33,8 +33,10 @@ import (
 //     (unusable), nor, when scheduled, when no order is from the last
 //     quarterWeeks (the history does not reach today); the model before it,
 //     if any, stays;
-//   - nothing is fitted while the facts consumer is far behind
-//     (Config.MaxLag): the facts of the fit are still arriving.
+//   - nothing is fitted while the tenant's facts are far behind
+//     (tenantBehind: the consumer more than Config.MaxLag behind, with
+//     more than Config.HoldMinBacklog of the tenant's facts yet to
+//     apply): the facts of the fit are still arriving.
 //
 // Every scheduled pass applies the rule to every tenant. Between passes the
 // consumer counts each tenant's orders as it applies them and, once they
@@ -50,6 +52,13 @@ const (
 	// for a refit to go ahead and band changes to be published: behind by
 	// more, an import is still arriving.
 	DefaultMaxLag = time.Minute
+	// DefaultHoldMinBacklog is how many of a tenant's facts the consumer,
+	// behind by more than MaxLag, may have yet to apply for the tenant's
+	// refits to go ahead and its band changes to be published: two
+	// batches (the one applied and the next, at the default batch size),
+	// which a shop's live orders stay under while another shop's import
+	// goes by and its own import does not (decision 0037).
+	DefaultHoldMinBacklog = 1000
 
 	// recheckEvery is how often the refit loop retries the tenants whose
 	// check was deferred (too soon after a fit, consumer behind).
@@ -381,7 +390,7 @@ func (e *Engine) deferCheck(tenant string) {
 	e.watchOf(tenant).pending = true
 }
 
-// deferForLag defers tenant's refit check while the consumer is behind,
+// deferForLag defers tenant's refit check while its facts are behind,
 // logged once until the check gets past the lag: an import defers it
 // once a batch (QA: 301 of an import's 320 lines). reason is the refit
 // that is due, when known.
@@ -402,12 +411,13 @@ func (e *Engine) deferForLag(tenant, reason string) {
 	e.log.Info("refit deferred until the facts consumer catches up (logged once until then)", attrs...)
 }
 
-// errBehind: the growth check was not counted, the consumer being behind.
-var errBehind = errors.New("the facts consumer is behind")
+// errBehind: the growth check was not counted, the tenant's facts being
+// behind.
+var errBehind = errors.New("the tenant's facts are behind")
 
-// autoRefit refits tenant's live model when refitDue says so, unless the
-// consumer is far behind, and reports whether it did. A pinned model is
-// left alone.
+// autoRefit refits tenant's live model when refitDue says so, unless its
+// facts are far behind (tenantBehind), and reports whether it did. A
+// pinned model is left alone.
 func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 	m, ok, err := store.LoadModel(ctx, e.pool, tenant)
 	if err != nil {
@@ -423,10 +433,10 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 	}
 	last, now := e.lastFit(tenant, m, ok), e.now()
 	v, err := e.rule().due(last, now, func() (store.Size, error) {
-		// Counting reads every order of the tenant; while the consumer is
-		// far behind (an import arriving) a refit would be deferred
+		// Counting reads every order of the tenant; while its facts are
+		// far behind (its import arriving) a refit would be deferred
 		// anyway, and every batch wakes the check again.
-		if _, far := e.behind(); far {
+		if e.tenantBehind(ctx, tenant) {
 			return store.Size{}, errBehind
 		}
 		return store.DataSize(ctx, e.pool, tenant, now)
@@ -435,7 +445,7 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 		e.deferForLag(tenant, "")
 		return false, nil
 	}
-	if _, far := e.behind(); !far {
+	if !e.tenantBehind(ctx, tenant) {
 		e.wmu.Lock()
 		e.watchOf(tenant).deferredLogged = false
 		e.wmu.Unlock()
@@ -448,7 +458,7 @@ func (e *Engine) autoRefit(ctx context.Context, tenant string) (bool, error) {
 		e.settle(tenant, last, v)
 		return false, nil
 	}
-	if _, far := e.behind(); far {
+	if e.tenantBehind(ctx, tenant) {
 		e.deferForLag(tenant, v.refit)
 		return false, nil
 	}
