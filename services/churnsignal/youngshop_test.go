@@ -18,11 +18,13 @@ import (
 // TestYoungShopIsScored is the QA report's: `retain simulate --customers
 // 100 --days 90 --send` (and the dev banner's 500 customers over 180 days,
 // seed 3), then `retain churn refit`. A shop that young fits a dropout
-// distribution Beta(a, b) with a and b in the millions, under which the
-// expected purchases came out as exactly 0: the refit was refused as
-// expecting nobody to order again ("expects 0.0000 orders per customer")
-// and no customer was scored. Now both refit and every buyer is scored,
-// with expected purchases at least the chance of a purchase.
+// distribution Beta(a, b) with a and b in the millions (the report's
+// a = 455326.76, b = 3411704.6) or, fitted to convergence, the billions,
+// under which the expected purchases came out as exactly 0: the refit
+// was refused as expecting nobody to order again ("expects 0.0000 orders
+// per customer") and no customer was scored. Now both shops refit and
+// every buyer is scored, with expected purchases at least the chance of
+// a purchase.
 //
 // A history that does end long before the fit (the first tenth of a
 // half-year import, fitted by hand) is still refused by that guard.

@@ -286,3 +286,56 @@ func bigAtanInv(u float64, c float64, v float64) *big.Float {
 	}
 	return bigAdd(bigMul(bigF(c), atan(u)), bigNeg(atan(v)))
 }
+
+// TestGammaDifferencesMatchHighPrecision checks lnΓ(y+x) - lnΓ(y) and
+// ψ(y+x) - ψ(y), on both sides of their switch to Stirling's series and up
+// to the fit's bound e^30 on b, against Σ_{j<x} ln(y+j) and Σ_{j<x} 1/(y+j)
+// in 256 bits. As differences of lnΓ and ψ they had 1e-8 left of the
+// likelihood's terms at b ~ 3e6 (lnΓ there is 5e7).
+func TestGammaDifferencesMatchHighPrecision(t *testing.T) {
+	for _, y := range []float64{0.3, 5, 9.99, 10, 12.5, 1e3, 3411704.6, 3.9e8, 1e13} {
+		for _, x := range []float64{1, 2, 7, 300} {
+			prod, recip := bigF(1), bigF(0)
+			for j := 0.0; j < x; j++ {
+				yj := bigAdd(bigF(y), bigF(j))
+				prod = bigMul(prod, yj)
+				recip = bigAdd(recip, bigQuo(bigF(1), yj))
+			}
+			wantL, _ := bigLog(prod).Float64()
+			wantP, _ := recip.Float64()
+			if got := lgammaDiff(y, x); math.Abs(got/wantL-1) > 1e-14 {
+				t.Errorf("lnΓ(%v+%v) - lnΓ(%v) = %.16g, want %.16g (relative %.2g)", y, x, y, got, wantL, math.Abs(got/wantL-1))
+			}
+			if got := digammaDiff(y, x); math.Abs(got/wantP-1) > 1e-13 {
+				t.Errorf("ψ(%v+%v) - ψ(%v) = %.16g, want %.16g (relative %.2g)", y, x, y, got, wantP, math.Abs(got/wantP-1))
+			}
+		}
+	}
+	if got := lgammaDiff(3411704.6, 0) + digammaDiff(3411704.6, 0); got != 0 {
+		t.Errorf("differences for x = 0: %v, want 0", got)
+	}
+}
+
+// TestFitOfAYoungShopConverges: a shop of half a year whose customers drop
+// out with a fixed probability (a young shop's fit says so): its likelihood
+// rises toward a, b -> ∞ along a/(a+b) fixed, and the fit ends far out on
+// that ridge. While the likelihood took differences of lnΓ and ψ, the fit
+// stopped at their float64 noise with |grad| 2e-6 to 6e-6, above the
+// tolerance, and was reported as not converged (these seeds, and the dev
+// banner's shop, 500 customers over 180 days, seed 3, on the real data).
+// Other seeds of the same truth fit ordinary a and b: 500 customers of half
+// a year do not tell a fixed p from a spread one.
+func TestFitOfAYoungShopConverges(t *testing.T) {
+	truth := Params{R: 0.25, Alpha: 4.4, A: 1e6, B: 7.5e6}
+	for _, seed := range []uint64{40, 43, 44} {
+		ss := newSimulator(seed, truth).cohort(500, 0, 26, true)
+		res, err := Fit(Aggregate(ss), FitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("seed %d: %+v; converged %v (%s, |grad| %.2g)", seed, res.Params, res.Converged, res.Status, res.GradNorm)
+		if !res.Converged || res.Params.A < 1e5 {
+			t.Errorf("seed %d: a = %.3g, converged %v (|grad| %.2g, %s); want a converged fit on the ridge", seed, res.Params.A, res.Converged, res.GradNorm, res.Status)
+		}
+	}
+}

@@ -39,7 +39,10 @@
 // Customers with identical (x, t_x, T) contribute identical terms, so they are
 // grouped and weighted by their count (Aggregate); the terms that depend on x
 // only (log-gammas, digammas) are computed once per distinct x and the
-// logarithms once per distinct T and t_x. The maximum likelihood estimate is
+// logarithms once per distinct T and t_x. Those terms are differences such
+// as lnΓ(b+x) - lnΓ(b), about x·ln b, which are computed as such from
+// Stirling's series rather than by subtracting two numbers of size b·ln b:
+// a young shop's fit runs out to b in the billions. The maximum likelihood estimate is
 // found by BFGS over the log-parameters (which keeps all four positive without
 // constraints) with the analytic gradient, from several starting points; the
 // best optimum wins and its convergence is reported.

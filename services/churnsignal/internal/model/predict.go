@@ -293,20 +293,6 @@ func bernoulliCGF(p, q, delta float64) float64 {
 	return q*delta + math.Log(p+q*math.Exp(-delta))
 }
 
-// stirlingRest is μ(x) = lnΓ(x) - ((x-½)ln x - x + ½ln 2π), the remainder of
-// Stirling's series, which is 1/(12x) - 1/(360x³) + ... for large x. For x
-// below 10 it is computed from lnΓ, whose size is then below 13.
-func stirlingRest(x float64) float64 {
-	if x < 10 {
-		return lgamma(x) - (x-0.5)*math.Log(x) + x - 0.5*math.Log(2*math.Pi)
-	}
-	// B_2k / (2k(2k-1) x^(2k-1)) for k = 1..8; the first term left out is
-	// below 2e-18 at x = 10.
-	y := 1 / (x * x)
-	return (1.0/12 + y*(-1.0/360+y*(1.0/1260+y*(-1.0/1680+y*(1.0/1188+
-		y*(-691.0/360360+y*(1.0/156+y*(-3617.0/122400)))))))) / x
-}
-
 // tanhSinh integrates f over the real line, where f is an integrand already
 // mapped by a tanh-sinh substitution (so it decays double-exponentially), by
 // the trapezoidal rule with step halving. The range is found at the coarsest
