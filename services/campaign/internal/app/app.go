@@ -82,8 +82,11 @@ type Engine struct {
 	// wait ends.
 	waitMu        sync.Mutex
 	audienceWaits map[string]*telemetry.FailureRun
-	// heavy holds a token per heavy read under way (heavyRead).
-	heavy chan struct{}
+	// heavy holds a token per heavy read under way (heavyRead); a
+	// tenant's turn (one at a time per tenant) is in heavyTurns.
+	heavy      chan struct{}
+	heavyMu    sync.Mutex
+	heavyTurns map[string]*heavyTurn
 
 	// templates (a Templates), if set, are the notifier's, which Create
 	// and Update check a campaign's send steps against. Atomic: `retain
@@ -127,7 +130,8 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 		"enrollments (tenant, campaign_id, customer_id, goal_event, status, due_at)",
 		"coupons (tenant, code, campaign_id, customer_id)")
 	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats, envs: map[string]*tenantEnv{},
-		audienceWaits: map[string]*telemetry.FailureRun{}, heavy: make(chan struct{}, heavyReads)}
+		audienceWaits: map[string]*telemetry.FailureRun{}, heavy: make(chan struct{}, heavyReads),
+		heavyTurns: map[string]*heavyTurn{}}
 }
 
 // Close waits for work the engine runs in the background (a statistics

@@ -59,15 +59,48 @@ func (e *Engine) RunAudiences(ctx context.Context) (int, error) {
 // seconds on a large shop, and the pool (RETAIN_CAMPAIGN_WORKERS + 7) is
 // the consumers' too: ten reports at once held every connection and
 // stalled every shop's events (QA). The others wait their turn holding
-// none, until their deadline.
+// none, until their deadline. A tenant runs one at a time, so one shop
+// asking in a loop keeps the other turn free for every other shop
+// (tenant-isolation audit).
 const heavyReads = 2
 
-// heavyRead waits for a turn at a heavy read; release ends it.
-func (e *Engine) heavyRead(ctx context.Context) (release func(), err error) {
+// heavyTurn is a tenant's one heavy read at a time; users counts the
+// callers holding or awaiting it, so the entry goes with the last.
+type heavyTurn struct {
+	ch    chan struct{}
+	users int
+}
+
+// heavyRead waits for tenant's turn, then for a turn at a heavy read;
+// release ends both.
+func (e *Engine) heavyRead(ctx context.Context, tenant string) (release func(), err error) {
+	e.heavyMu.Lock()
+	t := e.heavyTurns[tenant]
+	if t == nil {
+		t = &heavyTurn{ch: make(chan struct{}, 1)}
+		e.heavyTurns[tenant] = t
+	}
+	t.users++
+	e.heavyMu.Unlock()
+	leave := func() {
+		e.heavyMu.Lock()
+		if t.users--; t.users == 0 {
+			delete(e.heavyTurns, tenant)
+		}
+		e.heavyMu.Unlock()
+	}
+	select {
+	case t.ch <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, fmt.Errorf("waiting for this shop's earlier report or preview to end: %w", ctx.Err())
+	}
 	select {
 	case e.heavy <- struct{}{}:
-		return func() { <-e.heavy }, nil
+		return func() { <-e.heavy; <-t.ch; leave() }, nil
 	case <-ctx.Done():
+		<-t.ch
+		leave()
 		return nil, fmt.Errorf("waiting for a turn (%d reports or previews at a time): %w", heavyReads, ctx.Err())
 	}
 }
@@ -259,7 +292,7 @@ func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaign
 	if err != nil {
 		return Preview{}, err
 	}
-	release, err := e.heavyRead(ctx)
+	release, err := e.heavyRead(ctx, tenant)
 	if err != nil {
 		return Preview{}, err
 	}
@@ -483,7 +516,7 @@ func (e *Engine) Report(ctx context.Context, tenant, id string) (*campaignv1.Rep
 	if err != nil {
 		return nil, err
 	}
-	release, err := e.heavyRead(ctx)
+	release, err := e.heavyRead(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
