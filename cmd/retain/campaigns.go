@@ -286,7 +286,7 @@ func printReport(w io.Writer, r *campaignv1.Report) {
 	fmt.Fprintf(w, "  converted  treated %d (%.1f%%), holdout %d (%.1f%%)\n",
 		r.GetConversionsTreated(), 100*r.GetConversionRateTreated(), r.GetConversionsHoldout(), 100*r.GetConversionRateHoldout())
 	if r.GetTreated() > 0 && r.GetHoldout() > 0 {
-		fmt.Fprintf(w, "  lift       %+.1f points (95%% CI %+.1f to %+.1f)", 100*r.GetAbsoluteLift(), 100*r.GetAbsoluteLiftLow(), 100*r.GetAbsoluteLiftHigh())
+		fmt.Fprintf(w, "  lift       %s", liftText(r))
 		if r.RelativeLift != nil {
 			fmt.Fprintf(w, ", relative %+.0f%% (%+.0f%% to %+.0f%%)", 100*r.GetRelativeLift(), 100*r.GetRelativeLiftLow(), 100*r.GetRelativeLiftHigh())
 		}
@@ -299,6 +299,19 @@ func printReport(w io.Writer, r *campaignv1.Report) {
 	if r.GetNote() != "" {
 		fmt.Fprintf(w, "  note       %s\n", r.GetNote())
 	}
+}
+
+// liftText is a report's absolute lift as `campaigns report` and the demo
+// print it. The interval is there even before any conversion: it still
+// bounds the lift, and is narrower the more members the groups have. With
+// no conversion in either group, it says so, since +0.0 alone reads as a
+// measured lack of effect.
+func liftText(r *campaignv1.Report) string {
+	s := fmt.Sprintf("%+.1f points (95%% CI %+.1f to %+.1f)", 100*r.GetAbsoluteLift(), 100*r.GetAbsoluteLiftLow(), 100*r.GetAbsoluteLiftHigh())
+	if r.GetConversionsTreated()+r.GetConversionsHoldout() == 0 {
+		s += ": no conversion in either group yet"
+	}
+	return s
 }
 
 func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error {

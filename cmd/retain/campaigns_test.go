@@ -250,3 +250,53 @@ func TestCampaignReportAndEnrollments(t *testing.T) {
 		t.Errorf("--limit 0: %v", err)
 	}
 }
+
+// TestLiftInReportAndDemo: `campaigns report` and the demo's campaign
+// table say the same of a lift: the interval, and that no conversion was
+// seen in either group when none was (not +0.0 alone, nor only "no goal
+// reached yet"). With an empty group there is no lift to give.
+func TestLiftInReportAndDemo(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		r      *campaignv1.Report
+		lift   string // in both outputs
+		report string // printReport's line for it
+	}{
+		{
+			name:   "no conversion yet",
+			r:      &campaignv1.Report{CampaignId: "churn-outreach", Enrolled: 552, Treated: 491, Holdout: 61, HoldoutPercent: 10, AbsoluteLiftLow: -0.059, AbsoluteLiftHigh: 0.008},
+			lift:   "+0.0 points (95% CI -5.9 to +0.8): no conversion in either group yet",
+			report: "  lift       +0.0 points (95% CI -5.9 to +0.8): no conversion in either group yet\n",
+		},
+		{
+			name: "conversions",
+			r: &campaignv1.Report{CampaignId: "thank-you", Enrolled: 80, Treated: 75, Holdout: 5, HoldoutPercent: 5, ConversionsTreated: 6,
+				ConversionRateTreated: 0.08, AbsoluteLift: 0.08, AbsoluteLiftLow: -0.357, AbsoluteLiftHigh: 0.164},
+			lift:   "+8.0 points (95% CI -35.7 to +16.4)",
+			report: "  lift       +8.0 points (95% CI -35.7 to +16.4)\n",
+		},
+		{
+			name: "no holdout",
+			r:    &campaignv1.Report{CampaignId: "vip", Enrolled: 3, Treated: 3, Note: "no holdout members yet: lift cannot be measured"},
+			lift: "n/a: no holdout members yet: lift cannot be measured",
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var report, demo strings.Builder
+			printReport(&report, tt.r)
+			printDemoCampaignRow(&demo, tt.r)
+			if !strings.HasSuffix(demo.String(), "  "+tt.lift+"\n") {
+				t.Errorf("demo row %q, want the lift %q", demo.String(), tt.lift)
+			}
+			if tt.report == "" {
+				if strings.Contains(report.String(), "lift   ") {
+					t.Errorf("report gives a lift:\n%s", report.String())
+				}
+				return
+			}
+			if !strings.Contains(report.String(), tt.report) {
+				t.Errorf("report lacks %q:\n%s", tt.report, report.String())
+			}
+		})
+	}
+}

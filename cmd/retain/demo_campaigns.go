@@ -82,25 +82,28 @@ func printCampaignDemo(ctx context.Context, w io.Writer, conn *grpc.ClientConn, 
 		return fmt.Errorf("list campaigns: %w", campaignAPI.fail(err))
 	}
 	fmt.Fprintln(w, "\nCampaigns (`retain campaigns report ID`, `retain campaigns enrollments CUSTOMER`)")
-	fmt.Fprintf(w, "  %-20s %8s %8s %9s %9s %13s  %s\n", "campaign", "enrolled", "holdout", "requested", "delivered", "converted T/H", "lift (95% CI)")
+	fmt.Fprintf(w, "  %-20s %8s %8s %9s %9s %13s  %s\n", "campaign", "enrolled", "holdout", "requested", "delivered", "converted T/H", "lift")
 	for _, cp := range list.GetCampaigns() {
 		resp, err := c.GetReport(ctx, &campaignv1.GetReportRequest{Id: cp.GetId()})
 		if err != nil {
 			return fmt.Errorf("report %s: %w", cp.GetId(), campaignAPI.fail(err))
 		}
-		r := resp.GetReport()
-		lift := "n/a: " + r.GetNote()
-		switch {
-		case r.GetNote() != "":
-		case r.GetConversionsTreated()+r.GetConversionsHoldout() == 0:
-			lift = "no goal reached yet (attribution windows are open)"
-		default:
-			lift = fmt.Sprintf("%+.1f pts (%+.1f to %+.1f)", 100*r.GetAbsoluteLift(), 100*r.GetAbsoluteLiftLow(), 100*r.GetAbsoluteLiftHigh())
-		}
-		fmt.Fprintf(w, "  %-20s %8d %8d %9d %9d %6d / %-4d  %s\n", cp.GetId(), r.GetEnrolled(), r.GetHoldout(), r.GetMessagesRequested(),
-			r.GetMessagesDelivered(), r.GetConversionsTreated(), r.GetConversionsHoldout(), lift)
+		printDemoCampaignRow(w, resp.GetReport())
 	}
 	return printRFMAudienceDemo(ctx, w, conn, c)
+}
+
+// printDemoCampaignRow is a campaign's line in the demo report: its lift
+// in the words of `retain campaigns report` (liftText).
+func printDemoCampaignRow(w io.Writer, r *campaignv1.Report) {
+	// The note is set when a group is empty, and printReport prints no
+	// lift then either.
+	lift := "n/a: " + r.GetNote()
+	if r.GetNote() == "" {
+		lift = liftText(r)
+	}
+	fmt.Fprintf(w, "  %-20s %8d %8d %9d %9d %6d / %-4d  %s\n", r.GetCampaignId(), r.GetEnrolled(), r.GetHoldout(), r.GetMessagesRequested(),
+		r.GetMessagesDelivered(), r.GetConversionsTreated(), r.GetConversionsHoldout(), lift)
 }
 
 // settleRequests waits until the notifier has decided the requests the

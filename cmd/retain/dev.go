@@ -354,7 +354,7 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 		stop()
 		return errors.Join(err, <-hostDone)
 	}
-	printBanner(env.stdout, state, natsURL, o.dir, ncfg.OutboxDir)
+	printBanner(env.stdout, state, natsURL, o.dir, ncfg.OutboxDir, foundHere(o.dir))
 
 	if o.demo {
 		if err := runDemo(runCtx, env, state, natsURL, o, metricsSvc, churnSvc, campaignSvc, notifierSvc); err != nil {
@@ -457,7 +457,32 @@ func processAlive(pid int) bool {
 	return err == nil && pid != os.Getpid()
 }
 
-func printBanner(w io.Writer, s devState, natsURL, dir, outbox string) {
+// foundHere reports whether the commands run from the working directory
+// find the dev stack of dir by themselves: whether its state file is the
+// one findStateFile finds. With --dir elsewhere than ./.retain (or a
+// .retain above the working directory) it is not.
+func foundHere(dir string) bool {
+	found, err := os.Stat(findStateFile(devStateFile))
+	if err != nil {
+		return false
+	}
+	own, err := os.Stat(devStatePath(dir))
+	return err == nil && os.SameFile(found, own)
+}
+
+// printBanner says where the stack listens and how to use it: found says
+// whether the commands run from here find it by themselves (foundHere);
+// if not, the banner gives the variables that point them at it.
+func printBanner(w io.Writer, s devState, natsURL, dir, outbox string, found bool) {
+	try := fmt.Sprintf(`Try (retain commands run from this directory find this stack by themselves;
+build the command with: go build -o bin/retain ./cmd/retain):
+  export RETAIN_TOKEN=%s`, s.Token)
+	if !found {
+		try = fmt.Sprintf(`Try (retain commands do not find this stack by themselves: its --dir is not
+./.retain, so set where it is in each shell you run them from; build the command
+with: go build -o bin/retain ./cmd/retain):
+  export RETAIN_ADDR=%s RETAIN_TOKEN=%s`, s.GRPCAddr, s.Token)
+	}
 	fmt.Fprintf(w, `
 Retain dev stack is up (data in %s)
   gRPC API      %s   (all services; server reflection on: grpcurl -plaintext %s list)
@@ -468,13 +493,11 @@ Retain dev stack is up (data in %s)
   tenant        %s
   token         %s
 
-Try (retain commands run from this directory find this stack by themselves;
-build the command with: go build -o bin/retain ./cmd/retain):
-  export RETAIN_TOKEN=%s
+%s
   curl -s -H "Authorization: Bearer $RETAIN_TOKEN" -H 'Content-Type: application/json' -d '{"events":[{"id":"o-1","occurred_at":"2026-01-02T10:00:00Z","order_placed":{"customer_id":"c-1","order_id":"o-1","total":{"amount_minor":4200,"currency":"EUR"}}}]}' http://%s/v1/events
   retain simulate --customers 500 --days 180 --send
   retain templates list    retain deliveries list --customer CUSTOMER    retain preferences get CUSTOMER
   retain import orders FILE.csv --map order_id=InvoiceNo,customer_id=customer,placed_at=at,total=total --currency GBP --time-format "2006-01-02 15:04:05"
 
-`, dir, s.GRPCAddr, s.GRPCAddr, s.HTTPAddr, s.OpsAddr, natsURL, outbox, devTenant, s.Token, s.Token, s.HTTPAddr)
+`, dir, s.GRPCAddr, s.GRPCAddr, s.HTTPAddr, s.OpsAddr, natsURL, outbox, devTenant, s.Token, try, s.HTTPAddr)
 }

@@ -141,3 +141,51 @@ func TestDevPortsInUseReportedAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestBannerSaysHowToReachTheStack: commands find a stack by its state
+// file in ./.retain or a .retain above, so the banner's "find this stack
+// by themselves" holds only there; with --dir elsewhere it gives the
+// variables that reach the stack instead.
+func TestBannerSaysHowToReachTheStack(t *testing.T) {
+	root := t.TempDir()
+	dir, elsewhere, sub := filepath.Join(root, ".retain"), filepath.Join(root, "data"), filepath.Join(root, "sub")
+	s := devState{GRPCAddr: "127.0.0.1:19090", HTTPAddr: "127.0.0.1:18080", Token: "tok"}
+	for _, d := range []string{dir, elsewhere, sub} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{dir, elsewhere} {
+		if err := writeDevState(d, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		cwd, dir string
+		found    bool
+	}{
+		{root, ".retain", true},
+		{root, dir, true},
+		{sub, dir, true},
+		{root, elsewhere, false},
+		{elsewhere, elsewhere, false},
+		{t.TempDir(), dir, false},
+	} {
+		t.Chdir(tt.cwd)
+		if got := foundHere(tt.dir); got != tt.found {
+			t.Errorf("from %s, --dir %s: found %v, want %v", tt.cwd, tt.dir, got, tt.found)
+		}
+	}
+	var b strings.Builder
+	printBanner(&b, s, "nats://127.0.0.1:4222", dir, "outbox", true)
+	if !strings.Contains(b.String(), "retain commands run from this directory find this stack by themselves") ||
+		!strings.Contains(b.String(), "\n  export RETAIN_TOKEN=tok\n") || strings.Contains(b.String(), "RETAIN_ADDR") {
+		t.Errorf("banner of a stack found here:\n%s", b.String())
+	}
+	b.Reset()
+	printBanner(&b, s, "nats://127.0.0.1:4222", elsewhere, "outbox", false)
+	if !strings.Contains(b.String(), "retain commands do not find this stack by themselves") ||
+		!strings.Contains(b.String(), "\n  export RETAIN_ADDR=127.0.0.1:19090 RETAIN_TOKEN=tok\n") || strings.Contains(b.String(), "find this stack by themselves;") {
+		t.Errorf("banner of a stack elsewhere:\n%s", b.String())
+	}
+}

@@ -125,6 +125,18 @@ func TestDevDemo(t *testing.T) {
 	if delivered == 0 || delivered > sent-1 || sent-1-delivered > sent/20 {
 		t.Errorf("the campaigns report %d delivered, the notifier %d sent (one of them the demo's own)", delivered, sent)
 	}
+	// Each campaign's lift is in the words of `retain campaigns report`:
+	// its interval, or why there is none.
+	rows := regexp.MustCompile(`(?m)^  [a-z0-9-]+ +\d+ +\d+ +\d+ +\d+ +\d+ / \d+ +(.*)$`).FindAllStringSubmatch(out.String(), -1)
+	liftRE := regexp.MustCompile(`^(n/a: .+|[+-]\d+\.\d points \(95% CI [+-]\d+\.\d to [+-]\d+\.\d\)(: no conversion in either group yet)?)$`)
+	for _, m := range rows {
+		if !liftRE.MatchString(m[1]) {
+			t.Errorf("campaign row %q: the lift is not as `retain campaigns report` says it", m[0])
+		}
+	}
+	if len(rows) == 0 {
+		t.Errorf("no campaign rows in:\n%s", out)
+	}
 	// The champions audience and metrics' champions are the same customers.
 	audience := regexp.MustCompile(`RFM champions .*: (\d+) customers would enter now`).FindStringSubmatch(out.String())
 	counted := regexp.MustCompile("`retain metrics rfm` counts (\\d+) champions").FindStringSubmatch(out.String())

@@ -33,7 +33,9 @@ Commands:
   apply -f FILE             create the templates in FILE (YAML, one per document), or store
                             their next version
   preview KEY --customer C  render it as that customer would get it: their name, locale and
-                            time zone (--locale fa-IR, --time-zone, --var name=value override)
+                            time zone (--locale fa-IR, --time-zone, --var name=value override);
+                            without --customer, for a sample customer: first name Sample,
+                            last name Customer, no email or phone
 
 Every command takes --output json (the gRPC response as protojson), --addr
 and --token. --channel defaults to email.`
@@ -232,7 +234,7 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "templates preview", "templates preview KEY [--customer C] [--channel email] [--locale fa-IR] [--time-zone ZONE] [--var name=value]... [--output text|json]")
 	ch := channelFlag(f, false)
-	customer := f.fs.String("customer", "", "render for this customer: their name, email, locale and time zone")
+	customer := f.fs.String("customer", "", "render for this customer: their name, email, locale and time zone (default: a sample customer, first name Sample, last name Customer, no email or phone)")
 	locale := f.fs.String("locale", "", "locale (BCP 47, e.g. fa-IR; default: the customer's)")
 	zone := f.fs.String("time-zone", "", "IANA time zone for dates (default: the customer's)")
 	var vars multiFlag
@@ -242,6 +244,12 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	req := &notifierv1.PreviewTemplateRequest{Key: key, Channel: *ch, CustomerId: *customer, Locale: *locale, TimeZone: *zone}
+	if *customer == "" {
+		// The preview API renders for the names it is given: without a
+		// customer, names that say they are a sample, rather than a
+		// message to nobody ("Hi ,").
+		req.FirstName, req.LastName = sampleFirstName, sampleLastName
+	}
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.PreviewTemplateResponse, error) {
 		if len(vars) > 0 {
 			// Values are typed by the template's declarations, so look it up.
@@ -258,6 +266,9 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 		m := resp.GetMessage()
 		fmt.Fprintf(w, "# %s (%s) version %d, variant %s, direction %s\n", key, templatefile.ChannelName(*ch), resp.GetVersion(),
 			cmp.Or(m.GetLocale(), "default"), m.GetDirection())
+		if *customer == "" {
+			fmt.Fprintf(w, "# for a SAMPLE customer (first name %s, last name %s, no email or phone): --customer C renders it as C gets it\n", sampleFirstName, sampleLastName)
+		}
 		for _, part := range []struct{ name, text string }{{"Subject", m.GetSubject()}, {"Text", m.GetText()}, {"HTML", m.GetHtml()}, {"Body", m.GetBody()}} {
 			if part.text == "" {
 				continue
@@ -271,6 +282,9 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	})
 }
+
+// The names `templates preview` renders for without --customer.
+const sampleFirstName, sampleLastName = "Sample", "Customer"
 
 // parseTemplateVars reads --var name=value by the type the template
 // declares for name. A value it cannot read is a usage error, though it

@@ -266,6 +266,17 @@ func TestNotifierCommands(t *testing.T) {
 			t.Errorf("time %v", d)
 		}
 		wantAll(t, out, "variant fa, direction rtl", "Subject: دلمان برایتان تنگ شده", "--- HTML", `dir="rtl"`, "--- Text")
+		if strings.Contains(out, "SAMPLE") {
+			t.Errorf("a preview for a customer says it is for a sample:\n%s", out)
+		}
+	})
+	t.Run("templates preview without --customer is for a sample customer, and says so", func(t *testing.T) {
+		out := cli(t, "templates", "preview", "winback_90")
+		req := svc.last().(*notifierv1.PreviewTemplateRequest)
+		if req.GetCustomerId() != "" || req.GetFirstName() != "Sample" || req.GetLastName() != "Customer" {
+			t.Errorf("request %v", req)
+		}
+		wantAll(t, out, "# for a SAMPLE customer (first name Sample, last name Customer, no email or phone): --customer C renders it as C gets it")
 	})
 	t.Run("deliveries list pages until the limit", func(t *testing.T) {
 		out := cli(t, "deliveries", "list", "--customer", "c-42", "--limit", "2")
@@ -352,8 +363,15 @@ func TestNotifierThroughDevStack(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, devUnsubscribeFile)); err != nil {
 		t.Errorf("unsubscribe secret not persisted: %v", err)
 	}
+	// The stack's --dir is not ./.retain, so commands run here do not find
+	// it: the banner says so and gives the variables that reach it, which
+	// the commands below run with.
+	export := regexp.MustCompile(`(?m)^  export RETAIN_ADDR=(\S+) RETAIN_TOKEN=(\S+)$`).FindStringSubmatch(out.String())
+	if export == nil || export[1] != state.GRPCAddr || export[2] != state.Token || !strings.Contains(out.String(), "retain commands do not find this stack by themselves") {
+		t.Fatalf("the banner does not give RETAIN_ADDR=%s and the token:\n%s", state.GRPCAddr, out)
+	}
 	cli := func(args ...string) (string, error) {
-		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": export[1], "RETAIN_TOKEN": export[2]})
 		err := run(ctx, env, args)
 		return out.String() + errOut.String(), err
 	}
@@ -424,6 +442,14 @@ variants:
 	for _, want := range []string{"variant fa, direction rtl", "Subject: سپاس، Shirin", `dir="rtl"`, "۱٬۲۳۴٫۵۰"} {
 		if !strings.Contains(preview, want) {
 			t.Errorf("preview lacks %q:\n%s", want, preview)
+		}
+	}
+	// Without --customer, the default template renders for the sample
+	// customer, not for nobody ("Hi ,").
+	preview = must("templates", "preview", "winback_90")
+	for _, want := range []string{"# for a SAMPLE customer", "Subject: We miss you, Sample\n", "Hi Sample,"} {
+		if !strings.Contains(preview, want) {
+			t.Errorf("preview without --customer lacks %q:\n%s", want, preview)
 		}
 	}
 
