@@ -90,6 +90,18 @@ func runIssue(env *cliEnv, args []string) error {
 		// rather than guess.
 		return usagef("--ttl %s: must be positive (pass --no-expiry for a token that does not expire)", *ttl)
 	}
+	var list []string
+	for _, s := range strings.Split(*scopes, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			if !auth.KnownScope(s) {
+				return usagef("--scopes: unknown scope %q (known: %s)", s, strings.Join(auth.Scopes(), ", "))
+			}
+			list = append(list, s)
+		}
+	}
+	if len(list) == 0 {
+		return usagef("--scopes: at least one of %s is required", strings.Join(auth.Scopes(), ", "))
+	}
 	key := *keyFlag
 	if key == "" {
 		b, err := os.ReadFile(findStateFile(devPrivateKeyFile))
@@ -101,18 +113,6 @@ func runIssue(env *cliEnv, args []string) error {
 	signer, err := auth.NewSignerFromString(key)
 	if err != nil {
 		return fmt.Errorf("--private-key: %w", err)
-	}
-	var list []string
-	for _, s := range strings.Split(*scopes, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			if !auth.KnownScope(s) {
-				return fmt.Errorf("--scopes: unknown scope %q (known: %s)", s, strings.Join(auth.Scopes(), ", "))
-			}
-			list = append(list, s)
-		}
-	}
-	if len(list) == 0 {
-		return fmt.Errorf("--scopes: at least one of %s is required", strings.Join(auth.Scopes(), ", "))
 	}
 	c := auth.Claims{Tenant: *tenant, Scopes: list, IssuedAt: time.Now()}
 	if !*noExpiry {
