@@ -5,13 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/retainhq/retain/platform/filewatch"
 )
 
 // MaxRevocationFileSize bounds the revocation file: a few hundred thousand
@@ -31,12 +30,7 @@ const DefaultRevocationInterval = 10 * time.Second
 // The file: one id per line, optionally followed by a comment ("ABC # leaked
 // in ticket 42"); blank lines and lines starting with # are ignored.
 type Revocations struct {
-	path string
-	ids  atomic.Pointer[map[string]struct{}]
-
-	// mu serialises Reload; seen is the file Reload last read successfully.
-	mu   sync.Mutex
-	seen fs.FileInfo
+	ids *filewatch.Value[map[string]struct{}]
 }
 
 // LoadRevocations reads the revocation file at path. An unreadable or
@@ -46,57 +40,49 @@ func LoadRevocations(path string) (*Revocations, error) {
 	if path == "" {
 		return nil, errors.New("revocation file: no path given")
 	}
-	r := &Revocations{path: path}
-	if _, err := r.Reload(); err != nil {
+	ids, err := filewatch.Load("revocation file", readRevocations, path)
+	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	return &Revocations{ids: ids}, nil
+}
+
+// readRevocations reads the revocation file, refusing what cannot be one.
+func readRevocations(files []filewatch.File) (map[string]struct{}, error) {
+	f := files[0]
+	if !f.Info.Mode().IsRegular() {
+		return nil, fmt.Errorf("revocation file %s: not a regular file", f.Path)
+	}
+	if f.Info.Size() > MaxRevocationFileSize {
+		return nil, fmt.Errorf("revocation file %s: %d bytes, more than the %d accepted (is it the right file?)", f.Path, f.Info.Size(), MaxRevocationFileSize)
+	}
+	data, err := os.ReadFile(f.Path)
+	if err != nil {
+		return nil, fmt.Errorf("revocation file: %w", err)
+	}
+	ids, err := ParseRevocations(data)
+	if err != nil {
+		return nil, fmt.Errorf("revocation file %s: %w", f.Path, err)
+	}
+	return ids, nil
 }
 
 // Path is the file r reads.
-func (r *Revocations) Path() string { return r.path }
+func (r *Revocations) Path() string { return r.ids.Paths()[0] }
 
 // Revoked reports whether the token with id jti is revoked.
 func (r *Revocations) Revoked(jti string) bool {
-	_, ok := (*r.ids.Load())[jti]
+	_, ok := r.ids.Get()[jti]
 	return ok
 }
 
 // Len is how many ids are revoked.
-func (r *Revocations) Len() int { return len(*r.ids.Load()) }
+func (r *Revocations) Len() int { return len(r.ids.Get()) }
 
-// Reload re-reads the file if it changed since it was last read (another
-// file, size or modification time: Kubernetes replaces a mounted ConfigMap
-// or Secret with a new file, editors rewrite it). On an error the list in
-// use stays as it was, and the next Reload tries again.
-func (r *Revocations) Reload() (changed bool, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fi, err := os.Stat(r.path)
-	if err != nil {
-		return false, fmt.Errorf("revocation file: %w", err)
-	}
-	if r.seen != nil && os.SameFile(fi, r.seen) && fi.Size() == r.seen.Size() && fi.ModTime().Equal(r.seen.ModTime()) {
-		return false, nil
-	}
-	if !fi.Mode().IsRegular() {
-		return false, fmt.Errorf("revocation file %s: not a regular file", r.path)
-	}
-	if fi.Size() > MaxRevocationFileSize {
-		return false, fmt.Errorf("revocation file %s: %d bytes, more than the %d accepted (is it the right file?)", r.path, fi.Size(), MaxRevocationFileSize)
-	}
-	data, err := os.ReadFile(r.path)
-	if err != nil {
-		return false, fmt.Errorf("revocation file: %w", err)
-	}
-	ids, err := ParseRevocations(data)
-	if err != nil {
-		return false, fmt.Errorf("revocation file %s: %w", r.path, err)
-	}
-	r.ids.Store(&ids)
-	r.seen = fi
-	return true, nil
-}
+// Reload re-reads the file if it changed since it was last read (see
+// filewatch.Value.Reload). On an error the list in use stays as it was,
+// and the next Reload tries again.
+func (r *Revocations) Reload() (changed bool, err error) { return r.ids.Reload() }
 
 // Watch calls Reload every interval (DefaultRevocationInterval when not
 // positive) until ctx is done. It logs each new list, and a failed reload
@@ -106,31 +92,12 @@ func (r *Revocations) Watch(ctx context.Context, interval time.Duration, log *sl
 	if interval <= 0 {
 		interval = DefaultRevocationInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var failing string
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		changed, err := r.Reload()
-		switch {
-		case err != nil:
-			if err.Error() != failing {
-				failing = err.Error()
-				log.Error("token revocation list not reloaded: still refusing the ids of the last good one", "error", err, "revoked", r.Len())
-			}
-		case changed:
-			failing = ""
-			log.Info("token revocation list reloaded", "path", r.path, "revoked", r.Len())
-		case failing != "":
-			// The broken file was put back as it was.
-			failing = ""
-			log.Info("token revocation list readable again", "path", r.path, "revoked", r.Len())
-		}
-	}
+	r.ids.Watch(ctx, interval, log, filewatch.Logs{
+		Reloaded:  "token revocation list reloaded",
+		Failed:    "token revocation list not reloaded: still refusing the ids of the last good one",
+		Recovered: "token revocation list readable again",
+		Attrs:     func() []any { return []any{"path", r.Path(), "revoked", r.Len()} },
+	})
 }
 
 // ParseRevocations reads the revocation file's format (see Revocations).

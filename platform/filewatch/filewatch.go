@@ -1,0 +1,149 @@
+// Package filewatch keeps a value read from files and reads it again when
+// they change: a revocation list or a certificate in a mounted Secret,
+// which Kubernetes replaces, or a file an operator edits. It polls (a stat
+// of each file every interval) rather than waiting for file events: a
+// Secret's update swaps a symlink, which file events report differently
+// across volume kinds, and a stat every few seconds costs nothing.
+package filewatch
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// File is one watched file: its path, and what stat said of it just
+// before it was read.
+type File struct {
+	Path string
+	Info fs.FileInfo
+}
+
+// Value is a value read from one or more files. Get never waits for the
+// files; Reload reads them again when they changed, and Watch does so
+// every interval. A file that cannot be read or holds a bad value leaves
+// the last good value in use. It is safe for concurrent use.
+type Value[T any] struct {
+	name  string
+	paths []string
+	read  func([]File) (T, error)
+	v     atomic.Pointer[T]
+
+	// mu serialises Reload; seen are the files as last read successfully.
+	mu   sync.Mutex
+	seen []fs.FileInfo
+}
+
+// Load reads a value from the files at paths with read, which gets them
+// in the order given. name is what the files hold, in errors ("revocation
+// file"). A file that cannot be read, or read's error, is an error: a
+// caller must not start on no value.
+func Load[T any](name string, read func([]File) (T, error), paths ...string) (*Value[T], error) {
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%s: no path given", name)
+	}
+	v := &Value[T]{name: name, paths: paths, read: read}
+	if _, err := v.Reload(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Get is the value last read successfully.
+func (v *Value[T]) Get() T { return *v.v.Load() }
+
+// Paths are the files the value is read from.
+func (v *Value[T]) Paths() []string { return v.paths }
+
+// Reload reads the files again if any of them changed since they were
+// last read successfully (another file, size or modification time:
+// Kubernetes replaces a mounted ConfigMap or Secret with new files,
+// editors rewrite them). On an error the value in use stays as it was,
+// and the next Reload tries again.
+func (v *Value[T]) Reload() (changed bool, err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	files := make([]File, len(v.paths))
+	same := v.seen != nil
+	for i, p := range v.paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", v.name, err)
+		}
+		files[i] = File{Path: p, Info: fi}
+		same = same && unchanged(fi, v.seen[i])
+	}
+	if same {
+		return false, nil
+	}
+	val, err := v.read(files)
+	if err != nil {
+		return false, err
+	}
+	v.v.Store(&val)
+	v.seen = make([]fs.FileInfo, len(files))
+	for i, f := range files {
+		v.seen[i] = f.Info
+	}
+	return true, nil
+}
+
+func unchanged(fi, seen fs.FileInfo) bool {
+	return os.SameFile(fi, seen) && fi.Size() == seen.Size() && fi.ModTime().Equal(seen.ModTime())
+}
+
+// Logs are what Watch logs.
+type Logs struct {
+	// Reloaded: changed files were read.
+	Reloaded string
+	// Failed: the files could not be read, or hold a bad value; the last
+	// good value stays in use. Logged once until they read again (or fail
+	// another way).
+	Failed string
+	// Recovered: the files read again as they were when last read (a
+	// broken edit undone, a removed file put back).
+	Recovered string
+	// Attrs describe the value in use, on every line.
+	Attrs func() []any
+}
+
+// Watch calls Reload every interval (which must be positive) until ctx
+// is done, logging as logs says: a broken file must neither take the
+// caller down nor fill its log.
+func (v *Value[T]) Watch(ctx context.Context, interval time.Duration, log *slog.Logger, logs Logs) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var failing error
+	attrs := func(extra ...any) []any {
+		if logs.Attrs != nil {
+			extra = append(extra, logs.Attrs()...)
+		}
+		return extra
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed, err := v.Reload()
+		switch {
+		case err != nil:
+			if failing == nil || err.Error() != failing.Error() {
+				failing = err
+				log.Error(logs.Failed, attrs("error", err)...)
+			}
+		case changed:
+			failing = nil
+			log.Info(logs.Reloaded, attrs()...)
+		case failing != nil:
+			failing = nil
+			log.Info(logs.Recovered, attrs()...)
+		}
+	}
+}
