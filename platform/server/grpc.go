@@ -19,6 +19,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -97,6 +98,9 @@ type Deps struct {
 	// ServerOptions are appended after the standard ones (e.g. message size
 	// limits).
 	ServerOptions []grpc.ServerOption
+	// TLS, when set, is the certificate the server serves TLS with; nil
+	// serves plaintext.
+	TLS *Certificate
 }
 
 // GRPC is a gRPC server with health, reflection, recovery, auth, tracing
@@ -109,6 +113,7 @@ type GRPC struct {
 	health       *healthService
 	readiness    *Readiness
 	methodScopes map[string]string
+	tls          bool
 
 	earlyListener
 }
@@ -166,6 +171,9 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 			auth.StreamServerInterceptor(deps.Verifier, scopes),
 		),
 	}
+	if deps.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(deps.TLS.ServerConfig())))
+	}
 	opts = append(opts, deps.ServerOptions...)
 	srv := grpc.NewServer(opts...)
 
@@ -180,6 +188,7 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 		health:        hs,
 		readiness:     deps.Readiness,
 		methodScopes:  scopes,
+		tls:           deps.TLS != nil,
 		earlyListener: earlyListener{name: "grpc", addr: cfg.Addr},
 	}, nil
 }
@@ -208,7 +217,7 @@ func (g *GRPC) Run(ctx context.Context) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- g.Server.Serve(lis) }()
-	g.logger.InfoContext(ctx, "grpc server listening", "addr", lis.Addr().String())
+	g.logger.InfoContext(ctx, "grpc server listening", "addr", lis.Addr().String(), "tls", g.tls)
 
 	pollDone := make(chan struct{})
 	pollCtx, stopPoll := context.WithCancel(ctx)

@@ -47,6 +47,9 @@ type HostConfig struct {
 	Logger *slog.Logger
 	// Supervisor tunes shutdown (zero values use the defaults).
 	Supervisor SupervisorConfig
+	// TLS, when enabled, has the gRPC and public HTTP servers serve TLS;
+	// the ops server stays plaintext.
+	TLS TLSConfig
 }
 
 // Host runs one or more services behind one gRPC server, one public HTTP
@@ -87,6 +90,13 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new host: %w", err)
 	}
+	var cert *Certificate
+	if cfg.TLS.Enabled() {
+		if cert, err = LoadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return nil, fmt.Errorf("new host: %w", err)
+		}
+		logger.Info("serving the gRPC and public HTTP APIs over TLS", cert.LogAttrs()...)
+	}
 	if len(deadLetters.names) > 0 {
 		for m, sc := range deadLetterScopes {
 			scopes[m] = sc
@@ -98,6 +108,7 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 		MethodScopes: scopes,
 		Logger:       logger,
 		Readiness:    sup.Readiness(),
+		TLS:          cert,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new host: %w", err)
@@ -113,7 +124,7 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 		deadLetters.register(g.Server)
 	}
 	if cfg.Addrs.HTTP != "" {
-		if h.http, err = NewHTTP(HTTPConfig{Addr: cfg.Addrs.HTTP}, jsonRouteErrors(mux), cfg.Telemetry, logger); err != nil {
+		if h.http, err = NewHTTP(HTTPConfig{Addr: cfg.Addrs.HTTP, TLS: cert}, jsonRouteErrors(mux), cfg.Telemetry, logger); err != nil {
 			return nil, fmt.Errorf("new host: %w", err)
 		}
 	}
@@ -129,6 +140,12 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 
 	if h.ops != nil {
 		sup.Add("ops", h.ops)
+	}
+	if cert != nil {
+		sup.Add("tls-certificate", ComponentFunc(func(ctx context.Context) error {
+			cert.Watch(ctx, cfg.TLS.ReloadInterval, logger)
+			return nil
+		}))
 	}
 	for i, s := range services {
 		name := serviceName(s, i)

@@ -31,6 +31,9 @@ type HTTPConfig struct {
 	Addr string
 	// ShutdownTimeout zero means DefaultHTTPShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// TLS, when set, is the certificate the server serves TLS with; nil
+	// serves plaintext.
+	TLS *Certificate
 }
 
 // RegisterFlags binds -http-addr/RETAIN_HTTP_ADDR with the current value as
@@ -80,7 +83,11 @@ func NewHTTP(cfg HTTPConfig, h http.Handler, tel *telemetry.Telemetry, logger *s
 			return nil, fmt.Errorf("new http server: %w", err)
 		}
 	}
-	return &HTTP{httpServer: newHTTPServer("http", cfg.Addr, cfg.ShutdownTimeout, instrument(h, tracer, prop, duration, logger), logger)}, nil
+	s := newHTTPServer("http", cfg.Addr, cfg.ShutdownTimeout, instrument(h, tracer, prop, duration, logger), logger)
+	if cfg.TLS != nil {
+		s.srv.TLSConfig = cfg.TLS.ServerConfig()
+	}
+	return &HTTP{httpServer: s}, nil
 }
 
 // statusRecorder remembers the status code for logs and spans.
@@ -275,8 +282,16 @@ func (s *httpServer) Run(ctx context.Context) error {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.srv.Serve(lis) }()
-	s.logger.InfoContext(ctx, s.name+" server listening", "addr", lis.Addr().String())
+	secure := s.srv.TLSConfig != nil
+	go func() {
+		if secure {
+			// The certificate comes from TLSConfig.GetCertificate.
+			serveErr <- s.srv.ServeTLS(lis, "", "")
+			return
+		}
+		serveErr <- s.srv.Serve(lis)
+	}()
+	s.logger.InfoContext(ctx, s.name+" server listening", "addr", lis.Addr().String(), "tls", secure)
 
 	select {
 	case err := <-serveErr:

@@ -23,6 +23,9 @@ type Config struct {
 	Streams   bus.StreamOptions
 	// Addrs are the gRPC, public HTTP (empty: none) and ops listen addresses.
 	Addrs server.Addrs
+	// TLS is the certificate the gRPC and public HTTP listeners serve
+	// (none: plaintext); the ops listener is always plaintext.
+	TLS server.TLSConfig
 	// Supervisor tunes graceful shutdown.
 	Supervisor server.SupervisorConfig
 	// AuthPublicKey verifies tokens: one or more Ed25519 public keys
@@ -68,6 +71,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage stri
 		config.StringVar(fs, &c.Addrs.HTTP, "http-addr", "RETAIN_HTTP_ADDR", "HTTP listen address of the public API")
 	}
 	config.StringVar(fs, &c.Addrs.Ops, "ops-addr", "RETAIN_OPS_ADDR", "ops HTTP listen address (/healthz, /readyz, /metrics)")
+	c.TLS.RegisterFlags(fs)
 	c.Supervisor.RegisterFlags(fs)
 	config.StringVar(fs, &c.AuthPublicKey, "auth-public-key", "RETAIN_AUTH_PUBLIC_KEY", "Ed25519 public key(s) verifying API tokens (base64 or PEM; several, comma-separated or PEM blocks, while the signing key is rotated)")
 	config.StringVar(fs, &c.AuthRevokedFile, "auth-revoked-file", "RETAIN_AUTH_REVOKED_FILE", "file of revoked token ids (jti), one a line, re-read when it changes (default: none)")
@@ -90,6 +94,7 @@ func (c Config) Validate(databaseEnv string) error {
 		v.Add(server.HTTPConfig{Addr: c.Addrs.HTTP}.Validate())
 	}
 	v.Add(server.OpsConfig{Addr: c.Addrs.Ops}.Validate())
+	v.Add(c.TLS.Validate())
 	key := config.SettingName("RETAIN_AUTH_PUBLIC_KEY", "auth-public-key")
 	if c.AuthPublicKey == "" {
 		v.Addf(key, "must be set: the Ed25519 public key, base64 or PEM (generate a pair with `retain tokens keygen`)")

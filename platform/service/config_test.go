@@ -51,6 +51,7 @@ func TestParseReportsEveryBadSetting(t *testing.T) {
 		"RETAIN_GRPC_ADDR=nope",
 		"RETAIN_HTTP_ADDR=:http",
 		"RETAIN_NATS_URL=ftp://nats:4222",
+		"RETAIN_TLS_CERT_FILE=/etc/retain/tls/tls.crt",
 		"RETAIN_DEMO_BATCH_SIZE=abc", // does not parse, and its default (0) is refused: reported once
 	})
 	var ve *config.ValidationError
@@ -70,6 +71,7 @@ func TestParseReportsEveryBadSetting(t *testing.T) {
 		`RETAIN_NATS_URL (-nats-url): unsupported scheme "ftp" (use nats, tls, ws or wss), got "ftp://nats:4222"`,
 		`RETAIN_OPS_ADDR (-ops-addr): want a port of 0-65535`,
 		`RETAIN_STREAM_REPLICAS (-stream-replicas): environment value "three": want a whole number`,
+		`RETAIN_TLS_CERT_FILE (-tls-cert-file): needs RETAIN_TLS_KEY_FILE (-tls-key-file), the certificate's private key`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("report lacks %q:\n%s", want, msg)

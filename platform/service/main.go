@@ -135,7 +135,7 @@ func Run(ctx context.Context, settings Settings, version string, build func(cont
 	if err != nil {
 		return err
 	}
-	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, Telemetry: tel, Verifier: svc.Verifier(), Supervisor: cfg.Supervisor}, svc)
+	host, err := server.NewHost(server.HostConfig{Addrs: cfg.Addrs, TLS: cfg.TLS, Telemetry: tel, Verifier: svc.Verifier(), Supervisor: cfg.Supervisor}, svc)
 	if err != nil {
 		return err
 	}

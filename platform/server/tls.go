@@ -1,0 +1,207 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/filewatch"
+)
+
+// DefaultTLSReloadInterval is how often the certificate files are checked
+// for changes. cert-manager renews a certificate well before it expires,
+// and the kubelet takes up to a minute to update a mounted Secret: a few
+// seconds more change nothing.
+const DefaultTLSReloadInterval = 10 * time.Second
+
+// TLSConfig is the certificate the gRPC and public HTTP listeners serve;
+// without one they serve plaintext. The ops listener always serves
+// plaintext: the kubelet's probes and Prometheus reach it inside the
+// cluster, and it carries no token.
+type TLSConfig struct {
+	// CertFile and KeyFile are the certificate (PEM, the chain after the
+	// leaf) and its private key; both or neither. They are read again
+	// when they change (a renewed certificate in a mounted Secret).
+	CertFile, KeyFile string
+	// ReloadInterval is how often the files are checked for changes;
+	// zero means DefaultTLSReloadInterval.
+	ReloadInterval time.Duration
+}
+
+var (
+	settingTLSCert = config.SettingName("RETAIN_TLS_CERT_FILE", "tls-cert-file")
+	settingTLSKey  = config.SettingName("RETAIN_TLS_KEY_FILE", "tls-key-file")
+)
+
+// RegisterFlags binds -tls-cert-file/RETAIN_TLS_CERT_FILE and
+// -tls-key-file/RETAIN_TLS_KEY_FILE.
+func (c *TLSConfig) RegisterFlags(fs *flag.FlagSet) {
+	config.StringVar(fs, &c.CertFile, "tls-cert-file", "RETAIN_TLS_CERT_FILE", "certificate (PEM file) the gRPC and public HTTP APIs serve TLS with, re-read when it changes (default: none, plaintext); needs -tls-key-file")
+	config.StringVar(fs, &c.KeyFile, "tls-key-file", "RETAIN_TLS_KEY_FILE", "private key (PEM file) of -tls-cert-file")
+}
+
+// Enabled reports whether the listeners serve TLS.
+func (c TLSConfig) Enabled() bool { return c.CertFile != "" }
+
+// Validate names a file set without the other, and reads the pair: a file
+// that cannot be read, or a key that is not the certificate's, stops the
+// start with the other bad settings rather than when the listeners open.
+func (c TLSConfig) Validate() error {
+	var v config.Validator
+	switch {
+	case c.CertFile != "" && c.KeyFile == "":
+		v.Addf(settingTLSCert, "needs %s, the certificate's private key", settingTLSKey)
+	case c.KeyFile != "" && c.CertFile == "":
+		v.Addf(settingTLSKey, "needs %s, the certificate of the key", settingTLSCert)
+	case c.CertFile != "":
+		cert, certErr := os.ReadFile(c.CertFile)
+		if certErr != nil {
+			v.Addf(settingTLSCert, "%s", readProblem(c.CertFile, certErr))
+		}
+		key, keyErr := os.ReadFile(c.KeyFile)
+		if keyErr != nil {
+			v.Addf(settingTLSKey, "%s", readProblem(c.KeyFile, keyErr))
+		}
+		if certErr == nil && keyErr == nil {
+			if _, err := parseKeyPair(c.CertFile, cert, c.KeyFile, key); err != nil {
+				v.Addf(settingTLSCert, "%v", err)
+			}
+		}
+	}
+	v.Check(c.ReloadInterval >= 0, "TLS reload interval", "must not be negative, got %s", c.ReloadInterval)
+	return v.Err()
+}
+
+// readProblem says why the file at path cannot be read, naming it.
+func readProblem(path string, err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("cannot read %q: %v", path, err)
+}
+
+// parseKeyPair is the pair of PEM files at certPath and keyPath. The
+// errors of crypto/tls describe the PEM blocks, never the key.
+func parseKeyPair(certPath string, cert []byte, keyPath string, key []byte) (*tls.Certificate, error) {
+	pair, err := tls.X509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %q with key %q: %w", certPath, keyPath, err)
+	}
+	return &pair, nil
+}
+
+// Certificate is the certificate a server presents, read again when its
+// files change. Each TLS handshake takes the pair last read successfully:
+// new connections get a renewed certificate at once, open ones keep the
+// one they were made with, and a broken file (a half-written Secret) leaves
+// the last good pair in use.
+type Certificate struct {
+	pair *filewatch.Value[*tls.Certificate]
+}
+
+// LoadCertificate reads the certificate and key at certFile and keyFile.
+// An error names the file and the problem.
+func LoadCertificate(certFile, keyFile string) (*Certificate, error) {
+	pair, err := filewatch.Load("TLS certificate", readKeyPair, certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Certificate{pair: pair}, nil
+}
+
+func readKeyPair(files []filewatch.File) (*tls.Certificate, error) {
+	cert, err := os.ReadFile(files[0].Path)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %s", readProblem(files[0].Path, err))
+	}
+	key, err := os.ReadFile(files[1].Path)
+	if err != nil {
+		return nil, fmt.Errorf("TLS key: %s", readProblem(files[1].Path, err))
+	}
+	return parseKeyPair(files[0].Path, cert, files[1].Path, key)
+}
+
+// ServerConfig is the TLS configuration of a listener serving c: TLS 1.2
+// or later, the certificate taken at each handshake.
+func (c *Certificate) ServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return c.pair.Get(), nil
+		},
+	}
+}
+
+// LogAttrs describe the certificate in use, for the log: what it is for,
+// its serial number and when it expires.
+func (c *Certificate) LogAttrs() []any {
+	leaf := c.pair.Get().Leaf
+	return []any{"cert_file", c.pair.Paths()[0], "dns_names", leaf.DNSNames, "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter}
+}
+
+// Watch reads the files again every interval (DefaultTLSReloadInterval
+// when not positive) until ctx is done, logging each new certificate, and
+// a file that cannot be used once until it can.
+func (c *Certificate) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		interval = DefaultTLSReloadInterval
+	}
+	c.pair.Watch(ctx, interval, log, filewatch.Logs{
+		Reloaded:  "TLS certificate reloaded",
+		Failed:    "TLS certificate not reloaded: still serving the last good one",
+		Recovered: "TLS certificate files readable again",
+		Attrs:     c.LogAttrs,
+	})
+}
+
+// ClientTLS is how a client connects to a Retain gRPC API: in plaintext,
+// or over TLS verifying the server's certificate. The `retain` command and
+// the campaign service's notifier client share it.
+type ClientTLS struct {
+	// Enabled asks for TLS with the system's roots; CAFile and ServerName
+	// imply it.
+	Enabled bool
+	// CAFile holds the CA certificate(s) (PEM) that verify the server
+	// instead of the system's roots.
+	CAFile string
+	// ServerName is the name the server's certificate must be for, when
+	// it is not the host dialled: a port-forward reaches
+	// retain-ingest.retain.svc's certificate at 127.0.0.1.
+	ServerName string
+}
+
+// On reports whether the client uses TLS.
+func (c ClientTLS) On() bool { return c.Enabled || c.CAFile != "" || c.ServerName != "" }
+
+// TransportCredentials are the gRPC credentials of c: plaintext ones when
+// TLS is off. A CA file that cannot be read or holds no certificate is an
+// error naming its path; the caller names the setting.
+func (c ClientTLS) TransportCredentials() (credentials.TransportCredentials, error) {
+	if !c.On() {
+		return insecure.NewCredentials(), nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, errors.New(readProblem(c.CAFile, err))
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%q holds no PEM certificate: want the CA certificate(s) that signed the server's", c.CAFile)
+		}
+	}
+	return credentials.NewTLS(cfg), nil
+}
