@@ -20,6 +20,7 @@ import (
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
@@ -71,6 +72,9 @@ type Config struct {
 	// a campaign whose send steps name a template the notifier does not
 	// have is refused when saved; empty: no such check.
 	NotifierAddr string
+	// NotifierTLS is how the notifier is reached: over TLS when its
+	// Enabled or CAFile is set (the caller's token goes with each lookup).
+	NotifierTLS server.ClientTLS
 
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
@@ -103,6 +107,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	config.IntVar(fs, &c.AudienceMaxBacklog, "audience-max-backlog", "RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG", "events of a shop the facts consumer may have yet to apply for the shop's scheduled audiences to run (its history import holds them; another shop's does not)")
 	config.DurationVar(fs, &c.MaxTriggerAge, "max-trigger-age", "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE", "events older than this enroll nobody (imports of history); 0: no limit")
 	config.StringVar(fs, &c.NotifierAddr, "notifier-addr", "RETAIN_CAMPAIGN_NOTIFIER_ADDR", "the notifier's gRPC address, to refuse campaigns that send templates it lacks (empty: not checked)")
+	config.BoolVar(fs, &c.NotifierTLS.Enabled, "notifier-tls", "RETAIN_CAMPAIGN_NOTIFIER_TLS", "reach the notifier over TLS, verifying it with the system's roots (-notifier-tls-ca implies it)")
+	config.StringVar(fs, &c.NotifierTLS.CAFile, "notifier-tls-ca", "RETAIN_CAMPAIGN_NOTIFIER_TLS_CA", "CA certificate(s) (PEM file) verifying the notifier instead of the system's roots; implies -notifier-tls")
 }
 
 // Validate names every bad setting at once, each with its variable and
@@ -133,6 +139,15 @@ func (c Config) Validate() error {
 			v.Addf(config.SettingName("RETAIN_CAMPAIGN_NOTIFIER_ADDR", "notifier-addr"), "%v", err)
 		}
 	}
+	notifierTLS := config.SettingName("RETAIN_CAMPAIGN_NOTIFIER_TLS", "notifier-tls")
+	if c.NotifierTLS.CAFile != "" {
+		notifierTLS = config.SettingName("RETAIN_CAMPAIGN_NOTIFIER_TLS_CA", "notifier-tls-ca")
+		if _, err := c.NotifierTLS.TransportCredentials(); err != nil {
+			v.Addf(notifierTLS, "%v", err)
+		}
+	}
+	v.Check(c.NotifierAddr != "" || !c.NotifierTLS.On(), notifierTLS,
+		"set without %s: there is no notifier to reach", config.SettingName("RETAIN_CAMPAIGN_NOTIFIER_ADDR", "notifier-addr"))
 	return v.Err()
 }
 
@@ -195,7 +210,7 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	retention := max(cfg.Streams.MaxAge, bus.DefaultMaxAge)
 	s = &Service{deps: deps, engine: engine, grpc: api.NewGRPC(engine)}
 	if cfg.NotifierAddr != "" {
-		if err := s.SetNotifierAddr(cfg.NotifierAddr); err != nil {
+		if err := s.setNotifier(cfg.NotifierAddr, cfg.NotifierTLS); err != nil {
 			return nil, err
 		}
 	}
@@ -226,10 +241,15 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 }
 
 // SetNotifierAddr checks the templates of the campaigns saved from now on
-// against the notifier at addr (`retain dev` knows its own address only
-// once it listens).
+// against the notifier at addr, in plaintext: `retain dev` knows its own
+// address only once it listens, and its calls stay in the process's
+// loopback.
 func (s *Service) SetNotifierAddr(addr string) error {
-	n, err := templates.Dial(addr)
+	return s.setNotifier(addr, server.ClientTLS{})
+}
+
+func (s *Service) setNotifier(addr string, tls server.ClientTLS) error {
+	n, err := templates.Dial(addr, tls)
 	if err != nil {
 		return err
 	}

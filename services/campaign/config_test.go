@@ -3,6 +3,9 @@ package campaign_test
 import (
 	"context"
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -97,6 +100,11 @@ func TestConfigMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_CAMPAIGN_DATABASE_URL=postgres://retain@db/campaign"}
+	missing := filepath.Join(t.TempDir(), "ca.crt")
+	notCA := filepath.Join(t.TempDir(), "tls.key")
+	if err := os.WriteFile(notCA, []byte("-----BEGIN PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	testenv.ConfigMessages(t, valid,
 		func(environ []string) (campaign.Config, error) {
 			cfg := campaign.DefaultConfig()
@@ -117,5 +125,11 @@ func TestConfigMessages(t *testing.T) {
 			{Env: []string{"RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG=0"}, Want: "RETAIN_CAMPAIGN_AUDIENCE_MAX_BACKLOG (-audience-max-backlog): must be at least 1 (events of a shop the facts consumer may have yet to apply), got 0"},
 			{Env: []string{"RETAIN_CAMPAIGN_MAX_TRIGGER_AGE=-1h"}, Want: "RETAIN_CAMPAIGN_MAX_TRIGGER_AGE (-max-trigger-age): must not be negative (0: no limit), got -1h0m0s"},
 			{Env: []string{"RETAIN_CAMPAIGN_NOTIFIER_ADDR=notifier:0"}, Want: `RETAIN_CAMPAIGN_NOTIFIER_ADDR (-notifier-addr): want a port of 1-65535 in host:port, got "notifier:0"`},
+			{Env: []string{"RETAIN_CAMPAIGN_NOTIFIER_TLS=true"}, Want: "RETAIN_CAMPAIGN_NOTIFIER_TLS (-notifier-tls): set without RETAIN_CAMPAIGN_NOTIFIER_ADDR (-notifier-addr): there is no notifier to reach"},
+			{Env: []string{"RETAIN_CAMPAIGN_NOTIFIER_ADDR=notifier:9090", "RETAIN_CAMPAIGN_NOTIFIER_TLS_CA=" + missing},
+				Want: fmt.Sprintf("RETAIN_CAMPAIGN_NOTIFIER_TLS_CA (-notifier-tls-ca): cannot read %q: no such file or directory", missing)},
+			{Env: []string{"RETAIN_CAMPAIGN_NOTIFIER_ADDR=notifier:9090", "RETAIN_CAMPAIGN_NOTIFIER_TLS_CA=" + notCA},
+				Want: fmt.Sprintf("RETAIN_CAMPAIGN_NOTIFIER_TLS_CA (-notifier-tls-ca): %q holds no PEM certificate: want the CA certificate(s) that signed the server's", notCA)},
+			{Env: []string{"RETAIN_TLS_KEY_FILE=/etc/retain/tls/tls.key"}, Want: "RETAIN_TLS_KEY_FILE (-tls-key-file): needs RETAIN_TLS_CERT_FILE (-tls-cert-file), the certificate of the key"},
 		}...)
 }

@@ -11,11 +11,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
+
+	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/services/campaign/internal/domain"
 )
 
@@ -26,10 +27,16 @@ type Notifier struct {
 	client notifierv1.NotifierServiceClient
 }
 
-// Dial prepares a client of the notifier at addr (host:port); it connects
-// on the first lookup.
-func Dial(addr string) (*Notifier, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// Dial prepares a client of the notifier at addr (host:port), over TLS
+// as tls says; it connects on the first lookup. The caller's token goes
+// with each lookup, so outside one process TLS keeps it off the network
+// in plaintext.
+func Dial(addr string, tls server.ClientTLS) (*Notifier, error) {
+	creds, err := tls.TransportCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("notifier at %s: %w", addr, err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("notifier at %s: %w", addr, err)
 	}
