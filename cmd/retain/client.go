@@ -14,10 +14,10 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 )
 
 // stateDir is where `retain dev` keeps its data and tells the other commands
@@ -87,23 +87,39 @@ func readDevState(dir string) (devState, error) {
 type endpoint struct {
 	addr, token string
 	envToken    string // RETAIN_TOKEN, used when --token is not given
+	tls         server.ClientTLS
+	envErr      error // a RETAIN_TLS that is not a boolean, reported by resolve
 }
 
-// addEndpointFlags registers --addr (RETAIN_ADDR by default) and --token
-// (RETAIN_TOKEN, read by resolve).
+// addEndpointFlags registers --addr (RETAIN_ADDR by default), --token
+// (RETAIN_TOKEN, read by resolve) and the TLS flags (RETAIN_TLS,
+// RETAIN_TLS_CA and RETAIN_TLS_SERVER_NAME by default).
 func addEndpointFlags(fs *flag.FlagSet, env *cliEnv) *endpoint {
 	e := &endpoint{envToken: env.getenv("RETAIN_TOKEN")}
 	// A back-quoted word in a usage text is the flag's placeholder in -h:
-	// only ADDR and TOKEN are quoted so.
+	// only ADDR, TOKEN, FILE and NAME are quoted so.
 	fs.StringVar(&e.addr, "addr", env.getenv("RETAIN_ADDR"), "`ADDR` (host:port) of Retain's gRPC API (env RETAIN_ADDR; default: the 'retain dev' running from this directory or one above it)")
 	// RETAIN_TOKEN is applied in resolve, not as the flag's default: -h
 	// prints defaults, and a token must not land in terminal or CI logs.
 	fs.StringVar(&e.token, "token", "", "API `TOKEN` (default: $RETAIN_TOKEN, else the dev token of 'retain dev')")
+	useTLS := false
+	if v := env.getenv("RETAIN_TLS"); v != "" {
+		var err error
+		if useTLS, err = strconv.ParseBool(v); err != nil {
+			e.envErr = usageError{fmt.Errorf("RETAIN_TLS: want true or false, got %q", v)}
+		}
+	}
+	fs.BoolVar(&e.tls.Enabled, "tls", useTLS, "connect over TLS, verifying the server with the system's roots (env RETAIN_TLS; --tls-ca and --tls-server-name imply it)")
+	fs.StringVar(&e.tls.CAFile, "tls-ca", env.getenv("RETAIN_TLS_CA"), "CA certificate(s), a PEM `FILE`, verifying the server instead of the system's roots; implies --tls (env RETAIN_TLS_CA)")
+	fs.StringVar(&e.tls.ServerName, "tls-server-name", env.getenv("RETAIN_TLS_SERVER_NAME"), "`NAME` the server's certificate is for when it is not the host of --addr, as through a port-forward to 127.0.0.1; implies --tls (env RETAIN_TLS_SERVER_NAME)")
 	return e
 }
 
 // resolve fills what flags left empty from the dev stack's state file.
 func (e *endpoint) resolve() error {
+	if e.envErr != nil {
+		return e.envErr
+	}
 	if e.token == "" {
 		e.token = e.envToken
 	}
@@ -293,8 +309,12 @@ func (e *endpoint) dial() (*grpc.ClientConn, error) {
 	if err := e.resolve(); err != nil {
 		return nil, err
 	}
+	creds, err := e.tls.TransportCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca (RETAIN_TLS_CA): %w", err)
+	}
 	conn, err := grpc.NewClient(e.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithPerRPCCredentials(auth.BearerCredentials{Token: e.token}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(serverMaxMessageBytes), grpc.MaxCallRecvMsgSize(math.MaxInt32)),
 	)

@@ -271,6 +271,7 @@ func TestUnknownEnv(t *testing.T) {
 		"retain_workers=3",             // not ours: lower case
 		"RETAIN_SOMETHING_ELSE=s3cret", // nothing close
 		"RETAIN_TOKEN=t", "RETAIN_ADDR=a", "RETAIN_DATABASE_URL=u", "RETAIN_AUTH_PRIVATE_KEY=k",
+		"RETAIN_TLS=true", "RETAIN_TLS_CA=ca.crt", "RETAIN_TLS_SERVER_NAME=retain-ingest.retain.svc",
 		"RETAIN_TEST_DATABASE_URL=u", "RETAIN_BENCH_SECONDS=5",
 		"RETAIN_INGEST_LINGR=again",
 	}

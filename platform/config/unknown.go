@@ -14,14 +14,17 @@ import (
 const EnvPrefix = "RETAIN_"
 
 // readElsewhere are the RETAIN_* variables read outside any setting bound
-// with this package: by the retain command (where calls go, the token, the
-// signing key, `retain dev`'s Postgres server). They are Retain's own, so a
+// with this package: by the retain command (where calls go, the token,
+// TLS to the API, the signing key, `retain dev`'s Postgres server). They are Retain's own, so a
 // process that does not read them does not report them: a shell that runs
 // the command and a service has them set for the command.
 var readElsewhere = []string{
 	"RETAIN_ADDR",
 	"RETAIN_AUTH_PRIVATE_KEY",
 	"RETAIN_DATABASE_URL",
+	"RETAIN_TLS",
+	"RETAIN_TLS_CA",
+	"RETAIN_TLS_SERVER_NAME",
 	"RETAIN_TOKEN",
 }
 
