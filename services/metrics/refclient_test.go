@@ -160,3 +160,7 @@ func (r *refClient) GetSales(_ context.Context, in *metricsv1.GetSalesRequest, _
 func (r *refClient) Rebuild(context.Context, *metricsv1.RebuildRequest, ...grpc.CallOption) (*metricsv1.RebuildResponse, error) {
 	return nil, errors.New("the reference has nothing to rebuild")
 }
+
+func (r *refClient) GetRebuild(context.Context, *metricsv1.GetRebuildRequest, ...grpc.CallOption) (*metricsv1.GetRebuildResponse, error) {
+	return nil, errors.New("the reference has nothing to rebuild")
+}

@@ -37,6 +37,11 @@ var MethodScopes = map[string]string{
 	metricsv1.MetricsService_GetTopCustomers_FullMethodName:   auth.ScopeRead,
 	metricsv1.MetricsService_GetSales_FullMethodName:          auth.ScopeRead,
 	metricsv1.MetricsService_Rebuild_FullMethodName:           auth.ScopeAdmin,
+	// Admin as Rebuild: the answer names the service's database sessions
+	// (pid, client address) and its raw errors, which are the operator's,
+	// not a read token's; queries already tell a reader that the figures
+	// are being rebuilt, and since when.
+	metricsv1.MetricsService_GetRebuild_FullMethodName: auth.ScopeAdmin,
 }
 
 // Paging and defaults of the list calls.
@@ -414,14 +419,20 @@ func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*m
 
 // Rebuild drops the caller tenant's projections and replays its facts, or
 // joins the rebuild of the tenant this process runs, and answers when it
-// is done. The rebuild is the service's, not the call's: a caller that
-// goes away (or whose deadline passes) leaves it running to the end.
-func (g *GRPC) Rebuild(ctx context.Context, _ *metricsv1.RebuildRequest) (*metricsv1.RebuildResponse, error) {
+// is done (detached: once it has reset the tenant). The rebuild is the
+// service's, not the call's: a caller that goes away (or whose deadline
+// passes) leaves it running to the end.
+func (g *GRPC) Rebuild(ctx context.Context, req *metricsv1.RebuildRequest) (*metricsv1.RebuildResponse, error) {
 	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
-	res, err := g.rebuilder.Rebuild(ctx, tenant)
+	var res consumer.RebuildResult
+	if req.GetDetach() {
+		err = g.rebuilder.Start(ctx, tenant)
+	} else {
+		res, err = g.rebuilder.Rebuild(ctx, tenant)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return nil, status.Error(status.FromContextError(ctx.Err()).Code(),
@@ -432,11 +443,76 @@ func (g *GRPC) Rebuild(ctx context.Context, _ *metricsv1.RebuildRequest) (*metri
 		return nil, status.Error(codes.Unavailable, err.Error()+"; ask again")
 	case err != nil:
 		return nil, g.internal(ctx, "Rebuild", err)
+	case req.GetDetach():
+		st, err := g.store.RebuildStatus(ctx, tenant)
+		if err != nil {
+			return nil, g.internal(ctx, "Rebuild", err)
+		}
+		resp := &metricsv1.RebuildResponse{
+			EventsReplayed: st.Progress.Replayed, EventsApplied: st.Progress.Applied, EventsRejected: st.Progress.Rejected,
+			StartedAt: optionalTime(st.AttemptStartedAt),
+		}
+		if !st.Rebuilding() {
+			resp.FinishedAt = optionalTime(st.FinishedAt)
+		}
+		return resp, nil
 	}
 	return &metricsv1.RebuildResponse{
 		EventsReplayed: res.Replayed, EventsApplied: res.Applied, EventsRejected: res.Rejected,
 		StartedAt: timestamppb.New(res.StartedAt), FinishedAt: timestamppb.New(res.StartedAt.Add(res.Duration)),
 	}, nil
+}
+
+// GetRebuild says where the caller tenant's rebuild stands, from what the
+// database knows (tenant_rebuilds and the holder of the tenant's rebuild
+// lock), so that any replica answers alike.
+func (g *GRPC) GetRebuild(ctx context.Context, _ *metricsv1.GetRebuildRequest) (*metricsv1.GetRebuildResponse, error) {
+	tenant, err := auth.TenantFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := g.store.RebuildStatus(ctx, tenant)
+	if err != nil {
+		return nil, g.internal(ctx, "GetRebuild", err)
+	}
+	resp := &metricsv1.GetRebuildResponse{PartialSince: optionalTime(st.Since)}
+	switch {
+	case st.Holder != nil:
+		resp.State = metricsv1.RebuildState_REBUILD_STATE_RUNNING
+		resp.Process = &metricsv1.RebuildProcess{
+			Pid: st.Holder.PID, ApplicationName: st.Holder.Application, ClientAddress: st.Holder.Address,
+			ConnectedAt: optionalTime(st.Holder.ConnectedAt),
+		}
+	case !st.Rebuilding():
+		resp.State = metricsv1.RebuildState_REBUILD_STATE_NONE
+	case st.LastError != "":
+		resp.State = metricsv1.RebuildState_REBUILD_STATE_FAILED
+	default:
+		resp.State = metricsv1.RebuildState_REBUILD_STATE_INTERRUPTED
+	}
+	if st.Holder != nil && !st.Rebuilding() {
+		// Its process holds the lock but has not reset the tenant yet:
+		// the counts in the table are the last rebuild's, not this one's.
+		return resp, nil
+	}
+	resp.StartedAt = optionalTime(st.AttemptStartedAt)
+	resp.EventsReplayed, resp.EventsApplied, resp.EventsRejected = st.Progress.Replayed, st.Progress.Applied, st.Progress.Rejected
+	resp.EventsPending = st.Progress.Pending
+	resp.ProgressAt = optionalTime(st.ProgressAt)
+	if st.Rebuilding() {
+		resp.LastError, resp.FailedAt = st.LastError, optionalTime(st.FailedAt)
+	} else {
+		resp.FinishedAt = optionalTime(st.FinishedAt)
+	}
+	return resp, nil
+}
+
+// optionalTime is t as a Timestamp, nil when t is zero (unset).
+func optionalTime(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 // whole runs read, the store reads of one answer, when the tenant's
@@ -473,7 +549,7 @@ func rebuilding(st store.RebuildState) error {
 		return status.Error(codes.Unavailable, "the figures of this tenant were rebuilt while the query ran: ask again")
 	}
 	return status.Errorf(codes.Unavailable,
-		"the figures of this tenant are being rebuilt from the event stream (partial since %s): no answer until the rebuild is done; `retain metrics rebuild` waits for it",
+		"the figures of this tenant are being rebuilt from the event stream (partial since %s): no answer until the rebuild is done; `retain metrics rebuild` waits for it, `retain metrics rebuild --status` says how far it is",
 		st.Since.Format(time.RFC3339))
 }
 

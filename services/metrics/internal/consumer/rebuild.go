@@ -76,12 +76,13 @@ type Rebuilder struct {
 	running map[string]*rebuildRun
 }
 
-// rebuildRun is one rebuild in this process; done is closed once res and
-// err are set.
+// rebuildRun is one rebuild in this process; started is closed once its
+// reset is committed (the tenant is marked), done once res and err are set.
 type rebuildRun struct {
-	done chan struct{}
-	res  RebuildResult
-	err  error
+	started chan struct{}
+	done    chan struct{}
+	res     RebuildResult
+	err     error
 }
 
 // NewRebuilder returns a rebuilder replaying in batches of batchSize.
@@ -151,6 +152,26 @@ func (r *Rebuilder) Rebuild(ctx context.Context, tenantID string) (RebuildResult
 	}
 }
 
+// Start starts a rebuild of tenant, or joins the one this process is
+// running, and returns once it has reset the tenant (or has ended, when
+// that comes first: the error is then the rebuild's), without waiting for
+// the replay: store.RebuildStatus follows it from there. The rebuild goes
+// on when ctx ends first; the error then wraps ctx's.
+func (r *Rebuilder) Start(ctx context.Context, tenantID string) error {
+	run, err := r.start(tenantID, false)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-run.started:
+		return nil
+	case <-run.done:
+		return run.err
+	case <-ctx.Done():
+		return fmt.Errorf("stopped waiting for the rebuild to start, which goes on: %w", ctx.Err())
+	}
+}
+
 // start returns the tenant's rebuild in this process, starting it under
 // the rebuilder's lifetime when there is none.
 func (r *Rebuilder) start(tenantID string, resume bool) (*rebuildRun, error) {
@@ -162,12 +183,12 @@ func (r *Rebuilder) start(tenantID string, resume bool) (*rebuildRun, error) {
 	if r.life == nil {
 		return nil, ErrRebuilderStopped
 	}
-	run := &rebuildRun{done: make(chan struct{})}
+	run := &rebuildRun{started: make(chan struct{}), done: make(chan struct{})}
 	r.running[tenantID] = run
 	r.wg.Add(1)
 	go func(ctx context.Context) {
 		defer r.wg.Done()
-		run.res, run.err = r.locked(ctx, tenantID, resume)
+		run.res, run.err = r.locked(ctx, tenantID, resume, func() { close(run.started) })
 		r.mu.Lock()
 		delete(r.running, tenantID)
 		r.mu.Unlock()
@@ -179,19 +200,19 @@ func (r *Rebuilder) start(tenantID string, resume bool) (*rebuildRun, error) {
 // locked runs the rebuild holding the tenant's rebuild lock, which keeps
 // other processes from rebuilding the tenant meanwhile and tells them,
 // when its holder is gone, that a marked tenant's rebuild was left
-// half-way.
-func (r *Rebuilder) locked(ctx context.Context, tenantID string, resume bool) (RebuildResult, error) {
-	release, ok, err := r.store.TryRebuildLock(ctx, tenantID)
+// half-way. started is called once, when the tenant is reset.
+func (r *Rebuilder) locked(ctx context.Context, tenantID string, resume bool, started func()) (RebuildResult, error) {
+	lock, holder, err := r.store.TryRebuildLock(ctx, tenantID)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Error("rebuild: cannot take the tenant's rebuild lock", "tenant", tenantID, "error", err)
 		}
 		return RebuildResult{}, fmt.Errorf("rebuild: %w", err)
 	}
-	if !ok {
-		return RebuildResult{}, ErrRebuildElsewhere
+	if holder != nil {
+		return RebuildResult{}, fmt.Errorf("%w: %s", ErrRebuildElsewhere, holder)
 	}
-	defer release()
+	defer lock.Release(ctx)
 	if resume {
 		// Marked, yet nobody held the lock: unless another process has
 		// just finished it, the process running it stopped half-way.
@@ -201,7 +222,7 @@ func (r *Rebuilder) locked(ctx context.Context, tenantID string, resume bool) (R
 		}
 		r.log.Warn("rebuild: found one left unfinished (its process stopped); running it again", "tenant", tenantID, "partial_since", st.Since)
 	}
-	res, err := r.rebuild(ctx, tenantID)
+	res, err := r.rebuild(ctx, tenantID, started)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
@@ -210,14 +231,19 @@ func (r *Rebuilder) locked(ctx context.Context, tenantID string, resume bool) (R
 	default:
 		r.log.Error("rebuild: failed; the tenant stays marked as being rebuilt and it is run again", "tenant", tenantID,
 			"replayed", res.Replayed, "error", err, "retry_in", r.ResumeEvery)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if ferr := r.store.FailRebuild(fctx, tenantID, err); ferr != nil {
+			r.log.Error("rebuild: cannot record the failure for GetRebuild", "tenant", tenantID, "error", ferr)
+		}
 	}
 	return res, err
 }
 
 // rebuild resets tenant's projections and replays every fact of the tenant
 // still on the stream (RETAIN_EVENTS keeps them for its max age), then
-// marks the rebuild done.
-func (r *Rebuilder) rebuild(ctx context.Context, tenantID string) (RebuildResult, error) {
+// marks the rebuild done. started is called once, when the tenant is reset.
+func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()) (RebuildResult, error) {
 	res := RebuildResult{StartedAt: time.Now().UTC()}
 	stream, err := r.bus.JS.Stream(ctx, bus.EventsStream)
 	if err != nil {
@@ -226,6 +252,7 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string) (RebuildResult
 	if err := r.store.ResetTenant(ctx, tenantID, Durable); err != nil {
 		return res, fmt.Errorf("rebuild: %w", err)
 	}
+	started()
 	r.log.Info("rebuild: projections reset, replaying", "tenant", tenantID)
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: TenantSubjects(tenantID),
@@ -249,20 +276,19 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string) (RebuildResult
 		}
 		ds := make([]*bus.Delivery, 0, len(msgs))
 		done := false
+		var pending *int64
 		for _, m := range msgs {
 			ds = append(ds, delivery(m))
-			if md, err := m.Metadata(); err == nil && (md.NumPending == 0 || md.Sequence.Stream >= lastSeq) {
-				done = true
+			if md, err := m.Metadata(); err == nil {
+				n := int64(md.NumPending)
+				pending = &n
+				done = done || md.NumPending == 0 || md.Sequence.Stream >= lastSeq
 			}
 		}
 		if len(ds) > 0 {
-			applied, rejected, err := r.apply(ctx, ds)
-			if err != nil {
+			if res, err = r.apply(ctx, tenantID, ds, res, pending); err != nil {
 				return res, err
 			}
-			res.Replayed += int64(len(ds))
-			res.Applied += applied
-			res.Rejected += rejected
 		}
 		if done {
 			break
@@ -297,38 +323,44 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string) (RebuildResult
 // whose after-commit hooks run as a batch's do (the customer cache follows
 // the replay instead of waiting for a version check to miss). A rejected
 // fact leaves no inbox id behind, so the live consumer, which dead-letters
-// with the reason, stays the one that reports it.
-func (r *Rebuilder) apply(ctx context.Context, ds []*bus.Delivery) (applied, rejected int64, err error) {
-	err = bus.InHandlerTx(ctx, r.store.Pool(), func(ctx context.Context, tx pgx.Tx) error {
-		applied, rejected = 0, 0
+// with the reason, stays the one that reports it. The rebuild's counts so
+// far (so, plus this batch's) are recorded in the same transaction, for
+// GetRebuild in any replica; pending is what the stream still holds for
+// the tenant after the batch, when known.
+func (r *Rebuilder) apply(ctx context.Context, tenantID string, ds []*bus.Delivery, so RebuildResult, pending *int64) (RebuildResult, error) {
+	var now RebuildResult
+	err := bus.InHandlerTx(ctx, r.store.Pool(), func(ctx context.Context, tx pgx.Tx) error {
+		now = so
+		now.Replayed += int64(len(ds))
 		fresh, _, err := bus.ClaimInbox(ctx, tx, Durable, ds)
 		if err != nil {
 			return fmt.Errorf("claim inbox ids: %w", err)
 		}
-		if len(fresh) == 0 {
-			return nil
-		}
-		if err := handle(ctx, tx, r.store, fresh, r.log); err != nil {
-			return err
-		}
-		var dead []string
-		for _, d := range fresh {
-			if bad, _ := d.Rejected(); bad {
-				dead = append(dead, d.ID)
+		if len(fresh) > 0 {
+			if err := handle(ctx, tx, r.store, fresh, r.log); err != nil {
+				return err
+			}
+			var dead []string
+			for _, d := range fresh {
+				if bad, _ := d.Rejected(); bad {
+					dead = append(dead, d.ID)
+				}
+			}
+			now.Applied += int64(len(fresh) - len(dead))
+			now.Rejected += int64(len(dead))
+			if len(dead) > 0 {
+				if err := bus.ReleaseInbox(ctx, tx, Durable, dead); err != nil {
+					return fmt.Errorf("rejected ids: %w", err)
+				}
 			}
 		}
-		applied, rejected = int64(len(fresh)-len(dead)), int64(len(dead))
-		if len(dead) > 0 {
-			if err := bus.ReleaseInbox(ctx, tx, Durable, dead); err != nil {
-				return fmt.Errorf("rejected ids: %w", err)
-			}
-		}
-		return nil
+		return store.RecordRebuildProgress(ctx, tx, tenantID, store.RebuildProgress{
+			Replayed: now.Replayed, Applied: now.Applied, Rejected: now.Rejected, Pending: pending})
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("rebuild: apply %d facts: %w", len(ds), err)
+		return so, fmt.Errorf("rebuild: apply %d facts: %w", len(ds), err)
 	}
-	return applied, rejected, nil
+	return now, nil
 }
 
 // fetch takes up to n messages without waiting for a full batch: what is

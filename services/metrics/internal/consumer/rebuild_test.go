@@ -50,8 +50,8 @@ func TestRebuildClaimsDoNotDeadlock(t *testing.T) {
 	applied := make([][2]int64, rounds)
 	replay := func(worker int, reverse bool) func(int) error {
 		return func(round int) error {
-			n, _, err := r.apply(ctx, batch(round, reverse))
-			applied[round][worker] = n
+			res, err := r.apply(ctx, "shop", batch(round, reverse), RebuildResult{}, nil)
+			applied[round][worker] = res.Applied
 			return err
 		}
 	}

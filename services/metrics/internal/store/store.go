@@ -185,15 +185,17 @@ func winningAnswers(in []retention.Answer) []retention.Answer {
 // customer sequence starts again from zero. The tenant is marked as being
 // rebuilt in the same transaction (its figures are partial from then on)
 // until FinishRebuild; a reset of a tenant already marked keeps the instant
-// its figures went partial.
+// its figures went partial. The reset starts an attempt of the rebuild: its
+// progress counts start again from zero (RebuildProgress).
 func (s *Store) ResetTenant(ctx context.Context, tenant, consumer string) error {
 	return pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := LockTenants(ctx, tx, []string{tenant}); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `
-			INSERT INTO tenant_rebuilds AS r (tenant, started_at, starts) VALUES ($1, now(), 1)
-			ON CONFLICT (tenant) DO UPDATE SET started_at = coalesce(r.started_at, excluded.started_at), starts = r.starts + 1`,
+			INSERT INTO tenant_rebuilds AS r (tenant, started_at, starts, attempt_started_at, progress_at) VALUES ($1, now(), 1, now(), now())
+			ON CONFLICT (tenant) DO UPDATE SET started_at = coalesce(r.started_at, excluded.started_at), starts = r.starts + 1,
+				attempt_started_at = now(), replayed = 0, applied = 0, rejected = 0, pending = NULL, progress_at = now(), finished_at = NULL`,
 			tenant); err != nil {
 			return fmt.Errorf("mark the rebuild: %w", err)
 		}

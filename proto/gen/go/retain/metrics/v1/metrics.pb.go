@@ -122,6 +122,71 @@ func (RFMSegment) EnumDescriptor() ([]byte, []int) {
 	return file_retain_metrics_v1_metrics_proto_rawDescGZIP(), []int{0}
 }
 
+// RebuildState is where a tenant's rebuild stands.
+type RebuildState int32
+
+const (
+	RebuildState_REBUILD_STATE_UNSPECIFIED RebuildState = 0
+	// No rebuild is pending: the figures are whole. The counts and
+	// finished_at are the last rebuild's, if any.
+	RebuildState_REBUILD_STATE_NONE RebuildState = 1
+	// A process runs the rebuild (process names it); queries answer
+	// UNAVAILABLE until it is done.
+	RebuildState_REBUILD_STATE_RUNNING RebuildState = 2
+	// The figures are partial and nobody runs the rebuild: the process
+	// running it stopped half-way. A replica runs it again from the start at
+	// its start or within 30 s.
+	RebuildState_REBUILD_STATE_INTERRUPTED RebuildState = 3
+	// As interrupted, after its last attempt failed (last_error); it is run
+	// again within 30 s.
+	RebuildState_REBUILD_STATE_FAILED RebuildState = 4
+)
+
+// Enum value maps for RebuildState.
+var (
+	RebuildState_name = map[int32]string{
+		0: "REBUILD_STATE_UNSPECIFIED",
+		1: "REBUILD_STATE_NONE",
+		2: "REBUILD_STATE_RUNNING",
+		3: "REBUILD_STATE_INTERRUPTED",
+		4: "REBUILD_STATE_FAILED",
+	}
+	RebuildState_value = map[string]int32{
+		"REBUILD_STATE_UNSPECIFIED": 0,
+		"REBUILD_STATE_NONE":        1,
+		"REBUILD_STATE_RUNNING":     2,
+		"REBUILD_STATE_INTERRUPTED": 3,
+		"REBUILD_STATE_FAILED":      4,
+	}
+)
+
+func (x RebuildState) Enum() *RebuildState {
+	p := new(RebuildState)
+	*p = x
+	return p
+}
+
+func (x RebuildState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RebuildState) Descriptor() protoreflect.EnumDescriptor {
+	return file_retain_metrics_v1_metrics_proto_enumTypes[1].Descriptor()
+}
+
+func (RebuildState) Type() protoreflect.EnumType {
+	return &file_retain_metrics_v1_metrics_proto_enumTypes[1]
+}
+
+func (x RebuildState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RebuildState.Descriptor instead.
+func (RebuildState) EnumDescriptor() ([]byte, []int) {
+	return file_retain_metrics_v1_metrics_proto_rawDescGZIP(), []int{1}
+}
+
 // Period is the half-open range of instants [from, to). In a request, a
 // to after now is measured up to now (the response's period says so) and
 // a from at or after now is refused: nothing has happened there yet.
@@ -1952,7 +2017,12 @@ func (x *GetSalesResponse) GetOrdersPerCustomer() *Ratio {
 }
 
 type RebuildRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Answer once the rebuild has reset the tenant (at once when this process
+	// already runs it) instead of when it is done: the counts are then those
+	// so far and finished_at is unset unless it is done already. GetRebuild
+	// follows it from there.
+	Detach        bool `protobuf:"varint,1,opt,name=detach,proto3" json:"detach,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1987,6 +2057,13 @@ func (*RebuildRequest) Descriptor() ([]byte, []int) {
 	return file_retain_metrics_v1_metrics_proto_rawDescGZIP(), []int{24}
 }
 
+func (x *RebuildRequest) GetDetach() bool {
+	if x != nil {
+		return x.Detach
+	}
+	return false
+}
+
 type RebuildResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Events read back from RETAIN_EVENTS for the tenant.
@@ -1997,9 +2074,10 @@ type RebuildResponse struct {
 	// Events the projections refused (dead-lettered when first consumed).
 	EventsRejected int64                  `protobuf:"varint,3,opt,name=events_rejected,json=eventsRejected,proto3" json:"events_rejected,omitempty"`
 	StartedAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Unset when the call was detached and the rebuild goes on.
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RebuildResponse) Reset() {
@@ -2063,6 +2141,266 @@ func (x *RebuildResponse) GetStartedAt() *timestamppb.Timestamp {
 func (x *RebuildResponse) GetFinishedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FinishedAt
+	}
+	return nil
+}
+
+type GetRebuildRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRebuildRequest) Reset() {
+	*x = GetRebuildRequest{}
+	mi := &file_retain_metrics_v1_metrics_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRebuildRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRebuildRequest) ProtoMessage() {}
+
+func (x *GetRebuildRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_metrics_v1_metrics_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRebuildRequest.ProtoReflect.Descriptor instead.
+func (*GetRebuildRequest) Descriptor() ([]byte, []int) {
+	return file_retain_metrics_v1_metrics_proto_rawDescGZIP(), []int{26}
+}
+
+// RebuildProcess is the database session of the process running a
+// rebuild (the holder of the tenant's rebuild lock), as Postgres knows it.
+type RebuildProcess struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's backend process id in Postgres (pg_backend_pid), not the
+	// service's own pid.
+	Pid int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Its application_name; empty when unset.
+	ApplicationName string `protobuf:"bytes,2,opt,name=application_name,json=applicationName,proto3" json:"application_name,omitempty"`
+	// The address it connects from (the replica's host); empty for a local
+	// socket or when this role may not see it.
+	ClientAddress string                 `protobuf:"bytes,3,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	ConnectedAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=connected_at,json=connectedAt,proto3" json:"connected_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebuildProcess) Reset() {
+	*x = RebuildProcess{}
+	mi := &file_retain_metrics_v1_metrics_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebuildProcess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebuildProcess) ProtoMessage() {}
+
+func (x *RebuildProcess) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_metrics_v1_metrics_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebuildProcess.ProtoReflect.Descriptor instead.
+func (*RebuildProcess) Descriptor() ([]byte, []int) {
+	return file_retain_metrics_v1_metrics_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RebuildProcess) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *RebuildProcess) GetApplicationName() string {
+	if x != nil {
+		return x.ApplicationName
+	}
+	return ""
+}
+
+func (x *RebuildProcess) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
+func (x *RebuildProcess) GetConnectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectedAt
+	}
+	return nil
+}
+
+type GetRebuildResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State RebuildState           `protobuf:"varint,1,opt,name=state,proto3,enum=retain.metrics.v1.RebuildState" json:"state,omitempty"`
+	// When the tenant's figures went partial (its first reset since they
+	// were last whole); unset for NONE.
+	PartialSince *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=partial_since,json=partialSince,proto3" json:"partial_since,omitempty"`
+	// When the current attempt (or, for NONE, the last rebuild) reset the
+	// tenant; a rebuild run again after a stop or a failure starts a new
+	// attempt from zero (until its reset, the process running it again shows
+	// the attempt before). Unset when running but not reset yet, or never
+	// rebuilt.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// That attempt's counts so far, as RebuildResponse's, recorded with
+	// every replayed batch.
+	EventsReplayed int64 `protobuf:"varint,4,opt,name=events_replayed,json=eventsReplayed,proto3" json:"events_replayed,omitempty"`
+	EventsApplied  int64 `protobuf:"varint,5,opt,name=events_applied,json=eventsApplied,proto3" json:"events_applied,omitempty"`
+	EventsRejected int64 `protobuf:"varint,6,opt,name=events_rejected,json=eventsRejected,proto3" json:"events_rejected,omitempty"`
+	// The tenant's events still on the stream after the last one replayed,
+	// when known: replayed of replayed + pending is how far it is. Facts
+	// arriving meanwhile add to it (the live consumer applies those).
+	EventsPending *int64 `protobuf:"varint,7,opt,name=events_pending,json=eventsPending,proto3,oneof" json:"events_pending,omitempty"`
+	// When the counts were last recorded.
+	ProgressAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=progress_at,json=progressAt,proto3" json:"progress_at,omitempty"`
+	// When the last rebuild completed (NONE only).
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// Who runs it (RUNNING only).
+	Process *RebuildProcess `protobuf:"bytes,10,opt,name=process,proto3" json:"process,omitempty"`
+	// Why the last attempt failed, while the rebuild is pending (FAILED; kept
+	// while the next attempt runs), and when.
+	LastError     string                 `protobuf:"bytes,11,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	FailedAt      *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=failed_at,json=failedAt,proto3" json:"failed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRebuildResponse) Reset() {
+	*x = GetRebuildResponse{}
+	mi := &file_retain_metrics_v1_metrics_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRebuildResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRebuildResponse) ProtoMessage() {}
+
+func (x *GetRebuildResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_retain_metrics_v1_metrics_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRebuildResponse.ProtoReflect.Descriptor instead.
+func (*GetRebuildResponse) Descriptor() ([]byte, []int) {
+	return file_retain_metrics_v1_metrics_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetRebuildResponse) GetState() RebuildState {
+	if x != nil {
+		return x.State
+	}
+	return RebuildState_REBUILD_STATE_UNSPECIFIED
+}
+
+func (x *GetRebuildResponse) GetPartialSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PartialSince
+	}
+	return nil
+}
+
+func (x *GetRebuildResponse) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *GetRebuildResponse) GetEventsReplayed() int64 {
+	if x != nil {
+		return x.EventsReplayed
+	}
+	return 0
+}
+
+func (x *GetRebuildResponse) GetEventsApplied() int64 {
+	if x != nil {
+		return x.EventsApplied
+	}
+	return 0
+}
+
+func (x *GetRebuildResponse) GetEventsRejected() int64 {
+	if x != nil {
+		return x.EventsRejected
+	}
+	return 0
+}
+
+func (x *GetRebuildResponse) GetEventsPending() int64 {
+	if x != nil && x.EventsPending != nil {
+		return *x.EventsPending
+	}
+	return 0
+}
+
+func (x *GetRebuildResponse) GetProgressAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProgressAt
+	}
+	return nil
+}
+
+func (x *GetRebuildResponse) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *GetRebuildResponse) GetProcess() *RebuildProcess {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+func (x *GetRebuildResponse) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *GetRebuildResponse) GetFailedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FailedAt
 	}
 	return nil
 }
@@ -2219,8 +2557,9 @@ const file_retain_metrics_v1_metrics_proto_rawDesc = "" +
 	"\x0erefunded_minor\x18\x06 \x01(\x03R\rrefundedMinor\x12*\n" +
 	"\x11net_revenue_minor\x18\a \x01(\x03R\x0fnetRevenueMinor\x129\n" +
 	"\x19average_order_value_minor\x18\b \x01(\x03R\x16averageOrderValueMinor\x12H\n" +
-	"\x13orders_per_customer\x18\t \x01(\v2\x18.retain.metrics.v1.RatioR\x11ordersPerCustomer\"\x10\n" +
-	"\x0eRebuildRequest\"\x82\x02\n" +
+	"\x13orders_per_customer\x18\t \x01(\v2\x18.retain.metrics.v1.RatioR\x11ordersPerCustomer\"(\n" +
+	"\x0eRebuildRequest\x12\x16\n" +
+	"\x06detach\x18\x01 \x01(\bR\x06detach\"\x82\x02\n" +
 	"\x0fRebuildResponse\x12'\n" +
 	"\x0fevents_replayed\x18\x01 \x01(\x03R\x0eeventsReplayed\x12%\n" +
 	"\x0eevents_applied\x18\x02 \x01(\x03R\reventsApplied\x12'\n" +
@@ -2228,7 +2567,32 @@ const file_retain_metrics_v1_metrics_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt*\xdb\x02\n" +
+	"finishedAt\"\x13\n" +
+	"\x11GetRebuildRequest\"\xb3\x01\n" +
+	"\x0eRebuildProcess\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12)\n" +
+	"\x10application_name\x18\x02 \x01(\tR\x0fapplicationName\x12%\n" +
+	"\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12=\n" +
+	"\fconnected_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectedAt\"\x8e\x05\n" +
+	"\x12GetRebuildResponse\x125\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1f.retain.metrics.v1.RebuildStateR\x05state\x12?\n" +
+	"\rpartial_since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fpartialSince\x129\n" +
+	"\n" +
+	"started_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12'\n" +
+	"\x0fevents_replayed\x18\x04 \x01(\x03R\x0eeventsReplayed\x12%\n" +
+	"\x0eevents_applied\x18\x05 \x01(\x03R\reventsApplied\x12'\n" +
+	"\x0fevents_rejected\x18\x06 \x01(\x03R\x0eeventsRejected\x12*\n" +
+	"\x0eevents_pending\x18\a \x01(\x03H\x00R\reventsPending\x88\x01\x01\x12;\n" +
+	"\vprogress_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"progressAt\x12;\n" +
+	"\vfinished_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12;\n" +
+	"\aprocess\x18\n" +
+	" \x01(\v2!.retain.metrics.v1.RebuildProcessR\aprocess\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\v \x01(\tR\tlastError\x127\n" +
+	"\tfailed_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAtB\x11\n" +
+	"\x0f_events_pending*\xdb\x02\n" +
 	"\n" +
 	"RFMSegment\x12\x1b\n" +
 	"\x17RFM_SEGMENT_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -2243,7 +2607,13 @@ const file_retain_metrics_v1_metrics_proto_rawDesc = "" +
 	"\x1aRFM_SEGMENT_CANT_LOSE_THEM\x10\t\x12\x1b\n" +
 	"\x17RFM_SEGMENT_HIBERNATING\x10\n" +
 	"\x12\x14\n" +
-	"\x10RFM_SEGMENT_LOST\x10\v2\xeb\x05\n" +
+	"\x10RFM_SEGMENT_LOST\x10\v*\x99\x01\n" +
+	"\fRebuildState\x12\x1d\n" +
+	"\x19REBUILD_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12REBUILD_STATE_NONE\x10\x01\x12\x19\n" +
+	"\x15REBUILD_STATE_RUNNING\x10\x02\x12\x1d\n" +
+	"\x19REBUILD_STATE_INTERRUPTED\x10\x03\x12\x18\n" +
+	"\x14REBUILD_STATE_FAILED\x10\x042\xc6\x06\n" +
 	"\x0eMetricsService\x12_\n" +
 	"\fGetRetention\x12&.retain.metrics.v1.GetRetentionRequest\x1a'.retain.metrics.v1.GetRetentionResponse\x12n\n" +
 	"\x11GetRepeatPurchase\x12+.retain.metrics.v1.GetRepeatPurchaseRequest\x1a,.retain.metrics.v1.GetRepeatPurchaseResponse\x12Y\n" +
@@ -2253,7 +2623,9 @@ const file_retain_metrics_v1_metrics_proto_rawDesc = "" +
 	"\x06GetRFM\x12 .retain.metrics.v1.GetRFMRequest\x1a!.retain.metrics.v1.GetRFMResponse\x12h\n" +
 	"\x0fGetTopCustomers\x12).retain.metrics.v1.GetTopCustomersRequest\x1a*.retain.metrics.v1.GetTopCustomersResponse\x12S\n" +
 	"\bGetSales\x12\".retain.metrics.v1.GetSalesRequest\x1a#.retain.metrics.v1.GetSalesResponse\x12P\n" +
-	"\aRebuild\x12!.retain.metrics.v1.RebuildRequest\x1a\".retain.metrics.v1.RebuildResponseBEZCgithub.com/retainhq/retain/proto/gen/go/retain/metrics/v1;metricsv1b\x06proto3"
+	"\aRebuild\x12!.retain.metrics.v1.RebuildRequest\x1a\".retain.metrics.v1.RebuildResponse\x12Y\n" +
+	"\n" +
+	"GetRebuild\x12$.retain.metrics.v1.GetRebuildRequest\x1a%.retain.metrics.v1.GetRebuildResponseBEZCgithub.com/retainhq/retain/proto/gen/go/retain/metrics/v1;metricsv1b\x06proto3"
 
 var (
 	file_retain_metrics_v1_metrics_proto_rawDescOnce sync.Once
@@ -2267,97 +2639,111 @@ func file_retain_metrics_v1_metrics_proto_rawDescGZIP() []byte {
 	return file_retain_metrics_v1_metrics_proto_rawDescData
 }
 
-var file_retain_metrics_v1_metrics_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_retain_metrics_v1_metrics_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_retain_metrics_v1_metrics_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_retain_metrics_v1_metrics_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_retain_metrics_v1_metrics_proto_goTypes = []any{
 	(RFMSegment)(0),                   // 0: retain.metrics.v1.RFMSegment
-	(*Period)(nil),                    // 1: retain.metrics.v1.Period
-	(*Ratio)(nil),                     // 2: retain.metrics.v1.Ratio
-	(*GetRetentionRequest)(nil),       // 3: retain.metrics.v1.GetRetentionRequest
-	(*GetRetentionResponse)(nil),      // 4: retain.metrics.v1.GetRetentionResponse
-	(*GetRepeatPurchaseRequest)(nil),  // 5: retain.metrics.v1.GetRepeatPurchaseRequest
-	(*RepeatPurchase)(nil),            // 6: retain.metrics.v1.RepeatPurchase
-	(*GetRepeatPurchaseResponse)(nil), // 7: retain.metrics.v1.GetRepeatPurchaseResponse
-	(*GetCohortsRequest)(nil),         // 8: retain.metrics.v1.GetCohortsRequest
-	(*CohortCell)(nil),                // 9: retain.metrics.v1.CohortCell
-	(*CohortRow)(nil),                 // 10: retain.metrics.v1.CohortRow
-	(*GetCohortsResponse)(nil),        // 11: retain.metrics.v1.GetCohortsResponse
-	(*GetNPSRequest)(nil),             // 12: retain.metrics.v1.GetNPSRequest
-	(*NetPromoterScore)(nil),          // 13: retain.metrics.v1.NetPromoterScore
-	(*CustomerSatisfaction)(nil),      // 14: retain.metrics.v1.CustomerSatisfaction
-	(*GetNPSResponse)(nil),            // 15: retain.metrics.v1.GetNPSResponse
-	(*GetRFMRequest)(nil),             // 16: retain.metrics.v1.GetRFMRequest
-	(*RFMSegmentSize)(nil),            // 17: retain.metrics.v1.RFMSegmentSize
-	(*RFMCustomerScore)(nil),          // 18: retain.metrics.v1.RFMCustomerScore
-	(*GetRFMResponse)(nil),            // 19: retain.metrics.v1.GetRFMResponse
-	(*GetTopCustomersRequest)(nil),    // 20: retain.metrics.v1.GetTopCustomersRequest
-	(*RankedCustomer)(nil),            // 21: retain.metrics.v1.RankedCustomer
-	(*GetTopCustomersResponse)(nil),   // 22: retain.metrics.v1.GetTopCustomersResponse
-	(*GetSalesRequest)(nil),           // 23: retain.metrics.v1.GetSalesRequest
-	(*GetSalesResponse)(nil),          // 24: retain.metrics.v1.GetSalesResponse
-	(*RebuildRequest)(nil),            // 25: retain.metrics.v1.RebuildRequest
-	(*RebuildResponse)(nil),           // 26: retain.metrics.v1.RebuildResponse
-	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
+	(RebuildState)(0),                 // 1: retain.metrics.v1.RebuildState
+	(*Period)(nil),                    // 2: retain.metrics.v1.Period
+	(*Ratio)(nil),                     // 3: retain.metrics.v1.Ratio
+	(*GetRetentionRequest)(nil),       // 4: retain.metrics.v1.GetRetentionRequest
+	(*GetRetentionResponse)(nil),      // 5: retain.metrics.v1.GetRetentionResponse
+	(*GetRepeatPurchaseRequest)(nil),  // 6: retain.metrics.v1.GetRepeatPurchaseRequest
+	(*RepeatPurchase)(nil),            // 7: retain.metrics.v1.RepeatPurchase
+	(*GetRepeatPurchaseResponse)(nil), // 8: retain.metrics.v1.GetRepeatPurchaseResponse
+	(*GetCohortsRequest)(nil),         // 9: retain.metrics.v1.GetCohortsRequest
+	(*CohortCell)(nil),                // 10: retain.metrics.v1.CohortCell
+	(*CohortRow)(nil),                 // 11: retain.metrics.v1.CohortRow
+	(*GetCohortsResponse)(nil),        // 12: retain.metrics.v1.GetCohortsResponse
+	(*GetNPSRequest)(nil),             // 13: retain.metrics.v1.GetNPSRequest
+	(*NetPromoterScore)(nil),          // 14: retain.metrics.v1.NetPromoterScore
+	(*CustomerSatisfaction)(nil),      // 15: retain.metrics.v1.CustomerSatisfaction
+	(*GetNPSResponse)(nil),            // 16: retain.metrics.v1.GetNPSResponse
+	(*GetRFMRequest)(nil),             // 17: retain.metrics.v1.GetRFMRequest
+	(*RFMSegmentSize)(nil),            // 18: retain.metrics.v1.RFMSegmentSize
+	(*RFMCustomerScore)(nil),          // 19: retain.metrics.v1.RFMCustomerScore
+	(*GetRFMResponse)(nil),            // 20: retain.metrics.v1.GetRFMResponse
+	(*GetTopCustomersRequest)(nil),    // 21: retain.metrics.v1.GetTopCustomersRequest
+	(*RankedCustomer)(nil),            // 22: retain.metrics.v1.RankedCustomer
+	(*GetTopCustomersResponse)(nil),   // 23: retain.metrics.v1.GetTopCustomersResponse
+	(*GetSalesRequest)(nil),           // 24: retain.metrics.v1.GetSalesRequest
+	(*GetSalesResponse)(nil),          // 25: retain.metrics.v1.GetSalesResponse
+	(*RebuildRequest)(nil),            // 26: retain.metrics.v1.RebuildRequest
+	(*RebuildResponse)(nil),           // 27: retain.metrics.v1.RebuildResponse
+	(*GetRebuildRequest)(nil),         // 28: retain.metrics.v1.GetRebuildRequest
+	(*RebuildProcess)(nil),            // 29: retain.metrics.v1.RebuildProcess
+	(*GetRebuildResponse)(nil),        // 30: retain.metrics.v1.GetRebuildResponse
+	(*timestamppb.Timestamp)(nil),     // 31: google.protobuf.Timestamp
 }
 var file_retain_metrics_v1_metrics_proto_depIdxs = []int32{
-	27, // 0: retain.metrics.v1.Period.from:type_name -> google.protobuf.Timestamp
-	27, // 1: retain.metrics.v1.Period.to:type_name -> google.protobuf.Timestamp
-	1,  // 2: retain.metrics.v1.GetRetentionRequest.period:type_name -> retain.metrics.v1.Period
-	1,  // 3: retain.metrics.v1.GetRetentionResponse.period:type_name -> retain.metrics.v1.Period
-	2,  // 4: retain.metrics.v1.GetRetentionResponse.retention_rate:type_name -> retain.metrics.v1.Ratio
-	2,  // 5: retain.metrics.v1.GetRetentionResponse.churn_rate:type_name -> retain.metrics.v1.Ratio
-	2,  // 6: retain.metrics.v1.GetRetentionResponse.lost_per_acquired:type_name -> retain.metrics.v1.Ratio
-	1,  // 7: retain.metrics.v1.GetRepeatPurchaseRequest.period:type_name -> retain.metrics.v1.Period
-	2,  // 8: retain.metrics.v1.RepeatPurchase.rate:type_name -> retain.metrics.v1.Ratio
-	1,  // 9: retain.metrics.v1.GetRepeatPurchaseResponse.period:type_name -> retain.metrics.v1.Period
-	6,  // 10: retain.metrics.v1.GetRepeatPurchaseResponse.in_period:type_name -> retain.metrics.v1.RepeatPurchase
-	6,  // 11: retain.metrics.v1.GetRepeatPurchaseResponse.lifetime:type_name -> retain.metrics.v1.RepeatPurchase
-	2,  // 12: retain.metrics.v1.CohortCell.share:type_name -> retain.metrics.v1.Ratio
-	9,  // 13: retain.metrics.v1.CohortRow.cells:type_name -> retain.metrics.v1.CohortCell
-	10, // 14: retain.metrics.v1.GetCohortsResponse.rows:type_name -> retain.metrics.v1.CohortRow
-	1,  // 15: retain.metrics.v1.GetNPSRequest.period:type_name -> retain.metrics.v1.Period
-	2,  // 16: retain.metrics.v1.NetPromoterScore.score:type_name -> retain.metrics.v1.Ratio
-	2,  // 17: retain.metrics.v1.CustomerSatisfaction.score:type_name -> retain.metrics.v1.Ratio
-	1,  // 18: retain.metrics.v1.GetNPSResponse.period:type_name -> retain.metrics.v1.Period
-	13, // 19: retain.metrics.v1.GetNPSResponse.nps:type_name -> retain.metrics.v1.NetPromoterScore
-	14, // 20: retain.metrics.v1.GetNPSResponse.csat:type_name -> retain.metrics.v1.CustomerSatisfaction
-	27, // 21: retain.metrics.v1.GetRFMRequest.at:type_name -> google.protobuf.Timestamp
+	31, // 0: retain.metrics.v1.Period.from:type_name -> google.protobuf.Timestamp
+	31, // 1: retain.metrics.v1.Period.to:type_name -> google.protobuf.Timestamp
+	2,  // 2: retain.metrics.v1.GetRetentionRequest.period:type_name -> retain.metrics.v1.Period
+	2,  // 3: retain.metrics.v1.GetRetentionResponse.period:type_name -> retain.metrics.v1.Period
+	3,  // 4: retain.metrics.v1.GetRetentionResponse.retention_rate:type_name -> retain.metrics.v1.Ratio
+	3,  // 5: retain.metrics.v1.GetRetentionResponse.churn_rate:type_name -> retain.metrics.v1.Ratio
+	3,  // 6: retain.metrics.v1.GetRetentionResponse.lost_per_acquired:type_name -> retain.metrics.v1.Ratio
+	2,  // 7: retain.metrics.v1.GetRepeatPurchaseRequest.period:type_name -> retain.metrics.v1.Period
+	3,  // 8: retain.metrics.v1.RepeatPurchase.rate:type_name -> retain.metrics.v1.Ratio
+	2,  // 9: retain.metrics.v1.GetRepeatPurchaseResponse.period:type_name -> retain.metrics.v1.Period
+	7,  // 10: retain.metrics.v1.GetRepeatPurchaseResponse.in_period:type_name -> retain.metrics.v1.RepeatPurchase
+	7,  // 11: retain.metrics.v1.GetRepeatPurchaseResponse.lifetime:type_name -> retain.metrics.v1.RepeatPurchase
+	3,  // 12: retain.metrics.v1.CohortCell.share:type_name -> retain.metrics.v1.Ratio
+	10, // 13: retain.metrics.v1.CohortRow.cells:type_name -> retain.metrics.v1.CohortCell
+	11, // 14: retain.metrics.v1.GetCohortsResponse.rows:type_name -> retain.metrics.v1.CohortRow
+	2,  // 15: retain.metrics.v1.GetNPSRequest.period:type_name -> retain.metrics.v1.Period
+	3,  // 16: retain.metrics.v1.NetPromoterScore.score:type_name -> retain.metrics.v1.Ratio
+	3,  // 17: retain.metrics.v1.CustomerSatisfaction.score:type_name -> retain.metrics.v1.Ratio
+	2,  // 18: retain.metrics.v1.GetNPSResponse.period:type_name -> retain.metrics.v1.Period
+	14, // 19: retain.metrics.v1.GetNPSResponse.nps:type_name -> retain.metrics.v1.NetPromoterScore
+	15, // 20: retain.metrics.v1.GetNPSResponse.csat:type_name -> retain.metrics.v1.CustomerSatisfaction
+	31, // 21: retain.metrics.v1.GetRFMRequest.at:type_name -> google.protobuf.Timestamp
 	0,  // 22: retain.metrics.v1.RFMSegmentSize.segment:type_name -> retain.metrics.v1.RFMSegment
-	27, // 23: retain.metrics.v1.RFMCustomerScore.last_order_at:type_name -> google.protobuf.Timestamp
+	31, // 23: retain.metrics.v1.RFMCustomerScore.last_order_at:type_name -> google.protobuf.Timestamp
 	0,  // 24: retain.metrics.v1.RFMCustomerScore.segment:type_name -> retain.metrics.v1.RFMSegment
-	27, // 25: retain.metrics.v1.GetRFMResponse.at:type_name -> google.protobuf.Timestamp
-	17, // 26: retain.metrics.v1.GetRFMResponse.segments:type_name -> retain.metrics.v1.RFMSegmentSize
-	18, // 27: retain.metrics.v1.GetRFMResponse.scores:type_name -> retain.metrics.v1.RFMCustomerScore
-	1,  // 28: retain.metrics.v1.GetTopCustomersRequest.period:type_name -> retain.metrics.v1.Period
-	1,  // 29: retain.metrics.v1.GetTopCustomersResponse.period:type_name -> retain.metrics.v1.Period
-	2,  // 30: retain.metrics.v1.GetTopCustomersResponse.revenue_share:type_name -> retain.metrics.v1.Ratio
-	21, // 31: retain.metrics.v1.GetTopCustomersResponse.top:type_name -> retain.metrics.v1.RankedCustomer
-	1,  // 32: retain.metrics.v1.GetSalesRequest.period:type_name -> retain.metrics.v1.Period
-	1,  // 33: retain.metrics.v1.GetSalesResponse.period:type_name -> retain.metrics.v1.Period
-	2,  // 34: retain.metrics.v1.GetSalesResponse.orders_per_customer:type_name -> retain.metrics.v1.Ratio
-	27, // 35: retain.metrics.v1.RebuildResponse.started_at:type_name -> google.protobuf.Timestamp
-	27, // 36: retain.metrics.v1.RebuildResponse.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 37: retain.metrics.v1.MetricsService.GetRetention:input_type -> retain.metrics.v1.GetRetentionRequest
-	5,  // 38: retain.metrics.v1.MetricsService.GetRepeatPurchase:input_type -> retain.metrics.v1.GetRepeatPurchaseRequest
-	8,  // 39: retain.metrics.v1.MetricsService.GetCohorts:input_type -> retain.metrics.v1.GetCohortsRequest
-	12, // 40: retain.metrics.v1.MetricsService.GetNPS:input_type -> retain.metrics.v1.GetNPSRequest
-	16, // 41: retain.metrics.v1.MetricsService.GetRFM:input_type -> retain.metrics.v1.GetRFMRequest
-	20, // 42: retain.metrics.v1.MetricsService.GetTopCustomers:input_type -> retain.metrics.v1.GetTopCustomersRequest
-	23, // 43: retain.metrics.v1.MetricsService.GetSales:input_type -> retain.metrics.v1.GetSalesRequest
-	25, // 44: retain.metrics.v1.MetricsService.Rebuild:input_type -> retain.metrics.v1.RebuildRequest
-	4,  // 45: retain.metrics.v1.MetricsService.GetRetention:output_type -> retain.metrics.v1.GetRetentionResponse
-	7,  // 46: retain.metrics.v1.MetricsService.GetRepeatPurchase:output_type -> retain.metrics.v1.GetRepeatPurchaseResponse
-	11, // 47: retain.metrics.v1.MetricsService.GetCohorts:output_type -> retain.metrics.v1.GetCohortsResponse
-	15, // 48: retain.metrics.v1.MetricsService.GetNPS:output_type -> retain.metrics.v1.GetNPSResponse
-	19, // 49: retain.metrics.v1.MetricsService.GetRFM:output_type -> retain.metrics.v1.GetRFMResponse
-	22, // 50: retain.metrics.v1.MetricsService.GetTopCustomers:output_type -> retain.metrics.v1.GetTopCustomersResponse
-	24, // 51: retain.metrics.v1.MetricsService.GetSales:output_type -> retain.metrics.v1.GetSalesResponse
-	26, // 52: retain.metrics.v1.MetricsService.Rebuild:output_type -> retain.metrics.v1.RebuildResponse
-	45, // [45:53] is the sub-list for method output_type
-	37, // [37:45] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	31, // 25: retain.metrics.v1.GetRFMResponse.at:type_name -> google.protobuf.Timestamp
+	18, // 26: retain.metrics.v1.GetRFMResponse.segments:type_name -> retain.metrics.v1.RFMSegmentSize
+	19, // 27: retain.metrics.v1.GetRFMResponse.scores:type_name -> retain.metrics.v1.RFMCustomerScore
+	2,  // 28: retain.metrics.v1.GetTopCustomersRequest.period:type_name -> retain.metrics.v1.Period
+	2,  // 29: retain.metrics.v1.GetTopCustomersResponse.period:type_name -> retain.metrics.v1.Period
+	3,  // 30: retain.metrics.v1.GetTopCustomersResponse.revenue_share:type_name -> retain.metrics.v1.Ratio
+	22, // 31: retain.metrics.v1.GetTopCustomersResponse.top:type_name -> retain.metrics.v1.RankedCustomer
+	2,  // 32: retain.metrics.v1.GetSalesRequest.period:type_name -> retain.metrics.v1.Period
+	2,  // 33: retain.metrics.v1.GetSalesResponse.period:type_name -> retain.metrics.v1.Period
+	3,  // 34: retain.metrics.v1.GetSalesResponse.orders_per_customer:type_name -> retain.metrics.v1.Ratio
+	31, // 35: retain.metrics.v1.RebuildResponse.started_at:type_name -> google.protobuf.Timestamp
+	31, // 36: retain.metrics.v1.RebuildResponse.finished_at:type_name -> google.protobuf.Timestamp
+	31, // 37: retain.metrics.v1.RebuildProcess.connected_at:type_name -> google.protobuf.Timestamp
+	1,  // 38: retain.metrics.v1.GetRebuildResponse.state:type_name -> retain.metrics.v1.RebuildState
+	31, // 39: retain.metrics.v1.GetRebuildResponse.partial_since:type_name -> google.protobuf.Timestamp
+	31, // 40: retain.metrics.v1.GetRebuildResponse.started_at:type_name -> google.protobuf.Timestamp
+	31, // 41: retain.metrics.v1.GetRebuildResponse.progress_at:type_name -> google.protobuf.Timestamp
+	31, // 42: retain.metrics.v1.GetRebuildResponse.finished_at:type_name -> google.protobuf.Timestamp
+	29, // 43: retain.metrics.v1.GetRebuildResponse.process:type_name -> retain.metrics.v1.RebuildProcess
+	31, // 44: retain.metrics.v1.GetRebuildResponse.failed_at:type_name -> google.protobuf.Timestamp
+	4,  // 45: retain.metrics.v1.MetricsService.GetRetention:input_type -> retain.metrics.v1.GetRetentionRequest
+	6,  // 46: retain.metrics.v1.MetricsService.GetRepeatPurchase:input_type -> retain.metrics.v1.GetRepeatPurchaseRequest
+	9,  // 47: retain.metrics.v1.MetricsService.GetCohorts:input_type -> retain.metrics.v1.GetCohortsRequest
+	13, // 48: retain.metrics.v1.MetricsService.GetNPS:input_type -> retain.metrics.v1.GetNPSRequest
+	17, // 49: retain.metrics.v1.MetricsService.GetRFM:input_type -> retain.metrics.v1.GetRFMRequest
+	21, // 50: retain.metrics.v1.MetricsService.GetTopCustomers:input_type -> retain.metrics.v1.GetTopCustomersRequest
+	24, // 51: retain.metrics.v1.MetricsService.GetSales:input_type -> retain.metrics.v1.GetSalesRequest
+	26, // 52: retain.metrics.v1.MetricsService.Rebuild:input_type -> retain.metrics.v1.RebuildRequest
+	28, // 53: retain.metrics.v1.MetricsService.GetRebuild:input_type -> retain.metrics.v1.GetRebuildRequest
+	5,  // 54: retain.metrics.v1.MetricsService.GetRetention:output_type -> retain.metrics.v1.GetRetentionResponse
+	8,  // 55: retain.metrics.v1.MetricsService.GetRepeatPurchase:output_type -> retain.metrics.v1.GetRepeatPurchaseResponse
+	12, // 56: retain.metrics.v1.MetricsService.GetCohorts:output_type -> retain.metrics.v1.GetCohortsResponse
+	16, // 57: retain.metrics.v1.MetricsService.GetNPS:output_type -> retain.metrics.v1.GetNPSResponse
+	20, // 58: retain.metrics.v1.MetricsService.GetRFM:output_type -> retain.metrics.v1.GetRFMResponse
+	23, // 59: retain.metrics.v1.MetricsService.GetTopCustomers:output_type -> retain.metrics.v1.GetTopCustomersResponse
+	25, // 60: retain.metrics.v1.MetricsService.GetSales:output_type -> retain.metrics.v1.GetSalesResponse
+	27, // 61: retain.metrics.v1.MetricsService.Rebuild:output_type -> retain.metrics.v1.RebuildResponse
+	30, // 62: retain.metrics.v1.MetricsService.GetRebuild:output_type -> retain.metrics.v1.GetRebuildResponse
+	54, // [54:63] is the sub-list for method output_type
+	45, // [45:54] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_retain_metrics_v1_metrics_proto_init() }
@@ -2365,13 +2751,14 @@ func file_retain_metrics_v1_metrics_proto_init() {
 	if File_retain_metrics_v1_metrics_proto != nil {
 		return
 	}
+	file_retain_metrics_v1_metrics_proto_msgTypes[28].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_retain_metrics_v1_metrics_proto_rawDesc), len(file_retain_metrics_v1_metrics_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   26,
+			NumEnums:      2,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -50,6 +50,7 @@ const (
 	MetricsService_GetTopCustomers_FullMethodName   = "/retain.metrics.v1.MetricsService/GetTopCustomers"
 	MetricsService_GetSales_FullMethodName          = "/retain.metrics.v1.MetricsService/GetSales"
 	MetricsService_Rebuild_FullMethodName           = "/retain.metrics.v1.MetricsService/Rebuild"
+	MetricsService_GetRebuild_FullMethodName        = "/retain.metrics.v1.MetricsService/GetRebuild"
 )
 
 // MetricsServiceClient is the client API for MetricsService service.
@@ -77,8 +78,16 @@ type MetricsServiceClient interface {
 	GetSales(ctx context.Context, in *GetSalesRequest, opts ...grpc.CallOption) (*GetSalesResponse, error)
 	// Drops the caller tenant's projections and rebuilds them by replaying
 	// RETAIN_EVENTS from the start; every figure afterwards is what the
-	// events on the stream give. Scope admin.
+	// events on the stream give. The rebuild is the service's: a caller that
+	// stops waiting leaves it running to the end. Asked of a replica while
+	// another runs the tenant's rebuild, ABORTED naming that process. Scope
+	// admin.
 	Rebuild(ctx context.Context, in *RebuildRequest, opts ...grpc.CallOption) (*RebuildResponse, error)
+	// Where the caller tenant's rebuild stands: none pending, running (in
+	// which process, how far), or cut short or failed and awaiting its run
+	// again; answered by any replica. Scope admin, as Rebuild: it names the
+	// database sessions of the service's processes and its errors.
+	GetRebuild(ctx context.Context, in *GetRebuildRequest, opts ...grpc.CallOption) (*GetRebuildResponse, error)
 }
 
 type metricsServiceClient struct {
@@ -169,6 +178,16 @@ func (c *metricsServiceClient) Rebuild(ctx context.Context, in *RebuildRequest, 
 	return out, nil
 }
 
+func (c *metricsServiceClient) GetRebuild(ctx context.Context, in *GetRebuildRequest, opts ...grpc.CallOption) (*GetRebuildResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRebuildResponse)
+	err := c.cc.Invoke(ctx, MetricsService_GetRebuild_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MetricsServiceServer is the server API for MetricsService service.
 // All implementations must embed UnimplementedMetricsServiceServer
 // for forward compatibility.
@@ -194,8 +213,16 @@ type MetricsServiceServer interface {
 	GetSales(context.Context, *GetSalesRequest) (*GetSalesResponse, error)
 	// Drops the caller tenant's projections and rebuilds them by replaying
 	// RETAIN_EVENTS from the start; every figure afterwards is what the
-	// events on the stream give. Scope admin.
+	// events on the stream give. The rebuild is the service's: a caller that
+	// stops waiting leaves it running to the end. Asked of a replica while
+	// another runs the tenant's rebuild, ABORTED naming that process. Scope
+	// admin.
 	Rebuild(context.Context, *RebuildRequest) (*RebuildResponse, error)
+	// Where the caller tenant's rebuild stands: none pending, running (in
+	// which process, how far), or cut short or failed and awaiting its run
+	// again; answered by any replica. Scope admin, as Rebuild: it names the
+	// database sessions of the service's processes and its errors.
+	GetRebuild(context.Context, *GetRebuildRequest) (*GetRebuildResponse, error)
 	mustEmbedUnimplementedMetricsServiceServer()
 }
 
@@ -229,6 +256,9 @@ func (UnimplementedMetricsServiceServer) GetSales(context.Context, *GetSalesRequ
 }
 func (UnimplementedMetricsServiceServer) Rebuild(context.Context, *RebuildRequest) (*RebuildResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rebuild not implemented")
+}
+func (UnimplementedMetricsServiceServer) GetRebuild(context.Context, *GetRebuildRequest) (*GetRebuildResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRebuild not implemented")
 }
 func (UnimplementedMetricsServiceServer) mustEmbedUnimplementedMetricsServiceServer() {}
 func (UnimplementedMetricsServiceServer) testEmbeddedByValue()                        {}
@@ -395,6 +425,24 @@ func _MetricsService_Rebuild_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MetricsService_GetRebuild_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRebuildRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MetricsServiceServer).GetRebuild(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MetricsService_GetRebuild_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MetricsServiceServer).GetRebuild(ctx, req.(*GetRebuildRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MetricsService_ServiceDesc is the grpc.ServiceDesc for MetricsService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -433,6 +481,10 @@ var MetricsService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Rebuild",
 			Handler:    _MetricsService_Rebuild_Handler,
+		},
+		{
+			MethodName: "GetRebuild",
+			Handler:    _MetricsService_GetRebuild_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
