@@ -66,16 +66,9 @@ func BenchmarkIngest(b *testing.B) {
 // stream configured like RETAIN_EVENTS and returns messages per second.
 func rawAtomicRate(b *testing.B, url string, d time.Duration) float64 {
 	ctx := context.Background()
-	bs, err := bus.Connect(ctx, bus.Config{URL: url, Name: "bench-raw"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bs.Close()
 	cfg := bus.EventsStreamConfig(bus.StreamOptions{})
 	cfg.Name, cfg.Subjects = "RAWBENCH", []string{"rawbench.>"}
-	if err := bs.EnsureStreams(ctx, cfg); err != nil {
-		b.Fatal(err)
-	}
+	bs := testenv.Bus(b, bus.Config{URL: url, Name: "bench-raw"}, cfg)
 	payload := bytes.Repeat([]byte("x"), 300)
 	n := 0
 	start := time.Now()

@@ -47,14 +47,7 @@ func newStorageFullEnv(t *testing.T) *storageFullEnv {
 	t.Helper()
 	ctx := context.Background()
 	ns := testenv.NATS(t)
-	b, err := bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "api-test"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, bus.DefaultStreams(bus.StreamOptions{})...); err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.Bus(t, bus.Config{URL: ns.URL(), Name: "api-test"})
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	c, err := commit.New(commit.DefaultConfig(), b, store.NewLog(testenv.MigratedPool(t, store.Migrations)),

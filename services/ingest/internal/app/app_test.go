@@ -67,15 +67,7 @@ func TestRefusedEventsAreCounted(t *testing.T) {
 // stored, and one byte more is rejected before it reaches the bus.
 func TestEventAtTheLimitIsStored(t *testing.T) {
 	ctx := context.Background()
-	ns := testenv.NATS(t)
-	b, err := bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "app-test"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, bus.DefaultStreams(bus.StreamOptions{})...); err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.Bus(t, bus.Config{URL: testenv.NATS(t).URL(), Name: "app-test"})
 	c, err := commit.New(commit.DefaultConfig(), b, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

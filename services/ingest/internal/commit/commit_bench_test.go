@@ -21,16 +21,8 @@ import (
 // group commit exists for. It reports messages/s next to the raw rate of one
 // atomic batch per request measured in the same run.
 func BenchmarkGroupCommit(b *testing.B) {
-	ns := testenv.NATS(b)
+	bs := testenv.Bus(b, bus.Config{URL: testenv.NATS(b).URL(), Name: "bench"})
 	ctx := context.Background()
-	bs, err := bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "bench"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer bs.Close()
-	if err := bs.EnsureStreams(ctx, bus.DefaultStreams(bus.StreamOptions{})...); err != nil {
-		b.Fatal(err)
-	}
 	var seq atomic.Int64
 	req := func(n int) []bus.Message {
 		msgs := make([]bus.Message, n)

@@ -27,16 +27,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func newBus(t *testing.T) *bus.Bus {
 	t.Helper()
-	ns := testenv.NATS(t)
-	b, err := bus.Connect(context.Background(), bus.Config{URL: ns.URL(), Name: "commit-test"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(context.Background(), bus.DefaultStreams(bus.StreamOptions{})...); err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testenv.Bus(t, bus.Config{URL: testenv.NATS(t).URL(), Name: "commit-test"})
 }
 
 func msgs(prefix string, n int) []bus.Message {
