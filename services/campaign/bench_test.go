@@ -45,16 +45,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 // here) and log.
 func newEngineEnv(tb testing.TB, cfg app.Config, log *slog.Logger) *benchEnv {
 	tb.Helper()
-	ns := testenv.NATS(tb)
-	ctx := context.Background()
-	pub, err := bus.Connect(ctx, bus.Config{URL: ns.URL()}, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pub.Close)
-	if err := pub.EnsureStreams(ctx); err != nil {
-		tb.Fatal(err)
-	}
+	pub := testenv.Bus(tb, bus.Config{URL: testenv.NATS(tb).URL()})
 	pool := testenv.MigratedPool(tb, store.Migrations)
 	c := testenv.NewClock(time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC))
 	cfg.MaxTriggerAge, cfg.Now = 7*day, c.Now

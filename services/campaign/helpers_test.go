@@ -82,13 +82,7 @@ func setup(t testing.TB, opts ...option) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.db.Close)
-	if s.pub, err = bus.Connect(ctx, bus.Config{URL: s.nats.URL(), Name: "test-publisher"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.pub.Close)
-	if err := s.pub.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s.pub = testenv.Bus(t, bus.Config{URL: s.nats.URL(), Name: "test-publisher"})
 	s.js = s.pub.JS
 	return s
 }
