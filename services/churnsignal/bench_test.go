@@ -46,13 +46,7 @@ func BenchmarkConsumer(b *testing.B) {
 		ns := testenv.NATS(b)
 		dbURL := testenv.Postgres(b)
 		ctx := context.Background()
-		pub, err := bus.Connect(ctx, bus.Config{URL: ns.URL()}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := pub.EnsureStreams(ctx); err != nil {
-			b.Fatal(err)
-		}
+		pub := testenv.Bus(b, bus.Config{URL: ns.URL()})
 		now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 		msgs := make([]bus.Message, n)
 		for i := range n {

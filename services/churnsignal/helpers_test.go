@@ -72,14 +72,7 @@ func setup(t *testing.T, opts ...option) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.db.Close)
-	s.pub, err = bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "test-publisher"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.pub.Close)
-	if err := s.pub.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s.pub = testenv.Bus(t, bus.Config{URL: ns.URL(), Name: "test-publisher"})
 	s.js = s.pub.JS
 	return s
 }
