@@ -192,14 +192,7 @@ func BenchmarkPolicyConsumer(b *testing.B) {
 	ctx := context.Background()
 	ns := testenv.NATS(b)
 	pool := testenv.MigratedPool(b, store.Migrations)
-	bb, err := bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "bench"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(bb.Close)
-	if err := bb.EnsureStreams(ctx); err != nil {
-		b.Fatal(err)
-	}
+	bb := testenv.Bus(b, bus.Config{URL: ns.URL(), Name: "bench"})
 	cfg := notifier.DefaultConfig()
 	qs, _ := policy.ParseClock(cfg.QuietStart)
 	qe, _ := policy.ParseClock(cfg.QuietEnd)

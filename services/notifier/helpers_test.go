@@ -220,13 +220,7 @@ func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.db.Close)
-	if s.pub, err = bus.Connect(ctx, bus.Config{URL: s.nats.URL(), Name: "test"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.pub.Close)
-	if err := s.pub.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s.pub = testenv.Bus(t, bus.Config{URL: s.nats.URL(), Name: "test"})
 	return s
 }
 
