@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -29,7 +31,7 @@ var metricsFigures = []struct{ name, summary string }{
 	{"rfm", "RFM segments as of an instant, and the first customer scores"},
 	{"top", "the top percent of customers by revenue and their share (the 80/20 check)"},
 	{"sales", "orders, customers, revenue, refunds, AOV, orders per customer"},
-	{"rebuild", "drop this tenant's metrics and replay them from the event stream (admin)"},
+	{"rebuild", "drop this tenant's metrics and replay them from the event stream (admin); --status: how far it is, --detach: start it and return"},
 }
 
 // metricsOptions are the flags of every `retain metrics` subcommand.
@@ -40,8 +42,11 @@ type metricsOptions struct {
 	currency     string
 	limit        int
 	revenue      bool
-	output       string
-	now          time.Time
+	// status and detach are rebuild's: say where the tenant's rebuild
+	// stands, or start one without waiting for its end.
+	status, detach bool
+	output         string
+	now            time.Time
 }
 
 // The activity window's range and default, the service's: the command
@@ -83,6 +88,8 @@ Flags:`)
 	fs.StringVar(&o.currency, "currency", "", "ISO 4217 currency of money figures (default: the tenant's only currency)")
 	fs.IntVar(&o.limit, "limit", 10, "rfm, top: how many customers to list")
 	fs.BoolVar(&o.revenue, "revenue", false, "cohorts: show revenue per member instead of the share ordering")
+	fs.BoolVar(&o.status, "status", false, "rebuild: say where the tenant's rebuild stands (running where and how far, interrupted, failed) instead of starting one")
+	fs.BoolVar(&o.detach, "detach", false, "rebuild: return once the rebuild has started instead of when it is done")
 	fs.StringVar(&o.output, "output", "text", "text or json (the gRPC response as protojson)")
 	pos, flagArgs := splitPositional(args)
 	if err := parseFlags(fs, flagArgs); err != nil {
@@ -106,7 +113,13 @@ Flags:`)
 	}
 	if !known {
 		fs.Usage()
-		return fmt.Errorf("unknown figure %q (want one of %s)", figure, metricsFigureNames())
+		return usageError{fmt.Errorf("unknown figure %q (want one of %s)", figure, metricsFigureNames())}
+	}
+	switch {
+	case (o.status || o.detach) && figure != "rebuild":
+		return usageError{fmt.Errorf("--status and --detach are rebuild's flags, not %s's", figure)}
+	case o.status && o.detach:
+		return usageError{errors.New("--status and --detach do not go together: --status only reads, --detach starts a rebuild")}
 	}
 	conn, err := ep.dial()
 	if err != nil {
@@ -114,7 +127,7 @@ Flags:`)
 	}
 	defer conn.Close()
 	callCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	if figure == "rebuild" {
+	if figure == "rebuild" && !o.status {
 		cancel()
 		// A rebuild replays the whole stream of the tenant: minutes for a
 		// big shop.
@@ -122,9 +135,9 @@ Flags:`)
 	}
 	defer cancel()
 	resp, err := callMetrics(callCtx, metricsv1.NewMetricsServiceClient(conn), figure, o)
-	if err != nil && figure == "rebuild" && callCtx.Err() != nil {
+	if err != nil && figure == "rebuild" && !o.status && callCtx.Err() != nil {
 		// The rebuild is the service's: it goes on without this call.
-		return fmt.Errorf("stopped waiting (%w); the rebuild goes on in the metrics service, and queries say the figures are being rebuilt until it is done (`retain metrics rebuild` again waits for it)", callCtx.Err())
+		return fmt.Errorf("stopped waiting (%w); the rebuild goes on in the metrics service, and queries say the figures are being rebuilt until it is done (`retain metrics rebuild --status` says how far it is, `retain metrics rebuild` again waits for it)", callCtx.Err())
 	}
 	if err != nil {
 		return callError(err, "metrics", "read, or admin for rebuild")
@@ -196,7 +209,10 @@ func callMetrics(ctx context.Context, c metricsv1.MetricsServiceClient, figure s
 		}
 		return c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: at, Currency: o.currency, PageSize: int32(o.limit)})
 	case "rebuild":
-		return c.Rebuild(ctx, &metricsv1.RebuildRequest{})
+		if o.status {
+			return c.GetRebuild(ctx, &metricsv1.GetRebuildRequest{})
+		}
+		return c.Rebuild(ctx, &metricsv1.RebuildRequest{Detach: o.detach})
 	}
 	p, err := metricsPeriod(o)
 	if err != nil {
@@ -358,13 +374,86 @@ func printMetric(w io.Writer, figure string, resp proto.Message, o metricsOption
 	case *metricsv1.GetSalesResponse:
 		printSales(w, r, soFar)
 	case *metricsv1.RebuildResponse:
+		if r.GetFinishedAt() == nil {
+			// Detached: it goes on in the service.
+			fmt.Fprintf(w, "Rebuild started %s: the figures are being rebuilt, and queries say so until it is done\n"+
+				"(`retain metrics rebuild --status` says how far it is)\n", instantText(r.GetStartedAt()))
+			return nil
+		}
 		took := r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime()).Round(time.Millisecond)
 		fmt.Fprintf(w, "Rebuilt from the event stream in %s: %d events replayed, %d applied, %d rejected (dead-lettered)\n",
 			took, r.GetEventsReplayed(), r.GetEventsApplied(), r.GetEventsRejected())
+	case *metricsv1.GetRebuildResponse:
+		printRebuildStatus(w, r, o.now)
 	default:
 		return fmt.Errorf("no table for %T", resp)
 	}
 	return nil
+}
+
+// printRebuildStatus writes where the tenant's rebuild stands.
+func printRebuildStatus(w io.Writer, r *metricsv1.GetRebuildResponse, now time.Time) {
+	switch r.GetState() {
+	case metricsv1.RebuildState_REBUILD_STATE_NONE:
+		if r.GetFinishedAt() == nil {
+			fmt.Fprintln(w, "No rebuild pending: the figures are whole (never rebuilt).")
+			return
+		}
+		fmt.Fprintln(w, "No rebuild pending: the figures are whole.")
+		took := r.GetFinishedAt().AsTime().Sub(r.GetStartedAt().AsTime()).Round(time.Millisecond)
+		fmt.Fprintf(w, "  last rebuild: finished %s in %s, %d events replayed, %d applied, %d rejected\n",
+			instantText(r.GetFinishedAt()), took, r.GetEventsReplayed(), r.GetEventsApplied(), r.GetEventsRejected())
+		return
+	case metricsv1.RebuildState_REBUILD_STATE_RUNNING:
+		p := r.GetProcess()
+		from := cmp.Or(p.GetClientAddress(), "a local socket")
+		app := cmp.Or(p.GetApplicationName(), "no application name")
+		fmt.Fprintf(w, "Rebuild running, in the process with database session pid %d (%s, from %s, connected %s).\n",
+			p.GetPid(), app, from, instantText(p.GetConnectedAt()))
+	case metricsv1.RebuildState_REBUILD_STATE_INTERRUPTED:
+		fmt.Fprintln(w, "Rebuild interrupted: the process running it stopped half-way. A replica of the service runs it again")
+		fmt.Fprintln(w, "from the start when it starts or within 30 s; `retain metrics rebuild` runs it now.")
+	case metricsv1.RebuildState_REBUILD_STATE_FAILED:
+		fmt.Fprintf(w, "Rebuild failed %s: %s\n", instantText(r.GetFailedAt()), r.GetLastError())
+		fmt.Fprintln(w, "It is run again from the start within 30 s; `retain metrics rebuild` runs it now.")
+	default:
+		fmt.Fprintf(w, "Rebuild state %s (unknown to this retain; --output json shows everything)\n", r.GetState())
+		return
+	}
+	if r.GetPartialSince() != nil {
+		fmt.Fprintf(w, "  figures partial since %s: queries answer UNAVAILABLE until the rebuild is done\n", instantText(r.GetPartialSince()))
+	}
+	if r.GetStartedAt() == nil {
+		fmt.Fprintln(w, "  not started replaying yet")
+	} else {
+		done := fmt.Sprintf("%d events replayed", r.GetEventsReplayed())
+		if r.EventsPending != nil {
+			total := r.GetEventsReplayed() + r.GetEventsPending()
+			share := 100.0
+			if total > 0 {
+				share = float64(r.GetEventsReplayed()) * 100 / float64(total)
+			}
+			done = fmt.Sprintf("%d of about %d events replayed (%.0f%%)", r.GetEventsReplayed(), total, share)
+		}
+		attempt := "the attempt cut short"
+		if r.GetState() == metricsv1.RebuildState_REBUILD_STATE_RUNNING {
+			attempt = "this attempt"
+		}
+		fmt.Fprintf(w, "  %s: started %s, %s, %d applied, %d rejected, as of %s (%s ago)\n",
+			attempt, instantText(r.GetStartedAt()), done, r.GetEventsApplied(), r.GetEventsRejected(),
+			instantText(r.GetProgressAt()), now.Sub(r.GetProgressAt().AsTime()).Round(time.Second))
+	}
+	if r.GetState() == metricsv1.RebuildState_REBUILD_STATE_RUNNING && r.GetLastError() != "" {
+		fmt.Fprintf(w, "  an earlier attempt failed %s: %s\n", instantText(r.GetFailedAt()), r.GetLastError())
+	}
+}
+
+// instantText shows an instant of a response, to the second, in UTC.
+func instantText(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "(unknown)"
+	}
+	return t.AsTime().UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
 // periodText is the period a response measured. soFar: the period asked

@@ -127,6 +127,18 @@ func (c *cannedMetrics) Rebuild(ctx context.Context, req *metricsv1.RebuildReque
 	return nil, status.FromContextError(ctx.Err()).Err()
 }
 
+// GetRebuild answers a rebuild half-way, in another replica's session.
+func (c *cannedMetrics) GetRebuild(_ context.Context, req *metricsv1.GetRebuildRequest) (*metricsv1.GetRebuildResponse, error) {
+	c.record(req)
+	pending := int64(750)
+	return &metricsv1.GetRebuildResponse{
+		State: metricsv1.RebuildState_REBUILD_STATE_RUNNING, PartialSince: ts("2026-03-02T12:00:00Z"), StartedAt: ts("2026-03-02T12:05:00Z"),
+		EventsReplayed: 250, EventsApplied: 240, EventsRejected: 1, EventsPending: &pending, ProgressAt: ts("2026-03-02T12:06:00Z"),
+		Process:   &metricsv1.RebuildProcess{Pid: 4242, ClientAddress: "10.1.2.3", ConnectedAt: ts("2026-03-02T11:00:00Z")},
+		LastError: "rebuild: fetch: nats: connection closed", FailedAt: ts("2026-03-02T12:04:30Z"),
+	}, nil
+}
+
 func startCanned(t *testing.T) (*cannedMetrics, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -174,6 +186,39 @@ func TestMetricsCommand(t *testing.T) {
 		err := runMetrics(ctx, env, []string{"rebuild"})
 		if err == nil || !strings.Contains(err.Error(), "the rebuild goes on in the metrics service") {
 			t.Fatalf("rebuild stopped waiting: %v, want it to say the rebuild goes on", err)
+		}
+	})
+	t.Run("rebuild --status says where it runs and how far", func(t *testing.T) {
+		out, err := run(t, "rebuild", "--status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := canned.last().(*metricsv1.GetRebuildRequest); !ok {
+			t.Fatalf("request %v, want GetRebuild", canned.last())
+		}
+		for _, line := range []string{
+			"Rebuild running, in the process with database session pid 4242 (no application name, from 10.1.2.3, connected 2026-03-02 11:00:00 UTC).",
+			"figures partial since 2026-03-02 12:00:00 UTC",
+			"this attempt: started 2026-03-02 12:05:00 UTC, 250 of about 1000 events replayed (25%), 240 applied, 1 rejected, as of 2026-03-02 12:06:00 UTC",
+			"an earlier attempt failed 2026-03-02 12:04:30 UTC: rebuild: fetch: nats: connection closed",
+		} {
+			if !strings.Contains(out, line) {
+				t.Errorf("output lacks %q:\n%s", line, out)
+			}
+		}
+		js, err := run(t, "rebuild", "--status", "--output", "json")
+		var resp metricsv1.GetRebuildResponse
+		if err != nil || protojson.Unmarshal([]byte(js), &resp) != nil || resp.GetProcess().GetPid() != 4242 || resp.GetEventsPending() != 750 {
+			t.Fatalf("--output json: %v\n%s", err, js)
+		}
+	})
+	t.Run("rebuild --detach asks not to wait", func(t *testing.T) {
+		env, _, _ := testEnv(map[string]string{"RETAIN_ADDR": addr, "RETAIN_TOKEN": "test-token"})
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_ = runMetrics(ctx, env, []string{"rebuild", "--detach"})
+		if got := canned.last().(*metricsv1.RebuildRequest); !got.GetDetach() {
+			t.Fatalf("request %v, want detach", got)
 		}
 	})
 	t.Run("churn with a window and explicit dates", func(t *testing.T) {
@@ -338,6 +383,23 @@ func TestMetricsCommand(t *testing.T) {
 			_, err := run(t, tc.args...)
 			if err == nil || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("error %v, want one saying %q", err, tc.says)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"vibes"}, `unknown figure "vibes"`},
+		{[]string{"sales", "--status"}, "--status and --detach are rebuild's flags, not sales's"},
+		{[]string{"retention", "--detach"}, "--status and --detach are rebuild's flags, not retention's"},
+		{[]string{"rebuild", "--status", "--detach"}, "--status and --detach do not go together"},
+		{[]string{"rebuild", "--status", "now"}, `unexpected argument "now"`},
+	} {
+		t.Run("usage error "+strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := run(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.says) || exitCode(err) != 2 {
+				t.Fatalf("error %v (exit %d), want one saying %q, exit 2", err, exitCode(err), tc.says)
 			}
 		})
 	}
@@ -540,6 +602,29 @@ func TestMetricsThroughDevStack(t *testing.T) {
 		}
 		if _, err := metrics(t, "cohorts", "--from", next+"-01"); err == nil || !strings.Contains(err.Error(), "from_month: "+next+"-01 is after this month") {
 			t.Errorf("cohorts --from next year: %v", err)
+		}
+	})
+	t.Run("rebuild detached, then its status", func(t *testing.T) {
+		out, err := metrics(t, "rebuild", "--status")
+		if err != nil || !strings.Contains(out, "No rebuild pending: the figures are whole (never rebuilt).") {
+			t.Fatalf("status before any rebuild: %v\n%s", err, out)
+		}
+		out, err = metrics(t, "rebuild", "--detach", "--output", "json")
+		var started metricsv1.RebuildResponse
+		if err != nil || protojson.Unmarshal([]byte(out), &started) != nil || started.GetStartedAt() == nil {
+			t.Fatalf("rebuild --detach: %v\n%s", err, out)
+		}
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, err = metrics(t, "rebuild", "--status")
+			if err != nil || strings.HasPrefix(out, "No rebuild pending") || time.Now().After(deadline) {
+				break
+			}
+			if !strings.HasPrefix(out, "Rebuild running, in the process with database session pid ") {
+				t.Fatalf("status of a detached rebuild:\n%s", out)
+			}
+		}
+		if err != nil || !strings.Contains(out, "No rebuild pending: the figures are whole.\n") || !strings.Contains(out, "4 events replayed, 4 applied, 0 rejected") {
+			t.Fatalf("status after the detached rebuild: %v\n%s", err, out)
 		}
 	})
 	t.Run("flags", func(t *testing.T) {
