@@ -40,6 +40,15 @@ func callError(err error, service, scopes string) error {
 		return fmt.Errorf("%s: %s (check --token / RETAIN_TOKEN: this command needs the scope %s)", codeWords(st.Code().String()), st.Message(), scopes)
 	case codes.Unimplemented:
 		return errors.New("this Retain does not run the " + service + " service")
+	case codes.Unavailable:
+		// gRPC words a TLS mismatch as a transport failure; say which
+		// side of it this is (RETAIN_TLS_* set the same as the flags).
+		switch msg := st.Message(); {
+		case strings.Contains(msg, "error reading server preface"), strings.Contains(msg, "connection closed before server preface"):
+			return fmt.Errorf("unavailable: %s (if the server serves TLS, pass --tls, or --tls-ca FILE for a private CA)", msg)
+		case strings.Contains(msg, "first record does not look like a TLS handshake"):
+			return fmt.Errorf("unavailable: %s (the server does not serve TLS: drop --tls, --tls-ca and --tls-server-name)", msg)
+		}
 	}
 	// The services' messages often say what the code says themselves
 	// (`campaign "x": not found`, `... already exists`): say it once.
