@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -135,9 +137,12 @@ Flags:`)
 	}
 	defer cancel()
 	resp, err := callMetrics(callCtx, metricsv1.NewMetricsServiceClient(conn), figure, o)
-	if err != nil && figure == "rebuild" && !o.status && callCtx.Err() != nil {
+	// The server ends the call at the deadline it was sent, which can be
+	// a moment before this side's context notices: its DeadlineExceeded
+	// means the same.
+	if err != nil && figure == "rebuild" && !o.status && (callCtx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) {
 		// The rebuild is the service's: it goes on without this call.
-		return fmt.Errorf("stopped waiting (%w); the rebuild goes on in the metrics service, and queries say the figures are being rebuilt until it is done (`retain metrics rebuild --status` says how far it is, `retain metrics rebuild` again waits for it)", callCtx.Err())
+		return fmt.Errorf("stopped waiting (%w); the rebuild goes on in the metrics service, and queries say the figures are being rebuilt until it is done (`retain metrics rebuild --status` says how far it is, `retain metrics rebuild` again waits for it)", cmp.Or(callCtx.Err(), context.DeadlineExceeded))
 	}
 	if err != nil {
 		return callError(err, "metrics", "read, or admin for rebuild")
@@ -175,6 +180,16 @@ func (o *metricsOptions) check() error {
 			return fmt.Errorf("--currency %w", err)
 		}
 		o.currency = code
+	}
+	// Dates are checked here, before anything is dialled, so a typo is a
+	// usage error (exit 2) like the other flags'.
+	for _, f := range []struct{ name, value string }{{"--from", o.from}, {"--to", o.to}, {"--at", o.at}} {
+		if f.value == "" {
+			continue
+		}
+		if _, _, err := parseWhen(f.value, o.now); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
 	}
 	return nil
 }

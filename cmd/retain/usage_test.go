@@ -37,6 +37,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"import", "bogus", "x.csv"}, `unknown KIND "bogus": want ndjson, orders`},
 		{[]string{"publish"}, "publish needs at least one FILE"},
 		{[]string{"tokens", "issue", "--tenant", "acme", "--scopes", "bogus"}, `--scopes: unknown scope "bogus"`},
+		{[]string{"metrics", "bogus"}, `unknown figure "bogus"`},
+		{[]string{"metrics", "retention", "--from", "garbage"}, `--from: "garbage": want`},
 		{[]string{"tokens", "issue", "--tenant", "acme"}, "--scopes: at least one of"},
 		// Missing flags, and flags that do not fit the file.
 		{[]string{"import", "orders", "orders.csv"}, "orders.csv: orders: the currency is required: give --currency"},
