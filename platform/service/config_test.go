@@ -80,8 +80,8 @@ func TestParseReportsEveryBadSetting(t *testing.T) {
 	if strings.Contains(msg, "must be at least 1") {
 		t.Errorf("the default of a setting that did not parse is reported too:\n%s", msg)
 	}
-	if strings.Count(msg, "\n  - ") != len(ve.Problems) || len(ve.Problems) != 11 {
-		t.Errorf("%d problems, want 11, one a line:\n%s", len(ve.Problems), msg)
+	if strings.Count(msg, "\n  - ") != len(ve.Problems) || len(ve.Problems) != 12 {
+		t.Errorf("%d problems, want 12, one a line:\n%s", len(ve.Problems), msg)
 	}
 }
 
