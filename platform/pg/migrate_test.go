@@ -120,7 +120,7 @@ func TestMigrationSetMigrations(t *testing.T) {
 
 func connect(t *testing.T, url string) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pg.Connect(context.Background(), url, 0)
+	pool, err := pg.Connect(context.Background(), url, 0, "")
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -22,12 +22,19 @@ import (
 // more, unless the URL sets pool_max_conns: a service whose consumers,
 // relay and scheduler hold more transactions at once than the default
 // would otherwise queue for connections.
-func Connect(ctx context.Context, url string, minConns int) (*pgxpool.Pool, error) {
+//
+// Sessions are named application (pg_stat_activity's application_name)
+// unless the URL names them: a lock holder, a slow query or a connection
+// count is then traced to its service and pod (HolderOf reports it).
+func Connect(ctx context.Context, url string, minConns int, application string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The parse error never echoes the password, but the URL might hold
 		// one: do not add the URL to the message.
 		return nil, fmt.Errorf("parse postgres url: %w", err)
+	}
+	if _, set := cfg.ConnConfig.RuntimeParams["application_name"]; !set && application != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = application
 	}
 	if !strings.Contains(url, "pool_max_conns") && cfg.MaxConns < int32(minConns) {
 		cfg.MaxConns = int32(minConns)

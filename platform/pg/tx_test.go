@@ -141,7 +141,7 @@ func TestConnectPoolSize(t *testing.T) {
 		{url, 1, max(4, int32(runtime.NumCPU()))},
 		{withParam(t, url, "pool_max_conns", "2"), 13, 2},
 	} {
-		pool, err := pg.Connect(context.Background(), tc.url, int(tc.min))
+		pool, err := pg.Connect(context.Background(), tc.url, int(tc.min), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,6 +149,28 @@ func TestConnectPoolSize(t *testing.T) {
 		pool.Close()
 		if got != tc.max {
 			t.Errorf("Connect(%q, %d): %d connections, want %d", tc.url, tc.min, got, tc.max)
+		}
+	}
+}
+
+// TestConnectNamesSessions: a pool's sessions carry the application name
+// given, unless the URL names them itself.
+func TestConnectNamesSessions(t *testing.T) {
+	url := testenv.Postgres(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ url, app, want string }{
+		{url, "retain-metrics@pod-1", "retain-metrics@pod-1"},
+		{withParam(t, url, "application_name", "mine"), "retain-metrics@pod-1", "mine"},
+	} {
+		pool, err := pg.Connect(ctx, tc.url, 1, tc.app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = pool.QueryRow(ctx, "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&got)
+		pool.Close()
+		if err != nil || got != tc.want {
+			t.Errorf("Connect(%q, %q): application_name %q %v, want %q", tc.url, tc.app, got, err, tc.want)
 		}
 	}
 }

@@ -63,7 +63,7 @@ func TestConnectNamesTheServersAnswer(t *testing.T) {
 	}
 	// libpq's default, as in a URL an operator writes: TLS is tried first.
 	url = strings.Replace(url, "sslmode=disable", "sslmode=prefer", 1)
-	_, err = pg.Connect(context.Background(), url, 1)
+	_, err = pg.Connect(context.Background(), url, 1, "")
 	if err == nil {
 		t.Fatal("connected to a database that does not exist")
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -72,7 +73,8 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 	if o.DatabaseEnv != "" {
 		db += " (" + o.DatabaseEnv + ")"
 	}
-	pool, err := pg.Connect(ctx, o.DatabaseURL, o.PoolConns)
+	host, _ := os.Hostname() // the pod's name in Kubernetes
+	pool, err := pg.Connect(ctx, o.DatabaseURL, o.PoolConns, "retain-"+o.Name+"@"+host)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", db, err)
 	}

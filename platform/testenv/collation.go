@@ -41,7 +41,7 @@ func KeyColumnsNotC(t testing.TB, sets ...pg.MigrationSet) []string {
 	defer cancel()
 	// template0: template1 may have been created with another locale.
 	url := newDatabase(t, "TEMPLATE template0 ENCODING 'UTF8' LOCALE '"+KeyLocale+"'")
-	pool, err := pg.Connect(ctx, url, 2)
+	pool, err := pg.Connect(ctx, url, 2, "retain-test")
 	if err != nil {
 		t.Fatalf("testenv: connect: %v", err)
 	}

@@ -21,7 +21,7 @@ import (
 func MigratedPool(tb testing.TB, sets ...pg.MigrationSet) *pgxpool.Pool {
 	tb.Helper()
 	ctx := context.Background()
-	pool, err := pg.Connect(ctx, Postgres(tb), 16)
+	pool, err := pg.Connect(ctx, Postgres(tb), 16, "retain-test")
 	if err != nil {
 		tb.Fatalf("connect postgres: %v", err)
 	}
