@@ -470,14 +470,7 @@ func BenchmarkConsumer(b *testing.B) {
 	ns := testenv.NATS(b)
 	pool := testenv.MigratedPool(b, store.Migrations)
 	ctx := context.Background()
-	bb, err := bus.Connect(ctx, bus.Config{URL: ns.URL(), Name: "bench"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(bb.Close)
-	if err := bb.EnsureStreams(ctx); err != nil {
-		b.Fatal(err)
-	}
+	bb := testenv.Bus(b, bus.Config{URL: ns.URL(), Name: "bench"})
 	st := store.New(pool)
 	var round atomic.Int64
 	tenants := testenv.BenchInt("RETAIN_BENCH_TENANTS", 1)

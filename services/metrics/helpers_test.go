@@ -65,16 +65,7 @@ func setupWith(t *testing.T, s *stack) *stack {
 	if s.signer, err = auth.NewSignerFromString(priv); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s.bus, err = bus.Connect(ctx, bus.Config{URL: s.nats.URL(), Name: "metrics-test-publisher"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.bus.Close)
-	if err := s.bus.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s.bus = testenv.Bus(t, bus.Config{URL: s.nats.URL(), Name: "metrics-test-publisher"})
 	s.start(t)
 	return s
 }

@@ -29,14 +29,7 @@ func TestRebuildKeepsTheCustomerCacheCurrent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nats := testenv.NATS(t)
-	b, err := bus.Connect(ctx, bus.Config{URL: nats.URL(), Name: t.Name()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.Bus(t, bus.Config{URL: nats.URL(), Name: t.Name()})
 	pool := testenv.MigratedPool(t, store.Migrations)
 	st := store.New(pool)
 	log := slog.New(slog.DiscardHandler)
