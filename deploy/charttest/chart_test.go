@@ -82,9 +82,17 @@ func TestChartRenders(t *testing.T) {
 				if !egressTo(networkPolicy(t, r, "retain-campaign"), 9090, "app.kubernetes.io/component") {
 					t.Error("campaign's NetworkPolicy lets it not reach the notifier's gRPC port")
 				}
+				// Without tls.secretName the notifier serves plaintext.
+				for env, want := range map[string]string{"RETAIN_CAMPAIGN_NOTIFIER_TLS": "false", "RETAIN_CAMPAIGN_NOTIFIER_TLS_CA": ""} {
+					if got, ok := configMap(t, r, "retain-campaign").Data[env]; !ok || got != want {
+						t.Errorf("campaign's %s = %q (set %v), want %q", env, got, ok, want)
+					}
+				}
 				noNotifier := mustRender(t, nil, "services.notifier.enabled=false")
-				if got, ok := configMap(t, noNotifier, "retain-campaign").Data["RETAIN_CAMPAIGN_NOTIFIER_ADDR"]; ok {
-					t.Errorf("without a notifier, campaign's RETAIN_CAMPAIGN_NOTIFIER_ADDR = %q, want it unset", got)
+				for _, env := range []string{"RETAIN_CAMPAIGN_NOTIFIER_ADDR", "RETAIN_CAMPAIGN_NOTIFIER_TLS", "RETAIN_CAMPAIGN_NOTIFIER_TLS_CA"} {
+					if got, ok := configMap(t, noNotifier, "retain-campaign").Data[env]; ok {
+						t.Errorf("without a notifier, campaign's %s = %q, want it unset", env, got)
+					}
 				}
 				if len(r.all("HorizontalPodAutoscaler")) != 0 {
 					t.Errorf("the defaults render HorizontalPodAutoscalers %v", names(r.all("HorizontalPodAutoscaler")))
@@ -443,9 +451,10 @@ func checkWorkload(t *testing.T, r *release, d *appsv1.Deployment) {
 	if ports["grpc"] == 0 || ports["ops"] == 0 {
 		t.Fatalf("container ports = %v, want grpc and ops", ports)
 	}
-	rp := c.ReadinessProbe
-	if rp == nil || rp.GRPC == nil || rp.GRPC.Port != ports["grpc"] {
-		t.Errorf("readiness probe = %+v, want gRPC health on the gRPC port %d", rp, ports["grpc"])
+	// Readiness on the ops port, as gRPC health (which the kubelet cannot
+	// ask over TLS) would say it.
+	if rp := c.ReadinessProbe; rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/readyz" || rp.HTTPGet.Port.String() != "ops" {
+		t.Errorf("readiness probe = %+v, want GET /readyz on the ops port", rp)
 	}
 	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "startup": c.StartupProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.String() != "ops" {

@@ -221,6 +221,47 @@ func TestValuesRejected(t *testing.T) {
 			set:   []string{"natsAuth.mode=token"},
 			want:  []string{"at '/natsAuth/mode'"},
 		},
+		// The APIs' TLS and the revoked tokens: files the chart mounts.
+		{
+			name: "a gRPC probe, which the kubelet cannot make over TLS",
+			set:  []string{"tls.secretName=retain-api-tls", "services.ingest.probes.readiness.type=grpc"},
+			want: []string{"services.ingest.probes.readiness.type is grpc (or serviceDefaults.probes.readiness.type is), but tls.secretName is set", "Use type http on the ops port"},
+		},
+		{
+			name: "a TLS Secret name that is not a Kubernetes name",
+			set:  []string{"tls.secretName=API_TLS"},
+			want: []string{"at '/tls/secretName'"},
+		},
+		{
+			name: "a CA key that is a path",
+			set:  []string{"tls.secretName=retain-api-tls", "tls.caKey=../ca.crt"},
+			want: []string{"at '/tls/caKey'"},
+		},
+		{
+			name: "the certificate file in a service's env",
+			set:  []string{"services.ingest.env.RETAIN_TLS_CERT_FILE=/certs/tls.crt"},
+			want: []string{"services.ingest.env sets RETAIN_TLS_CERT_FILE (or serviceDefaults.env does), which the chart sets from tls.secretName (it mounts the files): set tls.secretName instead"},
+		},
+		{
+			name: "the notifier client's CA in campaign's env",
+			set:  []string{"services.campaign.env.RETAIN_CAMPAIGN_NOTIFIER_TLS_CA=/certs/ca.crt"},
+			want: []string{"services.campaign.env sets RETAIN_CAMPAIGN_NOTIFIER_TLS_CA", "set tls.secretName and tls.caKey instead"},
+		},
+		{
+			name: "revoked tokens from a ConfigMap and a Secret",
+			set:  []string{"auth.revokedTokens.configMapName=revoked", "auth.revokedTokens.secretName=revoked"},
+			want: []string{"auth.revokedTokens sets both configMapName and secretName"},
+		},
+		{
+			name: "a revoked tokens key that is a path",
+			set:  []string{"auth.revokedTokens.configMapName=revoked", "auth.revokedTokens.key=lists/revoked.txt"},
+			want: []string{"at '/auth/revokedTokens/key'"},
+		},
+		{
+			name: "the revoked tokens file in extraEnv",
+			set:  []string{"services.notifier.extraEnv[0].name=RETAIN_AUTH_REVOKED_FILE", "services.notifier.extraEnv[0].value=/lists/revoked.txt"},
+			want: []string{"services.notifier.extraEnv sets RETAIN_AUTH_REVOKED_FILE", "set auth.revokedTokens instead"},
+		},
 		{
 			name:  "a NATS client certificate without the Secret holding it",
 			files: []string{"values-dev.yaml"},

@@ -210,6 +210,32 @@ retain.natsAuthSecret.
 {{- define "retain.natsAuthDir" -}}/etc/retain/nats-auth{{- end -}}
 {{- define "retain.natsTLSDir" -}}/etc/retain/nats-tls{{- end -}}
 
+{{/*
+Where a service finds the certificate its APIs serve (tls.secretName) and
+the revoked token ids (auth.revokedTokens): each mounted as a whole
+directory, never by subPath, which the kubelet would not update when the
+Secret or ConfigMap changes (the services re-read the files).
+*/}}
+{{- define "retain.tlsDir" -}}/etc/retain/tls{{- end -}}
+{{- define "retain.authRevokedDir" -}}/etc/retain/auth-revoked{{- end -}}
+
+{{/*
+The API TLS and token revocation settings the chart gives the services,
+each variable with the values that set it: files only the chart mounts, so
+a service's env, secretEnv and extraEnv may not set them (retain.validate).
+The campaign service's notifier client is the chart's while the chart
+gives it the notifier's address (the notifier is enabled).
+*/}}
+{{- define "retain.fileSettings" -}}
+RETAIN_TLS_CERT_FILE: tls.secretName
+RETAIN_TLS_KEY_FILE: tls.secretName
+{{- if (include "retain.service" (dict "root" . "name" "notifier") | fromYaml).enabled }}
+RETAIN_CAMPAIGN_NOTIFIER_TLS: tls.secretName and tls.caKey
+RETAIN_CAMPAIGN_NOTIFIER_TLS_CA: tls.secretName and tls.caKey
+{{- end }}
+RETAIN_AUTH_REVOKED_FILE: auth.revokedTokens
+{{- end -}}
+
 {{/* The variable of the bundled NATS's environment holding a service's password. */}}
 {{- define "retain.natsPasswordEnv" -}}
 {{- printf "RETAIN_NATS_PASSWORD_%s" (upper .) -}}
@@ -251,6 +277,11 @@ RETAIN_STREAM_REPLICAS: streamReplicas
 Settings the chart refuses, with the reason, before anything is applied.
 */}}
 {{- define "retain.validate" -}}
+{{- with .Values.auth.revokedTokens -}}
+{{- if and .configMapName .secretName -}}
+{{- fail "auth.revokedTokens sets both configMapName and secretName: the revoked token ids come from one of them" -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.natsTLS.clientCertificate (not .Values.natsTLS.secretName) -}}
 {{- fail "natsTLS.clientCertificate needs natsTLS.secretName: the services read the client certificate (tls.crt, tls.key) from that Secret, and without it they would connect with none" -}}
 {{- end -}}
@@ -311,7 +342,17 @@ Settings the chart refuses, with the reason, before anything is applied.
 {{- $own := ternary "natsAuth.mode none lets services log in their own way" "without natsTLS.secretName, give the TLS files yourself" (eq $key "natsAuth") -}}
 {{- $_ := set $shared $k (printf ", which %s sets for every service; %s" $key $own) -}}
 {{- end -}}
+{{- range $k, $key := include "retain.fileSettings" . | fromYaml -}}
+{{- $_ := set $shared $k (printf ", which the chart sets from %s (it mounts the files): set %s instead" $key $key) -}}
+{{- end -}}
 {{- range $name, $svc := include "retain.enabledServices" $ | fromYaml -}}
+{{- if $.Values.tls.secretName -}}
+{{- range $probe := list "startup" "readiness" "liveness" -}}
+{{- if eq (dig $probe "type" "" $svc.probes) "grpc" -}}
+{{- fail (printf "services.%s.probes.%s.type is grpc (or serviceDefaults.probes.%s.type is), but tls.secretName is set: the kubelet's gRPC probe cannot speak TLS, so the probe would always fail. Use type http on the ops port (path /readyz for readiness, /healthz otherwise)" $name $probe $probe) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and $svc.ingress.enabled (not $svc.ports.http) -}}
 {{- fail (printf "services.%s.ingress.enabled needs services.%s.ports.http: the ingress routes to the public HTTP API" $name $name) -}}
 {{- end -}}
@@ -384,6 +425,18 @@ own env (which wins). (dict "root" $ "svc" $svc)
 {{- $_ := set $env "RETAIN_NATS_TLS_KEY" (printf "%s/tls.key" $dir) -}}
 {{- end -}}
 {{- end -}}
+{{- /* the APIs' certificate and the revoked tokens (deployment.yaml mounts them) */ -}}
+{{- $tls := $root.Values.tls -}}
+{{- if $tls.secretName -}}
+{{- $dir := include "retain.tlsDir" $root -}}
+{{- $_ := set $env "RETAIN_TLS_CERT_FILE" (printf "%s/tls.crt" $dir) -}}
+{{- $_ := set $env "RETAIN_TLS_KEY_FILE" (printf "%s/tls.key" $dir) -}}
+{{- end -}}
+{{- with $root.Values.auth.revokedTokens -}}
+{{- if or .configMapName .secretName -}}
+{{- $_ := set $env "RETAIN_AUTH_REVOKED_FILE" (printf "%s/%s" (include "retain.authRevokedDir" $root) .key) -}}
+{{- end -}}
+{{- end -}}
 {{- if $root.Values.otel.endpoint -}}
 {{- $_ := set $env "OTEL_EXPORTER_OTLP_ENDPOINT" $root.Values.otel.endpoint -}}
 {{- end -}}
@@ -395,6 +448,13 @@ own env (which wins). (dict "root" $ "svc" $svc)
 {{- $notifier := include "retain.service" (dict "root" $root "name" "notifier") | fromYaml -}}
 {{- if $notifier.enabled -}}
 {{- $_ := set $env "RETAIN_CAMPAIGN_NOTIFIER_ADDR" (printf "%s:%d" $notifier.fullname (int $notifier.ports.grpc)) -}}
+{{- /* the caller's token goes with each call: over TLS whenever the notifier serves it */ -}}
+{{- $ca := "" -}}
+{{- if and $tls.secretName $tls.caKey -}}
+{{- $ca = printf "%s/%s" (include "retain.tlsDir" $root) $tls.caKey -}}
+{{- end -}}
+{{- $_ := set $env "RETAIN_CAMPAIGN_NOTIFIER_TLS" (ternary "true" "false" (not (empty $tls.secretName))) -}}
+{{- $_ := set $env "RETAIN_CAMPAIGN_NOTIFIER_TLS_CA" $ca -}}
 {{- end -}}
 {{- end -}}
 {{- range $k, $v := $svc.env -}}
