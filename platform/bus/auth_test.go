@@ -2,16 +2,9 @@ package bus_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"flag"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -254,9 +247,9 @@ func operatorServer(t *testing.T) (addr, creds, strangerCreds string) {
 func TestConfigValidateLogin(t *testing.T) {
 	dir := t.TempDir()
 	_, seed := userSeed(t)
-	ca := newCA(t)
-	certPEM, keyPEM := ca.issue(t, "client", nil)
-	_, otherKeyPEM := ca.issue(t, "other", nil)
+	ca := testenv.NewCA(t)
+	client, other := ca.Issue(t, "client"), ca.Issue(t, "other")
+	certPEM, keyPEM, otherKeyPEM := string(client.CertPEM), string(client.KeyPEM), string(other.KeyPEM)
 	file := func(name, content string) string {
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
@@ -350,7 +343,7 @@ func TestConfigValidateLogin(t *testing.T) {
 		})
 	}
 
-	valid := map[string]string{"RETAIN_NATS_TLS_CA": file("good-ca.pem", ca.certPEM), "RETAIN_NATS_TLS_CERT": file("good.pem", certPEM),
+	valid := map[string]string{"RETAIN_NATS_TLS_CA": ca.File, "RETAIN_NATS_TLS_CERT": file("good.pem", certPEM),
 		"RETAIN_NATS_TLS_KEY": file("good.key", keyPEM), "RETAIN_NATS_NKEY": file("good.nk", seed)}
 	if err := configFromEnv(t, valid).Validate(); err != nil {
 		t.Errorf("Validate(%v) = %v, want nil", valid, err)
@@ -364,23 +357,20 @@ func TestConfigValidateLogin(t *testing.T) {
 // certificate of RETAIN_NATS_TLS_CERT and _KEY, and without it Connect
 // names those.
 func TestConnectTLS(t *testing.T) {
-	ca := newCA(t)
-	serverCert, serverKey := ca.issue(t, "nats", []net.IP{net.ParseIP("127.0.0.1")})
-	clientCert, clientKey := ca.issue(t, "retain-ingest", nil)
-	pair, err := tls.X509KeyPair([]byte(serverCert), []byte(serverKey))
+	ca := testenv.NewCA(t)
+	serverCert, clientCert := ca.Issue(t, "nats", "127.0.0.1"), ca.Issue(t, "retain-ingest")
+	pair, err := tls.X509KeyPair(serverCert.CertPEM, serverCert.KeyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(ca.certPEM))
+	pool := ca.Pool()
 	tlsServer := startServer(t, &server.Options{TLS: true, TLSTimeout: 2,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}})
 	mutualServer := startServer(t, &server.Options{TLS: true, TLSVerify: true, TLSTimeout: 2,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}})
 	plainServer := startServer(t, &server.Options{})
-	caFile := writeFile(t, "ca.pem", ca.certPEM)
-	otherCA := writeFile(t, "other-ca.pem", newCA(t).certPEM)
-	client := map[string]string{"RETAIN_NATS_TLS_CERT": writeFile(t, "client.pem", clientCert), "RETAIN_NATS_TLS_KEY": writeFile(t, "client.key", clientKey)}
+	caFile, otherCA := ca.File, testenv.NewCA(t).File
+	client := map[string]string{"RETAIN_NATS_TLS_CERT": writeFile(t, "client.pem", string(clientCert.CertPEM)), "RETAIN_NATS_TLS_KEY": writeFile(t, "client.key", string(clientCert.KeyPEM))}
 
 	for _, tc := range []struct {
 		name string
@@ -438,69 +428,6 @@ func port(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM string
-}
-
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "retain test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, certPEM: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// issue signs a certificate for server and client use, valid for ips,
-// and returns it and its key in PEM.
-func (ca *testCA) issue(t *testing.T, name string, ips []net.IP) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  ips,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 }
 
 // refuseAll is a server's authentication that counts logins and refuses

@@ -3,9 +3,7 @@ package bus_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -23,17 +21,15 @@ import (
 // learns of the refusal only after its handshake, and a connection the
 // server closed first is retried until the refusal itself comes.
 func TestConnectClientCertificateRefused(t *testing.T) {
-	ca := newCA(t)
-	serverCert, serverKey := ca.issue(t, "nats", []net.IP{net.ParseIP("127.0.0.1")})
-	pair, err := tls.X509KeyPair([]byte(serverCert), []byte(serverKey))
+	ca := testenv.NewCA(t)
+	serverCert := ca.Issue(t, "nats", "127.0.0.1")
+	pair, err := tls.X509KeyPair(serverCert.CertPEM, serverCert.KeyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(ca.certPEM))
-	caFile := writeFile(t, "ca.pem", ca.certPEM)
-	strangerCert, strangerKey := newCA(t).issue(t, "stranger", nil)
-	stranger := map[string]string{"RETAIN_NATS_TLS_CERT": writeFile(t, "stranger.pem", strangerCert), "RETAIN_NATS_TLS_KEY": writeFile(t, "stranger.key", strangerKey)}
+	pool, caFile := ca.Pool(), ca.File
+	strangerCert := testenv.NewCA(t).Issue(t, "stranger")
+	stranger := map[string]string{"RETAIN_NATS_TLS_CERT": writeFile(t, "stranger.pem", string(strangerCert.CertPEM)), "RETAIN_NATS_TLS_KEY": writeFile(t, "stranger.key", string(strangerCert.KeyPEM))}
 
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		addr := startServer(t, &server.Options{TLS: true, TLSVerify: true, TLSTimeout: 2,

@@ -57,14 +57,23 @@ func NewCA(t testing.TB) *CA {
 	return ca
 }
 
-// Issued is a server certificate and its key, in PEM.
+// Pool is a certificate pool of ca alone, for a client's RootCAs or a
+// server's ClientCAs.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return pool
+}
+
+// Issued is a certificate and its key, in PEM.
 type Issued struct {
 	CertPEM, KeyPEM []byte
 	Serial          *big.Int
 }
 
-// Issue signs a server certificate for hosts (DNS names, or IP addresses
-// such as 127.0.0.1), with a new key and a random serial number.
+// Issue signs a certificate for hosts (DNS names, or IP addresses such as
+// 127.0.0.1), with a new key and a random serial number. It serves a TLS
+// server, or a client a server verifies (NATS's mutual TLS).
 func (ca *CA) Issue(t testing.TB, hosts ...string) Issued {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -81,7 +90,7 @@ func (ca *CA) Issue(t testing.TB, hosts ...string) Issued {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
