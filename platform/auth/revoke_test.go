@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/retainhq/retain/platform/testenv"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
 
@@ -145,24 +145,6 @@ func TestRevocationsReload(t *testing.T) {
 	}
 }
 
-// syncLog collects slog output from the Watch goroutine.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRevocationOverRealServers: a gRPC and an HTTP server verifying with
 // the old and the new key and a revocation list file. A revoked token is
 // refused like an expired one (UNAUTHENTICATED / 401 invalid_token) with a
@@ -178,7 +160,7 @@ func TestRevocationOverRealServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := verifierOf(t, []VerifierOption{WithRevocations(revoked)}, cur, old)
-	logs := &syncLog{}
+	logs := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	watched := make(chan struct{})
 	go func() {
@@ -271,11 +253,11 @@ func TestRevocationOverRealServers(t *testing.T) {
 		waitFor(t, func() bool { return callGRPC(later) != nil && status.Code(callGRPC(later)) == codes.Unauthenticated })
 		check(t, later, answer{codes.Unauthenticated, http.StatusUnauthorized, "token revoked"})
 		check(t, oldOK, accepted)
-		waitFor(t, func() bool { return strings.Contains(logs.String(), "token revocation list reloaded") })
+		logs.WaitFor(t, "token revocation list reloaded")
 	})
 	t.Run("a broken edit keeps the last good list and is logged once", func(t *testing.T) {
 		writeFile(t, path, "leaked-1 leaked-2\n")
-		waitFor(t, func() bool { return strings.Contains(logs.String(), "token revocation list not reloaded") })
+		logs.WaitFor(t, "token revocation list not reloaded")
 		time.Sleep(100 * time.Millisecond) // a few more ticks on the broken file
 		check(t, leaked, answer{codes.Unauthenticated, http.StatusUnauthorized, "token revoked"})
 		check(t, later, answer{codes.Unauthenticated, http.StatusUnauthorized, "token revoked"})
