@@ -230,12 +230,24 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 	}
 	// Locks are always taken in (tenant, customer) order.
 	slices.SortFunc(customers, func(a, b facts.Customer) int { return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.ID, b.ID)) })
+	newest := newestStored(ds)
+	behind := !newest.IsZero() && time.Since(newest) > e.cfg.MaxLag
+	// Whether each tenant's own facts are behind is asked before the
+	// batch locks any row: a stale answer is a round trip to the server
+	// or two (backlogBehind), which the batch's customer and score locks,
+	// and the passes waiting on them, would otherwise be held through.
+	backlogged := map[string]bool{}
+	if behind {
+		for _, c := range customers {
+			if _, asked := backlogged[c.Tenant]; !asked {
+				backlogged[c.Tenant] = e.backlogBehind(ctx, c.Tenant)
+			}
+		}
+	}
 	if err := store.ApplyFacts(ctx, tx, &b, customers); err != nil {
 		return err
 	}
-	newest := newestStored(ds)
 	defer e.applying(newest)()
-	behind := !newest.IsZero() && time.Since(newest) > e.cfg.MaxLag
 	ordered := map[string]bool{}
 	for _, o := range b.Orders {
 		ordered[o.Tenant] = true
@@ -244,7 +256,7 @@ func (e *Engine) Handle(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) erro
 		// A tenant without a model whose orders arrive is checked for its
 		// first fit once this batch commits (noteBatch): its bands wait.
 		first := !fitted && ordered[tenant] && e.cfg.RescoreInterval > 0
-		return behind && e.backlogBehind(ctx, tenant) || first || e.awaiting(tenant, fitted)
+		return backlogged[tenant] || first || e.awaiting(tenant, fitted)
 	})
 	if err != nil {
 		return err
