@@ -74,7 +74,7 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 		db += " (" + o.DatabaseEnv + ")"
 	}
 	host, _ := os.Hostname() // the pod's name in Kubernetes
-	pool, err := pg.Connect(ctx, o.DatabaseURL, o.PoolConns, "retain-"+o.Name+"@"+host)
+	pool, err := pg.Connect(ctx, o.DatabaseURL, o.PoolConns, sessionName(o.Name, host))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", db, err)
 	}
@@ -203,4 +203,20 @@ func (d *Deps) Ready(ctx context.Context) error {
 		return err
 	}
 	return d.DatabaseReady(ctx)
+}
+
+// maxSessionName is what Postgres keeps of an application_name
+// (NAMEDATALEN - 1 bytes); it cuts the rest silently.
+const maxSessionName = 63
+
+// sessionName names a service's database sessions retain-<service>@<host>.
+// A long pod name (a long release name) would lose its end to Postgres's
+// cut, and with it the part that tells one replica from another: the
+// host's start goes instead, which repeats the release and service.
+func sessionName(service, host string) string {
+	name := "retain-" + service + "@"
+	if over := len(name) + len(host) - maxSessionName; over > 0 && over < len(host) {
+		host = host[over:]
+	}
+	return name + host
 }
