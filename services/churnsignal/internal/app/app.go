@@ -863,9 +863,10 @@ func (e *Engine) SetWeights(ctx context.Context, tenant string, update func(*sco
 // pinned one), then rescore every customer as of now, so that risk rises
 // with silence even when no event arrives. Between passes it refits the
 // models whose data grew (checkGrowth). With no RescoreInterval it does
-// neither. Either way it publishes the band changes held back once the
-// consumer has caught up (releaseAll): without it, a change held while the
-// consumer was behind would wait for the next full pass asked for by hand.
+// neither. Either way it publishes the band changes held back of each
+// tenant whose facts have caught up (releaseAll): without it, a change
+// held while they were behind would wait for the next full pass asked for
+// by hand.
 func (e *Engine) Run(ctx context.Context) error {
 	// Passes, growth checks and releases share this goroutine, so that
 	// this process never fits a tenant twice at once.

@@ -188,9 +188,9 @@ type watch struct {
 	seen, need int64
 	// pending: the refit loop is to check the tenant.
 	pending bool
-	// deferredLogged: the check was deferred for the consumer's lag and
-	// that was logged; nothing more is until a check gets past it (an
-	// import defers it once a batch).
+	// deferredLogged: the check was deferred, the tenant's facts being
+	// behind (tenantBehind), and that was logged; nothing more is until a
+	// check gets past it (an import defers it once a batch).
 	deferredLogged bool
 	// refused is the last live fit not stored since the model.
 	refused *basis
@@ -408,7 +408,7 @@ func (e *Engine) deferForLag(tenant, reason string) {
 	if reason != "" {
 		attrs = append(attrs, "reason", reason)
 	}
-	e.log.Info("refit deferred until the facts consumer catches up (logged once until then)", attrs...)
+	e.log.Info("refit deferred until the tenant's facts catch up: the facts consumer is behind with many of them yet to apply (logged once until then)", attrs...)
 }
 
 // errBehind: the growth check was not counted, the tenant's facts being
