@@ -5,9 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -86,7 +84,7 @@ func (c Config) validateAuth(v *config.Validator) {
 		if _, ok := readFile(v, settingNkey, c.NkeyFile, true); ok {
 			// nats.go's own parser, so what passes here is what Connect uses.
 			if _, err := nats.NkeyOptionFromSeed(c.NkeyFile); err != nil {
-				v.Addf(settingNkey.String(), "%s is not an nkey user seed file: want the seed (SU...) that `nk -gen user` writes", describePath(c.NkeyFile, true))
+				v.Addf(settingNkey.String(), "%s is not an nkey user seed file: want the seed (SU...) that `nk -gen user` writes", config.FilePath(c.NkeyFile, true))
 			}
 		}
 	}
@@ -118,7 +116,7 @@ func validateSecret(v *config.Validator, valueSetting setting, value string, fil
 		if b, ok := readFile(v, fileSetting, file, true); ok {
 			s := trimNewline(string(b))
 			if s == "" {
-				v.Addf(fileSetting.String(), "%s is empty", describePath(file, true))
+				v.Addf(fileSetting.String(), "%s is empty", config.FilePath(file, true))
 			} else {
 				checkSecret(v, fileSetting, s)
 			}
@@ -183,28 +181,10 @@ func (c Config) validateTLS(v *config.Validator) {
 func readFile(v *config.Validator, s setting, path string, secret bool) ([]byte, bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		// The *PathError's text would quote the path, which describePath
-		// may not show.
-		reason := "cannot be read"
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			reason = pe.Err.Error()
-		}
-		v.Addf(s.String(), "cannot read %s: %s", describePath(path, secret), reason)
+		v.Addf(s.String(), "%s", config.CannotRead(path, err, secret))
 		return nil, false
 	}
 	return b, true
-}
-
-// describePath quotes the path of a file, unless the file holds a secret
-// and the value does not look like a path: then the value may be the
-// secret itself, given where its file was wanted, and only its length is
-// shown.
-func describePath(path string, secret bool) string {
-	if secret && !strings.ContainsAny(path, `/\`) {
-		return fmt.Sprintf("the file its value names (%d bytes, not shown: without a \"/\" it may be the secret itself, but the setting takes the file's path)", len(path))
-	}
-	return strconv.Quote(path)
 }
 
 // trimNewline drops the line end editors and `echo` leave at the end of

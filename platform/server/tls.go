@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -67,11 +66,11 @@ func (c TLSConfig) Validate() error {
 	case c.CertFile != "":
 		cert, certErr := os.ReadFile(c.CertFile)
 		if certErr != nil {
-			v.Addf(settingTLSCert, "%s", readProblem(c.CertFile, certErr))
+			v.Addf(settingTLSCert, "%s", config.CannotRead(c.CertFile, certErr, false))
 		}
 		key, keyErr := os.ReadFile(c.KeyFile)
 		if keyErr != nil {
-			v.Addf(settingTLSKey, "%s", readProblem(c.KeyFile, keyErr))
+			v.Addf(settingTLSKey, "%s", config.CannotRead(c.KeyFile, keyErr, true))
 		}
 		if certErr == nil && keyErr == nil {
 			if _, err := parseKeyPair(c.CertFile, cert, c.KeyFile, key); err != nil {
@@ -81,15 +80,6 @@ func (c TLSConfig) Validate() error {
 	}
 	v.Check(c.ReloadInterval >= 0, "TLS reload interval", "must not be negative, got %s", c.ReloadInterval)
 	return v.Err()
-}
-
-// readProblem says why the file at path cannot be read, naming it.
-func readProblem(path string, err error) string {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	return fmt.Sprintf("cannot read %q: %v", path, err)
 }
 
 // parseKeyPair is the pair of PEM files at certPath and keyPath. The
@@ -124,11 +114,11 @@ func LoadCertificate(certFile, keyFile string) (*Certificate, error) {
 func readKeyPair(files []filewatch.File) (*tls.Certificate, error) {
 	cert, err := os.ReadFile(files[0].Path)
 	if err != nil {
-		return nil, fmt.Errorf("TLS certificate: %s", readProblem(files[0].Path, err))
+		return nil, fmt.Errorf("TLS certificate: %s", config.CannotRead(files[0].Path, err, false))
 	}
 	key, err := os.ReadFile(files[1].Path)
 	if err != nil {
-		return nil, fmt.Errorf("TLS key: %s", readProblem(files[1].Path, err))
+		return nil, fmt.Errorf("TLS key: %s", config.CannotRead(files[1].Path, err, true))
 	}
 	return parseKeyPair(files[0].Path, cert, files[1].Path, key)
 }
@@ -196,7 +186,7 @@ func (c ClientTLS) TransportCredentials() (credentials.TransportCredentials, err
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, errors.New(readProblem(c.CAFile, err))
+			return nil, errors.New(config.CannotRead(c.CAFile, err, false))
 		}
 		cfg.RootCAs = x509.NewCertPool()
 		if !cfg.RootCAs.AppendCertsFromPEM(pem) {

@@ -228,7 +228,8 @@ func TestHostServesTLS(t *testing.T) {
 // TestTLSConfigErrors: a certificate without its key (or the reverse) is
 // a configuration error naming the setting; files that cannot be read or
 // do not make a pair name the path and the problem, in the settings'
-// check and when a host starts.
+// check and when a host starts. The key itself, given where its file's
+// path goes, is not shown back.
 func TestTLSConfigErrors(t *testing.T) {
 	ca := testenv.NewCA(t)
 	dir := t.TempDir()
@@ -280,4 +281,18 @@ func TestTLSConfigErrors(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("the key given for its file", func(t *testing.T) {
+		keyPEM := strings.TrimSpace(string(good.KeyPEM))
+		err := (server.TLSConfig{CertFile: cert, KeyFile: keyPEM}).Validate()
+		want := fmt.Sprintf("RETAIN_TLS_KEY_FILE (-tls-key-file): cannot read the file its value names (%d bytes, not shown", len(keyPEM))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Validate = %v, want it to contain %q", err, want)
+		}
+		for _, line := range strings.Split(keyPEM, "\n") {
+			if strings.Contains(err.Error(), line) {
+				t.Fatalf("Validate shows the key (%q):\n%v", line, err)
+			}
+		}
+	})
 }
