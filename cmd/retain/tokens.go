@@ -102,6 +102,11 @@ func runIssue(env *cliEnv, args []string) error {
 	if len(list) == 0 {
 		return usagef("--scopes: at least one of %s is required", strings.Join(auth.Scopes(), ", "))
 	}
+	// As --scopes, before the key is read: the signer's own check, which
+	// would refuse it only after, and not as a usage error naming the flag.
+	if err := auth.ValidateTenant(*tenant); err != nil {
+		return usagef("--tenant: %v", err)
+	}
 	key := *keyFlag
 	if key == "" {
 		b, err := os.ReadFile(findStateFile(devPrivateKeyFile))

@@ -40,6 +40,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"metrics", "bogus"}, `unknown figure "bogus"`},
 		{[]string{"metrics", "retention", "--from", "garbage"}, `--from: "garbage": want`},
 		{[]string{"tokens", "issue", "--tenant", "acme"}, "--scopes: at least one of"},
+		{[]string{"tokens", "issue", "--scopes", "read"}, `--tenant: bad tenant id: "" does not match`},
+		{[]string{"tokens", "issue", "--tenant", "Bad Tenant", "--scopes", "read"}, `--tenant: bad tenant id: "Bad Tenant"`},
 		// Missing flags, and flags that do not fit the file.
 		{[]string{"import", "orders", "orders.csv"}, "orders.csv: orders: the currency is required: give --currency"},
 		{[]string{"import", "orders", "orders.csv", "--currency", "EUR", "--map", "total=Amount"}, `--map total=Amount: no column "Amount"`},
