@@ -23,16 +23,18 @@ type SessionLock struct {
 }
 
 // LockHolder is the session holding an advisory lock, as pg_stat_activity
-// shows it. The zero value is a holder that could not be seen: gone
-// meanwhile, or another role's session this role may not look at.
+// shows it. The zero value is a holder that could not be seen (gone
+// meanwhile).
 type LockHolder struct {
 	// PID is the holder's Postgres backend process id (pg_backend_pid).
 	PID int32
 	// Application is the session's application_name, "" when unset.
 	Application string
-	// Address is the client's address, "" for a local socket.
+	// Address is the client's address, "" for a local socket or when
+	// hidden (see ConnectedAt).
 	Address string
-	// ConnectedAt is when the session started.
+	// ConnectedAt is when the session started; zero when Postgres hides
+	// it, and the address, from this role (another role's session).
 	ConnectedAt time.Time
 }
 
@@ -45,6 +47,9 @@ func (h LockHolder) String() string {
 	app, from := h.Application, h.Address
 	if app == "" {
 		app = "no application name"
+	}
+	if h.ConnectedAt.IsZero() {
+		return "pid " + strconv.Itoa(int(h.PID)) + " (" + app + "; its address and start are hidden from this role)"
 	}
 	if from == "" {
 		from = "a local socket"
@@ -129,8 +134,9 @@ type Querier interface {
 }
 
 // HolderOf names the session holding the advisory lock key in the current
-// database; ok is false when none does. A holder this role may not look at
-// (another role's session) is returned with its pid only.
+// database; ok is false when none does. Of a holder this role may not
+// look at (another role's session) Postgres shows the pid and application
+// name only.
 func HolderOf(ctx context.Context, q Querier, key int64) (h LockHolder, ok bool, err error) {
 	// A bigint key is (classid, objid) = its (high, low) 32 bits, read as
 	// unsigned oids.

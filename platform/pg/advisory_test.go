@@ -2,6 +2,8 @@ package pg_test
 
 import (
 	"context"
+	"fmt"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +60,51 @@ func TestSessionLock(t *testing.T) {
 	}
 	if n := count(t, one, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"); n != 0 {
 		t.Fatalf("%d advisory locks still held", n)
+	}
+}
+
+// TestHolderOfAnotherRole: a holder whose session another role may not
+// look at (Postgres hides its address and start) is not named as
+// connected from a local socket in the year 1.
+func TestHolderOfAnotherRole(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := testenv.Postgres(t)
+	admin := connect(t, url)
+	role := fmt.Sprintf("retain_test_other_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN PASSWORD 'other-pw'"); err != nil {
+		t.Skipf("cannot create a second role here: %v", err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.UserPassword(role, "other-pw")
+	other, err := pg.Connect(ctx, u.String(), 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+
+	holder, err := pg.Connect(ctx, url, 1, "retain-metrics@pod-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	const key = 0x5245_5441_494F
+	l, _, err := pg.TrySessionLock(ctx, holder, key)
+	if err != nil || l == nil {
+		t.Fatalf("free lock: %v, %v", l, err)
+	}
+	defer l.Release(ctx)
+
+	h, ok, err := pg.HolderOf(ctx, other, key)
+	if err != nil || !ok || h.PID == 0 {
+		t.Fatalf("HolderOf from another role = %+v, %v, %v; want the holder", h, ok, err)
+	}
+	s := h.String()
+	if !strings.Contains(s, "retain-metrics@pod-1") || strings.Contains(s, "local socket") || strings.Contains(s, "0001-01-01") {
+		t.Fatalf("holder seen from another role reads %q: want its application name, and its address and start said hidden", s)
 	}
 }
