@@ -14,10 +14,10 @@ import (
 const EnvPrefix = "RETAIN_"
 
 // readElsewhere are the RETAIN_* variables read outside any setting bound
-// with this package: by the retain command (where calls go, the token,
-// TLS to the API, the signing key, `retain dev`'s Postgres server). They are Retain's own, so a
-// process that does not read them does not report them: a shell that runs
-// the command and a service has them set for the command.
+// with this package: by the retain command (where calls go, the token, TLS
+// to the API, the signing key, `retain dev`'s Postgres server). They are
+// Retain's own, so a process that does not read them does not report them:
+// a shell that runs the command and a service has them set for the command.
 var readElsewhere = []string{
 	"RETAIN_ADDR",
 	"RETAIN_AUTH_PRIVATE_KEY",
