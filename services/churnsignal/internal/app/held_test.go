@@ -287,14 +287,6 @@ func TestRefitDeferralLoggedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	behind := func(on bool) {
-		e.wmu.Lock()
-		defer e.wmu.Unlock()
-		e.lastBatch, e.lastBatchNewest = time.Now(), time.Now()
-		if on {
-			e.lastBatchNewest = e.lastBatch.Add(-time.Hour)
-		}
-	}
 	rounds := func() {
 		for range 5 {
 			if _, err := e.autoRefit(ctx, "a"); err != nil {
@@ -302,16 +294,16 @@ func TestRefitDeferralLoggedOnce(t *testing.T) {
 			}
 		}
 	}
-	behind(true)
+	setBehind(e, true)
 	rounds()
 	if n := strings.Count(logs.String(), "refit deferred"); n != 1 {
 		t.Fatalf("%d lines for five deferred checks, want 1:\n%s", n, logs.String())
 	}
 	// Caught up, the check gets past the lag (its fit of this small shop
 	// is refused, which is not the point here).
-	behind(false)
+	setBehind(e, false)
 	_, _ = e.autoRefit(ctx, "a")
-	behind(true)
+	setBehind(e, true)
 	rounds()
 	if n := strings.Count(logs.String(), "refit deferred"); n != 2 {
 		t.Fatalf("%d lines after catching up and falling behind again, want 2:\n%s", n, logs.String())
@@ -345,24 +337,16 @@ func TestTenantBehindAsksItsBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	behind := func(on bool) {
-		e.wmu.Lock()
-		defer e.wmu.Unlock()
-		e.lastBatch, e.lastBatchNewest = time.Now(), time.Now()
-		if on {
-			e.lastBatchNewest = e.lastBatch.Add(-time.Hour)
-		}
-	}
 	askedSoFar := func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return asked
 	}
-	behind(false)
+	setBehind(e, false)
 	if e.tenantBehind(ctx, "importer") || askedSoFar() != 0 {
 		t.Fatalf("consumer current: importer behind %t, %d backlogs asked; want neither", e.tenantBehind(ctx, "importer"), askedSoFar())
 	}
-	behind(true)
+	setBehind(e, true)
 	for tenant, want := range map[string]bool{"importer": true, "live": false, "unreadable": true} {
 		if got := e.tenantBehind(ctx, tenant); got != want {
 			t.Errorf("consumer behind: %s behind = %t, want %t", tenant, got, want)
@@ -394,5 +378,16 @@ func TestTenantBehindAsksItsBacklog(t *testing.T) {
 	case <-e.wake:
 	default:
 		t.Error("the refit loop was not woken for the importer's held changes")
+	}
+}
+
+// setBehind makes e's last batch just applied, an hour behind the stream
+// (on) or current, as the consumer's batches tell e.behind.
+func setBehind(e *Engine, on bool) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.lastBatch, e.lastBatchNewest = time.Now(), time.Now()
+	if on {
+		e.lastBatchNewest = e.lastBatch.Add(-time.Hour)
 	}
 }
