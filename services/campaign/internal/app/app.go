@@ -43,12 +43,11 @@ type Config struct {
 	// due; AudienceChunk is how many customers one transaction evaluates.
 	AudienceInterval time.Duration
 	AudienceChunk    int
-	// FactsBacklog, when set, says how many events the facts consumer has
-	// yet to apply, and TenantFactsBacklog how many of them are a tenant's
-	// (bus.Consumer.Backlog and TenantBacklog): a tenant's scheduled
-	// audiences wait while its own are more than AudienceMaxBacklog
-	// (default DefaultAudienceMaxBacklog). Without TenantFactsBacklog the
-	// consumer's backlog counts as every tenant's.
+	// FactsBacklog and TenantFactsBacklog, set both or neither, say how
+	// many events the facts consumer has yet to apply, and how many of
+	// them are a tenant's (bus.Consumer.Backlog and TenantBacklog): a
+	// tenant's scheduled audiences wait while its own are more than
+	// AudienceMaxBacklog (default DefaultAudienceMaxBacklog).
 	FactsBacklog       func(context.Context) (int64, error)
 	TenantFactsBacklog func(ctx context.Context, tenant string) (int64, error)
 	AudienceMaxBacklog int64

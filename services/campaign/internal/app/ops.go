@@ -152,7 +152,7 @@ func (e *Engine) audienceFacts(ctx context.Context) func(tenant string) bool {
 			return ok
 		}
 		n, terr := total, err
-		if err == nil && e.cfg.TenantFactsBacklog != nil {
+		if err == nil {
 			n, terr = e.cfg.TenantFactsBacklog(ctx, t)
 		}
 		ok := terr == nil && n <= e.cfg.AudienceMaxBacklog
