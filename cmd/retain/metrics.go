@@ -411,7 +411,7 @@ func printRebuildStatus(w io.Writer, r *metricsv1.GetRebuildResponse, now time.T
 	switch r.GetState() {
 	case metricsv1.RebuildState_REBUILD_STATE_NONE:
 		if r.GetFinishedAt() == nil {
-			fmt.Fprintln(w, "No rebuild pending: the figures are whole (never rebuilt).")
+			fmt.Fprintln(w, "No rebuild pending: the figures are whole (no rebuild on record).")
 			return
 		}
 		fmt.Fprintln(w, "No rebuild pending: the figures are whole.")

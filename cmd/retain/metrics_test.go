@@ -606,7 +606,7 @@ func TestMetricsThroughDevStack(t *testing.T) {
 	})
 	t.Run("rebuild detached, then its status", func(t *testing.T) {
 		out, err := metrics(t, "rebuild", "--status")
-		if err != nil || !strings.Contains(out, "No rebuild pending: the figures are whole (never rebuilt).") {
+		if err != nil || !strings.Contains(out, "No rebuild pending: the figures are whole (no rebuild on record).") {
 			t.Fatalf("status before any rebuild: %v\n%s", err, out)
 		}
 		out, err = metrics(t, "rebuild", "--detach", "--output", "json")
