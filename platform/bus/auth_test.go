@@ -316,6 +316,12 @@ func TestConfigValidateLogin(t *testing.T) {
 			want: []string{"RETAIN_NATS_TLS_CERT (-nats-tls-cert): with RETAIN_NATS_TLS_KEY (-nats-tls-key): tls: private key does not match public key"},
 		},
 		{
+			name:    "the key given where its file goes",
+			env:     map[string]string{"RETAIN_NATS_TLS_CERT": file("c3.pem", certPEM), "RETAIN_NATS_TLS_KEY": "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG/yqGSM49+gEGCCqG\n-----END PRIVATE KEY-----"},
+			want:    []string{"RETAIN_NATS_TLS_KEY (-nats-tls-key): cannot read the file its value names (82 bytes, not shown"},
+			secrets: []string{"MIGHAgEAMBMG/yqGSM49+gEGCCqG"},
+		},
+		{
 			name: "a key without its certificate",
 			env:  map[string]string{"RETAIN_NATS_TLS_KEY": file("k2.pem", keyPEM)},
 			want: []string{"RETAIN_NATS_TLS_KEY (-nats-tls-key): needs RETAIN_NATS_TLS_CERT (-nats-tls-cert)"},
