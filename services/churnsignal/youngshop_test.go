@@ -27,7 +27,9 @@ import (
 // a purchase.
 //
 // A history that does end long before the fit (the first tenth of a
-// half-year import, fitted by hand) is still refused by that guard.
+// half-year import, fitted by hand) is still refused by that guard, and a
+// shop ten days old by the one for a fit in which every repeat buyer has
+// left.
 func TestYoungShopIsScored(t *testing.T) {
 	s := setup(t)
 	ctx := context.Background()
@@ -75,6 +77,22 @@ func TestYoungShopIsScored(t *testing.T) {
 		for j := 0; j < len(evs); j += 5000 {
 			s.publish(t, sh.tenant, evs[j:min(j+5000, len(evs))]...)
 		}
+	}
+	// Ten days old (QA): nobody has ordered a third time, and the fit has
+	// every customer leave at their next order.
+	const tenDays = "tendays"
+	{
+		cfg := simulate.DefaultConfig()
+		cfg.Customers, cfg.Days, cfg.Seed, cfg.Start = 100, 10, 1, end.AddDate(0, 0, -10)
+		shop, err := simulate.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []*eventsv1.Event
+		if err := shop.Events(func(ev *eventsv1.Event) error { evs = append(evs, ev); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		s.publish(t, tenDays, evs...)
 	}
 	// The first tenth of the orders of a half year, the newest five months
 	// old: every customer looks gone.
@@ -132,6 +150,17 @@ func TestYoungShopIsScored(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("ten days old", func(t *testing.T) {
+		_, err := c.Refit(ctx, &churnv1.RefitRequest{}, s.token(t, tenDays, auth.ScopeAdmin))
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "customers who ordered more than once") {
+			t.Fatalf("refit of a shop ten days old: %v, want FAILED_PRECONDITION for a fit in which every repeat buyer has left", err)
+		}
+		t.Log(err)
+		if _, err := c.GetModel(ctx, &churnv1.GetModelRequest{}, s.token(t, tenDays, auth.ScopeRead)); status.Code(err) != codes.NotFound {
+			t.Errorf("model after the refused refit: %v, want NOT_FOUND", err)
+		}
+	})
 
 	t.Run("history that ended long ago", func(t *testing.T) {
 		_, err := c.Refit(ctx, &churnv1.RefitRequest{}, s.token(t, gone, auth.ScopeAdmin))

@@ -714,6 +714,14 @@ func (e *Engine) fit(ctx context.Context, tenant string, asOf *time.Time, schedu
 			"the newest order is %d days before %s: the history is incomplete (an import still arriving?) or ended long ago (fit as of its end)",
 			ErrUnusableFit, res.Customers, expected, quarterWeeks, minExpectedOrders, days, at.Format(time.RFC3339)))
 	}
+	if expected, repeaters, gone := repeatersGone(res.Params, h.Groups); gone {
+		e.log.Warn("fitted model not stored: it expects every customer who ordered again to have left", "tenant", tenant, "customers", res.Customers, "orders", h.Orders,
+			"r", res.Params.R, "alpha", res.Params.Alpha, "a", res.Params.A, "b", res.Params.B,
+			"repeat_buyers", repeaters, "expected_orders_per_repeat_buyer", expected, "as_of", at)
+		return refuse(fmt.Errorf("%w: it expects the %d customers who ordered more than once to order %.4f times each in the next %d weeks, fewer than %g "+
+			"(each left at their last order): too little repeat buying yet (%d orders over %d customers) to tell how customers leave",
+			ErrUnusableFit, repeaters, expected, quarterWeeks, minExpectedOrders, h.Orders, res.Customers))
+	}
 	m := store.Model{
 		Params: res.Params, LogLikelihood: res.LogLikelihood, Customers: res.Customers, Converged: res.Converged,
 		TypicalGapDays: h.TypicalGapDays, AsOf: at, Pinned: pinned, FittedAt: now, Orders: h.Orders,

@@ -168,6 +168,29 @@ func unusable(p model.Params, groups []model.Group) (float64, bool) {
 	return e, e < minExpectedOrders
 }
 
+// repeatersGone returns the orders per customer p expects in the next
+// quarterWeeks of the customers who ordered more than once, how many they
+// are, and whether that is fewer than minExpectedOrders: a model in which
+// every customer leaves at their next order (a/(a+b) -> 1), under which
+// every repeat buyer scores HIGH the day after buying again. Customers
+// who ordered once cannot have left in the model, so unusable's mean over
+// everyone does not see it. A shop days old, where nobody has ordered a
+// third time yet, fits it (QA: 100 customers over 10 days).
+func repeatersGone(p model.Params, groups []model.Group) (expected float64, repeaters int, gone bool) {
+	var rep []model.Group
+	for _, g := range groups {
+		if g.X > 0 {
+			rep = append(rep, g)
+			repeaters += g.Count
+		}
+	}
+	if repeaters == 0 {
+		return 0, 0, false // model.Fit refuses such a history itself
+	}
+	expected = p.MeanExpectedPurchases(rep, quarterWeeks)
+	return expected, repeaters, expected < minExpectedOrders
+}
+
 // newestOrderDays is how many days before the end of the histories the
 // newest purchase day is (time since the last purchase is T - t_x, t_x = 0
 // without repeats).

@@ -118,6 +118,31 @@ func TestUnusable(t *testing.T) {
 			t.Errorf("%s: unusable = %v (%.5f orders per customer), want %v", tc.name, bad, e, tc.want)
 		}
 	}
+	// A fit of a shop ten days old (QA): dropout certain at every order.
+	// Its one-time buyers keep the mean over everyone lively, so only the
+	// repeat buyers' expectation shows it.
+	young := model.Params{R: 0.5, Alpha: 2, A: 2.85e12, B: 1e-13}
+	tenDays := []model.Group{{Summary: model.Summary{X: 1, Tx: 0.4, T: 1.2}, Count: 3}, {Summary: model.Summary{X: 0, T: 1.1}, Count: 80}}
+	if _, bad := unusable(young, tenDays); bad {
+		t.Errorf("the ten-day fit refused by unusable: the mean over everyone no longer shows what repeatersGone is for")
+	}
+	for _, tc := range []struct {
+		name      string
+		p         model.Params
+		groups    []model.Group
+		repeaters int
+		want      bool
+	}{
+		{"ten days, every buyer leaving", young, tenDays, 3, true},
+		{"CDNOW, lively", cdnow, lively, 10, false},
+		{"CDNOW on the early histories", cdnow, early, 30, false},
+		{"nobody ordered again", cdnow, []model.Group{{Summary: model.Summary{X: 0, T: 3}, Count: 5}}, 0, false},
+	} {
+		e, n, gone := repeatersGone(tc.p, tc.groups)
+		if gone != tc.want || n != tc.repeaters || (n > 0 && (e < minExpectedOrders) != gone) {
+			t.Errorf("%s: repeatersGone = %.5f over %d, %v; want %d repeat buyers, %v", tc.name, e, n, gone, tc.repeaters, tc.want)
+		}
+	}
 	if got := newestOrderDays([]model.Group{{Summary: model.Summary{X: 0, T: 2}}, {Summary: model.Summary{X: 3, Tx: 10, T: 12.5}}}); got != 14 {
 		t.Errorf("newestOrderDays = %d, want 14", got)
 	}
