@@ -2,10 +2,12 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/tenant"
@@ -76,11 +78,24 @@ func (c *Consumer) TenantBacklog(ctx context.Context, tenantID string) (int64, e
 			InactiveThreshold: probeLife,
 		})
 		if err != nil {
-			return 0, fmt.Errorf("bus: backlog of consumer %s for tenant %s: probe of %s: %w", c.cfg.Durable, tenantID, f, err)
+			return 0, fmt.Errorf("bus: backlog of consumer %s for tenant %s: probe of %s: %w%s", c.cfg.Durable, tenantID, f, err, c.probeRefused(prefix))
 		}
 		n += int64(probe.CachedInfo().NumPending)
 	}
 	return n, nil
+}
+
+// probeRefused explains a probe that got no answer when the server last
+// refused this connection a probe's subject: NATS answers a request it
+// does not allow with silence (the refusal comes as an asynchronous
+// error), so the call only times out, and an operator whose own NATS
+// lacks the permission would read a timeout. "" otherwise.
+func (c *Consumer) probeRefused(prefix string) string {
+	last := c.bus.NC.LastError()
+	if !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), "$JS.API.CONSUMER.CREATE."+c.cfg.Stream+".") {
+		return ""
+	}
+	return fmt.Sprintf(" (the NATS server refused this login the probe: %v; allow $JS.API.CONSUMER.CREATE.%s.*.%s.*.> for this service, docs/decisions/0037-per-tenant-facts-backlog.md)", last, c.cfg.Stream, prefix)
 }
 
 // streamSubjectPrefix is the subject prefix of a Retain stream, whose

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/tenant"
@@ -128,5 +130,38 @@ func TestTenantBacklogFilteredConsumer(t *testing.T) {
 	}
 	if got := backlogs(t, c, "shop", "solo"); got["shop"] != 6 || got["solo"] != 9 {
 		t.Fatalf("tenant backlogs %v, want shop 6 (orders, tickets), solo 9 (and its surveys)", got)
+	}
+}
+
+// TestTenantBacklogProbeRefused: a NATS that does not allow this login
+// the probe answers it with silence; the timeout says which permission
+// is missing, rather than only that time ran out.
+func TestTenantBacklogProbeRefused(t *testing.T) {
+	srv := runServer(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), Users: []*server.User{{
+		Username: "campaign", Password: "pcampaign", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*." + bus.EventsSubjectPrefix + ".>"}},
+		}}}})
+	ctx := testCtx(t)
+	b, err := bus.Connect(ctx, bus.Config{URL: "nats://" + srv.Addr().String(), Name: "retain-campaign", User: "campaign", Password: "pcampaign"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsumer(t, b, setupPG(t), bus.ConsumerConfig{Durable: "refused"}, applyAll)
+	if _, err := c.Declare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PublishDurable(ctx, tenantEvents("shop", "order.placed", "x", 3)); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = c.TenantBacklog(short, "shop")
+	want := "allow $JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*." + bus.EventsSubjectPrefix + ".*.> for this service"
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Permissions Violation") {
+		t.Fatalf("a probe the server refuses: %v, want the refusal and %q", err, want)
 	}
 }
