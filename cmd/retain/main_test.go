@@ -376,6 +376,7 @@ func TestCallError(t *testing.T) {
 		{status.Error(codes.AlreadyExists, ""), "already exists"},
 		{status.Error(codes.PermissionDenied, "token lacks scope admin"), "permission denied: token lacks scope admin (check --token / RETAIN_TOKEN: this command needs the scope admin)"},
 		{status.Error(codes.Unimplemented, "unknown service"), "this Retain does not run the dead-letter service"},
+		{status.Error(codes.Unimplemented, "unknown method Count for service retain.ops.v1.DeadLetterService"), "the dead-letter service there does not have this call (unknown method Count for service retain.ops.v1.DeadLetterService): it runs an earlier release than this command; upgrade it"},
 		{notFoundAs(status.Error(codes.NotFound, "not found"), `delivery "x"`), `no delivery "x"`},
 		{notFoundAs(status.Error(codes.NotFound, `delivery "x": not found`), `delivery "x"`), `delivery "x": not found`},
 		{notFoundAs(status.Error(codes.Unavailable, "not found"), `delivery "x"`), "unavailable: not found"},

@@ -39,6 +39,11 @@ func callError(err error, service, scopes string) error {
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return fmt.Errorf("%s: %s (check --token / RETAIN_TOKEN: this command needs the scope %s)", codeWords(st.Code().String()), st.Message(), scopes)
 	case codes.Unimplemented:
+		// grpc-go words a method the server's service lacks "unknown
+		// method": a service of an earlier release than this command.
+		if strings.Contains(st.Message(), "unknown method") {
+			return fmt.Errorf("the %s service there does not have this call (%s): it runs an earlier release than this command; upgrade it", service, st.Message())
+		}
 		return errors.New("this Retain does not run the " + service + " service")
 	case codes.Unavailable:
 		// gRPC words a TLS mismatch as a transport failure; say which
