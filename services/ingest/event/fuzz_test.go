@@ -7,7 +7,10 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
 func FuzzDecodeBatch(f *testing.F) {
@@ -120,6 +123,45 @@ func FuzzUnmarshalEvent(f *testing.F) {
 		// The lenient look at the id never disagrees with the real decoder.
 		if id := LenientID(data); ev != nil && id != "" && id != ev.GetId() {
 			t.Fatalf("LenientID = %q, decoded id = %q", id, ev.GetId())
+		}
+	})
+}
+
+// FuzzUnknownFields decodes protobuf as the gRPC API does: an event is
+// refused for unknown fields exactly when it holds some, anywhere in it.
+func FuzzUnknownFields(f *testing.F) {
+	for _, ev := range []*eventsv1.Event{validCustomerUpdated(), validOrderPlaced(), validSurveyAnswered()} {
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+		f.Add(protowire.AppendVarint(protowire.AppendTag(data, 99, protowire.VarintType), 7))
+		f.Add(protowire.AppendBytes(protowire.AppendTag(data, 16, protowire.BytesType), []byte{0x0a, 0x01, 'x'}))
+	}
+	item, err := proto.Marshal(withUnknown(f, &eventsv1.LineItem{Sku: "s", Quantity: 1}, 40))
+	if err != nil {
+		f.Fatal(err)
+	}
+	order := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), item)
+	f.Add(protowire.AppendBytes(protowire.AppendTag(nil, 11, protowire.BytesType), order))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev := &eventsv1.Event{}
+		if proto.Unmarshal(data, ev) != nil {
+			return
+		}
+		known := &eventsv1.Event{}
+		if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, known); err != nil {
+			t.Fatalf("decodes keeping unknown fields, not discarding them: %v", err)
+		}
+		// proto.Equal compares unknown fields too.
+		has := !proto.Equal(ev, known)
+		fe := UnknownFields(ev)
+		if (fe != nil) != has {
+			t.Fatalf("error %v for an event with unknown fields: %v", fe, has)
+		}
+		if fe != nil && (fe.GetField() == "" || !strings.Contains(fe.GetDescription(), "has field")) {
+			t.Fatalf("error %v", fe)
 		}
 	})
 }

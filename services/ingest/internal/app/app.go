@@ -112,6 +112,16 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 			}
 			continue
 		}
+		// Fields ingest does not know (a gRPC client's newer or forked
+		// .proto) would go on the bus unchecked, as they came, for
+		// consumers of a newer schema to read: refused, as the HTTP API
+		// refuses an unknown JSON field.
+		if fe := event.UnknownFields(ev); fe != nil {
+			res.Status = ingestv1.EventStatus_EVENT_STATUS_REJECTED
+			res.Id = ev.GetId()
+			res.Errors = []*ingestv1.FieldError{fe}
+			continue
+		}
 		// An event naming another tenant than the token's is a client
 		// holding the wrong token: storing it under the token's tenant
 		// would file one shop's customers under another's.
