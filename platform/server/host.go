@@ -143,7 +143,7 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 	}
 	if cert != nil {
 		sup.Add("tls-certificate", ComponentFunc(func(ctx context.Context) error {
-			cert.Watch(ctx, cfg.TLS.ReloadInterval, logger)
+			cert.Watch(ctx, cfg.TLS.ReloadInterval, logger, cfg.Telemetry)
 			return nil
 		}))
 	}

@@ -9,13 +9,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/filewatch"
+	"github.com/retainhq/retain/platform/telemetry"
 )
 
 // DefaultTLSReloadInterval is how often the certificate files are checked
@@ -23,6 +27,17 @@ import (
 // and the kubelet takes up to a minute to update a mounted Secret: a few
 // seconds more change nothing.
 const DefaultTLSReloadInterval = 10 * time.Second
+
+// TLSExpiryWarning is how close to its expiry the serving certificate is
+// logged at warn level: cert-manager renews at two thirds of a 90-day
+// certificate's life (30 days before), so one this close has missed a
+// renewal, and two weeks leave time to find out why.
+const TLSExpiryWarning = 14 * 24 * time.Hour
+
+// tlsExpiryRepeat is how often a certificate still near its expiry is
+// logged again: daily, so the warning stays in any log search window
+// without filling the log.
+const tlsExpiryRepeat = 24 * time.Hour
 
 // TLSConfig is the certificate the gRPC and public HTTP listeners serve;
 // without one they serve plaintext. The ops listener always serves
@@ -143,17 +158,102 @@ func (c *Certificate) LogAttrs() []any {
 
 // Watch reads the files again every interval (DefaultTLSReloadInterval
 // when not positive) until ctx is done, logging each new certificate, and
-// a file that cannot be used once until it can.
-func (c *Certificate) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
+// a file that cannot be used once until it can. It logs a warning for a
+// certificate expiring within TLSExpiryWarning when it is loaded, and
+// daily after, and exports its expiry as the gauge
+// retain.tls.certificate.expiry on tel's meter provider (tel may be nil:
+// no gauge).
+func (c *Certificate) Watch(ctx context.Context, interval time.Duration, log *slog.Logger, tel *telemetry.Telemetry) {
 	if interval <= 0 {
 		interval = DefaultTLSReloadInterval
 	}
+	if tel != nil && tel.MeterProvider != nil {
+		unregister, err := c.observeExpiry(tel.MeterProvider.Meter("github.com/retainhq/retain/platform/server"))
+		if err != nil {
+			// The certificate serves as well without its gauge.
+			log.Error("TLS certificate expiry gauge not registered", "error", err)
+		} else {
+			defer unregister()
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { c.warnExpiry(ctx, interval, log) })
 	c.pair.Watch(ctx, interval, log, filewatch.Logs{
 		Reloaded:  "TLS certificate reloaded",
 		Failed:    "TLS certificate not reloaded: still serving the last good one",
 		Recovered: "TLS certificate files readable again",
 		Attrs:     c.LogAttrs,
 	})
+}
+
+// observeExpiry registers the gauge retain.tls.certificate.expiry: the
+// serving certificate's NotAfter as Unix seconds, read from the pair in
+// use at each collection, so a reload shows at the next scrape. The
+// timestamp rather than the seconds left: it is exact whenever it was
+// scraped, never drifts between scrapes, and alert rules subtract time()
+// themselves (`retain_tls_certificate_expiry_seconds - time() < 14*86400`),
+// as they do with other exporters' expiry timestamps.
+func (c *Certificate) observeExpiry(m metric.Meter) (unregister func(), err error) {
+	gauge, err := m.Int64ObservableGauge("retain.tls.certificate.expiry",
+		metric.WithDescription("When the certificate the gRPC and public HTTP APIs serve expires (its NotAfter, as Unix time), by certificate (its subject's common name, else its first DNS name or IP address)."),
+		metric.WithUnit("s"))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		leaf := c.pair.Get().Leaf
+		o.ObserveInt64(gauge, leaf.NotAfter.Unix(), metric.WithAttributes(attribute.String("certificate", certificateName(leaf))))
+		return nil
+	}, gauge)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = reg.Unregister() }, nil
+}
+
+// certificateName names a certificate in the gauge: cert-manager leaves
+// the common name empty unless asked for one, so the first name the
+// certificate is for stands in.
+func certificateName(leaf *x509.Certificate) string {
+	switch {
+	case leaf.Subject.CommonName != "":
+		return leaf.Subject.CommonName
+	case len(leaf.DNSNames) > 0:
+		return leaf.DNSNames[0]
+	case len(leaf.IPAddresses) > 0:
+		return leaf.IPAddresses[0].String()
+	}
+	return ""
+}
+
+// warnExpiry logs a warning, every interval until ctx is done, when the
+// certificate in use expires within TLSExpiryWarning and is new or was
+// last warned of a day ago: the gauge needs an alert rule, the log line
+// reaches whoever reads the log.
+func (c *Certificate) warnExpiry(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var warned *tls.Certificate
+	var warnedAt time.Time
+	for {
+		pair := c.pair.Get()
+		now := time.Now()
+		left := pair.Leaf.NotAfter.Sub(now)
+		if left < TLSExpiryWarning && (pair != warned || now.Sub(warnedAt) >= tlsExpiryRepeat) {
+			warned, warnedAt = pair, now
+			msg := "TLS certificate expires within 14 days: renew it"
+			if left <= 0 {
+				msg = "TLS certificate has expired: clients refuse it until it is renewed"
+			}
+			log.Warn(msg, append([]any{"expires_in", left.Round(time.Second)}, c.LogAttrs()...)...)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // ClientTLS is how a client connects to a Retain gRPC API: in plaintext,

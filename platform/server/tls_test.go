@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +25,7 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/platform/testenv"
 )
 
@@ -41,15 +45,17 @@ func (pingService) Run(ctx context.Context) error {
 }
 
 // startTLSHost hosts pingService with the certificate of secret, checked
-// for changes every 20ms, and returns its addresses and its log.
-func startTLSHost(t *testing.T, secret *testenv.Secret) (server.Addrs, *testenv.SyncBuffer) {
+// for changes every 20ms, its metrics on tel (may be nil), and returns its
+// addresses and its log.
+func startTLSHost(t *testing.T, secret *testenv.Secret, tel *telemetry.Telemetry) (server.Addrs, *testenv.SyncBuffer) {
 	t.Helper()
 	logs := &testenv.SyncBuffer{}
 	host, err := server.NewHost(server.HostConfig{
-		Addrs:    server.Addrs{GRPC: "127.0.0.1:0", HTTP: "127.0.0.1:0", Ops: "127.0.0.1:0"},
-		TLS:      server.TLSConfig{CertFile: secret.Path("tls.crt"), KeyFile: secret.Path("tls.key"), ReloadInterval: 20 * time.Millisecond},
-		Verifier: newVerifier(t),
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Addrs:     server.Addrs{GRPC: "127.0.0.1:0", HTTP: "127.0.0.1:0", Ops: "127.0.0.1:0"},
+		TLS:       server.TLSConfig{CertFile: secret.Path("tls.crt"), KeyFile: secret.Path("tls.key"), ReloadInterval: 20 * time.Millisecond},
+		Verifier:  newVerifier(t),
+		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+		Telemetry: tel,
 	}, pingService{})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +121,7 @@ func TestHostServesTLS(t *testing.T) {
 	secret := testenv.NewSecret(t)
 	first := ca.Issue(t, "retain-ingest.retain.svc", "127.0.0.1")
 	secret.Update(t, first.Files())
-	addrs, logs := startTLSHost(t, secret)
+	addrs, logs := startTLSHost(t, secret, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -222,6 +228,70 @@ func TestHostServesTLS(t *testing.T) {
 		testenv.WaitFor(t, "the fixed certificate served", func() bool {
 			return servedSerial(t, addrs.HTTP, ca).Cmp(third.Serial) == 0
 		})
+	})
+}
+
+// TestHostReportsCertificateExpiry: the serving certificate's expiry is
+// the gauge retain.tls.certificate.expiry (its NotAfter in Unix seconds,
+// by the certificate's name), which follows a renewal. A certificate
+// expiring within 14 days, or expired, is logged at warn level once when
+// loaded, not at each check of the files; one far from it is not.
+func TestHostReportsCertificateExpiry(t *testing.T) {
+	ca := testenv.NewCA(t)
+	secret := testenv.NewSecret(t)
+	far := ca.IssueUntil(t, time.Now().Add(90*24*time.Hour), "retain-ingest.retain.svc", "127.0.0.1")
+	secret.Update(t, far.Files())
+	reader := sdkmetric.NewManualReader()
+	tel := &telemetry.Telemetry{
+		MeterProvider:  sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)),
+		TracerProvider: tracenoop.NewTracerProvider(),
+		Propagator:     propagation.TraceContext{},
+	}
+	addrs, logs := startTLSHost(t, secret, tel)
+
+	const gauge = "retain.tls.certificate.expiry"
+	expiry := func(name string) (float64, bool) {
+		v, ok := testenv.Gauges(t, reader, "certificate="+name)[gauge]
+		return v, ok
+	}
+	testenv.WaitFor(t, "the expiry gauge of the first certificate", func() bool {
+		_, ok := expiry("retain-ingest.retain.svc")
+		return ok
+	})
+	if got, _ := expiry("retain-ingest.retain.svc"); got != float64(far.NotAfter.Unix()) {
+		t.Errorf("%s = %v, want the NotAfter %v (%v)", gauge, got, far.NotAfter.Unix(), far.NotAfter)
+	}
+
+	near := ca.IssueUntil(t, time.Now().Add(3*24*time.Hour), "retain-notifier.retain.svc", "127.0.0.1")
+	secret.Update(t, near.Files())
+	testenv.WaitFor(t, "the renewed certificate served", func() bool {
+		return servedSerial(t, addrs.GRPC, ca).Cmp(near.Serial) == 0
+	})
+	testenv.WaitFor(t, "the expiry gauge of the renewed certificate", func() bool {
+		got, ok := expiry("retain-notifier.retain.svc")
+		return ok && got == float64(near.NotAfter.Unix())
+	})
+	if got, ok := expiry("retain-ingest.retain.svc"); ok {
+		t.Errorf("the replaced certificate still has its series: %v", got)
+	}
+	const soon = "TLS certificate expires within 14 days: renew it"
+	logs.WaitFor(t, soon)
+	time.Sleep(200 * time.Millisecond) // ten more checks of the files
+	if n := strings.Count(logs.String(), soon); n != 1 {
+		t.Errorf("the near expiry was logged %d times, want once (and the far one never):\n%s", n, logs)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, soon) && !(strings.Contains(line, "level=WARN") && strings.Contains(line, "serial="+near.Serial.Text(16))) {
+			t.Errorf("the warning is not at warn level or does not name the certificate: %s", line)
+		}
+	}
+
+	expired := ca.IssueUntil(t, time.Now().Add(-time.Minute), "retain-notifier.retain.svc", "127.0.0.1")
+	secret.Update(t, expired.Files())
+	logs.WaitFor(t, "TLS certificate has expired")
+	testenv.WaitFor(t, "the expiry gauge of the expired certificate", func() bool {
+		got, _ := expiry("retain-notifier.retain.svc")
+		return got == float64(expired.NotAfter.Unix())
 	})
 }
 

@@ -69,12 +69,23 @@ func (ca *CA) Pool() *x509.CertPool {
 type Issued struct {
 	CertPEM, KeyPEM []byte
 	Serial          *big.Int
+	// NotAfter is when it expires, to the second as the certificate has it.
+	NotAfter time.Time
 }
 
 // Issue signs a certificate for hosts (DNS names, or IP addresses such as
-// 127.0.0.1), with a new key and a random serial number. It serves a TLS
-// server, or a client a server verifies (NATS's mutual TLS).
+// 127.0.0.1), valid for an hour, with a new key and a random serial
+// number. It serves a TLS server, or a client a server verifies (NATS's
+// mutual TLS).
 func (ca *CA) Issue(t testing.TB, hosts ...string) Issued {
+	t.Helper()
+	return ca.IssueUntil(t, time.Now().Add(time.Hour), hosts...)
+}
+
+// IssueUntil is Issue with a certificate that expires at notAfter: one far
+// off, or already past, for what a server makes of its expiry. A client
+// verifying it against ca still needs ca valid (an hour).
+func (ca *CA) IssueUntil(t testing.TB, notAfter time.Time, hosts ...string) Issued {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -88,7 +99,7 @@ func (ca *CA) Issue(t testing.TB, hosts ...string) Issued {
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: hosts[0]},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
@@ -108,9 +119,10 @@ func (ca *CA) Issue(t testing.TB, hosts ...string) Issued {
 		t.Fatal(err)
 	}
 	return Issued{
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-		Serial:  serial,
+		CertPEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		Serial:   serial,
+		NotAfter: notAfter.Truncate(time.Second),
 	}
 }
 
