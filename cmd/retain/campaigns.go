@@ -225,7 +225,9 @@ func campaignsState(ctx context.Context, env *cliEnv, cmd string, args []string)
 func campaignsPreview(ctx context.Context, env *cliEnv, args []string) error {
 	f := newCommandFlags(env, "campaigns preview", "campaigns preview ID | -f FILE [--limit N] [--output text|json]")
 	file := f.fs.String("f", "", "preview an unsaved campaign file instead")
-	limit := f.fs.Int("limit", 20, "customer ids to show")
+	// 1-1000 is the service's range (PreviewAudienceRequest.limit); 0 would
+	// quietly mean its default of 20.
+	limit := valueFlag(f.fs, "limit", "20", "customer ids to show, 1-1000", intIn(1, 1000))
 	pos, err := f.parse(args)
 	if err != nil {
 		return err

@@ -38,6 +38,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"publish"}, "publish needs at least one FILE"},
 		{[]string{"tokens", "issue", "--tenant", "acme", "--scopes", "bogus"}, `--scopes: unknown scope "bogus"`},
 		{[]string{"metrics", "bogus"}, `unknown figure "bogus"`},
+		{[]string{"campaigns", "preview", "win-back", "--limit", "0"}, `invalid value "0" for flag -limit`},
 		{[]string{"metrics", "retention", "--from", "garbage"}, `--from: "garbage": want`},
 		{[]string{"tokens", "issue", "--tenant", "acme"}, "--scopes: at least one of"},
 		{[]string{"tokens", "issue", "--scopes", "read"}, `--tenant: bad tenant id: "" does not match`},
