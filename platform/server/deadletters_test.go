@@ -19,6 +19,7 @@ import (
 	opsv1 "github.com/retainhq/retain/proto/gen/go/retain/ops/v1"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
 )
@@ -90,12 +91,8 @@ func TestDeadLetterService(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := auth.NewSignerFromString(priv)
-	verifier, _ := auth.NewVerifierFromString(pub)
+	keys := authtest.Keys(t)
+	signer, verifier := keys.Signer, keys.Verifier
 	host, err := NewHost(HostConfig{Addrs: Addrs{GRPC: "127.0.0.1:0"}, Telemetry: tel, Verifier: verifier}, consumerService{c})
 	if err != nil {
 		t.Fatal(err)

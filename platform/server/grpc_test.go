@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -57,18 +58,8 @@ type grpcBundle struct {
 func setupGRPC(t *testing.T) grpcBundle {
 	t.Helper()
 	tel, logs := newTelemetry(t)
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := authtest.Keys(t)
+	signer, verifier := keys.Signer, keys.Verifier
 	readiness := NewReadiness()
 	g, err := NewGRPC(GRPCConfig{Addr: "127.0.0.1:0"}, Deps{
 		Telemetry: tel,
@@ -344,14 +335,7 @@ func TestGRPCHealthFollowsReadiness(t *testing.T) {
 }
 
 func TestNewGRPCRejectsBadWiring(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := authtest.Keys(t).Verifier
 	tests := []struct {
 		name string
 		cfg  GRPCConfig

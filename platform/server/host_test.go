@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
@@ -68,12 +69,8 @@ func (s *hostedStub) Ready(context.Context) error {
 
 func TestHost(t *testing.T) {
 	tel, logs := newTelemetry(t)
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := auth.NewSignerFromString(priv)
-	verifier, _ := auth.NewVerifierFromString(pub)
+	keys := authtest.Keys(t)
+	signer, verifier := keys.Signer, keys.Verifier
 	token, err := signer.Issue(auth.Claims{Tenant: "shop-7", Scopes: []string{auth.ScopeEventsWrite}})
 	if err != nil {
 		t.Fatal(err)
@@ -250,8 +247,7 @@ func TestNewHostReleasesPortsOnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	pub, _, _ := auth.GenerateKeyPair()
-	verifier, _ := auth.NewVerifierFromString(pub)
+	verifier := authtest.Keys(t).Verifier
 
 	// Find a free port for gRPC, then make ops collide with the busy one.
 	probe, _ := net.Listen("tcp", "127.0.0.1:0")

@@ -23,7 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/platform/testenv"
@@ -53,7 +53,7 @@ func startTLSHost(t *testing.T, secret *testenv.Secret, tel *telemetry.Telemetry
 	host, err := server.NewHost(server.HostConfig{
 		Addrs:     server.Addrs{GRPC: "127.0.0.1:0", HTTP: "127.0.0.1:0", Ops: "127.0.0.1:0"},
 		TLS:       server.TLSConfig{CertFile: secret.Path("tls.crt"), KeyFile: secret.Path("tls.key"), ReloadInterval: 20 * time.Millisecond},
-		Verifier:  newVerifier(t),
+		Verifier:  authtest.Keys(t).Verifier,
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 		Telemetry: tel,
 	}, pingService{})
@@ -73,19 +73,6 @@ func startTLSHost(t *testing.T, secret *testenv.Secret, tel *telemetry.Telemetry
 		t.Fatal(err)
 	}
 	return host.Addrs(), logs
-}
-
-func newVerifier(t *testing.T) *auth.Verifier {
-	t.Helper()
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return verifier
 }
 
 func caPool(t *testing.T, ca *testenv.CA) *x509.CertPool {
@@ -345,7 +332,7 @@ func TestTLSConfigErrors(t *testing.T) {
 				return
 			}
 			// A host given the same files refuses to start, naming them.
-			_, err = server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: "127.0.0.1:0"}, TLS: tt.cfg, Verifier: newVerifier(t)}, pingService{})
+			_, err = server.NewHost(server.HostConfig{Addrs: server.Addrs{GRPC: "127.0.0.1:0"}, TLS: tt.cfg, Verifier: authtest.Keys(t).Verifier}, pingService{})
 			if err == nil || !strings.Contains(err.Error(), dir) {
 				t.Errorf("NewHost = %v, want an error naming the file", err)
 			}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/service"
@@ -43,27 +44,14 @@ func (s authService) RegisterHTTP(mux *http.ServeMux) {
 }
 func (s authService) Ready(ctx context.Context) error { return s.deps.Ready(ctx) }
 
-type keyPair struct {
-	pub    string
-	signer *auth.Signer
-}
+// keyPair adds issuing this file's kind of token to a key pair.
+type keyPair struct{ authtest.KeyPair }
 
-func newKeyPair(t *testing.T) keyPair {
-	t.Helper()
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keyPair{pub: pub, signer: s}
-}
+func newKeyPair(t *testing.T) keyPair { return keyPair{authtest.Keys(t)} }
 
 func (k keyPair) issue(t *testing.T, id string) string {
 	t.Helper()
-	tok, err := k.signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeEventsWrite}, ID: id, ExpiresAt: time.Now().Add(time.Hour)})
+	tok, err := k.Signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeEventsWrite}, ID: id, ExpiresAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +141,7 @@ func TestKeyRotationAndRevocation(t *testing.T) {
 	oldTok, curTok, leaked, later := old.issue(t, "old-ok"), cur.issue(t, "cur-ok"), cur.issue(t, "leaked-1"), old.issue(t, "leaked-2")
 
 	t.Run("both keys configured", func(t *testing.T) {
-		r := start(t, cur.pub+","+old.pub)
+		r := start(t, cur.Public+","+old.Public)
 		expect(t, r, oldTok, true, "")
 		expect(t, r, curTok, true, "")
 		expect(t, r, later, true, "")
@@ -171,7 +159,7 @@ func TestKeyRotationAndRevocation(t *testing.T) {
 		expect(t, r, oldTok, true, "")
 	})
 	t.Run("old key removed", func(t *testing.T) {
-		r := start(t, cur.pub)
+		r := start(t, cur.Public)
 		expect(t, r, curTok, true, "")
 		expect(t, r, oldTok, false, "signed by a key this service does not accept")
 		expect(t, r, leaked, false, "token revoked")
@@ -194,12 +182,12 @@ func TestParseAuthSettings(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{"one key", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.pub}, nil},
-		{"two keys and a list", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.pub + ", " + b.pub, "RETAIN_AUTH_REVOKED_FILE=" + good}, nil},
-		{"bad second key", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.pub + ",xyz"}, []string{"RETAIN_AUTH_PUBLIC_KEY (-auth-public-key): key 2: parse public key"}},
-		{"missing list", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.pub, "RETAIN_AUTH_REVOKED_FILE=" + filepath.Join(dir, "nope")},
+		{"one key", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.Public}, nil},
+		{"two keys and a list", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.Public + ", " + b.Public, "RETAIN_AUTH_REVOKED_FILE=" + good}, nil},
+		{"bad second key", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.Public + ",xyz"}, []string{"RETAIN_AUTH_PUBLIC_KEY (-auth-public-key): key 2: parse public key"}},
+		{"missing list", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.Public, "RETAIN_AUTH_REVOKED_FILE=" + filepath.Join(dir, "nope")},
 			[]string{"RETAIN_AUTH_REVOKED_FILE (-auth-revoked-file): revocation file: stat " + filepath.Join(dir, "nope") + ": no such file"}},
-		{"invalid list, interval too short", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.pub, "RETAIN_AUTH_REVOKED_FILE=" + bad, "RETAIN_AUTH_REVOKED_INTERVAL=0s"},
+		{"invalid list, interval too short", []string{"RETAIN_AUTH_PUBLIC_KEY=" + a.Public, "RETAIN_AUTH_REVOKED_FILE=" + bad, "RETAIN_AUTH_REVOKED_INTERVAL=0s"},
 			[]string{"RETAIN_AUTH_REVOKED_FILE (-auth-revoked-file): revocation file " + bad + ": line 2: want one token id per line",
 				"RETAIN_AUTH_REVOKED_INTERVAL (-auth-revoked-interval): must be at least 100ms, got 0s"}},
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/service"
 )
@@ -89,10 +89,7 @@ func TestParseReportsEveryBadSetting(t *testing.T) {
 // returned with the closest known name; the retain command's and the
 // tests' variables are not.
 func TestParseFindsUnknownVariables(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	s := newDemoSettings()
 	unknown, err := service.Parse("demo", s, nil, []string{
 		"RETAIN_AUTH_PUBLIC_KEY=" + pub,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/server/servertest"
@@ -22,10 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // TestDepsRun: a failing run stops the others, stop runs once after all
 // of them returned, then the connections close; the first error comes back.
 func TestDepsRun(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	ctx := context.Background()
 	deps, err := service.Open(ctx, service.Options{
 		Name: "deps-run", AuthPublicKey: pub, DatabaseURL: testenv.Postgres(t),
@@ -69,10 +66,7 @@ func TestDepsRun(t *testing.T) {
 // TestOpenNamesTheDatabaseSetting: a database that cannot be used is
 // reported with the setting to fix, from RegisterFlags.
 func TestOpenNamesTheDatabaseSetting(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	url, err := pg.DatabaseURL(testenv.Postgres(t), "no_such_database")
 	if err != nil {
 		t.Fatal(err)
