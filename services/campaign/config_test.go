@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/config"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
@@ -95,10 +95,7 @@ func TestConfigNotifierAddr(t *testing.T) {
 // (service.Parse) and by New: variable and flag, the form wanted, the
 // value.
 func TestConfigMessages(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_CAMPAIGN_DATABASE_URL=postgres://retain@db/campaign"}
 	missing := filepath.Join(t.TempDir(), "ca.crt")
 	notCA := filepath.Join(t.TempDir(), "tls.key")

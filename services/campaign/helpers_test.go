@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
@@ -66,18 +67,12 @@ type option func(*campaign.Config)
 
 func setup(t testing.TB, opts ...option) *stack {
 	t.Helper()
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: signer, pubKey: pub,
+	keys := authtest.Keys(t)
+	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: keys.Signer, pubKey: keys.Public,
 		clock: testenv.NewClock(time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)), opts: opts, top: t}
 	s.start(t)
 	ctx := context.Background()
+	var err error
 	if s.db, err = pgxpool.New(ctx, s.dbURL); err != nil {
 		t.Fatal(err)
 	}
