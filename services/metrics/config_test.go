@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/metrics"
@@ -59,10 +59,7 @@ func TestConfigReportsEveryBadSetting(t *testing.T) {
 // is (the first case), by the check the binary's main runs (service.Parse)
 // and by New: variable and flag, the form wanted, the value.
 func TestConfigMessages(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_METRICS_DATABASE_URL=postgres://retain@db/metrics"}
 	testenv.ConfigMessages(t, valid,
 		func(environ []string) (metrics.Config, error) {

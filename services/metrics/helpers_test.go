@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/telemetry"
@@ -57,14 +58,8 @@ func setup(t *testing.T) *stack {
 func setupWith(t *testing.T, s *stack) *stack {
 	t.Helper()
 	s.nats, s.dbURL = testenv.NATS(t), testenv.Postgres(t)
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.pub = pub
-	if s.signer, err = auth.NewSignerFromString(priv); err != nil {
-		t.Fatal(err)
-	}
+	keys := authtest.Keys(t)
+	s.pub, s.signer = keys.Public, keys.Signer
 	s.bus = testenv.Bus(t, bus.Config{URL: s.nats.URL(), Name: "metrics-test-publisher"})
 	s.start(t)
 	return s
