@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/notifier"
@@ -15,10 +15,7 @@ import (
 // validSettings are the settings a notifier needs to start, as KEY=VALUE.
 func validSettings(t *testing.T) []string {
 	t.Helper()
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	return []string{
 		"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_NOTIFIER_DATABASE_URL=postgres://retain@db/notifier",
 		"RETAIN_NOTIFIER_UNSUBSCRIBE_SECRET=" + strings.Repeat("k", 32),

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
@@ -202,20 +203,14 @@ type stack struct {
 
 func setup(t *testing.T, opts ...func(*notifier.Config)) *stack {
 	t.Helper()
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: signer, pubKey: pub,
+	keys := authtest.Keys(t)
+	s := &stack{nats: testenv.NATS(t), dbURL: testenv.Postgres(t), signer: keys.Signer, pubKey: keys.Public,
 		clock: testenv.NewClock(time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)), mail: newMailbox(t), sms: newProvider(t), hook: newProvider(t), opts: opts,
 		metrics: sdkmetric.NewManualReader(), logs: &testenv.SyncBuffer{}}
 	s.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(s.metrics))
 	s.start(t)
 	ctx := context.Background()
+	var err error
 	if s.db, err = pgxpool.New(ctx, s.dbURL); err != nil {
 		t.Fatal(err)
 	}
