@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
 	"github.com/retainhq/retain/platform/testenv"
@@ -96,8 +97,7 @@ func BenchmarkConsumer(b *testing.B) {
 
 		// The service.
 		s := &stack{nats: ns, dbURL: dbURL, clock: testenv.NewClock(now)}
-		pubKey, _, _ := authKeys(b)
-		s.pubKey = pubKey
+		s.pubKey = authtest.Keys(b).Public
 		start := time.Now()
 		b.StartTimer()
 		s.start(b)

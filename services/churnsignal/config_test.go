@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/churnsignal"
@@ -15,10 +15,7 @@ import (
 // (service.Parse) and by New: variable and flag, the form wanted, the
 // value.
 func TestConfigMessages(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_CHURN_DATABASE_URL=postgres://retain@db/churn"}
 	testenv.ConfigMessages(t, valid,
 		func(environ []string) (churnsignal.Config, error) {

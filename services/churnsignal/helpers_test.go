@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
@@ -25,19 +26,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-func authKeys(tb testing.TB) (pub, priv string, signer *auth.Signer) {
-	tb.Helper()
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, err = auth.NewSignerFromString(priv)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pub, priv, signer
-}
 
 // stack is a running churn-signal service on real NATS and Postgres.
 type stack struct {
@@ -61,9 +49,9 @@ func setup(t *testing.T, opts ...option) *stack {
 	t.Helper()
 	ns := testenv.NATS(t)
 	dbURL := testenv.Postgres(t)
-	pub, _, signer := authKeys(t)
+	keys := authtest.Keys(t)
 	var err error
-	s := &stack{nats: ns, dbURL: dbURL, signer: signer, pubKey: pub, clock: testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))}
+	s := &stack{nats: ns, dbURL: dbURL, signer: keys.Signer, pubKey: keys.Public, clock: testenv.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))}
 	s.start(t, opts...)
 
 	ctx := context.Background()
