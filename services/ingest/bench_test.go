@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
 )
@@ -116,12 +117,9 @@ func freeAddr(b *testing.B) string {
 }
 
 func startIngest(b *testing.B, bin, natsURL, dbURL string) *ingestProc {
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		b.Fatal(err)
-	}
-	signer, _ := auth.NewSignerFromString(priv)
-	token, _ := signer.Issue(auth.Claims{Tenant: "bench", Scopes: []string{auth.ScopeEventsWrite}})
+	keys := authtest.Keys(b)
+	pub := keys.Public
+	token, _ := keys.Signer.Issue(auth.Claims{Tenant: "bench", Scopes: []string{auth.ScopeEventsWrite}})
 	p := &ingestProc{httpAddr: freeAddr(b), token: token}
 	opsAddr := freeAddr(b)
 	p.cmd = exec.Command(bin)

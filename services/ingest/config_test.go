@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/ingest"
@@ -14,10 +14,7 @@ import (
 // is (the first case), by the check the binary's main runs (service.Parse)
 // and by New: variable and flag, the form wanted, the value.
 func TestConfigMessages(t *testing.T) {
-	pub, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := authtest.Keys(t).Public
 	valid := []string{"RETAIN_AUTH_PUBLIC_KEY=" + pub, "RETAIN_INGEST_DATABASE_URL=postgres://retain@db/ingest"}
 	testenv.ConfigMessages(t, valid,
 		func(environ []string) (ingest.Config, error) {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
@@ -52,14 +53,8 @@ func setup(t *testing.T, opts ...option) *stack {
 	t.Helper()
 	ns := testenv.NATS(t)
 	dbURL := testenv.Postgres(t)
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := authtest.Keys(t)
+	pub, signer := keys.Public, keys.Signer
 	cfg := ingest.DefaultConfig()
 	cfg.NATS.URL = ns.URL()
 	cfg.DatabaseURL = dbURL
@@ -416,9 +411,7 @@ func TestHTTPPublish(t *testing.T) {
 		} else if code, _ := errorBody(t, resp); code != "permission_denied" {
 			t.Errorf("read-only token: code %q, want permission_denied", code)
 		}
-		_, otherPriv, _ := auth.GenerateKeyPair()
-		otherSigner, _ := auth.NewSignerFromString(otherPriv)
-		forged, _ := otherSigner.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeAdmin}})
+		forged, _ := authtest.Keys(t).Signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeAdmin}})
 		if resp, _ := s.post(t, forged, batch(order("a-1", "c", 1))); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("token signed by another key: %d, want 401", resp.StatusCode)
 		}

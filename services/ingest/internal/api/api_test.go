@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -36,13 +37,9 @@ func (f failing) Submit(context.Context, []bus.Message) ([]commit.Outcome, error
 // (429 / UNAVAILABLE, saying what failed); any other is a 500 / INTERNAL that
 // tells the client nothing of the server's internals.
 func TestPublishFailures(t *testing.T) {
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, _ := auth.NewVerifierFromString(pub)
-	signer, _ := auth.NewSignerFromString(priv)
-	token, _ := signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeEventsWrite}})
+	keys := authtest.Keys(t)
+	verifier := keys.Verifier
+	token, _ := keys.Signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeEventsWrite}})
 	const secret = "RETAIN_EVENTS sequence 42"
 	cases := []struct {
 		name     string

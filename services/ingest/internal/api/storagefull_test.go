@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -68,18 +69,13 @@ func newStorageFullEnv(t *testing.T) *storageFullEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, _ := auth.NewVerifierFromString(pub)
-	signer, _ := auth.NewSignerFromString(priv)
-	token, _ := signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeEventsWrite}})
+	keys := authtest.Keys(t)
+	token, _ := keys.Signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeEventsWrite}})
 	e := &storageFullEnv{ns: ns, logs: logs, clock: testenv.NewClock(time.Now()), mux: http.NewServeMux(), token: token,
 		occurred: time.Now().Add(-time.Hour).Truncate(time.Second)}
 	sf := NewStorageFullLog(log)
 	sf.now = e.clock.Now
-	NewHTTP(in, log, sf).Register(e.mux, verifier)
+	NewHTTP(in, log, sf).Register(e.mux, keys.Verifier)
 	e.grpc = NewGRPC(in, sf)
 	return e
 }
