@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/testenv"
@@ -30,15 +31,9 @@ func TestTLSBetweenCLICampaignAndNotifier(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	natsURL := testenv.NATS(t).URL()
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := signer.Issue(auth.Claims{Tenant: "acme", Scopes: []string{auth.ScopeAdmin}})
+	keys := authtest.Keys(t)
+	pub := keys.Public
+	token, err := keys.Signer.Issue(auth.Claims{Tenant: "acme", Scopes: []string{auth.ScopeAdmin}})
 	if err != nil {
 		t.Fatal(err)
 	}

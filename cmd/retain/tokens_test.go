@@ -13,16 +13,15 @@ import (
 	"time"
 
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 )
 
 // TestTokensIssueHelpHidesKey: -h of `tokens issue` with
 // RETAIN_AUTH_PRIVATE_KEY set names the variable but never prints the key,
 // which would land in terminal and CI logs; the key is still used.
 func TestTokensIssueHelpHidesKey(t *testing.T) {
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := authtest.Keys(t)
+	priv := keys.Private
 	vars := map[string]string{"RETAIN_AUTH_PRIVATE_KEY": priv}
 	for _, h := range []string{"-h", "--help"} {
 		env, out, errOut := testEnv(vars)
@@ -39,10 +38,7 @@ func TestTokensIssueHelpHidesKey(t *testing.T) {
 
 	// The variable still signs when --private-key is not given, and the
 	// flag still wins over it.
-	v, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := keys.Verifier
 	env, out, _ := testEnv(vars)
 	if err := run(context.Background(), env, []string{"tokens", "issue", "--tenant", "acme", "--scopes", "read"}); err != nil {
 		t.Fatalf("issue with RETAIN_AUTH_PRIVATE_KEY: %v", err)
@@ -50,10 +46,7 @@ func TestTokensIssueHelpHidesKey(t *testing.T) {
 	if _, err := v.Verify(strings.TrimSpace(out.String())); err != nil {
 		t.Fatalf("token signed with RETAIN_AUTH_PRIVATE_KEY does not verify: %v", err)
 	}
-	_, otherPriv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherPriv := authtest.Keys(t).Private
 	env, out, _ = testEnv(vars)
 	if err := run(context.Background(), env, []string{"tokens", "issue", "--tenant", "acme", "--scopes", "read", "--private-key", otherPriv}); err != nil {
 		t.Fatalf("issue with --private-key: %v", err)
@@ -90,18 +83,8 @@ func TestAPITokenKeptOutOfHelp(t *testing.T) {
 // that) or a negative --ttl is refused naming the flag. stdout is the token
 // alone; stderr names its id and key id, for a revocation list.
 func TestTokensCommand(t *testing.T) {
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifierFromString(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := authtest.Keys(t)
+	priv, v, signer := keys.Private, keys.Verifier, keys.Signer
 	issue := func(args ...string) (auth.Claims, string, error) {
 		env, out, errOut := testEnv(map[string]string{"RETAIN_AUTH_PRIVATE_KEY": priv})
 		if err := run(context.Background(), env, append([]string{"tokens", "issue", "--tenant", "acme", "--scopes", "read"}, args...)); err != nil {
@@ -182,14 +165,8 @@ func TestTokensKeygenNamesTheKeyID(t *testing.T) {
 // expiry, key id) without any key, as text or JSON, from an argument or
 // stdin; the id it shows, put in a revocation file, gets the token refused.
 func TestTokensInspect(t *testing.T) {
-	pub, priv, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSignerFromString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := authtest.Keys(t)
+	pub, priv, signer := keys.Public, keys.Private, keys.Signer
 	env, out, _ := testEnv(map[string]string{"RETAIN_AUTH_PRIVATE_KEY": priv})
 	if err := run(context.Background(), env, []string{"tokens", "issue", "--tenant", "acme", "--scopes", "read,events:write", "--ttl", "2h"}); err != nil {
 		t.Fatal(err)
