@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
@@ -194,10 +194,7 @@ func newService(ctx context.Context, name string, cfg service.Config, tel *telem
 // (its replies and pulled messages) or the shared default ones is refused.
 func TestBundledNATSPermissions(t *testing.T) {
 	r := mustRender(t, []string{"values-production.yaml"}, "config.streamReplicas=1")
-	pubKey, _, err := auth.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pubKey := authtest.Keys(t).Public
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
