@@ -22,7 +22,55 @@ import (
 // reports the first unknown field: path in protojson form ("event" for the
 // event itself), and every unknown field number in that message.
 func UnknownFields(ev *eventsv1.Event) *ingestv1.FieldError {
-	return unknownIn(ev.ProtoReflect(), "")
+	m := ev.ProtoReflect()
+	// Every gRPC event comes here and almost none hold unknown fields:
+	// unknownIn builds paths and sorts map keys as it goes, which only the
+	// error needs.
+	if !hasUnknown(m) {
+		return nil
+	}
+	return unknownIn(m, "")
+}
+
+// hasUnknown reports whether m or any message in it holds unknown fields.
+func hasUnknown(m protoreflect.Message) bool {
+	if len(m.GetUnknown()) > 0 {
+		return true
+	}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Message() == nil || !m.Has(fd) {
+			continue
+		}
+		v := m.Get(fd)
+		switch {
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil {
+				continue
+			}
+			found := false
+			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+				found = hasUnknown(mv.Message())
+				return !found
+			})
+			if found {
+				return true
+			}
+		case fd.IsList():
+			l := v.List()
+			for j := range l.Len() {
+				if hasUnknown(l.Get(j).Message()) {
+					return true
+				}
+			}
+		default:
+			if hasUnknown(v.Message()) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func unknownIn(m protoreflect.Message, path string) *ingestv1.FieldError {
