@@ -110,6 +110,11 @@ type Logs struct {
 	Recovered string
 	// Attrs describe the value in use, on every line.
 	Attrs func() []any
+	// Checked, when set, is called after each check of the files, with
+	// whatever value is then in use: what the caller logs of the value
+	// itself (a certificate near its expiry) rides on this loop rather
+	// than a second one polling the same value.
+	Checked func()
 }
 
 // Watch calls Reload every interval (which must be positive) until ctx
@@ -144,6 +149,9 @@ func (v *Value[T]) Watch(ctx context.Context, interval time.Duration, log *slog.
 		case failing != nil:
 			failing = nil
 			log.Info(logs.Recovered, attrs()...)
+		}
+		if logs.Checked != nil {
+			logs.Checked()
 		}
 	}
 }

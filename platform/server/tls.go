@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -176,14 +175,14 @@ func (c *Certificate) Watch(ctx context.Context, interval time.Duration, log *sl
 			defer unregister()
 		}
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() { c.warnExpiry(ctx, interval, log) })
+	w := expiryWarner{c: c, log: log}
+	w.check()
 	c.pair.Watch(ctx, interval, log, filewatch.Logs{
 		Reloaded:  "TLS certificate reloaded",
 		Failed:    "TLS certificate not reloaded: still serving the last good one",
 		Recovered: "TLS certificate files readable again",
 		Attrs:     c.LogAttrs,
+		Checked:   w.check,
 	})
 }
 
@@ -227,33 +226,30 @@ func certificateName(leaf *x509.Certificate) string {
 	return ""
 }
 
-// warnExpiry logs a warning, every interval until ctx is done, when the
-// certificate in use expires within TLSExpiryWarning and is new or was
-// last warned of a day ago: the gauge needs an alert rule, the log line
-// reaches whoever reads the log.
-func (c *Certificate) warnExpiry(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var warned *tls.Certificate
-	var warnedAt time.Time
-	for {
-		pair := c.pair.Get()
-		now := time.Now()
-		left := pair.Leaf.NotAfter.Sub(now)
-		if left < TLSExpiryWarning && (pair != warned || now.Sub(warnedAt) >= tlsExpiryRepeat) {
-			warned, warnedAt = pair, now
-			msg := "TLS certificate expires within 14 days: renew it"
-			if left <= 0 {
-				msg = "TLS certificate has expired: clients refuse it until it is renewed"
-			}
-			log.Warn(msg, append([]any{"expires_in", left.Round(time.Second)}, c.LogAttrs()...)...)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+// expiryWarner logs a warning when the certificate in use expires within
+// TLSExpiryWarning and is new or was last warned of a day ago: the gauge
+// needs an alert rule, the log line reaches whoever reads the log. Watch
+// checks at start and after each check of the files.
+type expiryWarner struct {
+	c        *Certificate
+	log      *slog.Logger
+	warned   *tls.Certificate
+	warnedAt time.Time
+}
+
+func (w *expiryWarner) check() {
+	pair := w.c.pair.Get()
+	now := time.Now()
+	left := pair.Leaf.NotAfter.Sub(now)
+	if left >= TLSExpiryWarning || (pair == w.warned && now.Sub(w.warnedAt) < tlsExpiryRepeat) {
+		return
 	}
+	w.warned, w.warnedAt = pair, now
+	msg := "TLS certificate expires within 14 days: renew it"
+	if left <= 0 {
+		msg = "TLS certificate has expired: clients refuse it until it is renewed"
+	}
+	w.log.Warn(msg, append([]any{"expires_in", left.Round(time.Second)}, w.c.LogAttrs()...)...)
 }
 
 // ClientTLS is how a client connects to a Retain gRPC API: in plaintext,
