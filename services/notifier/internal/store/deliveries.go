@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/retainhq/retain/platform/pg"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/notifier/internal/policy"
 )
@@ -300,24 +302,31 @@ type Decision struct {
 	At                                 time.Time
 }
 
-// GetDelivery returns a delivery and its decision trail.
-func GetDelivery(ctx context.Context, q Querier, tenant, requestID string) (Delivery, []Decision, error) {
-	d, err := scanDelivery(q.QueryRow(ctx, `SELECT `+deliveryCols+` FROM deliveries d WHERE tenant = $1 AND request_id = $2 AND status <> 'pending'`, tenant, requestID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return d, nil, ErrNotFound
-	}
-	if err != nil {
-		return d, nil, fmt.Errorf("get delivery %s: %w", requestID, err)
-	}
-	rows, err := q.Query(ctx, `SELECT step, stage, verdict, reason_code, reason, decided_at FROM delivery_decisions
-		WHERE tenant = $1 AND request_id = $2 ORDER BY step`, tenant, requestID)
-	if err != nil {
-		return d, nil, fmt.Errorf("get decisions of %s: %w", requestID, err)
-	}
-	ds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Decision, error) {
-		var x Decision
-		err := r.Scan(&x.Step, &x.Stage, &x.Verdict, &x.ReasonCode, &x.Reason, &x.At)
-		return x, err
+// GetDelivery returns a delivery and its decision trail, both read from
+// one snapshot: an attempt saves its status and its step in one
+// transaction, and two statements read under read committed could show a
+// delivery still sending with the step that already sent it back to the
+// queue.
+func GetDelivery(ctx context.Context, pool *pgxpool.Pool, tenant, requestID string) (d Delivery, ds []Decision, err error) {
+	err = pg.InSnapshot(ctx, pool, func(tx pgx.Tx) error {
+		d, err = scanDelivery(tx.QueryRow(ctx, `SELECT `+deliveryCols+` FROM deliveries d WHERE tenant = $1 AND request_id = $2 AND status <> 'pending'`, tenant, requestID))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("get delivery %s: %w", requestID, err)
+		}
+		rows, err := tx.Query(ctx, `SELECT step, stage, verdict, reason_code, reason, decided_at FROM delivery_decisions
+			WHERE tenant = $1 AND request_id = $2 ORDER BY step`, tenant, requestID)
+		if err != nil {
+			return fmt.Errorf("get decisions of %s: %w", requestID, err)
+		}
+		ds, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Decision, error) {
+			var x Decision
+			err := r.Scan(&x.Step, &x.Stage, &x.Verdict, &x.ReasonCode, &x.Reason, &x.At)
+			return x, err
+		})
+		return err
 	})
 	return d, ds, err
 }
