@@ -782,31 +782,44 @@ func (e *Engine) CustomerRisk(ctx context.Context, tenant, customer string, asOf
 	if asOf != nil {
 		at = asOf.UTC()
 	}
-	env, err := e.env(ctx, e.pool, tenant)
+	// One snapshot: a batch of facts commits a customer's orders, tickets
+	// and answers with the stored score they lead to, and reads of them
+	// by several statements could otherwise mix two states (a count of
+	// orders without the order the mean value includes, a score of the
+	// old facts against the band of the new).
+	var (
+		env    tenantEnv
+		f      *score.Features
+		stored store.ScoreRow
+		known  bool
+	)
+	err := pg.InSnapshot(ctx, e.pool, func(tx pgx.Tx) error {
+		var err error
+		if env, err = e.env(ctx, tx, tenant); err != nil {
+			return err
+		}
+		feats, err := store.LoadFeatures(ctx, tx, tenant, store.IDs(customer), at)
+		if err != nil {
+			return err
+		}
+		if f = feats[customer]; f == nil {
+			return fmt.Errorf("%w: nothing is known about customer %q by %s", ErrNotFound, customer, at.Format(time.RFC3339))
+		}
+		if f.MeanOrderValue, err = store.MeanOrderValue(ctx, tx, tenant, customer, at); err != nil {
+			return err
+		}
+		if asOf == nil {
+			stored, known, err = store.ReadScore(ctx, tx, tenant, customer)
+		}
+		return err
+	})
 	if err != nil {
-		return Risk{}, err
-	}
-	feats, err := store.LoadFeatures(ctx, e.pool, tenant, store.IDs(customer), at)
-	if err != nil {
-		return Risk{}, err
-	}
-	f := feats[customer]
-	if f == nil {
-		return Risk{}, fmt.Errorf("%w: nothing is known about customer %q by %s", ErrNotFound, customer, at.Format(time.RFC3339))
-	}
-	if f.MeanOrderValue, err = store.MeanOrderValue(ctx, e.pool, tenant, customer, at); err != nil {
 		return Risk{}, err
 	}
 	res := score.Compute(*f, env.pop, env.w)
 	band := score.PlainBand(res.Score, env.w)
-	if asOf == nil {
-		stored, ok, err := store.ReadScore(ctx, e.pool, tenant, customer)
-		if err != nil {
-			return Risk{}, err
-		}
-		if ok {
-			band = score.NextBand(stored.Band, res.Score, env.w)
-		}
+	if known {
+		band = score.NextBand(stored.Band, res.Score, env.w)
 	}
 	return Risk{CustomerID: customer, Result: res, Band: band, Features: *f, AsOf: at, ComputedAt: now, Horizon: env.pop.HorizonWeeks}, nil
 }
