@@ -834,11 +834,7 @@ type StoredScore struct {
 
 // ListAtRisk pages through the stored scores, highest first.
 func (e *Engine) ListAtRisk(ctx context.Context, tenant string, band score.Band, limit int, after *store.Cursor) ([]StoredScore, error) {
-	rows, err := store.ListScores(ctx, e.pool, tenant, band, limit, after)
-	if err != nil {
-		return nil, err
-	}
-	rescored, err := store.RescoredAt(ctx, e.pool, tenant)
+	rows, rescored, err := store.ListScores(ctx, e.pool, tenant, band, limit, after)
 	if err != nil {
 		return nil, err
 	}

@@ -854,8 +854,23 @@ type Cursor struct {
 }
 
 // ListScores returns up to limit scored customers of tenant after cursor
-// (nil: from the top), highest score first, optionally of one band.
-func ListScores(ctx context.Context, q Querier, tenant string, band score.Band, limit int, after *Cursor) ([]ScoreRow, error) {
+// (nil: from the top), highest score first, optionally of one band, and
+// RescoredAt, both read from one snapshot: a pass commits the rows it
+// changes before it records its start, and the two read under read
+// committed could pair a row from before the pass with the pass's start,
+// as if the pass had found the old score still right.
+func ListScores(ctx context.Context, pool *pgxpool.Pool, tenant string, band score.Band, limit int, after *Cursor) (rs []ScoreRow, rescored time.Time, err error) {
+	err = pg.InSnapshot(ctx, pool, func(tx pgx.Tx) error {
+		if rs, err = listScores(ctx, tx, tenant, band, limit, after); err != nil {
+			return err
+		}
+		rescored, err = RescoredAt(ctx, tx, tenant)
+		return err
+	})
+	return rs, rescored, err
+}
+
+func listScores(ctx context.Context, q Querier, tenant string, band score.Band, limit int, after *Cursor) ([]ScoreRow, error) {
 	args := []any{tenant, limit}
 	where := `tenant_id = $1 AND band <> 0`
 	if band != score.BandUnspecified {
