@@ -34,6 +34,9 @@ var (
 	settingTLSKey       = setting{"RETAIN_NATS_TLS_KEY", "nats-tls-key"}
 )
 
+// settingFetchMaxBytes is the consumers' (RegisterConsumerFlags).
+var settingFetchMaxBytes = setting{"RETAIN_NATS_FETCH_MAX_BYTES", "nats-fetch-max-bytes"}
+
 // logins returns, for each way of logging in that is configured, the
 // first of its settings that is set: more than one is a conflict.
 func (c Config) logins() []setting {

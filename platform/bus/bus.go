@@ -42,6 +42,12 @@ const (
 	// messages in one atomic batch (streamDefaultMaxAtomicBatchSize; the
 	// server option jetstream.limits.max_batch_size changes it).
 	DefaultMaxBatchSize = 1000
+	// DefaultFetchMaxBytes bounds what a consumer's fetch takes: 16 events
+	// at ingest's 512 KiB limit (decision 0039), hundreds of usual ones.
+	DefaultFetchMaxBytes = 8 << 20
+	// MinFetchMaxBytes is the least FetchMaxBytes taken: less would make
+	// batches of one of usual events, and is more likely a unit mistaken.
+	MinFetchMaxBytes = 64 << 10
 )
 
 // Config configures the connection to NATS.
@@ -60,6 +66,10 @@ type Config struct {
 	// MaxBatchSize is the largest atomic batch PublishDurable sends. It must
 	// not exceed the server's max_batch_size (default 1000).
 	MaxBatchSize int
+	// FetchMaxBytes is the ConsumerConfig.FetchMaxBytes of the consumers
+	// on this bus that set none: the most bytes one fetch (one batch)
+	// takes (RETAIN_NATS_FETCH_MAX_BYTES; 0: DefaultFetchMaxBytes).
+	FetchMaxBytes int
 
 	// How the connection logs in: at most one of a credentials file (a
 	// user JWT and its nkey seed, as `nsc generate creds` writes), an
@@ -105,6 +115,18 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 }
 
+// RegisterConsumerFlags binds the settings the consumers on the bus
+// share (RETAIN_NATS_FETCH_MAX_BYTES). They are apart from the connection
+// settings RegisterFlags binds, which the chart sets as a whole from its
+// NATS login and TLS values.
+func (c *Config) RegisterConsumerFlags(fs *flag.FlagSet) {
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = DefaultFetchMaxBytes
+	}
+	config.IntVar(fs, &c.FetchMaxBytes, settingFetchMaxBytes.flag, settingFetchMaxBytes.env,
+		"most bytes of messages a consumer takes in one fetch, so in one batch (a larger message is taken alone)")
+}
+
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
 	if c.URL == "" {
@@ -121,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatchSize == 0 {
 		c.MaxBatchSize = DefaultMaxBatchSize
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = DefaultFetchMaxBytes
 	}
 	return c
 }
@@ -157,6 +182,8 @@ func (c Config) Validate() error {
 	v.Check(c.ConnectTimeout >= 0, "bus ConnectTimeout", "must not be negative, got %s", c.ConnectTimeout)
 	v.Check(c.PublishTimeout >= 0, "bus PublishTimeout", "must not be negative, got %s", c.PublishTimeout)
 	v.Check(c.MaxBatchSize >= 0, "bus MaxBatchSize", "must not be negative, got %d", c.MaxBatchSize)
+	v.Check(c.FetchMaxBytes == 0 || c.FetchMaxBytes >= MinFetchMaxBytes, settingFetchMaxBytes.String(),
+		"must be at least %d bytes (64 KiB), such as %d (8 MiB), got %d", MinFetchMaxBytes, DefaultFetchMaxBytes, c.FetchMaxBytes)
 	validateURL(&v, settingURL.String(), c.URL)
 	c.validateAuth(&v)
 	c.validateTLS(&v)

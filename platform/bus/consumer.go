@@ -75,6 +75,13 @@ type ConsumerConfig struct {
 	EventTypes []string
 	// BatchSize is the most messages handled in one transaction.
 	BatchSize int
+	// FetchMaxBytes is the most bytes one fetch, so one batch, takes, as
+	// NATS counts a message (subject, reply subject, headers and data): a
+	// batch ends at BatchSize messages or at FetchMaxBytes, whichever comes
+	// first. A message larger than it on its own is still taken, alone, so
+	// none is stuck. A consumer holds at most Concurrency batches (0: the
+	// bus's Config.FetchMaxBytes, RETAIN_NATS_FETCH_MAX_BYTES).
+	FetchMaxBytes int
 	// MaxWait is how long an idle worker's pull request lives before it is
 	// renewed (it does not delay messages: see fetch).
 	MaxWait time.Duration
@@ -154,6 +161,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("bus: consumer %s: BatchSize must not be negative (got %d)", c.Durable, c.BatchSize))
+	}
+	if c.FetchMaxBytes != 0 && c.FetchMaxBytes < MinFetchMaxBytes {
+		errs = append(errs, fmt.Errorf("bus: consumer %s: FetchMaxBytes must be 0 (the bus's) or at least %d (got %d)", c.Durable, MinFetchMaxBytes, c.FetchMaxBytes))
 	}
 	if c.MaxWait < 0 || c.AckWait < 0 {
 		errs = append(errs, fmt.Errorf("bus: consumer %s: MaxWait and AckWait must not be negative", c.Durable))
@@ -253,8 +263,12 @@ type Consumer struct {
 	log     *slog.Logger
 
 	attrConsumer attribute.KeyValue
-	cleanupMu    sync.Mutex
-	lastCleanup  time.Time
+	// nextSubject is where pullNoWait asks for messages: the JetStream API
+	// (the bus's jetstream context uses the default prefix) for this
+	// consumer.
+	nextSubject string
+	cleanupMu   sync.Mutex
+	lastCleanup time.Time
 
 	// lease is an Exclusive consumer's, which every batch fences on.
 	lease *lease
@@ -283,6 +297,9 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 		log = b.log
 	}
 	cfg = cfg.withDefaults()
+	if cfg.FetchMaxBytes == 0 {
+		cfg.FetchMaxBytes = b.cfg.FetchMaxBytes
+	}
 	log = log.With("consumer", cfg.Durable, "stream", cfg.Stream)
 	var l *lease
 	if cfg.Exclusive {
@@ -297,6 +314,7 @@ func NewConsumer(b *Bus, pool *pgxpool.Pool, cfg ConsumerConfig, h Handler, log 
 		handler:      h,
 		log:          log,
 		attrConsumer: attribute.String("consumer", cfg.Durable),
+		nextSubject:  jetstream.DefaultAPIPrefix + "CONSUMER.MSG.NEXT." + cfg.Stream + "." + cfg.Durable,
 		lastCleanup:  time.Now(),
 		backlogEvery: backlogRefresh,
 	}, nil
@@ -408,7 +426,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // runWorkers runs Concurrency workers until ctx is done.
 func (c *Consumer) runWorkers(ctx context.Context, cons jetstream.Consumer) {
-	c.log.Info("consumer running", "workers", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize)
+	c.log.Info("consumer running", "workers", c.cfg.Concurrency, "batch_size", c.cfg.BatchSize, "fetch_max_bytes", c.cfg.FetchMaxBytes)
 	var wg sync.WaitGroup
 	for w := range c.cfg.Concurrency {
 		wg.Go(func() { c.work(ctx, cons, w) })
@@ -461,17 +479,22 @@ func (c *Consumer) fetchInTurn(ctx context.Context, cons jetstream.Consumer) ([]
 	return msgs, c.seq.enter(), err
 }
 
-// fetch returns up to BatchSize messages without adding latency: it takes
-// what is available at once; when nothing is, it waits up to MaxWait for the
-// first message and then tops the batch up with what arrived meanwhile. A
-// plain Fetch(BatchSize, MaxWait) would hold a trickle of messages back for
-// MaxWait at every hop.
+// fetch returns up to BatchSize messages and FetchMaxBytes bytes without
+// adding latency: it takes what is available at once; when nothing is, it
+// waits up to MaxWait for the first message and then tops the batch up
+// with what arrived meanwhile. A plain Fetch(BatchSize, MaxWait) would hold
+// a trickle of messages back for MaxWait at every hop.
+//
+// A message larger than FetchMaxBytes on its own comes from the wait for
+// one message, which has no byte bound: the server answers the no-wait
+// request it would not fit with no message (409), and the wait then finds
+// it pending at once. It is the batch on its own.
 //
 // Only the idle wait is canceled by ctx, so shutdown does not wait for it.
 // A message the server sends just as that wait is canceled is redelivered
 // after AckWait: delayed, never lost.
 func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstream.Msg, error) {
-	msgs, err := drain(cons.FetchNoWait(c.cfg.BatchSize))
+	msgs, err := c.pullNoWait(c.cfg.BatchSize, c.cfg.FetchMaxBytes)
 	if len(msgs) > 0 || err != nil {
 		return msgs, err
 	}
@@ -481,7 +504,11 @@ func (c *Consumer) fetch(ctx context.Context, cons jetstream.Consumer) ([]jetstr
 	if len(msgs) == 0 || err != nil || c.cfg.BatchSize == 1 {
 		return msgs, err
 	}
-	more, err := drain(cons.FetchNoWait(c.cfg.BatchSize - 1))
+	left := c.cfg.FetchMaxBytes - wireSize(msgs[0])
+	if left <= 0 {
+		return msgs, nil
+	}
+	more, err := c.pullNoWait(c.cfg.BatchSize-1, left)
 	return append(msgs, more...), err
 }
 

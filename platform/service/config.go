@@ -65,6 +65,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, databaseEnv, databaseUsage stri
 	c.DatabaseEnv = databaseEnv
 	c.Telemetry.RegisterFlags(fs)
 	c.NATS.RegisterFlags(fs)
+	c.NATS.RegisterConsumerFlags(fs)
 	c.Streams.RegisterFlags(fs)
 	config.StringVar(fs, &c.Addrs.GRPC, "grpc-addr", "RETAIN_GRPC_ADDR", "gRPC listen address")
 	if c.Addrs.HTTP != "" {
