@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/currency"
+	"github.com/retainhq/retain/platform/server"
 )
 
 // printJSON prints a gRPC response as protojson: what --output json means
@@ -45,6 +46,12 @@ func callError(err error, service, scopes string) error {
 			return fmt.Errorf("the %s service there does not have this call (%s): it runs an earlier release than this command; upgrade it", service, st.Message())
 		}
 		return errors.New("this Retain does not run the " + service + " service")
+	case codes.InvalidArgument:
+		// A field this command sent that the service does not have: the
+		// command is of a later release (decision 0043).
+		if server.UnknownRequestFields(err) {
+			return fmt.Errorf("the %s service there runs an earlier release than this command, which sent what it does not know: %s", service, st.Message())
+		}
 	case codes.Unavailable:
 		// gRPC words a TLS mismatch as a transport failure; say which
 		// side of it this is (RETAIN_TLS_* set the same as the flags).

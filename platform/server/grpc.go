@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/config"
@@ -101,6 +102,13 @@ type Deps struct {
 	// TLS, when set, is the certificate the server serves TLS with; nil
 	// serves plaintext.
 	TLS *Certificate
+	// OwnUnknownFields names request fields (full names, such as
+	// "retain.ingest.v1.PublishBatchRequest.events") whose messages their
+	// handler checks for unknown fields itself: ingest rejects an event
+	// holding any on its own, which a refusal of its whole batch would
+	// break. The server refuses a request holding unknown fields anywhere
+	// else (decision 0043).
+	OwnUnknownFields []protoreflect.FullName
 }
 
 // GRPC is a gRPC server with health, reflection, recovery, auth, tracing
@@ -150,6 +158,11 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 			otelgrpc.WithPropagators(propagation.TraceContext{}))
 	}
 
+	skipOwned, err := ownedUnknownFields(deps.OwnUnknownFields)
+	if err != nil {
+		return nil, fmt.Errorf("new grpc server: %w", err)
+	}
+
 	// Copy so later changes by the caller cannot open methods.
 	scopes := make(map[string]string, len(deps.MethodScopes))
 	for k, v := range deps.MethodScopes {
@@ -157,6 +170,8 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 	}
 
 	// Logging is outermost so it sees the code recovery and auth produce.
+	// Unknown fields are looked for after auth: a caller without a token
+	// learns nothing of the schema, and no walk is spent on it.
 	calls := newCallLog(logger)
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
@@ -164,11 +179,13 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 			logUnary(calls),
 			recoverUnary(logger),
 			auth.UnaryServerInterceptor(deps.Verifier, scopes),
+			unknownFieldsUnary(skipOwned),
 		),
 		grpc.ChainStreamInterceptor(
 			logStream(calls),
 			recoverStream(logger),
 			auth.StreamServerInterceptor(deps.Verifier, scopes),
+			unknownFieldsStream(skipOwned),
 		),
 	}
 	if deps.TLS != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/telemetry"
@@ -86,6 +87,12 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 			scopes[m] = sc
 		}
 	}
+	var ownUnknown []protoreflect.FullName
+	for _, s := range services {
+		if o, ok := s.(UnknownFieldsOwner); ok {
+			ownUnknown = append(ownUnknown, o.OwnUnknownFields()...)
+		}
+	}
 	deadLetters, err := consumersOf(services)
 	if err != nil {
 		return nil, fmt.Errorf("new host: %w", err)
@@ -103,12 +110,13 @@ func NewHost(cfg HostConfig, services ...Service) (*Host, error) {
 		}
 	}
 	g, err := NewGRPC(GRPCConfig{Addr: cfg.Addrs.GRPC}, Deps{
-		Telemetry:    cfg.Telemetry,
-		Verifier:     cfg.Verifier,
-		MethodScopes: scopes,
-		Logger:       logger,
-		Readiness:    sup.Readiness(),
-		TLS:          cert,
+		Telemetry:        cfg.Telemetry,
+		Verifier:         cfg.Verifier,
+		MethodScopes:     scopes,
+		Logger:           logger,
+		Readiness:        sup.Readiness(),
+		TLS:              cert,
+		OwnUnknownFields: ownUnknown,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new host: %w", err)

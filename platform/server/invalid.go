@@ -7,6 +7,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 )
 
 // FieldViolation is one bad field of a request.
@@ -19,6 +20,15 @@ type FieldViolation struct {
 // each violation as a google.rpc.BadRequest detail (for programs), and all of
 // them in the message (for people and for clients that print only that).
 func InvalidArgument(vs ...FieldViolation) error {
+	return invalidArgument(nil, vs...)
+}
+
+// errorDomain is the google.rpc.ErrorInfo domain of Retain's errors.
+const errorDomain = "retain"
+
+// invalidArgument is InvalidArgument with info, when not nil, as a
+// google.rpc.ErrorInfo detail too: a reason a client can act on.
+func invalidArgument(info *errdetails.ErrorInfo, vs ...FieldViolation) error {
 	br := &errdetails.BadRequest{}
 	parts := make([]string, len(vs))
 	for i, v := range vs {
@@ -30,7 +40,11 @@ func InvalidArgument(vs ...FieldViolation) error {
 		}
 	}
 	msg := "invalid request: " + strings.Join(parts, "; ")
-	st, err := status.New(codes.InvalidArgument, msg).WithDetails(br)
+	details := []protoadapt.MessageV1{br}
+	if info != nil {
+		details = append(details, info)
+	}
+	st, err := status.New(codes.InvalidArgument, msg).WithDetails(details...)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, msg)
 	}

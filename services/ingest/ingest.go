@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
@@ -194,6 +195,10 @@ func (s *Service) Consumers() []*bus.Consumer { return []*bus.Consumer{s.logWrit
 
 // MethodScopes is the scope each gRPC method of the service requires.
 func (s *Service) MethodScopes() map[string]string { return api.MethodScopes }
+
+// OwnUnknownFields are the request fields whose unknown fields ingest
+// checks per event, not the gRPC server for the whole request.
+func (s *Service) OwnUnknownFields() []protoreflect.FullName { return api.OwnUnknownFields }
 
 // RegisterGRPC mounts IngestService on srv.
 func (s *Service) RegisterGRPC(srv *grpc.Server) { ingestv1.RegisterIngestServiceServer(srv, s.grpc) }

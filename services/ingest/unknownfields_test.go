@@ -40,7 +40,9 @@ func withUnknownField[M proto.Message](t *testing.T, m M, num protowire.Number) 
 // TestGRPCUnknownFieldsAreRefused: an event with fields ingest's schema does
 // not have is rejected on its own, naming where and which, as an unknown JSON
 // field is over HTTP, and never reaches the stream; the rest of its batch is
-// stored. Before, it was stored with the fields as they came.
+// stored. Before, it was stored with the fields as they came. The gRPC
+// server's check of requests leaves events to ingest, and refuses a request
+// whose own fields ingest lacks.
 func TestGRPCUnknownFieldsAreRefused(t *testing.T) {
 	s := setup(t)
 	client := ingestv1.NewIngestServiceClient(s.grpc)
@@ -85,13 +87,20 @@ func TestGRPCUnknownFieldsAreRefused(t *testing.T) {
 		t.Errorf("violations %v, want one on event naming field 77", vs)
 	}
 
+	// The request itself is the gRPC server's to check: a batch holding a
+	// field ingest lacks (a newer client's option, say) is refused whole.
+	_, err = client.PublishBatch(ctx, withUnknownField(t, &ingestv1.PublishBatchRequest{Events: []*eventsv1.Event{smallOrder("u-envelope", occurred)}}, 5), creds)
+	if status.Code(err) != codes.InvalidArgument || !server.UnknownRequestFields(err) || !strings.Contains(err.Error(), "request has field 5 not in this server's schema, whose retain.ingest.v1.PublishBatchRequest has 1 events") {
+		t.Errorf("a batch request with an unknown field: %v, want it refused naming field 5", err)
+	}
+
 	msgs := s.streamMsgs(t)
 	for _, id := range []string{"shop/u-1", "shop/u-2"} {
 		if msgs[id] == nil {
 			t.Errorf("%s is not on the stream", id)
 		}
 	}
-	for _, id := range []string{"shop/u-top", "shop/u-nested", "shop/u-single"} {
+	for _, id := range []string{"shop/u-top", "shop/u-nested", "shop/u-single", "shop/u-envelope"} {
 		if ev := msgs[id]; ev != nil {
 			t.Errorf("%s is on the stream: %v (unknown fields %q)", id, ev, ev.ProtoReflect().GetUnknown())
 		}

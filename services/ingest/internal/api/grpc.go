@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
@@ -22,6 +23,16 @@ import (
 var MethodScopes = map[string]string{
 	ingestv1.IngestService_Publish_FullMethodName:      auth.ScopeEventsWrite,
 	ingestv1.IngestService_PublishBatch_FullMethodName: auth.ScopeEventsWrite,
+}
+
+// OwnUnknownFields are the request fields whose unknown fields ingest
+// checks itself, per event (event.UnknownFields): an event holding some is
+// rejected on its own and the rest of its batch stored, as over HTTP, where
+// the gRPC server's check would refuse the whole request. The server checks
+// the rest of each request (decision 0043).
+var OwnUnknownFields = []protoreflect.FullName{
+	"retain.ingest.v1.PublishRequest.event",
+	"retain.ingest.v1.PublishBatchRequest.events",
 }
 
 // GRPC implements retain.ingest.v1.IngestService.
