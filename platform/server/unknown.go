@@ -40,9 +40,10 @@ func UnknownRequestFields(err error) bool {
 }
 
 // ownedUnknownFields resolves the names of Deps.OwnUnknownFields to the
-// walk's skip; a name that is no message field of a linked .proto is a
-// wiring mistake, refused so that nothing is left unchecked by a typo's
-// accident.
+// walk's skip. A name that is no message field of a linked .proto is a
+// wiring mistake, refused at start-up: left as it is, the server would
+// refuse whole the requests whose items the handler means to answer one by
+// one.
 func ownedUnknownFields(names []protoreflect.FullName) (unknownfields.Skip, error) {
 	if len(names) == 0 {
 		return nil, nil
