@@ -84,8 +84,9 @@ func (r *Revocations) Len() int { return len(r.ids.Get()) }
 // and the next Reload tries again.
 func (r *Revocations) Reload() (changed bool, err error) { return r.ids.Reload() }
 
-// Watch calls Reload every interval (DefaultRevocationInterval when not
-// positive) until ctx is done. It logs each new list, and a failed reload
+// Watch checks the file every interval (DefaultRevocationInterval when
+// not positive) until ctx is done, and reads a change once it has held
+// for one interval (filewatch.Value.Watch). It logs each new list, and a failed reload
 // once until it succeeds again, keeping the last good list meanwhile:
 // a broken edit must neither lift every revocation nor take the service down.
 func (r *Revocations) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {

@@ -34,9 +34,11 @@ type Value[T any] struct {
 	read  func([]File) (T, error)
 	v     atomic.Pointer[T]
 
-	// mu serialises Reload; seen are the files as last read successfully.
-	mu   sync.Mutex
-	seen []fs.FileInfo
+	// mu serialises Reload; seen are the files as last read successfully,
+	// and pending as Watch last found them changed but not yet read.
+	mu      sync.Mutex
+	seen    []fs.FileInfo
+	pending []fs.FileInfo
 }
 
 // Load reads a value from the files at paths with read, which gets them
@@ -66,31 +68,49 @@ func (v *Value[T]) Paths() []string { return v.paths }
 // editors rewrite them). On an error the value in use stays as it was,
 // and the next Reload tries again.
 func (v *Value[T]) Reload() (changed bool, err error) {
+	changed, _, err = v.reload(false)
+	return changed, err
+}
+
+// reload is Reload; settled reads changed files only once stat has found
+// them the same on two checks in a row. Watch asks for that: a file
+// rewritten in place (a shell's >, an editor saving over it) is briefly
+// empty or half written, and a revocation list read then would lift the
+// revocations it lost until the next check. A writer pausing longer than
+// the interval between truncating and writing can still be read half
+// done, which a Secret's swap or a rename into place never is. waiting
+// is whether a change is held back so.
+func (v *Value[T]) reload(settled bool) (changed, waiting bool, err error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	files := make([]File, len(v.paths))
-	same := v.seen != nil
+	infos := make([]fs.FileInfo, len(v.paths))
+	same, stable := v.seen != nil, v.pending != nil
 	for i, p := range v.paths {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return false, fmt.Errorf("%s: %w", v.name, err)
+			v.pending = nil
+			return false, false, fmt.Errorf("%s: %w", v.name, err)
 		}
-		files[i] = File{Path: p, Info: fi}
+		files[i], infos[i] = File{Path: p, Info: fi}, fi
 		same = same && unchanged(fi, v.seen[i])
+		stable = stable && unchanged(fi, v.pending[i])
 	}
 	if same {
-		return false, nil
+		v.pending = nil
+		return false, false, nil
+	}
+	if settled && !stable {
+		v.pending = infos
+		return false, true, nil
 	}
 	val, err := v.read(files)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	v.v.Store(&val)
-	v.seen = make([]fs.FileInfo, len(files))
-	for i, f := range files {
-		v.seen[i] = f.Info
-	}
-	return true, nil
+	v.seen, v.pending = infos, nil
+	return true, false, nil
 }
 
 func unchanged(fi, seen fs.FileInfo) bool {
@@ -117,8 +137,9 @@ type Logs struct {
 	Checked func()
 }
 
-// Watch calls Reload every interval (which must be positive) until ctx
-// is done, logging as logs says: a broken file must neither take the
+// Watch checks the files every interval (which must be positive) until
+// ctx is done, and reads them once a change has held for one interval (see
+// reload), logging as logs says: a broken file must neither take the
 // caller down nor fill its log.
 func (v *Value[T]) Watch(ctx context.Context, interval time.Duration, log *slog.Logger, logs Logs) {
 	t := time.NewTicker(interval)
@@ -136,8 +157,10 @@ func (v *Value[T]) Watch(ctx context.Context, interval time.Duration, log *slog.
 			return
 		case <-t.C:
 		}
-		changed, err := v.Reload()
+		changed, waiting, err := v.reload(true)
 		switch {
+		case waiting:
+			// Neither a reload nor a recovery yet: the next check tells.
 		case err != nil:
 			if failing == nil || err.Error() != failing.Error() {
 				failing = err

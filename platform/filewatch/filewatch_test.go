@@ -51,6 +51,16 @@ func write(t *testing.T, path, content string) {
 	}
 }
 
+// replace puts content at path as a Secret's swap or an editor's rename
+// does: a reader sees the old file or the new one, never one half written.
+func replace(t *testing.T, path, content string) {
+	t.Helper()
+	write(t, path+".new", content)
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // setMtime gives path the modification time at, so that a test changes
 // exactly the one thing it means to (size, mtime or file) whatever the
 // file system's timestamp granularity.
@@ -387,14 +397,14 @@ func TestWatchLogs(t *testing.T) {
 		return func() bool { return strings.Join(h.messages(), ",") == strings.Join(want, ",") }
 	}
 
-	write(t, p, "two!")
+	replace(t, p, "two!")
 	eventually(t, "the change to be logged", logged("reloaded"))
 	if v.Get() != "two!" {
 		t.Errorf("Get = %q after a reload", v.Get())
 	}
 
 	// A bad file is logged once however often it is read again.
-	write(t, p, "bad")
+	replace(t, p, "bad")
 	eventually(t, "the bad file to be logged", logged("reloaded", "failed"))
 	calls := r.calls.Load()
 	eventually(t, "several more reads of the bad file", func() bool { return r.calls.Load() >= calls+5 })
@@ -410,7 +420,7 @@ func TestWatchLogs(t *testing.T) {
 
 	// Good again: logged as a reload, and the same failure as before is
 	// logged anew.
-	write(t, p, "three")
+	replace(t, p, "three")
 	eventually(t, "the good file to be logged", logged("reloaded", "failed", "failed", "reloaded"))
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
@@ -418,7 +428,7 @@ func TestWatchLogs(t *testing.T) {
 	eventually(t, "the same failure, after a good read, to be logged", logged("reloaded", "failed", "failed", "reloaded", "failed"))
 
 	// The files as they were when last read: recovered, not reloaded.
-	write(t, p, "four")
+	replace(t, p, "four")
 	eventually(t, "the good file to be logged", logged("reloaded", "failed", "failed", "reloaded", "failed", "reloaded"))
 	if err := os.Rename(p, p+".away"); err != nil {
 		t.Fatal(err)
@@ -447,6 +457,47 @@ func TestWatchLogs(t *testing.T) {
 			t.Errorf("%q logged at %v", rec.Message, rec.Level)
 		}
 	}
+}
+
+// TestWatchWaitsForAChangeToSettle: a file rewritten in place is empty,
+// then half written, then whole; Watch's checks read it only once a
+// check finds it as the one before did, so neither the empty file nor the
+// half is ever the value (for a revocation list: revocations lifted).
+func TestWatchWaitsForAChangeToSettle(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	write(t, p, "one")
+	var r reader
+	v := load(t, &r, p)
+	check := func(wantChanged bool, want string) {
+		t.Helper()
+		changed, _, err := v.reload(true)
+		if err != nil || changed != wantChanged || v.Get() != want {
+			t.Fatalf("check: changed %v, err %v, value %q; want changed %v, value %q", changed, err, v.Get(), wantChanged, want)
+		}
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	check(false, "one") // truncated: a change, not yet read
+	if _, err := f.WriteString("tw"); err != nil {
+		t.Fatal(err)
+	}
+	check(false, "one") // half written: changed again since the last check
+	if _, err := f.WriteString("o!"); err != nil {
+		t.Fatal(err)
+	}
+	check(false, "one")
+	check(true, "two!") // the same on two checks: read
+	check(false, "two!")
+	if calls := r.calls.Load(); calls != 2 {
+		t.Errorf("read %d times, want 2 (the load and the settled change)", calls)
+	}
+	// Reload, which a caller asks for, reads a change at once.
+	write(t, p, "three")
+	reload(t, v, true, "three")
 }
 
 func TestWatchStops(t *testing.T) {
@@ -522,12 +573,7 @@ func TestConcurrentReaders(t *testing.T) {
 		})
 	}
 	for i := 1; i <= 200; i++ {
-		// Write and rename, as an editor does, so a reader never sees
-		// an empty file.
-		write(t, p+".new", content(i))
-		if err := os.Rename(p+".new", p); err != nil {
-			t.Fatal(err)
-		}
+		replace(t, p, content(i))
 	}
 	eventually(t, "the last value to be read", func() bool { return v.Get() == content(200) })
 	close(done)

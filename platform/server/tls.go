@@ -155,8 +155,9 @@ func (c *Certificate) LogAttrs() []any {
 	return []any{"cert_file", c.pair.Paths()[0], "dns_names", leaf.DNSNames, "serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter}
 }
 
-// Watch reads the files again every interval (DefaultTLSReloadInterval
-// when not positive) until ctx is done, logging each new certificate, and
+// Watch checks the files every interval (DefaultTLSReloadInterval when
+// not positive) until ctx is done, reading a change once it has held for
+// one interval (filewatch.Value.Watch), logging each new certificate, and
 // a file that cannot be used once until it can. It logs a warning for a
 // certificate expiring within TLSExpiryWarning when it is loaded, and
 // daily after, and exports its expiry as the gauge
