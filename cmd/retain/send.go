@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/cmd/retain/internal/importer"
+	"github.com/retainhq/retain/platform/auth"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	"github.com/retainhq/retain/services/ingest/event"
@@ -239,7 +240,7 @@ func (s *sender) publish(ctx context.Context, b outBatch) (*ingestv1.PublishBatc
 		}
 		code := status.Code(err)
 		if (code != codes.Unavailable && code != codes.ResourceExhausted) || attempt >= 10 {
-			return nil, fmt.Errorf("publish batch: %w", err)
+			return nil, fmt.Errorf("publish batch: %w", callError(err, "ingest", auth.ScopeEventsWrite))
 		}
 		select {
 		case <-time.After(backoff):
