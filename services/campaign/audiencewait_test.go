@@ -4,10 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
@@ -93,6 +95,41 @@ func TestOneShopsImportHoldsOnlyItsAudiences(t *testing.T) {
 	}
 }
 
+// TestAudiencesWaitOnceWhenTheBacklogIsUnreadable: with NATS away, how far
+// the facts consumer is behind cannot be read, so every shop's audiences
+// wait; that is one line for the deployment, not one a shop, and one when
+// it can be read again.
+func TestAudiencesWaitOnceWhenTheBacklogIsUnreadable(t *testing.T) {
+	ctx := context.Background()
+	w := newAudienceWait(t)
+	shops := []string{"a-shop", "b-shop", "c-shop"}
+	for _, s := range shops {
+		w.install(t, s)
+		first, recent := w.history(s, 2)
+		testenv.PublishEvents(t, w.b, s, w.now, append(first, recent...)...)
+	}
+	w.catchUp(t)
+	w.away.Store(true)
+	for range 2 {
+		if ran, err := w.e.RunAudiences(ctx); err != nil || ran != 0 {
+			t.Fatalf("RunAudiences with the backlog unreadable = %d, %v; want every shop to wait", ran, err)
+		}
+	}
+	const waiting = "scheduled audiences of every shop wait: how far the facts consumer is behind cannot be read"
+	if n := strings.Count(w.logs.String(), waiting); n != 1 || strings.Contains(w.logs.String(), "tenant=") {
+		t.Errorf("%d lines of the wait, want 1 and none naming a shop:\n%s", n, w.logs.String())
+	}
+	if !strings.Contains(w.logs.String(), "nats: connection closed") {
+		t.Errorf("the wait does not say why:\n%s", w.logs.String())
+	}
+
+	w.away.Store(false)
+	if ran, err := w.e.RunAudiences(ctx); err != nil || ran != len(shops) {
+		t.Fatalf("RunAudiences with the backlog readable = %d, %v; want every shop's pass", ran, err)
+	}
+	w.logs.WaitFor(t, "scheduled audiences run again where their shop's facts are caught up")
+}
+
 // audienceWait is an engine whose scheduled audiences ask the real facts
 // consumer for its backlogs, limit 5 events, and that consumer, stopped
 // between catchUps.
@@ -103,6 +140,9 @@ type audienceWait struct {
 	facts *bus.Consumer
 	now   time.Time
 	logs  *testenv.SyncBuffer
+	// away makes the consumer's backlog unreadable, as NATS away does
+	// (the bus is shared by the engine, which must stay up).
+	away atomic.Bool
 }
 
 func newAudienceWait(t *testing.T) *audienceWait {
@@ -110,7 +150,12 @@ func newAudienceWait(t *testing.T) *audienceWait {
 	w := &audienceWait{logs: &testenv.SyncBuffer{}}
 	log := slog.New(slog.NewTextHandler(w.logs, nil))
 	env := newEngineEnv(t, app.Config{AudienceMaxBacklog: 5,
-		FactsBacklog: func(ctx context.Context) (int64, error) { return w.facts.Backlog(ctx) },
+		FactsBacklog: func(ctx context.Context) (int64, error) {
+			if w.away.Load() {
+				return 0, nats.ErrConnectionClosed
+			}
+			return w.facts.Backlog(ctx)
+		},
 		TenantFactsBacklog: func(ctx context.Context, tenant string) (int64, error) {
 			return w.facts.TenantBacklog(ctx, tenant)
 		}}, log)

@@ -81,6 +81,11 @@ type Engine struct {
 	// wait ends.
 	waitMu        sync.Mutex
 	audienceWaits map[string]*telemetry.FailureRun
+	// backlogUnread paces the one log of every tenant's audiences
+	// waiting because the facts consumer's backlog cannot be read (NATS
+	// away): a line per tenant would be a line per shop of the
+	// deployment every ten minutes.
+	backlogUnread telemetry.FailureRun
 	// heavy holds a token per heavy read under way (heavyRead); a
 	// tenant's turn (one at a time per tenant) is in heavyTurns.
 	heavy      chan struct{}
@@ -129,7 +134,7 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Engine {
 		"enrollments (tenant, campaign_id, customer_id, goal_event, status, due_at)",
 		"coupons (tenant, code, campaign_id, customer_id)")
 	return &Engine{pool: pool, cfg: cfg, log: log, plans: map[store.Ref]*domain.Plan{}, stats: stats, envs: map[string]*tenantEnv{},
-		audienceWaits: map[string]*telemetry.FailureRun{}, heavy: make(chan struct{}, heavyReads),
+		audienceWaits: map[string]*telemetry.FailureRun{}, backlogUnread: telemetry.FailureRun{Every: 10 * time.Minute}, heavy: make(chan struct{}, heavyReads),
 		heavyTurns: map[string]*heavyTurn{}}
 }
 

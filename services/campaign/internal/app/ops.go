@@ -127,7 +127,8 @@ const DefaultAudienceMaxBacklog = 10_000
 //
 // The consumer's whole backlog is read first, once: within the limit, no
 // tenant's can exceed it, and no tenant's is read (each costs the server
-// a consumer's creation).
+// a consumer's creation). When it cannot be read (NATS away) every
+// tenant waits, and one line says so rather than one a shop.
 func (e *Engine) audienceFacts(ctx context.Context) func(tenant string) bool {
 	if e.cfg.FactsBacklog == nil {
 		return func(string) bool { return true }
@@ -141,20 +142,27 @@ func (e *Engine) audienceFacts(ctx context.Context) func(tenant string) bool {
 	return func(t string) bool {
 		if !asked {
 			asked = true
-			if total, err = e.cfg.FactsBacklog(ctx); err == nil && total <= e.cfg.AudienceMaxBacklog {
+			total, err = e.cfg.FactsBacklog(ctx)
+			switch {
+			case err != nil:
+				e.backlogUnreadable(err)
+			case total <= e.cfg.AudienceMaxBacklog:
+				e.backlogReadable()
 				e.endAudienceWaits()
+			default:
+				e.backlogReadable()
 			}
 		}
-		if err == nil && total <= e.cfg.AudienceMaxBacklog {
+		if err != nil {
+			return false
+		}
+		if total <= e.cfg.AudienceMaxBacklog {
 			return true
 		}
 		if ok, seen := known[t]; seen {
 			return ok
 		}
-		n, terr := total, err
-		if err == nil {
-			n, terr = e.cfg.TenantFactsBacklog(ctx, t)
-		}
+		n, terr := e.cfg.TenantFactsBacklog(ctx, t)
 		ok := terr == nil && n <= e.cfg.AudienceMaxBacklog
 		known[t] = ok
 		if ok {
@@ -188,6 +196,27 @@ func (e *Engine) audienceWait(tenant string, n int64, err error) {
 		attrs = append(attrs, "waiting_for", l.FailingFor.Round(time.Second))
 	}
 	e.log.Warn("scheduled audiences of the shop wait for its facts to be applied: evaluated on facts still arriving they would enroll customers whose newer orders are behind", attrs...)
+}
+
+// backlogUnreadable logs, paced, that every tenant's scheduled audiences
+// wait because the facts consumer's backlog could not be read (err).
+func (e *Engine) backlogUnreadable(err error) {
+	l := e.backlogUnread.Failed(time.Now())
+	if !l.Log {
+		return
+	}
+	attrs := []any{"error", err}
+	if !l.First {
+		attrs = append(attrs, "waiting_for", l.FailingFor.Round(time.Second))
+	}
+	e.log.Warn("scheduled audiences of every shop wait: how far the facts consumer is behind cannot be read, and evaluated on facts still arriving they would enroll customers whose newer orders are behind", attrs...)
+}
+
+// backlogReadable logs the end of a wait backlogUnreadable logged.
+func (e *Engine) backlogReadable() {
+	if l := e.backlogUnread.Ended(time.Now()); l.Log {
+		e.log.Info("scheduled audiences run again where their shop's facts are caught up: the facts consumer's backlog can be read", "waited", l.FailingFor.Round(time.Second))
+	}
 }
 
 // endAudienceWait logs the end of tenant's wait, if it was waiting.
