@@ -126,7 +126,7 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	if err != nil {
 		return nil, err
 	}
-	rebuilder := consumer.NewRebuilder(b, st, cfg.BatchSize, log)
+	rebuilder := consumer.NewRebuilder(b, st, cfg.BatchSize, facts.Config().FetchMaxBytes, log)
 	return &Service{
 		facts: facts, rebuilder: rebuilder,
 		grpc: api.NewGRPC(st, rebuilder), deps: deps,

@@ -62,7 +62,10 @@ type Rebuilder struct {
 	bus       *bus.Bus
 	store     *store.Store
 	batchSize int
-	log       *slog.Logger
+	// fetchMaxBytes bounds each replayed batch in bytes as the live
+	// consumer's are (decision 0042).
+	fetchMaxBytes int
+	log           *slog.Logger
 	// ResumeEvery is how often Run looks for rebuilds nobody is running;
 	// a database away for a while is logged once, not at every look.
 	ResumeEvery time.Duration
@@ -85,12 +88,18 @@ type rebuildRun struct {
 	err     error
 }
 
-// NewRebuilder returns a rebuilder replaying in batches of batchSize.
-func NewRebuilder(b *bus.Bus, s *store.Store, batchSize int, log *slog.Logger) *Rebuilder {
+// NewRebuilder returns a rebuilder replaying in batches of batchSize
+// messages and at most fetchMaxBytes bytes (the live consumer's
+// bus.ConsumerConfig.FetchMaxBytes; 0: bus.DefaultFetchMaxBytes).
+func NewRebuilder(b *bus.Bus, s *store.Store, batchSize, fetchMaxBytes int, log *slog.Logger) *Rebuilder {
 	if batchSize <= 0 {
 		batchSize = 500
 	}
-	return &Rebuilder{bus: b, store: s, batchSize: batchSize, log: log, ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{},
+	if fetchMaxBytes <= 0 {
+		fetchMaxBytes = bus.DefaultFetchMaxBytes
+	}
+	return &Rebuilder{bus: b, store: s, batchSize: batchSize, fetchMaxBytes: fetchMaxBytes, log: log,
+		ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{},
 		outage: pg.NewOutageLog(log, "rebuild: looking for unfinished rebuilds", s.Pool().Ping)}
 }
 
@@ -269,8 +278,12 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()
 		return res, fmt.Errorf("rebuild: stream info: %w", err)
 	}
 	lastSeq := info.State.LastSeq
-	for {
-		msgs, err := fetch(cons, r.batchSize)
+	// left is what the consumer still holds for the tenant, as it last
+	// said: each fetch asks for no more, so that it ends once it has them
+	// instead of waiting out its expiry.
+	left := cons.CachedInfo().NumPending
+	for left > 0 {
+		msgs, err := fetch(cons, int(min(uint64(r.batchSize), left)), r.fetchMaxBytes)
 		if err != nil {
 			return res, fmt.Errorf("rebuild: fetch: %w", err)
 		}
@@ -280,9 +293,10 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()
 		for _, m := range msgs {
 			ds = append(ds, delivery(m))
 			if md, err := m.Metadata(); err == nil {
-				n := int64(md.NumPending)
+				left = md.NumPending
+				n := int64(left)
 				pending = &n
-				done = done || md.NumPending == 0 || md.Sequence.Stream >= lastSeq
+				done = done || md.Sequence.Stream >= lastSeq
 			}
 		}
 		if len(ds) > 0 {
@@ -298,9 +312,7 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()
 			if err != nil {
 				return res, fmt.Errorf("rebuild: replay consumer info: %w", err)
 			}
-			if ci.NumPending == 0 {
-				break
-			}
+			left = ci.NumPending
 		}
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("rebuild: %w", err)
@@ -363,20 +375,21 @@ func (r *Rebuilder) apply(ctx context.Context, tenantID string, ds []*bus.Delive
 	return now, nil
 }
 
-// fetch takes up to n messages without waiting for a full batch: what is
-// there at once, else the first to arrive within a second topped up with
-// what came meanwhile (the runner's rule).
-func fetch(cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
-	msgs, err := collect(cons.FetchNoWait(n))
+// fetch takes up to n messages and at most maxBytes bytes of them (as NATS
+// counts a message: subject, reply subject, headers and data), waiting up
+// to a second for them. The caller asks for no more than the consumer
+// holds, so the wait ends as soon as they are there.
+//
+// A message larger than maxBytes on its own is not stuck: the server ends
+// the bounded request with 409 Message Size Exceeds MaxBytes and nothing
+// delivered, which nats.go reports as no message, and the fetch of one
+// message with no byte bound then takes it, the batch on its own.
+func fetch(cons jetstream.Consumer, n, maxBytes int) ([]jetstream.Msg, error) {
+	msgs, err := collect(cons.Fetch(n, jetstream.FetchMaxBytes(maxBytes), jetstream.FetchMaxWait(time.Second)))
 	if len(msgs) > 0 || err != nil {
 		return msgs, err
 	}
-	msgs, err = collect(cons.Fetch(1, jetstream.FetchMaxWait(time.Second)))
-	if len(msgs) == 0 || err != nil || n == 1 {
-		return msgs, err
-	}
-	more, err := collect(cons.FetchNoWait(n - 1))
-	return append(msgs, more...), err
+	return collect(cons.Fetch(1, jetstream.FetchMaxWait(time.Second)))
 }
 
 func collect(batch jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {

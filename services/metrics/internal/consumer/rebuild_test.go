@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func TestRebuildClaimsDoNotDeadlock(t *testing.T) {
 	ctx := context.Background()
 	pool := testenv.MigratedPool(t, store.Migrations)
-	r := NewRebuilder(nil, store.New(pool), 500, slog.New(slog.DiscardHandler))
+	r := NewRebuilder(nil, store.New(pool), 500, 0, slog.New(slog.DiscardHandler))
 	const facts, rounds = 300, 30
 	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
 	batch := func(round int, reverse bool) []*bus.Delivery {

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/bus"
@@ -63,7 +66,7 @@ func TestRebuildKeepsTheCustomerCacheCurrent(t *testing.T) {
 	before, _, _ := store.CachedCustomers(st, "shop")
 
 	// Batches of 3: the replay commits several times.
-	r := consumer.NewRebuilder(b, st, 3, log)
+	r := consumer.NewRebuilder(b, st, 3, 0, log)
 	rctx, stopRebuilder := context.WithCancel(ctx)
 	rdone := make(chan error, 1)
 	go func() { rdone <- r.Run(rctx) }()
@@ -119,5 +122,103 @@ func rebuildOnce(ctx context.Context, r *consumer.Rebuilder, tenant string) (con
 			return res, err
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// TestRebuildFetchesAreBoundedInBytes: a rebuild replays facts of 40 KiB
+// under a fetch bound of 100 KiB, with one of 150 KiB among them. Each of
+// its fetches, as the server delivers them (seen from another connection),
+// holds at most the bound, or the larger fact alone, and every fact is
+// applied. By message count alone, a fetch of 10 took about 500 KiB.
+func TestRebuildFetchesAreBoundedInBytes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := testenv.NATS(t)
+	bcfg := bus.Config{URL: srv.URL(), Name: t.Name()}
+	b := testenv.Bus(t, bcfg)
+	pool := testenv.MigratedPool(t, store.Migrations)
+	st := store.New(pool)
+	log := slog.New(slog.DiscardHandler)
+
+	const bound, large = 100 << 10, 5
+	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	evs := make([]*eventsv1.Event, 12)
+	for i := range evs {
+		id := fmt.Sprintf("o-%02d", i)
+		size := 40 << 10
+		if i == large {
+			size = 150 << 10
+		}
+		evs[i] = &eventsv1.Event{Id: id, Type: consumer.TypeOrderPlaced, OccurredAt: timestamppb.New(at.Add(time.Duration(i) * time.Hour)),
+			Payload: &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{
+				OrderId: id, CustomerId: fmt.Sprintf("c-%d", i%3), CouponCode: strings.Repeat("x", size),
+				Total: &eventsv1.Money{AmountMinor: 1000, Currency: "EUR"}}}}
+	}
+	testenv.PublishEvents(t, b, "shop", at, evs...)
+
+	// The server's deliveries to the rebuild's inboxes, by consumer: the
+	// replay's ordered consumer is a new one for each fetch. API answers
+	// and status messages have no JetStream reply subject.
+	mon, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	var (
+		mu      sync.Mutex
+		fetches = map[string][]int{}
+	)
+	if _, err := mon.Subscribe(bcfg.InboxPrefix()+".>", func(m *nats.Msg) {
+		if md, err := m.Metadata(); err == nil {
+			mu.Lock()
+			fetches[md.Consumer] = append(fetches[md.Consumer], m.Size())
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	r := consumer.NewRebuilder(b, st, 10, bound, log)
+	rctx, stopRebuilder := context.WithCancel(ctx)
+	rdone := make(chan error, 1)
+	go func() { rdone <- r.Run(rctx) }()
+	defer func() {
+		stopRebuilder()
+		<-rdone
+	}()
+	res, err := rebuildOnce(ctx, r, "shop")
+	if err != nil || res.Applied != int64(len(evs)) {
+		t.Fatalf("rebuild: %+v, %v; want %d applied", res, err, len(evs))
+	}
+	var orders int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE tenant = 'shop'`).Scan(&orders); err != nil {
+		t.Fatal(err)
+	}
+	if orders != len(evs) {
+		t.Fatalf("%d orders after the rebuild, want %d", orders, len(evs))
+	}
+
+	// The server sent the monitor its copies before it answers the flush.
+	if err := mon.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	delivered := 0
+	for cons, sizes := range fetches {
+		sum := 0
+		for _, s := range sizes {
+			sum += s
+		}
+		if sum > bound && len(sizes) > 1 {
+			t.Errorf("the fetch of consumer %s took %d messages of %d bytes in all, over the bound of %d: %v", cons, len(sizes), sum, bound, sizes)
+		}
+		delivered += len(sizes)
+	}
+	if delivered != len(evs) {
+		t.Errorf("the rebuild's fetches took %d messages, want each of the %d once", delivered, len(evs))
 	}
 }
