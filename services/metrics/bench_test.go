@@ -327,7 +327,7 @@ func BenchmarkQueries(b *testing.B) {
 		return v, err
 	}
 	cohorts := func() ([]retention.CohortCell, error) {
-		cells, err := st.CohortCells(ctx, "bench", first, last, "EUR")
+		cells, _, err := st.CohortCells(ctx, "bench", first, last, "EUR")
 		if err == nil {
 			_, err = retention.AssembleCohorts(first, last, cells)
 		}
@@ -365,7 +365,7 @@ func BenchmarkQueries(b *testing.B) {
 	if raw, err := rawCohorts(); err != nil || fmt.Sprint(raw) != fmt.Sprint(cells) {
 		b.Fatalf("cohorts: store %d cells, raw SQL %d (%v)", len(cells), len(raw), err)
 	}
-	if got, err := st.Sales(ctx, "bench", q3, "EUR"); err != nil {
+	if got, _, err := st.Sales(ctx, "bench", q3, "EUR"); err != nil {
 		b.Fatal(err)
 	} else if raw, err := rawSales(q3); err != nil || got != raw {
 		b.Fatalf("sales: store %+v, raw SQL %+v (%v)", got, raw, err)
@@ -404,7 +404,7 @@ func BenchmarkQueries(b *testing.B) {
 			func() error { _, err := cohorts(); return err },
 			func() error { _, err := rawCohorts(); return err }},
 		{"sales/quarter",
-			func() error { _, err := st.Sales(ctx, "bench", q3, "EUR"); return err },
+			func() error { _, _, err := st.Sales(ctx, "bench", q3, "EUR"); return err },
 			func() error { _, err := rawSales(q3); return err }},
 		{"repeat/quarter",
 			func() error { _, _, err := st.Repeat(ctx, "bench", q3); return err }, nil},
@@ -412,7 +412,7 @@ func BenchmarkQueries(b *testing.B) {
 			func() error { _, err := st.Surveys(ctx, "bench", q3); return err }, nil},
 		{"top20/quarter (orders, not aggregated)",
 			func() error {
-				ranked, err := st.RevenueByCustomer(ctx, "bench", q3, "EUR")
+				ranked, _, err := st.RevenueByCustomer(ctx, "bench", q3, "EUR")
 				if err == nil {
 					_, err = retention.Top(ranked, 20)
 				}

@@ -147,16 +147,16 @@ func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest)
 	if err := retention.ValidateCohortRange(first, last); err != nil {
 		return nil, invalid("to_month", err.Error())
 	}
+	if err := checkCurrency(req.GetCurrency()); err != nil {
+		return nil, err
+	}
 	var (
 		currency string
 		cells    []retention.CohortCell
 	)
 	if err := g.whole(ctx, tenant, "GetCohorts", func() (err error) {
-		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
-			return err
-		}
-		cells, err = g.store.CohortCells(ctx, tenant, first, last, currency)
-		return err
+		cells, currency, err = g.store.CohortCells(ctx, tenant, first, last, req.GetCurrency())
+		return currencyError(err)
 	}); err != nil {
 		return nil, err
 	}
@@ -245,16 +245,16 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 		}
 		after = string(b)
 	}
+	if err := checkCurrency(req.GetCurrency()); err != nil {
+		return nil, err
+	}
 	var (
 		currency string
 		values   []retention.CustomerValue
 	)
 	if err := g.whole(ctx, tenant, "GetRFM", func() (err error) {
-		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
-			return err
-		}
-		values, err = g.store.CustomerValues(ctx, tenant, at, currency)
-		return err
+		values, currency, err = g.store.CustomerValues(ctx, tenant, at, req.GetCurrency())
+		return currencyError(err)
 	}); err != nil {
 		return nil, err
 	}
@@ -342,16 +342,16 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 			return nil, invalid("page_token", "is not a token this call returned")
 		}
 	}
+	if err := checkCurrency(req.GetCurrency()); err != nil {
+		return nil, err
+	}
 	var (
 		currency string
 		ranked   []retention.CustomerRevenue
 	)
 	if err := g.whole(ctx, tenant, "GetTopCustomers", func() (err error) {
-		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
-			return err
-		}
-		ranked, err = g.store.RevenueByCustomer(ctx, tenant, p, currency)
-		return err
+		ranked, currency, err = g.store.RevenueByCustomer(ctx, tenant, p, req.GetCurrency())
+		return currencyError(err)
 	}); err != nil {
 		return nil, err
 	}
@@ -394,16 +394,16 @@ func (g *GRPC) GetSales(ctx context.Context, req *metricsv1.GetSalesRequest) (*m
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCurrency(req.GetCurrency()); err != nil {
+		return nil, err
+	}
 	var (
 		currency string
 		s        retention.Sales
 	)
 	if err := g.whole(ctx, tenant, "GetSales", func() (err error) {
-		if currency, err = g.currency(ctx, tenant, req.GetCurrency()); err != nil {
-			return err
-		}
-		s, err = g.store.Sales(ctx, tenant, p, currency)
-		return err
+		s, currency, err = g.store.Sales(ctx, tenant, p, req.GetCurrency())
+		return currencyError(err)
 	}); err != nil {
 		return nil, err
 	}
@@ -632,23 +632,27 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
-// currency validates the requested currency (a known ISO 4217 code, the
-// table ingest checks orders against) or resolves the tenant's only one.
-func (g *GRPC) currency(ctx context.Context, tenant, want string) (string, error) {
-	if want != "" {
-		if err := currency.Check(want); err != nil {
-			return "", invalid("currency", err.Error())
-		}
+// checkCurrency validates the requested currency: a known ISO 4217 code,
+// the table ingest checks orders against.
+func checkCurrency(want string) error {
+	if want == "" {
+		return nil
 	}
-	c, err := g.store.ResolveCurrency(ctx, tenant, want)
+	if err := currency.Check(want); err != nil {
+		return invalid("currency", err.Error())
+	}
+	return nil
+}
+
+// currencyError names the currency field when the store could not resolve
+// the one asked for (it says which the tenant has), and passes on other
+// errors.
+func currencyError(err error) error {
 	var ce *store.CurrencyError
 	if errors.As(err, &ce) {
-		return "", invalid("currency", err.Error())
+		return invalid("currency", ce.Error())
 	}
-	if err != nil {
-		return "", g.internal(ctx, "resolve currency", err)
-	}
-	return c, nil
+	return err
 }
 
 func ratio(r retention.Ratio) *metricsv1.Ratio {

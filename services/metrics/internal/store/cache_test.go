@@ -107,11 +107,11 @@ func cacheQueries(t *testing.T, s *Store, tenant string, c figureCase, first, la
 	if err != nil {
 		t.Fatal(err)
 	}
-	sales, err := s.Sales(ctx, tenant, c.p, "EUR")
+	sales, _, err := s.Sales(ctx, tenant, c.p, "EUR")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cells, err := s.CohortCells(ctx, tenant, first, last, "EUR")
+	cells, _, err := s.CohortCells(ctx, tenant, first, last, "EUR")
 	if err != nil {
 		t.Fatal(err)
 	}

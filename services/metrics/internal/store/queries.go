@@ -18,6 +18,11 @@ import (
 // period from the facts by instant. Rates come from the domain. Period
 // bounds and window starts are computed in Go, so SQL only compares
 // instants.
+//
+// A query in a currency takes the one asked for (want) and returns the one
+// it answers in, resolved in its own snapshot (resolveCurrency): resolved
+// apart, a tenant's first orders committed in between gave an answer in no
+// currency ("", no orders yet) counting customers with orders.
 
 // netMinor is an order's value after refunds, never below zero
 // (retention.NetOrder.NetMinor).
@@ -110,11 +115,14 @@ func (s *Store) Repeat(ctx context.Context, tenant string, p retention.Period) (
 // CohortCells returns the cells of cohorts first..last: per cohort month and
 // calendar month up to last, the members with an order that month (the
 // cohort's first-order bitmap AND the month's buyers) and the net revenue of
-// those orders in currency (cohort_revenue). Cells with no active member are
-// omitted, as in retention.CohortCells.
-func (s *Store) CohortCells(ctx context.Context, tenant string, first, last retention.Month, currency string) ([]retention.CohortCell, error) {
-	var cells []retention.CohortCell
-	err := s.withDays(ctx, tenant, func(v *dayView) error {
+// those orders in currency (cohort_revenue), the one want resolves to.
+// Cells with no active member are omitted, as in retention.CohortCells.
+func (s *Store) CohortCells(ctx context.Context, tenant string, first, last retention.Month, want string) (cells []retention.CohortCell, currency string, err error) {
+	err = s.withDays(ctx, tenant, func(v *dayView) error {
+		var err error
+		if currency, err = resolveCurrency(ctx, v.tx, tenant, want); err != nil {
+			return err
+		}
 		n := int(last-first) + 1
 		ranges := make([][2]int32, n)
 		for i := range ranges {
@@ -159,9 +167,9 @@ func (s *Store) CohortCells(ctx context.Context, tenant string, first, last rete
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("count cohorts: %w", err)
+		return nil, "", fmt.Errorf("count cohorts: %w", err)
 	}
-	return cells, nil
+	return cells, currency, nil
 }
 
 // Surveys tallies the survey answers given in p: the whole days from
@@ -210,68 +218,86 @@ func (s *Store) Surveys(ctx context.Context, tenant string, p retention.Period) 
 
 // CustomerValues summarises every customer's orders placed before at (RFM's
 // input): last order and order count over every order, net revenue over the
-// orders in currency. Sorted by customer id.
-func (s *Store) CustomerValues(ctx context.Context, tenant string, at time.Time, currency string) ([]retention.CustomerValue, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT o.customer_id, max(o.placed_at), count(*),
-		       coalesce(sum(`+netMinor+`) FILTER (WHERE o.currency = $3), 0)::bigint
-		FROM orders o
-		WHERE o.tenant = $1 AND o.placed_at < $2
-		GROUP BY o.customer_id
-		ORDER BY o.customer_id`, tenant, at, currency)
-	if err != nil {
-		return nil, fmt.Errorf("summarise customers: %w", err)
-	}
-	var v retention.CustomerValue
-	vs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (retention.CustomerValue, error) {
-		err := r.Scan(&v.Customer, &v.LastOrder, &v.Orders, &v.NetMinor)
-		v.LastOrder = v.LastOrder.UTC()
-		return v, err
+// orders in currency, the one want resolves to. Sorted by customer id.
+func (s *Store) CustomerValues(ctx context.Context, tenant string, at time.Time, want string) (vs []retention.CustomerValue, currency string, err error) {
+	err = pg.InSnapshot(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if currency, err = resolveCurrency(ctx, tx, tenant, want); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT o.customer_id, max(o.placed_at), count(*),
+			       coalesce(sum(`+netMinor+`) FILTER (WHERE o.currency = $3), 0)::bigint
+			FROM orders o
+			WHERE o.tenant = $1 AND o.placed_at < $2
+			GROUP BY o.customer_id
+			ORDER BY o.customer_id`, tenant, at, currency)
+		if err != nil {
+			return err
+		}
+		var v retention.CustomerValue
+		vs, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (retention.CustomerValue, error) {
+			err := r.Scan(&v.Customer, &v.LastOrder, &v.Orders, &v.NetMinor)
+			v.LastOrder = v.LastOrder.UTC()
+			return v, err
+		})
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("summarise customers: %w", err)
+		return nil, "", fmt.Errorf("summarise customers: %w", err)
 	}
-	return vs, nil
+	return vs, currency, nil
 }
 
-// RevenueByCustomer sums the net value of the orders in currency placed in
-// p, one entry per customer, ranked by retention.Rank.
-func (s *Store) RevenueByCustomer(ctx context.Context, tenant string, p retention.Period, currency string) ([]retention.CustomerRevenue, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT o.customer_id, coalesce(sum(`+netMinor+`), 0)::bigint, count(*)
-		FROM orders o
-		WHERE o.tenant = $1 AND o.placed_at >= $2 AND o.placed_at < $3 AND o.currency = $4
-		GROUP BY o.customer_id`, tenant, p.From, p.To, currency)
-	if err != nil {
-		return nil, fmt.Errorf("sum revenue by customer: %w", err)
-	}
-	var r retention.CustomerRevenue
-	rs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (retention.CustomerRevenue, error) {
-		err := row.Scan(&r.Customer, &r.NetMinor, &r.Orders)
-		return r, err
+// RevenueByCustomer sums the net value of the orders in currency (the one
+// want resolves to) placed in p, one entry per customer, ranked by
+// retention.Rank.
+func (s *Store) RevenueByCustomer(ctx context.Context, tenant string, p retention.Period, want string) (rs []retention.CustomerRevenue, currency string, err error) {
+	err = pg.InSnapshot(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if currency, err = resolveCurrency(ctx, tx, tenant, want); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT o.customer_id, coalesce(sum(`+netMinor+`), 0)::bigint, count(*)
+			FROM orders o
+			WHERE o.tenant = $1 AND o.placed_at >= $2 AND o.placed_at < $3 AND o.currency = $4
+			GROUP BY o.customer_id`, tenant, p.From, p.To, currency)
+		if err != nil {
+			return err
+		}
+		var r retention.CustomerRevenue
+		rs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (retention.CustomerRevenue, error) {
+			err := row.Scan(&r.Customer, &r.NetMinor, &r.Orders)
+			return r, err
+		})
+		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sum revenue by customer: %w", err)
+		return nil, "", fmt.Errorf("sum revenue by customer: %w", err)
 	}
 	retention.Rank(rs)
-	return rs, nil
+	return rs, currency, nil
 }
 
-// Sales sums the orders in currency placed in p: the whole days from
-// sales_daily, the partial edge days from the orders. The customers are the
-// buyers of the period's bitmaps when the tenant sells in that currency
-// only; a tenant with several currencies counts the customers who paid in
-// this one from the orders.
-func (s *Store) Sales(ctx context.Context, tenant string, p retention.Period, currency string) (retention.Sales, error) {
-	var v retention.Sales
+// Sales sums the orders in currency (the one want resolves to) placed in p:
+// the whole days from sales_daily, the partial edge days from the orders.
+// The customers are the buyers of the period's bitmaps when the tenant
+// sells in that currency only; a tenant with several currencies counts the
+// customers who paid in this one from the orders.
+func (s *Store) Sales(ctx context.Context, tenant string, p retention.Period, want string) (v retention.Sales, currency string, err error) {
 	d0, d1, edges := splitDays(p.From, p.To)
 	los, his := make([]time.Time, len(edges)), make([]time.Time, len(edges))
 	for i, e := range edges {
 		los[i], his[i] = e.From, e.To
 	}
-	err := s.withDays(ctx, tenant, func(dv *dayView) error {
+	err = s.withDays(ctx, tenant, func(dv *dayView) error {
+		var err error
+		if currency, err = resolveCurrency(ctx, dv.tx, tenant, want); err != nil {
+			return err
+		}
 		var currencies int
-		err := dv.tx.QueryRow(ctx, `
+		err = dv.tx.QueryRow(ctx, `
 			SELECT (SELECT count(*) FROM tenant_currencies WHERE tenant = $1),
 			       coalesce(sum(orders), 0)::bigint, coalesce(sum(gross_minor), 0)::bigint,
 			       coalesce(sum(refunded_minor), 0)::bigint, coalesce(sum(net_minor), 0)::bigint
@@ -314,7 +340,7 @@ func (s *Store) Sales(ctx context.Context, tenant string, p retention.Period, cu
 			tenant, p.From, p.To, currency).Scan(&v.Customers)
 	})
 	if err != nil {
-		return v, fmt.Errorf("sum sales: %w", err)
+		return retention.Sales{}, "", fmt.Errorf("sum sales: %w", err)
 	}
-	return v, nil
+	return v, currency, nil
 }

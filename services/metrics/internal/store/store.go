@@ -219,8 +219,8 @@ func (s *Store) ResetTenant(ctx context.Context, tenant, consumer string) error 
 	})
 }
 
-// ErrCurrencyAmbiguous is returned by ResolveCurrency when the tenant has
-// orders in several currencies and the query named none.
+// ErrCurrencyAmbiguous is returned by the queries in a currency when the
+// tenant has orders in several currencies and the query named none.
 var ErrCurrencyAmbiguous = errors.New("the tenant has orders in several currencies")
 
 // ErrNoOrdersInCurrency is returned when a query names a currency none of
@@ -250,13 +250,15 @@ func (e *CurrencyError) Is(target error) bool {
 	return target == ErrCurrencyAmbiguous
 }
 
-// ResolveCurrency returns the tenant's only currency when want is empty
-// ("" when the tenant has no orders yet), and want when the tenant has
-// orders in it or no orders at all. A currency none of the tenant's orders
-// is in would only give zeros, hiding a mistyped or wrong currency: that
-// is a CurrencyError naming the currencies it has.
-func (s *Store) ResolveCurrency(ctx context.Context, tenant, want string) (string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT currency FROM tenant_currencies WHERE tenant = $1 ORDER BY currency`, tenant)
+// resolveCurrency returns the currency a query of tenant is in, read in
+// the query's own snapshot (tx), so that the answer's currency and figures
+// are of one state: the tenant's only currency when want is empty ("" when
+// the tenant has no orders yet), and want when the tenant has orders in it
+// or no orders at all. A currency none of the tenant's orders is in would
+// only give zeros, hiding a mistyped or wrong currency: that is a
+// CurrencyError naming the currencies it has.
+func resolveCurrency(ctx context.Context, tx pgx.Tx, tenant, want string) (string, error) {
+	rows, err := tx.Query(ctx, `SELECT currency FROM tenant_currencies WHERE tenant = $1 ORDER BY currency`, tenant)
 	if err != nil {
 		return "", fmt.Errorf("read currencies: %w", err)
 	}

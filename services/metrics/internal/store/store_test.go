@@ -225,7 +225,7 @@ func checkFigures(t *testing.T, s *Store, tenant string, ref reference, cases []
 		if want := retention.CountRepeatLifetime(ref.acts, c.p.To); life != want {
 			fail("lifetime repeat %s: got %+v, want %+v", label, life, want)
 		}
-		sales, err := s.Sales(ctx, tenant, c.p, "EUR")
+		sales, _, err := s.Sales(ctx, tenant, c.p, "EUR")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,7 +240,7 @@ func checkFigures(t *testing.T, s *Store, tenant string, ref reference, cases []
 			fail("surveys %s: got %+v, want %+v", label, surveys, want)
 		}
 	}
-	cells, err := s.CohortCells(ctx, tenant, first, last, "EUR")
+	cells, _, err := s.CohortCells(ctx, tenant, first, last, "EUR")
 	if err != nil {
 		t.Fatal(err)
 	}

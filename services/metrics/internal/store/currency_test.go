@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/services/metrics/internal/retention"
+)
+
+// TestQueriesResolveTheCurrencyInTheirSnapshot: a writer commits the first
+// order of one fresh tenant after another, as the consumer does, while
+// queries of the tenant being written ask for its currency. An answer in
+// no currency ("": no orders yet) counts no customers. Resolved in a
+// statement of its own, the currency was read before the order's commit
+// and the customers after it.
+func TestQueriesResolveTheCurrencyInTheirSnapshot(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	month := retention.MonthOf(at)
+	var written atomic.Int32
+	stop := make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		for i := int32(1); ; i++ {
+			select {
+			case <-stop:
+				wrote <- nil
+				return
+			default:
+			}
+			f := Facts{Orders: []Order{{Order: retention.Order{ID: "o", Customer: "c", At: at, TotalMinor: 1000}, Currency: "EUR"}}}
+			if err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+				_, err := s.LockAndApplyTenants(ctx, tx, []TenantFacts{{Tenant: fmt.Sprintf("t%d", i), Facts: f}})
+				return err
+			}); err != nil {
+				wrote <- err
+				return
+			}
+			written.Store(i)
+		}
+	}()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		close(stop)
+		<-wrote
+		t.Fatalf(format, args...)
+	}
+	for reads := 0; reads < 600 || written.Load() < 50; reads++ {
+		tenant := fmt.Sprintf("t%d", written.Load()+1)
+		if reads%2 == 0 {
+			vs, c, err := s.CustomerValues(ctx, tenant, at.Add(time.Hour), "")
+			if err != nil {
+				fail("read %d: %v", reads, err)
+			}
+			if c == "" && len(vs) > 0 {
+				fail("read %d: RFM of %s in no currency (no orders yet) with %d customers", reads, tenant, len(vs))
+			}
+			continue
+		}
+		cells, c, err := s.CohortCells(ctx, tenant, month, month, "")
+		if err != nil {
+			fail("read %d: %v", reads, err)
+		}
+		if c == "" && len(cells) > 0 {
+			fail("read %d: cohorts of %s in no currency (no orders yet) with cells %+v", reads, tenant, cells)
+		}
+	}
+	close(stop)
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+}
