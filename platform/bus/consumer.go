@@ -267,6 +267,8 @@ type Consumer struct {
 	// (the bus's jetstream context uses the default prefix) for this
 	// consumer.
 	nextSubject string
+	// caps are the consumer's limits on a request learned (pullNoWait).
+	caps        requestCaps
 	cleanupMu   sync.Mutex
 	lastCleanup time.Time
 

@@ -4,14 +4,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/testenv"
 )
 
 // batchLog records the batches a handler is given: messages and bytes of
@@ -232,5 +236,90 @@ func TestFetchMaxBytesSetting(t *testing.T) {
 	cc := bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "d", FetchMaxBytes: 1000}
 	if err := cc.Validate(); err == nil || !strings.Contains(err.Error(), "FetchMaxBytes") {
 		t.Errorf("ConsumerConfig.Validate() = %v, want an error naming FetchMaxBytes", err)
+	}
+}
+
+// TestConsumerFetchAtMaxAckPending: with as many messages unacked as the
+// consumer's MaxAckPending, the server holds a no-wait request unanswered;
+// that is nothing to take now, not a failed fetch (no warning, no
+// back-off), and every message is applied once the batch is.
+func TestConsumerFetchAtMaxAckPending(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("held", 20)); err != nil {
+		t.Fatal(err)
+	}
+	var first sync.Once
+	l := &batchLog{batchOf: map[string]int{}}
+	h := func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+		// The first batch stays unacked past the no-wait's answer wait.
+		first.Do(func() { time.Sleep(2500 * time.Millisecond) })
+		return l.handle(ctx, tx, ds)
+	}
+	logs := &testenv.SyncBuffer{}
+	c, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "held", BatchSize: 5, Concurrency: 2, MaxAckPending: 5}, h,
+		slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	waitApplied(t, l, 20)
+	if strings.Contains(logs.String(), "fetch failed") {
+		t.Errorf("a consumer at MaxAckPending logged a failed fetch:\n%s", logs)
+	}
+	if rows, distinct := appliedCounts(t, pool); rows != 20 || distinct != 20 {
+		t.Fatalf("applied %d rows for %d ids, want 20 for 20", rows, distinct)
+	}
+}
+
+// TestConsumerKeepsToTheRequestLimits: an operator gives the running
+// consumer a MaxRequestBatch and a MaxRequestMaxBytes below its batch; the
+// server refuses a request over either whole, and the consumer asks within
+// them instead of failing every fetch, saying so once.
+func TestConsumerKeepsToTheRequestLimits(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	l := &batchLog{batchOf: map[string]int{}}
+	logs := &testenv.SyncBuffer{}
+	c, err := bus.NewConsumer(b, pool, bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "limited", BatchSize: 50, FetchMaxBytes: 1 << 20}, l.handle,
+		slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	var cons jetstream.Consumer
+	waitFor(t, "the consumer to be declared", func() (bool, string) {
+		cons, err = b.JS.Consumer(ctx, bus.EventsStream, "limited")
+		return err == nil, fmt.Sprint(err)
+	})
+	cfg := cons.CachedInfo().Config
+	cfg.MaxRequestBatch, cfg.MaxRequestMaxBytes = 8, 128<<10
+	if _, err := b.JS.UpdateConsumer(ctx, bus.EventsStream, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PublishDurable(ctx, sized("limited", 200, 1<<10)); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied(t, l, 200)
+	counts, _ := l.snapshot()
+	for i, n := range counts {
+		// A batch is at most the wait for one message and a request
+		// for up to 8 more.
+		if n > 9 {
+			t.Errorf("batch %d of %d messages, over the consumer's MaxRequestBatch of 8 (and the one waited for)", i, n)
+		}
+	}
+	for _, want := range []string{"setting=MaxRequestBatch limit=8", "setting=MaxRequestMaxBytes limit=131072"} {
+		if strings.Count(logs.String(), want) != 1 {
+			t.Errorf("want %q logged once:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs.String(), "fetch failed") {
+		t.Errorf("fetches failed:\n%s", logs)
+	}
+	if rows, distinct := appliedCounts(t, pool); rows != 200 || distinct != 200 {
+		t.Fatalf("applied %d rows for %d ids, want 200 for 200", rows, distinct)
 	}
 }
