@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -105,4 +106,50 @@ func ConcurrentTx(tb testing.TB, pool *pgxpool.Pool, rounds int, fns ...func(tx 
 		}
 	}
 	Concurrently(tb, rounds, inTx...)
+}
+
+// ReadsWhileWrites runs write(1), write(2), ... in a goroutine while
+// read(0), read(1), ... run in the test's, until at least reads reads and
+// writes writes are done: tests that a read made of several statements
+// sees one state of what each write commits whole. The first error of
+// either ends both and fails the test; a write's is seen before the next
+// read, so a broken writer cannot leave the reads spinning.
+func ReadsWhileWrites(tb testing.TB, reads, writes int, write func(i int) error, read func(r int) error) {
+	tb.Helper()
+	var written atomic.Int64
+	stop := make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				wrote <- nil
+				return
+			default:
+			}
+			if err := write(i); err != nil {
+				wrote <- fmt.Errorf("write %d: %w", i, err)
+				return
+			}
+			written.Store(int64(i))
+		}
+	}()
+	finish := func() error {
+		close(stop)
+		return <-wrote
+	}
+	for r := 0; r < reads || written.Load() < int64(writes); r++ {
+		select {
+		case err := <-wrote: // the writer ended on its own: an error
+			tb.Fatal(err)
+		default:
+		}
+		if err := read(r); err != nil {
+			_ = finish()
+			tb.Fatalf("read %d: %v", r, err)
+		}
+	}
+	if err := finish(); err != nil {
+		tb.Fatal(err)
+	}
 }

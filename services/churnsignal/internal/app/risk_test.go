@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,38 +36,16 @@ func TestCustomerRiskReadsOneState(t *testing.T) {
 	if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return insert(tx, 1) }); err != nil {
 		t.Fatal(err)
 	}
-	var orders atomic.Int32
-	orders.Store(1)
-	stop := make(chan struct{})
-	wrote := make(chan error, 1)
-	go func() {
-		for i := int32(2); ; i++ {
-			select {
-			case <-stop:
-				wrote <- nil
-				return
-			default:
-			}
-			if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error { return insert(tx, i) }); err != nil {
-				wrote <- err
-				return
-			}
-			orders.Store(i)
-		}
-	}()
-	for reads := 0; reads < 300 || orders.Load() < 20; reads++ {
+	testenv.ReadsWhileWrites(t, 300, 20, func(i int) error {
+		return pg.InTx(ctx, pool, func(tx pgx.Tx) error { return insert(tx, int32(i)+1) })
+	}, func(int) error {
 		r, err := e.CustomerRisk(ctx, "shop", "c", nil)
 		if err != nil {
-			close(stop)
-			t.Fatal(err)
+			return err
 		}
 		if f := r.Features; int64(f.Orders) != f.MeanOrderValue.AmountMinor {
-			close(stop)
-			t.Fatalf("read %d: %d orders with a mean order value of %d, the mean of %[3]d orders", reads, f.Orders, f.MeanOrderValue.AmountMinor)
+			return fmt.Errorf("%d orders with a mean order value of %d, the mean of %[2]d orders", f.Orders, f.MeanOrderValue.AmountMinor)
 		}
-	}
-	close(stop)
-	if err := <-wrote; err != nil {
-		t.Fatal(err)
-	}
+		return nil
+	})
 }

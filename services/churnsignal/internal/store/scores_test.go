@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"sync/atomic"
+	"fmt"
 	"testing"
 	"time"
 
@@ -28,49 +28,25 @@ func TestListScoresReadsOneState(t *testing.T) {
 		VALUES ('shop', 'c', 50, 50, 2, $1)`, start); err != nil {
 		t.Fatal(err)
 	}
-	var passes atomic.Int32
-	stop := make(chan struct{})
-	wrote := make(chan error, 1)
-	go func() {
-		for i := int32(1); ; i++ {
-			select {
-			case <-stop:
-				wrote <- nil
-				return
-			default:
-			}
-			began := start.Add(time.Duration(i) * time.Second)
-			if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
-				_, err := tx.Exec(ctx, `UPDATE churn_scores SET score_exact = 50 + $1::int % 2, computed_at = $2 WHERE tenant_id = 'shop'`, i, began)
-				return err
-			}); err != nil {
-				wrote <- err
-				return
-			}
-			if err := MarkRescored(ctx, pool, "shop", began); err != nil {
-				wrote <- err
-				return
-			}
-			passes.Store(i)
+	testenv.ReadsWhileWrites(t, 300, 20, func(i int) error {
+		began := start.Add(time.Duration(i) * time.Second)
+		if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `UPDATE churn_scores SET score_exact = 50 + $1::int % 2, computed_at = $2 WHERE tenant_id = 'shop'`, i, began)
+			return err
+		}); err != nil {
+			return err
 		}
-	}()
-	for reads := 0; reads < 300 || passes.Load() < 20; reads++ {
+		return MarkRescored(ctx, pool, "shop", began)
+	}, func(int) error {
 		rs, rescored, err := ListScores(ctx, pool, "shop", score.BandUnspecified, 10, nil)
-		if err != nil {
-			close(stop)
-			t.Fatal(err)
+		switch {
+		case err != nil:
+			return err
+		case len(rs) != 1:
+			return fmt.Errorf("%d rows", len(rs))
+		case rescored.After(rs[0].ComputedAt):
+			return fmt.Errorf("a row computed at %s with a pass that rewrote it recorded as begun at %s", rs[0].ComputedAt, rescored)
 		}
-		if len(rs) != 1 {
-			close(stop)
-			t.Fatalf("read %d: %d rows", reads, len(rs))
-		}
-		if rescored.After(rs[0].ComputedAt) {
-			close(stop)
-			t.Fatalf("read %d: a row computed at %s with a pass that rewrote it recorded as begun at %s", reads, rs[0].ComputedAt, rescored)
-		}
-	}
-	close(stop)
-	if err := <-wrote; err != nil {
-		t.Fatal(err)
-	}
+		return nil
+	})
 }

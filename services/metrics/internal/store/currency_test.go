@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/metrics/internal/retention"
 )
 
@@ -25,55 +26,29 @@ func TestQueriesResolveTheCurrencyInTheirSnapshot(t *testing.T) {
 	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
 	month := retention.MonthOf(at)
 	var written atomic.Int32
-	stop := make(chan struct{})
-	wrote := make(chan error, 1)
-	go func() {
-		for i := int32(1); ; i++ {
-			select {
-			case <-stop:
-				wrote <- nil
-				return
-			default:
-			}
-			f := Facts{Orders: []Order{{Order: retention.Order{ID: "o", Customer: "c", At: at, TotalMinor: 1000}, Currency: "EUR"}}}
-			if err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
-				_, err := s.LockAndApplyTenants(ctx, tx, []TenantFacts{{Tenant: fmt.Sprintf("t%d", i), Facts: f}})
-				return err
-			}); err != nil {
-				wrote <- err
-				return
-			}
-			written.Store(i)
+	testenv.ReadsWhileWrites(t, 600, 50, func(i int) error {
+		f := Facts{Orders: []Order{{Order: retention.Order{ID: "o", Customer: "c", At: at, TotalMinor: 1000}, Currency: "EUR"}}}
+		if err := pg.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+			_, err := s.LockAndApplyTenants(ctx, tx, []TenantFacts{{Tenant: fmt.Sprintf("t%d", i), Facts: f}})
+			return err
+		}); err != nil {
+			return err
 		}
-	}()
-	fail := func(format string, args ...any) {
-		t.Helper()
-		close(stop)
-		<-wrote
-		t.Fatalf(format, args...)
-	}
-	for reads := 0; reads < 600 || written.Load() < 50; reads++ {
+		written.Store(int32(i))
+		return nil
+	}, func(r int) error {
 		tenant := fmt.Sprintf("t%d", written.Load()+1)
-		if reads%2 == 0 {
+		if r%2 == 0 {
 			vs, c, err := s.CustomerValues(ctx, tenant, at.Add(time.Hour), "")
-			if err != nil {
-				fail("read %d: %v", reads, err)
+			if err == nil && c == "" && len(vs) > 0 {
+				err = fmt.Errorf("RFM of %s in no currency (no orders yet) with %d customers", tenant, len(vs))
 			}
-			if c == "" && len(vs) > 0 {
-				fail("read %d: RFM of %s in no currency (no orders yet) with %d customers", reads, tenant, len(vs))
-			}
-			continue
+			return err
 		}
 		cells, c, err := s.CohortCells(ctx, tenant, month, month, "")
-		if err != nil {
-			fail("read %d: %v", reads, err)
+		if err == nil && c == "" && len(cells) > 0 {
+			err = fmt.Errorf("cohorts of %s in no currency (no orders yet) with cells %+v", tenant, cells)
 		}
-		if c == "" && len(cells) > 0 {
-			fail("read %d: cohorts of %s in no currency (no orders yet) with cells %+v", reads, tenant, cells)
-		}
-	}
-	close(stop)
-	if err := <-wrote; err != nil {
-		t.Fatal(err)
-	}
+		return err
+	})
 }

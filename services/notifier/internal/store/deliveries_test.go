@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"sync/atomic"
+	"fmt"
 	"testing"
 	"time"
 
@@ -24,47 +24,23 @@ func TestGetDeliveryReadsOneState(t *testing.T) {
 		VALUES ('shop', 'r', 'c', 1, 1, 2, 'k', '', 'queued', $1::timestamptz + interval '1 day', $1, $1, $1)`, at); err != nil {
 		t.Fatal(err)
 	}
-	var attempts atomic.Int32
-	stop := make(chan struct{})
-	wrote := make(chan error, 1)
-	go func() {
-		for i := int32(1); ; i++ {
-			select {
-			case <-stop:
-				wrote <- nil
-				return
-			default:
-			}
-			status := StatusSending
-			if i%2 == 0 {
-				status = StatusQueued
-			}
-			if err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, `UPDATE deliveries SET status = $1, attempts = $2 WHERE tenant = 'shop' AND request_id = 'r'`, status, i); err != nil {
-					return err
-				}
-				_, err := tx.Exec(ctx, `INSERT INTO delivery_decisions (tenant, request_id, step, stage, verdict, decided_at) VALUES ('shop', 'r', $1, 'send', 'retry', $2)`, i, at)
+	testenv.ReadsWhileWrites(t, 300, 20, func(i int) error {
+		status := StatusSending
+		if i%2 == 0 {
+			status = StatusQueued
+		}
+		return pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `UPDATE deliveries SET status = $1, attempts = $2 WHERE tenant = 'shop' AND request_id = 'r'`, status, i); err != nil {
 				return err
-			}); err != nil {
-				wrote <- err
-				return
 			}
-			attempts.Store(i)
-		}
-	}()
-	for reads := 0; reads < 300 || attempts.Load() < 20; reads++ {
+			_, err := tx.Exec(ctx, `INSERT INTO delivery_decisions (tenant, request_id, step, stage, verdict, decided_at) VALUES ('shop', 'r', $1, 'send', 'retry', $2)`, i, at)
+			return err
+		})
+	}, func(int) error {
 		d, ds, err := GetDelivery(ctx, pool, "shop", "r")
-		if err != nil {
-			close(stop)
-			t.Fatal(err)
+		if err == nil && int(d.Attempts) != len(ds) {
+			err = fmt.Errorf("a delivery %s after %d attempts with %d steps", d.Status, d.Attempts, len(ds))
 		}
-		if int(d.Attempts) != len(ds) {
-			close(stop)
-			t.Fatalf("read %d: a delivery %s after %d attempts with %d steps", reads, d.Status, d.Attempts, len(ds))
-		}
-	}
-	close(stop)
-	if err := <-wrote; err != nil {
-		t.Fatal(err)
-	}
+		return err
+	})
 }
