@@ -14,34 +14,16 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/auth/authtest"
+	"github.com/retainhq/retain/platform/unknownfields/unknowntest"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 )
-
-// withUnknownField is m as a client built on a newer .proto sends it: its
-// encoding with a varint field num appended, decoded again, which keeps num
-// as an unknown field that the client's marshalling sends on.
-func withUnknownField[M proto.Message](t *testing.T, m M, num protowire.Number) M {
-	t.Helper()
-	data, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data = protowire.AppendVarint(protowire.AppendTag(data, num, protowire.VarintType), 1)
-	out := m.ProtoReflect().New().Interface().(M)
-	if err := proto.Unmarshal(data, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // metricsStub counts the calls that reach it.
 type metricsStub struct {
@@ -153,14 +135,14 @@ func TestUnknownRequestFieldsAreRefused(t *testing.T) {
 	}
 
 	nested := topCustomers()
-	nested.Period = withUnknownField(t, nested.GetPeriod(), 7)
+	nested.Period = unknowntest.With(t, nested.GetPeriod(), 7)
 	for _, tc := range []struct {
 		name  string
 		req   *metricsv1.GetTopCustomersRequest
 		field string
 		want  []string
 	}{
-		{"on the request", withUnknownField(t, topCustomers(), 9), "request", []string{
+		{"on the request", unknowntest.With(t, topCustomers(), 9), "request", []string{
 			"invalid request: request has field 9 not in this server's schema, whose retain.metrics.v1.GetTopCustomersRequest has 1 period, ",
 			"upgrade the service or drop the field"}},
 		{"in a message of it", nested, "period", []string{
@@ -192,14 +174,14 @@ func TestUnknownRequestFieldsAreRefused(t *testing.T) {
 	}
 
 	t.Run("a caller without a token learns nothing of the schema", func(t *testing.T) {
-		_, err := metrics.GetTopCustomers(ctx, withUnknownField(t, topCustomers(), 9))
+		_, err := metrics.GetTopCustomers(ctx, unknowntest.With(t, topCustomers(), 9))
 		if status.Code(err) != codes.Unauthenticated {
 			t.Errorf("%v, want Unauthenticated", err)
 		}
 	})
 
 	t.Run("health probes of a newer grpc.health.v1 are answered", func(t *testing.T) {
-		resp, err := healthpb.NewHealthClient(b.conn).Check(ctx, withUnknownField(t, &healthpb.HealthCheckRequest{}, 5))
+		resp, err := healthpb.NewHealthClient(b.conn).Check(ctx, unknowntest.With(t, &healthpb.HealthCheckRequest{}, 5))
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health check: %v, %v", resp, err)
 		}
@@ -215,11 +197,11 @@ func TestUnknownFieldsOwnedByTheHandler(t *testing.T) {
 	defer cancel()
 	ingest := ingestv1.NewIngestServiceClient(b.conn)
 
-	ev := withUnknownField(t, &eventsv1.Event{Id: "e1"}, 16)
+	ev := unknowntest.With(t, &eventsv1.Event{Id: "e1"}, 16)
 	if _, err := ingest.Publish(ctx, &ingestv1.PublishRequest{Event: ev}, b.creds); err != nil || b.ingest.calls.Load() != 1 {
 		t.Fatalf("an event with unknown fields did not reach its handler: %v", err)
 	}
-	_, err := ingest.Publish(ctx, withUnknownField(t, &ingestv1.PublishRequest{Event: &eventsv1.Event{Id: "e2"}}, 2), b.creds)
+	_, err := ingest.Publish(ctx, unknowntest.With(t, &ingestv1.PublishRequest{Event: &eventsv1.Event{Id: "e2"}}, 2), b.creds)
 	if status.Code(err) != codes.InvalidArgument || !UnknownRequestFields(err) {
 		t.Errorf("a PublishRequest with unknown fields: %v, want them refused", err)
 	}
@@ -257,7 +239,7 @@ func TestUnknownFieldsInAStream(t *testing.T) {
 	if out, err := collect(&eventsv1.Money{}, &eventsv1.Money{}); err != nil || out.GetAmountMinor() != 2 {
 		t.Fatalf("known messages: %v, %v", out, err)
 	}
-	_, err := collect(&eventsv1.Money{}, withUnknownField(t, &eventsv1.Money{}, 3))
+	_, err := collect(&eventsv1.Money{}, unknowntest.With(t, &eventsv1.Money{}, 3))
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "request has field 3 not in this server's schema, whose retain.events.v1.Money") {
 		t.Errorf("a message with unknown fields: %v", err)
 	}

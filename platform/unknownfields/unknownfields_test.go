@@ -4,34 +4,15 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/retainhq/retain/platform/unknownfields/unknowntest"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
-
-// withUnknown is m as a client with a newer or forked .proto sends it: its
-// encoding with a varint field of each number appended, decoded again.
-func withUnknown[M proto.Message](t testing.TB, m M, nums ...protowire.Number) M {
-	t.Helper()
-	data, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, num := range nums {
-		data = protowire.AppendTag(data, num, protowire.VarintType)
-		data = protowire.AppendVarint(data, 7)
-	}
-	out := m.ProtoReflect().New().Interface().(M)
-	if err := proto.Unmarshal(data, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func order() *eventsv1.Event {
 	return &eventsv1.Event{Id: "e1", Payload: &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{
@@ -51,26 +32,26 @@ func TestFind(t *testing.T) {
 	}{
 		{"none", func() proto.Message { return order() }, "-", "", ""},
 		{"on the message itself, each number once and in order", func() proto.Message {
-			return withUnknown(t, order(), 99, 16, 99)
+			return unknowntest.With(t, order(), 99, 16, 99)
 		}, "", "fields 16, 99", "retain.events.v1.Event"},
 		{"a known number in another wire type (a forked .proto)", func() proto.Message {
-			return withUnknown(t, order(), 1)
+			return unknowntest.With(t, order(), 1)
 		}, "", "field 1 as varint (id is string)", "retain.events.v1.Event"},
 		{"in a oneof's message", func() proto.Message {
 			ev := order()
-			ev.GetOrderPlaced().Total = withUnknown(t, ev.GetOrderPlaced().GetTotal(), 3)
+			ev.GetOrderPlaced().Total = unknowntest.With(t, ev.GetOrderPlaced().GetTotal(), 3)
 			return ev
 		}, "order_placed.total", "field 3", "retain.events.v1.Money"},
 		{"in a list item", func() proto.Message {
 			ev := order()
 			o := ev.GetOrderPlaced()
-			o.Items = append(o.Items, withUnknown(t, o.Items[0], 40))
+			o.Items = append(o.Items, unknowntest.With(t, o.Items[0], 40))
 			return ev
 		}, "order_placed.items[1]", "field 40", "retain.events.v1.LineItem"},
 		{"the first in field order", func() proto.Message {
 			ev := order()
-			ev.ReceivedAt = withUnknown(t, ev.GetReceivedAt(), 9)
-			ev.GetOrderPlaced().Total = withUnknown(t, ev.GetOrderPlaced().GetTotal(), 3)
+			ev.ReceivedAt = unknowntest.With(t, ev.GetReceivedAt(), 9)
+			ev.GetOrderPlaced().Total = unknowntest.With(t, ev.GetOrderPlaced().GetTotal(), 3)
 			return ev
 		}, "received_at", "field 9", "google.protobuf.Timestamp"},
 	} {
@@ -93,11 +74,11 @@ func TestFind(t *testing.T) {
 }
 
 func TestSchema(t *testing.T) {
-	f := Find(withUnknown(t, &eventsv1.Money{}, 5).ProtoReflect(), nil)
+	f := Find(unknowntest.With(t, &eventsv1.Money{}, 5).ProtoReflect(), nil)
 	if got := f.Schema(); got != "1 amount_minor, 2 currency" {
 		t.Errorf("schema %q", got)
 	}
-	f = Find(withUnknown(t, &emptypb.Empty{}, 5).ProtoReflect(), nil)
+	f = Find(unknowntest.With(t, &emptypb.Empty{}, 5).ProtoReflect(), nil)
 	if got := f.Schema(); got != "no fields" {
 		t.Errorf("schema of Empty %q", got)
 	}
@@ -108,8 +89,8 @@ func TestSchema(t *testing.T) {
 func TestFindInMapValues(t *testing.T) {
 	s := &structpb.Struct{Fields: map[string]*structpb.Value{
 		"a": structpb.NewStringValue("x"),
-		"b": withUnknown(t, structpb.NewNumberValue(1), 20),
-		"c": withUnknown(t, structpb.NewBoolValue(true), 21),
+		"b": unknowntest.With(t, structpb.NewNumberValue(1), 20),
+		"c": unknowntest.With(t, structpb.NewBoolValue(true), 21),
 	}}
 	for range 5 {
 		f := Find(s.ProtoReflect(), nil)
@@ -124,14 +105,14 @@ func TestFindInMapValues(t *testing.T) {
 func TestFindSkips(t *testing.T) {
 	events := (&ingestv1.PublishBatchRequest{}).ProtoReflect().Descriptor().Fields().ByName("events")
 	skipEvents := func(fd protoreflect.FieldDescriptor) bool { return fd == events }
-	req := &ingestv1.PublishBatchRequest{Events: []*eventsv1.Event{order(), withUnknown(t, order(), 16)}}
+	req := &ingestv1.PublishBatchRequest{Events: []*eventsv1.Event{order(), unknowntest.With(t, order(), 16)}}
 	if f := Find(req.ProtoReflect(), skipEvents); f != nil {
 		t.Errorf("found %+v under a skipped field", f)
 	}
 	if f := Find(req.ProtoReflect(), nil); f == nil || f.Path != "events[1]" {
 		t.Errorf("without skipping: found %+v, want events[1]", f)
 	}
-	req = withUnknown(t, req, 9)
+	req = unknowntest.With(t, req, 9)
 	if f := Find(req.ProtoReflect(), skipEvents); f == nil || f.Path != "" || f.Numbers() != "field 9" {
 		t.Errorf("found %+v, want field 9 of the request itself", f)
 	}
@@ -140,7 +121,7 @@ func TestFindSkips(t *testing.T) {
 // A long string key is cut in the path: the key is the sender's.
 func TestFindCutsLongKeys(t *testing.T) {
 	long := strings.Repeat("k", 200)
-	s := &structpb.Struct{Fields: map[string]*structpb.Value{long: withUnknown(t, structpb.NewNumberValue(1), 20)}}
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{long: unknowntest.With(t, structpb.NewNumberValue(1), 20)}}
 	if f := Find(s.ProtoReflect(), nil); f == nil || f.Path != `fields["`+long[:64]+`"...]` {
 		t.Errorf("found %+v", f)
 	}

@@ -9,33 +9,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/server"
+	"github.com/retainhq/retain/platform/unknownfields/unknowntest"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 )
-
-// withUnknownField is m as a client with a newer or forked .proto sends it:
-// its encoding with field num (not in retain.events.v1) appended, decoded
-// again, which keeps num as an unknown field that the client's marshalling
-// sends on.
-func withUnknownField[M proto.Message](t *testing.T, m M, num protowire.Number) M {
-	t.Helper()
-	data, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data = protowire.AppendTag(data, num, protowire.BytesType)
-	data = protowire.AppendString(data, "unchecked")
-	out := m.ProtoReflect().New().Interface().(M)
-	if err := proto.Unmarshal(data, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 // TestGRPCUnknownFieldsAreRefused: an event with fields ingest's schema does
 // not have is rejected on its own, naming where and which, as an unknown JSON
@@ -50,11 +30,11 @@ func TestGRPCUnknownFieldsAreRefused(t *testing.T) {
 	creds := grpc.PerRPCCredentials(auth.BearerCredentials{Token: s.token})
 	occurred := time.Now().Add(-time.Hour)
 
-	top := withUnknownField(t, smallOrder("u-top", occurred), 99)
+	top := unknowntest.With(t, smallOrder("u-top", occurred), 99)
 	nested := smallOrder("u-nested", occurred)
 	nested.GetOrderPlaced().Items = []*eventsv1.LineItem{
 		{Sku: "a", Quantity: 1},
-		withUnknownField(t, &eventsv1.LineItem{Sku: "b", Quantity: 1}, 42),
+		unknowntest.With(t, &eventsv1.LineItem{Sku: "b", Quantity: 1}, 42),
 	}
 
 	r, err := client.PublishBatch(ctx, &ingestv1.PublishBatchRequest{Events: []*eventsv1.Event{
@@ -79,7 +59,7 @@ func TestGRPCUnknownFieldsAreRefused(t *testing.T) {
 		}
 	}
 
-	_, err = client.Publish(ctx, &ingestv1.PublishRequest{Event: withUnknownField(t, smallOrder("u-single", occurred), 77)}, creds)
+	_, err = client.Publish(ctx, &ingestv1.PublishRequest{Event: unknowntest.With(t, smallOrder("u-single", occurred), 77)}, creds)
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("publish with an unknown field: %v, want InvalidArgument", err)
 	}
@@ -89,7 +69,7 @@ func TestGRPCUnknownFieldsAreRefused(t *testing.T) {
 
 	// The request itself is the gRPC server's to check: a batch holding a
 	// field ingest lacks (a newer client's option, say) is refused whole.
-	_, err = client.PublishBatch(ctx, withUnknownField(t, &ingestv1.PublishBatchRequest{Events: []*eventsv1.Event{smallOrder("u-envelope", occurred)}}, 5), creds)
+	_, err = client.PublishBatch(ctx, unknowntest.With(t, &ingestv1.PublishBatchRequest{Events: []*eventsv1.Event{smallOrder("u-envelope", occurred)}}, 5), creds)
 	if status.Code(err) != codes.InvalidArgument || !server.UnknownRequestFields(err) || !strings.Contains(err.Error(), "request has field 5 not in this server's schema, whose retain.ingest.v1.PublishBatchRequest has 1 events") {
 		t.Errorf("a batch request with an unknown field: %v, want it refused naming field 5", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/retainhq/retain/platform/unknownfields/unknowntest"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
 
@@ -139,7 +140,7 @@ func FuzzUnknownFields(f *testing.F) {
 		f.Add(protowire.AppendVarint(protowire.AppendTag(data, 99, protowire.VarintType), 7))
 		f.Add(protowire.AppendBytes(protowire.AppendTag(data, 16, protowire.BytesType), []byte{0x0a, 0x01, 'x'}))
 	}
-	item, err := proto.Marshal(withUnknown(f, &eventsv1.LineItem{Sku: "s", Quantity: 1}, 40))
+	item, err := proto.Marshal(unknowntest.With(f, &eventsv1.LineItem{Sku: "s", Quantity: 1}, 40))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -4,30 +4,9 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
+	"github.com/retainhq/retain/platform/unknownfields/unknowntest"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 )
-
-// withUnknown is m re-decoded from its encoding with a varint field num
-// appended, as protobuf decodes a message from a newer or forked .proto.
-func withUnknown[M proto.Message](t testing.TB, m M, nums ...protowire.Number) M {
-	t.Helper()
-	data, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, num := range nums {
-		data = protowire.AppendTag(data, num, protowire.VarintType)
-		data = protowire.AppendVarint(data, 7)
-	}
-	out := m.ProtoReflect().New().Interface().(M)
-	if err := proto.Unmarshal(data, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func TestUnknownFields(t *testing.T) {
 	for _, tc := range []struct {
@@ -38,40 +17,40 @@ func TestUnknownFields(t *testing.T) {
 	}{
 		{"none", validOrderPlaced, "", nil},
 		{"on the event: a payload of a newer schema", func() *eventsv1.Event {
-			return withUnknown(t, validOrderPlaced(), 16)
+			return unknowntest.With(t, validOrderPlaced(), 16)
 		}, "event", []string{"has field 16 not in", "retain.events.v1.Event has 1 id,", "15 survey_answered", "not stored"}},
 		{"several, each named once", func() *eventsv1.Event {
-			return withUnknown(t, validOrderPlaced(), 99, 16, 99)
+			return unknowntest.With(t, validOrderPlaced(), 99, 16, 99)
 		}, "event", []string{"has fields 16, 99 not in"}},
 		{"a known number in another wire type (a forked .proto)", func() *eventsv1.Event {
-			return withUnknown(t, validOrderPlaced(), 1)
+			return unknowntest.With(t, validOrderPlaced(), 1)
 		}, "event", []string{"has field 1 as varint (id is string) not in"}},
 		{"in the payload (a oneof)", func() *eventsv1.Event {
 			ev := validOrderPlaced()
-			ev.GetOrderPlaced().Total = withUnknown(t, ev.GetOrderPlaced().GetTotal(), 3)
+			ev.GetOrderPlaced().Total = unknowntest.With(t, ev.GetOrderPlaced().GetTotal(), 3)
 			return ev
 		}, "order_placed.total", []string{"field 3", "retain.events.v1.Money", "1 amount_minor, 2 currency"}},
 		{"in a repeated message", func() *eventsv1.Event {
 			ev := validOrderPlaced()
 			o := ev.GetOrderPlaced()
-			o.Items = append(o.Items, withUnknown(t, o.Items[0], 40))
+			o.Items = append(o.Items, unknowntest.With(t, o.Items[0], 40))
 			return ev
 		}, "order_placed.items[1]", []string{"field 40", "retain.events.v1.LineItem"}},
 		{"in a message of a repeated one", func() *eventsv1.Event {
 			ev := validOrderPlaced()
 			it := ev.GetOrderPlaced().Items[0]
-			it.UnitPrice = withUnknown(t, it.GetUnitPrice(), 5)
+			it.UnitPrice = unknowntest.With(t, it.GetUnitPrice(), 5)
 			return ev
 		}, "order_placed.items[0].unit_price", []string{"field 5"}},
 		{"in a well-known type", func() *eventsv1.Event {
 			ev := validCustomerUpdated()
-			ev.OccurredAt = withUnknown(t, ev.GetOccurredAt(), 3)
+			ev.OccurredAt = unknowntest.With(t, ev.GetOccurredAt(), 3)
 			return ev
 		}, "occurred_at", []string{"field 3", "google.protobuf.Timestamp"}},
 		{"the first message in field order", func() *eventsv1.Event {
 			ev := validOrderPlaced()
-			ev.ReceivedAt = withUnknown(t, ev.GetReceivedAt(), 9)
-			ev.GetOrderPlaced().Total = withUnknown(t, ev.GetOrderPlaced().GetTotal(), 3)
+			ev.ReceivedAt = unknowntest.With(t, ev.GetReceivedAt(), 9)
+			ev.GetOrderPlaced().Total = unknowntest.With(t, ev.GetOrderPlaced().GetTotal(), 3)
 			return ev
 		}, "received_at", []string{"field 9"}},
 	} {
