@@ -38,6 +38,12 @@ func (c *cannedMetrics) record(m proto.Message) {
 	c.requests = append(c.requests, m)
 }
 
+func (c *cannedMetrics) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.requests)
+}
+
 func (c *cannedMetrics) last() proto.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -214,8 +220,17 @@ func TestMetricsCommand(t *testing.T) {
 	})
 	t.Run("rebuild --detach asks not to wait", func(t *testing.T) {
 		env, _, _ := testEnv(map[string]string{"RETAIN_ADDR": addr, "RETAIN_TOKEN": "test-token"})
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		// The canned Rebuild answers when the call ends: end it once the
+		// request is in, not at a deadline that can pass before it is sent.
+		before := canned.count()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		go func() {
+			for canned.count() == before && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+		}()
 		_ = runMetrics(ctx, env, []string{"rebuild", "--detach"})
 		if got := canned.last().(*metricsv1.RebuildRequest); !got.GetDetach() {
 			t.Fatalf("request %v, want detach", got)
