@@ -128,6 +128,22 @@ func connect(t *testing.T, url string) *pgxpool.Pool {
 	return pool
 }
 
+// untilLockWaiters returns once n sessions of pool's database wait for an
+// advisory lock (or after a hang guard, leaving the test to fail on what
+// follows): the test ends or lifts a wait once it is under way, not after
+// a sleep that a loaded machine can outlast. It runs beside the test too,
+// so it does not fail it itself.
+func untilLockWaiters(pool *pgxpool.Pool, n int) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var waiting int
+		err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting)
+		if err == nil && waiting == n {
+			return
+		}
+	}
+}
+
 type appliedRow struct {
 	Version int
 	Name    string
@@ -352,8 +368,11 @@ func TestMigrate(t *testing.T) {
 		}
 		var logs testenv.SyncBuffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
-		waitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		// The wait is cut short once Migrate is blocked on the lock: a
+		// deadline could end it before it got there on a loaded machine.
+		waitCtx, cancel := context.WithCancel(ctx)
 		defer cancel()
+		go func() { untilLockWaiters(holder, 1); cancel() }()
 		err = pg.Migrate(waitCtx, connect(t, url), log, pg.MigrationSet{Component: "widgets", FS: widgets})
 		if err == nil || !strings.Contains(err.Error(), "advisory lock held by pid "+strconv.Itoa(pid)) {
 			t.Fatalf("err = %v, want a lock wait failure naming pid %d", err, pid)
@@ -363,12 +382,21 @@ func TestMigrate(t *testing.T) {
 		}
 
 		// Once the holder is done, the wait ends and the files applied are named.
+		// The session of the wait cut short can wait a moment longer: it
+		// must be gone for the waiter seen next to be this Migrate.
+		untilLockWaiters(holder, 0)
 		var after testenv.SyncBuffer
+		unlocked := make(chan struct{})
 		go func() {
-			time.Sleep(100 * time.Millisecond)
+			defer close(unlocked)
+			untilLockWaiters(holder, 1)
 			_, _ = conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", int64(0x5245_5441_494E))
 		}()
-		if err := pg.Migrate(ctx, connect(t, url), slog.New(slog.NewTextHandler(&after, nil)), pg.MigrationSet{Component: "widgets", FS: widgets}); err != nil {
+		err = pg.Migrate(ctx, connect(t, url), slog.New(slog.NewTextHandler(&after, nil)), pg.MigrationSet{Component: "widgets", FS: widgets})
+		// The unlock's Exec can still be reading its answer: conn goes back
+		// to the pool (deferred) only once it is done with it.
+		<-unlocked
+		if err != nil {
 			t.Fatal(err)
 		}
 		out := after.String()
