@@ -156,10 +156,13 @@ func TestGroupCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		defer cancel()
-		go func() { _, _ = c.Submit(ctx, msgs("q1", 1)) }()
-		time.Sleep(10 * time.Millisecond)
+		// The first request takes the queue's one place and keeps it, its
+		// caller gone: in order, not raced from a goroutine.
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := c.Submit(gone, msgs("q1", 1)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("first request: %v, want it queued and its caller gone", err)
+		}
 		if _, err := c.Submit(context.Background(), msgs("q2", 1)); !errors.Is(err, commit.ErrOverloaded) {
 			t.Fatalf("got %v, want ErrOverloaded", err)
 		}
@@ -177,7 +180,7 @@ func TestGroupCommit(t *testing.T) {
 				results <- err
 			}()
 		}
-		time.Sleep(20 * time.Millisecond) // let them queue
+		testenv.WaitFor(t, "the 30 requests queued", func() bool { return c.Queued() == 30 })
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel() // Run starts already cancelled: it must only drain
 		if err := c.Run(ctx); err != nil {
