@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -615,7 +616,7 @@ func TestLastAttemptSurvivesAnOutageAndARestart(t *testing.T) {
 	if _, err := b.PublishDurable(ctx, events("last", 1)); err != nil {
 		t.Fatal(err)
 	}
-	cfg := bus.ConsumerConfig{Durable: "last-attempt", MaxDeliver: 2, AckWait: time.Second, Backoff: bus.Backoff{Initial: time.Second, Max: time.Second}}
+	cfg := bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "last-attempt", MaxDeliver: 2, AckWait: time.Second, Backoff: bus.Backoff{Initial: time.Second, Max: time.Second}}
 	var seen [4]atomic.Bool // deliveries the handler saw
 	handler := func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
 		for _, d := range ds {
@@ -626,11 +627,20 @@ func TestLastAttemptSurvivesAnOutageAndARestart(t *testing.T) {
 		}
 		return applyAll(ctx, tx, ds)
 	}
-	stop := run(t, newConsumer(t, b, pool, cfg, handler))
-	waitFor(t, "the first attempt", func() (bool, string) { return seen[1].Load(), "" })
-	// The second and last attempt comes a second later, into an outage.
+	var logs testenv.SyncBuffer
+	first, err := bus.NewConsumer(b, pool, cfg, handler, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, first)
+	// The first attempt's failure is counted before the outage starts: an
+	// outage while it is being decided on holds that attempt instead.
+	logs.WaitFor(t, "batch failed, redelivering with backoff")
+	// The second and last attempt comes a second later, into an outage,
+	// and is held before the process stops: stopped earlier, the process
+	// would leave it undelivered for the restart.
 	endOutage := testenv.DatabaseOutage(t, pool)
-	time.Sleep(2500 * time.Millisecond) // the batch is held
+	logs.WaitFor(t, "database unreachable; holding the batch")
 	stop()
 	endOutage()
 
