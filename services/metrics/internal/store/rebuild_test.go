@@ -67,13 +67,7 @@ func TestRebuildKeepsTheCustomerCacheCurrent(t *testing.T) {
 
 	// Batches of 3: the replay commits several times.
 	r := consumer.NewRebuilder(b, st, 3, 0, log)
-	rctx, stopRebuilder := context.WithCancel(ctx)
-	rdone := make(chan error, 1)
-	go func() { rdone <- r.Run(rctx) }()
-	defer func() {
-		stopRebuilder()
-		<-rdone
-	}()
+	runRebuilder(t, r)
 	res, err := rebuildOnce(ctx, r, "shop")
 	if err != nil || res.Applied != int64(len(evs)) {
 		t.Fatalf("rebuild: %+v, %v; want %d applied", res, err, len(evs))
@@ -111,6 +105,17 @@ func TestRebuildKeepsTheCustomerCacheCurrent(t *testing.T) {
 }
 
 // rebuildOnce asks r, whose Run is starting, for a rebuild of tenant.
+// runRebuilder runs r until the test ends.
+func runRebuilder(t *testing.T, r *consumer.Rebuilder) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		<-done
+	})
+}
+
 func rebuildOnce(ctx context.Context, r *consumer.Rebuilder, tenant string) (consumer.RebuildResult, error) {
 	for {
 		res, err := r.Rebuild(ctx, tenant)
@@ -182,13 +187,7 @@ func TestRebuildFetchesAreBoundedInBytes(t *testing.T) {
 	}
 
 	r := consumer.NewRebuilder(b, st, 10, bound, log)
-	rctx, stopRebuilder := context.WithCancel(ctx)
-	rdone := make(chan error, 1)
-	go func() { rdone <- r.Run(rctx) }()
-	defer func() {
-		stopRebuilder()
-		<-rdone
-	}()
+	runRebuilder(t, r)
 	res, err := rebuildOnce(ctx, r, "shop")
 	if err != nil || res.Applied != int64(len(evs)) {
 		t.Fatalf("rebuild: %+v, %v; want %d applied", res, err, len(evs))
