@@ -89,6 +89,16 @@ func load(t *testing.T, r *reader, paths ...string) *Value[string] {
 	return v
 }
 
+// oneFile is a value loaded from a new file holding content: the file's
+// path, the reader counting its reads, and the value.
+func oneFile(t *testing.T, content string) (string, *reader, *Value[string]) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "f")
+	write(t, p, content)
+	r := &reader{}
+	return p, r, load(t, r, p)
+}
+
 func reload(t *testing.T, v *Value[string], wantChanged bool, want string) {
 	t.Helper()
 	changed, err := v.Reload()
@@ -132,11 +142,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestReloadUnchanged(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
-	write(t, p, "one")
-	var r reader
-	v := load(t, &r, p)
+	p, r, v := oneFile(t, "one")
 
 	reload(t, v, false, "one")
 	// Setting the same times again is no change either.
@@ -275,11 +281,7 @@ func TestReloadKubernetesSymlinkSwap(t *testing.T) {
 }
 
 func TestReloadBadFileKeepsLastGoodValue(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
-	write(t, p, "one")
-	var r reader
-	v := load(t, &r, p)
+	p, r, v := oneFile(t, "one")
 
 	write(t, p, "bad")
 	for i := range 2 {
@@ -387,11 +389,7 @@ func watch(t *testing.T, v *Value[string]) (*recorder, func()) {
 }
 
 func TestWatchLogs(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
-	write(t, p, "one")
-	var r reader
-	v := load(t, &r, p)
+	p, r, v := oneFile(t, "one")
 	h, stop := watch(t, v)
 	logged := func(want ...string) func() bool {
 		return func() bool { return strings.Join(h.messages(), ",") == strings.Join(want, ",") }
@@ -464,11 +462,7 @@ func TestWatchLogs(t *testing.T) {
 // check finds it as the one before did, so neither the empty file nor the
 // half is ever the value (for a revocation list: revocations lifted).
 func TestWatchWaitsForAChangeToSettle(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
-	write(t, p, "one")
-	var r reader
-	v := load(t, &r, p)
+	p, r, v := oneFile(t, "one")
 	check := func(wantChanged bool, want string) {
 		t.Helper()
 		changed, _, err := v.reload(true)
@@ -501,11 +495,7 @@ func TestWatchWaitsForAChangeToSettle(t *testing.T) {
 }
 
 func TestWatchStops(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
-	write(t, p, "one")
-	var r reader
-	v := load(t, &r, p)
+	p, r, v := oneFile(t, "one")
 	// A bad file is read at every tick: the reads show whether Watch polls.
 	write(t, p, "bad")
 	_, stop := watch(t, v)
@@ -531,12 +521,8 @@ func TestWatchStops(t *testing.T) {
 // reload nor sees a value half replaced, and read is never called twice
 // at once.
 func TestConcurrentReaders(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "f")
 	content := func(i int) string { return strings.Repeat(fmt.Sprint(i%10), 100+i%7) }
-	write(t, p, content(0))
-	var r reader
-	v := load(t, &r, p)
+	p, r, v := oneFile(t, content(0))
 	_, stop := watch(t, v)
 
 	done := make(chan struct{})
