@@ -173,6 +173,13 @@ func TestReloadDetectsChange(t *testing.T) {
 			write(t, p, "three")
 			setMtime(t, p, at)
 		}},
+		{"content", func(t *testing.T, p string) {
+			// Same file, same size, same time: only the content tells (cp
+			// -p over it, a tool restoring times, two writes within the
+			// file system's time granularity).
+			write(t, p, "two")
+			setMtime(t, p, at)
+		}},
 		{"replaced file", func(t *testing.T, p string) {
 			// Same size, same time: only that it is another file tells
 			// (an editor's or a tool's write-and-rename).
@@ -262,8 +269,8 @@ func TestReloadKubernetesSymlinkSwap(t *testing.T) {
 	// Same sizes, same times, same paths: only the files behind them
 	// differ. (The first version's files still exist when the second's are
 	// written, so they cannot have the same inode numbers: later, with
-	// old versions removed, only the times keep a reused inode number
-	// apart, as they do when the kubelet writes each version.)
+	// old versions removed, a reused inode number is kept apart by the
+	// times the kubelet writes each version at, and by the content.)
 	k.update(t, at, map[string]string{"tls.crt": "cert2", "tls.key": "key02"})
 	reload(t, v, true, "cert2|key02")
 	reload(t, v, false, "cert2|key02")
@@ -492,6 +499,64 @@ func TestWatchWaitsForAChangeToSettle(t *testing.T) {
 	// Reload, which a caller asks for, reads a change at once.
 	write(t, p, "three")
 	reload(t, v, true, "three")
+}
+
+// TestWatchContentChangeSettles: a file rewritten in place keeping its
+// size and modification time (cp -p) is a change Watch's checks see, read
+// once two checks agree on its content.
+func TestWatchContentChangeSettles(t *testing.T) {
+	p, r, v := oneFile(t, "one!")
+	at := mtime(t, p)
+	rewrite := func(content string) {
+		t.Helper()
+		write(t, p, content)
+		setMtime(t, p, at)
+	}
+	check := func(wantChanged bool, want string) {
+		t.Helper()
+		changed, _, err := v.reload(true)
+		if err != nil || changed != wantChanged || v.Get() != want {
+			t.Fatalf("check: changed %v, err %v, value %q; want changed %v, value %q", changed, err, v.Get(), wantChanged, want)
+		}
+	}
+	rewrite("twoX")
+	check(false, "one!") // a change, not yet read
+	rewrite("two!")
+	check(false, "one!") // changed again since the last check
+	check(true, "two!")  // the same on two checks: read
+	check(false, "two!")
+	// Put back as it was when last read before: a change too.
+	rewrite("one!")
+	check(false, "two!")
+	check(true, "one!")
+	if calls := r.calls.Load(); calls != 3 {
+		t.Errorf("read %d times, want 3 (the load and two settled changes)", calls)
+	}
+}
+
+// TestReloadLargeFileByStat: a file larger than maxHashed is compared by
+// stat alone, so that a check never reads a large file whole: a rewrite
+// keeping its size and time goes unseen, any other change is read.
+func TestReloadLargeFileByStat(t *testing.T) {
+	large := func(c string) string { return strings.Repeat(c, maxHashed+1) }
+	p, r, v := oneFile(t, large("a"))
+	at := mtime(t, p)
+	// The value's first byte, not the value, in a failure's message.
+	reload := func(wantChanged bool, want string) {
+		t.Helper()
+		changed, err := v.Reload()
+		if err != nil || changed != wantChanged || v.Get()[:1] != want {
+			t.Fatalf("Reload = %v, %v, value of %q; want %v, value of %q", changed, err, v.Get()[:1], wantChanged, want)
+		}
+	}
+	write(t, p, large("b"))
+	setMtime(t, p, at)
+	reload(false, "a")
+	setMtime(t, p, at.Add(time.Second))
+	reload(true, "b")
+	if calls := r.calls.Load(); calls != 2 {
+		t.Errorf("read %d times, want 2 (the load and the change of time)", calls)
+	}
 }
 
 func TestWatchStops(t *testing.T) {
