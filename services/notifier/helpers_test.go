@@ -348,14 +348,14 @@ func (s *stack) sentSMS(t testing.TB) {
 	s.delivery(t, "shop", "sms-1", "sent")
 }
 
-// secondSMS stores request sms-2 as sms-1 is, but in status with attempts
+// storedSMS stores request id as sms-1 is, but in status with attempts
 // and leaseUntil (nil: none), due now: a delivery as another replica or an
 // earlier process left it.
-func (s *stack) secondSMS(t testing.TB, status string, attempts int, leaseUntil *time.Time) {
+func (s *stack) storedSMS(t testing.TB, id, status string, attempts int, leaseUntil *time.Time) {
 	t.Helper()
 	if _, err := s.db.Exec(context.Background(), `INSERT INTO deliveries (tenant, request_id, customer_id, channel, category, priority, template_key, request, status, expires_at, requested_at, created_at, updated_at, attempts, lease_until, due_at)
-		SELECT tenant, 'sms-2', customer_id, channel, category, priority, template_key, request, $2, expires_at, requested_at, $1, $1, $3, $4, $1 FROM deliveries WHERE request_id = 'sms-1'`,
-		s.clock.Now(), status, attempts, leaseUntil); err != nil {
+		SELECT tenant, $5, customer_id, channel, category, priority, template_key, request, $2, expires_at, requested_at, $1, $1, $3, $4, $1 FROM deliveries WHERE request_id = 'sms-1'`,
+		s.clock.Now(), status, attempts, leaseUntil, id); err != nil {
 		t.Fatal(err)
 	}
 }

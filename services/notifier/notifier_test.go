@@ -234,7 +234,7 @@ func TestNotifierDatabaseFailureIsNotReportedAsTheProviders(t *testing.T) {
 	// A second request, already decided and due, meets a templates table
 	// the notifier cannot read.
 	s.stop()
-	s.secondSMS(t, "queued", 0, nil)
+	s.storedSMS(t, "sms-2", "queued", 0, nil)
 	if _, err := s.db.Exec(ctx, `ALTER TABLE template_versions RENAME TO template_versions_away`); err != nil {
 		t.Fatal(err)
 	}

@@ -148,8 +148,9 @@ func TestShutdownDuringHoldIsBounded(t *testing.T) {
 		t.Errorf("the log does not name the accepted send:\n%s", s.logs.String())
 	}
 	end()
-	s.clock.Advance(notifier.DefaultConfig().Lease + time.Second)
 	s.start(t)
+	// The lease lapses; the restarted notifier's grace is over by then.
+	s.clock.Advance(notifier.DefaultConfig().Lease + time.Second)
 	d := s.delivery(t, "shop", "sms-1", "sent")
 	if calls, unique := s.sms.stats(); calls != 2 || unique != 1 || d.GetAttempts() != 2 {
 		t.Fatalf("the provider saw %d calls (%d distinct messages), the delivery %d attempts; want 2 calls of 1 message, 2 attempts", calls, unique, d.GetAttempts())
@@ -163,17 +164,21 @@ func TestShutdownDuringHoldIsBounded(t *testing.T) {
 // from the same outage leaves the lapsed lease alone for a while, where it
 // used to take the delivery over at its next poll and send the message
 // again. A holder that never saves (it crashed) is still taken over, after
-// the grace.
+// the grace. The grace runs on the service's clock, which stands still
+// here until the test moves it: no pass within it takes sms-2 over,
+// including the first to reach the database (which used to), however
+// slowly the passes run.
 func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
 	s := setup(t)
 	s.sentSMS(t)
 	// Another replica's attempt at sms-2, under way: its lease has a
 	// minute left.
 	leaseUntil := s.clock.Now().Add(time.Minute)
-	s.secondSMS(t, "sending", 1, &leaseUntil)
+	s.storedSMS(t, "sms-2", "sending", 1, &leaseUntil)
 	end := testenv.DatabaseOutage(t, s.db)
 	s.logs.WaitFor(t, "notifier sender pass: database unreachable")
-	s.clock.Advance(2 * time.Minute) // the lease lapses during the outage
+	// The lease lapses during the outage, and the start's grace ends.
+	s.clock.Advance(2 * time.Minute)
 	end()
 	s.logs.WaitFor(t, "notifier sender pass: database answers again")
 	time.Sleep(2 * time.Second) // forty polls, two of the holder's tries
@@ -181,7 +186,8 @@ func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
 		t.Fatalf("the provider saw %d calls: sms-2 was taken over from the replica holding its answer", calls)
 	}
 	// A holder that never saves (it crashed) is taken over after the
-	// grace: the send is reconciled, once.
+	// grace (5 s): the send is reconciled, once.
+	s.clock.Advance(5 * time.Second)
 	d := s.delivery(t, "shop", "sms-2", "sent")
 	if calls, unique := s.sms.stats(); calls != 2 || unique != 2 || d.GetAttempts() != 2 {
 		t.Fatalf("the provider saw %d calls of %d messages, sms-2 %d attempts; want sms-2 sent once more, on attempt 2", calls, unique, d.GetAttempts())
@@ -191,20 +197,42 @@ func TestLapsedLeaseIsLeftToItsHolderAfterAnOutage(t *testing.T) {
 // TestLongLapsedLeaseIsTakenOverAtOnce: the grace after an outage or a
 // start does not hold back a send whose lease lapsed more than a lease
 // ago, so a database whose connections keep dropping (each drop ends an
-// outage and starts the grace again) cannot keep a crashed send waiting.
+// outage and starts the grace again) cannot keep a crashed send waiting;
+// one whose lease lapsed less than a lease ago waits for the grace (5 s).
+// The grace runs on the service's clock, which stands still here until
+// the test moves it, so "at once" is "within the grace" however slowly
+// the machine runs.
 func TestLongLapsedLeaseIsTakenOverAtOnce(t *testing.T) {
 	s := setup(t)
 	s.sentSMS(t)
 	s.stop()
-	// An attempt whose process crashed two leases ago.
+	// Attempts whose processes crashed: sms-2's two leases ago, sms-3's a
+	// second ago.
 	lease := notifier.DefaultConfig().Lease
-	leaseUntil := s.clock.Now().Add(-2 * lease)
-	s.secondSMS(t, "sending", 1, &leaseUntil)
-	s.start(t) // within the start's grace
-	testenv.WaitForUpTo(t, 3*time.Second, "the long-lapsed send to be taken over", func() bool {
-		calls, _ := s.sms.stats()
-		return calls == 2
-	})
+	longAgo, justNow := s.clock.Now().Add(-2*lease), s.clock.Now().Add(-time.Second)
+	s.storedSMS(t, "sms-2", "sending", 1, &longAgo)
+	s.storedSMS(t, "sms-3", "sending", 1, &justNow)
+	s.start(t)
+	if d := s.delivery(t, "shop", "sms-2", "sent"); d.GetAttempts() != 2 {
+		t.Fatalf("sms-2 was sent on attempt %d, want 2", d.GetAttempts())
+	}
+	waiting := func(when string) {
+		t.Helper()
+		time.Sleep(10 * 50 * time.Millisecond) // ten sender polls
+		if d := s.delivery(t, "shop", "sms-3", "sending"); d.GetAttempts() != 1 {
+			t.Fatalf("%s, sms-3 was taken over (attempt %d)", when, d.GetAttempts())
+		}
+	}
+	waiting("within the start's grace")
+	s.clock.Advance(4 * time.Second)
+	waiting("4 s after the start")
+	s.clock.Advance(time.Second)
+	if d := s.delivery(t, "shop", "sms-3", "sent"); d.GetAttempts() != 2 {
+		t.Fatalf("sms-3 was sent on attempt %d after the grace, want 2", d.GetAttempts())
+	}
+	if calls, unique := s.sms.stats(); calls != 3 || unique != 3 {
+		t.Fatalf("the provider saw %d calls of %d messages, want one each of sms-1, sms-2 and sms-3", calls, unique)
+	}
 }
 
 // TestRetryAfterExpiryIsSuppressed: the policy checks a request's expiry
@@ -215,7 +243,7 @@ func TestRetryAfterExpiryIsSuppressed(t *testing.T) {
 	s := setup(t)
 	s.sentSMS(t)
 	s.stop()
-	s.secondSMS(t, "queued", 1, nil)
+	s.storedSMS(t, "sms-2", "queued", 1, nil)
 	if _, err := s.db.Exec(context.Background(), `UPDATE deliveries SET expires_at = $1 WHERE request_id = 'sms-2'`, s.clock.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}

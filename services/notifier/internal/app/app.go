@@ -76,10 +76,9 @@ type Engine struct {
 	// providers logs provider failures, aggregated per channel.
 	providers *providerLog
 	// sendOutage logs the sender's database outages, those its passes
-	// meet and those a held provider's answer meets (finish), once.
-	sendOutage *pg.OutageLog
-	// started is when the engine was made, for takeOverGrace.
-	started time.Time
+	// meet and those a held provider's answer meets (finish), once, and
+	// keeps takeOverGrace.
+	sendOutage *senderOutage
 }
 
 // New returns an engine sending through senders (a channel without one
@@ -96,8 +95,8 @@ func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.
 		return nil, err
 	}
 	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m,
-		providers: newProviderLog(log, providerLogEvery), sendOutage: pg.NewOutageLog(log, "notifier sender pass", pool.Ping),
-		started: time.Now()}, nil
+		providers:  newProviderLog(log, providerLogEvery),
+		sendOutage: newSenderOutage(pg.NewOutageLog(log, "notifier sender pass", pool.Ping), cfg.Now)}, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
@@ -484,7 +483,7 @@ func (e *Engine) checkStoredTemplates(ctx context.Context) {
 // loop runs pass until ctx is done, retrying a failure with backoff: a
 // database outage is logged when it starts and when it ends (outage),
 // any other failure every time.
-func (e *Engine) loop(ctx context.Context, outage *pg.OutageLog, name string, pass func(context.Context) (int, error)) {
+func (e *Engine) loop(ctx context.Context, outage passLog, name string, pass func(context.Context) (int, error)) {
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// A pass in flight finishes even on shutdown, so that no attempt is
@@ -530,11 +529,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // the pass; run is the engine's, done at shutdown, which ends the hold of
 // a provider's answer through a database outage HoldOnStop later.
 func (e *Engine) sendDue(ctx, run context.Context) (int, error) {
-	quiet := e.started // since when this replica has reached its database
-	if t := e.sendOutage.LastEnded(); t.After(quiet) {
-		quiet = t
-	}
-	takeOver := time.Since(quiet) >= takeOverGrace
+	takeOver := e.sendOutage.mayTakeOver()
 	ds, err := store.ClaimSend(ctx, e.pool, e.now(), e.cfg.Lease, e.cfg.SendBatch, takeOver)
 	if err != nil || len(ds) == 0 {
 		return 0, err
@@ -712,19 +707,6 @@ func (e *Engine) unprepared(ctx context.Context, d store.Delivery, what string, 
 // holdRetry is how often finish tries again to save a result it holds
 // through a database outage.
 const holdRetry = time.Second
-
-// takeOverGrace is how long after it starts, and after its database
-// answers again following an outage, a replica leaves other attempts'
-// lapsed leases alone (it still sends what is queued); a lease that lapsed
-// more than a whole lease ago is taken over whatever, so that a database
-// whose connections keep dropping (each drop ends an outage) cannot hold a
-// crashed send back for good. The lease of an
-// attempt whose replica holds a provider's answer (finish) may lapse
-// during a long outage; that replica saves the answer within holdRetry of
-// the database answering, and a replica that took the delivery over first
-// would send the message again. The restarted or reconnected replicas are
-// exactly those that may have missed the answer being held.
-const takeOverGrace = 5 * holdRetry
 
 // holdTryTimeout bounds one try of saving a held result.
 const holdTryTimeout = 10 * time.Second
