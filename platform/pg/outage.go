@@ -36,7 +36,6 @@ type OutageLog struct {
 	mu     sync.Mutex
 	failed int64
 	since  time.Time
-	ended  time.Time
 }
 
 // NewOutageLog returns the outage log of the task named what (e.g. "timer
@@ -100,9 +99,6 @@ func (o *OutageLog) Answered() {
 	o.mu.Lock()
 	n, since := o.failed, o.since
 	o.failed = 0
-	if n > 0 {
-		o.ended = time.Now()
-	}
 	o.mu.Unlock()
 	if n == 0 {
 		return
@@ -112,11 +108,4 @@ func (o *OutageLog) Answered() {
 		count = "failed_passes"
 	}
 	o.Log.Info(o.Up, "outage", time.Since(since).Round(time.Millisecond), count, n)
-}
-
-// LastEnded is when the last outage ended (zero: none has yet).
-func (o *OutageLog) LastEnded() time.Time {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.ended
 }
