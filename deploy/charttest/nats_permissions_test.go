@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,12 +15,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/auth/authtest"
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/server/servertest"
 	"github.com/retainhq/retain/platform/service"
 	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/platform/testenv"
+	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 	"github.com/retainhq/retain/services/campaign"
 	"github.com/retainhq/retain/services/churnsignal"
 	"github.com/retainhq/retain/services/ingest"
@@ -44,24 +51,21 @@ var extraPublish = map[string][]string{
 	// commit.StreamOriginals reads the original of a conflicting id, by
 	// STREAM.MSG.GET, or DIRECT.GET once a stream allows direct gets.
 	"ingest": {"$JS.API.STREAM.MSG.GET." + bus.EventsStream, "$JS.API.DIRECT.GET." + bus.EventsStream},
-	// A rebuild (consumer.Rebuilder) replays a tenant with an ordered
-	// consumer, whose generated name cannot be known: each pull resets it,
-	// creating a new consumer and deleting the last.
+	// A rebuild (consumer.Rebuilder) replays a tenant with a consumer of
+	// its own name (consumer.RebuildName), created for each batch,
+	// pulled and deleted (decision 0044); its filters are the tenant's
+	// types, several, so the create subject does not end with one.
 	"metrics": {
-		"$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*",
-		"$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*.>",
-		"$JS.API.CONSUMER.INFO." + bus.EventsStream + ".*",
-		"$JS.API.CONSUMER.MSG.NEXT." + bus.EventsStream + ".*",
-		"$JS.API.CONSUMER.DELETE." + bus.EventsStream + ".*",
+		"$JS.API.CONSUMER.CREATE." + bus.EventsStream + "." + rebuildConsumer,
+		"$JS.API.CONSUMER.MSG.NEXT." + bus.EventsStream + "." + rebuildConsumer,
+		"$JS.API.CONSUMER.DELETE." + bus.EventsStream + "." + rebuildConsumer,
 	},
-	"campaign":    {tenantProbe},
-	"churnsignal": {tenantProbe},
 }
 
-// tenantProbe is the consumer creation of bus.Consumer.TenantBacklog:
-// a consumer of generated name whose one filter, the end of the request's
-// subject, is one tenant's facts (decision 0037).
-const tenantProbe = "$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*." + bus.EventsSubjectPrefix + ".*.>"
+// rebuildConsumer is metrics's consumer.RebuildName, which this module
+// cannot import (internal): the metrics subtest runs a rebuild under the
+// permissions, so a name that differs fails it.
+const rebuildConsumer = "metrics-facts-rebuild"
 
 // countsTenants are the services that ask their facts consumer for a
 // tenant's backlog (campaign's scheduled audiences, churn-signal's held
@@ -101,6 +105,13 @@ func wantPublish(t *testing.T, name string, consumers []bus.ConsumerConfig) []st
 		// CREATE ends with the filter subject when there is exactly one.
 		want = append(want, "$JS.API.CONSUMER.CREATE."+sd, "$JS.API.CONSUMER.CREATE."+sd+".>",
 			"$JS.API.CONSUMER.INFO."+sd, "$JS.API.CONSUMER.MSG.NEXT."+sd, "$JS.ACK."+sd+".>")
+		if countsTenants[name] && c.Stream == bus.EventsStream {
+			// bus.Consumer.TenantBacklog's probes: of the consumer's
+			// probe name, their one filter (the end of the subject) one
+			// tenant's facts, deleted once counted (decisions 0037, 0044).
+			probe := c.Stream + "." + bus.ProbeName(c.Durable)
+			want = append(want, "$JS.API.CONSUMER.CREATE."+probe+"."+bus.EventsSubjectPrefix+".*.>", "$JS.API.CONSUMER.DELETE."+probe)
+		}
 	}
 	return append(want, extraPublish[name]...)
 }
@@ -194,7 +205,7 @@ func newService(ctx context.Context, name string, cfg service.Config, tel *telem
 // (its replies and pulled messages) or the shared default ones is refused.
 func TestBundledNATSPermissions(t *testing.T) {
 	r := mustRender(t, []string{"values-production.yaml"}, "config.streamReplicas=1")
-	pubKey := authtest.Keys(t).Public
+	keys := authtest.Keys(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
@@ -209,7 +220,7 @@ func TestBundledNATSPermissions(t *testing.T) {
 			env["RETAIN_NATS_URL"] = url
 			dbURL := testenv.Postgres(t)
 			cfg := service.DefaultConfig(name)
-			cfg.NATS, cfg.DatabaseURL, cfg.AuthPublicKey = natsConfig(t, name, env), dbURL, pubKey
+			cfg.NATS, cfg.DatabaseURL, cfg.AuthPublicKey = natsConfig(t, name, env), dbURL, keys.Public
 			svcLog := &testenv.SyncBuffer{}
 			tel, err := telemetry.Setup(ctx, telemetry.Config{Service: name, LogLevel: "warn", Output: svcLog})
 			if err != nil {
@@ -277,14 +288,14 @@ func TestBundledNATSPermissions(t *testing.T) {
 				}
 			}
 			if name == "metrics" {
-				replay(ctx, t, b)
+				rebuild(ctx, t, cfg, keys, buses["ingest"])
 			}
 			for _, l := range []*testenv.SyncBuffer{logs[name], svcLog} {
 				if s := l.String(); strings.Contains(strings.ToLower(s), "permissions violation") {
 					t.Errorf("refused by NATS:\n%s", s)
 				}
 			}
-			refused(ctx, t, name, b, logs[name])
+			refused(ctx, t, name, ccs, buses, logs[name])
 		})
 	}
 }
@@ -357,45 +368,53 @@ func tenantBacklog(ctx context.Context, t *testing.T, b *bus.Bus, pool *pgxpool.
 	})
 }
 
-// replay does what a metrics rebuild does on the bus (consumer.Rebuilder):
-// an ordered consumer of one tenant's facts, pulled twice (each pull
-// creates a consumer and deletes the last), and its info.
-func replay(ctx context.Context, t *testing.T, b *bus.Bus) {
+// rebuild rebuilds a shop's metrics in a metrics process logged in as
+// its pod is, through the service's API (consumer.Rebuilder): in batches
+// of 2, each replayed through a consumer created, pulled and deleted.
+func rebuild(ctx context.Context, t *testing.T, cfg service.Config, keys authtest.KeyPair, ingest *bus.Bus) {
 	t.Helper()
-	stream, err := b.JS.Stream(ctx, bus.EventsStream)
+	c := metrics.DefaultConfig()
+	c.Config = cfg
+	c.BatchSize = 2
+	tel := servertest.Telemetry(t, "metrics")
+	svc, err := metrics.New(ctx, c, tel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := stream.CachedInfo().State.Consumers
-	oc, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{bus.EventSubject("shop", "order.placed"), bus.EventSubject("shop", "order.refunded")},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	r := servertest.Start(t, svc, tel, svc.Verifier(), servertest.Loopback)
+	defer func() {
+		if err := r.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	evs := make([]*eventsv1.Event, 5)
+	for i := range evs {
+		id := fmt.Sprintf("o-%d", i)
+		evs[i] = &eventsv1.Event{Id: id, Type: "order.placed", OccurredAt: timestamppb.New(at.Add(time.Duration(i) * time.Hour)),
+			Payload: &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{
+				OrderId: id, CustomerId: "c-1", Total: &eventsv1.Money{AmountMinor: 1000, Currency: "EUR"}}}}
+	}
+	testenv.PublishEvents(t, ingest, "shop", at, evs...)
+	tok, err := keys.Signer.Issue(auth.Claims{Tenant: "shop", Scopes: []string{auth.ScopeAdmin}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		batch, err := oc.Fetch(1, jetstream.FetchMaxWait(200*time.Millisecond))
-		if err != nil {
-			t.Fatalf("replay: %v", err)
-		}
-		for range batch.Messages() {
-		}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := metricsv1.NewMetricsServiceClient(r.Conn).Rebuild(rctx, &metricsv1.RebuildRequest{}, grpc.PerRPCCredentials(auth.BearerCredentials{Token: tok}))
+	if err != nil || res.GetEventsReplayed() < int64(len(evs)) {
+		t.Errorf("rebuild: %v, %v; want at least the %d facts published replayed", res, err, len(evs))
 	}
-	if _, err := oc.Info(ctx); err != nil {
-		t.Errorf("replay consumer info: %v", err)
-	}
-	testenv.WaitFor(t, "the first replay consumer to be deleted", func() bool {
-		info, err := stream.Info(ctx)
-		return err == nil && info.State.Consumers == before+1
-	})
 }
 
 // refused checks that name's user cannot publish on the streams of the
-// others, delete a stream, create a consumer of a whole stream (for the
-// services allowed tenant probes), nor read the inboxes of the others.
-func refused(ctx context.Context, t *testing.T, name string, b *bus.Bus, log *testenv.SyncBuffer) {
+// others, delete a stream, alter or delete another service's consumer,
+// create a probe of a whole stream (for the services allowed tenant
+// probes), nor read the inboxes of the others.
+func refused(ctx context.Context, t *testing.T, name string, ccs []bus.ConsumerConfig, buses map[string]*bus.Bus, log *testenv.SyncBuffer) {
 	t.Helper()
+	b := buses[name]
 	for _, other := range allServices {
 		if other == name {
 			continue
@@ -421,14 +440,16 @@ func refused(ctx context.Context, t *testing.T, name string, b *bus.Bus, log *te
 	}
 	if countsTenants[name] {
 		// The probes' permission is one tenant's facts, not the stream's.
+		probe := bus.ProbeName(ccs[slices.IndexFunc(ccs, func(cc bus.ConsumerConfig) bool { return cc.Stream == bus.EventsStream })].Durable)
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := b.JS.CreateConsumer(pctx, bus.EventsStream, jetstream.ConsumerConfig{Name: "whole", FilterSubject: bus.EventsSubjectPrefix + ".>"})
+		_, err := b.JS.CreateConsumer(pctx, bus.EventsStream, jetstream.ConsumerConfig{Name: probe, FilterSubject: bus.EventsSubjectPrefix + ".>"})
 		cancel()
 		if err == nil {
 			t.Errorf("%s created a consumer of all of %s", name, bus.EventsStream)
 		}
-		log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.`+bus.EventsStream+`.whole.`+bus.EventsSubjectPrefix+`.>\"`)
+		log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.`+bus.EventsStream+`.`+probe+`.`+bus.EventsSubjectPrefix+`.>\"`)
 	}
+	alterOthers(ctx, t, name, buses, log)
 	dctx, cancel := context.WithTimeout(ctx, time.Second)
 	err := b.JS.DeleteStream(dctx, bus.EventsStream)
 	cancel()
@@ -436,6 +457,56 @@ func refused(ctx context.Context, t *testing.T, name string, b *bus.Bus, log *te
 		t.Errorf("%s deleted %s: %v", name, bus.EventsStream, err)
 	}
 	log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.STREAM.DELETE.`+bus.EventsStream+`\"`)
+}
+
+// alterOthers checks that name's user can neither alter nor delete
+// another service's durable consumer of RETAIN_EVENTS (decision 0044):
+// not by creating a consumer of its name, which updates it (here
+// re-filtered to one shop, and made ephemeral with an inactive threshold,
+// which has the server delete it), on the create subject naming it (as a
+// probe's or a rebuild's does theirs) nor on the one naming none (a
+// legacy ephemeral's, whose name is in the request), and not by deleting
+// it.
+func alterOthers(ctx context.Context, t *testing.T, name string, buses map[string]*bus.Bus, log *testenv.SyncBuffer) {
+	t.Helper()
+	owner, victim := "metrics", "metrics-facts"
+	if name == owner {
+		owner, victim = "campaign", "campaign-facts"
+	}
+	if _, err := buses[owner].JS.CreateOrUpdateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{Durable: victim, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatalf("%s declares %s: %v", owner, victim, err)
+	}
+	b := buses[name]
+	altered := jetstream.ConsumerConfig{Name: victim, FilterSubject: bus.EventSubject("shop", "order.placed"), AckPolicy: jetstream.AckExplicitPolicy, InactiveThreshold: time.Second}
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	_, err := b.JS.CreateOrUpdateConsumer(pctx, bus.EventsStream, altered)
+	cancel()
+	if err == nil {
+		t.Errorf("%s updated %s's consumer %s", name, owner, victim)
+	}
+	log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.`+bus.EventsStream+`.`+victim+`.`+altered.FilterSubject+`\"`)
+	legacy, err := json.Marshal(map[string]any{"stream_name": bus.EventsStream, "config": altered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.NC.Request("$JS.API.CONSUMER.CREATE."+bus.EventsStream, legacy, time.Second); err == nil {
+		t.Errorf("%s updated %s's consumer %s by a legacy ephemeral creation", name, owner, victim)
+	}
+	log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.`+bus.EventsStream+`\"`)
+	pctx, cancel = context.WithTimeout(ctx, time.Second)
+	err = b.JS.DeleteConsumer(pctx, bus.EventsStream, victim)
+	cancel()
+	if err == nil {
+		t.Errorf("%s deleted %s's consumer %s", name, owner, victim)
+	}
+	log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.CONSUMER.DELETE.`+bus.EventsStream+`.`+victim+`\"`)
+	c, err := buses[owner].JS.Consumer(ctx, bus.EventsStream, victim)
+	if err != nil {
+		t.Fatalf("%s's consumer %s after %s's attempts: %v", owner, victim, name, err)
+	}
+	if cfg := c.CachedInfo().Config; cfg.Durable != victim || cfg.FilterSubject != "" || cfg.InactiveThreshold != 0 {
+		t.Errorf("%s's consumer %s after %s's attempts: durable %q, filter %q, inactive threshold %s; want it as declared", owner, victim, name, cfg.Durable, cfg.FilterSubject, cfg.InactiveThreshold)
+	}
 }
 
 // connectAll connects a bus per service to the NATS at url, logged in as

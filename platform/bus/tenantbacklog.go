@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,11 +14,26 @@ import (
 	"github.com/retainhq/retain/platform/tenant"
 )
 
-// probeLife is how long a backlog probe (see TenantBacklog) outlives its
-// creation: the server deletes it this long after, as it has no pull
-// waiting, so the caller needs no permission to delete it and a probe of
-// a process that died does not stay.
+// probeLife is how long a backlog probe (see TenantBacklog) left behind
+// outlives its last use: the server deletes it this long after, as it
+// has no pull waiting, so a probe of a process that died between creating
+// and deleting it does not stay.
 const probeLife = 2 * time.Second
+
+// probeAttempts bounds how often TenantBacklog finds its probe's name
+// taken (see probe) before it gives up on a count.
+const probeAttempts = 5
+
+// ProbeName is the name of the backlog probes of the consumer durable
+// (TenantBacklog): one name per consumer, so that the NATS permissions of
+// a service name its own probes and no other consumer
+// (docs/decisions/0044-consumer-permissions-per-service.md).
+func ProbeName(durable string) string { return durable + "-probe" }
+
+// probeTurns makes the probes of one name in this process take turns
+// (probe name → chan struct{} of one slot): they share the name, so one
+// at a time, rather than taking it from each other.
+var probeTurns sync.Map
 
 // TenantBacklog is how many of tenant's messages on the consumer's stream
 // the consumer has yet to apply: those its filters match past its ack
@@ -31,11 +47,12 @@ const probeLife = 2 * time.Second
 // (narrowed by the consumer's FilterSubjects, one probe per filter),
 // starting after the ack floor, reports how many messages it has pending
 // when it is created. The probe has no acks, lives in memory on one
-// replica and is deleted by the server after probeLife; nothing is ever
-// delivered to it. It counts the tenant's messages of every type the
-// filters match, EventTypes or not (the runner passes the other types in
-// the same fetches, decision 0013), and those acknowledged past the ack
-// floor, as Backlog counts those delivered and not yet acknowledged.
+// replica and is deleted once its count is read (the server deletes it
+// by itself after probeLife otherwise); nothing is ever delivered to it.
+// It counts the tenant's messages of every type the filters match,
+// EventTypes or not (the runner passes the other types in the same
+// fetches, decision 0013), and those acknowledged past the ack floor, as
+// Backlog counts those delivered and not yet acknowledged.
 //
 // Each call reads the consumer's info; only when the consumer has
 // anything pending or awaiting an ack does it create the probes. A
@@ -63,26 +80,78 @@ func (c *Consumer) TenantBacklog(ctx context.Context, tenantID string) (int64, e
 	}
 	var n int64
 	for _, f := range filters {
-		// A single FilterSubject, not FilterSubjects: the create request's
-		// subject then ends with it, which the NATS permissions of a
-		// service can restrict to tenant filters of its stream (the chart,
-		// decision 0037).
+		pending, err := c.probe(ctx, f, info.AckFloor.Stream+1, "backlog of "+c.cfg.Durable+" for tenant "+tenantID)
+		if err != nil {
+			return 0, fmt.Errorf("bus: backlog of consumer %s for tenant %s: probe of %s: %w%s", c.cfg.Durable, tenantID, f, err, c.probeRefused(prefix))
+		}
+		n += pending
+	}
+	return n, nil
+}
+
+// probe creates the consumer's probe of filter from stream sequence
+// start, and deletes it once it has read how many messages it has
+// pending.
+//
+// The probe always has the same name (ProbeName), which the NATS
+// permissions of a service can name where a generated one would need a
+// wildcard that names every consumer of the stream: with that, a service
+// could re-filter, or have the server delete, another service's durable
+// by creating a "probe" of its name (decision 0044). The creation asks
+// for a new consumer, never an update: the name taken (a probe of another
+// replica of the service, of this process when its deletion failed, or of
+// a process that died) is not reused but deleted, and the creation tried
+// again. Deleting another's probe costs it nothing: its count came with
+// its creation. The probes of one name in this process take turns.
+//
+// A single FilterSubject, not FilterSubjects: the create request's
+// subject then ends with it, which the NATS permissions of a service
+// restrict to tenant filters of its stream (the chart, decision 0037).
+func (c *Consumer) probe(ctx context.Context, filter string, start uint64, description string) (int64, error) {
+	name := ProbeName(c.cfg.Durable)
+	turn, _ := probeTurns.LoadOrStore(c.cfg.Stream+"."+name, make(chan struct{}, 1))
+	select {
+	case turn.(chan struct{}) <- struct{}{}:
+		defer func() { <-turn.(chan struct{}) }()
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	for attempt := 1; ; attempt++ {
 		probe, err := c.bus.JS.CreateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
-			Description:       "backlog of " + c.cfg.Durable + " for tenant " + tenantID,
-			FilterSubject:     f,
+			Name:              name,
+			Description:       description,
+			FilterSubject:     filter,
 			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:       info.AckFloor.Stream + 1,
+			OptStartSeq:       start,
 			AckPolicy:         jetstream.AckNonePolicy,
 			MemoryStorage:     true,
 			Replicas:          1,
 			InactiveThreshold: probeLife,
 		})
-		if err != nil {
-			return 0, fmt.Errorf("bus: backlog of consumer %s for tenant %s: probe of %s: %w%s", c.cfg.Durable, tenantID, f, err, c.probeRefused(prefix))
+		if errors.Is(err, jetstream.ErrConsumerExists) && attempt < probeAttempts {
+			if err := c.deleteProbe(ctx, name); err != nil {
+				return 0, fmt.Errorf("delete the probe %s left on the stream: %w", name, err)
+			}
+			continue
 		}
-		n += int64(probe.CachedInfo().NumPending)
+		if err != nil {
+			return 0, err
+		}
+		if err := c.deleteProbe(ctx, name); err != nil {
+			return 0, fmt.Errorf("delete the probe %s: %w", name, err)
+		}
+		return int64(probe.CachedInfo().NumPending), nil
 	}
-	return n, nil
+}
+
+// deleteProbe deletes the probe called name; one already gone (the
+// server's after probeLife, another replica's deletion) is no error.
+func (c *Consumer) deleteProbe(ctx context.Context, name string) error {
+	err := c.bus.JS.DeleteConsumer(ctx, c.cfg.Stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	return err
 }
 
 // probeRefused explains a probe that got no answer when the server last
@@ -92,10 +161,12 @@ func (c *Consumer) TenantBacklog(ctx context.Context, tenantID string) (int64, e
 // lacks the permission would read a timeout. "" otherwise.
 func (c *Consumer) probeRefused(prefix string) string {
 	last := c.bus.NC.LastError()
-	if !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), "$JS.API.CONSUMER.CREATE."+c.cfg.Stream+".") {
+	name := ProbeName(c.cfg.Durable)
+	create, del := "$JS.API.CONSUMER.CREATE."+c.cfg.Stream+"."+name+".", "$JS.API.CONSUMER.DELETE."+c.cfg.Stream+"."+name
+	if !errors.Is(last, nats.ErrPermissionViolation) || (!strings.Contains(last.Error(), create) && !strings.Contains(last.Error(), del)) {
 		return ""
 	}
-	return fmt.Sprintf(" (the NATS server refused this login the probe: %v; allow $JS.API.CONSUMER.CREATE.%s.*.%s.*.> for this service, docs/decisions/0037-per-tenant-facts-backlog.md)", last, c.cfg.Stream, prefix)
+	return fmt.Sprintf(" (the NATS server refused this login the probe: %v; allow %s%s.*.> and %s for this service, docs/decisions/0044-consumer-permissions-per-service.md)", last, create, prefix, del)
 }
 
 // streamSubjectPrefix is the subject prefix of a Retain stream, whose

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/tenant"
@@ -134,34 +136,110 @@ func TestTenantBacklogFilteredConsumer(t *testing.T) {
 }
 
 // TestTenantBacklogProbeRefused: a NATS that does not allow this login
-// the probe answers it with silence; the timeout says which permission
-// is missing, rather than only that time ran out.
+// the probe's creation or deletion answers it with silence; the timeout
+// says which permissions are missing, rather than only that time ran out.
 func TestTenantBacklogProbeRefused(t *testing.T) {
-	srv := runServer(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), Users: []*server.User{{
-		Username: "campaign", Password: "pcampaign", Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*." + bus.EventsSubjectPrefix + ".>"}},
-		}}}})
+	for what, deny := range map[string]string{
+		"creation": "$JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*." + bus.EventsSubjectPrefix + ".>",
+		"deletion": "$JS.API.CONSUMER.DELETE." + bus.EventsStream + ".*",
+	} {
+		t.Run(what, func(t *testing.T) {
+			srv := runServer(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), Users: []*server.User{{
+				Username: "campaign", Password: "pcampaign", Permissions: &server.Permissions{
+					Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{deny}},
+				}}}})
+			ctx := testCtx(t)
+			b, err := bus.Connect(ctx, bus.Config{URL: "nats://" + srv.Addr().String(), Name: "retain-campaign", User: "campaign", Password: "pcampaign"}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(b.Close)
+			if err := b.EnsureStreams(ctx); err != nil {
+				t.Fatal(err)
+			}
+			c := newConsumer(t, b, setupPG(t), bus.ConsumerConfig{Durable: "refused"}, applyAll)
+			if _, err := c.Declare(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.PublishDurable(ctx, tenantEvents("shop", "order.placed", "x", 3)); err != nil {
+				t.Fatal(err)
+			}
+			short, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_, err = c.TenantBacklog(short, "shop")
+			want := "allow $JS.API.CONSUMER.CREATE." + bus.EventsStream + ".refused-probe." + bus.EventsSubjectPrefix + ".*.> and $JS.API.CONSUMER.DELETE." + bus.EventsStream + ".refused-probe for this service"
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Permissions Violation") {
+				t.Fatalf("a probe the server refuses: %v, want the refusal and %q", err, want)
+			}
+		})
+	}
+}
+
+// TestTenantBacklogProbeNameTaken: the probes have one name per consumer
+// (bus.ProbeName), which another replica of the service may be using, or
+// a process that died left taken: the count is still right, the probe
+// is not reused (it may count from elsewhere) and goes once counted;
+// replicas counting at once each get their own tenant's count.
+func TestTenantBacklogProbeNameTaken(t *testing.T) {
+	srv, b := setupNATS(t)
+	pool := setupPG(t)
 	ctx := testCtx(t)
-	b, err := bus.Connect(ctx, bus.Config{URL: "nats://" + srv.Addr().String(), Name: "retain-campaign", User: "campaign", Password: "pcampaign"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx); err != nil {
-		t.Fatal(err)
-	}
-	c := newConsumer(t, b, setupPG(t), bus.ConsumerConfig{Durable: "refused"}, applyAll)
+	cfg := bus.ConsumerConfig{Durable: "taken"}
+	c := newConsumer(t, b, pool, cfg, applyAll)
 	if _, err := c.Declare(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.PublishDurable(ctx, tenantEvents("shop", "order.placed", "x", 3)); err != nil {
+	var msgs []bus.Message
+	for i, tn := range []string{"a", "b", "c", "d"} {
+		msgs = append(msgs, tenantEvents(tn, "order.placed", "x", i+1)...)
+	}
+	if _, err := b.PublishDurable(ctx, msgs); err != nil {
 		t.Fatal(err)
 	}
-	short, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err = c.TenantBacklog(short, "shop")
-	want := "allow $JS.API.CONSUMER.CREATE." + bus.EventsStream + ".*." + bus.EventsSubjectPrefix + ".*.> for this service"
-	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Permissions Violation") {
-		t.Fatalf("a probe the server refuses: %v, want the refusal and %q", err, want)
+	// Left by a process that died: another tenant's, from elsewhere.
+	if _, err := b.JS.CreateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{Name: bus.ProbeName("taken"),
+		FilterSubject: bus.EventSubject("d", "order.placed"), DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: 9,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if got := backlogs(t, c, "d"); got["d"] != 4 {
+		t.Fatalf("with the probe's name taken: %v, want d 4", got)
+	}
+
+	// Replicas, each its connection, counting at once.
+	var replicas []*bus.Consumer
+	for range 3 {
+		rb := connect(t, srv.URL(), bus.Config{})
+		replicas = append(replicas, newConsumer(t, rb, pool, cfg, applyAll))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*20)
+	for _, r := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				tn := []string{"a", "b", "c", "d"}[i%4]
+				n, err := r.TenantBacklog(ctx, tn)
+				if err == nil && n != int64(i%4+1) {
+					err = fmt.Errorf("tenant %s: %d, want %d", tn, n, i%4+1)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	stream, err := b.JS.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctx); err != nil || info.State.Consumers != 1 {
+		t.Fatalf("consumers left on the stream: %v, %v; want the durable alone", info.State.Consumers, err)
 	}
 }

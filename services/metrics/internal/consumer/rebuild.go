@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,6 +78,9 @@ type Rebuilder struct {
 	life    context.Context
 	wg      sync.WaitGroup
 	running map[string]*rebuildRun
+	// turn is the rebuilds' consumer name (RebuildName), which one batch
+	// of this process holds at a time (replay).
+	turn chan struct{}
 }
 
 // rebuildRun is one rebuild in this process; started is closed once its
@@ -99,7 +103,7 @@ func NewRebuilder(b *bus.Bus, s *store.Store, batchSize, fetchMaxBytes int, log 
 		fetchMaxBytes = bus.DefaultFetchMaxBytes
 	}
 	return &Rebuilder{bus: b, store: s, batchSize: batchSize, fetchMaxBytes: fetchMaxBytes, log: log,
-		ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{},
+		ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{}, turn: make(chan struct{}, 1),
 		outage: pg.NewOutageLog(log, "rebuild: looking for unfinished rebuilds", s.Pool().Ping)}
 }
 
@@ -263,13 +267,6 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()
 	}
 	started()
 	r.log.Info("rebuild: projections reset, replaying", "tenant", tenantID)
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: TenantSubjects(tenantID),
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return res, fmt.Errorf("rebuild: replay consumer: %w", err)
-	}
 	// Facts published after the replay started are the live consumer's;
 	// stopping at the sequence known now keeps a busy tenant's rebuild
 	// finite.
@@ -278,14 +275,13 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()
 		return res, fmt.Errorf("rebuild: stream info: %w", err)
 	}
 	lastSeq := info.State.LastSeq
-	// left is what the consumer still holds for the tenant, as it last
-	// said: each fetch asks for no more, so that it ends once it has them
-	// instead of waiting out its expiry.
-	left := cons.CachedInfo().NumPending
-	for left > 0 {
-		msgs, err := fetch(cons, int(min(uint64(r.batchSize), left)), r.fetchMaxBytes)
+	for next := uint64(1); ; {
+		msgs, left, err := r.replay(ctx, tenantID, next)
 		if err != nil {
-			return res, fmt.Errorf("rebuild: fetch: %w", err)
+			return res, fmt.Errorf("rebuild: %w", err)
+		}
+		if left == 0 {
+			break // none of the tenant's facts past next
 		}
 		ds := make([]*bus.Delivery, 0, len(msgs))
 		done := false
@@ -293,10 +289,10 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()
 		for _, m := range msgs {
 			ds = append(ds, delivery(m))
 			if md, err := m.Metadata(); err == nil {
-				left = md.NumPending
-				n := int64(left)
+				next = md.Sequence.Stream + 1
+				n := int64(md.NumPending)
 				pending = &n
-				done = done || md.Sequence.Stream >= lastSeq
+				done = done || md.Sequence.Stream >= lastSeq || n == 0
 			}
 		}
 		if len(ds) > 0 {
@@ -306,13 +302,6 @@ func (r *Rebuilder) rebuild(ctx context.Context, tenantID string, started func()
 		}
 		if done {
 			break
-		}
-		if len(ds) == 0 {
-			ci, err := cons.Info(ctx)
-			if err != nil {
-				return res, fmt.Errorf("rebuild: replay consumer info: %w", err)
-			}
-			left = ci.NumPending
 		}
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("rebuild: %w", err)
@@ -373,6 +362,86 @@ func (r *Rebuilder) apply(ctx context.Context, tenantID string, ds []*bus.Delive
 		return so, fmt.Errorf("rebuild: apply %d facts: %w", len(ds), err)
 	}
 	return now, nil
+}
+
+// RebuildName is the name of the rebuilds' consumer on RETAIN_EVENTS:
+// one name, which the NATS permissions of the service can name where
+// generated ones (an ordered consumer's) need a wildcard that names every
+// consumer of the stream, and with it every other service's durable
+// (docs/decisions/0044-consumer-permissions-per-service.md).
+const RebuildName = Durable + "-rebuild"
+
+// rebuildConsumerLife is how long the server keeps a rebuild's consumer
+// with no pull waiting: one left by a process that stopped mid-fetch
+// holds the name for no longer.
+const rebuildConsumerLife = 10 * time.Second
+
+// replay reads the next batch of tenantID's facts from stream sequence
+// next on, at most the rebuilder's batch size and fetch bytes; left is
+// how many of them the stream held from next on (none: the replay is
+// done).
+//
+// Each batch has a consumer of its own, created from next (what the last
+// batch ended at) and deleted once fetched, as an ordered consumer resets
+// at each fetch: a message the fetch lost on the way (no acks) is in the
+// next batch. Its name is always RebuildName: the rebuilds of this
+// process take turns, and one of another replica, or one left by a
+// process that stopped, keeps it until deleted (at the end of its fetch)
+// or inactive for rebuildConsumerLife; meanwhile the creation, which asks
+// for a new consumer and never updates one (its description names this
+// batch alone), is tried again. It runs apart from the apply, so that
+// rebuilds of several tenants take turns only at their fetches.
+func (r *Rebuilder) replay(ctx context.Context, tenantID string, next uint64) (msgs []jetstream.Msg, left uint64, err error) {
+	select {
+	case r.turn <- struct{}{}:
+		defer func() { <-r.turn }()
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	var cons jetstream.Consumer
+	for {
+		cons, err = r.bus.JS.CreateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
+			Name:              RebuildName,
+			Description:       fmt.Sprintf("rebuild of tenant %s from %d (%s)", tenantID, next, rand.Text()),
+			FilterSubjects:    TenantSubjects(tenantID),
+			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:       next,
+			AckPolicy:         jetstream.AckNonePolicy,
+			MemoryStorage:     true,
+			Replicas:          1,
+			InactiveThreshold: rebuildConsumerLife,
+		})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrConsumerExists) {
+			return nil, 0, fmt.Errorf("replay consumer: %w", err)
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("replay consumer %s taken: %w", RebuildName, ctx.Err())
+		}
+	}
+	defer func() {
+		// The next batch's creation waits for the name while this one
+		// is on the stream, whoever stops waiting for it.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := r.bus.JS.DeleteConsumer(dctx, bus.EventsStream, RebuildName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			r.log.Warn("rebuild: cannot delete the replay consumer; the server does once it is inactive", "tenant", tenantID,
+				"consumer", RebuildName, "error", err, "after", rebuildConsumerLife)
+		}
+	}()
+	// Each fetch asks for no more than the consumer holds, so that it
+	// ends once it has them instead of waiting out its expiry.
+	if left = cons.CachedInfo().NumPending; left == 0 {
+		return nil, 0, nil
+	}
+	if msgs, err = fetch(cons, int(min(uint64(r.batchSize), left)), r.fetchMaxBytes); err != nil {
+		return nil, left, fmt.Errorf("fetch: %w", err)
+	}
+	return msgs, left, nil
 }
 
 // fetch takes up to n messages and at most maxBytes bytes of them (as NATS

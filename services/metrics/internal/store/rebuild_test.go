@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/bus"
@@ -161,9 +162,10 @@ func TestRebuildFetchesAreBoundedInBytes(t *testing.T) {
 	}
 	testenv.PublishEvents(t, b, "shop", at, evs...)
 
-	// The server's deliveries to the rebuild's inboxes, by consumer: the
-	// replay's ordered consumer is a new one for each fetch. API answers
-	// and status messages have no JetStream reply subject.
+	// The server's deliveries to the rebuild's inboxes, by fetch: the
+	// replay creates its consumer anew for each fetch, whose deliveries
+	// start again at consumer sequence 1. API answers and status messages
+	// have no JetStream reply subject.
 	mon, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -171,12 +173,15 @@ func TestRebuildFetchesAreBoundedInBytes(t *testing.T) {
 	defer mon.Close()
 	var (
 		mu      sync.Mutex
-		fetches = map[string][]int{}
+		fetches [][]int
 	)
 	if _, err := mon.Subscribe(bcfg.InboxPrefix()+".>", func(m *nats.Msg) {
 		if md, err := m.Metadata(); err == nil {
 			mu.Lock()
-			fetches[md.Consumer] = append(fetches[md.Consumer], m.Size())
+			if md.Sequence.Consumer == 1 || len(fetches) == 0 {
+				fetches = append(fetches, nil)
+			}
+			fetches[len(fetches)-1] = append(fetches[len(fetches)-1], m.Size())
 			mu.Unlock()
 		}
 	}); err != nil {
@@ -207,17 +212,82 @@ func TestRebuildFetchesAreBoundedInBytes(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	delivered := 0
-	for cons, sizes := range fetches {
+	for i, sizes := range fetches {
 		sum := 0
 		for _, s := range sizes {
 			sum += s
 		}
 		if sum > bound && len(sizes) > 1 {
-			t.Errorf("the fetch of consumer %s took %d messages of %d bytes in all, over the bound of %d: %v", cons, len(sizes), sum, bound, sizes)
+			t.Errorf("fetch %d took %d messages of %d bytes in all, over the bound of %d: %v", i, len(sizes), sum, bound, sizes)
 		}
 		delivered += len(sizes)
 	}
 	if delivered != len(evs) {
 		t.Errorf("the rebuild's fetches took %d messages, want each of the %d once", delivered, len(evs))
+	}
+}
+
+// TestRebuildsShareTheirConsumerName: every rebuild replays through one
+// consumer name (consumer.RebuildName, which the service's NATS
+// permissions name). Rebuilds of several tenants in one process and in a
+// second replica run at once, with the name first taken by a consumer a
+// stopped process left (another tenant's, from elsewhere): each applies
+// every fact of its tenant once, and none of their consumers stays.
+func TestRebuildsShareTheirConsumerName(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv := testenv.NATS(t)
+	b := testenv.Bus(t, bus.Config{URL: srv.URL(), Name: t.Name()})
+	pool := testenv.MigratedPool(t, store.Migrations)
+	log := slog.New(slog.DiscardHandler)
+
+	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	tenants := []string{"shop-a", "shop-b", "shop-c", "shop-d"}
+	for i, tn := range tenants {
+		evs := make([]*eventsv1.Event, 10*(i+1))
+		for j := range evs {
+			id := fmt.Sprintf("o-%03d", j)
+			evs[j] = &eventsv1.Event{Id: id, Type: consumer.TypeOrderPlaced, OccurredAt: timestamppb.New(at.Add(time.Duration(j) * time.Hour)),
+				Payload: &eventsv1.Event_OrderPlaced{OrderPlaced: &eventsv1.OrderPlaced{
+					OrderId: id, CustomerId: fmt.Sprintf("c-%d", j%3), Total: &eventsv1.Money{AmountMinor: 1000, Currency: "EUR"}}}}
+		}
+		testenv.PublishEvents(t, b, tn, at, evs...)
+	}
+	if _, err := b.JS.CreateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{Name: consumer.RebuildName,
+		FilterSubjects: consumer.TenantSubjects("elsewhere"), AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true,
+		InactiveThreshold: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Batches of 4: each rebuild creates its consumer several times.
+	replicas := make([]*consumer.Rebuilder, 2)
+	for i := range replicas {
+		rb := testenv.Bus(t, bus.Config{URL: srv.URL(), Name: fmt.Sprintf("%s-%d", t.Name(), i)})
+		replicas[i] = consumer.NewRebuilder(rb, store.New(pool), 4, 0, log)
+		runRebuilder(t, replicas[i])
+	}
+	rebuild := func(i int) func(int) error {
+		return func(int) error {
+			tn := tenants[i]
+			res, err := rebuildOnce(ctx, replicas[i%2], tn)
+			if err == nil && res.Applied != int64(10*(i+1)) {
+				err = fmt.Errorf("%s: %d applied, want %d", tn, res.Applied, 10*(i+1))
+			}
+			return err
+		}
+	}
+	testenv.Concurrently(t, 1, rebuild(0), rebuild(1), rebuild(2), rebuild(3))
+	for i, tn := range tenants {
+		var orders int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM orders WHERE tenant = $1`, tn).Scan(&orders); err != nil || orders != 10*(i+1) {
+			t.Errorf("%s: %d orders (%v), want %d", tn, orders, err, 10*(i+1))
+		}
+	}
+	stream, err := b.JS.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stream.CachedInfo().State.Consumers; n != 0 {
+		t.Errorf("%d consumers left on the stream, want none", n)
 	}
 }
