@@ -27,9 +27,10 @@ test: ## Run every test (real NATS, real Postgres started on demand)
 	@scripts/test.sh
 
 .PHONY: lint
-lint: tools ## gofmt, go vet, buf lint, buf breaking, generated-code drift
+lint: tools ## gofmt, go vet, go mod tidy, buf lint, buf breaking, generated-code drift
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@for m in $(MODULES); do echo "== vet $$m"; (cd $$m && go vet ./...); done
+	@for m in $(MODULES); do (cd $$m && go mod tidy -diff >/dev/null) || { echo "$$m: go.mod/go.sum not tidy: run 'go mod tidy' there and commit"; exit 1; }; done
 	cd proto && buf lint
 	scripts/buf-breaking.sh
 	$(MAKE) proto
