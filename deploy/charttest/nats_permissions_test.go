@@ -37,7 +37,8 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // publishes is the stream each service publishes to: ingest's facts, and
-// the outbox relays of the others. metrics publishes nothing.
+// the outbox relays of the others; the only stream it may update
+// (bus.Publisher, decision 0045). metrics publishes nothing.
 var publishes = map[string]string{
 	"ingest":      bus.EventsStream,
 	"churnsignal": bus.SignalsStream,
@@ -86,7 +87,8 @@ func streamPrefix(t *testing.T, stream string) string {
 
 // wantPublish is what the user of service must be allowed to publish,
 // derived from the code: every service declares the four streams
-// (service.Open), creates, reads, pulls and acknowledges its consumers
+// (service.Open: reads them, creates a missing one, updates the one it
+// publishes on), creates, reads, pulls and acknowledges its consumers
 // (bus.Consumer), and publishes on its stream.
 func wantPublish(t *testing.T, name string, consumers []bus.ConsumerConfig) []string {
 	var want []string
@@ -95,10 +97,13 @@ func wantPublish(t *testing.T, name string, consumers []bus.ConsumerConfig) []st
 		// account's JetStream room (bus.storageShort), by $JS.API.INFO.
 		want = append(want, streamPrefix(t, s)+".>", "$JS.API.INFO")
 	}
-	for _, op := range []string{"INFO", "CREATE", "UPDATE"} {
+	for _, op := range []string{"INFO", "CREATE"} {
 		for _, sc := range bus.DefaultStreams(bus.StreamOptions{}) {
 			want = append(want, "$JS.API.STREAM."+op+"."+sc.Name)
 		}
+	}
+	if s, ok := publishes[name]; ok {
+		want = append(want, "$JS.API.STREAM.UPDATE."+s)
 	}
 	for _, c := range consumers {
 		sd := c.Stream + "." + c.Durable
@@ -198,10 +203,11 @@ func newService(ctx context.Context, name string, cfg service.Config, tel *telem
 // publish exactly what the service's code sends, and that is enough for
 // the service to run. The allow lists in the values are compared with
 // the ones derived from the code (wantPublish), then a real nats-server
-// configured with them runs every service (its start-up and its
-// consumers), a consumer of each of its durables and its publishes, with
-// no permission violation; and a user publishing on another service's
-// stream, deleting a stream, or subscribing to another service's inboxes
+// configured with them runs every service (its start-up, on streams
+// smaller than its settings, and its consumers), a consumer of each of its
+// durables and its publishes, with no permission violation; and a user
+// publishing on another service's stream, updating or deleting a stream
+// it does not publish on, or subscribing to another service's inboxes
 // (its replies and pulled messages) or the shared default ones is refused.
 func TestBundledNATSPermissions(t *testing.T) {
 	r := mustRender(t, []string{"values-production.yaml"}, "config.streamReplicas=1")
@@ -211,11 +217,19 @@ func TestBundledNATSPermissions(t *testing.T) {
 
 	for _, name := range allServices {
 		t.Run(name, func(t *testing.T) {
-			// A server of its own: the service creates the streams, as on
-			// a first install.
+			// A server of its own, whose streams an earlier release
+			// created smaller than the service's settings: the service
+			// raises the one it publishes on and leaves the others to
+			// their publishers.
 			url, _ := startBundledNATS(t, r)
 			buses, logs := connectAll(ctx, t, r, url)
 			b := buses[name]
+			smaller := bus.StreamOptions{MaxAge: 360 * time.Hour}
+			for _, sc := range bus.DefaultStreams(smaller) {
+				if _, err := b.JS.CreateStream(ctx, sc); err != nil {
+					t.Fatalf("create %s: %v", sc.Name, err)
+				}
+			}
 			env := podEnv(t, r, "retain-"+name)
 			env["RETAIN_NATS_URL"] = url
 			dbURL := testenv.Postgres(t)
@@ -264,18 +278,30 @@ func TestBundledNATSPermissions(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Errorf("run: %v", err)
 			}
+			raised(ctx, t, name, b, cfg.Streams.MaxAge, smaller.MaxAge)
+			for _, sc := range bus.DefaultStreams(smaller) {
+				if sc.Name == publishes[name] {
+					continue
+				}
+				warning := fmt.Sprintf(`"stream":%q,"setting":"max_age","stream_value":"360h","service_value":"720h","publisher":%q`,
+					sc.Name, bus.Publisher(sc.Name))
+				if !strings.Contains(svcLog.String(), warning) {
+					t.Errorf("start-up does not warn that %s's publisher raises it (%s):\n%s", sc.Name, warning, svcLog)
+				}
+			}
 
 			// Every service declares the streams at start-up (which is
 			// how its bus knows the stream of a subject), and raising a
-			// setting updates them.
+			// setting updates the stream it publishes on.
 			for other, ob := range buses {
-				if err := ob.EnsureStreams(ctx, bus.DefaultStreams(cfg.Streams)...); err != nil {
+				if err := ob.EnsureStreamsAs(ctx, other, bus.DefaultStreams(cfg.Streams)...); err != nil {
 					t.Errorf("%s declares the streams: %v", other, err)
 				}
 			}
-			if err := b.EnsureStreams(ctx, bus.DefaultStreams(bus.StreamOptions{MaxAge: 2 * bus.DefaultMaxAge})...); err != nil {
+			if err := b.EnsureStreamsAs(ctx, name, bus.DefaultStreams(bus.StreamOptions{MaxAge: 2 * bus.DefaultMaxAge})...); err != nil {
 				t.Errorf("update the streams: %v", err)
 			}
+			raised(ctx, t, name, b, 2*bus.DefaultMaxAge, cfg.Streams.MaxAge)
 			pool, err := pgxpool.New(ctx, dbURL)
 			if err != nil {
 				t.Fatal(err)
@@ -297,6 +323,26 @@ func TestBundledNATSPermissions(t *testing.T) {
 			}
 			refused(ctx, t, name, ccs, buses, logs[name])
 		})
+	}
+}
+
+// raised checks, after name declared the streams with maxAge, that the
+// stream it publishes on keeps maxAge and the others still keep the
+// earlier age.
+func raised(ctx context.Context, t *testing.T, name string, b *bus.Bus, maxAge, earlier time.Duration) {
+	t.Helper()
+	for _, sc := range bus.DefaultStreams(bus.StreamOptions{}) {
+		want := earlier
+		if sc.Name == publishes[name] {
+			want = maxAge
+		}
+		s, err := b.JS.Stream(ctx, sc.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.MaxAge; got != want {
+			t.Errorf("%s's max age %s after %s declared it with %s; want %s", sc.Name, got, name, maxAge, want)
+		}
 	}
 }
 
@@ -409,7 +455,9 @@ func rebuild(ctx context.Context, t *testing.T, cfg service.Config, keys authtes
 }
 
 // refused checks that name's user cannot publish on the streams of the
-// others, delete a stream, alter or delete another service's consumer,
+// others, update a stream it does not publish on (here cutting its
+// history to one message), delete a stream, alter or delete another
+// service's consumer,
 // create a probe of a whole stream (for the services allowed tenant
 // probes), nor read the inboxes of the others.
 func refused(ctx context.Context, t *testing.T, name string, ccs []bus.ConsumerConfig, buses map[string]*bus.Bus, log *testenv.SyncBuffer) {
@@ -448,6 +496,24 @@ func refused(ctx context.Context, t *testing.T, name string, ccs []bus.ConsumerC
 			t.Errorf("%s created a consumer of all of %s", name, bus.EventsStream)
 		}
 		log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.CONSUMER.CREATE.`+bus.EventsStream+`.`+probe+`.`+bus.EventsSubjectPrefix+`.>\"`)
+	}
+	for _, sc := range bus.DefaultStreams(bus.StreamOptions{}) {
+		if sc.Name == publishes[name] {
+			continue
+		}
+		s, err := b.JS.Stream(ctx, sc.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cut := s.CachedInfo().Config
+		cut.MaxMsgs = 1
+		uctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err = b.JS.UpdateStream(uctx, cut)
+		cancel()
+		if s, serr := b.JS.Stream(ctx, sc.Name); err == nil || serr != nil || s.CachedInfo().Config.MaxMsgs == 1 {
+			t.Errorf("%s updated %s, %s's stream: %v", name, sc.Name, bus.Publisher(sc.Name), err)
+		}
+		log.WaitFor(t, `Permissions Violation for Publish to \"$JS.API.STREAM.UPDATE.`+sc.Name+`\"`)
 	}
 	alterOthers(ctx, t, name, buses, log)
 	dctx, cancel := context.WithTimeout(ctx, time.Second)

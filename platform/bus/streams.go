@@ -46,8 +46,9 @@ const (
 )
 
 // StreamOptions are the deploy-time knobs of the stream declarations. They
-// size a stream when it is created; on an existing stream EnsureStreams
-// only ever raises them (docs/decisions/0021-stream-settings.md).
+// size a stream when it is created; on an existing stream the service
+// publishing on it only ever raises them (EnsureStreamsAs;
+// docs/decisions/0021-stream-settings.md).
 type StreamOptions struct {
 	// MaxAge is how long every Retain stream (RETAIN_EVENTS,
 	// RETAIN_SIGNALS, RETAIN_NOTIFICATIONS, RETAIN_DELIVERIES) keeps
@@ -67,11 +68,11 @@ type StreamOptions struct {
 // defaults.
 func (o *StreamOptions) RegisterFlags(fs *flag.FlagSet) {
 	config.DurationVar(fs, &o.MaxAge, "events-max-age", EnvMaxAge,
-		"how long every stream (RETAIN_EVENTS, RETAIN_SIGNALS, RETAIN_NOTIFICATIONS, RETAIN_DELIVERIES) keeps messages when this service creates it; an existing stream is only ever raised, never shrunk")
+		"how long every stream (RETAIN_EVENTS, RETAIN_SIGNALS, RETAIN_NOTIFICATIONS, RETAIN_DELIVERIES) keeps messages when this service creates it; an existing stream is only ever raised, by the service publishing on it, never shrunk")
 	config.DurationVar(fs, &o.Duplicates, "duplicate-window", EnvDuplicates,
-		"JetStream de-duplication window of every stream (raised, never shrunk, on an existing stream)")
+		"JetStream de-duplication window of every stream (raised, never shrunk, on an existing stream by the service publishing on it)")
 	config.IntVar(fs, &o.Replicas, "stream-replicas", EnvReplicas,
-		"replicas of every stream, 3 in production clusters (raised, never lowered, on an existing stream)")
+		"replicas of every stream, 3 in production clusters (raised, never lowered, on an existing stream by the service publishing on it)")
 }
 
 func (o StreamOptions) withDefaults() StreamOptions {
@@ -161,26 +162,56 @@ func DefaultStreams(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams declares each stream, so every service can declare the
-// streams it uses at start-up, idempotently. With no arguments it declares
-// DefaultStreams(StreamOptions{}).
-//
-// A missing stream is created as declared. An existing stream gets the
-// declaration's subjects, description, storage, retention, discard policy
-// and atomic publish, while its size settings (max age, de-duplication
-// window, replicas) are only ever raised to the declared values, never
-// lowered: one replica started with a smaller value must not delete the
-// replayable history of every service, nor flap the stream against the
-// others at each restart. Where the stream keeps a larger value than
-// declared, a warning names the stream, the setting, both values and how
-// to lower it deliberately. Settings the declaration does not make (max
-// bytes, max messages, ...) are left as an operator set them.
+// publishers name the service that publishes on each stream: the only
+// one that updates it (docs/decisions/0045-stream-updates-by-their-publisher.md).
+var publishers = map[string]string{
+	EventsStream:        "ingest",
+	SignalsStream:       "churnsignal",
+	NotificationsStream: "campaign",
+	DeliveriesStream:    "notifier",
+}
+
+// Publisher returns the service that publishes on stream ("ingest" for
+// RETAIN_EVENTS), "" for a stream that is not Retain's.
+func Publisher(stream string) string { return publishers[stream] }
+
+// EnsureStreams declares each stream as the service publishing on it
+// would (EnsureStreamsAs): it creates, updates and raises them all. It is
+// for tests and tools that stand in for every service; with no arguments
+// it declares DefaultStreams(StreamOptions{}).
 func (b *Bus) EnsureStreams(ctx context.Context, cfgs ...jetstream.StreamConfig) error {
 	if len(cfgs) == 0 {
 		cfgs = DefaultStreams(StreamOptions{})
 	}
+	return b.ensureStreams(ctx, func(string) bool { return true }, cfgs)
+}
+
+// EnsureStreamsAs declares each stream for the service named service
+// ("ingest"), so every service can declare the streams it uses at
+// start-up, idempotently, in any order.
+//
+// A missing stream is created as declared, whoever publishes on it. An
+// existing stream is updated only by its publisher (Publisher): it gets
+// the declaration's subjects, description, storage, retention, discard
+// policy and atomic publish, while its size settings (max age,
+// de-duplication window, replicas) are only ever raised to the declared
+// values, never lowered: one replica started with a smaller value must
+// not delete the replayable history of every service, nor flap the
+// stream against the others at each restart. Another service only reads
+// the stream and warns where the stream's settings are below its own or
+// what the code owns differs, naming the publisher, which applies them;
+// its NATS user may not update the stream (decision 0045). Where the
+// stream keeps a larger value than declared, a warning names the stream,
+// the setting, both values and how to lower it deliberately. Settings the
+// declaration does not make (max bytes, max messages, ...) are left as an
+// operator set them.
+func (b *Bus) EnsureStreamsAs(ctx context.Context, service string, cfgs ...jetstream.StreamConfig) error {
+	return b.ensureStreams(ctx, func(stream string) bool { return Publisher(stream) == service }, cfgs)
+}
+
+func (b *Bus) ensureStreams(ctx context.Context, updates func(stream string) bool, cfgs []jetstream.StreamConfig) error {
 	for _, cfg := range cfgs {
-		if err := b.ensureStream(ctx, cfg); err != nil {
+		if err := b.ensureStream(ctx, cfg, updates(cfg.Name)); err != nil {
 			return fmt.Errorf("bus: ensure stream %s: %w", cfg.Name, err)
 		}
 		b.addRoute(cfg.Name, cfg.Subjects)
@@ -188,9 +219,12 @@ func (b *Bus) EnsureStreams(ctx context.Context, cfgs ...jetstream.StreamConfig)
 	return nil
 }
 
-func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) error {
+func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig, update bool) error {
 	s, err := b.JS.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Creating cannot alter a stream that exists (the server refuses
+		// another configuration), so every service may: none waits for
+		// the publisher to start first.
 		_, err = b.JS.CreateStream(ctx, want)
 		if err == nil {
 			b.log.Info("stream created", "stream", want.Name, "max_age", shortDuration(want.MaxAge),
@@ -218,32 +252,63 @@ func (b *Bus) ensureStream(ctx context.Context, want jetstream.StreamConfig) err
 	if len(changes) == 0 {
 		return nil
 	}
+	if !update {
+		b.warnNotUpdated(want.Name, changes)
+		return nil
+	}
 	if _, err := b.JS.UpdateStream(ctx, next); err != nil {
 		return err
 	}
-	b.log.Info("stream updated", "stream", want.Name, "changes", strings.Join(changes, ", "))
+	descs := make([]string, len(changes))
+	for i, c := range changes {
+		descs[i] = fmt.Sprintf("%s %s -> %s", c.setting, c.have, c.want)
+	}
+	b.log.Info("stream updated", "stream", want.Name, "changes", strings.Join(descs, ", "))
 	return nil
 }
 
-// keptSetting is a size setting a stream keeps although a declaration
-// asks for less.
-type keptSetting struct {
+// warnNotUpdated says what a service that does not publish on stream
+// would have changed in it: its publisher applies the declaration when it
+// starts (with the same settings, as the chart gives every service).
+func (b *Bus) warnNotUpdated(stream string, changes []settingDiff) {
+	publisher := Publisher(stream)
+	who := publisher
+	if who == "" {
+		who = "the service publishing on it"
+	}
+	for _, c := range changes {
+		attrs := []any{"stream", stream, "setting", c.setting, "stream_value", c.have, "service_value", c.want, "publisher", publisher}
+		if c.env == "" {
+			b.log.Warn("stream differs from this service's declaration of it: only the service publishing on it updates a stream",
+				append(attrs, "to_update", fmt.Sprintf("%s brings it to its release's declaration when it starts", who))...)
+			continue
+		}
+		b.log.Warn("stream has a smaller setting than this service's: only the service publishing on it raises a stream",
+			append(attrs, "variable", c.env, "to_raise", fmt.Sprintf("set %s=%s on every service (Helm chart: %s); %s raises the stream when it starts",
+				c.env, c.want, c.chart, who))...)
+	}
+}
+
+// settingDiff is a setting of a stream whose value (have) differs from a
+// declaration's (want).
+type settingDiff struct {
 	setting, have, want string
-	// env and chart are where the setting is configured; cliFlag is the
-	// `nats stream edit` flag changing it.
+	// For a size setting, env and chart are where it is configured and
+	// cliFlag is the `nats stream edit` flag changing it; empty for a
+	// setting the code owns.
 	env, chart, cliFlag string
 }
 
 // reconcileStream returns the configuration an existing stream (have)
 // should get from a declaration (want), the changes that makes, and the
 // size settings the stream keeps although want asks for less (see
-// EnsureStreams).
-func reconcileStream(have, want jetstream.StreamConfig) (next jetstream.StreamConfig, changes []string, kept []keptSetting) {
+// EnsureStreamsAs).
+func reconcileStream(have, want jetstream.StreamConfig) (next jetstream.StreamConfig, changes, kept []settingDiff) {
 	next = have
 	declare := func(name string, differs bool, set func(), from, to any) {
 		if differs {
 			set()
-			changes = append(changes, fmt.Sprintf("%s %v -> %v", name, from, to))
+			changes = append(changes, settingDiff{setting: name, have: fmt.Sprint(from), want: fmt.Sprint(to)})
 		}
 	}
 	declare("subjects", !slices.Equal(have.Subjects, want.Subjects), func() { next.Subjects = want.Subjects }, have.Subjects, want.Subjects)
@@ -253,6 +318,17 @@ func reconcileStream(have, want jetstream.StreamConfig) (next jetstream.StreamCo
 	declare("discard", have.Discard != want.Discard, func() { next.Discard = want.Discard }, have.Discard, want.Discard)
 	declare("allow_atomic", have.AllowAtomicPublish != want.AllowAtomicPublish, func() { next.AllowAtomicPublish = want.AllowAtomicPublish }, have.AllowAtomicPublish, want.AllowAtomicPublish)
 
+	// size raises a size setting the stream has less of than want, and
+	// keeps one it has more of.
+	size := func(d settingDiff, more, less bool, raise func()) {
+		switch {
+		case more:
+			raise()
+			changes = append(changes, d)
+		case less:
+			kept = append(kept, d)
+		}
+	}
 	// A max age of 0 keeps messages for ever: larger than any other.
 	age := func(d time.Duration) time.Duration {
 		if d == 0 {
@@ -260,24 +336,12 @@ func reconcileStream(have, want jetstream.StreamConfig) (next jetstream.StreamCo
 		}
 		return d
 	}
-	switch {
-	case age(want.MaxAge) > age(have.MaxAge):
-		declare("max_age", true, func() { next.MaxAge = want.MaxAge }, shortDuration(have.MaxAge), shortDuration(want.MaxAge))
-	case age(want.MaxAge) < age(have.MaxAge):
-		kept = append(kept, keptSetting{"max_age", shortDuration(have.MaxAge), shortDuration(want.MaxAge), EnvMaxAge, "config.eventsMaxAge", "--max-age"})
-	}
-	switch {
-	case want.Duplicates > have.Duplicates:
-		declare("duplicate_window", true, func() { next.Duplicates = want.Duplicates }, shortDuration(have.Duplicates), shortDuration(want.Duplicates))
-	case want.Duplicates < have.Duplicates:
-		kept = append(kept, keptSetting{"duplicate_window", shortDuration(have.Duplicates), shortDuration(want.Duplicates), EnvDuplicates, "config.duplicateWindow", "--dupe-window"})
-	}
-	switch {
-	case want.Replicas > have.Replicas:
-		declare("replicas", true, func() { next.Replicas = want.Replicas }, have.Replicas, want.Replicas)
-	case want.Replicas < have.Replicas:
-		kept = append(kept, keptSetting{"replicas", strconv.Itoa(have.Replicas), strconv.Itoa(want.Replicas), EnvReplicas, "config.streamReplicas", "--replicas"})
-	}
+	size(settingDiff{"max_age", shortDuration(have.MaxAge), shortDuration(want.MaxAge), EnvMaxAge, "config.eventsMaxAge", "--max-age"},
+		age(want.MaxAge) > age(have.MaxAge), age(want.MaxAge) < age(have.MaxAge), func() { next.MaxAge = want.MaxAge })
+	size(settingDiff{"duplicate_window", shortDuration(have.Duplicates), shortDuration(want.Duplicates), EnvDuplicates, "config.duplicateWindow", "--dupe-window"},
+		want.Duplicates > have.Duplicates, want.Duplicates < have.Duplicates, func() { next.Duplicates = want.Duplicates })
+	size(settingDiff{"replicas", strconv.Itoa(have.Replicas), strconv.Itoa(want.Replicas), EnvReplicas, "config.streamReplicas", "--replicas"},
+		want.Replicas > have.Replicas, want.Replicas < have.Replicas, func() { next.Replicas = want.Replicas })
 	return next, changes, kept
 }
 

@@ -136,6 +136,100 @@ func TestEnsureStreamsNeverShrinks(t *testing.T) {
 	})
 }
 
+// TestEnsureStreamsAsPublisher: a service updates only the stream it
+// publishes on (decision 0045). One that does not publish on a stream
+// creates it when it is missing, but leaves an existing one as it is,
+// warning of each setting it would raise or change and naming the stream's
+// publisher; the publisher raises and updates its stream.
+func TestEnsureStreamsAsPublisher(t *testing.T) {
+	srv := testenv.NATS(t)
+	ctx := testCtx(t)
+	configured := bus.StreamOptions{MaxAge: 720 * time.Hour, Duplicates: 10 * time.Minute, Replicas: 1}
+	larger := bus.StreamOptions{MaxAge: 1000 * time.Hour, Duplicates: 20 * time.Minute, Replicas: 1}
+	admin, _ := connectLogged(t, srv.URL()) // an operator's nats CLI
+	updated := func(log, stream string) bool {
+		return strings.Contains(log, `msg="stream updated" component=bus stream=`+stream+" ")
+	}
+
+	t.Run("a missing stream is created by any service", func(t *testing.T) {
+		metrics, _ := connectLogged(t, srv.URL())
+		if err := metrics.EnsureStreamsAs(ctx, "metrics", bus.DefaultStreams(configured)...); err != nil {
+			t.Fatal(err)
+		}
+		for _, sc := range bus.DefaultStreams(configured) {
+			if cfg := streamConfig(t, metrics, sc.Name); cfg.MaxAge != 720*time.Hour || cfg.Description != sc.Description {
+				t.Errorf("%s created with max age %s, description %q; want it as declared", sc.Name, cfg.MaxAge, cfg.Description)
+			}
+		}
+	})
+
+	// What an earlier release declared, to be brought up to date.
+	signals := streamConfig(t, admin, bus.SignalsStream)
+	signals.Description = "old"
+	if _, err := admin.JS.UpdateStream(ctx, signals); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("a service leaves the streams it does not publish on and warns", func(t *testing.T) {
+		campaign, logs := connectLogged(t, srv.URL())
+		for range 2 { // a restart says it again, and still changes nothing
+			if err := campaign.EnsureStreamsAs(ctx, "campaign", bus.DefaultStreams(larger)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, name := range []string{bus.EventsStream, bus.SignalsStream, bus.DeliveriesStream} {
+			if cfg := streamConfig(t, campaign, name); cfg.MaxAge != 720*time.Hour || cfg.Duplicates != 10*time.Minute {
+				t.Errorf("%s now keeps max age %s, duplicates %s; want 720h and 10m, raised only by its publisher", name, cfg.MaxAge, cfg.Duplicates)
+			}
+		}
+		if cfg := streamConfig(t, campaign, bus.SignalsStream); cfg.Description != "old" {
+			t.Errorf("%s's description is now %q; want it left to its publisher", bus.SignalsStream, cfg.Description)
+		}
+		if cfg := streamConfig(t, campaign, bus.NotificationsStream); cfg.MaxAge != 1000*time.Hour || cfg.Duplicates != 20*time.Minute {
+			t.Errorf("campaign's own %s keeps max age %s, duplicates %s; want it raised to 1000h and 20m", bus.NotificationsStream, cfg.MaxAge, cfg.Duplicates)
+		}
+		out := logs.String()
+		for _, want := range []string{
+			"stream=RETAIN_EVENTS setting=max_age stream_value=720h service_value=1000h publisher=ingest variable=RETAIN_EVENTS_MAX_AGE",
+			"set RETAIN_EVENTS_MAX_AGE=1000h on every service (Helm chart: config.eventsMaxAge); ingest raises the stream when it starts",
+			"stream=RETAIN_DELIVERIES setting=duplicate_window stream_value=10m service_value=20m publisher=notifier variable=RETAIN_DUPLICATE_WINDOW",
+			`stream=RETAIN_SIGNALS setting=description stream_value="\"old\"" service_value=`,
+			"publisher=churnsignal",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("log lacks %q:\n%s", want, out)
+			}
+		}
+		if !updated(out, bus.NotificationsStream) {
+			t.Errorf("campaign's update of %s is not logged:\n%s", bus.NotificationsStream, out)
+		}
+		for _, name := range []string{bus.EventsStream, bus.SignalsStream, bus.DeliveriesStream} {
+			if updated(out, name) {
+				t.Errorf("campaign updated %s:\n%s", name, out)
+			}
+		}
+	})
+
+	t.Run("the publisher raises and updates its stream", func(t *testing.T) {
+		for name, publisher := range map[string]string{bus.EventsStream: "ingest", bus.SignalsStream: "churnsignal"} {
+			b, logs := connectLogged(t, srv.URL())
+			if err := b.EnsureStreamsAs(ctx, publisher, bus.DefaultStreams(larger)...); err != nil {
+				t.Fatal(err)
+			}
+			if cfg := streamConfig(t, b, name); cfg.MaxAge != 1000*time.Hour || cfg.Duplicates != 20*time.Minute {
+				t.Errorf("%s after %s declared it: max age %s, duplicates %s; want 1000h and 20m", name, publisher, cfg.MaxAge, cfg.Duplicates)
+			}
+			if out := logs.String(); !updated(out, name) || !strings.Contains(out, "max_age 720h -> 1000h") {
+				t.Errorf("%s's update of %s is not logged:\n%s", publisher, name, out)
+			}
+		}
+		want := bus.SignalsStreamConfig(larger)
+		if cfg := streamConfig(t, admin, bus.SignalsStream); cfg.Description != want.Description {
+			t.Errorf("%s's description %q after churnsignal declared it; want %q", bus.SignalsStream, cfg.Description, want.Description)
+		}
+	})
+}
+
 // TestEnsureStreamsUpdatesTheDeclaration: what the code declares (here the
 // description and atomic publish) is still brought up to date in place.
 func TestEnsureStreamsUpdatesTheDeclaration(t *testing.T) {

@@ -24,7 +24,9 @@ import (
 
 // Options say what to open.
 type Options struct {
-	// Name of the service ("ingest"): the log attribute and error prefix.
+	// Name of the service ("ingest"): the log attribute and error prefix,
+	// and what tells the stream it publishes on, the one stream it
+	// updates (bus.Publisher; decision 0045).
 	Name string
 	// AuthPublicKey verifies API tokens: one or more Ed25519 public keys
 	// (auth.ParsePublicKeys).
@@ -62,7 +64,8 @@ type Deps struct {
 }
 
 // Open verifies the key, connects to and migrates the database, connects to
-// NATS and declares the streams. On error nothing stays open.
+// NATS and declares the streams (bus.EnsureStreamsAs). On error nothing
+// stays open.
 func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, err error) {
 	log := tel.Logger.With("service", o.Name)
 	verifier, revocations, err := openVerifier(o, log)
@@ -96,7 +99,7 @@ func Open(ctx context.Context, o Options, tel *telemetry.Telemetry) (_ *Deps, er
 			b.Close()
 		}
 	}()
-	if err := b.EnsureStreams(ctx, bus.DefaultStreams(o.Streams)...); err != nil {
+	if err := b.EnsureStreamsAs(ctx, o.Name, bus.DefaultStreams(o.Streams)...); err != nil {
 		return nil, fmt.Errorf("declare streams: %w", err)
 	}
 	return &Deps{Log: log, Verifier: verifier, Pool: pool, Bus: b, revocations: revocations, revokeRefresh: o.AuthRevokedInterval}, nil
