@@ -169,6 +169,10 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 	if err := f.parseNone(args, "churn list", ""); err != nil {
 		return err
 	}
+	// empty says why nothing is listed. An empty band says nothing of the
+	// other bands, so the text output asks for one customer of any band:
+	// "no customers scored yet" only when there is none.
+	empty := "no customers scored yet"
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.ListAtRiskResponse, error) {
 		rs, next, err := pagesUpTo(*limit, 1000, *pageToken, func(size int32, tok string) ([]*churnv1.CustomerRisk, string, error) {
 			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: *band, PageSize: size, PageToken: tok})
@@ -177,8 +181,25 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 		if err != nil {
 			return nil, err
 		}
+		switch {
+		case len(rs) > 0 || *f.output == "json":
+		case *pageToken != "":
+			empty = "no more customers after this page token"
+		case *band != churnv1.RiskBand_RISK_BAND_UNSPECIFIED:
+			some, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageSize: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(some.GetCustomers()) > 0 {
+				empty = fmt.Sprintf("no customers at %s risk (customers are scored, in other bands: `retain churn list` lists every band)", churnBandName(*band))
+			}
+		}
 		return &churnv1.ListAtRiskResponse{Customers: rs, NextPageToken: next}, nil
 	}, func(w io.Writer, all *churnv1.ListAtRiskResponse) error {
+		if len(all.GetCustomers()) == 0 {
+			fmt.Fprintln(w, empty)
+			return nil
+		}
 		printChurnList(w, all.GetCustomers(), 2)
 		if all.GetNextPageToken() != "" {
 			fmt.Fprintf(w, "more: --page-token %s\n", all.GetNextPageToken())
@@ -189,10 +210,6 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 
 // printChurnList prints one line per customer with their top reasons.
 func printChurnList(w io.Writer, rs []*churnv1.CustomerRisk, reasons int) {
-	if len(rs) == 0 {
-		fmt.Fprintln(w, "no customers scored yet")
-		return
-	}
 	width := len("CUSTOMER")
 	for _, r := range rs {
 		width = max(width, min(len(r.GetCustomerId()), 40))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -234,3 +235,57 @@ func TestChurnCommands(t *testing.T) {
 }
 
 func insecureCreds() credentials.TransportCredentials { return insecure.NewCredentials() }
+
+// TestChurnListEmptyBandThroughDevStack: a band without customers is
+// reported as such when other customers are scored; "no customers scored
+// yet" is kept for a tenant with no score at all.
+func TestChurnListEmptyBandThroughDevStack(t *testing.T) {
+	ctx, _, state, _ := startDevStack(t)
+	cli := func(args ...string) (string, error) {
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := run(ctx, env, append([]string{"churn"}, args...))
+		return out.String() + errOut.String(), err
+	}
+	for _, args := range [][]string{{"list"}, {"list", "--band", "high"}} {
+		if got, err := cli(args...); err != nil || strings.TrimSpace(got) != "no customers scored yet" {
+			t.Fatalf("%v before any event: %v\n%s", args, err, got)
+		}
+	}
+
+	// Customers who order every month, the last time yesterday: low risk.
+	var ndjson strings.Builder
+	now := time.Now().UTC()
+	for c := range 5 {
+		for i, daysAgo := range []int{61, 31, 1} {
+			id := fmt.Sprintf("o-%d-%d", c, i)
+			fmt.Fprintf(&ndjson, `{"id":%q,"occurred_at":%q,"order_placed":{"customer_id":"c-%d","order_id":%q,"total":{"amount_minor":4250,"currency":"EUR"}}}`+"\n",
+				id, now.AddDate(0, 0, -daysAgo).Format(time.RFC3339), c, id)
+		}
+	}
+	env, out, errOut := testEnv(nil)
+	env.stdin = strings.NewReader(ndjson.String())
+	if err := run(ctx, env, []string{"publish", "-", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"}); err != nil {
+		t.Fatalf("publish: %v\n%s%s", err, out, errOut)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := cli("list", "--output", "json")
+		if err != nil {
+			t.Fatalf("list: %v\n%s", err, got)
+		}
+		if strings.Count(got, `"customerId"`) == 5 {
+			if strings.Contains(got, "RISK_BAND_HIGH") {
+				t.Fatalf("a customer who ordered yesterday is at high risk:\n%s", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the 5 customers were not scored:\n%s", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got, err := cli("list", "--band", "high")
+	if err != nil || !strings.HasPrefix(got, "no customers at high risk (customers are scored") {
+		t.Fatalf("list --band high with 5 customers scored, none high: %v\n%s", err, got)
+	}
+}
