@@ -123,6 +123,9 @@ Flags:`)
 	case o.status && o.detach:
 		return usageError{errors.New("--status and --detach do not go together: --status only reads, --detach starts a rebuild")}
 	}
+	if err := o.checkRange(figure); err != nil {
+		return usageError{err}
+	}
 	conn, err := ep.dial()
 	if err != nil {
 		return err
@@ -192,6 +195,52 @@ func (o *metricsOptions) check() error {
 		}
 	}
 	return nil
+}
+
+// checkRange refuses a period or a cohort range that ends before it
+// starts, naming the flags. The service refuses it too (INVALID_ARGUMENT),
+// but an answer of the service is a failed call (exit 1) while the fault
+// is on the command line (exit 2); the service keeps the checks only it
+// can make, such as a cohort month after its own now.
+func (o metricsOptions) checkRange(figure string) error {
+	switch figure {
+	case "rfm", "rebuild":
+		return nil
+	case "cohorts":
+		first, last, err := cohortRange(o)
+		if err != nil || first <= last {
+			return err
+		}
+		if o.to == "" {
+			return fmt.Errorf("--from %s is after this month (%s), where the cohorts end without --to", o.from, last)
+		}
+		return fmt.Errorf("--from %s is after --to %s: the first cohort month (%s) comes after the last (%s)", o.from, o.to, first, last)
+	}
+	p, err := metricsPeriod(o)
+	if err != nil {
+		return err
+	}
+	from, to := p.GetFrom().AsTime(), p.GetTo().AsTime()
+	switch {
+	case from.Before(to):
+		return nil
+	case o.from == "":
+		return fmt.Errorf("--to %s is not after this quarter's start %s, where the period starts without --from: give --from too",
+			o.to, from.Format(time.DateOnly))
+	case o.to == "":
+		return fmt.Errorf("--from %s is in the future, and without --to the period runs to now: give --to too", o.from)
+	}
+	return fmt.Errorf("--from %s is not before --to %s: the period [%s, %s) is empty (--to is its end, excluded)",
+		o.from, o.to, whenText(from), whenText(to))
+}
+
+// whenText is an instant as the flags could give it: a date when it is
+// midnight UTC.
+func whenText(t time.Time) string {
+	if t.Equal(t.Truncate(24 * time.Hour)) {
+		return t.Format(time.DateOnly)
+	}
+	return t.Format(time.RFC3339Nano)
 }
 
 func metricsFigureNames() string {
@@ -290,9 +339,9 @@ func quarterStart(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month()-(t.Month()-1)%3, 1, 0, 0, 0, 0, time.UTC)
 }
 
-// metricsPeriod is the period the flags name; the service validates it (an
-// inverted period is its INVALID_ARGUMENT, naming the field) and measures
-// one that ends after now up to now.
+// metricsPeriod is the period the flags name (checkRange refuses one that
+// ends before it starts); the service validates it too and measures one
+// that ends after now up to now.
 func metricsPeriod(o metricsOptions) (*metricsv1.Period, error) {
 	from, to := quarterStart(o.now), o.now
 	var err error
@@ -304,10 +353,6 @@ func metricsPeriod(o metricsOptions) (*metricsv1.Period, error) {
 	if o.to != "" {
 		if to, _, err = parseWhen(o.to, o.now); err != nil {
 			return nil, fmt.Errorf("--to: %w", err)
-		}
-		if o.from == "" && !from.Before(to) {
-			return nil, fmt.Errorf("--to %s is not after this quarter's start %s, where the period starts without --from: give --from too",
-				o.to, from.Format(time.DateOnly))
 		}
 	}
 	return &metricsv1.Period{From: timestamppb.New(from), To: timestamppb.New(to)}, nil

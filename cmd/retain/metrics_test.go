@@ -384,7 +384,6 @@ func TestMetricsCommand(t *testing.T) {
 		{[]string{"retention", "--from", "2011", "extra-arg"}, `unexpected argument "extra-arg"`},
 		{[]string{"sales", "--output", "yaml"}, "must be text or json"},
 		{[]string{"sales", "--from", "last tuesday"}, "--from"},
-		{[]string{"sales", "--to", "2011"}, "--to 2011 is not after this quarter's start"},
 		{[]string{"retention", "--window", "0"}, "--window 0: must be 1-3650 days (default 90)"},
 		{[]string{"retention", "--window", "-5"}, "--window -5: must be 1-3650 days"},
 		{[]string{"churn", "--window", "3651"}, "--window 3651: must be 1-3650 days"},
@@ -410,6 +409,7 @@ func TestMetricsCommand(t *testing.T) {
 		{[]string{"retention", "--detach"}, "--status and --detach are rebuild's flags, not retention's"},
 		{[]string{"rebuild", "--status", "--detach"}, "--status and --detach do not go together"},
 		{[]string{"rebuild", "--status", "now"}, `unexpected argument "now"`},
+		{[]string{"sales", "--to", "2011"}, "--to 2011 is not after this quarter's start"},
 	} {
 		t.Run("usage error "+strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := run(t, tc.args...)
@@ -682,5 +682,38 @@ func TestCohortMarksFollowTheShownFigure(t *testing.T) {
 	row := strings.Split(out.String(), "\n")[2]
 	if !strings.HasSuffix(strings.TrimRight(row, " "), "#100% : 15% : 15% . 14%") {
 		t.Errorf("marks do not follow the printed figures:\n%s", out.String())
+	}
+}
+
+// TestMetricsRangeThroughDevStack: a period or cohort range that ends
+// before it starts is a usage error naming the flags (exit 2), found before
+// the metrics service is asked; a range in order is answered.
+func TestMetricsRangeThroughDevStack(t *testing.T) {
+	ctx, _, state, _ := startDevStack(t)
+	cli := func(args ...string) (string, error) {
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := run(ctx, env, append([]string{"metrics"}, args...))
+		return out.String() + errOut.String(), err
+	}
+	for _, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"sales", "--from", "2026", "--to", "2025"}, "--from 2026 is not before --to 2025: the period [2026-01-01, 2025-01-01) is empty"},
+		{[]string{"retention", "--from", "2011-06-01", "--to", "2011-06-01"}, "--from 2011-06-01 is not before --to 2011-06-01"},
+		{[]string{"nps", "--from", "2011-06-02T10:00:00Z", "--to", "2011-06-02T09:00:00Z"}, "[2011-06-02T10:00:00Z, 2011-06-02T09:00:00Z) is empty"},
+		{[]string{"top", "--from", "2999-01-01"}, "--from 2999-01-01 is in the future, and without --to the period runs to now"},
+		{[]string{"cohorts", "--from", "2011-06", "--to", "2011-01"}, "--from 2011-06 is after --to 2011-01: the first cohort month (2011-06) comes after the last (2011-01)"},
+		{[]string{"cohorts", "--from", "2999-03"}, "--from 2999-03 is after this month"},
+	} {
+		got, err := cli(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.says) || exitCode(err) != 2 {
+			t.Errorf("%v: %v (exit %d), want exit 2 and %q\n%s", tc.args, err, exitCode(err), tc.says, got)
+		}
+	}
+	for _, args := range [][]string{{"sales", "--from", "2025", "--to", "2026"}, {"cohorts", "--from", "2011-01", "--to", "2011-01"}} {
+		if got, err := cli(args...); err != nil {
+			t.Errorf("%v: %v\n%s", args, err, got)
+		}
 	}
 }
