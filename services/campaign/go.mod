@@ -6,6 +6,7 @@ replace (
 	github.com/retainhq/retain/platform => ../../platform
 	github.com/retainhq/retain/proto/gen/go => ../../proto/gen/go
 	github.com/retainhq/retain/services/metrics => ../metrics
+	github.com/retainhq/retain/services/notifier => ../notifier
 )
 
 require (
@@ -14,6 +15,7 @@ require (
 	github.com/retainhq/retain/platform v0.0.0
 	github.com/retainhq/retain/proto/gen/go v0.0.0
 	github.com/retainhq/retain/services/metrics v0.0.0
+	github.com/retainhq/retain/services/notifier v0.0.0
 	go.yaml.in/yaml/v4 v4.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

@@ -60,8 +60,10 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 	if len(list.GetPlaybooks()) != 9 {
 		t.Fatalf("%d playbooks", len(list.GetPlaybooks()))
 	}
+	var tenants []string // one per playbook
 	install := func(t *testing.T, tenant, name string) *campaignv1.Campaign {
 		t.Helper()
+		tenants = append(tenants, tenant)
 		c, err := s.client().InstallPlaybook(ctx, &campaignv1.InstallPlaybookRequest{Name: name}, s.token(t, tenant))
 		if err != nil {
 			t.Fatal(err)
@@ -218,7 +220,7 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		checkRequest(t, got["detractor_apology"], tenant, "detractor-recovery", notifierv1.Channel_CHANNEL_EMAIL)
 		hook := got["detractor_support_alert"]
 		checkRequest(t, hook, tenant, "detractor-recovery", notifierv1.Channel_CHANNEL_WEBHOOK)
-		if hook.GetCategory() != notifierv1.Category_CATEGORY_TRANSACTIONAL || hook.GetVariables()["nps_score"].GetInteger() != 3 ||
+		if hook.GetCategory() != notifierv1.Category_CATEGORY_TRANSACTIONAL || hook.GetVariables()["score"].GetInteger() != 3 ||
 			hook.GetPriority() != notifierv1.Priority_PRIORITY_NORMAL || hook.GetRank() != pb.GetPriority() {
 			t.Fatalf("webhook %v", hook.NotificationRequested)
 		}
@@ -280,4 +282,51 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 			t.Fatal("reminded 40 days ahead")
 		}
 	})
+
+	t.Run("the messages fit the notifier's default templates", func(t *testing.T) {
+		var sent []notification
+		for _, tenant := range tenants {
+			sent = append(sent, s.notifications(t, tenant)...)
+		}
+		checkDefaultTemplates(t, sent)
+	})
+}
+
+// TestRenewalDateIsATime: the renewal date reaches the notifier as the
+// time its templates declare (a text value fails every delivery), on the
+// day of the renewal in the customer's time zone, when a customer.updated
+// triggers the campaign as when the daily audience does.
+func TestRenewalDateIsATime(t *testing.T) {
+	s := setup(t)
+	const tenant = "renewal-time"
+	s.create(t, tenant, `
+id: on-profile
+name: Renewal reminder on a profile update
+trigger: {event: customer.updated}
+conditions: [{renewal_within_days: 14}]
+steps:
+  - {id: remind, send: {channel: CHANNEL_EMAIL, template_key: renewal_reminder, category: CATEGORY_TRANSACTIONAL}}
+`)
+	now := s.clock.Now()
+	renews := now.Add(10 * day).Format(time.DateOnly)
+	s.publish(t, tenant, profileEv("p1", "c-ny", now.Add(-time.Hour), "America/New_York", map[string]string{"renewal_date": renews}))
+	s.caughtUp(t)
+	n, ok := sentTo(s.notifications(t, tenant), "c-ny")["renewal_reminder"]
+	if !ok {
+		t.Fatal("no renewal_reminder")
+	}
+	declared := ""
+	for _, v := range defaultTemplates(t)[templateRef{"renewal_reminder", notifierv1.Channel_CHANNEL_EMAIL}].GetVariables() {
+		if v.GetName() == "renewal_date" {
+			declared = v.GetType()
+		}
+	}
+	v := n.GetVariables()["renewal_date"]
+	ny, _ := time.LoadLocation("America/New_York")
+	if got := valueType(v); got != declared {
+		t.Fatalf("renewal_date is %s (%v), the template declares %s", got, v, declared)
+	}
+	if got := v.GetTime().AsTime().In(ny).Format(time.DateOnly); got != renews {
+		t.Fatalf("renewal_date is %s in the customer's zone, want %s", got, renews)
+	}
 }

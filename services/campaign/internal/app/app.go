@@ -175,7 +175,7 @@ func (e *Engine) plansFor(ctx context.Context, q store.Querier, refs []store.Ref
 			return nil, fmt.Errorf("decode campaign %s v%d: %w", r.ID, r.Version, err)
 		}
 		c.Version = r.Version
-		p, err := domain.Compile(c)
+		p, err := domain.CompileStored(c)
 		if err != nil {
 			return nil, fmt.Errorf("stored campaign %s v%d: %w", r.ID, r.Version, err)
 		}
@@ -378,7 +378,7 @@ func (e *Engine) enrollTriggered(ctx context.Context, tx pgx.Tx, ts []triggered)
 			if !p.plan.Matches(c, t.trig, env) {
 				continue
 			}
-			in.es = append(in.es, store.Entrant{CustomerID: t.customer, Key: entryKey(p.plan, t.trig), Anchor: t.trig.At, Vars: t.vars, TimeZone: c.TimeZone})
+			in.es = append(in.es, store.Entrant{CustomerID: t.customer, Key: entryKey(p.plan, t.trig), Anchor: t.trig.At, Vars: withRenewal(p.plan, c, t.vars), TimeZone: c.TimeZone})
 		}
 		ins = append(ins, in)
 	}
@@ -487,6 +487,16 @@ func entryKey(p *domain.Plan, t *domain.Trigger) string {
 		return "schedule:" + t.At.Format(time.RFC3339)
 	}
 	return "event:" + t.EventID
+}
+
+// withRenewal is v with the customer's renewal date when p's conditions
+// test it and the trigger did not carry one (a scheduled audience, an
+// order): the message can then say the date it is about.
+func withRenewal(p *domain.Plan, c *domain.Customer, v store.Vars) store.Vars {
+	if p.Renewal && v.RenewalDate == "" && c.RenewalDate != nil {
+		v.RenewalDate = c.RenewalDate.Format(time.DateOnly)
+	}
+	return v
 }
 
 // entering is one campaign's entrants in a batch.

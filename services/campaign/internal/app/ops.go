@@ -265,7 +265,7 @@ func (e *Engine) runAudience(ctx context.Context, r store.Ref) error {
 		var es []store.Entrant
 		for _, c := range custs {
 			if p.plan.Matches(c, nil, env) {
-				es = append(es, store.Entrant{CustomerID: c.ID, Key: entryKey(p.plan, trig), Anchor: env.Now, TimeZone: c.TimeZone})
+				es = append(es, store.Entrant{CustomerID: c.ID, Key: entryKey(p.plan, trig), Anchor: env.Now, Vars: withRenewal(p.plan, c, store.Vars{}), TimeZone: c.TimeZone})
 			}
 		}
 		if len(es) == 0 {

@@ -24,8 +24,10 @@ import (
 type running struct {
 	enr  *store.Enrollment
 	plan *domain.Plan
-	// tz is the customer's time zone name ("": UTC).
-	tz string
+	// tz is the customer's time zone name ("": UTC), loc the zone itself
+	// (set by runSteps).
+	tz  string
+	loc *time.Location
 	// effects are the send and coupon steps Advance ran, in order.
 	effects []*domain.PlanStep
 	// issue is the coupon step among effects that issues the enrollment's
@@ -77,6 +79,7 @@ func (e *Engine) runSteps(ctx context.Context, tx pgx.Tx, rs []running, fresh bo
 				tz = loc
 			}
 		}
+		r.loc = tz
 		cur := domain.Cursor{Step: en.Step, Armed: en.Armed}
 		if en.Due != nil {
 			cur.Due = *en.Due
@@ -265,10 +268,17 @@ func (e *Engine) request(r running, s *domain.PlanStep, coupon *store.Coupon, no
 		vars["order_total"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Money{Money: &eventsv1.Money{AmountMinor: v.OrderTotal, Currency: v.Currency}}}
 	}
 	if v.NPS != nil {
-		vars["nps_score"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Integer{Integer: int64(*v.NPS)}}
+		// "score", as the notifier's default templates read it: they are
+		// stored per shop on first use and never replaced.
+		vars["score"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Integer{Integer: int64(*v.NPS)}}
 	}
-	if v.RenewalDate != "" {
-		vars["renewal_date"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Text{Text: v.RenewalDate}}
+	if d, err := time.ParseInLocation(time.DateOnly, v.RenewalDate, r.loc); err == nil {
+		// A time, as templates declare it, at noon of the day in the
+		// customer's zone: {{date}} writes it in the zone the notifier
+		// knows for the customer, which shows the same day for any zone
+		// within 11 hours of this one (midnight UTC would be the day
+		// before everywhere west of Greenwich).
+		vars["renewal_date"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Time{Time: timestamppb.New(d.Add(12 * time.Hour))}}
 	}
 	if coupon != nil {
 		cp := &notifierv1.Coupon{Code: coupon.Code, ExpiresAt: timestamppb.New(coupon.ExpiresAt)}

@@ -56,7 +56,11 @@ func TestCompileRejectsBadCampaignsNamingTheField(t *testing.T) {
 		{"nps without survey", `{id: t, name: T, trigger: {event: order.placed}, conditions: [{nps_score: {max: 6}}], steps: [{id: a, exit: {}}]}`, "conditions[0].nps_score", "survey.answered"},
 		{"nps out of range", `{id: t, name: T, trigger: {event: survey.answered}, conditions: [{nps_score: {max: 11}}], steps: [{id: a, exit: {}}]}`, "conditions[0].nps_score.max", "outside 0-10"},
 		{"schedule without conditions", `{id: t, name: T, trigger: {schedule: {every: 1d}}, steps: [{id: a, exit: {}}]}`, "conditions", "at least one"},
-		{"bad entry key", `{id: t, name: T, trigger: {event: order.placed}, entry: {once_per_key: color}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", "unknown key"},
+		{"bad entry key", `{id: t, name: T, trigger: {event: order.placed}, entry: {once_per_key: color}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", `trigger.event order.placed has no key "color": want one of order_id, event_id`},
+		{"entry key of another event", `{id: t, name: T, trigger: {event: order.placed}, entry: {once_per_key: ticket_id}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", `trigger.event order.placed has no key "ticket_id": want one of order_id, event_id`},
+		{"entry key of a survey on a ticket", `{id: t, name: T, trigger: {event: ticket.resolved}, entry: {once_per_key: survey_id}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", `want one of ticket_id, event_id`},
+		{"entry key of a profile", `{id: t, name: T, trigger: {event: customer.updated}, entry: {once_per_key: order_id}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", `want one of event_id`},
+		{"entry key of a churn band", `{id: t, name: T, trigger: {churn_band: RISK_BAND_HIGH}, entry: {once_per_key: order_id}, steps: [{id: a, exit: {}}]}`, "entry.once_per_key", `trigger.churn_band has no key "order_id": want one of event_id`},
 		{"condition currency lower case", `{id: t, name: T, trigger: {event: order.placed}, conditions: [{order_total_at_least: {amount_minor: 5000, currency: eur}}], steps: [{id: a, exit: {}}]}`, "conditions[0].order_total_at_least.currency", `"eur" must be upper case: "EUR"`},
 		{"condition currency unknown", `{id: t, name: T, trigger: {event: order.placed}, conditions: [{order_total_at_least: {amount_minor: 5000, currency: XYZ}}], steps: [{id: a, exit: {}}]}`, "conditions[0].order_total_at_least.currency", "not an ISO 4217 currency code"},
 		{"coupon currency unknown", `{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, issue_coupon: {amount_off: {amount_minor: 500, currency: XYZ}}}]}`, "steps[0].issue_coupon.amount_off.currency", "not an ISO 4217 currency code"},
@@ -81,6 +85,55 @@ func TestCompileRejectsBadCampaignsNamingTheField(t *testing.T) {
 			}
 			t.Fatalf("violations %+v lack %s: ...%s...", inv.Violations, tt.field, tt.words)
 		})
+	}
+}
+
+// TestCompileReportsTheCycleWithOtherViolations: every violation at
+// once, the step cycle too.
+func TestCompileReportsTheCycleWithOtherViolations(t *testing.T) {
+	_, err := Compile(mustDecode(t, `{id: t, name: T, holdout_percent: 95, trigger: {event: order.placed}, entry: {once_per_key: ticket_id},
+steps: [{id: a, wait: {duration: 1d}, next: b}, {id: b, wait: {duration: 1d}, next: a}]}`))
+	inv, ok := err.(*InvalidError)
+	if !ok {
+		t.Fatalf("Compile = %v, want an InvalidError", err)
+	}
+	var got []string
+	for _, v := range inv.Violations {
+		got = append(got, v.Field+": "+v.Description)
+	}
+	want := []string{
+		"holdout_percent: 95 is outside 0-90",
+		`entry.once_per_key: trigger.event order.placed has no key "ticket_id": want one of order_id, event_id`,
+		"steps: step cycle a -> b -> a: steps must not loop",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("violations\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestCompileStoredKeepsWhatWasAccepted: a version stored before a rule
+// was added still runs as saved (its batches would otherwise fail for
+// good); a new definition is held to the rule.
+func TestCompileStoredKeepsWhatWasAccepted(t *testing.T) {
+	for _, file := range []string{
+		`{id: t, name: T, trigger: {event: order.placed}, entry: {once_per_key: ticket_id}, steps: [{id: a, exit: {}}]}`,
+		`{id: t, name: T, trigger: {event: order.placed}, steps: [{id: a, branch: {timeout: 1d, if_goal: b, otherwise: b}}, {id: b, exit: {}}]}`,
+	} {
+		c := mustDecode(t, file)
+		if _, err := Compile(c); err == nil {
+			t.Fatalf("Compile accepted %s", file)
+		}
+		p, err := CompileStored(c)
+		if err != nil {
+			t.Fatalf("CompileStored(%s): %v", file, err)
+		}
+		if c.GetEntry().GetOncePerKey() != "" && p.EntryKey != "ticket_id" {
+			t.Fatalf("entry key %q", p.EntryKey)
+		}
+	}
+	// What no release accepted stays refused.
+	if _, err := CompileStored(mustDecode(t, `{id: t, name: T, holdout_percent: 95, trigger: {event: order.placed}, steps: [{id: a, exit: {}}]}`)); err == nil {
+		t.Fatal("CompileStored accepted a holdout of 95%")
 	}
 }
 

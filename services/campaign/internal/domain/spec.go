@@ -42,8 +42,27 @@ const (
 	DefaultCouponValid = 30 * 24 * time.Hour
 )
 
-// Entry keys of once_per_key.
-var entryKeys = []string{"order_id", "ticket_id", "survey_id", "event_id"}
+// entryKeys are the keys of once_per_key each trigger event carries
+// (Trigger.Key); every trigger has an event id, a churn band change too.
+var entryKeys = map[string][]string{
+	EventOrderPlaced:    {"order_id", "event_id"},
+	EventTicketResolved: {"ticket_id", "event_id"},
+	EventSurveyAnswered: {"survey_id", "event_id"},
+}
+
+// entryKeysOf returns the once_per_key keys trigger tr's event carries
+// (none for a schedule, which has no event).
+func entryKeysOf(tr *campaignv1.Trigger) []string {
+	switch k := tr.GetKind().(type) {
+	case *campaignv1.Trigger_Schedule:
+		return nil
+	case *campaignv1.Trigger_Event:
+		if keys, ok := entryKeys[k.Event]; ok {
+			return keys
+		}
+	}
+	return []string{"event_id"}
+}
 
 var (
 	idRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -167,11 +186,23 @@ type Plan struct {
 	// EntryKey is the event field of once_per_key.
 	EntryKey string
 	Schedule time.Duration
+	// Renewal: a condition tests the customer's renewal date, which the
+	// sends then carry as renewal_date.
+	Renewal bool
 }
 
-// Compile validates c and compiles it. It reports every violation at once,
-// each naming its field.
-func Compile(c *campaignv1.Campaign) (*Plan, error) {
+// Compile validates a new definition c and compiles it. It reports every
+// violation at once, each naming its field.
+func Compile(c *campaignv1.Campaign) (*Plan, error) { return compile(c, false) }
+
+// CompileStored compiles a version stored earlier. The rules a later
+// release added (a branch whose goal ends the enrollment, a once_per_key
+// the trigger's event does not carry) are not applied: the version was
+// accepted and runs as it was saved, rather than stopping every batch
+// that loads it.
+func CompileStored(c *campaignv1.Campaign) (*Plan, error) { return compile(c, true) }
+
+func compile(c *campaignv1.Campaign, stored bool) (*Plan, error) {
 	var vs []Violation
 	bad := func(field, format string, args ...any) {
 		vs = append(vs, Violation{Field: field, Description: fmt.Sprintf(format, args...)})
@@ -265,6 +296,7 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 				bad(f+".days_since_last_order_at_least", "%d is outside 1-3650", d)
 			}
 		case *campaignv1.Condition_RenewalWithinDays:
+			p.Renewal = true
 			if d := k.RenewalWithinDays; d < 0 || d > 366 {
 				bad(f+".renewal_within_days", "%d is outside 0-366", d)
 			}
@@ -303,10 +335,18 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 	case *campaignv1.EntryPolicy_OncePer:
 		p.EntryEvery = dur("entry.once_per", k.OncePer, 0, time.Hour)
 	case *campaignv1.EntryPolicy_OncePerKey:
-		if !slices.Contains(entryKeys, k.OncePerKey) {
-			bad("entry.once_per_key", "unknown key %q: want one of %s", k.OncePerKey, strings.Join(entryKeys, ", "))
-		} else if _, sched := tr.GetKind().(*campaignv1.Trigger_Schedule); sched {
+		// A key the event does not carry would fall back to the event id
+		// (Trigger.Key): once per event, not what the file says.
+		keys := entryKeysOf(tr)
+		_, event := tr.GetKind().(*campaignv1.Trigger_Event)
+		switch {
+		case keys == nil:
 			bad("entry.once_per_key", "needs an event trigger (a schedule has no event to key by)")
+		case stored || slices.Contains(keys, k.OncePerKey):
+		case tr.GetKind() == nil || event && !slices.Contains(TriggerEvents, tr.GetEvent()):
+			// The trigger's own violation says what is wrong.
+		default:
+			bad("entry.once_per_key", "%s has no key %q: want one of %s", triggerName(tr), k.OncePerKey, strings.Join(keys, ", "))
 		}
 		p.EntryKey = k.OncePerKey
 	}
@@ -414,7 +454,7 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 			} else {
 				ps.Wait = dur(f+".branch.timeout", a.Branch.GetTimeout(), 0, time.Minute)
 			}
-			if !c.GetGoal().GetContinueAfterGoal() {
+			if !c.GetGoal().GetContinueAfterGoal() && !stored {
 				// Reaching the goal ends the enrollment before a branch
 				// could see it: the branch would only ever wait.
 				bad(f+".branch", "its if_goal is never taken: reaching the goal ends the enrollment first (set goal.continue_after_goal: true, or use a wait)")
@@ -427,15 +467,23 @@ func Compile(c *campaignv1.Campaign) (*Plan, error) {
 		}
 		p.Steps[i] = ps
 	}
-	if len(vs) == 0 {
-		if cyc := findCycle(p.Steps); cyc != "" {
-			bad("steps", "step cycle %s: steps must not loop", cyc)
-		}
+	// Every jump is a step's index or -1, even in a definition with other
+	// violations, so a cycle is reported with them.
+	if cyc := findCycle(p.Steps); cyc != "" {
+		bad("steps", "step cycle %s: steps must not loop", cyc)
 	}
 	if len(vs) > 0 {
 		return nil, &InvalidError{Violations: vs}
 	}
 	return p, nil
+}
+
+// triggerName names an event or churn band trigger in a violation.
+func triggerName(tr *campaignv1.Trigger) string {
+	if _, ok := tr.GetKind().(*campaignv1.Trigger_Event); ok {
+		return "trigger.event " + tr.GetEvent()
+	}
+	return "trigger.churn_band"
 }
 
 func checkRange(bad func(string, string, ...any), field string, lo, hi *int32, min, max int32) {
