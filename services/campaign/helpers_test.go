@@ -265,8 +265,13 @@ func couponOrderEv(id, customer string, at time.Time, minor int64, code string) 
 }
 
 func npsEv(id, customer string, at time.Time, score int32) *eventsv1.Event {
+	return npsComment(id, customer, at, score, "")
+}
+
+// npsComment is npsEv with the answer's comment.
+func npsComment(id, customer string, at time.Time, score int32, comment string) *eventsv1.Event {
 	return &eventsv1.Event{Id: id, Type: "survey.answered", OccurredAt: ts(at), Payload: &eventsv1.Event_SurveyAnswered{SurveyAnswered: &eventsv1.SurveyAnswered{
-		CustomerId: customer, SurveyId: "nps", Kind: eventsv1.SurveyKind_SURVEY_KIND_NPS, Score: score}}}
+		CustomerId: customer, SurveyId: "nps", Kind: eventsv1.SurveyKind_SURVEY_KIND_NPS, Score: score, Comment: comment}}}
 }
 
 func profileEv(id, customer string, at time.Time, tz string, traits map[string]string) *eventsv1.Event {

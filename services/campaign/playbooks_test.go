@@ -214,13 +214,14 @@ func TestPlaybooksEndToEnd(t *testing.T) {
 		c := treatedCustomer(tenant, "detractor-recovery", "c")
 		happy := treatedCustomer(tenant, "detractor-recovery", "happy")
 		now := s.clock.Now()
-		s.publish(t, tenant, npsEv("s1", c, now.Add(-time.Minute), 3), npsEv("s2", happy, now.Add(-time.Minute), 9))
+		s.publish(t, tenant, npsComment("s1", c, now.Add(-time.Minute), 3, "late twice"), npsEv("s2", happy, now.Add(-time.Minute), 9))
 		s.caughtUp(t)
 		got := sentTo(s.notifications(t, tenant), c)
 		checkRequest(t, got["detractor_apology"], tenant, "detractor-recovery", notifierv1.Channel_CHANNEL_EMAIL)
 		hook := got["detractor_support_alert"]
 		checkRequest(t, hook, tenant, "detractor-recovery", notifierv1.Channel_CHANNEL_WEBHOOK)
 		if hook.GetCategory() != notifierv1.Category_CATEGORY_TRANSACTIONAL || hook.GetVariables()["score"].GetInteger() != 3 ||
+			hook.GetVariables()["reason"].GetText() != "late twice" ||
 			hook.GetPriority() != notifierv1.Priority_PRIORITY_NORMAL || hook.GetRank() != pb.GetPriority() {
 			t.Fatalf("webhook %v", hook.NotificationRequested)
 		}

@@ -131,6 +131,7 @@ func (f *factsBatch) addEvent(tenant string, ev *eventsv1.Event, typ, msgID stri
 			score := s.GetScore()
 			trig.NPS, vars.NPS = &score, &score
 		}
+		vars.Comment = s.GetComment()
 	case domain.EventTicketResolved:
 		r := ev.GetTicketResolved()
 		if r == nil || r.GetCustomerId() == "" {

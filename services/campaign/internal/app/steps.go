@@ -272,6 +272,11 @@ func (e *Engine) request(r running, s *domain.PlanStep, coupon *store.Coupon, no
 		// stored per shop on first use and never replaced.
 		vars["score"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Integer{Integer: int64(*v.NPS)}}
 	}
+	if v.Comment != "" {
+		// The answer's own words, what the support team's alert
+		// (detractor_support_alert) gives as the reason.
+		vars["reason"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Text{Text: v.Comment}}
+	}
 	if d, err := time.ParseInLocation(time.DateOnly, v.RenewalDate, r.loc); err == nil {
 		// A time, as templates declare it, at noon of the day in the
 		// customer's zone: {{date}} writes it in the zone the notifier

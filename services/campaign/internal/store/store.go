@@ -603,10 +603,12 @@ func UpsertDeliveries(ctx context.Context, tx pgx.Tx, ds []Delivery) error {
 
 // Vars are the template values an enrollment's trigger provides.
 type Vars struct {
-	OrderID     string `json:"order_id,omitempty"`
-	OrderTotal  int64  `json:"order_total,omitempty"`
-	Currency    string `json:"currency,omitempty"`
-	NPS         *int32 `json:"nps_score,omitempty"`
+	OrderID    string `json:"order_id,omitempty"`
+	OrderTotal int64  `json:"order_total,omitempty"`
+	Currency   string `json:"currency,omitempty"`
+	NPS        *int32 `json:"nps_score,omitempty"`
+	// Comment is a survey answer's free text, for a detractor alert.
+	Comment     string `json:"comment,omitempty"`
 	RenewalDate string `json:"renewal_date,omitempty"`
 }
 

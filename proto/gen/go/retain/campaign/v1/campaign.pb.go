@@ -990,7 +990,7 @@ type Send struct {
 	// Default MARKETING.
 	Category v13.Category `protobuf:"varint,3,opt,name=category,proto3,enum=retain.notifier.v1.Category" json:"category,omitempty"`
 	// Text values the template may use besides the automatic ones
-	// (order_id, order_total, nps_score, renewal_date, coupon, campaign).
+	// (order_id, order_total, score, reason, renewal_date, coupon, campaign).
 	Variables map[string]string `protobuf:"bytes,4,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// How long the notifier may defer the message (default 72h).
 	ExpiresAfter  string `protobuf:"bytes,5,opt,name=expires_after,json=expiresAfter,proto3" json:"expires_after,omitempty"`
