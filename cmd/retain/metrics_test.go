@@ -687,7 +687,8 @@ func TestCohortMarksFollowTheShownFigure(t *testing.T) {
 
 // TestMetricsRangeThroughDevStack: a period or cohort range that ends
 // before it starts is a usage error naming the flags (exit 2), found before
-// the metrics service is asked; a range in order is answered.
+// the metrics service is asked; a range in order is answered. (What
+// depends on the clock is the service's: TestMetricsThroughDevStack.)
 func TestMetricsRangeThroughDevStack(t *testing.T) {
 	ctx, _, state, _ := startDevStack(t)
 	cli := func(args ...string) (string, error) {
@@ -702,9 +703,7 @@ func TestMetricsRangeThroughDevStack(t *testing.T) {
 		{[]string{"sales", "--from", "2026", "--to", "2025"}, "--from 2026 is not before --to 2025: the period [2026-01-01, 2025-01-01) is empty"},
 		{[]string{"retention", "--from", "2011-06-01", "--to", "2011-06-01"}, "--from 2011-06-01 is not before --to 2011-06-01"},
 		{[]string{"nps", "--from", "2011-06-02T10:00:00Z", "--to", "2011-06-02T09:00:00Z"}, "[2011-06-02T10:00:00Z, 2011-06-02T09:00:00Z) is empty"},
-		{[]string{"top", "--from", "2999-01-01"}, "--from 2999-01-01 is in the future, and without --to the period runs to now"},
 		{[]string{"cohorts", "--from", "2011-06", "--to", "2011-01"}, "--from 2011-06 is after --to 2011-01: the first cohort month (2011-06) comes after the last (2011-01)"},
-		{[]string{"cohorts", "--from", "2999-03"}, "--from 2999-03 is after this month"},
 	} {
 		got, err := cli(tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.says) || exitCode(err) != 2 {
