@@ -20,6 +20,7 @@ import (
 
 	"github.com/retainhq/retain/cmd/retain/internal/importer"
 	"github.com/retainhq/retain/platform/auth"
+	"github.com/retainhq/retain/platform/server"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/notifier/templatefile"
@@ -31,7 +32,8 @@ Commands:
   list                      the latest version of every template (--channel email|sms|webhook)
   show KEY                  a template in its file form (--channel, --version N)
   apply -f FILE             create the templates in FILE (YAML, one per document), or store
-                            their next version
+                            their next version; the notifier checks them all first, and
+                            none is saved if it refuses any
   preview KEY --customer C  render it as that customer would get it: their name, locale and
                             time zone (--locale fa-IR, --time-zone, --var name=value override);
                             without --customer, for a sample customer: first name Sample,
@@ -194,13 +196,23 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	defer done()
+	// The notifier saves one template a call, so the file is checked whole
+	// first: one refused template and none is saved.
+	src := *file
+	if src == "-" {
+		src = "stdin"
+	}
+	if err := checkTemplates(ctx, c, ts, src); err != nil {
+		return err
+	}
 	saved := &notifierv1.ListTemplatesResponse{}
 	var lines []string
 	// A template that exists gets its next version (none if it is the
-	// same); a new one is created. Each is saved on its own, in file order:
-	// the first refused one stops the rest, and what was saved before it is
-	// reported.
-	for _, t := range ts {
+	// same); a new one is created. Each is saved on its own, in file order.
+	// The check above makes a refusal here rare (a template created or
+	// changed meanwhile): it stops the rest, and what was saved before it
+	// is reported.
+	for i, t := range ts {
 		verb := "updated"
 		up, err := c.UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: t})
 		out := up.GetTemplate()
@@ -217,7 +229,10 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 			for _, l := range lines {
 				fmt.Fprintln(env.stdout, l)
 			}
-			return fmt.Errorf("template %s (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), notifierAPI.fail(err))
+			return fmt.Errorf("template %s (%s): %w\n%s passed the check before saving, but the save was refused: "+
+				"the %d templates before this one were saved (listed above), this one and the %d after it were not; "+
+				"apply the file again to save them (the saved ones answer unchanged)",
+				t.GetKey(), templatefile.ChannelName(t.GetChannel()), notifierAPI.fail(err), src, i, len(ts)-i-1)
 		}
 		saved.Templates = append(saved.Templates, out)
 		lines = append(lines, fmt.Sprintf("template %s (%s) %s: version %d", out.GetKey(), templatefile.ChannelName(out.GetChannel()), verb, out.GetVersion()))
@@ -227,6 +242,37 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	for _, l := range lines {
 		fmt.Fprintln(env.stdout, l)
+	}
+	return nil
+}
+
+// checkTemplates asks the notifier to check every template of a file as
+// saving it would (validate_only), and reports every one it refuses with
+// the fields at fault. An error that is not about a template (the token,
+// the service) stops the check at once.
+func checkTemplates(ctx context.Context, c notifierv1.NotifierServiceClient, ts []*notifierv1.Template, file string) error {
+	var refused []string
+	for _, t := range ts {
+		_, err := c.UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: t, ValidateOnly: true})
+		if status.Code(err) == codes.NotFound {
+			_, err = c.CreateTemplate(ctx, &notifierv1.CreateTemplateRequest{Template: t, ValidateOnly: true})
+		}
+		name := fmt.Sprintf("template %s (%s)", t.GetKey(), templatefile.ChannelName(t.GetChannel()))
+		switch status.Code(err) {
+		case codes.OK:
+			continue
+		case codes.InvalidArgument, codes.AlreadyExists:
+			// A notifier of an earlier release, without validate_only, says
+			// so as INVALID_ARGUMENT too: that is not this template's fault.
+			if !server.UnknownRequestFields(err) {
+				refused = append(refused, fmt.Sprintf("%s: %v", name, notifierAPI.fail(err)))
+				continue
+			}
+		}
+		return fmt.Errorf("%s: %w; no template of %s saved", name, notifierAPI.fail(err), file)
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("the notifier refused %d of the %d templates of %s; none saved:\n  %s", len(refused), len(ts), file, strings.Join(refused, "\n  "))
 	}
 	return nil
 }

@@ -82,6 +82,9 @@ func (c *cannedNotifier) UpdateTemplate(_ context.Context, r *notifierv1.UpdateT
 		return nil, status.Error(codes.NotFound, "not found")
 	}
 	t := proto.Clone(r.GetTemplate()).(*notifierv1.Template)
+	if r.GetValidateOnly() {
+		return &notifierv1.UpdateTemplateResponse{Template: t}, nil
+	}
 	t.Version = 4
 	return &notifierv1.UpdateTemplateResponse{Template: t}, nil
 }
@@ -92,6 +95,9 @@ func (c *cannedNotifier) CreateTemplate(_ context.Context, r *notifierv1.CreateT
 		return nil, status.Error(codes.InvalidArgument, "invalid request: template.variants: a default variant (locale \"\") is required")
 	}
 	t := proto.Clone(r.GetTemplate()).(*notifierv1.Template)
+	if r.GetValidateOnly() {
+		return &notifierv1.CreateTemplateResponse{Template: t}, nil
+	}
 	t.Version = 1
 	return &notifierv1.CreateTemplateResponse{Template: t}, nil
 }
@@ -228,15 +234,28 @@ func TestNotifierCommands(t *testing.T) {
 		if req := svc.last().(*notifierv1.CreateTemplateRequest); req.GetTemplate().GetChannel() != notifierv1.Channel_CHANNEL_SMS || req.GetTemplate().GetVariants()[0].GetBody() != "Hello" {
 			t.Errorf("create %v", req)
 		}
-		// A refused template names the template and the field; the ones
-		// saved before it are still reported.
+		// A refused template names the template and the field, and none
+		// of the file is saved.
 		os.WriteFile(file, []byte("key: winback_90\nchannel: email\nvariants:\n  - locale: \"\"\n    text: Hi\n---\nkey: bad\nchannel: email\nvariants:\n  - locale: fa\n    text: x\n"), 0o644)
 		env, out2, _ := testEnv(vars)
+		svc.mu.Lock()
+		before := len(svc.reqs)
+		svc.mu.Unlock()
 		err := run(ctx, env, []string{"templates", "apply", "-f", file})
-		if err == nil || !strings.Contains(err.Error(), "template bad (email): invalid argument: invalid request: template.variants") {
+		if err == nil || !strings.Contains(err.Error(), "template bad (email): invalid argument: invalid request: template.variants") || !strings.Contains(err.Error(), "none saved") {
 			t.Fatalf("err %v", err)
 		}
-		wantAll(t, out2.String(), "template winback_90 (email) updated: version 4")
+		if out2.String() != "" {
+			t.Errorf("output of a refused file:\n%s", out2)
+		}
+		svc.mu.Lock()
+		reqs := svc.reqs[before:]
+		svc.mu.Unlock()
+		for _, r := range reqs {
+			if v, ok := r.(interface{ GetValidateOnly() bool }); !ok || !v.GetValidateOnly() {
+				t.Errorf("a refused file was saved: %v", r)
+			}
+		}
 		env, _, _ = testEnv(vars)
 		os.WriteFile(file, []byte("key: x\nchanel: email\n"), 0o644)
 		if err := run(ctx, env, []string{"templates", "apply", "-f", file}); err == nil || !strings.Contains(err.Error(), "chanel") {
@@ -527,5 +546,72 @@ variants:
 	must("preferences", "set", "c-fa", "--email-marketing=true")
 	if s := must("preferences", "get", "c-fa"); !regexp.MustCompile(`email\s+marketing\s+yes\s+api`).MatchString(s) {
 		t.Errorf("preferences after set:\n%s", s)
+	}
+}
+
+// TestTemplatesApplyWholeThroughDevStack: `retain templates apply` has the
+// notifier check every template of the file before it saves any. A file
+// with refused templates saves none, new or updated, and the error names
+// each refused template with its fields; once fixed, all are saved.
+func TestTemplatesApplyWholeThroughDevStack(t *testing.T) {
+	ctx, _, state, _ := startDevStack(t)
+	cli := func(args ...string) (string, error) {
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := run(ctx, env, args)
+		return out.String() + errOut.String(), err
+	}
+	file := filepath.Join(t.TempDir(), "templates.yaml")
+	apply := func(docs ...string) (string, error) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(strings.Join(docs, "---\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return cli("templates", "apply", "-f", file)
+	}
+	const (
+		first     = "key: first_ok\nchannel: email\nvariants:\n  - locale: \"\"\n    subject: Hi\n    text: Hello\n"
+		firstEdit = "key: first_ok\nchannel: email\nvariants:\n  - locale: \"\"\n    subject: Hi again\n    text: Hello\n"
+		// No default variant.
+		noDefault = "key: no_default\nchannel: sms\nvariants:\n  - locale: fa\n    body: سلام\n"
+		// A variable the template does not declare.
+		undeclared = "key: undeclared\nchannel: email\nvariants:\n  - locale: \"\"\n    subject: Hi\n    text: \"{{.coupon}}\"\n"
+		declared   = "key: undeclared\nchannel: email\nvariables:\n  - {name: coupon, type: coupon}\nvariants:\n  - locale: \"\"\n    subject: Hi\n    text: \"{{.coupon}}\"\n"
+		fixed      = "key: no_default\nchannel: sms\nvariants:\n  - locale: \"\"\n    body: Hello\n"
+	)
+
+	got, err := apply(first, noDefault, undeclared)
+	if err == nil {
+		t.Fatalf("a file with two bad templates was applied:\n%s", got)
+	}
+	for _, want := range []string{"the notifier refused 2 of the 3 templates of " + file + "; none saved",
+		"template no_default (sms): invalid argument: invalid request: template.variants: the default variant", "template undeclared (email): invalid argument: invalid request: template.variants[0].text: refers to {{.coupon}}"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "first_ok") || got != "" {
+		t.Errorf("the good template is reported:\n%v\n%s", err, got)
+	}
+	if got, err := cli("templates", "show", "first_ok"); err == nil {
+		t.Fatalf("the good template of a refused file was saved:\n%s", got)
+	}
+
+	// Once fixed, every template is saved.
+	got, err = apply(first, fixed, declared)
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, got)
+	}
+	for _, want := range []string{"template first_ok (email) created: version 1", "template no_default (sms) created: version 1", "template undeclared (email) created: version 1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("apply output lacks %q:\n%s", want, got)
+		}
+	}
+
+	// An update refused with a bad new template: the update is not saved.
+	if got, err := apply(firstEdit, undeclared); err == nil || !strings.Contains(err.Error(), "refused 1 of the 2") {
+		t.Fatalf("an update with a bad template: %v\n%s", err, got)
+	}
+	if got, err := cli("templates", "show", "first_ok"); err != nil || !strings.Contains(got, "version 1") || strings.Contains(got, "Hi again") {
+		t.Fatalf("the update of a refused file was saved: %v\n%s", err, got)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/retainhq/retain/services/notifier/internal/app"
 	"github.com/retainhq/retain/services/notifier/internal/render"
 	"github.com/retainhq/retain/services/notifier/internal/store"
+	"github.com/retainhq/retain/services/notifier/templatefile"
 )
 
 // MethodScopes: reading needs read; templates, preferences and sends are
@@ -132,10 +133,18 @@ func errStatus(err error) error {
 	return server.Failure(err)
 }
 
-func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create bool) (*notifierv1.Template, bool, error) {
+// saveTemplate stores t, or with validateOnly checks it as storing it
+// would and answers it as given (changed: unknown, so reported true).
+func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create, validateOnly bool) (*notifierv1.Template, bool, error) {
 	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, false, err
+	}
+	if validateOnly {
+		if err := g.checkTemplate(ctx, tenant, t, create); err != nil {
+			return nil, false, err
+		}
+		return t, true, nil
 	}
 	out, changed, err := g.e.SaveTemplate(ctx, tenant, t, create)
 	if err != nil {
@@ -144,9 +153,28 @@ func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create 
 	return out, changed, nil
 }
 
+// checkTemplate refuses what SaveTemplate would: a template that does not
+// compile (every violation, naming its field), then a create of a template
+// that exists or an update of one that does not. It stores nothing, so a
+// client can check every template of a file before saving any; a save
+// made between the check and the client's own can still refuse it.
+func (g *GRPC) checkTemplate(ctx context.Context, tenant string, t *notifierv1.Template, create bool) error {
+	if _, vs := render.Compile(t); vs != nil {
+		return errStatus(&app.InvalidError{Violations: vs})
+	}
+	_, err := g.e.GetTemplate(ctx, tenant, t.GetKey(), t.GetChannel(), 0)
+	switch {
+	case create && err == nil:
+		return errStatus(fmt.Errorf("template %q (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), store.ErrExists))
+	case create && errors.Is(err, store.ErrNotFound), err == nil:
+		return nil
+	}
+	return errStatus(err)
+}
+
 // CreateTemplate stores version 1 of a template.
 func (g *GRPC) CreateTemplate(ctx context.Context, req *notifierv1.CreateTemplateRequest) (*notifierv1.CreateTemplateResponse, error) {
-	t, _, err := g.saveTemplate(ctx, req.GetTemplate(), true)
+	t, _, err := g.saveTemplate(ctx, req.GetTemplate(), true, req.GetValidateOnly())
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +184,7 @@ func (g *GRPC) CreateTemplate(ctx context.Context, req *notifierv1.CreateTemplat
 // UpdateTemplate stores the next version, or nothing when the template
 // equals its latest version.
 func (g *GRPC) UpdateTemplate(ctx context.Context, req *notifierv1.UpdateTemplateRequest) (*notifierv1.UpdateTemplateResponse, error) {
-	t, changed, err := g.saveTemplate(ctx, req.GetTemplate(), false)
+	t, changed, err := g.saveTemplate(ctx, req.GetTemplate(), false, req.GetValidateOnly())
 	if err != nil {
 		return nil, err
 	}

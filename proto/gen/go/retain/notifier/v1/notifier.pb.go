@@ -268,8 +268,13 @@ func (x *Template) GetDescription() string {
 }
 
 type CreateTemplateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Template      *Template              `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Template *Template              `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
+	// Check the template as this call would (it compiles and renders with
+	// sample values; no template with its key and channel exists) and store
+	// nothing: the answer is the template as given, without version or
+	// created_at. A client saving several templates checks them all first.
+	ValidateOnly  bool `protobuf:"varint,2,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -309,6 +314,13 @@ func (x *CreateTemplateRequest) GetTemplate() *Template {
 		return x.Template
 	}
 	return nil
+}
+
+func (x *CreateTemplateRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
 }
 
 type CreateTemplateResponse struct {
@@ -356,8 +368,13 @@ func (x *CreateTemplateResponse) GetTemplate() *Template {
 }
 
 type UpdateTemplateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Template      *Template              `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Template *Template              `protobuf:"bytes,1,opt,name=template,proto3" json:"template,omitempty"`
+	// Check the template as this call would (it compiles and renders with
+	// sample values; the template exists, else NOT_FOUND) and store nothing:
+	// the answer is the template as given, without version or created_at,
+	// and unchanged is not reported.
+	ValidateOnly  bool `protobuf:"varint,2,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -397,6 +414,13 @@ func (x *UpdateTemplateRequest) GetTemplate() *Template {
 		return x.Template
 	}
 	return nil
+}
+
+func (x *UpdateTemplateRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
 }
 
 type UpdateTemplateResponse struct {
@@ -2331,13 +2355,15 @@ const file_retain_notifier_v1_notifier_proto_rawDesc = "" +
 	"\bvariants\x18\x05 \x03(\v2#.retain.notifier.v1.TemplateVariantR\bvariants\x129\n" +
 	"\n" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12 \n" +
-	"\vdescription\x18\a \x01(\tR\vdescription\"Q\n" +
+	"\vdescription\x18\a \x01(\tR\vdescription\"v\n" +
 	"\x15CreateTemplateRequest\x128\n" +
-	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"R\n" +
+	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\x12#\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"R\n" +
 	"\x16CreateTemplateResponse\x128\n" +
-	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"Q\n" +
+	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"v\n" +
 	"\x15UpdateTemplateRequest\x128\n" +
-	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\"p\n" +
+	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\x12#\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"p\n" +
 	"\x16UpdateTemplateResponse\x128\n" +
 	"\btemplate\x18\x01 \x01(\v2\x1c.retain.notifier.v1.TemplateR\btemplate\x12\x1c\n" +
 	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"w\n" +
