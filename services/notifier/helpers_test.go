@@ -271,13 +271,25 @@ type customer struct {
 
 func (s *stack) customers(t testing.TB, tenant string, cs ...customer) {
 	t.Helper()
-	var msgs []bus.Message
+	var evs []*eventsv1.Event
 	for _, c := range cs {
-		ev := &eventsv1.Event{Id: "cu-" + c.id, TenantId: tenant, Type: "customer.updated", OccurredAt: timestamppb.New(s.clock.Now().Add(-time.Hour)),
+		evs = append(evs, &eventsv1.Event{Id: "cu-" + c.id, TenantId: tenant, Type: "customer.updated", OccurredAt: timestamppb.New(s.clock.Now().Add(-time.Hour)),
 			Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{CustomerId: c.id, Email: c.email, Phone: c.phone,
-				FirstName: "Name-" + c.id, Locale: c.locale, TimeZone: c.tz, Consent: &eventsv1.Consent{EmailMarketing: c.emailConsent, SmsMarketing: c.smsConsent}}}}
+				FirstName: "Name-" + c.id, Locale: c.locale, TimeZone: c.tz, Consent: &eventsv1.Consent{EmailMarketing: c.emailConsent, SmsMarketing: c.smsConsent}}}})
+	}
+	s.customerEvents(t, "", evs...)
+}
+
+// customerEvents publishes customer.updated events, each with Nats-Msg-Id
+// <tenant>/<event id> (suffixed with msgSuffix: a re-publish after the
+// stream's dedupe window), and waits until they are applied.
+func (s *stack) customerEvents(t testing.TB, msgSuffix string, evs ...*eventsv1.Event) {
+	t.Helper()
+	var msgs []bus.Message
+	for _, ev := range evs {
 		data, _ := proto.Marshal(ev)
-		msgs = append(msgs, bus.Message{Subject: bus.EventSubject(tenant, "customer.updated"), ID: tenant + "/" + ev.Id, Type: "customer.updated", Data: data})
+		msgs = append(msgs, bus.Message{Subject: bus.EventSubject(ev.GetTenantId(), "customer.updated"), ID: ev.GetTenantId() + "/" + ev.GetId() + msgSuffix,
+			Type: "customer.updated", Data: data})
 	}
 	if _, err := s.pub.PublishDurable(context.Background(), msgs); err != nil {
 		t.Fatal(err)

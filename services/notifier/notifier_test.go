@@ -272,16 +272,34 @@ func TestNotifierDatabaseFailureIsNotReportedAsTheProviders(t *testing.T) {
 
 func TestOneClickUnsubscribeIsRecordedAndHonoured(t *testing.T) {
 	s := setup(t)
-	ctx := context.Background()
 	s.customers(t, "shop", customer{id: "c", email: "c@example.com", emailConsent: granted})
 	s.request(t, marketingEmail("shop", "u-1", "c", "winback"), "")
 	s.delivery(t, "shop", "u-1", "sent")
-	m := s.mail.to("c@example.com")[0]
+	s.oneClickUnsubscribe(t, "c@example.com")
+	if p := s.emailMarketing(t, "shop", "c"); p.GetSubscribed() || p.GetSource() != "one_click" {
+		t.Fatalf("preferences %v", p)
+	}
+	s.request(t, marketingEmail("shop", "u-2", "c", "winback"), "")
+	if d := s.delivery(t, "shop", "u-2", "suppressed"); d.GetReasonCode() != "unsubscribed" {
+		t.Errorf("after unsubscribing: %v", d)
+	}
+	bad, err := http.Post("http://"+s.httpAddr+"/v1/unsubscribe?t=forged.token", "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
+	if err != nil || bad.StatusCode != 400 {
+		t.Errorf("forged token: %v %v", bad, err)
+	}
+}
+
+// oneClickUnsubscribe follows the List-Unsubscribe link of the last email
+// to addr as a mail client's one-click unsubscribe does, after a link
+// scanner's GET.
+func (s *stack) oneClickUnsubscribe(t *testing.T, addr string) {
+	t.Helper()
+	ms := s.mail.to(addr)
+	m := ms[len(ms)-1]
 	if m.Header.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" {
 		t.Fatalf("headers %v", m.Header)
 	}
-	link := strings.Trim(m.Header.Get("List-Unsubscribe"), "<>")
-	u, err := url.Parse(link)
+	u, err := url.Parse(strings.Trim(m.Header.Get("List-Unsubscribe"), "<>"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,27 +312,23 @@ func TestOneClickUnsubscribeIsRecordedAndHonoured(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("POST %v %v", resp, err)
 	}
-	p, err := s.client().GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: "c"}, s.token(t, "shop", auth.ScopeRead))
+}
+
+// emailMarketing is the customer's email marketing preference as
+// GetPreferences (and `retain preferences get`) shows it.
+func (s *stack) emailMarketing(t *testing.T, tenant, customer string) *notifierv1.ChannelPreference {
+	t.Helper()
+	p, err := s.client().GetPreferences(context.Background(), &notifierv1.GetPreferencesRequest{CustomerId: customer}, s.token(t, tenant, auth.ScopeRead))
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
 	for _, x := range p.GetPreferences() {
 		if x.GetChannel() == notifierv1.Channel_CHANNEL_EMAIL && x.GetCategory() == notifierv1.Category_CATEGORY_MARKETING {
-			found = !x.GetSubscribed() && x.GetSource() == "one_click"
+			return x
 		}
 	}
-	if !found {
-		t.Fatalf("preferences %v", p)
-	}
-	s.request(t, marketingEmail("shop", "u-2", "c", "winback"), "")
-	if d := s.delivery(t, "shop", "u-2", "suppressed"); d.GetReasonCode() != "unsubscribed" {
-		t.Errorf("after unsubscribing: %v", d)
-	}
-	bad, err := http.Post("http://"+s.httpAddr+"/v1/unsubscribe?t=forged.token", "application/x-www-form-urlencoded", strings.NewReader("List-Unsubscribe=One-Click"))
-	if err != nil || bad.StatusCode != 400 {
-		t.Errorf("forged token: %v %v", bad, err)
-	}
+	t.Fatalf("no email marketing preference in %v", p)
+	return nil
 }
 
 func TestWebhookSignatureVerifies(t *testing.T) {

@@ -110,8 +110,7 @@ func (e *Engine) poke() {
 
 // HandleContacts is the customer.updated consumer's handler.
 func (e *Engine) HandleContacts(ctx context.Context, tx pgx.Tx, msgs []*bus.Delivery) error {
-	merged := map[store.Key]contacts.Contact{}
-	var order []store.Key
+	var cs []contacts.Contact
 	for _, m := range msgs {
 		// The shop is the subject's (DecodeEvent refuses a body naming
 		// another): the body alone could rewrite any shop's contacts.
@@ -126,17 +125,7 @@ func (e *Engine) HandleContacts(ctx context.Context, tx pgx.Tx, msgs []*bus.Deli
 			m.Reject("not a customer.updated event with a customer_id")
 			continue
 		}
-		k := store.Key{Tenant: c.Tenant, Customer: c.CustomerID}
-		cur, seen := merged[k]
-		if !seen {
-			cur = contacts.Contact{Tenant: c.Tenant, CustomerID: c.CustomerID}
-			order = append(order, k)
-		}
-		merged[k] = contacts.Merge(cur, c)
-	}
-	cs := make([]contacts.Contact, len(order))
-	for i, k := range order {
-		cs[i] = merged[k]
+		cs = append(cs, c)
 	}
 	return store.ApplyContacts(ctx, tx, cs)
 }

@@ -1,7 +1,9 @@
 package contacts
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -112,4 +114,115 @@ func FuzzFromEventMerge(f *testing.F) {
 			t.Fatalf("repeating changed %+v into %+v", ab, again)
 		}
 	})
+}
+
+// consentEvent is a customer.updated reporting only email consent v at
+// hour h.
+func consentEvent(t0 time.Time, h int, id, v string) Contact {
+	c := Contact{Tenant: "t", CustomerID: "c"}
+	f := Field{Value: v, At: t0.Add(time.Duration(h) * time.Hour), Event: id}
+	c.Fields[EmailConsent], c.Fields[EmailConsentSince] = f, f
+	return c
+}
+
+// TestConsentCountsFromTheShopsChange: the shop's consent counts from the
+// report that changed it to granted, not from the latest repeat of it; a
+// revocation from its latest report.
+func TestConsentCountsFromTheShopsChange(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	hour := func(h int) time.Time { return t0.Add(time.Duration(h) * time.Hour) }
+	tests := []struct {
+		name    string
+		reports string // value per hour: g granted, r revoked, . none
+		want    time.Time
+	}{
+		{"repeated grant", "ggg", hour(0)},
+		{"grant after revocation", "grgg", hour(2)},
+		{"repeated revocation counts from the latest", "grr", hour(2)},
+		{"nothing reported in between", "g..g", hour(0)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var evs []Contact
+			for h, v := range tc.reports {
+				switch v {
+				case 'g':
+					evs = append(evs, consentEvent(t0, h, fmt.Sprint("e", h), ConsentGranted))
+				case 'r':
+					evs = append(evs, consentEvent(t0, h, fmt.Sprint("e", h), ConsentRevoked))
+				}
+			}
+			var c Contact
+			for _, e := range evs {
+				c = Merge(c, e)
+			}
+			if got := c.ConsentAt(EmailConsent); !got.Equal(tc.want) {
+				t.Errorf("in order: consent at %v, want %v", got, tc.want)
+			}
+			rev := slices.Clone(evs)
+			slices.Reverse(rev)
+			if got := MergeAll(Contact{}, rev).ConsentAt(EmailConsent); !got.Equal(tc.want) {
+				t.Errorf("one batch in reverse: consent at %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConsentRunsInAnyOrder merges random reports one at a time in random
+// orders, repeating some: the latest report and the latest report of the
+// other value are always exact, a batch merged at once (MergeAll) gives
+// exactly where the run began, and one at a time never places it later
+// than that (a repeat never counts as the shop's change) nor before the
+// other value's report; repeating a report already merged changes
+// nothing.
+func TestConsentRunsInAnyOrder(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		var evs []Contact
+		for h := range 1 + r.IntN(8) {
+			v := ConsentGranted
+			if r.IntN(3) == 0 {
+				v = ConsentRevoked
+			}
+			evs = append(evs, consentEvent(t0, h, fmt.Sprint("e", h), v))
+		}
+		// Exact: the last run's first report, the other value's last.
+		last := evs[len(evs)-1].Fields[EmailConsent]
+		since, other := last, Field{}
+		for i := len(evs) - 1; i >= 0; i-- {
+			if f := evs[i].Fields[EmailConsent]; f.Value != last.Value {
+				other = f
+				break
+			} else {
+				since = f
+			}
+		}
+		perm := r.Perm(len(evs))
+		shuffled := make([]Contact, len(evs))
+		for i, p := range perm {
+			shuffled[i] = evs[p]
+		}
+		if c := MergeAll(Contact{}, shuffled); c.Fields[EmailConsent] != last || c.Fields[EmailConsentSince] != since || c.Fields[EmailConsentOther] != other {
+			t.Fatalf("batch %v: %+v, want since %+v other %+v", perm, c.Fields, since, other)
+		}
+		var c Contact
+		for i, p := range perm {
+			c = Merge(c, evs[p])
+			if r.IntN(3) == 0 { // a redelivery of one merged before
+				c = Merge(c, evs[perm[r.IntN(i+1)]])
+			}
+		}
+		if c.Fields[EmailConsent] != last || c.Fields[EmailConsentOther] != other {
+			t.Fatalf("order %v: %+v, want last %+v other %+v", perm, c.Fields, last, other)
+		}
+		if s := c.Fields[EmailConsentSince]; s.after(since) || other.after(s) {
+			t.Fatalf("order %v: since %+v, want %+v or earlier, not before %+v", perm, s, since, other)
+		}
+		for _, e := range evs {
+			if again := Merge(c, e); again != c {
+				t.Fatalf("order %v: repeating %+v changed %+v into %+v", perm, e.Fields[EmailConsent], c.Fields, again.Fields)
+			}
+		}
+	}
 }

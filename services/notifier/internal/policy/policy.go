@@ -56,7 +56,9 @@ type Facts struct {
 	// Address is the email address or phone number of the channel.
 	Address string
 	// Consent is the shop's marketing consent of the channel ("granted",
-	// "revoked" or "") and when it was given.
+	// "revoked" or "") and when it took that value: a grant when the
+	// shop's reports changed to it (a sync repeating it is no news), a
+	// revocation at its latest report (decision 0046).
 	Consent   string
 	ConsentAt time.Time
 	// Pref is the customer's own choice for the channel and category, if any.
@@ -124,7 +126,8 @@ func Decide(cfg Config, f Facts) Result {
 		r.pass("consent", "transactional: no marketing consent needed, not unsubscribed")
 	} else {
 		// The latest word wins: the shop's consent (customer.updated) or the
-		// customer's own choice (unsubscribe link, preferences API).
+		// customer's own choice (unsubscribe link, preferences API); a
+		// shop's grant is as old as its change to granted (ConsentAt).
 		state, source, at := f.Consent, "shop", f.ConsentAt
 		if f.Pref != nil && (f.ConsentAt.IsZero() || !f.Pref.At.Before(f.ConsentAt)) {
 			state, source, at = "revoked", f.Pref.Source, f.Pref.At

@@ -41,70 +41,183 @@ var ErrNotFound = errors.New("not found")
 // ErrExists is a template created twice.
 var ErrExists = errors.New("already exists")
 
-// upsertContactsSQL applies stamped fields with the same rule as
-// contacts.Merge, so concurrent batches commute too.
-var upsertContactsSQL = func() string {
-	var cols, sel, sets []string
-	for i, f := range contacts.FieldNames {
+// contactColumns are the contacts table's field columns, in the order of
+// contacts.Contact.Fields: each field's value, time and event id.
+var contactColumns = func() string {
+	var cols []string
+	for _, f := range contacts.FieldNames {
 		cols = append(cols, f, f+"_at", f+"_ev")
-		sel = append(sel, fmt.Sprintf("coalesce(u.v[%d], '')", i+1), fmt.Sprintf("u.at[%d]", i+1), fmt.Sprintf("coalesce(u.ev[%d], '')", i+1))
-		newer := fmt.Sprintf("(excluded.%[1]s_at IS NOT NULL AND (c.%[1]s_at IS NULL OR (excluded.%[1]s_at, excluded.%[1]s_ev, excluded.%[1]s) > (c.%[1]s_at, c.%[1]s_ev, c.%[1]s)))", f)
-		for _, col := range []string{f, f + "_at", f + "_ev"} {
-			sets = append(sets, fmt.Sprintf("%s = CASE WHEN %s THEN excluded.%s ELSE c.%s END", col, newer, col, col))
-		}
+	}
+	return strings.Join(cols, ", ")
+}()
+
+// contactsInput is the rows $1 (tenants), $2 (customers) and $3 (per
+// row, the fields' values, times and event ids as JSON arrays) as a CTE u
+// with the contacts table's columns.
+var contactsInput = func() string {
+	var sel []string
+	for i, f := range contacts.FieldNames {
+		sel = append(sel, fmt.Sprintf("coalesce(u.v[%[1]d], '') AS %[2]s, u.at[%[1]d] AS %[2]s_at, coalesce(u.ev[%[1]d], '') AS %[2]s_ev", i+1, f))
 	}
 	return fmt.Sprintf(`
-		INSERT INTO contacts AS c (tenant, customer_id, %s)
-		SELECT u.tenant, u.customer_id, %s
+		WITH u AS (SELECT u.tenant, u.customer_id, %s
 		FROM (SELECT unnest($1::text[]) AS tenant, unnest($2::text[]) AS customer_id,
 		             jsonb_array_elements($3::jsonb) AS j) AS r,
 		     LATERAL (SELECT r.tenant, r.customer_id,
 		             ARRAY(SELECT jsonb_array_elements_text(r.j->'v')) AS v,
 		             ARRAY(SELECT nullif(x, '')::timestamptz FROM jsonb_array_elements_text(r.j->'at') AS x) AS at,
-		             ARRAY(SELECT jsonb_array_elements_text(r.j->'ev')) AS ev) AS u
-		ON CONFLICT (tenant, customer_id) DO UPDATE SET %s`,
-		strings.Join(cols, ", "), strings.Join(sel, ", "), strings.Join(sets, ",\n"))
+		             ARRAY(SELECT jsonb_array_elements_text(r.j->'ev')) AS ev) AS u)`, strings.Join(sel, ", "))
 }()
 
-// ApplyContacts upserts merged contacts (one per tenant and customer).
-func ApplyContacts(ctx context.Context, q Querier, cs []contacts.Contact) error {
-	if len(cs) == 0 {
-		return nil
-	}
-	// In key order (bytewise), whatever order the batch named them in: the
-	// upsert locks each row it meets, and two replicas' batches meeting
-	// the same customers in different orders deadlocked.
-	cs = slices.Clone(cs)
-	slices.SortFunc(cs, func(a, b contacts.Contact) int {
-		return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.CustomerID, b.CustomerID))
-	})
-	tenants, customers := make([]string, len(cs)), make([]string, len(cs))
-	type row struct {
-		V  []string `json:"v"`
-		At []string `json:"at"`
-		Ev []string `json:"ev"`
-	}
-	rows := make([]row, len(cs))
-	for i, c := range cs {
-		tenants[i], customers[i] = c.Tenant, c.CustomerID
-		for _, f := range c.Fields {
-			at := ""
-			if !f.At.IsZero() && f.Value != "" {
-				at = f.At.UTC().Format(time.RFC3339Nano)
-			}
-			rows[i].V = append(rows[i].V, f.Value)
-			rows[i].At = append(rows[i].At, at)
-			rows[i].Ev = append(rows[i].Ev, f.Event)
+// updateContactsSQL writes merged contacts over stored ones.
+var updateContactsSQL = func() string {
+	var sets []string
+	for _, f := range contacts.FieldNames {
+		for _, col := range []string{f, f + "_at", f + "_ev"} {
+			sets = append(sets, fmt.Sprintf("%s = u.%s", col, col))
 		}
 	}
-	js, err := json.Marshal(rows)
+	return contactsInput + `
+		UPDATE contacts AS c SET ` + strings.Join(sets, ", ") + `
+		FROM u WHERE c.tenant = u.tenant AND c.customer_id = u.customer_id`
+}()
+
+// insertContactsSQL stores new contacts; one stored meanwhile is left
+// alone (and not counted).
+var insertContactsSQL = contactsInput + `
+		INSERT INTO contacts (tenant, customer_id, ` + contactColumns + `)
+		SELECT tenant, customer_id, ` + contactColumns + ` FROM u
+		ON CONFLICT (tenant, customer_id) DO NOTHING`
+
+// ApplyContacts merges updates (each one customer.updated event's fields;
+// several may name one customer) into the stored contacts: a contact is
+// read, merged (contacts.MergeAll) and written back. The customers' locks
+// (LockCustomers), taken first in one order whatever order the batch named
+// them in, keep two replicas' batches from merging into the same contact
+// at once; the stored rows are locked too (FOR UPDATE), for a replica not
+// yet upgraded, which merges in its upsert without those locks, and a
+// contact it stores between the read and the insert fails the batch,
+// which is then retried with it.
+func ApplyContacts(ctx context.Context, tx pgx.Tx, updates []contacts.Contact) error {
+	if len(updates) == 0 {
+		return nil
+	}
+	byKey := map[Key][]contacts.Contact{}
+	var keys []Key
+	for _, u := range updates {
+		k := Key{Tenant: u.Tenant, Customer: u.CustomerID}
+		if _, seen := byKey[k]; !seen {
+			keys = append(keys, k)
+		}
+		byKey[k] = append(byKey[k], u)
+	}
+	slices.SortFunc(keys, CompareKeys)
+	if err := LockCustomers(ctx, tx, keys); err != nil {
+		return err
+	}
+	stored, err := loadContactRows(ctx, tx, keys, true)
 	if err != nil {
 		return err
 	}
-	if _, err := q.Exec(ctx, upsertContactsSQL, tenants, customers, js); err != nil {
-		return fmt.Errorf("upsert %d contacts: %w", len(cs), err)
+	var changed, added contactRows
+	for _, k := range keys {
+		cur, ok := stored[k]
+		if !ok {
+			added.add(contacts.MergeAll(contacts.Contact{Tenant: k.Tenant, CustomerID: k.Customer}, byKey[k]))
+			continue
+		}
+		if c := contacts.MergeAll(cur, byKey[k]); c != cur { // else a redelivery, or nothing newer
+			changed.add(c)
+		}
+	}
+	if _, err := changed.exec(ctx, tx, updateContactsSQL); err != nil {
+		return fmt.Errorf("update %d contacts: %w", len(changed.tenants), err)
+	}
+	n, err := added.exec(ctx, tx, insertContactsSQL)
+	if err != nil {
+		return fmt.Errorf("insert %d contacts: %w", len(added.tenants), err)
+	}
+	if n != int64(len(added.tenants)) {
+		return fmt.Errorf("insert %d contacts: %d were stored meanwhile (by a replica not yet upgraded?): the batch is retried", len(added.tenants), int64(len(added.tenants))-n)
 	}
 	return nil
+}
+
+// contactRows are contacts as contactsInput's arguments.
+type contactRows struct {
+	tenants, customers []string
+	rows               []contactRow
+}
+
+type contactRow struct {
+	V  []string `json:"v"`
+	At []string `json:"at"`
+	Ev []string `json:"ev"`
+}
+
+func (r *contactRows) add(c contacts.Contact) {
+	r.tenants, r.customers = append(r.tenants, c.Tenant), append(r.customers, c.CustomerID)
+	var row contactRow
+	for _, f := range c.Fields {
+		at := ""
+		if !f.At.IsZero() && f.Value != "" {
+			at = f.At.UTC().Format(time.RFC3339Nano)
+		}
+		row.V = append(row.V, f.Value)
+		row.At = append(row.At, at)
+		row.Ev = append(row.Ev, f.Event)
+	}
+	r.rows = append(r.rows, row)
+}
+
+// exec runs sql with the rows and returns the rows it affected.
+func (r *contactRows) exec(ctx context.Context, tx pgx.Tx, sql string) (int64, error) {
+	if len(r.rows) == 0 {
+		return 0, nil
+	}
+	js, err := json.Marshal(r.rows)
+	if err != nil {
+		return 0, err
+	}
+	tag, err := tx.Exec(ctx, sql, r.tenants, r.customers, js)
+	return tag.RowsAffected(), err
+}
+
+// loadContactRows reads the stored contacts of keys with every field's
+// stamp; lock: for update, in key order.
+func loadContactRows(ctx context.Context, q Querier, keys []Key, lock bool) (map[Key]contacts.Contact, error) {
+	ts, cs := split(keys)
+	forUpdate := ""
+	if lock {
+		forUpdate = " ORDER BY tenant, customer_id FOR UPDATE"
+	}
+	rows, err := q.Query(ctx, `
+		SELECT tenant, customer_id, `+contactColumns+`
+		FROM contacts WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`+forUpdate, ts, cs)
+	if err != nil {
+		return nil, fmt.Errorf("load contacts: %w", err)
+	}
+	defer rows.Close()
+	out := map[Key]contacts.Contact{}
+	var ats [contacts.NumFields]*time.Time
+	for rows.Next() {
+		var c contacts.Contact
+		dest := []any{&c.Tenant, &c.CustomerID}
+		for i := range c.Fields {
+			dest = append(dest, &c.Fields[i].Value, &ats[i], &c.Fields[i].Event)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("load contacts: %w", err)
+		}
+		for i, at := range ats {
+			c.Fields[i].At = time.Time{}
+			if at != nil && c.Fields[i].Value != "" {
+				c.Fields[i].At = at.UTC()
+			}
+		}
+		out[Key{Tenant: c.Tenant, Customer: c.CustomerID}] = c
+	}
+	return out, rows.Err()
 }
 
 // Contact is a contact as the policy and renderer need it.
@@ -112,7 +225,10 @@ type Contact struct {
 	Known                                         bool
 	Email, Phone, FirstName, LastName, Locale, TZ string
 	EmailConsent, SMSConsent                      string
-	EmailConsentAt, SMSConsentAt                  time.Time
+	// EmailConsentAt and SMSConsentAt are when the shop's consent took its
+	// value (contacts.Contact.ConsentAt), which a preference is compared
+	// with.
+	EmailConsentAt, SMSConsentAt time.Time
 }
 
 // Key is a tenant and customer.
@@ -126,31 +242,18 @@ func CompareKeys(a, b Key) int {
 
 // LoadContacts returns the contacts of keys (missing ones are not Known).
 func LoadContacts(ctx context.Context, q Querier, keys []Key) (map[Key]Contact, error) {
-	ts, cs := split(keys)
-	rows, err := q.Query(ctx, `
-		SELECT tenant, customer_id, email, phone, first_name, last_name, locale, time_zone,
-		       email_consent, coalesce(email_consent_at, 'epoch'), sms_consent, coalesce(sms_consent_at, 'epoch')
-		FROM contacts WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, ts, cs)
+	rows, err := loadContactRows(ctx, q, keys, false)
 	if err != nil {
-		return nil, fmt.Errorf("load contacts: %w", err)
+		return nil, err
 	}
-	out := map[Key]Contact{}
-	for rows.Next() {
-		var k Key
-		c := Contact{Known: true}
-		if err := rows.Scan(&k.Tenant, &k.Customer, &c.Email, &c.Phone, &c.FirstName, &c.LastName, &c.Locale, &c.TZ,
-			&c.EmailConsent, &c.EmailConsentAt, &c.SMSConsent, &c.SMSConsentAt); err != nil {
-			return nil, fmt.Errorf("load contacts: %w", err)
-		}
-		if c.EmailConsent == "" {
-			c.EmailConsentAt = time.Time{}
-		}
-		if c.SMSConsent == "" {
-			c.SMSConsentAt = time.Time{}
-		}
-		out[k] = c
+	out := make(map[Key]Contact, len(rows))
+	for k, c := range rows {
+		out[k] = Contact{Known: true, Email: c.Get(contacts.Email), Phone: c.Get(contacts.Phone), FirstName: c.Get(contacts.FirstName),
+			LastName: c.Get(contacts.LastName), Locale: c.Get(contacts.Locale), TZ: c.Get(contacts.TimeZone),
+			EmailConsent: c.Get(contacts.EmailConsent), EmailConsentAt: c.ConsentAt(contacts.EmailConsent),
+			SMSConsent: c.Get(contacts.SMSConsent), SMSConsentAt: c.ConsentAt(contacts.SMSConsent)}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 func split(keys []Key) ([]string, []string) {
