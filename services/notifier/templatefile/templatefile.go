@@ -82,6 +82,10 @@ func Parse(data []byte) ([]*notifierv1.Template, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var out []*notifierv1.Template
+	// seen is the template number of each key and channel: a second one
+	// in the same file would be saved as a later version of the first,
+	// and only the last would take effect.
+	seen := map[string]int{}
 	for i := 0; ; i++ {
 		var ft fileTemplate
 		err := dec.Decode(&ft)
@@ -98,6 +102,12 @@ func Parse(data []byte) ([]*notifierv1.Template, error) {
 		if err != nil {
 			return nil, fmt.Errorf("template #%d (%s): %w", i+1, ft.Key, err)
 		}
+		id := ft.Key + " " + ChannelName(ch)
+		if first, ok := seen[id]; ok {
+			return nil, fmt.Errorf("template #%d (%s): the file already has template %s for %s, as template #%d: one per key and channel",
+				i+1, ft.Key, ft.Key, ChannelName(ch), first)
+		}
+		seen[id] = i + 1
 		t := &notifierv1.Template{Key: ft.Key, Channel: ch, Description: ft.Description}
 		for _, v := range ft.Variables {
 			t.Variables = append(t.Variables, &notifierv1.VariableSpec{Name: v.Name, Type: v.Type, Optional: v.Optional})
