@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -285,6 +286,9 @@ type Consumer struct {
 
 	backlog      consumerBacklog
 	backlogEvery time.Duration
+	// probeLeft is set once a backlog probe could not be deleted (logged
+	// once: the server deletes each probe itself after probeLife).
+	probeLeft atomic.Bool
 }
 
 // NewConsumer validates cfg and builds a consumer; Run starts it.

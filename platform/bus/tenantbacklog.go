@@ -21,8 +21,17 @@ import (
 const probeLife = 2 * time.Second
 
 // probeAttempts bounds how often TenantBacklog finds its probe's name
-// taken (see probe) before it gives up on a count.
+// taken (see probe) before it gives up on a count: with probeWait between
+// them, long enough for one left behind to expire.
 const probeAttempts = 5
+
+// probeWait is how long a probe whose name is taken, and cannot be
+// deleted, waits before trying again.
+const probeWait = probeLife / 3
+
+// probeDeleteTimeout bounds a probe's deletion: a NATS that does not allow
+// it answers with silence, and the count is known by then.
+const probeDeleteTimeout = 2 * time.Second
 
 // ProbeName is the name of the backlog probes of the consumer durable
 // (TenantBacklog): one name per consumer, so that the NATS permissions of
@@ -129,24 +138,39 @@ func (c *Consumer) probe(ctx context.Context, filter string, start uint64, descr
 			InactiveThreshold: probeLife,
 		})
 		if errors.Is(err, jetstream.ErrConsumerExists) && attempt < probeAttempts {
-			if err := c.deleteProbe(ctx, name); err != nil {
-				return 0, fmt.Errorf("delete the probe %s left on the stream: %w", name, err)
+			if c.deleteProbe(ctx, name) != nil {
+				// Not deletable (the permission not there yet): the
+				// server deletes it within probeLife.
+				select {
+				case <-time.After(probeWait):
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				}
 			}
 			continue
 		}
 		if err != nil {
 			return 0, err
 		}
-		if err := c.deleteProbe(ctx, name); err != nil {
-			return 0, fmt.Errorf("delete the probe %s: %w", name, err)
+		// The count came with the creation: a probe that cannot be
+		// deleted (a NATS whose permissions still lack the deletion, as
+		// during an upgrade to 0044's) costs its count nothing, and the
+		// server deletes it after probeLife.
+		if err := c.deleteProbe(ctx, name); err != nil && c.probeLeft.CompareAndSwap(false, true) {
+			prefix, _ := streamSubjectPrefix(c.cfg.Stream)
+			c.log.Warn("bus: cannot delete backlog probes; the server deletes each after it is idle, and the counts are kept",
+				"consumer", c.cfg.Durable, "probe", name, "after", probeLife, "error", err.Error()+c.probeRefused(prefix))
 		}
 		return int64(probe.CachedInfo().NumPending), nil
 	}
 }
 
-// deleteProbe deletes the probe called name; one already gone (the
-// server's after probeLife, another replica's deletion) is no error.
+// deleteProbe deletes the probe called name, waiting at most
+// probeDeleteTimeout; one already gone (the server's after probeLife,
+// another replica's deletion) is no error.
 func (c *Consumer) deleteProbe(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, probeDeleteTimeout)
+	defer cancel()
 	err := c.bus.JS.DeleteConsumer(ctx, c.cfg.Stream, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil
