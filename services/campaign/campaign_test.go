@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/testenv"
@@ -563,6 +564,44 @@ func TestReportCountsAndLift(t *testing.T) {
 	en, err := s.client().ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "c-0"}, tok)
 	if err != nil || len(en.GetEnrollments()) != 1 || en.GetEnrollments()[0].GetConvertedAt() == nil {
 		t.Fatalf("enrollments of c-0: %v %v", en, err)
+	}
+}
+
+// TestStoredVersionKeepsRunningAndPreviews: a version saved by an earlier
+// release that a rule added since would refuse (an entry key its trigger's
+// event does not carry) still runs as saved, and previewing it by id
+// checks it as it runs: it is not refused for a field the caller never
+// sent.
+func TestStoredVersionKeepsRunningAndPreviews(t *testing.T) {
+	s := setup(t)
+	const tenant = "shop"
+	ctx := context.Background()
+	tok := s.token(t, tenant)
+	s.create(t, tenant, sendNow("legacy", "{once_per_key: order_id}", 0))
+	var spec []byte
+	if err := s.db.QueryRow(ctx, `SELECT spec FROM campaign_versions WHERE tenant = $1 AND campaign_id = 'legacy'`, tenant).Scan(&spec); err != nil {
+		t.Fatal(err)
+	}
+	c := &campaignv1.Campaign{}
+	if err := proto.Unmarshal(spec, c); err != nil {
+		t.Fatal(err)
+	}
+	c.Entry = &campaignv1.EntryPolicy{Policy: &campaignv1.EntryPolicy_OncePerKey{OncePerKey: "ticket_id"}}
+	if _, err := domain.Compile(c); err == nil {
+		t.Fatal("the legacy entry key is accepted by a save: the test stores nothing a save would refuse")
+	}
+	if spec, err := proto.Marshal(c); err != nil {
+		t.Fatal(err)
+	} else if _, err := s.db.Exec(ctx, `UPDATE campaign_versions SET spec = $2 WHERE tenant = $1 AND campaign_id = 'legacy'`, tenant, spec); err != nil {
+		t.Fatal(err)
+	}
+	s.publish(t, tenant, orderEv("o1", "c-1", s.clock.Now().Add(-time.Minute), 1000))
+	s.caughtUp(t)
+	if n := s.count(t, `SELECT count(*) FROM enrollments WHERE campaign_id = 'legacy'`); n != 1 {
+		t.Fatalf("%d enrollments of the stored version, want 1", n)
+	}
+	if _, err := s.client().PreviewAudience(ctx, &campaignv1.PreviewAudienceRequest{Id: "legacy"}, tok); err != nil {
+		t.Fatalf("preview of the stored version: %v", err)
 	}
 }
 

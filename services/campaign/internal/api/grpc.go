@@ -211,6 +211,7 @@ func (g *GRPC) PreviewAudience(ctx context.Context, req *campaignv1.PreviewAudie
 		return nil, server.InvalidArgument(server.FieldViolation{Field: "limit", Description: fmt.Sprintf("%d is outside 1-%d", limit, MaxPreviewLimit)})
 	}
 	c := req.GetCampaign()
+	stored := c == nil
 	switch {
 	case c != nil && req.GetId() != "":
 		return nil, server.InvalidArgument(server.FieldViolation{Field: "id", Description: "give id or campaign, not both"})
@@ -222,7 +223,7 @@ func (g *GRPC) PreviewAudience(ctx context.Context, req *campaignv1.PreviewAudie
 			return nil, errStatus(err)
 		}
 	}
-	pv, err := g.engine.PreviewAudience(ctx, tenant, c, limit)
+	pv, err := g.engine.PreviewAudience(ctx, tenant, c, stored, limit)
 	if err != nil {
 		return nil, errStatus(err)
 	}

@@ -315,9 +315,15 @@ type Preview struct {
 }
 
 // PreviewAudience evaluates c over every known customer without enrolling
-// anyone; members the entry policy keeps out are not counted.
-func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaignv1.Campaign, limit int) (Preview, error) {
-	p, err := domain.Compile(c)
+// anyone; members the entry policy keeps out are not counted. stored says
+// c is a saved version, which is checked as it runs (CompileStored), not
+// by rules added since it was saved.
+func (e *Engine) PreviewAudience(ctx context.Context, tenant string, c *campaignv1.Campaign, stored bool, limit int) (Preview, error) {
+	compile := domain.Compile
+	if stored {
+		compile = domain.CompileStored
+	}
+	p, err := compile(c)
 	if err != nil {
 		return Preview{}, err
 	}

@@ -269,8 +269,11 @@ func (e *Engine) request(r running, s *domain.PlanStep, coupon *store.Coupon, no
 	}
 	if v.NPS != nil {
 		// "score", as the notifier's default templates read it: they are
-		// stored per shop on first use and never replaced.
-		vars["score"] = &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Integer{Integer: int64(*v.NPS)}}
+		// stored per shop on first use and never replaced. "nps_score" as
+		// well, the name campaign.proto listed before: a shop's own
+		// template declaring it keeps working.
+		score := &notifierv1.TemplateValue{Value: &notifierv1.TemplateValue_Integer{Integer: int64(*v.NPS)}}
+		vars["score"], vars["nps_score"] = score, score
 	}
 	if v.Comment != "" {
 		// The answer's own words, what the support team's alert
