@@ -1,6 +1,7 @@
 package notifier_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -97,4 +98,33 @@ func TestLateShopReportsFromBeforeAnUnsubscribeDoNotUndoIt(t *testing.T) {
 	before := s.clock.Now().Add(-90 * time.Minute) // after the first grant, before the unsubscribe
 	s.customerEvents(t, "", syncEvent("old-2", before.Add(time.Minute), granted), syncEvent("old-1", before, revoked))
 	s.expect(t, "m-9", "suppressed", "unsubscribed", false, "one_click")
+}
+
+// During a rolling upgrade a replica from before decision 0046 applies
+// the shop's revocation and new grant after the unsubscribe: its upsert
+// writes only the latest report's columns and leaves the run this version
+// stored (granted since before the unsubscribe) as it was. The stale run
+// does not date the new grant: the customer is subscribed, and syncs
+// repeating the grant keep it so.
+func TestShopConsentGivenAgainThroughAReplicaNotYetUpgradedWins(t *testing.T) {
+	s := unsubscribed(t)
+	s.oldReplicaSync(t, "sync-1", s.clock.Now(), "revoked")
+	s.clock.Advance(time.Hour)
+	s.oldReplicaSync(t, "sync-2", s.clock.Now(), "granted")
+	s.expect(t, "m-10", "sent", "", true, "shop")
+	s.clock.Advance(time.Hour)
+	s.customerEvents(t, "", syncEvent("sync-3", s.clock.Now(), granted))
+	s.expect(t, "m-11", "sent", "", true, "shop")
+}
+
+// oldReplicaSync applies the shop's report of customer c's email consent
+// as the contacts upsert from before migration 0005 did: the report
+// replaces the consent columns it knew if it is newer.
+func (s *stack) oldReplicaSync(t *testing.T, id string, at time.Time, consent string) {
+	t.Helper()
+	if _, err := s.db.Exec(context.Background(), `UPDATE contacts SET email_consent = $1, email_consent_at = $2, email_consent_ev = $3
+		WHERE tenant = 'shop' AND customer_id = 'c' AND ($2, $3, $1) > (email_consent_at, email_consent_ev, email_consent)`,
+		consent, at.Truncate(time.Microsecond), id); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -34,24 +34,36 @@ const (
 	EmailConsentOther
 	SMSConsentSince
 	SMSConsentOther
+	EmailConsentRunOf
+	SMSConsentRunOf
 	NumFields
 )
 
 // FieldNames are the column names of the fields.
 var FieldNames = [NumFields]string{"email", "phone", "first_name", "last_name", "locale", "time_zone", "email_consent", "sms_consent",
-	"email_consent_since", "email_consent_other", "sms_consent_since", "sms_consent_other"}
+	"email_consent_since", "email_consent_other", "sms_consent_since", "sms_consent_other", "email_consent_run_of", "sms_consent_run_of"}
 
 // consentFields are a consent field and its run: since is the report the
 // run of the shop's reports of the field's value is counted from (the
 // first after other; when that one is not known, a report before it, down
 // to other itself: which report came first after a late report of another
 // value is not kept), other the latest report of another value (none: the
-// shop reported nothing else). A run without since (rows written before
-// decision 0046, or by a replica not yet upgraded) counts from its latest
-// report, which is all that was known of it.
-type consentFields struct{ last, since, other int }
+// shop reported nothing else), and of the latest report they were worked
+// out with.
+//
+// A replica from before decision 0046 (during a rolling upgrade) writes
+// only the latest report and leaves since and other as they were: they
+// then belong to an earlier run, perhaps of another value, and of is no
+// longer the latest report. Such a run, like one without since (rows
+// written before decision 0046), counts from its latest report, which is
+// all that is known of it: whether the shop reported anything else
+// between the reports that replica applied is lost.
+type consentFields struct{ last, since, other, of int }
 
-var consents = [...]consentFields{{EmailConsent, EmailConsentSince, EmailConsentOther}, {SMSConsent, SMSConsentSince, SMSConsentOther}}
+var consents = [...]consentFields{
+	{EmailConsent, EmailConsentSince, EmailConsentOther, EmailConsentRunOf},
+	{SMSConsent, SMSConsentSince, SMSConsentOther, SMSConsentRunOf},
+}
 
 // Consent values of EmailConsent and SMSConsent.
 const (
@@ -130,14 +142,14 @@ func (c Contact) ConsentAt(i int) time.Time {
 	return c.Fields[i].At
 }
 
-// run returns consent k's latest report, since and other; a run without
-// since counts from its latest report.
+// run returns consent k's latest report, since and other; a run not
+// worked out with its latest report (see consentFields) counts from it.
 func (c Contact) run(k consentFields) (last, since, other Field) {
-	last, since, other = c.Fields[k.last], c.Fields[k.since], c.Fields[k.other]
-	if since.At.IsZero() {
-		since = last
+	last = c.Fields[k.last]
+	if c.Fields[k.of] != last {
+		return last, last, Field{}
 	}
-	return last, since, other
+	return last, c.Fields[k.since], c.Fields[k.other]
 }
 
 // Merge applies u onto c field by field and returns the result. Merging
@@ -186,7 +198,7 @@ func (c *Contact) mergeConsent(u Contact, k consentFields) {
 			aSince = earlier(aSince, later(bSince, aOther))
 		}
 	}
-	c.Fields[k.last], c.Fields[k.since], c.Fields[k.other] = a, aSince, aOther
+	c.Fields[k.last], c.Fields[k.since], c.Fields[k.other], c.Fields[k.of] = a, aSince, aOther, a
 }
 
 // MergeAll merges updates, each one event's fields, onto c in the order
@@ -244,11 +256,15 @@ func FromEvent(ev *eventsv1.Event) (Contact, bool) {
 	set(LastName, cu.GetLastName())
 	set(Locale, cu.GetLocale())
 	set(TimeZone, cu.GetTimeZone())
-	// One report is a run of its own: since is the report, no other.
-	set(EmailConsent, consent(cu.GetConsent().GetEmailMarketing()))
-	set(EmailConsentSince, consent(cu.GetConsent().GetEmailMarketing()))
-	set(SMSConsent, consent(cu.GetConsent().GetSmsMarketing()))
-	set(SMSConsentSince, consent(cu.GetConsent().GetSmsMarketing()))
+	// One report is a run of its own: since is the report, no other, and
+	// it was worked out with the report.
+	email, sms := consent(cu.GetConsent().GetEmailMarketing()), consent(cu.GetConsent().GetSmsMarketing())
+	for _, i := range []int{EmailConsent, EmailConsentSince, EmailConsentRunOf} {
+		set(i, email)
+	}
+	for _, i := range []int{SMSConsent, SMSConsentSince, SMSConsentRunOf} {
+		set(i, sms)
+	}
 	return c, true
 }
 

@@ -95,9 +95,10 @@ var insertContactsSQL = contactsInput + `
 // (LockCustomers), taken first in one order whatever order the batch named
 // them in, keep two replicas' batches from merging into the same contact
 // at once; the stored rows are locked too (FOR UPDATE), for a replica not
-// yet upgraded, which merges in its upsert without those locks, and a
-// contact it stores between the read and the insert fails the batch,
-// which is then retried with it.
+// yet upgraded, which merges in its upsert without those locks (and
+// writes only the consent columns it knows: a run it leaves stale is told
+// by its run_of, decision 0046), and a contact it stores between the read
+// and the insert fails the batch, which is then retried with it.
 func ApplyContacts(ctx context.Context, tx pgx.Tx, updates []contacts.Contact) error {
 	if len(updates) == 0 {
 		return nil
@@ -184,12 +185,16 @@ func (r *contactRows) exec(ctx context.Context, tx pgx.Tx, sql string) (int64, e
 }
 
 // loadContactRows reads the stored contacts of keys with every field's
-// stamp; lock: for update, in key order.
+// stamp; lock: for update, in key order. Key order is byte order
+// (CompareKeys; COLLATE "C", as the key columns already are, decision
+// 0019), whatever the database's locale: the order in which this batch's
+// insert and the upsert of a replica not yet upgraded (fed keys sorted in
+// Go) meet the rows, so none waits for another's rows in a cycle.
 func loadContactRows(ctx context.Context, q Querier, keys []Key, lock bool) (map[Key]contacts.Contact, error) {
 	ts, cs := split(keys)
 	forUpdate := ""
 	if lock {
-		forUpdate = " ORDER BY tenant, customer_id FOR UPDATE"
+		forUpdate = ` ORDER BY tenant COLLATE "C", customer_id COLLATE "C" FOR UPDATE`
 	}
 	rows, err := q.Query(ctx, `
 		SELECT tenant, customer_id, `+contactColumns+`

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/retainhq/retain/platform/testenv"
 	"github.com/retainhq/retain/services/notifier/internal/contacts"
@@ -44,45 +45,82 @@ func TestContactsDoNotDeadlock(t *testing.T) {
 }
 
 // TestContactsFromBeforeConsentRunsKeepTheirConsent: a contact stored
-// before the consent runs (decision 0046; or by a replica not yet
-// upgraded) has no since. Its grant counts from its latest report, as it
-// did, and a sync repeating it is no news; a new grant after a revocation
-// counts from then.
+// before the consent runs (decision 0046) has no run. Its grant counts
+// from its latest report, as it did, and a sync repeating it is no news; a
+// new grant after a revocation counts from then.
 func TestContactsFromBeforeConsentRunsKeepTheirConsent(t *testing.T) {
 	ctx := context.Background()
 	pool := testenv.MigratedPool(t, Migrations)
-	stored := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := pool.Exec(ctx, `INSERT INTO contacts (tenant, customer_id, email, email_at, email_ev, email_consent, email_consent_at, email_consent_ev)
-		VALUES ('acme', 'c', 'c@example.com', $1, 'e0', 'granted', $1, 'e0')`, stored); err != nil {
+		VALUES ('acme', 'c', 'c@example.com', $1, 'e0', 'granted', $1, 'e0')`, hour(0)); err != nil {
 		t.Fatal(err)
 	}
-	report := func(h int, v string) {
-		t.Helper()
-		c := contacts.Contact{Tenant: "acme", CustomerID: "c"}
-		f := contacts.Field{Value: v, At: stored.Add(time.Duration(h) * time.Hour), Event: fmt.Sprint("e", h)}
-		c.Fields[contacts.EmailConsent], c.Fields[contacts.EmailConsentSince] = f, f
-		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return ApplyContacts(ctx, tx, []contacts.Contact{c}) }); err != nil {
+	wantConsent(t, pool, "granted", hour(0))
+	report(t, pool, 1, contacts.ConsentGranted)
+	wantConsent(t, pool, "granted", hour(0))
+	report(t, pool, 2, contacts.ConsentRevoked)
+	wantConsent(t, pool, "revoked", hour(2))
+	report(t, pool, 3, contacts.ConsentGranted)
+	report(t, pool, 4, contacts.ConsentGranted)
+	wantConsent(t, pool, "granted", hour(3))
+}
+
+// TestConsentReportedByAReplicaNotYetUpgraded: during a rolling upgrade a
+// replica from before decision 0046 writes the shop's latest report over
+// a run this one stored, and leaves the run as it was. The shop revoked
+// and granted again through it: the stale run (granted from hour 1) does
+// not date the new grant, which counts from its own report, and later
+// syncs repeating it keep that date.
+func TestConsentReportedByAReplicaNotYetUpgraded(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.MigratedPool(t, Migrations)
+	report(t, pool, 1, contacts.ConsentGranted)
+	wantConsent(t, pool, "granted", hour(1))
+	// The upsert of a replica from before migration 0005: the newer report
+	// replaces the latest report's columns, the only ones it knows.
+	for _, r := range []struct {
+		h int
+		v string
+	}{{3, contacts.ConsentRevoked}, {4, contacts.ConsentGranted}} {
+		if _, err := pool.Exec(ctx, `UPDATE contacts SET email_consent = $1, email_consent_at = $2, email_consent_ev = $3
+			WHERE tenant = 'acme' AND customer_id = 'c' AND ($2, $3, $1) > (email_consent_at, email_consent_ev, email_consent)`,
+			r.v, hour(r.h), fmt.Sprint("e", r.h)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	consent := func(want string, at time.Time) {
-		t.Helper()
-		cs, err := LoadContacts(ctx, pool, []Key{{Tenant: "acme", Customer: "c"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c := cs[Key{Tenant: "acme", Customer: "c"}]; c.EmailConsent != want || !c.EmailConsentAt.Equal(at) || c.Email != "c@example.com" {
-			t.Fatalf("%+v, want consent %s at %v", c, want, at)
-		}
+	wantConsent(t, pool, "granted", hour(4))
+	report(t, pool, 5, contacts.ConsentGranted)
+	wantConsent(t, pool, "granted", hour(4))
+}
+
+// hour is h hours into the consent tests' day.
+func hour(h int) time.Time { return time.Date(2026, 11, 1, h, 0, 0, 0, time.UTC) }
+
+// report applies the shop's report of email consent v at hour h, event
+// eh, to customer c of acme, as a customer.updated of its own.
+func report(t *testing.T, pool *pgxpool.Pool, h int, v string) {
+	t.Helper()
+	ctx := context.Background()
+	c := contacts.Contact{Tenant: "acme", CustomerID: "c"}
+	c.Fields[contacts.Email] = contacts.Field{Value: "c@example.com", At: hour(h), Event: fmt.Sprint("e", h)}
+	f := contacts.Field{Value: v, At: hour(h), Event: fmt.Sprint("e", h)}
+	c.Fields[contacts.EmailConsent], c.Fields[contacts.EmailConsentSince] = f, f
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return ApplyContacts(ctx, tx, []contacts.Contact{c}) }); err != nil {
+		t.Fatal(err)
 	}
-	consent("granted", stored)
-	report(1, contacts.ConsentGranted)
-	consent("granted", stored)
-	report(2, contacts.ConsentRevoked)
-	consent("revoked", stored.Add(2*time.Hour))
-	report(3, contacts.ConsentGranted)
-	report(4, contacts.ConsentGranted)
-	consent("granted", stored.Add(3*time.Hour))
+}
+
+// wantConsent checks the email consent of customer c of acme and when it
+// took its value.
+func wantConsent(t *testing.T, pool *pgxpool.Pool, want string, at time.Time) {
+	t.Helper()
+	cs, err := LoadContacts(context.Background(), pool, []Key{{Tenant: "acme", Customer: "c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cs[Key{Tenant: "acme", Customer: "c"}]; c.EmailConsent != want || !c.EmailConsentAt.Equal(at) || c.Email != "c@example.com" {
+		t.Fatalf("%+v, want consent %s at %v", c, want, at)
+	}
 }
 
 // TestContactStoredMeanwhileFailsTheBatch: a replica not yet upgraded

@@ -1,0 +1,15 @@
+-- Which latest report of the shop's consent a run (migration 0005) was
+-- worked out with (decision 0046). A replica from before 0005, still
+-- running during a rolling upgrade, writes only the latest report
+-- (email_consent, sms_consent) and leaves since and other as they were: a
+-- run whose run_of is not the latest report belongs to an earlier report,
+-- perhaps of another value, and counts from the latest report instead, as
+-- a row without since does. Without this, such a stale since would date a
+-- grant that replica stored from an earlier grant: a customer's
+-- unsubscribe in between would win over the shop's new consent for good.
+-- Rows from before have no run_of, so their runs count from their latest
+-- report: what 0005 gave them. Constant defaults rewrite no rows.
+SET LOCAL lock_timeout = '5s';
+ALTER TABLE contacts
+    ADD COLUMN email_consent_run_of text NOT NULL DEFAULT '', ADD COLUMN email_consent_run_of_at timestamptz, ADD COLUMN email_consent_run_of_ev text NOT NULL DEFAULT '',
+    ADD COLUMN sms_consent_run_of   text NOT NULL DEFAULT '', ADD COLUMN sms_consent_run_of_at   timestamptz, ADD COLUMN sms_consent_run_of_ev   text NOT NULL DEFAULT '';
