@@ -7,8 +7,10 @@
 -- a row without since does. Without this, such a stale since would date a
 -- grant that replica stored from an earlier grant: a customer's
 -- unsubscribe in between would win over the shop's new consent for good.
--- Rows from before have no run_of, so their runs count from their latest
--- report: what 0005 gave them. Constant defaults rewrite no rows.
+-- Rows written before this have no run_of, so their runs count from their
+-- latest report, as rows from before 0005 do (0005 and this ship in one
+-- release, so no other row has a since). Constant defaults rewrite no
+-- rows.
 SET LOCAL lock_timeout = '5s';
 ALTER TABLE contacts
     ADD COLUMN email_consent_run_of text NOT NULL DEFAULT '', ADD COLUMN email_consent_run_of_at timestamptz, ADD COLUMN email_consent_run_of_ev text NOT NULL DEFAULT '',
