@@ -101,20 +101,31 @@ func TestLateShopReportsFromBeforeAnUnsubscribeDoNotUndoIt(t *testing.T) {
 }
 
 // During a rolling upgrade a replica from before decision 0046 applies
-// the shop's revocation and new grant after the unsubscribe: its upsert
-// writes only the latest report's columns and leaves the run this version
-// stored (granted since before the unsubscribe) as it was. The stale run
-// does not date the new grant: the customer is subscribed, and syncs
-// repeating the grant keep it so.
-func TestShopConsentGivenAgainThroughAReplicaNotYetUpgradedWins(t *testing.T) {
+// the shop's syncs after the unsubscribe: its upsert writes only the
+// latest report's columns and leaves the run this version stored (granted
+// since before the unsubscribe) as it was. A sync repeating the grant, the
+// shop's routine, does not undo the unsubscribe, then or once every
+// replica is upgraded. A revocation and new grant through that replica
+// cannot be told from a repeat (the grant overwrote the revocation): the
+// unsubscribe stands too, erring on sending nothing the customer refused,
+// until the shop changes its consent again through an upgraded replica.
+func TestUnsubscribeOutlastsSyncsOfAReplicaNotYetUpgraded(t *testing.T) {
 	s := unsubscribed(t)
-	s.oldReplicaSync(t, "sync-1", s.clock.Now(), "revoked")
+	s.oldReplicaSync(t, "sync-1", s.clock.Now(), "granted")
+	s.expect(t, "m-10", "suppressed", "unsubscribed", false, "one_click")
 	s.clock.Advance(time.Hour)
-	s.oldReplicaSync(t, "sync-2", s.clock.Now(), "granted")
-	s.expect(t, "m-10", "sent", "", true, "shop")
+	s.oldReplicaSync(t, "sync-2", s.clock.Now(), "revoked")
 	s.clock.Advance(time.Hour)
-	s.customerEvents(t, "", syncEvent("sync-3", s.clock.Now(), granted))
-	s.expect(t, "m-11", "sent", "", true, "shop")
+	s.oldReplicaSync(t, "sync-3", s.clock.Now(), "granted")
+	s.expect(t, "m-11", "suppressed", "unsubscribed", false, "one_click")
+	s.clock.Advance(time.Hour)
+	s.customerEvents(t, "", syncEvent("sync-4", s.clock.Now(), granted))
+	s.expect(t, "m-12", "suppressed", "unsubscribed", false, "one_click")
+	s.clock.Advance(time.Hour)
+	s.customerEvents(t, "", syncEvent("sync-5", s.clock.Now(), revoked))
+	s.clock.Advance(time.Hour)
+	s.customerEvents(t, "", syncEvent("sync-6", s.clock.Now(), granted))
+	s.expect(t, "m-13", "sent", "", true, "shop")
 }
 
 // oldReplicaSync applies the shop's report of customer c's email consent

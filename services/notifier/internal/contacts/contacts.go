@@ -52,12 +52,16 @@ var FieldNames = [NumFields]string{"email", "phone", "first_name", "last_name", 
 // out with.
 //
 // A replica from before decision 0046 (during a rolling upgrade) writes
-// only the latest report and leaves since and other as they were: they
-// then belong to an earlier run, perhaps of another value, and of is no
-// longer the latest report. Such a run, like one without since (rows
-// written before decision 0046), counts from its latest report, which is
-// all that is known of it: whether the shop reported anything else
-// between the reports that replica applied is lost.
+// only the latest report and leaves since and other as they were, so of
+// is no longer the latest report. When the latest report has the run's
+// value, the run goes on: what that replica applied is most likely the
+// shop's routine sync repeating it, and counting from it would undo an
+// unsubscribe made since. A revocation and new grant it applied in
+// between cannot be told from that (the grant overwrote the revocation):
+// the run then starts too early, and an unsubscribe made between stands,
+// erring on sending nothing the customer refused. A latest report of
+// another value, like a run without since (rows written before decision
+// 0046), counts from itself, which is all that is known of it.
 type consentFields struct{ last, since, other, of int }
 
 var consents = [...]consentFields{
@@ -143,10 +147,11 @@ func (c Contact) ConsentAt(i int) time.Time {
 }
 
 // run returns consent k's latest report, since and other; a run not
-// worked out with its latest report (see consentFields) counts from it.
+// worked out with its latest report goes on if that report has its value,
+// and counts from that report otherwise (see consentFields).
 func (c Contact) run(k consentFields) (last, since, other Field) {
-	last = c.Fields[k.last]
-	if c.Fields[k.of] != last {
+	last, of := c.Fields[k.last], c.Fields[k.of]
+	if of != last && (of.Value == "" || of.Value != last.Value) {
 		return last, last, Field{}
 	}
 	return last, c.Fields[k.since], c.Fields[k.other]

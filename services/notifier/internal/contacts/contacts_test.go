@@ -227,24 +227,34 @@ func TestConsentRunsInAnyOrder(t *testing.T) {
 	}
 }
 
-// TestStaleRunCountsFromTheLatestReport: a replica from before decision
-// 0046 wrote the latest report over a run worked out with an earlier one
-// (granted since hour 0; that replica applied a revocation at 2 and a
-// grant at 3, which left only the grant). The stale run does not date the
-// grant: it counts from its latest report, and a repeat merged later
-// keeps that.
-func TestStaleRunCountsFromTheLatestReport(t *testing.T) {
+// TestStaleRun: a replica from before decision 0046 wrote the latest
+// report over a run worked out with an earlier one (granted since hour 0).
+// A grant written so (a repeat, or a revocation and a grant that left only
+// the grant) goes on with the run: it does not date the consent at hour 3,
+// which would undo an unsubscribe made since. A revocation written so
+// counts from itself, and a grant merged after it is the shop's change.
+func TestStaleRun(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := MergeAll(Contact{}, []Contact{consentEvent(t0, 0, "e0", ConsentGranted), consentEvent(t0, 1, "e1", ConsentGranted)})
 	if got := c.ConsentAt(EmailConsent); !got.Equal(t0) {
 		t.Fatalf("consent at %v, want %v", got, t0)
 	}
+	run := c
 	c.Fields[EmailConsent] = consentEvent(t0, 3, "e3", ConsentGranted).Fields[EmailConsent]
-	if got := c.ConsentAt(EmailConsent); !got.Equal(t0.Add(3 * time.Hour)) {
-		t.Fatalf("stale run: consent at %v, want hour 3", got)
+	if got := c.ConsentAt(EmailConsent); !got.Equal(t0) {
+		t.Fatalf("stale run of a grant: consent at %v, want hour 0", got)
 	}
 	c = Merge(c, consentEvent(t0, 4, "e4", ConsentGranted))
+	if got := c.ConsentAt(EmailConsent); !got.Equal(t0) {
+		t.Fatalf("after a repeat: consent at %v, want hour 0", got)
+	}
+	c = run
+	c.Fields[EmailConsent] = consentEvent(t0, 3, "e3", ConsentRevoked).Fields[EmailConsent]
 	if got := c.ConsentAt(EmailConsent); !got.Equal(t0.Add(3 * time.Hour)) {
-		t.Fatalf("after a repeat: consent at %v, want hour 3", got)
+		t.Fatalf("stale run under a revocation: consent at %v, want hour 3", got)
+	}
+	c = Merge(c, consentEvent(t0, 4, "e4", ConsentGranted))
+	if got := c.ConsentAt(EmailConsent); !got.Equal(t0.Add(4 * time.Hour)) {
+		t.Fatalf("a grant after it: consent at %v, want hour 4", got)
 	}
 }

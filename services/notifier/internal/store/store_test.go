@@ -68,9 +68,10 @@ func TestContactsFromBeforeConsentRunsKeepTheirConsent(t *testing.T) {
 // TestConsentReportedByAReplicaNotYetUpgraded: during a rolling upgrade a
 // replica from before decision 0046 writes the shop's latest report over
 // a run this one stored, and leaves the run as it was. The shop revoked
-// and granted again through it: the stale run (granted from hour 1) does
-// not date the new grant, which counts from its own report, and later
-// syncs repeating it keep that date.
+// and granted again through it, which left only the grant: that cannot be
+// told from a repeat, so the run (granted from hour 1) goes on, through
+// later syncs repeating it too (contacts.consentFields). A revocation
+// written so counts from itself.
 func TestConsentReportedByAReplicaNotYetUpgraded(t *testing.T) {
 	ctx := context.Background()
 	pool := testenv.MigratedPool(t, Migrations)
@@ -88,9 +89,16 @@ func TestConsentReportedByAReplicaNotYetUpgraded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantConsent(t, pool, "granted", hour(4))
+	wantConsent(t, pool, "granted", hour(1))
 	report(t, pool, 5, contacts.ConsentGranted)
-	wantConsent(t, pool, "granted", hour(4))
+	wantConsent(t, pool, "granted", hour(1))
+	if _, err := pool.Exec(ctx, `UPDATE contacts SET email_consent = 'revoked', email_consent_at = $1, email_consent_ev = 'e6'
+		WHERE tenant = 'acme' AND customer_id = 'c'`, hour(6)); err != nil {
+		t.Fatal(err)
+	}
+	wantConsent(t, pool, "revoked", hour(6))
+	report(t, pool, 7, contacts.ConsentGranted)
+	wantConsent(t, pool, "granted", hour(7))
 }
 
 // hour is h hours into the consent tests' day.

@@ -2,11 +2,10 @@
 -- worked out with (decision 0046). A replica from before 0005, still
 -- running during a rolling upgrade, writes only the latest report
 -- (email_consent, sms_consent) and leaves since and other as they were: a
--- run whose run_of is not the latest report belongs to an earlier report,
--- perhaps of another value, and counts from the latest report instead, as
--- a row without since does. Without this, such a stale since would date a
--- grant that replica stored from an earlier grant: a customer's
--- unsubscribe in between would win over the shop's new consent for good.
+-- run whose run_of is not the latest report belongs to an earlier report:
+-- a latest report of the run's value goes on with the run (most likely the
+-- shop's sync repeating it), one of another value counts from itself, as
+-- a row without since does (contacts.consentFields).
 -- Rows written before this have no run_of, so their runs count from their
 -- latest report, as rows from before 0005 do (0005 and this ship in one
 -- release, so no other row has a since). Constant defaults rewrite no
