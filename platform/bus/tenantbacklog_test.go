@@ -176,7 +176,16 @@ func TestTenantBacklogProbeRefused(t *testing.T) {
 			}
 			want := "allow $JS.API.CONSUMER.CREATE." + bus.EventsStream + ".refused-probe." + bus.EventsSubjectPrefix + ".*.> and $JS.API.CONSUMER.DELETE." + bus.EventsStream + ".refused-probe for this service"
 			if what == "deletion" {
-				for range 2 { // the second finds the first's probe not deleted
+				// A probe another replica left, of another configuration,
+				// holds the name: it cannot be deleted either, and is
+				// waited out (it expires after its inactive threshold).
+				if _, err := b.JS.CreateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
+					Name: bus.ProbeName("refused"), Description: "another replica's", FilterSubject: bus.EventsSubjectPrefix + ".other.>",
+					AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Second,
+				}); err != nil {
+					t.Fatal(err)
+				}
+				for range 2 {
 					if n, err := c.TenantBacklog(ctx, "shop"); err != nil || n != 3 {
 						t.Fatalf("backlog with the probe's deletion refused: %d, %v; want 3", n, err)
 					}
