@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -210,8 +212,8 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	if s, err := readDevState(o.dir); err == nil && processAlive(s.PID) {
-		return fmt.Errorf("a dev stack (pid %d) is already running from %s; stop it first", s.PID, o.dir)
+	if s, err := readDevState(o.dir); err == nil && devRunning(s.PID) {
+		return fmt.Errorf("a dev stack (pid %d) is already running from %s; stop it first (Ctrl-C where it runs, or kill %d)", s.PID, o.dir, s.PID)
 	}
 	// Before anything is created: a start that cannot listen leaves
 	// nothing behind.
@@ -449,12 +451,26 @@ func devPostgres(ctx context.Context, env *cliEnv, dir string, log *slog.Logger)
 	}, stop, nil
 }
 
-func processAlive(pid int) bool {
-	if pid <= 0 {
+// devRunning reports whether pid, from a state file, is a `retain dev`
+// still running: a process that is not a zombie (killed, not yet reaped)
+// and whose command line has the dev command. A stack killed with -9
+// leaves its state file, and its pid may be reused by another program by
+// the next start: neither must refuse that start.
+func devRunning(pid int) bool {
+	if pid <= 0 || pid == os.Getpid() {
 		return false
 	}
-	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
-	return err == nil && pid != os.Getpid()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses and
+	// may itself hold ") ".
+	if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && slices.Contains(strings.Split(string(cmdline), "\x00"), "dev")
 }
 
 // foundHere reports whether the commands run from the working directory

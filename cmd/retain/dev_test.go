@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runDevExpectingError runs `retain dev` with args in a fresh directory and
@@ -187,5 +189,47 @@ func TestBannerSaysHowToReachTheStack(t *testing.T) {
 	if !strings.Contains(b.String(), "retain commands do not find this stack by themselves") ||
 		!strings.Contains(b.String(), "\n  export RETAIN_ADDR=127.0.0.1:19090 RETAIN_TOKEN=tok\n") || strings.Contains(b.String(), "find this stack by themselves;") {
 		t.Errorf("banner of a stack elsewhere:\n%s", b.String())
+	}
+}
+
+// TestDevRunning: a start is refused only for a state file whose pid is a
+// `retain dev` still running, not for one killed (a zombie until reaped)
+// nor for a pid another program has taken since.
+func TestDevRunning(t *testing.T) {
+	start := func(args ...string) *exec.Cmd {
+		cmd := exec.Command(args[0], args[1:]...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		// Start returns once the program is executing, but the kernel
+		// fills in its command line a moment later.
+		for {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid)); err != nil || len(b) > 0 {
+				return cmd
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	dev := start("sh", "-c", "sleep 30; :", "dev")
+	if !devRunning(dev.Process.Pid) {
+		t.Fatal("a running process of the dev command is not seen")
+	}
+	if other := start("sleep", "30"); devRunning(other.Process.Pid) {
+		t.Fatal("another program's pid counts as a dev stack")
+	}
+	killed := start("sh", "-c", "sleep 30; :", "dev")
+	if err := killed.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for devRunning(killed.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed dev stack, not reaped, still counts as running")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if devRunning(0) || devRunning(os.Getpid()) {
+		t.Fatal("pid 0 or this process counts as a dev stack")
 	}
 }
