@@ -355,6 +355,9 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 	)
 
 	delay := 100 * time.Millisecond
+	// A server away at start is waited for as long as the caller's ctx
+	// lets: said at once, then once a minute, not at every retry.
+	var logged time.Time
 	for attempt := 1; ; attempt++ {
 		nc, err := nats.Connect(cfg.URL, natsOpts...)
 		if err == nil {
@@ -391,13 +394,20 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 		if refused != nil {
 			return nil, fmt.Errorf("bus: connect to %s: %s", redactURL(cfg.URL), redactErr(refused, cfg.URL))
 		}
-		log.Warn("nats connect failed, retrying", "attempt", attempt, "retry_in", delay, "error", redactErr(err, cfg.URL))
+		if time.Since(logged) >= connectLogEvery {
+			logged = time.Now()
+			log.Warn("nats connect failed, retrying", "url", redactURL(cfg.URL), "setting", "RETAIN_NATS_URL", "attempt", attempt,
+				"retry_in", delay, "next_log_in", connectLogEvery, "error", redactErr(err, cfg.URL))
+		}
 		if werr := sleepCtx(ctx, delay); werr != nil {
 			return nil, fmt.Errorf("bus: connect to %s: gave up after %d attempts: %w (last error: %s)", redactURL(cfg.URL), attempt, werr, redactErr(err, cfg.URL))
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
 }
+
+// connectLogEvery paces the log of a connection retried at start.
+const connectLogEvery = time.Minute
 
 // clientCertRefusals are the texts of the TLS alerts (crypto/tls's) with
 // which a server refuses the client's certificate, or its lack of one.
