@@ -105,6 +105,9 @@ type Engine struct {
 	// releases logs the held-release rounds' database outages once
 	// (releaseAll runs every minute and at every wake-up).
 	releases *pg.OutageLog
+	// refits logs the scheduled refits' database outages once, whatever
+	// the tenants waiting for one.
+	refits *pg.OutageLog
 
 	// stats refreshes the projection's statistics as it grows (see Handle).
 	stats *pg.GrowthAnalyzer
@@ -171,7 +174,8 @@ func New(pool *pgxpool.Pool, cfg Config, log *slog.Logger) (*Engine, error) {
 		stats:   pg.NewGrowthAnalyzer(pool, log, "churn_orders", "churn_tickets", "churn_answers", "churn_renewals", "churn_scores"),
 		watches: map[string]*watch{}, wake: make(chan struct{}, 1), fetched: make(chan struct{}),
 		backlogs: map[string]backlogAnswer{}, backlogErrs: telemetry.FailureRun{Every: 10 * time.Minute},
-		releases: pg.NewOutageLog(log, "publishing held band changes", pool.Ping)}
+		releases: pg.NewOutageLog(log, "publishing held band changes", pool.Ping),
+		refits:   pg.NewOutageLog(log, "scheduled refits", pool.Ping)}
 	return e, nil
 }
 

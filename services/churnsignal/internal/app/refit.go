@@ -537,16 +537,14 @@ func (e *Engine) checkGrowth(ctx context.Context) {
 		}
 		start := time.Now()
 		refit, err := e.autoRefit(ctx, tenant)
-		if err != nil {
-			e.logRefitError(ctx, tenant, err)
-		}
+		e.logRefitError(ctx, tenant, err)
 		if !refit {
 			continue
 		}
 		st, err := e.RescoreAll(ctx, tenant)
 		if err != nil {
 			if ctx.Err() == nil {
-				e.log.Warn("rescoring after a refit failed", "tenant", tenant, "error", err)
+				e.refits.Pass(ctx, err, "rescoring after a refit failed", "tenant", tenant)
 			}
 			continue
 		}
@@ -555,13 +553,17 @@ func (e *Engine) checkGrowth(ctx context.Context) {
 	}
 }
 
+// logRefitError logs the outcome of a scheduled refit of tenant: a
+// database outage once for every tenant while it lasts (refits), another
+// failure each time.
 func (e *Engine) logRefitError(ctx context.Context, tenant string, err error) {
 	switch {
-	case errors.Is(err, ErrUnusableFit):
-		// fit logged it
+	case err == nil, errors.Is(err, ErrUnusableFit): // fit logged the latter
+		e.refits.Answered()
 	case errors.Is(err, ErrNotEnoughData):
+		e.refits.Answered()
 		e.log.Debug("scheduled refit skipped", "tenant", tenant, "reason", err)
 	case ctx.Err() == nil:
-		e.log.Warn("scheduled refit failed", "tenant", tenant, "error", err)
+		e.refits.Pass(ctx, err, "scheduled refit failed", "tenant", tenant)
 	}
 }
