@@ -233,7 +233,7 @@ func (r *Rebuilder) locked(ctx context.Context, tenantID string, resume bool, st
 		if err != nil || !st.Rebuilding() {
 			return RebuildResult{}, err
 		}
-		r.log.Warn("rebuild: found one left unfinished (its process stopped); running it again", "tenant", tenantID, "partial_since", st.Since)
+		r.log.Warn("rebuild: found one left unfinished (its process stopped, or it failed, e.g. with the database away); running it again", "tenant", tenantID, "partial_since", st.Since)
 	}
 	res, err := r.rebuild(ctx, tenantID, started)
 	switch {
