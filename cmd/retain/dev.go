@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -436,7 +437,21 @@ func devPostgres(ctx context.Context, env *cliEnv, dir string, log *slog.Logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("private Postgres under %s (set RETAIN_DATABASE_URL to use your own): %w", pgDir, err)
 	}
+	var stopping atomic.Bool
+	go func() {
+		// The services only say their database is unreachable; say why,
+		// and what brings it back (nothing restarts the server).
+		select {
+		case <-cl.Exited():
+			if !stopping.Load() && ctx.Err() == nil {
+				log.Error("private Postgres exited: the services wait for their databases until the dev stack is restarted",
+					"exit", fmt.Sprint(cl.ExitErr()), "server_log", cl.LogPath(), "to_recover", "stop retain dev (Ctrl-C) and start it again")
+			}
+		case <-ctx.Done():
+		}
+	}()
 	stop = func() {
+		stopping.Store(true)
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := cl.Stop(sctx); err != nil {

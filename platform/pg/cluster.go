@@ -167,6 +167,17 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 	return nil, fmt.Errorf("start postgres cluster in %s: %w", dir, lastErr)
 }
 
+// Exited is closed once the server has exited, whatever ended it: Stop,
+// a crash, an operator's pg_ctl; ExitErr then says how.
+func (c *Cluster) Exited() <-chan struct{} { return c.exited }
+
+// ExitErr is how the server exited (nil: a clean shutdown), waiting for
+// it to exit.
+func (c *Cluster) ExitErr() error {
+	<-c.exited
+	return c.exitErr
+}
+
 // URL is the connection URL of database db as the superuser postgres.
 func (c *Cluster) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, url.PathEscape(db))

@@ -162,6 +162,13 @@ func TestClusterLifecycle(t *testing.T) {
 		if err := third.Stop(ctx); err != nil {
 			t.Fatalf("stop: %v", err)
 		}
+		// The server second started is gone: its owner is told.
+		select {
+		case <-second.Exited():
+			t.Logf("the stopped server exited: %v", second.ExitErr())
+		case <-time.After(30 * time.Second):
+			t.Fatal("Exited not closed for a server stopped by another start")
+		}
 	})
 
 	t.Run("quotes the server log when start-up fails", func(t *testing.T) {
