@@ -70,8 +70,9 @@ const rebuildConsumer = "metrics-facts-rebuild"
 
 // countsTenants are the services that ask their facts consumer for a
 // tenant's backlog (campaign's scheduled audiences, churn-signal's held
-// band changes).
-var countsTenants = map[string]bool{"campaign": true, "churnsignal": true}
+// band changes, the notifier's requests for customers whose profile its
+// contacts consumer may not have applied yet).
+var countsTenants = map[string]bool{"campaign": true, "churnsignal": true, "notifier": true}
 
 // streamPrefix is the subject prefix of a Retain stream.
 func streamPrefix(t *testing.T, stream string) string {
@@ -398,8 +399,12 @@ func consumeOwn(ctx context.Context, t *testing.T, b *bus.Bus, pool *pgxpool.Poo
 func tenantBacklog(ctx context.Context, t *testing.T, b *bus.Bus, pool *pgxpool.Pool, cc bus.ConsumerConfig, buses map[string]*bus.Bus) {
 	t.Helper()
 	typ := "test.fact"
-	if len(cc.EventTypes) > 0 {
+	switch {
+	case len(cc.EventTypes) > 0:
 		typ = cc.EventTypes[0]
+	case len(cc.FilterSubjects) > 0:
+		// A consumer of one type, <prefix>.*.<type> (bus.EventTypeFilter).
+		typ = strings.TrimPrefix(cc.FilterSubjects[0], bus.EventsSubjectPrefix+".*.")
 	}
 	c, err := bus.NewConsumer(b, pool, cc, func(context.Context, pgx.Tx, []*bus.Delivery) error { return nil }, nil)
 	if err != nil {

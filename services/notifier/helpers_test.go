@@ -271,40 +271,51 @@ type customer struct {
 
 func (s *stack) customers(t testing.TB, tenant string, cs ...customer) {
 	t.Helper()
+	s.customerEvents(t, "", s.customerUpdates(tenant, cs...)...)
+}
+
+// customerUpdates are the customer.updated events of cs, each customer's
+// event id cu-<id>, occurred an hour ago.
+func (s *stack) customerUpdates(tenant string, cs ...customer) []*eventsv1.Event {
 	var evs []*eventsv1.Event
 	for _, c := range cs {
 		evs = append(evs, &eventsv1.Event{Id: "cu-" + c.id, TenantId: tenant, Type: "customer.updated", OccurredAt: timestamppb.New(s.clock.Now().Add(-time.Hour)),
 			Payload: &eventsv1.Event_CustomerUpdated{CustomerUpdated: &eventsv1.CustomerUpdated{CustomerId: c.id, Email: c.email, Phone: c.phone,
 				FirstName: "Name-" + c.id, Locale: c.locale, TimeZone: c.tz, Consent: &eventsv1.Consent{EmailMarketing: c.emailConsent, SmsMarketing: c.smsConsent}}}})
 	}
-	s.customerEvents(t, "", evs...)
+	return evs
 }
 
-// customerEvents publishes customer.updated events, each with Nats-Msg-Id
-// <tenant>/<event id> (suffixed with msgSuffix: a re-publish after the
-// stream's dedupe window), and waits until they are applied.
+// customerEvents publishes customer.updated events (publishCustomerEvents)
+// and waits until they are applied.
 func (s *stack) customerEvents(t testing.TB, msgSuffix string, evs ...*eventsv1.Event) {
 	t.Helper()
-	var msgs []bus.Message
-	for _, ev := range evs {
-		data, _ := proto.Marshal(ev)
-		msgs = append(msgs, bus.Message{Subject: bus.EventSubject(ev.GetTenantId(), "customer.updated"), ID: ev.GetTenantId() + "/" + ev.GetId() + msgSuffix,
-			Type: "customer.updated", Data: data})
-	}
-	if _, err := s.pub.PublishDurable(context.Background(), msgs); err != nil {
-		t.Fatal(err)
-	}
+	ids := s.publishCustomerEvents(t, msgSuffix, evs...)
 	// Applied when the contacts consumer's inbox holds these messages: a
 	// count of the tenant's contacts is met at once by earlier ones.
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		ids[i] = m.ID
-	}
 	testenv.WaitFor(t, "contacts projected", func() bool {
 		var n int
 		_ = s.db.QueryRow(context.Background(), `SELECT count(DISTINCT msg_id) FROM bus_inbox WHERE msg_id = ANY($1)`, ids).Scan(&n)
 		return n == len(ids)
 	})
+}
+
+// publishCustomerEvents publishes customer.updated events, each with
+// Nats-Msg-Id <tenant>/<event id> (suffixed with msgSuffix: a re-publish
+// after the stream's dedupe window), and returns their message ids.
+func (s *stack) publishCustomerEvents(t testing.TB, msgSuffix string, evs ...*eventsv1.Event) []string {
+	t.Helper()
+	var msgs []bus.Message
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		data, _ := proto.Marshal(ev)
+		ids[i] = ev.GetTenantId() + "/" + ev.GetId() + msgSuffix
+		msgs = append(msgs, bus.Message{Subject: bus.EventSubject(ev.GetTenantId(), "customer.updated"), ID: ids[i], Type: "customer.updated", Data: data})
+	}
+	if _, err := s.pub.PublishDurable(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
 
 // request publishes notification.requested as the campaign service does;

@@ -364,6 +364,11 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 		RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax, SendBatch: cfg.SendBatch, SendWorkers: cfg.SendWorkers,
 		PollInterval: cfg.PollInterval, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), UnsubscribeKey: []byte(cfg.UnsubscribeSecret),
 		Now: cfg.Now, Meter: tel.MeterProvider.Meter("retain/notifier"),
+		// The server's count, whichever replica applies the contacts: the
+		// requests consumer may run ahead of them (decision 0047).
+		ContactsBacklog: func(ctx context.Context, tenant string) (int64, error) {
+			return s.contacts.TenantBacklog(ctx, tenant)
+		},
 	}, senders, deps.Log)
 	if err != nil {
 		return nil, err

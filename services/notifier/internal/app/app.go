@@ -62,6 +62,12 @@ type Config struct {
 	Now            func() time.Time
 	// Meter makes the delivery and provider metrics; nil records nothing.
 	Meter metric.Meter
+	// ContactsBacklog is how many of a tenant's customer.updated events
+	// the contacts consumer has yet to apply (bus.Consumer.TenantBacklog).
+	// A request that would fail for want of the customer's profile is
+	// held while it is not 0 or cannot be read (holdForContacts); nil
+	// fails such requests at once.
+	ContactsBacklog func(ctx context.Context, tenant string) (int64, error)
 }
 
 // Engine runs the use cases.
@@ -293,6 +299,7 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh 
 	var outbox []bus.Message
 	saves := make([]store.Delivery, 0, len(ds))
 	trails := make([]store.Trail, 0, len(ds))
+	pending := e.contactsPending()
 	for _, d := range ds {
 		k := store.Key{Tenant: d.Tenant, Customer: d.CustomerID}
 		c := cs[k]
@@ -311,6 +318,12 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh 
 			f.Pref = &p
 		}
 		r := policy.Decide(e.cfg.Policy, f)
+		rehold := false
+		if r.Verdict == policy.Fail && (r.Code == policy.CodeUnknownCustomer || r.Code == policy.CodeNoAddress) {
+			if why, wait := pending.of(ctx, d.Tenant); wait {
+				r, rehold = holdForContacts(r, &d, why, now)
+			}
+		}
 		d.Locale = c.Locale
 		d.DueAt = nil
 		switch r.Verdict {
@@ -323,6 +336,13 @@ func (e *Engine) decide(ctx context.Context, tx pgx.Tx, keys []store.Key, fresh 
 		case policy.Defer:
 			until := r.Until
 			d.Status, d.DueAt = store.StatusDeferred, &until
+			if rehold {
+				// Still held as it was: the outcome and the trail said so
+				// when the hold began, and a hold is looked at again up to
+				// every second.
+				saves = append(saves, d)
+				continue
+			}
 			outbox = append(outbox, e.outcome(t, &d, notifierv1.Outcome_OUTCOME_DEFERRED, r.Code, r.Reason, now))
 		case policy.Suppress:
 			d.Status = store.StatusSuppressed

@@ -76,6 +76,8 @@ var reasonCodes = map[string]bool{
 	"expired": true, "unknown_customer": true, "no_address": true, "unsubscribed": true, "consent_revoked": true,
 	"no_consent": true, "suppressed_hard_bounce": true, "suppressed_complaint": true, "suppressed_manual": true,
 	"frequency_cap": true, "quiet_hours": true,
+	// held for the customer's profile (holdForContacts)
+	CodeContactsPending: true,
 	// the send
 	"template_not_found": true, "template_invalid": true, "template_missing_variable": true, "template_variable_type": true,
 	"template_render_failed": true, "channel_not_configured": true, "retries_exhausted": true,

@@ -113,10 +113,10 @@ func Decide(cfg Config, f Facts) Result {
 	marketing := f.Category == notifierv1.Category_CATEGORY_MARKETING
 	chName := channelWord(f.Channel)
 	if !f.Known {
-		return r.end("consent", Fail, "unknown_customer", "no customer.updated was received for this customer: no address, no consent")
+		return r.end("consent", Fail, CodeUnknownCustomer, "no customer.updated was received for this customer: no address, no consent")
 	}
 	if f.Address == "" {
-		return r.end("consent", Fail, "no_address", fmt.Sprintf("the customer has no %s", addressWord(f.Channel)))
+		return r.end("consent", Fail, CodeNoAddress, fmt.Sprintf("the customer has no %s", AddressWord(f.Channel)))
 	}
 	// Consent and unsubscribe.
 	if !marketing {
@@ -149,7 +149,7 @@ func Decide(cfg Config, f Facts) Result {
 	}
 	// Suppression list.
 	if f.Suppressed != "" {
-		return r.end("suppression", Suppress, "suppressed_"+f.Suppressed, fmt.Sprintf("the %s is on the suppression list (%s)", addressWord(f.Channel), f.Suppressed))
+		return r.end("suppression", Suppress, "suppressed_"+f.Suppressed, fmt.Sprintf("the %s is on the suppression list (%s)", AddressWord(f.Channel), f.Suppressed))
 	}
 	r.pass("suppression", "not on the suppression list")
 	// Frequency cap.
@@ -204,6 +204,14 @@ func (r *Result) deferTo(stage, code, reason string, until, expires time.Time) R
 	r.Until = until
 	return r.end(stage, Defer, code, fmt.Sprintf("%s: deferred to %s", reason, until.UTC().Format(time.RFC3339)))
 }
+
+// The codes of a request that fails for want of the customer's profile:
+// the notifier holds it instead while it has not yet applied the shop's
+// customer.updated events (app, decision 0047).
+const (
+	CodeUnknownCustomer = "unknown_customer"
+	CodeNoAddress       = "no_address"
+)
 
 // ConsentGranted is the shop's "granted" consent value (contacts package).
 const ConsentGranted = "granted"
@@ -317,7 +325,8 @@ func channelWord(c notifierv1.Channel) string {
 	return "webhook"
 }
 
-func addressWord(c notifierv1.Channel) string {
+// AddressWord names the address a channel sends to, as reasons say it.
+func AddressWord(c notifierv1.Channel) string {
 	if c == notifierv1.Channel_CHANNEL_SMS {
 		return "phone number"
 	}
