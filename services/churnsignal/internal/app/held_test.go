@@ -281,12 +281,7 @@ func TestRestartKeepsHoldingWithoutAModel(t *testing.T) {
 // batch (QA: 301 of an import's 320 lines).
 func TestRefitDeferralLoggedOnce(t *testing.T) {
 	ctx := context.Background()
-	pool, start := heldShop(t, 50)
-	var logs testenv.SyncBuffer
-	e, err := New(pool, Config{ChunkSize: 100, Workers: 1, MaxLag: time.Minute, Now: func() time.Time { return start }}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, _, logs := loggedShop(t)
 	rounds := func() {
 		for range 5 {
 			if _, err := e.autoRefit(ctx, "a"); err != nil {
@@ -308,6 +303,19 @@ func TestRefitDeferralLoggedOnce(t *testing.T) {
 	if n := strings.Count(logs.String(), "refit deferred"); n != 2 {
 		t.Fatalf("%d lines after catching up and falling behind again, want 2:\n%s", n, logs.String())
 	}
+}
+
+// loggedShop is an engine on heldShop's shop of 50 customers, its clock
+// stopped at the shop's start, logging to logs.
+func loggedShop(t *testing.T) (e *Engine, pool *pgxpool.Pool, logs *testenv.SyncBuffer) {
+	t.Helper()
+	pool, start := heldShop(t, 50)
+	logs = &testenv.SyncBuffer{}
+	e, err := New(pool, Config{ChunkSize: 100, Workers: 1, MaxLag: time.Minute, Now: func() time.Time { return start }}, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, pool, logs
 }
 
 // TestTenantBehindAsksItsBacklog: while the consumer is behind, a tenant

@@ -2,10 +2,8 @@ package app
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/retainhq/retain/platform/testenv"
 )
@@ -16,12 +14,7 @@ import (
 // round (QA: "scheduled refit failed" every minute for the whole outage).
 func TestScheduledRefitOutageLoggedOnce(t *testing.T) {
 	ctx := context.Background()
-	pool, start := heldShop(t, 50)
-	var logs testenv.SyncBuffer
-	e, err := New(pool, Config{ChunkSize: 100, Workers: 1, MaxLag: time.Minute, Now: func() time.Time { return start }}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, pool, logs := loggedShop(t)
 	tenants := []string{"a", "b", "c"}
 	for _, tenant := range tenants {
 		e.deferCheck(tenant)
