@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -85,6 +86,9 @@ type Engine struct {
 	// meet and those a held provider's answer meets (finish), once, and
 	// keeps takeOverGrace.
 	sendOutage *senderOutage
+	// contactsWarned is when (unix ns) the contacts backlog was last
+	// logged as unreadable (pendingContacts).
+	contactsWarned atomic.Int64
 }
 
 // New returns an engine sending through senders (a channel without one

@@ -23,10 +23,15 @@ const (
 	contactsHoldMax = 30 * time.Second
 )
 
-// contactsBacklogTimeout bounds one read of a tenant's contacts backlog:
-// the decision's transaction, which holds the customers' locks, waits
-// for it.
+// contactsBacklogTimeout bounds the reads of the tenants' contacts
+// backlogs in one decide pass, together: the decision's transaction,
+// which holds the customers' locks and must not idle past its bound,
+// waits for them. A tenant left when it is spent is held unasked.
 const contactsBacklogTimeout = 5 * time.Second
+
+// contactsWarnEvery paces the warning that backlogs cannot be read: every
+// pass meets it while NATS is away.
+const contactsWarnEvery = time.Minute
 
 // pendingContacts answers, for one decide pass, whether the contacts
 // consumer has yet to apply customer.updated events of a tenant. It asks
@@ -36,6 +41,9 @@ const contactsBacklogTimeout = 5 * time.Second
 type pendingContacts struct {
 	e     *Engine
 	known map[string]int64
+	// deadline ends the pass's reads (contactsBacklogTimeout), set at
+	// the first.
+	deadline time.Time
 	// failed is the first read of the pass that failed: NATS is away or
 	// refuses the probe, and every later read of the pass would wait as
 	// long, so the pass holds the rest without asking.
@@ -67,13 +75,19 @@ func (p *pendingContacts) of(ctx context.Context, tenant string) (why string, wa
 	}
 	n, ok := p.known[tenant]
 	if !ok {
-		rctx, cancel := context.WithTimeout(ctx, contactsBacklogTimeout)
+		if p.deadline.IsZero() {
+			p.deadline = time.Now().Add(contactsBacklogTimeout)
+		}
+		rctx, cancel := context.WithDeadline(ctx, p.deadline)
 		defer cancel()
 		var err error
 		if n, err = p.e.cfg.ContactsBacklog(rctx, tenant); err != nil {
 			p.failed = err
-			p.e.log.Warn("notifier cannot tell whether it has applied the shop's customer.updated events: requests for customers without a profile (or the channel's address) are held, not failed, until it can",
-				"tenant", tenant, "error", err)
+			if last := p.e.contactsWarned.Load(); time.Since(time.Unix(0, last)) >= contactsWarnEvery &&
+				p.e.contactsWarned.CompareAndSwap(last, time.Now().UnixNano()) {
+				p.e.log.Warn("notifier cannot tell whether it has applied the shop's customer.updated events: requests for customers without a profile (or the channel's address) are held, not failed, until it can",
+					"tenant", tenant, "error", err, "next_log_in", contactsWarnEvery)
+			}
 			return unreadable, true
 		}
 		p.known[tenant] = n
@@ -104,7 +118,7 @@ func holdForContacts(r policy.Result, d *store.Delivery, why string, now time.Ti
 	if r.Code == policy.CodeNoAddress {
 		what = "the customer's profile has no " + policy.AddressWord(d.Channel) + " yet"
 	}
-	reason := fmt.Sprintf("%s, and %s: waiting for the customer's profile (%s if it never comes), looked at again as they are applied", what, why, r.Code)
+	reason := fmt.Sprintf("%s, and %s: waiting for the customer's profile (%s if it never comes), looked at again shortly", what, why, r.Code)
 	r.Trail = append(r.Trail[:len(r.Trail)-1], policy.Step{Stage: "consent", Verdict: string(policy.Defer), Code: CodeContactsPending, Reason: reason})
 	r.Verdict, r.Code, r.Reason, r.Until = policy.Defer, CodeContactsPending, reason, until
 	return r, rehold
