@@ -213,7 +213,8 @@ func startDev(ctx context.Context, env *cliEnv, o devOptions) (err error) {
 	if err := o.validate(); err != nil {
 		return err
 	}
-	if s, err := readDevState(o.dir); err == nil && devRunning(s.PID) {
+	self, _ := os.Executable()
+	if s, err := readDevState(o.dir); err == nil && devRunning(s.PID, filepath.Base(self)) {
 		return fmt.Errorf("a dev stack (pid %d) is already running from %s; stop it first (Ctrl-C where it runs, or kill %d)", s.PID, o.dir, s.PID)
 	}
 	// Before anything is created: a start that cannot listen leaves
@@ -467,12 +468,17 @@ func devPostgres(ctx context.Context, env *cliEnv, dir string, log *slog.Logger)
 }
 
 // devRunning reports whether pid, from a state file, is a `retain dev`
-// still running: a process that is not a zombie (killed, not yet reaped)
-// and whose command line has the dev command. A stack killed with -9
-// leaves its state file, and its pid may be reused by another program by
-// the next start: neither must refuse that start.
-func devRunning(pid int) bool {
+// still running: a process that is not a zombie (killed, not yet reaped),
+// of an executable named exe (this one's: `go run` builds it elsewhere
+// each time, under the same name) and whose command line has the dev
+// command. A stack killed with -9 leaves its state file, and its pid may
+// be reused by another program by the next start (`npm run dev`): neither
+// must refuse that start.
+func devRunning(pid int, exe string) bool {
 	if pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	if path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || filepath.Base(path) != exe {
 		return false
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -194,7 +194,8 @@ func TestBannerSaysHowToReachTheStack(t *testing.T) {
 
 // TestDevRunning: a start is refused only for a state file whose pid is a
 // `retain dev` still running, not for one killed (a zombie until reaped)
-// nor for a pid another program has taken since.
+// nor for a pid another program has taken since, even one run with "dev"
+// (sh stands for the retain executable here).
 func TestDevRunning(t *testing.T) {
 	start := func(args ...string) *exec.Cmd {
 		cmd := exec.Command(args[0], args[1:]...)
@@ -212,24 +213,32 @@ func TestDevRunning(t *testing.T) {
 		}
 	}
 	dev := start("sh", "-c", "sleep 30; :", "dev")
-	if !devRunning(dev.Process.Pid) {
+	shell, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", dev.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Base(shell)
+	if !devRunning(dev.Process.Pid, exe) {
 		t.Fatal("a running process of the dev command is not seen")
 	}
-	if other := start("sleep", "30"); devRunning(other.Process.Pid) {
-		t.Fatal("another program's pid counts as a dev stack")
+	if devRunning(dev.Process.Pid, "retain") {
+		t.Fatal("another program run with dev counts as a dev stack")
+	}
+	if other := start("sh", "-c", "sleep 30; :"); devRunning(other.Process.Pid, exe) {
+		t.Fatal("a process without the dev command counts as a dev stack")
 	}
 	killed := start("sh", "-c", "sleep 30; :", "dev")
 	if err := killed.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for devRunning(killed.Process.Pid) {
+	for devRunning(killed.Process.Pid, exe) {
 		if time.Now().After(deadline) {
 			t.Fatal("a killed dev stack, not reaped, still counts as running")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if devRunning(0) || devRunning(os.Getpid()) {
+	if devRunning(0, exe) || devRunning(os.Getpid(), exe) {
 		t.Fatal("pid 0 or this process counts as a dev stack")
 	}
 }
