@@ -34,10 +34,16 @@ func Error(err error) error {
 }
 
 func text(e *yaml.LoadError) string {
-	if e.Mark.Line <= 0 {
-		return e.Message
+	// "field x not found in type pkg.goType": the Go type means nothing
+	// to whoever wrote the file.
+	msg := e.Message
+	if i := strings.Index(msg, " not found in type "); i >= 0 {
+		msg = msg[:i+len(" not found")]
 	}
-	s := fmt.Sprintf("line %d, column %d: %s", e.Mark.Line, e.Mark.Column, e.Message)
+	if e.Mark.Line <= 0 {
+		return msg
+	}
+	s := fmt.Sprintf("line %d, column %d: %s", e.Mark.Line, e.Mark.Column, msg)
 	if c := e.ContextMark; e.ContextMsg != "" && c.Line > 0 && c.Line != e.Mark.Line {
 		s += fmt.Sprintf(" (%s at line %d, column %d)", e.ContextMsg, c.Line, c.Column)
 	}

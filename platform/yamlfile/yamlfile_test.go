@@ -2,6 +2,7 @@ package yamlfile
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v4"
@@ -27,5 +28,19 @@ func TestError(t *testing.T) {
 	other := errors.New("not yaml")
 	if Error(other) != other {
 		t.Error("an error of another kind was rewritten")
+	}
+}
+
+// TestUnknownFieldWithoutGoType: an unknown field is named with its line,
+// not with the Go type the file is read into.
+func TestUnknownFieldWithoutGoType(t *testing.T) {
+	var v struct {
+		Key string `yaml:"key"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader("key: a\nkye: b\n"))
+	dec.KnownFields(true)
+	err := Error(dec.Decode(&v))
+	if err == nil || err.Error() != "line 2, column 1: field kye not found" {
+		t.Fatalf("error %v, want the field and its line alone", err)
 	}
 }

@@ -74,53 +74,77 @@ func ChannelName(c notifierv1.Channel) string {
 }
 
 // Parse reads every template of a file. Content is checked by the
-// notifier when the templates are saved; Parse checks the shape.
+// notifier when the templates are saved; Parse checks the shape, of every
+// template: the error names each one whose shape is wrong (up to a YAML
+// syntax error, after which nothing can be read).
 func Parse(data []byte) ([]*notifierv1.Template, error) {
 	if len(data) > MaxSize {
 		return nil, fmt.Errorf("template file is %d bytes: at most %d", len(data), MaxSize)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var out []*notifierv1.Template
+	var (
+		out  []*notifierv1.Template
+		errs []error
+	)
 	// seen is the template number of each key and channel: a second one
 	// in the same file would be saved as a later version of the first,
 	// and only the last would take effect.
 	seen := map[string]int{}
-	for i := 0; ; i++ {
+	for n := 1; ; n++ {
 		var ft fileTemplate
 		err := dec.Decode(&ft)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("template #%d: %w", i+1, yamlfile.Error(err))
+			errs = append(errs, fmt.Errorf("template #%d: %w", n, yamlfile.Error(err)))
+			var fields *yaml.LoadErrors
+			if errors.As(err, &fields) {
+				continue // the document was read past its wrong fields
+			}
+			break
 		}
-		if ft.Key == "" {
-			return nil, fmt.Errorf("template #%d: key is required", i+1)
-		}
-		ch, err := ParseChannel(ft.Channel)
+		t, err := ft.template(n, seen)
 		if err != nil {
-			return nil, fmt.Errorf("template #%d (%s): %w", i+1, ft.Key, err)
-		}
-		id := ft.Key + " " + ChannelName(ch)
-		if first, ok := seen[id]; ok {
-			return nil, fmt.Errorf("template #%d (%s): the file already has template %s for %s, as template #%d: one per key and channel",
-				i+1, ft.Key, ft.Key, ChannelName(ch), first)
-		}
-		seen[id] = i + 1
-		t := &notifierv1.Template{Key: ft.Key, Channel: ch, Description: ft.Description}
-		for _, v := range ft.Variables {
-			t.Variables = append(t.Variables, &notifierv1.VariableSpec{Name: v.Name, Type: v.Type, Optional: v.Optional})
-		}
-		for _, v := range ft.Variants {
-			t.Variants = append(t.Variants, &notifierv1.TemplateVariant{Locale: v.Locale, Subject: v.Subject, Html: v.HTML, Text: v.Text, Body: v.Body})
+			errs = append(errs, err)
+			continue
 		}
 		out = append(out, t)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if len(out) == 0 {
 		return nil, errors.New("template file holds no template")
 	}
 	return out, nil
+}
+
+// template is template number n of a file; seen has the earlier ones'
+// key and channel.
+func (ft fileTemplate) template(n int, seen map[string]int) (*notifierv1.Template, error) {
+	if ft.Key == "" {
+		return nil, fmt.Errorf("template #%d: key is required", n)
+	}
+	ch, err := ParseChannel(ft.Channel)
+	if err != nil {
+		return nil, fmt.Errorf("template #%d (%s): %w", n, ft.Key, err)
+	}
+	id := ft.Key + " " + ChannelName(ch)
+	if first, ok := seen[id]; ok {
+		return nil, fmt.Errorf("template #%d (%s): the file already has template %s for %s, as template #%d: one per key and channel",
+			n, ft.Key, ft.Key, ChannelName(ch), first)
+	}
+	seen[id] = n
+	t := &notifierv1.Template{Key: ft.Key, Channel: ch, Description: ft.Description}
+	for _, v := range ft.Variables {
+		t.Variables = append(t.Variables, &notifierv1.VariableSpec{Name: v.Name, Type: v.Type, Optional: v.Optional})
+	}
+	for _, v := range ft.Variants {
+		t.Variants = append(t.Variants, &notifierv1.TemplateVariant{Locale: v.Locale, Subject: v.Subject, Html: v.HTML, Text: v.Text, Body: v.Body})
+	}
+	return t, nil
 }
 
 // Format writes a template in the file form (for `retain templates show`).

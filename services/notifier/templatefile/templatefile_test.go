@@ -87,6 +87,9 @@ func TestParseErrorsPointAtTheLine(t *testing.T) {
 		{"a tab", "key: x\nchannel: email\nvariants:\n\t- locale: \"\"\n", "line 4, column 1: found character that cannot start any token"},
 		{"a duplicate key", "key: x\nchannel: email\nkey: y\n", `line 3, column 1: mapping key "key" already defined at line 1`},
 		{"an unknown field", "key: x\nchannel: email\nsubjekt: typo\n", "line 3, column 1: field subjekt not found"},
+		{"every template's problem", "key: a\nchannel: email\nsubjct: x\n---\nkey: b\nchannel: pigeon\n---\nkey: \"\"\nchannel: sms\n",
+			"template #1: line 3, column 1: field subjct not found\n" +
+				"template #2 (b): channel \"pigeon\": want email, sms or webhook\ntemplate #3: key is required"},
 		{"a key and channel twice", "key: x\nchannel: email\n---\nkey: x\nchannel: sms\n---\nkey: x\nchannel: email\n",
 			"template #3 (x): the file already has template x for email, as template #1: one per key and channel"},
 		{"in the second template", sample + "---\nkey: z\nchannel: sms\nvariants: [{locale: \"\", body: \"hi}]\n",
