@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/telemetry"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
 	"github.com/retainhq/retain/services/notifier/internal/channel"
 	"github.com/retainhq/retain/services/notifier/internal/contacts"
@@ -86,9 +86,9 @@ type Engine struct {
 	// meet and those a held provider's answer meets (finish), once, and
 	// keeps takeOverGrace.
 	sendOutage *senderOutage
-	// contactsWarned is when (unix ns) the contacts backlog was last
-	// logged as unreadable (pendingContacts).
-	contactsWarned atomic.Int64
+	// contactsUnread paces the log of contacts backlogs that cannot be
+	// read (pendingContacts).
+	contactsUnread telemetry.FailureRun
 }
 
 // New returns an engine sending through senders (a channel without one
@@ -105,8 +105,9 @@ func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.
 		return nil, err
 	}
 	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m,
-		providers:  newProviderLog(log, providerLogEvery),
-		sendOutage: newSenderOutage(pg.NewOutageLog(log, "notifier sender pass", pool.Ping), cfg.Now)}, nil
+		providers:      newProviderLog(log, providerLogEvery),
+		contactsUnread: telemetry.FailureRun{Every: contactsWarnEvery},
+		sendOutage:     newSenderOutage(pg.NewOutageLog(log, "notifier sender pass", pool.Ping), cfg.Now)}, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }

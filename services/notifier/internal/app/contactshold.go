@@ -83,8 +83,7 @@ func (p *pendingContacts) of(ctx context.Context, tenant string) (why string, wa
 		var err error
 		if n, err = p.e.cfg.ContactsBacklog(rctx, tenant); err != nil {
 			p.failed = err
-			if last := p.e.contactsWarned.Load(); time.Since(time.Unix(0, last)) >= contactsWarnEvery &&
-				p.e.contactsWarned.CompareAndSwap(last, time.Now().UnixNano()) {
+			if p.e.contactsUnread.Failed(time.Now()).Log {
 				p.e.log.Warn("notifier cannot tell whether it has applied the shop's customer.updated events: requests for customers without a profile (or the channel's address) are held, not failed, until it can",
 					"tenant", tenant, "error", err, "next_log_in", contactsWarnEvery)
 			}
