@@ -27,6 +27,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/retainhq/retain/platform/config"
+	"github.com/retainhq/retain/platform/telemetry"
 )
 
 // instrumentationName names the tracer and meter of this package.
@@ -357,7 +358,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 	delay := 100 * time.Millisecond
 	// A server away at start is waited for as long as the caller's ctx
 	// lets: said at once, then once a minute, not at every retry.
-	var logged time.Time
+	retries := telemetry.FailureRun{Every: connectLogEvery}
 	for attempt := 1; ; attempt++ {
 		nc, err := nats.Connect(cfg.URL, natsOpts...)
 		if err == nil {
@@ -394,8 +395,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 		if refused != nil {
 			return nil, fmt.Errorf("bus: connect to %s: %s", redactURL(cfg.URL), redactErr(refused, cfg.URL))
 		}
-		if time.Since(logged) >= connectLogEvery {
-			logged = time.Now()
+		if retries.Failed(time.Now()).Log {
 			log.Warn("nats connect failed, retrying", "url", redactURL(cfg.URL), "setting", "RETAIN_NATS_URL", "attempt", attempt,
 				"retry_in", delay, "next_log_in", connectLogEvery, "error", redactErr(err, cfg.URL))
 		}

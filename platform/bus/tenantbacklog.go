@@ -141,10 +141,8 @@ func (c *Consumer) probe(ctx context.Context, filter string, start uint64, descr
 			if c.deleteProbe(ctx, name) != nil {
 				// Not deletable (the permission not there yet): the
 				// server deletes it within probeLife.
-				select {
-				case <-time.After(probeWait):
-				case <-ctx.Done():
-					return 0, ctx.Err()
+				if err := sleepCtx(ctx, probeWait); err != nil {
+					return 0, err
 				}
 			}
 			continue
