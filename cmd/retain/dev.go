@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -475,19 +474,10 @@ func devPostgres(ctx context.Context, env *cliEnv, dir string, log *slog.Logger)
 // be reused by another program by the next start (`npm run dev`): neither
 // must refuse that start.
 func devRunning(pid int, exe string) bool {
-	if pid <= 0 || pid == os.Getpid() {
+	if pid <= 0 || pid == os.Getpid() || !pg.ProcessRunning(pid) {
 		return false
 	}
 	if path, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || filepath.Base(path) != exe {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name, which is in parentheses and
-	// may itself hold ") ".
-	if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z' {
 		return false
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))

@@ -612,7 +612,7 @@ func clearStalePostmaster(ctx context.Context, dataDir string, out io.Writer) er
 	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for processRunning(pid) {
+	for ProcessRunning(pid) {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("stop postgres pid %d left running on %s: %w", pid, dataDir, ctx.Err())
@@ -647,9 +647,9 @@ func isPostmasterOf(pid int, dataDir string) bool {
 	return cwd == want || cwd == dataDir
 }
 
-// processRunning reports whether pid runs. A zombie does not: in a container
+// ProcessRunning reports whether pid runs. A zombie does not: in a container
 // whose PID 1 does not reap orphans, a dead server can stay a zombie forever.
-func processRunning(pid int) bool {
+func ProcessRunning(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
 		return false
 	}
@@ -658,8 +658,10 @@ func processRunning(pid int) bool {
 		// No procfs (macOS): the signal check is all there is.
 		return !errors.Is(err, os.ErrNotExist) || !procfs()
 	}
-	_, rest, _ := strings.Cut(string(stat), ") ")
-	return !strings.HasPrefix(rest, "Z")
+	// The state follows the command name, which is in parentheses and
+	// may itself hold ") ".
+	i := strings.LastIndex(string(stat), ") ")
+	return i < 0 || !strings.HasPrefix(string(stat[i+2:]), "Z")
 }
 
 func procfs() bool {
