@@ -143,14 +143,13 @@ func (e *Engine) audienceFacts(ctx context.Context) func(tenant string) bool {
 		if !asked {
 			asked = true
 			total, err = e.cfg.FactsBacklog(ctx)
-			switch {
-			case err != nil:
+			if err != nil {
 				e.backlogUnreadable(err)
-			case total <= e.cfg.AudienceMaxBacklog:
+			} else {
 				e.backlogReadable()
-				e.endAudienceWaits()
-			default:
-				e.backlogReadable()
+				if total <= e.cfg.AudienceMaxBacklog {
+					e.endAudienceWaits()
+				}
 			}
 		}
 		if err != nil {
