@@ -213,18 +213,7 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 	// changed meanwhile): it stops the rest, and what was saved before it
 	// is reported.
 	for i, t := range ts {
-		verb := "updated"
-		up, err := c.UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: t})
-		out := up.GetTemplate()
-		if up.GetUnchanged() {
-			verb = "unchanged"
-		}
-		if status.Code(err) == codes.NotFound {
-			verb = "created"
-			var cr *notifierv1.CreateTemplateResponse
-			cr, err = c.CreateTemplate(ctx, &notifierv1.CreateTemplateRequest{Template: t})
-			out = cr.GetTemplate()
-		}
+		out, verb, err := putTemplate(ctx, c, t, false)
 		if err != nil {
 			for _, l := range lines {
 				fmt.Fprintln(env.stdout, l)
@@ -246,6 +235,21 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
+// putTemplate saves t (only checks it, with validateOnly): as the next
+// version of the template when it exists, else as a new one. verb says
+// which ("updated", "unchanged", "created").
+func putTemplate(ctx context.Context, c notifierv1.NotifierServiceClient, t *notifierv1.Template, validateOnly bool) (*notifierv1.Template, string, error) {
+	up, err := c.UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: t, ValidateOnly: validateOnly})
+	if status.Code(err) == codes.NotFound {
+		cr, err := c.CreateTemplate(ctx, &notifierv1.CreateTemplateRequest{Template: t, ValidateOnly: validateOnly})
+		return cr.GetTemplate(), "created", err
+	}
+	if up.GetUnchanged() {
+		return up.GetTemplate(), "unchanged", err
+	}
+	return up.GetTemplate(), "updated", err
+}
+
 // checkTemplates asks the notifier to check every template of a file as
 // saving it would (validate_only), and reports every one it refuses with
 // the fields at fault. An error that is not about a template (the token,
@@ -253,10 +257,7 @@ func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
 func checkTemplates(ctx context.Context, c notifierv1.NotifierServiceClient, ts []*notifierv1.Template, file string) error {
 	var refused []string
 	for _, t := range ts {
-		_, err := c.UpdateTemplate(ctx, &notifierv1.UpdateTemplateRequest{Template: t, ValidateOnly: true})
-		if status.Code(err) == codes.NotFound {
-			_, err = c.CreateTemplate(ctx, &notifierv1.CreateTemplateRequest{Template: t, ValidateOnly: true})
-		}
+		_, _, err := putTemplate(ctx, c, t, true)
 		name := fmt.Sprintf("template %s (%s)", t.GetKey(), templatefile.ChannelName(t.GetChannel()))
 		switch status.Code(err) {
 		case codes.OK:
