@@ -26,7 +26,6 @@ import (
 	"github.com/retainhq/retain/services/notifier/internal/app"
 	"github.com/retainhq/retain/services/notifier/internal/render"
 	"github.com/retainhq/retain/services/notifier/internal/store"
-	"github.com/retainhq/retain/services/notifier/templatefile"
 )
 
 // MethodScopes: reading needs read; templates, preferences and sends are
@@ -141,8 +140,8 @@ func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create,
 		return nil, false, err
 	}
 	if validateOnly {
-		if err := g.checkTemplate(ctx, tenant, t, create); err != nil {
-			return nil, false, err
+		if err := g.e.CheckTemplate(ctx, tenant, t, create); err != nil {
+			return nil, false, errStatus(err)
 		}
 		return t, true, nil
 	}
@@ -151,25 +150,6 @@ func (g *GRPC) saveTemplate(ctx context.Context, t *notifierv1.Template, create,
 		return nil, false, errStatus(err)
 	}
 	return out, changed, nil
-}
-
-// checkTemplate refuses what SaveTemplate would: a template that does not
-// compile (every violation, naming its field), then a create of a template
-// that exists or an update of one that does not. It stores nothing, so a
-// client can check every template of a file before saving any; a save
-// made between the check and the client's own can still refuse it.
-func (g *GRPC) checkTemplate(ctx context.Context, tenant string, t *notifierv1.Template, create bool) error {
-	if _, vs := render.Compile(t); vs != nil {
-		return errStatus(&app.InvalidError{Violations: vs})
-	}
-	_, err := g.e.GetTemplate(ctx, tenant, t.GetKey(), t.GetChannel(), 0)
-	switch {
-	case create && err == nil:
-		return errStatus(fmt.Errorf("template %q (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), store.ErrExists))
-	case create && errors.Is(err, store.ErrNotFound), err == nil:
-		return nil
-	}
-	return errStatus(err)
 }
 
 // CreateTemplate stores version 1 of a template.

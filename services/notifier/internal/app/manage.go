@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/retainhq/retain/services/notifier/internal/render"
 	"github.com/retainhq/retain/services/notifier/internal/store"
 	"github.com/retainhq/retain/services/notifier/internal/unsub"
+	"github.com/retainhq/retain/services/notifier/templatefile"
 )
 
 // InvalidError is a template that does not compile.
@@ -32,8 +34,8 @@ func (e *InvalidError) Error() string {
 // latest version: then it stores nothing and reports changed false, so
 // that applying the same file twice leaves one version.
 func (e *Engine) SaveTemplate(ctx context.Context, tenant string, t *notifierv1.Template, create bool) (_ *notifierv1.Template, changed bool, err error) {
-	if _, vs := render.Compile(t); vs != nil {
-		return nil, false, &InvalidError{Violations: vs}
+	if err := compileTemplate(t); err != nil {
+		return nil, false, err
 	}
 	if err := e.EnsureDefaults(ctx, tenant); err != nil {
 		return nil, false, err
@@ -46,6 +48,33 @@ func (e *Engine) SaveTemplate(ctx context.Context, tenant string, t *notifierv1.
 	}
 	saved, err := store.InsertTemplate(ctx, e.pool, tenant, t, create, e.now())
 	return saved, err == nil, err
+}
+
+// CheckTemplate refuses what SaveTemplate would: a template that does not
+// compile (every violation, naming its field), then a create of a template
+// that exists or an update of one that does not. It stores nothing, so a
+// client can check every template of a file before saving any; a save
+// made between the check and the client's own can still refuse it.
+func (e *Engine) CheckTemplate(ctx context.Context, tenant string, t *notifierv1.Template, create bool) error {
+	if err := compileTemplate(t); err != nil {
+		return err
+	}
+	_, err := e.GetTemplate(ctx, tenant, t.GetKey(), t.GetChannel(), 0)
+	switch {
+	case create && err == nil:
+		return fmt.Errorf("template %q (%s): %w", t.GetKey(), templatefile.ChannelName(t.GetChannel()), store.ErrExists)
+	case create && errors.Is(err, store.ErrNotFound), err == nil:
+		return nil
+	}
+	return err
+}
+
+// compileTemplate is the check of a template's content that a save makes.
+func compileTemplate(t *notifierv1.Template) error {
+	if _, vs := render.Compile(t); vs != nil {
+		return &InvalidError{Violations: vs}
+	}
+	return nil
 }
 
 // sameTemplate reports whether two templates say the same, whatever their
