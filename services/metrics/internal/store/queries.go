@@ -120,7 +120,7 @@ func (s *Store) Repeat(ctx context.Context, tenant string, p retention.Period) (
 func (s *Store) CohortCells(ctx context.Context, tenant string, first, last retention.Month, want string) (cells []retention.CohortCell, currency string, err error) {
 	err = s.withDays(ctx, tenant, func(v *dayView) error {
 		var err error
-		if currency, err = resolveCurrency(ctx, v.tx, tenant, want); err != nil {
+		if currency, _, err = resolveCurrency(ctx, v.tx, tenant, want); err != nil {
 			return err
 		}
 		n := int(last-first) + 1
@@ -222,7 +222,7 @@ func (s *Store) Surveys(ctx context.Context, tenant string, p retention.Period) 
 func (s *Store) CustomerValues(ctx context.Context, tenant string, at time.Time, want string) (vs []retention.CustomerValue, currency string, err error) {
 	err = pg.InSnapshot(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		if currency, err = resolveCurrency(ctx, tx, tenant, want); err != nil {
+		if currency, _, err = resolveCurrency(ctx, tx, tenant, want); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `
@@ -255,7 +255,7 @@ func (s *Store) CustomerValues(ctx context.Context, tenant string, at time.Time,
 func (s *Store) RevenueByCustomer(ctx context.Context, tenant string, p retention.Period, want string) (rs []retention.CustomerRevenue, currency string, err error) {
 	err = pg.InSnapshot(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		if currency, err = resolveCurrency(ctx, tx, tenant, want); err != nil {
+		if currency, _, err = resolveCurrency(ctx, tx, tenant, want); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `
@@ -292,18 +292,19 @@ func (s *Store) Sales(ctx context.Context, tenant string, p retention.Period, wa
 		los[i], his[i] = e.From, e.To
 	}
 	err = s.withDays(ctx, tenant, func(dv *dayView) error {
-		var err error
-		if currency, err = resolveCurrency(ctx, dv.tx, tenant, want); err != nil {
+		var (
+			err        error
+			currencies int
+		)
+		if currency, currencies, err = resolveCurrency(ctx, dv.tx, tenant, want); err != nil {
 			return err
 		}
-		var currencies int
 		err = dv.tx.QueryRow(ctx, `
-			SELECT (SELECT count(*) FROM tenant_currencies WHERE tenant = $1),
-			       coalesce(sum(orders), 0)::bigint, coalesce(sum(gross_minor), 0)::bigint,
+			SELECT coalesce(sum(orders), 0)::bigint, coalesce(sum(gross_minor), 0)::bigint,
 			       coalesce(sum(refunded_minor), 0)::bigint, coalesce(sum(net_minor), 0)::bigint
 			FROM sales_daily WHERE tenant = $1 AND currency = $2 AND day >= $3 AND day < $4`,
 			tenant, currency, dayStart(d0), dayStart(d1),
-		).Scan(&currencies, &v.Orders, &v.GrossMinor, &v.RefundedMinor, &v.NetMinor)
+		).Scan(&v.Orders, &v.GrossMinor, &v.RefundedMinor, &v.NetMinor)
 		if err != nil {
 			return fmt.Errorf("sum sales: %w", err)
 		}

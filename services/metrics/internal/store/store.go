@@ -256,28 +256,29 @@ func (e *CurrencyError) Is(target error) bool {
 // the tenant has no orders yet), and want when the tenant has orders in it
 // or no orders at all. A currency none of the tenant's orders is in would
 // only give zeros, hiding a mistyped or wrong currency: that is a
-// CurrencyError naming the currencies it has.
-func resolveCurrency(ctx context.Context, tx pgx.Tx, tenant, want string) (string, error) {
+// CurrencyError naming the currencies it has. n is how many currencies
+// the tenant has.
+func resolveCurrency(ctx context.Context, tx pgx.Tx, tenant, want string) (currency string, n int, err error) {
 	rows, err := tx.Query(ctx, `SELECT currency FROM tenant_currencies WHERE tenant = $1 ORDER BY currency`, tenant)
 	if err != nil {
-		return "", fmt.Errorf("read currencies: %w", err)
+		return "", 0, fmt.Errorf("read currencies: %w", err)
 	}
 	cs, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return "", fmt.Errorf("read currencies: %w", err)
+		return "", 0, fmt.Errorf("read currencies: %w", err)
 	}
 	if want != "" {
 		if len(cs) > 0 && !slices.Contains(cs, want) {
-			return "", &CurrencyError{Want: want, Currencies: cs}
+			return "", len(cs), &CurrencyError{Want: want, Currencies: cs}
 		}
-		return want, nil
+		return want, len(cs), nil
 	}
 	switch len(cs) {
 	case 0:
-		return "", nil
+		return "", 0, nil
 	case 1:
-		return cs[0], nil
+		return cs[0], 1, nil
 	default:
-		return "", &CurrencyError{Currencies: cs}
+		return "", len(cs), &CurrencyError{Currencies: cs}
 	}
 }
