@@ -32,10 +32,36 @@ type OutageLog struct {
 	// recognise (a connection lost mid-statement): the database is away
 	// when it does not answer a ping within a few seconds (decision 0018).
 	Ping func(context.Context) error
+	// Now, when set, is the clock of the outage's start and end (Away,
+	// LastEnded); time.Now otherwise.
+	Now func() time.Time
 
 	mu     sync.Mutex
 	failed int64
 	since  time.Time
+	ended  time.Time
+}
+
+func (o *OutageLog) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// Away reports whether the task's last pass met an outage not yet ended.
+func (o *OutageLog) Away() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failed > 0
+}
+
+// LastEnded is when the last outage ended (zero: none has yet), on Now.
+// It is recorded before the end is logged.
+func (o *OutageLog) LastEnded() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.ended
 }
 
 // NewOutageLog returns the outage log of the task named what (e.g. "timer
@@ -85,7 +111,7 @@ func (o *OutageLog) Failed(err error, attrs ...any) {
 	o.failed++
 	first := o.failed == 1
 	if first {
-		o.since = time.Now()
+		o.since = o.now()
 	}
 	o.mu.Unlock()
 	if first {
@@ -99,6 +125,10 @@ func (o *OutageLog) Answered() {
 	o.mu.Lock()
 	n, since := o.failed, o.since
 	o.failed = 0
+	now := o.now()
+	if n > 0 {
+		o.ended = now
+	}
 	o.mu.Unlock()
 	if n == 0 {
 		return
@@ -107,5 +137,5 @@ func (o *OutageLog) Answered() {
 	if count == "" {
 		count = "failed_passes"
 	}
-	o.Log.Info(o.Up, "outage", time.Since(since).Round(time.Millisecond), count, n)
+	o.Log.Info(o.Up, "outage", now.Sub(since).Round(time.Millisecond), count, n)
 }

@@ -85,7 +85,9 @@ type Engine struct {
 	// sendOutage logs the sender's database outages, those its passes
 	// meet and those a held provider's answer meets (finish), once, and
 	// keeps takeOverGrace.
-	sendOutage *senderOutage
+	sendOutage *pg.OutageLog
+	// started is when the engine was made, on its clock (mayTakeOver).
+	started time.Time
 	// contactsUnread paces the log of contacts backlogs that cannot be
 	// read (pendingContacts).
 	contactsUnread telemetry.FailureRun
@@ -104,10 +106,14 @@ func New(pool *pgxpool.Pool, cfg Config, senders map[notifierv1.Channel]channel.
 	if err != nil {
 		return nil, err
 	}
+	// The sender's outages also keep takeOverGrace (mayTakeOver), on the
+	// engine's clock.
+	sendOutage := pg.NewOutageLog(log, "notifier sender pass", pool.Ping)
+	sendOutage.Now = cfg.Now
 	return &Engine{pool: pool, cfg: cfg, senders: senders, log: log, wake: make(chan struct{}, 1), metrics: m,
 		providers:      newProviderLog(log, providerLogEvery),
 		contactsUnread: telemetry.FailureRun{Every: contactsWarnEvery},
-		sendOutage:     newSenderOutage(pg.NewOutageLog(log, "notifier sender pass", pool.Ping), cfg.Now)}, nil
+		sendOutage:     sendOutage, started: cfg.Now()}, nil
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC().Truncate(time.Microsecond) }
@@ -497,7 +503,7 @@ func (e *Engine) checkStoredTemplates(ctx context.Context) {
 // loop runs pass until ctx is done, retrying a failure with backoff: a
 // database outage is logged when it starts and when it ends (outage),
 // any other failure every time.
-func (e *Engine) loop(ctx context.Context, outage passLog, name string, pass func(context.Context) (int, error)) {
+func (e *Engine) loop(ctx context.Context, outage *pg.OutageLog, name string, pass func(context.Context) (int, error)) {
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// A pass in flight finishes even on shutdown, so that no attempt is
@@ -543,7 +549,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // the pass; run is the engine's, done at shutdown, which ends the hold of
 // a provider's answer through a database outage HoldOnStop later.
 func (e *Engine) sendDue(ctx, run context.Context) (int, error) {
-	takeOver := e.sendOutage.mayTakeOver()
+	takeOver := e.mayTakeOver()
 	ds, err := store.ClaimSend(ctx, e.pool, e.now(), e.cfg.Lease, e.cfg.SendBatch, takeOver)
 	if err != nil || len(ds) == 0 {
 		return 0, err
