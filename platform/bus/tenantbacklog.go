@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,11 +37,6 @@ const probeDeleteTimeout = 2 * time.Second
 // a service name its own probes and no other consumer
 // (docs/decisions/0044-consumer-permissions-per-service.md).
 func ProbeName(durable string) string { return durable + "-probe" }
-
-// probeTurns makes the probes of one name in this process take turns
-// (probe name → chan struct{} of one slot): they share the name, so one
-// at a time, rather than taking it from each other.
-var probeTurns sync.Map
 
 // TenantBacklog is how many of tenant's messages on the consumer's stream
 // the consumer has yet to apply: those its filters match past its ack
@@ -111,22 +105,17 @@ func (c *Consumer) TenantBacklog(ctx context.Context, tenantID string) (int64, e
 // replica of the service, of this process when its deletion failed, or of
 // a process that died) is not reused but deleted, and the creation tried
 // again. Deleting another's probe costs it nothing: its count came with
-// its creation. The probes of one name in this process take turns.
+// its creation. The probes of one name in this process take turns
+// (UseNamedConsumer).
 //
 // A single FilterSubject, not FilterSubjects: the create request's
 // subject then ends with it, which the NATS permissions of a service
 // restrict to tenant filters of its stream (the chart, decision 0037).
-func (c *Consumer) probe(ctx context.Context, filter string, start uint64, description string) (int64, error) {
+func (c *Consumer) probe(ctx context.Context, filter string, start uint64, description string) (n int64, err error) {
 	name := ProbeName(c.cfg.Durable)
-	turn, _ := probeTurns.LoadOrStore(c.cfg.Stream+"."+name, make(chan struct{}, 1))
-	select {
-	case turn.(chan struct{}) <- struct{}{}:
-		defer func() { <-turn.(chan struct{}) }()
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	for attempt := 1; ; attempt++ {
-		probe, err := c.bus.JS.CreateConsumer(ctx, c.cfg.Stream, jetstream.ConsumerConfig{
+	err = c.bus.UseNamedConsumer(ctx, NamedConsumer{
+		Stream: c.cfg.Stream,
+		Config: jetstream.ConsumerConfig{
 			Name:              name,
 			Description:       description,
 			FilterSubject:     filter,
@@ -136,44 +125,33 @@ func (c *Consumer) probe(ctx context.Context, filter string, start uint64, descr
 			MemoryStorage:     true,
 			Replicas:          1,
 			InactiveThreshold: probeLife,
-		})
-		if errors.Is(err, jetstream.ErrConsumerExists) && attempt < probeAttempts {
-			if c.deleteProbe(ctx, name) != nil {
+		},
+		Attempts: probeAttempts,
+		Taken: func(ctx context.Context) error {
+			if c.bus.DeleteNamedConsumer(ctx, c.cfg.Stream, name, probeDeleteTimeout) != nil {
 				// Not deletable (the permission not there yet): the
 				// server deletes it within probeLife.
-				if err := sleepCtx(ctx, probeWait); err != nil {
-					return 0, err
-				}
+				return sleepCtx(ctx, probeWait)
 			}
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
+			return nil
+		},
+		DeleteTimeout: probeDeleteTimeout,
 		// The count came with the creation: a probe that cannot be
 		// deleted (a NATS whose permissions still lack the deletion, as
 		// during an upgrade to 0044's) costs its count nothing, and the
 		// server deletes it after probeLife.
-		if err := c.deleteProbe(ctx, name); err != nil && c.probeLeft.CompareAndSwap(false, true) {
-			prefix, _ := streamSubjectPrefix(c.cfg.Stream)
-			c.log.Warn("bus: cannot delete backlog probes; the server deletes each after it is idle, and the counts are kept",
-				"consumer", c.cfg.Durable, "probe", name, "after", probeLife, "error", err.Error()+c.probeRefused(prefix))
-		}
-		return int64(probe.CachedInfo().NumPending), nil
-	}
-}
-
-// deleteProbe deletes the probe called name, waiting at most
-// probeDeleteTimeout; one already gone (the server's after probeLife,
-// another replica's deletion) is no error.
-func (c *Consumer) deleteProbe(ctx context.Context, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, probeDeleteTimeout)
-	defer cancel()
-	err := c.bus.JS.DeleteConsumer(ctx, c.cfg.Stream, name)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		Deleted: func(err error) {
+			if err != nil && c.probeLeft.CompareAndSwap(false, true) {
+				prefix, _ := streamSubjectPrefix(c.cfg.Stream)
+				c.log.Warn("bus: cannot delete backlog probes; the server deletes each after it is idle, and the counts are kept",
+					"consumer", c.cfg.Durable, "probe", name, "after", probeLife, "error", err.Error()+c.probeRefused(prefix))
+			}
+		},
+	}, func(probe jetstream.Consumer) error {
+		n = int64(probe.CachedInfo().NumPending)
 		return nil
-	}
-	return err
+	})
+	return n, err
 }
 
 // probeRefused explains a probe that got no answer when the server last

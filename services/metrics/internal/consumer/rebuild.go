@@ -78,9 +78,6 @@ type Rebuilder struct {
 	life    context.Context
 	wg      sync.WaitGroup
 	running map[string]*rebuildRun
-	// turn is the rebuilds' consumer name (RebuildName), which one batch
-	// of this process holds at a time (replay).
-	turn chan struct{}
 }
 
 // rebuildRun is one rebuild in this process; started is closed once its
@@ -103,7 +100,7 @@ func NewRebuilder(b *bus.Bus, s *store.Store, batchSize, fetchMaxBytes int, log 
 		fetchMaxBytes = bus.DefaultFetchMaxBytes
 	}
 	return &Rebuilder{bus: b, store: s, batchSize: batchSize, fetchMaxBytes: fetchMaxBytes, log: log,
-		ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{}, turn: make(chan struct{}, 1),
+		ResumeEvery: DefaultResumeEvery, running: map[string]*rebuildRun{},
 		outage: pg.NewOutageLog(log, "rebuild: looking for unfinished rebuilds", s.Pool().Ping)}
 }
 
@@ -392,15 +389,10 @@ const rebuildConsumerLife = 10 * time.Second
 // batch alone), is tried again. It runs apart from the apply, so that
 // rebuilds of several tenants take turns only at their fetches.
 func (r *Rebuilder) replay(ctx context.Context, tenantID string, next uint64) (msgs []jetstream.Msg, left uint64, err error) {
-	select {
-	case r.turn <- struct{}{}:
-		defer func() { <-r.turn }()
-	case <-ctx.Done():
-		return nil, 0, ctx.Err()
-	}
-	var cons jetstream.Consumer
-	for {
-		cons, err = r.bus.JS.CreateConsumer(ctx, bus.EventsStream, jetstream.ConsumerConfig{
+	used := false
+	err = r.bus.UseNamedConsumer(ctx, bus.NamedConsumer{
+		Stream: bus.EventsStream,
+		Config: jetstream.ConsumerConfig{
 			Name:              RebuildName,
 			Description:       fmt.Sprintf("rebuild of tenant %s from %d (%s)", tenantID, next, rand.Text()),
 			FilterSubjects:    TenantSubjects(tenantID),
@@ -410,38 +402,41 @@ func (r *Rebuilder) replay(ctx context.Context, tenantID string, next uint64) (m
 			MemoryStorage:     true,
 			Replicas:          1,
 			InactiveThreshold: rebuildConsumerLife,
-		})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, jetstream.ErrConsumerExists) {
-			return nil, 0, fmt.Errorf("replay consumer: %w", err)
-		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("replay consumer %s taken: %w", RebuildName, ctx.Err())
-		}
-	}
-	defer func() {
+		},
+		Taken: func(ctx context.Context) error {
+			select {
+			case <-time.After(100 * time.Millisecond):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
 		// The next batch's creation waits for the name while this one
 		// is on the stream, whoever stops waiting for it.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := r.bus.JS.DeleteConsumer(dctx, bus.EventsStream, RebuildName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			r.log.Warn("rebuild: cannot delete the replay consumer; the server does once it is inactive", "tenant", tenantID,
-				"consumer", RebuildName, "error", err, "after", rebuildConsumerLife)
+		DeleteTimeout: 10 * time.Second,
+		Deleted: func(err error) {
+			if err != nil {
+				r.log.Warn("rebuild: cannot delete the replay consumer; the server does once it is inactive", "tenant", tenantID,
+					"consumer", RebuildName, "error", err, "after", rebuildConsumerLife)
+			}
+		},
+	}, func(cons jetstream.Consumer) error {
+		used = true
+		// Each fetch asks for no more than the consumer holds, so that it
+		// ends once it has them instead of waiting out its expiry.
+		if left = cons.CachedInfo().NumPending; left == 0 {
+			return nil
 		}
-	}()
-	// Each fetch asks for no more than the consumer holds, so that it
-	// ends once it has them instead of waiting out its expiry.
-	if left = cons.CachedInfo().NumPending; left == 0 {
-		return nil, 0, nil
+		var err error
+		if msgs, err = fetch(cons, int(min(uint64(r.batchSize), left)), r.fetchMaxBytes); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+		return nil
+	})
+	if err != nil && !used {
+		err = fmt.Errorf("replay consumer: %w", err)
 	}
-	if msgs, err = fetch(cons, int(min(uint64(r.batchSize), left)), r.fetchMaxBytes); err != nil {
-		return nil, left, fmt.Errorf("fetch: %w", err)
-	}
-	return msgs, left, nil
+	return msgs, left, err
 }
 
 // fetch takes up to n messages and at most maxBytes bytes of them (as NATS
