@@ -19,6 +19,7 @@ import (
 
 	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
+	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/testenv"
 )
 
@@ -371,7 +372,11 @@ func TestCallError(t *testing.T) {
 		{status.Error(codes.NotFound, `campaign "nope": not found`), `campaign "nope": not found`},
 		{status.Error(codes.NotFound, `not found: nothing is known about customer "c"`), `not found: nothing is known about customer "c"`},
 		{status.Error(codes.NotFound, `consumer "x" is not hosted here`), `not found: consumer "x" is not hosted here`},
-		{status.Error(codes.InvalidArgument, "campaign.id: is empty"), "invalid argument: campaign.id: is empty"},
+		// One prefix, whether the service words it (as platform/server
+		// does for every refusal) or not.
+		{status.Error(codes.InvalidArgument, "campaign.id: is empty"), "invalid request: campaign.id: is empty"},
+		{server.InvalidArgument(server.FieldViolation{Field: "period.from", Description: "is not in the past"}), "invalid request: period.from: is not in the past"},
+		{status.Error(codes.InvalidArgument, ""), "invalid request: the service gave no reason"},
 		{status.Error(codes.AlreadyExists, `campaign "w": already exists (UpdateCampaign changes it)`), `campaign "w": already exists (UpdateCampaign changes it)`},
 		{status.Error(codes.AlreadyExists, ""), "already exists"},
 		{status.Error(codes.PermissionDenied, "token lacks scope admin"), "permission denied: token lacks scope admin (check --token / RETAIN_TOKEN: this command needs the scope admin)"},

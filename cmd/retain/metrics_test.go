@@ -285,7 +285,7 @@ func TestMetricsCommand(t *testing.T) {
 	})
 	t.Run("the service's refusal is shown with its field", func(t *testing.T) {
 		_, err := run(t, "retention", "--from", "2099")
-		if err == nil || err.Error() != "invalid argument: invalid request: period.from: 2099-01-01T00:00:00Z is not in the past" {
+		if err == nil || err.Error() != "invalid request: period.from: 2099-01-01T00:00:00Z is not in the past" {
 			t.Fatalf("error %v", err)
 		}
 	})

@@ -242,7 +242,7 @@ func TestNotifierCommands(t *testing.T) {
 		before := len(svc.reqs)
 		svc.mu.Unlock()
 		err := run(ctx, env, []string{"templates", "apply", "-f", file})
-		if err == nil || !strings.Contains(err.Error(), "template bad (email): invalid argument: invalid request: template.variants") || !strings.Contains(err.Error(), "none saved") {
+		if err == nil || !strings.Contains(err.Error(), "template bad (email): invalid request: template.variants") || !strings.Contains(err.Error(), "none saved") {
 			t.Fatalf("err %v", err)
 		}
 		if out2.String() != "" {
@@ -584,7 +584,7 @@ func TestTemplatesApplyWholeThroughDevStack(t *testing.T) {
 		t.Fatalf("a file with two bad templates was applied:\n%s", got)
 	}
 	for _, want := range []string{"the notifier refused 2 of the 3 templates of " + file + "; none saved",
-		"template no_default (sms): invalid argument: invalid request: template.variants: the default variant", "template undeclared (email): invalid argument: invalid request: template.variants[0].text: refers to {{.coupon}}"} {
+		"template no_default (sms): invalid request: template.variants: the default variant", "template undeclared (email): invalid request: template.variants[0].text: refers to {{.coupon}}"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error lacks %q:\n%v", want, err)
 		}

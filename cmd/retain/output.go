@@ -28,7 +28,7 @@ func printJSON(w io.Writer, m proto.Message) error {
 }
 
 // callError turns a gRPC status into a plain message for people: the code
-// in words and the service's message (which names the field at fault), a
+// in words (an INVALID_ARGUMENT as "invalid request") and the service's message (which names the field at fault), a
 // hint about the token for credential errors, and what it means when the
 // service is not running there at all.
 func callError(err error, service, scopes string) error {
@@ -47,11 +47,16 @@ func callError(err error, service, scopes string) error {
 		}
 		return errors.New("this Retain does not run the " + service + " service")
 	case codes.InvalidArgument:
+		// platform/server words every refusal "invalid request: FIELD:
+		// ..." for clients that print only the message; the code's own
+		// words before it would say it twice.
+		msg := strings.TrimPrefix(st.Message(), invalidRequest)
 		// A field this command sent that the service does not have: the
 		// command is of a later release (decision 0043).
 		if server.UnknownRequestFields(err) {
-			return fmt.Errorf("the %s service there runs an earlier release than this command, which sent what it does not know: %s", service, st.Message())
+			return fmt.Errorf("the %s service there runs an earlier release than this command, which sent what it does not know: %s", service, msg)
 		}
+		return errors.New(invalidRequest + cmp.Or(strings.TrimSpace(msg), "the service gave no reason"))
 	case codes.Unavailable:
 		// gRPC words a TLS mismatch as a transport failure; say which
 		// side of it this is (RETAIN_TLS_* set the same as the flags).
@@ -70,6 +75,10 @@ func callError(err error, service, scopes string) error {
 	}
 	return fmt.Errorf("%s: %s", words, st.Message())
 }
+
+// invalidRequest is how server.InvalidArgument begins its message, and
+// how this command words every INVALID_ARGUMENT.
+const invalidRequest = "invalid request: "
 
 // notFoundAs names what a command looked up when the service's NotFound
 // says no more than "not found": `no delivery "x"`. Other errors pass

@@ -90,7 +90,7 @@ func TestCommandNewerThanTheService(t *testing.T) {
 	env, _, _ := testEnv(map[string]string{"RETAIN_ADDR": addr, "RETAIN_TOKEN": tok})
 	err := runMetrics(context.Background(), env, []string{"top", "--from", "2011", "--percent", "10"})
 	for _, want := range []string{
-		"the metrics service there runs an earlier release than this command, which sent what it does not know: invalid request: request has fields 2, 4 not in this server's schema",
+		"the metrics service there runs an earlier release than this command, which sent what it does not know: request has fields 2, 4 not in this server's schema",
 		"whose retain.metrics.v1.GetRepeatPurchaseRequest has 1 period;",
 		"upgrade the service or drop the field",
 	} {
@@ -107,7 +107,7 @@ func TestPublishNewerThanTheService(t *testing.T) {
 	env, _, _ := testEnv(nil)
 	env.stdin = strings.NewReader(`{"id":"o-1","occurred_at":"2011-01-04T10:00:00Z","order_placed":{"customer_id":"c","order_id":"o-1","total":{"amount_minor":1,"currency":"EUR"}}}` + "\n")
 	err := run(context.Background(), env, []string{"publish", "-", "--addr", addr, "--token", tok, "--quiet"})
-	want := "publish batch: the ingest service there runs an earlier release than this command, which sent what it does not know: invalid request: request has field 1 not in this server's schema"
+	want := "publish batch: the ingest service there runs an earlier release than this command, which sent what it does not know: request has field 1 not in this server's schema"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v, want it to say %q", err, want)
 	}
