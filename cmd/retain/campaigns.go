@@ -349,7 +349,7 @@ func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error
 			}
 			next := "-"
 			if e.GetCurrentStep() != "" {
-				next = e.GetCurrentStep() + " at " + e.GetNextAt().AsTime().UTC().Format("2006-01-02 15:04Z")
+				next = e.GetCurrentStep() + " at " + timeText(e.GetNextAt())
 			}
 			// The conversion shows whatever the status: an enrollment that
 			// goes on after its goal, or whose last step ran before the

@@ -161,7 +161,7 @@ func (cannedCampaigns) ListCustomerEnrollments(_ context.Context, r *campaignv1.
 	}
 	all := []*campaignv1.Enrollment{
 		{CampaignId: "win-back", CampaignVersion: 2, CustomerId: r.GetCustomerId(), Status: "ACTIVE", CurrentStep: "reminder",
-			EnteredAt: at(14), NextAt: at(18), StepsDone: []string{"first"}},
+			EnteredAt: at(14), NextAt: timestamppb.New(time.Date(2026, 6, 10, 18, 39, 27, 0, time.UTC)), StepsDone: []string{"first"}},
 		{CampaignId: "thank-you", CampaignVersion: 1, CustomerId: r.GetCustomerId(), Status: "COMPLETED",
 			EnteredAt: at(9), ConvertedAt: at(16), StepsDone: []string{"thanks"}},
 		{CampaignId: "loyalty-reward", CampaignVersion: 1, CustomerId: r.GetCustomerId(), Status: "CONVERTED",
@@ -213,7 +213,7 @@ func TestCampaignReportAndEnrollments(t *testing.T) {
 		t.Errorf("report with every request decided:\n%s", out)
 	}
 	out := cli("campaigns", "enrollments", "c-42")
-	if !strings.Contains(out, "2026-06-10 14:39Z") || !strings.Contains(out, "reminder at 2026-06-10 18:39Z") {
+	if !strings.Contains(out, "2026-06-10 14:39Z") || !strings.Contains(out, "reminder at 2026-06-10 18:39:27Z") {
 		t.Errorf("enrollments without the UTC marker:\n%s", out)
 	}
 	// A conversion shows in the table, not only in --output json.

@@ -490,7 +490,7 @@ func deliveryStatus(d *notifierv1.Delivery) string {
 		s += " (" + d.GetReasonCode() + ")"
 	}
 	if d.GetDueAt() != nil {
-		s += " until " + d.GetDueAt().AsTime().UTC().Format("2006-01-02 15:04Z")
+		s += " until " + timeText(d.GetDueAt())
 	}
 	return s
 }
@@ -511,7 +511,6 @@ func deliveriesShow(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func printDelivery(w io.Writer, d *notifierv1.Delivery) {
-	ts := func(t *timestamppb.Timestamp) string { return t.AsTime().UTC().Format("2006-01-02 15:04:05Z") }
 	fmt.Fprintf(w, "%s: %s\n", d.GetRequestId(), strings.ToUpper(deliveryStatus(d)))
 	if d.GetReason() != "" {
 		fmt.Fprintf(w, "  reason     %s\n", d.GetReason())
@@ -526,7 +525,7 @@ func printDelivery(w io.Writer, d *notifierv1.Delivery) {
 	if o := d.GetOrigin(); o.GetCampaignId() != "" {
 		fmt.Fprintf(w, "  campaign   %s v%d, enrollment %s, step %s\n", o.GetCampaignId(), o.GetCampaignVersion(), o.GetEnrollmentId(), o.GetStepId())
 	}
-	fmt.Fprintf(w, "  requested  %s, updated %s, send attempts: %d\n", ts(d.GetRequestedAt()), ts(d.GetUpdatedAt()), d.GetAttempts())
+	fmt.Fprintf(w, "  requested  %s, updated %s, send attempts: %d\n", timeText(d.GetRequestedAt()), timeText(d.GetUpdatedAt()), d.GetAttempts())
 	if d.GetProviderMessageId() != "" {
 		fmt.Fprintf(w, "  provider   %s\n", d.GetProviderMessageId())
 	}
@@ -537,7 +536,7 @@ func printDelivery(w io.Writer, d *notifierv1.Delivery) {
 		if code := x.GetReasonCode(); code != x.GetStage() { // a stage's own name says nothing more
 			why = strings.TrimSpace(code + " " + why)
 		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", x.GetStep(), ts(x.GetDecidedAt()), x.GetStage(), x.GetVerdict(), why)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", x.GetStep(), timeText(x.GetDecidedAt()), x.GetStage(), x.GetVerdict(), why)
 	}
 	_ = tw.Flush()
 }

@@ -115,7 +115,8 @@ func (c *cannedNotifier) ListDeliveries(_ context.Context, r *notifierv1.ListDel
 		{RequestId: "winback/e-1/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
 			TemplateKey: "winback_90", Status: "sent", RequestedAt: cannedAt},
 		{RequestId: "winback/e-2/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_EMAIL, Category: notifierv1.Category_CATEGORY_MARKETING,
-			TemplateKey: "winback_90", Status: "deferred", ReasonCode: "quiet_hours", Reason: "21:30 in Asia/Tehran is in quiet hours", DueAt: cannedAt, RequestedAt: cannedAt},
+			TemplateKey: "winback_90", Status: "deferred", ReasonCode: "quiet_hours", Reason: "21:30 in Asia/Tehran is in quiet hours",
+			DueAt: timestamppb.New(time.Date(2026, 6, 11, 5, 30, 15, 0, time.UTC)), RequestedAt: cannedAt},
 		{RequestId: "vip/e-3/s-1", CustomerId: "c-42", Channel: notifierv1.Channel_CHANNEL_SMS, Category: notifierv1.Category_CATEGORY_MARKETING,
 			TemplateKey: "vip_care", Status: "suppressed", ReasonCode: "consent_revoked", Reason: "the shop recorded SMS consent revoked", RequestedAt: cannedAt},
 	}
@@ -302,7 +303,7 @@ func TestNotifierCommands(t *testing.T) {
 		if req := svc.last().(*notifierv1.ListDeliveriesRequest); req.GetCustomerId() != "c-42" || req.GetPageSize() != 2 {
 			t.Errorf("request %v", req)
 		}
-		wantAll(t, out, "winback/e-1/s-1", "sent", "deferred (quiet_hours) until 2026-06-10 12:00Z", "21:30 in Asia/Tehran is in quiet hours", "more: --page-token 2")
+		wantAll(t, out, "winback/e-1/s-1", "sent", "deferred (quiet_hours) until 2026-06-11 05:30:15Z", "21:30 in Asia/Tehran is in quiet hours", "more: --page-token 2")
 		if strings.Contains(out, "vip/e-3/s-1") {
 			t.Errorf("listed beyond --limit:\n%s", out)
 		}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/retainhq/retain/platform/currency"
 	"github.com/retainhq/retain/platform/server"
@@ -74,6 +75,12 @@ func callError(err error, service, scopes string) error {
 		return errors.New(cmp.Or(msg, words))
 	}
 	return fmt.Errorf("%s: %s", words, st.Message())
+}
+
+// timeText is an instant to the second, in UTC: how the notifier and
+// campaign commands print when a hold ends and a delivery's trail.
+func timeText(t *timestamppb.Timestamp) string {
+	return t.AsTime().UTC().Format("2006-01-02 15:04:05Z")
 }
 
 // invalidRequest is how server.InvalidArgument begins its message, and
