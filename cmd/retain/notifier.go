@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -149,20 +150,90 @@ func templatesShow(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	chGiven := flagSet(f.fs, "channel")
+	// The key's templates on the other channels, which the text names when
+	// --channel was left to its default.
+	var others []string
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetTemplateResponse, error) {
 		resp, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: *ch, Version: int32(*version)})
-		return resp, notFoundAs(err, fmt.Sprintf("%s template %q", templatefile.ChannelName(*ch), key))
+		if err != nil {
+			return nil, templateNotFound(ctx, c, err, key, *ch, int32(*version), chGiven)
+		}
+		if !chGiven && *f.output == "text" {
+			// Only a hint: the template itself is what was asked for, so
+			// a failed listing leaves it out rather than fail the command.
+			if ts, err := keyTemplates(ctx, c, key); err == nil {
+				for _, t := range ts {
+					if t.GetChannel() != *ch {
+						others = append(others, templatefile.ChannelName(t.GetChannel()))
+					}
+				}
+			}
+		}
+		return resp, nil
 	}, func(w io.Writer, resp *notifierv1.GetTemplateResponse) error {
 		t := resp.GetTemplate()
 		b, err := templatefile.Format(t)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "# %s (%s): version %d, saved %s\n# Edit and run: retain templates apply -f FILE\n",
+		fmt.Fprintf(w, "# %s (%s): version %d, saved %s\n",
 			t.GetKey(), templatefile.ChannelName(t.GetChannel()), t.GetVersion(), t.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
+		if len(others) > 0 {
+			fmt.Fprintf(w, "# %s is on %s too: %s\n", t.GetKey(), strings.Join(others, " and "), channelFlags(others))
+		}
+		fmt.Fprintln(w, "# Edit and run: retain templates apply -f FILE")
 		_, err = w.Write(b)
 		return err
 	})
+}
+
+// keyTemplates is the latest version of key on each channel it is on.
+func keyTemplates(ctx context.Context, c notifierv1.NotifierServiceClient, key string) ([]*notifierv1.Template, error) {
+	resp, err := c.ListTemplates(ctx, &notifierv1.ListTemplatesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(resp.GetTemplates(), func(t *notifierv1.Template) bool { return t.GetKey() != key }), nil
+}
+
+// channelFlags is the --channel of each of channels, for a message.
+func channelFlags(channels []string) string {
+	return "--channel " + strings.Join(channels, " or --channel ")
+}
+
+// templateNotFound explains the notifier's NotFound for a template by the
+// channels the key is on: the --channel to pass, that no channel has it,
+// or that the version is not there. A NotFound that is not the template's
+// (a preview's customer) and any other error pass unchanged, as does a
+// NotFound the listing cannot explain.
+func templateNotFound(ctx context.Context, c notifierv1.NotifierServiceClient, err error, key string, ch notifierv1.Channel, version int32, chGiven bool) error {
+	if status.Code(err) != codes.NotFound {
+		return err
+	}
+	ts, lerr := keyTemplates(ctx, c, key)
+	if lerr != nil {
+		return err
+	}
+	name := templatefile.ChannelName(ch)
+	var on []string
+	for _, t := range ts {
+		if t.GetChannel() == ch {
+			if version > t.GetVersion() {
+				return fmt.Errorf("%s template %q has no version %d: its latest is %d", name, key, version, t.GetVersion())
+			}
+			return err
+		}
+		on = append(on, templatefile.ChannelName(t.GetChannel()))
+	}
+	if len(on) == 0 {
+		return fmt.Errorf("no template %q on any channel (retain templates list lists them)", key)
+	}
+	dflt := ""
+	if !chGiven {
+		dflt = " (--channel defaults to " + name + ")"
+	}
+	return fmt.Errorf("no %s template %q%s: %q is on %s; pass %s", name, key, dflt, key, strings.Join(on, " and "), channelFlags(on))
 }
 
 func templatesApply(ctx context.Context, env *cliEnv, args []string) error {
@@ -297,18 +368,23 @@ func templatesPreview(ctx context.Context, env *cliEnv, args []string) error {
 		// message to nobody ("Hi ,").
 		req.FirstName, req.LastName = sampleFirstName, sampleLastName
 	}
+	chGiven := flagSet(f.fs, "channel")
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.PreviewTemplateResponse, error) {
 		if len(vars) > 0 {
 			// Values are typed by the template's declarations, so look it up.
 			t, err := c.GetTemplate(ctx, &notifierv1.GetTemplateRequest{Key: key, Channel: *ch})
 			if err != nil {
-				return nil, err
+				return nil, templateNotFound(ctx, c, err, key, *ch, 0, chGiven)
 			}
 			if req.Variables, err = parseTemplateVars(t.GetTemplate(), vars); err != nil {
 				return nil, err
 			}
 		}
-		return c.PreviewTemplate(ctx, req)
+		resp, err := c.PreviewTemplate(ctx, req)
+		if err != nil {
+			return nil, templateNotFound(ctx, c, err, key, *ch, 0, chGiven)
+		}
+		return resp, nil
 	}, func(w io.Writer, resp *notifierv1.PreviewTemplateResponse) error {
 		m := resp.GetMessage()
 		fmt.Fprintf(w, "# %s (%s) version %d, variant %s, direction %s\n", key, templatefile.ChannelName(*ch), resp.GetVersion(),
@@ -558,6 +634,11 @@ func preferencesGet(ctx context.Context, env *cliEnv, args []string) error {
 	return callAndPrint(env.stdout, f, notifierAPI, func(c notifierv1.NotifierServiceClient) (*notifierv1.GetPreferencesResponse, error) {
 		return c.GetPreferences(ctx, &notifierv1.GetPreferencesRequest{CustomerId: customer})
 	}, func(w io.Writer, resp *notifierv1.GetPreferencesResponse) error {
+		if nothingOnFile(resp) {
+			fmt.Fprintf(w, "%s: unknown to the notifier (no details or consent from customer.updated events, no preference set); these defaults would apply:\n", customer)
+			printPreferences(w, resp.GetPreferences())
+			return nil
+		}
 		onFile := func(has bool, what string) string {
 			if has {
 				return what + " on file"
@@ -569,6 +650,22 @@ func preferencesGet(ctx context.Context, env *cliEnv, args []string) error {
 		printPreferences(w, resp.GetPreferences())
 		return nil
 	})
+}
+
+// nothingOnFile reports whether the notifier answered with nothing but its
+// defaults: it answers so for any customer id, so this is a customer it has
+// never heard of (or one whose customer.updated gave only a name, which the
+// answer does not carry).
+func nothingOnFile(resp *notifierv1.GetPreferencesResponse) bool {
+	if resp.GetLocale() != "" || resp.GetTimeZone() != "" || resp.GetHasEmail() || resp.GetHasPhone() {
+		return false
+	}
+	for _, p := range resp.GetPreferences() {
+		if p.GetSource() != "default" {
+			return false
+		}
+	}
+	return true
 }
 
 func printPreferences(w io.Writer, ps []*notifierv1.ChannelPreference) {

@@ -51,6 +51,20 @@ func (c *cannedNotifier) last() proto.Message {
 	return c.reqs[len(c.reqs)-1]
 }
 
+// lastOf is the last request of type R, for a command that makes more
+// than one call.
+func lastOf[R proto.Message](c *cannedNotifier) R {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.reqs) - 1; i >= 0; i-- {
+		if r, ok := c.reqs[i].(R); ok {
+			return r
+		}
+	}
+	var none R
+	return none
+}
+
 var (
 	cannedAt       = timestamppb.New(time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC))
 	cannedTemplate = &notifierv1.Template{Key: "winback_90", Channel: notifierv1.Channel_CHANNEL_EMAIL, Version: 3, CreatedAt: cannedAt,
@@ -221,7 +235,7 @@ func TestNotifierCommands(t *testing.T) {
 	})
 	t.Run("templates show is the file form", func(t *testing.T) {
 		out := cli(t, "templates", "show", "winback_90", "--version", "3")
-		if req := svc.last().(*notifierv1.GetTemplateRequest); req.GetVersion() != 3 || req.GetChannel() != notifierv1.Channel_CHANNEL_EMAIL {
+		if req := lastOf[*notifierv1.GetTemplateRequest](svc); req.GetVersion() != 3 || req.GetChannel() != notifierv1.Channel_CHANNEL_EMAIL {
 			t.Errorf("request %v", req)
 		}
 		wantAll(t, out, "# winback_90 (email): version 3, saved 2026-06-10T12:00:00Z", "retain templates apply -f FILE", "key: winback_90", "channel: email", "locale: fa")
@@ -349,8 +363,9 @@ func TestNotifierCommands(t *testing.T) {
 			{[]string{"templates", "preview", "winback_90", "--var", "nope=1"}, "--var nope: template winback_90 declares no such variable (it declares: coupon, total, due)"},
 			{[]string{"templates", "preview", "winback_90", "--var", "total=12,50 EUR"}, "--var total (money)"},
 			{[]string{"templates", "preview", "winback_90", "--var", "coupon=X:200%"}, "1-100"},
-			{[]string{"templates", "preview", "nope", "--var", "a=1"}, `template "nope" (email): not found`},
-			{[]string{"templates", "show", "nope"}, `template "nope" (email): not found`},
+			{[]string{"templates", "preview", "nope", "--var", "a=1"}, `no template "nope" on any channel (retain templates list lists them)`},
+			{[]string{"templates", "show", "nope"}, `no template "nope" on any channel (retain templates list lists them)`},
+			{[]string{"templates", "show", "detractor_support_alert"}, `no email template "detractor_support_alert" (--channel defaults to email): "detractor_support_alert" is on webhook; pass --channel webhook`},
 			{[]string{"deliveries", "list"}, "exactly one of --customer and --campaign"},
 			{[]string{"deliveries", "list", "--customer", "a", "--campaign", "b"}, "exactly one of --customer and --campaign"},
 			{[]string{"deliveries", "show", "nope"}, `no delivery "nope"`},
@@ -614,5 +629,65 @@ func TestTemplatesApplyWholeThroughDevStack(t *testing.T) {
 	}
 	if got, err := cli("templates", "show", "first_ok"); err != nil || !strings.Contains(got, "version 1") || strings.Contains(got, "Hi again") {
 		t.Fatalf("the update of a refused file was saved: %v\n%s", err, got)
+	}
+}
+
+// TestNotifierHintsThroughDevStack: what the templates and preferences
+// commands say when what was asked for is not quite there, on a real
+// notifier. A key on other channels than --channel's names them and the
+// flag; a key on several channels shown without --channel names the
+// others; a missing version names the latest; a customer the notifier has
+// nothing on is called unknown, its defaults what would apply; and a
+// refused request reads "invalid request:" once.
+func TestNotifierHintsThroughDevStack(t *testing.T) {
+	ctx, _, state, _ := startDevStack(t)
+	cli := func(args ...string) (string, error) {
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := run(ctx, env, args)
+		return out.String() + errOut.String(), err
+	}
+	file := filepath.Join(t.TempDir(), "templates.yaml")
+	os.WriteFile(file, []byte("key: greet\nchannel: email\nvariants:\n  - locale: \"\"\n    subject: Hi\n    text: Hello\n---\n"+
+		"key: greet\nchannel: sms\nvariants:\n  - locale: \"\"\n    body: Hello\n---\n"+
+		"key: nudge\nchannel: sms\nvariants:\n  - locale: \"\"\n    body: Come back\n---\n"+
+		"key: nudge\nchannel: webhook\nvariants:\n  - locale: \"\"\n    body: \"{}\"\n"), 0o644)
+	if got, err := cli("templates", "apply", "-f", file); err != nil {
+		t.Fatalf("apply: %v\n%s", err, got)
+	}
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"templates", "show", "nudge"}, `no email template "nudge" (--channel defaults to email): "nudge" is on sms and webhook; pass --channel sms or --channel webhook`},
+		{[]string{"templates", "show", "greet", "--channel", "webhook"}, `no webhook template "greet": "greet" is on email and sms; pass --channel email or --channel sms`},
+		{[]string{"templates", "preview", "nudge"}, `no email template "nudge" (--channel defaults to email): "nudge" is on sms and webhook; pass --channel sms or --channel webhook`},
+		{[]string{"templates", "show", "nope"}, `no template "nope" on any channel (retain templates list lists them)`},
+		{[]string{"templates", "show", "greet", "--version", "7"}, `email template "greet" has no version 7: its latest is 1`},
+		{[]string{"templates", "show", "greet", "--version", "-1"}, `invalid request: version: must not be negative (0: the latest)`},
+	} {
+		got, err := cli(tt.args...)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%v: %v, want %q\n%s", tt.args, err, tt.want, got)
+		}
+	}
+	got, err := cli("templates", "show", "greet")
+	if err != nil || !strings.Contains(got, "# greet (email): version 1") || !strings.Contains(got, "# greet is on sms too: --channel sms\n") {
+		t.Errorf("show of a key on two channels without --channel: %v\n%s", err, got)
+	}
+	if got, err := cli("templates", "show", "greet", "--channel", "sms"); err != nil || !strings.Contains(got, "# greet (sms)") || strings.Contains(got, "too:") {
+		t.Errorf("show with --channel names no other channel: %v\n%s", err, got)
+	}
+
+	got, err = cli("preferences", "get", "c-nobody")
+	if err != nil || !strings.Contains(got, "c-nobody: unknown to the notifier (no details or consent from customer.updated events, no preference set); these defaults would apply:") ||
+		!regexp.MustCompile(`email\s+marketing\s+no\s+default`).MatchString(got) {
+		t.Errorf("preferences of a customer the notifier never heard of: %v\n%s", err, got)
+	}
+	if _, err := cli("preferences", "set", "c-chose", "--sms-marketing=false"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cli("preferences", "get", "c-chose"); err != nil || strings.Contains(got, "unknown to the notifier") || !regexp.MustCompile(`sms\s+marketing\s+no\s+api`).MatchString(got) {
+		t.Errorf("preferences of a customer with a choice on file: %v\n%s", err, got)
 	}
 }
