@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/simulate"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
@@ -70,14 +71,14 @@ func runDemo(ctx context.Context, env *cliEnv, s devState, natsURL string, o dev
 	client := ingestv1.NewIngestServiceClient(conn)
 	retry, err := client.PublishBatch(ctx, &ingestv1.PublishBatchRequest{Events: first})
 	if err != nil {
-		return fmt.Errorf("re-send: %w", err)
+		return fmt.Errorf("re-send: %w", callError(err, "ingest", auth.ScopeEventsWrite))
 	}
 	fmt.Fprintf(w, "re-sent the first %d events as a client retry would: %d accepted, %d duplicates\n", len(first), retry.GetAccepted(), retry.GetDuplicates())
 
 	// Bad input is refused event by event, naming the field.
 	bad, err := client.PublishBatch(ctx, &ingestv1.PublishBatchRequest{Events: demoBadEvents(time.Now().UTC())})
 	if err != nil {
-		return fmt.Errorf("send bad events: %w", err)
+		return fmt.Errorf("send bad events: %w", callError(err, "ingest", auth.ScopeEventsWrite))
 	}
 	fmt.Fprintf(w, "sent %d malformed events: %d rejected\n", len(bad.GetResults()), bad.GetRejected())
 	for _, r := range bad.GetResults() {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/retainhq/retain/platform/auth"
 	"github.com/retainhq/retain/platform/currency"
 	metricsv1 "github.com/retainhq/retain/proto/gen/go/retain/metrics/v1"
 )
@@ -750,7 +751,7 @@ func printMetricsDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInte
 	quarter := &metricsv1.Period{From: timestamppb.New(quarterStart(now)), To: timestamppb.New(now)}
 	ret, err := c.GetRetention(ctx, &metricsv1.GetRetentionRequest{Period: quarter})
 	if err != nil {
-		return fmt.Errorf("metrics: retention: %w", err)
+		return fmt.Errorf("metrics: retention: %w", callError(err, "metrics", auth.ScopeRead))
 	}
 	fmt.Fprintln(w, "\nMetrics (`retain metrics ...` shows more)")
 	// The demo measures up to the end of its shop's history (midnight),
@@ -761,7 +762,7 @@ func printMetricsDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInte
 	first, last, _ := cohortRange(o)
 	cohorts, err := c.GetCohorts(ctx, &metricsv1.GetCohortsRequest{FromMonth: first, ToMonth: last})
 	if err != nil {
-		return fmt.Errorf("metrics: cohorts: %w", err)
+		return fmt.Errorf("metrics: cohorts: %w", callError(err, "metrics", auth.ScopeRead))
 	}
 	fmt.Fprintln(w)
 	printCohorts(w, cohorts, false, now)
@@ -769,7 +770,7 @@ func printMetricsDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInte
 	year := &metricsv1.Period{From: timestamppb.New(now.AddDate(-1, 0, 0)), To: timestamppb.New(now)}
 	top, err := c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: year, Percent: 20, PageSize: 1})
 	if err != nil {
-		return fmt.Errorf("metrics: top customers: %w", err)
+		return fmt.Errorf("metrics: top customers: %w", callError(err, "metrics", auth.ScopeRead))
 	}
 	share := "no figure (no revenue yet)"
 	if top.GetRevenueShare().GetDefined() {

@@ -520,6 +520,11 @@ func TestPrintMetricsDemo(t *testing.T) {
 	if strings.Contains(out.String(), "(UTC, so far), window") {
 		t.Errorf("the demo's retention, measured to %s, says so far:\n%s", now, out.String())
 	}
+	// A refusal reads as every command's do.
+	err = printMetricsDemo(context.Background(), &out, conn, time.Date(2099, 5, 17, 12, 0, 0, 0, time.UTC))
+	if want := "metrics: retention: invalid request: period.from: 2099-01-01T00:00:00Z is not in the past"; err == nil || err.Error() != want {
+		t.Errorf("a refused demo call: %v, want %q", err, want)
+	}
 }
 
 // TestMetricsThroughDevStack runs the command against the real services
