@@ -44,6 +44,7 @@ type metricsOptions struct {
 	percent      float64
 	currency     string
 	limit        int
+	pageToken    string
 	revenue      bool
 	// status and detach are rebuild's: say where the tenant's rebuild
 	// stands, or start one without waiting for its end.
@@ -90,6 +91,7 @@ Flags:`)
 	fs.Float64Var(&o.percent, "percent", 20, "top: the top share of customers, in percent, more than 0 and at most 100")
 	fs.StringVar(&o.currency, "currency", "", "ISO 4217 currency of money figures (default: the tenant's only currency)")
 	fs.IntVar(&o.limit, "limit", 10, "rfm, top: how many customers to list")
+	fs.StringVar(&o.pageToken, "page-token", "", "rfm, top: continue after a previous listing (its \"more:\" line, or json output's nextPageToken)")
 	fs.BoolVar(&o.revenue, "revenue", false, "cohorts: show revenue per member instead of the share ordering")
 	fs.BoolVar(&o.status, "status", false, "rebuild: say where the tenant's rebuild stands (running where and how far, interrupted, failed) instead of starting one")
 	fs.BoolVar(&o.detach, "detach", false, "rebuild: return once the rebuild has started instead of when it is done")
@@ -274,7 +276,7 @@ func callMetrics(ctx context.Context, c metricsv1.MetricsServiceClient, figure s
 			}
 			at = timestamppb.New(t)
 		}
-		return c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: at, Currency: o.currency, PageSize: int32(o.limit)})
+		return c.GetRFM(ctx, &metricsv1.GetRFMRequest{At: at, Currency: o.currency, PageSize: int32(o.limit), PageToken: o.pageToken})
 	case "rebuild":
 		if o.status {
 			return c.GetRebuild(ctx, &metricsv1.GetRebuildRequest{})
@@ -293,7 +295,7 @@ func callMetrics(ctx context.Context, c metricsv1.MetricsServiceClient, figure s
 	case "nps":
 		return c.GetNPS(ctx, &metricsv1.GetNPSRequest{Period: p})
 	case "top":
-		return c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: p, Percent: o.percent, Currency: o.currency, PageSize: int32(o.limit)})
+		return c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: p, Percent: o.percent, Currency: o.currency, PageSize: int32(o.limit), PageToken: o.pageToken})
 	case "sales":
 		return c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: p, Currency: o.currency})
 	}
@@ -674,7 +676,7 @@ func printRFM(w io.Writer, r *metricsv1.GetRFMResponse) {
 	if len(r.GetScores()) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\nFirst %d customers by id (R F M: quintile scores, 5 best)\n", len(r.GetScores()))
+	fmt.Fprintf(w, "\n%d customers by id (R F M: quintile scores, 5 best)\n", len(r.GetScores()))
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "customer\tlast order\tdays ago\torders\trevenue\tR F M\tsegment\t")
 	for _, s := range r.GetScores() {
@@ -683,6 +685,11 @@ func printRFM(w io.Writer, r *metricsv1.GetRFMResponse) {
 			s.GetRecencyScore(), s.GetFrequencyScore(), s.GetMonetaryScore(), segmentName(s.GetSegment()))
 	}
 	_ = tw.Flush()
+	if r.GetNextPageToken() != "" {
+		// The next page is of the same instant: without --at the service
+		// would score it as of its new now.
+		fmt.Fprintf(w, "more: --at %s --page-token %s\n", r.GetAt().AsTime().Format(time.RFC3339Nano), r.GetNextPageToken())
+	}
 }
 
 func segmentName(s metricsv1.RFMSegment) string {
@@ -708,7 +715,7 @@ func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool) {
 	}
 	_ = tw.Flush()
 	if r.GetNextPageToken() != "" {
-		fmt.Fprintf(w, "  ... %d more in the top group (--limit, or --output json for the page token)\n", r.GetTopCustomers()-int64(len(r.GetTop())))
+		fmt.Fprintf(w, "  ... more in the top group: --page-token %s\n", r.GetNextPageToken())
 	}
 }
 

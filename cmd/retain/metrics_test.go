@@ -624,6 +624,50 @@ func TestMetricsThroughDevStack(t *testing.T) {
 			t.Errorf("cohorts --from next year: %v", err)
 		}
 	})
+	t.Run("rfm and top page on with the more line's flags", func(t *testing.T) {
+		// follow runs args, then the flags each "more:" line names, and
+		// returns the customers listed on every page, in order.
+		follow := func(t *testing.T, lineOf func(string) (string, bool), more string, args ...string) []string {
+			t.Helper()
+			var listed []string
+			for pages := 0; ; pages++ {
+				out, err := metrics(t, args...)
+				if err != nil || pages > 3 {
+					t.Fatalf("%v: %v\n%s", args, err, out)
+				}
+				next := ""
+				for _, line := range strings.Split(out, "\n") {
+					if c, ok := lineOf(line); ok {
+						listed = append(listed, c)
+					}
+					if _, flags, ok := strings.Cut(line, more); ok {
+						next = flags
+					}
+				}
+				if next == "" {
+					return listed
+				}
+				args = append(args[:len(args):len(args)], strings.Fields(next)...)
+			}
+		}
+		// customer reads a listing's line: its customer in field i of at
+		// least n fields (the segment table has a segment called new).
+		customer := func(i, n int) func(string) (string, bool) {
+			return func(line string) (string, bool) {
+				f := strings.Fields(line)
+				if len(f) >= n && slices.Contains([]string{"regular", "quiet", "new"}, f[i]) {
+					return f[i], true
+				}
+				return "", false
+			}
+		}
+		if got := follow(t, customer(0, 7), "more: ", "rfm", "--limit", "2"); !slices.Equal(got, []string{"new", "quiet", "regular"}) {
+			t.Errorf("rfm by id over pages of 2: %v", got)
+		}
+		if got := follow(t, customer(1, 4), "more in the top group: ", "top", "--from", yearAgo, "--percent", "100", "--limit", "2"); len(got) != 3 || got[0] != "regular" {
+			t.Errorf("top 100%% over pages of 2: %v", got)
+		}
+	})
 	t.Run("rebuild detached, then its status", func(t *testing.T) {
 		out, err := metrics(t, "rebuild", "--status")
 		if err != nil || !strings.Contains(out, "No rebuild pending: the figures are whole (no rebuild on record).") {
