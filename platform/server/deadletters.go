@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,6 +35,12 @@ const (
 	defaultDeadLetterPage = 50
 	maxDeadLetterPage     = 500
 )
+
+// deadLetterCursor is a ListDeadLetters page token's position: the last
+// dead letter listed (they are listed by id).
+type deadLetterCursor struct {
+	ID int64 `json:"id"`
+}
 
 type deadLetterServer struct {
 	opsv1.UnimplementedDeadLetterServiceServer
@@ -106,11 +111,9 @@ func (s *deadLetterServer) ListDeadLetters(ctx context.Context, req *opsv1.ListD
 	if v != nil {
 		bad = append(bad, *v)
 	}
-	var after int64
-	if tok := req.GetPageToken(); tok != "" {
-		if after, err = strconv.ParseInt(tok, 10, 64); err != nil || after < 0 {
-			bad = append(bad, FieldViolation{Field: "page_token", Description: "not a token from a previous response"})
-		}
+	var after deadLetterCursor
+	if _, v := PageCursor(req, &after); v != nil {
+		bad = append(bad, *v)
 	}
 	if len(bad) > 0 {
 		return nil, InvalidArgument(bad...)
@@ -120,14 +123,16 @@ func (s *deadLetterServer) ListDeadLetters(ctx context.Context, req *opsv1.ListD
 		return nil, err
 	}
 	// One extra row tells whether another page follows.
-	dls, err := c.DeadLetters(ctx, bus.DeadLetterQuery{Tenant: tenant, IncludeReplayed: req.GetIncludeReplayed(), AfterID: after, Limit: size + 1})
+	dls, err := c.DeadLetters(ctx, bus.DeadLetterQuery{Tenant: tenant, IncludeReplayed: req.GetIncludeReplayed(), AfterID: after.ID, Limit: size + 1})
 	if err != nil {
 		return nil, Failure(err)
 	}
 	resp := &opsv1.ListDeadLettersResponse{}
 	if len(dls) > size {
 		dls = dls[:size]
-		resp.NextPageToken = strconv.FormatInt(dls[size-1].ID, 10)
+		if resp.NextPageToken, err = NextPageToken(req, deadLetterCursor{ID: dls[size-1].ID}); err != nil {
+			return nil, Failure(err)
+		}
 	}
 	for _, dl := range dls {
 		resp.DeadLetters = append(resp.DeadLetters, deadLetterProto(dl))

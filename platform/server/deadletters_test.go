@@ -175,7 +175,14 @@ func TestDeadLetterService(t *testing.T) {
 		_, err = acme.ListDeadLetters(ctx, &opsv1.ListDeadLettersRequest{})
 		wantCode(t, err, codes.InvalidArgument, "consumer")
 		_, err = acme.ListDeadLetters(ctx, &opsv1.ListDeadLettersRequest{Consumer: "dl-test", PageToken: "x"})
-		wantCode(t, err, codes.InvalidArgument, "page_token")
+		wantCode(t, err, codes.InvalidArgument, "page_token: is malformed")
+		// A token continues only the listing it came from.
+		first, err := acme.ListDeadLetters(ctx, &opsv1.ListDeadLettersRequest{Consumer: "dl-test", PageSize: 1})
+		if err != nil || first.GetNextPageToken() == "" {
+			t.Fatalf("first page = %v, %v", first, err)
+		}
+		_, err = acme.ListDeadLetters(ctx, &opsv1.ListDeadLettersRequest{Consumer: "dl-test", IncludeReplayed: true, PageToken: first.GetNextPageToken()})
+		wantCode(t, err, codes.InvalidArgument, "page_token: was returned for another include_replayed")
 		_, err = acme.ListDeadLetters(ctx, &opsv1.ListDeadLettersRequest{Consumer: "nope"})
 		wantCode(t, err, codes.NotFound, "dl-test")
 		_, err = acme.ReplayDeadLetter(ctx, &opsv1.ReplayDeadLetterRequest{Consumer: "dl-test"})
