@@ -148,6 +148,9 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 			return fmt.Errorf("%s: %w\n%s", name, err, rerunHint)
 		}
 	}
+	if total.accepted > 0 {
+		fmt.Fprintln(env.stdout, appliedLater)
+	}
 	if len(total.rejected) > 0 {
 		return fmt.Errorf("%d rows rejected (listed above); the other rows were imported", len(total.rejected))
 	}
@@ -160,6 +163,11 @@ func importFiles(ctx context.Context, env *cliEnv, cmd string, args []string) er
 // and ingest answers those it already stored as duplicates: nothing is
 // stored twice, whichever requests of the failed run got in.
 const rerunHint = "running the same command again is safe: events already stored are answered as duplicates, the others are imported"
+
+// appliedLater follows a run that stored events: accepted is on the
+// stream, not yet counted, and a figure read right after a large import
+// is partial without saying so.
+const appliedLater = "accepted events are applied by the services in the background, within seconds: figures read at once may not count them all yet"
 
 // rowSource adapts an importer reader to the sender.
 func rowSource(rr rowReader) func() (sourceEvent, error) {

@@ -552,6 +552,9 @@ func TestMetricsThroughDevStack(t *testing.T) {
 	if err := run(ctx, env, []string{"publish", "-", "--addr", state.GRPCAddr, "--token", state.Token, "--quiet"}); err != nil || !strings.Contains(out.String(), "4 accepted") {
 		t.Fatalf("publish: %v\n%s\n%s", err, out, errOut)
 	}
+	if !strings.Contains(out.String(), "applied by the services in the background, within seconds") {
+		t.Errorf("publish does not say the figures follow later:\n%s", out)
+	}
 	metrics := func(t *testing.T, args ...string) (string, error) {
 		t.Helper()
 		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})

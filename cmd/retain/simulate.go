@@ -71,6 +71,9 @@ func runSimulate(ctx context.Context, env *cliEnv, args []string) error {
 		sum, err := newSender(conn, env.stderr).send(ctx, eventPump(ctx, shop, func(*eventsv1.Event) {}))
 		if sum != nil {
 			printSummary(env.stdout, sum, 20)
+			if sum.accepted > 0 {
+				fmt.Fprintln(env.stdout, appliedLater)
+			}
 		}
 		return err
 	}
