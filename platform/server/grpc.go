@@ -104,10 +104,11 @@ type Deps struct {
 	TLS *Certificate
 	// OwnUnknownFields names request fields (full names, such as
 	// "retain.ingest.v1.PublishBatchRequest.events") whose messages their
-	// handler checks for unknown fields itself: ingest rejects an event
-	// holding any on its own, which a refusal of its whole batch would
-	// break. The server refuses a request holding unknown fields anywhere
-	// else (decision 0043).
+	// handler checks for unknown fields and bad values itself: ingest
+	// rejects an event holding any on its own, which a refusal of its
+	// whole batch would break. The server refuses a request holding
+	// unknown fields (decision 0043), a NUL in a string or an unknown enum
+	// value (decision 0049) anywhere else.
 	OwnUnknownFields []protoreflect.FullName
 }
 
@@ -170,8 +171,9 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 	}
 
 	// Logging is outermost so it sees the code recovery and auth produce.
-	// Unknown fields are looked for after auth: a caller without a token
-	// learns nothing of the schema, and no walk is spent on it.
+	// Requests are checked (unknown fields, bad values) after auth: a
+	// caller without a token learns nothing of the schema, and no walk is
+	// spent on it.
 	calls := newCallLog(logger)
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelOpts...)),
@@ -179,13 +181,13 @@ func NewGRPC(cfg GRPCConfig, deps Deps) (*GRPC, error) {
 			logUnary(calls),
 			recoverUnary(logger),
 			auth.UnaryServerInterceptor(deps.Verifier, scopes),
-			unknownFieldsUnary(skipOwned),
+			checkRequestUnary(skipOwned),
 		),
 		grpc.ChainStreamInterceptor(
 			logStream(calls),
 			recoverStream(logger),
 			auth.StreamServerInterceptor(deps.Verifier, scopes),
-			unknownFieldsStream(skipOwned),
+			checkRequestStream(skipOwned),
 		),
 	}
 	if deps.TLS != nil {

@@ -89,16 +89,25 @@ func refuseUnknownFields(req any, skip unknownfields.Skip) error {
 	})
 }
 
-// unknownFieldsUnary refuses a request holding unknown fields
-// (refuseUnknownFields). The health and reflection services are exempt:
-// they are gRPC's, not Retain's, their servers ignore fields they do not
-// know as protobuf intends, and a probe built on a newer grpc.health.v1
-// (kubelet's, grpc_health_probe) must not take a pod out of service over a
-// field.
-func unknownFieldsUnary(skip unknownfields.Skip) grpc.UnaryServerInterceptor {
+// checkRequest refuses a request holding unknown fields, or else values no
+// handler can act on (refuseBadValues): a client built on a newer .proto
+// learns of the fields first, which explain its other values.
+func checkRequest(req any, skip unknownfields.Skip) error {
+	if err := refuseUnknownFields(req, skip); err != nil {
+		return err
+	}
+	return refuseBadValues(req, skip)
+}
+
+// checkRequestUnary refuses a request checkRequest refuses. The health and
+// reflection services are exempt: they are gRPC's, not Retain's, their
+// servers ignore fields they do not know as protobuf intends, and a probe
+// built on a newer grpc.health.v1 (kubelet's, grpc_health_probe) must not
+// take a pod out of service over a field.
+func checkRequestUnary(skip unknownfields.Skip) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if !auth.IsPublicMethod(info.FullMethod) {
-			if err := refuseUnknownFields(req, skip); err != nil {
+			if err := checkRequest(req, skip); err != nil {
 				return nil, err
 			}
 		}
@@ -106,12 +115,12 @@ func unknownFieldsUnary(skip unknownfields.Skip) grpc.UnaryServerInterceptor {
 	}
 }
 
-// unknownFieldsStream checks each message a stream receives, exempting the
+// checkRequestStream checks each message a stream receives, exempting the
 // same services; the handler gets the refusal from RecvMsg, as it would a
 // broken stream's error. No Retain API streams today (health Watch and
 // reflection do, exempt): this keeps a streaming method added later from
 // being left unchecked.
-func unknownFieldsStream(skip unknownfields.Skip) grpc.StreamServerInterceptor {
+func checkRequestStream(skip unknownfields.Skip) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if auth.IsPublicMethod(info.FullMethod) {
 			return handler(srv, ss)
@@ -129,5 +138,5 @@ func (s *checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	return refuseUnknownFields(m, s.skip)
+	return checkRequest(m, s.skip)
 }

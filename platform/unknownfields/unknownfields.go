@@ -193,20 +193,21 @@ func findInMap(mp protoreflect.Map, path string, skip Skip) *Found {
 	})
 	slices.SortFunc(keys, func(a, b protoreflect.MapKey) int { return strings.Compare(a.String(), b.String()) })
 	for _, k := range keys {
-		key := k.String()
-		if _, ok := k.Interface().(string); ok {
-			key = quoteKey(key)
-		}
-		if f := find(mp.Get(k).Message(), path+"["+key+"]", skip); f != nil {
+		if f := find(mp.Get(k).Message(), path+"["+PathKey(k)+"]", skip); f != nil {
 			return f
 		}
 	}
 	return nil
 }
 
-// quoteKey quotes a string map key for a path, cut to 64 bytes: the key is
-// the sender's and the path goes into an error message.
-func quoteKey(s string) string {
+// PathKey is a map key as a path writes it between brackets: a string
+// quoted and cut to 64 bytes (the key is the sender's and the path goes into
+// an error message), any other key as it is.
+func PathKey(k protoreflect.MapKey) string {
+	s, ok := k.Interface().(string)
+	if !ok {
+		return k.String()
+	}
 	const max = 64
 	if len(s) <= max {
 		return strconv.Quote(s)

@@ -25,11 +25,12 @@ var MethodScopes = map[string]string{
 	ingestv1.IngestService_PublishBatch_FullMethodName: auth.ScopeEventsWrite,
 }
 
-// OwnUnknownFields are the request fields whose unknown fields ingest
-// checks itself, per event (event.UnknownFields): an event holding some is
-// rejected on its own and the rest of its batch stored, as over HTTP, where
-// the gRPC server's check would refuse the whole request. The server checks
-// the rest of each request (decision 0043).
+// OwnUnknownFields are the request fields whose unknown fields and values
+// ingest checks itself, per event (event.UnknownFields, event.Validate): an
+// event holding some is rejected on its own and the rest of its batch
+// stored, as over HTTP, where the gRPC server's check would refuse the
+// whole request. The server checks the rest of each request (decisions
+// 0043, 0049).
 var OwnUnknownFields = []protoreflect.FullName{
 	"retain.ingest.v1.PublishRequest.event",
 	"retain.ingest.v1.PublishBatchRequest.events",
