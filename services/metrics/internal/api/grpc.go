@@ -59,9 +59,12 @@ type GRPC struct {
 	now       func() time.Time
 }
 
-// NewGRPC returns the gRPC edge.
-func NewGRPC(s *store.Store, r *consumer.Rebuilder) *GRPC {
-	return &GRPC{store: s, rebuilder: r, now: time.Now}
+// NewGRPC returns the gRPC edge, measuring up to now (nil: time.Now).
+func NewGRPC(s *store.Store, r *consumer.Rebuilder, now func() time.Time) *GRPC {
+	if now == nil {
+		now = time.Now
+	}
+	return &GRPC{store: s, rebuilder: r, now: now}
 }
 
 // GetRetention answers CRR, churn and reactivation of a period.
@@ -140,7 +143,11 @@ func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest)
 	if err != nil {
 		return nil, err
 	}
-	first, last, err = retention.CohortRangeSoFar(first, last, g.now())
+	// The cohorts are measured up to now, as periods are: ingest accepts
+	// orders dated up to a day ahead, and those are not members or buyers
+	// yet.
+	now := g.now().UTC().Truncate(store.Precision)
+	first, last, err = retention.CohortRangeSoFar(first, last, now)
 	if err != nil {
 		return nil, invalid("from_month", err.Error())
 	}
@@ -155,7 +162,7 @@ func (g *GRPC) GetCohorts(ctx context.Context, req *metricsv1.GetCohortsRequest)
 		cells    []retention.CohortCell
 	)
 	if err := g.whole(ctx, tenant, "GetCohorts", func() (err error) {
-		cells, currency, err = g.store.CohortCells(ctx, tenant, first, last, req.GetCurrency())
+		cells, currency, err = g.store.CohortCells(ctx, tenant, first, last, now, req.GetCurrency())
 		return currencyError(err)
 	}); err != nil {
 		return nil, err

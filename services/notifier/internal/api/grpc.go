@@ -6,12 +6,10 @@ package api
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/mail"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -433,18 +431,11 @@ func (g *GRPC) RemoveSuppression(ctx context.Context, req *notifierv1.RemoveSupp
 	return &notifierv1.RemoveSuppressionResponse{Removed: ok}, nil
 }
 
-// Page tokens are opaque: base64 of "<a>\x00<b>".
-func encodeToken(a, b string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(a + "\x00" + b))
-}
-
-func decodeToken(tok string) (string, string, bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return "", "", false
-	}
-	a, b, ok := strings.Cut(string(raw), "\x00")
-	return a, b, ok
+// suppressionCursor is a ListSuppressions page token's position: the
+// last suppression listed (by channel, then address).
+type suppressionCursor struct {
+	Channel int16  `json:"ch"`
+	Address string `json:"a"`
 }
 
 // ListSuppressions pages through the list.
@@ -455,19 +446,12 @@ func (g *GRPC) ListSuppressions(ctx context.Context, req *notifierv1.ListSuppres
 	}
 	n, v := server.PageSize(req.GetPageSize(), DefaultPageSize, MaxPageSize)
 	vs := []*violation{v, customerChannel("channel", req.GetChannel(), true)}
-	var afterCh int64
-	var afterAddr string
-	if tok := req.GetPageToken(); tok != "" {
-		a, b, ok := decodeToken(tok)
-		if afterCh, err = strconv.ParseInt(a, 10, 16); !ok || err != nil {
-			vs = append(vs, &violation{Field: "page_token", Description: "is not a token from a previous page"})
-		}
-		afterAddr = b
-	}
-	if err := invalid(vs...); err != nil {
+	var after suppressionCursor
+	_, tv := server.PageCursor(req, &after)
+	if err := invalid(append(vs, tv)...); err != nil {
 		return nil, err
 	}
-	ss, err := g.e.ListSuppressions(ctx, tenant, req.GetChannel(), int16(afterCh), afterAddr, n+1)
+	ss, err := g.e.ListSuppressions(ctx, tenant, req.GetChannel(), after.Channel, after.Address, n+1)
 	if err != nil {
 		return nil, errStatus(err)
 	}
@@ -475,7 +459,9 @@ func (g *GRPC) ListSuppressions(ctx context.Context, req *notifierv1.ListSuppres
 	if len(ss) > n {
 		ss = ss[:n]
 		last := ss[n-1]
-		resp.NextPageToken = encodeToken(strconv.Itoa(int(last.Channel)), last.Address)
+		if resp.NextPageToken, err = server.NextPageToken(req, suppressionCursor{Channel: int16(last.Channel), Address: last.Address}); err != nil {
+			return nil, errStatus(err)
+		}
 	}
 	for _, s := range ss {
 		resp.Suppressions = append(resp.Suppressions, suppressionPB(s))
@@ -498,6 +484,13 @@ func deliveryPB(d store.Delivery, ds []store.Decision) *notifierv1.Delivery {
 	return out
 }
 
+// deliveryCursor is a ListDeliveries page token's position: the last
+// delivery listed (newest first, by creation, then request id).
+type deliveryCursor struct {
+	At        time.Time `json:"t"`
+	RequestID string    `json:"r"`
+}
+
 // ListDeliveries lists a customer's or a campaign's deliveries.
 func (g *GRPC) ListDeliveries(ctx context.Context, req *notifierv1.ListDeliveriesRequest) (*notifierv1.ListDeliveriesResponse, error) {
 	tenant, err := auth.TenantFromContext(ctx)
@@ -510,14 +503,12 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notifierv1.ListDeliverie
 		vs = append(vs, &violation{Field: "customer_id", Description: "give exactly one of customer_id and campaign_id"})
 	}
 	f := store.ListFilter{Tenant: tenant, Customer: req.GetCustomerId(), Campaign: req.GetCampaignId(), Limit: n + 1}
-	if tok := req.GetPageToken(); tok != "" {
-		a, b, ok := decodeToken(tok)
-		t, perr := time.Parse(time.RFC3339Nano, a)
-		if !ok || perr != nil {
-			vs = append(vs, &violation{Field: "page_token", Description: "is not a token from a previous page"})
-		}
-		f.AfterAt, f.AfterID = &t, b
+	var after deliveryCursor
+	ok, tv := server.PageCursor(req, &after)
+	if ok {
+		f.AfterAt, f.AfterID = &after.At, after.RequestID
 	}
+	vs = append(vs, tv)
 	if err := invalid(vs...); err != nil {
 		return nil, err
 	}
@@ -529,7 +520,9 @@ func (g *GRPC) ListDeliveries(ctx context.Context, req *notifierv1.ListDeliverie
 	if len(ds) > n {
 		ds = ds[:n]
 		last := ds[n-1]
-		resp.NextPageToken = encodeToken(last.CreatedAt.Format(time.RFC3339Nano), last.RequestID)
+		if resp.NextPageToken, err = server.NextPageToken(req, deliveryCursor{At: last.CreatedAt, RequestID: last.RequestID}); err != nil {
+			return nil, errStatus(err)
+		}
 	}
 	for _, d := range ds {
 		resp.Deliveries = append(resp.Deliveries, deliveryPB(d, nil))
