@@ -327,7 +327,7 @@ func BenchmarkQueries(b *testing.B) {
 		return v, err
 	}
 	cohorts := func() ([]retention.CohortCell, error) {
-		cells, _, err := st.CohortCells(ctx, "bench", first, last, "EUR")
+		cells, _, err := st.CohortCells(ctx, "bench", first, last, (last + 1).Start(), "EUR")
 		if err == nil {
 			_, err = retention.AssembleCohorts(first, last, cells)
 		}

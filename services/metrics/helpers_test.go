@@ -47,6 +47,8 @@ type stack struct {
 	// batchSize, when set, is the service's batch size (200 otherwise):
 	// small batches make a rebuild long enough to stop half-way.
 	batchSize int
+	// clock, when set, is the service's now.
+	clock *testenv.Clock
 }
 
 func setup(t *testing.T) *stack {
@@ -74,6 +76,9 @@ func (s *stack) start(t *testing.T) {
 	cfg.DatabaseURL = s.dbURL
 	cfg.AuthPublicKey = s.pub
 	cfg.BatchSize = cmp.Or(s.batchSize, 200)
+	if s.clock != nil {
+		cfg.Now = s.clock.Now
+	}
 	tel := servertest.Telemetry(t, "metrics-test")
 	if s.logs != nil {
 		var err error

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// tenants together); least recently queried tenants are evicted first.
 	// 0 keeps nothing between queries: answers are the same, only slower.
 	CacheBytes int
+
+	// Now is the clock queries measure up to (tests); nil is time.Now.
+	Now func() time.Time
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -129,7 +133,7 @@ func wire(ctx context.Context, cfg Config, tel *telemetry.Telemetry) (_ *Service
 	rebuilder := consumer.NewRebuilder(b, st, cfg.BatchSize, facts.Config().FetchMaxBytes, log)
 	return &Service{
 		facts: facts, rebuilder: rebuilder,
-		grpc: api.NewGRPC(st, rebuilder), deps: deps,
+		grpc: api.NewGRPC(st, rebuilder, cfg.Now), deps: deps,
 	}, nil
 }
 

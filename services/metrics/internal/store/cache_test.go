@@ -111,7 +111,7 @@ func cacheQueries(t *testing.T, s *Store, tenant string, c figureCase, first, la
 	if err != nil {
 		t.Fatal(err)
 	}
-	cells, _, err := s.CohortCells(ctx, tenant, first, last, "EUR")
+	cells, _, err := s.CohortCells(ctx, tenant, first, last, (last + 1).Start(), "EUR")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,21 +112,35 @@ func (s *Store) Repeat(ctx context.Context, tenant string, p retention.Period) (
 	return inPeriod, lifetime, nil
 }
 
-// CohortCells returns the cells of cohorts first..last: per cohort month and
-// calendar month up to last, the members with an order that month (the
-// cohort's first-order bitmap AND the month's buyers) and the net revenue of
-// those orders in currency (cohort_revenue), the one want resolves to.
+// CohortCells returns the cells of cohorts first..last as of until (the
+// query's now): per cohort month and calendar month up to last, the members
+// with an order that month (the cohort's first-order bitmap AND the month's
+// buyers) and the net revenue of those orders in currency (cohort_revenue),
+// the one want resolves to. Only orders placed before until count, as in a
+// period cut at now: ingest accepts orders dated up to a day ahead, and
+// the aggregates hold whole months, so the month of until is read as its
+// whole days before until's, the partial day from the facts, and its
+// revenue less that of the orders placed from until to the month's end.
 // Cells with no active member are omitted, as in retention.CohortCells.
-func (s *Store) CohortCells(ctx context.Context, tenant string, first, last retention.Month, want string) (cells []retention.CohortCell, currency string, err error) {
+func (s *Store) CohortCells(ctx context.Context, tenant string, first, last retention.Month, until time.Time, want string) (cells []retention.CohortCell, currency string, err error) {
+	until = until.UTC()
 	err = s.withDays(ctx, tenant, func(v *dayView) error {
 		var err error
 		if currency, _, err = resolveCurrency(ctx, v.tx, tenant, want); err != nil {
 			return err
 		}
 		n := int(last-first) + 1
+		// Whole days before until's; its part before until is the edge.
+		cut := dayOf(until)
 		ranges := make([][2]int32, n)
+		edge := -1
 		for i := range ranges {
-			ranges[i][0], ranges[i][1] = monthDays(first + retention.Month(i))
+			d0, d1 := monthDays(first + retention.Month(i))
+			if d0 <= cut && cut < d1 && dayStart(cut).Before(until) {
+				edge = i
+			}
+			d1 = min(d1, cut)
+			ranges[i] = [2]int32{min(d0, d1), d1}
 		}
 		members, err := v.td.unionOf(ctx, v.tx, tenant, setFirsts, ranges...)
 		if err != nil {
@@ -136,28 +150,22 @@ func (s *Store) CohortCells(ctx context.Context, tenant string, first, last rete
 		if err != nil {
 			return err
 		}
-		rows, err := v.tx.Query(ctx, `
-			SELECT cohort, month, net_minor FROM cohort_revenue
-			WHERE tenant = $1 AND currency = $2 AND cohort >= $3 AND cohort <= $4 AND month >= cohort AND month <= $4`,
-			tenant, currency, int32(first), int32(last))
-		if err != nil {
-			return fmt.Errorf("read cohort revenue: %w", err)
+		if edge >= 0 {
+			part, err := v.edges([]retention.Period{{From: dayStart(cut), To: until}})
+			if err != nil {
+				return err
+			}
+			// The unions are the cache's: combined into new bitmaps.
+			members[edge] = roaring.Or(members[edge], part.firsts)
+			buyers[edge] = roaring.Or(buyers[edge], part.ones)
 		}
-		type cell struct{ cohort, month retention.Month }
-		net := map[cell]int64{}
-		var (
-			cohort, month int32
-			minor         int64
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&cohort, &month, &minor}, func() error {
-			net[cell{retention.Month(cohort), retention.Month(month)}] = minor
-			return nil
-		}); err != nil {
-			return fmt.Errorf("read cohort revenue: %w", err)
+		net, err := cohortRevenue(ctx, v.tx, tenant, currency, first, last, until)
+		if err != nil {
+			return err
 		}
 		for i := range n {
 			for j := i; j < n; j++ {
-				k := cell{first + retention.Month(i), first + retention.Month(j)}
+				k := cohortCell{first + retention.Month(i), first + retention.Month(j)}
 				active := int64(members[i].AndCardinality(buyers[j]))
 				if active > 0 || net[k] != 0 {
 					cells = append(cells, retention.CohortCell{Cohort: k.cohort, Month: k.month, Active: active, NetMinor: net[k]})
@@ -170,6 +178,60 @@ func (s *Store) CohortCells(ctx context.Context, tenant string, first, last rete
 		return nil, "", fmt.Errorf("count cohorts: %w", err)
 	}
 	return cells, currency, nil
+}
+
+// cohortCell names a cell of the cohort matrix.
+type cohortCell struct{ cohort, month retention.Month }
+
+// cohortRevenue is the net revenue in currency of the orders of cohorts
+// first..last placed in each month up to last and before until:
+// cohort_revenue's months that start before until, less, in until's month,
+// the orders placed from until to its end (at most the day ahead ingest
+// accepts, read by instant).
+func cohortRevenue(ctx context.Context, tx pgx.Tx, tenant, currency string, first, last retention.Month, until time.Time) (map[cohortCell]int64, error) {
+	cutMonth := retention.MonthOf(until)
+	rows, err := tx.Query(ctx, `
+		SELECT cohort, month, net_minor FROM cohort_revenue
+		WHERE tenant = $1 AND currency = $2 AND cohort >= $3 AND cohort <= $4 AND month >= cohort AND month <= $4
+		  AND month <= $5`,
+		tenant, currency, int32(first), int32(last), int32(cutMonth))
+	if err != nil {
+		return nil, fmt.Errorf("read cohort revenue: %w", err)
+	}
+	net := map[cohortCell]int64{}
+	var (
+		cohort, month int32
+		minor         int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&cohort, &month, &minor}, func() error {
+		net[cohortCell{retention.Month(cohort), retention.Month(month)}] = minor
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read cohort revenue: %w", err)
+	}
+	if cutMonth > last {
+		return net, nil
+	}
+	// The orders of until's month placed from until on are in its
+	// cohort_revenue, but have not happened yet.
+	rows, err = tx.Query(ctx, `
+		SELECT c.first_order_at, `+netMinor+`
+		FROM orders o JOIN customers c ON c.tenant = o.tenant AND c.customer_id = o.customer_id
+		WHERE o.tenant = $1 AND o.currency = $2 AND o.placed_at >= $3 AND o.placed_at < $4`,
+		tenant, currency, until, (cutMonth + 1).Start())
+	if err != nil {
+		return nil, fmt.Errorf("read cohort revenue after now: %w", err)
+	}
+	var firstOrder time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&firstOrder, &minor}, func() error {
+		if c := retention.MonthOf(firstOrder); c >= first && c <= last {
+			net[cohortCell{c, cutMonth}] -= minor
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read cohort revenue after now: %w", err)
+	}
+	return net, nil
 }
 
 // Surveys tallies the survey answers given in p: the whole days from

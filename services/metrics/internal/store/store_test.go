@@ -240,20 +240,32 @@ func checkFigures(t *testing.T, s *Store, tenant string, ref reference, cases []
 			fail("surveys %s: got %+v, want %+v", label, surveys, want)
 		}
 	}
-	cells, _, err := s.CohortCells(ctx, tenant, first, last, "EUR")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := retention.AssembleCohorts(first, last, cells)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := retention.Cohorts(ref.ledger.Orders, first, last)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		fail("cohorts:\ngot  %v\nwant %v", got, want)
+	// Cohorts as of the end of last (whole months), and as of instants in
+	// last (a query's now, with orders dated after it): a cut inside a
+	// day, and one at the month's start. The reference sees only the
+	// orders placed before the cut.
+	for _, until := range []time.Time{(last + 1).Start(), last.Start().Add(9*retention.Day + 7*time.Hour + 13*time.Minute + 5*time.Microsecond), last.Start()} {
+		cells, _, err := s.CohortCells(ctx, tenant, first, last, until, "EUR")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := retention.AssembleCohorts(first, last, cells)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before []retention.NetOrder
+		for _, o := range ref.ledger.Orders {
+			if o.At.Before(until) {
+				before = append(before, o)
+			}
+		}
+		want, err := retention.Cohorts(before, first, last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			fail("cohorts as of %s:\ngot  %v\nwant %v", until.Format(time.RFC3339Nano), got, want)
+		}
 	}
 	if bad > 0 {
 		t.Fatalf("%d figures differ from the reference", bad)
