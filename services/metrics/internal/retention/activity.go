@@ -82,7 +82,10 @@ type RetentionCounts struct {
 }
 
 // CRR is the customer retention rate, (E - N) / S, the textbook formula. It
-// can be negative when many new customers lapse within the period.
+// can exceed 100% (reactivated customers are in E, not in S) and be
+// negative (many new customers lapse within the period), and CRR + churn
+// rate is 100% only when those two cancel out: it is 100% + (reactivated -
+// new customers no longer active at the end) / S.
 func (c RetentionCounts) CRR() Ratio { return Ratio{Num: c.End - c.New, Den: c.Start} }
 
 // ChurnRate is churned / S.

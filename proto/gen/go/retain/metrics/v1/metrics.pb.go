@@ -395,7 +395,10 @@ type GetRetentionResponse struct {
 	// New customers still active at the end; E = retained + reactivated +
 	// new_active_at_end.
 	NewActiveAtEnd int64 `protobuf:"varint,9,opt,name=new_active_at_end,json=newActiveAtEnd,proto3" json:"new_active_at_end,omitempty"`
-	// Customer retention rate, (E - N) / S x 100 (the textbook formula).
+	// Customer retention rate, (E - N) / S x 100 (the textbook formula). It
+	// can exceed 100 (reactivated customers are in E) or go below 0 (new
+	// customers lapsing within the period), so retention_rate + churn_rate
+	// need not be 100.
 	RetentionRate *Ratio `protobuf:"bytes,10,opt,name=retention_rate,json=retentionRate,proto3" json:"retention_rate,omitempty"`
 	// churned / S x 100.
 	ChurnRate *Ratio `protobuf:"bytes,11,opt,name=churn_rate,json=churnRate,proto3" json:"churn_rate,omitempty"`
@@ -693,7 +696,8 @@ func (x *GetRepeatPurchaseResponse) GetLifetime() *RepeatPurchase {
 type GetCohortsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// First and last cohort month, inclusive, as "YYYY-MM" (UTC). At most 120
-	// months.
+	// months. A last month after this one is this one, measured up to now:
+	// orders dated after now (ingest accepts a day ahead) are not counted.
 	FromMonth string `protobuf:"bytes,1,opt,name=from_month,json=fromMonth,proto3" json:"from_month,omitempty"`
 	ToMonth   string `protobuf:"bytes,2,opt,name=to_month,json=toMonth,proto3" json:"to_month,omitempty"`
 	// Currency of the revenue figures; see the conventions above.
