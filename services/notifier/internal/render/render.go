@@ -233,8 +233,8 @@ func Compile(t *notifierv1.Template) (*Compiled, []Violation) {
 		f := fmt.Sprintf("variants[%d]", i)
 		loc := strings.ToLower(v.GetLocale())
 		if loc != "" {
-			if _, err := language.Parse(loc); err != nil {
-				add(f+".locale", "%q is not a BCP 47 language tag (like fa-IR, ar, en)", v.GetLocale())
+			if err := CheckLocale(v.GetLocale()); err != nil {
+				add(f+".locale", "%s", err)
 			}
 		}
 		if seen[loc] {
@@ -552,6 +552,19 @@ func (c *Compiled) pick(tag string) variant {
 		}
 	}
 	return c.variants[0]
+}
+
+// CheckLocale reports a locale that is not a BCP 47 language tag, as a
+// template's variants and a preview's request give them.
+func CheckLocale(tag string) error {
+	if _, err := language.Parse(strings.ToLower(tag)); err != nil {
+		// A tag is a few bytes; a long one is not worth quoting back.
+		if len(tag) > 64 {
+			return fmt.Errorf("%d bytes: not a BCP 47 language tag (like fa-IR, ar, en)", len(tag))
+		}
+		return fmt.Errorf("%q is not a BCP 47 language tag (like fa-IR, ar, en)", tag)
+	}
+	return nil
 }
 
 // Chain is the fallback chain of a locale: "zh-Hant-TW" gives zh-hant-tw,
