@@ -312,7 +312,7 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 		{"foreign page token", func() error {
 			_, err := c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: q2, PageToken: "!!", Currency: "EUR"}, c.creds)
 			return err
-		}, "page_token", "not a token"},
+		}, "page_token", "is malformed"},
 		{"lower-case currency", func() error {
 			_, err := c.GetSales(ctx, &metricsv1.GetSalesRequest{Period: q2, Currency: "eur"}, c.creds)
 			return err

@@ -6,8 +6,6 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -218,6 +216,13 @@ func (g *GRPC) GetNPS(ctx context.Context, req *metricsv1.GetNPSRequest) (*metri
 	}, nil
 }
 
+// rfmCursor is a GetRFM page token's position: the instant scored and
+// the last customer listed.
+type rfmCursor struct {
+	At       time.Time `json:"at"`
+	Customer string    `json:"c"`
+}
+
 // GetRFM scores every customer as of an instant and returns the segment
 // sizes and one page of scores, by customer id.
 func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metricsv1.GetRFMResponse, error) {
@@ -244,13 +249,17 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 	if err != nil {
 		return nil, err
 	}
-	var after string
-	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) == 0 {
-			return nil, invalid("page_token", "is not a token this call returned")
+	var after rfmCursor
+	ok, v := server.PageCursor(req, &after)
+	if v != nil {
+		return nil, server.InvalidArgument(*v)
+	}
+	// The pages of a listing "as of now" are scored as of the first
+	// page's instant: one ranking, whenever the next page is asked for.
+	if ok && req.GetAt() == nil {
+		if at = after.At; at.IsZero() || at.After(now) {
+			return nil, invalid("page_token", "is malformed: not a next_page_token of this API (bad instant)")
 		}
-		after = string(b)
 	}
 	if err := checkCurrency(req.GetCurrency()); err != nil {
 		return nil, err
@@ -277,8 +286,8 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 	}
 	// Scores are sorted by customer id: the page starts after the token's id.
 	start := 0
-	if after != "" {
-		for start < len(scores.Customers) && string(scores.Customers[start].Customer) <= after {
+	if ok {
+		for start < len(scores.Customers) && string(scores.Customers[start].Customer) <= after.Customer {
 			start++
 		}
 	}
@@ -297,7 +306,9 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 		})
 	}
 	if end < len(scores.Customers) {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(scores.Customers[end-1].Customer))
+		if resp.NextPageToken, err = server.NextPageToken(req, rfmCursor{At: at, Customer: string(scores.Customers[end-1].Customer)}); err != nil {
+			return nil, g.internal(ctx, "GetRFM", err)
+		}
 	}
 	return resp, nil
 }
@@ -311,12 +322,12 @@ func segmentPB(s rfm.Segment) metricsv1.RFMSegment {
 	return metricsv1.RFMSegment(s)
 }
 
-// topCursor is the content of a top customers page token: the domain's
-// keyset cursor and the rank of the last customer shown.
+// topCursor is a top customers page token's position: the domain's keyset
+// cursor. Not the rank: that is counted in the ranking, so a token cannot
+// make a customer's rank up.
 type topCursor struct {
 	NetMinor int64  `json:"n"`
 	Customer string `json:"c"`
-	Rank     int64  `json:"r"`
 }
 
 // GetTopCustomers answers the top percent of customers by revenue in a
@@ -341,13 +352,10 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 	if err != nil {
 		return nil, err
 	}
-	var after *topCursor
-	if tok := req.GetPageToken(); tok != "" {
-		after = &topCursor{}
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || json.Unmarshal(b, after) != nil || after.Rank <= 0 {
-			return nil, invalid("page_token", "is not a token this call returned")
-		}
+	var after topCursor
+	ok, v := server.PageCursor(req, &after)
+	if v != nil {
+		return nil, server.InvalidArgument(*v)
 	}
 	if err := checkCurrency(req.GetCurrency()); err != nil {
 		return nil, err
@@ -374,19 +382,19 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 	}
 	group := ranked[:top.Customers]
 	var cursor *retention.RankCursor
-	rank := int64(0)
-	if after != nil {
+	if ok {
 		cursor = &retention.RankCursor{NetMinor: after.NetMinor, Customer: retention.CustomerID(after.Customer)}
-		rank = after.Rank
 	}
+	rank := int64(retention.RankAfter(group, cursor))
 	page, next := retention.PageAfter(group, cursor, size)
 	for _, c := range page {
 		rank++
 		resp.Top = append(resp.Top, &metricsv1.RankedCustomer{Rank: rank, CustomerId: string(c.Customer), RevenueMinor: c.NetMinor, Orders: c.Orders})
 	}
 	if next != nil {
-		b, _ := json.Marshal(topCursor{NetMinor: next.NetMinor, Customer: string(next.Customer), Rank: rank})
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(b)
+		if resp.NextPageToken, err = server.NextPageToken(req, topCursor{NetMinor: next.NetMinor, Customer: string(next.Customer)}); err != nil {
+			return nil, g.internal(ctx, "GetTopCustomers", err)
+		}
 	}
 	return resp, nil
 }

@@ -99,17 +99,26 @@ type RankCursor struct {
 	Customer CustomerID
 }
 
+// RankAfter is how many ranked customers come up to the cursor, it
+// included (0 when after is nil): the rank before the page after it,
+// whether or not the cursor's customer is still in the ranking.
+func RankAfter(ranked []CustomerRevenue, after *RankCursor) int {
+	if after == nil {
+		return 0
+	}
+	c := CustomerRevenue{Customer: after.Customer, NetMinor: after.NetMinor}
+	n, found := slices.BinarySearchFunc(ranked, c, compareRank)
+	if found {
+		n++
+	}
+	return n
+}
+
 // PageAfter returns up to limit ranked customers that come after the cursor
 // (from the start when after is nil), and the cursor of the next page, nil
 // on the last page.
 func PageAfter(ranked []CustomerRevenue, after *RankCursor, limit int) ([]CustomerRevenue, *RankCursor) {
-	start := 0
-	if after != nil {
-		start, _ = slices.BinarySearchFunc(ranked, CustomerRevenue{Customer: after.Customer, NetMinor: after.NetMinor}, compareRank)
-		if start < len(ranked) && compareRank(ranked[start], CustomerRevenue{Customer: after.Customer, NetMinor: after.NetMinor}) == 0 {
-			start++
-		}
-	}
+	start := RankAfter(ranked, after)
 	if limit <= 0 || start >= len(ranked) {
 		return nil, nil
 	}
