@@ -371,12 +371,16 @@ func (o metricsOptions) soFar() bool {
 }
 
 // cohortRange is the cohort months the flags name: by default the twelve
-// months up to this one.
+// months up to this one. --from starts at the first month of what it
+// names, --to ends at the last (`--to 2011-Q4` takes in December).
 func cohortRange(o metricsOptions) (first, last string, err error) {
-	month := func(flagName, s string) (string, error) {
-		start, _, err := parseWhen(s, o.now)
+	month := func(flagName, s string, lastOf bool) (string, error) {
+		start, end, err := parseWhen(s, o.now)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", flagName, err)
+		}
+		if lastOf && (quarterRE.MatchString(s) || yearRE.MatchString(s)) {
+			start = end.AddDate(0, -1, 0)
 		}
 		return start.Format("2006-01"), nil
 	}
@@ -386,24 +390,23 @@ func cohortRange(o metricsOptions) (first, last string, err error) {
 		return thisMonth.AddDate(0, -11, 0).Format("2006-01"), thisMonth.Format("2006-01"), nil
 	case o.from == "":
 		// Twelve cohorts, as by default, ending at --to.
-		if last, err = month("--to", o.to); err != nil {
+		if last, err = month("--to", o.to, true); err != nil {
 			return "", "", err
 		}
 		end, _ := time.Parse("2006-01", last)
 		return end.AddDate(0, -11, 0).Format("2006-01"), last, nil
 	}
-	if first, err = month("--from", o.from); err != nil {
+	if first, err = month("--from", o.from, false); err != nil {
 		return "", "", err
 	}
 	if o.to == "" {
 		// A year or quarter names its months; a single month runs to now.
-		start, end, _ := parseWhen(o.from, o.now)
-		if end.Sub(start) > 32*24*time.Hour {
-			return first, end.AddDate(0, -1, 0).Format("2006-01"), nil
+		if last, _ = month("--from", o.from, true); last != first {
+			return first, last, nil
 		}
 		return first, thisMonth.Format("2006-01"), nil
 	}
-	last, err = month("--to", o.to)
+	last, err = month("--to", o.to, true)
 	return first, last, err
 }
 
@@ -661,6 +664,11 @@ func printNPS(w io.Writer, r *metricsv1.GetNPSResponse, soFar bool) {
 	}
 }
 
+// moreOfTheSame leads the next page's flag: the service refuses a page
+// token with another request than the one that returned it (an rfm
+// without --at is scored as of the first page's instant all through).
+const moreOfTheSame = "more, with the same command and flags:"
+
 func printRFM(w io.Writer, r *metricsv1.GetRFMResponse) {
 	fmt.Fprintf(w, "RFM as of %s: %d customers\n", r.GetAt().AsTime().Format("2006-01-02 15:04 UTC"), r.GetCustomers())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -686,9 +694,7 @@ func printRFM(w io.Writer, r *metricsv1.GetRFMResponse) {
 	}
 	_ = tw.Flush()
 	if r.GetNextPageToken() != "" {
-		// The next page is of the same instant: without --at the service
-		// would score it as of its new now.
-		fmt.Fprintf(w, "more: --at %s --page-token %s\n", r.GetAt().AsTime().Format(time.RFC3339Nano), r.GetNextPageToken())
+		fmt.Fprintf(w, "%s --page-token %s\n", moreOfTheSame, r.GetNextPageToken())
 	}
 }
 
@@ -715,7 +721,7 @@ func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool) {
 	}
 	_ = tw.Flush()
 	if r.GetNextPageToken() != "" {
-		fmt.Fprintf(w, "  ... more in the top group: --page-token %s\n", r.GetNextPageToken())
+		fmt.Fprintf(w, "%s --page-token %s\n", moreOfTheSame, r.GetNextPageToken())
 	}
 }
 

@@ -664,10 +664,10 @@ func TestMetricsThroughDevStack(t *testing.T) {
 				return "", false
 			}
 		}
-		if got := follow(t, customer(0, 7), "more: ", "rfm", "--limit", "2"); !slices.Equal(got, []string{"new", "quiet", "regular"}) {
+		if got := follow(t, customer(0, 7), moreOfTheSame, "rfm", "--limit", "2"); !slices.Equal(got, []string{"new", "quiet", "regular"}) {
 			t.Errorf("rfm by id over pages of 2: %v", got)
 		}
-		if got := follow(t, customer(1, 4), "more in the top group: ", "top", "--from", yearAgo, "--percent", "100", "--limit", "2"); len(got) != 3 || got[0] != "regular" {
+		if got := follow(t, customer(1, 4), moreOfTheSame, "top", "--from", yearAgo, "--to", time.Now().UTC().Format(time.RFC3339), "--percent", "100", "--limit", "2"); len(got) != 3 || got[0] != "regular" {
 			t.Errorf("top 100%% over pages of 2: %v", got)
 		}
 	})
@@ -765,6 +765,28 @@ func TestMetricsRangeThroughDevStack(t *testing.T) {
 	for _, args := range [][]string{{"sales", "--from", "2025", "--to", "2026"}, {"cohorts", "--from", "2011-01", "--to", "2011-01"}} {
 		if got, err := cli(args...); err != nil {
 			t.Errorf("%v: %v\n%s", args, err, got)
+		}
+	}
+}
+
+// TestCohortRange: --from starts at the first month of what it names and
+// --to ends at the last, so a quarter or year takes in all its months.
+func TestCohortRange(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ from, to, first, last string }{
+		{"", "", "2025-12", "2026-11"},
+		{"2011-01", "2011-Q4", "2011-01", "2011-12"},
+		{"2011-01", "2011", "2011-01", "2011-12"},
+		{"2011-01", "2011-05", "2011-01", "2011-05"},
+		{"2011-01", "2011-05-17", "2011-01", "2011-05"},
+		{"", "2011-Q4", "2011-01", "2011-12"},
+		{"2011-Q2", "", "2011-04", "2011-06"},
+		{"2011", "", "2011-01", "2011-12"},
+		{"2026-03", "", "2026-03", "2026-11"},
+	} {
+		first, last, err := cohortRange(metricsOptions{from: tc.from, to: tc.to, now: now})
+		if err != nil || first != tc.first || last != tc.last {
+			t.Errorf("--from %q --to %q: %s to %s (%v), want %s to %s", tc.from, tc.to, first, last, err, tc.first, tc.last)
 		}
 	}
 }
