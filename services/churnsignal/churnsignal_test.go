@@ -526,10 +526,16 @@ func TestAPI(t *testing.T) {
 				_, err := c.GetCustomerRisk(ctx, &churnv1.GetCustomerRiskRequest{CustomerId: strings.Repeat("x", 300), AsOf: ts(now.Add(time.Hour))}, read)
 				return err
 			}, []string{"customer_id", "as_of"}},
-			{"negative page size and bad band", func() error {
+			{"negative page size and high band", func() error {
+				_, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageSize: -1, Band: churnv1.RiskBand_RISK_BAND_HIGH}, read)
+				return err
+			}, []string{"page_size"}},
+			// The server refuses an unknown band before the handler
+			// looks at the rest (decision 0049).
+			{"negative page size and unknown band", func() error {
 				_, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageSize: -1, Band: 9}, read)
 				return err
-			}, []string{"band", "page_size"}},
+			}, []string{"band"}},
 			{"bad page token", func() error {
 				_, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{PageToken: "nope!"}, read)
 				return err
