@@ -5,12 +5,9 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -169,16 +166,21 @@ func protoFeatures(r app.Risk) *churnv1.CustomerFeatures {
 	return pf
 }
 
-// ListAtRisk pages through the current scores.
+// ListAtRisk pages through the current scores, by score or by customer id
+// (decision 0050).
 func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (*churnv1.ListAtRiskResponse, error) {
 	tenant, err := auth.TenantFromContext(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// The server refuses a band number the schema lacks before any
-	// handler sees it.
+	// The server refuses a band or order number the schema lacks before
+	// any handler sees it.
 	var vs []violation
 	band := req.GetBand()
+	order := store.ByScore
+	if req.GetOrder() == churnv1.AtRiskOrder_AT_RISK_ORDER_CUSTOMER_ID {
+		order = store.ByCustomer
+	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
@@ -189,22 +191,19 @@ func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (
 		size = MaxPageSize
 	}
 	var cursor *store.Cursor
-	if tok := req.GetPageToken(); tok != "" {
-		c, tokBand, err := decodeToken(tok)
-		switch {
-		case err != nil:
-			vs = append(vs, violation{Field: "page_token", Description: "is not a token this API issued: " + err.Error()})
-		case tokBand != band:
-			vs = append(vs, violation{Field: "page_token", Description: fmt.Sprintf("was issued for band %s, not %s", tokBand, band)})
-		default:
-			cursor = &c
-		}
+	var after atRiskCursor
+	ok, v := server.PageCursor(req, &after)
+	switch {
+	case v != nil:
+		vs = append(vs, *v)
+	case ok:
+		cursor = &store.Cursor{Exact: math.Float64frombits(after.ScoreBits), CustomerID: after.Customer}
 	}
 	if len(vs) > 0 {
 		return nil, server.InvalidArgument(vs...)
 	}
 	// One more than asked tells whether there is a next page.
-	rows, err := g.engine.ListAtRisk(ctx, tenant, score.Band(band), size+1, cursor)
+	rows, err := g.engine.ListAtRisk(ctx, tenant, score.Band(band), order, size+1, cursor)
 	if err != nil {
 		return nil, errStatus(err)
 	}
@@ -212,7 +211,9 @@ func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (
 	if len(rows) > size {
 		rows = rows[:size]
 		last := rows[size-1]
-		resp.NextPageToken = encodeToken(store.Cursor{Exact: last.Exact, CustomerID: last.CustomerID}, band)
+		if resp.NextPageToken, err = server.NextPageToken(req, atRiskCursor{ScoreBits: math.Float64bits(last.Exact), Customer: last.CustomerID}); err != nil {
+			return nil, errStatus(err)
+		}
 	}
 	for _, r := range rows {
 		resp.Customers = append(resp.Customers, &churnv1.CustomerRisk{
@@ -228,31 +229,12 @@ func (g *GRPC) ListAtRisk(ctx context.Context, req *churnv1.ListAtRiskRequest) (
 	return resp, nil
 }
 
-// Page tokens are opaque to clients: "v1|band|float bits|customer id",
-// base64url.
-func encodeToken(c store.Cursor, band churnv1.RiskBand) string {
-	raw := fmt.Sprintf("v1|%d|%x|%s", int32(band), math.Float64bits(c.Exact), c.CustomerID)
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
-}
-
-func decodeToken(tok string) (store.Cursor, churnv1.RiskBand, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return store.Cursor{}, 0, errors.New("not base64url")
-	}
-	parts := strings.SplitN(string(raw), "|", 4)
-	if len(parts) != 4 || parts[0] != "v1" {
-		return store.Cursor{}, 0, errors.New("unknown format")
-	}
-	band, err := strconv.ParseInt(parts[1], 10, 32)
-	if err != nil {
-		return store.Cursor{}, 0, errors.New("bad band")
-	}
-	bits, err := strconv.ParseUint(parts[2], 16, 64)
-	if err != nil {
-		return store.Cursor{}, 0, errors.New("bad position")
-	}
-	return store.Cursor{Exact: math.Float64frombits(bits), CustomerID: parts[3]}, churnv1.RiskBand(band), nil
+// atRiskCursor is a ListAtRisk page token's position: the last customer
+// listed and their exact score, as its bits (JSON has no NaN, and a
+// decimal could round). The score is not read in customer id order.
+type atRiskCursor struct {
+	ScoreBits uint64 `json:"s"`
+	Customer  string `json:"c"`
 }
 
 func protoModel(m store.Model) *churnv1.Model {

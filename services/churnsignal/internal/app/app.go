@@ -836,9 +836,9 @@ type StoredScore struct {
 	AsOf time.Time
 }
 
-// ListAtRisk pages through the stored scores, highest first.
-func (e *Engine) ListAtRisk(ctx context.Context, tenant string, band score.Band, limit int, after *store.Cursor) ([]StoredScore, error) {
-	rows, rescored, err := store.ListScores(ctx, e.pool, tenant, band, limit, after)
+// ListAtRisk pages through the stored scores in order.
+func (e *Engine) ListAtRisk(ctx context.Context, tenant string, band score.Band, order store.Order, limit int, after *store.Cursor) ([]StoredScore, error) {
+	rows, rescored, err := store.ListScores(ctx, e.pool, tenant, band, order, limit, after)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func TestListScoresReadsOneState(t *testing.T) {
 		}
 		return MarkRescored(ctx, pool, "shop", began)
 	}, func(int) error {
-		rs, rescored, err := ListScores(ctx, pool, "shop", score.BandUnspecified, 10, nil)
+		rs, rescored, err := ListScores(ctx, pool, "shop", score.BandUnspecified, ByScore, 10, nil)
 		switch {
 		case err != nil:
 			return err

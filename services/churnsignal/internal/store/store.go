@@ -846,22 +846,35 @@ func RescoredAt(ctx context.Context, q Querier, tenant string) (time.Time, error
 	return *at, nil
 }
 
-// Cursor is a position in the ranking (score descending, then customer id
-// descending).
+// Order is the order ListScores lists in.
+type Order int
+
+const (
+	// ByScore is the ranking: score descending, then customer id
+	// descending. A score moves with every event, so a listing paged in
+	// this order can miss or repeat a customer whose score changed.
+	ByScore Order = iota
+	// ByCustomer is customer id ascending, which no score change moves: a
+	// listing paged in it holds each customer at most once.
+	ByCustomer
+)
+
+// Cursor is a position in a listing: the last row listed (Exact is not
+// read ByCustomer).
 type Cursor struct {
 	Exact      float64
 	CustomerID string
 }
 
 // ListScores returns up to limit scored customers of tenant after cursor
-// (nil: from the top), highest score first, optionally of one band, and
-// RescoredAt, both read from one snapshot: a pass commits the rows it
-// changes before it records its start, and the two read under read
-// committed could pair a row from before the pass with the pass's start,
-// as if the pass had found the old score still right.
-func ListScores(ctx context.Context, pool *pgxpool.Pool, tenant string, band score.Band, limit int, after *Cursor) (rs []ScoreRow, rescored time.Time, err error) {
+// (nil: from the start) in order, optionally of one band, and RescoredAt,
+// both read from one snapshot: a pass commits the rows it changes before
+// it records its start, and the two read under read committed could pair
+// a row from before the pass with the pass's start, as if the pass had
+// found the old score still right.
+func ListScores(ctx context.Context, pool *pgxpool.Pool, tenant string, band score.Band, order Order, limit int, after *Cursor) (rs []ScoreRow, rescored time.Time, err error) {
 	err = pg.InSnapshot(ctx, pool, func(tx pgx.Tx) error {
-		if rs, err = listScores(ctx, tx, tenant, band, limit, after); err != nil {
+		if rs, err = listScores(ctx, tx, tenant, band, order, limit, after); err != nil {
 			return err
 		}
 		rescored, err = RescoredAt(ctx, tx, tenant)
@@ -870,19 +883,27 @@ func ListScores(ctx context.Context, pool *pgxpool.Pool, tenant string, band sco
 	return rs, rescored, err
 }
 
-func listScores(ctx context.Context, q Querier, tenant string, band score.Band, limit int, after *Cursor) ([]ScoreRow, error) {
+func listScores(ctx context.Context, q Querier, tenant string, band score.Band, order Order, limit int, after *Cursor) ([]ScoreRow, error) {
 	args := []any{tenant, limit}
 	where := `tenant_id = $1 AND band <> 0`
 	if band != score.BandUnspecified {
 		args = append(args, int16(band))
 		where += fmt.Sprintf(" AND band = $%d", len(args))
 	}
-	if after != nil {
+	orderBy := `score_exact DESC, customer_id DESC`
+	switch {
+	case order == ByCustomer:
+		orderBy = `customer_id`
+		if after != nil {
+			args = append(args, after.CustomerID)
+			where += fmt.Sprintf(" AND customer_id > $%d", len(args))
+		}
+	case after != nil:
 		args = append(args, after.Exact, after.CustomerID)
 		where += fmt.Sprintf(" AND (score_exact, customer_id) < ($%d, $%d)", len(args)-1, len(args))
 	}
 	rows, err := q.Query(ctx, `SELECT `+scoreColumns+` FROM churn_scores WHERE `+where+`
-		ORDER BY score_exact DESC, customer_id DESC LIMIT $2`, args...)
+		ORDER BY `+orderBy+` LIMIT $2`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list scores of %s: %w", tenant, err)
 	}

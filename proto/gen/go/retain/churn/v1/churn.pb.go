@@ -80,6 +80,64 @@ func (RiskBand) EnumDescriptor() ([]byte, []int) {
 	return file_retain_churn_v1_churn_proto_rawDescGZIP(), []int{0}
 }
 
+// AtRiskOrder is the order ListAtRisk lists in (decision 0050).
+type AtRiskOrder int32
+
+const (
+	// By score, as AT_RISK_ORDER_SCORE.
+	AtRiskOrder_AT_RISK_ORDER_UNSPECIFIED AtRiskOrder = 0
+	// Highest score first: who is most at risk now. Scores change with every
+	// event and rescoring, and the pages are read one by one: a customer
+	// whose score changes while a listing is paged can be missed or listed
+	// twice.
+	AtRiskOrder_AT_RISK_ORDER_SCORE AtRiskOrder = 1
+	// By customer id (bytewise), for a complete export: a listing lists each
+	// customer at most once, and every customer in the band for the whole
+	// listing exactly once, however their scores change meanwhile.
+	AtRiskOrder_AT_RISK_ORDER_CUSTOMER_ID AtRiskOrder = 2
+)
+
+// Enum value maps for AtRiskOrder.
+var (
+	AtRiskOrder_name = map[int32]string{
+		0: "AT_RISK_ORDER_UNSPECIFIED",
+		1: "AT_RISK_ORDER_SCORE",
+		2: "AT_RISK_ORDER_CUSTOMER_ID",
+	}
+	AtRiskOrder_value = map[string]int32{
+		"AT_RISK_ORDER_UNSPECIFIED": 0,
+		"AT_RISK_ORDER_SCORE":       1,
+		"AT_RISK_ORDER_CUSTOMER_ID": 2,
+	}
+)
+
+func (x AtRiskOrder) Enum() *AtRiskOrder {
+	p := new(AtRiskOrder)
+	*p = x
+	return p
+}
+
+func (x AtRiskOrder) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AtRiskOrder) Descriptor() protoreflect.EnumDescriptor {
+	return file_retain_churn_v1_churn_proto_enumTypes[1].Descriptor()
+}
+
+func (AtRiskOrder) Type() protoreflect.EnumType {
+	return &file_retain_churn_v1_churn_proto_enumTypes[1]
+}
+
+func (x AtRiskOrder) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AtRiskOrder.Descriptor instead.
+func (AtRiskOrder) EnumDescriptor() ([]byte, []int) {
+	return file_retain_churn_v1_churn_proto_rawDescGZIP(), []int{1}
+}
+
 // RiskReason is one component of a score. The contributions of a score's
 // reasons add up to the score.
 type RiskReason struct {
@@ -753,8 +811,11 @@ type ListAtRiskRequest struct {
 	Band RiskBand `protobuf:"varint,1,opt,name=band,proto3,enum=retain.churn.v1.RiskBand" json:"band,omitempty"`
 	// At most this many customers (default 50, at most 1000).
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// next_page_token of the previous page.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// next_page_token of the previous page, with the other fields unchanged
+	// (page_size aside).
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// The order of the listing; unset is by score.
+	Order         AtRiskOrder `protobuf:"varint,4,opt,name=order,proto3,enum=retain.churn.v1.AtRiskOrder" json:"order,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -808,6 +869,13 @@ func (x *ListAtRiskRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListAtRiskRequest) GetOrder() AtRiskOrder {
+	if x != nil {
+		return x.Order
+	}
+	return AtRiskOrder_AT_RISK_ORDER_UNSPECIFIED
 }
 
 type ListAtRiskResponse struct {
@@ -1659,12 +1727,13 @@ const file_retain_churn_v1_churn_proto_rawDesc = "" +
 	"\n" +
 	"\b_p_aliveB\x15\n" +
 	"\x13_expected_purchasesB\x10\n" +
-	"\x0e_p_no_purchase\"~\n" +
+	"\x0e_p_no_purchase\"\xb2\x01\n" +
 	"\x11ListAtRiskRequest\x12-\n" +
 	"\x04band\x18\x01 \x01(\x0e2\x19.retain.churn.v1.RiskBandR\x04band\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"y\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x122\n" +
+	"\x05order\x18\x04 \x01(\x0e2\x1c.retain.churn.v1.AtRiskOrderR\x05order\"y\n" +
 	"\x12ListAtRiskResponse\x12;\n" +
 	"\tcustomers\x18\x01 \x03(\v2\x1d.retain.churn.v1.CustomerRiskR\tcustomers\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x11\n" +
@@ -1742,7 +1811,11 @@ const file_retain_churn_v1_churn_proto_rawDesc = "" +
 	"\x15RISK_BAND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rRISK_BAND_LOW\x10\x01\x12\x14\n" +
 	"\x10RISK_BAND_MEDIUM\x10\x02\x12\x12\n" +
-	"\x0eRISK_BAND_HIGH\x10\x032\x92\x04\n" +
+	"\x0eRISK_BAND_HIGH\x10\x03*d\n" +
+	"\vAtRiskOrder\x12\x1d\n" +
+	"\x19AT_RISK_ORDER_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13AT_RISK_ORDER_SCORE\x10\x01\x12\x1d\n" +
+	"\x19AT_RISK_ORDER_CUSTOMER_ID\x10\x022\x92\x04\n" +
 	"\fChurnService\x12d\n" +
 	"\x0fGetCustomerRisk\x12'.retain.churn.v1.GetCustomerRiskRequest\x1a(.retain.churn.v1.GetCustomerRiskResponse\x12U\n" +
 	"\n" +
@@ -1766,76 +1839,78 @@ func file_retain_churn_v1_churn_proto_rawDescGZIP() []byte {
 	return file_retain_churn_v1_churn_proto_rawDescData
 }
 
-var file_retain_churn_v1_churn_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_retain_churn_v1_churn_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_retain_churn_v1_churn_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_retain_churn_v1_churn_proto_goTypes = []any{
 	(RiskBand)(0),                   // 0: retain.churn.v1.RiskBand
-	(*RiskReason)(nil),              // 1: retain.churn.v1.RiskReason
-	(*ChurnRiskChanged)(nil),        // 2: retain.churn.v1.ChurnRiskChanged
-	(*GetCustomerRiskRequest)(nil),  // 3: retain.churn.v1.GetCustomerRiskRequest
-	(*GetCustomerRiskResponse)(nil), // 4: retain.churn.v1.GetCustomerRiskResponse
-	(*CustomerRisk)(nil),            // 5: retain.churn.v1.CustomerRisk
-	(*Money)(nil),                   // 6: retain.churn.v1.Money
-	(*CustomerFeatures)(nil),        // 7: retain.churn.v1.CustomerFeatures
-	(*ListAtRiskRequest)(nil),       // 8: retain.churn.v1.ListAtRiskRequest
-	(*ListAtRiskResponse)(nil),      // 9: retain.churn.v1.ListAtRiskResponse
-	(*GetModelRequest)(nil),         // 10: retain.churn.v1.GetModelRequest
-	(*GetModelResponse)(nil),        // 11: retain.churn.v1.GetModelResponse
-	(*Model)(nil),                   // 12: retain.churn.v1.Model
-	(*RefitRequest)(nil),            // 13: retain.churn.v1.RefitRequest
-	(*RefitResponse)(nil),           // 14: retain.churn.v1.RefitResponse
-	(*Weights)(nil),                 // 15: retain.churn.v1.Weights
-	(*GetWeightsRequest)(nil),       // 16: retain.churn.v1.GetWeightsRequest
-	(*GetWeightsResponse)(nil),      // 17: retain.churn.v1.GetWeightsResponse
-	(*SetWeightsRequest)(nil),       // 18: retain.churn.v1.SetWeightsRequest
-	(*SetWeightsResponse)(nil),      // 19: retain.churn.v1.SetWeightsResponse
-	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
+	(AtRiskOrder)(0),                // 1: retain.churn.v1.AtRiskOrder
+	(*RiskReason)(nil),              // 2: retain.churn.v1.RiskReason
+	(*ChurnRiskChanged)(nil),        // 3: retain.churn.v1.ChurnRiskChanged
+	(*GetCustomerRiskRequest)(nil),  // 4: retain.churn.v1.GetCustomerRiskRequest
+	(*GetCustomerRiskResponse)(nil), // 5: retain.churn.v1.GetCustomerRiskResponse
+	(*CustomerRisk)(nil),            // 6: retain.churn.v1.CustomerRisk
+	(*Money)(nil),                   // 7: retain.churn.v1.Money
+	(*CustomerFeatures)(nil),        // 8: retain.churn.v1.CustomerFeatures
+	(*ListAtRiskRequest)(nil),       // 9: retain.churn.v1.ListAtRiskRequest
+	(*ListAtRiskResponse)(nil),      // 10: retain.churn.v1.ListAtRiskResponse
+	(*GetModelRequest)(nil),         // 11: retain.churn.v1.GetModelRequest
+	(*GetModelResponse)(nil),        // 12: retain.churn.v1.GetModelResponse
+	(*Model)(nil),                   // 13: retain.churn.v1.Model
+	(*RefitRequest)(nil),            // 14: retain.churn.v1.RefitRequest
+	(*RefitResponse)(nil),           // 15: retain.churn.v1.RefitResponse
+	(*Weights)(nil),                 // 16: retain.churn.v1.Weights
+	(*GetWeightsRequest)(nil),       // 17: retain.churn.v1.GetWeightsRequest
+	(*GetWeightsResponse)(nil),      // 18: retain.churn.v1.GetWeightsResponse
+	(*SetWeightsRequest)(nil),       // 19: retain.churn.v1.SetWeightsRequest
+	(*SetWeightsResponse)(nil),      // 20: retain.churn.v1.SetWeightsResponse
+	(*timestamppb.Timestamp)(nil),   // 21: google.protobuf.Timestamp
 }
 var file_retain_churn_v1_churn_proto_depIdxs = []int32{
 	0,  // 0: retain.churn.v1.ChurnRiskChanged.band:type_name -> retain.churn.v1.RiskBand
 	0,  // 1: retain.churn.v1.ChurnRiskChanged.previous_band:type_name -> retain.churn.v1.RiskBand
-	1,  // 2: retain.churn.v1.ChurnRiskChanged.reasons:type_name -> retain.churn.v1.RiskReason
-	20, // 3: retain.churn.v1.ChurnRiskChanged.computed_at:type_name -> google.protobuf.Timestamp
-	20, // 4: retain.churn.v1.ChurnRiskChanged.as_of:type_name -> google.protobuf.Timestamp
-	20, // 5: retain.churn.v1.GetCustomerRiskRequest.as_of:type_name -> google.protobuf.Timestamp
-	5,  // 6: retain.churn.v1.GetCustomerRiskResponse.risk:type_name -> retain.churn.v1.CustomerRisk
-	7,  // 7: retain.churn.v1.GetCustomerRiskResponse.features:type_name -> retain.churn.v1.CustomerFeatures
+	2,  // 2: retain.churn.v1.ChurnRiskChanged.reasons:type_name -> retain.churn.v1.RiskReason
+	21, // 3: retain.churn.v1.ChurnRiskChanged.computed_at:type_name -> google.protobuf.Timestamp
+	21, // 4: retain.churn.v1.ChurnRiskChanged.as_of:type_name -> google.protobuf.Timestamp
+	21, // 5: retain.churn.v1.GetCustomerRiskRequest.as_of:type_name -> google.protobuf.Timestamp
+	6,  // 6: retain.churn.v1.GetCustomerRiskResponse.risk:type_name -> retain.churn.v1.CustomerRisk
+	8,  // 7: retain.churn.v1.GetCustomerRiskResponse.features:type_name -> retain.churn.v1.CustomerFeatures
 	0,  // 8: retain.churn.v1.CustomerRisk.band:type_name -> retain.churn.v1.RiskBand
-	1,  // 9: retain.churn.v1.CustomerRisk.reasons:type_name -> retain.churn.v1.RiskReason
-	20, // 10: retain.churn.v1.CustomerRisk.computed_at:type_name -> google.protobuf.Timestamp
-	20, // 11: retain.churn.v1.CustomerRisk.as_of:type_name -> google.protobuf.Timestamp
-	20, // 12: retain.churn.v1.CustomerFeatures.first_order_at:type_name -> google.protobuf.Timestamp
-	20, // 13: retain.churn.v1.CustomerFeatures.last_order_at:type_name -> google.protobuf.Timestamp
-	6,  // 14: retain.churn.v1.CustomerFeatures.mean_order_value:type_name -> retain.churn.v1.Money
+	2,  // 9: retain.churn.v1.CustomerRisk.reasons:type_name -> retain.churn.v1.RiskReason
+	21, // 10: retain.churn.v1.CustomerRisk.computed_at:type_name -> google.protobuf.Timestamp
+	21, // 11: retain.churn.v1.CustomerRisk.as_of:type_name -> google.protobuf.Timestamp
+	21, // 12: retain.churn.v1.CustomerFeatures.first_order_at:type_name -> google.protobuf.Timestamp
+	21, // 13: retain.churn.v1.CustomerFeatures.last_order_at:type_name -> google.protobuf.Timestamp
+	7,  // 14: retain.churn.v1.CustomerFeatures.mean_order_value:type_name -> retain.churn.v1.Money
 	0,  // 15: retain.churn.v1.ListAtRiskRequest.band:type_name -> retain.churn.v1.RiskBand
-	5,  // 16: retain.churn.v1.ListAtRiskResponse.customers:type_name -> retain.churn.v1.CustomerRisk
-	12, // 17: retain.churn.v1.GetModelResponse.model:type_name -> retain.churn.v1.Model
-	20, // 18: retain.churn.v1.Model.fitted_at:type_name -> google.protobuf.Timestamp
-	20, // 19: retain.churn.v1.Model.as_of:type_name -> google.protobuf.Timestamp
-	20, // 20: retain.churn.v1.RefitRequest.as_of:type_name -> google.protobuf.Timestamp
-	12, // 21: retain.churn.v1.RefitResponse.model:type_name -> retain.churn.v1.Model
-	15, // 22: retain.churn.v1.GetWeightsResponse.weights:type_name -> retain.churn.v1.Weights
-	20, // 23: retain.churn.v1.GetWeightsResponse.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 24: retain.churn.v1.GetWeightsResponse.defaults:type_name -> retain.churn.v1.Weights
-	15, // 25: retain.churn.v1.SetWeightsResponse.weights:type_name -> retain.churn.v1.Weights
-	20, // 26: retain.churn.v1.SetWeightsResponse.updated_at:type_name -> google.protobuf.Timestamp
-	3,  // 27: retain.churn.v1.ChurnService.GetCustomerRisk:input_type -> retain.churn.v1.GetCustomerRiskRequest
-	8,  // 28: retain.churn.v1.ChurnService.ListAtRisk:input_type -> retain.churn.v1.ListAtRiskRequest
-	10, // 29: retain.churn.v1.ChurnService.GetModel:input_type -> retain.churn.v1.GetModelRequest
-	13, // 30: retain.churn.v1.ChurnService.Refit:input_type -> retain.churn.v1.RefitRequest
-	16, // 31: retain.churn.v1.ChurnService.GetWeights:input_type -> retain.churn.v1.GetWeightsRequest
-	18, // 32: retain.churn.v1.ChurnService.SetWeights:input_type -> retain.churn.v1.SetWeightsRequest
-	4,  // 33: retain.churn.v1.ChurnService.GetCustomerRisk:output_type -> retain.churn.v1.GetCustomerRiskResponse
-	9,  // 34: retain.churn.v1.ChurnService.ListAtRisk:output_type -> retain.churn.v1.ListAtRiskResponse
-	11, // 35: retain.churn.v1.ChurnService.GetModel:output_type -> retain.churn.v1.GetModelResponse
-	14, // 36: retain.churn.v1.ChurnService.Refit:output_type -> retain.churn.v1.RefitResponse
-	17, // 37: retain.churn.v1.ChurnService.GetWeights:output_type -> retain.churn.v1.GetWeightsResponse
-	19, // 38: retain.churn.v1.ChurnService.SetWeights:output_type -> retain.churn.v1.SetWeightsResponse
-	33, // [33:39] is the sub-list for method output_type
-	27, // [27:33] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	1,  // 16: retain.churn.v1.ListAtRiskRequest.order:type_name -> retain.churn.v1.AtRiskOrder
+	6,  // 17: retain.churn.v1.ListAtRiskResponse.customers:type_name -> retain.churn.v1.CustomerRisk
+	13, // 18: retain.churn.v1.GetModelResponse.model:type_name -> retain.churn.v1.Model
+	21, // 19: retain.churn.v1.Model.fitted_at:type_name -> google.protobuf.Timestamp
+	21, // 20: retain.churn.v1.Model.as_of:type_name -> google.protobuf.Timestamp
+	21, // 21: retain.churn.v1.RefitRequest.as_of:type_name -> google.protobuf.Timestamp
+	13, // 22: retain.churn.v1.RefitResponse.model:type_name -> retain.churn.v1.Model
+	16, // 23: retain.churn.v1.GetWeightsResponse.weights:type_name -> retain.churn.v1.Weights
+	21, // 24: retain.churn.v1.GetWeightsResponse.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 25: retain.churn.v1.GetWeightsResponse.defaults:type_name -> retain.churn.v1.Weights
+	16, // 26: retain.churn.v1.SetWeightsResponse.weights:type_name -> retain.churn.v1.Weights
+	21, // 27: retain.churn.v1.SetWeightsResponse.updated_at:type_name -> google.protobuf.Timestamp
+	4,  // 28: retain.churn.v1.ChurnService.GetCustomerRisk:input_type -> retain.churn.v1.GetCustomerRiskRequest
+	9,  // 29: retain.churn.v1.ChurnService.ListAtRisk:input_type -> retain.churn.v1.ListAtRiskRequest
+	11, // 30: retain.churn.v1.ChurnService.GetModel:input_type -> retain.churn.v1.GetModelRequest
+	14, // 31: retain.churn.v1.ChurnService.Refit:input_type -> retain.churn.v1.RefitRequest
+	17, // 32: retain.churn.v1.ChurnService.GetWeights:input_type -> retain.churn.v1.GetWeightsRequest
+	19, // 33: retain.churn.v1.ChurnService.SetWeights:input_type -> retain.churn.v1.SetWeightsRequest
+	5,  // 34: retain.churn.v1.ChurnService.GetCustomerRisk:output_type -> retain.churn.v1.GetCustomerRiskResponse
+	10, // 35: retain.churn.v1.ChurnService.ListAtRisk:output_type -> retain.churn.v1.ListAtRiskResponse
+	12, // 36: retain.churn.v1.ChurnService.GetModel:output_type -> retain.churn.v1.GetModelResponse
+	15, // 37: retain.churn.v1.ChurnService.Refit:output_type -> retain.churn.v1.RefitResponse
+	18, // 38: retain.churn.v1.ChurnService.GetWeights:output_type -> retain.churn.v1.GetWeightsResponse
+	20, // 39: retain.churn.v1.ChurnService.SetWeights:output_type -> retain.churn.v1.SetWeightsResponse
+	34, // [34:40] is the sub-list for method output_type
+	28, // [28:34] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_retain_churn_v1_churn_proto_init() }
@@ -1850,7 +1925,7 @@ func file_retain_churn_v1_churn_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_retain_churn_v1_churn_proto_rawDesc), len(file_retain_churn_v1_churn_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,

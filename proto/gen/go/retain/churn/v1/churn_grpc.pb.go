@@ -43,7 +43,8 @@ type ChurnServiceClient interface {
 	// a past instant using only events that happened by then (backtesting).
 	// NOT_FOUND when nothing is known about the customer by then.
 	GetCustomerRisk(ctx context.Context, in *GetCustomerRiskRequest, opts ...grpc.CallOption) (*GetCustomerRiskResponse, error)
-	// Customers by current score, highest first, optionally of one band.
+	// Customers by current score, highest first, or by customer id for an
+	// export (ListAtRiskRequest.order), optionally of one band.
 	ListAtRisk(ctx context.Context, in *ListAtRiskRequest, opts ...grpc.CallOption) (*ListAtRiskResponse, error)
 	// The tenant's fitted purchase model. NOT_FOUND before the first fit.
 	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error)
@@ -140,7 +141,8 @@ type ChurnServiceServer interface {
 	// a past instant using only events that happened by then (backtesting).
 	// NOT_FOUND when nothing is known about the customer by then.
 	GetCustomerRisk(context.Context, *GetCustomerRiskRequest) (*GetCustomerRiskResponse, error)
-	// Customers by current score, highest first, optionally of one band.
+	// Customers by current score, highest first, or by customer id for an
+	// export (ListAtRiskRequest.order), optionally of one band.
 	ListAtRisk(context.Context, *ListAtRiskRequest) (*ListAtRiskResponse, error)
 	// The tenant's fitted purchase model. NOT_FOUND before the first fit.
 	GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error)
