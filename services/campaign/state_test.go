@@ -83,7 +83,7 @@ func TestStateOfAFile(t *testing.T) {
 		}
 	})
 	t.Run("a new campaign is not created archived", func(t *testing.T) {
-		for state, want := range map[string]string{"CAMPAIGN_STATE_ARCHIVED": "not archived", "7": "unknown state 7"} {
+		for state, want := range map[string]string{"CAMPAIGN_STATE_ARCHIVED": "not archived", "7": "unknown value 7"} {
 			c := decode(sendNow("qa-archived", "{once_per_customer: {}}", 0) + "state: " + state + "\n")
 			_, err := s.client().CreateCampaign(ctx, &campaignv1.CreateCampaignRequest{Campaign: c}, tok)
 			if !strings.Contains(violations(err)["campaign.state"], want) {
