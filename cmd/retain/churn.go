@@ -299,7 +299,9 @@ func printChurnDemo(ctx context.Context, w io.Writer, conn grpc.ClientConnInterf
 	for _, b := range []churnv1.RiskBand{churnv1.RiskBand_RISK_BAND_HIGH, churnv1.RiskBand_RISK_BAND_MEDIUM} {
 		tok := ""
 		for {
-			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: b, PageSize: 1000, PageToken: tok})
+			// A count visits every customer of the band: by customer id,
+			// which no rescoring meanwhile moves (decision 0050).
+			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: b, Order: churnv1.AtRiskOrder_AT_RISK_ORDER_CUSTOMER_ID, PageSize: 1000, PageToken: tok})
 			if err != nil {
 				return fmt.Errorf("churn: list: %w", churnAPI.fail(err))
 			}
