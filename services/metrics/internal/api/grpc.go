@@ -568,6 +568,11 @@ func rebuilding(st store.RebuildState) error {
 		st.Since.Format(time.RFC3339))
 }
 
+// beforeEarliest answers a period bound at 0001-01-01T00:00:00Z, a valid
+// Timestamp that is Go's zero time, which the domain reads as unset.
+var beforeEarliest = fmt.Sprintf("%s is before the earliest supported time, %s",
+	time.Time{}.Format(time.RFC3339), time.Time{}.Add(store.Precision).Format(time.RFC3339Nano))
+
 // period validates a request's period with the domain's rule, naming the
 // field at fault, and cuts a period that ends in the future at now
 // (retention.Period.SoFar): responses carry the period measured.
@@ -577,13 +582,17 @@ func (g *GRPC) period(p *metricsv1.Period) (retention.Period, error) {
 		if err := p.GetFrom().CheckValid(); err != nil {
 			return retention.Period{}, invalid("period.from", err.Error())
 		}
-		from = p.GetFrom().AsTime()
+		if from = p.GetFrom().AsTime(); from.IsZero() {
+			return retention.Period{}, invalid("period.from", beforeEarliest)
+		}
 	}
 	if p.GetTo() != nil {
 		if err := p.GetTo().CheckValid(); err != nil {
 			return retention.Period{}, invalid("period.to", err.Error())
 		}
-		to = p.GetTo().AsTime()
+		if to = p.GetTo().AsTime(); to.IsZero() {
+			return retention.Period{}, invalid("period.to", beforeEarliest)
+		}
 	}
 	out, err := retention.NewPeriod(from, to)
 	switch {
