@@ -248,14 +248,20 @@ func TestOneNotificationPerStepAcrossCrash(t *testing.T) {
 		testenv.WaitFor(t, "the step to commit", func() bool {
 			return s.count(t, `SELECT count(*) FROM bus_outbox WHERE published_at IS NULL`) == 1
 		})
+		var committed string
+		if err := s.db.QueryRow(ctx, `SELECT msg_id FROM bus_outbox WHERE published_at IS NULL`).Scan(&committed); err != nil {
+			t.Fatal(err)
+		}
 		restart(t, func() {
 			if err := s.pub.EnsureStreams(ctx); err != nil {
 				t.Fatal(err)
 			}
 		})
 		got := s.notifications(t, tenant)
-		if len(got) != 1 || got[0].GetCustomerId() != "c-2" || got[0].msgID != tenant+"/"+got[0].GetRequestId() {
-			t.Fatalf("after the crash: %d notifications %v, want one for c-2", len(got), got)
+		want := domain.RequestID("hello", domain.EnrollmentRef(tenant, "hello", "c-2", "order_id:o2"), "hello")
+		if len(got) != 1 || got[0].GetCustomerId() != "c-2" || got[0].GetRequestId() != want ||
+			got[0].msgID != tenant+"/"+want || got[0].msgID != committed {
+			t.Fatalf("after the crash: %d notifications %v, want one for c-2 with id %s, committed as %s", len(got), got, want, committed)
 		}
 		if n := s.report(t, tenant, "hello").GetMessagesRequested(); n != 2 {
 			t.Fatalf("%d messages requested in the report", n)

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/retainhq/retain/platform/server"
 	campaignv1 "github.com/retainhq/retain/proto/gen/go/retain/campaign/v1"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
+	"github.com/retainhq/retain/services/campaign/internal/domain"
 )
 
 // listAll pages through a customer's enrollments with page size n and
@@ -46,13 +46,28 @@ func listAll(t *testing.T, c campaignv1.CampaignServiceClient, tok grpc.CallOpti
 	}
 }
 
-func enrollmentID(t *testing.T, e *campaignv1.Enrollment) int64 {
+// rowIDs maps the ids a tenant's enrollments are shown by (the hash of
+// their key) to their rows' sequence numbers.
+func rowIDs(t *testing.T, s *stack, tenant string) map[string]int64 {
 	t.Helper()
-	id, err := strconv.ParseInt(e.GetId(), 10, 64)
+	rows, err := s.db.Query(context.Background(), `SELECT id, campaign_id, customer_id, entry_key FROM enrollments WHERE tenant = $1`, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id int64
+		var camp, cust, key string
+		if err := rows.Scan(&id, &camp, &cust, &key); err != nil {
+			t.Fatal(err)
+		}
+		out[domain.EnrollmentRef(tenant, camp, cust, key)] = id
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // TestCustomerEnrollmentsPage: a customer with more enrollments than one
@@ -103,7 +118,11 @@ func TestCustomerEnrollmentsPage(t *testing.T) {
 			t.Fatalf("page sizes %v, want %v", sizes, want)
 		}
 		seen := map[string]bool{}
+		ids := rowIDs(t, s, tenant)
 		for i, e := range all {
+			if _, ok := ids[e.GetId()]; !ok {
+				t.Fatalf("enrollment shown as %s, not by the hash of its key: %v", e.GetId(), e)
+			}
 			if seen[e.GetId()] {
 				t.Fatalf("enrollment %s listed twice", e.GetId())
 			}
@@ -114,7 +133,7 @@ func TestCustomerEnrollmentsPage(t *testing.T) {
 			if i > 0 {
 				prev := all[i-1]
 				at, pat := e.GetEnteredAt().AsTime(), prev.GetEnteredAt().AsTime()
-				if at.After(pat) || at.Equal(pat) && enrollmentID(t, e) > enrollmentID(t, prev) {
+				if at.After(pat) || at.Equal(pat) && ids[e.GetId()] > ids[prev.GetId()] {
 					t.Fatalf("not newest first at %d: %v after %v", i, e, prev)
 				}
 			}
@@ -193,6 +212,19 @@ func TestCustomerEnrollmentsPage(t *testing.T) {
 			return resp.GetNextPageToken()
 		}()
 		b64 := base64.RawURLEncoding.EncodeToString
+		// A token as the service seals one, around a position it would
+		// not have written.
+		crafted := func(campaign, key string) string {
+			tok, err := server.NextPageToken(&campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest"}, struct {
+				At       time.Time `json:"t"`
+				Campaign string    `json:"c"`
+				Key      string    `json:"k"`
+			}{s.clock.Now(), campaign, key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
 		for _, tc := range []struct {
 			name  string
 			req   *campaignv1.ListCustomerEnrollmentsRequest
@@ -201,9 +233,10 @@ func TestCustomerEnrollmentsPage(t *testing.T) {
 			{"negative size", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageSize: -1}, "page_size"},
 			{"size over the maximum", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageSize: 1001}, "page_size"},
 			{"token not base64", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: "not a token!"}, "page_token"},
-			{"token without an id", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: b64([]byte("1700000000000000"))}, "page_token"},
-			{"token with a bad id", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: b64([]byte("1700000000000000.x"))}, "page_token"},
-			{"token with id 0", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: b64([]byte("1700000000000000.0"))}, "page_token"},
+			{"token of the sequence number (before 0048)", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: b64([]byte("1700000000000000.5"))}, "page_token"},
+			{"token naming no enrollment", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: crafted("Welcome!", "once")}, "page_token"},
+			{"token without an entry key", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: crafted("welcome", "")}, "page_token"},
+			{"another customer's token", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "other", PageToken: valid}, "page_token"},
 			{"a page's token with garbage after it", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", PageToken: valid + "!"}, "page_token"},
 			{"bad campaign", &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "guest", CampaignId: "Welcome!"}, "campaign_id"},
 		} {

@@ -3,6 +3,8 @@ package campaign_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,4 +239,67 @@ func TestReplicasApplyACustomerInOrder(t *testing.T) {
 // the other's order: 5-10% of the customers here never got their reward.
 func TestReplicasMissNoCustomer(t *testing.T) {
 	t.Logf("entered on other orders: %v", replicaBacklog(t, false))
+}
+
+// TestRequestIDsShowNoEnrollmentCount: the ids a shop sees for its
+// enrollments (request ids, the request's origin, the enrollment listing)
+// are the hash of each enrollment's key, so they do not carry the
+// enrollment sequence every shop draws from: a small shop enrolled after
+// a big one's 40 customers cannot tell from its ids how many enrollments
+// came before its own, on a step run at entry or by a timer.
+func TestRequestIDsShowNoEnrollmentCount(t *testing.T) {
+	s := setup(t)
+	ctx := context.Background()
+	big, small := "shop-big", "shop-small"
+	for _, shop := range []string{big, small} {
+		s.create(t, shop, sendNow("now", "{once_per_key: order_id}", 0))
+		s.create(t, shop, waitThenSend)
+	}
+	now := s.clock.Now()
+	var evs []*eventsv1.Event
+	for c := range 40 {
+		evs = append(evs, orderEv(fmt.Sprintf("o-%d", c), fmt.Sprintf("c-%d", c), now, 1000))
+	}
+	s.publish(t, big, evs...)
+	s.caughtUp(t)
+	s.publish(t, small, orderEv("o-1", "c-1", now, 1000))
+	s.caughtUp(t)
+	s.clock.Advance(2 * time.Hour)
+	s.fire(t)
+	s.outboxDrained(t)
+
+	var seq int64
+	if err := s.db.QueryRow(ctx, `SELECT max(id) FROM enrollments WHERE tenant = $1`, small).Scan(&seq); err != nil {
+		t.Fatal(err)
+	}
+	if seq < 80 {
+		t.Fatalf("%s's enrollments numbered up to %d, want after %s's 80", small, seq, big)
+	}
+	got := s.notifications(t, small)
+	if len(got) != 2 {
+		t.Fatalf("%s: %d requests, want 2", small, len(got))
+	}
+	listed, err := s.client().ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: "c-1"}, s.token(t, small))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := map[string]bool{}
+	for _, e := range listed.GetEnrollments() {
+		shown[e.GetId()] = true
+	}
+	for _, n := range got {
+		o := n.GetOrigin()
+		ref := domain.EnrollmentRef(small, o.GetCampaignId(), "c-1", "order_id:o-1")
+		if o.GetEnrollmentId() != ref || n.GetRequestId() != o.GetCampaignId()+"/"+ref+"/hello" || n.msgID != small+"/"+n.GetRequestId() {
+			t.Fatalf("request %s (origin %v), want enrollment %s", n.GetRequestId(), o, ref)
+		}
+		if !shown[ref] {
+			t.Fatalf("enrollment %s of the request is not listed as such: %v", ref, listed)
+		}
+		for id := int64(1); id <= seq; id++ {
+			if strings.Contains(n.GetRequestId(), "/"+strconv.FormatInt(id, 10)+"/") {
+				t.Fatalf("request id %s holds the sequence number %d", n.GetRequestId(), id)
+			}
+		}
+	}
 }

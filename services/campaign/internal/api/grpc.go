@@ -6,11 +6,8 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -271,12 +268,14 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 	if v != nil {
 		bad = append(bad, *v)
 	}
-	if tok := req.GetPageToken(); tok != "" {
-		at, id, ok := decodeEnrollmentToken(tok)
-		if !ok {
-			bad = append(bad, server.FieldViolation{Field: "page_token", Description: "is not a next_page_token of this method"})
-		}
-		f.AfterAt, f.AfterID = &at, id
+	var after enrollmentCursor
+	switch ok, tv := server.PageCursor(req, &after); {
+	case tv != nil:
+		bad = append(bad, *tv)
+	case ok && (!domain.ValidID(after.Campaign) || after.Key == ""):
+		bad = append(bad, server.FieldViolation{Field: "page_token", Description: "is malformed: it names no enrollment"})
+	case ok:
+		f.AfterAt, f.AfterCampaign, f.AfterKey = &after.At, after.Campaign, after.Key
 	}
 	if len(bad) > 0 {
 		return nil, server.InvalidArgument(bad...)
@@ -290,7 +289,10 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 	out := &campaignv1.ListCustomerEnrollmentsResponse{}
 	if len(es) > size {
 		es = es[:size]
-		out.NextPageToken = encodeEnrollmentToken(es[size-1])
+		last := es[size-1]
+		if out.NextPageToken, err = server.NextPageToken(req, enrollmentCursor{At: last.EnteredAt, Campaign: last.CampaignID, Key: last.Key}); err != nil {
+			return nil, errStatus(err)
+		}
 	}
 	for _, e := range es {
 		p, err := g.engine.PlanOf(ctx, tenant, e.CampaignID, e.Version)
@@ -298,7 +300,7 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 			return nil, errStatus(err)
 		}
 		pe := &campaignv1.Enrollment{
-			Id: strconv.FormatInt(e.ID, 10), CampaignId: e.CampaignID, CampaignVersion: e.Version, CustomerId: e.CustomerID,
+			Id: e.Ref(), CampaignId: e.CampaignID, CampaignVersion: e.Version, CustomerId: e.CustomerID,
 			EntryKey: e.Key, Holdout: e.Holdout, Status: e.Status, EnteredAt: timestamppb.New(e.EnteredAt),
 			StepsDone: e.StepsDone, CouponCode: e.CouponCode,
 		}
@@ -316,25 +318,14 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 	return out, nil
 }
 
-// An enrollment page token is opaque to clients: base64 of the last
-// enrollment's "<entered_at in Unix microseconds>.<id>", its position in
-// the listing's order (Postgres keeps microseconds, so the time is exact).
-func encodeEnrollmentToken(e store.Enrollment) string {
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d.%d", e.EnteredAt.UnixMicro(), e.ID))
-}
-
-func decodeEnrollmentToken(tok string) (time.Time, int64, bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return time.Time{}, 0, false
-	}
-	a, b, ok := strings.Cut(string(raw), ".")
-	us, aerr := strconv.ParseInt(a, 10, 64)
-	id, berr := strconv.ParseInt(b, 10, 64)
-	if !ok || aerr != nil || berr != nil || id <= 0 {
-		return time.Time{}, 0, false
-	}
-	return time.UnixMicro(us), id, true
+// enrollmentCursor is the position after a page of a customer's
+// enrollments: the last one's entered_at (Postgres keeps microseconds, so
+// the time is exact), campaign and entry key. Not its row id, which would
+// show the enrollment sequence all shops share (decision 0048).
+type enrollmentCursor struct {
+	At       time.Time `json:"t"`
+	Campaign string    `json:"c"`
+	Key      string    `json:"k"`
 }
 
 // ListPlaybooks lists the ready-made campaigns.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -255,7 +254,8 @@ func couponPrefix(s *domain.PlanStep) string {
 func (e *Engine) request(r running, s *domain.PlanStep, coupon *store.Coupon, now time.Time) (bus.Message, error) {
 	en, plan, send := r.enr, r.plan, s.Send
 	tenant := en.Tenant
-	reqID := domain.RequestID(en.CampaignID, en.ID, s.ID)
+	ref := en.Ref()
+	reqID := domain.RequestID(en.CampaignID, ref, s.ID)
 	vars := map[string]*notifierv1.TemplateValue{
 		"campaign": {Value: &notifierv1.TemplateValue_Text{Text: plan.Campaign.GetName()}},
 	}
@@ -314,7 +314,7 @@ func (e *Engine) request(r running, s *domain.PlanStep, coupon *store.Coupon, no
 		TemplateKey: send.GetTemplateKey(), Variables: vars,
 		Origin: &notifierv1.Origin{
 			CampaignId: en.CampaignID, CampaignVersion: en.Version,
-			EnrollmentId: strconv.FormatInt(en.ID, 10), StepId: s.ID,
+			EnrollmentId: ref, StepId: s.ID,
 		},
 		RequestedAt: timestamppb.New(now),
 		ExpiresAt:   timestamppb.New(now.Add(s.Expiry)),

@@ -269,6 +269,35 @@ func TestHoldoutIsDeterministicAndProportional(t *testing.T) {
 	}
 }
 
+// TestEnrollmentRef: an enrollment's ref is a function of its whole key
+// (each part, and where one part ends, changes it), 26 characters of
+// lower-case base32, and the longest request id made from it stays within
+// what the notifier's deliveries API takes as a request id (256 bytes).
+func TestEnrollmentRef(t *testing.T) {
+	ref := EnrollmentRef("shop", "win-back", "c-1", "order_id:o-1")
+	if ref != EnrollmentRef("shop", "win-back", "c-1", "order_id:o-1") {
+		t.Fatal("not deterministic")
+	}
+	if len(ref) != 26 || strings.Trim(ref, "abcdefghijklmnopqrstuvwxyz234567") != "" {
+		t.Fatalf("ref %q is not 26 characters of lower-case base32", ref)
+	}
+	for _, other := range [][4]string{
+		{"shop-2", "win-back", "c-1", "order_id:o-1"},
+		{"shop", "win-back-2", "c-1", "order_id:o-1"},
+		{"shop", "win-back", "c-2", "order_id:o-1"},
+		{"shop", "win-back", "c-1", "order_id:o-2"},
+		{"shop", "win-back", "c-1order_id:o-1", ""},
+	} {
+		if EnrollmentRef(other[0], other[1], other[2], other[3]) == ref {
+			t.Errorf("%q has the ref of another key", other)
+		}
+	}
+	long := strings.Repeat("x", 63)
+	if id := RequestID(long, EnrollmentRef("t", long, "c", "k"), long); len(id) > 256 {
+		t.Fatalf("request id of %d bytes", len(id))
+	}
+}
+
 func TestCouponCodes(t *testing.T) {
 	seen := map[string]bool{}
 	for range 2000 {

@@ -2,6 +2,7 @@ package domain
 
 import (
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -134,9 +135,25 @@ func InHoldout(tenant, campaign, customer string, percent int32) bool {
 	return binary.BigEndian.Uint64(h[:8])%10000 < uint64(percent)*100
 }
 
-// RequestID is the notification request id of a step of an enrollment:
-// deterministic, so a retry after a crash produces the same id and the
-// outbox and the notifier keep one message.
-func RequestID(campaign string, enrollment int64, step string) string {
-	return campaign + "/" + strconv.FormatInt(enrollment, 10) + "/" + step
+// EnrollmentRef is the id a shop sees for an enrollment: in its request
+// ids, the requests' origin and the enrollment listing. It is 128 bits of
+// the SHA-256 of the enrollment's natural key (its primary key) in
+// lower-case base32, 26 characters, not the row's sequence number: every
+// shop draws from that one sequence, so it would tell a shop how many
+// enrollments all shops make and how fast that grows (decision 0048). A
+// function of the key alone is deterministic, whichever transaction or
+// replica runs the step. Postgres text holds no NUL, so the joined key
+// names one enrollment.
+func EnrollmentRef(tenant, campaign, customer, entryKey string) string {
+	h := sha256.Sum256([]byte(strings.Join([]string{tenant, campaign, customer, entryKey}, "\x00")))
+	return refEncoding.EncodeToString(h[:16])
+}
+
+var refEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// RequestID is the notification request id of a step of an enrollment
+// (ref: its EnrollmentRef): deterministic, so a retry after a crash
+// produces the same id and the outbox and the notifier keep one message.
+func RequestID(campaign, ref, step string) string {
+	return campaign + "/" + ref + "/" + step
 }

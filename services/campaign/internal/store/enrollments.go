@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/retainhq/retain/services/campaign/internal/domain"
 )
 
 // Entrant is a customer about to enter a tenant's campaign.
@@ -395,6 +397,12 @@ func (e Enrollment) EntryKey() EntryKey {
 	return EntryKey{Tenant: e.Tenant, CampaignID: e.CampaignID, CustomerID: e.CustomerID, Key: e.Key}
 }
 
+// Ref is the id shops see for e (domain.EnrollmentRef); ID stays
+// internal.
+func (e Enrollment) Ref() string {
+	return domain.EnrollmentRef(e.Tenant, e.CampaignID, e.CustomerID, e.Key)
+}
+
 // keyArrays are the columns of keys, for unnest.
 func keyArrays(keys []EntryKey) (tenants, camps, custs, entries []string) {
 	n := len(keys)
@@ -662,17 +670,20 @@ type EnrollmentFilter struct {
 	Tenant, Customer string
 	// Campaign, when set, keeps only that campaign's enrollments.
 	Campaign string
-	// AfterAt and AfterID are the (entered_at, id) of the last enrollment
-	// of the previous page; nil AfterAt starts at the newest.
-	AfterAt *time.Time
-	AfterID int64
-	Limit   int
+	// AfterAt, AfterCampaign and AfterKey name the last enrollment of the
+	// previous page: its entered_at, campaign and entry key (with Tenant
+	// and Customer its primary key); nil AfterAt starts at the newest.
+	AfterAt                 *time.Time
+	AfterCampaign, AfterKey string
+	Limit                   int
 }
 
 // CustomerEnrollments lists a page of a customer's enrollments, newest
 // first: by entered_at, then id, a total order that no write changes
 // (entered_at is never updated), so paging by the last row's key neither
-// repeats nor skips an enrollment while others are added.
+// repeats nor skips an enrollment while others are added. The previous
+// page's last enrollment is named by its key and its id read here, as the
+// id is not shown to shops (decision 0048).
 func CustomerEnrollments(ctx context.Context, q Querier, f EnrollmentFilter) ([]Enrollment, error) {
 	where := `e.tenant = $1 AND e.customer_id = $2 AND e.campaign_id IN (SELECT id FROM campaigns WHERE tenant = $1)`
 	args := []any{f.Tenant, f.Customer, f.Limit}
@@ -681,8 +692,10 @@ func CustomerEnrollments(ctx context.Context, q Querier, f EnrollmentFilter) ([]
 		where += fmt.Sprintf(" AND e.campaign_id = $%d", len(args))
 	}
 	if f.AfterAt != nil {
-		args = append(args, *f.AfterAt, f.AfterID)
-		where += fmt.Sprintf(" AND (e.entered_at, e.id) < ($%d, $%d)", len(args)-1, len(args))
+		args = append(args, *f.AfterAt, f.AfterCampaign, f.AfterKey)
+		n := len(args)
+		where += fmt.Sprintf(` AND (e.entered_at, e.id) < ($%d, (SELECT a.id FROM enrollments a
+			WHERE a.tenant = $1 AND a.campaign_id = $%d AND a.customer_id = $2 AND a.entry_key = $%d))`, n-2, n-1, n)
 	}
 	// The page is cut in a subquery before the conversion is joined: a
 	// customer may have tens of thousands of enrollments (a guest checkout
