@@ -158,7 +158,7 @@ func (p *problems) ref(field, v string, required bool) {
 		}
 		return
 	}
-	if !p.utf8(field, v) {
+	if !p.storable(field, v) {
 		return
 	}
 	if len(v) > MaxRefLen {
@@ -179,7 +179,7 @@ func (p *problems) ref(field, v string, required bool) {
 
 // text checks optional free text.
 func (p *problems) text(field, v string, max int) {
-	if v == "" || !p.utf8(field, v) {
+	if v == "" || !p.storable(field, v) {
 		return
 	}
 	if len(v) > max {
@@ -187,12 +187,19 @@ func (p *problems) text(field, v string, max int) {
 	}
 }
 
-func (p *problems) utf8(field, v string) bool {
-	if utf8.ValidString(v) {
-		return true
+// storable checks a string every consumer can store: valid UTF-8 without
+// NUL, which Postgres's text cannot hold, so an event carrying one would
+// be accepted here and then fail every consumer that stores it.
+func (p *problems) storable(field, v string) bool {
+	if !utf8.ValidString(v) {
+		p.add(field, "must be valid UTF-8")
+		return false
 	}
-	p.add(field, "must be valid UTF-8")
-	return false
+	if i := strings.IndexByte(v, 0); i >= 0 {
+		p.add(field, "holds a NUL byte (\\x00) at byte %d, which text must not contain", i)
+		return false
+	}
+	return true
 }
 
 func (p *problems) money(field string, m *eventsv1.Money, mustBePositive bool) {
@@ -232,7 +239,7 @@ func (p *problems) validateCustomerUpdated(path string, c *eventsv1.CustomerUpda
 }
 
 func (p *problems) email(field, v string) {
-	if v == "" || !p.utf8(field, v) {
+	if v == "" || !p.storable(field, v) {
 		return
 	}
 	if len(v) > MaxEmailLen {
@@ -252,7 +259,7 @@ func (p *problems) email(field, v string) {
 }
 
 func (p *problems) phone(field, v string) {
-	if v == "" || !p.utf8(field, v) {
+	if v == "" || !p.storable(field, v) {
 		return
 	}
 	if len(v) > MaxPhoneLen {
@@ -276,7 +283,7 @@ func (p *problems) phone(field, v string) {
 }
 
 func (p *problems) locale(field, v string) {
-	if v == "" || !p.utf8(field, v) {
+	if v == "" || !p.storable(field, v) {
 		return
 	}
 	if len(v) > MaxLocaleLen {
@@ -301,7 +308,7 @@ func (p *problems) locale(field, v string) {
 var zoneCache sync.Map // string -> struct{}
 
 func (p *problems) timeZone(field, v string) {
-	if v == "" || !p.utf8(field, v) {
+	if v == "" || !p.storable(field, v) {
 		return
 	}
 	if len(v) > MaxTimeZoneLen {
@@ -361,11 +368,14 @@ func (p *problems) traits(field string, traits map[string]string) {
 		case !utf8.ValidString(k):
 			p.add(kf, "trait key must be valid UTF-8")
 			continue
+		case strings.IndexByte(k, 0) >= 0:
+			p.add(kf, "the trait key holds a NUL byte (\\x00), which text must not contain")
+			continue
 		case len(k) > MaxTraitKeyLen:
 			p.add(kf, "trait key is %d bytes; at most %d are allowed", len(k), MaxTraitKeyLen)
 			continue
 		}
-		if !p.utf8(kf, v) {
+		if !p.storable(kf, v) {
 			continue
 		}
 		if len(v) > MaxTraitValueLen {

@@ -117,6 +117,11 @@ func TestValidateRejects(t *testing.T) {
 		{"last name not UTF-8", mutate(validCustomerUpdated(), func(ev *eventsv1.Event) { ev.GetCustomerUpdated().LastName = "\xc3" }), "customer_updated.last_name", []string{"valid UTF-8"}},
 		{"item name too long", mutate(validOrderPlaced(), func(ev *eventsv1.Event) { ev.GetOrderPlaced().Items[0].Name = strings.Repeat("n", 4097) }), "order_placed.items[0].name", []string{"at most 4096"}},
 		{"subject not UTF-8", mutate(validTicketOpened(), func(ev *eventsv1.Event) { ev.GetTicketOpened().Subject = "bad \xff" }), "ticket_opened.subject", []string{"valid UTF-8"}},
+		// Postgres's text cannot hold NUL: accepted, it would fail every consumer that stores it.
+		{"subject with a NUL", mutate(validTicketOpened(), func(ev *eventsv1.Event) { ev.GetTicketOpened().Subject = "late\x00 again" }), "ticket_opened.subject", []string{"NUL byte", "at byte 4"}},
+		{"comment with a NUL", mutate(validSurveyAnswered(), func(ev *eventsv1.Event) { ev.GetSurveyAnswered().Comment = "\x00" }), "survey_answered.comment", []string{"NUL byte"}},
+		{"trait value with a NUL", mutate(validCustomerUpdated(), func(ev *eventsv1.Event) { ev.GetCustomerUpdated().Traits = map[string]string{"tier": "gold\x00"} }), `customer_updated.traits["tier"]`, []string{"NUL byte"}},
+		{"trait key with a NUL", mutate(validCustomerUpdated(), func(ev *eventsv1.Event) { ev.GetCustomerUpdated().Traits = map[string]string{"ti\x00er": "gold"} }), `customer_updated.traits["ti\x00er"]`, []string{"NUL byte"}},
 
 		// Money.
 		{"missing total", mutate(validOrderPlaced(), func(ev *eventsv1.Event) { ev.GetOrderPlaced().Total = nil }), "order_placed.total", []string{"is required"}},
