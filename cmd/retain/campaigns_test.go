@@ -125,7 +125,7 @@ func TestCampaignCommandsThroughDevStack(t *testing.T) {
 	}{
 		{[]string{"campaigns", "report", "nope"}, `campaign "nope": not found`},
 		{[]string{"campaigns", "show", "nope"}, `campaign "nope": not found`},
-		{[]string{"deliveries", "show", "nope"}, `no delivery "nope"`},
+		{[]string{"deliveries", "show", "nope"}, `delivery "nope" not found`},
 		{[]string{"churn", "risk", "nobody"}, `not found: nothing is known about customer "nobody"`},
 	} {
 		if _, err := cli(t, tt.args...); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
