@@ -263,7 +263,7 @@ type NotificationRequested struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Idempotency key, unique per tenant: the notifier delivers at most one
 	// message per request id, whatever the redeliveries. Requesters derive it
-	// deterministically from what caused it (campaign: "<campaign>/<enrollment>/<step>")
+	// deterministically from what caused it (campaign: "<campaign>/<enrollment ref>/<step>")
 	// so a crash and retry produce the same id.
 	RequestId  string   `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	TenantId   string   `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -649,10 +649,12 @@ type Origin struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	CampaignId      string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
 	CampaignVersion int32                  `protobuf:"varint,2,opt,name=campaign_version,json=campaignVersion,proto3" json:"campaign_version,omitempty"`
-	EnrollmentId    string                 `protobuf:"bytes,3,opt,name=enrollment_id,json=enrollmentId,proto3" json:"enrollment_id,omitempty"`
-	StepId          string                 `protobuf:"bytes,4,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The campaign's reference of the enrollment: a hash of its key, the id
+	// ListCustomerEnrollments shows (decision 0048).
+	EnrollmentId  string `protobuf:"bytes,3,opt,name=enrollment_id,json=enrollmentId,proto3" json:"enrollment_id,omitempty"`
+	StepId        string `protobuf:"bytes,4,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Origin) Reset() {
