@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -323,6 +324,10 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 		return nil, fmt.Errorf("bus: %w", err)
 	}
 	asyncErrs := &repeatedErrors{log: log}
+	// The server last connected to, for the disconnect line: nats.go
+	// names it only while connected, and the handler runs after.
+	var server atomic.Pointer[string]
+	setServer := func(nc *nats.Conn) { s := nc.ConnectedUrlRedacted(); server.Store(&s) }
 	natsOpts := append(loginOpts,
 		nats.Name(cfg.Name),
 		// The jetstream package takes its reply subjects from this too
@@ -338,12 +343,23 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", "error", err)
+			if err == nil {
+				return
 			}
+			attrs := []any{"error", err}
+			if s := server.Load(); s != nil {
+				attrs = append(attrs, "server", *s)
+			}
+			if errors.Is(err, nats.ErrStaleConnection) {
+				attrs = append(attrs, "reason", staleReason)
+			}
+			log.Warn("nats disconnected", attrs...)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			setServer(nc)
 			log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted(), "async_errors_not_logged", asyncErrs.reset())
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -367,6 +383,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 				nc.Close()
 				return nil, fmt.Errorf("bus: jetstream context: %w", err)
 			}
+			setServer(nc)
 			_, notTLS := nc.TLSConnectionState()
 			log.Info("nats connected", "server", nc.ConnectedUrlRedacted(), "attempts", attempt, "login", cfg.login(), "tls", notTLS == nil)
 			return &Bus{
@@ -408,6 +425,24 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) 
 
 // connectLogEvery paces the log of a connection retried at start.
 const connectLogEvery = time.Minute
+
+// A server that stops answering without closing the connection (a hung or
+// paused process, a network path dropping packets) is noticed by pings
+// alone: nats.go's defaults (2 min, 2 out) take 4-6 minutes, during which
+// the service reports ready and every publish waits out its timeout. With
+// these the connection is given up, and the service not ready, after 10-15
+// s of silence (maxPingsOut pings unanswered at the next ping), well under
+// a publish timeout yet far above any pong delay of a healthy server. A
+// PING and its PONG are a few bytes each, so even hundreds of replicas
+// pinging every few seconds are nothing to the server (which pings its
+// clients too, every 2 minutes by default).
+const (
+	pingInterval = 5 * time.Second
+	maxPingsOut  = 2
+)
+
+// staleReason explains nats.ErrStaleConnection in the disconnect line.
+var staleReason = fmt.Sprintf("the server answered none of %d pings sent %s apart: it is hung or paused, or the network path to it is broken", maxPingsOut, pingInterval)
 
 // clientCertRefusals are the texts of the TLS alerts (crypto/tls's) with
 // which a server refuses the client's certificate, or its lack of one.
