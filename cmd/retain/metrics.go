@@ -438,7 +438,14 @@ func printMetric(w io.Writer, figure string, resp proto.Message, o metricsOption
 	case *metricsv1.GetRFMResponse:
 		printRFM(w, r)
 	case *metricsv1.GetTopCustomersResponse:
-		printTop(w, r, soFar)
+		// A period that ends now ends at another instant on the next run,
+		// whose page token the service refuses: the next page names this
+		// one's end.
+		var pin string
+		if p, err := metricsPeriod(o); err == nil && p.GetTo().AsTime().Equal(o.now) {
+			pin = "--to " + o.now.Format(time.RFC3339Nano)
+		}
+		printTop(w, r, soFar, pin)
 	case *metricsv1.GetSalesResponse:
 		printSales(w, r, soFar)
 	case *metricsv1.RebuildResponse:
@@ -702,7 +709,9 @@ func segmentName(s metricsv1.RFMSegment) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "RFM_SEGMENT_"))
 }
 
-func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool) {
+// printTop writes the top customers; pin is the flags the next page needs
+// besides the same command's.
+func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool, pin string) {
 	fmt.Fprintf(w, "Top customers, %s\n", periodText(r.GetPeriod(), soFar))
 	share := "no figure (no revenue)"
 	if r.GetRevenueShare().GetDefined() {
@@ -721,7 +730,7 @@ func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool) {
 	}
 	_ = tw.Flush()
 	if r.GetNextPageToken() != "" {
-		fmt.Fprintf(w, "%s --page-token %s\n", moreOfTheSame, r.GetNextPageToken())
+		fmt.Fprintln(w, strings.Join(strings.Fields(moreOfTheSame+" "+pin+" --page-token "+r.GetNextPageToken()), " "))
 	}
 }
 
