@@ -206,11 +206,12 @@ func (s *Service) RegisterGRPC(srv *grpc.Server) { ingestv1.RegisterIngestServic
 // RegisterHTTP mounts the public HTTP API on mux.
 func (s *Service) RegisterHTTP(mux *http.ServeMux) { s.http.Register(mux, s.deps.Verifier) }
 
-// Run runs the group commit, the ingest log writer and its pruning until ctx
-// is done, then drains the commit queue and the bus connection. The host
-// stops the servers first so no request arrives after the drain.
+// Run runs the group commit, the watch on its ingest log look-ups, the
+// ingest log writer and its pruning until ctx is done, then drains the
+// commit queue and the bus connection. The host stops the servers first so
+// no request arrives after the drain.
 func (s *Service) Run(ctx context.Context) error {
-	return s.deps.Run(ctx, nil, s.committer.Run, s.logWriter.Run, func(ctx context.Context) error { s.pruneLog(ctx); return nil })
+	return s.deps.Run(ctx, nil, s.committer.Run, s.committer.WatchLog, s.logWriter.Run, func(ctx context.Context) error { s.pruneLog(ctx); return nil })
 }
 
 // pruneLog forgets ids older than the retention, hourly.
@@ -239,11 +240,16 @@ func (s *Service) pruneLog(ctx context.Context) {
 }
 
 // Ready reports whether ingest can take events: whether the bus connection
-// is up. The database is deliberately not part of it: without Postgres ingest
-// still accepts events (the ingest log look-up fails open, decision 0004), so
-// a Postgres outage must not take every replica out of its Service.
+// is up and the ingest log's look-ups are not refusing every batch. A
+// database that cannot be reached at all leaves ingest ready, as it accepts
+// events then (decision 0024); one that does not answer in time (hung,
+// overloaded) makes it refuse them all, and not ready until the committer's
+// probe gets an answer (decision 0051).
 func (s *Service) Ready(context.Context) error {
-	return s.deps.BusReady()
+	if err := s.deps.BusReady(); err != nil {
+		return err
+	}
+	return s.committer.LogReady()
 }
 
 // Run is the standalone process: telemetry, the service, its gRPC, HTTP and

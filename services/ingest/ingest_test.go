@@ -28,6 +28,7 @@ import (
 	"github.com/retainhq/retain/platform/bus"
 	"github.com/retainhq/retain/platform/server"
 	"github.com/retainhq/retain/platform/server/servertest"
+	"github.com/retainhq/retain/platform/telemetry"
 	"github.com/retainhq/retain/platform/testenv"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
@@ -41,6 +42,7 @@ type stack struct {
 	nats    *testenv.NATSServer
 	dbURL   string
 	httpURL string
+	opsURL  string
 	grpc    *grpc.ClientConn
 	signer  *auth.Signer
 	token   string // tenant "shop", events:write
@@ -50,6 +52,12 @@ type stack struct {
 type option func(*ingest.Config)
 
 func setup(t *testing.T, opts ...option) *stack {
+	t.Helper()
+	return setupWith(t, servertest.Telemetry(t, "ingest-test"), opts...)
+}
+
+// setupWith is setup with the service's telemetry (its log) given.
+func setupWith(t *testing.T, tel *telemetry.Telemetry, opts ...option) *stack {
 	t.Helper()
 	ns := testenv.NATS(t)
 	dbURL := testenv.Postgres(t)
@@ -62,14 +70,13 @@ func setup(t *testing.T, opts ...option) *stack {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	tel := servertest.Telemetry(t, "ingest-test")
 	svc, err := ingest.New(context.Background(), cfg, tel)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := servertest.Start(t, svc, tel, svc.Verifier(), servertest.Loopback)
 	r.StopAtEnd(t)
-	s := &stack{nats: ns, dbURL: dbURL, httpURL: "http://" + r.Host.Addrs().HTTP, signer: signer, grpc: r.Conn}
+	s := &stack{nats: ns, dbURL: dbURL, httpURL: "http://" + r.Host.Addrs().HTTP, opsURL: "http://" + r.Host.Addrs().Ops, signer: signer, grpc: r.Conn}
 	s.token = s.issue(t, "shop", auth.ScopeEventsWrite)
 	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1))
 	if err != nil {

@@ -52,6 +52,7 @@ func TestPublishFailures(t *testing.T) {
 		{"timeout", fmt.Errorf("bus: atomic publish, waiting for batch ack (%s): %w", secret, nats.ErrTimeout), http.StatusTooManyRequests, "bus_unavailable", codes.Unavailable},
 		{"no responders", fmt.Errorf("bus: publish (%s): %w", secret, nats.ErrNoResponders), http.StatusTooManyRequests, "bus_unavailable", codes.Unavailable},
 		{"first use unreadable", fmt.Errorf("%w shop/o-1: %s", commit.ErrUnresolved, secret), http.StatusTooManyRequests, "bus_unavailable", codes.Unavailable},
+		{"ingest log unavailable", fmt.Errorf("%w: %w (look up 1 ids in the ingest log: %s)", commit.ErrLogUnavailable, commit.ErrUnresolved, secret), http.StatusTooManyRequests, "ingest_log_unavailable", codes.Unavailable},
 		{"storage full", fmt.Errorf("bus: atomic publish (%s): %w", secret, bus.ErrStorageFull), http.StatusTooManyRequests, "storage_full", codes.Unavailable},
 		{"overloaded", commit.ErrOverloaded, http.StatusTooManyRequests, "overloaded", codes.ResourceExhausted},
 		{"broken invariant", fmt.Errorf("publish returned 3 outcomes for 2 messages (%s)", secret), http.StatusInternalServerError, "internal", codes.Internal},

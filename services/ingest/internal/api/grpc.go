@@ -92,7 +92,7 @@ func (g *GRPC) publish(ctx context.Context, events []*eventsv1.Event) (*ingestv1
 		return nil, status.Error(codes.ResourceExhausted, err.Error()+"; retry with the same event ids")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil, status.FromContextError(err).Err()
-	case errors.Is(err, app.ErrUnavailable):
+	case errors.Is(err, app.ErrUnavailable), errors.Is(err, commit.ErrLogUnavailable):
 		// The cause (NATS down, a timeout) is in the message, which the
 		// call's log line carries.
 		return nil, status.Error(codes.Unavailable, err.Error()+"; retry with the same event ids")

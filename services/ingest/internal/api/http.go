@@ -121,6 +121,11 @@ func (h *HTTP) failed(w http.ResponseWriter, ctx context.Context, err error) {
 		h.storageFull.refused(ctx, err)
 		w.Header().Set("Retry-After", "30")
 		httperr.Write(w, http.StatusTooManyRequests, "storage_full", err.Error()+"; retry with the same event ids")
+	case errors.Is(err, commit.ErrLogUnavailable):
+		// The committer logs the outage when it starts and when it ends,
+		// not once per refused request.
+		w.Header().Set("Retry-After", "1")
+		httperr.Write(w, http.StatusTooManyRequests, "ingest_log_unavailable", err.Error()+"; retry with the same event ids")
 	case errors.Is(err, app.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		if !errors.Is(err, bus.ErrNotConnected) {
 			// A lost NATS connection is logged by the bus when it drops and

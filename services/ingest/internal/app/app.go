@@ -178,7 +178,8 @@ func (in *Ingestor) Publish(ctx context.Context, tenant string, events []*events
 				in.results.Add(ctx, int64(len(msgs)), metric.WithAttributes(attribute.String("tenant", tenant), attribute.String("result", "refused")))
 			}
 			switch {
-			case overloaded, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			case overloaded, errors.Is(err, commit.ErrLogUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+				// Not the bus's fault: they say what is.
 				return nil, err
 			case retry:
 				return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -61,11 +61,15 @@ type Config struct {
 	// batch's requests are refused for a retry; only a log database that
 	// cannot be reached at all is published past (decision 0024).
 	HistoryTimeout time.Duration
+	// ProbeEvery is how often WatchLog looks the ingest log up while its
+	// look-ups fail.
+	ProbeEvery time.Duration
 }
 
 // DefaultConfig is tuned for the 2-core machines of docs/benchmarks.md.
 func DefaultConfig() Config {
-	return Config{MaxBatch: 1000, Linger: time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 2 * time.Second}
+	return Config{MaxBatch: 1000, Linger: time.Millisecond, Publishers: 2, QueueDepth: 4096, PublishTimeout: 10 * time.Second, HistoryTimeout: 2 * time.Second,
+		ProbeEvery: 5 * time.Second}
 }
 
 // Validate names every bad setting.
@@ -80,6 +84,7 @@ func (c Config) Validate() error {
 	v.Check(c.QueueDepth >= 1, config.SettingName("RETAIN_INGEST_QUEUE_DEPTH", "queue-depth"), "must be at least 1, got %d", c.QueueDepth)
 	v.Check(c.PublishTimeout > 0, "commit publish timeout", "must be positive, got %s", c.PublishTimeout)
 	v.Check(c.HistoryTimeout > 0, "commit history timeout", "must be positive, got %s", c.HistoryTimeout)
+	v.Check(c.ProbeEvery > 0, "commit probe interval", "must be positive, got %s", c.ProbeEvery)
 	return v.Err()
 }
 
@@ -104,6 +109,11 @@ type Committer struct {
 	// without it only when the log's database cannot be reached, decision
 	// 0024).
 	lookups *pg.OutageLog
+	// refusal is the error of the last look-up when it failed while the
+	// log's database answers, too slowly or with an error: batches are
+	// refused then, not published (decision 0024). Nil otherwise.
+	refusalMu sync.Mutex
+	refusal   error
 }
 
 // New returns a committer publishing through pub. history and originals
@@ -114,7 +124,7 @@ func New(cfg Config, pub Publisher, history History, originals Originals, log *s
 	}
 	return &Committer{cfg: cfg, pub: pub, history: history, originals: originals, log: log, queue: make(chan *request, cfg.QueueDepth),
 		lookups: &pg.OutageLog{Log: log, Count: "failed_lookups",
-			Down: "ingest log look-up failed: while its database cannot be reached, batches are published relying on the stream's duplicate window; while it answers too slowly or with an error, requests are refused for a retry",
+			Down: "ingest log look-up failed: check the ingest database (" + databaseSetting + "); logged again when it answers",
 			Up:   "ingest log look-up answers again"}}, nil
 }
 

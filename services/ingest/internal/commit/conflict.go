@@ -19,6 +19,14 @@ import (
 // Nothing of that event was stored; the client retries.
 var ErrUnresolved = errors.New("could not check the event id against its first use")
 
+// ErrLogUnavailable means the ingest log look-up of a batch failed while its
+// database answers, too slowly or with an error: the batch's requests are
+// refused for a retry (decision 0024). It comes with ErrUnresolved.
+var ErrLogUnavailable = errors.New("the ingest log (ingest's database of event ids) is unavailable")
+
+// databaseSetting is the setting of the ingest log's database.
+const databaseSetting = "RETAIN_INGEST_DATABASE_URL"
+
 // Status is what happened to one message of a Submit.
 type Status int
 
@@ -86,7 +94,7 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 		// skips. The batch's requests are refused for a retry instead. Only
 		// a log that cannot be reached at all is published past (decision
 		// 0024). The cause is text: a deadline here is not the client's.
-		return nil, fmt.Errorf("%w: the ingest log look-up failed (%v)", ErrUnresolved, err)
+		return nil, fmt.Errorf("%w: %w (%v)", ErrLogUnavailable, ErrUnresolved, err)
 	}
 	var fresh []bus.Message
 	var freshIdx []int
@@ -204,12 +212,61 @@ func (c *Committer) lookup(ctx context.Context, ids []string) (map[string]Entry,
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HistoryTimeout)
 	defer cancel()
 	known, err := c.history.Known(ctx, ids)
+	unreachable := pg.Unreachable(err)
+	c.refusalMu.Lock()
+	c.refusal = nil
+	if err != nil && !unreachable {
+		c.refusal = err
+	}
+	c.refusalMu.Unlock()
 	if err != nil {
-		c.lookups.Failed(err)
+		effect := "batches are refused for a retry (429 ingest_log_unavailable) and ingest is not ready"
+		if unreachable {
+			effect = "batches are published relying on the stream's duplicate window alone"
+		}
+		c.lookups.Failed(err, "effect", effect)
 		return nil, err
 	}
 	c.lookups.Answered()
 	return known, nil
+}
+
+// LogReady reports whether the ingest log answers enough for ingest to take
+// events: an error while its look-ups fail with the database answering,
+// too slowly or with an error, when every batch is refused. A database
+// that cannot be reached at all leaves ingest ready: batches are published
+// past it (decision 0024).
+func (c *Committer) LogReady() error {
+	c.refusalMu.Lock()
+	defer c.refusalMu.Unlock()
+	if c.refusal == nil {
+		return nil
+	}
+	return fmt.Errorf("%w, events are refused until it answers: check the ingest database (%s): %v", ErrLogUnavailable, databaseSetting, c.refusal)
+}
+
+// WatchLog looks the ingest log up every ProbeEvery while its look-ups
+// fail, until ctx is done, so that the end of an outage is seen (logged,
+// with how long it lasted, and ingest ready again) within seconds of the
+// database answering, not at the next request: while ingest is not ready
+// none may come.
+func (c *Committer) WatchLog(ctx context.Context) error {
+	if c.history == nil {
+		return nil
+	}
+	t := time.NewTicker(c.cfg.ProbeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if c.lookups.Away() {
+			// No ids: the query itself is the probe.
+			_, _ = c.lookup(ctx, []string{})
+		}
+	}
 }
 
 // StreamOriginals reads the original of a refused duplicate from the
