@@ -575,7 +575,8 @@ func (c *Consumer) processBatch(runCtx context.Context, t *ticket, msgs []jetstr
 	c.bus.inst.batchSize.Record(ctx, int64(len(ds)), metric.WithAttributes(c.attrConsumer))
 
 	res, err := c.attempt(ctx, ds)
-	for err != nil && c.holdBatch(runCtx, ctx, ds, err) {
+	lost := 0 // retries for a connection failure (holdBatch)
+	for err != nil && c.holdBatch(runCtx, ctx, ds, err, &lost) {
 		res, err = c.attempt(ctx, ds)
 	}
 	if t != nil {
@@ -619,13 +620,25 @@ func (c *Consumer) unreachable(ctx context.Context) bool {
 // databaseRetry spaces the checks of whether the database answers again.
 const databaseRetry = time.Second
 
+// connectionRetries bounds the retries of a batch whose connection failed
+// while the database answers: after a restart or a crash the pool may
+// hand out a few more broken connections, while a batch that breaks its
+// connection every time (a statement that crashes its backend) must still
+// spend its deliveries in the end.
+const connectionRetries = 3
+
 // holdBatch decides about a batch whose transaction failed with cause, and
-// waits if it is to run again; it reports whether to. Neither reason to
-// hold a batch is its messages' fault, so neither spends a delivery:
+// waits if it is to run again; it reports whether to. lost counts the
+// retries of the batch for a connection failure. None of the reasons to
+// run a batch again is its messages' fault, so none spends a delivery:
 //
 //   - The database is unreachable (decision 0018). The batch is held
 //     until the database answers a ping, so an outage of any length costs
 //     no attempt and dead-letters nothing.
+//   - Its connection failed (pg.ErrConnectionFailed) but the database
+//     answers: a connection a restart, a crash or a terminated backend
+//     left broken (decision 0052). The batch runs again at once, on
+//     another connection, up to connectionRetries times.
 //   - An exclusive consumer's batch is held until a renewal of the lease
 //     that started after it failed has succeeded (decision 0025): after
 //     an outage, when the lease may have lapsed meanwhile, and when it was
@@ -637,7 +650,7 @@ const databaseRetry = time.Second
 // messages are in progress (no redelivery, no delivery counted). Only
 // runCtx ending ends the wait: the lease lost (the batch is handed back),
 // or a shutdown (it is naked as any failed batch).
-func (c *Consumer) holdBatch(runCtx, ctx context.Context, ds []*Delivery, cause error) bool {
+func (c *Consumer) holdBatch(runCtx, ctx context.Context, ds []*Delivery, cause error, lost *int) bool {
 	failed := time.Now()
 	fenced := c.lease != nil && errors.Is(cause, errLeaseLost)
 	if fenced {
@@ -646,7 +659,12 @@ func (c *Consumer) holdBatch(runCtx, ctx context.Context, ds []*Delivery, cause 
 		c.lease.renewedAfter(failed)
 	} else {
 		if !c.unreachable(ctx) {
-			return false
+			if !errors.Is(cause, pg.ErrConnectionFailed) || *lost >= connectionRetries || runCtx.Err() != nil {
+				return false
+			}
+			*lost++
+			c.log.Warn("database connection failed; retrying the batch on another", "messages", len(ds), "error", cause)
+			return true
 		}
 		c.log.Warn("database unreachable; holding the batch until it answers", "messages", len(ds), "error", cause)
 		c.bus.inst.heldBatches.Add(runCtx, 1, metric.WithAttributes(c.attrConsumer))

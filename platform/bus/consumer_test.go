@@ -705,3 +705,69 @@ func TestConsumerHoldsBatchesThroughDatabaseOutage(t *testing.T) {
 		t.Fatalf("%d deliveries of 20 messages (the handler saw delivery %d at most), want each delivered once", info.Delivered.Consumer, maxDelivered.Load())
 	}
 }
+
+// TestConsumerRetriesABatchWhoseConnectionBroke: a batch whose connection
+// is terminated under it (as a crash or a restart of the database leaves
+// the pool's connections) while the database answers is run again on
+// another connection without spending a delivery (decision 0052).
+func TestConsumerRetriesABatchWhoseConnectionBroke(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("e", 20)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "broken-conn", MaxDeliver: 2,
+		Backoff: bus.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	var (
+		terminated   atomic.Bool
+		maxDelivered atomic.Uint64
+	)
+	var logs testenv.SyncBuffer
+	c, err := bus.NewConsumer(b, pool, cfg,
+		func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+			for _, d := range ds {
+				if d.NumDelivered > maxDelivered.Load() {
+					maxDelivered.Store(d.NumDelivered)
+				}
+			}
+			if !terminated.Swap(true) {
+				var pid int32
+				if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+					return err
+				}
+				if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+					return err
+				}
+				// The backend ends before the batch's next statement.
+				for gone := false; !gone; time.Sleep(5 * time.Millisecond) {
+					if err := pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone); err != nil {
+						return err
+					}
+				}
+			}
+			return applyAll(ctx, tx, ds)
+		}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	waitFor(t, "20 applied", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows >= 20, fmt.Sprintf("%d rows", rows)
+	})
+	info := settled(t, b, c.Name())
+	if rows, distinct := appliedCounts(t, pool); rows != 20 || distinct != 20 {
+		t.Fatalf("applied %d rows for %d ids, want 20 for 20", rows, distinct)
+	}
+	if n := deadLetterCount(t, pool); n != 0 {
+		t.Fatalf("%d dead letters after a broken connection", n)
+	}
+	if info.Delivered.Consumer != 20 || maxDelivered.Load() != 1 {
+		t.Fatalf("%d deliveries of 20 messages (the handler saw delivery %d at most), want each delivered once; log:\n%s",
+			info.Delivered.Consumer, maxDelivered.Load(), logs.String())
+	}
+	if !strings.Contains(logs.String(), "database connection failed; retrying the batch on another") {
+		t.Fatalf("the retry is not logged:\n%s", logs.String())
+	}
+}

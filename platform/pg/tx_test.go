@@ -188,3 +188,47 @@ func withParam(t *testing.T, dbURL, key, value string) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
+
+// TestInTxMarksAConnectionFailure: a transaction whose backend is
+// terminated under it fails with an error that matches
+// ErrConnectionFailed, keeping its text; a statement that fails, and a
+// transaction canceled by its caller, do not.
+func TestInTxMarksAConnectionFailure(t *testing.T) {
+	ctx := context.Background()
+	pool := connect(t, testenv.Postgres(t))
+
+	err := pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		var pid int32
+		if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			return err
+		}
+		// From another connection, and waited for: the backend ends
+		// before the next statement.
+		if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend($1, 5000)", pid); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT 1")
+		return err
+	})
+	if !errors.Is(err, pg.ErrConnectionFailed) || strings.Contains(err.Error(), pg.ErrConnectionFailed.Error()) {
+		t.Fatalf("err = %v, want ErrConnectionFailed matched, its own text kept", err)
+	}
+
+	err = pg.InTx(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT 1/0")
+		return err
+	})
+	if err == nil || errors.Is(err, pg.ErrConnectionFailed) {
+		t.Fatalf("a failed statement: err = %v, want no connection failure", err)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	err = pg.InTx(cctx, pool, func(tx pgx.Tx) error {
+		cancel()
+		_, err := tx.Exec(cctx, "SELECT pg_sleep(10)")
+		return err
+	})
+	if err == nil || errors.Is(err, pg.ErrConnectionFailed) {
+		t.Fatalf("a canceled transaction: err = %v, want no connection failure", err)
+	}
+}
