@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/retainhq/retain/platform/pg"
+	"github.com/retainhq/retain/platform/telemetry"
 )
 
 // OutboxChannel is the LISTEN/NOTIFY channel Enqueue signals on commit.
@@ -138,6 +139,9 @@ type Relay struct {
 	// passes and listens log a database outage when it starts and when
 	// it ends, not once a retry.
 	passes, listens *pg.OutageLog
+	// publishes paces the log of passes NATS does not take (down, no
+	// storage left): at its start, once a publishLogEvery, and at its end.
+	publishes telemetry.FailureRun
 
 	backlog      outboxBacklog
 	backlogEvery time.Duration
@@ -159,9 +163,14 @@ func NewRelay(b *Bus, pool *pgxpool.Pool, cfg RelayConfig, log *slog.Logger) (*R
 		bus: b, pool: pool, cfg: cfg.withDefaults(), log: log,
 		passes:       pg.NewOutageLog(log, "outbox relay", pool.Ping),
 		listens:      pg.NewOutageLog(log, "outbox listen", pool.Ping),
+		publishes:    telemetry.FailureRun{Every: publishLogEvery},
 		backlogEvery: backlogRefresh,
 	}, nil
 }
+
+// publishLogEvery is how often a relay that NATS keeps refusing says so
+// again.
+const publishLogEvery = time.Minute
 
 // Run relays until ctx is done: immediately when notified of a commit, and
 // every PollInterval regardless. It returns nil on cancellation after the
@@ -183,7 +192,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.passes.Pass(ctx, err, "outbox relay pass failed, retrying", "retry_in", delay)
+		r.report(ctx, err, delay)
 		if err != nil {
 			if sleepCtx(ctx, jitter(delay)) != nil {
 				return nil
@@ -206,6 +215,44 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		t.Stop()
 	}
+}
+
+// report logs the outcome of a pass. A publish NATS refuses for a while
+// (Transient: not connected, no storage left) fails every pass alike for as
+// long as it lasts, so it is logged with what to check when it starts, then
+// once a publishLogEvery with the count, and once when a pass succeeds
+// again; the database's failures go to passes.
+func (r *Relay) report(ctx context.Context, err error, delay time.Duration) {
+	now := time.Now()
+	if err != nil && Transient(err) {
+		r.passes.Answered() // the rows were claimed: the database answers
+		l := r.publishes.Failed(now)
+		if !l.Log {
+			return
+		}
+		attrs := []any{"hint", r.publishHint(err), "retry_in", delay}
+		if !l.First {
+			attrs = append(attrs, "failed_passes", l.Failures, "failing_for", l.FailingFor.Round(time.Second))
+		}
+		r.log.Warn("outbox relay cannot publish; rows wait in the outbox, logged again in a minute or when they are published",
+			append(attrs, "error", err)...)
+		return
+	}
+	if err == nil {
+		if l := r.publishes.Ended(now); l.Log {
+			r.log.Info("outbox relay publishes again", "failed_passes", l.Failures, "failing_for", l.FailingFor.Round(time.Millisecond))
+		}
+	}
+	r.passes.Pass(ctx, err, "outbox relay pass failed, retrying", "retry_in", delay)
+}
+
+// publishHint says what to check when NATS refuses the relay's publishes.
+func (r *Relay) publishHint(err error) string {
+	if errors.Is(err, ErrStorageFull) {
+		return "JetStream has no room for the stream's messages: check the stream's limits (max bytes, max messages) " +
+			"and the JetStream storage of the server and account, or free space on its volume"
+	}
+	return "check that NATS at " + redactURL(r.bus.cfg.URL) + " (RETAIN_NATS_URL) is up and reachable from this service"
 }
 
 // outboxRow is one claimed row.

@@ -374,3 +374,72 @@ func TestOutboxRelayLogsAnOutageOnce(t *testing.T) {
 		t.Errorf("the end of the outage does not count the relay's failed passes:\n%s", out)
 	}
 }
+
+// TestOutboxRelayPacesAPublishFailure: while NATS is down, and while
+// JetStream has no storage left, every relay pass fails alike; the relay
+// says so once, with what to check, and once when it publishes again,
+// instead of a line per retry.
+func TestOutboxRelayPacesAPublishFailure(t *testing.T) {
+	t.Run("NATS down", func(t *testing.T) {
+		var url string
+		relayThroughPublishFailure(t, func(srv *testenv.NATSServer, _ *bus.Bus) func() {
+			url = srv.URL()
+			srv.Shutdown()
+			return func() { srv.Restart(t) }
+		}, func() string { return "check that NATS at " + url + " (RETAIN_NATS_URL) is up" })
+	})
+	t.Run("no storage left", func(t *testing.T) {
+		relayThroughPublishFailure(t, func(srv *testenv.NATSServer, b *bus.Bus) func() {
+			info, err := b.JS.AccountInfo(testCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv.LimitStore(t, int64(info.Store)) // full
+			return func() { srv.LimitStore(t, -1) }
+		}, func() string { return "check the stream's limits" })
+	})
+}
+
+// relayThroughPublishFailure runs a relay, makes it fail to publish for a
+// few seconds with fail (which returns the cure) and checks the log.
+func relayThroughPublishFailure(t *testing.T, fail func(*testenv.NATSServer, *bus.Bus) (heal func()), hint func() string) {
+	srv, b := setupNATS(t)
+	pool := setupPG(t)
+	var logs testenv.SyncBuffer
+	r, err := bus.NewRelay(b, pool, bus.RelayConfig{PollInterval: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	enqueue(t, pool, signal("before"))
+	waitFor(t, "the first row relayed", func() (bool, string) { return unpublished(t, pool) == 0, "" })
+
+	heal := fail(srv, b)
+	enqueue(t, pool, signal("during"))
+	time.Sleep(3 * time.Second) // several retries
+	heal()
+	waitFor(t, "the row relayed", func() (bool, string) { return unpublished(t, pool) == 0, "" })
+	const (
+		cannot = "outbox relay cannot publish"
+		again  = "outbox relay publishes again"
+	)
+	waitFor(t, "the end logged", func() (bool, string) { return strings.Contains(logs.String(), again), logs.String() })
+	out := logs.String()
+	for what, want := range map[string]int{cannot: 1, again: 1, "outbox relay pass failed": 0} {
+		if n := strings.Count(out, what); n != want {
+			t.Errorf("%d lines %q, want %d:\n%s", n, what, want, out)
+		}
+	}
+	if !strings.Contains(out, hint()) {
+		t.Errorf("no hint %q:\n%s", hint(), out)
+	}
+	if !regexp.MustCompile(`msg="` + again + `" .*failed_passes=[2-9]`).MatchString(out) {
+		t.Errorf("the end does not count the failed passes:\n%s", out)
+	}
+}
