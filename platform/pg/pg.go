@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -42,7 +43,7 @@ func Connect(ctx context.Context, url string, minConns int, application string) 
 	// Query parameters stay out of spans: they carry PII (emails, phones).
 	cfg.ConnConfig.Tracer = otelpgx.NewTracer()
 
-	target := fmt.Sprintf("%s:%d/%s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	target := target(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres pool %s: %w", target, err)
@@ -52,6 +53,14 @@ func Connect(ctx context.Context, url string, minConns int, application string) 
 		return nil, &pingError{target: target, err: err}
 	}
 	return pool, nil
+}
+
+// Target names the database pool connects to, host:port/database (no
+// credentials), for messages that must say which.
+func Target(pool *pgxpool.Pool) string { return target(pool.Config().ConnConfig) }
+
+func target(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
 }
 
 // pingError is a failed first contact. When the server answered with an

@@ -7,10 +7,10 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -183,17 +183,25 @@ func (d *Deps) Run(ctx context.Context, stop func(), runs ...func(context.Contex
 	return err
 }
 
-// BusReady reports whether the NATS connection is up.
+// BusReady reports whether the NATS connection is up; when it is not, it
+// names the servers it tries (without credentials).
 func (d *Deps) BusReady() error {
 	if !d.Bus.NC.IsConnected() {
-		return errors.New("not connected to NATS")
+		return fmt.Errorf("not connected to NATS at %s (RETAIN_NATS_URL)", strings.Join(d.Bus.NC.Servers(), ","))
 	}
 	return nil
 }
 
-// DatabaseReady reports whether the database answers.
+// DatabaseReady reports whether the database answers. A refused
+// connection's error names the database and its host; a server that does
+// not answer at all (hung, or behind a network that drops packets) only
+// runs the check out of time, so that error is given them.
 func (d *Deps) DatabaseReady(ctx context.Context) error {
+	start := time.Now()
 	if err := d.Pool.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("database %s did not answer within %s: %w", pg.Target(d.Pool), time.Since(start).Round(time.Millisecond), err)
+		}
 		return fmt.Errorf("database: %w", err)
 	}
 	return nil

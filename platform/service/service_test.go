@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -77,5 +78,43 @@ func TestOpenNamesTheDatabaseSetting(t *testing.T) {
 	_, err = service.Open(context.Background(), cfg.Options("metrics"), servertest.Telemetry(t, "metrics"))
 	if err == nil || !strings.Contains(err.Error(), "metrics database (RETAIN_METRICS_DATABASE_URL): ") {
 		t.Fatalf("Open with a missing database: %v; want RETAIN_METRICS_DATABASE_URL named", err)
+	}
+}
+
+// TestReadinessNamesWhatItWaitsFor: a database that does not answer (hung,
+// not refusing) and a NATS server that is gone are reported with the
+// database's name and host and the NATS URL, as a refused connection is.
+func TestReadinessNamesWhatItWaitsFor(t *testing.T) {
+	pub := authtest.Keys(t).Public
+	ctx := context.Background()
+	u, err := url.Parse(testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := testenv.NewHangingLink(t, u.Host)
+	u.Host = link.Addr()
+	ns := testenv.NATS(t)
+	deps, err := service.Open(ctx, service.Options{
+		Name: "ready", AuthPublicKey: pub, DatabaseURL: u.String(),
+		NATS: bus.Config{URL: ns.URL()},
+	}, servertest.Telemetry(t, "ready"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deps.Close() })
+
+	link.Hang()
+	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	err = deps.DatabaseReady(cctx)
+	link.Resume()
+	if want := "database " + link.Addr() + "/" + strings.TrimPrefix(u.Path, "/") + " did not answer within"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("hung database: %v, want %q", err, want)
+	}
+
+	ns.Shutdown()
+	testenv.WaitFor(t, "the NATS connection to drop", func() bool { return !deps.Bus.NC.IsConnected() })
+	if err, want := deps.BusReady(), "not connected to NATS at "+ns.URL()+" (RETAIN_NATS_URL)"; err == nil || err.Error() != want {
+		t.Errorf("NATS gone: %v, want %q", err, want)
 	}
 }
