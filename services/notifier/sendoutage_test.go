@@ -2,6 +2,7 @@ package notifier_test
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -258,5 +259,37 @@ func TestRetryAfterExpiryIsSuppressed(t *testing.T) {
 	}
 	if os := s.outcomes(t, "sms-2"); len(os) != 1 || os[0].GetOutcome() != notifierv1.Outcome_OUTCOME_SUPPRESSED {
 		t.Fatalf("outcomes %v, want one SUPPRESSED", os)
+	}
+}
+
+// TestPassOutOfTimeIsLoggedOnce is QA's log flood: a send pass that runs
+// out of time (QA: a hung database held its first messages until the
+// pass's deadline; here a provider that answers slower than the timeout)
+// fails every message it has left alike, at once, while the database
+// answers. That is one line for the pass, not one per message.
+func TestPassOutOfTimeIsLoggedOnce(t *testing.T) {
+	s := setup(t, func(c *notifier.Config) {
+		c.Lease, c.SendTimeout, c.SendWorkers = 2*time.Second, time.Second, 1
+	})
+	var cs []customer
+	for i := range 10 {
+		cs = append(cs, customer{id: fmt.Sprint("c", i), phone: fmt.Sprint("+49151123456", 10+i), smsConsent: granted})
+	}
+	s.customers(t, "shop", cs...)
+	s.sms.mu.Lock()
+	s.sms.hang, s.sms.hangN = 1500*time.Millisecond, 10
+	s.sms.mu.Unlock()
+	for i := range 10 {
+		r := marketingEmail("shop", fmt.Sprint("sms-", i), fmt.Sprint("c", i), "winback")
+		r.Channel = notifierv1.Channel_CHANNEL_SMS
+		s.request(t, r, "")
+	}
+	s.logs.WaitFor(t, "the pass ran out of its 2s")
+	out := s.logs.String()
+	if n := strings.Count(out, "notifier could not prepare a message"); n != 0 {
+		t.Errorf("%d lines for the messages a pass out of time had left, want none:\n%s", n, out)
+	}
+	if !regexp.MustCompile(`msg="notifier sender pass failed, retrying" .*error="the pass ran out of its 2s before [1-9] of its \d+ messages were done`).MatchString(out) {
+		t.Errorf("the pass's line does not count the messages left:\n%s", out)
 	}
 }

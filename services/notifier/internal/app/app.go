@@ -568,6 +568,20 @@ func (e *Engine) sendDue(ctx, run context.Context) (int, error) {
 		})
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		// Out of time, every message left failed alike: one error for
+		// them rather than a line each.
+		var failed []error
+		for _, err := range errs {
+			if err != nil {
+				failed = append(failed, err)
+			}
+		}
+		if len(failed) > 0 {
+			return len(ds), fmt.Errorf("the pass ran out of its %s before %d of its %d messages were done (they are tried again once their lease runs out): %w",
+				e.cfg.Lease, len(failed), len(ds), failed[0])
+		}
+	}
 	return len(ds), errors.Join(errs...)
 }
 
@@ -711,12 +725,17 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 // under its own code and with a reason that names the notifier: the database's error names hosts, tables and statements,
 // which are the operator's, not the shop's, who reads the reason. A
 // database that does not answer at all is the sender's outage, logged
-// once for every message it stops (sendOutage); any other failure is
+// once for every message it stops (sendOutage). A pass that ran out of
+// time (a hung database held its first messages until its deadline) fails
+// every message it had left alike, at once, with the database answering
+// again: the pass's error says so, once (sendDue). Any other failure is
 // logged with its message.
 func (e *Engine) unprepared(ctx context.Context, d store.Delivery, what string, err error) attemptResult {
-	if pg.Away(context.WithoutCancel(ctx), err, e.pool.Ping) {
+	switch {
+	case ctx.Err() != nil:
+	case pg.Away(context.WithoutCancel(ctx), err, e.pool.Ping):
 		e.sendOutage.Failed(err, "preparing", fmt.Sprintf("the %s of attempt %d of %s/%s", what, d.Attempts, d.Tenant, d.RequestID))
-	} else {
+	default:
 		e.log.Warn("notifier could not prepare a message, retrying", "tenant", d.Tenant, "request_id", d.RequestID,
 			"attempt", d.Attempts, "loading", what, "error", err)
 	}
