@@ -51,13 +51,13 @@ func callError(err error, service, scopes string) error {
 		// platform/server words every refusal "invalid request: FIELD:
 		// ..." for clients that print only the message; the code's own
 		// words before it would say it twice.
-		msg := strings.TrimPrefix(st.Message(), invalidRequest)
+		msg := strings.TrimPrefix(st.Message(), server.InvalidRequest)
 		// A field this command sent that the service does not have: the
 		// command is of a later release (decision 0043).
 		if server.UnknownRequestFields(err) {
 			return fmt.Errorf("the %s service there runs an earlier release than this command, which sent what it does not know: %s", service, msg)
 		}
-		return errors.New(invalidRequest + cmp.Or(strings.TrimSpace(msg), "the service gave no reason"))
+		return errors.New(server.InvalidRequest + cmp.Or(strings.TrimSpace(msg), "the service gave no reason"))
 	case codes.Unavailable:
 		// gRPC words a TLS mismatch as a transport failure; say which
 		// side of it this is (RETAIN_TLS_* set the same as the flags).
@@ -82,10 +82,6 @@ func callError(err error, service, scopes string) error {
 func timeText(t *timestamppb.Timestamp) string {
 	return t.AsTime().UTC().Format("2006-01-02 15:04:05Z")
 }
-
-// invalidRequest is how server.InvalidArgument begins its message, and
-// how this command words every INVALID_ARGUMENT.
-const invalidRequest = "invalid request: "
 
 // notFoundAs names what a command looked up when the service's NotFound
 // says no more than "not found": `no delivery "x"`. Other errors pass

@@ -26,6 +26,10 @@ func InvalidArgument(vs ...FieldViolation) error {
 // errorDomain is the google.rpc.ErrorInfo domain of Retain's errors.
 const errorDomain = "retain"
 
+// InvalidRequest begins every INVALID_ARGUMENT's message, before the
+// violations: the CLI words every refusal so, once.
+const InvalidRequest = "invalid request: "
+
 // invalidArgument is InvalidArgument with info, when not nil, as a
 // google.rpc.ErrorInfo detail too: a reason a client can act on.
 func invalidArgument(info *errdetails.ErrorInfo, vs ...FieldViolation) error {
@@ -39,7 +43,7 @@ func invalidArgument(info *errdetails.ErrorInfo, vs ...FieldViolation) error {
 			parts[i] = v.Description
 		}
 	}
-	msg := "invalid request: " + strings.Join(parts, "; ")
+	msg := InvalidRequest + strings.Join(parts, "; ")
 	details := []protoadapt.MessageV1{br}
 	if info != nil {
 		details = append(details, info)

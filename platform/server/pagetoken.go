@@ -116,7 +116,8 @@ func PageCursor(req proto.Message, cursor any) (bool, *FieldViolation) {
 		err = decodeCursor(c, cursor)
 	}
 	if err != nil {
-		return false, &FieldViolation{Field: "page_token", Description: "is malformed: not a next_page_token of this API (" + err.Error() + ")"}
+		v := MalformedPageToken(err.Error())
+		return false, &v
 	}
 	wantType, want := queryPrint(req)
 	if typeSum != wantType {
@@ -128,6 +129,13 @@ func PageCursor(req proto.Message, cursor any) (bool, *FieldViolation) {
 			strings.Join(differ, ", "))}
 	}
 	return true, nil
+}
+
+// MalformedPageToken is the violation of a page token that is not one
+// this API returned; why says what gave it away. A handler whose cursor
+// decodes but names nothing it could continue after says so with it too.
+func MalformedPageToken(why string) FieldViolation {
+	return FieldViolation{Field: "page_token", Description: "is malformed: not a next_page_token of this API (" + why + ")"}
 }
 
 // splitPageToken checks a token's frame and returns its parts.
@@ -172,11 +180,6 @@ func splitPageToken(tok string) (typeSum [typeSumLen]byte, fields []fieldSum, cu
 // decodeCursor reads a cursor strictly: one JSON value of the cursor's
 // type with no other fields and nothing after it.
 func decodeCursor(b []byte, cursor any) error {
-	// Postgres text holds no NUL: a cursor with one would fail the query
-	// as an internal error rather than the token.
-	if bytes.Contains(b, []byte(`\u0000`)) {
-		return errors.New("bad position")
-	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(cursor); err != nil {
@@ -185,7 +188,18 @@ func decodeCursor(b []byte, cursor any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data")
 	}
-	return nil
+	// Postgres text holds no NUL: a cursor with one would fail the query
+	// as an internal error rather than the token. Only a decoded string
+	// tells: a shop's id may hold the text \u0000, escaped in the JSON.
+	for toks := json.NewDecoder(bytes.NewReader(b)); ; {
+		t, err := toks.Token()
+		if err != nil {
+			return nil
+		}
+		if s, ok := t.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			return errors.New("bad position")
+		}
+	}
 }
 
 // differingFields names the fields set differently in a token's request

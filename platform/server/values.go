@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -111,15 +110,7 @@ func (w *valueWalk) mapEntries(fd protoreflect.FieldDescriptor, mp protoreflect.
 		})
 		return stop
 	}
-	// Named in key order, so that the answer is the same for the same
-	// request.
-	keys := make([]protoreflect.MapKey, 0, mp.Len())
-	mp.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
-		keys = append(keys, k)
-		return true
-	})
-	slices.SortFunc(keys, func(a, b protoreflect.MapKey) int { return strings.Compare(a.String(), b.String()) })
-	for _, k := range keys {
+	for _, k := range unknownfields.SortedKeys(mp) {
 		if w.entry(fd, k, mp.Get(k), path+"["+unknownfields.PathKey(k)+"]") {
 			return true
 		}

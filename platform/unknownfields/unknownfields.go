@@ -183,16 +183,21 @@ func find(m protoreflect.Message, path string, skip Skip) *Found {
 	return nil
 }
 
-// findInMap looks at the message values of a map in key order, so that the
-// answer is the same for the same message.
-func findInMap(mp protoreflect.Map, path string, skip Skip) *Found {
+// SortedKeys is a map's keys in order, so that what a walk of it reports
+// is the same for the same message.
+func SortedKeys(mp protoreflect.Map) []protoreflect.MapKey {
 	keys := make([]protoreflect.MapKey, 0, mp.Len())
 	mp.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
 		keys = append(keys, k)
 		return true
 	})
 	slices.SortFunc(keys, func(a, b protoreflect.MapKey) int { return strings.Compare(a.String(), b.String()) })
-	for _, k := range keys {
+	return keys
+}
+
+// findInMap looks at the message values of a map in key order.
+func findInMap(mp protoreflect.Map, path string, skip Skip) *Found {
+	for _, k := range SortedKeys(mp) {
 		if f := find(mp.Get(k).Message(), path+"["+PathKey(k)+"]", skip); f != nil {
 			return f
 		}

@@ -273,7 +273,7 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 	case tv != nil:
 		bad = append(bad, *tv)
 	case ok && (!domain.ValidID(after.Campaign) || after.Key == ""):
-		bad = append(bad, server.FieldViolation{Field: "page_token", Description: "is malformed: it names no enrollment"})
+		bad = append(bad, server.MalformedPageToken("it names no enrollment"))
 	case ok:
 		f.AfterAt, f.AfterCampaign, f.AfterKey = &after.At, after.Campaign, after.Key
 	}
