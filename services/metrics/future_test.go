@@ -118,6 +118,24 @@ func TestOrdersAfterNowAreNotCounted(t *testing.T) {
 			}
 		}
 	})
+	// Last: it moves the clock. A period ending after now is cut at each
+	// page's now; the pages of one listing stay the first page's ranking.
+	t.Run("top pages of a period ending after now are one ranking", func(t *testing.T) {
+		first, err := c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: thisMonth, Percent: 100, PageSize: 1}, c.creds)
+		if err != nil || len(first.Top) != 1 || first.Top[0].CustomerId != "b" || first.NextPageToken == "" {
+			t.Fatalf("first page: %v %s", err, dump(first))
+		}
+		// By 20:00 c (18:00, 5000) and p (15:00, 3000) have ordered.
+		s.clock.Advance(8 * time.Hour)
+		next, err := c.GetTopCustomers(ctx, &metricsv1.GetTopCustomersRequest{Period: thisMonth, Percent: 100, PageSize: 1, PageToken: first.NextPageToken}, c.creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(next.Top) != 1 || next.Top[0].CustomerId != "a" || next.Top[0].Rank != 2 || next.NextPageToken != "" ||
+			!next.Period.To.AsTime().Equal(first.Period.To.AsTime()) {
+			t.Fatalf("second page, want a at rank 2 of the first page's ranking (to %v): %s", first.Period.To.AsTime(), dump(next))
+		}
+	})
 }
 
 // TestRefundCountsAgainstItsOrdersCustomer: a refund names its order, and

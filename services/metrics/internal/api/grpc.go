@@ -257,8 +257,8 @@ func (g *GRPC) GetRFM(ctx context.Context, req *metricsv1.GetRFMRequest) (*metri
 	// The pages of a listing "as of now" are scored as of the first
 	// page's instant: one ranking, whenever the next page is asked for.
 	if ok && req.GetAt() == nil {
-		if at = after.At; at.IsZero() || at.After(now) {
-			return nil, invalid("page_token", "is malformed: not a next_page_token of this API (bad instant)")
+		if at = after.At; at.IsZero() || at.After(now.Add(pageClockSkew)) {
+			return nil, server.InvalidArgument(server.MalformedPageToken("bad instant"))
 		}
 	}
 	if err := checkCurrency(req.GetCurrency()); err != nil {
@@ -328,7 +328,16 @@ func segmentPB(s rfm.Segment) metricsv1.RFMSegment {
 type topCursor struct {
 	NetMinor int64  `json:"n"`
 	Customer string `json:"c"`
+	// To is the end the first page measured to: a period that ends after
+	// now is cut at each page's now, and the pages of one listing are of
+	// one ranking.
+	To time.Time `json:"to"`
 }
+
+// pageClockSkew is how far ahead of this replica's clock a page token's
+// instant may be: the replica that answered the first page may run a
+// little ahead.
+const pageClockSkew = 5 * time.Second
 
 // GetTopCustomers answers the top percent of customers by revenue in a
 // period, their share of revenue and one page of them.
@@ -356,6 +365,12 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 	ok, v := server.PageCursor(req, &after)
 	if v != nil {
 		return nil, server.InvalidArgument(*v)
+	}
+	if ok {
+		if !after.To.After(p.From) || after.To.After(req.GetPeriod().GetTo().AsTime()) || after.To.After(p.To.Add(pageClockSkew)) {
+			return nil, server.InvalidArgument(server.MalformedPageToken("bad period end"))
+		}
+		p.To = after.To
 	}
 	if err := checkCurrency(req.GetCurrency()); err != nil {
 		return nil, err
@@ -392,7 +407,7 @@ func (g *GRPC) GetTopCustomers(ctx context.Context, req *metricsv1.GetTopCustome
 		resp.Top = append(resp.Top, &metricsv1.RankedCustomer{Rank: rank, CustomerId: string(c.Customer), RevenueMinor: c.NetMinor, Orders: c.Orders})
 	}
 	if next != nil {
-		if resp.NextPageToken, err = server.NextPageToken(req, topCursor{NetMinor: next.NetMinor, Customer: string(next.Customer)}); err != nil {
+		if resp.NextPageToken, err = server.NextPageToken(req, topCursor{NetMinor: next.NetMinor, Customer: string(next.Customer), To: p.To}); err != nil {
 			return nil, g.internal(ctx, "GetTopCustomers", err)
 		}
 	}
