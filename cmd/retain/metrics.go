@@ -346,7 +346,9 @@ func quarterStart(t time.Time) time.Time {
 
 // metricsPeriod is the period the flags name (checkRange refuses one that
 // ends before it starts); the service validates it too and measures one
-// that ends after now up to now.
+// that ends after now up to now. A period the flags leave open ends with
+// this quarter rather than at this run's now, so the next run asks for
+// the same period, and a page token of the first page continues it.
 func metricsPeriod(o metricsOptions) (*metricsv1.Period, error) {
 	from, to := quarterStart(o.now), o.now
 	var err error
@@ -359,6 +361,8 @@ func metricsPeriod(o metricsOptions) (*metricsv1.Period, error) {
 		if to, _, err = parseWhen(o.to, o.now); err != nil {
 			return nil, fmt.Errorf("--to: %w", err)
 		}
+	} else if to.Equal(o.now) {
+		to = quarterStart(o.now).AddDate(0, 3, 0)
 	}
 	return &metricsv1.Period{From: timestamppb.New(from), To: timestamppb.New(to)}, nil
 }
@@ -438,14 +442,7 @@ func printMetric(w io.Writer, figure string, resp proto.Message, o metricsOption
 	case *metricsv1.GetRFMResponse:
 		printRFM(w, r)
 	case *metricsv1.GetTopCustomersResponse:
-		// A period that ends now ends at another instant on the next run,
-		// whose page token the service refuses: the next page names this
-		// one's end.
-		var pin string
-		if p, err := metricsPeriod(o); err == nil && p.GetTo().AsTime().Equal(o.now) {
-			pin = "--to " + o.now.Format(time.RFC3339Nano)
-		}
-		printTop(w, r, soFar, pin)
+		printTop(w, r, soFar)
 	case *metricsv1.GetSalesResponse:
 		printSales(w, r, soFar)
 	case *metricsv1.RebuildResponse:
@@ -709,9 +706,7 @@ func segmentName(s metricsv1.RFMSegment) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "RFM_SEGMENT_"))
 }
 
-// printTop writes the top customers; pin is the flags the next page needs
-// besides the same command's.
-func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool, pin string) {
+func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool) {
 	fmt.Fprintf(w, "Top customers, %s\n", periodText(r.GetPeriod(), soFar))
 	share := "no figure (no revenue)"
 	if r.GetRevenueShare().GetDefined() {
@@ -730,7 +725,7 @@ func printTop(w io.Writer, r *metricsv1.GetTopCustomersResponse, soFar bool, pin
 	}
 	_ = tw.Flush()
 	if r.GetNextPageToken() != "" {
-		fmt.Fprintln(w, strings.Join(strings.Fields(moreOfTheSame+" "+pin+" --page-token "+r.GetNextPageToken()), " "))
+		fmt.Fprintf(w, "%s --page-token %s\n", moreOfTheSame, r.GetNextPageToken())
 	}
 }
 
