@@ -29,8 +29,8 @@ Commands:
   preview ID | -f FILE    who would enter now, sending nothing
   report ID               enrolled, messages, conversions and lift vs the holdout
   enrollments CUSTOMER    a customer's enrollments, newest first (--campaign ID for one
-                          campaign's; --limit N, default 100; "more: --page-token T" when
-                          there are more)
+                          campaign's; --limit N, default 100; then the next page's
+                          --page-token T, with the same command and flags)
 
 Every command takes --output json (the gRPC response as protojson), --addr
 and --token.`
@@ -370,7 +370,7 @@ func campaignsEnrollments(ctx context.Context, env *cliEnv, args []string) error
 			return err
 		}
 		if resp.GetNextPageToken() != "" {
-			fmt.Fprintf(w, "more: --page-token %s\n", resp.GetNextPageToken())
+			fmt.Fprintf(w, "%s --page-token %s\n", moreOfTheSame, resp.GetNextPageToken())
 		}
 		return nil
 	})

@@ -226,7 +226,7 @@ func TestCampaignReportAndEnrollments(t *testing.T) {
 	// Past the limit the listing says how to go on, and going on lists
 	// the rest, each once.
 	out = cli("campaigns", "enrollments", "c-42", "--limit", "2")
-	if !strings.Contains(out, "win-back") || !strings.Contains(out, "thank-you") || strings.Contains(out, "loyalty-reward") || !strings.HasSuffix(out, "more: --page-token 2\n") {
+	if !strings.Contains(out, "win-back") || !strings.Contains(out, "thank-you") || strings.Contains(out, "loyalty-reward") || !strings.HasSuffix(out, moreOfTheSame+" --page-token 2\n") {
 		t.Errorf("the first 2 enrollments:\n%s", out)
 	}
 	out = cli("campaigns", "enrollments", "c-42", "--limit", "2", "--page-token", "2")

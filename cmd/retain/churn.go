@@ -202,7 +202,7 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		printChurnList(w, all.GetCustomers(), 2)
 		if all.GetNextPageToken() != "" {
-			fmt.Fprintf(w, "more: --page-token %s\n", all.GetNextPageToken())
+			fmt.Fprintf(w, "%s --page-token %s\n", moreOfTheSame, all.GetNextPageToken())
 		}
 		return nil
 	})

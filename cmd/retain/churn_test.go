@@ -166,7 +166,7 @@ func TestChurnCommands(t *testing.T) {
 			t.Fatalf("request %v", req)
 		}
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-		if len(lines) != 4 || !strings.HasPrefix(lines[1], "c-1") || !strings.Contains(lines[1], "80  high") || !strings.HasPrefix(lines[3], "more: --page-token 2") {
+		if len(lines) != 4 || !strings.HasPrefix(lines[1], "c-1") || !strings.Contains(lines[1], "80  high") || !strings.HasPrefix(lines[3], moreOfTheSame+" --page-token 2") {
 			t.Fatalf("output:\n%s", out)
 		}
 		env, out, _ = testEnv(vars)

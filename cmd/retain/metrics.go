@@ -668,11 +668,6 @@ func printNPS(w io.Writer, r *metricsv1.GetNPSResponse, soFar bool) {
 	}
 }
 
-// moreOfTheSame leads the next page's flag: the service refuses a page
-// token with another request than the one that returned it (an rfm
-// without --at is scored as of the first page's instant all through).
-const moreOfTheSame = "more, with the same command and flags:"
-
 func printRFM(w io.Writer, r *metricsv1.GetRFMResponse) {
 	fmt.Fprintf(w, "RFM as of %s: %d customers\n", r.GetAt().AsTime().Format("2006-01-02 15:04 UTC"), r.GetCustomers())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -548,7 +548,7 @@ func deliveriesList(ctx context.Context, env *cliEnv, args []string) error {
 			return err
 		}
 		if all.GetNextPageToken() != "" {
-			fmt.Fprintf(w, "more: --page-token %s\n", all.GetNextPageToken())
+			fmt.Fprintf(w, "%s --page-token %s\n", moreOfTheSame, all.GetNextPageToken())
 		}
 		return nil
 	})

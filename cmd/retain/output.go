@@ -83,6 +83,12 @@ func timeText(t *timestamppb.Timestamp) string {
 	return t.AsTime().UTC().Format("2006-01-02 15:04:05Z")
 }
 
+// moreOfTheSame leads a listing's next-page flag: the service refuses a
+// page token with another request than the one that returned it, so the
+// next page is asked for with the same filters (an rfm without --at is
+// scored as of the first page's instant all through).
+const moreOfTheSame = "more, with the same command and flags:"
+
 // notFoundAs names what a command looked up when the service's NotFound
 // says no more than "not found": `no delivery "x"`. Other errors pass
 // unchanged (and a plain error passes callError unchanged).
