@@ -3,12 +3,10 @@ package bus_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,7 +133,7 @@ func TestExclusiveConsumerHandsBackHeldBatchAfterTakeover(t *testing.T) {
 	srv, b := setupNATS(t)
 	pool := setupPG(t)
 	ctx := testCtx(t)
-	link := newPGLink(t, pool)
+	linked, link := poolThrough(t, pool)
 	cfg := bus.ConsumerConfig{
 		Stream: bus.EventsStream, Durable: "exclusive-takeover", Exclusive: true,
 		LeaseTTL: 1500 * time.Millisecond, MaxDeliver: 1, AckWait: time.Second,
@@ -166,7 +164,7 @@ func TestExclusiveConsumerHandsBackHeldBatchAfterTakeover(t *testing.T) {
 	}
 	// Process 0 reaches the database through the link; it takes the
 	// lease before process 1 starts.
-	start(0, b, link.pool)
+	start(0, b, linked)
 	if _, err := b.PublishDurable(ctx, events("before", 5)); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +173,7 @@ func TestExclusiveConsumerHandsBackHeldBatchAfterTakeover(t *testing.T) {
 		return rows == 5, fmt.Sprintf("%d applied", rows)
 	})
 	settled(t, b, cfg.Durable)
-	link.cut()
+	link.Cut()
 	if _, err := b.PublishDurable(ctx, events("during", 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +189,7 @@ func TestExclusiveConsumerHandsBackHeldBatchAfterTakeover(t *testing.T) {
 	if n := applied[1].Load(); n != 0 {
 		t.Fatalf("process 1 applied %d messages process 0 holds\n%s\n%s", n, logs[0].String(), logs[1].String())
 	}
-	link.heal()
+	link.Resume()
 
 	waitFor(t, "15 applied", func() (bool, string) {
 		rows, _ := appliedCounts(t, pool)
@@ -216,75 +214,22 @@ func TestExclusiveConsumerHandsBackHeldBatchAfterTakeover(t *testing.T) {
 	}
 }
 
-// pgLink is a TCP proxy between one pool and the test database: cutting
-// it ends that pool's connections and refuses new ones, while the others
-// reach the database as before (a partition, not an outage).
-type pgLink struct {
-	pool *pgxpool.Pool
-
-	mu    sync.Mutex
-	down  bool
-	conns []net.Conn
-}
-
-func newPGLink(t *testing.T, direct *pgxpool.Pool) *pgLink {
+// poolThrough is a pool of its own reaching the test database through a
+// link: cutting the link ends that pool's connections and refuses new
+// ones, while the others reach the database as before (a partition, not
+// an outage).
+func poolThrough(t *testing.T, direct *pgxpool.Pool) (*pgxpool.Pool, *testenv.HangingLink) {
 	t.Helper()
-	upstream := net.JoinHostPort(direct.Config().ConnConfig.Host, strconv.Itoa(int(direct.Config().ConnConfig.Port)))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	l := &pgLink{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			l.mu.Lock()
-			down := l.down
-			l.mu.Unlock()
-			up, err := net.Dial("tcp", upstream)
-			if down || err != nil {
-				_ = c.Close()
-				if up != nil {
-					_ = up.Close()
-				}
-				continue
-			}
-			l.mu.Lock()
-			l.conns = append(l.conns, c, up)
-			l.mu.Unlock()
-			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
-			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
-		}
-	}()
+	link := testenv.NewHangingLink(t, net.JoinHostPort(direct.Config().ConnConfig.Host, strconv.Itoa(int(direct.Config().ConnConfig.Port))))
 	cfg := direct.Config().Copy()
-	cfg.ConnConfig.Host, cfg.ConnConfig.Port = "127.0.0.1", uint16(ln.Addr().(*net.TCPAddr).Port)
+	host, port, _ := net.SplitHostPort(link.Addr())
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, uint16(p)
 	cfg.ConnConfig.Fallbacks = nil
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	l.pool = pool
-	return l
-}
-
-// cut ends every connection through the link and refuses new ones.
-func (l *pgLink) cut() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.down = true
-	for _, c := range l.conns {
-		_ = c.Close()
-	}
-	l.conns = nil
-}
-
-func (l *pgLink) heal() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.down = false
+	return pool, link
 }

@@ -208,7 +208,8 @@ func (d *Deps) DatabaseReady(ctx context.Context) error {
 }
 
 // Ready is the readiness of a service that needs both the bus and its
-// database to do its work (every consumer; ingest needs only the bus).
+// database to do its work (every consumer; ingest has its own, decision
+// 0051: it takes events while its database refuses connections).
 func (d *Deps) Ready(ctx context.Context) error {
 	if err := d.BusReady(); err != nil {
 		return err

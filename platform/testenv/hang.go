@@ -10,15 +10,18 @@ import (
 // hung it keeps every connection open and accepts new ones, but carries
 // no byte either way, as a server whose process is stopped (SIGSTOP), or a
 // network path dropping packets, looks to a client; nothing is refused or
-// reset. What was sent meanwhile is carried on when it goes on. Tests of
-// how soon a service notices a server that stopped answering dial Addr
-// instead of the server's own address.
+// reset. What was sent meanwhile is carried on when it goes on. It can be
+// cut too: every connection ends and new ones are refused, a partition of
+// this client alone. Tests of how a service copes dial Addr instead of the
+// server's own address.
 type HangingLink struct {
 	ln     net.Listener
 	target string
 
 	mu   sync.Mutex
 	gate chan struct{} // closed while bytes flow
+	cut  bool
+	open []net.Conn
 }
 
 // NewHangingLink listens on a loopback port and carries connections to
@@ -32,17 +35,11 @@ func NewHangingLink(t testing.TB, target string) *HangingLink {
 	l := &HangingLink{ln: ln, target: target, gate: make(chan struct{})}
 	close(l.gate)
 	var conns sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
 	done := make(chan struct{})
 	t.Cleanup(func() {
 		close(done)
 		_ = ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
+		l.Cut()
 		l.Resume()
 		conns.Wait()
 	})
@@ -62,9 +59,9 @@ func NewHangingLink(t testing.TB, target string) *HangingLink {
 					_ = c.Close()
 					return
 				}
-				mu.Lock()
-				open = append(open, c, up)
-				mu.Unlock()
+				if !l.track(c, up) {
+					return
+				}
 				var pair sync.WaitGroup
 				pair.Go(func() { l.copy(up, c, done) })
 				pair.Go(func() { l.copy(c, up, done) })
@@ -78,6 +75,20 @@ func NewHangingLink(t testing.TB, target string) *HangingLink {
 // Addr is the host:port to dial instead of the target's.
 func (l *HangingLink) Addr() string { return l.ln.Addr().String() }
 
+// track keeps a new connection's two ends to end at a Cut; while cut it
+// ends them at once and reports false.
+func (l *HangingLink) track(c, up net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cut {
+		_ = c.Close()
+		_ = up.Close()
+		return false
+	}
+	l.open = append(l.open, c, up)
+	return true
+}
+
 // Hang stops carrying bytes until Resume.
 func (l *HangingLink) Hang() {
 	l.mu.Lock()
@@ -89,10 +100,24 @@ func (l *HangingLink) Hang() {
 	}
 }
 
-// Resume carries bytes again, those held while hung first.
+// Cut ends every connection through the link and refuses new ones until
+// Resume.
+func (l *HangingLink) Cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = true
+	for _, c := range l.open {
+		_ = c.Close()
+	}
+	l.open = nil
+}
+
+// Resume carries bytes again, those held while hung first, and takes new
+// connections after a Cut.
 func (l *HangingLink) Resume() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.cut = false
 	select {
 	case <-l.gate:
 	default:
