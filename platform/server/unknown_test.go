@@ -80,37 +80,52 @@ type unknownBundle struct {
 // listener.
 func setupUnknown(t *testing.T) unknownBundle {
 	t.Helper()
+	b := unknownBundle{metrics: &metricsStub{}, ingest: &ingestCounter{}}
+	b.conn, b.creds = serveStubs(t, []string{metricsv1.MetricsService_GetTopCustomers_FullMethodName}, func(s *grpc.Server) {
+		metricsv1.RegisterMetricsServiceServer(s, b.metrics)
+	}, b.ingest)
+	return b
+}
+
+// serveStubs serves, on a real listener and behind the API's auth, the
+// stubs register puts on the server, ingest (its PublishRequest.event left
+// to the handler) and collectDesc; methods are the stubs' methods. It
+// returns a connection and a token's credentials for them.
+func serveStubs(t *testing.T, methods []string, register func(*grpc.Server), ingest *ingestCounter) (*grpc.ClientConn, grpc.CallOption) {
+	t.Helper()
 	keys := authtest.Keys(t)
+	scopes := map[string]string{
+		ingestv1.IngestService_Publish_FullMethodName: auth.ScopeRead,
+		"/retain.test.v1.Collector/Collect":           auth.ScopeRead,
+	}
+	for _, m := range methods {
+		scopes[m] = auth.ScopeRead
+	}
 	g, err := NewGRPC(GRPCConfig{Addr: "127.0.0.1:0"}, Deps{
-		Verifier: keys.Verifier,
-		MethodScopes: map[string]string{
-			metricsv1.MetricsService_GetTopCustomers_FullMethodName: auth.ScopeRead,
-			ingestv1.IngestService_Publish_FullMethodName:           auth.ScopeRead,
-			"/retain.test.v1.Collector/Collect":                     auth.ScopeRead,
-		},
+		Verifier:         keys.Verifier,
+		MethodScopes:     scopes,
 		OwnUnknownFields: []protoreflect.FullName{"retain.ingest.v1.PublishRequest.event"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := unknownBundle{metrics: &metricsStub{}, ingest: &ingestCounter{}}
-	metricsv1.RegisterMetricsServiceServer(g.Server, b.metrics)
-	ingestv1.RegisterIngestServiceServer(g.Server, b.ingest)
+	register(g.Server)
+	ingestv1.RegisterIngestServiceServer(g.Server, ingest)
 	g.Server.RegisterService(&collectDesc, nil)
 	if err := g.Listen(); err != nil {
 		t.Fatal(err)
 	}
 	runInBackground(t, g)
-	if b.conn, err = grpc.NewClient(g.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	conn, err := grpc.NewClient(g.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.conn.Close() })
+	t.Cleanup(func() { conn.Close() })
 	tok, err := keys.Signer.Issue(auth.Claims{Tenant: "shop-7", Scopes: []string{auth.ScopeRead}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.creds = grpc.PerRPCCredentials(auth.BearerCredentials{Token: tok})
-	return b
+	return conn, grpc.PerRPCCredentials(auth.BearerCredentials{Token: tok})
 }
 
 func topCustomers() *metricsv1.GetTopCustomersRequest {

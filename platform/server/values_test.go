@@ -10,12 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/retainhq/retain/platform/auth"
-	"github.com/retainhq/retain/platform/auth/authtest"
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestv1 "github.com/retainhq/retain/proto/gen/go/retain/ingest/v1"
 	notifierv1 "github.com/retainhq/retain/proto/gen/go/retain/notifier/v1"
@@ -48,37 +44,10 @@ type valuesBundle struct {
 // PublishRequest.event is left to the handler, on a real listener.
 func setupValues(t *testing.T) valuesBundle {
 	t.Helper()
-	keys := authtest.Keys(t)
-	g, err := NewGRPC(GRPCConfig{Addr: "127.0.0.1:0"}, Deps{
-		Verifier: keys.Verifier,
-		MethodScopes: map[string]string{
-			notifierv1.NotifierService_SendTest_FullMethodName:       auth.ScopeRead,
-			notifierv1.NotifierService_SetPreferences_FullMethodName: auth.ScopeRead,
-			ingestv1.IngestService_Publish_FullMethodName:            auth.ScopeRead,
-			"/retain.test.v1.Collector/Collect":                      auth.ScopeRead,
-		},
-		OwnUnknownFields: []protoreflect.FullName{"retain.ingest.v1.PublishRequest.event"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := valuesBundle{notifier: &notifierStub{}, ingest: &ingestCounter{}}
-	notifierv1.RegisterNotifierServiceServer(g.Server, b.notifier)
-	ingestv1.RegisterIngestServiceServer(g.Server, b.ingest)
-	g.Server.RegisterService(&collectDesc, nil)
-	if err := g.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	runInBackground(t, g)
-	if b.conn, err = grpc.NewClient(g.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.conn.Close() })
-	tok, err := keys.Signer.Issue(auth.Claims{Tenant: "shop-7", Scopes: []string{auth.ScopeRead}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.creds = grpc.PerRPCCredentials(auth.BearerCredentials{Token: tok})
+	b.conn, b.creds = serveStubs(t, []string{notifierv1.NotifierService_SendTest_FullMethodName, notifierv1.NotifierService_SetPreferences_FullMethodName}, func(s *grpc.Server) {
+		notifierv1.RegisterNotifierServiceServer(s, b.notifier)
+	}, b.ingest)
 	return b
 }
 
