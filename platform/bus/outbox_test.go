@@ -336,20 +336,7 @@ func TestInboxCleanup(t *testing.T) {
 func TestOutboxRelayLogsAnOutageOnce(t *testing.T) {
 	_, b := setupNATS(t)
 	pool := setupPG(t)
-	var logs testenv.SyncBuffer
-	r, err := bus.NewRelay(b, pool, bus.RelayConfig{PollInterval: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(testCtx(t))
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	enqueue(t, pool, signal("before"))
-	waitFor(t, "the first row relayed", func() (bool, string) { return unpublished(t, pool) == 0, "" })
+	logs := runLoggedRelay(t, b, pool)
 
 	endOutage := testenv.DatabaseOutage(t, pool)
 	time.Sleep(3 * time.Second) // several retries of both loops
@@ -400,11 +387,10 @@ func TestOutboxRelayPacesAPublishFailure(t *testing.T) {
 	})
 }
 
-// relayThroughPublishFailure runs a relay, makes it fail to publish for a
-// few seconds with fail (which returns the cure) and checks the log.
-func relayThroughPublishFailure(t *testing.T, fail func(*testenv.NATSServer, *bus.Bus) (heal func()), hint func() string) {
-	srv, b := setupNATS(t)
-	pool := setupPG(t)
+// runLoggedRelay runs a relay polling every 20 ms until the test ends, and
+// returns its log once it has relayed a first row.
+func runLoggedRelay(t *testing.T, b *bus.Bus, pool *pgxpool.Pool) *testenv.SyncBuffer {
+	t.Helper()
 	var logs testenv.SyncBuffer
 	r, err := bus.NewRelay(b, pool, bus.RelayConfig{PollInterval: 20 * time.Millisecond}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -419,6 +405,15 @@ func relayThroughPublishFailure(t *testing.T, fail func(*testenv.NATSServer, *bu
 	})
 	enqueue(t, pool, signal("before"))
 	waitFor(t, "the first row relayed", func() (bool, string) { return unpublished(t, pool) == 0, "" })
+	return &logs
+}
+
+// relayThroughPublishFailure runs a relay, makes it fail to publish for a
+// few seconds with fail (which returns the cure) and checks the log.
+func relayThroughPublishFailure(t *testing.T, fail func(*testenv.NATSServer, *bus.Bus) (heal func()), hint func() string) {
+	srv, b := setupNATS(t)
+	pool := setupPG(t)
+	logs := runLoggedRelay(t, b, pool)
 
 	heal := fail(srv, b)
 	enqueue(t, pool, signal("during"))
