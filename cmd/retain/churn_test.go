@@ -241,11 +241,7 @@ func insecureCreds() credentials.TransportCredentials { return insecure.NewCrede
 // yet" is kept for a tenant with no score at all.
 func TestChurnListEmptyBandThroughDevStack(t *testing.T) {
 	ctx, _, state, _ := startDevStack(t)
-	cli := func(args ...string) (string, error) {
-		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
-		err := run(ctx, env, append([]string{"churn"}, args...))
-		return out.String() + errOut.String(), err
-	}
+	cli := stackCLI(ctx, state, "churn")
 	for _, args := range [][]string{{"list"}, {"list", "--band", "high"}} {
 		if got, err := cli(args...); err != nil || strings.TrimSpace(got) != "no customers scored yet" {
 			t.Fatalf("%v before any event: %v\n%s", args, err, got)

@@ -45,6 +45,16 @@ func devDir(t *testing.T) string {
 
 var devFlags = []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--nats-port", "-1"}
 
+// stackCLI runs retain with words before each call's args against the dev
+// stack state describes, returning its stdout and stderr together.
+func stackCLI(ctx context.Context, state devState, words ...string) func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
+		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
+		err := run(ctx, env, append(slices.Clone(words), args...))
+		return out.String() + errOut.String(), err
+	}
+}
+
 // startDevStack runs `retain dev` in a fresh directory until the test ends
 // and waits until it serves. It returns a context cancelled at the end, the
 // state directory, what the stack wrote to dev.json and its stdout.
@@ -271,11 +281,7 @@ func TestDeadLettersThroughDevStack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cli := func(args ...string) (string, error) {
-		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
-		err := run(ctx, env, append([]string{"deadletters"}, args...))
-		return out.String() + errOut.String(), err
-	}
+	cli := stackCLI(ctx, state, "deadletters")
 	var summary string
 	deadline := time.Now().Add(30 * time.Second)
 	for {

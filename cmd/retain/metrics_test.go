@@ -743,11 +743,7 @@ func TestCohortMarksFollowTheShownFigure(t *testing.T) {
 // depends on the clock is the service's: TestMetricsThroughDevStack.)
 func TestMetricsRangeThroughDevStack(t *testing.T) {
 	ctx, _, state, _ := startDevStack(t)
-	cli := func(args ...string) (string, error) {
-		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
-		err := run(ctx, env, append([]string{"metrics"}, args...))
-		return out.String() + errOut.String(), err
-	}
+	cli := stackCLI(ctx, state, "metrics")
 	for _, tc := range []struct {
 		args []string
 		says string

@@ -571,11 +571,7 @@ variants:
 // each refused template with its fields; once fixed, all are saved.
 func TestTemplatesApplyWholeThroughDevStack(t *testing.T) {
 	ctx, _, state, _ := startDevStack(t)
-	cli := func(args ...string) (string, error) {
-		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
-		err := run(ctx, env, args)
-		return out.String() + errOut.String(), err
-	}
+	cli := stackCLI(ctx, state)
 	file := filepath.Join(t.TempDir(), "templates.yaml")
 	apply := func(docs ...string) (string, error) {
 		t.Helper()
@@ -641,11 +637,7 @@ func TestTemplatesApplyWholeThroughDevStack(t *testing.T) {
 // refused request reads "invalid request:" once.
 func TestNotifierHintsThroughDevStack(t *testing.T) {
 	ctx, _, state, _ := startDevStack(t)
-	cli := func(args ...string) (string, error) {
-		env, out, errOut := testEnv(map[string]string{"RETAIN_ADDR": state.GRPCAddr, "RETAIN_TOKEN": state.Token})
-		err := run(ctx, env, args)
-		return out.String() + errOut.String(), err
-	}
+	cli := stackCLI(ctx, state)
 	file := filepath.Join(t.TempDir(), "templates.yaml")
 	os.WriteFile(file, []byte("key: greet\nchannel: email\nvariants:\n  - locale: \"\"\n    subject: Hi\n    text: Hello\n---\n"+
 		"key: greet\nchannel: sms\nvariants:\n  - locale: \"\"\n    body: Hello\n---\n"+
