@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -250,6 +251,11 @@ func TestCustomerEnrollmentsPage(t *testing.T) {
 					t.Fatalf("violations %+v, want one naming %s", vs, tc.field)
 				}
 			})
+		}
+		// A long id is not a missing one.
+		_, err := s.client().ListCustomerEnrollments(ctx, &campaignv1.ListCustomerEnrollmentsRequest{CustomerId: strings.Repeat("c", 300)}, tok)
+		if vs := server.Violations(err); len(vs) != 1 || vs[0].Field != "customer_id" || vs[0].Description != "is 300 bytes: at most 256" {
+			t.Fatalf("a 300-byte customer id: %v", err)
 		}
 	})
 }

@@ -258,8 +258,11 @@ func (g *GRPC) ListCustomerEnrollments(ctx context.Context, req *campaignv1.List
 	}
 	f := store.EnrollmentFilter{Tenant: tenant, Customer: req.GetCustomerId(), Campaign: req.GetCampaignId()}
 	var bad []server.FieldViolation
-	if id := f.Customer; id == "" || len(id) > 256 {
-		bad = append(bad, server.FieldViolation{Field: "customer_id", Description: "is required (at most 256 bytes)"})
+	switch id := f.Customer; {
+	case id == "":
+		bad = append(bad, server.FieldViolation{Field: "customer_id", Description: "is required"})
+	case len(id) > 256:
+		bad = append(bad, server.FieldViolation{Field: "customer_id", Description: fmt.Sprintf("is %d bytes: at most 256", len(id))})
 	}
 	if f.Campaign != "" && !domain.ValidID(f.Campaign) {
 		bad = append(bad, server.FieldViolation{Field: "campaign_id", Description: fmt.Sprintf("%q is not a campaign id ([a-z0-9][a-z0-9_-]{0,62})", f.Campaign)})

@@ -364,10 +364,18 @@ func (g *GRPC) Unsubscribe(ctx context.Context, req *notifierv1.UnsubscribeReque
 
 var suppressionReasons = []string{"hard_bounce", "complaint", "manual"}
 
+// maxEmailLen is the longest email address: RFC 5321's 256-byte path
+// less its angle brackets.
+const maxEmailLen = 254
+
 func validAddress(ch notifierv1.Channel, a string) *violation {
 	switch {
 	case a == "":
 		return &violation{Field: "address", Description: "is required"}
+	case ch == notifierv1.Channel_CHANNEL_EMAIL && len(a) > maxEmailLen:
+		// Longer is no address SMTP can deliver to (RFC 5321's path), and
+		// past the index's row limit it would fail as a server error.
+		return &violation{Field: "address", Description: fmt.Sprintf("is %d bytes; an email address has at most %d", len(a), maxEmailLen)}
 	case ch == notifierv1.Channel_CHANNEL_EMAIL:
 		if m, err := mail.ParseAddress(a); err != nil || m.Address != strings.TrimSpace(a) {
 			return &violation{Field: "address", Description: fmt.Sprintf("%q is not an email address", a)}
