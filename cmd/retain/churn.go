@@ -161,10 +161,24 @@ func parseChurnBand(s string) (churnv1.RiskBand, error) {
 	return 0, errors.New("want high, medium, low or all")
 }
 
+// parseAtRiskOrder reads --order: an order of ListAtRisk's. Unset is
+// score order (the service's default), sent as unset, so that a page
+// token of a listing without --order continues with --order score.
+func parseAtRiskOrder(s string) (churnv1.AtRiskOrder, error) {
+	switch strings.ToLower(s) {
+	case "score":
+		return churnv1.AtRiskOrder_AT_RISK_ORDER_UNSPECIFIED, nil
+	case "customer":
+		return churnv1.AtRiskOrder_AT_RISK_ORDER_CUSTOMER_ID, nil
+	}
+	return 0, errors.New("want score or customer")
+}
+
 func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
-	f := newCommandFlags(env, "churn list", "churn list [--band high|medium|low|all] [--limit N] [--output text|json]")
+	f := newCommandFlags(env, "churn list", "churn list [--band high|medium|low|all] [--order score|customer] [--limit N] [--output text|json]")
 	band := valueFlag(f.fs, "band", "all", "only customers in this band: high, medium, low or all", parseChurnBand)
 	limit := valueFlag(f.fs, "limit", "20", "how many customers to list, 1-10000", intIn(1, 10000))
+	order := valueFlag(f.fs, "order", "score", "score: most at risk first, a customer whose score changes while you page may be missed or listed twice; customer: by customer id, every customer in the band listed exactly once across the pages (an export)", parseAtRiskOrder)
 	pageToken := f.fs.String("page-token", "", "continue after a previous listing (json output's next_page_token)")
 	if err := f.parseNone(args, "churn list", ""); err != nil {
 		return err
@@ -175,7 +189,7 @@ func runChurnList(ctx context.Context, env *cliEnv, args []string) error {
 	empty := "no customers scored yet"
 	return callAndPrint(env.stdout, f, churnAPI, func(c churnv1.ChurnServiceClient) (*churnv1.ListAtRiskResponse, error) {
 		rs, next, err := pagesUpTo(*limit, 1000, *pageToken, func(size int32, tok string) ([]*churnv1.CustomerRisk, string, error) {
-			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: *band, PageSize: size, PageToken: tok})
+			resp, err := c.ListAtRisk(ctx, &churnv1.ListAtRiskRequest{Band: *band, Order: *order, PageSize: size, PageToken: tok})
 			return resp.GetCustomers(), resp.GetNextPageToken(), err
 		})
 		if err != nil {

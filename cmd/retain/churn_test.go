@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -283,5 +284,35 @@ func TestChurnListEmptyBandThroughDevStack(t *testing.T) {
 	got, err := cli("list", "--band", "high")
 	if err != nil || !strings.HasPrefix(got, "no customers at high risk (customers are scored") {
 		t.Fatalf("list --band high with 5 customers scored, none high: %v\n%s", err, got)
+	}
+
+	// --order customer pages by customer id: the more line's flag, added to
+	// the same command, lists the rest.
+	var listed []string
+	args := []string{"list", "--order", "customer", "--limit", "2"}
+	for page := 0; page < 5; page++ {
+		got, err := cli(args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, got)
+		}
+		next := ""
+		for _, line := range strings.Split(got, "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "c-") {
+				listed = append(listed, f[0])
+			}
+			if _, flags, ok := strings.Cut(line, moreOfTheSame); ok {
+				next = flags
+			}
+		}
+		if next == "" {
+			break
+		}
+		args = append([]string{"list", "--order", "customer", "--limit", "2"}, strings.Fields(next)...)
+	}
+	if want := []string{"c-0", "c-1", "c-2", "c-3", "c-4"}; !slices.Equal(listed, want) {
+		t.Fatalf("--order customer over pages of 2: %v, want %v", listed, want)
+	}
+	if _, err := cli("list", "--order", "name"); err == nil || !strings.Contains(err.Error(), "want score or customer") {
+		t.Fatalf("--order name: %v", err)
 	}
 }
