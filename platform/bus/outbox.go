@@ -192,7 +192,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		r.report(ctx, err, delay)
+		r.report(ctx, n, err, delay)
 		if err != nil {
 			if sleepCtx(ctx, jitter(delay)) != nil {
 				return nil
@@ -220,9 +220,11 @@ func (r *Relay) Run(ctx context.Context) error {
 // report logs the outcome of a pass. A publish NATS refuses for a while
 // (Transient: not connected, no storage left) fails every pass alike for as
 // long as it lasts, so it is logged with what to check when it starts, then
-// once a publishLogEvery with the count, and once when a pass succeeds
-// again; the database's failures go to passes.
-func (r *Relay) report(ctx context.Context, err error, delay time.Duration) {
+// once a publishLogEvery with the count, and once when a pass publishes
+// rows again; the database's failures go to passes. A pass that claims no
+// row (n == 0) does not end it: another replica may hold the rows (SKIP
+// LOCKED) while its own publish waits out, NATS still down.
+func (r *Relay) report(ctx context.Context, n int, err error, delay time.Duration) {
 	now := time.Now()
 	if err != nil && Transient(err) {
 		r.passes.Answered() // the rows were claimed: the database answers
@@ -238,7 +240,7 @@ func (r *Relay) report(ctx context.Context, err error, delay time.Duration) {
 			append(attrs, "error", err)...)
 		return
 	}
-	if err == nil {
+	if err == nil && n > 0 {
 		if l := r.publishes.Ended(now); l.Log {
 			r.log.Info("outbox relay publishes again", "failed_passes", l.Failures, "failing_for", l.FailingFor.Round(time.Millisecond))
 		}

@@ -387,6 +387,52 @@ func TestOutboxRelayPacesAPublishFailure(t *testing.T) {
 	})
 }
 
+// TestOutboxRelayEmptyPassesDoNotEndAPublishFailure: while NATS is down,
+// another replica holding the rows (SKIP LOCKED) while its publish waits
+// out leaves this relay passes that claim nothing, between its failed
+// ones. They publish nothing, so they do not end the failure run: the
+// relay says it publishes again once, when a row is published.
+func TestOutboxRelayEmptyPassesDoNotEndAPublishFailure(t *testing.T) {
+	srv, b := setupNATS(t)
+	pool := setupPG(t)
+	logs := runLoggedRelay(t, b, pool)
+	const (
+		cannot = "outbox relay cannot publish"
+		again  = "outbox relay publishes again"
+	)
+	srv.Shutdown()
+	enqueue(t, pool, signal("during"))
+	waitFor(t, "the failure logged", func() (bool, string) { return strings.Contains(logs.String(), cannot), logs.String() })
+	for range 2 {
+		// The other replica's pass: longer than this relay's backoff so
+		// far, so that it has a pass that claims nothing.
+		tx, err := pool.Begin(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(testCtx(t), `SELECT id FROM bus_outbox WHERE published_at IS NULL FOR UPDATE`); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if err := tx.Rollback(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(600 * time.Millisecond) // this relay fails again
+	}
+	if out := logs.String(); strings.Contains(out, again) {
+		t.Fatalf("a pass that claimed nothing ended the failure run while NATS was down:\n%s", out)
+	}
+	srv.Restart(t)
+	waitFor(t, "the row relayed", func() (bool, string) { return unpublished(t, pool) == 0, "" })
+	waitFor(t, "the end logged", func() (bool, string) { return strings.Contains(logs.String(), again), logs.String() })
+	out := logs.String()
+	for what, want := range map[string]int{cannot: 1, again: 1} {
+		if n := strings.Count(out, what); n != want {
+			t.Errorf("%d lines %q, want %d:\n%s", n, what, want, out)
+		}
+	}
+}
+
 // runLoggedRelay runs a relay polling every 20 ms until the test ends, and
 // returns its log once it has relayed a first row.
 func runLoggedRelay(t *testing.T, b *bus.Bus, pool *pgxpool.Pool) *testenv.SyncBuffer {
