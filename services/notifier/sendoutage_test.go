@@ -266,11 +266,21 @@ func TestRetryAfterExpiryIsSuppressed(t *testing.T) {
 // out of time (QA: a hung database held its first messages until the
 // pass's deadline; here a provider that answers slower than the timeout)
 // fails every message it has left alike, at once, while the database
-// answers. That is one line for the pass, not one per message.
+// answers. That is one line for the pass, not one per message; a result
+// the database refused before the deadline is still told in that line.
 func TestPassOutOfTimeIsLoggedOnce(t *testing.T) {
 	s := setup(t, func(c *notifier.Config) {
 		c.Lease, c.SendTimeout, c.SendWorkers = 2*time.Second, time.Second, 1
 	})
+	// The first message's result, saved at 1s (its provider timed out),
+	// fails with an error of the database's that is not a timeout.
+	if _, err := s.db.Exec(context.Background(), `
+		CREATE FUNCTION refuse_result() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'test refuses the result'; END $$;
+		CREATE TRIGGER refuse_result BEFORE UPDATE ON deliveries FOR EACH ROW
+		WHEN (OLD.status = 'sending') EXECUTE FUNCTION refuse_result()`); err != nil {
+		t.Fatal(err)
+	}
 	var cs []customer
 	for i := range 10 {
 		cs = append(cs, customer{id: fmt.Sprint("c", i), phone: fmt.Sprint("+49151123456", 10+i), smsConsent: granted})
@@ -289,7 +299,13 @@ func TestPassOutOfTimeIsLoggedOnce(t *testing.T) {
 	if n := strings.Count(out, "notifier could not prepare a message"); n != 0 {
 		t.Errorf("%d lines for the messages a pass out of time had left, want none:\n%s", n, out)
 	}
-	if !regexp.MustCompile(`msg="notifier sender pass failed, retrying" .*error="the pass ran out of its 2s before [1-9] of its \d+ messages were done`).MatchString(out) {
+	line := regexp.MustCompile(`msg="notifier sender pass failed, retrying" .*error="the pass ran out of its 2s before [1-9] of its \d+ messages were done.*`).FindString(out)
+	if line == "" {
 		t.Errorf("the pass's line does not count the messages left:\n%s", out)
+	}
+	// The time out quotes a timeout and the refusal follows it, not
+	// counted among the messages the pass had no time for.
+	if !regexp.MustCompile(`were done \([^)]*\): [^"]*deadline exceeded\\n[^"]*test refuses the result`).MatchString(line) {
+		t.Errorf("the pass's line does not tell a failure before its deadline apart:\n%s", out)
 	}
 }

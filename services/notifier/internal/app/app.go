@@ -568,21 +568,28 @@ func (e *Engine) sendDue(ctx, run context.Context) (int, error) {
 		})
 	}
 	wg.Wait()
-	if ctx.Err() != nil {
-		// Out of time, every message left failed alike: one error for
-		// them rather than a line each.
-		var failed []error
-		for _, err := range errs {
-			if err != nil {
-				failed = append(failed, err)
-			}
-		}
-		if len(failed) > 0 {
-			return len(ds), fmt.Errorf("the pass ran out of its %s before %d of its %d messages were done (they are tried again once their lease runs out): %w",
-				e.cfg.Lease, len(failed), len(ds), failed[0])
+	if ctx.Err() == nil {
+		return len(ds), errors.Join(errs...)
+	}
+	// Out of time, every message left failed alike with the pass's
+	// deadline: one error for them rather than a line each. Other failures
+	// (the database refusing a result before the deadline) are told as
+	// they are.
+	var outOfTime, others []error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, ctx.Err()):
+			outOfTime = append(outOfTime, err)
+		default:
+			others = append(others, err)
 		}
 	}
-	return len(ds), errors.Join(errs...)
+	if len(outOfTime) > 0 {
+		others = append([]error{fmt.Errorf("the pass ran out of its %s before %d of its %d messages were done (they are tried again once their lease runs out): %w",
+			e.cfg.Lease, len(outOfTime), len(ds), outOfTime[0])}, others...)
+	}
+	return len(ds), errors.Join(others...)
 }
 
 // attemptResult is what one provider call ended in.
@@ -728,11 +735,11 @@ func (e *Engine) attempt(ctx context.Context, d store.Delivery) attemptResult {
 // once for every message it stops (sendOutage). A pass that ran out of
 // time (a hung database held its first messages until its deadline) fails
 // every message it had left alike, at once, with the database answering
-// again: the pass's error says so, once (sendDue). Any other failure is
-// logged with its message.
+// again: the pass's error says so, once (sendDue). Any other failure, also
+// one after the deadline, is logged with its message.
 func (e *Engine) unprepared(ctx context.Context, d store.Delivery, what string, err error) attemptResult {
 	switch {
-	case ctx.Err() != nil:
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 	case pg.Away(context.WithoutCancel(ctx), err, e.pool.Ping):
 		e.sendOutage.Failed(err, "preparing", fmt.Sprintf("the %s of attempt %d of %s/%s", what, d.Attempts, d.Tenant, d.RequestID))
 	default:
