@@ -575,9 +575,17 @@ func (c *Consumer) processBatch(runCtx context.Context, t *ticket, msgs []jetstr
 	c.bus.inst.batchSize.Record(ctx, int64(len(ds)), metric.WithAttributes(c.attrConsumer))
 
 	res, err := c.attempt(ctx, ds)
-	lost := 0 // retries for a connection failure (holdBatch)
-	for err != nil && c.holdBatch(runCtx, ctx, ds, err, &lost) {
-		res, err = c.attempt(ctx, ds)
+	if err != nil {
+		// A batch held or run again outlives its AckWait: its messages are
+		// kept in progress from its first failure (which may come late in
+		// its AckWait) until it is settled, or the server would redeliver
+		// them, spending a delivery and running a second copy alongside.
+		stop := c.keepInProgress(ds)
+		lost := 0 // retries for a connection failure (holdBatch)
+		for err != nil && c.holdBatch(runCtx, ctx, ds, err, &lost) {
+			res, err = c.attempt(ctx, ds)
+		}
+		stop()
 	}
 	if t != nil {
 		c.seq.leave(t)
@@ -646,10 +654,9 @@ const connectionRetries = 3
 //     A renewal refused ends the wait (runCtx, with errLeaseLost), and the
 //     batch is handed back for the new holder.
 //
-// While it waits it tells the server every half AckWait that the
-// messages are in progress (no redelivery, no delivery counted). Only
-// runCtx ending ends the wait: the lease lost (the batch is handed back),
-// or a shutdown (it is naked as any failed batch).
+// Its caller keeps the messages in progress meanwhile (keepInProgress).
+// Only runCtx ending ends the wait: the lease lost (the batch is handed
+// back), or a shutdown (it is naked as any failed batch).
 func (c *Consumer) holdBatch(runCtx, ctx context.Context, ds []*Delivery, cause error, lost *int) bool {
 	failed := time.Now()
 	fenced := c.lease != nil && errors.Is(cause, errLeaseLost)
@@ -670,21 +677,12 @@ func (c *Consumer) holdBatch(runCtx, ctx context.Context, ds []*Delivery, cause 
 		c.bus.inst.heldBatches.Add(runCtx, 1, metric.WithAttributes(c.attrConsumer))
 		defer c.bus.inst.heldBatches.Add(context.WithoutCancel(runCtx), -1, metric.WithAttributes(c.attrConsumer))
 	}
-	lastProgress := failed
 	for {
 		if sleepCtx(runCtx, min(databaseRetry, c.cfg.AckWait/4)) != nil {
 			if !fenced && !errors.Is(context.Cause(runCtx), errLeaseLost) {
 				c.log.Warn("stopping while the database is unreachable; the batch will be redelivered", "messages", len(ds))
 			}
 			return false
-		}
-		if time.Since(lastProgress) >= c.cfg.AckWait/2 {
-			for _, d := range ds {
-				if d.msg != nil {
-					_ = d.msg.InProgress() // a lost one only means a redelivery, which the inbox absorbs
-				}
-			}
-			lastProgress = time.Now()
 		}
 		if c.unreachable(runCtx) {
 			continue
@@ -696,6 +694,35 @@ func (c *Consumer) holdBatch(runCtx, ctx context.Context, ds []*Delivery, cause 
 			c.log.Info("database answers again; retrying the held batch", "messages", len(ds), "held_for", time.Since(failed).Round(time.Millisecond))
 		}
 		return true
+	}
+}
+
+// keepInProgress tells the server that the messages of ds are in progress
+// (no redelivery, no delivery counted) at once and then every half
+// AckWait, until the stop it returns is called; stop returns once no more
+// are sent, so that none follows the batch's ack or nak.
+func (c *Consumer) keepInProgress(ds []*Delivery) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(c.cfg.AckWait / 2)
+		defer t.Stop()
+		for {
+			for _, d := range ds {
+				if d.msg != nil {
+					_ = d.msg.InProgress() // a lost one only means a redelivery, which the inbox absorbs
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
 	}
 }
 

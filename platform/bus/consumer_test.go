@@ -732,18 +732,8 @@ func TestConsumerRetriesABatchWhoseConnectionBroke(t *testing.T) {
 				}
 			}
 			if !terminated.Swap(true) {
-				var pid int32
-				if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+				if err := terminateBackend(ctx, pool, tx); err != nil {
 					return err
-				}
-				if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
-					return err
-				}
-				// The backend ends before the batch's next statement.
-				for gone := false; !gone; time.Sleep(5 * time.Millisecond) {
-					if err := pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone); err != nil {
-						return err
-					}
 				}
 			}
 			return applyAll(ctx, tx, ds)
@@ -769,5 +759,75 @@ func TestConsumerRetriesABatchWhoseConnectionBroke(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "database connection failed; retrying the batch on another") {
 		t.Fatalf("the retry is not logged:\n%s", logs.String())
+	}
+}
+
+// terminateBackend ends the session of tx's connection, as a crash or a
+// restart of the database does, and returns once it has ended.
+func terminateBackend(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx) error {
+	var pid int32
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		return err
+	}
+	// The backend ends before the batch's next statement.
+	for gone := false; !gone; time.Sleep(5 * time.Millisecond) {
+		if err := pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)`, pid).Scan(&gone); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestConsumerKeepsARetriedBatchInProgress: a batch whose connection
+// breaks late in its AckWait and whose retry runs past it is kept in
+// progress meanwhile: the server neither redelivers it (a delivery spent)
+// nor hands a second copy to run alongside.
+func TestConsumerKeepsARetriedBatchInProgress(t *testing.T) {
+	_, b := setupNATS(t)
+	pool := setupPG(t)
+	ctx := testCtx(t)
+	if _, err := b.PublishDurable(ctx, events("e", 1)); err != nil {
+		t.Fatal(err)
+	}
+	const ackWait = 2 * time.Second
+	cfg := bus.ConsumerConfig{Stream: bus.EventsStream, Durable: "late-broken-conn", AckWait: ackWait, MaxDeliver: 2,
+		Backoff: bus.Backoff{Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond}}
+	var (
+		attempts     atomic.Int32
+		maxDelivered atomic.Uint64
+	)
+	c, err := bus.NewConsumer(b, pool, cfg,
+		func(ctx context.Context, tx pgx.Tx, ds []*bus.Delivery) error {
+			for _, d := range ds {
+				if d.NumDelivered > maxDelivered.Load() {
+					maxDelivered.Store(d.NumDelivered)
+				}
+			}
+			switch attempts.Add(1) {
+			case 1: // breaks its connection at 70% of AckWait
+				time.Sleep(ackWait * 7 / 10)
+				if err := terminateBackend(ctx, pool, tx); err != nil {
+					return err
+				}
+			case 2: // the retry ends past the first delivery's AckWait
+				time.Sleep(ackWait / 2)
+			}
+			return applyAll(ctx, tx, ds)
+		}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	waitFor(t, "1 applied", func() (bool, string) {
+		rows, _ := appliedCounts(t, pool)
+		return rows >= 1, fmt.Sprintf("%d rows", rows)
+	})
+	info := settled(t, b, c.Name())
+	if info.Delivered.Consumer != 1 || maxDelivered.Load() != 1 {
+		t.Fatalf("%d deliveries (the handler saw delivery %d at most, in %d attempts), want 1",
+			info.Delivered.Consumer, maxDelivered.Load(), attempts.Load())
 	}
 }
