@@ -109,9 +109,10 @@ type Committer struct {
 	// without it only when the log's database cannot be reached, decision
 	// 0024).
 	lookups *pg.OutageLog
-	// refusal is the error of the last look-up when it failed while the
-	// log's database answers, too slowly or with an error: batches are
-	// refused then, not published (decision 0024). Nil otherwise.
+	// refusal is the error of the last look-up of a batch or probe
+	// (lookup) when it failed while the log's database answers, too slowly
+	// or with an error: batches are refused then, not published (decision
+	// 0024). Nil otherwise.
 	refusalMu sync.Mutex
 	refusal   error
 }

@@ -21,6 +21,7 @@ import (
 	eventsv1 "github.com/retainhq/retain/proto/gen/go/retain/events/v1"
 	ingestevent "github.com/retainhq/retain/services/ingest/event"
 	"github.com/retainhq/retain/services/ingest/internal/commit"
+	"github.com/retainhq/retain/services/ingest/internal/store"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -295,6 +296,48 @@ func TestSlowLookupRefusesRatherThanPublishingBlind(t *testing.T) {
 	}
 	if info.State.Msgs != 0 {
 		t.Fatalf("the stream holds %d messages: a batch was published without its look-up", info.State.Msgs)
+	}
+}
+
+// lateAcks is the real bus with a NATS whose acknowledgements come as late
+// as the publish may wait: it leaves nothing of the batch's PublishTimeout.
+type lateAcks struct{ *bus.Bus }
+
+func (p lateAcks) PublishDurable(ctx context.Context, m []bus.Message) ([]bus.PublishResult, error) {
+	res, err := p.Bus.PublishDurable(ctx, m)
+	<-ctx.Done()
+	return res, err
+}
+
+// TestSlowPublishLeavesIngestReady: the look-up of a refused duplicate's
+// first use, after a publish that took the whole PublishTimeout, runs on
+// its own timeout, and refuses nothing: ingest stays ready, and no outage
+// of the ingest log is reported while it answers.
+func TestSlowPublishLeavesIngestReady(t *testing.T) {
+	b := newBus(t)
+	var logs testenv.SyncBuffer
+	cfg := commit.DefaultConfig()
+	cfg.PublishTimeout = 200 * time.Millisecond
+	log := store.NewLog(testenv.MigratedPool(t, store.Migrations))
+	c, err := commit.New(cfg, lateAcks{b}, log, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, c)
+	for _, want := range []commit.Status{commit.Published, commit.Duplicate} {
+		out, err := c.Submit(context.Background(), []bus.Message{event(t, "slow-1", "a")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0].Status != want {
+			t.Fatalf("answered %+v, want status %v", out[0], want)
+		}
+	}
+	if err := c.LogReady(); err != nil {
+		t.Fatalf("ingest not ready after a slow publish: %v", err)
+	}
+	if strings.Contains(logs.String(), "look-up failed") {
+		t.Fatalf("an ingest log outage reported while it answers:\n%s", logs.String())
 	}
 }
 

@@ -164,8 +164,11 @@ func (c *Committer) publishNew(msgs []bus.Message) ([]Outcome, error) {
 // Original is the first use, or its Status is unresolved.
 func (c *Committer) originalsOf(ctx context.Context, msgs []bus.Message, idx []int, seqs map[int]uint64) map[string]Outcome {
 	found := make(map[string]Outcome, len(idx))
-	// A failed look-up leaves the stream's copies to answer.
-	known, _ := c.lookup(ctx, msgIDs(msgs, idx))
+	// A failed look-up leaves the stream's copies to answer; it refuses
+	// nothing, so it neither tells of an outage nor makes ingest not
+	// ready. Its own HistoryTimeout: what the publish left of the batch's
+	// PublishTimeout may be nothing.
+	known, _ := c.readLog(context.WithoutCancel(ctx), msgIDs(msgs, idx))
 	for id, e := range known {
 		found[id] = Outcome{Original: e}
 	}
@@ -204,14 +207,24 @@ func msgIDs(msgs []bus.Message, idx []int) []string {
 	return ids
 }
 
-// lookup reads the ingest log's entries of ids, within HistoryTimeout.
-func (c *Committer) lookup(ctx context.Context, ids []string) (map[string]Entry, error) {
+// readLog reads the ingest log's entries of ids, within HistoryTimeout.
+func (c *Committer) readLog(ctx context.Context, ids []string) (map[string]Entry, error) {
 	if c.history == nil {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.HistoryTimeout)
 	defer cancel()
-	known, err := c.history.Known(ctx, ids)
+	return c.history.Known(ctx, ids)
+}
+
+// lookup is the look-up that decides whether a batch is refused
+// (publishNew), or WatchLog's probe: readLog, and what it answered decides
+// ingest's readiness (LogReady) and is counted in the log's outages.
+func (c *Committer) lookup(ctx context.Context, ids []string) (map[string]Entry, error) {
+	if c.history == nil {
+		return nil, nil
+	}
+	known, err := c.readLog(ctx, ids)
 	unreachable := pg.Unreachable(err)
 	c.refusalMu.Lock()
 	c.refusal = nil
