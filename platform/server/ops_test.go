@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestOpsEndpoints(t *testing.T) {
@@ -127,5 +128,45 @@ func TestOpsConfigValidate(t *testing.T) {
 	}
 	if _, err := NewOps(OpsConfig{Addr: ":0"}, OpsDeps{}); err == nil {
 		t.Error("NewOps without readiness succeeded")
+	}
+}
+
+// TestReadyzAnswersWhileACheckHangs: a check that does not heed its
+// context (a NATS client's status behind a write blocked on a hung
+// server) does not hold /readyz past the check bound; one that heeds it
+// gives its own reason.
+func TestReadyzAnswersWhileACheckHangs(t *testing.T) {
+	tel, _ := newTelemetry(t)
+	readiness := NewReadiness()
+	readiness.timeout = 200 * time.Millisecond
+	release := make(chan struct{})
+	defer close(release)
+	readiness.AddCheck("nats", func(context.Context) error {
+		<-release
+		return nil
+	})
+	readiness.AddCheck("postgres", func(ctx context.Context) error {
+		<-ctx.Done()
+		return errors.New("database db:5432/x did not answer")
+	})
+	ops, err := NewOps(OpsConfig{Addr: ":0"}, OpsDeps{Telemetry: tel, Readiness: readiness})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		ops.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		answered <- rec
+	}()
+	select {
+	case rec := <-answered:
+		body := rec.Body.String()
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(body, `"check":"nats","reason":"no answer within 200ms"`) ||
+			!strings.Contains(body, "did not answer") {
+			t.Fatalf("/readyz = %d %s", rec.Code, body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("/readyz waited for a check that does not heed its context")
 	}
 }

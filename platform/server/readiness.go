@@ -16,8 +16,9 @@ import (
 type CheckFunc func(ctx context.Context) error
 
 // DefaultCheckTimeout bounds one readiness check so a hung dependency makes
-// the process unready instead of hanging the probe.
-const DefaultCheckTimeout = 2 * time.Second
+// the process unready instead of hanging the probe. It is under the
+// chart's probe timeout (2 s), so the probe gets the answer that says why.
+const DefaultCheckTimeout = 1500 * time.Millisecond
 
 // Readiness aggregates readiness checks and the draining flag. The ops server
 // serves it on /readyz and the gRPC server maps it to health status.
@@ -67,7 +68,10 @@ func (r *Readiness) IsDraining() bool {
 
 // Check runs every check concurrently, each bounded by DefaultCheckTimeout,
 // and returns the reasons the process is not ready keyed by check name
-// ("draining" while shutting down). An empty map means ready.
+// ("draining" while shutting down). An empty map means ready. A check
+// still running at its bound is not waited for: one that does not heed
+// its context (a NATS client's status waits behind a write blocked on a
+// hung server) would otherwise hold the whole answer.
 func (r *Readiness) Check(ctx context.Context) map[string]string {
 	reasons := map[string]string{}
 	if r.IsDraining() {
@@ -85,7 +89,20 @@ func (r *Readiness) Check(ctx context.Context) map[string]string {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, r.timeout)
 			defer cancel()
-			err := safeCheck(cctx, c.check)
+			done := make(chan error, 1)
+			go func() { done <- safeCheck(cctx, c.check) }()
+			var err error
+			select {
+			case err = <-done:
+			case <-cctx.Done():
+				// Its own answer if it has one by now (it heeded the
+				// context), else that it gave none.
+				select {
+				case err = <-done:
+				case <-time.After(50 * time.Millisecond):
+					err = fmt.Errorf("no answer within %s", r.timeout)
+				}
+			}
 			if err != nil {
 				mu.Lock()
 				reasons[c.name] = err.Error()
