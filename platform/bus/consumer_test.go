@@ -694,15 +694,25 @@ func TestConsumerHoldsBatchesThroughDatabaseOutage(t *testing.T) {
 		}
 		return rows >= 20, fmt.Sprintf("%d rows", rows)
 	})
-	info := settled(t, b, c.Name())
-	if rows, distinct := appliedCounts(t, pool); rows != 20 || distinct != 20 {
-		t.Fatalf("applied %d rows for %d ids, want 20 for 20", rows, distinct)
+	appliedEachOnce(t, b, pool, c.Name(), 20, &maxDelivered, "a database outage", "")
+}
+
+// appliedEachOnce checks, once durable has settled, that its n messages
+// were applied once each, none was dead-lettered and each was delivered
+// once (the handler saw no delivery past maxDelivered's 1): what they went
+// through, after, costs no attempt. log, when set, is shown on a failure.
+func appliedEachOnce(t *testing.T, b *bus.Bus, pool *pgxpool.Pool, durable string, n int, maxDelivered *atomic.Uint64, after, log string) {
+	t.Helper()
+	info := settled(t, b, durable)
+	if rows, distinct := appliedCounts(t, pool); rows != n || distinct != n {
+		t.Fatalf("applied %d rows for %d ids, want %d for %d", rows, distinct, n, n)
 	}
-	if n := deadLetterCount(t, pool); n != 0 {
-		t.Fatalf("%d dead letters after a database outage", n)
+	if dl := deadLetterCount(t, pool); dl != 0 {
+		t.Fatalf("%d dead letters after %s", dl, after)
 	}
-	if info.Delivered.Consumer != 20 || maxDelivered.Load() != 1 {
-		t.Fatalf("%d deliveries of 20 messages (the handler saw delivery %d at most), want each delivered once", info.Delivered.Consumer, maxDelivered.Load())
+	if info.Delivered.Consumer != uint64(n) || maxDelivered.Load() != 1 {
+		t.Errorf("%d deliveries of %d messages (the handler saw delivery %d at most), want each delivered once%s",
+			info.Delivered.Consumer, n, maxDelivered.Load(), log)
 	}
 }
 
@@ -746,17 +756,7 @@ func TestConsumerRetriesABatchWhoseConnectionBroke(t *testing.T) {
 		rows, _ := appliedCounts(t, pool)
 		return rows >= 20, fmt.Sprintf("%d rows", rows)
 	})
-	info := settled(t, b, c.Name())
-	if rows, distinct := appliedCounts(t, pool); rows != 20 || distinct != 20 {
-		t.Fatalf("applied %d rows for %d ids, want 20 for 20", rows, distinct)
-	}
-	if n := deadLetterCount(t, pool); n != 0 {
-		t.Fatalf("%d dead letters after a broken connection", n)
-	}
-	if info.Delivered.Consumer != 20 || maxDelivered.Load() != 1 {
-		t.Fatalf("%d deliveries of 20 messages (the handler saw delivery %d at most), want each delivered once; log:\n%s",
-			info.Delivered.Consumer, maxDelivered.Load(), logs.String())
-	}
+	appliedEachOnce(t, b, pool, c.Name(), 20, &maxDelivered, "a broken connection", "; log:\n"+logs.String())
 	if !strings.Contains(logs.String(), "database connection failed; retrying the batch on another") {
 		t.Fatalf("the retry is not logged:\n%s", logs.String())
 	}

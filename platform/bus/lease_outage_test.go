@@ -87,17 +87,7 @@ func TestExclusiveConsumerHoldsBatchesThroughDatabaseOutage(t *testing.T) {
 		}
 		return rows >= 25, fmt.Sprintf("%d rows", rows)
 	})
-	info := settled(t, b, cfg.Durable)
-	if rows, distinct := appliedCounts(t, pool); rows != 25 || distinct != 25 {
-		t.Fatalf("applied %d rows for %d ids, want 25 for 25", rows, distinct)
-	}
-	if n := deadLetterCount(t, pool); n != 0 {
-		t.Fatalf("%d dead letters after a database outage", n)
-	}
-	if info.Delivered.Consumer != 25 || maxDelivered.Load() != 1 {
-		t.Errorf("%d deliveries of 25 messages (the handler saw delivery %d at most), want each delivered once",
-			info.Delivered.Consumer, maxDelivered.Load())
-	}
+	appliedEachOnce(t, b, pool, cfg.Durable, 25, &maxDelivered, "a database outage", "")
 	if heldSeen == 0 {
 		t.Error("retain.bus.consumer.held_batches stayed 0 through the outage")
 	}
